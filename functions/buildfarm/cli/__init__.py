@@ -1,0 +1,51 @@
+"""`buildfarm` command line: one subcommand module per concern, each with register()."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from buildfarm import __version__
+
+# Each module defines register(subparsers) and sets `func` on its parser(s);
+# func(args) returns the exit status.
+SUBCOMMAND_MODULES = (
+    "buildfarm.cli.build",  # build
+    "buildfarm.cli.plan",  # plan, status
+    "buildfarm.cli.run",  # run
+    "buildfarm.cli.trigger",  # trigger
+)
+
+
+class CliError(Exception):
+    """A problem with the user's input or environment: printed as one line, exit 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="buildfarm",
+        description="Build, test, package and publish CPython for every platform and arch.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CliError as error:
+        print(f"buildfarm {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"buildfarm {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

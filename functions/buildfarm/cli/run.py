@@ -1,0 +1,9 @@
+"""buildfarm run (placeholder until its issue lands)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    subparsers.add_parser("run", help="(not yet implemented)").set_defaults(func=lambda args: 2)

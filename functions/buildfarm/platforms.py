@@ -1,0 +1,122 @@
+"""The platform registry (builder_image/platforms.json) as typed models.
+
+Infra, planner, runners and packagers all read the registry through this module;
+the build driver inside the images reads the same JSON with the standard library.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+Arch = Literal["x86_64", "aarch64"]
+ARCHES: tuple[str, ...] = ("x86_64", "aarch64")
+DEB_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
+RPM_ARCH = {"x86_64": "x86_64", "aarch64": "aarch64"}
+DOCKER_PLATFORM = {"x86_64": "linux/amd64", "aarch64": "linux/arm64"}
+
+REGISTRY_ENV = "BUILDFARM_PLATFORMS"
+_REPO_BUILDER_IMAGE = Path(__file__).resolve().parents[2] / "builder_image"
+
+
+class OsRelease(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str
+    version_id: str
+    id_like: tuple[str, ...] = ()
+
+
+class Family(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    dockerfile: str
+    package_format: Literal["deb", "rpm"]
+    common_build_dependencies: tuple[str, ...]
+
+
+class Platform(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str
+    name: str
+    family: Literal["deb", "rpm"]
+    base_image: str
+    os_release: OsRelease
+    codename: str | None = None
+    arches: tuple[Arch, ...]
+    eol: bool
+    build_dependencies: tuple[str, ...]
+    runtime_dependencies: tuple[str, ...]
+    missing_modules: dict[str, str] = {}
+
+
+class Registry(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    families: dict[str, Family]
+    platforms: dict[str, Platform]
+    required_modules: tuple[str, ...]
+
+    def get(self, platform_id: str) -> Platform:
+        try:
+            return self.platforms[platform_id]
+        except KeyError:
+            known = ", ".join(self.platforms)
+            raise UnknownPlatformError(f"unknown platform {platform_id!r} (known: {known})") from None
+
+    def family_of(self, platform_id: str) -> Family:
+        return self.families[self.get(platform_id).family]
+
+    def build_dependencies(self, platform_id: str) -> tuple[str, ...]:
+        """All packages a build root for this platform needs (family common + platform extras)."""
+        platform = self.get(platform_id)
+        return self.families[platform.family].common_build_dependencies + platform.build_dependencies
+
+    def expected_modules(self, platform_id: str) -> tuple[str, ...]:
+        missing = self.get(platform_id).missing_modules
+        return tuple(m for m in self.required_modules if m not in missing)
+
+    def for_os_release(self, os_id: str, version_id: str, id_like: tuple[str, ...] = ()) -> Platform | None:
+        """The platform matching /etc/os-release fields, or None."""
+        for platform in self.platforms.values():
+            rel = platform.os_release
+            ids = {rel.id, *rel.id_like}
+            if (os_id in ids or ids & set(id_like)) and version_id.split(".")[0] == rel.version_id.split(".")[
+                0
+            ]:
+                if "." in rel.version_id and version_id != rel.version_id:
+                    continue
+                return platform
+        return None
+
+
+class UnknownPlatformError(ValueError):
+    pass
+
+
+def builder_image_dir() -> Path:
+    """builder_image/ of a source checkout, or the copy a wheel or Lambda bundle carries."""
+    if (_REPO_BUILDER_IMAGE / "platforms.json").is_file():
+        return _REPO_BUILDER_IMAGE
+    return Path(str(resources.files("buildfarm") / "builder_image"))
+
+
+def registry_path() -> Path:
+    """$BUILDFARM_PLATFORMS if set, else builder_image/platforms.json."""
+    if os.environ.get(REGISTRY_ENV):
+        return Path(os.environ[REGISTRY_ENV])
+    return builder_image_dir() / "platforms.json"
+
+
+@cache
+def load_registry(path: Path | None = None) -> Registry:
+    raw = json.loads((path or registry_path()).read_text())
+    platforms = {pid: Platform(id=pid, **data) for pid, data in raw["platforms"].items()}
+    return Registry(
+        families=raw["families"],
+        platforms=platforms,
+        required_modules=tuple(raw["extension_modules"]["required"]),
+    )
