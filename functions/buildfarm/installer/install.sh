@@ -1,0 +1,264 @@
+#!/usr/bin/env bash
+# Python Build Farm quick installer.
+#
+#   curl -fsSL <base>/install.sh | bash -s -- [--version 3.13.5 | --list] [--prefix DIR]
+#
+# Detects this machine's platform (/etc/os-release) and arch, reads <base>/versions.json,
+# verifies the artifact's sha256 and installs the newest build of the chosen version:
+# the .deb/.rpm through the system package manager (so dependencies resolve), or with
+# --prefix the relocatable tarball under DIR.
+set -euo pipefail
+
+# Publishing fills this in with the store's public base URL; --base-url overrides it.
+DEFAULT_BASE_URL="@BASE_URL@"
+
+usage() {
+  cat <<'USAGE'
+Usage: install.sh [--version VERSION | --list] [--prefix DIR] [--base-url URL]
+
+  --version VERSION  install this Python version (default: the newest built for this machine)
+  --list             list the versions built for this machine and exit
+  --prefix DIR       install the relocatable tarball into DIR (no root needed) instead of
+                     the system package
+  --base-url URL     where the farm's store is served (default: where this script came from)
+  -h, --help         show this help
+USAGE
+}
+
+die() {
+  printf 'install.sh: error: %s\n' "$*" >&2
+  exit 1
+}
+
+say() { printf 'install.sh: %s\n' "$*" >&2; }
+
+version=""
+list_only=0
+prefix=""
+base_url="${BUILDFARM_BASE_URL:-$DEFAULT_BASE_URL}"
+
+while (($#)); do
+  case "$1" in
+    --version) (($# >= 2)) || die "--version needs a value"; version="$2"; shift 2 ;;
+    --version=*) version="${1#*=}"; shift ;;
+    --list) list_only=1; shift ;;
+    --prefix) (($# >= 2)) || die "--prefix needs a value"; prefix="$2"; shift 2 ;;
+    --prefix=*) prefix="${1#*=}"; shift ;;
+    --base-url) (($# >= 2)) || die "--base-url needs a value"; base_url="$2"; shift 2 ;;
+    --base-url=*) base_url="${1#*=}"; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) usage >&2; die "unknown argument '$1'" ;;
+  esac
+done
+
+case "$base_url" in
+  http://* | https://* | file://*) base_url="${base_url%/}" ;;
+  "@BASE_URL@" | "") die "no store URL: pass --base-url URL (or set BUILDFARM_BASE_URL)" ;;
+  *) die "base URL '$base_url' must start with http://, https:// or file://" ;;
+esac
+if [[ -n "$version" && ! "$version" =~ ^3\.[0-9]+\.[0-9]+((a|b|rc)[0-9]+)?$ ]]; then
+  die "malformed version '$version' (expected e.g. 3.13.5 or 3.14.0rc2)"
+fi
+
+# --- where are we -----------------------------------------------------------------------
+
+# Maps /etc/os-release to a farm platform id; kept in step with builder_image/platforms.json
+# by the test suite.
+detect_platform() {
+  local os_release="${BUILDFARM_OS_RELEASE:-/etc/os-release}"
+  [[ -r "$os_release" ]] || die "cannot read $os_release: unsupported system"
+  local id version_id id_like
+  id=$(os_release_field ID "$os_release")
+  version_id=$(os_release_field VERSION_ID "$os_release")
+  id_like=$(os_release_field ID_LIKE "$os_release")
+  local major="${version_id%%.*}"
+  case "$id" in
+    debian)
+      case "$major" in 11 | 12 | 13) echo "debian-$major"; return ;; esac ;;
+    ubuntu)
+      case "$version_id" in 20.04 | 22.04 | 24.04 | 26.04) echo "ubuntu-${version_id/./}"; return ;; esac ;;
+    rhel | rocky | almalinux | centos | ol)
+      case "$major" in 8 | 9 | 10) echo "rhel-$major"; return ;; esac ;;
+    opensuse-leap)
+      case "$version_id" in 15.5 | 15.6) echo "opensuse-${version_id/./}"; return ;; esac ;;
+    amzn)
+      case "$version_id" in 2023) echo "amazonlinux-2023"; return ;; esac ;;
+    *)
+      if [[ " $id_like " == *" rhel "* ]]; then
+        case "$major" in 8 | 9 | 10) echo "rhel-$major"; return ;; esac
+      fi ;;
+  esac
+  die "unsupported distribution: ${id:-unknown} ${version_id:-?} (supported: Debian 11-13, Ubuntu 20.04-26.04 LTS, RHEL-compatible 8-10, openSUSE Leap 15.5-15.6, Amazon Linux 2023)"
+}
+
+# Reads one KEY=value line of an os-release file without executing it.
+os_release_field() {
+  local value
+  value=$(sed -n "s/^$1=//p" "$2" | head -n 1)
+  value="${value%\"}"; value="${value#\"}"
+  value="${value%\'}"; value="${value#\'}"
+  printf '%s' "$value"
+}
+
+detect_arch() {
+  local machine
+  machine=$(uname -m)
+  case "$machine" in
+    x86_64 | amd64) echo x86_64 ;;
+    aarch64 | arm64) echo aarch64 ;;
+    *) die "unsupported CPU architecture: $machine (supported: x86_64, aarch64)" ;;
+  esac
+}
+
+# --- fetching and reading the catalog ---------------------------------------------------
+
+fetch() { # URL DEST
+  if command -v curl >/dev/null 2>&1; then
+    curl -fsSL --retry 3 -o "$2" "$1" || die "download failed: $1"
+  elif command -v wget >/dev/null 2>&1; then
+    wget -q -O "$2" "$1" || die "download failed: $1"
+  else
+    die "neither curl nor wget is installed"
+  fi
+}
+
+# Flattens JSON into "path<TAB>value" lines (path segments joined by '/'), e.g.
+#   builds/3.13.5/debian-12/x86_64/artifacts/0/sha256<TAB>ab12...
+# POSIX awk only (mawk on minimal Debian), so no python or jq is needed.
+json_flatten() {
+  awk '
+    BEGIN { RS = "\001"; depth = 0 }
+    {
+      s = $0; n = length(s); i = 1
+      while (i <= n) {
+        c = substr(s, i, 1)
+        if (c == "{" || c == "[") {
+          depth++; kind[depth] = c; idx[depth] = 0; expect_key[depth] = (c == "{"); key[depth] = ""
+          i++; continue
+        }
+        if (c == "}" || c == "]") { depth--; i++; finish_value(); continue }
+        if (c == ",") { if (kind[depth] == "{") expect_key[depth] = 1; else idx[depth]++; i++; continue }
+        if (c == ":") { expect_key[depth] = 0; i++; continue }
+        if (c == "\"") {
+          j = i + 1; str = ""
+          while (j <= n) {
+            d = substr(s, j, 1)
+            if (d == "\\") { str = str substr(s, j, 2); j += 2; continue }
+            if (d == "\"") break
+            str = str d; j++
+          }
+          i = j + 1
+          if (kind[depth] == "{" && expect_key[depth]) { key[depth] = str; continue }
+          emit(str); continue
+        }
+        if (c ~ /[-0-9tfn]/) {
+          j = i
+          while (j <= n && substr(s, j, 1) ~ /[-+.0-9eEtruflsan]/) j++
+          emit(substr(s, i, j - i)); i = j; continue
+        }
+        i++
+      }
+    }
+    function path(   p, k) {
+      p = ""
+      for (k = 1; k <= depth; k++) p = p (k > 1 ? "/" : "") (kind[k] == "{" ? key[k] : idx[k])
+      return p
+    }
+    function emit(v) { print path() "\t" v }
+    function finish_value() { }
+  '
+}
+
+# --- main -------------------------------------------------------------------------------
+
+platform=$(detect_platform)
+arch=$(detect_arch)
+workdir=$(mktemp -d)
+trap 'rm -rf "$workdir"' EXIT
+
+fetch "$base_url/versions.json" "$workdir/versions.json"
+json_flatten <"$workdir/versions.json" >"$workdir/catalog.tsv"
+
+# Versions newest first (python_versions keeps that order) that have a build for this cell.
+mapfile -t all_versions < <(awk -F'\t' '$1 ~ /^python_versions\/[0-9]+$/ { print $2 }' "$workdir/catalog.tsv")
+built_here=()
+for v in "${all_versions[@]}"; do
+  if grep -q "^builds/$v/$platform/$arch/build	" "$workdir/catalog.tsv"; then
+    built_here+=("$v")
+  fi
+done
+
+if ((list_only)); then
+  if ((${#built_here[@]} == 0)); then
+    say "no builds for $platform/$arch yet"
+  else
+    printf '%s\n' "${built_here[@]}"
+  fi
+  exit 0
+fi
+
+if ((${#built_here[@]} == 0)); then
+  die "nothing is built for $platform/$arch yet"
+fi
+if [[ -z "$version" ]]; then
+  version="${built_here[0]}"
+elif [[ " ${all_versions[*]} " != *" $version "* ]]; then
+  die "unknown version $version (published: ${all_versions[*]:-none})"
+elif [[ " ${built_here[*]} " != *" $version "* ]]; then
+  die "Python $version is not built for $platform/$arch (built for it: ${built_here[*]})"
+fi
+
+cell="builds/$version/$platform/$arch"
+field() { awk -F'\t' -v k="$cell/$1" '$1 == k { print $2; exit }' "$workdir/catalog.tsv"; }
+build=$(field build)
+
+if [[ -n "$prefix" ]]; then
+  want_type=tarball
+else
+  case "$platform" in debian-* | ubuntu-*) want_type=deb ;; *) want_type=rpm ;; esac
+  if [[ $(id -u) -ne 0 ]]; then
+    die "installing the $want_type package needs root: rerun with sudo, or pass --prefix DIR to install the tarball without root"
+  fi
+fi
+
+# The artifact of the wanted type: its key and sha256 on one line.
+read -r key sha256 < <(awk -F'\t' -v prefix="$cell/artifacts/" -v want="$want_type" '
+  index($1, prefix) == 1 {
+    split(substr($1, length(prefix) + 1), part, "/"); value[part[1], part[2]] = $2; if (part[1] + 1 > n) n = part[1] + 1
+  }
+  END { for (i = 0; i < n; i++) if (value[i, "type"] == want) { print value[i, "key"], value[i, "sha256"]; exit } }
+' "$workdir/catalog.tsv") || true
+[[ -n "${key:-}" ]] || die "build $build of $version for $platform/$arch has no $want_type artifact"
+[[ "$key" =~ ^builds/[A-Za-z0-9._/+-]+$ && "$key" != *..* ]] || die "refusing suspicious artifact key '$key'"
+[[ "$sha256" =~ ^[0-9a-f]{64}$ ]] || die "versions.json has no valid sha256 for $key"
+
+file="$workdir/${key##*/}"
+say "downloading Python $version build $build for $platform/$arch ($want_type)"
+fetch "$base_url/$key" "$file"
+actual=$(sha256sum "$file" | cut -d' ' -f1)
+if [[ "$actual" != "$sha256" ]]; then
+  die "checksum mismatch for ${key##*/}: expected $sha256, got $actual; not installing"
+fi
+say "sha256 verified"
+
+case "$want_type" in
+  tarball)
+    mkdir -p "$prefix"
+    tar -xzf "$file" -C "$prefix" --strip-components=1
+    say "installed Python $version into $prefix: run $prefix/bin/python3"
+    ;;
+  deb)
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "$file" >&2
+    say "installed Python $version: /opt/python/$version/bin/python3"
+    ;;
+  rpm)
+    if command -v dnf >/dev/null 2>&1; then
+      dnf install -y "$file" >&2
+    elif command -v zypper >/dev/null 2>&1; then
+      zypper --non-interactive install --allow-unsigned-rpm "$file" >&2
+    else
+      yum install -y "$file" >&2
+    fi
+    say "installed Python $version: /opt/python/$version/bin/python3"
+    ;;
+esac
