@@ -1,0 +1,157 @@
+"""The farm's configuration: environment variables (Lambda and CLI) validated into one typed model."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from buildfarm.platforms import ARCHES, Registry, load_registry
+from buildfarm.versions import is_series
+
+DEFAULT_STORE = "./dist"
+DEFAULT_RELEASES_URL = "https://www.python.org/api/v2/downloads"
+DEFAULT_SOURCE_MIRROR = "https://www.python.org/ftp/python"
+
+
+class ConfigError(ValueError):
+    """A bad environment variable; the message names the variable and its value."""
+
+
+class FarmConfig(BaseModel):
+    """Everything the planner and publisher need to know that is not in the request.
+
+    enabled_platforms is always a concrete tuple (from_env fills in the registry's
+    non-EOL platforms when the variable is unset).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    store: str = DEFAULT_STORE
+    enabled_platforms: tuple[str, ...]
+    enabled_arches: tuple[Literal["x86_64", "aarch64"], ...] = ("x86_64", "aarch64")
+    lowest_series: str = "3.9"
+    prereleases: bool = False
+    # python.org's downloads API base: <base>/release/ and <base>/release_file/?release=<id>
+    releases_url: str = DEFAULT_RELEASES_URL
+    releases_max_age_hours: float = Field(default=24.0, gt=0)
+    releases_timeout_seconds: float = Field(default=10.0, gt=0)
+    public_base_url: str | None = None
+    claim_ttl_seconds: int = Field(default=14400, ge=60)
+    source_mirror: str = DEFAULT_SOURCE_MIRROR
+    optimization: Literal["pgo+lto", "none"] = "pgo+lto"
+
+    @classmethod
+    def defaults(cls, registry: Registry | None = None, **overrides: object) -> FarmConfig:
+        """The default configuration (all non-EOL platforms), with keyword overrides."""
+        registry = registry or load_registry()
+        values: dict[str, object] = {
+            "enabled_platforms": tuple(pid for pid, p in registry.platforms.items() if not p.eol)
+        }
+        values.update(overrides)
+        return cls(**values)
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, registry: Registry | None = None
+    ) -> FarmConfig:
+        """Read the BUILDFARM_* variables; raise ConfigError naming the first bad one."""
+        env = os.environ if environ is None else environ
+        registry = registry or load_registry()
+        values: dict[str, object] = {}
+
+        def get(name: str) -> str | None:
+            value = env.get(name)
+            return value.strip() if value is not None and value.strip() else None
+
+        if (store := get("BUILDFARM_STORE")) is not None:
+            values["store"] = store
+
+        if (platforms := get("BUILDFARM_ENABLED_PLATFORMS")) is not None:
+            ids = _comma_list(platforms)
+            for pid in ids:
+                if pid not in registry.platforms:
+                    known = ", ".join(registry.platforms)
+                    raise ConfigError(
+                        f"BUILDFARM_ENABLED_PLATFORMS: unknown platform {pid!r} (known: {known})"
+                    )
+            if not ids:
+                raise ConfigError(f"BUILDFARM_ENABLED_PLATFORMS: no platform in {platforms!r}")
+            values["enabled_platforms"] = ids
+        else:
+            values["enabled_platforms"] = tuple(pid for pid, p in registry.platforms.items() if not p.eol)
+
+        if (arches := get("BUILDFARM_ENABLED_ARCHES")) is not None:
+            ids = _comma_list(arches)
+            for arch in ids:
+                if arch not in ARCHES:
+                    raise ConfigError(
+                        f"BUILDFARM_ENABLED_ARCHES: unknown arch {arch!r} (known: {', '.join(ARCHES)})"
+                    )
+            if not ids:
+                raise ConfigError(f"BUILDFARM_ENABLED_ARCHES: no arch in {arches!r}")
+            values["enabled_arches"] = ids
+
+        if (series := get("BUILDFARM_LOWEST_SERIES")) is not None:
+            if not is_series(series):
+                raise ConfigError(f"BUILDFARM_LOWEST_SERIES: {series!r} is not a series like 3.9")
+            values["lowest_series"] = series
+
+        if (pre := get("BUILDFARM_PRERELEASES")) is not None:
+            values["prereleases"] = _boolean("BUILDFARM_PRERELEASES", pre)
+
+        if (url := get("BUILDFARM_RELEASES_URL")) is not None:
+            values["releases_url"] = _url("BUILDFARM_RELEASES_URL", url).rstrip("/")
+
+        if (hours := get("BUILDFARM_RELEASES_MAX_AGE_HOURS")) is not None:
+            values["releases_max_age_hours"] = _number("BUILDFARM_RELEASES_MAX_AGE_HOURS", hours, float)
+
+        if (base := get("BUILDFARM_PUBLIC_BASE_URL")) is not None:
+            values["public_base_url"] = _url("BUILDFARM_PUBLIC_BASE_URL", base)
+
+        if (ttl := get("BUILDFARM_CLAIM_TTL_SECONDS")) is not None:
+            values["claim_ttl_seconds"] = _number("BUILDFARM_CLAIM_TTL_SECONDS", ttl, int, minimum=60)
+
+        if (mirror := get("BUILDFARM_SOURCE_MIRROR")) is not None:
+            values["source_mirror"] = _url(
+                "BUILDFARM_SOURCE_MIRROR", mirror, schemes=("http", "https", "file")
+            )
+
+        if (opt := get("BUILDFARM_OPTIMIZATION")) is not None:
+            if opt not in ("pgo+lto", "none"):
+                raise ConfigError(f"BUILDFARM_OPTIMIZATION: {opt!r} is not one of pgo+lto, none")
+            values["optimization"] = opt
+
+        return cls(**values)
+
+
+def _comma_list(text: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+
+
+def _boolean(name: str, text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}: {text!r} is not true or false")
+
+
+def _number(name: str, text: str, kind: type, minimum: float = 0) -> float | int:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise ConfigError(f"{name}: {text!r} is not a number") from None
+    if value <= 0 or value < minimum:
+        raise ConfigError(f"{name}: {text!r} is too small (minimum {max(minimum, 1)})")
+    return value
+
+
+def _url(name: str, text: str, schemes: tuple[str, ...] = ("http", "https")) -> str:
+    scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+    if scheme not in schemes:
+        raise ConfigError(f"{name}: {text!r} is not a {'/'.join(schemes)} URL")
+    return text

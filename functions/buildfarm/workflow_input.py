@@ -1,0 +1,187 @@
+"""The workflow input (DESIGN.md "Workflow input") validated at the edge into a typed model.
+
+Syntax and the registry (platforms, arches) are checked here; whether a version or
+series exists is checked by the planner against releases.json, before anything is written.
+Every error is one line naming the offending value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from buildfarm.config import FarmConfig
+from buildfarm.platforms import ARCHES, Registry, load_registry
+from buildfarm.versions import VersionError, is_series, parse_release
+
+MAX_VERSIONS = 200
+MAX_PLATFORMS = 64
+MAX_ARCHES = len(ARCHES)
+MAX_INPUT_BYTES = 64 * 1024
+ALLOWED_KEYS = ("versions", "platforms", "arches", "force", "dry_run")
+
+
+class InputError(ValueError):
+    """Invalid workflow input; the message names the bad value. Nothing has been written."""
+
+
+def _no_duplicates(values: list[str], what: str) -> list[str]:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"duplicate {what} {value!r}")
+        seen.add(value)
+    return values
+
+
+class WorkflowInput(BaseModel):
+    """{"versions": [...], "platforms": [...], "arches": [...], "force": bool, "dry_run": bool}.
+
+    All keys optional; {} is what the schedule sends.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    versions: list[str] | None = Field(default=None, min_length=1, max_length=MAX_VERSIONS)
+    platforms: list[str] | None = Field(default=None, min_length=1, max_length=MAX_PLATFORMS)
+    arches: list[str] | None = Field(default=None, min_length=1, max_length=MAX_ARCHES)
+    force: bool = False
+    dry_run: bool = False
+
+    @field_validator("versions")
+    @classmethod
+    def _versions(cls, values: list[str] | None) -> list[str] | None:
+        if values is None:
+            return None
+        for value in values:
+            if is_series(value):
+                continue
+            try:
+                parse_release(value)
+            except VersionError:
+                raise ValueError(
+                    f"malformed Python version {value!r} (expected a release like 3.13.5 or 3.14.0rc2, "
+                    "or a series like 3.13)"
+                ) from None
+        return _no_duplicates(values, "version")
+
+    @field_validator("arches")
+    @classmethod
+    def _arches(cls, values: list[str] | None) -> list[str] | None:
+        if values is None:
+            return None
+        for value in values:
+            if value not in ARCHES:
+                raise ValueError(f"unknown arch {value!r} (known: {', '.join(ARCHES)})")
+        return _no_duplicates(values, "arch")
+
+    @field_validator("platforms")
+    @classmethod
+    def _platforms(cls, values: list[str] | None) -> list[str] | None:
+        if values is None:
+            return None
+        registry = load_registry()
+        for value in values:
+            if value not in registry.platforms:
+                raise ValueError(f"unknown platform {value!r} (known: {', '.join(registry.platforms)})")
+        return _no_duplicates(values, "platform")
+
+
+def _describe(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _format_error(error: ValidationError) -> str:
+    """The first pydantic error as one line: where, what, and the offending value."""
+    first = error.errors()[0]
+    loc = ".".join(str(part) if not isinstance(part, int) else f"[{part}]" for part in first["loc"])
+    loc = loc.replace(".[", "[")
+    if first["type"] == "extra_forbidden":
+        return f"unknown key {str(first['loc'][-1])!r} (allowed: {', '.join(ALLOWED_KEYS)})"
+    message = first["msg"].removeprefix("Value error, ")
+    if message.startswith(("malformed", "unknown", "duplicate")):
+        return f"{loc}: {message}"
+    return f"{loc}: {message}, got {_describe(first.get('input'))}"
+
+
+def parse_workflow_input(
+    raw: Any, config: FarmConfig | None = None, registry: Registry | None = None
+) -> WorkflowInput:
+    """Validate a workflow input (a dict, or None meaning {}); InputError names the bad value.
+
+    With a config, platforms/arches must also be enabled there.
+    """
+    if raw is None:
+        raw = {}
+    if isinstance(raw, str | bytes):
+        if len(raw) > MAX_INPUT_BYTES:
+            raise InputError(f"invalid workflow input: larger than {MAX_INPUT_BYTES} bytes")
+        try:
+            raw = json.loads(raw)
+        except ValueError as error:
+            raise InputError(f"invalid workflow input: not JSON ({error})") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"invalid workflow input: expected a JSON object, got {_describe(raw)}")
+    try:
+        request = WorkflowInput.model_validate(raw)
+    except ValidationError as error:
+        raise InputError(f"invalid workflow input: {_format_error(error)}") from None
+    if config is not None:
+        for platform in request.platforms or ():
+            if platform not in config.enabled_platforms:
+                raise InputError(
+                    f"invalid workflow input: platforms: platform {platform!r} is not enabled "
+                    f"(enabled: {', '.join(config.enabled_platforms)})"
+                )
+        for arch in request.arches or ():
+            if arch not in config.enabled_arches:
+                raise InputError(
+                    f"invalid workflow input: arches: arch {arch!r} is not enabled "
+                    f"(enabled: {', '.join(config.enabled_arches)})"
+                )
+    return request
+
+
+# -- command line: the same input from flags, shared by `plan`, `run` and `trigger` ----------
+
+
+def _split(values: list[str] | None) -> list[str] | None:
+    if values is None:
+        return None
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+def add_matrix_arguments(parser: argparse.ArgumentParser) -> None:
+    """--input JSON | --versions/--platforms/--arches (space or comma separated) --force."""
+    parser.add_argument("--input", metavar="JSON", help="the workflow input as JSON (instead of the flags)")
+    parser.add_argument("--versions", nargs="+", metavar="V", help="releases (3.13.5) or series (3.13)")
+    parser.add_argument("--platforms", nargs="+", metavar="P", help="platform ids (default: all enabled)")
+    parser.add_argument("--arches", nargs="+", metavar="A", help="x86_64, aarch64 (default: all enabled)")
+    parser.add_argument("--force", action="store_true", help="rebuild cells that are already published")
+
+
+def raw_input_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The workflow input dict the flags describe (not yet validated). InputError if mixed."""
+    flags = {
+        "versions": _split(args.versions),
+        "platforms": _split(args.platforms),
+        "arches": _split(args.arches),
+    }
+    if args.input is not None:
+        if any(value is not None for value in flags.values()) or args.force:
+            raise InputError("use either --input or --versions/--platforms/--arches/--force, not both")
+        try:
+            raw = json.loads(args.input)
+        except ValueError as error:
+            raise InputError(f"--input is not JSON ({error}): {_describe(args.input)}") from None
+        if not isinstance(raw, dict):
+            raise InputError(f"--input must be a JSON object, got {_describe(raw)}")
+        return raw
+    raw: dict[str, Any] = {key: value for key, value in flags.items() if value is not None}
+    if args.force:
+        raw["force"] = True
+    return raw
