@@ -10,7 +10,7 @@ Keys are '/'-separated paths relative to the store root ("versions.json",
 
 S3 uses PutObject's If-None-Match/If-Match (atomic on S3). The directory store writes a
 temp file in the target directory and os.replace()s it (readers never see half a file);
-conditional writes hold an flock on a per-key lock file, which excludes other threads and
+conditional writes hold an flock on the key's lock file, which excludes other threads and
 other processes alike (flock locks belong to the open file description).
 """
 
@@ -32,7 +32,8 @@ from typing import Any, BinaryIO, NamedTuple
 from urllib.parse import quote
 
 CHUNK = 1024 * 1024
-LOCK_DIR = ".locks"  # directory store: per-key lock files, never listed
+LOCK_DIR = ".locks"  # directory store: lock files for conditional writes, never listed
+LOCK_STRIPES = 64
 _TEMP_PREFIX = ".tmp-"
 _KEY_SEGMENT = re.compile(r"^[A-Za-z0-9._+@=,-]+$")
 
@@ -193,7 +194,9 @@ class LocalStore(Store):
     def _key_lock(self, key: str) -> Iterator[None]:
         lock_dir = self.root / LOCK_DIR
         lock_dir.mkdir(parents=True, exist_ok=True)
-        name = hashlib.sha256(key.encode()).hexdigest()[:32] + ".lock"
+        # A fixed set of striped lock files (not one per key): keys hash onto LOCK_STRIPES files.
+        stripe = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % LOCK_STRIPES
+        name = f"{stripe:02d}.lock"
         with open(lock_dir / name, "a+b") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:

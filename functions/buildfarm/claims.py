@@ -1,0 +1,246 @@
+"""Claims: claims/<version>/<platform>/<arch>.json, an expiring create-only marker per cell.
+
+A planner claims a cell before building it, so two executions never build the same cell.
+The marker is created with If-None-Match; an expired or released marker is taken over with
+If-Match on its ETag, so of two racing planners exactly one wins. Markers are never deleted:
+publishing *releases* them (expires_at = now), and the marker keeps the cell's last build
+number, so a failed build's number is not reused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from buildfarm.catalog import Cell, cell_name
+from buildfarm.releases import iso, parse_iso
+from buildfarm.store import Store, StoreConflict, StoreError, StoreNotFound
+
+log = logging.getLogger(__name__)
+
+CLAIMS_PREFIX = "claims/"
+CLAIM_THREADS = 32
+MAX_ROUNDS = 4
+
+
+def claim_key(version: str, platform: str, arch: str) -> str:
+    return f"claims/{version}/{platform}/{arch}.json"
+
+
+class Claim(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    cell: str
+    execution_id: str
+    plan_id: str
+    build: int
+    claimed_at: str
+    expires_at: str
+    released: bool = False
+    released_at: str | None = None
+
+    def live(self, now: datetime) -> bool:
+        expires = parse_iso(self.expires_at)
+        return not self.released and expires is not None and expires > now
+
+
+class ClaimOutcome(BaseModel):
+    """claimed: this execution may build `build`. held: another live execution holds the cell."""
+
+    cell: str
+    status: Literal["claimed", "held"]
+    build: int
+    holder: str | None = None
+    expires_at: str | None = None
+
+
+def _parse(raw: object) -> Claim | None:
+    try:
+        return Claim.model_validate(raw)
+    except ValidationError:
+        return None
+
+
+def _parse_bytes(data: bytes) -> Claim | None:
+    try:
+        return _parse(json.loads(data))
+    except ValueError:
+        return None
+
+
+def claim_cell(
+    store: Store,
+    cell: Cell,
+    *,
+    execution_id: str,
+    plan_id: str,
+    published_build: int,
+    now: datetime,
+    ttl_seconds: int,
+    marker_exists: bool = False,
+) -> ClaimOutcome:
+    """Claim one cell; build = max(published, last claimed) + 1. Idempotent for the same execution."""
+    key = claim_key(*cell)
+    name = cell_name(*cell)
+
+    def marker(build: int) -> dict:
+        return Claim(
+            cell=name,
+            execution_id=execution_id,
+            plan_id=plan_id,
+            build=build,
+            claimed_at=iso(now),
+            expires_at=iso(now + timedelta(seconds=ttl_seconds)),
+        ).model_dump(mode="json")
+
+    read_first = marker_exists
+    for _ in range(MAX_ROUNDS):
+        if not read_first:
+            build = published_build + 1
+            try:
+                store.put_json(key, marker(build), if_none_match=True)
+                return ClaimOutcome(cell=name, status="claimed", build=build)
+            except StoreConflict:
+                pass
+        read_first = False
+        try:
+            data, etag = store.read(key)
+        except StoreNotFound:
+            continue  # removed by hand in between: try creating again
+        current = _parse_bytes(data)
+        if current is None:
+            log.warning("claim marker %s is unreadable; taking it over", store.url(key))
+        elif current.execution_id == execution_id and not current.released:
+            # Our own claim (e.g. the Plan step retried): keep its build number.
+            return ClaimOutcome(cell=name, status="claimed", build=current.build)
+        elif current.live(now):
+            return ClaimOutcome(
+                cell=name,
+                status="held",
+                build=current.build,
+                holder=current.execution_id,
+                expires_at=current.expires_at,
+            )
+        build = max(published_build, current.build if current else 0) + 1
+        try:
+            store.put_json(key, marker(build), if_match=etag)
+            return ClaimOutcome(cell=name, status="claimed", build=build)
+        except StoreConflict:
+            continue  # another planner took it over first: look again
+    # Kept losing races: report whoever holds it now.
+    try:
+        raw, _ = store.read_json(key)
+        current = _parse(raw)
+    except StoreError:
+        current = None
+    return ClaimOutcome(
+        cell=name,
+        status="held",
+        build=current.build if current else published_build + 1,
+        holder=current.execution_id if current else "unknown",
+        expires_at=current.expires_at if current else None,
+    )
+
+
+def peek_cell(
+    store: Store, cell: Cell, *, execution_id: str, published_build: int, now: datetime, marker_exists: bool
+) -> ClaimOutcome:
+    """What claim_cell would do, without writing (dry run)."""
+    name = cell_name(*cell)
+    current = None
+    if marker_exists:
+        try:
+            raw, _ = store.read_json(claim_key(*cell))
+            current = _parse(raw)
+        except StoreError:
+            current = None
+    if current is not None and current.execution_id != execution_id and current.live(now):
+        return ClaimOutcome(
+            cell=name,
+            status="held",
+            build=current.build,
+            holder=current.execution_id,
+            expires_at=current.expires_at,
+        )
+    build = max(published_build, current.build if current else 0) + 1
+    return ClaimOutcome(cell=name, status="claimed", build=build)
+
+
+def existing_markers(store: Store) -> set[str]:
+    """Keys of all claim markers: one paginated listing (1 call per 1,000 markers)."""
+    return {info.key for info in store.list(CLAIMS_PREFIX)}
+
+
+def claim_cells(
+    store: Store,
+    cells: dict[Cell, int],
+    *,
+    execution_id: str,
+    plan_id: str,
+    now: datetime,
+    ttl_seconds: int,
+    dry_run: bool,
+) -> dict[Cell, ClaimOutcome]:
+    """Claim (or, dry run, peek at) every cell -> outcome. cells: {cell: last published build or 0}."""
+    if not cells:
+        return {}
+    markers = existing_markers(store)
+
+    def one(cell: Cell) -> ClaimOutcome:
+        exists = claim_key(*cell) in markers
+        if dry_run:
+            return peek_cell(
+                store,
+                cell,
+                execution_id=execution_id,
+                published_build=cells[cell],
+                now=now,
+                marker_exists=exists,
+            )
+        return claim_cell(
+            store,
+            cell,
+            execution_id=execution_id,
+            plan_id=plan_id,
+            published_build=cells[cell],
+            now=now,
+            ttl_seconds=ttl_seconds,
+            marker_exists=exists,
+        )
+
+    ordered = list(cells)
+    with ThreadPoolExecutor(max_workers=min(CLAIM_THREADS, len(ordered))) as pool:
+        return dict(zip(ordered, pool.map(one, ordered), strict=True))
+
+
+def release_claims(store: Store, cells: Iterable[Cell], *, execution_id: str, now: datetime) -> int:
+    """Mark this execution's claims released (keeping the build number). Returns how many."""
+    ordered = list(cells)
+
+    def one(cell: Cell) -> bool:
+        key = claim_key(*cell)
+        try:
+            raw, etag = store.read_json(key)
+        except StoreError:
+            return False
+        current = _parse(raw)
+        if current is None or current.execution_id != execution_id or current.released:
+            return False  # expired and taken over by someone else, or already released
+        released = current.model_copy(
+            update={"released": True, "released_at": iso(now), "expires_at": iso(now)}
+        )
+        try:
+            store.put_json(key, released.model_dump(mode="json"), if_match=etag)
+        except StoreConflict:
+            return False
+        return True
+
+    if not ordered:
+        return 0
+    with ThreadPoolExecutor(max_workers=min(CLAIM_THREADS, len(ordered))) as pool:
+        return sum(pool.map(one, ordered))
