@@ -1,0 +1,76 @@
+"""Alarms and notifications: one SNS topic for failed executions (which name their failed cells)
+and a CloudWatch alarm on the state machine's ExecutionsFailed metric."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from infra.config import InfraConfig
+
+FAILED_STATUSES = ("FAILED", "TIMED_OUT", "ABORTED")
+
+
+class Alarms(Construct):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: InfraConfig, state_machine: sfn.StateMachine
+    ) -> None:
+        super().__init__(scope, construct_id)
+        # A customer-managed key that EventBridge and CloudWatch may use to publish.
+        key = kms.Key(self, "TopicKey", enable_key_rotation=True, description="Build farm notifications")
+        for service in ("events.amazonaws.com", "cloudwatch.amazonaws.com"):
+            key.add_to_resource_policy(
+                iam.PolicyStatement(
+                    actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                    principals=[iam.ServicePrincipal(service)],
+                    resources=["*"],  # in a key policy "*" means this key
+                )
+            )
+        self.topic = sns.Topic(self, "Notifications", display_name="Python Build Farm", master_key=key, enforce_ssl=True)
+        if config.notification_email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(config.notification_email))
+
+        # The failed execution's event carries its cause: "Failed cells (the others were
+        # published): [...]" for failed builds, or the Plan's validation message.
+        self.failed_executions = events.Rule(
+            self,
+            "FailedExecutions",
+            description="Notify when a build farm execution fails, times out or is aborted",
+            event_pattern=events.EventPattern(
+                source=["aws.states"],
+                detail_type=["Step Functions Execution Status Change"],
+                detail={"stateMachineArn": [state_machine.state_machine_arn], "status": list(FAILED_STATUSES)},
+            ),
+            targets=[
+                targets.SnsTopic(
+                    self.topic,
+                    message=events.RuleTargetInput.from_text(
+                        f"Build farm execution {events.EventField.from_path('$.detail.name')} ended "
+                        f"{events.EventField.from_path('$.detail.status')}: "
+                        f"{events.EventField.from_path('$.detail.cause')} "
+                        f"({events.EventField.from_path('$.detail.executionArn')})"
+                    ),
+                )
+            ],
+        )
+
+        self.executions_failed = cloudwatch.Alarm(
+            self,
+            "ExecutionsFailed",
+            alarm_description="A build farm execution failed (see the notification for the failed cells)",
+            metric=state_machine.metric_failed(period=Duration.hours(1), statistic="Sum"),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        self.executions_failed.add_alarm_action(cw_actions.SnsAction(self.topic))

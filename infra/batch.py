@@ -1,0 +1,234 @@
+"""AWS Batch: the network, one Spot compute environment + job queue per arch, and one job
+definition per enabled platform x arch, named deterministically so the workflow can address them
+with States.Format (see job_definition_name / job_queue_name)."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy, Size, Stack
+from aws_cdk import aws_batch as batch
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from infra.builder_images import BuilderImages
+from infra.config import InfraConfig
+from infra.nag import acknowledge, acknowledge_wildcards, logical_id
+
+# Current generations with the best price per vCPU for compiling; Spot picks among them.
+INSTANCE_CLASSES = {
+    "x86_64": (ec2.InstanceClass.C7I, ec2.InstanceClass.C6I, ec2.InstanceClass.C7A, ec2.InstanceClass.C6A,
+               ec2.InstanceClass.M7I, ec2.InstanceClass.M6I),
+    "aarch64": (ec2.InstanceClass.C8G, ec2.InstanceClass.C7G, ec2.InstanceClass.C6G, ec2.InstanceClass.M7G,
+                ec2.InstanceClass.M6G),
+}  # fmt: skip
+
+# Keys the builder may write: its build's artifacts, its logs and failure record, its claim.
+JOB_WRITABLE_PREFIXES = ("builds/", "logs/", "claims/")
+JOB_READABLE_KEYS = ("releases.json",)
+
+
+def job_definition_name(prefix: str, platform: str, arch: str) -> str:
+    """`<prefix>-<platform>-<arch>`: the plan item's job_definition is `<platform>-<arch>`."""
+    return f"{prefix}-{platform}-{arch}"
+
+
+def job_queue_name(prefix: str, arch: str) -> str:
+    """`<prefix>-<arch>`: the plan item's job_queue_arch is `<arch>`."""
+    return f"{prefix}-{arch}"
+
+
+class BuildBatch(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: InfraConfig,
+        name_prefix: str,
+        cells: tuple[tuple[str, str], ...],
+        images: BuilderImages,
+        bucket: s3.IBucket,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.name_prefix = name_prefix
+
+        if config.vpc_id:
+            self.vpc = ec2.Vpc.from_vpc_attributes(
+                self,
+                "Vpc",
+                vpc_id=config.vpc_id,
+                availability_zones=[f"az{i}" for i in range(len(config.subnet_ids))],
+                public_subnet_ids=list(config.subnet_ids),
+            )
+            subnets = ec2.SubnetSelection(
+                subnets=[
+                    ec2.Subnet.from_subnet_id(self, f"Subnet{i}", sid) for i, sid in enumerate(config.subnet_ids)
+                ]
+            )
+        else:
+            # Public subnets only: builders need the internet (sources, pip self-test) and a NAT
+            # gateway would cost more than the builds. No inbound rule anywhere.
+            self.vpc = ec2.Vpc(
+                self,
+                "Vpc",
+                max_azs=3,
+                nat_gateways=0,
+                subnet_configuration=[
+                    ec2.SubnetConfiguration(name="builders", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=20)
+                ],
+                gateway_endpoints={"S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3)},
+            )
+            self.vpc.add_flow_log(
+                "FlowLog",
+                destination=ec2.FlowLogDestination.to_cloud_watch_logs(
+                    logs.LogGroup(
+                        self,
+                        "FlowLogGroup",
+                        retention=logs.RetentionDays.THREE_MONTHS,
+                        removal_policy=RemovalPolicy.DESTROY,
+                    )
+                ),
+                traffic_type=ec2.FlowLogTrafficType.REJECT,
+            )
+            subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC)
+
+        self.security_group = ec2.SecurityGroup(
+            self, "BuilderSecurityGroup", vpc=self.vpc, description="Builders: no inbound", allow_all_outbound=True
+        )
+
+        self.launch_template = ec2.LaunchTemplate(
+            self,
+            "BuilderLaunchTemplate",
+            require_imdsv2=True,
+            http_put_response_hop_limit=1,  # containers cannot reach the instance's credentials
+            block_devices=[
+                ec2.BlockDevice(
+                    device_name="/dev/xvda",
+                    volume=ec2.BlockDeviceVolume.ebs(
+                        config.root_volume_gib,
+                        encrypted=True,
+                        volume_type=ec2.EbsDeviceVolumeType.GP3,
+                        delete_on_termination=True,
+                    ),
+                )
+            ],
+        )
+
+        self.queues: dict[str, batch.JobQueue] = {}
+        self.compute_environments: dict[str, batch.ManagedEc2EcsComputeEnvironment] = {}
+        for arch in dict.fromkeys(a for _, a in cells):
+            env = batch.ManagedEc2EcsComputeEnvironment(
+                self,
+                f"Spot-{arch}",
+                vpc=self.vpc,
+                vpc_subnets=subnets,
+                security_groups=[self.security_group],
+                spot=True,
+                allocation_strategy=batch.AllocationStrategy.SPOT_PRICE_CAPACITY_OPTIMIZED,
+                use_optimal_instance_classes=False,
+                instance_classes=list(INSTANCE_CLASSES[arch]),
+                images=[batch.EcsMachineImage(image_type=batch.EcsMachineImageType.ECS_AL2023)],
+                launch_template=self.launch_template,
+                minv_cpus=0,  # scale to zero between runs
+                maxv_cpus=config.max_vcpus_per_arch,
+                update_to_latest_image_version=True,
+            )
+            acknowledge(
+                env.instance_role,
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                "AmazonEC2ContainerServiceforEC2Role]",
+                f"{env.node.id} instance role: the AWS-managed ECS container-instance policy is what Batch "
+                "requires for its ECS agent; build jobs run with their own job role.",
+            )
+            self.compute_environments[arch] = env
+            self.queues[arch] = batch.JobQueue(
+                self,
+                f"Queue-{arch}",
+                job_queue_name=job_queue_name(name_prefix, arch),
+                compute_environments=[batch.OrderedComputeEnvironment(compute_environment=env, order=1)],
+            )
+
+        self.log_group = logs.LogGroup(
+            self,
+            "BuildLogs",
+            retention=logs.RetentionDays.SIX_MONTHS,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.execution_role = iam.Role(
+            self,
+            "ExecutionRole",
+            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+            description="Pulls the builder images and writes container logs",
+        )
+        self.job_role = iam.Role(
+            self,
+            "JobRole",
+            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+            description="Builder: writes its build, logs and claim; reads releases; never the catalogs",
+        )
+        self.job_role.add_to_policy(
+            iam.PolicyStatement(
+                sid="WriteBuildOutputs",
+                actions=["s3:PutObject", "s3:AbortMultipartUpload"],
+                resources=[bucket.arn_for_objects(f"{prefix}*") for prefix in JOB_WRITABLE_PREFIXES],
+            )
+        )
+        self.job_role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ReadReleasesAndClaims",
+                actions=["s3:GetObject"],
+                resources=[bucket.arn_for_objects(key) for key in JOB_READABLE_KEYS]
+                + [bucket.arn_for_objects("claims/*")],
+            )
+        )
+
+        acknowledge_wildcards(
+            self.execution_role,
+            ["*"],
+            "Batch ExecutionRole: ecr:GetAuthorizationToken has no resource-level permissions; image pulls "
+            "are limited to the CDK asset repository.",
+        )
+        acknowledge_wildcards(
+            self.job_role,
+            [f"<{logical_id(bucket)}.Arn>/{prefix}*" for prefix in JOB_WRITABLE_PREFIXES],
+            "Batch JobRole: the builder writes below builds/, logs/ and claims/ only (per-cell keys not known "
+            "in advance); it cannot write versions.json or any other catalog.",
+        )
+
+        self.job_definitions: dict[tuple[str, str], batch.EcsJobDefinition] = {}
+        for platform_id, arch in cells:
+            self.job_definitions[(platform_id, arch)] = batch.EcsJobDefinition(
+                self,
+                f"Job-{platform_id}-{arch}",
+                job_definition_name=job_definition_name(name_prefix, platform_id, arch),
+                container=batch.EcsEc2ContainerDefinition(
+                    self,
+                    f"Container-{platform_id}-{arch}",
+                    image=images.images[(platform_id, arch)],
+                    cpu=config.job_vcpus,
+                    memory=Size.mebibytes(config.job_memory_mib),
+                    job_role=self.job_role,
+                    execution_role=self.execution_role,
+                    logging=ecs.LogDriver.aws_logs(stream_prefix=f"{platform_id}-{arch}", log_group=self.log_group),
+                    environment={"BUILDFARM_PLATFORM": platform_id, "BUILDFARM_ARCH": arch},
+                ),
+                timeout=Duration.minutes(config.job_timeout_minutes),
+                retry_attempts=config.job_attempts,
+                # Spot reclaim / instance loss ("Host EC2 ... terminated") is retried; a compile or
+                # test failure is final - retrying it would only burn 5x the compute.
+                retry_strategies=[
+                    batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.SPOT_INSTANCE_RECLAIMED),
+                    batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.custom(on_reason="*")),
+                ],
+                propagate_tags=True,
+            )
+
+    def job_definition_arn_pattern(self) -> str:
+        """ARN pattern of this stack's job definitions (any revision) for batch:SubmitJob."""
+        stack = Stack.of(self)
+        return stack.format_arn(
+            service="batch", resource="job-definition", resource_name=f"{self.name_prefix}-*"
+        )

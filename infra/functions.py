@@ -1,0 +1,150 @@
+"""The plan and publish Lambdas: the `buildfarm` package plus the platform registry, staged into a
+directory at synth time (no Docker bundling); Powertools and pydantic come from the official
+Powertools layer."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import packaging
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+import buildfarm
+from buildfarm.platforms import registry_path
+from infra.config import InfraConfig
+from infra.nag import acknowledge, acknowledge_wildcards, logical_id
+
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+POWERTOOLS_LAYER = "AWSLambdaPowertoolsPythonV3-python314-arm64"
+POWERTOOLS_ACCOUNT = "017000801446"  # the Powertools team's public layer account
+PLAN_HANDLER = "buildfarm.handlers.plan.handler"
+PUBLISH_HANDLER = "buildfarm.handlers.publish.handler"
+METRICS_NAMESPACE = "PythonBuildFarm"
+
+_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
+
+
+def stage_lambda_bundle(destination: Path | None = None) -> Path:
+    """Copy the buildfarm package, the registry (at buildfarm/builder_image/platforms.json, where
+    platforms.builder_image_dir() looks in an installed package) and pure-Python dependencies
+    that the Powertools layer lacks into a directory, and return it."""
+    root = Path(destination or tempfile.mkdtemp(prefix="buildfarm-lambda-"))
+    package_dir = Path(buildfarm.__file__).resolve().parent
+    shutil.copytree(package_dir, root / "buildfarm", ignore=_IGNORE, dirs_exist_ok=True)
+    (root / "buildfarm" / "builder_image").mkdir(exist_ok=True)
+    shutil.copy2(registry_path(), root / "buildfarm" / "builder_image" / "platforms.json")
+    shutil.copytree(Path(packaging.__file__).resolve().parent, root / "packaging", ignore=_IGNORE, dirs_exist_ok=True)
+    return root
+
+
+class FarmFunctions(Construct):
+    """`plan` and `publish` Lambda functions with least-privilege access to the store."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: InfraConfig,
+        bucket: s3.IBucket,
+        public_base_url: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        code = lambda_.Code.from_asset(str(stage_lambda_bundle()))
+        layer = lambda_.LayerVersion.from_layer_version_arn(
+            self,
+            "Powertools",
+            f"arn:{stack.partition}:lambda:{stack.region}:{POWERTOOLS_ACCOUNT}:layer:"
+            f"{POWERTOOLS_LAYER}:{config.powertools_layer_version}",
+        )
+        environment = {
+            "BUILDFARM_STORE": f"s3://{bucket.bucket_name}",
+            "BUILDFARM_PUBLIC_BASE_URL": public_base_url,
+            # A claim must outlive any execution that may still build its cell.
+            "BUILDFARM_CLAIM_TTL_SECONDS": str(config.execution_timeout_hours * 3600),
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            **config.lambda_environment(),
+        }
+
+        def function(name: str, handler: str, timeout: Duration, description: str) -> lambda_.Function:
+            role = iam.Role(
+                self,
+                f"{name}Role",
+                assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                description=f"{name} Lambda of the build farm",
+            )
+            log_group = logs.LogGroup(
+                self,
+                f"{name}Logs",
+                retention=logs.RetentionDays.THREE_MONTHS,
+                removal_policy=RemovalPolicy.DESTROY,
+            )
+            log_group.grant_write(role)
+            fn = lambda_.Function(
+                self,
+                name,
+                description=description,
+                runtime=RUNTIME,
+                architecture=lambda_.Architecture.ARM_64,
+                handler=handler,
+                code=code,
+                layers=[layer],
+                role=role,
+                memory_size=1024,
+                timeout=timeout,
+                tracing=lambda_.Tracing.ACTIVE,
+                log_group=log_group,
+                environment={**environment, "POWERTOOLS_SERVICE_NAME": f"buildfarm-{name.lower()}"},
+            )
+            return fn
+
+        self.plan = function(
+            "Plan", PLAN_HANDLER, Duration.minutes(5), "Validates the input and writes the build plan"
+        )
+        self.publish = function(
+            "Publish", PUBLISH_HANDLER, Duration.minutes(15), "Verifies finished builds and publishes catalogs"
+        )
+
+        # Plan: reads catalogs and builds, refreshes releases.json, claims cells, writes the plan.
+        self._allow(self.plan, bucket, "ReadStore", ["s3:GetObject"],
+                    ["versions.json", "releases.json", "claims/*", "builds/*", "plans/*"])
+        self._allow(self.plan, bucket, "WritePlanAndClaims", ["s3:PutObject"],
+                    ["releases.json", "plans/*", "claims/*"])
+        self._allow(self.plan, bucket, "ReplaceExpiredClaims", ["s3:DeleteObject"], ["claims/*"])
+        # Publish: reads plans, builds and failure records; writes the catalogs; releases claims.
+        self._allow(self.publish, bucket, "ReadStore", ["s3:GetObject"],
+                    ["versions.json", "releases.json", "claims/*", "builds/*", "plans/*", "logs/*",
+                     "download-metadata/*", "index.html", "install.sh"])
+        self._allow(self.publish, bucket, "WriteCatalogs", ["s3:PutObject"],
+                    ["versions.json", "download-metadata/*", "index.html", "install.sh"])
+        self._allow(self.publish, bucket, "ReleaseClaims", ["s3:DeleteObject"], ["claims/*"])
+        for fn in (self.plan, self.publish):
+            fn.add_to_role_policy(
+                iam.PolicyStatement(sid="ListStore", actions=["s3:ListBucket"], resources=[bucket.bucket_arn])
+            )
+            acknowledge(
+                fn.role,
+                "AwsSolutions-IAM5[Resource::*]",
+                f"{fn.node.id} role: X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level "
+                "permissions (added by tracing=ACTIVE).",
+            )  # fmt: skip
+
+    @staticmethod
+    def _allow(fn: lambda_.Function, bucket: s3.IBucket, sid: str, actions: list[str], keys: list[str]) -> None:
+        fn.add_to_role_policy(
+            iam.PolicyStatement(sid=f"{sid}", actions=actions, resources=[bucket.arn_for_objects(k) for k in keys])
+        )
+        acknowledge_wildcards(
+            fn.role,
+            [f"<{logical_id(bucket)}.Arn>/{key}" for key in keys if key.endswith("*")],
+            f"{fn.node.id} role: {', '.join(actions)} limited to named store prefixes; the keys below them "
+            "are per version/platform/arch/build and not known in advance.",
+        )

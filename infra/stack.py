@@ -1,0 +1,58 @@
+"""The build farm stack: wires the constructs together. Environment-agnostic (no lookups)."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Stack
+from constructs import Construct
+
+from buildfarm.platforms import Registry
+from infra.alarms import Alarms
+from infra.batch import BuildBatch
+from infra.builder_images import BuilderImages
+from infra.config import InfraConfig
+from infra.functions import FarmFunctions
+from infra.schedule import Schedule
+from infra.storage_cdn import StorageCdn
+from infra.workflow import BuildWorkflow
+
+
+class BuildFarmStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, config: InfraConfig, registry: Registry, **kwargs) -> None:
+        super().__init__(scope, construct_id, description="Python Build Farm: build, test and publish CPython", **kwargs)
+        self.config = config
+        cells = config.cells(registry)
+
+        self.storage = StorageCdn(self, "Storage", config=config)
+        self.images = BuilderImages(self, "BuilderImages", registry=registry, cells=cells)
+        self.batch = BuildBatch(
+            self,
+            "Batch",
+            config=config,
+            name_prefix=self.stack_name,
+            cells=cells,
+            images=self.images,
+            bucket=self.storage.bucket,
+        )
+        self.functions = FarmFunctions(
+            self,
+            "Functions",
+            config=config,
+            bucket=self.storage.bucket,
+            public_base_url=self.storage.public_base_url,
+        )
+        self.workflow = BuildWorkflow(
+            self,
+            "Workflow",
+            config=config,
+            bucket=self.storage.bucket,
+            functions=self.functions,
+            build_batch=self.batch,
+        )
+        self.schedule = Schedule(self, "Schedule", config=config, state_machine=self.workflow.state_machine)
+        self.alarms = Alarms(self, "Alarms", config=config, state_machine=self.workflow.state_machine)
+
+        CfnOutput(self, "StateMachineArn", value=self.workflow.state_machine.state_machine_arn,
+                  description="Start builds: buildfarm trigger --state-machine <this>")  # fmt: skip
+        CfnOutput(self, "BucketName", value=self.storage.bucket.bucket_name, description="The store")
+        CfnOutput(self, "CdnDomain", value=self.storage.distribution.distribution_domain_name,
+                  description="Serves versions.json, builds/, index.html, install.sh")  # fmt: skip

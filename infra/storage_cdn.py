@@ -1,0 +1,153 @@
+"""The store (S3) and the CDN that serves it (CloudFront with Origin Access Control)."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_cloudfront as cloudfront
+from aws_cdk import aws_cloudfront_origins as origins
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from infra.config import InfraConfig
+from infra.nag import acknowledge
+
+# Keys served to the public through the CDN (DESIGN "Store layout"); everything else is internal.
+CATALOG_PATTERNS = ("versions.json", "releases.json", "index.html", "install.sh", "download-metadata/*")
+PUBLISHED_BUILDS = "builds/*"
+# Working state of the workflow: never served, expired by lifecycle rules.
+INTERNAL_PREFIXES = ("plans/", "claims/", "logs/")
+
+
+class StorageCdn(Construct):
+    """Artifacts bucket (the store), its access-log bucket, and the CloudFront distribution."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: InfraConfig) -> None:
+        super().__init__(scope, construct_id)
+
+        # Access logs of the store and of CloudFront. CloudFront standard logging writes with ACLs,
+        # hence object ownership "bucket owner preferred" (not "enforced") on this bucket only.
+        self.log_bucket = s3.Bucket(
+            self,
+            "AccessLogs",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
+            lifecycle_rules=[s3.LifecycleRule(id="expire-access-logs", expiration=Duration.days(365))],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        acknowledge(
+            self.log_bucket,
+            "AwsSolutions-S1",
+            "AccessLogs is the access-log bucket itself; logging it into itself would loop.",
+        )
+
+        self.bucket = s3.Bucket(
+            self,
+            "Store",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=self.log_bucket,
+            server_access_logs_prefix="s3/",
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-plans", prefix="plans/", expiration=Duration.days(config.scratch_expiry_days)
+                ),
+                # Claims expire logically after BUILDFARM_CLAIM_TTL_SECONDS; this only cleans up.
+                s3.LifecycleRule(
+                    id="expire-claims", prefix="claims/", expiration=Duration.days(config.scratch_expiry_days)
+                ),
+                s3.LifecycleRule(id="expire-logs", prefix="logs/", expiration=Duration.days(config.log_expiry_days)),
+                # versions.json and the catalogs are rewritten on every publish: keep old copies a while.
+                s3.LifecycleRule(
+                    id="expire-noncurrent-versions",
+                    noncurrent_version_expiration=Duration.days(90),
+                    abort_incomplete_multipart_upload_after=Duration.days(7),
+                ),
+            ],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+
+        catalogs_cache = cloudfront.CachePolicy(
+            self,
+            "CatalogsCache",
+            comment="Catalogs change on every publish: cache briefly",
+            default_ttl=Duration.minutes(5),
+            min_ttl=Duration.seconds(0),
+            max_ttl=Duration.hours(1),
+            enable_accept_encoding_gzip=True,
+            enable_accept_encoding_brotli=True,
+        )
+        builds_cache = cloudfront.CachePolicy(
+            self,
+            "BuildsCache",
+            comment="Published builds are immutable (a rebuild gets a new build number)",
+            default_ttl=Duration.days(365),
+            min_ttl=Duration.days(1),
+            max_ttl=Duration.days(365),
+            enable_accept_encoding_gzip=True,
+            enable_accept_encoding_brotli=True,
+        )
+        origin = origins.S3BucketOrigin.with_origin_access_control(self.bucket)
+
+        def behavior(cache_policy: cloudfront.ICachePolicy) -> cloudfront.BehaviorOptions:
+            return cloudfront.BehaviorOptions(
+                origin=origin,
+                viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.REDIRECT_TO_HTTPS,
+                allowed_methods=cloudfront.AllowedMethods.ALLOW_GET_HEAD,
+                cache_policy=cache_policy,
+                response_headers_policy=cloudfront.ResponseHeadersPolicy.SECURITY_HEADERS,
+                compress=True,
+            )
+
+        self.distribution = cloudfront.Distribution(
+            self,
+            "Cdn",
+            comment="Python Build Farm downloads",
+            default_root_object="index.html",
+            default_behavior=behavior(catalogs_cache),
+            additional_behaviors={
+                PUBLISHED_BUILDS: behavior(builds_cache),
+                **{pattern: behavior(catalogs_cache) for pattern in CATALOG_PATTERNS},
+            },
+            minimum_protocol_version=cloudfront.SecurityPolicyProtocol.TLS_V1_2_2021,
+            enable_logging=True,
+            log_bucket=self.log_bucket,
+            log_file_prefix="cloudfront/",
+            price_class=cloudfront.PriceClass.PRICE_CLASS_100,
+        )
+        # OAC grants the distribution GetObject on the whole bucket; the workflow's working state
+        # (plans, claims, build logs) is not for the public.
+        self.bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CdnServesOnlyPublishedContent",
+                effect=iam.Effect.DENY,
+                principals=[iam.ServicePrincipal("cloudfront.amazonaws.com")],
+                actions=["s3:GetObject"],
+                resources=[self.bucket.arn_for_objects(f"{prefix}*") for prefix in INTERNAL_PREFIXES],
+            )
+        )
+        acknowledge(
+            self.distribution,
+            "AwsSolutions-CFR1",
+            "Cdn serves open-source Python builds worldwide; no geo restriction is wanted.",
+        )
+        acknowledge(
+            self.distribution,
+            "AwsSolutions-CFR2",
+            "Cdn serves static, public, read-only files (GET/HEAD only); a WAF web ACL adds cost, not protection.",
+        )
+        acknowledge(
+            self.distribution,
+            "AwsSolutions-CFR4",
+            "Cdn uses the default *.cloudfront.net certificate, whose TLS policy CloudFront fixes; "
+            "TLSv1.2_2021 applies once a custom domain and certificate are added.",
+        )
+
+    @property
+    def public_base_url(self) -> str:
+        return f"https://{self.distribution.distribution_domain_name}"

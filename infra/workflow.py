@@ -1,0 +1,293 @@
+"""The state machine (DESIGN "Workflow"):
+
+Plan (Lambda) -> nothing to build? -> Build (Distributed Map over the plan items in S3; one Batch
+job per cell, `.sync`; each item catches its own failure) -> Publish (Lambda) -> fail naming the
+failed cells, or succeed.
+
+Payload sizes stay bounded however large the run: the items are read from S3 (ItemReader) and
+the per-cell results are written to S3 (ResultWriter, under plans/results/), so neither the plan
+nor the results pass through the 256 KiB state payload. Publish decides every planned cell from
+the store (manifest present and verified = published; otherwise the builder's failure record),
+so it needs no inline results.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, Fn, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from infra.batch import BuildBatch
+from infra.config import InfraConfig
+from infra.functions import FarmFunctions
+from infra.nag import acknowledge_wildcards, logical_id
+
+RESULTS_PREFIX = "plans/results"
+
+
+class BuildWorkflow(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: InfraConfig,
+        bucket: s3.IBucket,
+        functions: FarmFunctions,
+        build_batch: BuildBatch,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        prefix = build_batch.name_prefix
+
+        plan = tasks.LambdaInvoke(
+            self,
+            "Plan",
+            comment="Validate the input, expand the matrix, claim cells, write the plan items to S3",
+            lambda_function=functions.plan,
+            payload=sfn.TaskInput.from_object(
+                {"input": sfn.JsonPath.entire_payload, "execution_id": sfn.JsonPath.execution_name}
+            ),
+            result_selector={"plan": sfn.JsonPath.object_at("$.Payload")},
+            retry_on_service_exceptions=True,
+        )
+
+        nothing_to_build = sfn.Succeed(self, "NothingToBuild", comment="Dry run, or every cell is published")
+
+        build_cell = sfn.CustomState(
+            self,
+            "BuildCell",
+            state_json={
+                "Type": "Task",
+                "Comment": "One Batch job per cell; the spec goes in $BUILD_SPEC, never into a command line",
+                "Resource": f"arn:{stack.partition}:states:::batch:submitJob.sync",
+                "Parameters": {
+                    "JobName.$": "States.Format('{}-build{}', $.job_definition, $.spec.build)",
+                    "JobDefinition.$": f"States.Format('{prefix}-{{}}', $.job_definition)",
+                    "JobQueue.$": f"States.Format('{prefix}-{{}}', $.job_queue_arch)",
+                    "ContainerOverrides": {
+                        "Environment": [{"Name": "BUILD_SPEC", "Value.$": "States.JsonToString($.spec)"}]
+                    },
+                },
+                # The job description is large and not needed: the builder's outputs are in the store.
+                "ResultPath": None,
+            },
+        )
+        cell_built = sfn.Pass(
+            self, "CellBuilt", parameters={"cell": sfn.JsonPath.string_at("$.cell"), "status": "succeeded"}
+        )
+        cell_failed = sfn.Pass(
+            self,
+            "CellFailed",
+            parameters={
+                "cell": sfn.JsonPath.string_at("$.cell"),
+                "status": "failed",
+                "error": sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.error")),
+            },
+        )
+        build_cell.add_catch(cell_failed, errors=["States.ALL"], result_path="$.error")
+
+        build = sfn.DistributedMap(
+            self,
+            "Build",
+            comment="Fan out over the plan items (a JSON array in S3)",
+            item_reader=sfn.S3JsonItemReader(bucket=bucket, key=sfn.JsonPath.string_at("$.plan.items.key")),
+            max_concurrency=config.max_concurrency,
+            map_execution_type=sfn.StateMachineType.STANDARD,  # builds take hours; EXPRESS stops at 5 min
+            result_writer_v2=sfn.ResultWriterV2(bucket=bucket, prefix=RESULTS_PREFIX),
+            # Items catch their own failures; if one still fails (a bug), Publish reports that
+            # cell as failed from the store, so the run never stops half-way.
+            tolerated_failure_percentage=100,
+            result_path="$.build",
+        )
+        build.item_processor(build_cell.next(cell_built))
+
+        publish = tasks.LambdaInvoke(
+            self,
+            "Publish",
+            comment="Verify the finished builds against their manifests, update the catalogs",
+            lambda_function=functions.publish,
+            payload=sfn.TaskInput.from_object({"plan": sfn.JsonPath.object_at("$.plan")}),
+            result_selector={
+                "counts": sfn.JsonPath.object_at("$.Payload.counts"),
+                "failed": sfn.JsonPath.object_at("$.Payload.failed"),
+            },
+            result_path="$.publish",
+            retry_on_service_exceptions=True,
+        )
+        cells_failed = sfn.Fail(
+            self,
+            "CellsFailed",
+            error="CellsFailed",
+            cause_path=sfn.JsonPath.format(
+                "Failed cells (the others were published): {}",
+                sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.publish.failed")),
+            ),
+        )
+        published = sfn.Succeed(self, "Published")
+
+        definition = plan.next(
+            sfn.Choice(self, "AnythingToBuild")
+            .when(
+                sfn.Condition.or_(
+                    sfn.Condition.boolean_equals("$.plan.dry_run", True),
+                    sfn.Condition.number_equals("$.plan.counts.planned", 0),
+                ),
+                nothing_to_build,
+            )
+            .otherwise(
+                build.next(publish).next(
+                    sfn.Choice(self, "AllPublished")
+                    .when(sfn.Condition.is_present("$.publish.failed[0]"), cells_failed)
+                    .otherwise(published)
+                )
+            )
+        )
+
+        self.log_group = logs.LogGroup(
+            self,
+            "ExecutionLogs",
+            retention=logs.RetentionDays.SIX_MONTHS,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        # The role is immutable to CDK's automatic grants (which would give the ItemReader and
+        # ResultWriter the whole bucket): every permission is spelled out below.
+        role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("states.amazonaws.com"),
+            description="Build farm workflow: invoke plan/publish, run Batch jobs, read plans, write Map results",
+        )
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            comment="Python Build Farm: plan, build every cell on Batch, publish",
+            definition_body=sfn.DefinitionBody.from_chainable(definition),
+            state_machine_type=sfn.StateMachineType.STANDARD,
+            timeout=Duration.hours(config.execution_timeout_hours),
+            tracing_enabled=True,
+            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+            role=role.without_policy_updates(),
+        )
+        self.role = role
+        policy = iam.Policy(
+            self,
+            "Policy",
+            roles=[role],
+            statements=[
+                iam.PolicyStatement(
+                    sid="InvokeFunctions",
+                    actions=["lambda:InvokeFunction"],
+                    resources=[functions.plan.function_arn, functions.publish.function_arn],
+                ),
+                iam.PolicyStatement(
+                    sid="ReadPlanItems", actions=["s3:GetObject"], resources=[bucket.arn_for_objects("plans/*")]
+                ),
+                iam.PolicyStatement(
+                    sid="WriteMapResults",
+                    actions=["s3:PutObject", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"],
+                    resources=[bucket.arn_for_objects(f"{RESULTS_PREFIX}/*")],
+                ),
+                iam.PolicyStatement(
+                    sid="SubmitBuildJobs",
+                    actions=["batch:SubmitJob"],
+                    resources=[build_batch.job_definition_arn_pattern()]
+                    + [queue.job_queue_arn for queue in build_batch.queues.values()],
+                ),
+                iam.PolicyStatement(
+                    sid="FollowBuildJobs", actions=["batch:DescribeJobs", "batch:TerminateJob"], resources=["*"]
+                ),
+                iam.PolicyStatement(
+                    sid="BatchSyncRule",
+                    actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
+                    resources=[
+                        stack.format_arn(
+                            service="events", resource="rule", resource_name="StepFunctionsGetEventsForBatchJobsRule"
+                        )
+                    ],
+                ),
+                iam.PolicyStatement(
+                    sid="DeliverLogs",
+                    actions=[
+                        "logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery",
+                        "logs:DeleteLogDelivery", "logs:ListLogDeliveries", "logs:PutResourcePolicy",
+                        "logs:DescribeResourcePolicies", "logs:DescribeLogGroups",
+                    ],
+                    resources=["*"],
+                ),  # fmt: skip
+                iam.PolicyStatement(
+                    sid="Tracing",
+                    actions=[
+                        "xray:PutTraceSegments", "xray:PutTelemetryRecords",
+                        "xray:GetSamplingRules", "xray:GetSamplingTargets",
+                    ],
+                    resources=["*"],
+                ),  # fmt: skip
+            ],
+        )
+        # Executions need the permissions from their first state on.
+        self.state_machine.node.add_dependency(policy)
+        # Starting and following the Distributed Map's child executions needs the state machine's
+        # own ARN, hence a second policy created after it.
+        sm_name = Fn.select(6, Fn.split(":", self.state_machine.state_machine_arn))
+        execution_arn = f"arn:{stack.partition}:states:{stack.region}:{stack.account}:execution:{sm_name}"
+        map_runs_policy = iam.Policy(
+            self,
+            "MapRunsPolicy",
+            roles=[role],
+            statements=[
+                iam.PolicyStatement(
+                    sid="StartMapRuns",
+                    actions=["states:StartExecution"],
+                    resources=[self.state_machine.state_machine_arn],
+                ),
+                iam.PolicyStatement(
+                    sid="FollowMapRuns",
+                    actions=["states:DescribeExecution", "states:StopExecution"],
+                    resources=[f"{execution_arn}:*"],
+                ),
+                iam.PolicyStatement(
+                    sid="RedriveMapRuns", actions=["states:RedriveExecution"], resources=[f"{execution_arn}/*:*"]
+                ),
+            ],
+        )
+
+        sm_id = logical_id(self.state_machine)
+        executions = f'{{"Fn::Select":[6,{{"Fn::Split":[":",{{"Ref":"{sm_id}"}}]}}]}}'
+        acknowledge_wildcards(
+            map_runs_policy,
+            [
+                f"arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:{executions}:*",
+                f"arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:{executions}/*:*",
+            ],
+            "Workflow MapRunsPolicy: describe/stop/redrive only the executions of this state "
+            "machine (the Map's child workflow runs).",
+        )
+        # CDK also builds its own DistributedMapPolicy for the immutable role; it is not attached
+        # and not rendered into the template (MapRunsPolicy replaces it), but cdk-nag still sees it.
+        acknowledge_wildcards(
+            self.state_machine,
+            [
+                f"arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:{executions}:*",
+                f"arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:{executions}/*:*",
+            ],
+            "StateMachine DistributedMapPolicy: CDK's unattached, unrendered twin of MapRunsPolicy "
+            "(own Map runs only).",
+        )
+        acknowledge_wildcards(
+            policy,
+            [
+                "*",
+                f"<{logical_id(bucket)}.Arn>/plans/*",
+                f"<{logical_id(bucket)}.Arn>/{RESULTS_PREFIX}/*",
+                f"arn:<AWS::Partition>:batch:<AWS::Region>:<AWS::AccountId>:job-definition/{prefix}-*",
+            ],
+            "Workflow Policy: '*' only for actions without resource-level permissions (CloudWatch Logs "
+            "delivery, X-Ray, batch:DescribeJobs/TerminateJob); S3 = its own store's plans/ (ItemReader reads "
+            f"the key Plan returns) and {RESULTS_PREFIX}/ (ResultWriter); job definitions = this stack's "
+            f"'{prefix}-*' (any revision).",
+        )
