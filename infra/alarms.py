@@ -35,7 +35,9 @@ class Alarms(Construct):
                     resources=["*"],  # in a key policy "*" means this key
                 )
             )
-        self.topic = sns.Topic(self, "Notifications", display_name="Python Build Farm", master_key=key, enforce_ssl=True)
+        self.topic = sns.Topic(
+            self, "Notifications", display_name="Python Build Farm", master_key=key, enforce_ssl=True
+        )
         if config.notification_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(config.notification_email))
 
@@ -48,7 +50,10 @@ class Alarms(Construct):
             event_pattern=events.EventPattern(
                 source=["aws.states"],
                 detail_type=["Step Functions Execution Status Change"],
-                detail={"stateMachineArn": [state_machine.state_machine_arn], "status": list(FAILED_STATUSES)},
+                detail={
+                    "stateMachineArn": [state_machine.state_machine_arn],
+                    "status": list(FAILED_STATUSES),
+                },
             ),
             targets=[
                 targets.SnsTopic(

@@ -65,7 +65,8 @@ class BuildBatch(Construct):
             )
             subnets = ec2.SubnetSelection(
                 subnets=[
-                    ec2.Subnet.from_subnet_id(self, f"Subnet{i}", sid) for i, sid in enumerate(config.subnet_ids)
+                    ec2.Subnet.from_subnet_id(self, f"Subnet{i}", sid)
+                    for i, sid in enumerate(config.subnet_ids)
                 ]
             )
         else:
@@ -79,7 +80,9 @@ class BuildBatch(Construct):
                 subnet_configuration=[
                     ec2.SubnetConfiguration(name="builders", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=20)
                 ],
-                gateway_endpoints={"S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3)},
+                gateway_endpoints={
+                    "S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3)
+                },
             )
             self.vpc.add_flow_log(
                 "FlowLog",
@@ -96,7 +99,11 @@ class BuildBatch(Construct):
             subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC)
 
         self.security_group = ec2.SecurityGroup(
-            self, "BuilderSecurityGroup", vpc=self.vpc, description="Builders: no inbound", allow_all_outbound=True
+            self,
+            "BuilderSecurityGroup",
+            vpc=self.vpc,
+            description="Builders: no inbound",
+            allow_all_outbound=True,
         )
 
         self.launch_template = ec2.LaunchTemplate(
@@ -194,8 +201,8 @@ class BuildBatch(Construct):
         acknowledge_wildcards(
             self.job_role,
             [f"<{logical_id(bucket)}.Arn>/{prefix}*" for prefix in JOB_WRITABLE_PREFIXES],
-            "Batch JobRole: the builder writes below builds/, logs/ and claims/ only (per-cell keys not known "
-            "in advance); it cannot write versions.json or any other catalog.",
+            "Batch JobRole: the builder writes below builds/, logs/ and claims/ only (per-cell keys "
+            "not known in advance); it cannot write versions.json or any other catalog.",
         )
 
         self.job_definitions: dict[tuple[str, str], batch.EcsJobDefinition] = {}
@@ -212,7 +219,9 @@ class BuildBatch(Construct):
                     memory=Size.mebibytes(config.job_memory_mib),
                     job_role=self.job_role,
                     execution_role=self.execution_role,
-                    logging=ecs.LogDriver.aws_logs(stream_prefix=f"{platform_id}-{arch}", log_group=self.log_group),
+                    logging=ecs.LogDriver.aws_logs(
+                        stream_prefix=f"{platform_id}-{arch}", log_group=self.log_group
+                    ),
                     environment={"BUILDFARM_PLATFORM": platform_id, "BUILDFARM_ARCH": arch},
                 ),
                 timeout=Duration.minutes(config.job_timeout_minutes),

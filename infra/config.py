@@ -133,7 +133,9 @@ class InfraConfig(BaseModel):
     def from_context(cls, context: dict[str, Any], registry: Registry | None = None) -> InfraConfig:
         """Build from a context mapping; keys without the `buildfarm:` prefix are ignored."""
         registry = registry or load_registry()
-        values = {k.removeprefix(CONTEXT_PREFIX): v for k, v in context.items() if k.startswith(CONTEXT_PREFIX)}
+        values = {
+            k.removeprefix(CONTEXT_PREFIX): v for k, v in context.items() if k.startswith(CONTEXT_PREFIX)
+        }
         try:
             config = cls.model_validate(values)
         except ValidationError as error:

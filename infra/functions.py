@@ -40,7 +40,9 @@ def stage_lambda_bundle(destination: Path | None = None) -> Path:
     shutil.copytree(package_dir, root / "buildfarm", ignore=_IGNORE, dirs_exist_ok=True)
     (root / "buildfarm" / "builder_image").mkdir(exist_ok=True)
     shutil.copy2(registry_path(), root / "buildfarm" / "builder_image" / "platforms.json")
-    shutil.copytree(Path(packaging.__file__).resolve().parent, root / "packaging", ignore=_IGNORE, dirs_exist_ok=True)
+    shutil.copytree(
+        Path(packaging.__file__).resolve().parent, root / "packaging", ignore=_IGNORE, dirs_exist_ok=True
+    )
     return root
 
 
@@ -110,21 +112,53 @@ class FarmFunctions(Construct):
             "Plan", PLAN_HANDLER, Duration.minutes(5), "Validates the input and writes the build plan"
         )
         self.publish = function(
-            "Publish", PUBLISH_HANDLER, Duration.minutes(15), "Verifies finished builds and publishes catalogs"
+            "Publish",
+            PUBLISH_HANDLER,
+            Duration.minutes(15),
+            "Verifies finished builds and publishes catalogs",
         )
 
         # Plan: reads catalogs and builds, refreshes releases.json, claims cells, writes the plan.
-        self._allow(self.plan, bucket, "ReadStore", ["s3:GetObject"],
-                    ["versions.json", "releases.json", "claims/*", "builds/*", "plans/*"])
-        self._allow(self.plan, bucket, "WritePlanAndClaims", ["s3:PutObject"],
-                    ["releases.json", "plans/*", "claims/*"])
+        self._allow(
+            self.plan,
+            bucket,
+            "ReadStore",
+            ["s3:GetObject"],
+            ["versions.json", "releases.json", "claims/*", "builds/*", "plans/*"],
+        )
+        self._allow(
+            self.plan,
+            bucket,
+            "WritePlanAndClaims",
+            ["s3:PutObject"],
+            ["releases.json", "plans/*", "claims/*"],
+        )
         self._allow(self.plan, bucket, "ReplaceExpiredClaims", ["s3:DeleteObject"], ["claims/*"])
         # Publish: reads plans, builds and failure records; writes the catalogs; releases claims.
-        self._allow(self.publish, bucket, "ReadStore", ["s3:GetObject"],
-                    ["versions.json", "releases.json", "claims/*", "builds/*", "plans/*", "logs/*",
-                     "download-metadata/*", "index.html", "install.sh"])
-        self._allow(self.publish, bucket, "WriteCatalogs", ["s3:PutObject"],
-                    ["versions.json", "download-metadata/*", "index.html", "install.sh"])
+        self._allow(
+            self.publish,
+            bucket,
+            "ReadStore",
+            ["s3:GetObject"],
+            [
+                "versions.json",
+                "releases.json",
+                "claims/*",
+                "builds/*",
+                "plans/*",
+                "logs/*",
+                "download-metadata/*",
+                "index.html",
+                "install.sh",
+            ],
+        )
+        self._allow(
+            self.publish,
+            bucket,
+            "WriteCatalogs",
+            ["s3:PutObject"],
+            ["versions.json", "download-metadata/*", "index.html", "install.sh"],
+        )
         self._allow(self.publish, bucket, "ReleaseClaims", ["s3:DeleteObject"], ["claims/*"])
         for fn in (self.plan, self.publish):
             fn.add_to_role_policy(
@@ -138,9 +172,13 @@ class FarmFunctions(Construct):
             )  # fmt: skip
 
     @staticmethod
-    def _allow(fn: lambda_.Function, bucket: s3.IBucket, sid: str, actions: list[str], keys: list[str]) -> None:
+    def _allow(
+        fn: lambda_.Function, bucket: s3.IBucket, sid: str, actions: list[str], keys: list[str]
+    ) -> None:
         fn.add_to_role_policy(
-            iam.PolicyStatement(sid=f"{sid}", actions=actions, resources=[bucket.arn_for_objects(k) for k in keys])
+            iam.PolicyStatement(
+                sid=f"{sid}", actions=actions, resources=[bucket.arn_for_objects(k) for k in keys]
+            )
         )
         acknowledge_wildcards(
             fn.role,

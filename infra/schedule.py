@@ -22,6 +22,8 @@ class Schedule(Construct):
             schedule=events.Schedule.expression(config.schedule or "rate(1 day)"),
             enabled=bool(config.schedule),
             targets=[
-                targets.SfnStateMachine(state_machine, input=events.RuleTargetInput.from_object({}), retry_attempts=2)
+                targets.SfnStateMachine(
+                    state_machine, input=events.RuleTargetInput.from_object({}), retry_attempts=2
+                )
             ],
         )

@@ -17,8 +17,12 @@ from infra.workflow import BuildWorkflow
 
 
 class BuildFarmStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, config: InfraConfig, registry: Registry, **kwargs) -> None:
-        super().__init__(scope, construct_id, description="Python Build Farm: build, test and publish CPython", **kwargs)
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: InfraConfig, registry: Registry, **kwargs
+    ) -> None:
+        super().__init__(
+            scope, construct_id, description="Python Build Farm: build, test and publish CPython", **kwargs
+        )
         self.config = config
         cells = config.cells(registry)
 

@@ -61,7 +61,9 @@ class StorageCdn(Construct):
                 s3.LifecycleRule(
                     id="expire-claims", prefix="claims/", expiration=Duration.days(config.scratch_expiry_days)
                 ),
-                s3.LifecycleRule(id="expire-logs", prefix="logs/", expiration=Duration.days(config.log_expiry_days)),
+                s3.LifecycleRule(
+                    id="expire-logs", prefix="logs/", expiration=Duration.days(config.log_expiry_days)
+                ),
                 # versions.json and the catalogs are rewritten on every publish: keep old copies a while.
                 s3.LifecycleRule(
                     id="expire-noncurrent-versions",
@@ -139,7 +141,8 @@ class StorageCdn(Construct):
         acknowledge(
             self.distribution,
             "AwsSolutions-CFR2",
-            "Cdn serves static, public, read-only files (GET/HEAD only); a WAF web ACL adds cost, not protection.",
+            "Cdn serves static, public, read-only files (GET/HEAD only); a WAF web ACL adds cost, "
+            "not protection.",
         )
         acknowledge(
             self.distribution,

@@ -160,7 +160,7 @@ class BuildWorkflow(Construct):
             self,
             "Role",
             assumed_by=iam.ServicePrincipal("states.amazonaws.com"),
-            description="Build farm workflow: invoke plan/publish, run Batch jobs, read plans, write Map results",
+            description="Build farm workflow: invoke plan/publish, run Batch jobs, read plans, write results",
         )
         self.state_machine = sfn.StateMachine(
             self,
@@ -170,7 +170,9 @@ class BuildWorkflow(Construct):
             state_machine_type=sfn.StateMachineType.STANDARD,
             timeout=Duration.hours(config.execution_timeout_hours),
             tracing_enabled=True,
-            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+            logs=sfn.LogOptions(
+                destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True
+            ),
             role=role.without_policy_updates(),
         )
         self.role = role
@@ -185,11 +187,18 @@ class BuildWorkflow(Construct):
                     resources=[functions.plan.function_arn, functions.publish.function_arn],
                 ),
                 iam.PolicyStatement(
-                    sid="ReadPlanItems", actions=["s3:GetObject"], resources=[bucket.arn_for_objects("plans/*")]
+                    sid="ReadPlanItems",
+                    actions=["s3:GetObject"],
+                    resources=[bucket.arn_for_objects("plans/*")],
                 ),
                 iam.PolicyStatement(
                     sid="WriteMapResults",
-                    actions=["s3:PutObject", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"],
+                    actions=[
+                        "s3:PutObject",
+                        "s3:GetObject",
+                        "s3:ListMultipartUploadParts",
+                        "s3:AbortMultipartUpload",
+                    ],
                     resources=[bucket.arn_for_objects(f"{RESULTS_PREFIX}/*")],
                 ),
                 iam.PolicyStatement(
@@ -199,34 +208,45 @@ class BuildWorkflow(Construct):
                     + [queue.job_queue_arn for queue in build_batch.queues.values()],
                 ),
                 iam.PolicyStatement(
-                    sid="FollowBuildJobs", actions=["batch:DescribeJobs", "batch:TerminateJob"], resources=["*"]
+                    sid="FollowBuildJobs",
+                    actions=["batch:DescribeJobs", "batch:TerminateJob"],
+                    resources=["*"],
                 ),
                 iam.PolicyStatement(
                     sid="BatchSyncRule",
                     actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
                     resources=[
                         stack.format_arn(
-                            service="events", resource="rule", resource_name="StepFunctionsGetEventsForBatchJobsRule"
+                            service="events",
+                            resource="rule",
+                            resource_name="StepFunctionsGetEventsForBatchJobsRule",
                         )
                     ],
                 ),
                 iam.PolicyStatement(
                     sid="DeliverLogs",
                     actions=[
-                        "logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery",
-                        "logs:DeleteLogDelivery", "logs:ListLogDeliveries", "logs:PutResourcePolicy",
-                        "logs:DescribeResourcePolicies", "logs:DescribeLogGroups",
+                        "logs:CreateLogDelivery",
+                        "logs:GetLogDelivery",
+                        "logs:UpdateLogDelivery",
+                        "logs:DeleteLogDelivery",
+                        "logs:ListLogDeliveries",
+                        "logs:PutResourcePolicy",
+                        "logs:DescribeResourcePolicies",
+                        "logs:DescribeLogGroups",
                     ],
                     resources=["*"],
-                ),  # fmt: skip
+                ),
                 iam.PolicyStatement(
                     sid="Tracing",
                     actions=[
-                        "xray:PutTraceSegments", "xray:PutTelemetryRecords",
-                        "xray:GetSamplingRules", "xray:GetSamplingTargets",
+                        "xray:PutTraceSegments",
+                        "xray:PutTelemetryRecords",
+                        "xray:GetSamplingRules",
+                        "xray:GetSamplingTargets",
                     ],
                     resources=["*"],
-                ),  # fmt: skip
+                ),
             ],
         )
         # Executions need the permissions from their first state on.
@@ -251,7 +271,9 @@ class BuildWorkflow(Construct):
                     resources=[f"{execution_arn}:*"],
                 ),
                 iam.PolicyStatement(
-                    sid="RedriveMapRuns", actions=["states:RedriveExecution"], resources=[f"{execution_arn}/*:*"]
+                    sid="RedriveMapRuns",
+                    actions=["states:RedriveExecution"],
+                    resources=[f"{execution_arn}/*:*"],
                 ),
             ],
         )
@@ -287,7 +309,7 @@ class BuildWorkflow(Construct):
                 f"arn:<AWS::Partition>:batch:<AWS::Region>:<AWS::AccountId>:job-definition/{prefix}-*",
             ],
             "Workflow Policy: '*' only for actions without resource-level permissions (CloudWatch Logs "
-            "delivery, X-Ray, batch:DescribeJobs/TerminateJob); S3 = its own store's plans/ (ItemReader reads "
-            f"the key Plan returns) and {RESULTS_PREFIX}/ (ResultWriter); job definitions = this stack's "
-            f"'{prefix}-*' (any revision).",
+            "delivery, X-Ray, batch:DescribeJobs/TerminateJob); S3 = its own store's plans/ (ItemReader "
+            f"reads the key Plan returns) and {RESULTS_PREFIX}/ (ResultWriter); job definitions: this "
+            f"stack's '{prefix}-*' (any revision).",
         )
