@@ -535,7 +535,10 @@ def open_store(spec: str | Path, s3_client: Any = None) -> Store:
         raise StoreError("empty store location")
     if text.startswith("s3://"):
         bucket, _, prefix = text[len("s3://") :].partition("/")
-        return S3Store(bucket, prefix, client=s3_client)
+        try:
+            return S3Store(bucket, prefix, client=s3_client)
+        except StoreError as error:
+            raise StoreError(f"invalid store location {text!r}: {error}") from None
     if "://" in text:
         if text.startswith("file://"):
             return LocalStore(text[len("file://") :])

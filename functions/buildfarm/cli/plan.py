@@ -1,9 +1,163 @@
-"""buildfarm plan (placeholder until its issue lands)."""
+"""`buildfarm plan` (what would be built, and why the rest is skipped; a dry run) and
+`buildfarm status` (the published matrix from versions.json)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from buildfarm.catalog import VERSIONS_KEY, iter_cells, read_versions
+from buildfarm.config import ConfigError, FarmConfig
+from buildfarm.store import Store, StoreError, open_store
+from buildfarm.workflow_input import InputError, add_matrix_arguments, raw_input_from_args
+
+
+def add_store_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store",
+        metavar="DIR|s3://BUCKET/PREFIX",
+        help="the store (default: $BUILDFARM_STORE, else ./dist)",
+    )
+
+
+def _config_and_store(args: argparse.Namespace) -> tuple[FarmConfig, Store]:
+    from buildfarm.cli import CliError
+
+    try:
+        config = FarmConfig.from_env()
+    except ConfigError as error:
+        raise CliError(str(error)) from None
+    location = args.store or os.environ.get("BUILDFARM_STORE") or config.store
+    try:
+        store = open_store(location)
+    except StoreError as error:
+        raise CliError(str(error)) from None
+    return config.model_copy(update={"store": location}), store
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(row)).rstrip()
+        for row in [header, *rows]
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    from buildfarm.cli import CliError
+    from buildfarm.plan import new_execution_id, plan
+
+    config, store = _config_and_store(args)
+    try:
+        raw = raw_input_from_args(args)
+        raw = {**raw, "dry_run": True}  # `buildfarm plan` never claims or writes
+        result = plan(raw, store, config, new_execution_id())
+    except InputError as error:
+        raise CliError(str(error)) from None
+    except StoreError as error:
+        raise CliError(f"store {store.location}: {error}") from None
+
+    if args.json:
+        document: dict[str, Any] = {
+            **result.summary,
+            "build": [{"cell": item.cell, "build": item.spec.build} for item in result.items],
+            "skipped": [s.model_dump(mode="json") for s in result.skipped],
+        }
+        json.dump(document, sys.stdout, indent=1)
+        print()
+        return 0
+
+    counts = result.counts
+    print(f"store: {store.location}    releases: {result.releases_refresh}")
+    print(
+        f"{counts['cells']} cells: {counts['planned']} to build, {counts['skipped_published']} published, "
+        f"{counts['skipped_claimed']} claimed by another execution" + ("  (force)" if result.force else "")
+    )
+    rows = [
+        [item.cell, str(item.spec.build), "build", "forced rebuild" if result.force else "not published"]
+        for item in result.items
+    ]
+    rows += [[s.cell, str(s.build), "skip", s.detail] for s in result.skipped]
+    if rows:
+        print()
+        print(_table(rows, ["CELL", "BUILD", "ACTION", "WHY"]))
+    print("\n(dry run: nothing claimed or written)")
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    from buildfarm.cli import CliError
+
+    _, store = _config_and_store(args)
+    try:
+        document, etag = read_versions(store)
+    except (StoreError, ValueError) as error:
+        raise CliError(f"{store.url(VERSIONS_KEY)}: {error}") from None
+
+    cells = [
+        {
+            "cell": f"{version}/{platform}/{arch}",
+            "build": entry.get("build"),
+            "published": entry.get("published"),
+            "artifacts": entry.get("artifacts", []),
+        }
+        for (version, platform, arch), entry in iter_cells(document)
+    ]
+    if args.json:
+        json.dump(
+            {
+                "store": store.location,
+                "updated": document.get("updated"),
+                "python_versions": document.get("python_versions", []),
+                "cells": cells,
+            },
+            sys.stdout,
+            indent=1,
+        )
+        print()
+        return 0
+    if etag is None:
+        print(f"nothing published yet in {store.location}")
+        return 0
+
+    builds = document.get("builds") or {}
+    columns = sorted({(p, a) for (_, p, a), _ in iter_cells(document)})
+    header = ["VERSION", *(f"{p}/{a}" for p, a in columns)]
+    rows = []
+    for version in document.get("python_versions", []):
+        row = [version]
+        for platform, arch in columns:
+            entry = (builds.get(version) or {}).get(platform, {}).get(arch)
+            row.append(f"#{entry['build']}" if entry else "-")
+        rows.append(row)
+    print(f"store: {store.location}    updated: {document.get('updated')}")
+    print(f"{len(cells)} published cells, {len(document.get('python_versions', []))} versions")
+    print()
+    print(_table(rows, header))
+    return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    subparsers.add_parser("plan", help="(not yet implemented)").set_defaults(func=lambda args: 2)
+    plan_parser = subparsers.add_parser(
+        "plan",
+        help="show what would be built and why other cells are skipped (dry run)",
+        description="Plan the build matrix without claiming or writing anything.",
+    )
+    add_matrix_arguments(plan_parser)
+    add_store_argument(plan_parser)
+    plan_parser.add_argument("--json", action="store_true", help="machine-readable output")
+    plan_parser.set_defaults(func=run_plan)
+
+    status_parser = subparsers.add_parser(
+        "status",
+        help="the published matrix (versions.json)",
+        description="Show what is published in the store.",
+    )
+    add_store_argument(status_parser)
+    status_parser.add_argument("--json", action="store_true", help="machine-readable output")
+    status_parser.set_defaults(func=run_status)

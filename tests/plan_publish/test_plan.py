@@ -1,0 +1,247 @@
+"""The planner: expansion, skipping, claims, build numbers, dry run, store-call budget."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import timedelta
+
+import pytest
+
+from buildfarm.claims import claim_key, release_claims
+from buildfarm.models import BuildSpec
+from buildfarm.plan import items_key, plan, read_plan_items, safe_id
+
+from .conftest import (
+    NOW,
+    READ_OPERATIONS,
+    REAL_3135_SHA256,
+    all_keys,
+    count_s3_calls,
+    fake_build,
+    fake_versions,
+    read_json,
+    write_published_matrix,
+    write_releases,
+)
+
+TWO_PLATFORMS = {"versions": ["3.13.5"], "platforms": ["debian-12", "rhel-9"]}
+
+
+def test_plan_claims_cells_and_writes_items(local_store, config):
+    config = config.model_copy(
+        update={"source_mirror": "http://mirror.test/ftp/python", "optimization": "none"}
+    )
+    result = plan(TWO_PLATFORMS, local_store, config, "exec-1", NOW)
+    assert result.counts == {"cells": 4, "planned": 4, "skipped_published": 0, "skipped_claimed": 0}
+    assert result.summary["items"] == {"bucket": "", "key": "plans/exec-1/items.json"}
+    items = read_json(local_store, items_key("exec-1"))
+    assert [item["cell"] for item in items] == [
+        "3.13.5/debian-12/x86_64",
+        "3.13.5/debian-12/aarch64",
+        "3.13.5/rhel-9/x86_64",
+        "3.13.5/rhel-9/aarch64",
+    ]
+    first = items[0]
+    assert first["job_definition"] == "debian-12-x86_64" and first["job_queue_arch"] == "x86_64"
+    spec = BuildSpec.model_validate(first["spec"])
+    assert spec.build == 1
+    assert spec.source.url == "http://mirror.test/ftp/python/3.13.5/Python-3.13.5.tar.xz"
+    assert spec.source.sha256 == REAL_3135_SHA256
+    assert spec.prefix == "/opt/python/3.13.5"
+    assert spec.optimization == "none"
+    assert spec.store == local_store.location
+    assert spec.artifact_dir == "builds/3.13.5/debian-12/x86_64/1"
+    claim = read_json(local_store, claim_key("3.13.5", "debian-12", "x86_64"))
+    assert claim["execution_id"] == "exec-1" and claim["build"] == 1
+    assert claim["expires_at"] == "2026-11-22T14:00:00Z"  # now + 4 h default TTL
+    record = read_json(local_store, "plans/exec-1/plan.json")
+    assert record["counts"]["planned"] == 4 and record["request"]["platforms"] == ["debian-12", "rhel-9"]
+    assert [i.cell for i in read_plan_items(local_store, result.summary["items"])] == [
+        i["cell"] for i in items
+    ]
+
+
+def test_schedule_expands_policy_platforms_and_arches(local_store, config):
+    write_releases(local_store, ["3.13.5", "3.12.11", "3.8.20"])
+    result = plan({"dry_run": True}, local_store, config, "e", NOW)
+    # 2 versions (3.8 is below the lowest series) x 11 enabled platforms x 2 arches
+    assert result.counts["cells"] == 2 * len(config.enabled_platforms) * 2 == 44
+    assert result.versions == ["3.13.5", "3.12.11"]
+
+
+def test_dry_run_writes_nothing(local_store, config):
+    write_releases(local_store, ["3.13.5"])
+    local_store.put_json(claim_key("3.13.5", "rhel-9", "aarch64"), {"bad": "marker"})
+    before = all_keys(local_store)
+    result = plan({**TWO_PLATFORMS, "dry_run": True}, local_store, config, "dry", NOW)
+    assert result.counts["planned"] == 4 and result.dry_run and result.summary["dry_run"] is True
+    assert all_keys(local_store) == before
+
+
+def test_dry_run_does_not_save_a_refreshed_catalog(local_store, config):
+    assert list(local_store.list("")) == []
+    plan({"dry_run": True}, local_store, config, "dry", NOW)  # seed + failed refresh: not saved
+    assert list(local_store.list("")) == []
+
+
+def test_published_cells_are_skipped_and_force_rebuilds_with_next_number(local_store, config):
+    first = plan(TWO_PLATFORMS, local_store, config, "exec-1", NOW)
+    from buildfarm.publish import publish
+
+    for item in first.items:
+        fake_build(local_store, item.spec)
+    publish(first.summary, local_store, config, now=NOW)
+
+    again = plan(TWO_PLATFORMS, local_store, config, "exec-2", NOW)
+    assert again.counts == {"cells": 4, "planned": 0, "skipped_published": 4, "skipped_claimed": 0}
+    assert again.skipped[0].detail == "published build 1"
+
+    forced = plan({**TWO_PLATFORMS, "force": True}, local_store, config, "exec-3", NOW)
+    assert [i.spec.build for i in forced.items] == [2, 2, 2, 2]
+    assert forced.items[0].spec.artifact_dir == "builds/3.13.5/debian-12/x86_64/2"
+
+
+def test_failed_build_numbers_are_not_reused(local_store, config):
+    first = plan({**TWO_PLATFORMS, "arches": ["x86_64"]}, local_store, config, "exec-1", NOW)
+    from buildfarm.publish import publish
+
+    result = publish(first.summary, local_store, config, now=NOW)  # nothing was built
+    assert len(result.failed) == 2
+    retry = plan({**TWO_PLATFORMS, "arches": ["x86_64"]}, local_store, config, "exec-2", NOW)
+    assert [i.spec.build for i in retry.items] == [2, 2]
+
+
+def test_live_claim_is_skipped_and_reported(local_store, config):
+    plan(TWO_PLATFORMS, local_store, config, "exec-1", NOW)
+    other = plan(TWO_PLATFORMS, local_store, config, "exec-2", NOW + timedelta(hours=1))
+    assert other.counts["planned"] == 0 and other.counts["skipped_claimed"] == 4
+    assert other.skipped[0].detail == "build 1 claimed by exec-1 until 2026-11-22T14:00:00Z"
+    assert read_json(local_store, items_key("exec-2")) == []
+
+
+def test_expired_claim_is_taken_over_with_the_next_build(local_store, config):
+    plan(TWO_PLATFORMS, local_store, config, "crashed", NOW)
+    later = NOW + timedelta(seconds=config.claim_ttl_seconds + 1)
+    result = plan(TWO_PLATFORMS, local_store, config, "exec-2", later)
+    assert result.counts["planned"] == 4
+    assert {i.spec.build for i in result.items} == {2}
+    assert read_json(local_store, claim_key("3.13.5", "rhel-9", "x86_64"))["execution_id"] == "exec-2"
+
+
+def test_replanning_the_same_execution_keeps_its_claims(local_store, config):
+    first = plan(TWO_PLATFORMS, local_store, config, "exec-1", NOW)
+    retried = plan(TWO_PLATFORMS, local_store, config, "exec-1", NOW + timedelta(minutes=1))
+    assert [i.as_json() for i in retried.items] == [i.as_json() for i in first.items]
+
+
+def test_released_claims_let_the_next_plan_in(local_store, config):
+    first = plan(TWO_PLATFORMS, local_store, config, "exec-1", NOW)
+    cells = [tuple(i.cell.split("/")) for i in first.items]
+    assert release_claims(local_store, cells, execution_id="someone-else", now=NOW) == 0
+    assert release_claims(local_store, cells, execution_id="exec-1", now=NOW) == 4
+    marker = read_json(local_store, claim_key(*cells[0]))
+    assert marker["released"] is True and marker["build"] == 1
+    assert plan(TWO_PLATFORMS, local_store, config, "exec-2", NOW).counts["planned"] == 4
+
+
+def test_corrupt_claim_marker_is_taken_over(local_store, config):
+    local_store.put(claim_key("3.13.5", "debian-12", "x86_64"), b"{garbage")
+    result = plan(
+        {**TWO_PLATFORMS, "platforms": ["debian-12"], "arches": ["x86_64"]}, local_store, config, "e", NOW
+    )
+    assert result.counts["planned"] == 1 and result.items[0].spec.build == 1
+
+
+@pytest.mark.parametrize("backend", ["local", "http_s3"])
+def test_racing_planners_claim_each_cell_once(backend, request, config):
+    store = request.getfixturevalue("local_store" if backend == "local" else "http_s3_store")
+    write_releases(store, ["3.13.5"])
+    barrier = threading.Barrier(2)
+    results = {}
+
+    def planner(name: str) -> None:
+        barrier.wait()
+        results[name] = plan({"versions": ["3.13.5"]}, store, config, name, NOW)
+
+    threads = [threading.Thread(target=planner, args=(name,)) for name in ("planner-a", "planner-b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    a, b = results["planner-a"], results["planner-b"]
+    cells = a.counts["cells"]
+    assert cells == 22
+    claimed_a = {i.cell for i in a.items}
+    claimed_b = {i.cell for i in b.items}
+    assert not claimed_a & claimed_b  # no cell claimed twice
+    assert len(claimed_a | claimed_b) == cells  # every cell claimed by one of them
+    assert a.counts["skipped_claimed"] == len(claimed_b) and b.counts["skipped_claimed"] == len(claimed_a)
+    for cell in claimed_a:
+        assert read_json(store, claim_key(*cell.split("/")))["execution_id"] == "planner-a"
+
+
+def test_two_planners_racing_for_one_cell_exactly_one_claims(http_s3_store, config):
+    write_releases(http_s3_store, ["3.13.5"])
+    one_cell = {"versions": ["3.13.5"], "platforms": ["debian-12"], "arches": ["aarch64"]}
+
+    def race(round_: int) -> list:
+        barrier = threading.Barrier(2)
+        results: list = []
+
+        def planner(name: str) -> None:
+            barrier.wait()
+            results.append(plan({**one_cell, "force": True}, http_s3_store, config, name, NOW))
+
+        threads = [threading.Thread(target=planner, args=(f"r{round_}-{n}",)) for n in "ab"]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return results
+
+    for round_ in range(5):
+        results = race(round_)
+        assert sorted(r.counts["planned"] for r in results) == [0, 1]
+        assert sorted(r.counts["skipped_claimed"] for r in results) == [0, 1]
+        winner = next(r for r in results if r.items)
+        release_claims(
+            http_s3_store, [("3.13.5", "debian-12", "aarch64")], execution_id=winner.execution_id, now=NOW
+        )
+        assert winner.items[0].spec.build == round_ + 1
+
+
+def test_big_published_matrix_costs_two_reads_and_force_plans_everything(s3_store, s3_client, config):
+    versions = fake_versions(70)
+    platforms, arches = list(config.enabled_platforms), ["x86_64", "aarch64"]
+    write_releases(s3_store, versions)
+    cells = write_published_matrix(s3_store, versions, platforms, arches, build=3)
+    assert cells == 1540
+
+    calls = count_s3_calls(s3_client)
+    scheduled = plan({}, s3_store, config, "scheduled", NOW)
+    reads = sum(n for op, n in calls.items() if op in READ_OPERATIONS)
+    assert reads <= 2 * cells / 1000 and reads == 2, calls
+    assert scheduled.counts == {"cells": 1540, "planned": 0, "skipped_published": 1540, "skipped_claimed": 0}
+
+    calls.clear()
+    forced = plan({"force": True}, s3_store, config, "break-glass", NOW)
+    assert forced.counts["planned"] == 1540
+    assert {i.spec.build for i in forced.items} == {4}
+    summary = json.dumps(forced.summary)
+    assert len(summary) < 1024, summary  # Step Functions' limit is 256 KB
+    assert calls["ListObjectsV2"] == 1 and calls["PutObject"] == 1540 + 2  # claims + items + record
+    location = forced.summary["items"]
+    items = json.loads(s3_client.get_object(Bucket=location["bucket"], Key=location["key"])["Body"].read())
+    assert len(items) == 1540
+
+
+def test_safe_ids():
+    assert safe_id("exec-1") == "exec-1"
+    assert safe_id("a" * 80) == "a" * 80
+    for raw in ("../../etc", "a/b", "x y", "a" * 100, "", "..", "ümlaut"):
+        cleaned = safe_id(raw)
+        assert cleaned and len(cleaned) <= 80
+        assert all(c.isascii() and (c.isalnum() or c in "._-") for c in cleaned)
+        assert not cleaned.startswith(".")
+    assert safe_id("a/b") != safe_id("a-b")

@@ -1,0 +1,346 @@
+"""The publisher: verification against manifests, versions.json, uv metadata, index.html."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+from datetime import timedelta
+from html.parser import HTMLParser
+
+import pytest
+
+from buildfarm.catalog import CatalogArtifact, CatalogCell, merge_cells, update_versions
+from buildfarm.claims import claim_key
+from buildfarm.plan import plan
+from buildfarm.publish import publish
+
+from .conftest import NOW, REAL_3135_SHA256, all_keys, fake_build, read_json, write_releases
+
+REPO_VENV_UV = os.path.join(os.path.dirname(__file__), "..", "..", ".venv", "bin", "uv")
+DEBIAN_12_BOTH = {"versions": ["3.13.5"], "platforms": ["debian-12"]}
+
+
+def planned(store, config, request=DEBIAN_12_BOTH, execution="exec-1", now=NOW):
+    return plan(request, store, config, execution, now)
+
+
+def test_publish_verified_builds(local_store, config):
+    result = planned(local_store, config)
+    for item in result.items:
+        fake_build(local_store, item.spec, kinds=("tarball", "deb", "rpm"))
+    outcome = publish(result.summary, local_store, config, now=NOW)
+    assert outcome.published == ["3.13.5/debian-12/x86_64", "3.13.5/debian-12/aarch64"]
+    assert outcome.failed == []
+    assert outcome.counts == {
+        "planned": 2,
+        "published": 2,
+        "failed": 0,
+        "skipped_published": 0,
+        "skipped_claimed": 0,
+    }
+
+    versions = read_json(local_store, "versions.json")
+    assert versions["schema_version"] == 1 and versions["python_versions"] == ["3.13.5"]
+    assert versions["updated"] == "2026-11-22T10:00:00Z"
+    entry = versions["builds"]["3.13.5"]["debian-12"]["x86_64"]
+    assert entry["build"] == 1
+    assert entry["manifest"] == "builds/3.13.5/debian-12/x86_64/1/manifest.json"
+    assert [a["type"] for a in entry["artifacts"]] == ["tarball", "deb", "rpm"]
+    tarball = entry["artifacts"][0]
+    assert tarball["key"] == "builds/3.13.5/debian-12/x86_64/1/python-3.13.5-debian-12-x86_64.tar.gz"
+    assert tarball["size"] == len(local_store.read(tarball["key"])[0])
+    # claims released, build numbers kept
+    marker = read_json(local_store, claim_key("3.13.5", "debian-12", "x86_64"))
+    assert marker["released"] is True and marker["build"] == 1
+
+
+@pytest.mark.parametrize(
+    ("breakage", "reason"),
+    [
+        ({"skip_upload": "deb"}, "artifact python-3.13.5_2_amd64.deb is missing from the store"),
+        ({"wrong_sha256": "tarball"}, "artifact python-3.13.5-debian-12-x86_64.tar.gz: sha256 "),
+    ],
+)
+def test_unverifiable_build_fails_and_leaves_versions_json_alone(local_store, config, breakage, reason):
+    first = planned(local_store, config)
+    for item in first.items:
+        fake_build(local_store, item.spec)
+    publish(first.summary, local_store, config, now=NOW)
+    before = local_store.read("versions.json")[0]
+
+    forced = planned(local_store, config, {**DEBIAN_12_BOTH, "force": True}, "exec-2")
+    x86, arm = forced.items
+    fake_build(local_store, x86.spec, **breakage)
+    fake_build(local_store, arm.spec)
+    outcome = publish(forced.summary, local_store, config, now=NOW + timedelta(hours=1))
+    assert outcome.published == ["3.13.5/debian-12/aarch64"]
+    assert [f.cell for f in outcome.failed] == ["3.13.5/debian-12/x86_64"]
+    assert outcome.failed[0].reason.startswith(reason)
+
+    versions = read_json(local_store, "versions.json")
+    assert (
+        versions["builds"]["3.13.5"]["debian-12"]["x86_64"]
+        == json.loads(before)["builds"]["3.13.5"]["debian-12"]["x86_64"]
+    )
+    assert versions["builds"]["3.13.5"]["debian-12"]["aarch64"]["build"] == 2
+
+
+def test_size_mismatch_and_foreign_manifest_fail(local_store, config):
+    result = planned(local_store, config)
+    x86, arm = result.items
+    manifest = fake_build(local_store, x86.spec)
+    real_size = manifest["artifacts"][0]["size"]
+    manifest["artifacts"][0]["size"] += 1
+    local_store.put_json(f"{x86.spec.artifact_dir}/manifest.json", manifest)
+    other = fake_build(local_store, arm.spec)
+    other["spec"]["build"] = 7
+    local_store.put_json(f"{arm.spec.artifact_dir}/manifest.json", other)
+    outcome = publish(result.summary, local_store, config, now=NOW)
+    reasons = {f.cell: f.reason for f in outcome.failed}
+    assert (
+        f"size {real_size} differs from the manifest's {real_size + 1}" in reasons["3.13.5/debian-12/x86_64"]
+    )
+    assert "is for 3.13.5/debian-12/aarch64 build 7" in reasons["3.13.5/debian-12/aarch64"]
+    assert not local_store.exists("versions.json")
+
+
+def test_failure_reasons(local_store, config):
+    request = {"versions": ["3.13.5"], "platforms": ["debian-12", "rhel-9"]}
+    result = planned(local_store, config, request)
+    local_store.put_json(
+        "logs/3.13.5/rhel-9/x86_64/1/failure.json", {"phase": "configure", "reason": "no C compiler"}
+    )
+    results = [
+        {"cell": "3.13.5/debian-12/x86_64", "status": "failed", "error": "Batch job OOM-killed"},
+        {"cell": "3.13.5/debian-12/aarch64", "status": "succeeded"},
+        "not even an object",
+    ]
+    outcome = publish(result.summary, local_store, config, results, now=NOW)
+    assert {f.cell: f.reason for f in outcome.failed} == {
+        "3.13.5/debian-12/x86_64": "Batch job OOM-killed",
+        "3.13.5/debian-12/aarch64": "no manifest (the build reported success)",
+        "3.13.5/rhel-9/x86_64": "configure: no C compiler",
+        "3.13.5/rhel-9/aarch64": "no manifest",
+    }
+    assert outcome.published == []
+    index = local_store.read("index.html")[0].decode()
+    assert "failed #1" in index and "no C compiler" in index
+
+
+def test_dry_run_plan_publishes_nothing(local_store, config):
+    result = plan({**DEBIAN_12_BOTH, "dry_run": True}, local_store, config, "dry", NOW)
+    before = all_keys(local_store)
+    outcome = publish(result.summary, local_store, config, now=NOW)
+    assert outcome.counts["planned"] == 0 and all_keys(local_store) == before
+
+
+def test_python_versions_newest_first_and_never_rolled_back():
+    def cell(build):
+        return CatalogCell(
+            build=build,
+            published="t",
+            manifest="m",
+            artifacts=[CatalogArtifact(type="tarball", key="k", sha256="ab" * 32, size=1)],
+        )
+
+    doc, accepted = merge_cells(
+        {},
+        {
+            ("3.9.23", "debian-12", "x86_64"): cell(1),
+            ("3.13.5", "debian-12", "x86_64"): cell(2),
+            ("3.14.0rc2", "rhel-9", "aarch64"): cell(1),
+            ("3.13.10", "debian-12", "x86_64"): cell(1),
+        },
+        NOW,
+    )
+    assert doc["python_versions"] == ["3.14.0rc2", "3.13.10", "3.13.5", "3.9.23"]
+    assert list(doc["builds"]) == doc["python_versions"]
+    doc2, accepted = merge_cells(doc, {("3.13.5", "debian-12", "x86_64"): cell(1)}, NOW)
+    assert accepted == [] and doc2["builds"]["3.13.5"]["debian-12"]["x86_64"]["build"] == 2
+
+
+def test_uv_reads_the_download_metadata(local_store, config, tmp_path):
+    write_releases(local_store, ["3.13.5", "3.14.0rc2"])
+    config = config.model_copy(update={"public_base_url": "https://cdn.example.org/python/"})
+    result = planned(local_store, config, {"versions": ["3.13.5", "3.14.0rc2"], "platforms": ["debian-12"]})
+    for item in result.items:
+        fake_build(local_store, item.spec)
+    publish(result.summary, local_store, config, now=NOW)
+
+    metadata = read_json(local_store, "download-metadata/debian-12.json")
+    assert list(metadata) == [
+        "cpython-3.14.0rc2-linux-x86_64-gnu",
+        "cpython-3.14.0rc2-linux-aarch64-gnu",
+        "cpython-3.13.5-linux-x86_64-gnu",
+        "cpython-3.13.5-linux-aarch64-gnu",
+    ]
+    entry = metadata["cpython-3.13.5-linux-x86_64-gnu"]
+    tarball_key = "builds/3.13.5/debian-12/x86_64/1/python-3.13.5-debian-12-x86_64.tar.gz"
+    assert entry == {
+        "name": "cpython",
+        "arch": {"family": "x86_64", "variant": None},
+        "os": "linux",
+        "libc": "gnu",
+        "major": 3,
+        "minor": 13,
+        "patch": 5,
+        "prerelease": "",
+        "url": f"https://cdn.example.org/python/{tarball_key}",
+        "sha256": read_json(local_store, "versions.json")["builds"]["3.13.5"]["debian-12"]["x86_64"][
+            "artifacts"
+        ][0]["sha256"],
+        "variant": None,
+        "build": "1",
+    }
+    assert metadata["cpython-3.14.0rc2-linux-aarch64-gnu"]["prerelease"] == "rc2"
+
+    # The real uv (from the dev dependencies) parses it.
+    uv = os.path.realpath(REPO_VENV_UV)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "UV_CACHE_DIR": str(tmp_path / "uv-cache")}
+    answer = subprocess.run(
+        [
+            uv,
+            "python",
+            "list",
+            "--only-downloads",
+            "--all-platforms",
+            "--all-arches",
+            "--all-versions",
+            "--output-format",
+            "json",
+            "--python-downloads-json-url",
+            str(local_store.root / "download-metadata" / "debian-12.json"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    listed = {(d["key"], d["url"]) for d in json.loads(answer.stdout)}
+    assert ("cpython-3.13.5-linux-x86_64-gnu", f"https://cdn.example.org/python/{tarball_key}") in listed
+    assert (
+        "cpython-3.14.0rc2-linux-aarch64-gnu",
+        "https://cdn.example.org/python/builds/3.14.0rc2/debian-12/aarch64/1/python-3.14.0rc2-debian-12-aarch64.tar.gz",
+    ) in listed
+
+
+def test_without_public_base_url_urls_point_into_the_store(local_store, config):
+    result = planned(
+        local_store, config, {"versions": ["3.13.5"], "platforms": ["debian-12"], "arches": ["x86_64"]}
+    )
+    fake_build(local_store, result.items[0].spec)
+    publish(result.summary, local_store, config, now=NOW)
+    entry = read_json(local_store, "download-metadata/debian-12.json")["cpython-3.13.5-linux-x86_64-gnu"]
+    assert (
+        entry["url"]
+        == (
+            local_store.root / "builds/3.13.5/debian-12/x86_64/1/python-3.13.5-debian-12-x86_64.tar.gz"
+        ).as_uri()
+    )
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "a":
+            self.links.append(dict(attrs)["href"])
+
+
+def test_index_html_is_a_readable_matrix_with_relative_links(local_store, config):
+    request = {"versions": ["3.13.5"], "platforms": ["debian-12", "rhel-9"]}
+    result = planned(local_store, config, request)
+    for item in result.items:
+        if item.cell != "3.13.5/rhel-9/aarch64":
+            fake_build(local_store, item.spec, kinds=("tarball", "rpm"))
+    publish(result.summary, local_store, config, now=NOW)
+    page = local_store.read("index.html")[0].decode()
+    parser = _Links()
+    parser.feed(page)
+    assert "builds/3.13.5/debian-12/x86_64/1/python-3.13.5-debian-12-x86_64.tar.gz" in parser.links
+    assert "builds/3.13.5/rhel-9/x86_64/1/manifest.json" in parser.links
+    assert "logs/3.13.5/rhel-9/aarch64/1/failure.json" in parser.links
+    assert "download-metadata/debian-12.json" in parser.links
+    assert all("://" not in link and not link.startswith("/") for link in parser.links)
+    for link in parser.links:
+        if link.startswith("builds/") or link.startswith("download-metadata/") or link == "versions.json":
+            assert local_store.exists(link), link
+    # every enabled platform is a column; versions are rows; sizes are shown
+    for platform in config.enabled_platforms:
+        assert f">{platform}</th>" in page
+    assert '<th class="version">3.13.5</th>' in page
+    assert "3 published builds of 1 Python versions" in page
+    assert " B</span>" in page and "failed #1" in page
+
+
+@pytest.mark.parametrize("backend", ["local", "http_s3"])
+def test_fifty_concurrent_publishers_lose_nothing(backend, request):
+    store = request.getfixturevalue("local_store" if backend == "local" else "http_s3_store")
+    barrier = threading.Barrier(50)
+    errors = []
+
+    def publisher(n: int) -> None:
+        cell = (f"3.{9 + n % 5}.{n}", ["debian-12", "rhel-9"][n % 2], ["x86_64", "aarch64"][n % 2])
+        entry = CatalogCell(
+            build=1,
+            published="t",
+            manifest=f"m{n}",
+            artifacts=[CatalogArtifact(type="tarball", key=f"k{n}", sha256="ab" * 32, size=n)],
+        )
+        barrier.wait()
+        try:
+            update_versions(store, {cell: entry}, NOW)
+        except Exception as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=publisher, args=(n,)) for n in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    versions = read_json(store, "versions.json")
+    manifests = {
+        arches[a]["manifest"] for p in versions["builds"].values() for arches in p.values() for a in arches
+    }
+    assert manifests == {f"m{n}" for n in range(50)}
+    assert len(versions["python_versions"]) == 50
+    assert versions["python_versions"][0] == "3.13.49" and versions["python_versions"][-1] == "3.9.0"
+
+
+def test_concurrent_full_publishes_keep_every_cell_and_fresh_derived_files(http_s3_store, config):
+    """Whole publish() calls racing (threads), each with its own plan, on real HTTP S3."""
+    write_releases(http_s3_store, ["3.13.5"])
+    platforms = ["debian-11", "debian-12", "debian-13", "rhel-8", "rhel-9", "ubuntu-2404"]
+    plans = [
+        plan({"versions": ["3.13.5"], "platforms": [p]}, http_s3_store, config, f"e-{p}", NOW)
+        for p in platforms
+    ]
+    for p in plans:
+        for item in p.items:
+            fake_build(http_s3_store, item.spec)
+    barrier = threading.Barrier(len(plans))
+    outcomes = []
+
+    def run(p):
+        barrier.wait()
+        outcomes.append(publish(p.summary, http_s3_store, config, now=NOW))
+
+    threads = [threading.Thread(target=run, args=(p,)) for p in plans]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(o.counts["published"] for o in outcomes) == 12
+    versions = read_json(http_s3_store, "versions.json")
+    assert sorted(versions["builds"]["3.13.5"]) == sorted(platforms)
+    for platform in platforms:
+        assert len(read_json(http_s3_store, f"download-metadata/{platform}.json")) == 2
+    index = http_s3_store.read("index.html")[0].decode()
+    assert "12 published builds" in index
+    assert REAL_3135_SHA256 not in index

@@ -1,0 +1,210 @@
+"""releases.json: the seed, the refresh from (recorded) python.org answers, bad answers, the policy."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+
+import pytest
+
+from buildfarm.releases import (
+    ReleaseCatalog,
+    ReleaseLookupError,
+    admitted,
+    load_releases,
+    load_seed,
+    resolve_versions,
+    save_releases,
+    source_url,
+)
+
+from .conftest import NOW, PYTHON_ORG, REAL_3135_SHA256, read_json
+
+
+def refreshed(store, config, python_org, now=NOW):
+    config = config.model_copy(update={"releases_url": python_org.base})
+    state = load_releases(store, config, now)
+    save_releases(store, state)
+    return state
+
+
+def test_seed_has_only_verified_releases(source_sha256):
+    seed = load_seed()
+    assert seed.releases["3.13.5"].sha256 == REAL_3135_SHA256 == source_sha256
+    assert not seed.releases["3.13.5"].prerelease
+
+
+def test_source_url_follows_python_org_layout():
+    assert source_url("3.13.5", "https://m/ftp/python/") == "https://m/ftp/python/3.13.5/Python-3.13.5.tar.xz"
+    # python.org files pre-releases under the final release's directory
+    assert source_url("3.14.0rc2", "file:///mirror") == "file:///mirror/3.14.0/Python-3.14.0rc2.tar.xz"
+
+
+@pytest.fixture
+def config(config):
+    return config.model_copy(update={"releases_timeout_seconds": 2.0})
+
+
+def test_first_refresh_from_recorded_answers(local_store, config, python_org):
+    state = refreshed(local_store, config, python_org)
+    catalog = read_json(local_store, "releases.json")
+    assert state.refresh == "refreshed (+3)"
+    assert set(catalog["releases"]) == {"3.14.0rc2", "3.13.5", "3.12.11", "3.9.23"}
+    # newest first, real data for 3.13.5, python.org's URL and date kept
+    assert list(catalog["releases"]) == ["3.14.0rc2", "3.13.5", "3.12.11", "3.9.23"]
+    assert catalog["releases"]["3.13.5"]["sha256"] == REAL_3135_SHA256
+    rc = catalog["releases"]["3.14.0rc2"]
+    assert rc["prerelease"] is True
+    assert rc["url"] == "https://www.python.org/ftp/python/3.14.0/Python-3.14.0rc2.tar.xz"
+    assert catalog["releases"]["3.12.11"]["release_date"] == "2025-06-03T18:00:00Z"
+    assert catalog["updated"] == catalog["checked"] == "2026-11-22T10:00:00Z"
+    # Not fetched: unpublished (700), below 3.9 (900), Python 2 (600), the install manager (1049);
+    # 3.13.5 was known from the seed.
+    asked = {r.split("release=")[1] for r in python_org.requests if "release=" in r}
+    assert asked == {"1060", "1055", "650", "1052"}
+
+
+def test_refresh_only_when_due(local_store, config, python_org):
+    refreshed(local_store, config, python_org)
+    python_org.requests.clear()
+    state = refreshed(local_store, config, python_org, now=NOW + timedelta(hours=23))
+    assert state.refresh == "not due" and not state.changed
+    assert python_org.requests == []
+    state = refreshed(local_store, config, python_org, now=NOW + timedelta(hours=25))
+    assert state.refresh == "refreshed (+0)"
+    # known releases are not fetched again; 3.10.0 is (python.org may add its sha256 later)
+    assert python_org.requests == [
+        "/api/v2/downloads/release/",
+        "/api/v2/downloads/release_file/?release=650",
+    ]
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        pytest.param(
+            {
+                ("/api/v2/downloads/release/", None): (
+                    200,
+                    (PYTHON_ORG / "release_corrupt.json").read_bytes(),
+                    0,
+                )
+            },
+            id="truncated-json",
+        ),
+        pytest.param(
+            {("/api/v2/downloads/release/", None): (200, b'{"detail": "ok"}', 0)}, id="object-not-array"
+        ),
+        pytest.param({("/api/v2/downloads/release/", None): (200, b"[]", 0)}, id="empty-list"),
+        pytest.param(
+            {
+                ("/api/v2/downloads/release/", None): (
+                    200,
+                    json.dumps([{"name": "Python 3.13.6"}]).encode(),
+                    0,
+                )
+            },
+            id="missing-fields",
+        ),
+        pytest.param({("/api/v2/downloads/release/", None): (503, b"<html>down</html>", 0)}, id="http-503"),
+        pytest.param(
+            {("/api/v2/downloads/release_file/", "1055"): (500, b"oops", 0)}, id="partial-file-list-500"
+        ),
+        pytest.param(
+            {("/api/v2/downloads/release_file/", "1052"): (200, b'[{"url": ', 0)},
+            id="partial-file-list-corrupt",
+        ),
+        pytest.param({("/api/v2/downloads/release/", None): (200, b"[]", 1.0)}, id="timeout"),
+    ],
+)
+def test_bad_or_partial_answer_keeps_the_old_catalog(local_store, config, python_org, broken, caplog):
+    before = {
+        "schema_version": 1,
+        "updated": "2026-11-01T00:00:00Z",
+        "checked": "2026-11-01T00:00:00Z",
+        "source": "x",
+        "releases": {"3.13.5": load_seed().releases["3.13.5"].model_dump()},
+    }
+    local_store.put_json("releases.json", before)
+    python_org.overrides.update(broken)
+    config = config.model_copy(update={"releases_timeout_seconds": 0.3})
+    with caplog.at_level(logging.WARNING, logger="buildfarm.releases"):
+        state = refreshed(local_store, config, python_org)
+    assert state.refresh.startswith("failed: ")
+    assert "keeping the old catalog" in caplog.text
+    after = read_json(local_store, "releases.json")
+    assert after["releases"] == before["releases"]  # nothing added, nothing removed
+    assert after["updated"] == before["updated"]
+    assert after["checked"] == "2026-11-22T10:00:00Z"  # the attempt is recorded...
+    python_org.requests.clear()
+    state = refreshed(local_store, config, python_org, now=NOW + timedelta(minutes=30))
+    assert state.refresh == "not due" and python_org.requests == []  # ...so it is not retried at once
+    state = refreshed(local_store, config, python_org, now=NOW + timedelta(hours=2))
+    assert python_org.requests  # but an hour later it is
+
+
+def test_unreachable_python_org_on_first_use_uses_the_seed(local_store, config):
+    state = load_releases(local_store, config, NOW)  # config points at a closed port
+    assert state.refresh.startswith("failed: ")
+    assert set(state.catalog.releases) == {"3.13.5"}
+
+
+def test_known_checksum_is_never_replaced(local_store, config, python_org, caplog):
+    seed = load_seed().model_dump(mode="json")
+    local_store.put_json("releases.json", seed)
+    answer = json.loads((PYTHON_ORG / "release_file_1050.json").read_text())
+    for entry in answer:
+        entry["sha256_sum"] = "66" * 32
+    python_org.overrides[("/api/v2/downloads/release/", None)] = (
+        200,
+        json.dumps([dict(json.loads((PYTHON_ORG / "release.json").read_text())[1])]).encode(),
+        0,
+    )
+    state = refreshed(local_store, config, python_org)
+    assert state.catalog.releases["3.13.5"].sha256 == REAL_3135_SHA256
+
+
+def test_damaged_catalog_is_replaced_by_seed(local_store, config):
+    local_store.put("releases.json", b"{not json")
+    state = load_releases(local_store, config, NOW)
+    assert "3.13.5" in state.catalog.releases and state.changed
+
+
+def catalog_of(*versions_and_pre):
+    return ReleaseCatalog.model_validate(
+        {
+            "releases": {
+                v: {"version": v, "sha256": "ab" * 32, "url": "u", "prerelease": pre}
+                for v, pre in versions_and_pre
+            }
+        }
+    )
+
+
+def test_version_policy(config):
+    catalog = catalog_of(
+        ("3.8.20", False), ("3.9.23", False), ("3.13.5", False), ("3.13.4", False), ("3.14.0rc2", True)
+    )
+    assert [r.version for r in admitted(catalog, config)] == ["3.13.5", "3.13.4", "3.9.23"]
+    with_pre = config.model_copy(update={"prereleases": True, "lowest_series": "3.13"})
+    assert [r.version for r in admitted(catalog, with_pre)] == ["3.14.0rc2", "3.13.5", "3.13.4"]
+
+
+def test_resolve_versions(config):
+    catalog = catalog_of(("3.13.5", False), ("3.13.4", False), ("3.14.0rc1", True), ("3.14.0rc2", True))
+    pick = lambda *v: [r.version for r in resolve_versions(list(v), catalog, config)]  # noqa: E731
+    assert pick("3.13") == ["3.13.5"]
+    assert pick("3.13.4", "3.13") == ["3.13.5", "3.13.4"]
+    assert pick("3.14") == ["3.14.0rc2"]  # a series with only pre-releases: its newest
+    assert pick("3.14.0rc1") == ["3.14.0rc1"]  # explicit pre-release: allowed
+    assert pick("3.13", "3.13.5") == ["3.13.5"]
+    for bad, message in [
+        ("3.13.9", "unknown Python version '3.13.9': not in releases.json (known 3.13.x: 3.13.5, 3.13.4)"),
+        ("3.12", "unknown series '3.12'"),
+        ("3.8", "'3.8' is below the lowest supported series 3.9"),
+        ("2.7", "malformed Python version '2.7'"),
+    ]:
+        with pytest.raises(ReleaseLookupError) as caught:
+            pick(bad)
+        assert message in str(caught.value)
