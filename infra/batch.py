@@ -147,7 +147,7 @@ class BuildBatch(Construct):
                 env.instance_role,
                 "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
                 "AmazonEC2ContainerServiceforEC2Role]",
-                f"{env.node.id} instance role: the AWS-managed ECS container-instance policy is what Batch "
+                "the AWS-managed ECS container-instance policy is what Batch "
                 "requires for its ECS agent; build jobs run with their own job role.",
             )
             self.compute_environments[arch] = env
@@ -195,13 +195,13 @@ class BuildBatch(Construct):
         acknowledge_wildcards(
             self.execution_role,
             ["*"],
-            "Batch ExecutionRole: ecr:GetAuthorizationToken has no resource-level permissions; image pulls "
+            "ecr:GetAuthorizationToken has no resource-level permissions; image pulls "
             "are limited to the CDK asset repository.",
         )
         acknowledge_wildcards(
             self.job_role,
             [f"<{logical_id(bucket)}.Arn>/{prefix}*" for prefix in JOB_WRITABLE_PREFIXES],
-            "Batch JobRole: the builder writes below builds/, logs/ and claims/ only (per-cell keys "
+            "the builder writes below builds/, logs/ and claims/ only (per-cell keys "
             "not known in advance); it cannot write versions.json or any other catalog.",
         )
 

@@ -28,6 +28,13 @@ PLAN_HANDLER = "buildfarm.handlers.plan.handler"
 PUBLISH_HANDLER = "buildfarm.handlers.publish.handler"
 METRICS_NAMESPACE = "PythonBuildFarm"
 
+# Store keys each function touches (functions/buildfarm: plan.py, claims.py, releases.py,
+# publish.py, catalog.py). Nobody but Publish writes versions.json.
+PLAN_READS = ("versions.json", "releases.json", "claims/*")
+PLAN_WRITES = ("releases.json", "claims/*", "plans/*")
+PUBLISH_READS = ("versions.json", "plans/*", "builds/*", "logs/*", "claims/*")
+PUBLISH_WRITES = ("versions.json", "download-metadata/*", "index.html", "claims/*")
+
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
 
 
@@ -118,48 +125,16 @@ class FarmFunctions(Construct):
             "Verifies finished builds and publishes catalogs",
         )
 
-        # Plan: reads catalogs and builds, refreshes releases.json, claims cells, writes the plan.
-        self._allow(
-            self.plan,
-            bucket,
-            "ReadStore",
-            ["s3:GetObject"],
-            ["versions.json", "releases.json", "claims/*", "builds/*", "plans/*"],
-        )
-        self._allow(
-            self.plan,
-            bucket,
-            "WritePlanAndClaims",
-            ["s3:PutObject"],
-            ["releases.json", "plans/*", "claims/*"],
-        )
-        self._allow(self.plan, bucket, "ReplaceExpiredClaims", ["s3:DeleteObject"], ["claims/*"])
-        # Publish: reads plans, builds and failure records; writes the catalogs; releases claims.
-        self._allow(
-            self.publish,
-            bucket,
-            "ReadStore",
-            ["s3:GetObject"],
-            [
-                "versions.json",
-                "releases.json",
-                "claims/*",
-                "builds/*",
-                "plans/*",
-                "logs/*",
-                "download-metadata/*",
-                "index.html",
-                "install.sh",
-            ],
-        )
-        self._allow(
-            self.publish,
-            bucket,
-            "WriteCatalogs",
-            ["s3:PutObject"],
-            ["versions.json", "download-metadata/*", "index.html", "install.sh"],
-        )
-        self._allow(self.publish, bucket, "ReleaseClaims", ["s3:DeleteObject"], ["claims/*"])
+        # Plan: reads the catalogs and claims, refreshes releases.json, claims cells (create-only
+        # or If-Match puts), writes the plan. Publish: reads plans, builds and failure records,
+        # writes the catalogs (versions.json with If-Match), releases its claims (If-Match puts).
+        for fn, sid, actions, keys in (
+            (self.plan, "ReadStore", ["s3:GetObject"], PLAN_READS),
+            (self.plan, "WritePlanAndClaims", ["s3:PutObject"], PLAN_WRITES),
+            (self.publish, "ReadStore", ["s3:GetObject"], PUBLISH_READS),
+            (self.publish, "WriteCatalogsAndReleaseClaims", ["s3:PutObject"], PUBLISH_WRITES),
+        ):
+            self._allow(fn, bucket, sid, actions, list(keys))
         for fn in (self.plan, self.publish):
             fn.add_to_role_policy(
                 iam.PolicyStatement(sid="ListStore", actions=["s3:ListBucket"], resources=[bucket.bucket_arn])
@@ -167,7 +142,7 @@ class FarmFunctions(Construct):
             acknowledge(
                 fn.role,
                 "AwsSolutions-IAM5[Resource::*]",
-                f"{fn.node.id} role: X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level "
+                "X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level "
                 "permissions (added by tracing=ACTIVE).",
             )  # fmt: skip
 
@@ -183,6 +158,6 @@ class FarmFunctions(Construct):
         acknowledge_wildcards(
             fn.role,
             [f"<{logical_id(bucket)}.Arn>/{key}" for key in keys if key.endswith("*")],
-            f"{fn.node.id} role: {', '.join(actions)} limited to named store prefixes; the keys below them "
+            f"{', '.join(actions)} limited to named store prefixes; the keys below them "
             "are per version/platform/arch/build and not known in advance.",
         )

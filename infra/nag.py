@@ -7,8 +7,9 @@ from constructs import IConstruct
 
 
 def acknowledge(construct: IConstruct, rule: str, reason: str) -> None:
-    """Acknowledge one cdk-nag finding (e.g. `AwsSolutions-IAM5[Resource::...]`) on `construct`."""
-    Validations.of(construct).acknowledge(Acknowledgment(id=rule, reason=reason))
+    """Acknowledge one cdk-nag finding (e.g. `AwsSolutions-IAM5[Resource::...]`) on `construct`;
+    the recorded reason starts with the construct's path, so the audit trail names the resource."""
+    Validations.of(construct).acknowledge(Acknowledgment(id=rule, reason=f"{construct.node.path}: {reason}"))
 
 
 def logical_id(construct: IConstruct) -> str:

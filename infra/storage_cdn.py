@@ -40,7 +40,7 @@ class StorageCdn(Construct):
         acknowledge(
             self.log_bucket,
             "AwsSolutions-S1",
-            "AccessLogs is the access-log bucket itself; logging it into itself would loop.",
+            "this is the access-log bucket itself; logging it into itself would loop.",
         )
 
         self.bucket = s3.Bucket(
@@ -136,18 +136,18 @@ class StorageCdn(Construct):
         acknowledge(
             self.distribution,
             "AwsSolutions-CFR1",
-            "Cdn serves open-source Python builds worldwide; no geo restriction is wanted.",
+            "serves open-source Python builds worldwide; no geo restriction is wanted.",
         )
         acknowledge(
             self.distribution,
             "AwsSolutions-CFR2",
-            "Cdn serves static, public, read-only files (GET/HEAD only); a WAF web ACL adds cost, "
+            "serves static, public, read-only files (GET/HEAD only); a WAF web ACL adds cost, "
             "not protection.",
         )
         acknowledge(
             self.distribution,
             "AwsSolutions-CFR4",
-            "Cdn uses the default *.cloudfront.net certificate, whose TLS policy CloudFront fixes; "
+            "uses the default *.cloudfront.net certificate, whose TLS policy CloudFront fixes; "
             "TLSv1.2_2021 applies once a custom domain and certificate are added.",
         )
 

@@ -286,7 +286,7 @@ class BuildWorkflow(Construct):
                 f"arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:{executions}:*",
                 f"arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:{executions}/*:*",
             ],
-            "Workflow MapRunsPolicy: describe/stop/redrive only the executions of this state "
+            "describe/stop/redrive only the executions of this state "
             "machine (the Map's child workflow runs).",
         )
         # CDK also builds its own DistributedMapPolicy for the immutable role; it is not attached
@@ -297,7 +297,7 @@ class BuildWorkflow(Construct):
                 f"arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:{executions}:*",
                 f"arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:{executions}/*:*",
             ],
-            "StateMachine DistributedMapPolicy: CDK's unattached, unrendered twin of MapRunsPolicy "
+            "its DistributedMapPolicy child is CDK's unattached, unrendered twin of MapRunsPolicy "
             "(own Map runs only).",
         )
         acknowledge_wildcards(
@@ -308,7 +308,7 @@ class BuildWorkflow(Construct):
                 f"<{logical_id(bucket)}.Arn>/{RESULTS_PREFIX}/*",
                 f"arn:<AWS::Partition>:batch:<AWS::Region>:<AWS::AccountId>:job-definition/{prefix}-*",
             ],
-            "Workflow Policy: '*' only for actions without resource-level permissions (CloudWatch Logs "
+            "'*' only for actions without resource-level permissions (CloudWatch Logs "
             "delivery, X-Ray, batch:DescribeJobs/TerminateJob); S3 = its own store's plans/ (ItemReader "
             f"reads the key Plan returns) and {RESULTS_PREFIX}/ (ResultWriter); job definitions: this "
             f"stack's '{prefix}-*' (any revision).",

@@ -1,0 +1,80 @@
+"""One synthesis of the CDK app per test session, shared by every infra test.
+
+It runs the real entry point (`python app.py`) the way a platform team would, with no AWS
+credentials and no Docker, with cdk-nag active: a finding fails the synthesis.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # the `infra` package and app.py live at the top level
+
+STACK_NAME = "PythonBuildFarm"
+
+
+@dataclass(frozen=True)
+class Synthesis:
+    returncode: int
+    output: str
+    outdir: Path
+
+    @property
+    def template_path(self) -> Path:
+        return self.outdir / f"{STACK_NAME}.template.json"
+
+    def template(self) -> dict[str, Any]:
+        if self.returncode != 0 or not self.template_path.is_file():
+            pytest.fail(f"`python app.py` failed (exit {self.returncode}):\n{self.output[-6000:]}")
+        return json.loads(self.template_path.read_text())
+
+    def resources(self, cfn_type: str) -> dict[str, dict[str, Any]]:
+        return {lid: r for lid, r in self.template()["Resources"].items() if r["Type"] == cfn_type}
+
+
+@pytest.fixture(scope="session")
+def synthesis(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
+    outdir = tmp_path_factory.mktemp("cdk.out")
+    home = tmp_path_factory.mktemp("home")
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("AWS_", "CDK_")) and key not in ("DOCKER_HOST",)
+    }
+    env.update(
+        {
+            "CDK_OUTDIR": str(outdir),
+            "HOME": str(home),  # no ~/.aws
+            "AWS_CONFIG_FILE": str(home / "no-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-credentials"),
+            "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "1",
+            # No docker binary reachable: synthesis must only stage the image assets.
+            "PATH": os.pathsep.join(
+                p for p in env.get("PATH", "").split(os.pathsep) if not (Path(p) / "docker").exists()
+            ),
+        }
+    )
+    result = subprocess.run(
+        [sys.executable, str(REPO / "app.py")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    return Synthesis(result.returncode, result.stdout + result.stderr, outdir)
+
+
+@pytest.fixture(scope="session")
+def template(synthesis: Synthesis) -> dict[str, Any]:
+    return synthesis.template()

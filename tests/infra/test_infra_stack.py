@@ -1,0 +1,514 @@
+"""The synthesized stack, checked construct by construct (aws_cdk.assertions on the template
+that `python app.py` wrote), plus cdk-nag and cfn-lint."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from buildfarm.platforms import DOCKER_PLATFORM, load_registry
+from infra.config import ConfigError, InfraConfig
+
+REPO = Path(__file__).resolve().parents[2]
+STACK_NAME = "PythonBuildFarm"
+LAMBDA_ENVIRONMENT = (
+    "BUILDFARM_STORE",
+    "BUILDFARM_PUBLIC_BASE_URL",
+    "BUILDFARM_ENABLED_PLATFORMS",
+    "BUILDFARM_ENABLED_ARCHES",
+    "BUILDFARM_LOWEST_SERIES",
+    "BUILDFARM_PRERELEASES",
+    "BUILDFARM_CLAIM_TTL_SECONDS",
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_METRICS_NAMESPACE",
+)
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "1")
+
+
+def cdk_json_config() -> InfraConfig:
+    context = json.loads((REPO / "cdk.json").read_text())["context"]
+    return InfraConfig.from_context(context)
+
+
+@pytest.fixture(scope="module")
+def assertions(template: dict[str, Any]):
+    from aws_cdk.assertions import Template
+
+    return Template.from_json(template)
+
+
+def by_type(template: dict[str, Any], cfn_type: str) -> dict[str, dict[str, Any]]:
+    return {lid: r for lid, r in template["Resources"].items() if r["Type"] == cfn_type}
+
+
+def only(template: dict[str, Any], cfn_type: str, containing: str = "") -> tuple[str, dict[str, Any]]:
+    found = [(lid, r) for lid, r in by_type(template, cfn_type).items() if containing in lid]
+    assert len(found) == 1, f"expected one {cfn_type} {containing!r}, found {[lid for lid, _ in found]}"
+    return found[0]
+
+
+# -- synthesis, cdk-nag, cfn-lint ----------------------------------------------------------
+
+
+def test_app_synthesizes_without_docker_or_credentials_and_cdk_nag_passes(synthesis) -> None:
+    # cdk-nag runs as a validation plugin: any unacknowledged finding makes `python app.py` exit 1.
+    assert synthesis.returncode == 0, synthesis.output[-6000:]
+    report = synthesis.outdir / "validation-report.json"
+    if report.exists():
+        violations = [v for p in json.loads(report.read_text())["pluginReports"] for v in p["violations"]]
+        assert violations == []
+    # Docker image assets are only staged (a build context per platform x arch), never built.
+    assert list(synthesis.outdir.glob("asset.*/Dockerfile.deb"))
+
+
+def test_every_acknowledgement_names_its_resource_and_a_reason(synthesis) -> None:
+    metadata = json.loads((synthesis.outdir / f"{STACK_NAME}.metadata.json").read_text())
+    acknowledged = {
+        (path, rule): reason
+        for path, entries in metadata.items()
+        for entry in entries
+        if entry["type"] == "aws:cdk:acknowledged-rules"
+        for rule, reason in entry["data"].items()
+        if "AwsSolutions-" in rule
+    }
+    assert len(acknowledged) >= 10
+    for (path, rule), reason in acknowledged.items():
+        assert reason.startswith(f"{path.lstrip('/')}: "), (path, rule, reason)
+        assert len(reason.split(": ", 1)[1]) > 30, (path, rule, reason)
+
+
+def test_cdk_nag_is_live_in_this_setup(tmp_path) -> None:
+    """A bare bucket (no logs, no TLS policy) must be reported: the check above can fail."""
+    from aws_cdk import App, Stack, Validations
+    from aws_cdk import aws_s3 as s3
+    from cdk_nag import AwsSolutionsChecks
+
+    app = App(outdir=str(tmp_path))
+    s3.Bucket(Stack(app, "Bare"), "Bucket")
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    with pytest.raises(Exception, match="ValidationFailed"):
+        app.synth()
+    report = json.loads((tmp_path / "validation-report.json").read_text())
+    rules = {v["ruleName"] for p in report["pluginReports"] for v in p["violations"]}
+    assert {"AwsSolutions-S1", "AwsSolutions-S10"} <= rules
+
+
+def test_cfn_lint_reports_no_errors(synthesis, template: dict[str, Any]) -> None:
+    result = subprocess.run(
+        [str(REPO / ".venv/bin/cfn-lint"), "--format", "json", str(synthesis.template_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    findings = json.loads(result.stdout or "[]")
+    errors = [f for f in findings if f["Level"] == "Error"]
+    assert errors == [], json.dumps(errors, indent=1)[:4000]
+
+
+# -- configuration -------------------------------------------------------------------------
+
+
+def test_config_from_context_accepts_cli_strings_and_names_bad_values() -> None:
+    registry = load_registry()
+    config = InfraConfig.from_context(
+        {
+            "buildfarm:maxConcurrency": "40",
+            "buildfarm:enabledPlatforms": "debian-12, rhel-9",
+            "buildfarm:enabledArches": "aarch64",
+            "buildfarm:prereleases": "true",
+            "other:key": "ignored",
+        },
+        registry,
+    )
+    assert config.max_concurrency == 40
+    assert config.cells(registry) == (("debian-12", "aarch64"), ("rhel-9", "aarch64"))
+    assert config.prereleases is True
+    assert config.lambda_environment()["BUILDFARM_ENABLED_PLATFORMS"] == "debian-12,rhel-9"
+    with pytest.raises(ConfigError, match=r"buildfarm:maxConcurrency.*'many'"):
+        InfraConfig.from_context({"buildfarm:maxConcurrency": "many"}, registry)
+    with pytest.raises(ValueError, match="'debian-99'"):
+        InfraConfig.from_context({"buildfarm:enabledPlatforms": "debian-99"}, registry)
+    with pytest.raises(ConfigError, match="buildfarm:enabledArches"):
+        InfraConfig.from_context({"buildfarm:enabledArches": "sparc"}, registry)
+    with pytest.raises(ConfigError, match="subnetIds"):
+        InfraConfig.from_context({"buildfarm:vpcId": "vpc-123"}, registry)
+    with pytest.raises(ConfigError, match="buildfarm:unknownKey"):
+        InfraConfig.from_context({"buildfarm:unknownKey": "1"}, registry)
+
+
+def test_default_config_enables_every_non_eol_platform() -> None:
+    registry = load_registry()
+    config = cdk_json_config()
+    assert set(config.platforms(registry)) == {p for p, v in registry.platforms.items() if not v.eol}
+
+
+# -- storage and CDN -----------------------------------------------------------------------
+
+
+def test_store_bucket_is_encrypted_versioned_private_logged_and_expires_scratch(assertions, template) -> None:
+    from aws_cdk.assertions import Match
+
+    store_id, store = only(template, "AWS::S3::Bucket", "StorageStore")
+    logs_id, _ = only(template, "AWS::S3::Bucket", "StorageAccessLogs")
+    props = store["Properties"]
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert props["LoggingConfiguration"]["DestinationBucketName"] == {"Ref": logs_id}
+    expiring = {r.get("Prefix"): r.get("ExpirationInDays") for r in props["LifecycleConfiguration"]["Rules"]}
+    for prefix in ("plans/", "claims/", "logs/"):
+        assert expiring[prefix] and expiring[prefix] > 0
+    assert not any(p and p.startswith("builds") for p in expiring)  # published builds never expire
+    assert store.get("DeletionPolicy") == "Retain"
+
+    # TLS only; the CDN (OAC) reads objects but may not read the workflow's working state.
+    assertions.has_resource_properties(
+        "AWS::S3::BucketPolicy",
+        {
+            "Bucket": {"Ref": store_id},
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
+                        ),
+                        Match.object_like(
+                            {
+                                "Effect": "Allow",
+                                "Principal": {"Service": "cloudfront.amazonaws.com"},
+                                "Action": "s3:GetObject",
+                                "Condition": {"StringEquals": {"AWS:SourceArn": Match.any_value()}},
+                            }
+                        ),
+                        Match.object_like(
+                            {
+                                "Effect": "Deny",
+                                "Principal": {"Service": "cloudfront.amazonaws.com"},
+                                "Action": "s3:GetObject",
+                            }
+                        ),
+                    ]
+                )
+            },
+        },
+    )
+    policy = next(
+        r
+        for r in by_type(template, "AWS::S3::BucketPolicy").values()
+        if r["Properties"]["Bucket"] == {"Ref": store_id}
+    )
+    deny = next(
+        s
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        if s.get("Sid") == "CdnServesOnlyPublishedContent"
+    )
+    denied = {json.dumps(r) for r in deny["Resource"]}
+    assert any("/plans/*" in d for d in denied) and any("/claims/*" in d for d in denied)
+    assert any("/logs/*" in d for d in denied)
+
+
+def test_cdn_uses_origin_access_control_and_caches_catalogs_briefly_builds_long(template) -> None:
+    _, dist = only(template, "AWS::CloudFront::Distribution")
+    config = dist["Properties"]["DistributionConfig"]
+    assert config["DefaultRootObject"] == "index.html"
+    assert config["Origins"][0]["OriginAccessControlId"]
+    assert by_type(template, "AWS::CloudFront::OriginAccessControl")
+    policies = {
+        lid: r["Properties"]["CachePolicyConfig"]
+        for lid, r in by_type(template, "AWS::CloudFront::CachePolicy").items()
+    }
+    behaviors = {b["PathPattern"]: policies[b["CachePolicyId"]["Ref"]] for b in config["CacheBehaviors"]}
+    day = 24 * 3600
+    assert behaviors["builds/*"]["DefaultTTL"] >= 30 * day
+    for pattern in ("versions.json", "download-metadata/*", "index.html", "install.sh", "releases.json"):
+        assert behaviors[pattern]["DefaultTTL"] <= 600, pattern
+    assert policies[config["DefaultCacheBehavior"]["CachePolicyId"]["Ref"]]["DefaultTTL"] <= 600
+    for behavior in [*config["CacheBehaviors"], config["DefaultCacheBehavior"]]:
+        assert behavior["ViewerProtocolPolicy"] == "redirect-to-https"
+        assert behavior["AllowedMethods"] == ["GET", "HEAD"]
+
+
+# -- builder images and Batch --------------------------------------------------------------
+
+
+def test_one_builder_image_per_platform_and_arch_from_the_registry(synthesis) -> None:
+    registry = load_registry()
+    cells = cdk_json_config().cells(registry)
+    images = json.loads((synthesis.outdir / f"{STACK_NAME}.assets.json").read_text())["dockerImages"]
+    staged = {
+        (s["dockerBuildArgs"]["BASE_IMAGE"], s["dockerFile"], s["platform"])
+        for s in (image["source"] for image in images.values())
+    }
+    expected = {
+        (registry.get(p).base_image, registry.family_of(p).dockerfile, DOCKER_PLATFORM[a]) for p, a in cells
+    }
+    assert staged == expected
+    assert len(images) == len(cells)
+
+
+def test_job_definitions_are_enabled_platforms_times_arches_with_config_resources(template) -> None:
+    config = cdk_json_config()
+    cells = config.cells(load_registry())
+    definitions = by_type(template, "AWS::Batch::JobDefinition")
+    names = {r["Properties"]["JobDefinitionName"] for r in definitions.values()}
+    assert names == {f"{STACK_NAME}-{p}-{a}" for p, a in cells}
+    assert len(cells) == len(config.platforms(load_registry())) * 2
+    for resource in definitions.values():
+        props = resource["Properties"]
+        requirements = {r["Type"]: r["Value"] for r in props["ContainerProperties"]["ResourceRequirements"]}
+        assert requirements == {"VCPU": str(config.job_vcpus), "MEMORY": str(config.job_memory_mib)}
+        assert props["Timeout"]["AttemptDurationSeconds"] == config.job_timeout_minutes * 60
+        assert props["PlatformCapabilities"] == ["EC2"]
+
+
+def test_retry_strategy_retries_infrastructure_loss_and_exits_on_anything_else(template) -> None:
+    for resource in by_type(template, "AWS::Batch::JobDefinition").values():
+        strategy = resource["Properties"]["RetryStrategy"]
+        assert strategy["Attempts"] == cdk_json_config().job_attempts
+        rules = strategy["EvaluateOnExit"]
+        # Batch applies the first matching rule: Spot reclaim / instance loss first, then EXIT for all.
+        assert rules[0] == {"Action": "RETRY", "OnStatusReason": "Host EC2*"}
+        assert rules[-1] == {"Action": "EXIT", "OnReason": "*"}
+        assert all(
+            r["Action"] == "RETRY" and r.get("OnStatusReason", "").startswith("Host EC2") for r in rules[:-1]
+        )
+
+
+def test_spot_compute_per_arch_imdsv2_encrypted_gp3_no_ssh(template) -> None:
+    envs = by_type(template, "AWS::Batch::ComputeEnvironment")
+    assert len(envs) == 2
+    kinds = {}
+    for resource in envs.values():
+        compute = resource["Properties"]["ComputeResources"]
+        assert compute["Type"] == "SPOT"
+        assert compute["AllocationStrategy"] == "SPOT_PRICE_CAPACITY_OPTIMIZED"
+        assert compute["MinvCpus"] == 0
+        assert "Ec2KeyPair" not in compute
+        graviton = all(t[-1] == "g" or t[-2:] == "gn" for t in compute["InstanceTypes"])
+        x86 = not any("g" in t[2:] for t in compute["InstanceTypes"])
+        kinds["aarch64" if graviton else "x86_64" if x86 else "mixed"] = compute
+    assert set(kinds) == {"x86_64", "aarch64"}
+    _, template_resource = only(template, "AWS::EC2::LaunchTemplate")
+    data = template_resource["Properties"]["LaunchTemplateData"]
+    assert data["MetadataOptions"]["HttpTokens"] == "required"
+    assert "KeyName" not in data
+    (root,) = data["BlockDeviceMappings"]
+    assert root["Ebs"]["Encrypted"] is True
+    assert root["Ebs"]["VolumeType"] == "gp3"
+    assert root["Ebs"]["VolumeSize"] >= 100
+    for group in by_type(template, "AWS::EC2::SecurityGroup").values():
+        assert not group["Properties"].get("SecurityGroupIngress")
+
+
+def test_job_queues_are_named_per_arch_and_use_that_arch_compute(template) -> None:
+    queues = by_type(template, "AWS::Batch::JobQueue")
+    envs = by_type(template, "AWS::Batch::ComputeEnvironment")
+    names = {}
+    for resource in queues.values():
+        props = resource["Properties"]
+        (order,) = props["ComputeEnvironmentOrder"]
+        env = envs[order["ComputeEnvironment"]["Fn::GetAtt"][0]]
+        names[props["JobQueueName"]] = env["Properties"]["ComputeResources"]["InstanceTypes"]
+    assert set(names) == {f"{STACK_NAME}-x86_64", f"{STACK_NAME}-aarch64"}
+    assert all(t.endswith("g") for t in names[f"{STACK_NAME}-aarch64"])
+    assert not any(t.endswith("g") for t in names[f"{STACK_NAME}-x86_64"])
+
+
+# -- IAM -----------------------------------------------------------------------------------
+
+
+def _render(value: Any, bucket_id: str) -> str:
+    """A policy resource as a string, the store bucket's ARN written as arn:aws:s3:::STORE."""
+    if isinstance(value, str):
+        return value
+    if "Fn::GetAtt" in value and value["Fn::GetAtt"] == [bucket_id, "Arn"]:
+        return "arn:aws:s3:::STORE"
+    if "Ref" in value:
+        return "STORE" if value["Ref"] == bucket_id else {"AWS::Partition": "aws"}.get(value["Ref"], "?")
+    if "Fn::Join" in value:
+        sep, parts = value["Fn::Join"]
+        return sep.join(_render(p, bucket_id) for p in parts)
+    return "?"
+
+
+def allowed(template: dict[str, Any], role_id: str, action: str, resource: str) -> bool:
+    """Whether any policy attached to the role allows `action` on `resource` (wildcards honoured)."""
+    bucket_id, _ = only(template, "AWS::S3::Bucket", "StorageStore")
+    for policy in by_type(template, "AWS::IAM::Policy").values():
+        if {"Ref": role_id} not in policy["Properties"]["Roles"]:
+            continue
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if statement["Effect"] != "Allow":
+                continue
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            resources = (
+                statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            )
+            if any(fnmatch.fnmatchcase(action, a) for a in actions) and any(
+                fnmatch.fnmatchcase(resource, _render(r, bucket_id)) for r in resources
+            ):
+                return True
+    role = template["Resources"][role_id]["Properties"]
+    assert not role.get("Policies"), "inline role policies are not checked here"
+    managed = json.dumps(role.get("ManagedPolicyArns", []))
+    # The Batch instance role's AWS-managed ECS policy grants ECS/ECR/CloudWatch Logs, no S3.
+    assert not role.get("ManagedPolicyArns") or (
+        len(role["ManagedPolicyArns"]) == 1 and "AmazonEC2ContainerServiceforEC2Role" in managed
+    ), managed
+    return False
+
+
+def role_of(template: dict[str, Any], containing: str) -> str:
+    lid, _ = only(template, "AWS::IAM::Role", containing)
+    return lid
+
+
+def test_job_role_writes_builds_logs_and_claims_but_never_the_catalogs(template) -> None:
+    job = role_of(template, "BatchJobRole")
+    cell = "3.13.5/debian-12/x86_64"
+    for key in (f"builds/{cell}/1/manifest.json", f"logs/{cell}/1/failure.json", f"claims/{cell}.json"):
+        assert allowed(template, job, "s3:PutObject", f"arn:aws:s3:::STORE/{key}"), key
+    assert allowed(template, job, "s3:GetObject", "arn:aws:s3:::STORE/releases.json")
+    for key in (
+        "versions.json",
+        "index.html",
+        "download-metadata/debian-12.json",
+        "releases.json",
+        "plans/x/items.json",
+    ):
+        assert not allowed(template, job, "s3:PutObject", f"arn:aws:s3:::STORE/{key}"), key
+    assert not allowed(
+        template, job, "s3:DeleteObject", "arn:aws:s3:::STORE/builds/3.13.5/debian-12/x86_64/1/x"
+    )
+
+
+def test_only_publish_writes_versions_json(template) -> None:
+    writers = [
+        lid
+        for lid in by_type(template, "AWS::IAM::Role")
+        if allowed(template, lid, "s3:PutObject", "arn:aws:s3:::STORE/versions.json")
+    ]
+    assert writers == [role_of(template, "FunctionsPublishRole")]
+    plan = role_of(template, "FunctionsPlanRole")
+    assert allowed(template, plan, "s3:PutObject", "arn:aws:s3:::STORE/plans/e1/items.json")
+    assert not allowed(
+        template, plan, "s3:PutObject", "arn:aws:s3:::STORE/builds/3.13.5/debian-12/x86_64/1/x"
+    )
+    workflow = role_of(template, "WorkflowRole")
+    assert allowed(template, workflow, "s3:GetObject", "arn:aws:s3:::STORE/plans/e1/items.json")
+    assert not allowed(template, workflow, "s3:GetObject", "arn:aws:s3:::STORE/versions.json")
+
+
+# -- functions, workflow, schedule, alarms, outputs -----------------------------------------
+
+
+def test_lambdas_run_the_real_handlers_with_the_registry_and_powertools_layer(synthesis, template) -> None:
+    functions = by_type(template, "AWS::Lambda::Function")
+    handlers = {r["Properties"]["Handler"]: r["Properties"] for r in functions.values()}
+    assert set(handlers) == {"buildfarm.handlers.plan.handler", "buildfarm.handlers.publish.handler"}
+    for props in handlers.values():
+        assert props["Runtime"] == "python3.14"
+        assert props["Architectures"] == ["arm64"]
+        assert props["TracingConfig"] == {"Mode": "Active"}
+        layer = json.dumps(props["Layers"])
+        assert ":017000801446:layer:AWSLambdaPowertoolsPythonV3-python314-arm64:" in layer
+        env = props["Environment"]["Variables"]
+        for name in LAMBDA_ENVIRONMENT:
+            assert name in env, name
+        bundle = synthesis.outdir / props["Code"]["S3Key"].removesuffix(".zip").join(["asset.", ""])
+        if not bundle.is_dir():
+            metadata = json.loads((synthesis.outdir / f"{STACK_NAME}.assets.json").read_text())["files"]
+            bundle = (
+                synthesis.outdir / metadata[props["Code"]["S3Key"].removesuffix(".zip")]["source"]["path"]
+            )
+        assert (bundle / "buildfarm/handlers/plan.py").is_file()
+        assert (bundle / "buildfarm/handlers/publish.py").is_file()
+        assert (bundle / "buildfarm/builder_image/platforms.json").read_text() == (
+            REPO / "builder_image/platforms.json"
+        ).read_text()
+        assert (bundle / "packaging/version.py").is_file()
+        assert not list(bundle.rglob("__pycache__"))
+
+
+def test_bundle_imports_the_handlers_and_finds_the_registry(synthesis, template) -> None:
+    """The staged Lambda code works on its own (no repository checkout next to it)."""
+    (props,) = [r["Properties"] for r in by_type(template, "AWS::Lambda::Function").values()][:1]
+    metadata = json.loads((synthesis.outdir / f"{STACK_NAME}.assets.json").read_text())["files"]
+    bundle = synthesis.outdir / metadata[props["Code"]["S3Key"].removesuffix(".zip")]["source"]["path"]
+    code = (
+        "import buildfarm.platforms as p, buildfarm.handlers.plan, buildfarm.handlers.publish;"
+        "print(p.registry_path()); print(len(p.load_registry().platforms))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", f"import sys; sys.path[:0] = [{str(bundle)!r}]; {code}"],
+        capture_output=True,
+        text=True,
+        cwd=bundle,
+        env={**os.environ, "POWERTOOLS_TRACE_DISABLED": "1", "AWS_DEFAULT_REGION": "us-east-1"},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    path, count = result.stdout.split()
+    assert path.startswith(str(bundle)) and path.endswith("buildfarm/builder_image/platforms.json")
+    assert int(count) == len(load_registry().platforms)
+
+
+def test_state_machine_logs_all_traces_and_times_out(template) -> None:
+    _, machine = only(template, "AWS::StepFunctions::StateMachine")
+    props = machine["Properties"]
+    assert props["LoggingConfiguration"]["Level"] == "ALL"
+    assert props["LoggingConfiguration"]["IncludeExecutionData"] is True
+    assert props["TracingConfiguration"] == {"Enabled": True}
+    definition = "".join(p if isinstance(p, str) else "?" for p in props["DefinitionString"]["Fn::Join"][1])
+    asl = json.loads(definition)
+    assert asl["TimeoutSeconds"] == cdk_json_config().execution_timeout_hours * 3600
+    build = asl["States"]["Build"]
+    assert build["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
+    assert build["MaxConcurrency"] == cdk_json_config().max_concurrency
+    assert build["ItemReader"]["Parameters"]["Key.$"] == "$.plan.items.key"
+    assert build["ItemReader"]["ReaderConfig"] == {"InputType": "JSON"}
+    assert build["ResultWriter"]["Parameters"]["Prefix"].startswith("plans/")
+    cell = build["ItemProcessor"]["States"]["BuildCell"]
+    assert cell["Resource"].endswith(":states:::batch:submitJob.sync")
+    assert cell["Parameters"]["ContainerOverrides"]["Environment"] == [
+        {"Name": "BUILD_SPEC", "Value.$": "States.JsonToString($.spec)"}
+    ]
+    assert cell["Catch"][0]["ErrorEquals"] == ["States.ALL"]
+
+
+def test_schedule_starts_the_workflow_daily_with_empty_input(template) -> None:
+    _, rule = only(template, "AWS::Events::Rule", "Schedule")
+    props = rule["Properties"]
+    assert props["ScheduleExpression"] == cdk_json_config().schedule
+    assert props["State"] == "ENABLED"
+    (target,) = props["Targets"]
+    assert json.loads(target["Input"]) == {}
+    assert target["Arn"]["Ref"] == only(template, "AWS::StepFunctions::StateMachine")[0]
+
+
+def test_failed_executions_notify_and_alarm(template) -> None:
+    topic_id, _ = only(template, "AWS::SNS::Topic")
+    _, rule = only(template, "AWS::Events::Rule", "FailedExecutions")
+    pattern = rule["Properties"]["EventPattern"]
+    assert set(pattern["detail"]["status"]) == {"FAILED", "TIMED_OUT", "ABORTED"}
+    assert rule["Properties"]["Targets"][0]["Arn"] == {"Ref": topic_id}
+    _, alarm = only(template, "AWS::CloudWatch::Alarm")
+    assert alarm["Properties"]["MetricName"] == "ExecutionsFailed"
+    assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
+
+
+def test_outputs_name_the_state_machine_bucket_and_cdn(template) -> None:
+    assert {"StateMachineArn", "BucketName", "CdnDomain"} <= set(template["Outputs"])
