@@ -1,9 +1,179 @@
-"""buildfarm run (placeholder until its issue lands)."""
+"""`buildfarm run`: the whole farm on this machine (plan, build every cell, publish)."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from buildfarm.config import ConfigError, FarmConfig
+from buildfarm.farm import CellProgress, RunReport, run_farm
+from buildfarm.platforms import load_registry
+from buildfarm.runners.local import host_arch, host_platform_id
+from buildfarm.store import LocalStore, StoreError
+from buildfarm.workflow_input import (
+    InputError,
+    add_matrix_arguments,
+    parse_workflow_input,
+    raw_input_from_args,
+)
+
+DEFAULT_STORE = "./dist"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    subparsers.add_parser("run", help="(not yet implemented)").set_defaults(func=lambda args: 2)
+    parser = subparsers.add_parser(
+        "run",
+        help="plan, build and publish on this machine",
+        description=(
+            "The farm's workflow on this machine: plan the cells (the same planner as the cloud), "
+            "build them with local runners, publish them into a local store. Without --platforms "
+            "and --arches it builds this machine's own platform and arch."
+        ),
+    )
+    add_matrix_arguments(parser)
+    parser.add_argument("--store", metavar="DIR", help=f"the store directory (default: {DEFAULT_STORE})")
+    parser.add_argument(
+        "--runner",
+        choices=("auto", "host", "chroot", "docker"),
+        default="auto",
+        help="auto (default): host if it is the platform, else a chroot for Debian, else docker",
+    )
+    parser.add_argument(
+        "--jobs", type=_positive, default=1, metavar="N", help="cells built at once (default 1)"
+    )
+    parser.add_argument("--source-mirror", metavar="URL", help="python.org-shaped source mirror")
+    parser.add_argument(
+        "--optimization", choices=("pgo+lto", "none"), help="default: $BUILDFARM_OPTIMIZATION or pgo+lto"
+    )
+    parser.set_defaults(func=run)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"must be 1..64, got {value}")
+    return value
+
+
+def _clock(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    return f"{minutes}:{seconds:02d}"
+
+
+class ProgressPrinter:
+    """One line per change of a cell (queued, building: phase, built, published, failed)."""
+
+    def __init__(self, stream=sys.stdout) -> None:
+        self.stream = stream
+        self.start = time.monotonic()
+        self.lock = threading.Lock()
+
+    def __call__(self, cell: CellProgress) -> None:
+        if cell.state == "building":
+            what = f"building ({cell.runner})" + (f": {cell.phase} done" if cell.phase else "")
+        else:
+            what = cell.state
+        if cell.state in ("built", "failed", "published") and cell.started is not None:
+            what += f" after {_clock(cell.elapsed)}"
+        if cell.detail and cell.state == "failed":
+            what += f" - {cell.detail}"
+        with self.lock:
+            print(
+                f"[{_clock(time.monotonic() - self.start)}] {cell.cell} build {cell.build}: {what}",
+                file=self.stream,
+                flush=True,
+            )
+
+
+def _summary(report: RunReport) -> str:
+    from buildfarm.cli.plan import _table
+
+    rows = [
+        [c.cell, str(c.build), c.runner, c.state, _clock(c.elapsed) if c.started else "-", c.detail]
+        for c in report.cells.values()
+    ]
+    if report.plan is not None:
+        rows += [[s.cell, str(s.build), "-", "skipped", "-", s.detail] for s in report.plan.skipped]
+    rows += [
+        [where, "-", "-", "skipped", "-", f"no runner here: {why}"]
+        for where, why in report.unbuildable.items()
+    ]
+    return _table(rows, ["CELL", "BUILD", "RUNNER", "RESULT", "TIME", "DETAIL"]) if rows else "(nothing)"
+
+
+def run(args: argparse.Namespace) -> int:
+    from buildfarm.cli import CliError
+
+    registry = load_registry()
+    overrides: dict[str, str] = {}
+    if args.source_mirror:
+        overrides["BUILDFARM_SOURCE_MIRROR"] = args.source_mirror
+    if args.optimization:
+        overrides["BUILDFARM_OPTIMIZATION"] = args.optimization
+    try:
+        config = FarmConfig.from_env({**os.environ, **overrides})
+        raw = raw_input_from_args(args)
+    except (ConfigError, InputError) as error:
+        raise CliError(str(error)) from None
+
+    location = args.store or os.environ.get("BUILDFARM_STORE") or DEFAULT_STORE
+    if location.startswith("s3://"):
+        raise CliError(
+            f"--store {location}: `run` publishes into a local directory; use `trigger` for the cloud"
+        )
+    if "platforms" not in raw:
+        here = host_platform_id(registry)
+        if here is None:
+            raise CliError("this machine is not a registered platform: pass --platforms")
+        raw["platforms"] = [here]
+    raw.setdefault("arches", [host_arch()])
+    try:
+        store = LocalStore(Path(location))
+    except StoreError as error:
+        raise CliError(str(error)) from None
+    config = config.model_copy(update={"store": str(Path(location).resolve())})
+
+    try:
+        parse_workflow_input(raw, config, registry)
+    except InputError as error:
+        raise CliError(str(error)) from None
+    log_dir = Path(tempfile.mkdtemp(prefix="buildfarm-run-"))
+    print(f"buildfarm run: store {Path(location).resolve()}, logs {log_dir}", flush=True)
+    try:
+        report = run_farm(
+            raw,
+            store,
+            config,
+            runner=args.runner,
+            jobs=args.jobs,
+            log_dir=log_dir,
+            listener=ProgressPrinter(),
+        )
+    except InputError as error:
+        raise CliError(str(error)) from None
+    except StoreError as error:
+        raise CliError(f"store {location}: {error}") from None
+
+    for where, name in report.runners.items():
+        print(f"  {where}: {name} runner")
+    if report.recovered:
+        print(f"  recovered from an interrupted run: {', '.join(report.recovered)}")
+    print()
+    print(_summary(report))
+    if report.plan is None:
+        print("\nnothing here can build the requested platforms", file=sys.stderr)
+        return 1
+    failed = len(report.failed)
+    published = len(report.published.published) if report.published else 0
+    print(f"\n{published} published, {failed} failed, {len(report.plan.skipped)} skipped")
+    if report.interrupted:
+        return 130
+    return 1 if failed else 0

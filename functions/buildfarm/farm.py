@@ -1,0 +1,285 @@
+"""The whole farm on one machine: the cloud workflow (plan -> build every cell -> publish)
+with a local store and the local runners standing in for Batch.
+
+Plan and publish are the very functions the Lambdas call; this module only adds what
+Step Functions does in the cloud: run the planned cells (bounded concurrency), survive
+interruption, and recover the cells of a run that died (its claims, its finished builds).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from buildfarm.claims import CLAIMS_PREFIX, Claim
+from buildfarm.config import FarmConfig
+from buildfarm.plan import Plan, plan, plan_record_key, safe_id
+from buildfarm.platforms import Registry, load_registry
+from buildfarm.publish import PublishResult, publish
+from buildfarm.runners import RunnerUnavailable, select_runner
+from buildfarm.runners.base import BuildResult, Runner
+from buildfarm.store import Store, StoreError
+
+CellState = Literal["queued", "building", "built", "failed", "published"]
+
+# local-<host>-<pid>-<UTC time>: enough for a later run on this host to tell that we died.
+_LOCAL_EXECUTION = re.compile(r"^local-(?P<host>[A-Za-z0-9._-]+)-(?P<pid>\d+)-(?P<time>\d{8}T\d{6}Z)$")
+
+
+def local_execution_id(now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    host = safe_id(socket.gethostname())[:40] or "host"
+    return f"local-{host}-{os.getpid()}-{now.strftime('%Y%m%dT%H%M%SZ')}"
+
+
+def _pid_is_a_live_buildfarm(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"buildfarm" in cmdline
+
+
+def is_dead_local_execution(execution_id: str) -> bool:
+    """True if execution_id is a local run on this host whose process is gone."""
+    match = _LOCAL_EXECUTION.match(execution_id)
+    if not match or match["host"] != (safe_id(socket.gethostname())[:40] or "host"):
+        return False
+    pid = int(match["pid"])
+    return pid != os.getpid() and not _pid_is_a_live_buildfarm(pid)
+
+
+@dataclass
+class CellProgress:
+    cell: str
+    build: int
+    runner: str
+    state: CellState = "queued"
+    phase: str = ""
+    started: float | None = None
+    finished: float | None = None
+    detail: str = ""
+
+    @property
+    def elapsed(self) -> float:
+        if self.started is None:
+            return 0.0
+        return (self.finished or time.monotonic()) - self.started
+
+
+@dataclass
+class RunReport:
+    execution_id: str
+    plan: Plan | None
+    runners: dict[str, str]
+    unbuildable: dict[str, str]
+    cells: dict[str, CellProgress] = field(default_factory=dict)
+    published: PublishResult | None = None
+    recovered: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> list[CellProgress]:
+        return [c for c in self.cells.values() if c.state == "failed"]
+
+
+Listener = Callable[[CellProgress], None]
+
+
+def choose_runners(
+    platforms: list[str], arches: list[str], requested: str
+) -> tuple[dict[tuple[str, str], Runner], dict[str, str]]:
+    """(platform, arch) -> runner for what this machine can build; platform/arch -> why not."""
+    runners: dict[tuple[str, str], Runner] = {}
+    unbuildable: dict[str, str] = {}
+    for platform in platforms:
+        for arch in arches:
+            try:
+                runners[(platform, arch)] = select_runner(platform, requested, arch)
+            except RunnerUnavailable as error:
+                unbuildable[f"{platform}/{arch}"] = str(error)
+    return runners, unbuildable
+
+
+def recover_dead_runs(store: Store, config: FarmConfig, now: datetime) -> list[str]:
+    """Publish what local runs that died (killed, machine rebooted) finished, and release
+    their claims, so a new run neither rebuilds their finished cells nor waits for the
+    claims to expire. Publish verifies every artifact, so a half-written build is not listed.
+    Returns the cells recovered as published."""
+    dead_plans: set[str] = set()
+    for info in store.list(CLAIMS_PREFIX):
+        try:
+            raw, _ = store.read_json(info.key)
+            claim = Claim.model_validate(raw)
+        except (StoreError, ValueError):
+            continue
+        if not claim.released and is_dead_local_execution(claim.execution_id):
+            dead_plans.add(claim.plan_id)
+    recovered: list[str] = []
+    for plan_id in sorted(dead_plans):
+        try:
+            summary, _ = store.read_json(plan_record_key(plan_id))
+        except StoreError:
+            continue
+        result = publish(summary, store, config, now=now)
+        recovered.extend(result.published)
+    return recovered
+
+
+class _Interrupted(Exception):
+    pass
+
+
+@contextmanager
+def _terminate_on_signals() -> Iterator[None]:
+    """SIGTERM/SIGHUP become KeyboardInterrupt in the main thread, like Ctrl-C."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals can only be handled in the main thread
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _stop_child_builds() -> None:
+    """Ask every build we started to stop: drivers run in their own sessions (so a terminal's
+    Ctrl-C does not kill them mid-write); SIGTERM lets each record its failure and exit."""
+    me = str(os.getpid())
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[1] == me:  # ppid
+            pid = int(stat.parent.name)
+            with suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGTERM)
+
+
+def run_farm(
+    request: dict[str, Any],
+    store: Store,
+    config: FarmConfig,
+    *,
+    runner: str = "auto",
+    jobs: int = 1,
+    log_dir: Path,
+    listener: Listener | None = None,
+    registry: Registry | None = None,
+    now: datetime | None = None,
+) -> RunReport:
+    """Plan, build and publish on this machine. Cells no runner here can build are left out
+    of the plan (so nothing claims them) and reported with the reason."""
+    registry = registry or load_registry()
+    now = now or datetime.now(UTC)
+    execution_id = local_execution_id(now)
+    notify = listener or (lambda progress: None)
+
+    platforms = list(request.get("platforms") or config.enabled_platforms)
+    arches = list(request.get("arches") or config.enabled_arches)
+    # Validate before touching the machine or the store (plan validates again, the same way).
+    from buildfarm.workflow_input import parse_workflow_input
+
+    parse_workflow_input(request, config, registry)
+    runners, unbuildable = choose_runners(platforms, arches, runner)
+    report = RunReport(
+        execution_id=execution_id,
+        plan=None,
+        runners={f"{p}/{a}": r.name for (p, a), r in runners.items()},
+        unbuildable=unbuildable,
+    )
+    buildable = sorted({p for p, _ in runners})
+    if not buildable:
+        return report
+
+    report.recovered = recover_dead_runs(store, config, now)
+    narrowed = {**request, "platforms": buildable, "arches": sorted({a for _, a in runners})}
+    report.plan = the_plan = plan(narrowed, store, config, execution_id, now)
+    items = [item for item in the_plan.items if (item.spec.platform, item.spec.arch) in runners]
+
+    for item in items:
+        progress = CellProgress(
+            item.cell, item.spec.build, runners[(item.spec.platform, item.spec.arch)].name
+        )
+        report.cells[item.cell] = progress
+        notify(progress)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    lock = threading.Lock()
+
+    def build(item: Any) -> None:
+        progress = report.cells[item.cell]
+        if report.interrupted:
+            return
+        with lock:
+            progress.state, progress.started = "building", time.monotonic()
+        notify(progress)
+
+        def on_phase(phase: str, seconds: float) -> None:
+            progress.phase = phase
+            notify(progress)
+
+        log_path = log_dir / f"{item.cell.replace('/', '-')}-{item.spec.build}.log"
+        try:
+            with log_path.open("w") as output:
+                result: BuildResult = runners[(item.spec.platform, item.spec.arch)].run(
+                    item.spec, on_phase=on_phase, output=output
+                )
+        except (RunnerUnavailable, OSError, subprocess.SubprocessError) as error:
+            result = BuildResult(False, "runner", str(error), None, {})
+        progress.finished = time.monotonic()
+        if result.ok:
+            progress.state = "built"
+        else:
+            progress.state = "failed"
+            where = f" in {result.failed_phase}" if result.failed_phase else ""
+            progress.detail = f"failed{where}: {result.reason or 'see log'} (log: {log_path})"
+        notify(progress)
+
+    try:
+        with _terminate_on_signals(), ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            futures = [pool.submit(build, item) for item in items]
+            try:
+                for future in futures:
+                    while not future.done():
+                        time.sleep(0.2)
+            except KeyboardInterrupt:
+                report.interrupted = True
+                _stop_child_builds()
+                for future in futures:
+                    future.cancel()
+                for future in futures:
+                    if not future.cancelled():
+                        future.result()
+    finally:
+        # Publish whatever finished, interrupted or not; the rest is recorded as failed and
+        # its claims are released, so a rerun builds exactly what is missing.
+        report.published = publish(the_plan.summary, store, config, now=datetime.now(UTC))
+        for cell in report.published.published:
+            report.cells[cell].state = "published"
+            notify(report.cells[cell])
+        for failed in report.published.failed:
+            progress = report.cells[failed.cell]
+            if progress.state != "failed":
+                progress.state = "failed"
+                progress.detail = "interrupted" if report.interrupted else failed.reason
+                notify(progress)
+    return report
