@@ -19,7 +19,7 @@ from buildfarm.versions import VersionError, is_series, parse_release
 
 MAX_VERSIONS = 200
 MAX_PLATFORMS = 64
-MAX_ARCHES = len(ARCHES)
+MAX_ARCHES = 8  # more than there are, so an unknown arch is named rather than the list's length
 MAX_INPUT_BYTES = 64 * 1024
 ALLOWED_KEYS = ("versions", "platforms", "arches", "force", "dry_run")
 
@@ -57,9 +57,12 @@ class WorkflowInput(BaseModel):
         if values is None:
             return None
         for value in values:
-            if is_series(value):
+            # isascii: the version regexes' \d would also match other scripts' digits.
+            if value.isascii() and is_series(value):
                 continue
             try:
+                if not value.isascii():
+                    raise VersionError(value)
                 parse_release(value)
             except VersionError:
                 raise ValueError(
@@ -91,7 +94,10 @@ class WorkflowInput(BaseModel):
 
 
 def _describe(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    try:
+        text = repr(value) if isinstance(value, str | bytes) else json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -122,8 +128,8 @@ def parse_workflow_input(
             raise InputError(f"invalid workflow input: larger than {MAX_INPUT_BYTES} bytes")
         try:
             raw = json.loads(raw)
-        except ValueError as error:
-            raise InputError(f"invalid workflow input: not JSON ({error})") from None
+        except ValueError:
+            raise InputError(f"invalid workflow input: not a JSON object: {_describe(raw)}") from None
     if not isinstance(raw, dict):
         raise InputError(f"invalid workflow input: expected a JSON object, got {_describe(raw)}")
     try:

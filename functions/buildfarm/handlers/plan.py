@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from buildfarm.config import FarmConfig
 from buildfarm.plan import plan
 from buildfarm.store import open_store
+from buildfarm.workflow_input import InputError
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "buildfarm")
 logger = Logger(service=SERVICE)
@@ -43,7 +44,11 @@ class PlanEvent(BaseModel):
 def handler(event: PlanEvent, context: LambdaContext) -> dict[str, Any]:
     config = FarmConfig.from_env()
     store = open_store(config.store)
-    result = plan(event.input, store, config, event.execution_id, datetime.now(UTC))
+    try:
+        result = plan(event.input, store, config, event.execution_id, datetime.now(UTC))
+    except InputError:
+        metrics.add_metric(name="InvalidInputs", unit=MetricUnit.Count, value=1)
+        raise  # its message names the bad value; Step Functions shows it as the failure cause
     counts = result.counts
     metrics.add_metric(name="CellsPlanned", unit=MetricUnit.Count, value=counts["planned"])
     metrics.add_metric(

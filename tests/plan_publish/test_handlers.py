@@ -1,0 +1,225 @@
+"""The Lambda handlers with the workflow's real event shapes, against moto S3."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+
+import boto3
+import pytest
+
+from buildfarm.handlers import plan as plan_handler
+from buildfarm.handlers import publish as publish_handler
+from buildfarm.workflow_input import InputError
+
+from .conftest import BUCKET, PREFIX, WRITE_OPERATIONS, fake_build, read_json
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "buildfarm-plan"
+    function_version: str = "$LATEST"
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:buildfarm-plan"
+    memory_limit_in_mb: int = 512
+    aws_request_id: str = "6f0e4c1a-0000-4000-8000-000000000000"
+    log_group_name: str = "/aws/lambda/buildfarm-plan"
+    log_stream_name: str = "2026/11/22/[$LATEST]abc"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 300_000
+
+
+@pytest.fixture
+def lambda_env(monkeypatch, s3_client, python_org):
+    monkeypatch.setenv("BUILDFARM_STORE", f"s3://{BUCKET}/{PREFIX}")
+    monkeypatch.setenv("BUILDFARM_RELEASES_URL", python_org.base)
+    monkeypatch.setenv("BUILDFARM_PUBLIC_BASE_URL", "https://d111111abcdef8.cloudfront.net/python")
+    monkeypatch.setenv("BUILDFARM_SOURCE_MIRROR", "https://www.python.org/ftp/python")
+    monkeypatch.setenv("BUILDFARM_ENABLED_PLATFORMS", "debian-12,rhel-9,ubuntu-2404")
+    monkeypatch.setenv("BUILDFARM_CLAIM_TTL_SECONDS", "7200")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "BuildFarmTest")
+    return s3_client
+
+
+@pytest.fixture
+def store(lambda_env):
+    from buildfarm.store import S3Store
+
+    return S3Store(BUCKET, PREFIX, client=lambda_env)
+
+
+@pytest.fixture
+def s3_writes():
+    """Every S3 write any boto3 client made from the default session (the handlers' clients)."""
+    boto3.setup_default_session()
+    calls = []
+    boto3.DEFAULT_SESSION.events.register(
+        "before-call.s3", lambda model, params, **kw: calls.append((model.name, params.get("Key")))
+    )
+    yield calls
+    boto3.DEFAULT_SESSION = None
+
+
+@pytest.fixture
+def handler_logs():
+    """What the handlers' Powertools loggers print (their stream is bound at import, before capsys)."""
+    stream = io.StringIO()
+    handlers = [plan_handler.logger.registered_handler, publish_handler.logger.registered_handler]
+    old = [h.setStream(stream) for h in handlers]
+    yield stream
+    for handler, previous in zip(handlers, old, strict=True):
+        handler.setStream(previous)
+
+
+def emf_metrics(output: str) -> dict[str, float]:
+    """Metric values from the CloudWatch embedded-metric-format lines Powertools printed."""
+    values = {}
+    for line in output.splitlines():
+        if line.startswith("{") and "_aws" in line:
+            document = json.loads(line)
+            for metric in document["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
+                value = document[metric["Name"]]
+                values[metric["Name"]] = sum(value) if isinstance(value, list) else value
+    return values
+
+
+def test_plan_then_publish_through_the_handlers(store, s3_writes, capsys, handler_logs):
+    event = {
+        "input": {"versions": ["3.13"], "platforms": ["debian-12", "rhel-9"]},
+        "execution_id": "nightly-2026-11-22",
+    }
+    summary = plan_handler.handler(event, LambdaContext())
+    assert summary["plan_id"] == "nightly-2026-11-22"
+    assert summary["items"] == {"bucket": BUCKET, "key": f"{PREFIX}/plans/nightly-2026-11-22/items.json"}
+    assert summary["counts"] == {"cells": 4, "planned": 4, "skipped_published": 0, "skipped_claimed": 0}
+    assert summary["dry_run"] is False and summary["releases"] == "refreshed (+3)"
+    assert len(json.dumps(summary)) < 1024
+    # The releases catalog was refreshed from the (recorded) python.org answers and saved.
+    assert "3.12.11" in read_json(store, "releases.json")["releases"]
+    assert '"correlation_id":"nightly-2026-11-22"' in handler_logs.getvalue().replace(" ", "")
+    assert emf_metrics(capsys.readouterr().out) == {"CellsPlanned": 4, "CellsSkipped": 0}
+
+    items = read_json(store, "plans/nightly-2026-11-22/items.json")
+    assert items[0]["spec"]["store"] == f"s3://{BUCKET}/{PREFIX}"
+    assert (
+        items[0]["spec"]["source"]["url"] == "https://www.python.org/ftp/python/3.13.5/Python-3.13.5.tar.xz"
+    )
+    for item in items[:3]:
+        fake_build(store, item["spec"])  # rhel-9/aarch64 is never built
+
+    results = [{"cell": "3.13.5/rhel-9/aarch64", "status": "failed", "error": "CannotPullContainerError"}]
+    answer = publish_handler.handler(
+        {"plan": summary, "results": results}, LambdaContext(function_name="publish")
+    )
+    assert answer["published"] == [
+        "3.13.5/debian-12/x86_64",
+        "3.13.5/debian-12/aarch64",
+        "3.13.5/rhel-9/x86_64",
+    ]
+    assert answer["failed"] == [{"cell": "3.13.5/rhel-9/aarch64", "reason": "CannotPullContainerError"}]
+    assert answer["counts"]["published"] == 3 and answer["counts"]["failed"] == 1
+    assert emf_metrics(capsys.readouterr().out) == {"CellsBuilt": 3, "CellsFailed": 1, "CellsSkipped": 0}
+    lines = [json.loads(line) for line in handler_logs.getvalue().splitlines()]
+    done = next(line for line in lines if line["message"] == "publish: 3 published, 1 failed")
+    assert done["correlation_id"] == "nightly-2026-11-22" and done["function_name"] == "publish"
+
+    versions = read_json(store, "versions.json")
+    assert versions["python_versions"] == ["3.13.5"]
+    uv = read_json(store, "download-metadata/debian-12.json")
+    assert uv["cpython-3.13.5-linux-x86_64-gnu"]["url"].startswith(
+        "https://d111111abcdef8.cloudfront.net/python/builds/"
+    )
+    assert "failed #1" in store.read("index.html")[0].decode()
+
+    # The next scheduled run ({}) has nothing new for published cells, retries the failed one.
+    summary = plan_handler.handler({"input": {}, "execution_id": "nightly-2026-11-23"}, LambdaContext())
+    items = read_json(store, "plans/nightly-2026-11-23/items.json")
+    assert "3.13.5/rhel-9/aarch64" in [i["cell"] for i in items]
+    assert next(i for i in items if i["cell"] == "3.13.5/rhel-9/aarch64")["spec"]["build"] == 2
+    assert summary["counts"]["skipped_published"] == 3
+
+
+def test_dry_run_event_writes_nothing(store, s3_writes):
+    store.put_json("releases.json", read_json_seed_fresh())
+    s3_writes.clear()
+    summary = plan_handler.handler({"input": {"dry_run": True}, "execution_id": "dry"}, LambdaContext())
+    assert summary["dry_run"] is True and summary["counts"]["planned"] == 6
+    assert [c for c in s3_writes if c[0] in WRITE_OPERATIONS] == []
+    answer = publish_handler.handler({"plan": summary}, LambdaContext())
+    assert answer["counts"]["planned"] == 0
+    assert [c for c in s3_writes if c[0] in WRITE_OPERATIONS] == []
+
+
+def read_json_seed_fresh():
+    from buildfarm.releases import load_seed
+
+    return load_seed().model_copy(update={"updated": "2026-11-22T09:00:00Z"}).model_dump(mode="json")
+
+
+# Malformed workflow inputs, each with what the error message must quote.
+MALFORMED = [
+    ({"versions": "3.13.5"}, "versions: Input should be a valid list, got '3.13.5'"),
+    ({"versions": ["3.13.x"]}, "malformed Python version '3.13.x'"),
+    ({"versions": ["3.13.5", 3]}, "versions[1]: Input should be a valid string, got 3"),
+    ({"versions": []}, "versions: List should have at least 1 item after validation, not 0, got []"),
+    ({"versions": ["3.13.99"]}, "unknown Python version '3.13.99'"),
+    ({"versions": ["3.11"]}, "unknown series '3.11'"),
+    ({"versions": ["3.8.20"]}, "'3.8.20' is below the lowest supported series 3.9"),
+    ({"versions": ["2.7.18"]}, "malformed Python version '2.7.18'"),
+    ({"versions": ["3.13.5 "]}, "malformed Python version '3.13.5 '"),
+    ({"versions": ["3.13.5; rm -rf /"]}, "malformed Python version '3.13.5; rm -rf /'"),
+    ({"versions": ["v3.13.5"]}, "malformed Python version 'v3.13.5'"),
+    ({"versions": ["3.\uff113.5"]}, "malformed Python version '3.\uff113.5'"),  # fullwidth digit one
+    ({"versions": ["3.13.5", "3.13.5"]}, "duplicate version '3.13.5'"),
+    ({"versions": [f"3.13.{n}" for n in range(201)]}, "versions: List should have at most 200 items"),
+    ({"versions": {"3.13": True}}, 'versions: Input should be a valid list, got {"3.13": true}'),
+    ({"platforms": ["debian-99"]}, "unknown platform 'debian-99'"),
+    ({"platforms": ["ubuntu-2004"]}, "platform 'ubuntu-2004' is not enabled"),
+    ({"platforms": ["debian-11"]}, "platform 'debian-11' is not enabled"),
+    ({"platforms": "debian-12"}, "platforms: Input should be a valid list, got 'debian-12'"),
+    ({"platforms": [None]}, "platforms[0]: Input should be a valid string, got null"),
+    ({"platforms": ["Debian-12"]}, "unknown platform 'Debian-12'"),
+    ({"platforms": ["debian-12/../../x"]}, "unknown platform 'debian-12/../../x'"),
+    ({"arches": ["arm64"]}, "unknown arch 'arm64'"),
+    ({"arches": ["x86_64", "aarch64", "riscv64"]}, "unknown arch 'riscv64'"),
+    ({"arches": ["x86_64", "x86_64"]}, "duplicate arch 'x86_64'"),
+    ({"force": "true"}, "force: Input should be a valid boolean, got 'true'"),
+    ({"force": 1}, "force: Input should be a valid boolean, got 1"),
+    ({"dry_run": "no"}, "dry_run: Input should be a valid boolean, got 'no'"),
+    ({"forse": True}, "unknown key 'forse'"),
+    ({"Versions": ["3.13.5"]}, "unknown key 'Versions'"),
+    (
+        {"versions": ["3.13.5"], "platforms": ["debian-12"], "arches": ["x86_64"], "extra": 1},
+        "unknown key 'extra'",
+    ),
+    (["3.13.5"], 'expected a JSON object, got ["3.13.5"]'),
+    ("3.13.5", "not a JSON object: '3.13.5'"),
+    (42, "expected a JSON object, got 42"),
+]
+
+
+@pytest.mark.parametrize(("raw", "message"), MALFORMED, ids=[str(i) for i in range(len(MALFORMED))])
+def test_malformed_input_is_rejected_naming_the_value_and_nothing_is_written(store, s3_writes, raw, message):
+    store.put_json("releases.json", read_json_seed_fresh())
+    before = {info.key: info.etag for info in store.list("")}
+    s3_writes.clear()
+    with pytest.raises(InputError) as caught:
+        plan_handler.handler({"input": raw, "execution_id": "bad-input"}, LambdaContext())
+    text = str(caught.value)
+    assert text.startswith("invalid workflow input: ")
+    assert message in text, text
+    assert "\n" not in text and len(text) < 600
+    assert [c for c in s3_writes if c[0] in WRITE_OPERATIONS] == []
+    assert {info.key: info.etag for info in store.list("")} == before
+
+
+def test_corpus_is_big_enough():
+    assert len(MALFORMED) >= 25
+
+
+def test_publish_event_must_carry_a_plan(store):
+    from aws_lambda_powertools.utilities.parser import ValidationError
+
+    with pytest.raises(ValidationError):
+        publish_handler.handler({"results": []}, LambdaContext())
