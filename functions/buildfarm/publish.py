@@ -128,7 +128,7 @@ def verify_cell(store: Store, item: PlanItem, now: datetime) -> tuple[CatalogCel
             check_key(key)
             if "/" in artifact.file:
                 raise StoreError(f"artifact file name {artifact.file!r} contains '/'")
-            sha256, size = store.sha256_and_size(key)
+            sha256, size = store.verify_sha256_and_size(key)
         except StoreNotFound:
             return None, _short(f"artifact {artifact.file} is missing from the store")
         except StoreError as error:

@@ -17,6 +17,7 @@ other processes alike (flock locks belong to the open file description).
 from __future__ import annotations
 
 import abc
+import base64
 import collections
 import contextlib
 import fcntl
@@ -32,6 +33,7 @@ from typing import Any, BinaryIO, NamedTuple
 from urllib.parse import quote
 
 CHUNK = 1024 * 1024
+SINGLE_PUT_LIMIT = 5 * 1024**3
 LOCK_DIR = ".locks"  # directory store: lock files for conditional writes, never listed
 LOCK_STRIPES = 64
 _TEMP_PREFIX = ".tmp-"
@@ -174,6 +176,15 @@ class Store(abc.ABC):
                 digest.update(chunk)
                 size += len(chunk)
         return digest.hexdigest(), size
+
+    def stored_sha256(self, key: str) -> tuple[str, int] | None:
+        """(sha256 hex, size) if the store already knows the object's full SHA-256 (S3 keeps the
+        checksum it verified at upload); None if it has to be computed by reading the object."""
+        return None
+
+    def verify_sha256_and_size(self, key: str) -> tuple[str, int]:
+        """The object's (sha256, size): the store's own checksum if it has one, else streamed."""
+        return self.stored_sha256(key) or self.sha256_and_size(key)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.location!r})"
@@ -460,7 +471,12 @@ class S3Store(Store):
         self._count("put")
         from botocore.exceptions import ClientError
 
-        params: dict[str, Any] = {"Bucket": self.bucket, "Key": self._full(key), "Body": data}
+        params: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": self._full(key),
+            "Body": data,
+            "ChecksumAlgorithm": "SHA256",
+        }
         if content_type:
             params["ContentType"] = content_type
         if if_none_match:
@@ -483,11 +499,36 @@ class S3Store(Store):
         return self._etag(response)
 
     def put_file(self, key: str, path: Path | str, content_type: str | None = None) -> str:
+        """One PutObject (up to S3's 5 GB single-PUT limit) with a SHA-256 checksum, so S3 keeps
+        the full-object SHA-256 and the publisher can verify without downloading the file."""
         self._count("put")
-        extra = {"ContentType": content_type} if content_type else None
-        self.client.upload_file(str(path), self.bucket, self._full(key), ExtraArgs=extra)
+        from boto3.s3.transfer import TransferConfig
+
+        extra: dict[str, Any] = {"ChecksumAlgorithm": "SHA256"}
+        if content_type:
+            extra["ContentType"] = content_type
+        single_put = TransferConfig(multipart_threshold=SINGLE_PUT_LIMIT, max_concurrency=4)
+        self.client.upload_file(str(path), self.bucket, self._full(key), ExtraArgs=extra, Config=single_put)
         info = self.head(key)
         return info.etag if info else ""
+
+    def stored_sha256(self, key: str) -> tuple[str, int] | None:
+        self._count("head")
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self.client.head_object(
+                Bucket=self.bucket, Key=self._full(key), ChecksumMode="ENABLED"
+            )
+        except ClientError as error:
+            if self._code(error) in ("NoSuchKey", "404", "NotFound"):
+                raise StoreNotFound(f"{self.url(key)} not found") from None
+            raise
+        checksum = response.get("ChecksumSHA256")
+        # Multipart uploads carry a checksum of part checksums ("...-N", COMPOSITE): not usable.
+        if not checksum or "-" in checksum or response.get("ChecksumType", "FULL_OBJECT") != "FULL_OBJECT":
+            return None
+        return base64.b64decode(checksum).hex(), int(response["ContentLength"])
 
     def delete(self, key: str, *, if_match: str | None = None) -> None:
         self._count("delete")

@@ -193,3 +193,25 @@ def test_local_create_only_excludes_other_processes(tmp_path):
     winners = [n for status, n in outcomes if status == "won"]
     assert len(winners) == 1
     assert Path(directory, "claims", "one.json").read_text() == str(winners[0])
+
+
+def test_s3_keeps_the_sha256_so_publish_need_not_download(s3_store, s3_client, tmp_path):
+    import hashlib
+
+    from .conftest import count_s3_calls
+
+    artifact = tmp_path / "python.tar.gz"
+    artifact.write_bytes(os.urandom(9 * 1024 * 1024))  # above boto3's default multipart threshold
+    s3_store.put_file("builds/x/python.tar.gz", artifact)
+    s3_store.put("builds/x/small.json", b"{}")
+    calls = count_s3_calls(s3_client)
+    expected = (hashlib.sha256(artifact.read_bytes()).hexdigest(), artifact.stat().st_size)
+    assert s3_store.verify_sha256_and_size("builds/x/python.tar.gz") == expected
+    assert s3_store.stored_sha256("builds/x/small.json") == (hashlib.sha256(b"{}").hexdigest(), 2)
+    assert dict(calls) == {"HeadObject": 2}  # no GetObject: nothing downloaded
+    # An object stored without a SHA-256 checksum is streamed instead.
+    s3_client.put_object(Bucket=BUCKET, Key=f"{PREFIX}/builds/x/plain", Body=b"plain")
+    assert s3_store.stored_sha256("builds/x/plain") is None
+    assert s3_store.verify_sha256_and_size("builds/x/plain") == (hashlib.sha256(b"plain").hexdigest(), 5)
+    with pytest.raises(StoreNotFound):
+        s3_store.verify_sha256_and_size("builds/x/none")

@@ -1,0 +1,109 @@
+"""`buildfarm plan` and `buildfarm status`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from buildfarm.cli import main
+from buildfarm.plan import plan
+from buildfarm.publish import publish
+
+from .conftest import NOW, all_keys, fake_build, write_releases
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    # python.org is unreachable here: point the refresh at a closed port so it fails at once.
+    monkeypatch.setenv("BUILDFARM_RELEASES_URL", "http://127.0.0.1:9/api")
+    monkeypatch.delenv("BUILDFARM_STORE", raising=False)
+
+
+@pytest.fixture
+def published_store(local_store, config):
+    write_releases(local_store, ["3.13.5", "3.12.11"])
+    result = plan({"versions": ["3.13.5"], "platforms": ["debian-12"]}, local_store, config, "exec-1", NOW)
+    for item in result.items:
+        fake_build(local_store, item.spec)
+    publish(result.summary, local_store, config, now=NOW)
+    return local_store
+
+
+def test_plan_table_and_nothing_written(published_store, capsys):
+    before = all_keys(published_store)
+    code = main(
+        [
+            "plan",
+            "--store",
+            str(published_store.root),
+            "--versions",
+            "3.13",
+            "3.12.11",
+            "--platforms",
+            "debian-12,rhel-9",
+            "--arches",
+            "x86_64",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "4 cells: 3 to build, 1 published, 0 claimed by another execution" in out
+    lines = {line.split()[0]: line.split(None, 3)[1:] for line in out.splitlines() if line.startswith("3.1")}
+    assert lines["3.13.5/debian-12/x86_64"] == ["1", "skip", "published build 1"]
+    assert lines["3.13.5/rhel-9/x86_64"] == ["1", "build", "not published"]
+    assert lines["3.12.11/debian-12/x86_64"] == ["1", "build", "not published"]
+    assert "dry run: nothing claimed or written" in out
+    assert all_keys(published_store) == before
+
+
+def test_plan_json_with_input(published_store, capsys):
+    raw = json.dumps({"versions": ["3.13.5"], "platforms": ["debian-12"], "force": True})
+    assert main(["plan", "--store", str(published_store.root), "--input", raw, "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["dry_run"] is True and document["force"] is True
+    assert document["build"] == [
+        {"cell": "3.13.5/debian-12/x86_64", "build": 2},
+        {"cell": "3.13.5/debian-12/aarch64", "build": 2},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--versions", "3.13.x"], "malformed Python version '3.13.x'"),
+        (["--platforms", "plan9"], "unknown platform 'plan9'"),
+        (["--input", "{nope"], "--input is not JSON"),
+        (["--input", "[]"], "--input must be a JSON object, got []"),
+        (["--input", "{}", "--force"], "use either --input or"),
+        (["--versions", "3.11.2"], "unknown Python version '3.11.2'"),
+    ],
+)
+def test_plan_errors_are_one_line(published_store, capsys, argv, message):
+    assert main(["plan", "--store", str(published_store.root), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("buildfarm plan: error: ") and message in err and err.count("\n") == 1
+
+
+def test_bad_environment_is_one_line(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("BUILDFARM_ENABLED_ARCHES", "x86_64,sparc")
+    assert main(["plan", "--store", str(tmp_path)]) == 2
+    assert "BUILDFARM_ENABLED_ARCHES: unknown arch 'sparc'" in capsys.readouterr().err
+
+
+def test_status(published_store, capsys, monkeypatch):
+    monkeypatch.setenv("BUILDFARM_STORE", str(published_store.root))  # the default store
+    assert main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert "2 published cells, 1 versions" in out
+    assert "debian-12/aarch64  debian-12/x86_64" in out
+    assert "3.13.5   #1                 #1" in out
+    assert main(["status", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["python_versions"] == ["3.13.5"]
+    assert [c["cell"] for c in document["cells"]] == ["3.13.5/debian-12/aarch64", "3.13.5/debian-12/x86_64"]
+
+
+def test_status_of_an_empty_store(tmp_path, capsys):
+    assert main(["status", "--store", str(tmp_path / "nothing")]) == 0
+    assert "nothing published yet" in capsys.readouterr().out
