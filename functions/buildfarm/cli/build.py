@@ -1,9 +1,180 @@
-"""buildfarm build (placeholder until its issue lands)."""
+"""buildfarm build: build, self-test, package and store one cell with a local runner."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
+import sys
+
+from buildfarm.models import BuildSpec, artifact_dir
+from buildfarm.platforms import UnknownPlatformError, load_registry
+from buildfarm.versions import VersionError, parse_release
+
+DEFAULT_MIRROR = "https://www.python.org/ftp/python"
+DEFAULT_STORE = "./dist"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    subparsers.add_parser("build", help="(not yet implemented)").set_defaults(func=lambda args: 2)
+    parser = subparsers.add_parser(
+        "build",
+        help="build one version for one platform and arch with a local runner",
+        description="Build CPython VERSION for one platform/arch: fetch, verify, configure, make, "
+        "install, self-test, package and store it under builds/<version>/<platform>/<arch>/<build>/.",
+    )
+    parser.add_argument("version", metavar="VERSION", help="exact release, e.g. 3.13.5 or 3.14.0rc2")
+    parser.add_argument("--platform", required=True, help="registry platform id, e.g. debian-12")
+    parser.add_argument("--arch", help="x86_64 or aarch64 (default: this machine's)")
+    parser.add_argument("--runner", default="auto", choices=("auto", "host", "chroot", "docker"))
+    parser.add_argument(
+        "--optimization",
+        choices=("pgo+lto", "none"),
+        default=None,
+        help="default: $BUILDFARM_OPTIMIZATION or pgo+lto",
+    )
+    parser.add_argument(
+        "--store", help="a directory or s3://BUCKET/PREFIX (default: $BUILDFARM_STORE or ./dist)"
+    )
+    parser.add_argument(
+        "--source-mirror",
+        help=f"python.org-shaped mirror (default: $BUILDFARM_SOURCE_MIRROR or {DEFAULT_MIRROR})",
+    )
+    parser.add_argument(
+        "--source-sha256", help="sha256 of Python-VERSION.tar.xz (default: the releases catalog)"
+    )
+    parser.add_argument("--build", type=int, help="build number (default: the next free one in the store)")
+    parser.set_defaults(func=run_build)
+
+
+def _error(message: str) -> Exception:
+    from buildfarm.cli import CliError  # the CLI package imports this module
+
+    return CliError(message)
+
+
+def known_sha256(version: str) -> str | None:
+    """The source sha256 from the releases catalog shipped with the package, if it knows the version."""
+    try:
+        from buildfarm.releases import load_seed
+
+        release = load_seed().releases.get(version)
+    except Exception:  # no or unreadable seed catalog: the caller asks for --source-sha256
+        return None
+    return release.sha256 if release else None
+
+
+def source_url(version: str, mirror: str) -> str:
+    """<mirror>/<X.Y.Z>/Python-<version>.tar.xz (pre-releases live in the final's directory)."""
+    directory = parse_release(version).base_version
+    return f"{mirror.rstrip('/')}/{directory}/Python-{version}.tar.xz"
+
+
+def used_build_numbers(store_location: str, version: str, platform: str, arch: str) -> set[int]:
+    """Build numbers already taken for a cell: published (builds/) or failed (logs/)."""
+    from buildfarm.store import open_store
+
+    store = open_store(store_location)
+    if not store_location.startswith("s3://") and not os.path.isdir(store_location.removeprefix("file://")):
+        return set()
+    numbers: set[int] = set()
+    for top in ("builds", "logs"):
+        prefix = f"{top}/{version}/{platform}/{arch}/"
+        for info in store.list(prefix):
+            first = info.key[len(prefix) :].split("/", 1)[0]
+            if first.isdigit():
+                numbers.add(int(first))
+    return numbers
+
+
+def make_spec(args: argparse.Namespace) -> BuildSpec:
+    """Validate the command line into a build spec (no side effects)."""
+    try:
+        parse_release(args.version)
+    except VersionError as error:
+        raise _error(str(error)) from None
+    registry = load_registry()
+    try:
+        platform = registry.get(args.platform)
+    except UnknownPlatformError as error:
+        raise _error(str(error)) from None
+    from buildfarm.runners.local import host_arch
+
+    arch = args.arch or host_arch()
+    if arch not in platform.arches:
+        raise _error(f"unknown arch {arch!r} for {platform.id} (arches: {', '.join(platform.arches)})")
+    optimization = args.optimization or os.environ.get("BUILDFARM_OPTIMIZATION") or "pgo+lto"
+    if optimization not in ("pgo+lto", "none"):
+        raise _error(f"unknown optimization {optimization!r} in BUILDFARM_OPTIMIZATION (pgo+lto or none)")
+    sha256 = args.source_sha256 or known_sha256(args.version)
+    if sha256 is None:
+        raise _error(f"no known sha256 for Python-{args.version}.tar.xz: pass --source-sha256")
+    if not _SHA256.match(sha256):
+        raise _error(f"malformed --source-sha256 {sha256!r} (64 lowercase hex digits)")
+    store = args.store or os.environ.get("BUILDFARM_STORE") or DEFAULT_STORE
+    if not store.startswith("s3://"):
+        if "://" in store and not store.startswith("file://"):
+            raise _error(f"unsupported store {store!r} (a directory or s3://BUCKET/PREFIX)")
+        store = os.path.abspath(store.removeprefix("file://"))
+        if os.path.exists(store) and not os.path.isdir(store):
+            raise _error(f"store {store!r} is not a directory")
+    elif not re.match(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$", store):
+        raise _error(f"malformed S3 store {store!r} (s3://BUCKET/PREFIX)")
+    mirror = args.source_mirror or os.environ.get("BUILDFARM_SOURCE_MIRROR") or DEFAULT_MIRROR
+    if not mirror.startswith(("http://", "https://", "file://")):
+        raise _error(f"source mirror {mirror!r} must be an http://, https:// or file:// URL")
+    if args.build is not None and args.build < 1:
+        raise _error(f"build number must be >= 1, not {args.build}")
+    build = args.build or 1
+    return BuildSpec(
+        version=args.version,
+        platform=platform.id,
+        arch=arch,
+        build=build,
+        source={"url": source_url(args.version, mirror), "sha256": sha256},
+        prefix=f"/opt/python/{args.version}",
+        optimization=optimization,
+        store=store,
+        artifact_dir=artifact_dir(args.version, platform.id, arch, build),
+    )
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from buildfarm.runners import RunnerUnavailable, select_runner
+
+    spec = make_spec(args)
+    try:
+        runner = select_runner(spec.platform, args.runner, spec.arch)
+    except RunnerUnavailable as error:
+        raise _error(str(error)) from None
+    try:
+        taken = used_build_numbers(spec.store, spec.version, spec.platform, spec.arch)
+    except Exception as error:  # unreadable store: say which and stop before building
+        raise _error(f"cannot read the store {spec.store}: {error}") from None
+    if args.build is None:
+        build = max(taken, default=0) + 1
+        spec = spec.model_copy(
+            update={
+                "build": build,
+                "artifact_dir": artifact_dir(spec.version, spec.platform, spec.arch, build),
+            }
+        )
+    elif args.build in taken:
+        raise _error(
+            f"build {args.build} of {spec.version}/{spec.platform}/{spec.arch} already exists in the store "
+            "(builds are never overwritten; omit --build for the next number)"
+        )
+    cell = f"{spec.version}/{spec.platform}/{spec.arch}"
+    print(f"buildfarm build: {cell} build {spec.build} ({spec.optimization}) with the {runner.name} runner")
+    sys.stdout.flush()
+    result = runner.run(spec)
+    if result.ok:
+        print(f"buildfarm build: {cell} build {spec.build} stored in {spec.store}/{spec.artifact_dir}")
+        return 0
+    where = f" (full log: {result.log_path})" if result.log_path else ""
+    print(
+        f"buildfarm build: {cell} build {spec.build} FAILED in phase {result.failed_phase}: "
+        f"{result.reason}{where}",
+        file=sys.stderr,
+    )
+    return 1

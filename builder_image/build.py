@@ -1,0 +1,1341 @@
+#!/usr/bin/env python3
+"""The build driver: one cell (version x platform x arch) from source to the store.
+
+Runs inside every builder image and in the local runners, so it is a single
+standard-library-only script that works on Python 3.6+ (the oldest system python
+of a platform we build on: rhel-8 and openSUSE 15). Hence: no dataclasses, no
+walrus, no capture_output/text in subprocess, no third-party imports except boto3,
+imported lazily and only for an s3:// store.
+
+Input: the build spec (JSON) in the environment variable BUILD_SPEC, never
+through a shell; platform data from platforms.json next to this file (or
+$BUILDFARM_PLATFORMS).
+
+Phases: preflight -> fetch -> verify -> configure -> make -> install -> selftest
+-> package -> manifest -> upload. Each phase is printed with its elapsed time
+("buildfarm: phase NAME done in S s"); the full log is written to build.log
+(next to the artifacts, or under logs/ with failure.json when the build fails);
+on failure the last lines of the failing phase are printed.
+
+Optional environment: BUILDFARM_WORK_DIR (scratch; default a temp dir),
+BUILDFARM_JOBS (make -j; default all cores), BUILDFARM_PROFILE_TASK (PGO
+training task), BUILDFARM_CCACHE=1 (use ccache if installed),
+BUILDFARM_SELFTEST_TESTS (space-separated CPython tests for the self-test),
+BUILDFARM_CHECK_BUILD_DEPS=0 (skip the build-dependency check),
+BUILDFARM_LOG_FILE (also copy the full log there), BUILDFARM_BUILDER_IMAGE
+(recorded in the manifest), BUILDFARM_KEEP_WORK=1, BUILDFARM_MAINTAINER,
+AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL (S3 endpoint override).
+"""
+
+import datetime
+import gzip
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import traceback
+import zipfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DRIVER_VERSION = "1"
+PHASES = (
+    "preflight",
+    "fetch",
+    "verify",
+    "configure",
+    "make",
+    "install",
+    "selftest",
+    "package",
+    "manifest",
+    "upload",
+)
+ARCHES = ("x86_64", "aarch64")
+DEB_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
+RPM_ARCH = {"x86_64": "x86_64", "aarch64": "aarch64"}
+OPTIMIZATIONS = ("pgo+lto", "none")
+HARDENING_CFLAGS = "-fstack-protector-strong -D_FORTIFY_SOURCE=2"
+HARDENING_LDFLAGS = "-Wl,-z,relro,-z,now"
+# The interpreter and its extension modules find libpython relative to themselves.
+# The doubled $ survives make (which turns $$ into $), the backslash survives the
+# shell that runs the link recipe; the linker then records exactly $ORIGIN/../lib.
+RPATH_LDFLAG_FOR_MAKE = "-Wl,-rpath,\\$$ORIGIN/../lib"
+EXPECTED_RUNPATH = "$ORIGIN/../lib"
+# Short but meaningful (~30 s on 2 cores): exercises the C libraries the build links
+# against. test_venv is left out on purpose: its --copies cases copy bin/python3.x away
+# from lib/, which an $ORIGIN-relative libpython cannot support; test_ssl takes minutes.
+DEFAULT_SELFTEST_TESTS = (
+    "test_sqlite3",
+    "test_ctypes",
+    "test_zlib",
+    "test_lzma",
+    "test_bz2",
+    "test_hashlib",
+    "test_json",
+    "test_uuid",
+    "test_dbm",
+    "test_readline",
+    "test_decimal",
+    "test_struct",
+)
+TAIL_LINES = 40
+
+_VERSION_RE = re.compile(r"^3\.(\d{1,2})\.(\d{1,2})(?:(a|b|rc)(\d{1,2}))?$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+class BuildError(Exception):
+    """A build failure: the phase it happened in and a one-line reason."""
+
+    def __init__(self, phase, reason):
+        Exception.__init__(self, "{}: {}".format(phase, reason))
+        self.phase = phase
+        self.reason = reason
+
+
+class SpecError(ValueError):
+    """The build spec is malformed; the message names the bad value."""
+
+
+# ---------------------------------------------------------------------------
+# Pure logic: versions, spec, flags, names, package metadata (unit-tested)
+# ---------------------------------------------------------------------------
+
+
+def parse_version(text):
+    """'3.13.5' -> (3, 13, 5, None, 0); '3.14.0rc2' -> (3, 14, 0, 'rc', 2)."""
+    match = _VERSION_RE.match(text) if isinstance(text, str) else None
+    if not match:
+        raise SpecError("malformed Python version {!r} (expected e.g. 3.13.5 or 3.14.0rc2)".format(text))
+    minor, micro, pre, pre_n = match.groups()
+    return (3, int(minor), int(micro), pre, int(pre_n) if pre_n else 0)
+
+
+def series(version):
+    parsed = parse_version(version)
+    return "{}.{}".format(parsed[0], parsed[1])
+
+
+def load_platforms(path=None):
+    path = path or os.environ.get("BUILDFARM_PLATFORMS") or os.path.join(HERE, "platforms.json")
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def platform_info(registry, platform_id):
+    """Everything the driver needs about one platform, from the registry JSON."""
+    try:
+        platform = registry["platforms"][platform_id]
+    except KeyError:
+        raise SpecError("unknown platform {!r}".format(platform_id)) from None
+    family = registry["families"][platform["family"]]
+    missing = platform.get("missing_modules", {})
+    return {
+        "id": platform_id,
+        "family": platform["family"],
+        "package_format": family["package_format"],
+        "arches": list(platform["arches"]),
+        "build_dependencies": list(family["common_build_dependencies"])
+        + list(platform["build_dependencies"]),
+        "runtime_dependencies": list(platform["runtime_dependencies"]),
+        "expected_modules": [m for m in registry["extension_modules"]["required"] if m not in missing],
+        "missing_modules": dict(missing),
+    }
+
+
+def parse_spec(text, registry):
+    """Validate the BUILD_SPEC JSON (same contract as buildfarm.models.BuildSpec)."""
+    try:
+        spec = json.loads(text)
+    except ValueError as error:
+        raise SpecError("BUILD_SPEC is not valid JSON: {}".format(error)) from None
+    if not isinstance(spec, dict):
+        raise SpecError("BUILD_SPEC must be a JSON object")
+    required = ("version", "platform", "arch", "build", "source", "prefix", "store", "artifact_dir")
+    allowed = set(required) | {"optimization"}
+    for key in required:
+        if key not in spec:
+            raise SpecError("BUILD_SPEC lacks {!r}".format(key))
+    unknown = sorted(set(spec) - allowed)
+    if unknown:
+        raise SpecError("BUILD_SPEC has unknown key(s): {}".format(", ".join(unknown)))
+    parse_version(spec["version"])
+    info = platform_info(registry, spec["platform"])
+    if spec["arch"] not in ARCHES or spec["arch"] not in info["arches"]:
+        raise SpecError("unknown arch {!r} for platform {}".format(spec["arch"], spec["platform"]))
+    if not isinstance(spec["build"], int) or isinstance(spec["build"], bool) or spec["build"] < 1:
+        raise SpecError("build must be a positive integer, not {!r}".format(spec["build"]))
+    source = spec["source"]
+    if not isinstance(source, dict) or set(source) != {"url", "sha256"}:
+        raise SpecError('source must be {"url": ..., "sha256": ...}')
+    if not isinstance(source["url"], str) or not source["url"].startswith(("http://", "https://", "file://")):
+        raise SpecError("source url must be http://, https:// or file://, not {!r}".format(source["url"]))
+    if not isinstance(source["sha256"], str) or not _SHA256_RE.match(source["sha256"]):
+        raise SpecError("source sha256 must be 64 lowercase hex digits, not {!r}".format(source["sha256"]))
+    spec.setdefault("optimization", "pgo+lto")
+    if spec["optimization"] not in OPTIMIZATIONS:
+        raise SpecError("unknown optimization {!r} (pgo+lto or none)".format(spec["optimization"]))
+    prefix = spec["prefix"]
+    if (
+        not isinstance(prefix, str)
+        or not prefix.startswith("/")
+        or ".." in prefix.split("/")
+        or "\n" in prefix
+    ):
+        raise SpecError("prefix must be an absolute path, not {!r}".format(prefix))
+    expected_dir = "builds/{}/{}/{}/{}".format(spec["version"], spec["platform"], spec["arch"], spec["build"])
+    if spec["artifact_dir"] != expected_dir:
+        raise SpecError("artifact_dir must be {!r}, not {!r}".format(expected_dir, spec["artifact_dir"]))
+    if not isinstance(spec["store"], str) or not spec["store"]:
+        raise SpecError("store must be s3://bucket/prefix or a directory")
+    return spec
+
+
+def configure_args(version, optimization, prefix):
+    """./configure arguments; version-dependent options only where the version has them."""
+    parsed = parse_version(version)
+    minor = parsed[1]
+    args = [
+        "--prefix=" + prefix,
+        "--enable-shared",
+        "--with-ensurepip=install",
+    ]
+    if optimization == "pgo+lto":
+        args += ["--enable-optimizations", "--with-lto"]
+    elif optimization != "none":
+        raise SpecError("unknown optimization {!r}".format(optimization))
+    if minor >= 10:
+        # 3.10 added both; 3.9 builds test modules and never installs a static libpython
+        # with --enable-shared anyway.
+        args += ["--disable-test-modules", "--without-static-libpython"]
+    return args
+
+
+def configure_env(version):
+    """Environment for ./configure only (not make, so flags are not doubled).
+
+    Hardening and the rpath go through the *_NODIST variables: they apply to the
+    interpreter's own build but are not recorded for extensions built later.
+    """
+    parse_version(version)
+    return {
+        "CFLAGS_NODIST": HARDENING_CFLAGS,
+        "LDFLAGS_NODIST": HARDENING_LDFLAGS + " " + RPATH_LDFLAG_FOR_MAKE,
+    }
+
+
+def make_args(jobs, profile_task=None):
+    args = ["make", "-j{}".format(max(1, int(jobs)))]
+    if profile_task:
+        args.append("PROFILE_TASK=" + profile_task)
+    return args
+
+
+def tarball_name(version, platform_id, arch):
+    return "python-{}-{}-{}.tar.gz".format(version, platform_id, arch)
+
+
+def deb_name(version, build, arch):
+    return "python-{}_{}_{}.deb".format(version, build, DEB_ARCH[arch])
+
+
+def rpm_name(version, build, arch):
+    return "python-{}-{}.{}.rpm".format(version, build, RPM_ARCH[arch])
+
+
+def package_name(version):
+    return "python-" + version
+
+
+def package_version(version):
+    """Version usable by dpkg and rpm: pre-releases sort before the final release (~)."""
+    major, minor, micro, pre, pre_n = parse_version(version)
+    text = "{}.{}.{}".format(major, minor, micro)
+    if pre:
+        text += "~{}{}".format(pre, pre_n)
+    return text
+
+
+def deb_control(version, build, arch, runtime_dependencies, installed_size_kib, maintainer):
+    """DEBIAN/control: Version <version>-<build> so build 2 upgrades build 1."""
+    lines = [
+        "Package: " + package_name(version),
+        "Version: {}-{}".format(package_version(version), build),
+        "Architecture: " + DEB_ARCH[arch],
+        "Maintainer: " + maintainer,
+        "Installed-Size: {}".format(installed_size_kib),
+        "Depends: " + ", ".join(runtime_dependencies),
+        "Section: python",
+        "Priority: optional",
+        "Homepage: https://www.python.org/",
+        "Description: CPython {} interpreter in /opt/python/{}".format(version, version),
+        " A self-contained CPython {} built from the upstream source by the Python".format(version),
+        " Build Farm, installed under /opt/python/{} so that several versions can".format(version),
+        " be installed side by side. Includes pip.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def rpm_spec(version, build, arch, runtime_dependencies, staged_root, prefix):
+    """An rpmbuild spec that packages an already staged tree (no %build)."""
+    requires = "\n".join("Requires: " + dep for dep in runtime_dependencies)
+    return """\
+Name: {name}
+Version: {pversion}
+Release: {build}
+Summary: CPython {version} interpreter in {prefix}
+License: Python-2.0
+URL: https://www.python.org/
+BuildArch: {arch}
+AutoReqProv: no
+{requires}
+
+# The tree is already built, stripped and self-tested: no post-processing, no
+# byte-compiling with the build host's python, no debuginfo, no build-id links
+# (they would collide between versions installed side by side).
+%define __os_install_post %{{nil}}
+%define __brp_python_bytecompile %{{nil}}
+%define debug_package %{{nil}}
+%global _build_id_links none
+
+%description
+A self-contained CPython {version} built from the upstream source by the
+Python Build Farm, installed under {prefix} so that several versions can be
+installed side by side. Includes pip.
+
+%install
+mkdir -p %{{buildroot}}
+cp -a {staged}/. %{{buildroot}}/
+
+%files
+{prefix}
+""".format(
+        name=package_name(version),
+        pversion=package_version(version),
+        build=build,
+        version=version,
+        prefix=prefix,
+        arch=RPM_ARCH[arch],
+        requires=requires,
+        staged=staged_root,
+    )
+
+
+def relocatable_shebang(interpreter_name):
+    """A /bin/sh trampoline that runs the script with the interpreter next to it
+    (the form python-build-standalone uses), so bin/ scripts work from any directory."""
+    return ('#!/bin/sh\n\'\'\'exec\' "$(dirname -- "$(realpath -- "$0")")/{}" "$0" "$@"\n\' \'\'\'\n').format(
+        interpreter_name
+    )
+
+
+def rewrite_shebang(content, interpreter_name):
+    """Script bytes with a '#!.../python...' first line replaced by the trampoline; None if not one."""
+    first, newline, rest = content.partition(b"\n")
+    if not newline or not re.match(rb"^#!\s*/\S*/python[0-9.]*\s*$", first):
+        return None
+    return relocatable_shebang(interpreter_name).encode() + rest
+
+
+def store_kind(store):
+    return "s3" if store.startswith("s3://") else "local"
+
+
+def split_s3_url(url):
+    """'s3://bucket/some/prefix' -> ('bucket', 'some/prefix')."""
+    rest = url[len("s3://") :]
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise SpecError("malformed S3 store {!r} (expected s3://bucket/prefix)".format(url))
+    return bucket, prefix.strip("/")
+
+
+def log_dir_for(spec):
+    return "logs/{}/{}/{}/{}".format(spec["version"], spec["platform"], spec["arch"], spec["build"])
+
+
+# ---------------------------------------------------------------------------
+# Stores: a directory or S3 (same layout)
+# ---------------------------------------------------------------------------
+
+
+class LocalStore(object):
+    def __init__(self, root):
+        if root.startswith("file://"):
+            root = root[len("file://") :]
+        self.root = os.path.abspath(root)
+
+    def describe(self):
+        return self.root
+
+    def cell_exists(self, artifact_dir):
+        return os.path.lexists(os.path.join(self.root, artifact_dir))
+
+    def publish(self, artifact_dir, files):
+        """Copy files (name -> local path; manifest.json last) into a hidden staging
+        directory next to the target, then rename it into place in one step."""
+        final = os.path.join(self.root, artifact_dir)
+        parent = os.path.dirname(final)
+        os.makedirs(parent, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=".staging-{}-".format(os.path.basename(final)), dir=parent)
+        try:
+            for name, path in files:
+                shutil.copyfile(path, os.path.join(staging, name))
+                with open(os.path.join(staging, name), "rb") as handle:
+                    os.fsync(handle.fileno())
+            os.chmod(staging, 0o755)  # noqa: S103 - a published cell is world-readable
+            if os.path.lexists(final):
+                raise BuildError("upload", "{} already exists; builds are never overwritten".format(final))
+            os.rename(staging, final)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+    def write_logs(self, log_dir, files):
+        target = os.path.join(self.root, log_dir)
+        os.makedirs(target, exist_ok=True)
+        for name, path in files:
+            tmp = os.path.join(target, "." + name + ".tmp")
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, os.path.join(target, name))
+
+
+class S3Store(object):
+    def __init__(self, url):
+        self.bucket, self.prefix = split_s3_url(url)
+        import boto3  # only builds that upload to S3 need it
+
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+        self.client = boto3.client("s3", endpoint_url=endpoint)
+
+    def describe(self):
+        return "s3://{}/{}".format(self.bucket, self.prefix)
+
+    def key(self, relative):
+        return "{}/{}".format(self.prefix, relative) if self.prefix else relative
+
+    def cell_exists(self, artifact_dir):
+        response = self.client.list_objects_v2(
+            Bucket=self.bucket, Prefix=self.key(artifact_dir) + "/", MaxKeys=1
+        )
+        return response.get("KeyCount", 0) > 0
+
+    def _put(self, key, path, create_only=False):
+        extra = {}
+        if create_only and self._supports_if_none_match():
+            extra["IfNoneMatch"] = "*"
+        with open(path, "rb") as body:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **extra)
+
+    def _supports_if_none_match(self):
+        # Conditional writes arrived in botocore 1.35; older ones (python 3.6) lack the field.
+        shape = self.client.meta.service_model.operation_model("PutObject").input_shape
+        return "IfNoneMatch" in shape.members
+
+    def publish(self, artifact_dir, files):
+        """Upload every file, manifest.json last (create-only where S3 supports it):
+        publish treats a cell without a manifest as not built."""
+        manifest_key = self.key(artifact_dir + "/manifest.json")
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=manifest_key)
+            raise BuildError("upload", "{} already exists; builds are never overwritten".format(manifest_key))
+        except BuildError:
+            raise
+        except Exception as error:  # botocore ClientError 404 = free
+            code = getattr(error, "response", {}).get("Error", {}).get("Code")
+            if code not in ("404", "NoSuchKey", "NotFound"):
+                raise
+        for name, path in files:
+            self._put(self.key(artifact_dir + "/" + name), path, create_only=(name == "manifest.json"))
+
+    def write_logs(self, log_dir, files):
+        for name, path in files:
+            self._put(self.key(log_dir + "/" + name), path)
+
+
+def open_store(store):
+    return S3Store(store) if store_kind(store) == "s3" else LocalStore(store)
+
+
+# ---------------------------------------------------------------------------
+# Running things, with a full log and phase timing
+# ---------------------------------------------------------------------------
+
+
+def say(message):
+    sys.stdout.write("buildfarm: " + message + "\n")
+    sys.stdout.flush()
+
+
+class Log(object):
+    """The full build log (every command and its output), plus the current phase's lines."""
+
+    def __init__(self, path):
+        self.path = path
+        self.handle = open(path, "w")  # noqa: SIM115 - open for the whole build, closed in close()
+        self.phase_lines = []
+
+    def write(self, text):
+        self.handle.write(text)
+        self.handle.flush()
+        self.phase_lines.extend(text.splitlines())
+        if len(self.phase_lines) > 5000:
+            del self.phase_lines[:-1000]
+
+    def start_phase(self, phase):
+        self.phase_lines = []
+        self.write("\n===== phase {} ({})\n".format(phase, utc_now()))
+
+    def tail(self, count=TAIL_LINES):
+        return self.phase_lines[-count:]
+
+    def close(self):
+        self.handle.close()
+
+
+def utc_now():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def run(log, phase, argv, cwd=None, env=None, check=True):
+    """Run argv (never through a shell), output into the log; BuildError on failure."""
+    log.write("$ {}\n".format(" ".join(argv)))
+    try:
+        process = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            universal_newlines=True,
+            errors="replace",
+        )
+    except OSError as error:
+        raise BuildError(phase, "cannot run {}: {}".format(argv[0], error)) from None
+    output = []
+    for line in process.stdout:
+        log.write(line)
+        output.append(line)
+        if len(output) > 2000:
+            del output[:-500]
+    code = process.wait()
+    if check and code != 0:
+        raise BuildError(phase, "{} exited with status {}".format(" ".join(argv[:3]), code))
+    return code, "".join(output)
+
+
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_elf(path):
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4) == b"\x7fELF"
+    except OSError:
+        return False
+
+
+def walk_files(root):
+    for directory, _dirs, files in os.walk(root):
+        for name in files:
+            path = os.path.join(directory, name)
+            if not os.path.islink(path):
+                yield path
+
+
+def tree_size(root):
+    return sum(os.lstat(path).st_size for path in walk_files(root))
+
+
+# ---------------------------------------------------------------------------
+# The build
+# ---------------------------------------------------------------------------
+
+
+class Build(object):
+    def __init__(self, spec, registry, work):
+        self.spec = spec
+        self.registry = registry
+        self.platform = platform_info(registry, spec["platform"])
+        self.work = work
+        self.version = spec["version"]
+        self.prefix = spec["prefix"].rstrip("/") or "/"
+        self.src = os.path.join(work, "Python-" + self.version)
+        self.destdir = os.path.join(work, "staging")
+        self.tree = os.path.join(self.destdir, self.prefix.lstrip("/"))
+        self.out = os.path.join(work, "out")
+        self.log = Log(os.path.join(work, "build.log"))
+        self.timings = {}
+        self.store = None
+        self.configure_argv = []
+        self.modules = {}
+        self.selftest_results = {}
+        self.python_info = {}
+        self.artifacts = []
+        self.env = dict(os.environ)
+        self.env.pop("BUILD_SPEC", None)
+        self.env["LC_ALL"] = "C.UTF-8" if self._has_c_utf8() else "C"
+        # The PGO training and the self-test must not pick up the driver's own python setup.
+        for name in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "PYTHONNOUSERSITE"):
+            self.env.pop(name, None)
+
+    @staticmethod
+    def _has_c_utf8():
+        return os.path.isdir("/usr/lib/locale/C.utf8") or os.path.isdir("/usr/lib/locale/C.UTF-8")
+
+    @property
+    def minor(self):
+        return parse_version(self.version)[1]
+
+    @property
+    def python_bin(self):
+        return "python{}.{}".format(3, self.minor)
+
+    # -- phases -----------------------------------------------------------
+
+    def preflight(self):
+        self.store = open_store(self.spec["store"])
+        if self.store.cell_exists(self.spec["artifact_dir"]):
+            raise BuildError(
+                "preflight",
+                "{}/{} already exists; builds are never overwritten (use the next build number)".format(
+                    self.store.describe(), self.spec["artifact_dir"]
+                ),
+            )
+        if os.environ.get("BUILDFARM_CHECK_BUILD_DEPS", "1") != "0":
+            missing = self.missing_build_dependencies()
+            if missing:
+                raise BuildError("preflight", "missing build dependencies: " + " ".join(missing))
+        tools = ["make", "tar", "strip", "readelf"]
+        tools.append("dpkg-deb" if self.platform["package_format"] == "deb" else "rpmbuild")
+        absent = [tool for tool in tools if not shutil.which(tool)]
+        if absent:
+            raise BuildError("preflight", "missing build tools: " + " ".join(absent))
+
+    def missing_build_dependencies(self):
+        deps = self.platform["build_dependencies"]
+        if self.platform["package_format"] == "deb":
+            if not shutil.which("dpkg-query"):
+                return []
+            missing = []
+            for dep in deps:
+                code, output = run(
+                    self.log,
+                    "preflight",
+                    ["dpkg-query", "-W", "-f=${Status}", dep],
+                    env=self.env,
+                    check=False,
+                )
+                if code != 0 or "install ok installed" not in output:
+                    missing.append(dep)
+            return missing
+        if not shutil.which("rpm"):
+            return []
+        missing = []
+        for dep in deps:
+            code, _ = run(
+                self.log, "preflight", ["rpm", "-q", "--whatprovides", dep], env=self.env, check=False
+            )
+            if code != 0:
+                missing.append(dep)
+        return missing
+
+    def fetch(self):
+        url = self.spec["source"]["url"]
+        self.tarball = os.path.join(self.work, url.rstrip("/").rsplit("/", 1)[-1] or "source.tar.xz")
+        self.log.write("fetching {}\n".format(url))
+        if url.startswith("file://"):
+            shutil.copyfile(url[len("file://") :], self.tarball)
+            return
+        import urllib.request  # not in Debian's python3-minimal; only needed here
+
+        last_error = None
+        for attempt in range(3):
+            try:
+                request = urllib.request.Request(url, headers={"User-Agent": "python-build-farm"})  # noqa: S310
+                response = urllib.request.urlopen(request, timeout=60)  # noqa: S310 - http(s) only
+                with response, open(self.tarball, "wb") as out:
+                    shutil.copyfileobj(response, out, 1 << 20)
+                return
+            except Exception as error:  # network errors and HTTP errors alike; retried
+                last_error = error
+                self.log.write("attempt {} failed: {}\n".format(attempt + 1, error))
+                code = getattr(error, "code", None)
+                if code in (403, 404):
+                    break
+                time.sleep(2 * (attempt + 1))
+        raise BuildError("fetch", "cannot download {}: {}".format(url, last_error))
+
+    def verify(self):
+        expected = self.spec["source"]["sha256"]
+        actual = sha256_of(self.tarball)
+        self.log.write("sha256 {} (expected {})\n".format(actual, expected))
+        if actual != expected:
+            raise BuildError(
+                "verify", "sha256 mismatch for {}: expected {}, got {}".format(self.tarball, expected, actual)
+            )
+
+    def configure(self):
+        run(self.log, "configure", ["tar", "-xf", self.tarball, "-C", self.work], env=self.env)
+        if not os.path.isfile(os.path.join(self.src, "configure")):
+            raise BuildError(
+                "configure", "the source tarball has no Python-{}/configure".format(self.version)
+            )
+        self.configure_argv = configure_args(self.version, self.spec["optimization"], self.prefix)
+        env = dict(self.build_env())
+        env.update(configure_env(self.version))
+        run(self.log, "configure", ["./configure", *self.configure_argv], cwd=self.src, env=env)
+
+    def build_env(self):
+        env = dict(self.env)
+        if os.environ.get("BUILDFARM_CCACHE") == "1" and shutil.which("ccache"):
+            # ccache by masquerading (compiler names on PATH): CC stays "gcc", so the
+            # sysconfig data that extensions are built with never mentions ccache.
+            shims = os.path.join(self.work, "ccache-bin")
+            if not os.path.isdir(shims):
+                os.makedirs(shims)
+                for name in ("gcc", "cc", "g++", "c++"):
+                    os.symlink(shutil.which("ccache"), os.path.join(shims, name))
+            env["PATH"] = shims + os.pathsep + env.get("PATH", "/usr/bin:/bin")
+            env["CCACHE_BASEDIR"] = self.work
+            env["CCACHE_NOHASHDIR"] = "true"
+            env.setdefault("CCACHE_MAXSIZE", "5G")
+        return env
+
+    def make(self):
+        jobs = os.environ.get("BUILDFARM_JOBS") or str(os.cpu_count() or 1)
+        argv = make_args(jobs, os.environ.get("BUILDFARM_PROFILE_TASK") or None)
+        run(self.log, "make", argv, cwd=self.src, env=self.build_env())
+
+    def install(self):
+        if os.path.exists(self.destdir):
+            shutil.rmtree(self.destdir)
+        run(
+            self.log,
+            "install",
+            ["make", "install", "DESTDIR=" + self.destdir],
+            cwd=self.src,
+            env=self.build_env(),
+        )
+        if not os.path.isfile(os.path.join(self.tree, "bin", self.python_bin)):
+            raise BuildError("install", "no bin/{} in the staged tree".format(self.python_bin))
+        self.strip_binaries()
+        self.make_scripts_relocatable()
+        self.check_runpath()
+
+    def strip_binaries(self):
+        for path in walk_files(self.tree):
+            if is_elf(path):
+                mode = os.stat(path).st_mode
+                os.chmod(path, mode | stat.S_IWUSR)
+                run(self.log, "install", ["strip", "--strip-unneeded", path], env=self.env)
+                if ".so" in os.path.basename(path):
+                    mode &= ~(stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)  # libraries are not programs
+                os.chmod(path, mode)
+
+    def make_scripts_relocatable(self):
+        bindir = os.path.join(self.tree, "bin")
+        for name in sorted(os.listdir(bindir)):
+            path = os.path.join(bindir, name)
+            if os.path.islink(path) or not os.path.isfile(path) or is_elf(path):
+                continue
+            with open(path, "rb") as handle:
+                content = handle.read()
+            rewritten = rewrite_shebang(content, self.python_bin)
+            if rewritten is not None:
+                with open(path, "wb") as handle:
+                    handle.write(rewritten)
+                self.log.write("relocatable shebang: bin/{}\n".format(name))
+
+    def check_runpath(self):
+        binary = os.path.join(self.tree, "bin", self.python_bin)
+        _, output = run(self.log, "install", ["readelf", "-d", binary], env=self.env)
+        match = re.search(r"\((?:RUNPATH|RPATH)\)\s+Library (?:runpath|rpath): \[([^\]]*)\]", output)
+        runpath = match.group(1) if match else None
+        if runpath != EXPECTED_RUNPATH:
+            raise BuildError(
+                "install",
+                "bin/{} has runpath {!r}, expected {!r}".format(self.python_bin, runpath, EXPECTED_RUNPATH),
+            )
+
+    def selftest_env(self):
+        env = dict(self.env)
+        env.pop("LD_LIBRARY_PATH", None)  # the rpath alone must find libpython
+        for name in list(env):
+            if name.startswith("PIP_"):  # e.g. the build host's PIP_FIND_LINKS
+                del env[name]
+        env["PYTHONNOUSERSITE"] = "1"
+        env["PIP_NO_INDEX"] = "1"
+        env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+        env["HOME"] = os.path.join(self.work, "home")
+        os.makedirs(env["HOME"], exist_ok=True)
+        return env
+
+    def selftest(self):
+        env = self.selftest_env()
+        python = os.path.join(self.tree, "bin", self.python_bin)
+        scratch = os.path.join(self.work, "selftest")
+        if os.path.exists(scratch):
+            shutil.rmtree(scratch)
+        os.makedirs(scratch)
+
+        # 1. Facts about the interpreter (for the manifest).
+        _, output = run(
+            self.log,
+            "selftest",
+            [python, "-c", PYTHON_INFO_SCRIPT],
+            cwd=scratch,
+            env=env,
+        )
+        self.python_info = json.loads(output.strip().splitlines()[-1])
+        if self.python_info["version"] != self.version:
+            raise BuildError(
+                "selftest",
+                "the interpreter says it is {}, not {}".format(self.python_info["version"], self.version),
+            )
+
+        # 2. Every module the platform should have imports.
+        expected = self.platform["expected_modules"]
+        _, output = run(
+            self.log,
+            "selftest",
+            [python, "-c", IMPORT_SCRIPT, *expected],
+            cwd=scratch,
+            env=env,
+        )
+        result = json.loads(output.strip().splitlines()[-1])
+        self.modules = {
+            "expected": expected,
+            "imported": result["imported"],
+            "missing": result["missing"],
+            "excused": self.platform["missing_modules"],
+            "extension_modules": result["extension_modules"],
+        }
+        if result["missing"]:
+            details = "; ".join("{} ({})".format(k, v) for k, v in sorted(result["missing"].items()))
+            raise BuildError("selftest", "missing modules: " + details)
+        self.selftest_results["modules"] = "ok ({} imported)".format(len(result["imported"]))
+
+        # 3. A subset of CPython's own test suite. --disable-test-modules keeps Lib/test
+        # out of the tree, so the tests come from the source on PYTHONPATH.
+        tests = os.environ.get("BUILDFARM_SELFTEST_TESTS", " ".join(DEFAULT_SELFTEST_TESTS)).split()
+        if tests:
+            testroot = os.path.join(scratch, "testsuite")
+            os.makedirs(testroot)
+            shutil.copytree(
+                os.path.join(self.src, "Lib", "test"), os.path.join(testroot, "test"), symlinks=True
+            )
+            test_env = dict(env)
+            test_env["PYTHONPATH"] = testroot
+            jobs = os.environ.get("BUILDFARM_JOBS") or str(os.cpu_count() or 1)
+            run(
+                self.log,
+                "selftest",
+                [python, "-m", "test", "-j" + jobs, "--timeout=600", "-w", *tests],
+                cwd=scratch,
+                env=test_env,
+            )
+            self.selftest_results["tests"] = "passed: " + " ".join(tests)
+
+        # 4. pip installs a package, offline: a venv (with ensurepip's bundled pip) and
+        # a tiny wheel made here.
+        wheel = make_test_wheel(scratch)
+        venv = os.path.join(scratch, "venv")
+        run(self.log, "selftest", [python, "-m", "venv", venv], cwd=scratch, env=env)
+        venv_python = os.path.join(venv, "bin", "python")
+        run(
+            self.log,
+            "selftest",
+            [venv_python, "-m", "pip", "install", "--no-index", wheel],
+            cwd=scratch,
+            env=env,
+        )
+        _, output = run(
+            self.log,
+            "selftest",
+            [venv_python, "-c", "import buildfarm_selftest; print(buildfarm_selftest.ANSWER)"],
+            cwd=scratch,
+            env=env,
+        )
+        if output.strip().splitlines()[-1:] != ["42"]:
+            raise BuildError("selftest", "pip-installed package did not import")
+        run(self.log, "selftest", [python, "-m", "pip", "--version"], cwd=scratch, env=env)
+        self.selftest_results["pip"] = "ok (installed a wheel offline into a venv)"
+
+        # 5. The tree still runs after being moved elsewhere (relocatable): copy it to
+        # another path, run the interpreter and a bin/ script from there.
+        moved = os.path.join(scratch, "moved here", "python")
+        shutil.copytree(self.tree, moved, symlinks=True)
+        moved_python = os.path.join(moved, "bin", "python3")
+        _, output = run(
+            self.log,
+            "selftest",
+            [moved_python, "-c", "import sys, ssl, sqlite3, ctypes; print(sys.prefix)"],
+            cwd=scratch,
+            env=env,
+        )
+        if os.path.realpath(output.strip().splitlines()[-1]) != os.path.realpath(moved):
+            raise BuildError("selftest", "moved tree reports prefix {!r}".format(output.strip()))
+        pip_script = os.path.join(moved, "bin", "pip3")
+        if os.path.exists(pip_script):
+            run(self.log, "selftest", [pip_script, "--version"], cwd=scratch, env=env)
+        self.selftest_results["relocation"] = "ok (runs from a moved copy)"
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    def package(self):
+        os.makedirs(self.out, exist_ok=True)
+        spec = self.spec
+        tarball = os.path.join(self.out, tarball_name(self.version, spec["platform"], spec["arch"]))
+        write_tarball(self.tree, tarball)
+        self.artifacts.append(("tarball", tarball))
+        if self.platform["package_format"] == "deb":
+            self.artifacts.append(("deb", self.build_deb()))
+        else:
+            self.artifacts.append(("rpm", self.build_rpm()))
+
+    def build_deb(self):
+        spec = self.spec
+        root = os.path.join(self.work, "debroot")
+        if os.path.exists(root):
+            shutil.rmtree(root)
+        target = os.path.join(root, self.prefix.lstrip("/"))
+        shutil.copytree(self.tree, target, symlinks=True)
+        name = package_name(self.version)
+        doc = os.path.join(root, "usr", "share", "doc", name)
+        os.makedirs(doc)
+        shutil.copyfile(os.path.join(self.src, "LICENSE"), os.path.join(doc, "copyright"))
+        changelog = (
+            "{name} ({ver}-{build}) unstable; urgency=medium\n\n"
+            "  * Built from the upstream CPython {version} source by the Python Build Farm.\n\n"
+            " -- {maint}  {date}\n"
+        ).format(
+            name=name,
+            ver=package_version(self.version),
+            build=spec["build"],
+            version=self.version,
+            maint=maintainer(),
+            date=time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime()),
+        )
+        with gzip.GzipFile(os.path.join(doc, "changelog.Debian.gz"), "wb", mtime=0) as handle:
+            handle.write(changelog.encode())
+        overrides = os.path.join(root, "usr", "share", "lintian", "overrides")
+        os.makedirs(overrides)
+        with open(os.path.join(overrides, name), "w") as handle:
+            handle.write(lintian_overrides(name))
+        control_dir = os.path.join(root, "DEBIAN")
+        os.makedirs(control_dir)
+        with open(os.path.join(control_dir, "control"), "w") as handle:
+            handle.write(
+                deb_control(
+                    self.version,
+                    spec["build"],
+                    spec["arch"],
+                    self.platform["runtime_dependencies"],
+                    (tree_size(root) + 1023) // 1024,
+                    maintainer(),
+                )
+            )
+        # Debian policy: files root-owned, directories 0755, no group/other write.
+        for directory, dirs, files in os.walk(root):
+            for entry in dirs:
+                os.chmod(os.path.join(directory, entry), 0o755)  # noqa: S103 - Debian policy
+            for entry in files:
+                path = os.path.join(directory, entry)
+                if not os.path.islink(path):
+                    mode = os.lstat(path).st_mode
+                    os.chmod(path, 0o755 if mode & stat.S_IXUSR else 0o644)
+        os.chmod(root, 0o755)  # noqa: S103 - Debian policy
+        with open(os.path.join(control_dir, "md5sums"), "w") as handle:
+            for path in sorted(walk_files(root)):
+                relative = os.path.relpath(path, root)
+                if not relative.startswith("DEBIAN" + os.sep):
+                    with open(path, "rb") as content:
+                        digest = hashlib.md5(content.read()).hexdigest()  # noqa: S324 - dpkg's md5sums format
+                        handle.write("{}  {}\n".format(digest, relative))
+        os.chmod(os.path.join(control_dir, "md5sums"), 0o644)
+        output = os.path.join(self.out, deb_name(self.version, spec["build"], spec["arch"]))
+        # gzip: every dpkg reads it, and it is 3x faster to make than xz for ~10 MB more.
+        run(
+            self.log,
+            "package",
+            ["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", root, output],
+            env=self.env,
+        )
+        shutil.rmtree(root, ignore_errors=True)
+        return output
+
+    def build_rpm(self):
+        spec = self.spec
+        topdir = os.path.join(self.work, "rpmbuild")
+        for sub in ("SPECS", "RPMS", "BUILD", "BUILDROOT", "SOURCES"):
+            os.makedirs(os.path.join(topdir, sub), exist_ok=True)
+        spec_path = os.path.join(topdir, "SPECS", "python.spec")
+        with open(spec_path, "w") as handle:
+            handle.write(
+                rpm_spec(
+                    self.version,
+                    spec["build"],
+                    spec["arch"],
+                    self.platform["runtime_dependencies"],
+                    self.destdir,
+                    self.prefix,
+                )
+            )
+        run(
+            self.log,
+            "package",
+            [
+                "rpmbuild",
+                "-bb",
+                "--target",
+                RPM_ARCH[spec["arch"]],
+                "--define",
+                "_topdir " + topdir,
+                "--define",
+                "_binary_payload w6.xzdio",
+                spec_path,
+            ],
+            env=self.env,
+        )
+        built = []
+        for directory, _dirs, files in os.walk(os.path.join(topdir, "RPMS")):
+            built.extend(os.path.join(directory, name) for name in files if name.endswith(".rpm"))
+        if len(built) != 1:
+            raise BuildError("package", "rpmbuild produced {} packages, expected 1".format(len(built)))
+        output = os.path.join(self.out, rpm_name(self.version, spec["build"], spec["arch"]))
+        shutil.move(built[0], output)
+        shutil.rmtree(topdir, ignore_errors=True)
+        return output
+
+    def write_manifest(self):
+        entries = []
+        for kind, path in self.artifacts:
+            entries.append(
+                {
+                    "type": kind,
+                    "file": os.path.basename(path),
+                    "sha256": sha256_of(path),
+                    "size": os.path.getsize(path),
+                }
+            )
+        sums = os.path.join(self.out, "SHA256SUMS")
+        with open(sums, "w") as handle:
+            for entry in entries:
+                handle.write("{}  {}\n".format(entry["sha256"], entry["file"]))
+        manifest = {
+            "schema_version": 1,
+            "spec": self.spec,
+            "python": self.python_info,
+            "platform": {
+                "id": self.spec["platform"],
+                "family": self.platform["family"],
+                "arch": self.spec["arch"],
+                "glibc": self.python_info.get("glibc"),
+                "compiler": compiler_version(self.env),
+                "os_release": os_release_pretty(),
+                "runtime_dependencies": self.platform["runtime_dependencies"],
+            },
+            "configure_args": self.configure_argv,
+            "configure_env": configure_env(self.version),
+            "modules": self.modules,
+            "selftest": self.selftest_results,
+            "timings": dict(self.timings),
+            "artifacts": entries,
+            "builder_image": os.environ.get("BUILDFARM_BUILDER_IMAGE") or "local:" + os_release_pretty(),
+            "driver_version": DRIVER_VERSION,
+            "driver_python": sys.version.split()[0],
+            "built_at": utc_now(),
+        }
+        self.manifest_path = os.path.join(self.out, "manifest.json")
+        self.manifest = manifest
+        self.sums_path = sums
+
+    def upload(self):
+        # The manifest records timings up to here; its own upload is the last step.
+        with open(self.manifest_path, "w") as handle:
+            json.dump(self.manifest, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+        self.log.write("publishing to {}/{}\n".format(self.store.describe(), self.spec["artifact_dir"]))
+        self.log.handle.flush()
+        files = [(os.path.basename(path), path) for _, path in self.artifacts]
+        files += [
+            ("SHA256SUMS", self.sums_path),
+            ("build.log", self.log.path),
+            ("manifest.json", self.manifest_path),
+        ]
+        self.store.publish(self.spec["artifact_dir"], files)
+
+
+PYTHON_INFO_SCRIPT = r"""
+import json, os, platform, sys, sysconfig
+print(json.dumps({
+    "version": platform.python_version(),
+    "implementation": sys.implementation.name,
+    "abiflags": getattr(sys, "abiflags", ""),
+    "soabi": sysconfig.get_config_var("SOABI"),
+    "glibc": "-".join(platform.libc_ver()),
+    "compiler": platform.python_compiler(),
+    "config_args": sysconfig.get_config_var("CONFIG_ARGS"),
+}))
+"""
+
+IMPORT_SCRIPT = r"""
+import importlib, json, os, sys, sysconfig
+imported, missing = [], {}
+for name in sys.argv[1:]:
+    try:
+        importlib.import_module(name)
+        imported.append(name)
+    except Exception as error:
+        missing[name] = "{}: {}".format(type(error).__name__, error)
+dynload = os.path.join(sysconfig.get_path("platstdlib"), "lib-dynload")
+suffix = sysconfig.get_config_var("EXT_SUFFIX")
+built = sorted(n[: -len(suffix)] for n in os.listdir(dynload) if n.endswith(suffix))
+print(json.dumps({"imported": imported, "missing": missing,
+                  "extension_modules": sorted(set(built) | set(sys.builtin_module_names))}))
+"""
+
+
+def make_test_wheel(directory):
+    """A minimal pure-Python wheel, so the pip check needs no index or build backend."""
+    name, version = "buildfarm_selftest", "1.0"
+    dist_info = "{}-{}.dist-info".format(name, version)
+    files = {
+        name + "/__init__.py": b"ANSWER = 42\n",
+        dist_info + "/METADATA": "Metadata-Version: 2.1\nName: {}\nVersion: {}\n".format(
+            name, version
+        ).encode(),
+        dist_info
+        + "/WHEEL": b"Wheel-Version: 1.0\nGenerator: buildfarm\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    import base64
+
+    record = []
+    for path, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append("{},sha256={},{}".format(path, digest, len(data)))
+    record.append(dist_info + "/RECORD,,")
+    files[dist_info + "/RECORD"] = ("\n".join(record) + "\n").encode()
+    wheel = os.path.join(directory, "{}-{}-py3-none-any.whl".format(name, version))
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, data in files.items():
+            archive.writestr(path, data)
+    return wheel
+
+
+def write_tarball(tree, output):
+    """The install_only shape uv and python-build-standalone use: top folder python/."""
+
+    def owned_by_root(info):
+        info.uid = info.gid = 0
+        info.uname = info.gname = "root"
+        return info
+
+    with tarfile.open(output, "w:gz", compresslevel=6, format=tarfile.PAX_FORMAT) as archive:
+        archive.add(tree, arcname="python", filter=owned_by_root)
+
+
+def lintian_overrides(name):
+    """Tags inherent to a self-contained interpreter under /opt, each with its reason."""
+    reasons = [
+        ("dir-or-file-in-opt", "", "installs under /opt/python/<version> so versions sit side by side"),
+        ("package-installs-python-pycache-dir", "", "the stdlib's bytecode; no system python compiles it"),
+        ("python3-script-but-no-python3-dep", "", "upstream stdlib shebangs; they run with this interpreter"),
+        (
+            "shell-script-fails-syntax-check",
+            "[opt/python/*/bin/*]",
+            "relocatable sh/python trampolines: sh execs the interpreter on line 2",
+        ),
+        ("embedded-library", "", "upstream CPython bundles expat, libmpdec and HACL* into its modules"),
+        ("library-not-linked-against-libc", "", "a tiny extension module that needs no libc symbol"),
+        ("shared-library-lacks-prerequisites", "", "extension modules take symbols from the interpreter"),
+        ("unusual-interpreter", "", "upstream stdlib and pip files with '#!python' shebangs"),
+        ("script-not-executable", "", "upstream pip modules with a shebang; not meant to be run"),
+        ("new-package-should-not-package-python2-module", "", "python-<version> is Python 3, not a module"),
+        ("initial-upload-closes-no-bugs", "", "built by the farm, never uploaded to Debian"),
+    ]
+    lines = []
+    for tag, context, reason in reasons:
+        lines.append("# " + reason)
+        lines.append("{}: {}{}".format(name, tag, (" " + context) if context else ""))
+    return "\n".join(lines) + "\n"
+
+
+def maintainer():
+    return os.environ.get("BUILDFARM_MAINTAINER") or "Python Build Farm <python-build-farm@example.org>"
+
+
+def compiler_version(env):
+    try:
+        process = subprocess.Popen(
+            ["gcc", "--version"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            universal_newlines=True,
+            env=env,
+        )
+        output = process.communicate()[0]
+        return output.splitlines()[0] if output else None
+    except OSError:
+        return None
+
+
+def os_release_pretty():
+    try:
+        with open("/etc/os-release") as handle:
+            for line in handle:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "unknown"
+
+
+# ---------------------------------------------------------------------------
+# Orchestration
+# ---------------------------------------------------------------------------
+
+
+class Interrupted(BaseException):
+    pass
+
+
+def _on_signal(signum, _frame):
+    raise Interrupted("signal {}".format(signum))
+
+
+def execute(spec, registry, work):
+    """Run every phase; on failure write logs/.../build.log + failure.json. Returns a result dict."""
+    build = Build(spec, registry, work)
+    steps = (
+        ("preflight", build.preflight),
+        ("fetch", build.fetch),
+        ("verify", build.verify),
+        ("configure", build.configure),
+        ("make", build.make),
+        ("install", build.install),
+        ("selftest", build.selftest),
+        ("package", build.package),
+        ("manifest", build.write_manifest),
+        ("upload", build.upload),
+    )
+    say(
+        "building CPython {} for {} {} (build {}, optimization {})".format(
+            spec["version"], spec["platform"], spec["arch"], spec["build"], spec["optimization"]
+        )
+    )
+    phase = "preflight"
+    try:
+        for phase, step in steps:
+            build.log.start_phase(phase)
+            say("phase {} ...".format(phase))
+            started = time.monotonic()
+            step()
+            elapsed = time.monotonic() - started
+            build.timings[phase] = round(elapsed, 1)
+            build.log.write("phase {} done in {:.1f} s\n".format(phase, elapsed))
+            say("phase {} done in {:.1f} s".format(phase, elapsed))
+    except (BuildError, Interrupted, KeyboardInterrupt, Exception) as error:
+        if isinstance(error, BuildError):
+            failed_phase, reason = error.phase, error.reason
+        elif isinstance(error, Interrupted):
+            failed_phase, reason = phase, "interrupted ({})".format(error)
+        else:
+            failed_phase, reason = phase, "{}: {}".format(type(error).__name__, error)
+            build.log.write(traceback.format_exc())
+        tail = build.log.tail()
+        build.log.write("\nFAILED in phase {}: {}\n".format(failed_phase, reason))
+        say("phase {} FAILED: {}".format(failed_phase, reason))
+        if tail:
+            sys.stdout.write("buildfarm: last lines of phase {}:\n".format(failed_phase))
+            for line in tail:
+                sys.stdout.write("    " + line + "\n")
+        build.log.close()
+        record_failure(build, failed_phase, reason, tail)
+        return {"ok": False, "phase": failed_phase, "reason": reason}
+    build.log.close()
+    copy_log(build.log.path)
+    say("published {}/{}".format(build.store.describe(), spec["artifact_dir"]))
+    return {"ok": True, "phase": None, "reason": None, "artifact_dir": spec["artifact_dir"]}
+
+
+def copy_log(path):
+    target = os.environ.get("BUILDFARM_LOG_FILE")
+    if target:
+        try:
+            shutil.copyfile(path, target)
+        except OSError as error:
+            say("cannot copy the log to {}: {}".format(target, error))
+
+
+def record_failure(build, phase, reason, tail):
+    """logs/<v>/<p>/<a>/<b>/build.log + failure.json; nothing under builds/."""
+    copy_log(build.log.path)
+    failure_path = os.path.join(build.work, "failure.json")
+    with open(failure_path, "w") as handle:
+        json.dump({"phase": phase, "reason": reason, "tail": tail, "failed_at": utc_now()}, handle, indent=2)
+        handle.write("\n")
+    try:
+        store = build.store or open_store(build.spec["store"])
+        store.write_logs(
+            log_dir_for(build.spec), [("build.log", build.log.path), ("failure.json", failure_path)]
+        )
+    except Exception as error:  # the failure itself is already reported; keep going
+        say("cannot write the failure record to the store: {}".format(error))
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 2 and argv[0] == "--build-dependencies":
+        # For the Dockerfiles: the registry's package list for a platform, one per line.
+        try:
+            print("\n".join(platform_info(load_platforms(), argv[1])["build_dependencies"]))
+        except SpecError as error:
+            say("error: {}".format(error))
+            return 2
+        return 0
+    if argv:
+        say("usage: BUILD_SPEC='{...}' build.py   (or: build.py --build-dependencies PLATFORM)")
+        return 2
+    signal.signal(signal.SIGTERM, _on_signal)
+    text = os.environ.get("BUILD_SPEC")
+    if not text:
+        say("error: BUILD_SPEC is not set (the build spec JSON goes in the environment)")
+        return 2
+    try:
+        registry = load_platforms()
+        spec = parse_spec(text, registry)
+    except (SpecError, OSError, ValueError) as error:
+        say("error: {}".format(error))
+        return 2
+    work_parent = os.environ.get("BUILDFARM_WORK_DIR")
+    if work_parent:
+        os.makedirs(work_parent, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="build-{}-{}-".format(spec["version"], spec["platform"]), dir=work_parent)
+    try:
+        result = execute(spec, registry, work)
+    finally:
+        if os.environ.get("BUILDFARM_KEEP_WORK") != "1":
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            say("work directory kept: " + work)
+    say("result " + json.dumps(result, sort_keys=True))
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
