@@ -212,28 +212,39 @@ def test_two_planners_racing_for_one_cell_exactly_one_claims(http_s3_store, conf
 
 
 def test_big_published_matrix_costs_two_reads_and_force_plans_everything(s3_store, s3_client, config):
-    versions = fake_versions(70)
+    versions = fake_versions(48)
     platforms, arches = list(config.enabled_platforms), ["x86_64", "aarch64"]
     write_releases(s3_store, versions)
     cells = write_published_matrix(s3_store, versions, platforms, arches, build=3)
-    assert cells == 1540
+    assert cells == 1056
 
     calls = count_s3_calls(s3_client)
     scheduled = plan({}, s3_store, config, "scheduled", NOW)
     reads = sum(n for op, n in calls.items() if op in READ_OPERATIONS)
     assert reads <= 2 * cells / 1000 and reads == 2, calls
-    assert scheduled.counts == {"cells": 1540, "planned": 0, "skipped_published": 1540, "skipped_claimed": 0}
+    assert scheduled.counts == {"cells": 1056, "planned": 0, "skipped_published": 1056, "skipped_claimed": 0}
 
     calls.clear()
     forced = plan({"force": True}, s3_store, config, "break-glass", NOW)
-    assert forced.counts["planned"] == 1540
+    assert forced.counts["planned"] == 1056
     assert {i.spec.build for i in forced.items} == {4}
-    summary = json.dumps(forced.summary)
-    assert len(summary) < 1024, summary  # Step Functions' limit is 256 KB
-    assert calls["ListObjectsV2"] == 1 and calls["PutObject"] == 1540 + 2  # claims + items + record
+    assert calls["ListObjectsV2"] == 1 and calls["PutObject"] == 1056 + 2  # claims + items + record
     location = forced.summary["items"]
     items = json.loads(s3_client.get_object(Bucket=location["bucket"], Key=location["key"])["Body"].read())
-    assert len(items) == 1540
+    assert len(items) == 1056 and items[0]["spec"]["artifact_dir"].endswith("/4")
+
+
+def test_summary_stays_tiny_for_a_full_forced_rebuild(local_store, config):
+    versions = fake_versions(70)
+    write_releases(local_store, versions)
+    cells = write_published_matrix(
+        local_store, versions, list(config.enabled_platforms), ["x86_64", "aarch64"]
+    )
+    forced = plan({"force": True}, local_store, config, "break-glass", NOW)
+    assert cells == forced.counts["planned"] == 1540
+    summary = json.dumps(forced.summary)
+    assert len(summary) < 1024, summary  # Step Functions' payload limit is 256 KB
+    assert len(read_json(local_store, items_key("break-glass"))) == 1540
 
 
 def test_safe_ids():
