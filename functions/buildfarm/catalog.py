@@ -328,7 +328,7 @@ def render_index(
         failures = f'<h2>Failed in the latest publish</h2>\n<ul class="failures">{items}</ul>'
     summary = (
         f"{published_count} published builds of {len(document.get('python_versions') or [])} Python versions "
-        f"on {len({p for p, _ in columns})} platforms"
+        f"on {len({p for _, p, _ in (cell for cell, _ in iter_cells(document))})} platforms"
     )
     with_cells = sorted({p for _, p, _ in (cell for cell, _ in iter_cells(document))})
     metadata_links = (

@@ -274,7 +274,7 @@ def test_index_html_is_a_readable_matrix_with_relative_links(local_store, config
     for platform in config.enabled_platforms:
         assert f">{platform}</th>" in page
     assert '<th class="version">3.13.5</th>' in page
-    assert "3 published builds of 1 Python versions" in page
+    assert "3 published builds of 1 Python versions on 2 platforms" in page
     assert " B</span>" in page and "failed #1" in page
 
 
