@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -349,6 +350,42 @@ def render_index(
     )
 
 
+# -- install.sh -----------------------------------------------------------------------------
+
+INSTALLER_KEY = "install.sh"
+INSTALLER_PLACEHOLDER = "@BASE_URL@"
+# The base URL is baked into a shell script: only characters that are inert in a
+# double-quoted bash string are accepted.
+_SHELL_INERT_URL = re.compile(r"^(https?|file)://[A-Za-z0-9._~%+/:@=-]+$")
+
+
+def render_installer(base_url: str) -> bytes:
+    """install.sh with its default store URL set to base_url (left unset, so the script asks
+    for --base-url, if base_url has characters a shell could act on)."""
+    script = (resources.files("buildfarm") / "installer" / "install.sh").read_text()
+    base_url = base_url.rstrip("/")
+    if _SHELL_INERT_URL.match(base_url):
+        script = script.replace(
+            f'DEFAULT_BASE_URL="{INSTALLER_PLACEHOLDER}"', f'DEFAULT_BASE_URL="{base_url}"', 1
+        )
+    else:
+        log.warning("not baking base URL %r into install.sh: unexpected characters", base_url)
+    return script.encode()
+
+
+def publish_installer(store: Store, public_url: Callable[[str], str]) -> bool:
+    """Put install.sh at the store's root unless the same script is already there."""
+    wanted = render_installer(public_url(INSTALLER_KEY).removesuffix(INSTALLER_KEY))
+    try:
+        current, _ = store.read(INSTALLER_KEY)
+    except StoreNotFound:
+        current = None
+    if current == wanted:
+        return False
+    store.put(INSTALLER_KEY, wanted, content_type="text/x-shellscript; charset=utf-8")
+    return True
+
+
 def regenerate_derived(
     store: Store,
     registry: Registry,
@@ -358,7 +395,8 @@ def regenerate_derived(
     failed: dict[Cell, tuple[int, str]] | None = None,
     max_rounds: int = 10,
 ) -> list[str]:
-    """Rewrite download-metadata/<platform>.json and index.html from versions.json.
+    """Rewrite download-metadata/<platform>.json and index.html from versions.json (and put
+    install.sh at the root if it is missing or outdated).
 
     After writing, check that versions.json did not change meanwhile; if it did, render
     again. Every publisher does this after its own write, so the last derived files written
@@ -366,6 +404,8 @@ def regenerate_derived(
     """
     platforms = list(platforms)
     written: list[str] = []
+    if publish_installer(store, public_url):
+        written.append(INSTALLER_KEY)
     for _ in range(max_rounds):
         document, etag = read_versions(store)
         published_platforms = {p for _, p, _ in (cell for cell, _ in iter_cells(document))}

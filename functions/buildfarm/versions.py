@@ -9,7 +9,7 @@ from packaging.version import Version
 _RELEASE = re.compile(
     r"^(?P<major>3)\.(?P<minor>\d{1,2})\.(?P<micro>\d{1,2})(?:(?P<pre>a|b|rc)(?P<pre_n>\d{1,2}))?$"
 )
-_SERIES = re.compile(r"^3\.\d{1,2}$")
+_SERIES = re.compile(r"^3\.[0-9]{1,2}$")
 
 
 class VersionError(ValueError):

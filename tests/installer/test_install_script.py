@@ -226,3 +226,25 @@ def test_json_flattener_matches_python_json(tmp_path, indent) -> None:
         check=True,
     )
     assert result.stdout.splitlines() == expected
+
+
+def test_publish_bakes_the_public_base_url_into_install_sh(tmp_path) -> None:
+    from buildfarm.catalog import INSTALLER_KEY, public_url_function, publish_installer
+    from buildfarm.store import LocalStore
+
+    store = LocalStore(tmp_path / "s")
+    assert publish_installer(store, public_url_function(store, "https://cdn.example.org/python"))
+    script = (tmp_path / "s" / INSTALLER_KEY).read_text()
+    assert 'DEFAULT_BASE_URL="https://cdn.example.org/python"' in script
+    assert not publish_installer(store, public_url_function(store, "https://cdn.example.org/python"))
+    subprocess.run(["bash", "-n", str(tmp_path / "s" / INSTALLER_KEY)], check=True)
+
+
+@pytest.mark.parametrize(
+    "base", ["https://x.org/$(reboot)", "https://x.org/`id`", 'https://x.org/"; rm -rf /']
+)
+def test_a_base_url_a_shell_could_act_on_is_not_baked_in(tmp_path, base) -> None:
+    from buildfarm.catalog import render_installer
+
+    script = render_installer(base).decode()
+    assert 'DEFAULT_BASE_URL="@BASE_URL@"' in script

@@ -1,0 +1,115 @@
+"""`buildfarm run` end to end: real builds for debian-12 (host) and debian-11 (chroot) into
+a fresh store; a rerun builds nothing; --force makes build 2; a run killed mid-build and
+rerun leaves a consistent store and does not rebuild what the dead run finished."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import urllib.request
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.build
+
+TEST_VERSION = "3.13.5"
+CELLS = (f"{TEST_VERSION}/debian-11/x86_64", f"{TEST_VERSION}/debian-12/x86_64")
+
+
+def assert_store_consistent(store: Path) -> None:
+    """Every cell listed in versions.json has all its artifacts, with the listed sha256 and
+    size, and a manifest that names the same files; no claim is left live."""
+    versions = json.loads((store / "versions.json").read_text())
+    for platforms in versions["builds"].values():
+        for arches in platforms.values():
+            for entry in arches.values():
+                manifest = json.loads((store / entry["manifest"]).read_text())
+                assert manifest["spec"]["build"] == entry["build"]
+                in_manifest = {a["file"]: a["sha256"] for a in manifest["artifacts"]}
+                for artifact in entry["artifacts"]:
+                    path = store / artifact["key"]
+                    data = path.read_bytes()
+                    assert len(data) == artifact["size"], artifact["key"]
+                    assert hashlib.sha256(data).hexdigest() == artifact["sha256"], artifact["key"]
+                    assert in_manifest[path.name] == artifact["sha256"]
+    for claim in store.glob("claims/**/*.json"):
+        assert json.loads(claim.read_text())["released"], claim
+
+
+def test_first_run_builds_and_publishes_both_cells(farm, first_run) -> None:
+    assert first_run.returncode == 0, first_run.output
+    assert first_run.versions["python_versions"] == [TEST_VERSION]
+    for cell in CELLS:
+        assert first_run.build_of(cell) == 1
+        assert re.search(rf"{re.escape(cell)} build 1: published", first_run.output)
+    assert "debian-12/x86_64: host runner" in first_run.output
+    assert "debian-11/x86_64: chroot runner" in first_run.output
+    assert "2 published, 0 failed" in first_run.output
+    for phase in ("configure", "make", "selftest", "package"):
+        assert re.search(rf"building \((host|chroot)\): {phase}\w* done", first_run.output), phase
+
+
+def test_second_run_builds_nothing(farm, first_run, second_run) -> None:
+    assert second_run.returncode == 0, second_run.output
+    assert "0 published, 0 failed, 2 skipped" in second_run.output
+    assert second_run.versions["builds"] == first_run.versions["builds"]
+    assert "building" not in second_run.output
+
+
+def test_force_makes_build_2_and_keeps_build_1(farm, forced_run) -> None:
+    assert forced_run.returncode == 0, forced_run.output
+    for cell in CELLS:
+        assert forced_run.build_of(cell) == 2
+        for build in (1, 2):
+            assert (farm.store / "builds" / cell / str(build) / "manifest.json").is_file()
+
+
+def test_killed_run_then_rerun_is_consistent_and_keeps_finished_cells(farm, killed_and_rerun) -> None:
+    seen, rerun = killed_and_rerun
+    assert f"{CELLS[0]} build 3: built" in seen  # the first cell had finished when the run died
+    assert rerun.returncode == 0, rerun.output
+    assert "recovered from an interrupted run" in rerun.output and CELLS[0] in rerun.output
+    # The dead run's finished cell is published, not rebuilt; its unfinished one stays at build 2.
+    assert rerun.build_of(CELLS[0]) == 3
+    assert rerun.build_of(CELLS[1]) == 2
+    assert not (farm.store / "builds" / CELLS[0] / "4").exists()
+    assert "building" not in rerun.output
+    assert_store_consistent(farm.store)
+    # The dead run's claims do not block: a forced plan would build both cells now.
+    plan = subprocess.run(
+        [farm.buildfarm, "plan", "--json", "--force", "--versions", TEST_VERSION,
+         "--platforms", "debian-12", "debian-11", "--arches", "x86_64", "--store", str(farm.store)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    planned = json.loads(plan.stdout)
+    assert sorted(entry["cell"] for entry in planned["build"]) == sorted(CELLS)
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in ("href", "src") and value:
+                self.links.append(value)
+
+
+def test_status_page_links_resolve_in_the_store_and_over_http(farm, forced_run) -> None:
+    page = (farm.store / "index.html").read_text()
+    parser = _Links()
+    parser.feed(page)
+    local = [link for link in parser.links if not link.startswith(("http://", "https://", "#", "mailto:"))]
+    assert len(local) >= 6, parser.links  # artifacts of 2 cells at least
+    for link in local:
+        assert (farm.store / link.split("#")[0]).is_file(), link
+        with urllib.request.urlopen(f"{farm.base_url}/{link}") as response:
+            assert response.status == 200
+    for cell in CELLS:
+        assert cell.split("/")[1] in page
+    assert_store_consistent(farm.store)
