@@ -7,33 +7,22 @@ chroot runner's build roots in .cache/roots (created on first use).
 
 from __future__ import annotations
 
-import importlib.util
-import io
 import os
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-TEST_VERSION = "3.13.5"
-BUILD_PY = REPO / "builder_image" / "build.py"
-# A short PGO training run: enough to exercise the pgo+lto path end to end.
-SHORT_PROFILE_TASK = "-m test --pgo test_array test_bytes test_unicode test_json"
-# The self-test subset used in CI (the driver's default list is longer).
-SHORT_SELFTEST = "test_sqlite3 test_ctypes test_zlib test_lzma test_bz2 test_hashlib test_json"
-
-
-def load_build_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("buildfarm_build_driver", BUILD_PY)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from builder_helpers import (
+    REPO,
+    SHORT_PROFILE_TASK,
+    SHORT_SELFTEST,
+    TEST_VERSION,
+    BuiltCell,
+    cli_build,
+    load_build_module,
+)
 
 
 @pytest.fixture(scope="session")
@@ -65,33 +54,6 @@ def fast_build_env() -> Iterator[None]:
 def _needs_root() -> None:
     if os.geteuid() != 0 or not shutil.which("debootstrap"):
         pytest.skip("needs root and debootstrap")
-
-
-class BuiltCell:
-    """A finished build in a store: where it is and what the CLI printed."""
-
-    def __init__(self, store: Path, version: str, platform: str, arch: str, build: int, output: str) -> None:
-        self.store = store
-        self.version = version
-        self.platform = platform
-        self.arch = arch
-        self.build = build
-        self.output = output
-        self.dir = store / "builds" / version / platform / arch / str(build)
-
-
-def cli_build(args: list[str], capsys_free: bool = True) -> tuple[int, str]:
-    """Run `buildfarm build ...` in-process; returns (exit status, stdout+stderr)."""
-    from buildfarm.cli import main
-
-    buffer = io.StringIO()
-    saved = sys.stdout, sys.stderr
-    sys.stdout = sys.stderr = buffer
-    try:
-        code = main(["build", *args])
-    finally:
-        sys.stdout, sys.stderr = saved
-    return code, buffer.getvalue()
 
 
 @pytest.fixture(scope="session")

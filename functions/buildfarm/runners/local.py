@@ -140,7 +140,7 @@ class ChrootRunner:
             binds.append((store_path, "/buildfarm/store", False))
             inside_spec = inside_spec.model_copy(update={"store": "/buildfarm/store"})
         if spec.source.url.startswith("file://"):
-            source = Path(spec.source.url.removeprefix("file://"))
+            source = Path(spec.source.url.removeprefix("file://")).resolve()
             binds.append((source.parent, "/buildfarm/source", True))
             inside_spec = inside_spec.model_copy(
                 update={
@@ -223,7 +223,7 @@ class DockerRunner:
             volumes += ["-v", f"{store_path}:/buildfarm/store"]
             inside_spec = spec.model_copy(update={"store": "/buildfarm/store"})
         if spec.source.url.startswith("file://"):
-            source = Path(spec.source.url.removeprefix("file://"))
+            source = Path(spec.source.url.removeprefix("file://")).resolve()
             volumes += ["-v", f"{source.parent}:/buildfarm/source:ro"]
             inside_spec = inside_spec.model_copy(
                 update={

@@ -1,0 +1,108 @@
+"""Helpers shared by the builder tests (imported by name: pytest puts this directory on sys.path)."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+REPO = Path(__file__).resolve().parents[2]
+TEST_VERSION = "3.13.5"
+BUILD_PY = REPO / "builder_image" / "build.py"
+# A short PGO training run: enough to exercise the pgo+lto path end to end.
+SHORT_PROFILE_TASK = "-m test --pgo test_array test_bytes test_unicode test_json"
+# The self-test subset used in CI (the driver's default list is longer).
+SHORT_SELFTEST = "test_sqlite3 test_ctypes test_zlib test_lzma test_bz2 test_hashlib test_json"
+
+
+def load_build_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("buildfarm_build_driver", BUILD_PY)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class BuiltCell:
+    """A finished build in a store: where it is and what the CLI printed."""
+
+    def __init__(self, store: Path, version: str, platform: str, arch: str, build: int, output: str) -> None:
+        self.store = store
+        self.version = version
+        self.platform = platform
+        self.arch = arch
+        self.build = build
+        self.output = output
+        self.dir = store / "builds" / version / platform / arch / str(build)
+
+
+def cli_build(args: list[str], capsys_free: bool = True) -> tuple[int, str]:
+    """Run `buildfarm build ...` in-process; returns (exit status, stdout+stderr)."""
+    from buildfarm.cli import main
+
+    buffer = io.StringIO()
+    saved = sys.stdout, sys.stderr
+    sys.stdout = sys.stderr = buffer
+    try:
+        code = main(["build", *args])
+    finally:
+        sys.stdout, sys.stderr = saved
+    return code, buffer.getvalue()
+
+
+def run_checked(argv: list[str], **kwargs) -> str:
+    """Run argv; return stdout+stderr; fail the test with the output on a non-zero exit."""
+    result = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+    assert result.returncode == 0, f"{argv} exited {result.returncode}:\n{result.stdout[-4000:]}"
+    return result.stdout
+
+
+def elf_files(tree: Path) -> list[Path]:
+    found = []
+    for path in tree.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            with path.open("rb") as handle:
+                if handle.read(4) == b"\x7fELF":
+                    found.append(path)
+    return found
+
+
+def needed_sonames(tree: Path) -> set[str]:
+    """Every DT_NEEDED of every ELF file in tree, minus the tree's own libraries."""
+    own = {p.name for p in tree.rglob("*.so*")}
+    needed: set[str] = set()
+    for path in elf_files(tree):
+        dynamic = run_checked(["readelf", "-d", str(path)])
+        needed |= set(re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", dynamic))
+    return needed - own
+
+
+def packages_providing(sonames: set[str], root: Path | None = None) -> dict[str, str]:
+    """soname -> Debian package that ships it, per ldconfig and dpkg of root (or this machine)."""
+    prefix = ["chroot", str(root)] if root else []
+    cache = run_checked([*prefix, "/sbin/ldconfig", "-p"])
+    paths: dict[str, str] = {}
+    for line in cache.splitlines()[1:]:
+        name, _, target = line.strip().partition(" => ")
+        soname = name.split(" (")[0]
+        if "x86-64" in name or "x86_64" in target or "(libc6," in name:
+            paths.setdefault(soname, target)
+    owners: dict[str, str] = {}
+    for soname in sonames:
+        assert soname in paths, f"{soname} is not in the ld.so cache of {root or 'this machine'}"
+        # dpkg -S knows the path as installed (/lib vs /usr/lib on merged-/usr systems).
+        candidates = [paths[soname], paths[soname].replace("/usr/lib/", "/lib/", 1)]
+        candidates.append(str(Path(paths[soname]).resolve()) if not root else paths[soname])
+        for candidate in candidates:
+            result = subprocess.run([*prefix, "dpkg", "-S", candidate], capture_output=True, text=True)
+            if result.returncode == 0:
+                owners[soname] = result.stdout.split(":", 1)[0].strip()
+                break
+        else:
+            raise AssertionError(f"no package owns {paths[soname]} ({soname})")
+    return owners

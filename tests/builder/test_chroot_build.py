@@ -1,0 +1,70 @@
+"""The chroot runner builds 3.13.5 for debian-11 (bullseye) with the default pgo+lto
+configuration (short PGO task), and the result runs in its own fresh bullseye root."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+
+import pytest
+from builder_helpers import needed_sonames, packages_providing
+
+from buildfarm.models import Manifest
+from buildfarm.platforms import load_registry
+from buildfarm.runners import roots
+
+pytestmark = [pytest.mark.build, pytest.mark.root]
+
+PREFIX = "/opt/python/3.13.5"
+
+
+def test_pgo_lto_chroot_build_is_complete(chroot_build):
+    manifest = json.loads((chroot_build.dir / "manifest.json").read_text())
+    model = Manifest.model_validate(manifest)
+    assert {a.file for a in model.artifacts} == {
+        "python-3.13.5-debian-11-x86_64.tar.gz",
+        "python-3.13.5_1_amd64.deb",
+    }
+    assert model.spec.optimization == "pgo+lto"
+    assert "--enable-optimizations" in manifest["configure_args"]
+    assert "--with-lto" in manifest["configure_args"]
+    assert manifest["platform"]["glibc"] == "glibc-2.31"  # built against bullseye, not the host
+    assert manifest["python"]["compiler"].startswith("GCC 10.")
+    assert manifest["builder_image"] == "chroot:bullseye"
+    assert manifest["modules"]["missing"] == {}
+    assert "phase make done in" in chroot_build.output
+
+
+def test_result_runs_in_its_own_fresh_root(chroot_build, fresh_root):
+    root = fresh_root("bullseye")
+    deb = chroot_build.dir / "python-3.13.5_1_amd64.deb"
+    shutil.copy(deb, root / "tmp" / deb.name)
+    modules = list(load_registry().expected_modules("debian-11"))
+    with roots.mounted(root):
+        roots.run_in_root(root, ["apt-get", "update", "-qq"], roots.APT_ENV)
+        roots.run_in_root(root, ["apt-get", "install", "-y", "-qq", f"/tmp/{deb.name}"], roots.APT_ENV)
+        out = roots.run_in_root(
+            root,
+            [
+                f"{PREFIX}/bin/python3",
+                "-c",
+                "import sys, importlib, sysconfig; [importlib.import_module(m) for m in sys.argv[1:]]; "
+                "print(sys.version.split()[0], sysconfig.get_config_var('CONFIG_ARGS'))",
+                *modules,
+            ],
+        ).stdout
+        assert out.startswith("3.13.5 ") and "--enable-optimizations" in out
+        roots.run_in_root(root, [f"{PREFIX}/bin/pip3", "--version"])
+        roots.run_in_root(root, ["apt-get", "remove", "-y", "-qq", "python-3.13.5"], roots.APT_ENV)
+    assert not (root / "opt" / "python" / "3.13.5").exists()
+
+
+def test_bullseye_runtime_dependencies_are_declared(chroot_build, tmp_path):
+    """Every NEEDED library resolves, in the bullseye build root, to a declared package."""
+    with tarfile.open(chroot_build.dir / "python-3.13.5-debian-11-x86_64.tar.gz") as archive:
+        archive.extractall(tmp_path, filter="tar")
+    build_root = roots.roots_dir() / "debian-11-x86_64"
+    owners = packages_providing(needed_sonames(tmp_path / "python"), build_root)
+    declared = set(load_registry().get("debian-11").runtime_dependencies)
+    assert {s: p for s, p in owners.items() if p.split(":")[0] not in declared} == {}
