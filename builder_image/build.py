@@ -430,15 +430,26 @@ class S3Store(object):
 
     def _put(self, key, path, create_only=False):
         extra = {}
-        if create_only and self._supports_if_none_match():
+        members = self._put_object_fields()
+        if create_only and "IfNoneMatch" in members:
             extra["IfNoneMatch"] = "*"
+        if "ChecksumSHA256" in members:
+            # S3 verifies the upload and keeps the full-object SHA-256 (publish reads it back).
+            import base64
+
+            digest = hashlib.sha256()
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            extra["ChecksumSHA256"] = base64.b64encode(digest.digest()).decode()
+            extra["ChecksumAlgorithm"] = "SHA256"
         with open(path, "rb") as body:
             self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **extra)
 
-    def _supports_if_none_match(self):
-        # Conditional writes arrived in botocore 1.35; older ones (python 3.6) lack the field.
-        shape = self.client.meta.service_model.operation_model("PutObject").input_shape
-        return "IfNoneMatch" in shape.members
+    def _put_object_fields(self):
+        # Conditional writes arrived in botocore 1.35 and checksums in 1.24; the boto3 that
+        # pip installs for Python 3.6 may lack them.
+        return set(self.client.meta.service_model.operation_model("PutObject").input_shape.members)
 
     def publish(self, artifact_dir, files):
         """Upload every file, manifest.json last (create-only where S3 supports it):

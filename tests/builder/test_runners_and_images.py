@@ -3,6 +3,8 @@ builder images (hadolint)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -145,6 +147,10 @@ def test_s3_upload_publishes_manifest_last_and_never_overwrites(moto_s3, build_p
     times = {o["Key"].rsplit("/", 1)[1]: o["LastModified"] for o in listed}
     assert times["manifest.json"] == max(times.values())
     assert store.cell_exists("builds/3.13.5/debian-12/x86_64/1")
+    # S3 keeps each file's full SHA-256 (publish verifies against it without downloading).
+    head = client.head_object(Bucket=bucket, Key=listed[0]["Key"], ChecksumMode="ENABLED")
+    name = listed[0]["Key"].rsplit("/", 1)[1]
+    assert base64.b64decode(head["ChecksumSHA256"]).hex() == hashlib.sha256(name.encode()).hexdigest()
     with pytest.raises(build_py.BuildError, match="never overwritten"):
         store.publish("builds/3.13.5/debian-12/x86_64/1", files)
 

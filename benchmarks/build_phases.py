@@ -1,0 +1,115 @@
+"""Build time per phase (optimization none and pgo+lto) and tarball size, against the targets.
+
+    .venv/bin/python benchmarks/build_phases.py [--runner host|chroot] [--platform P]
+        [--optimization none pgo+lto] [--ccache] [--profile-task '-m test --pgo ...']
+
+Targets on 2 cores: none <= 3 min, pgo+lto <= 10 min, 3.13 tarball <= 35 MB. Prints each
+phase's seconds and the ratios measured/target (<= 1.0 meets the target). By default the
+builds are cold (no ccache) with CPython's own PGO task, as in production.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from buildfarm.models import BuildSpec, artifact_dir
+from buildfarm.platforms import load_registry
+from buildfarm.runners import host_platform_id, select_runner
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCES = REPO.parent / "shared" / "cpython-src"
+VERSION = "3.13.5"
+TARGET_SECONDS = {"none": 180.0, "pgo+lto": 600.0}
+TARGET_TARBALL_MB = 35.0
+
+
+def local_mirror(workdir: Path) -> tuple[str, str]:
+    """A file:// python.org-shaped mirror of ../shared/cpython-src and the tarball's sha256."""
+    tarball = SOURCES / f"Python-{VERSION}.tar.xz"
+    (workdir / "mirror" / VERSION).mkdir(parents=True)
+    (workdir / "mirror" / VERSION / tarball.name).symlink_to(tarball)
+    return f"file://{workdir / 'mirror'}", hashlib.sha256(tarball.read_bytes()).hexdigest()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--platform", default=host_platform_id(load_registry()) or "debian-12")
+    parser.add_argument("--runner", default="auto")
+    parser.add_argument("--optimization", nargs="+", default=["none", "pgo+lto"])
+    parser.add_argument("--ccache", action="store_true", help="use ccache (warm caches are not the target)")
+    parser.add_argument("--profile-task", help="override PGO's PROFILE_TASK (default: CPython's)")
+    args = parser.parse_args()
+
+    if args.ccache:
+        os.environ["BUILDFARM_CCACHE"] = "1"
+        os.environ.setdefault("CCACHE_DIR", str(REPO / ".cache" / "ccache"))
+    else:
+        os.environ.pop("BUILDFARM_CCACHE", None)
+    if args.profile_task:
+        os.environ["BUILDFARM_PROFILE_TASK"] = args.profile_task
+    else:
+        os.environ.pop("BUILDFARM_PROFILE_TASK", None)
+    os.environ.pop("BUILDFARM_SELFTEST_TESTS", None)  # the production self-test
+
+    runner = select_runner(args.platform, args.runner)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-build-") as tmp:
+        workdir = Path(tmp)
+        mirror, sha256 = local_mirror(workdir)
+        for optimization in args.optimization:
+            store = workdir / f"store-{optimization.replace('+', '-')}"
+            spec = BuildSpec(
+                version=VERSION,
+                platform=args.platform,
+                arch="x86_64",
+                build=1,
+                source={"url": f"{mirror}/{VERSION}/Python-{VERSION}.tar.xz", "sha256": sha256},
+                prefix=f"/opt/python/{VERSION}",
+                optimization=optimization,
+                store=str(store),
+                artifact_dir=artifact_dir(VERSION, args.platform, "x86_64", 1),
+            )
+            print(
+                f"building {VERSION} {args.platform} {optimization} with the {runner.name} runner ...",
+                flush=True,
+            )
+            started = time.monotonic()
+            result = runner.run(spec, output=io.StringIO())
+            total = time.monotonic() - started
+            if not result.ok:
+                print(f"  FAILED in {result.failed_phase}: {result.reason} (log: {result.log_path})")
+                return 1
+            tarball = store / spec.artifact_dir / f"python-{VERSION}-{args.platform}-x86_64.tar.gz"
+            rows.append((optimization, result.timings, total, tarball.stat().st_size / 1e6))
+
+    print()
+    ccache = "on" if args.ccache else "off"
+    print(f"CPython {VERSION} on {args.platform}, {os.cpu_count()} cores, ccache={ccache}, "
+          f"PROFILE_TASK={args.profile_task or 'CPython default'}")  # fmt: skip
+    phases = list(rows[0][1])
+    print(f"{'phase':<12}" + "".join(f"{opt:>12}" for opt, *_ in rows))
+    for phase in phases:
+        print(f"{phase:<12}" + "".join(f"{timings.get(phase, 0):>11.1f}s" for _, timings, *_ in rows))
+    print(f"{'total':<12}" + "".join(f"{total:>11.1f}s" for _, _, total, _ in rows))
+    print()
+    for optimization, _, total, _ in rows:
+        target = TARGET_SECONDS[optimization]
+        print(f"build time {optimization:<8} {total / 60:6.1f} min  target {target / 60:4.0f} min  "
+              f"ratio {total / target:.2f}")  # fmt: skip
+    for optimization, _, _, size_mb in rows:
+        print(f"tarball    {optimization:<8} {size_mb:6.1f} MB   target {TARGET_TARBALL_MB:4.0f} MB   "
+              f"ratio {size_mb / TARGET_TARBALL_MB:.2f}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

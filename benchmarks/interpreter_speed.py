@@ -1,0 +1,270 @@
+"""Interpreter speed: our pgo+lto CPython against the distribution's interpreter of the same
+version, on a pyperformance-style subset run with pyperf, both in the same trixie root.
+
+    .venv/bin/python benchmarks/interpreter_speed.py [--tarball PATH] [--profile-task TASK]
+        [--rigorous]
+
+Without --tarball it first builds 3.13.5 pgo+lto for debian-13 with the chroot runner
+(CPython's own PGO task unless --profile-task). The reference is trixie's python3.13
+(3.13.5), installed in the same debian-13 root. Prints per-benchmark times and the geometric
+mean of reference/ours; the target is >= 1.03.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import math
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+import pyperf
+
+from buildfarm.models import BuildSpec, artifact_dir
+from buildfarm.runners import roots, select_runner
+
+REPO = Path(__file__).resolve().parents[1]
+VERSION = "3.13.5"
+PLATFORM = "debian-13"
+TARGET = 1.03
+
+# Self-contained pyperformance-style benchmarks (no third-party packages), each a pyperf script.
+BENCHMARKS = {
+    "nbody": """
+PI = 3.14159265358979323; SOLAR_MASS = 4 * PI * PI; DAYS_PER_YEAR = 365.24
+BODIES = {
+    "sun": ([0.0, 0.0, 0.0], [0.0, 0.0, 0.0], SOLAR_MASS),
+    "jupiter": ([4.84143144246472090e+00, -1.16032004402742839e+00, -1.03622044471123109e-01],
+                [1.66007664274403694e-03 * DAYS_PER_YEAR, 7.69901118419740425e-03 * DAYS_PER_YEAR,
+                 -6.90460016972063023e-05 * DAYS_PER_YEAR], 9.54791938424326609e-04 * SOLAR_MASS),
+    "saturn": ([8.34336671824457987e+00, 4.12479856412430479e+00, -4.03523417114321381e-01],
+               [-2.76742510726862411e-03 * DAYS_PER_YEAR, 4.99852801234917238e-03 * DAYS_PER_YEAR,
+                2.30417297573763929e-05 * DAYS_PER_YEAR], 2.85885980666130812e-04 * SOLAR_MASS)}
+def combinations(l):
+    return [(x, y) for i, x in enumerate(l) for y in l[i + 1:]]
+SYSTEM = list(BODIES.values()); PAIRS = combinations(SYSTEM)
+def advance(dt, n):
+    for _ in range(n):
+        for ([x1, y1, z1], v1, m1), ([x2, y2, z2], v2, m2) in PAIRS:
+            dx = x1 - x2; dy = y1 - y2; dz = z1 - z2
+            mag = dt * ((dx * dx + dy * dy + dz * dz) ** (-1.5))
+            b1m = m1 * mag; b2m = m2 * mag
+            v1[0] -= dx * b2m; v1[1] -= dy * b2m; v1[2] -= dz * b2m
+            v2[0] += dx * b1m; v2[1] += dy * b1m; v2[2] += dz * b1m
+        for (r, [vx, vy, vz], m) in SYSTEM:
+            r[0] += dt * vx; r[1] += dt * vy; r[2] += dt * vz
+def bench():
+    advance(0.01, 20000)
+""",
+    "spectral_norm": """
+def eval_A(i, j):
+    return 1.0 / ((i + j) * (i + j + 1) // 2 + i + 1)
+def part_A_times_u(i_u):
+    i, u = i_u
+    return sum(eval_A(i, j) * u_j for j, u_j in enumerate(u))
+def part_At_times_u(i_u):
+    i, u = i_u
+    return sum(eval_A(j, i) * u_j for j, u_j in enumerate(u))
+def times_AtA(u):
+    n = range(len(u))
+    v = [part_A_times_u((i, u)) for i in n]
+    return [part_At_times_u((i, v)) for i in n]
+def bench():
+    u = [1] * 100
+    for _ in range(3):
+        v = times_AtA(u)
+        u = times_AtA(v)
+""",
+    "fannkuch": """
+def fannkuch(n):
+    count = list(range(1, n + 1)); max_flips = 0; m = n - 1; r = n; perm1 = list(range(n))
+    perm = list(range(n)); perm1_ins = perm1.insert; perm1_pop = perm1.pop
+    while 1:
+        while r != 1:
+            count[r - 1] = r; r -= 1
+        if perm1[0] != 0 and perm1[m] != m:
+            perm = perm1[:]; flips_count = 0; k = perm[0]
+            while k:
+                perm[:k + 1] = perm[k::-1]; flips_count += 1; k = perm[0]
+            if flips_count > max_flips:
+                max_flips = flips_count
+        while r != n:
+            perm1_ins(r, perm1_pop(0)); count[r] -= 1
+            if count[r] > 0:
+                break
+            r += 1
+        else:
+            return max_flips
+def bench():
+    fannkuch(8)
+""",
+    "float": """
+from math import sin, cos, sqrt
+class Point:
+    __slots__ = ("x", "y", "z")
+    def __init__(self, i):
+        self.x = x = sin(i); self.y = cos(i) * 3; self.z = (x * x) / 2
+    def normalize(self):
+        norm = sqrt(self.x * self.x + self.y * self.y + self.z * self.z)
+        self.x /= norm; self.y /= norm; self.z /= norm
+    def maximize(self, other):
+        self.x = self.x if self.x > other.x else other.x
+        self.y = self.y if self.y > other.y else other.y
+        self.z = self.z if self.z > other.z else other.z
+        return self
+def bench():
+    points = [Point(i) for i in range(50000)]
+    for p in points:
+        p.normalize()
+    nxt = points[0]
+    for p in points[1:]:
+        nxt = nxt.maximize(p)
+""",
+    "json_roundtrip": """
+import json
+DATA = {"key": [{"id": i, "name": "item %d" % i, "tags": ["a", "b", "c"], "price": i * 1.5,
+                 "nested": {"ok": True, "none": None}} for i in range(300)]}
+TEXT = json.dumps(DATA)
+def bench():
+    for _ in range(20):
+        json.loads(json.dumps(DATA)); json.loads(TEXT)
+""",
+    "regex": """
+import re
+TEXT = ("The quick brown fox jumps over the lazy dog 12345 times; email me at fox@example.org "
+        "or visit https://example.org/path?q=1. ") * 200
+PATTERNS = [re.compile(p) for p in (r"\\b\\w+@\\w+\\.\\w+\\b", r"https?://[^\\s]+", r"\\d+", r"\\b[A-Z]\\w*",
+                                   r"(\\w+)\\s+over\\s+(\\w+)")]
+def bench():
+    for _ in range(10):
+        for pattern in PATTERNS:
+            pattern.findall(TEXT)
+""",
+    "generators_and_closures": """
+def gen(n):
+    for i in range(n):
+        yield i * 2
+def make_adder(k):
+    return lambda x: x + k
+def bench():
+    add = make_adder(3)
+    total = 0
+    for value in gen(200000):
+        total = add(total) ^ value
+    return total
+""",
+    "dict_and_str": """
+WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu " * 50).split()
+def bench():
+    counts = {}
+    for _ in range(200):
+        for word in WORDS:
+            key = word.upper() + "-" + str(len(word))
+            counts[key] = counts.get(key, 0) + 1
+        "-".join(sorted(counts)).lower().split("-")
+        f"{len(counts)}:{sum(counts.values())}".encode()
+""",
+}
+
+SCRIPT_FOOTER = """
+import pyperf
+runner = pyperf.Runner()
+runner.bench_func(NAME, bench)
+"""
+
+
+def build_ours(profile_task: str | None, workdir: Path) -> Path:
+    tarball = REPO.parent / "shared" / "cpython-src" / f"Python-{VERSION}.tar.xz"
+    mirror = workdir / "mirror" / VERSION
+    mirror.mkdir(parents=True)
+    (mirror / tarball.name).symlink_to(tarball)
+    if profile_task:
+        os.environ["BUILDFARM_PROFILE_TASK"] = profile_task
+    else:
+        os.environ.pop("BUILDFARM_PROFILE_TASK", None)
+    runner = select_runner(PLATFORM, "chroot")
+    sha256 = hashlib.sha256(tarball.read_bytes()).hexdigest()
+    spec = BuildSpec(
+        version=VERSION,
+        platform=PLATFORM,
+        arch="x86_64",
+        build=1,
+        source={"url": f"file://{mirror / tarball.name}", "sha256": sha256},
+        prefix=f"/opt/python/{VERSION}",
+        optimization="pgo+lto",
+        store=str(workdir / "store"),
+        artifact_dir=artifact_dir(VERSION, PLATFORM, "x86_64", 1),
+    )
+    print(f"building {VERSION} {PLATFORM} pgo+lto with the chroot runner (takes a while) ...", flush=True)
+    result = runner.run(spec, output=io.StringIO())
+    if not result.ok:
+        raise SystemExit(f"build failed in {result.failed_phase}: {result.reason} (log: {result.log_path})")
+    return workdir / "store" / spec.artifact_dir / f"python-{VERSION}-{PLATFORM}-x86_64.tar.gz"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tarball", type=Path, help="an existing debian-13 pgo+lto tarball of 3.13.5")
+    parser.add_argument("--profile-task", help="PGO task for the build (default: CPython's)")
+    parser.add_argument("--rigorous", action="store_true", help="pyperf --rigorous instead of --fast")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-speed-") as tmp:
+        workdir = Path(tmp)
+        tarball = args.tarball or build_ours(args.profile_task, workdir)
+        runner = select_runner(PLATFORM, "chroot")
+        root = runner.ensure_root(runner.packages(str(workdir)), io.StringIO())  # has trixie's python3.13
+        bench_dir = root / "opt" / "bench"
+        if bench_dir.exists():
+            shutil.rmtree(bench_dir)
+        (bench_dir / "lib").mkdir(parents=True)
+        (bench_dir / "out").mkdir()
+        shutil.copytree(Path(pyperf.__file__).parent, bench_dir / "lib" / "pyperf")
+        with tarfile.open(tarball) as archive:
+            archive.extractall(bench_dir, filter="tar")
+        for name, body in BENCHMARKS.items():
+            (bench_dir / f"bm_{name}.py").write_text(body + f"\nNAME = {name!r}\n" + SCRIPT_FOOTER)
+        interpreters = {"ours": "/opt/bench/python/bin/python3", "trixie": "/usr/bin/python3.13"}
+        mode = "--rigorous" if args.rigorous else "--fast"
+        env = {"PYTHONPATH": "/opt/bench/lib"}
+        means: dict[str, dict[str, float]] = {}
+        with roots.mounted(root):
+            for label, python in interpreters.items():
+                version = roots.run_in_root(
+                    root, [python, "-c", "import sys; print(sys.version)"]
+                ).stdout.strip()
+                print(f"{label:>7}: {python}  {version.strip().splitlines()[0]}", flush=True)
+            for name in BENCHMARKS:
+                for label, python in interpreters.items():
+                    out = f"/opt/bench/out/{label}-{name}.json"
+                    roots.run_in_root(
+                        root, [python, f"/opt/bench/bm_{name}.py", mode, "--quiet", "-o", out], env
+                    )
+                    bench = pyperf.Benchmark.load(str(root / out.lstrip("/")))
+                    means.setdefault(name, {})[label] = bench.mean()
+        shutil.rmtree(bench_dir, ignore_errors=True)
+
+    print()
+    print(f"{'benchmark':<26}{'trixie (ms)':>12}{'ours (ms)':>12}{'speed-up':>10}")
+    ratios = []
+    for name, result in means.items():
+        ratio = result["trixie"] / result["ours"]
+        ratios.append(ratio)
+        print(f"{name:<26}{result['trixie'] * 1e3:>12.2f}{result['ours'] * 1e3:>12.2f}{ratio:>9.3f}x")
+    geomean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+    print(f"\ngeometric mean speed-up vs trixie's python3.13: {geomean:.3f}x (target >= {TARGET}); "
+          f"ratio to target {geomean / TARGET:.3f}")  # fmt: skip
+    print(json.dumps({"geomean": round(geomean, 4), "target": TARGET}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
