@@ -73,12 +73,20 @@ class BuildWorkflow(Construct):
                         "Environment": [{"Name": "BUILD_SPEC", "Value.$": "States.JsonToString($.spec)"}]
                     },
                 },
-                # The job description is large and not needed: the builder's outputs are in the store.
-                "ResultPath": None,
+                # Keep the item small: the job id and status, not Batch's whole job description
+                # (the builder's outputs are in the store).
+                "ResultSelector": {"JobId.$": "$.JobId", "Status.$": "$.Status"},
+                "ResultPath": "$.job",
             },
         )
         cell_built = sfn.Pass(
-            self, "CellBuilt", parameters={"cell": sfn.JsonPath.string_at("$.cell"), "status": "succeeded"}
+            self,
+            "CellBuilt",
+            parameters={
+                "cell": sfn.JsonPath.string_at("$.cell"),
+                "status": "succeeded",
+                "job_id": sfn.JsonPath.string_at("$.job.JobId"),
+            },
         )
         cell_failed = sfn.Pass(
             self,
