@@ -240,8 +240,9 @@ def as_moto_reads_it(definition: str) -> str:
     return definition.replace('"ToleratedFailurePercentage":100,', '"ToleratedFailurePercentage":100.0,', 1)
 
 
-@pytest.fixture(scope="module")
-def moto_patches() -> Iterator[None]:
+@contextlib.contextmanager
+def moto_patched() -> Iterator[None]:
+    """Patches 1-3 (4 is as_moto_reads_it); the trigger CLI's moto-server test uses them too."""
     with contextlib.ExitStack() as stack:
         stack.enter_context(mock.patch.object(LambdaSimpleBackend, "invoke", _invoke_real_handler))
         stack.enter_context(
@@ -253,6 +254,12 @@ def moto_patches() -> Iterator[None]:
         stack.enter_context(
             mock.patch.object(StateTaskServiceBatch, "_normalise_response", _normalise_response)
         )
+        yield
+
+
+@pytest.fixture(scope="module")
+def moto_patches() -> Iterator[None]:
+    with moto_patched():
         yield
 
 
@@ -385,14 +392,7 @@ class Farm:
         }
         self.s3.put_object(Bucket=BUCKET, Key="releases.json", Body=json.dumps(document).encode())
 
-    def run(self, execution_input: dict[str, Any], timeout: float = 180) -> dict[str, Any]:
-        # AWS names an unnamed execution with a UUID; moto leaves it None, so name it here.
-        self.runs += 1
-        arn = self.sfn.start_execution(
-            stateMachineArn=self.state_machine_arn,
-            name=f"test-{self.runs}-{time.time_ns() % 10**9}",
-            input=json.dumps(execution_input),
-        )["executionArn"]
+    def run_wait(self, arn: str, timeout: float = 180) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
             execution = self.sfn.describe_execution(executionArn=arn)
@@ -401,6 +401,16 @@ class Farm:
             if time.monotonic() > deadline:
                 pytest.fail(f"execution {arn} still running after {timeout} s")
             time.sleep(0.2)
+
+    def run(self, execution_input: dict[str, Any], timeout: float = 180) -> dict[str, Any]:
+        # AWS names an unnamed execution with a UUID; moto leaves it None, so name it here.
+        self.runs += 1
+        arn = self.sfn.start_execution(
+            stateMachineArn=self.state_machine_arn,
+            name=f"test-{self.runs}-{time.time_ns() % 10**9}",
+            input=json.dumps(execution_input),
+        )["executionArn"]
+        return self.run_wait(arn, timeout)
 
     def history(self, execution_arn: str) -> list[dict[str, Any]]:
         events, token = [], None
