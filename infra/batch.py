@@ -27,7 +27,7 @@ INSTANCE_CLASSES = {
 
 # Keys the builder may write: its build's artifacts, its logs and failure record, its claim.
 JOB_WRITABLE_PREFIXES = ("builds/", "logs/", "claims/")
-JOB_READABLE_KEYS = ("releases.json",)
+JOB_READABLE_KEYS = ("releases.json", "claims/*", "builds/*")
 
 
 def job_definition_name(prefix: str, platform: str, arch: str) -> str:
@@ -185,11 +185,15 @@ class BuildBatch(Construct):
         )
         self.job_role.add_to_policy(
             iam.PolicyStatement(
-                sid="ReadReleasesAndClaims",
+                sid="ReadReleasesClaimsAndOwnBuilds",
                 actions=["s3:GetObject"],
-                resources=[bucket.arn_for_objects(key) for key in JOB_READABLE_KEYS]
-                + [bucket.arn_for_objects("claims/*")],
+                resources=[bucket.arn_for_objects(key) for key in JOB_READABLE_KEYS],
             )
+        )
+        # The builder refuses to overwrite a build: it lists/heads builds/<cell>/<build>/ first
+        # (without ListBucket a missing key answers 403 instead of 404).
+        self.job_role.add_to_policy(
+            iam.PolicyStatement(sid="ListStore", actions=["s3:ListBucket"], resources=[bucket.bucket_arn])
         )
 
         acknowledge_wildcards(

@@ -32,8 +32,8 @@ METRICS_NAMESPACE = "PythonBuildFarm"
 # publish.py, catalog.py). Nobody but Publish writes versions.json.
 PLAN_READS = ("versions.json", "releases.json", "claims/*")
 PLAN_WRITES = ("releases.json", "claims/*", "plans/*")
-PUBLISH_READS = ("versions.json", "plans/*", "builds/*", "logs/*", "claims/*")
-PUBLISH_WRITES = ("versions.json", "download-metadata/*", "index.html", "claims/*")
+PUBLISH_READS = ("versions.json", "plans/*", "builds/*", "logs/*", "claims/*", "install.sh")
+PUBLISH_WRITES = ("versions.json", "download-metadata/*", "index.html", "install.sh", "claims/*")
 
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
 

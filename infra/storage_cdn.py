@@ -116,7 +116,6 @@ class StorageCdn(Construct):
                 PUBLISHED_BUILDS: behavior(builds_cache),
                 **{pattern: behavior(catalogs_cache) for pattern in CATALOG_PATTERNS},
             },
-            minimum_protocol_version=cloudfront.SecurityPolicyProtocol.TLS_V1_2_2021,
             enable_logging=True,
             log_bucket=self.log_bucket,
             log_file_prefix="cloudfront/",
@@ -148,7 +147,7 @@ class StorageCdn(Construct):
             self.distribution,
             "AwsSolutions-CFR4",
             "uses the default *.cloudfront.net certificate, whose TLS policy CloudFront fixes; "
-            "TLSv1.2_2021 applies once a custom domain and certificate are added.",
+            "set a custom domain, its ACM certificate and TLSv1.2_2021 when the farm gets its own name.",
         )
 
     @property
