@@ -103,7 +103,11 @@ class BuildWorkflow(Construct):
             self,
             "Build",
             comment="Fan out over the plan items (a JSON array in S3)",
-            item_reader=sfn.S3JsonItemReader(bucket=bucket, key=sfn.JsonPath.string_at("$.plan.items.key")),
+            # Where Plan wrote the items (its summary's "items"); the role may read only plans/*.
+            item_reader=sfn.S3JsonItemReader(
+                bucket_name_path=sfn.JsonPath.string_at("$.plan.items.bucket"),
+                key=sfn.JsonPath.string_at("$.plan.items.key"),
+            ),
             max_concurrency=config.max_concurrency,
             map_execution_type=sfn.StateMachineType.STANDARD,  # builds take hours; EXPRESS stops at 5 min
             result_writer_v2=sfn.ResultWriterV2(bucket=bucket, prefix=RESULTS_PREFIX),

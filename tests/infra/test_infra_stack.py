@@ -478,7 +478,10 @@ def test_state_machine_logs_all_traces_and_times_out(template) -> None:
     build = asl["States"]["Build"]
     assert build["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
     assert build["MaxConcurrency"] == cdk_json_config().max_concurrency
-    assert build["ItemReader"]["Parameters"]["Key.$"] == "$.plan.items.key"
+    assert build["ItemReader"]["Parameters"] == {
+        "Bucket.$": "$.plan.items.bucket",
+        "Key.$": "$.plan.items.key",
+    }
     assert build["ItemReader"]["ReaderConfig"] == {"InputType": "JSON"}
     assert build["ResultWriter"]["Parameters"]["Prefix"].startswith("plans/")
     cell = build["ItemProcessor"]["States"]["BuildCell"]
