@@ -515,3 +515,30 @@ def test_failed_executions_notify_and_alarm(template) -> None:
 
 def test_outputs_name_the_state_machine_bucket_and_cdn(template) -> None:
     assert {"StateMachineArn", "BucketName", "CdnDomain"} <= set(template["Outputs"])
+
+
+def test_notification_email_and_disabled_schedule_are_configurable(tmp_path) -> None:
+    """Alarms and Schedule on their own, with the options the full synthesis leaves at defaults."""
+    from aws_cdk import App, Stack
+    from aws_cdk import aws_stepfunctions as sfn
+    from aws_cdk.assertions import Template
+
+    from infra.alarms import Alarms
+    from infra.schedule import Schedule
+
+    config = InfraConfig.from_context(
+        {"buildfarm:notificationEmail": "ops@example.org", "buildfarm:schedule": ""}
+    )
+    stack = Stack(App(outdir=str(tmp_path)), "Parts")
+    machine = sfn.StateMachine(
+        stack, "Machine", definition_body=sfn.DefinitionBody.from_chainable(sfn.Pass(stack, "P"))
+    )
+    Alarms(stack, "Alarms", config=config, state_machine=machine)
+    Schedule(stack, "Schedule", config=config, state_machine=machine)
+    template = Template.from_stack(stack)
+    template.has_resource_properties(
+        "AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ops@example.org"}
+    )
+    template.has_resource_properties(
+        "AWS::Events::Rule", {"State": "DISABLED", "ScheduleExpression": "rate(1 day)"}
+    )

@@ -149,3 +149,43 @@ def test_bad_input_or_target_is_one_line_exit_2_and_starts_nothing(
     assert message in err
     assert err.count("\n") == 1 and err.startswith("buildfarm trigger: error: ")
     assert farm.sfn.list_executions(stateMachineArn=farm.state_machine_arn)["executions"] == []
+
+
+def test_wait_lists_each_cell_where_the_map_run_children_can_be_listed() -> None:
+    """On AWS, ListExecutions(mapRunArn) returns the Map's child executions; each child's output
+    is the item's result ({"cell", "status", "error"}). moto cannot list them (the tests above
+    exercise the fallback), so this replays AWS's answer shapes."""
+    from buildfarm.cli.trigger import _Follower
+
+    children = {
+        "arn:child:1": (
+            "SUCCEEDED",
+            {"cell": "3.13.5/debian-12/x86_64", "status": "succeeded", "job_id": "j1"},
+        ),
+        "arn:child:2": (
+            "SUCCEEDED",
+            {"cell": "3.13.5/debian-12/aarch64", "status": "failed", "error": "{...}"},
+        ),
+        "arn:child:3": ("RUNNING", None),
+    }
+
+    class StepFunctionsAnswers:
+        def list_executions(self, mapRunArn: str) -> dict[str, Any]:
+            assert mapRunArn == "arn:maprun"
+            return {
+                "executions": [
+                    {"executionArn": arn, "name": arn[-1], "status": status}
+                    for arn, (status, _) in children.items()
+                ]
+            }
+
+        def describe_execution(self, executionArn: str) -> dict[str, Any]:
+            status, output = children[executionArn]
+            return {"status": status, **({"output": json.dumps(output)} if output else {})}
+
+    lines: list[str] = []
+    follower = _Follower(StepFunctionsAnswers(), "arn:execution", lines.append)
+    follower.map_run_arn = "arn:maprun"
+    follower.on_map_run()
+    follower.on_map_run()  # each cell is reported once
+    assert lines == ["  built  3.13.5/debian-12/x86_64", "  FAILED 3.13.5/debian-12/aarch64: {...}"]
