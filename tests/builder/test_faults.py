@@ -115,6 +115,7 @@ def test_existing_build_is_never_overwritten(tmp_path, source_mirror, source_sha
     assert "phase preflight FAILED" in result.stdout and "never overwritten" in result.stdout
     assert "phase fetch" not in result.stdout
     assert (cell / "manifest.json").read_text() == '{"published": "before"}'
+    assert tree_snapshot(store) == before  # not even a failure record
     assert not (store / "builds" / "3.13.5" / HOST_PLATFORM / "x86_64" / "2").exists()
 
 
