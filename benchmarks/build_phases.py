@@ -47,6 +47,7 @@ def main() -> int:
     parser.add_argument("--optimization", nargs="+", default=["none", "pgo+lto"])
     parser.add_argument("--ccache", action="store_true", help="use ccache (warm caches are not the target)")
     parser.add_argument("--profile-task", help="override PGO's PROFILE_TASK (default: CPython's)")
+    parser.add_argument("--keep", type=Path, help="keep the stores (with the artifacts) under this directory")
     args = parser.parse_args()
 
     if args.ccache:
@@ -66,7 +67,7 @@ def main() -> int:
         workdir = Path(tmp)
         mirror, sha256 = local_mirror(workdir)
         for optimization in args.optimization:
-            store = workdir / f"store-{optimization.replace('+', '-')}"
+            store = (args.keep or workdir) / f"store-{optimization.replace('+', '-')}"
             spec = BuildSpec(
                 version=VERSION,
                 platform=args.platform,

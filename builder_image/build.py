@@ -90,6 +90,7 @@ TAIL_LINES = 40
 
 _VERSION_RE = re.compile(r"^3\.(\d{1,2})\.(\d{1,2})(?:(a|b|rc)(\d{1,2}))?$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_ERROR_LINE = re.compile(r"\berror:|\*\*\* \[|Error \d+$")
 
 
 class BuildError(Exception):
@@ -508,7 +509,12 @@ class Log(object):
         self.write("\n===== phase {} ({})\n".format(phase, utc_now()))
 
     def tail(self, count=TAIL_LINES):
-        return self.phase_lines[-count:]
+        """The phase's last lines, preceded by earlier error lines (parallel make often
+        prints the real error long before it stops)."""
+        last = self.phase_lines[-count:]
+        earlier = self.phase_lines[:-count]
+        errors = [line for line in earlier if _ERROR_LINE.search(line)][-10:]
+        return [*errors, "...", *last] if errors else last
 
     def close(self):
         self.handle.close()

@@ -270,3 +270,15 @@ def test_driver_runs_on_python36_syntax(build_py):
         for alias in node.names
     }
     assert not imported & {"dataclass", "dataclasses", "annotations"}
+
+
+def test_failure_tail_keeps_earlier_errors(build_py, tmp_path):
+    log = build_py.Log(str(tmp_path / "build.log"))
+    log.start_phase("make")
+    log.write("gcc -c a.c\nModules/a.c:12:3: error: unknown type name 'foo'\n" + "gcc -c b.c\n" * 60)
+    log.write("make: *** [Makefile:3113: Modules/a.o] Error 1\n")
+    tail = log.tail()
+    assert tail[0] == "Modules/a.c:12:3: error: unknown type name 'foo'"
+    assert tail[-1] == "make: *** [Makefile:3113: Modules/a.o] Error 1"
+    log.close()
+    assert "error: unknown type name" in (tmp_path / "build.log").read_text()
