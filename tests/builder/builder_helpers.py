@@ -97,9 +97,11 @@ def packages_providing(sonames: set[str], root: Path | None = None) -> dict[str,
     owners: dict[str, str] = {}
     for soname in sonames:
         assert soname in paths, f"{soname} is not in the ld.so cache of {root or 'this machine'}"
-        # dpkg -S knows the path as installed (/lib vs /usr/lib on merged-/usr systems).
-        candidates = [paths[soname], paths[soname].replace("/usr/lib/", "/lib/", 1)]
-        candidates.append(str(Path(paths[soname]).resolve()) if not root else paths[soname])
+        # dpkg -S knows the path as packaged: /lib and /usr/lib are the same on merged-/usr systems.
+        path = paths[soname]
+        candidates = [path, "/usr" + path if path.startswith("/lib") else path.removeprefix("/usr")]
+        if not root:
+            candidates.append(str(Path(path).resolve()))
         for candidate in candidates:
             result = subprocess.run([*prefix, "dpkg", "-S", candidate], capture_output=True, text=True)
             if result.returncode == 0:
