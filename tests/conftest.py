@@ -1,11 +1,34 @@
-"""Shared fixtures: the loopback source mirror and paths to the shared sources."""
+"""Shared fixtures: the loopback source mirror, debootstrap roots, and the farm store.
+
+The farm store holds the suite's real CPython builds. They are made once per session by
+`buildfarm run` and inspected by the builder, farm, installer and uv tests alike (a 2-core
+CI run cannot afford a build per test module):
+
+- first run: 3.13.5 for debian-12 (host runner) and debian-11 (chroot runner), optimization
+  none, into a fresh store served over loopback HTTP -> build 1 of each;
+- second run: builds nothing;
+- forced run: build 2 of each (ccache makes it cheaper);
+- a forced run with the default pgo+lto, killed (SIGKILL, whole tree) while building its
+  second cell after the first (debian-12, pgo+lto, build 3) finished, then a plain rerun
+  that must publish the dead run's finished cell without rebuilding it.
+Each step keeps what it saw, so a test can look at the store as it was after its step.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -14,6 +37,14 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 CPYTHON_SRC = SHARED / "cpython-src"
 TEST_VERSION = "3.13.5"
+BUILDFARM = str(Path(sys.executable).parent / "buildfarm")
+# Keep real builds short in tests: a small PGO training run and self-test subset.
+SHORT_PROFILE_TASK = (
+    "-m test --pgo test_array test_float test_int test_json test_re test_str test_set test_functools"
+)
+SHORT_SELFTEST = "test_sqlite3 test_ctypes test_zlib test_lzma test_bz2 test_hashlib test_json"
+# Cells of the farm store, in build order (request order).
+FARM_CELLS = (f"{TEST_VERSION}/debian-12/x86_64", f"{TEST_VERSION}/debian-11/x86_64")
 
 
 def _sha256sums() -> dict[str, str]:
@@ -62,3 +93,251 @@ def source_mirror(tmp_path_factory: pytest.TempPathFactory, http_dir_server) -> 
         (root / version).mkdir()
         (root / version / tarball.name).symlink_to(tarball)
     return http_dir_server(root)
+
+
+@pytest.fixture(scope="session")
+def fast_build_env() -> Iterator[None]:
+    """Environment for real builds in tests: ccache (in the checkout's .cache, so reruns are
+    fast; CI starts cold), a short PGO task and self-test, cached chroot build roots."""
+    settings = {
+        "BUILDFARM_CCACHE": "1",
+        "CCACHE_DIR": str(REPO / ".cache" / "ccache"),
+        "BUILDFARM_PROFILE_TASK": SHORT_PROFILE_TASK,
+        "BUILDFARM_SELFTEST_TESTS": SHORT_SELFTEST,
+        "BUILDFARM_ROOTS_DIR": os.environ.get("BUILDFARM_ROOTS_DIR", str(REPO / ".cache" / "roots")),
+    }
+    saved = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def needs_root() -> None:
+    if os.geteuid() != 0 or not shutil.which("debootstrap"):
+        pytest.skip("needs root and debootstrap")
+
+
+@pytest.fixture(scope="session")
+def pristine_roots(tmp_path_factory) -> Iterator[callable]:
+    """pristine(codename) -> a minbase debootstrap root created once per session (never
+    mounted; tests work on copies)."""
+    needs_root()
+    from buildfarm.runners import roots
+
+    base = tmp_path_factory.mktemp("pristine-roots")
+    made: dict[str, Path] = {}
+
+    def pristine(codename: str) -> Path:
+        if codename not in made:
+            made[codename] = roots.debootstrap(codename, base / codename)
+        return made[codename]
+
+    yield pristine
+    for path in made.values():
+        roots.remove_root(path)
+
+
+@pytest.fixture
+def fresh_root(pristine_roots, tmp_path) -> Iterator[callable]:
+    """fresh(codename) -> a private copy of a pristine minbase root for this test."""
+    from buildfarm.runners import roots
+
+    copies: list[Path] = []
+
+    def fresh(codename: str) -> Path:
+        copy = roots.copy_root(pristine_roots(codename), tmp_path / f"root-{codename}-{len(copies)}")
+        copies.append(copy)
+        return copy
+
+    yield fresh
+    for path in copies:
+        roots.remove_root(path)
+
+
+FARM_FIXTURES = {
+    "farm", "first_run", "second_run", "forced_run", "killed_and_rerun",
+    "host_build", "chroot_build", "pgo_build",
+}  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that looks at the farm store runs on the same xdist worker (its builds are
+    made once, in order); everything else spreads over the other worker."""
+    for item in items:
+        if FARM_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("farm"))
+
+
+# -- the farm store --------------------------------------------------------------------------
+
+
+@dataclass
+class BuiltCell:
+    """One finished build in the farm store; `output` is the driver's full log."""
+
+    store: Path
+    version: str
+    platform: str
+    arch: str
+    build: int
+
+    @property
+    def dir(self) -> Path:
+        return self.store / "builds" / self.version / self.platform / self.arch / str(self.build)
+
+    @property
+    def output(self) -> str:
+        return (self.dir / "build.log").read_text(errors="replace")
+
+
+@dataclass
+class Step:
+    returncode: int
+    output: str
+    versions: dict
+
+    def build_of(self, cell: str) -> int:
+        version, platform, arch = cell.split("/")
+        return self.versions["builds"][version][platform][arch]["build"]
+
+
+class Farm:
+    def __init__(self, store: Path, base_url: str, mirror: str, env: dict[str, str]) -> None:
+        self.store = store
+        self.base_url = base_url
+        self.mirror = mirror
+        self.env = env
+        self.buildfarm = BUILDFARM
+        self.cells = FARM_CELLS
+
+    def argv(self, *args: str) -> list[str]:
+        return [
+            BUILDFARM, "run", "--versions", TEST_VERSION,
+            "--platforms", *(cell.split("/")[1] for cell in FARM_CELLS),
+            "--store", str(self.store), "--source-mirror", self.mirror, "--optimization", "none", *args,
+        ]  # fmt: skip
+
+    def built(self, cell: str, build: int) -> BuiltCell:
+        version, platform, arch = cell.split("/")
+        return BuiltCell(self.store, version, platform, arch, build)
+
+    def versions(self) -> dict:
+        path = self.store / "versions.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def run(self, *args: str) -> Step:
+        result = subprocess.run(
+            self.argv(*args), env=self.env, capture_output=True, text=True, timeout=3600, cwd=REPO
+        )
+        output = result.stdout + result.stderr
+        print(output)
+        return Step(result.returncode, output, self.versions())
+
+    def run_and_kill(self, *args: str, when: str) -> str:
+        """Start a run, and once a line of its output contains `when`, SIGKILL it and every
+        process under it (a crash: nothing gets to clean up)."""
+        process = subprocess.Popen(
+            self.argv(*args), env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=REPO, start_new_session=True,
+        )  # fmt: skip
+        assert process.stdout is not None
+        seen = []
+        for line in process.stdout:
+            seen.append(line)
+            if when in line:
+                break
+        else:
+            raise AssertionError(f"run ended before {when!r}:\n{''.join(seen)}")
+        kill_tree(process.pid)
+        process.wait(timeout=60)
+        return "".join(seen)
+
+
+def _children(pid: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def kill_tree(pid: int) -> None:
+    """SIGSTOP the whole tree first (so nobody forks or cleans up), then SIGKILL it."""
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            os.kill(current, signal.SIGSTOP)
+        except ProcessLookupError:
+            continue
+        tree.append(current)
+        todo.extend(_children(current))
+    for member in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(member, signal.SIGKILL)
+    time.sleep(0.5)
+
+
+@pytest.fixture(scope="session")
+def farm(tmp_path_factory, http_dir_server, source_mirror, fast_build_env) -> Farm:
+    needs_root()
+    store = tmp_path_factory.mktemp("farm-store")
+    base_url = http_dir_server(store)
+    env = {**os.environ, "BUILDFARM_PUBLIC_BASE_URL": base_url}
+    return Farm(store, base_url, source_mirror, env)
+
+
+@pytest.fixture(scope="session")
+def first_run(farm: Farm) -> Step:
+    return farm.run()
+
+
+@pytest.fixture(scope="session")
+def second_run(farm: Farm, first_run: Step) -> Step:
+    return farm.run()
+
+
+@pytest.fixture(scope="session")
+def forced_run(farm: Farm, second_run: Step) -> Step:
+    return farm.run("--force", "--jobs", "2")
+
+
+@pytest.fixture(scope="session")
+def killed_and_rerun(farm: Farm, forced_run: Step) -> tuple[str, Step]:
+    """A forced pgo+lto run killed while building its second cell (its first cell, debian-12
+    build 3, is built by then), then a plain rerun."""
+    seen = farm.run_and_kill(
+        "--force", "--jobs", "1", "--optimization", "pgo+lto", when=f"{FARM_CELLS[1]} build 3: building"
+    )
+    return seen, farm.run()
+
+
+# The builds the builder tests inspect, taken from the farm store.
+
+
+@pytest.fixture(scope="session")
+def host_build(farm: Farm, first_run: Step) -> BuiltCell:
+    """debian-12 build 1: optimization none, host runner."""
+    assert first_run.returncode == 0, first_run.output
+    return farm.built(FARM_CELLS[0], 1)
+
+
+@pytest.fixture(scope="session")
+def chroot_build(farm: Farm, first_run: Step) -> BuiltCell:
+    """debian-11 build 1: optimization none, chroot runner (bullseye root)."""
+    assert first_run.returncode == 0, first_run.output
+    return farm.built(FARM_CELLS[1], 1)
+
+
+@pytest.fixture(scope="session")
+def pgo_build(farm: Farm, killed_and_rerun) -> BuiltCell:
+    """debian-12 build 3: the default pgo+lto, host runner (finished by the killed run)."""
+    return farm.built(FARM_CELLS[0], 3)

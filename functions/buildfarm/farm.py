@@ -207,12 +207,17 @@ def run_farm(
         runners={f"{p}/{a}": r.name for (p, a), r in runners.items()},
         unbuildable=unbuildable,
     )
-    buildable = sorted({p for p, _ in runners})
+    # Keep the request's order: cells are built in it.
+    buildable = [p for p in platforms if any(p == q for q, _ in runners)]
     if not buildable:
         return report
 
     report.recovered = recover_dead_runs(store, config, now)
-    narrowed = {**request, "platforms": buildable, "arches": sorted({a for _, a in runners})}
+    narrowed = {
+        **request,
+        "platforms": buildable,
+        "arches": [a for a in arches if any(a == b for _, b in runners)],
+    }
     report.plan = the_plan = plan(narrowed, store, config, execution_id, now)
     items = [item for item in the_plan.items if (item.spec.platform, item.spec.arch) in runners]
 

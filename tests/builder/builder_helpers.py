@@ -13,12 +13,6 @@ from types import ModuleType
 REPO = Path(__file__).resolve().parents[2]
 TEST_VERSION = "3.13.5"
 BUILD_PY = REPO / "builder_image" / "build.py"
-# A short PGO training run: enough to exercise the pgo+lto path end to end.
-SHORT_PROFILE_TASK = (
-    "-m test --pgo test_array test_float test_int test_json test_re test_str test_set test_functools"
-)
-# The self-test subset used in CI (the driver's default list is longer).
-SHORT_SELFTEST = "test_sqlite3 test_ctypes test_zlib test_lzma test_bz2 test_hashlib test_json"
 
 
 def load_build_module() -> ModuleType:

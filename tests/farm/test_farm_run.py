@@ -17,7 +17,7 @@ import pytest
 pytestmark = pytest.mark.build
 
 TEST_VERSION = "3.13.5"
-CELLS = (f"{TEST_VERSION}/debian-11/x86_64", f"{TEST_VERSION}/debian-12/x86_64")
+CELLS = (f"{TEST_VERSION}/debian-12/x86_64", f"{TEST_VERSION}/debian-11/x86_64")  # build order
 
 
 def assert_store_consistent(store: Path) -> None:
