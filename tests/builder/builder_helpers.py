@@ -99,7 +99,9 @@ def packages_providing(sonames: set[str], root: Path | None = None) -> dict[str,
         for candidate in candidates:
             result = subprocess.run([*prefix, "dpkg", "-S", candidate], capture_output=True, text=True)
             if result.returncode == 0:
-                owners[soname] = result.stdout.split(":", 1)[0].strip()
+                # t64 transitions add "diversion by <pkg> from/to: <path>" lines: skip them.
+                owning = [line for line in result.stdout.splitlines() if not line.startswith("diversion by")]
+                owners[soname] = owning[0].split(":", 1)[0].strip()
                 break
         else:
             raise AssertionError(f"no package owns {paths[soname]} ({soname})")
