@@ -98,9 +98,9 @@ def packages_providing(sonames: set[str], root: Path | None = None) -> dict[str,
             candidates.append(str(Path(path).resolve()))
         for candidate in candidates:
             result = subprocess.run([*prefix, "dpkg", "-S", candidate], capture_output=True, text=True)
-            if result.returncode == 0:
-                # t64 transitions add "diversion by <pkg> from/to: <path>" lines: skip them.
-                owning = [line for line in result.stdout.splitlines() if not line.startswith("diversion by")]
+            # t64 transitions add "diversion by <pkg> from/to: <path>" lines: skip them.
+            owning = [line for line in result.stdout.splitlines() if not line.startswith("diversion by")]
+            if result.returncode == 0 and owning:
                 owners[soname] = owning[0].split(":", 1)[0].strip()
                 break
         else:
