@@ -1,7 +1,7 @@
 """Shared fixtures: the loopback source mirror, debootstrap roots, and the farm store.
 
 The farm store holds the suite's real CPython builds. They are made once per session by
-`buildfarm run` and inspected by the builder, farm, installer and uv tests alike (a 2-core
+`buildfarm run` and inspected by the builder, farm_store, installer and uv tests alike (a 2-core
 CI run cannot afford a build per test module):
 
 - first run: 3.13.5 for debian-12 (host runner) and debian-11 (chroot runner), optimization
@@ -159,11 +159,12 @@ def fresh_root(pristine_roots, tmp_path) -> Iterator[callable]:
 
 
 FARM_FIXTURES = {
-    "farm", "first_run", "second_run", "forced_run", "killed_and_rerun",
+    "farm_store", "first_run", "second_run", "forced_run", "killed_and_rerun",
     "host_build", "chroot_build", "pgo_build",
 }  # fmt: skip
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test that looks at the farm store runs on the same xdist worker (its builds are
     made once, in order); everything else spreads over the other worker."""
@@ -287,7 +288,7 @@ def kill_tree(pid: int) -> None:
 
 
 @pytest.fixture(scope="session")
-def farm(tmp_path_factory, http_dir_server, source_mirror, fast_build_env) -> Farm:
+def farm_store(tmp_path_factory, http_dir_server, source_mirror, fast_build_env) -> Farm:
     needs_root()
     store = tmp_path_factory.mktemp("farm-store")
     base_url = http_dir_server(store)
@@ -296,48 +297,48 @@ def farm(tmp_path_factory, http_dir_server, source_mirror, fast_build_env) -> Fa
 
 
 @pytest.fixture(scope="session")
-def first_run(farm: Farm) -> Step:
-    return farm.run()
+def first_run(farm_store: Farm) -> Step:
+    return farm_store.run()
 
 
 @pytest.fixture(scope="session")
-def second_run(farm: Farm, first_run: Step) -> Step:
-    return farm.run()
+def second_run(farm_store: Farm, first_run: Step) -> Step:
+    return farm_store.run()
 
 
 @pytest.fixture(scope="session")
-def forced_run(farm: Farm, second_run: Step) -> Step:
-    return farm.run("--force", "--jobs", "2")
+def forced_run(farm_store: Farm, second_run: Step) -> Step:
+    return farm_store.run("--force", "--jobs", "2")
 
 
 @pytest.fixture(scope="session")
-def killed_and_rerun(farm: Farm, forced_run: Step) -> tuple[str, Step]:
+def killed_and_rerun(farm_store: Farm, forced_run: Step) -> tuple[str, Step]:
     """A forced pgo+lto run killed while building its second cell (its first cell, debian-12
     build 3, is built by then), then a plain rerun."""
-    seen = farm.run_and_kill(
+    seen = farm_store.run_and_kill(
         "--force", "--jobs", "1", "--optimization", "pgo+lto", when=f"{FARM_CELLS[1]} build 3: building"
     )
-    return seen, farm.run()
+    return seen, farm_store.run()
 
 
 # The builds the builder tests inspect, taken from the farm store.
 
 
 @pytest.fixture(scope="session")
-def host_build(farm: Farm, first_run: Step) -> BuiltCell:
+def host_build(farm_store: Farm, first_run: Step) -> BuiltCell:
     """debian-12 build 1: optimization none, host runner."""
     assert first_run.returncode == 0, first_run.output
-    return farm.built(FARM_CELLS[0], 1)
+    return farm_store.built(FARM_CELLS[0], 1)
 
 
 @pytest.fixture(scope="session")
-def chroot_build(farm: Farm, first_run: Step) -> BuiltCell:
+def chroot_build(farm_store: Farm, first_run: Step) -> BuiltCell:
     """debian-11 build 1: optimization none, chroot runner (bullseye root)."""
     assert first_run.returncode == 0, first_run.output
-    return farm.built(FARM_CELLS[1], 1)
+    return farm_store.built(FARM_CELLS[1], 1)
 
 
 @pytest.fixture(scope="session")
-def pgo_build(farm: Farm, killed_and_rerun) -> BuiltCell:
+def pgo_build(farm_store: Farm, killed_and_rerun) -> BuiltCell:
     """debian-12 build 3: the default pgo+lto, host runner (finished by the killed run)."""
-    return farm.built(FARM_CELLS[0], 3)
+    return farm_store.built(FARM_CELLS[0], 3)

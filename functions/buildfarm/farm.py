@@ -12,7 +12,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -248,8 +247,8 @@ def run_farm(
                 result: BuildResult = runners[(item.spec.platform, item.spec.arch)].run(
                     item.spec, on_phase=on_phase, output=output
                 )
-        except (RunnerUnavailable, OSError, subprocess.SubprocessError) as error:
-            result = BuildResult(False, "runner", str(error), None, {})
+        except Exception as error:  # e.g. the chroot could not be made: the cell fails, others go on
+            result = BuildResult(False, "runner", f"{type(error).__name__}: {error}", None, {})
         progress.finished = time.monotonic()
         if result.ok:
             progress.state = "built"

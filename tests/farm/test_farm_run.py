@@ -40,7 +40,7 @@ def assert_store_consistent(store: Path) -> None:
         assert json.loads(claim.read_text())["released"], claim
 
 
-def test_first_run_builds_and_publishes_both_cells(farm, first_run) -> None:
+def test_first_run_builds_and_publishes_both_cells(farm_store, first_run) -> None:
     assert first_run.returncode == 0, first_run.output
     assert first_run.versions["python_versions"] == [TEST_VERSION]
     for cell in CELLS:
@@ -53,22 +53,22 @@ def test_first_run_builds_and_publishes_both_cells(farm, first_run) -> None:
         assert re.search(rf"building \((host|chroot)\): {phase}\w* done", first_run.output), phase
 
 
-def test_second_run_builds_nothing(farm, first_run, second_run) -> None:
+def test_second_run_builds_nothing(farm_store, first_run, second_run) -> None:
     assert second_run.returncode == 0, second_run.output
     assert "0 published, 0 failed, 2 skipped" in second_run.output
     assert second_run.versions["builds"] == first_run.versions["builds"]
     assert "building" not in second_run.output
 
 
-def test_force_makes_build_2_and_keeps_build_1(farm, forced_run) -> None:
+def test_force_makes_build_2_and_keeps_build_1(farm_store, forced_run) -> None:
     assert forced_run.returncode == 0, forced_run.output
     for cell in CELLS:
         assert forced_run.build_of(cell) == 2
         for build in (1, 2):
-            assert (farm.store / "builds" / cell / str(build) / "manifest.json").is_file()
+            assert (farm_store.store / "builds" / cell / str(build) / "manifest.json").is_file()
 
 
-def test_killed_run_then_rerun_is_consistent_and_keeps_finished_cells(farm, killed_and_rerun) -> None:
+def test_killed_run_then_rerun_is_consistent_and_keeps_finished_cells(farm_store, killed_and_rerun) -> None:
     seen, rerun = killed_and_rerun
     assert f"{CELLS[0]} build 3: built" in seen  # the first cell had finished when the run died
     assert rerun.returncode == 0, rerun.output
@@ -76,13 +76,13 @@ def test_killed_run_then_rerun_is_consistent_and_keeps_finished_cells(farm, kill
     # The dead run's finished cell is published, not rebuilt; its unfinished one stays at build 2.
     assert rerun.build_of(CELLS[0]) == 3
     assert rerun.build_of(CELLS[1]) == 2
-    assert not (farm.store / "builds" / CELLS[0] / "4").exists()
+    assert not (farm_store.store / "builds" / CELLS[0] / "4").exists()
     assert "building" not in rerun.output
-    assert_store_consistent(farm.store)
+    assert_store_consistent(farm_store.store)
     # The dead run's claims do not block: a forced plan would build both cells now.
     plan = subprocess.run(
-        [farm.buildfarm, "plan", "--json", "--force", "--versions", TEST_VERSION,
-         "--platforms", "debian-12", "debian-11", "--arches", "x86_64", "--store", str(farm.store)],
+        [farm_store.buildfarm, "plan", "--json", "--force", "--versions", TEST_VERSION,
+         "--platforms", "debian-12", "debian-11", "--arches", "x86_64", "--store", str(farm_store.store)],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     planned = json.loads(plan.stdout)
@@ -100,16 +100,16 @@ class _Links(HTMLParser):
                 self.links.append(value)
 
 
-def test_status_page_links_resolve_in_the_store_and_over_http(farm, forced_run) -> None:
-    page = (farm.store / "index.html").read_text()
+def test_status_page_links_resolve_in_the_store_and_over_http(farm_store, forced_run) -> None:
+    page = (farm_store.store / "index.html").read_text()
     parser = _Links()
     parser.feed(page)
     local = [link for link in parser.links if not link.startswith(("http://", "https://", "#", "mailto:"))]
     assert len(local) >= 6, parser.links  # artifacts of 2 cells at least
     for link in local:
-        assert (farm.store / link.split("#")[0]).is_file(), link
-        with urllib.request.urlopen(f"{farm.base_url}/{link}") as response:
+        assert (farm_store.store / link.split("#")[0]).is_file(), link
+        with urllib.request.urlopen(f"{farm_store.base_url}/{link}") as response:
             assert response.status == 200
     for cell in CELLS:
         assert cell.split("/")[1] in page
-    assert_store_consistent(farm.store)
+    assert_store_consistent(farm_store.store)

@@ -19,11 +19,11 @@ TEST_VERSION = "3.13.5"
 UV = str(Path(sys.executable).parent / "uv")
 
 
-def test_uv_installs_and_runs_our_build(farm, forced_run, tmp_path) -> None:
+def test_uv_installs_and_runs_our_build(farm_store, forced_run, tmp_path) -> None:
     env = {
         "PATH": os.environ["PATH"],
         "HOME": str(tmp_path),
-        "UV_PYTHON_DOWNLOADS_JSON_URL": f"{farm.base_url}/download-metadata/debian-12.json",
+        "UV_PYTHON_DOWNLOADS_JSON_URL": f"{farm_store.base_url}/download-metadata/debian-12.json",
         "UV_PYTHON_INSTALL_DIR": str(tmp_path / "pythons"),
         "UV_CACHE_DIR": str(tmp_path / "cache"),
         "UV_PYTHON_PREFERENCE": "only-managed",
@@ -55,32 +55,32 @@ def _install_sh(root: Path, base_url: str, *args: str, user: str | None = None):
 
 @pytest.mark.parametrize(("codename", "platform"), [("bookworm", "debian-12"), ("bullseye", "debian-11")])
 def test_installer_installs_the_newest_package_and_the_tarball(
-    farm, forced_run, fresh_root, codename, platform
+    farm_store, forced_run, fresh_root, codename, platform
 ):
     root = fresh_root(codename)
     apt_install(root, ["curl", "ca-certificates"])
     with mounted(root):
-        listed = _install_sh(root, farm.base_url, "--list")
+        listed = _install_sh(root, farm_store.base_url, "--list")
         assert listed.returncode == 0 and TEST_VERSION in listed.stdout, listed.stdout
 
         # Without root a package install is refused with what to do instead ...
-        refused = _install_sh(root, farm.base_url, "--version", TEST_VERSION, user="65534")
+        refused = _install_sh(root, farm_store.base_url, "--version", TEST_VERSION, user="65534")
         assert refused.returncode != 0 and "needs root" in refused.stdout, refused.stdout
         # ... and the tarball goes anywhere without root.
-        tarball = _install_sh(root, farm.base_url, "--prefix", "/tmp/my python", user="65534")
+        tarball = _install_sh(root, farm_store.base_url, "--prefix", "/tmp/my python", user="65534")
         assert tarball.returncode == 0, tarball.stdout
         ran = run_in_root(
             root, ["/tmp/my python/bin/python3", "-c", "import ssl, sqlite3, ctypes; print('ok')"]
         )
         assert "ok" in ran.stdout
 
-        installed = _install_sh(root, farm.base_url, "--version", TEST_VERSION)
+        installed = _install_sh(root, farm_store.base_url, "--version", TEST_VERSION)
         assert installed.returncode == 0, installed.stdout
         assert "sha256 verified" in installed.stdout
         status = run_in_root(root, ["dpkg-query", "-W", "-f=${Version}", f"python-{TEST_VERSION}"])
         assert (
             status.stdout.strip()
-            == f"{TEST_VERSION}-{farm.versions()['builds'][TEST_VERSION][platform]['x86_64']['build']}"
+            == f"{TEST_VERSION}-{farm_store.versions()['builds'][TEST_VERSION][platform]['x86_64']['build']}"
         )
         ran = run_in_root(
             root,
@@ -91,12 +91,12 @@ def test_installer_installs_the_newest_package_and_the_tarball(
         assert "ok" in ran.stdout
 
 
-def test_installer_on_a_platform_without_builds_says_so(farm, forced_run, fresh_root) -> None:
+def test_installer_on_a_platform_without_builds_says_so(farm_store, forced_run, fresh_root) -> None:
     root = fresh_root("trixie")
     apt_install(root, ["curl", "ca-certificates"])
     with mounted(root):
-        listed = _install_sh(root, farm.base_url, "--list")
+        listed = _install_sh(root, farm_store.base_url, "--list")
         assert listed.returncode == 0 and "no builds for debian-13/x86_64 yet" in listed.stdout
-        refused = _install_sh(root, farm.base_url, "--version", TEST_VERSION)
+        refused = _install_sh(root, farm_store.base_url, "--version", TEST_VERSION)
         assert refused.returncode != 0 and "nothing is built for debian-13/x86_64" in refused.stdout
         assert run_in_root(root, ["test", "-e", "/opt/python"], check=False).returncode != 0
