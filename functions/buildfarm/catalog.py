@@ -280,10 +280,10 @@ def render_index(
             failure = failed.get((version, platform, arch))
             if failure and (entry is None or entry.get("build", 0) < failure[0]):
                 build, reason = failure
-                log_key = f"logs/{version}/{platform}/{arch}/{build}/failure.json"
+                # No link to logs/: the CDN does not serve it, and a killed build has no record.
                 cells_html.append(
                     f'<td class="failed" title="{html.escape(reason)}">'
-                    f'<a href="{html.escape(log_key)}">failed #{build}</a>'
+                    f"failed #{build}"
                     + (f'<br><span class="old">published #{entry["build"]}</span>' if entry else "")
                     + "</td>"
                 )
