@@ -30,6 +30,7 @@ from buildfarm.publish import PublishResult, publish
 from buildfarm.runners import RunnerUnavailable, select_runner
 from buildfarm.runners.base import BuildResult, Runner
 from buildfarm.store import Store, StoreError
+from buildfarm.workflow_input import parse_workflow_input
 
 CellState = Literal["queued", "building", "built", "failed", "published"]
 
@@ -137,10 +138,6 @@ def recover_dead_runs(store: Store, config: FarmConfig, now: datetime) -> list[s
     return recovered
 
 
-class _Interrupted(Exception):
-    pass
-
-
 @contextmanager
 def _terminate_on_signals() -> Iterator[None]:
     """SIGTERM/SIGHUP become KeyboardInterrupt in the main thread, like Ctrl-C."""
@@ -196,8 +193,6 @@ def run_farm(
     platforms = list(request.get("platforms") or config.enabled_platforms)
     arches = list(request.get("arches") or config.enabled_arches)
     # Validate before touching the machine or the store (plan validates again, the same way).
-    from buildfarm.workflow_input import parse_workflow_input
-
     parse_workflow_input(request, config, registry)
     runners, unbuildable = choose_runners(platforms, arches, runner)
     report = RunReport(

@@ -38,7 +38,7 @@ def _config_and_store(args: argparse.Namespace) -> tuple[FarmConfig, Store]:
     return config.model_copy(update={"store": location}), store
 
 
-def _table(rows: list[list[str]], header: list[str]) -> str:
+def format_table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     lines = [
         "  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(row)).rstrip()
@@ -85,7 +85,7 @@ def run_plan(args: argparse.Namespace) -> int:
     rows += [[s.cell, str(s.build), "skip", s.detail] for s in result.skipped]
     if rows:
         print()
-        print(_table(rows, ["CELL", "BUILD", "ACTION", "WHY"]))
+        print(format_table(rows, ["CELL", "BUILD", "ACTION", "WHY"]))
     print("\n(dry run: nothing claimed or written)")
     return 0
 
@@ -138,7 +138,7 @@ def run_status(args: argparse.Namespace) -> int:
     print(f"store: {store.location}    updated: {document.get('updated')}")
     print(f"{len(cells)} published cells, {len(document.get('python_versions', []))} versions")
     print()
-    print(_table(rows, header))
+    print(format_table(rows, header))
     return 0
 
 

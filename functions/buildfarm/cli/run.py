@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+from buildfarm.cli.plan import format_table
 from buildfarm.config import ConfigError, FarmConfig
 from buildfarm.farm import CellProgress, RunReport, run_farm
 from buildfarm.platforms import load_registry
@@ -94,8 +95,6 @@ class ProgressPrinter:
 
 
 def _summary(report: RunReport) -> str:
-    from buildfarm.cli.plan import _table
-
     rows = [
         [c.cell, str(c.build), c.runner, c.state, _clock(c.elapsed) if c.started else "-", c.detail]
         for c in report.cells.values()
@@ -106,7 +105,9 @@ def _summary(report: RunReport) -> str:
         [where, "-", "-", "skipped", "-", f"no runner here: {why}"]
         for where, why in report.unbuildable.items()
     ]
-    return _table(rows, ["CELL", "BUILD", "RUNNER", "RESULT", "TIME", "DETAIL"]) if rows else "(nothing)"
+    return (
+        format_table(rows, ["CELL", "BUILD", "RUNNER", "RESULT", "TIME", "DETAIL"]) if rows else "(nothing)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
