@@ -69,9 +69,11 @@ HARDENING_LDFLAGS = "-Wl,-z,relro,-z,now"
 # shell that runs the link recipe; the linker then records exactly $ORIGIN/../lib.
 RPATH_LDFLAG_FOR_MAKE = "-Wl,-rpath,\\$$ORIGIN/../lib"
 EXPECTED_RUNPATH = "$ORIGIN/../lib"
+# What CPython's configure adds to CFLAGS_NODIST/LDFLAGS_NODIST for GCC with --with-lto.
+CPYTHON_GCC_LTO_FLAGS = ("-flto", "-fuse-linker-plugin", "-ffat-lto-objects", "-flto-partition=none")
+DEBUG_FLAGS = ("-g",)
 # Short but meaningful (~30 s on 2 cores): exercises the C libraries the build links
-# against. test_venv is left out on purpose: its --copies cases copy bin/python3.x away
-# from lib/, which an $ORIGIN-relative libpython cannot support; test_ssl takes minutes.
+# against. test_ssl and test_venv are left out for time (minutes on 2 cores).
 DEFAULT_SELFTEST_TESTS = (
     "test_sqlite3",
     "test_ctypes",
@@ -90,6 +92,7 @@ TAIL_LINES = 40
 
 _VERSION_RE = re.compile(r"^3\.(\d{1,2})\.(\d{1,2})(?:(a|b|rc)(\d{1,2}))?$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_MAKEFILE_ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$")
 _ERROR_LINE = re.compile(r"\berror:|\*\*\* \[|Error \d+$")
 
 
@@ -219,6 +222,9 @@ def configure_args(version, optimization, prefix):
         # 3.10 added both; 3.9 builds test modules and never installs a static libpython
         # with --enable-shared anyway.
         args += ["--disable-test-modules", "--without-static-libpython"]
+    if minor >= 15:
+        # Upstream's name for what make_variables() does for older versions.
+        args.append("--enable-static-libpython-for-interpreter")
     return args
 
 
@@ -235,11 +241,107 @@ def configure_env(version):
     }
 
 
-def make_args(jobs, profile_task=None):
-    args = ["make", "-j{}".format(max(1, int(jobs)))]
-    if profile_task:
-        args.append("PROFILE_TASK=" + profile_task)
-    return args
+def makefile_variables(text):
+    """NAME=value assignments of a configure-generated Makefile (values as written)."""
+    variables = {}
+    for line in text.splitlines():
+        match = _MAKEFILE_ASSIGNMENT.match(line)
+        if match:
+            variables[match.group(1)] = match.group(2).strip()
+    return variables
+
+
+def _without(value, flags):
+    return " ".join(word for word in value.split() if word not in flags)
+
+
+def static_interpreter(version, makefile):
+    """Whether bin/python links libpython's objects: 3.15 has a configure option, 3.11-3.14
+    take make variables (LINK_PYTHON_OBJS); 3.9 and 3.10 keep the shared-linked interpreter."""
+    return parse_version(version)[1] >= 15 or "LINK_PYTHON_OBJS" in makefile
+
+
+def make_variables(version, optimization, makefile):
+    """make command-line variables for the two PGO stages: (instrumented, final).
+
+    makefile: makefile_variables() of the configured tree. For "none" both are the
+    same. Three departures from CPython's defaults, each for build time or speed:
+    - no -g: every binary is stripped, so debug info only costs compile and link time;
+    - the interpreter links libpython's objects instead of libpython.so (what Debian
+      and python-build-standalone ship, and 3.15's --enable-static-libpython-for-
+      interpreter): code in a shared library reaches the thread state through
+      __tls_get_addr and its globals through the GOT, which costs ~10% on every
+      benchmark. libpython.so is still built and installed for embedders;
+    - the instrumented build has no LTO: GCC instruments each function before LTO,
+      so the profile is the same and the single-threaded LTO link happens once.
+    """
+    common = {"OPT": _without(makefile.get("OPT", ""), DEBUG_FLAGS)}
+    if static_interpreter(version, makefile) and parse_version(version)[1] < 15:
+        common["LINK_PYTHON_OBJS"] = "$(LIBRARY_OBJS)"
+        # Not $(LIBRARY_DEPS): the interpreter no longer waits for libpython.so, so the
+        # two long LTO links run side by side (make_fragment() keeps libpython.so built).
+        common["LINK_PYTHON_DEPS"] = "$(LIBRARY_OBJS) $(EXPORTSYMS)"
+    final = dict(common)
+    instrumented = dict(common)
+    for name in ("CONFIGURE_CFLAGS_NODIST", "CONFIGURE_LDFLAGS_NODIST"):
+        value = makefile.get(name, "")
+        final[name] = _without(value, DEBUG_FLAGS)
+        instrumented[name] = _without(value, DEBUG_FLAGS + CPYTHON_GCC_LTO_FLAGS)
+    if optimization == "none":
+        return final, final
+    return instrumented, final
+
+
+def make_assignments(variables):
+    """make command-line arguments NAME=value (passed as argv items, never through a shell)."""
+    return ["{}={}".format(name, value) for name, value in sorted(variables.items())]
+
+
+def make_steps(jobs, version, optimization, makefile, profile_task=None):
+    """The make invocations of the make phase: [(what, argv)]."""
+    instrumented, final = make_variables(version, optimization, makefile)
+    jobs_flag = "-j{}".format(max(1, int(jobs)))
+    if optimization == "none":
+        return [("build", ["make", jobs_flag, *make_assignments(final)])]
+    task = ["PROFILE_TASK=" + profile_task] if profile_task else []
+    return [
+        (
+            "instrumented build and profile run",
+            ["make", jobs_flag, "profile-run-stamp", *task, *make_assignments(instrumented)],
+        ),
+        ("optimized build", ["make", jobs_flag, *task, *make_assignments(final)]),
+    ]
+
+
+def make_fragment(version, makefile):
+    """Rules added to CPython's Makefile through $MAKEFILES (GNU make reads it in every
+    make, including profile-opt's sub-makes), or None when there is nothing to add."""
+    rules = []
+    if "PY_LDFLAGS_NOLTO" in makefile:
+        rules += [
+            "# Build-time tools link without LTO (fat LTO objects carry plain code too): each",
+            "# LTO link of them is a single-threaded minute for a program nobody ships.",
+            "Programs/_freeze_module Programs/_testembed: PY_CORE_LDFLAGS = $(PY_LDFLAGS_NOLTO)",
+        ]
+    if make_variables(version, "none", makefile)[1].get("LINK_PYTHON_OBJS") and makefile.get("PY3LIBRARY"):
+        rules += [
+            "# The interpreter links libpython's objects; libpython.so is still built.",
+            "build_all: " + makefile["PY3LIBRARY"],
+        ]
+    if not rules:
+        return None
+    return "# Added by the build farm's driver (build.py).\n" + "\n".join(rules) + "\n"
+
+
+def default_profile_task(jobs):
+    """CPython's own PGO task (regrtest --pgo), its tests spread over all cores."""
+    return "-m test --pgo -j{} --timeout=$(TESTTIMEOUT)".format(max(1, int(jobs)))
+
+
+def install_argv(version, optimization, makefile, destdir):
+    """make install with the final build's variables, so nothing is rebuilt differently."""
+    _, final = make_variables(version, optimization, makefile)
+    return ["make", "install", "DESTDIR=" + destdir, *make_assignments(final)]
 
 
 def tarball_name(version, platform_id, arch):
@@ -656,7 +758,7 @@ class Build(object):
                 code, output = run(
                     self.log,
                     "preflight",
-                    ["dpkg-query", "-W", "-f=${Status}", dep],
+                    ["dpkg-query", "-W", "-f=${Status}\\n", dep],
                     env=self.env,
                     check=False,
                 )
@@ -736,10 +838,32 @@ class Build(object):
             env.setdefault("CCACHE_MAXSIZE", "5G")
         return env
 
+    @property
+    def jobs(self):
+        return os.environ.get("BUILDFARM_JOBS") or str(os.cpu_count() or 1)
+
+    def makefile(self):
+        with open(os.path.join(self.src, "Makefile")) as handle:
+            return makefile_variables(handle.read())
+
+    def make_env(self):
+        env = self.build_env()
+        fragment = make_fragment(self.version, self.makefile())
+        if fragment:
+            path = os.path.join(self.work, "buildfarm.mk")
+            with open(path, "w") as handle:
+                handle.write(fragment)
+            env["MAKEFILES"] = path
+        return env
+
     def make(self):
-        jobs = os.environ.get("BUILDFARM_JOBS") or str(os.cpu_count() or 1)
-        argv = make_args(jobs, os.environ.get("BUILDFARM_PROFILE_TASK") or None)
-        run(self.log, "make", argv, cwd=self.src, env=self.build_env())
+        profile_task = os.environ.get("BUILDFARM_PROFILE_TASK") or default_profile_task(self.jobs)
+        steps = make_steps(self.jobs, self.version, self.spec["optimization"], self.makefile(), profile_task)
+        env = self.make_env()
+        for what, argv in steps:
+            started = time.time()
+            run(self.log, "make", argv, cwd=self.src, env=env)
+            self.log.write("buildfarm: make: {} done in {:.1f} s\n".format(what, time.time() - started))
 
     def install(self):
         if os.path.exists(self.destdir):
@@ -747,15 +871,15 @@ class Build(object):
         run(
             self.log,
             "install",
-            ["make", "install", "DESTDIR=" + self.destdir],
+            install_argv(self.version, self.spec["optimization"], self.makefile(), self.destdir),
             cwd=self.src,
-            env=self.build_env(),
+            env=self.make_env(),
         )
         if not os.path.isfile(os.path.join(self.tree, "bin", self.python_bin)):
             raise BuildError("install", "no bin/{} in the staged tree".format(self.python_bin))
         self.strip_binaries()
         self.make_scripts_relocatable()
-        self.check_runpath()
+        self.check_linkage()
 
     def strip_binaries(self):
         for path in walk_files(self.tree):
@@ -781,9 +905,20 @@ class Build(object):
                     handle.write(rewritten)
                 self.log.write("relocatable shebang: bin/{}\n".format(name))
 
-    def check_runpath(self):
+    def check_linkage(self):
         binary = os.path.join(self.tree, "bin", self.python_bin)
         _, output = run(self.log, "install", ["readelf", "-d", binary], env=self.env)
+        needed = re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", output)
+        links_libpython = any(name.startswith("libpython") for name in needed)
+        if static_interpreter(self.version, self.makefile()) == links_libpython:
+            raise BuildError(
+                "install",
+                "bin/{} {} libpython.so, expected the opposite".format(
+                    self.python_bin, "needs" if links_libpython else "does not need"
+                ),
+            )
+        if not any(name.startswith("libpython3.") for name in os.listdir(os.path.join(self.tree, "lib"))):
+            raise BuildError("install", "no libpython3.x.so in lib/ (embedders need it)")
         match = re.search(r"\((?:RUNPATH|RPATH)\)\s+Library (?:runpath|rpath): \[([^\]]*)\]", output)
         runpath = match.group(1) if match else None
         if runpath != EXPECTED_RUNPATH:
@@ -861,7 +996,7 @@ class Build(object):
             )
             test_env = dict(env)
             test_env["PYTHONPATH"] = testroot
-            jobs = os.environ.get("BUILDFARM_JOBS") or str(os.cpu_count() or 1)
+            jobs = self.jobs
             run(
                 self.log,
                 "selftest",
@@ -914,7 +1049,29 @@ class Build(object):
         if os.path.exists(pip_script):
             run(self.log, "selftest", [pip_script, "--version"], cwd=scratch, env=env)
         self.selftest_results["relocation"] = "ok (runs from a moved copy)"
+
+        # 6. The shipped libpython works for embedders: a C program built with
+        # python3.x-config --embed runs Python code.
+        self.selftest_embedding(scratch, env)
         shutil.rmtree(scratch, ignore_errors=True)
+
+    def selftest_embedding(self, scratch, env):
+        config = os.path.join(self.tree, "bin", self.python_bin + "-config")
+        source = os.path.join(scratch, "embed.c")
+        program = os.path.join(scratch, "embed")
+        with open(source, "w") as handle:
+            handle.write(EMBED_PROGRAM)
+        _, cflags = run(self.log, "selftest", ["sh", config, "--cflags"], env=env)
+        _, ldflags = run(self.log, "selftest", ["sh", config, "--ldflags", "--embed"], env=env)
+        argv = ["gcc", *cflags.split(), source, "-o", program, *ldflags.split()]
+        argv.append("-Wl,-rpath," + os.path.join(self.tree, "lib"))
+        run(self.log, "selftest", argv, cwd=scratch, env=env)
+        embed_env = dict(env)
+        embed_env["PYTHONHOME"] = self.tree  # an embedder outside the tree says where it is
+        _, output = run(self.log, "selftest", [program], cwd=scratch, env=embed_env)
+        if output.strip().splitlines()[-1:] != ["embedded " + self.version]:
+            raise BuildError("selftest", "embedded interpreter printed {!r}".format(output.strip()[-200:]))
+        self.selftest_results["embedding"] = "ok (a C program linked to libpython ran Python)"
 
     def package(self):
         os.makedirs(self.out, exist_ok=True)
@@ -1099,6 +1256,18 @@ class Build(object):
         ]
         self.store.publish(self.spec["artifact_dir"], files)
 
+
+EMBED_PROGRAM = r"""
+#include <Python.h>
+
+int main(void) {
+    Py_Initialize();
+    int failed = PyRun_SimpleString(
+        "import json, platform, sqlite3\n"
+        "print('embedded', json.loads(json.dumps(platform.python_version())))\n");
+    return Py_FinalizeEx() < 0 || failed ? 1 : 0;
+}
+"""
 
 PYTHON_INFO_SCRIPT = r"""
 import json, os, platform, sys, sysconfig

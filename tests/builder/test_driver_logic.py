@@ -1,4 +1,5 @@
 """Unit tests of the build driver's pure logic: versions, spec, configure flags, names, metadata."""
+# ruff: noqa: E501 - MAKEFILE_313 keeps the long lines exactly as configure writes them
 
 from __future__ import annotations
 
@@ -102,13 +103,90 @@ def test_hardening_and_rpath_only_in_nodist_flags(build_py):
     assert "-Wl,-rpath,\\$$ORIGIN/../lib" in env["LDFLAGS_NODIST"]
 
 
-def test_make_args(build_py):
-    assert build_py.make_args(2) == ["make", "-j2"]
-    assert build_py.make_args("4", "-m test --pgo test_array") == [
-        "make",
-        "-j4",
-        "PROFILE_TASK=-m test --pgo test_array",
-    ]
+def test_configure_315_asks_for_the_static_interpreter(build_py):
+    args = build_py.configure_args("3.15.0a1", "pgo+lto", "/opt/python/3.15.0a1")
+    assert "--enable-static-libpython-for-interpreter" in args
+    assert "--enable-static-libpython-for-interpreter" not in build_py.configure_args(
+        "3.14.0rc2", "pgo+lto", "/opt/python/3.14.0rc2"
+    )
+
+
+# The lines of a configured 3.13 Makefile (pgo+lto, GCC) that the driver reads.
+MAKEFILE_313 = r"""
+OPT=		-DNDEBUG -g -O3 -Wall
+BASECFLAGS=	 -fno-strict-overflow -Wsign-compare
+CONFIGURE_CFLAGS_NODIST=-fstack-protector-strong -D_FORTIFY_SOURCE=2 -fno-semantic-interposition -flto -fuse-linker-plugin -ffat-lto-objects -flto-partition=none -g -std=c11 -fvisibility=hidden
+CONFIGURE_LDFLAGS_NODIST=-Wl,-z,relro,-z,now -Wl,-rpath,\$$ORIGIN/../lib -fno-semantic-interposition -flto -fuse-linker-plugin -ffat-lto-objects -flto-partition=none -g
+PY_LDFLAGS_NOLTO=$(PY_LDFLAGS) $(CONFIGURE_LDFLAGS_NOLTO) $(LDFLAGS_NODIST)
+PY3LIBRARY=     libpython3.so
+LIBRARY_DEPS=	$(LDLIBRARY) $(PY3LIBRARY) $(EXPORTSYMS)
+LINK_PYTHON_DEPS=$(LIBRARY_DEPS)
+libpython3.so:	libpython$(LDVERSION).so
+LINK_PYTHON_OBJS=$(BLDLIBRARY)
+"""
+# 3.9's Makefile has none of the variables the static interpreter needs.
+MAKEFILE_39 = "OPT=\t\t-DNDEBUG -g -fwrapv -O3 -Wall\nCONFIGURE_CFLAGS_NODIST=-fstack-protector-strong\n"
+
+
+def test_makefile_variables_reads_assignments_only(build_py):
+    variables = build_py.makefile_variables(MAKEFILE_313)
+    assert variables["OPT"] == "-DNDEBUG -g -O3 -Wall"
+    assert variables["PY3LIBRARY"] == "libpython3.so"
+    assert variables["CONFIGURE_LDFLAGS_NODIST"].startswith("-Wl,-z,relro,-z,now -Wl,-rpath,\\$$ORIGIN")
+    assert "libpython3.so" not in variables  # a rule, not an assignment
+
+
+def test_pgo_stages_instrument_without_lto_and_optimize_with_it(build_py):
+    makefile = build_py.makefile_variables(MAKEFILE_313)
+    instrumented, final = build_py.make_variables("3.13.5", "pgo+lto", makefile)
+    assert "-flto" not in instrumented["CONFIGURE_CFLAGS_NODIST"].split()
+    assert "-flto" not in instrumented["CONFIGURE_LDFLAGS_NODIST"].split()
+    assert "-flto-partition=none" in final["CONFIGURE_CFLAGS_NODIST"].split()
+    assert "-ffat-lto-objects" in final["CONFIGURE_LDFLAGS_NODIST"].split()
+    for variables in (instrumented, final):
+        # Hardening and the rpath survive; debug info (stripped anyway) does not.
+        assert "-fstack-protector-strong" in variables["CONFIGURE_CFLAGS_NODIST"]
+        assert "-Wl,-rpath,\\$$ORIGIN/../lib" in variables["CONFIGURE_LDFLAGS_NODIST"]
+        assert "-g" not in variables["CONFIGURE_CFLAGS_NODIST"].split() + variables["OPT"].split()
+        assert variables["OPT"] == "-DNDEBUG -O3 -Wall"
+        assert variables["LINK_PYTHON_OBJS"] == "$(LIBRARY_OBJS)"
+        assert "$(LDLIBRARY)" not in variables["LINK_PYTHON_DEPS"]
+
+
+def test_make_steps(build_py):
+    makefile = build_py.makefile_variables(MAKEFILE_313)
+    steps = build_py.make_steps(4, "3.13.5", "pgo+lto", makefile, "-m test --pgo test_array")
+    assert [what for what, _ in steps] == ["instrumented build and profile run", "optimized build"]
+    (_, instrumented), (_, final) = steps
+    assert instrumented[:3] == ["make", "-j4", "profile-run-stamp"]
+    assert "PROFILE_TASK=-m test --pgo test_array" in instrumented
+    assert final[:2] == ["make", "-j4"] and "profile-run-stamp" not in final
+    ((what, argv),) = build_py.make_steps("2", "3.13.5", "none", makefile)
+    assert what == "build" and argv[:2] == ["make", "-j2"] and "LINK_PYTHON_OBJS=$(LIBRARY_OBJS)" in argv
+    assert build_py.default_profile_task(2) == "-m test --pgo -j2 --timeout=$(TESTTIMEOUT)"
+
+
+def test_install_uses_the_final_variables(build_py):
+    makefile = build_py.makefile_variables(MAKEFILE_313)
+    argv = build_py.install_argv("3.13.5", "pgo+lto", makefile, "/stage")
+    assert argv[:3] == ["make", "install", "DESTDIR=/stage"]
+    assert "LINK_PYTHON_OBJS=$(LIBRARY_OBJS)" in argv
+    assert any(arg.startswith("CONFIGURE_CFLAGS_NODIST=") and "-flto" in arg for arg in argv)
+
+
+def test_make_fragment(build_py):
+    fragment = build_py.make_fragment("3.13.5", build_py.makefile_variables(MAKEFILE_313))
+    assert "Programs/_freeze_module Programs/_testembed: PY_CORE_LDFLAGS = $(PY_LDFLAGS_NOLTO)" in fragment
+    assert "build_all: libpython3.so" in fragment.splitlines()
+
+
+def test_old_makefiles_keep_the_shared_interpreter(build_py):
+    makefile = build_py.makefile_variables(MAKEFILE_39)
+    assert not build_py.static_interpreter("3.9.23", makefile)
+    _, final = build_py.make_variables("3.9.23", "pgo+lto", makefile)
+    assert "LINK_PYTHON_OBJS" not in final and final["OPT"] == "-DNDEBUG -fwrapv -O3 -Wall"
+    assert build_py.make_fragment("3.9.23", makefile) is None
+    assert build_py.static_interpreter("3.15.0a1", {})  # configure does it
 
 
 def test_spec_roundtrip_and_default_optimization(build_py, registry_json):

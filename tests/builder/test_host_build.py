@@ -81,7 +81,7 @@ def test_artifacts_manifest_and_sums_are_consistent(built, manifest):
     assert "--enable-optimizations" not in manifest["configure_args"]
     for phase in ("fetch", "verify", "configure", "make", "install", "selftest", "package"):
         assert manifest["timings"][phase] >= 0
-    assert set(manifest["selftest"]) == {"modules", "tests", "pip", "relocation"}
+    assert set(manifest["selftest"]) == {"modules", "tests", "pip", "relocation", "embedding"}
     # The CLI showed every phase with its time; the log next to the artifacts is the full one.
     assert re.search(r"phase make done in [0-9.]+ s", built.output)
     assert "phase selftest" in (built.dir / "build.log").read_text()
@@ -102,6 +102,11 @@ def test_tarball_is_install_only_shaped_stripped_and_origin_relative(built, extr
         program_headers = run_checked(["readelf", "-l", str(binary)])
         assert "GNU_RELRO" in program_headers
         assert "BIND_NOW" in dynamic or ("FLAGS_1" in dynamic and "NOW" in dynamic)
+    # The interpreter carries libpython's code itself (static TLS, no GOT detour: faster);
+    # libpython.so ships for embedders.
+    interpreter = str(extracted / "bin" / "python3.13")
+    assert "libpython" not in run_checked(["readelf", "-d", interpreter])
+    assert "Py_Initialize" in run_checked(["nm", "-D", "--defined-only", interpreter])  # for extensions
     first = (extracted / "bin" / "pip3").read_text().splitlines()[0]
     assert first == "#!/bin/sh", "bin/ scripts use the relocatable trampoline"
 
