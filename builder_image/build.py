@@ -62,7 +62,9 @@ ARCHES = ("x86_64", "aarch64")
 DEB_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 RPM_ARCH = {"x86_64": "x86_64", "aarch64": "aarch64"}
 OPTIMIZATIONS = ("pgo+lto", "none")
-HARDENING_CFLAGS = "-fstack-protector-strong -D_FORTIFY_SOURCE=2"
+# -fstack-protector, not -strong, as Debian builds its python3: -strong also instruments
+# most of the interpreter's hot functions (anything with a local array or address taken).
+HARDENING_CFLAGS = "-fstack-protector -D_FORTIFY_SOURCE=2"
 HARDENING_LDFLAGS = "-Wl,-z,relro,-z,now"
 # The interpreter and its extension modules find libpython relative to themselves.
 # The doubled $ survives make (which turns $$ into $), the backslash survives the
@@ -72,6 +74,31 @@ EXPECTED_RUNPATH = "$ORIGIN/../lib"
 # What CPython's configure adds to CFLAGS_NODIST/LDFLAGS_NODIST for GCC with --with-lto.
 CPYTHON_GCC_LTO_FLAGS = ("-flto", "-fuse-linker-plugin", "-ffat-lto-objects", "-flto-partition=none")
 DEBUG_FLAGS = ("-g",)
+# Extension modules built into libpython (and so into the interpreter), as Debian builds
+# them: no third-party libraries, and called often. Built in, they are compiled as core
+# code (the thread state without a function call, LTO across the call) instead of being
+# loaded .so files that reach the interpreter through the PLT.
+BUILTIN_MODULES = (
+    "_bisect",
+    "_csv",
+    "_datetime",
+    "_heapq",
+    "_json",
+    "_opcode",
+    "_pickle",
+    "_posixsubprocess",
+    "_random",
+    "_socket",
+    "_statistics",
+    "_struct",
+    "array",
+    "cmath",
+    "fcntl",
+    "grp",
+    "math",
+    "select",
+    "unicodedata",
+)
 # Short but meaningful (~30 s on 2 cores): exercises the C libraries the build links
 # against. test_ssl and test_venv are left out for time (minutes on 2 cores).
 DEFAULT_SELFTEST_TESTS = (
@@ -92,6 +119,7 @@ TAIL_LINES = 40
 
 _VERSION_RE = re.compile(r"^3\.(\d{1,2})\.(\d{1,2})(?:(a|b|rc)(\d{1,2}))?$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_SETUP_STDLIB_LINE = re.compile(r"^@MODULE_[A-Z0-9_]+_TRUE@(\S+)\s+(.*)$")
 _MAKEFILE_ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$")
 _ERROR_LINE = re.compile(r"\berror:|\*\*\* \[|Error \d+$")
 
@@ -239,6 +267,17 @@ def configure_env(version):
         "CFLAGS_NODIST": HARDENING_CFLAGS,
         "LDFLAGS_NODIST": HARDENING_LDFLAGS + " " + RPATH_LDFLAG_FOR_MAKE,
     }
+
+
+def setup_local(setup_stdlib_in, modules=BUILTIN_MODULES):
+    """Modules/Setup.local (read by configure) building `modules` in, with CPython's own
+    lines for them from Modules/Setup.stdlib.in (3.11+) minus the enabled-if marker."""
+    lines = ["# Written by the build farm's driver (build.py): modules built into libpython.", "*static*"]
+    for line in setup_stdlib_in.splitlines():
+        match = _SETUP_STDLIB_LINE.match(line)
+        if match and match.group(1) in modules:
+            lines.append(match.group(1) + " " + match.group(2))
+    return "\n".join(lines) + "\n"
 
 
 def makefile_variables(text):
@@ -818,6 +857,13 @@ class Build(object):
                 "configure", "the source tarball has no Python-{}/configure".format(self.version)
             )
         self.configure_argv = configure_args(self.version, self.spec["optimization"], self.prefix)
+        stdlib_setup = os.path.join(self.src, "Modules", "Setup.stdlib.in")
+        if os.path.isfile(stdlib_setup):  # 3.11+; configure turns Setup.local into rules
+            with open(stdlib_setup) as handle:
+                text = setup_local(handle.read())
+            with open(os.path.join(self.src, "Modules", "Setup.local"), "w") as handle:
+                handle.write(text)
+            self.log.write(text)
         env = dict(self.build_env())
         env.update(configure_env(self.version))
         run(self.log, "configure", ["./configure", *self.configure_argv], cwd=self.src, env=env)

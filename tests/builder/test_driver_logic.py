@@ -96,7 +96,7 @@ def test_configure_rejects_unknown_optimization(build_py):
 def test_hardening_and_rpath_only_in_nodist_flags(build_py):
     env = build_py.configure_env("3.13.5")
     assert set(env) == {"CFLAGS_NODIST", "LDFLAGS_NODIST"}
-    assert "-fstack-protector-strong" in env["CFLAGS_NODIST"]
+    assert "-fstack-protector" in env["CFLAGS_NODIST"]
     assert "-D_FORTIFY_SOURCE=2" in env["CFLAGS_NODIST"]
     assert "-Wl,-z,relro,-z,now" in env["LDFLAGS_NODIST"]
     # $$ for make, \ for the recipe's shell: the linker gets $ORIGIN/../lib.
@@ -115,7 +115,7 @@ def test_configure_315_asks_for_the_static_interpreter(build_py):
 MAKEFILE_313 = r"""
 OPT=		-DNDEBUG -g -O3 -Wall
 BASECFLAGS=	 -fno-strict-overflow -Wsign-compare
-CONFIGURE_CFLAGS_NODIST=-fstack-protector-strong -D_FORTIFY_SOURCE=2 -fno-semantic-interposition -flto -fuse-linker-plugin -ffat-lto-objects -flto-partition=none -g -std=c11 -fvisibility=hidden
+CONFIGURE_CFLAGS_NODIST=-fstack-protector -D_FORTIFY_SOURCE=2 -fno-semantic-interposition -flto -fuse-linker-plugin -ffat-lto-objects -flto-partition=none -g -std=c11 -fvisibility=hidden
 CONFIGURE_LDFLAGS_NODIST=-Wl,-z,relro,-z,now -Wl,-rpath,\$$ORIGIN/../lib -fno-semantic-interposition -flto -fuse-linker-plugin -ffat-lto-objects -flto-partition=none -g
 PY_LDFLAGS_NOLTO=$(PY_LDFLAGS) $(CONFIGURE_LDFLAGS_NOLTO) $(LDFLAGS_NODIST)
 PY3LIBRARY=     libpython3.so
@@ -125,7 +125,7 @@ libpython3.so:	libpython$(LDVERSION).so
 LINK_PYTHON_OBJS=$(BLDLIBRARY)
 """
 # 3.9's Makefile has none of the variables the static interpreter needs.
-MAKEFILE_39 = "OPT=\t\t-DNDEBUG -g -fwrapv -O3 -Wall\nCONFIGURE_CFLAGS_NODIST=-fstack-protector-strong\n"
+MAKEFILE_39 = "OPT=\t\t-DNDEBUG -g -fwrapv -O3 -Wall\nCONFIGURE_CFLAGS_NODIST=-fstack-protector\n"
 
 
 def test_makefile_variables_reads_assignments_only(build_py):
@@ -145,7 +145,7 @@ def test_pgo_stages_instrument_without_lto_and_optimize_with_it(build_py):
     assert "-ffat-lto-objects" in final["CONFIGURE_LDFLAGS_NODIST"].split()
     for variables in (instrumented, final):
         # Hardening and the rpath survive; debug info (stripped anyway) does not.
-        assert "-fstack-protector-strong" in variables["CONFIGURE_CFLAGS_NODIST"]
+        assert "-fstack-protector" in variables["CONFIGURE_CFLAGS_NODIST"]
         assert "-Wl,-rpath,\\$$ORIGIN/../lib" in variables["CONFIGURE_LDFLAGS_NODIST"]
         assert "-g" not in variables["CONFIGURE_CFLAGS_NODIST"].split() + variables["OPT"].split()
         assert variables["OPT"] == "-DNDEBUG -O3 -Wall"
@@ -360,3 +360,26 @@ def test_failure_tail_keeps_earlier_errors(build_py, tmp_path):
     assert tail[-1] == "make: *** [Makefile:3113: Modules/a.o] Error 1"
     log.close()
     assert "error: unknown type name" in (tmp_path / "build.log").read_text()
+
+
+SETUP_STDLIB_IN = """\
+# The stdlib's module lines, each behind configure's enabled-if marker.
+*@MODULE_BUILDTYPE@*
+@MODULE__JSON_TRUE@_json _json.c
+@MODULE_MATH_TRUE@math mathmodule.c
+@MODULE__SQLITE3_TRUE@_sqlite3 _sqlite/blob.c _sqlite/connection.c
+@MODULE__MD5_TRUE@_md5 md5module.c -I$(srcdir)/Modules/_hacl/include _hacl/Hacl_Hash_MD5.c
+"""
+
+
+def test_setup_local_builds_the_chosen_modules_in(build_py):
+    text = build_py.setup_local(SETUP_STDLIB_IN, ("_json", "math", "_md5"))
+    lines = [line for line in text.splitlines() if not line.startswith("#")]
+    assert lines == [
+        "*static*",
+        "_json _json.c",
+        "math mathmodule.c",
+        "_md5 md5module.c -I$(srcdir)/Modules/_hacl/include _hacl/Hacl_Hash_MD5.c",
+    ]
+    # The default list has no module that needs a third-party library.
+    assert not {"_sqlite3", "_ssl", "_ctypes", "zlib", "binascii", "pyexpat"} & set(build_py.BUILTIN_MODULES)
