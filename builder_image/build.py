@@ -295,8 +295,9 @@ def _without(value, flags):
 
 
 def static_interpreter(version, makefile):
-    """Whether bin/python links libpython's objects: 3.15 has a configure option, 3.11-3.14
-    take make variables (LINK_PYTHON_OBJS); 3.9 and 3.10 keep the shared-linked interpreter."""
+    """Whether bin/python links libpython's objects: 3.15 has a configure option; older
+    versions whose Makefile has LINK_PYTHON_OBJS (3.13 verified here) take make variables;
+    the rest keep the shared-linked interpreter."""
     return parse_version(version)[1] >= 15 or "LINK_PYTHON_OBJS" in makefile
 
 
@@ -309,8 +310,9 @@ def make_variables(version, optimization, makefile):
     - the interpreter links libpython's objects instead of libpython.so (what Debian
       and python-build-standalone ship, and 3.15's --enable-static-libpython-for-
       interpreter): code in a shared library reaches the thread state through
-      __tls_get_addr and its globals through the GOT, which costs ~10% on every
-      benchmark. libpython.so is still built and installed for embedders;
+      __tls_get_addr and its globals through the GOT (benchmarks/interpreter_speed.py:
+      0.86x of Debian's python3.13 before, ~1.0x after). libpython.so is still built
+      and installed for embedders;
     - the instrumented build has no LTO: GCC instruments each function before LTO,
       so the profile is the same and the single-threaded LTO link happens once.
     """
