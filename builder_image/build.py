@@ -301,6 +301,11 @@ def static_interpreter(version, makefile):
     return parse_version(version)[1] >= 15 or "LINK_PYTHON_OBJS" in makefile
 
 
+def _static_interpreter_by_make(version, makefile):
+    """The static interpreter, made with make variables (before 3.15's configure option)."""
+    return static_interpreter(version, makefile) and parse_version(version)[1] < 15
+
+
 def make_variables(version, optimization, makefile):
     """make command-line variables for the two PGO stages: (instrumented, final).
 
@@ -317,7 +322,7 @@ def make_variables(version, optimization, makefile):
       so the profile is the same and the single-threaded LTO link happens once.
     """
     common = {"OPT": _without(makefile.get("OPT", ""), DEBUG_FLAGS)}
-    if static_interpreter(version, makefile) and parse_version(version)[1] < 15:
+    if _static_interpreter_by_make(version, makefile):
         common["LINK_PYTHON_OBJS"] = "$(LIBRARY_OBJS)"
         # Not $(LIBRARY_DEPS): the interpreter no longer waits for libpython.so, so the
         # two long LTO links run side by side (make_fragment() keeps libpython.so built).
@@ -364,7 +369,7 @@ def make_fragment(version, makefile):
             "# LTO link of them is a single-threaded minute for a program nobody ships.",
             "Programs/_freeze_module Programs/_testembed: PY_CORE_LDFLAGS = $(PY_LDFLAGS_NOLTO)",
         ]
-    if make_variables(version, "none", makefile)[1].get("LINK_PYTHON_OBJS") and makefile.get("PY3LIBRARY"):
+    if _static_interpreter_by_make(version, makefile) and makefile.get("PY3LIBRARY"):
         rules += [
             "# The interpreter links libpython's objects; libpython.so is still built.",
             "build_all: " + makefile["PY3LIBRARY"],
@@ -744,6 +749,7 @@ class Build(object):
         self.timings = {}
         self.store = None
         self.configure_argv = []
+        self._makefile = None
         self.modules = {}
         self.selftest_results = {}
         self.python_info = {}
@@ -891,17 +897,22 @@ class Build(object):
         return os.environ.get("BUILDFARM_JOBS") or str(os.cpu_count() or 1)
 
     def makefile(self):
-        with open(os.path.join(self.src, "Makefile")) as handle:
-            return makefile_variables(handle.read())
+        """The configured Makefile's variables (read once; configure ran before)."""
+        if self._makefile is None:
+            with open(os.path.join(self.src, "Makefile")) as handle:
+                self._makefile = makefile_variables(handle.read())
+        return self._makefile
 
     def make_env(self):
         env = self.build_env()
-        fragment = make_fragment(self.version, self.makefile())
-        if fragment:
-            path = os.path.join(self.work, "buildfarm.mk")
+        path = os.path.join(self.work, "buildfarm.mk")
+        if not os.path.isfile(path):
+            fragment = make_fragment(self.version, self.makefile())
+            if not fragment:
+                return env
             with open(path, "w") as handle:
                 handle.write(fragment)
-            env["MAKEFILES"] = path
+        env["MAKEFILES"] = path
         return env
 
     def make(self):
@@ -1044,11 +1055,10 @@ class Build(object):
             )
             test_env = dict(env)
             test_env["PYTHONPATH"] = testroot
-            jobs = self.jobs
             run(
                 self.log,
                 "selftest",
-                [python, "-m", "test", "-j" + jobs, "--timeout=600", "-w", *tests],
+                [python, "-m", "test", "-j" + self.jobs, "--timeout=600", "-w", *tests],
                 cwd=scratch,
                 env=test_env,
             )

@@ -1,7 +1,7 @@
 """Shared fixtures: the loopback source mirror, debootstrap roots, and the farm store.
 
 The farm store holds the suite's real CPython builds. They are made once per session by
-`buildfarm run` and inspected by the builder, farm_store, installer and uv tests alike (a 2-core
+`buildfarm run` and inspected by the builder, farm, installer and uv tests alike (a 2-core
 CI run cannot afford a build per test module):
 
 - first run: 3.13.5 for debian-12 (host runner) and debian-11 (chroot runner), optimization
