@@ -120,7 +120,7 @@ TAIL_LINES = 40
 _VERSION_RE = re.compile(r"^3\.(\d{1,2})\.(\d{1,2})(?:(a|b|rc)(\d{1,2}))?$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _SETUP_STDLIB_LINE = re.compile(r"^@MODULE_[A-Z0-9_]+_TRUE@(\S+)\s+(.*)$")
-_MAKEFILE_ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$")
+_MAKEFILE_ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*:?=(.*)$")
 _ERROR_LINE = re.compile(r"\berror:|\*\*\* \[|Error \d+$")
 
 
@@ -182,6 +182,7 @@ def platform_info(registry, platform_id):
         "runtime_dependencies": list(platform["runtime_dependencies"]),
         "expected_modules": [m for m in registry["extension_modules"]["required"] if m not in missing],
         "missing_modules": dict(missing),
+        "bolt": platform.get("bolt"),
     }
 
 
@@ -233,8 +234,20 @@ def parse_spec(text, registry):
     return spec
 
 
-def configure_args(version, optimization, prefix):
-    """./configure arguments; version-dependent options only where the version has them."""
+def bolt_config(version, optimization, platform):
+    """The platform's registry "bolt" entry when this build is BOLT-optimized, else None:
+    pgo+lto builds of 3.13+ (the versions verified here) on platforms that name their
+    llvm-bolt ("tools": its directory; the package is among the build dependencies)."""
+    if optimization != "pgo+lto" or parse_version(version)[1] < 13:
+        return None
+    return platform.get("bolt")
+
+
+def configure_args(version, optimization, prefix, bolt=None):
+    """./configure arguments; version-dependent options only where the version has them.
+
+    bolt: bolt_config() of the build; CPython then runs llvm-bolt over the PGO+LTO
+    interpreter with its own profile task and flags (after `make profile-opt`)."""
     parsed = parse_version(version)
     minor = parsed[1]
     args = [
@@ -244,6 +257,8 @@ def configure_args(version, optimization, prefix):
     ]
     if optimization == "pgo+lto":
         args += ["--enable-optimizations", "--with-lto"]
+        if bolt:
+            args.append("--enable-bolt")
     elif optimization != "none":
         raise SpecError("unknown optimization {!r}".format(optimization))
     if minor >= 10:
@@ -256,17 +271,22 @@ def configure_args(version, optimization, prefix):
     return args
 
 
-def configure_env(version):
+def configure_env(version, bolt=None):
     """Environment for ./configure only (not make, so flags are not doubled).
 
     Hardening and the rpath go through the *_NODIST variables: they apply to the
-    interpreter's own build but are not recorded for extensions built later.
+    interpreter's own build but are not recorded for extensions built later. BOLT's
+    tools are named by path: distributions install them versioned, off PATH.
     """
     parse_version(version)
-    return {
+    env = {
         "CFLAGS_NODIST": HARDENING_CFLAGS,
         "LDFLAGS_NODIST": HARDENING_LDFLAGS + " " + RPATH_LDFLAG_FOR_MAKE,
     }
+    if bolt:
+        env["LLVM_BOLT"] = bolt["tools"].rstrip("/") + "/llvm-bolt"
+        env["MERGE_FDATA"] = bolt["tools"].rstrip("/") + "/merge-fdata"
+    return env
 
 
 def setup_local(setup_stdlib_in, modules=BUILTIN_MODULES):
@@ -306,7 +326,7 @@ def _static_interpreter_by_make(version, makefile):
     return static_interpreter(version, makefile) and parse_version(version)[1] < 15
 
 
-def make_variables(version, optimization, makefile):
+def make_variables(version, optimization, makefile, bolt=None):
     """make command-line variables for the two PGO stages: (instrumented, final).
 
     makefile: makefile_variables() of the configured tree. For "none" both are the
@@ -320,6 +340,9 @@ def make_variables(version, optimization, makefile):
       and installed for embedders;
     - the instrumented build has no LTO: GCC instruments each function before LTO,
       so the profile is the same and the single-threaded LTO link happens once.
+    With bolt (bolt_config()), BOLT optimizes the interpreter alone (it no longer runs
+    libpython.so's code, so a profile of that would be empty), with CPython's flags but
+    for the platform's substitutions (an older llvm-bolt lacks some of them).
     """
     common = {"OPT": _without(makefile.get("OPT", ""), DEBUG_FLAGS)}
     if _static_interpreter_by_make(version, makefile):
@@ -327,6 +350,12 @@ def make_variables(version, optimization, makefile):
         # Not $(LIBRARY_DEPS): the interpreter no longer waits for libpython.so, so the
         # two long LTO links run side by side (make_fragment() keeps libpython.so built).
         common["LINK_PYTHON_DEPS"] = "$(LIBRARY_OBJS) $(EXPORTSYMS)"
+        if bolt:
+            common["BOLT_BINARIES"] = "$(BUILDPYTHON)"
+    substitutions = (bolt or {}).get("flag_substitutions", {})
+    if substitutions:
+        flags = makefile.get("BOLT_APPLY_FLAGS", "").split()
+        common["BOLT_APPLY_FLAGS"] = " ".join(substitutions.get(flag, flag) for flag in flags)
     final = dict(common)
     instrumented = dict(common)
     for name in ("CONFIGURE_CFLAGS_NODIST", "CONFIGURE_LDFLAGS_NODIST"):
@@ -343,19 +372,27 @@ def make_assignments(variables):
     return ["{}={}".format(name, value) for name, value in sorted(variables.items())]
 
 
-def make_steps(jobs, version, optimization, makefile, profile_task=None):
-    """The make invocations of the make phase: [(what, argv)]."""
-    instrumented, final = make_variables(version, optimization, makefile)
+def make_steps(jobs, version, optimization, makefile, profile_task=None, bolt=None):
+    """The make invocations of the make phase: [(what, argv)]. With bolt, CPython's
+    bolt-opt in two steps (profile-opt, then profile-bolt-stamp), each timed."""
+    instrumented, final = make_variables(version, optimization, makefile, bolt)
     jobs_flag = "-j{}".format(max(1, int(jobs)))
     if optimization == "none":
         return [("build", ["make", jobs_flag, *make_assignments(final)])]
     task = ["PROFILE_TASK=" + profile_task] if profile_task else []
+    instrumented_step = (
+        "instrumented build and profile run",
+        ["make", jobs_flag, "profile-run-stamp", *task, *make_assignments(instrumented)],
+    )
+    if not bolt:
+        return [instrumented_step, ("optimized build", ["make", jobs_flag, *task, *make_assignments(final)])]
     return [
+        instrumented_step,
+        ("optimized build", ["make", jobs_flag, "profile-opt", *task, *make_assignments(final)]),
         (
-            "instrumented build and profile run",
-            ["make", jobs_flag, "profile-run-stamp", *task, *make_assignments(instrumented)],
+            "BOLT instrumented run and optimization",
+            ["make", jobs_flag, "profile-bolt-stamp", *task, *make_assignments(final)],
         ),
-        ("optimized build", ["make", jobs_flag, *task, *make_assignments(final)]),
     ]
 
 
@@ -384,9 +421,9 @@ def default_profile_task(jobs):
     return "-m test --pgo -j{} --timeout=$(TESTTIMEOUT)".format(max(1, int(jobs)))
 
 
-def install_argv(version, optimization, makefile, destdir):
+def install_argv(version, optimization, makefile, destdir, bolt=None):
     """make install with the final build's variables, so nothing is rebuilt differently."""
-    _, final = make_variables(version, optimization, makefile)
+    _, final = make_variables(version, optimization, makefile, bolt)
     return ["make", "install", "DESTDIR=" + destdir, *make_assignments(final)]
 
 
@@ -738,6 +775,7 @@ class Build(object):
         self.spec = spec
         self.registry = registry
         self.platform = platform_info(registry, spec["platform"])
+        self.bolt = bolt_config(spec["version"], spec["optimization"], self.platform)
         self.work = work
         self.version = spec["version"]
         self.prefix = spec["prefix"].rstrip("/") or "/"
@@ -864,7 +902,7 @@ class Build(object):
             raise BuildError(
                 "configure", "the source tarball has no Python-{}/configure".format(self.version)
             )
-        self.configure_argv = configure_args(self.version, self.spec["optimization"], self.prefix)
+        self.configure_argv = configure_args(self.version, self.spec["optimization"], self.prefix, self.bolt)
         stdlib_setup = os.path.join(self.src, "Modules", "Setup.stdlib.in")
         if os.path.isfile(stdlib_setup):  # 3.11+; configure turns Setup.local into rules
             with open(stdlib_setup) as handle:
@@ -873,7 +911,7 @@ class Build(object):
                 handle.write(text)
             self.log.write(text)
         env = dict(self.build_env())
-        env.update(configure_env(self.version))
+        env.update(configure_env(self.version, self.bolt))
         run(self.log, "configure", ["./configure", *self.configure_argv], cwd=self.src, env=env)
 
     def build_env(self):
@@ -917,7 +955,9 @@ class Build(object):
 
     def make(self):
         profile_task = os.environ.get("BUILDFARM_PROFILE_TASK") or default_profile_task(self.jobs)
-        steps = make_steps(self.jobs, self.version, self.spec["optimization"], self.makefile(), profile_task)
+        steps = make_steps(
+            self.jobs, self.version, self.spec["optimization"], self.makefile(), profile_task, self.bolt
+        )
         env = self.make_env()
         for what, argv in steps:
             started = time.time()
@@ -930,7 +970,7 @@ class Build(object):
         run(
             self.log,
             "install",
-            install_argv(self.version, self.spec["optimization"], self.makefile(), self.destdir),
+            install_argv(self.version, self.spec["optimization"], self.makefile(), self.destdir, self.bolt),
             cwd=self.src,
             env=self.make_env(),
         )
@@ -1285,7 +1325,7 @@ class Build(object):
                 "runtime_dependencies": self.platform["runtime_dependencies"],
             },
             "configure_args": self.configure_argv,
-            "configure_env": configure_env(self.version),
+            "configure_env": configure_env(self.version, self.bolt),
             "modules": self.modules,
             "selftest": self.selftest_results,
             "timings": dict(self.timings),

@@ -39,6 +39,15 @@ class Family(BaseModel):
     common_build_dependencies: tuple[str, ...]
 
 
+class Bolt(BaseModel):
+    """llvm-bolt on a platform: pgo+lto builds of 3.13+ are then BOLT-optimized too."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    tools: str  # directory of llvm-bolt and merge-fdata; their package is a build dependency
+    # CPython's BOLT_APPLY_FLAGS that this llvm-bolt lacks -> what it has instead
+    flag_substitutions: dict[str, str] = {}
+
+
 class Platform(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     id: str
@@ -52,6 +61,7 @@ class Platform(BaseModel):
     build_dependencies: tuple[str, ...]
     runtime_dependencies: tuple[str, ...]
     missing_modules: dict[str, str] = {}
+    bolt: Bolt | None = None
 
 
 class Registry(BaseModel):

@@ -5,6 +5,7 @@ The builds come from the farm store (tests/conftest.py)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import tarfile
@@ -71,15 +72,27 @@ def test_bullseye_runtime_dependencies_are_declared(chroot_build, tmp_path):
 
 
 def test_pgo_lto_build_is_complete_and_runs(pgo_build, tmp_path):
-    """The default configuration: --enable-optimizations --with-lto, trained and working."""
+    """The default configuration: --enable-optimizations --with-lto, trained and working,
+    and BOLT-optimized (debian-12 names bolt-16 in the registry)."""
     manifest = json.loads((pgo_build.dir / "manifest.json").read_text())
     assert Manifest.model_validate(manifest).spec.optimization == "pgo+lto"
     assert "--enable-optimizations" in manifest["configure_args"]
     assert "--with-lto" in manifest["configure_args"]
+    assert "--enable-bolt" in manifest["configure_args"]
     assert manifest["modules"]["missing"] == {}
     assert "phase make done in" in pgo_build.output
+    assert "buildfarm: make: BOLT instrumented run and optimization done" in pgo_build.output
+    # The BOLT run saw the interpreter's code: the last count is of the applied profile.
+    profiled = re.findall(r"BOLT-INFO: (\d+) out of \d+ functions .* non-empty execution", pgo_build.output)
+    assert profiled and int(profiled[-1]) > 1000, profiled
     with tarfile.open(pgo_build.dir / "python-3.13.5-debian-12-x86_64.tar.gz") as archive:
         archive.extractall(tmp_path / "any where", filter="tar")
+    interpreter = tmp_path / "any where" / "python" / "bin" / "python3.13"
+    headers = subprocess.run(
+        ["readelf", "-hS", interpreter], capture_output=True, text=True, check=True
+    ).stdout
+    # What ships is llvm-bolt's output (its note survives strip), linked position-dependent.
+    assert ".note.bolt_info" in headers and re.search(r"Type:\s+EXEC", headers)
     python = tmp_path / "any where" / "python" / "bin" / "python3"
     out = subprocess.run(
         [

@@ -119,6 +119,8 @@ CONFIGURE_CFLAGS_NODIST=-fstack-protector -D_FORTIFY_SOURCE=2 -fno-semantic-inte
 CONFIGURE_LDFLAGS_NODIST=-Wl,-z,relro,-z,now -Wl,-rpath,\$$ORIGIN/../lib -fno-semantic-interposition -flto -fuse-linker-plugin -ffat-lto-objects -flto-partition=none -g
 PY_LDFLAGS_NOLTO=$(PY_LDFLAGS) $(CONFIGURE_LDFLAGS_NOLTO) $(LDFLAGS_NODIST)
 PY3LIBRARY=     libpython3.so
+BOLT_BINARIES := $(BUILDPYTHON) $(INSTSONAME)
+BOLT_APPLY_FLAGS :=  -update-debug-sections -skip-funcs=_PyEval_EvalFrameDefault,sre_ucs1_match/1,sre_ucs2_match/1,sre_ucs4_match/1  -reorder-blocks=ext-tsp -reorder-functions=cdsort -split-functions -icf=1 -inline-all -split-eh -reorder-functions-use-hot-size -peepholes=none -jump-tables=aggressive -inline-ap -indirect-call-promotion=all -dyno-stats -use-gnu-stack -frame-opt=hot
 LIBRARY_DEPS=	$(LDLIBRARY) $(PY3LIBRARY) $(EXPORTSYMS)
 LINK_PYTHON_DEPS=$(LIBRARY_DEPS)
 libpython3.so:	libpython$(LDVERSION).so
@@ -164,6 +166,66 @@ def test_make_steps(build_py):
     ((what, argv),) = build_py.make_steps("2", "3.13.5", "none", makefile)
     assert what == "build" and argv[:2] == ["make", "-j2"] and "LINK_PYTHON_OBJS=$(LIBRARY_OBJS)" in argv
     assert build_py.default_profile_task(2) == "-m test --pgo -j2 --timeout=$(TESTTIMEOUT)"
+
+
+def test_bolt_only_for_pgo_lto_313_on_platforms_that_name_it(build_py, registry_json):
+    trixie = build_py.platform_info(registry_json, "debian-13")
+    assert build_py.bolt_config("3.13.5", "pgo+lto", trixie) == {"tools": "/usr/lib/llvm-19/bin"}
+    assert build_py.bolt_config("3.13.5", "none", trixie) is None
+    assert build_py.bolt_config("3.12.11", "pgo+lto", trixie) is None
+    assert build_py.bolt_config("3.13.5", "pgo+lto", build_py.platform_info(registry_json, "rhel-9")) is None
+    # The tools' package is a build dependency wherever the registry names their directory.
+    for platform in load_registry().platforms.values():
+        if platform.bolt:
+            version = platform.bolt.tools.split("llvm-")[1].split("/")[0]
+            assert f"bolt-{version}" in platform.build_dependencies, platform.id
+
+
+BOLT_19 = {"tools": "/usr/lib/llvm-19/bin"}
+BOLT_16 = {
+    "tools": "/usr/lib/llvm-16/bin",
+    "flag_substitutions": {"-reorder-functions=cdsort": "-reorder-functions=hfsort+"},
+}
+
+
+def test_bolt_configure_and_make(build_py):
+    assert build_py.configure_args("3.13.5", "pgo+lto", "/opt/p", BOLT_19)[-3:] == [
+        "--enable-bolt",
+        "--disable-test-modules",
+        "--without-static-libpython",
+    ]
+    assert "--enable-bolt" not in build_py.configure_args("3.13.5", "pgo+lto", "/opt/p")
+    env = build_py.configure_env("3.13.5", BOLT_19)
+    assert env["LLVM_BOLT"] == "/usr/lib/llvm-19/bin/llvm-bolt"
+    assert env["MERGE_FDATA"] == "/usr/lib/llvm-19/bin/merge-fdata"
+    makefile = build_py.makefile_variables(MAKEFILE_313)
+    steps = build_py.make_steps(2, "3.13.5", "pgo+lto", makefile, "-m test --pgo", bolt=BOLT_19)
+    assert [what for what, _ in steps] == [
+        "instrumented build and profile run",
+        "optimized build",
+        "BOLT instrumented run and optimization",
+    ]
+    _, (_, optimized), (_, bolted) = steps
+    assert optimized[:3] == ["make", "-j2", "profile-opt"]
+    assert bolted[:3] == ["make", "-j2", "profile-bolt-stamp"]
+    # The static interpreter is the only binary that runs the profile, so the only one BOLTed;
+    # CPython's own BOLT flags stay (the Makefile's) unless the platform substitutes some.
+    assert "BOLT_BINARIES=$(BUILDPYTHON)" in bolted
+    assert not any(arg.startswith("BOLT_APPLY_FLAGS=") for arg in bolted)
+    install = build_py.install_argv("3.13.5", "pgo+lto", makefile, "/s", BOLT_19)
+    assert "BOLT_BINARIES=$(BUILDPYTHON)" in install
+    assert not any(
+        arg.startswith("BOLT_") for arg in build_py.install_argv("3.13.5", "pgo+lto", makefile, "/s")
+    )
+
+
+def test_bolt_flag_substitutions_for_an_older_llvm_bolt(build_py):
+    makefile = build_py.makefile_variables(MAKEFILE_313)
+    assert "-reorder-functions=cdsort" in makefile["BOLT_APPLY_FLAGS"].split()  # a := assignment
+    _, final = build_py.make_variables("3.13.5", "pgo+lto", makefile, BOLT_16)
+    flags = final["BOLT_APPLY_FLAGS"].split()
+    assert "-reorder-functions=hfsort+" in flags and "-reorder-functions=cdsort" not in flags
+    assert flags[0] == "-update-debug-sections" and "-split-functions" in flags
 
 
 def test_install_uses_the_final_variables(build_py):
