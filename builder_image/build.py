@@ -353,9 +353,9 @@ def make_variables(version, optimization, makefile, bolt=None):
         if bolt:
             common["BOLT_BINARIES"] = "$(BUILDPYTHON)"
     substitutions = (bolt or {}).get("flag_substitutions", {})
-    if substitutions:
-        flags = makefile.get("BOLT_APPLY_FLAGS", "").split()
-        common["BOLT_APPLY_FLAGS"] = " ".join(substitutions.get(flag, flag) for flag in flags)
+    for name in ("BOLT_INSTRUMENT_FLAGS", "BOLT_APPLY_FLAGS") if substitutions else ():
+        flags = makefile.get(name, "").split()
+        common[name] = " ".join(substitutions.get(flag, flag) for flag in flags)
     final = dict(common)
     instrumented = dict(common)
     for name in ("CONFIGURE_CFLAGS_NODIST", "CONFIGURE_LDFLAGS_NODIST"):

@@ -120,6 +120,7 @@ CONFIGURE_LDFLAGS_NODIST=-Wl,-z,relro,-z,now -Wl,-rpath,\$$ORIGIN/../lib -fno-se
 PY_LDFLAGS_NOLTO=$(PY_LDFLAGS) $(CONFIGURE_LDFLAGS_NOLTO) $(LDFLAGS_NODIST)
 PY3LIBRARY=     libpython3.so
 BOLT_BINARIES := $(BUILDPYTHON) $(INSTSONAME)
+BOLT_INSTRUMENT_FLAGS :=  -update-debug-sections -skip-funcs=_PyEval_EvalFrameDefault,sre_ucs1_match/1,sre_ucs2_match/1,sre_ucs4_match/1
 BOLT_APPLY_FLAGS :=  -update-debug-sections -skip-funcs=_PyEval_EvalFrameDefault,sre_ucs1_match/1,sre_ucs2_match/1,sre_ucs4_match/1  -reorder-blocks=ext-tsp -reorder-functions=cdsort -split-functions -icf=1 -inline-all -split-eh -reorder-functions-use-hot-size -peepholes=none -jump-tables=aggressive -inline-ap -indirect-call-promotion=all -dyno-stats -use-gnu-stack -frame-opt=hot
 LIBRARY_DEPS=	$(LDLIBRARY) $(PY3LIBRARY) $(EXPORTSYMS)
 LINK_PYTHON_DEPS=$(LIBRARY_DEPS)
@@ -226,6 +227,15 @@ def test_bolt_flag_substitutions_for_an_older_llvm_bolt(build_py):
     flags = final["BOLT_APPLY_FLAGS"].split()
     assert "-reorder-functions=hfsort+" in flags and "-reorder-functions=cdsort" not in flags
     assert flags[0] == "-update-debug-sections" and "-split-functions" in flags
+    # Both BOLT passes get the substitutions (a changed -skip-funcs must reach both).
+    assert final["BOLT_INSTRUMENT_FLAGS"] == makefile["BOLT_INSTRUMENT_FLAGS"]
+    skip = {
+        "-skip-funcs=_PyEval_EvalFrameDefault,sre_ucs1_match/1,sre_ucs2_match/1,sre_ucs4_match/1": "-skip-funcs=f"
+    }
+    _, final = build_py.make_variables(
+        "3.13.5", "pgo+lto", makefile, {"tools": "/t", "flag_substitutions": skip}
+    )
+    assert "-skip-funcs=f" in final["BOLT_INSTRUMENT_FLAGS"] and "-skip-funcs=f" in final["BOLT_APPLY_FLAGS"]
 
 
 def test_install_uses_the_final_variables(build_py):
