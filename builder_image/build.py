@@ -164,25 +164,31 @@ def load_platforms(path=None):
         return json.load(handle)
 
 
-def platform_info(registry, platform_id):
-    """Everything the driver needs about one platform, from the registry JSON."""
+def platform_info(registry, platform_id, arch):
+    """Everything the driver needs about one platform on one arch, from the registry JSON.
+    "bolt" is the platform's llvm-bolt entry where it has one for this arch, else None;
+    its package is then one of the build dependencies."""
     try:
         platform = registry["platforms"][platform_id]
     except KeyError:
         raise SpecError("unknown platform {!r}".format(platform_id)) from None
     family = registry["families"][platform["family"]]
     missing = platform.get("missing_modules", {})
+    bolt = platform.get("bolt")
+    if bolt and arch not in bolt["arches"]:
+        bolt = None
     return {
         "id": platform_id,
         "family": platform["family"],
         "package_format": family["package_format"],
         "arches": list(platform["arches"]),
         "build_dependencies": list(family["common_build_dependencies"])
-        + list(platform["build_dependencies"]),
+        + list(platform["build_dependencies"])
+        + ([bolt["package"]] if bolt else []),
         "runtime_dependencies": list(platform["runtime_dependencies"]),
         "expected_modules": [m for m in registry["extension_modules"]["required"] if m not in missing],
         "missing_modules": dict(missing),
-        "bolt": platform.get("bolt"),
+        "bolt": bolt,
     }
 
 
@@ -203,7 +209,7 @@ def parse_spec(text, registry):
     if unknown:
         raise SpecError("BUILD_SPEC has unknown key(s): {}".format(", ".join(unknown)))
     parse_version(spec["version"])
-    info = platform_info(registry, spec["platform"])
+    info = platform_info(registry, spec["platform"], spec["arch"])
     if spec["arch"] not in ARCHES or spec["arch"] not in info["arches"]:
         raise SpecError("unknown arch {!r} for platform {}".format(spec["arch"], spec["platform"]))
     if not isinstance(spec["build"], int) or isinstance(spec["build"], bool) or spec["build"] < 1:
@@ -235,9 +241,9 @@ def parse_spec(text, registry):
 
 
 def bolt_config(version, optimization, platform):
-    """The platform's registry "bolt" entry when this build is BOLT-optimized, else None:
-    pgo+lto builds of 3.13+ (the versions verified here) on platforms that name their
-    llvm-bolt ("tools": its directory; the package is among the build dependencies)."""
+    """The platform's "bolt" entry (platform_info()) when this build is BOLT-optimized, else
+    None: pgo+lto builds of 3.13+ (the versions verified here) where the platform has
+    llvm-bolt for the arch ("tools": its directory)."""
     if optimization != "pgo+lto" or parse_version(version)[1] < 13:
         return None
     return platform.get("bolt")
@@ -774,7 +780,7 @@ class Build(object):
     def __init__(self, spec, registry, work):
         self.spec = spec
         self.registry = registry
-        self.platform = platform_info(registry, spec["platform"])
+        self.platform = platform_info(registry, spec["platform"], spec["arch"])
         self.bolt = bolt_config(spec["version"], spec["optimization"], self.platform)
         self.work = work
         self.version = spec["version"]
@@ -1590,16 +1596,19 @@ def record_failure(build, phase, reason, tail):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) == 2 and argv[0] == "--build-dependencies":
-        # For the Dockerfiles: the registry's package list for a platform, one per line.
+    if len(argv) == 3 and argv[0] == "--build-dependencies":
+        # For the Dockerfiles: the registry's package list for a platform and arch, one per line.
         try:
-            print("\n".join(platform_info(load_platforms(), argv[1])["build_dependencies"]))
+            info = platform_info(load_platforms(), argv[1], argv[2])
+            if argv[2] not in info["arches"]:
+                raise SpecError("unknown arch {!r} for platform {}".format(argv[2], argv[1]))
+            print("\n".join(info["build_dependencies"]))
         except SpecError as error:
             say("error: {}".format(error))
             return 2
         return 0
     if argv:
-        say("usage: BUILD_SPEC='{...}' build.py   (or: build.py --build-dependencies PLATFORM)")
+        say("usage: BUILD_SPEC='{...}' build.py   (or: build.py --build-dependencies PLATFORM ARCH)")
         return 2
     signal.signal(signal.SIGTERM, _on_signal)
     text = os.environ.get("BUILD_SPEC")

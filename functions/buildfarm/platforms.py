@@ -40,10 +40,12 @@ class Family(BaseModel):
 
 
 class Bolt(BaseModel):
-    """llvm-bolt on a platform: pgo+lto builds of 3.13+ are then BOLT-optimized too."""
+    """llvm-bolt on a platform: pgo+lto builds of 3.13+ on its arches are BOLT-optimized too."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    tools: str  # directory of llvm-bolt and merge-fdata; their package is a build dependency
+    package: str  # a build dependency on these arches (Debian ships bolt-16 for amd64 only)
+    tools: str  # directory of llvm-bolt and merge-fdata
+    arches: tuple[Arch, ...]
     # CPython's BOLT_APPLY_FLAGS that this llvm-bolt lacks -> what it has instead
     flag_substitutions: dict[str, str] = {}
 
@@ -80,10 +82,12 @@ class Registry(BaseModel):
     def family_of(self, platform_id: str) -> Family:
         return self.families[self.get(platform_id).family]
 
-    def build_dependencies(self, platform_id: str) -> tuple[str, ...]:
-        """All packages a build root for this platform needs (family common + platform extras)."""
+    def build_dependencies(self, platform_id: str, arch: str) -> tuple[str, ...]:
+        """All packages a build root for this platform and arch needs (family common +
+        platform extras + llvm-bolt's package where the platform has it for the arch)."""
         platform = self.get(platform_id)
-        return self.families[platform.family].common_build_dependencies + platform.build_dependencies
+        bolt = (platform.bolt.package,) if platform.bolt and arch in platform.bolt.arches else ()
+        return self.families[platform.family].common_build_dependencies + platform.build_dependencies + bolt
 
     def expected_modules(self, platform_id: str) -> tuple[str, ...]:
         missing = self.get(platform_id).missing_modules

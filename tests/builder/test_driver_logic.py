@@ -169,22 +169,25 @@ def test_make_steps(build_py):
     assert build_py.default_profile_task(2) == "-m test --pgo -j2 --timeout=$(TESTTIMEOUT)"
 
 
-def test_bolt_only_for_pgo_lto_313_on_platforms_that_name_it(build_py, registry_json):
-    trixie = build_py.platform_info(registry_json, "debian-13")
-    assert build_py.bolt_config("3.13.5", "pgo+lto", trixie) == {"tools": "/usr/lib/llvm-19/bin"}
+def test_bolt_only_for_pgo_lto_313_where_the_platform_has_it_for_the_arch(build_py, registry_json):
+    trixie = build_py.platform_info(registry_json, "debian-13", "x86_64")
+    assert build_py.bolt_config("3.13.5", "pgo+lto", trixie)["tools"] == "/usr/lib/llvm-19/bin"
+    assert "bolt-19" in trixie["build_dependencies"]
     assert build_py.bolt_config("3.13.5", "none", trixie) is None
     assert build_py.bolt_config("3.12.11", "pgo+lto", trixie) is None
-    assert build_py.bolt_config("3.13.5", "pgo+lto", build_py.platform_info(registry_json, "rhel-9")) is None
-    # The tools' package is a build dependency wherever the registry names their directory.
-    for platform in load_registry().platforms.values():
-        if platform.bolt:
-            version = platform.bolt.tools.split("llvm-")[1].split("/")[0]
-            assert f"bolt-{version}" in platform.build_dependencies, platform.id
+    rhel = build_py.platform_info(registry_json, "rhel-9", "x86_64")
+    assert build_py.bolt_config("3.13.5", "pgo+lto", rhel) is None
+    # Debian ships bolt-16 for amd64 only: bookworm's aarch64 builds go without it.
+    bookworm_arm = build_py.platform_info(registry_json, "debian-12", "aarch64")
+    assert bookworm_arm["bolt"] is None and "bolt-16" not in bookworm_arm["build_dependencies"]
+    assert "bolt-16" in build_py.platform_info(registry_json, "debian-12", "x86_64")["build_dependencies"]
 
 
-BOLT_19 = {"tools": "/usr/lib/llvm-19/bin"}
+BOLT_19 = {"package": "bolt-19", "tools": "/usr/lib/llvm-19/bin", "arches": ["x86_64", "aarch64"]}
 BOLT_16 = {
+    "package": "bolt-16",
     "tools": "/usr/lib/llvm-16/bin",
+    "arches": ["x86_64"],
     "flag_substitutions": {"-reorder-functions=cdsort": "-reorder-functions=hfsort+"},
 }
 
@@ -339,7 +342,7 @@ def test_package_versions_sort_prereleases_first(build_py):
 
 
 def test_deb_control_from_registry(build_py, registry_json):
-    info = build_py.platform_info(registry_json, "debian-12")
+    info = build_py.platform_info(registry_json, "debian-12", "x86_64")
     control = build_py.deb_control("3.13.5", 2, "x86_64", info["runtime_dependencies"], 1234, "A <a@b.c>")
     fields = dict(line.split(": ", 1) for line in control.splitlines() if not line.startswith(" "))
     assert fields["Package"] == "python-3.13.5"
@@ -350,7 +353,7 @@ def test_deb_control_from_registry(build_py, registry_json):
 
 
 def test_rpm_spec_from_registry(build_py, registry_json):
-    info = build_py.platform_info(registry_json, "rhel-9")
+    info = build_py.platform_info(registry_json, "rhel-9", "x86_64")
     text = build_py.rpm_spec(
         "3.14.0rc2", 3, "aarch64", info["runtime_dependencies"], "/w/staging", "/opt/python/3.14.0rc2"
     )
@@ -364,18 +367,19 @@ def test_rpm_spec_from_registry(build_py, registry_json):
 
 
 def test_expected_modules_follow_the_registry(build_py, registry_json):
-    info = build_py.platform_info(registry_json, "debian-12")
+    info = build_py.platform_info(registry_json, "debian-12", "x86_64")
     assert tuple(info["expected_modules"]) == load_registry().expected_modules("debian-12")
     patched = json.loads(json.dumps(registry_json))
     patched["platforms"]["debian-12"]["missing_modules"] = {"_tkinter": "no Tk here"}
-    assert "_tkinter" not in build_py.platform_info(patched, "debian-12")["expected_modules"]
+    assert "_tkinter" not in build_py.platform_info(patched, "debian-12", "x86_64")["expected_modules"]
 
 
 def test_build_dependencies_follow_the_registry(build_py, registry_json):
     for platform in load_registry().platforms:
-        assert tuple(
-            build_py.platform_info(registry_json, platform)["build_dependencies"]
-        ) == load_registry().build_dependencies(platform)
+        for arch in ("x86_64", "aarch64"):
+            assert tuple(
+                build_py.platform_info(registry_json, platform, arch)["build_dependencies"]
+            ) == load_registry().build_dependencies(platform, arch)
 
 
 def test_relocatable_shebang(build_py, tmp_path):
@@ -455,3 +459,17 @@ def test_setup_local_builds_the_chosen_modules_in(build_py):
     ]
     # The default list has no module that needs a third-party library.
     assert not {"_sqlite3", "_ssl", "_ctypes", "zlib", "binascii", "pyexpat"} & set(build_py.BUILTIN_MODULES)
+
+
+def test_build_dependencies_command_for_the_dockerfiles(build_py, capsys):
+    """What the Dockerfiles install: the registry's list for the image's platform and arch."""
+    assert build_py.main(["--build-dependencies", "debian-12", "x86_64"]) == 0
+    assert tuple(capsys.readouterr().out.split()) == load_registry().build_dependencies("debian-12", "x86_64")
+    assert build_py.main(["--build-dependencies", "debian-12", "aarch64"]) == 0
+    assert "bolt-16" not in capsys.readouterr().out.split()
+    assert build_py.main(["--build-dependencies", "debian-99", "x86_64"]) == 2
+    assert "unknown platform 'debian-99'" in capsys.readouterr().out
+    assert build_py.main(["--build-dependencies", "debian-12", "sparc"]) == 2
+    assert "unknown arch 'sparc' for platform debian-12" in capsys.readouterr().out
+    assert build_py.main(["--build-dependencies", "debian-12"]) == 2
+    assert "--build-dependencies PLATFORM ARCH" in capsys.readouterr().out

@@ -58,7 +58,9 @@ def test_chroot_runner_for_debian_release_with_a_mirror():
     assert isinstance(runner, ChrootRunner)
     assert runner.mirror.startswith(("http://", "https://"))
     assert "ccache" not in runner.packages("/tmp/store") or os.environ.get("BUILDFARM_CCACHE") == "1"
-    assert set(load_registry().build_dependencies("debian-11")) <= set(runner.packages("/tmp/store"))
+    assert set(load_registry().build_dependencies("debian-11", runner.arch)) <= set(
+        runner.packages("/tmp/store")
+    )
     assert "python3-boto3" in runner.packages("s3://bucket/prefix")
 
 

@@ -95,7 +95,7 @@ class ChrootRunner:
         return roots.roots_dir() / f"{self.platform_id}-{self.arch}"
 
     def packages(self, store: str) -> list[str]:
-        packages = list(self.registry.build_dependencies(self.platform_id))
+        packages = list(self.registry.build_dependencies(self.platform_id, self.arch))
         if os.environ.get("BUILDFARM_CCACHE") == "1":
             packages.append("ccache")
         if store.startswith("s3://"):
