@@ -356,8 +356,8 @@ def make_variables(version, optimization, makefile, bolt=None):
         # Not $(LIBRARY_DEPS): the interpreter no longer waits for libpython.so, so the
         # two long LTO links run side by side (make_fragment() keeps libpython.so built).
         common["LINK_PYTHON_DEPS"] = "$(LIBRARY_OBJS) $(EXPORTSYMS)"
-        if bolt:
-            common["BOLT_BINARIES"] = "$(BUILDPYTHON)"
+    if bolt and static_interpreter(version, makefile):
+        common["BOLT_BINARIES"] = "$(BUILDPYTHON)"
     substitutions = (bolt or {}).get("flag_substitutions", {})
     for name in ("BOLT_INSTRUMENT_FLAGS", "BOLT_APPLY_FLAGS") if substitutions else ():
         flags = makefile.get(name, "").split()

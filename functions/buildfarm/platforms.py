@@ -46,7 +46,7 @@ class Bolt(BaseModel):
     package: str  # a build dependency on these arches (Debian ships bolt-16 for amd64 only)
     tools: str  # directory of llvm-bolt and merge-fdata
     arches: tuple[Arch, ...]
-    # CPython's BOLT_APPLY_FLAGS that this llvm-bolt lacks -> what it has instead
+    # CPython's BOLT flags (both passes) that this llvm-bolt lacks -> what it has instead
     flag_substitutions: dict[str, str] = {}
 
 

@@ -216,6 +216,9 @@ def test_bolt_configure_and_make(build_py):
     # CPython's own BOLT flags stay (the Makefile's) unless the platform substitutes some.
     assert "BOLT_BINARIES=$(BUILDPYTHON)" in bolted
     assert not any(arg.startswith("BOLT_APPLY_FLAGS=") for arg in bolted)
+    # 3.15's configure makes the static interpreter; older Makefiles keep CPython's list.
+    assert build_py.make_variables("3.15.0a1", "pgo+lto", {}, BOLT_19)[1]["BOLT_BINARIES"] == "$(BUILDPYTHON)"
+    assert "BOLT_BINARIES" not in build_py.make_variables("3.13.5", "pgo+lto", {}, BOLT_19)[1]
     install = build_py.install_argv("3.13.5", "pgo+lto", makefile, "/s", BOLT_19)
     assert "BOLT_BINARIES=$(BUILDPYTHON)" in install
     assert not any(
