@@ -172,6 +172,8 @@ def platform_info(registry, platform_id, arch):
         platform = registry["platforms"][platform_id]
     except KeyError:
         raise SpecError("unknown platform {!r}".format(platform_id)) from None
+    if arch not in ARCHES or arch not in platform["arches"]:
+        raise SpecError("unknown arch {!r} for platform {}".format(arch, platform_id))
     family = registry["families"][platform["family"]]
     missing = platform.get("missing_modules", {})
     bolt = platform.get("bolt")
@@ -181,7 +183,6 @@ def platform_info(registry, platform_id, arch):
         "id": platform_id,
         "family": platform["family"],
         "package_format": family["package_format"],
-        "arches": list(platform["arches"]),
         "build_dependencies": list(family["common_build_dependencies"])
         + list(platform["build_dependencies"])
         + ([bolt["package"]] if bolt else []),
@@ -209,9 +210,7 @@ def parse_spec(text, registry):
     if unknown:
         raise SpecError("BUILD_SPEC has unknown key(s): {}".format(", ".join(unknown)))
     parse_version(spec["version"])
-    info = platform_info(registry, spec["platform"], spec["arch"])
-    if spec["arch"] not in ARCHES or spec["arch"] not in info["arches"]:
-        raise SpecError("unknown arch {!r} for platform {}".format(spec["arch"], spec["platform"]))
+    platform_info(registry, spec["platform"], spec["arch"])  # names a bad platform or arch
     if not isinstance(spec["build"], int) or isinstance(spec["build"], bool) or spec["build"] < 1:
         raise SpecError("build must be a positive integer, not {!r}".format(spec["build"]))
     source = spec["source"]
@@ -358,10 +357,11 @@ def make_variables(version, optimization, makefile, bolt=None):
         common["LINK_PYTHON_DEPS"] = "$(LIBRARY_OBJS) $(EXPORTSYMS)"
     if bolt and static_interpreter(version, makefile):
         common["BOLT_BINARIES"] = "$(BUILDPYTHON)"
-    substitutions = (bolt or {}).get("flag_substitutions", {})
-    for name in ("BOLT_INSTRUMENT_FLAGS", "BOLT_APPLY_FLAGS") if substitutions else ():
-        flags = makefile.get(name, "").split()
-        common[name] = " ".join(substitutions.get(flag, flag) for flag in flags)
+    substitutions = (bolt or {}).get("flag_substitutions")
+    if substitutions:
+        for name in ("BOLT_INSTRUMENT_FLAGS", "BOLT_APPLY_FLAGS"):
+            flags = makefile.get(name, "").split()
+            common[name] = " ".join(substitutions.get(flag, flag) for flag in flags)
     final = dict(common)
     instrumented = dict(common)
     for name in ("CONFIGURE_CFLAGS_NODIST", "CONFIGURE_LDFLAGS_NODIST"):
@@ -379,27 +379,29 @@ def make_assignments(variables):
 
 
 def make_steps(jobs, version, optimization, makefile, profile_task=None, bolt=None):
-    """The make invocations of the make phase: [(what, argv)]. With bolt, CPython's
-    bolt-opt in two steps (profile-opt, then profile-bolt-stamp), each timed."""
+    """The make invocations of the make phase: [(what, argv)]. pgo+lto runs CPython's
+    profile-opt in its two stages, each timed, then with bolt profile-bolt-stamp (what
+    CPython's bolt-opt does after profile-opt)."""
     instrumented, final = make_variables(version, optimization, makefile, bolt)
     jobs_flag = "-j{}".format(max(1, int(jobs)))
     if optimization == "none":
         return [("build", ["make", jobs_flag, *make_assignments(final)])]
     task = ["PROFILE_TASK=" + profile_task] if profile_task else []
-    instrumented_step = (
-        "instrumented build and profile run",
-        ["make", jobs_flag, "profile-run-stamp", *task, *make_assignments(instrumented)],
-    )
-    if not bolt:
-        return [instrumented_step, ("optimized build", ["make", jobs_flag, *task, *make_assignments(final)])]
-    return [
-        instrumented_step,
-        ("optimized build", ["make", jobs_flag, "profile-opt", *task, *make_assignments(final)]),
+    steps = [
         (
-            "BOLT instrumented run and optimization",
-            ["make", jobs_flag, "profile-bolt-stamp", *task, *make_assignments(final)],
+            "instrumented build and profile run",
+            ["make", jobs_flag, "profile-run-stamp", *task, *make_assignments(instrumented)],
         ),
+        ("optimized build", ["make", jobs_flag, "profile-opt", *task, *make_assignments(final)]),
     ]
+    if bolt:
+        steps.append(
+            (
+                "BOLT instrumented run and optimization",
+                ["make", jobs_flag, "profile-bolt-stamp", *task, *make_assignments(final)],
+            )
+        )
+    return steps
 
 
 def make_fragment(version, makefile):
@@ -1599,10 +1601,7 @@ def main(argv=None):
     if len(argv) == 3 and argv[0] == "--build-dependencies":
         # For the Dockerfiles: the registry's package list for a platform and arch, one per line.
         try:
-            info = platform_info(load_platforms(), argv[1], argv[2])
-            if argv[2] not in info["arches"]:
-                raise SpecError("unknown arch {!r} for platform {}".format(argv[2], argv[1]))
-            print("\n".join(info["build_dependencies"]))
+            print("\n".join(platform_info(load_platforms(), argv[1], argv[2])["build_dependencies"]))
         except SpecError as error:
             say("error: {}".format(error))
             return 2
