@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import boto3
 import pytest
@@ -152,9 +153,11 @@ def test_dry_run_event_writes_nothing(store, s3_writes):
 
 
 def read_json_seed_fresh():
-    from buildfarm.releases import load_seed
+    from buildfarm.releases import iso, load_seed
 
-    return load_seed().model_copy(update={"updated": "2026-11-22T09:00:00Z"}).model_dump(mode="json")
+    # Refreshed just now by the clock the handler reads, so no refresh is due (any date).
+    now = iso(datetime.now(UTC))
+    return load_seed().model_copy(update={"updated": now, "checked": now}).model_dump(mode="json")
 
 
 # Malformed workflow inputs, each with what the error message must quote.
