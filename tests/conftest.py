@@ -45,6 +45,9 @@ SHORT_PROFILE_TASK = (
 SHORT_SELFTEST = "test_sqlite3 test_ctypes test_zlib test_lzma test_bz2 test_hashlib test_json"
 # Cells of the farm store, in build order (request order).
 FARM_CELLS = (f"{TEST_VERSION}/debian-12/x86_64", f"{TEST_VERSION}/debian-11/x86_64")
+# Compiler cache and chroot build roots. CI points this outside the clone
+# (BUILDFARM_TEST_CACHE, set by .ci/run) so that runs on the same machine share them.
+TEST_CACHE = Path(os.environ.get("BUILDFARM_TEST_CACHE") or REPO / ".cache")
 
 
 def _sha256sums() -> dict[str, str]:
@@ -97,14 +100,14 @@ def source_mirror(tmp_path_factory: pytest.TempPathFactory, http_dir_server) -> 
 
 @pytest.fixture(scope="session")
 def fast_build_env() -> Iterator[None]:
-    """Environment for real builds in tests: ccache (in the checkout's .cache, so reruns are
-    fast; CI starts cold), a short PGO task and self-test, cached chroot build roots."""
+    """Environment for real builds in tests: ccache and cached chroot build roots (under
+    TEST_CACHE, so reruns are fast; a bare machine starts cold), a short PGO task and self-test."""
     settings = {
         "BUILDFARM_CCACHE": "1",
-        "CCACHE_DIR": str(REPO / ".cache" / "ccache"),
+        "CCACHE_DIR": str(TEST_CACHE / "ccache"),
         "BUILDFARM_PROFILE_TASK": SHORT_PROFILE_TASK,
         "BUILDFARM_SELFTEST_TESTS": SHORT_SELFTEST,
-        "BUILDFARM_ROOTS_DIR": os.environ.get("BUILDFARM_ROOTS_DIR", str(REPO / ".cache" / "roots")),
+        "BUILDFARM_ROOTS_DIR": os.environ.get("BUILDFARM_ROOTS_DIR", str(TEST_CACHE / "roots")),
     }
     saved = {name: os.environ.get(name) for name in settings}
     os.environ.update(settings)
