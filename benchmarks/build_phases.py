@@ -1,17 +1,17 @@
 """Build time per phase (optimization none and pgo+lto) and tarball size, against the targets.
 
-    .venv/bin/python benchmarks/build_phases.py [--runner host|chroot] [--platform P]
-        [--optimization none pgo+lto] [--ccache] [--profile-task '-m test --pgo ...']
+    .venv/bin/python benchmarks/build_phases.py [--series 3.9|3.11|3.13] [--runner host|chroot]
+        [--platform P] [--optimization none pgo+lto] [--ccache] [--profile-task '-m test --pgo ...']
 
-Targets on 2 cores: none <= 3 min, pgo+lto <= 10 min, 3.13 tarball <= 35 MB. Prints each
-phase's seconds and the ratios measured/target (<= 1.0 meets the target). By default the
-builds are cold (no ccache) with CPython's own PGO task, as in production.
+Builds the newest release of the series in ../shared/cpython-src (3.13: 3.13.15). Targets on
+2 cores: none <= 2 min, pgo+lto <= 8 min, tarball <= 35 MB. Prints each phase's seconds and
+the ratios measured/target (<= 1.0 meets the target). By default the builds are cold (no
+ccache) with CPython's own PGO task and the production self-test, as in production.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import os
 import sys
@@ -19,29 +19,22 @@ import tempfile
 import time
 from pathlib import Path
 
+from shared_sources import local_mirror, newest_source
+
 from buildfarm.models import BuildSpec, artifact_dir
 from buildfarm.platforms import load_registry
 from buildfarm.runners import host_platform_id, select_runner
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCES = REPO.parent / "shared" / "cpython-src"
-VERSION = "3.13.5"
-TARGET_SECONDS = {"none": 180.0, "pgo+lto": 600.0}
+TARGET_SECONDS = {"none": 120.0, "pgo+lto": 480.0}
 TARGET_TARBALL_MB = 35.0
-
-
-def local_mirror(workdir: Path) -> tuple[str, str]:
-    """A file:// python.org-shaped mirror of ../shared/cpython-src and the tarball's sha256."""
-    tarball = SOURCES / f"Python-{VERSION}.tar.xz"
-    (workdir / "mirror" / VERSION).mkdir(parents=True)
-    (workdir / "mirror" / VERSION / tarball.name).symlink_to(tarball)
-    return f"file://{workdir / 'mirror'}", hashlib.sha256(tarball.read_bytes()).hexdigest()
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--series", default="3.13", help="3.9, 3.11 or 3.13 (default 3.13)")
     parser.add_argument("--platform", default=host_platform_id(load_registry()) or "debian-12")
     parser.add_argument("--runner", default="auto")
     parser.add_argument("--optimization", nargs="+", default=["none", "pgo+lto"])
@@ -62,25 +55,26 @@ def main() -> int:
     os.environ.pop("BUILDFARM_SELFTEST_TESTS", None)  # the production self-test
 
     runner = select_runner(args.platform, args.runner)
+    version, source = newest_source(args.series)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-build-") as tmp:
         workdir = Path(tmp)
-        mirror, sha256 = local_mirror(workdir)
+        url, sha256 = local_mirror(workdir, version, source)
         for optimization in args.optimization:
             store = (args.keep or workdir) / f"store-{optimization.replace('+', '-')}"
             spec = BuildSpec(
-                version=VERSION,
+                version=version,
                 platform=args.platform,
                 arch="x86_64",
                 build=1,
-                source={"url": f"{mirror}/{VERSION}/Python-{VERSION}.tar.xz", "sha256": sha256},
-                prefix=f"/opt/python/{VERSION}",
+                source={"url": url, "sha256": sha256},
+                prefix=f"/opt/python/{version}",
                 optimization=optimization,
                 store=str(store),
-                artifact_dir=artifact_dir(VERSION, args.platform, "x86_64", 1),
+                artifact_dir=artifact_dir(version, args.platform, "x86_64", 1),
             )
             print(
-                f"building {VERSION} {args.platform} {optimization} with the {runner.name} runner ...",
+                f"building {version} {args.platform} {optimization} with the {runner.name} runner ...",
                 flush=True,
             )
             started = time.monotonic()
@@ -89,12 +83,12 @@ def main() -> int:
             if not result.ok:
                 print(f"  FAILED in {result.failed_phase}: {result.reason} (log: {result.log_path})")
                 return 1
-            tarball = store / spec.artifact_dir / f"python-{VERSION}-{args.platform}-x86_64.tar.gz"
+            tarball = store / spec.artifact_dir / f"python-{version}-{args.platform}-x86_64.tar.gz"
             rows.append((optimization, result.timings, total, tarball.stat().st_size / 1e6))
 
     print()
     ccache = "on" if args.ccache else "off"
-    print(f"CPython {VERSION} on {args.platform}, {os.cpu_count()} cores, ccache={ccache}, "
+    print(f"CPython {version} on {args.platform}, {os.cpu_count()} cores, ccache={ccache}, "
           f"PROFILE_TASK={args.profile_task or 'CPython default'}")  # fmt: skip
     phases = list(rows[0][1])
     print(f"{'phase':<12}" + "".join(f"{opt:>12}" for opt, *_ in rows))

@@ -1,19 +1,19 @@
 """Interpreter speed: our pgo+lto CPython against the distribution's interpreter of the same
-version, on a pyperformance-style subset run with pyperf, both in the same trixie root.
+series, on a pyperformance-style subset run with pyperf, both in the same Debian root.
 
-    .venv/bin/python benchmarks/interpreter_speed.py [--tarball PATH] [--profile-task TASK]
-        [--rigorous] [--rounds N]
+    .venv/bin/python benchmarks/interpreter_speed.py [--series 3.9|3.11|3.13] [--tarball PATH]
+        [--profile-task TASK] [--rigorous] [--rounds N]
 
-Without --tarball it first builds 3.13.5 pgo+lto for debian-13 with the chroot runner
-(CPython's own PGO task unless --profile-task). The reference is trixie's python3.13
-(3.13.5), installed in the same debian-13 root. Prints per-benchmark times and the geometric
-mean of reference/ours; the target is >= 1.03.
+Series and reference: 3.9 against bullseye's python3.9 (debian-11 root), 3.11 against
+bookworm's python3.11 (debian-12), 3.13 against trixie's python3.13 (debian-13). Without
+--tarball it first builds the newest release of the series in ../shared/cpython-src, pgo+lto,
+for that platform with the chroot runner (CPython's own PGO task unless --profile-task).
+Prints per-benchmark times and the geometric mean of reference/ours; the target is >= 1.05.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import math
@@ -26,14 +26,12 @@ import tempfile
 from pathlib import Path
 
 import pyperf
+from shared_sources import REFERENCE, local_mirror, newest_source
 
 from buildfarm.models import BuildSpec, artifact_dir
 from buildfarm.runners import roots, select_runner
 
-REPO = Path(__file__).resolve().parents[1]
-VERSION = "3.13.5"
-PLATFORM = "debian-13"
-TARGET = 1.03
+TARGET = 1.05
 
 # Self-contained pyperformance-style benchmarks (no third-party packages), each a pyperf script.
 BENCHMARKS = {
@@ -180,40 +178,40 @@ runner.bench_func(NAME, bench)
 """
 
 
-def build_ours(profile_task: str | None, workdir: Path) -> Path:
-    tarball = REPO.parent / "shared" / "cpython-src" / f"Python-{VERSION}.tar.xz"
-    mirror = workdir / "mirror" / VERSION
-    mirror.mkdir(parents=True)
-    (mirror / tarball.name).symlink_to(tarball)
+def build_ours(series: str, profile_task: str | None, workdir: Path) -> Path:
+    """Our pgo+lto build of the series' newest shared source, for its reference platform."""
+    version, source = newest_source(series)
+    platform = REFERENCE[series][0]
+    url, sha256 = local_mirror(workdir, version, source)
     if profile_task:
         os.environ["BUILDFARM_PROFILE_TASK"] = profile_task
     else:
         os.environ.pop("BUILDFARM_PROFILE_TASK", None)
-    runner = select_runner(PLATFORM, "chroot")
-    sha256 = hashlib.sha256(tarball.read_bytes()).hexdigest()
+    runner = select_runner(platform, "chroot")
     spec = BuildSpec(
-        version=VERSION,
-        platform=PLATFORM,
+        version=version,
+        platform=platform,
         arch="x86_64",
         build=1,
-        source={"url": f"file://{mirror / tarball.name}", "sha256": sha256},
-        prefix=f"/opt/python/{VERSION}",
+        source={"url": url, "sha256": sha256},
+        prefix=f"/opt/python/{version}",
         optimization="pgo+lto",
         store=str(workdir / "store"),
-        artifact_dir=artifact_dir(VERSION, PLATFORM, "x86_64", 1),
+        artifact_dir=artifact_dir(version, platform, "x86_64", 1),
     )
-    print(f"building {VERSION} {PLATFORM} pgo+lto with the chroot runner (takes a while) ...", flush=True)
+    print(f"building {version} {platform} pgo+lto with the chroot runner (takes a while) ...", flush=True)
     result = runner.run(spec, output=io.StringIO())
     if not result.ok:
         raise SystemExit(f"build failed in {result.failed_phase}: {result.reason} (log: {result.log_path})")
-    return workdir / "store" / spec.artifact_dir / f"python-{VERSION}-{PLATFORM}-x86_64.tar.gz"
+    return workdir / "store" / spec.artifact_dir / f"python-{version}-{platform}-x86_64.tar.gz"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--tarball", type=Path, help="an existing debian-13 pgo+lto tarball of 3.13.5")
+    parser.add_argument("--series", choices=sorted(REFERENCE), default="3.13", help="default 3.13")
+    parser.add_argument("--tarball", type=Path, help="an existing pgo+lto tarball of the series")
     parser.add_argument("--profile-task", help="PGO task for the build (default: CPython's)")
     parser.add_argument("--rigorous", action="store_true", help="pyperf --rigorous instead of --fast")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median; default 3)")
@@ -223,9 +221,11 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-speed-") as tmp:
         workdir = Path(tmp)
-        tarball = args.tarball or build_ours(args.profile_task, workdir)
-        runner = select_runner(PLATFORM, "chroot")
-        root = runner.ensure_root(runner.packages(str(workdir)), io.StringIO())  # has trixie's python3.13
+        platform, reference_python, codename = REFERENCE[args.series]
+        tarball = args.tarball or build_ours(args.series, args.profile_task, workdir)
+        runner = select_runner(platform, "chroot")
+        # The root's build dependencies include python3: the distribution's interpreter.
+        root = runner.ensure_root(runner.packages(str(workdir)), io.StringIO())
         bench_dir = root / "opt" / "bench"
         if bench_dir.exists():
             shutil.rmtree(bench_dir)
@@ -236,7 +236,7 @@ def main() -> int:
             archive.extractall(bench_dir, filter="tar")
         for name, body in BENCHMARKS.items():
             (bench_dir / f"bm_{name}.py").write_text(body + f"\nNAME = {name!r}\n" + SCRIPT_FOOTER)
-        interpreters = {"ours": "/opt/bench/python/bin/python3", "trixie": "/usr/bin/python3.13"}
+        interpreters = {"ours": "/opt/bench/python/bin/python3", codename: reference_python}
         mode = "--rigorous" if args.rigorous else "--fast"
         env = {"PYTHONPATH": "/opt/bench/lib"}
         means: dict[str, dict[str, list[float]]] = {}
@@ -264,17 +264,17 @@ def main() -> int:
         shutil.rmtree(bench_dir, ignore_errors=True)
 
     print()
-    print(f"{'benchmark':<26}{'trixie (ms)':>12}{'ours (ms)':>12}{'speed-up':>10}")
+    print(f"{'benchmark':<26}{codename + ' (ms)':>14}{'ours (ms)':>12}{'speed-up':>10}")
     ratios = []
     for name, runs in means.items():
-        trixie, ours = statistics.median(runs["trixie"]), statistics.median(runs["ours"])
-        ratio = trixie / ours
+        reference, ours = statistics.median(runs[codename]), statistics.median(runs["ours"])
+        ratio = reference / ours
         ratios.append(ratio)
-        print(f"{name:<26}{trixie * 1e3:>12.2f}{ours * 1e3:>12.2f}{ratio:>9.3f}x")
+        print(f"{name:<26}{reference * 1e3:>14.2f}{ours * 1e3:>12.2f}{ratio:>9.3f}x")
     geomean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
-    print(f"\ngeometric mean speed-up vs trixie's python3.13: {geomean:.3f}x (target >= {TARGET}); "
-          f"ratio to target {geomean / TARGET:.3f}")  # fmt: skip
-    print(json.dumps({"geomean": round(geomean, 4), "target": TARGET}))
+    print(f"\ngeometric mean speed-up vs {codename}'s {reference_python}: {geomean:.3f}x "
+          f"(target >= {TARGET}); ratio to target {geomean / TARGET:.3f}")  # fmt: skip
+    print(json.dumps({"series": args.series, "geomean": round(geomean, 4), "target": TARGET}))
     return 0
 
 
