@@ -17,12 +17,16 @@ Phases: preflight -> fetch -> verify -> configure -> make -> install -> selftest
 (next to the artifacts, or under logs/ with failure.json when the build fails);
 on failure the last lines of the failing phase are printed.
 
+Environment hygiene: configure, make and every other child get buildenv.child_env(),
+an allow-list, never the caller's environment (OPT, CFLAGS, CC, ... change nothing).
+
 Optional environment: BUILDFARM_WORK_DIR (scratch; default a temp dir),
 BUILDFARM_JOBS (make -j; default all cores), BUILDFARM_PROFILE_TASK (PGO
 training task), BUILDFARM_CCACHE=1 (use ccache if installed),
 BUILDFARM_SELFTEST_TESTS (space-separated CPython tests for the self-test),
 BUILDFARM_CHECK_BUILD_DEPS=0 (skip the build-dependency check),
-BUILDFARM_LOG_FILE (also copy the full log there), BUILDFARM_BUILDER_IMAGE
+BUILDFARM_LOG_FILE (also copy the full log there), BUILDFARM_STOP_AFTER=PHASE (stop
+after that phase, publishing nothing: e.g. configure, for tests), BUILDFARM_BUILDER_IMAGE
 (recorded in the manifest), BUILDFARM_KEEP_WORK=1, BUILDFARM_MAINTAINER,
 AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL (S3 endpoint override).
 """
@@ -42,9 +46,15 @@ import tarfile
 import tempfile
 import time
 import traceback
-import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)  # the sibling modules below (the runners mount all of builder_image/)
+import buildenv  # noqa: E402
+import relocation  # noqa: E402
+import selftest  # noqa: E402
+import series as by_series  # noqa: E402 - build.py has its own series() function
+from selftest import EMBED_PROGRAM, IMPORT_SCRIPT, PYTHON_INFO_SCRIPT, make_test_wheel  # noqa: E402,F401
+
 DRIVER_VERSION = "1"
 PHASES = (
     "preflight",
@@ -77,44 +87,9 @@ DEBUG_FLAGS = ("-g",)
 # Extension modules built into libpython (and so into the interpreter), as Debian builds
 # them: no third-party libraries, and called often. Built in, they are compiled as core
 # code (the thread state without a function call, LTO across the call) instead of being
-# loaded .so files that reach the interpreter through the PLT.
-BUILTIN_MODULES = (
-    "_bisect",
-    "_csv",
-    "_datetime",
-    "_heapq",
-    "_json",
-    "_opcode",
-    "_pickle",
-    "_posixsubprocess",
-    "_random",
-    "_socket",
-    "_statistics",
-    "_struct",
-    "array",
-    "cmath",
-    "fcntl",
-    "grp",
-    "math",
-    "select",
-    "unicodedata",
-)
-# Short but meaningful (~30 s on 2 cores): exercises the C libraries the build links
-# against. test_ssl and test_venv are left out for time (minutes on 2 cores).
-DEFAULT_SELFTEST_TESTS = (
-    "test_sqlite3",
-    "test_ctypes",
-    "test_zlib",
-    "test_lzma",
-    "test_bz2",
-    "test_hashlib",
-    "test_json",
-    "test_uuid",
-    "test_dbm",
-    "test_readline",
-    "test_decimal",
-    "test_struct",
-)
+# loaded .so files that reach the interpreter through the PLT. Per series:
+# by_series.builtin_modules() (none for 3.9/3.10, and why).
+BUILTIN_MODULES = by_series.BUILTIN_MODULES
 TAIL_LINES = 40
 
 _VERSION_RE = re.compile(r"^3\.(\d{1,2})\.(\d{1,2})(?:(a|b|rc)(\d{1,2}))?$")
@@ -378,10 +353,31 @@ def make_assignments(variables):
     return ["{}={}".format(name, value) for name, value in sorted(variables.items())]
 
 
+def bolt_binaries(version, makefile):
+    """The files llvm-bolt rewrites, relative to the build directory: the interpreter
+    (BUILDPYTHON on Linux), and libpython.so where the interpreter still links it
+    (CPython's default BOLT_BINARIES with --enable-shared)."""
+    if static_interpreter(version, makefile):
+        return ["python"]
+    return ["python"] + ([makefile["INSTSONAME"]] if makefile.get("INSTSONAME") else [])
+
+
+def restore_gnu_stack_argv(version, makefile):
+    """Puts a non-executable PT_GNU_STACK back into the BOLTed binaries. CPython's
+    BOLT_APPLY_FLAGS have -use-gnu-stack: llvm-bolt then writes the LOAD segment of its
+    new code over the PT_GNU_STACK program header, and the stack becomes executable
+    (the ABI default on x86_64). Without -use-gnu-stack it moves the program header
+    table into a new segment instead, which `strip` (binutils) corrupts. So BOLT keeps
+    its flag and hardening.py gives PT_GNU_STACK a spare program header: the PT_NOTE
+    that ld emits beside PT_GNU_PROPERTY for the same bytes (see its docstring)."""
+    script = os.path.join(HERE, "hardening.py")
+    return [sys.executable, script, "--restore-gnu-stack", *bolt_binaries(version, makefile)]
+
+
 def make_steps(jobs, version, optimization, makefile, profile_task=None, bolt=None):
     """The make invocations of the make phase: [(what, argv)]. pgo+lto runs CPython's
     profile-opt in its two stages, each timed, then with bolt profile-bolt-stamp (what
-    CPython's bolt-opt does after profile-opt)."""
+    CPython's bolt-opt does after profile-opt) and restore_gnu_stack_argv()."""
     instrumented, final = make_variables(version, optimization, makefile, bolt)
     jobs_flag = "-j{}".format(max(1, int(jobs)))
     if optimization == "none":
@@ -400,6 +396,9 @@ def make_steps(jobs, version, optimization, makefile, profile_task=None, bolt=No
                 "BOLT instrumented run and optimization",
                 ["make", jobs_flag, "profile-bolt-stamp", *task, *make_assignments(final)],
             )
+        )
+        steps.append(
+            ("PT_GNU_STACK back into the BOLTed binaries", restore_gnu_stack_argv(version, makefile))
         )
     return steps
 
@@ -424,9 +423,9 @@ def make_fragment(version, makefile):
     return "# Added by the build farm's driver (build.py).\n" + "\n".join(rules) + "\n"
 
 
-def default_profile_task(jobs):
+def default_profile_task(jobs, version="3.13.0"):
     """CPython's own PGO task (regrtest --pgo), its tests spread over all cores."""
-    return "-m test --pgo -j{} --timeout=$(TESTTIMEOUT)".format(max(1, int(jobs)))
+    return by_series.profile_task(version, jobs)
 
 
 def install_argv(version, optimization, makefile, destdir, bolt=None):
@@ -800,12 +799,10 @@ class Build(object):
         self.selftest_results = {}
         self.python_info = {}
         self.artifacts = []
-        self.env = dict(os.environ)
-        self.env.pop("BUILD_SPEC", None)
-        self.env["LC_ALL"] = "C.UTF-8" if self._has_c_utf8() else "C"
-        # The PGO training and the self-test must not pick up the driver's own python setup.
-        for name in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "PYTHONNOUSERSITE"):
-            self.env.pop(name, None)
+        # An allow-list, not os.environ: nothing from the caller's shell reaches the build.
+        self.home = os.path.join(work, "home")
+        os.makedirs(self.home, exist_ok=True)
+        self.env = buildenv.child_env(os.environ, self.home, self._has_c_utf8())
 
     @staticmethod
     def _has_c_utf8():
@@ -914,7 +911,7 @@ class Build(object):
         stdlib_setup = os.path.join(self.src, "Modules", "Setup.stdlib.in")
         if os.path.isfile(stdlib_setup):  # 3.11+; configure turns Setup.local into rules
             with open(stdlib_setup) as handle:
-                text = setup_local(handle.read())
+                text = setup_local(handle.read(), by_series.builtin_modules(self.version))
             with open(os.path.join(self.src, "Modules", "Setup.local"), "w") as handle:
                 handle.write(text)
             self.log.write(text)
@@ -924,18 +921,16 @@ class Build(object):
 
     def build_env(self):
         env = dict(self.env)
-        if os.environ.get("BUILDFARM_CCACHE") == "1" and shutil.which("ccache"):
+        ccache = shutil.which("ccache", path=env["PATH"])
+        if os.environ.get("BUILDFARM_CCACHE") == "1" and ccache:
             # ccache by masquerading (compiler names on PATH): CC stays "gcc", so the
             # sysconfig data that extensions are built with never mentions ccache.
             shims = os.path.join(self.work, "ccache-bin")
             if not os.path.isdir(shims):
                 os.makedirs(shims)
                 for name in ("gcc", "cc", "g++", "c++"):
-                    os.symlink(shutil.which("ccache"), os.path.join(shims, name))
-            env["PATH"] = shims + os.pathsep + env.get("PATH", "/usr/bin:/bin")
-            env["CCACHE_BASEDIR"] = self.work
-            env["CCACHE_NOHASHDIR"] = "true"
-            env.setdefault("CCACHE_MAXSIZE", "5G")
+                    os.symlink(ccache, os.path.join(shims, name))
+            env = buildenv.ccache_env(env, os.environ, shims, self.work)
         return env
 
     @property
@@ -962,7 +957,9 @@ class Build(object):
         return env
 
     def make(self):
-        profile_task = os.environ.get("BUILDFARM_PROFILE_TASK") or default_profile_task(self.jobs)
+        profile_task = os.environ.get("BUILDFARM_PROFILE_TASK") or default_profile_task(
+            self.jobs, self.version
+        )
         steps = make_steps(
             self.jobs, self.version, self.spec["optimization"], self.makefile(), profile_task, self.bolt
         )
@@ -986,6 +983,7 @@ class Build(object):
             raise BuildError("install", "no bin/{} in the staged tree".format(self.python_bin))
         self.strip_binaries()
         self.make_scripts_relocatable()
+        self.make_config_relocatable()
         self.check_linkage()
 
     def strip_binaries(self):
@@ -1012,6 +1010,30 @@ class Build(object):
                     handle.write(rewritten)
                 self.log.write("relocatable shebang: bin/{}\n".format(name))
 
+    def make_config_relocatable(self):
+        """sysconfig data and pkg-config files computed relative to the tree (relocation.py)."""
+        libdir = os.path.join(self.tree, "lib", self.python_bin)
+        for name in sorted(os.listdir(libdir)):
+            if name.startswith("_sysconfigdata_") and name.endswith(".py"):
+                self._rewrite(os.path.join(libdir, name), relocation.relocatable_sysconfigdata)
+                python = os.path.join(self.tree, "bin", self.python_bin)
+                # Refresh its bytecode (all three levels install wrote), named as installed.
+                installed_dir = os.path.join(self.prefix, "lib", self.python_bin)
+                argv = [python, "-c", RECOMPILE_SCRIPT, os.path.join(libdir, name), installed_dir]
+                run(self.log, "install", argv, env=self.env)
+        pkgconfig = os.path.join(self.tree, "lib", "pkgconfig")
+        for name in sorted(os.listdir(pkgconfig)):
+            path = os.path.join(pkgconfig, name)
+            if name.endswith(".pc") and not os.path.islink(path):
+                self._rewrite(path, relocation.relocatable_pc)
+
+    def _rewrite(self, path, transform):
+        with open(path) as handle:
+            text = handle.read()
+        with open(path, "w") as handle:
+            handle.write(transform(text, self.prefix))
+        self.log.write("relocatable: {}\n".format(os.path.relpath(path, self.tree)))
+
     def check_linkage(self):
         binary = os.path.join(self.tree, "bin", self.python_bin)
         _, output = run(self.log, "install", ["readelf", "-d", binary], env=self.env)
@@ -1035,149 +1057,35 @@ class Build(object):
             )
 
     def selftest_env(self):
-        env = dict(self.env)
-        env.pop("LD_LIBRARY_PATH", None)  # the rpath alone must find libpython
-        for name in list(env):
-            if name.startswith("PIP_"):  # e.g. the build host's PIP_FIND_LINKS
-                del env[name]
+        env = dict(self.env)  # already an allow-list: no PYTHON*, PIP_*, LD_LIBRARY_PATH
         env["PYTHONNOUSERSITE"] = "1"
         env["PIP_NO_INDEX"] = "1"
         env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-        env["HOME"] = os.path.join(self.work, "home")
-        os.makedirs(env["HOME"], exist_ok=True)
         return env
 
     def selftest(self):
-        env = self.selftest_env()
-        python = os.path.join(self.tree, "bin", self.python_bin)
-        scratch = os.path.join(self.work, "selftest")
-        if os.path.exists(scratch):
-            shutil.rmtree(scratch)
-        os.makedirs(scratch)
-
-        # 1. Facts about the interpreter (for the manifest).
-        _, output = run(
+        """selftest.py's checks on the staged tree; BUILDFARM_SELFTEST_TESTS overrides
+        the series' test list (series.selftest_tests())."""
+        tests = os.environ.get("BUILDFARM_SELFTEST_TESTS")
+        context = selftest.Context(
+            self.tree,
+            self.version,
+            self.platform,
+            self.src,
+            os.path.join(self.work, "selftest"),
             self.log,
-            "selftest",
-            [python, "-c", PYTHON_INFO_SCRIPT],
-            cwd=scratch,
-            env=env,
+            self.selftest_env(),
+            tests=tests.split() if tests is not None else None,
+            jobs=self.jobs,
         )
-        self.python_info = json.loads(output.strip().splitlines()[-1])
-        if self.python_info["version"] != self.version:
-            raise BuildError(
-                "selftest",
-                "the interpreter says it is {}, not {}".format(self.python_info["version"], self.version),
-            )
-
-        # 2. Every module the platform should have imports.
-        expected = self.platform["expected_modules"]
-        _, output = run(
-            self.log,
-            "selftest",
-            [python, "-c", IMPORT_SCRIPT, *expected],
-            cwd=scratch,
-            env=env,
-        )
-        result = json.loads(output.strip().splitlines()[-1])
-        self.modules = {
-            "expected": expected,
-            "imported": result["imported"],
-            "missing": result["missing"],
-            "excused": self.platform["missing_modules"],
-            "extension_modules": result["extension_modules"],
-        }
-        if result["missing"]:
-            details = "; ".join("{} ({})".format(k, v) for k, v in sorted(result["missing"].items()))
-            raise BuildError("selftest", "missing modules: " + details)
-        self.selftest_results["modules"] = "ok ({} imported)".format(len(result["imported"]))
-
-        # 3. A subset of CPython's own test suite. --disable-test-modules keeps Lib/test
-        # out of the tree, so the tests come from the source on PYTHONPATH.
-        tests = os.environ.get("BUILDFARM_SELFTEST_TESTS", " ".join(DEFAULT_SELFTEST_TESTS)).split()
-        if tests:
-            testroot = os.path.join(scratch, "testsuite")
-            os.makedirs(testroot)
-            shutil.copytree(
-                os.path.join(self.src, "Lib", "test"), os.path.join(testroot, "test"), symlinks=True
-            )
-            test_env = dict(env)
-            test_env["PYTHONPATH"] = testroot
-            run(
-                self.log,
-                "selftest",
-                [python, "-m", "test", "-j" + self.jobs, "--timeout=600", "-w", *tests],
-                cwd=scratch,
-                env=test_env,
-            )
-            self.selftest_results["tests"] = "passed: " + " ".join(tests)
-
-        # 4. pip installs a package, offline: a venv (with ensurepip's bundled pip) and
-        # a tiny wheel made here.
-        wheel = make_test_wheel(scratch)
-        venv = os.path.join(scratch, "venv")
-        run(self.log, "selftest", [python, "-m", "venv", venv], cwd=scratch, env=env)
-        venv_python = os.path.join(venv, "bin", "python")
-        run(
-            self.log,
-            "selftest",
-            [venv_python, "-m", "pip", "install", "--no-index", wheel],
-            cwd=scratch,
-            env=env,
-        )
-        _, output = run(
-            self.log,
-            "selftest",
-            [venv_python, "-c", "import buildfarm_selftest; print(buildfarm_selftest.ANSWER)"],
-            cwd=scratch,
-            env=env,
-        )
-        if output.strip().splitlines()[-1:] != ["42"]:
-            raise BuildError("selftest", "pip-installed package did not import")
-        run(self.log, "selftest", [python, "-m", "pip", "--version"], cwd=scratch, env=env)
-        self.selftest_results["pip"] = "ok (installed a wheel offline into a venv)"
-
-        # 5. The tree still runs after being moved elsewhere (relocatable): copy it to
-        # another path, run the interpreter and a bin/ script from there.
-        moved = os.path.join(scratch, "moved here", "python")
-        shutil.copytree(self.tree, moved, symlinks=True)
-        moved_python = os.path.join(moved, "bin", "python3")
-        _, output = run(
-            self.log,
-            "selftest",
-            [moved_python, "-c", "import sys, ssl, sqlite3, ctypes; print(sys.prefix)"],
-            cwd=scratch,
-            env=env,
-        )
-        if os.path.realpath(output.strip().splitlines()[-1]) != os.path.realpath(moved):
-            raise BuildError("selftest", "moved tree reports prefix {!r}".format(output.strip()))
-        pip_script = os.path.join(moved, "bin", "pip3")
-        if os.path.exists(pip_script):
-            run(self.log, "selftest", [pip_script, "--version"], cwd=scratch, env=env)
-        self.selftest_results["relocation"] = "ok (runs from a moved copy)"
-
-        # 6. The shipped libpython works for embedders: a C program built with
-        # python3.x-config --embed runs Python code.
-        self.selftest_embedding(scratch, env)
-        shutil.rmtree(scratch, ignore_errors=True)
-
-    def selftest_embedding(self, scratch, env):
-        config = os.path.join(self.tree, "bin", self.python_bin + "-config")
-        source = os.path.join(scratch, "embed.c")
-        program = os.path.join(scratch, "embed")
-        with open(source, "w") as handle:
-            handle.write(EMBED_PROGRAM)
-        _, cflags = run(self.log, "selftest", ["sh", config, "--cflags"], env=env)
-        _, ldflags = run(self.log, "selftest", ["sh", config, "--ldflags", "--embed"], env=env)
-        argv = ["gcc", *cflags.split(), source, "-o", program, *ldflags.split()]
-        argv.append("-Wl,-rpath," + os.path.join(self.tree, "lib"))
-        run(self.log, "selftest", argv, cwd=scratch, env=env)
-        embed_env = dict(env)
-        embed_env["PYTHONHOME"] = self.tree  # an embedder outside the tree says where it is
-        _, output = run(self.log, "selftest", [program], cwd=scratch, env=embed_env)
-        if output.strip().splitlines()[-1:] != ["embedded " + self.version]:
-            raise BuildError("selftest", "embedded interpreter printed {!r}".format(output.strip()[-200:]))
-        self.selftest_results["embedding"] = "ok (a C program linked to libpython ran Python)"
+        try:
+            self.selftest_results = selftest.selftest(context)
+        except selftest.SelftestError as error:
+            raise BuildError("selftest", str(error)) from None
+        finally:
+            self.python_info = context.python_info
+            self.modules = context.modules
+        shutil.rmtree(context.work, ignore_errors=True)
 
     def package(self):
         os.makedirs(self.out, exist_ok=True)
@@ -1363,73 +1271,11 @@ class Build(object):
         self.store.publish(self.spec["artifact_dir"], files)
 
 
-EMBED_PROGRAM = r"""
-#include <Python.h>
-
-int main(void) {
-    Py_Initialize();
-    int failed = PyRun_SimpleString(
-        "import json, platform, sqlite3\n"
-        "print('embedded', json.loads(json.dumps(platform.python_version())))\n");
-    return Py_FinalizeEx() < 0 || failed ? 1 : 0;
-}
+RECOMPILE_SCRIPT = r"""
+import compileall, sys
+for level in (0, 1, 2):
+    compileall.compile_file(sys.argv[1], ddir=sys.argv[2], force=True, quiet=1, optimize=level)
 """
-
-PYTHON_INFO_SCRIPT = r"""
-import json, os, platform, sys, sysconfig
-print(json.dumps({
-    "version": platform.python_version(),
-    "implementation": sys.implementation.name,
-    "abiflags": getattr(sys, "abiflags", ""),
-    "soabi": sysconfig.get_config_var("SOABI"),
-    "glibc": "-".join(platform.libc_ver()),
-    "compiler": platform.python_compiler(),
-    "config_args": sysconfig.get_config_var("CONFIG_ARGS"),
-}))
-"""
-
-IMPORT_SCRIPT = r"""
-import importlib, json, os, sys, sysconfig
-imported, missing = [], {}
-for name in sys.argv[1:]:
-    try:
-        importlib.import_module(name)
-        imported.append(name)
-    except Exception as error:
-        missing[name] = "{}: {}".format(type(error).__name__, error)
-dynload = os.path.join(sysconfig.get_path("platstdlib"), "lib-dynload")
-suffix = sysconfig.get_config_var("EXT_SUFFIX")
-built = sorted(n[: -len(suffix)] for n in os.listdir(dynload) if n.endswith(suffix))
-print(json.dumps({"imported": imported, "missing": missing,
-                  "extension_modules": sorted(set(built) | set(sys.builtin_module_names))}))
-"""
-
-
-def make_test_wheel(directory):
-    """A minimal pure-Python wheel, so the pip check needs no index or build backend."""
-    name, version = "buildfarm_selftest", "1.0"
-    dist_info = "{}-{}.dist-info".format(name, version)
-    files = {
-        name + "/__init__.py": b"ANSWER = 42\n",
-        dist_info + "/METADATA": "Metadata-Version: 2.1\nName: {}\nVersion: {}\n".format(
-            name, version
-        ).encode(),
-        dist_info
-        + "/WHEEL": b"Wheel-Version: 1.0\nGenerator: buildfarm\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    import base64
-
-    record = []
-    for path, data in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record.append("{},sha256={},{}".format(path, digest, len(data)))
-    record.append(dist_info + "/RECORD,,")
-    files[dist_info + "/RECORD"] = ("\n".join(record) + "\n").encode()
-    wheel = os.path.join(directory, "{}-{}-py3-none-any.whl".format(name, version))
-    with zipfile.ZipFile(wheel, "w") as archive:
-        for path, data in files.items():
-            archive.writestr(path, data)
-    return wheel
 
 
 def write_tarball(tree, output):
@@ -1533,6 +1379,9 @@ def execute(spec, registry, work):
             spec["version"], spec["platform"], spec["arch"], spec["build"], spec["optimization"]
         )
     )
+    stop_after = os.environ.get("BUILDFARM_STOP_AFTER")  # checked by main()
+    if stop_after:
+        steps = steps[: [name for name, _ in steps].index(stop_after) + 1]
     phase = "preflight"
     try:
         for phase, step in steps:
@@ -1567,6 +1416,9 @@ def execute(spec, registry, work):
         return {"ok": False, "phase": failed_phase, "reason": reason}
     build.log.close()
     copy_log(build.log.path)
+    if stop_after and stop_after != "upload":
+        say("stopped after phase {} (BUILDFARM_STOP_AFTER); nothing published".format(stop_after))
+        return {"ok": True, "phase": None, "reason": None, "stopped_after": stop_after, "work": work}
     say("published {}/{}".format(build.store.describe(), spec["artifact_dir"]))
     return {"ok": True, "phase": None, "reason": None, "artifact_dir": spec["artifact_dir"]}
 
@@ -1617,6 +1469,8 @@ def main(argv=None):
     try:
         registry = load_platforms()
         spec = parse_spec(text, registry)
+        if os.environ.get("BUILDFARM_STOP_AFTER", PHASES[-1]) not in PHASES:
+            raise SpecError("BUILDFARM_STOP_AFTER must be one of: " + ", ".join(PHASES))
     except (SpecError, OSError, ValueError) as error:
         say("error: {}".format(error))
         return 2

@@ -1,0 +1,384 @@
+"""The self-test of an installed CPython tree, one function per check.
+
+Callable on any installed tree (the driver's staged tree, or one unpacked from a
+tarball): selftest(Context(...)) runs every check and returns the results; a failed
+check raises SelftestError naming the check and what failed. Standard library only,
+Python 3.6+ (imported by build.py).
+
+The CPython tests run in a scratch copy of the tree moved elsewhere: the copy also
+proves relocation, and receives what the tests need but the package must not ship
+(the test packages from the source when the install left them out, test-only C
+modules built from the source), see series.py.
+"""
+
+# Runs on Python 3.6 like build.py: .format, no f-strings.
+# ruff: noqa: UP032
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import series
+
+
+class SelftestError(Exception):
+    """A failed check: which one, and why."""
+
+    def __init__(self, check, message):
+        Exception.__init__(self, "{}: {}".format(check, message))
+        self.check = check
+        self.message = message
+
+
+class Context:
+    """What the self-test needs about one installed tree.
+
+    tree: the installed prefix (bin/, lib/, include/); version: e.g. "3.13.15";
+    platform: build.platform_info() (expected_modules, missing_modules, id); source:
+    the unpacked CPython source (for Lib/test and test-only C modules); work: scratch
+    directory (emptied); tests: regrtest names (None: series.selftest_tests());
+    log: an object with write(text); env: the base environment of every command."""
+
+    def __init__(self, tree, version, platform, source, work, log, env, tests=None, jobs=1):
+        self.tree = tree
+        self.version = version
+        self.platform = platform
+        self.source = source
+        self.work = work
+        self.log = log
+        self.env = dict(env)
+        self.tests = list(series.selftest_tests(version) if tests is None else tests)
+        self.jobs = jobs
+        self.minor = series.minor_of(version)
+        self.python_bin = "python3.{}".format(self.minor)
+        self.python_info = {}
+        self.modules = {}
+        self.timings = {}
+
+
+def run(ctx, check, argv, cwd=None, env=None):
+    """Run argv (never through a shell), output into the log; SelftestError on failure."""
+    ctx.log.write("$ {}\n".format(" ".join(argv)))
+    try:
+        process = subprocess.Popen(
+            argv,
+            cwd=cwd or ctx.work,
+            env=ctx.env if env is None else env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            universal_newlines=True,
+            errors="replace",
+        )
+    except OSError as error:
+        raise SelftestError(check, "cannot run {}: {}".format(argv[0], error)) from None
+    output = []
+    for line in process.stdout:
+        ctx.log.write(line)
+        output.append(line)
+        if len(output) > 4000:
+            del output[:-1000]
+    if process.wait() != 0:
+        raise SelftestError(check, "{} exited with status {}".format(" ".join(argv[:4]), process.returncode))
+    return "".join(output)
+
+
+def last_line(output):
+    lines = output.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def selftest(ctx):
+    """Every check, in order; returns {check: result text}."""
+    if os.path.exists(ctx.work):
+        shutil.rmtree(ctx.work)
+    os.makedirs(ctx.work)
+    results = {}
+    results["modules"] = check_modules(ctx)
+    moved = move_copy(ctx)
+    relocation = [check_moved_interpreter(ctx, moved), check_moved_build_config(ctx, moved)]
+    results["relocation"] = "ok ({})".format("; ".join(relocation))
+    results["tests"] = check_cpython_tests(ctx, moved)
+    results["pip"] = check_pip(ctx)
+    results["embedding"] = "ok ({}; {})".format(check_embedding(ctx), check_pkg_config_embedding(ctx, moved))
+    return results
+
+
+def check_interpreter(ctx):
+    """Facts about the interpreter (for the manifest); it must be the version built."""
+    python = os.path.join(ctx.tree, "bin", ctx.python_bin)
+    ctx.python_info = json.loads(last_line(run(ctx, "interpreter", [python, "-c", PYTHON_INFO_SCRIPT])))
+    if ctx.python_info["version"] != ctx.version:
+        raise SelftestError(
+            "interpreter", "it says it is {}, not {}".format(ctx.python_info["version"], ctx.version)
+        )
+    return ctx.python_info
+
+
+def check_modules(ctx):
+    """Every module the platform should have imports."""
+    check_interpreter(ctx)
+    python = os.path.join(ctx.tree, "bin", ctx.python_bin)
+    expected = ctx.platform["expected_modules"]
+    result = json.loads(last_line(run(ctx, "modules", [python, "-c", IMPORT_SCRIPT, *list(expected)])))
+    ctx.modules = {
+        "expected": expected,
+        "imported": result["imported"],
+        "missing": result["missing"],
+        "excused": ctx.platform["missing_modules"],
+        "extension_modules": result["extension_modules"],
+    }
+    if result["missing"]:
+        details = "; ".join("{} ({})".format(k, v) for k, v in sorted(result["missing"].items()))
+        raise SelftestError("modules", "missing modules: " + details)
+    return "ok ({} imported)".format(len(result["imported"]))
+
+
+def move_copy(ctx):
+    """A copy of the tree at another path, as a user moves it. No space in the path:
+    compiler flags are space-separated words (upstream's python3.X-config breaks on a
+    prefix with a space, and pkg-config escapes it)."""
+    moved = os.path.join(ctx.work, "moved", "python")
+    shutil.copytree(ctx.tree, moved, symlinks=True)
+    return moved
+
+
+def check_moved_interpreter(ctx, moved):
+    """The moved tree runs, finds its prefix and its C-library modules, and its bin/
+    scripts run."""
+    output = run(ctx, "relocation", [os.path.join(moved, "bin", "python3"), "-c", MOVED_SCRIPT, moved])
+    result = json.loads(last_line(output))
+    if os.path.realpath(result["prefix"]) != os.path.realpath(moved):
+        raise SelftestError("relocation", "moved tree reports prefix {!r}".format(result["prefix"]))
+    if result["outside"]:
+        raise SelftestError(
+            "relocation",
+            "sysconfig variables point outside the moved tree: "
+            + "; ".join("{}={}".format(k, v) for k, v in sorted(result["outside"].items())),
+        )
+    pip_script = os.path.join(moved, "bin", "pip3")
+    if os.path.exists(pip_script):
+        run(ctx, "relocation", [pip_script, "--version"])
+    return "runs from a moved copy; sysconfig paths follow it"
+
+
+def check_moved_build_config(ctx, moved):
+    """python3.X-config and the pkg-config files of the moved tree name the moved tree."""
+    config = os.path.join(moved, "bin", ctx.python_bin + "-config")
+    words = []
+    for flags in (["--includes"], ["--ldflags", "--embed"], ["--prefix"]):
+        words += run(ctx, "relocation", ["sh", config, *flags]).split()
+    pc_dir = os.path.join(moved, "lib", "pkgconfig")
+    env = dict(ctx.env, PKG_CONFIG_PATH=pc_dir, PKG_CONFIG_LIBDIR=pc_dir)
+    for package in ("python-3.{}".format(ctx.minor), "python-3.{}-embed".format(ctx.minor)):
+        words += run(ctx, "relocation", ["pkg-config", "--cflags", "--libs", package], env=env).split()
+    paths = [w[2:] if w[:2] in ("-I", "-L") else w for w in words if w.startswith(("-I/", "-L/", "/"))]
+    outside = [p for p in paths if not os.path.realpath(p).startswith(os.path.realpath(moved) + os.sep)]
+    outside = [p for p in outside if os.path.realpath(p) != os.path.realpath(moved)]
+    if outside or not paths:
+        raise SelftestError(
+            "relocation", "build configuration names paths outside the moved tree: {}".format(outside)
+        )
+    return "python3-config and pkg-config name the moved tree"
+
+
+def prepare_tests(ctx, moved):
+    """Put what the tests need into the moved copy: test packages from the source (when
+    the install left them out) and test-only C modules; returns the moved python."""
+    libdir = os.path.join(moved, "lib", ctx.python_bin)
+    if not series.tests_installed(ctx.version):
+        for package in series.test_packages(ctx.version):
+            target = os.path.join(libdir, *package.split("/"))
+            if os.path.exists(target):
+                shutil.rmtree(target)
+            shutil.copytree(os.path.join(ctx.source, "Lib", *package.split("/")), target, symlinks=True)
+    build_test_modules(ctx, moved, os.path.join(libdir, "lib-dynload"))
+    return os.path.join(moved, "bin", ctx.python_bin)
+
+
+def build_test_modules(ctx, moved, dynload):
+    """Compile series.selftest_c_modules() against the moved tree's headers."""
+    stdlib_in = os.path.join(ctx.source, "Modules", "Setup.stdlib.in")
+    text = None
+    if os.path.isfile(stdlib_in):
+        with open(stdlib_in) as handle:
+            text = handle.read()
+    sources = series.test_module_sources(ctx.version, text)
+    if not sources:
+        return
+    python = os.path.join(moved, "bin", ctx.python_bin)
+    suffix = last_line(
+        run(ctx, "tests", [python, "-c", "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))"])
+    )
+    includes = run(
+        ctx, "tests", ["sh", os.path.join(moved, "bin", ctx.python_bin + "-config"), "--includes"]
+    ).split()
+    modules_dir = os.path.join(ctx.source, "Modules")
+    for name, files in sorted(sources.items()):
+        argv = ["gcc", "-shared", "-fPIC", "-O1", "-w", "-I" + modules_dir, *includes]
+        argv += [os.path.join(modules_dir, f) for f in files] + ["-o", os.path.join(dynload, name + suffix)]
+        run(ctx, "tests", argv)
+
+
+def check_cpython_tests(ctx, moved):
+    """A subset of CPython's own test suite, in the moved copy (series.py: which tests,
+    where they come from, which test cases are excluded and why)."""
+    if not ctx.tests:
+        return "skipped (no tests selected)"
+    python = prepare_tests(ctx, moved)
+    excluded = series.exclusions(ctx.version, ctx.platform["id"])
+    env = dict(ctx.env)
+    env.pop("PYTHONPATH", None)
+    if series.interpreter_links_libpython(ctx.version):
+        env["LD_LIBRARY_PATH"] = os.path.join(moved, "lib")  # as upstream's `make test`
+    started = time.time()
+    run(ctx, "tests", [python, *series.regrtest_argv(ctx.tests, ctx.jobs, excluded)], env=env)
+    ctx.timings["tests"] = round(time.time() - started, 1)
+    text = "passed in {:.0f} s: {}".format(ctx.timings["tests"], " ".join(ctx.tests))
+    if excluded:
+        reasons = sorted(set(reason for _, reason in excluded))
+        text += "; excluded: {} (why: {})".format(" ".join(p for p, _ in excluded), " | ".join(reasons))
+    return text
+
+
+def check_pip(ctx):
+    """pip installs a package offline: a venv (with ensurepip's bundled pip) and a tiny
+    wheel made here."""
+    python = os.path.join(ctx.tree, "bin", ctx.python_bin)
+    wheel = make_test_wheel(ctx.work)
+    venv = os.path.join(ctx.work, "venv")
+    run(ctx, "pip", [python, "-m", "venv", venv])
+    venv_python = os.path.join(venv, "bin", "python")
+    run(ctx, "pip", [venv_python, "-m", "pip", "install", "--no-index", wheel])
+    output = run(
+        ctx, "pip", [venv_python, "-c", "import buildfarm_selftest; print(buildfarm_selftest.ANSWER)"]
+    )
+    if last_line(output) != "42":
+        raise SelftestError("pip", "pip-installed package did not import")
+    run(ctx, "pip", [python, "-m", "pip", "--version"])
+    return "ok (installed a wheel offline into a venv)"
+
+
+def _compile_and_run_embedder(ctx, check, cflags, ldflags, libdir, home):
+    source = os.path.join(ctx.work, "embed.c")
+    program = os.path.join(ctx.work, "embed-" + check)
+    with open(source, "w") as handle:
+        handle.write(EMBED_PROGRAM)
+    argv = ["gcc", *cflags, source, "-o", program, *ldflags, "-Wl,-rpath," + libdir]
+    run(ctx, check, argv)
+    env = dict(ctx.env, PYTHONHOME=home)  # an embedder outside the tree says where it is
+    output = run(ctx, check, [program], env=env)
+    if last_line(output) != "embedded " + ctx.version:
+        raise SelftestError(check, "embedded interpreter printed {!r}".format(output.strip()[-200:]))
+
+
+def check_embedding(ctx):
+    """A C program built with python3.X-config --embed runs Python code."""
+    config = os.path.join(ctx.tree, "bin", ctx.python_bin + "-config")
+    cflags = run(ctx, "embedding", ["sh", config, "--cflags"]).split()
+    ldflags = run(ctx, "embedding", ["sh", config, "--ldflags", "--embed"]).split()
+    _compile_and_run_embedder(ctx, "embedding", cflags, ldflags, os.path.join(ctx.tree, "lib"), ctx.tree)
+    return "a C program linked with python3-config --embed ran Python"
+
+
+def check_pkg_config_embedding(ctx, moved):
+    """The same with pkg-config from the moved tree: python-3.X-embed.pc."""
+    pc_dir = os.path.join(moved, "lib", "pkgconfig")
+    env = dict(ctx.env, PKG_CONFIG_PATH=pc_dir, PKG_CONFIG_LIBDIR=pc_dir)
+    package = "python-3.{}-embed".format(ctx.minor)
+    cflags = run(ctx, "embedding", ["pkg-config", "--cflags", package], env=env).split()
+    ldflags = run(ctx, "embedding", ["pkg-config", "--libs", package], env=env).split()
+    _compile_and_run_embedder(ctx, "pkg-config", cflags, ldflags, os.path.join(moved, "lib"), moved)
+    return "and with pkg-config from a moved copy"
+
+
+def make_test_wheel(directory):
+    """A minimal pure-Python wheel, so the pip check needs no index or build backend."""
+    name, version = "buildfarm_selftest", "1.0"
+    dist_info = "{}-{}.dist-info".format(name, version)
+    files = {
+        name + "/__init__.py": b"ANSWER = 42\n",
+        dist_info + "/METADATA": "Metadata-Version: 2.1\nName: {}\nVersion: {}\n".format(
+            name, version
+        ).encode(),
+        dist_info
+        + "/WHEEL": b"Wheel-Version: 1.0\nGenerator: buildfarm\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    for path, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append("{},sha256={},{}".format(path, digest, len(data)))
+    record.append(dist_info + "/RECORD,,")
+    files[dist_info + "/RECORD"] = ("\n".join(record) + "\n").encode()
+    wheel = os.path.join(directory, "{}-{}-py3-none-any.whl".format(name, version))
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, data in files.items():
+            archive.writestr(path, data)
+    return wheel
+
+
+EMBED_PROGRAM = r"""
+#include <Python.h>
+
+int main(void) {
+    Py_Initialize();
+    int failed = PyRun_SimpleString(
+        "import json, platform, sqlite3\n"
+        "print('embedded', json.loads(json.dumps(platform.python_version())))\n");
+    return Py_FinalizeEx() < 0 || failed ? 1 : 0;
+}
+"""
+
+PYTHON_INFO_SCRIPT = r"""
+import json, os, platform, sys, sysconfig
+print(json.dumps({
+    "version": platform.python_version(),
+    "implementation": sys.implementation.name,
+    "abiflags": getattr(sys, "abiflags", ""),
+    "soabi": sysconfig.get_config_var("SOABI"),
+    "glibc": "-".join(platform.libc_ver()),
+    "compiler": platform.python_compiler(),
+    "config_args": sysconfig.get_config_var("CONFIG_ARGS"),
+}))
+"""
+
+IMPORT_SCRIPT = r"""
+import importlib, json, os, sys, sysconfig
+imported, missing = [], {}
+for name in sys.argv[1:]:
+    try:
+        importlib.import_module(name)
+        imported.append(name)
+    except Exception as error:
+        missing[name] = "{}: {}".format(type(error).__name__, error)
+dynload = os.path.join(sysconfig.get_path("platstdlib"), "lib-dynload")
+suffix = sysconfig.get_config_var("EXT_SUFFIX")
+built = sorted(n[: -len(suffix)] for n in os.listdir(dynload) if n.endswith(suffix))
+print(json.dumps({"imported": imported, "missing": missing,
+                  "extension_modules": sorted(set(built) | set(sys.builtin_module_names))}))
+"""
+
+# Run by the moved tree's python with the moved prefix as argv[1]: its prefix, and
+# every sysconfig path variable that does not point into the moved tree.
+MOVED_SCRIPT = r"""
+import json, os, sys, sysconfig, ssl, sqlite3, ctypes
+moved = os.path.realpath(sys.argv[1])
+names = ("prefix", "exec_prefix", "BINDIR", "LIBDIR", "LIBPL", "LIBDEST", "BINLIBDEST",
+         "INCLUDEPY", "CONFINCLUDEPY", "INCLUDEDIR", "DESTSHARED", "LIBPC")
+outside = {}
+for name in names:
+    value = sysconfig.get_config_var(name)
+    if value and not (os.path.realpath(value) + os.sep).startswith(moved + os.sep):
+        outside[name] = value
+for name, value in sysconfig.get_paths().items():
+    if not (os.path.realpath(value) + os.sep).startswith(moved + os.sep):
+        outside["paths:" + name] = value
+print(json.dumps({"prefix": sys.prefix, "outside": outside}))
+"""

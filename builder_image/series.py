@@ -1,0 +1,243 @@
+"""What depends on the CPython series, as data and pure functions keyed on the version.
+
+Standard library only, Python 3.6+ (imported by build.py, which runs on the oldest
+system python of a builder). Checked against the tarballs of 3.9.2, 3.11.2, 3.13.5 and
+3.13.15 and, for the other series, against CPython's repository history:
+- --disable-test-modules (don't build or install test modules) is new in 3.10
+  (bpo-27640, GH-23886); 3.9 always builds the test C modules and installs Lib/test.
+- Modules/Setup.stdlib.in (configure's module table) is new in 3.11; 3.9 and 3.10 build
+  their extension modules with setup.py.
+- sqlite3's tests: Lib/sqlite3/test/, run by Lib/test/test_sqlite.py, up to 3.10; a
+  package Lib/test/test_sqlite3/ from 3.11 (bpo-10572, GH-29304).
+- ctypes' tests: Lib/ctypes/test/, run by Lib/test/test_ctypes.py, up to 3.11; a
+  package Lib/test/test_ctypes/ from 3.12 (gh-93839, GH-94041).
+- test_sqlite3's test_dbapi imports _testcapi at module level in 3.11 and in 3.12 up
+  to the fix of gh-116303 (March 2024; 3.13 imports it lazily).
+"""
+
+# Runs on Python 3.6 like build.py: .format, no f-strings.
+# ruff: noqa: UP032
+
+import re
+
+# Built into libpython (see build.py's BUILTIN_MODULES for why), from 3.11 on.
+BUILTIN_MODULES = (
+    "_bisect",
+    "_csv",
+    "_datetime",
+    "_heapq",
+    "_json",
+    "_opcode",
+    "_pickle",
+    "_posixsubprocess",
+    "_random",
+    "_socket",
+    "_statistics",
+    "_struct",
+    "array",
+    "cmath",
+    "fcntl",
+    "grp",
+    "math",
+    "select",
+    "unicodedata",
+)
+# Why 3.9 and 3.10 build nothing in: they have no Modules/Setup.stdlib.in, so the lines
+# would be hand-written data per series, and Modules/Setup's commented-out lines are
+# not enough to build these modules into the core (math and cmath both list _math.c,
+# a duplicate symbol when both are static; _json, _pickle, _datetime and _random need
+# -DPy_BUILD_CORE_BUILTIN/-I Include/internal that the lines do not carry). Their
+# interpreter also links libpython.so (no LINK_PYTHON_OBJS before 3.11), so the gain
+# that motivates built-ins (no PLT/GOT between core and module) is mostly not there.
+BUILTINS_FROM = 11
+
+# The self-test's subset of CPython's own tests: the C libraries the build links
+# against and the stdlib parts users rely on. Names that differ per series are
+# resolved by selftest_tests().
+SELFTEST_TESTS = (
+    "test_ssl",
+    "{sqlite}",
+    "test_ctypes",
+    "test_zlib",
+    "test_lzma",
+    "test_bz2",
+    "test_hashlib",
+    "test_json",
+    "test_uuid",
+    "test_dbm",
+    "test_dbm_gnu",
+    "test_dbm_ndbm",
+    "test_readline",
+    "test_decimal",
+    "test_struct",
+    "test_venv",
+)
+
+# Platforms whose system OpenSSL is 3.x (the others in the registry have 1.1.1).
+# A per-platform fact: it belongs in the registry (platforms.json) once it has a field.
+OPENSSL3_PLATFORMS = (
+    "debian-12",
+    "debian-13",
+    "ubuntu-2204",
+    "ubuntu-2404",
+    "ubuntu-2604",
+    "rhel-9",
+    "rhel-10",
+    "amazonlinux-2023",
+    "opensuse-160",
+)
+_SSL39 = (
+    "3.9.2's test_ssl predates OpenSSL 3 (measured on debian-12, OpenSSL 3.0): {}; "
+    "later 3.9 releases adapted the tests (bpo-43794 and follow-ups)"
+)
+# Test cases excluded from the self-test: (series, platforms, regrtest --ignore pattern
+# (a full test id), reason). Only failures outside our control belong here, each with
+# why. Selected by exclusions().
+EXCLUSIONS = tuple(
+    ("3.9", OPENSSL3_PLATFORMS, "test.test_ssl." + test_id, _SSL39.format(why))
+    for test_id, why in (
+        ("BasicSocketTests.test_openssl_version", "it parses OpenSSL 3's version number the 1.x way"),
+        ("ContextTests.test_load_cert_chain", "OpenSSL 3 reports the password callback's error differently"),
+        ("ContextTests.test_load_verify_cadata", "OpenSSL 3 ends PEM data with another error code"),
+        ("SimpleBackgroundTests.test_connect_cadata", "OpenSSL 3 ends PEM data with another error code"),
+        ("ThreadedTests.test_PROTOCOL_TLS", "TLS 1.0/1.1 are disabled at OpenSSL 3's security level"),
+        ("ThreadedTests.test_echo", "TLS 1.0/1.1 are disabled at OpenSSL 3's security level"),
+        ("ThreadedTests.test_min_max_version_tlsv1_1", "TLS 1.1 is disabled at OpenSSL 3's security level"),
+        ("ThreadedTests.test_protocol_tlsv1", "TLS 1.0 is disabled at OpenSSL 3's security level"),
+        ("ThreadedTests.test_protocol_tlsv1_1", "TLS 1.1 is disabled at OpenSSL 3's security level"),
+    )
+)
+
+
+def minor_of(version):
+    """'3.13.5' -> 13, '3.15.0a2' -> 15 (the series' minor number)."""
+    match = re.match(r"^3\.(\d{1,2})\.", version)
+    if not match:
+        raise ValueError("malformed Python version {!r}".format(version))
+    return int(match.group(1))
+
+
+def builtin_modules(version):
+    """Extension modules built into libpython for this series (see BUILTINS_FROM)."""
+    return BUILTIN_MODULES if minor_of(version) >= BUILTINS_FROM else ()
+
+
+def has_test_modules_option(version):
+    """configure knows --disable-test-modules (3.10+)."""
+    return minor_of(version) >= 10
+
+
+def tests_installed(version):
+    """Whether `make install` puts Lib/test (and ctypes/test, sqlite3/test) into the tree:
+    always in 3.9; never from 3.10 on, where the driver passes --disable-test-modules."""
+    return not has_test_modules_option(version)
+
+
+def selftest_tests(version):
+    """The self-test's CPython tests for the series, in regrtest's names."""
+    minor = minor_of(version)
+    names = []
+    for name in SELFTEST_TESTS:
+        if name == "{sqlite}":
+            name = "test_sqlite" if minor <= 10 else "test_sqlite3"
+        names.append(name)
+    if minor >= 13:
+        names.insert(names.index("test_dbm_ndbm") + 1, "test_dbm_sqlite3")  # dbm.sqlite3, new in 3.13
+    return tuple(names)
+
+
+def test_packages(version):
+    """Source directories (relative to Lib/) the tests need, copied into a scratch copy
+    of the installed tree when the install left them out: Lib/test always, plus the
+    packages that kept their tests next to the code (sqlite3 until 3.10, ctypes until
+    3.11). They go into the tree's own lib/python3.X, not onto PYTHONPATH: the loaders
+    of test_sqlite/test_ctypes require test packages under one top-level directory
+    ("Path must be within the project" otherwise)."""
+    minor = minor_of(version)
+    packages = ["test"]
+    if minor <= 11:
+        packages.append("ctypes/test")
+    if minor <= 10:
+        packages.append("sqlite3/test")
+    return tuple(packages)
+
+
+# Test-only C modules that --disable-test-modules leaves out but the self-test's tests
+# need: built by the self-test from the source into the scratch copy only, never
+# shipped. Sources come from Modules/Setup.stdlib.in (3.11+) or this table (3.10).
+_TEST_MODULE_SOURCES_310 = {
+    "_testcapi": ("_testcapimodule.c",),
+    "_ctypes_test": ("_ctypes/_ctypes_test.c",),
+}
+
+
+def selftest_c_modules(version):
+    """Names of the test-only C modules the self-test builds for this series:
+    _ctypes_test wherever test modules are disabled (most of test_ctypes skips without
+    it); _testcapi where test_sqlite3 imports it at module level (3.11, 3.12)."""
+    minor = minor_of(version)
+    if not has_test_modules_option(version):
+        return ()  # 3.9 builds and installs them itself
+    names = ["_ctypes_test"]
+    if minor in (11, 12):
+        names.insert(0, "_testcapi")
+    return tuple(names)
+
+
+_STDLIB_LINE = re.compile(r"^@MODULE_[A-Z0-9_]+_TRUE@(\S+)\s+(.*)$")
+
+
+def test_module_sources(version, setup_stdlib_in=None):
+    """{module: [source paths relative to Modules/]} for selftest_c_modules(version),
+    from CPython's Setup.stdlib.in text (3.11+) or the 3.10 table."""
+    wanted = selftest_c_modules(version)
+    if not wanted:
+        return {}
+    if setup_stdlib_in is None:
+        return {name: list(_TEST_MODULE_SOURCES_310[name]) for name in wanted}
+    found = {}
+    for line in setup_stdlib_in.splitlines():
+        match = _STDLIB_LINE.match(line)
+        if match and match.group(1) in wanted and match.group(1) not in found:
+            found[match.group(1)] = match.group(2).split("#", 1)[0].split()
+    missing = [name for name in wanted if name not in found]
+    if missing:
+        raise ValueError("Setup.stdlib.in has no line for " + ", ".join(missing))
+    return found
+
+
+def exclusions(version, platform_id):
+    """[(pattern, reason)] of test cases the self-test skips for this version and platform."""
+    key = ".".join(version.split(".")[:2])
+    return [
+        (pattern, reason)
+        for series_key, platforms, pattern, reason in EXCLUSIONS
+        if series_key == key and (platforms == "*" or platform_id in platforms)
+    ]
+
+
+def interpreter_links_libpython(version):
+    """bin/python3.X needs libpython3.X.so (3.9, 3.10: no LINK_PYTHON_OBJS in their
+    Makefile, so the driver keeps upstream's shared-linked interpreter). Such a binary
+    copied out of the tree (venv.create() copies by default, symlinks=False) finds no
+    libpython through $ORIGIN/../lib; upstream's own `make test` runs the tests of a
+    --enable-shared build with LD_LIBRARY_PATH for that reason, and so does the
+    self-test for these series (the relocation check runs without it)."""
+    return minor_of(version) <= 10
+
+
+def regrtest_argv(tests, jobs, excluded=()):
+    """python -m test arguments: parallel, each test with a timeout, failures re-run
+    verbosely (-w), excluded test cases by --ignore pattern (regrtest has -i/--ignore
+    since 3.8)."""
+    argv = ["-m", "test", "-j{}".format(max(1, int(jobs))), "--timeout=900", "-w"]
+    for pattern, _reason in excluded:
+        argv += ["--ignore", pattern]
+    return argv + list(tests)
+
+
+def profile_task(version, jobs):
+    """The PGO training task: CPython's own (regrtest --pgo, the same from 3.9 to 3.15),
+    its tests spread over all cores; $(TESTTIMEOUT) is each series' Makefile value."""
+    minor_of(version)
+    return "-m test --pgo -j{} --timeout=$(TESTTIMEOUT)".format(max(1, int(jobs)))
