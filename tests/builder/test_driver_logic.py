@@ -166,7 +166,7 @@ def test_make_steps(build_py):
     assert final[:2] == ["make", "-j4"] and "profile-run-stamp" not in final
     ((what, argv),) = build_py.make_steps("2", "3.13.5", "none", makefile)
     assert what == "build" and argv[:2] == ["make", "-j2"] and "LINK_PYTHON_OBJS=$(LIBRARY_OBJS)" in argv
-    assert build_py.default_profile_task(2) == "-m test --pgo -j2 --timeout=$(TESTTIMEOUT)"
+    assert build_py.default_profile_task(2, "3.13.5") == "-m test --pgo -j2 --timeout=$(TESTTIMEOUT)"
 
 
 def test_bolt_only_for_pgo_lto_313_where_the_platform_has_it_for_the_arch(build_py, registry_json):

@@ -1,0 +1,258 @@
+"""Unit tests of what depends on the CPython series (builder_image/series.py), of the
+relocatable build configuration (relocation.py) and of the child environment
+(buildenv.py): every series 3.9 to 3.15."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+BUILDER = Path(__file__).resolve().parents[2] / "builder_image"
+SERIES = ["3.9", "3.10", "3.11", "3.12", "3.13", "3.14", "3.15"]
+VERSIONS = {"3.9": "3.9.2", "3.10": "3.10.16", "3.11": "3.11.2", "3.12": "3.12.8", "3.13": "3.13.15",
+            "3.14": "3.14.0", "3.15": "3.15.0a2"}  # fmt: skip
+
+
+def load(name):
+    sys.path.insert(0, str(BUILDER))
+    try:
+        spec = importlib.util.spec_from_file_location(name, BUILDER / (name + ".py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BUILDER))
+
+
+series = load("series")
+relocation = load("relocation")
+buildenv = load("buildenv")
+
+
+# --- configure flags, built-ins, static interpreter, BOLT, PGO (through build.py) -------------
+
+CONFIGURE = {
+    "3.9": [],
+    "3.10": ["--disable-test-modules", "--without-static-libpython"],
+    "3.11": ["--disable-test-modules", "--without-static-libpython"],
+    "3.12": ["--disable-test-modules", "--without-static-libpython"],
+    "3.13": ["--disable-test-modules", "--without-static-libpython"],
+    "3.14": ["--disable-test-modules", "--without-static-libpython"],
+    "3.15": [
+        "--disable-test-modules",
+        "--without-static-libpython",
+        "--enable-static-libpython-for-interpreter",
+    ],
+}
+
+
+@pytest.mark.parametrize("key", SERIES)
+def test_configure_flags_per_series(build_py, key):
+    version = VERSIONS[key]
+    base = ["--prefix=/opt/python/" + version, "--enable-shared", "--with-ensurepip=install"]
+    assert build_py.configure_args(version, "none", "/opt/python/" + version) == base + CONFIGURE[key]
+    optimized = build_py.configure_args(version, "pgo+lto", "/opt/python/" + version)
+    assert optimized == [*base, "--enable-optimizations", "--with-lto", *CONFIGURE[key]]
+
+
+@pytest.mark.parametrize("key", SERIES)
+def test_builtin_modules_per_series(build_py, key):
+    """3.9/3.10 have no Modules/Setup.stdlib.in: nothing is built in (series.py says why)."""
+    modules = series.builtin_modules(VERSIONS[key])
+    if key in ("3.9", "3.10"):
+        assert modules == ()
+    else:
+        assert modules == build_py.BUILTIN_MODULES and "_json" in modules
+    stdlib_in = "@MODULE__JSON_TRUE@_json _json.c\n@MODULE_MATH_TRUE@math mathmodule.c\n"
+    text = build_py.setup_local(stdlib_in, modules)
+    assert ("_json _json.c" in text) == bool(modules)
+
+
+@pytest.mark.parametrize("key", SERIES)
+def test_static_interpreter_per_series(build_py, key):
+    """3.11+ Makefiles have LINK_PYTHON_OBJS (3.11.2 and 3.13 tarballs checked); 3.15 asks
+    configure; 3.9/3.10 keep the shared-linked interpreter."""
+    version = VERSIONS[key]
+    makefile = {} if key in ("3.9", "3.10") else {"LINK_PYTHON_OBJS": "$(LIBRARY_OBJS)"}
+    assert build_py.static_interpreter(version, makefile) == (key not in ("3.9", "3.10"))
+    assert series.interpreter_links_libpython(version) == (key in ("3.9", "3.10"))
+    variables, _ = build_py.make_variables(version, "none", dict(makefile, OPT="-g -O3"))
+    assert ("LINK_PYTHON_OBJS" in variables) == (key not in ("3.9", "3.10", "3.15"))
+
+
+@pytest.mark.parametrize("key", SERIES)
+def test_bolt_eligibility_per_series(build_py, key):
+    platform = {"bolt": {"package": "bolt-16", "tools": "/usr/lib/llvm-16/bin", "arches": ["x86_64"]}}
+    version = VERSIONS[key]
+    eligible = build_py.bolt_config(version, "pgo+lto", platform) is not None
+    assert eligible == (int(key.split(".")[1]) >= 13)
+    assert build_py.bolt_config(version, "none", platform) is None
+
+
+@pytest.mark.parametrize("key", SERIES)
+def test_pgo_task_per_series(build_py, key):
+    """CPython's own task, regrtest --pgo, the same option from 3.9 to 3.15."""
+    expected = "-m test --pgo -j2 --timeout=$(TESTTIMEOUT)"
+    assert series.profile_task(VERSIONS[key], 2) == expected
+    assert build_py.default_profile_task(2, VERSIONS[key]) == expected
+
+
+# --- the self-test: tests, where they come from, test-only modules, exclusions ---------------
+
+REQUIRED = {"ssl", "sqlite", "ctypes", "zlib", "lzma", "bz2", "hashlib", "json", "uuid", "dbm",
+            "readline", "decimal", "struct", "venv"}  # fmt: skip
+
+
+@pytest.mark.parametrize("key", SERIES)
+def test_selftest_tests_per_series(key):
+    tests = series.selftest_tests(VERSIONS[key])
+    sqlite = "test_sqlite" if key in ("3.9", "3.10") else "test_sqlite3"
+    assert sqlite in tests and {"test_sqlite", "test_sqlite3"} - {sqlite} not in tests
+    covered = {name[len("test_") :] for name in tests}
+    assert {name.replace("sqlite3", "sqlite") for name in covered} >= REQUIRED
+    assert ("test_dbm_sqlite3" in tests) == (key not in ("3.9", "3.10", "3.11", "3.12"))
+    assert len(tests) == len(set(tests))
+
+
+@pytest.mark.parametrize("key", SERIES)
+def test_test_layout_per_series(key):
+    """3.9 installs its tests; 3.10+ (--disable-test-modules) get them from the source,
+    with sqlite3's tests in Lib/sqlite3/test up to 3.10 and ctypes' in Lib/ctypes/test
+    up to 3.11."""
+    version = VERSIONS[key]
+    assert series.tests_installed(version) == (key == "3.9")
+    packages = series.test_packages(version)
+    assert packages[0] == "test"
+    assert ("sqlite3/test" in packages) == (key in ("3.9", "3.10"))
+    assert ("ctypes/test" in packages) == (key in ("3.9", "3.10", "3.11"))
+
+
+@pytest.mark.parametrize("key", SERIES)
+def test_test_only_c_modules_per_series(key):
+    """Built by the self-test, never shipped: _ctypes_test wherever test modules are
+    disabled, _testcapi where test_sqlite3 imports it at module level (3.11, 3.12)."""
+    version = VERSIONS[key]
+    expected = {"3.9": (), "3.10": ("_ctypes_test",), "3.11": ("_testcapi", "_ctypes_test"),
+                "3.12": ("_testcapi", "_ctypes_test")}.get(key, ("_ctypes_test",))  # fmt: skip
+    assert series.selftest_c_modules(version) == expected
+
+
+def test_test_module_sources_from_setup_stdlib():
+    text = (
+        "@MODULE__TESTCAPI_TRUE@_testcapi _testcapimodule.c _testcapi/vectorcall.c\n"
+        "*shared*\n@MODULE__TESTCAPI_TRUE@_testcapi _testcapimodule.c _testcapi/vectorcall.c\n"
+        "@MODULE__CTYPES_TEST_TRUE@_ctypes_test _ctypes/_ctypes_test.c\n"
+    )
+    assert series.test_module_sources("3.12.8", text) == {
+        "_testcapi": ["_testcapimodule.c", "_testcapi/vectorcall.c"],
+        "_ctypes_test": ["_ctypes/_ctypes_test.c"],
+    }
+    assert series.test_module_sources("3.13.15", text) == {"_ctypes_test": ["_ctypes/_ctypes_test.c"]}
+    assert series.test_module_sources("3.10.16") == {"_ctypes_test": ["_ctypes/_ctypes_test.c"]}
+    assert series.test_module_sources("3.9.2", text) == {}
+    with pytest.raises(ValueError, match="_ctypes_test"):
+        series.test_module_sources("3.11.2", "@MODULE__TESTCAPI_TRUE@_testcapi _testcapimodule.c\n")
+
+
+@pytest.mark.parametrize("key", SERIES)
+def test_exclusions_per_series_and_platform(key):
+    """Only 3.9's test_ssl against OpenSSL 3 (measured with 3.9.2 on debian-12)."""
+    version = VERSIONS[key]
+    for platform in ("debian-11", "debian-12", "debian-13"):
+        excluded = series.exclusions(version, platform)
+        if key == "3.9" and platform != "debian-11":
+            assert excluded and all(p.startswith("test.test_ssl.") and "OpenSSL 3" in r for p, r in excluded)
+        else:
+            assert excluded == []
+
+
+def test_regrtest_argv():
+    argv = series.regrtest_argv(["test_json", "test_ssl"], "2", [("test.test_ssl.X.test_y", "why")])
+    assert argv == ["-m", "test", "-j2", "--timeout=900", "-w", "--ignore", "test.test_ssl.X.test_y",
+                    "test_json", "test_ssl"]  # fmt: skip
+
+
+def test_malformed_version():
+    with pytest.raises(ValueError, match="malformed"):
+        series.minor_of("3")
+
+
+# --- relocation --------------------------------------------------------------------------
+
+
+def test_sysconfigdata_follows_its_file(tmp_path):
+    text = (
+        "# system configuration\nbuild_time_vars = {'INCLUDEPY': '/opt/python/3.9.2/include/python3.9',\n"
+        " 'LIBS': '-L/opt/python/3.9.2/lib -L/opt/python/3.9.22/lib', 'prefix': '/opt/python/3.9.2',\n"
+        " 'CONFIG_ARGS': \"'--prefix=/opt/python/3.9.2'\", 'SIZEOF_INT': 4}\n"
+    )
+    rewritten = relocation.relocatable_sysconfigdata(text, "/opt/python/3.9.2")
+    assert relocation.relocatable_sysconfigdata(rewritten, "/opt/python/3.9.2") == rewritten
+    for root, expected in ((tmp_path / "moved", str(tmp_path / "moved")), (None, "/opt/python/3.9.2")):
+        path = (root or Path("/opt/python/3.9.2")) / "lib" / "python3.9" / "_sysconfigdata__linux_.py"
+        namespace = {"__file__": str(path)}
+        exec(compile(rewritten, str(path), "exec"), namespace)
+        variables = namespace["build_time_vars"]
+        assert variables["INCLUDEPY"] == expected + "/include/python3.9"
+        assert variables["prefix"] == expected
+        assert variables["LIBS"] == f"-L{expected}/lib -L/opt/python/3.9.22/lib"
+        assert variables["CONFIG_ARGS"] == "'--prefix=/opt/python/3.9.2'"  # a record, kept
+        assert variables["SIZEOF_INT"] == 4 and set(namespace) >= {"build_time_vars"}
+    with pytest.raises(ValueError):
+        relocation.relocatable_sysconfigdata("x = 1\n", "/opt/python/3.9.2")
+
+
+def test_pc_file_relative_to_pcfiledir():
+    text = (
+        "prefix=/opt/python/3.13.15\nexec_prefix=${prefix}\nlibdir=/opt/python/3.13.15/lib\n"
+        "includedir=${prefix}/include\n\nName: Python\nLibs: -L${libdir} -lpython3.13\n"
+        "Cflags: -I${includedir}/python3.13\n"
+    )
+    rewritten = relocation.relocatable_pc(text, "/opt/python/3.13.15/")
+    assert "prefix=${pcfiledir}/../..\n" in rewritten
+    assert "libdir=${prefix}/lib\n" in rewritten and "/opt/python" not in rewritten
+    with pytest.raises(ValueError):
+        relocation.relocatable_pc("Name: x\n", "/opt/python/3.13.15")
+
+
+# --- the child environment ------------------------------------------------------------------
+
+HOSTILE = {"OPT": "pgo+lto", "CFLAGS": "-O0", "CPPFLAGS": "-DX", "LDFLAGS": "-lnothing", "CC": "clang",
+           "LIBS": "-lm", "PYTHONPATH": "/nowhere", "PIP_INDEX_URL": "http://x", "AWS_SECRET_ACCESS_KEY": "s",
+           "LD_LIBRARY_PATH": "/x", "PATH": "/evil/bin:/usr/bin", "CCACHE_DIR": "/cache"}  # fmt: skip
+
+
+def test_child_env_is_an_allow_list():
+    env = buildenv.child_env(dict(HOSTILE, TMPDIR="/tmp/t", BUILDFARM_JOBS="2", HOME="/root"), "/w/home")
+    assert env == {"PATH": buildenv.STANDARD_PATH, "HOME": "/w/home", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8",
+                   "TMPDIR": "/tmp/t", "BUILDFARM_JOBS": "2"}  # fmt: skip
+    assert buildenv.child_env({}, "/h", c_utf8=False)["LC_ALL"] == "C"
+
+
+def test_ccache_env_only_adds_ccache():
+    base = buildenv.child_env(HOSTILE, "/w/home")
+    env = buildenv.ccache_env(base, HOSTILE, "/w/ccache-bin", "/w")
+    assert env["PATH"] == "/w/ccache-bin:" + buildenv.STANDARD_PATH
+    assert env["CCACHE_DIR"] == "/cache" and env["CCACHE_BASEDIR"] == "/w"
+    assert {k for k in env if k not in base} == {
+        "CCACHE_DIR",
+        "CCACHE_BASEDIR",
+        "CCACHE_NOHASHDIR",
+        "CCACHE_MAXSIZE",
+    }
+    default = buildenv.ccache_env(base, {}, "/s", "/w")
+    assert default["CCACHE_DIR"] == os.path.join(os.path.expanduser("~"), ".cache", "ccache")
+
+
+@pytest.mark.parametrize("name", ["series.py", "selftest.py", "relocation.py", "buildenv.py"])
+def test_driver_modules_run_on_python36_syntax(name):
+    tree = ast.parse((BUILDER / name).read_text(), feature_version=(3, 6))
+    assert not [node for node in ast.walk(tree) if isinstance(node, ast.NamedExpr | ast.JoinedStr)]
+    keywords = {node.arg for node in ast.walk(tree) if isinstance(node, ast.keyword)}
+    assert not keywords & {"capture_output", "text", "dirs_exist_ok"}
+    assert len((BUILDER / name).read_text().splitlines()) <= 500
