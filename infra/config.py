@@ -7,6 +7,7 @@ accept their string forms.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any, Literal
 
 from pydantic import (
@@ -47,10 +48,19 @@ class InfraConfig(BaseModel):
     # EventBridge schedule expression that starts the workflow with {}; "" turns the schedule off.
     schedule: str = Field("cron(0 4 * * ? *)", alias="schedule")
     max_concurrency: int = Field(20, ge=1, le=10000, alias="maxConcurrency")
-    # None = every platform of the registry that is not end-of-life.
+    # Platforms that get builders (images + job definitions). None = the registry's platforms
+    # still supported on lifecycle_date, plus end_of_life_platforms. An explicit list is taken as is.
     enabled_platforms: tuple[str, ...] | None = Field(None, alias="enabledPlatforms")
+    # Ended platforms that keep their builders so that naming them still builds them. Not by
+    # default: an ended distribution's package mirrors move or vanish, and an image that no
+    # longer builds fails the whole deployment.
+    end_of_life_platforms: tuple[str, ...] = Field((), alias="endOfLifePlatforms")
+    # The day the registry's end-of-support dates are compared with (default: the synthesis day;
+    # tests pin it so that synthesis is deterministic).
+    lifecycle_date: date = Field(default_factory=date.today, alias="lifecycleDate")
     enabled_arches: tuple[Literal["x86_64", "aarch64"], ...] = Field(ARCHES, alias="enabledArches")
     lowest_series: str = Field("3.9", alias="lowestSeries")
+    releases_per_series: int = Field(2, ge=1, le=100, alias="releasesPerSeries")
     prereleases: bool = Field(False, alias="prereleases")
     optimization: Literal["pgo+lto", "none"] = Field("pgo+lto", alias="optimization")
     releases_url: str | None = Field(None, alias="releasesUrl")
@@ -74,12 +84,19 @@ class InfraConfig(BaseModel):
     scratch_expiry_days: int = Field(30, ge=1, alias="scratchExpiryDays")
     log_expiry_days: int = Field(180, ge=1, alias="logExpiryDays")
 
-    @field_validator("enabled_platforms", "enabled_arches", "subnet_ids", mode="before")
+    @field_validator(
+        "enabled_platforms", "end_of_life_platforms", "enabled_arches", "subnet_ids", mode="before"
+    )
     @classmethod
     def _comma_list(cls, value: Any, info: ValidationInfo) -> Any:
         if info.field_name == "enabled_platforms" and value == "":
-            return None  # unset in cdk.json: every non-EOL platform
+            return None  # unset in cdk.json: the platforms live on lifecycle_date
         return _split_list(value)
+
+    @field_validator("lifecycle_date", mode="before")
+    @classmethod
+    def _today_if_empty(cls, value: Any) -> Any:
+        return date.today() if value in ("", None) else value
 
     @field_validator("notification_email", "vpc_id", "releases_url", "source_mirror", mode="before")
     @classmethod
@@ -109,9 +126,13 @@ class InfraConfig(BaseModel):
         return self
 
     def platforms(self, registry: Registry) -> tuple[str, ...]:
-        """The enabled platform ids, in registry order (unknown ids were rejected by from_context)."""
+        """The platform ids that get builders, in registry order (unknown ids were rejected by
+        from_context): the live ones on lifecycle_date plus the ended ones kept, or the explicit list."""
         if self.enabled_platforms is None:
-            return tuple(pid for pid, p in registry.platforms.items() if not p.eol)
+            live = registry.live_platforms(self.lifecycle_date)
+            return tuple(
+                pid for pid in registry.platforms if pid in live or pid in self.end_of_life_platforms
+            )
         return tuple(pid for pid in registry.platforms if pid in self.enabled_platforms)
 
     def cells(self, registry: Registry) -> tuple[tuple[str, str], ...]:
@@ -144,7 +165,7 @@ class InfraConfig(BaseModel):
             raise ConfigError(
                 f"cdk context {CONTEXT_PREFIX}{key}: {first['msg']} (got {first.get('input')!r})"
             ) from None
-        for pid in config.enabled_platforms or ():
+        for pid in (*(config.enabled_platforms or ()), *config.end_of_life_platforms):
             registry.get(pid)  # raises UnknownPlatformError naming it
         if not config.cells(registry):
             raise ConfigError("cdk context: no platform x arch is enabled")
@@ -157,6 +178,7 @@ class InfraConfig(BaseModel):
             "BUILDFARM_ENABLED_PLATFORMS": ",".join(self.platforms(registry)),
             "BUILDFARM_ENABLED_ARCHES": ",".join(self.enabled_arches),
             "BUILDFARM_LOWEST_SERIES": self.lowest_series,
+            "BUILDFARM_RELEASES_PER_SERIES": str(self.releases_per_series),
             "BUILDFARM_PRERELEASES": "true" if self.prereleases else "false",
             "BUILDFARM_OPTIMIZATION": self.optimization,
         }

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
-import pytest
+import json
+import re
+from datetime import date
 
-from buildfarm.platforms import UnknownPlatformError, load_registry
+import pytest
+from pydantic import ValidationError
+
+from buildfarm.platforms import UnknownPlatformError, builder_image_dir, load_registry
 from buildfarm.versions import VersionError, is_series, parse_release
 
 EXPECTED_PLATFORMS = {
     "ubuntu-2004", "ubuntu-2204", "ubuntu-2404", "ubuntu-2604",
     "debian-11", "debian-12", "debian-13",
     "rhel-8", "rhel-9", "rhel-10",
-    "opensuse-155", "opensuse-156", "amazonlinux-2023",
+    "opensuse-155", "opensuse-156", "opensuse-160", "amazonlinux-2023",
+}  # fmt: skip
+END_OF_SUPPORT = {
+    "debian-11": date(2026, 8, 31), "debian-12": date(2028, 6, 30), "debian-13": date(2030, 6, 30),
+    "ubuntu-2004": date(2025, 5, 31), "ubuntu-2204": date(2027, 6, 30), "ubuntu-2404": date(2029, 6, 30),
+    "ubuntu-2604": date(2031, 6, 30), "rhel-8": date(2029, 5, 31), "rhel-9": date(2032, 5, 31),
+    "rhel-10": date(2035, 5, 31), "opensuse-155": date(2024, 12, 31), "opensuse-156": date(2026, 4, 30),
+    "opensuse-160": date(2027, 10, 31), "amazonlinux-2023": date(2029, 6, 30),
 }  # fmt: skip
 
 
@@ -37,6 +49,7 @@ def test_unknown_platform_names_the_value() -> None:
         ("rocky", "9.4", ("rhel", "centos", "fedora"), "rhel-9"),
         ("almalinux", "8.10", ("rhel", "centos", "fedora"), "rhel-8"),
         ("opensuse-leap", "15.6", ("suse", "opensuse"), "opensuse-156"),
+        ("opensuse-leap", "16.0", ("suse", "opensuse"), "opensuse-160"),
         ("amzn", "2023", ("fedora",), "amazonlinux-2023"),
         ("ubuntu", "23.10", ("debian",), None),
         ("arch", "rolling", (), None),
@@ -52,11 +65,70 @@ def test_release_versions_parse(text: str) -> None:
     assert str(parse_release(text)) == text
 
 
-@pytest.mark.parametrize("text", ["3.13", "3", "3.13.5.1", "v3.13.5", "3.13.5rc", "2.7.18", "3.13.5 ", ""])
+@pytest.mark.parametrize(
+    "text",
+    ["3.13", "3", "3.13.5.1", "v3.13.5", "3.13.5rc", "2.7.18", "3.13.5 ", "", "3.13.5\n", "3.\u0661\u0663.5"],
+)
 def test_malformed_versions_are_rejected_by_name(text: str) -> None:
-    with pytest.raises(VersionError, match=repr(text).replace(".", r"\.")):
+    with pytest.raises(VersionError, match=re.escape(repr(text))):
         parse_release(text)
 
 
 def test_series() -> None:
     assert is_series("3.13") and not is_series("3.13.5") and not is_series("3.x")
+    assert not is_series("3.13\n") and not is_series("3.\u0661\u0663")  # whole string, ASCII digits
+
+
+def test_every_platform_has_its_end_of_support_date() -> None:
+    registry = load_registry()
+    assert {pid: p.end_of_support for pid, p in registry.platforms.items()} == END_OF_SUPPORT
+    raw = json.loads((builder_image_dir() / "platforms.json").read_text())
+    assert not any("eol" in entry for entry in raw["platforms"].values())  # the old flag is gone
+
+
+def test_series_end_of_life_is_data() -> None:
+    ends = load_registry().series_end_of_life
+    assert ends == {f"3.{minor}": date(2016 + minor, 10, 31) for minor in range(9, 16)}
+
+
+@pytest.mark.parametrize(
+    ("today", "live"),
+    [
+        (date(2026, 8, 31), True),  # the last day of support is still supported
+        (date(2026, 9, 1), False),
+    ],
+)
+def test_platform_is_live_until_its_end_of_support(today: date, live: bool) -> None:
+    registry = load_registry()
+    assert registry.get("debian-11").live(today) is live
+    assert ("debian-11" in registry.live_platforms(today)) is live
+
+
+def test_live_platforms_on_a_fixed_day() -> None:
+    registry = load_registry()
+    assert registry.live_platforms(date(2026, 11, 30)) == (
+        "ubuntu-2204", "ubuntu-2404", "ubuntu-2604", "debian-12", "debian-13",
+        "rhel-8", "rhel-9", "rhel-10", "opensuse-160", "amazonlinux-2023",
+    )  # fmt: skip
+    assert registry.live_platforms(date(2026, 11, 30), among=["debian-11", "debian-12"]) == ("debian-12",)
+
+
+def test_opensuse_160_is_leap_16_without_libnsl() -> None:
+    leap16 = load_registry().get("opensuse-160")
+    assert leap16.base_image == "opensuse/leap:16.0" and leap16.os_release.version_id == "16.0"
+    assert "libopenssl3" in leap16.runtime_dependencies
+    assert not any("nsl" in dep for dep in (*leap16.runtime_dependencies, *leap16.build_dependencies))
+
+
+def test_unbuildable_series_needs_a_series_and_a_reason(tmp_path) -> None:
+    raw = json.loads((builder_image_dir() / "platforms.json").read_text())
+    raw["platforms"]["rhel-10"]["unbuildable_series"] = {"3.9": "OpenSSL 3.5 without the 1.1 API"}
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(raw))
+    assert load_registry(good).unbuildable_reason("rhel-10", "3.9") == "OpenSSL 3.5 without the 1.1 API"
+    assert load_registry(good).unbuildable_reason("rhel-10", "3.13") is None
+    raw["platforms"]["rhel-10"]["unbuildable_series"] = {"3.9.2": "why"}
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(raw))
+    with pytest.raises(ValidationError, match=r"3\.9\.2"):
+        load_registry(bad)

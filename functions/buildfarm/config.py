@@ -23,8 +23,10 @@ class ConfigError(ValueError):
 class FarmConfig(BaseModel):
     """Everything the planner and publisher need to know that is not in the request.
 
-    enabled_platforms is always a concrete tuple (from_env fills in the registry's
-    non-EOL platforms when the variable is unset).
+    enabled_platforms are the platforms this deployment can build (where it has builders),
+    always a concrete tuple: from_env fills in every registry platform when the variable is
+    unset. Which of them the schedule builds is decided at plan time from their end-of-support
+    dates (buildfarm.policy); an enabled platform past its date is still built when named.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -32,7 +34,9 @@ class FarmConfig(BaseModel):
     store: str = DEFAULT_STORE
     enabled_platforms: tuple[str, ...]
     enabled_arches: tuple[Literal["x86_64", "aarch64"], ...] = ("x86_64", "aarch64")
-    lowest_series: str = "3.9"
+    lowest_series: str = "3.9"  # a hard floor, also for named versions
+    # The schedule builds the newest N releases of each live series (buildfarm.policy).
+    releases_per_series: int = Field(default=2, ge=1)
     prereleases: bool = False
     # python.org's downloads API base: <base>/release/ and <base>/release_file/?release=<id>
     releases_url: str = DEFAULT_RELEASES_URL
@@ -45,11 +49,9 @@ class FarmConfig(BaseModel):
 
     @classmethod
     def defaults(cls, registry: Registry | None = None, **overrides: object) -> FarmConfig:
-        """The default configuration (all non-EOL platforms), with keyword overrides."""
+        """The default configuration (every registry platform enabled), with keyword overrides."""
         registry = registry or load_registry()
-        values: dict[str, object] = {
-            "enabled_platforms": tuple(pid for pid, p in registry.platforms.items() if not p.eol)
-        }
+        values: dict[str, object] = {"enabled_platforms": tuple(registry.platforms)}
         values.update(overrides)
         return cls(**values)
 
@@ -69,35 +71,24 @@ class FarmConfig(BaseModel):
         if (store := get("BUILDFARM_STORE")) is not None:
             values["store"] = store
 
-        if (platforms := get("BUILDFARM_ENABLED_PLATFORMS")) is not None:
-            ids = _comma_list(platforms)
-            for pid in ids:
-                if pid not in registry.platforms:
-                    known = ", ".join(registry.platforms)
-                    raise ConfigError(
-                        f"BUILDFARM_ENABLED_PLATFORMS: unknown platform {pid!r} (known: {known})"
-                    )
-            if not ids:
-                raise ConfigError(f"BUILDFARM_ENABLED_PLATFORMS: no platform in {platforms!r}")
-            values["enabled_platforms"] = ids
-        else:
-            values["enabled_platforms"] = tuple(pid for pid, p in registry.platforms.items() if not p.eol)
-
+        platforms = get("BUILDFARM_ENABLED_PLATFORMS")
+        values["enabled_platforms"] = (
+            _known_list("BUILDFARM_ENABLED_PLATFORMS", platforms, tuple(registry.platforms), "platform")
+            if platforms is not None
+            else tuple(registry.platforms)
+        )
         if (arches := get("BUILDFARM_ENABLED_ARCHES")) is not None:
-            ids = _comma_list(arches)
-            for arch in ids:
-                if arch not in ARCHES:
-                    raise ConfigError(
-                        f"BUILDFARM_ENABLED_ARCHES: unknown arch {arch!r} (known: {', '.join(ARCHES)})"
-                    )
-            if not ids:
-                raise ConfigError(f"BUILDFARM_ENABLED_ARCHES: no arch in {arches!r}")
-            values["enabled_arches"] = ids
+            values["enabled_arches"] = _known_list("BUILDFARM_ENABLED_ARCHES", arches, ARCHES, "arch")
 
         if (series := get("BUILDFARM_LOWEST_SERIES")) is not None:
             if not is_series(series):
                 raise ConfigError(f"BUILDFARM_LOWEST_SERIES: {series!r} is not a series like 3.9")
             values["lowest_series"] = series
+
+        if (per_series := get("BUILDFARM_RELEASES_PER_SERIES")) is not None:
+            values["releases_per_series"] = _number(
+                "BUILDFARM_RELEASES_PER_SERIES", per_series, int, minimum=1
+            )
 
         if (pre := get("BUILDFARM_PRERELEASES")) is not None:
             values["prereleases"] = _boolean("BUILDFARM_PRERELEASES", pre)
@@ -129,6 +120,17 @@ class FarmConfig(BaseModel):
 
 def _comma_list(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+
+
+def _known_list(name: str, text: str, known: tuple[str, ...], what: str) -> tuple[str, ...]:
+    """A comma-separated list of known ids, at least one; ConfigError names the first unknown one."""
+    ids = _comma_list(text)
+    for value in ids:
+        if value not in known:
+            raise ConfigError(f"{name}: unknown {what} {value!r} (known: {', '.join(known)})")
+    if not ids:
+        raise ConfigError(f"{name}: no {what} in {text!r}")
+    return ids
 
 
 def _boolean(name: str, text: str) -> bool:

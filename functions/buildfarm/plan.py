@@ -22,13 +22,13 @@ from buildfarm.claims import ClaimOutcome, claim_cells, release_claims
 from buildfarm.config import FarmConfig
 from buildfarm.models import BuildSpec, Source, artifact_dir
 from buildfarm.platforms import Registry, load_registry
+from buildfarm.policy import PolicyReport, select_cells
 from buildfarm.releases import (
     Release,
     ReleaseLookupError,
     fetch_python_org,
     iso,
     load_releases,
-    resolve_versions,
     save_releases,
     source_url,
 )
@@ -100,6 +100,7 @@ class Plan:
     releases_refresh: str
     matrix_size: int
     versions: list[str] = field(default_factory=list)
+    policy: PolicyReport | None = None
 
     @property
     def counts(self) -> dict[str, int]:
@@ -131,20 +132,6 @@ def _as_request(request: WorkflowInput | dict[str, Any] | None, config: FarmConf
     return parse_workflow_input(request, config)
 
 
-def expand_matrix(
-    releases: list[Release], platforms: list[str], arches: list[str], registry: Registry
-) -> list[tuple[Release, str, str]]:
-    """release x platform x arch, keeping only arches the platform supports."""
-    cells = []
-    for release in releases:
-        for platform in platforms:
-            supported = registry.get(platform).arches
-            for arch in arches:
-                if arch in supported:
-                    cells.append((release, platform, arch))
-    return cells
-
-
 def make_spec(
     release: Release, platform: str, arch: str, build: int, store: Store, config: FarmConfig
 ) -> BuildSpec:
@@ -153,7 +140,9 @@ def make_spec(
         platform=platform,
         arch=arch,
         build=build,
-        source=Source(url=source_url(release.version, config.source_mirror), sha256=release.sha256),
+        source=Source(
+            url=source_url(release.version, config.source_mirror, release.file), sha256=release.sha256
+        ),
         prefix=f"/opt/python/{release.version}",
         optimization=config.optimization,
         store=store.location,
@@ -171,40 +160,77 @@ def plan(
     registry: Registry | None = None,
     fetch_releases: Any = fetch_python_org,
 ) -> Plan:
-    """Validate, expand, drop published cells (unless force), claim the rest, write the items.
-
-    Raises InputError (naming the bad value) before anything is written. With
-    request.dry_run, the same plan is computed and nothing is claimed or written.
-    """
+    """Validate, expand under the policy (buildfarm.policy), drop published cells (unless force),
+    claim the rest, write the items. Raises InputError (naming the bad value) before anything is
+    written. With request.dry_run, the same plan is computed and nothing is claimed or written."""
     now = now or datetime.now(UTC)
     registry = registry or load_registry()
     validated = _as_request(request, config)
     execution_id = safe_id(execution_id)
-    plan_id = execution_id
 
     releases_state = load_releases(store, config, now, fetch=fetch_releases)
     try:
-        chosen = resolve_versions(validated.versions, releases_state.catalog, config)
+        selection = select_cells(validated, releases_state.catalog, config, registry, now.date())
     except ReleaseLookupError as error:
         raise InputError(f"invalid workflow input: versions: {error}") from None
-    platforms = list(validated.platforms or config.enabled_platforms)
-    arches = list(validated.arches or config.enabled_arches)
-    matrix = expand_matrix(chosen, platforms, arches, registry)
 
     # The request is valid: from here on we may write.
     if not validated.dry_run:
         save_releases(store, releases_state)
 
     versions_doc, _ = read_versions(store)
-    published = published_builds(versions_doc)
+    wanted, release_of, skipped = _unpublished(
+        selection.matrix, published_builds(versions_doc), validated.force
+    )
+    outcomes: dict[Cell, ClaimOutcome] = {}
+    try:
+        outcomes = claim_cells(
+            store,
+            wanted,
+            execution_id=execution_id,
+            plan_id=execution_id,
+            now=now,
+            ttl_seconds=config.claim_ttl_seconds,
+            dry_run=validated.dry_run,
+        )
+        items = _items(outcomes, wanted, release_of, skipped, store, config)
+        result = Plan(
+            plan_id=execution_id,
+            execution_id=execution_id,
+            dry_run=validated.dry_run,
+            force=validated.force,
+            items=items,
+            skipped=skipped,
+            items_location=store.location_of(items_key(execution_id)),
+            releases_refresh=releases_state.refresh,
+            matrix_size=len(selection.matrix),
+            versions=[r.version for r in selection.releases],
+            policy=selection.report,
+        )
+        if not validated.dry_run:
+            _write_plan(store, result, validated, now)
+    except BaseException:
+        if not validated.dry_run and outcomes:
+            # Do not leave cells blocked until their claims expire.
+            claimed = [cell for cell, outcome in outcomes.items() if outcome.status == "claimed"]
+            release_claims(store, claimed, execution_id=execution_id, now=now)
+        raise
+    log.info("plan %s: %s%s", result.plan_id, result.counts, " (dry run)" if result.dry_run else "")
+    return result
 
+
+def _unpublished(
+    matrix: list[tuple[Release, str, str]], published: dict[Cell, int], force: bool
+) -> tuple[dict[Cell, int], dict[Cell, Release], list[SkippedCell]]:
+    """Cells to claim (with their latest published build, 0 if none), their releases, and the
+    published cells skipped (none with force)."""
     skipped: list[SkippedCell] = []
     wanted: dict[Cell, int] = {}
     release_of: dict[Cell, Release] = {}
     for release, platform, arch in matrix:
         cell = (release.version, platform, arch)
         build = published.get(cell, 0)
-        if build and not validated.force:
+        if build and not force:
             skipped.append(
                 SkippedCell(
                     cell=cell_name(*cell), reason="published", build=build, detail=f"published build {build}"
@@ -213,80 +239,52 @@ def plan(
             continue
         wanted[cell] = build
         release_of[cell] = release
+    return wanted, release_of, skipped
 
-    outcomes: dict[Cell, ClaimOutcome] = {}
-    try:
-        outcomes = claim_cells(
-            store,
-            wanted,
-            execution_id=execution_id,
-            plan_id=plan_id,
-            now=now,
-            ttl_seconds=config.claim_ttl_seconds,
-            dry_run=validated.dry_run,
-        )
-        items: list[PlanItem] = []
-        for cell in wanted:
-            outcome = outcomes[cell]
-            if outcome.status == "held":
-                skipped.append(
-                    SkippedCell(
-                        cell=outcome.cell,
-                        reason="claimed",
-                        build=outcome.build,
-                        detail=f"build {outcome.build} claimed by {outcome.holder}"
-                        f" until {outcome.expires_at}",
-                    )
-                )
-                continue
-            spec = make_spec(release_of[cell], cell[1], cell[2], outcome.build, store, config)
-            items.append(
-                PlanItem(
+
+def _items(
+    outcomes: dict[Cell, ClaimOutcome],
+    wanted: dict[Cell, int],
+    release_of: dict[Cell, Release],
+    skipped: list[SkippedCell],
+    store: Store,
+    config: FarmConfig,
+) -> list[PlanItem]:
+    """One item per cell this execution claimed; cells held by another go to `skipped`."""
+    items: list[PlanItem] = []
+    for cell in wanted:
+        outcome = outcomes[cell]
+        if outcome.status == "held":
+            skipped.append(
+                SkippedCell(
                     cell=outcome.cell,
-                    spec=spec,
-                    job_definition=f"{cell[1]}-{cell[2]}",
-                    job_queue_arch=cell[2],
+                    reason="claimed",
+                    build=outcome.build,
+                    detail=f"build {outcome.build} claimed by {outcome.holder} until {outcome.expires_at}",
                 )
             )
-        result = Plan(
-            plan_id=plan_id,
-            execution_id=execution_id,
-            dry_run=validated.dry_run,
-            force=validated.force,
-            items=items,
-            skipped=skipped,
-            items_location=store.location_of(items_key(plan_id)),
-            releases_refresh=releases_state.refresh,
-            matrix_size=len(matrix),
-            versions=[r.version for r in chosen],
-        )
-        if not validated.dry_run:
-            store.put_json(items_key(plan_id), [item.as_json() for item in items])
-            store.put_json(
-                plan_record_key(plan_id),
-                {
-                    **result.summary,
-                    "created": iso(now),
-                    "request": validated.model_dump(mode="json"),
-                    "skipped": [s.model_dump(mode="json") for s in skipped],
-                },
+            continue
+        spec = make_spec(release_of[cell], cell[1], cell[2], outcome.build, store, config)
+        items.append(
+            PlanItem(
+                cell=outcome.cell, spec=spec, job_definition=f"{cell[1]}-{cell[2]}", job_queue_arch=cell[2]
             )
-    except BaseException:
-        if not validated.dry_run and outcomes:
-            # Do not leave cells blocked until their claims expire.
-            claimed = [cell for cell, outcome in outcomes.items() if outcome.status == "claimed"]
-            release_claims(store, claimed, execution_id=execution_id, now=now)
-        raise
-    log.info(
-        "plan %s: %d cells, %d planned, %d published, %d claimed elsewhere%s",
-        plan_id,
-        result.matrix_size,
-        len(items),
-        result.counts["skipped_published"],
-        result.counts["skipped_claimed"],
-        " (dry run)" if result.dry_run else "",
+        )
+    return items
+
+
+def _write_plan(store: Store, result: Plan, request: WorkflowInput, now: datetime) -> None:
+    store.put_json(items_key(result.plan_id), [item.as_json() for item in result.items])
+    store.put_json(
+        plan_record_key(result.plan_id),
+        {
+            **result.summary,
+            "created": iso(now),
+            "request": request.model_dump(mode="json"),
+            "policy": result.policy.model_dump(mode="json") if result.policy else None,
+            "skipped": [s.model_dump(mode="json") for s in result.skipped],
+        },
     )
-    return result
 
 
 def read_plan_items(store: Store, location: dict[str, str]) -> list[PlanItem]:

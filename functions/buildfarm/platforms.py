@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import date
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from buildfarm.versions import is_series
 
 Arch = Literal["x86_64", "aarch64"]
 ARCHES: tuple[str, ...] = ("x86_64", "aarch64")
@@ -59,11 +62,28 @@ class Platform(BaseModel):
     os_release: OsRelease
     codename: str | None = None
     arches: tuple[Arch, ...]
-    eol: bool
+    # The last day the distribution is supported (the LTS/standard support end we build for).
+    end_of_support: date
     build_dependencies: tuple[str, ...]
     runtime_dependencies: tuple[str, ...]
     missing_modules: dict[str, str] = {}
     bolt: Bolt | None = None
+    # series -> why CPython of that series cannot be built here: the planner never plans it.
+    unbuildable_series: dict[str, str] = {}
+
+    @field_validator("unbuildable_series")
+    @classmethod
+    def _series_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for series, reason in value.items():
+            if not is_series(series) or not reason.strip():
+                raise ValueError(
+                    f"unbuildable_series needs 'X.Y': 'reason' entries, got {series!r}: {reason!r}"
+                )
+        return value
+
+    def live(self, today: date) -> bool:
+        """Still supported on `today` (the end-of-support day itself included)."""
+        return today <= self.end_of_support
 
 
 class Registry(BaseModel):
@@ -71,6 +91,27 @@ class Registry(BaseModel):
     families: dict[str, Family]
     platforms: dict[str, Platform]
     required_modules: tuple[str, ...]
+    # series ("3.13") -> its last day of upstream support
+    series_end_of_life: dict[str, date] = {}
+
+    @field_validator("series_end_of_life")
+    @classmethod
+    def _series(cls, value: dict[str, date]) -> dict[str, date]:
+        for series in value:
+            if not is_series(series):
+                raise ValueError(f"series end_of_life: {series!r} is not a series like 3.13")
+        return value
+
+    def live_platforms(
+        self, today: date, among: tuple[str, ...] | list[str] | None = None
+    ) -> tuple[str, ...]:
+        """Platforms (of `among`, else all; registry order) whose end of support has not passed."""
+        ids = self.platforms if among is None else [pid for pid in self.platforms if pid in among]
+        return tuple(pid for pid in ids if self.platforms[pid].live(today))
+
+    def unbuildable_reason(self, platform_id: str, series: str) -> str | None:
+        """Why `series` cannot be built on the platform, or None if it can."""
+        return self.get(platform_id).unbuildable_series.get(series)
 
     def get(self, platform_id: str) -> Platform:
         try:
@@ -133,4 +174,5 @@ def load_registry(path: Path | None = None) -> Registry:
         families=raw["families"],
         platforms=platforms,
         required_modules=tuple(raw["extension_modules"]["required"]),
+        series_end_of_life=raw.get("series", {}).get("end_of_life", {}),
     )

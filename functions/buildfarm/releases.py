@@ -19,11 +19,11 @@ from importlib import resources
 from typing import Any
 
 from packaging.version import Version
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from buildfarm.config import FarmConfig
 from buildfarm.store import Store, StoreConflict, StoreError, StoreNotFound
-from buildfarm.versions import VersionError, parse_release, series_of
+from buildfarm.versions import VersionError, is_series, parse_release, series_of
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,14 @@ MAX_ANSWER_BYTES = 32 * 1024 * 1024
 FETCH_THREADS = 8
 # After a failed refresh, try again sooner than the normal max age.
 RETRY_AFTER_FAILURE = timedelta(hours=1)
-_RELEASE_NAME = re.compile(r"^Python (3\.\d{1,2}\.\d{1,2}(?:(?:a|b|rc)\d{1,2})?)$")
-_RELEASE_ID = re.compile(r"/release/(\d+)/?$")
+_RELEASE_NAME = re.compile(r"Python (3\.[0-9]{1,2}\.[0-9]{1,2}(?:(?:a|b|rc)[0-9]{1,2})?)")
+_RELEASE_ID = re.compile(r".*/release/([0-9]+)/?")
+# python.org publishes every release's source as both; the first is preferred.
+SOURCE_SUFFIXES = (".tar.xz", ".tgz")
+
+
+def source_file_name(version: str, suffix: str = SOURCE_SUFFIXES[0]) -> str:
+    return f"Python-{version}{suffix}"
 
 
 class Release(BaseModel):
@@ -42,8 +48,22 @@ class Release(BaseModel):
     version: str
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     url: str  # where python.org publishes the source tarball (informational; specs use the mirror)
+    # Which of python.org's source files sha256 is the digest of. Catalogs written before this
+    # field existed only ever held .tar.xz digests, hence the default.
+    file: str | None = Field(default=None, validate_default=True)
     release_date: str | None = None
     prerelease: bool = False
+
+    @field_validator("file", mode="after")
+    @classmethod
+    def _file(cls, value: str | None, info: ValidationInfo) -> str:
+        version = info.data.get("version", "")
+        allowed = [source_file_name(version, suffix) for suffix in SOURCE_SUFFIXES]
+        if value is None:
+            return allowed[0]
+        if value not in allowed:
+            raise ValueError(f"file {value!r} is not one of {', '.join(allowed)}")
+        return value
 
 
 class ReleaseCatalog(BaseModel):
@@ -87,10 +107,11 @@ def load_seed() -> ReleaseCatalog:
     return catalog.model_copy(update={"updated": None, "checked": None, "source": "seed"})
 
 
-def source_url(version: str, mirror: str) -> str:
-    """<mirror>/<X.Y.Z>/Python-<version>.tar.xz: python.org keeps pre-releases in the final's directory."""
+def source_url(version: str, mirror: str, file: str | None = None) -> str:
+    """<mirror>/<X.Y.Z>/<file> (default Python-<version>.tar.xz): python.org keeps pre-releases
+    in the final's directory."""
     directory = parse_release(version).base_version
-    return f"{mirror.rstrip('/')}/{directory}/Python-{version}.tar.xz"
+    return f"{mirror.rstrip('/')}/{directory}/{file or source_file_name(version)}"
 
 
 # -- python.org --------------------------------------------------------------------------
@@ -137,6 +158,16 @@ class _ApiReleaseFile(BaseModel):
     sha256_sum: str | None = None
 
 
+def _api_release(url: str, index: int, element: Any) -> _ApiRelease:
+    try:
+        return _ApiRelease.model_validate(element)
+    except ValidationError as error:
+        detail = error.errors()[0]
+        raise ReleaseFetchError(
+            f"GET {url}: element {index} is malformed ({'.'.join(map(str, detail['loc']))}: {detail['msg']})"
+        ) from None
+
+
 def fetch_python_org(
     base_url: str, *, lowest_series: str, known: set[str], timeout: float = 10.0
 ) -> dict[str, Release]:
@@ -153,15 +184,8 @@ def fetch_python_org(
     candidates: list[tuple[str, str, _ApiRelease]] = []
     python3_releases = 0
     for index, element in enumerate(answer):
-        try:
-            entry = _ApiRelease.model_validate(element)
-        except ValidationError as error:
-            detail = error.errors()[0]
-            raise ReleaseFetchError(
-                f"GET {base}/release/: element {index} is malformed "
-                f"({'.'.join(map(str, detail['loc']))}: {detail['msg']})"
-            ) from None
-        match = _RELEASE_NAME.match(entry.name)
+        entry = _api_release(f"{base}/release/", index, element)
+        match = _RELEASE_NAME.fullmatch(entry.name)
         if not match:
             continue  # Python 2, install manager, ...
         python3_releases += 1
@@ -170,7 +194,7 @@ def fetch_python_org(
             continue
         if Version(series_of(version)) < lowest:
             continue
-        release_id = _RELEASE_ID.search(entry.resource_uri)
+        release_id = _RELEASE_ID.fullmatch(entry.resource_uri)
         if not release_id:
             raise ReleaseFetchError(f"release {entry.name!r}: unexpected resource_uri {entry.resource_uri!r}")
         candidates.append((version, release_id.group(1), entry))
@@ -183,26 +207,18 @@ def fetch_python_org(
         files = _get_json(url, timeout)
         if not isinstance(files, list):
             raise ReleaseFetchError(f"GET {url}: expected a JSON array, got {type(files).__name__}")
-        wanted = f"/Python-{version}.tar.xz"
-        for element in files:
-            try:
-                file = _ApiReleaseFile.model_validate(element)
-            except ValidationError:
-                raise ReleaseFetchError(f"GET {url}: malformed release file {str(element)[:120]}") from None
-            if file.url.endswith(wanted):
-                sha = (file.sha256_sum or "").strip().lower()
-                if not re.fullmatch(r"[0-9a-f]{64}", sha):
-                    log.info("python.org lists no sha256 for %s; skipped", version)
-                    return None
-                return Release(
-                    version=version,
-                    sha256=sha,
-                    url=file.url,
-                    release_date=entry.release_date,
-                    prerelease=entry.pre_release or parse_release(version).is_prerelease,
-                )
-        log.info("python.org lists no %s for %s; skipped", wanted.lstrip("/"), version)
-        return None
+        source = _pick_source_file(version, files, url)
+        if source is None:
+            return None
+        file, sha = source
+        return Release(
+            version=version,
+            sha256=sha,
+            url=file.url,
+            file=file.url.rsplit("/", 1)[-1],
+            release_date=entry.release_date,
+            prerelease=entry.pre_release or parse_release(version).is_prerelease,
+        )
 
     found: dict[str, Release] = {}
     if candidates:
@@ -211,6 +227,30 @@ def fetch_python_org(
                 if release is not None:
                     found[release.version] = release
     return found
+
+
+def _pick_source_file(version: str, files: list[Any], url: str) -> tuple[_ApiReleaseFile, str] | None:
+    """The source file of `version` with a sha256: .tar.xz if python.org gives its digest, else
+    .tgz; None (logged) if neither has one. ReleaseFetchError if an element is malformed."""
+    by_suffix: dict[str, _ApiReleaseFile] = {}
+    for element in files:
+        try:
+            file = _ApiReleaseFile.model_validate(element)
+        except ValidationError:
+            raise ReleaseFetchError(f"GET {url}: malformed release file {str(element)[:120]}") from None
+        for suffix in SOURCE_SUFFIXES:
+            if file.url.endswith("/" + source_file_name(version, suffix)):
+                by_suffix[suffix] = file
+    if not by_suffix:
+        log.info("python.org lists no source tarball for %s; skipped", version)
+        return None
+    for suffix in SOURCE_SUFFIXES:
+        file = by_suffix.get(suffix)
+        sha = ((file and file.sha256_sum) or "").strip().lower()
+        if file is not None and re.fullmatch(r"[0-9a-f]{64}", sha):
+            return file, sha
+    log.info("python.org lists no sha256 for %s; skipped", version)
+    return None
 
 
 # -- the catalog in the store --------------------------------------------------------------
@@ -240,11 +280,8 @@ def refresh_due(catalog: ReleaseCatalog, now: datetime, max_age_hours: float) ->
 def load_releases(
     store: Store, config: FarmConfig, now: datetime, fetch: Any = fetch_python_org
 ) -> ReleasesState:
-    """releases.json from the store (seed if absent), refreshed from python.org when due.
-
-    Makes exactly one store read; writes nothing (save_releases does, once the caller
-    knows the request is valid).
-    """
+    """releases.json from the store (seed if absent), refreshed from python.org when due. Makes
+    exactly one store read; writes nothing (save_releases does, once the request is valid)."""
     etag: str | None = None
     try:
         raw, etag = store.read_json(RELEASES_KEY)
@@ -285,18 +322,7 @@ def load_releases(
             changed = True
             refresh = f"failed: {error}"[:300]
         else:
-            merged = dict(catalog.releases)
-            for version, release in new.items():
-                old = merged.get(version)
-                if old is not None and old.sha256 != release.sha256:
-                    log.warning(
-                        "python.org now lists sha256 %s for %s; keeping %s",
-                        release.sha256,
-                        version,
-                        old.sha256,
-                    )
-                    continue
-                merged[version] = release
+            merged = _merged(catalog.releases, new)
             added = len(merged) - len(catalog.releases)
             catalog = catalog.model_copy(
                 update={
@@ -310,6 +336,20 @@ def load_releases(
             refresh = f"refreshed (+{added})"
             log.info("releases refreshed from %s: %d new, %d known", config.releases_url, added, len(merged))
     return ReleasesState(catalog=catalog, etag=etag, changed=changed, refresh=refresh)
+
+
+def _merged(known: dict[str, Release], new: dict[str, Release]) -> dict[str, Release]:
+    """known + new releases; a known checksum is never replaced (a changed one is logged)."""
+    merged = dict(known)
+    for version, release in new.items():
+        old = merged.get(version)
+        if old is not None and old.sha256 != release.sha256:
+            log.warning(
+                "python.org now lists sha256 %s for %s; keeping %s", release.sha256, version, old.sha256
+            )
+            continue
+        merged[version] = release
+    return merged
 
 
 def save_releases(store: Store, state: ReleasesState) -> None:
@@ -351,7 +391,7 @@ def resolve_versions(
     chosen: dict[str, Release] = {}
     for text in requested:
         try:
-            series = text if re.fullmatch(r"3\.\d{1,2}", text) else series_of(text)
+            series = text if is_series(text) else series_of(text)
         except VersionError as error:
             raise ReleaseLookupError(str(error)) from None
         if Version(series) < lowest:

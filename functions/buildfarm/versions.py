@@ -6,10 +6,9 @@ import re
 
 from packaging.version import Version
 
-_RELEASE = re.compile(
-    r"^(?P<major>3)\.(?P<minor>\d{1,2})\.(?P<micro>\d{1,2})(?:(?P<pre>a|b|rc)(?P<pre_n>\d{1,2}))?$"
-)
-_SERIES = re.compile(r"^3\.[0-9]{1,2}$")
+# ASCII digits only, whole string: these strings end up in paths and URLs.
+_RELEASE = re.compile(r"3\.[0-9]{1,2}\.[0-9]{1,2}(?:(?:a|b|rc)[0-9]{1,2})?")
+_SERIES = re.compile(r"3\.[0-9]{1,2}")
 
 
 class VersionError(ValueError):
@@ -18,13 +17,13 @@ class VersionError(ValueError):
 
 def parse_release(text: str) -> Version:
     """An exact CPython release, e.g. '3.13.5' or '3.14.0rc2'; anything else raises VersionError."""
-    if not isinstance(text, str) or not _RELEASE.match(text):
+    if not isinstance(text, str) or not _RELEASE.fullmatch(text):
         raise VersionError(f"malformed Python version {text!r} (expected e.g. 3.13.5 or 3.14.0rc2)")
     return Version(text)
 
 
 def is_series(text: str) -> bool:
-    return isinstance(text, str) and bool(_SERIES.match(text))
+    return isinstance(text, str) and bool(_SERIES.fullmatch(text))
 
 
 def series_of(version: str) -> str:

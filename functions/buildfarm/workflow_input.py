@@ -119,7 +119,8 @@ def parse_workflow_input(
 ) -> WorkflowInput:
     """Validate a workflow input (a dict, or None meaning {}); InputError names the bad value.
 
-    With a config, platforms/arches must also be enabled there.
+    With a config, platforms/arches must also be enabled there (whatever their end-of-support
+    date: naming an ended platform builds it).
     """
     if raw is None:
         raw = {}
@@ -137,11 +138,15 @@ def parse_workflow_input(
     except ValidationError as error:
         raise InputError(f"invalid workflow input: {_format_error(error)}") from None
     if config is not None:
+        # A named platform past its end of support is built (the dates only steer the schedule);
+        # one this deployment has no builder for is not.
         for platform in request.platforms or ():
             if platform not in config.enabled_platforms:
+                ended = (registry or load_registry()).get(platform).end_of_support.isoformat()
+                enabled = ", ".join(config.enabled_platforms)
                 raise InputError(
-                    f"invalid workflow input: platforms: platform {platform!r} is not enabled "
-                    f"(enabled: {', '.join(config.enabled_platforms)})"
+                    f"invalid workflow input: platforms: platform {platform!r} is not enabled in this "
+                    f"deployment (no builder; end of support {ended}; enabled: {enabled})"
                 )
         for arch in request.arches or ():
             if arch not in config.enabled_arches:

@@ -21,6 +21,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # the `infra` package and app.py live at the top level
 
 STACK_NAME = "PythonBuildFarm"
+# The day synthesis compares the registry's end-of-support dates with: fixed, so that the
+# synthesized stack does not depend on the day the tests run.
+LIFECYCLE_DATE = "2026-11-22"
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ def synthesis(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
             "AWS_CONFIG_FILE": str(home / "no-config"),
             "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-credentials"),
             "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "1",
+            # As `cdk synth -c buildfarm:lifecycleDate=...` passes it.
+            "CDK_CONTEXT_JSON": json.dumps({"buildfarm:lifecycleDate": LIFECYCLE_DATE}),
             # No docker binary reachable: synthesis must only stage the image assets.
             "PATH": os.pathsep.join(
                 p for p in env.get("PATH", "").split(os.pathsep) if not (Path(p) / "docker").exists()
@@ -73,6 +78,12 @@ def synthesis(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
         timeout=600,
     )
     return Synthesis(result.returncode, result.stdout + result.stderr, outdir)
+
+
+@pytest.fixture(scope="session")
+def lifecycle_date() -> str:
+    """The buildfarm:lifecycleDate the session's synthesis used."""
+    return LIFECYCLE_DATE
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from buildfarm.platforms import DOCKER_PLATFORM, load_registry
-from infra.config import ConfigError, InfraConfig
+from infra.config import InfraConfig
 
 REPO = Path(__file__).resolve().parents[2]
 STACK_NAME = "PythonBuildFarm"
@@ -24,6 +24,7 @@ LAMBDA_ENVIRONMENT = (
     "BUILDFARM_ENABLED_PLATFORMS",
     "BUILDFARM_ENABLED_ARCHES",
     "BUILDFARM_LOWEST_SERIES",
+    "BUILDFARM_RELEASES_PER_SERIES",
     "BUILDFARM_PRERELEASES",
     "BUILDFARM_CLAIM_TTL_SECONDS",
     "POWERTOOLS_SERVICE_NAME",
@@ -33,9 +34,10 @@ LAMBDA_ENVIRONMENT = (
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "1")
 
 
-def cdk_json_config() -> InfraConfig:
+def cdk_json_config(lifecycle_date: str) -> InfraConfig:
+    """cdk.json's configuration on the day the session's synthesis used (the lifecycle_date fixture)."""
     context = json.loads((REPO / "cdk.json").read_text())["context"]
-    return InfraConfig.from_context(context)
+    return InfraConfig.from_context({**context, "buildfarm:lifecycleDate": lifecycle_date})
 
 
 @pytest.fixture(scope="module")
@@ -111,43 +113,6 @@ def test_cfn_lint_reports_no_errors(synthesis, template: dict[str, Any]) -> None
     findings = json.loads(result.stdout or "[]")
     errors = [f for f in findings if f["Level"] == "Error"]
     assert errors == [], json.dumps(errors, indent=1)[:4000]
-
-
-# -- configuration -------------------------------------------------------------------------
-
-
-def test_config_from_context_accepts_cli_strings_and_names_bad_values() -> None:
-    registry = load_registry()
-    config = InfraConfig.from_context(
-        {
-            "buildfarm:maxConcurrency": "40",
-            "buildfarm:enabledPlatforms": "debian-12, rhel-9",
-            "buildfarm:enabledArches": "aarch64",
-            "buildfarm:prereleases": "true",
-            "other:key": "ignored",
-        },
-        registry,
-    )
-    assert config.max_concurrency == 40
-    assert config.cells(registry) == (("debian-12", "aarch64"), ("rhel-9", "aarch64"))
-    assert config.prereleases is True
-    assert config.lambda_environment()["BUILDFARM_ENABLED_PLATFORMS"] == "debian-12,rhel-9"
-    with pytest.raises(ConfigError, match=r"buildfarm:maxConcurrency.*'many'"):
-        InfraConfig.from_context({"buildfarm:maxConcurrency": "many"}, registry)
-    with pytest.raises(ValueError, match="'debian-99'"):
-        InfraConfig.from_context({"buildfarm:enabledPlatforms": "debian-99"}, registry)
-    with pytest.raises(ConfigError, match="buildfarm:enabledArches"):
-        InfraConfig.from_context({"buildfarm:enabledArches": "sparc"}, registry)
-    with pytest.raises(ConfigError, match="subnetIds"):
-        InfraConfig.from_context({"buildfarm:vpcId": "vpc-123"}, registry)
-    with pytest.raises(ConfigError, match="buildfarm:unknownKey"):
-        InfraConfig.from_context({"buildfarm:unknownKey": "1"}, registry)
-
-
-def test_default_config_enables_every_non_eol_platform() -> None:
-    registry = load_registry()
-    config = cdk_json_config()
-    assert set(config.platforms(registry)) == {p for p, v in registry.platforms.items() if not v.eol}
 
 
 # -- storage and CDN -----------------------------------------------------------------------
@@ -244,9 +209,9 @@ def test_cdn_uses_origin_access_control_and_caches_catalogs_briefly_builds_long(
 # -- builder images and Batch --------------------------------------------------------------
 
 
-def test_one_builder_image_per_platform_and_arch_from_the_registry(synthesis) -> None:
+def test_one_builder_image_per_platform_and_arch_from_the_registry(synthesis, lifecycle_date) -> None:
     registry = load_registry()
-    cells = cdk_json_config().cells(registry)
+    cells = cdk_json_config(lifecycle_date).cells(registry)
     images = json.loads((synthesis.outdir / f"{STACK_NAME}.assets.json").read_text())["dockerImages"]
     staged = {
         (s["dockerBuildArgs"]["BASE_IMAGE"], s["dockerFile"], s["platform"])
@@ -259,8 +224,10 @@ def test_one_builder_image_per_platform_and_arch_from_the_registry(synthesis) ->
     assert len(images) == len(cells)
 
 
-def test_job_definitions_are_enabled_platforms_times_arches_with_config_resources(template) -> None:
-    config = cdk_json_config()
+def test_job_definitions_are_enabled_platforms_times_arches_with_config_resources(
+    template, lifecycle_date
+) -> None:
+    config = cdk_json_config(lifecycle_date)
     cells = config.cells(load_registry())
     definitions = by_type(template, "AWS::Batch::JobDefinition")
     names = {r["Properties"]["JobDefinitionName"] for r in definitions.values()}
@@ -274,10 +241,12 @@ def test_job_definitions_are_enabled_platforms_times_arches_with_config_resource
         assert props["PlatformCapabilities"] == ["EC2"]
 
 
-def test_retry_strategy_retries_infrastructure_loss_and_exits_on_anything_else(template) -> None:
+def test_retry_strategy_retries_infrastructure_loss_and_exits_on_anything_else(
+    template, lifecycle_date
+) -> None:
     for resource in by_type(template, "AWS::Batch::JobDefinition").values():
         strategy = resource["Properties"]["RetryStrategy"]
-        assert strategy["Attempts"] == cdk_json_config().job_attempts
+        assert strategy["Attempts"] == cdk_json_config(lifecycle_date).job_attempts
         rules = strategy["EvaluateOnExit"]
         # Batch applies the first matching rule: Spot reclaim / instance loss first, then EXIT for all.
         assert rules[0] == {"Action": "RETRY", "OnStatusReason": "Host EC2*"}
@@ -466,7 +435,7 @@ def test_bundle_imports_the_handlers_and_finds_the_registry(synthesis, template)
     assert int(count) == len(load_registry().platforms)
 
 
-def test_state_machine_logs_all_traces_and_times_out(template) -> None:
+def test_state_machine_logs_all_traces_and_times_out(template, lifecycle_date) -> None:
     _, machine = only(template, "AWS::StepFunctions::StateMachine")
     props = machine["Properties"]
     assert props["LoggingConfiguration"]["Level"] == "ALL"
@@ -474,10 +443,10 @@ def test_state_machine_logs_all_traces_and_times_out(template) -> None:
     assert props["TracingConfiguration"] == {"Enabled": True}
     definition = "".join(p if isinstance(p, str) else "?" for p in props["DefinitionString"]["Fn::Join"][1])
     asl = json.loads(definition)
-    assert asl["TimeoutSeconds"] == cdk_json_config().execution_timeout_hours * 3600
+    assert asl["TimeoutSeconds"] == cdk_json_config(lifecycle_date).execution_timeout_hours * 3600
     build = asl["States"]["Build"]
     assert build["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
-    assert build["MaxConcurrency"] == cdk_json_config().max_concurrency
+    assert build["MaxConcurrency"] == cdk_json_config(lifecycle_date).max_concurrency
     assert build["ItemReader"]["Parameters"] == {
         "Bucket.$": "$.plan.items.bucket",
         "Key.$": "$.plan.items.key",
@@ -492,10 +461,10 @@ def test_state_machine_logs_all_traces_and_times_out(template) -> None:
     assert cell["Catch"][0]["ErrorEquals"] == ["States.ALL"]
 
 
-def test_schedule_starts_the_workflow_daily_with_empty_input(template) -> None:
+def test_schedule_starts_the_workflow_daily_with_empty_input(template, lifecycle_date) -> None:
     _, rule = only(template, "AWS::Events::Rule", "Schedule")
     props = rule["Properties"]
-    assert props["ScheduleExpression"] == cdk_json_config().schedule
+    assert props["ScheduleExpression"] == cdk_json_config(lifecycle_date).schedule
     assert props["State"] == "ENABLED"
     (target,) = props["Targets"]
     assert json.loads(target["Input"]) == {}

@@ -44,8 +44,11 @@ import pytest
 from botocore import xform_name
 from moto import mock_aws
 
+from buildfarm.config import FarmConfig
 from buildfarm.platforms import DEB_ARCH, RPM_ARCH, load_registry
-from buildfarm.releases import load_seed
+from buildfarm.policy import select_cells
+from buildfarm.releases import Release, ReleaseCatalog, load_seed
+from buildfarm.workflow_input import WorkflowInput
 
 assert moto.__version__ == "5.2.5", f"these patches are written for moto 5.2.5, not {moto.__version__}"
 
@@ -451,15 +454,38 @@ def farm(template: dict[str, Any], moto_patches: None) -> Iterator[Farm]:
         yield Farm(template)
 
 
-def enabled_cells(farm: Farm, versions: list[str]) -> set[str]:
+def lambda_config(farm: Farm) -> FarmConfig:
+    """The FarmConfig the plan Lambda reads from the environment the stack gives it."""
     (plan_fn,) = [r for r in farm.template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"][:1]
-    env = plan_fn["Properties"]["Environment"]["Variables"]
-    platforms = env["BUILDFARM_ENABLED_PLATFORMS"].split(",")
-    arches = env["BUILDFARM_ENABLED_ARCHES"].split(",")
+    variables = plan_fn["Properties"]["Environment"]["Variables"]
+    return FarmConfig.from_env({k: v for k, v in variables.items() if isinstance(v, str)})
+
+
+def enabled_cells(farm: Farm, versions: list[str]) -> set[str]:
+    config = lambda_config(farm)
     registry = load_registry()
     return {
-        f"{v}/{p}/{a}" for v in versions for p in platforms for a in arches if a in registry.get(p).arches
+        f"{v}/{p}/{a}"
+        for v in versions
+        for p in config.enabled_platforms
+        for a in config.enabled_arches
+        if a in registry.get(p).arches
     }
+
+
+def scheduled_cells(farm: Farm, seeded: list[str]) -> set[str]:
+    """What {} plans with the seeded releases (plus the package's seed catalog) on the day the
+    handler sees: the lifecycle policy decides, so the expectation follows the same clock."""
+    releases = {**load_seed().releases, **{v: load_seed().releases.get(v) or _fake(v) for v in seeded}}
+    catalog = ReleaseCatalog(releases=releases)
+    selection = select_cells(
+        WorkflowInput(), catalog, lambda_config(farm), load_registry(), datetime.now(UTC).date()
+    )
+    return {f"{r.version}/{p}/{a}" for r, p, a in selection.matrix}
+
+
+def _fake(version: str) -> Release:
+    return Release(version=version, sha256="ab" * 32, url="u")
 
 
 SHA_3135 = load_seed().releases["3.13.5"].sha256
@@ -472,8 +498,8 @@ def test_empty_input_on_an_empty_store_builds_and_publishes_every_enabled_cell_t
     farm: Farm,
 ) -> None:
     farm.seed_releases({"3.13.5": SHA_3135})
-    expected = enabled_cells(farm, ["3.13.5"])
-    assert len(expected) >= 20
+    expected = scheduled_cells(farm, ["3.13.5"])
+    assert len(expected) >= 20 and any(cell.startswith("3.13.5/debian-12/") for cell in expected)
 
     first = farm.run({})
     assert first["status"] == "SUCCEEDED", first
@@ -513,7 +539,7 @@ def test_force_makes_build_2_and_keeps_build_1(farm: Farm) -> None:
 def test_one_failing_cell_fails_the_execution_naming_it_after_the_others_are_published(farm: Farm) -> None:
     farm.seed_releases({"3.13.5": SHA_3135})
     FAILING["3.13.5/ubuntu-2404/aarch64"] = "module _tkinter missing"
-    execution = farm.run({"versions": ["3.13"], "platforms": ["ubuntu-2404", "debian-12"]})
+    execution = farm.run({"versions": ["3.13.5"], "platforms": ["ubuntu-2404", "debian-12"]})
     assert execution["status"] == "FAILED"
     assert execution["error"] == "CellsFailed"
     assert "3.13.5/ubuntu-2404/aarch64" in execution["cause"]
@@ -561,17 +587,21 @@ def test_malformed_input_fails_in_plan_with_the_message_and_submits_nothing(
 
 
 def test_a_run_too_large_for_an_inline_map_stays_within_the_payload_quota(farm: Farm) -> None:
-    # 22 releases x 22 enabled cells = 484 items of ~0.55 KB: the plan is over the 256 KiB limit.
+    # 27 releases x 20 enabled cells = 540 items of ~0.55 KB: the plan is over the 256 KiB limit.
+    # Versions and platforms are named, so the matrix does not depend on the day (the policy).
     versions = {
         f"3.{minor}.{patch}": hashlib.sha256(f"{minor}.{patch}".encode()).hexdigest()
         for minor in range(9, 14)
-        for patch in range(0, 4)
+        for patch in range(0, 5)
     }
     versions["3.14.0"] = hashlib.sha256(b"3.14.0").hexdigest()
+    versions["3.13.5"] = SHA_3135
     farm.seed_releases(versions)
-    execution = farm.run({}, timeout=600)
+    platforms = list(lambda_config(farm).enabled_platforms)
+    execution = farm.run({"versions": list(versions), "platforms": platforms}, timeout=600)
     assert execution["status"] == "SUCCEEDED", execution
-    expected = enabled_cells(farm, [*versions, "3.13.5"])
+    expected = enabled_cells(farm, list(versions))
+    assert len(expected) == 540
     output = json.loads(execution["output"])
     items = farm.s3.get_object(Bucket=BUCKET, Key=output["plan"]["items"]["key"])["Body"].read()
     assert len(items) > 256 * 1024

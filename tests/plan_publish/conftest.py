@@ -28,6 +28,7 @@ from buildfarm.models import BuildSpec
 from buildfarm.platforms import DEB_ARCH, load_registry
 from buildfarm.releases import iso
 from buildfarm.store import LocalStore, S3Store, Store
+from buildfarm.versions import parse_release
 
 from .moto_fixes import make_conditional_puts_atomic
 
@@ -255,7 +256,12 @@ def fake_versions(count: int) -> list[str]:
 def write_releases(store: Store, versions: list[str], now: datetime = NOW) -> None:
     """releases.json listing these versions (placeholder checksums), freshly refreshed."""
     releases = {
-        v: {"version": v, "sha256": FAKE_SHA, "url": f"https://example.invalid/{v}/Python-{v}.tar.xz"}
+        v: {
+            "version": v,
+            "sha256": FAKE_SHA,
+            "url": f"https://example.invalid/{v}/Python-{v}.tar.xz",
+            "prerelease": parse_release(v).is_prerelease,
+        }
         for v in versions
     }
     releases.setdefault(

@@ -38,7 +38,7 @@ def test_plan_table_and_nothing_written(published_store, capsys):
             "--store",
             str(published_store.root),
             "--versions",
-            "3.13",
+            "3.13.5",
             "3.12.11",
             "--platforms",
             "debian-12,rhel-9",
@@ -55,6 +55,31 @@ def test_plan_table_and_nothing_written(published_store, capsys):
     assert lines["3.12.11/debian-12/x86_64"] == ["1", "build", "not published"]
     assert "dry run: nothing claimed or written" in out
     assert all_keys(published_store) == before
+
+
+def test_plan_shows_the_policy_it_applied(published_store, capsys):
+    # The real clock: only facts that stay true from now on are asserted (dates already passed).
+    assert main(["plan", "--store", str(published_store.root)]) == 0
+    out = capsys.readouterr().out
+    assert "policy on " in out and "newest 2 release(s) of each live series: " in out
+    assert "platforms (live and enabled): " in out
+    assert "not built: series 3.9: end of life 2025-10-31" in out
+    assert "not built: platform debian-11: end of support 2026-08-31" in out
+    assert "not built: platform ubuntu-2004: end of support 2025-05-31" in out
+    assert "3.9.2/" not in out and "/debian-11/" not in out
+    assert main(["plan", "--store", str(published_store.root), "--json"]) == 0
+    policy = json.loads(capsys.readouterr().out)["policy"]
+    assert policy["releases_per_series"] == 2
+    assert {"what": "series 3.9", "reason": "end of life 2025-10-31"} in policy["dropped"]
+
+
+def test_plan_names_an_end_of_life_cell(published_store, capsys):
+    argv = ["plan", "--store", str(published_store.root), "--versions", "3.9.2", "--platforms", "debian-11"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "versions as named (series 3.9; lifecycle dates not applied)" in out
+    assert "platforms (as named): debian-11" in out
+    assert "2 cells: 2 to build" in out
 
 
 def test_plan_json_with_input(published_store, capsys):
@@ -76,7 +101,7 @@ def test_plan_json_with_input(published_store, capsys):
         (["--input", "{nope"], "--input is not JSON"),
         (["--input", "[]"], "--input must be a JSON object, got []"),
         (["--input", "{}", "--force"], "use either --input or"),
-        (["--versions", "3.11.2"], "unknown Python version '3.11.2'"),
+        (["--versions", "3.11.99"], "unknown Python version '3.11.99'"),
     ],
 )
 def test_plan_errors_are_one_line(published_store, capsys, argv, message):

@@ -37,7 +37,8 @@ def lambda_env(monkeypatch, s3_client, python_org):
     monkeypatch.setenv("BUILDFARM_RELEASES_URL", python_org.base)
     monkeypatch.setenv("BUILDFARM_PUBLIC_BASE_URL", "https://d111111abcdef8.cloudfront.net/python")
     monkeypatch.setenv("BUILDFARM_SOURCE_MIRROR", "https://www.python.org/ftp/python")
-    monkeypatch.setenv("BUILDFARM_ENABLED_PLATFORMS", "debian-12,rhel-9,ubuntu-2404")
+    # A deployment that kept a builder for debian-11 past its end of support (2026-08-31).
+    monkeypatch.setenv("BUILDFARM_ENABLED_PLATFORMS", "debian-11,debian-12,rhel-9,ubuntu-2404")
     monkeypatch.setenv("BUILDFARM_CLAIM_TTL_SECONDS", "7200")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "BuildFarmTest")
     return s3_client
@@ -87,7 +88,7 @@ def emf_metrics(output: str) -> dict[str, float]:
 
 def test_plan_then_publish_through_the_handlers(store, s3_writes, capsys, handler_logs):
     event = {
-        "input": {"versions": ["3.13"], "platforms": ["debian-12", "rhel-9"]},
+        "input": {"versions": ["3.13.5"], "platforms": ["debian-12", "rhel-9"]},
         "execution_id": "nightly-2026-11-22",
     }
     summary = plan_handler.handler(event, LambdaContext())
@@ -144,12 +145,24 @@ def test_plan_then_publish_through_the_handlers(store, s3_writes, capsys, handle
 def test_dry_run_event_writes_nothing(store, s3_writes):
     store.put_json("releases.json", read_json_seed_fresh())
     s3_writes.clear()
-    summary = plan_handler.handler({"input": {"dry_run": True}, "execution_id": "dry"}, LambdaContext())
-    assert summary["dry_run"] is True and summary["counts"]["planned"] == 6
+    # Named versions: what {} plans depends on the day (the lifecycle policy); this does not.
+    event = {"input": {"versions": ["3.13.5"], "dry_run": True}, "execution_id": "dry"}
+    summary = plan_handler.handler(event, LambdaContext())
+    assert summary["dry_run"] is True and summary["counts"]["planned"] == 6  # 3 live platforms x 2
     assert [c for c in s3_writes if c[0] in WRITE_OPERATIONS] == []
     answer = publish_handler.handler({"plan": summary}, LambdaContext())
     assert answer["counts"]["planned"] == 0
     assert [c for c in s3_writes if c[0] in WRITE_OPERATIONS] == []
+
+
+def test_a_named_end_of_life_cell_is_planned(store):
+    store.put_json("releases.json", read_json_seed_fresh())
+    event = {
+        "input": {"versions": ["3.9.2"], "platforms": ["debian-11"], "dry_run": True},
+        "execution_id": "e",
+    }
+    summary = plan_handler.handler(event, LambdaContext())
+    assert summary["counts"]["planned"] == 2  # 3.9 and debian-11 are past their dates, but named
 
 
 def read_json_seed_fresh():
@@ -167,7 +180,7 @@ MALFORMED = [
     ({"versions": ["3.13.5", 3]}, "versions[1]: Input should be a valid string, got 3"),
     ({"versions": []}, "versions: List should have at least 1 item after validation, not 0, got []"),
     ({"versions": ["3.13.99"]}, "unknown Python version '3.13.99'"),
-    ({"versions": ["3.11"]}, "unknown series '3.11'"),
+    ({"versions": ["3.10"]}, "unknown series '3.10'"),
     ({"versions": ["3.8.20"]}, "'3.8.20' is below the lowest supported series 3.9"),
     ({"versions": ["2.7.18"]}, "malformed Python version '2.7.18'"),
     ({"versions": ["3.13.5 "]}, "malformed Python version '3.13.5 '"),
@@ -178,8 +191,11 @@ MALFORMED = [
     ({"versions": [f"3.13.{n}" for n in range(201)]}, "versions: List should have at most 200 items"),
     ({"versions": {"3.13": True}}, 'versions: Input should be a valid list, got {"3.13": true}'),
     ({"platforms": ["debian-99"]}, "unknown platform 'debian-99'"),
-    ({"platforms": ["ubuntu-2004"]}, "platform 'ubuntu-2004' is not enabled"),
-    ({"platforms": ["debian-11"]}, "platform 'debian-11' is not enabled"),
+    # Ended platforms are accepted when named (debian-11, kept enabled here, is); one this
+    # deployment has no builder for is not.
+    ({"platforms": ["ubuntu-2004"]}, "platform 'ubuntu-2004' is not enabled in this deployment (no builder"),
+    ({"platforms": ["debian-13"]}, "platform 'debian-13' is not enabled in this deployment"),
+    ({"versions": ["3.9.2"], "platforms": ["debian-11", "debian-13"]}, "platform 'debian-13' is not enabled"),
     ({"platforms": "debian-12"}, "platforms: Input should be a valid list, got 'debian-12'"),
     ({"platforms": [None]}, "platforms[0]: Input should be a valid string, got null"),
     ({"platforms": ["Debian-12"]}, "unknown platform 'Debian-12'"),

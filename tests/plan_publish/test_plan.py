@@ -62,12 +62,16 @@ def test_plan_claims_cells_and_writes_items(local_store, config):
     ]
 
 
-def test_schedule_expands_policy_platforms_and_arches(local_store, config):
-    write_releases(local_store, ["3.13.5", "3.12.11", "3.8.20"])
+def test_schedule_expands_policy_platforms_and_arches(local_store, config, registry):
+    write_releases(local_store, ["3.13.5", "3.12.11", "3.12.10", "3.12.9", "3.8.20"])
     result = plan({"dry_run": True}, local_store, config, "e", NOW)
-    # 2 versions (3.8 is below the lowest series) x 11 enabled platforms x 2 arches
-    assert result.counts["cells"] == 2 * len(config.enabled_platforms) * 2 == 44
-    assert result.versions == ["3.13.5", "3.12.11"]
+    # The newest 2 of each live series (the seed adds 3.13.15, 3.11.2 and 3.9.2; 3.9 ended
+    # 2025-10-31; 3.8 is below the lowest series) x the 10 platforms live on NOW x 2 arches.
+    assert result.versions == ["3.13.15", "3.13.5", "3.12.11", "3.12.10", "3.11.2"]
+    live = registry.live_platforms(NOW.date())
+    assert len(live) == 10 and "debian-11" not in live and "opensuse-160" in live
+    assert result.counts["cells"] == 5 * 10 * 2 == 100
+    assert {i.cell.split("/")[1] for i in result.items} == set(live)
 
 
 def test_dry_run_writes_nothing(local_store, config):
@@ -171,7 +175,7 @@ def test_racing_planners_claim_each_cell_once(backend, request, config):
         thread.join()
     a, b = results["planner-a"], results["planner-b"]
     cells = a.counts["cells"]
-    assert cells == 22
+    assert cells == 20  # the 10 platforms live on NOW x 2 arches
     claimed_a = {i.cell for i in a.items}
     claimed_b = {i.cell for i in b.items}
     assert not claimed_a & claimed_b  # no cell claimed twice
@@ -211,40 +215,43 @@ def test_two_planners_racing_for_one_cell_exactly_one_claims(http_s3_store, conf
         assert winner.items[0].spec.build == round_ + 1
 
 
-def test_big_published_matrix_costs_two_reads_and_force_plans_everything(s3_store, s3_client, config):
-    versions = fake_versions(48)
-    platforms, arches = list(config.enabled_platforms), ["x86_64", "aarch64"]
+def test_big_published_matrix_costs_two_reads_and_force_plans_everything(
+    s3_store, s3_client, config, registry
+):
+    versions = list(dict.fromkeys([*fake_versions(48), "3.13.15", "3.11.2", "3.9.2"]))  # + the seed's
+    platforms, arches = list(registry.live_platforms(NOW.date())), ["x86_64", "aarch64"]
     write_releases(s3_store, versions)
     cells = write_published_matrix(s3_store, versions, platforms, arches, build=3)
-    assert cells == 1056
+    assert cells == 1000
 
     calls = count_s3_calls(s3_client)
     scheduled = plan({}, s3_store, config, "scheduled", NOW)
     reads = sum(n for op, n in calls.items() if op in READ_OPERATIONS)
-    assert reads <= 2 * cells / 1000 and reads == 2, calls
-    assert scheduled.counts == {"cells": 1056, "planned": 0, "skipped_published": 1056, "skipped_claimed": 0}
+    assert reads == 2, calls
+    # the policy's cells: 2 releases of each of 3.13, 3.12, 3.11 on 10 live platforms x 2 arches
+    assert scheduled.counts == {"cells": 120, "planned": 0, "skipped_published": 120, "skipped_claimed": 0}
 
     calls.clear()
-    forced = plan({"force": True}, s3_store, config, "break-glass", NOW)
-    assert forced.counts["planned"] == 1056
+    forced = plan({"force": True, "versions": versions}, s3_store, config, "break-glass", NOW)
+    assert forced.counts["planned"] == 1000
     assert {i.spec.build for i in forced.items} == {4}
-    assert calls["ListObjectsV2"] == 1 and calls["PutObject"] == 1056 + 2  # claims + items + record
+    assert calls["ListObjectsV2"] == 1 and calls["PutObject"] == 1000 + 2  # claims + items + record
     location = forced.summary["items"]
     items = json.loads(s3_client.get_object(Bucket=location["bucket"], Key=location["key"])["Body"].read())
-    assert len(items) == 1056 and items[0]["spec"]["artifact_dir"].endswith("/4")
+    assert len(items) == 1000 and items[0]["spec"]["artifact_dir"].endswith("/4")
 
 
-def test_summary_stays_tiny_for_a_full_forced_rebuild(local_store, config):
-    versions = fake_versions(70)
+def test_summary_stays_tiny_for_a_full_forced_rebuild(local_store, config, registry):
+    versions = list(dict.fromkeys([*fake_versions(70), "3.13.15", "3.11.2", "3.9.2"]))
     write_releases(local_store, versions)
     cells = write_published_matrix(
-        local_store, versions, list(config.enabled_platforms), ["x86_64", "aarch64"]
+        local_store, versions, list(registry.live_platforms(NOW.date())), ["x86_64", "aarch64"]
     )
-    forced = plan({"force": True}, local_store, config, "break-glass", NOW)
-    assert cells == forced.counts["planned"] == 1540
+    forced = plan({"force": True, "versions": versions}, local_store, config, "break-glass", NOW)
+    assert cells == forced.counts["planned"] == 1440
     summary = json.dumps(forced.summary)
     assert len(summary) < 1024, summary  # Step Functions' payload limit is 256 KB
-    assert len(read_json(local_store, items_key("break-glass"))) == 1540
+    assert len(read_json(local_store, items_key("break-glass"))) == 1440
 
 
 def test_safe_ids():

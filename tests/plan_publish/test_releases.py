@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import logging
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from buildfarm.releases import (
+    Release,
     ReleaseCatalog,
     ReleaseLookupError,
     admitted,
@@ -21,6 +24,9 @@ from buildfarm.releases import (
 
 from .conftest import NOW, PYTHON_ORG, REAL_3135_SHA256, read_json
 
+SHA256SUMS = Path(__file__).resolve().parents[3] / "shared" / "cpython-src" / "SHA256SUMS"
+SEED_VERSIONS = {"3.13.15", "3.13.5", "3.11.2", "3.9.2"}
+
 
 def refreshed(store, config, python_org, now=NOW):
     config = config.model_copy(update={"releases_url": python_org.base})
@@ -31,14 +37,57 @@ def refreshed(store, config, python_org, now=NOW):
 
 def test_seed_has_only_verified_releases(source_sha256):
     seed = load_seed()
+    assert set(seed.releases) == SEED_VERSIONS
     assert seed.releases["3.13.5"].sha256 == REAL_3135_SHA256 == source_sha256
-    assert not seed.releases["3.13.5"].prerelease
+    assert not any(r.prerelease for r in seed.releases.values())
+    # the file each digest is of: the one form ../shared/cpython-src holds (3.11.2 only as .tgz)
+    assert {v: r.file for v, r in seed.releases.items()} == {
+        "3.13.15": "Python-3.13.15.tar.xz",
+        "3.13.5": "Python-3.13.5.tar.xz",
+        "3.11.2": "Python-3.11.2.tgz",
+        "3.9.2": "Python-3.9.2.tar.xz",
+    }
+    assert {v: r.release_date[:10] for v, r in seed.releases.items()} == {
+        "3.13.15": "2026-08-05",
+        "3.13.5": "2025-06-11",
+        "3.11.2": "2023-02-08",
+        "3.9.2": "2021-02-19",
+    }
+    for release in seed.releases.values():
+        assert release.url == f"https://www.python.org/ftp/python/{release.version}/{release.file}"
+
+
+def test_seed_digests_are_the_upstream_ones():
+    if not SHA256SUMS.is_file():
+        pytest.skip(f"{SHA256SUMS} is not on this machine")
+    upstream = dict(reversed(line.split()) for line in SHA256SUMS.read_text().splitlines() if line.strip())
+    assert {r.file: r.sha256 for r in load_seed().releases.values()} == upstream
 
 
 def test_source_url_follows_python_org_layout():
     assert source_url("3.13.5", "https://m/ftp/python/") == "https://m/ftp/python/3.13.5/Python-3.13.5.tar.xz"
     # python.org files pre-releases under the final release's directory
     assert source_url("3.14.0rc2", "file:///mirror") == "file:///mirror/3.14.0/Python-3.14.0rc2.tar.xz"
+    assert source_url("3.11.2", "file:///m", "Python-3.11.2.tgz") == "file:///m/3.11.2/Python-3.11.2.tgz"
+    release = load_seed().releases["3.11.2"]
+    assert source_url(release.version, "http://127.0.0.1:8/py", release.file).endswith(
+        "/3.11.2/Python-3.11.2.tgz"
+    )
+
+
+def test_a_catalog_written_before_the_file_field_loads_as_tar_xz():
+    old = {
+        "releases": {"3.12.4": {"version": "3.12.4", "sha256": "ab" * 32, "url": "u", "prerelease": False}}
+    }
+    release = ReleaseCatalog.model_validate(old).releases["3.12.4"]
+    assert release.file == "Python-3.12.4.tar.xz"
+    assert release.model_dump()["file"] == "Python-3.12.4.tar.xz"  # saved with the field from now on
+
+
+@pytest.mark.parametrize("file", ["Python-3.13.4.tgz", "Python-3.13.5.zip", "../Python-3.13.5.tgz", ""])
+def test_a_release_file_must_be_its_own_tarball(file):
+    with pytest.raises(ValidationError, match=r"not one of Python-3\.13\.5\.tar\.xz, Python-3\.13\.5\.tgz"):
+        Release(version="3.13.5", sha256="ab" * 32, url="u", file=file)
 
 
 @pytest.fixture
@@ -50,9 +99,17 @@ def test_first_refresh_from_recorded_answers(local_store, config, python_org):
     state = refreshed(local_store, config, python_org)
     catalog = read_json(local_store, "releases.json")
     assert state.refresh == "refreshed (+3)"
-    assert set(catalog["releases"]) == {"3.14.0rc2", "3.13.5", "3.12.11", "3.9.23"}
-    # newest first, real data for 3.13.5, python.org's URL and date kept
-    assert list(catalog["releases"]) == ["3.14.0rc2", "3.13.5", "3.12.11", "3.9.23"]
+    # newest first, real data for 3.13.5, python.org's URL and date kept; the seed's releases too
+    assert list(catalog["releases"]) == [
+        "3.14.0rc2",
+        "3.13.15",
+        "3.13.5",
+        "3.12.11",
+        "3.11.2",
+        "3.9.23",
+        "3.9.2",
+    ]
+    assert catalog["releases"]["3.12.11"]["file"] == "Python-3.12.11.tar.xz"  # preferred over .tgz
     assert catalog["releases"]["3.13.5"]["sha256"] == REAL_3135_SHA256
     rc = catalog["releases"]["3.14.0rc2"]
     assert rc["prerelease"] is True
@@ -124,7 +181,7 @@ def test_bad_or_partial_answer_keeps_the_old_catalog(local_store, config, python
         "updated": "2026-11-01T00:00:00Z",
         "checked": "2026-11-01T00:00:00Z",
         "source": "x",
-        "releases": {"3.13.5": load_seed().releases["3.13.5"].model_dump()},
+        "releases": load_seed().model_dump(mode="json")["releases"],
     }
     local_store.put_json("releases.json", before)
     python_org.overrides.update(broken)
@@ -147,7 +204,7 @@ def test_bad_or_partial_answer_keeps_the_old_catalog(local_store, config, python
 def test_unreachable_python_org_on_first_use_uses_the_seed(local_store, config):
     state = load_releases(local_store, config, NOW)  # config points at a closed port
     assert state.refresh.startswith("failed: ")
-    assert set(state.catalog.releases) == {"3.13.5"}
+    assert set(state.catalog.releases) == SEED_VERSIONS
 
 
 def test_known_checksum_is_never_replaced(local_store, config, python_org, caplog):
@@ -163,6 +220,54 @@ def test_known_checksum_is_never_replaced(local_store, config, python_org, caplo
     )
     state = refreshed(local_store, config, python_org)
     assert state.catalog.releases["3.13.5"].sha256 == REAL_3135_SHA256
+
+
+def _one_release_answer(python_org, version: str, release_id: str, files: dict[str, str | None]) -> None:
+    """python.org lists only `version`, with these source files (name -> sha256 or None)."""
+    listing = [
+        {
+            "name": f"Python {version}",
+            "is_published": True,
+            "pre_release": False,
+            "release_date": "2026-10-01T12:00:00Z",
+            "resource_uri": f"https://www.python.org/api/v2/downloads/release/{release_id}/",
+        }
+    ]
+    answer = [
+        {"url": f"https://www.python.org/ftp/python/{version}/{name}", "sha256_sum": sha}
+        for name, sha in files.items()
+    ]
+    python_org.overrides[("/api/v2/downloads/release/", None)] = (200, json.dumps(listing).encode(), 0)
+    python_org.overrides[("/api/v2/downloads/release_file/", release_id)] = (
+        200,
+        json.dumps(answer).encode(),
+        0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"Python-3.12.12.tgz": "cd" * 32, "Python-3.12.12.tar.xz": None}, ("Python-3.12.12.tgz", "cd" * 32)),
+        ({"Python-3.12.12.tgz": "cd" * 32}, ("Python-3.12.12.tgz", "cd" * 32)),
+        (
+            {"Python-3.12.12.tgz": "cd" * 32, "Python-3.12.12.tar.xz": "ef" * 32},
+            ("Python-3.12.12.tar.xz", "ef" * 32),
+        ),
+        ({"Python-3.12.12.tgz": None, "Python-3.12.12.tar.xz": ""}, None),
+    ],
+    ids=["tgz-when-tar-xz-has-no-sha256", "tgz-only", "tar-xz-preferred", "neither"],
+)
+def test_refresh_takes_the_tgz_when_python_org_gives_no_tar_xz_digest(
+    local_store, config, python_org, files, expected
+):
+    _one_release_answer(python_org, "3.12.12", "3000", files)
+    state = refreshed(local_store, config, python_org)
+    release = state.catalog.releases.get("3.12.12")
+    assert (release and (release.file, release.sha256)) == (expected or None)
+    if release:
+        assert release.url.endswith("/3.12.12/" + release.file)
+        assert read_json(local_store, "releases.json")["releases"]["3.12.12"]["file"] == release.file
 
 
 def test_damaged_catalog_is_replaced_by_seed(local_store, config):

@@ -13,7 +13,7 @@ from buildfarm.versions import VersionError, parse_release
 
 DEFAULT_MIRROR = "https://www.python.org/ftp/python"
 DEFAULT_STORE = "./dist"
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"python.org-shaped mirror (default: $BUILDFARM_SOURCE_MIRROR or {DEFAULT_MIRROR})",
     )
     parser.add_argument(
-        "--source-sha256", help="sha256 of Python-VERSION.tar.xz (default: the releases catalog)"
+        "--source-sha256",
+        help="sha256 of Python-VERSION.tar.xz (default: the catalog's file, .tar.xz or .tgz, and its sha256)",
     )
     parser.add_argument("--build", type=int, help="build number (default: the next free one in the store)")
     parser.set_defaults(func=run_build)
@@ -53,21 +54,23 @@ def _error(message: str) -> Exception:
     return CliError(message)
 
 
-def known_sha256(version: str) -> str | None:
-    """The source sha256 from the releases catalog shipped with the package, if it knows the version."""
+def known_source(version: str) -> tuple[str, str] | None:
+    """(file name, sha256) of the version's source from the releases catalog shipped with the
+    package (python.org has .tar.xz and .tgz; the catalog says which one it knows), if any."""
     try:
         from buildfarm.releases import load_seed
 
         release = load_seed().releases.get(version)
     except Exception:  # no or unreadable seed catalog: the caller asks for --source-sha256
         return None
-    return release.sha256 if release else None
+    return (release.file or f"Python-{version}.tar.xz", release.sha256) if release else None
 
 
-def source_url(version: str, mirror: str) -> str:
-    """<mirror>/<X.Y.Z>/Python-<version>.tar.xz (pre-releases live in the final's directory)."""
-    directory = parse_release(version).base_version
-    return f"{mirror.rstrip('/')}/{directory}/Python-{version}.tar.xz"
+def source_url(version: str, mirror: str, file: str | None = None) -> str:
+    """<mirror>/<X.Y.Z>/<file> (default Python-<version>.tar.xz): the planner's layout."""
+    from buildfarm.releases import source_url as catalog_source_url
+
+    return catalog_source_url(version, mirror, file)
 
 
 def used_build_numbers(store_location: str, version: str, platform: str, arch: str) -> set[int]:
@@ -106,10 +109,13 @@ def make_spec(args: argparse.Namespace) -> BuildSpec:
     optimization = args.optimization or os.environ.get("BUILDFARM_OPTIMIZATION") or "pgo+lto"
     if optimization not in ("pgo+lto", "none"):
         raise _error(f"unknown optimization {optimization!r} in BUILDFARM_OPTIMIZATION (pgo+lto or none)")
-    sha256 = args.source_sha256 or known_sha256(args.version)
+    known = known_source(args.version)
+    sha256 = args.source_sha256 or (known[1] if known else None)
+    # The catalog's file (.tar.xz or .tgz) when its digest is the one used, else .tar.xz.
+    file = known[0] if known and known[1] == sha256 else None
     if sha256 is None:
         raise _error(f"no known sha256 for Python-{args.version}.tar.xz: pass --source-sha256")
-    if not _SHA256.match(sha256):
+    if not _SHA256.fullmatch(sha256):
         raise _error(f"malformed --source-sha256 {sha256!r} (64 lowercase hex digits)")
     store = args.store or os.environ.get("BUILDFARM_STORE") or DEFAULT_STORE
     if not store.startswith("s3://"):
@@ -131,7 +137,7 @@ def make_spec(args: argparse.Namespace) -> BuildSpec:
         platform=platform.id,
         arch=arch,
         build=build,
-        source={"url": source_url(args.version, mirror), "sha256": sha256},
+        source={"url": source_url(args.version, mirror, file), "sha256": sha256},
         prefix=f"/opt/python/{args.version}",
         optimization=optimization,
         store=store,

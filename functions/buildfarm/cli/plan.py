@@ -65,6 +65,7 @@ def run_plan(args: argparse.Namespace) -> int:
     if args.json:
         document: dict[str, Any] = {
             **result.summary,
+            "policy": result.policy.model_dump(mode="json") if result.policy else None,
             "build": [{"cell": item.cell, "build": item.spec.build} for item in result.items],
             "skipped": [s.model_dump(mode="json") for s in result.skipped],
         }
@@ -74,6 +75,8 @@ def run_plan(args: argparse.Namespace) -> int:
 
     counts = result.counts
     print(f"store: {store.location}    releases: {result.releases_refresh}")
+    for line in result.policy.lines() if result.policy else []:
+        print(line)
     print(
         f"{counts['cells']} cells: {counts['planned']} to build, {counts['skipped_published']} published, "
         f"{counts['skipped_claimed']} claimed by another execution" + ("  (force)" if result.force else "")
