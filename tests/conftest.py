@@ -89,12 +89,15 @@ def http_dir_server() -> Iterator[callable]:
 @pytest.fixture(scope="session")
 def source_mirror(tmp_path_factory: pytest.TempPathFactory, http_dir_server) -> str:
     """A python.org-shaped mirror of ../shared/cpython-src served over loopback HTTP:
-    <base>/<version>/Python-<version>.tar.xz."""
+    <base>/<X.Y.Z>/Python-<version>.tar.xz or .tgz (the releases catalog says which)."""
+    from buildfarm.versions import parse_release
+
     root = tmp_path_factory.mktemp("mirror")
-    for tarball in CPYTHON_SRC.glob("Python-*.tar.xz"):
-        version = tarball.name.removeprefix("Python-").removesuffix(".tar.xz")
-        (root / version).mkdir()
-        (root / version / tarball.name).symlink_to(tarball)
+    for tarball in [*CPYTHON_SRC.glob("Python-*.tar.xz"), *CPYTHON_SRC.glob("Python-*.tgz")]:
+        version = tarball.name.removeprefix("Python-").removesuffix(".tar.xz").removesuffix(".tgz")
+        directory = root / parse_release(version).base_version
+        directory.mkdir(exist_ok=True)
+        (directory / tarball.name).symlink_to(tarball)
     return http_dir_server(root)
 
 

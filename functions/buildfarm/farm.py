@@ -26,6 +26,7 @@ from buildfarm.claims import CLAIMS_PREFIX, Claim
 from buildfarm.config import FarmConfig
 from buildfarm.plan import Plan, plan, plan_record_key, safe_id
 from buildfarm.platforms import Registry, load_registry
+from buildfarm.policy import policy_platforms
 from buildfarm.publish import PublishResult, publish
 from buildfarm.runners import RunnerUnavailable, select_runner
 from buildfarm.runners.base import BuildResult, Runner
@@ -190,7 +191,8 @@ def run_farm(
     execution_id = local_execution_id(now)
     notify = listener or (lambda progress: None)
 
-    platforms = list(request.get("platforms") or config.enabled_platforms)
+    # Not named: the live platforms, as plan() would choose them (named ones are built as named).
+    platforms = list(request.get("platforms") or policy_platforms(config, registry, now.date())[0])
     arches = list(request.get("arches") or config.enabled_arches)
     # Validate before touching the machine or the store (plan validates again, the same way).
     parse_workflow_input(request, config, registry)

@@ -80,7 +80,7 @@ detect_platform() {
     rhel | rocky | almalinux | centos | ol)
       case "$major" in 8 | 9 | 10) echo "rhel-$major"; return ;; esac ;;
     opensuse-leap)
-      case "$version_id" in 15.5 | 15.6) echo "opensuse-${version_id/./}"; return ;; esac ;;
+      case "$version_id" in 15.5 | 15.6 | 16.0) echo "opensuse-${version_id/./}"; return ;; esac ;;
     amzn)
       case "$version_id" in 2023) echo "amazonlinux-2023"; return ;; esac ;;
     *)
@@ -88,7 +88,7 @@ detect_platform() {
         case "$major" in 8 | 9 | 10) echo "rhel-$major"; return ;; esac
       fi ;;
   esac
-  die "unsupported distribution: ${id:-unknown} ${version_id:-?} (supported: Debian 11-13, Ubuntu 20.04-26.04 LTS, RHEL-compatible 8-10, openSUSE Leap 15.5-15.6, Amazon Linux 2023)"
+  die "unsupported distribution: ${id:-unknown} ${version_id:-?} (supported: Debian 11-13, Ubuntu 20.04-26.04 LTS, RHEL-compatible 8-10, openSUSE Leap 15.5-16.0, Amazon Linux 2023)"
 }
 
 # Reads one KEY=value line of an os-release file without executing it.
