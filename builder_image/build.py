@@ -50,6 +50,7 @@ import traceback
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)  # the sibling modules below (the runners mount all of builder_image/)
 import buildenv  # noqa: E402
+import hardening  # noqa: E402
 import relocation  # noqa: E402
 import selftest  # noqa: E402
 import series as by_series  # noqa: E402 - build.py has its own series() function
@@ -797,6 +798,7 @@ class Build(object):
         self._makefile = None
         self.modules = {}
         self.selftest_results = {}
+        self.hardening = {}
         self.python_info = {}
         self.artifacts = []
         # An allow-list, not os.environ: nothing from the caller's shell reaches the build.
@@ -1064,8 +1066,10 @@ class Build(object):
         return env
 
     def selftest(self):
-        """selftest.py's checks on the staged tree; BUILDFARM_SELFTEST_TESTS overrides
-        the series' test list (series.selftest_tests())."""
+        """The hardening check of every ELF file (first: it takes a second), then
+        selftest.py's checks on the staged tree; BUILDFARM_SELFTEST_TESTS overrides the
+        series' test list (series.selftest_tests())."""
+        self.check_hardening()
         tests = os.environ.get("BUILDFARM_SELFTEST_TESTS")
         context = selftest.Context(
             self.tree,
@@ -1079,13 +1083,30 @@ class Build(object):
             jobs=self.jobs,
         )
         try:
-            self.selftest_results = selftest.selftest(context)
+            self.selftest_results.update(selftest.selftest(context))
         except selftest.SelftestError as error:
             raise BuildError("selftest", str(error)) from None
         finally:
             self.python_info = context.python_info
             self.modules = context.modules
         shutil.rmtree(context.work, ignore_errors=True)
+
+    def check_hardening(self):
+        """NX stack, full RELRO, PIE, canaries and FORTIFY of every ELF file the packages
+        ship (hardening.py); a violation fails the build naming the file and property.
+        A BOLTed interpreter is position-dependent (CPython links it -no-pie, as Debian
+        links its python3): recorded with that reason, not hidden."""
+        position_dependent = {}
+        if self.bolt:
+            position_dependent["bin/" + self.python_bin] = "BOLT, as Debian's python3"
+        self.hardening, violations = hardening.check_tree(self.tree, position_dependent)
+        for path, row in sorted(self.hardening.items()):
+            self.log.write("hardening: {} {}\n".format(path, json.dumps(row, sort_keys=True)))
+        if violations:
+            raise BuildError("selftest", "hardening: " + "; ".join(violations[:10]))
+        self.selftest_results["hardening"] = "ok ({} ELF files: NX stack, full RELRO{})".format(
+            len(self.hardening), ", PIE" if not position_dependent else ", PIE but the BOLTed interpreter"
+        )
 
     def package(self):
         os.makedirs(self.out, exist_ok=True)
@@ -1244,6 +1265,7 @@ class Build(object):
             "configure_env": configure_env(self.version, self.bolt),
             "modules": self.modules,
             "selftest": self.selftest_results,
+            "hardening": self.hardening,
             "timings": dict(self.timings),
             "artifacts": entries,
             "builder_image": os.environ.get("BUILDFARM_BUILDER_IMAGE") or "local:" + os_release_pretty(),

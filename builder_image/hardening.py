@@ -22,7 +22,6 @@ check_tree() walks a tree and returns (table, violations): the table is JSON-abl
 keyed by relative path, for manifest.json; each violation is one line naming the
 file and the property. Run as a script it prints both and exits 1 on violations.
 """
-# ruff: noqa: UP032 - .format like build.py, whose interpreter may be Python 3.6
 
 import json
 import os

@@ -12,7 +12,6 @@ modules built from the source), see series.py.
 """
 
 # Runs on Python 3.6 like build.py: .format, no f-strings.
-# ruff: noqa: UP032
 
 import base64
 import hashlib

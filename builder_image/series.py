@@ -16,7 +16,6 @@ system python of a builder). Checked against the tarballs of 3.9.2, 3.11.2, 3.13
 """
 
 # Runs on Python 3.6 like build.py: .format, no f-strings.
-# ruff: noqa: UP032
 
 import re
 

@@ -208,8 +208,10 @@ def test_bolt_configure_and_make(build_py):
         "instrumented build and profile run",
         "optimized build",
         "BOLT instrumented run and optimization",
+        "PT_GNU_STACK back into the BOLTed binaries",
     ]
-    _, (_, optimized), (_, bolted) = steps
+    _, (_, optimized), (_, bolted), (_, restore) = steps
+    assert restore[-2:] == ["--restore-gnu-stack", "python"]
     assert optimized[:3] == ["make", "-j2", "profile-opt"]
     assert bolted[:3] == ["make", "-j2", "profile-bolt-stamp"]
     # The static interpreter is the only binary that runs the profile, so the only one BOLTed;

@@ -5,10 +5,11 @@ builds an sdist with a C extension with pip, and embeds Python with pkg-config. 
 self-test fails on a broken tree, and a hostile caller environment changes nothing that
 configure records.
 
-Each series has its own session-scoped build fixture (works alone). Sources: the
-directory $BUILDFARM_CPYTHON_SRC (default ../shared/cpython-src next to the clone), its
-SHA256SUMS giving each tarball's digest. setuptools for the sdist comes from a wheel
-cache (.cache/wheels, filled once from PyPI with pip download when empty).
+Each series has its own session-scoped build fixture (works alone): `buildfarm build
+VERSION --platform debian-12 --runner host --optimization none` against the shared sources
+served over loopback HTTP (the `source_mirror` fixture), so the catalog's file (.tar.xz or
+.tgz), the download and the sha256 check are the real ones. setuptools for the sdist comes
+from a wheel cache (<test cache>/wheels, filled once from PyPI with pip download).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -28,7 +30,9 @@ from builder_helpers import REPO, load_build_module, run_checked
 pytestmark = [pytest.mark.build, pytest.mark.xdist_group("series")]
 
 SOURCES = Path(os.environ.get("BUILDFARM_CPYTHON_SRC", REPO.parent / "shared" / "cpython-src"))
-WHEELS = REPO / ".cache" / "wheels"
+TEST_CACHE = Path(os.environ.get("BUILDFARM_TEST_CACHE") or REPO / ".cache")
+WHEELS = TEST_CACHE / "wheels"
+BUILDFARM = str(Path(sys.executable).parent / "buildfarm")
 FILES = {"3.9.2": "Python-3.9.2.tar.xz", "3.11.2": "Python-3.11.2.tgz", "3.13.15": "Python-3.13.15.tar.xz"}
 # The CI may shorten the self-test's CPython tests (BUILDFARM_SELFTEST_TESTS); the full
 # per-series list was run on these builds by hand (see series.py and the issue report).
@@ -46,7 +50,7 @@ def sha256_of(name: str) -> str:
 def driver_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BUILDFARM_")}
     env.update(BUILDFARM_CCACHE="1", BUILDFARM_CHECK_BUILD_DEPS="0")
-    env.setdefault("CCACHE_DIR", "/var/cache/buildfarm/ccache")
+    env["CCACHE_DIR"] = str(TEST_CACHE / "ccache")
     if CI_TESTS is not None:
         env["BUILDFARM_SELFTEST_TESTS"] = CI_TESTS
     env.update(extra or {})
@@ -85,11 +89,18 @@ def run_driver(spec: str, env: dict[str, str]) -> str:
 
 
 class SeriesBuild:
-    def __init__(self, version: str, root: Path) -> None:
+    def __init__(self, version: str, root: Path, mirror: str) -> None:
         self.version = version
         self.minor = version.split(".")[1]
         store = root / "store"
-        self.output = run_driver(spec_for(version, store), driver_env())
+        argv = [BUILDFARM, "build", version, "--platform", "debian-12", "--runner", "host"]
+        argv += ["--optimization", "none", "--source-mirror", mirror, "--store", str(store)]
+        result = subprocess.run(
+            argv, env=driver_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800
+        )
+        assert result.returncode == 0, result.stdout[-6000:]
+        assert "with the host runner" in result.stdout
+        self.output = result.stdout
         self.dir = store / "builds" / version / "debian-12" / "x86_64" / "1"
         self.manifest = json.loads((self.dir / "manifest.json").read_text())
         self.moved = root / "unpacked somewhere" / "python"
@@ -98,27 +109,27 @@ class SeriesBuild:
         self.python = self.moved / "bin" / f"python3.{self.minor}"
 
 
-def _build(version: str, tmp_path_factory) -> SeriesBuild:
+def _build(version: str, tmp_path_factory, mirror: str) -> SeriesBuild:
     if platform.machine() != "x86_64" or not (SOURCES / FILES[version]).is_file():
         pytest.skip(f"needs x86_64 and {SOURCES / FILES[version]}")
     if "VERSION_CODENAME=bookworm" not in Path("/etc/os-release").read_text():
         pytest.skip("the host runner builds debian-12 on debian-12 only")
-    return SeriesBuild(version, tmp_path_factory.mktemp("series-" + version))
+    return SeriesBuild(version, tmp_path_factory.mktemp("series-" + version), mirror)
 
 
 @pytest.fixture(scope="session")
-def build_39(tmp_path_factory) -> SeriesBuild:
-    return _build("3.9.2", tmp_path_factory)
+def build_39(tmp_path_factory, source_mirror) -> SeriesBuild:
+    return _build("3.9.2", tmp_path_factory, source_mirror)
 
 
 @pytest.fixture(scope="session")
-def build_311(tmp_path_factory) -> SeriesBuild:
-    return _build("3.11.2", tmp_path_factory)
+def build_311(tmp_path_factory, source_mirror) -> SeriesBuild:
+    return _build("3.11.2", tmp_path_factory, source_mirror)
 
 
 @pytest.fixture(scope="session")
-def build_313(tmp_path_factory) -> SeriesBuild:
-    return _build("3.13.15", tmp_path_factory)
+def build_313(tmp_path_factory, source_mirror) -> SeriesBuild:
+    return _build("3.13.15", tmp_path_factory, source_mirror)
 
 
 SERIES_FIXTURES = ["build_39", "build_311", "build_313"]
@@ -184,7 +195,8 @@ def test_series_builds_and_passes_its_selftest(fixture, request):
     built: SeriesBuild = request.getfixturevalue(fixture)
     manifest = built.manifest
     assert manifest["python"]["version"] == built.version
-    assert set(manifest["selftest"]) == {"modules", "tests", "pip", "relocation", "embedding"}
+    assert set(manifest["selftest"]) == {"hardening", "modules", "tests", "pip", "relocation", "embedding"}
+    assert manifest["hardening"] and all(not row["failures"] for row in manifest["hardening"].values())
     assert manifest["selftest"]["tests"].startswith("passed")
     assert "pkg-config" in manifest["selftest"]["embedding"]
     assert not manifest["modules"]["missing"]
@@ -246,12 +258,11 @@ def test_pkg_config_from_the_moved_tree_embeds_python(fixture, request, tmp_path
     built: SeriesBuild = request.getfixturevalue(fixture)
     pc = str(built.moved / "lib" / "pkgconfig")
     env = clean_env(PKG_CONFIG_PATH=pc, PKG_CONFIG_LIBDIR=pc)
-    flags = run_checked(
-        ["pkg-config", "--cflags", "--libs", f"python-3.{built.minor}-embed"], env=env
-    ).split()
-    assert all(str(built.moved).replace(" ", "\\ ") in f for f in flags if f.startswith(("-I", "-L")))
-    # pkg-config escapes the space in "unpacked somewhere"; the shell-free argv needs it plain.
-    flags = [f.replace("\\ ", " ") for f in flags]
+    flags = run_checked(["pkg-config", "--cflags", "--libs", f"python-3.{built.minor}-embed"], env=env)
+    # pkg-config escapes the space in "unpacked somewhere" for a shell; split as one would.
+    flags = shlex.split(flags)
+    paths = [f for f in flags if f.startswith(("-I", "-L"))]
+    assert paths and all(f[2:].startswith(str(built.moved)) for f in paths), flags
     (tmp_path / "embed.c").write_text(EMBED_C)
     program = tmp_path / "embed"
     run_checked(["gcc", str(tmp_path / "embed.c"), *flags, "-o", str(program)], env=env)
