@@ -106,3 +106,34 @@ def test_pgo_lto_build_is_complete_and_runs(pgo_build, tmp_path):
         check=True,
     ).stdout
     assert "--enable-optimizations" in out and "-flto" in out
+
+
+def test_pgo_lto_build_is_hardened(pgo_build, tmp_path):
+    """The BOLTed interpreter keeps a non-executable PT_GNU_STACK (llvm-bolt's
+    -use-gnu-stack takes that header for its code; the driver gives it a spare one back),
+    full RELRO everywhere; the self-test's table says so and its position-dependence is
+    recorded, not hidden. Threads get no executable stack."""
+    manifest = json.loads((pgo_build.dir / "manifest.json").read_text())
+    table = manifest["hardening"]
+    assert table and not [path for path, row in table.items() if row["failures"]]
+    interpreter_row = table["bin/python3.13"]
+    assert interpreter_row["nx_stack"] == "yes" and interpreter_row["relro"] == "full"
+    assert interpreter_row["pie"].startswith("no (position-dependent: BOLT")
+    assert "PT_GNU_STACK back into the BOLTed binaries done" in pgo_build.output
+    with tarfile.open(pgo_build.dir / "python-3.13.5-debian-12-x86_64.tar.gz") as archive:
+        archive.extractall(tmp_path, filter="tar")
+    interpreter = tmp_path / "python" / "bin" / "python3.13"
+    headers = subprocess.run(["readelf", "-lW", interpreter], capture_output=True, text=True, check=True)
+    assert re.search(r"GNU_STACK\s.*\sRW\s", headers.stdout), headers.stdout
+    maps = subprocess.run([interpreter, "-c", THREAD_MAPS], capture_output=True, text=True, check=True).stdout
+    assert "rwxp" not in maps, maps
+
+
+# From a thread (its stack is what glibc makes executable without PT_GNU_STACK).
+THREAD_MAPS = """
+import threading
+seen = []
+thread = threading.Thread(target=lambda: seen.append(open("/proc/self/maps").read()))
+thread.start(); thread.join()
+print(seen[0])
+"""
