@@ -605,12 +605,27 @@ class LocalStore(object):
 
 
 class S3Store(object):
+    """Every PutObject is create-only (If-None-Match: *): S3 refuses to replace an existing key
+    with 412, and the bucket policy refuses any write under builds/ without the header."""
+
     def __init__(self, url):
         self.bucket, self.prefix = split_s3_url(url)
         import boto3  # only builds that upload to S3 need it
+        from botocore.config import Config
 
         endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
-        self.client = boto3.client("s3", endpoint_url=endpoint)
+        # S3 honours conditional writes only on SigV4-signed requests: pin it rather than rely
+        # on the default of whichever botocore the image has.
+        self.client = boto3.client("s3", endpoint_url=endpoint, config=Config(signature_version="s3v4"))
+        if "IfNoneMatch" not in self._put_object_fields():
+            # botocore < 1.35 (the boto3 pip gives Python 3.6 on rhel-8 / openSUSE 15) has no
+            # IfNoneMatch parameter: add the header to the request before it is signed.
+            events = getattr(self.client.meta, "events", None)
+            if events is None:
+                raise BuildError(
+                    "upload", "this boto3 cannot send If-None-Match: refusing to upload", record=False
+                )
+            events.register("before-sign.s3.PutObject", _add_if_none_match)
 
     def describe(self):
         return "s3://{}/{}".format(self.bucket, self.prefix)
@@ -624,11 +639,9 @@ class S3Store(object):
         )
         return response.get("KeyCount", 0) > 0
 
-    def _put(self, key, path, create_only=False):
-        extra = {}
+    def _put(self, key, path):
         members = self._put_object_fields()
-        if create_only and "IfNoneMatch" in members:
-            extra["IfNoneMatch"] = "*"
+        extra = {"IfNoneMatch": "*"} if "IfNoneMatch" in members else {}
         if "ChecksumSHA256" in members:
             # S3 verifies the upload and keeps the full-object SHA-256 (publish reads it back).
             import base64
@@ -639,8 +652,18 @@ class S3Store(object):
                     digest.update(block)
             extra["ChecksumSHA256"] = base64.b64encode(digest.digest()).decode()
             extra["ChecksumAlgorithm"] = "SHA256"
-        with open(path, "rb") as body:
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **extra)
+        try:
+            with open(path, "rb") as body:
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **extra)
+        except Exception as error:  # botocore ClientError: 412 = the key exists
+            error_info = getattr(error, "response", {}).get("Error", {})
+            if error_info.get("Code") in ("PreconditionFailed", "412"):
+                raise BuildError(
+                    "upload",
+                    "s3://{}/{} already exists; builds are never overwritten".format(self.bucket, key),
+                    record=False,
+                ) from None
+            raise
 
     def _put_object_fields(self):
         # Conditional writes arrived in botocore 1.35 and checksums in 1.24; the boto3 that
@@ -648,12 +671,14 @@ class S3Store(object):
         return set(self.client.meta.service_model.operation_model("PutObject").input_shape.members)
 
     def publish(self, artifact_dir, files):
-        """Upload every file, manifest.json last (create-only where S3 supports it):
-        publish treats a cell without a manifest as not built."""
+        """Upload every file create-only, manifest.json last: publish treats a cell without a
+        manifest as not built. The HEAD first fails fast, before the large uploads."""
         manifest_key = self.key(artifact_dir + "/manifest.json")
         try:
             self.client.head_object(Bucket=self.bucket, Key=manifest_key)
-            raise BuildError("upload", "{} already exists; builds are never overwritten".format(manifest_key))
+            raise BuildError(
+                "upload", "{} already exists; builds are never overwritten".format(manifest_key), record=False
+            )
         except BuildError:
             raise
         except Exception as error:  # botocore ClientError 404 = free
@@ -661,11 +686,18 @@ class S3Store(object):
             if code not in ("404", "NoSuchKey", "NotFound"):
                 raise
         for name, path in files:
-            self._put(self.key(artifact_dir + "/" + name), path, create_only=(name == "manifest.json"))
+            self._put(self.key(artifact_dir + "/" + name), path)
 
     def write_logs(self, log_dir, files):
+        # Create-only too: a build number's failure record is written once.
         for name, path in files:
             self._put(self.key(log_dir + "/" + name), path)
+
+
+def _add_if_none_match(request, **kwargs):
+    """botocore before-sign hook: the If-None-Match header that an old botocore cannot model."""
+    if "If-None-Match" not in request.headers:
+        request.headers["If-None-Match"] = "*"
 
 
 def open_store(store):
