@@ -40,7 +40,10 @@ class FarmConfig(BaseModel):
     prereleases: bool = False
     # python.org's downloads API base: <base>/release/ and <base>/release_file/?release=<id>
     releases_url: str = DEFAULT_RELEASES_URL
-    releases_max_age_hours: float = Field(default=24.0, gt=0)
+    # A refresh is due when the last one is older than this. Half an hour, below the hourly
+    # schedule's period: every scheduled run refreshes even when cron starts it early (an age
+    # equal to the period let jitter skip refreshes). Costs one request when nothing is new.
+    releases_max_age_hours: float = Field(default=0.5, gt=0)
     releases_timeout_seconds: float = Field(default=10.0, gt=0)
     public_base_url: str | None = None
     claim_ttl_seconds: int = Field(default=14400, ge=60)

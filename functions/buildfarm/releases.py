@@ -8,12 +8,7 @@ partial answer from python.org leaves the catalog as it was (and is logged).
 
 from __future__ import annotations
 
-import json
 import logging
-import re
-import urllib.error
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
@@ -22,6 +17,14 @@ from packaging.version import Version
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from buildfarm.config import FarmConfig
+from buildfarm.python_org import (
+    MAX_NEW_PER_REFRESH,
+    SOURCE_SUFFIXES,
+    ReleaseFetchError,
+    check_series,
+    fetch_new_releases,
+    source_file_name,
+)
 from buildfarm.store import Store, StoreConflict, StoreError, StoreNotFound
 from buildfarm.versions import VersionError, is_series, parse_release, series_of
 
@@ -29,18 +32,8 @@ log = logging.getLogger(__name__)
 
 RELEASES_KEY = "releases.json"
 SEED_RESOURCE = "releases-seed.json"
-MAX_ANSWER_BYTES = 32 * 1024 * 1024
-FETCH_THREADS = 8
-# After a failed refresh, try again sooner than the normal max age.
+# After a failed refresh, the next attempt waits this long, or the max age if that is shorter.
 RETRY_AFTER_FAILURE = timedelta(hours=1)
-_RELEASE_NAME = re.compile(r"Python (3\.[0-9]{1,2}\.[0-9]{1,2}(?:(?:a|b|rc)[0-9]{1,2})?)")
-_RELEASE_ID = re.compile(r".*/release/([0-9]+)/?")
-# python.org publishes every release's source as both; the first is preferred.
-SOURCE_SUFFIXES = (".tar.xz", ".tgz")
-
-
-def source_file_name(version: str, suffix: str = SOURCE_SUFFIXES[0]) -> str:
-    return f"Python-{version}{suffix}"
 
 
 class Release(BaseModel):
@@ -53,6 +46,14 @@ class Release(BaseModel):
     file: str | None = Field(default=None, validate_default=True)
     release_date: str | None = None
     prerelease: bool = False
+
+    @field_validator("version", mode="after")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        # A catalog entry is compared with Version() everywhere: reject what it could not parse
+        # (e.g. "3.13.\u0669") here, where it is a ValidationError, not an InvalidVersion in the planner.
+        parse_release(value)
+        return value
 
     @field_validator("file", mode="after")
     @classmethod
@@ -74,12 +75,16 @@ class ReleaseCatalog(BaseModel):
     source: str = "seed"
     releases: dict[str, Release] = {}
 
+    @field_validator("releases", mode="after")
+    @classmethod
+    def _keys(cls, value: dict[str, Release]) -> dict[str, Release]:
+        for key, release in value.items():
+            if key != release.version:
+                raise ValueError(f"release {key!r} holds version {release.version!r}")
+        return value
+
     def newest_first(self) -> list[Release]:
         return sorted(self.releases.values(), key=lambda r: Version(r.version), reverse=True)
-
-
-class ReleaseFetchError(Exception):
-    """python.org answered badly (HTTP error, timeout, not JSON, missing fields)."""
 
 
 class ReleaseLookupError(ValueError):
@@ -117,140 +122,14 @@ def source_url(version: str, mirror: str, file: str | None = None) -> str:
 # -- python.org --------------------------------------------------------------------------
 
 
-def _get_json(url: str, timeout: float) -> Any:
-    if not url.startswith(("http://", "https://")):
-        raise ReleaseFetchError(f"{url!r} is not an http(s) URL")
-    request = urllib.request.Request(  # noqa: S310 - scheme checked above
-        url, headers={"Accept": "application/json", "User-Agent": "buildfarm"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - configured http(s) URL
-            body = response.read(MAX_ANSWER_BYTES + 1)
-    except urllib.error.HTTPError as error:
-        raise ReleaseFetchError(f"GET {url}: HTTP {error.code}") from None
-    except (urllib.error.URLError, TimeoutError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        raise ReleaseFetchError(f"GET {url}: {reason}") from None
-    if len(body) > MAX_ANSWER_BYTES:
-        raise ReleaseFetchError(f"GET {url}: answer larger than {MAX_ANSWER_BYTES} bytes")
-    try:
-        return json.loads(body)
-    except ValueError as error:
-        raise ReleaseFetchError(f"GET {url}: not JSON ({error})") from None
-
-
-class _ApiRelease(BaseModel):
-    """One element of /api/v2/downloads/release/ (fields we rely on; others ignored)."""
-
-    model_config = ConfigDict(extra="ignore")
-    name: str
-    is_published: bool
-    pre_release: bool
-    release_date: str | None = None
-    resource_uri: str
-
-
-class _ApiReleaseFile(BaseModel):
-    """One element of /api/v2/downloads/release_file/?release=<id>."""
-
-    model_config = ConfigDict(extra="ignore")
-    url: str
-    sha256_sum: str | None = None
-
-
-def _api_release(url: str, index: int, element: Any) -> _ApiRelease:
-    try:
-        return _ApiRelease.model_validate(element)
-    except ValidationError as error:
-        detail = error.errors()[0]
-        raise ReleaseFetchError(
-            f"GET {url}: element {index} is malformed ({'.'.join(map(str, detail['loc']))}: {detail['msg']})"
-        ) from None
-
-
 def fetch_python_org(
     base_url: str, *, lowest_series: str, known: set[str], timeout: float = 10.0
 ) -> dict[str, Release]:
-    """New releases (>= lowest_series, not in `known`) with their source sha256, from python.org.
+    """New releases from python.org (buildfarm.python_org), as catalog entries.
 
-    Raises ReleaseFetchError if any answer is bad or incomplete: the caller then keeps
-    its catalog unchanged. Releases python.org lists without a source sha256 are skipped.
-    """
-    base = base_url.rstrip("/")
-    answer = _get_json(f"{base}/release/", timeout)
-    if not isinstance(answer, list):
-        raise ReleaseFetchError(f"GET {base}/release/: expected a JSON array, got {type(answer).__name__}")
-    lowest = Version(lowest_series)
-    candidates: list[tuple[str, str, _ApiRelease]] = []
-    python3_releases = 0
-    for index, element in enumerate(answer):
-        entry = _api_release(f"{base}/release/", index, element)
-        match = _RELEASE_NAME.fullmatch(entry.name)
-        if not match:
-            continue  # Python 2, install manager, ...
-        python3_releases += 1
-        version = match.group(1)
-        if not entry.is_published or version in known:
-            continue
-        if Version(series_of(version)) < lowest:
-            continue
-        release_id = _RELEASE_ID.fullmatch(entry.resource_uri)
-        if not release_id:
-            raise ReleaseFetchError(f"release {entry.name!r}: unexpected resource_uri {entry.resource_uri!r}")
-        candidates.append((version, release_id.group(1), entry))
-    if python3_releases == 0:
-        raise ReleaseFetchError(f"GET {base}/release/: no Python 3 releases in the answer")
-
-    def files_of(candidate: tuple[str, str, _ApiRelease]) -> Release | None:
-        version, release_id, entry = candidate
-        url = f"{base}/release_file/?release={release_id}"
-        files = _get_json(url, timeout)
-        if not isinstance(files, list):
-            raise ReleaseFetchError(f"GET {url}: expected a JSON array, got {type(files).__name__}")
-        source = _pick_source_file(version, files, url)
-        if source is None:
-            return None
-        file, sha = source
-        return Release(
-            version=version,
-            sha256=sha,
-            url=file.url,
-            file=file.url.rsplit("/", 1)[-1],
-            release_date=entry.release_date,
-            prerelease=entry.pre_release or parse_release(version).is_prerelease,
-        )
-
-    found: dict[str, Release] = {}
-    if candidates:
-        with ThreadPoolExecutor(max_workers=min(FETCH_THREADS, len(candidates))) as pool:
-            for release in pool.map(files_of, candidates):
-                if release is not None:
-                    found[release.version] = release
-    return found
-
-
-def _pick_source_file(version: str, files: list[Any], url: str) -> tuple[_ApiReleaseFile, str] | None:
-    """The source file of `version` with a sha256: .tar.xz if python.org gives its digest, else
-    .tgz; None (logged) if neither has one. ReleaseFetchError if an element is malformed."""
-    by_suffix: dict[str, _ApiReleaseFile] = {}
-    for element in files:
-        try:
-            file = _ApiReleaseFile.model_validate(element)
-        except ValidationError:
-            raise ReleaseFetchError(f"GET {url}: malformed release file {str(element)[:120]}") from None
-        for suffix in SOURCE_SUFFIXES:
-            if file.url.endswith("/" + source_file_name(version, suffix)):
-                by_suffix[suffix] = file
-    if not by_suffix:
-        log.info("python.org lists no source tarball for %s; skipped", version)
-        return None
-    for suffix in SOURCE_SUFFIXES:
-        file = by_suffix.get(suffix)
-        sha = ((file and file.sha256_sum) or "").strip().lower()
-        if file is not None and re.fullmatch(r"[0-9a-f]{64}", sha):
-            return file, sha
-    log.info("python.org lists no sha256 for %s; skipped", version)
-    return None
+    ReleaseFetchError if the answer is bad: the caller then keeps its catalog unchanged."""
+    found = fetch_new_releases(base_url, lowest_series=lowest_series, known=known, timeout=timeout)
+    return {version: Release(**upstream.model_dump()) for version, upstream in found.items()}
 
 
 # -- the catalog in the store --------------------------------------------------------------
@@ -282,22 +161,7 @@ def load_releases(
 ) -> ReleasesState:
     """releases.json from the store (seed if absent), refreshed from python.org when due. Makes
     exactly one store read; writes nothing (save_releases does, once the request is valid)."""
-    etag: str | None = None
-    try:
-        raw, etag = store.read_json(RELEASES_KEY)
-        catalog = ReleaseCatalog.model_validate(raw)
-        changed = False
-        refresh = "not due"
-    except StoreNotFound:
-        catalog = load_seed()
-        changed = True
-        refresh = "seeded"
-    except (StoreError, ValidationError) as error:
-        # A damaged catalog is replaced by the seed plus a refresh; never fatal.
-        log.warning("releases.json in %s is unreadable (%s); starting from the seed catalog", store, error)
-        catalog = load_seed()
-        changed = True
-        refresh = "seeded"
+    catalog, etag, changed, refresh = _read_catalog(store)
 
     # Seed releases are always known (e.g. a store created before a seed entry was added).
     seed = load_seed()
@@ -307,35 +171,83 @@ def load_releases(
         changed = True
 
     if refresh_due(catalog, now, config.releases_max_age_hours):
-        try:
-            new = fetch(
-                config.releases_url,
-                lowest_series=config.lowest_series,
-                known=set(catalog.releases),
-                timeout=config.releases_timeout_seconds,
-            )
-        except ReleaseFetchError as error:
-            log.warning(
-                "releases refresh from %s failed; keeping the old catalog: %s", config.releases_url, error
-            )
-            catalog = catalog.model_copy(update={"checked": iso(now)})
-            changed = True
-            refresh = f"failed: {error}"[:300]
-        else:
-            merged = _merged(catalog.releases, new)
-            added = len(merged) - len(catalog.releases)
-            catalog = catalog.model_copy(
-                update={
-                    "releases": merged,
-                    "updated": iso(now),
-                    "checked": iso(now),
-                    "source": config.releases_url,
-                }
-            )
-            changed = True
-            refresh = f"refreshed (+{added})"
-            log.info("releases refreshed from %s: %d new, %d known", config.releases_url, added, len(merged))
+        catalog, refresh = _refreshed(catalog, config, now, fetch)
+        changed = True
     return ReleasesState(catalog=catalog, etag=etag, changed=changed, refresh=refresh)
+
+
+def _read_catalog(store: Store) -> tuple[ReleaseCatalog, str | None, bool, str]:
+    """(catalog, etag, changed, refresh) from the store: the seed if there is none; a damaged
+    one keeps its valid releases (the seed if nothing of it is usable). Never raises for content."""
+    try:
+        raw, etag = store.read_json(RELEASES_KEY)
+    except StoreNotFound:
+        return load_seed(), None, True, "seeded"
+    except StoreError as error:
+        log.warning("releases.json in %s is unreadable (%s); starting from the seed catalog", store, error)
+        return load_seed(), None, True, "seeded"
+    try:
+        return ReleaseCatalog.model_validate(raw), etag, False, "not due"
+    except ValidationError as error:
+        salvaged = _salvaged(raw)
+        what = (
+            f"keeping its {len(salvaged.releases)} valid releases" if salvaged else "starting from the seed"
+        )
+        log.warning("releases.json in %s is damaged (%s); %s", store, str(error).splitlines()[0], what)
+        # The etag stays: the repaired catalog replaces the damaged one conditionally.
+        return salvaged or load_seed(), etag, True, "repaired"
+
+
+def _salvaged(raw: Any) -> ReleaseCatalog | None:
+    """The valid entries of a damaged catalog, or None. Timestamps are dropped: refresh now."""
+    entries = raw.get("releases") if isinstance(raw, dict) else None
+    if not isinstance(entries, dict):
+        return None
+    good: dict[str, Release] = {}
+    for key, entry in entries.items():
+        try:
+            release = Release.model_validate(entry)
+        except ValidationError:
+            continue
+        if release.version == key:
+            good[key] = release
+    return ReleaseCatalog(releases=good, source="repaired") if good else None
+
+
+def _refreshed(
+    catalog: ReleaseCatalog, config: FarmConfig, now: datetime, fetch: Any
+) -> tuple[ReleaseCatalog, str]:
+    """The catalog after a refresh from python.org, and what happened. Any bad answer (whatever
+    `fetch` raises or returns) keeps the releases as they were, logged once."""
+    try:
+        new = fetch(
+            config.releases_url,
+            lowest_series=config.lowest_series,
+            known=set(catalog.releases),
+            timeout=config.releases_timeout_seconds,
+        )
+        new = _plausible(ReleaseCatalog.model_validate({"releases": new}).releases, set(catalog.releases))
+    except (ReleaseFetchError, ValueError) as error:  # ValueError: ValidationError, InvalidVersion
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        log.warning(
+            "releases refresh from %s failed; keeping the old catalog: %s", config.releases_url, reason
+        )
+        return catalog.model_copy(update={"checked": iso(now)}), f"failed: {reason}"[:300]
+    merged = _merged(catalog.releases, new)
+    added = len(merged) - len(catalog.releases)
+    log.info("releases refreshed from %s: %d new, %d known", config.releases_url, added, len(merged))
+    update = {"releases": merged, "updated": iso(now), "checked": iso(now), "source": config.releases_url}
+    return catalog.model_copy(update=update), f"refreshed (+{added})"
+
+
+def _plausible(new: dict[str, Release], known: set[str]) -> dict[str, Release]:
+    """The caps of buildfarm.python_org, again here whatever fetched `new`: no series beyond the
+    newest known one and those following it, at most MAX_NEW_PER_REFRESH (the newest)."""
+    check_series(set(new), known)
+    fresh = sorted(
+        (r for v, r in new.items() if v not in known), key=lambda r: Version(r.version), reverse=True
+    )
+    return {r.version: r for r in fresh[:MAX_NEW_PER_REFRESH]}
 
 
 def _merged(known: dict[str, Release], new: dict[str, Release]) -> dict[str, Release]:
