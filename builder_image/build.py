@@ -178,7 +178,9 @@ def parse_spec(text, registry):
     if not isinstance(spec, dict):
         raise SpecError("BUILD_SPEC must be a JSON object")
     required = ("version", "platform", "arch", "build", "source", "prefix", "store", "artifact_dir")
-    allowed = set(required) | {"optimization"}
+    # execution_id: the planning execution's nonce, recorded in manifest.json with the rest of
+    # the spec; publish (not the driver) decides whether it is the planned one.
+    allowed = set(required) | {"optimization", "execution_id"}
     for key in required:
         if key not in spec:
             raise SpecError("BUILD_SPEC lacks {!r}".format(key))
@@ -196,6 +198,11 @@ def parse_spec(text, registry):
         raise SpecError("source url must be http://, https:// or file://, not {!r}".format(source["url"]))
     if not isinstance(source["sha256"], str) or not _SHA256_RE.match(source["sha256"]):
         raise SpecError("source sha256 must be 64 lowercase hex digits, not {!r}".format(source["sha256"]))
+    execution_id = spec.get("execution_id", "")
+    if "execution_id" in spec and not (
+        isinstance(execution_id, str) and re.fullmatch(r"[A-Za-z0-9._-]{1,80}", execution_id)
+    ):
+        raise SpecError("execution_id must be 1-80 of [A-Za-z0-9._-], not {!r}".format(execution_id))
     spec.setdefault("optimization", "pgo+lto")
     if spec["optimization"] not in OPTIMIZATIONS:
         raise SpecError("unknown optimization {!r} (pgo+lto or none)".format(spec["optimization"]))

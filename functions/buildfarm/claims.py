@@ -186,19 +186,25 @@ def claim_cells(
     ttl_seconds: int,
     dry_run: bool,
 ) -> dict[Cell, ClaimOutcome]:
-    """Claim (or, dry run, peek at) every cell -> outcome. cells: {cell: last published build or 0}."""
+    """Claim (or, dry run, peek at) every cell -> outcome. cells: {cell: last published build or 0}.
+
+    A cell's new build is numbered past its published build, its marker's last build, and every
+    number already under builds/ or logs/ (a build made without a claim, e.g. by an older
+    `buildfarm build`, must never be overwritten or mistaken for ours): two listings per cell,
+    paid only by cells that are about to be claimed."""
     if not cells:
         return {}
     markers = existing_markers(store)
 
     def one(cell: Cell) -> ClaimOutcome:
         exists = claim_key(*cell) in markers
+        floor = max(cells[cell], *store.build_numbers(*cell), 0)
         if dry_run:
             return peek_cell(
                 store,
                 cell,
                 execution_id=execution_id,
-                published_build=cells[cell],
+                published_build=floor,
                 now=now,
                 marker_exists=exists,
             )
@@ -207,7 +213,7 @@ def claim_cells(
             cell,
             execution_id=execution_id,
             plan_id=plan_id,
-            published_build=cells[cell],
+            published_build=floor,
             now=now,
             ttl_seconds=ttl_seconds,
             marker_exists=exists,

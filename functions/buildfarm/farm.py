@@ -8,6 +8,7 @@ interruption, and recover the cells of a run that died (its claims, its finished
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -22,7 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from buildfarm.claims import CLAIMS_PREFIX, Claim
+from buildfarm.catalog import parse_cell
+from buildfarm.claims import CLAIMS_PREFIX, Claim, release_claims
 from buildfarm.config import FarmConfig
 from buildfarm.plan import Plan, plan, plan_record_key, safe_id
 from buildfarm.platforms import Registry, load_registry
@@ -30,8 +32,10 @@ from buildfarm.policy import policy_platforms
 from buildfarm.publish import PublishResult, publish
 from buildfarm.runners import RunnerUnavailable, select_runner
 from buildfarm.runners.base import BuildResult, Runner
-from buildfarm.store import Store, StoreError
+from buildfarm.store import Store, StoreError, StoreNotFound
 from buildfarm.workflow_input import parse_workflow_input
+
+log = logging.getLogger(__name__)
 
 CellState = Literal["queued", "building", "built", "failed", "published"]
 
@@ -117,9 +121,11 @@ def choose_runners(
 def recover_dead_runs(store: Store, config: FarmConfig, now: datetime) -> list[str]:
     """Publish what local runs that died (killed, machine rebooted) finished, and release
     their claims, so a new run neither rebuilds their finished cells nor waits for the
-    claims to expire. Publish verifies every artifact, so a half-written build is not listed.
-    Returns the cells recovered as published."""
-    dead_plans: set[str] = set()
+    claims to expire. This is publish() over the dead run's own plan: a build is published
+    only if its manifest records the spec that plan holds for it (execution id included) and
+    every artifact verifies. A dead standalone `buildfarm build` has no plan: its claim is
+    released and its build never published. Returns the cells recovered as published."""
+    dead_plans: dict[str, list[Claim]] = {}
     for info in store.list(CLAIMS_PREFIX):
         try:
             raw, _ = store.read_json(info.key)
@@ -127,14 +133,22 @@ def recover_dead_runs(store: Store, config: FarmConfig, now: datetime) -> list[s
         except (StoreError, ValueError):
             continue
         if not claim.released and is_dead_local_execution(claim.execution_id):
-            dead_plans.add(claim.plan_id)
+            dead_plans.setdefault(claim.plan_id, []).append(claim)
     recovered: list[str] = []
-    for plan_id in sorted(dead_plans):
+    for plan_id, claims in sorted(dead_plans.items()):
         try:
             summary, _ = store.read_json(plan_record_key(plan_id))
         except StoreError:
             continue
-        result = publish(summary, store, config, now=now)
+        except StoreNotFound:
+            for claim in claims:  # no plan record: a standalone build, never published
+                release_claims(store, [parse_cell(claim.cell)], execution_id=claim.execution_id, now=now)
+            continue
+        try:
+            result = publish(summary, store, config, now=now)
+        except (StoreError, ValueError) as error:  # e.g. a plan written before specs had ids
+            log.warning("cannot recover plan %s: %s (its claims expire)", plan_id, error)
+            continue
         recovered.extend(result.published)
     return recovered
 
@@ -195,7 +209,9 @@ def run_farm(
     platforms = list(request.get("platforms") or policy_platforms(config, registry, now.date())[0])
     arches = list(request.get("arches") or config.enabled_arches)
     # Validate before touching the machine or the store (plan validates again, the same way).
-    parse_workflow_input(request, config, registry)
+    if parse_workflow_input(request, config, registry).dry_run:
+        # Plans only (nothing claimed or written); no runner is chosen, nothing is built.
+        return RunReport(execution_id, plan(request, store, config, execution_id, now), {}, {})
     runners, unbuildable = choose_runners(platforms, arches, runner)
     report = RunReport(
         execution_id=execution_id,

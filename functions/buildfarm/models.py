@@ -31,6 +31,11 @@ class BuildSpec(BaseModel):
     optimization: Optimization = "pgo+lto"
     store: str
     artifact_dir: str
+    # The nonce of the execution that planned (and claimed) this build: publish accepts a
+    # build only if its manifest carries the planned spec, this id included, so a build made
+    # outside that execution (planted, or a standalone `buildfarm build`) is never published.
+    # Required: no default, so a spec can never silently claim to be unplanned-but-valid.
+    execution_id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,80}$")
 
     @field_validator("version")
     @classmethod

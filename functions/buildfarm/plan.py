@@ -2,7 +2,9 @@
 
 Store calls for a scheduled plan where everything is published: one read of releases.json
 and one of versions.json, whatever the matrix size. Cells to build then cost one listing of
-claims/ (paginated) and about one or two calls per cell to claim it, plus the plan write.
+claims/ (paginated), two listings per cell (its build numbers under builds/ and logs/: a new
+build is numbered past all of them) and about one or two calls per cell to claim it, plus the
+plan write.
 """
 
 from __future__ import annotations
@@ -133,8 +135,16 @@ def _as_request(request: WorkflowInput | dict[str, Any] | None, config: FarmConf
 
 
 def make_spec(
-    release: Release, platform: str, arch: str, build: int, store: Store, config: FarmConfig
+    release: Release,
+    platform: str,
+    arch: str,
+    build: int,
+    store: Store,
+    config: FarmConfig,
+    execution_id: str,
 ) -> BuildSpec:
+    """The spec one claimed cell is built from; publish later accepts only a manifest whose
+    spec equals it (execution_id included, so nothing built outside this execution passes)."""
     return BuildSpec(
         version=release.version,
         platform=platform,
@@ -147,6 +157,7 @@ def make_spec(
         optimization=config.optimization,
         store=store.location,
         artifact_dir=artifact_dir(release.version, platform, arch, build),
+        execution_id=execution_id,
     )
 
 
@@ -193,7 +204,7 @@ def plan(
             ttl_seconds=config.claim_ttl_seconds,
             dry_run=validated.dry_run,
         )
-        items = _items(outcomes, wanted, release_of, skipped, store, config)
+        items = _items(outcomes, wanted, release_of, skipped, store, config, execution_id)
         result = Plan(
             plan_id=execution_id,
             execution_id=execution_id,
@@ -249,6 +260,7 @@ def _items(
     skipped: list[SkippedCell],
     store: Store,
     config: FarmConfig,
+    execution_id: str,
 ) -> list[PlanItem]:
     """One item per cell this execution claimed; cells held by another go to `skipped`."""
     items: list[PlanItem] = []
@@ -264,7 +276,7 @@ def _items(
                 )
             )
             continue
-        spec = make_spec(release_of[cell], cell[1], cell[2], outcome.build, store, config)
+        spec = make_spec(release_of[cell], cell[1], cell[2], outcome.build, store, config, execution_id)
         items.append(
             PlanItem(
                 cell=outcome.cell, spec=spec, job_definition=f"{cell[1]}-{cell[2]}", job_queue_arch=cell[2]

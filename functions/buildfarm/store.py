@@ -38,6 +38,7 @@ LOCK_DIR = ".locks"  # directory store: lock files for conditional writes, never
 LOCK_STRIPES = 64
 _TEMP_PREFIX = ".tmp-"
 _KEY_SEGMENT = re.compile(r"^[A-Za-z0-9._+@=,-]+$")
+_BUILD_NUMBER = re.compile(r"[1-9][0-9]{0,8}")  # as artifact_dir writes it: no sign, no leading 0
 
 
 class StoreError(Exception):
@@ -105,6 +106,11 @@ class Store(abc.ABC):
         """Every object whose key starts with prefix (paginated underneath), sorted by key."""
 
     @abc.abstractmethod
+    def list_children(self, prefix: str) -> set[str]:
+        """Names of what lies directly under the folder `prefix` (sub-folders and objects, one
+        level, like `ls`): one delimited listing, not a walk of everything below."""
+
+    @abc.abstractmethod
     def read(self, key: str) -> tuple[bytes, str]:
         """(content, etag); StoreNotFound if absent."""
 
@@ -162,6 +168,16 @@ class Store(abc.ABC):
             return json.loads(data), etag
         except ValueError as error:
             raise StoreError(f"{self.url(key)} is not valid JSON: {error}") from None
+
+    def build_numbers(self, version: str, platform: str, arch: str) -> set[int]:
+        """Every build number of a cell that left anything in the store, under builds/ (made,
+        published or not) or logs/ (failed): a new build must be numbered past all of them."""
+        numbers: set[int] = set()
+        for top in ("builds", "logs"):
+            for name in self.list_children(f"{top}/{version}/{platform}/{arch}"):
+                if _BUILD_NUMBER.fullmatch(name):
+                    numbers.add(int(name))
+        return numbers
 
     def put_json(self, key: str, value: Any, **conditions: Any) -> str:
         data = json.dumps(value, indent=1, sort_keys=False).encode() + b"\n"
@@ -254,6 +270,15 @@ class LocalStore(Store):
                 continue
             # ETag is left empty in listings (computing it would read every file).
             yield ObjectInfo(key, size, "")
+
+    def list_children(self, prefix: str) -> set[str]:
+        self._count("list")
+        try:
+            entries = list(os.scandir(self._path(prefix)))
+        except (FileNotFoundError, NotADirectoryError):
+            return set()
+        hidden = (LOCK_DIR, _TEMP_PREFIX)
+        return {entry.name for entry in entries if not entry.name.startswith(hidden)}
 
     def read(self, key: str) -> tuple[bytes, str]:
         self._count("read")
@@ -421,6 +446,18 @@ class S3Store(Store):
             self._count("list")
             for obj in page.get("Contents", []):
                 yield ObjectInfo(self._relative(obj["Key"]), int(obj["Size"]), str(obj["ETag"]).strip('"'))
+
+    def list_children(self, prefix: str) -> set[str]:
+        folder = self._full(prefix) + "/"
+        names: set[str] = set()
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=folder, Delimiter="/"):
+            self._count("list")
+            for common in page.get("CommonPrefixes", []):
+                names.add(common["Prefix"][len(folder) :].rstrip("/"))
+            for obj in page.get("Contents", []):
+                names.add(obj["Key"][len(folder) :])
+        return names
 
     def read(self, key: str) -> tuple[bytes, str]:
         self._count("read")

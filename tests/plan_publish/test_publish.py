@@ -102,7 +102,7 @@ def test_size_mismatch_and_foreign_manifest_fail(local_store, config):
     assert (
         f"size {real_size} differs from the manifest's {real_size + 1}" in reasons["3.13.5/debian-12/x86_64"]
     )
-    assert "is for 3.13.5/debian-12/aarch64 build 7" in reasons["3.13.5/debian-12/aarch64"]
+    assert reasons["3.13.5/debian-12/aarch64"] == "manifest spec differs from the plan: build 7 (plan: 1)"
     assert not local_store.exists("versions.json")
 
 

@@ -1,4 +1,9 @@
-"""buildfarm build: build, self-test, package and store one cell with a local runner."""
+"""buildfarm build: build, self-test, package and store one cell with a local runner.
+
+A standalone build: it claims its cell like a farm run (so no farm run builds the same cell
+under the same number meanwhile) with an execution id of its own, and releases the claim when
+done. It never publishes, and no farm run publishes it either: publish accepts only builds
+whose manifest carries the spec, execution id included, that the farm itself planned."""
 
 from __future__ import annotations
 
@@ -6,9 +11,13 @@ import argparse
 import os
 import re
 import sys
+from datetime import UTC, datetime
 
+from buildfarm.claims import claim_cell, release_claims
+from buildfarm.config import FarmConfig
 from buildfarm.models import BuildSpec, artifact_dir
 from buildfarm.platforms import UnknownPlatformError, load_registry
+from buildfarm.store import Store, open_store
 from buildfarm.versions import VersionError, parse_release
 
 DEFAULT_MIRROR = "https://www.python.org/ftp/python"
@@ -19,9 +28,12 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "build",
-        help="build one version for one platform and arch with a local runner",
+        help="build one version for one platform and arch with a local runner (never published)",
         description="Build CPython VERSION for one platform/arch: fetch, verify, configure, make, "
-        "install, self-test, package and store it under builds/<version>/<platform>/<arch>/<build>/.",
+        "install, self-test, package and store it under builds/<version>/<platform>/<arch>/<build>/. "
+        "A standalone build: it claims the cell while it builds (as a farm run does) but is never "
+        "published into versions.json, by this command or by a later farm run (`buildfarm run` and "
+        "the cloud workflow publish only the builds they planned).",
     )
     parser.add_argument("version", metavar="VERSION", help="exact release, e.g. 3.13.5 or 3.14.0rc2")
     parser.add_argument("--platform", required=True, help="registry platform id, e.g. debian-12")
@@ -73,24 +85,7 @@ def source_url(version: str, mirror: str, file: str | None = None) -> str:
     return catalog_source_url(version, mirror, file)
 
 
-def used_build_numbers(store_location: str, version: str, platform: str, arch: str) -> set[int]:
-    """Build numbers already taken for a cell: published (builds/) or failed (logs/)."""
-    from buildfarm.store import open_store
-
-    store = open_store(store_location)
-    if not store_location.startswith("s3://") and not os.path.isdir(store_location.removeprefix("file://")):
-        return set()
-    numbers: set[int] = set()
-    for top in ("builds", "logs"):
-        prefix = f"{top}/{version}/{platform}/{arch}/"
-        for info in store.list(prefix):
-            first = info.key[len(prefix) :].split("/", 1)[0]
-            if first.isdigit():
-                numbers.add(int(first))
-    return numbers
-
-
-def make_spec(args: argparse.Namespace) -> BuildSpec:
+def make_spec(args: argparse.Namespace, execution_id: str) -> BuildSpec:
     """Validate the command line into a build spec (no side effects)."""
     try:
         parse_release(args.version)
@@ -142,40 +137,74 @@ def make_spec(args: argparse.Namespace) -> BuildSpec:
         optimization=optimization,
         store=store,
         artifact_dir=artifact_dir(args.version, platform.id, arch, build),
+        execution_id=execution_id,
     )
 
 
+def _claim(store: Store, spec: BuildSpec, requested: int | None, taken: set[int]) -> BuildSpec:
+    """Claim the cell for this build (as a farm planner would) -> the spec at the claimed number.
+
+    The number is past every build under builds/ and logs/ and the claim marker's last one.
+    An explicit --build is claimed as asked or not at all (the farm may have taken it)."""
+    cell = (spec.version, spec.platform, spec.arch)
+    outcome = claim_cell(
+        store,
+        cell,
+        execution_id=spec.execution_id,
+        plan_id=spec.execution_id,  # no plan: recovery releases the claim of a dead one
+        published_build=requested - 1 if requested else max(taken, default=0),
+        now=datetime.now(UTC),
+        ttl_seconds=FarmConfig.model_fields["claim_ttl_seconds"].default,
+    )
+    name = "/".join(cell)
+    if outcome.status == "held":
+        raise _error(
+            f"{name} is being built by {outcome.holder} (build {outcome.build}, claimed until "
+            f"{outcome.expires_at}): try again when it is done"
+        )
+    if requested and outcome.build != requested:
+        release_claims(store, [cell], execution_id=spec.execution_id, now=datetime.now(UTC))
+        raise _error(
+            f"build {requested} of {name} was already claimed (the next free number is {outcome.build})"
+        )
+    build = outcome.build
+    update = {"build": build, "artifact_dir": artifact_dir(spec.version, spec.platform, spec.arch, build)}
+    return spec.model_copy(update=update)
+
+
 def run_build(args: argparse.Namespace) -> int:
+    from buildfarm.farm import local_execution_id
     from buildfarm.runners import RunnerUnavailable, select_runner
 
-    spec = make_spec(args)
+    spec = make_spec(args, local_execution_id())
     try:
         runner = select_runner(spec.platform, args.runner, spec.arch)
     except RunnerUnavailable as error:
         raise _error(str(error)) from None
     try:
-        taken = used_build_numbers(spec.store, spec.version, spec.platform, spec.arch)
+        store = open_store(spec.store)
+        taken = store.build_numbers(spec.version, spec.platform, spec.arch)
     except Exception as error:  # unreadable store: say which and stop before building
         raise _error(f"cannot read the store {spec.store}: {error}") from None
-    if args.build is None:
-        build = max(taken, default=0) + 1
-        spec = spec.model_copy(
-            update={
-                "build": build,
-                "artifact_dir": artifact_dir(spec.version, spec.platform, spec.arch, build),
-            }
-        )
-    elif args.build in taken:
+    if args.build in taken:
         raise _error(
             f"build {args.build} of {spec.version}/{spec.platform}/{spec.arch} already exists in the store "
             "(builds are never overwritten; omit --build for the next number)"
         )
+    spec = _claim(store, spec, args.build, taken)
     cell = f"{spec.version}/{spec.platform}/{spec.arch}"
     print(f"buildfarm build: {cell} build {spec.build} ({spec.optimization}) with the {runner.name} runner")
     sys.stdout.flush()
-    result = runner.run(spec)
+    try:
+        result = runner.run(spec)
+    finally:
+        cells = [(spec.version, spec.platform, spec.arch)]
+        release_claims(store, cells, execution_id=spec.execution_id, now=datetime.now(UTC))
     if result.ok:
-        print(f"buildfarm build: {cell} build {spec.build} stored in {spec.store}/{spec.artifact_dir}")
+        print(
+            f"buildfarm build: {cell} build {spec.build} stored in {spec.store}/{spec.artifact_dir} "
+            "(standalone: not published)"
+        )
         return 0
     where = f" (full log: {result.log_path})" if result.log_path else ""
     print(
