@@ -132,3 +132,29 @@ def test_status(published_store, capsys, monkeypatch):
 def test_status_of_an_empty_store(tmp_path, capsys):
     assert main(["status", "--store", str(tmp_path / "nothing")]) == 0
     assert "nothing published yet" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("value", "named"), [('"perhaps"', "'perhaps'"), ("1", "1"), ("null", "null"), ('"true"', "'true'")]
+)
+def test_plan_rejects_an_input_dry_run_that_is_not_a_boolean(published_store, value, named, capsys):
+    """The input's own dry_run is validated before `plan` makes every run a dry one."""
+    before = all_keys(published_store)
+    code = main(["plan", "--store", str(published_store.root), "--input", f'{{"dry_run": {value}}}'])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip() == (
+        "buildfarm plan: error: invalid workflow input: "
+        f"dry_run: Input should be a valid boolean, got {named}"
+    )
+    assert all_keys(published_store) == before
+
+
+def test_plan_with_an_input_dry_run_false_is_still_a_dry_run(published_store, capsys):
+    before = all_keys(published_store)
+    code = main(
+        ["plan", "--store", str(published_store.root), "--input", '{"dry_run": false, "versions": ["3.12"]}']
+    )
+    assert code == 0
+    assert "dry run: nothing claimed or written" in capsys.readouterr().out
+    assert all_keys(published_store) == before

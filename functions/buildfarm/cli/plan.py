@@ -7,12 +7,20 @@ import argparse
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from buildfarm.catalog import VERSIONS_KEY, iter_cells, read_versions
 from buildfarm.config import ConfigError, FarmConfig
 from buildfarm.store import Store, StoreError, open_store
-from buildfarm.workflow_input import InputError, add_matrix_arguments, raw_input_from_args
+from buildfarm.workflow_input import (
+    InputError,
+    add_matrix_arguments,
+    parse_workflow_input,
+    raw_input_from_args,
+)
+
+if TYPE_CHECKING:
+    from buildfarm.plan import Plan
 
 
 def add_store_argument(parser: argparse.ArgumentParser) -> None:
@@ -55,14 +63,20 @@ def run_plan(args: argparse.Namespace) -> int:
     config, store = _config_and_store(args)
     try:
         raw = raw_input_from_args(args)
-        raw = {**raw, "dry_run": True}  # `buildfarm plan` never claims or writes
-        result = plan(raw, store, config, new_execution_id())
+        # The input's own dry_run is validated as given ("perhaps" is an error) before the
+        # CLI sets it: `buildfarm plan` never claims or writes.
+        parse_workflow_input(raw, config)
+        result = plan({**raw, "dry_run": True}, store, config, new_execution_id())
     except InputError as error:
         raise CliError(str(error)) from None
     except StoreError as error:
         raise CliError(f"store {store.location}: {error}") from None
+    return print_plan(result, store, as_json=args.json)
 
-    if args.json:
+
+def print_plan(result: Plan, store: Store, *, as_json: bool = False) -> int:
+    """A dry run's plan: each cell with its build number, and why the others are skipped."""
+    if as_json:
         document: dict[str, Any] = {
             **result.summary,
             "policy": result.policy.model_dump(mode="json") if result.policy else None,

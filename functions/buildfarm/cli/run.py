@@ -9,11 +9,13 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
-from buildfarm.cli.plan import format_table
+from buildfarm.cli.plan import format_table, print_plan
 from buildfarm.config import ConfigError, FarmConfig
 from buildfarm.farm import CellProgress, RunReport, run_farm
-from buildfarm.platforms import load_registry
+from buildfarm.plan import new_execution_id, plan
+from buildfarm.platforms import Registry, load_registry
 from buildfarm.runners.local import host_arch, host_platform_id
 from buildfarm.store import LocalStore, StoreError
 from buildfarm.workflow_input import (
@@ -50,6 +52,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--source-mirror", metavar="URL", help="python.org-shaped source mirror")
     parser.add_argument(
         "--optimization", choices=("pgo+lto", "none"), help="default: $BUILDFARM_OPTIMIZATION or pgo+lto"
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help='print the plan and build nothing (like the input\'s "dry_run": true)',
     )
     parser.set_defaults(func=run)
 
@@ -110,10 +117,11 @@ def _summary(report: RunReport) -> str:
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def _setup(args: argparse.Namespace, registry: Registry) -> tuple[FarmConfig, dict[str, Any], LocalStore]:
+    """The configuration, the raw request (this machine's platform and arch unless named) and
+    the local store, from the command line."""
     from buildfarm.cli import CliError
 
-    registry = load_registry()
     overrides: dict[str, str] = {}
     if args.source_mirror:
         overrides["BUILDFARM_SOURCE_MIRROR"] = args.source_mirror
@@ -140,15 +148,21 @@ def run(args: argparse.Namespace) -> int:
         store = LocalStore(Path(location))
     except StoreError as error:
         raise CliError(str(error)) from None
-    config = config.model_copy(update={"store": str(Path(location).resolve())})
+    return config.model_copy(update={"store": store.location}), raw, store
 
+
+def run(args: argparse.Namespace) -> int:
+    from buildfarm.cli import CliError
+
+    registry = load_registry()
+    config, raw, store = _setup(args, registry)
     try:
-        parse_workflow_input(raw, config, registry)
-    except InputError as error:
-        raise CliError(str(error)) from None
-    log_dir = Path(tempfile.mkdtemp(prefix="buildfarm-run-"))
-    print(f"buildfarm run: store {Path(location).resolve()}, logs {log_dir}", flush=True)
-    try:
+        request = parse_workflow_input(raw, config, registry)
+        if args.dry_run or request.dry_run:
+            # Before any runner is chosen or the store is touched: nothing claimed or written.
+            return print_plan(plan({**raw, "dry_run": True}, store, config, new_execution_id()), store)
+        log_dir = Path(tempfile.mkdtemp(prefix="buildfarm-run-"))
+        print(f"buildfarm run: store {store.location}, logs {log_dir}", flush=True)
         report = run_farm(
             raw,
             store,
@@ -161,8 +175,12 @@ def run(args: argparse.Namespace) -> int:
     except InputError as error:
         raise CliError(str(error)) from None
     except StoreError as error:
-        raise CliError(f"store {location}: {error}") from None
+        raise CliError(f"store {store.location}: {error}") from None
+    return _report(report)
 
+
+def _report(report: RunReport) -> int:
+    """Print what the run did; the exit status: 0 all good, 1 a cell failed, 130 interrupted."""
     for where, name in report.runners.items():
         print(f"  {where}: {name} runner")
     if report.recovered:
