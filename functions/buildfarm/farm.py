@@ -40,7 +40,9 @@ log = logging.getLogger(__name__)
 CellState = Literal["queued", "building", "built", "failed", "published"]
 
 # local-<host>-<pid>-<UTC time>: enough for a later run on this host to tell that we died.
-_LOCAL_EXECUTION = re.compile(r"^local-(?P<host>[A-Za-z0-9._-]+)-(?P<pid>\d+)-(?P<time>\d{8}T\d{6}Z)$")
+_LOCAL_EXECUTION = re.compile(
+    r"local-(?P<host>[A-Za-z0-9._-]+)-(?P<pid>[0-9]{1,10})-(?P<time>[0-9]{8}T[0-9]{6}Z)"
+)
 
 
 def local_execution_id(now: datetime | None = None) -> str:
@@ -59,7 +61,7 @@ def _pid_is_a_live_buildfarm(pid: int) -> bool:
 
 def is_dead_local_execution(execution_id: str) -> bool:
     """True if execution_id is a local run on this host whose process is gone."""
-    match = _LOCAL_EXECUTION.match(execution_id)
+    match = _LOCAL_EXECUTION.fullmatch(execution_id)
     if not match or match["host"] != (safe_id(socket.gethostname())[:40] or "host"):
         return False
     pid = int(match["pid"])
