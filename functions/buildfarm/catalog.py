@@ -356,7 +356,7 @@ INSTALLER_KEY = "install.sh"
 INSTALLER_PLACEHOLDER = "@BASE_URL@"
 # The base URL is baked into a shell script: only characters that are inert in a
 # double-quoted bash string are accepted.
-_SHELL_INERT_URL = re.compile(r"^(https?|file)://[A-Za-z0-9._~%+/:@=-]+$")
+_SHELL_INERT_URL = re.compile(r"(https?|file)://[A-Za-z0-9._~%+/:@=-]+")  # fullmatch: no newline
 
 
 def render_installer(base_url: str) -> bytes:
@@ -364,7 +364,7 @@ def render_installer(base_url: str) -> bytes:
     for --base-url, if base_url has characters a shell could act on)."""
     script = (resources.files("buildfarm") / "installer" / "install.sh").read_text()
     base_url = base_url.rstrip("/")
-    if _SHELL_INERT_URL.match(base_url):
+    if _SHELL_INERT_URL.fullmatch(base_url):
         script = script.replace(
             f'DEFAULT_BASE_URL="{INSTALLER_PLACEHOLDER}"', f'DEFAULT_BASE_URL="{base_url}"', 1
         )

@@ -37,7 +37,7 @@ SINGLE_PUT_LIMIT = 5 * 1024**3
 LOCK_DIR = ".locks"  # directory store: lock files for conditional writes, never listed
 LOCK_STRIPES = 64
 _TEMP_PREFIX = ".tmp-"
-_KEY_SEGMENT = re.compile(r"^[A-Za-z0-9._+@=,-]+$")
+_KEY_SEGMENT = re.compile(r"[A-Za-z0-9._+@=,-]+")  # fullmatch: no trailing newline
 _BUILD_NUMBER = re.compile(r"[1-9][0-9]{0,8}")  # as artifact_dir writes it: no sign, no leading 0
 
 
@@ -72,7 +72,7 @@ def check_key(key: str) -> str:
     if not isinstance(key, str) or not key or key.startswith("/") or key.endswith("/"):
         raise StoreError(f"invalid store key {key!r}")
     for segment in key.split("/"):
-        if segment in ("", ".", "..") or not _KEY_SEGMENT.match(segment):
+        if segment in ("", ".", "..") or not _KEY_SEGMENT.fullmatch(segment):
             raise StoreError(f"invalid store key {key!r} (bad segment {segment!r})")
     return key
 
@@ -396,7 +396,7 @@ class S3Store(Store):
 
     def __init__(self, bucket: str, prefix: str = "", client: Any = None) -> None:
         super().__init__()
-        if not re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", bucket or ""):
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket or ""):
             raise StoreError(f"invalid S3 bucket name {bucket!r}")
         prefix = prefix.strip("/")
         if prefix:

@@ -509,3 +509,25 @@ def test_a_refresh_is_due_on_every_hourly_run():
     from buildfarm.config import FarmConfig
 
     assert FarmConfig.defaults().releases_max_age_hours < 1
+
+
+@pytest.mark.parametrize("suffix", ["\n", "\u0669", "\uff11"])
+def test_keys_buckets_and_urls_are_matched_whole_and_ascii(suffix):
+    from buildfarm.catalog import render_installer
+    from buildfarm.store import S3Store, StoreError, check_key
+    from buildfarm.versions import is_series
+
+    with pytest.raises(StoreError):
+        check_key("builds/3.13.5/manifest.json" + suffix)
+    with pytest.raises(StoreError, match="invalid S3 bucket name"):
+        S3Store("farm-bucket" + suffix, "python", client=object())
+    assert not is_series("3.13" + suffix)
+    # a URL with a newline is never baked into the shell script
+    assert (
+        "https://cdn.example/python" + suffix
+        not in render_installer("https://cdn.example/python" + suffix).decode()
+    )
+    assert (
+        'DEFAULT_BASE_URL="https://cdn.example/python"'
+        in render_installer("https://cdn.example/python").decode()
+    )

@@ -119,7 +119,7 @@ def make_spec(args: argparse.Namespace, execution_id: str) -> BuildSpec:
         store = os.path.abspath(store.removeprefix("file://"))
         if os.path.exists(store) and not os.path.isdir(store):
             raise _error(f"store {store!r} is not a directory")
-    elif not re.match(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$", store):
+    elif not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?", store):
         raise _error(f"malformed S3 store {store!r} (s3://BUCKET/PREFIX)")
     mirror = args.source_mirror or os.environ.get("BUILDFARM_SOURCE_MIRROR") or DEFAULT_MIRROR
     if not mirror.startswith(("http://", "https://", "file://")):
