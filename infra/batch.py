@@ -30,6 +30,17 @@ JOB_WRITABLE_PREFIXES = ("builds/", "logs/", "claims/")
 JOB_READABLE_KEYS = ("releases.json", "claims/*", "builds/*")
 
 
+def pass_image_reference(job: batch.EcsJobDefinition) -> None:
+    """Add BUILDFARM_BUILDER_IMAGE (recorded by the driver in manifest.json as builder_image):
+    the ECR URI of the image asset the container bound, content-addressed, so a manifest names
+    the exact image. It exists only once the container is constructed, hence the override."""
+    image_uri = job.container.node.find_child("AssetImage").image_uri  # ContainerImage.from_asset's
+    with_image = {**(job.container.environment or {}), "BUILDFARM_BUILDER_IMAGE": image_uri}
+    job.node.default_child.add_property_override(
+        "ContainerProperties.Environment", [{"Name": k, "Value": v} for k, v in with_image.items()]
+    )
+
+
 def job_definition_name(prefix: str, platform: str, arch: str) -> str:
     """`<prefix>-<platform>-<arch>`: the plan item's job_definition is `<platform>-<arch>`."""
     return f"{prefix}-{platform}-{arch}"
@@ -238,6 +249,7 @@ class BuildBatch(Construct):
                 ],
                 propagate_tags=True,
             )
+            pass_image_reference(self.job_definitions[(platform_id, arch)])
 
     def job_definition_arn_pattern(self) -> str:
         """ARN pattern of this stack's job definitions (any revision) for batch:SubmitJob."""

@@ -28,6 +28,7 @@ import importlib
 import io
 import json
 import os
+import re
 import threading
 import time
 import traceback
@@ -148,7 +149,7 @@ def _stand_in_s3() -> _StandInS3:
     return _StandInS3()
 
 
-def stand_in_build(spec: dict[str, Any]) -> tuple[bool, str]:
+def stand_in_build(spec: dict[str, Any], builder_image: str = "stand-in") -> tuple[bool, str]:
     """Write a build's outputs into the store as the builder would; (succeeded, status reason)."""
     s3 = _stand_in_s3()
     bucket = spec["store"].removeprefix("s3://").split("/", 1)[0]
@@ -180,7 +181,8 @@ def stand_in_build(spec: dict[str, Any]) -> tuple[bool, str]:
         )
     sums = "".join(f"{a['sha256']}  {a['file']}\n" for a in artifacts).encode()
     s3.put_object(Bucket=bucket, Key=f"{spec['artifact_dir']}/SHA256SUMS", Body=sums)
-    manifest = {"schema_version": 1, "spec": spec, "artifacts": artifacts, "builder_image": "stand-in"}
+    # As the driver: the spec exactly as given (execution_id included), the job's image reference.
+    manifest = {"schema_version": 1, "spec": spec, "artifacts": artifacts, "builder_image": builder_image}
     s3.put_object(
         Bucket=bucket, Key=f"{spec['artifact_dir']}/manifest.json", Body=json.dumps(manifest).encode()
     )
@@ -193,10 +195,16 @@ def _finish_with_stand_in(self: BatchSimpleBackend, include_start_attempt: bool,
     job.log_stream_name = job._stream_name
     if include_start_attempt:
         job._start_attempt()
-    environment = {e["name"]: e["value"] for e in job.container_overrides.get("environment", [])}
+    environment = {
+        e["name"]: e["value"]
+        for e in [
+            *job.job_definition.container_properties.get("environment", []),
+            *job.container_overrides.get("environment", []),
+        ]
+    }
     spec = json.loads(environment["BUILD_SPEC"])
     SUBMITTED.append(spec)
-    succeeded, reason = stand_in_build(spec)
+    succeeded, reason = stand_in_build(spec, environment.get("BUILDFARM_BUILDER_IMAGE", "stand-in"))
     job.job_stopped_reason = reason
     job._mark_stopped(success=succeeded)
 
@@ -270,7 +278,7 @@ def moto_patches() -> Iterator[None]:
 
 
 def resolve(value: Any, refs: dict[str, str], attrs: dict[tuple[str, str], str]) -> Any:
-    """Resolve Ref / Fn::GetAtt / Fn::Join / Fn::Sub in a template value."""
+    """Resolve Ref / Fn::GetAtt / Fn::Join / Fn::Sub (string form, ${Ref} names) in a template value."""
     if isinstance(value, list):
         return [resolve(v, refs, attrs) for v in value]
     if not isinstance(value, dict):
@@ -283,6 +291,8 @@ def resolve(value: Any, refs: dict[str, str], attrs: dict[tuple[str, str], str])
     if set(value) == {"Fn::Join"}:
         separator, parts = value["Fn::Join"]
         return separator.join(str(resolve(p, refs, attrs)) for p in parts)
+    if set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+        return re.sub(r"\$\{([A-Za-z0-9:]+)\}", lambda name: refs.get(name[1], name[0]), value["Fn::Sub"])
     return {k: resolve(v, refs, attrs) for k, v in value.items()}
 
 
@@ -360,7 +370,8 @@ class Farm:
                             for r in container["ResourceRequirements"]
                         ],
                         "environment": [
-                            {"name": e["Name"], "value": e["Value"]} for e in container["Environment"]
+                            {"name": e["Name"], "value": resolve(e["Value"], refs, attrs)}
+                            for e in container["Environment"]
                         ],
                     },
                     retryStrategy={
