@@ -25,9 +25,9 @@ INSTANCE_CLASSES = {
                 ec2.InstanceClass.M6G),
 }  # fmt: skip
 
-# Keys the builder may write: its build's artifacts, its logs and failure record, its claim.
-JOB_WRITABLE_PREFIXES = ("builds/", "logs/", "claims/")
-JOB_READABLE_KEYS = ("releases.json", "claims/*", "builds/*")
+# Keys the builder writes (builder_image/build.py S3Store): its build's artifacts and manifest,
+# or its build log and failure record. It reads nothing else: no catalog, no claim, no releases.
+JOB_WRITABLE_PREFIXES = ("builds/", "logs/")
 
 
 def pass_image_reference(job: batch.EcsJobDefinition) -> None:
@@ -185,24 +185,27 @@ class BuildBatch(Construct):
             self,
             "JobRole",
             assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
-            description="Builder: writes its build, logs and claim; reads releases; never the catalogs",
+            description="Builder: writes under builds/ (create-only) and logs/; never catalogs or claims",
         )
+        # One role serves every job, and a job's cell and build number arrive at run time in its
+        # spec, so IAM cannot narrow a job to its own builds/<cell>/<build>/: the prefixes are the
+        # limit, and the bucket policy (BuildsAreCreateOnly) keeps any write from replacing a build.
+        # Single PUTs only (no multipart), as the bucket policy requires under builds/.
         self.job_role.add_to_policy(
             iam.PolicyStatement(
                 sid="WriteBuildOutputs",
-                actions=["s3:PutObject", "s3:AbortMultipartUpload"],
+                actions=["s3:PutObject"],
                 resources=[bucket.arn_for_objects(f"{prefix}*") for prefix in JOB_WRITABLE_PREFIXES],
             )
         )
+        # The builder refuses to overwrite a build before it starts: it lists builds/<cell>/<build>/
+        # and heads its manifest.json. No s3:prefix condition on ListBucket: S3 consults ListBucket
+        # (a HEAD carries no prefix) to answer a missing key with 404 instead of 403.
         self.job_role.add_to_policy(
             iam.PolicyStatement(
-                sid="ReadReleasesClaimsAndOwnBuilds",
-                actions=["s3:GetObject"],
-                resources=[bucket.arn_for_objects(key) for key in JOB_READABLE_KEYS],
+                sid="HeadOwnBuild", actions=["s3:GetObject"], resources=[bucket.arn_for_objects("builds/*")]
             )
         )
-        # The builder refuses to overwrite a build: it lists/heads builds/<cell>/<build>/ first
-        # (without ListBucket a missing key answers 403 instead of 404).
         self.job_role.add_to_policy(
             iam.PolicyStatement(sid="ListStore", actions=["s3:ListBucket"], resources=[bucket.bucket_arn])
         )
@@ -216,8 +219,10 @@ class BuildBatch(Construct):
         acknowledge_wildcards(
             self.job_role,
             [f"<{logical_id(bucket)}.Arn>/{prefix}*" for prefix in JOB_WRITABLE_PREFIXES],
-            "the builder writes below builds/, logs/ and claims/ only (per-cell keys "
-            "not known in advance); it cannot write versions.json or any other catalog.",
+            "the builder puts (and heads, builds/ only) keys below builds/ and logs/ only; its cell "
+            "and build number come in the job's spec at run time, so IAM cannot name its own keys. "
+            "It cannot write catalogs, claims, plans or releases.json, and the bucket policy "
+            "BuildsAreCreateOnly refuses any builds/ write that could replace an existing object.",
         )
 
         self.job_definitions: dict[tuple[str, str], batch.EcsJobDefinition] = {}

@@ -158,6 +158,6 @@ class FarmFunctions(Construct):
         acknowledge_wildcards(
             fn.role,
             [f"<{logical_id(bucket)}.Arn>/{key}" for key in keys if key.endswith("*")],
-            f"{', '.join(actions)} limited to named store prefixes; the keys below them "
-            "are per version/platform/arch/build and not known in advance.",
+            f"{', '.join(actions)} limited to named store prefixes; the keys below them are per "
+            "cell, build, plan or platform and only known at run time (none of its writes is under builds/).",
         )

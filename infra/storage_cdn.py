@@ -132,6 +132,20 @@ class StorageCdn(Construct):
                 resources=[self.bucket.arn_for_objects(f"{prefix}*") for prefix in INTERNAL_PREFIXES],
             )
         )
+        # Published builds are immutable (DESIGN "Integrity rules"), enforced here, not only by the
+        # builder's code: S3 refuses, whoever asks, any write under builds/ that is not create-only
+        # (If-None-Match: *), so nothing published can be replaced. Multipart parts cannot carry the
+        # header, so multipart uploads under builds/ are refused too; the builder sends single PUTs.
+        self.bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="BuildsAreCreateOnly",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["s3:PutObject"],
+                resources=[self.bucket.arn_for_objects(PUBLISHED_BUILDS)],
+                conditions={"Null": {"s3:if-none-match": "true"}},
+            )
+        )
         acknowledge(
             self.distribution,
             "AwsSolutions-CFR1",

@@ -219,10 +219,14 @@ class BuildWorkflow(Construct):
                     resources=[build_batch.job_definition_arn_pattern()]
                     + [queue.job_queue_arn for queue in build_batch.queues.values()],
                 ),
+                # DescribeJobs has no resource-level permissions. TerminateJob (Step Functions stops
+                # the job when its execution stops) authorizes on the job ARN, job/<job id>, not
+                # on a job queue: the ids are made at submit time, so this account and region's jobs.
+                iam.PolicyStatement(sid="FollowBuildJobs", actions=["batch:DescribeJobs"], resources=["*"]),
                 iam.PolicyStatement(
-                    sid="FollowBuildJobs",
-                    actions=["batch:DescribeJobs", "batch:TerminateJob"],
-                    resources=["*"],
+                    sid="StopBuildJobs",
+                    actions=["batch:TerminateJob"],
+                    resources=[stack.format_arn(service="batch", resource="job", resource_name="*")],
                 ),
                 iam.PolicyStatement(
                     sid="BatchSyncRule",
@@ -319,9 +323,11 @@ class BuildWorkflow(Construct):
                 f"<{logical_id(bucket)}.Arn>/plans/*",
                 f"<{logical_id(bucket)}.Arn>/{RESULTS_PREFIX}/*",
                 f"arn:<AWS::Partition>:batch:<AWS::Region>:<AWS::AccountId>:job-definition/{prefix}-*",
+                "arn:<AWS::Partition>:batch:<AWS::Region>:<AWS::AccountId>:job/*",
             ],
             "'*' only for actions without resource-level permissions (CloudWatch Logs "
-            "delivery, X-Ray, batch:DescribeJobs/TerminateJob); S3 = its own store's plans/ (ItemReader "
+            "delivery, X-Ray, batch:DescribeJobs); S3 = its own store's plans/ (ItemReader "
             f"reads the key Plan returns) and {RESULTS_PREFIX}/ (ResultWriter); job definitions: this "
-            f"stack's '{prefix}-*' (any revision).",
+            f"stack's '{prefix}-*' (any revision); batch:TerminateJob on job/*: it authorizes on the "
+            "job's ARN (job/<id>, no queue in it) and the ids only exist once submitted.",
         )

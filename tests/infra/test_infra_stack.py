@@ -345,23 +345,26 @@ def role_of(template: dict[str, Any], containing: str) -> str:
     return lid
 
 
-def test_job_role_writes_builds_logs_and_claims_but_never_the_catalogs(template) -> None:
+def test_job_role_writes_only_builds_and_logs_never_claims_or_catalogs(template) -> None:
     job = role_of(template, "BatchJobRole")
     cell = "3.13.5/debian-12/x86_64"
-    for key in (f"builds/{cell}/1/manifest.json", f"logs/{cell}/1/failure.json", f"claims/{cell}.json"):
+    for key in (f"builds/{cell}/1/manifest.json", f"logs/{cell}/1/failure.json"):
         assert allowed(template, job, "s3:PutObject", f"arn:aws:s3:::STORE/{key}"), key
-    assert allowed(template, job, "s3:GetObject", "arn:aws:s3:::STORE/releases.json")
+    assert allowed(template, job, "s3:GetObject", f"arn:aws:s3:::STORE/builds/{cell}/1/manifest.json")
     for key in (
         "versions.json",
         "index.html",
         "download-metadata/debian-12.json",
         "releases.json",
         "plans/x/items.json",
+        f"claims/{cell}.json",
+        "install.sh",
     ):
         assert not allowed(template, job, "s3:PutObject", f"arn:aws:s3:::STORE/{key}"), key
-    assert not allowed(
-        template, job, "s3:DeleteObject", "arn:aws:s3:::STORE/builds/3.13.5/debian-12/x86_64/1/x"
-    )
+        assert not allowed(template, job, "s3:GetObject", f"arn:aws:s3:::STORE/{key}"), key
+    assert not allowed(template, job, "s3:GetObject", f"arn:aws:s3:::STORE/logs/{cell}/1/failure.json")
+    for action in ("s3:DeleteObject", "s3:AbortMultipartUpload", "s3:PutObjectAcl"):
+        assert not allowed(template, job, action, f"arn:aws:s3:::STORE/builds/{cell}/1/x"), action
 
 
 def test_only_publish_writes_versions_json(template) -> None:

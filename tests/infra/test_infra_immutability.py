@@ -1,0 +1,78 @@
+"""Published builds are immutable, enforced by the bucket, and the grants around them say what
+they grant: the store's bucket policy, the workflow's TerminateJob, the cdk-nag acknowledgements
+(template assertions on the session's synthesis; helpers from test_infra_stack)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from test_infra_stack import STACK_NAME, by_type, only, role_of
+
+
+def test_bucket_refuses_any_write_under_builds_that_is_not_create_only(template: dict[str, Any]) -> None:
+    """Immutability lives in the bucket, not only in the builder: a Deny for every principal on
+    s3:PutObject under builds/* when the request has no If-None-Match header."""
+    from aws_cdk.assertions import Match, Template
+
+    store_id, _ = only(template, "AWS::S3::Bucket", "StorageStore")
+    statement = {
+        "Sid": "BuildsAreCreateOnly",
+        "Effect": "Deny",
+        "Principal": {"AWS": "*"},
+        "Action": "s3:PutObject",
+        "Resource": {"Fn::Join": ["", [{"Fn::GetAtt": [store_id, "Arn"]}, "/builds/*"]]},
+        "Condition": {"Null": {"s3:if-none-match": "true"}},
+    }
+    Template.from_json(template).has_resource_properties(
+        "AWS::S3::BucketPolicy",
+        {"Bucket": {"Ref": store_id}, "PolicyDocument": {"Statement": Match.array_with([statement])}},
+    )
+    # Exactly this: no other statement (or condition) loosens or duplicates it.
+    policy = next(
+        r
+        for r in by_type(template, "AWS::S3::BucketPolicy").values()
+        if r["Properties"]["Bucket"] == {"Ref": store_id}
+    )
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert [s for s in statements if s.get("Sid") == statement["Sid"]] == [statement]
+    assert not any(s["Effect"] == "Allow" and "builds" in json.dumps(s.get("Resource")) for s in statements)
+
+
+def test_acknowledgements_of_the_builder_and_workflow_grants_say_what_they_grant(synthesis) -> None:
+    metadata = json.loads((synthesis.outdir / f"{STACK_NAME}.metadata.json").read_text())
+    reasons = {
+        rule: reason
+        for path, entries in metadata.items()
+        for entry in entries
+        if entry["type"] == "aws:cdk:acknowledged-rules"
+        for rule, reason in entry["data"].items()
+        if "AwsSolutions-IAM5" in rule and ("/Batch/JobRole" in path or "/Workflow/Policy" in path)
+    }
+    job = {rule: reason for rule, reason in reasons.items() if "JobRole" in reason}
+    assert sorted(rule.rsplit(".Arn>/", 1)[1] for rule in job) == ["builds/*]", "logs/*]"]
+    assert all("BuildsAreCreateOnly" in r and "claims" in r and "cannot write" in r for r in job.values())
+    (terminate,) = [reason for rule, reason in reasons.items() if rule.endswith(":job/*]")]
+    assert "TerminateJob" in terminate
+
+
+def test_workflow_terminates_only_batch_jobs_of_its_account_and_region(template: dict[str, Any]) -> None:
+    workflow = role_of(template, "WorkflowRole")
+    statements = [
+        s
+        for p in by_type(template, "AWS::IAM::Policy").values()
+        if {"Ref": workflow} in p["Properties"]["Roles"]
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    terminate = [s for s in statements if "batch:TerminateJob" in json.dumps(s["Action"])]
+    assert len(terminate) == 1 and terminate[0]["Action"] == "batch:TerminateJob"
+    # TerminateJob authorizes on the job ARN (job/<id>); ids exist only once submitted.
+    assert terminate[0]["Resource"] == {
+        "Fn::Join": [
+            "",
+            ["arn:", {"Ref": "AWS::Partition"}, ":batch:", {"Ref": "AWS::Region"}, ":",
+             {"Ref": "AWS::AccountId"}, ":job/*"],
+        ]
+    }  # fmt: skip
+    (describe,) = [s for s in statements if "batch:DescribeJobs" in json.dumps(s["Action"])]
+    assert describe["Action"] == "batch:DescribeJobs" and describe["Resource"] == "*"
