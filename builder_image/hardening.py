@@ -278,10 +278,19 @@ def _fortify(imports):
     return "n/a (no fortifiable calls)", None
 
 
-def stack_protector_required(relpath, kind):
-    """Executables and libpython3.X.so certainly have functions with char arrays (not
-    libpython3.so, the stable ABI's forwarding library, which has no code)."""
-    return kind == "executable" or bool(_LIBPYTHON.match(os.path.basename(relpath)))
+# What a launcher that links libpython.so imports instead of containing the interpreter.
+_LAUNCHER_IMPORTS = ("Py_BytesMain", "Py_Main")
+
+
+def stack_protector_required(relpath, kind, imports=None):
+    """Executables that contain the interpreter and libpython3.X.so certainly have
+    functions with char arrays. Not: libpython3.so (the stable ABI's forwarding library,
+    no code), nor an interpreter that links libpython.so (3.9, 3.10: its main() only
+    calls Py_BytesMain there, so it has no function that needs a canary)."""
+    if _LIBPYTHON.match(os.path.basename(relpath)):
+        return True
+    launcher = bool(imports) and any(name in imports for name in _LAUNCHER_IMPORTS)
+    return kind == "executable" and not launcher
 
 
 def check_file(path, relpath=None, non_pie_reason=None):
@@ -301,7 +310,10 @@ def check_file(path, relpath=None, non_pie_reason=None):
         ("nx_stack", _nx_stack(elf)),
         ("relro", _relro(elf)),
         ("pie", _pie(elf, kind, non_pie_reason)),
-        ("stack_protector", _stack_protector(elf["imports"], stack_protector_required(relpath, kind))),
+        (
+            "stack_protector",
+            _stack_protector(elf["imports"], stack_protector_required(relpath, kind, elf["imports"])),
+        ),
         ("fortify", _fortify(elf["imports"])),
     )
     failures = []

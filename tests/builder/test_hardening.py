@@ -219,6 +219,27 @@ def test_shared_object_rules(hardening, cc):
     assert not hardening.stack_protector_required("lib/libpython3.so", "shared object")
 
 
+def test_launcher_linked_to_libpython_needs_no_canary(hardening, cc):
+    """3.9/3.10's bin/python3.X links libpython.so: its main() only calls Py_BytesMain
+    there, so it has no function that needs a canary; the library is checked instead."""
+    hardened = ("-O2", "-fPIC", "-Wl,-z,relro,-z,now", "-fstack-protector")
+    library = cc(
+        "int Py_BytesMain(int c, char **v) { return c - 1; }\n", "libfakepython.so", "-shared", *hardened
+    )
+    launcher = cc(
+        "int Py_BytesMain(int, char **);\nint main(int c, char **v) { return Py_BytesMain(c, v); }\n",
+        "python3.9",
+        "-pie",
+        *hardened,
+        "-Wl,--no-as-needed",  # the library is named before the source that needs it
+        str(library),
+    )
+    row = hardening.check_file(str(launcher), "bin/python3.9")
+    assert row["stack_protector"].startswith("not found (reported only") and row["failures"] == []
+    alone = cc("int main(void) { return 0; }\n", "python3.13", "-pie", *hardened)
+    assert "no stack protector" in failures(hardening.check_file(str(alone), "bin/python3.13"))
+
+
 def test_tree_table_is_json_and_names_file_and_property(hardening, cc, tmp_path):
     root = tmp_path / "python"
     (root / "bin").mkdir(parents=True)
