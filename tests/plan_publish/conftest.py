@@ -214,9 +214,12 @@ def fake_build(
     kinds: tuple[str, ...] = ("tarball", "deb"),
     skip_upload: str | None = None,
     wrong_sha256: str | None = None,
+    spec_changes: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What the builder leaves in the store: small artifact files, then manifest.json
-    (buildfarm.models.Manifest shape). skip_upload / wrong_sha256 name a kind to break."""
+    (buildfarm.models.Manifest shape). skip_upload / wrong_sha256 name a kind to break.
+    spec_changes: dotted spec paths -> the value the manifest records instead (None: left out),
+    for builds that were not made from the planned spec."""
     if isinstance(spec, dict):
         spec = BuildSpec.model_validate(spec)
     names = {
@@ -233,9 +236,19 @@ def fake_build(
         if kind != skip_upload:
             store.put(f"{spec.artifact_dir}/{names[kind]}", content)
         artifacts.append({"type": kind, "file": names[kind], "sha256": sha, "size": len(content)})
+    recorded = spec.model_dump(mode="json")
+    for path, value in (spec_changes or {}).items():
+        *parents, last = path.split(".")
+        target = recorded
+        for name in parents:
+            target = target[name]
+        if value is None:
+            target.pop(last, None)
+        else:
+            target[last] = value
     manifest = {
         "schema_version": 1,
-        "spec": spec.model_dump(mode="json"),
+        "spec": recorded,
         "artifacts": artifacts,
         "python": {"version": spec.version},
     }

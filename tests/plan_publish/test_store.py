@@ -80,6 +80,43 @@ def test_list_is_sorted_and_prefix_scoped(store):
     assert list(store.list("nothing/")) == []
 
 
+def test_list_children_is_one_level(store):
+    for key in (
+        "builds/c/1/manifest.json",
+        "builds/c/1/x.deb",
+        "builds/c/2/a/b",
+        "builds/c/f",
+        "builds/cx/9",
+    ):
+        store.put(key, b"x")
+    store.calls.clear()
+    assert store.list_children("builds/c") == {"1", "2", "f"}
+    assert store.list_children("builds") == {"c", "cx"}
+    assert store.list_children("nothing/here") == set()
+    assert store.calls["list"] == 3  # one listing each (under 1,000 names)
+    with pytest.raises(StoreError):
+        store.list_children("builds/../x")
+
+
+def test_build_numbers_are_what_builds_and_logs_hold(store):
+    cell = ("3.13.5", "debian-12", "x86_64")
+    assert store.build_numbers(*cell) == set()
+    for key in (
+        "builds/3.13.5/debian-12/x86_64/1/manifest.json",
+        "builds/3.13.5/debian-12/x86_64/3/python.tar.gz",
+        "logs/3.13.5/debian-12/x86_64/7/failure.json",
+        # Not build numbers as artifact_dir writes them; another cell's build.
+        "builds/3.13.5/debian-12/x86_64/07/x",
+        "builds/3.13.5/debian-12/x86_64/0/x",
+        "logs/3.13.5/debian-12/x86_64/latest",
+        "builds/3.13.5/debian-12/aarch64/12/x",
+    ):
+        store.put(key, b"x")
+    store.calls.clear()
+    assert store.build_numbers(*cell) == {1, 3, 7}
+    assert store.calls["list"] == 2  # builds/<cell>/ and logs/<cell>/
+
+
 def test_put_file_and_streamed_sha256(store, tmp_path):
     big = tmp_path / "big.bin"
     big.write_bytes(os.urandom(3 * 1024 * 1024 + 17))
