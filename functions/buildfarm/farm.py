@@ -140,11 +140,11 @@ def recover_dead_runs(store: Store, config: FarmConfig, now: datetime) -> list[s
     for plan_id, claims in sorted(dead_plans.items()):
         try:
             summary, _ = store.read_json(plan_record_key(plan_id))
-        except StoreError:
-            continue
         except StoreNotFound:
             for claim in claims:  # no plan record: a standalone build, never published
                 release_claims(store, [parse_cell(claim.cell)], execution_id=claim.execution_id, now=now)
+            continue
+        except StoreError:
             continue
         try:
             result = publish(summary, store, config, now=now)
