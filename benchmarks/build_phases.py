@@ -72,6 +72,7 @@ def main() -> int:
                 optimization=optimization,
                 store=str(store),
                 artifact_dir=artifact_dir(version, args.platform, "x86_64", 1),
+                execution_id="benchmark",
             )
             print(
                 f"building {version} {args.platform} {optimization} with the {runner.name} runner ...",

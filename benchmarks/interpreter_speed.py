@@ -198,6 +198,7 @@ def build_ours(series: str, profile_task: str | None, workdir: Path) -> Path:
         optimization="pgo+lto",
         store=str(workdir / "store"),
         artifact_dir=artifact_dir(version, platform, "x86_64", 1),
+        execution_id="benchmark",
     )
     print(f"building {version} {platform} pgo+lto with the chroot runner (takes a while) ...", flush=True)
     result = runner.run(spec, output=io.StringIO())

@@ -93,8 +93,9 @@ DEBUG_FLAGS = ("-g",)
 BUILTIN_MODULES = by_series.BUILTIN_MODULES
 TAIL_LINES = 40
 
-_VERSION_RE = re.compile(r"^3\.(\d{1,2})\.(\d{1,2})(?:(a|b|rc)(\d{1,2}))?$")
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+# Input (the spec) is matched whole (fullmatch: no trailing newline) and ASCII digits only.
+_VERSION_RE = re.compile(r"3\.([0-9]{1,2})\.([0-9]{1,2})(?:(a|b|rc)([0-9]{1,2}))?")
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _SETUP_STDLIB_LINE = re.compile(r"^@MODULE_[A-Z0-9_]+_TRUE@(\S+)\s+(.*)$")
 _MAKEFILE_ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*:?=(.*)$")
 _ERROR_LINE = re.compile(r"\berror:|\*\*\* \[|Error \d+$")
@@ -122,7 +123,7 @@ class SpecError(ValueError):
 
 def parse_version(text):
     """'3.13.5' -> (3, 13, 5, None, 0); '3.14.0rc2' -> (3, 14, 0, 'rc', 2)."""
-    match = _VERSION_RE.match(text) if isinstance(text, str) else None
+    match = _VERSION_RE.fullmatch(text) if isinstance(text, str) else None
     if not match:
         raise SpecError("malformed Python version {!r} (expected e.g. 3.13.5 or 3.14.0rc2)".format(text))
     minor, micro, pre, pre_n = match.groups()
@@ -196,7 +197,7 @@ def parse_spec(text, registry):
         raise SpecError('source must be {"url": ..., "sha256": ...}')
     if not isinstance(source["url"], str) or not source["url"].startswith(("http://", "https://", "file://")):
         raise SpecError("source url must be http://, https:// or file://, not {!r}".format(source["url"]))
-    if not isinstance(source["sha256"], str) or not _SHA256_RE.match(source["sha256"]):
+    if not isinstance(source["sha256"], str) or not _SHA256_RE.fullmatch(source["sha256"]):
         raise SpecError("source sha256 must be 64 lowercase hex digits, not {!r}".format(source["sha256"]))
     execution_id = spec.get("execution_id", "")
     if "execution_id" in spec and not (

@@ -63,7 +63,7 @@ _ALWAYS_CHECKED_NAMES = """asprintf dprintf fprintf fwprintf obstack_printf obst
     vasprintf vdprintf vfprintf vfwprintf vprintf vsyslog vwprintf wprintf"""
 ALWAYS_CHECKED = frozenset(_ALWAYS_CHECKED_NAMES.split())
 
-_LIBPYTHON = re.compile(r"libpython\d+\.\d+")
+_LIBPYTHON = re.compile(r"libpython[0-9]+\.[0-9]+")
 
 
 class ElfError(Exception):

@@ -118,7 +118,7 @@ EXCLUSIONS = tuple(
 
 def minor_of(version):
     """'3.13.5' -> 13, '3.15.0a2' -> 15 (the series' minor number)."""
-    match = re.match(r"^3\.(\d{1,2})\.", version)
+    match = re.match(r"3\.([0-9]{1,2})\.", version)
     if not match:
         raise ValueError("malformed Python version {!r}".format(version))
     return int(match.group(1))

@@ -27,6 +27,7 @@ def spec_dict(**overrides):
         "optimization": "pgo+lto",
         "store": "/tmp/store",
         "artifact_dir": "builds/3.13.5/debian-12/x86_64/1",
+        "execution_id": "exec-1",
     }
     spec.update(overrides)
     return spec
@@ -51,10 +52,19 @@ def test_versions_parse(build_py, text, parsed):
     assert build_py.parse_version(text) == parsed
 
 
-@pytest.mark.parametrize("bad", ["3.13", "3.13.5.1", "2.7.18", "3.13.5-rc1", "3.14.0c1", "", " 3.13.5", None])
+@pytest.mark.parametrize(
+    "bad",
+    ["3.13", "3.13.5.1", "2.7.18", "3.13.5-rc1", "3.14.0c1", "", " 3.13.5", None, "3.13.5\n", "3.13.\u0669"],
+)
 def test_malformed_versions_are_named(build_py, bad):
     with pytest.raises(build_py.SpecError, match="malformed Python version"):
         build_py.parse_version(bad)
+
+
+def test_sha256_with_a_trailing_newline_is_refused(build_py, registry_json):
+    spec = spec_dict(source={"url": "http://127.0.0.1:1/x.tar.xz", "sha256": SHA + "\n"})
+    with pytest.raises(build_py.SpecError, match="source sha256"):
+        build_py.parse_spec(json.dumps(spec), registry_json)
 
 
 def test_configure_pgo_lto_313(build_py):
