@@ -51,6 +51,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)  # the sibling modules below (the runners mount all of builder_image/)
 import buildenv  # noqa: E402
 import hardening  # noqa: E402
+import process  # noqa: E402
 import relocation  # noqa: E402
 import selftest  # noqa: E402
 import series as by_series  # noqa: E402 - build.py has its own series() function
@@ -759,30 +760,13 @@ def utc_now():
 
 def run(log, phase, argv, cwd=None, env=None, check=True):
     """Run argv (never through a shell), output into the log; BuildError on failure."""
-    log.write("$ {}\n".format(" ".join(argv)))
     try:
-        process = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            universal_newlines=True,
-            errors="replace",
-        )
+        code, output = process.stream(log, argv, cwd=cwd, env=env)
     except OSError as error:
         raise BuildError(phase, "cannot run {}: {}".format(argv[0], error)) from None
-    output = []
-    for line in process.stdout:
-        log.write(line)
-        output.append(line)
-        if len(output) > 2000:
-            del output[:-500]
-    code = process.wait()
     if check and code != 0:
         raise BuildError(phase, "{} exited with status {}".format(" ".join(argv[:3]), code))
-    return code, "".join(output)
+    return code, output
 
 
 def sha256_of(path):
@@ -1384,14 +1368,14 @@ def maintainer():
 
 def compiler_version(env):
     try:
-        process = subprocess.Popen(
+        child = subprocess.Popen(
             ["gcc", "--version"],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             universal_newlines=True,
             env=env,
         )
-        output = process.communicate()[0]
+        output = child.communicate()[0]
         return output.splitlines()[0] if output else None
     except OSError:
         return None

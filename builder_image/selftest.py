@@ -18,12 +18,12 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 import zipfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import process
 import series
 
 
@@ -64,29 +64,13 @@ class Context:
 
 def run(ctx, check, argv, cwd=None, env=None):
     """Run argv (never through a shell), output into the log; SelftestError on failure."""
-    ctx.log.write("$ {}\n".format(" ".join(argv)))
     try:
-        process = subprocess.Popen(
-            argv,
-            cwd=cwd or ctx.work,
-            env=ctx.env if env is None else env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            universal_newlines=True,
-            errors="replace",
-        )
+        code, output = process.stream(ctx.log, argv, cwd=cwd or ctx.work, env=ctx.env if env is None else env)
     except OSError as error:
         raise SelftestError(check, "cannot run {}: {}".format(argv[0], error)) from None
-    output = []
-    for line in process.stdout:
-        ctx.log.write(line)
-        output.append(line)
-        if len(output) > 4000:
-            del output[:-1000]
-    if process.wait() != 0:
-        raise SelftestError(check, "{} exited with status {}".format(" ".join(argv[:4]), process.returncode))
-    return "".join(output)
+    if code != 0:
+        raise SelftestError(check, "{} exited with status {}".format(" ".join(argv[:4]), code))
+    return output
 
 
 def last_line(output):

@@ -107,33 +107,6 @@ def test_dockerfiles_are_hadolint_clean():
         assert "--build-dependencies" in text  # build deps come from the registry
 
 
-@pytest.fixture
-def moto_s3(monkeypatch):
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL_S3": endpoint,
-    }.items():
-        monkeypatch.setenv(name, value)
-    import uuid
-
-    import boto3
-
-    client = boto3.client("s3", endpoint_url=endpoint)
-    bucket = f"farm-{uuid.uuid4().hex[:12]}"  # moto keeps state per process: one bucket per test
-    client.create_bucket(Bucket=bucket)
-    yield client, bucket
-    client.close()  # no keep-alive connection left for the server's shutdown to wait on
-    server.stop()
-
-
 def test_s3_upload_publishes_manifest_last_and_never_overwrites(moto_s3, build_py, tmp_path):
     client, bucket = moto_s3
     files = []

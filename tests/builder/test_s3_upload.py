@@ -4,37 +4,10 @@ a botocore too old to know PutObject's IfNoneMatch parameter (rhel-8 / openSUSE 
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
 CELL = "builds/3.13.5/debian-12/x86_64/1"
 NAMES = ("python-3.13.5-debian-12-x86_64.tar.gz", "SHA256SUMS", "build.log", "manifest.json")
-
-
-@pytest.fixture
-def moto_s3(monkeypatch):
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL_S3": endpoint,
-    }.items():
-        monkeypatch.setenv(name, value)
-    import boto3
-
-    client = boto3.client("s3", endpoint_url=endpoint)
-    bucket = f"farm-{uuid.uuid4().hex[:12]}"  # moto keeps state per process: one bucket per test
-    client.create_bucket(Bucket=bucket)
-    yield client, bucket
-    client.close()  # no keep-alive connection left for the server's shutdown to wait on
-    server.stop()
 
 
 @pytest.fixture

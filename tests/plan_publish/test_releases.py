@@ -178,14 +178,7 @@ def test_refresh_only_when_due(local_store, config, python_org):
     ],
 )
 def test_bad_or_partial_answer_keeps_the_old_catalog(local_store, config, python_org, broken, caplog):
-    before = {
-        "schema_version": 1,
-        "updated": "2026-11-01T00:00:00Z",
-        "checked": "2026-11-01T00:00:00Z",
-        "source": "x",
-        "releases": load_seed().model_dump(mode="json")["releases"],
-    }
-    local_store.put_json("releases.json", before)
+    before = _old_catalog(local_store)
     python_org.overrides.update(broken)
     config = config.model_copy(update={"releases_timeout_seconds": 0.3})
     with caplog.at_level(logging.WARNING, logger="buildfarm.releases"):
