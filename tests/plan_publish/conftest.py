@@ -26,7 +26,7 @@ from buildfarm.catalog import CatalogArtifact, CatalogCell, merge_cells
 from buildfarm.config import FarmConfig
 from buildfarm.models import BuildSpec
 from buildfarm.platforms import DEB_ARCH, load_registry
-from buildfarm.releases import iso
+from buildfarm.releases import iso, load_releases, load_seed, save_releases
 from buildfarm.store import LocalStore, S3Store, Store
 from buildfarm.versions import parse_release
 
@@ -331,3 +331,27 @@ def write_published_matrix(
 
 def read_json(store: Store, key: str) -> Any:
     return json.loads(store.read(key)[0])
+
+
+def old_catalog(store) -> dict:
+    """A releases.json refreshed on 2026-11-01 holding the seed, put into the store."""
+    before = {
+        "schema_version": 1,
+        "updated": "2026-11-01T00:00:00Z",
+        "checked": "2026-11-01T00:00:00Z",
+        "source": "x",
+        "releases": load_seed().model_dump(mode="json")["releases"],
+    }
+    store.put_json("releases.json", before)
+    return before
+
+
+SEED_VERSIONS = {"3.13.15", "3.13.5", "3.11.2", "3.9.2"}
+
+
+def refreshed(store: Store, config: FarmConfig, python_org, now: datetime = NOW):
+    """releases.json loaded (refreshed from the loopback python.org when due) and saved."""
+    config = config.model_copy(update={"releases_url": python_org.base})
+    state = load_releases(store, config, now)
+    save_releases(store, state)
+    return state
