@@ -81,7 +81,7 @@ def test_artifacts_manifest_and_sums_are_consistent(built, manifest):
     assert "--enable-optimizations" not in manifest["configure_args"]
     for phase in ("fetch", "verify", "configure", "make", "install", "selftest", "package"):
         assert manifest["timings"][phase] >= 0
-    assert set(manifest["selftest"]) == {"modules", "tests", "pip", "relocation", "embedding"}
+    assert set(manifest["selftest"]) == {"hardening", "modules", "tests", "pip", "relocation", "embedding"}
     # The CLI showed every phase with its time; the log next to the artifacts is the full one.
     assert re.search(r"phase make done in [0-9.]+ s", built.output)
     assert "phase selftest" in (built.dir / "build.log").read_text()
