@@ -433,7 +433,7 @@ def make_fragment(version, makefile):
     return "# Added by the build farm's driver (build.py).\n" + "\n".join(rules) + "\n"
 
 
-def default_profile_task(jobs, version="3.13.0"):
+def default_profile_task(jobs, version):
     """CPython's own PGO task (regrtest --pgo), its tests spread over all cores."""
     return by_series.profile_task(version, jobs)
 
