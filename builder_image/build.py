@@ -168,6 +168,7 @@ def platform_info(registry, platform_id, arch):
         "expected_modules": [m for m in registry["extension_modules"]["required"] if m not in missing],
         "missing_modules": dict(missing),
         "bolt": bolt,
+        "openssl": platform["openssl"],
     }
 
 

@@ -216,7 +216,7 @@ def check_cpython_tests(ctx, moved):
     if not ctx.tests:
         return "skipped (no tests selected)"
     python = prepare_tests(ctx, moved)
-    excluded = series.exclusions(ctx.version, ctx.platform["id"])
+    excluded = series.exclusions(ctx.version, ctx.platform)
     env = dict(ctx.env)
     env.pop("PYTHONPATH", None)
     if series.interpreter_links_libpython(ctx.version):

@@ -132,3 +132,24 @@ def test_unbuildable_series_needs_a_series_and_a_reason(tmp_path) -> None:
     bad.write_text(json.dumps(raw))
     with pytest.raises(ValidationError, match=r"3\.9\.2"):
         load_registry(bad)
+
+
+def test_openssl_series_of_each_platform(tmp_path) -> None:
+    """Each platform says which OpenSSL series its development package installs (the
+    self-test's 3.9 test_ssl exclusions key on it); it agrees with the runtime package."""
+    registry = load_registry()
+    three = {pid for pid, platform in registry.platforms.items() if platform.openssl == "3"}
+    assert three == {
+        "debian-12", "debian-13", "ubuntu-2204", "ubuntu-2404", "ubuntu-2604",
+        "rhel-9", "rhel-10", "amazonlinux-2023", "opensuse-160",
+    }  # fmt: skip
+    runtime = {"1.1": {"libssl1.1", "libopenssl1_1"}, "3": {"libssl3", "libssl3t64", "libopenssl3"}}
+    for platform in registry.platforms.values():
+        if platform.family == "deb" or platform.id in ("opensuse-155", "opensuse-160"):
+            assert runtime[platform.openssl] & set(platform.runtime_dependencies), platform.id
+    raw = json.loads((builder_image_dir() / "platforms.json").read_text())
+    raw["platforms"]["debian-12"]["openssl"] = "3.0"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(raw))
+    with pytest.raises(ValidationError, match="openssl"):
+        load_registry(bad)

@@ -64,6 +64,8 @@ class Platform(BaseModel):
     arches: tuple[Arch, ...]
     # The last day the distribution is supported (the LTS/standard support end we build for).
     end_of_support: date
+    # The OpenSSL series its libssl-dev/openssl-devel installs; per-series self-test data keys on it.
+    openssl: Literal["1.1", "3"]
     build_dependencies: tuple[str, ...]
     runtime_dependencies: tuple[str, ...]
     missing_modules: dict[str, str] = {}
