@@ -93,6 +93,20 @@ def test_chroot_argv_passes_values_as_words():
     assert argv[-2:] == ["python3", "x.py"]
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mounts)")
+def test_mounted_root_resolves_localhost(tmp_path):
+    """A bullseye debootstrap root has no /etc/hosts: without one, "localhost" does not
+    resolve inside it and 3.9's test_ssl fails binding its servers (measured)."""
+    for name in ("etc", "proc", "sys", "dev"):
+        (tmp_path / name).mkdir()
+    with roots.mounted(tmp_path):
+        assert "127.0.0.1\tlocalhost" in (tmp_path / "etc" / "hosts").read_text()
+    (tmp_path / "etc" / "hosts").write_text("127.0.0.1 localhost mine\n")
+    with roots.mounted(tmp_path):
+        pass
+    assert (tmp_path / "etc" / "hosts").read_text() == "127.0.0.1 localhost mine\n"
+
+
 def test_dockerfiles_are_hadolint_clean():
     hadolint = REPO / ".venv" / "bin" / "hadolint"
     families = load_registry().families

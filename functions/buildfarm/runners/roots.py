@@ -159,6 +159,9 @@ def mounted(root: Path, binds: Sequence[tuple[Path, str, bool]] = ()) -> Iterato
         if resolv.is_symlink():
             resolv.unlink()
         shutil.copyfile("/etc/resolv.conf", resolv)
+    hosts = root / "etc" / "hosts"  # bullseye/bookworm roots have none: no "localhost"
+    if not hosts.exists():
+        hosts.write_text("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
     try:
         _check(["mount", "-t", "proc", "proc", str(root / "proc")], "mount /proc")
         _check(["mount", "-t", "sysfs", "sysfs", str(root / "sys")], "mount /sys")
