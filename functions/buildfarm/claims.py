@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Literal
@@ -27,6 +27,14 @@ log = logging.getLogger(__name__)
 CLAIMS_PREFIX = "claims/"
 CLAIM_THREADS = 32
 MAX_ROUNDS = 4
+
+# Is this execution still running? True / False, or None when nobody can tell (the claim's
+# expiry decides then). The cloud asks Step Functions; a local run checks the process.
+Liveness = Callable[[str], "bool | None"]
+
+
+def _unknown(execution_id: str) -> bool | None:
+    return None
 
 
 def claim_key(version: str, platform: str, arch: str) -> str:
@@ -44,9 +52,12 @@ class Claim(BaseModel):
     released: bool = False
     released_at: str | None = None
 
-    def live(self, now: datetime) -> bool:
+    def live(self, now: datetime, is_running: Liveness = _unknown) -> bool:
+        """Held: not released, not expired, and its execution not known to have ended."""
         expires = parse_iso(self.expires_at)
-        return not self.released and expires is not None and expires > now
+        if self.released or expires is None or expires <= now:
+            return False
+        return is_running(self.execution_id) is not False
 
 
 class ClaimOutcome(BaseModel):
@@ -83,8 +94,10 @@ def claim_cell(
     now: datetime,
     ttl_seconds: int,
     marker_exists: bool = False,
+    is_running: Liveness = _unknown,
 ) -> ClaimOutcome:
-    """Claim one cell; build = max(published, last claimed) + 1. Idempotent for the same execution."""
+    """Claim one cell; build = max(published, last claimed) + 1. Idempotent for the same execution.
+    A claim whose execution has ended (is_running says False) is taken over before it expires."""
     key = claim_key(*cell)
     name = cell_name(*cell)
 
@@ -118,7 +131,7 @@ def claim_cell(
         elif current.execution_id == execution_id and not current.released:
             # Our own claim (e.g. the Plan step retried): keep its build number.
             return ClaimOutcome(cell=name, status="claimed", build=current.build)
-        elif current.live(now):
+        elif current.live(now, is_running):
             return ClaimOutcome(
                 cell=name,
                 status="held",
@@ -148,7 +161,14 @@ def claim_cell(
 
 
 def peek_cell(
-    store: Store, cell: Cell, *, execution_id: str, published_build: int, now: datetime, marker_exists: bool
+    store: Store,
+    cell: Cell,
+    *,
+    execution_id: str,
+    published_build: int,
+    now: datetime,
+    marker_exists: bool,
+    is_running: Liveness = _unknown,
 ) -> ClaimOutcome:
     """What claim_cell would do, without writing (dry run)."""
     name = cell_name(*cell)
@@ -159,7 +179,7 @@ def peek_cell(
             current = _parse(raw)
         except StoreError:
             current = None
-    if current is not None and current.execution_id != execution_id and current.live(now):
+    if current is not None and current.execution_id != execution_id and current.live(now, is_running):
         return ClaimOutcome(
             cell=name,
             status="held",
@@ -185,6 +205,7 @@ def claim_cells(
     now: datetime,
     ttl_seconds: int,
     dry_run: bool,
+    is_running: Liveness = _unknown,
 ) -> dict[Cell, ClaimOutcome]:
     """Claim (or, dry run, peek at) every cell -> outcome. cells: {cell: last published build or 0}.
 
@@ -207,6 +228,7 @@ def claim_cells(
                 published_build=floor,
                 now=now,
                 marker_exists=exists,
+                is_running=is_running,
             )
         return claim_cell(
             store,
@@ -217,6 +239,7 @@ def claim_cells(
             now=now,
             ttl_seconds=ttl_seconds,
             marker_exists=exists,
+            is_running=is_running,
         )
 
     ordered = list(cells)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Literal
 
@@ -14,6 +15,19 @@ from buildfarm.versions import is_series
 DEFAULT_STORE = "./dist"
 DEFAULT_RELEASES_URL = "https://www.python.org/api/v2/downloads"
 DEFAULT_SOURCE_MIRROR = "https://www.python.org/ftp/python"
+# Half the timeout: room for jobs slower than the estimate, Batch queueing and Spot retries.
+BUDGET_MARGIN = 0.5
+
+# Numeric variables: name -> (field, type, minimum).
+_NUMBERS: dict[str, tuple[str, type, float]] = {
+    "BUILDFARM_RELEASES_PER_SERIES": ("releases_per_series", int, 1),
+    "BUILDFARM_RELEASES_MAX_AGE_HOURS": ("releases_max_age_hours", float, 0),
+    "BUILDFARM_CLAIM_TTL_SECONDS": ("claim_ttl_seconds", int, 60),
+    "BUILDFARM_MAX_CONCURRENCY": ("max_concurrency", int, 1),
+    "BUILDFARM_EXECUTION_TIMEOUT_HOURS": ("execution_timeout_hours", float, 0),
+    "BUILDFARM_JOB_MINUTES_ESTIMATE": ("job_minutes_estimate", float, 0),
+    "BUILDFARM_MAX_CELLS_PER_EXECUTION": ("max_cells_per_execution", int, 1),
+}
 
 
 class ConfigError(ValueError):
@@ -49,6 +63,22 @@ class FarmConfig(BaseModel):
     claim_ttl_seconds: int = Field(default=14400, ge=60)
     source_mirror: str = DEFAULT_SOURCE_MIRROR
     optimization: Literal["pgo+lto", "none"] = "pgo+lto"
+    # The time budget of one execution (DESIGN "Workflow"): Plan claims at most
+    # cells_per_execution cells, so that an execution ends well within its timeout; a backlog is
+    # caught up by later scheduled runs. The same values configure the stack.
+    max_concurrency: int = Field(default=20, ge=1)
+    execution_timeout_hours: float = Field(default=24.0, gt=0)
+    job_minutes_estimate: float = Field(default=40.0, gt=0)
+    max_cells_per_execution: int | None = Field(default=None, ge=1)
+
+    @property
+    def cells_per_execution(self) -> int:
+        """The explicit cap, else concurrency x (timeout / job estimate) x BUDGET_MARGIN: the
+        cells that finish in half the timeout even if every job takes the estimate."""
+        if self.max_cells_per_execution is not None:
+            return self.max_cells_per_execution
+        waves = self.execution_timeout_hours * 60 / self.job_minutes_estimate
+        return max(1, int(self.max_concurrency * waves * BUDGET_MARGIN))
 
     @classmethod
     def defaults(cls, registry: Registry | None = None, **overrides: object) -> FarmConfig:
@@ -88,10 +118,9 @@ class FarmConfig(BaseModel):
                 raise ConfigError(f"BUILDFARM_LOWEST_SERIES: {series!r} is not a series like 3.9")
             values["lowest_series"] = series
 
-        if (per_series := get("BUILDFARM_RELEASES_PER_SERIES")) is not None:
-            values["releases_per_series"] = _number(
-                "BUILDFARM_RELEASES_PER_SERIES", per_series, int, minimum=1
-            )
+        for name, (field, kind, minimum) in _NUMBERS.items():
+            if (text := get(name)) is not None:
+                values[field] = _number(name, text, kind, minimum=minimum)
 
         if (pre := get("BUILDFARM_PRERELEASES")) is not None:
             values["prereleases"] = _boolean("BUILDFARM_PRERELEASES", pre)
@@ -99,14 +128,8 @@ class FarmConfig(BaseModel):
         if (url := get("BUILDFARM_RELEASES_URL")) is not None:
             values["releases_url"] = _url("BUILDFARM_RELEASES_URL", url).rstrip("/")
 
-        if (hours := get("BUILDFARM_RELEASES_MAX_AGE_HOURS")) is not None:
-            values["releases_max_age_hours"] = _number("BUILDFARM_RELEASES_MAX_AGE_HOURS", hours, float)
-
         if (base := get("BUILDFARM_PUBLIC_BASE_URL")) is not None:
             values["public_base_url"] = _url("BUILDFARM_PUBLIC_BASE_URL", base)
-
-        if (ttl := get("BUILDFARM_CLAIM_TTL_SECONDS")) is not None:
-            values["claim_ttl_seconds"] = _number("BUILDFARM_CLAIM_TTL_SECONDS", ttl, int, minimum=60)
 
         if (mirror := get("BUILDFARM_SOURCE_MIRROR")) is not None:
             values["source_mirror"] = _url(
@@ -145,11 +168,15 @@ def _boolean(name: str, text: str) -> bool:
     raise ConfigError(f"{name}: {text!r} is not true or false")
 
 
+_INTEGER = re.compile(r"[0-9]{1,12}", re.ASCII)
+_DECIMAL = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,6})?", re.ASCII)
+
+
 def _number(name: str, text: str, kind: type, minimum: float = 0) -> float | int:
-    try:
-        value = kind(text)
-    except ValueError:
-        raise ConfigError(f"{name}: {text!r} is not a number") from None
+    # ASCII digits only: int()/float() would also take "١٢", "1e9", "inf" and "nan".
+    if not (_INTEGER if kind is int else _DECIMAL).fullmatch(text):
+        raise ConfigError(f"{name}: {text!r} is not a number")
+    value = kind(text)
     if value <= 0 or value < minimum:
         raise ConfigError(f"{name}: {text!r} is too small (minimum {max(minimum, 1)})")
     return value

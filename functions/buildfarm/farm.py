@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,49 +21,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from buildfarm.catalog import parse_cell
-from buildfarm.claims import CLAIMS_PREFIX, Claim, release_claims
 from buildfarm.config import FarmConfig
-from buildfarm.plan import Plan, plan, plan_record_key, safe_id
+from buildfarm.plan import Plan, PlanItem, plan
 from buildfarm.platforms import Registry, load_registry
 from buildfarm.policy import policy_platforms
-from buildfarm.publish import PublishResult, publish
+from buildfarm.publish import BatchOutcome, PublishResult, publish, publish_cell
+from buildfarm.recovery import local_execution_id, local_liveness, recover
 from buildfarm.runners import RunnerUnavailable, select_runner
 from buildfarm.runners.base import BuildResult, Runner
-from buildfarm.store import Store, StoreError, StoreNotFound
+from buildfarm.store import Store
 from buildfarm.workflow_input import parse_workflow_input
 
 log = logging.getLogger(__name__)
 
 CellState = Literal["queued", "building", "built", "failed", "published"]
-
-# local-<host>-<pid>-<UTC time>: enough for a later run on this host to tell that we died.
-_LOCAL_EXECUTION = re.compile(
-    r"local-(?P<host>[A-Za-z0-9._-]+)-(?P<pid>[0-9]{1,10})-(?P<time>[0-9]{8}T[0-9]{6}Z)"
-)
-
-
-def local_execution_id(now: datetime | None = None) -> str:
-    now = now or datetime.now(UTC)
-    host = safe_id(socket.gethostname())[:40] or "host"
-    return f"local-{host}-{os.getpid()}-{now.strftime('%Y%m%dT%H%M%SZ')}"
-
-
-def _pid_is_a_live_buildfarm(pid: int) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return b"buildfarm" in cmdline
-
-
-def is_dead_local_execution(execution_id: str) -> bool:
-    """True if execution_id is a local run on this host whose process is gone."""
-    match = _LOCAL_EXECUTION.fullmatch(execution_id)
-    if not match or match["host"] != (safe_id(socket.gethostname())[:40] or "host"):
-        return False
-    pid = int(match["pid"])
-    return pid != os.getpid() and not _pid_is_a_live_buildfarm(pid)
 
 
 @dataclass
@@ -121,38 +90,11 @@ def choose_runners(
 
 
 def recover_dead_runs(store: Store, config: FarmConfig, now: datetime) -> list[str]:
-    """Publish what local runs that died (killed, machine rebooted) finished, and release
-    their claims, so a new run neither rebuilds their finished cells nor waits for the
-    claims to expire. This is publish() over the dead run's own plan: a build is published
-    only if its manifest records the spec that plan holds for it (execution id included) and
-    every artifact verifies. A dead standalone `buildfarm build` has no plan: its claim is
-    released and its build never published. Returns the cells recovered as published."""
-    dead_plans: dict[str, list[Claim]] = {}
-    for info in store.list(CLAIMS_PREFIX):
-        try:
-            raw, _ = store.read_json(info.key)
-            claim = Claim.model_validate(raw)
-        except (StoreError, ValueError):
-            continue
-        if not claim.released and is_dead_local_execution(claim.execution_id):
-            dead_plans.setdefault(claim.plan_id, []).append(claim)
-    recovered: list[str] = []
-    for plan_id, claims in sorted(dead_plans.items()):
-        try:
-            summary, _ = store.read_json(plan_record_key(plan_id))
-        except StoreNotFound:
-            for claim in claims:  # no plan record: a standalone build, never published
-                release_claims(store, [parse_cell(claim.cell)], execution_id=claim.execution_id, now=now)
-            continue
-        except StoreError:
-            continue
-        try:
-            result = publish(summary, store, config, now=now)
-        except (StoreError, ValueError) as error:  # e.g. a plan written before specs had ids
-            log.warning("cannot recover plan %s: %s (its claims expire)", plan_id, error)
-            continue
-        recovered.extend(result.published)
-    return recovered
+    """Finalize the runs of this host whose process is gone (killed, machine rebooted): what
+    they finished is published, the rest failed and its claims released, so a new run neither
+    rebuilds their finished cells nor waits for their claims to expire (buildfarm.recovery).
+    Returns the cells those runs published."""
+    return recover(store, config, now, is_running=local_liveness).published
 
 
 @contextmanager
@@ -232,7 +174,7 @@ def run_farm(
         "platforms": buildable,
         "arches": [a for a in arches if any(a == b for _, b in runners)],
     }
-    report.plan = the_plan = plan(narrowed, store, config, execution_id, now)
+    report.plan = the_plan = plan(narrowed, store, config, execution_id, now, is_running=local_liveness)
     items = [item for item in the_plan.items if (item.spec.platform, item.spec.arch) in runners]
 
     for item in items:
@@ -244,7 +186,7 @@ def run_farm(
     log_dir.mkdir(parents=True, exist_ok=True)
     lock = threading.Lock()
 
-    def build(item: Any) -> None:
+    def build(item: PlanItem) -> None:
         progress = report.cells[item.cell]
         if report.interrupted:
             return
@@ -265,12 +207,18 @@ def run_farm(
         except Exception as error:  # e.g. the chroot could not be made: the cell fails, others go on
             result = BuildResult(False, "runner", f"{type(error).__name__}: {error}", None, {})
         progress.finished = time.monotonic()
-        if result.ok:
-            progress.state = "built"
-        else:
-            progress.state = "failed"
-            where = f" in {result.failed_phase}" if result.failed_phase else ""
-            progress.detail = f"failed{where}: {result.reason or 'see log'} (log: {log_path})"
+        if report.interrupted:
+            return  # stopped half-way: Finalize decides it (failed, "interrupted")
+        # Published as soon as it is built, as the cloud's PublishCell does.
+        where = f" in {result.failed_phase}" if result.failed_phase else ""
+        batch = BatchOutcome(
+            status="succeeded" if result.ok else "failed",
+            error=None if result.ok else f"failed{where}: {result.reason or 'see log'}",
+        )
+        outcome = publish_cell(item, store, datetime.now(UTC), batch)
+        progress.state = outcome.status
+        if outcome.status == "failed":
+            progress.detail = f"{outcome.reason} (log: {log_path})"
         notify(progress)
 
     try:
@@ -289,12 +237,9 @@ def run_farm(
                     if not future.cancelled():
                         future.result()
     finally:
-        # Publish whatever finished, interrupted or not; the rest is recorded as failed and
-        # its claims are released, so a rerun builds exactly what is missing.
+        # Finalize: cells not yet decided (interrupted) are failed and their claims released,
+        # so a rerun builds exactly what is missing; the derived files are written once.
         report.published = publish(the_plan.summary, store, config, now=datetime.now(UTC))
-        for cell in report.published.published:
-            report.cells[cell].state = "published"
-            notify(report.cells[cell])
         for failed in report.published.failed:
             progress = report.cells[failed.cell]
             if progress.state != "failed":

@@ -13,14 +13,16 @@ import hashlib
 import logging
 import re
 import secrets
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from packaging.version import Version
 from pydantic import BaseModel, ConfigDict
 
 from buildfarm.catalog import Cell, cell_name, published_builds, read_versions
-from buildfarm.claims import ClaimOutcome, claim_cells, release_claims
+from buildfarm.claims import ClaimOutcome, Liveness, claim_cells, release_claims
 from buildfarm.config import FarmConfig
 from buildfarm.models import BuildSpec, Source, artifact_dir
 from buildfarm.platforms import Registry, load_registry
@@ -34,7 +36,7 @@ from buildfarm.releases import (
     save_releases,
     source_url,
 )
-from buildfarm.store import Store
+from buildfarm.store import Store, StoreError, StoreNotFound
 from buildfarm.workflow_input import InputError, WorkflowInput, parse_workflow_input
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,42 @@ def plan_record_key(plan_id: str) -> str:
     return f"{PLANS_PREFIX}/{plan_id}/plan.json"
 
 
+OUTCOME_STATES = ("published", "failed")
+
+
+def outcomes_prefix(plan_id: str) -> str:
+    return f"{PLANS_PREFIX}/{plan_id}/outcomes/"
+
+
+def outcome_key(plan_id: str, status: str, cell: Cell) -> str:
+    """plans/<plan>/outcomes/<published|failed>/<version>/<platform>/<arch>.json: the status is
+    in the key, so one listing tells a run's progress without reading the records."""
+    return f"{outcomes_prefix(plan_id)}{status}/{cell_name(*cell)}.json"
+
+
+# runs/<execution>.json exists from Plan until Finalize: an open run. Recovery finalizes the
+# open runs whose execution has ended; Plan counts the unfinished cells of the running ones.
+RUNS_PREFIX = "runs/"
+
+
+def run_marker_key(plan_id: str) -> str:
+    return f"{RUNS_PREFIX}{plan_id}.json"
+
+
+def open_runs(store: Store) -> list[str]:
+    """The execution ids of the runs not yet finalized: one listing (usually empty)."""
+    return sorted(
+        info.key.removeprefix(RUNS_PREFIX).removesuffix(".json")
+        for info in store.list(RUNS_PREFIX)
+        if info.key.endswith(".json")
+    )
+
+
+def close_run(store: Store, plan_id: str) -> None:
+    with suppress(StoreNotFound):
+        store.delete(run_marker_key(plan_id))
+
+
 class PlanItem(BaseModel):
     """One element of the plan's items.json (the Distributed Map's items)."""
 
@@ -103,6 +141,9 @@ class Plan:
     matrix_size: int
     versions: list[str] = field(default_factory=list)
     policy: PolicyReport | None = None
+    # Cells left for a later run: over this execution's budget (newest releases go first).
+    deferred: int = 0
+    budget: int = 0
 
     @property
     def counts(self) -> dict[str, int]:
@@ -111,6 +152,7 @@ class Plan:
             "planned": len(self.items),
             "skipped_published": sum(1 for s in self.skipped if s.reason == "published"),
             "skipped_claimed": sum(1 for s in self.skipped if s.reason == "claimed"),
+            "deferred": self.deferred,
         }
 
     @property
@@ -123,6 +165,7 @@ class Plan:
             "counts": self.counts,
             "dry_run": self.dry_run,
             "force": self.force,
+            "budget": self.budget,
             "releases": self.releases_refresh[:200],
         }
 
@@ -170,14 +213,18 @@ def plan(
     *,
     registry: Registry | None = None,
     fetch_releases: Any = fetch_python_org,
+    is_running: Liveness | None = None,
 ) -> Plan:
     """Validate, expand under the policy (buildfarm.policy), drop published cells (unless force),
-    claim the rest, write the items. Raises InputError (naming the bad value) before anything is
-    written. With request.dry_run, the same plan is computed and nothing is claimed or written."""
+    claim the rest up to this execution's budget (newest releases first), write the items.
+    Raises InputError (naming the bad value) before anything is written. With request.dry_run,
+    the same plan is computed and nothing is claimed or written. is_running tells whether
+    another execution still runs (its claims then hold; see buildfarm.claims)."""
     now = now or datetime.now(UTC)
     registry = registry or load_registry()
     validated = _as_request(request, config)
     execution_id = safe_id(execution_id)
+    alive: Liveness = is_running or (lambda other: None)
 
     releases_state = load_releases(store, config, now, fetch=fetch_releases)
     try:
@@ -193,16 +240,14 @@ def plan(
     wanted, release_of, skipped = _unpublished(
         selection.matrix, published_builds(versions_doc), validated.force
     )
+    scheduled = not (validated.versions or validated.force)
+    budget = _budget(store, config, execution_id, alive, scheduled) if wanted else 0
     outcomes: dict[Cell, ClaimOutcome] = {}
     try:
-        outcomes = claim_cells(
-            store,
-            wanted,
-            execution_id=execution_id,
-            plan_id=execution_id,
-            now=now,
-            ttl_seconds=config.claim_ttl_seconds,
-            dry_run=validated.dry_run,
+        if wanted and not validated.dry_run:
+            _mark_run(store, execution_id, budget, now)
+        outcomes, deferred = _claim_by_priority(
+            store, wanted, release_of, budget, execution_id, config, now, validated.dry_run, alive
         )
         items = _items(outcomes, wanted, release_of, skipped, store, config, execution_id)
         result = Plan(
@@ -217,6 +262,8 @@ def plan(
             matrix_size=len(selection.matrix),
             versions=[r.version for r in selection.releases],
             policy=selection.report,
+            deferred=deferred,
+            budget=budget,
         )
         if not validated.dry_run:
             _write_plan(store, result, validated, now)
@@ -225,9 +272,79 @@ def plan(
             # Do not leave cells blocked until their claims expire.
             claimed = [cell for cell, outcome in outcomes.items() if outcome.status == "claimed"]
             release_claims(store, claimed, execution_id=execution_id, now=now)
+        if wanted and not validated.dry_run:
+            close_run(store, execution_id)
         raise
     log.info("plan %s: %s%s", result.plan_id, result.counts, " (dry run)" if result.dry_run else "")
     return result
+
+
+def _budget(store: Store, config: FarmConfig, execution_id: str, alive: Liveness, scheduled: bool) -> int:
+    """How many cells this execution may claim: config.cells_per_execution, less (for a scheduled
+    run) the unfinished cells of other running executions, so that everything outstanding
+    finishes within one execution's budget however often the schedule starts a run. A request
+    that names versions or forces (break glass) gets the whole budget."""
+    if not scheduled:
+        return config.cells_per_execution
+    in_flight = 0
+    for other in open_runs(store):
+        if other == execution_id or alive(other) is False:
+            continue  # ended: recovery finalizes it
+        try:
+            marker, _ = store.read_json(run_marker_key(other))
+            planned = int(marker.get("planned", 0)) if isinstance(marker, dict) else 0
+        except (StoreError, ValueError, TypeError):
+            continue
+        decided = sum(1 for _ in store.list(outcomes_prefix(other)))
+        in_flight += max(0, planned - decided)
+    return max(0, config.cells_per_execution - in_flight)
+
+
+def _mark_run(store: Store, execution_id: str, planned: int, now: datetime) -> None:
+    store.put_json(
+        run_marker_key(execution_id), {"execution_id": execution_id, "created": iso(now), "planned": planned}
+    )
+
+
+def _priority(release: Release) -> tuple[str, Version]:
+    return (release.release_date or "", Version(release.version))
+
+
+def _claim_by_priority(
+    store: Store,
+    wanted: dict[Cell, int],
+    release_of: dict[Cell, Release],
+    budget: int,
+    execution_id: str,
+    config: FarmConfig,
+    now: datetime,
+    dry_run: bool,
+    alive: Liveness,
+) -> tuple[dict[Cell, ClaimOutcome], int]:
+    """Claim the wanted cells, newest releases first, until `budget` are claimed; cells held by
+    another execution do not count. Returns the outcomes and how many cells were deferred."""
+    ordered = sorted(wanted, key=lambda cell: _priority(release_of[cell]), reverse=True)
+    outcomes: dict[Cell, ClaimOutcome] = {}
+    position = claimed = 0
+    while position < len(ordered) and claimed < budget:
+        chunk = ordered[position : position + budget - claimed]
+        position += len(chunk)
+        outcomes.update(
+            claim_cells(
+                store,
+                {cell: wanted[cell] for cell in chunk},
+                execution_id=execution_id,
+                plan_id=execution_id,
+                now=now,
+                ttl_seconds=config.claim_ttl_seconds,
+                dry_run=dry_run,
+                is_running=alive,
+            )
+        )
+        claimed = sum(1 for outcome in outcomes.values() if outcome.status == "claimed")
+    for cell in ordered[position:]:
+        del wanted[cell]  # deferred: neither claimed nor skipped
+    return outcomes, len(ordered) - position
 
 
 def _unpublished(
@@ -297,6 +414,10 @@ def _write_plan(store: Store, result: Plan, request: WorkflowInput, now: datetim
             "skipped": [s.model_dump(mode="json") for s in result.skipped],
         },
     )
+    if result.items:
+        _mark_run(store, result.plan_id, len(result.items), now)  # the real count, for _budget
+    else:
+        close_run(store, result.plan_id)  # nothing to build: nothing to finalize
 
 
 def read_plan_items(store: Store, location: dict[str, str]) -> list[PlanItem]:

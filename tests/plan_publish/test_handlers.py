@@ -12,6 +12,7 @@ import pytest
 
 from buildfarm.handlers import plan as plan_handler
 from buildfarm.handlers import publish as publish_handler
+from buildfarm.handlers import recover as recover_handler
 from buildfarm.workflow_input import InputError
 
 from .conftest import BUCKET, PREFIX, WRITE_OPERATIONS, fake_build, read_json
@@ -94,13 +95,20 @@ def test_plan_then_publish_through_the_handlers(store, s3_writes, capsys, handle
     summary = plan_handler.handler(event, LambdaContext())
     assert summary["plan_id"] == "nightly-2026-11-22"
     assert summary["items"] == {"bucket": BUCKET, "key": f"{PREFIX}/plans/nightly-2026-11-22/items.json"}
-    assert summary["counts"] == {"cells": 4, "planned": 4, "skipped_published": 0, "skipped_claimed": 0}
+    assert summary["counts"] == {
+        "cells": 4,
+        "planned": 4,
+        "skipped_published": 0,
+        "skipped_claimed": 0,
+        "deferred": 0,
+    }
     assert summary["dry_run"] is False and summary["releases"] == "refreshed (+3)"
     assert len(json.dumps(summary)) < 1024
     # The releases catalog was refreshed from the (recorded) python.org answers and saved.
     assert "3.12.11" in read_json(store, "releases.json")["releases"]
     assert '"correlation_id":"nightly-2026-11-22"' in handler_logs.getvalue().replace(" ", "")
-    assert emf_metrics(capsys.readouterr().out) == {"CellsPlanned": 4, "CellsSkipped": 0}
+    assert emf_metrics(capsys.readouterr().out) == {"CellsPlanned": 4, "CellsDeferred": 0, "CellsSkipped": 0}
+    assert read_json(store, "runs/nightly-2026-11-22.json")["planned"] == 4  # an open run
 
     items = read_json(store, "plans/nightly-2026-11-22/items.json")
     assert items[0]["spec"]["store"] == f"s3://{BUCKET}/{PREFIX}"
@@ -110,10 +118,17 @@ def test_plan_then_publish_through_the_handlers(store, s3_writes, capsys, handle
     for item in items[:3]:
         fake_build(store, item["spec"])  # rhel-9/aarch64 is never built
 
-    results = [{"cell": "3.13.5/rhel-9/aarch64", "status": "failed", "error": "CannotPullContainerError"}]
-    answer = publish_handler.handler(
-        {"plan": summary, "results": results}, LambdaContext(function_name="publish")
-    )
+    # PublishCell for each Map item, with what Batch said; the failed cell's job never ran.
+    for item in items:
+        failed = item["cell"] == "3.13.5/rhel-9/aarch64"
+        batch = (
+            {"status": "failed", "error": "CannotPullContainerError"} if failed else {"status": "succeeded"}
+        )
+        outcome = publish_handler.cell_handler({"item": item, "batch": batch}, LambdaContext())
+        assert outcome["status"] == ("failed" if failed else "published")
+    assert read_json(store, "versions.json")["python_versions"] == ["3.13.5"]  # before Finalize
+    assert emf_metrics(capsys.readouterr().out) == {"CellsBuilt": 1, "CellsFailed": 1}  # one per call
+    answer = publish_handler.finalize_handler({"plan": summary}, LambdaContext(function_name="publish"))
     assert answer["published"] == [
         "3.13.5/debian-12/x86_64",
         "3.13.5/debian-12/aarch64",
@@ -121,9 +136,10 @@ def test_plan_then_publish_through_the_handlers(store, s3_writes, capsys, handle
     ]
     assert answer["failed"] == [{"cell": "3.13.5/rhel-9/aarch64", "reason": "CannotPullContainerError"}]
     assert answer["counts"]["published"] == 3 and answer["counts"]["failed"] == 1
-    assert emf_metrics(capsys.readouterr().out) == {"CellsBuilt": 3, "CellsFailed": 1, "CellsSkipped": 0}
+    assert emf_metrics(capsys.readouterr().out) == {"CellsFailed": 1, "CellsDeferred": 0}
+    assert not store.exists("runs/nightly-2026-11-22.json")  # closed
     lines = [json.loads(line) for line in handler_logs.getvalue().splitlines()]
-    done = next(line for line in lines if line["message"] == "publish: 3 published, 1 failed")
+    done = next(line for line in lines if str(line["message"]).endswith(": 3 published, 1 failed"))
     assert done["correlation_id"] == "nightly-2026-11-22" and done["function_name"] == "publish"
 
     versions = read_json(store, "versions.json")
@@ -150,8 +166,9 @@ def test_dry_run_event_writes_nothing(store, s3_writes):
     summary = plan_handler.handler(event, LambdaContext())
     assert summary["dry_run"] is True and summary["counts"]["planned"] == 6  # 3 live platforms x 2
     assert [c for c in s3_writes if c[0] in WRITE_OPERATIONS] == []
-    answer = publish_handler.handler({"plan": summary}, LambdaContext())
+    answer = publish_handler.finalize_handler({"plan": summary}, LambdaContext())
     assert answer["counts"]["planned"] == 0
+    assert recover_handler.handler({**event, "execution_arn": None}, LambdaContext())["finalized"] == []
     assert [c for c in s3_writes if c[0] in WRITE_OPERATIONS] == []
 
 
@@ -241,4 +258,6 @@ def test_publish_event_must_carry_a_plan(store):
     from aws_lambda_powertools.utilities.parser import ValidationError
 
     with pytest.raises(ValidationError):
-        publish_handler.handler({"results": []}, LambdaContext())
+        publish_handler.finalize_handler({"results": []}, LambdaContext())
+    with pytest.raises(ValidationError):
+        publish_handler.cell_handler({"item": {"cell": "x"}, "batch": {"status": "ok"}}, LambdaContext())

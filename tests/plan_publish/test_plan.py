@@ -33,7 +33,13 @@ def test_plan_claims_cells_and_writes_items(local_store, config):
         update={"source_mirror": "http://mirror.test/ftp/python", "optimization": "none"}
     )
     result = plan(TWO_PLATFORMS, local_store, config, "exec-1", NOW)
-    assert result.counts == {"cells": 4, "planned": 4, "skipped_published": 0, "skipped_claimed": 0}
+    assert result.counts == {
+        "cells": 4,
+        "planned": 4,
+        "skipped_published": 0,
+        "skipped_claimed": 0,
+        "deferred": 0,
+    }
     assert result.summary["items"] == {"bucket": "", "key": "plans/exec-1/items.json"}
     items = read_json(local_store, items_key("exec-1"))
     assert [item["cell"] for item in items] == [
@@ -98,7 +104,13 @@ def test_published_cells_are_skipped_and_force_rebuilds_with_next_number(local_s
     publish(first.summary, local_store, config, now=NOW)
 
     again = plan(TWO_PLATFORMS, local_store, config, "exec-2", NOW)
-    assert again.counts == {"cells": 4, "planned": 0, "skipped_published": 4, "skipped_claimed": 0}
+    assert again.counts == {
+        "cells": 4,
+        "planned": 0,
+        "skipped_published": 4,
+        "skipped_claimed": 0,
+        "deferred": 0,
+    }
     assert again.skipped[0].detail == "published build 1"
 
     forced = plan({**TWO_PLATFORMS, "force": True}, local_store, config, "exec-3", NOW)
@@ -229,15 +241,22 @@ def test_big_published_matrix_costs_two_reads_and_force_plans_everything(
     reads = sum(n for op, n in calls.items() if op in READ_OPERATIONS)
     assert reads == 2, calls
     # the policy's cells: 2 releases of each of 3.13, 3.12, 3.11 on 10 live platforms x 2 arches
-    assert scheduled.counts == {"cells": 120, "planned": 0, "skipped_published": 120, "skipped_claimed": 0}
+    assert scheduled.counts == {
+        "cells": 120,
+        "planned": 0,
+        "skipped_published": 120,
+        "skipped_claimed": 0,
+        "deferred": 0,
+    }
 
     calls.clear()
-    forced = plan({"force": True, "versions": versions}, s3_store, config, "break-glass", NOW)
+    unbounded = config.model_copy(update={"max_cells_per_execution": 5000})
+    forced = plan({"force": True, "versions": versions}, s3_store, unbounded, "break-glass", NOW)
     assert forced.counts["planned"] == 1000
     assert {i.spec.build for i in forced.items} == {4}
     # one listing of claims/, then builds/ and logs/ of each cell to claim (numbering past them)
     assert calls["ListObjectsV2"] == 1 + 2 * 1000
-    assert calls["PutObject"] == 1000 + 2  # claims + items + record
+    assert calls["PutObject"] == 1000 + 4  # claims + items + record + the open-run marker (twice)
     location = forced.summary["items"]
     items = json.loads(s3_client.get_object(Bucket=location["bucket"], Key=location["key"])["Body"].read())
     assert len(items) == 1000 and items[0]["spec"]["artifact_dir"].endswith("/4")
@@ -249,7 +268,8 @@ def test_summary_stays_tiny_for_a_full_forced_rebuild(local_store, config, regis
     cells = write_published_matrix(
         local_store, versions, list(registry.live_platforms(NOW.date())), ["x86_64", "aarch64"]
     )
-    forced = plan({"force": True, "versions": versions}, local_store, config, "break-glass", NOW)
+    unbounded = config.model_copy(update={"max_cells_per_execution": 5000})
+    forced = plan({"force": True, "versions": versions}, local_store, unbounded, "break-glass", NOW)
     assert cells == forced.counts["planned"] == 1440
     summary = json.dumps(forced.summary)
     assert len(summary) < 1024, summary  # Step Functions' payload limit is 256 KB

@@ -18,7 +18,9 @@ from buildfarm import farm
 from buildfarm.claims import claim_cell, claim_key
 from buildfarm.cli import main
 from buildfarm.plan import plan
-from buildfarm.publish import publish, spec_differences
+from buildfarm.publish import BatchOutcome, publish, publish_cell
+from buildfarm.recovery import recover
+from buildfarm.verify import spec_differences
 from buildfarm.runners.base import BuildResult
 
 from .conftest import NOW, REAL_3135_SHA256, fake_build, read_json
@@ -61,9 +63,10 @@ def test_a_planted_build_is_a_failed_cell_with_the_reason(local_store, config, c
     x86, arm = result.items
     fake_build(local_store, x86.spec, spec_changes=changes)
     fake_build(local_store, arm.spec)
-    # The Map may even say the cell succeeded: the manifest decides.
-    results = [{"cell": X86, "status": "succeeded"}, {"cell": ARM, "status": "succeeded"}]
-    outcome = publish(result.summary, local_store, config, results, now=NOW)
+    # Batch may even say the job succeeded: the manifest decides.
+    for item in (x86, arm):
+        publish_cell(item, local_store, NOW, BatchOutcome(status="succeeded", job_id="job-1"))
+    outcome = publish(result.summary, local_store, config, now=NOW)
     assert outcome.published == [ARM]
     assert [(f.cell, f.reason) for f in outcome.failed] == [
         (X86, f"manifest spec differs from the plan: {reason}")
@@ -193,18 +196,19 @@ def test_the_next_plan_numbers_past_builds_and_logs(local_store, config):
     assert read_json(local_store, claim_key("3.13.5", "debian-12", "x86_64"))["build"] == 5
 
 
-def test_recovery_publishes_only_the_planned_builds_of_a_dead_run(local_store, config, monkeypatch):
-    monkeypatch.setattr(
-        farm, "is_dead_local_execution", lambda execution_id: execution_id.startswith("local-dead")
-    )
+def test_recovery_publishes_only_the_planned_builds_of_a_dead_run(local_store, config):
+    def is_running(execution_id: str) -> bool | None:
+        return not execution_id.startswith("local-dead")
+
     result = plan(DEBIAN_12, local_store, config, "local-dead-run", NOW)
     x86, arm = result.items
     fake_build(local_store, x86.spec)
     fake_build(local_store, arm.spec, spec_changes={"optimization": "none"})
-    # A dead standalone build: a claim without a plan.
+    # A dead standalone build: a claim without a plan (and so without an open run).
+    standalone = ("3.12.11", "debian-12", "x86_64")
     claim_cell(
         local_store,
-        ("3.12.11", "debian-12", "x86_64"),
+        standalone,
         execution_id="local-dead-standalone",
         plan_id="local-dead-standalone",
         published_build=0,
@@ -215,8 +219,22 @@ def test_recovery_publishes_only_the_planned_builds_of_a_dead_run(local_store, c
                              "artifact_dir": "builds/3.12.11/debian-12/x86_64/1",
                              "execution_id": "local-dead-standalone"})  # fmt: skip
     later = NOW + timedelta(minutes=5)
-    assert farm.recover_dead_runs(local_store, config, later) == [X86]
+    recovery = recover(local_store, config, later, is_running=is_running, own_execution_id="local-next")
+    assert (recovery.finalized, recovery.published, recovery.failed) == (["local-dead-run"], [X86], [ARM])
     assert published_cells(local_store) == {X86: 1}
-    for cell in (("3.13.5", "debian-12", "aarch64"), ("3.12.11", "debian-12", "x86_64")):
-        assert read_json(local_store, claim_key(*cell))["released"] is True
-    assert Path(local_store.root, "builds/3.12.11/debian-12/x86_64/1/manifest.json").is_file()
+    assert read_json(local_store, claim_key("3.13.5", "debian-12", "aarch64"))["released"] is True
+    assert not local_store.exists("runs/local-dead-run.json")
+    # The standalone build is never published; its claim is live by its expiry, but its process
+    # is gone, so the next planner takes the cell over at the next number.
+    taken = claim_cell(
+        local_store,
+        standalone,
+        execution_id="local-next",
+        plan_id="local-next",
+        published_build=1,
+        now=later,
+        ttl_seconds=3600,
+        is_running=is_running,
+    )
+    assert (taken.status, taken.build) == ("claimed", 2)
+    assert recover(local_store, config, later, is_running=is_running).finalized == []

@@ -14,7 +14,7 @@ import pytest
 from buildfarm.catalog import CatalogArtifact, CatalogCell, merge_cells, update_versions
 from buildfarm.claims import claim_key
 from buildfarm.plan import plan
-from buildfarm.publish import publish
+from buildfarm.publish import BatchOutcome, publish, publish_cell
 
 from .conftest import NOW, REAL_3135_SHA256, all_keys, fake_build, read_json, write_releases
 
@@ -37,6 +37,7 @@ def test_publish_verified_builds(local_store, config):
         "planned": 2,
         "published": 2,
         "failed": 0,
+        "deferred": 0,
         "skipped_published": 0,
         "skipped_claimed": 0,
     }
@@ -112,12 +113,14 @@ def test_failure_reasons(local_store, config):
     local_store.put_json(
         "logs/3.13.5/rhel-9/x86_64/1/failure.json", {"phase": "configure", "reason": "no C compiler"}
     )
-    results = [
-        {"cell": "3.13.5/debian-12/x86_64", "status": "failed", "error": "Batch job OOM-killed"},
-        {"cell": "3.13.5/debian-12/aarch64", "status": "succeeded"},
-        "not even an object",
-    ]
-    outcome = publish(result.summary, local_store, config, results, now=NOW)
+    batch = {
+        "3.13.5/debian-12/x86_64": BatchOutcome(status="failed", error="Batch job OOM-killed"),
+        "3.13.5/debian-12/aarch64": BatchOutcome(status="succeeded", job_id="job-2"),
+    }
+    for item in result.items:
+        if item.cell in batch:
+            publish_cell(item, local_store, NOW, batch[item.cell])
+    outcome = publish(result.summary, local_store, config, now=NOW)
     assert {f.cell: f.reason for f in outcome.failed} == {
         "3.13.5/debian-12/x86_64": "Batch job OOM-killed",
         "3.13.5/debian-12/aarch64": "no manifest (the build reported success)",

@@ -17,6 +17,7 @@ from buildfarm.claims import claim_cell, release_claims
 from buildfarm.config import FarmConfig
 from buildfarm.models import BuildSpec, artifact_dir
 from buildfarm.platforms import UnknownPlatformError, load_registry
+from buildfarm.recovery import local_execution_id, local_liveness
 from buildfarm.store import Store, open_store
 from buildfarm.versions import VersionError, parse_release
 
@@ -151,10 +152,11 @@ def _claim(store: Store, spec: BuildSpec, requested: int | None, taken: set[int]
         store,
         cell,
         execution_id=spec.execution_id,
-        plan_id=spec.execution_id,  # no plan: recovery releases the claim of a dead one
+        plan_id=spec.execution_id,  # no plan: a planner takes the claim over once we are gone
         published_build=requested - 1 if requested else max(taken, default=0),
         now=datetime.now(UTC),
         ttl_seconds=FarmConfig.model_fields["claim_ttl_seconds"].default,
+        is_running=local_liveness,
     )
     name = "/".join(cell)
     if outcome.status == "held":
@@ -173,7 +175,6 @@ def _claim(store: Store, spec: BuildSpec, requested: int | None, taken: set[int]
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from buildfarm.farm import local_execution_id
     from buildfarm.runners import RunnerUnavailable, select_runner
 
     spec = make_spec(args, local_execution_id())

@@ -1,33 +1,29 @@
-"""Plan Lambda: {"input": <workflow input>, "execution_id": "<$$.Execution.Name>"} -> plan summary.
+"""Plan Lambda: {"input": <workflow input>, "execution_id": "<$$.Execution.Name>",
+"execution_arn": "<$$.Execution.Id>"} -> plan summary.
 
 Thin: parse the event, read the configuration, call buildfarm.plan.plan. An invalid input
-raises InputError; its message (naming the bad value) is what Step Functions shows.
+raises InputError; its message (naming the bad value) is what Step Functions shows. Claims
+of other executions hold while Step Functions says those executions run.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.logging import utils as logging_utils
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from buildfarm.config import FarmConfig
+from buildfarm.handlers.common import powertools
+from buildfarm.handlers.executions import step_functions_liveness
 from buildfarm.plan import plan
 from buildfarm.store import open_store
 from buildfarm.workflow_input import InputError
 
-SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "buildfarm")
-logger = Logger(service=SERVICE)
-tracer = Tracer(service=SERVICE)
-metrics = Metrics(service=SERVICE, namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "BuildFarm"))
-# Domain modules log with stdlib logging (buildfarm.*): give them this logger's JSON format.
-logging_utils.copy_config_to_registered_loggers(source_logger=logger, include={"buildfarm"})
+logger, tracer, metrics = powertools()
 
 
 class PlanEvent(BaseModel):
@@ -35,6 +31,7 @@ class PlanEvent(BaseModel):
     # Validated by buildfarm.workflow_input (one-line errors naming the value), not here.
     input: Any = Field(default_factory=dict)
     execution_id: str = Field(min_length=1, max_length=256)
+    execution_arn: str | None = Field(default=None, max_length=2048)
 
 
 @logger.inject_lambda_context(correlation_id_path="execution_id", log_event=True)
@@ -44,13 +41,17 @@ class PlanEvent(BaseModel):
 def handler(event: PlanEvent, context: LambdaContext) -> dict[str, Any]:
     config = FarmConfig.from_env()
     store = open_store(config.store)
+    is_running = step_functions_liveness(event.execution_arn)
     try:
-        result = plan(event.input, store, config, event.execution_id, datetime.now(UTC))
+        result = plan(
+            event.input, store, config, event.execution_id, datetime.now(UTC), is_running=is_running
+        )
     except InputError:
         metrics.add_metric(name="InvalidInputs", unit=MetricUnit.Count, value=1)
         raise  # its message names the bad value; Step Functions shows it as the failure cause
     counts = result.counts
     metrics.add_metric(name="CellsPlanned", unit=MetricUnit.Count, value=counts["planned"])
+    metrics.add_metric(name="CellsDeferred", unit=MetricUnit.Count, value=counts["deferred"])
     metrics.add_metric(
         name="CellsSkipped",
         unit=MetricUnit.Count,

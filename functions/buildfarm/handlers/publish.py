@@ -1,32 +1,31 @@
-"""Publish Lambda: {"plan": <Plan's summary>, "results": [{"cell", "status", "error"}, ...]}
--> {"published": [...], "failed": [{"cell", "reason"}], "counts": {...}}.
+"""Publish Lambdas (DESIGN "Workflow"):
 
-Thin: parse the event, read the configuration, call buildfarm.publish.publish, emit metrics.
+- cell_handler (PublishCell, in each Map item after its Batch job):
+  {"item": <plan item>, "batch": {"status": "succeeded"|"failed", "job_id"?, "error"?}}
+  -> {"cell", "build", "status": "published"|"failed", "reason", "decided"}
+- finalize_handler (Finalize, once after the Map): {"plan": <Plan's summary>}
+  -> {"published": [...], "failed": [{"cell", "reason"}], "counts": {...}}
+
+Thin: parse the event, read the configuration, call buildfarm.publish, emit metrics.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.logging import utils as logging_utils
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from buildfarm.config import FarmConfig
-from buildfarm.publish import publish
+from buildfarm.handlers.common import powertools
+from buildfarm.plan import PlanItem
+from buildfarm.publish import BatchOutcome, publish, publish_cell
 from buildfarm.store import open_store
 
-SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "buildfarm")
-logger = Logger(service=SERVICE)
-tracer = Tracer(service=SERVICE)
-metrics = Metrics(service=SERVICE, namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "BuildFarm"))
-# Domain modules log with stdlib logging (buildfarm.*): give them this logger's JSON format.
-logging_utils.copy_config_to_registered_loggers(source_logger=logger, include={"buildfarm"})
+logger, tracer, metrics = powertools()
 
 
 class ItemsLocation(BaseModel):
@@ -44,29 +43,42 @@ class PlanSummary(BaseModel):
     dry_run: bool = False
 
 
-class PublishEvent(BaseModel):
+class FinalizeEvent(BaseModel):
     model_config = ConfigDict(extra="ignore")
     plan: PlanSummary
-    # Entries are validated one by one in the domain (a malformed one is logged and ignored).
-    results: list[Any] | None = None
+
+
+class CellEvent(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    item: PlanItem
+    batch: BatchOutcome
+
+
+@logger.inject_lambda_context(correlation_id_path="item.spec.execution_id")
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+@event_parser(model=CellEvent)
+def cell_handler(event: CellEvent, context: LambdaContext) -> dict[str, Any]:
+    store = open_store(FarmConfig.from_env().store)
+    outcome = publish_cell(event.item, store, datetime.now(UTC), event.batch)
+    metric = "CellsBuilt" if outcome.status == "published" else "CellsFailed"
+    metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)
+    if outcome.status == "failed":
+        logger.warning("cell failed", extra={"cell": outcome.cell, "reason": outcome.reason})
+    return outcome.model_dump(mode="json")
 
 
 @logger.inject_lambda_context(correlation_id_path="plan.execution_id")
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-@event_parser(model=PublishEvent)
-def handler(event: PublishEvent, context: LambdaContext) -> dict[str, Any]:
+@event_parser(model=FinalizeEvent)
+def finalize_handler(event: FinalizeEvent, context: LambdaContext) -> dict[str, Any]:
     config = FarmConfig.from_env()
     store = open_store(config.store)
-    result = publish(event.plan.model_dump(mode="json"), store, config, event.results, datetime.now(UTC))
+    result = publish(event.plan.model_dump(mode="json"), store, config, datetime.now(UTC))
     counts = result.counts
-    metrics.add_metric(name="CellsBuilt", unit=MetricUnit.Count, value=counts["published"])
     metrics.add_metric(name="CellsFailed", unit=MetricUnit.Count, value=counts["failed"])
-    metrics.add_metric(
-        name="CellsSkipped",
-        unit=MetricUnit.Count,
-        value=counts["skipped_published"] + counts["skipped_claimed"],
-    )
+    metrics.add_metric(name="CellsDeferred", unit=MetricUnit.Count, value=counts.get("deferred", 0))
     if result.failed:
         logger.warning("cells failed", extra={"failed": [f.model_dump() for f in result.failed]})
     return result.as_json()
