@@ -1,10 +1,11 @@
 """Claims: claims/<version>/<platform>/<arch>.json, an expiring create-only marker per cell.
 
 A planner claims a cell before building it, so two executions never build the same cell.
-The marker is created with If-None-Match; an expired or released marker is taken over with
-If-Match on its ETag, so of two racing planners exactly one wins. Markers are never deleted:
-publishing *releases* them (expires_at = now), and the marker keeps the cell's last build
-number, so a failed build's number is not reused.
+The marker is created with If-None-Match; a released marker, or one whose execution has ended
+(when nobody can tell: one that has expired), is taken over with If-Match on its ETag, so of
+two racing planners exactly one wins. Markers are never deleted: publishing *releases* them
+(expires_at = now), and the marker keeps the cell's last build number, so a failed build's
+number is not reused.
 """
 
 from __future__ import annotations
@@ -53,11 +54,16 @@ class Claim(BaseModel):
     released_at: str | None = None
 
     def live(self, now: datetime, is_running: Liveness = _unknown) -> bool:
-        """Held: not released, not expired, and its execution not known to have ended."""
-        expires = parse_iso(self.expires_at)
-        if self.released or expires is None or expires <= now:
+        """Held: not released, and its execution still running: as is_running says when it can
+        tell (a running execution's claims hold past their expiry: a long run's queued cells are
+        not built twice), else until the claim expires."""
+        if self.released:
             return False
-        return is_running(self.execution_id) is not False
+        state = is_running(self.execution_id)
+        if state is not None:
+            return bool(state)
+        expires = parse_iso(self.expires_at)
+        return expires is not None and expires > now
 
 
 class ClaimOutcome(BaseModel):
