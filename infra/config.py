@@ -46,7 +46,8 @@ class InfraConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     # EventBridge schedule expression that starts the workflow with {}; "" turns the schedule off.
-    schedule: str = Field("cron(0 4 * * ? *)", alias="schedule")
+    # Hourly: a no-op costs a listing and two reads, and a new release is built within hours.
+    schedule: str = Field("rate(1 hour)", alias="schedule")
     max_concurrency: int = Field(20, ge=1, le=10000, alias="maxConcurrency")
     # Platforms that get builders (images + job definitions). None = the registry's platforms
     # still supported on lifecycle_date, plus end_of_life_platforms. An explicit list is taken as is.
@@ -74,6 +75,11 @@ class InfraConfig(BaseModel):
     root_volume_gib: int = Field(100, ge=30, alias="rootVolumeGiB")
     max_vcpus_per_arch: int = Field(256, ge=1, alias="maxVcpusPerArch")
     execution_timeout_hours: int = Field(24, ge=1, le=24 * 365, alias="executionTimeoutHours")
+    # What one cell's job is expected to take; with maxConcurrency and executionTimeoutHours it
+    # sets how many cells one execution claims (FarmConfig.cells_per_execution), unless
+    # maxCellsPerExecution says so explicitly.
+    job_minutes_estimate: int = Field(40, ge=1, alias="jobMinutesEstimate")
+    max_cells_per_execution: int | None = Field(None, ge=1, alias="maxCellsPerExecution")
     notification_email: str | None = Field(None, alias="notificationEmail")
     # An existing VPC: its id and the subnets (with a route to the internet) the builders run in.
     vpc_id: str | None = Field(None, alias="vpcId")
@@ -98,7 +104,14 @@ class InfraConfig(BaseModel):
     def _today_if_empty(cls, value: Any) -> Any:
         return date.today() if value in ("", None) else value
 
-    @field_validator("notification_email", "vpc_id", "releases_url", "source_mirror", mode="before")
+    @field_validator(
+        "notification_email",
+        "vpc_id",
+        "releases_url",
+        "source_mirror",
+        "max_cells_per_execution",
+        mode="before",
+    )
     @classmethod
     def _optional(cls, value: Any) -> Any:
         return _none_if_empty(value)
@@ -181,7 +194,12 @@ class InfraConfig(BaseModel):
             "BUILDFARM_RELEASES_PER_SERIES": str(self.releases_per_series),
             "BUILDFARM_PRERELEASES": "true" if self.prereleases else "false",
             "BUILDFARM_OPTIMIZATION": self.optimization,
+            "BUILDFARM_MAX_CONCURRENCY": str(self.max_concurrency),
+            "BUILDFARM_EXECUTION_TIMEOUT_HOURS": str(self.execution_timeout_hours),
+            "BUILDFARM_JOB_MINUTES_ESTIMATE": str(self.job_minutes_estimate),
         }
+        if self.max_cells_per_execution:
+            env["BUILDFARM_MAX_CELLS_PER_EXECUTION"] = str(self.max_cells_per_execution)
         if self.releases_url:
             env["BUILDFARM_RELEASES_URL"] = self.releases_url
         if self.source_mirror:

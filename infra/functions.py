@@ -1,6 +1,6 @@
-"""The plan and publish Lambdas: the `buildfarm` package plus the platform registry, staged into a
-directory at synth time (no Docker bundling); Powertools and pydantic come from the official
-Powertools layer."""
+"""The workflow's Lambdas (Recover, Plan, PublishCell, Finalize): the `buildfarm` package plus
+the platform registry, staged into a directory at synth time (no Docker bundling); Powertools
+and pydantic come from the official Powertools layer."""
 
 from __future__ import annotations
 
@@ -24,16 +24,35 @@ from infra.nag import acknowledge, acknowledge_wildcards, logical_id
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 POWERTOOLS_LAYER = "AWSLambdaPowertoolsPythonV3-python314-arm64"
 POWERTOOLS_ACCOUNT = "017000801446"  # the Powertools team's public layer account
+RECOVER_HANDLER = "buildfarm.handlers.recover.handler"
 PLAN_HANDLER = "buildfarm.handlers.plan.handler"
-PUBLISH_HANDLER = "buildfarm.handlers.publish.handler"
+PUBLISH_CELL_HANDLER = "buildfarm.handlers.publish.cell_handler"
+FINALIZE_HANDLER = "buildfarm.handlers.publish.finalize_handler"
 METRICS_NAMESPACE = "PythonBuildFarm"
 
-# Store keys each function touches (functions/buildfarm: plan.py, claims.py, releases.py,
-# publish.py, catalog.py). Nobody but Publish writes versions.json.
-PLAN_READS = ("versions.json", "releases.json", "claims/*")
-PLAN_WRITES = ("releases.json", "claims/*", "plans/*")
-PUBLISH_READS = ("versions.json", "plans/*", "builds/*", "logs/*", "claims/*", "install.sh")
-PUBLISH_WRITES = ("versions.json", "download-metadata/*", "index.html", "install.sh", "claims/*")
+# Store keys each function reads, writes (PutObject) and deletes (functions/buildfarm: plan.py,
+# claims.py, releases.py, publish.py, verify.py, catalog.py, recovery.py). Only the publishing
+# functions write versions.json; none writes under builds/ or logs/ (the builder's).
+PLAN_KEYS = {
+    "reads": ("versions.json", "releases.json", "claims/*", "runs/*"),
+    "writes": ("releases.json", "claims/*", "plans/*", "runs/*"),
+    "deletes": ("runs/*",),
+}
+PUBLISH_CELL_KEYS = {
+    "reads": ("versions.json", "builds/*", "logs/*", "claims/*"),
+    "writes": ("versions.json", "claims/*", "plans/*"),
+    "deletes": (),
+}
+_DERIVED = ("download-metadata/*", "index.html", "install.sh")
+FINALIZE_KEYS = {
+    "reads": ("versions.json", "plans/*", "builds/*", "logs/*", "claims/*", "install.sh"),
+    "writes": ("versions.json", "claims/*", "plans/*", *_DERIVED),
+    "deletes": ("runs/*",),
+}
+# Recover finalizes ended runs: Finalize's access, plus reading the open-run markers.
+RECOVER_KEYS = {**FINALIZE_KEYS, "reads": (*FINALIZE_KEYS["reads"], "runs/*")}
+_ACTIONS = {"reads": "s3:GetObject", "writes": "s3:PutObject", "deletes": "s3:DeleteObject"}
+_SIDS = {"reads": "ReadStore", "writes": "WriteStore", "deletes": "CloseRuns"}
 
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
 
@@ -54,7 +73,7 @@ def stage_lambda_bundle(destination: Path | None = None) -> Path:
 
 
 class FarmFunctions(Construct):
-    """`plan` and `publish` Lambda functions with least-privilege access to the store."""
+    """The workflow's Lambda functions, each with least-privilege access to the store."""
 
     def __init__(
         self,
@@ -115,27 +134,33 @@ class FarmFunctions(Construct):
             )
             return fn
 
+        self.recover = function(
+            "Recover", RECOVER_HANDLER, Duration.minutes(15), "Finalizes the runs whose execution ended"
+        )
         self.plan = function(
             "Plan", PLAN_HANDLER, Duration.minutes(5), "Validates the input and writes the build plan"
         )
-        self.publish = function(
-            "Publish",
-            PUBLISH_HANDLER,
-            Duration.minutes(15),
-            "Verifies finished builds and publishes catalogs",
+        self.publish_cell = function(
+            "PublishCell", PUBLISH_CELL_HANDLER, Duration.minutes(5), "Verifies and publishes one built cell"
         )
+        self.finalize = function(
+            "Finalize",
+            FINALIZE_HANDLER,
+            Duration.minutes(15),
+            "Decides the rest of a run, writes the catalogs",
+        )
+        self.all = (self.recover, self.plan, self.publish_cell, self.finalize)
 
-        # Plan: reads the catalogs and claims, refreshes releases.json, claims cells (create-only
-        # or If-Match puts), writes the plan. Publish: reads plans, builds and failure records,
-        # writes the catalogs (versions.json with If-Match), releases its claims (If-Match puts).
-        for fn, sid, actions, keys in (
-            (self.plan, "ReadStore", ["s3:GetObject"], PLAN_READS),
-            (self.plan, "WritePlanAndClaims", ["s3:PutObject"], PLAN_WRITES),
-            (self.publish, "ReadStore", ["s3:GetObject"], PUBLISH_READS),
-            (self.publish, "WriteCatalogsAndReleaseClaims", ["s3:PutObject"], PUBLISH_WRITES),
+        for fn, keys in (
+            (self.recover, RECOVER_KEYS),
+            (self.plan, PLAN_KEYS),
+            (self.publish_cell, PUBLISH_CELL_KEYS),
+            (self.finalize, FINALIZE_KEYS),
         ):
-            self._allow(fn, bucket, sid, actions, list(keys))
-        for fn in (self.plan, self.publish):
+            for kind, patterns in keys.items():
+                if patterns:
+                    self._allow(fn, bucket, _SIDS[kind], [_ACTIONS[kind]], list(patterns))
+        for fn in self.all:
             fn.add_to_role_policy(
                 iam.PolicyStatement(sid="ListStore", actions=["s3:ListBucket"], resources=[bucket.bucket_arn])
             )

@@ -15,8 +15,9 @@ from infra.nag import acknowledge
 # Keys served to the public through the CDN (DESIGN "Store layout"); everything else is internal.
 CATALOG_PATTERNS = ("versions.json", "releases.json", "index.html", "install.sh", "download-metadata/*")
 PUBLISHED_BUILDS = "builds/*"
-# Working state of the workflow: never served, expired by lifecycle rules.
-INTERNAL_PREFIXES = ("plans/", "claims/", "logs/")
+# Working state of the workflow: never served (plans, claims and logs also expire; an open run
+# marker stays until Recover or Finalize closes it).
+INTERNAL_PREFIXES = ("plans/", "claims/", "logs/", "runs/")
 
 
 class StorageCdn(Construct):

@@ -10,9 +10,11 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 
@@ -89,3 +91,28 @@ def lifecycle_date() -> str:
 @pytest.fixture(scope="session")
 def template(synthesis: Synthesis) -> dict[str, Any]:
     return synthesis.template()
+
+
+# The moto farm (moto_farm.py) is imported only by the tests that use it.
+
+
+@pytest.fixture(scope="module")
+def moto_patches() -> Iterator[None]:
+    import moto_farm
+
+    with moto_farm.moto_patched():
+        yield
+
+
+@pytest.fixture
+def farm(template: dict[str, Any], moto_patches: None) -> Iterator[Any]:
+    """The stack's workflow in moto (a moto_farm.Farm) on an empty bucket, the stand-in reset."""
+    import moto_farm
+    from moto import mock_aws
+
+    moto_farm.reset_stand_in()
+    with (
+        mock_aws(config=moto_farm.MOTO_CONFIG),
+        mock.patch.dict(os.environ, {"AWS_DEFAULT_REGION": moto_farm.REGION}),
+    ):
+        yield moto_farm.Farm(template)

@@ -27,6 +27,9 @@ LAMBDA_ENVIRONMENT = (
     "BUILDFARM_RELEASES_PER_SERIES",
     "BUILDFARM_PRERELEASES",
     "BUILDFARM_CLAIM_TTL_SECONDS",
+    "BUILDFARM_MAX_CONCURRENCY",
+    "BUILDFARM_EXECUTION_TIMEOUT_HOURS",
+    "BUILDFARM_JOB_MINUTES_ESTIMATE",
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
 )
@@ -367,15 +370,27 @@ def test_job_role_writes_only_builds_and_logs_never_claims_or_catalogs(template)
         assert not allowed(template, job, action, f"arn:aws:s3:::STORE/builds/{cell}/1/x"), action
 
 
-def test_only_publish_writes_versions_json(template) -> None:
-    writers = [
+def test_only_the_publishing_functions_write_versions_json(template) -> None:
+    writers = {
         lid
         for lid in by_type(template, "AWS::IAM::Role")
         if allowed(template, lid, "s3:PutObject", "arn:aws:s3:::STORE/versions.json")
-    ]
-    assert writers == [role_of(template, "FunctionsPublishRole")]
+    }
+    publishers = {"FunctionsPublishCellRole", "FunctionsFinalizeRole", "FunctionsRecoverRole"}
+    assert writers == {role_of(template, name) for name in publishers}
     plan = role_of(template, "FunctionsPlanRole")
     assert allowed(template, plan, "s3:PutObject", "arn:aws:s3:::STORE/plans/e1/items.json")
+    # Open-run markers: Plan opens (and closes an empty run); Finalize and Recover close.
+    for name in ("FunctionsPlanRole", "FunctionsFinalizeRole", "FunctionsRecoverRole"):
+        assert allowed(
+            template, role_of(template, name), "s3:DeleteObject", "arn:aws:s3:::STORE/runs/e1.json"
+        )
+    cell = role_of(template, "FunctionsPublishCellRole")
+    assert not allowed(template, cell, "s3:DeleteObject", "arn:aws:s3:::STORE/runs/e1.json")
+    for role in map(lambda name: role_of(template, name), (*publishers, "FunctionsPlanRole")):
+        for key in ("builds/3.13.5/debian-12/x86_64/1/x", "logs/3.13.5/debian-12/x86_64/1/build.log"):
+            assert not allowed(template, role, "s3:PutObject", f"arn:aws:s3:::STORE/{key}"), (role, key)
+            assert not allowed(template, role, "s3:DeleteObject", f"arn:aws:s3:::STORE/{key}"), (role, key)
     assert not allowed(
         template, plan, "s3:PutObject", "arn:aws:s3:::STORE/builds/3.13.5/debian-12/x86_64/1/x"
     )
@@ -390,7 +405,12 @@ def test_only_publish_writes_versions_json(template) -> None:
 def test_lambdas_run_the_real_handlers_with_the_registry_and_powertools_layer(synthesis, template) -> None:
     functions = by_type(template, "AWS::Lambda::Function")
     handlers = {r["Properties"]["Handler"]: r["Properties"] for r in functions.values()}
-    assert set(handlers) == {"buildfarm.handlers.plan.handler", "buildfarm.handlers.publish.handler"}
+    assert set(handlers) == {
+        "buildfarm.handlers.recover.handler",
+        "buildfarm.handlers.plan.handler",
+        "buildfarm.handlers.publish.cell_handler",
+        "buildfarm.handlers.publish.finalize_handler",
+    }
     for props in handlers.values():
         assert props["Runtime"] == "python3.14"
         assert props["Architectures"] == ["arm64"]
@@ -421,7 +441,8 @@ def test_bundle_imports_the_handlers_and_finds_the_registry(synthesis, template)
     metadata = json.loads((synthesis.outdir / f"{STACK_NAME}.assets.json").read_text())["files"]
     bundle = synthesis.outdir / metadata[props["Code"]["S3Key"].removesuffix(".zip")]["source"]["path"]
     code = (
-        "import buildfarm.platforms as p, buildfarm.handlers.plan, buildfarm.handlers.publish;"
+        "import buildfarm.platforms as p, buildfarm.handlers.plan, buildfarm.handlers.publish,"
+        " buildfarm.handlers.recover;"
         "print(p.registry_path()); print(len(p.load_registry().platforms))"
     )
     result = subprocess.run(
@@ -456,18 +477,32 @@ def test_state_machine_logs_all_traces_and_times_out(template, lifecycle_date) -
     }
     assert build["ItemReader"]["ReaderConfig"] == {"InputType": "JSON"}
     assert build["ResultWriter"]["Parameters"]["Prefix"].startswith("plans/")
+    assert build["ItemSelector"] == {"item.$": "$$.Map.Item.Value"}
     cell = build["ItemProcessor"]["States"]["BuildCell"]
     assert cell["Resource"].endswith(":states:::batch:submitJob.sync")
     assert cell["Parameters"]["ContainerOverrides"]["Environment"] == [
-        {"Name": "BUILD_SPEC", "Value.$": "States.JsonToString($.spec)"}
+        {"Name": "BUILD_SPEC", "Value.$": "States.JsonToString($.item.spec)"}
     ]
-    assert cell["Catch"][0]["ErrorEquals"] == ["States.ALL"]
+    # Each cell is published as soon as its job ends, built or failed.
+    item_states = build["ItemProcessor"]["States"]
+    assert item_states["CellBuilt"]["Next"] == item_states["CellFailed"]["Next"] == "PublishCell"
+    assert cell["Catch"][0]["Next"] == "CellFailed"
+    # The order of the workflow, and a Catch on every state that can fail.
+    assert asl["StartAt"] == "Recover"
+    assert asl["States"]["Recover"]["Next"] == asl["States"]["Recover"]["Catch"][0]["Next"] == "Plan"
+    assert asl["States"]["Build"]["Next"] == asl["States"]["Build"]["Catch"][0]["Next"] == "Finalize"
+    assert asl["States"]["Plan"]["Catch"][0]["Next"] == "PlanFailed"
+    assert asl["States"]["Finalize"]["Catch"][0]["Next"] == "FinalizeFailed"
+    for states in (asl["States"], item_states):
+        for name, state in states.items():
+            if state["Type"] in ("Task", "Map"):
+                assert state["Catch"][0]["ErrorEquals"] == ["States.ALL"], name
 
 
-def test_schedule_starts_the_workflow_daily_with_empty_input(template, lifecycle_date) -> None:
+def test_schedule_starts_the_workflow_hourly_with_empty_input(template, lifecycle_date) -> None:
     _, rule = only(template, "AWS::Events::Rule", "Schedule")
     props = rule["Properties"]
-    assert props["ScheduleExpression"] == cdk_json_config(lifecycle_date).schedule
+    assert props["ScheduleExpression"] == cdk_json_config(lifecycle_date).schedule == "rate(1 hour)"
     assert props["State"] == "ENABLED"
     (target,) = props["Targets"]
     assert json.loads(target["Input"]) == {}

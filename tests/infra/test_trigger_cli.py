@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import moto_farm as wf
 import pytest
 import requests
-import test_infra_workflow as wf
 from moto.server import ThreadedMotoServer
 
 from buildfarm.cli import main

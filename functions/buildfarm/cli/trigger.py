@@ -192,11 +192,12 @@ class _Follower:
                 f"plan    {counts.get('cells', '?')} cells: {counts.get('planned', '?')} to build, "
                 f"{counts.get('skipped_published', 0)} already published, "
                 f"{counts.get('skipped_claimed', 0)} being built by another execution"
+                + (f", {counts['deferred']} left for later runs" if counts.get("deferred") else "")
                 + ("  (dry run)" if plan.get("dry_run") else "")
             )
         elif kind == "MapRunStarted":
             self.map_run_arn = event["mapRunStartedEventDetails"]["mapRunArn"]
-        elif kind == "TaskStateExited" and event["stateExitedEventDetails"]["name"] == "Publish":
+        elif kind == "TaskStateExited" and event["stateExitedEventDetails"]["name"] == "Finalize":
             self.on_map_run()  # report the last cells before the summary
             publish = json.loads(event["stateExitedEventDetails"]["output"]).get("publish", {})
             counts = publish.get("counts", {})

@@ -1,0 +1,491 @@
+"""The farm in moto: the state machine definition from the synthesized template, its tokens
+resolved against resources created in moto, executed by moto's Step Functions interpreter with
+the real handlers (Recover, Plan, PublishCell, Finalize). The fixtures are in conftest.py; the
+cases in test_infra_workflow.py, test_infra_recovery.py and test_trigger_cli.py.
+
+moto 5.2.5 needs four small patches, all in this module and pinned to that version:
+
+1. Lambda: moto's Docker-less Lambda echoes its input; here it imports the function's real
+   handler (template Handler) and calls it in-process with the event, a context and the
+   function's environment (from the template).
+2. Batch (no containers): a stand-in for the builder. At submit time it reads BUILD_SPEC from
+   the job's environment and writes what the real builder would: the artifacts, SHA256SUMS and
+   manifest.json under the spec's artifact_dir (or, for cells listed in FAILING, a
+   logs/.../failure.json) and finishes the job SUCCEEDED (or FAILED).
+3. Step Functions `batch:submitJob.sync` (moto issue #10076): moto passes the state's
+   SFN-cased parameters (JobName, JobQueue, ContainerOverrides.Environment[].Name, ...) to boto3
+   unchanged, and reads `JobId` from boto3's camelCase answer. The patch maps parameters and
+   answers through botocore's shapes, as AWS Step Functions does.
+4. moto's ASL grammar rejects the integer literal in `"ToleratedFailurePercentage": 100`; the
+   definition is given to moto with the same number written as 100.0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import importlib
+import io
+import json
+import os
+import re
+import threading
+import time
+import traceback
+import zipfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+from unittest import mock
+
+import boto3
+import botocore.session
+import moto
+import pytest
+from botocore import xform_name
+
+from buildfarm.platforms import DEB_ARCH, RPM_ARCH, load_registry
+from buildfarm.releases import load_seed
+
+assert moto.__version__ == "5.2.5", f"these patches are written for moto 5.2.5, not {moto.__version__}"
+
+from moto.awslambda_simple.models import LambdaSimpleBackend  # noqa: E402
+from moto.batch_simple.models import BatchSimpleBackend  # noqa: E402
+from moto.s3.models import s3_backends  # noqa: E402
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_batch import (  # noqa: E402
+    StateTaskServiceBatch,
+)
+from moto.utilities.utils import get_partition  # noqa: E402
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+BUCKET = "buildfarm-store"
+CDN_DOMAIN = "d111111abcdef8.cloudfront.net"
+MOTO_CONFIG = {
+    "stepfunctions": {"execute_state_machine": True},
+    "lambda": {"use_docker": False},
+    "batch": {"use_docker": False},
+}
+
+# -- patch 1: Lambda runs the real handler ----------------------------------------------------
+
+_environ_lock = threading.Lock()
+
+
+class LambdaContext:
+    """What Powertools reads from the Lambda context."""
+
+    def __init__(self, function_name: str, arn: str, memory: int, timeout: int) -> None:
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = arn
+        self.memory_limit_in_mb = memory
+        self.aws_request_id = hashlib.sha1(f"{arn}{time.time_ns()}".encode()).hexdigest()
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = "test"
+        self._deadline = time.monotonic() + timeout
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def _invoke_real_handler(
+    self: LambdaSimpleBackend,
+    function_name: str,
+    qualifier: str | None,
+    body: Any,
+    headers: Any,
+    response_headers: Any,
+) -> bytes:
+    fn = self.get_function(function_name, qualifier)
+    module_name, _, attribute = fn.handler.rpartition(".")
+    event = json.loads(body) if body else {}
+    environment = {
+        **fn.environment_vars,
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_LAMBDA_FUNCTION_NAME": fn.function_name,
+        "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
+    }
+    context = LambdaContext(fn.function_name, fn.function_arn, int(fn.memory_size), int(fn.timeout))
+    # Handlers read their configuration from os.environ, as in Lambda. Invocations here are
+    # serial (Plan, then Publish); the lock keeps it that way.
+    with _environ_lock, mock.patch.dict(os.environ, environment):
+        try:
+            handler = getattr(importlib.import_module(module_name), attribute)
+            result = handler(event, context)
+        except Exception as error:
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return json.dumps(
+                {
+                    "errorMessage": str(error),
+                    "errorType": type(error).__name__,
+                    "stackTrace": traceback.format_exception(error)[-5:],
+                }
+            ).encode()
+    return json.dumps(result).encode()
+
+
+# -- patch 2: Batch jobs run a stand-in builder -------------------------------------------
+
+FAILING: dict[str, str] = {}  # cell -> reason: the stand-in fails these
+SUBMITTED: list[dict[str, Any]] = []  # every spec the stand-in received
+# cell -> event: the stand-in writes that cell's build, then waits for the event before its job
+# ends (a build that finished while its execution is being stopped).
+HOLD: dict[str, threading.Event] = {}
+HELD = threading.Condition()  # notified when a held job starts waiting
+WAITING: list[str] = []
+
+
+def reset_stand_in() -> None:
+    FAILING.clear()
+    SUBMITTED.clear()
+    HOLD.clear()
+    WAITING.clear()
+    _stand_in_s3.cache_clear()
+
+
+class _StandInS3:
+    """Writes straight into moto's S3 backend (the builder's uploads; cheaper than boto3 here)."""
+
+    def put_object(self, Bucket: str, Key: str, Body: bytes) -> None:
+        s3_backends[ACCOUNT][get_partition(REGION)].put_object(Bucket, Key, Body)
+
+
+@functools.cache
+def _stand_in_s3() -> _StandInS3:
+    return _StandInS3()
+
+
+def stand_in_build(spec: dict[str, Any], builder_image: str = "stand-in") -> tuple[bool, str]:
+    """Write a build's outputs into the store as the builder would; (succeeded, status reason)."""
+    s3 = _stand_in_s3()
+    bucket = spec["store"].removeprefix("s3://").split("/", 1)[0]
+    version, platform, arch, build = spec["version"], spec["platform"], spec["arch"], spec["build"]
+    cell = f"{version}/{platform}/{arch}"
+    if cell in FAILING:
+        failure = {"spec": spec, "phase": "self-test", "reason": FAILING[cell]}
+        key = f"logs/{version}/{platform}/{arch}/{build}/failure.json"
+        s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(failure).encode())
+        return False, "Essential container in task exited"
+    family = load_registry().get(platform).family
+    package = (
+        f"python-{version}_{build}_{DEB_ARCH[arch]}.deb"
+        if family == "deb"
+        else f"python-{version}-{build}.{RPM_ARCH[arch]}.rpm"
+    )
+    files = {
+        f"python-{version}-{platform}-{arch}.tar.gz": (
+            "tarball",
+            f"tarball of {cell} build {build}".encode(),
+        ),
+        package: (family, f"{family} package of {cell} build {build}".encode()),
+    }
+    artifacts = []
+    for name, (kind, data) in files.items():
+        s3.put_object(Bucket=bucket, Key=f"{spec['artifact_dir']}/{name}", Body=data)
+        artifacts.append(
+            {"type": kind, "file": name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+        )
+    sums = "".join(f"{a['sha256']}  {a['file']}\n" for a in artifacts).encode()
+    s3.put_object(Bucket=bucket, Key=f"{spec['artifact_dir']}/SHA256SUMS", Body=sums)
+    # As the driver: the spec exactly as given (execution_id included), the job's image reference.
+    manifest = {"schema_version": 1, "spec": spec, "artifacts": artifacts, "builder_image": builder_image}
+    s3.put_object(
+        Bucket=bucket, Key=f"{spec['artifact_dir']}/manifest.json", Body=json.dumps(manifest).encode()
+    )
+    return True, "Essential container in task exited"
+
+
+def _finish_with_stand_in(self: BatchSimpleBackend, include_start_attempt: bool, job: Any) -> None:
+    self.backend._jobs[job.job_id] = job
+    job.job_started_at = datetime.now()
+    job.log_stream_name = job._stream_name
+    if include_start_attempt:
+        job._start_attempt()
+    environment = {
+        e["name"]: e["value"]
+        for e in [
+            *job.job_definition.container_properties.get("environment", []),
+            *job.container_overrides.get("environment", []),
+        ]
+    }
+    spec = json.loads(environment["BUILD_SPEC"])
+    SUBMITTED.append(spec)
+    succeeded, reason = stand_in_build(spec, environment.get("BUILDFARM_BUILDER_IMAGE", "stand-in"))
+    cell = f"{spec['version']}/{spec['platform']}/{spec['arch']}"
+    if cell in HOLD:
+        with HELD:
+            WAITING.append(cell)
+            HELD.notify_all()
+        HOLD[cell].wait(timeout=120)
+    job.job_stopped_reason = reason
+    job._mark_stopped(success=succeeded)
+
+
+# -- patch 3: moto issue #10076, SFN-cased parameters for batch:submitJob(.sync) ----------------
+
+_batch_model = botocore.session.get_session().get_service_model("batch")
+
+
+def _operation(action: str):
+    snake = xform_name(action)
+    name = next(op for op in _batch_model.operation_names if xform_name(op) == snake)
+    return _batch_model.operation_model(name)
+
+
+def _normalise_parameters(
+    self: StateTaskServiceBatch,
+    parameters: dict,
+    boto_service_name: str | None = None,
+    service_action_name: str | None = None,
+) -> None:
+    self._to_boto_request(parameters, _operation(service_action_name or self.resource.api_action).input_shape)
+
+
+def _normalise_response(
+    self: StateTaskServiceBatch,
+    response: Any,
+    boto_service_name: str | None = None,
+    service_action_name: str | None = None,
+) -> None:
+    self._from_boto_response(
+        response, _operation(service_action_name or self.resource.api_action).output_shape
+    )
+
+
+# -- patch 4: moto's ASL grammar takes ToleratedFailurePercentage only as a decimal literal -----
+
+
+def as_moto_reads_it(definition: str) -> str:
+    """The same JSON number written as 100.0 instead of 100 (moto's lexer reads 100 as INT and
+    its grammar wants NUMBER there); the value, and so the definition, is unchanged."""
+    tolerance = json.loads(definition)["States"]["Build"]["ToleratedFailurePercentage"]
+    assert tolerance == 100
+    return definition.replace('"ToleratedFailurePercentage":100,', '"ToleratedFailurePercentage":100.0,', 1)
+
+
+@contextlib.contextmanager
+def moto_patched() -> Iterator[None]:
+    """Patches 1-3 (4 is as_moto_reads_it); the trigger CLI's moto-server test uses them too."""
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(mock.patch.object(LambdaSimpleBackend, "invoke", _invoke_real_handler))
+        stack.enter_context(
+            mock.patch.object(BatchSimpleBackend, "_mark_job_as_finished", _finish_with_stand_in)
+        )
+        stack.enter_context(
+            mock.patch.object(StateTaskServiceBatch, "_normalise_parameters", _normalise_parameters)
+        )
+        stack.enter_context(
+            mock.patch.object(StateTaskServiceBatch, "_normalise_response", _normalise_response)
+        )
+        yield
+
+
+# -- the synthesized template, resolved against moto ----------------------------------------
+
+
+def resolve(value: Any, refs: dict[str, str], attrs: dict[tuple[str, str], str]) -> Any:
+    """Resolve Ref / Fn::GetAtt / Fn::Join / Fn::Sub (string form, ${Ref} names) in a template value."""
+    if isinstance(value, list):
+        return [resolve(v, refs, attrs) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if set(value) == {"Ref"}:
+        return refs[value["Ref"]]
+    if set(value) == {"Fn::GetAtt"}:
+        lid, attribute = value["Fn::GetAtt"]
+        return attrs[(lid, attribute)]
+    if set(value) == {"Fn::Join"}:
+        separator, parts = value["Fn::Join"]
+        return separator.join(str(resolve(p, refs, attrs)) for p in parts)
+    if set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+        return re.sub(r"\$\{([A-Za-z0-9:]+)\}", lambda name: refs.get(name[1], name[0]), value["Fn::Sub"])
+    return {k: resolve(v, refs, attrs) for k, v in value.items()}
+
+
+class Farm:
+    """The stack's workflow, Lambdas, Batch queues and job definitions, created in moto."""
+
+    def __init__(self, template: dict[str, Any]) -> None:
+        self.template = template
+        self.runs = 0
+        resources = template["Resources"]
+        self.s3 = boto3.client("s3", region_name=REGION)
+        self.sfn = boto3.client("stepfunctions", region_name=REGION)
+        self.batch = boto3.client("batch", region_name=REGION)
+        lambda_client = boto3.client("lambda", region_name=REGION)
+        iam = boto3.client("iam", region_name=REGION)
+
+        self.s3.create_bucket(Bucket=BUCKET)
+        role_arn = iam.create_role(RoleName="farm", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        refs = {
+            "AWS::Partition": "aws",
+            "AWS::Region": REGION,
+            "AWS::AccountId": ACCOUNT,
+            "AWS::URLSuffix": "amazonaws.com",
+        }
+        attrs: dict[tuple[str, str], str] = {}
+        for lid, resource in resources.items():
+            if resource["Type"] == "AWS::S3::Bucket" and lid.startswith("StorageStore"):
+                refs[lid] = BUCKET
+                attrs[(lid, "Arn")] = f"arn:aws:s3:::{BUCKET}"
+            if resource["Type"] == "AWS::CloudFront::Distribution":
+                attrs[(lid, "DomainName")] = CDN_DOMAIN
+
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            archive.writestr("placeholder.py", "")  # the code is the repository's buildfarm package
+        self.functions: dict[str, str] = {}
+        for lid, resource in resources.items():
+            if resource["Type"] != "AWS::Lambda::Function":
+                continue
+            props = resource["Properties"]
+            arn = lambda_client.create_function(
+                FunctionName=lid,
+                Runtime=props["Runtime"],
+                Role=role_arn,
+                Handler=props["Handler"],
+                Code={"ZipFile": buffer.getvalue()},
+                Timeout=props["Timeout"],
+                MemorySize=props["MemorySize"],
+                Environment={"Variables": resolve(props["Environment"]["Variables"], refs, attrs)},
+            )["FunctionArn"]
+            attrs[(lid, "Arn")] = arn
+            self.functions[props["Handler"]] = lid
+
+        compute = self.batch.create_compute_environment(
+            computeEnvironmentName="stand-in", type="UNMANAGED", state="ENABLED", serviceRole=role_arn
+        )["computeEnvironmentArn"]
+        for resource in resources.values():
+            if resource["Type"] == "AWS::Batch::JobQueue":
+                self.batch.create_job_queue(
+                    jobQueueName=resource["Properties"]["JobQueueName"],
+                    state="ENABLED",
+                    priority=1,
+                    computeEnvironmentOrder=[{"order": 1, "computeEnvironment": compute}],
+                )
+            if resource["Type"] == "AWS::Batch::JobDefinition":
+                props = resource["Properties"]
+                container = props["ContainerProperties"]
+                self.batch.register_job_definition(
+                    jobDefinitionName=props["JobDefinitionName"],
+                    type="container",
+                    containerProperties={
+                        "image": "builder",
+                        "resourceRequirements": [
+                            {"type": r["Type"], "value": r["Value"]}
+                            for r in container["ResourceRequirements"]
+                        ],
+                        "environment": [
+                            {"name": e["Name"], "value": resolve(e["Value"], refs, attrs)}
+                            for e in container["Environment"]
+                        ],
+                    },
+                    retryStrategy={
+                        "attempts": props["RetryStrategy"]["Attempts"],
+                        "evaluateOnExit": [  # CloudFormation's PascalCase -> the API's camelCase
+                            {k[0].lower() + k[1:]: v for k, v in rule.items()}
+                            for rule in props["RetryStrategy"]["EvaluateOnExit"]
+                        ],
+                    },
+                )
+
+        (machine,) = [r for r in resources.values() if r["Type"] == "AWS::StepFunctions::StateMachine"]
+        self.definition = as_moto_reads_it(resolve(machine["Properties"]["DefinitionString"], refs, attrs))
+        self.state_machine_arn = self.sfn.create_state_machine(
+            name="PythonBuildFarm", definition=self.definition, roleArn=role_arn
+        )["stateMachineArn"]
+
+    def seed_releases(self, versions: dict[str, str]) -> None:
+        """releases.json as python.org would have made it, fresh (no refresh is due)."""
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        releases = {
+            v: {"version": v, "sha256": sha, "url": f"https://www.python.org/ftp/python/{v}/Python-{v}.tar.xz",
+                "release_date": None, "prerelease": False}
+            for v, sha in versions.items()
+        }  # fmt: skip
+        document = {
+            "schema_version": 1,
+            "updated": now,
+            "checked": now,
+            "source": "test",
+            "releases": releases,
+        }
+        self.s3.put_object(Bucket=BUCKET, Key="releases.json", Body=json.dumps(document).encode())
+
+    def run_wait(self, arn: str, timeout: float = 180) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            execution = self.sfn.describe_execution(executionArn=arn)
+            if execution["status"] != "RUNNING":
+                return execution
+            if time.monotonic() > deadline:
+                pytest.fail(f"execution {arn} still running after {timeout} s")
+            time.sleep(0.2)
+
+    def start(self, execution_input: dict[str, Any]) -> str:
+        # AWS names an unnamed execution with a UUID; moto leaves it None, so name it here.
+        self.runs += 1
+        return self.sfn.start_execution(
+            stateMachineArn=self.state_machine_arn,
+            name=f"test-{self.runs}-{time.time_ns() % 10**9}",
+            input=json.dumps(execution_input),
+        )["executionArn"]
+
+    def run(self, execution_input: dict[str, Any], timeout: float = 180) -> dict[str, Any]:
+        return self.run_wait(self.start(execution_input), timeout)
+
+    def set_environment(self, **variables: str) -> None:
+        """Add environment variables to every function (as a deployment's configuration would)."""
+        lambda_client = boto3.client("lambda", region_name=REGION)
+        for name in self.functions.values():
+            current = lambda_client.get_function_configuration(FunctionName=name)["Environment"]["Variables"]
+            lambda_client.update_function_configuration(
+                FunctionName=name, Environment={"Variables": {**current, **variables}}
+            )
+
+    def plan_counts(self, execution: dict[str, Any]) -> dict[str, int]:
+        """The Plan step's counts, from the execution's history (its output may be a Fail's)."""
+        for event in self.history(execution["executionArn"]):
+            details = event.get("stateExitedEventDetails") or {}
+            if details.get("name") == "Plan":
+                return json.loads(details["output"])["plan"]["counts"]
+        raise AssertionError(f"no Plan in {execution['executionArn']}")
+
+    def keys(self, prefix: str) -> list[str]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+        return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+    def history(self, execution_arn: str) -> list[dict[str, Any]]:
+        events, token = [], None
+        while True:
+            page = self.sfn.get_execution_history(
+                executionArn=execution_arn, maxResults=1000, **({"nextToken": token} if token else {})
+            )
+            events += page["events"]
+            token = page.get("nextToken")
+            if not token:
+                return events
+
+    def read_json(self, key: str) -> Any:
+        return json.loads(self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+
+    def exists(self, key: str) -> bool:
+        return "Contents" in self.s3.list_objects_v2(Bucket=BUCKET, Prefix=key, MaxKeys=1)
+
+    def published(self) -> dict[str, int]:
+        """cell -> published build, from versions.json."""
+        if not self.exists("versions.json"):
+            return {}
+        builds = self.read_json("versions.json")["builds"]
+        return {
+            f"{version}/{platform}/{arch}": entry["build"]
+            for version, platforms in builds.items()
+            for platform, arches in platforms.items()
+            for arch, entry in arches.items()
+        }
+
+
+SHA_3135 = load_seed().releases["3.13.5"].sha256

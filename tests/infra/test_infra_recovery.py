@@ -1,0 +1,89 @@
+"""Convergence and recovery of the workflow in moto (see moto_farm.py): an execution claims no
+more than its budget and later runs catch up; a stopped execution's finished builds and a run
+whose Finalize failed are finalized by the next execution's Recover, never rebuilt or lost."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from unittest import mock
+
+from moto_farm import HELD, HOLD, SHA_3135, SUBMITTED, WAITING, Farm
+
+CELLS = {"versions": ["3.13.5"], "platforms": ["debian-12", "rhel-9"]}  # 4 cells
+
+
+def cells_of(specs: list[dict]) -> list[str]:
+    return [f"{s['version']}/{s['platform']}/{s['arch']}" for s in specs]
+
+
+def open_runs(farm: Farm) -> list[str]:
+    return farm.keys("runs/")
+
+
+def unreleased_claims(farm: Farm) -> list[str]:
+    return [key for key in farm.keys("claims/") if not farm.read_json(key).get("released")]
+
+
+def test_executions_claim_at_most_their_budget_and_catch_up(farm: Farm) -> None:
+    farm.seed_releases({"3.13.5": SHA_3135, "3.13.4": "ab" * 32})
+    farm.set_environment(BUILDFARM_MAX_CELLS_PER_EXECUTION="3")
+    request = {"versions": ["3.13.5", "3.13.4"], "platforms": ["debian-12", "rhel-9"]}  # 8 cells
+    planned = []
+    for _ in range(4):
+        execution = farm.run(request)
+        assert execution["status"] == "SUCCEEDED", execution
+        planned.append(farm.plan_counts(execution))
+    assert [(c["planned"], c["deferred"]) for c in planned] == [(3, 5), (3, 2), (2, 0), (0, 0)]
+    # The newest release first, each cell built once, everything published, nothing left open.
+    # (a Map runs its items in any order; executions run one after the other)
+    assert {cell.split("/")[0] for cell in cells_of(SUBMITTED[:3])} == {"3.13.5"}
+    assert [cell.split("/")[0] for cell in cells_of(SUBMITTED[3:6])].count("3.13.5") == 1
+    assert Counter(cells_of(SUBMITTED)).most_common(1)[0][1] == 1 and len(SUBMITTED) == 8
+    assert set(farm.published().values()) == {1} and len(farm.published()) == 8
+    assert open_runs(farm) == [] and unreleased_claims(farm) == []
+
+
+def test_a_stopped_execution_is_finalized_by_the_next_without_rebuilding(farm: Farm) -> None:
+    farm.seed_releases({"3.13.5": SHA_3135})
+    held = "3.13.5/debian-12/x86_64"
+    HOLD[held] = threading.Event()
+    arn = farm.start(CELLS)
+    with HELD:
+        assert HELD.wait_for(lambda: held in WAITING, timeout=60)
+    # The held cell's build is complete in the store; its job has not ended: stop the run now.
+    farm.sfn.stop_execution(executionArn=arn, error="Stopped", cause="test: operator stopped it")
+    HOLD[held].set()
+    assert farm.run_wait(arn)["status"] == "ABORTED"
+    first = cells_of(SUBMITTED)
+    run_id = arn.rsplit(":", 1)[1]
+    assert open_runs(farm) == [f"runs/{run_id}.json"]
+    assert held not in farm.published()
+
+    SUBMITTED.clear()
+    second = farm.run(CELLS)
+    assert second["status"] == "SUCCEEDED", second
+    published = farm.published()
+    assert set(published) == {f"3.13.5/{p}/{a}" for p in CELLS["platforms"] for a in ("x86_64", "aarch64")}
+    # The finished build was published by Recover as build 1, not built again.
+    assert published[held] == 1 and held not in cells_of(SUBMITTED)
+    # Every cell was built exactly once across the two executions.
+    assert sorted(first + cells_of(SUBMITTED)) == sorted(published)
+    assert open_runs(farm) == [] and unreleased_claims(farm) == []
+
+
+def test_a_failed_finalize_is_finished_by_the_next_run(farm: Farm) -> None:
+    farm.seed_releases({"3.13.5": SHA_3135})
+    with mock.patch("buildfarm.publish.regenerate_derived", side_effect=RuntimeError("S3 said no")):
+        failed = farm.run(CELLS)
+    assert (failed["status"], failed["error"]) == ("FAILED", "FinalizeFailed")
+    # Each cell was published as it was built; the derived files were not written.
+    assert len(farm.published()) == 4 and not farm.exists("index.html")
+    assert len(open_runs(farm)) == 1
+
+    SUBMITTED.clear()
+    again = farm.run(CELLS)
+    assert again["status"] == "SUCCEEDED", again
+    assert SUBMITTED == []  # nothing rebuilt: Recover finished the run, Plan found it all published
+    assert farm.exists("index.html") and farm.exists("download-metadata/debian-12.json")
+    assert open_runs(farm) == [] and unreleased_claims(farm) == []
