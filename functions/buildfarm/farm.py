@@ -215,6 +215,9 @@ def run_farm(
             status="succeeded" if result.ok else "failed",
             error=None if result.ok else f"failed{where}: {result.reason or 'see log'}",
         )
+        if result.ok:
+            progress.state = "built"
+            notify(progress)
         outcome = publish_cell(item, store, datetime.now(UTC), batch)
         progress.state = outcome.status
         if outcome.status == "failed":

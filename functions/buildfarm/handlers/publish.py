@@ -26,6 +26,7 @@ from buildfarm.publish import BatchOutcome, publish, publish_cell
 from buildfarm.store import open_store
 
 logger, tracer, metrics = powertools()
+MAX_FAILED_NAMED = 50
 
 
 class ItemsLocation(BaseModel):
@@ -81,4 +82,7 @@ def finalize_handler(event: FinalizeEvent, context: LambdaContext) -> dict[str, 
     metrics.add_metric(name="CellsDeferred", unit=MetricUnit.Count, value=counts.get("deferred", 0))
     if result.failed:
         logger.warning("cells failed", extra={"failed": [f.model_dump() for f in result.failed]})
-    return result.as_json()
+    # The state payload stays small however many cells failed: counts are complete, names capped.
+    answer = result.as_json()
+    answer["failed"] = answer["failed"][:MAX_FAILED_NAMED]
+    return answer
