@@ -158,3 +158,17 @@ def test_plan_with_an_input_dry_run_false_is_still_a_dry_run(published_store, ca
     assert code == 0
     assert "dry run: nothing claimed or written" in capsys.readouterr().out
     assert all_keys(published_store) == before
+
+
+def test_plan_shows_what_the_budget_defers(published_store, capsys, monkeypatch):
+    monkeypatch.setenv("BUILDFARM_MAX_CELLS_PER_EXECUTION", "2")
+    args = ["plan", "--store", str(published_store.root), "--versions", "3.13.5", "3.12.11"]
+    code = main([*args, "--platforms", "debian-12,rhel-9", "--arches", "x86_64"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "4 cells: 2 to build, 1 published" in out
+    assert "1 more left for later runs: one execution builds at most 2" in out
+    # Newest release first: 3.13.5 on rhel-9, then one 3.12.11 cell.
+    rows = [line.split() for line in out.splitlines() if line.startswith("3.1")]
+    built = [row[0] for row in rows if row[2] == "build"]
+    assert built[0] == "3.13.5/rhel-9/x86_64" and len(built) == 2

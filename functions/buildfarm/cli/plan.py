@@ -95,6 +95,11 @@ def print_plan(result: Plan, store: Store, *, as_json: bool = False) -> int:
         f"{counts['cells']} cells: {counts['planned']} to build, {counts['skipped_published']} published, "
         f"{counts['skipped_claimed']} claimed by another execution" + ("  (force)" if result.force else "")
     )
+    if counts["deferred"]:
+        print(
+            f"{counts['deferred']} more left for later runs: one execution builds at most {result.budget} "
+            "(BUILDFARM_MAX_CELLS_PER_EXECUTION, else concurrency x timeout / job estimate x 0.5)"
+        )
     rows = [
         [item.cell, str(item.spec.build), "build", "forced rebuild" if result.force else "not published"]
         for item in result.items
