@@ -261,3 +261,32 @@ def test_publish_event_must_carry_a_plan(store):
         publish_handler.finalize_handler({"results": []}, LambdaContext())
     with pytest.raises(ValidationError):
         publish_handler.cell_handler({"item": {"cell": "x"}, "batch": {"status": "ok"}}, LambdaContext())
+
+
+def test_step_functions_liveness_asks_about_this_state_machines_executions():
+    from moto import mock_aws
+
+    from buildfarm.handlers.executions import step_functions_liveness
+
+    with mock_aws():
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        machine = sfn.create_state_machine(
+            name="farm",
+            definition=json.dumps(
+                {"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 600, "End": True}}}
+            ),
+            roleArn="arn:aws:iam::123456789012:role/farm",
+        )["stateMachineArn"]
+        this = sfn.start_execution(stateMachineArn=machine, name="this-run")["executionArn"]
+        other = sfn.start_execution(stateMachineArn=machine, name="other-run")["executionArn"]
+        is_running = step_functions_liveness(this, client=sfn)
+        assert is_running("other-run") is True
+        sfn.stop_execution(executionArn=other)
+        assert step_functions_liveness(this, client=sfn)("other-run") is False
+        # Not an execution of this state machine, a local run, a name no execution can have:
+        # nobody can tell, and the claim's expiry decides.
+        assert is_running("never-started") is None
+        assert is_running("local-host-123-20261130T000000Z") is None
+        assert is_running("a:b") is None
+    assert step_functions_liveness(None)("other-run") is None
+    assert step_functions_liveness("arn:aws:states:us-east-1:123456789012:stateMachine:farm")("x") is None
