@@ -20,9 +20,11 @@ import math
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tarfile
 import tempfile
+import zipfile
 from pathlib import Path
 
 import pyperf
@@ -32,6 +34,8 @@ from buildfarm.models import BuildSpec, artifact_dir
 from buildfarm.runners import roots, select_runner
 
 TARGET = 1.05
+REPO = Path(__file__).resolve().parents[1]
+WHEELS = REPO / ".cache" / "wheels"
 
 # Self-contained pyperformance-style benchmarks (no third-party packages), each a pyperf script.
 BENCHMARKS = {
@@ -207,6 +211,25 @@ def build_ours(series: str, profile_task: str | None, workdir: Path) -> Path:
     return workdir / "store" / spec.artifact_dir / f"python-{version}-{platform}-x86_64.tar.gz"
 
 
+def install_pyperf(series: str, lib: Path) -> None:
+    """pyperf for the interpreters of the series, into lib: this venv's own where its
+    Python requirement admits the series, else the newest pyperf wheel that does (pyperf
+    2.11 needs 3.11; 3.9 gets 2.10, fetched once with pip into .cache/wheels). The wheel's
+    dist-info goes along: on 3.9 pyperf looks its hooks up by entry point group."""
+    if int(series.split(".")[1]) >= 11:
+        shutil.copytree(Path(pyperf.__file__).parent, lib / "pyperf")
+        return
+    wheels = WHEELS / f"pyperf-py{series}"
+    if not any(wheels.glob("pyperf-*.whl")):
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+             "--python-version", series, "--dest", str(wheels), "pyperf"],
+            check=True,
+        )  # fmt: skip
+    with zipfile.ZipFile(max(wheels.glob("pyperf-*.whl"))) as wheel:
+        wheel.extractall(lib)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -232,7 +255,7 @@ def main() -> int:
             shutil.rmtree(bench_dir)
         (bench_dir / "lib").mkdir(parents=True)
         (bench_dir / "out").mkdir()
-        shutil.copytree(Path(pyperf.__file__).parent, bench_dir / "lib" / "pyperf")
+        install_pyperf(args.series, bench_dir / "lib")
         with tarfile.open(tarball) as archive:
             archive.extractall(bench_dir, filter="tar")
         for name, body in BENCHMARKS.items():
