@@ -1,5 +1,6 @@
-"""One builder image per platform x arch, built from builder_image/ (the family's Dockerfile with
-the platform's BASE_IMAGE). Synthesis only stages the assets; `cdk deploy` builds and pushes them."""
+"""One builder image per platform x arch, built from builder_image/ with the family's Dockerfile
+and buildfarm.images.build_args, as `buildfarm images build` builds it. Synthesis only stages
+the assets; `cdk deploy` builds and pushes them."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from constructs import Construct
 
+from buildfarm.images import build_args
 from buildfarm.platforms import DOCKER_PLATFORM, Registry, builder_image_dir
 
 _ASSET_PLATFORM = {
@@ -32,7 +34,7 @@ class BuilderImages(Construct):
             self.images[(platform_id, arch)] = ecs.ContainerImage.from_asset(
                 str(context),
                 file=dockerfile,
-                build_args={"BASE_IMAGE": platform.base_image},
+                build_args=build_args(platform),
                 platform=_ASSET_PLATFORM[DOCKER_PLATFORM[arch]],
                 exclude=["**/__pycache__", "*.pyc"],
             )

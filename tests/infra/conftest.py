@@ -65,9 +65,13 @@ def synthesis(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
             "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "1",
             # As `cdk synth -c buildfarm:lifecycleDate=...` passes it.
             "CDK_CONTEXT_JSON": json.dumps({"buildfarm:lifecycleDate": LIFECYCLE_DATE}),
-            # No docker binary reachable: synthesis must only stage the image assets.
+            # No docker reachable: synthesis must only stage the image assets. CDK runs
+            # $CDK_DOCKER (else `docker`); directories that hold docker but not node are dropped.
+            "CDK_DOCKER": str(home / "no-docker"),
             "PATH": os.pathsep.join(
-                p for p in env.get("PATH", "").split(os.pathsep) if not (Path(p) / "docker").exists()
+                p
+                for p in env.get("PATH", "").split(os.pathsep)
+                if not (Path(p) / "docker").exists() or (Path(p) / "node").exists()
             ),
         }
     )

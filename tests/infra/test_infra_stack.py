@@ -217,11 +217,13 @@ def test_one_builder_image_per_platform_and_arch_from_the_registry(synthesis, li
     cells = cdk_json_config(lifecycle_date).cells(registry)
     images = json.loads((synthesis.outdir / f"{STACK_NAME}.assets.json").read_text())["dockerImages"]
     staged = {
-        (s["dockerBuildArgs"]["BASE_IMAGE"], s["dockerFile"], s["platform"])
+        (s["dockerBuildArgs"]["BASE_IMAGE"], s["dockerBuildArgs"]["PLATFORM"], s["dockerFile"], s["platform"])
         for s in (image["source"] for image in images.values())
     }
+    # The Dockerfile refuses to build without PLATFORM: the asset passes it, as `buildfarm images` does.
     expected = {
-        (registry.get(p).base_image, registry.family_of(p).dockerfile, DOCKER_PLATFORM[a]) for p, a in cells
+        (registry.get(p).base_image, p, registry.family_of(p).dockerfile, DOCKER_PLATFORM[a])
+        for p, a in cells
     }
     assert staged == expected
     assert len(images) == len(cells)

@@ -12,6 +12,7 @@ from buildfarm import __version__
 # func(args) returns the exit status.
 SUBCOMMAND_MODULES = (
     "buildfarm.cli.build",  # build
+    "buildfarm.cli.images",  # images build|import-base
     "buildfarm.cli.plan",  # plan, status
     "buildfarm.cli.run",  # run
     "buildfarm.cli.trigger",  # trigger

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import platform as host_platform
@@ -14,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import IO
 
+from buildfarm import images
 from buildfarm.models import BuildSpec
 from buildfarm.platforms import DOCKER_PLATFORM, Platform, Registry, builder_image_dir, load_registry
 from buildfarm.runners import roots
@@ -166,7 +166,7 @@ class ChrootRunner:
 
 
 class DockerRunner:
-    """Builds the family's image from builder_image/ and runs the driver in a container."""
+    """Runs the driver in the platform's builder image (buildfarm.images), built if missing."""
 
     name = "docker"
 
@@ -177,43 +177,16 @@ class DockerRunner:
         self.arch = arch
 
     def image_tag(self) -> str:
-        digest = hashlib.sha256()
-        for name in (self.registry.family_of(self.platform_id).dockerfile, "build.py", "platforms.json"):
-            digest.update((builder_image_dir() / name).read_bytes())
-        return f"buildfarm-builder:{self.platform_id}-{self.arch}-{digest.hexdigest()[:12]}"
-
-    def build_image(self, output: IO[str]) -> str:
-        tag = self.image_tag()
-        if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0:
-            return tag
-        family = self.registry.family_of(self.platform_id)
-        argv = [
-            "docker",
-            "build",
-            "--platform",
-            DOCKER_PLATFORM[self.arch],
-            "-f",
-            str(builder_image_dir() / family.dockerfile),
-            "--build-arg",
-            f"BASE_IMAGE={self.platform.base_image}",
-            "--build-arg",
-            f"PLATFORM={self.platform_id}",
-            "-t",
-            tag,
-            str(builder_image_dir()),
-        ]
-        result = subprocess.run(argv, stdout=output, stderr=subprocess.STDOUT)
-        if result.returncode != 0:
-            raise RunnerUnavailable(f"docker build of {tag} failed (exit {result.returncode})")
-        return tag
+        return images.image_tag(self.registry, self.platform_id, self.arch)
 
     def run(
         self, spec: BuildSpec, on_phase: PhaseCallback | None = None, output: IO[str] | None = None
     ) -> BuildResult:
         output = sys.stdout if output is None else output
         try:
-            tag = self.build_image(output)
-        except RunnerUnavailable as error:
+            tag = images.build_image(self.registry, self.platform_id, self.arch, output)
+            image = images.image_id(tag)
+        except images.ImageError as error:
             return BuildResult(False, "preflight", str(error), None, {})
         inside_spec = spec
         volumes: list[str] = []
@@ -236,9 +209,11 @@ class DockerRunner:
         volumes += ["-v", f"{log_dir}:/buildfarm/log"]
         env = driver_env(inside_spec)
         env["BUILDFARM_LOG_FILE"] = "/buildfarm/log/build.log"
-        env.setdefault("BUILDFARM_BUILDER_IMAGE", tag)
-        # Values travel in the docker client's environment (-e NAME), never in argv.
-        argv = ["docker", "run", "--rm", "--network", "host", "--platform", DOCKER_PLATFORM[self.arch]]
+        env["BUILDFARM_BUILDER_IMAGE"] = f"{tag}@{image}"  # what the manifest records
+        # Values travel in the docker client's environment (-e NAME), never in argv; the
+        # container gets these names only, nothing else from the caller's environment.
+        argv = ["docker", "run", "--rm", "--network", images.engine_network()]
+        argv += ["--platform", DOCKER_PLATFORM[self.arch]]
         for name in env:
             argv += ["-e", name]
         argv += [*volumes, tag]
@@ -261,10 +236,7 @@ def chroot_problem(platform: Platform) -> tuple[str | None, str]:
     """(why a chroot build of this platform is impossible here or None, the mirror to use)."""
     if platform.family != "deb" or not platform.codename:
         return f"{platform.id} is not a Debian/Ubuntu platform (debootstrap builds only those)", ""
-    if platform.os_release.id == "ubuntu":
-        mirror = os.environ.get("BUILDFARM_UBUNTU_MIRROR", roots.UBUNTU_MIRROR_DEFAULT)
-    else:
-        mirror = os.environ.get("BUILDFARM_DEBIAN_MIRROR") or roots.host_debian_mirror()
+    mirror = roots.mirror_for(platform)
     if problem := roots.debootstrap_problem(platform.codename):
         return problem, mirror
     if (problem := roots.mirror_problem(mirror, platform.codename)) is not None:

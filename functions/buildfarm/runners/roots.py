@@ -16,7 +16,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from buildfarm.platforms import DEB_ARCH
+from buildfarm.platforms import DEB_ARCH, Platform
 
 DEBIAN_MIRROR_DEFAULT = "http://deb.debian.org/debian"
 UBUNTU_MIRROR_DEFAULT = "http://archive.ubuntu.com/ubuntu"
@@ -55,6 +55,14 @@ def host_debian_mirror() -> str:
         if stripped.endswith("/debian") and "security" not in stripped:
             return stripped
     return DEBIAN_MIRROR_DEFAULT
+
+
+def mirror_for(platform: Platform) -> str:
+    """The archive a platform's roots come from: $BUILDFARM_UBUNTU_MIRROR or
+    $BUILDFARM_DEBIAN_MIRROR, else the default (Debian: the one this machine's apt uses)."""
+    if platform.os_release.id == "ubuntu":
+        return os.environ.get("BUILDFARM_UBUNTU_MIRROR", UBUNTU_MIRROR_DEFAULT)
+    return os.environ.get("BUILDFARM_DEBIAN_MIRROR") or host_debian_mirror()
 
 
 def mirror_problem(mirror: str, codename: str, timeout: float = 10.0) -> str | None:
