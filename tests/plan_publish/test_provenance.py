@@ -9,19 +9,17 @@ everything under builds/ and logs/.
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
 import buildfarm.runners
-from buildfarm import farm
 from buildfarm.claims import claim_cell, claim_key
 from buildfarm.cli import main
 from buildfarm.plan import plan
 from buildfarm.publish import BatchOutcome, publish, publish_cell
 from buildfarm.recovery import recover
-from buildfarm.verify import spec_differences
 from buildfarm.runners.base import BuildResult
+from buildfarm.verify import spec_differences
 
 from .conftest import NOW, REAL_3135_SHA256, fake_build, read_json
 
