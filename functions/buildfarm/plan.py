@@ -1,10 +1,11 @@
 """The planner: workflow input -> the cells to build, claimed, with one build spec each.
 
 Store calls for a scheduled plan where everything is published: one read of releases.json
-and one of versions.json, whatever the matrix size. Cells to build then cost one listing of
+and one of versions.json, whatever the matrix size, and no write (a plan with nothing to
+build is not recorded). Cells to build then cost one listing of runs/ (the budget), one of
 claims/ (paginated), two listings per cell (its build numbers under builds/ and logs/: a new
 build is numbered past all of them) and about one or two calls per cell to claim it, plus the
-plan write.
+plan write and the open-run marker.
 """
 
 from __future__ import annotations
@@ -265,8 +266,10 @@ def plan(
             deferred=deferred,
             budget=budget,
         )
-        if not validated.dry_run:
+        if not validated.dry_run and items:
             _write_plan(store, result, validated, now)
+        elif not validated.dry_run and wanted:
+            close_run(store, execution_id)  # everything wanted is held or deferred: nothing to finalize
     except BaseException:
         if not validated.dry_run and outcomes:
             # Do not leave cells blocked until their claims expire.
@@ -414,10 +417,7 @@ def _write_plan(store: Store, result: Plan, request: WorkflowInput, now: datetim
             "skipped": [s.model_dump(mode="json") for s in result.skipped],
         },
     )
-    if result.items:
-        _mark_run(store, result.plan_id, len(result.items), now)  # the real count, for _budget
-    else:
-        close_run(store, result.plan_id)  # nothing to build: nothing to finalize
+    _mark_run(store, result.plan_id, len(result.items), now)  # the real count, for _budget
 
 
 def read_plan_items(store: Store, location: dict[str, str]) -> list[PlanItem]:

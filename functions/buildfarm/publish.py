@@ -178,7 +178,9 @@ def publish(
     skipped = {
         name: int(plan_counts.get(name, 0)) for name in ("skipped_published", "skipped_claimed", "deferred")
     }
-    if plan_summary.get("dry_run"):
+    # A dry run, or nothing planned (a no-op writes no plan: the schedule's hourly no-op
+    # costs no writes), has nothing to finalize.
+    if plan_summary.get("dry_run") or plan_counts.get("planned", 1) == 0:
         return PublishResult(
             published=[], failed=[], counts={"planned": 0, "published": 0, "failed": 0, **skipped}
         )
