@@ -105,7 +105,18 @@ def build_image(
     result = subprocess.run(argv, stdout=output, stderr=subprocess.STDOUT, check=False)
     if result.returncode != 0:
         raise ImageError(f"docker build of {tag} failed (exit {result.returncode})")
+    _remove_older(tag)
     return tag
+
+
+def _remove_older(tag: str) -> None:
+    """Remove this platform x arch's images of earlier drivers (about 1 GB each)."""
+    repository, _, name = tag.partition(":")
+    prefix = name.rsplit("-", 1)[0] + "-"
+    listed = _docker("images", "--format", "{{.Tag}}", repository)
+    for other in listed.stdout.split():
+        if other.startswith(prefix) and other != name:
+            _docker("rmi", f"{repository}:{other}")
 
 
 def import_base(registry: Registry, platform_id: str, arch: str, output: IO[str]) -> str:
