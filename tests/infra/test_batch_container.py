@@ -1,0 +1,133 @@
+"""The cloud's builder container, run as Batch runs it (issue 12): the debian-12 builder image
+built from builder_image/ with the stack's arguments, one cell built in it with the job
+definition's environment and BUILD_SPEC, uploading create-only to an S3 store (moto's server
+on loopback, AWS_ENDPOINT_URL), then published by the workflow's own publish_cell.
+
+Needs a Docker engine (.ci/run starts one). Two additions to the job definition, for time
+only: a short self-test list (the full one runs in tests/builder) and the loopback mirror.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from buildfarm import images
+from buildfarm.config import FarmConfig
+from buildfarm.plan import plan
+from buildfarm.platforms import load_registry
+from buildfarm.publish import publish_cell
+from buildfarm.runners.local import docker_problem, host_arch
+from buildfarm.store import S3Store
+
+pytestmark = pytest.mark.xdist_group("docker")
+
+BUCKET = "farm-store"
+PLATFORM, ARCH = "debian-12", host_arch()
+SHORT_SELFTEST = "test_sqlite3 test_ctypes test_zlib test_lzma test_json"
+
+
+@pytest.fixture(scope="module")
+def builder_image() -> str:
+    if problem := docker_problem():
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs a Docker engine: {problem}")
+        pytest.skip(problem)
+    registry = load_registry()
+    if not images.image_exists(registry.get(PLATFORM).base_image):
+        images.import_base(registry, PLATFORM, ARCH, sys.stdout)
+    return images.build_image(registry, PLATFORM, ARCH, sys.stdout)
+
+
+@pytest.fixture
+def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": endpoint,
+    }.items():
+        monkeypatch.setenv(name, value)
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+
+
+def job_environment(template: dict[str, Any]) -> dict[str, str]:
+    """The container environment of the stack's debian-12 job definition for this arch."""
+    (job,) = [
+        r["Properties"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::Batch::JobDefinition"
+        and r["Properties"]["JobDefinitionName"].endswith(f"-{PLATFORM}-{ARCH}")
+    ]
+    return {e["Name"]: e["Value"] for e in job["ContainerProperties"]["Environment"]}
+
+
+def test_a_cell_built_in_the_batch_container_is_create_only_and_published(
+    template: dict[str, Any], builder_image: str, s3_endpoint: str, source_mirror: str, monkeypatch
+) -> None:
+    monkeypatch.setenv("BUILDFARM_RELEASES_URL", "http://127.0.0.1:9/api")  # offline: the seed catalog
+    store = S3Store(BUCKET, "python", client=boto3.client("s3"))
+    config = FarmConfig.defaults(store=store.location, source_mirror=source_mirror, optimization="none")
+    request = {"versions": ["3.13.5"], "platforms": [PLATFORM], "arches": [ARCH]}
+    (item,) = plan(request, store, config, "batch-test", datetime.now(UTC)).items
+
+    environment = job_environment(template)
+    assert set(environment) == {"BUILDFARM_PLATFORM", "BUILDFARM_ARCH", "BUILDFARM_BUILDER_IMAGE"}
+    image_id = images.image_id(builder_image)
+    container_env = {
+        **{k: v for k, v in environment.items() if isinstance(v, str)},
+        "BUILDFARM_BUILDER_IMAGE": image_id,  # the job definition passes its image reference
+        "BUILD_SPEC": item.spec.model_dump_json(),
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "BUILDFARM_SELFTEST_TESTS": SHORT_SELFTEST,
+    }
+    # As Batch: the image's entrypoint, no command, the spec in the environment only.
+    argv = ["docker", "run", "--rm", "--network", images.engine_network()]
+    for name in container_env:
+        argv += ["-e", name]
+    result = subprocess.run(
+        [*argv, builder_image],
+        env={"PATH": os.environ["PATH"], **container_env},
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+
+    manifest, _ = store.read_json(f"{item.spec.artifact_dir}/manifest.json")
+    assert manifest["builder_image"] == image_id
+    assert manifest["spec"] == json.loads(item.spec.model_dump_json())
+    outcome = publish_cell(item, store, datetime.now(UTC))
+    assert outcome.status == "published", outcome
+    versions, _ = store.read_json("versions.json")
+    assert versions["builds"]["3.13.5"][PLATFORM][ARCH]["build"] == item.spec.build
+
+    # Create-only: a second upload of any of the build's keys is refused.
+    s3 = boto3.client("s3")
+    for artifact in ("manifest.json", *(a["file"] for a in manifest["artifacts"])):
+        key = f"python/{item.spec.artifact_dir}/{artifact}"
+        with pytest.raises(ClientError) as refused:
+            s3.put_object(Bucket=BUCKET, Key=key, Body=b"replaced", IfNoneMatch="*")
+        assert refused.value.response["Error"]["Code"] == "PreconditionFailed", key
