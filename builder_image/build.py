@@ -274,6 +274,9 @@ def configure_env(version, bolt=None):
         "CFLAGS_NODIST": HARDENING_CFLAGS,
         "LDFLAGS_NODIST": HARDENING_LDFLAGS + " " + RPATH_LDFLAG_FOR_MAKE,
     }
+    interposition = by_series.semantic_interposition_cflags(version)
+    if interposition:
+        env = {name: value + " " + interposition for name, value in env.items()}
     if bolt:
         env["LLVM_BOLT"] = bolt["tools"].rstrip("/") + "/llvm-bolt"
         env["MERGE_FDATA"] = bolt["tools"].rstrip("/") + "/merge-fdata"

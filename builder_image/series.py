@@ -220,6 +220,14 @@ def exclusions(version, platform):
     ]
 
 
+def semantic_interposition_cflags(version):
+    """-fno-semantic-interposition for 3.9: its interpreter runs libpython.so's code, and
+    without the flag GCC may not inline or bypass the PLT between libpython's own exported
+    functions. 3.10+ configure adds it itself with --enable-optimizations (bpo-38980, which
+    measured up to 1.3x for such shared builds); the driver adds it to 3.9's *_NODIST flags."""
+    return "-fno-semantic-interposition" if minor_of(version) <= 9 else ""
+
+
 def interpreter_links_libpython(version):
     """bin/python3.X needs libpython3.X.so (3.9, 3.10: no LINK_PYTHON_OBJS in their
     Makefile, so the driver keeps upstream's shared-linked interpreter). Such a binary

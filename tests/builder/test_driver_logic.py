@@ -113,6 +113,15 @@ def test_hardening_and_rpath_only_in_nodist_flags(build_py):
     assert "-Wl,-rpath,\\$$ORIGIN/../lib" in env["LDFLAGS_NODIST"]
 
 
+def test_39_builds_without_semantic_interposition(build_py):
+    """3.9's interpreter runs libpython.so's code; 3.10+ configure adds the flag itself."""
+    env = build_py.configure_env("3.9.2")
+    assert env["CFLAGS_NODIST"].endswith(" -fno-semantic-interposition")
+    assert env["LDFLAGS_NODIST"].endswith(" -fno-semantic-interposition")
+    for version in ("3.10.16", "3.11.2", "3.13.5", "3.15.0a2"):
+        assert "interposition" not in " ".join(build_py.configure_env(version).values())
+
+
 def test_configure_315_asks_for_the_static_interpreter(build_py):
     args = build_py.configure_args("3.15.0a1", "pgo+lto", "/opt/python/3.15.0a1")
     assert "--enable-static-libpython-for-interpreter" in args
