@@ -348,3 +348,28 @@ def chroot_build(farm_store: Farm, first_run: Step) -> BuiltCell:
 def pgo_build(farm_store: Farm, killed_and_rerun) -> BuiltCell:
     """debian-12 build 3: the default pgo+lto, host runner (finished by the killed run)."""
     return farm_store.built(FARM_CELLS[0], 3)
+
+
+@pytest.fixture
+def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """moto's server on loopback (its endpoint URL), with test credentials and
+    AWS_ENDPOINT_URL(_S3) in the environment: what a builder in a container or a subprocess
+    reaches, as it would reach AWS."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ENDPOINT_URL_S3": endpoint,
+    }.items():
+        monkeypatch.setenv(name, value)
+    try:
+        yield endpoint
+    finally:
+        server.stop()

@@ -18,27 +18,13 @@ def build_py() -> ModuleType:
 
 
 @pytest.fixture
-def moto_s3(monkeypatch):
+def moto_s3(moto_server):
     """(client, bucket): an empty bucket in moto's server on loopback; the driver reaches it
     through AWS_ENDPOINT_URL_S3."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL_S3": endpoint,
-    }.items():
-        monkeypatch.setenv(name, value)
     import boto3
 
-    client = boto3.client("s3", endpoint_url=endpoint)
+    client = boto3.client("s3", endpoint_url=moto_server)
     bucket = f"farm-{uuid.uuid4().hex[:12]}"  # moto keeps state per process: one bucket per test
     client.create_bucket(Bucket=bucket)
     yield client, bucket
     client.close()  # no keep-alive connection left for the server's shutdown to wait on
-    server.stop()
