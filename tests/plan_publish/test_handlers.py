@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -263,12 +264,13 @@ def test_publish_event_must_carry_a_plan(store):
         publish_handler.cell_handler({"item": {"cell": "x"}, "batch": {"status": "ok"}}, LambdaContext())
 
 
-def test_step_functions_liveness_asks_about_this_state_machines_executions():
+@pytest.mark.parametrize("execute_state_machine", [False, True], ids=["recorded", "executing"])
+def test_step_functions_liveness_asks_about_this_state_machines_executions(execute_state_machine):
     from moto import mock_aws
 
     from buildfarm.handlers.executions import step_functions_liveness
 
-    with mock_aws():
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": execute_state_machine}}):
         sfn = boto3.client("stepfunctions", region_name="us-east-1")
         machine = sfn.create_state_machine(
             name="farm",
@@ -282,6 +284,12 @@ def test_step_functions_liveness_asks_about_this_state_machines_executions():
         is_running = step_functions_liveness(this, client=sfn)
         assert is_running("other-run") is True
         sfn.stop_execution(executionArn=other)
+        # Executing, moto ends a stopped execution on its worker thread (as Step Functions
+        # does, a moment later): wait until Step Functions itself says it ended.
+        for _ in range(100):
+            if sfn.describe_execution(executionArn=other)["status"] != "RUNNING":
+                break
+            time.sleep(0.05)
         assert step_functions_liveness(this, client=sfn)("other-run") is False
         # Not an execution of this state machine, a local run, a name no execution can have:
         # nobody can tell, and the claim's expiry decides.
