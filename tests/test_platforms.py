@@ -145,11 +145,55 @@ def test_openssl_series_of_each_platform(tmp_path) -> None:
     }  # fmt: skip
     runtime = {"1.1": {"libssl1.1", "libopenssl1_1"}, "3": {"libssl3", "libssl3t64", "libopenssl3"}}
     for platform in registry.platforms.values():
-        if platform.family == "deb" or platform.id in ("opensuse-155", "opensuse-160"):
-            assert runtime[platform.openssl] & set(platform.runtime_dependencies), platform.id
+        if platform.family == "deb" or platform.os_release.id == "opensuse-leap":
+            named = runtime[platform.openssl] & set(platform.runtime_dependencies)
+            other = runtime["3" if platform.openssl == "1.1" else "1.1"] & set(platform.runtime_dependencies)
+            assert named and not other, platform.id
+        else:  # RHEL clones and Amazon Linux: one package name for either series
+            assert "openssl-libs" in platform.runtime_dependencies, platform.id
     raw = json.loads((builder_image_dir() / "platforms.json").read_text())
     raw["platforms"]["debian-12"]["openssl"] = "3.0"
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(raw))
     with pytest.raises(ValidationError, match="openssl"):
         load_registry(bad)
+
+
+# Fedora's names (RHEL clones, Amazon Linux) -> openSUSE's, where they differ and no package
+# provides the other name (openSUSE's bzip2.spec and expat.spec; see checked_against).
+SUSE_NAMES = {"bzip2-devel": "libbz2-devel", "expat-devel": "libexpat-devel"}
+
+
+def test_rpm_build_dependencies_use_each_distributions_names() -> None:
+    registry = load_registry()
+    for platform_id, platform in registry.platforms.items():
+        if platform.family != "rpm":
+            continue
+        deps = set(registry.build_dependencies(platform_id, "x86_64"))
+        suse = platform.os_release.id == "opensuse-leap"
+        for fedora, opensuse in SUSE_NAMES.items():
+            assert (opensuse if suse else fedora) in deps, platform_id
+            assert (fedora if suse else opensuse) not in deps, platform_id
+        assert len(deps) == len(registry.build_dependencies(platform_id, "x86_64")), platform_id
+
+
+def test_every_rpm_platform_says_where_its_package_names_were_checked(tmp_path) -> None:
+    registry = load_registry()
+    for platform in registry.platforms.values():
+        if platform.family == "rpm":
+            assert platform.checked_against, platform.id
+            for checked in platform.checked_against:
+                assert checked.source.strip() and checked.what.strip(), platform.id
+    raw = json.loads((builder_image_dir() / "platforms.json").read_text())
+    assert "checked_against" in raw["about"]
+    for change, message in (
+        (lambda entry: entry.pop("checked_against"), "needs checked_against"),
+        (lambda entry: entry["checked_against"][0].update(what=""), "what"),
+        (lambda entry: entry["checked_against"][0].update(url="x"), "url"),
+    ):
+        broken = json.loads(json.dumps(raw))
+        change(broken["platforms"]["rhel-9"])
+        path = tmp_path / "bad.json"
+        path.write_text(json.dumps(broken))
+        with pytest.raises(ValidationError, match=message):
+            load_registry(path)

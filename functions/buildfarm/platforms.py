@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from buildfarm.versions import is_series
 
@@ -53,6 +53,15 @@ class Bolt(BaseModel):
     flag_substitutions: dict[str, str] = {}
 
 
+class CheckedSource(BaseModel):
+    """Where a platform's package names were checked: a public file (repository and path, or
+    URL) and what it shows. Required of rpm platforms, whose images cannot be built here."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    source: str = Field(min_length=1)
+    what: str = Field(min_length=1)
+
+
 class Platform(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     id: str
@@ -72,6 +81,15 @@ class Platform(BaseModel):
     bolt: Bolt | None = None
     # series -> why CPython of that series cannot be built here: the planner never plans it.
     unbuildable_series: dict[str, str] = {}
+    checked_against: tuple[CheckedSource, ...] = ()
+
+    @model_validator(mode="after")
+    def _rpm_names_checked(self) -> Platform:
+        if self.family == "rpm" and not self.checked_against:
+            raise ValueError(
+                f"{self.id}: an rpm platform needs checked_against (where its package names were checked)"
+            )
+        return self
 
     @field_validator("unbuildable_series")
     @classmethod
