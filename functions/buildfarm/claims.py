@@ -34,7 +34,8 @@ MAX_ROUNDS = 4
 Liveness = Callable[[str], "bool | None"]
 
 
-def _unknown(execution_id: str) -> bool | None:
+def unknown_liveness(execution_id: str) -> bool | None:
+    """The Liveness when nobody can tell: every claim's expiry decides."""
     return None
 
 
@@ -53,7 +54,7 @@ class Claim(BaseModel):
     released: bool = False
     released_at: str | None = None
 
-    def live(self, now: datetime, is_running: Liveness = _unknown) -> bool:
+    def live(self, now: datetime, is_running: Liveness = unknown_liveness) -> bool:
         """Held: not released, and its execution still running: as is_running says when it can
         tell (a running execution's claims hold past their expiry: a long run's queued cells are
         not built twice), else until the claim expires."""
@@ -100,7 +101,7 @@ def claim_cell(
     now: datetime,
     ttl_seconds: int,
     marker_exists: bool = False,
-    is_running: Liveness = _unknown,
+    is_running: Liveness = unknown_liveness,
 ) -> ClaimOutcome:
     """Claim one cell; build = max(published, last claimed) + 1. Idempotent for the same execution.
     A claim whose execution has ended (is_running says False) is taken over before it expires."""
@@ -174,7 +175,7 @@ def peek_cell(
     published_build: int,
     now: datetime,
     marker_exists: bool,
-    is_running: Liveness = _unknown,
+    is_running: Liveness = unknown_liveness,
 ) -> ClaimOutcome:
     """What claim_cell would do, without writing (dry run)."""
     name = cell_name(*cell)
@@ -211,7 +212,7 @@ def claim_cells(
     now: datetime,
     ttl_seconds: int,
     dry_run: bool,
-    is_running: Liveness = _unknown,
+    is_running: Liveness = unknown_liveness,
 ) -> dict[Cell, ClaimOutcome]:
     """Claim (or, dry run, peek at) every cell -> outcome. cells: {cell: last published build or 0}.
 

@@ -23,7 +23,7 @@ from packaging.version import Version
 from pydantic import BaseModel, ConfigDict
 
 from buildfarm.catalog import Cell, cell_name, published_builds, read_versions
-from buildfarm.claims import ClaimOutcome, Liveness, claim_cells, release_claims
+from buildfarm.claims import ClaimOutcome, Liveness, claim_cells, release_claims, unknown_liveness
 from buildfarm.config import FarmConfig
 from buildfarm.models import BuildSpec, Source, artifact_dir
 from buildfarm.platforms import Registry, load_registry
@@ -225,7 +225,7 @@ def plan(
     registry = registry or load_registry()
     validated = _as_request(request, config)
     execution_id = safe_id(execution_id)
-    alive: Liveness = is_running or (lambda other: None)
+    alive: Liveness = is_running or unknown_liveness
 
     releases_state = load_releases(store, config, now, fetch=fetch_releases)
     try:

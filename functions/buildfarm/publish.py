@@ -126,8 +126,10 @@ def recorded_outcomes(store: Store, plan_id: str) -> dict[str, Literal["publishe
     for info in store.list(prefix):
         status, _, rest = info.key.removeprefix(prefix).partition("/")
         if status in OUTCOME_STATES and rest.endswith(".json"):
-            found[rest.removesuffix(".json")] = status  # type: ignore[assignment]
-    # A cell decided twice (failed, then published by a later attempt) counts as published.
+            cell = rest.removesuffix(".json")
+            # A cell decided twice (failed, then published by a later attempt) is published.
+            if found.get(cell) != "published":
+                found[cell] = status  # type: ignore[assignment]
     return found
 
 
@@ -142,10 +144,6 @@ def _read_reason(store: Store, plan_id: str, cell: str) -> str:
 def _decide_all(store: Store, plan_id: str, items: list[PlanItem], now: datetime) -> dict[str, CellOutcome]:
     """Every item's outcome: recorded ones read back, the others decided now."""
     recorded = recorded_outcomes(store, plan_id)
-    for item in items:  # published wins over an older failed record of the same cell
-        published = outcome_key(plan_id, "published", parse_cell(item.cell))
-        if recorded.get(item.cell) == "failed" and store.exists(published):
-            recorded[item.cell] = "published"
 
     def decide(item: PlanItem) -> CellOutcome:
         status = recorded.get(item.cell)

@@ -132,6 +132,20 @@ def test_failure_reasons(local_store, config):
     assert "failed #1" in index and "no C compiler" in index
 
 
+def test_a_cell_failed_then_published_by_a_retry_counts_as_published(local_store, config):
+    # PublishCell ran before the build landed (a retry after a timeout, say), then again after.
+    result = planned(local_store, config)
+    first, second = result.items
+    assert publish_cell(first, local_store, NOW).status == "failed"
+    fake_build(local_store, first.spec)
+    fake_build(local_store, second.spec)
+    assert publish_cell(first, local_store, NOW).status == "published"
+    keys = [key for key in all_keys(local_store) if "/outcomes/" in key]
+    assert sorted(key.split("/outcomes/")[1].split("/")[0] for key in keys) == ["failed", "published"]
+    outcome = publish(result.summary, local_store, config, now=NOW)
+    assert sorted(outcome.published) == sorted([first.cell, second.cell]) and outcome.failed == []
+
+
 def test_dry_run_plan_publishes_nothing(local_store, config):
     result = plan({**DEBIAN_12_BOTH, "dry_run": True}, local_store, config, "dry", NOW)
     before = all_keys(local_store)
