@@ -227,9 +227,9 @@ def parse_spec(text, registry):
 
 def bolt_config(version, optimization, platform):
     """The platform's "bolt" entry (platform_info()) when this build is BOLT-optimized, else
-    None: pgo+lto builds of 3.13+ (the versions verified here) where the platform has
+    None: pgo+lto builds of 3.11+ (series.bolt_supported()) where the platform has
     llvm-bolt for the arch ("tools": its directory)."""
-    if optimization != "pgo+lto" or parse_version(version)[1] < 13:
+    if optimization != "pgo+lto" or not by_series.bolt_supported(version):
         return None
     return platform.get("bolt")
 
@@ -248,8 +248,8 @@ def configure_args(version, optimization, prefix, bolt=None):
     ]
     if optimization == "pgo+lto":
         args += ["--enable-optimizations", "--with-lto"]
-        if bolt:
-            args.append("--enable-bolt")
+        if bolt and by_series.bolt_by_configure(version):
+            args.append("--enable-bolt")  # 3.11: series.bolt_nodist_flags() and the fragment
     elif optimization != "none":
         raise SpecError("unknown optimization {!r}".format(optimization))
     if minor >= 10:
@@ -278,9 +278,15 @@ def configure_env(version, bolt=None):
     if interposition:
         env = {name: value + " " + interposition for name, value in env.items()}
     if bolt:
-        env["LLVM_BOLT"] = bolt["tools"].rstrip("/") + "/llvm-bolt"
-        env["MERGE_FDATA"] = bolt["tools"].rstrip("/") + "/merge-fdata"
+        env.update(_bolt_tools(bolt))
+        for name, flags in by_series.bolt_nodist_flags(version).items():
+            env[name] += " " + flags
     return env
+
+
+def _bolt_tools(bolt):
+    tools = bolt["tools"].rstrip("/")
+    return {"LLVM_BOLT": tools + "/llvm-bolt", "MERGE_FDATA": tools + "/merge-fdata"}
 
 
 def setup_local(setup_stdlib_in, modules=BUILTIN_MODULES):
@@ -344,13 +350,8 @@ def make_variables(version, optimization, makefile, bolt=None):
         # Not $(LIBRARY_DEPS): the interpreter no longer waits for libpython.so, so the
         # two long LTO links run side by side (make_fragment() keeps libpython.so built).
         common["LINK_PYTHON_DEPS"] = "$(LIBRARY_OBJS) $(EXPORTSYMS)"
-    if bolt and static_interpreter(version, makefile):
-        common["BOLT_BINARIES"] = "$(BUILDPYTHON)"
-    substitutions = (bolt or {}).get("flag_substitutions")
-    if substitutions:
-        for name in ("BOLT_INSTRUMENT_FLAGS", "BOLT_APPLY_FLAGS"):
-            flags = makefile.get(name, "").split()
-            common[name] = " ".join(substitutions.get(flag, flag) for flag in flags)
+    if bolt:
+        common.update(_bolt_variables(version, makefile, bolt))
     final = dict(common)
     instrumented = dict(common)
     for name in ("CONFIGURE_CFLAGS_NODIST", "CONFIGURE_LDFLAGS_NODIST"):
@@ -360,6 +361,27 @@ def make_variables(version, optimization, makefile, bolt=None):
     if optimization == "none":
         return final, final
     return instrumented, final
+
+
+def _bolt_variables(version, makefile, bolt):
+    """BOLT's make variables: the interpreter alone where it links libpython's objects;
+    CPython 3.13's flags where the Makefile has none or older ones (series.bolt_flags()),
+    with the platform's substitutions; for 3.11 the tools and the -no-pie LINKCC that
+    3.12+ configure provides."""
+    variables = {}
+    if static_interpreter(version, makefile):
+        variables["BOLT_BINARIES"] = "$(BUILDPYTHON)"
+    own = by_series.bolt_flags(version)
+    substitutions = bolt.get("flag_substitutions") or {}
+    for index, name in enumerate(("BOLT_INSTRUMENT_FLAGS", "BOLT_APPLY_FLAGS")):
+        if own or substitutions:
+            flags = (own[index] if own else makefile.get(name, "")).split()
+            variables[name] = " ".join(substitutions.get(flag, flag) for flag in flags)
+    linkcc = by_series.bolt_linkcc(version, makefile.get("LINKCC"))
+    if linkcc:
+        variables["LINKCC"] = linkcc
+        variables.update(_bolt_tools(bolt))
+    return variables
 
 
 def make_assignments(variables):
@@ -417,9 +439,10 @@ def make_steps(jobs, version, optimization, makefile, profile_task=None, bolt=No
     return steps
 
 
-def make_fragment(version, makefile):
+def make_fragment(version, makefile, bolt=None):
     """Rules added to CPython's Makefile through $MAKEFILES (GNU make reads it in every
-    make, including profile-opt's sub-makes), or None when there is nothing to add."""
+    make, including profile-opt's sub-makes), or None when there is nothing to add.
+    With bolt, a series without BOLT rules (3.11) gets CPython 3.13's profile-bolt-stamp."""
     rules = []
     if "PY_LDFLAGS_NOLTO" in makefile:
         rules += [
@@ -432,6 +455,8 @@ def make_fragment(version, makefile):
             "# The interpreter links libpython's objects; libpython.so is still built.",
             "build_all: " + makefile["PY3LIBRARY"],
         ]
+    if bolt:
+        rules += by_series.bolt_rules(version, makefile)
     if not rules:
         return None
     return "# Added by the build farm's driver (build.py).\n" + "\n".join(rules) + "\n"
@@ -978,7 +1003,7 @@ class Build(object):
         env = self.build_env()
         path = os.path.join(self.work, "buildfarm.mk")
         if not os.path.isfile(path):
-            fragment = make_fragment(self.version, self.makefile())
+            fragment = make_fragment(self.version, self.makefile(), self.bolt)
             if not fragment:
                 return env
             with open(path, "w") as handle:

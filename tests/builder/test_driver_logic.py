@@ -188,12 +188,14 @@ def test_make_steps(build_py):
     assert build_py.default_profile_task(2, "3.13.5") == "-m test --pgo -j2 --timeout=$(TESTTIMEOUT)"
 
 
-def test_bolt_only_for_pgo_lto_313_where_the_platform_has_it_for_the_arch(build_py, registry_json):
+def test_bolt_only_for_pgo_lto_311_plus_where_the_platform_has_it_for_the_arch(build_py, registry_json):
     trixie = build_py.platform_info(registry_json, "debian-13", "x86_64")
     assert build_py.bolt_config("3.13.5", "pgo+lto", trixie)["tools"] == "/usr/lib/llvm-19/bin"
     assert "bolt-19" in trixie["build_dependencies"]
     assert build_py.bolt_config("3.13.5", "none", trixie) is None
-    assert build_py.bolt_config("3.12.11", "pgo+lto", trixie) is None
+    assert build_py.bolt_config("3.12.11", "pgo+lto", trixie)["tools"] == "/usr/lib/llvm-19/bin"
+    assert build_py.bolt_config("3.11.2", "pgo+lto", trixie)["tools"] == "/usr/lib/llvm-19/bin"
+    assert build_py.bolt_config("3.10.16", "pgo+lto", trixie) is None
     rhel = build_py.platform_info(registry_json, "rhel-9", "x86_64")
     assert build_py.bolt_config("3.13.5", "pgo+lto", rhel) is None
     # Debian ships bolt-16 for amd64 only: bookworm's aarch64 builds go without it.
@@ -263,6 +265,139 @@ def test_bolt_flag_substitutions_for_an_older_llvm_bolt(build_py):
         "3.13.5", "pgo+lto", makefile, {"tools": "/t", "flag_substitutions": skip}
     )
     assert "-skip-funcs=f" in final["BOLT_INSTRUMENT_FLAGS"] and "-skip-funcs=f" in final["BOLT_APPLY_FLAGS"]
+
+
+# CPython 3.12's BOLT section of Makefile.pre.in (3.12 branch; from GH-104709, merged before
+# 3.12.0b1), unchanged but for ">" marking a recipe's tab. 3.13's differs only in running the
+# profile task without "|| true".
+MAKEFILE_PRE_IN_312_BOLT = r"""
+# List of binaries that BOLT runs on.
+BOLT_BINARIES := @BOLT_BINARIES@
+
+BOLT_INSTRUMENT_FLAGS := @BOLT_INSTRUMENT_FLAGS@
+BOLT_APPLY_FLAGS := @BOLT_APPLY_FLAGS@
+
+.PHONY: clean-bolt
+clean-bolt:
+>	# Profile data.
+>	rm -f *.fdata
+>	# Pristine binaries before BOLT optimization.
+>	rm -f *.prebolt
+>	# BOLT instrumented binaries.
+>	rm -f *.bolt_inst
+
+profile-bolt-stamp: $(BUILDPYTHON)
+>	# Ensure a pristine, pre-BOLT copy of the binary and no profile data from last run.
+>	for bin in $(BOLT_BINARIES); do \
+>	  prebolt="$${bin}.prebolt"; \
+>	  if [ -e "$${prebolt}" ]; then \
+>	    echo "Restoring pre-BOLT binary $${prebolt}"; \
+>	    mv "$${bin}.prebolt" "$${bin}"; \
+>	  fi; \
+>	  cp "$${bin}" "$${prebolt}"; \
+>	  rm -f $${bin}.bolt.*.fdata $${bin}.fdata; \
+>	done
+>	# Instrument each binary.
+>	for bin in $(BOLT_BINARIES); do \
+>	  @LLVM_BOLT@ "$${bin}" -instrument -instrumentation-file-append-pid -instrumentation-file=$(abspath $${bin}.bolt) -o $${bin}.bolt_inst $(BOLT_INSTRUMENT_FLAGS); \
+>	  mv "$${bin}.bolt_inst" "$${bin}"; \
+>	done
+>	# Run instrumented binaries to collect data.
+>	$(RUNSHARED) ./$(BUILDPYTHON) $(PROFILE_TASK) || true
+>	# Merge all the data files together.
+>	for bin in $(BOLT_BINARIES); do \
+>	  @MERGE_FDATA@ $${bin}.*.fdata > "$${bin}.fdata"; \
+>	  rm -f $${bin}.*.fdata; \
+>	done
+>	# Run bolt against the merged data to produce an optimized binary.
+>	for bin in $(BOLT_BINARIES); do \
+>	  @LLVM_BOLT@ "$${bin}.prebolt" -o "$${bin}.bolt" -data="$${bin}.fdata" $(BOLT_APPLY_FLAGS); \
+>	  mv "$${bin}.bolt" "$${bin}"; \
+>	done
+>	touch $@
+
+.PHONY: bolt-opt
+bolt-opt:
+>	$(MAKE) @PREBOLT_RULE@
+>	$(MAKE) profile-bolt-stamp
+""".replace("\n>\t", "\n\t")
+# What configure writes into it for --enable-shared --enable-bolt (3.12's defaults: no
+# instrument flags, hfsort+), and the rest of a configured Makefile the rule needs.
+CONFIGURED_312 = {
+    "@BOLT_BINARIES@": "$(BUILDPYTHON) $(INSTSONAME)",
+    "@BOLT_INSTRUMENT_FLAGS@": "",
+    "@BOLT_APPLY_FLAGS@": "-update-debug-sections -reorder-blocks=ext-tsp -reorder-functions=hfsort+ -split-functions -icf=1 -inline-all -split-eh -reorder-functions-use-hot-size -peepholes=none -jump-tables=aggressive -inline-ap -indirect-call-promotion=all -dyno-stats -use-gnu-stack -frame-opt=hot",
+    "@LLVM_BOLT@": "/usr/lib/llvm-16/bin/llvm-bolt",
+    "@MERGE_FDATA@": "/usr/lib/llvm-16/bin/merge-fdata",
+    "@PREBOLT_RULE@": "profile-opt",
+}
+MAKEFILE_BASE = "BUILDEXE=\nBUILDPYTHON=\tpython$(BUILDEXE)\nRUNSHARED=\tLD_LIBRARY_PATH=/b\nLINKCC=\t\t$(PURIFY) $(MAINCC)\nLINK_PYTHON_OBJS=$(BLDLIBRARY)\nall:\n\ttrue\n"
+
+
+def bolt_commands(tmp_path, version, makefile_text):
+    """The llvm-bolt, merge-fdata and profile-run lines that `make -n profile-bolt-stamp` prints
+    for this Makefile with the driver's fragment and make variables (bolt-16 on debian-12)."""
+    (tmp_path / "Makefile").write_text(makefile_text)
+    (tmp_path / "python").write_text("")
+    makefile = build_py_module().makefile_variables(makefile_text)
+    _, final = build_py_module().make_variables(version, "pgo+lto", makefile, BOLT_16)
+    env = {"PATH": "/usr/bin:/bin"}
+    fragment = build_py_module().make_fragment(version, makefile, BOLT_16)
+    if fragment:
+        (tmp_path / "fragment.mk").write_text(fragment)
+        env["MAKEFILES"] = str(tmp_path / "fragment.mk")
+    argv = [
+        "make",
+        "-n",
+        "profile-bolt-stamp",
+        "PROFILE_TASK=-m test --pgo",
+        *build_py_module().make_assignments(final),
+    ]
+    out = subprocess.run(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True, check=True).stdout
+    wanted = ("/llvm-bolt ", "/merge-fdata ", "./python ")
+    lines = [line.replace(str(tmp_path), "<build>") for line in out.splitlines()]
+    return [" ".join(line.split()) for line in lines if any(word in line for word in wanted)]
+
+
+def build_py_module():
+    return sys.modules["buildfarm_build_driver"]
+
+
+def test_312s_makefile_bolts_the_interpreter_with_313s_flags(build_py, tmp_path):
+    text = MAKEFILE_BASE + MAKEFILE_PRE_IN_312_BOLT
+    for name, value in CONFIGURED_312.items():
+        text = text.replace(name, value)
+    instrument, run, merge, apply = bolt_commands(tmp_path, "3.12.8", text)
+    assert instrument.startswith('/usr/lib/llvm-16/bin/llvm-bolt "${bin}" -instrument')
+    assert instrument.endswith(
+        "-update-debug-sections -skip-funcs=_PyEval_EvalFrameDefault,sre_ucs1_match/1,sre_ucs2_match/1,sre_ucs4_match/1; \\"
+    )
+    assert run == "LD_LIBRARY_PATH=/b ./python -m test --pgo || true"
+    assert merge.startswith("/usr/lib/llvm-16/bin/merge-fdata ${bin}.*.fdata")
+    assert apply.startswith('/usr/lib/llvm-16/bin/llvm-bolt "${bin}.prebolt" -o "${bin}.bolt"')
+    assert "-reorder-functions=hfsort+" in apply and "-skip-funcs=" in apply and "-use-gnu-stack" in apply
+    # The loops run over the interpreter alone (its Makefile says $(BUILDPYTHON) $(INSTSONAME)).
+    dry_run = subprocess.run(
+        ["make", "-n", "profile-bolt-stamp", "BOLT_BINARIES=$(BUILDPYTHON)"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        text=True,
+    ).stdout
+    assert "for bin in python; do" in dry_run
+
+
+def test_311s_fragment_runs_what_312s_and_313s_rule_run(build_py, tmp_path):
+    """3.11's Makefile has no BOLT rules: the fragment's rule makes the same commands as
+    3.12's (whose profile run tolerates failures; 3.13's, like 3.11's, does not)."""
+    text = MAKEFILE_BASE + MAKEFILE_PRE_IN_312_BOLT
+    for name, value in CONFIGURED_312.items():
+        text = text.replace(name, value)
+    (tmp_path / "312").mkdir()
+    (tmp_path / "311").mkdir()
+    expected = bolt_commands(tmp_path / "312", "3.12.8", text)
+    commands = bolt_commands(tmp_path / "311", "3.11.2", MAKEFILE_BASE)
+    assert commands == [line.replace(" || true", "") for line in expected]
+    assert len(commands) == 4
 
 
 def test_install_uses_the_final_variables(build_py):
