@@ -295,9 +295,11 @@ BOLT_APPLY_FLAGS = (
     "-frame-opt=hot",
 )
 # What 3.12+ configure adds for --enable-bolt: no hot/cold split by GCC and relocations kept
-# (both needed by llvm-bolt), code built and executables linked position-dependent (what
-# makes BOLT pay off; libpython's objects stay -fPIC through CCSHARED, which comes later).
-BOLT_CFLAGS_NODIST = ("-fno-reorder-blocks-and-partition", "-fno-pie")
+# (both needed by llvm-bolt), executables linked position-dependent (what makes BOLT pay
+# off). Not its -fno-pie: in an --enable-shared build every object's compile line ends with
+# CCSHARED's -fPIC, which overrides it, but 3.11's setup.py puts -fPIC first, so -fno-pie
+# made its extension modules position-dependent and their links fail (measured on 3.11.2).
+BOLT_CFLAGS_NODIST = ("-fno-reorder-blocks-and-partition",)
 BOLT_LDFLAGS_NODIST = ("-Wl,--emit-relocs",)
 BOLT_LINKCC_FLAGS = ("-fno-pie", "-no-pie")
 
