@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import IO
 
@@ -102,21 +103,28 @@ def build_image(
     argv += ["-f", str(context / registry.family_of(platform_id).dockerfile), "-t", tag, str(context)]
     output.write(f"images: building {tag} from {platform.base_image}\n")
     output.flush()
+    started = int(time.time())
     result = subprocess.run(argv, stdout=output, stderr=subprocess.STDOUT, check=False)
     if result.returncode != 0:
         raise ImageError(f"docker build of {tag} failed (exit {result.returncode})")
-    _remove_older(tag)
+    _remove_older(tag, platform_id, started)
     return tag
 
 
-def _remove_older(tag: str) -> None:
-    """Remove this platform x arch's images of earlier drivers (about 1 GB each)."""
+def _remove_older(tag: str, platform_id: str, started: int) -> None:
+    """Remove this platform x arch's images of earlier drivers (about 1 GB each; the layers they
+    share with the new one stay), and the platform's package-list stages (Dockerfile.deb's
+    throwaway first stage, labelled buildfarm.packages) left by builds before this one."""
     repository, _, name = tag.partition(":")
     prefix = name.rsplit("-", 1)[0] + "-"
     listed = _docker("images", "--format", "{{.Tag}}", repository)
     for other in listed.stdout.split():
         if other.startswith(prefix) and other != name:
             _docker("rmi", f"{repository}:{other}")
+    _docker(
+        "image", "prune", "--force",
+        "--filter", f"label=buildfarm.packages={platform_id}", "--filter", f"until={started}",
+    )  # fmt: skip
 
 
 def import_base(registry: Registry, platform_id: str, arch: str, output: IO[str]) -> str:

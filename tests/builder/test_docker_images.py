@@ -1,8 +1,11 @@
 """Builder images (buildfarm.images, `buildfarm images`) and the docker runner's choices that
-need no engine; the builds in an engine are in test_docker_builds.py."""
+need no engine; the builds in an engine are in test_docker_build.py and
+tests/infra/test_batch_container.py."""
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -66,3 +69,51 @@ def test_images_names_an_unknown_platform():
         [*BUILDFARM, "images", "import-base", "--platform", "debian-99"], capture_output=True, text=True
     )
     assert result.returncode == 2 and "unknown platform 'debian-99'" in result.stderr
+
+
+def test_registry_py_lists_the_build_dependencies_the_driver_and_the_model_list(build_py, capsys):
+    """The Dockerfiles install registry.py's list (before the driver is copied, so a changed
+    driver reuses the package layers): the same as build.py's and the typed registry's."""
+    registry_py = REPO / "builder_image" / "registry.py"
+    registry = load_registry()
+    raw = json.loads((REPO / "builder_image" / "platforms.json").read_text())
+    for platform_id, platform in registry.platforms.items():
+        for arch in platform.arches:
+            listed = subprocess.run(
+                [sys.executable, str(registry_py), "--build-dependencies", platform_id, arch],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.split()
+            driver = build_py.platform_info(raw, platform_id, arch)["build_dependencies"]
+            assert listed == driver == list(registry.build_dependencies(platform_id, arch)), platform_id
+    for argv in (["--build-dependencies", "debian-99", "x86_64"], ["--build-dependencies", "debian-12"]):
+        result = subprocess.run([sys.executable, str(registry_py), *argv], capture_output=True, text=True)
+        assert result.returncode == 2 and result.stderr and not result.stdout, argv
+    for dockerfile in ("Dockerfile.deb", "Dockerfile.rpm"):
+        text = (REPO / "builder_image" / dockerfile).read_text()
+        run = re.search(r"python3 /\S+/registry\.py --build-dependencies", text)
+        assert run and text.index("COPY registry.py platforms.json") < run.start(), dockerfile
+        assert text.index("pip install --no-cache-dir boto3") < text.index("COPY *.py platforms.json")
+
+
+def test_a_new_image_removes_the_platforms_older_images_and_package_stages(monkeypatch):
+    calls: list[tuple[str, ...]] = []
+
+    def docker(*argv: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+        calls.append(argv)
+        listed = (
+            "debian-11-x86_64-aaaaaaaaaaaa\ndebian-11-x86_64-bbbbbbbbbbbb\ndebian-12-x86_64-cccccccccccc\n"
+        )
+        return subprocess.CompletedProcess(argv, 0, listed if argv[0] == "images" else "", "")
+
+    monkeypatch.setattr(images, "_docker", docker)
+    images._remove_older("buildfarm-builder:debian-11-x86_64-bbbbbbbbbbbb", "debian-11", 1700000000)
+    assert calls[1:] == [
+        ("rmi", "buildfarm-builder:debian-11-x86_64-aaaaaaaaaaaa"),
+        (
+            "image", "prune", "--force",
+            "--filter", "label=buildfarm.packages=debian-11", "--filter", "until=1700000000",
+        ),
+    ]  # fmt: skip
+    assert 'LABEL buildfarm.packages="${PLATFORM}"' in (REPO / "builder_image" / "Dockerfile.deb").read_text()

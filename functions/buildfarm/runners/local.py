@@ -53,6 +53,14 @@ def _local_store_path(store: str) -> Path | None:
     return Path(store.removeprefix("file://")).resolve()
 
 
+def _ccache_dir() -> Path:
+    """The caller's ccache directory ($CCACHE_DIR, else ccache's default), created if missing:
+    what the chroot and docker runners mount for the driver's BUILDFARM_CCACHE=1."""
+    ccache_dir = Path(os.environ.get("CCACHE_DIR") or Path.home() / ".cache" / "ccache").resolve()
+    ccache_dir.mkdir(parents=True, exist_ok=True)
+    return ccache_dir
+
+
 class HostRunner:
     """Runs the driver directly on this machine, which must be the target platform."""
 
@@ -151,9 +159,7 @@ class ChrootRunner:
             )
         env = driver_env(inside_spec)
         if env.get("BUILDFARM_CCACHE") == "1":
-            ccache_dir = Path(os.environ.get("CCACHE_DIR") or Path.home() / ".cache" / "ccache").resolve()
-            ccache_dir.mkdir(parents=True, exist_ok=True)
-            binds.append((ccache_dir, "/buildfarm/ccache", False))
+            binds.append((_ccache_dir(), "/buildfarm/ccache", False))
             env["CCACHE_DIR"] = "/buildfarm/ccache"
         log_dir = Path(tempfile.mkdtemp(prefix="buildfarm-log-"))
         binds.append((log_dir, "/buildfarm/log", False))
@@ -208,6 +214,9 @@ class DockerRunner:
         log_dir = Path(tempfile.mkdtemp(prefix="buildfarm-log-"))
         volumes += ["-v", f"{log_dir}:/buildfarm/log"]
         env = driver_env(inside_spec)
+        if env.get("BUILDFARM_CCACHE") == "1":  # the caller's compiler cache (the image has ccache)
+            volumes += ["-v", f"{_ccache_dir()}:/buildfarm/ccache"]
+            env["CCACHE_DIR"] = "/buildfarm/ccache"
         env["BUILDFARM_LOG_FILE"] = "/buildfarm/log/build.log"
         env["BUILDFARM_BUILDER_IMAGE"] = f"{tag}@{image}"  # what the manifest records
         # Values travel in the docker client's environment (-e NAME), never in argv; the
