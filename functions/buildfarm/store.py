@@ -180,7 +180,9 @@ class Store(abc.ABC):
         return numbers
 
     def put_json(self, key: str, value: Any, **conditions: Any) -> str:
-        data = json.dumps(value, indent=1, sort_keys=False).encode() + b"\n"
+        # Compact: json's C encoder only runs without indent. versions.json is rewritten by
+        # every PublishCell; indented, encoding a 2,000-cell catalog took ~20x longer.
+        data = json.dumps(value, separators=(",", ":")).encode() + b"\n"
         return self.put(key, data, content_type="application/json", **conditions)
 
     def sha256_and_size(self, key: str) -> tuple[str, int]:

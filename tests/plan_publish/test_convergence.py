@@ -1,13 +1,14 @@
 """Convergence and recovery: the real plan(), publish_cell(), publish() and recover() on a
 simulated schedule (plan_publish.convergence), and executions stopped half-way.
 
-The simulation here covers 400 cells so that the fast suite stays fast: every PublishCell
-rewrites versions.json, so the cost grows with the square of the matrix (2,000 cells took
-about 5 minutes on 2 busy cores). benchmarks/plan_matrix.py runs the same simulation on 2,000.
+Every PublishCell rewrites versions.json, so a simulation's cost grows with the square of the
+matrix: the 2,000-cell schedule takes about a minute on 2 cores and is marked slow; the
+other scenarios use 160-400 cells. benchmarks/plan_matrix.py measures the same runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -32,8 +33,8 @@ from .convergence import (
     scratch_directory,
 )
 
-# 5 newest releases of 4 series x 10 live platforms x 2 arches, 20 slots, a 4 h timeout (so many
-# executions are needed); Finalize raises in executions 3 and 7.
+# 5 newest releases of 4 series x 10 live platforms x 2 arches (400 cells; 25: 2,000), 20 slots,
+# a 4 h timeout (so many executions are needed); Finalize raises in executions 3 and 7.
 SCHEDULE = Scenario(releases_per_series=5, execution_timeout_hours=4, failing_finalize=frozenset({3, 7}))
 # Four platforms of 3.13.5 x 2 arches, named: eight cells.
 EIGHT_CELLS = {"versions": ["3.13.5"], "platforms": ["debian-12", "rhel-9", "ubuntu-2404", "rhel-10"]}
@@ -74,21 +75,31 @@ def assert_recovered_later(simulation: FarmSimulation, ended: set[int]) -> None:
         assert any(execution.id in later.recovered for later in simulation.executions[number:]), number
 
 
-def test_the_hourly_schedule_converges_within_each_executions_budget(scratch):
-    simulation = FarmSimulation(SimStore(scratch), SCHEDULE)
-    simulation.run(FarmSimulation.settled)
+def assert_within_budget(simulation: FarmSimulation) -> None:
+    """Every execution finished every job it planned before its timeout, within its budget,
+    and no cell was planned twice."""
     config, executions = simulation.config, simulation.executions
-    assert simulation.matrix_size == 400
-    assert config.cells_per_execution == 60  # 20 slots x 4 h / 40 min x 0.5
-    timeout = timedelta(hours=SCHEDULE.execution_timeout_hours)
-    for execution in executions:  # the budget holds: every planned job finishes in time
+    timeout = timedelta(hours=simulation.scenario.execution_timeout_hours)
+    for execution in executions:
         assert execution.end in ("finalized", "finalize failed"), execution
         assert execution.lost == 0 and execution.built == execution.planned, execution
         assert execution.duration is not None and execution.duration <= timeout, execution
         assert execution.planned <= execution.budget <= config.cells_per_execution, execution
-    working = simulation.working()
-    assert len(working) >= 400 // 60
-    assert sum(e.planned for e in executions) == 400  # no cell planned twice
+    assert len(simulation.working()) >= simulation.matrix_size // config.cells_per_execution
+    assert sum(e.planned for e in executions) == simulation.matrix_size
+
+
+@pytest.mark.parametrize(
+    "releases_per_series", [5, pytest.param(25, marks=pytest.mark.slow, id="2000-cells")]
+)
+def test_the_hourly_schedule_converges_within_each_executions_budget(scratch, releases_per_series):
+    scenario = dataclasses.replace(SCHEDULE, releases_per_series=releases_per_series)
+    simulation = FarmSimulation(SimStore(scratch), scenario)
+    simulation.run(FarmSimulation.settled)
+    config, executions = simulation.config, simulation.executions
+    assert simulation.matrix_size == releases_per_series * 80  # 4 series x 10 platforms x 2 arches
+    assert config.cells_per_execution == 60  # 20 slots x 4 h / 40 min x 0.5
+    assert_within_budget(simulation)
     # Later runs started while earlier ones were still building, and claimed only what was left
     # of the budget.
     assert any(0 < e.budget < config.cells_per_execution for e in executions)
