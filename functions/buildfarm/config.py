@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from buildfarm.errors import UsageError
 from buildfarm.platforms import ARCHES, Registry, load_registry
 from buildfarm.versions import is_series
 
@@ -17,6 +18,8 @@ DEFAULT_RELEASES_URL = "https://www.python.org/api/v2/downloads"
 DEFAULT_SOURCE_MIRROR = "https://www.python.org/ftp/python"
 # Half the timeout: room for jobs slower than the estimate, Batch queueing and Spot retries.
 BUDGET_MARGIN = 0.5
+
+_S3_STORE = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\x00-\x1f]*)?", re.ASCII)
 
 # Numeric variables: name -> (field, type, minimum).
 _NUMBERS: dict[str, tuple[str, type, float]] = {
@@ -30,8 +33,8 @@ _NUMBERS: dict[str, tuple[str, type, float]] = {
 }
 
 
-class ConfigError(ValueError):
-    """A bad environment variable; the message names the variable and its value."""
+class ConfigError(UsageError, ValueError):
+    """A bad environment variable or option; the message names it and its value."""
 
 
 class FarmConfig(BaseModel):
@@ -187,3 +190,21 @@ def _url(name: str, text: str, schemes: tuple[str, ...] = ("http", "https")) -> 
     if scheme not in schemes:
         raise ConfigError(f"{name}: {text!r} is not a {'/'.join(schemes)} URL")
     return text
+
+
+def resolve_store_location(explicit: str | None, environ: Mapping[str, str] | None = None) -> str:
+    """The store a command uses: the --store value, else $BUILDFARM_STORE, else ./dist. A
+    directory (file:// accepted) becomes an absolute path; s3://BUCKET[/PREFIX] stays as given.
+    Raises ConfigError naming anything else."""
+    env = os.environ if environ is None else environ
+    location = explicit or (env.get("BUILDFARM_STORE") or "").strip() or DEFAULT_STORE
+    if location.startswith("s3://"):
+        if not _S3_STORE.fullmatch(location):
+            raise ConfigError(f"malformed S3 store {location!r} (s3://BUCKET/PREFIX)")
+        return location
+    if "://" in location and not location.startswith("file://"):
+        raise ConfigError(f"unsupported store {location!r} (a directory or s3://BUCKET/PREFIX)")
+    directory = os.path.abspath(location.removeprefix("file://"))
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise ConfigError(f"store {directory!r} is not a directory")
+    return directory

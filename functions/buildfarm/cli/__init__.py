@@ -7,6 +7,7 @@ import importlib
 import sys
 
 from buildfarm import __version__
+from buildfarm.errors import BuildfarmError, UsageError
 
 # Each module defines register(subparsers) and sets `func` on its parser(s);
 # func(args) returns the exit status.
@@ -19,8 +20,8 @@ SUBCOMMAND_MODULES = (
 )
 
 
-class CliError(Exception):
-    """A problem with the user's input or environment: printed as one line, exit 2."""
+# The subcommands' name for a usage error (exit 2).
+CliError = UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,9 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except CliError as error:
+    except BuildfarmError as error:
         print(f"buildfarm {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        return error.exit_code
     except KeyboardInterrupt:
         print(f"buildfarm {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -14,15 +14,17 @@ import sys
 from datetime import UTC, datetime
 
 from buildfarm.claims import claim_cell, release_claims
-from buildfarm.config import FarmConfig
+from buildfarm.config import DEFAULT_SOURCE_MIRROR, FarmConfig, resolve_store_location
+from buildfarm.errors import UsageError
 from buildfarm.models import BuildSpec, artifact_dir
 from buildfarm.platforms import UnknownPlatformError, load_registry
 from buildfarm.recovery import local_execution_id, local_liveness
+from buildfarm.releases import load_seed, source_url
+from buildfarm.runners import RunnerUnavailable, select_runner
+from buildfarm.runners.local import host_arch
 from buildfarm.store import Store, open_store
 from buildfarm.versions import VersionError, parse_release
 
-DEFAULT_MIRROR = "https://www.python.org/ftp/python"
-DEFAULT_STORE = "./dist"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -51,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--source-mirror",
-        help=f"python.org-shaped mirror (default: $BUILDFARM_SOURCE_MIRROR or {DEFAULT_MIRROR})",
+        help=f"python.org-shaped mirror (default: $BUILDFARM_SOURCE_MIRROR or {DEFAULT_SOURCE_MIRROR})",
     )
     parser.add_argument(
         "--source-sha256",
@@ -61,29 +63,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_build)
 
 
-def _error(message: str) -> Exception:
-    from buildfarm.cli import CliError  # the CLI package imports this module
-
-    return CliError(message)
-
-
 def known_source(version: str) -> tuple[str, str] | None:
     """(file name, sha256) of the version's source from the releases catalog shipped with the
     package (python.org has .tar.xz and .tgz; the catalog says which one it knows), if any."""
     try:
-        from buildfarm.releases import load_seed
-
         release = load_seed().releases.get(version)
     except Exception:  # no or unreadable seed catalog: the caller asks for --source-sha256
         return None
     return (release.file or f"Python-{version}.tar.xz", release.sha256) if release else None
-
-
-def source_url(version: str, mirror: str, file: str | None = None) -> str:
-    """<mirror>/<X.Y.Z>/<file> (default Python-<version>.tar.xz): the planner's layout."""
-    from buildfarm.releases import source_url as catalog_source_url
-
-    return catalog_source_url(version, mirror, file)
 
 
 def make_spec(args: argparse.Namespace, execution_id: str) -> BuildSpec:
@@ -91,42 +78,32 @@ def make_spec(args: argparse.Namespace, execution_id: str) -> BuildSpec:
     try:
         parse_release(args.version)
     except VersionError as error:
-        raise _error(str(error)) from None
+        raise UsageError(str(error)) from None
     registry = load_registry()
     try:
         platform = registry.get(args.platform)
     except UnknownPlatformError as error:
-        raise _error(str(error)) from None
-    from buildfarm.runners.local import host_arch
-
+        raise UsageError(str(error)) from None
     arch = args.arch or host_arch()
     if arch not in platform.arches:
-        raise _error(f"unknown arch {arch!r} for {platform.id} (arches: {', '.join(platform.arches)})")
+        raise UsageError(f"unknown arch {arch!r} for {platform.id} (arches: {', '.join(platform.arches)})")
     optimization = args.optimization or os.environ.get("BUILDFARM_OPTIMIZATION") or "pgo+lto"
     if optimization not in ("pgo+lto", "none"):
-        raise _error(f"unknown optimization {optimization!r} in BUILDFARM_OPTIMIZATION (pgo+lto or none)")
+        raise UsageError(f"unknown optimization {optimization!r} in BUILDFARM_OPTIMIZATION (pgo+lto or none)")
     known = known_source(args.version)
     sha256 = args.source_sha256 or (known[1] if known else None)
     # The catalog's file (.tar.xz or .tgz) when its digest is the one used, else .tar.xz.
     file = known[0] if known and known[1] == sha256 else None
     if sha256 is None:
-        raise _error(f"no known sha256 for Python-{args.version}.tar.xz: pass --source-sha256")
+        raise UsageError(f"no known sha256 for Python-{args.version}.tar.xz: pass --source-sha256")
     if not _SHA256.fullmatch(sha256):
-        raise _error(f"malformed --source-sha256 {sha256!r} (64 lowercase hex digits)")
-    store = args.store or os.environ.get("BUILDFARM_STORE") or DEFAULT_STORE
-    if not store.startswith("s3://"):
-        if "://" in store and not store.startswith("file://"):
-            raise _error(f"unsupported store {store!r} (a directory or s3://BUCKET/PREFIX)")
-        store = os.path.abspath(store.removeprefix("file://"))
-        if os.path.exists(store) and not os.path.isdir(store):
-            raise _error(f"store {store!r} is not a directory")
-    elif not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?", store):
-        raise _error(f"malformed S3 store {store!r} (s3://BUCKET/PREFIX)")
-    mirror = args.source_mirror or os.environ.get("BUILDFARM_SOURCE_MIRROR") or DEFAULT_MIRROR
+        raise UsageError(f"malformed --source-sha256 {sha256!r} (64 lowercase hex digits)")
+    store = resolve_store_location(args.store)  # ConfigError is a UsageError
+    mirror = args.source_mirror or os.environ.get("BUILDFARM_SOURCE_MIRROR") or DEFAULT_SOURCE_MIRROR
     if not mirror.startswith(("http://", "https://", "file://")):
-        raise _error(f"source mirror {mirror!r} must be an http://, https:// or file:// URL")
+        raise UsageError(f"source mirror {mirror!r} must be an http://, https:// or file:// URL")
     if args.build is not None and args.build < 1:
-        raise _error(f"build number must be >= 1, not {args.build}")
+        raise UsageError(f"build number must be >= 1, not {args.build}")
     build = args.build or 1
     return BuildSpec(
         version=args.version,
@@ -160,13 +137,13 @@ def _claim(store: Store, spec: BuildSpec, requested: int | None, taken: set[int]
     )
     name = "/".join(cell)
     if outcome.status == "held":
-        raise _error(
+        raise UsageError(
             f"{name} is being built by {outcome.holder} (build {outcome.build}, claimed until "
             f"{outcome.expires_at}): try again when it is done"
         )
     if requested and outcome.build != requested:
         release_claims(store, [cell], execution_id=spec.execution_id, now=datetime.now(UTC))
-        raise _error(
+        raise UsageError(
             f"build {requested} of {name} was already claimed (the next free number is {outcome.build})"
         )
     build = outcome.build
@@ -175,20 +152,18 @@ def _claim(store: Store, spec: BuildSpec, requested: int | None, taken: set[int]
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from buildfarm.runners import RunnerUnavailable, select_runner
-
     spec = make_spec(args, local_execution_id())
     try:
         runner = select_runner(spec.platform, args.runner, spec.arch)
     except RunnerUnavailable as error:
-        raise _error(str(error)) from None
+        raise UsageError(str(error)) from None
     try:
         store = open_store(spec.store)
         taken = store.build_numbers(spec.version, spec.platform, spec.arch)
     except Exception as error:  # unreadable store: say which and stop before building
-        raise _error(f"cannot read the store {spec.store}: {error}") from None
+        raise UsageError(f"cannot read the store {spec.store}: {error}") from None
     if args.build in taken:
-        raise _error(
+        raise UsageError(
             f"build {args.build} of {spec.version}/{spec.platform}/{spec.arch} already exists in the store "
             "(builds are never overwritten; omit --build for the next number)"
         )

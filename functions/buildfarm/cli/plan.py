@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import TYPE_CHECKING, Any
 
 from buildfarm.catalog import VERSIONS_KEY, iter_cells, read_versions
-from buildfarm.config import ConfigError, FarmConfig
+from buildfarm.config import ConfigError, FarmConfig, resolve_store_location
+from buildfarm.errors import UsageError
 from buildfarm.store import Store, StoreError, open_store
 from buildfarm.workflow_input import (
     InputError,
@@ -32,17 +32,16 @@ def add_store_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def _config_and_store(args: argparse.Namespace) -> tuple[FarmConfig, Store]:
-    from buildfarm.cli import CliError
 
     try:
         config = FarmConfig.from_env()
     except ConfigError as error:
-        raise CliError(str(error)) from None
-    location = args.store or os.environ.get("BUILDFARM_STORE") or config.store
+        raise UsageError(str(error)) from None
+    location = resolve_store_location(args.store)
     try:
         store = open_store(location)
     except StoreError as error:
-        raise CliError(str(error)) from None
+        raise UsageError(str(error)) from None
     return config.model_copy(update={"store": location}), store
 
 
@@ -57,7 +56,6 @@ def format_table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    from buildfarm.cli import CliError
     from buildfarm.plan import new_execution_id, plan
 
     config, store = _config_and_store(args)
@@ -68,9 +66,9 @@ def run_plan(args: argparse.Namespace) -> int:
         parse_workflow_input(raw, config)
         result = plan({**raw, "dry_run": True}, store, config, new_execution_id())
     except InputError as error:
-        raise CliError(str(error)) from None
+        raise UsageError(str(error)) from None
     except StoreError as error:
-        raise CliError(f"store {store.location}: {error}") from None
+        raise UsageError(f"store {store.location}: {error}") from None
     return print_plan(result, store, as_json=args.json)
 
 
@@ -113,13 +111,12 @@ def print_plan(result: Plan, store: Store, *, as_json: bool = False) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from buildfarm.cli import CliError
 
     _, store = _config_and_store(args)
     try:
         document, etag = read_versions(store)
     except (StoreError, ValueError) as error:
-        raise CliError(f"{store.url(VERSIONS_KEY)}: {error}") from None
+        raise UsageError(f"{store.url(VERSIONS_KEY)}: {error}") from None
 
     cells = [
         {

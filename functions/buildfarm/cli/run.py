@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from buildfarm.cli.plan import format_table, print_plan
-from buildfarm.config import ConfigError, FarmConfig
+from buildfarm.config import DEFAULT_STORE, ConfigError, FarmConfig, resolve_store_location
+from buildfarm.errors import UsageError
 from buildfarm.farm import CellProgress, RunReport, run_farm
 from buildfarm.plan import new_execution_id, plan
 from buildfarm.platforms import Registry, load_registry
@@ -24,8 +25,6 @@ from buildfarm.workflow_input import (
     parse_workflow_input,
     raw_input_from_args,
 )
-
-DEFAULT_STORE = "./dist"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -120,7 +119,6 @@ def _summary(report: RunReport) -> str:
 def _setup(args: argparse.Namespace, registry: Registry) -> tuple[FarmConfig, dict[str, Any], LocalStore]:
     """The configuration, the raw request (this machine's platform and arch unless named) and
     the local store, from the command line."""
-    from buildfarm.cli import CliError
 
     overrides: dict[str, str] = {}
     if args.source_mirror:
@@ -131,28 +129,27 @@ def _setup(args: argparse.Namespace, registry: Registry) -> tuple[FarmConfig, di
         config = FarmConfig.from_env({**os.environ, **overrides})
         raw = raw_input_from_args(args)
     except (ConfigError, InputError) as error:
-        raise CliError(str(error)) from None
+        raise UsageError(str(error)) from None
 
-    location = args.store or os.environ.get("BUILDFARM_STORE") or DEFAULT_STORE
+    location = resolve_store_location(args.store)
     if location.startswith("s3://"):
-        raise CliError(
+        raise UsageError(
             f"--store {location}: `run` publishes into a local directory; use `trigger` for the cloud"
         )
     if "platforms" not in raw:
         here = host_platform_id(registry)
         if here is None:
-            raise CliError("this machine is not a registered platform: pass --platforms")
+            raise UsageError("this machine is not a registered platform: pass --platforms")
         raw["platforms"] = [here]
     raw.setdefault("arches", [host_arch()])
     try:
         store = LocalStore(Path(location))
     except StoreError as error:
-        raise CliError(str(error)) from None
+        raise UsageError(str(error)) from None
     return config.model_copy(update={"store": store.location}), raw, store
 
 
 def run(args: argparse.Namespace) -> int:
-    from buildfarm.cli import CliError
 
     registry = load_registry()
     config, raw, store = _setup(args, registry)
@@ -173,9 +170,9 @@ def run(args: argparse.Namespace) -> int:
             listener=ProgressPrinter(),
         )
     except InputError as error:
-        raise CliError(str(error)) from None
+        raise UsageError(str(error)) from None
     except StoreError as error:
-        raise CliError(f"store {store.location}: {error}") from None
+        raise UsageError(f"store {store.location}: {error}") from None
     return _report(report)
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from buildfarm.errors import UsageError
 from buildfarm.workflow_input import (
     InputError,
     add_matrix_arguments,
@@ -85,7 +86,6 @@ def _aws_error(error: Exception) -> str:
 
 
 def resolve_state_machine(args: argparse.Namespace, session: Any) -> str:
-    from buildfarm.cli import CliError
 
     if args.state_machine:
         arn = args.state_machine
@@ -96,27 +96,25 @@ def resolve_state_machine(args: argparse.Namespace, session: Any) -> str:
         try:
             stacks = session.client("cloudformation").describe_stacks(StackName=stack)["Stacks"]
         except Exception as error:
-            raise CliError(f"stack {stack!r}: {_aws_error(error)}") from None
+            raise UsageError(f"stack {stack!r}: {_aws_error(error)}") from None
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
         if STATE_MACHINE_OUTPUT not in outputs:
-            raise CliError(
+            raise UsageError(
                 f"stack {stack!r} has no {STATE_MACHINE_OUTPUT} output (is it the build farm stack?)"
             )
         arn = outputs[STATE_MACHINE_OUTPUT]
     if not arn.startswith("arn:") or ":stateMachine:" not in arn:
-        raise CliError(f"not a state machine ARN: {arn!r}")
+        raise UsageError(f"not a state machine ARN: {arn!r}")
     return arn
 
 
 def run_trigger(args: argparse.Namespace) -> int:
     import boto3
 
-    from buildfarm.cli import CliError
-
     try:
         request = parse_workflow_input(raw_input_from_args(args))
     except InputError as error:
-        raise CliError(str(error)) from None
+        raise UsageError(str(error)) from None
     execution_input = request.model_dump(mode="json", exclude_defaults=True)
 
     session = boto3.session.Session()
@@ -127,7 +125,7 @@ def run_trigger(args: argparse.Namespace) -> int:
     try:
         started = sfn.start_execution(stateMachineArn=arn, name=name, input=json.dumps(execution_input))
     except Exception as error:
-        raise CliError(f"start {arn}: {_aws_error(error)}") from None
+        raise UsageError(f"start {arn}: {_aws_error(error)}") from None
     execution_arn = started["executionArn"]
     print(f"started {execution_arn}")
     print(f"input   {json.dumps(execution_input)}")
@@ -140,7 +138,7 @@ def run_trigger(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         raise
     except Exception as error:
-        raise CliError(f"following {execution_arn}: {_aws_error(error)}") from None
+        raise UsageError(f"following {execution_arn}: {_aws_error(error)}") from None
     return 0 if status == "SUCCEEDED" else 1
 
 
