@@ -1,0 +1,175 @@
+"""versions.json, the published catalog and the farm's source of truth (DESIGN "versions.json").
+
+Updated read-modify-write with conditional puts, retried on conflict, so concurrent publishers
+never lose each other's cells. A cell is only ever replaced by a higher build of itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+from packaging.version import Version
+from pydantic import BaseModel, ConfigDict, Field
+
+from buildfarm.layout import VERSIONS_KEY, Cell
+from buildfarm.releases import iso
+from buildfarm.store import Store, StoreConflict, StoreNotFound
+from buildfarm.versions import sort_newest_first
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+
+def parse_cell(name: str) -> Cell:
+    version, platform, arch = name.split("/")
+    return version, platform, arch
+
+
+class CatalogArtifact(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+    key: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+
+
+class CatalogCell(BaseModel):
+    """versions.json builds[version][platform][arch]."""
+
+    model_config = ConfigDict(extra="allow")
+    build: int = Field(ge=1)
+    published: str
+    manifest: str
+    artifacts: list[CatalogArtifact]
+
+
+def empty_versions() -> dict[str, Any]:
+    return {"schema_version": SCHEMA_VERSION, "updated": None, "python_versions": [], "builds": {}}
+
+
+def published_builds(document: dict[str, Any]) -> dict[Cell, int]:
+    """{(version, platform, arch): build} for every published cell (no model parsing: this is hot)."""
+    found: dict[Cell, int] = {}
+    builds = document.get("builds") or {}
+    if not isinstance(builds, dict):
+        return found
+    for version, platforms in builds.items():
+        if not isinstance(platforms, dict):
+            continue
+        for platform, arches in platforms.items():
+            if not isinstance(arches, dict):
+                continue
+            for arch, entry in arches.items():
+                if isinstance(entry, dict) and isinstance(entry.get("build"), int):
+                    found[(version, platform, arch)] = entry["build"]
+    return found
+
+
+def iter_cells(document: dict[str, Any]) -> Iterable[tuple[Cell, dict[str, Any]]]:
+    for version, platforms in (document.get("builds") or {}).items():
+        for platform, arches in platforms.items():
+            for arch, entry in arches.items():
+                yield (version, platform, arch), entry
+
+
+def published_platforms(document: dict[str, Any]) -> set[str]:
+    """The platforms with at least one published cell."""
+    return {platform for (_, platform, _), _ in iter_cells(document)}
+
+
+def merge_cells(
+    document: dict[str, Any], cells: dict[Cell, CatalogCell], now: datetime
+) -> tuple[dict[str, Any], list[Cell]]:
+    """versions.json with `cells` merged in: (new document, cells actually added or replaced).
+
+    An existing entry is replaced only by a higher build (an older, slower publisher never
+    rolls a cell back). python_versions: newest first, versions with at least one cell.
+    """
+    merged = {
+        "schema_version": SCHEMA_VERSION,
+        "updated": document.get("updated"),
+        "python_versions": [],
+        "builds": {
+            version: {platform: dict(arches) for platform, arches in platforms.items()}
+            for version, platforms in (document.get("builds") or {}).items()
+        },
+    }
+    for key, value in document.items():
+        if key not in merged:
+            merged[key] = value  # keep fields a newer schema may have added
+    accepted: list[Cell] = []
+    for (version, platform, arch), entry in cells.items():
+        arches = merged["builds"].setdefault(version, {}).setdefault(platform, {})
+        existing = arches.get(arch)
+        if (
+            isinstance(existing, dict)
+            and isinstance(existing.get("build"), int)
+            and existing["build"] >= entry.build
+        ):
+            continue
+        arches[arch] = entry.model_dump(mode="json")
+        accepted.append((version, platform, arch))
+    merged["builds"] = {
+        version: {platform: dict(sorted(arches.items())) for platform, arches in sorted(platforms.items())}
+        for version, platforms in sorted(
+            merged["builds"].items(), key=lambda kv: Version(kv[0]), reverse=True
+        )
+        if any(platforms.values())
+    }
+    merged["python_versions"] = sort_newest_first(list(merged["builds"]))
+    if accepted:
+        merged["updated"] = iso(now)
+    return merged, accepted
+
+
+def read_versions(store: Store) -> tuple[dict[str, Any], str | None]:
+    """(versions.json, etag) or (empty catalog, None) when nothing is published yet."""
+    try:
+        document, etag = store.read_json(VERSIONS_KEY)
+    except StoreNotFound:
+        return empty_versions(), None
+    if not isinstance(document, dict):
+        raise ValueError(f"{store.url(VERSIONS_KEY)} is not a JSON object")
+    return document, etag
+
+
+def versions_etag(store: Store) -> str | None:
+    """versions.json's current ETag, None when there is none yet."""
+    info = store.head(VERSIONS_KEY)
+    return info.etag if info else None
+
+
+def update_versions(
+    store: Store,
+    cells: dict[Cell, CatalogCell],
+    now: datetime,
+    *,
+    max_attempts: int = 200,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[dict[str, Any], list[Cell]]:
+    """Merge cells into versions.json with If-Match / If-None-Match, retried on conflict."""
+    delay = 0.01
+    for attempt in range(1, max_attempts + 1):
+        document, etag = read_versions(store)
+        merged, accepted = merge_cells(document, cells, now)
+        if not accepted:
+            return document, []
+        try:
+            if etag is None:
+                store.put_json(VERSIONS_KEY, merged, if_none_match=True)
+            else:
+                store.put_json(VERSIONS_KEY, merged, if_match=etag)
+            if attempt > 1:
+                log.info("versions.json updated after %d attempts", attempt)
+            return merged, accepted
+        except StoreConflict:
+            # Someone else published in between: back off with jitter, re-read, re-merge.
+            sleep(random.uniform(0, delay))  # noqa: S311 - jitter, not crypto
+            delay = min(delay * 2, 0.5)
+    raise RuntimeError(f"versions.json: gave up after {max_attempts} conflicting attempts")
