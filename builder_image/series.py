@@ -266,8 +266,7 @@ def profile_task(version, jobs):
 # such PIC functions, older llvm-bolt may mis-rewrite them) and -update-debug-sections in the
 # instrumenting pass (gh-128437), and says hfsort+ (newer llvm-bolt reads it as cdsort), so
 # 3.11 and 3.12 both get 3.13's flags (bolt_flags()); 3.13+ keep their Makefile's. 3.12's
-# rule runs its profile task with "|| true" (a crash of the instrumented interpreter leaves a
-# partial profile there; 3.13's rule and 3.11's fragment stop the build).
+# rule runs its profile task with "|| true", as 3.11's fragment does (3.13's rule does not).
 BOLT_FROM = 11
 BOLT_CONFIGURE_FROM = 12
 BOLT_OWN_FLAGS_FROM = 13
@@ -341,9 +340,11 @@ def bolt_linkcc(version, linkcc):
 def bolt_rules(version, makefile):
     """Makefile lines of profile-bolt-stamp for a series whose Makefile lacks it (3.11), else
     []: CPython 3.13's rule, with $(LLVM_BOLT)/$(MERGE_FDATA) make variables where configure
-    writes the tools' paths. makefile: the configured Makefile's variables; the rule names
-    the interpreter's file, as a $MAKEFILES fragment is read before the Makefile that
-    defines $(BUILDPYTHON)."""
+    writes the tools' paths, and its profile run's failures tolerated as in 3.12's rule and
+    3.11's own PGO run: with --disable-test-modules 3.11's test_sqlite3 cannot import
+    _testcapi, so `-m test --pgo` ends in FAILURE (measured on 3.11.2). makefile: the
+    configured Makefile's variables; the rule names the interpreter's file, as a $MAKEFILES
+    fragment is read before the Makefile that defines $(BUILDPYTHON)."""
     if not bolt_supported(version) or bolt_by_configure(version):
         return []
     buildpython = makefile.get("BUILDPYTHON", "python$(BUILDEXE)")
@@ -363,7 +364,7 @@ def bolt_rules(version, makefile):
         " -instrumentation-file=$(abspath $${bin}.bolt) -o $${bin}.bolt_inst $(BOLT_INSTRUMENT_FLAGS); \\",
         '\t  mv "$${bin}.bolt_inst" "$${bin}"; \\',
         "\tdone",
-        "\t$(RUNSHARED) ./$(BUILDPYTHON) $(PROFILE_TASK)",
+        "\t$(RUNSHARED) ./$(BUILDPYTHON) $(PROFILE_TASK) || true",
         "\tfor bin in $(BOLT_BINARIES); do \\",
         '\t  $(MERGE_FDATA) $${bin}.*.fdata > "$${bin}.fdata"; \\',
         "\t  rm -f $${bin}.*.fdata; \\",

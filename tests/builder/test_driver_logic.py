@@ -388,7 +388,8 @@ def test_312s_makefile_bolts_the_interpreter_with_313s_flags(build_py, tmp_path)
 
 def test_311s_fragment_runs_what_312s_and_313s_rule_run(build_py, tmp_path):
     """3.11's Makefile has no BOLT rules: the fragment's rule makes the same commands as
-    3.12's (whose profile run tolerates failures; 3.13's, like 3.11's, does not)."""
+    3.12's, whose profile run tolerates failures as 3.11 needs (--disable-test-modules leaves
+    out the _testcapi that 3.11's test_sqlite3 imports: the PGO task ends in FAILURE)."""
     text = MAKEFILE_BASE + MAKEFILE_PRE_IN_312_BOLT
     for name, value in CONFIGURED_312.items():
         text = text.replace(name, value)
@@ -396,7 +397,7 @@ def test_311s_fragment_runs_what_312s_and_313s_rule_run(build_py, tmp_path):
     (tmp_path / "311").mkdir()
     expected = bolt_commands(tmp_path / "312", "3.12.8", text)
     commands = bolt_commands(tmp_path / "311", "3.11.2", MAKEFILE_BASE)
-    assert commands == [line.replace(" || true", "") for line in expected]
+    assert commands == expected
     assert len(commands) == 4
 
 
