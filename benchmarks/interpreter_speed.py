@@ -2,13 +2,15 @@
 series, on a pyperformance-style subset run with pyperf, both in the same Debian root.
 
     .venv/bin/python benchmarks/interpreter_speed.py [--series 3.9|3.11|3.13] [--tarball PATH]
-        [--profile-task TASK] [--rigorous] [--rounds N]
+        [--profile-task TASK] [--rigorous] [--rounds N] [--against PATH]
 
 Series and reference: 3.9 against bullseye's python3.9 (debian-11 root), 3.11 against
 bookworm's python3.11 (debian-12), 3.13 against trixie's python3.13 (debian-13). Without
 --tarball it first builds the newest release of the series in ../shared/cpython-src, pgo+lto,
 for that platform with the chroot runner (CPython's own PGO task unless --profile-task).
 Prints per-benchmark times and the geometric mean of reference/ours; the target is >= 1.05.
+--against adds another pgo+lto tarball of the series (e.g. a build before a change) to the same
+rounds, with its own ratio, to tell what the change did per benchmark.
 """
 
 from __future__ import annotations
@@ -230,6 +232,59 @@ def install_pyperf(series: str, lib: Path) -> None:
         wheel.extractall(lib)
 
 
+def prepare_bench_dir(bench_dir: Path, series: str, tarball: Path, against: Path | None) -> dict[str, str]:
+    """pyperf, the benchmark scripts and our tarball (and --against's) under the root's
+    /opt/bench; returns {label: interpreter path in the root}."""
+    if bench_dir.exists():
+        shutil.rmtree(bench_dir)
+    (bench_dir / "lib").mkdir(parents=True)
+    (bench_dir / "out").mkdir()
+    install_pyperf(series, bench_dir / "lib")
+    interpreters = {}
+    for label, path, target in (("ours", tarball, bench_dir), ("against", against, bench_dir / "against")):
+        if path:
+            with tarfile.open(path) as archive:
+                archive.extractall(target, filter="tar")
+            interpreters[label] = "/" + str(
+                (target / "python" / "bin" / "python3").relative_to(bench_dir.parents[1])
+            )
+    for name, body in BENCHMARKS.items():
+        (bench_dir / f"bm_{name}.py").write_text(body + f"\nNAME = {name!r}\n" + SCRIPT_FOOTER)
+    return interpreters
+
+
+def report(
+    means: dict[str, dict[str, list[float]]],
+    series: str,
+    codename: str,
+    reference_python: str,
+    against: Path | None,
+) -> None:
+    """Per-benchmark medians and speed-ups, their geometric mean against the target, and with
+    --against the other build's."""
+    print()
+    columns = f"{'against (ms)':>14}{'speed-up':>10}" if against else ""
+    print(f"{'benchmark':<26}{codename + ' (ms)':>14}{'ours (ms)':>12}{'speed-up':>10}{columns}")
+    ratios, against_ratios = [], []
+    for name, runs in means.items():
+        reference, ours = statistics.median(runs[codename]), statistics.median(runs["ours"])
+        ratio = reference / ours
+        ratios.append(ratio)
+        line = f"{name:<26}{reference * 1e3:>14.2f}{ours * 1e3:>12.2f}{ratio:>9.3f}x"
+        if against:
+            other = statistics.median(runs["against"])
+            against_ratios.append(reference / other)
+            line += f"{other * 1e3:>14.2f}{reference / other:>9.3f}x"
+        print(line)
+    geomean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+    if against_ratios:
+        other_mean = math.exp(sum(math.log(r) for r in against_ratios) / len(against_ratios))
+        print(f"\n--against {against}: {other_mean:.3f}x; ours / against {geomean / other_mean:.3f}")
+    print(f"\ngeometric mean speed-up vs {codename}'s {reference_python}: {geomean:.3f}x "
+          f"(target >= {TARGET}); ratio to target {geomean / TARGET:.3f}")  # fmt: skip
+    print(json.dumps({"series": series, "geomean": round(geomean, 4), "target": TARGET}))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -239,6 +294,7 @@ def main() -> int:
     parser.add_argument("--profile-task", help="PGO task for the build (default: CPython's)")
     parser.add_argument("--rigorous", action="store_true", help="pyperf --rigorous instead of --fast")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median; default 3)")
+    parser.add_argument("--against", type=Path, help="another tarball of the series, measured alongside")
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error(f"--rounds must be at least 1, not {args.rounds}")
@@ -251,16 +307,8 @@ def main() -> int:
         # The root's build dependencies include python3: the distribution's interpreter.
         root = runner.ensure_root(runner.packages(str(workdir)), io.StringIO())
         bench_dir = root / "opt" / "bench"
-        if bench_dir.exists():
-            shutil.rmtree(bench_dir)
-        (bench_dir / "lib").mkdir(parents=True)
-        (bench_dir / "out").mkdir()
-        install_pyperf(args.series, bench_dir / "lib")
-        with tarfile.open(tarball) as archive:
-            archive.extractall(bench_dir, filter="tar")
-        for name, body in BENCHMARKS.items():
-            (bench_dir / f"bm_{name}.py").write_text(body + f"\nNAME = {name!r}\n" + SCRIPT_FOOTER)
-        interpreters = {"ours": "/opt/bench/python/bin/python3", codename: reference_python}
+        interpreters = prepare_bench_dir(bench_dir, args.series, tarball, args.against)
+        interpreters[codename] = reference_python
         mode = "--rigorous" if args.rigorous else "--fast"
         env = {"PYTHONPATH": "/opt/bench/lib"}
         means: dict[str, dict[str, list[float]]] = {}
@@ -287,18 +335,7 @@ def main() -> int:
                 print(f"round {round_number + 1}/{args.rounds} done", flush=True)
         shutil.rmtree(bench_dir, ignore_errors=True)
 
-    print()
-    print(f"{'benchmark':<26}{codename + ' (ms)':>14}{'ours (ms)':>12}{'speed-up':>10}")
-    ratios = []
-    for name, runs in means.items():
-        reference, ours = statistics.median(runs[codename]), statistics.median(runs["ours"])
-        ratio = reference / ours
-        ratios.append(ratio)
-        print(f"{name:<26}{reference * 1e3:>14.2f}{ours * 1e3:>12.2f}{ratio:>9.3f}x")
-    geomean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
-    print(f"\ngeometric mean speed-up vs {codename}'s {reference_python}: {geomean:.3f}x "
-          f"(target >= {TARGET}); ratio to target {geomean / TARGET:.3f}")  # fmt: skip
-    print(json.dumps({"series": args.series, "geomean": round(geomean, 4), "target": TARGET}))
+    report(means, args.series, codename, reference_python, args.against)
     return 0
 
 
