@@ -13,6 +13,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from buildfarm import layout
+from buildfarm.layout import under
 from infra.builder_images import BuilderImages
 from infra.config import InfraConfig
 from infra.nag import acknowledge, acknowledge_wildcards, logical_id
@@ -27,7 +29,7 @@ INSTANCE_CLASSES = {
 
 # Keys the builder writes (builder_image/build.py S3Store): its build's artifacts and manifest,
 # or its build log and failure record. It reads nothing else: no catalog, no claim, no releases.
-JOB_WRITABLE_PREFIXES = ("builds/", "logs/")
+JOB_WRITABLE_PREFIXES = layout.BUILDER_PREFIXES
 
 
 def pass_image_reference(job: batch.EcsJobDefinition) -> None:
@@ -195,7 +197,7 @@ class BuildBatch(Construct):
             iam.PolicyStatement(
                 sid="WriteBuildOutputs",
                 actions=["s3:PutObject"],
-                resources=[bucket.arn_for_objects(f"{prefix}*") for prefix in JOB_WRITABLE_PREFIXES],
+                resources=[bucket.arn_for_objects(under(prefix)) for prefix in JOB_WRITABLE_PREFIXES],
             )
         )
         # The builder refuses to overwrite a build before it starts: it lists builds/<cell>/<build>/
@@ -203,7 +205,9 @@ class BuildBatch(Construct):
         # (a HEAD carries no prefix) to answer a missing key with 404 instead of 403.
         self.job_role.add_to_policy(
             iam.PolicyStatement(
-                sid="HeadOwnBuild", actions=["s3:GetObject"], resources=[bucket.arn_for_objects("builds/*")]
+                sid="HeadOwnBuild",
+                actions=["s3:GetObject"],
+                resources=[bucket.arn_for_objects(under(layout.BUILDS_PREFIX))],
             )
         )
         self.job_role.add_to_policy(
@@ -218,7 +222,7 @@ class BuildBatch(Construct):
         )
         acknowledge_wildcards(
             self.job_role,
-            [f"<{logical_id(bucket)}.Arn>/{prefix}*" for prefix in JOB_WRITABLE_PREFIXES],
+            [f"<{logical_id(bucket)}.Arn>/{under(prefix)}" for prefix in JOB_WRITABLE_PREFIXES],
             "the builder puts (and heads, builds/ only) keys below builds/ and logs/ only; its cell "
             "and build number come in the job's spec at run time, so IAM cannot name its own keys. "
             "It cannot write catalogs, claims, plans or releases.json, and the bucket policy "

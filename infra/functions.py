@@ -17,6 +17,8 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 import buildfarm
+from buildfarm import layout
+from buildfarm.layout import under
 from buildfarm.platforms import registry_path
 from infra.config import InfraConfig
 from infra.nag import acknowledge, acknowledge_wildcards, logical_id
@@ -33,24 +35,28 @@ METRICS_NAMESPACE = "PythonBuildFarm"
 # Store keys each function reads, writes (PutObject) and deletes (functions/buildfarm: plan.py,
 # claims.py, releases.py, publish.py, verify.py, catalog.py, recovery.py). Only the publishing
 # functions write versions.json; none writes under builds/ or logs/ (the builder's).
+# Key patterns, from the store layout (buildfarm.layout).
+_VERSIONS, _RELEASES, _INSTALLER = layout.VERSIONS_KEY, layout.RELEASES_KEY, layout.INSTALLER_KEY
+_BUILDS, _LOGS = under(layout.BUILDS_PREFIX), under(layout.LOGS_PREFIX)
+_CLAIMS, _PLANS, _RUNS = under(layout.CLAIMS_PREFIX), under(layout.PLANS_PREFIX), under(layout.RUNS_PREFIX)
 PLAN_KEYS = {
-    "reads": ("versions.json", "releases.json", "claims/*", "runs/*"),
-    "writes": ("releases.json", "claims/*", "plans/*", "runs/*"),
-    "deletes": ("runs/*",),
+    "reads": (_VERSIONS, _RELEASES, _CLAIMS, _RUNS),
+    "writes": (_RELEASES, _CLAIMS, _PLANS, _RUNS),
+    "deletes": (_RUNS,),
 }
 PUBLISH_CELL_KEYS = {
-    "reads": ("versions.json", "builds/*", "logs/*", "claims/*"),
-    "writes": ("versions.json", "claims/*", "plans/*"),
+    "reads": (_VERSIONS, _BUILDS, _LOGS, _CLAIMS),
+    "writes": (_VERSIONS, _CLAIMS, _PLANS),
     "deletes": (),
 }
-_DERIVED = ("download-metadata/*", "index.html", "install.sh")
+_DERIVED = (under(layout.DOWNLOAD_METADATA_PREFIX), *layout.DERIVED_KEYS)
 FINALIZE_KEYS = {
-    "reads": ("versions.json", "plans/*", "builds/*", "logs/*", "claims/*", "install.sh"),
-    "writes": ("versions.json", "claims/*", "plans/*", *_DERIVED),
-    "deletes": ("runs/*",),
+    "reads": (_VERSIONS, _PLANS, _BUILDS, _LOGS, _CLAIMS, _INSTALLER),
+    "writes": (_VERSIONS, _CLAIMS, _PLANS, *_DERIVED),
+    "deletes": (_RUNS,),
 }
 # Recover finalizes ended runs: Finalize's access, plus reading the open-run markers.
-RECOVER_KEYS = {**FINALIZE_KEYS, "reads": (*FINALIZE_KEYS["reads"], "runs/*")}
+RECOVER_KEYS = {**FINALIZE_KEYS, "reads": (*FINALIZE_KEYS["reads"], _RUNS)}
 _ACTIONS = {"reads": "s3:GetObject", "writes": "s3:PutObject", "deletes": "s3:DeleteObject"}
 _SIDS = {"reads": "ReadStore", "writes": "WriteStore", "deletes": "CloseRuns"}
 

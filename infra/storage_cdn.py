@@ -9,15 +9,17 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from buildfarm import layout
+from buildfarm.layout import under
 from infra.config import InfraConfig
 from infra.nag import acknowledge
 
-# Keys served to the public through the CDN (DESIGN "Store layout"); everything else is internal.
-CATALOG_PATTERNS = ("versions.json", "releases.json", "index.html", "install.sh", "download-metadata/*")
-PUBLISHED_BUILDS = "builds/*"
+# Keys served to the public through the CDN (buildfarm.layout); everything else is internal.
+CATALOG_PATTERNS = (*layout.CATALOG_KEYS, under(layout.DOWNLOAD_METADATA_PREFIX))
+PUBLISHED_BUILDS = under(layout.BUILDS_PREFIX)
 # Working state of the workflow: never served (plans, claims and logs also expire; an open run
 # marker stays until Recover or Finalize closes it).
-INTERNAL_PREFIXES = ("plans/", "claims/", "logs/", "runs/")
+INTERNAL_PREFIXES = layout.INTERNAL_PREFIXES
 
 
 class StorageCdn(Construct):
@@ -56,14 +58,20 @@ class StorageCdn(Construct):
             server_access_logs_prefix="s3/",
             lifecycle_rules=[
                 s3.LifecycleRule(
-                    id="expire-plans", prefix="plans/", expiration=Duration.days(config.scratch_expiry_days)
+                    id="expire-plans",
+                    prefix=layout.PLANS_PREFIX,
+                    expiration=Duration.days(config.scratch_expiry_days),
                 ),
                 # Claims expire logically after BUILDFARM_CLAIM_TTL_SECONDS; this only cleans up.
                 s3.LifecycleRule(
-                    id="expire-claims", prefix="claims/", expiration=Duration.days(config.scratch_expiry_days)
+                    id="expire-claims",
+                    prefix=layout.CLAIMS_PREFIX,
+                    expiration=Duration.days(config.scratch_expiry_days),
                 ),
                 s3.LifecycleRule(
-                    id="expire-logs", prefix="logs/", expiration=Duration.days(config.log_expiry_days)
+                    id="expire-logs",
+                    prefix=layout.LOGS_PREFIX,
+                    expiration=Duration.days(config.log_expiry_days),
                 ),
                 # versions.json and the catalogs are rewritten on every publish: keep old copies a while.
                 s3.LifecycleRule(
@@ -111,7 +119,7 @@ class StorageCdn(Construct):
             self,
             "Cdn",
             comment="Python Build Farm downloads",
-            default_root_object="index.html",
+            default_root_object=layout.INDEX_KEY,
             default_behavior=behavior(catalogs_cache),
             additional_behaviors={
                 PUBLISHED_BUILDS: behavior(builds_cache),
@@ -130,7 +138,7 @@ class StorageCdn(Construct):
                 effect=iam.Effect.DENY,
                 principals=[iam.ServicePrincipal("cloudfront.amazonaws.com")],
                 actions=["s3:GetObject"],
-                resources=[self.bucket.arn_for_objects(f"{prefix}*") for prefix in INTERNAL_PREFIXES],
+                resources=[self.bucket.arn_for_objects(under(prefix)) for prefix in INTERNAL_PREFIXES],
             )
         )
         # Published builds are immutable (DESIGN "Integrity rules"), enforced here, not only by the

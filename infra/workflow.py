@@ -25,12 +25,15 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from buildfarm import layout
+from buildfarm.layout import under
 from infra.batch import BuildBatch
 from infra.config import InfraConfig
 from infra.functions import FarmFunctions
 from infra.nag import acknowledge_wildcards, logical_id
 
-RESULTS_PREFIX = "plans/results"
+# The ResultWriter prefix, as Step Functions takes it: without the trailing "/".
+RESULTS_PREFIX = layout.MAP_RESULTS_PREFIX.removesuffix("/")
 
 
 class BuildWorkflow(Construct):
@@ -181,7 +184,7 @@ class BuildWorkflow(Construct):
                 iam.PolicyStatement(
                     sid="ReadPlanItems",
                     actions=["s3:GetObject"],
-                    resources=[bucket.arn_for_objects("plans/*")],
+                    resources=[bucket.arn_for_objects(under(layout.PLANS_PREFIX))],
                 ),
                 iam.PolicyStatement(
                     sid="WriteMapResults",
@@ -191,7 +194,7 @@ class BuildWorkflow(Construct):
                         "s3:ListMultipartUploadParts",
                         "s3:AbortMultipartUpload",
                     ],
-                    resources=[bucket.arn_for_objects(f"{RESULTS_PREFIX}/*")],
+                    resources=[bucket.arn_for_objects(under(layout.MAP_RESULTS_PREFIX))],
                 ),
                 iam.PolicyStatement(
                     sid="SubmitBuildJobs",
@@ -322,16 +325,17 @@ class BuildWorkflow(Construct):
             policy,
             [
                 "*",
-                f"<{logical_id(bucket)}.Arn>/plans/*",
-                f"<{logical_id(bucket)}.Arn>/{RESULTS_PREFIX}/*",
+                f"<{logical_id(bucket)}.Arn>/{under(layout.PLANS_PREFIX)}",
+                f"<{logical_id(bucket)}.Arn>/{under(layout.MAP_RESULTS_PREFIX)}",
                 f"arn:<AWS::Partition>:batch:<AWS::Region>:<AWS::AccountId>:job-definition/{prefix}-*",
                 "arn:<AWS::Partition>:batch:<AWS::Region>:<AWS::AccountId>:job/*",
             ],
             "'*' only for actions without resource-level permissions (CloudWatch Logs "
-            "delivery, X-Ray, batch:DescribeJobs); S3 = its own store's plans/ (ItemReader "
-            f"reads the key Plan returns) and {RESULTS_PREFIX}/ (ResultWriter); job definitions: this "
-            f"stack's '{prefix}-*' (any revision); batch:TerminateJob on job/*: it authorizes on the "
-            "job's ARN (job/<id>, no queue in it) and the ids only exist once submitted.",
+            f"delivery, X-Ray, batch:DescribeJobs); S3 = its own store's {layout.PLANS_PREFIX} "
+            f"(ItemReader reads the key Plan returns) and {layout.MAP_RESULTS_PREFIX} (ResultWriter); "
+            f"job definitions: this stack's '{prefix}-*' (any revision); batch:TerminateJob on "
+            "job/*: it authorizes on the job's ARN (job/<id>, no queue in it) and the ids only exist "
+            "once submitted.",
         )
 
     def _build_map(

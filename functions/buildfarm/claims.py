@@ -19,13 +19,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from buildfarm.catalog import Cell, cell_name
+from buildfarm.layout import CLAIMS_PREFIX, Cell, cell_name, claim_key
 from buildfarm.releases import iso, parse_iso
 from buildfarm.store import Store, StoreConflict, StoreError, StoreNotFound
 
 log = logging.getLogger(__name__)
 
-CLAIMS_PREFIX = "claims/"
 CLAIM_THREADS = 32
 MAX_ROUNDS = 4
 
@@ -37,10 +36,6 @@ Liveness = Callable[[str], "bool | None"]
 def unknown_liveness(execution_id: str) -> bool | None:
     """The Liveness when nobody can tell: every claim's expiry decides."""
     return None
-
-
-def claim_key(version: str, platform: str, arch: str) -> str:
-    return f"claims/{version}/{platform}/{arch}.json"
 
 
 class Claim(BaseModel):
@@ -139,32 +134,39 @@ def claim_cell(
             # Our own claim (e.g. the Plan step retried): keep its build number.
             return ClaimOutcome(cell=name, status="claimed", build=current.build)
         elif current.live(now, is_running):
-            return ClaimOutcome(
-                cell=name,
-                status="held",
-                build=current.build,
-                holder=current.execution_id,
-                expires_at=current.expires_at,
-            )
+            return _held(name, current)
         build = max(published_build, current.build if current else 0) + 1
         try:
             store.put_json(key, marker(build), if_match=etag)
             return ClaimOutcome(cell=name, status="claimed", build=build)
         except StoreConflict:
             continue  # another planner took it over first: look again
-    # Kept losing races: report whoever holds it now.
+    return _holder_now(store, key, name, published_build)
+
+
+def _held(name: str, current: Claim) -> ClaimOutcome:
+    """The outcome for a cell that current, another execution's live claim, holds."""
+    return ClaimOutcome(
+        cell=name,
+        status="held",
+        build=current.build,
+        holder=current.execution_id,
+        expires_at=current.expires_at,
+    )
+
+
+def _holder_now(store: Store, key: str, name: str, published_build: int) -> ClaimOutcome:
+    """After losing every race for a cell: report whoever holds it now."""
     try:
         raw, _ = store.read_json(key)
         current = _parse(raw)
     except StoreError:
         current = None
-    return ClaimOutcome(
-        cell=name,
-        status="held",
-        build=current.build if current else published_build + 1,
-        holder=current.execution_id if current else "unknown",
-        expires_at=current.expires_at if current else None,
-    )
+    if current is None:
+        return ClaimOutcome(
+            cell=name, status="held", build=published_build + 1, holder="unknown", expires_at=None
+        )
+    return _held(name, current)
 
 
 def peek_cell(
@@ -187,13 +189,7 @@ def peek_cell(
         except StoreError:
             current = None
     if current is not None and current.execution_id != execution_id and current.live(now, is_running):
-        return ClaimOutcome(
-            cell=name,
-            status="held",
-            build=current.build,
-            holder=current.execution_id,
-            expires_at=current.expires_at,
-        )
+        return _held(name, current)
     build = max(published_build, current.build if current else 0) + 1
     return ClaimOutcome(cell=name, status="claimed", build=build)
 

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from buildfarm.layout import artifact_dir as artifact_dir  # re-exported: a spec's artifact_dir
 from buildfarm.versions import parse_release
 
 Optimization = Literal["pgo+lto", "none"]
@@ -42,10 +43,6 @@ class BuildSpec(BaseModel):
     def _version(cls, value: str) -> str:
         parse_release(value)
         return value
-
-
-def artifact_dir(version: str, platform: str, arch: str, build: int) -> str:
-    return f"builds/{version}/{platform}/{arch}/{build}"
 
 
 class ManifestArtifact(BaseModel):

@@ -25,12 +25,22 @@ from pydantic import BaseModel, ConfigDict
 from buildfarm.catalog import Cell, cell_name, published_builds, read_versions
 from buildfarm.claims import ClaimOutcome, Liveness, claim_cells, release_claims, unknown_liveness
 from buildfarm.config import FarmConfig
-from buildfarm.models import BuildSpec, Source, artifact_dir
+from buildfarm.layout import (
+    RUNS_PREFIX,
+    artifact_dir,
+    items_key,
+    outcomes_prefix,
+    plan_record_key,
+    run_marker_id,
+    run_marker_key,
+)
+from buildfarm.models import BuildSpec, Source
 from buildfarm.platforms import Registry, load_registry
-from buildfarm.policy import PolicyReport, select_cells
+from buildfarm.policy import PolicyReport, Selection, select_cells
 from buildfarm.releases import (
     Release,
     ReleaseLookupError,
+    ReleasesState,
     fetch_python_org,
     iso,
     load_releases,
@@ -42,7 +52,6 @@ from buildfarm.workflow_input import InputError, WorkflowInput, parse_workflow_i
 
 log = logging.getLogger(__name__)
 
-PLANS_PREFIX = "plans"
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._-]")
 MAX_ID = 80
 
@@ -65,42 +74,13 @@ def new_execution_id(now: datetime | None = None) -> str:
     return f"local-{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
 
 
-def items_key(plan_id: str) -> str:
-    return f"{PLANS_PREFIX}/{plan_id}/items.json"
-
-
-def plan_record_key(plan_id: str) -> str:
-    return f"{PLANS_PREFIX}/{plan_id}/plan.json"
-
-
-OUTCOME_STATES = ("published", "failed")
-
-
-def outcomes_prefix(plan_id: str) -> str:
-    return f"{PLANS_PREFIX}/{plan_id}/outcomes/"
-
-
-def outcome_key(plan_id: str, status: str, cell: Cell) -> str:
-    """plans/<plan>/outcomes/<published|failed>/<version>/<platform>/<arch>.json: the status is
-    in the key, so one listing tells a run's progress without reading the records."""
-    return f"{outcomes_prefix(plan_id)}{status}/{cell_name(*cell)}.json"
-
-
-# runs/<execution>.json exists from Plan until Finalize: an open run. Recovery finalizes the
-# open runs whose execution has ended; Plan counts the unfinished cells of the running ones.
-RUNS_PREFIX = "runs/"
-
-
-def run_marker_key(plan_id: str) -> str:
-    return f"{RUNS_PREFIX}{plan_id}.json"
-
-
+# runs/<execution>.json (layout.run_marker_key) exists from Plan until Finalize: an open run.
+# Recovery finalizes the open runs whose execution has ended; Plan counts the unfinished cells
+# of the running ones.
 def open_runs(store: Store) -> list[str]:
     """The execution ids of the runs not yet finalized: one listing (usually empty)."""
     return sorted(
-        info.key.removeprefix(RUNS_PREFIX).removesuffix(".json")
-        for info in store.list(RUNS_PREFIX)
-        if info.key.endswith(".json")
+        run_id for info in store.list(RUNS_PREFIX) if (run_id := run_marker_id(info.key)) is not None
     )
 
 
@@ -227,16 +207,7 @@ def plan(
     execution_id = safe_id(execution_id)
     alive: Liveness = is_running or unknown_liveness
 
-    releases_state = load_releases(store, config, now, fetch=fetch_releases)
-    try:
-        selection = select_cells(validated, releases_state.catalog, config, registry, now.date())
-    except ReleaseLookupError as error:
-        raise InputError(f"invalid workflow input: versions: {error}") from None
-
-    # The request is valid: from here on we may write.
-    if not validated.dry_run:
-        save_releases(store, releases_state)
-
+    releases_state, selection = _select(validated, store, config, registry, now, fetch_releases)
     versions_doc, _ = read_versions(store)
     wanted, release_of, skipped = _unpublished(
         selection.matrix, published_builds(versions_doc), validated.force
@@ -266,20 +237,56 @@ def plan(
             deferred=deferred,
             budget=budget,
         )
-        if not validated.dry_run and items:
-            _write_plan(store, result, validated, now)
-        elif not validated.dry_run and wanted:
-            close_run(store, execution_id)  # everything wanted is held or deferred: nothing to finalize
+        if not validated.dry_run:
+            _record(store, result, validated, bool(wanted), now)
     except BaseException:
-        if not validated.dry_run and outcomes:
-            # Do not leave cells blocked until their claims expire.
-            claimed = [cell for cell, outcome in outcomes.items() if outcome.status == "claimed"]
-            release_claims(store, claimed, execution_id=execution_id, now=now)
-        if wanted and not validated.dry_run:
-            close_run(store, execution_id)
+        if not validated.dry_run:
+            _abandon(store, execution_id, outcomes, bool(wanted), now)
         raise
     log.info("plan %s: %s%s", result.plan_id, result.counts, " (dry run)" if result.dry_run else "")
     return result
+
+
+def _select(
+    request: WorkflowInput,
+    store: Store,
+    config: FarmConfig,
+    registry: Registry,
+    now: datetime,
+    fetch_releases: Any,
+) -> tuple[ReleasesState, Selection]:
+    """The releases (refreshed when due) and the policy's cells for a request; InputError names
+    an unknown version before anything is written. Saves a refreshed releases.json (not in a
+    dry run): the request is valid, so from here on the planner may write."""
+    releases_state = load_releases(store, config, now, fetch=fetch_releases)
+    try:
+        selection = select_cells(request, releases_state.catalog, config, registry, now.date())
+    except ReleaseLookupError as error:
+        raise InputError(f"invalid workflow input: versions: {error}") from None
+    if not request.dry_run:
+        save_releases(store, releases_state)
+    return releases_state, selection
+
+
+def _record(store: Store, result: Plan, request: WorkflowInput, marked: bool, now: datetime) -> None:
+    """Write a plan that has items; else close the run marker it opened (everything wanted is
+    held or deferred: nothing to finalize)."""
+    if result.items:
+        _write_plan(store, result, request, now)
+    elif marked:
+        close_run(store, result.execution_id)
+
+
+def _abandon(
+    store: Store, execution_id: str, outcomes: dict[Cell, ClaimOutcome], marked: bool, now: datetime
+) -> None:
+    """A plan that failed half-way: release what it claimed (cells must not stay blocked until
+    their claims expire) and close its run marker if it wrote one."""
+    if outcomes:
+        claimed = [cell for cell, outcome in outcomes.items() if outcome.status == "claimed"]
+        release_claims(store, claimed, execution_id=execution_id, now=now)
+    if marked:
+        close_run(store, execution_id)
 
 
 def _budget(store: Store, config: FarmConfig, execution_id: str, alive: Liveness, scheduled: bool) -> int:

@@ -25,7 +25,8 @@ from pydantic import BaseModel, ConfigDict
 from buildfarm.catalog import Cell, parse_cell, public_url_function, regenerate_derived, update_versions
 from buildfarm.claims import release_claims
 from buildfarm.config import FarmConfig
-from buildfarm.plan import OUTCOME_STATES, PlanItem, close_run, outcome_key, outcomes_prefix, read_plan_items
+from buildfarm.layout import failure_key, outcome_key, outcomes_prefix, parse_outcome_key
+from buildfarm.plan import PlanItem, close_run, read_plan_items
 from buildfarm.platforms import Registry, load_registry
 from buildfarm.releases import iso
 from buildfarm.store import Store, StoreError, StoreNotFound
@@ -67,10 +68,6 @@ class PublishResult(BaseModel):
 
     def as_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
-
-
-def failure_key(version: str, platform: str, arch: str, build: int) -> str:
-    return f"logs/{version}/{platform}/{arch}/{build}/failure.json"
 
 
 def _failure_reason(store: Store, item: PlanItem, batch: BatchOutcome | None) -> str:
@@ -122,14 +119,14 @@ def publish_cell(
 def recorded_outcomes(store: Store, plan_id: str) -> dict[str, Literal["published", "failed"]]:
     """cell -> status of every outcome on record for a plan: one listing per 1,000 cells."""
     found: dict[str, Literal["published", "failed"]] = {}
-    prefix = outcomes_prefix(plan_id)
-    for info in store.list(prefix):
-        status, _, rest = info.key.removeprefix(prefix).partition("/")
-        if status in OUTCOME_STATES and rest.endswith(".json"):
-            cell = rest.removesuffix(".json")
-            # A cell decided twice (failed, then published by a later attempt) is published.
-            if found.get(cell) != "published":
-                found[cell] = status  # type: ignore[assignment]
+    for info in store.list(outcomes_prefix(plan_id)):
+        parsed = parse_outcome_key(plan_id, info.key)
+        if parsed is None:
+            continue
+        status, cell = parsed
+        # A cell decided twice (failed, then published by a later attempt) is published.
+        if found.get(cell) != "published":
+            found[cell] = status  # type: ignore[assignment]
     return found
 
 

@@ -24,7 +24,8 @@ from pathlib import Path
 
 from buildfarm.claims import Liveness
 from buildfarm.config import FarmConfig
-from buildfarm.plan import close_run, open_runs, plan_record_key, run_marker_key, safe_id
+from buildfarm.layout import plan_record_key, run_marker_key
+from buildfarm.plan import close_run, open_runs, safe_id
 from buildfarm.platforms import Registry
 from buildfarm.publish import publish
 from buildfarm.releases import parse_iso

@@ -17,6 +17,7 @@ from packaging.version import Version
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from buildfarm.config import FarmConfig
+from buildfarm.layout import RELEASES_KEY
 from buildfarm.python_org import (
     MAX_NEW_PER_REFRESH,
     SOURCE_SUFFIXES,
@@ -30,7 +31,6 @@ from buildfarm.versions import VersionError, is_series, parse_release, series_of
 
 log = logging.getLogger(__name__)
 
-RELEASES_KEY = "releases.json"
 SEED_RESOURCE = "releases-seed.json"
 # After a failed refresh, the next attempt waits this long, or the max age if that is shorter.
 RETRY_AFTER_FAILURE = timedelta(hours=1)
