@@ -117,10 +117,10 @@ def test_build_numbers_are_what_builds_and_logs_hold(store):
     assert store.calls["list"] == 2  # builds/<cell>/ and logs/<cell>/
 
 
-def test_put_file_and_streamed_sha256(store, tmp_path):
+def test_put_big_object_and_streamed_sha256(store, tmp_path):
     big = tmp_path / "big.bin"
     big.write_bytes(os.urandom(3 * 1024 * 1024 + 17))
-    store.put_file("builds/x/big.bin", big)
+    store.put("builds/x/big.bin", big.read_bytes())
     import hashlib
 
     assert store.sha256_and_size("builds/x/big.bin") == (
@@ -238,8 +238,10 @@ def test_s3_keeps_the_sha256_so_publish_need_not_download(s3_store, s3_client, t
     from .conftest import count_s3_calls
 
     artifact = tmp_path / "python.tar.gz"
-    artifact.write_bytes(os.urandom(9 * 1024 * 1024))  # above boto3's default multipart threshold
-    s3_store.put_file("builds/x/python.tar.gz", artifact)
+    # One PutObject with a SHA-256 checksum, as every put (and the builder's upload) sends; 9 MiB
+    # is above boto3's default multipart threshold, which a single put never applies.
+    artifact.write_bytes(os.urandom(9 * 1024 * 1024))
+    s3_store.put("builds/x/python.tar.gz", artifact.read_bytes())
     s3_store.put("builds/x/small.json", b"{}")
     calls = count_s3_calls(s3_client)
     expected = (hashlib.sha256(artifact.read_bytes()).hexdigest(), artifact.stat().st_size)
