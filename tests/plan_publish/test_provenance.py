@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 
-import buildfarm.runners
+import buildfarm.cli.build
 from buildfarm.claims import claim_cell, claim_key
 from buildfarm.cli import main
 from buildfarm.plan import plan
@@ -124,7 +124,7 @@ class StubRunner:
 
 def standalone_build(store, monkeypatch, *extra: str) -> tuple[int, StubRunner]:
     runner = StubRunner(store)
-    monkeypatch.setattr(buildfarm.runners, "select_runner", lambda platform, requested, arch: runner)
+    monkeypatch.setattr(buildfarm.cli.build, "select_runner", lambda platform, requested, arch: runner)
     argv = ["build", "3.13.5", "--platform", "debian-12", "--arch", "x86_64", "--store", store.location]
     code = main([*argv, "--source-sha256", REAL_3135_SHA256, *extra])
     return code, runner
