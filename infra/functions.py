@@ -8,6 +8,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import jinja2
+import markupsafe
 import packaging
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
@@ -61,6 +63,10 @@ _ACTIONS = {"reads": "s3:GetObject", "writes": "s3:PutObject", "deletes": "s3:De
 _SIDS = {"reads": "ReadStore", "writes": "WriteStore", "deletes": "CloseRuns"}
 
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
+# Pure-Python dependencies the Powertools layer lacks. markupsafe's compiled speedups are built
+# for this machine, not the Lambda's arch and Python: left out, it uses its pure-Python code.
+_DEPENDENCIES = (packaging, jinja2, markupsafe)
+_DEPENDENCY_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", "*.so", "*.c")
 
 
 def stage_lambda_bundle(destination: Path | None = None) -> Path:
@@ -72,9 +78,9 @@ def stage_lambda_bundle(destination: Path | None = None) -> Path:
     shutil.copytree(package_dir, root / "buildfarm", ignore=_IGNORE, dirs_exist_ok=True)
     (root / "buildfarm" / "builder_image").mkdir(exist_ok=True)
     shutil.copy2(registry_path(), root / "buildfarm" / "builder_image" / "platforms.json")
-    shutil.copytree(
-        Path(packaging.__file__).resolve().parent, root / "packaging", ignore=_IGNORE, dirs_exist_ok=True
-    )
+    for dependency in _DEPENDENCIES:
+        source = Path(dependency.__file__).resolve().parent
+        shutil.copytree(source, root / dependency.__name__, ignore=_DEPENDENCY_IGNORE, dirs_exist_ok=True)
     return root
 
 

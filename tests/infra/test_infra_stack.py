@@ -444,8 +444,9 @@ def test_bundle_imports_the_handlers_and_finds_the_registry(synthesis, template)
     bundle = synthesis.outdir / metadata[props["Code"]["S3Key"].removesuffix(".zip")]["source"]["path"]
     code = (
         "import buildfarm.platforms as p, buildfarm.handlers.plan, buildfarm.handlers.publish,"
-        " buildfarm.handlers.recover;"
-        "print(p.registry_path()); print(len(p.load_registry().platforms))"
+        " buildfarm.handlers.recover, jinja2, markupsafe;"
+        "print(p.registry_path()); print(len(p.load_registry().platforms));"
+        "print(jinja2.__file__); print(markupsafe.__file__); print(markupsafe.escape('<&>'))"
     )
     result = subprocess.run(
         [sys.executable, "-I", "-c", f"import sys; sys.path[:0] = [{str(bundle)!r}]; {code}"],
@@ -456,9 +457,13 @@ def test_bundle_imports_the_handlers_and_finds_the_registry(synthesis, template)
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    path, count = result.stdout.split()
+    path, count, jinja, markup, escaped = result.stdout.split()
     assert path.startswith(str(bundle)) and path.endswith("buildfarm/builder_image/platforms.json")
     assert int(count) == len(load_registry().platforms)
+    # The status page's template engine comes with the bundle (the layer has none), without
+    # compiled code built for this machine.
+    assert jinja.startswith(str(bundle)) and markup.startswith(str(bundle))
+    assert escaped == "&lt;&amp;&gt;" and not list(bundle.rglob("*.so"))
 
 
 def test_state_machine_logs_all_traces_and_times_out(template, lifecycle_date) -> None:
