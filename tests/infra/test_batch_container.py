@@ -28,7 +28,7 @@ from buildfarm.publish import publish_cell
 from buildfarm.runners.local import docker_problem, host_arch
 from buildfarm.store import S3Store
 
-pytestmark = pytest.mark.xdist_group("docker")
+pytestmark = [pytest.mark.build, pytest.mark.xdist_group("docker")]
 
 BUCKET = "farm-store"
 PLATFORM, ARCH = "debian-12", host_arch()
