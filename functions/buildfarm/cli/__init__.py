@@ -17,6 +17,8 @@ SUBCOMMAND_MODULES = (
     "buildfarm.cli.plan",  # plan, status
     "buildfarm.cli.run",  # run
     "buildfarm.cli.trigger",  # trigger
+    "buildfarm.cli.store_cmds",  # reindex, serve
+    "buildfarm.cli.discover",  # releases, platforms
 )
 
 
