@@ -16,12 +16,13 @@ import re
 import secrets
 from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from packaging.version import Version
 from pydantic import BaseModel, ConfigDict
 
+from buildfarm import clock
 from buildfarm.catalog import Cell, cell_name, published_builds, read_versions
 from buildfarm.claims import ClaimOutcome, Liveness, claim_cells, release_claims, unknown_liveness
 from buildfarm.config import FarmConfig
@@ -70,7 +71,7 @@ def safe_id(text: str) -> str:
 
 def new_execution_id(now: datetime | None = None) -> str:
     """An execution id for local runs: local-YYYYmmddTHHMMSSZ-<random>."""
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     return f"local-{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
 
 
@@ -201,7 +202,7 @@ def plan(
     Raises InputError (naming the bad value) before anything is written. With request.dry_run,
     the same plan is computed and nothing is claimed or written. is_running tells whether
     another execution still runs (its claims then hold; see buildfarm.claims)."""
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     registry = registry or load_registry()
     validated = _as_request(request, config)
     execution_id = safe_id(execution_id)

@@ -17,11 +17,12 @@ from __future__ import annotations
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from buildfarm import clock
 from buildfarm.catalog import Cell, parse_cell, public_url_function, regenerate_derived, update_versions
 from buildfarm.claims import release_claims
 from buildfarm.config import FarmConfig
@@ -97,7 +98,7 @@ def publish_cell(
 ) -> CellOutcome:
     """Decide one planned cell from the store, merge it into versions.json if it verifies,
     release its claim, record the outcome. Idempotent: running it again decides the same."""
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     cell = parse_cell(item.cell)
     entry, reason = verify_cell(store, item, now)
     if entry is not None:
@@ -167,7 +168,7 @@ def publish(
 ) -> PublishResult:
     """Finalize a run: decide every planned cell not yet decided (publish_cell), regenerate the
     derived files once, close the run. Returns the published and failed cells (with reasons)."""
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     registry = registry or load_registry()
     plan_counts = plan_summary.get("counts") or {}
     skipped = {

@@ -6,17 +6,17 @@ import io
 import json
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import boto3
 import pytest
 
+from buildfarm import clock
 from buildfarm.handlers import plan as plan_handler
 from buildfarm.handlers import publish as publish_handler
 from buildfarm.handlers import recover as recover_handler
 from buildfarm.workflow_input import InputError
 
-from .conftest import BUCKET, PREFIX, WRITE_OPERATIONS, fake_build, read_json
+from .conftest import BUCKET, NOW, PREFIX, WRITE_OPERATIONS, fake_build, read_json
 
 
 @dataclass
@@ -31,6 +31,13 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return 300_000
+
+
+@pytest.fixture(autouse=True)
+def handler_clock():
+    """The handlers read the time from the process's clock: a fixed day, not the test's."""
+    with clock.using(clock.fixed_clock(NOW)):
+        yield
 
 
 @pytest.fixture
@@ -186,8 +193,8 @@ def test_a_named_end_of_life_cell_is_planned(store):
 def read_json_seed_fresh():
     from buildfarm.releases import iso, load_seed
 
-    # Refreshed just now by the clock the handler reads, so no refresh is due (any date).
-    now = iso(datetime.now(UTC))
+    # Refreshed at the moment the handlers' clock reads (handler_clock), so no refresh is due.
+    now = iso(NOW)
     return load_seed().model_copy(update={"updated": now, "checked": now}).model_dump(mode="json")
 
 

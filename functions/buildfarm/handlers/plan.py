@@ -8,7 +8,6 @@ of other executions hold while Step Functions says those executions run.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -16,6 +15,7 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
+from buildfarm import clock
 from buildfarm.config import FarmConfig
 from buildfarm.handlers.common import powertools
 from buildfarm.handlers.executions import step_functions_liveness
@@ -43,9 +43,7 @@ def handler(event: PlanEvent, context: LambdaContext) -> dict[str, Any]:
     store = open_store(config.store)
     is_running = step_functions_liveness(event.execution_arn)
     try:
-        result = plan(
-            event.input, store, config, event.execution_id, datetime.now(UTC), is_running=is_running
-        )
+        result = plan(event.input, store, config, event.execution_id, clock.now(), is_running=is_running)
     except InputError:
         metrics.add_metric(name="InvalidInputs", unit=MetricUnit.Count, value=1)
         raise  # its message names the bad value; Step Functions shows it as the failure cause

@@ -11,7 +11,6 @@ Thin: parse the event, read the configuration, call buildfarm.publish, emit metr
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -19,6 +18,7 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
+from buildfarm import clock
 from buildfarm.config import FarmConfig
 from buildfarm.handlers.common import powertools
 from buildfarm.plan import PlanItem
@@ -61,7 +61,7 @@ class CellEvent(BaseModel):
 @event_parser(model=CellEvent)
 def cell_handler(event: CellEvent, context: LambdaContext) -> dict[str, Any]:
     store = open_store(FarmConfig.from_env().store)
-    outcome = publish_cell(event.item, store, datetime.now(UTC), event.batch)
+    outcome = publish_cell(event.item, store, clock.now(), event.batch)
     metric = "CellsBuilt" if outcome.status == "published" else "CellsFailed"
     metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)
     if outcome.status == "failed":
@@ -76,7 +76,7 @@ def cell_handler(event: CellEvent, context: LambdaContext) -> dict[str, Any]:
 def finalize_handler(event: FinalizeEvent, context: LambdaContext) -> dict[str, Any]:
     config = FarmConfig.from_env()
     store = open_store(config.store)
-    result = publish(event.plan.model_dump(mode="json"), store, config, datetime.now(UTC))
+    result = publish(event.plan.model_dump(mode="json"), store, config, clock.now())
     counts = result.counts
     metrics.add_metric(name="CellsFailed", unit=MetricUnit.Count, value=counts["failed"])
     metrics.add_metric(name="CellsDeferred", unit=MetricUnit.Count, value=counts.get("deferred", 0))

@@ -8,7 +8,6 @@ before Plan claims anything. A dry run recovers nothing (it writes nothing).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -16,6 +15,7 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
+from buildfarm import clock
 from buildfarm.config import FarmConfig
 from buildfarm.handlers.common import powertools
 from buildfarm.handlers.executions import step_functions_liveness
@@ -42,9 +42,7 @@ def handler(event: RecoverEvent, context: LambdaContext) -> dict[str, Any]:
     config = FarmConfig.from_env()
     store = open_store(config.store)
     is_running = step_functions_liveness(event.execution_arn)
-    recovery = recover(
-        store, config, datetime.now(UTC), is_running=is_running, own_execution_id=event.execution_id
-    )
+    recovery = recover(store, config, clock.now(), is_running=is_running, own_execution_id=event.execution_id)
     metrics.add_metric(name="RunsRecovered", unit=MetricUnit.Count, value=len(recovery.finalized))
     metrics.add_metric(name="CellsRecovered", unit=MetricUnit.Count, value=len(recovery.published))
     if recovery.finalized:
