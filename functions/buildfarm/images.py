@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import IO
 
+from buildfarm import roots
 from buildfarm.platforms import DOCKER_PLATFORM, Platform, Registry, builder_image_dir
-from buildfarm.runners import roots
 
 
 class ImageError(Exception):

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from builder_helpers import REPO
 
+from buildfarm import roots
 from buildfarm.platforms import load_registry
 from buildfarm.runners import (
     ChrootRunner,
     HostRunner,
     RunnerUnavailable,
     host_platform_id,
-    roots,
     select_runner,
 )
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from buildfarm import images
 from buildfarm.cli import CliError
 from buildfarm.platforms import ARCHES, UnknownPlatformError, load_registry
+from buildfarm.runners import docker_problem, host_arch
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,9 +35,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_images(args: argparse.Namespace) -> int:
-    from buildfarm import images
-    from buildfarm.runners.local import docker_problem, host_arch
-
     registry = load_registry()
     for platform_id in args.platforms:
         try:

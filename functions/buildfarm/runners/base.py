@@ -1,5 +1,14 @@
-"""What every local runner shares: the result type, the driver's output protocol,
-and running the driver while streaming its phases."""
+"""What every local runner shares: the Runner protocol (an instance builds one platform x
+arch) and RunnerKind (the class side the registry holds: can it build here, and make one),
+the result type, the driver's output protocol, and running the driver while reporting its
+phases and progress.
+
+The driver (builder_image/build.py) prints, besides its log:
+    buildfarm: phase NAME done in S s                  a phase ended after S seconds
+    buildfarm: progress PHASE DONE/TOTAL UNIT          during make, PGO and BOLT, at least
+                                                       every 30 s; TOTAL is ? when unknown
+    buildfarm: result {"ok": ..., "phase": ..., "reason": ...}   last
+"""
 
 from __future__ import annotations
 
@@ -8,14 +17,19 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, ClassVar, Protocol
 
 from buildfarm.models import BuildSpec
+from buildfarm.platforms import Platform, Registry
+from buildfarm.verify import RUNNER_SOURCE, RUNNER_STORE
 
 PhaseCallback = Callable[[str, float], None]
+# (phase, done, total or None when the driver does not know it, unit), e.g. ("make", 212, 640, "objects")
+ProgressCallback = Callable[[str, int, int | None, str], None]
 
 # Environment the driver understands (see builder_image/build.py); passed through from the caller.
 DRIVER_OPTIONS = (
@@ -38,8 +52,19 @@ AWS_ENV = (
     "AWS_ENDPOINT_URL_S3",
 )
 
-_PHASE_DONE = re.compile(r"^buildfarm: phase (\S+) done in ([0-9.]+) s$")
-_RESULT = re.compile(r"^buildfarm: result (\{.*\})$")
+# Bounded digit runs: int() refuses over 4300 digits, and a malformed line must not end the build.
+_PHASE_DONE = re.compile(r"buildfarm: phase ([A-Za-z0-9_.+-]+) done in ([0-9]{1,9}(?:\.[0-9]{1,6})?) s")
+_PROGRESS = re.compile(
+    r"buildfarm: progress ([A-Za-z0-9_.+-]+) ([0-9]{1,12})/([0-9]{1,12}|\?) ([A-Za-z0-9_.-]+)"
+)
+_RESULT = re.compile(r"buildfarm: result (\{.*\})")
+
+# Where a root or container sees what the caller mounts (verify.py undoes the store and
+# source translations when it compares a manifest's spec with the plan).
+INSIDE_STORE = RUNNER_STORE
+INSIDE_SOURCE_DIR = RUNNER_SOURCE.removeprefix("file://").rstrip("/")
+INSIDE_CCACHE = "/buildfarm/ccache"
+INSIDE_LOG_DIR = "/buildfarm/log"
 
 
 class RunnerUnavailable(Exception):
@@ -56,12 +81,32 @@ class BuildResult:
 
 
 class Runner(Protocol):
-    name: str
+    """Builds specs of one platform x arch on this machine."""
+
+    name: ClassVar[str]
     platform_id: str
 
     def run(
-        self, spec: BuildSpec, on_phase: PhaseCallback | None = None, output: IO[str] | None = None
+        self,
+        spec: BuildSpec,
+        on_phase: PhaseCallback | None = None,
+        output: IO[str] | None = None,
+        on_progress: ProgressCallback | None = None,
     ) -> BuildResult: ...
+
+
+class RunnerKind(Protocol):
+    """A runner class as the registry holds it (as cibuildwheel's PlatformModule)."""
+
+    name: str
+
+    def problem(self, platform: Platform, arch: str, registry: Registry) -> str | None:
+        """None if this runner can build platform x arch on this machine, else why not (one line)."""
+        ...
+
+    def create(self, platform: Platform, arch: str, registry: Registry) -> Runner:
+        """The runner for platform x arch; call only when problem() is None."""
+        ...
 
 
 def driver_env(spec: BuildSpec, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -72,17 +117,104 @@ def driver_env(spec: BuildSpec, base: Mapping[str, str] | None = None) -> dict[s
     return env
 
 
+@dataclass(frozen=True)
+class Mount:
+    source: Path
+    target: str
+    read_only: bool
+
+
+@dataclass(frozen=True)
+class IsolatedDriver:
+    """What a driver in a root or container is given: its environment (the spec re-pointed
+    at the mounts), the mounts, and where its build.log lands on this machine."""
+
+    env: dict[str, str]
+    mounts: list[Mount]
+    log_path: Path
+
+
+def _caller_ccache_dir() -> Path:
+    """The caller's ccache directory ($CCACHE_DIR, else ccache's default), created if missing."""
+    ccache_dir = Path(os.environ.get("CCACHE_DIR") or Path.home() / ".cache" / "ccache").resolve()
+    ccache_dir.mkdir(parents=True, exist_ok=True)
+    return ccache_dir
+
+
+def isolated_driver(spec: BuildSpec) -> IsolatedDriver:
+    """A local store is mounted read-write, a file:// source's directory read-only, the
+    caller's ccache when BUILDFARM_CCACHE=1, and a fresh log directory."""
+    inside = spec
+    mounts: list[Mount] = []
+    if not spec.store.startswith("s3://"):
+        store_path = Path(spec.store.removeprefix("file://")).resolve()
+        store_path.mkdir(parents=True, exist_ok=True)
+        mounts.append(Mount(store_path, INSIDE_STORE, False))
+        inside = inside.model_copy(update={"store": INSIDE_STORE})
+    if spec.source.url.startswith("file://"):
+        source = Path(spec.source.url.removeprefix("file://")).resolve()
+        mounts.append(Mount(source.parent, INSIDE_SOURCE_DIR, True))
+        inside_source = spec.source.model_copy(update={"url": f"file://{INSIDE_SOURCE_DIR}/{source.name}"})
+        inside = inside.model_copy(update={"source": inside_source})
+    env = driver_env(inside)
+    if env.get("BUILDFARM_CCACHE") == "1":
+        mounts.append(Mount(_caller_ccache_dir(), INSIDE_CCACHE, False))
+        env["CCACHE_DIR"] = INSIDE_CCACHE
+    log_dir = Path(tempfile.mkdtemp(prefix="buildfarm-log-"))
+    mounts.append(Mount(log_dir, INSIDE_LOG_DIR, False))
+    env["BUILDFARM_LOG_FILE"] = f"{INSIDE_LOG_DIR}/build.log"
+    return IsolatedDriver(env, mounts, log_dir / "build.log")
+
+
+@dataclass
+class _DriverOutput:
+    """What the driver's lines said so far."""
+
+    on_phase: PhaseCallback | None
+    on_progress: ProgressCallback | None
+    timings: dict[str, float] = field(default_factory=dict)
+    result: dict | None = None
+
+    def read(self, line: str) -> None:
+        if match := _PHASE_DONE.fullmatch(line):
+            self.timings[match[1]] = float(match[2])
+            if self.on_phase is not None:
+                self.on_phase(match[1], float(match[2]))
+        elif match := _PROGRESS.fullmatch(line):
+            if self.on_progress is not None:
+                total = None if match[3] == "?" else int(match[3])
+                self.on_progress(match[1], int(match[2]), total, match[4])
+        elif match := _RESULT.fullmatch(line):
+            try:
+                result = json.loads(match[1])
+            except ValueError:
+                return  # not the driver's result line: no result, so the build counts as failed
+            if isinstance(result, dict) and "ok" in result:
+                self.result = result
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Interrupted: the driver gets SIGTERM, records the failure and exits."""
+    process.terminate()
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def run_driver(
     argv: Sequence[str],
     env: Mapping[str, str],
     log_path: Path | None,
     on_phase: PhaseCallback | None = None,
     output: IO[str] | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> BuildResult:
-    """Run the driver, echo its lines to `output` (default stdout), report phases, parse the result."""
+    """Run the driver, echo its lines to `output` (default stdout), report phases and
+    progress, parse the result."""
     output = sys.stdout if output is None else output
-    timings: dict[str, float] = {}
-    result: dict | None = None
+    said = _DriverOutput(on_phase, on_progress)
     process = subprocess.Popen(
         list(argv),
         env=dict(env),
@@ -98,27 +230,15 @@ def run_driver(
         for line in process.stdout:
             output.write(line)
             output.flush()
-            line = line.rstrip("\n")
-            if match := _PHASE_DONE.match(line):
-                timings[match[1]] = float(match[2])
-                if on_phase is not None:
-                    on_phase(match[1], float(match[2]))
-            elif match := _RESULT.match(line):
-                result = json.loads(match[1])
+            said.read(line.rstrip("\n"))
         code = process.wait()
     except BaseException:
-        # Interrupted: the driver gets SIGTERM, records the failure and exits.
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop(process)
         raise
     if log_path is not None and not log_path.exists():
         log_path = None
+    result = said.result
     if result is None:
-        return BuildResult(False, None, f"the build driver exited with status {code}", log_path, timings)
-    return BuildResult(
-        bool(result["ok"]) and code == 0, result.get("phase"), result.get("reason"), log_path, timings
-    )
+        return BuildResult(False, None, f"the build driver exited with status {code}", log_path, said.timings)
+    ok = bool(result["ok"]) and code == 0
+    return BuildResult(ok, result.get("phase"), result.get("reason"), log_path, said.timings)

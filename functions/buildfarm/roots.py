@@ -1,0 +1,246 @@
+"""Debootstrap roots: create a minimal Debian/Ubuntu root, install packages with apt
+inside it, run commands in it with /proc, /sys and /dev mounted (always unmounted).
+
+Used by the chroot runner (a cached build root per platform), `buildfarm images import-base`
+and the tests' install checks in fresh roots. It imports nothing from the runners or the
+images, so both can use it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+from buildfarm.platforms import DEB_ARCH, Platform
+
+DEBIAN_MIRROR_DEFAULT = "http://deb.debian.org/debian"
+UBUNTU_MIRROR_DEFAULT = "http://archive.ubuntu.com/ubuntu"
+ROOT_PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class RootError(Exception):
+    """Creating or using a root failed; the message names the step."""
+
+
+def roots_dir() -> Path:
+    """Where cached roots live: $BUILDFARM_ROOTS_DIR or ~/.cache/buildfarm/roots."""
+    configured = os.environ.get("BUILDFARM_ROOTS_DIR")
+    return Path(configured) if configured else Path.home() / ".cache" / "buildfarm" / "roots"
+
+
+def host_debian_mirror() -> str:
+    """The Debian archive URI this machine's apt uses (deb822 .sources or sources.list)."""
+    candidates: list[str] = []
+    sources_d = Path("/etc/apt/sources.list.d")
+    files = sorted(sources_d.glob("*.sources")) if sources_d.is_dir() else []
+    for path in files:
+        for line in path.read_text(errors="replace").splitlines():
+            if line.startswith("URIs:"):
+                candidates.extend(line.split()[1:])
+    legacy = [Path("/etc/apt/sources.list"), *sorted(sources_d.glob("*.list"))] if sources_d.is_dir() else []
+    for path in legacy:
+        if path.is_file():
+            for line in path.read_text(errors="replace").splitlines():
+                words = line.split()
+                if len(words) >= 3 and words[0] == "deb":
+                    uri = next((w for w in words[1:] if not w.startswith("[")), "")
+                    candidates.append(uri)
+    for uri in candidates:
+        stripped = uri.rstrip("/")
+        if stripped.endswith("/debian") and "security" not in stripped:
+            return stripped
+    return DEBIAN_MIRROR_DEFAULT
+
+
+def mirror_for(platform: Platform) -> str:
+    """The archive a platform's roots come from: $BUILDFARM_UBUNTU_MIRROR or
+    $BUILDFARM_DEBIAN_MIRROR, else the default (Debian: the one this machine's apt uses)."""
+    if platform.os_release.id == "ubuntu":
+        return os.environ.get("BUILDFARM_UBUNTU_MIRROR", UBUNTU_MIRROR_DEFAULT)
+    return os.environ.get("BUILDFARM_DEBIAN_MIRROR") or host_debian_mirror()
+
+
+def mirror_problem(mirror: str, codename: str, timeout: float = 10.0) -> str | None:
+    """None if <mirror>/dists/<codename>/Release answers, else why not."""
+    url = f"{mirror.rstrip('/')}/dists/{codename}/Release"
+    try:
+        request = urllib.request.Request(url, method="HEAD")  # noqa: S310 - the mirror is http(s)
+        with urllib.request.urlopen(request, timeout=timeout):  # noqa: S310
+            return None
+    except urllib.error.HTTPError as error:
+        return f"{url} answered HTTP {error.code}"
+    except OSError as error:
+        return f"{url} is unreachable ({getattr(error, 'reason', error)})"
+
+
+def debootstrap_problem(codename: str) -> str | None:
+    """None if debootstrap can create a <codename> root on this machine, else why not."""
+    if os.geteuid() != 0:
+        return "debootstrap and chroot need root"
+    if not shutil.which("debootstrap"):
+        return "debootstrap is not installed"
+    scripts = Path("/usr/share/debootstrap/scripts")
+    if scripts.is_dir() and not (scripts / codename).exists():
+        return f"this debootstrap does not know the release {codename!r}"
+    return None
+
+
+def _check(argv: Sequence[str], step: str, env: Mapping[str, str] | None = None, quiet: bool = True) -> None:
+    result = subprocess.run(
+        list(argv),
+        env=None if env is None else dict(env),
+        stdout=subprocess.PIPE if quiet else None,
+        stderr=subprocess.STDOUT if quiet else None,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        errors="replace",
+    )
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout or "").splitlines()[-15:])
+        raise RootError(f"{step} failed (exit {result.returncode}): {' '.join(argv[:4])} ...\n{tail}")
+
+
+def debootstrap(
+    codename: str, dest: Path, mirror: str | None = None, arch: str = "x86_64", packages: Sequence[str] = ()
+) -> Path:
+    """A fresh --variant=minbase root at dest (which must not exist), optionally with packages.
+
+    Built in dest.partial and renamed, so an interrupted run never leaves a half root at dest.
+    """
+    if problem := debootstrap_problem(codename):
+        raise RootError(problem)
+    dest = Path(dest)
+    if dest.exists():
+        raise RootError(f"{dest} already exists")
+    partial = dest.with_name(dest.name + ".partial")
+    if partial.exists():
+        remove_root(partial)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    mirror = mirror or host_debian_mirror()
+    _check(
+        ["debootstrap", "--variant=minbase", f"--arch={DEB_ARCH[arch]}", codename, str(partial), mirror],
+        f"debootstrap {codename}",
+    )
+    if packages:
+        apt_install(partial, packages)
+    with contextlib.suppress(FileNotFoundError):
+        shutil.rmtree(partial / "var" / "cache" / "apt" / "archives", ignore_errors=True)
+        (partial / "var" / "cache" / "apt" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
+    partial.rename(dest)
+    return dest
+
+
+def _mounted_under(root: Path) -> list[str]:
+    prefix = str(root.resolve()).rstrip("/") + "/"
+    with open("/proc/self/mounts") as handle:
+        points = [line.split()[1].replace("\\040", " ") for line in handle]
+    return [p for p in points if p.startswith(prefix)]
+
+
+def unmount_all(root: Path) -> None:
+    """Unmount everything below root, deepest first (lazily if busy)."""
+    for point in sorted(_mounted_under(root), key=len, reverse=True):
+        if subprocess.run(["umount", point], stderr=subprocess.DEVNULL).returncode != 0:
+            subprocess.run(["umount", "-l", point], stderr=subprocess.DEVNULL)
+
+
+def remove_root(root: Path) -> None:
+    """Delete a root; refuses while anything is still mounted inside it."""
+    unmount_all(root)
+    if _mounted_under(root):
+        raise RootError(f"cannot remove {root}: still mounted: {_mounted_under(root)}")
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def mounted(root: Path, binds: Sequence[tuple[Path, str, bool]] = ()) -> Iterator[Path]:
+    """/proc, /sys, /dev (+ /dev/pts, a private /dev/shm) and extra (host path, path in root,
+    read_only) bind mounts inside root; everything is unmounted on the way out."""
+    root = Path(root).resolve()
+    resolv = root / "etc" / "resolv.conf"
+    with contextlib.suppress(OSError):
+        if resolv.is_symlink():
+            resolv.unlink()
+        shutil.copyfile("/etc/resolv.conf", resolv)
+    hosts = root / "etc" / "hosts"  # bullseye/bookworm roots have none: no "localhost"
+    if not hosts.exists():
+        hosts.write_text("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+    try:
+        _check(["mount", "-t", "proc", "proc", str(root / "proc")], "mount /proc")
+        _check(["mount", "-t", "sysfs", "sysfs", str(root / "sys")], "mount /sys")
+        _check(["mount", "--bind", "/dev", str(root / "dev")], "mount /dev")
+        (root / "dev" / "pts").mkdir(exist_ok=True)
+        _check(["mount", "--bind", "/dev/pts", str(root / "dev" / "pts")], "mount /dev/pts")
+        _check(
+            ["mount", "-t", "tmpfs", "-o", "mode=1777", "shm", str(root / "dev" / "shm")], "mount /dev/shm"
+        )
+        for source, target, read_only in binds:
+            inside = root / target.lstrip("/")
+            if Path(source).is_dir():
+                inside.mkdir(parents=True, exist_ok=True)
+            else:
+                inside.parent.mkdir(parents=True, exist_ok=True)
+                inside.touch(exist_ok=True)
+            _check(["mount", "--bind", str(source), str(inside)], f"bind {source}")
+            if read_only:
+                _check(["mount", "-o", "remount,bind,ro", str(inside)], f"read-only {source}")
+        yield root
+    finally:
+        unmount_all(root)
+
+
+def chroot_argv(root: Path, argv: Sequence[str], env: Mapping[str, str] | None = None) -> list[str]:
+    """argv that runs `argv` inside root with a clean environment (values are argv words,
+    never shell text)."""
+    words = ["chroot", str(root), "/usr/bin/env", "-i", ROOT_PATH_ENV, "HOME=/root", "LC_ALL=C.UTF-8"]
+    words += [f"{k}={v}" for k, v in (env or {}).items()]
+    return words + list(argv)
+
+
+def run_in_root(
+    root: Path, argv: Sequence[str], env: Mapping[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess:
+    """Run argv inside an already mounted root; returns stdout+stderr as .stdout."""
+    result = subprocess.run(
+        chroot_argv(root, argv, env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        errors="replace",
+    )
+    if check and result.returncode != 0:
+        raise RootError(
+            f"{' '.join(argv)} failed in {root} (exit {result.returncode}):\n{result.stdout[-3000:]}"
+        )
+    return result
+
+
+APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
+
+
+def apt_install(root: Path, packages: Sequence[str], update: bool = True) -> None:
+    """apt-get install packages (names or ./file.deb paths inside the root), no recommends."""
+    with mounted(root):
+        if update:
+            run_in_root(root, ["apt-get", "update", "-qq"], APT_ENV)
+        run_in_root(
+            root,
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
+            APT_ENV,
+        )
+        run_in_root(root, ["apt-get", "clean"], APT_ENV)
+
+
+def copy_root(source: Path, dest: Path) -> Path:
+    """A copy of a (pristine, unmounted) root, cheaper than a new debootstrap."""
+    if _mounted_under(Path(source)):
+        raise RootError(f"{source} has mounts inside; refusing to copy it")
+    _check(["cp", "-a", "--reflink=auto", str(source), str(dest)], f"copy {source}")
+    return Path(dest)

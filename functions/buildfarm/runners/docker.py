@@ -1,0 +1,83 @@
+"""The docker runner: the driver runs in the platform's builder image (buildfarm.images,
+the image Batch runs), built here if missing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from typing import IO
+
+from buildfarm import images
+from buildfarm.models import BuildSpec
+from buildfarm.platforms import DOCKER_PLATFORM, Platform, Registry
+from buildfarm.runners.base import (
+    BuildResult,
+    PhaseCallback,
+    ProgressCallback,
+    isolated_driver,
+    run_driver,
+)
+
+
+def docker_problem() -> str | None:
+    """None if this machine has a Docker engine that answers, else why not."""
+    if not shutil.which("docker"):
+        return "no Docker engine (the docker command is not installed)"
+    try:
+        result = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"no Docker engine ({error})"
+    if result.returncode != 0:
+        return "no Docker engine (`docker info` failed)"
+    return None
+
+
+class DockerRunner:
+    """Runs the driver in the platform's builder image (buildfarm.images), built if missing."""
+
+    name = "docker"
+
+    def __init__(self, platform: Platform, registry: Registry, arch: str) -> None:
+        self.platform = platform
+        self.platform_id = platform.id
+        self.registry = registry
+        self.arch = arch
+
+    @classmethod
+    def problem(cls, platform: Platform, arch: str, registry: Registry) -> str | None:
+        return docker_problem()
+
+    @classmethod
+    def create(cls, platform: Platform, arch: str, registry: Registry) -> DockerRunner:
+        return cls(platform, registry, arch)
+
+    def image_tag(self) -> str:
+        return images.image_tag(self.registry, self.platform_id, self.arch)
+
+    def run(
+        self,
+        spec: BuildSpec,
+        on_phase: PhaseCallback | None = None,
+        output: IO[str] | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> BuildResult:
+        output = sys.stdout if output is None else output
+        try:
+            tag = images.build_image(self.registry, self.platform_id, self.arch, output)
+            image = images.image_id(tag)
+        except images.ImageError as error:
+            return BuildResult(False, "preflight", str(error), None, {})
+        driver = isolated_driver(spec)
+        env = {**driver.env, "BUILDFARM_BUILDER_IMAGE": f"{tag}@{image}"}  # what the manifest records
+        # Values travel in the docker client's environment (-e NAME), never in argv; the
+        # container gets these names only, nothing else from the caller's environment.
+        argv = ["docker", "run", "--rm", "--network", images.engine_network()]
+        argv += ["--platform", DOCKER_PLATFORM[self.arch]]
+        for name in env:
+            argv += ["-e", name]
+        for mount in driver.mounts:
+            argv += ["-v", f"{mount.source}:{mount.target}" + (":ro" if mount.read_only else "")]
+        argv += [tag]
+        return run_driver(argv, {**os.environ, **env}, driver.log_path, on_phase, output, on_progress)
