@@ -88,6 +88,17 @@ INTERNAL_PREFIXES = (PLANS_PREFIX, CLAIMS_PREFIX, LOGS_PREFIX, RUNS_PREFIX)
 """The workflow's working state and build logs: never served to the public."""
 
 
+def is_public(key: str) -> bool:
+    """Whether a key may be served to the public: nothing under INTERNAL_PREFIXES, and no
+    segment that is empty or starts with '.' (a local store's .locks/ and .tmp-* files,
+    '.' and '..'). The one statement of the rule `buildfarm serve` applies; the bucket's
+    policy denies the same prefixes."""
+    segments = key.split("/")
+    if any(not segment or segment.startswith(".") for segment in segments):
+        return False
+    return not any(f"{key}/".startswith(prefix) for prefix in INTERNAL_PREFIXES)
+
+
 def under(prefix: str) -> str:
     """The wildcard pattern of every key below a prefix ("claims/" -> "claims/*"), as IAM
     resources, bucket policies and CloudFront path patterns spell it."""

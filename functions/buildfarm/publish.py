@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict
 
 from buildfarm import clock
 from buildfarm.catalog import Cell, parse_cell, public_url_function, regenerate_derived, update_versions
+from buildfarm.catalog.derived import refresh_if_outdated
 from buildfarm.claims import release_claims
 from buildfarm.config import FarmConfig
 from buildfarm.layout import failure_key, outcome_key, outcomes_prefix, parse_outcome_key
@@ -175,8 +176,12 @@ def publish(
         name: int(plan_counts.get(name, 0)) for name in ("skipped_published", "skipped_claimed", "deferred")
     }
     # A dry run, or nothing planned (a no-op writes no plan: the schedule's hourly no-op
-    # costs no writes), has nothing to finalize.
+    # costs no writes), has nothing to finalize. A no-op still repairs derived files written
+    # for another base URL (a moved store): one read when they are current.
     if plan_summary.get("dry_run") or plan_counts.get("planned", 1) == 0:
+        if not plan_summary.get("dry_run"):
+            public_url = public_url_function(store, config.public_base_url)
+            refresh_if_outdated(store, registry, config.enabled_platforms, public_url, now)
         return PublishResult(
             published=[], failed=[], counts={"planned": 0, "published": 0, "failed": 0, **skipped}
         )

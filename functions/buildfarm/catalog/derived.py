@@ -1,18 +1,68 @@
 """Regenerating what is derived from versions.json (uv metadata, the status page, install.sh),
-as Finalize does once per run."""
+as Finalize does once per run, and as `buildfarm reindex` does for a store that moved or is
+served at a new URL.
+
+The derived files carry absolute URLs (uv rejects relative ones), so they are only as good as
+the base URL they were written for. install.sh records it: a publish that published nothing
+rewrites everything when install.sh was written for another base (refresh_if_outdated), so a
+moved store is repaired by the next `run`, at the cost of one read when nothing moved.
+"""
 
 from __future__ import annotations
 
+import functools
+import json
+import logging
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from urllib.parse import urlsplit
 
-from buildfarm.catalog.install_script import publish_installer
+from buildfarm.catalog.install_script import (
+    SHELL_INERT_URL,
+    installer_base,
+    installer_is_current,
+    publish_installer,
+)
 from buildfarm.catalog.status_page import FailedCells, render_index
 from buildfarm.catalog.uv_metadata import uv_download_metadata
-from buildfarm.catalog.versions_json import published_platforms, read_versions, versions_etag
-from buildfarm.layout import INDEX_KEY, INSTALLER_KEY, download_metadata_key
+from buildfarm.catalog.versions_json import (
+    merge_cells,
+    published_platforms,
+    read_versions,
+    versions_etag,
+)
+from buildfarm.errors import UsageError
+from buildfarm.layout import INDEX_KEY, INSTALLER_KEY, VERSIONS_KEY, download_metadata_key
 from buildfarm.platforms import Registry
-from buildfarm.store import Store
+from buildfarm.store import Store, StoreConflict, StoreNotFound
+
+log = logging.getLogger(__name__)
+
+HOW_TO_SET_BASE = (
+    "set BUILDFARM_PUBLIC_BASE_URL (or run `buildfarm reindex --base-url URL`) to the URL the "
+    "store is served at"
+)
+
+
+def check_base_url(text: str, name: str = "--base-url") -> str:
+    """A public base URL: http(s)://HOST[:PORT][/PATH] or file:///PATH, without query or
+    fragment, of characters install.sh can carry. Returned without a trailing '/'; UsageError
+    naming `name` and the value otherwise."""
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as error:
+        raise UsageError(f"{name} {text!r}: {error}") from None
+    if parts.scheme not in ("http", "https", "file"):
+        raise UsageError(f"{name} {text!r}: not an http://, https:// or file:// URL")
+    if parts.scheme != "file" and not parts.hostname:
+        raise UsageError(f"{name} {text!r}: no host")
+    if parts.query or parts.fragment or "?" in text or "#" in text:
+        raise UsageError(f"{name} {text!r}: a base URL has no query or fragment")
+    base = text.rstrip("/")
+    if not SHELL_INERT_URL.fullmatch(base):
+        raise UsageError(f"{name} {text!r}: only letters, digits and ._~%+/:@=- are allowed")
+    return base
 
 
 def public_url_function(store: Store, public_base_url: str | None) -> Callable[[str], str]:
@@ -24,6 +74,17 @@ def public_url_function(store: Store, public_base_url: str | None) -> Callable[[
         base = public_base_url.rstrip("/")
         return lambda key: f"{base}/{key}"
     return store.default_public_url
+
+
+@functools.cache
+def warn_local_base(base: str) -> None:
+    """Say once per process (and base) that the published URLs only work on this machine."""
+    log.warning(
+        "buildfarm: warning: install.sh and the uv metadata point at %s, which only this machine "
+        "can read: %s",
+        base,
+        HOW_TO_SET_BASE,
+    )
 
 
 def regenerate_derived(
@@ -42,6 +103,9 @@ def regenerate_derived(
     again. Every publisher does this after its own write, so the last derived files written
     always reflect the newest versions.json. Returns the keys written.
     """
+    base = installer_base(public_url)
+    if base.startswith("file:"):
+        warn_local_base(base)
     platforms = list(platforms)
     written: list[str] = []
     if publish_installer(store, public_url):
@@ -61,3 +125,43 @@ def regenerate_derived(
         if versions_etag(store) == etag:
             break
     return written
+
+
+def refresh_if_outdated(
+    store: Store,
+    registry: Registry,
+    platforms: Iterable[str],
+    public_url: Callable[[str], str],
+    now: datetime,
+) -> list[str]:
+    """For a publish that published nothing: rewrite every derived file if install.sh was
+    written for another base URL (the store moved, or its public URL changed) or by another
+    version of the script. One read when they are current. Returns the keys written."""
+    if installer_is_current(store, public_url) or versions_etag(store) is None:
+        return []
+    log.info("derived files are outdated (store moved or base URL changed): rewriting them")
+    return regenerate_derived(store, registry, platforms, public_url, now)
+
+
+def reindex(
+    store: Store,
+    registry: Registry,
+    platforms: Iterable[str],
+    public_url: Callable[[str], str],
+    now: datetime,
+) -> list[str]:
+    """Regenerate everything derived, for public_url, without building or publishing a cell:
+    versions.json's derived view (python_versions, builds sorted newest first) if it is off, then
+    the uv metadata, index.html and install.sh. StoreNotFound if nothing is published."""
+    document, etag = read_versions(store)
+    if etag is None:
+        raise StoreNotFound(f"{store.url(VERSIONS_KEY)} not found: nothing is published in this store")
+    written: list[str] = []
+    normalized, _ = merge_cells(document, {}, now)
+    if json.dumps(normalized) != json.dumps(document):  # key order too: builds are sorted
+        try:
+            store.put_json(VERSIONS_KEY, normalized, if_match=etag)
+            written.append(VERSIONS_KEY)
+        except StoreConflict:
+            pass  # a publisher wrote it meanwhile: every merge writes the normalized view
+    return written + regenerate_derived(store, registry, platforms, public_url, now)
