@@ -7,6 +7,7 @@ import importlib
 import sys
 
 from buildfarm import __version__
+from buildfarm.aws_errors import explain_aws_error, is_aws_error
 from buildfarm.errors import BuildfarmError, UsageError
 
 # Each module defines register(subparsers) and sets `func` on its parser(s);
@@ -46,6 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     except BuildfarmError as error:
         print(f"buildfarm {args.command}: error: {error}", file=sys.stderr)
         return error.exit_code
+    except Exception as error:
+        # The last resort for an AWS call no subcommand translated: one line, not a traceback.
+        if not is_aws_error(error):
+            raise
+        explained = explain_aws_error(error, region_option=hasattr(args, "region"))
+        print(f"buildfarm {args.command}: error: {explained}", file=sys.stderr)
+        return explained.exit_code
     except KeyboardInterrupt:
         print(f"buildfarm {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -39,6 +39,12 @@ class StoreNotFound(StoreError, KeyError):
         return str(self.args[0]) if self.args else "not found"
 
 
+class StoreIOError(StoreError):
+    """The storage under the store failed: a full disk, a read-only or unreadable directory.
+    The message is the system's reason and what was being done: "No space left on device
+    (writing builds/...)"."""
+
+
 class StoreConflict(StoreError):
     """A conditional write lost: the object exists (create-only) or changed (If-Match)."""
 

@@ -14,7 +14,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from buildfarm.store.base import (
     CHUNK,
@@ -22,6 +22,7 @@ from buildfarm.store.base import (
     Store,
     StoreConflict,
     StoreError,
+    StoreIOError,
     StoreNotFound,
     check_key,
     check_prefix,
@@ -30,6 +31,16 @@ from buildfarm.store.base import (
 LOCK_DIR = ".locks"  # lock files for conditional writes, never listed
 LOCK_STRIPES = 64
 _TEMP_PREFIX = ".tmp-"
+
+
+@contextlib.contextmanager
+def _io(doing: str, key: str) -> Iterator[None]:
+    """An OSError of the storage (disk full, read-only, permission) as one StoreIOError line
+    naming what was being done: "No space left on device (writing versions.json)"."""
+    try:
+        yield
+    except OSError as error:
+        raise StoreIOError(f"{error.strerror or error} ({doing} {key or '/'})") from error
 
 
 class LocalStore(Store):
@@ -43,14 +54,20 @@ class LocalStore(Store):
     def _path(self, key: str) -> Path:
         return self.root.joinpath(*check_key(key).split("/"))
 
+    def create(self) -> None:
+        """Make the store's directory (and its parents) if missing; StoreIOError if it cannot be."""
+        with _io("creating", self.location):
+            self.root.mkdir(parents=True, exist_ok=True)
+
     @contextlib.contextmanager
     def _key_lock(self, key: str) -> Iterator[None]:
         lock_dir = self.root / LOCK_DIR
-        lock_dir.mkdir(parents=True, exist_ok=True)
         # A fixed set of striped lock files (not one per key): keys hash onto LOCK_STRIPES files.
         stripe = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % LOCK_STRIPES
-        name = f"{stripe:02d}.lock"
-        with open(lock_dir / name, "a+b") as handle:
+        with _io("locking", key):
+            lock_dir.mkdir(parents=True, exist_ok=True)
+            handle = open(lock_dir / f"{stripe:02d}.lock", "a+b")  # noqa: SIM115 - closed below
+        with handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
                 yield
@@ -100,18 +117,24 @@ class LocalStore(Store):
     def list_children(self, prefix: str) -> set[str]:
         self._count("list")
         try:
-            entries = list(os.scandir(self._path(prefix)))
-        except (FileNotFoundError, NotADirectoryError):
-            return set()
+            with _io("listing", prefix):
+                entries = list(os.scandir(self._path(prefix)))
+        except StoreIOError as error:
+            if isinstance(error.__cause__, FileNotFoundError | NotADirectoryError):
+                return set()
+            raise
         hidden = (LOCK_DIR, _TEMP_PREFIX)
         return {entry.name for entry in entries if not entry.name.startswith(hidden)}
 
     def read(self, key: str) -> tuple[bytes, str]:
         self._count("read")
         try:
-            data = self._path(key).read_bytes()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            raise StoreNotFound(f"{self.url(key)} not found") from None
+            with _io("reading", key):
+                data = self._path(key).read_bytes()
+        except StoreIOError as error:
+            if isinstance(error.__cause__, FileNotFoundError | IsADirectoryError | NotADirectoryError):
+                raise StoreNotFound(f"{self.url(key)} not found") from None
+            raise
         return data, self._etag_of(data)
 
     def head(self, key: str) -> ObjectInfo | None:
@@ -119,7 +142,8 @@ class LocalStore(Store):
         path = self._path(key)
         if not path.is_file():
             return None
-        return ObjectInfo(key, path.stat().st_size, self._file_etag(path))
+        with _io("reading", key):
+            return ObjectInfo(key, path.stat().st_size, self._file_etag(path))
 
     def exists(self, key: str) -> bool:
         self._count("head")
@@ -128,24 +152,31 @@ class LocalStore(Store):
     def open_read(self, key: str) -> BinaryIO:
         self._count("read")
         try:
-            return open(self._path(key), "rb")
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            raise StoreNotFound(f"{self.url(key)} not found") from None
-
-    def _write_atomically(self, path: Path, writer: Any) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                writer(handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(temp, 0o644)
-            os.replace(temp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
+            with _io("reading", key):
+                return open(self._path(key), "rb")
+        except StoreIOError as error:
+            if isinstance(error.__cause__, FileNotFoundError | IsADirectoryError | NotADirectoryError):
+                raise StoreNotFound(f"{self.url(key)} not found") from None
             raise
+
+    def _write_atomically(self, key: str, data: bytes) -> None:
+        """Write to a temp file beside the target, then rename it into place: readers never see
+        half a file, and a failed write (disk full, interrupted) leaves no temp file behind."""
+        path = self._path(key)
+        with _io("writing", key):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, temp = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=path.parent)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.chmod(temp, 0o644)
+                os.replace(temp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp)
+                raise
 
     def put(
         self,
@@ -159,7 +190,7 @@ class LocalStore(Store):
         self._count("put")
         path = self._path(key)
         if if_match is None and not if_none_match:
-            self._write_atomically(path, lambda handle: handle.write(data))
+            self._write_atomically(key, data)
             return self._etag_of(data)
         with self._key_lock(key):
             if if_none_match and path.exists():
@@ -167,24 +198,27 @@ class LocalStore(Store):
             if if_match is not None:
                 if not path.is_file():
                     raise StoreConflict(key, "no longer exists")
-                if self._file_etag(path) != if_match:
+                with _io("reading", key):
+                    current = self._file_etag(path)
+                if current != if_match:
                     raise StoreConflict(key, "changed since it was read")
-            self._write_atomically(path, lambda handle: handle.write(data))
+            self._write_atomically(key, data)
         return self._etag_of(data)
 
     def delete(self, key: str, *, if_match: str | None = None) -> None:
         self._count("delete")
         path = self._path(key)
         if if_match is None:
-            with contextlib.suppress(FileNotFoundError):
+            with _io("deleting", key), contextlib.suppress(FileNotFoundError):
                 path.unlink()
             return
         with self._key_lock(key):
             if not path.is_file():
                 raise StoreConflict(key, "no longer exists")
-            if self._file_etag(path) != if_match:
-                raise StoreConflict(key, "changed since it was read")
-            path.unlink()
+            with _io("deleting", key):
+                if self._file_etag(path) != if_match:
+                    raise StoreConflict(key, "changed since it was read")
+                path.unlink()
 
     def url(self, key: str) -> str:
         return self._path(key).as_uri()

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import os
 import re
 import threading
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 from urllib.parse import quote
 
+from buildfarm.aws_errors import aws_errors
 from buildfarm.store.base import (
     ObjectInfo,
     Store,
@@ -26,6 +28,8 @@ from buildfarm.store.base import (
 )
 
 NOT_FOUND = ("NoSuchKey", "404", "NotFound")  # error codes of an absent object
+# What a user changes when the store's bucket does not exist.
+BUCKET_HINT = "check the bucket of the store (--store s3://BUCKET/PREFIX, or BUILDFARM_STORE)"
 
 
 class S3Store(Store):
@@ -52,12 +56,10 @@ class S3Store(Store):
                     import boto3
                     from botocore.config import Config
 
-                    self._client = boto3.client(
-                        "s3",
-                        config=Config(
-                            retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=64
-                        ),
-                    )
+                    retries: dict[str, Any] = {"mode": "standard"}
+                    if "AWS_MAX_ATTEMPTS" not in os.environ:  # the user's setting wins
+                        retries["max_attempts"] = 5
+                    self._client = boto3.client("s3", config=Config(retries=retries, max_pool_connections=64))
         return self._client
 
     def _full(self, key: str) -> str:
@@ -66,6 +68,12 @@ class S3Store(Store):
 
     def _relative(self, full_key: str) -> str:
         return full_key[len(self.prefix) + 1 :] if self.prefix else full_key
+
+    def _aws(self, key: str = "") -> contextlib.AbstractContextManager[None]:
+        """AWS failures (credentials, region, endpoint, permissions, bucket) as one AwsError
+        naming the object; ClientErrors handled inside (absent object, lost condition) are not."""
+        where = "/".join(part for part in (self.prefix, key) if part)
+        return aws_errors(f"s3://{self.bucket}/{where}", hint=BUCKET_HINT)
 
     @staticmethod
     def _code(error: Exception) -> str:
@@ -78,22 +86,25 @@ class S3Store(Store):
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         check_prefix(prefix)
         full_prefix = f"{self.prefix}/{prefix}" if self.prefix else prefix
-        paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix):
-            self._count("list")
-            for obj in page.get("Contents", []):
-                yield ObjectInfo(self._relative(obj["Key"]), int(obj["Size"]), str(obj["ETag"]).strip('"'))
+        with self._aws(prefix):
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix):
+                self._count("list")
+                for obj in page.get("Contents", []):
+                    key, etag = self._relative(obj["Key"]), str(obj["ETag"]).strip('"')
+                    yield ObjectInfo(key, int(obj["Size"]), etag)
 
     def list_children(self, prefix: str) -> set[str]:
         folder = self._full(prefix) + "/"
         names: set[str] = set()
-        paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=folder, Delimiter="/"):
-            self._count("list")
-            for common in page.get("CommonPrefixes", []):
-                names.add(common["Prefix"][len(folder) :].rstrip("/"))
-            for obj in page.get("Contents", []):
-                names.add(obj["Key"][len(folder) :])
+        with self._aws(prefix):
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=folder, Delimiter="/"):
+                self._count("list")
+                for common in page.get("CommonPrefixes", []):
+                    names.add(common["Prefix"][len(folder) :].rstrip("/"))
+                for obj in page.get("Contents", []):
+                    names.add(obj["Key"][len(folder) :])
         return names
 
     def _get_object(self, key: str) -> dict[str, Any]:
@@ -101,16 +112,17 @@ class S3Store(Store):
         self._count("read")
         from botocore.exceptions import ClientError
 
-        try:
-            return self.client.get_object(Bucket=self.bucket, Key=self._full(key))
-        except ClientError as error:
-            if self._code(error) in NOT_FOUND:
-                raise StoreNotFound(f"{self.url(key)} not found") from None
-            raise
+        with self._aws(key):
+            try:
+                return self.client.get_object(Bucket=self.bucket, Key=self._full(key))
+            except ClientError as error:
+                if self._code(error) in NOT_FOUND:
+                    raise StoreNotFound(f"{self.url(key)} not found") from None
+                raise
 
     def read(self, key: str) -> tuple[bytes, str]:
         response = self._get_object(key)
-        with contextlib.closing(response["Body"]) as body:
+        with self._aws(key), contextlib.closing(response["Body"]) as body:
             return body.read(), self._etag(response)
 
     def open_read(self, key: str) -> BinaryIO:
@@ -120,12 +132,13 @@ class S3Store(Store):
         self._count("head")
         from botocore.exceptions import ClientError
 
-        try:
-            response = self.client.head_object(Bucket=self.bucket, Key=self._full(key))
-        except ClientError as error:
-            if self._code(error) in NOT_FOUND:
-                return None
-            raise
+        with self._aws(key):
+            try:
+                response = self.client.head_object(Bucket=self.bucket, Key=self._full(key))
+            except ClientError as error:
+                if self._code(error) in NOT_FOUND:
+                    return None
+                raise
         return ObjectInfo(key, int(response["ContentLength"]), self._etag(response))
 
     def put(
@@ -138,8 +151,6 @@ class S3Store(Store):
         content_type: str | None = None,
     ) -> str:
         self._count("put")
-        from botocore.exceptions import ClientError
-
         params: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": self._full(key),
@@ -152,33 +163,39 @@ class S3Store(Store):
             params["IfNoneMatch"] = "*"
         if if_match is not None:
             params["IfMatch"] = f'"{if_match}"'
+        with self._aws(key):
+            return self._etag(self._conditional(key, "put_object", params, creating=if_none_match))
+
+    def _conditional(self, key: str, operation: str, params: dict[str, Any], *, creating: bool) -> Any:
+        """Call put_object/delete_object; a lost condition becomes StoreConflict."""
+        from botocore.exceptions import ClientError
+
         try:
-            response = self.client.put_object(**params)
+            return getattr(self.client, operation)(**params)
         except ClientError as error:
             code = self._code(error)
             # 412 PreconditionFailed: condition false. 409 ConditionalRequestConflict: a
             # concurrent conditional write won. 404 NoSuchKey: If-Match on a deleted object.
             if code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
-                raise StoreConflict(
-                    key, "already exists" if if_none_match else "changed since it was read"
-                ) from None
-            if if_match is not None and code in ("NoSuchKey", "404"):
+                reason = "already exists" if creating else "changed since it was read"
+                raise StoreConflict(key, reason) from None
+            if "IfMatch" in params and code in ("NoSuchKey", "404"):
                 raise StoreConflict(key, "no longer exists") from None
             raise
-        return self._etag(response)
 
     def stored_sha256(self, key: str) -> tuple[str, int] | None:
         self._count("head")
         from botocore.exceptions import ClientError
 
-        try:
-            response = self.client.head_object(
-                Bucket=self.bucket, Key=self._full(key), ChecksumMode="ENABLED"
-            )
-        except ClientError as error:
-            if self._code(error) in NOT_FOUND:
-                raise StoreNotFound(f"{self.url(key)} not found") from None
-            raise
+        with self._aws(key):
+            try:
+                response = self.client.head_object(
+                    Bucket=self.bucket, Key=self._full(key), ChecksumMode="ENABLED"
+                )
+            except ClientError as error:
+                if self._code(error) in NOT_FOUND:
+                    raise StoreNotFound(f"{self.url(key)} not found") from None
+                raise
         checksum = response.get("ChecksumSHA256")
         # Multipart uploads carry a checksum of part checksums ("...-N", COMPOSITE): not usable.
         if not checksum or "-" in checksum or response.get("ChecksumType", "FULL_OBJECT") != "FULL_OBJECT":
@@ -192,17 +209,12 @@ class S3Store(Store):
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": self._full(key)}
         if if_match is not None:
             params["IfMatch"] = f'"{if_match}"'
-        try:
-            self.client.delete_object(**params)
-        except ClientError as error:
-            code = self._code(error)
-            if code in ("PreconditionFailed", "412"):
-                raise StoreConflict(key, "changed since it was read") from None
-            if code in ("NoSuchKey", "404"):
-                if if_match is not None:
-                    raise StoreConflict(key, "no longer exists") from None
-                return
-            raise
+        with self._aws(key):
+            try:
+                self._conditional(key, "delete_object", params, creating=False)
+            except ClientError as error:
+                if self._code(error) not in ("NoSuchKey", "404"):
+                    raise  # an absent object is deleted already (without If-Match)
 
     def url(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._full(key)}"
