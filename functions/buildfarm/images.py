@@ -41,18 +41,34 @@ def local_ca_certificates(directory: Path = LOCAL_CA_DIR) -> str:
     return "\n".join(pem for pem in pems if "BEGIN CERTIFICATE" in pem)
 
 
+def _copied_from_context(dockerfile: Path, context: Path) -> set[Path]:
+    """The context files a Dockerfile's COPY lines take (not those from another stage)."""
+    copied: set[Path] = set()
+    for line in dockerfile.read_text().splitlines():
+        words = line.split()
+        if not words or words[0] != "COPY" or any(word.startswith("--from") for word in words):
+            continue
+        for pattern in (word for word in words[1:-1] if not word.startswith("--")):
+            for match in context.glob(pattern.rstrip("/")):
+                found = [match] if match.is_file() else match.rglob("*")
+                copied.update(p for p in found if p.is_file() and "__pycache__" not in p.parts)
+    return copied
+
+
 def context_files(registry: Registry, platform_id: str) -> list[Path]:
-    """What the image is made of: the family's Dockerfile and what it copies (*.py, the registry)."""
+    """What the image is made of: the family's Dockerfile and what its COPY lines take from
+    builder_image/ (the driver, the registry)."""
     context = builder_image_dir()
     dockerfile = context / registry.family_of(platform_id).dockerfile
-    return [dockerfile, *sorted(context.glob("*.py")), context / "platforms.json"]
+    return [dockerfile, *sorted(_copied_from_context(dockerfile, context))]
 
 
 def image_tag(registry: Registry, platform_id: str, arch: str) -> str:
     """buildfarm-builder:<platform>-<arch>-<digest of the context>: a changed driver is a new image."""
+    context = builder_image_dir()
     digest = hashlib.sha256()
     for path in context_files(registry, platform_id):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        digest.update(path.relative_to(context).as_posix().encode() + b"\0" + path.read_bytes())
     return f"buildfarm-builder:{platform_id}-{arch}-{digest.hexdigest()[:12]}"
 
 

@@ -1,27 +1,37 @@
-"""Runner selection, the debootstrap helpers, the S3 upload path (moto server) and the
-builder images (hadolint)."""
+"""Runner selection and availability (the registry), the driver's output protocol (phases,
+progress, result), what a root or container is given, the debootstrap helpers, the S3 upload
+path (moto server) and the builder images (hadolint)."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import os
+import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from builder_helpers import REPO
 
-from buildfarm import roots
+from buildfarm import images, roots
+from buildfarm.models import BuildSpec
 from buildfarm.platforms import load_registry
 from buildfarm.runners import (
+    RUNNER_CHOICES,
+    RUNNERS,
     ChrootRunner,
+    DockerRunner,
     HostRunner,
     RunnerUnavailable,
+    availability,
     host_platform_id,
     select_runner,
 )
+from buildfarm.runners.base import isolated_driver, run_driver
 
 HOST_PLATFORM = host_platform_id(load_registry())
 
@@ -172,3 +182,230 @@ def test_s3_failed_build_writes_only_logs(moto_s3, tmp_path, source_mirror):
     ]
     body = client.get_object(Bucket=bucket, Key=keys[1])["Body"].read()
     assert json.loads(body)["phase"] == "verify"
+
+
+def test_the_registry_holds_each_runner_under_its_name_in_auto_order():
+    assert list(RUNNERS) == ["host", "chroot", "docker"]
+    assert {"host": HostRunner, "chroot": ChrootRunner, "docker": DockerRunner} == RUNNERS
+    assert all(kind.name == name for name, kind in RUNNERS.items())
+    assert RUNNER_CHOICES == ("auto", "host", "chroot", "docker")
+
+
+def test_availability_says_what_select_runner_says(monkeypatch):
+    """Cells whose chroot answer needs no mirror: an rpm platform, and an arch this machine
+    cannot run. A runner available there is the one select_runner gives; otherwise both
+    name the same reason."""
+    registry = load_registry()
+    other_arch = "aarch64" if roots_arch() == "x86_64" else "x86_64"
+    for platform_id, arch in (("rhel-9", roots_arch()), ("debian-12", other_arch)):
+        answers = availability(registry.get(platform_id), arch, registry)
+        assert list(answers) == list(RUNNERS)
+        for name, reason in answers.items():
+            assert reason is None or "\n" not in reason
+            if reason is None:
+                assert isinstance(select_runner(platform_id, name, arch), RUNNERS[name])
+            else:
+                with pytest.raises(RunnerUnavailable, match=f"^{name} runner: {re.escape(reason)}$"):
+                    select_runner(platform_id, name, arch)
+        assert answers["host"] == f"this machine is {HOST_PLATFORM} {roots_arch()}, not {platform_id} {arch}"
+    rhel = availability(registry.get("rhel-9"), roots_arch(), registry)
+    assert rhel["chroot"] == "rhel-9 is not a Debian/Ubuntu platform (debootstrap builds only those)"
+    monkeypatch.setenv("PATH", "/nonexistent")
+    answers = availability(registry.get("rhel-9"), roots_arch(), registry)
+    assert answers["docker"] == "no Docker engine (the docker command is not installed)"
+
+
+def test_availability_of_an_arch_the_platform_lacks_names_its_arches():
+    registry = load_registry()
+    answers = availability(registry.get("debian-12"), "riscv64", registry)
+    reason = "debian-12 is not built for riscv64 (arches: x86_64, aarch64)"
+    assert answers == dict.fromkeys(RUNNERS, reason)
+    with pytest.raises(RunnerUnavailable, match=re.escape(reason)):
+        select_runner("debian-12", "auto", "riscv64")
+
+
+def roots_arch() -> str:
+    from buildfarm.runners import host_arch
+
+    return host_arch()
+
+
+# What a driver may print; the comment is what run_driver makes of each line.
+DRIVER_LINES = [
+    "buildfarm: progress make 0/640 objects",  # make 0 of 640
+    "compiling Objects/listobject.c",  # log only
+    "buildfarm: progress pgo 3/? tests",  # total unknown
+    "buildfarm: progress bolt 1/2 runs",
+    "buildfarm: progress make \u0661/640 objects",  # ignored: not an ASCII digit
+    "buildfarm: progress make 1/640 objects and more",  # ignored: not the whole line
+    " buildfarm: progress make 1/640 objects",  # ignored: not the whole line
+    "buildfarm: progress make 1234567890123/640 objects",  # ignored: more digits than a count has
+    "buildfarm: progress make -1/640 objects",  # ignored
+    "buildfarm: progress make 1/640",  # ignored: no unit
+    "buildfarm: phase make done in 1.2.3 s",  # ignored: not a duration
+    "buildfarm: phase make done in 42.5 s",  # make took 42.5 s
+    'buildfarm: result {"ok": true, "phase": null, "reason": null}',
+]
+
+
+def fake_driver(tmp_path: Path, lines: list[str], status: int = 0) -> list[str]:
+    script = tmp_path / "driver.py"
+    script.write_text(f"import sys\nfor line in {lines!r}:\n    print(line)\nsys.exit({status})\n")
+    return [sys.executable, str(script)]
+
+
+def test_run_driver_reports_progress_phases_and_the_result(tmp_path):
+    progress: list[tuple] = []
+    phases: list[tuple] = []
+    output = io.StringIO()
+    result = run_driver(
+        fake_driver(tmp_path, DRIVER_LINES),
+        {},
+        None,
+        on_phase=lambda *args: phases.append(args),
+        output=output,
+        on_progress=lambda *args: progress.append(args),
+    )
+    assert progress == [("make", 0, 640, "objects"), ("pgo", 3, None, "tests"), ("bolt", 1, 2, "runs")]
+    assert phases == [("make", 42.5)]
+    assert result.ok and result.timings == {"make": 42.5} and result.failed_phase is None
+    assert output.getvalue() == "".join(line + "\n" for line in DRIVER_LINES)  # the log keeps every line
+    # Without callbacks the same lines are only logged.
+    assert run_driver(fake_driver(tmp_path, DRIVER_LINES), {}, None, output=io.StringIO()).ok
+
+
+def test_run_driver_without_a_result_line_fails_with_the_exit_status(tmp_path):
+    lines = ["buildfarm: progress make 5/9 objects", "buildfarm: result {not json}"]
+    result = run_driver(fake_driver(tmp_path, lines), {}, None, output=io.StringIO())
+    assert not result.ok and result.reason == "the build driver exited with status 0"
+    failed = 'buildfarm: result {"ok": false, "phase": "make", "reason": "make failed"}'
+    result = run_driver(fake_driver(tmp_path, [failed], status=1), {}, None, output=io.StringIO())
+    assert (result.ok, result.failed_phase, result.reason) == (False, "make", "make failed")
+
+
+def test_the_host_runner_passes_progress_on(tmp_path, monkeypatch):
+    """HostRunner.run with a stand-in interpreter that prints as the driver does."""
+    lines = ["buildfarm: progress pgo 7/43 tests", 'buildfarm: result {"ok": true}']
+    driver = fake_driver(tmp_path, lines)
+    launcher = tmp_path / "python"
+    launcher.write_text(f"#!/bin/sh\nexec {driver[0]} {driver[1]}\n")
+    launcher.chmod(0o755)
+    progress: list[tuple] = []
+    runner = HostRunner(load_registry().get("debian-12"), python=str(launcher))
+    result = runner.run(spec_in(tmp_path), output=io.StringIO(), on_progress=lambda *a: progress.append(a))
+    assert result.ok and progress == [("pgo", 7, 43, "tests")]
+
+
+def spec_in(tmp_path: Path, store: str | None = None) -> BuildSpec:
+    source = tmp_path / "mirror" / "Python-3.13.5.tar.xz"
+    return BuildSpec.model_validate(
+        {
+            "version": "3.13.5", "platform": "debian-12", "arch": "x86_64", "build": 1,
+            "source": {"url": source.as_uri(), "sha256": "a" * 64},
+            "prefix": "/opt/python/3.13.5", "optimization": "none",
+            "store": store or str(tmp_path / "store"),
+            "artifact_dir": "builds/3.13.5/debian-12/x86_64/1", "execution_id": "local-1",
+        }
+    )  # fmt: skip
+
+
+def test_a_root_or_container_gets_the_spec_at_its_mounts(tmp_path, monkeypatch):
+    monkeypatch.setenv("BUILDFARM_CCACHE", "1")
+    monkeypatch.setenv("CCACHE_DIR", str(tmp_path / "ccache"))
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.delenv("BUILDFARM_JOBS", raising=False)
+    spec = spec_in(tmp_path)
+    driver = isolated_driver(spec)
+    inside = BuildSpec.model_validate_json(driver.env["BUILD_SPEC"])
+    assert inside.store == "/buildfarm/store"
+    assert inside.source.url == "file:///buildfarm/source/Python-3.13.5.tar.xz"
+    assert inside.model_copy(update={"store": spec.store, "source": spec.source}) == spec
+    assert [(m.source, m.target, m.read_only) for m in driver.mounts] == [
+        (tmp_path / "store", "/buildfarm/store", False),
+        (tmp_path / "mirror", "/buildfarm/source", True),
+        (tmp_path / "ccache", "/buildfarm/ccache", False),
+        (driver.log_path.parent, "/buildfarm/log", False),
+    ]
+    assert (tmp_path / "store").is_dir() and (tmp_path / "ccache").is_dir()
+    assert driver.env["CCACHE_DIR"] == "/buildfarm/ccache"
+    assert driver.env["BUILDFARM_LOG_FILE"] == "/buildfarm/log/build.log"
+    assert driver.env["AWS_SECRET_ACCESS_KEY"] == "secret" and "BUILDFARM_JOBS" not in driver.env
+    # An S3 store is the driver's own business: nothing mounted, the spec keeps it.
+    monkeypatch.setenv("BUILDFARM_CCACHE", "0")
+    driver = isolated_driver(spec_in(tmp_path, store="s3://bucket/python"))
+    assert json.loads(driver.env["BUILD_SPEC"])["store"] == "s3://bucket/python"
+    assert [m.target for m in driver.mounts] == ["/buildfarm/source", "/buildfarm/log"]
+
+
+FAKE_DOCKER = """#!/bin/sh
+# Stands in for the docker client: an engine with the image; `run` records what it was given.
+case "$1 $2" in
+  "info ") exit 0 ;;
+  "network inspect") exit 0 ;;
+  "image inspect") [ "$3" = "--format" ] && echo sha256:feedface; exit 0 ;;
+  "run "*)
+    printf '%s\\n' "$@" > "$RECORD_DIR/argv"
+    env > "$RECORD_DIR/env"
+    echo "buildfarm: progress make 3/9 objects"
+    echo 'buildfarm: result {"ok": true}'
+    exit 0 ;;
+esac
+exit 1
+"""
+
+
+def test_the_docker_runner_passes_values_in_the_environment_never_in_argv(tmp_path, monkeypatch):
+    """DockerRunner.run against a stand-in docker client (no engine needed): the argv names
+    the variables, the mounts and the image; the values, the spec's JSON among them, travel
+    in the client's environment; the driver's progress reaches on_progress."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(FAKE_DOCKER)
+    (bin_dir / "docker").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("RECORD_DIR", str(tmp_path))
+    monkeypatch.setenv("BUILDFARM_CCACHE", "0")
+    registry = load_registry()
+    runner = select_runner("debian-12", "docker", "x86_64")
+    assert isinstance(runner, DockerRunner)
+    progress: list[tuple] = []
+    result = runner.run(spec_in(tmp_path), output=io.StringIO(), on_progress=lambda *a: progress.append(a))
+    assert result.ok and progress == [("make", 3, 9, "objects")]
+    argv = (tmp_path / "argv").read_text().splitlines()
+    tag = runner.image_tag()
+    assert tag == images.image_tag(registry, "debian-12", "x86_64")
+    assert argv[:6] == ["run", "--rm", "--network", "default", "--platform", "linux/amd64"]
+    assert argv[-1] == tag
+    names = [argv[i + 1] for i, word in enumerate(argv) if word == "-e"]
+    assert {"BUILD_SPEC", "BUILDFARM_LOG_FILE", "BUILDFARM_BUILDER_IMAGE"} <= set(names)
+    assert not any("=" in name for name in names) and not any("{" in word for word in argv)
+    volumes = [argv[i + 1] for i, word in enumerate(argv) if word == "-v"]
+    assert f"{tmp_path / 'store'}:/buildfarm/store" in volumes
+    assert f"{tmp_path / 'mirror'}:/buildfarm/source:ro" in volumes
+    env = dict(line.split("=", 1) for line in (tmp_path / "env").read_text().splitlines() if "=" in line)
+    assert env["BUILDFARM_BUILDER_IMAGE"] == f"{tag}@sha256:feedface"
+    assert json.loads(env["BUILD_SPEC"])["store"] == "/buildfarm/store"
+
+
+def test_the_image_tag_covers_what_the_copy_lines_take(tmp_path):
+    """A driver split into a package (COPY driver/) is part of the image, so of its tag."""
+    for name in (
+        "build.py",
+        "notes.txt",
+        "driver/cell.py",
+        "driver/sub/flags.py",
+        "driver/__pycache__/x.pyc",
+    ):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(name)
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(
+        "FROM x AS packages\nCOPY --from=packages /build-dependencies /tmp/\n"
+        "COPY --chown=0:0 *.py /opt/buildfarm/\nCOPY driver/ /opt/buildfarm/driver/\n"
+    )
+    copied = images._copied_from_context(dockerfile, tmp_path)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in copied) == [
+        "build.py",
+        "driver/cell.py",
+        "driver/sub/flags.py",
+    ]
