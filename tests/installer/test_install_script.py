@@ -74,12 +74,15 @@ def _fake_bin(directory: Path, name: str, output: str) -> None:
 
 def run_installer(
     tmp_path: Path,
-    store: Path,
+    store: Path | None,
     *args: str,
     os_release: str = 'ID=debian\nVERSION_ID="12"\n',
     machine: str = "x86_64",
     uid: int | None = None,
+    script: Path = INSTALL_SH,
+    environ: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    """Run install.sh (--base-url file://<store> unless store is None) as this machine would."""
     fake = tmp_path / "fakebin"
     fake.mkdir(exist_ok=True)
     _fake_bin(fake, "uname", machine)
@@ -87,12 +90,14 @@ def run_installer(
         _fake_bin(fake, "id", str(uid))
     (tmp_path / "os-release").write_text(os_release)
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "BUILDFARM_BASE_URL"},
         "PATH": f"{fake}:{os.environ['PATH']}",
         "BUILDFARM_OS_RELEASE": str(tmp_path / "os-release"),
+        **(environ or {}),
     }
+    base = ["--base-url", f"file://{store}"] if store is not None else []
     return subprocess.run(
-        ["bash", str(INSTALL_SH), "--base-url", f"file://{store}", *args],
+        ["bash", str(script), *base, *args],
         capture_output=True,
         text=True,
         env=env,
@@ -149,7 +154,9 @@ def test_version_not_built_for_this_platform_lists_what_is(tmp_path, store) -> N
     ("args", "message"),
     [
         (["--version", "3.11.9"], "unknown version 3.11.9 (published: 3.13.5 3.12.8)"),
-        (["--version", "3.13"], "malformed version '3.13'"),
+        (["--version", "3"], "malformed version '3'"),
+        (["--version", "3.13.x"], "malformed version '3.13.x'"),
+        (["--version", "3.14"], "no Python 3.14.x is published (published: 3.13.5 3.12.8)"),
         (["--version", "3.13.5;rm -rf /"], "malformed version '3.13.5;rm -rf /'"),
         (["--frobnicate"], "unknown argument '--frobnicate'"),
         (["--version"], "--version needs a value"),
@@ -248,3 +255,101 @@ def test_a_base_url_a_shell_could_act_on_is_not_baked_in(tmp_path, base) -> None
 
     script = render_installer(base).decode()
     assert 'DEFAULT_BASE_URL="@BASE_URL@"' in script
+
+
+def _add_cell(store: Path, version: str, platform: str = "debian-12", arch: str = "x86_64") -> None:
+    catalog = json.loads((store / "versions.json").read_text())
+    entry = _publish(store, version, platform, arch, 1, _tarball(version))
+    catalog["builds"].setdefault(version, {}).setdefault(platform, {})[arch] = entry
+    from buildfarm.versions import sort_newest_first
+
+    catalog["python_versions"] = sort_newest_first(list(catalog["builds"]))
+    (store / "versions.json").write_text(json.dumps(catalog))
+
+
+def test_a_series_installs_its_newest_release_built_here(tmp_path, store) -> None:
+    _add_cell(store, "3.13.4")
+    _add_cell(store, "3.13.6", platform="debian-11")  # newer, but not built for debian-12
+    result = run_installer(tmp_path, store, "--version", "3.13", "--prefix", str(tmp_path / "p"))
+    assert result.returncode == 0, result.stderr
+    assert "Python 3.13: the newest built for debian-12/x86_64 is 3.13.5" in result.stderr
+    ran = subprocess.run([tmp_path / "p" / "bin" / "python3"], capture_output=True, text=True)
+    assert ran.stdout.strip() == "Python 3.13.5"
+
+
+def test_a_series_prefers_a_final_release_to_a_newer_prerelease(tmp_path, store) -> None:
+    for version in ("3.14.0rc2", "3.14.0", "3.14.1rc1"):
+        _add_cell(store, version)
+    result = run_installer(tmp_path, store, "--version", "3.14", "--prefix", str(tmp_path / "p"))
+    assert result.returncode == 0, result.stderr
+    assert "is 3.14.0\n" in result.stderr
+    # A series with only pre-releases gets its newest one.
+    _add_cell(store, "3.15.0a1")
+    _add_cell(store, "3.15.0a2")
+    result = run_installer(tmp_path, store, "--version", "3.15", "--prefix", str(tmp_path / "q"))
+    assert result.returncode == 0 and "is 3.15.0a2\n" in result.stderr, result.stderr
+
+
+def test_a_series_published_but_not_built_here_says_what_is(tmp_path, store) -> None:
+    result = run_installer(
+        tmp_path, store, "--version", "3.13", "--prefix", str(tmp_path / "p"),
+        os_release="ID=debian\nVERSION_ID=11\n",
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "no Python 3.13.x is built for debian-11/x86_64 (built for it: 3.12.8)" in result.stderr
+
+
+@pytest.mark.parametrize(("machine", "arch"), [("amd64", "x86_64"), ("arm64", "aarch64")])
+def test_amd64_and_arm64_machines_are_x86_64_and_aarch64(tmp_path, store, machine, arch) -> None:
+    result = run_installer(tmp_path, store, "--list", machine=machine)
+    assert result.returncode == 0, result.stderr
+    if arch == "x86_64":
+        assert result.stdout.split() == ["3.13.5", "3.12.8"]
+    else:
+        assert "no builds for debian-12/aarch64 yet" in result.stderr
+
+
+def _published_script(tmp_path: Path, base: str) -> Path:
+    from buildfarm.catalog import render_installer
+
+    script = tmp_path / "published-install.sh"
+    script.write_bytes(render_installer(base))
+    return script
+
+
+def test_help_tells_the_published_default_and_the_environment_variable(tmp_path) -> None:
+    script = _published_script(tmp_path, "https://cdn.example.org/python/")
+    shown = run_installer(tmp_path, None, "--help", script=script)
+    assert shown.returncode == 0
+    assert "Default: $BUILDFARM_BASE_URL, else" in shown.stdout
+    assert "https://cdn.example.org/python\n" in shown.stdout
+    assert "BUILDFARM_BASE_URL  the store's URL" in shown.stdout
+    assert "where this script came from" not in shown.stdout
+    unpublished = run_installer(tmp_path, None, "--help")
+    assert "(none: this copy was not published by a farm)" in unpublished.stdout
+
+
+def test_the_base_url_comes_from_the_option_else_the_environment_else_publishing(tmp_path, store) -> None:
+    # Published for a server that is not there: the default is what it reads.
+    script = _published_script(tmp_path, "http://127.0.0.1:9/python")
+    default = run_installer(tmp_path, None, "--list", script=script)
+    assert default.returncode != 0 and "download failed: http://127.0.0.1:9/python/versions.json" in (
+        default.stderr
+    )
+    from_env = run_installer(
+        tmp_path, None, "--list", script=script, environ={"BUILDFARM_BASE_URL": f"file://{store}/"}
+    )
+    assert from_env.returncode == 0 and from_env.stdout.split() == ["3.13.5", "3.12.8"], from_env.stderr
+    option_wins = run_installer(
+        tmp_path, store, "--list", script=script, environ={"BUILDFARM_BASE_URL": "http://127.0.0.1:9/x"}
+    )
+    assert option_wins.returncode == 0 and option_wins.stdout.split() == ["3.13.5", "3.12.8"]
+
+
+@pytest.mark.parametrize("base", ["https://cdn.example.org/python", "file:///srv/dist", None])
+def test_the_published_base_url_reads_back(base) -> None:
+    from buildfarm.catalog import render_installer
+    from buildfarm.catalog.install_script import embedded_base_url
+
+    script = render_installer(base or "https://x.org/$(reboot)")
+    assert embedded_base_url(script) == base

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Python Build Farm quick installer.
 #
-#   curl -fsSL <base>/install.sh | bash -s -- [--version 3.13.5 | --list] [--prefix DIR]
+#   curl -fsSL <base>/install.sh | bash -s -- [--version 3.13.5 | --version 3.13 | --list] [--prefix DIR]
 #
 # Detects this machine's platform (/etc/os-release) and arch, reads <base>/versions.json,
 # verifies the artifact's sha256 and installs the newest build of the chosen version:
@@ -9,19 +9,30 @@
 # --prefix the relocatable tarball under DIR.
 set -euo pipefail
 
-# Publishing fills this in with the store's public base URL; --base-url overrides it.
+# Publishing (buildfarm run, buildfarm reindex --base-url) fills this in with the store's
+# public base URL; BUILDFARM_BASE_URL and --base-url override it.
 DEFAULT_BASE_URL="@BASE_URL@"
 
 usage() {
-  cat <<'USAGE'
+  local published="$DEFAULT_BASE_URL"
+  if [[ "$published" == "@BASE_URL@" ]]; then
+    published="(none: this copy was not published by a farm)"
+  fi
+  cat <<USAGE
 Usage: install.sh [--version VERSION | --list] [--prefix DIR] [--base-url URL]
 
-  --version VERSION  install this Python version (default: the newest built for this machine)
+  --version VERSION  install this Python version (3.13.5), or the newest of a series (3.13)
+                     (default: the newest built for this machine)
   --list             list the versions built for this machine and exit
   --prefix DIR       install the relocatable tarball into DIR (no root needed) instead of
                      the system package
-  --base-url URL     where the farm's store is served (default: where this script came from)
+  --base-url URL     where the farm's store is served. Default: \$BUILDFARM_BASE_URL, else
+                     the URL this script was published for:
+                     $published
   -h, --help         show this help
+
+Environment:
+  BUILDFARM_BASE_URL  the store's URL, as --base-url (the option wins)
 USAGE
 }
 
@@ -56,8 +67,8 @@ case "$base_url" in
   "@BASE_URL@" | "") die "no store URL: pass --base-url URL (or set BUILDFARM_BASE_URL)" ;;
   *) die "base URL '$base_url' must start with http://, https:// or file://" ;;
 esac
-if [[ -n "$version" && ! "$version" =~ ^3\.[0-9]+\.[0-9]+((a|b|rc)[0-9]+)?$ ]]; then
-  die "malformed version '$version' (expected e.g. 3.13.5 or 3.14.0rc2)"
+if [[ -n "$version" && ! "$version" =~ ^3\.[0-9]+(\.[0-9]+((a|b|rc)[0-9]+)?)?$ ]]; then
+  die "malformed version '$version' (expected e.g. 3.13.5, 3.14.0rc2 or a series, 3.13)"
 fi
 
 # --- where are we -----------------------------------------------------------------------
@@ -200,8 +211,33 @@ fi
 if ((${#built_here[@]} == 0)); then
   die "nothing is built for $platform/$arch yet"
 fi
+# The newest release of a series built here (uv's choice): its newest final release, else
+# its newest pre-release. built_here is newest first.
+newest_of_series() {
+  local series="$1" v prerelease=""
+  for v in "${built_here[@]}"; do
+    [[ "$v" == "$series".* ]] || continue
+    if [[ "$v" =~ ^[0-9.]+$ ]]; then
+      echo "$v"
+      return
+    fi
+    [[ -n "$prerelease" ]] || prerelease="$v"
+  done
+  echo "$prerelease"
+}
+
 if [[ -z "$version" ]]; then
   version="${built_here[0]}"
+elif [[ "$version" =~ ^3\.[0-9]+$ ]]; then
+  series="$version"
+  version=$(newest_of_series "$series")
+  if [[ -z "$version" ]]; then
+    if [[ " ${all_versions[*]} " == *" $series".* ]]; then
+      die "no Python $series.x is built for $platform/$arch (built for it: ${built_here[*]})"
+    fi
+    die "no Python $series.x is published (published: ${all_versions[*]:-none})"
+  fi
+  say "Python $series: the newest built for $platform/$arch is $version"
 elif [[ " ${all_versions[*]} " != *" $version "* ]]; then
   die "unknown version $version (published: ${all_versions[*]:-none})"
 elif [[ " ${built_here[*]} " != *" $version "* ]]; then
