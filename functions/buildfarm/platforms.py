@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from datetime import date
 from functools import cache
 from importlib import resources
@@ -16,6 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from buildfarm.suggest import unknown_name
 from buildfarm.versions import is_series
 
 Arch = Literal["x86_64", "aarch64"]
@@ -23,6 +25,8 @@ ARCHES: tuple[str, ...] = ("x86_64", "aarch64")
 DEB_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 RPM_ARCH = {"x86_64": "x86_64", "aarch64": "aarch64"}
 DOCKER_PLATFORM = {"x86_64": "linux/amd64", "aarch64": "linux/arm64"}
+# Debian's (and Docker's) names of the arches, accepted wherever an arch is read: the .deb says amd64.
+ARCH_ALIASES: dict[str, str] = {DEB_ARCH[arch]: arch for arch in ARCHES if DEB_ARCH[arch] != arch}
 
 REGISTRY_ENV = "BUILDFARM_PLATFORMS"
 _REPO_BUILDER_IMAGE = Path(__file__).resolve().parents[2] / "builder_image"
@@ -137,8 +141,7 @@ class Registry(BaseModel):
         try:
             return self.platforms[platform_id]
         except KeyError:
-            known = ", ".join(self.platforms)
-            raise UnknownPlatformError(f"unknown platform {platform_id!r} (known: {known})") from None
+            raise UnknownPlatformError(unknown_name("platform", platform_id, list(self.platforms))) from None
 
     def family_of(self, platform_id: str) -> Family:
         return self.families[self.get(platform_id).family]
@@ -170,6 +173,20 @@ class Registry(BaseModel):
 
 class UnknownPlatformError(ValueError):
     pass
+
+
+class UnknownArchError(ValueError):
+    pass
+
+
+def canonical_arch(name: str, among: Sequence[str] = ARCHES) -> str:
+    """The registry's name of an arch given as itself or an alias (amd64 -> x86_64, arm64 ->
+    aarch64). UnknownArchError if it is not one of `among`: one line with the closest names."""
+    arch = ARCH_ALIASES.get(name, name)
+    if arch not in among:
+        aliases = [alias for alias, of in ARCH_ALIASES.items() if of in among]
+        raise UnknownArchError(unknown_name("arch", name, [*among, *aliases]))
+    return arch
 
 
 def builder_image_dir() -> Path:

@@ -162,18 +162,38 @@ def load_releases(
     """releases.json from the store (seed if absent), refreshed from python.org when due. Makes
     exactly one store read; writes nothing (save_releases does, once the request is valid)."""
     catalog, etag, changed, refresh = _read_catalog(store)
-
-    # Seed releases are always known (e.g. a store created before a seed entry was added).
-    seed = load_seed()
-    missing = {v: r for v, r in seed.releases.items() if v not in catalog.releases}
-    if missing:
-        catalog = catalog.model_copy(update={"releases": {**catalog.releases, **missing}})
-        changed = True
+    catalog, seeded = _with_seed(catalog)
+    changed = changed or seeded
 
     if refresh_due(catalog, now, config.releases_max_age_hours):
         catalog, refresh = _refreshed(catalog, config, now, fetch)
         changed = True
     return ReleasesState(catalog=catalog, etag=etag, changed=changed, refresh=refresh)
+
+
+def _with_seed(catalog: ReleaseCatalog) -> tuple[ReleaseCatalog, bool]:
+    """The catalog plus the seed's releases it lacks (seed releases are always known, e.g. in a
+    store created before a seed entry was added), and whether any were added."""
+    seed = load_seed()
+    missing = {v: r for v, r in seed.releases.items() if v not in catalog.releases}
+    if not missing:
+        return catalog, False
+    return catalog.model_copy(update={"releases": {**catalog.releases, **missing}}), True
+
+
+def stored_catalog(store: Store) -> tuple[ReleaseCatalog, str | None]:
+    """releases.json as stored (its valid releases if damaged) plus the seed, and its ETag (None:
+    not in the store). One read; writes nothing and never asks python.org. StoreError if the
+    store cannot be read: unlike the planner, callers show it rather than plan from the seed."""
+    try:
+        raw, etag = store.read_json(RELEASES_KEY)
+    except StoreNotFound:
+        return load_seed(), None
+    try:
+        catalog = ReleaseCatalog.model_validate(raw)
+    except ValidationError:
+        catalog = _salvaged(raw) or load_seed()
+    return _with_seed(catalog)[0], etag
 
 
 def _read_catalog(store: Store) -> tuple[ReleaseCatalog, str | None, bool, str]:
@@ -268,15 +288,21 @@ def save_releases(store: Store, state: ReleasesState) -> None:
     """Write the catalog back if it changed (conditional: a concurrent refresh wins, harmlessly)."""
     if not state.changed:
         return
-    ordered = dict(sorted(state.catalog.releases.items(), key=lambda kv: Version(kv[0]), reverse=True))
-    document = state.catalog.model_copy(update={"releases": ordered}).model_dump(mode="json")
     try:
-        if state.etag is None:
-            store.put_json(RELEASES_KEY, document, if_none_match=True)
-        else:
-            store.put_json(RELEASES_KEY, document, if_match=state.etag)
+        write_catalog(store, state.catalog, state.etag)
     except StoreConflict:
         log.info("releases.json was updated concurrently; keeping that version")
+
+
+def write_catalog(store: Store, catalog: ReleaseCatalog, etag: str | None) -> None:
+    """Put releases.json (newest first) over the version read with `etag`, or where there was
+    none (etag None). StoreConflict if it changed meanwhile: nothing is written then."""
+    ordered = dict(sorted(catalog.releases.items(), key=lambda kv: Version(kv[0]), reverse=True))
+    document = catalog.model_copy(update={"releases": ordered}).model_dump(mode="json")
+    if etag is None:
+        store.put_json(RELEASES_KEY, document, if_none_match=True)
+    else:
+        store.put_json(RELEASES_KEY, document, if_match=etag)
 
 
 # -- version policy ------------------------------------------------------------------------
@@ -292,11 +318,40 @@ def admitted(catalog: ReleaseCatalog, config: FarmConfig) -> list[Release]:
     ]
 
 
+def newest_of_series(catalog: ReleaseCatalog, series: str) -> Release | None:
+    """The release a series stands for: its newest final release, else its newest pre-release."""
+    in_series = [r for r in catalog.newest_first() if series_of(r.version) == series]
+    finals = [r for r in in_series if not r.prerelease]
+    return (finals or in_series or [None])[0]
+
+
+def add_hint(version: str) -> str:
+    """How to add a release the catalog lacks (an air-gapped mirror has no python.org to ask)."""
+    return f"add it with: buildfarm releases add {version} --sha256 HEX"
+
+
+def known_near(catalog: ReleaseCatalog, series: str, limit: int = 5) -> str:
+    """The known releases of `series`, else of the nearest known series, as a short phrase."""
+    releases = catalog.newest_first()
+    same = [r.version for r in releases if series_of(r.version) == series]
+    if same:
+        return f"known {series}.x: {', '.join(same[:limit])}"
+    known_series = list(dict.fromkeys(series_of(r.version) for r in releases))
+    if not known_series:
+        return "no release is known"
+    minor = Version(series).minor
+    distance = min(abs(Version(s).minor - minor) for s in known_series)
+    nearest = [s for s in known_series if abs(Version(s).minor - minor) == distance]
+    near = [r.version for r in releases if series_of(r.version) in nearest]
+    return f"no {series}.x is known; nearest: {', '.join(near[:limit])}"
+
+
 def resolve_versions(
     requested: list[str] | None, catalog: ReleaseCatalog, config: FarmConfig
 ) -> list[Release]:
     """Requested versions/series -> releases (series = newest final release, or newest pre-release
-    if the series has none). None = the version policy. ReleaseLookupError names a bad value."""
+    if the series has none). None = the version policy. ReleaseLookupError names a bad value,
+    the known releases nearest to it and how to add one."""
     if requested is None:
         return admitted(catalog, config)
     lowest = Version(config.lowest_series)
@@ -310,17 +365,22 @@ def resolve_versions(
             raise ReleaseLookupError(
                 f"version {text!r} is below the lowest supported series {config.lowest_series}"
             )
-        if series == text:
-            in_series = [r for r in catalog.newest_first() if series_of(r.version) == series]
-            finals = [r for r in in_series if not r.prerelease]
-            pick = (finals or in_series or [None])[0]
-            if pick is None:
-                raise ReleaseLookupError(f"unknown series {text!r}: no release of it in releases.json")
-        else:
-            pick = catalog.releases.get(text)
-            if pick is None:
-                same = [r.version for r in catalog.newest_first() if series_of(r.version) == series][:5]
-                hint = f" (known {series}.x: {', '.join(same)})" if same else ""
-                raise ReleaseLookupError(f"unknown Python version {text!r}: not in releases.json{hint}")
+        pick = newest_of_series(catalog, series) if series == text else catalog.releases.get(text)
+        if pick is None:
+            raise ReleaseLookupError(unknown_release(text, catalog))
         chosen[pick.version] = pick
     return sorted(chosen.values(), key=lambda r: Version(r.version), reverse=True)
+
+
+def unknown_release(text: str, catalog: ReleaseCatalog) -> str:
+    """One line for a version or series the catalog lacks: what is known near it, how to add it."""
+    if is_series(text):
+        known = list(dict.fromkeys(series_of(r.version) for r in catalog.newest_first()))
+        return (
+            f"unknown series {text!r}: no release of it in releases.json (known series: "
+            f"{', '.join(known) or 'none'}); add one with: buildfarm releases add {text}.N --sha256 HEX"
+        )
+    return (
+        f"unknown Python version {text!r}: not in releases.json ({known_near(catalog, series_of(text))}); "
+        f"{add_hint(text)}"
+    )

@@ -11,10 +11,11 @@ import argparse
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from buildfarm.config import FarmConfig
-from buildfarm.platforms import ARCHES, Registry, load_registry
+from buildfarm.platforms import Registry, UnknownArchError, canonical_arch, load_registry
+from buildfarm.suggest import unknown_name
 from buildfarm.versions import VersionError, is_series, parse_release
 
 MAX_VERSIONS = 200
@@ -76,20 +77,25 @@ class WorkflowInput(BaseModel):
     def _arches(cls, values: list[str] | None) -> list[str] | None:
         if values is None:
             return None
-        for value in values:
-            if value not in ARCHES:
-                raise ValueError(f"unknown arch {value!r} (known: {', '.join(ARCHES)})")
-        return _no_duplicates(values, "arch")
+        try:
+            arches = [canonical_arch(value) for value in values]  # amd64 -> x86_64, arm64 -> aarch64
+        except UnknownArchError as error:
+            raise ValueError(str(error)) from None
+        return _no_duplicates(arches, "arch")
 
     @field_validator("platforms")
     @classmethod
-    def _platforms(cls, values: list[str] | None) -> list[str] | None:
+    def _platforms(cls, values: list[str] | None, info: ValidationInfo) -> list[str] | None:
         if values is None:
             return None
         registry = load_registry()
+        # With a deployment's config, the names offered are the ones it accepts (its enabled
+        # platforms): a platform it has no builder for is not "known" to it.
+        accepted = (info.context or {}).get("accepted_platforms") or tuple(registry.platforms)
+        label = "known" if set(accepted) == set(registry.platforms) else "enabled"
         for value in values:
             if value not in registry.platforms:
-                raise ValueError(f"unknown platform {value!r} (known: {', '.join(registry.platforms)})")
+                raise ValueError(unknown_name("platform", value, list(accepted), label))
         return _no_duplicates(values, "platform")
 
 
@@ -134,7 +140,8 @@ def parse_workflow_input(
     if not isinstance(raw, dict):
         raise InputError(f"invalid workflow input: expected a JSON object, got {_describe(raw)}")
     try:
-        request = WorkflowInput.model_validate(raw)
+        context = {"accepted_platforms": config.enabled_platforms} if config is not None else None
+        request = WorkflowInput.model_validate(raw, context=context)
     except ValidationError as error:
         raise InputError(f"invalid workflow input: {_format_error(error)}") from None
     if config is not None:
@@ -171,7 +178,9 @@ def add_matrix_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", metavar="JSON", help="the workflow input as JSON (instead of the flags)")
     parser.add_argument("--versions", nargs="+", metavar="V", help="releases (3.13.5) or series (3.13)")
     parser.add_argument("--platforms", nargs="+", metavar="P", help="platform ids (default: all enabled)")
-    parser.add_argument("--arches", nargs="+", metavar="A", help="x86_64, aarch64 (default: all enabled)")
+    parser.add_argument(
+        "--arches", nargs="+", metavar="A", help="x86_64 (amd64), aarch64 (arm64) (default: all enabled)"
+    )
     parser.add_argument("--force", action="store_true", help="rebuild cells that are already published")
 
 
