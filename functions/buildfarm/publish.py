@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from buildfarm import clock
 from buildfarm.catalog import Cell, parse_cell, public_url_function, regenerate_derived, update_versions
 from buildfarm.catalog.derived import refresh_if_outdated
+from buildfarm.catalog.versions_json import record_failures
 from buildfarm.claims import release_claims
 from buildfarm.config import FarmConfig
 from buildfarm.layout import failure_key, outcome_key, outcomes_prefix, parse_outcome_key
@@ -108,6 +109,8 @@ def publish_cell(
     else:
         reason = reason or _failure_reason(store, item, batch)
         log.warning("cell %s build %d not published: %s", item.cell, item.spec.build, reason)
+        # The status page shows the cell failing until a later build of it publishes.
+        record_failures(store, {cell: (item.spec.build, reason)}, now)
         outcome = CellOutcome(
             cell=item.cell, build=item.spec.build, status="failed", reason=reason, decided=iso(now)
         )

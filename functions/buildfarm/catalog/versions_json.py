@@ -2,6 +2,11 @@
 
 Updated read-modify-write with conditional puts, retried on conflict, so concurrent publishers
 never lose each other's cells. A cell is only ever replaced by a higher build of itself.
+
+Besides builds, versions.json keeps `failing`: failing[version][platform][arch] for a cell whose
+newest decided build failed, with when and at which build it started failing, until a later
+build of the cell is published. Optional (a catalog without it has no failing cell), so older
+catalogs load and older publishers keep it as they keep any field they do not know.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from packaging.version import Version
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from buildfarm.layout import VERSIONS_KEY, Cell
 from buildfarm.releases import iso
@@ -24,6 +29,7 @@ from buildfarm.versions import sort_newest_first
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+FAILING_FIELD = "failing"
 
 
 def parse_cell(name: str) -> Cell:
@@ -47,6 +53,17 @@ class CatalogCell(BaseModel):
     published: str
     manifest: str
     artifacts: list[CatalogArtifact]
+
+
+class CatalogFailure(BaseModel):
+    """versions.json failing[version][platform][arch]: the cell's newest decided build failed."""
+
+    model_config = ConfigDict(extra="allow")
+    build: int = Field(ge=1)  # the newest failed build
+    reason: str
+    failed: str  # when that build was decided
+    since_build: int = Field(ge=1)  # the first failed build since the cell last published
+    since: str  # when that one was decided
 
 
 def empty_versions() -> dict[str, Any]:
@@ -76,6 +93,41 @@ def iter_cells(document: dict[str, Any]) -> Iterable[tuple[Cell, dict[str, Any]]
         for platform, arches in platforms.items():
             for arch, entry in arches.items():
                 yield (version, platform, arch), entry
+
+
+def failing_cells(document: dict[str, Any]) -> dict[Cell, CatalogFailure]:
+    """Every failing cell on record; entries that do not parse are left out (a page or a plan
+    must not fail over one), so a catalog without the field has none."""
+    found: dict[Cell, CatalogFailure] = {}
+    failing = document.get(FAILING_FIELD)
+    if not isinstance(failing, dict):
+        return found
+    for version, platforms in failing.items():
+        for platform, arches in (platforms if isinstance(platforms, dict) else {}).items():
+            for arch, entry in (arches if isinstance(arches, dict) else {}).items():
+                try:
+                    found[(version, platform, arch)] = CatalogFailure.model_validate(entry)
+                except ValidationError:
+                    log.warning(
+                        "versions.json: ignoring malformed failing entry %s/%s/%s", version, platform, arch
+                    )
+    return found
+
+
+def _nested(cells: dict[Cell, dict[str, Any]]) -> dict[str, Any]:
+    """{cell: entry} -> {version: {platform: {arch: entry}}}, versions newest first."""
+    nested: dict[str, Any] = {}
+    for (version, platform, arch), entry in sorted(cells.items()):
+        nested.setdefault(version, {}).setdefault(platform, {})[arch] = entry
+    return {version: nested[version] for version in sort_newest_first(list(nested))}
+
+
+def _with_failing(document: dict[str, Any], failing: dict[Cell, dict[str, Any]]) -> dict[str, Any]:
+    """The document with `failing` replaced (left out when no cell fails)."""
+    updated = {key: value for key, value in document.items() if key != FAILING_FIELD}
+    if failing:
+        updated[FAILING_FIELD] = _nested(failing)
+    return updated
 
 
 def published_platforms(document: dict[str, Any]) -> set[str]:
@@ -125,7 +177,47 @@ def merge_cells(
     merged["python_versions"] = sort_newest_first(list(merged["builds"]))
     if accepted:
         merged["updated"] = iso(now)
+        failing = failing_cells(document)
+        cleared = [cell for cell in accepted if cell in failing and failing[cell].build <= cells[cell].build]
+        if cleared:
+            kept = {
+                cell: entry.model_dump(mode="json") for cell, entry in failing.items() if cell not in cleared
+            }
+            merged = _with_failing(merged, kept)
     return merged, accepted
+
+
+def merge_failures(
+    document: dict[str, Any], failures: dict[Cell, tuple[int, str]], now: datetime
+) -> tuple[dict[str, Any], list[Cell]]:
+    """versions.json with failed builds recorded under `failing`: (new document, cells recorded).
+
+    A failure is recorded only if it is newer than both the cell's published build and its
+    failure on record (deciding a build twice changes nothing); a cell that was already failing
+    keeps when and at which build it started to. Publishing that build or a later one clears it
+    (merge_cells).
+    """
+    published = published_builds(document)
+    failing = failing_cells(document)
+    recorded: list[Cell] = []
+    for cell, (build, reason) in failures.items():
+        previous = failing.get(cell)
+        if published.get(cell, 0) >= build or (previous and previous.build >= build):
+            continue
+        failing[cell] = CatalogFailure(
+            build=build,
+            reason=reason,
+            failed=iso(now),
+            since_build=previous.since_build if previous else build,
+            since=previous.since if previous else iso(now),
+        )
+        recorded.append(cell)
+    if not recorded:
+        return document, []
+    base = document or empty_versions()
+    return _with_failing(
+        base, {cell: entry.model_dump(mode="json") for cell, entry in failing.items()}
+    ), recorded
 
 
 def read_versions(store: Store) -> tuple[dict[str, Any], str | None]:
@@ -145,19 +237,17 @@ def versions_etag(store: Store) -> str | None:
     return info.etag if info else None
 
 
-def update_versions(
+def _update_conditionally(
     store: Store,
-    cells: dict[Cell, CatalogCell],
-    now: datetime,
-    *,
-    max_attempts: int = 200,
-    sleep: Callable[[float], None] = time.sleep,
+    merge: Callable[[dict[str, Any]], tuple[dict[str, Any], list[Cell]]],
+    max_attempts: int,
+    sleep: Callable[[float], None],
 ) -> tuple[dict[str, Any], list[Cell]]:
-    """Merge cells into versions.json with If-Match / If-None-Match, retried on conflict."""
+    """Read versions.json, merge, write with If-Match / If-None-Match; retried on conflict."""
     delay = 0.01
     for attempt in range(1, max_attempts + 1):
         document, etag = read_versions(store)
-        merged, accepted = merge_cells(document, cells, now)
+        merged, accepted = merge(document)
         if not accepted:
             return document, []
         try:
@@ -173,3 +263,32 @@ def update_versions(
             sleep(random.uniform(0, delay))  # noqa: S311 - jitter, not crypto
             delay = min(delay * 2, 0.5)
     raise RuntimeError(f"versions.json: gave up after {max_attempts} conflicting attempts")
+
+
+def update_versions(
+    store: Store,
+    cells: dict[Cell, CatalogCell],
+    now: datetime,
+    *,
+    max_attempts: int = 200,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[dict[str, Any], list[Cell]]:
+    """Merge cells into versions.json with If-Match / If-None-Match, retried on conflict."""
+    return _update_conditionally(
+        store, lambda document: merge_cells(document, cells, now), max_attempts, sleep
+    )
+
+
+def record_failures(
+    store: Store,
+    failures: dict[Cell, tuple[int, str]],
+    now: datetime,
+    *,
+    max_attempts: int = 200,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[dict[str, Any], list[Cell]]:
+    """Record failed builds ({cell: (build, reason)}) under versions.json's `failing`, as
+    update_versions merges published ones; returns (document, cells recorded)."""
+    return _update_conditionally(
+        store, lambda document: merge_failures(document, failures, now), max_attempts, sleep
+    )
