@@ -20,10 +20,9 @@ from aws_cdk import App, Validations  # noqa: E402
 from cdk_nag import AwsSolutionsChecks  # noqa: E402
 
 from buildfarm.platforms import load_registry  # noqa: E402
+from buildfarm.workflow_names import STACK_NAME  # noqa: E402
 from infra.config import CONTEXT_PREFIX, InfraConfig  # noqa: E402
 from infra.stack import BuildFarmStack  # noqa: E402
-
-DEFAULT_STACK_NAME = "PythonBuildFarm"
 
 
 def build_app(outdir: str | None = None, context: dict[str, Any] | None = None, nag: bool = True) -> App:
@@ -37,7 +36,7 @@ def build_app(outdir: str | None = None, context: dict[str, Any] | None = None, 
     app = App(outdir=outdir, context=merged)
     keys = set(merged) | set(json.loads(os.environ.get("CDK_CONTEXT_JSON") or "{}"))
     values = {key: app.node.try_get_context(key) for key in keys if key.startswith(CONTEXT_PREFIX)}
-    stack_name = values.pop(f"{CONTEXT_PREFIX}stackName", None) or DEFAULT_STACK_NAME
+    stack_name = values.pop(f"{CONTEXT_PREFIX}stackName", None) or STACK_NAME
     registry = load_registry()
     config = InfraConfig.from_context(values, registry=registry)
     BuildFarmStack(app, stack_name, config=config, registry=registry)

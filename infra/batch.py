@@ -4,12 +4,11 @@ with States.Format (see job_definition_name / job_queue_name)."""
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, Size, Stack
+from aws_cdk import Duration, Size, Stack
 from aws_cdk import aws_batch as batch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
@@ -17,6 +16,7 @@ from buildfarm import layout
 from buildfarm.layout import under
 from infra.builder_images import BuilderImages
 from infra.config import InfraConfig
+from infra.log_groups import log_group
 from infra.nag import acknowledge, acknowledge_wildcards, logical_id
 
 # Current generations with the best price per vCPU for compiling; Spot picks among them.
@@ -100,12 +100,7 @@ class BuildBatch(Construct):
             self.vpc.add_flow_log(
                 "FlowLog",
                 destination=ec2.FlowLogDestination.to_cloud_watch_logs(
-                    logs.LogGroup(
-                        self,
-                        "FlowLogGroup",
-                        retention=logs.RetentionDays.THREE_MONTHS,
-                        removal_policy=RemovalPolicy.DESTROY,
-                    )
+                    log_group(self, "FlowLogGroup", config)
                 ),
                 traffic_type=ec2.FlowLogTrafficType.REJECT,
             )
@@ -171,12 +166,7 @@ class BuildBatch(Construct):
                 compute_environments=[batch.OrderedComputeEnvironment(compute_environment=env, order=1)],
             )
 
-        self.log_group = logs.LogGroup(
-            self,
-            "BuildLogs",
-            retention=logs.RetentionDays.SIX_MONTHS,
-            removal_policy=RemovalPolicy.DESTROY,
-        )
+        self.log_group = log_group(self, "BuildLogs", config)
         self.execution_role = iam.Role(
             self,
             "ExecutionRole",

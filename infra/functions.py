@@ -11,10 +11,9 @@ from pathlib import Path
 import jinja2
 import markupsafe
 import packaging
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
@@ -23,6 +22,7 @@ from buildfarm import layout
 from buildfarm.layout import under
 from buildfarm.platforms import registry_path
 from infra.config import InfraConfig
+from infra.log_groups import log_group
 from infra.nag import acknowledge, acknowledge_wildcards, logical_id
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
@@ -121,13 +121,8 @@ class FarmFunctions(Construct):
                 assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
                 description=f"{name} Lambda of the build farm",
             )
-            log_group = logs.LogGroup(
-                self,
-                f"{name}Logs",
-                retention=logs.RetentionDays.THREE_MONTHS,
-                removal_policy=RemovalPolicy.DESTROY,
-            )
-            log_group.grant_write(role)
+            function_logs = log_group(self, f"{name}Logs", config)
+            function_logs.grant_write(role)
             fn = lambda_.Function(
                 self,
                 name,
@@ -141,7 +136,7 @@ class FarmFunctions(Construct):
                 memory_size=1024,
                 timeout=timeout,
                 tracing=lambda_.Tracing.ACTIVE,
-                log_group=log_group,
+                log_group=function_logs,
                 environment={**environment, "POWERTOOLS_SERVICE_NAME": f"buildfarm-{name.lower()}"},
             )
             return fn

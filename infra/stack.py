@@ -6,6 +6,7 @@ from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
 from buildfarm.platforms import Registry
+from buildfarm.workflow_names import Outputs
 from infra.alarms import Alarms
 from infra.batch import BuildBatch
 from infra.builder_images import BuilderImages
@@ -55,8 +56,8 @@ class BuildFarmStack(Stack):
         self.schedule = Schedule(self, "Schedule", config=config, state_machine=self.workflow.state_machine)
         self.alarms = Alarms(self, "Alarms", config=config, state_machine=self.workflow.state_machine)
 
-        CfnOutput(self, "StateMachineArn", value=self.workflow.state_machine.state_machine_arn,
+        CfnOutput(self, Outputs.STATE_MACHINE_ARN, value=self.workflow.state_machine.state_machine_arn,
                   description="Start builds: buildfarm trigger --state-machine <this>")  # fmt: skip
-        CfnOutput(self, "BucketName", value=self.storage.bucket.bucket_name, description="The store")
-        CfnOutput(self, "CdnDomain", value=self.storage.distribution.distribution_domain_name,
+        CfnOutput(self, Outputs.BUCKET_NAME, value=self.storage.bucket.bucket_name, description="The store")
+        CfnOutput(self, Outputs.CDN_DOMAIN, value=self.storage.distribution.distribution_domain_name,
                   description="Serves versions.json, builds/, index.html, install.sh")  # fmt: skip

@@ -18,11 +18,12 @@ from unittest import mock
 
 import pytest
 
+from buildfarm.workflow_names import STACK_NAME
+
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # the `infra` package and app.py live at the top level
 
-STACK_NAME = "PythonBuildFarm"
 # The day synthesis compares the registry's end-of-support dates with: fixed, so that the
 # synthesized stack does not depend on the day the tests run.
 LIFECYCLE_DATE = "2026-11-22"

@@ -47,6 +47,7 @@ from botocore import xform_name
 
 from buildfarm.platforms import DEB_ARCH, RPM_ARCH, load_registry
 from buildfarm.releases import load_seed
+from buildfarm.workflow_names import STACK_NAME, States
 
 assert moto.__version__ == "5.2.5", f"these patches are written for moto 5.2.5, not {moto.__version__}"
 
@@ -261,7 +262,7 @@ def _normalise_response(
 def as_moto_reads_it(definition: str) -> str:
     """The same JSON number written as 100.0 instead of 100 (moto's lexer reads 100 as INT and
     its grammar wants NUMBER there); the value, and so the definition, is unchanged."""
-    tolerance = json.loads(definition)["States"]["Build"]["ToleratedFailurePercentage"]
+    tolerance = json.loads(definition)["States"][States.BUILD]["ToleratedFailurePercentage"]
     assert tolerance == 100
     return definition.replace('"ToleratedFailurePercentage":100,', '"ToleratedFailurePercentage":100.0,', 1)
 
@@ -395,7 +396,7 @@ class Farm:
         (machine,) = [r for r in resources.values() if r["Type"] == "AWS::StepFunctions::StateMachine"]
         self.definition = as_moto_reads_it(resolve(machine["Properties"]["DefinitionString"], refs, attrs))
         self.state_machine_arn = self.sfn.create_state_machine(
-            name="PythonBuildFarm", definition=self.definition, roleArn=role_arn
+            name=STACK_NAME, definition=self.definition, roleArn=role_arn
         )["stateMachineArn"]
 
     def seed_releases(self, versions: dict[str, str]) -> None:
@@ -450,7 +451,7 @@ class Farm:
         """The Plan step's counts, from the execution's history (its output may be a Fail's)."""
         for event in self.history(execution["executionArn"]):
             details = event.get("stateExitedEventDetails") or {}
-            if details.get("name") == "Plan":
+            if details.get("name") == States.PLAN:
                 return json.loads(details["output"])["plan"]["counts"]
         raise AssertionError(f"no Plan in {execution['executionArn']}")
 

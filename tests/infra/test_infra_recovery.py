@@ -10,6 +10,8 @@ from unittest import mock
 
 from moto_farm import HELD, HOLD, SHA_3135, SUBMITTED, WAITING, Farm
 
+from buildfarm.workflow_names import Errors
+
 CELLS = {"versions": ["3.13.5"], "platforms": ["debian-12", "rhel-9"]}  # 4 cells
 
 
@@ -76,7 +78,7 @@ def test_a_failed_finalize_is_finished_by_the_next_run(farm: Farm) -> None:
     farm.seed_releases({"3.13.5": SHA_3135})
     with mock.patch("buildfarm.publish.regenerate_derived", side_effect=RuntimeError("S3 said no")):
         failed = farm.run(CELLS)
-    assert (failed["status"], failed["error"]) == ("FAILED", "FinalizeFailed")
+    assert (failed["status"], failed["error"]) == ("FAILED", Errors.FINALIZE_FAILED)
     # Each cell was published as it was built; the derived files were not written.
     assert len(farm.published()) == 4 and not farm.exists("index.html")
     assert len(open_runs(farm)) == 1

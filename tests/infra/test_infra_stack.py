@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from buildfarm.platforms import DOCKER_PLATFORM, load_registry
+from buildfarm.workflow_names import STACK_NAME, Outputs, States
 from infra.config import InfraConfig
 
 REPO = Path(__file__).resolve().parents[2]
-STACK_NAME = "PythonBuildFarm"
 LAMBDA_ENVIRONMENT = (
     "BUILDFARM_STORE",
     "BUILDFARM_PUBLIC_BASE_URL",
@@ -475,7 +475,7 @@ def test_state_machine_logs_all_traces_and_times_out(template, lifecycle_date) -
     definition = "".join(p if isinstance(p, str) else "?" for p in props["DefinitionString"]["Fn::Join"][1])
     asl = json.loads(definition)
     assert asl["TimeoutSeconds"] == cdk_json_config(lifecycle_date).execution_timeout_hours * 3600
-    build = asl["States"]["Build"]
+    build = asl["States"][States.BUILD]
     assert build["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
     assert build["MaxConcurrency"] == cdk_json_config(lifecycle_date).max_concurrency
     assert build["ItemReader"]["Parameters"] == {
@@ -485,26 +485,39 @@ def test_state_machine_logs_all_traces_and_times_out(template, lifecycle_date) -
     assert build["ItemReader"]["ReaderConfig"] == {"InputType": "JSON"}
     assert build["ResultWriter"]["Parameters"]["Prefix"].startswith("plans/")
     assert build["ItemSelector"] == {"item.$": "$$.Map.Item.Value"}
-    cell = build["ItemProcessor"]["States"]["BuildCell"]
+    cell = build["ItemProcessor"]["States"][States.BUILD_CELL]
     assert cell["Resource"].endswith(":states:::batch:submitJob.sync")
     assert cell["Parameters"]["ContainerOverrides"]["Environment"] == [
         {"Name": "BUILD_SPEC", "Value.$": "States.JsonToString($.item.spec)"}
     ]
     # Each cell is published as soon as its job ends, built or failed.
     item_states = build["ItemProcessor"]["States"]
-    assert item_states["CellBuilt"]["Next"] == item_states["CellFailed"]["Next"] == "PublishCell"
-    assert cell["Catch"][0]["Next"] == "CellFailed"
+    assert (
+        item_states[States.CELL_BUILT]["Next"]
+        == item_states[States.CELL_FAILED]["Next"]
+        == States.PUBLISH_CELL
+    )
+    assert cell["Catch"][0]["Next"] == States.CELL_FAILED
     # The order of the workflow, and a Catch on every state that can fail.
-    assert asl["StartAt"] == "Recover"
-    assert asl["States"]["Recover"]["Next"] == asl["States"]["Recover"]["Catch"][0]["Next"] == "Plan"
-    assert asl["States"]["Build"]["Next"] == asl["States"]["Build"]["Catch"][0]["Next"] == "Finalize"
-    assert asl["States"]["Plan"]["Catch"][0]["Next"] == "PlanFailed"
-    assert asl["States"]["Finalize"]["Catch"][0]["Next"] == "FinalizeFailed"
+    states = asl["States"]
+    assert asl["StartAt"] == States.RECOVER
+    assert states[States.RECOVER]["Next"] == states[States.RECOVER]["Catch"][0]["Next"] == States.PLAN
+    assert states[States.BUILD]["Next"] == states[States.BUILD]["Catch"][0]["Next"] == States.FINALIZE
+    assert states[States.PLAN]["Catch"][0]["Next"] == States.PLAN_FAILED
+    assert states[States.FINALIZE]["Catch"][0]["Next"] == States.FINALIZE_FAILED
     for states in (asl["States"], item_states):
         for name, state in states.items():
             if state["Type"] in ("Task", "Map"):
                 assert state["Catch"][0]["ErrorEquals"] == ["States.ALL"], name
 
+
+
+def test_every_log_group_keeps_its_logs_the_configured_days(template, lifecycle_date) -> None:
+    # The functions' four, the builders', the state machine's and the VPC flow log's: one value.
+    groups = by_type(template, "AWS::Logs::LogGroup")
+    assert len(groups) == 7
+    days = {lid: r["Properties"].get("RetentionInDays") for lid, r in groups.items()}
+    assert set(days.values()) == {cdk_json_config(lifecycle_date).log_retention_days}, days
 
 def test_schedule_starts_the_workflow_hourly_with_empty_input(template, lifecycle_date) -> None:
     _, rule = only(template, "AWS::Events::Rule", "Schedule")
@@ -528,7 +541,7 @@ def test_failed_executions_notify_and_alarm(template) -> None:
 
 
 def test_outputs_name_the_state_machine_bucket_and_cdn(template) -> None:
-    assert {"StateMachineArn", "BucketName", "CdnDomain"} <= set(template["Outputs"])
+    assert {Outputs.STATE_MACHINE_ARN, Outputs.BUCKET_NAME, Outputs.CDN_DOMAIN} <= set(template["Outputs"])
 
 
 def test_notification_email_and_disabled_schedule_are_configurable(tmp_path) -> None:

@@ -16,6 +16,7 @@ from buildfarm.platforms import load_registry
 from buildfarm.policy import select_cells
 from buildfarm.releases import Release, ReleaseCatalog, load_seed
 from buildfarm.workflow_input import WorkflowInput
+from buildfarm.workflow_names import Errors, States
 
 
 def lambda_config(farm: Farm) -> FarmConfig:
@@ -78,7 +79,7 @@ def test_empty_input_on_an_empty_store_builds_and_publishes_every_enabled_cell_t
     assert SUBMITTED == []
     assert farm.s3.head_object(Bucket=BUCKET, Key="versions.json")["ETag"] == versions_etag
     states = [e for e in farm.history(second["executionArn"]) if e["type"] == "SucceedStateEntered"]
-    assert states[-1]["stateEnteredEventDetails"]["name"] == "NothingToBuild"
+    assert states[-1]["stateEnteredEventDetails"]["name"] == States.NOTHING_TO_BUILD
 
 
 def test_force_makes_build_2_and_keeps_build_1(farm: Farm) -> None:
@@ -99,7 +100,7 @@ def test_one_failing_cell_fails_the_execution_naming_it_after_the_others_are_pub
     FAILING["3.13.5/ubuntu-2404/aarch64"] = "module _tkinter missing"
     execution = farm.run({"versions": ["3.13.5"], "platforms": ["ubuntu-2404", "debian-12"]})
     assert execution["status"] == "FAILED"
-    assert execution["error"] == "CellsFailed"
+    assert execution["error"] == Errors.CELLS_FAILED
     assert "3.13.5/ubuntu-2404/aarch64" in execution["cause"]
     assert "module _tkinter missing" in execution["cause"]
     assert farm.published() == {

@@ -19,6 +19,7 @@ from moto.server import ThreadedMotoServer
 
 from buildfarm.cli import main
 from buildfarm.cli.trigger import console_url
+from buildfarm.workflow_names import STACK_NAME, Errors, Outputs
 
 REPO = Path(__file__).resolve().parents[2]
 CREDENTIALS = {
@@ -58,11 +59,11 @@ def farm(server: str, template: dict[str, Any], monkeypatch: pytest.MonkeyPatch)
     farm.seed_releases({"3.13.5": wf.SHA_3135})
     # The stack's outputs, as `cdk deploy` leaves them (for --stack).
     boto3.client("cloudformation").create_stack(
-        StackName="PythonBuildFarm",
+        StackName=STACK_NAME,
         TemplateBody=json.dumps(
             {
                 "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
-                "Outputs": {"StateMachineArn": {"Value": farm.state_machine_arn}},
+                "Outputs": {Outputs.STATE_MACHINE_ARN: {"Value": farm.state_machine_arn}},
             }
         ),
     )
@@ -97,7 +98,7 @@ def test_trigger_wait_follows_the_execution_and_fails_naming_the_failed_cell(far
     assert "cells finished 2/2" in out
     assert "publish 1 published, 1 failed" in out
     assert "failed 3.13.5/debian-12/aarch64: self-test: module _gdbm missing" in out
-    assert "FAILED  arn:aws:states:" in out and "CellsFailed" in out
+    assert "FAILED  arn:aws:states:" in out and Errors.CELLS_FAILED in out
     assert json.loads(farm.sfn.describe_execution(executionArn=execution["executionArn"])["input"]) == {
         "versions": ["3.13.5"],
         "platforms": ["debian-12"],

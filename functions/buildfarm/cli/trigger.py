@@ -14,9 +14,10 @@ import secrets
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from buildfarm import clock
 from buildfarm.errors import UsageError
 from buildfarm.workflow_input import (
     InputError,
@@ -24,9 +25,8 @@ from buildfarm.workflow_input import (
     parse_workflow_input,
     raw_input_from_args,
 )
+from buildfarm.workflow_names import STACK_NAME, Outputs, States
 
-DEFAULT_STACK = "PythonBuildFarm"
-STATE_MACHINE_OUTPUT = "StateMachineArn"
 STATE_MACHINE_ENV = "BUILDFARM_STATE_MACHINE_ARN"
 STACK_ENV = "BUILDFARM_STACK"
 FINISHED = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
@@ -51,8 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     target.add_argument(
         "--stack",
         metavar="NAME",
-        help=f"read the state machine ARN from this CloudFormation stack's {STATE_MACHINE_OUTPUT} output "
-        f"(default: ${STACK_ENV}, else {DEFAULT_STACK})",
+        help="read the state machine ARN from this CloudFormation stack's "
+        f"{Outputs.STATE_MACHINE_ARN} output (default: ${STACK_ENV}, else {STACK_NAME})",
     )
     parser.add_argument("--name", help="execution name (default: trigger-<UTC time>-<random>)")
     parser.add_argument(
@@ -74,7 +74,7 @@ def console_url(execution_arn: str) -> str:
 
 
 def execution_name(now: datetime | None = None) -> str:
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     return f"trigger-{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
 
 
@@ -92,17 +92,17 @@ def resolve_state_machine(args: argparse.Namespace, session: Any) -> str:
     elif not args.stack and os.environ.get(STATE_MACHINE_ENV):
         arn = os.environ[STATE_MACHINE_ENV]
     else:
-        stack = args.stack or os.environ.get(STACK_ENV) or DEFAULT_STACK
+        stack = args.stack or os.environ.get(STACK_ENV) or STACK_NAME
         try:
             stacks = session.client("cloudformation").describe_stacks(StackName=stack)["Stacks"]
         except Exception as error:
             raise UsageError(f"stack {stack!r}: {_aws_error(error)}") from None
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
-        if STATE_MACHINE_OUTPUT not in outputs:
+        if Outputs.STATE_MACHINE_ARN not in outputs:
             raise UsageError(
-                f"stack {stack!r} has no {STATE_MACHINE_OUTPUT} output (is it the build farm stack?)"
+                f"stack {stack!r} has no {Outputs.STATE_MACHINE_ARN} output (is it the build farm stack?)"
             )
-        arn = outputs[STATE_MACHINE_OUTPUT]
+        arn = outputs[Outputs.STATE_MACHINE_ARN]
     if not arn.startswith("arn:") or ":stateMachine:" not in arn:
         raise UsageError(f"not a state machine ARN: {arn!r}")
     return arn
@@ -183,7 +183,7 @@ class _Follower:
 
     def on_event(self, event: dict[str, Any]) -> None:
         kind = event["type"]
-        if kind == "TaskStateExited" and event["stateExitedEventDetails"]["name"] == "Plan":
+        if kind == "TaskStateExited" and event["stateExitedEventDetails"]["name"] == States.PLAN:
             plan = json.loads(event["stateExitedEventDetails"]["output"]).get("plan", {})
             counts = plan.get("counts", {})
             self.emit(
@@ -195,7 +195,7 @@ class _Follower:
             )
         elif kind == "MapRunStarted":
             self.map_run_arn = event["mapRunStartedEventDetails"]["mapRunArn"]
-        elif kind == "TaskStateExited" and event["stateExitedEventDetails"]["name"] == "Finalize":
+        elif kind == "TaskStateExited" and event["stateExitedEventDetails"]["name"] == States.FINALIZE:
             self.on_map_run()  # report the last cells before the summary
             publish = json.loads(event["stateExitedEventDetails"]["output"]).get("publish", {})
             counts = publish.get("counts", {})

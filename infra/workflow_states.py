@@ -1,0 +1,263 @@
+"""The state machine's states and how they chain (DESIGN "Workflow"):
+
+Recover (Lambda: finalize the runs whose execution ended) -> Plan (Lambda) -> nothing to build?
+-> Build (Distributed Map over the plan items in S3; per item: one Batch job, `.sync`, then
+PublishCell for that cell, whether the job succeeded or not) -> Finalize (Lambda: decide what is
+left, regenerate the derived files once) -> fail naming the failed cells, or succeed.
+
+Every state that can fail has a Catch. Recover's failure leaves the ended runs open for the next
+run; Plan's fails the execution with its message (nothing claimed); a cell's job or PublishCell
+failing leaves that cell to Finalize; the Map failing goes on to Finalize; Finalize failing
+leaves the run open, and the next run's Recover finalizes it. Nothing built is lost.
+
+Payload sizes stay bounded however large the run: the items are read from S3 (ItemReader) and
+the per-cell results are written to S3 (ResultWriter, under plans/results/); Finalize decides
+every planned cell from the store and returns at most 50 failed cells by name.
+
+The states' names are buildfarm.workflow_names.States (`buildfarm trigger` reads the history by
+them). The permissions the states need are granted in infra/workflow.py.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from buildfarm import layout
+from buildfarm.workflow_names import Errors, States
+from infra.config import InfraConfig
+from infra.functions import FarmFunctions
+
+# The ResultWriter prefix, as Step Functions takes it: without the trailing "/".
+RESULTS_PREFIX = layout.MAP_RESULTS_PREFIX.removesuffix("/")
+
+
+def workflow_definition(
+    scope: Construct,
+    *,
+    config: InfraConfig,
+    bucket: s3.IBucket,
+    functions: FarmFunctions,
+    job_name_prefix: str,
+) -> sfn.IChainable:
+    """The whole chain, from Recover to the end states, with its states created in `scope`."""
+    plan = _recover_then_plan(scope, functions)
+    build = _build_map(scope, config, bucket, functions, job_name_prefix)
+    finalize = _finalize(scope, functions)
+    # The Map failing as a whole (e.g. the items could not be read): Finalize decides every cell.
+    build.add_catch(finalize, errors=["States.ALL"], result_path="$.build_error")
+    cells_failed = sfn.Fail(
+        scope,
+        States.CELLS_FAILED,
+        error=Errors.CELLS_FAILED,
+        cause_path=sfn.JsonPath.format(
+            "Failed cells (the others were published): {}",
+            sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.publish.failed")),
+        ),
+    )
+    published = sfn.Succeed(scope, States.PUBLISHED)
+    nothing_to_build = sfn.Succeed(
+        scope, States.NOTHING_TO_BUILD, comment="Dry run, or every cell is published"
+    )
+    return plan.next(
+        sfn.Choice(scope, States.ANYTHING_TO_BUILD)
+        .when(
+            sfn.Condition.or_(
+                sfn.Condition.boolean_equals("$.plan.dry_run", True),
+                sfn.Condition.number_equals("$.plan.counts.planned", 0),
+            ),
+            nothing_to_build,
+        )
+        .otherwise(
+            build.next(finalize).next(
+                sfn.Choice(scope, States.ALL_PUBLISHED)
+                .when(sfn.Condition.is_present("$.publish.failed[0]"), cells_failed)
+                .otherwise(published)
+            )
+        )
+    )
+
+
+def _recover_then_plan(scope: Construct, functions: FarmFunctions) -> sfn.Chain:
+    """Recover, then Plan (also when Recover fails); Plan failing fails the execution."""
+    execution = {
+        "input": sfn.JsonPath.entire_payload,
+        "execution_id": sfn.JsonPath.execution_name,
+        "execution_arn": sfn.JsonPath.execution_id,
+    }
+    recover = tasks.LambdaInvoke(
+        scope,
+        States.RECOVER,
+        comment="Finalize the runs whose execution ended (publish what they built, release claims)",
+        lambda_function=functions.recover,
+        payload=sfn.TaskInput.from_object(execution),
+        result_path=sfn.JsonPath.DISCARD,  # recorded in the history; Plan gets the input as given
+        retry_on_service_exceptions=True,
+    )
+    plan = tasks.LambdaInvoke(
+        scope,
+        States.PLAN,
+        comment="Validate the input, expand the matrix, claim cells, write the plan items to S3",
+        lambda_function=functions.plan,
+        payload=sfn.TaskInput.from_object(execution),
+        result_selector={"plan": sfn.JsonPath.object_at("$.Payload")},
+        retry_on_service_exceptions=True,
+    )
+    # After a failed recovery, plan anyway: the ended runs stay open for the next Recover.
+    recover.add_catch(plan, errors=["States.ALL"], result_path=sfn.JsonPath.DISCARD)
+    plan_failed = sfn.Fail(
+        scope,
+        States.PLAN_FAILED,
+        comment="Invalid input (the cause names the value) or the store could not be read",
+        error_path="$.Error",
+        cause_path="$.Cause",
+    )
+    plan.add_catch(plan_failed, errors=["States.ALL"])
+    return recover.next(plan)
+
+
+def _finalize(scope: Construct, functions: FarmFunctions) -> tasks.LambdaInvoke:
+    """Finalize, retried; still failing, the execution fails and the next Recover finishes it."""
+    finalize = tasks.LambdaInvoke(
+        scope,
+        States.FINALIZE,
+        comment="Decide the cells PublishCell did not, regenerate uv metadata, index.html, install.sh",
+        lambda_function=functions.finalize,
+        payload=sfn.TaskInput.from_object({"plan": sfn.JsonPath.object_at("$.plan")}),
+        result_selector={
+            "counts": sfn.JsonPath.object_at("$.Payload.counts"),
+            "failed": sfn.JsonPath.object_at("$.Payload.failed"),
+        },
+        result_path="$.publish",
+        retry_on_service_exceptions=True,
+    )
+    finalize.add_retry(errors=["States.ALL"], max_attempts=2, interval=Duration.seconds(5))
+    finalize.add_catch(
+        sfn.Fail(
+            scope,
+            States.FINALIZE_FAILED,
+            error=Errors.FINALIZE_FAILED,
+            cause="Finalize failed; the cells published so far stay published and the next "
+            "run's Recover finalizes this run",
+        ),
+        errors=["States.ALL"],
+    )
+    return finalize
+
+
+def _build_map(
+    scope: Construct, config: InfraConfig, bucket: s3.IBucket, functions: FarmFunctions, job_name_prefix: str
+) -> sfn.DistributedMap:
+    """The Distributed Map over the plan items Plan wrote to S3, one cell per item."""
+    build = sfn.DistributedMap(
+        scope,
+        States.BUILD,
+        comment="Fan out over the plan items (a JSON array in S3); each cell is published when built",
+        # Where Plan wrote the items (its summary's "items"); the role may read only plans/*.
+        item_reader=sfn.S3JsonItemReader(
+            bucket_name_path=sfn.JsonPath.string_at("$.plan.items.bucket"),
+            key=sfn.JsonPath.string_at("$.plan.items.key"),
+        ),
+        item_selector={"item": sfn.JsonPath.object_at("$$.Map.Item.Value")},
+        max_concurrency=config.max_concurrency,
+        map_execution_type=sfn.StateMachineType.STANDARD,  # builds take hours; EXPRESS stops at 5 min
+        result_writer_v2=sfn.ResultWriterV2(bucket=bucket, prefix=RESULTS_PREFIX),
+        # Items catch their own failures; if one still fails (a bug), Finalize decides that
+        # cell from the store, so the run never stops half-way.
+        tolerated_failure_percentage=100,
+        result_path="$.build",
+    )
+    build.item_processor(_build_one_cell(scope, functions, job_name_prefix))
+    return build
+
+
+def _build_one_cell(scope: Construct, functions: FarmFunctions, job_name_prefix: str) -> sfn.IChainable:
+    """Per plan item: the cell's Batch job, then PublishCell with what Batch said."""
+    build_cell = _batch_job(scope, job_name_prefix)
+    cell_built = sfn.Pass(
+        scope,
+        States.CELL_BUILT,
+        parameters={
+            "item": sfn.JsonPath.object_at("$.item"),
+            "batch": {"status": "succeeded", "job_id": sfn.JsonPath.string_at("$.job.JobId")},
+        },
+    )
+    cell_failed = sfn.Pass(
+        scope,
+        States.CELL_FAILED,
+        parameters={
+            "item": sfn.JsonPath.object_at("$.item"),
+            "batch": {
+                "status": "failed",
+                "error": sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.error")),
+            },
+        },
+    )
+    build_cell.add_catch(cell_failed, errors=["States.ALL"], result_path="$.error")
+    publish_cell = _publish_cell(scope, functions)
+    cell_built.next(publish_cell)
+    cell_failed.next(publish_cell)
+    return build_cell.next(cell_built)
+
+
+def _batch_job(scope: Construct, job_name_prefix: str) -> sfn.CustomState:
+    """One Batch job per cell (`.sync`), on the job definition and queue the item names."""
+    stack = Stack.of(scope)
+    return sfn.CustomState(
+        scope,
+        States.BUILD_CELL,
+        state_json={
+            "Type": "Task",
+            "Comment": "One Batch job per cell; the spec goes in $BUILD_SPEC, never into a command line",
+            "Resource": f"arn:{stack.partition}:states:::batch:submitJob.sync",
+            "Parameters": {
+                "JobName.$": "States.Format('{}-build{}', $.item.job_definition, $.item.spec.build)",
+                "JobDefinition.$": f"States.Format('{job_name_prefix}-{{}}', $.item.job_definition)",
+                "JobQueue.$": f"States.Format('{job_name_prefix}-{{}}', $.item.job_queue_arch)",
+                "ContainerOverrides": {
+                    "Environment": [{"Name": "BUILD_SPEC", "Value.$": "States.JsonToString($.item.spec)"}]
+                },
+            },
+            # Keep the item small: the job id and status, not Batch's whole job description
+            # (the builder's outputs are in the store).
+            "ResultSelector": {"JobId.$": "$.JobId", "Status.$": "$.Status"},
+            "ResultPath": "$.job",
+        },
+    )
+
+
+def _publish_cell(scope: Construct, functions: FarmFunctions) -> tasks.LambdaInvoke:
+    """PublishCell, retried; still failing, the cell is left to Finalize (its build stays)."""
+    publish_cell = tasks.LambdaInvoke(
+        scope,
+        States.PUBLISH_CELL,
+        comment="Verify the build against the plan, merge it into versions.json, release the claim",
+        lambda_function=functions.publish_cell,
+        payload=sfn.TaskInput.from_object(
+            {"item": sfn.JsonPath.object_at("$.item"), "batch": sfn.JsonPath.object_at("$.batch")}
+        ),
+        result_selector={
+            "cell": sfn.JsonPath.string_at("$.Payload.cell"),
+            "status": sfn.JsonPath.string_at("$.Payload.status"),
+            "build": sfn.JsonPath.number_at("$.Payload.build"),
+        },
+        retry_on_service_exceptions=True,
+    )
+    publish_cell.add_retry(errors=["States.ALL"], max_attempts=2, interval=Duration.seconds(10))
+    publish_cell.add_catch(
+        sfn.Pass(
+            scope,
+            States.CELL_LEFT_TO_FINALIZE,
+            parameters={
+                "cell": sfn.JsonPath.string_at("$.item.cell"),
+                "status": "undecided",
+                "error": sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.error")),
+            },
+        ),
+        errors=["States.ALL"],
+        result_path="$.error",
+    )
+    return publish_cell
