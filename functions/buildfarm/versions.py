@@ -26,6 +26,17 @@ def is_series(text: str) -> bool:
     return isinstance(text, str) and bool(_SERIES.fullmatch(text))
 
 
+def check_version_or_series(text: str) -> str:
+    """A release (3.13.5, 3.14.0rc2) or a series (3.13), as given; VersionError otherwise.
+    Everything that takes a version takes a series too: it stands for its newest known release."""
+    if is_series(text) or (isinstance(text, str) and _RELEASE.fullmatch(text)):
+        return text
+    raise VersionError(
+        f"malformed Python version {text!r} (expected a release like 3.13.5 or 3.14.0rc2, "
+        "or a series like 3.13)"
+    )
+
+
 def series_of(version: str) -> str:
     v = parse_release(version)
     return f"{v.major}.{v.minor}"

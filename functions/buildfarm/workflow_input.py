@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from buildfarm.config import FarmConfig
 from buildfarm.platforms import Registry, UnknownArchError, canonical_arch, load_registry
 from buildfarm.suggest import unknown_name
-from buildfarm.versions import VersionError, is_series, parse_release
+from buildfarm.versions import check_version_or_series
 
 MAX_VERSIONS = 200
 MAX_PLATFORMS = 64
@@ -58,18 +58,7 @@ class WorkflowInput(BaseModel):
         if values is None:
             return None
         for value in values:
-            # isascii: the version regexes' \d would also match other scripts' digits.
-            if value.isascii() and is_series(value):
-                continue
-            try:
-                if not value.isascii():
-                    raise VersionError(value)
-                parse_release(value)
-            except VersionError:
-                raise ValueError(
-                    f"malformed Python version {value!r} (expected a release like 3.13.5 or 3.14.0rc2, "
-                    "or a series like 3.13)"
-                ) from None
+            check_version_or_series(value)  # VersionError is a ValueError: pydantic reports it
         return _no_duplicates(values, "version")
 
     @field_validator("arches")

@@ -17,13 +17,28 @@ from buildfarm.claims import claim_cell, release_claims
 from buildfarm.config import DEFAULT_SOURCE_MIRROR, FarmConfig, resolve_store_location
 from buildfarm.errors import UsageError
 from buildfarm.models import BuildSpec, artifact_dir
-from buildfarm.platforms import UnknownPlatformError, load_registry
+from buildfarm.platforms import (
+    Platform,
+    UnknownArchError,
+    UnknownPlatformError,
+    canonical_arch,
+    load_registry,
+)
+from buildfarm.python_org import source_file_name
 from buildfarm.recovery import local_execution_id, local_liveness
-from buildfarm.releases import load_seed, source_url
+from buildfarm.releases import (
+    ReleaseCatalog,
+    add_hint,
+    known_near,
+    newest_of_series,
+    source_url,
+    stored_catalog,
+    unknown_release,
+)
 from buildfarm.runners import RunnerUnavailable, select_runner
 from buildfarm.runners.local import host_arch
-from buildfarm.store import Store, open_store
-from buildfarm.versions import VersionError, parse_release
+from buildfarm.store import Store, StoreError, open_store
+from buildfarm.versions import VersionError, check_version_or_series, is_series, series_of
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -38,9 +53,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "published into versions.json, by this command or by a later farm run (`buildfarm run` and "
         "the cloud workflow publish only the builds they planned).",
     )
-    parser.add_argument("version", metavar="VERSION", help="exact release, e.g. 3.13.5 or 3.14.0rc2")
+    parser.add_argument(
+        "version",
+        metavar="VERSION",
+        help="a release, e.g. 3.13.5 or 3.14.0rc2, or a series, e.g. 3.13 (its newest known release)",
+    )
     parser.add_argument("--platform", required=True, help="registry platform id, e.g. debian-12")
-    parser.add_argument("--arch", help="x86_64 or aarch64 (default: this machine's)")
+    parser.add_argument("--arch", help="x86_64 (amd64) or aarch64 (arm64) (default: this machine's)")
     parser.add_argument("--runner", default="auto", choices=("auto", "host", "chroot", "docker"))
     parser.add_argument(
         "--optimization",
@@ -57,26 +76,76 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--source-sha256",
-        help="sha256 of Python-VERSION.tar.xz (default: the catalog's file, .tar.xz or .tgz, and its sha256)",
+        help="sha256 of Python-VERSION.tar.xz (default: the file, .tar.xz or .tgz, and sha256 that "
+        "releases.json in the store or the packaged seed knows; see `buildfarm releases`)",
     )
     parser.add_argument("--build", type=int, help="build number (default: the next free one in the store)")
     parser.set_defaults(func=run_build)
 
 
-def known_source(version: str) -> tuple[str, str] | None:
-    """(file name, sha256) of the version's source from the releases catalog shipped with the
-    package (python.org has .tar.xz and .tgz; the catalog says which one it knows), if any."""
+def known_releases(store_location: str) -> ReleaseCatalog:
+    """The releases the store's releases.json and the packaged seed know (no python.org)."""
     try:
-        release = load_seed().releases.get(version)
-    except Exception:  # no or unreadable seed catalog: the caller asks for --source-sha256
-        return None
-    return (release.file or f"Python-{version}.tar.xz", release.sha256) if release else None
+        return stored_catalog(open_store(store_location))[0]
+    except StoreError as error:
+        raise UsageError(f"cannot read the store {store_location}: {error}") from None
+
+
+def resolve_version(text: str, catalog: ReleaseCatalog) -> str:
+    """The release to build: VERSION as given, or a series' newest known release (the one
+    `plan` and `run` pick for it). UsageError names a malformed version or an unknown series."""
+    try:
+        check_version_or_series(text)
+    except VersionError as error:
+        raise UsageError(str(error)) from None
+    if not is_series(text):
+        return text
+    release = newest_of_series(catalog, text)
+    if release is None:
+        raise UsageError(unknown_release(text, catalog))
+    return release.version
+
+
+def known_source(version: str, catalog: ReleaseCatalog) -> tuple[str, str] | None:
+    """(file name, sha256) of the version's source as the catalog knows it (python.org has
+    .tar.xz and .tgz; the catalog says which one its digest is of), if it does."""
+    release = catalog.releases.get(version)
+    return (release.file or source_file_name(version), release.sha256) if release else None
+
+
+def _arch(requested: str | None, platform: Platform) -> str:
+    if requested is None:
+        here = host_arch()
+        if here not in platform.arches:
+            raise UsageError(
+                f"this machine is {here}: pass --arch ({platform.id}: {', '.join(platform.arches)})"
+            )
+        return here
+    try:
+        return canonical_arch(requested, platform.arches)  # amd64 -> x86_64, arm64 -> aarch64
+    except UnknownArchError as error:
+        raise UsageError(f"{error} (for {platform.id})") from None
+
+
+def _source(args: argparse.Namespace, version: str, catalog: ReleaseCatalog) -> tuple[str | None, str]:
+    """(file, sha256) of the source: --source-sha256 or the catalog's; the catalog's file
+    (.tar.xz or .tgz) when its digest is the one used, else None (.tar.xz)."""
+    known = known_source(version, catalog)
+    sha256 = args.source_sha256 or (known[1] if known else None)
+    if sha256 is None:
+        raise UsageError(
+            f"no known sha256 for {source_file_name(version)} ({known_near(catalog, series_of(version))}): "
+            f"pass --source-sha256, or {add_hint(version)}"
+        )
+    if not _SHA256.fullmatch(sha256):
+        raise UsageError(f"malformed --source-sha256 {sha256!r} (64 lowercase hex digits)")
+    return (known[0] if known and known[1] == sha256 else None), sha256
 
 
 def make_spec(args: argparse.Namespace, execution_id: str) -> BuildSpec:
-    """Validate the command line into a build spec (no side effects)."""
+    """Validate the command line into a build spec (reads the store's releases.json, writes nothing)."""
     try:
-        parse_release(args.version)
+        check_version_or_series(args.version)
     except VersionError as error:
         raise UsageError(str(error)) from None
     registry = load_registry()
@@ -84,37 +153,30 @@ def make_spec(args: argparse.Namespace, execution_id: str) -> BuildSpec:
         platform = registry.get(args.platform)
     except UnknownPlatformError as error:
         raise UsageError(str(error)) from None
-    arch = args.arch or host_arch()
-    if arch not in platform.arches:
-        raise UsageError(f"unknown arch {arch!r} for {platform.id} (arches: {', '.join(platform.arches)})")
+    arch = _arch(args.arch, platform)
     optimization = args.optimization or os.environ.get("BUILDFARM_OPTIMIZATION") or "pgo+lto"
     if optimization not in ("pgo+lto", "none"):
         raise UsageError(f"unknown optimization {optimization!r} in BUILDFARM_OPTIMIZATION (pgo+lto or none)")
-    known = known_source(args.version)
-    sha256 = args.source_sha256 or (known[1] if known else None)
-    # The catalog's file (.tar.xz or .tgz) when its digest is the one used, else .tar.xz.
-    file = known[0] if known and known[1] == sha256 else None
-    if sha256 is None:
-        raise UsageError(f"no known sha256 for Python-{args.version}.tar.xz: pass --source-sha256")
-    if not _SHA256.fullmatch(sha256):
-        raise UsageError(f"malformed --source-sha256 {sha256!r} (64 lowercase hex digits)")
     store = resolve_store_location(args.store)  # ConfigError is a UsageError
     mirror = args.source_mirror or os.environ.get("BUILDFARM_SOURCE_MIRROR") or DEFAULT_SOURCE_MIRROR
     if not mirror.startswith(("http://", "https://", "file://")):
         raise UsageError(f"source mirror {mirror!r} must be an http://, https:// or file:// URL")
     if args.build is not None and args.build < 1:
         raise UsageError(f"build number must be >= 1, not {args.build}")
+    catalog = known_releases(store)
+    version = resolve_version(args.version, catalog)
+    file, sha256 = _source(args, version, catalog)
     build = args.build or 1
     return BuildSpec(
-        version=args.version,
+        version=version,
         platform=platform.id,
         arch=arch,
         build=build,
-        source={"url": source_url(args.version, mirror, file), "sha256": sha256},
-        prefix=f"/opt/python/{args.version}",
+        source={"url": source_url(version, mirror, file), "sha256": sha256},
+        prefix=f"/opt/python/{version}",
         optimization=optimization,
         store=store,
-        artifact_dir=artifact_dir(args.version, platform.id, arch, build),
+        artifact_dir=artifact_dir(version, platform.id, arch, build),
         execution_id=execution_id,
     )
 
