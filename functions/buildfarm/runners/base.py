@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, ClassVar, Protocol
@@ -69,6 +70,11 @@ INSIDE_LOG_DIR = "/buildfarm/log"
 
 class RunnerUnavailable(Exception):
     """This runner cannot build that platform here; the message says why."""
+
+
+class PreflightError(Exception):
+    """Where the driver runs (a root, an image) could not be prepared: the build fails in
+    its preflight phase with this message."""
 
 
 @dataclass(frozen=True)
@@ -242,3 +248,37 @@ def run_driver(
         return BuildResult(False, None, f"the build driver exited with status {code}", log_path, said.timings)
     ok = bool(result["ok"]) and code == 0
     return BuildResult(ok, result.get("phase"), result.get("reason"), log_path, said.timings)
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How to start the driver: argv, the environment of that process, where build.log lands."""
+
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+
+
+class DriverRunner:
+    """run() for every runner: the runner's launch() prepares where the driver runs and
+    says how to start it (a context: a chroot's mounts last as long as the build)."""
+
+    name: ClassVar[str]
+    platform_id: str
+
+    def launch(self, spec: BuildSpec, output: IO[str]) -> AbstractContextManager[Launch]:
+        raise NotImplementedError
+
+    def run(
+        self,
+        spec: BuildSpec,
+        on_phase: PhaseCallback | None = None,
+        output: IO[str] | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> BuildResult:
+        output = sys.stdout if output is None else output
+        try:
+            with self.launch(spec, output) as launch:
+                return run_driver(launch.argv, launch.env, launch.log_path, on_phase, output, on_progress)
+        except PreflightError as error:
+            return BuildResult(False, "preflight", str(error), None, {})

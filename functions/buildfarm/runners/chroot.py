@@ -6,26 +6,20 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 from buildfarm import roots
 from buildfarm.models import BuildSpec
 from buildfarm.platforms import Platform, Registry, builder_image_dir
-from buildfarm.runners.base import (
-    BuildResult,
-    PhaseCallback,
-    ProgressCallback,
-    isolated_driver,
-    run_driver,
-)
+from buildfarm.runners.base import DriverRunner, Launch, PreflightError, isolated_driver
 from buildfarm.runners.host import host_arch
 
 INSIDE_BUILDER_IMAGE = "/buildfarm/builder_image"
 
 
-class ChrootRunner:
+class ChrootRunner(DriverRunner):
     """Runs the driver inside a cached debootstrap root of the target platform.
 
     The root (roots_dir()/<platform>-<arch>) is created once with the registry's build
@@ -92,23 +86,18 @@ class ChrootRunner:
             marker.write_text(json.dumps({"packages": sorted(installed | set(packages))}))
         return self.root
 
-    def run(
-        self,
-        spec: BuildSpec,
-        on_phase: PhaseCallback | None = None,
-        output: IO[str] | None = None,
-        on_progress: ProgressCallback | None = None,
-    ) -> BuildResult:
-        output = sys.stdout if output is None else output
+    @contextlib.contextmanager
+    def launch(self, spec: BuildSpec, output: IO[str]) -> Iterator[Launch]:
         try:
             root = self.ensure_root(self.packages(spec.store), output)
         except roots.RootError as error:
-            return BuildResult(False, "preflight", f"cannot prepare the chroot: {error}", None, {})
+            raise PreflightError(f"cannot prepare the chroot: {error}") from None
         driver = isolated_driver(spec)
         binds = [(builder_image_dir(), INSIDE_BUILDER_IMAGE, True)]
         binds += [(mount.source, mount.target, mount.read_only) for mount in driver.mounts]
         env = {**driver.env, "BUILDFARM_WORK_DIR": "/buildfarm/work"}
         env.setdefault("BUILDFARM_BUILDER_IMAGE", f"chroot:{self.platform.codename}")
+        # The values are argv words of `env -i` inside the root, not this process's environment.
         argv = roots.chroot_argv(root, ["python3", f"{INSIDE_BUILDER_IMAGE}/build.py"], env)
         with roots.mounted(root, binds):
-            return run_driver(argv, os.environ, driver.log_path, on_phase, output, on_progress)
+            yield Launch(argv, dict(os.environ), driver.log_path)

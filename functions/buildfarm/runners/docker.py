@@ -3,22 +3,17 @@ the image Batch runs), built here if missing."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
-import sys
+from collections.abc import Iterator
 from typing import IO
 
 from buildfarm import images
 from buildfarm.models import BuildSpec
 from buildfarm.platforms import DOCKER_PLATFORM, Platform, Registry
-from buildfarm.runners.base import (
-    BuildResult,
-    PhaseCallback,
-    ProgressCallback,
-    isolated_driver,
-    run_driver,
-)
+from buildfarm.runners.base import DriverRunner, Launch, PreflightError, isolated_driver
 
 
 def docker_problem() -> str | None:
@@ -34,7 +29,7 @@ def docker_problem() -> str | None:
     return None
 
 
-class DockerRunner:
+class DockerRunner(DriverRunner):
     """Runs the driver in the platform's builder image (buildfarm.images), built if missing."""
 
     name = "docker"
@@ -56,19 +51,13 @@ class DockerRunner:
     def image_tag(self) -> str:
         return images.image_tag(self.registry, self.platform_id, self.arch)
 
-    def run(
-        self,
-        spec: BuildSpec,
-        on_phase: PhaseCallback | None = None,
-        output: IO[str] | None = None,
-        on_progress: ProgressCallback | None = None,
-    ) -> BuildResult:
-        output = sys.stdout if output is None else output
+    @contextlib.contextmanager
+    def launch(self, spec: BuildSpec, output: IO[str]) -> Iterator[Launch]:
         try:
             tag = images.build_image(self.registry, self.platform_id, self.arch, output)
             image = images.image_id(tag)
         except images.ImageError as error:
-            return BuildResult(False, "preflight", str(error), None, {})
+            raise PreflightError(str(error)) from None
         driver = isolated_driver(spec)
         env = {**driver.env, "BUILDFARM_BUILDER_IMAGE": f"{tag}@{image}"}  # what the manifest records
         # Values travel in the docker client's environment (-e NAME), never in argv; the
@@ -79,5 +68,4 @@ class DockerRunner:
             argv += ["-e", name]
         for mount in driver.mounts:
             argv += ["-v", f"{mount.source}:{mount.target}" + (":ro" if mount.read_only else "")]
-        argv += [tag]
-        return run_driver(argv, {**os.environ, **env}, driver.log_path, on_phase, output, on_progress)
+        yield Launch([*argv, tag], {**os.environ, **env}, driver.log_path)

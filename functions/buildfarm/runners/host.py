@@ -9,12 +9,13 @@ import os
 import platform as host_platform
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 from buildfarm.models import BuildSpec
 from buildfarm.platforms import Platform, Registry, builder_image_dir
-from buildfarm.runners.base import BuildResult, PhaseCallback, ProgressCallback, driver_env, run_driver
+from buildfarm.runners.base import DriverRunner, Launch, driver_env
 
 MACHINE_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
 
@@ -44,7 +45,7 @@ def host_platform_id(registry: Registry) -> str | None:
     return match.id if match else None
 
 
-class HostRunner:
+class HostRunner(DriverRunner):
     """Runs the driver directly on this machine, which must be the target platform."""
 
     name = "host"
@@ -66,17 +67,8 @@ class HostRunner:
     def create(cls, platform: Platform, arch: str, registry: Registry) -> HostRunner:
         return cls(platform)
 
-    def run(
-        self,
-        spec: BuildSpec,
-        on_phase: PhaseCallback | None = None,
-        output: IO[str] | None = None,
-        on_progress: ProgressCallback | None = None,
-    ) -> BuildResult:
-        env = dict(os.environ)
-        env.update(driver_env(spec))
-        log_dir = Path(tempfile.mkdtemp(prefix="buildfarm-log-"))
-        log_path = log_dir / "build.log"
-        env["BUILDFARM_LOG_FILE"] = str(log_path)
-        driver = builder_image_dir() / "build.py"
-        return run_driver([self.python, str(driver)], env, log_path, on_phase, output, on_progress)
+    @contextlib.contextmanager
+    def launch(self, spec: BuildSpec, output: IO[str]) -> Iterator[Launch]:
+        log_path = Path(tempfile.mkdtemp(prefix="buildfarm-log-")) / "build.log"
+        env = {**os.environ, **driver_env(spec), "BUILDFARM_LOG_FILE": str(log_path)}
+        yield Launch([self.python, str(builder_image_dir() / "build.py")], env, log_path)

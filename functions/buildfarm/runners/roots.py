@@ -1,38 +1,9 @@
 """Moved to buildfarm.roots (the images use it too, and the images must not import the
-runners); this name stays for the tests that import it from here."""
+runners). This name stays for the tests that import it from here: it is the same module
+object, so patching either patches both."""
 
-from buildfarm.roots import (
-    APT_ENV,
-    RootError,
-    apt_install,
-    chroot_argv,
-    copy_root,
-    debootstrap,
-    debootstrap_problem,
-    host_debian_mirror,
-    mirror_for,
-    mirror_problem,
-    mounted,
-    remove_root,
-    roots_dir,
-    run_in_root,
-    unmount_all,
-)
+import sys
 
-__all__ = [
-    "APT_ENV",
-    "RootError",
-    "apt_install",
-    "chroot_argv",
-    "copy_root",
-    "debootstrap",
-    "debootstrap_problem",
-    "host_debian_mirror",
-    "mirror_for",
-    "mirror_problem",
-    "mounted",
-    "remove_root",
-    "roots_dir",
-    "run_in_root",
-    "unmount_all",
-]
+from buildfarm import roots
+
+sys.modules[__name__] = roots
