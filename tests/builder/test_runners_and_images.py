@@ -338,11 +338,12 @@ def test_a_root_or_container_gets_the_spec_at_its_mounts(tmp_path, monkeypatch):
 
 
 FAKE_DOCKER = """#!/bin/sh
-# Stands in for the docker client: an engine with the image; `run` records what it was given.
+# Stands in for the docker client: an engine with the images (none with NO_IMAGES set, and
+# nothing to pull); `run` records what it was given.
 case "$1 $2" in
   "info ") exit 0 ;;
   "network inspect") exit 0 ;;
-  "image inspect") [ "$3" = "--format" ] && echo sha256:feedface; exit 0 ;;
+  "image inspect") [ -n "$NO_IMAGES" ] && exit 1; [ "$3" = "--format" ] && echo sha256:feedface; exit 0 ;;
   "run "*)
     printf '%s\\n' "$@" > "$RECORD_DIR/argv"
     env > "$RECORD_DIR/env"
@@ -354,10 +355,7 @@ exit 1
 """
 
 
-def test_the_docker_runner_passes_values_in_the_environment_never_in_argv(tmp_path, monkeypatch):
-    """DockerRunner.run against a stand-in docker client (no engine needed): the argv names
-    the variables, the mounts and the image; the values, the spec's JSON among them, travel
-    in the client's environment; the driver's progress reaches on_progress."""
+def use_fake_docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "docker").write_text(FAKE_DOCKER)
@@ -365,6 +363,13 @@ def test_the_docker_runner_passes_values_in_the_environment_never_in_argv(tmp_pa
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     monkeypatch.setenv("RECORD_DIR", str(tmp_path))
     monkeypatch.setenv("BUILDFARM_CCACHE", "0")
+
+
+def test_the_docker_runner_passes_values_in_the_environment_never_in_argv(tmp_path, monkeypatch):
+    """DockerRunner.run against a stand-in docker client (no engine needed): the argv names
+    the variables, the mounts and the image; the values, the spec's JSON among them, travel
+    in the client's environment; the driver's progress reaches on_progress."""
+    use_fake_docker(tmp_path, monkeypatch)
     registry = load_registry()
     runner = select_runner("debian-12", "docker", "x86_64")
     assert isinstance(runner, DockerRunner)
@@ -409,3 +414,17 @@ def test_the_image_tag_covers_what_the_copy_lines_take(tmp_path):
         "driver/cell.py",
         "driver/sub/flags.py",
     ]
+
+
+def test_an_image_that_cannot_be_made_fails_the_preflight_phase(tmp_path, monkeypatch):
+    use_fake_docker(tmp_path, monkeypatch)
+    monkeypatch.setenv("NO_IMAGES", "1")
+    runner = select_runner("debian-12", "docker", "x86_64")
+    output = io.StringIO()
+    result = runner.run(spec_in(tmp_path), output=output)
+    assert (result.ok, result.failed_phase, result.log_path) == (False, "preflight", None)
+    assert result.reason == (
+        "base image debian:bookworm of debian-12 is not here; "
+        "`buildfarm images import-base --platform debian-12` makes it from a debootstrap root"
+    )
+    assert not (tmp_path / "argv").exists()  # nothing was run
