@@ -13,7 +13,7 @@ from typing import Any
 
 from buildfarm import clock
 from buildfarm.catalog.derived import check_base_url, public_url_function, reindex
-from buildfarm.catalog.install_script import embedded_base_url
+from buildfarm.catalog.install_script import embedded_base_url, installer_base
 from buildfarm.cli.plan import add_store_argument
 from buildfarm.config import ConfigError, FarmConfig, resolve_store_location
 from buildfarm.errors import BuildfarmError, UsageError
@@ -107,8 +107,7 @@ def run_reindex(args: argparse.Namespace) -> int:
         raise BuildfarmError(f"store {location}: {error}") from None
     except OSError as error:
         raise BuildfarmError(f"store {location}: {error.strerror}: {error.filename}") from None
-    where = public_url("").rstrip("/")
-    print(f"reindexed {location} for {where}: wrote {', '.join(written)}")
+    print(f"reindexed {location} for {installer_base(public_url)}: wrote {', '.join(written)}")
     return 0
 
 
