@@ -3,17 +3,16 @@ cannot import the package (stdlib-only, Python 3.6), spelling its keys the same 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 
 import pytest
 
 from buildfarm import layout
 
-BUILD_PY = Path(__file__).resolve().parents[1] / "builder_image" / "build.py"
+BUILDER_IMAGE = Path(__file__).resolve().parents[1] / "builder_image"
 CELL = ("3.13.5", "debian-12", "x86_64")
 SHA = "93e583f243454e6e9e4588ca2c2662206ad961659863277afcdb96801647d640"
 
@@ -80,17 +79,21 @@ def test_every_prefix_is_a_folder():
 
 
 @pytest.fixture(scope="module")
-def driver() -> ModuleType:
-    """builder_image/build.py imported by path, as the builder tests do."""
-    name = "buildfarm_build_driver"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, BUILD_PY)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+def driver() -> SimpleNamespace:
+    """The builder's driver package (builder_image/driver/), imported as build.py imports it:
+    with builder_image/ on sys.path."""
+    if str(BUILDER_IMAGE) not in sys.path:
+        sys.path.insert(0, str(BUILDER_IMAGE))
+    from driver import errors, main, spec, upload
+
+    return SimpleNamespace(
+        load_platforms=spec.load_platforms,
+        parse_spec=spec.parse_spec,
+        SpecError=errors.SpecError,
+        LocalStore=upload.LocalStore,
+        log_dir_for=spec.log_dir_for,
+        record_failure=main.record_failure,
+    )
 
 
 def spec_dict(build: int, artifact_dir: str) -> dict:

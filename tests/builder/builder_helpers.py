@@ -2,26 +2,46 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import re
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
+from types import SimpleNamespace
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_VERSION = "3.13.5"
-BUILD_PY = REPO / "builder_image" / "build.py"
+BUILDER_IMAGE = REPO / "builder_image"
+BUILD_PY = BUILDER_IMAGE / "build.py"
 
 
-def load_build_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("buildfarm_build_driver", BUILD_PY)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+def put_driver_on_path() -> None:
+    """builder_image/ on sys.path, as for build.py: the driver package (`from driver import
+    flags`) and the registry module the driver reads platforms.json with."""
+    if str(BUILDER_IMAGE) not in sys.path:
+        sys.path.insert(0, str(BUILDER_IMAGE))
+
+
+def load_build_module() -> SimpleNamespace:
+    """The driver's names that the real-build tests call on `build_py` (from before the driver
+    became the package builder_image/driver/)."""
+    put_driver_on_path()
+    from driver import cell, errors, flags, packages, selftest, spec, upload
+
+    class Build(cell.Build):
+        """cell.Build with the packaging function the rpm test calls as a method."""
+
+        build_rpm = packages.build_rpm
+
+    return SimpleNamespace(
+        Build=Build,
+        BuildError=errors.BuildError,
+        load_platforms=spec.load_platforms,
+        platform_info=spec.platform_info,
+        makefile_variables=flags.makefile_variables,
+        make_test_wheel=selftest.make_test_wheel,
+        open_store=upload.open_store,
+    )
 
 
 class BuiltCell:

@@ -1,19 +1,24 @@
-"""Builder fixtures: the driver module. The real builds the builder tests inspect
-(host_build, chroot_build, pgo_build), the fast build settings and the debootstrap roots
-are shared with the farm tests: see tests/conftest.py."""
+"""Builder fixtures: the driver. The real builds the builder tests inspect (host_build,
+chroot_build, pgo_build), the fast build settings and the debootstrap roots are shared with
+the farm tests: see tests/conftest.py.
+
+The driver package (builder_image/driver/) is imported as build.py imports it, with
+builder_image/ on sys.path: test modules here say `from driver import flags`."""
 
 from __future__ import annotations
 
 import uuid
-from types import ModuleType
+from types import SimpleNamespace
 
 import pytest
-from builder_helpers import load_build_module
+from builder_helpers import load_build_module, put_driver_on_path
+
+put_driver_on_path()
 
 
 @pytest.fixture(scope="session")
-def build_py() -> ModuleType:
-    """builder_image/build.py imported by path (it is a script, not part of the package)."""
+def build_py() -> SimpleNamespace:
+    """The driver's names the real-build tests use (builder_helpers.load_build_module())."""
     return load_build_module()
 
 

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from driver import errors, flags, main, make, packages, process, relocation, series, upload
+from driver import spec as driver_spec
 
 from buildfarm.platforms import load_registry
 
@@ -34,8 +36,8 @@ def spec_dict(**overrides):
 
 
 @pytest.fixture(scope="module")
-def registry_json(build_py):
-    return build_py.load_platforms()
+def registry_json():
+    return driver_spec.load_platforms()
 
 
 @pytest.mark.parametrize(
@@ -48,27 +50,27 @@ def registry_json(build_py):
         ("3.14.0b3", (3, 14, 0, "b", 3)),
     ],
 )
-def test_versions_parse(build_py, text, parsed):
-    assert build_py.parse_version(text) == parsed
+def test_versions_parse(text, parsed):
+    assert driver_spec.parse_version(text) == parsed
 
 
 @pytest.mark.parametrize(
     "bad",
     ["3.13", "3.13.5.1", "2.7.18", "3.13.5-rc1", "3.14.0c1", "", " 3.13.5", None, "3.13.5\n", "3.13.\u0669"],
 )
-def test_malformed_versions_are_named(build_py, bad):
-    with pytest.raises(build_py.SpecError, match="malformed Python version"):
-        build_py.parse_version(bad)
+def test_malformed_versions_are_named(bad):
+    with pytest.raises(errors.SpecError, match="malformed Python version"):
+        driver_spec.parse_version(bad)
 
 
-def test_sha256_with_a_trailing_newline_is_refused(build_py, registry_json):
+def test_sha256_with_a_trailing_newline_is_refused(registry_json):
     spec = spec_dict(source={"url": "http://127.0.0.1:1/x.tar.xz", "sha256": SHA + "\n"})
-    with pytest.raises(build_py.SpecError, match="source sha256"):
-        build_py.parse_spec(json.dumps(spec), registry_json)
+    with pytest.raises(errors.SpecError, match="source sha256"):
+        driver_spec.parse_spec(json.dumps(spec), registry_json)
 
 
-def test_configure_pgo_lto_313(build_py):
-    args = build_py.configure_args("3.13.5", "pgo+lto", "/opt/python/3.13.5")
+def test_configure_pgo_lto_313():
+    args = flags.configure_args("3.13.5", "pgo+lto", "/opt/python/3.13.5")
     assert args == [
         "--prefix=/opt/python/3.13.5",
         "--enable-shared",
@@ -80,31 +82,31 @@ def test_configure_pgo_lto_313(build_py):
     ]
 
 
-def test_configure_none_adds_no_optimization_flags(build_py):
-    args = build_py.configure_args("3.12.11", "none", "/opt/python/3.12.11")
+def test_configure_none_adds_no_optimization_flags():
+    args = flags.configure_args("3.12.11", "none", "/opt/python/3.12.11")
     assert "--enable-optimizations" not in args and "--with-lto" not in args
     assert "--enable-shared" in args and "--disable-test-modules" in args
 
 
-def test_configure_39_has_no_310_options(build_py):
-    args = build_py.configure_args("3.9.23", "pgo+lto", "/opt/python/3.9.23")
+def test_configure_39_has_no_310_options():
+    args = flags.configure_args("3.9.23", "pgo+lto", "/opt/python/3.9.23")
     assert "--disable-test-modules" not in args
     assert "--without-static-libpython" not in args
     assert "--enable-optimizations" in args
 
 
-def test_configure_prerelease(build_py):
-    args = build_py.configure_args("3.14.0rc2", "none", "/opt/python/3.14.0rc2")
+def test_configure_prerelease():
+    args = flags.configure_args("3.14.0rc2", "none", "/opt/python/3.14.0rc2")
     assert "--prefix=/opt/python/3.14.0rc2" in args and "--disable-test-modules" in args
 
 
-def test_configure_rejects_unknown_optimization(build_py):
-    with pytest.raises(build_py.SpecError, match="fast"):
-        build_py.configure_args("3.13.5", "fast", "/opt/python/3.13.5")
+def test_configure_rejects_unknown_optimization():
+    with pytest.raises(errors.SpecError, match="fast"):
+        flags.configure_args("3.13.5", "fast", "/opt/python/3.13.5")
 
 
-def test_hardening_and_rpath_only_in_nodist_flags(build_py):
-    env = build_py.configure_env("3.13.5")
+def test_hardening_and_rpath_only_in_nodist_flags():
+    env = flags.configure_env("3.13.5")
     assert set(env) == {"CFLAGS_NODIST", "LDFLAGS_NODIST"}
     assert "-fstack-protector" in env["CFLAGS_NODIST"]
     assert "-D_FORTIFY_SOURCE=2" in env["CFLAGS_NODIST"]
@@ -113,19 +115,19 @@ def test_hardening_and_rpath_only_in_nodist_flags(build_py):
     assert "-Wl,-rpath,\\$$ORIGIN/../lib" in env["LDFLAGS_NODIST"]
 
 
-def test_39_builds_without_semantic_interposition(build_py):
+def test_39_builds_without_semantic_interposition():
     """3.9's interpreter runs libpython.so's code; 3.10+ configure adds the flag itself."""
-    env = build_py.configure_env("3.9.2")
+    env = flags.configure_env("3.9.2")
     assert env["CFLAGS_NODIST"].endswith(" -fno-semantic-interposition")
     assert env["LDFLAGS_NODIST"].endswith(" -fno-semantic-interposition")
     for version in ("3.10.16", "3.11.2", "3.13.5", "3.15.0a2"):
-        assert "interposition" not in " ".join(build_py.configure_env(version).values())
+        assert "interposition" not in " ".join(flags.configure_env(version).values())
 
 
-def test_configure_315_asks_for_the_static_interpreter(build_py):
-    args = build_py.configure_args("3.15.0a1", "pgo+lto", "/opt/python/3.15.0a1")
+def test_configure_315_asks_for_the_static_interpreter():
+    args = flags.configure_args("3.15.0a1", "pgo+lto", "/opt/python/3.15.0a1")
     assert "--enable-static-libpython-for-interpreter" in args
-    assert "--enable-static-libpython-for-interpreter" not in build_py.configure_args(
+    assert "--enable-static-libpython-for-interpreter" not in flags.configure_args(
         "3.14.0rc2", "pgo+lto", "/opt/python/3.14.0rc2"
     )
 
@@ -150,17 +152,17 @@ LINK_PYTHON_OBJS=$(BLDLIBRARY)
 MAKEFILE_39 = "OPT=\t\t-DNDEBUG -g -fwrapv -O3 -Wall\nCONFIGURE_CFLAGS_NODIST=-fstack-protector\n"
 
 
-def test_makefile_variables_reads_assignments_only(build_py):
-    variables = build_py.makefile_variables(MAKEFILE_313)
+def test_makefile_variables_reads_assignments_only():
+    variables = flags.makefile_variables(MAKEFILE_313)
     assert variables["OPT"] == "-DNDEBUG -g -O3 -Wall"
     assert variables["PY3LIBRARY"] == "libpython3.so"
     assert variables["CONFIGURE_LDFLAGS_NODIST"].startswith("-Wl,-z,relro,-z,now -Wl,-rpath,\\$$ORIGIN")
     assert "libpython3.so" not in variables  # a rule, not an assignment
 
 
-def test_pgo_stages_instrument_without_lto_and_optimize_with_it(build_py):
-    makefile = build_py.makefile_variables(MAKEFILE_313)
-    instrumented, final = build_py.make_variables("3.13.5", "pgo+lto", makefile)
+def test_pgo_stages_instrument_without_lto_and_optimize_with_it():
+    makefile = flags.makefile_variables(MAKEFILE_313)
+    instrumented, final = flags.make_variables("3.13.5", "pgo+lto", makefile)
     assert "-flto" not in instrumented["CONFIGURE_CFLAGS_NODIST"].split()
     assert "-flto" not in instrumented["CONFIGURE_LDFLAGS_NODIST"].split()
     assert "-flto-partition=none" in final["CONFIGURE_CFLAGS_NODIST"].split()
@@ -175,33 +177,33 @@ def test_pgo_stages_instrument_without_lto_and_optimize_with_it(build_py):
         assert "$(LDLIBRARY)" not in variables["LINK_PYTHON_DEPS"]
 
 
-def test_make_steps(build_py):
-    makefile = build_py.makefile_variables(MAKEFILE_313)
-    steps = build_py.make_steps(4, "3.13.5", "pgo+lto", makefile, "-m test --pgo test_array")
+def test_make_steps():
+    makefile = flags.makefile_variables(MAKEFILE_313)
+    steps = make.make_steps(4, "3.13.5", "pgo+lto", makefile, "-m test --pgo test_array")
     assert [what for what, _ in steps] == ["instrumented build and profile run", "optimized build"]
     (_, instrumented), (_, final) = steps
     assert instrumented[:3] == ["make", "-j4", "profile-run-stamp"]
     assert "PROFILE_TASK=-m test --pgo test_array" in instrumented
     assert final[:2] == ["make", "-j4"] and "profile-run-stamp" not in final
-    ((what, argv),) = build_py.make_steps("2", "3.13.5", "none", makefile)
+    ((what, argv),) = make.make_steps("2", "3.13.5", "none", makefile)
     assert what == "build" and argv[:2] == ["make", "-j2"] and "LINK_PYTHON_OBJS=$(LIBRARY_OBJS)" in argv
-    assert build_py.default_profile_task(2, "3.13.5") == "-m test --pgo -j2 --timeout=$(TESTTIMEOUT)"
+    assert make.default_profile_task(2, "3.13.5") == "-m test --pgo -j2 --timeout=$(TESTTIMEOUT)"
 
 
-def test_bolt_only_for_pgo_lto_311_plus_where_the_platform_has_it_for_the_arch(build_py, registry_json):
-    trixie = build_py.platform_info(registry_json, "debian-13", "x86_64")
-    assert build_py.bolt_config("3.13.5", "pgo+lto", trixie)["tools"] == "/usr/lib/llvm-19/bin"
+def test_bolt_only_for_pgo_lto_311_plus_where_the_platform_has_it_for_the_arch(registry_json):
+    trixie = driver_spec.platform_info(registry_json, "debian-13", "x86_64")
+    assert flags.bolt_config("3.13.5", "pgo+lto", trixie)["tools"] == "/usr/lib/llvm-19/bin"
     assert "bolt-19" in trixie["build_dependencies"]
-    assert build_py.bolt_config("3.13.5", "none", trixie) is None
-    assert build_py.bolt_config("3.12.11", "pgo+lto", trixie)["tools"] == "/usr/lib/llvm-19/bin"
-    assert build_py.bolt_config("3.11.2", "pgo+lto", trixie)["tools"] == "/usr/lib/llvm-19/bin"
-    assert build_py.bolt_config("3.10.16", "pgo+lto", trixie) is None
-    rhel = build_py.platform_info(registry_json, "rhel-9", "x86_64")
-    assert build_py.bolt_config("3.13.5", "pgo+lto", rhel) is None
+    assert flags.bolt_config("3.13.5", "none", trixie) is None
+    assert flags.bolt_config("3.12.11", "pgo+lto", trixie)["tools"] == "/usr/lib/llvm-19/bin"
+    assert flags.bolt_config("3.11.2", "pgo+lto", trixie)["tools"] == "/usr/lib/llvm-19/bin"
+    assert flags.bolt_config("3.10.16", "pgo+lto", trixie) is None
+    rhel = driver_spec.platform_info(registry_json, "rhel-9", "x86_64")
+    assert flags.bolt_config("3.13.5", "pgo+lto", rhel) is None
     # Debian ships bolt-16 for amd64 only: bookworm's aarch64 builds go without it.
-    bookworm_arm = build_py.platform_info(registry_json, "debian-12", "aarch64")
+    bookworm_arm = driver_spec.platform_info(registry_json, "debian-12", "aarch64")
     assert bookworm_arm["bolt"] is None and "bolt-16" not in bookworm_arm["build_dependencies"]
-    assert "bolt-16" in build_py.platform_info(registry_json, "debian-12", "x86_64")["build_dependencies"]
+    assert "bolt-16" in driver_spec.platform_info(registry_json, "debian-12", "x86_64")["build_dependencies"]
 
 
 BOLT_19 = {"package": "bolt-19", "tools": "/usr/lib/llvm-19/bin", "arches": ["x86_64", "aarch64"]}
@@ -213,18 +215,18 @@ BOLT_16 = {
 }
 
 
-def test_bolt_configure_and_make(build_py):
-    assert build_py.configure_args("3.13.5", "pgo+lto", "/opt/p", BOLT_19)[-3:] == [
+def test_bolt_configure_and_make():
+    assert flags.configure_args("3.13.5", "pgo+lto", "/opt/p", BOLT_19)[-3:] == [
         "--enable-bolt",
         "--disable-test-modules",
         "--without-static-libpython",
     ]
-    assert "--enable-bolt" not in build_py.configure_args("3.13.5", "pgo+lto", "/opt/p")
-    env = build_py.configure_env("3.13.5", BOLT_19)
+    assert "--enable-bolt" not in flags.configure_args("3.13.5", "pgo+lto", "/opt/p")
+    env = flags.configure_env("3.13.5", BOLT_19)
     assert env["LLVM_BOLT"] == "/usr/lib/llvm-19/bin/llvm-bolt"
     assert env["MERGE_FDATA"] == "/usr/lib/llvm-19/bin/merge-fdata"
-    makefile = build_py.makefile_variables(MAKEFILE_313)
-    steps = build_py.make_steps(2, "3.13.5", "pgo+lto", makefile, "-m test --pgo", bolt=BOLT_19)
+    makefile = flags.makefile_variables(MAKEFILE_313)
+    steps = make.make_steps(2, "3.13.5", "pgo+lto", makefile, "-m test --pgo", bolt=BOLT_19)
     assert [what for what, _ in steps] == [
         "instrumented build and profile run",
         "optimized build",
@@ -240,28 +242,26 @@ def test_bolt_configure_and_make(build_py):
     assert "BOLT_BINARIES=$(BUILDPYTHON)" in bolted
     assert not any(arg.startswith("BOLT_APPLY_FLAGS=") for arg in bolted)
     # 3.15's configure makes the static interpreter; older Makefiles keep CPython's list.
-    assert build_py.make_variables("3.15.0a1", "pgo+lto", {}, BOLT_19)[1]["BOLT_BINARIES"] == "$(BUILDPYTHON)"
-    assert "BOLT_BINARIES" not in build_py.make_variables("3.13.5", "pgo+lto", {}, BOLT_19)[1]
-    install = build_py.install_argv("3.13.5", "pgo+lto", makefile, "/s", BOLT_19)
+    assert flags.make_variables("3.15.0a1", "pgo+lto", {}, BOLT_19)[1]["BOLT_BINARIES"] == "$(BUILDPYTHON)"
+    assert "BOLT_BINARIES" not in flags.make_variables("3.13.5", "pgo+lto", {}, BOLT_19)[1]
+    install = flags.install_argv("3.13.5", "pgo+lto", makefile, "/s", BOLT_19)
     assert "BOLT_BINARIES=$(BUILDPYTHON)" in install
-    assert not any(
-        arg.startswith("BOLT_") for arg in build_py.install_argv("3.13.5", "pgo+lto", makefile, "/s")
-    )
+    assert not any(arg.startswith("BOLT_") for arg in flags.install_argv("3.13.5", "pgo+lto", makefile, "/s"))
 
 
-def test_bolt_flag_substitutions_for_an_older_llvm_bolt(build_py):
-    makefile = build_py.makefile_variables(MAKEFILE_313)
+def test_bolt_flag_substitutions_for_an_older_llvm_bolt():
+    makefile = flags.makefile_variables(MAKEFILE_313)
     assert "-reorder-functions=cdsort" in makefile["BOLT_APPLY_FLAGS"].split()  # a := assignment
-    _, final = build_py.make_variables("3.13.5", "pgo+lto", makefile, BOLT_16)
-    flags = final["BOLT_APPLY_FLAGS"].split()
-    assert "-reorder-functions=hfsort+" in flags and "-reorder-functions=cdsort" not in flags
-    assert flags[0] == "-update-debug-sections" and "-split-functions" in flags
+    _, final = flags.make_variables("3.13.5", "pgo+lto", makefile, BOLT_16)
+    apply_flags = final["BOLT_APPLY_FLAGS"].split()
+    assert "-reorder-functions=hfsort+" in apply_flags and "-reorder-functions=cdsort" not in apply_flags
+    assert apply_flags[0] == "-update-debug-sections" and "-split-functions" in apply_flags
     # Both BOLT passes get the substitutions (a changed -skip-funcs must reach both).
     assert final["BOLT_INSTRUMENT_FLAGS"] == makefile["BOLT_INSTRUMENT_FLAGS"]
     skip = {
         "-skip-funcs=_PyEval_EvalFrameDefault,sre_ucs1_match/1,sre_ucs2_match/1,sre_ucs4_match/1": "-skip-funcs=f"
     }
-    _, final = build_py.make_variables(
+    _, final = flags.make_variables(
         "3.13.5", "pgo+lto", makefile, {"tools": "/t", "flag_substitutions": skip}
     )
     assert "-skip-funcs=f" in final["BOLT_INSTRUMENT_FLAGS"] and "-skip-funcs=f" in final["BOLT_APPLY_FLAGS"]
@@ -339,10 +339,10 @@ def bolt_commands(tmp_path, version, makefile_text):
     for this Makefile with the driver's fragment and make variables (bolt-16 on debian-12)."""
     (tmp_path / "Makefile").write_text(makefile_text)
     (tmp_path / "python").write_text("")
-    makefile = build_py_module().makefile_variables(makefile_text)
-    _, final = build_py_module().make_variables(version, "pgo+lto", makefile, BOLT_16)
+    makefile = flags.makefile_variables(makefile_text)
+    _, final = flags.make_variables(version, "pgo+lto", makefile, BOLT_16)
     env = {"PATH": "/usr/bin:/bin"}
-    fragment = build_py_module().make_fragment(version, makefile, BOLT_16)
+    fragment = make.make_fragment(version, makefile, BOLT_16)
     if fragment:
         (tmp_path / "fragment.mk").write_text(fragment)
         env["MAKEFILES"] = str(tmp_path / "fragment.mk")
@@ -351,7 +351,7 @@ def bolt_commands(tmp_path, version, makefile_text):
         "-n",
         "profile-bolt-stamp",
         "PROFILE_TASK=-m test --pgo",
-        *build_py_module().make_assignments(final),
+        *flags.make_assignments(final),
     ]
     out = subprocess.run(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True, check=True).stdout
     wanted = ("/llvm-bolt ", "/merge-fdata ", "./python ")
@@ -359,11 +359,7 @@ def bolt_commands(tmp_path, version, makefile_text):
     return [" ".join(line.split()) for line in lines if any(word in line for word in wanted)]
 
 
-def build_py_module():
-    return sys.modules["buildfarm_build_driver"]
-
-
-def test_312s_makefile_bolts_the_interpreter_with_313s_flags(build_py, tmp_path):
+def test_312s_makefile_bolts_the_interpreter_with_313s_flags(tmp_path):
     text = MAKEFILE_BASE + MAKEFILE_PRE_IN_312_BOLT
     for name, value in CONFIGURED_312.items():
         text = text.replace(name, value)
@@ -386,7 +382,7 @@ def test_312s_makefile_bolts_the_interpreter_with_313s_flags(build_py, tmp_path)
     assert "for bin in python; do" in dry_run
 
 
-def test_311s_fragment_runs_what_312s_and_313s_rule_run(build_py, tmp_path):
+def test_311s_fragment_runs_what_312s_and_313s_rule_run(tmp_path):
     """3.11's Makefile has no BOLT rules: the fragment's rule makes the same commands as
     3.12's, whose profile run tolerates failures as 3.11 needs (--disable-test-modules leaves
     out the _testcapi that 3.11's test_sqlite3 imports: the PGO task ends in FAILURE)."""
@@ -401,37 +397,37 @@ def test_311s_fragment_runs_what_312s_and_313s_rule_run(build_py, tmp_path):
     assert len(commands) == 4
 
 
-def test_install_uses_the_final_variables(build_py):
-    makefile = build_py.makefile_variables(MAKEFILE_313)
-    argv = build_py.install_argv("3.13.5", "pgo+lto", makefile, "/stage")
+def test_install_uses_the_final_variables():
+    makefile = flags.makefile_variables(MAKEFILE_313)
+    argv = flags.install_argv("3.13.5", "pgo+lto", makefile, "/stage")
     assert argv[:3] == ["make", "install", "DESTDIR=/stage"]
     assert "LINK_PYTHON_OBJS=$(LIBRARY_OBJS)" in argv
     assert any(arg.startswith("CONFIGURE_CFLAGS_NODIST=") and "-flto" in arg for arg in argv)
 
 
-def test_make_fragment(build_py):
-    fragment = build_py.make_fragment("3.13.5", build_py.makefile_variables(MAKEFILE_313))
+def test_make_fragment():
+    fragment = make.make_fragment("3.13.5", flags.makefile_variables(MAKEFILE_313))
     assert "Programs/_freeze_module Programs/_testembed: PY_CORE_LDFLAGS = $(PY_LDFLAGS_NOLTO)" in fragment
     assert "build_all: libpython3.so" in fragment.splitlines()
 
 
-def test_old_makefiles_keep_the_shared_interpreter(build_py):
-    makefile = build_py.makefile_variables(MAKEFILE_39)
-    assert not build_py.static_interpreter("3.9.23", makefile)
-    _, final = build_py.make_variables("3.9.23", "pgo+lto", makefile)
+def test_old_makefiles_keep_the_shared_interpreter():
+    makefile = flags.makefile_variables(MAKEFILE_39)
+    assert not flags.static_interpreter("3.9.23", makefile)
+    _, final = flags.make_variables("3.9.23", "pgo+lto", makefile)
     assert "LINK_PYTHON_OBJS" not in final and final["OPT"] == "-DNDEBUG -fwrapv -O3 -Wall"
-    assert build_py.make_fragment("3.9.23", makefile) is None
-    assert build_py.static_interpreter("3.15.0a1", {})  # configure does it
+    assert make.make_fragment("3.9.23", makefile) is None
+    assert flags.static_interpreter("3.15.0a1", {})  # configure does it
 
 
-def test_spec_roundtrip_and_default_optimization(build_py, registry_json):
+def test_spec_roundtrip_and_default_optimization(registry_json):
     spec = spec_dict()
     del spec["optimization"]
-    parsed = build_py.parse_spec(json.dumps(spec), registry_json)
+    parsed = driver_spec.parse_spec(json.dumps(spec), registry_json)
     assert parsed["optimization"] == "pgo+lto"
 
 
-def test_spec_matches_the_package_model(build_py, registry_json):
+def test_spec_matches_the_package_model(registry_json):
     """The driver accepts exactly what buildfarm.models.BuildSpec produces."""
     from buildfarm.models import BuildSpec
 
@@ -442,7 +438,7 @@ def test_spec_matches_the_package_model(build_py, registry_json):
             prefix="/opt/python/3.14.0rc2",
         )
     )
-    assert build_py.parse_spec(model.model_dump_json(), registry_json)["version"] == "3.14.0rc2"
+    assert driver_spec.parse_spec(model.model_dump_json(), registry_json)["version"] == "3.14.0rc2"
 
 
 @pytest.mark.parametrize(
@@ -461,18 +457,18 @@ def test_spec_matches_the_package_model(build_py, registry_json):
         ({"extra": 1}, "unknown key"),
     ],
 )
-def test_bad_specs_are_named(build_py, registry_json, overrides, message):
-    with pytest.raises(build_py.SpecError, match=message.replace("(", r"\(")):
-        build_py.parse_spec(json.dumps(spec_dict(**overrides)), registry_json)
+def test_bad_specs_are_named(registry_json, overrides, message):
+    with pytest.raises(errors.SpecError, match=message.replace("(", r"\(")):
+        driver_spec.parse_spec(json.dumps(spec_dict(**overrides)), registry_json)
 
 
-def test_spec_missing_key_and_not_json(build_py, registry_json):
+def test_spec_missing_key_and_not_json(registry_json):
     spec = spec_dict()
     del spec["store"]
-    with pytest.raises(build_py.SpecError, match="lacks 'store'"):
-        build_py.parse_spec(json.dumps(spec), registry_json)
-    with pytest.raises(build_py.SpecError, match="not valid JSON"):
-        build_py.parse_spec("{nope", registry_json)
+    with pytest.raises(errors.SpecError, match="lacks 'store'"):
+        driver_spec.parse_spec(json.dumps(spec), registry_json)
+    with pytest.raises(errors.SpecError, match="not valid JSON"):
+        driver_spec.parse_spec("{nope", registry_json)
 
 
 def test_driver_without_spec_exits_2():
@@ -483,15 +479,15 @@ def test_driver_without_spec_exits_2():
     assert "BUILD_SPEC is not set" in result.stdout
 
 
-def test_artifact_names(build_py):
-    assert build_py.tarball_name("3.13.5", "debian-12", "x86_64") == "python-3.13.5-debian-12-x86_64.tar.gz"
-    assert build_py.deb_name("3.13.5", 2, "aarch64") == "python-3.13.5_2_arm64.deb"
-    assert build_py.rpm_name("3.13.5", 3, "x86_64") == "python-3.13.5-3.x86_64.rpm"
+def test_artifact_names():
+    assert packages.tarball_name("3.13.5", "debian-12", "x86_64") == "python-3.13.5-debian-12-x86_64.tar.gz"
+    assert packages.deb_name("3.13.5", 2, "aarch64") == "python-3.13.5_2_arm64.deb"
+    assert packages.rpm_name("3.13.5", 3, "x86_64") == "python-3.13.5-3.x86_64.rpm"
 
 
-def test_package_versions_sort_prereleases_first(build_py):
-    assert build_py.package_version("3.13.5") == "3.13.5"
-    assert build_py.package_version("3.14.0rc2") == "3.14.0~rc2"
+def test_package_versions_sort_prereleases_first():
+    assert packages.package_version("3.13.5") == "3.13.5"
+    assert packages.package_version("3.14.0rc2") == "3.14.0~rc2"
 
     # dpkg's own ordering: build 2 upgrades build 1, rc sorts before the final release.
     def newer(a, b):
@@ -501,9 +497,9 @@ def test_package_versions_sort_prereleases_first(build_py):
     assert newer("3.14.0-1", "3.14.0~rc2-1")
 
 
-def test_deb_control_from_registry(build_py, registry_json):
-    info = build_py.platform_info(registry_json, "debian-12", "x86_64")
-    control = build_py.deb_control("3.13.5", 2, "x86_64", info["runtime_dependencies"], 1234, "A <a@b.c>")
+def test_deb_control_from_registry(registry_json):
+    info = driver_spec.platform_info(registry_json, "debian-12", "x86_64")
+    control = packages.deb_control("3.13.5", 2, "x86_64", info["runtime_dependencies"], 1234, "A <a@b.c>")
     fields = dict(line.split(": ", 1) for line in control.splitlines() if not line.startswith(" "))
     assert fields["Package"] == "python-3.13.5"
     assert fields["Version"] == "3.13.5-2"
@@ -512,9 +508,9 @@ def test_deb_control_from_registry(build_py, registry_json):
     assert fields["Depends"].split(", ") == list(load_registry().get("debian-12").runtime_dependencies)
 
 
-def test_rpm_spec_from_registry(build_py, registry_json):
-    info = build_py.platform_info(registry_json, "rhel-9", "x86_64")
-    text = build_py.rpm_spec(
+def test_rpm_spec_from_registry(registry_json):
+    info = driver_spec.platform_info(registry_json, "rhel-9", "x86_64")
+    text = packages.rpm_spec(
         "3.14.0rc2", 3, "aarch64", info["runtime_dependencies"], "/w/staging", "/opt/python/3.14.0rc2"
     )
     assert "Name: python-3.14.0rc2\n" in text
@@ -526,28 +522,28 @@ def test_rpm_spec_from_registry(build_py, registry_json):
     assert "\n/opt/python/3.14.0rc2\n" in text
 
 
-def test_expected_modules_follow_the_registry(build_py, registry_json):
-    info = build_py.platform_info(registry_json, "debian-12", "x86_64")
+def test_expected_modules_follow_the_registry(registry_json):
+    info = driver_spec.platform_info(registry_json, "debian-12", "x86_64")
     assert tuple(info["expected_modules"]) == load_registry().expected_modules("debian-12")
     patched = json.loads(json.dumps(registry_json))
     patched["platforms"]["debian-12"]["missing_modules"] = {"_tkinter": "no Tk here"}
-    assert "_tkinter" not in build_py.platform_info(patched, "debian-12", "x86_64")["expected_modules"]
+    assert "_tkinter" not in driver_spec.platform_info(patched, "debian-12", "x86_64")["expected_modules"]
 
 
-def test_build_dependencies_follow_the_registry(build_py, registry_json):
+def test_build_dependencies_follow_the_registry(registry_json):
     for platform in load_registry().platforms:
         for arch in ("x86_64", "aarch64"):
             assert tuple(
-                build_py.platform_info(registry_json, platform, arch)["build_dependencies"]
+                driver_spec.platform_info(registry_json, platform, arch)["build_dependencies"]
             ) == load_registry().build_dependencies(platform, arch)
 
 
-def test_relocatable_shebang(build_py, tmp_path):
+def test_relocatable_shebang(tmp_path):
     script = b"#!/opt/python/3.13.5/bin/python3.13\nimport sys\nprint('hi', sys.argv[1:])\n"
-    rewritten = build_py.rewrite_shebang(script, "python3.13")
+    rewritten = relocation.rewrite_shebang(script, "python3.13")
     assert rewritten.startswith(b"#!/bin/sh\n")
     assert rewritten.endswith(b"import sys\nprint('hi', sys.argv[1:])\n")
-    assert build_py.rewrite_shebang(b"#!/bin/sh\necho\n", "python3.13") is None
+    assert relocation.rewrite_shebang(b"#!/bin/sh\necho\n", "python3.13") is None
     # It really runs the interpreter next to it: a fake 'python3.13' that reports its arguments.
     bindir = tmp_path / "some dir" / "bin"
     bindir.mkdir(parents=True)
@@ -559,19 +555,36 @@ def test_relocatable_shebang(build_py, tmp_path):
     assert out.strip() == f"ran {bindir}/python3.13 with {bindir}/tool x"
 
 
-def test_s3_url_split(build_py):
-    assert build_py.split_s3_url("s3://bucket/a/b/") == ("bucket", "a/b")
-    assert build_py.split_s3_url("s3://bucket") == ("bucket", "")
-    with pytest.raises(build_py.SpecError):
-        build_py.split_s3_url("s3:///x")
+def test_s3_url_split():
+    assert upload.split_s3_url("s3://bucket/a/b/") == ("bucket", "a/b")
+    assert upload.split_s3_url("s3://bucket") == ("bucket", "")
+    with pytest.raises(errors.SpecError):
+        upload.split_s3_url("s3:///x")
 
 
-def test_driver_runs_on_python36_syntax(build_py):
-    """No syntax newer than 3.6 (the system python of rhel-8 and openSUSE 15)."""
+DRIVER_FILES = sorted(
+    path.relative_to(BUILD_PY.parent).as_posix()
+    for path in BUILD_PY.parent.rglob("*.py")
+    if "__pycache__" not in path.parts
+)
+
+
+def test_the_driver_package_is_found():
+    assert {"build.py", "registry.py", "driver/__init__.py", "driver/main.py", "driver/selftest.py"} <= set(
+        DRIVER_FILES
+    )
+
+
+@pytest.mark.parametrize("name", DRIVER_FILES)
+def test_driver_runs_on_python36_syntax(name):
+    """Every file of the driver (build.py, registry.py, driver/): no syntax newer than 3.6 (the
+    system python of rhel-8 and openSUSE 15), none of the newer library names it would miss, no
+    f-strings (the driver's style is .format), and the project's size limits."""
     import ast
 
-    tree = ast.parse(BUILD_PY.read_text(), feature_version=(3, 6))
-    forbidden = (ast.NamedExpr,)
+    text = (BUILD_PY.parent / name).read_text()
+    tree = ast.parse(text, feature_version=(3, 6))
+    forbidden = (ast.NamedExpr, ast.JoinedStr)
     assert not [node for node in ast.walk(tree) if isinstance(node, forbidden)]
     keywords = {node.arg for node in ast.walk(tree) if isinstance(node, ast.keyword)}
     assert not keywords & {"capture_output", "text", "dirs_exist_ok"}
@@ -584,10 +597,13 @@ def test_driver_runs_on_python36_syntax(build_py):
         for alias in node.names
     }
     assert not imported & {"dataclass", "dataclasses", "annotations"}
+    assert len(text.splitlines()) <= 500
+    functions = [node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)]
+    assert not [f.name for f in functions if f.end_lineno - f.lineno + 1 > 60]
 
 
-def test_failure_tail_keeps_earlier_errors(build_py, tmp_path):
-    log = build_py.Log(str(tmp_path / "build.log"))
+def test_failure_tail_keeps_earlier_errors(tmp_path):
+    log = process.Log(str(tmp_path / "build.log"))
     log.start_phase("make")
     log.write("gcc -c a.c\nModules/a.c:12:3: error: unknown type name 'foo'\n" + "gcc -c b.c\n" * 60)
     log.write("make: *** [Makefile:3113: Modules/a.o] Error 1\n")
@@ -608,8 +624,8 @@ SETUP_STDLIB_IN = """\
 """
 
 
-def test_setup_local_builds_the_chosen_modules_in(build_py):
-    text = build_py.setup_local(SETUP_STDLIB_IN, ("_json", "math", "_md5"))
+def test_setup_local_builds_the_chosen_modules_in():
+    text = flags.setup_local(SETUP_STDLIB_IN, ("_json", "math", "_md5"))
     lines = [line for line in text.splitlines() if not line.startswith("#")]
     assert lines == [
         "*static*",
@@ -618,18 +634,18 @@ def test_setup_local_builds_the_chosen_modules_in(build_py):
         "_md5 md5module.c -I$(srcdir)/Modules/_hacl/include _hacl/Hacl_Hash_MD5.c",
     ]
     # The default list has no module that needs a third-party library.
-    assert not {"_sqlite3", "_ssl", "_ctypes", "zlib", "binascii", "pyexpat"} & set(build_py.BUILTIN_MODULES)
+    assert not {"_sqlite3", "_ssl", "_ctypes", "zlib", "binascii", "pyexpat"} & set(series.BUILTIN_MODULES)
 
 
-def test_build_dependencies_command_for_the_dockerfiles(build_py, capsys):
+def test_build_dependencies_command_for_the_dockerfiles(capsys):
     """What the Dockerfiles install: the registry's list for the image's platform and arch."""
-    assert build_py.main(["--build-dependencies", "debian-12", "x86_64"]) == 0
+    assert main.main(["--build-dependencies", "debian-12", "x86_64"]) == 0
     assert tuple(capsys.readouterr().out.split()) == load_registry().build_dependencies("debian-12", "x86_64")
-    assert build_py.main(["--build-dependencies", "debian-12", "aarch64"]) == 0
+    assert main.main(["--build-dependencies", "debian-12", "aarch64"]) == 0
     assert "bolt-16" not in capsys.readouterr().out.split()
-    assert build_py.main(["--build-dependencies", "debian-99", "x86_64"]) == 2
+    assert main.main(["--build-dependencies", "debian-99", "x86_64"]) == 2
     assert "unknown platform 'debian-99'" in capsys.readouterr().out
-    assert build_py.main(["--build-dependencies", "debian-12", "sparc"]) == 2
+    assert main.main(["--build-dependencies", "debian-12", "sparc"]) == 2
     assert "unknown arch 'sparc' for platform debian-12" in capsys.readouterr().out
-    assert build_py.main(["--build-dependencies", "debian-12"]) == 2
+    assert main.main(["--build-dependencies", "debian-12"]) == 2
     assert "--build-dependencies PLATFORM ARCH" in capsys.readouterr().out

@@ -1,5 +1,5 @@
-"""The ELF hardening checker (builder_image/hardening.py) on real ELF files compiled here,
-and the BOLT build's PT_GNU_STACK repair in build.py."""
+"""The ELF hardening checker (builder_image/driver/hardening.py) on real ELF files compiled
+here, and the BOLT build's PT_GNU_STACK repair in the make phase (driver/make.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from driver import flags, make
 
-HARDENING_PY = Path(__file__).resolve().parents[2] / "builder_image" / "hardening.py"
+HARDENING_PY = Path(__file__).resolve().parents[2] / "builder_image" / "driver" / "hardening.py"
 HARDENED = ["-O2", "-fstack-protector", "-D_FORTIFY_SOURCE=2", "-Wl,-z,relro,-z,now", "-Wl,-z,noexecstack"]
 DEBIAN_NON_PIE = "BOLT, as Debian's python3"
 
@@ -335,7 +336,7 @@ def test_bolt_use_gnu_stack_then_restore_then_strip(hardening, cc, tmp_path):
     assert subprocess.run([str(bolted)], stdout=subprocess.PIPE, text=True, check=True).stdout == "ok rwx=0\n"
 
 
-# build.py: the BOLT steps.
+# driver/make.py: the BOLT steps.
 MAKEFILE_BOLT = {
     "OPT": "-DNDEBUG -g -O3 -Wall",
     "INSTSONAME": "libpython3.13.so.1.0",
@@ -343,17 +344,17 @@ MAKEFILE_BOLT = {
 }
 
 
-def test_bolt_binaries_follow_the_interpreter_link(build_py):
+def test_bolt_binaries_follow_the_interpreter_link():
     static = dict(MAKEFILE_BOLT, LINK_PYTHON_OBJS="$(BLDLIBRARY)")
-    assert build_py.bolt_binaries("3.13.5", static) == ["python"]
-    assert build_py.bolt_binaries("3.15.0a1", MAKEFILE_BOLT) == ["python"]
-    assert build_py.bolt_binaries("3.12.8", MAKEFILE_BOLT) == ["python", "libpython3.13.so.1.0"]
+    assert make.bolt_binaries("3.13.5", static) == ["python"]
+    assert make.bolt_binaries("3.15.0a1", MAKEFILE_BOLT) == ["python"]
+    assert make.bolt_binaries("3.12.8", MAKEFILE_BOLT) == ["python", "libpython3.13.so.1.0"]
 
 
-def test_bolt_build_restores_gnu_stack_after_bolt(build_py):
+def test_bolt_build_restores_gnu_stack_after_bolt():
     makefile = dict(MAKEFILE_BOLT, LINK_PYTHON_OBJS="$(BLDLIBRARY)")
     bolt = {"package": "bolt-16", "tools": "/usr/lib/llvm-16/bin", "arches": ["x86_64"]}
-    steps = build_py.make_steps(2, "3.13.5", "pgo+lto", makefile, "-m test --pgo", bolt)
+    steps = make.make_steps(2, "3.13.5", "pgo+lto", makefile, "-m test --pgo", bolt)
     whats = [what for what, _ in steps]
     assert whats[-2:] == [
         "BOLT instrumented run and optimization",
@@ -366,8 +367,8 @@ def test_bolt_build_restores_gnu_stack_after_bolt(build_py):
         and argv[2:] == ["--restore-gnu-stack", "python"]
     )
     # CPython's -use-gnu-stack stays: without it binutils' strip corrupts the BOLTed binary.
-    final = build_py.make_variables("3.13.5", "pgo+lto", makefile, dict(bolt, flag_substitutions={}))[1]
+    final = flags.make_variables("3.13.5", "pgo+lto", makefile, dict(bolt, flag_substitutions={}))[1]
     assert "BOLT_APPLY_FLAGS" not in final or "-use-gnu-stack" in final["BOLT_APPLY_FLAGS"]
     for optimization, with_bolt in (("pgo+lto", None), ("none", bolt)):
-        steps = build_py.make_steps(2, "3.13.5", optimization, makefile, None, with_bolt)
+        steps = make.make_steps(2, "3.13.5", optimization, makefile, None, with_bolt)
         assert all("--restore-gnu-stack" not in argv for _, argv in steps)

@@ -1,17 +1,16 @@
-"""Unit tests of what depends on the CPython series (builder_image/series.py), of the
+"""Unit tests of what depends on the CPython series (builder_image/driver/series.py), of the
 relocatable build configuration (relocation.py) and of the child environment
-(buildenv.py): every series 3.9 to 3.15."""
+(buildenv.py): every series 3.9 to 3.15. The 3.6 syntax check of every driver file is in
+test_driver_logic.py."""
 
 from __future__ import annotations
 
-import ast
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
+from driver import buildenv, flags, make, relocation, series
 
 BUILDER = Path(__file__).resolve().parents[2] / "builder_image"
 SERIES = ["3.9", "3.10", "3.11", "3.12", "3.13", "3.14", "3.15"]
@@ -19,23 +18,7 @@ VERSIONS = {"3.9": "3.9.2", "3.10": "3.10.16", "3.11": "3.11.2", "3.12": "3.12.8
             "3.14": "3.14.0", "3.15": "3.15.0a2"}  # fmt: skip
 
 
-def load(name):
-    sys.path.insert(0, str(BUILDER))
-    try:
-        spec = importlib.util.spec_from_file_location(name, BUILDER / (name + ".py"))
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BUILDER))
-
-
-series = load("series")
-relocation = load("relocation")
-buildenv = load("buildenv")
-
-
-# --- configure flags, built-ins, static interpreter, BOLT, PGO (through build.py) -------------
+# --- configure flags, built-ins, static interpreter, BOLT, PGO (flags.py, make.py) -----------
 
 CONFIGURE = {
     "3.9": [],
@@ -53,46 +36,46 @@ CONFIGURE = {
 
 
 @pytest.mark.parametrize("key", SERIES)
-def test_configure_flags_per_series(build_py, key):
+def test_configure_flags_per_series(key):
     version = VERSIONS[key]
     base = ["--prefix=/opt/python/" + version, "--enable-shared", "--with-ensurepip=install"]
-    assert build_py.configure_args(version, "none", "/opt/python/" + version) == base + CONFIGURE[key]
-    optimized = build_py.configure_args(version, "pgo+lto", "/opt/python/" + version)
+    assert flags.configure_args(version, "none", "/opt/python/" + version) == base + CONFIGURE[key]
+    optimized = flags.configure_args(version, "pgo+lto", "/opt/python/" + version)
     assert optimized == [*base, "--enable-optimizations", "--with-lto", *CONFIGURE[key]]
 
 
 @pytest.mark.parametrize("key", SERIES)
-def test_builtin_modules_per_series(build_py, key):
+def test_builtin_modules_per_series(key):
     """3.9/3.10 have no Modules/Setup.stdlib.in: nothing is built in (series.py says why)."""
     modules = series.builtin_modules(VERSIONS[key])
     if key in ("3.9", "3.10"):
         assert modules == ()
     else:
-        assert modules == build_py.BUILTIN_MODULES and "_json" in modules
+        assert modules == series.BUILTIN_MODULES and "_json" in modules
     stdlib_in = "@MODULE__JSON_TRUE@_json _json.c\n@MODULE_MATH_TRUE@math mathmodule.c\n"
-    text = build_py.setup_local(stdlib_in, modules)
+    text = flags.setup_local(stdlib_in, modules)
     assert ("_json _json.c" in text) == bool(modules)
 
 
 @pytest.mark.parametrize("key", SERIES)
-def test_static_interpreter_per_series(build_py, key):
+def test_static_interpreter_per_series(key):
     """3.11+ Makefiles have LINK_PYTHON_OBJS (3.11.2 and 3.13 tarballs checked); 3.15 asks
     configure; 3.9/3.10 keep the shared-linked interpreter."""
     version = VERSIONS[key]
     makefile = {} if key in ("3.9", "3.10") else {"LINK_PYTHON_OBJS": "$(LIBRARY_OBJS)"}
-    assert build_py.static_interpreter(version, makefile) == (key not in ("3.9", "3.10"))
+    assert flags.static_interpreter(version, makefile) == (key not in ("3.9", "3.10"))
     assert series.interpreter_links_libpython(version) == (key in ("3.9", "3.10"))
-    variables, _ = build_py.make_variables(version, "none", dict(makefile, OPT="-g -O3"))
+    variables, _ = flags.make_variables(version, "none", dict(makefile, OPT="-g -O3"))
     assert ("LINK_PYTHON_OBJS" in variables) == (key not in ("3.9", "3.10", "3.15"))
 
 
 @pytest.mark.parametrize("key", SERIES)
-def test_bolt_eligibility_per_series(build_py, key):
+def test_bolt_eligibility_per_series(key):
     platform = {"bolt": {"package": "bolt-16", "tools": "/usr/lib/llvm-16/bin", "arches": ["x86_64"]}}
     version = VERSIONS[key]
-    eligible = build_py.bolt_config(version, "pgo+lto", platform) is not None
+    eligible = flags.bolt_config(version, "pgo+lto", platform) is not None
     assert eligible == (int(key.split(".")[1]) >= 11) == series.bolt_supported(version)
-    assert build_py.bolt_config(version, "none", platform) is None
+    assert flags.bolt_config(version, "none", platform) is None
 
 
 BOLT_16 = {
@@ -115,20 +98,20 @@ MAKEFILE_BOLT = {"BOLT_INSTRUMENT_FLAGS": "", "BOLT_APPLY_FLAGS": "-reorder-func
 
 
 @pytest.mark.parametrize("key", [key for key in SERIES if key not in ("3.9", "3.10")])
-def test_bolt_build_per_series(build_py, key):
+def test_bolt_build_per_series(key):
     """3.12+ configure --enable-bolt (its compile/link flags) and run the Makefile's
     profile-bolt-stamp; 3.11 gets those flags from the driver and the rule from the fragment.
     3.11 and 3.12 get CPython 3.13's llvm-bolt flags (3.12's lack the computed-goto
     -skip-funcs); 3.13+ keep their Makefile's. The platform's substitutions apply to all."""
     version, minor = VERSIONS[key], int(key.split(".")[1])
     makefile = dict(MAKEFILE_VARIABLES, **(MAKEFILE_BOLT if minor >= 12 else {}))
-    assert ("--enable-bolt" in build_py.configure_args(version, "pgo+lto", "/p", BOLT_16)) == (minor >= 12)
-    env = build_py.configure_env(version, BOLT_16)
+    assert ("--enable-bolt" in flags.configure_args(version, "pgo+lto", "/p", BOLT_16)) == (minor >= 12)
+    env = flags.configure_env(version, BOLT_16)
     assert env["LLVM_BOLT"] == "/usr/lib/llvm-16/bin/llvm-bolt"
     own_flags = env["CFLAGS_NODIST"].endswith(" -fno-reorder-blocks-and-partition")
     assert own_flags == ("-Wl,--emit-relocs" in env["LDFLAGS_NODIST"]) == (minor == 11)
     assert env["CFLAGS_NODIST"].startswith("-fstack-protector -D_FORTIFY_SOURCE=2")
-    for variables in build_py.make_variables(version, "pgo+lto", makefile, BOLT_16):
+    for variables in flags.make_variables(version, "pgo+lto", makefile, BOLT_16):
         assert variables["BOLT_BINARIES"] == "$(BUILDPYTHON)"
         apply = variables["BOLT_APPLY_FLAGS"].split()
         assert "-reorder-functions=hfsort+" in apply and "-use-gnu-stack" in apply
@@ -137,10 +120,10 @@ def test_bolt_build_per_series(build_py, key):
         )
         assert (variables.get("LINKCC") == "$(PURIFY) $(MAINCC) -fno-pie -no-pie") == (minor == 11)
         assert ("LLVM_BOLT" in variables) == (minor == 11)
-    fragment = build_py.make_fragment(version, makefile, BOLT_16) or ""
+    fragment = make.make_fragment(version, makefile, BOLT_16) or ""
     assert ("profile-bolt-stamp: python" in fragment.splitlines()) == (minor == 11)
-    assert "profile-bolt-stamp" not in (build_py.make_fragment(version, makefile) or "")
-    steps = build_py.make_steps(2, version, "pgo+lto", makefile, "-m test --pgo", BOLT_16)
+    assert "profile-bolt-stamp" not in (make.make_fragment(version, makefile) or "")
+    steps = make.make_steps(2, version, "pgo+lto", makefile, "-m test --pgo", BOLT_16)
     assert [argv[2] for _, argv in steps[:3]] == ["profile-run-stamp", "profile-opt", "profile-bolt-stamp"]
     assert steps[3][1][-2:] == ["--restore-gnu-stack", "python"]
 
@@ -172,11 +155,11 @@ def test_bolt_for_311_is_313s_configure_and_flags():
 
 
 @pytest.mark.parametrize("key", SERIES)
-def test_pgo_task_per_series(build_py, key):
+def test_pgo_task_per_series(key):
     """CPython's own task, regrtest --pgo, the same option from 3.9 to 3.15."""
     expected = "-m test --pgo -j2 --timeout=$(TESTTIMEOUT)"
     assert series.profile_task(VERSIONS[key], 2) == expected
-    assert build_py.default_profile_task(2, VERSIONS[key]) == expected
+    assert make.default_profile_task(2, VERSIONS[key]) == expected
 
 
 # --- the self-test: tests, where they come from, test-only modules, exclusions ---------------
@@ -335,12 +318,3 @@ def test_ccache_env_only_adds_ccache():
     }
     default = buildenv.ccache_env(base, {}, "/s", "/w")
     assert default["CCACHE_DIR"] == os.path.join(os.path.expanduser("~"), ".cache", "ccache")
-
-
-@pytest.mark.parametrize("name", ["series.py", "selftest.py", "relocation.py", "buildenv.py"])
-def test_driver_modules_run_on_python36_syntax(name):
-    tree = ast.parse((BUILDER / name).read_text(), feature_version=(3, 6))
-    assert not [node for node in ast.walk(tree) if isinstance(node, ast.NamedExpr | ast.JoinedStr)]
-    keywords = {node.arg for node in ast.walk(tree) if isinstance(node, ast.keyword)}
-    assert not keywords & {"capture_output", "text", "dirs_exist_ok"}
-    assert len((BUILDER / name).read_text().splitlines()) <= 500

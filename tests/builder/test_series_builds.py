@@ -293,8 +293,7 @@ def build_py_module():
 
 def test_selftest_fails_naming_a_removed_module(build_313, build_py_module, tmp_path):
     """The self-test, called on an installed tree without _sqlite3, fails naming it."""
-    sys.path.insert(0, str(REPO / "builder_image"))
-    import selftest
+    from driver import selftest
 
     broken = tmp_path / "broken"
     shutil.copytree(build_313.moved, broken, symlinks=True)

@@ -1,6 +1,6 @@
 """What depends on the CPython series, as data and pure functions keyed on the version.
 
-Standard library only, Python 3.6+ (imported by build.py, which runs on the oldest
+Standard library only, Python 3.6+ (imported by the driver, which runs on the oldest
 system python of a builder). Checked against the tarballs of 3.9.2, 3.11.2, 3.13.5 and
 3.13.15 and, for the other series, against CPython's repository history:
 - --disable-test-modules (don't build or install test modules) is new in 3.10
@@ -15,11 +15,12 @@ system python of a builder). Checked against the tarballs of 3.9.2, 3.11.2, 3.13
   to the fix of gh-116303 (March 2024; 3.13 imports it lazily).
 """
 
-# Runs on Python 3.6 like build.py: .format, no f-strings.
-
 import re
 
-# Built into libpython (see build.py's BUILTIN_MODULES for why), from 3.11 on.
+# Extension modules built into libpython (and so into the interpreter) from 3.11 on, as
+# Debian builds them: no third-party libraries, and called often. Built in, they are compiled
+# as core code (the thread state without a function call, LTO across the call) instead of
+# being loaded .so files that reach the interpreter through the PLT (flags.setup_local()).
 BUILTIN_MODULES = (
     "_bisect",
     "_csv",
@@ -210,7 +211,7 @@ def test_module_sources(version, setup_stdlib_in=None):
 
 def exclusions(version, platform):
     """[(pattern, reason)] of test cases the self-test skips for this version on this
-    platform (its registry entry, or build.py's platform_info: a dict with "openssl")."""
+    platform (its registry entry, or spec.platform_info(): a dict with "openssl")."""
     key = ".".join(version.split(".")[:2])
     return [
         (pattern, reason)

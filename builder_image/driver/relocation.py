@@ -1,5 +1,5 @@
 """Build configuration that follows the installed tree when it is moved (pure text
-transforms, applied by build.py at install time; no post-install step for users).
+transforms, applied by install.py at install time; no post-install step for users).
 
 - sysconfig: lib/python3.X/_sysconfigdata_*.py gets a tail that replaces the
   configured prefix in every path-valued variable (INCLUDEPY, LIBDIR, LIBPL,
@@ -9,13 +9,13 @@ transforms, applied by build.py at install time; no post-install step for users)
   nothing changes.
 - pkg-config: lib/pkgconfig/python-3.X*.pc say prefix=${pcfiledir}/../.., pkg-config's
   own variable for the directory of the .pc file.
+- bin/ scripts: a '#!/opt/python/.../python3.X' first line becomes a /bin/sh trampoline
+  that runs the interpreter next to the script (rewrite_shebang()).
 - python3.X-config is upstream's shell script, which already computes its prefix from
   its own path ($0) and rewrites includedir, libdir and LIBPL with it.
 
 Standard library only, Python 3.6+.
 """
-
-# Runs on Python 3.6 like build.py: .format, no f-strings.
 
 import re
 
@@ -73,3 +73,19 @@ def relocatable_pc(text, prefix):
     if not seen_prefix:
         raise ValueError("no prefix= line in the .pc file")
     return "\n".join(lines) + "\n"
+
+
+def relocatable_shebang(interpreter_name):
+    """A /bin/sh trampoline that runs the script with the interpreter next to it
+    (the form python-build-standalone uses), so bin/ scripts work from any directory."""
+    return ('#!/bin/sh\n\'\'\'exec\' "$(dirname -- "$(realpath -- "$0")")/{}" "$0" "$@"\n\' \'\'\'\n').format(
+        interpreter_name
+    )
+
+
+def rewrite_shebang(content, interpreter_name):
+    """Script bytes with a '#!.../python...' first line replaced by the trampoline; None if not one."""
+    first, newline, rest = content.partition(b"\n")
+    if not newline or not re.match(rb"^#!\s*/\S*/python[0-9.]*\s*$", first):
+        return None
+    return relocatable_shebang(interpreter_name).encode() + rest

@@ -8,8 +8,6 @@ from an allow-list (child_env()), not copied from os.environ. Pure functions, st
 library only, Python 3.6+.
 """
 
-# Runs on Python 3.6 like build.py: .format, no f-strings.
-
 import os
 
 STANDARD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -2,8 +2,9 @@
 
 Callable on any installed tree (the driver's staged tree, or one unpacked from a
 tarball): selftest(Context(...)) runs every check and returns the results; a failed
-check raises SelftestError naming the check and what failed. Standard library only,
-Python 3.6+ (imported by build.py).
+check raises SelftestError naming the check and what failed. phase() is the driver's
+selftest phase: the hardening check of every ELF file (hardening.py), then selftest(). Standard library only,
+Python 3.6+ (run by the driver's selftest phase, phase() below).
 
 The CPython tests run in a scratch copy of the tree moved elsewhere: the copy also
 proves relocation, and receives what the tests need but the package must not ship
@@ -11,20 +12,16 @@ proves relocation, and receives what the tests need but the package must not shi
 modules built from the source), see series.py.
 """
 
-# Runs on Python 3.6 like build.py: .format, no f-strings.
-
 import base64
 import hashlib
 import json
 import os
 import shutil
-import sys
 import time
 import zipfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import process
-import series
+from . import hardening, process, series
+from .errors import BuildError
 
 
 class SelftestError(Exception):
@@ -40,7 +37,7 @@ class Context:
     """What the self-test needs about one installed tree.
 
     tree: the installed prefix (bin/, lib/, include/); version: e.g. "3.13.15";
-    platform: build.platform_info() (expected_modules, missing_modules, id); source:
+    platform: spec.platform_info() (expected_modules, missing_modules, id); source:
     the unpacked CPython source (for Lib/test and test-only C modules); work: scratch
     directory (emptied); tests: regrtest names (None: series.selftest_tests());
     log: an object with write(text); env: the base environment of every command."""
@@ -305,6 +302,62 @@ def make_test_wheel(directory):
         for path, data in files.items():
             archive.writestr(path, data)
     return wheel
+
+
+# -- the driver's selftest phase ---------------------------------------------------------
+
+
+def phase(build):
+    """The hardening check of every ELF file (first: it takes a second), then
+    selftest.py's checks on the staged tree; BUILDFARM_SELFTEST_TESTS overrides the
+    series' test list (series.selftest_tests())."""
+    check_hardening(build)
+    tests = os.environ.get("BUILDFARM_SELFTEST_TESTS")
+    context = Context(
+        build.tree,
+        build.version,
+        build.platform,
+        build.src,
+        os.path.join(build.work, "selftest"),
+        build.log,
+        selftest_env(build),
+        tests=tests.split() if tests is not None else None,
+        jobs=build.jobs,
+    )
+    try:
+        build.selftest_results.update(selftest(context))
+    except SelftestError as error:
+        raise BuildError("selftest", str(error)) from None
+    finally:
+        build.python_info = context.python_info
+        build.modules = context.modules
+    shutil.rmtree(context.work, ignore_errors=True)
+
+
+def selftest_env(build):
+    env = dict(build.env)  # already an allow-list: no PYTHON*, PIP_*, LD_LIBRARY_PATH
+    env["PYTHONNOUSERSITE"] = "1"
+    env["PIP_NO_INDEX"] = "1"
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    return env
+
+
+def check_hardening(build):
+    """NX stack, full RELRO, PIE, canaries and FORTIFY of every ELF file the packages
+    ship (hardening.py); a violation fails the build naming the file and property.
+    A BOLTed interpreter is position-dependent (CPython links it -no-pie, as Debian
+    links its python3): recorded with that reason, not hidden."""
+    position_dependent = {}
+    if build.bolt:
+        position_dependent["bin/" + build.python_bin] = "BOLT, as Debian's python3"
+    build.hardening, violations = hardening.check_tree(build.tree, position_dependent)
+    for path, row in sorted(build.hardening.items()):
+        build.log.write("hardening: {} {}\n".format(path, json.dumps(row, sort_keys=True)))
+    if violations:
+        raise BuildError("selftest", "hardening: " + "; ".join(violations[:10]))
+    build.selftest_results["hardening"] = "ok ({} ELF files: NX stack, full RELRO{})".format(
+        len(build.hardening), ", PIE" if not position_dependent else ", PIE but the BOLTed interpreter"
+    )
 
 
 EMBED_PROGRAM = r"""

@@ -1,6 +1,6 @@
 """Hardening check of the ELF files a build ships; standard library only.
 
-Runs inside the builder next to build.py, so it keeps to Python 3.6 and reads ELF
+Runs inside the builder with the driver, so it keeps to Python 3.6 and reads ELF
 headers with struct itself (no readelf parsing, no pyelftools). For each ELF file:
 
 - nx_stack: a PT_GNU_STACK header without PF_X. Without the header glibc and the

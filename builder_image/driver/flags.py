@@ -1,0 +1,198 @@
+"""Compiler and make flags of a build: ./configure's arguments and environment, the make
+variables of CPython's PGO stages, the modules built into libpython. Pure functions of the
+version, the optimization, the configured Makefile and the platform's BOLT entry; standard
+library only, Python 3.6+."""
+
+import re
+
+from . import series
+from .errors import SpecError
+from .spec import parse_version
+
+# -fstack-protector, not -strong, as Debian builds its python3: -strong also instruments
+# most of the interpreter's hot functions (anything with a local array or address taken).
+HARDENING_CFLAGS = "-fstack-protector -D_FORTIFY_SOURCE=2"
+HARDENING_LDFLAGS = "-Wl,-z,relro,-z,now"
+# The interpreter and its extension modules find libpython relative to themselves.
+# The doubled $ survives make (which turns $$ into $), the backslash survives the
+# shell that runs the link recipe; the linker then records exactly $ORIGIN/../lib.
+RPATH_LDFLAG_FOR_MAKE = "-Wl,-rpath,\\$$ORIGIN/../lib"
+# What CPython's configure adds to CFLAGS_NODIST/LDFLAGS_NODIST for GCC with --with-lto.
+CPYTHON_GCC_LTO_FLAGS = ("-flto", "-fuse-linker-plugin", "-ffat-lto-objects", "-flto-partition=none")
+DEBUG_FLAGS = ("-g",)
+
+_SETUP_STDLIB_LINE = re.compile(r"^@MODULE_[A-Z0-9_]+_TRUE@(\S+)\s+(.*)$")
+_MAKEFILE_ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*:?=(.*)$")
+
+
+def bolt_config(version, optimization, platform):
+    """The platform's "bolt" entry (platform_info()) when this build is BOLT-optimized, else
+    None: pgo+lto builds of 3.11+ (series.bolt_supported()) where the platform has
+    llvm-bolt for the arch ("tools": its directory)."""
+    if optimization != "pgo+lto" or not series.bolt_supported(version):
+        return None
+    return platform.get("bolt")
+
+
+def configure_args(version, optimization, prefix, bolt=None):
+    """./configure arguments; version-dependent options only where the version has them.
+
+    bolt: bolt_config() of the build; CPython then runs llvm-bolt over the PGO+LTO
+    interpreter with its own profile task and flags (after `make profile-opt`)."""
+    parsed = parse_version(version)
+    minor = parsed[1]
+    args = [
+        "--prefix=" + prefix,
+        "--enable-shared",
+        "--with-ensurepip=install",
+    ]
+    if optimization == "pgo+lto":
+        args += ["--enable-optimizations", "--with-lto"]
+        if bolt and series.bolt_by_configure(version):
+            args.append("--enable-bolt")  # 3.11: series.bolt_nodist_flags() and the fragment
+    elif optimization != "none":
+        raise SpecError("unknown optimization {!r}".format(optimization))
+    if minor >= 10:
+        # 3.10 added both; 3.9 builds test modules and never installs a static libpython
+        # with --enable-shared anyway.
+        args += ["--disable-test-modules", "--without-static-libpython"]
+    if minor >= 15:
+        # Upstream's name for what make_variables() does for older versions.
+        args.append("--enable-static-libpython-for-interpreter")
+    return args
+
+
+def configure_env(version, bolt=None):
+    """Environment for ./configure only (not make, so flags are not doubled).
+
+    Hardening and the rpath go through the *_NODIST variables: they apply to the
+    interpreter's own build but are not recorded for extensions built later. BOLT's
+    tools are named by path: distributions install them versioned, off PATH.
+    """
+    parse_version(version)
+    env = {
+        "CFLAGS_NODIST": HARDENING_CFLAGS,
+        "LDFLAGS_NODIST": HARDENING_LDFLAGS + " " + RPATH_LDFLAG_FOR_MAKE,
+    }
+    interposition = series.semantic_interposition_cflags(version)
+    if interposition:
+        env = {name: value + " " + interposition for name, value in env.items()}
+    if bolt:
+        env.update(bolt_tools(bolt))
+        for name, flags in series.bolt_nodist_flags(version).items():
+            env[name] += " " + flags
+    return env
+
+
+def bolt_tools(bolt):
+    tools = bolt["tools"].rstrip("/")
+    return {"LLVM_BOLT": tools + "/llvm-bolt", "MERGE_FDATA": tools + "/merge-fdata"}
+
+
+def setup_local(setup_stdlib_in, modules=series.BUILTIN_MODULES):
+    """Modules/Setup.local (read by configure) building `modules` in, with CPython's own
+    lines for them from Modules/Setup.stdlib.in (3.11+) minus the enabled-if marker."""
+    lines = [
+        "# Written by the build farm's driver (builder_image/driver): modules built into libpython.",
+        "*static*",
+    ]
+    for line in setup_stdlib_in.splitlines():
+        match = _SETUP_STDLIB_LINE.match(line)
+        if match and match.group(1) in modules:
+            lines.append(match.group(1) + " " + match.group(2))
+    return "\n".join(lines) + "\n"
+
+
+def makefile_variables(text):
+    """NAME=value assignments of a configure-generated Makefile (values as written)."""
+    variables = {}
+    for line in text.splitlines():
+        match = _MAKEFILE_ASSIGNMENT.match(line)
+        if match:
+            variables[match.group(1)] = match.group(2).strip()
+    return variables
+
+
+def _without(value, flags):
+    return " ".join(word for word in value.split() if word not in flags)
+
+
+def static_interpreter(version, makefile):
+    """Whether bin/python links libpython's objects: 3.15 has a configure option; older
+    versions whose Makefile has LINK_PYTHON_OBJS (3.13 verified here) take make variables;
+    the rest keep the shared-linked interpreter."""
+    return parse_version(version)[1] >= 15 or "LINK_PYTHON_OBJS" in makefile
+
+
+def static_interpreter_by_make(version, makefile):
+    """The static interpreter, made with make variables (before 3.15's configure option)."""
+    return static_interpreter(version, makefile) and parse_version(version)[1] < 15
+
+
+def make_variables(version, optimization, makefile, bolt=None):
+    """make command-line variables for the two PGO stages: (instrumented, final).
+
+    makefile: makefile_variables() of the configured tree. For "none" both are the
+    same. Three departures from CPython's defaults, each for build time or speed:
+    - no -g: every binary is stripped, so debug info only costs compile and link time;
+    - the interpreter links libpython's objects instead of libpython.so (what Debian
+      and python-build-standalone ship, and 3.15's --enable-static-libpython-for-
+      interpreter): code in a shared library reaches the thread state through
+      __tls_get_addr and its globals through the GOT (benchmarks/interpreter_speed.py:
+      0.86x of Debian's python3.13 before, ~1.0x after). libpython.so is still built
+      and installed for embedders;
+    - the instrumented build has no LTO: GCC instruments each function before LTO,
+      so the profile is the same and the single-threaded LTO link happens once.
+    With bolt (bolt_config()), BOLT optimizes the interpreter alone (it no longer runs
+    libpython.so's code, so a profile of that would be empty), with CPython's flags but
+    for the platform's substitutions (an older llvm-bolt lacks some of them).
+    """
+    common = {"OPT": _without(makefile.get("OPT", ""), DEBUG_FLAGS)}
+    if static_interpreter_by_make(version, makefile):
+        common["LINK_PYTHON_OBJS"] = "$(LIBRARY_OBJS)"
+        # Not $(LIBRARY_DEPS): the interpreter no longer waits for libpython.so, so the
+        # two long LTO links run side by side (make_fragment() keeps libpython.so built).
+        common["LINK_PYTHON_DEPS"] = "$(LIBRARY_OBJS) $(EXPORTSYMS)"
+    if bolt:
+        common.update(_bolt_variables(version, makefile, bolt))
+    final = dict(common)
+    instrumented = dict(common)
+    for name in ("CONFIGURE_CFLAGS_NODIST", "CONFIGURE_LDFLAGS_NODIST"):
+        value = makefile.get(name, "")
+        final[name] = _without(value, DEBUG_FLAGS)
+        instrumented[name] = _without(value, DEBUG_FLAGS + CPYTHON_GCC_LTO_FLAGS)
+    if optimization == "none":
+        return final, final
+    return instrumented, final
+
+
+def _bolt_variables(version, makefile, bolt):
+    """BOLT's make variables: the interpreter alone where it links libpython's objects;
+    CPython 3.13's flags where the Makefile has none or older ones (series.bolt_flags()),
+    with the platform's substitutions; for 3.11 the tools and the -no-pie LINKCC that
+    3.12+ configure provides."""
+    variables = {}
+    if static_interpreter(version, makefile):
+        variables["BOLT_BINARIES"] = "$(BUILDPYTHON)"
+    own = series.bolt_flags(version)
+    substitutions = bolt.get("flag_substitutions") or {}
+    for index, name in enumerate(("BOLT_INSTRUMENT_FLAGS", "BOLT_APPLY_FLAGS")):
+        if own or substitutions:
+            flags = (own[index] if own else makefile.get(name, "")).split()
+            variables[name] = " ".join(substitutions.get(flag, flag) for flag in flags)
+    linkcc = series.bolt_linkcc(version, makefile.get("LINKCC"))
+    if linkcc:
+        variables["LINKCC"] = linkcc
+        variables.update(bolt_tools(bolt))
+    return variables
+
+
+def make_assignments(variables):
+    """make command-line arguments NAME=value (passed as argv items, never through a shell)."""
+    return ["{}={}".format(name, value) for name, value in sorted(variables.items())]
+
+
+def install_argv(version, optimization, makefile, destdir, bolt=None):
+    """make install with the final build's variables, so nothing is rebuilt differently."""
+    _, final = make_variables(version, optimization, makefile, bolt)
+    return ["make", "install", "DESTDIR=" + destdir, *make_assignments(final)]

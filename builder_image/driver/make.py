@@ -1,0 +1,174 @@
+"""The configure and make phases: unpack the source, Modules/Setup.local, ./configure with
+flags.py's arguments; then make, or CPython's PGO stages (and BOLT), with a progress line
+at least every 30 s (progress.py). Standard library only, Python 3.6+."""
+
+import os
+import shutil
+import sys
+import time
+
+from . import buildenv, progress, series
+from .errors import BuildError
+from .flags import (
+    configure_args,
+    configure_env,
+    make_assignments,
+    make_variables,
+    setup_local,
+    static_interpreter,
+    static_interpreter_by_make,
+)
+from .process import run
+
+HARDENING_PY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hardening.py")
+# The steps of the make phase (make_steps()), and how each shows its progress: what it does
+# first (compiles objects, or BOLT's run) and its training run (PGO or BOLT), if any. The
+# step that restores PT_GNU_STACK takes a second and prints none.
+BUILD_STEP = "build"
+PGO_STEP = "instrumented build and profile run"
+OPTIMIZED_STEP = "optimized build"
+BOLT_STEP = "BOLT instrumented run and optimization"
+GNU_STACK_STEP = "PT_GNU_STACK back into the BOLTed binaries"
+STEP_PROGRESS = {
+    BUILD_STEP: ("make", None),
+    PGO_STEP: ("make", "pgo"),
+    OPTIMIZED_STEP: ("make", None),
+    BOLT_STEP: ("bolt", "bolt"),
+}
+
+
+def configure(build):
+    run(build.log, "configure", ["tar", "-xf", build.tarball, "-C", build.work], env=build.env)
+    if not os.path.isfile(os.path.join(build.src, "configure")):
+        raise BuildError("configure", "the source tarball has no Python-{}/configure".format(build.version))
+    build.configure_argv = configure_args(build.version, build.spec["optimization"], build.prefix, build.bolt)
+    stdlib_setup = os.path.join(build.src, "Modules", "Setup.stdlib.in")
+    if os.path.isfile(stdlib_setup):  # 3.11+; configure turns Setup.local into rules
+        with open(stdlib_setup) as handle:
+            text = setup_local(handle.read(), series.builtin_modules(build.version))
+        with open(os.path.join(build.src, "Modules", "Setup.local"), "w") as handle:
+            handle.write(text)
+        build.log.write(text)
+    env = dict(build_env(build))
+    env.update(configure_env(build.version, build.bolt))
+    run(build.log, "configure", ["./configure", *build.configure_argv], cwd=build.src, env=env)
+
+
+def make(build):
+    profile_task = os.environ.get("BUILDFARM_PROFILE_TASK") or default_profile_task(build.jobs, build.version)
+    steps = make_steps(
+        build.jobs, build.version, build.spec["optimization"], build.makefile(), profile_task, build.bolt
+    )
+    env = make_env(build)
+    # Every compiling step compiles the same objects: counted once, from the first one.
+    objects = progress.dry_run_objects(steps[0][1], build.src, env)
+    build.log.write(
+        "progress: {} objects to compile\n".format(len(objects) if objects else "an unknown number of")
+    )
+    tracker = progress.Tracker(objects)
+    for what, argv in steps:
+        started = time.time()
+        if what in STEP_PROGRESS:
+            tracker.start_step(*STEP_PROGRESS[what])
+            with progress.Ticker(tracker):
+                run(build.log, "make", argv, cwd=build.src, env=env, on_line=tracker.feed)
+        else:
+            run(build.log, "make", argv, cwd=build.src, env=env)
+        build.log.write("buildfarm: make: {} done in {:.1f} s\n".format(what, time.time() - started))
+
+
+def build_env(build):
+    """The children's environment, with ccache first on PATH when BUILDFARM_CCACHE=1."""
+    env = dict(build.env)
+    ccache = shutil.which("ccache", path=env["PATH"])
+    if os.environ.get("BUILDFARM_CCACHE") == "1" and ccache:
+        # ccache by masquerading (compiler names on PATH): CC stays "gcc", so the
+        # sysconfig data that extensions are built with never mentions ccache.
+        shims = os.path.join(build.work, "ccache-bin")
+        if not os.path.isdir(shims):
+            os.makedirs(shims)
+            for name in ("gcc", "cc", "g++", "c++"):
+                os.symlink(ccache, os.path.join(shims, name))
+        env = buildenv.ccache_env(env, os.environ, shims, build.work)
+    return env
+
+
+def make_env(build):
+    """build_env() with make_fragment() in $MAKEFILES, for make and make install."""
+    env = build_env(build)
+    path = os.path.join(build.work, "buildfarm.mk")
+    if not os.path.isfile(path):
+        fragment = make_fragment(build.version, build.makefile(), build.bolt)
+        if not fragment:
+            return env
+        with open(path, "w") as handle:
+            handle.write(fragment)
+    env["MAKEFILES"] = path
+    return env
+
+
+def make_steps(jobs, version, optimization, makefile, profile_task=None, bolt=None):
+    """The make invocations of the make phase: [(what, argv)]. pgo+lto runs CPython's
+    profile-opt in its two stages, each timed, then with bolt profile-bolt-stamp (what
+    CPython's bolt-opt does after profile-opt) and restore_gnu_stack_argv()."""
+    instrumented, final = make_variables(version, optimization, makefile, bolt)
+    jobs_flag = "-j{}".format(max(1, int(jobs)))
+    if optimization == "none":
+        return [(BUILD_STEP, ["make", jobs_flag, *make_assignments(final)])]
+    task = ["PROFILE_TASK=" + profile_task] if profile_task else []
+    steps = [
+        (PGO_STEP, ["make", jobs_flag, "profile-run-stamp", *task, *make_assignments(instrumented)]),
+        (OPTIMIZED_STEP, ["make", jobs_flag, "profile-opt", *task, *make_assignments(final)]),
+    ]
+    if bolt:
+        steps.append((BOLT_STEP, ["make", jobs_flag, "profile-bolt-stamp", *task, *make_assignments(final)]))
+        steps.append((GNU_STACK_STEP, restore_gnu_stack_argv(version, makefile)))
+    return steps
+
+
+def make_fragment(version, makefile, bolt=None):
+    """Rules added to CPython's Makefile through $MAKEFILES (GNU make reads it in every
+    make, including profile-opt's sub-makes), or None when there is nothing to add.
+    With bolt, a series without BOLT rules (3.11) gets CPython 3.13's profile-bolt-stamp."""
+    rules = []
+    if "PY_LDFLAGS_NOLTO" in makefile:
+        rules += [
+            "# Build-time tools link without LTO (fat LTO objects carry plain code too): each",
+            "# LTO link of them is a single-threaded minute for a program nobody ships.",
+            "Programs/_freeze_module Programs/_testembed: PY_CORE_LDFLAGS = $(PY_LDFLAGS_NOLTO)",
+        ]
+    if static_interpreter_by_make(version, makefile) and makefile.get("PY3LIBRARY"):
+        rules += [
+            "# The interpreter links libpython's objects; libpython.so is still built.",
+            "build_all: " + makefile["PY3LIBRARY"],
+        ]
+    if bolt:
+        rules += series.bolt_rules(version, makefile)
+    if not rules:
+        return None
+    return "# Added by the build farm's driver (builder_image/driver/make.py).\n" + "\n".join(rules) + "\n"
+
+
+def restore_gnu_stack_argv(version, makefile):
+    """Puts a non-executable PT_GNU_STACK back into the BOLTed binaries. CPython's
+    BOLT_APPLY_FLAGS have -use-gnu-stack: llvm-bolt then writes the LOAD segment of its
+    new code over the PT_GNU_STACK program header, and the stack becomes executable
+    (the ABI default on x86_64). Without -use-gnu-stack it moves the program header
+    table into a new segment instead, which `strip` (binutils) corrupts. So BOLT keeps
+    its flag and hardening.py gives PT_GNU_STACK a spare program header: the PT_NOTE
+    that ld emits beside PT_GNU_PROPERTY for the same bytes (see its docstring)."""
+    return [sys.executable, HARDENING_PY, "--restore-gnu-stack", *bolt_binaries(version, makefile)]
+
+
+def bolt_binaries(version, makefile):
+    """The files llvm-bolt rewrites, relative to the build directory: the interpreter
+    (BUILDPYTHON on Linux), and libpython.so where the interpreter still links it
+    (CPython's default BOLT_BINARIES with --enable-shared)."""
+    if static_interpreter(version, makefile):
+        return ["python"]
+    return ["python"] + ([makefile["INSTSONAME"]] if makefile.get("INSTSONAME") else [])
+
+
+def default_profile_task(jobs, version):
+    """CPython's own PGO task (regrtest --pgo), its tests spread over all cores."""
+    return series.profile_task(version, jobs)

@@ -1,0 +1,85 @@
+"""The manifest phase: SHA256SUMS of the artifacts and manifest.json, what was built, how,
+and what it contains (DESIGN.md "manifest.json"). manifest.json is written to disk by the
+upload phase, so that it records the timings up to there. Standard library only, Python 3.6+."""
+
+import os
+import subprocess
+import sys
+
+from .files import sha256_of
+from .flags import configure_env
+from .process import utc_now
+
+DRIVER_VERSION = "1"
+
+
+def write_manifest(build):
+    """SHA256SUMS now; build.manifest (the dict) for the upload phase."""
+    entries = [artifact_entry(kind, path) for kind, path in build.artifacts]
+    sums = os.path.join(build.out, "SHA256SUMS")
+    with open(sums, "w") as handle:
+        for entry in entries:
+            handle.write("{}  {}\n".format(entry["sha256"], entry["file"]))
+    manifest = {
+        "schema_version": 1,
+        "spec": build.spec,
+        "python": build.python_info,
+        "platform": {
+            "id": build.spec["platform"],
+            "family": build.platform["family"],
+            "arch": build.spec["arch"],
+            "glibc": build.python_info.get("glibc"),
+            "compiler": compiler_version(build.env),
+            "os_release": os_release_pretty(),
+            "runtime_dependencies": build.platform["runtime_dependencies"],
+        },
+        "configure_args": build.configure_argv,
+        "configure_env": configure_env(build.version, build.bolt),
+        "modules": build.modules,
+        "selftest": build.selftest_results,
+        "hardening": build.hardening,
+        "timings": dict(build.timings),
+        "artifacts": entries,
+        "builder_image": os.environ.get("BUILDFARM_BUILDER_IMAGE") or "local:" + os_release_pretty(),
+        "driver_version": DRIVER_VERSION,
+        "driver_python": sys.version.split()[0],
+        "built_at": utc_now(),
+    }
+    build.manifest_path = os.path.join(build.out, "manifest.json")
+    build.manifest = manifest
+    build.sums_path = sums
+
+
+def artifact_entry(kind, path):
+    return {
+        "type": kind,
+        "file": os.path.basename(path),
+        "sha256": sha256_of(path),
+        "size": os.path.getsize(path),
+    }
+
+
+def compiler_version(env):
+    try:
+        child = subprocess.Popen(
+            ["gcc", "--version"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            universal_newlines=True,
+            env=env,
+        )
+        output = child.communicate()[0]
+        return output.splitlines()[0] if output else None
+    except OSError:
+        return None
+
+
+def os_release_pretty():
+    try:
+        with open("/etc/os-release") as handle:
+            for line in handle:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "unknown"

@@ -1,0 +1,54 @@
+"""The preflight phase: the cell's build number is free in the store, and the registry's
+build dependencies and the tools the later phases run are installed.
+Standard library only, Python 3.6+."""
+
+import os
+import shutil
+
+from .errors import BuildError, WouldOverwrite
+from .process import run
+from .upload import open_store
+
+TOOLS = ("make", "tar", "strip", "readelf")
+PACKAGE_TOOL = {"deb": "dpkg-deb", "rpm": "rpmbuild"}
+
+
+def preflight(build):
+    build.store = open_store(build.spec["store"])
+    if build.store.cell_exists(build.spec["artifact_dir"]):
+        raise WouldOverwrite(
+            "preflight",
+            "{}/{} already exists; builds are never overwritten (use the next build number)".format(
+                build.store.describe(), build.spec["artifact_dir"]
+            ),
+        )
+    if os.environ.get("BUILDFARM_CHECK_BUILD_DEPS", "1") != "0":
+        missing = missing_build_dependencies(build)
+        if missing:
+            raise BuildError("preflight", "missing build dependencies: " + " ".join(missing))
+    tools = [*TOOLS, PACKAGE_TOOL[build.platform["package_format"]]]
+    absent = [tool for tool in tools if not shutil.which(tool)]
+    if absent:
+        raise BuildError("preflight", "missing build tools: " + " ".join(absent))
+
+
+def installed_query(package_format, package):
+    """(argv, the output an installed package prints or None) of the package manager's query."""
+    if package_format == "deb":
+        return ["dpkg-query", "-W", "-f=${Status}\\n", package], "install ok installed"
+    return ["rpm", "-q", "--whatprovides", package], None
+
+
+def missing_build_dependencies(build):
+    """The registry's build dependencies that the package manager says are not installed
+    (none when this machine has no dpkg-query or rpm to ask)."""
+    package_format = build.platform["package_format"]
+    if not shutil.which(installed_query(package_format, "")[0][0]):
+        return []
+    missing = []
+    for package in build.platform["build_dependencies"]:
+        argv, installed = installed_query(package_format, package)
+        code, output = run(build.log, "preflight", argv, env=build.env, check=False)
+        if code != 0 or (installed is not None and installed not in output):
+            missing.append(package)
+    return missing
