@@ -14,8 +14,9 @@ from typing import Any
 # difflib's default: 'debain-12' -> 'debian-12' (0.89) and 'ubuntu-20.04' -> 'ubuntu-2004'
 # (0.96) match; 'plan9' matches nothing.
 CUTOFF = 0.6
-MAX_SUGGESTIONS = 3
-# Only the names about as close as the best one: 'debain-12' suggests debian-12, not debian-11 too.
+MAX_SUGGESTIONS = 2
+# Only the names about as close as the best one: 'debain-12' suggests debian-12, not debian-11
+# too; when more than MAX_SUGGESTIONS are that close ('3.31': 3.15, 3.14, 3.13...) none stands out.
 TIE = 0.05
 
 
@@ -25,15 +26,12 @@ def close_matches(value: str, known: Iterable[str], n: int = MAX_SUGGESTIONS) ->
     for name in known:
         by_lower.setdefault(name.lower(), name)
     wanted = value.lower()
-    matches = difflib.get_close_matches(wanted, list(by_lower), n=n, cutoff=CUTOFF)
+    matches = difflib.get_close_matches(wanted, list(by_lower), n=n + 1, cutoff=CUTOFF)
     if not matches:
         return []
     best = difflib.SequenceMatcher(None, wanted, matches[0]).ratio()
-    return [
-        by_lower[match]
-        for match in matches
-        if difflib.SequenceMatcher(None, wanted, match).ratio() >= best - TIE
-    ]
+    close = [match for match in matches if difflib.SequenceMatcher(None, wanted, match).ratio() >= best - TIE]
+    return [by_lower[match] for match in close] if len(close) <= n else []
 
 
 def did_you_mean(value: str, known: Iterable[str]) -> str:
