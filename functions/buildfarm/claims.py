@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from buildfarm.layout import CLAIMS_PREFIX, Cell, cell_name, claim_key
 from buildfarm.releases import iso, parse_iso
-from buildfarm.store import Store, StoreConflict, StoreError, StoreNotFound
+from buildfarm.store import Store, StoreConflict, StoreError, StoreIOError, StoreNotFound
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +250,20 @@ def claim_cells(
         return dict(zip(ordered, pool.map(one, ordered), strict=True))
 
 
+def _delete_when_full(store: Store, key: str, etag: str, error: StoreIOError) -> bool:
+    """A directory store that cannot take the released marker (disk full): delete our marker
+    instead, which needs no space, so the cell is not blocked until the claim expires. Its build
+    number stays reserved by whatever the build left under builds/ or logs/ (claim_cells counts
+    those); a build that left nothing there has nothing to collide with."""
+    try:
+        store.delete(key, if_match=etag)
+    except StoreError as again:
+        log.warning("cannot release claim %s: %s; nor delete it: %s", store.url(key), error, again)
+        return False
+    log.warning("claim %s deleted instead of released: %s", store.url(key), error)
+    return True
+
+
 def release_claims(store: Store, cells: Iterable[Cell], *, execution_id: str, now: datetime) -> int:
     """Mark this execution's claims released (keeping the build number). Returns how many."""
     ordered = list(cells)
@@ -270,6 +284,8 @@ def release_claims(store: Store, cells: Iterable[Cell], *, execution_id: str, no
             store.put_json(key, released.model_dump(mode="json"), if_match=etag)
         except StoreConflict:
             return False
+        except StoreIOError as error:
+            return _delete_when_full(store, key, etag, error)
         return True
 
     if not ordered:

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from buildfarm.claims import release_claims
 from buildfarm.config import FarmConfig
 from buildfarm.plan import Plan, PlanItem, plan
 from buildfarm.platforms import Registry, load_registry
@@ -29,7 +30,7 @@ from buildfarm.publish import BatchOutcome, PublishResult, publish, publish_cell
 from buildfarm.recovery import local_execution_id, local_liveness, recover
 from buildfarm.runners import RunnerUnavailable, select_runner
 from buildfarm.runners.base import BuildResult, Runner
-from buildfarm.store import Store
+from buildfarm.store import Store, StoreError
 from buildfarm.workflow_input import parse_workflow_input
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,10 @@ CellState = Literal["queued", "building", "built", "failed", "published"]
 
 @dataclass
 class CellProgress:
+    """What one cell of a run is doing. phase: the last phase the build finished; step, done,
+    total, unit: what the phase running now reported ("make", 212, 640, "objects"; total None
+    when the driver cannot tell)."""
+
     cell: str
     build: int
     runner: str
@@ -47,6 +52,10 @@ class CellProgress:
     started: float | None = None
     finished: float | None = None
     detail: str = ""
+    step: str = ""
+    done: int = 0
+    total: int | None = None
+    unit: str = ""
 
     @property
     def elapsed(self) -> float:
@@ -65,6 +74,9 @@ class RunReport:
     published: PublishResult | None = None
     recovered: list[str] = field(default_factory=list)
     interrupted: bool = False
+    # The store failed (disk full, read-only): no further cell is started; raised by run_farm
+    # if Finalize could not decide the run either.
+    store_error: StoreError | None = None
 
     @property
     def failed(self) -> list[CellProgress]:
@@ -143,12 +155,12 @@ def run_farm(
     now: datetime | None = None,
 ) -> RunReport:
     """Plan, build and publish on this machine. Cells no runner here can build are left out
-    of the plan (so nothing claims them) and reported with the reason."""
+    of the plan (so nothing claims them) and reported with the reason. Raises StoreError if
+    the store failed and the run could not be finalized (its claims are released first)."""
     registry = registry or load_registry()
     now = now or datetime.now(UTC)
     execution_id = local_execution_id(now)
     notify = listener or (lambda progress: None)
-
     # Not named: the live platforms, as plan() would choose them (named ones are built as named).
     platforms = list(request.get("platforms") or policy_platforms(config, registry, now.date())[0])
     arches = list(request.get("arches") or config.enabled_arches)
@@ -176,40 +188,63 @@ def run_farm(
     }
     report.plan = the_plan = plan(narrowed, store, config, execution_id, now, is_running=local_liveness)
     items = [item for item in the_plan.items if (item.spec.platform, item.spec.arch) in runners]
-
     for item in items:
-        progress = CellProgress(
-            item.cell, item.spec.build, runners[(item.spec.platform, item.spec.arch)].name
-        )
-        report.cells[item.cell] = progress
-        notify(progress)
-    log_dir.mkdir(parents=True, exist_ok=True)
-    lock = threading.Lock()
+        where = (item.spec.platform, item.spec.arch)
+        report.cells[item.cell] = CellProgress(item.cell, item.spec.build, runners[where].name)
+        notify(report.cells[item.cell])
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        _build_all(_CellBuilder(report, runners, store, log_dir, notify), items, jobs)
+    finally:
+        _finalize(report, the_plan, store, config, notify)
+    if report.store_error is not None:
+        raise report.store_error
+    return report
 
-    def build(item: PlanItem) -> None:
-        progress = report.cells[item.cell]
-        if report.interrupted:
-            return
-        with lock:
+
+@dataclass
+class _CellBuilder:
+    """Builds one planned cell with its runner and publishes it as soon as it is built, as the
+    cloud's BuildCell and PublishCell do; called from the pool's threads."""
+
+    report: RunReport
+    runners: dict[tuple[str, str], Runner]
+    store: Store
+    log_dir: Path
+    notify: Listener
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, item: PlanItem) -> None:
+        progress = self.report.cells[item.cell]
+        if self.report.interrupted or self.report.store_error is not None:
+            return  # left to Finalize: failed, claim released
+        with self.lock:
             progress.state, progress.started = "building", time.monotonic()
-        notify(progress)
+        self.notify(progress)
+        log_path = self.log_dir / f"{item.cell.replace('/', '-')}-{item.spec.build}.log"
+        result = self._build(item, progress, log_path)
+        progress.finished = time.monotonic()
+        if self.report.interrupted:
+            return  # stopped half-way: Finalize decides it (failed, "interrupted")
+        self._publish(item, progress, result, log_path)
 
+    def _build(self, item: PlanItem, progress: CellProgress, log_path: Path) -> BuildResult:
         def on_phase(phase: str, seconds: float) -> None:
-            progress.phase = phase
-            notify(progress)
+            progress.phase, progress.step, progress.done, progress.total = phase, "", 0, None
+            self.notify(progress)
 
-        log_path = log_dir / f"{item.cell.replace('/', '-')}-{item.spec.build}.log"
+        def on_progress(step: str, done: int, total: int | None, unit: str) -> None:
+            progress.step, progress.done, progress.total, progress.unit = step, done, total, unit
+            self.notify(progress)
+
+        runner = self.runners[(item.spec.platform, item.spec.arch)]
         try:
             with log_path.open("w") as output:
-                result: BuildResult = runners[(item.spec.platform, item.spec.arch)].run(
-                    item.spec, on_phase=on_phase, output=output
-                )
+                return runner.run(item.spec, on_phase=on_phase, output=output, on_progress=on_progress)
         except Exception as error:  # e.g. the chroot could not be made: the cell fails, others go on
-            result = BuildResult(False, "runner", f"{type(error).__name__}: {error}", None, {})
-        progress.finished = time.monotonic()
-        if report.interrupted:
-            return  # stopped half-way: Finalize decides it (failed, "interrupted")
-        # Published as soon as it is built, as the cloud's PublishCell does.
+            return BuildResult(False, "runner", f"{type(error).__name__}: {error}", None, {})
+
+    def _publish(self, item: PlanItem, progress: CellProgress, result: BuildResult, log_path: Path) -> None:
         where = f" in {result.failed_phase}" if result.failed_phase else ""
         batch = BatchOutcome(
             status="succeeded" if result.ok else "failed",
@@ -217,36 +252,71 @@ def run_farm(
         )
         if result.ok:
             progress.state = "built"
-            notify(progress)
-        outcome = publish_cell(item, store, datetime.now(UTC), batch)
+            self.notify(progress)
+        try:
+            outcome = publish_cell(item, self.store, datetime.now(UTC), batch)
+        except StoreError as error:
+            # Disk full or read-only: stop starting cells; Finalize decides this one if it can.
+            progress.detail = f"store: {error}"
+            with self.lock:
+                self.report.store_error = self.report.store_error or error
+            return
         progress.state = outcome.status
         if outcome.status == "failed":
             progress.detail = f"{outcome.reason} (log: {log_path})"
-        notify(progress)
+        self.notify(progress)
 
+
+def _build_all(builder: _CellBuilder, items: list[PlanItem], jobs: int) -> None:
+    """Build the items, `jobs` at a time; Ctrl-C or SIGTERM stops the builds under way."""
+    report = builder.report
+    with _terminate_on_signals(), ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = [pool.submit(builder, item) for item in items]
+        try:
+            for future in futures:
+                while not future.done():
+                    time.sleep(0.2)
+        except KeyboardInterrupt:
+            report.interrupted = True
+            _stop_child_builds()
+            for future in futures:
+                future.cancel()
+    for future in futures:
+        if not future.cancelled():
+            future.result()  # a builder's own bug is raised, not lost
+
+
+def _finalize(report: RunReport, the_plan: Plan, store: Store, config: FarmConfig, notify: Listener) -> None:
+    """Finalize: cells not yet decided (interrupted, not started) are failed and their claims
+    released, so a rerun builds exactly what is missing; the derived files are written once.
+    If the store fails here too, this run's claims are released all the same (a delete where
+    the disk is full) and its run marker stays open: a later run's recovery finalizes it."""
     try:
-        with _terminate_on_signals(), ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            futures = [pool.submit(build, item) for item in items]
-            try:
-                for future in futures:
-                    while not future.done():
-                        time.sleep(0.2)
-            except KeyboardInterrupt:
-                report.interrupted = True
-                _stop_child_builds()
-                for future in futures:
-                    future.cancel()
-                for future in futures:
-                    if not future.cancelled():
-                        future.result()
-    finally:
-        # Finalize: cells not yet decided (interrupted) are failed and their claims released,
-        # so a rerun builds exactly what is missing; the derived files are written once.
         report.published = publish(the_plan.summary, store, config, now=datetime.now(UTC))
-        for failed in report.published.failed:
-            progress = report.cells[failed.cell]
-            if progress.state != "failed":
-                progress.state = "failed"
-                progress.detail = "interrupted" if report.interrupted else failed.reason
+    except StoreError as error:
+        report.store_error = error
+        _release_run_claims(store, the_plan, report.execution_id)
+        for progress in report.cells.values():
+            if progress.state not in ("published", "failed"):
+                progress.state, progress.detail = "failed", f"store: {error}"
                 notify(progress)
-    return report
+        return
+    report.store_error = None  # whatever failed during the builds, Finalize has decided every cell
+    decided = {name: "published" for name in report.published.published}
+    decided.update({failed.cell: failed.reason for failed in report.published.failed})
+    for name, reason in decided.items():
+        progress = report.cells[name]
+        state: CellState = "published" if reason == "published" else "failed"
+        if progress.state != state:
+            progress.state = state
+            if state == "failed":
+                progress.detail = "interrupted" if report.interrupted else reason
+            notify(progress)
+
+
+def _release_run_claims(store: Store, the_plan: Plan, execution_id: str) -> None:
+    cells = [(item.spec.version, item.spec.platform, item.spec.arch) for item in the_plan.items]
+    try:
+        release_claims(store, cells, execution_id=execution_id, now=datetime.now(UTC))
+    except StoreError as error:
+        log.warning("cannot release the claims of %s: %s", execution_id, error)

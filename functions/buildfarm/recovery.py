@@ -14,6 +14,7 @@ otherwise the claim's expiry decides.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -33,36 +34,73 @@ from buildfarm.store import Store, StoreError, StoreNotFound
 
 log = logging.getLogger(__name__)
 
-# local-<host>-<pid>-<UTC time>: enough for a later run on this host to tell that we died.
+# A local run's execution id records who runs it: local-<host>-<pid>-<process>-<UTC time>,
+# <process> a fingerprint of the process's start time (/proc/<pid>/stat field 22, clock ticks
+# since boot) and the boot (/proc/sys/kernel/random/boot_id). A later run on this host tells
+# from it whether that very process still runs, however it was started; a pid that is gone,
+# reused by another process, or from before a reboot is a dead run. Whole ids stay within
+# plan.MAX_ID (80): host <= 40, pid <= 7 digits (Linux pid_max <= 2**22), fingerprint 8.
 _LOCAL_EXECUTION = re.compile(
-    r"local-(?P<host>[A-Za-z0-9._-]+)-(?P<pid>[0-9]{1,10})-(?P<time>[0-9]{8}T[0-9]{6}Z)", re.ASCII
+    r"local-(?P<host>[A-Za-z0-9._-]+)-(?P<pid>[0-9]{1,7})(-(?P<process>[0-9a-f]{8}))?"
+    r"-(?P<time>[0-9]{8}T[0-9]{6}Z)",
+    re.ASCII,
 )
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
 def _host() -> str:
     return safe_id(socket.gethostname())[:40] or "host"
 
 
-def local_execution_id(now: datetime | None = None) -> str:
-    now = now or datetime.now(UTC)
-    return f"local-{_host()}-{os.getpid()}-{now.strftime('%Y%m%dT%H%M%SZ')}"
-
-
-def _pid_is_a_live_buildfarm(pid: int) -> bool:
+def process_start_ticks(pid: int) -> int | None:
+    """When the process started (clock ticks after boot: /proc/<pid>/stat field 22); None if
+    there is no such process."""
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return False
-    return b"buildfarm" in cmdline
+        return None
+    # Field 2, the command in parentheses, may hold spaces and ')': count from the last ')'.
+    fields = stat.rpartition(")")[2].split()
+    try:
+        return int(fields[22 - 3])
+    except (IndexError, ValueError):
+        return None
+
+
+def boot_id() -> str:
+    try:
+        return _BOOT_ID.read_text().strip()
+    except OSError:
+        return ""
+
+
+def process_fingerprint(start_ticks: int, boot: str) -> str:
+    """8 hex digits naming one process of one boot: its start time and the boot id."""
+    return hashlib.sha256(f"{boot}/{start_ticks}".encode()).hexdigest()[:8]
+
+
+def local_execution_id(now: datetime | None = None, pid: int | None = None) -> str:
+    """This process's execution id (or another process's of this host, by pid)."""
+    now = now or datetime.now(UTC)
+    pid = os.getpid() if pid is None else pid
+    ticks = process_start_ticks(pid)
+    process = f"-{process_fingerprint(ticks, boot_id())}" if ticks is not None else ""
+    return f"local-{_host()}-{pid}{process}-{now.strftime('%Y%m%dT%H%M%SZ')}"
 
 
 def local_liveness(execution_id: str) -> bool | None:
-    """A local run of this host: is its process alive? Anything else: None (cannot tell)."""
+    """A local run of this host: does the process that made it still run? True or False.
+    Another host's run, or anything else: None (nobody here can tell: its claim's expiry does)."""
     match = _LOCAL_EXECUTION.fullmatch(execution_id)
     if not match or match["host"] != _host():
         return None
-    pid = int(match["pid"])
-    return pid == os.getpid() or _pid_is_a_live_buildfarm(pid)
+    ticks = process_start_ticks(int(match["pid"]))
+    if ticks is None:
+        return False  # no such process
+    if match["process"] is None:
+        return None  # an id from before fingerprints: a live pid may be anyone's
+    # Another process under the same pid, or the same numbers in another boot: not that run.
+    return match["process"] == process_fingerprint(ticks, boot_id())
 
 
 def is_dead_local_execution(execution_id: str) -> bool:

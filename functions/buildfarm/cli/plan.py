@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from buildfarm.catalog import VERSIONS_KEY, iter_cells, read_versions
 from buildfarm.config import ConfigError, FarmConfig, resolve_store_location
 from buildfarm.errors import UsageError
-from buildfarm.store import Store, StoreError, open_store
+from buildfarm.store import LocalStore, Store, StoreError, open_store
 from buildfarm.workflow_input import (
     InputError,
     add_matrix_arguments,
@@ -42,6 +42,12 @@ def _config_and_store(args: argparse.Namespace) -> tuple[FarmConfig, Store]:
         store = open_store(location)
     except StoreError as error:
         raise UsageError(str(error)) from None
+    if isinstance(store, LocalStore) and not store.root.is_dir():
+        # These commands only read: a mistyped --store must not look like an empty store.
+        raise UsageError(
+            f"store {store.location} does not exist: pass --store (or set BUILDFARM_STORE) to an "
+            "existing store; `buildfarm run` creates one"
+        )
     return config.model_copy(update={"store": location}), store
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from buildfarm.cli.plan import format_table, print_plan
 from buildfarm.config import DEFAULT_STORE, ConfigError, FarmConfig, resolve_store_location
@@ -38,7 +40,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     add_matrix_arguments(parser)
-    parser.add_argument("--store", metavar="DIR", help=f"the store directory (default: {DEFAULT_STORE})")
+    # `run` builds here: without --platforms/--arches this machine's own (not all enabled).
+    _set_help(parser, "platforms", "platform ids (default: this machine's platform)")
+    _set_help(
+        parser, "arches", f"x86_64 (amd64), aarch64 (arm64) (default: this machine's arch, {host_arch()})"
+    )
+    parser.add_argument(
+        "--store",
+        metavar="DIR",
+        help=f"the store directory, created if missing (default: $BUILDFARM_STORE, else {DEFAULT_STORE})",
+    )
     parser.add_argument(
         "--runner",
         choices=("auto", "host", "chroot", "docker"),
@@ -60,6 +71,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def _set_help(parser: argparse.ArgumentParser, dest: str, text: str) -> None:
+    """Replace the help of an option the shared matrix arguments added."""
+    for action in parser._actions:
+        if action.dest == dest:
+            action.help = text
+            return
+    raise LookupError(f"no option {dest!r} to describe")
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -75,29 +95,91 @@ def _clock(seconds: float) -> str:
     return f"{minutes}:{seconds:02d}"
 
 
-class ProgressPrinter:
-    """One line per change of a cell (queued, building: phase, built, published, failed)."""
+def _amount(cell: CellProgress) -> str:
+    """What the running step reported: "make 212/640 objects (33%)"."""
+    count = f"{cell.done}/{cell.total}" if cell.total else str(cell.done)
+    percent = f"({min(100, cell.done * 100 // cell.total)}%)" if cell.total else ""
+    return " ".join(part for part in (cell.step, count, cell.unit, percent) if part)
 
-    def __init__(self, stream=sys.stdout) -> None:
-        self.stream = stream
-        self.start = time.monotonic()
+
+def _bar(cell: CellProgress, width: int = 20) -> str:
+    if not cell.total:
+        return ""
+    filled = min(width, cell.done * width // cell.total)
+    return " [" + "#" * filled + "-" * (width - filled) + "]"
+
+
+def describe(cell: CellProgress) -> str:
+    """A cell's state in words: "building (host): make 212/640 objects (33%)"."""
+    if cell.state == "building":
+        what = f"building ({cell.runner})"
+        if cell.step:
+            return f"{what}: {_amount(cell)}"
+        return what + (f": {cell.phase} done" if cell.phase else "")
+    what = str(cell.state)
+    if cell.state in ("built", "failed", "published") and cell.started is not None:
+        what += f" after {_clock(cell.elapsed)}"
+    if cell.detail and cell.state == "failed":
+        what += f" - {cell.detail}"
+    return what
+
+
+class ProgressPrinter:
+    """Each cell's progress. A line for every change of state and every finished phase; the
+    running step's progress (objects compiled, PGO tests run) on a terminal as a live block,
+    one line per building cell redrawn in place, elsewhere (logs, pipes) as a plain line at
+    most every QUIET_SECONDS per cell."""
+
+    QUIET_SECONDS = 30.0
+
+    def __init__(
+        self,
+        stream: IO[str] | None = None,
+        *,
+        live: bool | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stream = sys.stdout if stream is None else stream
+        self.live = self.stream.isatty() if live is None else live
+        self.clock = clock
+        self.start = clock()
         self.lock = threading.Lock()
+        self.seen: dict[str, tuple[str, str]] = {}  # cell -> (state, last finished phase)
+        self.printed: dict[str, float] = {}  # cell -> when its last line was printed
+        self.building: dict[str, CellProgress] = {}  # the live block, in start order
+        self.drawn = 0  # lines of the live block on the screen
 
     def __call__(self, cell: CellProgress) -> None:
-        if cell.state == "building":
-            what = f"building ({cell.runner})" + (f": {cell.phase} done" if cell.phase else "")
-        else:
-            what = cell.state
-        if cell.state in ("built", "failed", "published") and cell.started is not None:
-            what += f" after {_clock(cell.elapsed)}"
-        if cell.detail and cell.state == "failed":
-            what += f" - {cell.detail}"
         with self.lock:
-            print(
-                f"[{_clock(time.monotonic() - self.start)}] {cell.cell} build {cell.build}: {what}",
-                file=self.stream,
-                flush=True,
-            )
+            now = self.clock()
+            changed = self.seen.get(cell.cell) != (cell.state, cell.phase)
+            self.seen[cell.cell] = (cell.state, cell.phase)
+            if self.live:
+                self._redraw(cell, changed)
+            elif changed or (cell.step and now - self.printed.get(cell.cell, now) >= self.QUIET_SECONDS):
+                self._line(cell, now)
+            self.stream.flush()
+
+    def _line(self, cell: CellProgress, now: float) -> None:
+        self.printed[cell.cell] = now
+        prefix = f"[{_clock(now - self.start)}] {cell.cell} build {cell.build}"
+        print(f"{prefix}: {describe(cell)}", file=self.stream)
+
+    def _redraw(self, cell: CellProgress, changed: bool) -> None:
+        if self.drawn:
+            # Up to the block's first line, and clear from there to the end of the screen.
+            self.stream.write(f"\x1b[{self.drawn}A\r\x1b[J")
+        if changed and not (cell.state == "building" and cell.phase):
+            self._line(cell, self.clock())  # states stay in the scrollback; phases live only
+        if cell.state == "building":
+            self.building[cell.cell] = cell
+        else:
+            self.building.pop(cell.cell, None)
+        width = max(40, shutil.get_terminal_size().columns - 1)
+        for active in self.building.values():
+            line = f"  {active.cell} build {active.build}: {describe(active)}{_bar(active)}"
+            print(f"{line}  {_clock(active.elapsed)}"[:width], file=self.stream)
+        self.drawn = len(self.building)
 
 
 def _summary(report: RunReport) -> str:
@@ -158,6 +240,7 @@ def run(args: argparse.Namespace) -> int:
         if args.dry_run or request.dry_run:
             # Before any runner is chosen or the store is touched: nothing claimed or written.
             return print_plan(plan({**raw, "dry_run": True}, store, config, new_execution_id()), store)
+        store.create()  # `run` makes its store; the read-only commands refuse a missing one
         log_dir = Path(tempfile.mkdtemp(prefix="buildfarm-run-"))
         print(f"buildfarm run: store {store.location}, logs {log_dir}", flush=True)
         report = run_farm(

@@ -56,7 +56,7 @@ class LocalStore(Store):
 
     def create(self) -> None:
         """Make the store's directory (and its parents) if missing; StoreIOError if it cannot be."""
-        with _io("creating", self.location):
+        with _io("creating", "the directory"):
             self.root.mkdir(parents=True, exist_ok=True)
 
     @contextlib.contextmanager
