@@ -32,6 +32,7 @@ from buildfarm.runners import (
     select_runner,
 )
 from buildfarm.runners.base import isolated_driver, run_driver
+from buildfarm.runners.docker import emulation_problem
 
 HOST_PLATFORM = host_platform_id(load_registry())
 
@@ -213,6 +214,18 @@ def test_availability_says_what_select_runner_says(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     answers = availability(registry.get("rhel-9"), roots_arch(), registry)
     assert answers["docker"] == "no Docker engine (the docker command is not installed)"
+
+
+def test_docker_runs_another_arch_only_with_an_emulator(tmp_path):
+    here = roots_arch()
+    other = "aarch64" if here == "x86_64" else "x86_64"
+    assert emulation_problem(here, tmp_path / "missing") is None
+    missing = f"cannot run {other} containers on this {here} machine (no binfmt_misc handler for {other}"
+    assert emulation_problem(other, tmp_path / "missing").startswith(missing)
+    (tmp_path / f"qemu-{other}").write_text(f"disabled\ninterpreter /usr/bin/qemu-{other}\n")
+    assert emulation_problem(other, tmp_path).startswith(missing)
+    (tmp_path / f"qemu-{other}").write_text(f"enabled\ninterpreter /usr/bin/qemu-{other}\n")
+    assert emulation_problem(other, tmp_path) is None
 
 
 def test_availability_of_an_arch_the_platform_lacks_names_its_arches():

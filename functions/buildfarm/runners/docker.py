@@ -8,12 +8,16 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import IO
 
 from buildfarm import images
 from buildfarm.models import BuildSpec
 from buildfarm.platforms import DOCKER_PLATFORM, Platform, Registry
 from buildfarm.runners.base import DriverRunner, Launch, PreflightError, isolated_driver
+from buildfarm.runners.host import host_arch
+
+BINFMT_MISC = Path("/proc/sys/fs/binfmt_misc")
 
 
 def docker_problem() -> str | None:
@@ -29,6 +33,21 @@ def docker_problem() -> str | None:
     return None
 
 
+def emulation_problem(arch: str, binfmt_dir: Path = BINFMT_MISC) -> str | None:
+    """None if containers of `arch` run here: it is this machine's arch, or the kernel has an
+    enabled binfmt_misc handler for it (qemu-user-static, tonistiigi/binfmt); else why not."""
+    if arch == host_arch():
+        return None
+    for handler in sorted(binfmt_dir.glob(f"*{arch}*")) if binfmt_dir.is_dir() else []:
+        with contextlib.suppress(OSError):
+            if handler.read_text().startswith("enabled"):
+                return None
+    return (
+        f"cannot run {arch} containers on this {host_arch()} machine "
+        f"(no binfmt_misc handler for {arch}; qemu-user-static installs one)"
+    )
+
+
 class DockerRunner(DriverRunner):
     """Runs the driver in the platform's builder image (buildfarm.images), built if missing."""
 
@@ -42,7 +61,7 @@ class DockerRunner(DriverRunner):
 
     @classmethod
     def problem(cls, platform: Platform, arch: str, registry: Registry) -> str | None:
-        return docker_problem()
+        return docker_problem() or emulation_problem(arch)
 
     @classmethod
     def create(cls, platform: Platform, arch: str, registry: Registry) -> DockerRunner:
