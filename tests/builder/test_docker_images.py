@@ -30,12 +30,11 @@ def test_build_args_name_the_base_image_and_the_platform_the_dockerfile_requires
 
 def test_image_tag_covers_everything_the_dockerfile_copies():
     registry = load_registry()
-    names = {path.name for path in images.context_files(registry, "debian-12")}
-    copied = {path.name for path in (REPO / "builder_image").glob("*.py")} | {
-        "platforms.json",
-        "Dockerfile.deb",
-    }
-    assert names == copied
+    context = REPO / "builder_image"
+    files = {path.relative_to(context).as_posix() for path in images.context_files(registry, "debian-12")}
+    driver = [*context.glob("*.py"), *context.glob("driver/*.py")]
+    copied = {path.relative_to(context).as_posix() for path in driver}
+    assert files == copied | {"platforms.json", "Dockerfile.deb"}
     tag = images.image_tag(registry, "debian-12", "x86_64")
     assert tag.startswith("buildfarm-builder:debian-12-x86_64-") and len(tag.rsplit("-", 1)[1]) == 12
     assert images.image_tag(registry, "debian-11", "x86_64") != tag
