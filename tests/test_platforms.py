@@ -9,7 +9,15 @@ from datetime import date
 import pytest
 from pydantic import ValidationError
 
-from buildfarm.platforms import UnknownPlatformError, builder_image_dir, load_registry
+from buildfarm.platforms import (
+    ARCH_ALIASES,
+    DEB_ARCH,
+    UnknownArchError,
+    UnknownPlatformError,
+    builder_image_dir,
+    canonical_arch,
+    load_registry,
+)
 from buildfarm.versions import VersionError, is_series, parse_release
 
 EXPECTED_PLATFORMS = {
@@ -39,6 +47,51 @@ def test_registry_lists_every_platform_with_both_arches() -> None:
 def test_unknown_platform_names_the_value() -> None:
     with pytest.raises(UnknownPlatformError, match="'debian-99'"):
         load_registry().get("debian-99")
+
+
+@pytest.mark.parametrize(
+    ("typed", "suggested"),
+    [
+        ("debain-12", "debian-12"),
+        ("Debian-12", "debian-12"),
+        ("ubuntu-20.04", "ubuntu-2004"),
+        ("rhel9", "rhel-9"),
+    ],
+)
+def test_unknown_platform_suggests_the_closest(typed: str, suggested: str) -> None:
+    with pytest.raises(UnknownPlatformError) as caught:
+        load_registry().get(typed)
+    assert str(caught.value).startswith(
+        f"unknown platform {typed!r} (did you mean {suggested}?); known: ubuntu-2004"
+    )
+
+
+def test_arch_aliases_are_the_deb_names() -> None:
+    assert ARCH_ALIASES == {"amd64": "x86_64", "arm64": "aarch64"}
+    assert all(DEB_ARCH[arch] == alias for alias, arch in ARCH_ALIASES.items())
+    assert [canonical_arch(name) for name in ("x86_64", "amd64", "aarch64", "arm64")] == [
+        "x86_64", "x86_64", "aarch64", "aarch64",
+    ]  # fmt: skip
+    assert canonical_arch("arm64", among=("aarch64",)) == "aarch64"
+
+
+@pytest.mark.parametrize(
+    ("typed", "among", "message"),
+    [
+        (
+            "x86-64",
+            ("x86_64", "aarch64"),
+            "unknown arch 'x86-64' (did you mean x86_64?); known: x86_64, aarch64, amd64, arm64",
+        ),
+        ("AMD64", ("x86_64", "aarch64"), "unknown arch 'AMD64' (did you mean amd64?)"),
+        ("riscv64", ("x86_64", "aarch64"), "unknown arch 'riscv64'; known: x86_64, aarch64, amd64, arm64"),
+        ("amd64", ("aarch64",), "arch 'amd64' is not one of aarch64"),
+    ],
+)
+def test_unknown_arch_names_it_and_the_closest(typed: str, among: tuple[str, ...], message: str) -> None:
+    with pytest.raises(UnknownArchError) as caught:
+        canonical_arch(typed, among)
+    assert str(caught.value).startswith(message)
 
 
 @pytest.mark.parametrize(

@@ -183,6 +183,8 @@ def canonical_arch(name: str, among: Sequence[str] = ARCHES) -> str:
     """The registry's name of an arch given as itself or an alias (amd64 -> x86_64, arm64 ->
     aarch64). UnknownArchError if it is not one of `among`: one line with the closest names."""
     arch = ARCH_ALIASES.get(name, name)
+    if arch in ARCHES and arch not in among:  # a real arch, not a typo: suggest nothing else
+        raise UnknownArchError(f"arch {name!r} is not one of {', '.join(among) or 'none'}")
     if arch not in among:
         aliases = [alias for alias, of in ARCH_ALIASES.items() if of in among]
         raise UnknownArchError(unknown_name("arch", name, [*among, *aliases]))

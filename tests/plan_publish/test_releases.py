@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from packaging.version import Version
 from pydantic import ValidationError
 
+from buildfarm.release_import import ReleaseInputError, add_releases, merged, new_release, parse_sha256sums
 from buildfarm.releases import (
     Release,
     ReleaseCatalog,
     ReleaseLookupError,
     admitted,
+    known_near,
     load_releases,
     load_seed,
+    newest_of_series,
     resolve_versions,
     source_url,
 )
+from buildfarm.store import LocalStore
 
 from .conftest import NOW, PYTHON_ORG, REAL_3135_SHA256, SEED_VERSIONS, old_catalog, read_json, refreshed
 
@@ -290,11 +296,132 @@ def test_resolve_versions(config):
     assert pick("3.14.0rc1") == ["3.14.0rc1"]  # explicit pre-release: allowed
     assert pick("3.13", "3.13.5") == ["3.13.5"]
     for bad, message in [
-        ("3.13.9", "unknown Python version '3.13.9': not in releases.json (known 3.13.x: 3.13.5, 3.13.4)"),
-        ("3.12", "unknown series '3.12'"),
+        (
+            "3.13.9",
+            "unknown Python version '3.13.9': not in releases.json (known 3.13.x: 3.13.5, 3.13.4); "
+            "add it with: buildfarm releases add 3.13.9 --sha256 HEX",
+        ),
+        (
+            "3.12.1",
+            "unknown Python version '3.12.1': not in releases.json (no 3.12.x is known; nearest: 3.13.5, "
+            "3.13.4); add it with: buildfarm releases add 3.12.1 --sha256 HEX",
+        ),
+        (
+            "3.12",
+            "unknown series '3.12': no release of it in releases.json (known series: 3.14, 3.13); "
+            "add one with: buildfarm releases add 3.12.N --sha256 HEX",
+        ),
         ("3.8", "'3.8' is below the lowest supported series 3.9"),
         ("2.7", "malformed Python version '2.7'"),
     ]:
         with pytest.raises(ReleaseLookupError) as caught:
             pick(bad)
         assert message in str(caught.value)
+
+
+def test_known_near_names_the_series_or_the_nearest_ones():
+    catalog = catalog_of(("3.13.5", False), ("3.13.4", False), ("3.11.2", False), ("3.9.2", False))
+    assert known_near(catalog, "3.13") == "known 3.13.x: 3.13.5, 3.13.4"
+    assert known_near(catalog, "3.12") == "no 3.12.x is known; nearest: 3.13.5, 3.13.4, 3.11.2"
+    assert known_near(catalog, "3.10") == "no 3.10.x is known; nearest: 3.11.2, 3.9.2"
+    assert known_near(catalog, "3.15") == "no 3.15.x is known; nearest: 3.13.5, 3.13.4"
+    assert known_near(catalog_of(), "3.13") == "no release is known"
+    assert newest_of_series(catalog, "3.13").version == "3.13.5"
+    assert newest_of_series(catalog, "3.12") is None
+
+
+# -- releases given by hand or by a mirror's SHA256SUMS -----------------------------------------
+
+
+def test_new_release_validates_and_normalizes():
+    release = new_release("3.14.0rc2", "AB" * 32)
+    assert (release.sha256, release.file, release.prerelease) == ("ab" * 32, "Python-3.14.0rc2.tar.xz", True)
+    assert release.url == "https://www.python.org/ftp/python/3.14.0/Python-3.14.0rc2.tar.xz"
+    assert new_release("3.11.2", "ab" * 32, "Python-3.11.2.tgz").url.endswith("/3.11.2/Python-3.11.2.tgz")
+    for args, message in [
+        (("3.13", "ab" * 32), "malformed Python version '3.13'"),
+        (("3.13.\u0665", "ab" * 32), "malformed Python version"),  # Arabic-Indic five
+        (("3.13.5", "ab" * 31), "malformed sha256"),
+        (("3.13.5", "ab" * 32 + "\n"), "malformed sha256"),
+        (("3.13.5", "ab" * 32, "Python-3.13.5.zip"), "not one of Python-3.13.5.tar.xz, Python-3.13.5.tgz"),
+    ]:
+        with pytest.raises(ReleaseInputError, match=re.escape(message)):
+            new_release(*args)
+
+
+def test_parse_sha256sums_takes_source_tarballs_only():
+    text = (
+        f"{'ab' * 32}  Python-3.12.1.tgz\n{'cd' * 32}  Python-3.12.1.tar.xz\n"
+        f"{'ef' * 32} *Python-3.12.2.tgz\n{'ab' * 32}  Python-3.12.1.tar.xz.asc\n"
+        f"{'ab' * 32}  python-3.12.3.tar.xz\n"  # not python.org's name
+        f"{'ab' * 32}  Python-3.12.3.tar.bz2\n# comment\n\n"
+    )
+    releases, others = parse_sha256sums(text, "SUMS")
+    assert [(r.version, r.file, r.sha256[:2]) for r in releases] == [
+        ("3.12.2", "Python-3.12.2.tgz", "ef"),
+        ("3.12.1", "Python-3.12.1.tar.xz", "cd"),
+    ]
+    assert others == 3
+    with pytest.raises(ReleaseInputError, match=r"SUMS line 1 is not '<sha256>  <file>': 'ab  Python"):
+        parse_sha256sums("ab  Python-3.12.1.tgz\n", "SUMS")
+
+
+def test_shared_mirror_sums_are_the_seed():
+    if not SHA256SUMS.is_file():
+        pytest.skip(f"{SHA256SUMS} is not on this machine")
+    releases, _ = parse_sha256sums(SHA256SUMS.read_text(), str(SHA256SUMS))
+    seed = load_seed().releases
+    assert {r.version: (r.file, r.sha256) for r in releases} == {
+        v: (r.file, r.sha256) for v, r in seed.items()
+    }
+
+
+def test_merged_never_changes_a_digest_unless_forced():
+    catalog = catalog_of(("3.13.5", False))
+    same = new_release("3.13.5", "ab" * 32)
+    other = new_release("3.13.5", "cd" * 32)
+    fresh = new_release("3.13.6", "cd" * 32)
+    updated, change = merged(catalog, [same, fresh], force=False)
+    assert change.unchanged == ["3.13.5"] and [r.version for r in change.added] == ["3.13.6"]
+    assert set(updated.releases) == {"3.13.5", "3.13.6"} and set(catalog.releases) == {"3.13.5"}
+    with pytest.raises(
+        ReleaseInputError, match=re.escape("3.13.5 is already in releases.json as Python-3.13.5.tar.xz")
+    ):
+        merged(catalog, [fresh, other], force=False)
+    updated, change = merged(catalog, [other], force=True)
+    assert [r.version for r in change.replaced] == ["3.13.5"] and updated.releases[
+        "3.13.5"
+    ].sha256 == "cd" * 32
+
+
+class RacingStore(LocalStore):
+    """A store where another writer rewrites releases.json right after our first read."""
+
+    raced = False
+
+    def read(self, key):
+        answer = super().read(key)
+        if key == "releases.json" and not self.raced:
+            self.raced = True
+            catalog = json.loads(answer[0])
+            catalog["releases"]["3.12.9"] = new_release("3.12.9", "ef" * 32).model_dump(mode="json")
+            self.put_json(key, catalog)
+        return answer
+
+
+def test_add_releases_rereads_when_another_writer_wins(tmp_path):
+    store = RacingStore(tmp_path / "store")
+    add_releases(store, [new_release("3.12.8", "ab" * 32)])  # creates releases.json from the seed
+    change = add_releases(store, [new_release("3.12.7", "cd" * 32)])
+    assert [r.version for r in change.added] == ["3.12.7"]
+    catalog = json.loads((tmp_path / "store" / "releases.json").read_text())
+    assert {"3.12.7", "3.12.8", "3.12.9"} <= set(catalog["releases"])  # the other writer's entry kept
+    assert list(catalog["releases"]) == sorted(catalog["releases"], key=Version, reverse=True)
+
+
+def test_add_releases_to_an_s3_store(s3_store, config):
+    change = add_releases(s3_store, [new_release("3.12.1", "ab" * 32, "Python-3.12.1.tgz")])
+    assert [r.version for r in change.added] == ["3.12.1"]
+    state = load_releases(s3_store, config.model_copy(update={"releases_max_age_hours": 1e6}), NOW)
+    assert state.catalog.releases["3.12.1"].file == "Python-3.12.1.tgz"
+    assert set(load_seed().releases) < set(state.catalog.releases)
