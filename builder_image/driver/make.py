@@ -21,19 +21,19 @@ from .flags import (
 from .process import run
 
 HARDENING_PY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hardening.py")
-# The steps of the make phase (make_steps()), and how each shows its progress: what it does
-# first (compiles objects, or BOLT's run) and its training run (PGO or BOLT), if any. The
-# step that restores PT_GNU_STACK takes a second and prints none.
+# The steps of the make phase (make_steps()), and how each shows its progress
+# (progress.Tracker.start_step()): whether it compiles the objects first, and its training
+# run (PGO or BOLT), if any. The step that restores PT_GNU_STACK takes a second: no progress.
 BUILD_STEP = "build"
 PGO_STEP = "instrumented build and profile run"
 OPTIMIZED_STEP = "optimized build"
 BOLT_STEP = "BOLT instrumented run and optimization"
 GNU_STACK_STEP = "PT_GNU_STACK back into the BOLTed binaries"
 STEP_PROGRESS = {
-    BUILD_STEP: ("make", None),
-    PGO_STEP: ("make", "pgo"),
-    OPTIMIZED_STEP: ("make", None),
-    BOLT_STEP: ("bolt", "bolt"),
+    BUILD_STEP: (True, None),
+    PGO_STEP: (True, "pgo"),
+    OPTIMIZED_STEP: (True, None),
+    BOLT_STEP: (False, "bolt"),
 }
 
 
