@@ -257,7 +257,7 @@ class _CellBuilder:
             outcome = publish_cell(item, self.store, datetime.now(UTC), batch)
         except StoreError as error:
             # Disk full or read-only: stop starting cells; Finalize decides this one if it can.
-            progress.detail = f"store: {error}"
+            progress.detail = f"{batch.error}; store: {error}" if batch.error else f"store: {error}"
             with self.lock:
                 self.report.store_error = self.report.store_error or error
             return
@@ -298,7 +298,7 @@ def _finalize(report: RunReport, the_plan: Plan, store: Store, config: FarmConfi
         _release_run_claims(store, the_plan, report.execution_id)
         for progress in report.cells.values():
             if progress.state not in ("published", "failed"):
-                progress.state, progress.detail = "failed", f"store: {error}"
+                progress.state, progress.detail = "failed", progress.detail or f"store: {error}"
                 notify(progress)
         return
     report.store_error = None  # whatever failed during the builds, Finalize has decided every cell
