@@ -1,16 +1,21 @@
-"""The status page (index.html) from versions.json: which columns and rows it shows, what each
-cell says, and that every value is escaped (the template autoescapes)."""
+"""The status page (index.html) from versions.json: which platforms, series and builds it shows,
+what each build row says, failing cells (versions.json's `failing`, kept until a later build
+publishes), the install box, and that every value is escaped (the template autoescapes).
+test_status_page_browser.py opens it in a real browser."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from html.parser import HTMLParser
 
 import pytest
 
 from buildfarm.catalog import CatalogArtifact, CatalogCell, empty_versions, merge_cells, render_index
-from buildfarm.catalog.status_page import Column, human_size, matrix_cell, matrix_columns
+from buildfarm.catalog.status_page import Column, Failure, human_size, matrix_cell, matrix_columns
+from buildfarm.catalog.versions_json import failing_cells, merge_failures, record_failures, update_versions
+from buildfarm.releases import iso
 
-from .conftest import FAKE_SHA, NOW
+from .conftest import FAKE_SHA, NOW, read_json
 
 
 def catalog_cell(key: str, build: int = 1, kinds: tuple[str, ...] = ("tarball", "deb")) -> CatalogCell:
@@ -63,10 +68,10 @@ def test_columns_are_the_given_platforms_then_any_other_with_a_cell(registry):
 
 def test_a_failure_shows_only_when_newer_than_the_published_build():
     published = {"build": 2, "artifacts": [], "manifest": "m"}
-    assert matrix_cell(published, (3, "boom")).state == "failed"
-    assert matrix_cell(published, (3, "boom")).superseded_build == 2
-    assert matrix_cell(published, (2, "boom")).state == "published"
-    assert matrix_cell(None, (1, "boom")).superseded_build is None
+    assert matrix_cell(published, Failure(3, "boom")).state == "failed"
+    assert matrix_cell(published, Failure(3, "boom")).superseded_build == 2
+    assert matrix_cell(published, Failure(2, "boom")).state == "published"
+    assert matrix_cell(None, Failure(1, "boom")).superseded_build is None
     assert matrix_cell(None, None).state == "missing"
 
 
@@ -76,13 +81,13 @@ def test_the_page_escapes_every_value_from_the_catalog(registry):
     document, _ = merge_cells(empty_versions(), cells, NOW)
     failed = {("3.13.5", "debian-12", "aarch64"): (1, hostile), ("3.12.8", hostile, "x86_64"): (1, "r")}
     page = render_index(document, registry, ["debian-12"], NOW, failed)
-    assert "<script>" not in page
+    assert hostile not in page and page.count("<script>") == 1  # the page's own filter script only
     parsed = _Page()
     parsed.feed(page)
-    assert "script" not in parsed.tags
+    assert parsed.tags.count("script") == 1
     assert f"builds/{hostile}/f.tarball" in parsed.attributes  # an href, intact once unescaped
     assert hostile in parsed.attributes  # the failure reason, as the failed cell's title
-    assert hostile in "".join(parsed.text)  # the failed platform's column, the failures list
+    assert hostile in "".join(parsed.text)  # the failed platform's row, the failing list
 
 
 def test_rows_are_newest_first_and_failures_are_listed(registry):
@@ -96,12 +101,136 @@ def test_rows_are_newest_first_and_failures_are_listed(registry):
     newest_first = ("3.14.0rc2", "3.13.5", "3.12.8")
     rows = [page.index(f'<th class="version">{version}</th>') for version in newest_first]
     assert rows == sorted(rows)
-    assert '<a href="builds/a/f.tarball">#1</a> <span class="size">2.0 KB</span>' in page
-    assert "<code>3.13.5/debian-12/x86_64</code> build 1: configure: no C compiler</li>" in page
+    assert '<a href="builds/a/f.tarball" title="f.tarball">tar.gz</a>' in page
+    assert '<span class="size">2.0 KB</span>' in page
+    assert (
+        '<code>3.13.5/debian-12/x86_64</code> <span class="bad">failed #1</span>: '
+        "configure: no C compiler</li>"
+    ) in page
     assert "2 published builds of 2 Python versions on 1 platforms" in page
 
 
 def test_an_empty_catalog_says_nothing_is_published(registry):
     page = render_index(empty_versions(), registry, ["debian-12"], NOW)
     assert "<p>Nothing published yet.</p>" in page and "<table" not in page
-    assert "uv download metadata: none yet</div>" in page and "Failed in the latest publish" not in page
+    assert "Nothing to install yet" in page and "Failing now" not in page
+
+
+def test_a_build_row_has_its_date_size_sha256_and_links_to_every_file_of_the_build(registry):
+    adir = "builds/3.13.5/debian-12/x86_64/1"
+    document, _ = merge_cells(empty_versions(), {("3.13.5", "debian-12", "x86_64"): catalog_cell(adir)}, NOW)
+    page = render_index(document, registry, ["debian-12"], NOW)
+    parsed = _Links()
+    parsed.feed(page)
+    files = ["f.tarball", "f.deb", "SHA256SUMS", "manifest.json", "build.log"]
+    assert [link for link in parsed.links if link.startswith(adir)] == [f"{adir}/{file}" for file in files]
+    assert not [link for link in parsed.links if link.startswith("logs/")]
+    assert f'<code class="sha" title="sha256 of the tar.gz">{FAKE_SHA}</code>' in page
+    assert '<time datetime="2026-11-22T09:00:00Z" title="2026-11-22T09:00:00Z">2026-11-22</time>' in page
+    assert '<th class="version">3.13.5</th>' in page and ">debian-12</th>" in page
+
+
+def test_each_cells_newest_build_of_a_series_is_up_front_and_older_ones_behind_details(registry):
+    cells = {
+        ("3.13.5", "debian-12", "x86_64"): catalog_cell("builds/new-x86"),
+        ("3.13.4", "debian-12", "x86_64"): catalog_cell("builds/old-x86"),
+        ("3.13.4", "debian-12", "aarch64"): catalog_cell("builds/old-arm"),
+        ("3.12.8", "debian-12", "x86_64"): catalog_cell("builds/312"),
+    }
+    document, _ = merge_cells(empty_versions(), cells, NOW)
+    page = render_index(document, registry, ["debian-12"], NOW)
+    series_313 = page[page.index('id="python-3.13"') : page.index('id="python-3.12"')]
+    up_front, _, behind = series_313.partition("<details>")
+    assert "builds/new-x86/" in up_front and "builds/old-arm/" in up_front  # aarch64's newest is 3.13.4
+    assert "builds/old-x86/" in behind and "builds/old-x86/" not in up_front
+    assert "<summary>Older 3.13 builds: 3.13.4 (1)</summary>" in behind
+    assert page.index('id="python-3.13"') < page.index('id="python-3.12"')
+    assert "<details>" not in page[page.index('id="python-3.12"') :]
+
+
+def test_the_install_box_has_the_installer_one_liner_and_uv_per_platform(registry):
+    cells = {
+        ("3.14.0rc2", "debian-12", "x86_64"): catalog_cell("builds/a"),
+        ("3.13.5", "debian-12", "x86_64"): catalog_cell("builds/b"),
+        ("3.14.0rc2", "rhel-9", "x86_64"): catalog_cell("builds/c"),
+    }
+    document, _ = merge_cells(empty_versions(), cells, NOW)
+    page = render_index(
+        document,
+        registry,
+        ["debian-12", "rhel-9"],
+        NOW,
+        public_url=lambda key: f"https://cdn.example.org/py/{key}",
+    )
+    assert "curl -fsSL https://cdn.example.org/py/install.sh | bash -s -- --version 3.13.5</code>" in page
+    uv = (
+        "UV_PYTHON_DOWNLOADS_JSON_URL=https://cdn.example.org/py/download-metadata/{}.json uv python install "
+    )
+    uv += "{}"
+    assert uv.format("debian-12", "3.13.5") in page  # the newest final release
+    assert uv.format("rhel-9", "3.14.0rc2") in page  # a pre-release where nothing else is built
+    assert "curl -fsSL BASE_URL/install.sh" in render_index(document, registry, ["debian-12"], NOW)
+
+
+def test_a_failing_cell_shows_since_when_until_a_later_build_publishes(registry):
+    cell = ("3.13.5", "debian-12", "x86_64")
+    document, _ = merge_failures(empty_versions(), {cell: (1, "first")}, NOW - timedelta(days=2))
+    document, _ = merge_failures(document, {cell: (2, "second")}, NOW)
+    page = render_index(document, registry, ["debian-12"], NOW)  # the latest publish did not decide it
+    assert (
+        '<code>3.13.5/debian-12/x86_64</code> <span class="bad">failed #2</span>, '
+        "failing since 2026-11-20 (build 1): second</li>"
+    ) in page
+    document, _ = merge_cells(document, {cell: catalog_cell("builds/x", build=3)}, NOW)
+    page = render_index(document, registry, ["debian-12"], NOW)
+    assert "Failing now" not in page and "failed #" not in page
+
+
+def test_failures_are_recorded_once_keep_their_start_and_clear_on_a_later_publish():
+    cell, other = ("3.13.5", "debian-12", "x86_64"), ("3.13.5", "debian-12", "aarch64")
+    first, recorded = merge_failures(empty_versions(), {cell: (1, "a")}, NOW)
+    assert recorded == [cell] and first["builds"] == {} and first["python_versions"] == []
+    assert merge_failures(first, {cell: (1, "a")}, NOW + timedelta(hours=1)) == (first, [])  # decided again
+    later, _ = merge_failures(first, {cell: (2, "b"), other: (1, "c")}, NOW + timedelta(days=1))
+    entry = failing_cells(later)[cell]
+    assert (entry.build, entry.reason, entry.since_build, entry.since) == (2, "b", 1, iso(NOW))
+    assert entry.failed == iso(NOW + timedelta(days=1))
+    # A publish of an older build leaves the failure; of the failed build or a later one, clears it.
+    kept, _ = merge_cells(later, {cell: catalog_cell("builds/x", build=1)}, NOW)
+    assert cell in failing_cells(kept)
+    cleared, _ = merge_cells(later, {cell: catalog_cell("builds/x", build=2)}, NOW)
+    assert set(failing_cells(cleared)) == {other}
+    # A failure older than the published build is stale: not recorded.
+    assert merge_failures(cleared, {cell: (2, "late")}, NOW)[1] == []
+
+
+def test_catalogs_without_or_with_broken_failing_entries_still_load():
+    old = {"schema_version": 1, "updated": None, "python_versions": [], "builds": {}}
+    assert failing_cells(old) == {}
+    merged, _ = merge_cells(old, {("3.13.5", "debian-12", "x86_64"): catalog_cell("builds/x")}, NOW)
+    assert "failing" not in merged
+    broken = {
+        **old,
+        "failing": {"3.13.5": {"debian-12": {"x86_64": {"build": "one"}, "aarch64": 7}}, "3.12.8": []},
+    }
+    assert failing_cells(broken) == {}
+    assert failing_cells({**old, "failing": ["nonsense"]}) == {}
+
+
+def test_failures_are_recorded_in_the_stores_versions_json(local_store):
+    cell = ("3.13.5", "debian-12", "x86_64")
+    record_failures(local_store, {cell: (1, "boom")}, NOW)
+    assert read_json(local_store, "versions.json")["failing"]["3.13.5"]["debian-12"]["x86_64"]["build"] == 1
+    update_versions(local_store, {cell: catalog_cell("builds/x", build=2)}, NOW)
+    document = read_json(local_store, "versions.json")
+    assert "failing" not in document and document["builds"]["3.13.5"]["debian-12"]["x86_64"]["build"] == 2
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self.links += [value or "" for name, value in attrs if name == "href"]

@@ -1,6 +1,12 @@
-"""index.html: the build matrix for people, derived from versions.json and the latest publish's
-failures. Versions are rows, platform/arch pairs are columns; links are relative to the store's
-root, so the page works wherever the store is served.
+"""index.html: the status page for people, derived from versions.json (its builds and failing
+cells) and the latest publish's failures.
+
+What it shows: an install box (install.sh's one-liner, uv's UV_PYTHON_DOWNLOADS_JSON_URL per
+platform), the cells failing now, a platforms x series overview, then one section per series:
+the newest build of each cell up front, older versions behind a <details>. Every build row has
+its date, size, sha256 and links to its packages, SHA256SUMS, manifest.json and build.log. Links
+are relative to the store's root, so the page works wherever the store is served; only the
+install box's commands carry absolute URLs (a shell and uv need them).
 
 The markup is the Jinja2 template data/index.html.jinja (autoescaping on); this module only
 decides what the page shows.
@@ -9,20 +15,28 @@ decides what the page shows.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
 import jinja2
+from packaging.version import Version
 
-from buildfarm.catalog.versions_json import published_platforms
-from buildfarm.layout import Cell, cell_name, download_metadata_key
+from buildfarm.catalog.versions_json import failing_cells, published_builds, published_platforms
+from buildfarm.layout import INSTALLER_KEY, Cell, cell_name, download_metadata_key
 from buildfarm.platforms import Registry
 from buildfarm.releases import iso
-from buildfarm.versions import sort_newest_first
+from buildfarm.versions import series_of, sort_newest_first
 
 TEMPLATE = "index.html.jinja"
+# Written by the builder beside manifest.json in every build's artifact_dir (builder_image's
+# upload); the catalog lists only the packages, so the page adds these two.
+CHECKSUMS_FILE = "SHA256SUMS"
+BUILD_LOG_FILE = "build.log"
+PACKAGE_LABELS = {"tarball": "tar.gz", "deb": ".deb", "rpm": ".rpm"}
+ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 FailedCells = dict[Cell, tuple[int, str]]  # cell -> (build number, reason) of the latest publish
 
@@ -34,43 +48,91 @@ class Column:
 
 
 @dataclass(slots=True)
-class PlatformHeading:
-    platform: str
-    title: str  # the registry's name of the platform
-    arch_count: int
-
-
-@dataclass(slots=True)
 class Link:
     href: str
     label: str
+    title: str = ""
+
+
+@dataclass(slots=True)
+class PublishedBuild:
+    build: int
+    published: str  # ISO time it was published
+    links: list[Link]  # packages, then SHA256SUMS, manifest.json, build.log
+    size: str = ""  # the tarball's (else the first package's), human-readable
+    sha256: str = ""  # of the same file
+    sha256_of: str = ""  # that file's label
+
+
+@dataclass(slots=True)
+class Failure:
+    build: int  # the newest failed build
+    reason: str
+    since: str = ""  # ISO time the cell started failing ("" if unknown: not on record)
+    since_build: int = 0  # the first failed build since it last published (0 if unknown)
 
 
 @dataclass(slots=True)
 class MatrixCell:
-    """One (version, platform, arch) of the matrix as the page shows it."""
+    """One (version, platform, arch) as the page shows it: failed when its newest decided build
+    failed (the older published build, if any, stays downloadable), else published, else missing."""
 
     state: Literal["published", "failed", "missing"]
-    build: int = 0
-    reason: str = ""  # failed: why
-    superseded_build: int | None = None  # failed: the older build that stays published
-    published: str = ""  # published: when
-    tarball: str | None = None  # published: the tarball's key, if the build has one
-    size: str = ""  # published: the tarball's size, human-readable
-    links: list[Link] = field(default_factory=list)  # published: the other artifacts, the manifest
+    published: PublishedBuild | None = None
+    failure: Failure | None = None
+
+    @property
+    def build(self) -> int:
+        if self.failure is not None:
+            return self.failure.build
+        return self.published.build if self.published else 0
+
+    @property
+    def superseded_build(self) -> int | None:
+        """failed: the older build that stays published."""
+        return self.published.build if self.failure is not None and self.published else None
 
 
 @dataclass(slots=True)
-class MatrixRow:
+class BuildRow:
     version: str
-    cells: list[MatrixCell]
+    platform: str
+    arch: str
+    cell: MatrixCell
+    platform_title: str = ""
 
 
 @dataclass(slots=True)
-class FailureLine:
-    cell: str
-    build: int
-    reason: str
+class SeriesSection:
+    series: str
+    newest: str
+    current: list[BuildRow]  # per cell, its newest version (and newer failing ones)
+    older: list[BuildRow] = field(default_factory=list)
+    older_versions: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class OverviewRow:
+    platform: str
+    title: str
+    arches: list[str]
+    metadata: Link | None  # the platform's uv download metadata, if anything is published
+    cells: list[tuple[str, str, bool]]  # per series: (series, newest published version, failing)
+
+
+@dataclass(slots=True)
+class UvLine:
+    platform: str
+    metadata_key: str
+    url: str
+    version: str
+
+
+@dataclass(slots=True)
+class InstallBox:
+    script_url: str
+    version: str
+    uv: list[UvLine]
 
 
 def human_size(size: float) -> str:
@@ -82,15 +144,20 @@ def human_size(size: float) -> str:
     return f"{size} B"
 
 
+def day_of(moment: str) -> str:
+    """'2026-11-22T09:00:00Z' -> '2026-11-22'; anything else as it is."""
+    return moment[:10] if ISO_DATE.fullmatch(moment[:10]) else moment
+
+
 def matrix_columns(
-    builds: dict[str, Any], registry: Registry, platforms: Iterable[str], failed: FailedCells
+    builds: dict[str, Any], registry: Registry, platforms: Iterable[str], failed: Mapping[Cell, Any]
 ) -> list[Column]:
     """The given platforms, then any other with a published or failed cell; per platform the
-    registry's arches, then any other arch with a published or failed cell."""
+    registry's arches, then any other arch with a published or failed cell. The page's order."""
     shown = list(dict.fromkeys([*platforms, *(p for cells in builds.values() for p in cells)]))
     shown += [p for _, p, _ in failed if p not in shown]
     columns: list[Column] = []
-    for platform in shown:
+    for platform in dict.fromkeys(shown):
         known = registry.platforms.get(platform)
         arches = list(known.arches) if known else []
         for version_cells in builds.values():
@@ -100,60 +167,147 @@ def matrix_columns(
     return columns
 
 
-def platform_headings(columns: list[Column], registry: Registry) -> list[PlatformHeading]:
-    headings = []
-    for platform in dict.fromkeys(column.platform for column in columns):
-        known = registry.platforms.get(platform)
-        count = sum(1 for column in columns if column.platform == platform)
-        headings.append(PlatformHeading(platform, known.name if known else platform, count))
-    return headings
-
-
-def published_cell(entry: dict[str, Any]) -> MatrixCell:
-    """A published build: its tarball (with size) first, then its other artifacts and manifest."""
-    tarball = None
-    links = []
-    for artifact in entry.get("artifacts", []):
-        kind = artifact.get("type", "file")
-        if kind == "tarball":
-            tarball = artifact
-        else:
-            links.append(Link(artifact["key"], kind))
-    links.append(Link(entry.get("manifest", ""), "manifest"))
-    return MatrixCell(
-        state="published",
-        build=entry["build"],
+def published_build(entry: dict[str, Any]) -> PublishedBuild:
+    """A catalog entry: its packages (the tarball's size and sha256 shown), then the files the
+    builder writes beside its manifest."""
+    packages = list(entry.get("artifacts") or [])
+    packages.sort(key=lambda artifact: artifact.get("type") != "tarball")  # the tarball first
+    links = [
+        Link(
+            a["key"],
+            PACKAGE_LABELS.get(a.get("type", ""), str(a.get("type", "file"))),
+            a["key"].rsplit("/")[-1],
+        )
+        for a in packages
+    ]
+    manifest = str(entry.get("manifest", ""))
+    directory = manifest.rpartition("/")[0]
+    if directory:
+        links += [Link(f"{directory}/{CHECKSUMS_FILE}", CHECKSUMS_FILE)]
+    links.append(Link(manifest, "manifest"))
+    if directory:
+        links.append(Link(f"{directory}/{BUILD_LOG_FILE}", BUILD_LOG_FILE))
+    shown = packages[0] if packages else {}
+    return PublishedBuild(
+        build=int(entry["build"]),
         published=str(entry.get("published", "")),
-        tarball=tarball["key"] if tarball else None,
-        size=human_size(int(tarball.get("size", 0))) if tarball else "",
         links=links,
+        size=human_size(int(shown.get("size", 0))) if shown else "",
+        sha256=str(shown.get("sha256", "")),
+        sha256_of=links[0].label if shown else "",
     )
 
 
-def matrix_cell(entry: dict[str, Any] | None, failure: tuple[int, str] | None) -> MatrixCell:
-    """A failure newer than what is published shows as failed; else the published build, if any."""
-    if failure and (entry is None or entry.get("build", 0) < failure[0]):
-        build, reason = failure
-        return MatrixCell("failed", build, reason, superseded_build=entry["build"] if entry else None)
-    if entry:
-        return published_cell(entry)
+def matrix_cell(entry: dict[str, Any] | None, failure: Failure | None) -> MatrixCell:
+    """A failure newer than what is published shows as failed (with the published build, if
+    any); else the published build, if any."""
+    published = published_build(entry) if entry else None
+    if failure and (published is None or published.build < failure.build):
+        return MatrixCell("failed", published, failure)
+    if published:
+        return MatrixCell("published", published)
     return MatrixCell("missing")
 
 
-def matrix_rows(builds: dict[str, Any], columns: list[Column], failed: FailedCells) -> list[MatrixRow]:
-    """One row per version with a published or failed cell, newest first."""
+def known_failures(document: dict[str, Any], failed: FailedCells) -> dict[Cell, Failure]:
+    """versions.json's failing cells, and the latest publish's failures not on record there
+    (an older publisher's, which do not record them)."""
+    failures = {
+        cell: Failure(entry.build, entry.reason, entry.since, entry.since_build)
+        for cell, entry in failing_cells(document).items()
+    }
+    for cell, (build, reason) in failed.items():
+        if cell not in failures or failures[cell].build < build:
+            failures[cell] = Failure(build, reason)
+    return failures
+
+
+def build_rows(
+    builds: dict[str, Any], columns: list[Column], failures: dict[Cell, Failure], registry: Registry
+) -> list[BuildRow]:
+    """One row per published or failed (version, platform, arch): versions newest first, then
+    in column order."""
     rows = []
-    for version in sort_newest_first([*builds.keys(), *(v for v, _, _ in failed)]):
+    for version in sort_newest_first([*builds.keys(), *(v for v, _, _ in failures)]):
         version_cells = builds.get(version) or {}
-        cells = [
-            matrix_cell(
-                version_cells.get(column.platform, {}).get(column.arch),
-                failed.get((version, column.platform, column.arch)),
-            )
-            for column in columns
-        ]
-        rows.append(MatrixRow(version, cells))
+        for column in columns:
+            entry = version_cells.get(column.platform, {}).get(column.arch)
+            cell = matrix_cell(entry, failures.get((version, column.platform, column.arch)))
+            if cell.state != "missing":
+                known = registry.platforms.get(column.platform)
+                title = known.name if known else column.platform
+                rows.append(BuildRow(version, column.platform, column.arch, cell, title))
     return rows
+
+
+def series_sections(rows: list[BuildRow], columns: list[Column]) -> list[SeriesSection]:
+    """Per series (newest first): each cell's newest version up front, down to and including its
+    newest published build; the rest (older versions) in `older`."""
+    sections: dict[str, SeriesSection] = {}
+    reached_published: set[tuple[str, str, str]] = set()
+    for row in rows:  # versions newest first
+        series = series_of(row.version)
+        section = sections.setdefault(series, SeriesSection(series, row.version, []))
+        key = (series, row.platform, row.arch)
+        if key in reached_published:
+            section.older.append(row)
+            if row.version not in section.older_versions:
+                section.older_versions.append(row.version)
+        else:
+            section.current.append(row)
+        if row.cell.published is not None:
+            reached_published.add(key)
+    order = {(column.platform, column.arch): index for index, column in enumerate(columns)}
+    for section in sections.values():
+        section.current.sort(key=lambda row: order[(row.platform, row.arch)])  # stable: newest first
+    return sorted(sections.values(), key=lambda section: Version(section.series), reverse=True)
+
+
+def overview_rows(
+    rows: list[BuildRow],
+    columns: list[Column],
+    registry: Registry,
+    series: list[str],
+    with_metadata: set[str],
+) -> list[OverviewRow]:
+    """Per platform: per series the newest version published there (any arch), and whether a
+    cell of it is failing."""
+    overview = []
+    for platform in dict.fromkeys(column.platform for column in columns):
+        known = registry.platforms.get(platform)
+        arches = [column.arch for column in columns if column.platform == platform]
+        cells = []
+        for name in series:
+            mine = [row for row in rows if row.platform == platform and series_of(row.version) == name]
+            newest = next((row.version for row in mine if row.cell.published is not None), "")
+            cells.append((name, newest, any(row.cell.state == "failed" for row in mine)))
+        metadata = Link(download_metadata_key(platform), "uv metadata") if platform in with_metadata else None
+        overview.append(OverviewRow(platform, known.name if known else platform, arches, metadata, cells))
+    return overview
+
+
+def newest_stable(versions: Iterable[str]) -> str:
+    """The newest final release among versions, else the newest pre-release, else ''."""
+    ordered = sort_newest_first(list(versions))
+    return next((v for v in ordered if not Version(v).is_prerelease), ordered[0] if ordered else "")
+
+
+def install_box(
+    document: dict[str, Any], platforms: list[str], public_url: Callable[[str], str] | None
+) -> InstallBox | None:
+    """install.sh's one-liner and uv's variable per platform with a published cell, for the
+    newest final release published (per platform for uv)."""
+    published = published_builds(document)
+    if not published:
+        return None
+    url = public_url or (lambda key: f"BASE_URL/{key}")
+    uv = []
+    for platform in platforms:
+        versions = [version for version, p, _ in published if p == platform]
+        if versions:
+            key = download_metadata_key(platform)
+            uv.append(UvLine(platform, key, url(key), newest_stable(versions)))
+    return InstallBox(url(INSTALLER_KEY), newest_stable(version for version, _, _ in published), uv)
 
 
 @functools.cache
@@ -166,6 +320,7 @@ def _template() -> jinja2.Template:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    environment.filters["day"] = day_of
     return environment.get_template(TEMPLATE)
 
 
@@ -175,27 +330,32 @@ def render_index(
     platforms: Iterable[str],
     now: datetime,
     failed: FailedCells | None = None,
+    public_url: Callable[[str], str] | None = None,
 ) -> str:
-    """The build matrix: versions (rows) x platform/arch (columns); relative links only."""
-    failed = failed or {}
+    """The status page. public_url (key -> absolute URL) fills the install box's commands;
+    without it they say BASE_URL. Every link is relative."""
     builds = document.get("builds") or {}
-    columns = matrix_columns(builds, registry, platforms, failed)
-    rows = matrix_rows(builds, columns, failed)
-    published_count = sum(cell.state == "published" for row in rows for cell in row.cells)
-    with_cells = sorted(published_platforms(document))
+    failures = known_failures(document, failed or {})
+    columns = matrix_columns(builds, registry, platforms, failures)
+    rows = build_rows(builds, columns, failures, registry)
+    sections = series_sections(rows, columns)
+    with_cells = published_platforms(document)
+    platform_order = list(dict.fromkeys(column.platform for column in columns))
     summary = (
-        f"{published_count} published builds of {len(document.get('python_versions') or [])} "
-        f"Python versions on {len(with_cells)} platforms"
+        f"{len(published_builds(document))} published builds of "
+        f"{len(document.get('python_versions') or [])} Python versions on {len(with_cells)} platforms"
     )
     return _template().render(
         summary=summary,
         updated=str(document.get("updated") or "never"),
         generated=iso(now),
-        metadata_links=[Link(download_metadata_key(platform), platform) for platform in with_cells],
-        headings=platform_headings(columns, registry),
-        columns=columns,
-        rows=rows,
-        failures=[
-            FailureLine(cell_name(*cell), build, reason) for cell, (build, reason) in sorted(failed.items())
-        ],
+        install=install_box(document, [p for p in platform_order if p in with_cells], public_url),
+        platforms=platform_order,
+        arches=list(dict.fromkeys(column.arch for column in columns)),
+        failing=[row for row in rows if row.cell.state == "failed"],
+        overview=overview_rows(rows, columns, registry, [s.series for s in sections], with_cells)
+        if rows
+        else [],
+        sections=sections,
+        cell_name=cell_name,
     )

@@ -1,0 +1,245 @@
+"""The status page in a real browser: Debian's chromium and chromedriver through selenium.
+
+A store is published through the real plan/publish code over three runs (several versions,
+platforms, arches and builds; a cell that fails in two runs and is still failing after a third
+that does not touch it; a cell that failed, then published). It is served over loopback HTTP at
+the public base URL it was published for, and opened at 1400 px and at 375 px (a phone): the
+page renders without horizontal scrolling, every link and every URL in the install box answers
+200, the platform/arch filter hides what does not match, and without JavaScript everything
+shows. The 1400 px screenshot goes to tmp_path, or to $BUILDFARM_STATUS_PAGE_SCREENSHOT
+(docs/status-page.png is made that way).
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import re
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
+
+from buildfarm.layout import failure_key
+from buildfarm.models import BuildSpec
+from buildfarm.plan import plan
+from buildfarm.publish import publish
+from buildfarm.store import LocalStore
+
+from .conftest import NOW, fake_build, write_releases
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+DAY1, DAY2, DAY3 = NOW - timedelta(days=3), NOW - timedelta(days=2), NOW - timedelta(days=1)
+STUCK = "3.12.11/rhel-9/aarch64"  # fails on day 1 and day 2, not retried on day 3
+RECOVERED = "3.13.5/debian-12/aarch64"  # fails on day 2, publishes on day 3
+BOTH_ARCHES = ("x86_64", "aarch64")
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[LocalStore, str]]:
+    """An empty store directory served over loopback HTTP: (store, base URL)."""
+    root = tmp_path / "store"
+    root.mkdir()
+    handler = functools.partial(QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield LocalStore(root), f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def build_like_the_builder(store: LocalStore, spec: BuildSpec, kinds: tuple[str, ...]) -> None:
+    """fake_build's artifacts and manifest, plus the SHA256SUMS and build.log the builder writes
+    beside them (builder_image's upload)."""
+    manifest = fake_build(store, spec, kinds=kinds)
+    sums = "".join(f"{a['sha256']}  {a['file']}\n" for a in manifest["artifacts"])
+    for name, text in (("SHA256SUMS", sums), ("build.log", f"build {spec.build} of {spec.version}\n")):
+        if not store.exists(f"{spec.artifact_dir}/{name}"):
+            store.put(f"{spec.artifact_dir}/{name}", text.encode())
+
+
+def fail_like_the_builder(store: LocalStore, spec: BuildSpec, reason: str) -> None:
+    """What a build that fails leaves: its failure record under logs/ (never linked)."""
+    store.put_json(
+        failure_key(spec.version, spec.platform, spec.arch, spec.build), {"phase": "make", "reason": reason}
+    )
+
+
+def run_day(store, config, request: dict, execution: str, now, failing: dict[str, str]) -> None:
+    """Plan, build (cells in `failing` fail with that reason) and publish, as a run does."""
+    result = plan(request, store, config, execution, now)
+    for item in result.items:
+        if item.cell in failing:
+            fail_like_the_builder(store, item.spec, failing[item.cell])
+        else:
+            kinds = ("tarball", "rpm") if item.spec.platform.startswith("rhel") else ("tarball", "deb")
+            build_like_the_builder(store, item.spec, kinds)
+    publish(result.summary, store, config, now=now)
+
+
+@pytest.fixture
+def published(served, config) -> tuple[LocalStore, str]:
+    store, base = served
+    config = config.model_copy(update={"public_base_url": base})
+    write_releases(store, ["3.14.0rc2", "3.13.5", "3.13.4", "3.12.11"], NOW)
+    two = {"platforms": ["debian-12", "rhel-9"], "arches": list(BOTH_ARCHES)}
+    run_day(
+        store,
+        config,
+        {"versions": ["3.13.4", "3.12.11"], **two},
+        "day-1",
+        DAY1,
+        {STUCK: "cc1: out of memory"},
+    )
+    failing = {STUCK: "cc1: out of memory (again)", RECOVERED: "test_ssl hung"}
+    run_day(store, config, {"versions": ["3.13.5", "3.12.11"], **two}, "day-2", DAY2, failing)
+    run_day(store, config, {"versions": ["3.14.0rc2", "3.13.5"], **two}, "day-3", DAY3, {})
+    return store, base
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[webdriver.Chrome]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--hide-scrollbars",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
+    yield driver
+    driver.quit()
+
+
+def show(driver: webdriver.Chrome, url: str, width: int, height: int = 900) -> None:
+    """Load url in a viewport of width x height CSS pixels (a phone's when narrow)."""
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600},
+    )
+    driver.get(url)
+    assert driver.execute_script("return window.innerWidth") == width
+
+
+def no_horizontal_scroll(driver: webdriver.Chrome) -> None:
+    scroll_width, inner_width = driver.execute_script(
+        "return [document.documentElement.scrollWidth, window.innerWidth]"
+    )
+    assert scroll_width <= inner_width
+
+
+def fetch_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            response.read()
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def rows(driver: webdriver.Chrome) -> list[tuple[str, str, bool]]:
+    """Every build row: (platform, arch, hidden by the filter)."""
+    return driver.execute_script(
+        "return [...document.querySelectorAll('table.builds tbody tr')]"
+        ".map(r => [r.dataset.platform, r.dataset.arch, r.closest('[hidden]') !== null])"
+    )
+
+
+def test_the_page_renders_its_links_resolve_and_the_filter_works(published, browser):
+    store, base = published
+    versions = json.loads(store.read("versions.json")[0])
+    assert list(versions["failing"]) == ["3.12.11"]  # the stuck cell is on record, the recovered one not
+
+    show(browser, f"{base}/index.html", 1400)
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Python Build Farm"
+    no_horizontal_scroll(browser)
+    # The newest per series up front, older versions one click away.
+    series = [
+        element.get_attribute("id") for element in browser.find_elements(By.CSS_SELECTOR, "section.series")
+    ]
+    assert series == ["python-3.14", "python-3.13", "python-3.12"]
+    details = browser.find_element(By.ID, "python-3.13").find_element(By.TAG_NAME, "details")
+    assert "3.13.4" in details.find_element(By.TAG_NAME, "summary").text
+    assert not details.find_element(By.CSS_SELECTOR, "tbody tr").is_displayed()
+    details.find_element(By.TAG_NAME, "summary").click()
+    assert details.find_element(By.CSS_SELECTOR, "tbody tr").is_displayed()
+    # The stuck cell is failing since day 1 though the latest publish (day 3) did not decide it.
+    failing = browser.find_element(By.ID, "failing").text
+    assert (
+        f"{STUCK} failed #2, failing since {DAY1:%Y-%m-%d} (build 1): make: cc1: out of memory (again)"
+        in failing
+    )
+    assert RECOVERED not in failing
+    browser.find_element(By.ID, "python-3.13").find_element(By.CSS_SELECTOR, "summary").click()
+
+    screenshot = Path(
+        os.environ.get("BUILDFARM_STATUS_PAGE_SCREENSHOT") or store.root.parent / "status-page.png"
+    )
+    show(browser, f"{base}/index.html", 1400, browser.execute_script("return document.body.scrollHeight"))
+    assert browser.get_screenshot_as_file(str(screenshot))
+
+    # Every link on the page, and every URL in the install box, answers 200 over HTTP.
+    links = browser.execute_script("return [...document.querySelectorAll('a[href]')].map(a => a.href)")
+    commands = " ".join(element.text for element in browser.find_elements(By.CSS_SELECTOR, "#install pre"))
+    urls = {url.split("#")[0] for url in links} | set(re.findall(r"https?://[^\s|]+", commands))
+    assert len(links) > 60 and all(url.startswith(base) for url in urls)
+    assert {url: fetch_status(url) for url in urls} == dict.fromkeys(urls, 200)
+    assert not [url for url in links if "/logs/" in url]  # failure records are not served
+    anchors = {url.split("#")[1] for url in links if "#" in url}
+    assert anchors and all(browser.find_elements(By.ID, anchor) for anchor in anchors)
+
+    # The filter: platform, then arch; every row stays in the page.
+    all_rows = rows(browser)
+    assert {platform for platform, _, _ in all_rows} == {"debian-12", "rhel-9"}
+    Select(browser.find_element(By.ID, "filter-platform")).select_by_visible_text("rhel-9")
+    shown = [(p, a) for p, a, hidden in rows(browser) if not hidden]
+    assert shown and {p for p, _ in shown} == {"rhel-9"} and len(rows(browser)) == len(all_rows)
+    Select(browser.find_element(By.ID, "filter-arch")).select_by_visible_text("aarch64")
+    shown = [(p, a) for p, a, hidden in rows(browser) if not hidden]
+    assert shown and set(shown) == {("rhel-9", "aarch64")}
+    assert browser.find_element(By.ID, "failing").is_displayed()  # the stuck cell matches
+    Select(browser.find_element(By.ID, "filter-platform")).select_by_visible_text("debian-12")
+    assert not browser.find_element(By.ID, "failing").is_displayed()
+    assert "platform=debian-12&arch=aarch64" in browser.current_url  # a filtered view can be shared
+    show(browser, browser.current_url, 1400)  # and is restored from its URL
+    assert {(p, a) for p, a, hidden in rows(browser) if not hidden} == {("debian-12", "aarch64")}
+
+
+def test_the_page_fits_a_phone_and_shows_everything_without_javascript(published, browser):
+    _, base = published
+    show(browser, f"{base}/index.html", 375, 812)
+    no_horizontal_scroll(browser)
+    for summary in browser.find_elements(By.CSS_SELECTOR, "details summary"):
+        summary.click()
+    no_horizontal_scroll(browser)
+    sha = browser.find_element(By.ID, "python-3.13").find_element(By.CSS_SELECTOR, "code.sha")
+    assert re.fullmatch(r"[0-9a-f]{64}", sha.text.replace("\n", ""))  # whole, wrapped on a phone
+
+    browser.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
+    try:
+        show(browser, f"{base}/index.html", 375, 812)
+        assert not browser.find_element(By.ID, "filter").is_displayed()  # useless without a script
+        assert rows(browser) and not [row for row in rows(browser) if row[2]]
+        no_horizontal_scroll(browser)
+    finally:
+        browser.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": False})
