@@ -3,9 +3,12 @@ as Finalize does once per run, and as `buildfarm reindex` does for a store that 
 served at a new URL.
 
 The derived files carry absolute URLs (uv rejects relative ones), so they are only as good as
-the base URL they were written for. install.sh records it: a publish that published nothing
-rewrites everything when install.sh was written for another base (refresh_if_outdated), so a
-moved store is repaired by the next `run`, at the cost of one read when nothing moved.
+the base URL they were written for. install.sh records it, and store_public_url decides it:
+the configured base (--base-url, BUILDFARM_PUBLIC_BASE_URL), else the http(s) base the store
+was last published for (a `reindex --base-url` sticks: a later `run` that names none keeps it),
+else the store's own URL (file://, which follows the directory when it moves). A publish that
+published nothing rewrites everything when install.sh was written for another base
+(refresh_if_outdated): a moved store is repaired by the next `run`, at the cost of one read.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from urllib.parse import urlsplit
 
 from buildfarm.catalog.install_script import (
     SHELL_INERT_URL,
+    embedded_base_url,
     installer_base,
-    installer_is_current,
     publish_installer,
+    read_installer,
+    render_installer,
 )
 from buildfarm.catalog.status_page import FailedCells, render_index
 from buildfarm.catalog.uv_metadata import uv_download_metadata
@@ -74,6 +79,18 @@ def public_url_function(store: Store, public_base_url: str | None) -> Callable[[
         base = public_base_url.rstrip("/")
         return lambda key: f"{base}/{key}"
     return store.default_public_url
+
+
+def _sticky_base(installer: bytes | None) -> str | None:
+    """The http(s) base URL an install.sh was published for; None for none or file://."""
+    base = embedded_base_url(installer) if installer else None
+    return base if base and not base.startswith("file:") else None
+
+
+def store_public_url(store: Store, configured: str | None) -> Callable[[str], str]:
+    """The URL function a publish writes with: the configured base URL, else the http(s) base
+    the store's install.sh was published for, else the store's own URL."""
+    return public_url_function(store, configured or _sticky_base(read_installer(store)))
 
 
 @functools.cache
@@ -131,13 +148,16 @@ def refresh_if_outdated(
     store: Store,
     registry: Registry,
     platforms: Iterable[str],
-    public_url: Callable[[str], str],
+    configured_base: str | None,
     now: datetime,
 ) -> list[str]:
     """For a publish that published nothing: rewrite every derived file if install.sh was
-    written for another base URL (the store moved, or its public URL changed) or by another
-    version of the script. One read when they are current. Returns the keys written."""
-    if installer_is_current(store, public_url) or versions_etag(store) is None:
+    written for another base URL (store_public_url: the store moved, or its configured URL
+    changed) or by another version of the script. One read when they are current. Returns
+    the keys written."""
+    installer = read_installer(store)
+    public_url = public_url_function(store, configured_base or _sticky_base(installer))
+    if installer == render_installer(installer_base(public_url)) or versions_etag(store) is None:
         return []
     log.info("derived files are outdated (store moved or base URL changed): rewriting them")
     return regenerate_derived(store, registry, platforms, public_url, now)
