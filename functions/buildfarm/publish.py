@@ -23,8 +23,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from buildfarm import clock
-from buildfarm.catalog import Cell, parse_cell, public_url_function, regenerate_derived, update_versions
-from buildfarm.catalog.derived import refresh_if_outdated
+from buildfarm.catalog import Cell, parse_cell, regenerate_derived, update_versions
+from buildfarm.catalog.derived import refresh_if_outdated, store_public_url
 from buildfarm.catalog.versions_json import record_failures
 from buildfarm.claims import release_claims
 from buildfarm.config import FarmConfig
@@ -183,8 +183,7 @@ def publish(
     # for another base URL (a moved store): one read when they are current.
     if plan_summary.get("dry_run") or plan_counts.get("planned", 1) == 0:
         if not plan_summary.get("dry_run"):
-            public_url = public_url_function(store, config.public_base_url)
-            refresh_if_outdated(store, registry, config.enabled_platforms, public_url, now)
+            refresh_if_outdated(store, registry, config.enabled_platforms, config.public_base_url, now)
         return PublishResult(
             published=[], failed=[], counts={"planned": 0, "published": 0, "failed": 0, **skipped}
         )
@@ -195,7 +194,7 @@ def publish(
         parse_cell(o.cell): (o.build, o.reason) for o in outcomes.values() if o.status == "failed"
     }
     if items:
-        public_url = public_url_function(store, config.public_base_url)
+        public_url = store_public_url(store, config.public_base_url)
         regenerate_derived(store, registry, config.enabled_platforms, public_url, now, failed_cells)
     close_run(store, plan_id)
 

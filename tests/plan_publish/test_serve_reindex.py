@@ -225,6 +225,28 @@ def test_a_no_op_publish_rewrites_derived_files_written_for_another_base(publish
     assert "file:///" not in derived_text(store)
 
 
+def test_an_http_base_url_sticks_until_another_is_named(published, config, tmp_path, monkeypatch, capsys):
+    """After `reindex --base-url`, runs and reindexes that name no base URL keep it, also when
+    the directory moves (it is still served at that URL); naming another replaces it."""
+    monkeypatch.delenv("BUILDFARM_PUBLIC_BASE_URL", raising=False)
+    assert main(["reindex", "--store", str(published.root), "--base-url", "http://mirror.lan:8000"]) == 0
+    store = moved(published, tmp_path)
+    publish(NOTHING_PLANNED, store, config, now=NOW)  # a no-op run
+    assert main(["reindex", "--store", str(store.root)]) == 0
+    assert "for http://mirror.lan:8000: wrote" in capsys.readouterr().out
+    request = {"versions": ["3.13.5"], "platforms": ["debian-11"], "arches": ["x86_64"]}
+    the_plan = plan(request, store, config, "exec-3", NOW)
+    fake_build(store, the_plan.items[0].spec)
+    publish(the_plan.summary, store, config, now=NOW)  # a run that publishes a cell
+    assert "file:///" not in derived_text(store)
+    assert (
+        "http://mirror.lan:8000/builds/3.13.5/debian-11/"
+        in (store.root / "download-metadata/debian-11.json").read_text()
+    )
+    assert main(["reindex", "--store", str(store.root), "--base-url", f"file://{store.root}"]) == 0
+    assert "http://mirror.lan" not in derived_text(store)
+
+
 def test_a_no_op_publish_of_a_current_store_reads_one_object_and_writes_nothing(published, config):
     store = LocalStore(published.root)
     publish(NOTHING_PLANNED, store, config, now=NOW)
@@ -234,7 +256,7 @@ def test_a_no_op_publish_of_a_current_store_reads_one_object_and_writes_nothing(
     publish({**NOTHING_PLANNED, "dry_run": True}, store, config, now=NOW)
     assert sum(store.calls.values()) == 0
     empty = LocalStore(published.root.parent / "empty")
-    assert refresh_if_outdated(empty, None, [], public_url_function(empty, None), NOW) == []
+    assert refresh_if_outdated(empty, None, [], None, NOW) == []
     assert not empty.root.exists()
 
 

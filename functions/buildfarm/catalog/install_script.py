@@ -58,11 +58,6 @@ def read_installer(store: Store) -> bytes | None:
         return None
 
 
-def installer_is_current(store: Store, public_url: Callable[[str], str]) -> bool:
-    """Whether the store's install.sh is this version of the script for this base URL."""
-    return read_installer(store) == render_installer(installer_base(public_url))
-
-
 def publish_installer(store: Store, public_url: Callable[[str], str]) -> bool:
     """Put install.sh at the store's root unless the same script is already there."""
     wanted = render_installer(installer_base(public_url))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from buildfarm import clock
-from buildfarm.catalog.derived import check_base_url, public_url_function, reindex
+from buildfarm.catalog.derived import check_base_url, reindex, store_public_url
 from buildfarm.catalog.install_script import embedded_base_url, installer_base
 from buildfarm.cli.plan import add_store_argument
 from buildfarm.config import ConfigError, FarmConfig, resolve_store_location
@@ -34,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Regenerate what is derived from versions.json (download-metadata/<platform>.json for "
             "uv, index.html, install.sh) with absolute URLs under the base URL: after moving or copying a "
-            "store, or to serve it at a new address. Builds and publishes no cell."
+            "store, or to serve it at a new address. Builds and publishes no cell. The base URL "
+            "sticks: later runs that name none keep it."
         ),
     )
     add_store_argument(parser)
@@ -42,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--base-url",
         metavar="URL",
         help="the URL the store is served at (default: $BUILDFARM_PUBLIC_BASE_URL, else the "
-        "store's own file:// or S3 URL)",
+        "http(s) URL the store was last published for, else its own file:// or S3 URL)",
     )
     parser.set_defaults(func=run_reindex)
 
@@ -99,7 +100,7 @@ def run_reindex(args: argparse.Namespace) -> int:
         raise UsageError(f"store {location}: no such directory")
     try:
         store = open_store(location)
-        public_url = public_url_function(store, base)
+        public_url = store_public_url(store, base)
         written = reindex(store, load_registry(), config.enabled_platforms, public_url, clock.now())
     except StoreNotFound:
         raise UsageError(f"store {location}: nothing is published there (no versions.json)") from None
