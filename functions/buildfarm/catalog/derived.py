@@ -135,7 +135,7 @@ def regenerate_derived(
             written.append(key)
         store.put(
             INDEX_KEY,
-            render_index(document, registry, platforms, now, failed).encode(),
+            render_index(document, registry, platforms, now, failed, public_url).encode(),
             content_type="text/html; charset=utf-8",
         )
         written.append(INDEX_KEY)
