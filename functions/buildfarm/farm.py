@@ -230,7 +230,13 @@ class _CellBuilder:
 
     def _build(self, item: PlanItem, progress: CellProgress, log_path: Path) -> BuildResult:
         def on_phase(phase: str, seconds: float) -> None:
-            progress.phase, progress.step, progress.done, progress.total = phase, "", 0, None
+            progress.phase, progress.step, progress.done, progress.total, progress.unit = (
+                phase,
+                "",
+                0,
+                None,
+                "",
+            )
             self.notify(progress)
 
         def on_progress(step: str, done: int, total: int | None, unit: str) -> None:

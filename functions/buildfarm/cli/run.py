@@ -178,7 +178,8 @@ class ProgressPrinter:
         width = max(40, shutil.get_terminal_size().columns - 1)
         for active in self.building.values():
             line = f"  {active.cell} build {active.build}: {describe(active)}{_bar(active)}"
-            print(f"{line}  {_clock(active.elapsed)}"[:width], file=self.stream)
+            elapsed = (active.finished or self.clock()) - (active.started or self.clock())
+            print(f"{line}  {_clock(elapsed)}"[:width], file=self.stream)
         self.drawn = len(self.building)
 
 
