@@ -9,6 +9,8 @@ class BuildError(Exception):
     """A build failure: the phase it happened in and a one-line reason. The driver records
     it in the store (logs/<cell>/<build>/build.log and failure.json)."""
 
+    record = True  # whether the failure record goes to the store
+
     def __init__(self, phase, reason):
         Exception.__init__(self, "{}: {}".format(phase, reason))
         self.phase = phase
@@ -19,3 +21,5 @@ class WouldOverwrite(BuildError):
     """A failure after which the driver writes nothing at all to the store: the cell's build
     number belongs to another build (its files exist), or this store cannot write
     create-only. A failure record could then overwrite another build's files."""
+
+    record = False

@@ -17,7 +17,7 @@ import traceback
 
 from . import make, manifest, packages, preflight, selftest, source
 from .cell import Build
-from .errors import BuildError, SpecError, WouldOverwrite
+from .errors import BuildError, SpecError
 from .install import install
 from .process import say, utc_now
 from .spec import load_platforms, log_dir_for, parse_spec, platform_info
@@ -86,8 +86,8 @@ def run_phase(build, phase, step):
 
 
 def report_failure(build, phase, error):
-    """Print the failure and the phase's last lines, record it (unless WouldOverwrite), and
-    return the result dict."""
+    """Print the failure and the phase's last lines, record it (unless it is one that would
+    overwrite another build's files), and return the result dict."""
     if isinstance(error, BuildError):
         phase, reason = error.phase, error.reason
     elif isinstance(error, Interrupted):
@@ -103,7 +103,7 @@ def report_failure(build, phase, error):
         for line in tail:
             sys.stdout.write("    " + line + "\n")
     build.log.close()
-    if isinstance(error, WouldOverwrite):
+    if isinstance(error, BuildError) and not error.record:  # WouldOverwrite
         copy_log(build.log.path)  # the store has nothing of this build, not even its failure
     else:
         record_failure(build, phase, reason, tail)
