@@ -8,7 +8,7 @@ import sys
 
 from .files import sha256_of
 from .flags import configure_env
-from .process import utc_now
+from .process import start, utc_now
 
 DRIVER_VERSION = "1"
 
@@ -60,15 +60,9 @@ def artifact_entry(kind, path):
 
 
 def compiler_version(env):
+    """gcc --version's first line, or None."""
     try:
-        child = subprocess.Popen(
-            ["gcc", "--version"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            universal_newlines=True,
-            env=env,
-        )
-        output = child.communicate()[0]
+        output = start(["gcc", "--version"], env=env, stderr=subprocess.DEVNULL).communicate()[0]
         return output.splitlines()[0] if output else None
     except OSError:
         return None

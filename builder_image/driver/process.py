@@ -59,21 +59,27 @@ class Log(object):
         self.handle.close()
 
 
+def start(argv, cwd=None, env=None, stderr=subprocess.STDOUT):
+    """Start argv (never through a shell) with no input and its output as text lines on
+    .stdout (stderr too, unless told otherwise). OSError if it cannot start."""
+    return subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        stdin=subprocess.DEVNULL,
+        universal_newlines=True,
+        errors="replace",
+    )
+
+
 def stream(log, argv, cwd=None, env=None, on_line=None):
     """Run argv, writing the command and its output (stdout and stderr) to log, and each
     line to on_line(line) when given. Returns (exit status, the last KEEP_LINES lines).
     OSError if it cannot start."""
     log.write("$ {}\n".format(" ".join(argv)))
-    child = subprocess.Popen(
-        argv,
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        universal_newlines=True,
-        errors="replace",
-    )
+    child = start(argv, cwd=cwd, env=env)
     output = []
     for line in child.stdout:
         log.write(line)

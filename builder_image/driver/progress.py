@@ -15,7 +15,7 @@ import re
 import subprocess
 import threading
 
-from .process import say
+from .process import say, start
 
 INTERVAL = 10  # seconds between two lines; the runners count on one at least every 30 s
 DRY_RUN_TIMEOUT = 120
@@ -141,16 +141,7 @@ def dry_run_objects(argv, cwd, env, timeout=DRY_RUN_TIMEOUT):
     $(MAKE) sub-makes, dry too), or None when it cannot tell."""
     dry = [argv[0], "-n"] + [arg for arg in argv[1:] if not arg.startswith("-j")]
     try:
-        child = subprocess.Popen(
-            dry,
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-            universal_newlines=True,
-            errors="replace",
-        )
+        child = start(dry, cwd=cwd, env=env, stderr=subprocess.DEVNULL)
     except OSError:
         return None
     try:
