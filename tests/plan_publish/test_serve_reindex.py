@@ -154,6 +154,23 @@ def test_a_bad_base_url_is_one_line_and_writes_nothing(published, base, message)
     assert {p: p.read_bytes() for p in published.root.rglob("*") if p.is_file()} == before
 
 
+@pytest.mark.parametrize(
+    ("base", "expected"),
+    [
+        ("http://[::1]:8000/", "http://[::1]:8000"),
+        ("https://cdn.example.org/python/", "https://cdn.example.org/python"),
+        ("file:///srv/dist", "file:///srv/dist"),
+        ("http://user@mirror.lan:8080/~py/3%2B", "http://user@mirror.lan:8080/~py/3%2B"),
+    ],
+)
+def test_good_base_urls_are_baked_into_install_sh(base, expected):
+    from buildfarm.catalog.derived import check_base_url
+    from buildfarm.catalog.install_script import render_installer
+
+    assert check_base_url(base) == expected
+    assert embedded_base_url(render_installer(expected)) == expected
+
+
 def test_a_bad_public_base_url_variable_is_named(published, monkeypatch, capsys):
     monkeypatch.setenv("BUILDFARM_PUBLIC_BASE_URL", "https://x.example/`id`")
     assert main(["reindex", "--store", str(published.root)]) == 2

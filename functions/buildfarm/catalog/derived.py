@@ -66,7 +66,7 @@ def check_base_url(text: str, name: str = "--base-url") -> str:
         raise UsageError(f"{name} {text!r}: a base URL has no query or fragment")
     base = text.rstrip("/")
     if not SHELL_INERT_URL.fullmatch(base):
-        raise UsageError(f"{name} {text!r}: only letters, digits and ._~%+/:@=- are allowed")
+        raise UsageError(f"{name} {text!r}: only letters, digits and ._~%+/:@=-[] are allowed")
     return base
 
 

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 INSTALLER_PLACEHOLDER = "@BASE_URL@"
 # The base URL is baked into a shell script: only characters that are inert in a
 # double-quoted bash string are accepted.
-SHELL_INERT_URL = re.compile(r"(https?|file)://[A-Za-z0-9._~%+/:@=-]+")  # fullmatch: no newline
+SHELL_INERT_URL = re.compile(r"(https?|file)://[][A-Za-z0-9._~%+/:@=-]+")  # fullmatch: no newline
 _DEFAULT_LINE = re.compile(r'^DEFAULT_BASE_URL="([^"\n]*)"$', re.MULTILINE)
 
 
