@@ -108,3 +108,15 @@ def test_run_farm_with_a_dry_request_only_plans(store_dir, tmp_path):
     assert report.cells == {} and report.runners == {} and report.published is None
     assert _snapshot(store_dir) == before
     assert not (tmp_path / "logs").exists()
+
+
+def test_a_dry_run_of_a_store_that_does_not_exist_yet_creates_nothing(tmp_path, capsys):
+    """`run` creates its store, but not in a dry run: it shows what a first run would build."""
+    missing = tmp_path / "new-store"
+    code = main(
+        ["run", "--store", str(missing), "--dry-run", "--versions", "3.13", "--platforms", "debian-12"]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert re.search(r"^3\.13\.[0-9]+/debian-12/[a-z0-9_]+ +1 +build +not published$", out, re.M), out
+    assert not missing.exists()
