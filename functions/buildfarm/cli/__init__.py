@@ -20,6 +20,7 @@ SUBCOMMAND_MODULES = (
     "buildfarm.cli.trigger",  # trigger
     "buildfarm.cli.store_cmds",  # reindex, serve
     "buildfarm.cli.discover",  # releases, platforms
+    "buildfarm.cli.attest_cmds",  # keys, verify
 )
 
 
