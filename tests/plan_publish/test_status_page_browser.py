@@ -200,7 +200,10 @@ def test_the_page_renders_its_links_resolve_and_the_filter_works(published, brow
 
     # Every link on the page, and every URL in the install box, answers 200 over HTTP.
     links = browser.execute_script("return [...document.querySelectorAll('a[href]')].map(a => a.href)")
-    commands = " ".join(element.text for element in browser.find_elements(By.CSS_SELECTOR, "#install pre"))
+    commands = " ".join(
+        element.get_attribute("textContent")
+        for element in browser.find_elements(By.CSS_SELECTOR, "#install pre:not(.generic)")
+    )
     urls = {url.split("#")[0] for url in links} | set(re.findall(r"https?://[^\s|]+", commands))
     assert len(links) > 60 and all(url.startswith(base) for url in urls)
     assert {url: fetch_status(url) for url in urls} == dict.fromkeys(urls, 200)
@@ -214,6 +217,8 @@ def test_the_page_renders_its_links_resolve_and_the_filter_works(published, brow
     Select(browser.find_element(By.ID, "filter-platform")).select_by_visible_text("rhel-9")
     shown = [(p, a) for p, a, hidden in rows(browser) if not hidden]
     assert shown and {p for p, _ in shown} == {"rhel-9"} and len(rows(browser)) == len(all_rows)
+    uv_lines = browser.find_elements(By.CSS_SELECTOR, "#uv-commands li")
+    assert [line.text.split()[0] for line in uv_lines if line.is_displayed()] == ["rhel-9"]
     Select(browser.find_element(By.ID, "filter-arch")).select_by_visible_text("aarch64")
     shown = [(p, a) for p, a, hidden in rows(browser) if not hidden]
     assert shown and set(shown) == {("rhel-9", "aarch64")}

@@ -133,6 +133,7 @@ class InstallBox:
     script_url: str
     version: str
     uv: list[UvLine]
+    generic_uv_url: str  # the uv metadata URL with PLATFORM for the platform's id
 
 
 def human_size(size: float) -> str:
@@ -307,7 +308,8 @@ def install_box(
         if versions:
             key = download_metadata_key(platform)
             uv.append(UvLine(platform, key, url(key), newest_stable(versions)))
-    return InstallBox(url(INSTALLER_KEY), newest_stable(version for version, _, _ in published), uv)
+    newest = newest_stable(version for version, _, _ in published)
+    return InstallBox(url(INSTALLER_KEY), newest, uv, url(download_metadata_key("PLATFORM")))
 
 
 @functools.cache
