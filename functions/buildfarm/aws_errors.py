@@ -21,6 +21,7 @@ from buildfarm.errors import UsageError
 CREDENTIALS_HINT = (
     "set AWS_PROFILE to a profile in ~/.aws/config (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
 )
+ENDPOINT_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")  # the overrides a user may have set
 # ClientError codes, by what the user has to do about them.
 REJECTED_CREDENTIALS = frozenset(
     {
@@ -116,8 +117,8 @@ def _explain_botocore(error: Exception, region_option: bool) -> str:
     if isinstance(error, bce.ConnectionError | bce.HTTPClientError):
         url = kwargs.get("endpoint_url") or kwargs.get("proxy_url") or ""
         where = f" at {_endpoint(str(url))}" if url else ""
-        override = os.environ.get("AWS_ENDPOINT_URL")
-        fix = f"check AWS_ENDPOINT_URL ({override})" if override else "check the network and AWS_REGION"
+        named = [f"{name} ({os.environ[name]})" for name in ENDPOINT_ENV if os.environ.get(name)]
+        fix = f"check {' and '.join(named)}" if named else "check the network and AWS_REGION"
         return f"cannot reach AWS{where} ({type(error).__name__}): {fix}"
     return f"AWS: {one_line(error)}"
 

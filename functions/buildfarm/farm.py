@@ -230,13 +230,8 @@ class _CellBuilder:
 
     def _build(self, item: PlanItem, progress: CellProgress, log_path: Path) -> BuildResult:
         def on_phase(phase: str, seconds: float) -> None:
-            progress.phase, progress.step, progress.done, progress.total, progress.unit = (
-                phase,
-                "",
-                0,
-                None,
-                "",
-            )
+            progress.phase = phase  # finished: the step it reported on is over
+            progress.step, progress.done, progress.total, progress.unit = "", 0, None, ""
             self.notify(progress)
 
         def on_progress(step: str, done: int, total: int | None, unit: str) -> None:
