@@ -4,13 +4,18 @@ line, and the protocol line the runners parse."""
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
+import sys
 import time
 
 import pytest
+from builder_helpers import BUILDER_IMAGE
 from driver import make, progress
 from driver.process import Log, run
+
+from buildfarm.runners.base import run_driver
 
 # What functions/buildfarm/runners/base.py accepts (the contract both sides keep).
 PROTOCOL = re.compile(r"buildfarm: progress (\S+) ([0-9]+)/([0-9]+|\?) (\S+)")
@@ -121,12 +126,12 @@ def test_tracker_without_a_known_total_counts_every_object():
 def test_ticker_repeats_the_line_and_ends_with_the_last_state():
     tracker = progress.Tracker({"a.o", "b.o"})
     lines: list[str] = []
-    with progress.Ticker(tracker, interval=0.05, write=lines.append):
-        time.sleep(0.3)
+    with progress.Ticker(tracker, interval=0.02, write=lines.append):
+        deadline = time.monotonic() + 30
+        while len(lines) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
         tracker.feed("gcc -c a.c -o a.o")
-        time.sleep(0.02)
-    assert lines[0] == "progress make 0/2 objects"
-    assert len(lines) >= 4  # unchanged, still repeated
+    assert lines[:4] == ["progress make 0/2 objects"] * 4  # unchanged, still repeated
     assert lines[-1] == "progress make 1/2 objects"
 
 
@@ -177,3 +182,35 @@ def test_a_real_make_is_counted_from_make_n_and_its_output(tmp_path):
     log.close()
     assert lines[-1] == "progress make 3/3 objects"
     assert "gcc -c -fPIC a.c -o a.o" in (tmp_path / "build.log").read_text()
+
+
+def test_the_runner_reads_the_drivers_progress_lines(tmp_path):
+    """The contract end to end: a driver process's ticker, read by runners.base.run_driver."""
+    script = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(BUILDER_IMAGE)!r})\n"
+        "from driver import progress\n"
+        "tracker = progress.Tracker({'a.o', 'b.o'})\n"
+        "tracker.feed('gcc -c a.c -o a.o')\n"
+        # A long interval: each block prints its line once when it starts, once when it ends.
+        "with progress.Ticker(tracker, interval=100):\n"
+        "    pass\n"
+        "tracker.start_step(compiles=False, training='bolt')\n"
+        "with progress.Ticker(tracker, interval=100):\n"
+        "    pass\n"
+        "tracker.feed('0:00:01 load avg: 0.5 [ 3/45] test_re')\n"
+        "with progress.Ticker(tracker, interval=100):\n"
+        "    pass\n"
+        'print(\'buildfarm: result {"ok": true, "phase": null, "reason": null}\')\n'
+    )
+    seen: list[tuple[str, int, int | None, str]] = []
+    result = run_driver(
+        [sys.executable, "-c", script],
+        {"PATH": "/usr/bin:/bin"},
+        None,
+        output=io.StringIO(),
+        on_progress=lambda *args: seen.append(args),
+    )
+    assert result.ok
+    expected = [("make", 1, 2, "objects"), ("bolt", 0, None, "tests"), ("bolt", 3, 45, "tests")]
+    assert seen == [shown for shown in expected for _ in range(2)]
