@@ -43,10 +43,15 @@ def split_s3_url(url):
 
 
 def open_store(store):
+    """The store of a spec's "store": LocalStore or S3Store, the same four methods:
+    describe() (for messages), cell_exists(artifact_dir), publish(artifact_dir, files) and
+    write_logs(log_dir, files), files being [(name, local path)]; both never overwrite."""
     return S3Store(store) if store_kind(store) == "s3" else LocalStore(store)
 
 
 class LocalStore(object):
+    """A directory (or file://) store: a cell appears in one rename, complete."""
+
     def __init__(self, root):
         if root.startswith("file://"):
             root = root[len("file://") :]
