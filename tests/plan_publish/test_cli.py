@@ -130,7 +130,7 @@ def test_status(published_store, capsys, monkeypatch):
 
 
 def test_status_of_an_empty_store(tmp_path, capsys):
-    assert main(["status", "--store", str(tmp_path / "nothing")]) == 0
+    assert main(["status", "--store", str(tmp_path)]) == 0
     assert "nothing published yet" in capsys.readouterr().out
 
 
