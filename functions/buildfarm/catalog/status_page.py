@@ -168,26 +168,31 @@ def matrix_columns(
     return columns
 
 
+def files_beside(manifest: str) -> list[Link]:
+    """SHA256SUMS, the manifest and build.log: the builder writes them side by side."""
+    directory = manifest.rpartition("/")[0]
+    if not directory:
+        return [Link(manifest, "manifest")]
+    return [
+        Link(f"{directory}/{CHECKSUMS_FILE}", CHECKSUMS_FILE),
+        Link(manifest, "manifest"),
+        Link(f"{directory}/{BUILD_LOG_FILE}", BUILD_LOG_FILE),
+    ]
+
+
 def published_build(entry: dict[str, Any]) -> PublishedBuild:
-    """A catalog entry: its packages (the tarball's size and sha256 shown), then the files the
-    builder writes beside its manifest."""
-    packages = list(entry.get("artifacts") or [])
-    packages.sort(key=lambda artifact: artifact.get("type") != "tarball")  # the tarball first
+    """A catalog entry: its packages, the tarball first (its size and sha256 are shown), then the
+    files beside its manifest."""
+    packages = sorted(entry.get("artifacts") or [], key=lambda artifact: artifact.get("type") != "tarball")
     links = [
         Link(
             a["key"],
             PACKAGE_LABELS.get(a.get("type", ""), str(a.get("type", "file"))),
-            a["key"].rsplit("/")[-1],
+            a["key"].rsplit("/", 1)[-1],
         )
         for a in packages
     ]
-    manifest = str(entry.get("manifest", ""))
-    directory = manifest.rpartition("/")[0]
-    if directory:
-        links += [Link(f"{directory}/{CHECKSUMS_FILE}", CHECKSUMS_FILE)]
-    links.append(Link(manifest, "manifest"))
-    if directory:
-        links.append(Link(f"{directory}/{BUILD_LOG_FILE}", BUILD_LOG_FILE))
+    links += files_beside(str(entry.get("manifest", "")))
     shown = packages[0] if packages else {}
     return PublishedBuild(
         build=int(entry["build"]),
