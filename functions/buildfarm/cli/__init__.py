@@ -9,6 +9,7 @@ import sys
 from buildfarm import __version__
 from buildfarm.aws_errors import explain_aws_error, is_aws_error
 from buildfarm.errors import BuildfarmError, UsageError
+from buildfarm.suggest import SuggestingArgumentParser
 
 # Each module defines register(subparsers) and sets `func` on its parser(s);
 # func(args) returns the exit status.
@@ -29,7 +30,8 @@ CliError = UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    # Suggests the closest option, subcommand or choice for a mistyped one (subparsers inherit it).
+    parser = SuggestingArgumentParser(
         prog="buildfarm",
         description="Build, test, package and publish CPython for every platform and arch.",
     )
