@@ -68,6 +68,15 @@ class BuildBatch(Construct):
         super().__init__(scope, construct_id)
         self.name_prefix = name_prefix
 
+        subnets = self._network(config)
+        self._instances(config)
+        self._compute(config, cells, subnets)
+        self._roles(config, bucket)
+        self._job_definitions(config, cells, images)
+
+    def _network(self, config: InfraConfig) -> ec2.SubnetSelection:
+        """The VPC (the configured one, else a new one with public subnets only) and the
+        subnets the builders run in."""
         if config.vpc_id:
             self.vpc = ec2.Vpc.from_vpc_attributes(
                 self,
@@ -105,7 +114,10 @@ class BuildBatch(Construct):
                 traffic_type=ec2.FlowLogTrafficType.REJECT,
             )
             subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC)
+        return subnets
 
+    def _instances(self, config: InfraConfig) -> None:
+        """The build instances' security group (no inbound) and launch template."""
         self.security_group = ec2.SecurityGroup(
             self,
             "BuilderSecurityGroup",
@@ -132,6 +144,10 @@ class BuildBatch(Construct):
             ],
         )
 
+    def _compute(
+        self, config: InfraConfig, cells: tuple[tuple[str, str], ...], subnets: ec2.SubnetSelection
+    ) -> None:
+        """One Spot compute environment and job queue per arch that has cells."""
         self.queues: dict[str, batch.JobQueue] = {}
         self.compute_environments: dict[str, batch.ManagedEc2EcsComputeEnvironment] = {}
         for arch in dict.fromkeys(a for _, a in cells):
@@ -162,10 +178,13 @@ class BuildBatch(Construct):
             self.queues[arch] = batch.JobQueue(
                 self,
                 f"Queue-{arch}",
-                job_queue_name=job_queue_name(name_prefix, arch),
+                job_queue_name=job_queue_name(self.name_prefix, arch),
                 compute_environments=[batch.OrderedComputeEnvironment(compute_environment=env, order=1)],
             )
 
+    def _roles(self, config: InfraConfig, bucket: s3.IBucket) -> None:
+        """The build log group, the execution role (image pulls, logs) and the job role (the
+        builder's access to the store)."""
         self.log_group = log_group(self, "BuildLogs", config)
         self.execution_role = iam.Role(
             self,
@@ -219,12 +238,16 @@ class BuildBatch(Construct):
             "BuildsAreCreateOnly refuses any builds/ write that could replace an existing object.",
         )
 
+    def _job_definitions(
+        self, config: InfraConfig, cells: tuple[tuple[str, str], ...], images: BuilderImages
+    ) -> None:
+        """One job definition per platform x arch, named `<prefix>-<platform>-<arch>`."""
         self.job_definitions: dict[tuple[str, str], batch.EcsJobDefinition] = {}
         for platform_id, arch in cells:
             self.job_definitions[(platform_id, arch)] = batch.EcsJobDefinition(
                 self,
                 f"Job-{platform_id}-{arch}",
-                job_definition_name=job_definition_name(name_prefix, platform_id, arch),
+                job_definition_name=job_definition_name(self.name_prefix, platform_id, arch),
                 container=batch.EcsEc2ContainerDefinition(
                     self,
                     f"Container-{platform_id}-{arch}",

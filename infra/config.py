@@ -1,54 +1,39 @@
 """The stack's configuration: cdk.json context keys `buildfarm:*`, validated once into a typed model.
 
-Every key can be overridden on the command line (`-c buildfarm:maxConcurrency=40`); values given
-that way arrive as strings, so lists also accept comma-separated strings and numbers/booleans
-accept their string forms.
+InfraConfig is buildfarm.config.WorkflowSettings (the settings the Lambdas read too, declared
+there once) plus the keys only the stack uses. Every key can be overridden on the command line
+(`-c buildfarm:maxConcurrency=40`); values given that way arrive as strings, read as the Lambdas
+read their environment (comma lists, true/false, ASCII numbers; blank = the default).
 """
 
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Literal
+from typing import Any, ClassVar
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from buildfarm import clock
+from buildfarm.config import ConfigError, WorkflowSettings, known_platforms
 from buildfarm.platforms import ARCHES, Registry, load_registry
-from buildfarm.versions import is_series
+
+__all__ = ["CONTEXT_PREFIX", "LOG_RETENTION_DAYS", "ConfigError", "InfraConfig"]
 
 CONTEXT_PREFIX = "buildfarm:"
+# The retention periods CloudWatch Logs accepts (AWS::Logs::LogGroup RetentionInDays).
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
+                      2192, 2557, 2922, 3288, 3653)  # fmt: skip
 
 
-class ConfigError(ValueError):
-    """A bad context value: the message names the key and the value."""
+class InfraConfig(WorkflowSettings):
+    """What a platform team tunes per deployment (README "Configuration" lists every key)."""
 
-
-def _split_list(value: Any) -> Any:
-    if isinstance(value, str):
-        return tuple(part.strip() for part in value.split(",") if part.strip())
-    return value
-
-
-def _none_if_empty(value: Any) -> Any:
-    return None if value in ("", None) else value
-
-
-class InfraConfig(BaseModel):
-    """What a platform team tunes per deployment (README "Deploy on AWS" lists every key)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # "" turns the schedule off rather than meaning the default.
+    blank_is_a_value: ClassVar[frozenset[str]] = frozenset({"schedule"})
 
     # EventBridge schedule expression that starts the workflow with {}; "" turns the schedule off.
     # Hourly: a no-op costs a listing and two reads, and a new release is built within hours.
     schedule: str = Field("rate(1 hour)", alias="schedule")
-    max_concurrency: int = Field(20, ge=1, le=10000, alias="maxConcurrency")
     # Platforms that get builders (images + job definitions). None = the registry's platforms
     # still supported on lifecycle_date, plus end_of_life_platforms. An explicit list is taken as is.
     enabled_platforms: tuple[str, ...] | None = Field(None, alias="enabledPlatforms")
@@ -58,14 +43,7 @@ class InfraConfig(BaseModel):
     end_of_life_platforms: tuple[str, ...] = Field((), alias="endOfLifePlatforms")
     # The day the registry's end-of-support dates are compared with (default: the synthesis day;
     # tests pin it so that synthesis is deterministic).
-    lifecycle_date: date = Field(default_factory=date.today, alias="lifecycleDate")
-    enabled_arches: tuple[Literal["x86_64", "aarch64"], ...] = Field(ARCHES, alias="enabledArches")
-    lowest_series: str = Field("3.9", alias="lowestSeries")
-    releases_per_series: int = Field(2, ge=1, le=100, alias="releasesPerSeries")
-    prereleases: bool = Field(False, alias="prereleases")
-    optimization: Literal["pgo+lto", "none"] = Field("pgo+lto", alias="optimization")
-    releases_url: str | None = Field(None, alias="releasesUrl")
-    source_mirror: str | None = Field(None, alias="sourceMirror")
+    lifecycle_date: date = Field(default_factory=lambda: clock.now().date(), alias="lifecycleDate")
     # One Batch job = one cell: CPython's PGO build uses all cores it gets.
     job_vcpus: int = Field(8, ge=1, le=192, alias="jobVcpus")
     job_memory_mib: int = Field(16384, ge=2048, alias="jobMemoryMiB")
@@ -74,60 +52,37 @@ class InfraConfig(BaseModel):
     job_attempts: int = Field(3, ge=1, le=10, alias="jobAttempts")
     root_volume_gib: int = Field(100, ge=30, alias="rootVolumeGiB")
     max_vcpus_per_arch: int = Field(256, ge=1, alias="maxVcpusPerArch")
-    execution_timeout_hours: int = Field(24, ge=1, le=24 * 365, alias="executionTimeoutHours")
-    # What one cell's job is expected to take; with maxConcurrency and executionTimeoutHours it
-    # sets how many cells one execution claims (FarmConfig.cells_per_execution), unless
-    # maxCellsPerExecution says so explicitly.
-    job_minutes_estimate: int = Field(40, ge=1, alias="jobMinutesEstimate")
-    max_cells_per_execution: int | None = Field(None, ge=1, alias="maxCellsPerExecution")
     notification_email: str | None = Field(None, alias="notificationEmail")
     # An existing VPC: its id and the subnets (with a route to the internet) the builders run in.
     vpc_id: str | None = Field(None, alias="vpcId")
     subnet_ids: tuple[str, ...] = Field((), alias="subnetIds")
     powertools_layer_version: int = Field(38, ge=1, alias="powertoolsLayerVersion")
-    log_retention_days: int = Field(90, ge=1, alias="logRetentionDays")
+    # Every CloudWatch log group of the stack (functions, builds, executions, VPC flow log).
+    # Each build's own log is also kept in the store for logExpiryDays.
+    log_retention_days: int = Field(90, alias="logRetentionDays")
     # Days after which plans/, claims/ and logs/ objects expire (artifacts and catalogs never do).
     scratch_expiry_days: int = Field(30, ge=1, alias="scratchExpiryDays")
     log_expiry_days: int = Field(180, ge=1, alias="logExpiryDays")
 
-    @field_validator(
-        "enabled_platforms", "end_of_life_platforms", "enabled_arches", "subnet_ids", mode="before"
-    )
+    @field_validator("enabled_platforms", "end_of_life_platforms")
     @classmethod
-    def _comma_list(cls, value: Any, info: ValidationInfo) -> Any:
-        if info.field_name == "enabled_platforms" and value == "":
-            return None  # unset in cdk.json: the platforms live on lifecycle_date
-        return _split_list(value)
+    def _platforms(cls, value: tuple[str, ...] | None, info: ValidationInfo) -> tuple[str, ...] | None:
+        return value if not value else known_platforms(value, info)
 
-    @field_validator("lifecycle_date", mode="before")
+    @field_validator("log_retention_days")
     @classmethod
-    def _today_if_empty(cls, value: Any) -> Any:
-        return date.today() if value in ("", None) else value
-
-    @field_validator(
-        "notification_email",
-        "vpc_id",
-        "releases_url",
-        "source_mirror",
-        "max_cells_per_execution",
-        mode="before",
-    )
-    @classmethod
-    def _optional(cls, value: Any) -> Any:
-        return _none_if_empty(value)
-
-    @field_validator("lowest_series")
-    @classmethod
-    def _series(cls, value: str) -> str:
-        if not is_series(value):
-            raise ValueError(f"lowestSeries {value!r} is not a series like 3.9")
+    def _retention(cls, value: int) -> int:
+        if value not in LOG_RETENTION_DAYS:
+            raise ValueError(
+                f"{value!r} is not a CloudWatch retention ({', '.join(map(str, LOG_RETENTION_DAYS))})"
+            )
         return value
 
     @field_validator("notification_email")
     @classmethod
     def _email(cls, value: str | None) -> str | None:
         if value is not None and ("@" not in value or any(c.isspace() for c in value)):
-            raise ValueError(f"notificationEmail {value!r} is not an e-mail address")
+            raise ValueError(f"{value!r} is not an e-mail address")
         return value
 
     @model_validator(mode="after")
@@ -163,6 +118,11 @@ class InfraConfig(BaseModel):
         used = {arch for _, arch in self.cells(registry)}
         return tuple(arch for arch in ARCHES if arch in used)
 
+    @property
+    def claim_ttl_seconds(self) -> int:
+        """A claim must outlive any execution that may still build its cell."""
+        return round(self.execution_timeout_hours * 3600)
+
     @classmethod
     def from_context(cls, context: dict[str, Any], registry: Registry | None = None) -> InfraConfig:
         """Build from a context mapping; keys without the `buildfarm:` prefix are ignored."""
@@ -170,38 +130,32 @@ class InfraConfig(BaseModel):
         values = {
             k.removeprefix(CONTEXT_PREFIX): v for k, v in context.items() if k.startswith(CONTEXT_PREFIX)
         }
-        try:
-            config = cls.model_validate(values)
-        except ValidationError as error:
-            first = error.errors()[0]
-            key = ".".join(str(p) for p in first["loc"]) or "config"
-            raise ConfigError(
-                f"cdk context {CONTEXT_PREFIX}{key}: {first['msg']} (got {first.get('input')!r})"
-            ) from None
-        for pid in (*(config.enabled_platforms or ()), *config.end_of_life_platforms):
-            registry.get(pid)  # raises UnknownPlatformError naming it
+        config = cls.validated(
+            values, registry, lambda key: f"cdk context {CONTEXT_PREFIX}{key}" if key else "cdk context"
+        )
         if not config.cells(registry):
             raise ConfigError("cdk context: no platform x arch is enabled")
         return config
 
-    def lambda_environment(self) -> dict[str, str]:
-        """The FarmConfig environment variables (common.md) this configuration sets for the Lambdas."""
-        registry = load_registry()
+    def lambda_environment(self, registry: Registry | None = None) -> dict[str, str]:
+        """The FarmConfig environment variables this configuration sets for the Lambdas: every
+        shared setting (WorkflowSettings) that has a value, the platforms with builders, the claim TTL."""
         env = {
-            "BUILDFARM_ENABLED_PLATFORMS": ",".join(self.platforms(registry)),
-            "BUILDFARM_ENABLED_ARCHES": ",".join(self.enabled_arches),
-            "BUILDFARM_LOWEST_SERIES": self.lowest_series,
-            "BUILDFARM_RELEASES_PER_SERIES": str(self.releases_per_series),
-            "BUILDFARM_PRERELEASES": "true" if self.prereleases else "false",
-            "BUILDFARM_OPTIMIZATION": self.optimization,
-            "BUILDFARM_MAX_CONCURRENCY": str(self.max_concurrency),
-            "BUILDFARM_EXECUTION_TIMEOUT_HOURS": str(self.execution_timeout_hours),
-            "BUILDFARM_JOB_MINUTES_ESTIMATE": str(self.job_minutes_estimate),
+            variable: _as_text(getattr(self, name))
+            for name, variable in WorkflowSettings.environment_variables().items()
+            if getattr(self, name) is not None
         }
-        if self.max_cells_per_execution:
-            env["BUILDFARM_MAX_CELLS_PER_EXECUTION"] = str(self.max_cells_per_execution)
-        if self.releases_url:
-            env["BUILDFARM_RELEASES_URL"] = self.releases_url
-        if self.source_mirror:
-            env["BUILDFARM_SOURCE_MIRROR"] = self.source_mirror
+        env["BUILDFARM_ENABLED_PLATFORMS"] = ",".join(self.platforms(registry or load_registry()))
+        env["BUILDFARM_CLAIM_TTL_SECONDS"] = str(self.claim_ttl_seconds)
         return env
+
+
+def _as_text(value: object) -> str:
+    """A setting as FarmConfig.from_env reads it back."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

@@ -108,38 +108,12 @@ class FarmFunctions(Construct):
         environment = {
             "BUILDFARM_STORE": f"s3://{bucket.bucket_name}",
             "BUILDFARM_PUBLIC_BASE_URL": public_base_url,
-            # A claim must outlive any execution that may still build its cell.
-            "BUILDFARM_CLAIM_TTL_SECONDS": str(config.execution_timeout_hours * 3600),
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             **config.lambda_environment(),
         }
 
         def function(name: str, handler: str, timeout: Duration, description: str) -> lambda_.Function:
-            role = iam.Role(
-                self,
-                f"{name}Role",
-                assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-                description=f"{name} Lambda of the build farm",
-            )
-            function_logs = log_group(self, f"{name}Logs", config)
-            function_logs.grant_write(role)
-            fn = lambda_.Function(
-                self,
-                name,
-                description=description,
-                runtime=RUNTIME,
-                architecture=lambda_.Architecture.ARM_64,
-                handler=handler,
-                code=code,
-                layers=[layer],
-                role=role,
-                memory_size=1024,
-                timeout=timeout,
-                tracing=lambda_.Tracing.ACTIVE,
-                log_group=function_logs,
-                environment={**environment, "POWERTOOLS_SERVICE_NAME": f"buildfarm-{name.lower()}"},
-            )
-            return fn
+            return self._function(name, handler, timeout, description, config, code, layer, environment)
 
         self.recover = function(
             "Recover", RECOVER_HANDLER, Duration.minutes(15), "Finalizes the runs whose execution ended"
@@ -157,7 +131,47 @@ class FarmFunctions(Construct):
             "Decides the rest of a run, writes the catalogs",
         )
         self.all = (self.recover, self.plan, self.publish_cell, self.finalize)
+        self._grant_store(bucket)
 
+    def _function(
+        self,
+        name: str,
+        handler: str,
+        timeout: Duration,
+        description: str,
+        config: InfraConfig,
+        code: lambda_.Code,
+        layer: lambda_.ILayerVersion,
+        environment: dict[str, str],
+    ) -> lambda_.Function:
+        """One function with its own role and log group."""
+        role = iam.Role(
+            self,
+            f"{name}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"{name} Lambda of the build farm",
+        )
+        function_logs = log_group(self, f"{name}Logs", config)
+        function_logs.grant_write(role)
+        return lambda_.Function(
+            self,
+            name,
+            description=description,
+            runtime=RUNTIME,
+            architecture=lambda_.Architecture.ARM_64,
+            handler=handler,
+            code=code,
+            layers=[layer],
+            role=role,
+            memory_size=1024,
+            timeout=timeout,
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=function_logs,
+            environment={**environment, "POWERTOOLS_SERVICE_NAME": f"buildfarm-{name.lower()}"},
+        )
+
+    def _grant_store(self, bucket: s3.IBucket) -> None:
+        """Each function's store keys (the *_KEYS tables), and listing the store."""
         for fn, keys in (
             (self.recover, RECOVER_KEYS),
             (self.plan, PLAN_KEYS),

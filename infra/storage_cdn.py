@@ -28,6 +28,12 @@ class StorageCdn(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: InfraConfig) -> None:
         super().__init__(scope, construct_id)
 
+        self._log_bucket()
+        self._store(config)
+        self._cdn()
+        self._store_policies()
+
+    def _log_bucket(self) -> None:
         # Access logs of the store and of CloudFront. CloudFront standard logging writes with ACLs,
         # hence object ownership "bucket owner preferred" (not "enforced") on this bucket only.
         self.log_bucket = s3.Bucket(
@@ -46,6 +52,8 @@ class StorageCdn(Construct):
             "this is the access-log bucket itself; logging it into itself would loop.",
         )
 
+    def _store(self, config: InfraConfig) -> None:
+        """The store: versioned, private, logged; the workflow's scratch prefixes expire."""
         self.bucket = s3.Bucket(
             self,
             "Store",
@@ -83,6 +91,8 @@ class StorageCdn(Construct):
             removal_policy=RemovalPolicy.RETAIN,
         )
 
+    def _cdn(self) -> None:
+        """CloudFront over the store (OAC): catalogs cached briefly, published builds long."""
         catalogs_cache = cloudfront.CachePolicy(
             self,
             "CatalogsCache",
@@ -130,6 +140,28 @@ class StorageCdn(Construct):
             log_file_prefix="cloudfront/",
             price_class=cloudfront.PriceClass.PRICE_CLASS_100,
         )
+        self._acknowledge_cdn()
+
+    def _acknowledge_cdn(self) -> None:
+        acknowledge(
+            self.distribution,
+            "AwsSolutions-CFR1",
+            "serves open-source Python builds worldwide; no geo restriction is wanted.",
+        )
+        acknowledge(
+            self.distribution,
+            "AwsSolutions-CFR2",
+            "serves static, public, read-only files (GET/HEAD only); a WAF web ACL adds cost, "
+            "not protection.",
+        )
+        acknowledge(
+            self.distribution,
+            "AwsSolutions-CFR4",
+            "uses the default *.cloudfront.net certificate, whose TLS policy CloudFront fixes; "
+            "set a custom domain, its ACM certificate and TLSv1.2_2021 when the farm gets its own name.",
+        )
+
+    def _store_policies(self) -> None:
         # OAC grants the distribution GetObject on the whole bucket; the workflow's working state
         # (plans, claims, build logs) is not for the public.
         self.bucket.add_to_resource_policy(
@@ -154,23 +186,6 @@ class StorageCdn(Construct):
                 resources=[self.bucket.arn_for_objects(PUBLISHED_BUILDS)],
                 conditions={"Null": {"s3:if-none-match": "true"}},
             )
-        )
-        acknowledge(
-            self.distribution,
-            "AwsSolutions-CFR1",
-            "serves open-source Python builds worldwide; no geo restriction is wanted.",
-        )
-        acknowledge(
-            self.distribution,
-            "AwsSolutions-CFR2",
-            "serves static, public, read-only files (GET/HEAD only); a WAF web ACL adds cost, "
-            "not protection.",
-        )
-        acknowledge(
-            self.distribution,
-            "AwsSolutions-CFR4",
-            "uses the default *.cloudfront.net certificate, whose TLS policy CloudFront fixes; "
-            "set a custom domain, its ACM certificate and TLSv1.2_2021 when the farm gets its own name.",
         )
 
     @property

@@ -1,13 +1,31 @@
-"""The farm's configuration: environment variables (Lambda and CLI) validated into one typed model."""
+"""The farm's configuration: one typed model for the Lambdas, the CLI and the stack.
+
+Each setting is declared once, with its default, its bounds, the environment variable it is read
+from (`Env`, for the Lambdas and the CLI) and its cdk.json context key (the field's alias):
+
+- WorkflowSettings: what the stack and the functions both know (the version policy, the
+  optimization, the budget). The stack sets these variables for its Lambdas from the same fields
+  (infra.config.InfraConfig.lambda_environment).
+- FarmConfig (WorkflowSettings + the store, the enabled platforms, claims and release refreshes):
+  what the planner and publisher read, from the environment (from_env).
+- infra.config.InfraConfig (WorkflowSettings + the stack's own keys), from cdk.json context.
+
+Values arrive as text from both sources (`VAR=40`, `cdk -c buildfarm:key=40`): numbers in ASCII
+digits only, booleans as true/false, lists comma-separated, blank means the default. A bad value
+raises ConfigError naming the variable or key and the value.
+"""
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
-from typing import Literal
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal, Self, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import ErrorDetails, PydanticUseDefault
 
 from buildfarm.errors import UsageError
 from buildfarm.platforms import ARCHES, Registry, load_registry
@@ -20,59 +38,175 @@ DEFAULT_SOURCE_MIRROR = "https://www.python.org/ftp/python"
 BUDGET_MARGIN = 0.5
 
 _S3_STORE = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\x00-\x1f]*)?", re.ASCII)
-
-# Numeric variables: name -> (field, type, minimum).
-_NUMBERS: dict[str, tuple[str, type, float]] = {
-    "BUILDFARM_RELEASES_PER_SERIES": ("releases_per_series", int, 1),
-    "BUILDFARM_RELEASES_MAX_AGE_HOURS": ("releases_max_age_hours", float, 0),
-    "BUILDFARM_CLAIM_TTL_SECONDS": ("claim_ttl_seconds", int, 60),
-    "BUILDFARM_MAX_CONCURRENCY": ("max_concurrency", int, 1),
-    "BUILDFARM_EXECUTION_TIMEOUT_HOURS": ("execution_timeout_hours", float, 0),
-    "BUILDFARM_JOB_MINUTES_ESTIMATE": ("job_minutes_estimate", float, 0),
-    "BUILDFARM_MAX_CELLS_PER_EXECUTION": ("max_cells_per_execution", int, 1),
-}
+_INTEGER = re.compile(r"[0-9]{1,12}", re.ASCII)
+_DECIMAL = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,6})?", re.ASCII)
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 class ConfigError(UsageError, ValueError):
-    """A bad environment variable or option; the message names it and its value."""
+    """A bad environment variable, context key or option; the message names it and its value."""
 
 
-class FarmConfig(BaseModel):
-    """Everything the planner and publisher need to know that is not in the request.
+@dataclass(frozen=True)
+class Env:
+    """Field metadata: the environment variable the setting is read from."""
 
-    enabled_platforms are the platforms this deployment can build (where it has builders),
-    always a concrete tuple: from_env fills in every registry platform when the variable is
-    unset. Which of them the schedule builds is decided at plan time from their end-of-support
-    dates (buildfarm.policy); an enabled platform past its date is still built when named.
-    """
+    name: str
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    store: str = DEFAULT_STORE
-    enabled_platforms: tuple[str, ...]
-    enabled_arches: tuple[Literal["x86_64", "aarch64"], ...] = ("x86_64", "aarch64")
-    lowest_series: str = "3.9"  # a hard floor, also for named versions
+def _kind(annotation: Any) -> Any:
+    """bool, int, float or tuple for the annotations that text is parsed into; else None."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        annotation = next(a for a in get_args(annotation) if a is not type(None))
+    if get_origin(annotation) is tuple:
+        return tuple
+    return annotation if annotation in (bool, int, float) else None
+
+
+def _from_text(text: str, kind: Any) -> Any:
+    if kind is bool:
+        if text.lower() not in (*_TRUE, *_FALSE):
+            raise ValueError(f"{text!r} is not true or false")
+        return text.lower() in _TRUE
+    if kind in (int, float):
+        # ASCII digits only: int()/float() would also take "١٢", "1e9", "inf" and "nan".
+        if not (_INTEGER if kind is int else _DECIMAL).fullmatch(text):
+            raise ValueError(f"{text!r} is not a number")
+        return kind(text)
+    if kind is tuple:
+        return tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    return text
+
+
+def _known(ids: tuple[str, ...], known: tuple[str, ...], what: str) -> tuple[str, ...]:
+    """At least one id, each a known one; the error names the first unknown one."""
+    for value in ids:
+        if value not in known:
+            raise ValueError(f"unknown {what} {value!r} (known: {', '.join(known)})")
+    if not ids:
+        raise ValueError(f"no {what} given")
+    return ids
+
+
+def known_platforms(ids: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+    """Platform ids of the registry in the validation context (else the default registry)."""
+    registry = (info.context or {}).get("registry") or load_registry()
+    return _known(ids, tuple(registry.platforms), "platform")
+
+
+def _url(text: str | None, schemes: tuple[str, ...] = ("http", "https")) -> str | None:
+    scheme = text.split("://", 1)[0].lower() if text and "://" in text else ""
+    if text is not None and scheme not in schemes:
+        raise ValueError(f"{text!r} is not a {'/'.join(schemes)} URL")
+    return text
+
+
+# How a pydantic error reads after "<variable or key>: ".
+_PHRASES = {
+    "greater_than_equal": "{input} is too small (minimum {ge})",
+    "greater_than": "{input} is too small (it must be more than {gt})",
+    "less_than_equal": "{input} is too large (maximum {le})",
+    "literal_error": "{input} is not one of {expected}",
+    "extra_forbidden": "unknown setting",
+}
+
+
+def _shown(value: object) -> str:
+    """A value in a message: strings quoted, whole floats as integers (0, not 0.0)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _describe(error: ErrorDetails) -> str:
+    if error["type"] == "value_error":
+        return str(error.get("ctx", {}).get("error"))
+    phrase = _PHRASES.get(error["type"])
+    if phrase is not None:
+        context = {
+            key: value if key == "expected" else _shown(value) for key, value in error.get("ctx", {}).items()
+        }
+        return phrase.format(input=_shown(error.get("input")), **context)
+    return f"{error['msg']} (got {error.get('input')!r})"
+
+
+class WorkflowSettings(BaseModel):
+    """The settings the stack and the functions share (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # Fields where an empty value means itself, not the default (InfraConfig's schedule).
+    blank_is_a_value: ClassVar[frozenset[str]] = frozenset()
+
+    enabled_arches: Annotated[tuple[str, ...], Env("BUILDFARM_ENABLED_ARCHES")] = Field(
+        ARCHES, alias="enabledArches"
+    )
+    # A hard floor, also for named versions.
+    lowest_series: Annotated[str, Env("BUILDFARM_LOWEST_SERIES")] = Field("3.9", alias="lowestSeries")
     # The schedule builds the newest N releases of each live series (buildfarm.policy).
-    releases_per_series: int = Field(default=2, ge=1)
-    prereleases: bool = False
+    releases_per_series: Annotated[int, Env("BUILDFARM_RELEASES_PER_SERIES")] = Field(
+        2, ge=1, le=100, alias="releasesPerSeries"
+    )
+    prereleases: Annotated[bool, Env("BUILDFARM_PRERELEASES")] = Field(False, alias="prereleases")
+    optimization: Annotated[Literal["pgo+lto", "none"], Env("BUILDFARM_OPTIMIZATION")] = Field(
+        "pgo+lto", alias="optimization"
+    )
     # python.org's downloads API base: <base>/release/ and <base>/release_file/?release=<id>
-    releases_url: str = DEFAULT_RELEASES_URL
-    # A refresh is due when the last one is older than this. Half an hour, below the hourly
-    # schedule's period: every scheduled run refreshes even when cron starts it early (an age
-    # equal to the period let jitter skip refreshes). Costs one request when nothing is new.
-    releases_max_age_hours: float = Field(default=0.5, gt=0)
-    releases_timeout_seconds: float = Field(default=10.0, gt=0)
-    public_base_url: str | None = None
-    claim_ttl_seconds: int = Field(default=14400, ge=60)
-    source_mirror: str = DEFAULT_SOURCE_MIRROR
-    optimization: Literal["pgo+lto", "none"] = "pgo+lto"
+    releases_url: Annotated[str, Env("BUILDFARM_RELEASES_URL")] = Field(
+        DEFAULT_RELEASES_URL, alias="releasesUrl"
+    )
+    source_mirror: Annotated[str, Env("BUILDFARM_SOURCE_MIRROR")] = Field(
+        DEFAULT_SOURCE_MIRROR, alias="sourceMirror"
+    )
     # The time budget of one execution (DESIGN "Workflow"): Plan claims at most
     # cells_per_execution cells, so that an execution ends well within its timeout; a backlog is
-    # caught up by later scheduled runs. The same values configure the stack.
-    max_concurrency: int = Field(default=20, ge=1)
-    execution_timeout_hours: float = Field(default=24.0, gt=0)
-    job_minutes_estimate: float = Field(default=40.0, gt=0)
-    max_cells_per_execution: int | None = Field(default=None, ge=1)
+    # caught up by later scheduled runs. The stack's Map and state machine timeout use the same.
+    max_concurrency: Annotated[int, Env("BUILDFARM_MAX_CONCURRENCY")] = Field(
+        20, ge=1, le=10000, alias="maxConcurrency"
+    )
+    execution_timeout_hours: Annotated[float, Env("BUILDFARM_EXECUTION_TIMEOUT_HOURS")] = Field(
+        24.0, gt=0, le=24 * 365, alias="executionTimeoutHours"
+    )
+    # What one cell's job is expected to take.
+    job_minutes_estimate: Annotated[float, Env("BUILDFARM_JOB_MINUTES_ESTIMATE")] = Field(
+        40.0, gt=0, alias="jobMinutesEstimate"
+    )
+    max_cells_per_execution: Annotated[int | None, Env("BUILDFARM_MAX_CELLS_PER_EXECUTION")] = Field(
+        None, ge=1, alias="maxCellsPerExecution"
+    )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _text(cls, value: Any, info: ValidationInfo) -> Any:
+        """Text (an environment variable, a `cdk -c` value) into the field's type; blank = default."""
+        name = info.field_name or ""
+        blank = value is None or (isinstance(value, str) and not value.strip())
+        if blank and name not in cls.blank_is_a_value:
+            raise PydanticUseDefault()
+        if not isinstance(value, str):
+            return value
+        return _from_text(value.strip(), _kind(cls.model_fields[name].annotation))
+
+    @field_validator("enabled_arches")
+    @classmethod
+    def _arches(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _known(value, ARCHES, "arch")
+
+    @field_validator("lowest_series")
+    @classmethod
+    def _series(cls, value: str) -> str:
+        if not is_series(value):
+            raise ValueError(f"{value!r} is not a series like 3.9")
+        return value
+
+    @field_validator("releases_url")
+    @classmethod
+    def _releases_url(cls, value: str) -> str:
+        return (_url(value) or "").rstrip("/")
+
+    @field_validator("source_mirror")
+    @classmethod
+    def _mirror(cls, value: str) -> str:
+        return _url(value, schemes=("http", "https", "file")) or ""
 
     @property
     def cells_per_execution(self) -> int:
@@ -84,112 +218,87 @@ class FarmConfig(BaseModel):
         return max(1, int(self.max_concurrency * waves * BUDGET_MARGIN))
 
     @classmethod
+    def environment_variables(cls) -> dict[str, str]:
+        """field name -> the environment variable it is read from (the fields that have one)."""
+        return {
+            name: marker.name
+            for name, field in cls.model_fields.items()
+            for marker in field.metadata
+            if isinstance(marker, Env)
+        }
+
+    @classmethod
+    def validated(
+        cls, values: Mapping[str, Any], registry: Registry | None, name_of: Callable[[str], str]
+    ) -> Self:
+        """The model from `values` (by field name or alias); a bad value raises ConfigError,
+        naming it by name_of(the field's alias or name, or "" for the whole model)."""
+        try:
+            return cls.model_validate(dict(values), context={"registry": registry})
+        except ValidationError as error:
+            first = error.errors()[0]
+            raise ConfigError(
+                f"{name_of(str(first['loc'][0]) if first['loc'] else '')}: {_describe(first)}"
+            ) from None
+
+
+class FarmConfig(WorkflowSettings):
+    """Everything the planner and publisher need to know that is not in the request.
+
+    enabled_platforms are the platforms this deployment can build (where it has builders),
+    always a concrete tuple: from_env fills in every registry platform when the variable is
+    unset. Which of them the schedule builds is decided at plan time from their end-of-support
+    dates (buildfarm.policy); an enabled platform past its date is still built when named.
+    """
+
+    store: str = DEFAULT_STORE  # from_env: resolve_store_location
+    enabled_platforms: Annotated[tuple[str, ...], Env("BUILDFARM_ENABLED_PLATFORMS")]
+    # A refresh is due when the last one is older than this. Half an hour, below the hourly
+    # schedule's period: every scheduled run refreshes even when cron starts it early (an age
+    # equal to the period let jitter skip refreshes). Costs one request when nothing is new.
+    releases_max_age_hours: Annotated[float, Env("BUILDFARM_RELEASES_MAX_AGE_HOURS")] = Field(0.5, gt=0)
+    releases_timeout_seconds: float = Field(10.0, gt=0)
+    public_base_url: Annotated[str | None, Env("BUILDFARM_PUBLIC_BASE_URL")] = None
+    claim_ttl_seconds: Annotated[int, Env("BUILDFARM_CLAIM_TTL_SECONDS")] = Field(14400, ge=60)
+
+    @field_validator("enabled_platforms")
+    @classmethod
+    def _platforms(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        return known_platforms(value, info)
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        return _url(value)
+
+    @classmethod
     def defaults(cls, registry: Registry | None = None, **overrides: object) -> FarmConfig:
         """The default configuration (every registry platform enabled), with keyword overrides."""
         registry = registry or load_registry()
-        values: dict[str, object] = {"enabled_platforms": tuple(registry.platforms)}
-        values.update(overrides)
-        return cls(**values)
+        values: dict[str, object] = {"enabled_platforms": tuple(registry.platforms), **overrides}
+        return cls.model_validate(values, context={"registry": registry})
 
     @classmethod
     def from_env(
-        cls, environ: Mapping[str, str] | None = None, registry: Registry | None = None
+        cls,
+        environ: Mapping[str, str] | None = None,
+        registry: Registry | None = None,
+        *,
+        store: str | None = None,
     ) -> FarmConfig:
-        """Read the BUILDFARM_* variables; raise ConfigError naming the first bad one."""
+        """Read the BUILDFARM_* variables; raise ConfigError naming the first bad one. The store is
+        `store` (a --store option), else $BUILDFARM_STORE, else the default (resolve_store_location)."""
         env = os.environ if environ is None else environ
         registry = registry or load_registry()
-        values: dict[str, object] = {}
-
-        def get(name: str) -> str | None:
-            value = env.get(name)
-            return value.strip() if value is not None and value.strip() else None
-
-        if (store := get("BUILDFARM_STORE")) is not None:
-            values["store"] = store
-
-        platforms = get("BUILDFARM_ENABLED_PLATFORMS")
-        values["enabled_platforms"] = (
-            _known_list("BUILDFARM_ENABLED_PLATFORMS", platforms, tuple(registry.platforms), "platform")
-            if platforms is not None
-            else tuple(registry.platforms)
-        )
-        if (arches := get("BUILDFARM_ENABLED_ARCHES")) is not None:
-            values["enabled_arches"] = _known_list("BUILDFARM_ENABLED_ARCHES", arches, ARCHES, "arch")
-
-        if (series := get("BUILDFARM_LOWEST_SERIES")) is not None:
-            if not is_series(series):
-                raise ConfigError(f"BUILDFARM_LOWEST_SERIES: {series!r} is not a series like 3.9")
-            values["lowest_series"] = series
-
-        for name, (field, kind, minimum) in _NUMBERS.items():
-            if (text := get(name)) is not None:
-                values[field] = _number(name, text, kind, minimum=minimum)
-
-        if (pre := get("BUILDFARM_PRERELEASES")) is not None:
-            values["prereleases"] = _boolean("BUILDFARM_PRERELEASES", pre)
-
-        if (url := get("BUILDFARM_RELEASES_URL")) is not None:
-            values["releases_url"] = _url("BUILDFARM_RELEASES_URL", url).rstrip("/")
-
-        if (base := get("BUILDFARM_PUBLIC_BASE_URL")) is not None:
-            values["public_base_url"] = _url("BUILDFARM_PUBLIC_BASE_URL", base)
-
-        if (mirror := get("BUILDFARM_SOURCE_MIRROR")) is not None:
-            values["source_mirror"] = _url(
-                "BUILDFARM_SOURCE_MIRROR", mirror, schemes=("http", "https", "file")
-            )
-
-        if (opt := get("BUILDFARM_OPTIMIZATION")) is not None:
-            if opt not in ("pgo+lto", "none"):
-                raise ConfigError(f"BUILDFARM_OPTIMIZATION: {opt!r} is not one of pgo+lto, none")
-            values["optimization"] = opt
-
-        return cls(**values)
-
-
-def _comma_list(text: str) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
-
-
-def _known_list(name: str, text: str, known: tuple[str, ...], what: str) -> tuple[str, ...]:
-    """A comma-separated list of known ids, at least one; ConfigError names the first unknown one."""
-    ids = _comma_list(text)
-    for value in ids:
-        if value not in known:
-            raise ConfigError(f"{name}: unknown {what} {value!r} (known: {', '.join(known)})")
-    if not ids:
-        raise ConfigError(f"{name}: no {what} in {text!r}")
-    return ids
-
-
-def _boolean(name: str, text: str) -> bool:
-    lowered = text.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name}: {text!r} is not true or false")
-
-
-_INTEGER = re.compile(r"[0-9]{1,12}", re.ASCII)
-_DECIMAL = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,6})?", re.ASCII)
-
-
-def _number(name: str, text: str, kind: type, minimum: float = 0) -> float | int:
-    # ASCII digits only: int()/float() would also take "١٢", "1e9", "inf" and "nan".
-    if not (_INTEGER if kind is int else _DECIMAL).fullmatch(text):
-        raise ConfigError(f"{name}: {text!r} is not a number")
-    value = kind(text)
-    if value <= 0 or value < minimum:
-        raise ConfigError(f"{name}: {text!r} is too small (minimum {max(minimum, 1)})")
-    return value
-
-
-def _url(name: str, text: str, schemes: tuple[str, ...] = ("http", "https")) -> str:
-    scheme = text.split("://", 1)[0].lower() if "://" in text else ""
-    if scheme not in schemes:
-        raise ConfigError(f"{name}: {text!r} is not a {'/'.join(schemes)} URL")
-    return text
+        variables = cls.environment_variables()
+        values: dict[str, object] = {
+            name: env[variable] for name, variable in variables.items() if (env.get(variable) or "").strip()
+        }
+        values.setdefault("enabled_platforms", tuple(registry.platforms))
+        values["store"] = resolve_store_location(store, env)
+        # An error's location is the field's name or alias: either names the variable.
+        named = {**variables, **{cls.model_fields[n].alias or n: v for n, v in variables.items()}}
+        return cls.validated(values, registry, lambda key: named.get(key, key or "environment"))
 
 
 def resolve_store_location(explicit: str | None, environ: Mapping[str, str] | None = None) -> str:

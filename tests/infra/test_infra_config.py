@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from buildfarm.config import FarmConfig, WorkflowSettings
 from buildfarm.platforms import load_registry
 from infra.config import ConfigError, InfraConfig
 
@@ -84,3 +85,95 @@ def test_ended_platforms_keep_builders_only_when_configured(lifecycle_date) -> N
         registry,
     )
     assert explicit.platforms(registry) == ("debian-11", "debian-12")
+
+
+def test_the_lambdas_read_back_every_shared_setting_the_stack_gives_them(lifecycle_date) -> None:
+    """One model: what InfraConfig sets as the Lambdas' environment, FarmConfig reads as the same values."""
+    registry = load_registry()
+    config = InfraConfig.from_context(
+        {
+            "buildfarm:lifecycleDate": lifecycle_date,
+            "buildfarm:enabledArches": "aarch64",
+            "buildfarm:lowestSeries": "3.10",
+            "buildfarm:releasesPerSeries": "3",
+            "buildfarm:prereleases": "true",
+            "buildfarm:optimization": "none",
+            "buildfarm:releasesUrl": "https://mirror.example.org/api/",
+            "buildfarm:sourceMirror": "file:///srv/python",
+            "buildfarm:maxConcurrency": 7,
+            "buildfarm:executionTimeoutHours": "1.5",
+            "buildfarm:jobMinutesEstimate": 25,
+            "buildfarm:maxCellsPerExecution": "12",
+        },
+        registry,
+    )
+    farm = FarmConfig.from_env(config.lambda_environment(registry), registry)
+    for name in WorkflowSettings.model_fields:
+        assert getattr(farm, name) == getattr(config, name), name
+    assert farm.releases_url == "https://mirror.example.org/api"
+    assert farm.enabled_platforms == config.platforms(registry)
+    assert farm.claim_ttl_seconds == 5400  # a claim outlives the 1.5 h execution that holds it
+    assert farm.cells_per_execution == 12
+
+
+def test_cdk_json_states_the_models_defaults(lifecycle_date) -> None:
+    """cdk.json lists the keys for platform teams to edit; its values are the model's defaults."""
+    assert cdk_json_config(lifecycle_date) == InfraConfig.from_context(
+        {"buildfarm:lifecycleDate": lifecycle_date}
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "key", "text", "message"),
+    [
+        ("BUILDFARM_MAX_CONCURRENCY", "maxConcurrency", "0", "0 is too small (minimum 1)"),
+        ("BUILDFARM_MAX_CONCURRENCY", "maxConcurrency", "١٢", "'١٢' is not a number"),
+        ("BUILDFARM_EXECUTION_TIMEOUT_HOURS", "executionTimeoutHours", "1e3", "'1e3' is not a number"),
+        ("BUILDFARM_RELEASES_PER_SERIES", "releasesPerSeries", "101", "101 is too large (maximum 100)"),
+        ("BUILDFARM_PRERELEASES", "prereleases", "maybe", "'maybe' is not true or false"),
+        ("BUILDFARM_OPTIMIZATION", "optimization", "fast", "'fast' is not one of 'pgo+lto' or 'none'"),
+        ("BUILDFARM_LOWEST_SERIES", "lowestSeries", "3", "'3' is not a series like 3.9"),
+        (
+            "BUILDFARM_ENABLED_ARCHES",
+            "enabledArches",
+            "x86_64,sparc",
+            "unknown arch 'sparc' (known: x86_64, aarch64)",
+        ),
+        ("BUILDFARM_RELEASES_URL", "releasesUrl", "ftp://x", "'ftp://x' is not a http/https URL"),
+        ("BUILDFARM_SOURCE_MIRROR", "sourceMirror", "mirror", "'mirror' is not a http/https/file URL"),
+    ],
+)
+def test_a_bad_shared_setting_is_named_the_same_way_from_either_source(variable, key, text, message) -> None:
+    with pytest.raises(ConfigError) as from_env:
+        FarmConfig.from_env({variable: text})
+    assert str(from_env.value) == f"{variable}: {message}"
+    with pytest.raises(ConfigError) as from_context:
+        InfraConfig.from_context({f"buildfarm:{key}": text})
+    assert str(from_context.value).startswith(f"cdk context buildfarm:{key}: {message}")
+
+
+def test_the_store_comes_from_the_option_else_the_variable_else_the_default(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert FarmConfig.from_env({}).store == str(tmp_path / "dist")
+    assert FarmConfig.from_env({"BUILDFARM_STORE": "s3://farm-store/p"}).store == "s3://farm-store/p"
+    assert FarmConfig.from_env({"BUILDFARM_STORE": "s3://farm-store"}, store="here").store == str(
+        tmp_path / "here"
+    )
+    (tmp_path / "file").write_text("")
+    for bad, message in (("ftp://x", "unsupported store 'ftp://x'"), ("file", "is not a directory")):
+        with pytest.raises(ConfigError, match=message):
+            FarmConfig.from_env({"BUILDFARM_STORE": bad})
+
+
+def test_log_retention_is_one_of_cloudwatchs_and_reaches_the_log_groups(tmp_path) -> None:
+    from aws_cdk import App, Stack
+    from aws_cdk.assertions import Template
+
+    from infra.log_groups import log_group
+
+    config = InfraConfig.from_context({"buildfarm:logRetentionDays": "30"})
+    stack = Stack(App(outdir=str(tmp_path)), "Logs")
+    log_group(stack, "Group", config)
+    Template.from_stack(stack).has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": 30})
+    with pytest.raises(ConfigError, match=r"buildfarm:logRetentionDays: 100 is not a CloudWatch retention"):
+        InfraConfig.from_context({"buildfarm:logRetentionDays": 100})
