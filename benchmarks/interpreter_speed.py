@@ -32,8 +32,9 @@ from pathlib import Path
 import pyperf
 from shared_sources import REFERENCE, local_mirror, newest_source
 
+from buildfarm import roots
 from buildfarm.models import BuildSpec, artifact_dir
-from buildfarm.runners import roots, select_runner
+from buildfarm.runners import select_runner
 
 TARGET = 1.05
 REPO = Path(__file__).resolve().parents[1]

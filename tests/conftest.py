@@ -132,7 +132,7 @@ def pristine_roots(tmp_path_factory) -> Iterator[callable]:
     """pristine(codename) -> a minbase debootstrap root created once per session (never
     mounted; tests work on copies)."""
     needs_root()
-    from buildfarm.runners import roots
+    from buildfarm import roots
 
     base = tmp_path_factory.mktemp("pristine-roots")
     made: dict[str, Path] = {}
@@ -150,7 +150,7 @@ def pristine_roots(tmp_path_factory) -> Iterator[callable]:
 @pytest.fixture
 def fresh_root(pristine_roots, tmp_path) -> Iterator[callable]:
     """fresh(codename) -> a private copy of a pristine minbase root for this test."""
-    from buildfarm.runners import roots
+    from buildfarm import roots
 
     copies: list[Path] = []
 

@@ -27,7 +27,7 @@ def short(text: str) -> str:
     return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."
 
 
-# The local chroot and docker runners (buildfarm.runners.local) hand the driver the planned
+# The local chroot and docker runners (buildfarm.runners.base.isolated_driver) hand the driver the planned
 # spec with the store and a file:// source re-pointed at their mounts, and the driver records
 # what it was given. These two translations are the only differences a planned build may show.
 RUNNER_STORE = "/buildfarm/store"

@@ -13,9 +13,9 @@ import tarfile
 import pytest
 from builder_helpers import needed_sonames, packages_providing
 
+from buildfarm import roots
 from buildfarm.models import Manifest
 from buildfarm.platforms import load_registry
-from buildfarm.runners import roots
 
 pytestmark = [pytest.mark.build, pytest.mark.root]
 

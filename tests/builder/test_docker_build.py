@@ -24,7 +24,7 @@ import pytest
 from buildfarm import images
 from buildfarm.models import Manifest
 from buildfarm.platforms import load_registry
-from buildfarm.runners.local import docker_problem, host_arch
+from buildfarm.runners import docker_problem, host_arch
 
 pytestmark = [pytest.mark.build, pytest.mark.xdist_group("docker")]
 

@@ -16,7 +16,7 @@ import pytest
 from builder_helpers import BUILD_PY, cli_build
 
 from buildfarm.platforms import load_registry
-from buildfarm.runners.local import host_platform_id
+from buildfarm.runners import host_platform_id
 
 HOST_PLATFORM = host_platform_id(load_registry())
 needs_host_platform = pytest.mark.skipif(

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from builder_helpers import needed_sonames, packages_providing, run_checked
 
+from buildfarm import roots
 from buildfarm.models import Manifest
 from buildfarm.platforms import load_registry
-from buildfarm.runners import roots
 
 pytestmark = pytest.mark.build
 

@@ -18,8 +18,8 @@ from buildfarm.cli.run import ProgressPrinter
 from buildfarm.config import FarmConfig
 from buildfarm.farm import CellProgress, run_farm
 from buildfarm.platforms import load_registry
+from buildfarm.runners import host_arch
 from buildfarm.runners.base import BuildResult
-from buildfarm.runners.local import host_arch
 from buildfarm.store import LocalStore
 
 NOW = datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC)

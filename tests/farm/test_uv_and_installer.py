@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from buildfarm.runners.roots import apt_install, mounted, run_in_root
+from buildfarm.roots import apt_install, mounted, run_in_root
 
 pytestmark = pytest.mark.build
 

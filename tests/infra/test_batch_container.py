@@ -26,7 +26,7 @@ from buildfarm.config import FarmConfig
 from buildfarm.plan import plan
 from buildfarm.platforms import load_registry
 from buildfarm.publish import publish_cell
-from buildfarm.runners.local import docker_problem, host_arch
+from buildfarm.runners import docker_problem, host_arch
 from buildfarm.store import S3Store
 
 pytestmark = [pytest.mark.build, pytest.mark.xdist_group("docker")]

@@ -35,8 +35,7 @@ from buildfarm.releases import (
     stored_catalog,
     unknown_release,
 )
-from buildfarm.runners import RunnerUnavailable, select_runner
-from buildfarm.runners.local import host_arch
+from buildfarm.runners import RUNNER_CHOICES, RunnerUnavailable, host_arch, select_runner
 from buildfarm.store import Store, StoreError, open_store
 from buildfarm.versions import VersionError, check_version_or_series, is_series, series_of
 
@@ -60,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--platform", required=True, help="registry platform id, e.g. debian-12")
     parser.add_argument("--arch", help="x86_64 (amd64) or aarch64 (arm64) (default: this machine's)")
-    parser.add_argument("--runner", default="auto", choices=("auto", "host", "chroot", "docker"))
+    parser.add_argument("--runner", default="auto", choices=RUNNER_CHOICES)
     parser.add_argument(
         "--optimization",
         choices=("pgo+lto", "none"),

@@ -19,7 +19,7 @@ from buildfarm.errors import UsageError
 from buildfarm.farm import CellProgress, RunReport, run_farm
 from buildfarm.plan import new_execution_id, plan
 from buildfarm.platforms import Registry, load_registry
-from buildfarm.runners.local import host_arch, host_platform_id
+from buildfarm.runners import RUNNER_CHOICES, host_arch, host_platform_id
 from buildfarm.store import LocalStore, StoreError
 from buildfarm.workflow_input import (
     InputError,
@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--runner",
-        choices=("auto", "host", "chroot", "docker"),
+        choices=RUNNER_CHOICES,
         default="auto",
         help="auto (default): host if it is the platform, else a chroot for Debian, else docker",
     )
