@@ -129,7 +129,9 @@ def spdx_packages(tree: Path) -> dict[str, BundledComponent]:
     found = {}
     for package in document.get("packages", []):
         paths = contents.get(package.get("SPDXID"), [])
-        refs = {ref.get("referenceType"): ref.get("referenceLocator") for ref in package.get("externalRefs", [])}
+        refs = {
+            ref.get("referenceType"): ref.get("referenceLocator") for ref in package.get("externalRefs", [])
+        }
         location = package.get("downloadLocation")
         found[package["name"]] = BundledComponent(
             name=package["name"],

@@ -160,7 +160,9 @@ def _tool(facts: SbomFacts, tool: Tool) -> Component:
 
 def serial_number(facts: SbomFacts) -> uuid.UUID:
     """Stable per build: the same build and source always get the same serial number."""
-    name = f"buildfarm:{facts.python_version}/{facts.platform}/{facts.arch}/{facts.build}:{facts.source.sha256}"
+    name = (
+        f"buildfarm:{facts.python_version}/{facts.platform}/{facts.arch}/{facts.build}:{facts.source.sha256}"
+    )
     return uuid.uuid5(uuid.NAMESPACE_URL, name)
 
 

@@ -64,9 +64,7 @@ def toolchain(
         executable = bolt if role == "bolt" and bolt else shutil.which(argv[0], path=path)
         if executable is None:
             continue
-        result = subprocess.run(
-            [executable, *argv[1:]], capture_output=True, text=True, env=env, check=False
-        )
+        result = subprocess.run([executable, *argv[1:]], capture_output=True, text=True, env=env, check=False)
         version = parse_version(role, result.stdout)
         if result.returncode != 0 or version is None:
             continue
