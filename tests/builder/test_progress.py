@@ -75,6 +75,14 @@ def test_regrtest_progress(line, shown):
         ("0:00:00 load avg: 0.50 Run 44 tests sequentially", 44),
         ("Run 43 tests in parallel using 2 worker processes", 43),
         ("Run 1 test sequentially", 1),
+        # As 3.9.18, 3.11.7 and 3.13.0 print them (-m test --pgo, with and without -j2):
+        ("0:00:00 load avg: 4.36 Run 3 tests sequentially in a single process (timeout: 1 min 40 sec)", 3),
+        (
+            "0:00:00 load avg: 4.47 Run 3 tests in parallel using 2 worker processes"
+            " (timeout: 1 min 40 sec, worker timeout: 2 min 30 sec)",
+            3,
+        ),
+        ("0:00:00 load avg: 4.38 Run tests sequentially (timeout: 1 min 40 sec)", None),
         ("0:00:00 load avg: 0.50 Run tests in parallel using 2 child processes", None),  # 3.9 to 3.11
         ("Run \u0664\u0664 tests sequentially", None),
     ],
