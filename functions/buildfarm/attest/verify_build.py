@@ -1,0 +1,272 @@
+"""Verify a published build directory (builds/<version>/<platform>/<arch>/<build>/), local or
+over http(s), against pinned public keys:
+
+- SHA256SUMS.sig is a signature of SHA256SUMS by one of the keys;
+- every file SHA256SUMS lists is there with that sha256;
+- every artifact manifest.json lists is in SHA256SUMS with the same sha256;
+- sbom.cdx.json and provenance.json (when present) are listed in SHA256SUMS (so signed), the
+  SBOM's CPython has the version and source sha256 that manifest.json records, and the
+  provenance's subjects are the build's files with their sha256 and its invocationId is the
+  manifest's execution id. A <file>.sig beside either is checked too.
+
+verify_build returns one line per problem, each starting with the file it is about; [] means
+the build verifies. Names read from the build are checked before they become paths or URLs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from buildfarm.errors import UsageError
+
+from .provenance import PROVENANCE_FILE, statement_subjects
+from .sbom import CPYTHON_REF, SBOM_FILE
+from .signing import SIGNATURE_SUFFIX, fingerprint, verify_signature
+
+SUMS_FILE = "SHA256SUMS"
+MANIFEST_FILE = "manifest.json"
+HTTP_TIMEOUT_SECONDS = 30
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~-]*", re.ASCII)
+_SUMS_LINE = re.compile(r"([0-9a-f]{64}) [ *](\S+)", re.ASCII)
+
+
+class BuildFiles(Protocol):
+    """Where a build's files are read from: read(name) -> bytes and sha256(name) -> hex (read
+    in chunks: artifacts are tens of MB), each None when there is no such file."""
+
+    where: str
+
+    def read(self, name: str) -> bytes | None: ...
+
+    def sha256(self, name: str) -> str | None: ...
+
+
+def _digest_chunks(handle: Any) -> str:
+    digest = hashlib.sha256()
+    while chunk := handle.read(1 << 20):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+class LocalBuild:
+    def __init__(self, directory: Path) -> None:
+        if not directory.is_dir():
+            raise UsageError(f"{directory}: not a directory")
+        self.directory = directory
+        self.where = str(directory)
+
+    def read(self, name: str) -> bytes | None:
+        try:
+            return (self.directory / name).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def sha256(self, name: str) -> str | None:
+        try:
+            with (self.directory / name).open("rb") as handle:
+                return _digest_chunks(handle)
+        except FileNotFoundError:
+            return None
+
+
+class HttpBuild:
+    def __init__(self, url: str) -> None:
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise UsageError(f"{url!r}: not a directory or an http(s) URL")
+        self.base = url if url.endswith("/") else url + "/"
+        self.where = self.base
+
+    def read(self, name: str) -> bytes | None:
+        return self._get(name, lambda response: response.read())
+
+    def sha256(self, name: str) -> str | None:
+        return self._get(name, _digest_chunks)
+
+    def _get(self, name: str, consume: Any) -> Any:
+        url = urllib.parse.urljoin(self.base, urllib.parse.quote(name))
+        try:
+            with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_SECONDS) as response:  # noqa: S310 - http(s) only
+                return consume(response)
+        except urllib.error.HTTPError as error:
+            if error.code in (403, 404):  # S3 and CloudFront answer 403 for a missing key
+                return None
+            raise UsageError(f"{url}: HTTP {error.code} {error.reason}") from None
+        except (urllib.error.URLError, OSError) as error:
+            reason = getattr(error, "reason", error)
+            raise UsageError(f"{url}: cannot fetch ({reason})") from None
+
+
+def open_build(location: str) -> BuildFiles:
+    """A build directory by path or http(s) URL."""
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", location):
+        return HttpBuild(location)
+    return LocalBuild(Path(location))
+
+
+def parse_sums(text: str) -> tuple[dict[str, str], list[str]]:
+    """SHA256SUMS (sha256sum's format) -> (file -> sha256, problems)."""
+    sums: dict[str, str] = {}
+    problems = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        match = _SUMS_LINE.fullmatch(line)
+        if not match or not _FILE_NAME.fullmatch(match.group(2)):
+            problems.append(f"{SUMS_FILE}: line {number} is not '<sha256>  <file name>': {line[:80]!r}")
+        elif match.group(2) in sums:
+            problems.append(f"{SUMS_FILE}: {match.group(2)} is listed twice")
+        else:
+            sums[match.group(2)] = match.group(1)
+    return sums, problems
+
+
+def check_signature(files: BuildFiles, name: str, data: bytes, keys: Sequence[bytes]) -> list[str]:
+    signature = files.read(name + SIGNATURE_SUFFIX)
+    if signature is None:
+        return [f"{name}{SIGNATURE_SUFFIX}: missing"]
+    if verify_signature(data, signature, keys) is None:
+        shown = ", ".join(fingerprint(key) for key in keys)
+        return [f"{name}{SIGNATURE_SUFFIX}: not a signature of {name} by any given key ({shown})"]
+    return []
+
+
+def check_listed_files(files: BuildFiles, sums: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """(problems, file -> its actual sha256) for every file SHA256SUMS lists."""
+    problems, actual = [], {}
+    for name, listed in sorted(sums.items()):
+        digest = files.sha256(name)
+        if digest is None:
+            problems.append(f"{name}: missing (listed in {SUMS_FILE})")
+            continue
+        actual[name] = digest
+        if digest != listed:
+            problems.append(f"{name}: sha256 {digest} differs from {SUMS_FILE}'s {listed}")
+    return problems, actual
+
+
+def parse_json(name: str, data: bytes) -> tuple[Any, list[str]]:
+    try:
+        return json.loads(data), []
+    except (ValueError, UnicodeDecodeError) as error:
+        return None, [f"{name}: not JSON ({error})"]
+
+
+def check_manifest(manifest: Any, sums: dict[str, str]) -> list[str]:
+    artifacts = manifest.get("artifacts") if isinstance(manifest, dict) else None
+    if not isinstance(artifacts, list) or not artifacts:
+        return [f"{MANIFEST_FILE}: lists no artifacts"]
+    problems = []
+    for artifact in artifacts:
+        name, sha256 = (
+            (artifact.get("file"), artifact.get("sha256")) if isinstance(artifact, dict) else (None, None)
+        )
+        if name not in sums:
+            problems.append(f"{MANIFEST_FILE}: artifact {name!r} is not in {SUMS_FILE}")
+        elif sha256 != sums[name]:
+            problems.append(f"{MANIFEST_FILE}: artifact {name} has sha256 {sha256}, {SUMS_FILE} {sums[name]}")
+    return problems
+
+
+def _dig(document: Any, *keys: str) -> Any:
+    """document[k1][k2]... or None where a level is missing or not an object."""
+    for key in keys:
+        document = document.get(key) if isinstance(document, dict) else None
+    return document
+
+
+def manifest_facts(manifest: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """(CPython version, source sha256, execution id) as manifest.json records them."""
+    version = _dig(manifest, "python", "version") or _dig(manifest, "spec", "version")
+    return version, _dig(manifest, "spec", "source", "sha256"), _dig(manifest, "spec", "execution_id")
+
+
+def check_sbom(sbom: Any, manifest: dict[str, Any]) -> list[str]:
+    version, source_sha256, _ = manifest_facts(manifest)
+    components = _dig(sbom, "components")
+    components = components if isinstance(components, list) else []
+    cpython = next((c for c in components if isinstance(c, dict) and c.get("bom-ref") == CPYTHON_REF), None)
+    if cpython is None:
+        return [f"{SBOM_FILE}: no CPython component (bom-ref {CPYTHON_REF!r})"]
+    problems = []
+    if cpython.get("version") != version:
+        problems.append(f"{SBOM_FILE}: CPython {cpython.get('version')}, {MANIFEST_FILE} says {version}")
+    listed = cpython.get("hashes") if isinstance(cpython.get("hashes"), list) else []
+    hashes = {h.get("alg"): h.get("content") for h in listed if isinstance(h, dict)}
+    if hashes.get("SHA-256") != source_sha256:
+        problems.append(
+            f"{SBOM_FILE}: source sha256 {hashes.get('SHA-256')}, {MANIFEST_FILE} says {source_sha256}"
+        )
+    return problems
+
+
+def check_provenance(statement: Any, manifest: dict[str, Any], sums: dict[str, str]) -> list[str]:
+    """The subjects against SHA256SUMS (which check_listed_files holds the files to)."""
+    try:
+        subjects = statement_subjects(statement if isinstance(statement, dict) else {})
+    except ValueError as error:
+        return [f"{PROVENANCE_FILE}: {error}"]
+    problems = []
+    for name, sha256 in sorted(subjects.items()):
+        if name not in sums:
+            problems.append(f"{PROVENANCE_FILE}: subject {name!r} is not in {SUMS_FILE}")
+        elif sums[name] != sha256:
+            problems.append(
+                f"{PROVENANCE_FILE}: subject {name} has sha256 {sha256}, {SUMS_FILE} {sums[name]}"
+            )
+    for artifact in manifest.get("artifacts") or []:
+        if isinstance(artifact, dict) and artifact.get("file") not in subjects:
+            problems.append(f"{PROVENANCE_FILE}: artifact {artifact.get('file')} is not a subject")
+    invocation = _dig(statement, "predicate", "runDetails", "metadata", "invocationId")
+    execution_id = manifest_facts(manifest)[2]
+    if invocation != execution_id:
+        problems.append(f"{PROVENANCE_FILE}: invocationId {invocation}, {MANIFEST_FILE} says {execution_id}")
+    return problems
+
+
+def check_attestation(
+    files: BuildFiles, name: str, data: bytes, sums: dict[str, str], keys: Sequence[bytes]
+) -> list[str]:
+    """An attestation (SBOM, provenance) is signed through SHA256SUMS, and by <name>.sig if any."""
+    problems = [] if name in sums else [f"{name}: not listed in {SUMS_FILE} (unsigned)"]
+    if files.read(name + SIGNATURE_SUFFIX) is not None:
+        problems += check_signature(files, name, data, keys)
+    return problems
+
+
+def verify_build(files: BuildFiles, public_keys: Sequence[bytes]) -> list[str]:
+    """Every problem of the build at `files`, one line each ([] when it verifies)."""
+    sums_data = files.read(SUMS_FILE)
+    if sums_data is None:
+        return [f"{SUMS_FILE}: missing (is {files.where} a build directory?)"]
+    problems = check_signature(files, SUMS_FILE, sums_data, public_keys)
+    sums, sums_problems = parse_sums(sums_data.decode("utf-8", errors="replace"))
+    file_problems, _ = check_listed_files(files, sums)
+    problems += sums_problems + file_problems
+    manifest_data = files.read(MANIFEST_FILE)
+    if manifest_data is None:
+        return [*problems, f"{MANIFEST_FILE}: missing"]
+    manifest, json_problems = parse_json(MANIFEST_FILE, manifest_data)
+    problems += json_problems or check_manifest(manifest, sums)
+    if not isinstance(manifest, dict):
+        return problems
+    for name in (SBOM_FILE, PROVENANCE_FILE):
+        data = files.read(name)
+        if data is None:
+            continue
+        problems += check_attestation(files, name, data, sums, public_keys)
+        document, json_problems = parse_json(name, data)
+        problems += json_problems
+        if json_problems:
+            continue
+        if name == SBOM_FILE:
+            problems += check_sbom(document, manifest)
+        else:
+            problems += check_provenance(document, manifest, sums)
+    return problems
