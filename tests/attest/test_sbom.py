@@ -6,6 +6,8 @@ import datetime
 import json
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from cyclonedx.schema import SchemaVersion
@@ -145,3 +147,58 @@ def test_facts_refuse_bad_values() -> None:
         facts(source=SourceFacts(url=SOURCE_URL, sha256="ABC"))
     with pytest.raises(ValueError, match="python_version"):
         facts(python_version="3.13; rm -rf /")
+
+
+FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
+
+
+@pytest.mark.skipif(shutil.which("dpkg-query") is None, reason="not a dpkg system")
+def test_collected_facts_with_the_standard_library_alone_make_a_valid_sbom(
+    cpython_tree, tmp_path: Path
+) -> None:
+    """The collector runs without site-packages (-S: no pydantic, no cyclonedx), as the
+    builder would run it; its JSON plus the spec's facts make a valid SBOM."""
+    installed = tmp_path / "installed" / "bin"
+    installed.mkdir(parents=True)
+    shutil.copy(Path(sys.executable).resolve(), installed / "python3")
+    argv = [
+        sys.executable,
+        "-S",
+        "-E",
+        "-m",
+        "buildfarm.attest.collect",
+        "--source-tree",
+        str(cpython_tree("3.13.5")),
+        "--installed-tree",
+        str(installed.parent),
+        "--package-kind",
+        "deb",
+    ]
+    result = subprocess.run(argv, cwd=FUNCTIONS, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    collected = json.loads(result.stdout)
+    assert collected["unexplained_sonames"] == []
+    assert "libc6" in {package["name"] for package in collected["linked"]}
+    del collected["unexplained_sonames"]
+    made = SbomFacts.model_validate(
+        {
+            **collected,
+            "python_version": "3.13.5",
+            "platform": "debian-12",
+            "arch": "x86_64",
+            "build": 1,
+            "source": {"url": SOURCE_URL, "sha256": SOURCE_SHA256},
+            "created": "2025-06-11T14:00:00Z",
+        }
+    )
+    validate(make_sbom(made))
+    bad = subprocess.run(
+        [*argv[:5], "--source-tree", "/nonexistent", "--installed-tree", ".", "--package-kind", "deb"],
+        cwd=FUNCTIONS,
+        capture_output=True,
+        text=True,
+    )
+    assert (bad.returncode, bad.stderr) == (
+        2,
+        "collect: error: --source-tree /nonexistent: not a directory\n",
+    )
