@@ -252,6 +252,10 @@ def fake_build(
         "artifacts": artifacts,
         "python": {"version": spec.version},
     }
+    # The builder's other files, which the status page links.
+    sums = "".join(f"{a['sha256']}  {a['file']}\n" for a in artifacts)
+    store.put(f"{spec.artifact_dir}/SHA256SUMS", sums.encode())
+    store.put(f"{spec.artifact_dir}/build.log", b"build log\n")
     store.put_json(f"{spec.artifact_dir}/manifest.json", manifest)
     return manifest
 

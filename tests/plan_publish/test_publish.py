@@ -104,7 +104,8 @@ def test_size_mismatch_and_foreign_manifest_fail(local_store, config):
         f"size {real_size} differs from the manifest's {real_size + 1}" in reasons["3.13.5/debian-12/x86_64"]
     )
     assert reasons["3.13.5/debian-12/aarch64"] == "manifest spec differs from the plan: build 7 (plan: 1)"
-    assert not local_store.exists("versions.json")
+    # Nothing is published; versions.json only records the two failing cells.
+    assert read_json(local_store, "versions.json")["builds"] == {}
 
 
 def test_failure_reasons(local_store, config):
