@@ -22,6 +22,8 @@ SUBCOMMAND_MODULES = (
     "buildfarm.cli.store_cmds",  # reindex, serve
     "buildfarm.cli.discover",  # releases, platforms
     "buildfarm.cli.attest_cmds",  # keys, verify
+    "buildfarm.cli.runtime_cmds",  # runtime
+    "buildfarm.cli.lambda_cmds",  # lambda
 )
 
 
