@@ -89,7 +89,8 @@ def http_dir_server() -> Iterator[callable]:
 @pytest.fixture(scope="session")
 def source_mirror(tmp_path_factory: pytest.TempPathFactory, http_dir_server) -> str:
     """A python.org-shaped mirror of ../shared/cpython-src served over loopback HTTP:
-    <base>/<X.Y.Z>/Python-<version>.tar.xz or .tgz (the releases catalog says which)."""
+    <base>/<X.Y.Z>/Python-<version>.tar.xz or .tgz (the releases catalog says which), and
+    its OpenPGP signature Python-<version>.<ext>.asc where the shared sources have one."""
     from buildfarm.versions import parse_release
 
     root = tmp_path_factory.mktemp("mirror")
@@ -98,6 +99,9 @@ def source_mirror(tmp_path_factory: pytest.TempPathFactory, http_dir_server) -> 
         directory = root / parse_release(version).base_version
         directory.mkdir(exist_ok=True)
         (directory / tarball.name).symlink_to(tarball)
+        signature = tarball.with_name(tarball.name + ".asc")
+        if signature.is_file():
+            (directory / signature.name).symlink_to(signature)
     return http_dir_server(root)
 
 
