@@ -18,6 +18,7 @@ from unittest import mock
 
 import pytest
 
+from buildfarm import clock
 from buildfarm.workflow_names import STACK_NAME
 
 REPO = Path(__file__).resolve().parents[2]
@@ -89,7 +90,10 @@ def synthesis(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
 
 @pytest.fixture(scope="session")
 def lifecycle_date() -> str:
-    """The buildfarm:lifecycleDate the session's synthesis used."""
+    """The buildfarm:lifecycleDate the session's synthesis used (also the moto farm's day)."""
+    import moto_farm
+
+    assert moto_farm.NOW.date().isoformat() == LIFECYCLE_DATE
     return LIFECYCLE_DATE
 
 
@@ -119,5 +123,6 @@ def farm(template: dict[str, Any], moto_patches: None) -> Iterator[Any]:
     with (
         mock_aws(config=moto_farm.MOTO_CONFIG),
         mock.patch.dict(os.environ, {"AWS_DEFAULT_REGION": moto_farm.REGION}),
+        clock.using(clock.fixed_clock(moto_farm.NOW)),
     ):
         yield moto_farm.Farm(template)

@@ -45,6 +45,7 @@ import moto
 import pytest
 from botocore import xform_name
 
+from buildfarm import clock
 from buildfarm.platforms import DEB_ARCH, RPM_ARCH, load_registry
 from buildfarm.releases import load_seed
 from buildfarm.workflow_names import STACK_NAME, States
@@ -63,6 +64,10 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 BUCKET = "buildfarm-store"
 CDN_DOMAIN = "d111111abcdef8.cloudfront.net"
+# The moment the farm's handlers see (buildfarm.clock, set by the farm fixtures): noon on the
+# day the session's synthesis used (conftest.LIFECYCLE_DATE), so that what {} plans does not
+# depend on the day the tests run.
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 MOTO_CONFIG = {
     "stepfunctions": {"execute_state_machine": True},
     "lambda": {"use_docker": False},
@@ -401,7 +406,7 @@ class Farm:
 
     def seed_releases(self, versions: dict[str, str]) -> None:
         """releases.json as python.org would have made it, fresh (no refresh is due)."""
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
         releases = {
             v: {"version": v, "sha256": sha, "url": f"https://www.python.org/ftp/python/{v}/Python-{v}.tar.xz",
                 "release_date": None, "prerelease": False}

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from moto_farm import BUCKET, CDN_DOMAIN, FAILING, SHA_3135, SUBMITTED, Farm
 
+from buildfarm import clock
 from buildfarm.config import FarmConfig
 from buildfarm.platforms import load_registry
 from buildfarm.policy import select_cells
@@ -40,11 +40,11 @@ def enabled_cells(farm: Farm, versions: list[str]) -> set[str]:
 
 def scheduled_cells(farm: Farm, seeded: list[str]) -> set[str]:
     """What {} plans with the seeded releases (plus the package's seed catalog) on the day the
-    handler sees: the lifecycle policy decides, so the expectation follows the same clock."""
+    handler sees (the farm's fixed clock): the lifecycle policy decides."""
     releases = {**load_seed().releases, **{v: load_seed().releases.get(v) or _fake(v) for v in seeded}}
     catalog = ReleaseCatalog(releases=releases)
     selection = select_cells(
-        WorkflowInput(), catalog, lambda_config(farm), load_registry(), datetime.now(UTC).date()
+        WorkflowInput(), catalog, lambda_config(farm), load_registry(), clock.now().date()
     )
     return {f"{r.version}/{p}/{a}" for r, p, a in selection.matrix}
 

@@ -17,6 +17,7 @@ import pytest
 import requests
 from moto.server import ThreadedMotoServer
 
+from buildfarm import clock
 from buildfarm.cli import main
 from buildfarm.cli.trigger import console_url
 from buildfarm.workflow_names import STACK_NAME, Errors, Outputs
@@ -31,7 +32,7 @@ CREDENTIALS = {
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    with wf.moto_patched(), pytest.MonkeyPatch.context() as env:
+    with wf.moto_patched(), pytest.MonkeyPatch.context() as env, clock.using(clock.fixed_clock(wf.NOW)):
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         moto.start()
         host, port = moto.get_host_and_port()
