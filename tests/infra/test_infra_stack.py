@@ -511,13 +511,13 @@ def test_state_machine_logs_all_traces_and_times_out(template, lifecycle_date) -
                 assert state["Catch"][0]["ErrorEquals"] == ["States.ALL"], name
 
 
-
 def test_every_log_group_keeps_its_logs_the_configured_days(template, lifecycle_date) -> None:
     # The functions' four, the builders', the state machine's and the VPC flow log's: one value.
     groups = by_type(template, "AWS::Logs::LogGroup")
     assert len(groups) == 7
     days = {lid: r["Properties"].get("RetentionInDays") for lid, r in groups.items()}
     assert set(days.values()) == {cdk_json_config(lifecycle_date).log_retention_days}, days
+
 
 def test_schedule_starts_the_workflow_hourly_with_empty_input(template, lifecycle_date) -> None:
     _, rule = only(template, "AWS::Events::Rule", "Schedule")
