@@ -17,10 +17,11 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from buildfarm import clock
 from buildfarm.claims import release_claims
 from buildfarm.config import FarmConfig
 from buildfarm.plan import Plan, PlanItem, plan
@@ -158,7 +159,7 @@ def run_farm(
     of the plan (so nothing claims them) and reported with the reason. Raises StoreError if
     the store failed and the run could not be finalized (its claims are released first)."""
     registry = registry or load_registry()
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     execution_id = local_execution_id(now)
     notify = listener or (lambda progress: None)
     # Not named: the live platforms, as plan() would choose them (named ones are built as named).
@@ -255,7 +256,7 @@ class _CellBuilder:
             progress.state = "built"
             self.notify(progress)
         try:
-            outcome = publish_cell(item, self.store, datetime.now(UTC), batch)
+            outcome = publish_cell(item, self.store, clock.now(), batch)
         except StoreError as error:
             # Disk full or read-only: stop starting cells; Finalize decides this one if it can.
             progress.detail = f"{batch.error}; store: {error}" if batch.error else f"store: {error}"
@@ -293,7 +294,7 @@ def _finalize(report: RunReport, the_plan: Plan, store: Store, config: FarmConfi
     If the store fails here too, this run's claims are released all the same (a delete where
     the disk is full) and its run marker stays open: a later run's recovery finalizes it."""
     try:
-        report.published = publish(the_plan.summary, store, config, now=datetime.now(UTC))
+        report.published = publish(the_plan.summary, store, config, now=clock.now())
     except StoreError as error:
         report.store_error = error
         _release_run_claims(store, the_plan, report.execution_id)
@@ -318,6 +319,6 @@ def _finalize(report: RunReport, the_plan: Plan, store: Store, config: FarmConfi
 def _release_run_claims(store: Store, the_plan: Plan, execution_id: str) -> None:
     cells = [(item.spec.version, item.spec.platform, item.spec.arch) for item in the_plan.items]
     try:
-        release_claims(store, cells, execution_id=execution_id, now=datetime.now(UTC))
+        release_claims(store, cells, execution_id=execution_id, now=clock.now())
     except StoreError as error:
         log.warning("cannot release the claims of %s: %s", execution_id, error)

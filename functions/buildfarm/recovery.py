@@ -20,9 +20,10 @@ import os
 import re
 import socket
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
+from buildfarm import clock
 from buildfarm.claims import Liveness
 from buildfarm.config import FarmConfig
 from buildfarm.layout import plan_record_key, run_marker_key
@@ -81,7 +82,7 @@ def process_fingerprint(start_ticks: int, boot: str) -> str:
 
 def local_execution_id(now: datetime | None = None, pid: int | None = None) -> str:
     """This process's execution id (or another process's of this host, by pid)."""
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     pid = os.getpid() if pid is None else pid
     ticks = process_start_ticks(pid)
     process = f"-{process_fingerprint(ticks, boot_id())}" if ticks is not None else ""
@@ -139,7 +140,7 @@ def recover(
     registry: Registry | None = None,
 ) -> Recovery:
     """Finalize every open run whose execution has ended. One listing when none is open."""
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     recovery = Recovery()
     for run_id in open_runs(store):
         if run_id == own_execution_id:

@@ -49,6 +49,8 @@ def no_runner(monkeypatch: pytest.MonkeyPatch) -> None:
     def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError(f"a dry run chose a runner: select_runner{args}")
 
+    # cli.build first: patching it imports it, and it must bind the real select_runner then.
+    monkeypatch.setattr("buildfarm.cli.build.select_runner", forbidden)
     monkeypatch.setattr("buildfarm.farm.select_runner", forbidden)
     monkeypatch.setattr("buildfarm.runners.select_runner", forbidden)
     # python.org is unreachable here: the refresh fails at once and the catalog is kept.

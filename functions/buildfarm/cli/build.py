@@ -11,8 +11,8 @@ import argparse
 import os
 import re
 import sys
-from datetime import UTC, datetime
 
+from buildfarm import clock
 from buildfarm.claims import claim_cell, release_claims
 from buildfarm.config import DEFAULT_SOURCE_MIRROR, FarmConfig, resolve_store_location
 from buildfarm.errors import UsageError
@@ -192,7 +192,7 @@ def _claim(store: Store, spec: BuildSpec, requested: int | None, taken: set[int]
         execution_id=spec.execution_id,
         plan_id=spec.execution_id,  # no plan: a planner takes the claim over once we are gone
         published_build=requested - 1 if requested else max(taken, default=0),
-        now=datetime.now(UTC),
+        now=clock.now(),
         ttl_seconds=FarmConfig.model_fields["claim_ttl_seconds"].default,
         is_running=local_liveness,
     )
@@ -203,7 +203,7 @@ def _claim(store: Store, spec: BuildSpec, requested: int | None, taken: set[int]
             f"{outcome.expires_at}): try again when it is done"
         )
     if requested and outcome.build != requested:
-        release_claims(store, [cell], execution_id=spec.execution_id, now=datetime.now(UTC))
+        release_claims(store, [cell], execution_id=spec.execution_id, now=clock.now())
         raise UsageError(
             f"build {requested} of {name} was already claimed (the next free number is {outcome.build})"
         )
@@ -236,7 +236,7 @@ def run_build(args: argparse.Namespace) -> int:
         result = runner.run(spec)
     finally:
         cells = [(spec.version, spec.platform, spec.arch)]
-        release_claims(store, cells, execution_id=spec.execution_id, now=datetime.now(UTC))
+        release_claims(store, cells, execution_id=spec.execution_id, now=clock.now())
     if result.ok:
         print(
             f"buildfarm build: {cell} build {spec.build} stored in {spec.store}/{spec.artifact_dir} "
