@@ -9,7 +9,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from buildfarm.catalog import VERSIONS_KEY, iter_cells, read_versions
-from buildfarm.config import ConfigError, FarmConfig, resolve_store_location
+from buildfarm.config import ConfigError, FarmConfig
 from buildfarm.errors import UsageError
 from buildfarm.store import LocalStore, Store, StoreError, open_store
 from buildfarm.workflow_input import (
@@ -32,14 +32,12 @@ def add_store_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def _config_and_store(args: argparse.Namespace) -> tuple[FarmConfig, Store]:
-
     try:
-        config = FarmConfig.from_env()
+        config = FarmConfig.from_env(store=args.store)  # --store, else $BUILDFARM_STORE, else ./dist
     except ConfigError as error:
         raise UsageError(str(error)) from None
-    location = resolve_store_location(args.store)
     try:
-        store = open_store(location)
+        store = open_store(config.store)
     except StoreError as error:
         raise UsageError(str(error)) from None
     if isinstance(store, LocalStore) and not store.root.is_dir():
@@ -48,7 +46,7 @@ def _config_and_store(args: argparse.Namespace) -> tuple[FarmConfig, Store]:
             f"store {store.location} does not exist: pass --store (or set BUILDFARM_STORE) to an "
             "existing store; `buildfarm run` creates one"
         )
-    return config.model_copy(update={"store": location}), store
+    return config, store
 
 
 def format_table(rows: list[list[str]], header: list[str]) -> str:

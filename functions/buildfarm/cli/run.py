@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from buildfarm.cli.plan import format_table, print_plan
-from buildfarm.config import DEFAULT_STORE, ConfigError, FarmConfig, resolve_store_location
+from buildfarm.config import DEFAULT_STORE, ConfigError, FarmConfig
 from buildfarm.errors import UsageError
 from buildfarm.farm import CellProgress, RunReport, run_farm
 from buildfarm.plan import new_execution_id, plan
@@ -209,12 +209,12 @@ def _setup(args: argparse.Namespace, registry: Registry) -> tuple[FarmConfig, di
     if args.optimization:
         overrides["BUILDFARM_OPTIMIZATION"] = args.optimization
     try:
-        config = FarmConfig.from_env({**os.environ, **overrides})
+        config = FarmConfig.from_env({**os.environ, **overrides}, store=args.store)
         raw = raw_input_from_args(args)
     except (ConfigError, InputError) as error:
         raise UsageError(str(error)) from None
 
-    location = resolve_store_location(args.store)
+    location = config.store
     if location.startswith("s3://"):
         raise UsageError(
             f"--store {location}: `run` publishes into a local directory; use `trigger` for the cloud"

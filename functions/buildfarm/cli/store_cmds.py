@@ -91,11 +91,11 @@ def _base_url(args: argparse.Namespace, config: FarmConfig) -> str | None:
 
 def run_reindex(args: argparse.Namespace) -> int:
     try:
-        config = FarmConfig.from_env()
+        config = FarmConfig.from_env(store=args.store)  # --store, else $BUILDFARM_STORE, else ./dist
     except ConfigError as error:
         raise UsageError(str(error)) from None
     base = _base_url(args, config)
-    location = resolve_store_location(args.store)
+    location = config.store
     if not location.startswith("s3://") and not os.path.isdir(location):
         raise UsageError(f"store {location}: no such directory")
     try:
