@@ -172,3 +172,12 @@ def test_plan_shows_what_the_budget_defers(published_store, capsys, monkeypatch)
     rows = [line.split() for line in out.splitlines() if line.startswith("3.1")]
     built = [row[0] for row in rows if row[2] == "build"]
     assert built[0] == "3.13.5/rhel-9/x86_64" and len(built) == 2
+
+
+def test_store_option_wins_over_a_bad_store_variable(tmp_path, monkeypatch, capsys):
+    """The store is resolved once: --store, else $BUILDFARM_STORE; a bad variable is not read."""
+    monkeypatch.setenv("BUILDFARM_STORE", "gs://not/a/store")
+    assert main(["status", "--store", str(tmp_path)]) == 0
+    assert "nothing published yet" in capsys.readouterr().out
+    assert main(["status"]) == 2
+    assert "gs://not/a/store" in capsys.readouterr().err
