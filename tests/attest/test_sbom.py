@@ -149,15 +149,15 @@ def test_facts_refuse_bad_values() -> None:
         facts(python_version="3.13; rm -rf /")
 
 
-FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
+BUILDER_IMAGE = Path(__file__).resolve().parents[2] / "builder_image"
 
 
 @pytest.mark.skipif(shutil.which("dpkg-query") is None, reason="not a dpkg system")
 def test_collected_facts_with_the_standard_library_alone_make_a_valid_sbom(
     cpython_tree, tmp_path: Path
 ) -> None:
-    """The collector runs without site-packages (-S: no pydantic, no cyclonedx), as the
-    builder would run it; its JSON plus the spec's facts make a valid SBOM."""
+    """The collector runs without site-packages (-S: no pydantic, no cyclonedx), from
+    builder_image/ as the driver runs it; its JSON plus the spec's facts make a valid SBOM."""
     installed = tmp_path / "installed" / "bin"
     installed.mkdir(parents=True)
     shutil.copy(Path(sys.executable).resolve(), installed / "python3")
@@ -165,8 +165,9 @@ def test_collected_facts_with_the_standard_library_alone_make_a_valid_sbom(
         sys.executable,
         "-S",
         "-E",
+        "-B",
         "-m",
-        "buildfarm.attest.collect",
+        "sbom_facts.collect",
         "--source-tree",
         str(cpython_tree("3.13.5")),
         "--installed-tree",
@@ -174,7 +175,7 @@ def test_collected_facts_with_the_standard_library_alone_make_a_valid_sbom(
         "--package-kind",
         "deb",
     ]
-    result = subprocess.run(argv, cwd=FUNCTIONS, capture_output=True, text=True)
+    result = subprocess.run(argv, cwd=BUILDER_IMAGE, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     collected = json.loads(result.stdout)
     assert collected["unexplained_sonames"] == []
@@ -193,8 +194,8 @@ def test_collected_facts_with_the_standard_library_alone_make_a_valid_sbom(
     )
     validate(make_sbom(made))
     bad = subprocess.run(
-        [*argv[:5], "--source-tree", "/nonexistent", "--installed-tree", ".", "--package-kind", "deb"],
-        cwd=FUNCTIONS,
+        [*argv[:6], "--source-tree", "/nonexistent", "--installed-tree", ".", "--package-kind", "deb"],
+        cwd=BUILDER_IMAGE,
         capture_output=True,
         text=True,
     )

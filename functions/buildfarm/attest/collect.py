@@ -1,71 +1,46 @@
-"""Gather a build's SBOM facts where the build ran, as plain JSON: the bundled code of its
-source tree, the system packages its installed tree links, the toolchain and the distribution.
+"""The SBOM fact collector as the buildfarm package sees it.
 
-    python3 -m buildfarm.attest.collect --source-tree SRC --installed-tree TREE --package-kind deb
-
-Standard library only, Python 3.9+ (the builder can run it with the interpreter it has just
-built); the publishing side turns the JSON, with manifest.json's spec, into sbom.SbomFacts.
+Its code is builder_image/sbom_facts/ (bundled, linked, toolchain, collect), stated once:
+the builder runs it with the interpreter it has just built (standard library only), and
+every runner has builder_image/ (the images copy it, the chroot runner binds it, the host
+runner runs it in place) while none of them has functions/. The publishing side renders the
+SBOM with the same dataclasses: this module loads that package as buildfarm.attest.sbom_facts
+from builder_image_dir() (a checkout's builder_image/, or the copy a wheel carries), and
+buildfarm.attest.bundled, .linked and .toolchain are its modules under the names sbom.py
+imports.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import importlib
+import importlib.util
 import sys
-from dataclasses import asdict
-from pathlib import Path
-from typing import Any
+from types import ModuleType
 
-from .bundled import bundled_components
-from .linked import owner_lookup_for, system_packages
-from .toolchain import toolchain
+from buildfarm.platforms import builder_image_dir
 
-OS_RELEASE = Path("/etc/os-release")
+PACKAGE = "buildfarm.attest.sbom_facts"
+PACKAGE_DIR = "sbom_facts"
+"""The collector's directory in builder_image/."""
 
 
-def parse_os_release(text: str) -> dict[str, str]:
-    """os-release's KEY=value lines (values unquoted)."""
-    fields = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key.strip() and not key.startswith("#"):
-            fields[key.strip()] = value.strip().strip("'\"")
-    return fields
+def collector_package() -> ModuleType:
+    """builder_image/sbom_facts/ as the package buildfarm.attest.sbom_facts (loaded once)."""
+    loaded = sys.modules.get(PACKAGE)
+    if loaded is None:
+        directory = builder_image_dir() / PACKAGE_DIR
+        spec = importlib.util.spec_from_file_location(
+            PACKAGE, directory / "__init__.py", submodule_search_locations=[str(directory)]
+        )
+        if spec is None or spec.loader is None:
+            raise ImportError(f"no SBOM fact collector in {directory}")
+        loaded = importlib.util.module_from_spec(spec)
+        sys.modules[PACKAGE] = loaded
+        spec.loader.exec_module(loaded)
+    return loaded
 
 
-def collect_facts(
-    source_tree: Path, installed_tree: Path, package_kind: str, bolt: str | None = None
-) -> dict[str, Any]:
-    """{"distro_id", "distro_version", "bundled", "linked", "unexplained_sonames", "toolchain"}."""
-    os_release = parse_os_release(OS_RELEASE.read_text()) if OS_RELEASE.exists() else {}
-    owner_of = owner_lookup_for(package_kind)
-    packages, unexplained = system_packages(installed_tree, owner_of)
-    return {
-        "distro_id": os_release.get("ID", "unknown"),
-        "distro_version": os_release.get("VERSION_ID", "unknown"),
-        "bundled": [asdict(component) for component in bundled_components(source_tree)],
-        "linked": [asdict(package) for package in packages],
-        "unexplained_sonames": unexplained,
-        "toolchain": [asdict(tool) for tool in toolchain(owner_of, bolt=bolt)],
-    }
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python3 -m buildfarm.attest.collect", description=__doc__)
-    parser.add_argument("--source-tree", type=Path, required=True, help="the extracted CPython source")
-    parser.add_argument("--installed-tree", type=Path, required=True, help="the installed build (prefix)")
-    parser.add_argument("--package-kind", choices=("deb", "rpm"), required=True)
-    parser.add_argument("--bolt", help="llvm-bolt's path, when the build used one outside PATH")
-    args = parser.parse_args(argv)
-    for option, path in (("--source-tree", args.source_tree), ("--installed-tree", args.installed_tree)):
-        if not path.is_dir():
-            print(f"collect: error: {option} {path}: not a directory", file=sys.stderr)
-            return 2
-    facts = collect_facts(args.source_tree, args.installed_tree, args.package_kind, args.bolt)
-    json.dump(facts, sys.stdout, indent=2, sort_keys=True)
-    sys.stdout.write("\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def collector_module(name: str) -> ModuleType:
+    """One module of the collector: "bundled", "linked", "toolchain" or "collect"."""
+    collector_package()
+    return importlib.import_module(f"{PACKAGE}.{name}")
