@@ -13,7 +13,7 @@ $BUILDFARM_PLATFORMS). `build.py --build-dependencies PLATFORM ARCH` prints the 
 build dependencies instead.
 
 Phases: preflight -> fetch -> verify -> configure -> make -> install -> selftest
--> package -> manifest -> upload. Each phase is printed with its elapsed time
+-> sbom -> package -> manifest -> upload. Each phase is printed with its elapsed time
 ("buildfarm: phase NAME done in S s"); the full log is written to build.log
 (next to the artifacts, or under logs/ with failure.json when the build fails);
 on failure the last lines of the failing phase are printed. During make and the PGO and
@@ -28,7 +28,8 @@ BUILDFARM_JOBS (make -j; default all cores), BUILDFARM_PROFILE_TASK (PGO
 training task), BUILDFARM_CCACHE=1 (use ccache if installed),
 BUILDFARM_SELFTEST_TESTS (space-separated CPython tests for the self-test),
 BUILDFARM_CHECK_BUILD_DEPS=0 (skip the build-dependency check),
-BUILDFARM_LOG_FILE (also copy the full log there), BUILDFARM_STOP_AFTER=PHASE (stop
+BUILDFARM_LOG_FILE (also copy the full log there), BUILDFARM_REQUIRE_SOURCE_SIGNATURE=1
+(fail unless the source's OpenPGP signature verifies: driver/signature.py), BUILDFARM_STOP_AFTER=PHASE (stop
 after that phase, publishing nothing: e.g. configure, for tests), BUILDFARM_BUILDER_IMAGE
 (recorded in the manifest), BUILDFARM_KEEP_WORK=1, BUILDFARM_MAINTAINER,
 AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL (S3 endpoint override).

@@ -5,11 +5,12 @@ phase, run in this order by main.PHASES:
 
     preflight  preflight.py  the cell is free, the build dependencies and tools are there
     fetch      source.py     download the source tarball
-    verify     source.py     its sha256 is the spec's
+    verify     source.py     its sha256 is the spec's; its OpenPGP signature (signature.py)
     configure  make.py       unpack, Modules/Setup.local, ./configure (flags.py)
     make       make.py       make, or CPython's PGO (+ BOLT) stages; progress lines (progress.py)
     install    install.py    make install into a staging tree, strip, make it relocatable
     selftest   selftest.py   hardening (hardening.py), imports, moved copy, tests, pip, embedding
+    sbom       sbom.py       SBOM facts: the built python runs builder_image/sbom_facts/
     package    packages.py   tarball, .deb or .rpm
     manifest   manifest.py   manifest.json and SHA256SUMS
     upload     upload.py     publish to the store (a directory or S3), create-only

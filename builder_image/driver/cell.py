@@ -30,9 +30,13 @@ class Build(object):
         self.tree = os.path.join(self.destdir, self.prefix.lstrip("/"))
         self.out = os.path.join(work, "out")
         self.log = Log(os.path.join(work, "build.log"))
-        # Found by the phases, in order: fetch, configure, selftest, package, manifest.
+        # Found by the phases, in order: fetch, verify, configure, selftest, sbom, package, manifest.
         self.store = None
         self.tarball = None
+        self.signature = None  # the .asc beside the tarball, when the mirror has one
+        self.signature_url = None
+        self.source_signature = {}  # signature.check()'s record, for manifest.json
+        self.sbom_facts = {}  # sbom.collect_facts(), for manifest.json
         self.configure_argv = []
         self.selftest_results = {}
         self.hardening = {}

@@ -15,7 +15,7 @@ import tempfile
 import time
 import traceback
 
-from . import make, manifest, packages, preflight, selftest, source
+from . import make, manifest, packages, preflight, sbom, selftest, source
 from .cell import Build
 from .errors import BuildError, SpecError
 from .install import install
@@ -32,6 +32,7 @@ PHASES = (
     ("make", make.make),
     ("install", install),
     ("selftest", selftest.phase),
+    ("sbom", sbom.phase),
     ("package", packages.package),
     ("manifest", manifest.write_manifest),
     ("upload", upload),

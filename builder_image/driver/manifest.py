@@ -38,6 +38,8 @@ def write_manifest(build):
         "modules": build.modules,
         "selftest": build.selftest_results,
         "hardening": build.hardening,
+        "source_signature": build.source_signature,
+        "sbom_facts": build.sbom_facts,
         "timings": dict(build.timings),
         "artifacts": entries,
         "builder_image": os.environ.get("BUILDFARM_BUILDER_IMAGE") or "local:" + os_release_pretty(),
