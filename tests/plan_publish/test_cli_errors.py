@@ -84,6 +84,16 @@ def test_unreachable_endpoint(tmp_path):
     assert_one_line(result, "status", "cannot reach AWS at http://127.0.0.1:1", "AWS_ENDPOINT_URL")
 
 
+def test_trigger_without_a_region_or_credentials_says_what_to_set(tmp_path):
+    env = isolated_env(tmp_path)
+    result = run_cli(env, "trigger", "--versions", "3.13.5")
+    assert_one_line(
+        result, "trigger", "stack 'PythonBuildFarm'", "no AWS region set", "--region", "AWS_REGION"
+    )
+    result = run_cli(env, "trigger", "--versions", "3.13.5", "--region", "eu-west-1")
+    assert_one_line(result, "trigger", "no AWS credentials found", "AWS_PROFILE")
+
+
 @pytest.fixture
 def aws_without_region(monkeypatch, tmp_path) -> None:
     for name in list(os.environ):

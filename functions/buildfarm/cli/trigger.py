@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from buildfarm import clock
+from buildfarm.aws_errors import explain_aws_error, is_aws_error
 from buildfarm.errors import UsageError
 from buildfarm.workflow_input import (
     InputError,
@@ -54,6 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="read the state machine ARN from this CloudFormation stack's "
         f"{Outputs.STATE_MACHINE_ARN} output (default: ${STACK_ENV}, else {STACK_NAME})",
     )
+    parser.add_argument(
+        "--region", help="the stack's AWS region (default: $AWS_REGION, else the profile's region)"
+    )
     parser.add_argument("--name", help="execution name (default: trigger-<UTC time>-<random>)")
     parser.add_argument(
         "--wait", action="store_true", help="follow the execution; exit 1 if it does not succeed"
@@ -78,11 +82,11 @@ def execution_name(now: datetime | None = None) -> str:
     return f"trigger-{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
 
 
-def _aws_error(error: Exception) -> str:
-    response = getattr(error, "response", None)
-    if isinstance(response, dict) and "Error" in response:
-        return f"{response['Error'].get('Code', 'Error')}: {response['Error'].get('Message', '')}".strip()
-    return str(error)
+def _aws_problem(error: Exception, resource: str, hint: str = "") -> UsageError:
+    """One line for a failed AWS call (what to set, for botocore's errors), exit 2."""
+    if is_aws_error(error):
+        return explain_aws_error(error, resource=resource, hint=hint, region_option=True)
+    return UsageError(f"{resource}: {error}")
 
 
 def resolve_state_machine(args: argparse.Namespace, session: Any) -> str:
@@ -96,7 +100,8 @@ def resolve_state_machine(args: argparse.Namespace, session: Any) -> str:
         try:
             stacks = session.client("cloudformation").describe_stacks(StackName=stack)["Stacks"]
         except Exception as error:
-            raise UsageError(f"stack {stack!r}: {_aws_error(error)}") from None
+            hint = f"pass --stack NAME or set {STACK_ENV}"
+            raise _aws_problem(error, f"stack {stack!r}", hint) from None
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
         if Outputs.STATE_MACHINE_ARN not in outputs:
             raise UsageError(
@@ -117,7 +122,7 @@ def run_trigger(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     execution_input = request.model_dump(mode="json", exclude_defaults=True)
 
-    session = boto3.session.Session()
+    session = boto3.session.Session(region_name=args.region)
     arn = resolve_state_machine(args, session)
     region = arn.split(":")[3]
     sfn = session.client("stepfunctions", region_name=region)
@@ -125,7 +130,7 @@ def run_trigger(args: argparse.Namespace) -> int:
     try:
         started = sfn.start_execution(stateMachineArn=arn, name=name, input=json.dumps(execution_input))
     except Exception as error:
-        raise UsageError(f"start {arn}: {_aws_error(error)}") from None
+        raise _aws_problem(error, f"start {arn}") from None
     execution_arn = started["executionArn"]
     print(f"started {execution_arn}")
     print(f"input   {json.dumps(execution_input)}")
@@ -138,7 +143,7 @@ def run_trigger(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         raise
     except Exception as error:
-        raise UsageError(f"following {execution_arn}: {_aws_error(error)}") from None
+        raise _aws_problem(error, f"following {execution_arn}") from None
     return 0 if status == "SUCCEEDED" else 1
 
 
