@@ -45,7 +45,9 @@ def write_wheel(directory: str, name: str, version: str, tag: str, files: dict[s
     filename = f"{name.replace('-', '_')}-{version}-{tag}.whl"
     with zipfile.ZipFile(Path(directory) / filename, "w") as archive:
         for path, content in files.items():
-            archive.writestr(path, content)
+            archive.writestr(
+                zipfile.ZipInfo(path, (2020, 1, 1, 0, 0, 0)), content
+            )  # the same bytes each time
     return filename
 
 

@@ -97,7 +97,7 @@ def _options(args: argparse.Namespace) -> LayerOptions:
     return LayerOptions(args.out, arch, args.glibc, args.index_url, args.limit_bytes)
 
 
-def _print_outcome(build: LayerBuild, command: str) -> int:
+def _print_outcome(build: LayerBuild) -> int:
     for layer in build.report["layers"]:
         for package in layer["packages"]:
             made = package.get("wheel") or package.get("reason", "")
@@ -108,7 +108,7 @@ def _print_outcome(build: LayerBuild, command: str) -> int:
     print(f"wrote {REPORT_FILE}")
     if build.failed:
         print(
-            f"buildfarm lambda {command}: error: could not make: {', '.join(build.failed)} "
+            f"buildfarm lambda: error: could not make: {', '.join(build.failed)} "
             f"(reasons in {REPORT_FILE}; no layer written)",
             file=sys.stderr,
         )
@@ -128,7 +128,7 @@ def run_layer(args: argparse.Namespace) -> int:
             f"the runtime's glibc {options.glibc}: on Lambda use an amazonlinux-2023 build",
             file=sys.stderr,
         )
-    return _print_outcome(build, "layer")
+    return _print_outcome(build)
 
 
 def run_deps(args: argparse.Namespace) -> int:
@@ -136,4 +136,4 @@ def run_deps(args: argparse.Namespace) -> int:
     if not args.requirements.is_file():
         raise UsageError(f"requirements file {args.requirements} does not exist")
     version = interpreter_version(args.interpreter)
-    return _print_outcome(build_deps_only(args.requirements, args.interpreter, version, options), "deps")
+    return _print_outcome(build_deps_only(args.requirements, args.interpreter, version, options))

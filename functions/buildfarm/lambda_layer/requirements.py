@@ -22,7 +22,7 @@ class RequirementsError(ValueError):
 def logical_lines(text: str) -> list[str]:
     """The file's lines with backslash continuations joined and comments dropped (pip's rules:
     a comment starts at '#' at the line start or after whitespace)."""
-    joined = re.sub(r"\\\n", " ", text)
+    joined = re.sub(r"\\\n", "", text)
     lines = []
     for line in joined.splitlines():
         line = re.sub(r"(^|\s)#.*$", "", line).strip()
