@@ -1,9 +1,127 @@
-"""Placeholder: its owner fills it in (register() adds the subcommands)."""
+"""`buildfarm runtime build NAME --platform P --arch A`: a runtime (a published Python build and
+a venv of locked requirements at a fixed prefix), built, self-tested, packaged and published
+under runtimes/<name>/<version>/<platform>/<arch>/<build>/ in the store.
+`buildfarm runtime list`: the definitions and their cells."""
 
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
+
+from buildfarm.config import resolve_store_location
+from buildfarm.errors import UsageError
+from buildfarm.platforms import UnknownArchError, UnknownPlatformError, canonical_arch, load_registry
+from buildfarm.runtimes.definitions import REPOSITORY_DEFINITIONS, find_definition, load_definitions
+from buildfarm.runtimes.keys import RUNTIME_CACHE_DIR
+from buildfarm.runtimes.runtime_build import RuntimeRequest, build_runtime
+from buildfarm.store import LocalStore, Store, StoreError, open_store
+
+CACHE_ENV = "BUILDFARM_RUNTIME_CACHE"
+DEFINITIONS_ENV = "BUILDFARM_RUNTIMES"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """No subcommands yet."""
+    runtime = subparsers.add_parser(
+        "runtime",
+        help="build runtimes: Python plus a locked venv at a fixed prefix",
+        description="Runtimes are defined as TOML files (the repository's runtimes/ or --definitions DIR).",
+    )
+    actions = runtime.add_subparsers(dest="runtime_command", metavar="ACTION", required=True)
+    build = actions.add_parser(
+        "build",
+        help="build, self-test, package and publish one runtime for a platform and arch",
+        description="Takes the newest published Python build of the runtime's series for the cell, "
+        "installs the locked requirements with uv in hash-checking mode, self-tests the tree and "
+        "publishes a tarball, the platform's package and a manifest under "
+        "runtimes/<name>/<version>/<platform>/<arch>/<build>/.",
+    )
+    build.add_argument("name", help="the runtime (a definition's name)")
+    build.add_argument("--platform", required=True, help="a platform of the registry (debian-12, ...)")
+    build.add_argument("--arch", default="x86_64", help="x86_64 or aarch64 (amd64/arm64 too; default x86_64)")
+    add_common(build)
+    build.add_argument(
+        "--store", help="a directory or s3://BUCKET/PREFIX (default: $BUILDFARM_STORE or ./dist)"
+    )
+    build.add_argument(
+        "--python-tarball",
+        metavar="FILE",
+        type=Path,
+        help="use this Python build tarball instead of the store's newest published one",
+    )
+    build.add_argument("--runtime-version", metavar="VERSION", help="override the definition's version")
+    build.add_argument(
+        "--cache",
+        metavar="DIR",
+        type=Path,
+        help=f"uv's download cache (default: ${CACHE_ENV}, else <store>/{RUNTIME_CACHE_DIR} for a "
+        "directory store, else ~/.cache/buildfarm/uv)",
+    )
+    build.set_defaults(func=run_build)
+    listing = actions.add_parser("list", help="the runtime definitions and their cells")
+    add_common(listing)
+    listing.set_defaults(func=run_list)
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--definitions",
+        metavar="DIR",
+        type=Path,
+        help=f"the runtime definitions (default: ${DEFINITIONS_ENV}, else the repository's runtimes/)",
+    )
+
+
+def definitions_dir(args: argparse.Namespace) -> Path:
+    return args.definitions or Path(os.environ.get(DEFINITIONS_ENV) or REPOSITORY_DEFINITIONS)
+
+
+def cache_dir(explicit: Path | None, store: Store) -> Path:
+    """The download cache: kept in a directory store (runtimes/.cache/uv, never served) so that
+    every build from that store shares it; an S3 store's builders keep a local one."""
+    if explicit or os.environ.get(CACHE_ENV):
+        return (explicit or Path(os.environ[CACHE_ENV])).resolve()
+    if isinstance(store, LocalStore):
+        return store.root / RUNTIME_CACHE_DIR
+    return Path.home() / ".cache" / "buildfarm" / "uv"
+
+
+def _cell(args: argparse.Namespace) -> tuple[str, str]:
+    try:
+        load_registry().get(args.platform)
+        return args.platform, canonical_arch(args.arch)
+    except (UnknownPlatformError, UnknownArchError) as error:
+        raise UsageError(str(error)) from None
+
+
+def run_build(args: argparse.Namespace) -> int:
+    platform, arch = _cell(args)
+    definition = find_definition(args.name, definitions_dir(args))
+    try:
+        store = open_store(resolve_store_location(args.store))
+    except StoreError as error:
+        raise UsageError(str(error)) from None
+    request = RuntimeRequest(
+        definition=definition,
+        version=definition.resolved_version(args.runtime_version),
+        platform=platform,
+        arch=arch,
+        store=store,
+        cache=cache_dir(args.cache, store),
+        python_tarball=args.python_tarball.resolve() if args.python_tarball else None,
+    )
+    directory, manifest = build_runtime(request)
+    packages = ", ".join(f"{p['name']} {p['version']}" for p in manifest["packages"])
+    print(f"{definition.name} {request.version} ({platform}/{arch}) build {manifest['build']}: "
+          f"Python {manifest['python']['version']}; {packages}")  # fmt: skip
+    print(f"moved to {definition.prefix}: {manifest['selftest']['moved']['status']}")
+    print(f"published {store.url(directory)}/")
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    for definition in load_definitions(definitions_dir(args)):
+        cells = ", ".join(f"{p}/{a}" for p in definition.platforms for a in definition.arches)
+        where = f"Python {definition.python} at {definition.prefix}"
+        print(f"{definition.name} {definition.version}: {where}; {cells}")
+    return 0

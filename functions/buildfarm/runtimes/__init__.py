@@ -1,0 +1,11 @@
+"""Runtimes: a published Python build plus a venv of locked requirements at a fixed prefix,
+packaged as a tarball and the platform's package with a manifest (manifest.schema.json).
+
+- definitions.py: the TOML definitions (runtimes/*.toml) as RuntimeDefinition.
+- keys.py: the store keys under runtimes/ and the planner's pure decisions.
+- python_source.py: the newest published Python build of a cell (versions.json).
+- build.py: staging, venv, hash-checked install with uv, relocation.
+- selftest.py: imports, pip check, the tree at its prefix.
+- package.py: tarball, .deb, SHA256SUMS, manifest; create-only publishing.
+- runtime_build.py: one runtime build end to end (`buildfarm runtime build`).
+"""

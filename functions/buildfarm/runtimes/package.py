@@ -1,0 +1,153 @@
+"""Package a relocated runtime tree and publish it: a tarball and the platform's package, a
+manifest (manifest.schema.json) and SHA256SUMS, create-only under
+runtimes/<name>/<version>/<platform>/<arch>/<build>/ at the next free build number.
+
+Both artifacts hold the tree at its prefix: the tarball is extracted with `tar -xzf FILE -C /`
+(a venv runs where it was made), the .deb installs it there and depends on the platform's
+runtime libraries (the registry's runtime_dependencies, as the Python build's .deb does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from buildfarm.layout import MANIFEST_FILE
+from buildfarm.platforms import DEB_ARCH, load_registry
+from buildfarm.runtimes.build import RuntimeBuildError, run_step
+from buildfarm.runtimes.keys import build_numbers, runtime_artifact_dir, runtime_cell_dir
+from buildfarm.store import Store, StoreConflict
+
+SCHEMA_VERSION = 1
+SUMS_FILE = "SHA256SUMS"
+MAX_NUMBER_RACES = 5
+
+
+def deb_version(version: str, build: int) -> str:
+    """Debian's version of a runtime build: an upstream part that starts with a digit."""
+    upstream = version[1:] if version[:1] == "v" and version[1:2].isdigit() else version
+    return f"{upstream if upstream[:1].isdigit() else '0+' + upstream}-{build}"
+
+
+def package_name(name: str, version: str) -> str:
+    """runtime-<name>-<version>: side by side, like python-<version>."""
+    return f"runtime-{name}-{version}"
+
+
+def file_names(name: str, version: str, platform: str, arch: str, build: int) -> dict[str, str]:
+    return {
+        "tarball": f"runtime-{name}-{version}-{platform}-{arch}.tar.gz",
+        "deb": f"{package_name(name, version)}_{deb_version(version, build)}_{DEB_ARCH[arch]}.deb",
+    }
+
+
+def make_tarball(root: Path, prefix: str, dest: Path) -> None:
+    """The staging root's tree at its prefix, paths relative to / (owner root, sorted), for
+    `tar -xzf FILE -C /`."""
+    run_step(
+        ["tar", "--sort=name", "--owner=0", "--group=0", "--numeric-owner", "-czf", dest,
+         "-C", root, prefix.lstrip("/").split("/")[0]],
+        "making the tarball",
+    )  # fmt: skip
+
+
+def make_deb(root: Path, prefix: str, control: dict[str, str], dest: Path) -> None:
+    """dpkg-deb --build of the staging root (the tree at its prefix) with a control file."""
+    tree = root / prefix.lstrip("/")
+    size_kib = sum(p.stat().st_size for p in tree.rglob("*") if p.is_file() and not p.is_symlink()) // 1024
+    fields = {**control, "Installed-Size": str(size_kib)}
+    debian = root / "DEBIAN"
+    debian.mkdir()
+    (debian / "control").write_text("".join(f"{key}: {value}\n" for key, value in fields.items()))
+    try:
+        run_step(["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", root, dest], "making the .deb")
+    finally:
+        shutil.rmtree(debian)
+
+
+def deb_control(manifest: dict[str, Any], platform: str, arch: str) -> dict[str, str]:
+    runtime, python = manifest["runtime"], manifest["python"]
+    packages = ", ".join(f"{p['name']} {p['version']}" for p in manifest["packages"])
+    depends = ", ".join(load_registry().get(platform).runtime_dependencies)
+    return {
+        "Package": package_name(runtime["name"], runtime["version"]),
+        "Version": deb_version(runtime["version"], manifest["build"]),
+        "Architecture": DEB_ARCH[arch],
+        "Maintainer": "Python Build Farm <python-build-farm@example.org>",
+        "Depends": depends,
+        "Section": "python",
+        "Priority": "optional",
+        "Description": f"{runtime['name']} {runtime['version']} runtime in {runtime['prefix']}\n"
+        f" CPython {python['version']} and a venv with: {packages}.",
+    }
+
+
+def describe(path: Path, kind: str) -> dict[str, Any]:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1024 * 1024):
+            digest.update(chunk)
+    return {"type": kind, "file": path.name, "sha256": digest.hexdigest(), "size": path.stat().st_size}
+
+
+def package_format(platform: str) -> str:
+    return load_registry().family_of(platform).package_format
+
+
+def make_artifacts(root: Path, manifest: dict[str, Any], work: Path) -> list[Path]:
+    """The tarball and the platform's package of the staging root for the manifest's build number."""
+    runtime = manifest["runtime"]
+    platform, arch = manifest["platform"], manifest["arch"]
+    names = file_names(runtime["name"], runtime["version"], platform, arch, manifest["build"])
+    out = work / f"out-{manifest['build']}"
+    out.mkdir()
+    make_tarball(root, runtime["prefix"], out / names["tarball"])
+    files = [out / names["tarball"]]
+    if package_format(platform) == "deb":
+        make_deb(root, runtime["prefix"], deb_control(manifest, platform, arch), out / names["deb"])
+        files.append(out / names["deb"])
+    return files
+
+
+def manifest_schema() -> dict[str, Any]:
+    return json.loads((resources.files("buildfarm.runtimes") / "manifest.schema.json").read_text())
+
+
+def _publish_files(store: Store, directory: str, files: list[Path], manifest: dict[str, Any]) -> bool:
+    """Artifacts, SHA256SUMS, then manifest.json last, all create-only. The first put claims the
+    build number: False if another build took it (nothing of ours was written)."""
+    entries = manifest["artifacts"]
+    manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
+    manifest_sha = hashlib.sha256(manifest_bytes).hexdigest()
+    sums = "".join(f"{e['sha256']}  {e['file']}\n" for e in entries) + f"{manifest_sha}  {MANIFEST_FILE}\n"
+    (first, *rest) = [*((path.name, path) for path in files), (SUMS_FILE, sums.encode()),
+                      (MANIFEST_FILE, manifest_bytes)]  # fmt: skip
+    for index, (name, content) in enumerate([first, *rest]):
+        data = content.read_bytes() if isinstance(content, Path) else content
+        try:
+            store.put(f"{directory}/{name}", data, if_none_match=True)
+        except StoreConflict:
+            if index == 0:
+                return False
+            raise
+    return True
+
+
+def publish(store: Store, root: Path, manifest: dict[str, Any], work: Path) -> str:
+    """Package and publish at the next free build number (a lost race takes the next one);
+    returns the build's directory key."""
+    runtime = manifest["runtime"]
+    cell = (runtime["name"], runtime["version"], manifest["platform"], manifest["arch"])
+    for _ in range(MAX_NUMBER_RACES):
+        manifest["build"] = max(build_numbers(store.list_children(runtime_cell_dir(*cell))), default=0) + 1
+        files = make_artifacts(root, manifest, work)
+        kinds = ("tarball", package_format(manifest["platform"]))
+        manifest["artifacts"] = [describe(path, kind) for path, kind in zip(files, kinds, strict=False)]
+        directory = runtime_artifact_dir(*cell, manifest["build"])
+        if _publish_files(store, directory, files, manifest):
+            return directory
+    raise RuntimeBuildError(f"could not claim a build number under {runtime_cell_dir(*cell)}")

@@ -1,0 +1,188 @@
+"""Runtime definitions (TOML -> RuntimeDefinition), the planner's pure decisions and the
+command line's refusals that need no build: fast, no network, no root."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from buildfarm.cli import main
+from buildfarm.errors import UsageError
+from buildfarm.runtimes.definitions import (
+    REPOSITORY_DEFINITIONS,
+    DefinitionError,
+    find_definition,
+    load_definition,
+    load_definitions,
+    unhashed_requirements,
+)
+from buildfarm.runtimes.keys import needs_build, runtime_artifact_dir, runtime_cell_name
+from buildfarm.runtimes.package import deb_version, file_names, manifest_schema
+from buildfarm.runtimes.python_source import newest_published
+
+HASH = "--hash=sha256:" + "ab" * 32
+GOOD = {
+    "name": "svc",
+    "version": "2.1.0",
+    "python": "3.13",
+    "requirements": "svc/requirements.txt",
+    "prefix": "/opt/runtimes/svc/2.1.0",
+    "platforms": ["debian-12"],
+    "arches": ["x86_64"],
+}
+
+
+def _toml(values: dict) -> str:
+    return "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
+
+
+def write_definition(directory: Path, lock_text: str = f"six==1.17.0 {HASH}\n", **changes) -> Path:
+    values = {**GOOD, **changes}
+    (directory / "svc").mkdir(parents=True, exist_ok=True)
+    (directory / "svc" / "requirements.txt").write_text(lock_text)
+    path = directory / f"{values['name']}.toml"
+    path.write_text(_toml(values))
+    return path
+
+
+def test_the_repository_example_loads_with_every_requirement_hashed() -> None:
+    definitions = {d.name: d for d in load_definitions()}
+    example = definitions["fastapi-demo"]
+    assert example.python == "3.13" and example.prefix == "/opt/runtimes/fastapi-demo/1.0.0"
+    assert set(example.arches) == {"x86_64", "aarch64"}
+    text = example.requirements_path.read_text()
+    assert "fastapi==" in text and "uvicorn==" in text and not unhashed_requirements(text)
+    assert example.lock_kind == "requirements.txt" and len(example.lock_sha256()) == 64
+
+
+def test_a_valid_definition_and_arch_aliases(tmp_path: Path) -> None:
+    definition = load_definition(write_definition(tmp_path, arches=["amd64", "arm64"]))
+    assert definition.arches == ("x86_64", "aarch64")
+    assert definition.requirements_path == (tmp_path / "svc" / "requirements.txt").resolve()
+    assert definition.resolved_version() == "2.1.0"
+    assert definition.resolved_version("2.1.0+hotfix1") == "2.1.0+hotfix1"
+    with pytest.raises(UsageError, match="runtime version 'Bad Version'"):
+        definition.resolved_version("Bad Version")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"prefix": "opt/x"}, "prefix 'opt/x' must be an absolute"),
+        ({"prefix": "/opt/../etc"}, "prefix '/opt/../etc'"),
+        ({"prefix": "/opt/a b"}, "prefix '/opt/a b' may only hold"),
+        ({"version": "V1 0"}, "version 'V1 0' must be"),
+        ({"python": "3.13.x"}, "malformed Python version '3.13.x'"),
+        ({"platforms": ["debain-12"]}, "unknown platform 'debain-12' (did you mean debian-12?)"),
+        ({"arches": ["sparc64"]}, "unknown arch 'sparc64'"),
+        ({"requirements": "svc/missing.txt"}, "requirements 'svc/missing.txt': no such file"),
+        ({"colour": "blue"}, "colour: Extra inputs are not permitted"),
+    ],
+)
+def test_bad_definitions_are_one_line_naming_the_file_and_value(tmp_path: Path, changes, message) -> None:
+    path = write_definition(tmp_path, **changes)
+    with pytest.raises(DefinitionError) as caught:
+        load_definition(path)
+    assert message in str(caught.value) and str(path) in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_every_requirement_needs_a_hash(tmp_path: Path) -> None:
+    requirements = (
+        f"six==1.17.0 \\\n    {HASH}\n# a comment\n--index-url https://pypi.org/simple\nidna==3.10\n"
+    )
+    with pytest.raises(
+        DefinitionError, match=r"every requirement needs --hash=sha256: \(unhashed: idna==3.10\)"
+    ):
+        load_definition(write_definition(tmp_path, lock_text=requirements))
+
+
+def test_the_name_must_match_the_file_and_the_pattern(tmp_path: Path) -> None:
+    path = write_definition(tmp_path)
+    path.rename(tmp_path / "other.toml")
+    with pytest.raises(DefinitionError, match="name 'svc' must match the file name"):
+        load_definition(tmp_path / "other.toml")
+    with pytest.raises(DefinitionError, match="name 'Svc_1' must be lowercase"):
+        load_definition(write_definition(tmp_path, name="Svc_1"))
+
+
+def test_an_unknown_runtime_suggests_the_closest(tmp_path: Path) -> None:
+    write_definition(tmp_path)
+    with pytest.raises(UsageError, match=r"unknown runtime 'scv' \(did you mean svc\?\); defined: svc"):
+        find_definition("scv", tmp_path)
+    assert find_definition("fastapi-demo").name == "fastapi-demo"
+    assert REPOSITORY_DEFINITIONS.name == "runtimes"
+
+
+def test_keys_and_package_names() -> None:
+    assert runtime_cell_name("svc", "2.1.0", "debian-12", "x86_64") == "svc/2.1.0/debian-12/x86_64"
+    assert (
+        runtime_artifact_dir("svc", "2.1.0", "debian-12", "x86_64", 3)
+        == "runtimes/svc/2.1.0/debian-12/x86_64/3"
+    )
+    assert deb_version("v1.2", 1) == "1.2-1" and deb_version("main", 2) == "0+main-2"
+    names = file_names("svc", "2.1.0", "debian-12", "aarch64", 4)
+    assert names == {
+        "tarball": "runtime-svc-2.1.0-debian-12-aarch64.tar.gz",
+        "deb": "runtime-svc-2.1.0_2.1.0-4_arm64.deb",
+    }
+
+
+def _catalog(*cells: tuple[str, str, str, int]) -> dict:
+    builds: dict = {}
+    for version, platform, arch, build in cells:
+        key = f"builds/{version}/{platform}/{arch}/{build}/python.tar.gz"
+        entry = {
+            "build": build,
+            "artifacts": [{"type": "tarball", "key": key, "sha256": "0" * 64, "size": 1}],
+        }
+        builds.setdefault(version, {}).setdefault(platform, {})[arch] = entry
+    return {"builds": builds}
+
+
+def test_the_newest_published_python_of_the_series_for_the_cell() -> None:
+    catalog = _catalog(
+        ("3.13.5", "debian-12", "x86_64", 2), ("3.13.10", "debian-12", "x86_64", 1),
+        ("3.13.11", "debian-11", "x86_64", 1), ("3.14.0", "debian-12", "x86_64", 1),
+    )  # fmt: skip
+    chosen = newest_published(catalog, "3.13", "debian-12", "x86_64")
+    assert (chosen.version, chosen.build) == ("3.13.10", 1)  # 3.13.10 > 3.13.5 (not string order)
+    assert newest_published(catalog, "3.13.5", "debian-12", "x86_64").build == 2
+    assert newest_published(catalog, "3.13", "debian-12", "aarch64") is None
+    assert newest_published(catalog, "3.12", "debian-12", "x86_64") is None
+
+
+def test_a_new_python_or_a_changed_lock_plans_a_new_runtime_build() -> None:
+    published = {"python": {"version": "3.13.5", "build": 1}, "requirements": {"sha256": "a" * 64}}
+    assert needs_build(None, "a" * 64, "3.13.5", 1) == "not built yet"
+    assert needs_build(published, "a" * 64, "3.13.5", 1) is None
+    assert needs_build(published, "b" * 64, "3.13.5", 1) == "the lock changed"
+    assert needs_build(published, "a" * 64, "3.13.6", 1) == "Python 3.13.6 is newer than 3.13.5"
+    assert "build 2 replaced build 1" in needs_build(published, "a" * 64, "3.13.5", 2)
+
+
+def test_the_manifest_schema_is_a_valid_schema() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.Draft202012Validator.check_schema(manifest_schema())
+
+
+def test_cli_refusals_publish_nothing(tmp_path: Path, capsys) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    write_definition(tmp_path / "defs")
+    argv = ["runtime", "build", "svc", "--platform", "debian-12", "--store", str(store),
+            "--definitions", str(tmp_path / "defs"), "--cache", str(tmp_path / "cache")]  # fmt: skip
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"buildfarm runtime: error: no published Python 3.13 build for debian-12/x86_64 in {store} "
+        "(build it first: buildfarm build --version 3.13 --platform debian-12 --arch x86_64)"
+    ]
+    assert main([*argv[:2], "scv", *argv[3:]]) == 2
+    assert "unknown runtime 'scv' (did you mean svc?)" in capsys.readouterr().err
+    assert main([*argv, "--arch", "arm64"]) == 2  # the definition has x86_64 only
+    assert "not defined for debian-12/aarch64" in capsys.readouterr().err
+    assert main([*argv[:4], "debain-12", *argv[5:]]) == 2
+    assert "unknown platform 'debain-12' (did you mean debian-12?)" in capsys.readouterr().err
+    assert not (store / "runtimes").exists()
