@@ -30,7 +30,7 @@ TARGET_SECONDS = {"none": 120.0, "pgo+lto": 480.0}
 TARGET_TARBALL_MB = 35.0
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -41,8 +41,11 @@ def main() -> int:
     parser.add_argument("--ccache", action="store_true", help="use ccache (warm caches are not the target)")
     parser.add_argument("--profile-task", help="override PGO's PROFILE_TASK (default: CPython's)")
     parser.add_argument("--keep", type=Path, help="keep the stores (with the artifacts) under this directory")
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def set_driver_environment(args: argparse.Namespace) -> None:
+    """ccache and the PGO task as asked; the production self-test."""
     if args.ccache:
         os.environ["BUILDFARM_CCACHE"] = "1"
         os.environ.setdefault("CCACHE_DIR", str(REPO / ".cache" / "ccache"))
@@ -52,8 +55,33 @@ def main() -> int:
         os.environ["BUILDFARM_PROFILE_TASK"] = args.profile_task
     else:
         os.environ.pop("BUILDFARM_PROFILE_TASK", None)
-    os.environ.pop("BUILDFARM_SELFTEST_TESTS", None)  # the production self-test
+    os.environ.pop("BUILDFARM_SELFTEST_TESTS", None)
 
+
+def print_report(args: argparse.Namespace, version: str, rows: list[tuple]) -> None:
+    """Per-phase times of each optimization, then build time and tarball size against the targets."""
+    print()
+    ccache = "on" if args.ccache else "off"
+    print(f"CPython {version} on {args.platform}, {os.cpu_count()} cores, ccache={ccache}, "
+          f"PROFILE_TASK={args.profile_task or 'CPython default'}")  # fmt: skip
+    phases = list(rows[0][1])
+    print(f"{'phase':<12}" + "".join(f"{opt:>12}" for opt, *_ in rows))
+    for phase in phases:
+        print(f"{phase:<12}" + "".join(f"{timings.get(phase, 0):>11.1f}s" for _, timings, *_ in rows))
+    print(f"{'total':<12}" + "".join(f"{total:>11.1f}s" for _, _, total, _ in rows))
+    print()
+    for optimization, _, total, _ in rows:
+        target = TARGET_SECONDS[optimization]
+        print(f"build time {optimization:<8} {total / 60:6.1f} min  target {target / 60:4.0f} min  "
+              f"ratio {total / target:.2f}")  # fmt: skip
+    for optimization, _, _, size_mb in rows:
+        print(f"tarball    {optimization:<8} {size_mb:6.1f} MB   target {TARGET_TARBALL_MB:4.0f} MB   "
+              f"ratio {size_mb / TARGET_TARBALL_MB:.2f}")  # fmt: skip
+
+
+def main() -> int:
+    args = parse_args()
+    set_driver_environment(args)
     runner = select_runner(args.platform, args.runner)
     version, source = newest_source(args.series)
     rows = []
@@ -74,10 +102,7 @@ def main() -> int:
                 artifact_dir=artifact_dir(version, args.platform, "x86_64", 1),
                 execution_id="benchmark",
             )
-            print(
-                f"building {version} {args.platform} {optimization} with the {runner.name} runner ...",
-                flush=True,
-            )
+            print(f"building {version} {args.platform} {optimization} with the {runner.name} runner ...", flush=True)
             started = time.monotonic()
             result = runner.run(spec, output=io.StringIO())
             total = time.monotonic() - started
@@ -86,24 +111,7 @@ def main() -> int:
                 return 1
             tarball = store / spec.artifact_dir / f"python-{version}-{args.platform}-x86_64.tar.gz"
             rows.append((optimization, result.timings, total, tarball.stat().st_size / 1e6))
-
-    print()
-    ccache = "on" if args.ccache else "off"
-    print(f"CPython {version} on {args.platform}, {os.cpu_count()} cores, ccache={ccache}, "
-          f"PROFILE_TASK={args.profile_task or 'CPython default'}")  # fmt: skip
-    phases = list(rows[0][1])
-    print(f"{'phase':<12}" + "".join(f"{opt:>12}" for opt, *_ in rows))
-    for phase in phases:
-        print(f"{phase:<12}" + "".join(f"{timings.get(phase, 0):>11.1f}s" for _, timings, *_ in rows))
-    print(f"{'total':<12}" + "".join(f"{total:>11.1f}s" for _, _, total, _ in rows))
-    print()
-    for optimization, _, total, _ in rows:
-        target = TARGET_SECONDS[optimization]
-        print(f"build time {optimization:<8} {total / 60:6.1f} min  target {target / 60:4.0f} min  "
-              f"ratio {total / target:.2f}")  # fmt: skip
-    for optimization, _, _, size_mb in rows:
-        print(f"tarball    {optimization:<8} {size_mb:6.1f} MB   target {TARGET_TARBALL_MB:4.0f} MB   "
-              f"ratio {size_mb / TARGET_TARBALL_MB:.2f}")  # fmt: skip
+    print_report(args, version, rows)
     return 0
 
 
