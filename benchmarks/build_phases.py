@@ -102,7 +102,8 @@ def main() -> int:
                 artifact_dir=artifact_dir(version, args.platform, "x86_64", 1),
                 execution_id="benchmark",
             )
-            print(f"building {version} {args.platform} {optimization} with the {runner.name} runner ...", flush=True)
+            what = f"{version} {args.platform} {optimization}"
+            print(f"building {what} with the {runner.name} runner ...", flush=True)
             started = time.monotonic()
             result = runner.run(spec, output=io.StringIO())
             total = time.monotonic() - started
