@@ -9,6 +9,7 @@ import contextlib
 import http.server
 import json
 import queue
+import sys
 import threading
 from dataclasses import dataclass, field
 
@@ -26,6 +27,14 @@ class Post:
 
     def json(self) -> object:
         return json.loads(self.body)
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # the runtime was stopped: expected
+            super().handle_error(request, client_address)
 
 
 @dataclass
@@ -87,8 +96,7 @@ class RuntimeApi:
                     self.end_headers()
                     self.wfile.write(body)
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 

@@ -41,12 +41,15 @@ def handler(event, context):
 """
 
 
+def tarball_of(build) -> Path:
+    return build.dir / f"python-{build.version}-{build.platform}-{build.arch}.tar.gz"
+
+
 @pytest.fixture(scope="module")
 def runtime_layer(host_build, tmp_path_factory) -> Path:
     """`buildfarm lambda layer` for the first build's tarball: the output directory."""
     out = tmp_path_factory.mktemp("lambda-layer") / "out"
-    tarball = host_build.dir / f"python-{host_build.version}-{host_build.platform}-{host_build.arch}.tar.gz"
-    argv = [BUILDFARM, "lambda", "layer", "--python", str(tarball), "--out", str(out)]
+    argv = [BUILDFARM, "lambda", "layer", "--python", str(tarball_of(host_build)), "--out", str(out)]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stdout + result.stderr
     return out
@@ -152,3 +155,16 @@ def test_the_runtime_layer_holds_python_bootstrap_and_awslambdaric(runtime_layer
     site = f"python/lib/python{series}/site-packages/"
     assert f"{site}awslambdaric/__main__.py" in entries
     assert layer["zipped_bytes"] == (runtime_layer / layer["file"]).stat().st_size
+
+
+def test_a_runtime_layer_over_the_size_limit_writes_nothing(host_build, tmp_path):
+    out = tmp_path / "out"
+    argv = [BUILDFARM, "lambda", "layer", "--python", str(tarball_of(host_build)), "--out", str(out)]
+    result = subprocess.run(
+        [*argv, "--limit-bytes", "10000000"], capture_output=True, text=True, timeout=1800
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("buildfarm lambda: error: the layers take "), line
+    assert line.endswith("over the limit of 9.5 MB (10000000 bytes): nothing written"), line
+    assert not out.exists()

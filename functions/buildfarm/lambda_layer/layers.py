@@ -28,6 +28,7 @@ from buildfarm.lambda_layer.runtime import (
 from buildfarm.lambda_layer.tags import Target
 
 REPORT_FILE = "lambda-layers.json"
+OUTPUT_ZIPS = ("runtime-layer.zip", "deps-layer.zip")
 REPORT_SCHEMA_VERSION = 1
 
 
@@ -50,7 +51,7 @@ class StagedLayer:
 
     @property
     def zip_name(self) -> str:
-        return f"{self.name}-layer.zip"
+        return f"{self.name}-layer.zip"  # one of OUTPUT_ZIPS
 
 
 @dataclass
@@ -118,43 +119,56 @@ def _finish(
     options: LayerOptions,
     work: Path,
 ) -> LayerBuild:
-    sizes = {layer.name: unzipped_bytes(layer.root) if layer.root.exists() else 0 for layer in layers}
-    total = sum(sizes.values())
-    if total > options.limit_bytes:
-        parts = ", ".join(f"{name} {megabytes(size)}" for name, size in sizes.items())
-        raise UsageError(
-            f"the layers take {megabytes(total)} unzipped ({parts}), over the limit of "
-            f"{megabytes(options.limit_bytes)} ({options.limit_bytes} bytes): nothing written"
-        )
+    """Check the size, zip the layers (unless a package failed), write the report: then move
+    everything into --out at once."""
+    sizes = _within_limit(layers, options.limit_bytes)
     failed = sorted(p.name for layer in layers for p in layer.result.failed)
     report = {
         "schema_version": REPORT_SCHEMA_VERSION,
-        "target": {
-            "python": target.python,
-            "arch": target.arch,
-            "glibc": target.glibc,
-            "platforms": list(target.platforms),
-        },
+        "target": {"python": target.python, "arch": target.arch, "glibc": target.glibc},
         "python": python.as_json() if python else None,
         "layers": [],
-        "unzipped_total_bytes": total,
+        "unzipped_total_bytes": sum(sizes.values()),
         "unzipped_limit_bytes": options.limit_bytes,
         "failed": failed,
     }
-    zips = []
+    report["target"]["platforms"] = list(target.platforms)
+    made = []
     for layer in layers:
         entry = {"name": layer.name, "unzipped_bytes": sizes[layer.name]}
         entry["packages"] = [package.as_json() for package in layer.result.packages]
         if not failed:
-            zips.append(work / layer.zip_name)
-            write_layer_zip(layer.root, zips[-1])
-            entry.update(file=layer.zip_name, zipped_bytes=zips[-1].stat().st_size)
-            entry["sha256"] = sha256_of(zips[-1])
+            made.append(work / layer.zip_name)
+            write_layer_zip(layer.root, made[-1])
+            entry.update(file=layer.zip_name, zipped_bytes=made[-1].stat().st_size)
+            entry["sha256"] = sha256_of(made[-1])
         report["layers"].append(entry)
-    (work / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
-    options.out.mkdir(parents=True, exist_ok=True)
+    made.append(work / REPORT_FILE)
+    made[-1].write_text(json.dumps(report, indent=2) + "\n")
+    return LayerBuild(report, _move_into(options.out, made))
+
+
+def _within_limit(layers: list[StagedLayer], limit_bytes: int) -> dict[str, int]:
+    """Each layer's unzipped size; UsageError if together they exceed the limit."""
+    sizes = {layer.name: unzipped_bytes(layer.root) if layer.root.exists() else 0 for layer in layers}
+    total = sum(sizes.values())
+    if total > limit_bytes:
+        parts = ", ".join(f"{name} {megabytes(size)}" for name, size in sizes.items())
+        raise UsageError(
+            f"the layers take {megabytes(total)} unzipped ({parts}), over the limit of "
+            f"{megabytes(limit_bytes)} ({limit_bytes} bytes): nothing written"
+        )
+    return sizes
+
+
+def _move_into(out: Path, files: list[Path]) -> list[Path]:
+    """Move the files into out, first removing what an earlier run left there (so out never
+    mixes a new report with an old zip)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (*OUTPUT_ZIPS, REPORT_FILE):
+        (out / name).unlink(missing_ok=True)
     written = []
-    for path in [*zips, work / REPORT_FILE]:
-        written.append(options.out / path.name)
+    for path in files:
+        written.append(out / path.name)
         shutil.move(path, written[-1])
-    return LayerBuild(report, written)
+    return written
