@@ -12,7 +12,7 @@ from pathlib import Path
 from buildfarm.config import resolve_store_location
 from buildfarm.errors import UsageError
 from buildfarm.platforms import UnknownArchError, UnknownPlatformError, canonical_arch, load_registry
-from buildfarm.runtimes.definitions import REPOSITORY_DEFINITIONS, find_definition, load_definitions
+from buildfarm.runtimes.definitions import default_definitions, find_definition, load_definitions
 from buildfarm.runtimes.keys import RUNTIME_CACHE_DIR
 from buildfarm.runtimes.runtime_build import RuntimeRequest, build_runtime
 from buildfarm.store import LocalStore, Store, StoreError, open_store
@@ -73,7 +73,7 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def definitions_dir(args: argparse.Namespace) -> Path:
-    return args.definitions or Path(os.environ.get(DEFINITIONS_ENV) or REPOSITORY_DEFINITIONS)
+    return args.definitions or Path(os.environ.get(DEFINITIONS_ENV) or default_definitions())
 
 
 def cache_dir(explicit: Path | None, store: Store) -> Path:

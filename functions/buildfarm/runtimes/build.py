@@ -21,9 +21,10 @@ from buildfarm.runtimes.definitions import RuntimeDefinition
 
 # uv's words for a lock whose hashes do not fit (uv 0.13): a download with another hash, a
 # requirement without one, a dependency the lock does not pin.
-HASH_MISMATCH = re.compile(r"Hash mismatch for `([^`]+)`")
-NO_HASH = re.compile(r"all requirements must have a hash, but none were provided for: (\S+)")
-UNPINNED = re.compile(r"no trusted hash was provided for: `([^`]+)`")
+# uv wraps long lines: any whitespace between the words.
+HASH_MISMATCH = re.compile(r"Hash\s+mismatch\s+for\s+`([^`]+)`")
+NO_HASH = re.compile(r"must\s+have\s+a\s+hash,\s+but\s+none\s+were\s+provided\s+for:\s+(\S+)")
+UNPINNED = re.compile(r"no\s+trusted\s+hash\s+was\s+provided\s+for:\s+`([^`]+)`")
 
 
 # uv's venv bookkeeping: a lock file, a gitignore of everything and a cache-directory tag
@@ -120,10 +121,10 @@ def hash_failure(output: str) -> str | None:
 
 def install_requirements(uv: str, tree: Tree, requirements: Path, cache: Path, kind: str) -> None:
     """uv pip install in hash-checking mode into the venv, from the cache (PyPI fills it)."""
-    hashes = [] if kind == "pylock.toml" else ["--require-hashes"]
+    preview = ["--preview-features", "pylock"] if kind == "pylock.toml" else []  # uv 0.13: experimental
     argv = [
-        uv, "pip", "install", "--no-config", "--quiet", "--python", tree.python, *hashes, "--strict",
-        "--link-mode", "copy", "--cache-dir", cache, "-r", requirements,
+        uv, "pip", "install", "--no-config", "--quiet", *preview, "--python", tree.python,
+        "--require-hashes", "--strict", "--link-mode", "copy", "--cache-dir", cache, "-r", requirements,
     ]  # fmt: skip
     result = subprocess.run(
         [str(w) for w in argv], capture_output=True, text=True, errors="replace", check=False

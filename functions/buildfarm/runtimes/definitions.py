@@ -21,6 +21,7 @@ import re
 import subprocess
 import tomllib
 from functools import cached_property
+from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
@@ -38,6 +39,7 @@ GIT_TAG = "git-tag"  # version = "git-tag": the exact git tag of the definitions
 PREFIX_SEGMENT = re.compile(r"[A-Za-z0-9._+-]+")
 HASHED_LINE = re.compile(r"--hash=sha256:[0-9a-f]{64}")
 REPOSITORY_DEFINITIONS = Path(__file__).resolve().parents[3] / "runtimes"
+PACKAGED_DEFINITIONS = "runtime_definitions"  # where a wheel carries them (pyproject force-include)
 
 LockKind = Literal["requirements.txt", "uv.lock", "pylock.toml"]
 
@@ -219,6 +221,13 @@ def load_definition(path: Path) -> RuntimeDefinition:
     return definition
 
 
+def default_definitions() -> Path:
+    """The repository's runtimes/ in a checkout, else the copy a wheel carries."""
+    if REPOSITORY_DEFINITIONS.is_dir():
+        return REPOSITORY_DEFINITIONS
+    return Path(str(resources.files("buildfarm") / PACKAGED_DEFINITIONS))
+
+
 def definition_files(directory: Path) -> dict[str, Path]:
     """{name: path} of the *.toml files of a definitions directory."""
     if not directory.is_dir():
@@ -228,7 +237,7 @@ def definition_files(directory: Path) -> dict[str, Path]:
 
 def find_definition(name: str, directory: Path | None = None) -> RuntimeDefinition:
     """The definition called `name`; UsageError with the closest names if there is none."""
-    files = definition_files(directory or REPOSITORY_DEFINITIONS)
+    files = definition_files(directory or default_definitions())
     if name not in files:
         raise UsageError(unknown_name("runtime", name, list(files), label="defined"))
     return load_definition(files[name])
@@ -236,4 +245,4 @@ def find_definition(name: str, directory: Path | None = None) -> RuntimeDefiniti
 
 def load_definitions(directory: Path | None = None) -> list[RuntimeDefinition]:
     """Every definition of a directory (the planner's input), in name order."""
-    return [load_definition(path) for path in definition_files(directory or REPOSITORY_DEFINITIONS).values()]
+    return [load_definition(path) for path in definition_files(directory or default_definitions()).values()]

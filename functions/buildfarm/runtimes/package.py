@@ -3,8 +3,9 @@ manifest (manifest.schema.json) and SHA256SUMS, create-only under
 runtimes/<name>/<version>/<platform>/<arch>/<build>/ at the next free build number.
 
 Both artifacts hold the tree at its prefix: the tarball is extracted with `tar -xzf FILE -C /`
-(a venv runs where it was made), the .deb installs it there and depends on the platform's
-runtime libraries (the registry's runtime_dependencies, as the Python build's .deb does).
+(a venv runs where it was made), the .deb or .rpm installs it there and depends on the
+platform's runtime libraries (the registry's runtime_dependencies, as the Python build's
+package does).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from buildfarm.layout import MANIFEST_FILE
 from buildfarm.platforms import DEB_ARCH, load_registry
 from buildfarm.runtimes.build import RuntimeBuildError, run_step
 from buildfarm.runtimes.keys import build_numbers, runtime_artifact_dir, runtime_cell_dir
+from buildfarm.runtimes.rpm import make_rpm, rpm_file_name
 from buildfarm.store import Store, StoreConflict
 
 SCHEMA_VERSION = 1
@@ -42,6 +44,7 @@ def file_names(name: str, version: str, platform: str, arch: str, build: int) ->
     return {
         "tarball": f"runtime-{name}-{version}-{platform}-{arch}.tar.gz",
         "deb": f"{package_name(name, version)}_{deb_version(version, build)}_{DEB_ARCH[arch]}.deb",
+        "rpm": rpm_file_name(package_name(name, version), version, build, arch),
     }
 
 
@@ -86,6 +89,20 @@ def deb_control(manifest: dict[str, Any], platform: str, arch: str) -> dict[str,
     }
 
 
+def rpm_fields(manifest: dict[str, Any], platform: str, arch: str) -> dict[str, str]:
+    control = deb_control(manifest, platform, arch)
+    summary, _, description = control["Description"].partition("\n ")
+    return {
+        "name": control["Package"],
+        "version": manifest["runtime"]["version"],
+        "release": str(manifest["build"]),
+        "arch": arch,
+        "summary": summary,
+        "description": description,
+        "requires": control["Depends"],
+    }
+
+
 def describe(path: Path, kind: str) -> dict[str, Any]:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -107,9 +124,12 @@ def make_artifacts(root: Path, manifest: dict[str, Any], work: Path) -> list[Pat
     out.mkdir()
     make_tarball(root, runtime["prefix"], out / names["tarball"])
     files = [out / names["tarball"]]
-    if package_format(platform) == "deb":
+    kind = package_format(platform)
+    if kind == "deb":
         make_deb(root, runtime["prefix"], deb_control(manifest, platform, arch), out / names["deb"])
-        files.append(out / names["deb"])
+    else:
+        make_rpm(root, runtime["prefix"], rpm_fields(manifest, platform, arch), work, out / names["rpm"])
+    files.append(out / names[kind])
     return files
 
 
