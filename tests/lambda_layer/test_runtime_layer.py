@@ -18,12 +18,17 @@ from pathlib import Path
 import pytest
 from runtime_api import API, FUNCTION_ARN, Post, RuntimeApi
 
-pytestmark = [pytest.mark.build, pytest.mark.root]
+pytestmark = [pytest.mark.build, pytest.mark.root, pytest.mark.farm]
 
 BUILDFARM = str(Path(sys.executable).parent / "buildfarm")
+# The deps layer's one package: compiled (its C speedups must load in our Python), from PyPI.
+DEPENDENCY = "markupsafe==3.0.2"
 
 HANDLER = """import os
 import sys
+
+import markupsafe
+import markupsafe._speedups
 
 
 def handler(event, context):
@@ -31,6 +36,8 @@ def handler(event, context):
         raise ValueError("no such order: " + event["order"])
     return {
         "order": event["order"],
+        "escaped": markupsafe.escape("<" + event["order"] + ">"),
+        "markupsafe": markupsafe.__file__,
         "python": sys.version.split()[0],
         "executable": sys.executable,
         "request_id": context.aws_request_id,
@@ -49,7 +56,10 @@ def tarball_of(build) -> Path:
 def runtime_layer(host_build, tmp_path_factory) -> Path:
     """`buildfarm lambda layer` for the first build's tarball: the output directory."""
     out = tmp_path_factory.mktemp("lambda-layer") / "out"
+    requirements = out.parent / "requirements.txt"
+    requirements.write_text(f"{DEPENDENCY}\n")
     argv = [BUILDFARM, "lambda", "layer", "--python", str(tarball_of(host_build)), "--out", str(out)]
+    argv += ["--requirements", str(requirements)]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stdout + result.stderr
     return out
@@ -95,6 +105,7 @@ def test_the_bootstrap_posts_a_result_and_an_error_as_lambda_receives_them(
 ):
     opt, task_root = tmp_path / "opt", tmp_path / "task"
     unpack_layer(runtime_layer / "runtime-layer.zip", opt)
+    unpack_layer(runtime_layer / "deps-layer.zip", opt)  # layers merge into /opt
     task_root.mkdir()
     (task_root / "handler.py").write_text(HANDLER)
 
@@ -103,8 +114,12 @@ def test_the_bootstrap_posts_a_result_and_an_error_as_lambda_receives_them(
     )
 
     assert result.path == f"{API}/invocation/req-1/response"
+    series = ".".join(host_build.version.split(".")[:2])
+    site = opt / "python" / "lib" / f"python{series}" / "site-packages"
     assert result.json() == {
         "order": "A1",
+        "escaped": "&lt;A1&gt;",
+        "markupsafe": str(site / "markupsafe" / "__init__.py"),
         "python": host_build.version,
         "executable": str(opt / "python" / "bin" / "python3"),
         "request_id": "req-1",
@@ -136,7 +151,8 @@ def test_a_handler_that_cannot_be_imported_is_an_init_error(runtime_layer, tmp_p
 
 def test_the_runtime_layer_holds_python_bootstrap_and_awslambdaric(runtime_layer, host_build):
     report = json.loads((runtime_layer / "lambda-layers.json").read_text())
-    (layer,) = report["layers"]
+    layer, deps = report["layers"]
+    assert (layer["name"], deps["name"]) == ("runtime", "deps")
     series = ".".join(host_build.version.split(".")[:2])
     assert report["python"]["version"] == host_build.version
     assert report["target"] == {
@@ -147,7 +163,13 @@ def test_the_runtime_layer_holds_python_bootstrap_and_awslambdaric(runtime_layer
     ric = next(p for p in layer["packages"] if p["name"] == "awslambdaric")
     assert ric["outcome"] == "wheel"
     assert any(tag.startswith(f"cp{series.replace('.', '')}-") for tag in ric["tags"])
-    assert layer["unzipped_bytes"] <= report["unzipped_limit_bytes"] == 262_144_000
+    (markupsafe,) = deps["packages"]
+    assert (markupsafe["name"], markupsafe["outcome"]) == ("markupsafe", "wheel")
+    assert any(
+        tag.startswith(f"cp{series.replace('.', '')}-cp") and "manylinux" in tag for tag in markupsafe["tags"]
+    )
+    total = layer["unzipped_bytes"] + deps["unzipped_bytes"]
+    assert total == report["unzipped_total_bytes"] <= report["unzipped_limit_bytes"] == 262_144_000
     with zipfile.ZipFile(runtime_layer / layer["file"]) as archive:
         entries = {info.filename: info for info in archive.infolist()}
     assert stat.S_IMODE(entries["bootstrap"].external_attr >> 16) == 0o755
