@@ -135,3 +135,13 @@ def test_layers_over_the_size_limit_write_nothing(package_index, tmp_path):
 def test_a_missing_requirements_file_is_refused(tmp_path):
     result = run_lambda("deps", "--requirements", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "out"))
     assert_refused(result, tmp_path / "out", "nope.txt does not exist")
+
+
+def test_an_absent_interpreter_is_refused(tmp_path):
+    wanted = tmp_path / "requirements.txt"
+    wanted.write_text("six\n")
+    absent = tmp_path / "bin" / "python3.13"
+    result = run_lambda(
+        "deps", "--requirements", str(wanted), "--interpreter", str(absent), "--out", str(tmp_path / "out")
+    )
+    assert_refused(result, tmp_path / "out", f"interpreter {absent} does not exist")

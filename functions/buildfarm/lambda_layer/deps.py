@@ -16,7 +16,12 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
+from packaging.utils import (
+    InvalidSdistFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
 
 from buildfarm.errors import BuildfarmError, UsageError
 from buildfarm.lambda_layer.piprun import hash_mismatch, last_error, resolution_error, run_pip
@@ -57,6 +62,8 @@ class DepsResult:
 
 def interpreter_version(interpreter: Path) -> str:
     """X.Y of a Python interpreter."""
+    if not interpreter.is_file():
+        raise UsageError(f"interpreter {interpreter} does not exist")
     run = run_pip(interpreter, ["--version"])
     if not run.ok:
         raise UsageError(f"{interpreter} cannot run pip: {last_error(run.output)}")
@@ -142,7 +149,10 @@ def _retarget(
 def _build(
     sdist: Path, target: Target, interpreter: Path, wheels_dir: Path, index_url: str | None
 ) -> PackageReport:
-    name, version = parse_sdist_filename(sdist.name)
+    try:
+        name, version = parse_sdist_filename(sdist.name)
+    except InvalidSdistFilename:
+        return PackageReport(sdist.name, "", FAILED, sdist=sdist.name, reason="neither a wheel nor an sdist")
     outcome = build_sdist(interpreter, sdist, wheels_dir, target, index_url)
     if outcome.wheel is None:
         return PackageReport(str(name), str(version), FAILED, sdist=sdist.name, reason=outcome.reason)

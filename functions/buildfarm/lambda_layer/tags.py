@@ -15,6 +15,7 @@ from functools import cached_property
 from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
+from buildfarm.errors import UsageError
 from buildfarm.platforms import ARCHES
 
 # The oldest glibc each arch has a manylinux tag for (PEP 600: x86_64 since manylinux1).
@@ -27,8 +28,8 @@ GLIBC_VERSION = re.compile(r"2\.[0-9]{1,2}")
 AL2023_GLIBC = "2.34"
 
 
-class TargetError(ValueError):
-    """A target value that is not a Python X.Y, a known arch or a glibc 2.N."""
+class TargetError(UsageError, ValueError):
+    """A target value that is not a Python X.Y, a known arch or a glibc 2.N (bad input: exit 2)."""
 
 
 @dataclass(frozen=True)
