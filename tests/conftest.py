@@ -168,19 +168,47 @@ def fresh_root(pristine_roots, tmp_path) -> Iterator[callable]:
         roots.remove_root(path)
 
 
-FARM_FIXTURES = {
-    "farm_store", "first_run", "second_run", "forced_run", "killed_and_rerun",
-    "host_build", "chroot_build", "pgo_build",
-}  # fmt: skip
+# The root of the farm store's fixture chain: every farm fixture (first_run ... pgo_build) needs it,
+# so a test reaches the farm store exactly when it is in the test's fixture closure.
+FARM_STORE_FIXTURE = "farm_store"
+# Why a test may not run (its markers contradict its fixtures); set at collection.
+MISPLACED = pytest.StashKey[str]()
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def _xdist_groups(item: pytest.Item) -> set[str]:
+    marks = item.iter_markers("xdist_group")
+    return {str(mark.args[0] if mark.args else mark.kwargs.get("name", "default")) for mark in marks}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups and before -m deselects
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test that looks at the farm store runs on the same xdist worker (its builds are
-    made once, in order); everything else spreads over the other worker."""
+    """Markers that follow from others: `build`, `root` and `farm` tests are `slow`; `farm` tests
+    all run on one xdist worker (xdist_group "farm": the farm store's builds are made once, in
+    order), everything else spreads over the other worker. A test that reaches the farm store
+    without the `farm` marker, or a `farm` test in another xdist group, fails before any fixture
+    is set up (an exception here would crash an xdist worker and lose the message)."""
     for item in items:
-        if FARM_FIXTURES & set(getattr(item, "fixturenames", ())):
+        farm = item.get_closest_marker("farm") is not None
+        if FARM_STORE_FIXTURE in getattr(item, "fixturenames", ()) and not farm:
+            item.stash[MISPLACED] = (
+                f"{item.nodeid} uses the farm store's fixtures ({FARM_STORE_FIXTURE} and what depends "
+                "on it) but is not marked `farm`: add pytest.mark.farm to its module's pytestmark"
+            )
+        elif farm and _xdist_groups(item) - {"farm"}:
+            item.stash[MISPLACED] = (
+                f"{item.nodeid} is marked `farm` but also in xdist group(s) "
+                f"{sorted(_xdist_groups(item) - {'farm'})}: farm tests run only in the farm's group"
+            )
+        if farm:
             item.add_marker(pytest.mark.xdist_group("farm"))
+        if farm or item.get_closest_marker("build") or item.get_closest_marker("root"):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.hookimpl(tryfirst=True)  # before the item's fixtures are set up
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if MISPLACED in item.stash:
+        pytest.fail(item.stash[MISPLACED], pytrace=False)
 
 
 # -- the farm store --------------------------------------------------------------------------

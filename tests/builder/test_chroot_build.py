@@ -17,7 +17,7 @@ from buildfarm import roots
 from buildfarm.models import Manifest
 from buildfarm.platforms import load_registry
 
-pytestmark = [pytest.mark.build, pytest.mark.root]
+pytestmark = [pytest.mark.build, pytest.mark.root, pytest.mark.farm]
 
 PREFIX = "/opt/python/3.13.5"
 

@@ -20,7 +20,7 @@ from buildfarm import roots
 from buildfarm.models import Manifest
 from buildfarm.platforms import load_registry
 
-pytestmark = pytest.mark.build
+pytestmark = [pytest.mark.build, pytest.mark.farm]
 
 PREFIX = "/opt/python/3.13.5"
 

@@ -89,6 +89,7 @@ def _installed_version(package: str) -> str:
     return result.stdout if result.returncode == 0 else ""
 
 
+@pytest.mark.farm
 def test_a_real_build_records_its_sbom_facts_and_they_make_a_valid_sbom(host_build):
     """debian-12 3.13.5 build 1 of the farm (host runner: this machine's packages)."""
     manifest = json.loads((host_build.dir / "manifest.json").read_text())

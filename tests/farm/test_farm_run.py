@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.build
+pytestmark = [pytest.mark.build, pytest.mark.farm]
 
 TEST_VERSION = "3.13.5"
 CELLS = (f"{TEST_VERSION}/debian-12/x86_64", f"{TEST_VERSION}/debian-11/x86_64")  # build order

@@ -19,7 +19,7 @@ from test_uv_and_installer import UV, _install_sh
 
 from buildfarm.roots import apt_install, mounted, run_in_root
 
-pytestmark = pytest.mark.build
+pytestmark = [pytest.mark.build, pytest.mark.farm]
 
 TEST_VERSION = "3.13.5"
 

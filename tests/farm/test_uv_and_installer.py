@@ -13,7 +13,7 @@ import pytest
 
 from buildfarm.roots import apt_install, mounted, run_in_root
 
-pytestmark = pytest.mark.build
+pytestmark = [pytest.mark.build, pytest.mark.farm]
 
 TEST_VERSION = "3.13.5"
 UV = str(Path(sys.executable).parent / "uv")

@@ -22,7 +22,7 @@ from buildfarm.roots import apt_install, mounted, run_in_root
 from buildfarm.runtimes.definitions import find_definition
 from buildfarm.runtimes.package import manifest_schema
 
-pytestmark = [pytest.mark.build, pytest.mark.root]
+pytestmark = [pytest.mark.build, pytest.mark.root, pytest.mark.farm]
 
 BUILDFARM = str(Path(sys.executable).parent / "buildfarm")
 RUNTIME = "fastapi-demo"
