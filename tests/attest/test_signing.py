@@ -9,11 +9,8 @@ from pathlib import Path
 
 import boto3
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from moto import mock_aws
-from moto.kms import utils as moto_kms_utils
+from moto_patches import kms_signs_digests_as_aws
 
 from buildfarm.attest.signing import (
     KeyFileSigner,
@@ -137,20 +134,13 @@ def test_bad_key_files_are_one_clear_error(tmp_path: Path) -> None:
 
 @pytest.fixture
 def kms(monkeypatch: pytest.MonkeyPatch):
-    """moto's KMS, with one fix: moto 5.2.5 ignores MessageType=DIGEST (its KmsBackend.verify
-    docstring says so) and hashes the digest again. Real KMS signs the given digest; the
-    patched moto key does the same for a 32-byte message, so the request this code sends
-    (checked below) is signed as AWS signs it."""
-
-    def sign_digest(self, message: bytes, signing_algorithm: str) -> bytes:
-        assert signing_algorithm == "ECDSA_SHA_256" and len(message) == 32
-        return self.private_key.sign(message, ec.ECDSA(Prehashed(hashes.SHA256())))
-
-    monkeypatch.setattr(moto_kms_utils.ECDSAPrivateKey, "sign", sign_digest)
+    """moto's KMS, whose Sign honours MessageType=DIGEST as AWS does
+    (moto_patches.kms_signs_digests_as_aws), so the request this code sends (checked below) is
+    signed as AWS signs it."""
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
+    with kms_signs_digests_as_aws(), mock_aws():
         yield boto3.client("kms", region_name="us-east-1")
 
 

@@ -106,7 +106,8 @@ def template(synthesis: Synthesis) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def moto_patches() -> Iterator[None]:
+def moto_farm_patches() -> Iterator[None]:
+    """moto patched as the farm needs it (moto_farm.moto_patched, from tests/moto_patches.py)."""
     import moto_farm
 
     with moto_farm.moto_patched():
@@ -114,7 +115,7 @@ def moto_patches() -> Iterator[None]:
 
 
 @pytest.fixture
-def farm(template: dict[str, Any], moto_patches: None) -> Iterator[Any]:
+def farm(template: dict[str, Any], moto_farm_patches: None) -> Iterator[Any]:
     """The stack's workflow in moto (a moto_farm.Farm) on an empty bucket, the stand-in reset."""
     import moto_farm
     from moto import mock_aws

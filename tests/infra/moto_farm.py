@@ -3,21 +3,13 @@ resolved against resources created in moto, executed by moto's Step Functions in
 the real handlers (Recover, Plan, PublishCell, Finalize). The fixtures are in conftest.py; the
 cases in test_infra_workflow.py, test_infra_recovery.py and test_trigger_cli.py.
 
-moto 5.2.5 needs four small patches, all in this module and pinned to that version:
-
-1. Lambda: moto's Docker-less Lambda echoes its input; here it imports the function's real
-   handler (template Handler) and calls it in-process with the event, a context and the
-   function's environment (from the template).
-2. Batch (no containers): a stand-in for the builder. At submit time it reads BUILD_SPEC from
-   the job's environment and writes what the real builder would: the artifacts, SHA256SUMS and
-   manifest.json under the spec's artifact_dir (or, for cells listed in FAILING, a
-   logs/.../failure.json) and finishes the job SUCCEEDED (or FAILED).
-3. Step Functions `batch:submitJob.sync` (moto issue #10076): moto passes the state's
-   SFN-cased parameters (JobName, JobQueue, ContainerOverrides.Environment[].Name, ...) to boto3
-   unchanged, and reads `JobId` from boto3's camelCase answer. The patch maps parameters and
-   answers through botocore's shapes, as AWS Step Functions does.
-4. moto's ASL grammar rejects the integer literal in `"ToleratedFailurePercentage": 100`; the
-   definition is given to moto with the same number written as 100.0.
+The patches of moto this needs are in tests/moto_patches.py (pinned to one moto version):
+Lambda runs the real handlers, Step Functions submits Batch jobs as AWS does, and the
+definition is written as moto's ASL grammar reads it. Batch runs no containers; each job
+finishes through the stand-in builder here (`moto_patches.batch_jobs_finish_with`): at submit
+time it reads BUILD_SPEC from the job's environment and writes what the real builder would:
+the artifacts, SHA256SUMS and manifest.json under the spec's artifact_dir (or, for cells
+listed in FAILING, a logs/.../failure.json), and the job ends SUCCEEDED (or FAILED).
 """
 
 from __future__ import annotations
@@ -25,40 +17,26 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import importlib
 import io
 import json
-import os
 import re
 import threading
 import time
-import traceback
 import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
-from unittest import mock
 
 import boto3
-import botocore.session
-import moto
+import moto_patches
 import pytest
-from botocore import xform_name
+from moto.s3.models import s3_backends
+from moto.utilities.utils import get_partition
 
 from buildfarm import clock
 from buildfarm.platforms import DEB_ARCH, RPM_ARCH, load_registry
 from buildfarm.releases import load_seed
 from buildfarm.workflow_names import STACK_NAME, States
-
-assert moto.__version__ == "5.2.5", f"these patches are written for moto 5.2.5, not {moto.__version__}"
-
-from moto.awslambda_simple.models import LambdaSimpleBackend  # noqa: E402
-from moto.batch_simple.models import BatchSimpleBackend  # noqa: E402
-from moto.s3.models import s3_backends  # noqa: E402
-from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_batch import (  # noqa: E402
-    StateTaskServiceBatch,
-)
-from moto.utilities.utils import get_partition  # noqa: E402
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -74,66 +52,7 @@ MOTO_CONFIG = {
     "batch": {"use_docker": False},
 }
 
-# -- patch 1: Lambda runs the real handler ----------------------------------------------------
-
-_environ_lock = threading.Lock()
-
-
-class LambdaContext:
-    """What Powertools reads from the Lambda context."""
-
-    def __init__(self, function_name: str, arn: str, memory: int, timeout: int) -> None:
-        self.function_name = function_name
-        self.function_version = "$LATEST"
-        self.invoked_function_arn = arn
-        self.memory_limit_in_mb = memory
-        self.aws_request_id = hashlib.sha1(f"{arn}{time.time_ns()}".encode()).hexdigest()
-        self.log_group_name = f"/aws/lambda/{function_name}"
-        self.log_stream_name = "test"
-        self._deadline = time.monotonic() + timeout
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
-
-
-def _invoke_real_handler(
-    self: LambdaSimpleBackend,
-    function_name: str,
-    qualifier: str | None,
-    body: Any,
-    headers: Any,
-    response_headers: Any,
-) -> bytes:
-    fn = self.get_function(function_name, qualifier)
-    module_name, _, attribute = fn.handler.rpartition(".")
-    event = json.loads(body) if body else {}
-    environment = {
-        **fn.environment_vars,
-        "AWS_REGION": REGION,
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_LAMBDA_FUNCTION_NAME": fn.function_name,
-        "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
-    }
-    context = LambdaContext(fn.function_name, fn.function_arn, int(fn.memory_size), int(fn.timeout))
-    # Handlers read their configuration from os.environ, as in Lambda. Invocations here are
-    # serial (Plan, then Publish); the lock keeps it that way.
-    with _environ_lock, mock.patch.dict(os.environ, environment):
-        try:
-            handler = getattr(importlib.import_module(module_name), attribute)
-            result = handler(event, context)
-        except Exception as error:
-            response_headers["x-amz-function-error"] = "Unhandled"
-            return json.dumps(
-                {
-                    "errorMessage": str(error),
-                    "errorType": type(error).__name__,
-                    "stackTrace": traceback.format_exception(error)[-5:],
-                }
-            ).encode()
-    return json.dumps(result).encode()
-
-
-# -- patch 2: Batch jobs run a stand-in builder -------------------------------------------
+# -- the stand-in builder (Batch jobs) ------------------------------------------------------
 
 FAILING: dict[str, str] = {}  # cell -> reason: the stand-in fails these
 SUBMITTED: list[dict[str, Any]] = []  # every spec the stand-in received
@@ -204,19 +123,9 @@ def stand_in_build(spec: dict[str, Any], builder_image: str = "stand-in") -> tup
     return True, "Essential container in task exited"
 
 
-def _finish_with_stand_in(self: BatchSimpleBackend, include_start_attempt: bool, job: Any) -> None:
-    self.backend._jobs[job.job_id] = job
-    job.job_started_at = datetime.now()
-    job.log_stream_name = job._stream_name
-    if include_start_attempt:
-        job._start_attempt()
-    environment = {
-        e["name"]: e["value"]
-        for e in [
-            *job.job_definition.container_properties.get("environment", []),
-            *job.container_overrides.get("environment", []),
-        ]
-    }
+def _finish_with_stand_in(environment: dict[str, str]) -> tuple[bool, str]:
+    """How a farm job ends (moto_patches.batch_jobs_finish_with): the stand-in builds the
+    job's BUILD_SPEC; a cell in HOLD then waits for its event before the job ends."""
     spec = json.loads(environment["BUILD_SPEC"])
     SUBMITTED.append(spec)
     succeeded, reason = stand_in_build(spec, environment.get("BUILDFARM_BUILDER_IMAGE", "stand-in"))
@@ -226,66 +135,27 @@ def _finish_with_stand_in(self: BatchSimpleBackend, include_start_attempt: bool,
             WAITING.append(cell)
             HELD.notify_all()
         HOLD[cell].wait(timeout=120)
-    job.job_stopped_reason = reason
-    job._mark_stopped(success=succeeded)
-
-
-# -- patch 3: moto issue #10076, SFN-cased parameters for batch:submitJob(.sync) ----------------
-
-_batch_model = botocore.session.get_session().get_service_model("batch")
-
-
-def _operation(action: str):
-    snake = xform_name(action)
-    name = next(op for op in _batch_model.operation_names if xform_name(op) == snake)
-    return _batch_model.operation_model(name)
-
-
-def _normalise_parameters(
-    self: StateTaskServiceBatch,
-    parameters: dict,
-    boto_service_name: str | None = None,
-    service_action_name: str | None = None,
-) -> None:
-    self._to_boto_request(parameters, _operation(service_action_name or self.resource.api_action).input_shape)
-
-
-def _normalise_response(
-    self: StateTaskServiceBatch,
-    response: Any,
-    boto_service_name: str | None = None,
-    service_action_name: str | None = None,
-) -> None:
-    self._from_boto_response(
-        response, _operation(service_action_name or self.resource.api_action).output_shape
-    )
-
-
-# -- patch 4: moto's ASL grammar takes ToleratedFailurePercentage only as a decimal literal -----
+    return succeeded, reason
 
 
 def as_moto_reads_it(definition: str) -> str:
-    """The same JSON number written as 100.0 instead of 100 (moto's lexer reads 100 as INT and
-    its grammar wants NUMBER there); the value, and so the definition, is unchanged."""
+    """The workflow's definition as moto_patches.asl_as_moto_reads_it writes it (the Build
+    map's ToleratedFailurePercentage 100 as 100.0; the value is unchanged)."""
     tolerance = json.loads(definition)["States"][States.BUILD]["ToleratedFailurePercentage"]
     assert tolerance == 100
-    return definition.replace('"ToleratedFailurePercentage":100,', '"ToleratedFailurePercentage":100.0,', 1)
+    return moto_patches.asl_as_moto_reads_it(definition)
 
 
 @contextlib.contextmanager
 def moto_patched() -> Iterator[None]:
-    """Patches 1-3 (4 is as_moto_reads_it); the trigger CLI's moto-server test uses them too."""
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(mock.patch.object(LambdaSimpleBackend, "invoke", _invoke_real_handler))
-        stack.enter_context(
-            mock.patch.object(BatchSimpleBackend, "_mark_job_as_finished", _finish_with_stand_in)
-        )
-        stack.enter_context(
-            mock.patch.object(StateTaskServiceBatch, "_normalise_parameters", _normalise_parameters)
-        )
-        stack.enter_context(
-            mock.patch.object(StateTaskServiceBatch, "_normalise_response", _normalise_response)
-        )
+    """moto as the farm needs it: real handlers, Batch jobs ending through the stand-in, and
+    Step Functions' Batch parameters as AWS maps them. The trigger CLI's moto-server test
+    uses it too."""
+    with (
+        moto_patches.lambda_runs_real_handlers(),
+        moto_patches.batch_jobs_finish_with(_finish_with_stand_in),
+        moto_patches.sfn_batch_parameters_as_aws(),
+    ):
         yield
 
 

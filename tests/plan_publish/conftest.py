@@ -21,6 +21,7 @@ import boto3
 import pytest
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
+from moto_patches import s3_conditional_puts_atomic
 
 from buildfarm.catalog import CatalogArtifact, CatalogCell, merge_cells
 from buildfarm.config import FarmConfig
@@ -29,8 +30,6 @@ from buildfarm.platforms import DEB_ARCH, load_registry
 from buildfarm.releases import iso, load_releases, load_seed, save_releases
 from buildfarm.store import LocalStore, S3Store, Store
 from buildfarm.versions import parse_release
-
-from .moto_fixes import make_conditional_puts_atomic
 
 DATA = Path(__file__).parent / "data"
 PYTHON_ORG = DATA / "python_org"
@@ -87,13 +86,14 @@ def s3_store(s3_client) -> S3Store:
 
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
-    """moto's ThreadedMotoServer on 127.0.0.1: a real HTTP S3 endpoint."""
-    make_conditional_puts_atomic()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    """moto's ThreadedMotoServer on 127.0.0.1: a real HTTP S3 endpoint, whose conditional
+    writes are atomic as S3's are (moto_patches.s3_conditional_puts_atomic)."""
+    with s3_conditional_puts_atomic():
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+        server.stop()
 
 
 @pytest.fixture
