@@ -127,6 +127,7 @@ def test_keys_and_package_names() -> None:
     assert names == {
         "tarball": "runtime-svc-2.1.0-debian-12-aarch64.tar.gz",
         "deb": "runtime-svc-2.1.0_2.1.0-4_arm64.deb",
+        "rpm": "runtime-svc-2.1.0-2.1.0-4.aarch64.rpm",
     }
 
 
@@ -186,3 +187,29 @@ def test_cli_refusals_publish_nothing(tmp_path: Path, capsys) -> None:
     assert main([*argv[:4], "debain-12", *argv[5:]]) == 2
     assert "unknown platform 'debain-12' (did you mean debian-12?)" in capsys.readouterr().err
     assert not (store / "runtimes").exists()
+
+
+def test_the_plan_of_runtime_cells(tmp_path: Path) -> None:
+    from buildfarm.runtimes.planning import plan_runtimes
+
+    definition = load_definition(write_definition(tmp_path, platforms=["debian-12", "debian-11"]))
+    catalog = _catalog(("3.13.5", "debian-12", "x86_64", 1), ("3.13.6", "debian-12", "x86_64", 1))
+    first = plan_runtimes([definition], catalog, {})
+    assert [(item.name, item.python.version, item.reason) for item in first.build] == [
+        ("svc/2.1.0/debian-12/x86_64", "3.13.6", "not built yet")
+    ]
+    assert first.waiting == [
+        (("svc", "2.1.0", "debian-11", "x86_64"), "no published Python 3.13 for debian-11/x86_64")
+    ]
+    built = {
+        "python": {"version": "3.13.6", "build": 1},
+        "requirements": {"sha256": definition.lock_sha256()},
+    }
+    cell = ("svc", "2.1.0", "debian-12", "x86_64")
+    assert plan_runtimes([definition], catalog, {cell: built}).current == [cell]
+    newer = _catalog(("3.13.7", "debian-12", "x86_64", 1))
+    assert [item.reason for item in plan_runtimes([definition], newer, {cell: built}).build] == [
+        "Python 3.13.7 is newer than 3.13.6"
+    ]
+    tagged = plan_runtimes([definition], catalog, {}, versions={"svc": "2.2.0"})
+    assert tagged.build[0].cell == ("svc", "2.2.0", "debian-12", "x86_64")
