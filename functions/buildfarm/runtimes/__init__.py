@@ -2,10 +2,11 @@
 packaged as a tarball and the platform's package with a manifest (manifest.schema.json).
 
 - definitions.py: the TOML definitions (runtimes/*.toml) as RuntimeDefinition.
-- keys.py: the store keys under runtimes/ and the planner's pure decisions.
+- keys.py: the store keys under runtimes/ and whether one cell needs a new build.
 - python_source.py: the newest published Python build of a cell (versions.json).
 - build.py: staging, venv, hash-checked install with uv, relocation.
 - selftest.py: imports, pip check, the tree at its prefix.
-- package.py: tarball, .deb, SHA256SUMS, manifest; create-only publishing.
+- package.py: tarball, .deb (rpm.py: .rpm), SHA256SUMS, manifest; create-only publishing.
+- planning.py: which runtime cells a farm run builds (pure).
 - runtime_build.py: one runtime build end to end (`buildfarm runtime build`).
 """
