@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import HOST_ARCH, OTHER_ARCH, PYTHON_XY
 
-from buildfarm.lambda_layer.deps import build_deps
+from buildfarm.lambda_layer.deps import DepsResult, build_deps, install_wheels
 from buildfarm.lambda_layer.tags import Target
 
 BUILDFARM = str(Path(sys.executable).parent / "buildfarm")
@@ -46,12 +46,21 @@ def deps_cli(package_index, requirements_file: Path, out: Path, *extra: str) -> 
     )  # fmt: skip
 
 
-def test_each_project_gets_the_outcome_the_algorithm_gives(package_index, tmp_path):
-    wanted = requirements(tmp_path, "lf-manylinux", "lf-puresdist", "lf-needscc", "lf-speedups", "lf-broken")
-    target = Target(PYTHON_XY, HOST_ARCH)
+@pytest.fixture(scope="module")
+def mixed(package_index, tmp_path_factory) -> DepsResult:
+    """The five projects built once for this machine's arch (glibc 2.34)."""
+    work = tmp_path_factory.mktemp("mixed")
+    wanted = requirements(work, "lf-manylinux", "lf-puresdist", "lf-needscc", "lf-speedups", "lf-broken")
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in HERMETIC_PIP.items():
+            patch.setenv(name, value)
+        return build_deps(
+            wanted, Target(PYTHON_XY, HOST_ARCH), Path(sys.executable), work / "w", package_index.url
+        )
 
-    result = build_deps(wanted, target, Path(sys.executable), tmp_path / "work", package_index.url)
 
+def test_each_project_gets_the_outcome_the_algorithm_gives(mixed):
+    result = mixed
     got = {package.name: package for package in result.packages}
     assert sorted(got) == ["lf-broken", "lf-manylinux", "lf-needscc", "lf-puresdist", "lf-speedups"]
     # A manylinux_2_28 wheel runs on glibc 2.34: used as the resolver chose it.
@@ -72,26 +81,10 @@ def test_each_project_gets_the_outcome_the_algorithm_gives(package_index, tmp_pa
     assert sorted(path.name for path in result.wheels) == sorted(p.wheel for p in result.packages if p.wheel)
 
 
-def test_the_layer_installs_and_imports(package_index, tmp_path):
-    wanted = requirements(tmp_path, "lf-manylinux", "lf-puresdist", "lf-needscc", "lf-speedups")
-    out = tmp_path / "out"
+def test_what_was_made_installs_and_imports(mixed, tmp_path):
+    site = tmp_path / "python" / "lib" / f"python{PYTHON_XY}" / "site-packages"
+    install_wheels(Path(sys.executable), mixed.wheels, Target(PYTHON_XY, HOST_ARCH), site)
 
-    made = deps_cli(package_index, wanted, out)
-
-    assert made.returncode == 0, made.stdout + made.stderr
-    assert sorted(path.name for path in out.iterdir()) == ["deps-layer.zip", "lambda-layers.json"]
-    report = json.loads((out / "lambda-layers.json").read_text())
-    outcomes = {p["name"]: p["outcome"] for p in report["layers"][0]["packages"]}
-    assert outcomes == {
-        "lf-manylinux": "wheel",
-        "lf-needscc": "built",
-        "lf-puresdist": "built",
-        "lf-speedups": "built-pure",
-    }
-    opt = tmp_path / "opt"
-    with zipfile.ZipFile(out / "deps-layer.zip") as archive:
-        archive.extractall(opt)
-    site = opt / "python" / "lib" / f"python{PYTHON_XY}" / "site-packages"
     probe = (
         "import json, lf_manylinux, lf_needscc, lf_puresdist, lf_speedups\n"
         "print(json.dumps([lf_manylinux.ARCH, lf_needscc.lf_needscc_c.__name__, lf_puresdist.PURE,"
