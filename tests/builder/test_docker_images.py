@@ -32,7 +32,8 @@ def test_image_tag_covers_everything_the_dockerfile_copies():
     registry = load_registry()
     context = REPO / "builder_image"
     files = {path.relative_to(context).as_posix() for path in images.context_files(registry, "debian-12")}
-    driver = [*context.glob("*.py"), *context.glob("driver/*.py")]
+    driver = [*context.glob("*.py"), *context.glob("driver/*.py"), *context.glob("sbom_facts/*.py")]
+    driver += context.glob("keys/*.asc")
     copied = {path.relative_to(context).as_posix() for path in driver}
     assert files == copied | {"platforms.json", "Dockerfile.deb"}
     tag = images.image_tag(registry, "debian-12", "x86_64")
