@@ -165,6 +165,7 @@ def test_the_store_comes_from_the_option_else_the_variable_else_the_default(tmp_
             FarmConfig.from_env({"BUILDFARM_STORE": bad})
 
 
+@pytest.mark.slow  # an in-process CDK app (jsii starts node: 10-20 s)
 def test_log_retention_is_one_of_cloudwatchs_and_reaches_the_log_groups(tmp_path) -> None:
     from aws_cdk import App, Stack
     from aws_cdk.assertions import Template

@@ -7,7 +7,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from test_infra_stack import STACK_NAME, by_type, only, role_of
+
+# Checks of the session's CDK synthesis (`python app.py`, most of a minute): not in `-m 'not slow'`.
+pytestmark = pytest.mark.slow
 
 
 def test_bucket_refuses_any_write_under_builds_that_is_not_create_only(template: dict[str, Any]) -> None:

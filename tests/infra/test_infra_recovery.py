@@ -8,9 +8,13 @@ import threading
 from collections import Counter
 from unittest import mock
 
+import pytest
 from moto_farm import HELD, HOLD, SHA_3135, SUBMITTED, WAITING, Farm
 
 from buildfarm.workflow_names import Errors
+
+# Step Functions executions in moto's interpreter: minutes in all, so not in `-m 'not slow'`.
+pytestmark = pytest.mark.slow
 
 CELLS = {"versions": ["3.13.5"], "platforms": ["debian-12", "rhel-9"]}  # 4 cells
 

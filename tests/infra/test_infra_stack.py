@@ -34,6 +34,9 @@ LAMBDA_ENVIRONMENT = (
     "POWERTOOLS_METRICS_NAMESPACE",
 )
 
+# Checks of the session's CDK synthesis (`python app.py`, most of a minute): not in `-m 'not slow'`.
+pytestmark = pytest.mark.slow
+
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "1")
 
 

@@ -18,6 +18,9 @@ from buildfarm.releases import Release, ReleaseCatalog, load_seed
 from buildfarm.workflow_input import WorkflowInput
 from buildfarm.workflow_names import Errors, States
 
+# Step Functions executions in moto's interpreter: minutes in all, so not in `-m 'not slow'`.
+pytestmark = pytest.mark.slow
+
 
 def lambda_config(farm: Farm) -> FarmConfig:
     """The FarmConfig the plan Lambda reads from the environment the stack gives it."""

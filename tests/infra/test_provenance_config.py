@@ -5,6 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+# Checks of the session's CDK synthesis (`python app.py`, most of a minute): not in `-m 'not slow'`.
+pytestmark = pytest.mark.slow
+
 
 def job_definitions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {

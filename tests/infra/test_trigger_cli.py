@@ -82,6 +82,7 @@ def buildfarm(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow  # a Step Functions execution in moto, from the synthesized template
 def test_trigger_wait_follows_the_execution_and_fails_naming_the_failed_cell(farm: wf.Farm) -> None:
     wf.FAILING["3.13.5/debian-12/aarch64"] = "module _gdbm missing"
     result = buildfarm(
@@ -107,6 +108,7 @@ def test_trigger_wait_follows_the_execution_and_fails_naming_the_failed_cell(far
     assert farm.published() == {"3.13.5/debian-12/x86_64": 1}
 
 
+@pytest.mark.slow  # a Step Functions execution in moto, from the synthesized template
 def test_break_glass_force_rebuilds_and_succeeds(farm: wf.Farm, capsys: pytest.CaptureFixture[str]) -> None:
     cell = ["--versions", "3.13.5", "--platforms", "rhel-9", "--arches", "x86_64"]
     assert main(["trigger", *cell, "--state-machine", farm.state_machine_arn, "--wait", "--poll", "0.2"]) == 0
@@ -123,6 +125,7 @@ def test_break_glass_force_rebuilds_and_succeeds(farm: wf.Farm, capsys: pytest.C
     assert {"versions": ["3.13.5"], "platforms": ["rhel-9"], "arches": ["x86_64"], "force": True} in inputs
 
 
+@pytest.mark.slow  # a Step Functions execution in moto, from the synthesized template
 def test_trigger_without_wait_returns_at_once_with_the_execution(farm: wf.Farm, capsys) -> None:
     assert main(["trigger", "--input", '{"dry_run": true}', "--name", "dry-1"]) == 0
     out = capsys.readouterr().out
@@ -132,6 +135,7 @@ def test_trigger_without_wait_returns_at_once_with_the_execution(farm: wf.Farm, 
     assert wf.SUBMITTED == []
 
 
+@pytest.mark.slow  # starts the moto server farm from the synthesized template
 @pytest.mark.parametrize(
     ("args", "message"),
     [

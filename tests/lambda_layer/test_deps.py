@@ -20,6 +20,8 @@ from buildfarm.lambda_layer.tags import Target
 BUILDFARM = str(Path(sys.executable).parent / "buildfarm")
 XY = PYTHON_XY.replace(".", "")
 HERMETIC_PIP = {"PIP_CONFIG_FILE": os.devnull, "PIP_NO_CACHE_DIR": "1"}
+# pip resolving, downloading and building sdists (C extensions too): over a minute in all.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(autouse=True)

@@ -228,6 +228,7 @@ def test_two_planners_racing_for_one_cell_exactly_one_claims(http_s3_store, conf
         assert winner.items[0].spec.build == round_ + 1
 
 
+@pytest.mark.slow  # a full-size published matrix (about 20 s)
 def test_big_published_matrix_costs_two_reads_and_force_plans_everything(
     s3_store, s3_client, config, registry
 ):
