@@ -21,7 +21,6 @@ import boto3
 import pytest
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
-from moto_patches import s3_conditional_puts_atomic
 
 from buildfarm.catalog import CatalogArtifact, CatalogCell, merge_cells
 from buildfarm.config import FarmConfig
@@ -88,6 +87,10 @@ def s3_store(s3_client) -> S3Store:
 def moto_server() -> Iterator[str]:
     """moto's ThreadedMotoServer on 127.0.0.1: a real HTTP S3 endpoint, whose conditional
     writes are atomic as S3's are (moto_patches.s3_conditional_puts_atomic)."""
+    # Imported here: scripts that tests run in a subprocess import this module as
+    # tests.plan_publish.conftest, without tests/ on sys.path.
+    from moto_patches import s3_conditional_puts_atomic
+
     with s3_conditional_puts_atomic():
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
