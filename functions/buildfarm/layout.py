@@ -13,6 +13,8 @@ Published (served by the CDN; DESIGN.md "Store layout"):
 - install.sh: the installer, pointed at the store's public URL (derived).
 - builds/<version>/<platform>/<arch>/<build>/: one build's files, create-only (the bucket
   refuses overwrites): the tarball, deb or rpm, SHA256SUMS, build.log, manifest.json (last).
+- runtimes/<name>/<version>/<platform>/<arch>/<build>/: one runtime build (buildfarm.runtimes),
+  the same shape; runtimes/.cache/uv/ is a directory store's download cache (never served).
 
 Internal (never served; the bucket's lifecycle rules expire plans/, claims/ and logs/):
 
@@ -62,6 +64,13 @@ FAILURE_FILE = "failure.json"
 """In a build's log_dir: why the build failed (phase, reason)."""
 BUILD_NUMBER = re.compile(r"[1-9][0-9]{0,8}")
 """A build number as a key segment (fullmatch): no sign, no leading zero."""
+
+# -- runtimes (Python plus a locked venv; buildfarm.runtimes) ---------------------------------
+
+RUNTIMES_PREFIX = "runtimes/"
+"""Runtime builds: runtimes/<name>/<version>/<platform>/<arch>/<build>/ (runtime_artifact_dir())."""
+RUNTIME_CACHE_DIR = "runtimes/.cache/uv"
+"""A directory store's uv cache, relative to its root (not a store key: '.' is never public)."""
 
 # -- the workflow's working state (internal) -------------------------------------------------
 
@@ -187,3 +196,23 @@ def run_marker_id(key: str) -> str | None:
     if key.startswith(RUNS_PREFIX) and key.endswith(".json"):
         return key.removeprefix(RUNS_PREFIX).removesuffix(".json")
     return None
+
+
+def runtime_cell_name(name: str, version: str, platform: str, arch: str) -> str:
+    """<name>/<version>/<platform>/<arch>: a runtime cell in keys, claims and plans."""
+    return f"{name}/{version}/{platform}/{arch}"
+
+
+def runtime_cell_dir(name: str, version: str, platform: str, arch: str) -> str:
+    """runtimes/<name>/<version>/<platform>/<arch>: the folder whose children are build numbers."""
+    return f"{RUNTIMES_PREFIX}{runtime_cell_name(name, version, platform, arch)}"
+
+
+def runtime_artifact_dir(name: str, version: str, platform: str, arch: str, build: int) -> str:
+    """runtimes/<name>/<version>/<platform>/<arch>/<build> (no trailing '/')."""
+    return f"{runtime_cell_dir(name, version, platform, arch)}/{build}"
+
+
+def runtime_claim_key(name: str, version: str, platform: str, arch: str) -> str:
+    """claims/runtimes/<name>/<version>/<platform>/<arch>.json (the farm's claim marker)."""
+    return f"{CLAIMS_PREFIX}{RUNTIMES_PREFIX}{runtime_cell_name(name, version, platform, arch)}.json"

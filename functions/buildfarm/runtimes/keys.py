@@ -1,11 +1,6 @@
-"""Store keys of runtimes (DESIGN "Store layout"), kept here until buildfarm.layout takes them:
-
-- runtimes/<name>/<version>/<platform>/<arch>/<build>/: one runtime build, create-only: the
-  tarball, the .deb, SHA256SUMS and manifest.json (written last).
-- runtimes/.cache/uv/: a directory store's download cache (a '.' segment: never served).
-
-And the pure decisions a farm planner needs: a runtime cell's key, and whether a runtime cell
-needs a new build given the published one and the Python build it would use now.
+"""Runtime cells in the store (their keys are buildfarm.layout's RUNTIMES_PREFIX and runtime_*
+functions, re-exported here), and the pure decision a farm planner needs: whether a runtime
+cell needs a new build given the published one and the Python build it would use now.
 """
 
 from __future__ import annotations
@@ -13,37 +8,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from buildfarm.layout import BUILD_NUMBER, MANIFEST_FILE
-
-RUNTIMES_PREFIX = "runtimes/"
-RUNTIME_CACHE_DIR = "runtimes/.cache/uv"
-"""A directory store's uv cache, relative to its root (not a store key: '.' is never public)."""
+from buildfarm.layout import (  # noqa: F401 (re-exported for buildfarm.runtimes)
+    BUILD_NUMBER,
+    MANIFEST_FILE,
+    RUNTIME_CACHE_DIR,
+    RUNTIMES_PREFIX,
+    runtime_artifact_dir,
+    runtime_cell_dir,
+    runtime_cell_name,
+    runtime_claim_key,
+)
 
 RuntimeCell = tuple[str, str, str, str]  # (name, version, platform, arch)
 
 
-def runtime_cell_name(name: str, version: str, platform: str, arch: str) -> str:
-    """<name>/<version>/<platform>/<arch>: a runtime cell in keys, claims and plans."""
-    return f"{name}/{version}/{platform}/{arch}"
-
-
-def runtime_cell_dir(name: str, version: str, platform: str, arch: str) -> str:
-    """runtimes/<name>/<version>/<platform>/<arch>: the folder whose children are build numbers."""
-    return f"{RUNTIMES_PREFIX}{runtime_cell_name(name, version, platform, arch)}"
-
-
-def runtime_artifact_dir(name: str, version: str, platform: str, arch: str, build: int) -> str:
-    """runtimes/<name>/<version>/<platform>/<arch>/<build> (no trailing '/')."""
-    return f"{runtime_cell_dir(name, version, platform, arch)}/{build}"
-
-
 def runtime_manifest_key(artifact_dir: str) -> str:
     return f"{artifact_dir}/{MANIFEST_FILE}"
-
-
-def runtime_claim_key(name: str, version: str, platform: str, arch: str) -> str:
-    """claims/runtimes/<name>/<version>/<platform>/<arch>.json (the farm's claim marker)."""
-    return f"claims/{RUNTIMES_PREFIX}{runtime_cell_name(name, version, platform, arch)}.json"
 
 
 def build_numbers(children: set[str]) -> set[int]:
