@@ -82,3 +82,27 @@ def test_cdk_key_table_lists_cdk_json_with_its_defaults():
     assert list(rows) == list(ours)
     for key, value in ours.items():
         assert rows[key].startswith(f"`{_spelled(value)}`"), f"{key}: README {rows[key]}, cdk.json {value!r}"
+
+
+def _default_as_readme_spells_it(value: object) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def test_environment_table_states_the_configuration_models_defaults():
+    """Each setting the configuration model reads from a BUILDFARM_* variable: the README's
+    default is the model's (settings without a fixed default say what they fall back to)."""
+    from buildfarm.config import FarmConfig
+
+    rows = {row[0].strip("`"): row[1] for row in _table("env")}
+    for field, variable in FarmConfig.environment_variables().items():
+        default = FarmConfig.model_fields[field].default
+        if default is None or not isinstance(default, str | int | float | tuple):
+            continue
+        expected = f"`{_default_as_readme_spells_it(default)}`"
+        assert rows[variable] == expected, f"{variable}: README says {rows[variable]}, the model {default!r}"
