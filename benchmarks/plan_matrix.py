@@ -9,7 +9,7 @@ Prints, against the targets, with the ratio measured/target (<= 1.0 meets it):
   and of a forced plan (claims up to the execution's budget, defers the rest);
 - plan() on a 10,000-cell matrix (directory store): the first scheduled run on an empty
   store and the no-op; target < 1 s;
-- the convergence simulation (tests/plan_publish/convergence.py: the real Recover, Plan,
+- the convergence simulation (tests/functions/convergence.py: the real Recover, Plan,
   PublishCell and Finalize on a simulated clock, hourly schedule, a stand-in builder taking
   20-40 simulated minutes per cell): for 2,000 cells at each --concurrency, the executions
   needed and the simulated wall time (MaxConcurrency is per execution, so overlapping
@@ -42,7 +42,7 @@ from buildfarm.store import LocalStore, S3Store, Store
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
-from plan_publish.convergence import (  # noqa: E402  (the simulator lives with the tests)
+from functions.convergence import (  # noqa: E402  (the simulator lives with the tests)
     START,
     Scenario,
     release_to_published,

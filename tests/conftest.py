@@ -20,6 +20,7 @@ import contextlib
 import functools
 import http.server
 import json
+import logging
 import os
 import shutil
 import signal
@@ -56,6 +57,26 @@ def _sha256sums() -> dict[str, str]:
         digest, name = line.split()
         sums[name.lstrip("*")] = digest
     return sums
+
+
+def _buildfarm_loggers() -> dict[str, logging.Logger]:
+    return {
+        name: logger
+        for name, logger in logging.Logger.manager.loggerDict.items()
+        if (name == "buildfarm" or name.startswith("buildfarm.")) and isinstance(logger, logging.Logger)
+    }
+
+
+@pytest.fixture(autouse=True)
+def buildfarm_log_handlers_write_to_this_tests_stdout() -> None:
+    """Importing a Lambda handler gives the buildfarm.* loggers Powertools' handler, bound to
+    the stdout of that moment (under pytest's capture: None, or a test's stream closed since):
+    point it at this test's stdout, so a log line never fails ("--- Logging error ---")."""
+    for logger in _buildfarm_loggers().values():
+        for handler in logger.handlers:
+            stream = getattr(handler, "stream", None) if isinstance(handler, logging.StreamHandler) else False
+            if stream is None or getattr(stream, "closed", False):
+                handler.setStream(sys.stdout)
 
 
 @pytest.fixture(scope="session")

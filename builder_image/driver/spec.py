@@ -117,7 +117,7 @@ def _check_prefix(prefix):
 
 
 # The store keys the builder writes: the same as buildfarm.layout's artifact_dir() and log_dir()
-# (tests/test_layout.py checks it; the driver cannot import the package).
+# (tests/functions/test_layout.py checks it; the driver cannot import the package).
 def artifact_dir(spec):
     return "builds/{}/{}/{}/{}".format(spec["version"], spec["platform"], spec["arch"], spec["build"])
 

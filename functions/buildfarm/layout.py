@@ -30,7 +30,7 @@ Internal (never served; the bucket's lifecycle rules expire plans/, claims/ and 
 Who writes what (DESIGN.md "Integrity rules"): the builder writes only under builds/ and logs/
 (BUILDER_PREFIXES); the publishing side writes the catalogs, claims, plans and run markers.
 The builder (builder_image/, stdlib-only, Python 3.6) spells builds/ and logs/ keys itself;
-tests/test_layout.py checks that it spells them as this module does.
+tests/functions/test_layout.py checks that it spells them as this module does.
 """
 
 from __future__ import annotations

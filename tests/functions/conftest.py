@@ -88,7 +88,7 @@ def moto_server() -> Iterator[str]:
     """moto's ThreadedMotoServer on 127.0.0.1: a real HTTP S3 endpoint, whose conditional
     writes are atomic as S3's are (moto_patches.s3_conditional_puts_atomic)."""
     # Imported here: scripts that tests run in a subprocess import this module as
-    # tests.plan_publish.conftest, without tests/ on sys.path.
+    # tests.functions.conftest, without tests/ on sys.path.
     from moto_patches import s3_conditional_puts_atomic
 
     with s3_conditional_puts_atomic():

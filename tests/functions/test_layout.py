@@ -12,7 +12,7 @@ import pytest
 
 from buildfarm import layout
 
-BUILDER_IMAGE = Path(__file__).resolve().parents[1] / "builder_image"
+BUILDER_IMAGE = Path(__file__).resolve().parents[2] / "builder_image"
 CELL = ("3.13.5", "debian-12", "x86_64")
 SHA = "93e583f243454e6e9e4588ca2c2662206ad961659863277afcdb96801647d640"
 

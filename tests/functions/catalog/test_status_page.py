@@ -15,7 +15,7 @@ from buildfarm.catalog.status_page import Column, Failure, human_size, matrix_ce
 from buildfarm.catalog.versions_json import failing_cells, merge_failures, record_failures, update_versions
 from buildfarm.releases import iso
 
-from .conftest import FAKE_SHA, NOW, read_json
+from ..conftest import FAKE_SHA, NOW, read_json
 
 
 def catalog_cell(key: str, build: int = 1, kinds: tuple[str, ...] = ("tarball", "deb")) -> CatalogCell:

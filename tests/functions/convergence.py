@@ -2,8 +2,8 @@
 (recover(), plan(), publish_cell(), publish()) over a directory store, on a simulated clock,
 with a stand-in builder that takes simulated time and writes a real build (fake_build).
 
-Used by tests/plan_publish/test_convergence.py and benchmarks/plan_matrix.py (which puts
-tests/ on sys.path and imports plan_publish.convergence).
+Used by tests/functions/test_convergence.py and benchmarks/plan_matrix.py (which puts
+tests/ on sys.path and imports functions.convergence).
 
 Each execution runs as the state machine does (DESIGN "Workflow"):
 - it starts on the schedule (every `schedule_minutes`) with `{}`;

@@ -149,7 +149,7 @@ def test_facts_refuse_bad_values() -> None:
         facts(python_version="3.13; rm -rf /")
 
 
-BUILDER_IMAGE = Path(__file__).resolve().parents[2] / "builder_image"
+BUILDER_IMAGE = Path(__file__).resolve().parents[3] / "builder_image"
 
 
 @pytest.mark.skipif(shutil.which("dpkg-query") is None, reason="not a dpkg system")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-CPYTHON_SRC = Path(__file__).resolve().parents[3] / "shared" / "cpython-src"
+CPYTHON_SRC = Path(__file__).resolve().parents[4] / "shared" / "cpython-src"
 SOURCES = {"3.9.2": "Python-3.9.2.tar.xz", "3.11.2": "Python-3.11.2.tgz", "3.13.5": "Python-3.13.5.tar.xz"}
 # What the bundled-code probes read: extracting only these keeps the fixture fast.
 WANTED = (

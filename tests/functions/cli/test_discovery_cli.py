@@ -22,9 +22,9 @@ from buildfarm.releases import load_seed
 from buildfarm.runners import availability
 from buildfarm.suggest import SuggestingArgumentParser, close_matches, did_you_mean, unknown_name
 
-from .conftest import NOW, all_keys, fake_build, write_releases
+from ..conftest import NOW, all_keys, fake_build, write_releases
 
-SHA256SUMS = Path(__file__).resolve().parents[3] / "shared" / "cpython-src" / "SHA256SUMS"
+SHA256SUMS = Path(__file__).resolve().parents[4] / "shared" / "cpython-src" / "SHA256SUMS"
 DIGEST_A = "ab" * 32
 DIGEST_C = "cd" * 32
 

@@ -16,7 +16,7 @@ from buildfarm.handlers import publish as publish_handler
 from buildfarm.handlers import recover as recover_handler
 from buildfarm.workflow_input import InputError
 
-from .conftest import BUCKET, NOW, PREFIX, WRITE_OPERATIONS, fake_build, read_json
+from ..conftest import BUCKET, NOW, PREFIX, WRITE_OPERATIONS, fake_build, read_json
 
 
 @dataclass

@@ -22,9 +22,9 @@ from buildfarm.layout import claim_key
 from buildfarm.plan import plan
 from buildfarm.store import LocalStore, StoreIOError
 
-from .conftest import NOW, write_releases
+from ..conftest import NOW, write_releases
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CELL = ("3.13.5", "debian-12", "x86_64")
 REQUEST = {"versions": ["3.13.5"], "platforms": ["debian-12"], "arches": ["x86_64"]}
 FS_SIZE = 4 * 1024 * 1024
@@ -138,7 +138,7 @@ def test_claims_are_released_on_a_full_disk(small_fs, registry):
 
 # Runs `buildfarm run` in its own process (a run that ends is a dead process, as in real use)
 # with a stand-in runner: "fill" writes the tarball until the disk is full and fails, as a
-# driver's upload does; "build" leaves a small complete build (tests.plan_publish.conftest).
+# driver's upload does; "build" leaves a small complete build (tests.functions.conftest).
 RUN_WITH_FAKE_RUNNER = textwrap.dedent(
     """
     import sys
@@ -148,7 +148,7 @@ RUN_WITH_FAKE_RUNNER = textwrap.dedent(
     from buildfarm.cli import main
     from buildfarm.runners.base import BuildResult
     from buildfarm.store import LocalStore
-    from tests.plan_publish.conftest import fake_build
+    from tests.functions.conftest import fake_build
 
     class FakeRunner:
         name = "fake"

@@ -10,7 +10,7 @@ from buildfarm.cli import main
 from buildfarm.plan import plan
 from buildfarm.publish import publish
 
-from .conftest import NOW, all_keys, fake_build, write_releases
+from ..conftest import NOW, all_keys, fake_build, write_releases
 
 
 @pytest.fixture(autouse=True)

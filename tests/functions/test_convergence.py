@@ -1,5 +1,5 @@
 """Convergence and recovery: the real plan(), publish_cell(), publish() and recover() on a
-simulated schedule (plan_publish.convergence), and executions stopped half-way.
+simulated schedule (functions.convergence), and executions stopped half-way.
 
 Every PublishCell rewrites versions.json, so a simulation's cost grows with the square of the
 matrix: the 2,000-cell schedule takes about a minute on 2 cores and is marked slow; the

@@ -28,7 +28,7 @@ from buildfarm.publish import publish
 from buildfarm.serve import content_type, make_server
 from buildfarm.store import LocalStore
 
-from .conftest import BUCKET, NOW, PREFIX, fake_build, read_json, write_published_matrix, write_releases
+from ..conftest import BUCKET, NOW, PREFIX, fake_build, read_json, write_published_matrix, write_releases
 
 BUILDFARM = str(Path(sys.executable).parent / "buildfarm")
 UV = str(Path(sys.executable).parent / "uv")

@@ -34,7 +34,7 @@ from buildfarm.publish import publish
 from buildfarm.serve import make_server, server_url
 from buildfarm.store import LocalStore
 
-from .conftest import NOW, fake_build, write_releases
+from ..conftest import NOW, fake_build, write_releases
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

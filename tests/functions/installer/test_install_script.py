@@ -18,7 +18,7 @@ import pytest
 
 from buildfarm.platforms import load_registry
 
-INSTALL_SH = Path(__file__).resolve().parents[2] / "functions" / "buildfarm" / "installer" / "install.sh"
+INSTALL_SH = Path(__file__).resolve().parents[3] / "functions" / "buildfarm" / "installer" / "install.sh"
 
 
 def _tarball(version: str) -> bytes:

@@ -10,7 +10,7 @@ import pytest
 
 from buildfarm.store import LocalStore, S3Store, StoreConflict, StoreError, StoreNotFound, open_store
 
-from .conftest import BUCKET, PREFIX
+from ..conftest import BUCKET, PREFIX
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -235,7 +235,7 @@ def test_local_create_only_excludes_other_processes(tmp_path):
 def test_s3_keeps_the_sha256_so_publish_need_not_download(s3_store, s3_client, tmp_path):
     import hashlib
 
-    from .conftest import count_s3_calls
+    from ..conftest import count_s3_calls
 
     artifact = tmp_path / "python.tar.gz"
     # One PutObject with a SHA-256 checksum, as every put (and the builder's upload) sends; 9 MiB
