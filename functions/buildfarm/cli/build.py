@@ -14,6 +14,7 @@ import sys
 
 from buildfarm import clock
 from buildfarm.claims import claim_cell, release_claims
+from buildfarm.cli.live_build import build_showing_progress
 from buildfarm.config import DEFAULT_SOURCE_MIRROR, FarmConfig, resolve_store_location
 from buildfarm.errors import UsageError
 from buildfarm.models import BuildSpec, artifact_dir
@@ -233,7 +234,7 @@ def run_build(args: argparse.Namespace) -> int:
     print(f"buildfarm build: {cell} build {spec.build} ({spec.optimization}) with the {runner.name} runner")
     sys.stdout.flush()
     try:
-        result = runner.run(spec)
+        result = build_showing_progress(runner, spec)
     finally:
         cells = [(spec.version, spec.platform, spec.arch)]
         release_claims(store, cells, execution_id=spec.execution_id, now=clock.now())
