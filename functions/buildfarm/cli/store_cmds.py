@@ -132,10 +132,15 @@ def _installer_hints(root: Path, url: str) -> list[str]:
 
 
 def _stop_on_sigterm() -> None:
+    """Ctrl-C and SIGTERM stop the server. SIGINT is set explicitly: a process started with
+    SIGINT ignored (a background job, a test runner's worker) inherits that, and Python then
+    installs no KeyboardInterrupt handler of its own."""
+
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
 
 
 def run_serve(args: argparse.Namespace) -> int:

@@ -404,11 +404,14 @@ def test_serve_refuses_listings_traversal_and_escaping_links(server, published, 
 
 
 def test_serve_command_prints_its_url_serves_and_stops_on_ctrl_c(published, tmp_path):
+    # Started with SIGINT ignored, as a background job (or a test runner's worker) starts it:
+    # Ctrl-C must stop it all the same.
     process = subprocess.Popen(
         [BUILDFARM, "serve", "--store", str(published.root), "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=(tmp_path / "access.log").open("w"),
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     try:
         first = process.stdout.readline()

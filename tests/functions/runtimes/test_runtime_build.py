@@ -1,8 +1,9 @@
 """The real thing: the example runtime (FastAPI + uvicorn, runtimes/fastapi-demo.toml) built
-from the farm store's own Python build (debian-12 3.13.5 build 1), its manifest checked against
-the schema and the lock, its .deb installed in a fresh debootstrap root where uvicorn serves an
-app on loopback. Requirements come from PyPI the first time, then from the store's cache (the
-second build runs with uv offline). A bad lock hash publishes nothing."""
+from the farm store's own Python build (debian-12 3.13.5, the build versions.json names), its
+manifest checked against the schema and the lock, its .deb installed in a fresh debootstrap
+root where uvicorn serves an app on loopback. Requirements come from PyPI the first time,
+then from the store's cache (the second build runs with uv offline). A bad lock hash
+publishes nothing."""
 
 from __future__ import annotations
 
@@ -72,7 +73,14 @@ def runtime_store(farm_store, host_build, tmp_path_factory) -> Path:
     farm store stays as the other farm tests expect it)."""
     store = tmp_path_factory.mktemp("runtime-store")
     shutil.copyfile(farm_store.store / "versions.json", store / "versions.json")
-    shutil.copytree(host_build.dir, store / host_build.dir.relative_to(farm_store.store))
+    # The build versions.json names now: build 1 after the first run, a later one if the farm's
+    # forced and pgo+lto runs came first (the farm group's order is pytest's, not this file's).
+    cell = f"{host_build.version}/{host_build.platform}/{host_build.arch}"
+    named = farm_store.built(
+        cell,
+        farm_store.versions()["builds"][host_build.version][host_build.platform][host_build.arch]["build"],
+    )
+    shutil.copytree(named.dir, store / named.dir.relative_to(farm_store.store))
     return store
 
 
@@ -95,7 +103,10 @@ def test_the_runtime_builds_and_its_manifest_lists_exactly_the_lock(runtime_stor
     jsonschema.validate(first_build, manifest_schema())
     installed = {canonicalize_name(p["name"]): p["version"] for p in first_build["packages"]}
     assert installed == locked_pins()
-    assert first_build["python"]["version"] == "3.13.5" and first_build["python"]["build"] == 1
+    named = json.loads((runtime_store / "versions.json").read_text())["builds"]["3.13.5"]["debian-12"][
+        "x86_64"
+    ]
+    assert first_build["python"]["version"] == "3.13.5" and first_build["python"]["build"] == named["build"]
     assert first_build["selftest"]["moved"] == {"status": "passed", "where": PREFIX}
     assert {"fastapi", "uvicorn", "pydantic_core"} <= set(first_build["selftest"]["imports"])
     directory = runtime_store / CELL_DIR / "1"
