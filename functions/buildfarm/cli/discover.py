@@ -9,6 +9,7 @@ import sys
 from datetime import date
 from typing import Any
 
+from buildfarm import clock
 from buildfarm.catalog import iter_cells, read_versions
 from buildfarm.cli.plan import format_table
 from buildfarm.config import ConfigError, FarmConfig, resolve_store_location
@@ -161,7 +162,7 @@ def run_releases(args: argparse.Namespace) -> int:
         raise UsageError(f"malformed series {args.series!r} (expected e.g. 3.13)")
     explicit = bool(args.store)
     catalog, source, published = _read(_open_store(args), explicit)
-    rows = release_rows(catalog, published, load_registry(), date.today())
+    rows = release_rows(catalog, published, load_registry(), clock.now().date())
     if args.series is not None:
         known = [row["series"] for row in rows]
         if args.series not in known:
@@ -292,7 +293,7 @@ def run_platforms(args: argparse.Namespace) -> int:
             raise UsageError(str(error)) from None
     else:
         chosen = list(registry.platforms.values())
-    today = date.today()
+    today = clock.now().date()
     entries = [platform_entry(platform, registry, enabled, today) for platform in chosen]
     if args.json:
         json.dump(entries if args.platform is None else entries[0], sys.stdout, indent=1)
