@@ -64,6 +64,15 @@ class CellProgress:
             return 0.0
         return (self.finished or time.monotonic()) - self.started
 
+    def phase_done(self, phase: str) -> None:
+        """The driver finished a phase: the step it reported on is over."""
+        self.phase = phase
+        self.step, self.done, self.total, self.unit = "", 0, None, ""
+
+    def reported(self, step: str, done: int, total: int | None, unit: str) -> None:
+        """The driver's progress line for the running step."""
+        self.step, self.done, self.total, self.unit = step, done, total, unit
+
 
 @dataclass
 class RunReport:
@@ -231,12 +240,11 @@ class _CellBuilder:
 
     def _build(self, item: PlanItem, progress: CellProgress, log_path: Path) -> BuildResult:
         def on_phase(phase: str, seconds: float) -> None:
-            progress.phase = phase  # finished: the step it reported on is over
-            progress.step, progress.done, progress.total, progress.unit = "", 0, None, ""
+            progress.phase_done(phase)
             self.notify(progress)
 
         def on_progress(step: str, done: int, total: int | None, unit: str) -> None:
-            progress.step, progress.done, progress.total, progress.unit = step, done, total, unit
+            progress.reported(step, done, total, unit)
             self.notify(progress)
 
         runner = self.runners[(item.spec.platform, item.spec.arch)]

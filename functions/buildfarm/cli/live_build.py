@@ -35,11 +35,11 @@ def build_showing_progress(runner: Runner, spec: BuildSpec, stream: IO[str] | No
     printer = ProgressPrinter(stream, live=True)
 
     def on_phase(phase: str, seconds: float) -> None:
-        cell.phase, cell.step = phase, ""
+        cell.phase_done(phase)
         printer(cell)
 
     def on_progress(step: str, done: int, total: int | None, unit: str) -> None:
-        cell.step, cell.done, cell.total, cell.unit = step, done, total, unit
+        cell.reported(step, done, total, unit)
         printer(cell)
 
     printer(cell)
