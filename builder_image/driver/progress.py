@@ -14,10 +14,12 @@ Standard library only, Python 3.6+.
 import re
 import subprocess
 import threading
+import time
 
 from .process import say, start
 
 INTERVAL = 10  # seconds between two lines; the runners count on one at least every 30 s
+POLL_STEP = 0.05  # seconds: how soon the ticker notices that the block ended
 DRY_RUN_TIMEOUT = 120
 MAKE = "make"  # the phase's name, shown while objects compile
 OBJECTS, TESTS = "objects", "tests"
@@ -124,7 +126,18 @@ class Ticker(object):
                 return
             if stopping:
                 return
-            stopping = self._stop.wait(self.interval)
+            stopping = self._pause()
+
+    def _pause(self):
+        """Wait `interval` seconds, or less if the block ends: True when it ended. Short
+        sleeps, counted, rather than Event.wait(interval): under libfaketime (which shifts the
+        monotonic clock too) a timed Event.wait never times out, and the line never repeats."""
+        steps = max(1, round(self.interval / POLL_STEP))
+        for _ in range(steps):
+            if self._stop.is_set():
+                return True
+            time.sleep(min(POLL_STEP, self.interval))
+        return self._stop.is_set()
 
     def __enter__(self):
         self._thread.start()
