@@ -1,4 +1,5 @@
-"""Claims: claims/<version>/<platform>/<arch>.json, an expiring create-only marker per cell.
+"""Claims: claims/<version>/<platform>/<arch>.json, an expiring create-only marker per cell
+(a runtime cell's: claims/runtimes/<name>/<version>/<platform>/<arch>.json, claim_marker).
 
 A planner claims a cell before building it, so two executions never build the same cell.
 The marker is created with If-None-Match; a released marker, or one whose execution has ended
@@ -100,8 +101,35 @@ def claim_cell(
 ) -> ClaimOutcome:
     """Claim one cell; build = max(published, last claimed) + 1. Idempotent for the same execution.
     A claim whose execution has ended (is_running says False) is taken over before it expires."""
-    key = claim_key(*cell)
-    name = cell_name(*cell)
+    return claim_marker(
+        store,
+        claim_key(*cell),
+        cell_name(*cell),
+        execution_id=execution_id,
+        plan_id=plan_id,
+        published_build=published_build,
+        now=now,
+        ttl_seconds=ttl_seconds,
+        marker_exists=marker_exists,
+        is_running=is_running,
+    )
+
+
+def claim_marker(
+    store: Store,
+    key: str,
+    name: str,
+    *,
+    execution_id: str,
+    plan_id: str,
+    published_build: int,
+    now: datetime,
+    ttl_seconds: int,
+    marker_exists: bool = False,
+    is_running: Liveness = unknown_liveness,
+) -> ClaimOutcome:
+    """claim_cell for any claim marker: `key` (a Python cell's, or a runtime cell's
+    layout.runtime_claim_key) and the cell's `name` recorded in it."""
 
     def marker(build: int) -> dict:
         return Claim(
@@ -266,10 +294,14 @@ def _delete_when_full(store: Store, key: str, etag: str, error: StoreIOError) ->
 
 def release_claims(store: Store, cells: Iterable[Cell], *, execution_id: str, now: datetime) -> int:
     """Mark this execution's claims released (keeping the build number). Returns how many."""
-    ordered = list(cells)
+    return release_markers(store, [claim_key(*cell) for cell in cells], execution_id=execution_id, now=now)
 
-    def one(cell: Cell) -> bool:
-        key = claim_key(*cell)
+
+def release_markers(store: Store, keys: Iterable[str], *, execution_id: str, now: datetime) -> int:
+    """release_claims for any claim markers (runtime cells' too), by key."""
+    ordered = list(keys)
+
+    def one(key: str) -> bool:
         try:
             raw, etag = store.read_json(key)
         except StoreError:

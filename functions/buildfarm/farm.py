@@ -4,6 +4,10 @@ with a local store and the local runners standing in for Batch.
 Plan and publish are the very functions the Lambdas call; this module only adds what
 Step Functions does in the cloud: run the planned cells (bounded concurrency), survive
 interruption, and recover the cells of a run that died (its claims, its finished builds).
+
+When runtime definitions are given, the run's runtime cells (buildfarm.runtimes) come after
+its Python cells are published: planned from versions.json, claimed, built here one at a time
+and published into versions.json's `runtimes`, then the derived files are rewritten once more.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from buildfarm import clock
+from buildfarm.catalog import regenerate_derived
+from buildfarm.catalog.derived import store_public_url
 from buildfarm.claims import release_claims
 from buildfarm.config import FarmConfig
 from buildfarm.plan import Plan, PlanItem, plan
@@ -31,6 +37,9 @@ from buildfarm.publish import BatchOutcome, PublishResult, publish, publish_cell
 from buildfarm.recovery import local_execution_id, local_liveness, recover
 from buildfarm.runners import RunnerUnavailable, select_runner
 from buildfarm.runners.base import BuildResult, Runner
+from buildfarm.runtimes.definitions import RuntimeDefinition
+from buildfarm.runtimes.farm_cells import RuntimeRunPlan, build_claimed, plan_run_runtimes
+from buildfarm.runtimes.publish import publish_runtime
 from buildfarm.store import Store, StoreError
 from buildfarm.workflow_input import parse_workflow_input
 
@@ -87,6 +96,13 @@ class RunReport:
     # The store failed (disk full, read-only): no further cell is started; raised by run_farm
     # if Finalize could not decide the run either.
     store_error: StoreError | None = None
+    # The runtime cells (None: runtimes left out); those claimed are in `cells` too.
+    runtimes: RuntimeRunPlan | None = None
+
+    @property
+    def published_runtimes(self) -> list[str]:
+        claimed = [claimed.name for claimed in self.runtimes.claimed] if self.runtimes else []
+        return [name for name in claimed if self.cells[name].state == "published"]
 
     @property
     def failed(self) -> list[CellProgress]:
@@ -163,10 +179,13 @@ def run_farm(
     listener: Listener | None = None,
     registry: Registry | None = None,
     now: datetime | None = None,
+    runtimes: list[RuntimeDefinition] | None = None,
 ) -> RunReport:
     """Plan, build and publish on this machine. Cells no runner here can build are left out
-    of the plan (so nothing claims them) and reported with the reason. Raises StoreError if
-    the store failed and the run could not be finalized (its claims are released first)."""
+    of the plan (so nothing claims them) and reported with the reason. Then, with `runtimes`
+    (definitions), the runtime cells of the run's platforms and arches (_run_runtimes). Raises
+    StoreError if the store failed and the run could not be finalized (its claims are released
+    first)."""
     registry = registry or load_registry()
     now = now or clock.now()
     execution_id = local_execution_id(now)
@@ -177,7 +196,13 @@ def run_farm(
     # Validate before touching the machine or the store (plan validates again, the same way).
     if parse_workflow_input(request, config, registry).dry_run:
         # Plans only (nothing claimed or written); no runner is chosen, nothing is built.
-        return RunReport(execution_id, plan(request, store, config, execution_id, now), {}, {})
+        report = RunReport(execution_id, plan(request, store, config, execution_id, now), {}, {})
+        if runtimes is not None:
+            report.runtimes = plan_run_runtimes(
+                store, runtimes, {(p, a) for p in platforms for a in arches}, execution_id=execution_id,
+                now=now, ttl_seconds=config.claim_ttl_seconds, dry_run=True,
+            )  # fmt: skip
+        return report
     runners, unbuildable = choose_runners(platforms, arches, runner)
     report = RunReport(
         execution_id=execution_id,
@@ -209,7 +234,58 @@ def run_farm(
         _finalize(report, the_plan, store, config, notify)
     if report.store_error is not None:
         raise report.store_error
+    if runtimes is not None and not report.interrupted:
+        _run_runtimes(report, store, config, runtimes, set(runners), notify, registry)
     return report
+
+
+def _run_runtimes(
+    report: RunReport,
+    store: Store,
+    config: FarmConfig,
+    definitions: list[RuntimeDefinition],
+    where: set[tuple[str, str]],
+    notify: Listener,
+    registry: Registry,
+) -> None:
+    """The runtime cells of the run's platforms and arches, after its Python cells are
+    published: planned, claimed, built here one at a time, published; then the derived files
+    again (the status page lists runtimes). Ctrl-C fails the cells not yet built, releasing
+    their claims."""
+    report.runtimes = runtimes = plan_run_runtimes(
+        store, definitions, where, execution_id=report.execution_id, now=clock.now(),
+        ttl_seconds=config.claim_ttl_seconds, dry_run=False, is_running=local_liveness,
+    )  # fmt: skip
+    pending = list(runtimes.claimed)
+    for claimed in pending:
+        report.cells[claimed.name] = CellProgress(claimed.name, claimed.build, "here")
+        notify(report.cells[claimed.name])
+    try:
+        with _terminate_on_signals():
+            while pending:
+                progress = report.cells[pending[0].name]
+                progress.state, progress.started = "building", time.monotonic()
+                notify(progress)
+                outcome = build_claimed(store, pending[0], report.execution_id, clock.now)
+                pending.pop(0)
+                progress.finished, progress.state, progress.detail = (
+                    time.monotonic(),
+                    outcome.status,
+                    outcome.reason,
+                )
+                notify(progress)
+    except KeyboardInterrupt:
+        report.interrupted = True
+        for claimed in pending:
+            publish_runtime(
+                store, claimed.item.cell, claimed.build, report.execution_id, clock.now(), "interrupted"
+            )
+            progress = report.cells[claimed.name]
+            progress.state, progress.detail = "failed", "interrupted"
+            notify(progress)
+    if report.published_runtimes:
+        public_url = store_public_url(store, config.public_base_url)
+        regenerate_derived(store, registry, config.enabled_platforms, public_url, clock.now())
 
 
 @dataclass

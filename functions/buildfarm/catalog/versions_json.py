@@ -7,6 +7,10 @@ Besides builds, versions.json keeps `failing`: failing[version][platform][arch] 
 newest decided build failed, with when and at which build it started failing, until a later
 build of the cell is published. Optional (a catalog without it has no failing cell), so older
 catalogs load and older publishers keep it as they keep any field they do not know.
+
+Runtimes (buildfarm.runtimes) are published under their own key, `runtimes`:
+runtimes[name][version][platform][arch] (RuntimeCatalogCell), so installers that read
+`python_versions` and `builds` never see them. Merged with the same conditional write.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from packaging.version import Version
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -64,6 +68,36 @@ class CatalogFailure(BaseModel):
     failed: str  # when that build was decided
     since_build: int = Field(ge=1)  # the first failed build since the cell last published
     since: str  # when that one was decided
+
+
+class RuntimePython(BaseModel):
+    """The Python build a runtime build was made from (build None: a tarball given by hand)."""
+
+    model_config = ConfigDict(extra="allow")
+    version: str
+    build: int | None = Field(default=None, ge=1)
+
+
+class RuntimeLock(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    kind: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class RuntimeCatalogCell(BaseModel):
+    """versions.json runtimes[name][version][platform][arch]: the newest published runtime build.
+    `requirements` is the lock's digest, so a planner decides from versions.json alone."""
+
+    model_config = ConfigDict(extra="allow")
+    build: int = Field(ge=1)
+    published: str
+    manifest: str
+    python: RuntimePython
+    requirements: RuntimeLock
+    artifacts: list[CatalogArtifact]
+
+
+RuntimeCell = tuple[str, str, str, str]  # (name, version, platform, arch)
 
 
 def empty_versions() -> dict[str, Any]:
@@ -220,6 +254,60 @@ def merge_failures(
     ), recorded
 
 
+RUNTIMES_FIELD = "runtimes"
+
+
+def runtime_cells(document: dict[str, Any]) -> dict[RuntimeCell, RuntimeCatalogCell]:
+    """Every published runtime cell; entries that do not parse are left out (a page or a plan
+    must not fail over one), so a catalog without the field has none."""
+    found: dict[RuntimeCell, RuntimeCatalogCell] = {}
+    runtimes = document.get(RUNTIMES_FIELD)
+    for name, versions in (runtimes if isinstance(runtimes, dict) else {}).items():
+        for version, platforms in (versions if isinstance(versions, dict) else {}).items():
+            for platform, arches in (platforms if isinstance(platforms, dict) else {}).items():
+                for arch, entry in (arches if isinstance(arches, dict) else {}).items():
+                    try:
+                        found[(name, version, platform, arch)] = RuntimeCatalogCell.model_validate(entry)
+                    except ValidationError:
+                        log.warning("versions.json: ignoring malformed runtime %s/%s/%s/%s",
+                                    name, version, platform, arch)  # fmt: skip
+    return found
+
+
+def merge_runtime_cells(
+    document: dict[str, Any], cells: dict[RuntimeCell, RuntimeCatalogCell], now: datetime
+) -> tuple[dict[str, Any], list[RuntimeCell]]:
+    """versions.json with runtime cells merged under `runtimes`: (new document, cells added or
+    replaced). As merge_cells: only a higher build replaces an entry; everything else is kept."""
+    merged = {**(document or empty_versions())}
+    runtimes = merged.get(RUNTIMES_FIELD)
+    entries: dict[RuntimeCell, Any] = {}
+    for name, versions in (runtimes if isinstance(runtimes, dict) else {}).items():
+        for version, platforms in versions.items():
+            for platform, arches in platforms.items():
+                for arch, entry in arches.items():
+                    entries[(name, version, platform, arch)] = entry
+    accepted: list[RuntimeCell] = []
+    for cell, entry in cells.items():
+        existing = entries.get(cell)
+        if (
+            isinstance(existing, dict)
+            and isinstance(existing.get("build"), int)
+            and existing["build"] >= entry.build
+        ):
+            continue
+        entries[cell] = entry.model_dump(mode="json")
+        accepted.append(cell)
+    if not accepted:
+        return document, []
+    nested: dict[str, Any] = {}
+    for (name, version, platform, arch), entry in sorted(entries.items()):
+        nested.setdefault(name, {}).setdefault(version, {}).setdefault(platform, {})[arch] = entry
+    merged[RUNTIMES_FIELD] = nested
+    merged["updated"] = iso(now)
+    return merged, accepted
+
+
 def read_versions(store: Store) -> tuple[dict[str, Any], str | None]:
     """(versions.json, etag) or (empty catalog, None) when nothing is published yet."""
     try:
@@ -237,12 +325,15 @@ def versions_etag(store: Store) -> str | None:
     return info.etag if info else None
 
 
+AnyCell = TypeVar("AnyCell", Cell, RuntimeCell)
+
+
 def _update_conditionally(
     store: Store,
-    merge: Callable[[dict[str, Any]], tuple[dict[str, Any], list[Cell]]],
+    merge: Callable[[dict[str, Any]], tuple[dict[str, Any], list[AnyCell]]],
     max_attempts: int,
     sleep: Callable[[float], None],
-) -> tuple[dict[str, Any], list[Cell]]:
+) -> tuple[dict[str, Any], list[AnyCell]]:
     """Read versions.json, merge, write with If-Match / If-None-Match; retried on conflict."""
     delay = 0.01
     for attempt in range(1, max_attempts + 1):
@@ -291,4 +382,18 @@ def record_failures(
     update_versions merges published ones; returns (document, cells recorded)."""
     return _update_conditionally(
         store, lambda document: merge_failures(document, failures, now), max_attempts, sleep
+    )
+
+
+def update_runtimes(
+    store: Store,
+    cells: dict[RuntimeCell, RuntimeCatalogCell],
+    now: datetime,
+    *,
+    max_attempts: int = 200,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[dict[str, Any], list[RuntimeCell]]:
+    """Merge runtime cells into versions.json's `runtimes`, as update_versions merges builds."""
+    return _update_conditionally(
+        store, lambda document: merge_runtime_cells(document, cells, now), max_attempts, sleep
     )

@@ -13,13 +13,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from buildfarm import clock
 from buildfarm.cli.plan import format_table, print_plan
+from buildfarm.cli.runtime_cmds import DEFINITIONS_ENV
 from buildfarm.config import DEFAULT_STORE, ConfigError, FarmConfig
 from buildfarm.errors import UsageError
 from buildfarm.farm import CellProgress, RunReport, run_farm
 from buildfarm.plan import new_execution_id, plan
 from buildfarm.platforms import Registry, load_registry
 from buildfarm.runners import RUNNER_CHOICES, host_arch, host_platform_id
+from buildfarm.runtimes.definitions import RuntimeDefinition, default_definitions, load_definitions
+from buildfarm.runtimes.farm_cells import RuntimeRunPlan, plan_run_runtimes
 from buildfarm.store import LocalStore, StoreError
 from buildfarm.workflow_input import (
     InputError,
@@ -67,6 +71,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--dry-run",
         action="store_true",
         help='print the plan and build nothing (like the input\'s "dry_run": true)',
+    )
+    parser.add_argument(
+        "--no-runtimes",
+        action="store_true",
+        help="build only Python cells (default: then the runtime cells of the same platforms and "
+        "arches, defined in $BUILDFARM_RUNTIMES or the repository's runtimes/)",
     )
     parser.set_defaults(func=run)
 
@@ -194,6 +204,9 @@ def _summary(report: RunReport) -> str:
         [where, "-", "-", "skipped", "-", f"no runner here: {why}"]
         for where, why in report.unbuildable.items()
     ]
+    if report.runtimes is not None:
+        rows += [[cell, build, "-", action, "-", why] for cell, build, action, why in
+                 _runtime_rows(report.runtimes, dry_run=False)]  # fmt: skip
     return (
         format_table(rows, ["CELL", "BUILD", "RUNNER", "RESULT", "TIME", "DETAIL"]) if rows else "(nothing)"
     )
@@ -238,9 +251,17 @@ def run(args: argparse.Namespace) -> int:
     config, raw, store = _setup(args, registry)
     try:
         request = parse_workflow_input(raw, config, registry)
+        definitions = None if args.no_runtimes else _runtime_definitions()
         if args.dry_run or request.dry_run:
             # Before any runner is chosen or the store is touched: nothing claimed or written.
-            return print_plan(plan({**raw, "dry_run": True}, store, config, new_execution_id()), store)
+            execution_id = new_execution_id()
+            if definitions:
+                where = {(p, a) for p in request.platforms or [] for a in request.arches or []}
+                _print_runtimes(plan_run_runtimes(
+                    store, definitions, where, execution_id=execution_id, now=clock.now(),
+                    ttl_seconds=config.claim_ttl_seconds, dry_run=True,
+                ))  # fmt: skip
+            return print_plan(plan({**raw, "dry_run": True}, store, config, execution_id), store)
         store.create()  # `run` makes its store; the read-only commands refuse a missing one
         log_dir = Path(tempfile.mkdtemp(prefix="buildfarm-run-"))
         print(f"buildfarm run: store {store.location}, logs {log_dir}", flush=True)
@@ -252,12 +273,39 @@ def run(args: argparse.Namespace) -> int:
             jobs=args.jobs,
             log_dir=log_dir,
             listener=ProgressPrinter(),
+            runtimes=definitions,
         )
     except InputError as error:
         raise UsageError(str(error)) from None
     except StoreError as error:
         raise UsageError(f"store {store.location}: {error}") from None
     return _report(report)
+
+
+def _runtime_definitions() -> list[RuntimeDefinition] | None:
+    """The runtime definitions a run builds: $BUILDFARM_RUNTIMES's, else the repository's
+    runtimes/ (None when there is no such directory: an installed farm without definitions)."""
+    named = os.environ.get(DEFINITIONS_ENV)
+    directory = Path(named) if named else default_definitions()
+    return load_definitions(directory) if named or directory.is_dir() else None
+
+
+def _runtime_rows(runtimes: RuntimeRunPlan, *, dry_run: bool) -> list[list[str]]:
+    """The runtime cells not in the run's cells: to build (dry run), held, waiting, current."""
+    rows = [[c.name, str(c.build), "build", c.item.reason] for c in runtimes.claimed] if dry_run else []
+    rows += [[cell, str(build), "skip", f"claimed by {holder}"] for cell, build, holder in runtimes.held]
+    rows += [["/".join(cell), "-", "wait", why] for cell, why in runtimes.plan.waiting]
+    rows += [["/".join(cell), "-", "skip", "current"] for cell in runtimes.plan.current]
+    return rows + [[name, "-", "skip", why] for name, why in runtimes.unresolved.items()]
+
+
+def _print_runtimes(runtimes: RuntimeRunPlan) -> None:
+    """A dry run's runtime cells (they are planned after the Python cells publish)."""
+    print(f"runtimes: {len(runtimes.claimed)} to build, {len(runtimes.plan.waiting)} waiting for "
+          f"their Python, {len(runtimes.plan.current)} current")  # fmt: skip
+    if rows := _runtime_rows(runtimes, dry_run=True):
+        print(format_table(rows, ["RUNTIME CELL", "BUILD", "ACTION", "WHY"]))
+    print()
 
 
 def _report(report: RunReport) -> int:
@@ -272,7 +320,7 @@ def _report(report: RunReport) -> int:
         print("\nnothing here can build the requested platforms", file=sys.stderr)
         return 1
     failed = len(report.failed)
-    published = len(report.published.published) if report.published else 0
+    published = (len(report.published.published) if report.published else 0) + len(report.published_runtimes)
     print(f"\n{published} published, {failed} failed, {len(report.plan.skipped)} skipped")
     if report.interrupted:
         return 130

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from buildfarm.catalog.versions_json import RuntimeCell  # noqa: F401 (re-exported)
 from buildfarm.layout import (  # noqa: F401 (re-exported for buildfarm.runtimes)
     BUILD_NUMBER,
     MANIFEST_FILE,
@@ -18,8 +19,6 @@ from buildfarm.layout import (  # noqa: F401 (re-exported for buildfarm.runtimes
     runtime_cell_name,
     runtime_claim_key,
 )
-
-RuntimeCell = tuple[str, str, str, str]  # (name, version, platform, arch)
 
 
 def runtime_manifest_key(artifact_dir: str) -> str:

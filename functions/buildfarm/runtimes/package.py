@@ -157,17 +157,22 @@ def _publish_files(store: Store, directory: str, files: list[Path], manifest: di
     return True
 
 
-def publish(store: Store, root: Path, manifest: dict[str, Any], work: Path) -> str:
-    """Package and publish at the next free build number (a lost race takes the next one);
-    returns the build's directory key."""
+def publish(store: Store, root: Path, manifest: dict[str, Any], work: Path, build: int | None = None) -> str:
+    """Package and publish at the next free build number (a lost race takes the next one), or
+    at `build` (the number a farm's claim gave; taken already: an error); returns the build's
+    directory key."""
     runtime = manifest["runtime"]
     cell = (runtime["name"], runtime["version"], manifest["platform"], manifest["arch"])
-    for _ in range(MAX_NUMBER_RACES):
-        manifest["build"] = max(build_numbers(store.list_children(runtime_cell_dir(*cell))), default=0) + 1
+    for _ in range(1 if build else MAX_NUMBER_RACES):
+        manifest["build"] = (
+            build or max(build_numbers(store.list_children(runtime_cell_dir(*cell))), default=0) + 1
+        )
         files = make_artifacts(root, manifest, work)
         kinds = ("tarball", package_format(manifest["platform"]))
         manifest["artifacts"] = [describe(path, kind) for path, kind in zip(files, kinds, strict=False)]
         directory = runtime_artifact_dir(*cell, manifest["build"])
         if _publish_files(store, directory, files, manifest):
             return directory
+    if build:
+        raise RuntimeBuildError(f"{runtime_artifact_dir(*cell, build)} exists already; nothing published")
     raise RuntimeBuildError(f"could not claim a build number under {runtime_cell_dir(*cell)}")

@@ -33,6 +33,7 @@ class RuntimeRequest:
     store: Store
     cache: Path  # uv's download cache
     python_tarball: Path | None = None  # instead of the store's newest published build
+    build: int | None = None  # the build number a farm's claim gave (else the next free one)
 
 
 def find_uv() -> str:
@@ -115,5 +116,5 @@ def build_runtime(request: RuntimeRequest) -> tuple[str, dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="buildfarm-runtime-") as temp:
         work = Path(temp)
         _, manifest = assemble(request, uv, work)
-        directory = publish(request.store, work / "root", manifest, work)
+        directory = publish(request.store, work / "root", manifest, work, request.build)
     return directory, manifest

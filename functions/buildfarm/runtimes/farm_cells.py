@@ -1,0 +1,149 @@
+"""Runtime cells in a farm run: after the run's Python cells are published, plan the runtime
+cells of the run's platforms and arches (planning.plan_runtimes over versions.json), claim each
+one to build (a claim marker under claims/runtimes/, as Python cells are claimed), build it
+(runtime_build, in this process) and publish it (runtimes.publish).
+
+plan_run_runtimes only reads in a dry run; otherwise it writes nothing but the claims.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from buildfarm.catalog.versions_json import RuntimeCell, read_versions, runtime_cells
+from buildfarm.claims import ClaimOutcome, Liveness, claim_marker, unknown_liveness
+from buildfarm.errors import BuildfarmError
+from buildfarm.runtimes.definitions import RuntimeDefinition
+from buildfarm.runtimes.keys import (
+    RUNTIME_CACHE_DIR,
+    build_numbers,
+    runtime_cell_dir,
+    runtime_claim_key,
+)
+from buildfarm.runtimes.planning import RuntimePlan, RuntimePlanItem, plan_runtimes
+from buildfarm.runtimes.publish import RuntimeOutcome, publish_runtime
+from buildfarm.runtimes.runtime_build import RuntimeRequest, build_runtime
+from buildfarm.store import LocalStore, Store
+from buildfarm.verify import short
+
+
+@dataclass(frozen=True)
+class ClaimedRuntime:
+    """A runtime cell this run builds, at the build number its claim gave."""
+
+    item: RuntimePlanItem
+    definition: RuntimeDefinition
+    build: int
+
+    @property
+    def name(self) -> str:
+        return self.item.name
+
+
+@dataclass
+class RuntimeRunPlan:
+    plan: RuntimePlan
+    claimed: list[ClaimedRuntime] = field(default_factory=list)
+    held: list[tuple[str, int, str]] = field(default_factory=list)  # (cell, build, by whom)
+    unresolved: dict[str, str] = field(default_factory=dict)  # definition -> why no version
+
+
+def in_run(plan: RuntimePlan, where: set[tuple[str, str]]) -> RuntimePlan:
+    """The plan's cells on the run's (platform, arch) pairs only."""
+
+    def wanted(cell: RuntimeCell) -> bool:
+        return (cell[2], cell[3]) in where
+
+    return RuntimePlan(
+        build=[item for item in plan.build if wanted(item.cell)],
+        waiting=[(cell, why) for cell, why in plan.waiting if wanted(cell)],
+        current=[cell for cell in plan.current if wanted(cell)],
+    )
+
+
+def _versions(definitions: list[RuntimeDefinition]) -> tuple[dict[str, str], dict[str, str]]:
+    """({name: resolved version}, {name: why it has none}) (version = "git-tag" needs a tag)."""
+    resolved, unresolved = {}, {}
+    for definition in definitions:
+        try:
+            resolved[definition.name] = definition.resolved_version()
+        except BuildfarmError as error:
+            unresolved[definition.name] = str(error)
+    return resolved, unresolved
+
+
+def next_build(store: Store, cell: RuntimeCell, published: int) -> int:
+    """Past the published build and every number already under the cell's folder."""
+    return max(published, *build_numbers(store.list_children(runtime_cell_dir(*cell))), 0) + 1
+
+
+def plan_run_runtimes(
+    store: Store,
+    definitions: list[RuntimeDefinition],
+    where: set[tuple[str, str]],
+    *,
+    execution_id: str,
+    now: datetime,
+    ttl_seconds: int,
+    dry_run: bool,
+    is_running: Liveness = unknown_liveness,
+) -> RuntimeRunPlan:
+    """Plan the run's runtime cells from versions.json and claim the ones to build (a dry run
+    claims nothing: `claimed` then holds the numbers a run would take)."""
+    versions, unresolved = _versions(definitions)
+    usable = [definition for definition in definitions if definition.name in versions]
+    document, _ = read_versions(store)
+    published = {cell: entry.model_dump(mode="json") for cell, entry in runtime_cells(document).items()}
+    plan = in_run(plan_runtimes(usable, document, published, versions), where)
+    result = RuntimeRunPlan(plan, unresolved=unresolved)
+    by_name = {definition.name: definition for definition in usable}
+    for item in plan.build:
+        floor = next_build(store, item.cell, published.get(item.cell, {}).get("build", 0)) - 1
+        if dry_run:
+            outcome = ClaimOutcome(cell=item.name, status="claimed", build=floor + 1)
+        else:
+            outcome = claim_marker(
+                store, runtime_claim_key(*item.cell), item.name, execution_id=execution_id,
+                plan_id=execution_id, published_build=floor, now=now, ttl_seconds=ttl_seconds,
+                marker_exists=store.exists(runtime_claim_key(*item.cell)), is_running=is_running,
+            )  # fmt: skip
+        if outcome.status == "claimed":
+            result.claimed.append(ClaimedRuntime(item, by_name[item.cell[0]], outcome.build))
+        else:
+            result.held.append((item.name, outcome.build, f"{outcome.holder} until {outcome.expires_at}"))
+    return result
+
+
+def default_cache(store: Store) -> Path:
+    """uv's download cache: in a directory store (runtimes/.cache/uv, never served), shared by
+    every build from it; beside an S3 store, a local one."""
+    if isinstance(store, LocalStore):
+        return store.root / RUNTIME_CACHE_DIR
+    return Path.home() / ".cache" / "buildfarm" / "uv"
+
+
+def build_claimed(
+    store: Store,
+    claimed: ClaimedRuntime,
+    execution_id: str,
+    now: Callable[[], datetime],
+    cache: Path | None = None,
+) -> RuntimeOutcome:
+    """Build one claimed runtime cell here and publish it; a failed build is a failed outcome
+    (its claim released), never an exception that would stop the run's other cells."""
+    _, version, platform, arch = claimed.item.cell
+    request = RuntimeRequest(
+        definition=claimed.definition, version=version, platform=platform, arch=arch, store=store,
+        cache=cache or default_cache(store), build=claimed.build,
+    )  # fmt: skip
+    failure = ""
+    try:
+        build_runtime(request)
+    except Exception as error:  # a runtime's own failure (a bad lock, PyPI down): this cell fails
+        failure = short(
+            str(error) if isinstance(error, BuildfarmError) else f"{type(error).__name__}: {error}"
+        )
+    return publish_runtime(store, claimed.item.cell, claimed.build, execution_id, now(), failure)

@@ -1,0 +1,104 @@
+"""Is a runtime build the claimed one, complete in the store? The runtime twin of
+buildfarm.verify: verify_runtime reads the build's manifest.json, checks that it names the
+claimed cell and build, and that every artifact it lists is in the store with the manifest's
+sha256 and size. Nothing here writes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from buildfarm.catalog.versions_json import CatalogArtifact, RuntimeCatalogCell, RuntimeCell
+from buildfarm.models import ManifestArtifact
+from buildfarm.releases import iso
+from buildfarm.runtimes.keys import runtime_artifact_dir, runtime_manifest_key
+from buildfarm.store import Store, StoreError, StoreNotFound, check_key
+from buildfarm.verify import short
+
+
+class RuntimeName(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    version: str
+
+
+class RuntimeManifest(BaseModel):
+    """The fields of a runtime's manifest.json (manifest.schema.json) that publishing checks."""
+
+    model_config = ConfigDict(extra="allow")
+    runtime: RuntimeName
+    platform: str
+    arch: str
+    build: int = Field(ge=1)
+    python: dict[str, Any]
+    requirements: dict[str, Any]
+    artifacts: list[ManifestArtifact] = Field(min_length=1)
+
+
+def _read(store: Store, directory: str) -> RuntimeManifest | str:
+    try:
+        raw, _ = store.read_json(runtime_manifest_key(directory))
+    except StoreNotFound:
+        return "no manifest.json"
+    except (StoreError, ValueError) as error:
+        return short(f"manifest.json unreadable: {error}")
+    try:
+        return RuntimeManifest.model_validate(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        return short(f"manifest.json invalid: {'.'.join(map(str, first['loc']))}: {first['msg']}")
+
+
+def _artifact(store: Store, directory: str, artifact: ManifestArtifact) -> CatalogArtifact | str:
+    key = f"{directory}/{artifact.file}"
+    try:
+        if "/" in artifact.file:
+            raise StoreError(f"artifact file name {artifact.file!r} contains '/'")
+        check_key(key)
+        sha256, size = store.verify_sha256_and_size(key)
+    except StoreNotFound:
+        return short(f"artifact {artifact.file} is missing from the store")
+    except StoreError as error:
+        return short(f"artifact {artifact.file}: {error}")
+    if (sha256, size) != (artifact.sha256, artifact.size):
+        return short(f"artifact {artifact.file}: sha256/size {sha256}/{size} differ from the manifest's")
+    return CatalogArtifact(type=artifact.type, key=key, sha256=sha256, size=size)
+
+
+def verify_runtime(
+    store: Store, cell: RuntimeCell, build: int, now: datetime
+) -> tuple[RuntimeCatalogCell | None, str]:
+    """(versions.json entry, "") if runtimes/<cell>/<build>/ holds the manifest of exactly that
+    cell and build and every artifact it lists verifies, else (None, the reason)."""
+    directory = runtime_artifact_dir(*cell, build)
+    manifest = _read(store, directory)
+    if isinstance(manifest, str):
+        return None, manifest
+    recorded = (manifest.runtime.name, manifest.runtime.version, manifest.platform, manifest.arch)
+    if recorded != cell or manifest.build != build:
+        named = "/".join(recorded)
+        return None, short(
+            f"manifest.json is of {named} build {manifest.build}, not build {build} of this cell"
+        )
+    artifacts = []
+    for artifact in manifest.artifacts:
+        verified = _artifact(store, directory, artifact)
+        if isinstance(verified, str):
+            return None, verified
+        artifacts.append(verified)
+    try:
+        entry = RuntimeCatalogCell(
+            build=build,
+            published=iso(now),
+            manifest=runtime_manifest_key(directory),
+            python={key: manifest.python.get(key) for key in ("version", "build")},
+            requirements={key: manifest.requirements.get(key) for key in ("kind", "sha256")},
+            artifacts=artifacts,
+        )
+    except ValidationError as error:
+        first = error.errors()[0]
+        return None, short(f"manifest.json invalid: {'.'.join(map(str, first['loc']))}: {first['msg']}")
+    return entry, ""
