@@ -1,5 +1,8 @@
 """install.sh at the store's root: buildfarm/installer/install.sh with the store's public URL
-baked in as its default.
+baked in as its default, and the fingerprints of the store's signing keys (keys/keys.json), so
+that it checks signatures without a --pubkey. Served from the same place as what it checks, the
+baked key does not stop whoever can rewrite install.sh, but it does stop a swap of artifacts,
+SHA256SUMS or versions.json alone, and it is what a user pins (`--pubkey SHA256:<hex>`).
 
 The baked-in URL doubles as the record of the base URL the derived files were last written
 for: a publish with nothing new compares it (one read) to decide whether the store moved.
@@ -9,25 +12,71 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import resources
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from buildfarm.layout import INSTALLER_KEY
-from buildfarm.store import Store, StoreNotFound
+from buildfarm.store import Store, StoreError, StoreNotFound
 
 log = logging.getLogger(__name__)
 
 INSTALLER_PLACEHOLDER = "@BASE_URL@"
+FINGERPRINTS_PLACEHOLDER = "@KEY_FINGERPRINTS@"
+KEYS_INDEX_KEY = "keys/keys.json"
+"""The store's list of signing keys (the signing contract, issue 15)."""
+KEY_FINGERPRINT = re.compile(r"SHA256:[0-9a-f]{64}")  # fullmatch; inert in a shell string
+_WHOLE_FINGERPRINT = f"^{KEY_FINGERPRINT.pattern}$"  # pydantic's (Rust) regex: $ is the very end
+_FINGERPRINTS_LINE = re.compile(r'^BAKED_FINGERPRINTS="([^"\n]*)"$', re.MULTILINE)
 # The base URL is baked into a shell script: only characters that are inert in a
 # double-quoted bash string are accepted.
 SHELL_INERT_URL = re.compile(r"(https?|file)://[][A-Za-z0-9._~%+/:@=-]+")  # fullmatch: no newline
 _DEFAULT_LINE = re.compile(r'^DEFAULT_BASE_URL="([^"\n]*)"$', re.MULTILINE)
 
 
-def render_installer(base_url: str) -> bytes:
+class _ListedKey(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    fingerprint: str = Field(pattern=_WHOLE_FINGERPRINT)
+
+
+class _KeysIndex(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    current: str = Field(pattern=_WHOLE_FINGERPRINT)
+    keys: list[_ListedKey]
+
+
+def store_fingerprints(store: Store) -> list[str]:
+    """The fingerprints ("SHA256:<hex>") of the store's signing keys in keys/keys.json, the
+    current key first, then the others (rotated-out keys still verify older builds); [] for
+    an unsigned store. StoreError naming the file if it is not a keys list."""
+    try:
+        document, _ = store.read_json(KEYS_INDEX_KEY)
+    except StoreNotFound:
+        return []
+    try:
+        index = _KeysIndex.model_validate(document)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        where = "/".join(str(part) for part in problem["loc"])
+        raise StoreError(f"{store.url(KEYS_INDEX_KEY)}: {where}: {problem['msg']}") from None
+    listed = [key.fingerprint for key in index.keys]
+    return [index.current, *(name for name in dict.fromkeys(listed) if name != index.current)]
+
+
+def render_installer(base_url: str, fingerprints: Sequence[str] = ()) -> bytes:
     """install.sh with its default store URL set to base_url (left unset, so the script asks
-    for --base-url, if base_url has characters a shell could act on)."""
+    for --base-url, if base_url has characters a shell could act on), and the signing keys it
+    checks by default set to fingerprints (none: it checks signatures only with --pubkey)."""
     script = (resources.files("buildfarm") / "installer" / "install.sh").read_text()
+    for name in fingerprints:
+        if not KEY_FINGERPRINT.fullmatch(name):
+            raise ValueError(f"not a key fingerprint: {name!r}")
+    script = script.replace(
+        f'BAKED_FINGERPRINTS="{FINGERPRINTS_PLACEHOLDER}"',
+        f'BAKED_FINGERPRINTS="{" ".join(fingerprints)}"',
+        1,
+    )
     base_url = base_url.rstrip("/")
     if SHELL_INERT_URL.fullmatch(base_url):
         script = script.replace(
@@ -46,6 +95,14 @@ def embedded_base_url(script: bytes) -> str | None:
     return match.group(1)
 
 
+def embedded_fingerprints(script: bytes) -> list[str]:
+    """The key fingerprints an install.sh checks signatures with by default."""
+    match = _FINGERPRINTS_LINE.search(script.decode(errors="replace"))
+    if match is None or match.group(1) == FINGERPRINTS_PLACEHOLDER:
+        return []
+    return match.group(1).split()
+
+
 def installer_base(public_url: Callable[[str], str]) -> str:
     """The base URL (no trailing '/') that public_url puts in front of every key."""
     return public_url(INSTALLER_KEY).removesuffix(INSTALLER_KEY).rstrip("/")
@@ -58,9 +115,15 @@ def read_installer(store: Store) -> bytes | None:
         return None
 
 
+def wanted_installer(store: Store, public_url: Callable[[str], str]) -> bytes:
+    """install.sh as this store should serve it: for its public URL and its signing keys."""
+    return render_installer(installer_base(public_url), store_fingerprints(store))
+
+
 def publish_installer(store: Store, public_url: Callable[[str], str]) -> bool:
-    """Put install.sh at the store's root unless the same script is already there."""
-    wanted = render_installer(installer_base(public_url))
+    """Put install.sh at the store's root unless the same script is already there (keys/ must
+    be published first: a new key is baked in by the next publish)."""
+    wanted = wanted_installer(store, public_url)
     if read_installer(store) == wanted:
         return False
     store.put(INSTALLER_KEY, wanted, content_type="text/x-shellscript; charset=utf-8")

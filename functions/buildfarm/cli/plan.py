@@ -9,6 +9,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from buildfarm.catalog import VERSIONS_KEY, iter_cells, read_versions
+from buildfarm.catalog.install_script import store_fingerprints
 from buildfarm.config import ConfigError, FarmConfig
 from buildfarm.errors import UsageError
 from buildfarm.store import LocalStore, Store, StoreError, open_store
@@ -114,6 +115,15 @@ def print_plan(result: Plan, store: Store, *, as_json: bool = False) -> int:
     return 0
 
 
+def signing_keys_line(fingerprints: list[str]) -> str:
+    """What status says about the keys that sign the store (keys/keys.json, current first)."""
+    if not fingerprints:
+        return "signing key: none (unsigned store)"
+    current, *older = fingerprints
+    line = f"signing key: {current}"
+    return line + (f" (older keys still listed: {', '.join(older)})" if older else "")
+
+
 def run_status(args: argparse.Namespace) -> int:
 
     _, store = _config_and_store(args)
@@ -121,6 +131,10 @@ def run_status(args: argparse.Namespace) -> int:
         document, etag = read_versions(store)
     except (StoreError, ValueError) as error:
         raise UsageError(f"{store.url(VERSIONS_KEY)}: {error}") from None
+    try:
+        fingerprints = store_fingerprints(store)
+    except StoreError as error:
+        raise UsageError(str(error)) from None
 
     cells = [
         {
@@ -137,6 +151,7 @@ def run_status(args: argparse.Namespace) -> int:
                 "store": store.location,
                 "updated": document.get("updated"),
                 "python_versions": document.get("python_versions", []),
+                "signing_keys": fingerprints,
                 "cells": cells,
             },
             sys.stdout,
@@ -146,6 +161,7 @@ def run_status(args: argparse.Namespace) -> int:
         return 0
     if etag is None:
         print(f"nothing published yet in {store.location}")
+        print(signing_keys_line(fingerprints))
         return 0
 
     builds = document.get("builds") or {}
@@ -159,6 +175,7 @@ def run_status(args: argparse.Namespace) -> int:
             row.append(f"#{entry['build']}" if entry else "-")
         rows.append(row)
     print(f"store: {store.location}    updated: {document.get('updated')}")
+    print(signing_keys_line(fingerprints))
     print(f"{len(cells)} published cells, {len(document.get('python_versions', []))} versions")
     print()
     print(format_table(rows, header))

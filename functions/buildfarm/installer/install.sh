@@ -2,24 +2,37 @@
 # Python Build Farm quick installer.
 #
 #   curl -fsSL <base>/install.sh | bash -s -- [--version 3.13.5 | --version 3.13 | --list] [--prefix DIR]
+#                                              [--pubkey FILE|SHA256:<hex>]
 #
 # Detects this machine's platform (/etc/os-release) and arch, reads <base>/versions.json,
 # verifies the artifact's sha256 and installs the newest build of the chosen version:
 # the .deb/.rpm through the system package manager (so dependencies resolve), or with
 # --prefix the relocatable tarball under DIR.
+#
+# When a signing key is pinned (--pubkey, else the keys baked in at publishing), nothing is
+# trusted before openssl has verified, with that key, the signature of versions.json and of
+# the build's SHA256SUMS, and the artifact's sha256 agrees with both.
 set -euo pipefail
 
 # Publishing (buildfarm run, buildfarm reindex --base-url) fills this in with the store's
 # public base URL; BUILDFARM_BASE_URL and --base-url override it.
 DEFAULT_BASE_URL="@BASE_URL@"
+# Publishing also fills in the fingerprints of the store's signing keys (keys/keys.json), so
+# a swap of artifacts, checksums or catalog alone is refused; --pubkey overrides them.
+BAKED_FINGERPRINTS="@KEY_FINGERPRINTS@"
 
 usage() {
   local published="$DEFAULT_BASE_URL"
   if [[ "$published" == "@BASE_URL@" ]]; then
     published="(none: this copy was not published by a farm)"
   fi
+  local baked="$BAKED_FINGERPRINTS"
+  if [[ "$baked" == "@KEY_FINGERPRINTS@" || -z "$baked" ]]; then
+    baked="(none: signatures are checked only with --pubkey)"
+  fi
   cat <<USAGE
 Usage: install.sh [--version VERSION | --list] [--prefix DIR] [--base-url URL]
+                  [--pubkey FILE|SHA256:<hex> ...] [--skip-signatures]
 
   --version VERSION  install this Python version (3.13.5), or the newest of a series (3.13)
                      (default: the newest built for this machine)
@@ -29,6 +42,13 @@ Usage: install.sh [--version VERSION | --list] [--prefix DIR] [--base-url URL]
   --base-url URL     where the farm's store is served. Default: \$BUILDFARM_BASE_URL, else
                      the URL this script was published for:
                      $published
+  --pubkey KEY       trust only what this signing key signed: a PEM public key FILE, or a
+                     fingerprint SHA256:<hex> (as \`buildfarm status\` shows it) whose key is
+                     fetched from the store's keys/ and checked. Repeat it to pin several keys
+                     (a key rotation). Needs openssl. Default: the keys this script was
+                     published with:
+                     $baked
+  --skip-signatures  do not check signatures (the sha256s of versions.json alone)
   -h, --help         show this help
 
 Environment:
@@ -47,6 +67,8 @@ version=""
 list_only=0
 prefix=""
 base_url="${BUILDFARM_BASE_URL:-$DEFAULT_BASE_URL}"
+pubkeys=()
+skip_signatures=0
 
 while (($#)); do
   case "$1" in
@@ -57,6 +79,9 @@ while (($#)); do
     --prefix=*) prefix="${1#*=}"; shift ;;
     --base-url) (($# >= 2)) || die "--base-url needs a value"; base_url="$2"; shift 2 ;;
     --base-url=*) base_url="${1#*=}"; shift ;;
+    --pubkey) (($# >= 2)) || die "--pubkey needs a value"; pubkeys+=("$2"); shift 2 ;;
+    --pubkey=*) pubkeys+=("${1#*=}"); shift ;;
+    --skip-signatures) skip_signatures=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument '$1'" ;;
   esac
@@ -67,6 +92,9 @@ case "$base_url" in
   "@BASE_URL@" | "") die "no store URL: pass --base-url URL (or set BUILDFARM_BASE_URL)" ;;
   *) die "base URL '$base_url' must start with http://, https:// or file://" ;;
 esac
+if ((skip_signatures && ${#pubkeys[@]})); then
+  die "--pubkey and --skip-signatures contradict each other: pass one"
+fi
 if [[ -n "$version" && ! "$version" =~ ^3\.[0-9]+(\.[0-9]+((a|b|rc)[0-9]+)?)?$ ]]; then
   die "malformed version '$version' (expected e.g. 3.13.5, 3.14.0rc2 or a series, 3.13)"
 fi
@@ -123,11 +151,11 @@ detect_arch() {
 
 # --- fetching and reading the catalog ---------------------------------------------------
 
-fetch() { # URL DEST
+fetch() { # URL DEST [MESSAGE if it cannot be downloaded]
   if command -v curl >/dev/null 2>&1; then
-    curl -fsSL --retry 3 -o "$2" "$1" || die "download failed: $1"
+    curl -fsSL --retry 3 -o "$2" "$1" || die "${3:-download failed: $1}"
   elif command -v wget >/dev/null 2>&1; then
-    wget -q -O "$2" "$1" || die "download failed: $1"
+    wget -q -O "$2" "$1" || die "${3:-download failed: $1}"
   else
     die "neither curl nor wget is installed"
   fi
@@ -180,14 +208,94 @@ json_flatten() {
   '
 }
 
+# --- signatures --------------------------------------------------------------------------
+# Each pinned key is a PEM file $workdir/keys/<hex>.pem, <hex> its fingerprint: the SHA-256
+# of its DER SubjectPublicKeyInfo (as buildfarm names keys).
+
+# The fingerprint hex of a PEM public key file; fails for anything else.
+key_fingerprint() {
+  local hex
+  hex=$(openssl pkey -pubin -in "$1" -outform DER 2>/dev/null | sha256sum | cut -d' ' -f1) || return 1
+  printf '%s' "$hex"
+}
+
+pin_key_file() { # FILE
+  [[ -f "$1" && -r "$1" ]] || die "--pubkey '$1': no such readable file"
+  local hex
+  hex=$(key_fingerprint "$1") || die "--pubkey '$1': not a PEM public key"
+  cp "$1" "$workdir/keys/$hex.pem"
+}
+
+pin_fingerprint() { # SHA256:<hex> WHERE-IT-CAME-FROM: fetch keys/<hex>.pub, check it is that key
+  local hex="${1#SHA256:}" actual
+  if [[ "$1" != SHA256:* || ! "$hex" =~ ^[0-9a-f]{64}$ ]]; then
+    die "$2 '$1' is not a key fingerprint (SHA256: and 64 lowercase hex digits, as buildfarm status shows)"
+  fi
+  fetch "$base_url/keys/$hex.pub" "$workdir/keys/$hex.pem" \
+    "the store has no key $1 ($base_url/keys/$hex.pub: download failed); nothing installed"
+  actual=$(key_fingerprint "$workdir/keys/$hex.pem") ||
+    die "keys/$hex.pub is not a PEM public key; nothing installed"
+  [[ "$actual" == "$hex" ]] ||
+    die "keys/$hex.pub is key SHA256:$actual, not the pinned $1; nothing installed"
+}
+
+# Pins the keys named by --pubkey, else those baked in at publishing; signed=1 if any.
+pin_keys() {
+  local sources=("${pubkeys[@]}") where="--pubkey" source
+  signed=0
+  ((skip_signatures == 0)) || return 0
+  if ((${#sources[@]} == 0)) && [[ "$BAKED_FINGERPRINTS" != "@KEY_FINGERPRINTS@" ]]; then
+    read -r -a sources <<<"$BAKED_FINGERPRINTS"
+    where="the published key"
+  fi
+  ((${#sources[@]})) || return 0
+  command -v openssl >/dev/null 2>&1 || die "a signing key is pinned ($where ${sources[*]}) but openssl is not installed: install the openssl package and rerun (or pass --skip-signatures to trust the sha256s alone)"
+  mkdir "$workdir/keys"
+  for source in "${sources[@]}"; do
+    case "$source" in
+      SHA256:*) pin_fingerprint "$source" "$where" ;;
+      *) pin_key_file "$source" ;;
+    esac
+  done
+  signed=1
+}
+
+pinned_names() { # the pinned keys' fingerprints, for messages
+  local key names=()
+  for key in "$workdir"/keys/*.pem; do
+    key="${key##*/}"
+    names+=("SHA256:${key%.pem}")
+  done
+  printf '%s' "${names[*]}"
+}
+
+verify_signed() { # FILE URL NAME [HINT]: FILE (downloaded from URL) is signed by a pinned key
+  local key
+  fetch "$2.sig" "$1.sig" "$3 has no signature ($2.sig: download failed); nothing installed"
+  for key in "$workdir"/keys/*.pem; do
+    if openssl dgst -sha256 -verify "$key" -signature "$1.sig" "$1" >/dev/null 2>&1; then
+      key="${key##*/}"
+      say "signature verified: $3 (key SHA256:${key%.pem})"
+      return 0
+    fi
+  done
+  die "$3 is not signed by the pinned key ($(pinned_names)): refusing it${4:-}; nothing installed"
+}
+
 # --- main -------------------------------------------------------------------------------
 
 platform=$(detect_platform)
 arch=$(detect_arch)
 workdir=$(mktemp -d)
 trap 'rm -rf "$workdir"' EXIT
+pin_keys
 
 fetch "$base_url/versions.json" "$workdir/versions.json"
+if ((signed)); then
+  # A CDN may serve a fresh versions.json with a stale .sig for its cache time.
+  verify_signed "$workdir/versions.json" "$base_url/versions.json" versions.json \
+    " (if the store was updated in the last minutes, retry later)"
+fi
 json_flatten <"$workdir/versions.json" >"$workdir/catalog.tsv"
 
 # Versions newest first (python_versions keeps that order) that have a build for this cell.
@@ -268,14 +376,32 @@ read -r key sha256 < <(awk -F'\t' -v prefix="$cell/artifacts/" -v want="$want_ty
 [[ "$key" =~ ^builds/[A-Za-z0-9._/+-]+$ && "$key" != *..* ]] || die "refusing suspicious artifact key '$key'"
 [[ "$sha256" =~ ^[0-9a-f]{64}$ ]] || die "versions.json has no valid sha256 for $key"
 
-file="$workdir/${key##*/}"
+name="${key##*/}"
+if ((signed)); then
+  # The build's SHA256SUMS, signed when it was published, must vouch for the same sha256.
+  sums="${key%/*}/SHA256SUMS"
+  fetch "$base_url/$sums" "$workdir/SHA256SUMS" \
+    "$sums: download failed (a build published before signing has none); nothing installed"
+  verify_signed "$workdir/SHA256SUMS" "$base_url/$sums" "$sums"
+  listed=$(awk -v name="$name" '{ n = $2; sub(/^\*/, "", n) } n == name { print $1; exit }' "$workdir/SHA256SUMS")
+  [[ -n "$listed" ]] || die "$sums does not list $name; nothing installed"
+  [[ "$listed" == "$sha256" ]] ||
+    die "$name: versions.json says sha256 $sha256 but the signed $sums says $listed; nothing installed"
+fi
+
+file="$workdir/$name"
 say "downloading Python $version build $build for $platform/$arch ($want_type)"
 fetch "$base_url/$key" "$file"
 actual=$(sha256sum "$file" | cut -d' ' -f1)
 if [[ "$actual" != "$sha256" ]]; then
-  die "checksum mismatch for ${key##*/}: expected $sha256, got $actual; not installing"
+  die "checksum mismatch for $name: expected $sha256, got $actual; not installing"
 fi
-say "sha256 verified"
+if ((signed)); then
+  say "sha256 verified (against versions.json and the signed SHA256SUMS)"
+else
+  say "sha256 verified"
+  say "signatures not checked: no signing key is pinned (pass --pubkey FILE|SHA256:<hex>)"
+fi
 
 case "$want_type" in
   tarball)
