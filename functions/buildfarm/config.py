@@ -40,6 +40,11 @@ BUDGET_MARGIN = 0.5
 _S3_STORE = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\x00-\x1f]*)?", re.ASCII)
 _INTEGER = re.compile(r"[0-9]{1,12}", re.ASCII)
 _DECIMAL = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,6})?", re.ASCII)
+# A KMS key id (UUID or mrk-...), its ARN, an alias name or alias ARN.
+_KMS_KEY = re.compile(
+    r"(arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:(key|alias)/|alias/)[A-Za-z0-9/_-]{1,256}|[A-Za-z0-9-]{1,64}",
+    re.ASCII,
+)
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
@@ -260,11 +265,23 @@ class FarmConfig(WorkflowSettings):
     releases_timeout_seconds: float = Field(10.0, gt=0)
     public_base_url: Annotated[str | None, Env("BUILDFARM_PUBLIC_BASE_URL")] = None
     claim_ttl_seconds: Annotated[int, Env("BUILDFARM_CLAIM_TTL_SECONDS")] = Field(14400, ge=60)
+    # Who signs what the publish side writes (buildfarm.attest.farm_signer): the cloud's KMS
+    # key (an id, ARN or alias/...) when set, else a key file (None: `buildfarm run` uses and
+    # creates ~/.config/buildfarm/signing-key.pem; a Lambda without either refuses to publish).
+    kms_key_id: Annotated[str | None, Env("BUILDFARM_KMS_KEY_ID")] = None
+    signing_key: Annotated[str | None, Env("BUILDFARM_SIGNING_KEY")] = None
 
     @field_validator("enabled_platforms")
     @classmethod
     def _platforms(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
         return known_platforms(value, info)
+
+    @field_validator("kms_key_id")
+    @classmethod
+    def _kms_key(cls, value: str | None) -> str | None:
+        if value is not None and not _KMS_KEY.fullmatch(value):
+            raise ValueError(f"{value!r} is not a KMS key id, key ARN or alias/NAME")
+        return value
 
     @field_validator("public_base_url")
     @classmethod

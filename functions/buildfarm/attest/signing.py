@@ -145,6 +145,7 @@ class KmsSigner:
     def __init__(self, kms_client: Any, key_id: str) -> None:
         self._kms = kms_client
         self.key_id = key_id
+        self._public_key_pem: bytes | None = None
 
     def sign(self, data: bytes) -> bytes:
         response = self._kms.sign(
@@ -156,6 +157,11 @@ class KmsSigner:
         return bytes(response["Signature"])
 
     def public_key_pem(self) -> bytes:
+        if self._public_key_pem is None:  # one GetPublicKey per signer, however often asked
+            self._public_key_pem = self._fetch_public_key()
+        return self._public_key_pem
+
+    def _fetch_public_key(self) -> bytes:
         response = self._kms.get_public_key(KeyId=self.key_id)
         key = serialization.load_der_public_key(bytes(response["PublicKey"]))
         pem = key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)

@@ -20,7 +20,7 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from packaging.version import Version
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -29,6 +29,9 @@ from buildfarm.layout import VERSIONS_KEY, Cell
 from buildfarm.releases import iso
 from buildfarm.store import Store, StoreConflict, StoreNotFound
 from buildfarm.versions import sort_newest_first
+
+if TYPE_CHECKING:
+    from buildfarm.attest.signing import Signer
 
 log = logging.getLogger(__name__)
 
@@ -333,8 +336,10 @@ def _update_conditionally(
     merge: Callable[[dict[str, Any]], tuple[dict[str, Any], list[AnyCell]]],
     max_attempts: int,
     sleep: Callable[[float], None],
+    signer: Signer | None = None,
 ) -> tuple[dict[str, Any], list[AnyCell]]:
-    """Read versions.json, merge, write with If-Match / If-None-Match; retried on conflict."""
+    """Read versions.json, merge, write with If-Match / If-None-Match; retried on conflict.
+    With a signer, versions.json.sig follows the write (buildfarm.attest.store_keys)."""
     delay = 0.01
     for attempt in range(1, max_attempts + 1):
         document, etag = read_versions(store)
@@ -348,6 +353,10 @@ def _update_conditionally(
                 store.put_json(VERSIONS_KEY, merged, if_match=etag)
             if attempt > 1:
                 log.info("versions.json updated after %d attempts", attempt)
+            if signer is not None:
+                from buildfarm.attest.store_keys import sign_versions_json  # cryptography, lazily
+
+                sign_versions_json(store, signer)
             return merged, accepted
         except StoreConflict:
             # Someone else published in between: back off with jitter, re-read, re-merge.
@@ -363,10 +372,11 @@ def update_versions(
     *,
     max_attempts: int = 200,
     sleep: Callable[[float], None] = time.sleep,
+    signer: Signer | None = None,
 ) -> tuple[dict[str, Any], list[Cell]]:
     """Merge cells into versions.json with If-Match / If-None-Match, retried on conflict."""
     return _update_conditionally(
-        store, lambda document: merge_cells(document, cells, now), max_attempts, sleep
+        store, lambda document: merge_cells(document, cells, now), max_attempts, sleep, signer
     )
 
 
@@ -377,11 +387,12 @@ def record_failures(
     *,
     max_attempts: int = 200,
     sleep: Callable[[float], None] = time.sleep,
+    signer: Signer | None = None,
 ) -> tuple[dict[str, Any], list[Cell]]:
     """Record failed builds ({cell: (build, reason)}) under versions.json's `failing`, as
     update_versions merges published ones; returns (document, cells recorded)."""
     return _update_conditionally(
-        store, lambda document: merge_failures(document, failures, now), max_attempts, sleep
+        store, lambda document: merge_failures(document, failures, now), max_attempts, sleep, signer
     )
 
 
@@ -392,8 +403,9 @@ def update_runtimes(
     *,
     max_attempts: int = 200,
     sleep: Callable[[float], None] = time.sleep,
+    signer: Signer | None = None,
 ) -> tuple[dict[str, Any], list[RuntimeCell]]:
     """Merge runtime cells into versions.json's `runtimes`, as update_versions merges builds."""
     return _update_conditionally(
-        store, lambda document: merge_runtime_cells(document, cells, now), max_attempts, sleep
+        store, lambda document: merge_runtime_cells(document, cells, now), max_attempts, sleep, signer
     )

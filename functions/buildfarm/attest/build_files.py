@@ -1,0 +1,246 @@
+"""What the publish side writes into a build directory once the build verified (COMMON
+contract, DESIGN "Store layout"), all create-only:
+
+    sbom.cdx.json        CycloneDX, from manifest.json's sbom_facts and the planned spec
+    provenance.json      in-toto / SLSA v1, from the planned spec and manifest.json
+    SHA256SUMS           the artifacts, manifest.json, sbom.cdx.json and provenance.json
+    SHA256SUMS.sig       \
+    provenance.json.sig  / DER ECDSA P-256 over SHA-256 of the file (openssl dgst -verify)
+
+The checksums of the artifacts are the ones the publish side verified (buildfarm.verify), not
+the builder's word. Publishing may run twice (a dead publisher is run again): a file already
+there with the same bytes is kept, a signature already there that verifies with a listed key
+is kept; anything else there is an AttestationError naming the file.
+
+sign_build_dir is the part any build directory needs (runtimes too): documents, SHA256SUMS and
+the signatures; attest_build adds the SBOM and provenance of a CPython build.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from buildfarm.errors import BuildfarmError
+from buildfarm.store import Store, StoreConflict, StoreNotFound
+
+from .provenance import PROVENANCE_FILE, Dependency, ProvenanceFacts, Subject, render_statement
+from .sbom import SBOM_FILE, SbomFacts, SourceFacts, make_sbom
+from .signing import SIGNATURE_SUFFIX, Signer, verify_signature
+
+log = logging.getLogger(__name__)
+
+SUMS_FILE = "SHA256SUMS"
+MANIFEST_FILE = "manifest.json"
+SIGNED_DOCUMENTS = (SUMS_FILE, PROVENANCE_FILE)
+"""The files that get a detached signature of their own."""
+BUILDER_ID = "urn:python-build-farm:publisher"
+"""runDetails.builder.id: the farm's control plane, which writes (and signs) the provenance."""
+SIGNATURE_TYPE = "application/octet-stream"
+CONTENT_TYPES = {
+    SUMS_FILE: "text/plain; charset=utf-8",
+    SBOM_FILE: "application/vnd.cyclonedx+json",
+    PROVENANCE_FILE: "application/json",
+}
+
+
+class AttestationError(BuildfarmError):
+    """A build directory that cannot be attested as it is (the message names the file)."""
+
+
+def sums_text(files: Mapping[str, str]) -> bytes:
+    """sha256sum's format, sorted by name: "<sha256>  <name>\\n" per file."""
+    return "".join(f"{files[name]}  {name}\n" for name in sorted(files)).encode()
+
+
+def put_create_only(store: Store, key: str, data: bytes) -> None:
+    """Create key with data; an object already there with these bytes is kept."""
+    name = key.rsplit("/", 1)[-1]
+    try:
+        store.put(key, data, if_none_match=True, content_type=CONTENT_TYPES.get(name))
+        return
+    except StoreConflict:
+        pass
+    existing, _ = store.read(key)
+    if existing != data:
+        raise AttestationError(f"{name} is already in {key.rsplit('/', 1)[0]} with other content")
+
+
+def put_signature(
+    store: Store, key: str, data: bytes, signer: Signer, known_keys: Callable[[], list[bytes]]
+) -> None:
+    """Create <key>.sig, the signature of data; one already there is kept if it verifies with
+    a known key (ECDSA signatures differ each time: a rerun cannot compare bytes)."""
+    signature_key = key + SIGNATURE_SUFFIX
+    name = signature_key.rsplit("/", 1)[-1]
+    try:
+        store.put(signature_key, signer.sign(data), if_none_match=True, content_type=SIGNATURE_TYPE)
+        return
+    except StoreConflict:
+        pass
+    existing, _ = store.read(signature_key)
+    if verify_signature(data, existing, known_keys()) is None:
+        raise AttestationError(f"{name} is already there and is not a signature of it by a listed key")
+
+
+def sign_build_dir(
+    store: Store,
+    artifact_dir: str,
+    files: Mapping[str, str],
+    signer: Signer | None,
+    *,
+    documents: Mapping[str, bytes] | None = None,
+    known_keys: Callable[[], list[bytes]] | None = None,
+) -> None:
+    """Write documents (name -> bytes) into artifact_dir, then SHA256SUMS over files (name ->
+    verified sha256) and the documents, then SHA256SUMS.sig and provenance.json.sig (when it
+    is a document), create-only. signer None: everything but the signatures (a later run with
+    a key adds them). known_keys: the public keys an existing signature may be by (default:
+    the signer's). AttestationError names a file already there that differs."""
+    documents = dict(documents or {})
+    listed = dict(files)
+    for name, data in sorted(documents.items()):
+        put_create_only(store, f"{artifact_dir}/{name}", data)
+        listed[name] = hashlib.sha256(data).hexdigest()
+    sums = sums_text(listed)
+    put_create_only(store, f"{artifact_dir}/{SUMS_FILE}", sums)
+    if signer is None:
+        log.warning("%s: no signing key configured: SHA256SUMS and provenance.json unsigned", artifact_dir)
+        return
+    keys = known_keys or (lambda: [signer.public_key_pem()])
+    put_signature(store, f"{artifact_dir}/{SUMS_FILE}", sums, signer, keys)
+    if PROVENANCE_FILE in documents:
+        put_signature(store, f"{artifact_dir}/{PROVENANCE_FILE}", documents[PROVENANCE_FILE], signer, keys)
+
+
+# -- a CPython build's SBOM and provenance -----------------------------------------------------
+
+
+def _timestamp(text: Any, what: str) -> datetime.datetime:
+    if not isinstance(text, str):
+        raise AttestationError(f"{MANIFEST_FILE}: no {what}")
+    try:
+        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise AttestationError(f"{MANIFEST_FILE}: {what} {text!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise AttestationError(f"{MANIFEST_FILE}: {what} {text!r} has no time zone")
+    return moment
+
+
+def build_times(manifest: Mapping[str, Any]) -> tuple[datetime.datetime, datetime.datetime]:
+    """(started, finished): built_at ends the phases the timings measure (upload follows)."""
+    finished = _timestamp(manifest.get("built_at"), "built_at")
+    timings = manifest.get("timings")
+    timings = timings if isinstance(timings, dict) else {}
+    seconds = sum(value for value in timings.values() if isinstance(value, int | float))
+    return finished - datetime.timedelta(seconds=seconds), finished
+
+
+def signature_status(record: Any) -> str:
+    """manifest.json's source_signature as the SBOM and provenance state it."""
+    if not isinstance(record, dict) or not record.get("status"):
+        return "not checked"
+    if record["status"] == "verified" and record.get("fingerprint"):
+        return f"verified by {record['fingerprint']}"
+    return str(record["status"])
+
+
+def sbom_document(manifest: Mapping[str, Any], spec: Mapping[str, Any]) -> bytes:
+    """sbom.cdx.json of a build, from the planned spec and manifest.json's sbom_facts."""
+    facts = manifest.get("sbom_facts")
+    if not isinstance(facts, dict) or not facts:
+        raise AttestationError(f"{MANIFEST_FILE}: no sbom_facts (a builder older than the SBOM?)")
+    source = spec["source"]
+    try:
+        sbom = SbomFacts(
+            python_version=spec["version"],
+            platform=spec["platform"],
+            arch=spec["arch"],
+            build=spec["build"],
+            distro_id=facts.get("distro_id"),
+            distro_version=facts.get("distro_version"),
+            source=SourceFacts(
+                url=source["url"],
+                sha256=source["sha256"],
+                signature=signature_status(manifest.get("source_signature")),
+            ),
+            bundled=facts.get("bundled") or (),
+            linked=facts.get("linked") or (),
+            toolchain=facts.get("toolchain") or (),
+            created=build_times(manifest)[1],
+        )
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(map(str, first["loc"]))
+        raise AttestationError(f"{MANIFEST_FILE}: sbom_facts: {where}: {first['msg']}") from None
+    return make_sbom(sbom).encode()
+
+
+def _image(reference: Any) -> Dependency:
+    """The builder image as a resolved dependency, with its digest when the reference pins one."""
+    uri = reference if isinstance(reference, str) and reference else "unknown"
+    digest = uri.rsplit("@sha256:", 1)[1] if "@sha256:" in uri else None
+    if digest is not None and (len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest)):
+        digest = None
+    return Dependency(uri=uri, name="builder-image", sha256=digest)
+
+
+def provenance_document(
+    manifest: Mapping[str, Any], spec: Mapping[str, Any], subjects: Mapping[str, str]
+) -> bytes:
+    """provenance.json: the planned spec, the source, the builder image, the execution, the
+    times from manifest.json, and the subjects (name -> verified sha256)."""
+    started, finished = build_times(manifest)
+    source = spec["source"]
+    internal = {key: manifest[key] for key in ("driver_version", "driver_python") if manifest.get(key)}
+    signature = signature_status(manifest.get("source_signature"))
+    facts = ProvenanceFacts(
+        subjects=tuple(Subject(name=name, sha256=sha256) for name, sha256 in sorted(subjects.items())),
+        spec=dict(spec),
+        internal=internal,
+        source=Dependency(
+            uri=source["url"],
+            name=source["url"].split("?", 1)[0].rsplit("/", 1)[-1],
+            sha256=source["sha256"],
+            annotations={"signature": signature},
+        ),
+        builder_image=_image(manifest.get("builder_image")),
+        builder_id=BUILDER_ID,
+        builder_version={"driver": str(internal["driver_version"])} if "driver_version" in internal else {},
+        invocation_id=spec["execution_id"],
+        started_on=started,
+        finished_on=finished,
+    )
+    return render_statement(facts).encode()
+
+
+def attest_build(
+    store: Store,
+    spec: Mapping[str, Any],
+    artifacts: Mapping[str, str],
+    signer: Signer | None,
+    known_keys: Callable[[], list[bytes]] | None = None,
+) -> None:
+    """Write a verified CPython build's SBOM, provenance, SHA256SUMS and signatures.
+
+    spec: the planned spec (JSON form); artifacts: file name -> the sha256 the publish side
+    verified. manifest.json is read here, once, and hashed as read."""
+    artifact_dir = spec["artifact_dir"]
+    try:
+        manifest_data, _ = store.read(f"{artifact_dir}/{MANIFEST_FILE}")
+    except StoreNotFound:
+        raise AttestationError(f"{MANIFEST_FILE} is missing") from None
+    manifest = json.loads(manifest_data)  # verify_cell parsed these very bytes
+    files = {**artifacts, MANIFEST_FILE: hashlib.sha256(manifest_data).hexdigest()}
+    documents = {
+        SBOM_FILE: sbom_document(manifest, spec),
+        PROVENANCE_FILE: provenance_document(manifest, spec, files),
+    }
+    sign_build_dir(store, artifact_dir, files, signer, documents=documents, known_keys=known_keys)

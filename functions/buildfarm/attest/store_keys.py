@@ -1,0 +1,144 @@
+"""The store root's signed files (COMMON contract):
+
+    versions.json.sig   the catalog's detached signature, rewritten after every versions.json write
+    keys/<hex>.pub      each public key (PEM SubjectPublicKeyInfo); hex = its fingerprint
+    keys/keys.json      {"schema_version": 1, "current": "SHA256:<hex>",
+                         "keys": [{"fingerprint": "SHA256:<hex>", "file": "keys/<hex>.pub"}, ...]}
+
+A key, once listed, stays listed (rotation: old signatures keep verifying). Two publishers may
+write versions.json and its signature in crossing order: sign_versions_json signs again until
+versions.json did not change meanwhile, and Finalize (ensure_catalog_signed) re-signs a
+signature that does not verify, so the last word is always a good signature.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any
+
+from buildfarm.layout import VERSIONS_KEY
+from buildfarm.store import Store, StoreConflict, StoreError, StoreNotFound
+
+from .build_files import AttestationError, put_create_only
+from .signing import FINGERPRINT_PREFIX, SIGNATURE_SUFFIX, Signer, SigningError, fingerprint, verify_signature
+
+log = logging.getLogger(__name__)
+
+KEYS_PREFIX = "keys/"
+KEYS_INDEX_KEY = f"{KEYS_PREFIX}keys.json"
+VERSIONS_SIGNATURE_KEY = f"{VERSIONS_KEY}{SIGNATURE_SUFFIX}"
+SCHEMA_VERSION = 1
+MAX_ROUNDS = 20
+_published: set[tuple[str, str]] = set()  # (store location, fingerprint) listed by this process
+_published_lock = threading.Lock()
+
+
+def public_key_key(key_fingerprint: str) -> str:
+    """keys/<64 hex>.pub of a "SHA256:<hex>" fingerprint."""
+    return f"{KEYS_PREFIX}{key_fingerprint.removeprefix(FINGERPRINT_PREFIX)}.pub"
+
+
+def read_keys_index(store: Store) -> tuple[dict[str, Any], str | None]:
+    """(keys/keys.json, etag), or an empty index and None when the store has none."""
+    try:
+        document, etag = store.read_json(KEYS_INDEX_KEY)
+    except StoreNotFound:
+        return {"schema_version": SCHEMA_VERSION, "current": None, "keys": []}, None
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise AttestationError(f"{KEYS_INDEX_KEY}: not a key list")
+    return document, etag
+
+
+def listed_public_keys(store: Store) -> list[bytes]:
+    """The PEM of every key keys/keys.json lists, each checked against its fingerprint."""
+    document, _ = read_keys_index(store)
+    keys = []
+    for entry in document["keys"]:
+        listed = entry.get("fingerprint") if isinstance(entry, dict) else None
+        if not isinstance(listed, str):
+            continue
+        try:
+            pem, _ = store.read(public_key_key(listed))
+            if fingerprint(pem) == listed:
+                keys.append(pem)
+        except (StoreError, SigningError):
+            log.warning("%s: key %s is unreadable or does not match its fingerprint", KEYS_INDEX_KEY, listed)
+    return keys
+
+
+def _with_key(document: dict[str, Any], key_fingerprint: str) -> dict[str, Any]:
+    keys = [entry for entry in document["keys"] if isinstance(entry, dict)]
+    if all(entry.get("fingerprint") != key_fingerprint for entry in keys):
+        keys.append({"fingerprint": key_fingerprint, "file": public_key_key(key_fingerprint)})
+    return {**document, "schema_version": SCHEMA_VERSION, "current": key_fingerprint, "keys": keys}
+
+
+def publish_key(store: Store, signer: Signer) -> str:
+    """keys/<hex>.pub of the signer's key and its entry in keys/keys.json as the current key
+    (added if absent, none dropped; conditional writes, retried). Returns its fingerprint."""
+    pem = signer.public_key_pem()
+    key_fingerprint = fingerprint(pem)
+    put_create_only(store, public_key_key(key_fingerprint), pem)
+    for _ in range(MAX_ROUNDS):
+        document, etag = read_keys_index(store)
+        updated = _with_key(document, key_fingerprint)
+        if updated == document:
+            break
+        data = json.dumps(updated, indent=2, sort_keys=True).encode() + b"\n"
+        try:
+            if etag is None:
+                store.put(KEYS_INDEX_KEY, data, if_none_match=True, content_type="application/json")
+            else:
+                store.put(KEYS_INDEX_KEY, data, if_match=etag, content_type="application/json")
+            break
+        except StoreConflict:
+            continue  # another publisher listed a key meanwhile: merge again
+    else:
+        raise AttestationError(f"{KEYS_INDEX_KEY}: gave up after {MAX_ROUNDS} conflicting writes")
+    with _published_lock:
+        _published.add((store.location, key_fingerprint))
+    return key_fingerprint
+
+
+def _sign_current_versions(store: Store, signer: Signer) -> bool:
+    """Sign versions.json as it is now; True when it did not change meanwhile."""
+    try:
+        data, etag = store.read(VERSIONS_KEY)
+    except StoreNotFound:
+        return True
+    store.put(VERSIONS_SIGNATURE_KEY, signer.sign(data), content_type="application/octet-stream")
+    info = store.head(VERSIONS_KEY)
+    return info is not None and info.etag == etag
+
+
+def sign_versions_json(store: Store, signer: Signer) -> None:
+    """versions.json.sig for versions.json as it is now (after a write), signed again while
+    versions.json changes under it; the signer's key listed under keys/ (once per process)."""
+    with _published_lock:
+        listed = (store.location, fingerprint(signer.public_key_pem())) in _published
+    if not listed:
+        publish_key(store, signer)
+    for _ in range(MAX_ROUNDS):
+        if _sign_current_versions(store, signer):
+            return
+    log.warning("versions.json kept changing while it was signed; Finalize signs it again")
+
+
+def ensure_catalog_signed(store: Store, signer: Signer) -> list[str]:
+    """Finalize's check: the signer's key is listed, and versions.json.sig verifies with a
+    listed key (signed again if not: two publishers' writes crossed). Returns the keys written."""
+    publish_key(store, signer)
+    try:
+        data, _ = store.read(VERSIONS_KEY)
+    except StoreNotFound:
+        return []
+    try:
+        signature, _ = store.read(VERSIONS_SIGNATURE_KEY)
+    except StoreNotFound:
+        signature = b""
+    if signature and verify_signature(data, signature, listed_public_keys(store)) is not None:
+        return []
+    sign_versions_json(store, signer)
+    return [VERSIONS_SIGNATURE_KEY]
