@@ -1,0 +1,204 @@
+"""Runtime cells in a farm run, without building one: verify_runtime's verdicts (table),
+publish_runtime (merged into versions.json's runtimes, claim released, failed builds not
+merged), and plan_run_runtimes (only the run's platforms and arches; claimed with a number
+past what is in the store; a cell another live run holds is skipped; a dry run writes nothing).
+Fast: a directory store, no network."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from buildfarm.catalog.versions_json import read_versions, runtime_cells
+from buildfarm.claims import Claim
+from buildfarm.layout import VERSIONS_KEY
+from buildfarm.runtimes.definitions import load_definition
+from buildfarm.runtimes.farm_cells import plan_run_runtimes
+from buildfarm.runtimes.keys import runtime_artifact_dir, runtime_claim_key
+from buildfarm.runtimes.publish import publish_runtime
+from buildfarm.runtimes.verify import verify_runtime
+from buildfarm.store import LocalStore
+
+NOW = datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC)
+CELL = ("svc", "2.1.0", "debian-12", "x86_64")
+HASH = "--hash=sha256:" + "ab" * 32
+TOML = """name = "svc"
+version = "2.1.0"
+python = "3.13"
+requirements = "svc/requirements.txt"
+prefix = "/opt/runtimes/svc/2.1.0"
+platforms = ["debian-12", "ubuntu-2404"]
+arches = ["x86_64", "aarch64"]
+"""
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalStore:
+    store = LocalStore(tmp_path / "store")
+    store.create()
+    return store
+
+
+def put_build(store: LocalStore, build: int = 1, changes: dict | None = None) -> dict:
+    """A runtime build as runtimes.package publishes it: artifacts, then manifest.json."""
+    directory = runtime_artifact_dir(*CELL, build)
+    tarball = b"a runtime tarball"
+    store.put(f"{directory}/runtime-svc.tar.gz", tarball)
+    manifest = {
+        "runtime": {"name": "svc", "version": "2.1.0", "prefix": "/opt/runtimes/svc/2.1.0"},
+        "platform": "debian-12",
+        "arch": "x86_64",
+        "build": build,
+        "python": {"version": "3.13.5", "build": 1, "tarball": "builds/...", "sha256": "ef" * 32},
+        "requirements": {"kind": "requirements.txt", "file": "svc/requirements.txt", "sha256": "cd" * 32},
+        "artifacts": [
+            {
+                "type": "tarball",
+                "file": "runtime-svc.tar.gz",
+                "sha256": hashlib.sha256(tarball).hexdigest(),
+                "size": len(tarball),
+            },
+        ],
+        **(changes or {}),
+    }
+    store.put_json(f"{directory}/manifest.json", manifest)
+    return manifest
+
+
+def test_a_complete_build_verifies_into_its_catalog_entry(store) -> None:
+    put_build(store)
+    entry, reason = verify_runtime(store, CELL, 1, NOW)
+    assert reason == "" and entry is not None
+    assert entry.python.model_dump() == {"version": "3.13.5", "build": 1}
+    assert entry.requirements.model_dump() == {"kind": "requirements.txt", "sha256": "cd" * 32}
+    assert entry.manifest == "runtimes/svc/2.1.0/debian-12/x86_64/1/manifest.json"
+    assert [a.key for a in entry.artifacts] == ["runtimes/svc/2.1.0/debian-12/x86_64/1/runtime-svc.tar.gz"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "tamper", "reason"),
+    [
+        (None, None, "no manifest.json"),
+        ({"build": 2}, None, "manifest.json is of svc/2.1.0/debian-12/x86_64 build 2, not build 1"),
+        ({"arch": "aarch64"}, None, "manifest.json is of svc/2.1.0/debian-12/aarch64 build 1"),
+        ({"artifacts": []}, None, "manifest.json invalid: artifacts"),
+        ({}, b"another tarball", "artifact runtime-svc.tar.gz: sha256/size"),
+        ({}, "delete", "artifact runtime-svc.tar.gz is missing from the store"),
+    ],
+    ids=["no-manifest", "other-build", "other-cell", "no-artifacts", "changed-artifact", "missing-artifact"],
+)
+def test_what_does_not_verify_says_why(store, changes, tamper, reason) -> None:
+    if changes is not None:
+        put_build(store, changes=changes)
+    key = f"{runtime_artifact_dir(*CELL, 1)}/runtime-svc.tar.gz"
+    if tamper == "delete":
+        store.delete(key)
+    elif tamper:
+        (store.root / key).write_bytes(tamper)
+    entry, why = verify_runtime(store, CELL, 1, NOW)
+    assert entry is None and why.startswith(reason), why
+
+
+def claim(store: LocalStore, execution_id: str, build: int, expires: datetime) -> None:
+    marker = Claim(
+        cell="svc/2.1.0/debian-12/x86_64",
+        execution_id=execution_id,
+        plan_id=execution_id,
+        build=build,
+        claimed_at="2026-11-22T09:00:00Z",
+        expires_at=expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+    store.put_json(runtime_claim_key(*CELL), marker.model_dump(mode="json"))
+
+
+def test_publishing_merges_a_verified_build_and_releases_the_claim(store) -> None:
+    put_build(store)
+    claim(store, "run-1", 1, NOW + timedelta(hours=1))
+    outcome = publish_runtime(store, CELL, 1, "run-1", NOW)
+    assert outcome.status == "published"
+    document, _ = read_versions(store)
+    assert runtime_cells(document)[CELL].build == 1 and document["python_versions"] == []
+    released, _ = store.read_json(runtime_claim_key(*CELL))
+    assert released["released"] is True and released["build"] == 1
+    assert publish_runtime(store, CELL, 1, "run-1", NOW).status == "published"  # idempotent
+
+
+def test_a_failed_build_is_not_merged_even_if_its_files_are_there(store) -> None:
+    put_build(store)
+    claim(store, "run-1", 1, NOW + timedelta(hours=1))
+    outcome = publish_runtime(store, CELL, 1, "run-1", NOW, failure="installing the requirements failed: x")
+    assert (outcome.status, outcome.reason) == ("failed", "installing the requirements failed: x")
+    assert not store.exists(VERSIONS_KEY)
+    assert store.read_json(runtime_claim_key(*CELL))[0]["released"] is True
+
+
+def write_store_with_python(store: LocalStore, platforms: list[str]) -> None:
+    builds = {
+        "3.13.5": {
+            platform: {"x86_64": {"build": 1, "published": "2026-11-22T09:00:00Z", "manifest": "m",
+                                  "artifacts": [{"type": "tarball", "key": "k", "sha256": "ab" * 32,
+                                                 "size": 1}]}}
+            for platform in platforms
+        }
+    }  # fmt: skip
+    store.put_json(VERSIONS_KEY, {"schema_version": 1, "updated": None, "python_versions": ["3.13.5"],
+                                  "builds": builds})  # fmt: skip
+
+
+@pytest.fixture
+def definition(tmp_path: Path):
+    (tmp_path / "defs" / "svc").mkdir(parents=True)
+    (tmp_path / "defs" / "svc" / "requirements.txt").write_text(f"six==1.17.0 {HASH}\n")
+    (tmp_path / "defs" / "svc.toml").write_text(TOML)
+    return load_definition(tmp_path / "defs" / "svc.toml")
+
+
+def plan(store, definition, where, **options):
+    options = {"execution_id": "run-2", "now": NOW, "ttl_seconds": 3600, "dry_run": False, **options}
+    return plan_run_runtimes(store, [definition], where, **options)
+
+
+def test_only_the_runs_cells_are_planned_and_claimed_past_what_the_store_holds(store, definition) -> None:
+    write_store_with_python(store, ["debian-12"])
+    store.put(f"{runtime_artifact_dir(*CELL, 3)}/runtime-svc.tar.gz", b"left by a dead build")
+    where = {("debian-12", "x86_64"), ("ubuntu-2404", "x86_64")}
+    result = plan(store, definition, where)
+    assert [(c.name, c.build, c.item.reason) for c in result.claimed] == [
+        ("svc/2.1.0/debian-12/x86_64", 4, "not built yet")
+    ]
+    assert result.plan.waiting == [
+        (("svc", "2.1.0", "ubuntu-2404", "x86_64"), "no published Python 3.13 for ubuntu-2404/x86_64")
+    ]
+    marker, _ = store.read_json(runtime_claim_key(*CELL))
+    assert (marker["execution_id"], marker["build"]) == ("run-2", 4)
+    # A published, current cell is not planned again.
+    put_build(store, 4, {"requirements": {"kind": "requirements.txt", "sha256": definition.lock_sha256()}})
+    assert publish_runtime(store, CELL, 4, "run-2", NOW).status == "published"
+    again = plan(store, definition, {("debian-12", "x86_64")}, execution_id="run-3")
+    assert again.claimed == [] and again.plan.current == [CELL]
+
+
+def test_a_cell_another_live_run_holds_is_skipped_and_a_dry_run_writes_nothing(store, definition) -> None:
+    write_store_with_python(store, ["debian-12"])
+    claim(store, "run-1", 1, NOW + timedelta(hours=1))
+    held = plan(store, definition, {("debian-12", "x86_64")})
+    assert held.claimed == [] and held.held == [
+        ("svc/2.1.0/debian-12/x86_64", 1, "run-1 until 2026-11-22T11:00:00Z")
+    ]
+    store.delete(runtime_claim_key(*CELL))
+    before = sorted(path for path in store.root.rglob("*"))
+    dry = plan(store, definition, {("debian-12", "x86_64")}, dry_run=True)
+    assert [(c.name, c.build) for c in dry.claimed] == [("svc/2.1.0/debian-12/x86_64", 1)]
+    assert sorted(path for path in store.root.rglob("*")) == before
+
+
+def test_an_expired_claim_of_a_dead_run_is_taken_over_with_the_next_number(store, definition) -> None:
+    write_store_with_python(store, ["debian-12"])
+    claim(store, "run-1", 1, NOW - timedelta(minutes=1))
+    result = plan(store, definition, {("debian-12", "x86_64")})
+    assert [(c.name, c.build) for c in result.claimed] == [("svc/2.1.0/debian-12/x86_64", 2)]
+    assert json.loads((store.root / runtime_claim_key(*CELL)).read_text())["execution_id"] == "run-2"
