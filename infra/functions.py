@@ -24,6 +24,7 @@ from buildfarm.platforms import registry_path
 from infra.config import InfraConfig
 from infra.log_groups import log_group
 from infra.nag import acknowledge, acknowledge_wildcards, logical_id
+from infra.signing import KMS_KEY_VARIABLE, SigningKey
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 POWERTOOLS_LAYER = "AWSLambdaPowertoolsPythonV3-python314-arm64"
@@ -35,26 +36,31 @@ FINALIZE_HANDLER = "buildfarm.handlers.publish.finalize_handler"
 METRICS_NAMESPACE = "PythonBuildFarm"
 
 # Store keys each function reads, writes (PutObject) and deletes (functions/buildfarm: plan.py,
-# claims.py, releases.py, publish.py, verify.py, catalog.py, recovery.py). Only the publishing
-# functions write versions.json; none writes under builds/ or logs/ (the builder's).
+# claims.py, releases.py, publish.py, verify.py, catalog.py, recovery.py, attest/). Only the
+# publishing functions write versions.json, its signature and keys/; under builds/ they write
+# only the publish side's files (SBOM, provenance, SHA256SUMS, signatures), none under logs/.
 # Key patterns, from the store layout (buildfarm.layout).
 _VERSIONS, _RELEASES, _INSTALLER = layout.VERSIONS_KEY, layout.RELEASES_KEY, layout.INSTALLER_KEY
 _BUILDS, _LOGS = under(layout.BUILDS_PREFIX), under(layout.LOGS_PREFIX)
 _CLAIMS, _PLANS, _RUNS = under(layout.CLAIMS_PREFIX), under(layout.PLANS_PREFIX), under(layout.RUNS_PREFIX)
+# What signing a build and the catalog writes: builds/*/SHA256SUMS, ..., keys/*, versions.json.sig.
+PUBLISHER_BUILD_KEYS = tuple(f"{_BUILDS}/{name}" for name in layout.PUBLISHER_BUILD_FILES)
+_SIGNED = (*PUBLISHER_BUILD_KEYS, layout.VERSIONS_SIGNATURE_KEY, under(layout.KEYS_PREFIX))
+_STORE_SIGNATURES = (layout.VERSIONS_SIGNATURE_KEY, under(layout.KEYS_PREFIX))
 PLAN_KEYS = {
     "reads": (_VERSIONS, _RELEASES, _CLAIMS, _RUNS),
     "writes": (_RELEASES, _CLAIMS, _PLANS, _RUNS),
     "deletes": (_RUNS,),
 }
 PUBLISH_CELL_KEYS = {
-    "reads": (_VERSIONS, _BUILDS, _LOGS, _CLAIMS),
-    "writes": (_VERSIONS, _CLAIMS, _PLANS),
+    "reads": (_VERSIONS, _BUILDS, _LOGS, _CLAIMS, *_STORE_SIGNATURES),
+    "writes": (_VERSIONS, _CLAIMS, _PLANS, *_SIGNED),
     "deletes": (),
 }
 _DERIVED = (under(layout.DOWNLOAD_METADATA_PREFIX), *layout.DERIVED_KEYS)
 FINALIZE_KEYS = {
-    "reads": (_VERSIONS, _PLANS, _BUILDS, _LOGS, _CLAIMS, _INSTALLER),
-    "writes": (_VERSIONS, _CLAIMS, _PLANS, *_DERIVED),
+    "reads": (_VERSIONS, _PLANS, _BUILDS, _LOGS, _CLAIMS, _INSTALLER, *_STORE_SIGNATURES),
+    "writes": (_VERSIONS, _CLAIMS, _PLANS, *_DERIVED, *_SIGNED),
     "deletes": (_RUNS,),
 }
 # Recover finalizes ended runs: Finalize's access, plus reading the open-run markers.
@@ -95,6 +101,7 @@ class FarmFunctions(Construct):
         config: InfraConfig,
         bucket: s3.IBucket,
         public_base_url: str,
+        signing_key: SigningKey,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -112,26 +119,43 @@ class FarmFunctions(Construct):
             **config.lambda_environment(),
         }
 
-        def function(name: str, handler: str, timeout: Duration, description: str) -> lambda_.Function:
-            return self._function(name, handler, timeout, description, config, code, layer, environment)
+        # The functions that publish (publish_cell, publish, recover) sign with the stack's key.
+        signing = {**environment, KMS_KEY_VARIABLE: signing_key.key.key_arn}
+
+        def function(
+            name: str, handler: str, timeout: Duration, description: str, env: dict[str, str] = environment
+        ) -> lambda_.Function:
+            return self._function(name, handler, timeout, description, config, code, layer, env)
 
         self.recover = function(
-            "Recover", RECOVER_HANDLER, Duration.minutes(15), "Finalizes the runs whose execution ended"
+            "Recover",
+            RECOVER_HANDLER,
+            Duration.minutes(15),
+            "Finalizes the runs whose execution ended",
+            signing,
         )
         self.plan = function(
             "Plan", PLAN_HANDLER, Duration.minutes(5), "Validates the input and writes the build plan"
         )
         self.publish_cell = function(
-            "PublishCell", PUBLISH_CELL_HANDLER, Duration.minutes(5), "Verifies and publishes one built cell"
+            "PublishCell",
+            PUBLISH_CELL_HANDLER,
+            Duration.minutes(5),
+            "Verifies, signs and publishes one built cell",
+            signing,
         )
         self.finalize = function(
             "Finalize",
             FINALIZE_HANDLER,
             Duration.minutes(15),
-            "Decides the rest of a run, writes the catalogs",
+            "Decides the rest of a run, writes and signs the catalogs",
+            signing,
         )
         self.all = (self.recover, self.plan, self.publish_cell, self.finalize)
+        self.publishers = (self.recover, self.publish_cell, self.finalize)
         self._grant_store(bucket)
+        for fn in self.publishers:
+            signing_key.grant_signing(fn.role)
 
     def _function(
         self,
@@ -203,7 +227,8 @@ class FarmFunctions(Construct):
         )
         acknowledge_wildcards(
             fn.role,
-            [f"<{logical_id(bucket)}.Arn>/{key}" for key in keys if key.endswith("*")],
-            f"{', '.join(actions)} limited to named store prefixes; the keys below them are per "
-            "cell, build, plan or platform and only known at run time (none of its writes is under builds/).",
+            [f"<{logical_id(bucket)}.Arn>/{key}" for key in keys if "*" in key],
+            f"{', '.join(actions)} limited to named store prefixes and file names; the keys are per "
+            "cell, build, plan, platform or signing key and only known at run time (its only writes "
+            "under builds/ are the publish side's SHA256SUMS, SBOM, provenance and .sig files).",
         )

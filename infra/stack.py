@@ -6,13 +6,14 @@ from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
 from buildfarm.platforms import Registry
-from buildfarm.workflow_names import Outputs
+from buildfarm.workflow_names import Outputs, signing_key_alias
 from infra.alarms import Alarms
 from infra.batch import BuildBatch
 from infra.builder_images import BuilderImages
 from infra.config import InfraConfig
 from infra.functions import FarmFunctions
 from infra.schedule import Schedule
+from infra.signing import SigningKey
 from infra.storage_cdn import StorageCdn
 from infra.workflow import BuildWorkflow
 
@@ -38,12 +39,18 @@ class BuildFarmStack(Stack):
             images=self.images,
             bucket=self.storage.bucket,
         )
+        # Issue 15: the publish side signs with a KMS key; the builder can neither use the key
+        # nor write the files the publish side signs.
+        self.signing_key = SigningKey(self, "Signing", alias_name=signing_key_alias(self.stack_name))
+        self.signing_key.refuse(self.batch.job_role)
+        self.storage.refuse_publisher_files(self.batch.job_role)
         self.functions = FarmFunctions(
             self,
             "Functions",
             config=config,
             bucket=self.storage.bucket,
             public_base_url=self.storage.public_base_url,
+            signing_key=self.signing_key,
         )
         self.workflow = BuildWorkflow(
             self,
@@ -61,3 +68,5 @@ class BuildFarmStack(Stack):
         CfnOutput(self, Outputs.BUCKET_NAME, value=self.storage.bucket.bucket_name, description="The store")
         CfnOutput(self, Outputs.CDN_DOMAIN, value=self.storage.distribution.distribution_domain_name,
                   description="Serves versions.json, builds/, index.html, install.sh")  # fmt: skip
+        CfnOutput(self, Outputs.SIGNING_KEY_ARN, value=self.signing_key.key.key_arn,
+                  description="The signing key: aws kms get-public-key --key-id <this>")  # fmt: skip

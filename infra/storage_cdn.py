@@ -20,6 +20,14 @@ PUBLISHED_BUILDS = under(layout.BUILDS_PREFIX)
 # Working state of the workflow: never served (plans, claims and logs also expire; an open run
 # marker stays until Recover or Finalize closes it).
 INTERNAL_PREFIXES = layout.INTERNAL_PREFIXES
+# Written by the publish side only (issue 15), under builds/ and runtimes/ alike, and the
+# catalog with its signature and the public keys.
+PUBLISHER_KEYS = (
+    *(f"{under(prefix)}/{name}" for prefix in (layout.BUILDS_PREFIX, layout.RUNTIMES_PREFIX)
+      for name in layout.PUBLISHER_BUILD_FILES),
+    f"{layout.VERSIONS_KEY}*",
+    under(layout.KEYS_PREFIX),
+)  # fmt: skip
 
 
 class StorageCdn(Construct):
@@ -185,6 +193,21 @@ class StorageCdn(Construct):
                 actions=["s3:PutObject"],
                 resources=[self.bucket.arn_for_objects(PUBLISHED_BUILDS)],
                 conditions={"Null": {"s3:if-none-match": "true"}},
+            )
+        )
+
+    def refuse_publisher_files(self, builder: iam.IRole) -> None:
+        """The builder's role may not write what only the publish side writes: a build's
+        SHA256SUMS, SBOM, provenance and signatures, versions.json(.sig) and keys/. Enforced by
+        the bucket, whatever IAM grants the role later gets: a builder cannot pre-place a
+        checksum list or a signature that publishing would then find in its way."""
+        self.bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="OnlyThePublishSideSigns",
+                effect=iam.Effect.DENY,
+                principals=[iam.ArnPrincipal(builder.role_arn)],
+                actions=["s3:PutObject"],
+                resources=[self.bucket.arn_for_objects(key) for key in PUBLISHER_KEYS],
             )
         )
 

@@ -12,7 +12,9 @@ Published (served by the CDN; DESIGN.md "Store layout"):
 - index.html: the build matrix status page (derived).
 - install.sh: the installer, pointed at the store's public URL (derived).
 - builds/<version>/<platform>/<arch>/<build>/: one build's files, create-only (the bucket
-  refuses overwrites): the tarball, deb or rpm, SHA256SUMS, build.log, manifest.json (last).
+  refuses overwrites): the builder's tarball, deb or rpm, build.log, manifest.json (last);
+  then the publish side's sbom.cdx.json, provenance.json, SHA256SUMS and their .sig files.
+- versions.json.sig, keys/<hex>.pub, keys/keys.json: the catalog's signature, the public keys.
 - runtimes/<name>/<version>/<platform>/<arch>/<build>/: one runtime build (buildfarm.runtimes),
   the same shape; runtimes/.cache/uv/ is a directory store's download cache (never served).
 
@@ -95,6 +97,20 @@ BUILDER_PREFIXES = (BUILDS_PREFIX, LOGS_PREFIX)
 """Everything the builder writes: its own build's artifacts, or its log and failure record."""
 INTERNAL_PREFIXES = (PLANS_PREFIX, CLAIMS_PREFIX, LOGS_PREFIX, RUNS_PREFIX)
 """The workflow's working state and build logs: never served to the public."""
+
+# -- what only the publish side writes (issue 15: SBOM, provenance, signatures) ---------------
+
+SUMS_FILE = "SHA256SUMS"
+SIGNATURE_SUFFIX = ".sig"
+"""A detached signature sits beside its file: SHA256SUMS -> SHA256SUMS.sig."""
+SBOM_FILE = "sbom.cdx.json"
+PROVENANCE_FILE = "provenance.json"
+PUBLISHER_BUILD_FILES = (SUMS_FILE, SBOM_FILE, PROVENANCE_FILE, f"*{SIGNATURE_SUFFIX}")
+"""Names (an IAM/fnmatch pattern for the signatures) the publish side writes in a build dir,
+never the builder: infra denies them to the builder's role."""
+KEYS_PREFIX = "keys/"
+"""The store's public keys: keys/<hex>.pub and keys/keys.json (the list, the current key)."""
+VERSIONS_SIGNATURE_KEY = f"{VERSIONS_KEY}{SIGNATURE_SUFFIX}"
 
 
 def is_public(key: str) -> bool:

@@ -16,12 +16,18 @@ from typing import Final
 STACK_NAME: Final = "PythonBuildFarm"
 
 
+def signing_key_alias(stack_name: str) -> str:
+    """The KMS alias of the stack's signing key (`aws kms get-public-key --key-id <this>`)."""
+    return f"alias/{stack_name}-signing"
+
+
 class Outputs:
     """The stack's CloudFormation outputs."""
 
     STATE_MACHINE_ARN: Final = "StateMachineArn"
     BUCKET_NAME: Final = "BucketName"
     CDN_DOMAIN: Final = "CdnDomain"
+    SIGNING_KEY_ARN: Final = "SigningKeyArn"
 
 
 class States:

@@ -8,8 +8,10 @@ Lambda runs the real handlers, Step Functions submits Batch jobs as AWS does, an
 definition is written as moto's ASL grammar reads it. Batch runs no containers; each job
 finishes through the stand-in builder here (`moto_patches.batch_jobs_finish_with`): at submit
 time it reads BUILD_SPEC from the job's environment and writes what the real builder would:
-the artifacts, SHA256SUMS and manifest.json under the spec's artifact_dir (or, for cells
-listed in FAILING, a logs/.../failure.json), and the job ends SUCCEEDED (or FAILED).
+the artifacts and manifest.json under the spec's artifact_dir (or, for cells listed in
+FAILING, a logs/.../failure.json), and the job ends SUCCEEDED (or FAILED). SHA256SUMS and the
+signatures are the publish side's (issue 15): the stack's KMS signing key is created in moto's
+KMS, whose Sign is patched to sign digests as AWS does.
 """
 
 from __future__ import annotations
@@ -113,8 +115,6 @@ def stand_in_build(spec: dict[str, Any], builder_image: str = "stand-in") -> tup
         artifacts.append(
             {"type": kind, "file": name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
         )
-    sums = "".join(f"{a['sha256']}  {a['file']}\n" for a in artifacts).encode()
-    s3.put_object(Bucket=bucket, Key=f"{spec['artifact_dir']}/SHA256SUMS", Body=sums)
     # As the driver: the spec exactly as given (execution_id included), the job's image reference.
     manifest = {"schema_version": 1, "spec": spec, "artifacts": artifacts, "builder_image": builder_image}
     s3.put_object(
@@ -155,6 +155,7 @@ def moto_patched() -> Iterator[None]:
         moto_patches.lambda_runs_real_handlers(),
         moto_patches.batch_jobs_finish_with(_finish_with_stand_in),
         moto_patches.sfn_batch_parameters_as_aws(),
+        moto_patches.kms_signs_digests_as_aws(),
     ):
         yield
 
@@ -191,6 +192,8 @@ class Farm:
         self.s3 = boto3.client("s3", region_name=REGION)
         self.sfn = boto3.client("stepfunctions", region_name=REGION)
         self.batch = boto3.client("batch", region_name=REGION)
+        self.kms = boto3.client("kms", region_name=REGION)
+        self.signing_keys: dict[str, str] = {}  # logical id -> key ARN
         lambda_client = boto3.client("lambda", region_name=REGION)
         iam = boto3.client("iam", region_name=REGION)
 
@@ -209,6 +212,13 @@ class Farm:
                 attrs[(lid, "Arn")] = f"arn:aws:s3:::{BUCKET}"
             if resource["Type"] == "AWS::CloudFront::Distribution":
                 attrs[(lid, "DomainName")] = CDN_DOMAIN
+            if resource["Type"] == "AWS::KMS::Key":  # the signing key (and the alarms' key)
+                props = resource["Properties"]
+                spec = {k: props[k] for k in ("KeySpec", "KeyUsage", "Description") if k in props}
+                metadata = self.kms.create_key(**spec)["KeyMetadata"]
+                refs[lid], attrs[(lid, "Arn")] = metadata["KeyId"], metadata["Arn"]
+                if metadata["KeyUsage"] == "SIGN_VERIFY":
+                    self.signing_keys[lid] = metadata["Arn"]
 
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w") as archive:

@@ -1,0 +1,73 @@
+"""The farm's signing key (issue 15): an AWS KMS asymmetric key, ECDSA P-256, that the publish
+side signs SHA256SUMS, provenance.json and versions.json with (buildfarm.attest.signing's
+KmsSigner: Sign with MessageType DIGEST, then GetPublicKey for keys/<hex>.pub).
+
+The private key never leaves KMS. Only the publishing functions may sign; the builder's role
+is refused by the key policy itself, whatever IAM grants it later gets, so nothing a build runs
+can sign what it built.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from constructs import Construct
+
+from buildfarm.attest.signing import KMS_KEY_SPEC, KMS_SIGNING_ALGORITHM
+
+KMS_KEY_VARIABLE = "BUILDFARM_KMS_KEY_ID"
+"""The publishing functions' environment variable naming the key (buildfarm.config reads it)."""
+# KmsSigner sends the SHA-256 digest, never the file (no 4 KiB message limit, the file stays home).
+SIGN_CONDITIONS = {
+    "StringEquals": {"kms:SigningAlgorithm": KMS_SIGNING_ALGORITHM, "kms:MessageType": "DIGEST"}
+}
+
+
+class SigningKey(Construct):
+    """The KMS key, its alias, and the grants around it."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, alias_name: str) -> None:
+        super().__init__(scope, construct_id)
+        # RETAIN: a deleted key would leave every published signature unverifiable against a
+        # key nobody can read again; old public keys also stay under keys/ in the store.
+        # No automatic rotation: KMS rotates only symmetric keys. Rotating = a new key here,
+        # the old public key kept in keys/keys.json so its signatures still verify.
+        self.key = kms.Key(
+            self,
+            "Key",
+            description="Python Build Farm: signs SHA256SUMS, provenance.json and versions.json "
+            "(ECDSA P-256 over SHA-256; public key under keys/ in the store)",
+            key_spec=kms.KeySpec(KMS_KEY_SPEC),  # ECC_NIST_P256, as KmsSigner requires
+            key_usage=kms.KeyUsage.SIGN_VERIFY,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.alias = self.key.add_alias(alias_name)
+
+    def grant_signing(self, role: iam.IRole) -> None:
+        """Sign (the digest, with ECDSA_SHA_256 only) and read the public key; nothing else."""
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="SignWithFarmKey",
+                actions=["kms:Sign"],
+                resources=[self.key.key_arn],
+                conditions=SIGN_CONDITIONS,
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="ReadFarmPublicKey", actions=["kms:GetPublicKey"], resources=[self.key.key_arn]
+            )
+        )
+
+    def refuse(self, role: iam.IRole) -> None:
+        """The key policy denies this role every use of the key (the builder's role)."""
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="BuilderCannotUseSigningKey",
+                effect=iam.Effect.DENY,
+                principals=[iam.ArnPrincipal(role.role_arn)],
+                actions=["kms:*"],
+                resources=["*"],  # in a key policy, "*" is this key
+            )
+        )
