@@ -205,7 +205,8 @@ def _summary(report: RunReport) -> str:
         for where, why in report.unbuildable.items()
     ]
     if report.runtimes is not None:
-        rows += [[cell, build, "-", action, "-", why] for cell, build, action, why in
+        results = {"skip": "skipped", "wait": "waiting"}
+        rows += [[cell, build, "-", results[action], "-", why] for cell, build, action, why in
                  _runtime_rows(report.runtimes, dry_run=False)]  # fmt: skip
     return (
         format_table(rows, ["CELL", "BUILD", "RUNNER", "RESULT", "TIME", "DETAIL"]) if rows else "(nothing)"
