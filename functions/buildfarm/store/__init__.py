@@ -16,34 +16,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from buildfarm.store.base import (
-    CHUNK,
-    ObjectInfo,
-    Store,
-    StoreConflict,
-    StoreError,
-    StoreIOError,
-    StoreNotFound,
-    check_key,
-    check_prefix,
-)
+# The contract's names (base.__all__) are the package's: `from buildfarm.store import Store`.
+from buildfarm.store import base
+from buildfarm.store.base import *  # noqa: F403
+from buildfarm.store.base import Store, StoreError
 from buildfarm.store.local import LocalStore
 from buildfarm.store.s3 import S3Store
 
-__all__ = [
-    "CHUNK",
-    "LocalStore",
-    "ObjectInfo",
-    "S3Store",
-    "Store",
-    "StoreConflict",
-    "StoreError",
-    "StoreIOError",
-    "StoreNotFound",
-    "check_key",
-    "check_prefix",
-    "open_store",
-]
+__all__ = [*base.__all__, "LocalStore", "S3Store", "open_store"]
 
 
 def open_store(spec: str | Path, s3_client: Any = None) -> Store:

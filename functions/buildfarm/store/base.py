@@ -24,6 +24,19 @@ from typing import Any, BinaryIO, NamedTuple
 
 from buildfarm.layout import BUILD_NUMBER, cell_build_dirs
 
+__all__ = [
+    "CHUNK",
+    "ObjectInfo",
+    "Store",
+    "StoreConflict",
+    "StoreError",
+    "StoreIOError",
+    "StoreNotFound",
+    "Write",
+    "check_key",
+    "check_prefix",
+]
+
 CHUNK = 1024 * 1024
 _KEY_SEGMENT = re.compile(r"[A-Za-z0-9._+@=,-]+")  # fullmatch: no trailing newline
 
@@ -58,6 +71,15 @@ class ObjectInfo(NamedTuple):
     key: str
     size: int
     etag: str
+
+
+class Write(NamedTuple):
+    """How Store.put writes an object: its conditions and its content type (put's arguments,
+    handed to the backend's _put as one value)."""
+
+    if_match: str | None  # update only if the object still has this ETag
+    if_none_match: bool  # create-only
+    content_type: str | None
 
 
 def check_key(key: str) -> str:
@@ -112,7 +134,6 @@ class Store(abc.ABC):
     def head(self, key: str) -> ObjectInfo | None:
         """Size and ETag of an object, or None if absent."""
 
-    @abc.abstractmethod
     def put(
         self,
         key: str,
@@ -123,6 +144,12 @@ class Store(abc.ABC):
         content_type: str | None = None,
     ) -> str:
         """Write an object (atomically); return its new ETag. StoreConflict if a condition fails."""
+        self._count("put")
+        return self._put(key, data, Write(if_match, if_none_match, content_type))
+
+    @abc.abstractmethod
+    def _put(self, key: str, data: bytes, write: Write) -> str:
+        """The backend's put: write `data` atomically under `write`'s conditions; its new ETag."""
 
     @abc.abstractmethod
     def open_read(self, key: str) -> BinaryIO:

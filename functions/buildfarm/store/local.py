@@ -24,6 +24,7 @@ from buildfarm.store.base import (
     StoreError,
     StoreIOError,
     StoreNotFound,
+    Write,
     check_key,
     check_prefix,
 )
@@ -178,29 +179,20 @@ class LocalStore(Store):
                     os.unlink(temp)
                 raise
 
-    def put(
-        self,
-        key: str,
-        data: bytes,
-        *,
-        if_match: str | None = None,
-        if_none_match: bool = False,
-        content_type: str | None = None,
-    ) -> str:
-        self._count("put")
+    def _put(self, key: str, data: bytes, write: Write) -> str:
         path = self._path(key)
-        if if_match is None and not if_none_match:
+        if write.if_match is None and not write.if_none_match:
             self._write_atomically(key, data)
             return self._etag_of(data)
         with self._key_lock(key):
-            if if_none_match and path.exists():
+            if write.if_none_match and path.exists():
                 raise StoreConflict(key, "already exists")
-            if if_match is not None:
+            if write.if_match is not None:
                 if not path.is_file():
                     raise StoreConflict(key, "no longer exists")
                 with _io("reading", key):
                     current = self._file_etag(path)
-                if current != if_match:
+                if current != write.if_match:
                     raise StoreConflict(key, "changed since it was read")
             self._write_atomically(key, data)
         return self._etag_of(data)

@@ -23,6 +23,7 @@ from buildfarm.store.base import (
     StoreConflict,
     StoreError,
     StoreNotFound,
+    Write,
     check_key,
     check_prefix,
 )
@@ -141,30 +142,21 @@ class S3Store(Store):
                 raise
         return ObjectInfo(key, int(response["ContentLength"]), self._etag(response))
 
-    def put(
-        self,
-        key: str,
-        data: bytes,
-        *,
-        if_match: str | None = None,
-        if_none_match: bool = False,
-        content_type: str | None = None,
-    ) -> str:
-        self._count("put")
+    def _put(self, key: str, data: bytes, write: Write) -> str:
         params: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": self._full(key),
             "Body": data,
             "ChecksumAlgorithm": "SHA256",
         }
-        if content_type:
-            params["ContentType"] = content_type
-        if if_none_match:
+        if write.content_type:
+            params["ContentType"] = write.content_type
+        if write.if_none_match:
             params["IfNoneMatch"] = "*"
-        if if_match is not None:
-            params["IfMatch"] = f'"{if_match}"'
+        if write.if_match is not None:
+            params["IfMatch"] = f'"{write.if_match}"'
         with self._aws(key):
-            return self._etag(self._conditional(key, "put_object", params, creating=if_none_match))
+            return self._etag(self._conditional(key, "put_object", params, creating=write.if_none_match))
 
     def _conditional(self, key: str, operation: str, params: dict[str, Any], *, creating: bool) -> Any:
         """Call put_object/delete_object; a lost condition becomes StoreConflict."""
