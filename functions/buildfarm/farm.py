@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from buildfarm import clock
+from buildfarm.attest.farm_signer import configured_signer, signer_for
 from buildfarm.catalog import regenerate_derived
 from buildfarm.catalog.derived import store_public_url
 from buildfarm.claims import release_claims
@@ -252,6 +253,7 @@ def _run_runtimes(
     published: planned, claimed, built here one at a time, published; then the derived files
     again (the status page lists runtimes). Ctrl-C fails the cells not yet built, releasing
     their claims."""
+    signer = signer_for(config) or configured_signer()  # as publish() signs the Python cells
     report.runtimes = runtimes = plan_run_runtimes(
         store, definitions, where, execution_id=report.execution_id, now=clock.now(),
         ttl_seconds=config.claim_ttl_seconds, dry_run=False, is_running=local_liveness,
@@ -266,7 +268,7 @@ def _run_runtimes(
                 progress = report.cells[pending[0].name]
                 progress.state, progress.started = "building", time.monotonic()
                 notify(progress)
-                outcome = build_claimed(store, pending[0], report.execution_id, clock.now)
+                outcome = build_claimed(store, pending[0], report.execution_id, clock.now, signer=signer)
                 pending.pop(0)
                 progress.finished, progress.state, progress.detail = (
                     time.monotonic(),
@@ -285,7 +287,7 @@ def _run_runtimes(
             notify(progress)
     if report.published_runtimes:
         public_url = store_public_url(store, config.public_base_url)
-        regenerate_derived(store, registry, config.enabled_platforms, public_url, clock.now())
+        regenerate_derived(store, registry, config.enabled_platforms, public_url, clock.now(), signer=signer)
 
 
 @dataclass

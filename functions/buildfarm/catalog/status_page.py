@@ -1,10 +1,12 @@
 """index.html: the status page for people, derived from versions.json (its builds and failing
 cells) and the latest publish's failures.
 
-What it shows: an install box (install.sh's one-liner, uv's UV_PYTHON_DOWNLOADS_JSON_URL per
-platform), the cells failing now, a platforms x series overview, then one section per series:
-the newest build of each cell up front, older versions behind a <details>. Every build row has
-its date, size, sha256 and links to its packages, SHA256SUMS, manifest.json and build.log. Links
+What it shows: the store's signing key(s) (keys/keys.json, or "unsigned"), an install box
+(install.sh's one-liner, uv's UV_PYTHON_DOWNLOADS_JSON_URL per platform), the cells failing
+now, a platforms x series overview, then one section per series: the newest build of each cell
+up front, older versions behind a <details>; last the runtimes (versions.json's `runtimes`).
+Every build row has its date, size, sha256 and links to its packages, SHA256SUMS, manifest.json
+and build.log. Links
 are relative to the store's root, so the page works wherever the store is served; only the
 install box's commands carry absolute URLs (a shell and uv need them).
 
@@ -24,10 +26,16 @@ from typing import Any, Literal
 import jinja2
 from packaging.version import Version
 
-from buildfarm.catalog.versions_json import failing_cells, published_builds, published_platforms
-from buildfarm.layout import INSTALLER_KEY, Cell, cell_name, download_metadata_key
+from buildfarm.catalog.versions_json import (
+    failing_cells,
+    published_builds,
+    published_platforms,
+    runtime_cells,
+)
+from buildfarm.layout import INSTALLER_KEY, KEYS_PREFIX, Cell, cell_name, download_metadata_key
 from buildfarm.platforms import Registry
 from buildfarm.releases import iso
+from buildfarm.store import Store, StoreError
 from buildfarm.versions import series_of, sort_newest_first
 
 TEMPLATE = "index.html.jinja"
@@ -37,6 +45,8 @@ CHECKSUMS_FILE = "SHA256SUMS"
 BUILD_LOG_FILE = "build.log"
 PACKAGE_LABELS = {"tarball": "tar.gz", "deb": ".deb", "rpm": ".rpm"}
 ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+FINGERPRINT = re.compile(r"SHA256:[0-9a-f]{64}")
+KEYS_INDEX_KEY = f"{KEYS_PREFIX}keys.json"  # buildfarm.attest.store_keys writes it
 
 FailedCells = dict[Cell, tuple[int, str]]  # cell -> (build number, reason) of the latest publish
 
@@ -317,6 +327,68 @@ def install_box(
     return InstallBox(url(INSTALLER_KEY), newest, uv, url(download_metadata_key("PLATFORM")))
 
 
+@dataclass(slots=True)
+class RuntimeRow:
+    name: str
+    version: str
+    platform: str
+    arch: str
+    python: str  # "3.13.5 build 2"
+    published: PublishedBuild
+
+
+@dataclass(slots=True)
+class SigningKey:
+    fingerprint: str  # "SHA256:<hex>"
+    href: str  # keys/<hex>.pub
+    current: bool
+
+
+def runtime_rows(document: dict[str, Any]) -> list[RuntimeRow]:
+    """Every published runtime cell: by name, versions newest first, then platform and arch.
+    Its links: the packages, SHA256SUMS and the manifest (a runtime build has no build.log)."""
+    rows = []
+    for (name, version, platform, arch), entry in runtime_cells(document).items():
+        published = published_build(entry.model_dump(mode="json"))
+        published.links = [link for link in published.links if link.label != BUILD_LOG_FILE]
+        python = entry.python.version + (f" build {entry.python.build}" if entry.python.build else "")
+        rows.append(RuntimeRow(name, version, platform, arch, python, published))
+    rows.sort(key=lambda row: (row.platform, row.arch))
+    rows.sort(key=lambda row: _version_key(row.version), reverse=True)
+    return sorted(rows, key=lambda row: row.name)
+
+
+def _version_key(version: str) -> tuple[int, Version | str]:
+    """Runtime versions are free-form: PEP 440 ones compare as versions, the rest as text."""
+    try:
+        return (1, Version(version))
+    except ValueError:
+        return (0, version)
+
+
+def stored_keys_index(store: Store) -> dict[str, Any] | None:
+    """The store's keys/keys.json for render_index; None (unsigned) when there is none or it
+    cannot be read (a page must not fail over it)."""
+    try:
+        document, _ = store.read_json(KEYS_INDEX_KEY)
+    except (StoreError, ValueError):
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def signing_keys(keys_index: Any) -> list[SigningKey]:
+    """The keys keys/keys.json lists, the current one first; [] (the page says unsigned) when
+    there is no index or it does not parse."""
+    listed = keys_index.get("keys") if isinstance(keys_index, dict) else None
+    keys = []
+    for entry in listed if isinstance(listed, list) else []:
+        found = entry.get("fingerprint") if isinstance(entry, dict) else None
+        if isinstance(found, str) and FINGERPRINT.fullmatch(found):
+            href = f"{KEYS_PREFIX}{found.removeprefix('SHA256:')}.pub"
+            keys.append(SigningKey(found, href, found == keys_index.get("current")))
+    return sorted(keys, key=lambda key: not key.current)
+
+
 @functools.cache
 def _template() -> jinja2.Template:
     environment = jinja2.Environment(
@@ -338,9 +410,11 @@ def render_index(
     now: datetime,
     failed: FailedCells | None = None,
     public_url: Callable[[str], str] | None = None,
+    keys_index: dict[str, Any] | None = None,
 ) -> str:
     """The status page. public_url (key -> absolute URL) fills the install box's commands;
-    without it they say BASE_URL. Every link is relative."""
+    without it they say BASE_URL. keys_index: the store's keys/keys.json (None: unsigned).
+    Every link is relative."""
     builds = document.get("builds") or {}
     failures = known_failures(document, failed or {})
     columns = matrix_columns(builds, registry, platforms, failures)
@@ -364,5 +438,7 @@ def render_index(
         if rows
         else [],
         sections=sections,
+        runtimes=runtime_rows(document),
+        keys=signing_keys(keys_index),
         cell_name=cell_name,
     )

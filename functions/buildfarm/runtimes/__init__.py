@@ -6,7 +6,10 @@ packaged as a tarball and the platform's package with a manifest (manifest.schem
 - python_source.py: the newest published Python build of a cell (versions.json).
 - build.py: staging, venv, hash-checked install with uv, relocation.
 - selftest.py: imports, pip check, the tree at its prefix.
-- package.py: tarball, .deb (rpm.py: .rpm), SHA256SUMS, manifest; create-only publishing.
+- package.py: tarball, .deb (rpm.py: .rpm), manifest; create-only publishing.
 - planning.py: which runtime cells a farm run builds (pure).
 - runtime_build.py: one runtime build end to end (`buildfarm runtime build`).
+- verify.py, publish.py: the publish side: verify a build, write SHA256SUMS and its signature
+  (buildfarm.attest), merge it into versions.json's `runtimes`, release its claim.
+- farm_cells.py: a farm run's runtime cells: planned, claimed, built, published.
 """

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from buildfarm.attest.signing import Signer
 from buildfarm.catalog.versions_json import RuntimeCell, read_versions, runtime_cells
 from buildfarm.claims import ClaimOutcome, Liveness, claim_marker, unknown_liveness
 from buildfarm.errors import BuildfarmError
@@ -131,6 +132,7 @@ def build_claimed(
     execution_id: str,
     now: Callable[[], datetime],
     cache: Path | None = None,
+    signer: Signer | None = None,
 ) -> RuntimeOutcome:
     """Build one claimed runtime cell here and publish it; a failed build is a failed outcome
     (its claim released), never an exception that would stop the run's other cells."""
@@ -146,4 +148,6 @@ def build_claimed(
         failure = short(
             str(error) if isinstance(error, BuildfarmError) else f"{type(error).__name__}: {error}"
         )
-    return publish_runtime(store, claimed.item.cell, claimed.build, execution_id, now(), failure)
+    return publish_runtime(
+        store, claimed.item.cell, claimed.build, execution_id, now(), failure, signer=signer
+    )

@@ -1,6 +1,7 @@
 """Package a relocated runtime tree and publish it: a tarball and the platform's package, a
-manifest (manifest.schema.json) and SHA256SUMS, create-only under
-runtimes/<name>/<version>/<platform>/<arch>/<build>/ at the next free build number.
+manifest (manifest.schema.json), create-only under
+runtimes/<name>/<version>/<platform>/<arch>/<build>/ at the next free build number. SHA256SUMS
+and its signature are the publish side's (runtimes.publish, buildfarm.attest), as for Python.
 
 Both artifacts hold the tree at its prefix: the tarball is extracted with `tar -xzf FILE -C /`
 (a venv runs where it was made), the .deb or .rpm installs it there and depends on the
@@ -25,7 +26,6 @@ from buildfarm.runtimes.rpm import make_rpm, rpm_file_name
 from buildfarm.store import Store, StoreConflict
 
 SCHEMA_VERSION = 1
-SUMS_FILE = "SHA256SUMS"
 MAX_NUMBER_RACES = 5
 
 
@@ -138,14 +138,10 @@ def manifest_schema() -> dict[str, Any]:
 
 
 def _publish_files(store: Store, directory: str, files: list[Path], manifest: dict[str, Any]) -> bool:
-    """Artifacts, SHA256SUMS, then manifest.json last, all create-only. The first put claims the
-    build number: False if another build took it (nothing of ours was written)."""
-    entries = manifest["artifacts"]
+    """Artifacts, then manifest.json last, all create-only. The first put claims the build
+    number: False if another build took it (nothing of ours was written)."""
     manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
-    manifest_sha = hashlib.sha256(manifest_bytes).hexdigest()
-    sums = "".join(f"{e['sha256']}  {e['file']}\n" for e in entries) + f"{manifest_sha}  {MANIFEST_FILE}\n"
-    (first, *rest) = [*((path.name, path) for path in files), (SUMS_FILE, sums.encode()),
-                      (MANIFEST_FILE, manifest_bytes)]  # fmt: skip
+    (first, *rest) = [*((path.name, path) for path in files), (MANIFEST_FILE, manifest_bytes)]
     for index, (name, content) in enumerate([first, *rest]):
         data = content.read_bytes() if isinstance(content, Path) else content
         try:

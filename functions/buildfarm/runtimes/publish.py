@@ -1,7 +1,9 @@
-"""Publish one runtime build a farm claimed: verify it (buildfarm.runtimes.verify), merge it
-into versions.json's `runtimes` (the conditional write Python cells use), release its claim.
-The runtime twin of buildfarm.publish.publish_cell; idempotent (a second call decides the same:
-the merge keeps the higher build, a released claim stays released)."""
+"""Publish one runtime build a farm claimed: verify it (buildfarm.runtimes.verify), write its
+SHA256SUMS and signature (buildfarm.attest's sign_build_dir, create-only), merge it into
+versions.json's `runtimes` (the conditional write Python cells use), release its claim. The
+runtime twin of buildfarm.publish.publish_cell; idempotent (a second call decides the same:
+files already there with the same content are kept, the merge keeps the higher build, a
+released claim stays released)."""
 
 from __future__ import annotations
 
@@ -11,12 +13,22 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from buildfarm.catalog.versions_json import RuntimeCell, update_runtimes
+from buildfarm.attest.build_files import AttestationError, sign_build_dir
+from buildfarm.attest.farm_signer import configured_signer
+from buildfarm.attest.signing import Signer
+from buildfarm.attest.store_keys import listed_public_keys
+from buildfarm.catalog.versions_json import RuntimeCatalogCell, RuntimeCell, update_runtimes
 from buildfarm.claims import release_markers
 from buildfarm.releases import iso
-from buildfarm.runtimes.keys import runtime_cell_name, runtime_claim_key
+from buildfarm.runtimes.keys import (
+    runtime_artifact_dir,
+    runtime_cell_name,
+    runtime_claim_key,
+    runtime_manifest_key,
+)
 from buildfarm.runtimes.verify import verify_runtime
-from buildfarm.store import Store
+from buildfarm.store import Store, StoreError
+from buildfarm.verify import short
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +41,45 @@ class RuntimeOutcome(BaseModel):
     decided: str = ""
 
 
+def sign_runtime(store: Store, directory: str, entry: RuntimeCatalogCell, signer: Signer | None) -> str:
+    """SHA256SUMS over the verified artifacts and manifest.json, and SHA256SUMS.sig; "" when
+    done, else why the build cannot be published."""
+
+    def known_keys() -> list[bytes]:
+        current = [signer.public_key_pem()] if signer is not None else []
+        return current + listed_public_keys(store)
+
+    files = {artifact.key.rsplit("/", 1)[-1]: artifact.sha256 for artifact in entry.artifacts}
+    try:
+        files["manifest.json"], _ = store.sha256_and_size(runtime_manifest_key(directory))
+        sign_build_dir(store, directory, files, signer, known_keys=known_keys)
+    except (AttestationError, StoreError) as error:
+        return short(f"attestation: {error}")
+    return ""
+
+
 def publish_runtime(
-    store: Store, cell: RuntimeCell, build: int, execution_id: str, now: datetime, failure: str = ""
+    store: Store,
+    cell: RuntimeCell,
+    build: int,
+    execution_id: str,
+    now: datetime,
+    failure: str = "",
+    *,
+    signer: Signer | None = None,
 ) -> RuntimeOutcome:
-    """Decide a claimed runtime build: published if it verifies, else failed with `failure`
-    (why the build failed, when it did) or the verification's reason. The claim is released
-    either way (its marker keeps the build number, so a failed number is not reused)."""
+    """Decide a claimed runtime build: published if it verifies (signed by signer, else by the
+    one the environment configures), else failed with `failure` (why the build failed, when it
+    did) or the verification's reason. The claim is released either way (its marker keeps the
+    build number, so a failed number is not reused)."""
     name = runtime_cell_name(*cell)
+    signer = signer if signer is not None else configured_signer()
     entry, reason = (None, failure) if failure else verify_runtime(store, cell, build, now)
     if entry is not None:
-        update_runtimes(store, {cell: entry}, now)
+        reason = sign_runtime(store, runtime_artifact_dir(*cell, build), entry, signer)
+        entry = None if reason else entry
+    if entry is not None:
+        update_runtimes(store, {cell: entry}, now, signer=signer)
         outcome = RuntimeOutcome(cell=name, build=build, status="published", decided=iso(now))
     else:
         log.warning("runtime %s build %d not published: %s", name, build, reason)

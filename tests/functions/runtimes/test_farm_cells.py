@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from buildfarm.attest.signing import KeyFileSigner, init_key, verify_signature
 from buildfarm.catalog.versions_json import read_versions, runtime_cells
 from buildfarm.claims import Claim
 from buildfarm.layout import VERSIONS_KEY
@@ -202,3 +203,32 @@ def test_an_expired_claim_of_a_dead_run_is_taken_over_with_the_next_number(store
     result = plan(store, definition, {("debian-12", "x86_64")})
     assert [(c.name, c.build) for c in result.claimed] == [("svc/2.1.0/debian-12/x86_64", 2)]
     assert json.loads((store.root / runtime_claim_key(*CELL)).read_text())["execution_id"] == "run-2"
+
+
+def test_a_published_runtime_is_signed_and_versions_json_too(store, tmp_path) -> None:
+    """SHA256SUMS over the verified artifacts and manifest.json, its signature by the farm's key
+    (openssl's DER ECDSA), versions.json.sig; a second publish keeps them (idempotent)."""
+    put_build(store)
+    init_key(tmp_path / "farm.pem")
+    signer = KeyFileSigner(tmp_path / "farm.pem")
+    outcome = publish_runtime(store, CELL, 1, "run-1", NOW, signer=signer)
+    assert outcome.status == "published", outcome.reason
+    directory = store.root / runtime_artifact_dir(*CELL, 1)
+    sums = (directory / "SHA256SUMS").read_bytes()
+    assert sums.decode().splitlines() == [
+        f"{hashlib.sha256((directory / name).read_bytes()).hexdigest()}  {name}"
+        for name in ("manifest.json", "runtime-svc.tar.gz")
+    ]
+    keys = [signer.public_key_pem()]
+    assert verify_signature(sums, (directory / "SHA256SUMS.sig").read_bytes(), keys)
+    versions = (store.root / VERSIONS_KEY).read_bytes()
+    assert verify_signature(versions, (store.root / "versions.json.sig").read_bytes(), keys)
+    assert publish_runtime(store, CELL, 1, "run-1", NOW, signer=signer).status == "published"
+
+
+def test_a_build_dir_with_another_sha256sums_is_not_published(store, tmp_path) -> None:
+    put_build(store)
+    store.put(f"{runtime_artifact_dir(*CELL, 1)}/SHA256SUMS", b"planted\n")
+    outcome = publish_runtime(store, CELL, 1, "run-1", NOW)
+    assert outcome.status == "failed" and outcome.reason.startswith("attestation: SHA256SUMS is already in")
+    assert not store.exists(VERSIONS_KEY)
