@@ -17,15 +17,15 @@ from importlib import resources
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from buildfarm.layout import INSTALLER_KEY
+from buildfarm.layout import INSTALLER_KEY, KEYS_PREFIX
 from buildfarm.store import Store, StoreError, StoreNotFound
 
 log = logging.getLogger(__name__)
 
 INSTALLER_PLACEHOLDER = "@BASE_URL@"
 FINGERPRINTS_PLACEHOLDER = "@KEY_FINGERPRINTS@"
-KEYS_INDEX_KEY = "keys/keys.json"
-"""The store's list of signing keys (the signing contract, issue 15)."""
+KEYS_INDEX_KEY = f"{KEYS_PREFIX}keys.json"
+"""The store's list of signing keys (the signing contract, issue 15; attest.store_keys writes it)."""
 KEY_FINGERPRINT = re.compile(r"SHA256:[0-9a-f]{64}")  # fullmatch; inert in a shell string
 _WHOLE_FINGERPRINT = f"^{KEY_FINGERPRINT.pattern}$"  # pydantic's (Rust) regex: $ is the very end
 _FINGERPRINTS_LINE = re.compile(r'^BAKED_FINGERPRINTS="([^"\n]*)"$', re.MULTILINE)
