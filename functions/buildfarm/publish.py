@@ -23,7 +23,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from buildfarm import clock
-from buildfarm.catalog import Cell, parse_cell, regenerate_derived, update_versions
+from buildfarm.attest.build_files import AttestationError, attest_build
+from buildfarm.attest.farm_signer import configured_signer, signer_for
+from buildfarm.attest.signing import Signer
+from buildfarm.attest.store_keys import listed_public_keys
+from buildfarm.catalog import CatalogCell, Cell, parse_cell, regenerate_derived, update_versions
 from buildfarm.catalog.derived import refresh_if_outdated, store_public_url
 from buildfarm.catalog.versions_json import record_failures
 from buildfarm.claims import release_claims
@@ -95,22 +99,48 @@ def _failure_reason(store: Store, item: PlanItem, batch: BatchOutcome | None) ->
     return "no manifest"
 
 
+def attest_cell(store: Store, item: PlanItem, entry: CatalogCell, signer: Signer | None) -> str:
+    """Write a verified build's SBOM, provenance, SHA256SUMS and signatures (with the sha256s
+    verify_cell checked); "" when done, else why the cell fails."""
+
+    def known_keys() -> list[bytes]:
+        current = [signer.public_key_pem()] if signer is not None else []
+        return current + listed_public_keys(store)
+
+    artifacts = {artifact.key.rsplit("/", 1)[-1]: artifact.sha256 for artifact in entry.artifacts}
+    try:
+        attest_build(store, item.spec.model_dump(mode="json"), artifacts, signer, known_keys)
+    except AttestationError as error:
+        return short(f"attestation: {error}")
+    return ""
+
+
 def publish_cell(
-    item: PlanItem, store: Store, now: datetime | None = None, batch: BatchOutcome | None = None
+    item: PlanItem,
+    store: Store,
+    now: datetime | None = None,
+    batch: BatchOutcome | None = None,
+    *,
+    signer: Signer | None = None,
 ) -> CellOutcome:
-    """Decide one planned cell from the store, merge it into versions.json if it verifies,
+    """Decide one planned cell from the store: if it verifies, write its attestations (signed
+    by signer, else by the signer the environment configures) and merge it into versions.json;
     release its claim, record the outcome. Idempotent: running it again decides the same."""
     now = now or clock.now()
+    signer = signer if signer is not None else configured_signer()
     cell = parse_cell(item.cell)
     entry, reason = verify_cell(store, item, now)
     if entry is not None:
-        update_versions(store, {cell: entry}, now)
+        reason = attest_cell(store, item, entry, signer)
+        entry = None if reason else entry
+    if entry is not None:
+        update_versions(store, {cell: entry}, now, signer=signer)
         outcome = CellOutcome(cell=item.cell, build=item.spec.build, status="published", decided=iso(now))
     else:
         reason = reason or _failure_reason(store, item, batch)
         log.warning("cell %s build %d not published: %s", item.cell, item.spec.build, reason)
         # The status page shows the cell failing until a later build of it publishes.
-        record_failures(store, {cell: (item.spec.build, reason)}, now)
+        record_failures(store, {cell: (item.spec.build, reason)}, now, signer=signer)
         outcome = CellOutcome(
             cell=item.cell, build=item.spec.build, status="failed", reason=reason, decided=iso(now)
         )
@@ -143,7 +173,9 @@ def _read_reason(store: Store, plan_id: str, cell: str) -> str:
         return short(f"failed (outcome record unreadable: {error})")
 
 
-def _decide_all(store: Store, plan_id: str, items: list[PlanItem], now: datetime) -> dict[str, CellOutcome]:
+def _decide_all(
+    store: Store, plan_id: str, items: list[PlanItem], now: datetime, signer: Signer | None
+) -> dict[str, CellOutcome]:
     """Every item's outcome: recorded ones read back, the others decided now."""
     recorded = recorded_outcomes(store, plan_id)
 
@@ -154,7 +186,7 @@ def _decide_all(store: Store, plan_id: str, items: list[PlanItem], now: datetime
         if status == "failed":
             reason = _read_reason(store, plan_id, item.cell)
             return CellOutcome(cell=item.cell, build=item.spec.build, status="failed", reason=reason)
-        return publish_cell(item, store, now)
+        return publish_cell(item, store, now, signer=signer)
 
     if not items:
         return {}
@@ -169,10 +201,14 @@ def publish(
     now: datetime | None = None,
     *,
     registry: Registry | None = None,
+    signer: Signer | None = None,
 ) -> PublishResult:
     """Finalize a run: decide every planned cell not yet decided (publish_cell), regenerate the
-    derived files once, close the run. Returns the published and failed cells (with reasons)."""
+    derived files once (and check versions.json's signature), close the run. Signs with signer,
+    else the one config names, else the one the environment names. Returns the published and
+    failed cells (with reasons)."""
     now = now or clock.now()
+    signer = signer or signer_for(config) or configured_signer()
     registry = registry or load_registry()
     plan_counts = plan_summary.get("counts") or {}
     skipped = {
@@ -189,13 +225,15 @@ def publish(
         )
     plan_id = str(plan_summary["plan_id"])
     items = read_plan_items(store, plan_summary["items"])
-    outcomes = _decide_all(store, plan_id, items, now)
+    outcomes = _decide_all(store, plan_id, items, now, signer)
     failed_cells: dict[Cell, tuple[int, str]] = {
         parse_cell(o.cell): (o.build, o.reason) for o in outcomes.values() if o.status == "failed"
     }
     if items:
         public_url = store_public_url(store, config.public_base_url)
-        regenerate_derived(store, registry, config.enabled_platforms, public_url, now, failed_cells)
+        regenerate_derived(
+            store, registry, config.enabled_platforms, public_url, now, failed_cells, signer=signer
+        )
     close_run(store, plan_id)
 
     published = [item.cell for item in items if outcomes[item.cell].status == "published"]

@@ -254,10 +254,13 @@ def fake_build(
         "spec": recorded,
         "artifacts": artifacts,
         "python": {"version": spec.version},
+        # What the publish side's SBOM and provenance are made of (buildfarm.attest.build_files).
+        "built_at": "2025-06-11T12:00:00Z",
+        "timings": {"fetch": 1.0, "make": 60.0},
+        "builder_image": "local:Debian GNU/Linux 12 (bookworm)",
+        "sbom_facts": {"distro_id": "debian", "distro_version": "12"},
     }
-    # The builder's other files, which the status page links.
-    sums = "".join(f"{a['sha256']}  {a['file']}\n" for a in artifacts)
-    store.put(f"{spec.artifact_dir}/SHA256SUMS", sums.encode())
+    # The builder's other file, which the status page links (SHA256SUMS is the publish side's).
     store.put(f"{spec.artifact_dir}/build.log", b"build log\n")
     store.put_json(f"{spec.artifact_dir}/manifest.json", manifest)
     return manifest

@@ -80,9 +80,11 @@ def publish_key(store: Store, signer: Signer) -> str:
     (added if absent, none dropped; conditional writes, retried). Returns its fingerprint."""
     pem = signer.public_key_pem()
     key_fingerprint = fingerprint(pem)
-    put_create_only(store, public_key_key(key_fingerprint), pem)
+    document, etag = read_keys_index(store)
+    # Reads only when the key is published and current: Finalize runs this every time.
+    if _with_key(document, key_fingerprint) != document or not store.exists(public_key_key(key_fingerprint)):
+        put_create_only(store, public_key_key(key_fingerprint), pem)
     for _ in range(MAX_ROUNDS):
-        document, etag = read_keys_index(store)
         updated = _with_key(document, key_fingerprint)
         if updated == document:
             break
@@ -94,7 +96,7 @@ def publish_key(store: Store, signer: Signer) -> str:
                 store.put(KEYS_INDEX_KEY, data, if_match=etag, content_type="application/json")
             break
         except StoreConflict:
-            continue  # another publisher listed a key meanwhile: merge again
+            document, etag = read_keys_index(store)  # another publisher listed a key: merge again
     else:
         raise AttestationError(f"{KEYS_INDEX_KEY}: gave up after {MAX_ROUNDS} conflicting writes")
     with _published_lock:

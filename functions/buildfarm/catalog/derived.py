@@ -18,6 +18,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from buildfarm.catalog.install_script import (
@@ -40,6 +41,9 @@ from buildfarm.errors import UsageError
 from buildfarm.layout import INDEX_KEY, INSTALLER_KEY, VERSIONS_KEY, download_metadata_key
 from buildfarm.platforms import Registry
 from buildfarm.store import Store, StoreConflict, StoreNotFound
+
+if TYPE_CHECKING:
+    from buildfarm.attest.signing import Signer
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +116,8 @@ def regenerate_derived(
     now: datetime,
     failed: FailedCells | None = None,
     max_rounds: int = 10,
+    *,
+    signer: Signer | None = None,
 ) -> list[str]:
     """Rewrite download-metadata/<platform>.json and index.html from versions.json (and put
     install.sh at the root if it is missing or outdated).
@@ -119,12 +125,20 @@ def regenerate_derived(
     After writing, check that versions.json did not change meanwhile; if it did, render
     again. Every publisher does this after its own write, so the last derived files written
     always reflect the newest versions.json. Returns the keys written.
+
+    With a signer, first its public key is listed under keys/ (the status page and install.sh
+    show the keys) and versions.json.sig is signed again unless it verifies (two publishers'
+    writes can cross).
     """
     base = installer_base(public_url)
     if base.startswith("file:"):
         warn_local_base(base)
     platforms = list(platforms)
     written: list[str] = []
+    if signer is not None:
+        from buildfarm.attest.store_keys import ensure_catalog_signed  # cryptography, lazily
+
+        written += ensure_catalog_signed(store, signer)
     if publish_installer(store, public_url):
         written.append(INSTALLER_KEY)
     for _ in range(max_rounds):
@@ -169,6 +183,8 @@ def reindex(
     platforms: Iterable[str],
     public_url: Callable[[str], str],
     now: datetime,
+    *,
+    signer: Signer | None = None,
 ) -> list[str]:
     """Regenerate everything derived, for public_url, without building or publishing a cell:
     versions.json's derived view (python_versions, builds sorted newest first) if it is off, then
@@ -184,4 +200,4 @@ def reindex(
             written.append(VERSIONS_KEY)
         except StoreConflict:
             pass  # a publisher wrote it meanwhile: every merge writes the normalized view
-    return written + regenerate_derived(store, registry, platforms, public_url, now)
+    return written + regenerate_derived(store, registry, platforms, public_url, now, signer=signer)

@@ -59,7 +59,6 @@ def published(tmp_path, config) -> LocalStore:
     the_plan = plan(request, store, config, "exec-1", NOW)
     for item in the_plan.items:
         fake_build(store, item.spec, kinds=("tarball", "deb", "rpm"))
-        store.put(f"{item.spec.artifact_dir}/SHA256SUMS", b"ab  python.tar.gz\n")
     publish(the_plan.summary, store, config, now=NOW)
     for key in PRIVATE_FILES:
         path = store.root / key
