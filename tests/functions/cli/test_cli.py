@@ -7,27 +7,10 @@ import json
 import pytest
 
 from buildfarm.cli import main
-from buildfarm.plan import plan
-from buildfarm.publish import publish
 
-from ..conftest import NOW, all_keys, fake_build, write_releases
+from ..conftest import all_keys
 
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    # python.org is unreachable here: point the refresh at a closed port so it fails at once.
-    monkeypatch.setenv("BUILDFARM_RELEASES_URL", "http://127.0.0.1:9/api")
-    monkeypatch.delenv("BUILDFARM_STORE", raising=False)
-
-
-@pytest.fixture
-def published_store(local_store, config):
-    write_releases(local_store, ["3.13.5", "3.12.11"])
-    result = plan({"versions": ["3.13.5"], "platforms": ["debian-12"]}, local_store, config, "exec-1", NOW)
-    for item in result.items:
-        fake_build(local_store, item.spec)
-    publish(result.summary, local_store, config, now=NOW)
-    return local_store
+pytestmark = pytest.mark.usefixtures("offline_cli")  # and published_store: tests/functions/cli/conftest.py
 
 
 def test_plan_table_and_nothing_written(published_store, capsys):

@@ -16,36 +16,19 @@ from packaging.version import Version
 from buildfarm import clock
 from buildfarm.cli import SUBCOMMAND_MODULES, build_parser, main
 from buildfarm.cli.build import make_spec
-from buildfarm.plan import plan
 from buildfarm.platforms import load_registry
-from buildfarm.publish import publish
 from buildfarm.releases import load_seed
 from buildfarm.runners import availability
 from buildfarm.suggest import SuggestingArgumentParser, close_matches, did_you_mean, unknown_name
 
-from ..conftest import NOW, all_keys, fake_build, write_releases
+from ..conftest import NOW, all_keys
 
 SHA256SUMS = Path(__file__).resolve().parents[4] / "shared" / "cpython-src" / "SHA256SUMS"
 DIGEST_A = "ab" * 32
 DIGEST_C = "cd" * 32
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    # python.org is unreachable here: point the refresh at a closed port so it fails at once.
-    monkeypatch.setenv("BUILDFARM_RELEASES_URL", "http://127.0.0.1:9/api")
-    monkeypatch.delenv("BUILDFARM_STORE", raising=False)
-    monkeypatch.delenv("BUILDFARM_ENABLED_PLATFORMS", raising=False)
-
-
-@pytest.fixture
-def published_store(local_store, config):
-    write_releases(local_store, ["3.13.5", "3.12.11"])
-    result = plan({"versions": ["3.13.5"], "platforms": ["debian-12"]}, local_store, config, "exec-1", NOW)
-    for item in result.items:
-        fake_build(local_store, item.spec)
-    publish(result.summary, local_store, config, now=NOW)
-    return local_store
+pytestmark = pytest.mark.usefixtures("offline_cli")  # and published_store: tests/functions/cli/conftest.py
 
 
 def refused(capsys, argv: list[str]) -> str:
