@@ -1,6 +1,8 @@
-"""The manifest phase: SHA256SUMS of the artifacts and manifest.json, what was built, how,
-and what it contains (DESIGN.md "manifest.json"). manifest.json is written to disk by the
-upload phase, so that it records the timings up to there. Standard library only, Python 3.6+."""
+"""The manifest phase: manifest.json, what was built, how, and what it contains, with each
+artifact's sha256 and size (DESIGN.md "manifest.json"). manifest.json is written to disk by the
+upload phase, so that it records the timings up to there. SHA256SUMS, the SBOM and the
+provenance are the publish side's (signed there, where the builder has no key). Standard
+library only, Python 3.6+."""
 
 import os
 import subprocess
@@ -14,12 +16,8 @@ DRIVER_VERSION = "1"
 
 
 def write_manifest(build):
-    """SHA256SUMS now; build.manifest (the dict) for the upload phase."""
+    """build.manifest (the dict) for the upload phase."""
     entries = [artifact_entry(kind, path) for kind, path in build.artifacts]
-    sums = os.path.join(build.out, "SHA256SUMS")
-    with open(sums, "w") as handle:
-        for entry in entries:
-            handle.write("{}  {}\n".format(entry["sha256"], entry["file"]))
     manifest = {
         "schema_version": 1,
         "spec": build.spec,
@@ -49,7 +47,6 @@ def write_manifest(build):
     }
     build.manifest_path = os.path.join(build.out, "manifest.json")
     build.manifest = manifest
-    build.sums_path = sums
 
 
 def artifact_entry(kind, path):

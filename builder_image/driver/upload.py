@@ -22,7 +22,6 @@ def upload(build):
     build.log.handle.flush()
     files = [(os.path.basename(path), path) for _, path in build.artifacts]
     files += [
-        ("SHA256SUMS", build.sums_path),
         ("build.log", build.log.path),
         ("manifest.json", build.manifest_path),
     ]
