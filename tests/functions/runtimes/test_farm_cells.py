@@ -16,7 +16,9 @@ import pytest
 from buildfarm.attest.signing import KeyFileSigner, init_key, verify_signature
 from buildfarm.catalog.versions_json import read_versions, runtime_cells
 from buildfarm.claims import Claim
+from buildfarm.config import FarmConfig
 from buildfarm.layout import VERSIONS_KEY
+from buildfarm.runtimes.cloud_items import plan_runtime_items
 from buildfarm.runtimes.definitions import load_definition
 from buildfarm.runtimes.farm_cells import plan_run_runtimes
 from buildfarm.runtimes.keys import runtime_artifact_dir, runtime_claim_key
@@ -232,3 +234,26 @@ def test_a_build_dir_with_another_sha256sums_is_not_published(store, tmp_path) -
     outcome = publish_runtime(store, CELL, 1, "run-1", NOW)
     assert outcome.status == "failed" and outcome.reason.startswith("attestation: SHA256SUMS is already in")
     assert not store.exists(VERSIONS_KEY)
+
+
+def test_cloud_items_run_buildfarm_runtime_build_on_the_cells_builder_job(store, definition) -> None:
+    """The pure planning part of runtimes in the workflow: one item per claimed cell, its Batch
+    job on the platform x arch job definition and queue, its command an argv at the claimed build."""
+    write_store_with_python(store, ["debian-12", "ubuntu-2404"])
+    config = FarmConfig.defaults(store=str(store.root))
+    where = {("debian-12", "x86_64"), ("ubuntu-2404", "x86_64"), ("debian-12", "aarch64")}
+    items, runtimes = plan_runtime_items(store, config, [definition], where, "exec-1", NOW)
+    assert [(item.cell, item.build, item.job_definition, item.job_queue_arch) for item in items] == [
+        ("svc/2.1.0/debian-12/x86_64", 1, "debian-12-x86_64", "x86_64"),
+        ("svc/2.1.0/ubuntu-2404/x86_64", 1, "ubuntu-2404-x86_64", "x86_64"),
+    ]
+    assert items[0].command == [
+        "buildfarm", "runtime", "build", "svc", "--platform", "debian-12", "--arch", "x86_64",
+        "--runtime-version", "2.1.0", "--build", "1", "--store", store.location,
+    ]  # fmt: skip
+    assert items[0].kind == "runtime" and items[0].python == {"version": "3.13.5", "build": 1}
+    assert items[0].execution_id == "exec-1" and items[0].reason == "not built yet"
+    assert runtimes.plan.waiting[0][0] == ("svc", "2.1.0", "debian-12", "aarch64")
+    assert store.read_json(runtime_claim_key(*CELL))[0]["execution_id"] == "exec-1"
+    again, _ = plan_runtime_items(store, config, [definition], where, "exec-2", NOW)
+    assert again == []  # held by exec-1 (its claim has not expired)
