@@ -15,9 +15,10 @@ from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from buildfarm.attest.signing import KMS_KEY_SPEC, KMS_SIGNING_ALGORITHM
+from buildfarm.config import FarmConfig
 
-KMS_KEY_VARIABLE = "BUILDFARM_KMS_KEY_ID"
-"""The publishing functions' environment variable naming the key (buildfarm.config reads it)."""
+KMS_KEY_VARIABLE = FarmConfig.environment_variables()["kms_key_id"]
+"""The publishing functions' environment variable naming the key (BUILDFARM_KMS_KEY_ID)."""
 # KmsSigner sends the SHA-256 digest, never the file (no 4 KiB message limit, the file stays home).
 SIGN_CONDITIONS = {
     "StringEquals": {"kms:SigningAlgorithm": KMS_SIGNING_ALGORITHM, "kms:MessageType": "DIGEST"}

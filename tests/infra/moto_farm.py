@@ -32,6 +32,7 @@ from typing import Any
 import boto3
 import moto_patches
 import pytest
+from cryptography.hazmat.primitives import serialization
 from moto.s3.models import s3_backends
 from moto.utilities.utils import get_partition
 
@@ -116,7 +117,17 @@ def stand_in_build(spec: dict[str, Any], builder_image: str = "stand-in") -> tup
             {"type": kind, "file": name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
         )
     # As the driver: the spec exactly as given (execution_id included), the job's image reference.
-    manifest = {"schema_version": 1, "spec": spec, "artifacts": artifacts, "builder_image": builder_image}
+    distro_id, _, distro_version = platform.rpartition("-")
+    manifest = {
+        "schema_version": 1,
+        "spec": spec,
+        "artifacts": artifacts,
+        "builder_image": builder_image,
+        # What the publish side's SBOM and provenance are made of (buildfarm.attest.build_files).
+        "built_at": NOW.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "timings": {"fetch": 1.0, "make": 60.0},
+        "sbom_facts": {"distro_id": distro_id, "distro_version": distro_version},
+    }
     s3.put_object(
         Bucket=bucket, Key=f"{spec['artifact_dir']}/manifest.json", Body=json.dumps(manifest).encode()
     )
@@ -217,7 +228,7 @@ class Farm:
                 spec = {k: props[k] for k in ("KeySpec", "KeyUsage", "Description") if k in props}
                 metadata = self.kms.create_key(**spec)["KeyMetadata"]
                 refs[lid], attrs[(lid, "Arn")] = metadata["KeyId"], metadata["Arn"]
-                if metadata["KeyUsage"] == "SIGN_VERIFY":
+                if props.get("KeyUsage") == "SIGN_VERIFY":
                     self.signing_keys[lid] = metadata["Arn"]
 
         buffer = io.BytesIO()
@@ -360,6 +371,14 @@ class Farm:
 
     def exists(self, key: str) -> bool:
         return "Contents" in self.s3.list_objects_v2(Bucket=BUCKET, Prefix=key, MaxKeys=1)
+
+    def signing_public_key(self) -> bytes:
+        """The stack's signing key's public key (PEM), as `aws kms get-public-key` gives it."""
+        (arn,) = self.signing_keys.values()
+        der = self.kms.get_public_key(KeyId=arn)["PublicKey"]
+        return serialization.load_der_public_key(der).public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
 
     def published(self) -> dict[str, int]:
         """cell -> published build, from versions.json."""

@@ -18,6 +18,7 @@ from moto_patches import kms_signs_digests_as_aws
 from test_infra_stack import _render, allowed, by_type, only, role_of
 
 from buildfarm.attest.signing import KmsSigner, sign_file
+from buildfarm.config import FarmConfig
 from buildfarm.workflow_names import STACK_NAME, Outputs, signing_key_alias
 from infra.signing import KMS_KEY_VARIABLE
 
@@ -187,6 +188,14 @@ def test_the_publishing_functions_are_given_the_key_arn(template) -> None:
         "buildfarm.handlers.publish.finalize_handler": {"Fn::GetAtt": [key_id, "Arn"]},
         "buildfarm.handlers.plan.handler": None,
     }
+    # The contract's variable, and the publishing functions' FarmConfig reads the key from it.
+    assert KMS_KEY_VARIABLE == "BUILDFARM_KMS_KEY_ID"
+    arn = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    (cell,) = [
+        r["Properties"] for r in functions.values() if r["Properties"]["Handler"].endswith(".cell_handler")
+    ]
+    variables = {k: v for k, v in cell["Environment"]["Variables"].items() if isinstance(v, str)}
+    assert FarmConfig.from_env({**variables, KMS_KEY_VARIABLE: arn}).kms_key_id == arn
 
 
 def openssl_verify(directory: Path, public_pem: bytes, name: str) -> subprocess.CompletedProcess[str]:
