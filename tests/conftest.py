@@ -1,8 +1,8 @@
-"""Shared fixtures: the loopback source mirror, debootstrap roots, and the farm store.
+"""Shared fixtures: the loopback source mirror, debootstrap roots, the farm store, and the
+suite's real CPython builds keyed by spec (the machinery is in tests/real_builds.py).
 
-The farm store holds the suite's real CPython builds. They are made once per session by
-`buildfarm run` and inspected by the builder, farm, installer and uv tests alike (a 2-core
-CI run cannot afford a build per test module):
+The farm store is made by `buildfarm run`, step by step, each step a session fixture that
+keeps what it saw (a test can look at the store as it was after its step):
 
 - first run: 3.13.5 for debian-12 (host runner) and debian-11 (chroot runner), optimization
   none, into a fresh store served over loopback HTTP -> build 1 of each;
@@ -11,41 +11,47 @@ CI run cannot afford a build per test module):
 - a forced run with the default pgo+lto, killed (SIGKILL, whole tree) while building its
   second cell after the first (debian-12, pgo+lto, build 3) finished, then a plain rerun
   that must publish the dead run's finished cell without rebuilding it.
-Each step keeps what it saw, so a test can look at the store as it was after its step.
+
+The builds that tests inspect (host_build, chroot_build, pgo_build) come from `real_builds`,
+a session cache keyed by spec: a session that runs the farm step making a spec anyway takes
+the build from it (a 2-core CI run cannot afford a build twice); otherwise the spec is built
+alone, the same way, so any build test runs by itself and builds only what it needs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import http.server
-import json
 import logging
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from real_builds import (
+    CHROOT_NONE,
+    FARM_CELLS,
+    FARM_FIXTURES,
+    HOST_NONE,
+    HOST_PGO_LTO,
+    TEST_VERSION,
+    BuiltCell,
+    Farm,
+    RealBuilds,
+    Step,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 CPYTHON_SRC = SHARED / "cpython-src"
-TEST_VERSION = "3.13.5"
-BUILDFARM = str(Path(sys.executable).parent / "buildfarm")
 # Keep real builds short in tests: a small PGO training run and self-test subset.
 SHORT_PROFILE_TASK = (
     "-m test --pgo test_array test_float test_int test_json test_re test_str test_set test_functools"
 )
 SHORT_SELFTEST = "test_sqlite3 test_ctypes test_zlib test_lzma test_bz2 test_hashlib test_json"
-# Cells of the farm store, in build order (request order).
-FARM_CELLS = (f"{TEST_VERSION}/debian-12/x86_64", f"{TEST_VERSION}/debian-11/x86_64")
 # Compiler cache and chroot build roots. CI points this outside the clone
 # (BUILDFARM_TEST_CACHE, set by .ci/run) so that runs on the same machine share them.
 TEST_CACHE = Path(os.environ.get("BUILDFARM_TEST_CACHE") or REPO / ".cache")
@@ -189,9 +195,6 @@ def fresh_root(pristine_roots, tmp_path) -> Iterator[callable]:
         roots.remove_root(path)
 
 
-# The root of the farm store's fixture chain: every farm fixture (first_run ... pgo_build) needs it,
-# so a test reaches the farm store exactly when it is in the test's fixture closure.
-FARM_STORE_FIXTURE = "farm_store"
 # Why a test may not run (its markers contradict its fixtures); set at collection.
 MISPLACED = pytest.StashKey[str]()
 
@@ -210,10 +213,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     is set up (an exception here would crash an xdist worker and lose the message)."""
     for item in items:
         farm = item.get_closest_marker("farm") is not None
-        if FARM_STORE_FIXTURE in getattr(item, "fixturenames", ()) and not farm:
+        reaches = [name for name in FARM_FIXTURES if name in getattr(item, "fixturenames", ())]
+        if reaches and not farm:
             item.stash[MISPLACED] = (
-                f"{item.nodeid} uses the farm store's fixtures ({FARM_STORE_FIXTURE} and what depends "
-                "on it) but is not marked `farm`: add pytest.mark.farm to its module's pytestmark"
+                f"{item.nodeid} uses the farm store's runs or the builds taken from them ({reaches[0]} "
+                "and what depends on it) but is not marked `farm`: add pytest.mark.farm to its module's "
+                "pytestmark"
             )
         elif farm and _xdist_groups(item) - {"farm"}:
             item.stash[MISPLACED] = (
@@ -232,118 +237,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.fail(item.stash[MISPLACED], pytrace=False)
 
 
-# -- the farm store --------------------------------------------------------------------------
-
-
-@dataclass
-class BuiltCell:
-    """One finished build in the farm store; `output` is the driver's full log."""
-
-    store: Path
-    version: str
-    platform: str
-    arch: str
-    build: int
-
-    @property
-    def dir(self) -> Path:
-        return self.store / "builds" / self.version / self.platform / self.arch / str(self.build)
-
-    @property
-    def output(self) -> str:
-        return (self.dir / "build.log").read_text(errors="replace")
-
-
-@dataclass
-class Step:
-    returncode: int
-    output: str
-    versions: dict
-
-    def build_of(self, cell: str) -> int:
-        version, platform, arch = cell.split("/")
-        return self.versions["builds"][version][platform][arch]["build"]
-
-
-class Farm:
-    def __init__(self, store: Path, base_url: str, mirror: str, env: dict[str, str]) -> None:
-        self.store = store
-        self.base_url = base_url
-        self.mirror = mirror
-        self.env = env
-        self.buildfarm = BUILDFARM
-        self.cells = FARM_CELLS
-
-    def argv(self, *args: str) -> list[str]:
-        return [
-            BUILDFARM, "run", "--versions", TEST_VERSION,
-            "--platforms", *(cell.split("/")[1] for cell in FARM_CELLS),
-            "--store", str(self.store), "--source-mirror", self.mirror, "--optimization", "none", *args,
-        ]  # fmt: skip
-
-    def built(self, cell: str, build: int) -> BuiltCell:
-        version, platform, arch = cell.split("/")
-        return BuiltCell(self.store, version, platform, arch, build)
-
-    def versions(self) -> dict:
-        path = self.store / "versions.json"
-        return json.loads(path.read_text()) if path.exists() else {}
-
-    def run(self, *args: str) -> Step:
-        result = subprocess.run(
-            self.argv(*args), env=self.env, capture_output=True, text=True, timeout=3600, cwd=REPO
-        )
-        output = result.stdout + result.stderr
-        print(output)
-        return Step(result.returncode, output, self.versions())
-
-    def run_and_kill(self, *args: str, when: str) -> str:
-        """Start a run, and once a line of its output contains `when`, SIGKILL it and every
-        process under it (a crash: nothing gets to clean up)."""
-        process = subprocess.Popen(
-            self.argv(*args), env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            cwd=REPO, start_new_session=True,
-        )  # fmt: skip
-        assert process.stdout is not None
-        seen = []
-        for line in process.stdout:
-            seen.append(line)
-            if when in line:
-                break
-        else:
-            raise AssertionError(f"run ended before {when!r}:\n{''.join(seen)}")
-        kill_tree(process.pid)
-        process.wait(timeout=60)
-        return "".join(seen)
-
-
-def _children(pid: int) -> list[int]:
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == pid:
-            children.append(int(stat.parent.name))
-    return children
-
-
-def kill_tree(pid: int) -> None:
-    """SIGSTOP the whole tree first (so nobody forks or cleans up), then SIGKILL it."""
-    tree, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        try:
-            os.kill(current, signal.SIGSTOP)
-        except ProcessLookupError:
-            continue
-        tree.append(current)
-        todo.extend(_children(current))
-    for member in tree:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(member, signal.SIGKILL)
-    time.sleep(0.5)
+# -- the farm store and the real builds ---------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -380,27 +274,32 @@ def killed_and_rerun(farm_store: Farm, forced_run: Step) -> tuple[str, Step]:
     return seen, farm_store.run()
 
 
-# The builds the builder tests inspect, taken from the farm store.
+@pytest.fixture(scope="session")
+def real_builds(
+    request: pytest.FixtureRequest, tmp_path_factory, source_mirror, fast_build_env
+) -> RealBuilds:
+    """The session's real builds keyed by spec (tests/real_builds.py): from the farm store's
+    runs when this session runs them anyway, else each built alone."""
+    used = {name for item in request.session.items for name in getattr(item, "fixturenames", ())}
+    return RealBuilds(used, request.getfixturevalue, tmp_path_factory.mktemp("real-builds"), source_mirror)
 
 
 @pytest.fixture(scope="session")
-def host_build(farm_store: Farm, first_run: Step) -> BuiltCell:
-    """debian-12 build 1: optimization none, host runner."""
-    assert first_run.returncode == 0, first_run.output
-    return farm_store.built(FARM_CELLS[0], 1)
+def host_build(real_builds: RealBuilds) -> BuiltCell:
+    """3.13.5 for debian-12, optimization none, host runner."""
+    return real_builds.get(HOST_NONE, needs_root)
 
 
 @pytest.fixture(scope="session")
-def chroot_build(farm_store: Farm, first_run: Step) -> BuiltCell:
-    """debian-11 build 1: optimization none, chroot runner (bullseye root)."""
-    assert first_run.returncode == 0, first_run.output
-    return farm_store.built(FARM_CELLS[1], 1)
+def chroot_build(real_builds: RealBuilds) -> BuiltCell:
+    """3.13.5 for debian-11, optimization none, chroot runner (bullseye root)."""
+    return real_builds.get(CHROOT_NONE, needs_root)
 
 
 @pytest.fixture(scope="session")
-def pgo_build(farm_store: Farm, killed_and_rerun) -> BuiltCell:
-    """debian-12 build 3: the default pgo+lto, host runner (finished by the killed run)."""
-    return farm_store.built(FARM_CELLS[0], 3)
+def pgo_build(real_builds: RealBuilds) -> BuiltCell:
+    """3.13.5 for debian-12, the default pgo+lto, host runner."""
+    return real_builds.get(HOST_PGO_LTO, needs_root)
 
 
 @pytest.fixture

@@ -44,19 +44,6 @@ def load_build_module() -> SimpleNamespace:
     )
 
 
-class BuiltCell:
-    """A finished build in a store: where it is and what the CLI printed."""
-
-    def __init__(self, store: Path, version: str, platform: str, arch: str, build: int, output: str) -> None:
-        self.store = store
-        self.version = version
-        self.platform = platform
-        self.arch = arch
-        self.build = build
-        self.output = output
-        self.dir = store / "builds" / version / platform / arch / str(build)
-
-
 def cli_build(args: list[str], capsys_free: bool = True) -> tuple[int, str]:
     """Run `buildfarm build ...` in-process; returns (exit status, stdout+stderr)."""
     from buildfarm.cli import main

@@ -1,6 +1,6 @@
 """Builder fixtures: the driver. The real builds the builder tests inspect (host_build,
-chroot_build, pgo_build), the fast build settings and the debootstrap roots are shared with
-the farm tests: see tests/conftest.py.
+chroot_build, pgo_build: a session cache keyed by spec, shared with the farm store's runs),
+the fast build settings and the debootstrap roots are in tests/conftest.py.
 
 The driver package (builder_image/driver/) is imported as build.py imports it, with
 builder_image/ on sys.path: test modules here say `from driver import flags`."""
