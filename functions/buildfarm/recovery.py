@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from buildfarm import clock
+from buildfarm.attest.signing import Signer
 from buildfarm.claims import Liveness
 from buildfarm.config import FarmConfig
 from buildfarm.layout import plan_record_key, run_marker_key
@@ -138,8 +139,10 @@ def recover(
     is_running: Liveness,
     own_execution_id: str = "",
     registry: Registry | None = None,
+    signer: Signer | None = None,
 ) -> Recovery:
-    """Finalize every open run whose execution has ended. One listing when none is open."""
+    """Finalize every open run whose execution has ended (signing with signer, else the
+    configured one: buildfarm.publish.publish). One listing when none is open."""
     now = now or clock.now()
     recovery = Recovery()
     for run_id in open_runs(store):
@@ -160,7 +163,7 @@ def recover(
             log.warning("cannot read the plan of run %s: %s (retried next time)", run_id, error)
             continue
         try:
-            result = publish(summary, store, config, now, registry=registry)
+            result = publish(summary, store, config, now, registry=registry, signer=signer)
         except (StoreError, ValueError, KeyError) as error:  # e.g. a plan from an older schema
             log.warning("cannot finalize run %s: %s (retried next time)", run_id, error)
             continue

@@ -6,7 +6,8 @@
 - finalize_handler (Finalize, once after the Map): {"plan": <Plan's summary>}
   -> {"published": [...], "failed": [{"cell", "reason"}], "counts": {...}}
 
-Thin: parse the event, read the configuration, call buildfarm.publish, emit metrics.
+Thin: parse the event, read the configuration (the signer too: a publisher without a signing
+key refuses to publish), call buildfarm.publish, emit metrics.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from buildfarm import clock
+from buildfarm.attest.farm_signer import require_signer
 from buildfarm.config import FarmConfig
 from buildfarm.handlers.common import powertools
 from buildfarm.plan import PlanItem
@@ -60,8 +62,9 @@ class CellEvent(BaseModel):
 @metrics.log_metrics
 @event_parser(model=CellEvent)
 def cell_handler(event: CellEvent, context: LambdaContext) -> dict[str, Any]:
-    store = open_store(FarmConfig.from_env().store)
-    outcome = publish_cell(event.item, store, clock.now(), event.batch)
+    config = FarmConfig.from_env()
+    store = open_store(config.store)
+    outcome = publish_cell(event.item, store, clock.now(), event.batch, signer=require_signer(config))
     metric = "CellsBuilt" if outcome.status == "published" else "CellsFailed"
     metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)
     if outcome.status == "failed":
@@ -76,7 +79,8 @@ def cell_handler(event: CellEvent, context: LambdaContext) -> dict[str, Any]:
 def finalize_handler(event: FinalizeEvent, context: LambdaContext) -> dict[str, Any]:
     config = FarmConfig.from_env()
     store = open_store(config.store)
-    result = publish(event.plan.model_dump(mode="json"), store, config, clock.now())
+    summary = event.plan.model_dump(mode="json")
+    result = publish(summary, store, config, clock.now(), signer=require_signer(config))
     counts = result.counts
     metrics.add_metric(name="CellsFailed", unit=MetricUnit.Count, value=counts["failed"])
     metrics.add_metric(name="CellsDeferred", unit=MetricUnit.Count, value=counts.get("deferred", 0))

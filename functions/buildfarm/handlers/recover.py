@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from buildfarm import clock
+from buildfarm.attest.farm_signer import require_signer
 from buildfarm.config import FarmConfig
 from buildfarm.handlers.common import powertools
 from buildfarm.handlers.executions import step_functions_liveness
@@ -42,7 +43,14 @@ def handler(event: RecoverEvent, context: LambdaContext) -> dict[str, Any]:
     config = FarmConfig.from_env()
     store = open_store(config.store)
     is_running = step_functions_liveness(event.execution_arn)
-    recovery = recover(store, config, clock.now(), is_running=is_running, own_execution_id=event.execution_id)
+    recovery = recover(
+        store,
+        config,
+        clock.now(),
+        is_running=is_running,
+        own_execution_id=event.execution_id,
+        signer=require_signer(config),
+    )
     metrics.add_metric(name="RunsRecovered", unit=MetricUnit.Count, value=len(recovery.finalized))
     metrics.add_metric(name="CellsRecovered", unit=MetricUnit.Count, value=len(recovery.published))
     if recovery.finalized:

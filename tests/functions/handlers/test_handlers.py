@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import boto3
 import pytest
+from moto_patches import kms_signs_digests_as_aws
 
 from buildfarm import clock
+from buildfarm.attest.signing import fingerprint
+from buildfarm.errors import UsageError
 from buildfarm.handlers import plan as plan_handler
 from buildfarm.handlers import publish as publish_handler
 from buildfarm.handlers import recover as recover_handler
@@ -41,7 +46,16 @@ def handler_clock():
 
 
 @pytest.fixture
-def lambda_env(monkeypatch, s3_client, python_org):
+def kms_key_arn(s3_client):
+    """The stack's signing key, in moto's KMS (signing digests as AWS does)."""
+    with kms_signs_digests_as_aws():
+        kms = boto3.client("kms", region_name="us-east-1")
+        yield kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
+
+
+@pytest.fixture
+def lambda_env(monkeypatch, s3_client, python_org, kms_key_arn):
+    monkeypatch.setenv("BUILDFARM_KMS_KEY_ID", kms_key_arn)
     monkeypatch.setenv("BUILDFARM_STORE", f"s3://{BUCKET}/{PREFIX}")
     monkeypatch.setenv("BUILDFARM_RELEASES_URL", python_org.base)
     monkeypatch.setenv("BUILDFARM_PUBLIC_BASE_URL", "https://d111111abcdef8.cloudfront.net/python")
@@ -83,6 +97,15 @@ def handler_logs():
         handler.setStream(previous)
 
 
+def openssl_verifies(directory: Path, public_key: bytes, data: bytes, signature: bytes) -> bool:
+    """`openssl dgst -sha256 -verify`, as install.sh and the issue's readers check."""
+    (directory / "farm.pub").write_bytes(public_key)
+    (directory / "data").write_bytes(data)
+    (directory / "data.sig").write_bytes(signature)
+    command = ["openssl", "dgst", "-sha256", "-verify", "farm.pub", "-signature", "data.sig", "data"]
+    return subprocess.run(command, cwd=directory, capture_output=True, check=False).returncode == 0
+
+
 def emf_metrics(output: str) -> dict[str, float]:
     """Metric values from the CloudWatch embedded-metric-format lines Powertools printed."""
     values = {}
@@ -95,7 +118,7 @@ def emf_metrics(output: str) -> dict[str, float]:
     return values
 
 
-def test_plan_then_publish_through_the_handlers(store, s3_writes, capsys, handler_logs):
+def test_plan_then_publish_through_the_handlers(store, s3_writes, capsys, handler_logs, tmp_path):
     event = {
         "input": {"versions": ["3.13.5"], "platforms": ["debian-12", "rhel-9"]},
         "execution_id": "nightly-2026-11-22",
@@ -157,6 +180,16 @@ def test_plan_then_publish_through_the_handlers(store, s3_writes, capsys, handle
         "https://d111111abcdef8.cloudfront.net/python/builds/"
     )
     assert "failed #1" in store.read("index.html")[0].decode()
+
+    # Signed with the stack's KMS key: keys/ lists its public key, and openssl verifies the
+    # catalog, a build's SHA256SUMS and its provenance with it.
+    keys = read_json(store, "keys/keys.json")
+    public_key = store.read(keys["keys"][0]["file"])[0]
+    assert [k["fingerprint"] for k in keys["keys"]] == [keys["current"]] == [fingerprint(public_key)]
+    build_dir = items[0]["spec"]["artifact_dir"]
+    for name in ("versions.json", f"{build_dir}/SHA256SUMS", f"{build_dir}/provenance.json"):
+        assert openssl_verifies(tmp_path, public_key, store.read(name)[0], store.read(f"{name}.sig")[0]), name
+    assert store.exists(f"{build_dir}/sbom.cdx.json")
 
     # The next scheduled run ({}) has nothing new for published cells, retries the failed one.
     summary = plan_handler.handler({"input": {}, "execution_id": "nightly-2026-11-23"}, LambdaContext())
@@ -305,3 +338,14 @@ def test_step_functions_liveness_asks_about_this_state_machines_executions(execu
         assert is_running("a:b") is None
     assert step_functions_liveness(None)("other-run") is None
     assert step_functions_liveness("arn:aws:states:us-east-1:123456789012:stateMachine:farm")("x") is None
+
+
+def test_a_publisher_without_a_signing_key_refuses_to_publish(store, monkeypatch):
+    """No KMS key and no key file configured: an error naming the variables, nothing written."""
+    monkeypatch.delenv("BUILDFARM_KMS_KEY_ID")
+    monkeypatch.delenv("BUILDFARM_SIGNING_KEY", raising=False)
+    with pytest.raises(UsageError, match=r"BUILDFARM_KMS_KEY_ID.*BUILDFARM_SIGNING_KEY"):
+        publish_handler.finalize_handler(
+            {"plan": {"plan_id": "p", "items": {"bucket": BUCKET, "key": "k"}}}, LambdaContext()
+        )
+    assert not store.exists("versions.json")
