@@ -336,3 +336,30 @@ def test_store_fingerprints_of_an_unsigned_store_is_empty(tmp_path) -> None:
 
     assert store_fingerprints(LocalStore(tmp_path)) == []
     assert os.listdir(tmp_path) == []
+
+
+# -- what the publish side writes is what install.sh checks -------------------------------------
+
+
+def test_a_store_the_publish_side_signed_passes_every_check(tmp_path, local_store, config, keys) -> None:
+    """plan, the builder's files (fake artifacts), publish with the farm's key: the install.sh
+    it leaves at the store's root has the key baked in, and every signature and sha256 checks
+    out (the fake tarball is not a real one, so only extracting it fails)."""
+    from buildfarm.attest.signing import KeyFileSigner
+    from buildfarm.plan import plan
+    from buildfarm.publish import publish
+
+    from ..conftest import NOW, fake_build, write_releases
+
+    write_releases(local_store, [VERSION])
+    planned = plan({"versions": [VERSION], "platforms": ["debian-12"]}, local_store, config, "exec-1", NOW)
+    for item in planned.items:
+        fake_build(local_store, item.spec)
+    result = publish(planned.summary, local_store, config, now=NOW, signer=KeyFileSigner(keys[0].private))
+    assert len(result.published) == 2, result
+    script = local_store.root / "install.sh"
+    ran = run_installer(tmp_path, None, "--prefix", str(tmp_path / "py"), script=script)
+    assert f"signature verified: versions.json (key {keys[0].fingerprint})" in ran.stderr, ran.stderr
+    assert f"/x86_64/1/SHA256SUMS (key {keys[0].fingerprint})" in ran.stderr
+    assert "sha256 verified (against versions.json and the signed SHA256SUMS)" in ran.stderr
+    assert "install.sh: error" not in ran.stderr  # tar's own complaint about the fake tarball ends it
