@@ -18,7 +18,7 @@ import pytest
 from buildfarm.catalog.install_script import render_installer
 
 from .signed_store import VERSION, Key, SignedStore, make_signed_store, publish_keys, write_sums
-from .test_install_script import _tarball, run_installer
+from .test_install_script import INSTALL_SH, _tarball, run_installer
 
 TARBALL = f"python-{VERSION}-debian-12-x86_64.tar.gz"
 
@@ -208,8 +208,14 @@ def test_a_rotated_key_still_verifies_the_builds_it_signed(tmp_path, signed, key
     assert "SHA256SUMS is not signed by the pinned key" in _error_line(only_new.stderr)
 
 
-def test_no_key_pinned_checks_sha256_and_says_signatures_were_not_checked(tmp_path, signed) -> None:
-    result = run_installer(tmp_path, signed.root, "--prefix", str(tmp_path / "py"))
+@pytest.mark.parametrize("published", [False, True])
+def test_no_key_pinned_checks_sha256_and_says_signatures_were_not_checked(
+    tmp_path, signed, published
+) -> None:
+    """Neither --pubkey nor a baked key: this copy of the script, or one published for a store
+    without keys/keys.json."""
+    script = _published_script(tmp_path, signed) if published else INSTALL_SH
+    result = run_installer(tmp_path, signed.root, "--prefix", str(tmp_path / "py"), script=script)
     assert result.returncode == 0, result.stderr
     assert "sha256 verified\n" in result.stderr
     notes = [line for line in result.stderr.splitlines() if "signatures not checked" in line]
