@@ -3,7 +3,7 @@
 - kms_key_id (BUILDFARM_KMS_KEY_ID, the cloud): the stack's KMS key, through boto3;
 - else signing_key (BUILDFARM_SIGNING_KEY): a key file;
 - else nothing configured: the Lambdas refuse to publish (require_signer), and `buildfarm run`
-  uses the default key file, creating it when absent (local_signer).
+  uses the default key file (local_key_config creates the key file when absent).
 
 The process's signer is configured_signer(): the one the environment names, or None, for the
 callers that are not handed one (the local farm's cells).
@@ -66,18 +66,18 @@ def key_path(explicit: str | None) -> Path:
     return Path(explicit or os.environ.get(KEY_ENV, "").strip() or DEFAULT_KEY).expanduser()
 
 
-def local_signer(config: FarmConfig, store_root: Path) -> tuple[Signer, str | None]:
-    """(signer, message) for a local run: the configured signer, else the default key file,
-    created when absent (never inside the store); message says so when it was created."""
-    signer = signer_for(config)
-    if signer is not None:
-        return signer, None
-    path = DEFAULT_KEY.expanduser()
+def local_key_config(config: FarmConfig, store_root: Path) -> tuple[FarmConfig, str | None]:
+    """(config, message) for a local run: a KMS key is used as configured; else the key file
+    (BUILDFARM_SIGNING_KEY, else the default one) is created when absent, never inside the
+    store, and config names it; message says that it was created, and where."""
+    if config.kms_key_id:
+        return config, None
+    path = Path(config.signing_key or DEFAULT_KEY).expanduser()
     message = None
     if not path.exists():
         created = init_key(path, store_root=store_root)
         message = f"created the signing key {path} ({created}); its public key goes to the store's keys/"
-    return KeyFileSigner(path), message
+    return config.model_copy(update={"signing_key": str(path)}), message
 
 
 def signer_fingerprint(signer: Signer) -> str:

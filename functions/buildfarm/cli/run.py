@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from buildfarm import clock
+from buildfarm.attest.farm_signer import KEY_ENV, local_key_config
 from buildfarm.cli.plan import format_table, print_plan
 from buildfarm.cli.runtime_cmds import DEFINITIONS_ENV
 from buildfarm.config import DEFAULT_STORE, ConfigError, FarmConfig
@@ -264,6 +265,7 @@ def run(args: argparse.Namespace) -> int:
                 ))  # fmt: skip
             return print_plan(plan({**raw, "dry_run": True}, store, config, execution_id), store)
         store.create()  # `run` makes its store; the read-only commands refuse a missing one
+        config = _with_signing_key(config, store)
         log_dir = Path(tempfile.mkdtemp(prefix="buildfarm-run-"))
         print(f"buildfarm run: store {store.location}, logs {log_dir}", flush=True)
         report = run_farm(
@@ -281,6 +283,18 @@ def run(args: argparse.Namespace) -> int:
     except StoreError as error:
         raise UsageError(f"store {store.location}: {error}") from None
     return _report(report)
+
+
+def _with_signing_key(config: FarmConfig, store: LocalStore) -> FarmConfig:
+    """The run signs with the configured KMS key, else the key file (created when absent,
+    outside the store, and said so). The environment names it too: the farm's cell publisher
+    (publish_cell) signs with the signer the environment configures."""
+    config, message = local_key_config(config, Path(store.location))
+    if message:
+        print(f"buildfarm run: {message}", flush=True)
+    if config.signing_key and not config.kms_key_id:
+        os.environ[KEY_ENV] = config.signing_key
+    return config
 
 
 def _runtime_definitions() -> list[RuntimeDefinition] | None:
