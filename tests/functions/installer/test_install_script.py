@@ -1,7 +1,8 @@
 """install.sh logic on this host: platform detection, catalog reading, checksum refusal and
 messages. The script runs for real (bash, awk, curl over file://); only /etc/os-release,
 `uname` and `id` are swapped, so each distribution and arch can be played here. Installs
-into fresh debootstrap roots from a built store are in test_install_roots.py."""
+into fresh debootstrap roots from a built store are in tests/farm/test_uv_and_installer.py;
+signatures in test_install_signatures.py (and its roots twin)."""
 
 from __future__ import annotations
 
