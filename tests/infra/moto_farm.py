@@ -366,8 +366,11 @@ class Farm:
             if not token:
                 return events
 
+    def read(self, key: str) -> bytes:
+        return self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+
     def read_json(self, key: str) -> Any:
-        return json.loads(self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+        return json.loads(self.read(key))
 
     def exists(self, key: str) -> bool:
         return "Contents" in self.s3.list_objects_v2(Bucket=BUCKET, Prefix=key, MaxKeys=1)

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
 from moto_farm import BUCKET, CDN_DOMAIN, FAILING, SHA_3135, SUBMITTED, Farm
 
 from buildfarm import clock
+from buildfarm.attest.signing import fingerprint
 from buildfarm.config import FarmConfig
 from buildfarm.platforms import load_registry
 from buildfarm.policy import select_cells
@@ -85,7 +88,9 @@ def test_empty_input_on_an_empty_store_builds_and_publishes_every_enabled_cell_t
     assert states[-1]["stateEnteredEventDetails"]["name"] == States.NOTHING_TO_BUILD
 
 
-def test_force_makes_build_2_and_keeps_build_1(farm: Farm) -> None:
+def test_force_makes_build_2_and_keeps_build_1_each_signed_with_the_stacks_key(
+    farm: Farm, tmp_path: Path
+) -> None:
     farm.seed_releases({"3.13.5": SHA_3135})
     cells = {"versions": ["3.13.5"], "platforms": ["debian-12", "rhel-9"], "arches": ["x86_64"]}
     assert farm.run(cells)["status"] == "SUCCEEDED"
@@ -96,6 +101,35 @@ def test_force_makes_build_2_and_keeps_build_1(farm: Farm) -> None:
     assert farm.published() == {"3.13.5/debian-12/x86_64": 2, "3.13.5/rhel-9/x86_64": 2}
     assert farm.exists("builds/3.13.5/debian-12/x86_64/1/manifest.json")
     assert farm.exists("builds/3.13.5/rhel-9/x86_64/2/python-3.13.5-2.x86_64.rpm")
+    # Issue 15: the publish side signed each build and the catalog with the stack's KMS key.
+    public_key = farm.signing_public_key()
+    keys = farm.read_json("keys/keys.json")
+    assert keys["current"] == fingerprint(public_key)
+    assert farm.read(f"keys/{fingerprint(public_key).removeprefix('SHA256:')}.pub") == public_key
+    for build in ("builds/3.13.5/debian-12/x86_64/1", "builds/3.13.5/rhel-9/x86_64/2"):
+        sums = farm.read(f"{build}/SHA256SUMS").decode()
+        assert {line.split("  ")[1] for line in sums.splitlines()} >= {
+            "manifest.json", "sbom.cdx.json", "provenance.json"
+        }  # fmt: skip
+        for signed in ("SHA256SUMS", "provenance.json"):
+            assert openssl_verifies(farm, public_key, f"{build}/{signed}", tmp_path), (build, signed)
+    assert openssl_verifies(farm, public_key, "versions.json", tmp_path)
+
+
+def openssl_verifies(farm: Farm, public_key: bytes, key: str, directory: Path) -> bool:
+    """`openssl dgst -sha256 -verify farm.pub -signature <key>.sig <key>` on the store's objects."""
+    (directory / "farm.pub").write_bytes(public_key)
+    for name in (key, f"{key}.sig"):
+        (directory / name.rsplit("/", 1)[-1]).write_bytes(farm.read(name))
+    name = key.rsplit("/", 1)[-1]
+    result = subprocess.run(
+        ["openssl", "dgst", "-sha256", "-verify", "farm.pub", "-signature", f"{name}.sig", name],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode in (0, 1), result.stderr
+    return result.returncode == 0
 
 
 def test_one_failing_cell_fails_the_execution_naming_it_after_the_others_are_published(farm: Farm) -> None:
