@@ -1,21 +1,19 @@
 """`buildfarm keys init|show`: the local signing key (a key file; the cloud signs with KMS);
-`buildfarm verify PATH|URL --pubkey FILE`: check a published build's signature, checksums,
-SBOM and provenance against pinned public keys."""
+`buildfarm verify PATH|URL --pubkey FILE|SHA256:<hex>`: check a published build's signature,
+checksums, SBOM and provenance, or a store's signed versions.json and its builds, against
+pinned public keys."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from buildfarm.attest.signing import KeyFileSigner, SigningError, fingerprint, init_key, load_public_key
-from buildfarm.attest.verify_build import open_build, verify_build
+from buildfarm.attest.farm_signer import DEFAULT_KEY, KEY_ENV, key_path
+from buildfarm.attest.signing import KeyFileSigner, fingerprint, init_key
+from buildfarm.attest.verify_build import BuildFiles, open_build, verify_build
+from buildfarm.attest.verify_store import is_store_root, read_pinned_keys, store_root_of, verify_store
 from buildfarm.config import ConfigError, resolve_store_location
-from buildfarm.errors import UsageError
-
-KEY_ENV = "BUILDFARM_SIGNING_KEY"
-DEFAULT_KEY = Path("~/.config/buildfarm/signing-key.pem")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,26 +39,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     verify = subparsers.add_parser(
         "verify",
-        help="verify a published build: signature, checksums, SBOM, provenance",
+        help="verify a published build or a whole store: signatures, checksums, SBOM, provenance",
         description="Check a build directory (builds/<version>/<platform>/<arch>/<build>/, a path or "
         "an http(s) URL): SHA256SUMS.sig verifies with one of the pinned keys, every file matches "
         "SHA256SUMS, manifest.json's artifacts are in it, and the SBOM and provenance match the "
-        "artifacts. Prints one line per problem; exit 1 if any.",
+        "artifacts. Or a store's root: versions.json.sig verifies, and so does every build it lists "
+        "(--catalog-only: the signature alone). Prints one line per problem; exit 1 if any.",
     )
-    verify.add_argument("build", metavar="PATH|URL", help="the build directory or its URL")
+    verify.add_argument("build", metavar="PATH|URL", help="the build directory, or the store root")
     verify.add_argument(
         "--pubkey",
-        metavar="FILE",
+        metavar="FILE|SHA256:HEX",
         action="append",
         required=True,
-        help="a trusted public key (PEM); repeat for several (old keys of a rotation)",
+        help="a trusted public key: its PEM file, or its fingerprint (the store's keys/<hex>.pub is "
+        "fetched and checked); repeat for several (old keys of a rotation)",
+    )
+    verify.add_argument(
+        "--catalog-only",
+        action="store_true",
+        help="for a store root: check versions.json's signature only, not the builds it lists",
     )
     verify.set_defaults(func=run_verify)
-
-
-def key_path(explicit: str | None) -> Path:
-    """--key, else $BUILDFARM_SIGNING_KEY, else ~/.config/buildfarm/signing-key.pem."""
-    return Path(explicit or os.environ.get(KEY_ENV, "").strip() or DEFAULT_KEY).expanduser()
 
 
 def _local_store() -> Path | None:
@@ -89,25 +89,22 @@ def run_keys_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_public_keys(paths: list[str]) -> list[bytes]:
-    keys = []
-    for name in paths:
-        try:
-            pem = Path(name).read_bytes()
-        except OSError as error:
-            raise UsageError(f"--pubkey {name}: {error.strerror}") from None
-        try:
-            load_public_key(pem)
-        except SigningError as error:
-            raise UsageError(f"--pubkey {name}: {error}") from None
-        keys.append(pem)
-    return keys
+def _root_of(location: str, files: BuildFiles) -> BuildFiles | None:
+    """The store root a --pubkey fingerprint is looked up in: the location itself when it is
+    a store root, else the root of the build directory it names."""
+    if is_store_root(files):
+        return files
+    root = store_root_of(location)
+    return open_build(root) if root else None
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    keys = read_public_keys(args.pubkey)
     files = open_build(args.build)
-    problems = verify_build(files, keys)
+    keys = read_pinned_keys(args.pubkey, lambda: _root_of(args.build, files))
+    if is_store_root(files):
+        problems = verify_store(args.build, files, keys, builds=not args.catalog_only)
+    else:
+        problems = verify_build(files, keys)
     for problem in problems:
         print(problem)
     if problems:

@@ -1,0 +1,145 @@
+"""Verify a whole store (its root, local or over http(s)) against pinned public keys:
+versions.json.sig is a signature of versions.json by one of the keys, and (unless only the
+catalog is asked for) every build versions.json lists verifies (verify_build), with the
+sha256 versions.json gives each artifact equal to its build's SHA256SUMS.
+
+Keys are pinned by file (PEM) or by fingerprint ("SHA256:<hex>"): a fingerprint names the
+store's keys/<hex>.pub, which is fetched and must have that fingerprint.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from buildfarm.errors import UsageError
+from buildfarm.layout import MANIFEST_FILE, VERSIONS_KEY
+
+from .signing import FINGERPRINT_PREFIX, SigningError, fingerprint, load_public_key
+from .store_keys import public_key_key
+from .verify_build import (
+    SUMS_FILE,
+    BuildFiles,
+    check_signature,
+    open_build,
+    parse_json,
+    parse_sums,
+    verify_build,
+)
+
+_FINGERPRINT = re.compile(rf"{FINGERPRINT_PREFIX}[0-9a-f]{{64}}", re.ASCII)
+# builds/<version>/<platform>/<arch>/<build>, as versions.json's manifest keys name it
+_BUILD_DIR = re.compile(r"builds/[0-9A-Za-z.+-]+/[0-9A-Za-z._-]+/[0-9A-Za-z_]+/[1-9][0-9]{0,8}", re.ASCII)
+
+
+def is_store_root(files: BuildFiles) -> bool:
+    """A store root has versions.json and no SHA256SUMS or manifest.json of its own."""
+    return (
+        files.read(SUMS_FILE) is None
+        and files.read(MANIFEST_FILE) is None
+        and files.read(VERSIONS_KEY) is not None
+    )
+
+
+def store_root_of(location: str) -> str | None:
+    """The store root of a build directory's path or URL (None when it does not end in
+    builds/<version>/<platform>/<arch>/<build>)."""
+    trimmed = location.rstrip("/")
+    parts = trimmed.split("/")
+    if len(parts) < 6 or not _BUILD_DIR.fullmatch("/".join(parts[-5:])):
+        return None
+    return "/".join(parts[:-5]) or "/"
+
+
+def read_pinned_keys(pins: Sequence[str], root: Callable[[], BuildFiles | None]) -> list[bytes]:
+    """The PEM of each --pubkey: a file, or a fingerprint found under the store's keys/."""
+    keys = []
+    for pin in pins:
+        if _FINGERPRINT.fullmatch(pin):
+            store = root()
+            pem = store.read(public_key_key(pin)) if store is not None else None
+            if pem is None:
+                raise UsageError(
+                    f"--pubkey {pin}: no {public_key_key(pin)} in the store (pass the key's file)"
+                )
+        elif pin.startswith(FINGERPRINT_PREFIX):
+            raise UsageError(f"--pubkey {pin!r}: a fingerprint is SHA256: and 64 lowercase hex digits")
+        else:
+            try:
+                pem = Path(pin).read_bytes()
+            except OSError as error:
+                raise UsageError(f"--pubkey {pin}: {error.strerror}") from None
+        try:
+            load_public_key(pem)
+            shown = fingerprint(pem)
+        except SigningError as error:
+            raise UsageError(f"--pubkey {pin}: {error}") from None
+        if _FINGERPRINT.fullmatch(pin) and shown != pin:
+            raise UsageError(f"--pubkey {pin}: the store's {public_key_key(pin)} is the key {shown}")
+        keys.append(pem)
+    return keys
+
+
+def verify_catalog(root: BuildFiles, keys: Sequence[bytes]) -> tuple[list[str], object]:
+    """(problems, versions.json parsed or None): its signature by one of keys."""
+    data = root.read(VERSIONS_KEY)
+    if data is None:
+        return [f"{VERSIONS_KEY}: missing (is {root.where} a store?)"], None
+    problems = check_signature(root, VERSIONS_KEY, data, keys)
+    document, json_problems = parse_json(VERSIONS_KEY, data)
+    return problems + json_problems, document
+
+
+def published_builds(document: object) -> list[tuple[str, dict[str, str]]]:
+    """(build dir, artifact file -> sha256) of every cell versions.json lists."""
+    found = []
+    builds = document.get("builds") if isinstance(document, dict) else None
+    for platforms in (builds or {}).values() if isinstance(builds, dict) else ():
+        for arches in platforms.values() if isinstance(platforms, dict) else ():
+            for cell in arches.values() if isinstance(arches, dict) else ():
+                manifest = cell.get("manifest") if isinstance(cell, dict) else None
+                if not isinstance(manifest, str) or not manifest.endswith(f"/{MANIFEST_FILE}"):
+                    continue
+                directory = manifest.removesuffix(f"/{MANIFEST_FILE}")
+                listed = {
+                    str(a.get("key", "")).rsplit("/", 1)[-1]: str(a.get("sha256"))
+                    for a in cell.get("artifacts") or []
+                    if isinstance(a, dict)
+                }
+                found.append((directory, listed))
+    return sorted(found)
+
+
+def check_catalog_sums(directory: str, build: BuildFiles, listed: dict[str, str]) -> list[str]:
+    """versions.json's artifact sha256s against the build's SHA256SUMS."""
+    data = build.read(SUMS_FILE)
+    if data is None:
+        return []  # verify_build says SHA256SUMS is missing
+    sums, _ = parse_sums(data.decode("utf-8", errors="replace"))
+    return [
+        f"{VERSIONS_KEY}: {directory}/{name} has sha256 {sha256}, its {SUMS_FILE} {sums.get(name)}"
+        for name, sha256 in sorted(listed.items())
+        if sums.get(name) != sha256
+    ]
+
+
+def verify_store(location: str, root: BuildFiles, keys: Sequence[bytes], *, builds: bool = True) -> list[str]:
+    """Every problem of the store at root ([] when it verifies): the catalog's signature and,
+    with builds, every published build (each line names the build's file from the root)."""
+    problems, document = verify_catalog(root, keys)
+    if not builds:
+        return problems
+    base = location.rstrip("/")
+    for directory, listed in published_builds(document):
+        if not _BUILD_DIR.fullmatch(directory):
+            problems.append(f"{VERSIONS_KEY}: {directory!r} is not a build directory")
+            continue
+        try:
+            build = open_build(f"{base}/{directory}")
+        except UsageError:
+            problems.append(f"{directory}: missing (listed in {VERSIONS_KEY})")
+            continue
+        problems += [f"{directory}/{problem}" for problem in verify_build(build, keys)]
+        problems += check_catalog_sums(directory, build, listed)
+    return problems
