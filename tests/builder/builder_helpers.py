@@ -44,6 +44,21 @@ def load_build_module() -> SimpleNamespace:
     )
 
 
+def host_platform() -> str | None:
+    """This machine's registry platform (debian-12 on a bookworm host), None if it is none."""
+    from buildfarm.platforms import load_registry
+    from buildfarm.runners import host_platform_id
+
+    return host_platform_id(load_registry())
+
+
+def cli_build_on_host(store: Path, mirror: str, *options: str) -> tuple[int, str]:
+    """`buildfarm build 3.13.5` for this machine's platform with the host runner, from `mirror`
+    into `store`, with more options; (exit status, stdout+stderr)."""
+    argv = ["3.13.5", "--platform", str(host_platform()), "--runner", "host", "--store", str(store)]
+    return cli_build([*argv, "--source-mirror", mirror, *options])
+
+
 def cli_build(args: list[str], capsys_free: bool = True) -> tuple[int, str]:
     """Run `buildfarm build ...` in-process; returns (exit status, stdout+stderr)."""
     from buildfarm.cli import main

@@ -13,12 +13,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from builder_helpers import BUILD_PY, cli_build
+from builder_helpers import BUILD_PY, cli_build, cli_build_on_host, host_platform
 
-from buildfarm.platforms import load_registry
-from buildfarm.runners import host_platform_id
-
-HOST_PLATFORM = host_platform_id(load_registry())
+HOST_PLATFORM = host_platform()
 needs_host_platform = pytest.mark.skipif(
     HOST_PLATFORM is None, reason="this machine is not a registered platform"
 )
@@ -52,10 +49,9 @@ def broken_mirror(tmp_path) -> tuple[str, str]:
 @needs_host_platform
 def test_checksum_mismatch_aborts_before_configure(tmp_path, source_mirror):
     store = tmp_path / "store"
-    code, output = cli_build(
-        ["3.13.5", "--platform", HOST_PLATFORM, "--runner", "host", "--optimization", "none",
-         "--store", str(store), "--source-mirror", source_mirror, "--source-sha256", "0" * 64]
-    )  # fmt: skip
+    code, output = cli_build_on_host(
+        store, source_mirror, "--optimization", "none", "--source-sha256", "0" * 64
+    )
     assert code == 1, output
     assert "phase verify FAILED: sha256 mismatch" in output
     assert "phase configure" not in output
@@ -69,10 +65,7 @@ def test_checksum_mismatch_aborts_before_configure(tmp_path, source_mirror):
 def test_failing_configure_leaves_no_artifacts_and_shows_the_tail(tmp_path, broken_mirror):
     mirror, digest = broken_mirror
     store = tmp_path / "store"
-    code, output = cli_build(
-        ["3.13.5", "--platform", HOST_PLATFORM, "--runner", "host", "--optimization", "none",
-         "--store", str(store), "--source-mirror", mirror, "--source-sha256", digest]
-    )  # fmt: skip
+    code, output = cli_build_on_host(store, mirror, "--optimization", "none", "--source-sha256", digest)
     assert code == 1, output
     assert "phase configure FAILED" in output
     assert "configure: error: broken on purpose" in output  # the failing phase's last lines
@@ -91,10 +84,7 @@ def test_existing_build_is_never_overwritten(tmp_path, source_mirror, source_sha
     (cell / "manifest.json").write_text('{"published": "before"}')
     before = tree_snapshot(store)
     # The CLI refuses an explicit --build that exists...
-    code, output = cli_build(
-        ["3.13.5", "--platform", HOST_PLATFORM, "--runner", "host", "--store", str(store),
-         "--source-mirror", source_mirror, "--build", "1"]
-    )  # fmt: skip
+    code, output = cli_build_on_host(store, source_mirror, "--build", "1")
     assert code == 2
     assert output.strip().count("\n") == 0 and "already exists" in output
     assert tree_snapshot(store) == before
@@ -127,10 +117,7 @@ def test_next_free_build_number(tmp_path, source_mirror):
     (store / f"logs/3.13.5/{HOST_PLATFORM}/x86_64/2").mkdir(parents=True)
     (store / f"logs/3.13.5/{HOST_PLATFORM}/x86_64/2/failure.json").write_text("{}")
     (store / f"builds/3.13.5/{HOST_PLATFORM}/x86_64/1/manifest.json").write_text("{}")
-    code, output = cli_build(
-        ["3.13.5", "--platform", HOST_PLATFORM, "--runner", "host", "--store", str(store),
-         "--source-mirror", source_mirror, "--source-sha256", "1" * 64]
-    )  # fmt: skip
+    code, output = cli_build_on_host(store, source_mirror, "--source-sha256", "1" * 64)
     assert code == 1
     assert "build 3 (" in output
     assert (store / f"logs/3.13.5/{HOST_PLATFORM}/x86_64/3/failure.json").exists()

@@ -14,17 +14,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from builder_helpers import BUILD_PY, BUILDER_IMAGE, cli_build
+from builder_helpers import BUILD_PY, BUILDER_IMAGE, cli_build_on_host, host_platform
 from driver import signature
-
-from buildfarm.platforms import load_registry
-from buildfarm.runners import host_platform_id
 
 CPYTHON_SRC = BUILD_PY.parents[2] / "shared" / "cpython-src"
 TARBALL = CPYTHON_SRC / "Python-3.13.5.tar.xz"
 KEY = BUILDER_IMAGE / "keys" / "3.13.asc"
 FINGERPRINT = "7169605F62C751356D054A26A821E680E5FA6305"
-HOST_PLATFORM = host_platform_id(load_registry())
+HOST_PLATFORM = host_platform()
 needs_gpgv = pytest.mark.skipif(shutil.which("gpgv") is None, reason="no gpgv on this machine")
 needs_source = pytest.mark.skipif(not (TARBALL.with_name(TARBALL.name + ".asc")).is_file(), reason="no .asc")
 
@@ -197,10 +194,7 @@ def test_a_modified_tarball_with_its_signature_fails_before_configure(tmp_path):
     """The sha256 matches (the spec says the modified tarball's), the signature does not."""
     mirror, digest = _mirror(tmp_path, modified=True)
     store = tmp_path / "store"
-    code, output = cli_build(
-        ["3.13.5", "--platform", HOST_PLATFORM, "--runner", "host", "--optimization", "none",
-         "--store", str(store), "--source-mirror", mirror, "--source-sha256", digest]
-    )  # fmt: skip
+    code, output = cli_build_on_host(store, mirror, "--optimization", "none", "--source-sha256", digest)
     assert code == 1, output
     assert "phase verify FAILED: OpenPGP signature of Python-3.13.5.tar.xz: gpgv says BADSIG" in output
     assert "phase configure" not in output
