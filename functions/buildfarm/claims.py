@@ -208,11 +208,34 @@ def peek_cell(
     is_running: Liveness = unknown_liveness,
 ) -> ClaimOutcome:
     """What claim_cell would do, without writing (dry run)."""
-    name = cell_name(*cell)
+    return peek_marker(
+        store,
+        claim_key(*cell),
+        cell_name(*cell),
+        execution_id=execution_id,
+        published_build=published_build,
+        now=now,
+        marker_exists=marker_exists,
+        is_running=is_running,
+    )
+
+
+def peek_marker(
+    store: Store,
+    key: str,
+    name: str,
+    *,
+    execution_id: str,
+    published_build: int,
+    now: datetime,
+    marker_exists: bool,
+    is_running: Liveness = unknown_liveness,
+) -> ClaimOutcome:
+    """What claim_marker would do, without writing (dry run)."""
     current = None
     if marker_exists:
         try:
-            raw, _ = store.read_json(claim_key(*cell))
+            raw, _ = store.read_json(key)
             current = _parse(raw)
         except StoreError:
             current = None

@@ -197,13 +197,8 @@ def run_farm(
     # Validate before touching the machine or the store (plan validates again, the same way).
     if parse_workflow_input(request, config, registry).dry_run:
         # Plans only (nothing claimed or written); no runner is chosen, nothing is built.
-        report = RunReport(execution_id, plan(request, store, config, execution_id, now), {}, {})
-        if runtimes is not None:
-            report.runtimes = plan_run_runtimes(
-                store, runtimes, {(p, a) for p in platforms for a in arches}, execution_id=execution_id,
-                now=now, ttl_seconds=config.claim_ttl_seconds, dry_run=True,
-            )  # fmt: skip
-        return report
+        where = {(p, a) for p in platforms for a in arches}
+        return _dry_run(request, store, config, execution_id, now, runtimes, where)
     runners, unbuildable = choose_runners(platforms, arches, runner)
     report = RunReport(
         execution_id=execution_id,
@@ -237,6 +232,25 @@ def run_farm(
         raise report.store_error
     if runtimes is not None and not report.interrupted:
         _run_runtimes(report, store, config, runtimes, set(runners), notify, registry)
+    return report
+
+
+def _dry_run(
+    request: dict[str, Any],
+    store: Store,
+    config: FarmConfig,
+    execution_id: str,
+    now: datetime,
+    runtimes: list[RuntimeDefinition] | None,
+    where: set[tuple[str, str]],
+) -> RunReport:
+    """The plan of a dry run, and of its runtime cells (given definitions); nothing claimed."""
+    report = RunReport(execution_id, plan(request, store, config, execution_id, now), {}, {})
+    if runtimes is not None:
+        report.runtimes = plan_run_runtimes(
+            store, runtimes, where, execution_id=execution_id, now=now,
+            ttl_seconds=config.claim_ttl_seconds, dry_run=True,
+        )  # fmt: skip
     return report
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from buildfarm.attest.signing import Signer
 from buildfarm.catalog.versions_json import RuntimeCell, read_versions, runtime_cells
-from buildfarm.claims import ClaimOutcome, Liveness, claim_marker, unknown_liveness
+from buildfarm.claims import Liveness, claim_marker, peek_marker, unknown_liveness
 from buildfarm.errors import BuildfarmError
 from buildfarm.runtimes.definitions import RuntimeDefinition
 from buildfarm.runtimes.keys import (
@@ -103,14 +103,15 @@ def plan_run_runtimes(
     by_name = {definition.name: definition for definition in usable}
     for item in plan.build:
         floor = next_build(store, item.cell, published.get(item.cell, {}).get("build", 0)) - 1
+        key, exists = runtime_claim_key(*item.cell), store.exists(runtime_claim_key(*item.cell))
+        common = {"execution_id": execution_id, "published_build": floor, "now": now,
+                  "marker_exists": exists, "is_running": is_running}  # fmt: skip
         if dry_run:
-            outcome = ClaimOutcome(cell=item.name, status="claimed", build=floor + 1)
+            outcome = peek_marker(store, key, item.name, **common)
         else:
             outcome = claim_marker(
-                store, runtime_claim_key(*item.cell), item.name, execution_id=execution_id,
-                plan_id=execution_id, published_build=floor, now=now, ttl_seconds=ttl_seconds,
-                marker_exists=store.exists(runtime_claim_key(*item.cell)), is_running=is_running,
-            )  # fmt: skip
+                store, key, item.name, plan_id=execution_id, ttl_seconds=ttl_seconds, **common
+            )
         if outcome.status == "claimed":
             result.claimed.append(ClaimedRuntime(item, by_name[item.cell[0]], outcome.build))
         else:
