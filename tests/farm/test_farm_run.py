@@ -53,6 +53,28 @@ def test_first_run_builds_and_publishes_both_cells(farm_store, first_run) -> Non
         assert re.search(rf"building \((host|chroot)\): {phase}\w* done", first_run.output), phase
 
 
+def test_the_published_store_is_signed_and_verifies(farm_store, first_run) -> None:
+    """The publish side's files in every build, signed with the run's key (`buildfarm keys
+    show`, the same environment), and `buildfarm verify` accepts the store, locally and over
+    HTTP, with that key pinned by fingerprint."""
+
+    def buildfarm(*argv: str) -> subprocess.CompletedProcess[str]:
+        command = [farm_store.buildfarm, *argv]
+        return subprocess.run(command, env=farm_store.env, capture_output=True, text=True, check=False)
+
+    assert first_run.returncode == 0, first_run.output
+    shown = buildfarm("keys", "show")
+    assert shown.returncode == 0, shown.stderr
+    key = shown.stdout.strip()
+    assert json.loads((farm_store.store / "keys" / "keys.json").read_text())["current"] == key
+    signed = ("sbom.cdx.json", "provenance.json", "SHA256SUMS", "SHA256SUMS.sig", "provenance.json.sig")
+    for cell in CELLS:
+        assert all((farm_store.store / "builds" / cell / "1" / name).is_file() for name in signed), cell
+    for location in (str(farm_store.store), farm_store.base_url):
+        verified = buildfarm("verify", location, "--pubkey", key)
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
 def test_second_run_builds_nothing(farm_store, first_run, second_run) -> None:
     assert second_run.returncode == 0, second_run.output
     assert "0 published, 0 failed, 2 skipped" in second_run.output
