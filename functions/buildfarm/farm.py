@@ -8,6 +8,8 @@ interruption, and recover the cells of a run that died (its claims, its finished
 When runtime definitions are given, the run's runtime cells (buildfarm.runtimes) come after
 its Python cells are published: planned from versions.json, claimed, built here one at a time
 and published into versions.json's `runtimes`, then the derived files are rewritten once more.
+Only this machine's own platform and arch (runtime_cells_here): a runtime is built in this
+process, and the wheels uv picks are the ones this machine's glibc takes.
 """
 
 from __future__ import annotations
@@ -32,11 +34,11 @@ from buildfarm.catalog.derived import store_public_url
 from buildfarm.claims import release_claims
 from buildfarm.config import FarmConfig
 from buildfarm.plan import Plan, PlanItem, plan
-from buildfarm.platforms import Registry, load_registry
+from buildfarm.platforms import Registry, canonical_arch, load_registry
 from buildfarm.policy import policy_platforms
 from buildfarm.publish import BatchOutcome, PublishResult, publish, publish_cell
 from buildfarm.recovery import local_execution_id, local_liveness, recover
-from buildfarm.runners import RunnerUnavailable, select_runner
+from buildfarm.runners import RunnerUnavailable, host_arch, host_platform_id, select_runner
 from buildfarm.runners.base import BuildResult, Runner
 from buildfarm.runtimes.definitions import RuntimeDefinition
 from buildfarm.runtimes.farm_cells import RuntimeRunPlan, build_claimed, plan_run_runtimes
@@ -111,6 +113,12 @@ class RunReport:
 
 
 Listener = Callable[[CellProgress], None]
+
+
+def runtime_cells_here(platforms: list[str], arches: list[str], registry: Registry) -> set[tuple[str, str]]:
+    """The (platform, arch) of the request whose runtime cells this machine builds: its own."""
+    here = (host_platform_id(registry), host_arch())
+    return {(platform, canonical_arch(arch)) for platform in platforms for arch in arches} & {here}
 
 
 def choose_runners(
@@ -197,7 +205,7 @@ def run_farm(
     # Validate before touching the machine or the store (plan validates again, the same way).
     if parse_workflow_input(request, config, registry).dry_run:
         # Plans only (nothing claimed or written); no runner is chosen, nothing is built.
-        where = {(p, a) for p in platforms for a in arches}
+        where = runtime_cells_here(platforms, arches, registry)
         return _dry_run(request, store, config, execution_id, now, runtimes, where)
     runners, unbuildable = choose_runners(platforms, arches, runner)
     report = RunReport(
@@ -231,7 +239,9 @@ def run_farm(
     if report.store_error is not None:
         raise report.store_error
     if runtimes is not None and not report.interrupted:
-        _run_runtimes(report, store, config, runtimes, set(runners), notify, registry)
+        _run_runtimes(
+            report, store, config, runtimes, runtime_cells_here(platforms, arches, registry), notify, registry
+        )
     return report
 
 

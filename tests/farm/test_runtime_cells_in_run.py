@@ -67,6 +67,9 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("BUILDFARM_RELEASES_URL", "http://127.0.0.1:9/api")
     monkeypatch.delenv("BUILDFARM_STORE", raising=False)
     monkeypatch.setattr("buildfarm.farm.select_runner", lambda platform, requested, arch: UnusedRunner())
+    # Runtime cells are built on their own platform and arch: make this machine a debian-12 x86_64.
+    monkeypatch.setattr("buildfarm.farm.host_platform_id", lambda registry: "debian-12")
+    monkeypatch.setattr("buildfarm.farm.host_arch", lambda: "x86_64")
     return root
 
 
@@ -74,7 +77,9 @@ def files(root: Path) -> list[str]:
     return sorted(str(path.relative_to(root)) for path in root.rglob("*") if path.is_file())
 
 
-def test_a_dry_run_lists_the_runtime_cells_and_no_runtimes_leaves_them_out(store: Path, capsys) -> None:
+def test_a_dry_run_lists_the_runtime_cells_and_no_runtimes_leaves_them_out(
+    store: Path, capsys, monkeypatch
+) -> None:
     before = files(store)
     assert main([*RUN, "--store", str(store), "--dry-run"]) == 0
     out = capsys.readouterr().out
@@ -83,6 +88,10 @@ def test_a_dry_run_lists_the_runtime_cells_and_no_runtimes_leaves_them_out(store
     assert files(store) == before
     assert main([*RUN, "--store", str(store), "--dry-run", "--no-runtimes"]) == 0
     assert "svc/" not in capsys.readouterr().out
+    # On another machine (here an arm64 one) the cell is not this run's to build.
+    monkeypatch.setattr("buildfarm.farm.host_arch", lambda: "aarch64")
+    assert main([*RUN, "--store", str(store), "--dry-run"]) == 0
+    assert "runtimes: 0 to build, 0 waiting" in capsys.readouterr().out
 
 
 def test_a_failed_runtime_build_fails_its_cell_releases_its_claim_and_publishes_nothing(

@@ -19,7 +19,7 @@ from buildfarm.cli.plan import format_table, print_plan
 from buildfarm.cli.runtime_cmds import DEFINITIONS_ENV
 from buildfarm.config import DEFAULT_STORE, ConfigError, FarmConfig
 from buildfarm.errors import UsageError
-from buildfarm.farm import CellProgress, RunReport, run_farm
+from buildfarm.farm import CellProgress, RunReport, run_farm, runtime_cells_here
 from buildfarm.plan import new_execution_id, plan
 from buildfarm.platforms import Registry, load_registry
 from buildfarm.runners import RUNNER_CHOICES, host_arch, host_platform_id
@@ -76,8 +76,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--no-runtimes",
         action="store_true",
-        help="build only Python cells (default: then the runtime cells of the same platforms and "
-        "arches, defined in $BUILDFARM_RUNTIMES or the repository's runtimes/)",
+        help="build only Python cells (default: then the runtime cells of this machine's platform "
+        "and arch, if requested, defined in $BUILDFARM_RUNTIMES or the repository's runtimes/)",
     )
     parser.set_defaults(func=run)
 
@@ -258,7 +258,7 @@ def run(args: argparse.Namespace) -> int:
             # Before any runner is chosen or the store is touched: nothing claimed or written.
             execution_id = new_execution_id()
             if definitions:
-                where = {(p, a) for p in request.platforms or [] for a in request.arches or []}
+                where = runtime_cells_here(request.platforms or [], request.arches or [], registry)
                 _print_runtimes(plan_run_runtimes(
                     store, definitions, where, execution_id=execution_id, now=clock.now(),
                     ttl_seconds=config.claim_ttl_seconds, dry_run=True,
