@@ -103,9 +103,9 @@ def plan_run_runtimes(
     by_name = {definition.name: definition for definition in usable}
     for item in plan.build:
         floor = next_build(store, item.cell, published.get(item.cell, {}).get("build", 0)) - 1
-        key, exists = runtime_claim_key(*item.cell), store.exists(runtime_claim_key(*item.cell))
+        key = runtime_claim_key(*item.cell)
         common = {"execution_id": execution_id, "published_build": floor, "now": now,
-                  "marker_exists": exists, "is_running": is_running}  # fmt: skip
+                  "marker_exists": store.exists(key), "is_running": is_running}  # fmt: skip
         if dry_run:
             outcome = peek_marker(store, key, item.name, **common)
         else:
