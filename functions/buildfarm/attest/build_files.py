@@ -28,16 +28,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from buildfarm.errors import BuildfarmError
+from buildfarm.layout import MANIFEST_FILE, PROVENANCE_FILE, SBOM_FILE, SIGNATURE_SUFFIX, SUMS_FILE
 from buildfarm.store import Store, StoreConflict, StoreNotFound
 
-from .provenance import PROVENANCE_FILE, Dependency, ProvenanceFacts, Subject, render_statement
-from .sbom import SBOM_FILE, SbomFacts, SourceFacts, make_sbom
-from .signing import SIGNATURE_SUFFIX, Signer, verify_signature
+from .provenance import Dependency, ProvenanceFacts, Subject, render_statement
+from .sbom import SbomFacts, SourceFacts, make_sbom
+from .signing import Signer, verify_signature
 
 log = logging.getLogger(__name__)
 
-SUMS_FILE = "SHA256SUMS"
-MANIFEST_FILE = "manifest.json"
 SIGNED_DOCUMENTS = (SUMS_FILE, PROVENANCE_FILE)
 """The files that get a detached signature of their own."""
 BUILDER_ID = "urn:python-build-farm:publisher"

@@ -16,8 +16,6 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-PROVENANCE_FILE = "provenance.json"
-"""In a build's directory, beside manifest.json (an in-toto Statement, JSON)."""
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
 BUILD_TYPE = "urn:python-build-farm:build-type:cpython-cell:v1"

@@ -31,8 +31,6 @@ from .bundled import BundledComponent
 from .linked import LinkedPackage, OwnedBy
 from .toolchain import Tool
 
-SBOM_FILE = "sbom.cdx.json"
-"""In a build's directory, beside manifest.json."""
 CPYTHON_REF = "cpython"
 BUILD_REF = "build"
 PROPERTY_PREFIX = "buildfarm:"

@@ -25,10 +25,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from buildfarm.errors import BuildfarmError, UsageError
+from buildfarm.layout import SIGNATURE_SUFFIX
 
 FINGERPRINT_PREFIX = "SHA256:"
-SIGNATURE_SUFFIX = ".sig"
-"""A detached signature sits beside its file: SHA256SUMS -> SHA256SUMS.sig."""
 KMS_SIGNING_ALGORITHM = "ECDSA_SHA_256"
 KMS_KEY_SPEC = "ECC_NIST_P256"
 

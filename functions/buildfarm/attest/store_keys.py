@@ -18,17 +18,15 @@ import logging
 import threading
 from typing import Any
 
-from buildfarm.layout import VERSIONS_KEY
+from buildfarm.layout import KEYS_PREFIX, VERSIONS_KEY, VERSIONS_SIGNATURE_KEY
 from buildfarm.store import Store, StoreConflict, StoreError, StoreNotFound
 
 from .build_files import AttestationError, put_create_only
-from .signing import FINGERPRINT_PREFIX, SIGNATURE_SUFFIX, Signer, SigningError, fingerprint, verify_signature
+from .signing import FINGERPRINT_PREFIX, Signer, SigningError, fingerprint, verify_signature
 
 log = logging.getLogger(__name__)
 
-KEYS_PREFIX = "keys/"
 KEYS_INDEX_KEY = f"{KEYS_PREFIX}keys.json"
-VERSIONS_SIGNATURE_KEY = f"{VERSIONS_KEY}{SIGNATURE_SUFFIX}"
 SCHEMA_VERSION = 1
 MAX_ROUNDS = 20
 _published: set[tuple[str, str]] = set()  # (store location, fingerprint) listed by this process

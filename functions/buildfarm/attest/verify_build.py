@@ -26,13 +26,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from buildfarm.errors import UsageError
+from buildfarm.layout import MANIFEST_FILE, PROVENANCE_FILE, SBOM_FILE, SIGNATURE_SUFFIX, SUMS_FILE
 
-from .provenance import PROVENANCE_FILE, statement_subjects
-from .sbom import CPYTHON_REF, SBOM_FILE
-from .signing import SIGNATURE_SUFFIX, fingerprint, verify_signature
+from .provenance import statement_subjects
+from .sbom import CPYTHON_REF
+from .signing import fingerprint, verify_signature
 
-SUMS_FILE = "SHA256SUMS"
-MANIFEST_FILE = "manifest.json"
 HTTP_TIMEOUT_SECONDS = 30
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~-]*", re.ASCII)
 _SUMS_LINE = re.compile(r"([0-9a-f]{64}) [ *](\S+)", re.ASCII)

@@ -14,12 +14,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from buildfarm.errors import UsageError
-from buildfarm.layout import MANIFEST_FILE, VERSIONS_KEY
+from buildfarm.layout import MANIFEST_FILE, SUMS_FILE, VERSIONS_KEY
 
 from .signing import FINGERPRINT_PREFIX, SigningError, fingerprint, load_public_key
 from .store_keys import public_key_key
 from .verify_build import (
-    SUMS_FILE,
     BuildFiles,
     check_signature,
     open_build,
