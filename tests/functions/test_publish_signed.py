@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from buildfarm.attest.signing import KeyFileSigner, fingerprint, init_key
+from buildfarm.attest.signing import KeyFileSigner, fingerprint, init_key, verify_signature
 from buildfarm.attest.store_keys import ensure_catalog_signed
+from buildfarm.catalog.derived import reindex
 from buildfarm.cli import main
 from buildfarm.plan import PlanItem, plan
 from buildfarm.publish import publish, publish_cell
@@ -275,3 +276,13 @@ def test_finalize_signs_versions_json_again_when_publishers_crossed(published, s
         root / read_json(store, "keys/keys.json")["keys"][0]["file"], root / "versions.json"
     )
     assert ensure_catalog_signed(store, signer) == []  # a good signature is left alone
+
+
+def test_reindex_signs_the_versions_json_it_rewrites(published, key_files, registry, monkeypatch) -> None:
+    store, _ = published
+    monkeypatch.setenv("BUILDFARM_SIGNING_KEY", str(key_files["farm"]))
+    document = read_json(store, "versions.json")
+    store.put_json("versions.json", {**document, "python_versions": []})  # its derived view is off
+    assert "versions.json" in reindex(store, registry, ["debian-12"], store.default_public_url, NOW)
+    data, signature = store.read("versions.json")[0], store.read("versions.json.sig")[0]
+    assert verify_signature(data, signature, [KeyFileSigner(key_files["farm"]).public_key_pem()])

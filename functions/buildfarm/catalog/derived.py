@@ -188,7 +188,13 @@ def reindex(
 ) -> list[str]:
     """Regenerate everything derived, for public_url, without building or publishing a cell:
     versions.json's derived view (python_versions, builds sorted newest first) if it is off, then
-    the uv metadata, index.html and install.sh. StoreNotFound if nothing is published."""
+    the uv metadata, index.html and install.sh. StoreNotFound if nothing is published.
+    Signs with signer, else the one the environment configures; without either, a rewritten
+    versions.json leaves its signature stale until the next signed publish (said so)."""
+    if signer is None:
+        from buildfarm.attest.farm_signer import configured_signer  # cryptography, lazily
+
+        signer = configured_signer()
     document, etag = read_versions(store)
     if etag is None:
         raise StoreNotFound(f"{store.url(VERSIONS_KEY)} not found: nothing is published in this store")
@@ -198,6 +204,8 @@ def reindex(
         try:
             store.put_json(VERSIONS_KEY, normalized, if_match=etag)
             written.append(VERSIONS_KEY)
+            if signer is None:
+                log.warning("versions.json rewritten without a signing key: its signature is stale")
         except StoreConflict:
             pass  # a publisher wrote it meanwhile: every merge writes the normalized view
     return written + regenerate_derived(store, registry, platforms, public_url, now, signer=signer)
