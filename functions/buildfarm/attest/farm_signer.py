@@ -18,7 +18,7 @@ from pathlib import Path
 from buildfarm.config import FarmConfig
 from buildfarm.errors import UsageError
 
-from .signing import KeyFileSigner, KmsSigner, Signer, fingerprint, init_key
+from .signing import KeyFileSigner, KmsSigner, Signer, init_key
 
 KEY_ENV = "BUILDFARM_SIGNING_KEY"
 KMS_ENV = "BUILDFARM_KMS_KEY_ID"
@@ -78,7 +78,3 @@ def local_key_config(config: FarmConfig, store_root: Path) -> tuple[FarmConfig, 
         created = init_key(path, store_root=store_root)
         message = f"created the signing key {path} ({created}); its public key goes to the store's keys/"
     return config.model_copy(update={"signing_key": str(path)}), message
-
-
-def signer_fingerprint(signer: Signer) -> str:
-    return fingerprint(signer.public_key_pem())
