@@ -1,6 +1,8 @@
 """The workflow's Lambdas (Recover, Plan, PublishCell, Finalize): the `buildfarm` package plus
 the platform registry, staged into a directory at synth time (no Docker bundling); Powertools
-and pydantic come from the official Powertools layer."""
+and pydantic come from the official Powertools layer, and so does cryptography (the signatures'
+ECDSA), compiled for the layer's Python and arch: the v3 layer carries aws-encryption-sdk and
+its cryptography (powertools-lambda-python pull request #4630)."""
 
 from __future__ import annotations
 
@@ -8,9 +10,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import cyclonedx
+import defusedxml
 import jinja2
 import markupsafe
+import packageurl
 import packaging
+import py_serializable
+import sortedcontainers
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -19,8 +26,9 @@ from constructs import Construct
 
 import buildfarm
 from buildfarm import layout
+from buildfarm.attest.collect import PACKAGE_DIR as COLLECTOR_DIR
 from buildfarm.layout import under
-from buildfarm.platforms import registry_path
+from buildfarm.platforms import builder_image_dir, registry_path
 from infra.config import InfraConfig
 from infra.log_groups import log_group
 from infra.nag import acknowledge, acknowledge_wildcards, logical_id
@@ -69,21 +77,37 @@ _ACTIONS = {"reads": "s3:GetObject", "writes": "s3:PutObject", "deletes": "s3:De
 _SIDS = {"reads": "ReadStore", "writes": "WriteStore", "deletes": "CloseRuns"}
 
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
-# Pure-Python dependencies the Powertools layer lacks. markupsafe's compiled speedups are built
-# for this machine, not the Lambda's arch and Python: left out, it uses its pure-Python code.
-_DEPENDENCIES = (packaging, jinja2, markupsafe)
+# Pure-Python dependencies the Powertools layer lacks: the status page's jinja2, the SBOM's
+# cyclonedx-python-lib and what it imports. markupsafe's compiled speedups are built for this
+# machine, not the Lambda's arch and Python: left out, it uses its pure-Python code.
+_DEPENDENCIES = (
+    packaging,
+    jinja2,
+    markupsafe,
+    cyclonedx,
+    packageurl,
+    py_serializable,
+    sortedcontainers,
+    defusedxml,
+)
 _DEPENDENCY_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", "*.so", "*.c")
 
 
 def stage_lambda_bundle(destination: Path | None = None) -> Path:
-    """Copy the buildfarm package, the registry (at buildfarm/builder_image/platforms.json, where
-    platforms.builder_image_dir() looks in an installed package) and pure-Python dependencies
-    that the Powertools layer lacks into a directory, and return it."""
+    """Copy the buildfarm package, the registry and the SBOM fact collector (at
+    buildfarm/builder_image/platforms.json and sbom_facts/, where platforms.builder_image_dir()
+    looks in an installed package) and pure-Python dependencies that the Powertools layer lacks
+    into a directory, and return it."""
     root = Path(destination or tempfile.mkdtemp(prefix="buildfarm-lambda-"))
     package_dir = Path(buildfarm.__file__).resolve().parent
     shutil.copytree(package_dir, root / "buildfarm", ignore=_IGNORE, dirs_exist_ok=True)
-    (root / "buildfarm" / "builder_image").mkdir(exist_ok=True)
-    shutil.copy2(registry_path(), root / "buildfarm" / "builder_image" / "platforms.json")
+    image_dir = root / "buildfarm" / "builder_image"
+    image_dir.mkdir(exist_ok=True)
+    shutil.copy2(registry_path(), image_dir / "platforms.json")
+    # The SBOM fact collector's one copy (buildfarm.attest loads its dataclasses from there):
+    # the publish side makes each build's SBOM with them.
+    collector = builder_image_dir() / COLLECTOR_DIR
+    shutil.copytree(collector, image_dir / COLLECTOR_DIR, ignore=_IGNORE, dirs_exist_ok=True)
     for dependency in _DEPENDENCIES:
         source = Path(dependency.__file__).resolve().parent
         shutil.copytree(source, root / dependency.__name__, ignore=_DEPENDENCY_IGNORE, dirs_exist_ok=True)

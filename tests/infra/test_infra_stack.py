@@ -440,6 +440,15 @@ def test_lambdas_run_the_real_handlers_with_the_registry_and_powertools_layer(sy
         assert not list(bundle.rglob("__pycache__"))
 
 
+# A build's manifest and spec as far as the publish side's SBOM reads them.
+SBOM_MANIFEST = {
+    "built_at": "2025-06-11T12:00:00Z",
+    "sbom_facts": {"distro_id": "debian", "distro_version": "12"},
+}
+SBOM_SPEC = {"version": "3.13.5", "platform": "debian-12", "arch": "x86_64", "build": 1,
+             "source": {"url": "https://example.org/Python-3.13.5.tar.xz", "sha256": "ab" * 32}}  # fmt: skip
+
+
 def test_bundle_imports_the_handlers_and_finds_the_registry(synthesis, template) -> None:
     """The staged Lambda code works on its own (no repository checkout next to it)."""
     (props,) = [r["Properties"] for r in by_type(template, "AWS::Lambda::Function").values()][:1]
@@ -447,9 +456,13 @@ def test_bundle_imports_the_handlers_and_finds_the_registry(synthesis, template)
     bundle = synthesis.outdir / metadata[props["Code"]["S3Key"].removesuffix(".zip")]["source"]["path"]
     code = (
         "import buildfarm.platforms as p, buildfarm.handlers.plan, buildfarm.handlers.publish,"
-        " buildfarm.handlers.recover, jinja2, markupsafe;"
+        " buildfarm.handlers.recover, jinja2, markupsafe, sys;"
+        "from buildfarm.attest.build_files import sbom_document as sbom;"
         "print(p.registry_path()); print(len(p.load_registry().platforms));"
-        "print(jinja2.__file__); print(markupsafe.__file__); print(markupsafe.escape('<&>'))"
+        "print(jinja2.__file__); print(markupsafe.__file__); print(markupsafe.escape('<&>'));"
+        f"sbom({SBOM_MANIFEST!r}, {SBOM_SPEC!r});"
+        "print(','.join(sorted(m.__file__ for m in map(sys.modules.get, "
+        "('cyclonedx', 'packageurl', 'py_serializable', 'sortedcontainers', 'defusedxml')))))"
     )
     result = subprocess.run(
         [sys.executable, "-I", "-c", f"import sys; sys.path[:0] = [{str(bundle)!r}]; {code}"],
@@ -460,7 +473,9 @@ def test_bundle_imports_the_handlers_and_finds_the_registry(synthesis, template)
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    path, count, jinja, markup, escaped = result.stdout.split()
+    path, count, jinja, markup, escaped, sbom_dependencies = result.stdout.split()
+    # The publish side's SBOM is made in the Lambda with the bundle's cyclonedx (the layer has none).
+    assert all(path.startswith(str(bundle)) for path in sbom_dependencies.split(",")), sbom_dependencies
     assert path.startswith(str(bundle)) and path.endswith("buildfarm/builder_image/platforms.json")
     assert int(count) == len(load_registry().platforms)
     # The status page's template engine comes with the bundle (the layer has none), without
