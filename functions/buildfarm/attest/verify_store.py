@@ -1,7 +1,7 @@
 """Verify a whole store (its root, local or over http(s)) against pinned public keys:
 versions.json.sig is a signature of versions.json by one of the keys, and (unless only the
-catalog is asked for) every build versions.json lists verifies (verify_build), with the
-sha256 versions.json gives each artifact equal to its build's SHA256SUMS.
+catalog is asked for) every build and runtime versions.json lists verifies (verify_build),
+with the sha256 versions.json gives each artifact equal to its build's SHA256SUMS.
 
 Keys are pinned by file (PEM) or by fingerprint ("SHA256:<hex>"): a fingerprint names the
 store's keys/<hex>.pub, which is fetched and must have that fingerprint.
@@ -28,8 +28,12 @@ from .verify_build import (
 )
 
 _FINGERPRINT = re.compile(rf"{FINGERPRINT_PREFIX}[0-9a-f]{{64}}", re.ASCII)
-# builds/<version>/<platform>/<arch>/<build>, as versions.json's manifest keys name it
-_BUILD_DIR = re.compile(r"builds/[0-9A-Za-z.+-]+/[0-9A-Za-z._-]+/[0-9A-Za-z_]+/[1-9][0-9]{0,8}", re.ASCII)
+# builds/<version>/<platform>/<arch>/<build> and runtimes/<name>/<version>/<platform>/<arch>/<build>,
+# as versions.json's manifest keys name them
+_BUILD_DIR = re.compile(
+    r"(builds|runtimes/[0-9A-Za-z._-]+)/[0-9A-Za-z.+-]+/[0-9A-Za-z._-]+/[0-9A-Za-z_]+/[1-9][0-9]{0,8}",
+    re.ASCII,
+)
 
 
 def is_store_root(files: BuildFiles) -> bool:
@@ -43,12 +47,12 @@ def is_store_root(files: BuildFiles) -> bool:
 
 def store_root_of(location: str) -> str | None:
     """The store root of a build directory's path or URL (None when it does not end in
-    builds/<version>/<platform>/<arch>/<build>)."""
-    trimmed = location.rstrip("/")
-    parts = trimmed.split("/")
-    if len(parts) < 6 or not _BUILD_DIR.fullmatch("/".join(parts[-5:])):
-        return None
-    return "/".join(parts[:-5]) or "/"
+    builds/<version>/<platform>/<arch>/<build> or a runtime's runtimes/<name>/...)."""
+    parts = location.rstrip("/").split("/")
+    for depth in (5, 6):
+        if len(parts) >= depth and _BUILD_DIR.fullmatch("/".join(parts[-depth:])):
+            return "/".join(parts[:-depth]) or ("/" if location.startswith("/") else ".")
+    return None
 
 
 def read_pinned_keys(pins: Sequence[str], root: Callable[[], BuildFiles | None]) -> list[bytes]:
@@ -90,23 +94,29 @@ def verify_catalog(root: BuildFiles, keys: Sequence[bytes]) -> tuple[list[str], 
     return problems + json_problems, document
 
 
+def _cells(tree: object, depth: int) -> list[dict]:
+    """The leaves `depth` levels down nested objects (versions.json's cells)."""
+    if not isinstance(tree, dict):
+        return []
+    if depth == 0:
+        return [tree]
+    return [cell for child in tree.values() for cell in _cells(child, depth - 1)]
+
+
 def published_builds(document: object) -> list[tuple[str, dict[str, str]]]:
-    """(build dir, artifact file -> sha256) of every cell versions.json lists."""
+    """(build dir, artifact file -> sha256) of every build and runtime versions.json lists."""
+    document = document if isinstance(document, dict) else {}
     found = []
-    builds = document.get("builds") if isinstance(document, dict) else None
-    for platforms in (builds or {}).values() if isinstance(builds, dict) else ():
-        for arches in platforms.values() if isinstance(platforms, dict) else ():
-            for cell in arches.values() if isinstance(arches, dict) else ():
-                manifest = cell.get("manifest") if isinstance(cell, dict) else None
-                if not isinstance(manifest, str) or not manifest.endswith(f"/{MANIFEST_FILE}"):
-                    continue
-                directory = manifest.removesuffix(f"/{MANIFEST_FILE}")
-                listed = {
-                    str(a.get("key", "")).rsplit("/", 1)[-1]: str(a.get("sha256"))
-                    for a in cell.get("artifacts") or []
-                    if isinstance(a, dict)
-                }
-                found.append((directory, listed))
+    for cell in _cells(document.get("builds"), 3) + _cells(document.get("runtimes"), 4):
+        manifest = cell.get("manifest")
+        if not isinstance(manifest, str) or not manifest.endswith(f"/{MANIFEST_FILE}"):
+            continue
+        listed = {
+            str(a.get("key", "")).rsplit("/", 1)[-1]: str(a.get("sha256"))
+            for a in cell.get("artifacts") or []
+            if isinstance(a, dict)
+        }
+        found.append((manifest.removesuffix(f"/{MANIFEST_FILE}"), listed))
     return sorted(found)
 
 
