@@ -62,7 +62,6 @@ def test_the_published_store_is_signed_and_verifies(farm_store, first_run) -> No
         command = [farm_store.buildfarm, *argv]
         return subprocess.run(command, env=farm_store.env, capture_output=True, text=True, check=False)
 
-    assert first_run.returncode == 0, first_run.output
     shown = buildfarm("keys", "show")
     assert shown.returncode == 0, shown.stderr
     key = shown.stdout.strip()
