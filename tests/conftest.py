@@ -20,6 +20,7 @@ alone, the same way, so any build test runs by itself and builds only what it ne
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import http.server
 import logging
@@ -27,7 +28,8 @@ import os
 import shutil
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -158,35 +160,63 @@ def needs_root() -> None:
         pytest.skip("needs root and debootstrap")
 
 
-@pytest.fixture(scope="session")
-def pristine_roots(tmp_path_factory) -> Iterator[callable]:
-    """pristine(codename) -> a minbase debootstrap root created once per session (never
-    mounted; tests work on copies)."""
-    needs_root()
+# Pristine roots are kept in the test cache between sessions (as the chroot runner's build
+# roots are): made once per machine, shared by the xdist workers, remade when this old.
+PRISTINE_MAX_AGE_SECONDS = 7 * 24 * 3600
+
+
+def pristine_root(codename: str, packages: tuple[str, ...] = ()) -> Path:
+    """A minbase debootstrap root of `codename`, with `packages` installed in a copy of the plain
+    one, under TEST_CACHE/pristine-roots (made if missing or stale, under a lock: another worker
+    may be making it)."""
     from buildfarm import roots
 
-    base = tmp_path_factory.mktemp("pristine-roots")
-    made: dict[str, Path] = {}
+    base = TEST_CACHE / "pristine-roots"
+    name = "-".join((codename, *sorted(packages)))
+    base.mkdir(parents=True, exist_ok=True)
+    with open(base / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        path = base / name
+        if path.is_dir() and time.time() - path.stat().st_mtime > PRISTINE_MAX_AGE_SECONDS:
+            roots.remove_root(path)
+        if not path.is_dir():
+            _make_pristine(codename, packages, path)
+            os.utime(path)  # its age counts from now
+    return path
 
-    def pristine(codename: str) -> Path:
-        if codename not in made:
-            made[codename] = roots.debootstrap(codename, base / codename)
-        return made[codename]
 
-    yield pristine
-    for path in made.values():
-        roots.remove_root(path)
+def _make_pristine(codename: str, packages: tuple[str, ...], path: Path) -> None:
+    from buildfarm import roots
+
+    if not packages:
+        roots.debootstrap(codename, path)  # built beside path and renamed
+        return
+    partial = path.with_name(path.name + ".partial")
+    if partial.exists():
+        roots.remove_root(partial)  # an interrupted session's
+    roots.copy_root(pristine_root(codename), partial)
+    roots.apt_install(partial, sorted(packages))
+    partial.rename(path)
+
+
+@pytest.fixture(scope="session")
+def pristine_roots() -> Callable[..., Path]:
+    """pristine(codename, packages=()) -> a minbase debootstrap root with those packages
+    (pristine_root; never mounted: tests work on copies)."""
+    needs_root()
+    return pristine_root
 
 
 @pytest.fixture
-def fresh_root(pristine_roots, tmp_path) -> Iterator[callable]:
-    """fresh(codename) -> a private copy of a pristine minbase root for this test."""
+def fresh_root(pristine_roots, tmp_path) -> Iterator[Callable[..., Path]]:
+    """fresh(codename, packages=()) -> a private copy of a pristine minbase root for this test."""
     from buildfarm import roots
 
     copies: list[Path] = []
 
-    def fresh(codename: str) -> Path:
-        copy = roots.copy_root(pristine_roots(codename), tmp_path / f"root-{codename}-{len(copies)}")
+    def fresh(codename: str, packages: tuple[str, ...] = ()) -> Path:
+        copy = tmp_path / f"root-{codename}-{len(copies)}"
+        roots.copy_root(pristine_roots(codename, packages), copy)
         copies.append(copy)
         return copy
 

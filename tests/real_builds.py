@@ -104,29 +104,25 @@ class Step:
         return self.versions["builds"][version][platform][arch]["build"]
 
 
+@dataclass
 class Farm:
-    """`buildfarm run` over `cells` (optimization none unless a run says otherwise) into a store."""
+    """`buildfarm run` over `cells` (their Python builds only; optimization none unless a run says
+    otherwise) into a store."""
 
-    def __init__(
-        self,
-        store: Path,
-        base_url: str,
-        mirror: str,
-        env: dict[str, str],
-        cells: tuple[str, ...] = FARM_CELLS,
-    ) -> None:
-        self.store = store
-        self.base_url = base_url
-        self.mirror = mirror
-        self.env = env
-        self.buildfarm = BUILDFARM
-        self.cells = cells
+    store: Path
+    base_url: str
+    mirror: str
+    env: dict[str, str]
+    cells: tuple[str, ...] = FARM_CELLS
+    buildfarm: str = BUILDFARM
 
     def argv(self, *args: str) -> list[str]:
         versions = _unique(cell.split("/")[0] for cell in self.cells)
         platforms = _unique(cell.split("/")[1] for cell in self.cells)
+        # Python cells only: runs also build the runtime cells of their platforms by default, which
+        # tests/farm/test_runtime_run.py covers in a store of its own.
         return [
-            BUILDFARM, "run", "--versions", *versions, "--platforms", *platforms,
+            BUILDFARM, "run", "--versions", *versions, "--platforms", *platforms, "--no-runtimes",
             "--store", str(self.store), "--source-mirror", self.mirror, "--optimization", "none", *args,
         ]  # fmt: skip
 
@@ -208,8 +204,7 @@ class RealBuilds:
         store = self.root / f"{spec.platform}-{spec.arch}-{spec.version}-{spec.optimization}"
         alone = Farm(store, store.as_uri(), self.mirror, dict(os.environ), cells=(spec.cell,))
         print(f"real build of {spec} alone, into {store}")
-        # Only the Python cell: a run also builds the runtime cells of its platforms by default.
-        step = alone.run("--arches", spec.arch, "--optimization", spec.optimization, "--no-runtimes")
+        step = alone.run("--arches", spec.arch, "--optimization", spec.optimization)
         assert step.returncode == 0, step.output
         assert f"{spec.platform}/{spec.arch}: {spec.runner} runner" in step.output, step.output
         return alone.built(spec.cell, step.build_of(spec.cell)).check(spec)

@@ -50,15 +50,12 @@ def extracted(built, tmp_path_factory) -> Path:
 
 def test_artifacts_and_manifest_are_consistent(built, manifest):
     files = sorted(p.name for p in built.dir.iterdir())
-    # No SHA256SUMS: the publish side writes it (and signs it), not the builder.
-    assert files == sorted(
-        [
-            "build.log",
-            "manifest.json",
-            f"python-3.13.5-{built.platform}-x86_64.tar.gz",
-            "python-3.13.5_1_amd64.deb",
-        ]
-    )
+    # The builder's files (no SHA256SUMS: the publish side writes and signs it, not the builder),
+    # and what publishing added to this published build (the signing contract).
+    made = ["build.log", "manifest.json", f"python-3.13.5-{built.platform}-x86_64.tar.gz"]
+    made.append("python-3.13.5_1_amd64.deb")
+    published = ["SHA256SUMS", "SHA256SUMS.sig", "provenance.json", "provenance.json.sig", "sbom.cdx.json"]
+    assert files == sorted(made + published)
     model = Manifest.model_validate(manifest)  # the contract other parts read
     assert model.spec.artifact_dir == f"builds/3.13.5/{built.platform}/x86_64/1"
     assert model.spec.optimization == "none"

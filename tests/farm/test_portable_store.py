@@ -15,9 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_uv_and_installer import UV, _install_sh
 
-from buildfarm.roots import apt_install, mounted, run_in_root
+from buildfarm.roots import mounted, run_in_root
 
 pytestmark = [pytest.mark.build, pytest.mark.farm]
 
@@ -62,7 +61,7 @@ def served_copy(farm_store, first_run, tmp_path) -> Iterator[tuple[Path, str]]:
 
 
 def test_a_moved_store_is_served_and_installs_with_install_sh_and_uv(
-    farm_store, first_run, served_copy, fresh_root, tmp_path
+    farm_store, first_run, served_copy, root_with_curl, install_sh, uv_python, tmp_path
 ) -> None:
     copy, url = served_copy
     # Nothing derived points at the farm's own store any more.
@@ -81,10 +80,9 @@ def test_a_moved_store_is_served_and_installs_with_install_sh_and_uv(
 
     # install.sh in a fresh Debian 12 root: its default base URL is the server (no --base-url),
     # a series picks the newest 3.13 built for it.
-    root = fresh_root("bookworm")
-    apt_install(root, ["curl", "ca-certificates"])
+    root = root_with_curl("bookworm")
     with mounted(root):
-        installed = _install_sh(root, url, "--version", "3.13")
+        installed = install_sh(root, url, "--version", "3.13")
         assert installed.returncode == 0, installed.stdout
         assert f"the newest built for debian-12/x86_64 is {TEST_VERSION}" in installed.stdout
         assert "sha256 verified" in installed.stdout
@@ -95,21 +93,7 @@ def test_a_moved_store_is_served_and_installs_with_install_sh_and_uv(
         assert ran.stdout.startswith(TEST_VERSION), ran.stdout
 
     # The real uv, reading the served download metadata.
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(tmp_path),
-        "UV_PYTHON_DOWNLOADS_JSON_URL": f"{url}/download-metadata/debian-12.json",
-        "UV_PYTHON_INSTALL_DIR": str(tmp_path / "pythons"),
-        "UV_CACHE_DIR": str(tmp_path / "cache"),
-        "UV_PYTHON_PREFERENCE": "only-managed",
-        "UV_NO_CONFIG": "1",
-    }
-    install = subprocess.run([UV, "python", "install", TEST_VERSION], env=env, capture_output=True, text=True)
-    assert install.returncode == 0, install.stderr
-    check = subprocess.run(
-        [UV, "run", "--no-project", "--python", TEST_VERSION, "python", "-c",
-         "import ssl, sqlite3, sys; print(sys.version_info[:3], sys.prefix)"],
-        env=env, capture_output=True, text=True, cwd=tmp_path,
-    )  # fmt: skip
+    uv_run = uv_python(url)  # asserts that `uv python install` succeeded
+    check = uv_run("python", "-c", "import ssl, sqlite3, sys; print(sys.version_info[:3], sys.prefix)")
     assert check.returncode == 0, check.stderr
     assert "(3, 13, 5)" in check.stdout and str(tmp_path / "pythons") in check.stdout, check.stdout
