@@ -110,7 +110,14 @@ PUBLISHER_BUILD_FILES = (SUMS_FILE, SBOM_FILE, PROVENANCE_FILE, f"*{SIGNATURE_SU
 never the builder: infra denies them to the builder's role."""
 KEYS_PREFIX = "keys/"
 """The store's public keys: keys/<hex>.pub and keys/keys.json (the list, the current key)."""
+KEYS_INDEX_KEY = f"{KEYS_PREFIX}keys.json"
+"""The list of signing keys (buildfarm.keys_index reads it, attest.store_keys writes it)."""
 VERSIONS_SIGNATURE_KEY = f"{VERSIONS_KEY}{SIGNATURE_SUFFIX}"
+
+
+def public_key_key(key_fingerprint: str) -> str:
+    """keys/<64 hex>.pub of a "SHA256:<hex>" fingerprint."""
+    return f"{KEYS_PREFIX}{key_fingerprint.removeprefix('SHA256:')}.pub"
 
 
 def is_public(key: str) -> bool:

@@ -13,50 +13,31 @@ signature that does not verify, so the last word is always a good signature.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-from typing import Any
 
-from buildfarm.layout import KEYS_PREFIX, VERSIONS_KEY, VERSIONS_SIGNATURE_KEY
+from buildfarm.keys_index import read_keys_index
+from buildfarm.layout import KEYS_INDEX_KEY, VERSIONS_KEY, VERSIONS_SIGNATURE_KEY, public_key_key
 from buildfarm.store import Store, StoreConflict, StoreError, StoreNotFound
 
 from .build_files import AttestationError, put_create_only
-from .signing import FINGERPRINT_PREFIX, Signer, SigningError, fingerprint, verify_signature
+from .signing import Signer, SigningError, fingerprint, verify_signature
 
 log = logging.getLogger(__name__)
 
-KEYS_INDEX_KEY = f"{KEYS_PREFIX}keys.json"
-SCHEMA_VERSION = 1
 MAX_ROUNDS = 20
 _published: set[tuple[str, str]] = set()  # (store location, fingerprint) listed by this process
 _published_lock = threading.Lock()
 
 
-def public_key_key(key_fingerprint: str) -> str:
-    """keys/<64 hex>.pub of a "SHA256:<hex>" fingerprint."""
-    return f"{KEYS_PREFIX}{key_fingerprint.removeprefix(FINGERPRINT_PREFIX)}.pub"
-
-
-def read_keys_index(store: Store) -> tuple[dict[str, Any], str | None]:
-    """(keys/keys.json, etag), or an empty index and None when the store has none."""
-    try:
-        document, etag = store.read_json(KEYS_INDEX_KEY)
-    except StoreNotFound:
-        return {"schema_version": SCHEMA_VERSION, "current": None, "keys": []}, None
-    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
-        raise AttestationError(f"{KEYS_INDEX_KEY}: not a key list")
-    return document, etag
-
-
 def listed_public_keys(store: Store) -> list[bytes]:
     """The PEM of every key keys/keys.json lists, each checked against its fingerprint."""
-    document, _ = read_keys_index(store)
+    try:
+        index, _ = read_keys_index(store)
+    except StoreError as error:  # a malformed list fails the cell being attested, named
+        raise AttestationError(str(error)) from None
     keys = []
-    for entry in document["keys"]:
-        listed = entry.get("fingerprint") if isinstance(entry, dict) else None
-        if not isinstance(listed, str):
-            continue
+    for listed in index.fingerprints():
         try:
             pem, _ = store.read(public_key_key(listed))
             if fingerprint(pem) == listed:
@@ -66,27 +47,20 @@ def listed_public_keys(store: Store) -> list[bytes]:
     return keys
 
 
-def _with_key(document: dict[str, Any], key_fingerprint: str) -> dict[str, Any]:
-    keys = [entry for entry in document["keys"] if isinstance(entry, dict)]
-    if all(entry.get("fingerprint") != key_fingerprint for entry in keys):
-        keys.append({"fingerprint": key_fingerprint, "file": public_key_key(key_fingerprint)})
-    return {**document, "schema_version": SCHEMA_VERSION, "current": key_fingerprint, "keys": keys}
-
-
 def publish_key(store: Store, signer: Signer) -> str:
     """keys/<hex>.pub of the signer's key and its entry in keys/keys.json as the current key
     (added if absent, none dropped; conditional writes, retried). Returns its fingerprint."""
     pem = signer.public_key_pem()
     key_fingerprint = fingerprint(pem)
-    document, etag = read_keys_index(store)
+    index, etag = read_keys_index(store)
     # Reads only when the key is published and current: Finalize runs this every time.
-    if _with_key(document, key_fingerprint) != document or not store.exists(public_key_key(key_fingerprint)):
+    if index.with_current(key_fingerprint) != index or not store.exists(public_key_key(key_fingerprint)):
         put_create_only(store, public_key_key(key_fingerprint), pem)
     for _ in range(MAX_ROUNDS):
-        updated = _with_key(document, key_fingerprint)
-        if updated == document:
+        updated = index.with_current(key_fingerprint)
+        if updated == index:
             break
-        data = json.dumps(updated, indent=2, sort_keys=True).encode() + b"\n"
+        data = updated.as_json()
         try:
             if etag is None:
                 store.put(KEYS_INDEX_KEY, data, if_none_match=True, content_type="application/json")
@@ -94,7 +68,7 @@ def publish_key(store: Store, signer: Signer) -> str:
                 store.put(KEYS_INDEX_KEY, data, if_match=etag, content_type="application/json")
             break
         except StoreConflict:
-            document, etag = read_keys_index(store)  # another publisher listed a key: merge again
+            index, etag = read_keys_index(store)  # another publisher listed a key: merge again
     else:
         raise AttestationError(f"{KEYS_INDEX_KEY}: gave up after {MAX_ROUNDS} conflicting writes")
     with _published_lock:

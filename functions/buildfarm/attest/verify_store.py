@@ -14,10 +14,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from buildfarm.errors import UsageError
-from buildfarm.layout import MANIFEST_FILE, SUMS_FILE, VERSIONS_KEY
+from buildfarm.layout import MANIFEST_FILE, SUMS_FILE, VERSIONS_KEY, public_key_key
 
 from .signing import FINGERPRINT_PREFIX, SigningError, fingerprint, load_public_key
-from .store_keys import public_key_key
 from .verify_build import (
     BuildFiles,
     check_signature,

@@ -24,12 +24,13 @@ from urllib.parse import urlsplit
 from buildfarm.catalog.install_script import (
     SHELL_INERT_URL,
     embedded_base_url,
+    embedded_fingerprints,
     installer_base,
     publish_installer,
     read_installer,
     render_installer,
 )
-from buildfarm.catalog.status_page import FailedCells, render_index
+from buildfarm.catalog.status_page import FailedCells, render_index, stored_keys_index
 from buildfarm.catalog.uv_metadata import uv_download_metadata
 from buildfarm.catalog.versions_json import (
     merge_cells,
@@ -141,17 +142,15 @@ def regenerate_derived(
         written += ensure_catalog_signed(store, signer)
     if publish_installer(store, public_url):
         written.append(INSTALLER_KEY)
+    keys_index = stored_keys_index(store)
     for _ in range(max_rounds):
         document, etag = read_versions(store)
         for platform in sorted(published_platforms(document)):
             key = download_metadata_key(platform)
             store.put_json(key, uv_download_metadata(document, platform, public_url))
             written.append(key)
-        store.put(
-            INDEX_KEY,
-            render_index(document, registry, platforms, now, failed, public_url).encode(),
-            content_type="text/html; charset=utf-8",
-        )
+        page = render_index(document, registry, platforms, now, failed, public_url, keys_index=keys_index)
+        store.put(INDEX_KEY, page.encode(), content_type="text/html; charset=utf-8")
         written.append(INDEX_KEY)
         if versions_etag(store) == etag:
             break
@@ -171,7 +170,10 @@ def refresh_if_outdated(
     the keys written."""
     installer = read_installer(store)
     public_url = public_url_function(store, configured_base or _sticky_base(installer))
-    if installer == render_installer(installer_base(public_url)) or versions_etag(store) is None:
+    # The keys it bakes are its own: a new key comes only with a signing publish, which
+    # rewrites install.sh itself (so this stays one read).
+    baked = embedded_fingerprints(installer) if installer else []
+    if installer == render_installer(installer_base(public_url), baked) or versions_etag(store) is None:
         return []
     log.info("derived files are outdated (store moved or base URL changed): rewriting them")
     return regenerate_derived(store, registry, platforms, public_url, now)

@@ -15,19 +15,15 @@ import re
 from collections.abc import Callable, Sequence
 from importlib import resources
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from buildfarm.layout import INSTALLER_KEY, KEYS_PREFIX
-from buildfarm.store import Store, StoreError, StoreNotFound
+from buildfarm.keys_index import read_keys_index
+from buildfarm.layout import INSTALLER_KEY
+from buildfarm.store import Store, StoreNotFound
 
 log = logging.getLogger(__name__)
 
 INSTALLER_PLACEHOLDER = "@BASE_URL@"
 FINGERPRINTS_PLACEHOLDER = "@KEY_FINGERPRINTS@"
-KEYS_INDEX_KEY = f"{KEYS_PREFIX}keys.json"
-"""The store's list of signing keys (the signing contract, issue 15; attest.store_keys writes it)."""
 KEY_FINGERPRINT = re.compile(r"SHA256:[0-9a-f]{64}")  # fullmatch; inert in a shell string
-_WHOLE_FINGERPRINT = f"^{KEY_FINGERPRINT.pattern}$"  # pydantic's (Rust) regex: $ is the very end
 _FINGERPRINTS_LINE = re.compile(r'^BAKED_FINGERPRINTS="([^"\n]*)"$', re.MULTILINE)
 # The base URL is baked into a shell script: only characters that are inert in a
 # double-quoted bash string are accepted.
@@ -35,33 +31,11 @@ SHELL_INERT_URL = re.compile(r"(https?|file)://[][A-Za-z0-9._~%+/:@=-]+")  # ful
 _DEFAULT_LINE = re.compile(r'^DEFAULT_BASE_URL="([^"\n]*)"$', re.MULTILINE)
 
 
-class _ListedKey(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    fingerprint: str = Field(pattern=_WHOLE_FINGERPRINT)
-
-
-class _KeysIndex(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    current: str = Field(pattern=_WHOLE_FINGERPRINT)
-    keys: list[_ListedKey]
-
-
 def store_fingerprints(store: Store) -> list[str]:
     """The fingerprints ("SHA256:<hex>") of the store's signing keys in keys/keys.json, the
     current key first, then the others (rotated-out keys still verify older builds); [] for
     an unsigned store. StoreError naming the file if it is not a keys list."""
-    try:
-        document, _ = store.read_json(KEYS_INDEX_KEY)
-    except StoreNotFound:
-        return []
-    try:
-        index = _KeysIndex.model_validate(document)
-    except ValidationError as error:
-        problem = error.errors()[0]
-        where = "/".join(str(part) for part in problem["loc"])
-        raise StoreError(f"{store.url(KEYS_INDEX_KEY)}: {where}: {problem['msg']}") from None
-    listed = [key.fingerprint for key in index.keys]
-    return [index.current, *(name for name in dict.fromkeys(listed) if name != index.current)]
+    return read_keys_index(store)[0].fingerprints()
 
 
 def render_installer(base_url: str, fingerprints: Sequence[str] = ()) -> bytes:

@@ -32,7 +32,8 @@ from buildfarm.catalog.versions_json import (
     published_platforms,
     runtime_cells,
 )
-from buildfarm.layout import INSTALLER_KEY, KEYS_PREFIX, Cell, cell_name, download_metadata_key
+from buildfarm.keys_index import KeysIndex, read_keys_index
+from buildfarm.layout import INSTALLER_KEY, Cell, cell_name, download_metadata_key, public_key_key
 from buildfarm.platforms import Registry
 from buildfarm.releases import iso
 from buildfarm.store import Store, StoreError
@@ -45,8 +46,6 @@ CHECKSUMS_FILE = "SHA256SUMS"
 BUILD_LOG_FILE = "build.log"
 PACKAGE_LABELS = {"tarball": "tar.gz", "deb": ".deb", "rpm": ".rpm"}
 ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-FINGERPRINT = re.compile(r"SHA256:[0-9a-f]{64}")
-KEYS_INDEX_KEY = f"{KEYS_PREFIX}keys.json"  # buildfarm.attest.store_keys writes it
 
 FailedCells = dict[Cell, tuple[int, str]]  # cell -> (build number, reason) of the latest publish
 
@@ -366,27 +365,24 @@ def _version_key(version: str) -> tuple[int, Version | str]:
         return (0, version)
 
 
-def stored_keys_index(store: Store) -> dict[str, Any] | None:
-    """The store's keys/keys.json for render_index; None (unsigned) when there is none or it
-    cannot be read (a page must not fail over it)."""
+def stored_keys_index(store: Store) -> KeysIndex | None:
+    """The store's keys/keys.json for render_index; None when it cannot be read or is not a
+    key list (a page must not fail over it: it then says unsigned)."""
     try:
-        document, _ = store.read_json(KEYS_INDEX_KEY)
-    except (StoreError, ValueError):
+        return read_keys_index(store)[0]
+    except StoreError:
         return None
-    return document if isinstance(document, dict) else None
 
 
-def signing_keys(keys_index: Any) -> list[SigningKey]:
+def signing_keys(keys_index: KeysIndex | None) -> list[SigningKey]:
     """The keys keys/keys.json lists, the current one first; [] (the page says unsigned) when
-    there is no index or it does not parse."""
-    listed = keys_index.get("keys") if isinstance(keys_index, dict) else None
-    keys = []
-    for entry in listed if isinstance(listed, list) else []:
-        found = entry.get("fingerprint") if isinstance(entry, dict) else None
-        if isinstance(found, str) and FINGERPRINT.fullmatch(found):
-            href = f"{KEYS_PREFIX}{found.removeprefix('SHA256:')}.pub"
-            keys.append(SigningKey(found, href, found == keys_index.get("current")))
-    return sorted(keys, key=lambda key: not key.current)
+    there is none."""
+    if keys_index is None:
+        return []
+    return [
+        SigningKey(found, public_key_key(found), found == keys_index.current)
+        for found in keys_index.fingerprints()
+    ]
 
 
 @functools.cache
@@ -410,7 +406,7 @@ def render_index(
     now: datetime,
     failed: FailedCells | None = None,
     public_url: Callable[[str], str] | None = None,
-    keys_index: dict[str, Any] | None = None,
+    keys_index: KeysIndex | None = None,
 ) -> str:
     """The status page. public_url (key -> absolute URL) fills the install box's commands;
     without it they say BASE_URL. keys_index: the store's keys/keys.json (None: unsigned).
