@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from buildfarm import clock
-from buildfarm.attest.farm_signer import configured_signer, signer_for
+from buildfarm.attest.farm_signer import signer_for
+from buildfarm.attest.signing import Signer
 from buildfarm.catalog import regenerate_derived
 from buildfarm.catalog.derived import store_public_url
 from buildfarm.claims import release_claims
@@ -233,7 +234,8 @@ def run_farm(
         notify(report.cells[item.cell])
     try:
         log_dir.mkdir(parents=True, exist_ok=True)
-        _build_all(_CellBuilder(report, runners, store, log_dir, notify), items, jobs)
+        signer = signer_for(config)
+        _build_all(_CellBuilder(report, runners, store, log_dir, notify, signer), items, jobs)
     finally:
         _finalize(report, the_plan, store, config, notify)
     if report.store_error is not None:
@@ -277,7 +279,7 @@ def _run_runtimes(
     published: planned, claimed, built here one at a time, published; then the derived files
     again (the status page lists runtimes). Ctrl-C fails the cells not yet built, releasing
     their claims."""
-    signer = signer_for(config) or configured_signer()  # as publish() signs the Python cells
+    signer = signer_for(config)  # as the Python cells are signed
     report.runtimes = runtimes = plan_run_runtimes(
         store, definitions, where, execution_id=report.execution_id, now=clock.now(),
         ttl_seconds=config.claim_ttl_seconds, dry_run=False, is_running=local_liveness,
@@ -324,6 +326,7 @@ class _CellBuilder:
     store: Store
     log_dir: Path
     notify: Listener
+    signer: Signer | None  # the config's; publish_cell signs each cell with it
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, item: PlanItem) -> None:
@@ -366,7 +369,7 @@ class _CellBuilder:
             progress.state = "built"
             self.notify(progress)
         try:
-            outcome = publish_cell(item, self.store, clock.now(), batch)
+            outcome = publish_cell(item, self.store, clock.now(), batch, signer=self.signer)
         except StoreError as error:
             # Disk full or read-only: stop starting cells; Finalize decides this one if it can.
             progress.detail = f"{batch.error}; store: {error}" if batch.error else f"store: {error}"

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from buildfarm import clock
-from buildfarm.attest.farm_signer import KEY_ENV, local_key_config
+from buildfarm.attest.farm_signer import local_key_config
 from buildfarm.cli.plan import format_table, print_plan
 from buildfarm.cli.runtime_cmds import DEFINITIONS_ENV
 from buildfarm.config import DEFAULT_STORE, ConfigError, FarmConfig
@@ -287,13 +287,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _with_signing_key(config: FarmConfig, store: LocalStore) -> FarmConfig:
     """The run signs with the configured KMS key, else the key file (created when absent,
-    outside the store, and said so). The environment names it too: the farm's cell publisher
-    (publish_cell) signs with the signer the environment configures."""
+    outside the store, and said so)."""
     config, message = local_key_config(config, Path(store.location))
     if message:
         print(f"buildfarm run: {message}", flush=True)
-    if config.signing_key and not config.kms_key_id:
-        os.environ[KEY_ENV] = config.signing_key
     return config
 
 
