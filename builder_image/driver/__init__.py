@@ -12,7 +12,7 @@ phase, run in this order by main.PHASES:
     selftest   selftest.py   hardening (hardening.py), imports, moved copy, tests, pip, embedding
     sbom       sbom.py       SBOM facts: the built python runs builder_image/sbom_facts/
     package    packages.py   tarball, .deb or .rpm
-    manifest   manifest.py   manifest.json and SHA256SUMS
+    manifest   manifest.py   manifest.json (the publish side writes SHA256SUMS and signs)
     upload     upload.py     publish to the store (a directory or S3), create-only
 
 Shared by the phases: spec.py (the build spec and the registry), cell.py (what one build

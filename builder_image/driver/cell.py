@@ -45,7 +45,6 @@ class Build(object):
         self.artifacts = []  # (kind, path): tarball, deb or rpm
         self.manifest = None
         self.manifest_path = None
-        self.sums_path = None
         self.timings = {}
         self._makefile = None
         # An allow-list, not os.environ: nothing from the caller's shell reaches the build.
