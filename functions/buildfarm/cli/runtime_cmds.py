@@ -11,6 +11,7 @@ from pathlib import Path
 
 from buildfarm.config import resolve_store_location
 from buildfarm.errors import UsageError
+from buildfarm.layout import BUILD_NUMBER
 from buildfarm.platforms import UnknownArchError, UnknownPlatformError, canonical_arch, load_registry
 from buildfarm.runtimes.definitions import default_definitions, find_definition, load_definitions
 from buildfarm.runtimes.keys import RUNTIME_CACHE_DIR
@@ -51,6 +52,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     build.add_argument("--runtime-version", metavar="VERSION", help="override the definition's version")
     build.add_argument(
+        "--build",
+        metavar="N",
+        type=build_number,
+        help="publish as build N (the number a farm's claim gave; taken already: an error) "
+        "instead of the next free one",
+    )
+    build.add_argument(
         "--cache",
         metavar="DIR",
         type=Path,
@@ -70,6 +78,13 @@ def add_common(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help=f"the runtime definitions (default: ${DEFINITIONS_ENV}, else the repository's runtimes/)",
     )
+
+
+def build_number(text: str) -> int:
+    """A build number as the store spells it (layout.BUILD_NUMBER: 1-999999999, no sign or zeros)."""
+    if not BUILD_NUMBER.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"invalid build number {text!r} (1 to 999999999, no leading zeros)")
+    return int(text)
 
 
 def definitions_dir(args: argparse.Namespace) -> Path:
@@ -94,14 +109,16 @@ def _cell(args: argparse.Namespace) -> tuple[str, str]:
         raise UsageError(str(error)) from None
 
 
-def run_build(args: argparse.Namespace) -> int:
+def runtime_request(args: argparse.Namespace) -> RuntimeRequest:
+    """The build `buildfarm runtime build` asks for (the cell, definition, store and build number
+    checked; one-line UsageError naming a bad value)."""
     platform, arch = _cell(args)
     definition = find_definition(args.name, definitions_dir(args))
     try:
         store = open_store(resolve_store_location(args.store))
     except StoreError as error:
         raise UsageError(str(error)) from None
-    request = RuntimeRequest(
+    return RuntimeRequest(
         definition=definition,
         version=definition.resolved_version(args.runtime_version),
         platform=platform,
@@ -109,7 +126,13 @@ def run_build(args: argparse.Namespace) -> int:
         store=store,
         cache=cache_dir(args.cache, store),
         python_tarball=args.python_tarball.resolve() if args.python_tarball else None,
+        build=args.build,
     )
+
+
+def run_build(args: argparse.Namespace) -> int:
+    request = runtime_request(args)
+    definition, platform, arch, store = request.definition, request.platform, request.arch, request.store
     directory, manifest = build_runtime(request)
     packages = ", ".join(f"{p['name']} {p['version']}" for p in manifest["packages"])
     print(f"{definition.name} {request.version} ({platform}/{arch}) build {manifest['build']}: "
