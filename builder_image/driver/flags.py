@@ -20,6 +20,8 @@ RPATH_LDFLAG_FOR_MAKE = "-Wl,-rpath,\\$$ORIGIN/../lib"
 # What CPython's configure adds to CFLAGS_NODIST/LDFLAGS_NODIST for GCC with --with-lto.
 CPYTHON_GCC_LTO_FLAGS = ("-flto", "-fuse-linker-plugin", "-ffat-lto-objects", "-flto-partition=none")
 DEBUG_FLAGS = ("-g",)
+# GCC's share (per mille) of the profiled time whose blocks count as hot (series.PGO_HOT_PERMILLE).
+PGO_HOT_PARAM = "--param=hot-bb-count-ws-permille={}"
 
 _SETUP_STDLIB_LINE = re.compile(r"^@MODULE_[A-Z0-9_]+_TRUE@(\S+)\s+(.*)$")
 _MAKEFILE_ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*:?=(.*)$")
@@ -143,6 +145,8 @@ def make_variables(version, optimization, makefile, bolt=None):
       and installed for embedders;
     - the instrumented build has no LTO: GCC instruments each function before LTO,
       so the profile is the same and the single-threaded LTO link happens once.
+    - where the series has one (series.pgo_hot_permille()), the final build treats more
+      of the profiled code as hot than GCC's default does.
     With bolt (bolt_config()), BOLT optimizes the interpreter alone (it no longer runs
     libpython.so's code, so a profile of that would be empty), with CPython's flags but
     for the platform's substitutions (an older llvm-bolt lacks some of them).
@@ -163,6 +167,11 @@ def make_variables(version, optimization, makefile, bolt=None):
         instrumented[name] = _without(value, DEBUG_FLAGS + CPYTHON_GCC_LTO_FLAGS)
     if optimization == "none":
         return final, final
+    permille = series.pgo_hot_permille(version)
+    if permille:
+        # Compile and LTO link: the threshold is set where the whole profile is seen.
+        for name in ("CONFIGURE_CFLAGS_NODIST", "CONFIGURE_LDFLAGS_NODIST"):
+            final[name] = " ".join([final[name], PGO_HOT_PARAM.format(permille)]).strip()
     return instrumented, final
 
 

@@ -162,6 +162,22 @@ def test_pgo_task_per_series(key):
     assert make.default_profile_task(2, VERSIONS[key]) == expected
 
 
+@pytest.mark.parametrize("key", SERIES)
+def test_pgo_hot_share_per_series(key):
+    """3.11's final PGO+LTO build (compile and LTO link) counts the hottest 99.9% of the
+    profiled time as hot instead of GCC's 99%; the instrumented build, `none` builds and the
+    other series keep GCC's default."""
+    version = VERSIONS[key]
+    added = ["--param=hot-bb-count-ws-permille=999"] if key == "3.11" else []
+    assert series.pgo_hot_permille(version) == (999 if added else None)
+    makefile = {"CONFIGURE_CFLAGS_NODIST": "-fstack-protector -flto", "CONFIGURE_LDFLAGS_NODIST": "-flto"}
+    instrumented, final = flags.make_variables(version, "pgo+lto", makefile)
+    plain = flags.make_variables(version, "none", makefile)[1]
+    for name in ("CONFIGURE_CFLAGS_NODIST", "CONFIGURE_LDFLAGS_NODIST"):
+        assert final[name].split() == makefile[name].split() + added
+        assert "permille" not in instrumented[name] and "permille" not in plain[name]
+
+
 # --- the self-test: tests, where they come from, test-only modules, exclusions ---------------
 
 REQUIRED = {"ssl", "sqlite", "ctypes", "zlib", "lzma", "bz2", "hashlib", "json", "uuid", "dbm",
