@@ -17,7 +17,7 @@ import secrets
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from packaging.version import Version
 from pydantic import BaseModel, ConfigDict
@@ -50,6 +50,10 @@ from buildfarm.releases import (
 )
 from buildfarm.store import Store, StoreError, StoreNotFound
 from buildfarm.workflow_input import InputError, WorkflowInput, parse_workflow_input
+
+if TYPE_CHECKING:  # imported when used: buildfarm.runtimes' publishing imports this module
+    from buildfarm.runtimes.cloud_items import RuntimeItem
+    from buildfarm.runtimes.definitions import RuntimeDefinition
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +130,9 @@ class Plan:
     # Cells left for a later run: over this execution's budget (newest releases go first).
     deferred: int = 0
     budget: int = 0
+    # The run's runtime cells (buildfarm.runtimes.cloud_items), claimed: the BuildRuntimes Map's.
+    runtime_items: list[RuntimeItem] = field(default_factory=list)
+    runtime_items_location: dict[str, str] = field(default_factory=dict)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -149,6 +156,7 @@ class Plan:
             "force": self.force,
             "budget": self.budget,
             "releases": self.releases_refresh[:200],
+            "runtimes": {"planned": len(self.runtime_items), "items": self.runtime_items_location},
         }
 
 
@@ -196,12 +204,14 @@ def plan(
     registry: Registry | None = None,
     fetch_releases: Any = fetch_python_org,
     is_running: Liveness | None = None,
+    runtimes: list[RuntimeDefinition] | None = None,
 ) -> Plan:
     """Validate, expand under the policy (buildfarm.policy), drop published cells (unless force),
     claim the rest up to this execution's budget (newest releases first), write the items.
     Raises InputError (naming the bad value) before anything is written. With request.dry_run,
     the same plan is computed and nothing is claimed or written. is_running tells whether
-    another execution still runs (its claims then hold; see buildfarm.claims)."""
+    another execution still runs (its claims then hold; see buildfarm.claims). With `runtimes`
+    (definitions), the matrix's runtime cells whose Python is published are claimed too."""
     now = now or clock.now()
     registry = registry or load_registry()
     validated = _as_request(request, config)
@@ -224,19 +234,15 @@ def plan(
         )
         items = _items(outcomes, wanted, release_of, skipped, store, config, execution_id)
         result = Plan(
-            plan_id=execution_id,
-            execution_id=execution_id,
-            dry_run=validated.dry_run,
-            force=validated.force,
-            items=items,
-            skipped=skipped,
+            plan_id=execution_id, execution_id=execution_id, dry_run=validated.dry_run,
+            force=validated.force, items=items, skipped=skipped,
             items_location=store.location_of(items_key(execution_id)),
-            releases_refresh=releases_state.refresh,
-            matrix_size=len(selection.matrix),
-            versions=[r.version for r in selection.releases],
-            policy=selection.report,
-            deferred=deferred,
-            budget=budget,
+            releases_refresh=releases_state.refresh, matrix_size=len(selection.matrix),
+            versions=[r.version for r in selection.releases], policy=selection.report,
+            deferred=deferred, budget=budget,
+        )  # fmt: skip
+        result.runtime_items, result.runtime_items_location = _runtime_items(
+            store, config, runtimes or [], selection, execution_id, now, validated.dry_run, alive
         )
         if not validated.dry_run:
             _record(store, result, validated, bool(wanted), now)
@@ -246,6 +252,30 @@ def plan(
         raise
     log.info("plan %s: %s%s", result.plan_id, result.counts, " (dry run)" if result.dry_run else "")
     return result
+
+
+def _runtime_items(
+    store: Store,
+    config: FarmConfig,
+    definitions: list[RuntimeDefinition],
+    selection: Selection,
+    execution_id: str,
+    now: datetime,
+    dry_run: bool,
+    alive: Liveness,
+) -> tuple[list[RuntimeItem], dict[str, str]]:
+    """The runtime items of the selection's platforms and arches (none without definitions),
+    and where the plan writes them."""
+    from buildfarm.runtimes.cloud_items import plan_runtime_items, runtime_items_key
+
+    location = store.location_of(runtime_items_key(execution_id))
+    if not definitions:
+        return [], location
+    where = {(platform, arch) for _, platform, arch in selection.matrix}
+    items, _ = plan_runtime_items(
+        store, config, definitions, where, execution_id, now, dry_run=dry_run, is_running=alive
+    )
+    return items, location
 
 
 def _select(
@@ -270,10 +300,12 @@ def _select(
 
 
 def _record(store: Store, result: Plan, request: WorkflowInput, marked: bool, now: datetime) -> None:
-    """Write a plan that has items; else close the run marker it opened (everything wanted is
-    held or deferred: nothing to finalize)."""
-    if result.items:
+    """Write a plan that has items, and its run marker if it has Python items; else close the
+    run marker it opened (everything wanted is held or deferred: nothing to finalize)."""
+    if result.items or result.runtime_items:
         _write_plan(store, result, request, now)
+    if result.items:
+        _mark_run(store, result.plan_id, len(result.items), now)  # the real count, for _budget
     elif marked:
         close_run(store, result.execution_id)
 
@@ -415,6 +447,9 @@ def _items(
 
 def _write_plan(store: Store, result: Plan, request: WorkflowInput, now: datetime) -> None:
     store.put_json(items_key(result.plan_id), [item.as_json() for item in result.items])
+    if result.runtime_items:
+        runtime_items = [item.model_dump(mode="json") for item in result.runtime_items]
+        store.put_json(store.key_from_location(result.summary["runtimes"]["items"]), runtime_items)
     store.put_json(
         plan_record_key(result.plan_id),
         {
@@ -425,7 +460,6 @@ def _write_plan(store: Store, result: Plan, request: WorkflowInput, now: datetim
             "skipped": [s.model_dump(mode="json") for s in result.skipped],
         },
     )
-    _mark_run(store, result.plan_id, len(result.items), now)  # the real count, for _budget
 
 
 def read_plan_items(store: Store, location: dict[str, str]) -> list[PlanItem]:

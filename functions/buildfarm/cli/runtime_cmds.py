@@ -13,13 +13,13 @@ from buildfarm.config import resolve_store_location
 from buildfarm.errors import UsageError
 from buildfarm.layout import BUILD_NUMBER
 from buildfarm.platforms import UnknownArchError, UnknownPlatformError, canonical_arch, load_registry
+from buildfarm.runtimes.cloud_items import DEFINITIONS_ENV
 from buildfarm.runtimes.definitions import default_definitions, find_definition, load_definitions
 from buildfarm.runtimes.keys import RUNTIME_CACHE_DIR
 from buildfarm.runtimes.runtime_build import RuntimeRequest, build_runtime
 from buildfarm.store import LocalStore, Store, StoreError, open_store
 
 CACHE_ENV = "BUILDFARM_RUNTIME_CACHE"
-DEFINITIONS_ENV = "BUILDFARM_RUNTIMES"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

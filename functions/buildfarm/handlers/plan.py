@@ -1,7 +1,8 @@
 """Plan Lambda: {"input": <workflow input>, "execution_id": "<$$.Execution.Name>",
 "execution_arn": "<$$.Execution.Id>"} -> plan summary.
 
-Thin: parse the event, read the configuration, call buildfarm.plan.plan. An invalid input
+Thin: parse the event, read the configuration and the runtime definitions (BUILDFARM_RUNTIMES,
+else the ones the bundle carries), call buildfarm.plan.plan. An invalid input
 raises InputError; its message (naming the bad value) is what Step Functions shows. Claims
 of other executions hold while Step Functions says those executions run.
 """
@@ -20,6 +21,7 @@ from buildfarm.config import FarmConfig
 from buildfarm.handlers.common import powertools
 from buildfarm.handlers.executions import step_functions_liveness
 from buildfarm.plan import plan
+from buildfarm.runtimes.cloud_items import farm_definitions
 from buildfarm.store import open_store
 from buildfarm.workflow_input import InputError
 
@@ -43,12 +45,21 @@ def handler(event: PlanEvent, context: LambdaContext) -> dict[str, Any]:
     store = open_store(config.store)
     is_running = step_functions_liveness(event.execution_arn)
     try:
-        result = plan(event.input, store, config, event.execution_id, clock.now(), is_running=is_running)
+        result = plan(
+            event.input,
+            store,
+            config,
+            event.execution_id,
+            clock.now(),
+            is_running=is_running,
+            runtimes=farm_definitions(),
+        )
     except InputError:
         metrics.add_metric(name="InvalidInputs", unit=MetricUnit.Count, value=1)
         raise  # its message names the bad value; Step Functions shows it as the failure cause
     counts = result.counts
     metrics.add_metric(name="CellsPlanned", unit=MetricUnit.Count, value=counts["planned"])
+    metrics.add_metric(name="RuntimesPlanned", unit=MetricUnit.Count, value=len(result.runtime_items))
     metrics.add_metric(name="CellsDeferred", unit=MetricUnit.Count, value=counts["deferred"])
     metrics.add_metric(
         name="CellsSkipped",

@@ -3,8 +3,11 @@
 - cell_handler (PublishCell, in each Map item after its Batch job):
   {"item": <plan item>, "batch": {"status": "succeeded"|"failed", "job_id"?, "error"?}}
   -> {"cell", "build", "status": "published"|"failed", "reason", "decided"}
-- finalize_handler (Finalize, once after the Map): {"plan": <Plan's summary>}
-  -> {"published": [...], "failed": [{"cell", "reason"}], "counts": {...}}
+- runtime_handler (PublishRuntime, in each BuildRuntimes item after its Batch job):
+  {"item": <runtime item>, "batch": {...}} -> {"cell", "build", "status", "reason", "decided"}
+- finalize_handler (Finalize, once after the Maps): {"plan": <Plan's summary>}
+  -> {"published": [...], "failed": [{"cell", "reason"}], "counts": {...}} (runtime cells in
+  the lists, and counted as runtimes_published / runtimes_failed)
 
 Thin: parse the event, read the configuration (the signer too: a publisher without a signing
 key refuses to publish), call buildfarm.publish, emit metrics.
@@ -25,6 +28,7 @@ from buildfarm.config import FarmConfig
 from buildfarm.handlers.common import powertools
 from buildfarm.plan import PlanItem
 from buildfarm.publish import BatchOutcome, publish, publish_cell
+from buildfarm.runtimes.cloud_items import RuntimeItem, decide_runtime_item, finalize_runtime_items
 from buildfarm.store import open_store
 
 logger, tracer, metrics = powertools()
@@ -72,6 +76,32 @@ def cell_handler(event: CellEvent, context: LambdaContext) -> dict[str, Any]:
     return outcome.model_dump(mode="json")
 
 
+class RuntimeEvent(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    item: RuntimeItem
+    batch: BatchOutcome
+
+
+@logger.inject_lambda_context(correlation_id_path="item.execution_id")
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+@event_parser(model=RuntimeEvent)
+def runtime_handler(event: RuntimeEvent, context: LambdaContext) -> dict[str, Any]:
+    config = FarmConfig.from_env()
+    store = open_store(config.store)
+    failure = (
+        "" if event.batch.status == "succeeded" else f"build job failed: {event.batch.error or 'no detail'}"
+    )
+    outcome = decide_runtime_item(
+        store, event.item, clock.now(), failure[:500], signer=require_signer(config)
+    )
+    metric = "RuntimesBuilt" if outcome.status == "published" else "RuntimesFailed"
+    metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)
+    if outcome.status == "failed":
+        logger.warning("runtime failed", extra={"cell": outcome.cell, "reason": outcome.reason})
+    return outcome.model_dump(mode="json")
+
+
 @logger.inject_lambda_context(correlation_id_path="plan.execution_id")
 @tracer.capture_lambda_handler
 @metrics.log_metrics
@@ -80,7 +110,10 @@ def finalize_handler(event: FinalizeEvent, context: LambdaContext) -> dict[str, 
     config = FarmConfig.from_env()
     store = open_store(config.store)
     summary = event.plan.model_dump(mode="json")
-    result = publish(summary, store, config, clock.now(), signer=require_signer(config))
+    signer = require_signer(config)
+    # Runtimes first: Finalize's derived files then list the runtimes it publishes.
+    runtimes = finalize_runtime_items(store, summary, config, clock.now(), signer=signer)
+    result = publish(summary, store, config, clock.now(), signer=signer)
     counts = result.counts
     metrics.add_metric(name="CellsFailed", unit=MetricUnit.Count, value=counts["failed"])
     metrics.add_metric(name="CellsDeferred", unit=MetricUnit.Count, value=counts.get("deferred", 0))
@@ -88,5 +121,9 @@ def finalize_handler(event: FinalizeEvent, context: LambdaContext) -> dict[str, 
         logger.warning("cells failed", extra={"failed": [f.model_dump() for f in result.failed]})
     # The state payload stays small however many cells failed: counts are complete, names capped.
     answer = result.as_json()
+    answer["published"] += [o.cell for o in runtimes if o.status == "published"]
+    answer["failed"] += [{"cell": o.cell, "reason": o.reason} for o in runtimes if o.status == "failed"]
+    answer["counts"]["runtimes_published"] = sum(1 for o in runtimes if o.status == "published")
+    answer["counts"]["runtimes_failed"] = sum(1 for o in runtimes if o.status == "failed")
     answer["failed"] = answer["failed"][:MAX_FAILED_NAMED]
     return answer

@@ -1,23 +1,55 @@
-"""The cloud's runtime plan items (the pure planning part of runtimes in the workflow): the
-runtime cells a run builds, claimed, as items for a Map whose per-item Batch job runs
-`buildfarm runtime build` on the cell's builder image, then PublishCell (kind "runtime").
-
-Planned after the run's Python cells are published, as a local run does (buildfarm.farm): a
-Plan-runtimes step between the Python Map and Finalize calls plan_runtime_items.
+"""Runtime cells in the cloud workflow: Plan claims a run's runtime cells (plan_runtime_items,
+on the Python builds published when it plans; a runtime of a Python this run builds is planned
+by the next run) and writes them as items (plans/<execution>/runtime-items.json) for the
+BuildRuntimes Map, whose per-item Batch job runs `buildfarm runtime build ... --build N` on the
+cell's builder image; PublishRuntime decides each item (decide_runtime_item: publish_runtime,
+its outcome recorded under plans/<execution>/runtime-outcomes/), and Finalize decides the items
+PublishRuntime did not (finalize_runtime_items).
 """
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from buildfarm.attest.signing import Signer
+from buildfarm.catalog import regenerate_derived
+from buildfarm.catalog.derived import store_public_url
+from buildfarm.catalog.versions_json import RuntimeCell
 from buildfarm.claims import Liveness, unknown_liveness
 from buildfarm.config import FarmConfig
-from buildfarm.runtimes.definitions import RuntimeDefinition
+from buildfarm.layout import PLANS_PREFIX
+from buildfarm.platforms import load_registry
+from buildfarm.runtimes.definitions import RuntimeDefinition, default_definitions, load_definitions
 from buildfarm.runtimes.farm_cells import ClaimedRuntime, RuntimeRunPlan, plan_run_runtimes
-from buildfarm.store import Store
+from buildfarm.runtimes.publish import RuntimeOutcome, publish_runtime
+from buildfarm.store import Store, StoreNotFound
+
+DEFINITIONS_ENV = "BUILDFARM_RUNTIMES"
+
+
+def farm_definitions() -> list[RuntimeDefinition] | None:
+    """The runtime definitions a farm plans: $BUILDFARM_RUNTIMES's, else the repository's
+    runtimes/ (or the copy the package carries, as the Lambda bundle does); None when there is
+    no such directory (a farm without runtimes). A bad definition raises DefinitionError."""
+    named = os.environ.get(DEFINITIONS_ENV)
+    directory = Path(named) if named else default_definitions()
+    return load_definitions(directory) if named or directory.is_dir() else None
+
+
+# Beside the Python items (layout.items_key), whose shape stays what the Build Map reads.
+def runtime_items_key(plan_id: str) -> str:
+    """plans/<execution>/runtime-items.json."""
+    return f"{PLANS_PREFIX}{plan_id}/runtime-items.json"
+
+
+def runtime_outcome_key(plan_id: str, cell: str) -> str:
+    """plans/<execution>/runtime-outcomes/<name>/<version>/<platform>/<arch>.json."""
+    return f"{PLANS_PREFIX}{plan_id}/runtime-outcomes/{cell}.json"
 
 
 class RuntimeItem(BaseModel):
@@ -34,6 +66,11 @@ class RuntimeItem(BaseModel):
     command: list[str]
     job_definition: str
     job_queue_arch: str
+
+    @property
+    def runtime_cell(self) -> RuntimeCell:
+        name, version, platform, arch = self.cell.split("/")
+        return name, version, platform, arch
 
 
 def runtime_command(claimed: ClaimedRuntime, store: Store) -> list[str]:
@@ -76,3 +113,51 @@ def plan_runtime_items(
         for claimed in runtimes.claimed
     ]
     return items, runtimes
+
+
+def read_runtime_items(store: Store, location: dict[str, str]) -> list[RuntimeItem]:
+    """The runtime items a Plan wrote, from its summary's runtimes.items location."""
+    raw, _ = store.read_json(store.key_from_location(location))
+    if not isinstance(raw, list):
+        raise ValueError(f"runtime items at {location} are not a JSON array")
+    return [RuntimeItem.model_validate(item) for item in raw]
+
+
+def decide_runtime_item(
+    store: Store, item: RuntimeItem, now: datetime, failure: str = "", *, signer: Signer | None = None
+) -> RuntimeOutcome:
+    """Publish a runtime item's build (or fail it with `failure`, why its job failed) and record
+    the outcome for Finalize."""
+    outcome = publish_runtime(
+        store, item.runtime_cell, item.build, item.execution_id, now, failure, signer=signer
+    )
+    store.put_json(runtime_outcome_key(item.execution_id, item.cell), outcome.model_dump(mode="json"))
+    return outcome
+
+
+def _recorded(store: Store, item: RuntimeItem) -> RuntimeOutcome | None:
+    try:
+        raw, _ = store.read_json(runtime_outcome_key(item.execution_id, item.cell))
+    except StoreNotFound:
+        return None
+    return RuntimeOutcome.model_validate(raw)
+
+
+def finalize_runtime_items(
+    store: Store, summary: dict[str, Any], config: FarmConfig, now: datetime, *, signer: Signer | None
+) -> list[RuntimeOutcome]:
+    """Every runtime item's outcome: recorded ones read back, the others decided now (a job
+    that ended without PublishRuntime: its build verifies and is published, or it fails). A
+    plan without Python items gets its derived files (the status page lists runtimes) here,
+    since Finalize's buildfarm.publish regenerates them only for Python cells."""
+    runtimes = summary.get("runtimes") or {}
+    if summary.get("dry_run") or not runtimes.get("planned"):
+        return []
+    items = read_runtime_items(store, runtimes["items"])
+    outcomes = [
+        _recorded(store, item) or decide_runtime_item(store, item, now, signer=signer) for item in items
+    ]
+    if not (summary.get("counts") or {}).get("planned"):
+        public_url = store_public_url(store, config.public_base_url)
+        regenerate_derived(store, load_registry(), config.enabled_platforms, public_url, now, signer=signer)
+    return outcomes
