@@ -263,12 +263,14 @@ def profile_task(version, jobs):
 # interpreter and its built-in modules (BUILTIN_MODULES) form one profile, dominated by the
 # eval loop, so code that CPython's --pgo task runs only briefly falls below that line: in
 # 3.11.2 the json scanner's helpers (_PyUnicodeWriter_Init became `rep stos`, 4% of the json
-# benchmark's samples) and float/dict paths. Debian's shared _json.so is profiled alone, and
-# its PGO task is the whole test suite. Raising the line to 99.9% for the final LTO build
-# (measured on 3.11.2, debian-12, same profile, no BOLT, benchmarks/interpreter_speed.py's
-# suite against bookworm's python3.11: 0.995x -> 1.047x; nbody 0.89x -> 1.05x, json 0.98x ->
-# 1.05x; the interpreter grows 7%). Series not listed keep GCC's default: 3.13 met its
-# target without it, and the others are not measured here.
+# benchmark's samples) and others the benchmarks take (nbody's most). Debian's shared
+# _json.so is profiled alone, and its PGO task is the whole test suite. Raising the line to
+# 99.9% for the final LTO build restores them (3.11.2, debian-12, the same profile relinked
+# without BOLT, CPU-time minima of benchmarks/interpreter_speed.py's suite against bookworm's
+# python3.11, four runs: 0.99-1.00x -> 1.03-1.05x; nbody 0.85-0.89x -> 0.98-1.05x, json
+# 0.92-0.98x -> 0.98-1.05x; the interpreter grows 7%). 1000 (every executed block hot)
+# measured the same overall but nbody 0.83-0.85x. Series not listed keep GCC's default: 3.13
+# met its target without it, and the others are not measured here.
 PGO_HOT_PERMILLE = {11: 999}
 
 
