@@ -46,6 +46,8 @@ from real_builds import (
     Step,
 )
 
+from buildfarm.attest.signing import init_key
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 CPYTHON_SRC = SHARED / "cpython-src"
@@ -132,6 +134,24 @@ def source_mirror(tmp_path_factory: pytest.TempPathFactory, http_dir_server) -> 
         if signature.is_file():
             (directory / signature.name).symlink_to(signature)
     return http_dir_server(root)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def signing_key_in_test_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The farm signs with BUILDFARM_SIGNING_KEY (`buildfarm run` creates the default
+    ~/.config key when none is named): tests sign with a key in the session's temporary
+    directory, never with or in the real ~/.config."""
+    name = "BUILDFARM_SIGNING_KEY"
+    saved = os.environ.get(name)
+    key = tmp_path_factory.getbasetemp() / "signing-key.pem"
+    if not key.exists():
+        init_key(key)
+    os.environ[name] = str(key)
+    yield
+    if saved is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = saved
 
 
 @pytest.fixture(scope="session")
