@@ -28,8 +28,12 @@ INSTANCE_CLASSES = {
 }  # fmt: skip
 
 # Keys the builder writes (builder_image/build.py S3Store): its build's artifacts and manifest,
-# or its build log and failure record. It reads nothing else: no catalog, no claim, no releases.
-JOB_WRITABLE_PREFIXES = layout.BUILDER_PREFIXES
+# or its build log and failure record; a runtime job (`buildfarm runtime build`, issue 16) its
+# runtime build's artifacts and manifest under runtimes/. No catalog, claim or releases.json.
+JOB_WRITABLE_PREFIXES = (*layout.BUILDER_PREFIXES, layout.RUNTIMES_PREFIX)
+# What a runtime job reads besides builds/ (the Python tarball): versions.json, to choose the
+# newest published Python build, and its own runtime build's keys (it heads them before writing).
+JOB_READABLE_KEYS = (under(layout.BUILDS_PREFIX), under(layout.RUNTIMES_PREFIX), layout.VERSIONS_KEY)
 
 
 def pass_image_reference(job: batch.EcsJobDefinition) -> None:
@@ -196,7 +200,8 @@ class BuildBatch(Construct):
             self,
             "JobRole",
             assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
-            description="Builder: writes under builds/ (create-only) and logs/; never catalogs or claims",
+            description="Builder: writes under builds/ and runtimes/ (create-only) and logs/; "
+            "never catalogs or claims",
         )
         # One role serves every job, and a job's cell and build number arrive at run time in its
         # spec, so IAM cannot narrow a job to its own builds/<cell>/<build>/: the prefixes are the
@@ -211,12 +216,13 @@ class BuildBatch(Construct):
         )
         # The builder refuses to overwrite a build before it starts: it lists builds/<cell>/<build>/
         # and heads its manifest.json. No s3:prefix condition on ListBucket: S3 consults ListBucket
-        # (a HEAD carries no prefix) to answer a missing key with 404 instead of 403.
+        # (a HEAD carries no prefix) to answer a missing key with 404 instead of 403. A runtime
+        # job reads versions.json and the Python build's tarball under builds/.
         self.job_role.add_to_policy(
             iam.PolicyStatement(
                 sid="HeadOwnBuild",
                 actions=["s3:GetObject"],
-                resources=[bucket.arn_for_objects(under(layout.BUILDS_PREFIX))],
+                resources=[bucket.arn_for_objects(key) for key in JOB_READABLE_KEYS],
             )
         )
         self.job_role.add_to_policy(
@@ -232,10 +238,11 @@ class BuildBatch(Construct):
         acknowledge_wildcards(
             self.job_role,
             [f"<{logical_id(bucket)}.Arn>/{under(prefix)}" for prefix in JOB_WRITABLE_PREFIXES],
-            "the builder puts (and heads, builds/ only) keys below builds/ and logs/ only; its cell "
-            "and build number come in the job's spec at run time, so IAM cannot name its own keys. "
-            "It cannot write catalogs, claims, plans or releases.json, and the bucket policy "
-            "BuildsAreCreateOnly refuses any builds/ write that could replace an existing object.",
+            "the builder puts (and heads, not logs/) keys below builds/, runtimes/ and logs/ only; "
+            "its cell and build number come in the job's spec or command at run time, so IAM cannot "
+            "name its own keys. It cannot write catalogs, claims, plans or releases.json, the bucket "
+            "policy BuildsAreCreateOnly refuses any builds/ or runtimes/ write that could replace an "
+            "existing object, and OnlyThePublishSideSigns any SHA256SUMS, SBOM, provenance or .sig.",
         )
 
     def _job_definitions(

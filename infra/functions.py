@@ -1,7 +1,8 @@
-"""The workflow's Lambdas (Recover, Plan, PublishCell, Finalize): the `buildfarm` package plus
-the platform registry, staged into a directory at synth time (no Docker bundling); Powertools
-and pydantic come from the official Powertools layer, and so does cryptography (the signatures'
-ECDSA), compiled for the layer's Python and arch: the v3 layer carries aws-encryption-sdk and
+"""The workflow's Lambdas (Recover, Plan, PublishCell, PublishRuntime, Finalize): the
+`buildfarm` package plus the platform registry and the runtime definitions, staged into a
+directory at synth time (no Docker bundling); Powertools and pydantic come from the official
+Powertools layer, and so does cryptography (the signatures' ECDSA), compiled for the layer's
+Python and arch: the v3 layer carries aws-encryption-sdk and
 its cryptography (powertools-lambda-python pull request #4630)."""
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from buildfarm import layout
 from buildfarm.attest.collect import PACKAGE_DIR as COLLECTOR_DIR
 from buildfarm.layout import under
 from buildfarm.platforms import builder_image_dir, registry_path
+from buildfarm.runtimes.definitions import PACKAGED_DEFINITIONS, default_definitions
 from infra.config import InfraConfig
 from infra.log_groups import log_group
 from infra.nag import acknowledge, acknowledge_wildcards, logical_id
@@ -41,6 +43,7 @@ RECOVER_HANDLER = "buildfarm.handlers.recover.handler"
 PLAN_HANDLER = "buildfarm.handlers.plan.handler"
 PUBLISH_CELL_HANDLER = "buildfarm.handlers.publish.cell_handler"
 FINALIZE_HANDLER = "buildfarm.handlers.publish.finalize_handler"
+PUBLISH_RUNTIME_HANDLER = "buildfarm.handlers.publish.runtime_handler"
 METRICS_NAMESPACE = "PythonBuildFarm"
 
 # Store keys each function reads, writes (PutObject) and deletes (functions/buildfarm: plan.py,
@@ -51,9 +54,13 @@ METRICS_NAMESPACE = "PythonBuildFarm"
 _VERSIONS, _RELEASES, _INSTALLER = layout.VERSIONS_KEY, layout.RELEASES_KEY, layout.INSTALLER_KEY
 _BUILDS, _LOGS = under(layout.BUILDS_PREFIX), under(layout.LOGS_PREFIX)
 _CLAIMS, _PLANS, _RUNS = under(layout.CLAIMS_PREFIX), under(layout.PLANS_PREFIX), under(layout.RUNS_PREFIX)
+_RUNTIMES = under(layout.RUNTIMES_PREFIX)
 # What signing a build and the catalog writes: builds/*/SHA256SUMS, ..., keys/*, versions.json.sig.
 PUBLISHER_BUILD_KEYS = tuple(f"{_BUILDS}/{name}" for name in layout.PUBLISHER_BUILD_FILES)
 _SIGNED = (*PUBLISHER_BUILD_KEYS, layout.VERSIONS_SIGNATURE_KEY, under(layout.KEYS_PREFIX))
+# The same files of a runtime build (runtimes/*/SHA256SUMS, *.sig, ...): PublishRuntime's, and
+# Finalize's for the runtime items PublishRuntime did not decide.
+PUBLISHER_RUNTIME_KEYS = tuple(f"{_RUNTIMES}/{name}" for name in layout.PUBLISHER_BUILD_FILES)
 _STORE_SIGNATURES = (layout.VERSIONS_SIGNATURE_KEY, under(layout.KEYS_PREFIX))
 PLAN_KEYS = {
     "reads": (_VERSIONS, _RELEASES, _CLAIMS, _RUNS),
@@ -67,9 +74,15 @@ PUBLISH_CELL_KEYS = {
 }
 _DERIVED = (under(layout.DOWNLOAD_METADATA_PREFIX), *layout.DERIVED_KEYS)
 FINALIZE_KEYS = {
-    "reads": (_VERSIONS, _PLANS, _BUILDS, _LOGS, _CLAIMS, _INSTALLER, *_STORE_SIGNATURES),
-    "writes": (_VERSIONS, _CLAIMS, _PLANS, *_DERIVED, *_SIGNED),
+    "reads": (_VERSIONS, _PLANS, _BUILDS, _LOGS, _CLAIMS, _INSTALLER, _RUNTIMES, *_STORE_SIGNATURES),
+    "writes": (_VERSIONS, _CLAIMS, _PLANS, *_DERIVED, *_SIGNED, *PUBLISHER_RUNTIME_KEYS),
     "deletes": (_RUNS,),
+}
+# PublishRuntime: verify a runtime build, sign it, merge it, release its claim, record the outcome.
+PUBLISH_RUNTIME_KEYS = {
+    "reads": (_VERSIONS, _RUNTIMES, _CLAIMS, *_STORE_SIGNATURES),
+    "writes": (_VERSIONS, _CLAIMS, _PLANS, *PUBLISHER_RUNTIME_KEYS, *_STORE_SIGNATURES),
+    "deletes": (),
 }
 # Recover finalizes ended runs: Finalize's access, plus reading the open-run markers.
 RECOVER_KEYS = {**FINALIZE_KEYS, "reads": (*FINALIZE_KEYS["reads"], _RUNS)}
@@ -96,8 +109,9 @@ _DEPENDENCY_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", "*.
 def stage_lambda_bundle(destination: Path | None = None) -> Path:
     """Copy the buildfarm package, the registry and the SBOM fact collector (at
     buildfarm/builder_image/platforms.json and sbom_facts/, where platforms.builder_image_dir()
-    looks in an installed package) and pure-Python dependencies that the Powertools layer lacks
-    into a directory, and return it."""
+    looks in an installed package), the runtime definitions (at buildfarm/runtime_definitions,
+    where runtimes.definitions looks outside a checkout: Plan's) and pure-Python dependencies
+    that the Powertools layer lacks into a directory, and return it."""
     root = Path(destination or tempfile.mkdtemp(prefix="buildfarm-lambda-"))
     package_dir = Path(buildfarm.__file__).resolve().parent
     shutil.copytree(package_dir, root / "buildfarm", ignore=_IGNORE, dirs_exist_ok=True)
@@ -108,6 +122,11 @@ def stage_lambda_bundle(destination: Path | None = None) -> Path:
     # the publish side makes each build's SBOM with them.
     collector = builder_image_dir() / COLLECTOR_DIR
     shutil.copytree(collector, image_dir / COLLECTOR_DIR, ignore=_IGNORE, dirs_exist_ok=True)
+    definitions = default_definitions()
+    if definitions.is_dir():
+        shutil.copytree(
+            definitions, root / "buildfarm" / PACKAGED_DEFINITIONS, ignore=_IGNORE, dirs_exist_ok=True
+        )
     for dependency in _DEPENDENCIES:
         source = Path(dependency.__file__).resolve().parent
         shutil.copytree(source, root / dependency.__name__, ignore=_DEPENDENCY_IGNORE, dirs_exist_ok=True)
@@ -143,7 +162,8 @@ class FarmFunctions(Construct):
             **config.lambda_environment(),
         }
 
-        # The functions that publish (publish_cell, publish, recover) sign with the stack's key.
+        # The functions that publish (publish_cell, publish_runtime, publish, recover) sign with
+        # the stack's key.
         signing = {**environment, KMS_KEY_VARIABLE: signing_key.key.key_arn}
 
         def function(
@@ -151,32 +171,21 @@ class FarmFunctions(Construct):
         ) -> lambda_.Function:
             return self._function(name, handler, timeout, description, config, code, layer, env)
 
-        self.recover = function(
-            "Recover",
-            RECOVER_HANDLER,
-            Duration.minutes(15),
-            "Finalizes the runs whose execution ended",
-            signing,
-        )
-        self.plan = function(
-            "Plan", PLAN_HANDLER, Duration.minutes(5), "Validates the input and writes the build plan"
-        )
-        self.publish_cell = function(
-            "PublishCell",
-            PUBLISH_CELL_HANDLER,
-            Duration.minutes(5),
-            "Verifies, signs and publishes one built cell",
-            signing,
-        )
-        self.finalize = function(
-            "Finalize",
-            FINALIZE_HANDLER,
-            Duration.minutes(15),
-            "Decides the rest of a run, writes and signs the catalogs",
-            signing,
-        )
-        self.all = (self.recover, self.plan, self.publish_cell, self.finalize)
-        self.publishers = (self.recover, self.publish_cell, self.finalize)
+        # (name, handler, timeout, description[, environment]): one line each.
+        # fmt: off
+        self.recover = function("Recover", RECOVER_HANDLER, Duration.minutes(15),
+                                "Finalizes the runs whose execution ended", signing)
+        self.plan = function("Plan", PLAN_HANDLER, Duration.minutes(5),
+                             "Validates the input and writes the build plan")
+        self.publish_cell = function("PublishCell", PUBLISH_CELL_HANDLER, Duration.minutes(5),
+                                     "Verifies, signs and publishes one built cell", signing)
+        self.finalize = function("Finalize", FINALIZE_HANDLER, Duration.minutes(15),
+                                 "Decides the rest of a run, writes and signs the catalogs", signing)
+        self.publish_runtime = function("PublishRuntime", PUBLISH_RUNTIME_HANDLER, Duration.minutes(5),
+                                        "Verifies, signs and publishes one built runtime cell", signing)
+        # fmt: on
+        self.all = (self.recover, self.plan, self.publish_cell, self.publish_runtime, self.finalize)
+        self.publishers = (self.recover, self.publish_cell, self.publish_runtime, self.finalize)
         self._grant_store(bucket)
         for fn in self.publishers:
             signing_key.grant_signing(fn.role)
@@ -224,6 +233,7 @@ class FarmFunctions(Construct):
             (self.recover, RECOVER_KEYS),
             (self.plan, PLAN_KEYS),
             (self.publish_cell, PUBLISH_CELL_KEYS),
+            (self.publish_runtime, PUBLISH_RUNTIME_KEYS),
             (self.finalize, FINALIZE_KEYS),
         ):
             for kind, patterns in keys.items():

@@ -17,6 +17,7 @@ from infra.nag import acknowledge
 # Keys served to the public through the CDN (buildfarm.layout); everything else is internal.
 CATALOG_PATTERNS = (*layout.CATALOG_KEYS, under(layout.DOWNLOAD_METADATA_PREFIX))
 PUBLISHED_BUILDS = under(layout.BUILDS_PREFIX)
+PUBLISHED_RUNTIMES = under(layout.RUNTIMES_PREFIX)  # create-only like builds/ (issue 16)
 # Working state of the workflow: never served (plans, claims and logs also expire; an open run
 # marker stays until Recover or Finalize closes it).
 INTERNAL_PREFIXES = layout.INTERNAL_PREFIXES
@@ -182,7 +183,8 @@ class StorageCdn(Construct):
             )
         )
         # Published builds are immutable (DESIGN "Integrity rules"), enforced here, not only by the
-        # builder's code: S3 refuses, whoever asks, any write under builds/ that is not create-only
+        # builder's code: S3 refuses, whoever asks, any write under builds/ (and runtimes/, whose
+        # builds and publish-side files are all created once) that is not create-only
         # (If-None-Match: *), so nothing published can be replaced. Multipart parts cannot carry the
         # header, so multipart uploads under builds/ are refused too; the builder sends single PUTs.
         self.bucket.add_to_resource_policy(
@@ -191,7 +193,9 @@ class StorageCdn(Construct):
                 effect=iam.Effect.DENY,
                 principals=[iam.AnyPrincipal()],
                 actions=["s3:PutObject"],
-                resources=[self.bucket.arn_for_objects(PUBLISHED_BUILDS)],
+                resources=[
+                    self.bucket.arn_for_objects(key) for key in (PUBLISHED_BUILDS, PUBLISHED_RUNTIMES)
+                ],
                 conditions={"Null": {"s3:if-none-match": "true"}},
             )
         )

@@ -2,8 +2,11 @@
 
 Recover (Lambda: finalize the runs whose execution ended) -> Plan (Lambda) -> nothing to build?
 -> Build (Distributed Map over the plan items in S3; per item: one Batch job, `.sync`, then
-PublishCell for that cell, whether the job succeeded or not) -> Finalize (Lambda: decide what is
-left, regenerate the derived files once) -> fail naming the failed cells, or succeed.
+PublishCell for that cell, whether the job succeeded or not; skipped without Python items) ->
+BuildRuntimes (the same over the plan's runtime items: the Batch job runs the item's
+`buildfarm runtime build` argv as its command, then PublishRuntime; skipped without runtime
+items) -> Finalize (Lambda: decide what is left, regenerate the derived files once) -> fail
+naming the failed cells, or succeed.
 
 Every state that can fail has a Catch. Recover's failure leaves the ended runs open for the next
 run; Plan's fails the execution with its message (nothing claimed); a cell's job or PublishCell
@@ -20,7 +23,10 @@ them). The permissions the states need are granted in infra/workflow.py.
 
 from __future__ import annotations
 
+from typing import Final
+
 from aws_cdk import Duration, Stack
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
@@ -35,6 +41,20 @@ from infra.functions import FarmFunctions
 RESULTS_PREFIX = layout.MAP_RESULTS_PREFIX.removesuffix("/")
 
 
+class RuntimeStates:
+    """The states of the runtime cells (issue 16), in execution order. To move to
+    buildfarm.workflow_names.States (not this change's file)."""
+
+    ANY_PYTHON_CELLS: Final = "AnyPythonCells"
+    ANY_RUNTIME_CELLS: Final = "AnyRuntimeCells"
+    BUILD_RUNTIMES: Final = "BuildRuntimes"  # the Distributed Map; one item per runtime cell:
+    BUILD_RUNTIME: Final = "BuildRuntime"
+    RUNTIME_BUILT: Final = "RuntimeBuilt"
+    RUNTIME_FAILED: Final = "RuntimeFailed"
+    PUBLISH_RUNTIME: Final = "PublishRuntime"
+    RUNTIME_LEFT_TO_FINALIZE: Final = "RuntimeLeftToFinalize"
+
+
 def workflow_definition(
     scope: Construct,
     *,
@@ -46,9 +66,17 @@ def workflow_definition(
     """The whole chain, from Recover to the end states, with its states created in `scope`."""
     plan = _recover_then_plan(scope, functions)
     build = _build_map(scope, config, bucket, functions, job_name_prefix)
+    build_runtimes = _runtimes_map(scope, config, bucket, functions, job_name_prefix)
     finalize = _finalize(scope, functions)
-    # The Map failing as a whole (e.g. the items could not be read): Finalize decides every cell.
-    build.add_catch(finalize, errors=["States.ALL"], result_path="$.build_error")
+    # A Map failing as a whole (e.g. the items could not be read): Finalize decides every cell.
+    build_runtimes.add_catch(finalize, errors=["States.ALL"], result_path="$.build_runtimes_error")
+    any_runtime_cells = (
+        sfn.Choice(scope, RuntimeStates.ANY_RUNTIME_CELLS)
+        .when(sfn.Condition.number_greater_than("$.plan.runtimes.planned", 0), build_runtimes.next(finalize))
+        .otherwise(finalize)
+    )
+    build.add_catch(any_runtime_cells, errors=["States.ALL"], result_path="$.build_error")
+    build.next(any_runtime_cells)
     cells_failed = sfn.Fail(
         scope,
         States.CELLS_FAILED,
@@ -59,6 +87,11 @@ def workflow_definition(
         ),
     )
     published = sfn.Succeed(scope, States.PUBLISHED)
+    finalize.next(
+        sfn.Choice(scope, States.ALL_PUBLISHED)
+        .when(sfn.Condition.is_present("$.publish.failed[0]"), cells_failed)
+        .otherwise(published)
+    )
     nothing_to_build = sfn.Succeed(
         scope, States.NOTHING_TO_BUILD, comment="Dry run, or every cell is published"
     )
@@ -67,16 +100,17 @@ def workflow_definition(
         .when(
             sfn.Condition.or_(
                 sfn.Condition.boolean_equals("$.plan.dry_run", True),
-                sfn.Condition.number_equals("$.plan.counts.planned", 0),
+                sfn.Condition.and_(
+                    sfn.Condition.number_equals("$.plan.counts.planned", 0),
+                    sfn.Condition.number_equals("$.plan.runtimes.planned", 0),
+                ),
             ),
             nothing_to_build,
         )
         .otherwise(
-            build.next(finalize).next(
-                sfn.Choice(scope, States.ALL_PUBLISHED)
-                .when(sfn.Condition.is_present("$.publish.failed[0]"), cells_failed)
-                .otherwise(published)
-            )
+            sfn.Choice(scope, RuntimeStates.ANY_PYTHON_CELLS)
+            .when(sfn.Condition.number_greater_than("$.plan.counts.planned", 0), build)
+            .otherwise(any_runtime_cells)
         )
     )
 
@@ -174,6 +208,82 @@ def _build_map(
     return build
 
 
+def _runtimes_map(
+    scope: Construct, config: InfraConfig, bucket: s3.IBucket, functions: FarmFunctions, job_name_prefix: str
+) -> sfn.DistributedMap:
+    """The Distributed Map over the runtime items Plan wrote to S3, one runtime cell per item."""
+    build_runtimes = sfn.DistributedMap(
+        scope,
+        RuntimeStates.BUILD_RUNTIMES,
+        comment="Fan out over the runtime items (a JSON array in S3); each is published when built",
+        item_reader=sfn.S3JsonItemReader(
+            bucket_name_path=sfn.JsonPath.string_at("$.plan.runtimes.items.bucket"),
+            key=sfn.JsonPath.string_at("$.plan.runtimes.items.key"),
+        ),
+        item_selector={"item": sfn.JsonPath.object_at("$$.Map.Item.Value")},
+        max_concurrency=config.max_concurrency,
+        map_execution_type=sfn.StateMachineType.STANDARD,
+        result_writer_v2=sfn.ResultWriterV2(bucket=bucket, prefix=RESULTS_PREFIX),
+        tolerated_failure_percentage=100,  # as Build: Finalize decides what an item left
+        result_path="$.build_runtimes",
+    )
+    build_runtimes.item_processor(_build_one_runtime(scope, functions, job_name_prefix))
+    return build_runtimes
+
+
+def _build_one_runtime(scope: Construct, functions: FarmFunctions, job_name_prefix: str) -> sfn.IChainable:
+    """Per runtime item: its Batch job running the item's command, then PublishRuntime."""
+    stack = Stack.of(scope)
+    build_runtime = sfn.CustomState(
+        scope,
+        RuntimeStates.BUILD_RUNTIME,
+        state_json={
+            "Type": "Task",
+            "Comment": "One Batch job per runtime cell, on its platform x arch builder; the command "
+            "is the item's argv (a JSON array, never a shell line)",
+            "Resource": f"arn:{stack.partition}:states:::batch:submitJob.sync",
+            "Parameters": {
+                "JobName.$": "States.Format('{}-runtime{}', $.item.job_definition, $.item.build)",
+                "JobDefinition.$": f"States.Format('{job_name_prefix}-{{}}', $.item.job_definition)",
+                "JobQueue.$": f"States.Format('{job_name_prefix}-{{}}', $.item.job_queue_arch)",
+                "ContainerOverrides": {"Command.$": "$.item.command"},
+            },
+            "ResultSelector": {"JobId.$": "$.JobId", "Status.$": "$.Status"},
+            "ResultPath": "$.job",
+        },
+    )
+    built = sfn.Pass(
+        scope,
+        RuntimeStates.RUNTIME_BUILT,
+        parameters={
+            "item": sfn.JsonPath.object_at("$.item"),
+            "batch": {"status": "succeeded", "job_id": sfn.JsonPath.string_at("$.job.JobId")},
+        },
+    )
+    failed = sfn.Pass(
+        scope,
+        RuntimeStates.RUNTIME_FAILED,
+        parameters={
+            "item": sfn.JsonPath.object_at("$.item"),
+            "batch": {
+                "status": "failed",
+                "error": sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.error")),
+            },
+        },
+    )
+    build_runtime.add_catch(failed, errors=["States.ALL"], result_path="$.error")
+    publish_runtime = _publish_task(
+        scope,
+        RuntimeStates.PUBLISH_RUNTIME,
+        RuntimeStates.RUNTIME_LEFT_TO_FINALIZE,
+        functions.publish_runtime,
+        "Verify the runtime build, sign it, merge it into versions.json's runtimes, release the claim",
+    )
+    built.next(publish_runtime)
+    failed.next(publish_runtime)
+    return build_runtime.next(built)
+
+
 def _build_one_cell(scope: Construct, functions: FarmFunctions, job_name_prefix: str) -> sfn.IChainable:
     """Per plan item: the cell's Batch job, then PublishCell with what Batch said."""
     build_cell = _batch_job(scope, job_name_prefix)
@@ -197,7 +307,13 @@ def _build_one_cell(scope: Construct, functions: FarmFunctions, job_name_prefix:
         },
     )
     build_cell.add_catch(cell_failed, errors=["States.ALL"], result_path="$.error")
-    publish_cell = _publish_cell(scope, functions)
+    publish_cell = _publish_task(
+        scope,
+        States.PUBLISH_CELL,
+        States.CELL_LEFT_TO_FINALIZE,
+        functions.publish_cell,
+        "Verify the build against the plan, merge it into versions.json, release the claim",
+    )
     cell_built.next(publish_cell)
     cell_failed.next(publish_cell)
     return build_cell.next(cell_built)
@@ -229,13 +345,16 @@ def _batch_job(scope: Construct, job_name_prefix: str) -> sfn.CustomState:
     )
 
 
-def _publish_cell(scope: Construct, functions: FarmFunctions) -> tasks.LambdaInvoke:
-    """PublishCell, retried; still failing, the cell is left to Finalize (its build stays)."""
+def _publish_task(
+    scope: Construct, name: str, left_name: str, function: lambda_.IFunction, comment: str
+) -> tasks.LambdaInvoke:
+    """PublishCell or PublishRuntime, retried; still failing, the cell is left to Finalize (its
+    build stays)."""
     publish_cell = tasks.LambdaInvoke(
         scope,
-        States.PUBLISH_CELL,
-        comment="Verify the build against the plan, merge it into versions.json, release the claim",
-        lambda_function=functions.publish_cell,
+        name,
+        comment=comment,
+        lambda_function=function,
         payload=sfn.TaskInput.from_object(
             {"item": sfn.JsonPath.object_at("$.item"), "batch": sfn.JsonPath.object_at("$.batch")}
         ),
@@ -250,7 +369,7 @@ def _publish_cell(scope: Construct, functions: FarmFunctions) -> tasks.LambdaInv
     publish_cell.add_catch(
         sfn.Pass(
             scope,
-            States.CELL_LEFT_TO_FINALIZE,
+            left_name,
             parameters={
                 "cell": sfn.JsonPath.string_at("$.item.cell"),
                 "status": "undecided",

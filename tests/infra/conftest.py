@@ -115,15 +115,21 @@ def moto_farm_patches() -> Iterator[None]:
 
 
 @pytest.fixture
-def farm(template: dict[str, Any], moto_farm_patches: None) -> Iterator[Any]:
-    """The stack's workflow in moto (a moto_farm.Farm) on an empty bucket, the stand-in reset."""
+def farm(template: dict[str, Any], moto_farm_patches: None, tmp_path: Path) -> Iterator[Any]:
+    """The stack's workflow in moto (a moto_farm.Farm) on an empty bucket, the stand-in reset.
+    Its functions plan no runtime cells (BUILDFARM_RUNTIMES: an empty directory) unless a test
+    gives them definitions (moto_farm.Farm.set_environment)."""
     import moto_farm
     from moto import mock_aws
 
     moto_farm.reset_stand_in()
+    no_runtimes = tmp_path / "no-runtimes"
+    no_runtimes.mkdir()
     with (
         mock_aws(config=moto_farm.MOTO_CONFIG),
         mock.patch.dict(os.environ, {"AWS_DEFAULT_REGION": moto_farm.REGION}),
         clock.using(clock.fixed_clock(moto_farm.NOW)),
     ):
-        yield moto_farm.Farm(template)
+        farm = moto_farm.Farm(template)
+        farm.set_environment(BUILDFARM_RUNTIMES=str(no_runtimes))
+        yield farm

@@ -11,7 +11,9 @@ time it reads BUILD_SPEC from the job's environment and writes what the real bui
 the artifacts and manifest.json under the spec's artifact_dir (or, for cells listed in
 FAILING, a logs/.../failure.json), and the job ends SUCCEEDED (or FAILED). SHA256SUMS and the
 signatures are the publish side's (issue 15): the stack's KMS signing key is created in moto's
-KMS, whose Sign is patched to sign digests as AWS does.
+KMS, whose Sign is patched to sign digests as AWS does. A runtime job (issue 16: no BUILD_SPEC;
+its command is the item's `buildfarm runtime build ... --build N` argv) is finished by the
+runtime stand-in, which writes the runtime build that command names, as the real one would.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ import time
 import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import boto3
 import moto_patches
@@ -39,6 +43,8 @@ from moto.utilities.utils import get_partition
 from buildfarm import clock
 from buildfarm.platforms import DEB_ARCH, RPM_ARCH, load_registry
 from buildfarm.releases import load_seed
+from buildfarm.runtimes.definitions import find_definition
+from buildfarm.runtimes.python_source import newest_published
 from buildfarm.workflow_names import STACK_NAME, States
 
 REGION = "us-east-1"
@@ -64,6 +70,9 @@ SUBMITTED: list[dict[str, Any]] = []  # every spec the stand-in received
 HOLD: dict[str, threading.Event] = {}
 HELD = threading.Condition()  # notified when a held job starts waiting
 WAITING: list[str] = []
+RUNTIME_COMMANDS: list[list[str]] = []  # every runtime job's command (ContainerOverrides.Command)
+RUNTIME_DEFINITIONS: list[Path] = []  # the runtime stand-in's definitions (a test sets the one)
+_JOB = threading.local()  # the command of the job being finished (moto passes its environment)
 
 
 def reset_stand_in() -> None:
@@ -71,6 +80,8 @@ def reset_stand_in() -> None:
     SUBMITTED.clear()
     HOLD.clear()
     WAITING.clear()
+    RUNTIME_COMMANDS.clear()
+    RUNTIME_DEFINITIONS.clear()
     _stand_in_s3.cache_clear()
 
 
@@ -134,9 +145,60 @@ def stand_in_build(spec: dict[str, Any], builder_image: str = "stand-in") -> tup
     return True, "Essential container in task exited"
 
 
+def stand_in_runtime_build(command: list[str]) -> tuple[bool, str]:
+    """What `buildfarm runtime build NAME --platform P --arch A --runtime-version V --build N
+    --store S` publishes: its tarball, then manifest.json (runtimes.package's shape), at build N,
+    made with the newest published Python of the definition's series and its lock's digest."""
+    assert command[:3] == ["buildfarm", "runtime", "build"], command
+    name, options = command[3], dict(zip(command[4::2], command[5::2], strict=True))
+    cell = (name, options["--runtime-version"], options["--platform"], options["--arch"])
+    bucket = options["--store"].removeprefix("s3://").split("/", 1)[0]
+    (definitions,) = RUNTIME_DEFINITIONS
+    definition = find_definition(name, definitions)
+    backend = s3_backends[ACCOUNT][get_partition(REGION)]
+    catalog = json.loads(backend.get_object(bucket, "versions.json").value)
+    python = newest_published(catalog, definition.python, cell[2], cell[3])
+    assert python is not None, cell
+    directory = "runtimes/" + "/".join(cell) + f"/{options['--build']}"
+    tarball = f"runtime {'/'.join(cell)} build {options['--build']}".encode()
+    s3 = _stand_in_s3()
+    s3.put_object(Bucket=bucket, Key=f"{directory}/runtime-{name}.tar.gz", Body=tarball)
+    manifest = {
+        "schema_version": 1,
+        "runtime": {"name": name, "version": cell[1], "prefix": f"/opt/runtimes/{name}/{cell[1]}"},
+        "platform": cell[2], "arch": cell[3], "build": int(options["--build"]),
+        "python": {"version": python.version, "build": python.build},
+        "requirements": {"kind": definition.lock_kind, "sha256": definition.lock_sha256()},
+        "artifacts": [{"type": "tarball", "file": f"runtime-{name}.tar.gz",
+                       "sha256": hashlib.sha256(tarball).hexdigest(), "size": len(tarball)}],
+    }  # fmt: skip
+    s3.put_object(Bucket=bucket, Key=f"{directory}/manifest.json", Body=json.dumps(manifest).encode())
+    return True, "Essential container in task exited"
+
+
+@contextlib.contextmanager
+def _jobs_show_their_command() -> Iterator[None]:
+    """Inside moto_patches.batch_jobs_finish_with: the finisher sees the job's environment only;
+    the runtime stand-in needs its command too (the submit's ContainerOverrides.Command)."""
+    from moto.batch_simple.models import BatchSimpleBackend
+
+    finishing = BatchSimpleBackend._mark_job_as_finished
+
+    def with_command(self: BatchSimpleBackend, include_start_attempt: bool, job: Any) -> None:
+        _JOB.command = list((job.container_overrides or {}).get("command") or [])
+        finishing(self, include_start_attempt, job)
+
+    with mock.patch.object(BatchSimpleBackend, "_mark_job_as_finished", with_command):
+        yield
+
+
 def _finish_with_stand_in(environment: dict[str, str]) -> tuple[bool, str]:
     """How a farm job ends (moto_patches.batch_jobs_finish_with): the stand-in builds the
-    job's BUILD_SPEC; a cell in HOLD then waits for its event before the job ends."""
+    job's BUILD_SPEC (a runtime job, without one: its command); a cell in HOLD then waits for
+    its event before the job ends."""
+    if "BUILD_SPEC" not in environment:
+        RUNTIME_COMMANDS.append(_JOB.command)
+        return stand_in_runtime_build(_JOB.command)
     spec = json.loads(environment["BUILD_SPEC"])
     SUBMITTED.append(spec)
     succeeded, reason = stand_in_build(spec, environment.get("BUILDFARM_BUILDER_IMAGE", "stand-in"))
@@ -165,6 +227,7 @@ def moto_patched() -> Iterator[None]:
     with (
         moto_patches.lambda_runs_real_handlers(),
         moto_patches.batch_jobs_finish_with(_finish_with_stand_in),
+        _jobs_show_their_command(),
         moto_patches.sfn_batch_parameters_as_aws(),
         moto_patches.kms_signs_digests_as_aws(),
     ):

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.slow
 
 def test_bucket_refuses_any_write_under_builds_that_is_not_create_only(template: dict[str, Any]) -> None:
     """Immutability lives in the bucket, not only in the builder: a Deny for every principal on
-    s3:PutObject under builds/* when the request has no If-None-Match header."""
+    s3:PutObject under builds/* and runtimes/* (issue 16: runtime builds, created once too) when
+    the request has no If-None-Match header."""
     from aws_cdk.assertions import Match, Template
 
     store_id, _ = only(template, "AWS::S3::Bucket", "StorageStore")
@@ -25,7 +26,10 @@ def test_bucket_refuses_any_write_under_builds_that_is_not_create_only(template:
         "Effect": "Deny",
         "Principal": {"AWS": "*"},
         "Action": "s3:PutObject",
-        "Resource": {"Fn::Join": ["", [{"Fn::GetAtt": [store_id, "Arn"]}, "/builds/*"]]},
+        "Resource": [
+            {"Fn::Join": ["", [{"Fn::GetAtt": [store_id, "Arn"]}, f"/{prefix}/*"]]}
+            for prefix in ("builds", "runtimes")
+        ],
         "Condition": {"Null": {"s3:if-none-match": "true"}},
     }
     Template.from_json(template).has_resource_properties(
@@ -54,7 +58,7 @@ def test_acknowledgements_of_the_builder_and_workflow_grants_say_what_they_grant
         if "AwsSolutions-IAM5" in rule and ("/Batch/JobRole" in path or "/Workflow/Policy" in path)
     }
     job = {rule: reason for rule, reason in reasons.items() if "JobRole" in reason}
-    assert sorted(rule.rsplit(".Arn>/", 1)[1] for rule in job) == ["builds/*]", "logs/*]"]
+    assert sorted(rule.rsplit(".Arn>/", 1)[1] for rule in job) == ["builds/*]", "logs/*]", "runtimes/*]"]
     assert all("BuildsAreCreateOnly" in r and "claims" in r and "cannot write" in r for r in job.values())
     (terminate,) = [reason for rule, reason in reasons.items() if rule.endswith(":job/*]")]
     assert "TerminateJob" in terminate

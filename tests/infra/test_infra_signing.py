@@ -25,7 +25,12 @@ from infra.signing import KMS_KEY_VARIABLE
 # Checks of the session's CDK synthesis (`python app.py`, most of a minute): not in `-m 'not slow'`.
 pytestmark = pytest.mark.slow
 
-PUBLISHERS = ("FunctionsPublishCellRole", "FunctionsFinalizeRole", "FunctionsRecoverRole")
+PUBLISHERS = (
+    "FunctionsPublishCellRole",
+    "FunctionsPublishRuntimeRole",
+    "FunctionsFinalizeRole",
+    "FunctionsRecoverRole",
+)
 CELL = "builds/3.13.5/debian-12/x86_64/1"
 RUNTIME = "runtimes/tools/3.13.5/debian-12/x86_64/1"
 # What only the publish side writes (COMMON "The signing contract").
@@ -155,12 +160,15 @@ def test_the_builder_cannot_write_what_the_publish_side_signs(template) -> None:
 def test_the_publishing_functions_write_the_signed_files_but_no_builder_file(template) -> None:
     for name in PUBLISHERS:
         role = role_of(template, name)
+        # PublishRuntime signs runtime builds only; the others Python builds (and runtime ones:
+        # Finalize and Recover decide runtime items PublishRuntime did not).
+        directory = RUNTIME if name == "FunctionsPublishRuntimeRole" else CELL
         for key in (
             *(
-                f"{CELL}/{f}"
+                f"{directory}/{f}"
                 for f in ("SHA256SUMS", "SHA256SUMS.sig", "provenance.json", "provenance.json.sig")
             ),
-            f"{CELL}/sbom.cdx.json",
+            f"{directory}/sbom.cdx.json",
             "versions.json.sig",
             "keys/keys.json",
             f"keys/{'ab' * 32}.pub",
@@ -186,6 +194,7 @@ def test_the_publishing_functions_are_given_the_key_arn(template) -> None:
         "buildfarm.handlers.recover.handler": {"Fn::GetAtt": [key_id, "Arn"]},
         "buildfarm.handlers.publish.cell_handler": {"Fn::GetAtt": [key_id, "Arn"]},
         "buildfarm.handlers.publish.finalize_handler": {"Fn::GetAtt": [key_id, "Arn"]},
+        "buildfarm.handlers.publish.runtime_handler": {"Fn::GetAtt": [key_id, "Arn"]},
         "buildfarm.handlers.plan.handler": None,
     }
     # The contract's variable, and the publishing functions' FarmConfig reads the key from it.

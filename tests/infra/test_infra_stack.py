@@ -16,6 +16,8 @@ import pytest
 from buildfarm.platforms import DOCKER_PLATFORM, load_registry
 from buildfarm.workflow_names import STACK_NAME, Outputs, States
 from infra.config import InfraConfig
+from infra.functions import stage_lambda_bundle
+from infra.workflow_states import RuntimeStates
 
 REPO = Path(__file__).resolve().parents[2]
 LAMBDA_ENVIRONMENT = (
@@ -353,14 +355,18 @@ def role_of(template: dict[str, Any], containing: str) -> str:
     return lid
 
 
-def test_job_role_writes_only_builds_and_logs_never_claims_or_catalogs(template) -> None:
+def test_job_role_writes_only_builds_runtimes_and_logs_never_claims_or_catalogs(template) -> None:
     job = role_of(template, "BatchJobRole")
     cell = "3.13.5/debian-12/x86_64"
-    for key in (f"builds/{cell}/1/manifest.json", f"logs/{cell}/1/failure.json"):
+    runtime = "runtimes/svc/2.1.0/debian-12/x86_64/1"
+    for key in (f"builds/{cell}/1/manifest.json", f"logs/{cell}/1/failure.json", f"{runtime}/manifest.json"):
         assert allowed(template, job, "s3:PutObject", f"arn:aws:s3:::STORE/{key}"), key
     assert allowed(template, job, "s3:GetObject", f"arn:aws:s3:::STORE/builds/{cell}/1/manifest.json")
+    # A runtime job chooses its Python from versions.json, reads its tarball, heads its own build.
+    for key in ("versions.json", f"builds/{cell}/1/python.tar.gz", f"{runtime}/manifest.json"):
+        assert allowed(template, job, "s3:GetObject", f"arn:aws:s3:::STORE/{key}"), key
+    assert not allowed(template, job, "s3:PutObject", "arn:aws:s3:::STORE/versions.json")
     for key in (
-        "versions.json",
         "index.html",
         "download-metadata/debian-12.json",
         "releases.json",
@@ -381,7 +387,12 @@ def test_only_the_publishing_functions_write_versions_json(template) -> None:
         for lid in by_type(template, "AWS::IAM::Role")
         if allowed(template, lid, "s3:PutObject", "arn:aws:s3:::STORE/versions.json")
     }
-    publishers = {"FunctionsPublishCellRole", "FunctionsFinalizeRole", "FunctionsRecoverRole"}
+    publishers = {
+        "FunctionsPublishCellRole",
+        "FunctionsPublishRuntimeRole",
+        "FunctionsFinalizeRole",
+        "FunctionsRecoverRole",
+    }
     assert writers == {role_of(template, name) for name in publishers}
     plan = role_of(template, "FunctionsPlanRole")
     assert allowed(template, plan, "s3:PutObject", "arn:aws:s3:::STORE/plans/e1/items.json")
@@ -415,6 +426,7 @@ def test_lambdas_run_the_real_handlers_with_the_registry_and_powertools_layer(sy
         "buildfarm.handlers.plan.handler",
         "buildfarm.handlers.publish.cell_handler",
         "buildfarm.handlers.publish.finalize_handler",
+        "buildfarm.handlers.publish.runtime_handler",
     }
     for props in handlers.values():
         assert props["Runtime"] == "python3.14"
@@ -520,19 +532,100 @@ def test_state_machine_logs_all_traces_and_times_out(template, lifecycle_date) -
     states = asl["States"]
     assert asl["StartAt"] == States.RECOVER
     assert states[States.RECOVER]["Next"] == states[States.RECOVER]["Catch"][0]["Next"] == States.PLAN
-    assert states[States.BUILD]["Next"] == states[States.BUILD]["Catch"][0]["Next"] == States.FINALIZE
+    any_runtimes = RuntimeStates.ANY_RUNTIME_CELLS
+    assert states[States.BUILD]["Next"] == states[States.BUILD]["Catch"][0]["Next"] == any_runtimes
+    runtimes_map = states[RuntimeStates.BUILD_RUNTIMES]
+    assert runtimes_map["Next"] == runtimes_map["Catch"][0]["Next"] == States.FINALIZE
     assert states[States.PLAN]["Catch"][0]["Next"] == States.PLAN_FAILED
     assert states[States.FINALIZE]["Catch"][0]["Next"] == States.FINALIZE_FAILED
-    for states in (asl["States"], item_states):
+    for states in (asl["States"], item_states, runtimes_map["ItemProcessor"]["States"]):
         for name, state in states.items():
             if state["Type"] in ("Task", "Map"):
                 assert state["Catch"][0]["ErrorEquals"] == ["States.ALL"], name
 
 
+def test_runtime_items_run_their_own_command_on_the_cells_builder_then_publish(template) -> None:
+    """The runtime cells (issue 16): a Choice skips either Map when Plan has no items for it; the
+    BuildRuntimes Map reads the runtime items Plan wrote; each item's Batch job runs the item's
+    argv as the container's command (a JSON path, never a string built here), then PublishRuntime
+    decides the item whether the job succeeded or not."""
+    _, machine = only(template, "AWS::StepFunctions::StateMachine")
+    definition = "".join(
+        p if isinstance(p, str) else "?" for p in machine["Properties"]["DefinitionString"]["Fn::Join"][1]
+    )
+    states = json.loads(definition)["States"]
+    anything = states[States.ANYTHING_TO_BUILD]
+    assert (
+        "$.plan.runtimes.planned" in json.dumps(anything["Choices"])
+        and anything["Default"] == RuntimeStates.ANY_PYTHON_CELLS
+    )
+    python = states[RuntimeStates.ANY_PYTHON_CELLS]
+    assert python["Choices"] == [
+        {"Variable": "$.plan.counts.planned", "NumericGreaterThan": 0, "Next": States.BUILD}
+    ]
+    assert python["Default"] == RuntimeStates.ANY_RUNTIME_CELLS
+    runtimes = states[RuntimeStates.ANY_RUNTIME_CELLS]
+    assert runtimes["Choices"] == [
+        {"Variable": "$.plan.runtimes.planned", "NumericGreaterThan": 0, "Next": RuntimeStates.BUILD_RUNTIMES}
+    ]
+    assert runtimes["Default"] == States.FINALIZE
+    runtimes_map = states[RuntimeStates.BUILD_RUNTIMES]
+    assert runtimes_map["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
+    assert runtimes_map["ItemReader"]["Parameters"] == {
+        "Bucket.$": "$.plan.runtimes.items.bucket",
+        "Key.$": "$.plan.runtimes.items.key",
+    }
+    assert runtimes_map["ResultWriter"]["Parameters"]["Prefix"].startswith("plans/")
+    item_states = runtimes_map["ItemProcessor"]["States"]
+    job = item_states[RuntimeStates.BUILD_RUNTIME]
+    assert job["Resource"].endswith(":states:::batch:submitJob.sync")
+    assert job["Parameters"]["ContainerOverrides"] == {"Command.$": "$.item.command"}
+    assert job["Parameters"]["JobDefinition.$"].endswith("$.item.job_definition)")
+    assert job["Parameters"]["JobQueue.$"].endswith("$.item.job_queue_arch)")
+    assert job["Catch"][0]["Next"] == RuntimeStates.RUNTIME_FAILED
+    assert (
+        item_states[RuntimeStates.RUNTIME_BUILT]["Next"]
+        == item_states[RuntimeStates.RUNTIME_FAILED]["Next"]
+        == RuntimeStates.PUBLISH_RUNTIME
+    )
+    publish = item_states[RuntimeStates.PUBLISH_RUNTIME]
+    assert publish["Catch"][0]["Next"] == RuntimeStates.RUNTIME_LEFT_TO_FINALIZE
+    functions = by_type(template, "AWS::Lambda::Function")
+    (publisher,) = [
+        lid for lid, r in functions.items() if r["Properties"]["Handler"].endswith(".runtime_handler")
+    ]
+    assert "KMS_KEY_ID" in json.dumps(functions[publisher]["Properties"]["Environment"])
+
+
+def test_publish_runtime_writes_runtimes_signed_files_and_versions_json_only(template, tmp_path) -> None:
+    role = role_of(template, "FunctionsPublishRuntimeRole")
+    runtime = "runtimes/svc/2.1.0/debian-12/x86_64/1"
+    signed = (f"{runtime}/SHA256SUMS", f"{runtime}/SHA256SUMS.sig", "versions.json", "versions.json.sig")
+    state = ("claims/runtimes/svc/2.1.0/debian-12/x86_64.json", "plans/e1/runtime-outcomes/svc/x.json")
+    for key in (*signed, *state):
+        assert allowed(template, role, "s3:PutObject", f"arn:aws:s3:::STORE/{key}"), key
+    built = (
+        f"{runtime}/manifest.json",
+        f"{runtime}/runtime-svc.tar.gz",
+        "builds/3.13.5/debian-12/x86_64/1/x",
+    )
+    for key in (*built, "index.html", "releases.json"):
+        assert not allowed(template, role, "s3:PutObject", f"arn:aws:s3:::STORE/{key}"), key
+    assert allowed(template, role, "s3:GetObject", f"arn:aws:s3:::STORE/{runtime}/manifest.json")
+    # Finalize decides the runtime items PublishRuntime did not: the same signed files.
+    finalize = role_of(template, "FunctionsFinalizeRole")
+    assert allowed(template, finalize, "s3:PutObject", f"arn:aws:s3:::STORE/{runtime}/SHA256SUMS.sig")
+    assert not allowed(template, finalize, "s3:PutObject", f"arn:aws:s3:::STORE/{runtime}/manifest.json")
+    # The bundle carries the runtime definitions Plan reads (outside a checkout).
+    bundle = stage_lambda_bundle(tmp_path / "bundle")
+    assert (bundle / "buildfarm" / "runtime_definitions" / "fastapi-demo.toml").is_file()
+    assert (bundle / "buildfarm" / "runtime_definitions" / "fastapi-demo" / "requirements.txt").is_file()
+
+
 def test_every_log_group_keeps_its_logs_the_configured_days(template, lifecycle_date) -> None:
-    # The functions' four, the builders', the state machine's and the VPC flow log's: one value.
+    # The functions' five, the builders', the state machine's and the VPC flow log's: one value.
     groups = by_type(template, "AWS::Logs::LogGroup")
-    assert len(groups) == 7
+    assert len(groups) == 8
     days = {lid: r["Properties"].get("RetentionInDays") for lid, r in groups.items()}
     assert set(days.values()) == {cdk_json_config(lifecycle_date).log_retention_days}, days
 

@@ -1,0 +1,73 @@
+"""Runtime cells in the workflow (issue 16), run in moto (see moto_farm.py) with the real
+handlers: a run plans a runtime cell once its Python is published, the BuildRuntimes Map
+submits the cell's Batch job with the item's argv as its command (the stand-in writes the
+runtime build that command names), PublishRuntime signs and publishes it, Finalize lists it
+on the status page; the next run finds it current."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import moto_farm
+import pytest
+from moto_farm import BUCKET, SHA_3135, Farm
+
+from buildfarm.catalog.versions_json import runtime_cells
+from buildfarm.workflow_names import States
+from infra.workflow_states import RuntimeStates
+
+pytestmark = pytest.mark.slow
+
+CELL = ("svc", "2.1.0", "debian-12", "x86_64")
+DEBIAN_12 = {"versions": ["3.13.5"], "platforms": ["debian-12"], "arches": ["x86_64"]}
+TOML = """name = "svc"
+version = "2.1.0"
+python = "3.13"
+requirements = "svc/requirements.txt"
+prefix = "/opt/runtimes/svc/2.1.0"
+platforms = ["debian-12"]
+arches = ["x86_64"]
+"""
+
+
+def entered(farm: Farm, execution: dict, name: str) -> bool:
+    return any(
+        (event.get("stateEnteredEventDetails") or {}).get("name") == name
+        for event in farm.history(execution["executionArn"])
+    )
+
+
+def test_a_runtime_cell_runs_its_command_on_batch_and_is_published_signed(farm: Farm, tmp_path: Path) -> None:
+    definitions = tmp_path / "defs"
+    (definitions / "svc").mkdir(parents=True)
+    (definitions / "svc" / "requirements.txt").write_text("six==1.17.0 --hash=sha256:" + "ab" * 32 + "\n")
+    (definitions / "svc.toml").write_text(TOML)
+    farm.set_environment(BUILDFARM_RUNTIMES=str(definitions))
+    moto_farm.RUNTIME_DEFINITIONS.append(definitions)
+    farm.seed_releases({"3.13.5": SHA_3135})
+
+    first = farm.run(DEBIAN_12)  # the Python cell; its runtime waits for it to be published
+    assert first["status"] == "SUCCEEDED" and moto_farm.RUNTIME_COMMANDS == []
+    assert not entered(farm, first, RuntimeStates.BUILD_RUNTIMES)
+
+    second = farm.run(DEBIAN_12)  # runtimes only: the Python Map is skipped
+    assert second["status"] == "SUCCEEDED", second.get("cause") or second.get("error")
+    assert not entered(farm, second, States.BUILD) and entered(farm, second, RuntimeStates.BUILD_RUNTIMES)
+    commands = moto_farm.RUNTIME_COMMANDS
+    assert commands == [
+        ["buildfarm", "runtime", "build", "svc", "--platform", "debian-12", "--arch", "x86_64",
+         "--runtime-version", "2.1.0", "--build", "1", "--store", f"s3://{BUCKET}"],
+    ]  # fmt: skip
+    assert runtime_cells(farm.read_json("versions.json"))[CELL].build == 1
+    directory = "runtimes/svc/2.1.0/debian-12/x86_64/1"
+    assert farm.exists(f"{directory}/SHA256SUMS.sig") and farm.exists("versions.json.sig")
+    claim = farm.read_json("claims/runtimes/svc/2.1.0/debian-12/x86_64.json")
+    assert claim["released"] is True and claim["build"] == 1
+    assert "svc" in farm.read("index.html").decode()  # Finalize regenerated the page
+    output = json.loads(second["output"])
+    assert output["publish"]["failed"] == []
+
+    third = farm.run(DEBIAN_12)
+    assert third["status"] == "SUCCEEDED" and entered(farm, third, States.NOTHING_TO_BUILD)
+    assert len(moto_farm.RUNTIME_COMMANDS) == 1
