@@ -16,14 +16,13 @@ from typing import IO, Any
 from buildfarm import clock
 from buildfarm.attest.farm_signer import local_key_config
 from buildfarm.cli.plan import format_table, print_plan
-from buildfarm.cli.runtime_cmds import DEFINITIONS_ENV
 from buildfarm.config import DEFAULT_STORE, ConfigError, FarmConfig
 from buildfarm.errors import UsageError
 from buildfarm.farm import CellProgress, RunReport, run_farm, runtime_cells_here
 from buildfarm.plan import new_execution_id, plan
 from buildfarm.platforms import Registry, load_registry
 from buildfarm.runners import RUNNER_CHOICES, host_arch, host_platform_id
-from buildfarm.runtimes.definitions import RuntimeDefinition, default_definitions, load_definitions
+from buildfarm.runtimes.cloud_items import farm_definitions
 from buildfarm.runtimes.farm_cells import RuntimeRunPlan, plan_run_runtimes
 from buildfarm.store import LocalStore, StoreError
 from buildfarm.workflow_input import (
@@ -253,7 +252,7 @@ def run(args: argparse.Namespace) -> int:
     config, raw, store = _setup(args, registry)
     try:
         request = parse_workflow_input(raw, config, registry)
-        definitions = None if args.no_runtimes else _runtime_definitions()
+        definitions = None if args.no_runtimes else farm_definitions()
         if args.dry_run or request.dry_run:
             # Before any runner is chosen or the store is touched: nothing claimed or written.
             execution_id = new_execution_id()
@@ -292,14 +291,6 @@ def _with_signing_key(config: FarmConfig, store: LocalStore) -> FarmConfig:
     if message:
         print(f"buildfarm run: {message}", flush=True)
     return config
-
-
-def _runtime_definitions() -> list[RuntimeDefinition] | None:
-    """The runtime definitions a run builds: $BUILDFARM_RUNTIMES's, else the repository's
-    runtimes/ (None when there is no such directory: an installed farm without definitions)."""
-    named = os.environ.get(DEFINITIONS_ENV)
-    directory = Path(named) if named else default_definitions()
-    return load_definitions(directory) if named or directory.is_dir() else None
 
 
 def _runtime_rows(runtimes: RuntimeRunPlan, *, dry_run: bool) -> list[list[str]]:

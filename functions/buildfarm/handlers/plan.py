@@ -22,6 +22,7 @@ from buildfarm.handlers.common import powertools
 from buildfarm.handlers.executions import step_functions_liveness
 from buildfarm.plan import plan
 from buildfarm.runtimes.cloud_items import farm_definitions
+from buildfarm.runtimes.definitions import DefinitionError
 from buildfarm.store import open_store
 from buildfarm.workflow_input import InputError
 
@@ -45,6 +46,12 @@ def handler(event: PlanEvent, context: LambdaContext) -> dict[str, Any]:
     store = open_store(config.store)
     is_running = step_functions_liveness(event.execution_arn)
     try:
+        runtimes = farm_definitions()
+    except DefinitionError as error:  # a broken runtime definition must not stop Python builds
+        logger.error("runtime definitions not loaded, no runtime planned: %s", error)
+        metrics.add_metric(name="RuntimeDefinitionErrors", unit=MetricUnit.Count, value=1)
+        runtimes = None
+    try:
         result = plan(
             event.input,
             store,
@@ -52,7 +59,7 @@ def handler(event: PlanEvent, context: LambdaContext) -> dict[str, Any]:
             event.execution_id,
             clock.now(),
             is_running=is_running,
-            runtimes=farm_definitions(),
+            runtimes=runtimes,
         )
     except InputError:
         metrics.add_metric(name="InvalidInputs", unit=MetricUnit.Count, value=1)

@@ -354,3 +354,15 @@ def test_a_publisher_without_a_signing_key_refuses_to_publish(store, monkeypatch
             {"plan": {"plan_id": "p", "items": {"bucket": BUCKET, "key": "k"}}}, LambdaContext()
         )
     assert not store.exists("versions.json")
+
+
+def test_a_broken_runtime_definition_does_not_stop_python_builds(store, monkeypatch, tmp_path, capsys):
+    definitions = tmp_path / "runtimes"
+    definitions.mkdir()
+    (definitions / "broken.toml").write_text('name = "broken"\nversion = \n')
+    monkeypatch.setenv("BUILDFARM_RUNTIMES", str(definitions))
+    store.put_json("releases.json", read_json_seed_fresh())
+    event = {"input": {"versions": ["3.13.5"], "dry_run": True}, "execution_id": "broken-runtimes"}
+    summary = plan_handler.handler(event, LambdaContext())
+    assert summary["counts"]["planned"] == 6
+    assert '"RuntimeDefinitionErrors":[1.0]' in capsys.readouterr().out  # the alarmable metric
