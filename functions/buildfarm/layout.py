@@ -201,6 +201,17 @@ def outcome_key(plan_id: str, status: str, cell: Cell) -> str:
     return f"{outcomes_prefix(plan_id)}{status}/{cell_name(*cell)}.json"
 
 
+# Beside the Python items (items_key), whose shape stays what the Build Map reads.
+def runtime_items_key(plan_id: str) -> str:
+    """plans/<execution>/runtime-items.json."""
+    return f"{PLANS_PREFIX}{plan_id}/runtime-items.json"
+
+
+def runtime_outcome_key(plan_id: str, cell: str) -> str:
+    """plans/<execution>/runtime-outcomes/<name>/<version>/<platform>/<arch>.json."""
+    return f"{PLANS_PREFIX}{plan_id}/runtime-outcomes/{cell}.json"
+
+
 def parse_outcome_key(plan_id: str, key: str) -> tuple[str, str] | None:
     """An outcome key of plan_id -> (status, cell name); None for any other key."""
     status, _, rest = key.removeprefix(outcomes_prefix(plan_id)).partition("/")

@@ -34,6 +34,7 @@ from buildfarm.layout import (
     plan_record_key,
     run_marker_id,
     run_marker_key,
+    runtime_items_key,
 )
 from buildfarm.models import BuildSpec, Source
 from buildfarm.platforms import Registry, load_registry
@@ -266,7 +267,7 @@ def _runtime_items(
 ) -> tuple[list[RuntimeItem], dict[str, str]]:
     """The runtime items of the selection's platforms and arches (none without definitions),
     and where the plan writes them."""
-    from buildfarm.runtimes.cloud_items import plan_runtime_items, runtime_items_key
+    from buildfarm.runtimes.cloud_items import plan_runtime_items  # it imports plan: a cycle
 
     location = store.location_of(runtime_items_key(execution_id))
     if not definitions:

@@ -22,7 +22,7 @@ from buildfarm.catalog.derived import store_public_url
 from buildfarm.catalog.versions_json import RuntimeCell
 from buildfarm.claims import Liveness, unknown_liveness
 from buildfarm.config import FarmConfig
-from buildfarm.layout import PLANS_PREFIX
+from buildfarm.layout import runtime_outcome_key
 from buildfarm.platforms import load_registry
 from buildfarm.runtimes.definitions import RuntimeDefinition, default_definitions, load_definitions
 from buildfarm.runtimes.farm_cells import ClaimedRuntime, RuntimeRunPlan, plan_run_runtimes
@@ -39,17 +39,6 @@ def farm_definitions() -> list[RuntimeDefinition] | None:
     named = os.environ.get(DEFINITIONS_ENV)
     directory = Path(named) if named else default_definitions()
     return load_definitions(directory) if named or directory.is_dir() else None
-
-
-# Beside the Python items (layout.items_key), whose shape stays what the Build Map reads.
-def runtime_items_key(plan_id: str) -> str:
-    """plans/<execution>/runtime-items.json."""
-    return f"{PLANS_PREFIX}{plan_id}/runtime-items.json"
-
-
-def runtime_outcome_key(plan_id: str, cell: str) -> str:
-    """plans/<execution>/runtime-outcomes/<name>/<version>/<platform>/<arch>.json."""
-    return f"{PLANS_PREFIX}{plan_id}/runtime-outcomes/{cell}.json"
 
 
 class RuntimeItem(BaseModel):
