@@ -63,6 +63,10 @@ class InfraConfig(WorkflowSettings):
     # Days after which plans/, claims/ and logs/ objects expire (artifacts and catalogs never do).
     scratch_expiry_days: int = Field(30, ge=1, alias="scratchExpiryDays")
     log_expiry_days: int = Field(180, ge=1, alias="logExpiryDays")
+    # Plan runtime cells in the cloud (the repository's runtimes/*.toml, bundled with the
+    # Lambdas). Off until the builder images can run `buildfarm runtime build` (docs/farm.md):
+    # until then every runtime job would fail, every run.
+    cloud_runtimes: bool = Field(False, alias="cloudRuntimes")
 
     @field_validator("enabled_platforms", "end_of_life_platforms")
     @classmethod

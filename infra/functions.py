@@ -106,12 +106,12 @@ _DEPENDENCIES = (
 _DEPENDENCY_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", "*.so", "*.c")
 
 
-def stage_lambda_bundle(destination: Path | None = None) -> Path:
+def stage_lambda_bundle(destination: Path | None = None, *, runtime_definitions: bool = True) -> Path:
     """Copy the buildfarm package, the registry and the SBOM fact collector (at
     buildfarm/builder_image/platforms.json and sbom_facts/, where platforms.builder_image_dir()
-    looks in an installed package), the runtime definitions (at buildfarm/runtime_definitions,
-    where runtimes.definitions looks outside a checkout: Plan's) and pure-Python dependencies
-    that the Powertools layer lacks into a directory, and return it."""
+    looks in an installed package), the runtime definitions if runtime_definitions (at
+    buildfarm/runtime_definitions, where runtimes.definitions looks outside a checkout: Plan's)
+    and pure-Python dependencies that the Powertools layer lacks into a directory; returns it."""
     root = Path(destination or tempfile.mkdtemp(prefix="buildfarm-lambda-"))
     package_dir = Path(buildfarm.__file__).resolve().parent
     shutil.copytree(package_dir, root / "buildfarm", ignore=_IGNORE, dirs_exist_ok=True)
@@ -123,7 +123,7 @@ def stage_lambda_bundle(destination: Path | None = None) -> Path:
     collector = builder_image_dir() / COLLECTOR_DIR
     shutil.copytree(collector, image_dir / COLLECTOR_DIR, ignore=_IGNORE, dirs_exist_ok=True)
     definitions = default_definitions()
-    if definitions.is_dir():
+    if runtime_definitions and definitions.is_dir():
         shutil.copytree(
             definitions, root / "buildfarm" / PACKAGED_DEFINITIONS, ignore=_IGNORE, dirs_exist_ok=True
         )
@@ -148,7 +148,8 @@ class FarmFunctions(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
-        code = lambda_.Code.from_asset(str(stage_lambda_bundle()))
+        # Without definitions in the bundle, Plan plans no runtime cell (cloudRuntimes off).
+        code = lambda_.Code.from_asset(str(stage_lambda_bundle(runtime_definitions=config.cloud_runtimes)))
         layer = lambda_.LayerVersion.from_layer_version_arn(
             self,
             "Powertools",

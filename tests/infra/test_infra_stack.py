@@ -616,10 +616,13 @@ def test_publish_runtime_writes_runtimes_signed_files_and_versions_json_only(tem
     finalize = role_of(template, "FunctionsFinalizeRole")
     assert allowed(template, finalize, "s3:PutObject", f"arn:aws:s3:::STORE/{runtime}/SHA256SUMS.sig")
     assert not allowed(template, finalize, "s3:PutObject", f"arn:aws:s3:::STORE/{runtime}/manifest.json")
-    # The bundle carries the runtime definitions Plan reads (outside a checkout).
-    bundle = stage_lambda_bundle(tmp_path / "bundle")
+    # With cloudRuntimes, the bundle carries the runtime definitions Plan reads (outside a
+    # checkout); without (the default) none, so Plan plans no runtime cell.
+    bundle = stage_lambda_bundle(tmp_path / "bundle", runtime_definitions=True)
     assert (bundle / "buildfarm" / "runtime_definitions" / "fastapi-demo.toml").is_file()
     assert (bundle / "buildfarm" / "runtime_definitions" / "fastapi-demo" / "requirements.txt").is_file()
+    plain = stage_lambda_bundle(tmp_path / "plain", runtime_definitions=False)
+    assert not (plain / "buildfarm" / "runtime_definitions").exists()
 
 
 def test_every_log_group_keeps_its_logs_the_configured_days(template, lifecycle_date) -> None:
