@@ -3,6 +3,7 @@ series, on a pyperformance-style subset run with pyperf, both in the same Debian
 
     .venv/bin/python benchmarks/interpreter_speed.py [--series 3.9|3.11|3.13] [--tarball PATH]
         [--profile-task TASK] [--rigorous] [--rounds N] [--against PATH] [--timer thread|wall]
+        [--statistic mean|min]
 
 Series and reference: 3.9 against bullseye's python3.9 (debian-11 root), 3.11 against
 bookworm's python3.11 (debian-12), 3.13 against trixie's python3.13 (debian-13). Without
@@ -14,6 +15,8 @@ rounds, with its own ratio, to tell what the change did per benchmark.
 --timer thread (the default) times each benchmark by its thread's CPU time, not the wall
 clock: on a shared 2-core machine the wall clock counts the time a process waits for a core,
 which moved single benchmarks by up to 2x between runs; wall is pyperf's own clock.
+--statistic min takes each run's fastest value instead of its mean: CPU time still varies
+with what shares the core, and the fastest value varied least here.
 """
 
 from __future__ import annotations
@@ -202,6 +205,9 @@ runner.bench_time_func(NAME, timed)
 """,
 }
 
+# What one pyperf run contributes to a benchmark's rounds (--statistic).
+STATISTIC = {"mean": lambda bench: bench.mean(), "min": lambda bench: min(bench.get_values())}
+
 
 def build_ours(series: str, profile_task: str | None, workdir: Path) -> Path:
     """Our pgo+lto build of the series' newest shared source, for its reference platform."""
@@ -307,7 +313,7 @@ def report(
     print(json.dumps({"series": series, "geomean": round(geomean, 4), "target": TARGET, "timer": timer}))
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -315,6 +321,12 @@ def main() -> int:
     parser.add_argument("--tarball", type=Path, help="an existing pgo+lto tarball of the series")
     parser.add_argument("--profile-task", help="PGO task for the build (default: CPython's)")
     parser.add_argument("--rigorous", action="store_true", help="pyperf --rigorous instead of --fast")
+    parser.add_argument(
+        "--statistic",
+        choices=sorted(STATISTIC),
+        default="mean",
+        help="each run's mean (default, pyperf's) or its fastest value (steadier on a loaded machine)",
+    )
     parser.add_argument(
         "--timer",
         choices=sorted(SCRIPT_FOOTER),
@@ -326,6 +338,11 @@ def main() -> int:
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error(f"--rounds must be at least 1, not {args.rounds}")
+    return args
+
+
+def main() -> int:
+    args = parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-speed-") as tmp:
         workdir = Path(tmp)
@@ -359,7 +376,9 @@ def main() -> int:
                             root, [python, f"/opt/bench/bm_{name}.py", mode, "--quiet", "-o", out], env
                         )
                         bench = pyperf.Benchmark.load(str(root / out.lstrip("/")))
-                        means.setdefault(name, {}).setdefault(label, []).append(bench.mean())
+                        means.setdefault(name, {}).setdefault(label, []).append(
+                            STATISTIC[args.statistic](bench)
+                        )
                 print(f"round {round_number + 1}/{args.rounds} done", flush=True)
         shutil.rmtree(bench_dir, ignore_errors=True)
 
