@@ -252,26 +252,6 @@ def _build_one_runtime(scope: Construct, functions: FarmFunctions, job_name_pref
             "ResultPath": "$.job",
         },
     )
-    built = sfn.Pass(
-        scope,
-        RuntimeStates.RUNTIME_BUILT,
-        parameters={
-            "item": sfn.JsonPath.object_at("$.item"),
-            "batch": {"status": "succeeded", "job_id": sfn.JsonPath.string_at("$.job.JobId")},
-        },
-    )
-    failed = sfn.Pass(
-        scope,
-        RuntimeStates.RUNTIME_FAILED,
-        parameters={
-            "item": sfn.JsonPath.object_at("$.item"),
-            "batch": {
-                "status": "failed",
-                "error": sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.error")),
-            },
-        },
-    )
-    build_runtime.add_catch(failed, errors=["States.ALL"], result_path="$.error")
     publish_runtime = _publish_task(
         scope,
         RuntimeStates.PUBLISH_RUNTIME,
@@ -279,25 +259,40 @@ def _build_one_runtime(scope: Construct, functions: FarmFunctions, job_name_pref
         functions.publish_runtime,
         "Verify the runtime build, sign it, merge it into versions.json's runtimes, release the claim",
     )
-    built.next(publish_runtime)
-    failed.next(publish_runtime)
-    return build_runtime.next(built)
+    return _job_then_publish(
+        scope, build_runtime, RuntimeStates.RUNTIME_BUILT, RuntimeStates.RUNTIME_FAILED, publish_runtime
+    )
 
 
 def _build_one_cell(scope: Construct, functions: FarmFunctions, job_name_prefix: str) -> sfn.IChainable:
     """Per plan item: the cell's Batch job, then PublishCell with what Batch said."""
-    build_cell = _batch_job(scope, job_name_prefix)
-    cell_built = sfn.Pass(
+    publish_cell = _publish_task(
         scope,
-        States.CELL_BUILT,
+        States.PUBLISH_CELL,
+        States.CELL_LEFT_TO_FINALIZE,
+        functions.publish_cell,
+        "Verify the build against the plan, merge it into versions.json, release the claim",
+    )
+    build_cell = _batch_job(scope, job_name_prefix)
+    return _job_then_publish(scope, build_cell, States.CELL_BUILT, States.CELL_FAILED, publish_cell)
+
+
+def _job_then_publish(
+    scope: Construct, job: sfn.CustomState, built_name: str, failed_name: str, publish: sfn.IChainable
+) -> sfn.IChainable:
+    """The Batch job, then the publish task with what Batch said: {"item", "batch": {"status":
+    "succeeded", "job_id"}} or, caught, {"item", "batch": {"status": "failed", "error"}}."""
+    built = sfn.Pass(
+        scope,
+        built_name,
         parameters={
             "item": sfn.JsonPath.object_at("$.item"),
             "batch": {"status": "succeeded", "job_id": sfn.JsonPath.string_at("$.job.JobId")},
         },
     )
-    cell_failed = sfn.Pass(
+    failed = sfn.Pass(
         scope,
-        States.CELL_FAILED,
+        failed_name,
         parameters={
             "item": sfn.JsonPath.object_at("$.item"),
             "batch": {
@@ -306,17 +301,10 @@ def _build_one_cell(scope: Construct, functions: FarmFunctions, job_name_prefix:
             },
         },
     )
-    build_cell.add_catch(cell_failed, errors=["States.ALL"], result_path="$.error")
-    publish_cell = _publish_task(
-        scope,
-        States.PUBLISH_CELL,
-        States.CELL_LEFT_TO_FINALIZE,
-        functions.publish_cell,
-        "Verify the build against the plan, merge it into versions.json, release the claim",
-    )
-    cell_built.next(publish_cell)
-    cell_failed.next(publish_cell)
-    return build_cell.next(cell_built)
+    job.add_catch(failed, errors=["States.ALL"], result_path="$.error")
+    built.next(publish)
+    failed.next(publish)
+    return job.next(built)
 
 
 def _batch_job(scope: Construct, job_name_prefix: str) -> sfn.CustomState:
