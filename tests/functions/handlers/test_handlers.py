@@ -331,7 +331,7 @@ def test_step_functions_liveness_asks_about_this_state_machines_executions(execu
         sfn.stop_execution(executionArn=other)
         # Executing, moto ends a stopped execution on its worker thread (as Step Functions
         # does, a moment later): wait until Step Functions itself says it ended.
-        for _ in range(100):
+        for _ in range(600):  # up to ~30 s: a loaded machine (CI, xdist) is slow to end it
             if sfn.describe_execution(executionArn=other)["status"] != "RUNNING":
                 break
             time.sleep(0.05)
