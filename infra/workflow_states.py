@@ -186,49 +186,56 @@ def _build_map(
     scope: Construct, config: InfraConfig, bucket: s3.IBucket, functions: FarmFunctions, job_name_prefix: str
 ) -> sfn.DistributedMap:
     """The Distributed Map over the plan items Plan wrote to S3, one cell per item."""
-    build = sfn.DistributedMap(
-        scope,
-        States.BUILD,
-        comment="Fan out over the plan items (a JSON array in S3); each cell is published when built",
-        # Where Plan wrote the items (its summary's "items"); the role may read only plans/*.
-        item_reader=sfn.S3JsonItemReader(
-            bucket_name_path=sfn.JsonPath.string_at("$.plan.items.bucket"),
-            key=sfn.JsonPath.string_at("$.plan.items.key"),
-        ),
-        item_selector={"item": sfn.JsonPath.object_at("$$.Map.Item.Value")},
-        max_concurrency=config.max_concurrency,
-        map_execution_type=sfn.StateMachineType.STANDARD,  # builds take hours; EXPRESS stops at 5 min
-        result_writer_v2=sfn.ResultWriterV2(bucket=bucket, prefix=RESULTS_PREFIX),
-        # Items catch their own failures; if one still fails (a bug), Finalize decides that
-        # cell from the store, so the run never stops half-way.
-        tolerated_failure_percentage=100,
-        result_path="$.build",
-    )
-    build.item_processor(_build_one_cell(scope, functions, job_name_prefix))
-    return build
+    return _items_map(
+        scope, config, bucket, States.BUILD,
+        "Fan out over the plan items (a JSON array in S3); each cell is published when built",
+        "$.plan.items", "$.build", _build_one_cell(scope, functions, job_name_prefix),
+    )  # fmt: skip
 
 
 def _runtimes_map(
     scope: Construct, config: InfraConfig, bucket: s3.IBucket, functions: FarmFunctions, job_name_prefix: str
 ) -> sfn.DistributedMap:
     """The Distributed Map over the runtime items Plan wrote to S3, one runtime cell per item."""
-    build_runtimes = sfn.DistributedMap(
+    return _items_map(
+        scope, config, bucket, RuntimeStates.BUILD_RUNTIMES,
+        "Fan out over the runtime items (a JSON array in S3); each is published when built",
+        "$.plan.runtimes.items", "$.build_runtimes", _build_one_runtime(scope, functions, job_name_prefix),
+    )  # fmt: skip
+
+
+def _items_map(
+    scope: Construct,
+    config: InfraConfig,
+    bucket: s3.IBucket,
+    name: str,
+    comment: str,
+    items_path: str,
+    result_path: str,
+    per_item: sfn.IChainable,
+) -> sfn.DistributedMap:
+    """A Distributed Map over the items JSON array Plan wrote to S3 (its location at
+    items_path: {"bucket", "key"}), running per_item on each."""
+    items = sfn.DistributedMap(
         scope,
-        RuntimeStates.BUILD_RUNTIMES,
-        comment="Fan out over the runtime items (a JSON array in S3); each is published when built",
+        name,
+        comment=comment,
+        # Where Plan wrote the items; the role may read only plans/*.
         item_reader=sfn.S3JsonItemReader(
-            bucket_name_path=sfn.JsonPath.string_at("$.plan.runtimes.items.bucket"),
-            key=sfn.JsonPath.string_at("$.plan.runtimes.items.key"),
+            bucket_name_path=sfn.JsonPath.string_at(f"{items_path}.bucket"),
+            key=sfn.JsonPath.string_at(f"{items_path}.key"),
         ),
         item_selector={"item": sfn.JsonPath.object_at("$$.Map.Item.Value")},
         max_concurrency=config.max_concurrency,
-        map_execution_type=sfn.StateMachineType.STANDARD,
+        map_execution_type=sfn.StateMachineType.STANDARD,  # builds take hours; EXPRESS stops at 5 min
         result_writer_v2=sfn.ResultWriterV2(bucket=bucket, prefix=RESULTS_PREFIX),
-        tolerated_failure_percentage=100,  # as Build: Finalize decides what an item left
-        result_path="$.build_runtimes",
+        # Items catch their own failures; if one still fails (a bug), Finalize decides that
+        # item from the store, so the run never stops half-way.
+        tolerated_failure_percentage=100,
+        result_path=result_path,
     )
-    build_runtimes.item_processor(_build_one_runtime(scope, functions, job_name_prefix))
-    return build_runtimes
+    items.item_processor(per_item)
+    return items
 
 
 def _build_one_runtime(scope: Construct, functions: FarmFunctions, job_name_prefix: str) -> sfn.IChainable:

@@ -10,21 +10,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from runtime_definitions import write_svc_definitions
 
 from buildfarm.catalog.versions_json import CatalogCell, update_versions
 from buildfarm.cli import main
 from buildfarm.store import LocalStore
 
 NOW = datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC)
-HASH = "--hash=sha256:" + "ab" * 32
-TOML = """name = "svc"
-version = "2.1.0"
-python = "3.13"
-requirements = "svc/requirements.txt"
-prefix = "/opt/runtimes/svc/2.1.0"
-platforms = ["debian-12"]
-arches = ["x86_64"]
-"""
 RUN = ["run", "--versions", "3.13.5", "--platforms", "debian-12", "--arches", "x86_64"]
 
 
@@ -59,10 +51,7 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         artifacts=[{"type": "tarball", "key": f"{directory}/python.tar.gz", "sha256": "ef" * 32, "size": 9}],
     )
     update_versions(store, {("3.13.5", "debian-12", "x86_64"): entry}, NOW)
-    definitions = tmp_path / "definitions"
-    (definitions / "svc").mkdir(parents=True)
-    (definitions / "svc" / "requirements.txt").write_text(f"six==1.17.0 {HASH}\n")
-    (definitions / "svc.toml").write_text(TOML)
+    definitions = write_svc_definitions(tmp_path / "definitions")
     monkeypatch.setenv("BUILDFARM_RUNTIMES", str(definitions))
     monkeypatch.setenv("BUILDFARM_RELEASES_URL", "http://127.0.0.1:9/api")
     monkeypatch.delenv("BUILDFARM_STORE", raising=False)

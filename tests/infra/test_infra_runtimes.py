@@ -12,6 +12,7 @@ from pathlib import Path
 import moto_farm
 import pytest
 from moto_farm import BUCKET, SHA_3135, Farm
+from runtime_definitions import write_svc_definitions
 
 from buildfarm.catalog.versions_json import runtime_cells
 from buildfarm.workflow_names import States
@@ -21,14 +22,6 @@ pytestmark = pytest.mark.slow
 
 CELL = ("svc", "2.1.0", "debian-12", "x86_64")
 DEBIAN_12 = {"versions": ["3.13.5"], "platforms": ["debian-12"], "arches": ["x86_64"]}
-TOML = """name = "svc"
-version = "2.1.0"
-python = "3.13"
-requirements = "svc/requirements.txt"
-prefix = "/opt/runtimes/svc/2.1.0"
-platforms = ["debian-12"]
-arches = ["x86_64"]
-"""
 
 
 def entered(farm: Farm, execution: dict, name: str) -> bool:
@@ -39,10 +32,7 @@ def entered(farm: Farm, execution: dict, name: str) -> bool:
 
 
 def test_a_runtime_cell_runs_its_command_on_batch_and_is_published_signed(farm: Farm, tmp_path: Path) -> None:
-    definitions = tmp_path / "defs"
-    (definitions / "svc").mkdir(parents=True)
-    (definitions / "svc" / "requirements.txt").write_text("six==1.17.0 --hash=sha256:" + "ab" * 32 + "\n")
-    (definitions / "svc.toml").write_text(TOML)
+    definitions = write_svc_definitions(tmp_path / "defs")
     farm.set_environment(BUILDFARM_RUNTIMES=str(definitions))
     moto_farm.RUNTIME_DEFINITIONS.append(definitions)
     farm.seed_releases({"3.13.5": SHA_3135})

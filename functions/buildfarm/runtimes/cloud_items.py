@@ -24,9 +24,10 @@ from buildfarm.claims import Liveness, unknown_liveness
 from buildfarm.config import FarmConfig
 from buildfarm.layout import runtime_outcome_key
 from buildfarm.platforms import load_registry
+from buildfarm.publish import CellOutcome
 from buildfarm.runtimes.definitions import RuntimeDefinition, default_definitions, load_definitions
 from buildfarm.runtimes.farm_cells import ClaimedRuntime, RuntimeRunPlan, plan_run_runtimes
-from buildfarm.runtimes.publish import RuntimeOutcome, publish_runtime
+from buildfarm.runtimes.publish import publish_runtime
 from buildfarm.store import Store, StoreNotFound
 
 DEFINITIONS_ENV = "BUILDFARM_RUNTIMES"
@@ -114,7 +115,7 @@ def read_runtime_items(store: Store, location: dict[str, str]) -> list[RuntimeIt
 
 def decide_runtime_item(
     store: Store, item: RuntimeItem, now: datetime, failure: str = "", *, signer: Signer | None = None
-) -> RuntimeOutcome:
+) -> CellOutcome:
     """Publish a runtime item's build (or fail it with `failure`, why its job failed) and record
     the outcome for Finalize."""
     outcome = publish_runtime(
@@ -124,17 +125,17 @@ def decide_runtime_item(
     return outcome
 
 
-def _recorded(store: Store, item: RuntimeItem) -> RuntimeOutcome | None:
+def _recorded(store: Store, item: RuntimeItem) -> CellOutcome | None:
     try:
         raw, _ = store.read_json(runtime_outcome_key(item.execution_id, item.cell))
     except StoreNotFound:
         return None
-    return RuntimeOutcome.model_validate(raw)
+    return CellOutcome.model_validate(raw)
 
 
 def finalize_runtime_items(
     store: Store, summary: dict[str, Any], config: FarmConfig, now: datetime, *, signer: Signer | None
-) -> list[RuntimeOutcome]:
+) -> list[CellOutcome]:
     """Every runtime item's outcome: recorded ones read back, the others decided now (a job
     that ended without PublishRuntime: its build verifies and is published, or it fails). A
     plan without Python items gets its derived files (the status page lists runtimes) here,

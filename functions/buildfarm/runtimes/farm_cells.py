@@ -17,6 +17,7 @@ from buildfarm.attest.signing import Signer
 from buildfarm.catalog.versions_json import RuntimeCell, read_versions, runtime_cells
 from buildfarm.claims import Liveness, claim_marker, peek_marker, unknown_liveness
 from buildfarm.errors import BuildfarmError
+from buildfarm.publish import CellOutcome
 from buildfarm.runtimes.definitions import RuntimeDefinition
 from buildfarm.runtimes.keys import (
     RUNTIME_CACHE_DIR,
@@ -25,7 +26,7 @@ from buildfarm.runtimes.keys import (
     runtime_claim_key,
 )
 from buildfarm.runtimes.planning import RuntimePlan, RuntimePlanItem, plan_runtimes
-from buildfarm.runtimes.publish import RuntimeOutcome, publish_runtime
+from buildfarm.runtimes.publish import publish_runtime
 from buildfarm.runtimes.runtime_build import RuntimeRequest, build_runtime
 from buildfarm.store import LocalStore, Store
 from buildfarm.verify import short
@@ -134,7 +135,7 @@ def build_claimed(
     now: Callable[[], datetime],
     cache: Path | None = None,
     signer: Signer | None = None,
-) -> RuntimeOutcome:
+) -> CellOutcome:
     """Build one claimed runtime cell here and publish it; a failed build is a failed outcome
     (its claim released), never an exception that would stop the run's other cells."""
     _, version, platform, arch = claimed.item.cell

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Literal
-
-from pydantic import BaseModel
 
 from buildfarm.attest.build_files import AttestationError, sign_build_dir
 from buildfarm.attest.farm_signer import configured_signer
@@ -19,6 +16,7 @@ from buildfarm.attest.signing import Signer
 from buildfarm.attest.store_keys import listed_public_keys
 from buildfarm.catalog.versions_json import RuntimeCatalogCell, RuntimeCell, update_runtimes
 from buildfarm.claims import release_markers
+from buildfarm.publish import CellOutcome  # a runtime cell is decided as a Python cell is
 from buildfarm.releases import iso
 from buildfarm.runtimes.keys import (
     runtime_artifact_dir,
@@ -31,14 +29,6 @@ from buildfarm.store import Store, StoreError
 from buildfarm.verify import short
 
 log = logging.getLogger(__name__)
-
-
-class RuntimeOutcome(BaseModel):
-    cell: str
-    build: int
-    status: Literal["published", "failed"]
-    reason: str = ""
-    decided: str = ""
 
 
 def sign_runtime(store: Store, directory: str, entry: RuntimeCatalogCell, signer: Signer | None) -> str:
@@ -67,7 +57,7 @@ def publish_runtime(
     failure: str = "",
     *,
     signer: Signer | None = None,
-) -> RuntimeOutcome:
+) -> CellOutcome:
     """Decide a claimed runtime build: published if it verifies (signed by signer, else by the
     one the environment configures), else failed with `failure` (why the build failed, when it
     did) or the verification's reason. The claim is released either way (its marker keeps the
@@ -80,9 +70,9 @@ def publish_runtime(
         entry = None if reason else entry
     if entry is not None:
         update_runtimes(store, {cell: entry}, now, signer=signer)
-        outcome = RuntimeOutcome(cell=name, build=build, status="published", decided=iso(now))
+        outcome = CellOutcome(cell=name, build=build, status="published", decided=iso(now))
     else:
         log.warning("runtime %s build %d not published: %s", name, build, reason)
-        outcome = RuntimeOutcome(cell=name, build=build, status="failed", reason=reason, decided=iso(now))
+        outcome = CellOutcome(cell=name, build=build, status="failed", reason=reason, decided=iso(now))
     release_markers(store, [runtime_claim_key(*cell)], execution_id=execution_id, now=now)
     return outcome

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from functions.conftest import NOW, read_json, write_published_matrix, write_releases
+from runtime_definitions import SVC_TOML, write_svc_definitions
 
 from buildfarm.attest.signing import KeyFileSigner, init_key
 from buildfarm.catalog.versions_json import runtime_cells
@@ -23,23 +24,10 @@ from buildfarm.runtimes.definitions import RuntimeDefinition, load_definition
 from buildfarm.runtimes.keys import runtime_artifact_dir, runtime_claim_key
 from buildfarm.store import LocalStore
 
-TOML = """name = "svc"
-version = "2.1.0"
-python = "3.13"
-requirements = "svc/requirements.txt"
-prefix = "/opt/runtimes/svc/2.1.0"
-platforms = ["debian-12"]
-arches = ["x86_64"]
-"""
-
 
 @pytest.fixture
 def definitions(tmp_path: Path) -> Path:
-    directory = tmp_path / "defs"
-    (directory / "svc").mkdir(parents=True)
-    (directory / "svc" / "requirements.txt").write_text("idna==3.10 --hash=sha256:" + "ab" * 32 + "\n")
-    (directory / "svc.toml").write_text(TOML)
-    return directory
+    return write_svc_definitions(tmp_path / "defs", "idna==3.10")
 
 
 def job_argv(definitions: Path, store: Path, build: str) -> list[str]:
@@ -86,7 +74,7 @@ REQUEST = {"versions": ["3.13.5"], "platforms": ["debian-12", "rhel-9"], "arches
 @pytest.fixture
 def svc(definitions: Path) -> RuntimeDefinition:
     toml = definitions / "svc.toml"
-    toml.write_text(TOML.replace('platforms = ["debian-12"]', 'platforms = ["debian-12", "rhel-9"]'))
+    toml.write_text(SVC_TOML.replace('platforms = ["debian-12"]', 'platforms = ["debian-12", "rhel-9"]'))
     return load_definition(toml)
 
 
