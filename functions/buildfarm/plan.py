@@ -14,29 +14,27 @@ import hashlib
 import logging
 import re
 import secrets
-from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from packaging.version import Version
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from buildfarm import clock
 from buildfarm.catalog import Cell, cell_name, published_builds, read_versions
 from buildfarm.claims import ClaimOutcome, Liveness, claim_cells, release_claims, unknown_liveness
 from buildfarm.config import FarmConfig
 from buildfarm.layout import (
-    RUNS_PREFIX,
     artifact_dir,
     items_key,
     outcomes_prefix,
     plan_record_key,
-    run_marker_id,
     run_marker_key,
     runtime_items_key,
 )
 from buildfarm.models import BuildSpec, Source
+from buildfarm.plan_items import PlanItem, close_run, open_runs, read_plan_items  # noqa: F401 (re-exported)
 from buildfarm.platforms import Registry, load_registry
 from buildfarm.policy import PolicyReport, Selection, select_cells
 from buildfarm.releases import (
@@ -49,12 +47,10 @@ from buildfarm.releases import (
     save_releases,
     source_url,
 )
-from buildfarm.store import Store, StoreError, StoreNotFound
+from buildfarm.runtimes.cloud_items import RuntimeItem, plan_runtime_items
+from buildfarm.runtimes.definitions import RuntimeDefinition
+from buildfarm.store import Store, StoreError
 from buildfarm.workflow_input import InputError, WorkflowInput, parse_workflow_input
-
-if TYPE_CHECKING:  # imported when used: buildfarm.runtimes' publishing imports this module
-    from buildfarm.runtimes.cloud_items import RuntimeItem
-    from buildfarm.runtimes.definitions import RuntimeDefinition
 
 log = logging.getLogger(__name__)
 
@@ -78,34 +74,6 @@ def new_execution_id(now: datetime | None = None) -> str:
     """An execution id for local runs: local-YYYYmmddTHHMMSSZ-<random>."""
     now = now or clock.now()
     return f"local-{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
-
-
-# runs/<execution>.json (layout.run_marker_key) exists from Plan until Finalize: an open run.
-# Recovery finalizes the open runs whose execution has ended; Plan counts the unfinished cells
-# of the running ones.
-def open_runs(store: Store) -> list[str]:
-    """The execution ids of the runs not yet finalized: one listing (usually empty)."""
-    return sorted(
-        run_id for info in store.list(RUNS_PREFIX) if (run_id := run_marker_id(info.key)) is not None
-    )
-
-
-def close_run(store: Store, plan_id: str) -> None:
-    with suppress(StoreNotFound):
-        store.delete(run_marker_key(plan_id))
-
-
-class PlanItem(BaseModel):
-    """One element of the plan's items.json (the Distributed Map's items)."""
-
-    model_config = ConfigDict(extra="forbid")
-    cell: str
-    spec: BuildSpec
-    job_definition: str
-    job_queue_arch: str
-
-    def as_json(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
 
 
 class SkippedCell(BaseModel):
@@ -267,8 +235,6 @@ def _runtime_items(
 ) -> tuple[list[RuntimeItem], dict[str, str]]:
     """The runtime items of the selection's platforms and arches (none without definitions),
     and where the plan writes them."""
-    from buildfarm.runtimes.cloud_items import plan_runtime_items  # it imports plan: a cycle
-
     location = store.location_of(runtime_items_key(execution_id))
     if not definitions:
         return [], location
@@ -461,11 +427,3 @@ def _write_plan(store: Store, result: Plan, request: WorkflowInput, now: datetim
             "skipped": [s.model_dump(mode="json") for s in result.skipped],
         },
     )
-
-
-def read_plan_items(store: Store, location: dict[str, str]) -> list[PlanItem]:
-    """The items a Plan wrote, from its summary's "items" location."""
-    raw, _ = store.read_json(store.key_from_location(location))
-    if not isinstance(raw, list):
-        raise ValueError(f"plan items at {location} are not a JSON array")
-    return [PlanItem.model_validate(item) for item in raw]

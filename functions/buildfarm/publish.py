@@ -33,7 +33,7 @@ from buildfarm.catalog.versions_json import record_failures
 from buildfarm.claims import release_claims
 from buildfarm.config import FarmConfig
 from buildfarm.layout import failure_key, outcome_key, outcomes_prefix, parse_outcome_key
-from buildfarm.plan import PlanItem, close_run, read_plan_items
+from buildfarm.plan_items import PlanItem, close_run, read_plan_items
 from buildfarm.platforms import Registry, load_registry
 from buildfarm.releases import iso
 from buildfarm.store import Store, StoreError, StoreNotFound

@@ -28,7 +28,8 @@ from buildfarm.attest.signing import Signer
 from buildfarm.claims import Liveness
 from buildfarm.config import FarmConfig
 from buildfarm.layout import plan_record_key, run_marker_key
-from buildfarm.plan import close_run, open_runs, safe_id
+from buildfarm.plan import safe_id
+from buildfarm.plan_items import close_run, open_runs
 from buildfarm.platforms import Registry
 from buildfarm.publish import publish
 from buildfarm.releases import parse_iso

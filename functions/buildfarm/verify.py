@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from buildfarm.catalog import CatalogArtifact, CatalogCell
 from buildfarm.models import BuildSpec, Manifest, ManifestArtifact
-from buildfarm.plan import PlanItem
+from buildfarm.plan_items import PlanItem
 from buildfarm.releases import iso
 from buildfarm.store import Store, StoreError, StoreNotFound, check_key
 

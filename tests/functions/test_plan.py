@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from datetime import timedelta
 
@@ -287,3 +289,23 @@ def test_safe_ids():
         assert all(c.isascii() and (c.isalnum() or c in "._-") for c in cleaned)
         assert not cleaned.startswith(".")
     assert safe_id("a/b") != safe_id("a-b")
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "buildfarm.plan",
+        "buildfarm.publish",
+        "buildfarm.verify",
+        "buildfarm.recovery",
+        "buildfarm.runtimes.publish",
+        "buildfarm.runtimes.cloud_items",
+        "buildfarm.runtimes.farm_cells",
+        "buildfarm.handlers.publish",
+    ],
+)
+def test_each_module_imports_first_in_a_fresh_interpreter(module):
+    """The planner imports runtime planning at the top, and publishing/verifying import the plan's
+    items (buildfarm.plan_items): whichever is imported first, there is no cycle."""
+    result = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-600:]
