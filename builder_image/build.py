@@ -10,7 +10,9 @@ __init__.py maps the phases to their modules.
 Input: the build spec (JSON) in the environment variable BUILD_SPEC, never
 through a shell; platform data from platforms.json next to this file (or
 $BUILDFARM_PLATFORMS). `build.py --build-dependencies PLATFORM ARCH` prints the registry's
-build dependencies instead.
+build dependencies instead; `build.py buildfarm runtime build ...` (a runtime job: the cloud's
+BuildRuntimes Map passes its command so) runs that command with a farm-built Python >= 3.11 and
+the image's buildfarm wheel (driver/runtime_job.py).
 
 Phases: preflight -> fetch -> verify -> configure -> make -> install -> selftest
 -> sbom -> package -> manifest -> upload. Each phase is printed with its elapsed time
@@ -42,7 +44,11 @@ import sys
 # images copy it with this file); a script's own directory is on sys.path already, but not
 # when this file is imported by path.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from driver import runtime_job
 from driver.main import main
 
 if __name__ == "__main__":
+    ARGUMENTS = sys.argv[1:]
+    if runtime_job.is_runtime_job(ARGUMENTS):
+        sys.exit(runtime_job.main(ARGUMENTS, os.path.dirname(os.path.abspath(__file__))))
     sys.exit(main())

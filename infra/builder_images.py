@@ -1,6 +1,7 @@
-"""One builder image per platform x arch, built from builder_image/ with the family's Dockerfile
-and buildfarm.images.build_args, as `buildfarm images build` builds it. Synthesis only stages
-the assets; `cdk deploy` builds and pushes them."""
+"""One builder image per platform x arch, built from the context buildfarm.images stages
+(builder_image/ and the buildfarm wheel, for runtime jobs) with the family's Dockerfile and
+buildfarm.images.build_args, as `buildfarm images build` builds it. Synthesis only stages the
+assets (building the wheel: uv build); `cdk deploy` builds and pushes them."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from constructs import Construct
 
-from buildfarm.images import build_args
-from buildfarm.platforms import DOCKER_PLATFORM, Registry, builder_image_dir
+from buildfarm.images import build_args, staged_context
+from buildfarm.platforms import DOCKER_PLATFORM, Registry
 
 _ASSET_PLATFORM = {
     "linux/amd64": ecr_assets.Platform.LINUX_AMD64,
@@ -24,7 +25,7 @@ class BuilderImages(Construct):
         self, scope: Construct, construct_id: str, *, registry: Registry, cells: tuple[tuple[str, str], ...]
     ) -> None:
         super().__init__(scope, construct_id)
-        context = builder_image_dir()
+        context = staged_context()  # one staging for every platform x arch
         self.images: dict[tuple[str, str], ecs.ContainerImage] = {}
         for platform_id, arch in cells:
             platform = registry.get(platform_id)

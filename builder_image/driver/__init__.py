@@ -15,6 +15,9 @@ phase, run in this order by main.PHASES:
     manifest   manifest.py   manifest.json (the publish side writes SHA256SUMS and signs)
     upload     upload.py     publish to the store (a directory or S3), create-only
 
+A runtime job (build.py's argv `buildfarm runtime build ...`, the cloud's runtime cells) is not
+a Python build: runtime_job.py runs it with a farm-built Python and the image's buildfarm wheel.
+
 Shared by the phases: spec.py (the build spec and the registry), cell.py (what one build
 knows), process.py (running programs, the build log), errors.py, series.py (what depends on
 the CPython series), buildenv.py (the children's environment), relocation.py, files.py.

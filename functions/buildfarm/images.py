@@ -1,18 +1,25 @@
 """Builder images: the container each cell is built in, on Batch and by the docker runner.
 
-One definition of how an image is built (the family's Dockerfile, builder_image/ as context,
-build_args), read by the CDK asset (infra/builder_images.py), `buildfarm images build` and the
-docker runner alike. Engines that cannot pull from Docker Hub get their base image from a
-debootstrap root (import_base). Engines started without a bridge (`dockerd --bridge=none`)
-build and run with the host's network; others with their default.
+One definition of how an image is built (the family's Dockerfile, the build context that
+stage_context makes: builder_image/ plus the buildfarm wheel in wheels/, build_args), read by
+the CDK asset (infra/builder_images.py), `buildfarm images build` and the docker runner alike.
+The wheel serves runtime jobs (`buildfarm runtime build ...` as the image's command: the
+driver installs it into a farm-built Python, builder_image/driver/runtime_job.py); it is built
+from the source checkout with `uv build`, and the image's tag covers its sources. Engines that
+cannot pull from Docker Hub get their base image from a debootstrap root (import_base). Engines
+started without a bridge (`dockerd --bridge=none`) build and run with the host's network;
+others with their default.
 """
 
 from __future__ import annotations
 
 import hashlib
+import shutil
 import subprocess
 import tempfile
 import time
+import tomllib
+from functools import cache
 from pathlib import Path
 from typing import IO
 
@@ -63,13 +70,89 @@ def context_files(registry: Registry, platform_id: str) -> list[Path]:
     return [dockerfile, *sorted(_copied_from_context(dockerfile, context))]
 
 
-def image_tag(registry: Registry, platform_id: str, arch: str) -> str:
-    """buildfarm-builder:<platform>-<arch>-<digest of the context>: a changed driver is a new image."""
-    context = builder_image_dir()
+WHEELS_DIR = "wheels"  # in the staged context: the buildfarm wheel (the Dockerfiles COPY wheels/*.whl)
+_NOT_SOURCES = ("__pycache__", "*.pyc", "*.pyo")  # what _is_source leaves out
+
+
+def source_checkout() -> Path:
+    """The repository the buildfarm wheel is built from; ImageError outside a checkout (an
+    installed buildfarm carries builder_image/ but not the sources of its own wheel)."""
+    repository = builder_image_dir().parent
+    if not (repository / "pyproject.toml").is_file():
+        raise ImageError(f"builder images are built from a source checkout; {repository} is not one")
+    return repository
+
+
+def _is_source(path: Path) -> bool:
+    return path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pyc", ".pyo")
+
+
+def wheel_sources(repository: Path) -> list[Path]:
+    """What the buildfarm wheel is made of, as pyproject.toml states it: pyproject.toml, the
+    readme (the wheel's METADATA) and the trees of the wheel target's packages and force-include."""
+    project = tomllib.loads((repository / "pyproject.toml").read_text())
+    target = project["tool"]["hatch"]["build"]["targets"]["wheel"]
+    files = {repository / "pyproject.toml", repository / project["project"]["readme"]}
+    for tree in (*target["packages"], *target.get("force-include", {})):
+        files.update(path for path in (repository / tree).rglob("*") if _is_source(path))
+    return sorted(files)
+
+
+def _digest(context_paths: list[Path]) -> str:
+    """sha256 over the context's files and the wheel's sources, each named by its path."""
+    context, repository = builder_image_dir(), source_checkout()
     digest = hashlib.sha256()
-    for path in context_files(registry, platform_id):
+    for path in context_paths:
         digest.update(path.relative_to(context).as_posix().encode() + b"\0" + path.read_bytes())
-    return f"buildfarm-builder:{platform_id}-{arch}-{digest.hexdigest()[:12]}"
+    for path in wheel_sources(repository):
+        name = path.relative_to(repository).as_posix()
+        digest.update(b"wheel:" + name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def image_tag(registry: Registry, platform_id: str, arch: str) -> str:
+    """buildfarm-builder:<platform>-<arch>-<digest of the context and the wheel's sources>: a
+    changed driver or buildfarm package is a new image."""
+    return f"buildfarm-builder:{platform_id}-{arch}-{_digest(context_files(registry, platform_id))[:12]}"
+
+
+def build_wheel(repository: Path, destination: Path) -> Path:
+    """`uv build --wheel` of the checkout into destination (hatchling makes the same bytes
+    from the same sources); returns the wheel. ImageError with uv's last line if it fails."""
+    from buildfarm.runtimes.runtime_build import find_uv  # the one way to find uv
+
+    destination.mkdir(parents=True, exist_ok=True)
+    argv = [find_uv(), "build", "--wheel", "--no-config", "--quiet", "--out-dir", str(destination)]
+    result = subprocess.run([*argv, str(repository)], capture_output=True, text=True, check=False)
+    wheels = sorted(destination.glob("*.whl"))
+    if result.returncode != 0 or len(wheels) != 1:
+        lines = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()]
+        raise ImageError(f"building the buildfarm wheel failed: {lines[-1] if lines else len(wheels)}")
+    return wheels[0]
+
+
+def stage_context(destination: Path) -> Path:
+    """The images' build context in destination: builder_image/ (without bytecode) and the
+    buildfarm wheel in wheels/. Returns destination."""
+    repository = source_checkout()
+    shutil.copytree(
+        builder_image_dir(), destination, ignore=shutil.ignore_patterns(*_NOT_SOURCES), dirs_exist_ok=True
+    )
+    build_wheel(repository, destination / WHEELS_DIR)
+    return destination
+
+
+def staged_context() -> Path:
+    """A context staged for the sources as they are, made once per process and sources (the
+    CDK app stages every platform's asset from one); left for the process's caller, as the
+    Lambda bundle's staging directory is."""
+    context = builder_image_dir()
+    return _staged_for(_digest(sorted(path for path in context.rglob("*") if _is_source(path))))
+
+
+@cache
+def _staged_for(digest: str) -> Path:
+    return stage_context(Path(tempfile.mkdtemp(prefix=f"buildfarm-image-{digest[:12]}-")))
 
 
 def _docker(*argv: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -115,12 +198,13 @@ def build_image(
         arguments["EXTRA_CA_CERTS"] = extra_cas
     for name, value in arguments.items():
         argv += ["--build-arg", f"{name}={value}"]
-    context = builder_image_dir()
-    argv += ["-f", str(context / registry.family_of(platform_id).dockerfile), "-t", tag, str(context)]
     output.write(f"images: building {tag} from {platform.base_image}\n")
     output.flush()
     started = int(time.time())
-    result = subprocess.run(argv, stdout=output, stderr=subprocess.STDOUT, check=False)
+    with tempfile.TemporaryDirectory(prefix="buildfarm-image-") as scratch:
+        context = stage_context(Path(scratch) / "context")
+        argv += ["-f", str(context / registry.family_of(platform_id).dockerfile), "-t", tag, str(context)]
+        result = subprocess.run(argv, stdout=output, stderr=subprocess.STDOUT, check=False)
     if result.returncode != 0:
         raise ImageError(f"docker build of {tag} failed (exit {result.returncode})")
     _remove_older(tag, platform_id, started)
