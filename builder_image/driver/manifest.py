@@ -1,7 +1,8 @@
 """The manifest phase: manifest.json, what was built, how, and what it contains, with each
 artifact's sha256 and size (DESIGN.md "manifest.json"). manifest.json is written to disk by the
 upload phase, so that it records the timings up to there. SHA256SUMS, the SBOM and the
-provenance are the publish side's (signed there, where the builder has no key). Standard
+provenance are the publish side's (signed there, where the builder has no key): the manifest
+lists their names ("attestations"), and the publish side writes exactly those. Standard
 library only, Python 3.6+."""
 
 import os
@@ -13,6 +14,16 @@ from .flags import configure_env
 from .process import start, utc_now
 
 DRIVER_VERSION = "1"
+# manifest.json's "attestations": the files the publish side writes into this build's
+# directory, by role (buildfarm.models.Attestations, whose defaults these are: the driver
+# cannot import the package; tests/builder/test_driver_logic.py holds them equal).
+ATTESTATIONS = {
+    "sbom": "sbom.cdx.json",
+    "provenance": "provenance.json",
+    "checksums": "SHA256SUMS",
+    "checksums_signature": "SHA256SUMS.sig",
+    "provenance_signature": "provenance.json.sig",
+}
 
 
 def write_manifest(build):
@@ -40,6 +51,7 @@ def write_manifest(build):
         "sbom_facts": build.sbom_facts,
         "timings": dict(build.timings),
         "artifacts": entries,
+        "attestations": dict(ATTESTATIONS),
         "builder_image": os.environ.get("BUILDFARM_BUILDER_IMAGE") or "local:" + os_release_pretty(),
         "driver_version": DRIVER_VERSION,
         "driver_python": sys.version.split()[0],

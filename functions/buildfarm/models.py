@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import fnmatch
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from buildfarm.layout import (
+    MANIFEST_FILE,
+    PROVENANCE_FILE,
+    PUBLISHER_BUILD_FILES,
+    SBOM_FILE,
+    SIGNATURE_SUFFIX,
+    SUMS_FILE,
+)
 from buildfarm.layout import artifact_dir as artifact_dir  # re-exported: a spec's artifact_dir
 from buildfarm.versions import parse_release
 
@@ -55,14 +64,59 @@ class ManifestArtifact(BaseModel):
     size: int = Field(ge=0)
 
 
+FileName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+~-]{0,199}$")]
+"""A file name in a build directory (no path, nothing hidden)."""
+
+
+class Attestations(BaseModel):
+    """manifest.json's "attestations": the files the publish side writes into the build's
+    directory once the build verified (the builder has no key), by role. The builder lists
+    them so that its manifest names the SBOM and the rest; the publish side writes exactly
+    these names, and `buildfarm verify` holds the directory to them. A manifest without the
+    field (a builder older than it) means these defaults.
+
+    Each name must be one the builder's role may not write (layout.PUBLISHER_BUILD_FILES), so
+    that what stands there is the publish side's; and the names differ from each other and
+    from manifest.json."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    sbom: FileName = SBOM_FILE
+    provenance: FileName = PROVENANCE_FILE
+    checksums: FileName = SUMS_FILE
+    checksums_signature: FileName = SUMS_FILE + SIGNATURE_SUFFIX
+    provenance_signature: FileName = PROVENANCE_FILE + SIGNATURE_SUFFIX
+
+    def names(self) -> list[str]:
+        """Every file name, in field order."""
+        return list(self.model_dump().values())
+
+    @model_validator(mode="after")
+    def _publisher_only_and_distinct(self) -> Self:
+        names = self.names()
+        builders = [n for n in names if not any(fnmatch.fnmatchcase(n, p) for p in PUBLISHER_BUILD_FILES)]
+        if builders:
+            raise ValueError(f"{', '.join(builders)}: not a name only the publish side writes")
+        if len(set(names)) != len(names) or MANIFEST_FILE in names:
+            raise ValueError(f"names must differ from each other and from {MANIFEST_FILE}: {names}")
+        return self
+
+
 class Manifest(BaseModel):
     """manifest.json, written by the builder last, after every artifact is in the store.
 
     Fields beyond these (python ABI, glibc, compiler, configure args, modules,
-    self-test results, timings, builder image) are kept as written.
+    self-test results, timings, builder image, SBOM facts) are kept as written.
     """
 
     model_config = ConfigDict(extra="allow")
     schema_version: int = 1
     spec: BuildSpec
     artifacts: list[ManifestArtifact]
+    attestations: Attestations = Field(default_factory=Attestations)
+
+    @model_validator(mode="after")
+    def _attestations_are_not_artifacts(self) -> Self:
+        both = sorted({artifact.file for artifact in self.artifacts} & set(self.attestations.names()))
+        if both:
+            raise ValueError(f"{', '.join(both)}: both an artifact and an attestation")
+        return self

@@ -441,6 +441,17 @@ def test_spec_matches_the_package_model(registry_json):
     assert driver_spec.parse_spec(model.model_dump_json(), registry_json)["version"] == "3.14.0rc2"
 
 
+def test_the_manifests_attestations_are_the_package_models():
+    """manifest.json's "attestations" (the driver's copy) are buildfarm.models.Attestations'
+    defaults, which the model accepts as written."""
+    from driver.manifest import ATTESTATIONS
+
+    from buildfarm.models import Attestations
+
+    assert Attestations.model_validate(ATTESTATIONS) == Attestations()
+    assert Attestations().model_dump() == ATTESTATIONS
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [

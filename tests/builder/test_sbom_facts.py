@@ -1,6 +1,6 @@
 """The sbom phase (driver/sbom.py): the built python runs builder_image/sbom_facts/ and the
 driver stores its JSON in manifest.json's "sbom_facts", which the publishing side renders as
-a CycloneDX SBOM (buildfarm.attest.sbom). The last test reads the farm's real debian-12 build."""
+a CycloneDX SBOM (buildfarm.attest.sbom). The last tests read the farm's real debian-12 build."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from driver import process, sbom
 from driver.errors import BuildError
 
 from buildfarm.attest.sbom import SbomFacts, make_sbom
+from buildfarm.attest.verify_build import LocalBuild, verify_build
+from buildfarm.models import Attestations
 
 FINGERPRINT = "7169605F62C751356D054A26A821E680E5FA6305"
 # Debian's version of a package: [epoch:]upstream[-revision], e.g. 3.0.17-1~deb12u2.
@@ -131,3 +133,23 @@ def test_a_real_build_records_its_sbom_facts_and_they_make_a_valid_sbom(host_bui
     assert f"pkg:deb/debian/libssl3@{linked['libssl3']['version']}?arch=amd64&distro=debian-12" in {
         purl.replace("%2B", "+").replace("%7E", "~") for purl in purls
     }
+
+
+@pytest.mark.farm
+def test_a_real_build_lists_its_attestations_and_they_are_there(host_build):
+    """manifest.json lists the SBOM and the rest (issue 15); the publish side wrote exactly
+    those, and the build verifies with the store's key."""
+    manifest = json.loads((host_build.dir / "manifest.json").read_text())
+    assert manifest["attestations"] == Attestations().model_dump()
+    assert manifest["attestations"]["sbom"] == "sbom.cdx.json"
+    for name in manifest["attestations"].values():
+        assert (host_build.dir / name).is_file(), name
+    sums = (host_build.dir / manifest["attestations"]["checksums"]).read_text()
+    listed = {line.split("  ", 1)[1] for line in sums.splitlines()}
+    assert {
+        manifest["attestations"]["sbom"],
+        manifest["attestations"]["provenance"],
+        "manifest.json",
+    } <= listed
+    keys = [path.read_bytes() for path in (host_build.store / "keys").glob("*.pub")]
+    assert keys and verify_build(LocalBuild(host_build.dir), keys) == []

@@ -15,6 +15,7 @@ from buildfarm.attest.signing import KeyFileSigner, fingerprint, init_key, verif
 from buildfarm.attest.store_keys import ensure_catalog_signed
 from buildfarm.catalog.derived import reindex
 from buildfarm.cli import main
+from buildfarm.models import Attestations
 from buildfarm.plan import PlanItem, plan
 from buildfarm.publish import publish, publish_cell
 from buildfarm.store import LocalStore
@@ -60,9 +61,12 @@ def signer(key_files: dict[str, Path]) -> KeyFileSigner:
     return KeyFileSigner(key_files["farm"])
 
 
-def build_and_plan(store: LocalStore, config) -> tuple[PlanItem, dict]:
-    """One planned cell, built as the builder leaves it (artifacts, build.log, manifest.json),
-    and the plan's summary (what Finalize is given)."""
+def build_and_plan(
+    store: LocalStore, config, attestations: dict[str, str] | None = None
+) -> tuple[PlanItem, dict]:
+    """One planned cell, built as the builder leaves it (artifacts, build.log, manifest.json,
+    which lists the attestations: the contract's names unless given), and the plan's summary
+    (what Finalize is given)."""
     write_releases(store, ["3.13.5"])
     the_plan = plan(REQUEST, store, config, "exec-1", NOW)
     (item,) = the_plan.items
@@ -73,6 +77,7 @@ def build_and_plan(store: LocalStore, config) -> tuple[PlanItem, dict]:
         source_signature={"status": "verified", "fingerprint": "7169605F62C751356D054A26A821E680E5FA6305"},
         builder_image="ghcr.io/example/builder@sha256:" + "c" * 64,
         driver_version="1",
+        attestations=attestations or Attestations().model_dump(),
     )
     manifest_key = f"{item.spec.artifact_dir}/manifest.json"
     (Path(store.location) / manifest_key).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -109,6 +114,10 @@ def test_a_published_build_has_its_five_files_and_openssl_verifies_them(publishe
     listed = [line.split("  ") for line in (build / "SHA256SUMS").read_text().splitlines()]
     names = sorted([*artifacts, "manifest.json", "provenance.json", "sbom.cdx.json"])
     assert [name for _, name in listed] == names  # sorted, and nothing else
+    # manifest.json lists them (issue 15: "list it in manifest.json and SHA256SUMS").
+    manifest = read_json(store, f"{item.spec.artifact_dir}/manifest.json")
+    assert sorted(manifest["attestations"].values()) == sorted(PUBLISHED)
+    assert manifest["attestations"]["sbom"] == "sbom.cdx.json"
     assert all(digest == sha256((build / name).read_bytes()) for digest, name in listed)
 
     keys = read_json(store, "keys/keys.json")
@@ -185,6 +194,37 @@ def test_tampering_fails_buildfarm_verify_with_the_file_named(what, published, s
     status, lines = verify(str(root), "--pubkey", pinned, capsys=capsys)
     assert status == 1
     assert any(line.startswith(expected) for line in lines), lines
+
+
+def test_the_publish_side_writes_the_names_the_manifest_lists(local_store, config, signer, capsys) -> None:
+    names = {
+        **Attestations().model_dump(),
+        "checksums_signature": "SHA256SUMS.p256.sig",
+        "provenance_signature": "provenance.p256.sig",
+    }
+    item, _ = build_and_plan(local_store, config, names)
+    assert publish_cell(item, local_store, NOW, signer=signer).status == "published"
+    build = Path(local_store.location) / item.spec.artifact_dir
+    assert {path.name for path in build.iterdir()} >= set(names.values())
+    assert not (build / "SHA256SUMS.sig").exists() and not (build / "provenance.json.sig").exists()
+    public_key = build.parent / "farm.pub"
+    public_key.write_bytes(signer.public_key_pem())
+    status, lines = verify(str(build), "--pubkey", str(public_key), capsys=capsys)
+    assert (status, lines) == (0, [f"{build}: OK"])
+    (build / "provenance.p256.sig").unlink()
+    status, lines = verify(str(build), "--pubkey", str(public_key), capsys=capsys)
+    assert (status, lines) == (1, ["provenance.p256.sig: missing"])
+
+
+def test_a_manifest_listing_a_builders_name_is_not_published(local_store, config, signer) -> None:
+    item, _ = build_and_plan(local_store, config, {**Attestations().model_dump(), "sbom": "sbom.json"})
+    outcome = publish_cell(item, local_store, NOW, signer=signer)
+    assert outcome.status == "failed"
+    assert (
+        "manifest.json invalid: attestations: Value error, sbom.json: not a name only the publish side writes"
+        in (outcome.reason)
+    )
+    assert not local_store.exists(f"{item.spec.artifact_dir}/sbom.json")
 
 
 def test_a_wrong_pinned_key_is_one_line(published, key_files, capsys) -> None:

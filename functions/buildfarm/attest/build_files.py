@@ -1,5 +1,6 @@
 """What the publish side writes into a build directory once the build verified (COMMON
-contract, DESIGN "Store layout"), all create-only:
+contract, DESIGN "Store layout"), all create-only, under the names manifest.json's
+"attestations" lists (buildfarm.models.Attestations; these defaults for a manifest without it):
 
     sbom.cdx.json        CycloneDX, from manifest.json's sbom_facts and the planned spec
     provenance.json      in-toto / SLSA v1, from the planned spec and manifest.json
@@ -28,7 +29,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from buildfarm.errors import BuildfarmError
-from buildfarm.layout import MANIFEST_FILE, PROVENANCE_FILE, SBOM_FILE, SIGNATURE_SUFFIX, SUMS_FILE
+from buildfarm.layout import MANIFEST_FILE, PROVENANCE_FILE, SBOM_FILE, SUMS_FILE
+from buildfarm.models import Attestations
 from buildfarm.store import Store, StoreConflict, StoreNotFound
 
 from .provenance import Dependency, ProvenanceFacts, Subject, render_statement
@@ -37,16 +39,14 @@ from .signing import Signer, verify_signature
 
 log = logging.getLogger(__name__)
 
-SIGNED_DOCUMENTS = (SUMS_FILE, PROVENANCE_FILE)
-"""The files that get a detached signature of their own."""
 BUILDER_ID = "urn:python-build-farm:publisher"
 """runDetails.builder.id: the farm's control plane, which writes (and signs) the provenance."""
 SIGNATURE_TYPE = "application/octet-stream"
-CONTENT_TYPES = {
-    SUMS_FILE: "text/plain; charset=utf-8",
-    SBOM_FILE: "application/vnd.cyclonedx+json",
-    PROVENANCE_FILE: "application/json",
-}
+SUMS_TYPE = "text/plain; charset=utf-8"
+SBOM_TYPE = "application/vnd.cyclonedx+json"
+JSON_TYPE = "application/json"
+CONTENT_TYPES = {SUMS_FILE: SUMS_TYPE, SBOM_FILE: SBOM_TYPE, PROVENANCE_FILE: JSON_TYPE}
+"""Content types by default name (a name the caller gives no type for)."""
 
 
 class AttestationError(BuildfarmError):
@@ -58,11 +58,11 @@ def sums_text(files: Mapping[str, str]) -> bytes:
     return "".join(f"{files[name]}  {name}\n" for name in sorted(files)).encode()
 
 
-def put_create_only(store: Store, key: str, data: bytes) -> None:
+def put_create_only(store: Store, key: str, data: bytes, content_type: str | None = None) -> None:
     """Create key with data; an object already there with these bytes is kept."""
     name = key.rsplit("/", 1)[-1]
     try:
-        store.put(key, data, if_none_match=True, content_type=CONTENT_TYPES.get(name))
+        store.put(key, data, if_none_match=True, content_type=content_type or CONTENT_TYPES.get(name))
         return
     except StoreConflict:
         pass
@@ -72,11 +72,10 @@ def put_create_only(store: Store, key: str, data: bytes) -> None:
 
 
 def put_signature(
-    store: Store, key: str, data: bytes, signer: Signer, known_keys: Callable[[], list[bytes]]
+    store: Store, signature_key: str, data: bytes, signer: Signer, known_keys: Callable[[], list[bytes]]
 ) -> None:
-    """Create <key>.sig, the signature of data; one already there is kept if it verifies with
-    a known key (ECDSA signatures differ each time: a rerun cannot compare bytes)."""
-    signature_key = key + SIGNATURE_SUFFIX
+    """Create signature_key, the signature of data; one already there is kept if it verifies
+    with a known key (ECDSA signatures differ each time: a rerun cannot compare bytes)."""
     name = signature_key.rsplit("/", 1)[-1]
     try:
         store.put(signature_key, signer.sign(data), if_none_match=True, content_type=SIGNATURE_TYPE)
@@ -96,26 +95,33 @@ def sign_build_dir(
     *,
     documents: Mapping[str, bytes] | None = None,
     known_keys: Callable[[], list[bytes]] | None = None,
+    names: Attestations | None = None,
 ) -> None:
-    """Write documents (name -> bytes) into artifact_dir, then SHA256SUMS over files (name ->
-    verified sha256) and the documents, then SHA256SUMS.sig and provenance.json.sig (when it
-    is a document), create-only. signer None: everything but the signatures (a later run with
-    a key adds them). known_keys: the public keys an existing signature may be by (default:
-    the signer's). AttestationError names a file already there that differs."""
+    """Write documents (file name -> bytes: the SBOM, the provenance) into artifact_dir, then
+    the checksums over files (name -> verified sha256) and the documents, then their signature
+    and the provenance's (when it is a document), create-only, under names (a manifest's
+    "attestations"; default: the contract's names). signer None: everything but the
+    signatures (a later run with a key adds them). known_keys: the public keys an existing
+    signature may be by (default: the signer's). AttestationError names a file already there
+    that differs."""
+    names = names or Attestations()
     documents = dict(documents or {})
     listed = dict(files)
     for name, data in sorted(documents.items()):
-        put_create_only(store, f"{artifact_dir}/{name}", data)
+        content_type = SBOM_TYPE if name == names.sbom else JSON_TYPE
+        put_create_only(store, f"{artifact_dir}/{name}", data, content_type)
         listed[name] = hashlib.sha256(data).hexdigest()
     sums = sums_text(listed)
-    put_create_only(store, f"{artifact_dir}/{SUMS_FILE}", sums)
+    put_create_only(store, f"{artifact_dir}/{names.checksums}", sums, SUMS_TYPE)
     if signer is None:
-        log.warning("%s: no signing key configured: SHA256SUMS and provenance.json unsigned", artifact_dir)
+        unsigned = (names.checksums, names.provenance)
+        log.warning("%s: no signing key configured: %s and %s unsigned", artifact_dir, *unsigned)
         return
     keys = known_keys or (lambda: [signer.public_key_pem()])
-    put_signature(store, f"{artifact_dir}/{SUMS_FILE}", sums, signer, keys)
-    if PROVENANCE_FILE in documents:
-        put_signature(store, f"{artifact_dir}/{PROVENANCE_FILE}", documents[PROVENANCE_FILE], signer, keys)
+    put_signature(store, f"{artifact_dir}/{names.checksums_signature}", sums, signer, keys)
+    if names.provenance in documents:
+        provenance_signature = f"{artifact_dir}/{names.provenance_signature}"
+        put_signature(store, provenance_signature, documents[names.provenance], signer, keys)
 
 
 # -- a CPython build's SBOM and provenance -----------------------------------------------------
@@ -220,6 +226,21 @@ def provenance_document(
     return render_statement(facts).encode()
 
 
+def manifest_attestations(manifest: Mapping[str, Any], artifacts: Mapping[str, str]) -> Attestations:
+    """The names manifest.json's "attestations" lists (the defaults when it has none: a
+    builder older than the field); AttestationError for a bad list, or a name an artifact has."""
+    try:
+        names = Attestations.model_validate(manifest.get("attestations", {}))
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(map(str, ("attestations", *first["loc"])))
+        raise AttestationError(f"{MANIFEST_FILE}: {where}: {first['msg']}") from None
+    both = sorted(set(names.names()) & {*artifacts, MANIFEST_FILE})
+    if both:
+        raise AttestationError(f"{MANIFEST_FILE}: attestations: {', '.join(both)} is also an artifact")
+    return names
+
+
 def attest_build(
     store: Store,
     spec: Mapping[str, Any],
@@ -227,7 +248,8 @@ def attest_build(
     signer: Signer | None,
     known_keys: Callable[[], list[bytes]] | None = None,
 ) -> None:
-    """Write a verified CPython build's SBOM, provenance, SHA256SUMS and signatures.
+    """Write a verified CPython build's SBOM, provenance, SHA256SUMS and signatures, under the
+    names its manifest.json lists.
 
     spec: the planned spec (JSON form); artifacts: file name -> the sha256 the publish side
     verified. manifest.json is read here, once, and hashed as read."""
@@ -237,9 +259,12 @@ def attest_build(
     except StoreNotFound:
         raise AttestationError(f"{MANIFEST_FILE} is missing") from None
     manifest = json.loads(manifest_data)  # verify_cell parsed these very bytes
+    names = manifest_attestations(manifest, artifacts)
     files = {**artifacts, MANIFEST_FILE: hashlib.sha256(manifest_data).hexdigest()}
     documents = {
-        SBOM_FILE: sbom_document(manifest, spec),
-        PROVENANCE_FILE: provenance_document(manifest, spec, files),
+        names.sbom: sbom_document(manifest, spec),
+        names.provenance: provenance_document(manifest, spec, files),
     }
-    sign_build_dir(store, artifact_dir, files, signer, documents=documents, known_keys=known_keys)
+    sign_build_dir(
+        store, artifact_dir, files, signer, documents=documents, known_keys=known_keys, names=names
+    )

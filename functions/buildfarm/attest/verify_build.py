@@ -4,10 +4,13 @@ over http(s), against pinned public keys:
 - SHA256SUMS.sig is a signature of SHA256SUMS by one of the keys;
 - every file SHA256SUMS lists is there with that sha256;
 - every artifact manifest.json lists is in SHA256SUMS with the same sha256;
-- sbom.cdx.json and provenance.json (when present) are listed in SHA256SUMS (so signed), the
-  SBOM's CPython has the version and source sha256 that manifest.json records, and the
+- every attestation manifest.json lists ("attestations": buildfarm.models.Attestations) is
+  there: the SBOM and the provenance listed in SHA256SUMS with their sha256, the provenance's
+  signature a signature of it. A manifest without that list (a builder older than it, a
+  runtime build) is held to the default names: sbom.cdx.json and provenance.json when present;
+- the SBOM's CPython has the version and source sha256 that manifest.json records, and the
   provenance's subjects are the build's files with their sha256 and its invocationId is the
-  manifest's execution id. A <file>.sig beside either is checked too.
+  manifest's execution id. A <file>.sig beside the SBOM is checked too.
 
 verify_build returns one line per problem, each starting with the file it is about; [] means
 the build verifies. Names read from the build are checked before they become paths or URLs.
@@ -25,8 +28,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from pydantic import ValidationError
+
 from buildfarm.errors import UsageError
 from buildfarm.layout import MANIFEST_FILE, PROVENANCE_FILE, SBOM_FILE, SIGNATURE_SUFFIX, SUMS_FILE
+from buildfarm.models import Attestations
 
 from .provenance import statement_subjects
 from .sbom import CPYTHON_REF
@@ -126,13 +132,17 @@ def parse_sums(text: str) -> tuple[dict[str, str], list[str]]:
     return sums, problems
 
 
-def check_signature(files: BuildFiles, name: str, data: bytes, keys: Sequence[bytes]) -> list[str]:
-    signature = files.read(name + SIGNATURE_SUFFIX)
+def check_signature(
+    files: BuildFiles, name: str, data: bytes, keys: Sequence[bytes], signature_name: str | None = None
+) -> list[str]:
+    """signature_name (default <name>.sig) is a signature of data, the bytes of name."""
+    signature_name = signature_name or name + SIGNATURE_SUFFIX
+    signature = files.read(signature_name)
     if signature is None:
-        return [f"{name}{SIGNATURE_SUFFIX}: missing"]
+        return [f"{signature_name}: missing"]
     if verify_signature(data, signature, keys) is None:
         shown = ", ".join(fingerprint(key) for key in keys)
-        return [f"{name}{SIGNATURE_SUFFIX}: not a signature of {name} by any given key ({shown})"]
+        return [f"{signature_name}: not a signature of {name} by any given key ({shown})"]
     return []
 
 
@@ -186,86 +196,124 @@ def manifest_facts(manifest: dict[str, Any]) -> tuple[str | None, str | None, st
     return version, _dig(manifest, "spec", "source", "sha256"), _dig(manifest, "spec", "execution_id")
 
 
-def check_sbom(sbom: Any, manifest: dict[str, Any]) -> list[str]:
+def check_sbom(sbom: Any, manifest: dict[str, Any], sbom_name: str = SBOM_FILE) -> list[str]:
     version, source_sha256, _ = manifest_facts(manifest)
     components = _dig(sbom, "components")
     components = components if isinstance(components, list) else []
     cpython = next((c for c in components if isinstance(c, dict) and c.get("bom-ref") == CPYTHON_REF), None)
     if cpython is None:
-        return [f"{SBOM_FILE}: no CPython component (bom-ref {CPYTHON_REF!r})"]
+        return [f"{sbom_name}: no CPython component (bom-ref {CPYTHON_REF!r})"]
     problems = []
     if cpython.get("version") != version:
-        problems.append(f"{SBOM_FILE}: CPython {cpython.get('version')}, {MANIFEST_FILE} says {version}")
+        problems.append(f"{sbom_name}: CPython {cpython.get('version')}, {MANIFEST_FILE} says {version}")
     listed = cpython.get("hashes") if isinstance(cpython.get("hashes"), list) else []
     hashes = {h.get("alg"): h.get("content") for h in listed if isinstance(h, dict)}
     if hashes.get("SHA-256") != source_sha256:
         problems.append(
-            f"{SBOM_FILE}: source sha256 {hashes.get('SHA-256')}, {MANIFEST_FILE} says {source_sha256}"
+            f"{sbom_name}: source sha256 {hashes.get('SHA-256')}, {MANIFEST_FILE} says {source_sha256}"
         )
     return problems
 
 
-def check_provenance(statement: Any, manifest: dict[str, Any], sums: dict[str, str]) -> list[str]:
+def check_provenance(
+    statement: Any, manifest: dict[str, Any], sums: dict[str, str], provenance_name: str = PROVENANCE_FILE
+) -> list[str]:
     """The subjects against SHA256SUMS (which check_listed_files holds the files to)."""
     try:
         subjects = statement_subjects(statement if isinstance(statement, dict) else {})
     except ValueError as error:
-        return [f"{PROVENANCE_FILE}: {error}"]
+        return [f"{provenance_name}: {error}"]
     problems = []
     for name, sha256 in sorted(subjects.items()):
         if name not in sums:
-            problems.append(f"{PROVENANCE_FILE}: subject {name!r} is not in {SUMS_FILE}")
+            problems.append(f"{provenance_name}: subject {name!r} is not in {SUMS_FILE}")
         elif sums[name] != sha256:
             problems.append(
-                f"{PROVENANCE_FILE}: subject {name} has sha256 {sha256}, {SUMS_FILE} {sums[name]}"
+                f"{provenance_name}: subject {name} has sha256 {sha256}, {SUMS_FILE} {sums[name]}"
             )
     for artifact in manifest.get("artifacts") or []:
         if isinstance(artifact, dict) and artifact.get("file") not in subjects:
-            problems.append(f"{PROVENANCE_FILE}: artifact {artifact.get('file')} is not a subject")
+            problems.append(f"{provenance_name}: artifact {artifact.get('file')} is not a subject")
     invocation = _dig(statement, "predicate", "runDetails", "metadata", "invocationId")
     execution_id = manifest_facts(manifest)[2]
     if invocation != execution_id:
-        problems.append(f"{PROVENANCE_FILE}: invocationId {invocation}, {MANIFEST_FILE} says {execution_id}")
+        problems.append(f"{provenance_name}: invocationId {invocation}, {MANIFEST_FILE} says {execution_id}")
     return problems
 
 
+def listed_attestations(manifest: Any) -> tuple[Attestations, bool, list[str]]:
+    """(the attestation names manifest.json lists, whether it lists them, problems): the
+    default names when it has no list or a bad one (that one named)."""
+    if not isinstance(manifest, dict) or "attestations" not in manifest:
+        return Attestations(), False, []
+    try:
+        return Attestations.model_validate(manifest["attestations"]), True, []
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(map(str, ("attestations", *first["loc"])))
+        return Attestations(), False, [f"{MANIFEST_FILE}: {where}: {first['msg']}"]
+
+
 def check_attestation(
-    files: BuildFiles, name: str, data: bytes, sums: dict[str, str], keys: Sequence[bytes]
+    files: BuildFiles,
+    name: str,
+    data: bytes,
+    sums: dict[str, str],
+    keys: Sequence[bytes],
+    signature_name: str | None = None,
 ) -> list[str]:
-    """An attestation (SBOM, provenance) is signed through SHA256SUMS, and by <name>.sig if any."""
+    """An attestation (SBOM, provenance) is signed through SHA256SUMS, and by its signature:
+    signature_name, which must be there, else <name>.sig if there is one."""
     problems = [] if name in sums else [f"{name}: not listed in {SUMS_FILE} (unsigned)"]
-    if files.read(name + SIGNATURE_SUFFIX) is not None:
-        problems += check_signature(files, name, data, keys)
+    if signature_name is not None or files.read(name + SIGNATURE_SUFFIX) is not None:
+        problems += check_signature(files, name, data, keys, signature_name)
+    return problems
+
+
+def check_documents(
+    files: BuildFiles, manifest: dict[str, Any], sums: dict[str, str], keys: Sequence[bytes]
+) -> list[str]:
+    """The SBOM and the provenance against manifest.json: each one manifest.json lists must be
+    there (one that SHA256SUMS lists, check_listed_files names missing), signed, and agree."""
+    names, listed, problems = listed_attestations(manifest)
+    signatures = {names.sbom: None, names.provenance: names.provenance_signature if listed else None}
+    for name, signature_name in signatures.items():
+        data = files.read(name)
+        if data is None:
+            if listed and name not in sums:
+                problems.append(f"{name}: missing (listed in {MANIFEST_FILE})")
+            continue
+        problems += check_attestation(files, name, data, sums, keys, signature_name)
+        document, json_problems = parse_json(name, data)
+        problems += json_problems
+        if json_problems:
+            continue
+        if name == names.sbom:
+            problems += check_sbom(document, manifest, name)
+        else:
+            problems += check_provenance(document, manifest, sums, name)
     return problems
 
 
 def verify_build(files: BuildFiles, public_keys: Sequence[bytes]) -> list[str]:
     """Every problem of the build at `files`, one line each ([] when it verifies)."""
-    sums_data = files.read(SUMS_FILE)
+    manifest_data = files.read(MANIFEST_FILE)
+    manifest, manifest_problems = (
+        (None, []) if manifest_data is None else parse_json(MANIFEST_FILE, manifest_data)
+    )
+    names, _, _ = listed_attestations(manifest)
+    sums_data = files.read(names.checksums)
     if sums_data is None:
-        return [f"{SUMS_FILE}: missing (is {files.where} a build directory?)"]
-    problems = check_signature(files, SUMS_FILE, sums_data, public_keys)
+        return [f"{names.checksums}: missing (is {files.where} a build directory?)"]
+    problems = check_signature(files, names.checksums, sums_data, public_keys, names.checksums_signature)
     sums, sums_problems = parse_sums(sums_data.decode("utf-8", errors="replace"))
     file_problems, _ = check_listed_files(files, sums)
     problems += sums_problems + file_problems
-    manifest_data = files.read(MANIFEST_FILE)
     if manifest_data is None:
         return [*problems, f"{MANIFEST_FILE}: missing"]
-    manifest, json_problems = parse_json(MANIFEST_FILE, manifest_data)
-    problems += json_problems or check_manifest(manifest, sums)
+    if MANIFEST_FILE not in sums:
+        problems.append(f"{MANIFEST_FILE}: not listed in {names.checksums} (unsigned)")
+    problems += manifest_problems or check_manifest(manifest, sums)
     if not isinstance(manifest, dict):
         return problems
-    for name in (SBOM_FILE, PROVENANCE_FILE):
-        data = files.read(name)
-        if data is None:
-            continue
-        problems += check_attestation(files, name, data, sums, public_keys)
-        document, json_problems = parse_json(name, data)
-        problems += json_problems
-        if json_problems:
-            continue
-        if name == SBOM_FILE:
-            problems += check_sbom(document, manifest)
-        else:
-            problems += check_provenance(document, manifest, sums)
-    return problems
+    return problems + check_documents(files, manifest, sums, public_keys)

@@ -12,6 +12,7 @@ import pytest
 from buildfarm.attest.build_files import (
     AttestationError,
     build_times,
+    manifest_attestations,
     put_create_only,
     sbom_document,
     sign_build_dir,
@@ -22,6 +23,7 @@ from buildfarm.attest.farm_signer import configured_signer, local_key_config, re
 from buildfarm.attest.signing import KeyFileSigner, KmsSigner, init_key, verify_signature
 from buildfarm.config import ConfigError, FarmConfig
 from buildfarm.errors import UsageError
+from buildfarm.models import Attestations, Manifest
 from buildfarm.store import LocalStore
 
 SPEC = {
@@ -88,6 +90,62 @@ def test_create_only_keeps_the_same_bytes_and_names_other_ones(tmp_path: Path) -
     put_create_only(store, "builds/x/SHA256SUMS", b"same\n")
     with pytest.raises(AttestationError, match=r"^SHA256SUMS is already in builds/x with other content$"):
         put_create_only(store, "builds/x/SHA256SUMS", b"other\n")
+
+
+ARTIFACT = {"type": "tarball", "file": "python.tar.gz", "sha256": "1" * 64, "size": 1}
+MODEL_SPEC = {
+    **SPEC,
+    "prefix": "/opt/python/3.13.5",
+    "store": "/srv/store",
+    "artifact_dir": "builds/3.13.5/debian-12/x86_64/1",
+    "execution_id": "exec-1",
+}
+
+
+def test_a_manifest_without_attestations_means_the_contracts_names() -> None:
+    manifest = Manifest.model_validate({"spec": MODEL_SPEC, "artifacts": [ARTIFACT]})
+    assert manifest.attestations.names() == [
+        "sbom.cdx.json",
+        "provenance.json",
+        "SHA256SUMS",
+        "SHA256SUMS.sig",
+        "provenance.json.sig",
+    ]
+    assert manifest_attestations({}, {"python.tar.gz": "1" * 64}) == Attestations()
+
+
+@pytest.mark.parametrize(
+    ("attestations", "message"),
+    [
+        ({"sbom": "sbom.json"}, "sbom.json: not a name only the publish side writes"),
+        ({"checksums": "manifest.json"}, "manifest.json: not a name only the publish side writes"),
+        ({"provenance_signature": "SHA256SUMS.sig"}, "names must differ from each other"),
+        ({"sbom": "../x.sig"}, "String should match pattern"),
+        ({"sbom": "x.sig\n"}, "String should match pattern"),
+        ({"vex": "vex.json"}, "Extra inputs are not permitted"),
+        ({"provenance_signature": "python.tar.gz.sig"}, None),  # the artifact's name plus .sig is fine
+    ],
+)
+def test_a_bad_attestation_list_is_named(attestations: dict, message: str | None) -> None:
+    raw = {"spec": MODEL_SPEC, "artifacts": [ARTIFACT], "attestations": attestations}
+    if message is None:
+        assert Manifest.model_validate(raw).attestations.provenance_signature == "python.tar.gz.sig"
+        return
+    with pytest.raises(ValueError, match=message):
+        Manifest.model_validate(raw)
+    with pytest.raises(AttestationError, match=f"^manifest.json: attestations.*: .*{message}"):
+        manifest_attestations(raw, {"python.tar.gz": "1" * 64})
+
+
+def test_an_attestation_named_as_an_artifact_is_refused() -> None:
+    clash = {**ARTIFACT, "type": "deb", "file": "SHA256SUMS.sig"}
+    raw = {"spec": MODEL_SPEC, "artifacts": [ARTIFACT, clash]}
+    with pytest.raises(ValueError, match=r"SHA256SUMS\.sig: both an artifact and an attestation"):
+        Manifest.model_validate(raw)
+    with pytest.raises(
+        AttestationError, match=r"^manifest\.json: attestations: SHA256SUMS\.sig is also an artifact$"
+    ):
+        manifest_attestations(raw, {"python.tar.gz": "1" * 64, "SHA256SUMS.sig": "2" * 64})
 
 
 def test_sign_build_dir_for_any_build_dir(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from buildfarm.attest.sbom import SbomFacts, SourceFacts, make_sbom
 from buildfarm.attest.signing import KeyFileSigner, fingerprint, init_key, sign_file
 from buildfarm.attest.verify_build import LocalBuild, verify_build
 from buildfarm.cli import main
+from buildfarm.models import Attestations
 
 VERSION, PLATFORM, ARCH, BUILD = "3.13.5", "debian-12", "x86_64", 1
 CELL_DIR = f"builds/{VERSION}/{PLATFORM}/{ARCH}/{BUILD}"
@@ -35,9 +36,12 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def write_build(directory: Path, signer: KeyFileSigner, sbom_version: str = VERSION) -> Path:
-    """A build directory as the publishing side leaves it: artifacts, manifest.json,
-    sbom.cdx.json, provenance.json (+ .sig), SHA256SUMS (+ .sig)."""
+def write_build(
+    directory: Path, signer: KeyFileSigner, sbom_version: str = VERSION, *, listed: bool = True
+) -> Path:
+    """A build directory as the publishing side leaves it: artifacts, manifest.json (which
+    lists the attestations unless not listed: an older builder's), sbom.cdx.json,
+    provenance.json (+ .sig), SHA256SUMS (+ .sig)."""
     directory.mkdir(parents=True)
     (directory / TARBALL).write_bytes(gzip.compress(b"python tree\n" * 100, mtime=0))
     (directory / DEB).write_bytes(b"!<arch>\ndebian-binary   " + bytes(range(256)))
@@ -62,6 +66,8 @@ def write_build(directory: Path, signer: KeyFileSigner, sbom_version: str = VERS
         for kind, name in (("tarball", TARBALL), ("deb", DEB))
     ]
     manifest = {"schema_version": 1, "spec": spec, "python": {"version": VERSION}, "artifacts": artifacts}
+    if listed:
+        manifest["attestations"] = Attestations().model_dump()
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     created = datetime.datetime(2025, 6, 11, 12, 9, tzinfo=UTC)
     sbom = SbomFacts(
@@ -217,6 +223,14 @@ TAMPERING = {
         ["manifest.json: sha256", f"manifest.json: artifact {DEB} has sha256 {'f' * 64}"],
     ),
     "manifest-not-json": (lambda d: (d / "manifest.json").write_text("{"), ["manifest.json: not JSON"]),
+    "provenance-signature-missing": (
+        lambda d: (d / "provenance.json.sig").unlink(),
+        ["provenance.json.sig: missing"],
+    ),
+    "provenance-missing": (
+        lambda d: (d / "provenance.json").unlink(),
+        ["provenance.json: missing (listed in SHA256SUMS)"],
+    ),
 }
 
 
@@ -257,6 +271,55 @@ def test_an_unlisted_sbom_is_unsigned(store: Path, keys: dict[str, Path]) -> Non
     assert problems(build, keys["farm"].with_suffix(".pub")) == [
         "sbom.cdx.json: not listed in SHA256SUMS (unsigned)",
         "provenance.json: subject 'sbom.cdx.json' is not in SHA256SUMS",
+    ]
+
+
+def resign(directory: Path, keys: dict[str, Path], drop: str | None = None) -> None:
+    """SHA256SUMS without drop's line, signed again by the farm (a publisher that left it out)."""
+    lines = (directory / "SHA256SUMS").read_text().splitlines()
+    (directory / "SHA256SUMS").write_text(
+        "".join(f"{line}\n" for line in lines if not line.endswith(f"  {drop}"))
+    )
+    (directory / "SHA256SUMS.sig").unlink()
+    sign_file(KeyFileSigner(keys["farm"].with_suffix(".pem")), directory / "SHA256SUMS")
+
+
+def test_every_attestation_the_manifest_lists_must_be_there(tmp_path: Path, keys: dict[str, Path]) -> None:
+    farm = keys["farm"].with_suffix(".pub")
+    build = write_build(tmp_path / "b", KeyFileSigner(keys["farm"].with_suffix(".pem")))
+    (build / "provenance.json.sig").unlink()
+    assert problems(build, farm) == ["provenance.json.sig: missing"]
+    (build / "sbom.cdx.json").unlink()
+    resign(build, keys, drop="sbom.cdx.json")
+    assert problems(build, farm) == [
+        "sbom.cdx.json: missing (listed in manifest.json)",
+        "provenance.json.sig: missing",
+        "provenance.json: subject 'sbom.cdx.json' is not in SHA256SUMS",
+    ]
+
+
+def test_an_older_manifest_needs_no_provenance_signature(tmp_path: Path, keys: dict[str, Path]) -> None:
+    build = write_build(tmp_path / "b", KeyFileSigner(keys["farm"].with_suffix(".pem")), listed=False)
+    (build / "provenance.json.sig").unlink()
+    assert problems(build, keys["farm"].with_suffix(".pub")) == []
+
+
+def test_a_manifest_outside_the_signed_sums_is_named(tmp_path: Path, keys: dict[str, Path]) -> None:
+    build = write_build(tmp_path / "b", KeyFileSigner(keys["farm"].with_suffix(".pem")))
+    resign(build, keys, drop="manifest.json")
+    assert problems(build, keys["farm"].with_suffix(".pub")) == [
+        "manifest.json: not listed in SHA256SUMS (unsigned)",
+        "provenance.json: subject 'manifest.json' is not in SHA256SUMS",
+    ]
+
+
+def test_a_bad_attestation_list_is_named_and_the_defaults_checked(store: Path, keys: dict[str, Path]) -> None:
+    build = store / CELL_DIR
+    edit_json(build / "manifest.json", lambda m: m["attestations"].update(sbom="../sbom.cdx.json"))
+    found = problems(build, keys["farm"].with_suffix(".pub"))
+    assert found[0].startswith("manifest.json: sha256")
+    assert found[1:] == [
+        "manifest.json: attestations.sbom: String should match pattern '^[A-Za-z0-9][A-Za-z0-9._+~-]{0,199}$'"
     ]
 
 
