@@ -1,7 +1,8 @@
 """Hardening check of the ELF files a build ships; standard library only.
 
-Runs inside the builder with the driver, so it keeps to Python 3.6 and reads ELF
-headers with struct itself (no readelf parsing, no pyelftools). For each ELF file:
+Runs inside the builder with the driver, so it keeps to Python 3.6, and reads ELF files
+with builder_image/'s one ELF reader, sbom_facts/elf.py (struct over the bytes; the SBOM's
+linked packages read DT_NEEDED with it too). For each ELF file:
 
 - nx_stack: a PT_GNU_STACK header without PF_X. Without the header glibc and the
   kernel fall back to the ABI default, which is an executable stack on x86_64;
@@ -26,22 +27,34 @@ file and the property. Run as a script it prints both and exits 1 on violations.
 import json
 import os
 import re
-import stat
 import struct
 import sys
 
-ELF_MAGIC = b"\x7fELF"
-ET_REL, ET_EXEC, ET_DYN = 1, 2, 3
-PT_LOAD, PT_DYNAMIC, PT_INTERP = 1, 2, 3
-PT_NULL, PT_NOTE = 0, 4
-PT_GNU_STACK, PT_GNU_RELRO, PT_GNU_PROPERTY = 0x6474E551, 0x6474E552, 0x6474E553
-PF_X, PF_W, PF_R = 1, 2, 4
-SHT_DYNSYM = 11
-SHN_UNDEF = 0
-DT_NULL, DT_BIND_NOW, DT_FLAGS, DT_FLAGS_1 = 0, 24, 30, 0x6FFFFFFB
-DF_BIND_NOW = 0x8
-DF_1_NOW, DF_1_PIE = 0x1, 0x08000000
-STT_FUNC, STT_GNU_IFUNC, STT_NOTYPE = 2, 10, 0
+if not __package__:
+    # Run as a script (make.py's BOLT step runs this file): builder_image/, where the shared
+    # ELF reader is, is then not on sys.path (driver/ is).
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from sbom_facts import elf as elf_reader
+from sbom_facts.elf import (
+    DF_1_NOW,
+    DF_1_PIE,
+    DF_BIND_NOW,
+    DT_BIND_NOW,
+    DT_FLAGS,
+    DT_FLAGS_1,
+    ET_DYN,
+    ET_EXEC,
+    PF_R,
+    PF_W,
+    PF_X,
+    PT_GNU_PROPERTY,
+    PT_GNU_RELRO,
+    PT_GNU_STACK,
+    PT_INTERP,
+    PT_NOTE,
+    PT_NULL,
+    ElfError,
+)
 
 # hardening-check's list (devscripts 2.23): libc functions that have a __NAME_chk
 # variant under _FORTIFY_SOURCE.
@@ -66,126 +79,17 @@ ALWAYS_CHECKED = frozenset(_ALWAYS_CHECKED_NAMES.split())
 _LIBPYTHON = re.compile(r"libpython[0-9]+\.[0-9]+")
 
 
-class ElfError(Exception):
-    """The file starts like an ELF file but cannot be read as one."""
-
-
-class _Layout:
-    """struct formats of one ELF class and byte order."""
-
-    def __init__(self, elf_class, byte_order):
-        wide = elf_class == 2
-        self.wide = wide
-        # e_type .. e_shstrndx, after the 16-byte e_ident.
-        self.header = struct.Struct(byte_order + ("HHIQQQIHHHHHH" if wide else "HHIIIIIHHHHHH"))
-        # (type, flags, offset, vaddr, filesz, memsz) are picked out by phdr().
-        self.phdr_struct = struct.Struct(byte_order + ("IIQQQQQQ" if wide else "IIIIIIII"))
-        self.shdr = struct.Struct(byte_order + ("IIQQQQIIQQ" if wide else "IIIIIIIIII"))
-        self.dyn = struct.Struct(byte_order + ("qQ" if wide else "iI"))
-        self.sym = struct.Struct(byte_order + ("IBBHQQ" if wide else "IIIBBH"))
-
-    def phdr(self, data, offset):
-        fields = self.phdr_struct.unpack_from(data, offset)
-        if self.wide:
-            p_type, flags, p_offset, vaddr, _paddr, filesz, memsz, _align = fields
-        else:
-            p_type, p_offset, vaddr, _paddr, filesz, memsz, flags, _align = fields
-        return {
-            "type": p_type,
-            "flags": flags,
-            "offset": p_offset,
-            "vaddr": vaddr,
-            "filesz": filesz,
-            "memsz": memsz,
-        }
-
-    def symbol(self, data, offset):
-        """(name offset, type, section index) of one symbol table entry."""
-        fields = self.sym.unpack_from(data, offset)
-        if self.wide:
-            name, info, _other, shndx = fields[:4]
-        else:
-            name, info, shndx = fields[0], fields[3], fields[5]
-        return name, info & 0xF, shndx
-
-
-def _unpack(layout_struct, data, offset, what):
-    if offset < 0 or offset + layout_struct.size > len(data):
-        raise ElfError("truncated {}".format(what))
-    return layout_struct.unpack_from(data, offset)
-
-
 def read_elf(path):
     """The parts of an ELF file the checks need: {"type", "phdrs", "dynamic" (tag -> [values])
     or None without PT_DYNAMIC, "imports" (undefined function names of the dynamic symbol
     table) or None without section headers}. Raises ElfError for a malformed file."""
-    with open(path, "rb") as handle:
-        data = handle.read()
-    if data[:4] != ELF_MAGIC or len(data) < 16:
-        raise ElfError("not an ELF file")
-    elf_class, byte_order = data[4], data[5]
-    if elf_class not in (1, 2) or byte_order not in (1, 2):
-        raise ElfError("unknown ELF class {} / data encoding {}".format(elf_class, byte_order))
-    layout = _Layout(elf_class, "<" if byte_order == 1 else ">")
-    header = _unpack(layout.header, data, 16, "ELF header")
-    e_type, e_phoff, e_shoff = header[0], header[4], header[5]
-    e_phentsize, e_phnum, e_shentsize, e_shnum = header[8], header[9], header[10], header[11]
-    phdrs = []
-    for index in range(e_phnum):
-        offset = e_phoff + index * e_phentsize
-        _unpack(layout.phdr_struct, data, offset, "program header table")
-        phdrs.append(layout.phdr(data, offset))
-    sections = []
-    for index in range(e_shnum if e_shoff else 0):
-        sections.append(_unpack(layout.shdr, data, e_shoff + index * e_shentsize, "section header table"))
+    elf = elf_reader.read_file(path)
     return {
-        "type": e_type,
-        "phdrs": phdrs,
-        "dynamic": _dynamic_tags(data, layout, phdrs),
-        "imports": _imported_functions(data, layout, sections),
+        "type": elf.type,
+        "phdrs": elf.phdrs,
+        "dynamic": elf.dynamic_tags(),
+        "imports": elf.imported_functions(),
     }
-
-
-def _dynamic_tags(data, layout, phdrs):
-    dynamic = [p for p in phdrs if p["type"] == PT_DYNAMIC]
-    if not dynamic:
-        return None
-    tags = {}
-    start, size = dynamic[0]["offset"], dynamic[0]["filesz"]
-    for offset in range(start, start + size - layout.dyn.size + 1, layout.dyn.size):
-        tag, value = _unpack(layout.dyn, data, offset, "dynamic section")
-        if tag == DT_NULL:
-            break
-        tags.setdefault(tag, []).append(value)
-    return tags
-
-
-def _imported_functions(data, layout, sections):
-    """Undefined FUNC/IFUNC/NOTYPE symbols of .dynsym, as hardening-check counts them."""
-    # Section header fields: name, type, flags, addr, offset, size, link, info, align, entsize.
-    dynsyms = [s for s in sections if s[1] == SHT_DYNSYM]
-    if not dynsyms:
-        return None
-    _name, _type, _flags, _addr, offset, size, link, _info, _align, entsize = dynsyms[0]
-    if link >= len(sections):
-        raise ElfError("dynamic symbol table links to a missing string table")
-    strings_offset, strings_size = sections[link][4], sections[link][5]
-    strings = data[strings_offset : strings_offset + strings_size]
-    entsize = entsize or layout.sym.size
-    imports = set()
-    for entry in range(offset, offset + size - entsize + 1, entsize):
-        _unpack(layout.sym, data, entry, "dynamic symbol table")
-        name_offset, symbol_type, shndx = layout.symbol(data, entry)
-        if shndx != SHN_UNDEF or symbol_type not in (STT_FUNC, STT_GNU_IFUNC, STT_NOTYPE) or not name_offset:
-            continue
-        end = strings.find(b"\0", name_offset)
-        imports.add(strings[name_offset : end if end >= 0 else None].decode("ascii", "replace"))
-    return imports
-
-
-def is_elf(path):
-    with open(path, "rb") as handle:
-        return handle.read(4) == ELF_MAGIC
 
 
 def _kind(elf):
@@ -325,20 +229,6 @@ def check_file(path, relpath=None, non_pie_reason=None):
     return row
 
 
-def elf_files(root):
-    """Relative paths of the regular ELF files under root, sorted (symlinks are not
-    followed: each file is checked once, under its real name)."""
-    found = []
-    for directory, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for filename in filenames:
-            path = os.path.join(directory, filename)
-            mode = os.lstat(path).st_mode
-            if stat.S_ISREG(mode) and is_elf(path):
-                found.append(os.path.relpath(path, root))
-    return sorted(found)
-
-
 def check_tree(root, non_pie_allowed=None):
     """(table, violations) for every ELF file under root. non_pie_allowed: {relative path:
     reason} of executables that may be position-dependent. A reason for a file that is
@@ -346,7 +236,7 @@ def check_tree(root, non_pie_allowed=None):
     non_pie_allowed = dict(non_pie_allowed or {})
     table = {}
     violations = []
-    for relpath in elf_files(root):
+    for relpath in elf_reader.elf_files(root):
         row = check_file(os.path.join(root, relpath), relpath, non_pie_allowed.pop(relpath, None))
         table[relpath] = row
         violations += ["{}: {}".format(relpath, failure) for failure in row["failures"]]
@@ -377,30 +267,19 @@ def restore_gnu_stack(path):
     into the LOAD segment of its new code) a non-executable one again, in a spare program
     header: the table cannot grow in place (.interp follows it). Keeps the file's mtime,
     so make does not see the BOLTed binary as changed. Returns what it did, one line."""
-    elf = read_elf(path)
-    if any(p["type"] == PT_GNU_STACK for p in elf["phdrs"]):
+    elf = elf_reader.read_file(path)
+    if any(p["type"] == PT_GNU_STACK for p in elf.phdrs):
         return "{}: has PT_GNU_STACK, unchanged".format(path)
-    index = _spare_program_header(elf["phdrs"])
+    index = _spare_program_header(elf.phdrs)
     if index is None:
         raise ElfError("{}: no PT_GNU_STACK and no spare program header to put one in".format(path))
-    with open(path, "rb") as handle:
-        ident = handle.read(16)
-    layout = _Layout(ident[4], "<" if ident[5] == 1 else ">")
-    with open(path, "rb") as handle:
-        handle.seek(16)
-        header = layout.header.unpack(handle.read(layout.header.size))
-    e_phoff, e_phentsize = header[4], header[8]
-    align = 16
-    if layout.wide:
-        entry = layout.phdr_struct.pack(PT_GNU_STACK, PF_R | PF_W, 0, 0, 0, 0, 0, align)
-    else:
-        entry = layout.phdr_struct.pack(PT_GNU_STACK, 0, 0, 0, 0, 0, PF_R | PF_W, align)
+    entry = elf.layout.pack_phdr(PT_GNU_STACK, PF_R | PF_W, 16)
     before = os.stat(path)
     with open(path, "r+b") as handle:
-        handle.seek(e_phoff + index * e_phentsize)
+        handle.seek(elf.phoff + index * elf.phentsize)
         handle.write(entry)
     os.utime(path, (before.st_atime, before.st_mtime))
-    replaced = "PT_NULL" if elf["phdrs"][index]["type"] == PT_NULL else "PT_NOTE duplicating PT_GNU_PROPERTY"
+    replaced = "PT_NULL" if elf.phdrs[index]["type"] == PT_NULL else "PT_NOTE duplicating PT_GNU_PROPERTY"
     return "{}: program header {} ({}) is now PT_GNU_STACK RW".format(path, index, replaced)
 
 

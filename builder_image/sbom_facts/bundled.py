@@ -1,11 +1,12 @@
 """Third-party code bundled in a CPython source tree, with versions read from the tree itself.
 
-Each library has a probe that reads the version where its code states it (expat.h's
+PROBES, one row per library, says where its code states the version (expat.h's
 XML_*_VERSION macros, mpdecimal.h's MPD_VERSION, the HACL* revision pinned by refresh.sh,
-tiny_sha3's commit in its README). From 3.12 on the tree also has Misc/sbom.spdx.json,
-CPython's own SPDX SBOM; it names libraries no header versions (libb2, macholib) and gives
-their download location and CPE. Where both speak, the header wins: 3.13.5's sbom.spdx.json
-still says expat 2.6.3 while its expat.h (whose checksum that same file records) is 2.7.1.
+tiny_sha3's commit in its README), or that nothing in the tree does. From 3.12 on the tree
+also has Misc/sbom.spdx.json, CPython's own SPDX SBOM; it names libraries no header versions
+(libb2, macholib) and gives their download location and CPE. Where both speak, the header
+wins: 3.13.5's sbom.spdx.json still says expat 2.6.3 while its expat.h (whose checksum that
+same file records) is 2.7.1.
 
 Standard library only: the builder may run it with the interpreter it has just built.
 """
@@ -15,7 +16,6 @@ from __future__ import annotations
 import json
 import posixpath
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -43,76 +43,86 @@ def _read(tree: Path, relative: str) -> str | None:
         return None
 
 
-def _define(text: str, macro: str) -> str | None:
-    match = re.search(rf"^#\s*define\s+{macro}\s+(\S+)", text, re.MULTILINE)
-    return match.group(1).strip('"') if match else None
+@dataclass(frozen=True)
+class Probe:
+    """Where one bundled library shows in a CPython tree, and how the tree states its version.
+
+    name: as CPython's SBOM names it; path: its directory in the tree; version_source: the
+    file that states the version (None: the directory alone shows the library, and nothing in
+    the tree versions it); patterns: one regex per part of the version, each fullmatched
+    against the lines of that file (its group is the part; the parts are joined with "."); cpe:
+    CPE 2.3's vendor:product, for a version read; marker: text that file must contain for the
+    library to be there."""
+
+    name: str
+    path: str
+    version_source: str | None = None
+    patterns: tuple[str, ...] = ()
+    cpe: str | None = None
+    marker: str | None = None
 
 
-def probe_expat(tree: Path) -> BundledComponent | None:
-    header = "Modules/expat/expat.h"
-    text = _read(tree, header)
-    if text is None:
-        return None
-    parts = [_define(text, f"XML_{part}_VERSION") for part in ("MAJOR", "MINOR", "MICRO")]
-    digits = all(part is not None and re.fullmatch(r"[0-9]+", part) for part in parts)
-    version = ".".join(parts) if digits else None  # type: ignore[arg-type]
-    cpe = f"cpe:2.3:a:libexpat_project:libexpat:{version}:*:*:*:*:*:*:*" if version else None
-    return BundledComponent("expat", version, "Modules/expat", header, cpe=cpe)
+def _define(macro: str, value: str = r"[0-9]+") -> str:
+    """A C header's `#define MACRO value` line (the value quoted or not, a comment after it)."""
+    return rf'#\s*define\s+{macro}\s+"?({value})"?(?:\s.*)?'
 
 
-def probe_mpdecimal(tree: Path) -> BundledComponent | None:
-    header = "Modules/_decimal/libmpdec/mpdecimal.h"
-    text = _read(tree, header)
-    if text is None:
-        return None
-    version = _define(text, "MPD_VERSION")
-    if version is not None and not re.fullmatch(r"[0-9]+(\.[0-9]+)*", version):
-        version = None
-    cpe = f"cpe:2.3:a:bytereef:mpdecimal:{version}:*:*:*:*:*:*:*" if version else None
-    return BundledComponent("mpdecimal", version, "Modules/_decimal/libmpdec", header, cpe=cpe)
-
-
-def probe_hacl_star(tree: Path) -> BundledComponent | None:
-    script = "Modules/_hacl/refresh.sh"
-    text = _read(tree, script)
-    if text is None:
-        return None
-    match = re.search(r"^expected_hacl_star_rev=([0-9a-f]{40})$", text, re.MULTILINE)
-    revision = match.group(1) if match else None
-    return BundledComponent("hacl-star", revision, "Modules/_hacl", script)
-
-
-def probe_tiny_sha3(tree: Path) -> BundledComponent | None:
-    readme = "Modules/_sha3/README.txt"
-    text = _read(tree, readme)
-    if text is None or "tiny_sha3" not in text:
-        return None
-    match = re.search(r"^commit ([0-9a-f]{40})$", text, re.MULTILINE)
-    return BundledComponent("tiny_sha3", match.group(1) if match else None, "Modules/_sha3", readme)
-
-
-def probe_keccak(tree: Path) -> BundledComponent | None:
-    """The Keccak Code Package of 3.6-3.10's _sha3: its README names no release."""
-    if not (tree / "Modules/_sha3/kcp").is_dir():
-        return None
-    return BundledComponent("keccak-code-package", None, "Modules/_sha3/kcp", "none")
-
-
-def probe_libb2(tree: Path) -> BundledComponent | None:
-    """BLAKE2's reference code: versioned only by Misc/sbom.spdx.json (as libb2)."""
-    if not (tree / "Modules/_blake2/impl").is_dir():
-        return None
-    return BundledComponent("libb2", None, "Modules/_blake2/impl", "none")
-
-
-PROBES: tuple[Callable[[Path], BundledComponent | None], ...] = (
-    probe_expat,
-    probe_mpdecimal,
-    probe_hacl_star,
-    probe_libb2,
-    probe_tiny_sha3,
-    probe_keccak,
+PROBES: tuple[Probe, ...] = (
+    Probe(
+        "expat",
+        "Modules/expat",
+        "Modules/expat/expat.h",
+        tuple(_define(f"XML_{part}_VERSION") for part in ("MAJOR", "MINOR", "MICRO")),
+        cpe="libexpat_project:libexpat",
+    ),
+    Probe(
+        "mpdecimal",
+        "Modules/_decimal/libmpdec",
+        "Modules/_decimal/libmpdec/mpdecimal.h",
+        (_define("MPD_VERSION", r"[0-9]+(?:\.[0-9]+)*"),),
+        cpe="bytereef:mpdecimal",
+    ),
+    # The HACL* revision pinned by refresh.sh.
+    Probe(
+        "hacl-star", "Modules/_hacl", "Modules/_hacl/refresh.sh", (r"expected_hacl_star_rev=([0-9a-f]{40})",)
+    ),
+    # tiny_sha3's commit, in its README (3.11's _sha3).
+    Probe(
+        "tiny_sha3",
+        "Modules/_sha3",
+        "Modules/_sha3/README.txt",
+        (r"commit ([0-9a-f]{40})",),
+        marker="tiny_sha3",
+    ),
+    # The Keccak Code Package of 3.6-3.10's _sha3: its README names no release.
+    Probe("keccak-code-package", "Modules/_sha3/kcp"),
+    # BLAKE2's reference code: versioned only by Misc/sbom.spdx.json (as libb2).
+    Probe("libb2", "Modules/_blake2/impl"),
 )
+
+
+def _line_group(text: str, pattern: str) -> str | None:
+    """The group of the first line of text that pattern fullmatches."""
+    for line in text.splitlines():
+        match = re.fullmatch(pattern, line)
+        if match:
+            return match.group(1)
+    return None
+
+
+def probe(tree: Path, library: Probe) -> BundledComponent | None:
+    """The library as the tree at `tree` has it (None: not there), with the version it states."""
+    if library.version_source is None:
+        if not (tree / library.path).is_dir():
+            return None
+        return BundledComponent(library.name, None, library.path, "none")
+    text = _read(tree, library.version_source)
+    if text is None or (library.marker is not None and library.marker not in text):
+        return None
+    parts = [_line_group(text, pattern) for pattern in library.patterns]
+    version = ".".join(part for part in parts if part is not None) if None not in parts else None
+    cpe = f"cpe:2.3:a:{library.cpe}:{version}:*:*:*:*:*:*:*" if library.cpe and version else None
+    return BundledComponent(library.name, version, library.path, library.version_source, cpe=cpe)
 
 
 def spdx_packages(tree: Path) -> dict[str, BundledComponent]:
@@ -149,8 +159,8 @@ def bundled_components(tree: Path) -> list[BundledComponent]:
     """Every bundled library of the CPython source tree at `tree`, sorted by name."""
     from_spdx = spdx_packages(tree)
     found: dict[str, BundledComponent] = {}
-    for probe in PROBES:
-        probed = probe(tree)
+    for library in PROBES:
+        probed = probe(tree, library)
         if probed is not None:
             found[probed.name] = _merge(probed, from_spdx.get(probed.name))
     for name, listed in from_spdx.items():

@@ -2,28 +2,23 @@
 each resolved to a library path the way the dynamic loader's cache does (ldconfig -p), each
 path mapped to the platform package that ships it, with that package's version.
 
-The ELF reader and the mapping are pure; DpkgOwner and RpmOwner ask the platform's package
-database (dpkg-query -S / -W, rpm -qf). Standard library only: it runs where the build ran,
-since only that root knows which package ships which library.
+The ELF files are read by elf.py (the reader the driver's hardening check uses too); the
+mapping is pure; DpkgOwner and RpmOwner ask the platform's package database (dpkg-query -S /
+-W, rpm -qf). Standard library only: it runs where the build ran, since only that root knows
+which package ships which library.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import struct
 import subprocess
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-ELF_MAGIC = b"\x7fELF"
-SHT_DYNAMIC = 6
-DT_NULL, DT_NEEDED, DT_SONAME = 0, 1, 14
-
-
-class ElfError(ValueError):
-    """A file that starts like ELF but cannot be read as one."""
+from .elf import ELF_MAGIC, ElfFile, elf_files, machine_of
+from .elf import ElfError as ElfError  # re-exported: what read_elf_dynamic raises
 
 
 @dataclass(frozen=True)
@@ -62,61 +57,22 @@ def read_elf_dynamic(data: bytes) -> ElfDynamic | None:
     """The dynamic section of an ELF image (None: not ELF, or linked statically)."""
     if data[:4] != ELF_MAGIC or len(data) < 64:
         return None
-    wide, order = {1: False, 2: True}.get(data[4]), {1: "<", 2: ">"}.get(data[5])
-    if wide is None or order is None:
-        raise ElfError(f"unknown ELF class {data[4]} / byte order {data[5]}")
-    header = struct.Struct(order + ("HHIQQQIHHHHHH" if wide else "HHIIIIIHHHHHH"))
-    section = struct.Struct(order + ("IIQQQQIIQQ" if wide else "IIIIIIIIII"))
-    entry = struct.Struct(order + ("qQ" if wide else "iI"))
-    fields = header.unpack_from(data, 16)
-    machine, shoff, shentsize, shnum = fields[1], fields[5], fields[10], fields[11]
-    sections = [_unpack(section, data, shoff + index * shentsize) for index in range(shnum)]
-    dynamic = [s for s in sections if s[1] == SHT_DYNAMIC]
-    if not dynamic:
+    elf = ElfFile(data)
+    dynamic = elf.needed()
+    if dynamic is None:
         return None
-    _, _, _, _, offset, size, link, _, _, _ = dynamic[0]
-    if link >= len(sections):
-        raise ElfError("the dynamic section links no string table")
-    strtab = sections[link][4]
-    needed, soname = [], None
-    for position in range(offset, offset + size, entry.size):
-        tag, value = _unpack(entry, data, position)
-        if tag == DT_NULL:
-            break
-        if tag == DT_NEEDED:
-            needed.append(_string(data, strtab + value))
-        elif tag == DT_SONAME:
-            soname = _string(data, strtab + value)
-    return ElfDynamic(machine, wide, tuple(needed), soname)
-
-
-def _unpack(layout: struct.Struct, data: bytes, offset: int) -> tuple:
-    if offset < 0 or offset + layout.size > len(data):
-        raise ElfError(f"truncated ELF file (offset {offset})")
-    return layout.unpack_from(data, offset)
-
-
-def _string(data: bytes, offset: int) -> str:
-    end = data.find(b"\0", offset)
-    if offset >= len(data) or end < 0:
-        raise ElfError(f"string table entry out of the file (offset {offset})")
-    return data[offset:end].decode("ascii", errors="replace")
+    needed, soname = dynamic
+    return ElfDynamic(elf.machine, elf.wide, needed, soname)
 
 
 def tree_dynamics(tree: Path) -> dict[str, ElfDynamic]:
     """Every dynamically linked ELF file under tree (symbolic links left out), by path."""
     found = {}
-    for directory, _dirs, files in os.walk(tree):
-        for name in sorted(files):
-            path = Path(directory, name)
-            if path.is_symlink() or not path.is_file():
-                continue
-            with path.open("rb") as handle:
-                if handle.read(4) != ELF_MAGIC:
-                    continue
-            dynamic = read_elf_dynamic(path.read_bytes())
-            if dynamic is not None:
-                found[str(path)] = dynamic
+    for relpath in elf_files(tree):
+        path = Path(tree, relpath)
+        dynamic = read_elf_dynamic(path.read_bytes())
+        if dynamic is not None:
+            found[str(path)] = dynamic
     return found
 
 
@@ -168,10 +124,7 @@ def same_machine(path: str, consumer: ElfDynamic) -> bool:
             head = handle.read(20)
     except OSError:
         return False
-    if head[:4] != ELF_MAGIC or len(head) < 20:
-        return False
-    machine = struct.unpack_from("<H" if head[5] == 1 else ">H", head, 18)[0]
-    return machine == consumer.machine and (head[4] == 2) == consumer.wide
+    return machine_of(head) == (consumer.machine, consumer.wide)
 
 
 def linked_packages(

@@ -576,10 +576,16 @@ def test_s3_url_split():
 # The SBOM fact collector (builder_image/sbom_facts/) is not the driver: the built python
 # (3.9 or newer) runs it, so it has its own syntax floor (test_collector_runs_on_python39_syntax).
 COLLECTOR_DIR = "sbom_facts"
+# What the driver imports of the collector's package: its __init__ and the shared ELF reader.
+SHARED_WITH_THE_DRIVER = (f"{COLLECTOR_DIR}/__init__.py", f"{COLLECTOR_DIR}/elf.py")
 DRIVER_FILES = sorted(
     path.relative_to(BUILD_PY.parent).as_posix()
     for path in BUILD_PY.parent.rglob("*.py")
-    if "__pycache__" not in path.parts and path.relative_to(BUILD_PY.parent).parts[0] != COLLECTOR_DIR
+    if "__pycache__" not in path.parts
+    and (
+        path.relative_to(BUILD_PY.parent).parts[0] != COLLECTOR_DIR
+        or path.relative_to(BUILD_PY.parent).as_posix() in SHARED_WITH_THE_DRIVER
+    )
 )
 COLLECTOR_FILES = sorted(path.name for path in (BUILD_PY.parent / COLLECTOR_DIR).glob("*.py"))
 
@@ -588,6 +594,7 @@ def test_the_driver_package_is_found():
     assert {"build.py", "registry.py", "driver/__init__.py", "driver/main.py", "driver/selftest.py"} <= set(
         DRIVER_FILES
     )
+    assert set(SHARED_WITH_THE_DRIVER) <= set(DRIVER_FILES)
 
 
 @pytest.mark.parametrize("name", DRIVER_FILES)
@@ -618,7 +625,9 @@ def test_driver_runs_on_python36_syntax(name):
 
 
 def test_the_collector_is_found():
-    assert {"__init__.py", "bundled.py", "collect.py", "linked.py", "toolchain.py"} <= set(COLLECTOR_FILES)
+    assert {"__init__.py", "bundled.py", "collect.py", "elf.py", "linked.py", "toolchain.py"} <= set(
+        COLLECTOR_FILES
+    )
 
 
 @pytest.mark.parametrize("name", COLLECTOR_FILES)
