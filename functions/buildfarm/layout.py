@@ -207,9 +207,14 @@ def runtime_items_key(plan_id: str) -> str:
     return f"{PLANS_PREFIX}{plan_id}/runtime-items.json"
 
 
+def runtime_outcomes_prefix(plan_id: str) -> str:
+    """plans/<execution>/runtime-outcomes/."""
+    return f"{PLANS_PREFIX}{plan_id}/runtime-outcomes/"
+
+
 def runtime_outcome_key(plan_id: str, cell: str) -> str:
     """plans/<execution>/runtime-outcomes/<name>/<version>/<platform>/<arch>.json."""
-    return f"{PLANS_PREFIX}{plan_id}/runtime-outcomes/{cell}.json"
+    return f"{runtime_outcomes_prefix(plan_id)}{cell}.json"
 
 
 def parse_outcome_key(plan_id: str, key: str) -> tuple[str, str] | None:

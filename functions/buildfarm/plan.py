@@ -32,6 +32,7 @@ from buildfarm.layout import (
     plan_record_key,
     run_marker_key,
     runtime_items_key,
+    runtime_outcomes_prefix,
 )
 from buildfarm.models import BuildSpec, Source
 from buildfarm.plan_items import PlanItem, close_run, open_runs, read_plan_items  # noqa: F401 (re-exported)
@@ -47,8 +48,9 @@ from buildfarm.releases import (
     save_releases,
     source_url,
 )
-from buildfarm.runtimes.cloud_items import RuntimeItem, plan_runtime_items
+from buildfarm.runtimes.cloud_items import RuntimeItem, runtime_command
 from buildfarm.runtimes.definitions import RuntimeDefinition
+from buildfarm.runtimes.farm_cells import ClaimedRuntime, plan_run_runtimes
 from buildfarm.store import Store, StoreError
 from buildfarm.workflow_input import InputError, WorkflowInput, parse_workflow_input
 
@@ -98,10 +100,12 @@ class Plan:
     policy: PolicyReport | None = None
     # Cells left for a later run: over this execution's budget (newest releases go first).
     deferred: int = 0
+    # One budget for both kinds: Python cells claim first, runtime cells take what is left.
     budget: int = 0
     # The run's runtime cells (buildfarm.runtimes.cloud_items), claimed: the BuildRuntimes Map's.
     runtime_items: list[RuntimeItem] = field(default_factory=list)
     runtime_items_location: dict[str, str] = field(default_factory=dict)
+    runtimes_deferred: int = 0
 
     @property
     def counts(self) -> dict[str, int]:
@@ -125,7 +129,11 @@ class Plan:
             "force": self.force,
             "budget": self.budget,
             "releases": self.releases_refresh[:200],
-            "runtimes": {"planned": len(self.runtime_items), "items": self.runtime_items_location},
+            "runtimes": {
+                "planned": len(self.runtime_items),
+                "deferred": self.runtimes_deferred,
+                "items": self.runtime_items_location,
+            },
         }
 
 
@@ -180,7 +188,8 @@ def plan(
     Raises InputError (naming the bad value) before anything is written. With request.dry_run,
     the same plan is computed and nothing is claimed or written. is_running tells whether
     another execution still runs (its claims then hold; see buildfarm.claims). With `runtimes`
-    (definitions), the matrix's runtime cells whose Python is published are claimed too."""
+    (definitions), the matrix's runtime cells whose Python is published are claimed too, with
+    what the Python cells left of the budget (both take Batch time within one execution)."""
     now = now or clock.now()
     registry = registry or load_registry()
     validated = _as_request(request, config)
@@ -193,10 +202,11 @@ def plan(
         selection.matrix, published_builds(versions_doc), validated.force
     )
     scheduled = not (validated.versions or validated.force)
-    budget = _budget(store, config, execution_id, alive, scheduled) if wanted else 0
+    marked = bool(wanted or runtimes) and not validated.dry_run
+    budget = _budget(store, config, execution_id, alive, scheduled) if wanted or runtimes else 0
     outcomes: dict[Cell, ClaimOutcome] = {}
     try:
-        if wanted and not validated.dry_run:
+        if marked:
             _mark_run(store, execution_id, budget, now)
         outcomes, deferred = _claim_by_priority(
             store, wanted, release_of, budget, execution_id, config, now, validated.dry_run, alive
@@ -210,39 +220,57 @@ def plan(
             versions=[r.version for r in selection.releases], policy=selection.report,
             deferred=deferred, budget=budget,
         )  # fmt: skip
-        result.runtime_items, result.runtime_items_location = _runtime_items(
-            store, config, runtimes or [], selection, execution_id, now, validated.dry_run, alive
-        )
+        _add_runtime_items(result, store, config, runtimes or [], selection, now, alive)
         if not validated.dry_run:
-            _record(store, result, validated, bool(wanted), now)
+            _record(store, result, validated, marked, now)
     except BaseException:
         if not validated.dry_run:
-            _abandon(store, execution_id, outcomes, bool(wanted), now)
+            _abandon(store, execution_id, outcomes, marked, now)
         raise
     log.info("plan %s: %s%s", result.plan_id, result.counts, " (dry run)" if result.dry_run else "")
     return result
 
 
-def _runtime_items(
+def _add_runtime_items(
+    result: Plan,
     store: Store,
     config: FarmConfig,
     definitions: list[RuntimeDefinition],
     selection: Selection,
-    execution_id: str,
     now: datetime,
-    dry_run: bool,
     alive: Liveness,
-) -> tuple[list[RuntimeItem], dict[str, str]]:
-    """The runtime items of the selection's platforms and arches (none without definitions),
-    and where the plan writes them."""
-    location = store.location_of(runtime_items_key(execution_id))
+) -> None:
+    """Claim the runtime cells of the selection's platforms and arches (none without
+    definitions) with what the plan's Python items left of its budget, as the plan's runtime
+    items; and where the plan writes them."""
+    execution_id = result.execution_id
+    result.runtime_items_location = store.location_of(runtime_items_key(execution_id))
     if not definitions:
-        return [], location
+        return
     where = {(platform, arch) for _, platform, arch in selection.matrix}
-    items, _ = plan_runtime_items(
-        store, config, definitions, where, execution_id, now, dry_run=dry_run, is_running=alive
+    runtimes = plan_run_runtimes(
+        store, definitions, where, execution_id=execution_id, now=now,
+        ttl_seconds=config.claim_ttl_seconds, dry_run=result.dry_run, is_running=alive,
+        limit=max(0, result.budget - len(result.items)),
+    )  # fmt: skip
+    result.runtimes_deferred = len(runtimes.deferred)
+    result.runtime_items = [_runtime_item(claimed, store, execution_id) for claimed in runtimes.claimed]
+
+
+def _runtime_item(claimed: ClaimedRuntime, store: Store, execution_id: str) -> RuntimeItem:
+    """The item of a claimed runtime cell, as cloud_items.plan_runtime_items makes it (which
+    claims without a budget, so the planner claims through plan_run_runtimes itself)."""
+    _, _, platform, arch = claimed.item.cell
+    return RuntimeItem(
+        cell=claimed.name,
+        build=claimed.build,
+        python={"version": claimed.item.python.version, "build": claimed.item.python.build},
+        reason=claimed.item.reason,
+        execution_id=execution_id,
+        command=runtime_command(claimed, store),
+        job_definition=f"{platform}-{arch}",
+        job_queue_arch=arch,
     )
-    return items, location
 
 
 def _select(
@@ -267,12 +295,13 @@ def _select(
 
 
 def _record(store: Store, result: Plan, request: WorkflowInput, marked: bool, now: datetime) -> None:
-    """Write a plan that has items, and its run marker if it has Python items; else close the
-    run marker it opened (everything wanted is held or deferred: nothing to finalize)."""
-    if result.items or result.runtime_items:
+    """Write a plan that has items (Python or runtime) and its run marker with their count (for
+    _budget; recovery finalizes the run if its execution ends first); else close the run marker
+    it opened (everything wanted is held or deferred: nothing to finalize)."""
+    planned = len(result.items) + len(result.runtime_items)
+    if planned:
         _write_plan(store, result, request, now)
-    if result.items:
-        _mark_run(store, result.plan_id, len(result.items), now)  # the real count, for _budget
+        _mark_run(store, result.plan_id, planned, now)  # the real count, for _budget
     elif marked:
         close_run(store, result.execution_id)
 
@@ -290,10 +319,10 @@ def _abandon(
 
 
 def _budget(store: Store, config: FarmConfig, execution_id: str, alive: Liveness, scheduled: bool) -> int:
-    """How many cells this execution may claim: config.cells_per_execution, less (for a scheduled
-    run) the unfinished cells of other running executions, so that everything outstanding
-    finishes within one execution's budget however often the schedule starts a run. A request
-    that names versions or forces (break glass) gets the whole budget."""
+    """How many cells (Python and runtime) this execution may claim: config.cells_per_execution,
+    less (for a scheduled run) the unfinished cells of other running executions, so that
+    everything outstanding finishes within one execution's budget however often the schedule
+    starts a run. A request that names versions or forces (break glass) gets the whole budget."""
     if not scheduled:
         return config.cells_per_execution
     in_flight = 0
@@ -306,6 +335,7 @@ def _budget(store: Store, config: FarmConfig, execution_id: str, alive: Liveness
         except (StoreError, ValueError, TypeError):
             continue
         decided = sum(1 for _ in store.list(outcomes_prefix(other)))
+        decided += sum(1 for _ in store.list(runtime_outcomes_prefix(other)))
         in_flight += max(0, planned - decided)
     return max(0, config.cells_per_execution - in_flight)
 

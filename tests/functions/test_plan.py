@@ -9,10 +9,14 @@ import threading
 from datetime import timedelta
 
 import pytest
+from runtime_definitions import SVC_TOML, write_svc_definitions
 
 from buildfarm.claims import claim_key, release_claims
 from buildfarm.models import BuildSpec
 from buildfarm.plan import items_key, plan, read_plan_items, safe_id
+from buildfarm.runtimes.cloud_items import decide_runtime_item
+from buildfarm.runtimes.definitions import RuntimeDefinition, load_definition
+from buildfarm.runtimes.keys import runtime_claim_key
 
 from .conftest import (
     NOW,
@@ -309,3 +313,73 @@ def test_each_module_imports_first_in_a_fresh_interpreter(module):
     items (buildfarm.plan_items): whichever is imported first, there is no cycle."""
     result = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-600:]
+
+
+# -- One budget for Python and runtime cells -----------------------------------------------------
+
+BOTH_ARCHES = {"versions": ["3.13.5"], "platforms": ["debian-12", "rhel-9"], "arches": ["x86_64", "aarch64"]}
+
+
+@pytest.fixture
+def svc_both_arches(tmp_path) -> RuntimeDefinition:
+    """svc on debian-12 for both arches; with 3.13.5 published on debian-12 only, a plan of
+    BOTH_ARCHES wants two Python cells (rhel-9) and two runtime cells (debian-12)."""
+    directory = write_svc_definitions(tmp_path / "defs", "idna==3.10")
+    (directory / "svc.toml").write_text(SVC_TOML.replace('["x86_64"]', '["x86_64", "aarch64"]'))
+    return load_definition(directory / "svc.toml")
+
+
+def budget_of(config, cells: int):
+    return config.model_copy(update={"max_cells_per_execution": cells})
+
+
+@pytest.mark.parametrize(("budget", "runtimes_claimed"), [(5, 2), (3, 1), (2, 0), (1, 0)])
+def test_runtime_cells_take_what_the_python_cells_leave_of_the_budget(
+    local_store, config, svc_both_arches, budget, runtimes_claimed
+):
+    write_releases(local_store, ["3.13.5"])
+    write_published_matrix(local_store, ["3.13.5"], ["debian-12"], ["x86_64", "aarch64"])
+    result = plan(
+        BOTH_ARCHES, local_store, budget_of(config, budget), "exec-1", NOW, runtimes=[svc_both_arches]
+    )
+    python_claimed = min(budget, 2)
+    assert result.budget == budget and len(result.items) == python_claimed
+    assert len(result.runtime_items) == runtimes_claimed
+    assert result.summary["runtimes"]["deferred"] == 2 - runtimes_claimed
+    claimed = [
+        local_store.exists(runtime_claim_key("svc", "2.1.0", "debian-12", a)) for a in ("x86_64", "aarch64")
+    ]
+    assert sum(claimed) == runtimes_claimed  # a deferred cell is not claimed: a later run takes it
+    assert read_json(local_store, "runs/exec-1.json")["planned"] == python_claimed + runtimes_claimed
+
+
+def test_a_dry_run_shows_the_same_split_and_claims_nothing(local_store, config, svc_both_arches):
+    write_releases(local_store, ["3.13.5"])
+    write_published_matrix(local_store, ["3.13.5"], ["debian-12"], ["x86_64", "aarch64"])
+    dry = plan({**BOTH_ARCHES, "dry_run": True}, local_store, budget_of(config, 3), "exec-0", NOW,
+               runtimes=[svc_both_arches])  # fmt: skip
+    assert (len(dry.items), len(dry.runtime_items), dry.summary["runtimes"]["deferred"]) == (2, 1, 1)
+    assert not any(info.key.startswith(("claims/", "runs/", "plans/")) for info in local_store.list(""))
+
+
+def test_a_scheduled_plan_counts_the_runtime_cells_other_runs_still_build(
+    local_store, config, svc_both_arches
+):
+    write_releases(local_store, ["3.13.5"])
+    write_published_matrix(local_store, ["3.13.5"], ["debian-12"], ["x86_64", "aarch64"])
+    config = budget_of(config, 10)
+    first = plan(BOTH_ARCHES, local_store, config, "exec-1", NOW, runtimes=[svc_both_arches])
+    assert (len(first.items), len(first.runtime_items)) == (2, 2)  # 4 cells in flight
+
+    def scheduled_budget(execution_id: str) -> int:
+        return plan(
+            {"dry_run": True}, local_store, config, execution_id, NOW, runtimes=[svc_both_arches]
+        ).budget
+
+    assert scheduled_budget("exec-2") == 10 - 4
+    decide_runtime_item(local_store, first.runtime_items[0], NOW, "build job failed: exit 1")
+    assert scheduled_budget("exec-3") == 10 - 3  # a decided runtime cell no longer counts
+    # An execution that no longer runs counts for nothing (recovery finalizes it).
+    ended = plan({"dry_run": True}, local_store, config, "exec-4", NOW, runtimes=[svc_both_arches],
+                 is_running=lambda execution: execution != "exec-1")  # fmt: skip
+    assert ended.budget == 10

@@ -26,7 +26,7 @@ from buildfarm import clock
 from buildfarm.attest.farm_signer import require_signer
 from buildfarm.config import FarmConfig
 from buildfarm.handlers.common import powertools
-from buildfarm.plan import PlanItem
+from buildfarm.plan_items import PlanItem, close_run
 from buildfarm.publish import BatchOutcome, publish, publish_cell
 from buildfarm.runtimes.cloud_items import RuntimeItem, decide_runtime_item, finalize_runtime_items
 from buildfarm.store import open_store
@@ -114,6 +114,8 @@ def finalize_handler(event: FinalizeEvent, context: LambdaContext) -> dict[str, 
     # Runtimes first: Finalize's derived files then list the runtimes it publishes.
     runtimes = finalize_runtime_items(store, summary, config, clock.now(), signer=signer)
     result = publish(summary, store, config, clock.now(), signer=signer)
+    if runtimes:  # publish closes the run of Python cells; a run of runtime cells only, here
+        close_run(store, event.plan.plan_id)
     counts = result.counts
     metrics.add_metric(name="CellsFailed", unit=MetricUnit.Count, value=counts["failed"])
     metrics.add_metric(name="CellsDeferred", unit=MetricUnit.Count, value=counts.get("deferred", 0))

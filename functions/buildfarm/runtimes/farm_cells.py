@@ -50,6 +50,7 @@ class RuntimeRunPlan:
     plan: RuntimePlan
     claimed: list[ClaimedRuntime] = field(default_factory=list)
     held: list[tuple[str, int, str]] = field(default_factory=list)  # (cell, build, by whom)
+    deferred: list[str] = field(default_factory=list)  # over the execution's budget: a later run's
     unresolved: dict[str, str] = field(default_factory=dict)  # definition -> why no version
 
 
@@ -92,9 +93,12 @@ def plan_run_runtimes(
     ttl_seconds: int,
     dry_run: bool,
     is_running: Liveness = unknown_liveness,
+    limit: int | None = None,
 ) -> RuntimeRunPlan:
     """Plan the run's runtime cells from versions.json and claim the ones to build (a dry run
-    claims nothing: `claimed` then holds the numbers a run would take)."""
+    claims nothing: `claimed` then holds the numbers a run would take). With `limit` (what is
+    left of the execution's budget), at most that many are claimed and the rest are deferred to
+    a later run; cells another execution holds do not count."""
     versions, unresolved = _versions(definitions)
     usable = [definition for definition in definitions if definition.name in versions]
     document, _ = read_versions(store)
@@ -103,6 +107,9 @@ def plan_run_runtimes(
     result = RuntimeRunPlan(plan, unresolved=unresolved)
     by_name = {definition.name: definition for definition in usable}
     for item in plan.build:
+        if limit is not None and len(result.claimed) >= limit:
+            result.deferred.append(item.name)
+            continue
         floor = next_build(store, item.cell, published.get(item.cell, {}).get("build", 0)) - 1
         key = runtime_claim_key(*item.cell)
         common = {"execution_id": execution_id, "published_build": floor, "now": now,

@@ -116,7 +116,7 @@ def test_plan_writes_runtime_items_beside_the_python_items(local_store, config, 
         "job_queue_arch",
     }  # fmt: skip  (the Python items' shape, as the Build Map and Finalize read it)
     assert result.summary["runtimes"] == {
-        "planned": 1, "items": {"bucket": "", "key": "plans/exec-1/runtime-items.json"}
+        "planned": 1, "deferred": 0, "items": {"bucket": "", "key": "plans/exec-1/runtime-items.json"}
     }  # fmt: skip
     [item] = read_json(local_store, "plans/exec-1/runtime-items.json")
     assert (
@@ -124,10 +124,10 @@ def test_plan_writes_runtime_items_beside_the_python_items(local_store, config, 
     )  # rhel-9's Python is not published
     assert item["command"][-4:] == ["--build", "1", "--store", local_store.location]
     assert read_json(local_store, runtime_claim_key(*CELL))["execution_id"] == "exec-1"
-    assert read_json(local_store, "runs/exec-1.json")["planned"] == 1  # the Python cell
+    assert read_json(local_store, "runs/exec-1.json")["planned"] == 2  # the Python and runtime cells
 
 
-def test_a_plan_of_runtimes_only_writes_them_and_opens_no_run(local_store, config, svc) -> None:
+def test_a_plan_of_runtimes_only_writes_them_and_opens_a_run(local_store, config, svc) -> None:
     write_releases(local_store, ["3.13.5"])
     write_published_matrix(local_store, ["3.13.5"], ["debian-12", "rhel-9"], ["x86_64"])
     dry = plan({**REQUEST, "dry_run": True}, local_store, config, "exec-0", NOW, runtimes=[svc])
@@ -139,7 +139,8 @@ def test_a_plan_of_runtimes_only_writes_them_and_opens_no_run(local_store, confi
     assert result.counts["planned"] == 0 and result.summary["runtimes"]["planned"] == 2
     assert read_json(local_store, "plans/exec-1/items.json") == []
     assert len(read_json(local_store, "plans/exec-1/runtime-items.json")) == 2
-    assert not local_store.exists("runs/exec-1.json")  # Finalize closes runs of Python cells only
+    # Open until Finalize (or recovery, if the execution ends first) decides the runtime items.
+    assert read_json(local_store, "runs/exec-1.json")["planned"] == 2
     assert plan(REQUEST, local_store, config, "exec-2", NOW).summary["runtimes"]["planned"] == 0
 
 
