@@ -6,7 +6,10 @@
 
 Standard library only, Python 3.9+: the driver (Python 3.6+) cannot import it, so it runs it
 with the interpreter it has just built, from builder_image/ (the working directory puts this
-package on sys.path). The one copy of this code: every runner has builder_image/ (the images
-copy it, the chroot runner binds it, the host runner runs it in place), and the buildfarm
-package imports the same files (buildfarm.attest.collect) to render the SBOM.
+package on sys.path). Except elf.py, builder_image/'s one ELF reader (linked.py's and the
+driver's hardening check's), which keeps to Python 3.6 because the driver imports it.
+
+The one copy of this code: every runner has builder_image/ (the images copy it, the chroot
+runner binds it, the host runner runs it in place), and the buildfarm package imports the
+same files (buildfarm.attest.collect) to render the SBOM.
 """
