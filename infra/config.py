@@ -64,9 +64,10 @@ class InfraConfig(WorkflowSettings):
     scratch_expiry_days: int = Field(30, ge=1, alias="scratchExpiryDays")
     log_expiry_days: int = Field(180, ge=1, alias="logExpiryDays")
     # Plan runtime cells in the cloud (the repository's runtimes/*.toml, bundled with the
-    # Lambdas). Off until the builder images can run `buildfarm runtime build` (docs/farm.md):
-    # until then every runtime job would fail, every run.
-    cloud_runtimes: bool = Field(False, alias="cloudRuntimes")
+    # Lambdas); each runs `buildfarm runtime build` in its platform's builder image, with the
+    # newest published Python >= 3.11 of that platform and arch as the tool's interpreter
+    # (builder_image/driver/runtime_job.py). Off: Plan plans no runtime cell.
+    cloud_runtimes: bool = Field(True, alias="cloudRuntimes")
 
     @field_validator("enabled_platforms", "end_of_life_platforms")
     @classmethod

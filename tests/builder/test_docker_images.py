@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from buildfarm import images
 from buildfarm.platforms import load_registry
 
@@ -117,3 +119,44 @@ def test_a_new_image_removes_the_platforms_older_images_and_package_stages(monke
         ),
     ]  # fmt: skip
     assert 'LABEL buildfarm.packages="${PLATFORM}"' in (REPO / "builder_image" / "Dockerfile.deb").read_text()
+
+
+def test_the_image_tag_covers_the_buildfarm_wheels_sources(monkeypatch):
+    """A runtime job runs the image's buildfarm wheel: a changed package file is a new image."""
+    registry = load_registry()
+    sources = images.wheel_sources(REPO)
+    names = {path.relative_to(REPO).as_posix() for path in sources}
+    assert {"pyproject.toml", "README.md", "functions/buildfarm/images.py", "builder_image/build.py"} <= names
+    assert "runtimes/fastapi-demo.toml" in names  # the wheel carries the definitions
+    assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
+    tag = images.image_tag(registry, "debian-12", "x86_64")
+    monkeypatch.setattr(images, "wheel_sources", lambda repository: sources[:-1])
+    assert images.image_tag(registry, "debian-12", "x86_64") != tag
+
+
+@pytest.mark.slow  # uv build: hatchling from PyPI or uv's cache
+def test_the_staged_context_holds_the_wheel_built_from_exactly_those_sources(tmp_path):
+    """stage_context (what `buildfarm images build` and the CDK asset build from): builder_image/
+    and one wheel, every file of which comes from wheel_sources; the Dockerfiles copy it last,
+    after the package layers."""
+    import zipfile
+
+    context = images.stage_context(tmp_path / "context")
+    assert {p.name for p in (REPO / "builder_image").iterdir() if p.name != "__pycache__"} < {
+        p.name for p in context.iterdir()
+    }
+    (wheel,) = (context / images.WHEELS_DIR).glob("*.whl")
+    sources = {path.relative_to(REPO).as_posix() for path in images.wheel_sources(REPO)}
+    where = {"buildfarm/builder_image/": "builder_image/", "buildfarm/runtime_definitions/": "runtimes/"}
+    with zipfile.ZipFile(wheel) as archive:
+        for name in archive.namelist():
+            if ".dist-info/" in name:
+                continue
+            prefix = next((p for p in where if name.startswith(p)), "buildfarm/")
+            source = where.get(prefix, "functions/buildfarm/") + name[len(prefix) :]
+            assert source in sources, name
+    for dockerfile in ("Dockerfile.deb", "Dockerfile.rpm"):
+        copies = [
+            line for line in (context / dockerfile).read_text().splitlines() if line.startswith("COPY ")
+        ]
+        assert copies[-1] == "COPY wheels/*.whl /opt/buildfarm/wheels/", dockerfile

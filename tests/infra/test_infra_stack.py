@@ -234,6 +234,22 @@ def test_one_builder_image_per_platform_and_arch_from_the_registry(synthesis, li
     assert len(images) == len(cells)
 
 
+def test_builder_images_carry_the_buildfarm_wheel_and_the_bundle_the_runtime_definitions(synthesis) -> None:
+    """cloudRuntimes is on (cdk.json): runtime jobs run `buildfarm runtime build` in the builder
+    images, so every image context holds the buildfarm wheel, copied last; Plan reads the
+    runtime definitions from the Lambda bundle."""
+    contexts = [path.parent for path in synthesis.outdir.glob("asset.*/Dockerfile.deb")]
+    assert contexts
+    for context in contexts:
+        assert len(list((context / "wheels").glob("python_build_farm-*.whl"))) == 1, context
+        for dockerfile in ("Dockerfile.deb", "Dockerfile.rpm"):
+            copies = [
+                line for line in (context / dockerfile).read_text().splitlines() if line.startswith("COPY ")
+            ]
+            assert copies[-1] == "COPY wheels/*.whl /opt/buildfarm/wheels/", dockerfile
+    assert list(synthesis.outdir.glob("asset.*/buildfarm/runtime_definitions/fastapi-demo.toml"))
+
+
 def test_job_definitions_are_enabled_platforms_times_arches_with_config_resources(
     template, lifecycle_date
 ) -> None:
@@ -616,8 +632,8 @@ def test_publish_runtime_writes_runtimes_signed_files_and_versions_json_only(tem
     finalize = role_of(template, "FunctionsFinalizeRole")
     assert allowed(template, finalize, "s3:PutObject", f"arn:aws:s3:::STORE/{runtime}/SHA256SUMS.sig")
     assert not allowed(template, finalize, "s3:PutObject", f"arn:aws:s3:::STORE/{runtime}/manifest.json")
-    # With cloudRuntimes, the bundle carries the runtime definitions Plan reads (outside a
-    # checkout); without (the default) none, so Plan plans no runtime cell.
+    # With cloudRuntimes (the default), the bundle carries the runtime definitions Plan reads
+    # (outside a checkout); without, none, so Plan plans no runtime cell.
     bundle = stage_lambda_bundle(tmp_path / "bundle", runtime_definitions=True)
     assert (bundle / "buildfarm" / "runtime_definitions" / "fastapi-demo.toml").is_file()
     assert (bundle / "buildfarm" / "runtime_definitions" / "fastapi-demo" / "requirements.txt").is_file()

@@ -1,0 +1,112 @@
+"""A cloud runtime job, for real, in the debian-11 (bullseye) builder image, whose system python
+(3.9) cannot run buildfarm: the cloud planner (plan_runtime_items) claims a one-package runtime
+cell in a store where 3.13.5 for debian-11 is published, its item's command runs as the image's
+command (`docker run IMAGE buildfarm runtime build ...`, as Batch runs it), bootstrapping the
+tool Python from that store; PublishRuntime's decide_runtime_item publishes the build, and
+`buildfarm verify` accepts the store with the runtime in it.
+
+The store's Python is built by `buildfarm run --runner docker` in the same image (optimization
+none, the suite's compiler cache); PyPI serves the buildfarm wheel's dependencies and six.
+Needs a Docker engine (.ci/run starts one)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from real_builds import Farm
+
+from buildfarm import images
+from buildfarm.config import FarmConfig
+from buildfarm.platforms import load_registry
+from buildfarm.runners import docker_problem, host_arch
+from buildfarm.runtimes.cloud_items import decide_runtime_item, plan_runtime_items
+from buildfarm.runtimes.definitions import load_definitions
+from buildfarm.store import LocalStore
+
+pytestmark = [pytest.mark.build, pytest.mark.xdist_group("docker")]
+
+BUILDFARM = str(Path(sys.executable).parent / "buildfarm")
+PLATFORM, ARCH, VERSION = "debian-11", host_arch(), "3.13.5"
+NOW = datetime(2026, 11, 22, 9, 0, 0, tzinfo=UTC)
+SIX = "six==1.17.0 --hash=sha256:4721f391ed90541fddacab5acf947aa0d3dc7d27b2e1e8eda2be8970586c3274\n"
+TOML = f"""name = "tiny"
+version = "1.0.0"
+python = "3.13"
+requirements = "tiny/requirements.txt"
+prefix = "/opt/runtimes/tiny/1.0.0"
+platforms = ["{PLATFORM}"]
+arches = ["{ARCH}"]
+"""
+
+
+@pytest.fixture(scope="module")
+def python_store(tmp_path_factory, source_mirror: str, fast_build_env: None) -> Path:
+    """A store where `buildfarm run --runner docker` published 3.13.5 for debian-11."""
+    if problem := docker_problem():
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs a Docker engine: {problem}")
+        pytest.skip(problem)
+    registry = load_registry()
+    if not images.image_exists(registry.get(PLATFORM).base_image):
+        images.import_base(registry, PLATFORM, ARCH, sys.stdout)
+    store = tmp_path_factory.mktemp("runtime-job-store")
+    farm = Farm(
+        store, store.as_uri(), source_mirror, dict(os.environ), cells=(f"{VERSION}/{PLATFORM}/{ARCH}",)
+    )
+    step = farm.run("--runner", "docker", "--arches", ARCH)
+    assert step.returncode == 0, step.output[-6000:]
+    assert step.build_of(f"{VERSION}/{PLATFORM}/{ARCH}") == 1
+    return store
+
+
+def test_the_planners_runtime_command_runs_in_the_bullseye_builder_image(python_store: Path, tmp_path: Path):
+    definitions = tmp_path / "definitions"
+    (definitions / "tiny").mkdir(parents=True)
+    (definitions / "tiny" / "requirements.txt").write_text(SIX)
+    (definitions / "tiny.toml").write_text(TOML)
+    store = LocalStore(python_store)
+    config = FarmConfig.from_env(store=str(python_store))
+    items, _ = plan_runtime_items(
+        store, config, load_definitions(definitions), {(PLATFORM, ARCH)}, "runtime-image-test", NOW
+    )
+    assert [item.cell for item in items] == [f"tiny/1.0.0/{PLATFORM}/{ARCH}"]
+    item = items[0]
+    tag = images.build_image(load_registry(), PLATFORM, ARCH, sys.stdout)
+    argv = ["docker", "run", "--rm", "--network", images.engine_network(), "-e", "BUILDFARM_RUNTIMES"]
+    argv += [
+        "-v",
+        f"{definitions}:{definitions}:ro",
+        "-v",
+        f"{python_store}:{python_store}",
+        tag,
+        *item.command,
+    ]
+    env = {"PATH": os.environ["PATH"], "BUILDFARM_RUNTIMES": str(definitions)}
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1800)
+    output = result.stdout + result.stderr
+    print(output)
+    assert result.returncode == 0, output[-6000:]
+    assert f"buildfarm: tool python: Python {VERSION} build 1 of {PLATFORM}/{ARCH}" in output
+    directory = python_store / "runtimes" / "tiny" / "1.0.0" / PLATFORM / ARCH / str(item.build)
+    manifest = json.loads((directory / "manifest.json").read_text())
+    assert manifest["python"]["version"] == VERSION and manifest["platform"] == PLATFORM
+    assert [(p["name"], p["version"]) for p in manifest["packages"]] == [("six", "1.17.0")]
+    assert {path.name for path in directory.iterdir()} >= {a["file"] for a in manifest["artifacts"]}
+
+    outcome = decide_runtime_item(store, item, NOW)
+    assert outcome.status == "published", outcome.reason
+    versions = json.loads((python_store / "versions.json").read_text())
+    assert versions["runtimes"]["tiny"]["1.0.0"][PLATFORM][ARCH]["build"] == item.build
+    key = subprocess.run(
+        [BUILDFARM, "keys", "show"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    verified = subprocess.run(
+        [BUILDFARM, "verify", str(python_store), "--pubkey", key], capture_output=True, text=True
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
