@@ -2,7 +2,9 @@
 on the Python builds published when it plans; a runtime of a Python this run builds is planned
 by the next run) and writes them as items (plans/<execution>/runtime-items.json) for the
 BuildRuntimes Map, whose per-item Batch job runs `buildfarm runtime build ... --build N` on the
-cell's builder image; PublishRuntime decides each item (decide_runtime_item: publish_runtime,
+cell's builder image (as the image's command: its build.py runs it with the newest published
+Python >= 3.11 of the cell's platform and arch and the image's buildfarm wheel,
+builder_image/driver/runtime_job.py); PublishRuntime decides each item (decide_runtime_item: publish_runtime,
 its outcome recorded under plans/<execution>/runtime-outcomes/), and Finalize decides the items
 PublishRuntime did not (finalize_runtime_items).
 """
