@@ -3,9 +3,12 @@ stopped, or Finalize itself failed), so nothing finished is ever lost and no cla
 
 Every run with something to build has a marker under runs/ from Plan until Finalize
 (buildfarm.plan). Before planning, recover() asks whether each open run's execution still
-runs, and finalizes the ended ones with the very publish() their Finalize would have run: a
-build is published only if its manifest records the spec the run's plan holds for it
-(execution id included) and every artifact verifies; the rest is failed and its claim released.
+runs, and finalizes the ended ones as their Finalize would have: the run's runtime items
+first (buildfarm.runtimes.cloud_items.finalize_runtime_items: a runtime build with a manifest
+that PublishRuntime never decided is verified and published, else failed), then its Python
+cells with the very publish() Finalize runs: a build is published only if its manifest records
+the spec the run's plan holds for it (execution id included) and every artifact verifies; the
+rest is failed and its claim released.
 
 Whether an execution still runs is a Liveness (buildfarm.claims): in the cloud, Step Functions
 answers (buildfarm.handlers.executions); on one machine, the process table (local_liveness);
@@ -22,8 +25,10 @@ import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from buildfarm import clock
+from buildfarm.attest.farm_signer import configured_signer, signer_for
 from buildfarm.attest.signing import Signer
 from buildfarm.claims import Liveness
 from buildfarm.config import FarmConfig
@@ -33,6 +38,7 @@ from buildfarm.plan_items import close_run, open_runs
 from buildfarm.platforms import Registry
 from buildfarm.publish import publish
 from buildfarm.releases import parse_iso
+from buildfarm.runtimes.cloud_items import finalize_runtime_items
 from buildfarm.store import Store, StoreError, StoreNotFound
 
 log = logging.getLogger(__name__)
@@ -163,15 +169,34 @@ def recover(
         except StoreError as error:
             log.warning("cannot read the plan of run %s: %s (retried next time)", run_id, error)
             continue
-        try:
-            result = publish(summary, store, config, now, registry=registry, signer=signer)
-        except (StoreError, ValueError, KeyError) as error:  # e.g. a plan from an older schema
-            log.warning("cannot finalize run %s: %s (retried next time)", run_id, error)
-            continue
-        log.info(
-            "recovered run %s: %d published, %d failed", run_id, len(result.published), len(result.failed)
-        )
-        recovery.finalized.append(run_id)
-        recovery.published += result.published
-        recovery.failed += [f.cell for f in result.failed]
+        if _finalize(store, config, run_id, summary, now, recovery, registry, signer):
+            recovery.finalized.append(run_id)
     return recovery
+
+
+def _finalize(
+    store: Store,
+    config: FarmConfig,
+    run_id: str,
+    summary: dict[str, Any],
+    now: datetime,
+    recovery: Recovery,
+    registry: Registry | None,
+    signer: Signer | None,
+) -> bool:
+    """Finalize one ended run (its runtime items, then its Python cells) and close it; False
+    (and the run left open, retried next time) if it cannot be read or decided now."""
+    signer = signer or signer_for(config) or configured_signer()  # as publish() signs
+    try:
+        runtimes = finalize_runtime_items(store, summary, config, now, signer=signer)
+        result = publish(summary, store, config, now, registry=registry, signer=signer)
+    except (StoreError, ValueError, KeyError) as error:  # e.g. a plan from an older schema
+        log.warning("cannot finalize run %s: %s (retried next time)", run_id, error)
+        return False
+    close_run(store, run_id)  # publish closes a run of Python cells; one of runtimes only, here
+    published = result.published + [o.cell for o in runtimes if o.status == "published"]
+    failed = [f.cell for f in result.failed] + [o.cell for o in runtimes if o.status == "failed"]
+    log.info("recovered run %s: %d published, %d failed", run_id, len(published), len(failed))
+    recovery.published += published
+    recovery.failed += failed
+    return True
