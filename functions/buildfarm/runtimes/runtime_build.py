@@ -2,7 +2,15 @@
 a staging directory, relocate it, self-test it at its prefix, package and publish it.
 
 Every check runs before the first write to the store: a failed or refused build publishes
-nothing. The farm's Batch job will call build_runtime with the cell it claimed.
+nothing. The farm's Batch job calls build_runtime with the cell and the build number it claimed.
+
+A Batch job is retried after a Spot reclaim, so the number's directory may hold an earlier
+attempt's files (create-only: nothing can replace or delete them). A complete earlier attempt
+(its manifest.json, written last, records this very build) is kept: nothing is rebuilt and
+PublishRuntime verifies it. A partial one (files but no manifest.json) fails the retry at once,
+naming them, before any build work: a rebuild never reproduces the same bytes (tar, gzip and
+package timestamps), so its upload could only collide. The cell then fails; the next run builds
+the next number (next_build counts past the spoiled one).
 """
 
 from __future__ import annotations
@@ -17,11 +25,13 @@ from typing import Any
 from buildfarm import __version__
 from buildfarm.errors import UsageError
 from buildfarm.runtimes import build as steps
+from buildfarm.runtimes.build import RuntimeBuildError
 from buildfarm.runtimes.definitions import RuntimeDefinition
+from buildfarm.runtimes.keys import MANIFEST_FILE, runtime_artifact_dir, runtime_manifest_key
 from buildfarm.runtimes.package import SCHEMA_VERSION, publish
 from buildfarm.runtimes.python_source import PythonBuild, fetch_tarball, local_tarball, matches, select_python
 from buildfarm.runtimes.selftest import installed_distributions, moved_check, run_selftests
-from buildfarm.store import Store
+from buildfarm.store import Store, StoreError
 
 
 @dataclass(frozen=True)
@@ -108,9 +118,46 @@ def assemble(request: RuntimeRequest, uv: str, work: Path) -> tuple[steps.Tree, 
     return tree, manifest
 
 
+def earlier_attempt(request: RuntimeRequest) -> tuple[str, dict[str, Any]] | None:
+    """A claimed build number's directory as an earlier attempt of this job left it: None when
+    empty; (directory, manifest) when complete; RuntimeBuildError when partial or not this
+    build's."""
+    if request.build is None:
+        return None
+    cell = (request.definition.name, request.version, request.platform, request.arch)
+    directory = runtime_artifact_dir(*cell, request.build)
+    names = sorted(info.key.rsplit("/", 1)[-1] for info in request.store.list(f"{directory}/"))
+    if not names:
+        return None
+    where = request.store.url(directory)
+    if MANIFEST_FILE not in names:
+        raise RuntimeBuildError(
+            f"{where}/ holds a partial upload of an earlier attempt ({', '.join(names)}; no "
+            f"{MANIFEST_FILE}) and builds are never overwritten: build {request.build} fails, "
+            "the next run builds the next number"
+        )
+    try:
+        manifest, _ = request.store.read_json(runtime_manifest_key(directory))
+    except (StoreError, ValueError) as error:
+        raise RuntimeBuildError(f"{where}/{MANIFEST_FILE} of an earlier attempt: {error}") from None
+    recorded = manifest.get("runtime") if isinstance(manifest, dict) else None
+    found = (
+        (recorded.get("name"), recorded.get("version"), manifest.get("platform"), manifest.get("arch"))
+        if isinstance(recorded, dict)
+        else None
+    )
+    if found != cell or manifest.get("build") != request.build:
+        raise RuntimeBuildError(f"{where}/{MANIFEST_FILE} is not this build's; builds are never overwritten")
+    return directory, manifest
+
+
 def build_runtime(request: RuntimeRequest) -> tuple[str, dict[str, Any]]:
-    """Build and publish one runtime cell: (its store directory, its manifest)."""
+    """Build and publish one runtime cell: (its store directory, its manifest). At a claimed
+    build number an earlier attempt completed, that attempt's (nothing is rebuilt)."""
     check_cell(request)
+    earlier = earlier_attempt(request)
+    if earlier is not None:
+        return earlier
     uv = find_uv()
     request.cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="buildfarm-runtime-") as temp:
