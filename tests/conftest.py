@@ -157,10 +157,15 @@ def signing_key_in_test_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterato
 @pytest.fixture(scope="session")
 def fast_build_env() -> Iterator[None]:
     """Environment for real builds in tests: ccache and cached chroot build roots (under
-    TEST_CACHE, so reruns are fast; a bare machine starts cold), a short PGO task and self-test."""
+    TEST_CACHE, so reruns are fast; a bare machine starts cold), a short PGO task and self-test.
+    A host build compiles in TEST_CACHE/stable-builds/build-<cell> (the driver's workdir.py),
+    the same path in every session: ccache's hits then include PGO's instrumented objects, which
+    embed their directory. (Inside a chroot root or a container, the driver's default, under
+    its work root there, is already one path per cell.)"""
     settings = {
         "BUILDFARM_CCACHE": "1",
         "CCACHE_DIR": str(TEST_CACHE / "ccache"),
+        "BUILDFARM_STABLE_BUILD_ROOT": str(TEST_CACHE / "stable-builds"),
         "BUILDFARM_PROFILE_TASK": SHORT_PROFILE_TASK,
         "BUILDFARM_SELFTEST_TESTS": SHORT_SELFTEST,
         "BUILDFARM_ROOTS_DIR": os.environ.get("BUILDFARM_ROOTS_DIR", str(TEST_CACHE / "roots")),

@@ -15,6 +15,7 @@ STANDARD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # driver reads all of them itself from os.environ.
 DRIVER_OPTIONS = (
     "BUILDFARM_WORK_DIR",
+    "BUILDFARM_STABLE_BUILD_ROOT",
     "BUILDFARM_JOBS",
     "BUILDFARM_PROFILE_TASK",
     "BUILDFARM_CCACHE",

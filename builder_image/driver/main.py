@@ -11,11 +11,10 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import time
 import traceback
 
-from . import make, manifest, packages, preflight, sbom, selftest, source
+from . import make, manifest, packages, preflight, sbom, selftest, source, workdir
 from .cell import Build
 from .errors import BuildError, SpecError
 from .install import install
@@ -171,16 +170,17 @@ def main(argv=None):
     except (SpecError, OSError, ValueError) as error:
         say("error: {}".format(error))
         return 2
-    work_parent = os.environ.get("BUILDFARM_WORK_DIR")
-    if work_parent:
-        os.makedirs(work_parent, exist_ok=True)
-    work = tempfile.mkdtemp(prefix="build-{}-{}-".format(spec["version"], spec["platform"]), dir=work_parent)
+    work = workdir.create(spec, os.environ)  # random, or the cell's stable one with ccache
+    if work.note:
+        say(work.note)
     try:
-        result = execute(spec, registry_json, work)
+        result = execute(spec, registry_json, work.path)
     finally:
         if os.environ.get("BUILDFARM_KEEP_WORK") != "1":
-            shutil.rmtree(work, ignore_errors=True)
+            work.remove()
         else:
-            say("work directory kept: " + work)
+            until = " (until the cell's next build)" if work.stable else ""
+            say("work directory kept: " + work.path + until)
+        work.release()
     say("result " + json.dumps(result, sort_keys=True))
     return 0 if result["ok"] else 1
