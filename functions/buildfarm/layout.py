@@ -73,6 +73,10 @@ RUNTIMES_PREFIX = "runtimes/"
 """Runtime builds: runtimes/<name>/<version>/<platform>/<arch>/<build>/ (runtime_artifact_dir())."""
 RUNTIME_CACHE_DIR = "runtimes/.cache/uv"
 """A directory store's uv cache, relative to its root (not a store key: '.' is never public)."""
+CACHE_PREFIX = "cache/"
+"""Build caches kept in the store (internal, overwritten): cache/uv/ (uv_cache_key())."""
+UV_CACHE_PREFIX = f"{CACHE_PREFIX}uv/"
+"""uv's download cache of runtime builds beside an S3 store, one archive per platform and arch."""
 
 # -- the workflow's working state (internal) -------------------------------------------------
 
@@ -95,8 +99,8 @@ DERIVED_KEYS = (INDEX_KEY, INSTALLER_KEY)
 """Single objects regenerated from versions.json by Finalize (besides DOWNLOAD_METADATA_PREFIX)."""
 BUILDER_PREFIXES = (BUILDS_PREFIX, LOGS_PREFIX)
 """Everything the builder writes: its own build's artifacts, or its log and failure record."""
-INTERNAL_PREFIXES = (PLANS_PREFIX, CLAIMS_PREFIX, LOGS_PREFIX, RUNS_PREFIX)
-"""The workflow's working state and build logs: never served to the public."""
+INTERNAL_PREFIXES = (PLANS_PREFIX, CLAIMS_PREFIX, LOGS_PREFIX, RUNS_PREFIX, CACHE_PREFIX)
+"""The workflow's working state, build logs and build caches: never served to the public."""
 
 # -- what only the publish side writes (issue 15: SBOM, provenance, signatures) ---------------
 
@@ -205,6 +209,12 @@ def outcome_key(plan_id: str, status: str, cell: Cell) -> str:
 def runtime_items_key(plan_id: str) -> str:
     """plans/<execution>/runtime-items.json."""
     return f"{PLANS_PREFIX}{plan_id}/runtime-items.json"
+
+
+def uv_cache_key(platform: str, arch: str) -> str:
+    """cache/uv/<platform>-<arch>.tar.gz: the uv cache a runtime build of that cell restores
+    and saves (an S3 store; a directory store keeps the directory itself, RUNTIME_CACHE_DIR)."""
+    return f"{UV_CACHE_PREFIX}{platform}-{arch}.tar.gz"
 
 
 def runtime_outcomes_prefix(plan_id: str) -> str:

@@ -25,6 +25,7 @@ from typing import Any
 from buildfarm import __version__
 from buildfarm.errors import UsageError
 from buildfarm.runtimes import build as steps
+from buildfarm.runtimes import uv_cache
 from buildfarm.runtimes.build import RuntimeBuildError
 from buildfarm.runtimes.definitions import RuntimeDefinition
 from buildfarm.runtimes.keys import MANIFEST_FILE, runtime_artifact_dir, runtime_manifest_key
@@ -159,9 +160,12 @@ def build_runtime(request: RuntimeRequest) -> tuple[str, dict[str, Any]]:
     if earlier is not None:
         return earlier
     uv = find_uv()
-    request.cache.mkdir(parents=True, exist_ok=True)
+    # Beside an S3 store, a fresh job's cache comes from the store and goes back to it after.
+    before = uv_cache.prepare(request.store, request.platform, request.arch, request.cache)
     with tempfile.TemporaryDirectory(prefix="buildfarm-runtime-") as temp:
         work = Path(temp)
         _, manifest = assemble(request, uv, work)
         directory = publish(request.store, work / "root", manifest, work, request.build)
+    if before is not None:
+        uv_cache.save(request.store, request.platform, request.arch, request.cache, before)
     return directory, manifest
