@@ -3,7 +3,8 @@
 cell in a store where 3.13.5 for debian-11 is published, its item's command runs as the image's
 command (`docker run IMAGE buildfarm runtime build ...`, as Batch runs it), bootstrapping the
 tool Python from that store; PublishRuntime's decide_runtime_item publishes the build, and
-`buildfarm verify` accepts the store with the runtime in it.
+`buildfarm verify` accepts the store with the runtime in it. The same against an S3 store
+(moto's server on loopback), as the cloud runs it.
 
 The store's Python is built by `buildfarm run --runner docker` in the same image (optimization
 none, the suite's compiler cache); PyPI serves the buildfarm wheel's dependencies and six.
@@ -18,6 +19,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import boto3
 import pytest
 from real_builds import Farm
 
@@ -27,7 +29,7 @@ from buildfarm.platforms import load_registry
 from buildfarm.runners import docker_problem, host_arch
 from buildfarm.runtimes.cloud_items import decide_runtime_item, plan_runtime_items
 from buildfarm.runtimes.definitions import load_definitions
-from buildfarm.store import LocalStore
+from buildfarm.store import LocalStore, S3Store
 
 pytestmark = [pytest.mark.build, pytest.mark.xdist_group("docker")]
 
@@ -65,11 +67,35 @@ def python_store(tmp_path_factory, source_mirror: str, fast_build_env: None) -> 
     return store
 
 
+def write_definitions(directory: Path) -> Path:
+    (directory / "tiny").mkdir(parents=True)
+    (directory / "tiny" / "requirements.txt").write_text(SIX)
+    (directory / "tiny.toml").write_text(TOML)
+    return directory
+
+
+def run_job(command: list[str], definitions: Path, mounts: list[str], **env: str) -> str:
+    """The item's command as the builder image's command (as Batch runs it); its output."""
+    tag = images.build_image(load_registry(), PLATFORM, ARCH, sys.stdout)
+    environment = {"BUILDFARM_RUNTIMES": str(definitions), **env}
+    argv = ["docker", "run", "--rm", "--network", images.engine_network()]
+    for name in environment:
+        argv += ["-e", name]
+    for mount in [f"{definitions}:{definitions}:ro", *mounts]:
+        argv += ["-v", mount]
+    result = subprocess.run(
+        [*argv, tag, *command], env={"PATH": os.environ["PATH"], **environment},
+        capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    print(output)
+    assert result.returncode == 0, output[-6000:]
+    assert f"buildfarm: tool python: Python {VERSION} build 1 of {PLATFORM}/{ARCH}" in output
+    return output
+
+
 def test_the_planners_runtime_command_runs_in_the_bullseye_builder_image(python_store: Path, tmp_path: Path):
-    definitions = tmp_path / "definitions"
-    (definitions / "tiny").mkdir(parents=True)
-    (definitions / "tiny" / "requirements.txt").write_text(SIX)
-    (definitions / "tiny.toml").write_text(TOML)
+    definitions = write_definitions(tmp_path / "definitions")
     store = LocalStore(python_store)
     config = FarmConfig.from_env(store=str(python_store))
     items, _ = plan_runtime_items(
@@ -77,22 +103,7 @@ def test_the_planners_runtime_command_runs_in_the_bullseye_builder_image(python_
     )
     assert [item.cell for item in items] == [f"tiny/1.0.0/{PLATFORM}/{ARCH}"]
     item = items[0]
-    tag = images.build_image(load_registry(), PLATFORM, ARCH, sys.stdout)
-    argv = ["docker", "run", "--rm", "--network", images.engine_network(), "-e", "BUILDFARM_RUNTIMES"]
-    argv += [
-        "-v",
-        f"{definitions}:{definitions}:ro",
-        "-v",
-        f"{python_store}:{python_store}",
-        tag,
-        *item.command,
-    ]
-    env = {"PATH": os.environ["PATH"], "BUILDFARM_RUNTIMES": str(definitions)}
-    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1800)
-    output = result.stdout + result.stderr
-    print(output)
-    assert result.returncode == 0, output[-6000:]
-    assert f"buildfarm: tool python: Python {VERSION} build 1 of {PLATFORM}/{ARCH}" in output
+    run_job(item.command, definitions, [f"{python_store}:{python_store}"])
     directory = python_store / "runtimes" / "tiny" / "1.0.0" / PLATFORM / ARCH / str(item.build)
     manifest = json.loads((directory / "manifest.json").read_text())
     assert manifest["python"]["version"] == VERSION and manifest["platform"] == PLATFORM
@@ -110,3 +121,32 @@ def test_the_planners_runtime_command_runs_in_the_bullseye_builder_image(python_
         [BUILDFARM, "verify", str(python_store), "--pubkey", key], capture_output=True, text=True
     )
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_the_runtime_job_reads_and_writes_an_s3_store(python_store: Path, tmp_path: Path, moto_server: str):
+    """The cloud's store: the tool Python and the runtime's Python from S3 (the image's boto3,
+    then the tool's), the runtime's files back to S3, PublishRuntime's decision there."""
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="farm-store")
+    store = S3Store("farm-store", "python", client=s3)
+    for path in (p for p in (python_store / "builds").rglob("*") if p.is_file()):
+        store.put(path.relative_to(python_store).as_posix(), path.read_bytes())
+    versions = json.loads((python_store / "versions.json").read_text())
+    versions.pop("runtimes", None)  # the directory store's test may have published tiny there
+    store.put_json("versions.json", versions)
+    definitions = write_definitions(tmp_path / "definitions")
+    config = FarmConfig.from_env(store=store.location)
+    items, _ = plan_runtime_items(
+        store, config, load_definitions(definitions), {(PLATFORM, ARCH)}, "runtime-image-s3", NOW
+    )
+    (item,) = items
+    assert item.command[-2:] == ["--store", "s3://farm-store/python"]
+    credentials = {
+        name: os.environ[name] for name in os.environ if name.startswith("AWS_") and "CA" not in name
+    }
+    run_job(item.command, definitions, [], **credentials)
+    directory = f"runtimes/tiny/1.0.0/{PLATFORM}/{ARCH}/{item.build}"
+    manifest, _ = store.read_json(f"{directory}/manifest.json")
+    assert [(p["name"], p["version"]) for p in manifest["packages"]] == [("six", "1.17.0")]
+    outcome = decide_runtime_item(store, item, NOW)
+    assert outcome.status == "published", outcome.reason
