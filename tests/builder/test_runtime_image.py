@@ -143,6 +143,21 @@ def test_only_a_buildfarm_command_is_a_runtime_job():
     assert not runtime_job.is_runtime_job(["--build-dependencies", "debian-11", "x86_64"])
 
 
+def test_options_are_read_as_argparse_reads_them():
+    argv = [*JOB, "--store", "/a", "--store=/b", "--runtime-version", "--store"]
+    assert runtime_job.option(argv, "--store") == "/b"  # a trailing --store has no value
+    assert runtime_job.option(argv, "--build") is None
+    assert runtime_job.option(["--storey", "x"], "--store") is None
+
+
+def test_the_image_ca_bundle_is_named_unless_the_job_names_its_own():
+    bundle = next((path for path in runtime_job.CA_BUNDLES if Path(path).is_file()), None)
+    if bundle is None:
+        pytest.skip("this machine keeps no CA bundle where the base images do")
+    assert runtime_job.ca_environment({}) == {"PIP_CERT": bundle, "SSL_CERT_FILE": bundle}
+    assert runtime_job.ca_environment({"PIP_CERT": "/mine.pem"}) == {"SSL_CERT_FILE": bundle}
+
+
 # -- build.py end to end, with the stand-in tool Python -------------------------------------------
 
 
