@@ -34,6 +34,10 @@ JOB_WRITABLE_PREFIXES = (*layout.BUILDER_PREFIXES, layout.RUNTIMES_PREFIX)
 # What a runtime job reads besides builds/ (the Python tarball): versions.json, to choose the
 # newest published Python build, and its own runtime build's keys (it heads them before writing).
 JOB_READABLE_KEYS = (under(layout.BUILDS_PREFIX), under(layout.RUNTIMES_PREFIX), layout.VERSIONS_KEY)
+# A runtime job's uv download cache (buildfarm.runtimes.uv_cache): read, and overwritten after the
+# build; the one prefix the job role may replace objects under (builds/ and runtimes/ are
+# create-only for everyone). Internal: the CDN never serves cache/.
+JOB_CACHE_KEYS = under(layout.UV_CACHE_PREFIX)
 
 
 def pass_image_reference(job: batch.EcsJobDefinition) -> None:
@@ -200,8 +204,8 @@ class BuildBatch(Construct):
             self,
             "JobRole",
             assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
-            description="Builder: writes under builds/ and runtimes/ (create-only) and logs/; "
-            "never catalogs or claims",
+            description="Builder: writes under builds/ and runtimes/ (create-only) and logs/, and "
+            "replaces its uv cache under cache/uv/; never catalogs or claims",
         )
         # One role serves every job, and a job's cell and build number arrive at run time in its
         # spec, so IAM cannot narrow a job to its own builds/<cell>/<build>/: the prefixes are the
@@ -228,6 +232,13 @@ class BuildBatch(Construct):
         self.job_role.add_to_policy(
             iam.PolicyStatement(sid="ListStore", actions=["s3:ListBucket"], resources=[bucket.bucket_arn])
         )
+        self.job_role.add_to_policy(
+            iam.PolicyStatement(
+                sid="UvCache",
+                actions=["s3:GetObject", "s3:PutObject"],
+                resources=[bucket.arn_for_objects(JOB_CACHE_KEYS)],
+            )
+        )
 
         acknowledge_wildcards(
             self.execution_role,
@@ -243,6 +254,14 @@ class BuildBatch(Construct):
             "name its own keys. It cannot write catalogs, claims, plans or releases.json, the bucket "
             "policy BuildsAreCreateOnly refuses any builds/ or runtimes/ write that could replace an "
             "existing object, and OnlyThePublishSideSigns any SHA256SUMS, SBOM, provenance or .sig.",
+        )
+        acknowledge_wildcards(
+            self.job_role,
+            [f"<{logical_id(bucket)}.Arn>/{JOB_CACHE_KEYS}"],
+            "a runtime job reads and replaces its platform and arch's uv download cache, "
+            "cache/uv/<platform>-<arch>.tar.gz, named at run time; only downloads (uv checks every "
+            "hash against the lock), never served by the CDN, and the role cannot write catalogs, "
+            "claims or plans.",
         )
 
     def _job_definitions(

@@ -90,6 +90,13 @@ class StorageCdn(Construct):
                     prefix=layout.LOGS_PREFIX,
                     expiration=Duration.days(config.log_expiry_days),
                 ),
+                # A runtime job replaces its uv cache archive (cache/uv/) after each build: a
+                # replaced archive is of no use (the bucket is versioned, so expire those).
+                s3.LifecycleRule(
+                    id="expire-replaced-caches",
+                    prefix=layout.CACHE_PREFIX,
+                    noncurrent_version_expiration=Duration.days(1),
+                ),
                 # versions.json and the catalogs are rewritten on every publish: keep old copies a while.
                 s3.LifecycleRule(
                     id="expire-noncurrent-versions",

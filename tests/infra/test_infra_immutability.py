@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import pytest
-from test_infra_stack import STACK_NAME, by_type, only, role_of
+from test_infra_stack import STACK_NAME, allowed, by_type, only, role_of
 
 # Checks of the session's CDK synthesis (`python app.py`, most of a minute): not in `-m 'not slow'`.
 pytestmark = pytest.mark.slow
@@ -58,8 +58,13 @@ def test_acknowledgements_of_the_builder_and_workflow_grants_say_what_they_grant
         if "AwsSolutions-IAM5" in rule and ("/Batch/JobRole" in path or "/Workflow/Policy" in path)
     }
     job = {rule: reason for rule, reason in reasons.items() if "JobRole" in reason}
-    assert sorted(rule.rsplit(".Arn>/", 1)[1] for rule in job) == ["builds/*]", "logs/*]", "runtimes/*]"]
-    assert all("BuildsAreCreateOnly" in r and "claims" in r and "cannot write" in r for r in job.values())
+    assert sorted(rule.rsplit(".Arn>/", 1)[1] for rule in job) == [
+        "builds/*]", "cache/uv/*]", "logs/*]", "runtimes/*]"
+    ]  # fmt: skip
+    cache = {rule: reason for rule, reason in job.items() if rule.endswith("/cache/uv/*]")}
+    assert all("uv download cache" in r and "never served" in r for r in cache.values())
+    builds = {rule: reason for rule, reason in job.items() if rule not in cache}
+    assert all("BuildsAreCreateOnly" in r and "claims" in r and "cannot write" in r for r in builds.values())
     (terminate,) = [reason for rule, reason in reasons.items() if rule.endswith(":job/*]")]
     assert "TerminateJob" in terminate
 
@@ -84,3 +89,35 @@ def test_workflow_terminates_only_batch_jobs_of_its_account_and_region(template:
     }  # fmt: skip
     (describe,) = [s for s in statements if "batch:DescribeJobs" in json.dumps(s["Action"])]
     assert describe["Action"] == "batch:DescribeJobs" and describe["Resource"] == "*"
+
+
+def test_the_job_role_replaces_only_its_uv_cache_which_is_never_served(template: dict[str, Any]) -> None:
+    """Runtime jobs keep uv's download cache in the store (cache/uv/<platform>-<arch>.tar.gz,
+    buildfarm.runtimes.uv_cache): the job role reads and overwrites that one prefix, no other
+    cache/ key; the bucket's create-only rule does not cover it (an overwrite is the point), the
+    CDN may not serve it, and replaced versions expire after a day."""
+    job = role_of(template, "BatchJobRole")
+    key = "arn:aws:s3:::STORE/cache/uv/debian-12-x86_64.tar.gz"
+    assert allowed(template, job, "s3:GetObject", key) and allowed(template, job, "s3:PutObject", key)
+    assert not allowed(template, job, "s3:DeleteObject", key)
+    for other in ("cache/ccache/x.tar.gz", "cache/uv.tar.gz", "cachex/uv/a"):
+        assert not allowed(template, job, "s3:PutObject", f"arn:aws:s3:::STORE/{other}"), other
+    for role in by_type(template, "AWS::IAM::Role"):
+        if role != job:
+            assert not allowed(template, role, "s3:PutObject", key), role
+    store_id, bucket = only(template, "AWS::S3::Bucket", "StorageStore")
+    policy = next(
+        r
+        for r in by_type(template, "AWS::S3::BucketPolicy").values()
+        if r["Properties"]["Bucket"] == {"Ref": store_id}
+    )
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    (cdn,) = [s for s in statements if s.get("Sid") == "CdnServesOnlyPublishedContent"]
+    assert any("/cache/*" in json.dumps(resource) for resource in cdn["Resource"])
+    rules = {rule["Id"]: rule for rule in bucket["Properties"]["LifecycleConfiguration"]["Rules"]}
+    assert rules["expire-replaced-caches"] == {
+        "Id": "expire-replaced-caches",
+        "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
+        "Prefix": "cache/",
+        "Status": "Enabled",
+    }
