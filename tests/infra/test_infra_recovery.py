@@ -8,9 +8,12 @@ import threading
 from collections import Counter
 from unittest import mock
 
+import moto_farm
 import pytest
 from moto_farm import HELD, HOLD, SHA_3135, SUBMITTED, WAITING, Farm
+from runtime_definitions import write_svc_definitions
 
+from buildfarm.catalog.versions_json import runtime_cells
 from buildfarm.workflow_names import Errors
 
 # Step Functions executions in moto's interpreter: minutes in all, so not in `-m 'not slow'`.
@@ -92,4 +95,35 @@ def test_a_failed_finalize_is_finished_by_the_next_run(farm: Farm) -> None:
     assert again["status"] == "SUCCEEDED", again
     assert SUBMITTED == []  # nothing rebuilt: Recover finished the run, Plan found it all published
     assert farm.exists("index.html") and farm.exists("download-metadata/debian-12.json")
+    assert open_runs(farm) == [] and unreleased_claims(farm) == []
+
+
+def test_a_built_runtime_whose_run_ended_unpublished_is_published_by_the_next(farm: Farm, tmp_path) -> None:
+    """A run of runtime cells only whose PublishRuntime and Finalize both failed: the runtime
+    build its job wrote stays unpublished, its run open; the next run's Recover verifies and
+    publishes it (signed), and closes the run; nothing is rebuilt."""
+    definitions = write_svc_definitions(tmp_path / "defs")
+    farm.set_environment(BUILDFARM_RUNTIMES=str(definitions))
+    moto_farm.RUNTIME_DEFINITIONS.append(definitions)
+    farm.seed_releases({"3.13.5": SHA_3135})
+    debian_12 = {"versions": ["3.13.5"], "platforms": ["debian-12"], "arches": ["x86_64"]}
+    assert farm.run(debian_12)["status"] == "SUCCEEDED"  # the Python cell the runtime needs
+
+    refused = RuntimeError("the publisher was down")
+    with (
+        mock.patch("buildfarm.handlers.publish.decide_runtime_item", side_effect=refused),
+        mock.patch("buildfarm.handlers.publish.finalize_runtime_items", side_effect=refused),
+    ):
+        failed = farm.run(debian_12)
+    assert failed["status"] == "FAILED", failed
+    directory = "runtimes/svc/2.1.0/debian-12/x86_64/1"
+    assert farm.exists(f"{directory}/manifest.json") and not farm.exists(f"{directory}/SHA256SUMS.sig")
+    assert not runtime_cells(farm.read_json("versions.json")) and len(open_runs(farm)) == 1
+    assert len(moto_farm.RUNTIME_COMMANDS) == 1
+
+    again = farm.run(debian_12)
+    assert again["status"] == "SUCCEEDED", again
+    assert runtime_cells(farm.read_json("versions.json"))[("svc", "2.1.0", "debian-12", "x86_64")].build == 1
+    assert farm.exists(f"{directory}/SHA256SUMS.sig")
+    assert len(moto_farm.RUNTIME_COMMANDS) == 1  # published by Recover, not built again
     assert open_runs(farm) == [] and unreleased_claims(farm) == []
