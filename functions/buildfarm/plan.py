@@ -14,8 +14,10 @@ import hashlib
 import logging
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, Literal
 
 from packaging.version import Version
@@ -50,7 +52,7 @@ from buildfarm.releases import (
 )
 from buildfarm.runtimes.cloud_items import RuntimeItem, runtime_command
 from buildfarm.runtimes.definitions import RuntimeDefinition
-from buildfarm.runtimes.farm_cells import ClaimedRuntime, plan_run_runtimes
+from buildfarm.runtimes.farm_cells import ClaimedRuntime, claim_runtime_cells, plan_runtime_cells
 from buildfarm.store import Store, StoreError
 from buildfarm.workflow_input import InputError, WorkflowInput, parse_workflow_input
 
@@ -197,13 +199,11 @@ def plan(
     alive: Liveness = is_running or unknown_liveness
 
     releases_state, selection = _select(validated, store, config, registry, now, fetch_releases)
-    versions_doc, _ = read_versions(store)
-    wanted, release_of, skipped = _unpublished(
-        selection.matrix, published_builds(versions_doc), validated.force
-    )
+    published = published_builds(read_versions(store)[0])
+    wanted, release_of, skipped = _unpublished(selection.matrix, published, validated.force)
     scheduled = not (validated.versions or validated.force)
-    marked = bool(wanted or runtimes) and not validated.dry_run
-    budget = _budget(store, config, execution_id, alive, scheduled) if wanted or runtimes else 0
+    marked = bool(wanted) and not validated.dry_run
+    budget = _budget(store, config, execution_id, alive, scheduled) if wanted else 0
     outcomes: dict[Cell, ClaimOutcome] = {}
     try:
         if marked:
@@ -219,13 +219,16 @@ def plan(
             releases_refresh=releases_state.refresh, matrix_size=len(selection.matrix),
             versions=[r.version for r in selection.releases], policy=selection.report,
             deferred=deferred, budget=budget,
+            runtime_items_location=store.location_of(runtime_items_key(execution_id)),
         )  # fmt: skip
-        _add_runtime_items(result, store, config, runtimes or [], selection, now, alive)
+        if runtimes:  # the budget is still to be counted if there was no Python cell to claim
+            budget_of = None if wanted else partial(_budget, store, config, execution_id, alive, scheduled)
+            marked |= _add_runtime_items(result, store, config, runtimes, selection, now, alive, budget_of)
         if not validated.dry_run:
             _record(store, result, validated, marked, now)
     except BaseException:
         if not validated.dry_run:
-            _abandon(store, execution_id, outcomes, marked, now)
+            _abandon(store, execution_id, outcomes, now)
         raise
     log.info("plan %s: %s%s", result.plan_id, result.counts, " (dry run)" if result.dry_run else "")
     return result
@@ -239,22 +242,29 @@ def _add_runtime_items(
     selection: Selection,
     now: datetime,
     alive: Liveness,
-) -> None:
-    """Claim the runtime cells of the selection's platforms and arches (none without
-    definitions) with what the plan's Python items left of its budget, as the plan's runtime
-    items; and where the plan writes them."""
+    budget_of: Callable[[], int] | None,
+) -> bool:
+    """Claim the runtime cells of the selection's platforms and arches with what the plan's
+    Python items left of its budget, as the plan's runtime items. budget_of: the plan had no
+    Python cell to claim, so neither a budget nor a run marker yet; both come now, only if a
+    runtime cell is to be built (a no-op plan still writes nothing). True if it opened the run."""
     execution_id = result.execution_id
-    result.runtime_items_location = store.location_of(runtime_items_key(execution_id))
-    if not definitions:
-        return
     where = {(platform, arch) for _, platform, arch in selection.matrix}
-    runtimes = plan_run_runtimes(
-        store, definitions, where, execution_id=execution_id, now=now,
-        ttl_seconds=config.claim_ttl_seconds, dry_run=result.dry_run, is_running=alive,
-        limit=max(0, result.budget - len(result.items)),
+    runtimes = plan_runtime_cells(store, definitions, where)
+    if not runtimes.plan.build:
+        return False
+    opened = budget_of is not None and not result.dry_run
+    if budget_of is not None:
+        result.budget = budget_of()
+    if opened:
+        _mark_run(store, execution_id, result.budget, now)  # before claiming, as for Python cells
+    claim_runtime_cells(
+        store, runtimes, execution_id=execution_id, now=now, ttl_seconds=config.claim_ttl_seconds,
+        dry_run=result.dry_run, is_running=alive, limit=max(0, result.budget - len(result.items)),
     )  # fmt: skip
     result.runtimes_deferred = len(runtimes.deferred)
     result.runtime_items = [_runtime_item(claimed, store, execution_id) for claimed in runtimes.claimed]
+    return opened
 
 
 def _runtime_item(claimed: ClaimedRuntime, store: Store, execution_id: str) -> RuntimeItem:
@@ -306,16 +316,15 @@ def _record(store: Store, result: Plan, request: WorkflowInput, marked: bool, no
         close_run(store, result.execution_id)
 
 
-def _abandon(
-    store: Store, execution_id: str, outcomes: dict[Cell, ClaimOutcome], marked: bool, now: datetime
-) -> None:
-    """A plan that failed half-way: release what it claimed (cells must not stay blocked until
-    their claims expire) and close its run marker if it wrote one."""
+def _abandon(store: Store, execution_id: str, outcomes: dict[Cell, ClaimOutcome], now: datetime) -> None:
+    """A plan that failed half-way: release the Python cells it claimed (cells must not stay
+    blocked until their claims expire; its runtime claims wait for their expiry or for the
+    execution's end) and close its run marker if it wrote one (a delete of an absent key is
+    harmless, and this is the failure path only)."""
     if outcomes:
         claimed = [cell for cell, outcome in outcomes.items() if outcome.status == "claimed"]
         release_claims(store, claimed, execution_id=execution_id, now=now)
-    if marked:
-        close_run(store, execution_id)
+    close_run(store, execution_id)
 
 
 def _budget(store: Store, config: FarmConfig, execution_id: str, alive: Liveness, scheduled: bool) -> int:

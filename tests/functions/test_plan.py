@@ -383,3 +383,20 @@ def test_a_scheduled_plan_counts_the_runtime_cells_other_runs_still_build(
     ended = plan({"dry_run": True}, local_store, config, "exec-4", NOW, runtimes=[svc_both_arches],
                  is_running=lambda execution: execution != "exec-1")  # fmt: skip
     assert ended.budget == 10
+
+
+def test_a_plan_with_no_cell_to_build_writes_nothing_even_with_runtimes(local_store, config, tmp_path):
+    """Runtime definitions do not cost the schedule's hourly no-op a write: no budget counted,
+    no run marker opened, unless a runtime cell is to be built."""
+    directory = write_svc_definitions(tmp_path / "defs", "idna==3.10")
+    (directory / "svc.toml").write_text(SVC_TOML.replace('python = "3.13"', 'python = "3.12"'))
+    waiting = load_definition(directory / "svc.toml")  # no 3.12 is published: it waits
+    write_releases(local_store, ["3.13.5"])
+    write_published_matrix(local_store, ["3.13.5"], ["debian-12"], ["x86_64"])
+    request = {"versions": ["3.13.5"], "platforms": ["debian-12"], "arches": ["x86_64"]}
+    plan(request, local_store, config, "exec-0", NOW)  # refreshes releases.json (a write) once
+    local_store.calls.clear()
+    result = plan(request, local_store, config, "exec-1", NOW, runtimes=[waiting])
+    assert (result.items, result.runtime_items, result.budget) == ([], [], 0)
+    writes = {op: n for op, n in local_store.calls.items() if op not in ("read", "head")}
+    assert writes == {}, local_store.calls

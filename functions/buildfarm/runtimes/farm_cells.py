@@ -51,6 +51,8 @@ class RuntimeRunPlan:
     claimed: list[ClaimedRuntime] = field(default_factory=list)
     held: list[tuple[str, int, str]] = field(default_factory=list)  # (cell, build, by whom)
     deferred: list[str] = field(default_factory=list)  # over the execution's budget: a later run's
+    definitions: dict[str, RuntimeDefinition] = field(default_factory=dict)  # by name, resolved
+    published: dict[RuntimeCell, int] = field(default_factory=dict)  # the published build numbers
     unresolved: dict[str, str] = field(default_factory=dict)  # definition -> why no version
 
 
@@ -83,6 +85,61 @@ def next_build(store: Store, cell: RuntimeCell, published: int) -> int:
     return max(published, *build_numbers(store.list_children(runtime_cell_dir(*cell))), 0) + 1
 
 
+def plan_runtime_cells(
+    store: Store, definitions: list[RuntimeDefinition], where: set[tuple[str, str]]
+) -> RuntimeRunPlan:
+    """The run's runtime cells from versions.json (one read), nothing claimed: which to build,
+    which wait for their Python, which are current."""
+    versions, unresolved = _versions(definitions)
+    usable = [definition for definition in definitions if definition.name in versions]
+    document, _ = read_versions(store)
+    published = runtime_cells(document)
+    manifests = {cell: entry.model_dump(mode="json") for cell, entry in published.items()}
+    plan = in_run(plan_runtimes(usable, document, manifests, versions), where)
+    return RuntimeRunPlan(
+        plan,
+        unresolved=unresolved,
+        definitions={definition.name: definition for definition in usable},
+        published={cell: entry.build for cell, entry in published.items()},
+    )
+
+
+def claim_runtime_cells(
+    store: Store,
+    runtimes: RuntimeRunPlan,
+    *,
+    execution_id: str,
+    now: datetime,
+    ttl_seconds: int,
+    dry_run: bool,
+    is_running: Liveness = unknown_liveness,
+    limit: int | None = None,
+) -> RuntimeRunPlan:
+    """Claim the planned cells to build (a dry run claims nothing: `claimed` then holds the
+    numbers a run would take), filling `runtimes` in. With `limit` (what is left of the
+    execution's budget), at most that many are claimed and the rest are deferred to a later run;
+    cells another execution holds do not count."""
+    for item in runtimes.plan.build:
+        if limit is not None and len(runtimes.claimed) >= limit:
+            runtimes.deferred.append(item.name)
+            continue
+        floor = next_build(store, item.cell, runtimes.published.get(item.cell, 0)) - 1
+        key = runtime_claim_key(*item.cell)
+        common = {"execution_id": execution_id, "published_build": floor, "now": now,
+                  "marker_exists": store.exists(key), "is_running": is_running}  # fmt: skip
+        if dry_run:
+            outcome = peek_marker(store, key, item.name, **common)
+        else:
+            outcome = claim_marker(
+                store, key, item.name, plan_id=execution_id, ttl_seconds=ttl_seconds, **common
+            )
+        if outcome.status == "claimed":
+            runtimes.claimed.append(ClaimedRuntime(item, runtimes.definitions[item.cell[0]], outcome.build))
+        else:
+            runtimes.held.append((item.name, outcome.build, f"{outcome.holder} until {outcome.expires_at}"))
+    return runtimes
+
+
 def plan_run_runtimes(
     store: Store,
     definitions: list[RuntimeDefinition],
@@ -95,36 +152,12 @@ def plan_run_runtimes(
     is_running: Liveness = unknown_liveness,
     limit: int | None = None,
 ) -> RuntimeRunPlan:
-    """Plan the run's runtime cells from versions.json and claim the ones to build (a dry run
-    claims nothing: `claimed` then holds the numbers a run would take). With `limit` (what is
-    left of the execution's budget), at most that many are claimed and the rest are deferred to
-    a later run; cells another execution holds do not count."""
-    versions, unresolved = _versions(definitions)
-    usable = [definition for definition in definitions if definition.name in versions]
-    document, _ = read_versions(store)
-    published = {cell: entry.model_dump(mode="json") for cell, entry in runtime_cells(document).items()}
-    plan = in_run(plan_runtimes(usable, document, published, versions), where)
-    result = RuntimeRunPlan(plan, unresolved=unresolved)
-    by_name = {definition.name: definition for definition in usable}
-    for item in plan.build:
-        if limit is not None and len(result.claimed) >= limit:
-            result.deferred.append(item.name)
-            continue
-        floor = next_build(store, item.cell, published.get(item.cell, {}).get("build", 0)) - 1
-        key = runtime_claim_key(*item.cell)
-        common = {"execution_id": execution_id, "published_build": floor, "now": now,
-                  "marker_exists": store.exists(key), "is_running": is_running}  # fmt: skip
-        if dry_run:
-            outcome = peek_marker(store, key, item.name, **common)
-        else:
-            outcome = claim_marker(
-                store, key, item.name, plan_id=execution_id, ttl_seconds=ttl_seconds, **common
-            )
-        if outcome.status == "claimed":
-            result.claimed.append(ClaimedRuntime(item, by_name[item.cell[0]], outcome.build))
-        else:
-            result.held.append((item.name, outcome.build, f"{outcome.holder} until {outcome.expires_at}"))
-    return result
+    """Plan the run's runtime cells (plan_runtime_cells) and claim the ones to build
+    (claim_runtime_cells)."""
+    return claim_runtime_cells(
+        store, plan_runtime_cells(store, definitions, where), execution_id=execution_id, now=now,
+        ttl_seconds=ttl_seconds, dry_run=dry_run, is_running=is_running, limit=limit,
+    )  # fmt: skip
 
 
 def default_cache(store: Store) -> Path:
