@@ -11,7 +11,7 @@ from unittest import mock
 import moto_farm
 import pytest
 from moto_farm import HELD, HOLD, SHA_3135, SUBMITTED, WAITING, Farm
-from runtime_definitions import write_svc_definitions
+from runtime_definitions import LOCKED_HASH, write_svc_definitions
 
 from buildfarm.catalog.versions_json import runtime_cells
 from buildfarm.workflow_names import Errors
@@ -127,3 +127,10 @@ def test_a_built_runtime_whose_run_ended_unpublished_is_published_by_the_next(fa
     assert farm.exists(f"{directory}/SHA256SUMS.sig")
     assert len(moto_farm.RUNTIME_COMMANDS) == 1  # published by Recover, not built again
     assert open_runs(farm) == [] and unreleased_claims(farm) == []
+
+    # A changed lock: a run of runtime cells only, which Finalize closes (Plan opened it).
+    (definitions / "svc" / "requirements.txt").write_text(f"idna==3.10 {LOCKED_HASH}\n")
+    rebuilt = farm.run(debian_12)
+    assert rebuilt["status"] == "SUCCEEDED", rebuilt
+    assert runtime_cells(farm.read_json("versions.json"))[("svc", "2.1.0", "debian-12", "x86_64")].build == 2
+    assert len(moto_farm.RUNTIME_COMMANDS) == 2 and open_runs(farm) == []
