@@ -1,12 +1,16 @@
 """Build time per phase (optimization none and pgo+lto) and tarball size, against the targets.
 
     .venv/bin/python benchmarks/build_phases.py [--series 3.9|3.11|3.13] [--runner host|chroot]
-        [--platform P] [--optimization none pgo+lto] [--ccache] [--profile-task '-m test --pgo ...']
+        [--platform P] [--optimization none pgo+lto] [--ccache [DIR]] [--profile-task '-m test --pgo ...']
 
 Builds the newest release of the series in ../shared/cpython-src (3.13: 3.13.15). Targets on
 2 cores: none <= 2 min, pgo+lto <= 8 min, tarball <= 35 MB. Prints each phase's seconds and
 the ratios measured/target (<= 1.0 meets the target). By default the builds are cold (no
 ccache) with CPython's own PGO task and the production self-test, as in production.
+With --ccache (cache directory DIR, default .cache/ccache) it also prints the make steps' times
+and ccache's hits and misses for each build: run it twice to see what a warm cache gives
+(the driver builds a cell in the same directory each time then, so even PGO's instrumented
+build, whose objects embed their build directory, hits the cache the second time).
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import re
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +35,7 @@ from buildfarm.runners import host_platform_id, select_runner
 REPO = Path(__file__).resolve().parents[1]
 TARGET_SECONDS = {"none": 120.0, "pgo+lto": 480.0}
 TARGET_TARBALL_MB = 35.0
+_MAKE_STEP = re.compile(r"buildfarm: make: (.+) done in ([0-9]{1,9}\.[0-9]) s")
 
 
 def parse_args() -> argparse.Namespace:
@@ -38,7 +46,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--platform", default=host_platform_id(load_registry()) or "debian-12")
     parser.add_argument("--runner", default="auto")
     parser.add_argument("--optimization", nargs="+", default=["none", "pgo+lto"])
-    parser.add_argument("--ccache", action="store_true", help="use ccache (warm caches are not the target)")
+    parser.add_argument(
+        "--ccache",
+        nargs="?",
+        const=str(REPO / ".cache" / "ccache"),
+        metavar="DIR",
+        help="use ccache with this cache directory (default .cache/ccache; warm caches are not the target)",
+    )
     parser.add_argument("--profile-task", help="override PGO's PROFILE_TASK (default: CPython's)")
     parser.add_argument("--keep", type=Path, help="keep the stores (with the artifacts) under this directory")
     return parser.parse_args()
@@ -48,7 +62,7 @@ def set_driver_environment(args: argparse.Namespace) -> None:
     """ccache and the PGO task as asked; the production self-test."""
     if args.ccache:
         os.environ["BUILDFARM_CCACHE"] = "1"
-        os.environ.setdefault("CCACHE_DIR", str(REPO / ".cache" / "ccache"))
+        os.environ["CCACHE_DIR"] = str(Path(args.ccache).resolve())
     else:
         os.environ.pop("BUILDFARM_CCACHE", None)
     if args.profile_task:
@@ -79,6 +93,26 @@ def print_report(args: argparse.Namespace, version: str, rows: list[tuple]) -> N
               f"ratio {size_mb / TARGET_TARBALL_MB:.2f}")  # fmt: skip
 
 
+def ccache_stats(*argv: str) -> str:
+    """ccache's output for argv (its CCACHE_DIR is the driver's), or "" when it has none."""
+    ccache = shutil.which("ccache")
+    if not ccache:
+        return ""
+    done = subprocess.run([ccache, *argv], capture_output=True, text=True, check=False)
+    return done.stdout if done.returncode == 0 else ""
+
+
+def print_cache_use(log_path: Path | None, total: float) -> None:
+    """The make steps' times from the build's log, and ccache's hits and misses since zeroed."""
+    log = log_path.read_text(errors="replace") if log_path else ""
+    for step, seconds in _MAKE_STEP.findall(log):
+        print(f"  make: {step}: {float(seconds):.1f} s")
+    print(f"  total {total:.1f} s")
+    stats = dict(line.split("\t", 1) for line in ccache_stats("--print-stats").splitlines() if "\t" in line)
+    hits = int(stats.get("direct_cache_hit", 0)) + int(stats.get("preprocessed_cache_hit", 0))
+    print(f"  ccache: {hits} hits, {stats.get('cache_miss', '?')} misses")
+
+
 def main() -> int:
     args = parse_args()
     set_driver_environment(args)
@@ -104,12 +138,16 @@ def main() -> int:
             )
             what = f"{version} {args.platform} {optimization}"
             print(f"building {what} with the {runner.name} runner ...", flush=True)
+            if args.ccache:
+                ccache_stats("--zero-stats")
             started = time.monotonic()
             result = runner.run(spec, output=io.StringIO())
             total = time.monotonic() - started
             if not result.ok:
                 print(f"  FAILED in {result.failed_phase}: {result.reason} (log: {result.log_path})")
                 return 1
+            if args.ccache:
+                print_cache_use(result.log_path, total)
             tarball = store / spec.artifact_dir / f"python-{version}-{args.platform}-x86_64.tar.gz"
             rows.append((optimization, result.timings, total, tarball.stat().st_size / 1e6))
     print_report(args, version, rows)
