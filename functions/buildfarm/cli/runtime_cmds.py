@@ -15,9 +15,10 @@ from buildfarm.layout import BUILD_NUMBER
 from buildfarm.platforms import UnknownArchError, UnknownPlatformError, canonical_arch, load_registry
 from buildfarm.runtimes.cloud_items import DEFINITIONS_ENV
 from buildfarm.runtimes.definitions import default_definitions, find_definition, load_definitions
+from buildfarm.runtimes.farm_cells import default_cache
 from buildfarm.runtimes.keys import RUNTIME_CACHE_DIR
 from buildfarm.runtimes.runtime_build import RuntimeRequest, build_runtime
-from buildfarm.store import LocalStore, Store, StoreError, open_store
+from buildfarm.store import Store, StoreError, open_store
 
 CACHE_ENV = "BUILDFARM_RUNTIME_CACHE"
 
@@ -92,13 +93,11 @@ def definitions_dir(args: argparse.Namespace) -> Path:
 
 
 def cache_dir(explicit: Path | None, store: Store) -> Path:
-    """The download cache: kept in a directory store (runtimes/.cache/uv, never served) so that
-    every build from that store shares it; an S3 store's builders keep a local one."""
+    """The download cache: --cache, else the cache variable, else the one a farm's builds use
+    (farm_cells.default_cache)."""
     if explicit or os.environ.get(CACHE_ENV):
         return (explicit or Path(os.environ[CACHE_ENV])).resolve()
-    if isinstance(store, LocalStore):
-        return store.root / RUNTIME_CACHE_DIR
-    return Path.home() / ".cache" / "buildfarm" / "uv"
+    return default_cache(store)
 
 
 def _cell(args: argparse.Namespace) -> tuple[str, str]:
