@@ -50,9 +50,9 @@ from buildfarm.releases import (
     save_releases,
     source_url,
 )
-from buildfarm.runtimes.cloud_items import RuntimeItem, runtime_command
+from buildfarm.runtimes.cloud_items import RuntimeItem, runtime_item
 from buildfarm.runtimes.definitions import RuntimeDefinition
-from buildfarm.runtimes.farm_cells import ClaimedRuntime, claim_runtime_cells, plan_runtime_cells
+from buildfarm.runtimes.farm_cells import claim_runtime_cells, plan_runtime_cells
 from buildfarm.store import Store, StoreError
 from buildfarm.workflow_input import InputError, WorkflowInput, parse_workflow_input
 
@@ -263,24 +263,8 @@ def _add_runtime_items(
         dry_run=result.dry_run, is_running=alive, limit=max(0, result.budget - len(result.items)),
     )  # fmt: skip
     result.runtimes_deferred = len(runtimes.deferred)
-    result.runtime_items = [_runtime_item(claimed, store, execution_id) for claimed in runtimes.claimed]
+    result.runtime_items = [runtime_item(claimed, store, execution_id) for claimed in runtimes.claimed]
     return opened
-
-
-def _runtime_item(claimed: ClaimedRuntime, store: Store, execution_id: str) -> RuntimeItem:
-    """The item of a claimed runtime cell, as cloud_items.plan_runtime_items makes it (which
-    claims without a budget, so the planner claims through plan_run_runtimes itself)."""
-    _, _, platform, arch = claimed.item.cell
-    return RuntimeItem(
-        cell=claimed.name,
-        build=claimed.build,
-        python={"version": claimed.item.python.version, "build": claimed.item.python.build},
-        reason=claimed.item.reason,
-        execution_id=execution_id,
-        command=runtime_command(claimed, store),
-        job_definition=f"{platform}-{arch}",
-        job_queue_arch=arch,
-    )
 
 
 def _select(

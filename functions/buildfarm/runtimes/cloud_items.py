@@ -91,20 +91,23 @@ def plan_runtime_items(
         store, definitions, where, execution_id=execution_id, now=now,
         ttl_seconds=config.claim_ttl_seconds, dry_run=dry_run, is_running=is_running,
     )  # fmt: skip
-    items = [
-        RuntimeItem(
-            cell=claimed.name,
-            build=claimed.build,
-            python={"version": claimed.item.python.version, "build": claimed.item.python.build},
-            reason=claimed.item.reason,
-            execution_id=execution_id,
-            command=runtime_command(claimed, store),
-            job_definition=f"{claimed.item.cell[2]}-{claimed.item.cell[3]}",
-            job_queue_arch=claimed.item.cell[3],
-        )
-        for claimed in runtimes.claimed
-    ]
-    return items, runtimes
+    return [runtime_item(claimed, store, execution_id) for claimed in runtimes.claimed], runtimes
+
+
+def runtime_item(claimed: ClaimedRuntime, store: Store, execution_id: str) -> RuntimeItem:
+    """The item of a claimed runtime cell: its Batch job runs on the job definition and queue
+    of the cell's platform and arch."""
+    _, _, platform, arch = claimed.item.cell
+    return RuntimeItem(
+        cell=claimed.name,
+        build=claimed.build,
+        python={"version": claimed.item.python.version, "build": claimed.item.python.build},
+        reason=claimed.item.reason,
+        execution_id=execution_id,
+        command=runtime_command(claimed, store),
+        job_definition=f"{platform}-{arch}",
+        job_queue_arch=arch,
+    )
 
 
 def read_runtime_items(store: Store, location: dict[str, str]) -> list[RuntimeItem]:
