@@ -46,7 +46,7 @@ from real_builds import (
     Step,
 )
 
-from buildfarm.attest.signing import init_key
+from buildfarm.attest.signing import KeyFileSigner, init_key
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -152,6 +152,13 @@ def signing_key_in_test_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterato
         os.environ.pop(name, None)
     else:
         os.environ[name] = saved
+
+
+@pytest.fixture
+def session_signer(signing_key_in_test_dir: None) -> KeyFileSigner:
+    """The signer of the session's key (signing_key_in_test_dir), which a CLI command run in a
+    test is configured with: for a store published as such a command would publish it."""
+    return KeyFileSigner(Path(os.environ["BUILDFARM_SIGNING_KEY"]))
 
 
 @pytest.fixture(scope="session")

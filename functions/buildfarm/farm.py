@@ -137,12 +137,12 @@ def choose_runners(
     return runners, unbuildable
 
 
-def recover_dead_runs(store: Store, config: FarmConfig, now: datetime) -> list[str]:
+def recover_dead_runs(store: Store, config: FarmConfig, now: datetime, signer: Signer | None) -> list[str]:
     """Finalize the runs of this host whose process is gone (killed, machine rebooted): what
     they finished is published, the rest failed and its claims released, so a new run neither
     rebuilds their finished cells nor waits for their claims to expire (buildfarm.recovery).
-    Returns the cells those runs published."""
-    return recover(store, config, now, is_running=local_liveness).published
+    Returns the cells those runs published (signed by signer, as this run's are)."""
+    return recover(store, config, now, is_running=local_liveness, signer=signer).published
 
 
 @contextmanager
@@ -220,7 +220,8 @@ def run_farm(
     if not buildable:
         return report
 
-    report.recovered = recover_dead_runs(store, config, now)
+    signer = signer_for(config)  # the run's, for every cell it publishes (None: unsigned)
+    report.recovered = recover_dead_runs(store, config, now, signer)
     narrowed = {
         **request,
         "platforms": buildable,
@@ -234,16 +235,14 @@ def run_farm(
         notify(report.cells[item.cell])
     try:
         log_dir.mkdir(parents=True, exist_ok=True)
-        signer = signer_for(config)
         _build_all(_CellBuilder(report, runners, store, log_dir, notify, signer), items, jobs)
     finally:
-        _finalize(report, the_plan, store, config, notify)
+        _finalize(report, the_plan, store, config, notify, signer)
     if report.store_error is not None:
         raise report.store_error
     if runtimes is not None and not report.interrupted:
-        _run_runtimes(
-            report, store, config, runtimes, runtime_cells_here(platforms, arches, registry), notify, registry
-        )
+        here = runtime_cells_here(platforms, arches, registry)
+        _run_runtimes(report, store, config, runtimes, here, notify, registry, signer)
     return report
 
 
@@ -274,12 +273,12 @@ def _run_runtimes(
     where: set[tuple[str, str]],
     notify: Listener,
     registry: Registry,
+    signer: Signer | None,
 ) -> None:
     """The runtime cells of the run's platforms and arches, after its Python cells are
     published: planned, claimed, built here one at a time, published; then the derived files
     again (the status page lists runtimes). Ctrl-C fails the cells not yet built, releasing
     their claims."""
-    signer = signer_for(config)  # as the Python cells are signed
     report.runtimes = runtimes = plan_run_runtimes(
         store, definitions, where, execution_id=report.execution_id, now=clock.now(),
         ttl_seconds=config.claim_ttl_seconds, dry_run=False, is_running=local_liveness,
@@ -306,7 +305,13 @@ def _run_runtimes(
         report.interrupted = True
         for claimed in pending:
             publish_runtime(
-                store, claimed.item.cell, claimed.build, report.execution_id, clock.now(), "interrupted"
+                store,
+                claimed.item.cell,
+                claimed.build,
+                report.execution_id,
+                clock.now(),
+                "interrupted",
+                signer=signer,
             )
             progress = report.cells[claimed.name]
             progress.state, progress.detail = "failed", "interrupted"
@@ -401,13 +406,20 @@ def _build_all(builder: _CellBuilder, items: list[PlanItem], jobs: int) -> None:
             future.result()  # a builder's own bug is raised, not lost
 
 
-def _finalize(report: RunReport, the_plan: Plan, store: Store, config: FarmConfig, notify: Listener) -> None:
+def _finalize(
+    report: RunReport,
+    the_plan: Plan,
+    store: Store,
+    config: FarmConfig,
+    notify: Listener,
+    signer: Signer | None,
+) -> None:
     """Finalize: cells not yet decided (interrupted, not started) are failed and their claims
     released, so a rerun builds exactly what is missing; the derived files are written once.
     If the store fails here too, this run's claims are released all the same (a delete where
     the disk is full) and its run marker stays open: a later run's recovery finalizes it."""
     try:
-        report.published = publish(the_plan.summary, store, config, now=clock.now())
+        report.published = publish(the_plan.summary, store, config, now=clock.now(), signer=signer)
     except StoreError as error:
         report.store_error = error
         _release_run_claims(store, the_plan, report.execution_id)

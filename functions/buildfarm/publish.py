@@ -24,7 +24,6 @@ from pydantic import BaseModel, ConfigDict
 
 from buildfarm import clock
 from buildfarm.attest.build_files import AttestationError, attest_build
-from buildfarm.attest.farm_signer import configured_signer, signer_for
 from buildfarm.attest.signing import Signer
 from buildfarm.attest.store_keys import listed_public_keys
 from buildfarm.catalog import CatalogCell, Cell, parse_cell, regenerate_derived, update_versions
@@ -121,13 +120,12 @@ def publish_cell(
     now: datetime | None = None,
     batch: BatchOutcome | None = None,
     *,
-    signer: Signer | None = None,
+    signer: Signer | None,
 ) -> CellOutcome:
     """Decide one planned cell from the store: if it verifies, write its attestations (signed
-    by signer, else by the signer the environment configures) and merge it into versions.json;
-    release its claim, record the outcome. Idempotent: running it again decides the same."""
+    by signer; None: unsigned, see attest.farm_signer) and merge it into versions.json; release
+    its claim, record the outcome. Idempotent: running it again decides the same."""
     now = now or clock.now()
-    signer = signer if signer is not None else configured_signer()
     cell = parse_cell(item.cell)
     entry, reason = verify_cell(store, item, now)
     if entry is not None:
@@ -201,14 +199,13 @@ def publish(
     now: datetime | None = None,
     *,
     registry: Registry | None = None,
-    signer: Signer | None = None,
+    signer: Signer | None,
 ) -> PublishResult:
     """Finalize a run: decide every planned cell not yet decided (publish_cell), regenerate the
-    derived files once (and check versions.json's signature), close the run. Signs with signer,
-    else the one config names, else the one the environment names. Returns the published and
-    failed cells (with reasons)."""
+    derived files once (and check versions.json's signature), close the run. Signs with signer
+    (the caller's signer_for(config); None: unsigned). Returns the published and failed cells
+    (with reasons)."""
     now = now or clock.now()
-    signer = signer or signer_for(config) or configured_signer()
     registry = registry or load_registry()
     plan_counts = plan_summary.get("counts") or {}
     skipped = {

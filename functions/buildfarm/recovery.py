@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from buildfarm import clock
-from buildfarm.attest.farm_signer import configured_signer, signer_for
 from buildfarm.attest.signing import Signer
 from buildfarm.claims import Liveness
 from buildfarm.config import FarmConfig
@@ -146,10 +145,10 @@ def recover(
     is_running: Liveness,
     own_execution_id: str = "",
     registry: Registry | None = None,
-    signer: Signer | None = None,
+    signer: Signer | None,
 ) -> Recovery:
-    """Finalize every open run whose execution has ended (signing with signer, else the
-    configured one: buildfarm.publish.publish). One listing when none is open."""
+    """Finalize every open run whose execution has ended (signing with signer, as
+    buildfarm.publish.publish does; None: unsigned). One listing when none is open."""
     now = now or clock.now()
     recovery = Recovery()
     for run_id in open_runs(store):
@@ -186,7 +185,6 @@ def _finalize(
 ) -> bool:
     """Finalize one ended run (its runtime items, then its Python cells) and close it; False
     (and the run left open, retried next time) if it cannot be read or decided now."""
-    signer = signer or signer_for(config) or configured_signer()  # as publish() signs
     try:
         runtimes = finalize_runtime_items(store, summary, config, now, signer=signer)
         result = publish(summary, store, config, now, registry=registry, signer=signer)

@@ -204,7 +204,12 @@ class FarmSimulation:
         self.executions.append(execution)
         self._running[execution.id] = True
         recovery = recover(
-            self.store, self.config, self.now, is_running=self.is_running, own_execution_id=execution.id
+            self.store,
+            self.config,
+            self.now,
+            is_running=self.is_running,
+            own_execution_id=execution.id,
+            signer=None,
         )
         execution.recovered = recovery.finalized
         self._note_published(recovery.published)
@@ -262,7 +267,7 @@ class FarmSimulation:
         self.builds[item.cell] += 1
         execution.built += 1
         fake_build(self.store, item.spec)
-        outcome = publish_cell(item, self.store, self.now, BatchOutcome(status="succeeded"))
+        outcome = publish_cell(item, self.store, self.now, BatchOutcome(status="succeeded"), signer=None)
         if outcome.status == "published":
             self._note_published([item.cell])
         if execution.pending:
@@ -275,7 +280,7 @@ class FarmSimulation:
         failing = execution.number in self.scenario.failing_finalize
         self.store.refuse = INDEX_KEY if failing else None
         try:
-            result = publish(execution.summary, self.store, self.config, self.now)
+            result = publish(execution.summary, self.store, self.config, self.now, signer=None)
             self._note_published(result.published)
             execution.end = "finalized"
         except StoreError:

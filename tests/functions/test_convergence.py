@@ -204,16 +204,19 @@ def test_a_stopped_execution_is_published_by_the_next_without_rebuilding(scratch
     # 5 of 8 jobs finished; PublishCell ran for 3 of them when StopExecution came; no Finalize.
     build(store, items[:5], builds)
     for item in items[:3]:
-        publish_cell(item, store, NOW + timedelta(minutes=30))
+        publish_cell(item, store, NOW + timedelta(minutes=30), signer=None)
     running["next"] = True
     later = NOW + timedelta(hours=1)
     # While it runs, its run is left alone and its claims hold.
-    assert recover(store, config, later, is_running=running.get, own_execution_id="next").finalized == []
+    assert (
+        recover(store, config, later, is_running=running.get, own_execution_id="next", signer=None).finalized
+        == []
+    )
     peek = plan({**EIGHT_CELLS, "dry_run": True}, store, config, "peek", later, is_running=running.get)
     assert peek.items == [] and peek.counts["skipped_claimed"] == 5
     running["stopped"] = False
 
-    recovery = recover(store, config, later, is_running=running.get, own_execution_id="next")
+    recovery = recover(store, config, later, is_running=running.get, own_execution_id="next", signer=None)
     assert recovery.finalized == ["stopped"]
     assert sorted(recovery.published) == sorted(item.cell for item in items[:5])
     assert sorted(recovery.failed) == sorted(item.cell for item in items[5:])
@@ -223,8 +226,8 @@ def test_a_stopped_execution_is_published_by_the_next_without_rebuilding(scratch
     assert {item.cell: item.spec.build for item in second.items} == {item.cell: 2 for item in items[5:]}
     build(store, second.items, builds)
     for item in second.items:
-        publish_cell(item, store, later + timedelta(minutes=40))
-    publish(second.summary, store, config, later + timedelta(minutes=41))
+        publish_cell(item, store, later + timedelta(minutes=40), signer=None)
+    publish(second.summary, store, config, later + timedelta(minutes=41), signer=None)
     assert Counter(builds.values()) == {1: 8}
     assert published_cells(store) == {**{i.cell: 1 for i in items[:5]}, **{i.cell: 2 for i in items[5:]}}
     assert all(claim["released"] for claim in claim_markers(store).values())
@@ -238,17 +241,17 @@ def test_a_finalize_that_raises_is_finished_by_the_next_execution(scratch, confi
     first = plan(EIGHT_CELLS, store, config, "failed", NOW, is_running=running.get)
     build(store, first.items, builds)
     for item in first.items[:6]:  # the last two PublishCells failed too: Finalize decides them
-        publish_cell(item, store, NOW + timedelta(minutes=40))
+        publish_cell(item, store, NOW + timedelta(minutes=40), signer=None)
     store.refuse = INDEX_KEY
     with pytest.raises(StoreError):
-        publish(first.summary, store, config, NOW + timedelta(minutes=41))
+        publish(first.summary, store, config, NOW + timedelta(minutes=41), signer=None)
     store.refuse = None
     running["failed"] = False  # the execution failed in Finalize
     assert open_runs(store) == ["failed"] and store.exists(run_marker_key("failed"))
     assert not store.exists(INDEX_KEY)
 
     later = NOW + timedelta(hours=1)
-    recovery = recover(store, config, later, is_running=running.get, own_execution_id="next")
+    recovery = recover(store, config, later, is_running=running.get, own_execution_id="next", signer=None)
     assert recovery.finalized == ["failed"] and recovery.failed == []
     assert sorted(recovery.published) == sorted(item.cell for item in first.items)
     assert store.exists(INDEX_KEY) and open_runs(store) == []

@@ -118,14 +118,14 @@ def test_recovery_keeps_a_live_run_started_another_way_and_finalizes_it_once_dea
     plan(REQUEST, local_store, config, execution_id, NOW, is_running=local_liveness)
     later = NOW + timedelta(seconds=config.claim_ttl_seconds + 3600)  # past its claims' expiry
 
-    found = recover(local_store, config, later, is_running=local_liveness)
+    found = recover(local_store, config, later, is_running=local_liveness, signer=None)
     assert found.running == [execution_id] and found.finalized == []
     held = plan(REQUEST, local_store, config, "exec-2", later, is_running=local_liveness)
     assert held.items == [] and held.skipped[0].reason == "claimed"
     assert f"claimed by {execution_id}" in held.skipped[0].detail
 
     end(sleeper)
-    found = recover(local_store, config, later, is_running=local_liveness)
+    found = recover(local_store, config, later, is_running=local_liveness, signer=None)
     assert found.finalized == [execution_id] and found.failed == ["3.13.5/debian-12/x86_64"]
     assert local_store.read_json(claim_key(*CELL))[0]["released"] is True
     again = plan(REQUEST, local_store, config, "exec-3", later, is_running=local_liveness)

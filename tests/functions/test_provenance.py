@@ -63,8 +63,8 @@ def test_a_planted_build_is_a_failed_cell_with_the_reason(local_store, config, c
     fake_build(local_store, arm.spec)
     # Batch may even say the job succeeded: the manifest decides.
     for item in (x86, arm):
-        publish_cell(item, local_store, NOW, BatchOutcome(status="succeeded", job_id="job-1"))
-    outcome = publish(result.summary, local_store, config, now=NOW)
+        publish_cell(item, local_store, NOW, BatchOutcome(status="succeeded", job_id="job-1"), signer=None)
+    outcome = publish(result.summary, local_store, config, now=NOW, signer=None)
     assert outcome.published == [ARM]
     assert [(f.cell, f.reason) for f in outcome.failed] == [
         (X86, f"manifest spec differs from the plan: {reason}")
@@ -98,7 +98,7 @@ def test_the_local_runners_mount_paths_are_the_planned_spec(local_store, config,
     fake_build(
         local_store, arm.spec, spec_changes={"source.url": "file:///buildfarm/source/Python-3.13.4.tar.xz"}
     )
-    outcome = publish(result.summary, local_store, config, now=NOW)
+    outcome = publish(result.summary, local_store, config, now=NOW, signer=None)
     assert outcome.published == [X86]
     assert outcome.failed[0].reason.startswith(
         "manifest spec differs from the plan: source.url 'file:///buildfarm/source/Python-3.13.4.tar.xz'"
@@ -171,7 +171,7 @@ def test_a_standalone_build_is_never_published_by_a_farm_run(local_store, config
         local_store, arm.spec, spec_changes={"execution_id": "local-host-1-20261122T100000Z"}
     )
     fake_build(local_store, x86.spec)
-    outcome = publish(result.summary, local_store, config, now=NOW)
+    outcome = publish(result.summary, local_store, config, now=NOW, signer=None)
     assert outcome.published == [X86]
     assert outcome.failed[0].cell == ARM
     assert outcome.failed[0].reason == (
@@ -217,7 +217,9 @@ def test_recovery_publishes_only_the_planned_builds_of_a_dead_run(local_store, c
                              "artifact_dir": "builds/3.12.11/debian-12/x86_64/1",
                              "execution_id": "local-dead-standalone"})  # fmt: skip
     later = NOW + timedelta(minutes=5)
-    recovery = recover(local_store, config, later, is_running=is_running, own_execution_id="local-next")
+    recovery = recover(
+        local_store, config, later, is_running=is_running, own_execution_id="local-next", signer=None
+    )
     assert (recovery.finalized, recovery.published, recovery.failed) == (["local-dead-run"], [X86], [ARM])
     assert published_cells(local_store) == {X86: 1}
     assert read_json(local_store, claim_key("3.13.5", "debian-12", "aarch64"))["released"] is True
@@ -235,4 +237,4 @@ def test_recovery_publishes_only_the_planned_builds_of_a_dead_run(local_store, c
         is_running=is_running,
     )
     assert (taken.status, taken.build) == ("claimed", 2)
-    assert recover(local_store, config, later, is_running=is_running).finalized == []
+    assert recover(local_store, config, later, is_running=is_running, signer=None).finalized == []

@@ -30,7 +30,7 @@ def test_publish_verified_builds(local_store, config):
     result = planned(local_store, config)
     for item in result.items:
         fake_build(local_store, item.spec, kinds=("tarball", "deb", "rpm"))
-    outcome = publish(result.summary, local_store, config, now=NOW)
+    outcome = publish(result.summary, local_store, config, now=NOW, signer=None)
     assert outcome.published == ["3.13.5/debian-12/x86_64", "3.13.5/debian-12/aarch64"]
     assert outcome.failed == []
     assert outcome.counts == {
@@ -68,14 +68,14 @@ def test_unverifiable_build_fails_and_leaves_versions_json_alone(local_store, co
     first = planned(local_store, config)
     for item in first.items:
         fake_build(local_store, item.spec)
-    publish(first.summary, local_store, config, now=NOW)
+    publish(first.summary, local_store, config, now=NOW, signer=None)
     before = local_store.read("versions.json")[0]
 
     forced = planned(local_store, config, {**DEBIAN_12_BOTH, "force": True}, "exec-2")
     x86, arm = forced.items
     fake_build(local_store, x86.spec, **breakage)
     fake_build(local_store, arm.spec)
-    outcome = publish(forced.summary, local_store, config, now=NOW + timedelta(hours=1))
+    outcome = publish(forced.summary, local_store, config, now=NOW + timedelta(hours=1), signer=None)
     assert outcome.published == ["3.13.5/debian-12/aarch64"]
     assert [f.cell for f in outcome.failed] == ["3.13.5/debian-12/x86_64"]
     assert outcome.failed[0].reason.startswith(reason)
@@ -98,7 +98,7 @@ def test_size_mismatch_and_foreign_manifest_fail(local_store, config):
     other = fake_build(local_store, arm.spec)
     other["spec"]["build"] = 7
     local_store.put_json(f"{arm.spec.artifact_dir}/manifest.json", other)
-    outcome = publish(result.summary, local_store, config, now=NOW)
+    outcome = publish(result.summary, local_store, config, now=NOW, signer=None)
     reasons = {f.cell: f.reason for f in outcome.failed}
     assert (
         f"size {real_size} differs from the manifest's {real_size + 1}" in reasons["3.13.5/debian-12/x86_64"]
@@ -120,8 +120,8 @@ def test_failure_reasons(local_store, config):
     }
     for item in result.items:
         if item.cell in batch:
-            publish_cell(item, local_store, NOW, batch[item.cell])
-    outcome = publish(result.summary, local_store, config, now=NOW)
+            publish_cell(item, local_store, NOW, batch[item.cell], signer=None)
+    outcome = publish(result.summary, local_store, config, now=NOW, signer=None)
     assert {f.cell: f.reason for f in outcome.failed} == {
         "3.13.5/debian-12/x86_64": "Batch job OOM-killed",
         "3.13.5/debian-12/aarch64": "no manifest (the build reported success)",
@@ -137,20 +137,20 @@ def test_a_cell_failed_then_published_by_a_retry_counts_as_published(local_store
     # PublishCell ran before the build landed (a retry after a timeout, say), then again after.
     result = planned(local_store, config)
     first, second = result.items
-    assert publish_cell(first, local_store, NOW).status == "failed"
+    assert publish_cell(first, local_store, NOW, signer=None).status == "failed"
     fake_build(local_store, first.spec)
     fake_build(local_store, second.spec)
-    assert publish_cell(first, local_store, NOW).status == "published"
+    assert publish_cell(first, local_store, NOW, signer=None).status == "published"
     keys = [key for key in all_keys(local_store) if "/outcomes/" in key]
     assert sorted(key.split("/outcomes/")[1].split("/")[0] for key in keys) == ["failed", "published"]
-    outcome = publish(result.summary, local_store, config, now=NOW)
+    outcome = publish(result.summary, local_store, config, now=NOW, signer=None)
     assert sorted(outcome.published) == sorted([first.cell, second.cell]) and outcome.failed == []
 
 
 def test_dry_run_plan_publishes_nothing(local_store, config):
     result = plan({**DEBIAN_12_BOTH, "dry_run": True}, local_store, config, "dry", NOW)
     before = all_keys(local_store)
-    outcome = publish(result.summary, local_store, config, now=NOW)
+    outcome = publish(result.summary, local_store, config, now=NOW, signer=None)
     assert outcome.counts["planned"] == 0 and all_keys(local_store) == before
 
 
@@ -185,7 +185,7 @@ def test_uv_reads_the_download_metadata(local_store, config, tmp_path):
     result = planned(local_store, config, {"versions": ["3.13.5", "3.14.0rc2"], "platforms": ["debian-12"]})
     for item in result.items:
         fake_build(local_store, item.spec)
-    publish(result.summary, local_store, config, now=NOW)
+    publish(result.summary, local_store, config, now=NOW, signer=None)
 
     metadata = read_json(local_store, "download-metadata/debian-12.json")
     assert list(metadata) == [
@@ -250,7 +250,7 @@ def test_without_public_base_url_urls_point_into_the_store(local_store, config):
         local_store, config, {"versions": ["3.13.5"], "platforms": ["debian-12"], "arches": ["x86_64"]}
     )
     fake_build(local_store, result.items[0].spec)
-    publish(result.summary, local_store, config, now=NOW)
+    publish(result.summary, local_store, config, now=NOW, signer=None)
     entry = read_json(local_store, "download-metadata/debian-12.json")["cpython-3.13.5-linux-x86_64-gnu"]
     assert (
         entry["url"]
@@ -276,7 +276,7 @@ def test_index_html_is_a_readable_matrix_with_relative_links(local_store, config
     for item in result.items:
         if item.cell != "3.13.5/rhel-9/aarch64":
             fake_build(local_store, item.spec, kinds=("tarball", "rpm"))
-    publish(result.summary, local_store, config, now=NOW)
+    publish(result.summary, local_store, config, now=NOW, signer=None)
     page = local_store.read("index.html")[0].decode()
     parser = _Links()
     parser.feed(page)
@@ -347,7 +347,7 @@ def test_concurrent_full_publishes_keep_every_cell_and_fresh_derived_files(http_
 
     def run(p):
         barrier.wait()
-        outcomes.append(publish(p.summary, http_s3_store, config, now=NOW))
+        outcomes.append(publish(p.summary, http_s3_store, config, now=NOW, signer=None))
 
     threads = [threading.Thread(target=run, args=(p,)) for p in plans]
     for thread in threads:

@@ -1,12 +1,15 @@
-"""Which key signs for the farm, from its configuration (buildfarm.config.FarmConfig):
+"""Which key signs for the farm, from its configuration (buildfarm.config.FarmConfig, the one
+place that reads BUILDFARM_KMS_KEY_ID and BUILDFARM_SIGNING_KEY):
 
-- kms_key_id (BUILDFARM_KMS_KEY_ID, the cloud): the stack's KMS key, through boto3;
-- else signing_key (BUILDFARM_SIGNING_KEY): a key file;
+- kms_key_id (the cloud): the stack's KMS key, through boto3;
+- else signing_key: a key file;
 - else nothing configured: the Lambdas refuse to publish (require_signer), and `buildfarm run`
   uses the default key file (local_key_config creates the key file when absent).
 
-The process's signer is configured_signer(): the one the environment names, or None, for the
-callers that are not handed one (the local farm's cells).
+Whoever publishes is handed its signer (signer_for(config), require_signer(config)); nothing
+below the entry points looks the key up. A signer of None publishes unsigned: the attestations
+and checksums without their signatures, which a later signing publish adds (a library caller or
+a test with no key).
 """
 
 from __future__ import annotations
@@ -48,17 +51,6 @@ def require_signer(config: FarmConfig) -> Signer:
     if signer is None:
         raise UsageError(f"no signing key: set {KMS_ENV} (a KMS key) or {KEY_ENV} (a key file)")
     return signer
-
-
-def configured_signer() -> Signer | None:
-    """The signer this process's environment names (BUILDFARM_KMS_KEY_ID, BUILDFARM_SIGNING_KEY),
-    or None when it names none."""
-    kms_key_id = (os.environ.get(KMS_ENV) or "").strip()
-    signing_key = (os.environ.get(KEY_ENV) or "").strip()
-    if not kms_key_id and not signing_key:
-        return None
-    values = {"kms_key_id": kms_key_id or None, "signing_key": signing_key or None}
-    return signer_for(FarmConfig.defaults(**values))
 
 
 def key_path(explicit: str | None) -> Path:

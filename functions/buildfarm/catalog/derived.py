@@ -186,17 +186,13 @@ def reindex(
     public_url: Callable[[str], str],
     now: datetime,
     *,
-    signer: Signer | None = None,
+    signer: Signer | None,
 ) -> list[str]:
     """Regenerate everything derived, for public_url, without building or publishing a cell:
     versions.json's derived view (python_versions, builds sorted newest first) if it is off, then
     the uv metadata, index.html and install.sh. StoreNotFound if nothing is published.
-    Signs with signer, else the one the environment configures; without either, a rewritten
-    versions.json leaves its signature stale until the next signed publish (said so)."""
-    if signer is None:
-        from buildfarm.attest.farm_signer import configured_signer  # cryptography, lazily
-
-        signer = configured_signer()
+    Signs with signer (the caller's signer_for(config)); without one, a rewritten versions.json
+    leaves its signature stale until the next signed publish (said so)."""
     document, etag = read_versions(store)
     if etag is None:
         raise StoreNotFound(f"{store.url(VERSIONS_KEY)} not found: nothing is published in this store")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from buildfarm import clock
+from buildfarm.attest.farm_signer import signer_for
 from buildfarm.catalog.derived import check_base_url, reindex, store_public_url
 from buildfarm.catalog.install_script import embedded_base_url, installer_base
 from buildfarm.cli.plan import add_store_argument
@@ -101,7 +102,9 @@ def run_reindex(args: argparse.Namespace) -> int:
     try:
         store = open_store(location)
         public_url = store_public_url(store, base)
-        written = reindex(store, load_registry(), config.enabled_platforms, public_url, clock.now())
+        registry, now = load_registry(), clock.now()
+        signer = signer_for(config)  # none configured: a rewritten versions.json is left unsigned
+        written = reindex(store, registry, config.enabled_platforms, public_url, now, signer=signer)
     except StoreNotFound:
         raise UsageError(f"store {location}: nothing is published there (no versions.json)") from None
     except (StoreError, ValueError) as error:

@@ -174,9 +174,11 @@ def build_claimed(
     execution_id: str,
     now: Callable[[], datetime],
     cache: Path | None = None,
-    signer: Signer | None = None,
+    *,
+    signer: Signer | None,
 ) -> CellOutcome:
-    """Build one claimed runtime cell here and publish it; a failed build is a failed outcome
+    """Build one claimed runtime cell here and publish it, signed by signer (None: unsigned);
+    a failed build is a failed outcome
     (its claim released), never an exception that would stop the run's other cells."""
     _, version, platform, arch = claimed.item.cell
     request = RuntimeRequest(

@@ -11,7 +11,6 @@ import logging
 from datetime import datetime
 
 from buildfarm.attest.build_files import AttestationError, sign_build_dir
-from buildfarm.attest.farm_signer import configured_signer
 from buildfarm.attest.signing import Signer
 from buildfarm.attest.store_keys import listed_public_keys
 from buildfarm.catalog.versions_json import RuntimeCatalogCell, RuntimeCell, update_runtimes
@@ -56,14 +55,13 @@ def publish_runtime(
     now: datetime,
     failure: str = "",
     *,
-    signer: Signer | None = None,
+    signer: Signer | None,
 ) -> CellOutcome:
-    """Decide a claimed runtime build: published if it verifies (signed by signer, else by the
-    one the environment configures), else failed with `failure` (why the build failed, when it
+    """Decide a claimed runtime build: published if it verifies (signed by signer; None:
+    unsigned, see attest.farm_signer), else failed with `failure` (why the build failed, when it
     did) or the verification's reason. The claim is released either way (its marker keeps the
     build number, so a failed number is not reused)."""
     name = runtime_cell_name(*cell)
-    signer = signer if signer is not None else configured_signer()
     entry, reason = (None, failure) if failure else verify_runtime(store, cell, build, now)
     if entry is not None:
         reason = sign_runtime(store, runtime_artifact_dir(*cell, build), entry, signer)

@@ -19,7 +19,7 @@ from buildfarm.attest.build_files import (
     signature_status,
     sums_text,
 )
-from buildfarm.attest.farm_signer import configured_signer, local_key_config, require_signer, signer_for
+from buildfarm.attest.farm_signer import local_key_config, require_signer, signer_for
 from buildfarm.attest.signing import KeyFileSigner, KmsSigner, init_key, verify_signature
 from buildfarm.config import ConfigError, FarmConfig
 from buildfarm.errors import UsageError
@@ -174,11 +174,10 @@ def test_the_signer_is_chosen_from_the_configuration(tmp_path: Path, monkeypatch
         UsageError, match=r"^no signing key: set BUILDFARM_KMS_KEY_ID .* or BUILDFARM_SIGNING_KEY"
     ):
         require_signer(FarmConfig.defaults())
-    monkeypatch.delenv("BUILDFARM_KMS_KEY_ID", raising=False)
-    monkeypatch.delenv("BUILDFARM_SIGNING_KEY", raising=False)
-    assert configured_signer() is None
-    monkeypatch.setenv("BUILDFARM_SIGNING_KEY", str(tmp_path / "key.pem"))
-    assert isinstance(configured_signer(), KeyFileSigner)
+    # The configuration names the key: FarmConfig.from_env reads the variables.
+    environ = {"BUILDFARM_SIGNING_KEY": str(tmp_path / "key.pem")}
+    assert isinstance(signer_for(FarmConfig.from_env(environ)), KeyFileSigner)
+    assert signer_for(FarmConfig.from_env({})) is None
 
 
 @pytest.mark.parametrize(

@@ -79,7 +79,7 @@ def run_day(store, config, request: dict, execution: str, now, failing: dict[str
         else:
             kinds = ("tarball", "rpm") if item.spec.platform.startswith("rhel") else ("tarball", "deb")
             build_like_the_builder(store, item.spec, kinds)
-    publish(result.summary, store, config, now=now)
+    publish(result.summary, store, config, now=now, signer=None)
 
 
 @pytest.fixture

@@ -20,11 +20,11 @@ def offline_cli(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def published_store(local_store, config):
+def published_store(local_store, config, session_signer):
     """Releases 3.13.5 and 3.12.11 known; 3.13.5 for debian-12 built (fake) and published."""
     write_releases(local_store, ["3.13.5", "3.12.11"])
     result = plan({"versions": ["3.13.5"], "platforms": ["debian-12"]}, local_store, config, "exec-1", NOW)
     for item in result.items:
         fake_build(local_store, item.spec)
-    publish(result.summary, local_store, config, now=NOW)
+    publish(result.summary, local_store, config, now=NOW, signer=session_signer)
     return local_store

@@ -50,7 +50,7 @@ DERIVED = ("install.sh", "index.html", "download-metadata/debian-12.json", "down
 
 
 @pytest.fixture
-def published(tmp_path, config) -> LocalStore:
+def published(tmp_path, config, session_signer) -> LocalStore:
     """A store published by the real publisher with its file:// default (as `buildfarm run`
     leaves ./dist without BUILDFARM_PUBLIC_BASE_URL), plus the internal state a farm keeps."""
     store = LocalStore(tmp_path / "made-here")
@@ -59,7 +59,7 @@ def published(tmp_path, config) -> LocalStore:
     the_plan = plan(request, store, config, "exec-1", NOW)
     for item in the_plan.items:
         fake_build(store, item.spec, kinds=("tarball", "deb", "rpm"))
-    publish(the_plan.summary, store, config, now=NOW)
+    publish(the_plan.summary, store, config, now=NOW, signer=session_signer)
     for key in PRIVATE_FILES:
         path = store.root / key
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -229,31 +229,35 @@ def test_the_warning_is_given_once_per_process(published, config, caplog):
 NOTHING_PLANNED = {"plan_id": "exec-2", "dry_run": False, "counts": {"planned": 0, "skipped_published": 2}}
 
 
-def test_a_no_op_publish_rewrites_derived_files_written_for_another_base(published, config, tmp_path):
+def test_a_no_op_publish_rewrites_derived_files_written_for_another_base(
+    published, config, tmp_path, session_signer
+):
     store = moved(published, tmp_path)
-    publish(NOTHING_PLANNED, store, config, now=NOW)
+    publish(NOTHING_PLANNED, store, config, now=NOW, signer=session_signer)
     assert str(published.root) not in derived_text(store)
     assert f"file://{store.root}/{TARBALL}" in (store.root / "download-metadata/debian-12.json").read_text()
 
     with_cdn = config.model_copy(update={"public_base_url": "https://cdn.example.org/python"})
-    publish(NOTHING_PLANNED, store, with_cdn, now=NOW)
+    publish(NOTHING_PLANNED, store, with_cdn, now=NOW, signer=session_signer)
     assert embedded_base_url((store.root / "install.sh").read_bytes()) == "https://cdn.example.org/python"
     assert "file:///" not in derived_text(store)
 
 
-def test_an_http_base_url_sticks_until_another_is_named(published, config, tmp_path, monkeypatch, capsys):
+def test_an_http_base_url_sticks_until_another_is_named(
+    published, config, tmp_path, monkeypatch, capsys, session_signer
+):
     """After `reindex --base-url`, runs and reindexes that name no base URL keep it, also when
     the directory moves (it is still served at that URL); naming another replaces it."""
     monkeypatch.delenv("BUILDFARM_PUBLIC_BASE_URL", raising=False)
     assert main(["reindex", "--store", str(published.root), "--base-url", "http://mirror.lan:8000"]) == 0
     store = moved(published, tmp_path)
-    publish(NOTHING_PLANNED, store, config, now=NOW)  # a no-op run
+    publish(NOTHING_PLANNED, store, config, now=NOW, signer=session_signer)  # a no-op run
     assert main(["reindex", "--store", str(store.root)]) == 0
     assert "for http://mirror.lan:8000: wrote" in capsys.readouterr().out
     request = {"versions": ["3.13.5"], "platforms": ["debian-11"], "arches": ["x86_64"]}
     the_plan = plan(request, store, config, "exec-3", NOW)
     fake_build(store, the_plan.items[0].spec)
-    publish(the_plan.summary, store, config, now=NOW)  # a run that publishes a cell
+    publish(the_plan.summary, store, config, now=NOW, signer=session_signer)  # a run that publishes a cell
     assert "file:///" not in derived_text(store)
     assert (
         "http://mirror.lan:8000/builds/3.13.5/debian-11/"
@@ -263,13 +267,15 @@ def test_an_http_base_url_sticks_until_another_is_named(published, config, tmp_p
     assert "http://mirror.lan" not in derived_text(store)
 
 
-def test_a_no_op_publish_of_a_current_store_reads_one_object_and_writes_nothing(published, config):
+def test_a_no_op_publish_of_a_current_store_reads_one_object_and_writes_nothing(
+    published, config, session_signer
+):
     store = LocalStore(published.root)
-    publish(NOTHING_PLANNED, store, config, now=NOW)
+    publish(NOTHING_PLANNED, store, config, now=NOW, signer=session_signer)
     assert store.calls["put"] == 0 and store.calls["read"] == 1, store.calls
     # A dry run touches nothing at all; neither does an empty store.
     store.calls.clear()
-    publish({**NOTHING_PLANNED, "dry_run": True}, store, config, now=NOW)
+    publish({**NOTHING_PLANNED, "dry_run": True}, store, config, now=NOW, signer=session_signer)
     assert sum(store.calls.values()) == 0
     empty = LocalStore(published.root.parent / "empty")
     assert refresh_if_outdated(empty, None, [], None, NOW) == []

@@ -121,19 +121,21 @@ def claim(store: LocalStore, execution_id: str, build: int, expires: datetime) -
 def test_publishing_merges_a_verified_build_and_releases_the_claim(store) -> None:
     put_build(store)
     claim(store, "run-1", 1, NOW + timedelta(hours=1))
-    outcome = publish_runtime(store, CELL, 1, "run-1", NOW)
+    outcome = publish_runtime(store, CELL, 1, "run-1", NOW, signer=None)
     assert outcome.status == "published"
     document, _ = read_versions(store)
     assert runtime_cells(document)[CELL].build == 1 and document["python_versions"] == []
     released, _ = store.read_json(runtime_claim_key(*CELL))
     assert released["released"] is True and released["build"] == 1
-    assert publish_runtime(store, CELL, 1, "run-1", NOW).status == "published"  # idempotent
+    assert publish_runtime(store, CELL, 1, "run-1", NOW, signer=None).status == "published"  # idempotent
 
 
 def test_a_failed_build_is_not_merged_even_if_its_files_are_there(store) -> None:
     put_build(store)
     claim(store, "run-1", 1, NOW + timedelta(hours=1))
-    outcome = publish_runtime(store, CELL, 1, "run-1", NOW, failure="installing the requirements failed: x")
+    outcome = publish_runtime(
+        store, CELL, 1, "run-1", NOW, failure="installing the requirements failed: x", signer=None
+    )
     assert (outcome.status, outcome.reason) == ("failed", "installing the requirements failed: x")
     assert not store.exists(VERSIONS_KEY)
     assert store.read_json(runtime_claim_key(*CELL))[0]["released"] is True
@@ -180,7 +182,7 @@ def test_only_the_runs_cells_are_planned_and_claimed_past_what_the_store_holds(s
     assert (marker["execution_id"], marker["build"]) == ("run-2", 4)
     # A published, current cell is not planned again.
     put_build(store, 4, {"requirements": {"kind": "requirements.txt", "sha256": definition.lock_sha256()}})
-    assert publish_runtime(store, CELL, 4, "run-2", NOW).status == "published"
+    assert publish_runtime(store, CELL, 4, "run-2", NOW, signer=None).status == "published"
     again = plan(store, definition, {("debian-12", "x86_64")}, execution_id="run-3")
     assert again.claimed == [] and again.plan.current == [CELL]
 
@@ -231,7 +233,7 @@ def test_a_published_runtime_is_signed_and_versions_json_too(store, tmp_path) ->
 def test_a_build_dir_with_another_sha256sums_is_not_published(store, tmp_path) -> None:
     put_build(store)
     store.put(f"{runtime_artifact_dir(*CELL, 1)}/SHA256SUMS", b"planted\n")
-    outcome = publish_runtime(store, CELL, 1, "run-1", NOW)
+    outcome = publish_runtime(store, CELL, 1, "run-1", NOW, signer=None)
     assert outcome.status == "failed" and outcome.reason.startswith("attestation: SHA256SUMS is already in")
     assert not store.exists(VERSIONS_KEY)
 
