@@ -1,11 +1,12 @@
 """Build time per phase (optimization none and pgo+lto) and tarball size, against the targets.
 
-    .venv/bin/python benchmarks/build_phases.py [--series 3.9|3.11|3.13] [--runner host|chroot]
-        [--platform P] [--optimization none pgo+lto] [--ccache [DIR]] [--profile-task '-m test --pgo ...']
+    .venv/bin/python benchmarks/build_phases.py [--series 3.9|3.11|3.13 | --version X.Y.Z]
+        [--runner host|chroot] [--platform P] [--optimization none pgo+lto] [--ccache [DIR]]
+        [--profile-task '-m test --pgo ...']
 
-Builds the newest release of the series in ../shared/cpython-src (3.13: 3.13.15). Targets on
-2 cores: none <= 2 min, pgo+lto <= 8 min, tarball <= 35 MB. Prints each phase's seconds and
-the ratios measured/target (<= 1.0 meets the target). By default the builds are cold (no
+Builds the newest release of the series in ../shared/cpython-src (3.13: 3.13.15), or --version's.
+Targets on 2 cores: none <= 2 min, pgo+lto <= 8 min, tarball <= 35 MB. Prints each phase's
+seconds and the ratios measured/target (<= 1.0 meets the target). By default the builds are cold (no
 ccache) with CPython's own PGO task and the production self-test, as in production.
 With --ccache (cache directory DIR, default .cache/ccache) it also prints the make steps' times
 and ccache's hits and misses for each build: run it twice to see what a warm cache gives
@@ -26,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from shared_sources import local_mirror, newest_source
+from shared_sources import SOURCES, local_mirror, newest_source
 
 from buildfarm.models import BuildSpec, artifact_dir
 from buildfarm.platforms import load_registry
@@ -43,6 +44,7 @@ def parse_args() -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--series", default="3.13", help="3.9, 3.11 or 3.13 (default 3.13)")
+    parser.add_argument("--version", help="a release in ../shared/cpython-src (default: the series' newest)")
     parser.add_argument("--platform", default=host_platform_id(load_registry()) or "debian-12")
     parser.add_argument("--runner", default="auto")
     parser.add_argument("--optimization", nargs="+", default=["none", "pgo+lto"])
@@ -113,11 +115,23 @@ def print_cache_use(log_path: Path | None, total: float) -> None:
     print(f"  ccache: {hits} hits, {stats.get('cache_miss', '?')} misses")
 
 
+def chosen_source(args: argparse.Namespace) -> tuple[str, Path]:
+    """(version, tarball): --version's from the shared sources, else the series' newest."""
+    if not args.version:
+        return newest_source(args.series)
+    if not re.fullmatch(r"3\.[0-9]{1,2}\.[0-9]{1,2}", args.version):
+        raise SystemExit(f"--version {args.version!r} is not a release X.Y.Z")
+    for name in (f"Python-{args.version}.tar.xz", f"Python-{args.version}.tgz"):
+        if (SOURCES / name).is_file():
+            return args.version, SOURCES / name
+    raise SystemExit(f"--version {args.version}: no Python-{args.version}.tar.xz or .tgz in {SOURCES}")
+
+
 def main() -> int:
     args = parse_args()
     set_driver_environment(args)
     runner = select_runner(args.platform, args.runner)
-    version, source = newest_source(args.series)
+    version, source = chosen_source(args)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-build-") as tmp:
         workdir = Path(tmp)
