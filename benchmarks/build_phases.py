@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 TARGET_SECONDS = {"none": 120.0, "pgo+lto": 480.0}
 TARGET_TARBALL_MB = 35.0
 _MAKE_STEP = re.compile(r"buildfarm: make: (.+) done in ([0-9]{1,9}\.[0-9]) s")
+_MAKE_STEP_CCACHE = re.compile(r"buildfarm: make: (.+): ccache ([0-9a-z ,]+)")
 
 
 def parse_args() -> argparse.Namespace:
@@ -109,6 +110,8 @@ def print_cache_use(log_path: Path | None, total: float) -> None:
     log = log_path.read_text(errors="replace") if log_path else ""
     for step, seconds in _MAKE_STEP.findall(log):
         print(f"  make: {step}: {float(seconds):.1f} s")
+    for step, counts in _MAKE_STEP_CCACHE.findall(log):
+        print(f"  make: {step}: ccache {counts}")
     print(f"  total {total:.1f} s")
     stats = dict(line.split("\t", 1) for line in ccache_stats("--print-stats").splitlines() if "\t" in line)
     hits = int(stats.get("direct_cache_hit", 0)) + int(stats.get("preprocessed_cache_hit", 0))

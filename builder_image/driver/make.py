@@ -66,6 +66,8 @@ def make(build):
         "progress: {} objects to compile\n".format(len(objects) if objects else "an unknown number of")
     )
     tracker = progress.Tracker(objects)
+    stats_log = env.get("CCACHE_STATSLOG")
+    stats_offset = _file_size(stats_log)
     for what, argv in steps:
         started = time.time()
         if what in STEP_PROGRESS:
@@ -75,6 +77,9 @@ def make(build):
         else:
             run(build.log, "make", argv, cwd=build.src, env=env)
         build.log.write("buildfarm: make: {} done in {:.1f} s\n".format(what, time.time() - started))
+        if stats_log:
+            counts, stats_offset = ccache_counts(stats_log, stats_offset)
+            build.log.write("buildfarm: make: {}: ccache {}\n".format(what, describe_ccache_counts(counts)))
 
 
 def build_env(build):
@@ -90,7 +95,49 @@ def build_env(build):
             for name in ("gcc", "cc", "g++", "c++"):
                 os.symlink(ccache, os.path.join(shims, name))
         env = buildenv.ccache_env(env, os.environ, shims, build.work)
+        # Each compile's outcome, for the per-step counts in build.log (ccache 4.4+; older
+        # ones ignore it). A file of this build's own: the cache's counters are shared.
+        env.setdefault("CCACHE_STATSLOG", os.path.join(build.work, "ccache-stats.log"))
     return env
+
+
+def _file_size(path):
+    try:
+        return os.path.getsize(path) if path else 0
+    except OSError:
+        return 0
+
+
+def ccache_counts(path, offset):
+    """({"hits", "misses", "uncacheable"}: how many compiler calls, new offset) from ccache's
+    stats log (CCACHE_STATSLOG) after offset: a "# <input>" line per call, then one line per
+    counter it bumped. A call with neither a hit nor cache_miss could not be cached (a link,
+    an unsupported option, ...)."""
+    counts = {"hits": 0, "misses": 0, "uncacheable": 0}
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            text = handle.read()
+    except OSError:
+        return counts, offset
+    calls = []  # read after the step: every call of it has finished and written its lines
+    for line in text.decode("utf-8", "replace").splitlines():
+        if line.startswith("# "):
+            calls.append(set())
+        elif calls:
+            calls[-1].add(line)
+    for names in calls:
+        if names & {"direct_cache_hit", "preprocessed_cache_hit"}:
+            counts["hits"] += 1
+        elif "cache_miss" in names:
+            counts["misses"] += 1
+        else:
+            counts["uncacheable"] += 1
+    return counts, offset + len(text)
+
+
+def describe_ccache_counts(counts):
+    return "{hits} hits, {misses} misses, {uncacheable} not cacheable".format(**counts)
 
 
 def make_env(build):

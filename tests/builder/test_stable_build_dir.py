@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from driver import buildenv, workdir
+from driver import buildenv, make, workdir
 
 BUILD_PY = Path(__file__).resolve().parents[2] / "builder_image" / "build.py"
 SPEC = {"version": "3.13.5", "platform": "debian-12", "arch": "x86_64", "optimization": "pgo+lto"}
@@ -208,6 +208,7 @@ def compile_instrumented(work: workdir.WorkDir, cache: Path) -> tuple[dict[str, 
     (shims / "gcc").symlink_to(shutil.which("ccache"))
     base = buildenv.child_env({}, str(Path(work.path)), True)
     env = buildenv.ccache_env(base, {"CCACHE_DIR": str(cache)}, str(shims), work.path)
+    env["CCACHE_STATSLOG"] = os.path.join(work.path, "ccache-stats.log")  # as make.build_env sets it
     source = Path(work.path) / "Objects" / "listobject.c"
     source.parent.mkdir()
     source.write_text("int list_length(int n) { return n > 0 ? n : 0; }\n")
@@ -216,6 +217,8 @@ def compile_instrumented(work: workdir.WorkDir, cache: Path) -> tuple[dict[str, 
     subprocess.run(argv, cwd=work.path, env=env, check=True)
     stats = subprocess.run(["ccache", "--print-stats"], env=env, check=True, capture_output=True, text=True)
     counters = dict(line.split("\t", 1) for line in stats.stdout.splitlines() if "\t" in line)
+    logged, _ = make.ccache_counts(env["CCACHE_STATSLOG"], 0)
+    assert logged == {"hits": hits(counters), "misses": int(counters["cache_miss"]), "uncacheable": 0}
     return counters, (Path(work.path) / "Objects" / "listobject.o").read_bytes()
 
 
@@ -243,3 +246,33 @@ def test_an_instrumented_compile_hits_ccache_in_the_stable_directory_and_only_th
     assert os.path.join(elsewhere.path, "Objects", "listobject.gcda").encode() in instrumented
     elsewhere.remove()
     second.release()
+
+
+STATS_LOG = """# Objects/listobject.c
+direct_cache_hit
+local_storage_hit
+# Objects/dictobject.c
+cache_miss
+direct_cache_miss
+local_storage_write
+# Modules/_json.o
+called_for_link
+# Objects/setobject.c
+unsupported_compiler_option
+# Parser/token.c
+preprocessed_cache_hit
+"""
+
+
+def test_make_counts_each_steps_ccache_calls_from_the_stats_log(tmp_path):
+    """The per-step line in build.log (make.ccache_counts): one "# input" block per call."""
+    log = tmp_path / "ccache-stats.log"
+    log.write_text(STATS_LOG)
+    counts, offset = make.ccache_counts(str(log), 0)
+    assert counts == {"hits": 2, "misses": 1, "uncacheable": 2} and offset == len(STATS_LOG)
+    assert make.describe_ccache_counts(counts) == "2 hits, 1 misses, 2 not cacheable"
+    with log.open("a") as handle:  # the next step: only what came since
+        handle.write("# Python/ceval.c\ndirect_cache_hit\n")
+    counts, later = make.ccache_counts(str(log), offset)
+    assert counts == {"hits": 1, "misses": 0, "uncacheable": 0} and later == log.stat().st_size
+    assert make.ccache_counts(str(tmp_path / "absent"), 7) == ({"hits": 0, "misses": 0, "uncacheable": 0}, 7)
