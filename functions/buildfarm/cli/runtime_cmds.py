@@ -1,6 +1,8 @@
 """`buildfarm runtime build NAME --platform P --arch A`: a runtime (a published Python build and
 a venv of locked requirements at a fixed prefix), built, self-tested, packaged and published
-under runtimes/<name>/<version>/<platform>/<arch>/<build>/ in the store.
+under runtimes/<name>/<version>/<platform>/<arch>/<build>/ in the store. On this machine when it
+is P and A (--runner host, the default; elsewhere refused, runtime_build.check_placement), or in
+P's builder image (--runner docker, runtimes/docker_job.py).
 `buildfarm runtime list`: the definitions and their cells."""
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from buildfarm.runtimes.cloud_items import DEFINITIONS_ENV
 from buildfarm.runtimes.definitions import default_definitions, find_definition, load_definitions
 from buildfarm.runtimes.farm_cells import default_cache
 from buildfarm.runtimes.keys import RUNTIME_CACHE_DIR
-from buildfarm.runtimes.runtime_build import RuntimeRequest, build_runtime
+from buildfarm.runtimes.runtime_build import CACHE_ENV, RuntimeRequest, build_runtime
 from buildfarm.store import Store, StoreError, open_store
 
-CACHE_ENV = "BUILDFARM_RUNTIME_CACHE"
+RUNNERS = ("host", "docker")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -65,6 +67,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         help=f"uv's download cache (default: ${CACHE_ENV}, else <store>/{RUNTIME_CACHE_DIR} for a "
         "directory store, else ~/.cache/buildfarm/uv)",
+    )
+    build.add_argument(
+        "--runner",
+        choices=RUNNERS,
+        default="host",
+        help="host: on this machine, which must be the platform and arch (default); docker: in the "
+        "platform's builder image (built if missing), as the cloud builds it",
     )
     build.set_defaults(func=run_build)
     listing = actions.add_parser("list", help="the runtime definitions and their cells")
@@ -131,6 +140,10 @@ def runtime_request(args: argparse.Namespace) -> RuntimeRequest:
 
 def run_build(args: argparse.Namespace) -> int:
     request = runtime_request(args)
+    if args.runner == "docker":
+        from buildfarm.runtimes.docker_job import run_docker_job  # docker and images: only here
+
+        return run_docker_job(request, definitions_dir(args).resolve())
     definition, platform, arch, store = request.definition, request.platform, request.arch, request.store
     directory, manifest = build_runtime(request)
     packages = ", ".join(f"{p['name']} {p['version']}" for p in manifest["packages"])

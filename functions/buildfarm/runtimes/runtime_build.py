@@ -11,12 +11,19 @@ PublishRuntime verifies it. A partial one (files but no manifest.json) fails the
 naming them, before any build work: a rebuild never reproduces the same bytes (tar, gzip and
 package timestamps), so its upload could only collide. The cell then fails; the next run builds
 the next number (next_build counts past the spoiled one).
+
+A runtime is built where its platform is what it claims (placement_problem): in that platform's
+builder image (which sets BUILDFARM_PLATFORM; Batch and `--runner docker` run it there) or on a
+machine of that platform and arch. Elsewhere its venv would take the wheels uv chooses for this
+machine and extensions built against this machine's libc, labelled as another platform's.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +31,7 @@ from typing import Any
 
 from buildfarm import __version__
 from buildfarm.errors import UsageError
+from buildfarm.platforms import load_registry
 from buildfarm.runtimes import build as steps
 from buildfarm.runtimes import uv_cache
 from buildfarm.runtimes.build import RuntimeBuildError
@@ -33,6 +41,9 @@ from buildfarm.runtimes.package import SCHEMA_VERSION, publish
 from buildfarm.runtimes.python_source import PythonBuild, fetch_tarball, local_tarball, matches, select_python
 from buildfarm.runtimes.selftest import installed_distributions, moved_check, run_selftests
 from buildfarm.store import Store, StoreError
+
+CACHE_ENV = "BUILDFARM_RUNTIME_CACHE"  # uv's download cache, when --cache does not name one
+IMAGE_PLATFORM_ENV = "BUILDFARM_PLATFORM"  # set by the builder images (Dockerfile.deb, .rpm)
 
 
 @dataclass(frozen=True)
@@ -69,11 +80,53 @@ def check_cell(request: RuntimeRequest) -> None:
         )
 
 
-def _python(request: RuntimeRequest, work: Path) -> tuple[PythonBuild, Path]:
-    tarball = work / "python.tar.gz"
+def placement_problem(
+    platform: str, arch: str, *, image_platform: str | None, host_platform: str | None, machine_arch: str
+) -> str | None:
+    """Why a runtime build for platform/arch must not run here, or None. Here is a builder image
+    when image_platform ($BUILDFARM_PLATFORM) is set, else this machine (host_platform: its
+    registry platform, None if it has none); machine_arch is the arch it runs as (uname's: an
+    emulated container's is the emulated one)."""
+    here = image_platform or host_platform or "not a registered platform"
+    wanted = [platform] if here != platform else []
+    found = [here] if here != platform else []
+    if machine_arch != arch:
+        wanted.append(arch)
+        found.append(machine_arch)
+    if not wanted:
+        return None
+    problem = f"runtime build for {platform}/{arch} must run on {'/'.join(wanted)}"
+    if image_platform:  # a job in the wrong image: its job definition is wrong, not the command
+        return f"{problem} (this is the builder image of {image_platform}, on {machine_arch})"
+    return f"{problem} (this machine is {'/'.join(found)}): use --runner docker"
+
+
+def check_placement(platform: str, arch: str, environ: Mapping[str, str] = os.environ) -> None:
+    """UsageError (one line, exit 2) unless a runtime build for platform/arch may run here."""
+    from buildfarm.runners.host import host_arch, host_platform_id  # what this machine is
+
+    image_platform = environ.get(IMAGE_PLATFORM_ENV) or None
+    host_platform = None if image_platform else host_platform_id(load_registry())
+    problem = placement_problem(
+        platform, arch, image_platform=image_platform, host_platform=host_platform, machine_arch=host_arch()
+    )
+    if problem:
+        raise UsageError(problem)
+
+
+def choose_python(request: RuntimeRequest) -> PythonBuild | None:
+    """The store's newest published Python for the cell (UsageError if none), or None for a
+    --python-tarball (read when the build starts)."""
     if request.python_tarball is not None:
+        return None
+    return select_python(request.store, request.definition.python, request.platform, request.arch)
+
+
+def _python(request: RuntimeRequest, chosen: PythonBuild | None, work: Path) -> tuple[PythonBuild, Path]:
+    tarball = work / "python.tar.gz"
+    if chosen is None:
+        assert request.python_tarball is not None
         return local_tarball(request.python_tarball, tarball), tarball
-    chosen = select_python(request.store, request.definition.python, request.platform, request.arch)
     return chosen, fetch_tarball(request.store, chosen, tarball)
 
 
@@ -97,9 +150,11 @@ def _manifest(request: RuntimeRequest, python: PythonBuild, version: str, uv: st
     }
 
 
-def assemble(request: RuntimeRequest, uv: str, work: Path) -> tuple[steps.Tree, dict[str, Any]]:
+def assemble(
+    request: RuntimeRequest, chosen: PythonBuild | None, uv: str, work: Path
+) -> tuple[steps.Tree, dict[str, Any]]:
     """The self-tested, relocated tree and its manifest (without build number and artifacts)."""
-    python, tarball = _python(request, work)
+    python, tarball = _python(request, chosen, work)
     tree = steps.Tree(work / "root" / request.definition.prefix.lstrip("/"), request.definition.prefix)
     version = steps.extract_python(tarball, tree)
     if not matches(request.definition.python, version):
@@ -159,12 +214,15 @@ def build_runtime(request: RuntimeRequest) -> tuple[str, dict[str, Any]]:
     earlier = earlier_attempt(request)
     if earlier is not None:
         return earlier
+    # What the request names is checked first (a machine-independent answer), then where it runs.
+    chosen = choose_python(request)
+    check_placement(request.platform, request.arch)
     uv = find_uv()
     # Beside an S3 store, a fresh job's cache comes from the store and goes back to it after.
     before = uv_cache.prepare(request.store, request.platform, request.arch, request.cache)
     with tempfile.TemporaryDirectory(prefix="buildfarm-runtime-") as temp:
         work = Path(temp)
-        _, manifest = assemble(request, uv, work)
+        _, manifest = assemble(request, chosen, uv, work)
         directory = publish(request.store, work / "root", manifest, work, request.build)
     if before is not None:
         uv_cache.save(request.store, request.platform, request.arch, request.cache, before)

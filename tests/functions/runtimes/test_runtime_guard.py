@@ -1,0 +1,194 @@
+"""Where a runtime build may run (runtime_build.placement_problem): in its platform's builder
+image or on a machine of its platform and arch, else one line naming both, exit 2, nothing
+written; and `--runner docker`'s container (runtimes/docker_job.py): the cloud item's argv, the
+store, definitions and cache mounted at their own paths, values only in the docker client's
+environment. Fast: pure functions and refusals before any build (the real container is
+tests/builder/test_docker_runtime_cli.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from buildfarm.cli import main
+from buildfarm.errors import UsageError
+from buildfarm.layout import VERSIONS_KEY
+from buildfarm.runners import host
+from buildfarm.runners.host import host_arch
+from buildfarm.runtimes.cloud_items import runtime_command
+from buildfarm.runtimes.definitions import load_definition
+from buildfarm.runtimes.docker_job import docker_argv, docker_job, job_command
+from buildfarm.runtimes.runtime_build import RuntimeRequest, check_placement, placement_problem
+from buildfarm.store import LocalStore, S3Store
+
+HASH = "--hash=sha256:" + "ab" * 32
+TOML = """name = "svc"
+version = "2.1.0"
+python = "3.13"
+requirements = "svc/requirements.txt"
+prefix = "/opt/runtimes/svc/2.1.0"
+platforms = ["debian-11", "debian-12"]
+arches = ["x86_64", "aarch64"]
+"""
+ANYWHERE = "runtime build for debian-11/x86_64 must run on"
+DOCKER = ": use --runner docker"
+IMAGE = "this is the builder image of"
+BOTH = "debian-11/x86_64 (this machine is debian-12/aarch64)"
+
+
+@pytest.mark.parametrize(
+    ("image", "machine", "arch", "problem"),
+    [
+        (None, "debian-11", "x86_64", None),  # a bullseye machine
+        ("debian-11", "debian-12", "x86_64", None),  # bullseye's image (its os-release unread)
+        (None, "debian-12", "x86_64", f"{ANYWHERE} debian-11 (this machine is debian-12){DOCKER}"),
+        (None, None, "x86_64", f"{ANYWHERE} debian-11 (this machine is not a registered platform){DOCKER}"),
+        (None, "debian-11", "aarch64", f"{ANYWHERE} x86_64 (this machine is aarch64){DOCKER}"),
+        (None, "debian-12", "aarch64", f"{ANYWHERE} {BOTH}{DOCKER}"),
+        ("rhel-9", "debian-11", "x86_64", f"{ANYWHERE} debian-11 ({IMAGE} rhel-9, on x86_64)"),
+        ("debian-11", None, "aarch64", f"{ANYWHERE} x86_64 ({IMAGE} debian-11, on aarch64)"),
+    ],
+)
+def test_a_runtime_builds_only_where_its_platform_and_arch_are_what_they_claim(image, machine, arch, problem):
+    found = placement_problem(
+        "debian-11", "x86_64", image_platform=image, host_platform=machine, machine_arch=arch
+    )
+    assert found == problem
+
+
+def test_the_builder_images_platform_is_trusted_over_this_machines(monkeypatch) -> None:
+    monkeypatch.setattr(host, "host_platform_id", lambda registry: "debian-12")
+    check_placement("debian-11", host_arch(), {"BUILDFARM_PLATFORM": "debian-11"})
+    with pytest.raises(UsageError, match=r"on debian-11 \(this machine is debian-12\): use --runner docker"):
+        check_placement("debian-11", host_arch(), {})
+    with pytest.raises(UsageError, match="this is the builder image of debian-12, on"):
+        check_placement("debian-11", host_arch(), {"BUILDFARM_PLATFORM": "debian-12"})
+
+
+def write_definitions(directory: Path) -> Path:
+    (directory / "svc").mkdir(parents=True)
+    (directory / "svc" / "requirements.txt").write_text(f"six==1.17.0 {HASH}\n")
+    (directory / "svc.toml").write_text(TOML)
+    return directory
+
+
+def store_with_python(root: Path, platform: str) -> LocalStore:
+    """A store whose versions.json names a 3.13.5 build of platform (its tarball is never read)."""
+    store = LocalStore(root)
+    store.create()
+    entry = {"build": 1, "artifacts": [{"type": "tarball", "key": "k", "sha256": "ab" * 32, "size": 1}]}
+    builds = {"3.13.5": {platform: {host_arch(): entry}}}
+    store.put_json(VERSIONS_KEY, {"schema_version": 1, "python_versions": ["3.13.5"], "builds": builds})
+    return store
+
+
+def files(root: Path) -> list[str]:
+    return sorted(str(path.relative_to(root)) for path in root.rglob("*"))
+
+
+def test_the_command_line_refuses_another_platform_here_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(host, "host_platform_id", lambda registry: "debian-12")
+    monkeypatch.delenv("BUILDFARM_PLATFORM", raising=False)
+    store = store_with_python(tmp_path / "store", "debian-11")
+    definitions = write_definitions(tmp_path / "defs")
+    before = files(tmp_path)
+    argv = ["runtime", "build", "svc", "--platform", "debian-11", "--arch", host_arch(),
+            "--store", str(store.root), "--definitions", str(definitions)]  # fmt: skip
+    for runner in ([], ["--runner", "host"]):
+        assert main([*argv, *runner]) == 2
+        assert capsys.readouterr().err.strip().splitlines() == [
+            f"buildfarm runtime: error: runtime build for debian-11/{host_arch()} must run on debian-11 "
+            "(this machine is debian-12): use --runner docker"
+        ]
+    assert files(tmp_path) == before  # no cache, no runtimes/
+
+
+def test_runner_docker_refuses_a_cell_the_definition_lacks_before_any_docker(tmp_path, capsys):
+    store = store_with_python(tmp_path / "store", "debian-11")
+    definitions = write_definitions(tmp_path / "defs")
+    argv = ["runtime", "build", "svc", "--platform", "ubuntu-2404", "--runner", "docker",
+            "--store", str(store.root), "--definitions", str(definitions)]  # fmt: skip
+    assert main(argv) == 2
+    assert "not defined for ubuntu-2404/x86_64" in capsys.readouterr().err
+    assert not (tmp_path / "store" / "runtimes").exists()
+
+
+def request(tmp_path: Path, store, **changes) -> RuntimeRequest:
+    definitions = write_definitions(tmp_path / "defs")
+    values = {
+        "definition": load_definition(definitions / "svc.toml"), "version": "2.1.0",
+        "platform": "debian-11", "arch": "x86_64", "store": store, "cache": tmp_path / "uv-cache",
+    }  # fmt: skip
+    return RuntimeRequest(**{**values, **changes})
+
+
+def test_the_containers_command_is_the_cloud_items(tmp_path) -> None:
+    store = LocalStore(tmp_path / "store")
+    claimed = SimpleNamespace(item=SimpleNamespace(cell=("svc", "2.1.0", "debian-11", "x86_64")), build=7)
+    assert job_command(request(tmp_path, store, build=7)) == runtime_command(claimed, store)
+    other = tmp_path / "other"
+    other.mkdir()
+    tarball = tmp_path / "python.tar.gz"
+    without_build = job_command(request(other, store, python_tarball=tarball))
+    assert "--build" not in without_build
+    assert without_build[-4:] == ["--store", str(store.root), "--python-tarball", str(tarball)]
+
+
+def test_a_directory_store_and_the_definitions_are_mounted_at_their_own_paths(tmp_path) -> None:
+    store = LocalStore(tmp_path / "store")
+    tarball = tmp_path / "python.tar.gz"
+    job = docker_job(
+        request(tmp_path, store, cache=store.root / "runtimes/.cache/uv", python_tarball=tarball),
+        tmp_path / "defs", {"AWS_SECRET_ACCESS_KEY": "s3cret", "UV_INDEX_URL": "https://mirror.test/simple"},
+    )  # fmt: skip
+    assert job.env == {
+        "BUILDFARM_RUNTIMES": str(tmp_path / "defs"),
+        "BUILDFARM_RUNTIME_CACHE": str(store.root / "runtimes/.cache/uv"),
+        "UV_INDEX_URL": "https://mirror.test/simple",  # a directory store: no AWS credentials
+    }
+    argv = docker_argv(job, "buildfarm-builder:debian-11-x86_64-abc", "x86_64", "host")
+    assert argv == [
+        "docker", "run", "--rm", "--network", "host", "--platform", "linux/amd64",
+        "-e", "BUILDFARM_RUNTIMES", "-e", "BUILDFARM_RUNTIME_CACHE", "-e", "UV_INDEX_URL",
+        "-v", f"{tmp_path}/defs:{tmp_path}/defs:ro",
+        "-v", f"{store.root}:{store.root}",  # the cache is in it
+        "-v", f"{tarball}:{tarball}:ro",
+        "buildfarm-builder:debian-11-x86_64-abc", *job.command,
+    ]  # fmt: skip
+
+
+def test_an_s3_stores_credentials_travel_by_name_only(tmp_path) -> None:
+    store = S3Store("farm-store", "python", client=object())
+    outside = tmp_path / "locks" / "svc.txt"
+    environ = {
+        "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "s3cret",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:5000", "AWS_CA_BUNDLE": "/etc/ca.pem",
+        "AWS_SHARED_CREDENTIALS_FILE": "/root/.aws/credentials", "HOME": "/root",
+    }  # fmt: skip
+    built = request(tmp_path, store, arch="aarch64")
+    outside.parent.mkdir()
+    outside.write_text(f"six==1.17.0 {HASH}\n")
+    (tmp_path / "defs" / "svc.toml").write_text(TOML.replace("svc/requirements.txt", str(outside)))
+    built = RuntimeRequest(
+        **{**built.__dict__, "definition": load_definition(tmp_path / "defs" / "svc.toml")}
+    )
+    job = docker_job(built, tmp_path / "defs", environ)
+    assert sorted(job.env) == [
+        "AWS_ACCESS_KEY_ID", "AWS_ENDPOINT_URL", "AWS_SECRET_ACCESS_KEY",
+        "BUILDFARM_RUNTIMES", "BUILDFARM_RUNTIME_CACHE",
+    ]  # fmt: skip
+    argv = docker_argv(job, "tag", "aarch64", "default")
+    assert argv[argv.index("--platform") + 1] == "linux/arm64"
+    assert not {"AKIDEXAMPLE", "s3cret", "http://127.0.0.1:5000"} & set(" ".join(argv).split())
+    assert f"{outside}:{outside}:ro" in argv  # a lock outside the definitions directory
+    assert f"{tmp_path}/uv-cache:{tmp_path}/uv-cache" in argv  # the cache beside an S3 store
+    assert argv[argv.index("tag") + 1 :] == job.command
+    assert job.command[-2:] == ["--store", "s3://farm-store/python"]
+
+
+def test_a_path_docker_cannot_mount_is_one_line(tmp_path) -> None:
+    store = LocalStore(tmp_path / "a:b")
+    with pytest.raises(UsageError, match=r"cannot mount .*a:b \(a path with ':'\)"):
+        docker_job(request(tmp_path, store), tmp_path / "defs", {})
