@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
-from typing import Annotated, Literal, Self
+from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -73,22 +73,42 @@ class Attestations(BaseModel):
     directory once the build verified (the builder has no key), by role. The builder lists
     them so that its manifest names the SBOM and the rest; the publish side writes exactly
     these names, and `buildfarm verify` holds the directory to them. A manifest without the
-    field (a builder older than it) means these defaults.
+    field (a builder older than it, an older runtime build) means these defaults.
+
+    A role a manifest's list leaves out is None: the build has no such file (listed). A
+    runtime build lists the checksums and their signature only (checksums_only): it has no
+    SBOM or provenance.
 
     Each name must be one the builder's role may not write (layout.PUBLISHER_BUILD_FILES), so
     that what stands there is the publish side's; and the names differ from each other and
     from manifest.json."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    sbom: FileName = SBOM_FILE
-    provenance: FileName = PROVENANCE_FILE
+    sbom: FileName | None = SBOM_FILE
+    provenance: FileName | None = PROVENANCE_FILE
     checksums: FileName = SUMS_FILE
     checksums_signature: FileName = SUMS_FILE + SIGNATURE_SUFFIX
-    provenance_signature: FileName = PROVENANCE_FILE + SIGNATURE_SUFFIX
+    provenance_signature: FileName | None = PROVENANCE_FILE + SIGNATURE_SUFFIX
+
+    OPTIONAL_ROLES: ClassVar[tuple[str, ...]] = ("sbom", "provenance", "provenance_signature")
+    """The roles a build may have no file for (a runtime build has neither SBOM nor provenance)."""
+
+    @classmethod
+    def listed(cls, raw: object) -> Self:
+        """The names a manifest's "attestations" lists; the optional roles it leaves out are
+        None. ValidationError for a bad list."""
+        if isinstance(raw, dict):
+            raw = {role: None for role in cls.OPTIONAL_ROLES} | raw
+        return cls.model_validate(raw)
+
+    @classmethod
+    def checksums_only(cls) -> Self:
+        """A runtime build's: SHA256SUMS and its signature."""
+        return cls(**dict.fromkeys(cls.OPTIONAL_ROLES))
 
     def names(self) -> list[str]:
-        """Every file name, in field order."""
-        return list(self.model_dump().values())
+        """Every file name listed, in field order (the roles left out have none)."""
+        return [name for name in self.model_dump().values() if name is not None]
 
     @model_validator(mode="after")
     def _publisher_only_and_distinct(self) -> Self:
@@ -98,6 +118,8 @@ class Attestations(BaseModel):
             raise ValueError(f"{', '.join(builders)}: not a name only the publish side writes")
         if len(set(names)) != len(names) or MANIFEST_FILE in names:
             raise ValueError(f"names must differ from each other and from {MANIFEST_FILE}: {names}")
+        if self.provenance is None and self.provenance_signature is not None:
+            raise ValueError("provenance_signature is listed without a provenance")
         return self
 
 
@@ -113,6 +135,11 @@ class Manifest(BaseModel):
     spec: BuildSpec
     artifacts: list[ManifestArtifact]
     attestations: Attestations = Field(default_factory=Attestations)
+
+    @field_validator("attestations", mode="before")
+    @classmethod
+    def _listed(cls, value: object) -> object:
+        return Attestations.listed(value) if isinstance(value, dict) else value
 
     @model_validator(mode="after")
     def _attestations_are_not_artifacts(self) -> Self:

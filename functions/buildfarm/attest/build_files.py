@@ -14,7 +14,8 @@ there with the same bytes is kept, a signature already there that verifies with 
 is kept; anything else there is an AttestationError naming the file.
 
 sign_build_dir is the part any build directory needs (runtimes too): documents, SHA256SUMS and
-the signatures; attest_build adds the SBOM and provenance of a CPython build.
+the signatures; attest_build adds the SBOM and provenance of a CPython build. A runtime build's
+manifest lists SHA256SUMS and SHA256SUMS.sig only (Attestations.checksums_only).
 """
 
 from __future__ import annotations
@@ -114,12 +115,12 @@ def sign_build_dir(
     sums = sums_text(listed)
     put_create_only(store, f"{artifact_dir}/{names.checksums}", sums, SUMS_TYPE)
     if signer is None:
-        unsigned = (names.checksums, names.provenance)
-        log.warning("%s: no signing key configured: %s and %s unsigned", artifact_dir, *unsigned)
+        unsigned = " and ".join(name for name in (names.checksums, names.provenance) if name in listed)
+        log.warning("%s: no signing key configured: %s unsigned", artifact_dir, unsigned)
         return
     keys = known_keys or (lambda: [signer.public_key_pem()])
     put_signature(store, f"{artifact_dir}/{names.checksums_signature}", sums, signer, keys)
-    if names.provenance in documents:
+    if names.provenance in documents and names.provenance_signature is not None:
         provenance_signature = f"{artifact_dir}/{names.provenance_signature}"
         put_signature(store, provenance_signature, documents[names.provenance], signer, keys)
 
@@ -227,10 +228,13 @@ def provenance_document(
 
 
 def manifest_attestations(manifest: Mapping[str, Any], artifacts: Mapping[str, str]) -> Attestations:
-    """The names manifest.json's "attestations" lists (the defaults when it has none: a
-    builder older than the field); AttestationError for a bad list, or a name an artifact has."""
+    """The names manifest.json's "attestations" lists (Attestations.listed; the defaults when it
+    has none: a builder older than the field); AttestationError for a bad list, or a name an
+    artifact has."""
     try:
-        names = Attestations.model_validate(manifest.get("attestations", {}))
+        names = (
+            Attestations.listed(manifest["attestations"]) if "attestations" in manifest else Attestations()
+        )
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(map(str, ("attestations", *first["loc"])))
@@ -260,6 +264,9 @@ def attest_build(
         raise AttestationError(f"{MANIFEST_FILE} is missing") from None
     manifest = json.loads(manifest_data)  # verify_cell parsed these very bytes
     names = manifest_attestations(manifest, artifacts)
+    if names.sbom is None or names.provenance is None or names.provenance_signature is None:
+        left_out = ", ".join(role for role in Attestations.OPTIONAL_ROLES if getattr(names, role) is None)
+        raise AttestationError(f"{MANIFEST_FILE}: attestations: no {left_out} (a CPython build has them)")
     files = {**artifacts, MANIFEST_FILE: hashlib.sha256(manifest_data).hexdigest()}
     documents = {
         names.sbom: sbom_document(manifest, spec),

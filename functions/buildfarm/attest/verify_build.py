@@ -6,8 +6,10 @@ over http(s), against pinned public keys:
 - every artifact manifest.json lists is in SHA256SUMS with the same sha256;
 - every attestation manifest.json lists ("attestations": buildfarm.models.Attestations) is
   there: the SBOM and the provenance listed in SHA256SUMS with their sha256, the provenance's
-  signature a signature of it. A manifest without that list (a builder older than it, a
-  runtime build) is held to the default names: sbom.cdx.json and provenance.json when present;
+  signature a signature of it; a role the list leaves out is not looked for (a runtime build
+  lists SHA256SUMS and its signature only). A manifest without that list (a builder older than
+  it, an older runtime build) is held to the default names: sbom.cdx.json and provenance.json
+  when present;
 - the SBOM's CPython has the version and source sha256 that manifest.json records, and the
   provenance's subjects are the build's files with their sha256 and its invocationId is the
   manifest's execution id. A <file>.sig beside the SBOM is checked too.
@@ -242,12 +244,13 @@ def check_provenance(
 
 
 def listed_attestations(manifest: Any) -> tuple[Attestations, bool, list[str]]:
-    """(the attestation names manifest.json lists, whether it lists them, problems): the
-    default names when it has no list or a bad one (that one named)."""
+    """(the attestation names manifest.json lists (Attestations.listed: a role left out is
+    None), whether it lists them, problems): the default names when it has no list or a bad one
+    (that one named)."""
     if not isinstance(manifest, dict) or "attestations" not in manifest:
         return Attestations(), False, []
     try:
-        return Attestations.model_validate(manifest["attestations"]), True, []
+        return Attestations.listed(manifest["attestations"]), True, []
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(map(str, ("attestations", *first["loc"])))
@@ -278,6 +281,8 @@ def check_documents(
     names, listed, problems = listed_attestations(manifest)
     signatures = {names.sbom: None, names.provenance: names.provenance_signature if listed else None}
     for name, signature_name in signatures.items():
+        if name is None:
+            continue  # a role the list leaves out: the build has no such file
         data = files.read(name)
         if data is None:
             if listed and name not in sums:

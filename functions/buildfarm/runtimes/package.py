@@ -1,7 +1,8 @@
 """Package a relocated runtime tree and publish it: a tarball and the platform's package, a
 manifest (manifest.schema.json), create-only under
 runtimes/<name>/<version>/<platform>/<arch>/<build>/ at the next free build number. SHA256SUMS
-and its signature are the publish side's (runtimes.publish, buildfarm.attest), as for Python.
+and its signature are the publish side's (runtimes.publish, buildfarm.attest), as for Python;
+the manifest lists them under "attestations" (a runtime has no SBOM or provenance).
 
 Both artifacts hold the tree at its prefix: the tarball is extracted with `tar -xzf FILE -C /`
 (a venv runs where it was made), the .deb or .rpm installs it there and depends on the
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from buildfarm.layout import MANIFEST_FILE
+from buildfarm.models import Attestations
 from buildfarm.platforms import DEB_ARCH, load_registry
 from buildfarm.runtimes.build import RuntimeBuildError, run_step
 from buildfarm.runtimes.keys import build_numbers, runtime_artifact_dir, runtime_cell_dir
@@ -166,6 +168,7 @@ def publish(store: Store, root: Path, manifest: dict[str, Any], work: Path, buil
         files = make_artifacts(root, manifest, work)
         kinds = ("tarball", package_format(manifest["platform"]))
         manifest["artifacts"] = [describe(path, kind) for path, kind in zip(files, kinds, strict=False)]
+        manifest["attestations"] = Attestations.checksums_only().model_dump(exclude_none=True)
         directory = runtime_artifact_dir(*cell, manifest["build"])
         if _publish_files(store, directory, files, manifest):
             return directory

@@ -1,16 +1,19 @@
 """Publish one runtime build a farm claimed: verify it (buildfarm.runtimes.verify), write its
-SHA256SUMS and signature (buildfarm.attest's sign_build_dir, create-only), merge it into
-versions.json's `runtimes` (the conditional write Python cells use), release its claim. The
-runtime twin of buildfarm.publish.publish_cell; idempotent (a second call decides the same:
-files already there with the same content are kept, the merge keeps the higher build, a
-released claim stays released)."""
+SHA256SUMS and signature (buildfarm.attest's sign_build_dir, create-only, under the names its
+manifest.json's "attestations" lists), merge it into versions.json's `runtimes` (the
+conditional write Python cells use), release its claim. The runtime twin of
+buildfarm.publish.publish_cell; idempotent (a second call decides the same: files already there
+with the same content are kept, the merge keeps the higher build, a released claim stays
+released)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from datetime import datetime
 
-from buildfarm.attest.build_files import AttestationError, sign_build_dir
+from buildfarm.attest.build_files import AttestationError, manifest_attestations, sign_build_dir
 from buildfarm.attest.signing import Signer
 from buildfarm.attest.store_keys import listed_public_keys
 from buildfarm.catalog.versions_json import RuntimeCatalogCell, RuntimeCell, update_runtimes
@@ -31,8 +34,9 @@ log = logging.getLogger(__name__)
 
 
 def sign_runtime(store: Store, directory: str, entry: RuntimeCatalogCell, signer: Signer | None) -> str:
-    """SHA256SUMS over the verified artifacts and manifest.json, and SHA256SUMS.sig; "" when
-    done, else why the build cannot be published."""
+    """SHA256SUMS over the verified artifacts and manifest.json (hashed as read here), and
+    SHA256SUMS.sig, under the names manifest.json lists; "" when done, else why the build cannot
+    be published."""
 
     def known_keys() -> list[bytes]:
         current = [signer.public_key_pem()] if signer is not None else []
@@ -40,9 +44,14 @@ def sign_runtime(store: Store, directory: str, entry: RuntimeCatalogCell, signer
 
     files = {artifact.key.rsplit("/", 1)[-1]: artifact.sha256 for artifact in entry.artifacts}
     try:
-        files["manifest.json"], _ = store.sha256_and_size(runtime_manifest_key(directory))
-        sign_build_dir(store, directory, files, signer, known_keys=known_keys)
-    except (AttestationError, StoreError) as error:
+        manifest_data, _ = store.read(runtime_manifest_key(directory))
+        manifest = json.loads(manifest_data)  # verify_runtime parsed it: a dict
+        names = manifest_attestations(manifest, files)
+        if "attestations" in manifest and (names.sbom or names.provenance):
+            raise AttestationError("manifest.json: attestations: a runtime build has no SBOM or provenance")
+        files["manifest.json"] = hashlib.sha256(manifest_data).hexdigest()
+        sign_build_dir(store, directory, files, signer, known_keys=known_keys, names=names)
+    except (AttestationError, StoreError, ValueError) as error:
         return short(f"attestation: {error}")
     return ""
 

@@ -11,6 +11,7 @@ import pytest
 
 from buildfarm.attest.build_files import (
     AttestationError,
+    attest_build,
     build_times,
     manifest_attestations,
     put_create_only,
@@ -123,7 +124,9 @@ def test_a_manifest_without_attestations_means_the_contracts_names() -> None:
         ({"sbom": "../x.sig"}, "String should match pattern"),
         ({"sbom": "x.sig\n"}, "String should match pattern"),
         ({"vex": "vex.json"}, "Extra inputs are not permitted"),
-        ({"provenance_signature": "python.tar.gz.sig"}, None),  # the artifact's name plus .sig is fine
+        ({"provenance_signature": "x.sig"}, "provenance_signature is listed without a provenance"),
+        # the artifact's name plus .sig is fine
+        ({"provenance": "provenance.json", "provenance_signature": "python.tar.gz.sig"}, None),
     ],
 )
 def test_a_bad_attestation_list_is_named(attestations: dict, message: str | None) -> None:
@@ -135,6 +138,32 @@ def test_a_bad_attestation_list_is_named(attestations: dict, message: str | None
         Manifest.model_validate(raw)
     with pytest.raises(AttestationError, match=f"^manifest.json: attestations.*: .*{message}"):
         manifest_attestations(raw, {"python.tar.gz": "1" * 64})
+
+
+def test_a_listed_manifest_has_no_file_for_a_role_it_leaves_out() -> None:
+    """A runtime build lists its checksums and their signature only: no SBOM, no provenance."""
+    runtime = Attestations.checksums_only()
+    assert runtime.model_dump(exclude_none=True) == {
+        "checksums": "SHA256SUMS",
+        "checksums_signature": "SHA256SUMS.sig",
+    }
+    assert runtime.names() == ["SHA256SUMS", "SHA256SUMS.sig"]
+    listed = {"attestations": runtime.model_dump(exclude_none=True)}
+    assert manifest_attestations(listed, {"runtime.tar.gz": "1" * 64}) == runtime
+    raw = {"spec": MODEL_SPEC, "artifacts": [ARTIFACT], **listed}
+    assert Manifest.model_validate(raw).attestations == runtime
+    assert Attestations.listed({}) == runtime  # the checksums' names default to the contract's
+
+
+def test_a_cpython_build_listing_no_sbom_is_not_attested(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    manifest = {"attestations": Attestations.checksums_only().model_dump(exclude_none=True)}
+    store.put_json(f"{MODEL_SPEC['artifact_dir']}/manifest.json", manifest)
+    message = r"^manifest\.json: attestations: no sbom, provenance, provenance_signature \(a CPython build"
+    with pytest.raises(AttestationError, match=message):
+        attest_build(store, MODEL_SPEC, {"python.tar.gz": "1" * 64}, None)
+    written = tmp_path / "store" / MODEL_SPEC["artifact_dir"]
+    assert [path.name for path in written.iterdir()] == ["manifest.json"]  # nothing half-written
 
 
 def test_an_attestation_named_as_an_artifact_is_refused() -> None:

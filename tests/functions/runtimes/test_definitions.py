@@ -10,6 +10,7 @@ import pytest
 
 from buildfarm.cli import main
 from buildfarm.errors import UsageError
+from buildfarm.models import Attestations
 from buildfarm.runtimes.definitions import (
     REPOSITORY_DEFINITIONS,
     DefinitionError,
@@ -167,6 +168,21 @@ def test_a_new_python_or_a_changed_lock_plans_a_new_runtime_build() -> None:
 def test_the_manifest_schema_is_a_valid_schema() -> None:
     jsonschema = pytest.importorskip("jsonschema")
     jsonschema.Draft202012Validator.check_schema(manifest_schema())
+
+
+def test_the_manifest_schema_documents_the_attestations_a_runtime_lists() -> None:
+    """runtimes.package lists SHA256SUMS and its signature (Attestations.checksums_only), and
+    only those; a manifest older than the field stays valid."""
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = manifest_schema()
+    attestations = {**schema["properties"]["attestations"], "$defs": schema["$defs"]}
+    listed = Attestations.checksums_only().model_dump(exclude_none=True)
+    jsonschema.validate(listed, attestations)
+    unsigned, escaping = {"checksums": "SHA256SUMS"}, {**listed, "checksums": "../x"}
+    for bad in ({**listed, "sbom": "sbom.cdx.json"}, unsigned, escaping):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, attestations)
+    assert "attestations" not in schema["required"]
 
 
 def test_cli_refusals_publish_nothing(tmp_path: Path, capsys) -> None:

@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 
 from buildfarm.attest.signing import KeyFileSigner, init_key, verify_signature
+from buildfarm.attest.verify_build import LocalBuild, verify_build
 from buildfarm.catalog.versions_json import read_versions, runtime_cells
 from buildfarm.claims import Claim
 from buildfarm.config import FarmConfig
 from buildfarm.layout import VERSIONS_KEY
+from buildfarm.models import Attestations
 from buildfarm.runtimes.cloud_items import plan_runtime_items
 from buildfarm.runtimes.definitions import load_definition
 from buildfarm.runtimes.farm_cells import plan_run_runtimes
@@ -228,6 +230,35 @@ def test_a_published_runtime_is_signed_and_versions_json_too(store, tmp_path) ->
     versions = (store.root / VERSIONS_KEY).read_bytes()
     assert verify_signature(versions, (store.root / "versions.json.sig").read_bytes(), keys)
     assert publish_runtime(store, CELL, 1, "run-1", NOW, signer=signer).status == "published"
+
+
+@pytest.mark.parametrize(
+    "listed",
+    [Attestations.checksums_only().model_dump(exclude_none=True), None],
+    ids=["listed", "older-manifest"],
+)
+def test_a_published_runtime_verifies_by_what_its_manifest_lists(store, tmp_path, listed) -> None:
+    """A runtime's manifest lists SHA256SUMS and its signature (runtimes.package): `buildfarm
+    verify`'s check looks for no SBOM or provenance; a manifest older than the list verifies too."""
+    put_build(store, changes={"attestations": listed} if listed else None)
+    init_key(tmp_path / "farm.pem")
+    signer = KeyFileSigner(tmp_path / "farm.pem")
+    assert publish_runtime(store, CELL, 1, "run-1", NOW, signer=signer).status == "published"
+    directory = store.root / runtime_artifact_dir(*CELL, 1)
+    keys = [signer.public_key_pem()]
+    assert verify_build(LocalBuild(directory), keys) == []
+    (directory / "SHA256SUMS.sig").unlink()
+    assert [line.split(":")[0] for line in verify_build(LocalBuild(directory), keys)] == ["SHA256SUMS.sig"]
+
+
+def test_a_runtime_manifest_listing_an_sbom_is_not_published(store) -> None:
+    put_build(store, changes={"attestations": Attestations().model_dump()})
+    outcome = publish_runtime(store, CELL, 1, "run-1", NOW, signer=None)
+    assert (outcome.status, outcome.reason) == (
+        "failed",
+        "attestation: manifest.json: attestations: a runtime build has no SBOM or provenance",
+    )
+    assert not store.exists(f"{runtime_artifact_dir(*CELL, 1)}/SHA256SUMS")
 
 
 def test_a_build_dir_with_another_sha256sums_is_not_published(store, tmp_path) -> None:

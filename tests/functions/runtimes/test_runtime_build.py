@@ -114,6 +114,7 @@ def test_the_runtime_builds_and_its_manifest_lists_exactly_the_lock(runtime_stor
         data = (directory / artifact["file"]).read_bytes()
         assert hashlib.sha256(data).hexdigest() == artifact["sha256"]
     assert not (directory / "SHA256SUMS").exists()  # the publish side's (runtimes.publish)
+    assert first_build["attestations"] == {"checksums": "SHA256SUMS", "checksums_signature": "SHA256SUMS.sig"}
     assert [a["type"] for a in first_build["artifacts"]] == ["tarball", "deb"]
 
 
