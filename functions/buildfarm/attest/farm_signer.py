@@ -23,8 +23,8 @@ from buildfarm.errors import UsageError
 
 from .signing import KeyFileSigner, KmsSigner, Signer, init_key
 
-KEY_ENV = "BUILDFARM_SIGNING_KEY"
-KMS_ENV = "BUILDFARM_KMS_KEY_ID"
+KEY_ENV = FarmConfig.environment_variables()["signing_key"]  # BUILDFARM_SIGNING_KEY
+KMS_ENV = FarmConfig.environment_variables()["kms_key_id"]  # BUILDFARM_KMS_KEY_ID
 DEFAULT_KEY = Path("~/.config/buildfarm/signing-key.pem")
 
 
@@ -54,7 +54,9 @@ def require_signer(config: FarmConfig) -> Signer:
 
 
 def key_path(explicit: str | None) -> Path:
-    """--key, else $BUILDFARM_SIGNING_KEY, else ~/.config/buildfarm/signing-key.pem."""
+    """--key, else $BUILDFARM_SIGNING_KEY, else ~/.config/buildfarm/signing-key.pem: `buildfarm
+    keys`' own default, read without the rest of the configuration (a key is made or shown
+    whatever else the environment says)."""
     return Path(explicit or os.environ.get(KEY_ENV, "").strip() or DEFAULT_KEY).expanduser()
 
 
