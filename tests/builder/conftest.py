@@ -7,13 +7,33 @@ builder_image/ on sys.path: test modules here say `from driver import flags`."""
 
 from __future__ import annotations
 
+import os
+import sys
+import time
 import uuid
+from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from builder_helpers import load_build_module, put_driver_on_path
+from real_builds import TEST_VERSION as DOCKER_VERSION
+from real_builds import Farm
+
+from buildfarm import images
+from buildfarm.platforms import load_registry
+from buildfarm.runners import docker_problem, host_arch
 
 put_driver_on_path()
+
+# The docker runner's cell (bullseye: its system python, 3.9, cannot run buildfarm itself).
+DOCKER_PLATFORM = "debian-11"
+
+
+@dataclass(frozen=True)
+class DockerFarm:
+    store: Path
+    output: str  # `buildfarm run`'s
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +53,27 @@ def moto_s3(moto_server):
     client.create_bucket(Bucket=bucket)
     yield client, bucket
     client.close()  # no keep-alive connection left for the server's shutdown to wait on
+
+
+@pytest.fixture(scope="session")
+def docker_farm(tmp_path_factory, source_mirror: str, fast_build_env: None) -> DockerFarm:
+    """3.13.5 for debian-11 built and published by `buildfarm run --runner docker` in the
+    bullseye builder image (its base imported from a debootstrap root when missing), into a
+    store of its own: the docker runner's build (test_docker_build) and the store the runtime
+    job bootstraps from (test_docker_runtime_job), built once per session."""
+    if problem := docker_problem():
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs a Docker engine: {problem}")
+        pytest.skip(problem)
+    registry = load_registry()
+    if not images.image_exists(registry.get(DOCKER_PLATFORM).base_image):
+        images.import_base(registry, DOCKER_PLATFORM, host_arch(), sys.stdout)
+    store = tmp_path_factory.mktemp("docker-store")
+    cell = f"{DOCKER_VERSION}/{DOCKER_PLATFORM}/{host_arch()}"
+    farm = Farm(store, store.as_uri(), source_mirror, dict(os.environ), cells=(cell,))
+    started = time.monotonic()
+    step = farm.run("--runner", "docker", "--arches", host_arch())
+    print(f"docker farm run of {cell}: {time.monotonic() - started:.0f} s (image included)")
+    assert step.returncode == 0, step.output[-6000:]
+    assert step.build_of(cell) == 1
+    return DockerFarm(store, step.output)

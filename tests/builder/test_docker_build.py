@@ -1,8 +1,10 @@
-"""`buildfarm build --runner docker` for debian-11 (bullseye), issue 12: a 3.13.5 `none` build in
-the debian-11 builder image (built from builder_image/ as `buildfarm images build` builds it,
-its base imported from a debootstrap root when missing), from the shared sources served over
-loopback HTTP, into a local store; the tarball then runs in its own fresh bullseye root: a
-new container of the imported base image with only the registry's runtime dependencies.
+"""The docker runner for debian-11 (bullseye), issue 12: a 3.13.5 `none` build in the debian-11
+builder image (built as `buildfarm images build` builds it, its base imported from a
+debootstrap root when missing), from the shared sources served over loopback HTTP, by
+`buildfarm run --runner docker` into a local store (the session's `docker_farm`, whose store
+the runtime job's test bootstraps from too: one bullseye build per session); the tarball then
+runs in its own fresh bullseye root: a new container of the imported base image with only the
+registry's runtime dependencies.
 
 Needs a Docker engine (.ci/run starts one). The images stay in the engine (/var/lib/docker)
 between runs, rebuilt only when their tag (a digest of builder_image/) changes; the build
@@ -16,7 +18,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -54,11 +55,11 @@ print(sys.version.split()[0], sys.prefix)'
 
 
 class DockerBuild:
-    def __init__(self, store: Path, output: str, seconds: float) -> None:
-        self.output = output
-        self.seconds = seconds
+    def __init__(self, store: Path, output: str) -> None:
+        self.output = output  # the farm run's
         self.dir = store / "builds" / VERSION / PLATFORM / ARCH / "1"
         self.manifest = json.loads((self.dir / "manifest.json").read_text())
+        self.log = (self.dir / "build.log").read_text()  # the driver's
 
 
 @pytest.fixture(scope="module")
@@ -75,38 +76,24 @@ def base_image() -> str:
 
 
 @pytest.fixture(scope="module")
-def docker_build(base_image: str, tmp_path_factory, source_mirror: str) -> DockerBuild:
-    store = tmp_path_factory.mktemp("docker-store")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BUILDFARM_", "CCACHE_"))}
-    env.update(
-        BUILDFARM_CCACHE="1",
-        CCACHE_DIR=str(TEST_CACHE / "ccache"),
-        BUILDFARM_SELFTEST_TESTS=SHORT_SELFTEST,
-    )
-    argv = [BUILDFARM, "build", VERSION, "--platform", PLATFORM, "--runner", "docker", "--arch", ARCH]
-    argv += ["--optimization", "none", "--source-mirror", source_mirror, "--store", str(store)]
-    started = time.monotonic()
-    result = subprocess.run(
-        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=3000, cwd=REPO
-    )
-    seconds = time.monotonic() - started
-    print(f"docker build of {VERSION} {PLATFORM}: {seconds:.0f} s (image included)")
-    assert result.returncode == 0, result.stdout[-6000:]
-    return DockerBuild(store, result.stdout, seconds)
+def docker_build(docker_farm) -> DockerBuild:
+    """The session's docker farm run (tests/builder/conftest.py: `buildfarm run --runner
+    docker`, shared with the runtime job's test)."""
+    return DockerBuild(docker_farm.store, docker_farm.output)
 
 
 def test_docker_runner_builds_debian_11_in_its_builder_image(docker_build: DockerBuild) -> None:
     manifest = docker_build.manifest
     model = Manifest.model_validate(manifest)
     assert {a.file for a in model.artifacts} == {TARBALL, f"python-{VERSION}_1_amd64.deb"}
-    assert "with the docker runner" in docker_build.output
+    assert f"{PLATFORM}/{ARCH}: docker runner" in docker_build.output
     # The image that built it: its tag (a digest of builder_image/) and its content id.
     tag = images.image_tag(load_registry(), PLATFORM, ARCH)
     assert manifest["builder_image"] == f"{tag}@{images.image_id(tag)}"
     assert manifest["platform"]["glibc"] == "glibc-2.31"  # bullseye's, not the host's
     assert manifest["python"]["compiler"].startswith("GCC 10.")
     assert manifest["modules"]["missing"] == {}
-    assert "phase selftest done in" in docker_build.output
+    assert "phase selftest done in" in docker_build.log
 
 
 def test_tarball_runs_in_a_fresh_bullseye_root_with_only_its_declared_dependencies(

@@ -7,7 +7,8 @@ tool Python from that store; PublishRuntime's decide_runtime_item publishes the 
 (moto's server on loopback), as the cloud runs it.
 
 The store's Python is built by `buildfarm run --runner docker` in the same image (optimization
-none, the suite's compiler cache); PyPI serves the buildfarm wheel's dependencies and six.
+none, the suite's compiler cache; tests/builder/conftest.py's docker_farm, once per
+session); PyPI serves the buildfarm wheel's dependencies and six.
 Needs a Docker engine (.ci/run starts one)."""
 
 from __future__ import annotations
@@ -21,12 +22,11 @@ from pathlib import Path
 
 import boto3
 import pytest
-from real_builds import Farm
 
 from buildfarm import images
 from buildfarm.config import FarmConfig
 from buildfarm.platforms import load_registry
-from buildfarm.runners import docker_problem, host_arch
+from buildfarm.runners import host_arch
 from buildfarm.runtimes.cloud_items import decide_runtime_item, plan_runtime_items
 from buildfarm.runtimes.definitions import load_definitions
 from buildfarm.store import LocalStore, S3Store
@@ -48,23 +48,10 @@ arches = ["{ARCH}"]
 
 
 @pytest.fixture(scope="module")
-def python_store(tmp_path_factory, source_mirror: str, fast_build_env: None) -> Path:
-    """A store where `buildfarm run --runner docker` published 3.13.5 for debian-11."""
-    if problem := docker_problem():
-        if os.environ.get("CI"):
-            pytest.fail(f"CI needs a Docker engine: {problem}")
-        pytest.skip(problem)
-    registry = load_registry()
-    if not images.image_exists(registry.get(PLATFORM).base_image):
-        images.import_base(registry, PLATFORM, ARCH, sys.stdout)
-    store = tmp_path_factory.mktemp("runtime-job-store")
-    farm = Farm(
-        store, store.as_uri(), source_mirror, dict(os.environ), cells=(f"{VERSION}/{PLATFORM}/{ARCH}",)
-    )
-    step = farm.run("--runner", "docker", "--arches", ARCH)
-    assert step.returncode == 0, step.output[-6000:]
-    assert step.build_of(f"{VERSION}/{PLATFORM}/{ARCH}") == 1
-    return store
+def python_store(docker_farm) -> Path:
+    """A store where `buildfarm run --runner docker` published 3.13.5 for debian-11 (the
+    session's docker_farm, shared with test_docker_build)."""
+    return docker_farm.store
 
 
 def write_definitions(directory: Path) -> Path:
@@ -94,7 +81,9 @@ def run_job(command: list[str], definitions: Path, mounts: list[str], **env: str
     return output
 
 
-def test_the_planners_runtime_command_runs_in_the_bullseye_builder_image(python_store: Path, tmp_path: Path):
+def test_the_planners_runtime_command_runs_in_the_bullseye_builder_image(
+    python_store: Path, tmp_path: Path, session_signer
+):
     definitions = write_definitions(tmp_path / "definitions")
     store = LocalStore(python_store)
     config = FarmConfig.from_env(store=str(python_store))
@@ -110,7 +99,7 @@ def test_the_planners_runtime_command_runs_in_the_bullseye_builder_image(python_
     assert [(p["name"], p["version"]) for p in manifest["packages"]] == [("six", "1.17.0")]
     assert {path.name for path in directory.iterdir()} >= {a["file"] for a in manifest["artifacts"]}
 
-    outcome = decide_runtime_item(store, item, NOW)
+    outcome = decide_runtime_item(store, item, NOW, signer=session_signer)
     assert outcome.status == "published", outcome.reason
     versions = json.loads((python_store / "versions.json").read_text())
     assert versions["runtimes"]["tiny"]["1.0.0"][PLATFORM][ARCH]["build"] == item.build
@@ -123,7 +112,9 @@ def test_the_planners_runtime_command_runs_in_the_bullseye_builder_image(python_
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
-def test_the_runtime_job_reads_and_writes_an_s3_store(python_store: Path, tmp_path: Path, moto_server: str):
+def test_the_runtime_job_reads_and_writes_an_s3_store(
+    python_store: Path, tmp_path: Path, moto_server: str, session_signer
+):
     """The cloud's store: the tool Python and the runtime's Python from S3 (the image's boto3,
     then the tool's), the runtime's files back to S3, PublishRuntime's decision there."""
     s3 = boto3.client("s3")
@@ -148,5 +139,5 @@ def test_the_runtime_job_reads_and_writes_an_s3_store(python_store: Path, tmp_pa
     directory = f"runtimes/tiny/1.0.0/{PLATFORM}/{ARCH}/{item.build}"
     manifest, _ = store.read_json(f"{directory}/manifest.json")
     assert [(p["name"], p["version"]) for p in manifest["packages"]] == [("six", "1.17.0")]
-    outcome = decide_runtime_item(store, item, NOW)
+    outcome = decide_runtime_item(store, item, NOW, signer=session_signer)
     assert outcome.status == "published", outcome.reason

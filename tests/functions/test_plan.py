@@ -377,7 +377,7 @@ def test_a_scheduled_plan_counts_the_runtime_cells_other_runs_still_build(
         ).budget
 
     assert scheduled_budget("exec-2") == 10 - 4
-    decide_runtime_item(local_store, first.runtime_items[0], NOW, "build job failed: exit 1")
+    decide_runtime_item(local_store, first.runtime_items[0], NOW, "build job failed: exit 1", signer=None)
     assert scheduled_budget("exec-3") == 10 - 3  # a decided runtime cell no longer counts
     # An execution that no longer runs counts for nothing (recovery finalizes it).
     ended = plan({"dry_run": True}, local_store, config, "exec-4", NOW, runtimes=[svc_both_arches],

@@ -119,7 +119,7 @@ def read_runtime_items(store: Store, location: dict[str, str]) -> list[RuntimeIt
 
 
 def decide_runtime_item(
-    store: Store, item: RuntimeItem, now: datetime, failure: str = "", *, signer: Signer | None = None
+    store: Store, item: RuntimeItem, now: datetime, failure: str = "", *, signer: Signer | None
 ) -> CellOutcome:
     """Publish a runtime item's build (or fail it with `failure`, why its job failed) and record
     the outcome for Finalize."""
