@@ -207,6 +207,16 @@ class BuildBatch(Construct):
             description="Builder: writes under builds/ and runtimes/ (create-only) and logs/, and "
             "replaces its uv cache under cache/uv/; never catalogs or claims",
         )
+        self._job_grants(bucket)
+        acknowledge_wildcards(
+            self.execution_role,
+            ["*"],
+            "ecr:GetAuthorizationToken has no resource-level permissions; image pulls "
+            "are limited to the CDK asset repository.",
+        )
+
+    def _job_grants(self, bucket: s3.IBucket) -> None:
+        """The job role's access to the store, each wildcard acknowledged with its reason."""
         # One role serves every job, and a job's cell and build number arrive at run time in its
         # spec, so IAM cannot narrow a job to its own builds/<cell>/<build>/: the prefixes are the
         # limit, and the bucket policy (BuildsAreCreateOnly) keeps any write from replacing a build.
@@ -238,13 +248,6 @@ class BuildBatch(Construct):
                 actions=["s3:GetObject", "s3:PutObject"],
                 resources=[bucket.arn_for_objects(JOB_CACHE_KEYS)],
             )
-        )
-
-        acknowledge_wildcards(
-            self.execution_role,
-            ["*"],
-            "ecr:GetAuthorizationToken has no resource-level permissions; image pulls "
-            "are limited to the CDK asset repository.",
         )
         acknowledge_wildcards(
             self.job_role,
