@@ -228,11 +228,7 @@ def run_farm(
         "arches": [a for a in arches if any(a == b for _, b in runners)],
     }
     report.plan = the_plan = plan(narrowed, store, config, execution_id, now, is_running=local_liveness)
-    items = [item for item in the_plan.items if (item.spec.platform, item.spec.arch) in runners]
-    for item in items:
-        where = (item.spec.platform, item.spec.arch)
-        report.cells[item.cell] = CellProgress(item.cell, item.spec.build, runners[where].name)
-        notify(report.cells[item.cell])
+    items = _cells_to_build(report, the_plan, runners, notify)
     try:
         log_dir.mkdir(parents=True, exist_ok=True)
         _build_all(_CellBuilder(report, runners, store, log_dir, notify, signer), items, jobs)
@@ -244,6 +240,18 @@ def run_farm(
         here = runtime_cells_here(platforms, arches, registry)
         _run_runtimes(report, store, config, runtimes, here, notify, registry, signer)
     return report
+
+
+def _cells_to_build(
+    report: RunReport, the_plan: Plan, runners: dict[tuple[str, str], Runner], notify: Listener
+) -> list[PlanItem]:
+    """The plan's items a runner here builds, each announced (queued) in the report."""
+    items = [item for item in the_plan.items if (item.spec.platform, item.spec.arch) in runners]
+    for item in items:
+        where = (item.spec.platform, item.spec.arch)
+        report.cells[item.cell] = CellProgress(item.cell, item.spec.build, runners[where].name)
+        notify(report.cells[item.cell])
+    return items
 
 
 def _dry_run(
