@@ -79,7 +79,10 @@ def make(build):
         build.log.write("buildfarm: make: {} done in {:.1f} s\n".format(what, time.time() - started))
         if stats_log:
             counts, stats_offset = ccache_counts(stats_log, stats_offset)
-            build.log.write("buildfarm: make: {}: ccache {}\n".format(what, describe_ccache_counts(counts)))
+            if any(counts.values()):  # a step that compiles nothing (BOLT) says nothing
+                build.log.write(
+                    "buildfarm: make: {}: ccache {}\n".format(what, describe_ccache_counts(counts))
+                )
 
 
 def build_env(build):
