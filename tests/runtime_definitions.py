@@ -1,5 +1,6 @@
-"""A one-package runtime definition, "svc" 2.1.0 for debian-12 x86_64, written where a test
-wants its definitions directory (the planner, the local farm and the cloud workflow tests).
+"""One-package runtime definitions written where a test wants its definitions directory: "svc"
+2.1.0 for debian-12 x86_64 (the planner, the local farm and the cloud workflow tests; a
+stand-in hash), and "tiny" (six with its real hash, for the docker runtime jobs that install it).
 `from runtime_definitions import ...`: pytest puts tests/ on sys.path."""
 
 from __future__ import annotations
@@ -22,4 +23,19 @@ def write_svc_definitions(directory: Path, requirement: str = "six==1.17.0") -> 
     (directory / "svc").mkdir(parents=True)
     (directory / "svc" / "requirements.txt").write_text(f"{requirement} {LOCKED_HASH}\n")
     (directory / "svc.toml").write_text(SVC_TOML)
+    return directory
+
+
+SIX_LOCKED = "six==1.17.0 --hash=sha256:4721f391ed90541fddacab5acf947aa0d3dc7d27b2e1e8eda2be8970586c3274\n"
+
+
+def write_tiny_definitions(directory: Path, version: str, platform: str, arch: str) -> Path:
+    """directory/tiny.toml (runtime "tiny" `version` of Python 3.13 for platform/arch) and its
+    lock (six 1.17.0 with its real hash); returns directory."""
+    (directory / "tiny").mkdir(parents=True)
+    (directory / "tiny" / "requirements.txt").write_text(SIX_LOCKED)
+    (directory / "tiny.toml").write_text(
+        f'name = "tiny"\nversion = "{version}"\npython = "3.13"\nrequirements = "tiny/requirements.txt"\n'
+        f'prefix = "/opt/runtimes/tiny/{version}"\nplatforms = ["{platform}"]\narches = ["{arch}"]\n'
+    )
     return directory

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from runtime_definitions import write_tiny_definitions
 
 from buildfarm.platforms import load_registry
 from buildfarm.runners import host_arch, host_platform_id
@@ -25,22 +26,10 @@ pytestmark = [pytest.mark.build, pytest.mark.xdist_group("docker")]
 
 BUILDFARM = str(Path(sys.executable).parent / "buildfarm")
 PLATFORM, ARCH, VERSION, RUNTIME_VERSION = "debian-11", host_arch(), "3.13.5", "1.1.0"
-SIX = "six==1.17.0 --hash=sha256:4721f391ed90541fddacab5acf947aa0d3dc7d27b2e1e8eda2be8970586c3274\n"
-TOML = f"""name = "tiny"
-version = "{RUNTIME_VERSION}"
-python = "3.13"
-requirements = "tiny/requirements.txt"
-prefix = "/opt/runtimes/tiny/{RUNTIME_VERSION}"
-platforms = ["{PLATFORM}"]
-arches = ["{ARCH}"]
-"""
 
 
 def write_definitions(directory: Path) -> Path:
-    (directory / "tiny").mkdir(parents=True)
-    (directory / "tiny" / "requirements.txt").write_text(SIX)
-    (directory / "tiny.toml").write_text(TOML)
-    return directory
+    return write_tiny_definitions(directory, RUNTIME_VERSION, PLATFORM, ARCH)
 
 
 def runtime_build(store: Path, definitions: Path, *runner: str) -> subprocess.CompletedProcess:

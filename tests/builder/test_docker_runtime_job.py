@@ -22,6 +22,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from runtime_definitions import write_tiny_definitions
 
 from buildfarm import images
 from buildfarm.config import FarmConfig
@@ -36,15 +37,6 @@ pytestmark = [pytest.mark.build, pytest.mark.xdist_group("docker")]
 BUILDFARM = str(Path(sys.executable).parent / "buildfarm")
 PLATFORM, ARCH, VERSION = "debian-11", host_arch(), "3.13.5"
 NOW = datetime(2026, 11, 22, 9, 0, 0, tzinfo=UTC)
-SIX = "six==1.17.0 --hash=sha256:4721f391ed90541fddacab5acf947aa0d3dc7d27b2e1e8eda2be8970586c3274\n"
-TOML = f"""name = "tiny"
-version = "1.0.0"
-python = "3.13"
-requirements = "tiny/requirements.txt"
-prefix = "/opt/runtimes/tiny/1.0.0"
-platforms = ["{PLATFORM}"]
-arches = ["{ARCH}"]
-"""
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +47,7 @@ def python_store(docker_farm) -> Path:
 
 
 def write_definitions(directory: Path) -> Path:
-    (directory / "tiny").mkdir(parents=True)
-    (directory / "tiny" / "requirements.txt").write_text(SIX)
-    (directory / "tiny.toml").write_text(TOML)
-    return directory
+    return write_tiny_definitions(directory, "1.0.0", PLATFORM, ARCH)
 
 
 def run_job(command: list[str], definitions: Path, mounts: list[str], **env: str) -> str:
