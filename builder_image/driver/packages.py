@@ -2,6 +2,7 @@
 the staged tree, named and versioned as the store layout says. Standard library only,
 Python 3.6+; dpkg-deb and rpmbuild do the packaging."""
 
+import concurrent.futures
 import gzip
 import hashlib
 import os
@@ -20,15 +21,19 @@ RPM_ARCH = {"x86_64": "x86_64", "aarch64": "aarch64"}
 
 
 def package(build):
+    """The tarball and the platform's package, side by side: each compresses the staged tree
+    with gzip on one core (zlib releases the GIL), so on 2 cores the phase takes about as
+    long as the slower of the two instead of their sum."""
     os.makedirs(build.out, exist_ok=True)
     spec = build.spec
     tarball = os.path.join(build.out, tarball_name(build.version, spec["platform"], spec["arch"]))
-    write_tarball(build.tree, tarball)
+    native = build_deb if build.platform["package_format"] == "deb" else build_rpm
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        tarball_written = pool.submit(write_tarball, build.tree, tarball)
+        package_path = native(build)
+        tarball_written.result()
     build.artifacts.append(("tarball", tarball))
-    if build.platform["package_format"] == "deb":
-        build.artifacts.append(("deb", build_deb(build)))
-    else:
-        build.artifacts.append(("rpm", build_rpm(build)))
+    build.artifacts.append((build.platform["package_format"], package_path))
 
 
 def build_deb(build):
