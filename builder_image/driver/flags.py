@@ -106,9 +106,10 @@ def setup_local(setup_stdlib_in, modules=series.BUILTIN_MODULES):
 
 
 def makefile_variables(text):
-    """NAME=value assignments of a configure-generated Makefile (values as written)."""
+    """NAME=value assignments of a configure-generated Makefile (values as written, a
+    value continued over backslash-ended lines joined into one, as make reads it)."""
     variables = {}
-    for line in text.splitlines():
+    for line in text.replace("\\\n", " ").splitlines():
         match = _MAKEFILE_ASSIGNMENT.match(line)
         if match:
             variables[match.group(1)] = match.group(2).strip()
@@ -204,4 +205,5 @@ def make_assignments(variables):
 def install_argv(version, optimization, makefile, destdir, bolt=None):
     """make install with the final build's variables, so nothing is rebuilt differently."""
     _, final = make_variables(version, optimization, makefile, bolt)
+    final.update(series.install_variables(version, makefile))
     return ["make", "install", "DESTDIR=" + destdir, *make_assignments(final)]

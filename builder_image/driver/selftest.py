@@ -170,15 +170,14 @@ def check_moved_build_config(ctx, moved):
 
 
 def prepare_tests(ctx, moved):
-    """Put what the tests need into the moved copy: test packages from the source (when
-    the install left them out) and test-only C modules; returns the moved python."""
+    """Put what the tests need into the moved copy: test packages from the source (no
+    series installs them) and test-only C modules; returns the moved python."""
     libdir = os.path.join(moved, "lib", ctx.python_bin)
-    if not series.tests_installed(ctx.version):
-        for package in series.test_packages(ctx.version):
-            target = os.path.join(libdir, *package.split("/"))
-            if os.path.exists(target):
-                shutil.rmtree(target)
-            shutil.copytree(os.path.join(ctx.source, "Lib", *package.split("/")), target, symlinks=True)
+    for package in series.test_packages(ctx.version):
+        target = os.path.join(libdir, *package.split("/"))
+        if os.path.exists(target):
+            shutil.rmtree(target)
+        shutil.copytree(os.path.join(ctx.source, "Lib", *package.split("/")), target, symlinks=True)
     build_test_modules(ctx, moved, os.path.join(libdir, "lib-dynload"))
     return os.path.join(moved, "bin", ctx.python_bin)
 

@@ -130,10 +130,27 @@ def has_test_modules_option(version):
     return minor_of(version) >= 10
 
 
-def tests_installed(version):
-    """Whether `make install` puts Lib/test (and ctypes/test, sqlite3/test) into the tree:
-    always in 3.9; never from 3.10 on, where the driver passes --disable-test-modules."""
-    return not has_test_modules_option(version)
+# Path components of the LIBSUBDIRS entries that hold tests: exactly the directories 3.10+
+# list apart as TESTSUBDIRS (checked against 3.11.2's Makefile.pre.in), plus 3.9's own
+# sqlite3/test and distutils/tests.
+_TEST_DIR_PARTS = frozenset(("test", "tests", "idle_test"))
+
+
+def is_test_dir(entry):
+    """A LIBSUBDIRS entry (a directory under Lib/) that holds tests or their data."""
+    return any(part in _TEST_DIR_PARTS for part in entry.split("/"))
+
+
+def install_variables(version, makefile):
+    """make install variables that keep the test suite out of the installed tree where
+    configure cannot (3.9: no --disable-test-modules): LIBSUBDIRS without its test
+    directories, as 3.10+ install it. The tree then has no Lib/test in any series (3.9.2's
+    tarball: 52.7 MB with it); the self-test copies the tests it runs from the source
+    (test_packages()). makefile: the configured Makefile's variables; {} for 3.10+."""
+    if has_test_modules_option(version) or "LIBSUBDIRS" not in makefile:
+        return {}
+    kept = [entry for entry in makefile["LIBSUBDIRS"].split() if not is_test_dir(entry)]
+    return {"LIBSUBDIRS": " ".join(kept)}
 
 
 def selftest_tests(version):
@@ -151,7 +168,7 @@ def selftest_tests(version):
 
 def test_packages(version):
     """Source directories (relative to Lib/) the tests need, copied into a scratch copy
-    of the installed tree when the install left them out: Lib/test always, plus the
+    of the installed tree (no series installs them, see install_variables()): Lib/test, plus the
     packages that kept their tests next to the code (sqlite3 until 3.10, ctypes until
     3.11). They go into the tree's own lib/python3.X, not onto PYTHONPATH: the loaders
     of test_sqlite/test_ctypes require test packages under one top-level directory

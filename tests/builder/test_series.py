@@ -197,11 +197,9 @@ def test_selftest_tests_per_series(key):
 
 @pytest.mark.parametrize("key", SERIES)
 def test_test_layout_per_series(key):
-    """3.9 installs its tests; 3.10+ (--disable-test-modules) get them from the source,
-    with sqlite3's tests in Lib/sqlite3/test up to 3.10 and ctypes' in Lib/ctypes/test
-    up to 3.11."""
+    """The self-test copies the tests from the source in every series, with sqlite3's tests
+    in Lib/sqlite3/test up to 3.10 and ctypes' in Lib/ctypes/test up to 3.11."""
     version = VERSIONS[key]
-    assert series.tests_installed(version) == (key == "3.9")
     packages = series.test_packages(version)
     assert packages[0] == "test"
     assert ("sqlite3/test" in packages) == (key in ("3.9", "3.10"))
@@ -334,3 +332,49 @@ def test_ccache_env_only_adds_ccache():
     }
     default = buildenv.ccache_env(base, {}, "/s", "/w")
     assert default["CCACHE_DIR"] == os.path.join(os.path.expanduser("~"), ".cache", "ccache")
+
+
+# An excerpt of 3.9.2's configured Makefile: LIBSUBDIRS over continued lines, mixing runtime
+# packages, test directories and a variable reference.
+MAKEFILE_39_LIBSUBDIRS = """\
+LIBSUBDIRS=	tkinter tkinter/test tkinter/test/test_tkinter \\
+		tkinter/test/test_ttk site-packages test \\
+		test/audiodata test/libregrtest test/support \\
+		sqlite3 sqlite3/test \\
+		lib2to3 lib2to3/fixes lib2to3/pgen2 lib2to3/tests \\
+		lib2to3/tests/data \\
+		ctypes ctypes/test ctypes/macholib \\
+		idlelib idlelib/Icons idlelib/idle_test \\
+		distutils distutils/command distutils/tests $(XMLLIBSUBDIRS) \\
+		unittest unittest/test unittest/test/testmock \\
+		venv venv/scripts venv/scripts/common venv/scripts/posix
+MACHDEPS=	$(PLATDIR)
+"""
+
+
+@pytest.mark.parametrize("key", SERIES)
+def test_install_leaves_the_test_suite_out_in_every_series(key):
+    """3.9 has no --disable-test-modules: make install gets LIBSUBDIRS without the test
+    directories (what 3.10+ list apart as TESTSUBDIRS); 3.10+ need nothing."""
+    makefile = flags.makefile_variables(MAKEFILE_39_LIBSUBDIRS)
+    argv = flags.install_argv(VERSIONS[key], "none", makefile, "/staging")
+    assignments = dict(arg.split("=", 1) for arg in argv[2:])
+    if key != "3.9":
+        assert "LIBSUBDIRS" not in assignments
+        return
+    assert assignments["LIBSUBDIRS"].split() == [
+        "tkinter", "site-packages", "sqlite3", "lib2to3", "lib2to3/fixes", "lib2to3/pgen2", "ctypes",
+        "ctypes/macholib", "idlelib", "idlelib/Icons", "distutils", "distutils/command",
+        "$(XMLLIBSUBDIRS)", "unittest", "venv", "venv/scripts", "venv/scripts/common", "venv/scripts/posix",
+    ]  # fmt: skip
+    assert makefile["MACHDEPS"] == "$(PLATDIR)"  # the next assignment is still read on its own
+
+
+def test_test_directories_are_what_311_lists_as_testsubdirs():
+    """Every TESTSUBDIRS entry of 3.11.2 is a test directory; none of its runtime packages is."""
+    for entry in ("test", "test/support", "ctypes/test", "idlelib/idle_test", "lib2to3/tests/data",
+                  "tkinter/test/test_ttk", "unittest/test/testmock", "test/test_sqlite3"):  # fmt: skip
+        assert series.is_test_dir(entry), entry
+    for entry in ("tkinter", "ctypes/macholib", "unittest", "sqlite3", "email/mime", "site-packages",
+                  "importlib/metadata", "testing", "lib2to3/fixes"):  # fmt: skip
+        assert not series.is_test_dir(entry), entry
