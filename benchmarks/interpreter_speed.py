@@ -17,6 +17,8 @@ clock: on a shared 2-core machine the wall clock counts the time a process waits
 which moved single benchmarks by up to 2x between runs; wall is pyperf's own clock.
 --statistic min takes each run's fastest value instead of its mean: CPU time still varies
 with what shares the core, and the fastest value varied least here.
+After the headline (the medians over the rounds) it prints each round's own speed-up and the
+one from each interpreter's fastest time over all rounds: how much of a result is the machine.
 """
 
 from __future__ import annotations
@@ -310,7 +312,37 @@ def report(
         print(f"\n--against {against}: {other_mean:.3f}x; ours / against {geomean / other_mean:.3f}")
     print(f"\ngeometric mean speed-up vs {codename}'s {reference_python}: {geomean:.3f}x "
           f"(target >= {TARGET}); ratio to target {geomean / TARGET:.3f}")  # fmt: skip
-    print(json.dumps({"series": series, "geomean": round(geomean, 4), "target": TARGET, "timer": timer}))
+    spread = spread_over_rounds(means, codename)
+    print(f"each round alone: {' '.join(f'{r:.3f}x' for r in spread['rounds'])}; "
+          f"fastest of all rounds: {spread['fastest']:.3f}x")  # fmt: skip
+    rounds = [round(r, 4) for r in spread["rounds"]]
+    print(
+        json.dumps(
+            {
+                "series": series,
+                "geomean": round(geomean, 4),
+                "target": TARGET,
+                "timer": timer,
+                "rounds": rounds,
+                "fastest": round(spread["fastest"], 4),
+            }
+        )
+    )
+
+
+def spread_over_rounds(means: dict[str, dict[str, list[float]]], codename: str) -> dict:
+    """How far the rounds agree: each round's own geometric mean speed-up, and the one from
+    each interpreter's fastest time over all rounds. On a shared VM a slow spell can hit one
+    interpreter's runs of a round and not the other's; the headline (medians) and these
+    together show how much of a result is the machine."""
+
+    def geomean(ratios: list[float]) -> float:
+        return math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+
+    count = len(next(iter(means.values()))["ours"])
+    per_round = [geomean([run[codename][i] / run["ours"][i] for run in means.values()]) for i in range(count)]
+    fastest = geomean([min(runs[codename]) / min(runs["ours"]) for runs in means.values()])
+    return {"rounds": per_round, "fastest": fastest}
 
 
 def parse_args() -> argparse.Namespace:
