@@ -122,9 +122,9 @@ def _without(value, flags):
 
 def static_interpreter(version, makefile):
     """Whether bin/python links libpython's objects: 3.15 has a configure option; older
-    versions whose Makefile has LINK_PYTHON_OBJS (3.13 verified here) take make variables;
-    the rest keep the shared-linked interpreter."""
-    return parse_version(version)[1] >= 15 or "LINK_PYTHON_OBJS" in makefile
+    versions take make variables, LINK_PYTHON_OBJS where the Makefile has it (3.11-3.14)
+    or else BLDLIBRARY, which the interpreter's link line names (3.9, 3.10)."""
+    return parse_version(version)[1] >= 15 or "LINK_PYTHON_OBJS" in makefile or "BLDLIBRARY" in makefile
 
 
 def static_interpreter_by_make(version, makefile):
@@ -154,10 +154,7 @@ def make_variables(version, optimization, makefile, bolt=None):
     """
     common = {"OPT": _without(makefile.get("OPT", ""), DEBUG_FLAGS)}
     if static_interpreter_by_make(version, makefile):
-        common["LINK_PYTHON_OBJS"] = "$(LIBRARY_OBJS)"
-        # Not $(LIBRARY_DEPS): the interpreter no longer waits for libpython.so, so the
-        # two long LTO links run side by side (make_fragment() keeps libpython.so built).
-        common["LINK_PYTHON_DEPS"] = "$(LIBRARY_OBJS) $(EXPORTSYMS)"
+        common.update(_static_interpreter_variables(makefile))
     if bolt:
         common.update(_bolt_variables(version, makefile, bolt))
     final = dict(common)
@@ -174,6 +171,17 @@ def make_variables(version, optimization, makefile, bolt=None):
         for name in ("CONFIGURE_CFLAGS_NODIST", "CONFIGURE_LDFLAGS_NODIST"):
             final[name] = " ".join([final[name], PGO_HOT_PARAM.format(permille)]).strip()
     return instrumented, final
+
+
+def _static_interpreter_variables(makefile):
+    """make variables that link the interpreter with libpython's objects (before 3.15)."""
+    if "LINK_PYTHON_OBJS" not in makefile:
+        # 3.9, 3.10: the link line's $(BLDLIBRARY) (-L. -lpython3.X) becomes the objects.
+        # The interpreter still waits for libpython.so, a prerequisite of its rule.
+        return {"BLDLIBRARY": "$(LIBRARY_OBJS)"}
+    # Not $(LIBRARY_DEPS): the interpreter no longer waits for libpython.so, so the two
+    # long LTO links run side by side (make_fragment() keeps libpython.so built).
+    return {"LINK_PYTHON_OBJS": "$(LIBRARY_OBJS)", "LINK_PYTHON_DEPS": "$(LIBRARY_OBJS) $(EXPORTSYMS)"}
 
 
 def _bolt_variables(version, makefile, bolt):

@@ -192,6 +192,12 @@ def make_fragment(version, makefile, bolt=None):
             "# The interpreter links libpython's objects; libpython.so is still built.",
             "build_all: " + makefile["PY3LIBRARY"],
         ]
+    if static_interpreter_by_make(version, makefile) and "LINK_PYTHON_OBJS" not in makefile:
+        rules += [
+            "# 3.9, 3.10: BLDLIBRARY, now libpython's objects, also links the embedding test",
+            "# program; it keeps libpython.so (a second LTO link of everything otherwise).",
+            "Programs/_testembed: override BLDLIBRARY = " + makefile["BLDLIBRARY"],
+        ]
     if bolt:
         rules += series.bolt_rules(version, makefile)
     if not rules:

@@ -215,8 +215,6 @@ def check_cpython_tests(ctx, moved):
     excluded = series.exclusions(ctx.version, ctx.platform)
     env = dict(ctx.env)
     env.pop("PYTHONPATH", None)
-    if series.interpreter_links_libpython(ctx.version):
-        env["LD_LIBRARY_PATH"] = os.path.join(moved, "lib")  # as upstream's `make test`
     started = time.time()
     run(ctx, "tests", [python, *series.regrtest_argv(ctx.tests, ctx.jobs, excluded)], env=env)
     ctx.timings["tests"] = round(time.time() - started, 1)

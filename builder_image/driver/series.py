@@ -46,9 +46,7 @@ BUILTIN_MODULES = (
 # would be hand-written data per series, and Modules/Setup's commented-out lines are
 # not enough to build these modules into the core (math and cmath both list _math.c,
 # a duplicate symbol when both are static; _json, _pickle, _datetime and _random need
-# -DPy_BUILD_CORE_BUILTIN/-I Include/internal that the lines do not carry). Their
-# interpreter also links libpython.so (no LINK_PYTHON_OBJS before 3.11), so the gain
-# that motivates built-ins (no PLT/GOT between core and module) is mostly not there.
+# -DPy_BUILD_CORE_BUILTIN/-I Include/internal that the lines do not carry).
 BUILTINS_FROM = 11
 
 # The self-test's subset of CPython's own tests: the C libraries the build links
@@ -239,21 +237,11 @@ def exclusions(version, platform):
 
 
 def semantic_interposition_cflags(version):
-    """-fno-semantic-interposition for 3.9: its interpreter runs libpython.so's code, and
-    without the flag GCC may not inline or bypass the PLT between libpython's own exported
-    functions. 3.10+ configure adds it itself with --enable-optimizations (bpo-38980, which
+    """-fno-semantic-interposition for 3.9: without it GCC may not inline or bypass the PLT
+    between libpython.so's own exported functions (what embedders run; the interpreter
+    links the objects). 3.10+ configure adds it itself with --enable-optimizations (bpo-38980, which
     measured up to 1.3x for such shared builds); the driver adds it to 3.9's *_NODIST flags."""
     return "-fno-semantic-interposition" if minor_of(version) <= 9 else ""
-
-
-def interpreter_links_libpython(version):
-    """bin/python3.X needs libpython3.X.so (3.9, 3.10: no LINK_PYTHON_OBJS in their
-    Makefile, so the driver keeps upstream's shared-linked interpreter). Such a binary
-    copied out of the tree (venv.create() copies by default, symlinks=False) finds no
-    libpython through $ORIGIN/../lib; upstream's own `make test` runs the tests of a
-    --enable-shared build with LD_LIBRARY_PATH for that reason, and so does the
-    self-test for these series (the relocation check runs without it)."""
-    return minor_of(version) <= 10
 
 
 def regrtest_argv(tests, jobs, excluded=()):

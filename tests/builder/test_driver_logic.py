@@ -149,7 +149,34 @@ libpython3.so:	libpython$(LDVERSION).so
 LINK_PYTHON_OBJS=$(BLDLIBRARY)
 """
 # 3.9's Makefile has none of the variables the static interpreter needs.
-MAKEFILE_39 = "OPT=\t\t-DNDEBUG -g -fwrapv -O3 -Wall\nCONFIGURE_CFLAGS_NODIST=-fstack-protector\n"
+# 3.9.2's configured Makefile (./configure --enable-shared --enable-optimizations --with-lto),
+# the variables and the rules that make libpython and link it, recipes as written there.
+MAKEFILE_39 = """VERSION=\t3.9
+ABIFLAGS=\t
+LDVERSION=\t$(VERSION)$(ABIFLAGS)
+OPT=\t\t-DNDEBUG -g -fwrapv -O3 -Wall
+CONFIGURE_CFLAGS_NODIST=-fstack-protector
+LINKCC=\t\t$(PURIFY) $(MAINCC)
+MAINCC=\t\tgcc
+BLDSHARED=\tgcc -shared
+LIBRARY=\tlibpython$(VERSION)$(ABIFLAGS).a
+LDLIBRARY=      libpython$(LDVERSION).so
+BLDLIBRARY=     -L. -lpython$(LDVERSION)
+PY3LIBRARY=     libpython3.so
+INSTSONAME=\tlibpython$(LDVERSION).so.1.0
+LIBRARY_OBJS=\tModules/getbuildinfo.o Python/ceval.o
+LINKFORSHARED=\t-Xlinker -export-dynamic
+$(BUILDPYTHON):\tPrograms/python.o $(LIBRARY) $(LDLIBRARY) $(PY3LIBRARY) $(EXPORTSYMS)
+\t$(LINKCC) $(PY_CORE_LDFLAGS) $(LINKFORSHARED) -o $@ Programs/python.o $(BLDLIBRARY) $(LIBS) $(MODLIBS) $(SYSLIBS)
+$(LIBRARY): $(LIBRARY_OBJS)
+\t$(AR) $(ARFLAGS) $@ $(LIBRARY_OBJS)
+libpython$(LDVERSION).so: $(LIBRARY_OBJS) $(DTRACE_OBJS)
+\t$(BLDSHARED) -Wl,-h$(INSTSONAME) -o $(INSTSONAME) $(LIBRARY_OBJS) $(MODLIBS) $(SHLIBS) $(LIBC) $(LIBM)
+libpython3.so:\tlibpython$(LDVERSION).so
+\t$(BLDSHARED) $(NO_AS_NEEDED) -o $@ -Wl,-h$@ $^
+Programs/_testembed: Programs/_testembed.o $(LIBRARY) $(LDLIBRARY) $(PY3LIBRARY) $(EXPORTSYMS)
+\t$(LINKCC) $(PY_CORE_LDFLAGS) $(LINKFORSHARED) -o $@ Programs/_testembed.o $(BLDLIBRARY) $(LIBS) $(MODLIBS) $(SYSLIBS)
+"""
 
 
 def test_makefile_variables_reads_assignments_only():
@@ -411,13 +438,29 @@ def test_make_fragment():
     assert "build_all: libpython3.so" in fragment.splitlines()
 
 
-def test_old_makefiles_keep_the_shared_interpreter():
+def test_39s_interpreter_links_libpythons_objects_and_testembed_libpython_so(tmp_path):
+    """3.9 and 3.10 have no LINK_PYTHON_OBJS: the interpreter's link line takes BLDLIBRARY,
+    and the fragment keeps _testembed on libpython.so (`make -n` over 3.9.2's rules)."""
     makefile = flags.makefile_variables(MAKEFILE_39)
-    assert not flags.static_interpreter("3.9.23", makefile)
-    _, final = flags.make_variables("3.9.23", "pgo+lto", makefile)
-    assert "LINK_PYTHON_OBJS" not in final and final["OPT"] == "-DNDEBUG -fwrapv -O3 -Wall"
-    assert make.make_fragment("3.9.23", makefile) is None
+    assert flags.static_interpreter("3.9.2", makefile)
+    _, final = flags.make_variables("3.9.2", "pgo+lto", makefile)
+    assert final["BLDLIBRARY"] == "$(LIBRARY_OBJS)" and "LINK_PYTHON_OBJS" not in final
+    assert final["OPT"] == "-DNDEBUG -fwrapv -O3 -Wall"
+    (tmp_path / "Makefile").write_text("BUILDPYTHON=\tpython\n" + MAKEFILE_39)
+    for name in ("Modules/getbuildinfo.o", "Python/ceval.o", "Programs/python.o", "Programs/_testembed.o"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("")
+    (tmp_path / "fragment.mk").write_text(make.make_fragment("3.9.2", makefile))
+    argv = ["make", "-n", "python", "Programs/_testembed", *flags.make_assignments(final)]
+    env = {"PATH": "/usr/bin:/bin", "MAKEFILES": str(tmp_path / "fragment.mk")}
+    out = subprocess.run(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True, check=True).stdout
+    links = {line.split(" -o ")[1].split()[0]: line for line in out.splitlines() if " -o " in line}
+    assert "Programs/python.o Modules/getbuildinfo.o Python/ceval.o" in links["python"]
+    assert "-lpython" not in links["python"]
+    assert "Programs/_testembed.o -L. -lpython3.9" in links["Programs/_testembed"]
+    assert "libpython3.9.so.1.0" in links  # still built, for embedders
     assert flags.static_interpreter("3.15.0a1", {})  # configure does it
+    assert not flags.static_interpreter("3.13.5", {})
 
 
 def test_spec_roundtrip_and_default_optimization(registry_json):

@@ -60,13 +60,16 @@ def test_builtin_modules_per_series(key):
 @pytest.mark.parametrize("key", SERIES)
 def test_static_interpreter_per_series(key):
     """3.11+ Makefiles have LINK_PYTHON_OBJS (3.11.2 and 3.13 tarballs checked); 3.15 asks
-    configure; 3.9/3.10 keep the shared-linked interpreter."""
+    configure; 3.9 and 3.10 link the objects through BLDLIBRARY (3.9.2 checked)."""
     version = VERSIONS[key]
-    makefile = {} if key in ("3.9", "3.10") else {"LINK_PYTHON_OBJS": "$(LIBRARY_OBJS)"}
-    assert flags.static_interpreter(version, makefile) == (key not in ("3.9", "3.10"))
-    assert series.interpreter_links_libpython(version) == (key in ("3.9", "3.10"))
+    old = key in ("3.9", "3.10")
+    makefile = {"BLDLIBRARY": "-L. -lpython$(LDVERSION)"}
+    if not old:
+        makefile["LINK_PYTHON_OBJS"] = "$(BLDLIBRARY)"
+    assert flags.static_interpreter(version, makefile)
     variables, _ = flags.make_variables(version, "none", dict(makefile, OPT="-g -O3"))
     assert ("LINK_PYTHON_OBJS" in variables) == (key not in ("3.9", "3.10", "3.15"))
+    assert (variables.get("BLDLIBRARY") == "$(LIBRARY_OBJS)") == old
 
 
 @pytest.mark.parametrize("key", SERIES)
