@@ -19,6 +19,10 @@ HARDENING_LDFLAGS = "-Wl,-z,relro,-z,now"
 RPATH_LDFLAG_FOR_MAKE = "-Wl,-rpath,\\$$ORIGIN/../lib"
 # What CPython's configure adds to CFLAGS_NODIST/LDFLAGS_NODIST for GCC with --with-lto.
 CPYTHON_GCC_LTO_FLAGS = ("-flto", "-fuse-linker-plugin", "-ffat-lto-objects", "-flto-partition=none")
+# Partitioned LTO on all cores (CPython's GCC flags since 3.14, gh-132257 and gh-137403:
+# "no noticeable loss in performance"), for series whose two LTO links run one after the
+# other (see make_variables()).
+PARALLEL_LTO_FLAGS = {"-flto": "-flto=auto", "-flto-partition=none": None}
 DEBUG_FLAGS = ("-g",)
 # GCC's share (per mille) of the profiled time whose blocks count as hot (series.PGO_HOT_PERMILLE).
 PGO_HOT_PARAM = "--param=hot-bb-count-ws-permille={}"
@@ -120,6 +124,12 @@ def _without(value, flags):
     return " ".join(word for word in value.split() if word not in flags)
 
 
+def _substituted(value, substitutions):
+    """value's words with substitutions applied (a word mapped to None is dropped)."""
+    words = (substitutions.get(word, word) for word in value.split())
+    return " ".join(word for word in words if word)
+
+
 def static_interpreter(version, makefile):
     """Whether bin/python links libpython's objects: 3.15 has a configure option; older
     versions take make variables, LINK_PYTHON_OBJS where the Makefile has it (3.11-3.14)
@@ -147,7 +157,9 @@ def make_variables(version, optimization, makefile, bolt=None):
     - the instrumented build has no LTO: GCC instruments each function before LTO,
       so the profile is the same and the single-threaded LTO link happens once.
     - where the series has one (series.pgo_hot_permille()), the final build treats more
-      of the profiled code as hot than GCC's default does.
+      of the profiled code as hot than GCC's default does;
+    - 3.9 and 3.10, whose interpreter waits for libpython.so, link both with partitioned
+      LTO on all cores (PARALLEL_LTO_FLAGS) instead of two single-threaded links in a row.
     With bolt (bolt_config()), BOLT optimizes the interpreter alone (it no longer runs
     libpython.so's code, so a profile of that would be empty), with CPython's flags but
     for the platform's substitutions (an older llvm-bolt lacks some of them).
@@ -162,6 +174,8 @@ def make_variables(version, optimization, makefile, bolt=None):
     for name in ("CONFIGURE_CFLAGS_NODIST", "CONFIGURE_LDFLAGS_NODIST"):
         value = makefile.get(name, "")
         final[name] = _without(value, DEBUG_FLAGS)
+        if static_interpreter_by_bldlibrary(version, makefile):
+            final[name] = _substituted(final[name], PARALLEL_LTO_FLAGS)
         instrumented[name] = _without(value, DEBUG_FLAGS + CPYTHON_GCC_LTO_FLAGS)
     if optimization == "none":
         return final, final
@@ -171,6 +185,11 @@ def make_variables(version, optimization, makefile, bolt=None):
         for name in ("CONFIGURE_CFLAGS_NODIST", "CONFIGURE_LDFLAGS_NODIST"):
             final[name] = " ".join([final[name], PGO_HOT_PARAM.format(permille)]).strip()
     return instrumented, final
+
+
+def static_interpreter_by_bldlibrary(version, makefile):
+    """3.9, 3.10: no LINK_PYTHON_OBJS; the interpreter's rule still waits for libpython.so."""
+    return static_interpreter_by_make(version, makefile) and "LINK_PYTHON_OBJS" not in makefile
 
 
 def _static_interpreter_variables(makefile):

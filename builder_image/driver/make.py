@@ -16,6 +16,7 @@ from .flags import (
     make_variables,
     setup_local,
     static_interpreter,
+    static_interpreter_by_bldlibrary,
     static_interpreter_by_make,
 )
 from .process import run
@@ -192,7 +193,7 @@ def make_fragment(version, makefile, bolt=None):
             "# The interpreter links libpython's objects; libpython.so is still built.",
             "build_all: " + makefile["PY3LIBRARY"],
         ]
-    if static_interpreter_by_make(version, makefile) and "LINK_PYTHON_OBJS" not in makefile:
+    if static_interpreter_by_bldlibrary(version, makefile):
         rules += [
             "# 3.9, 3.10: BLDLIBRARY, now libpython's objects, also links the embedding test",
             "# program; it keeps libpython.so (a second LTO link of everything otherwise).",

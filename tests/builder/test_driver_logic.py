@@ -155,7 +155,8 @@ MAKEFILE_39 = """VERSION=\t3.9
 ABIFLAGS=\t
 LDVERSION=\t$(VERSION)$(ABIFLAGS)
 OPT=\t\t-DNDEBUG -g -fwrapv -O3 -Wall
-CONFIGURE_CFLAGS_NODIST=-fstack-protector
+CONFIGURE_CFLAGS_NODIST= -flto -fuse-linker-plugin -ffat-lto-objects -flto-partition=none -g -std=c99
+CONFIGURE_LDFLAGS_NODIST= -flto -fuse-linker-plugin -ffat-lto-objects -flto-partition=none -g
 LINKCC=\t\t$(PURIFY) $(MAINCC)
 MAINCC=\t\tgcc
 BLDSHARED=\tgcc -shared
@@ -446,6 +447,11 @@ def test_39s_interpreter_links_libpythons_objects_and_testembed_libpython_so(tmp
     _, final = flags.make_variables("3.9.2", "pgo+lto", makefile)
     assert final["BLDLIBRARY"] == "$(LIBRARY_OBJS)" and "LINK_PYTHON_OBJS" not in final
     assert final["OPT"] == "-DNDEBUG -fwrapv -O3 -Wall"
+    # Its two LTO links run one after the other: each is partitioned over all cores.
+    assert final["CONFIGURE_LDFLAGS_NODIST"] == "-flto=auto -fuse-linker-plugin -ffat-lto-objects"
+    assert final["CONFIGURE_CFLAGS_NODIST"] == "-flto=auto -fuse-linker-plugin -ffat-lto-objects -std=c99"
+    _, final_313 = flags.make_variables("3.13.5", "pgo+lto", flags.makefile_variables(MAKEFILE_313))
+    assert "-flto-partition=none" in final_313["CONFIGURE_LDFLAGS_NODIST"].split()
     (tmp_path / "Makefile").write_text("BUILDPYTHON=\tpython\n" + MAKEFILE_39)
     for name in ("Modules/getbuildinfo.o", "Python/ceval.o", "Programs/python.o", "Programs/_testembed.o"):
         (tmp_path / name).parent.mkdir(exist_ok=True)
