@@ -191,11 +191,9 @@ def run_farm(
     now: datetime | None = None,
     runtimes: list[RuntimeDefinition] | None = None,
 ) -> RunReport:
-    """Plan, build and publish on this machine. Cells no runner here can build are left out
-    of the plan (so nothing claims them) and reported with the reason. Then, with `runtimes`
-    (definitions), the runtime cells of the run's platforms and arches (_run_runtimes). Raises
-    StoreError if the store failed and the run could not be finalized (its claims are released
-    first)."""
+    """Plan, build and publish on this machine; cells no runner here can build are left out of
+    the plan (nothing claims them) and reported. Then, with `runtimes`, the runtime cells of the
+    run's platforms and arches. Raises StoreError if the store failed (claims released first)."""
     registry = registry or load_registry()
     now = now or clock.now()
     execution_id = local_execution_id(now)
