@@ -140,15 +140,18 @@ def is_test_dir(entry):
 
 
 def install_variables(version, makefile):
-    """make install variables that keep the test suite out of the installed tree where
-    configure cannot (3.9: no --disable-test-modules): LIBSUBDIRS without its test
-    directories, as 3.10+ install it. The tree then has no Lib/test in any series (3.9.2's
-    tarball: 52.7 MB with it); the self-test copies the tests it runs from the source
-    (test_packages()). makefile: the configured Makefile's variables; {} for 3.10+."""
+    """make install variables that leave out what 3.10+ configure leaves out with
+    --disable-test-modules --without-static-libpython, for 3.9, which has neither:
+    - LIBSUBDIRS without its test directories. The tree then has no Lib/test in any series
+      (3.9.2's tarball: 52.7 MB with it); the self-test copies the tests it runs from the
+      source (test_packages());
+    - an empty LIBRARY: libainstall skips libpython3.9.a when `test -d $(LIBRARY)` holds,
+      which the shell's one-argument test does (the fat LTO archive: 24 MB in pgo+lto).
+    makefile: the configured Makefile's variables; {} for 3.10+."""
     if has_test_modules_option(version) or "LIBSUBDIRS" not in makefile:
         return {}
     kept = [entry for entry in makefile["LIBSUBDIRS"].split() if not is_test_dir(entry)]
-    return {"LIBSUBDIRS": " ".join(kept)}
+    return {"LIBSUBDIRS": " ".join(kept), "LIBRARY": ""}
 
 
 def selftest_tests(version):

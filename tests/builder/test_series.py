@@ -340,6 +340,7 @@ def test_ccache_env_only_adds_ccache():
 # An excerpt of 3.9.2's configured Makefile: LIBSUBDIRS over continued lines, mixing runtime
 # packages, test directories and a variable reference.
 MAKEFILE_39_LIBSUBDIRS = """\
+LIBRARY=\tlibpython$(VERSION)$(ABIFLAGS).a
 LIBSUBDIRS=	tkinter tkinter/test tkinter/test/test_tkinter \\
 		tkinter/test/test_ttk site-packages test \\
 		test/audiodata test/libregrtest test/support \\
@@ -357,14 +358,16 @@ MACHDEPS=	$(PLATDIR)
 
 @pytest.mark.parametrize("key", SERIES)
 def test_install_leaves_the_test_suite_out_in_every_series(key):
-    """3.9 has no --disable-test-modules: make install gets LIBSUBDIRS without the test
-    directories (what 3.10+ list apart as TESTSUBDIRS); 3.10+ need nothing."""
+    """3.9 has no --disable-test-modules --without-static-libpython: make install gets
+    LIBSUBDIRS without the test directories (what 3.10+ list apart as TESTSUBDIRS) and no
+    LIBRARY to install; 3.10+ need nothing."""
     makefile = flags.makefile_variables(MAKEFILE_39_LIBSUBDIRS)
     argv = flags.install_argv(VERSIONS[key], "none", makefile, "/staging")
     assignments = dict(arg.split("=", 1) for arg in argv[2:])
     if key != "3.9":
-        assert "LIBSUBDIRS" not in assignments
+        assert "LIBSUBDIRS" not in assignments and "LIBRARY" not in assignments
         return
+    assert assignments["LIBRARY"] == ""
     assert assignments["LIBSUBDIRS"].split() == [
         "tkinter", "site-packages", "sqlite3", "lib2to3", "lib2to3/fixes", "lib2to3/pgen2", "ctypes",
         "ctypes/macholib", "idlelib", "idlelib/Icons", "distutils", "distutils/command",

@@ -200,13 +200,14 @@ def test_series_builds_and_passes_its_selftest(fixture, request):
     assert manifest["selftest"]["tests"].startswith("passed")
     assert "pkg-config" in manifest["selftest"]["embedding"]
     assert not manifest["modules"]["missing"]
-    # No series ships the test suite (3.9: make install's LIBSUBDIRS without it); only 3.9,
+    # No series ships the test suite or a static libpython (3.9: make install's variables); only 3.9,
     # which has no --disable-test-modules, still ships its test C modules.
     lib = built.moved / "lib" / f"python3.{built.minor}"
     test_dirs = ("test", "sqlite3/test", "ctypes/test", "unittest/test")
     assert not [path for path in test_dirs if (lib / path).exists()]
     assert (lib / "sqlite3" / "__init__.py").is_file() and (lib / "unittest" / "__init__.py").is_file()
     assert bool(list(lib.glob("lib-dynload/_testcapi*"))) == (built.minor == "9")
+    assert not list(built.moved.glob("lib/**/libpython*.a"))  # 3.10+: --without-static-libpython
 
 
 @pytest.mark.parametrize("fixture", SERIES_FIXTURES)
