@@ -278,7 +278,9 @@ def profile_task(version, jobs):
 # python3.11, four runs: 0.99-1.00x -> 1.03-1.05x; nbody 0.85-0.89x -> 0.98-1.05x, json
 # 0.92-0.98x -> 0.98-1.05x; the interpreter grows 7%). 1000 (every executed block hot)
 # measured the same overall but nbody 0.83-0.85x. Series not listed keep GCC's default: 3.13
-# met its target without it, and the others are not measured here.
+# met its target without it; 3.9.2 with 999 ran at 0.976x of the same build with the default
+# (one run of benchmarks/interpreter_speed.py --against, 2026-12-01: fannkuch 0.90x, regex
+# 0.91x); the others are not measured here.
 PGO_HOT_PERMILLE = {11: 999}
 
 
