@@ -121,7 +121,7 @@ def makefile_variables(text):
 
 
 def _without(value, flags):
-    return " ".join(word for word in value.split() if word not in flags)
+    return _substituted(value, dict.fromkeys(flags))
 
 
 def _substituted(value, substitutions):
@@ -166,7 +166,7 @@ def make_variables(version, optimization, makefile, bolt=None):
     """
     common = {"OPT": _without(makefile.get("OPT", ""), DEBUG_FLAGS)}
     if static_interpreter_by_make(version, makefile):
-        common.update(_static_interpreter_variables(makefile))
+        common.update(_static_interpreter_variables(version, makefile))
     if bolt:
         common.update(_bolt_variables(version, makefile, bolt))
     final = dict(common)
@@ -192,9 +192,9 @@ def static_interpreter_by_bldlibrary(version, makefile):
     return static_interpreter_by_make(version, makefile) and "LINK_PYTHON_OBJS" not in makefile
 
 
-def _static_interpreter_variables(makefile):
+def _static_interpreter_variables(version, makefile):
     """make variables that link the interpreter with libpython's objects (before 3.15)."""
-    if "LINK_PYTHON_OBJS" not in makefile:
+    if static_interpreter_by_bldlibrary(version, makefile):
         # 3.9, 3.10: the link line's $(BLDLIBRARY) (-L. -lpython3.X) becomes the objects.
         # The interpreter still waits for libpython.so, a prerequisite of its rule.
         return {"BLDLIBRARY": "$(LIBRARY_OBJS)"}

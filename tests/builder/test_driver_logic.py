@@ -148,7 +148,6 @@ LINK_PYTHON_DEPS=$(LIBRARY_DEPS)
 libpython3.so:	libpython$(LDVERSION).so
 LINK_PYTHON_OBJS=$(BLDLIBRARY)
 """
-# 3.9's Makefile has none of the variables the static interpreter needs.
 # 3.9.2's configured Makefile (./configure --enable-shared --enable-optimizations --with-lto),
 # the variables and the rules that make libpython and link it, recipes as written there.
 MAKEFILE_39 = """VERSION=\t3.9
