@@ -44,9 +44,12 @@ def configure(build):
         raise BuildError("configure", "the source tarball has no Python-{}/configure".format(build.version))
     build.configure_argv = configure_args(build.version, build.spec["optimization"], build.prefix, build.bolt)
     stdlib_setup = os.path.join(build.src, "Modules", "Setup.stdlib.in")
-    if os.path.isfile(stdlib_setup):  # 3.11+; configure turns Setup.local into rules
+    stdlib_lines = None
+    if os.path.isfile(stdlib_setup):  # 3.11+
         with open(stdlib_setup) as handle:
-            text = setup_local(handle.read(), series.builtin_modules(build.version))
+            stdlib_lines = handle.read()
+    text = setup_local(build.version, stdlib_lines)
+    if text:  # configure turns Setup.local into rules (makesetup)
         with open(os.path.join(build.src, "Modules", "Setup.local"), "w") as handle:
             handle.write(text)
         build.log.write(text)
