@@ -27,6 +27,7 @@ DEBUG_FLAGS = ("-g",)
 # GCC's share (per mille) of the profiled time whose blocks count as hot (series.PGO_HOT_PERMILLE).
 PGO_HOT_PARAM = "--param=hot-bb-count-ws-permille={}"
 
+_SETUP_STDLIB_LINE = re.compile(r"^@MODULE_[A-Z0-9_]+_TRUE@(\S+)\s+(.*)$")
 _MAKEFILE_ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*:?=(.*)$")
 
 
@@ -94,14 +95,18 @@ def bolt_tools(bolt):
     return {"LLVM_BOLT": tools + "/llvm-bolt", "MERGE_FDATA": tools + "/merge-fdata"}
 
 
-def setup_local(version, setup_stdlib_in=None):
-    """Modules/Setup.local (read by configure) building series.builtin_modules(version) in
-    (series.builtin_setup_lines()), or None where the series builds nothing in."""
-    lines = series.builtin_setup_lines(version, setup_stdlib_in)
-    if not lines:
-        return None
-    header = "# Written by the build farm's driver (builder_image/driver): modules built into libpython."
-    return "\n".join([header, "*static*", *lines]) + "\n"
+def setup_local(setup_stdlib_in, modules=series.BUILTIN_MODULES):
+    """Modules/Setup.local (read by configure) building `modules` in, with CPython's own
+    lines for them from Modules/Setup.stdlib.in (3.11+) minus the enabled-if marker."""
+    lines = [
+        "# Written by the build farm's driver (builder_image/driver): modules built into libpython.",
+        "*static*",
+    ]
+    for line in setup_stdlib_in.splitlines():
+        match = _SETUP_STDLIB_LINE.match(line)
+        if match and match.group(1) in modules:
+            lines.append(match.group(1) + " " + match.group(2))
+    return "\n".join(lines) + "\n"
 
 
 def makefile_variables(text):
@@ -154,8 +159,7 @@ def make_variables(version, optimization, makefile, bolt=None):
     - where the series has one (series.pgo_hot_permille()), the final build treats more
       of the profiled code as hot than GCC's default does;
     - 3.9 and 3.10, whose interpreter waits for libpython.so, link both with partitioned
-      LTO on all cores (PARALLEL_LTO_FLAGS) instead of two single-threaded links in a row;
-    - 3.9's pgo+lto interpreter is linked -no-pie, as Debian's (series.position_dependent_reason).
+      LTO on all cores (PARALLEL_LTO_FLAGS) instead of two single-threaded links in a row.
     With bolt (bolt_config()), BOLT optimizes the interpreter alone (it no longer runs
     libpython.so's code, so a profile of that would be empty), with CPython's flags but
     for the platform's substitutions (an older llvm-bolt lacks some of them).
@@ -175,8 +179,6 @@ def make_variables(version, optimization, makefile, bolt=None):
         instrumented[name] = _without(value, DEBUG_FLAGS + CPYTHON_GCC_LTO_FLAGS)
     if optimization == "none":
         return final, final
-    if not bolt and series.position_dependent_reason(version, optimization):
-        final["LINKCC"] = " ".join([makefile.get("LINKCC") or "$(PURIFY) $(MAINCC)", "-no-pie"])
     permille = series.pgo_hot_permille(version)
     if permille:
         # Compile and LTO link: the threshold is set where the whole profile is seen.

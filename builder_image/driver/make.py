@@ -44,12 +44,9 @@ def configure(build):
         raise BuildError("configure", "the source tarball has no Python-{}/configure".format(build.version))
     build.configure_argv = configure_args(build.version, build.spec["optimization"], build.prefix, build.bolt)
     stdlib_setup = os.path.join(build.src, "Modules", "Setup.stdlib.in")
-    stdlib_lines = None
-    if os.path.isfile(stdlib_setup):  # 3.11+
+    if os.path.isfile(stdlib_setup):  # 3.11+; configure turns Setup.local into rules
         with open(stdlib_setup) as handle:
-            stdlib_lines = handle.read()
-    text = setup_local(build.version, stdlib_lines)
-    if text:  # configure turns Setup.local into rules (makesetup)
+            text = setup_local(handle.read(), series.builtin_modules(build.version))
         with open(os.path.join(build.src, "Modules", "Setup.local"), "w") as handle:
             handle.write(text)
         build.log.write(text)

@@ -17,10 +17,10 @@ system python of a builder). Checked against the tarballs of 3.9.2, 3.11.2, 3.13
 
 import re
 
-# Extension modules built into libpython (and so into the interpreter), as Debian builds them:
-# no third-party libraries, and called often. Built in, they are compiled as core code (the
-# thread state without a function call, LTO across the call) instead of being loaded .so
-# files that reach the interpreter through the PLT (flags.setup_local()).
+# Extension modules built into libpython (and so into the interpreter) from 3.11 on, as
+# Debian builds them: no third-party libraries, and called often. Built in, they are compiled
+# as core code (the thread state without a function call, LTO across the call) instead of
+# being loaded .so files that reach the interpreter through the PLT (flags.setup_local()).
 BUILTIN_MODULES = (
     "_bisect",
     "_csv",
@@ -42,36 +42,12 @@ BUILTIN_MODULES = (
     "select",
     "unicodedata",
 )
-# 3.9 and 3.10 have no Modules/Setup.stdlib.in to take the lines from, and Modules/Setup's
-# commented-out lines are not enough (math and cmath both list _math.c, a duplicate symbol
-# when both are static). 3.9's lines are written here instead, from 3.9.2's Modules/Setup and
-# setup.py: makesetup compiles static modules with -DPy_BUILD_CORE_BUILTIN, under which _json,
-# _random, math and cmath include Include/internal's headers; _math.c goes with math alone
-# (cmath finds its functions in libpython). 3.10 (not buildable here) builds nothing in.
-SETUP_LINES_39 = {
-    "_bisect": "_bisectmodule.c",
-    "_csv": "_csv.c",
-    "_datetime": "_datetimemodule.c",
-    "_heapq": "_heapqmodule.c",
-    "_json": "_json.c",
-    "_opcode": "_opcode.c",
-    "_pickle": "_pickle.c",
-    "_posixsubprocess": "_posixsubprocess.c",
-    "_random": "_randommodule.c",
-    "_socket": "socketmodule.c",
-    "_statistics": "_statisticsmodule.c",
-    "_struct": "_struct.c",
-    "array": "arraymodule.c",
-    "cmath": "cmathmodule.c",
-    "fcntl": "fcntlmodule.c",
-    "grp": "grpmodule.c",
-    "math": "mathmodule.c _math.c",
-    "select": "selectmodule.c",
-    "unicodedata": "unicodedata.c",
-}
-INTERNAL_HEADERS_39 = "-I$(srcdir)/Include/internal"
-# A module's line in Setup.stdlib.in (3.11+), behind configure's enabled-if marker.
-_STDLIB_LINE = re.compile(r"^@MODULE_[A-Z0-9_]+_TRUE@(\S+)\s+(.*)$")
+# Why 3.9 and 3.10 build nothing in: they have no Modules/Setup.stdlib.in, so the lines
+# would be hand-written data per series, and Modules/Setup's commented-out lines are
+# not enough to build these modules into the core (math and cmath both list _math.c,
+# a duplicate symbol when both are static; _json, _pickle, _datetime and _random need
+# -DPy_BUILD_CORE_BUILTIN/-I Include/internal that the lines do not carry).
+BUILTINS_FROM = 11
 
 # The self-test's subset of CPython's own tests: the C libraries the build links
 # against and the stdlib parts users rely on. Names that differ per series are
@@ -143,23 +119,8 @@ def minor_of(version):
 
 
 def builtin_modules(version):
-    """Extension modules built into libpython for this series: none for 3.10 (see
-    SETUP_LINES_39)."""
-    return () if minor_of(version) == 10 else BUILTIN_MODULES
-
-
-def builtin_setup_lines(version, setup_stdlib_in=None):
-    """Modules/Setup lines ("name sources flags") of builtin_modules(version): CPython's own
-    from Setup.stdlib.in's text (3.11+) minus the enabled-if marker, or SETUP_LINES_39."""
-    modules = builtin_modules(version)
-    if minor_of(version) <= 10:
-        return ["{} {} {}".format(name, SETUP_LINES_39[name], INTERNAL_HEADERS_39) for name in modules]
-    lines = []
-    for line in (setup_stdlib_in or "").splitlines():
-        match = _STDLIB_LINE.match(line)
-        if match and match.group(1) in modules:
-            lines.append(match.group(1) + " " + match.group(2))
-    return lines
+    """Extension modules built into libpython for this series (see BUILTINS_FROM)."""
+    return BUILTIN_MODULES if minor_of(version) >= BUILTINS_FROM else ()
 
 
 def has_test_modules_option(version):
@@ -244,6 +205,9 @@ def selftest_c_modules(version):
     return tuple(names)
 
 
+_STDLIB_LINE = re.compile(r"^@MODULE_[A-Z0-9_]+_TRUE@(\S+)\s+(.*)$")
+
+
 def test_module_sources(version, setup_stdlib_in=None):
     """{module: [source paths relative to Modules/]} for selftest_c_modules(version),
     from CPython's Setup.stdlib.in text (3.11+) or the 3.10 table."""
@@ -324,25 +288,6 @@ def pgo_hot_permille(version):
     """--param hot-bb-count-ws-permille for the series' final PGO+LTO build, or None for
     GCC's default (see PGO_HOT_PERMILLE)."""
     return PGO_HOT_PERMILLE.get(minor_of(version))
-
-
-# --- The interpreter's link: PIE or position-dependent -----------------------------------------
-# Series whose pgo+lto interpreter is linked position-dependent (-no-pie) without BOLT, as
-# Debian links its python3.9 (an ET_EXEC in bullseye): the LTO link then generates code
-# without PIC. BOLTed interpreters are position-dependent anyway (BOLT_LINKCC_FLAGS).
-POSITION_DEPENDENT_PGO = frozenset((9,))
-
-
-def position_dependent_reason(version, optimization, bolt=None):
-    """Why this build's interpreter is position-dependent (recorded in the hardening table),
-    or None where it is PIE."""
-    if optimization != "pgo+lto":
-        return None
-    if bolt:
-        return "BOLT, as Debian's python3"
-    if minor_of(version) in POSITION_DEPENDENT_PGO:
-        return "pgo+lto, as Debian links its python3.9"
-    return None
 
 
 # --- BOLT (llvm-bolt over the pgo+lto interpreter) -----------------------------------------
