@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import time
 import zipfile
 
@@ -216,13 +217,48 @@ def check_cpython_tests(ctx, moved):
     env = dict(ctx.env)
     env.pop("PYTHONPATH", None)
     started = time.time()
-    run(ctx, "tests", [python, *series.regrtest_argv(ctx.tests, ctx.jobs, excluded)], env=env)
+    runs = [[python, *argv] for argv in series.regrtest_runs(ctx.tests, ctx.jobs, excluded)]
+    run_side_by_side(ctx, "tests", runs, env)
     ctx.timings["tests"] = round(time.time() - started, 1)
     text = "passed in {:.0f} s: {}".format(ctx.timings["tests"], " ".join(ctx.tests))
     if excluded:
         reasons = sorted(set(reason for _, reason in excluded))
         text += "; excluded: {} (why: {})".format(" ".join(p for p, _ in excluded), " | ".join(reasons))
     return text
+
+
+def run_side_by_side(ctx, check, argvs, env):
+    """Run argvs at once: the last one's output into the log as it comes, the others' into
+    files that follow it there; SelftestError for the first that failed."""
+    others = []
+    try:
+        for index, argv in enumerate(argvs[:-1]):
+            output = open(os.path.join(ctx.work, "side-{}.log".format(index)), "w+")  # noqa: SIM115
+            ctx.log.write("$ {} (beside the next, output below it)\n".format(" ".join(argv)))
+            child = subprocess.Popen(argv, cwd=ctx.work, env=env, stdin=subprocess.DEVNULL, stdout=output,
+                                     stderr=subprocess.STDOUT)  # fmt: skip
+            others.append((argv, child, output))
+        failure = None
+        try:
+            run(ctx, check, argvs[-1], env=env)
+        except SelftestError as error:
+            failure = error
+        for argv, child, output in others:
+            code = child.wait()
+            output.seek(0)
+            ctx.log.write("--- output of {}\n{}".format(" ".join(argv), output.read()))
+            if code != 0 and failure is None:
+                failure = SelftestError(check, "{} exited with status {}".format(" ".join(argv[:4]), code))
+    except OSError as error:
+        raise SelftestError(check, "cannot run {}: {}".format(argvs[0][0], error)) from None
+    finally:
+        for _, child, output in others:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+            output.close()
+    if failure:
+        raise failure
 
 
 def check_pip(ctx):

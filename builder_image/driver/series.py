@@ -43,10 +43,13 @@ BUILTIN_MODULES = (
     "unicodedata",
 )
 # Why 3.9 and 3.10 build nothing in: they have no Modules/Setup.stdlib.in, so the lines
-# would be hand-written data per series, and Modules/Setup's commented-out lines are
-# not enough to build these modules into the core (math and cmath both list _math.c,
-# a duplicate symbol when both are static; _json, _pickle, _datetime and _random need
-# -DPy_BUILD_CORE_BUILTIN/-I Include/internal that the lines do not carry).
+# would be hand-written data per series; Modules/Setup's commented-out lines are not
+# enough (math and cmath both list _math.c, a duplicate symbol when both are static;
+# _random, math and cmath include internal headers without -I Include/internal).
+# Measured on 3.9.2 with such lines (2026-12-01, debian-11, pgo+lto, the interpreter also
+# linked -no-pie as Debian's python3.9 is): 0.980x of the same series' build without either
+# (benchmarks/interpreter_speed.py --against, 3 rounds; json_roundtrip no faster), so 3.9
+# keeps them as shared modules.
 BUILTINS_FROM = 11
 
 # The self-test's subset of CPython's own tests: the C libraries the build links
@@ -247,14 +250,36 @@ def semantic_interposition_cflags(version):
     return "-fno-semantic-interposition" if minor_of(version) <= 9 else ""
 
 
-def regrtest_argv(tests, jobs, excluded=()):
+def regrtest_argv(tests, jobs, excluded=(), match=None):
     """python -m test arguments: parallel, each test with a timeout, failures re-run
-    verbosely (-w), excluded test cases by --ignore pattern (regrtest has -i/--ignore
-    since 3.8)."""
+    verbosely (-w), only the test cases of a --match pattern when given, excluded test cases
+    by --ignore pattern (regrtest has -i/--ignore since 3.8). --match comes first: 3.13's
+    regrtest applies its patterns in order, the last that matches deciding."""
     argv = ["-m", "test", "-j{}".format(max(1, int(jobs))), "--timeout=900", "-w"]
+    if match:
+        argv += ["--match", match]
     for pattern, _reason in excluded:
         argv += ["--ignore", pattern]
     return argv + list(tests)
+
+
+# test_ssl is the self-test's longest module (3.13.15: 48 s of its 57), mostly ThreadedTests'
+# handshakes, and regrtest gives a module to one worker: the other core sat idle for ~35 s.
+# That class runs in a regrtest of its own beside the rest (regrtest_runs()); it has this
+# name in every series 3.9-3.15.
+SPLIT_MODULE = "test_ssl"
+SPLIT_CLASS = "test.test_ssl.ThreadedTests.*"
+
+
+def regrtest_runs(tests, jobs, excluded=()):
+    """The self-test's regrtest invocations (regrtest_argv()), to run side by side: one, or
+    with 2+ jobs and test_ssl among the tests, its ThreadedTests alone on one core and
+    everything else on the others (SPLIT_CLASS)."""
+    jobs = max(1, int(jobs))
+    if jobs < 2 or SPLIT_MODULE not in tests:
+        return [regrtest_argv(tests, jobs, excluded)]
+    rest = [*excluded, (SPLIT_CLASS, "run by a regrtest of its own")]
+    return [regrtest_argv([SPLIT_MODULE], 1, excluded, SPLIT_CLASS), regrtest_argv(tests, jobs - 1, rest)]
 
 
 def profile_task(version, jobs):

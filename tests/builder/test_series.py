@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
-from driver import buildenv, flags, make, relocation, series
+from driver import buildenv, flags, make, relocation, selftest, series
 
 BUILDER = Path(__file__).resolve().parents[2] / "builder_image"
 SERIES = ["3.9", "3.10", "3.11", "3.12", "3.13", "3.14", "3.15"]
@@ -263,6 +264,44 @@ def test_regrtest_argv():
     argv = series.regrtest_argv(["test_json", "test_ssl"], "2", [("test.test_ssl.X.test_y", "why")])
     assert argv == ["-m", "test", "-j2", "--timeout=900", "-w", "--ignore", "test.test_ssl.X.test_y",
                     "test_json", "test_ssl"]  # fmt: skip
+
+
+def test_regrtest_runs_split_test_ssls_threaded_tests_onto_a_core_of_their_own():
+    excluded = [("test.test_ssl.X.test_y", "why")]
+    alone, rest = series.regrtest_runs(["test_json", "test_ssl"], 2, excluded)
+    assert alone == ["-m", "test", "-j1", "--timeout=900", "-w", "--match", "test.test_ssl.ThreadedTests.*",
+                     "--ignore", "test.test_ssl.X.test_y", "test_ssl"]  # fmt: skip
+    assert rest == ["-m", "test", "-j1", "--timeout=900", "-w", "--ignore", "test.test_ssl.X.test_y",
+                    "--ignore", "test.test_ssl.ThreadedTests.*", "test_json", "test_ssl"]  # fmt: skip
+    assert series.regrtest_runs(["test_json", "test_ssl"], 4)[1][2] == "-j3"
+    # One core, or no test_ssl: one regrtest, as before.
+    assert series.regrtest_runs(["test_json", "test_ssl"], 1, excluded) == [
+        series.regrtest_argv(["test_json", "test_ssl"], 1, excluded)
+    ]
+    assert series.regrtest_runs(["test_json"], 2) == [series.regrtest_argv(["test_json"], 2)]
+
+
+def test_side_by_side_runs_report_a_failure_of_either_with_both_outputs_logged(tmp_path):
+
+    class Log:
+        text = ""
+
+        def write(self, text):
+            Log.text += text
+
+    context = selftest.Context("/tree", "3.13.5", {}, "/src", str(tmp_path), Log(), {"PATH": "/usr/bin:/bin"})
+    side = [sys.executable, "-c", "import sys, time; time.sleep(0.5); print('side ran'); sys.exit(3)"]
+    main = [sys.executable, "-c", "print('main ran')"]
+    with pytest.raises(selftest.SelftestError, match="exited with status 3") as failure:
+        selftest.run_side_by_side(context, "tests", [side, main], context.env)
+    assert failure.value.check == "tests"
+    # The side's output (a line of its own, not the command's echo) follows the main one's.
+    assert Log.text.index("\nmain ran\n") < Log.text.index("\nside ran\n")
+    selftest.run_side_by_side(context, "tests", [main, main], context.env)
+    with pytest.raises(selftest.SelftestError, match="exited with status 4"):
+        selftest.run_side_by_side(
+            context, "tests", [main, [sys.executable, "-c", "raise SystemExit(4)"]], context.env
+        )
 
 
 def test_malformed_version():
