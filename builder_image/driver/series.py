@@ -5,8 +5,8 @@ system python of a builder). Checked against the tarballs of 3.9.2, 3.11.2, 3.13
 3.13.15 and, for the other series, against CPython's repository history:
 - --disable-test-modules (don't build or install test modules) is new in 3.10
   (bpo-27640, GH-23886); 3.9 always builds the test C modules and installs Lib/test.
-- Modules/Setup.stdlib.in (configure's module table) is new in 3.11; 3.9 and 3.10 build
-  their extension modules with setup.py.
+- Modules/Setup.stdlib.in (configure's module table) is new in 3.11; setup.py still builds
+  the shared extension modules in 3.9-3.11 (removed in 3.12).
 - sqlite3's tests: Lib/sqlite3/test/, run by Lib/test/test_sqlite.py, up to 3.10; a
   package Lib/test/test_sqlite3/ from 3.11 (bpo-10572, GH-29304).
 - ctypes' tests: Lib/ctypes/test/, run by Lib/test/test_ctypes.py, up to 3.11; a
@@ -124,6 +124,19 @@ def minor_of(version):
 def builtin_modules(version):
     """Extension modules built into libpython for this series (see BUILTINS_FROM)."""
     return BUILTIN_MODULES if minor_of(version) >= BUILTINS_FROM else ()
+
+
+# setup.py builds the shared extension modules up to 3.11 (3.12 builds them with make,
+# gh-93939). It compiles and links them with the configured Makefile's flags as sysconfig
+# parses them from the file, so the make variables the driver passes on make's command line
+# do not reach them; CFLAGS_NODIST and LDFLAGS_NODIST do, being undefined in the Makefile:
+# sysconfig takes them from the environment, where make exports its command line.
+SETUP_PY_UNTIL = 11
+
+
+def modules_by_setup_py(version):
+    """setup.py builds the shared extension modules (3.9-3.11; see SETUP_PY_UNTIL)."""
+    return minor_of(version) <= SETUP_PY_UNTIL
 
 
 def has_test_modules_option(version):
