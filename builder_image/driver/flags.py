@@ -27,6 +27,14 @@ DEBUG_FLAGS = ("-g",)
 # Appended to setup.py's flags in the instrumented build (series.modules_by_setup_py()): the
 # extension modules it builds then compile and link without LTO and debug info, like the core.
 INSTRUMENTED_SETUP_PY_FLAGS = "-fno-lto -g0"
+# CPython's --with-lto compiles fat objects (machine code beside the LTO bytecode) for the
+# programs it links from them without LTO. The final PGO build compiles slim ones (GCC 12,
+# 3.11.2 with its flags: ceval.c 1.0 s instead of 6.5, unicodeobject.c 1.7 s instead of 12.8):
+# no series links them without LTO there (see frozen_by_bootstrap()).
+FAT_LTO_FLAGS = ("-ffat-lto-objects",)
+FINAL_SETUP_PY_FLAGS = "-fno-fat-lto-objects"
+# The prerequisites that make the frozen modules' files wait for the programs that write them.
+FROZEN_DEPS_VARIABLES = ("FREEZE_MODULE_BOOTSTRAP_DEPS", "FREEZE_MODULE_DEPS")
 # GCC's share (per mille) of the profiled time whose blocks count as hot (series.PGO_HOT_PERMILLE).
 PGO_HOT_PARAM = "--param=hot-bb-count-ws-permille={}"
 
@@ -187,12 +195,37 @@ def make_variables(version, optimization, makefile, bolt=None):
     if series.modules_by_setup_py(version):
         # PGO's instrumented stage appends -fprofile-generate to these (a recursive make).
         instrumented["CFLAGS_NODIST"] = instrumented["LDFLAGS_NODIST"] = INSTRUMENTED_SETUP_PY_FLAGS
+    return instrumented, _final_stage_variables(version, makefile, final)
+
+
+def _final_stage_variables(version, makefile, final):
+    """The final PGO+LTO build's: slim LTO objects (FAT_LTO_FLAGS), setup.py's too (it appends
+    the stage's CFLAGS_NODIST to the Makefile's flags); where build_all freezes modules with
+    programs linked from the objects, their files kept from the instrumented build instead
+    (frozen_by_bootstrap()); the series' hot share of the profile (pgo_hot_permille())."""
+    for name in ("CONFIGURE_CFLAGS_NODIST", "CONFIGURE_LDFLAGS_NODIST"):
+        final[name] = _without(final[name], FAT_LTO_FLAGS)
+    if series.modules_by_setup_py(version):
+        final["CFLAGS_NODIST"] = FINAL_SETUP_PY_FLAGS
+    if frozen_by_bootstrap(makefile):
+        final.update((name, "") for name in FROZEN_DEPS_VARIABLES if name in makefile)
     permille = series.pgo_hot_permille(version)
     if permille:
         # Compile and LTO link: the threshold is set where the whole profile is seen.
         for name in ("CONFIGURE_CFLAGS_NODIST", "CONFIGURE_LDFLAGS_NODIST"):
             final[name] = " ".join([final[name], PGO_HOT_PARAM.format(permille)]).strip()
-    return instrumented, final
+    return final
+
+
+def frozen_by_bootstrap(makefile):
+    """build_all freezes modules with _bootstrap_python and Programs/_freeze_module (3.11+:
+    FREEZE_MODULE_DEPS), programs CPython links from libpython's objects without LTO, which
+    slim objects cannot do. Their output (Python/frozen_modules/*.h, 3.11-3.12's
+    Python/deepfreeze/deepfreeze.c) depends only on the sources, so the driver keeps the
+    instrumented build's copy (make.FROZEN_KEEP_RULES) and the final build, with
+    FROZEN_DEPS_VARIABLES empty, neither links those programs nor rewrites the files.
+    3.9 and 3.10 only freeze in `make regen-*`, from files that come with the source."""
+    return "FREEZE_MODULE_DEPS" in makefile
 
 
 def static_interpreter_by_bldlibrary(version, makefile):

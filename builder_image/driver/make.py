@@ -12,6 +12,7 @@ from .errors import BuildError
 from .flags import (
     configure_args,
     configure_env,
+    frozen_by_bootstrap,
     make_assignments,
     make_variables,
     setup_local,
@@ -24,12 +25,14 @@ from .process import run
 HARDENING_PY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hardening.py")
 # The steps of the make phase (make_steps()), and how each shows its progress
 # (progress.Tracker.start_step()): whether it compiles the objects first, and its training
-# run (PGO or BOLT), if any. The step that restores PT_GNU_STACK takes a second: no progress.
+# run (PGO or BOLT), if any. The steps that restore PT_GNU_STACK and the frozen modules take
+# a second: no progress.
 BUILD_STEP = "build"
 PGO_STEP = "instrumented build and profile run"
 OPTIMIZED_STEP = "optimized build"
 BOLT_STEP = "BOLT instrumented run and optimization"
 GNU_STACK_STEP = "PT_GNU_STACK back into the BOLTed binaries"
+FROZEN_STEP = "the instrumented build's frozen modules back"
 STEP_PROGRESS = {
     BUILD_STEP: (True, None),
     PGO_STEP: (True, "pgo"),
@@ -158,6 +161,26 @@ def make_env(build):
     return env
 
 
+# flags.frozen_by_bootstrap(): the clean between CPython's PGO stages (clean-retain-profile)
+# first copies the frozen modules' files aside; a step of their own puts them back, with
+# their times, before the final build (whose FROZEN_DEPS_VARIABLES are empty).
+FROZEN_KEEP_DIR = "buildfarm-frozen"
+FROZEN_RESTORE_TARGET = "buildfarm-restore-frozen"
+FROZEN_KEEP_RULES = [
+    "# The frozen modules' files outlive the clean between the PGO stages (flags.frozen_by_bootstrap).",
+    ".PHONY: buildfarm-keep-frozen " + FROZEN_RESTORE_TARGET,
+    "clean-retain-profile: buildfarm-keep-frozen",
+    "buildfarm-keep-frozen:",
+    "\trm -rf " + FROZEN_KEEP_DIR,
+    "\tif [ -e Python/frozen_modules/importlib._bootstrap.h ]; then mkdir " + FROZEN_KEEP_DIR + " && \\",
+    "\t  cp -p --parents Python/frozen_modules/*.h $(wildcard Python/deepfreeze/deepfreeze.c) "
+    + FROZEN_KEEP_DIR
+    + "; fi",
+    FROZEN_RESTORE_TARGET + ":",
+    "\tcp -pR " + FROZEN_KEEP_DIR + "/. .",
+]
+
+
 def make_steps(jobs, version, optimization, makefile, profile_task=None, bolt=None):
     """The make invocations of the make phase: [(what, argv)]. pgo+lto runs CPython's
     profile-opt in its two stages, each timed, then with bolt profile-bolt-stamp (what
@@ -167,10 +190,10 @@ def make_steps(jobs, version, optimization, makefile, profile_task=None, bolt=No
     if optimization == "none":
         return [(BUILD_STEP, ["make", jobs_flag, *make_assignments(final)])]
     task = ["PROFILE_TASK=" + profile_task] if profile_task else []
-    steps = [
-        (PGO_STEP, ["make", jobs_flag, "profile-run-stamp", *task, *make_assignments(instrumented)]),
-        (OPTIMIZED_STEP, ["make", jobs_flag, "profile-opt", *task, *make_assignments(final)]),
-    ]
+    steps = [(PGO_STEP, ["make", jobs_flag, "profile-run-stamp", *task, *make_assignments(instrumented)])]
+    if frozen_by_bootstrap(makefile):
+        steps.append((FROZEN_STEP, ["make", FROZEN_RESTORE_TARGET]))
+    steps.append((OPTIMIZED_STEP, ["make", jobs_flag, "profile-opt", *task, *make_assignments(final)]))
     if bolt:
         steps.append((BOLT_STEP, ["make", jobs_flag, "profile-bolt-stamp", *task, *make_assignments(final)]))
         steps.append((GNU_STACK_STEP, restore_gnu_stack_argv(version, makefile)))
@@ -182,11 +205,16 @@ def make_fragment(version, makefile, bolt=None):
     make, including profile-opt's sub-makes), or None when there is nothing to add.
     With bolt, a series without BOLT rules (3.11) gets CPython 3.13's profile-bolt-stamp."""
     rules = []
-    if "PY_LDFLAGS_NOLTO" in makefile:
+    if frozen_by_bootstrap(makefile):
+        rules += FROZEN_KEEP_RULES
+    testembed_on_objects = static_interpreter(version, makefile) and "LINK_PYTHON_OBJS" in makefile
+    if testembed_on_objects and makefile.get("PY3LIBRARY"):
         rules += [
-            "# Build-time tools link without LTO (fat LTO objects carry plain code too): each",
-            "# LTO link of them is a single-threaded minute for a program nobody ships.",
-            "Programs/_freeze_module Programs/_testembed: PY_CORE_LDFLAGS = $(PY_LDFLAGS_NOLTO)",
+            "# The embedding test program links libpython.so, as upstream's shared builds do:",
+            "# from the slim LTO objects it would be one more whole-program LTO link.",
+            "# (libpython3.so waits for libpython.so; the fragment is read before the Makefile.)",
+            "Programs/_testembed: override LINK_PYTHON_OBJS = $(BLDLIBRARY)",
+            "Programs/_testembed: " + makefile["PY3LIBRARY"],
         ]
     if static_interpreter_by_make(version, makefile) and makefile.get("PY3LIBRARY"):
         rules += [

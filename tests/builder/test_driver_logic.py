@@ -193,7 +193,7 @@ def test_pgo_stages_instrument_without_lto_and_optimize_with_it():
     assert "-flto" not in instrumented["CONFIGURE_CFLAGS_NODIST"].split()
     assert "-flto" not in instrumented["CONFIGURE_LDFLAGS_NODIST"].split()
     assert "-flto-partition=none" in final["CONFIGURE_CFLAGS_NODIST"].split()
-    assert "-ffat-lto-objects" in final["CONFIGURE_LDFLAGS_NODIST"].split()
+    assert "-ffat-lto-objects" not in final["CONFIGURE_LDFLAGS_NODIST"].split()  # slim objects
     for variables in (instrumented, final):
         # Hardening and the rpath survive; debug info (stripped anyway) does not.
         assert "-fstack-protector" in variables["CONFIGURE_CFLAGS_NODIST"]
@@ -433,9 +433,10 @@ def test_install_uses_the_final_variables():
 
 
 def test_make_fragment():
-    fragment = make.make_fragment("3.13.5", flags.makefile_variables(MAKEFILE_313))
-    assert "Programs/_freeze_module Programs/_testembed: PY_CORE_LDFLAGS = $(PY_LDFLAGS_NOLTO)" in fragment
-    assert "build_all: libpython3.so" in fragment.splitlines()
+    fragment = make.make_fragment("3.13.5", flags.makefile_variables(MAKEFILE_313)).splitlines()
+    assert "Programs/_testembed: override LINK_PYTHON_OBJS = $(BLDLIBRARY)" in fragment
+    assert "Programs/_testembed: libpython3.so" in fragment
+    assert "build_all: libpython3.so" in fragment
 
 
 def test_39s_interpreter_links_libpythons_objects_and_testembed_libpython_so(tmp_path):
@@ -447,8 +448,8 @@ def test_39s_interpreter_links_libpythons_objects_and_testembed_libpython_so(tmp
     assert final["BLDLIBRARY"] == "$(LIBRARY_OBJS)" and "LINK_PYTHON_OBJS" not in final
     assert final["OPT"] == "-DNDEBUG -fwrapv -O3 -Wall"
     # Its two LTO links run one after the other: each is partitioned over all cores.
-    assert final["CONFIGURE_LDFLAGS_NODIST"] == "-flto=auto -fuse-linker-plugin -ffat-lto-objects"
-    assert final["CONFIGURE_CFLAGS_NODIST"] == "-flto=auto -fuse-linker-plugin -ffat-lto-objects -std=c99"
+    assert final["CONFIGURE_LDFLAGS_NODIST"] == "-flto=auto -fuse-linker-plugin"
+    assert final["CONFIGURE_CFLAGS_NODIST"] == "-flto=auto -fuse-linker-plugin -std=c99"
     _, final_313 = flags.make_variables("3.13.5", "pgo+lto", flags.makefile_variables(MAKEFILE_313))
     assert "-flto-partition=none" in final_313["CONFIGURE_LDFLAGS_NODIST"].split()
     (tmp_path / "Makefile").write_text("BUILDPYTHON=\tpython\n" + MAKEFILE_39)

@@ -182,23 +182,6 @@ def test_pgo_hot_share_per_series(key):
         assert "permille" not in instrumented[name] and "permille" not in plain[name]
 
 
-@pytest.mark.parametrize("key", SERIES)
-def test_setup_py_modules_are_instrumented_without_lto_per_series(key):
-    """Up to 3.11 setup.py builds the shared modules with the configured Makefile's flags
-    (LTO and -g included); only CFLAGS_NODIST/LDFLAGS_NODIST reach it, and the instrumented
-    stage alone turns both off there. 3.12+ build them with make (no setup.py)."""
-    version = VERSIONS[key]
-    by_setup_py = key in ("3.9", "3.10", "3.11")
-    assert series.modules_by_setup_py(version) == by_setup_py
-    makefile = {"CONFIGURE_CFLAGS_NODIST": "-flto -g", "CONFIGURE_LDFLAGS_NODIST": "-flto -g"}
-    instrumented, final = flags.make_variables(version, "pgo+lto", makefile)
-    plain = flags.make_variables(version, "none", makefile)[1]
-    for name in ("CFLAGS_NODIST", "LDFLAGS_NODIST"):
-        # Last on setup.py's command lines (before -fprofile-generate), so they win.
-        assert instrumented.get(name) == ("-fno-lto -g0" if by_setup_py else None)
-        assert name not in final and name not in plain
-
-
 # --- the self-test: tests, where they come from, test-only modules, exclusions ---------------
 
 REQUIRED = {"ssl", "sqlite", "ctypes", "zlib", "lzma", "bz2", "hashlib", "json", "uuid", "dbm",
