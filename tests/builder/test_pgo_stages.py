@@ -19,9 +19,9 @@ VERSIONS = {"3.9": "3.9.2", "3.10": "3.10.16", "3.11": "3.11.2", "3.12": "3.12.8
 @pytest.mark.parametrize("key", SERIES)
 def test_setup_py_modules_are_built_like_the_core_per_series(key):
     """Up to 3.11 setup.py builds the shared modules with the configured Makefile's flags
-    (fat LTO objects and -g included); only CFLAGS_NODIST/LDFLAGS_NODIST reach it: 3.11's
-    instrumented stage turns LTO and -g off there (3.9 and 3.10 keep LTO: the PGO run spends
-    its time in those modules), the final one fat objects. 3.12+ build them with make."""
+    (fat LTO objects and -g included); only CFLAGS_NODIST/LDFLAGS_NODIST reach it: the
+    instrumented stage turns LTO and -g off there, the final one fat objects. 3.12+ build
+    them with make (no setup.py)."""
     version = VERSIONS[key]
     by_setup_py = key in ("3.9", "3.10", "3.11")
     assert series.modules_by_setup_py(version) == by_setup_py
@@ -31,7 +31,7 @@ def test_setup_py_modules_are_built_like_the_core_per_series(key):
     plain = flags.make_variables(version, "none", makefile)[1]
     for name in ("CFLAGS_NODIST", "LDFLAGS_NODIST"):
         # Last on setup.py's command lines (before the stage's -fprofile-*), so they win.
-        assert instrumented.get(name) == ("-fno-lto -g0" if key == "3.11" else None)
+        assert instrumented.get(name) == ("-fno-lto -g0" if by_setup_py else None)
         assert name not in plain
     assert final.get("CFLAGS_NODIST") == ("-fno-fat-lto-objects" if by_setup_py else None)
     assert "LDFLAGS_NODIST" not in final
