@@ -186,7 +186,8 @@ def make_variables(version, optimization, makefile, bolt=None):
     instrumented = dict(common)
     for name in ("CONFIGURE_CFLAGS_NODIST", "CONFIGURE_LDFLAGS_NODIST"):
         value = makefile.get(name, "")
-        final[name] = _without(value, DEBUG_FLAGS)
+        # Slim LTO objects (FAT_LTO_FLAGS); a none build has no LTO flags to drop.
+        final[name] = _without(value, DEBUG_FLAGS + FAT_LTO_FLAGS)
         if static_interpreter_by_bldlibrary(version, makefile):
             final[name] = _substituted(final[name], PARALLEL_LTO_FLAGS)
         instrumented[name] = _without(value, DEBUG_FLAGS + CPYTHON_GCC_LTO_FLAGS)
@@ -201,12 +202,11 @@ def make_variables(version, optimization, makefile, bolt=None):
 
 
 def _final_stage_variables(version, makefile, final):
-    """The final PGO+LTO build's: slim LTO objects (FAT_LTO_FLAGS), setup.py's too (it appends
-    the stage's CFLAGS_NODIST to the Makefile's flags); where build_all freezes modules with
-    programs linked from the objects, their files kept from the instrumented build instead
-    (frozen_by_bootstrap()); the series' hot share of the profile (pgo_hot_permille())."""
-    for name in ("CONFIGURE_CFLAGS_NODIST", "CONFIGURE_LDFLAGS_NODIST"):
-        final[name] = _without(final[name], FAT_LTO_FLAGS)
+    """The final PGO+LTO build's, beyond the slim objects make_variables() asks for:
+    setup.py's slim too (it appends the stage's CFLAGS_NODIST to the Makefile's flags);
+    where build_all freezes modules with programs linked from the objects, their files
+    kept from the instrumented build instead (frozen_by_bootstrap()); the series' hot share
+    of the profile (pgo_hot_permille())."""
     if series.modules_by_setup_py(version):
         final["CFLAGS_NODIST"] = FINAL_SETUP_PY_FLAGS
     if frozen_by_bootstrap(makefile):

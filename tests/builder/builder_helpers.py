@@ -11,6 +11,10 @@ from types import SimpleNamespace
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_VERSION = "3.13.5"
+# One release per supported series, for the per-series unit tests (3.9-3.15).
+SERIES = ["3.9", "3.10", "3.11", "3.12", "3.13", "3.14", "3.15"]
+VERSIONS = {"3.9": "3.9.2", "3.10": "3.10.16", "3.11": "3.11.2", "3.12": "3.12.8", "3.13": "3.13.15",
+            "3.14": "3.14.0", "3.15": "3.15.0a2"}  # fmt: skip
 BUILDER_IMAGE = REPO / "builder_image"
 BUILD_PY = BUILDER_IMAGE / "build.py"
 

@@ -37,6 +37,14 @@ class DockerFarm:
 
 
 @pytest.fixture(scope="session")
+def registry_json() -> dict:
+    """The builder registry as the driver loads it (platforms.json)."""
+    from driver import spec as driver_spec
+
+    return driver_spec.load_platforms()
+
+
+@pytest.fixture(scope="session")
 def build_py() -> SimpleNamespace:
     """The driver's names the real-build tests use (builder_helpers.load_build_module())."""
     return load_build_module()

@@ -35,11 +35,6 @@ def spec_dict(**overrides):
     return spec
 
 
-@pytest.fixture(scope="module")
-def registry_json():
-    return driver_spec.load_platforms()
-
-
 @pytest.mark.parametrize(
     ("text", "parsed"),
     [

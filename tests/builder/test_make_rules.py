@@ -8,15 +8,8 @@ from __future__ import annotations
 
 import subprocess
 
-import pytest
 from driver import flags, make
 from driver import spec as driver_spec
-
-
-@pytest.fixture(scope="module")
-def registry_json():
-    return driver_spec.load_platforms()
-
 
 # The lines of a configured 3.13 Makefile (pgo+lto, GCC) that the driver reads.
 MAKEFILE_313 = r"""

@@ -9,11 +9,8 @@ import os
 import subprocess
 
 import pytest
+from builder_helpers import SERIES, VERSIONS
 from driver import flags, make, series
-
-SERIES = ["3.9", "3.10", "3.11", "3.12", "3.13", "3.14", "3.15"]
-VERSIONS = {"3.9": "3.9.2", "3.10": "3.10.16", "3.11": "3.11.2", "3.12": "3.12.8", "3.13": "3.13.15",
-            "3.14": "3.14.0", "3.15": "3.15.0a2"}  # fmt: skip
 
 
 @pytest.mark.parametrize("key", SERIES)

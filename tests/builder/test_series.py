@@ -11,12 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from builder_helpers import SERIES, VERSIONS
 from driver import buildenv, flags, make, relocation, selftest, series
 
 BUILDER = Path(__file__).resolve().parents[2] / "builder_image"
-SERIES = ["3.9", "3.10", "3.11", "3.12", "3.13", "3.14", "3.15"]
-VERSIONS = {"3.9": "3.9.2", "3.10": "3.10.16", "3.11": "3.11.2", "3.12": "3.12.8", "3.13": "3.13.15",
-            "3.14": "3.14.0", "3.15": "3.15.0a2"}  # fmt: skip
 
 
 # --- configure flags, built-ins, static interpreter, BOLT, PGO (flags.py, make.py) -----------
