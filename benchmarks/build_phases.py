@@ -8,10 +8,11 @@ Builds the newest release of the series in ../shared/cpython-src (3.13: 3.13.15)
 Targets on 2 cores: none <= 2 min, pgo+lto <= 8 min, tarball <= 35 MB. Prints each phase's
 seconds and the ratios measured/target (<= 1.0 meets the target). By default the builds are cold (no
 ccache) with CPython's own PGO task and the production self-test, as in production.
-With --ccache (cache directory DIR, default .cache/ccache) it also prints the make steps' times
-and ccache's hits and misses for each build: run it twice to see what a warm cache gives
-(the driver builds a cell in the same directory each time then, so even PGO's instrumented
-build, whose objects embed their build directory, hits the cache the second time).
+Each build's make steps are timed too (PGO's stages, BOLT). With --ccache (cache directory
+DIR, default .cache/ccache) it also prints ccache's hits and misses for each build: run it
+twice to see what a warm cache gives (the driver builds a cell in the same directory each
+time then, so even PGO's instrumented build, whose objects embed their build directory, hits
+the cache the second time).
 """
 
 from __future__ import annotations
@@ -105,14 +106,19 @@ def ccache_stats(*argv: str) -> str:
     return done.stdout if done.returncode == 0 else ""
 
 
-def print_cache_use(log_path: Path | None, total: float) -> None:
-    """The make steps' times from the build's log, and ccache's hits and misses since zeroed."""
+def print_make_steps(log_path: Path | None, total: float) -> None:
+    """The make steps' times from the build's log (each PGO stage, BOLT, install's make)."""
     log = log_path.read_text(errors="replace") if log_path else ""
     for step, seconds in _MAKE_STEP.findall(log):
         print(f"  make: {step}: {float(seconds):.1f} s")
+    print(f"  total {total:.1f} s")
+
+
+def print_cache_use(log_path: Path | None) -> None:
+    """ccache's hits and misses per make step and since zeroed."""
+    log = log_path.read_text(errors="replace") if log_path else ""
     for step, counts in _MAKE_STEP_CCACHE.findall(log):
         print(f"  make: {step}: ccache {counts}")
-    print(f"  total {total:.1f} s")
     stats = dict(line.split("\t", 1) for line in ccache_stats("--print-stats").splitlines() if "\t" in line)
     hits = int(stats.get("direct_cache_hit", 0)) + int(stats.get("preprocessed_cache_hit", 0))
     print(f"  ccache: {hits} hits, {stats.get('cache_miss', '?')} misses")
@@ -163,8 +169,9 @@ def main() -> int:
             if not result.ok:
                 print(f"  FAILED in {result.failed_phase}: {result.reason} (log: {result.log_path})")
                 return 1
+            print_make_steps(result.log_path, total)
             if args.ccache:
-                print_cache_use(result.log_path, total)
+                print_cache_use(result.log_path)
             tarball = store / spec.artifact_dir / f"python-{version}-{args.platform}-x86_64.tar.gz"
             rows.append((optimization, result.timings, total, tarball.stat().st_size / 1e6))
     print_report(args, version, rows)

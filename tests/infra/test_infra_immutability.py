@@ -1,6 +1,6 @@
 """Published builds are immutable, enforced by the bucket, and the grants around them say what
 they grant: the store's bucket policy, the workflow's TerminateJob, the cdk-nag acknowledgements
-(template assertions on the session's synthesis; helpers from test_infra_stack)."""
+(template assertions on the session's synthesis; helpers from template_helpers)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import json
 from typing import Any
 
 import pytest
-from test_infra_stack import STACK_NAME, allowed, by_type, only, role_of
+from template_helpers import allowed, by_type, only, role_of
+
+from buildfarm.workflow_names import STACK_NAME
 
 # Checks of the session's CDK synthesis (`python app.py`, most of a minute): not in `-m 'not slow'`.
 pytestmark = pytest.mark.slow

@@ -1,7 +1,7 @@
 """Issue 15 in the stack: the KMS signing key, who may sign with it (the publishing functions,
 never the builder), what the builder may not write (the publish side's files), and the key as
 the stack defines it signing in moto's KMS what `openssl dgst -sha256 -verify` accepts.
-Template assertions on the session's synthesis; helpers from test_infra_stack."""
+Template assertions on the session's synthesis; helpers from template_helpers."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import boto3
 import pytest
 from moto import mock_aws
 from moto_patches import kms_signs_digests_as_aws
-from test_infra_stack import _render, allowed, by_type, only, role_of
+from template_helpers import allowed, by_type, only, render, role_of
 
 from buildfarm.attest.signing import KmsSigner, sign_file
 from buildfarm.config import FarmConfig
@@ -93,7 +93,7 @@ def bucket_denies(template: dict[str, Any], role_id: str, action: str, key: str)
             statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
         )
         if any(fnmatch.fnmatchcase(action, a) for a in actions) and any(
-            fnmatch.fnmatchcase(f"arn:aws:s3:::STORE/{key}", _render(r, bucket_id)) for r in resources
+            fnmatch.fnmatchcase(f"arn:aws:s3:::STORE/{key}", render(r, bucket_id)) for r in resources
         ):
             return True
     return False

@@ -3,23 +3,20 @@ that `python app.py` wrote), plus cdk-nag and cfn-lint."""
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
+from template_helpers import REPO, by_type, cdk_json_config, only
 
-from buildfarm.platforms import DOCKER_PLATFORM, load_registry
+from buildfarm.platforms import load_registry
 from buildfarm.workflow_names import STACK_NAME, Outputs, States
 from infra.config import InfraConfig
-from infra.functions import stage_lambda_bundle
 from infra.workflow_states import RuntimeStates
 
-REPO = Path(__file__).resolve().parents[2]
 LAMBDA_ENVIRONMENT = (
     "BUILDFARM_STORE",
     "BUILDFARM_PUBLIC_BASE_URL",
@@ -42,27 +39,11 @@ pytestmark = pytest.mark.slow
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "1")
 
 
-def cdk_json_config(lifecycle_date: str) -> InfraConfig:
-    """cdk.json's configuration on the day the session's synthesis used (the lifecycle_date fixture)."""
-    context = json.loads((REPO / "cdk.json").read_text())["context"]
-    return InfraConfig.from_context({**context, "buildfarm:lifecycleDate": lifecycle_date})
-
-
 @pytest.fixture(scope="module")
 def assertions(template: dict[str, Any]):
     from aws_cdk.assertions import Template
 
     return Template.from_json(template)
-
-
-def by_type(template: dict[str, Any], cfn_type: str) -> dict[str, dict[str, Any]]:
-    return {lid: r for lid, r in template["Resources"].items() if r["Type"] == cfn_type}
-
-
-def only(template: dict[str, Any], cfn_type: str, containing: str = "") -> tuple[str, dict[str, Any]]:
-    found = [(lid, r) for lid, r in by_type(template, cfn_type).items() if containing in lid]
-    assert len(found) == 1, f"expected one {cfn_type} {containing!r}, found {[lid for lid, _ in found]}"
-    return found[0]
 
 
 # -- synthesis, cdk-nag, cfn-lint ----------------------------------------------------------
@@ -212,223 +193,6 @@ def test_cdn_uses_origin_access_control_and_caches_catalogs_briefly_builds_long(
     for behavior in [*config["CacheBehaviors"], config["DefaultCacheBehavior"]]:
         assert behavior["ViewerProtocolPolicy"] == "redirect-to-https"
         assert behavior["AllowedMethods"] == ["GET", "HEAD"]
-
-
-# -- builder images and Batch --------------------------------------------------------------
-
-
-def test_one_builder_image_per_platform_and_arch_from_the_registry(synthesis, lifecycle_date) -> None:
-    registry = load_registry()
-    cells = cdk_json_config(lifecycle_date).cells(registry)
-    images = json.loads((synthesis.outdir / f"{STACK_NAME}.assets.json").read_text())["dockerImages"]
-    staged = {
-        (s["dockerBuildArgs"]["BASE_IMAGE"], s["dockerBuildArgs"]["PLATFORM"], s["dockerFile"], s["platform"])
-        for s in (image["source"] for image in images.values())
-    }
-    # The Dockerfile refuses to build without PLATFORM: the asset passes it, as `buildfarm images` does.
-    expected = {
-        (registry.get(p).base_image, p, registry.family_of(p).dockerfile, DOCKER_PLATFORM[a])
-        for p, a in cells
-    }
-    assert staged == expected
-    assert len(images) == len(cells)
-
-
-def test_builder_images_carry_the_buildfarm_wheel_and_the_bundle_the_runtime_definitions(synthesis) -> None:
-    """cloudRuntimes is on (cdk.json): runtime jobs run `buildfarm runtime build` in the builder
-    images, so every image context holds the buildfarm wheel, copied last; Plan reads the
-    runtime definitions from the Lambda bundle."""
-    contexts = [path.parent for path in synthesis.outdir.glob("asset.*/Dockerfile.deb")]
-    assert contexts
-    for context in contexts:
-        assert len(list((context / "wheels").glob("python_build_farm-*.whl"))) == 1, context
-        for dockerfile in ("Dockerfile.deb", "Dockerfile.rpm"):
-            copies = [
-                line for line in (context / dockerfile).read_text().splitlines() if line.startswith("COPY ")
-            ]
-            assert copies[-1] == "COPY wheels/*.whl /opt/buildfarm/wheels/", dockerfile
-    assert list(synthesis.outdir.glob("asset.*/buildfarm/runtime_definitions/fastapi-demo.toml"))
-
-
-def test_job_definitions_are_enabled_platforms_times_arches_with_config_resources(
-    template, lifecycle_date
-) -> None:
-    config = cdk_json_config(lifecycle_date)
-    cells = config.cells(load_registry())
-    definitions = by_type(template, "AWS::Batch::JobDefinition")
-    names = {r["Properties"]["JobDefinitionName"] for r in definitions.values()}
-    assert names == {f"{STACK_NAME}-{p}-{a}" for p, a in cells}
-    assert len(cells) == len(config.platforms(load_registry())) * 2
-    for resource in definitions.values():
-        props = resource["Properties"]
-        requirements = {r["Type"]: r["Value"] for r in props["ContainerProperties"]["ResourceRequirements"]}
-        assert requirements == {"VCPU": str(config.job_vcpus), "MEMORY": str(config.job_memory_mib)}
-        assert props["Timeout"]["AttemptDurationSeconds"] == config.job_timeout_minutes * 60
-        assert props["PlatformCapabilities"] == ["EC2"]
-
-
-def test_retry_strategy_retries_infrastructure_loss_and_exits_on_anything_else(
-    template, lifecycle_date
-) -> None:
-    for resource in by_type(template, "AWS::Batch::JobDefinition").values():
-        strategy = resource["Properties"]["RetryStrategy"]
-        assert strategy["Attempts"] == cdk_json_config(lifecycle_date).job_attempts
-        rules = strategy["EvaluateOnExit"]
-        # Batch applies the first matching rule: Spot reclaim / instance loss first, then EXIT for all.
-        assert rules[0] == {"Action": "RETRY", "OnStatusReason": "Host EC2*"}
-        assert rules[-1] == {"Action": "EXIT", "OnReason": "*"}
-        assert all(
-            r["Action"] == "RETRY" and r.get("OnStatusReason", "").startswith("Host EC2") for r in rules[:-1]
-        )
-
-
-def test_spot_compute_per_arch_imdsv2_encrypted_gp3_no_ssh(template) -> None:
-    envs = by_type(template, "AWS::Batch::ComputeEnvironment")
-    assert len(envs) == 2
-    kinds = {}
-    for resource in envs.values():
-        compute = resource["Properties"]["ComputeResources"]
-        assert compute["Type"] == "SPOT"
-        assert compute["AllocationStrategy"] == "SPOT_PRICE_CAPACITY_OPTIMIZED"
-        assert compute["MinvCpus"] == 0
-        assert "Ec2KeyPair" not in compute
-        graviton = all(t[-1] == "g" or t[-2:] == "gn" for t in compute["InstanceTypes"])
-        x86 = not any("g" in t[2:] for t in compute["InstanceTypes"])
-        kinds["aarch64" if graviton else "x86_64" if x86 else "mixed"] = compute
-    assert set(kinds) == {"x86_64", "aarch64"}
-    _, template_resource = only(template, "AWS::EC2::LaunchTemplate")
-    data = template_resource["Properties"]["LaunchTemplateData"]
-    assert data["MetadataOptions"]["HttpTokens"] == "required"
-    assert "KeyName" not in data
-    (root,) = data["BlockDeviceMappings"]
-    assert root["Ebs"]["Encrypted"] is True
-    assert root["Ebs"]["VolumeType"] == "gp3"
-    assert root["Ebs"]["VolumeSize"] >= 100
-    for group in by_type(template, "AWS::EC2::SecurityGroup").values():
-        assert not group["Properties"].get("SecurityGroupIngress")
-
-
-def test_job_queues_are_named_per_arch_and_use_that_arch_compute(template) -> None:
-    queues = by_type(template, "AWS::Batch::JobQueue")
-    envs = by_type(template, "AWS::Batch::ComputeEnvironment")
-    names = {}
-    for resource in queues.values():
-        props = resource["Properties"]
-        (order,) = props["ComputeEnvironmentOrder"]
-        env = envs[order["ComputeEnvironment"]["Fn::GetAtt"][0]]
-        names[props["JobQueueName"]] = env["Properties"]["ComputeResources"]["InstanceTypes"]
-    assert set(names) == {f"{STACK_NAME}-x86_64", f"{STACK_NAME}-aarch64"}
-    assert all(t.endswith("g") for t in names[f"{STACK_NAME}-aarch64"])
-    assert not any(t.endswith("g") for t in names[f"{STACK_NAME}-x86_64"])
-
-
-# -- IAM -----------------------------------------------------------------------------------
-
-
-def _render(value: Any, bucket_id: str) -> str:
-    """A policy resource as a string, the store bucket's ARN written as arn:aws:s3:::STORE."""
-    if isinstance(value, str):
-        return value
-    if "Fn::GetAtt" in value and value["Fn::GetAtt"] == [bucket_id, "Arn"]:
-        return "arn:aws:s3:::STORE"
-    if "Ref" in value:
-        return "STORE" if value["Ref"] == bucket_id else {"AWS::Partition": "aws"}.get(value["Ref"], "?")
-    if "Fn::Join" in value:
-        sep, parts = value["Fn::Join"]
-        return sep.join(_render(p, bucket_id) for p in parts)
-    return "?"
-
-
-def allowed(template: dict[str, Any], role_id: str, action: str, resource: str) -> bool:
-    """Whether any policy attached to the role allows `action` on `resource` (wildcards honoured)."""
-    bucket_id, _ = only(template, "AWS::S3::Bucket", "StorageStore")
-    for policy in by_type(template, "AWS::IAM::Policy").values():
-        if {"Ref": role_id} not in policy["Properties"]["Roles"]:
-            continue
-        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
-            if statement["Effect"] != "Allow":
-                continue
-            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-            resources = (
-                statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
-            )
-            if any(fnmatch.fnmatchcase(action, a) for a in actions) and any(
-                fnmatch.fnmatchcase(resource, _render(r, bucket_id)) for r in resources
-            ):
-                return True
-    role = template["Resources"][role_id]["Properties"]
-    assert not role.get("Policies"), "inline role policies are not checked here"
-    managed = json.dumps(role.get("ManagedPolicyArns", []))
-    # The Batch instance role's AWS-managed ECS policy grants ECS/ECR/CloudWatch Logs, no S3.
-    assert not role.get("ManagedPolicyArns") or (
-        len(role["ManagedPolicyArns"]) == 1 and "AmazonEC2ContainerServiceforEC2Role" in managed
-    ), managed
-    return False
-
-
-def role_of(template: dict[str, Any], containing: str) -> str:
-    lid, _ = only(template, "AWS::IAM::Role", containing)
-    return lid
-
-
-def test_job_role_writes_only_builds_runtimes_and_logs_never_claims_or_catalogs(template) -> None:
-    job = role_of(template, "BatchJobRole")
-    cell = "3.13.5/debian-12/x86_64"
-    runtime = "runtimes/svc/2.1.0/debian-12/x86_64/1"
-    for key in (f"builds/{cell}/1/manifest.json", f"logs/{cell}/1/failure.json", f"{runtime}/manifest.json"):
-        assert allowed(template, job, "s3:PutObject", f"arn:aws:s3:::STORE/{key}"), key
-    assert allowed(template, job, "s3:GetObject", f"arn:aws:s3:::STORE/builds/{cell}/1/manifest.json")
-    # A runtime job chooses its Python from versions.json, reads its tarball, heads its own build.
-    for key in ("versions.json", f"builds/{cell}/1/python.tar.gz", f"{runtime}/manifest.json"):
-        assert allowed(template, job, "s3:GetObject", f"arn:aws:s3:::STORE/{key}"), key
-    assert not allowed(template, job, "s3:PutObject", "arn:aws:s3:::STORE/versions.json")
-    for key in (
-        "index.html",
-        "download-metadata/debian-12.json",
-        "releases.json",
-        "plans/x/items.json",
-        f"claims/{cell}.json",
-        "install.sh",
-    ):
-        assert not allowed(template, job, "s3:PutObject", f"arn:aws:s3:::STORE/{key}"), key
-        assert not allowed(template, job, "s3:GetObject", f"arn:aws:s3:::STORE/{key}"), key
-    assert not allowed(template, job, "s3:GetObject", f"arn:aws:s3:::STORE/logs/{cell}/1/failure.json")
-    for action in ("s3:DeleteObject", "s3:AbortMultipartUpload", "s3:PutObjectAcl"):
-        assert not allowed(template, job, action, f"arn:aws:s3:::STORE/builds/{cell}/1/x"), action
-
-
-def test_only_the_publishing_functions_write_versions_json(template) -> None:
-    writers = {
-        lid
-        for lid in by_type(template, "AWS::IAM::Role")
-        if allowed(template, lid, "s3:PutObject", "arn:aws:s3:::STORE/versions.json")
-    }
-    publishers = {
-        "FunctionsPublishCellRole",
-        "FunctionsPublishRuntimeRole",
-        "FunctionsFinalizeRole",
-        "FunctionsRecoverRole",
-    }
-    assert writers == {role_of(template, name) for name in publishers}
-    plan = role_of(template, "FunctionsPlanRole")
-    assert allowed(template, plan, "s3:PutObject", "arn:aws:s3:::STORE/plans/e1/items.json")
-    # Open-run markers: Plan opens (and closes an empty run); Finalize and Recover close.
-    for name in ("FunctionsPlanRole", "FunctionsFinalizeRole", "FunctionsRecoverRole"):
-        assert allowed(
-            template, role_of(template, name), "s3:DeleteObject", "arn:aws:s3:::STORE/runs/e1.json"
-        )
-    cell = role_of(template, "FunctionsPublishCellRole")
-    assert not allowed(template, cell, "s3:DeleteObject", "arn:aws:s3:::STORE/runs/e1.json")
-    for role in map(lambda name: role_of(template, name), (*publishers, "FunctionsPlanRole")):
-        for key in ("builds/3.13.5/debian-12/x86_64/1/x", "logs/3.13.5/debian-12/x86_64/1/build.log"):
-            assert not allowed(template, role, "s3:PutObject", f"arn:aws:s3:::STORE/{key}"), (role, key)
-            assert not allowed(template, role, "s3:DeleteObject", f"arn:aws:s3:::STORE/{key}"), (role, key)
-    assert not allowed(
-        template, plan, "s3:PutObject", "arn:aws:s3:::STORE/builds/3.13.5/debian-12/x86_64/1/x"
-    )
-    workflow = role_of(template, "WorkflowRole")
-    assert allowed(template, workflow, "s3:GetObject", "arn:aws:s3:::STORE/plans/e1/items.json")
-    assert not allowed(template, workflow, "s3:GetObject", "arn:aws:s3:::STORE/versions.json")
 
 
 # -- functions, workflow, schedule, alarms, outputs -----------------------------------------
@@ -611,34 +375,6 @@ def test_runtime_items_run_their_own_command_on_the_cells_builder_then_publish(t
         lid for lid, r in functions.items() if r["Properties"]["Handler"].endswith(".runtime_handler")
     ]
     assert "KMS_KEY_ID" in json.dumps(functions[publisher]["Properties"]["Environment"])
-
-
-def test_publish_runtime_writes_runtimes_signed_files_and_versions_json_only(template, tmp_path) -> None:
-    role = role_of(template, "FunctionsPublishRuntimeRole")
-    runtime = "runtimes/svc/2.1.0/debian-12/x86_64/1"
-    signed = (f"{runtime}/SHA256SUMS", f"{runtime}/SHA256SUMS.sig", "versions.json", "versions.json.sig")
-    state = ("claims/runtimes/svc/2.1.0/debian-12/x86_64.json", "plans/e1/runtime-outcomes/svc/x.json")
-    for key in (*signed, *state):
-        assert allowed(template, role, "s3:PutObject", f"arn:aws:s3:::STORE/{key}"), key
-    built = (
-        f"{runtime}/manifest.json",
-        f"{runtime}/runtime-svc.tar.gz",
-        "builds/3.13.5/debian-12/x86_64/1/x",
-    )
-    for key in (*built, "index.html", "releases.json"):
-        assert not allowed(template, role, "s3:PutObject", f"arn:aws:s3:::STORE/{key}"), key
-    assert allowed(template, role, "s3:GetObject", f"arn:aws:s3:::STORE/{runtime}/manifest.json")
-    # Finalize decides the runtime items PublishRuntime did not: the same signed files.
-    finalize = role_of(template, "FunctionsFinalizeRole")
-    assert allowed(template, finalize, "s3:PutObject", f"arn:aws:s3:::STORE/{runtime}/SHA256SUMS.sig")
-    assert not allowed(template, finalize, "s3:PutObject", f"arn:aws:s3:::STORE/{runtime}/manifest.json")
-    # With cloudRuntimes (the default), the bundle carries the runtime definitions Plan reads
-    # (outside a checkout); without, none, so Plan plans no runtime cell.
-    bundle = stage_lambda_bundle(tmp_path / "bundle", runtime_definitions=True)
-    assert (bundle / "buildfarm" / "runtime_definitions" / "fastapi-demo.toml").is_file()
-    assert (bundle / "buildfarm" / "runtime_definitions" / "fastapi-demo" / "requirements.txt").is_file()
-    plain = stage_lambda_bundle(tmp_path / "plain", runtime_definitions=False)
-    assert not (plain / "buildfarm" / "runtime_definitions").exists()
 
 
 def test_every_log_group_keeps_its_logs_the_configured_days(template, lifecycle_date) -> None:

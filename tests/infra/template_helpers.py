@@ -1,0 +1,75 @@
+"""Reading the session's synthesized template: resources by type, and what an IAM role's
+policies allow (the store bucket written as arn:aws:s3:::STORE). Shared by the infra tests."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from pathlib import Path
+from typing import Any
+
+from infra.config import InfraConfig
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cdk_json_config(lifecycle_date: str) -> InfraConfig:
+    """cdk.json's configuration on the day the session's synthesis used (the lifecycle_date fixture)."""
+    context = json.loads((REPO / "cdk.json").read_text())["context"]
+    return InfraConfig.from_context({**context, "buildfarm:lifecycleDate": lifecycle_date})
+
+
+def by_type(template: dict[str, Any], cfn_type: str) -> dict[str, dict[str, Any]]:
+    return {lid: r for lid, r in template["Resources"].items() if r["Type"] == cfn_type}
+
+
+def only(template: dict[str, Any], cfn_type: str, containing: str = "") -> tuple[str, dict[str, Any]]:
+    found = [(lid, r) for lid, r in by_type(template, cfn_type).items() if containing in lid]
+    assert len(found) == 1, f"expected one {cfn_type} {containing!r}, found {[lid for lid, _ in found]}"
+    return found[0]
+
+
+def render(value: Any, bucket_id: str) -> str:
+    """A policy resource as a string, the store bucket's ARN written as arn:aws:s3:::STORE."""
+    if isinstance(value, str):
+        return value
+    if "Fn::GetAtt" in value and value["Fn::GetAtt"] == [bucket_id, "Arn"]:
+        return "arn:aws:s3:::STORE"
+    if "Ref" in value:
+        return "STORE" if value["Ref"] == bucket_id else {"AWS::Partition": "aws"}.get(value["Ref"], "?")
+    if "Fn::Join" in value:
+        sep, parts = value["Fn::Join"]
+        return sep.join(render(p, bucket_id) for p in parts)
+    return "?"
+
+
+def allowed(template: dict[str, Any], role_id: str, action: str, resource: str) -> bool:
+    """Whether any policy attached to the role allows `action` on `resource` (wildcards honoured)."""
+    bucket_id, _ = only(template, "AWS::S3::Bucket", "StorageStore")
+    for policy in by_type(template, "AWS::IAM::Policy").values():
+        if {"Ref": role_id} not in policy["Properties"]["Roles"]:
+            continue
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if statement["Effect"] != "Allow":
+                continue
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            resources = (
+                statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            )
+            if any(fnmatch.fnmatchcase(action, a) for a in actions) and any(
+                fnmatch.fnmatchcase(resource, render(r, bucket_id)) for r in resources
+            ):
+                return True
+    role = template["Resources"][role_id]["Properties"]
+    assert not role.get("Policies"), "inline role policies are not checked here"
+    managed = json.dumps(role.get("ManagedPolicyArns", []))
+    # The Batch instance role's AWS-managed ECS policy grants ECS/ECR/CloudWatch Logs, no S3.
+    assert not role.get("ManagedPolicyArns") or (
+        len(role["ManagedPolicyArns"]) == 1 and "AmazonEC2ContainerServiceforEC2Role" in managed
+    ), managed
+    return False
+
+
+def role_of(template: dict[str, Any], containing: str) -> str:
+    lid, _ = only(template, "AWS::IAM::Role", containing)
+    return lid

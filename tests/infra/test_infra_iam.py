@@ -1,0 +1,99 @@
+"""Who may write what in the store: the IAM policies of the synthesized stack's roles
+(template assertions on the session's synthesis)."""
+
+from __future__ import annotations
+
+import pytest
+from template_helpers import allowed, by_type, role_of
+
+from infra.functions import stage_lambda_bundle
+
+pytestmark = pytest.mark.slow
+
+
+def test_job_role_writes_only_builds_runtimes_and_logs_never_claims_or_catalogs(template) -> None:
+    job = role_of(template, "BatchJobRole")
+    cell = "3.13.5/debian-12/x86_64"
+    runtime = "runtimes/svc/2.1.0/debian-12/x86_64/1"
+    for key in (f"builds/{cell}/1/manifest.json", f"logs/{cell}/1/failure.json", f"{runtime}/manifest.json"):
+        assert allowed(template, job, "s3:PutObject", f"arn:aws:s3:::STORE/{key}"), key
+    assert allowed(template, job, "s3:GetObject", f"arn:aws:s3:::STORE/builds/{cell}/1/manifest.json")
+    # A runtime job chooses its Python from versions.json, reads its tarball, heads its own build.
+    for key in ("versions.json", f"builds/{cell}/1/python.tar.gz", f"{runtime}/manifest.json"):
+        assert allowed(template, job, "s3:GetObject", f"arn:aws:s3:::STORE/{key}"), key
+    assert not allowed(template, job, "s3:PutObject", "arn:aws:s3:::STORE/versions.json")
+    for key in (
+        "index.html",
+        "download-metadata/debian-12.json",
+        "releases.json",
+        "plans/x/items.json",
+        f"claims/{cell}.json",
+        "install.sh",
+    ):
+        assert not allowed(template, job, "s3:PutObject", f"arn:aws:s3:::STORE/{key}"), key
+        assert not allowed(template, job, "s3:GetObject", f"arn:aws:s3:::STORE/{key}"), key
+    assert not allowed(template, job, "s3:GetObject", f"arn:aws:s3:::STORE/logs/{cell}/1/failure.json")
+    for action in ("s3:DeleteObject", "s3:AbortMultipartUpload", "s3:PutObjectAcl"):
+        assert not allowed(template, job, action, f"arn:aws:s3:::STORE/builds/{cell}/1/x"), action
+
+
+def test_only_the_publishing_functions_write_versions_json(template) -> None:
+    writers = {
+        lid
+        for lid in by_type(template, "AWS::IAM::Role")
+        if allowed(template, lid, "s3:PutObject", "arn:aws:s3:::STORE/versions.json")
+    }
+    publishers = {
+        "FunctionsPublishCellRole",
+        "FunctionsPublishRuntimeRole",
+        "FunctionsFinalizeRole",
+        "FunctionsRecoverRole",
+    }
+    assert writers == {role_of(template, name) for name in publishers}
+    plan = role_of(template, "FunctionsPlanRole")
+    assert allowed(template, plan, "s3:PutObject", "arn:aws:s3:::STORE/plans/e1/items.json")
+    # Open-run markers: Plan opens (and closes an empty run); Finalize and Recover close.
+    for name in ("FunctionsPlanRole", "FunctionsFinalizeRole", "FunctionsRecoverRole"):
+        assert allowed(
+            template, role_of(template, name), "s3:DeleteObject", "arn:aws:s3:::STORE/runs/e1.json"
+        )
+    cell = role_of(template, "FunctionsPublishCellRole")
+    assert not allowed(template, cell, "s3:DeleteObject", "arn:aws:s3:::STORE/runs/e1.json")
+    for role in map(lambda name: role_of(template, name), (*publishers, "FunctionsPlanRole")):
+        for key in ("builds/3.13.5/debian-12/x86_64/1/x", "logs/3.13.5/debian-12/x86_64/1/build.log"):
+            assert not allowed(template, role, "s3:PutObject", f"arn:aws:s3:::STORE/{key}"), (role, key)
+            assert not allowed(template, role, "s3:DeleteObject", f"arn:aws:s3:::STORE/{key}"), (role, key)
+    assert not allowed(
+        template, plan, "s3:PutObject", "arn:aws:s3:::STORE/builds/3.13.5/debian-12/x86_64/1/x"
+    )
+    workflow = role_of(template, "WorkflowRole")
+    assert allowed(template, workflow, "s3:GetObject", "arn:aws:s3:::STORE/plans/e1/items.json")
+    assert not allowed(template, workflow, "s3:GetObject", "arn:aws:s3:::STORE/versions.json")
+
+
+def test_publish_runtime_writes_runtimes_signed_files_and_versions_json_only(template, tmp_path) -> None:
+    role = role_of(template, "FunctionsPublishRuntimeRole")
+    runtime = "runtimes/svc/2.1.0/debian-12/x86_64/1"
+    signed = (f"{runtime}/SHA256SUMS", f"{runtime}/SHA256SUMS.sig", "versions.json", "versions.json.sig")
+    state = ("claims/runtimes/svc/2.1.0/debian-12/x86_64.json", "plans/e1/runtime-outcomes/svc/x.json")
+    for key in (*signed, *state):
+        assert allowed(template, role, "s3:PutObject", f"arn:aws:s3:::STORE/{key}"), key
+    built = (
+        f"{runtime}/manifest.json",
+        f"{runtime}/runtime-svc.tar.gz",
+        "builds/3.13.5/debian-12/x86_64/1/x",
+    )
+    for key in (*built, "index.html", "releases.json"):
+        assert not allowed(template, role, "s3:PutObject", f"arn:aws:s3:::STORE/{key}"), key
+    assert allowed(template, role, "s3:GetObject", f"arn:aws:s3:::STORE/{runtime}/manifest.json")
+    # Finalize decides the runtime items PublishRuntime did not: the same signed files.
+    finalize = role_of(template, "FunctionsFinalizeRole")
+    assert allowed(template, finalize, "s3:PutObject", f"arn:aws:s3:::STORE/{runtime}/SHA256SUMS.sig")
+    assert not allowed(template, finalize, "s3:PutObject", f"arn:aws:s3:::STORE/{runtime}/manifest.json")
+    # With cloudRuntimes (the default), the bundle carries the runtime definitions Plan reads
+    # (outside a checkout); without, none, so Plan plans no runtime cell.
+    bundle = stage_lambda_bundle(tmp_path / "bundle", runtime_definitions=True)
+    assert (bundle / "buildfarm" / "runtime_definitions" / "fastapi-demo.toml").is_file()
+    assert (bundle / "buildfarm" / "runtime_definitions" / "fastapi-demo" / "requirements.txt").is_file()
+    plain = stage_lambda_bundle(tmp_path / "plain", runtime_definitions=False)
+    assert not (plain / "buildfarm" / "runtime_definitions").exists()
