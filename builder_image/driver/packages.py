@@ -18,6 +18,7 @@ from .spec import parse_version
 
 DEB_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 RPM_ARCH = {"x86_64": "x86_64", "aarch64": "aarch64"}
+DEB_GZIP_LEVEL = "6"
 
 
 def package(build):
@@ -60,8 +61,10 @@ def build_deb(build):
     apply_debian_modes(root)
     write_md5sums(root, os.path.join(control_dir, "md5sums"))
     output = os.path.join(build.out, deb_name(build.version, spec["build"], spec["arch"]))
-    # gzip: every dpkg reads it, and it is 3x faster to make than xz for ~10 MB more.
-    argv = ["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", root, output]
+    # gzip: every dpkg reads it, and it is 3x faster to make than xz for ~10 MB more. Level 6,
+    # as the tarball and the rpm: dpkg-deb's default 9 took 17.5 s for 3.13.15's tree here,
+    # 6 took 4.4 s for 1% more (DEB_GZIP_LEVEL).
+    argv = ["dpkg-deb", "--root-owner-group", "-Zgzip", "-z" + DEB_GZIP_LEVEL, "--build", root, output]
     run(build.log, "package", argv, env=build.env)
     shutil.rmtree(root, ignore_errors=True)
     return output

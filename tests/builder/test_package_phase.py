@@ -70,6 +70,11 @@ def test_package_writes_the_tarball_and_the_deb_side_by_side(tmp_path, monkeypat
     assert "./opt/python/3.13.5/bin/python3.13" in listing
     field = subprocess.run(["dpkg-deb", "-f", str(deb), "Package"], capture_output=True, text=True)
     assert field.stdout.strip() == "python-3.13.5"
+    # gzip at the tarball's level 6, not dpkg-deb's default 9 (4x the time for 1% less).
+    members = subprocess.run(["ar", "t", str(deb)], capture_output=True, text=True, check=True).stdout
+    assert "data.tar.gz" in members.split()
+    build.log.close()
+    assert "-Zgzip -z6 --build" in Path(tmp_path / "build.log").read_text()
 
 
 def test_a_failing_deb_fails_the_phase_after_the_tarball_is_done(tmp_path, monkeypatch):
