@@ -8,6 +8,7 @@ import subprocess
 import threading
 from datetime import timedelta
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 
@@ -179,6 +180,22 @@ def test_python_versions_newest_first_and_never_rolled_back():
     assert accepted == [] and doc2["builds"]["3.13.5"]["debian-12"]["x86_64"]["build"] == 2
 
 
+def uv_lists(metadata: Path, home: Path) -> set[tuple[str, str]]:
+    """(key, url) of every download the real uv (the dev dependencies') reads from metadata."""
+    uv = os.path.realpath(REPO_VENV_UV)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "UV_CACHE_DIR": str(home / "uv-cache")}
+    listing = ["python", "list", "--only-downloads", "--all-platforms", "--all-arches", "--all-versions"]
+    answer = subprocess.run(
+        [uv, *listing, "--output-format", "json", "--python-downloads-json-url", str(metadata)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    return {(d["key"], d["url"]) for d in json.loads(answer.stdout)}
+
+
 def test_uv_reads_the_download_metadata(local_store, config, tmp_path):
     write_releases(local_store, ["3.13.5", "3.14.0rc2"])
     config = config.model_copy(update={"public_base_url": "https://cdn.example.org/python/"})
@@ -215,29 +232,7 @@ def test_uv_reads_the_download_metadata(local_store, config, tmp_path):
     assert metadata["cpython-3.14.0rc2-linux-aarch64-gnu"]["prerelease"] == "rc2"
 
     # The real uv (from the dev dependencies) parses it.
-    uv = os.path.realpath(REPO_VENV_UV)
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "UV_CACHE_DIR": str(tmp_path / "uv-cache")}
-    answer = subprocess.run(
-        [
-            uv,
-            "python",
-            "list",
-            "--only-downloads",
-            "--all-platforms",
-            "--all-arches",
-            "--all-versions",
-            "--output-format",
-            "json",
-            "--python-downloads-json-url",
-            str(local_store.root / "download-metadata" / "debian-12.json"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=True,
-    )
-    listed = {(d["key"], d["url"]) for d in json.loads(answer.stdout)}
+    listed = uv_lists(local_store.root / "download-metadata" / "debian-12.json", tmp_path)
     assert ("cpython-3.13.5-linux-x86_64-gnu", f"https://cdn.example.org/python/{tarball_key}") in listed
     assert (
         "cpython-3.14.0rc2-linux-aarch64-gnu",

@@ -268,36 +268,51 @@ class Farm:
         self.batch = boto3.client("batch", region_name=REGION)
         self.kms = boto3.client("kms", region_name=REGION)
         self.signing_keys: dict[str, str] = {}  # logical id -> key ARN
-        lambda_client = boto3.client("lambda", region_name=REGION)
         iam = boto3.client("iam", region_name=REGION)
 
         self.s3.create_bucket(Bucket=BUCKET)
         role_arn = iam.create_role(RoleName="farm", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-        refs = {
+        self.refs = {
             "AWS::Partition": "aws",
             "AWS::Region": REGION,
             "AWS::AccountId": ACCOUNT,
             "AWS::URLSuffix": "amazonaws.com",
         }
-        attrs: dict[tuple[str, str], str] = {}
+        self.attrs: dict[tuple[str, str], str] = {}
+        self._create_store_cdn_and_keys(resources)
+        self.functions = self._create_functions(resources, role_arn)
+        self._create_batch(resources, role_arn)
+        (machine,) = [r for r in resources.values() if r["Type"] == "AWS::StepFunctions::StateMachine"]
+        self.definition = as_moto_reads_it(
+            resolve(machine["Properties"]["DefinitionString"], self.refs, self.attrs)
+        )
+        self.state_machine_arn = self.sfn.create_state_machine(
+            name=STACK_NAME, definition=self.definition, roleArn=role_arn
+        )["stateMachineArn"]
+
+    def _create_store_cdn_and_keys(self, resources: dict[str, Any]) -> None:
+        """The names the other resources refer to: the bucket, the CDN's domain, the KMS keys."""
         for lid, resource in resources.items():
             if resource["Type"] == "AWS::S3::Bucket" and lid.startswith("StorageStore"):
-                refs[lid] = BUCKET
-                attrs[(lid, "Arn")] = f"arn:aws:s3:::{BUCKET}"
+                self.refs[lid] = BUCKET
+                self.attrs[(lid, "Arn")] = f"arn:aws:s3:::{BUCKET}"
             if resource["Type"] == "AWS::CloudFront::Distribution":
-                attrs[(lid, "DomainName")] = CDN_DOMAIN
+                self.attrs[(lid, "DomainName")] = CDN_DOMAIN
             if resource["Type"] == "AWS::KMS::Key":  # the signing key (and the alarms' key)
                 props = resource["Properties"]
                 spec = {k: props[k] for k in ("KeySpec", "KeyUsage", "Description") if k in props}
                 metadata = self.kms.create_key(**spec)["KeyMetadata"]
-                refs[lid], attrs[(lid, "Arn")] = metadata["KeyId"], metadata["Arn"]
+                self.refs[lid], self.attrs[(lid, "Arn")] = metadata["KeyId"], metadata["Arn"]
                 if props.get("KeyUsage") == "SIGN_VERIFY":
                     self.signing_keys[lid] = metadata["Arn"]
 
+    def _create_functions(self, resources: dict[str, Any], role_arn: str) -> dict[str, str]:
+        """The stack's Lambdas with their resolved environment: handler -> logical id."""
+        lambda_client = boto3.client("lambda", region_name=REGION)
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w") as archive:
             archive.writestr("placeholder.py", "")  # the code is the repository's buildfarm package
-        self.functions: dict[str, str] = {}
+        functions: dict[str, str] = {}
         for lid, resource in resources.items():
             if resource["Type"] != "AWS::Lambda::Function":
                 continue
@@ -310,11 +325,14 @@ class Farm:
                 Code={"ZipFile": buffer.getvalue()},
                 Timeout=props["Timeout"],
                 MemorySize=props["MemorySize"],
-                Environment={"Variables": resolve(props["Environment"]["Variables"], refs, attrs)},
+                Environment={"Variables": resolve(props["Environment"]["Variables"], self.refs, self.attrs)},
             )["FunctionArn"]
-            attrs[(lid, "Arn")] = arn
-            self.functions[props["Handler"]] = lid
+            self.attrs[(lid, "Arn")] = arn
+            functions[props["Handler"]] = lid
+        return functions
 
+    def _create_batch(self, resources: dict[str, Any], role_arn: str) -> None:
+        """The stack's job queues (on one stand-in compute environment) and job definitions."""
         compute = self.batch.create_compute_environment(
             computeEnvironmentName="stand-in", type="UNMANAGED", state="ENABLED", serviceRole=role_arn
         )["computeEnvironmentArn"]
@@ -327,36 +345,31 @@ class Farm:
                     computeEnvironmentOrder=[{"order": 1, "computeEnvironment": compute}],
                 )
             if resource["Type"] == "AWS::Batch::JobDefinition":
-                props = resource["Properties"]
-                container = props["ContainerProperties"]
-                self.batch.register_job_definition(
-                    jobDefinitionName=props["JobDefinitionName"],
-                    type="container",
-                    containerProperties={
-                        "image": "builder",
-                        "resourceRequirements": [
-                            {"type": r["Type"], "value": r["Value"]}
-                            for r in container["ResourceRequirements"]
-                        ],
-                        "environment": [
-                            {"name": e["Name"], "value": resolve(e["Value"], refs, attrs)}
-                            for e in container["Environment"]
-                        ],
-                    },
-                    retryStrategy={
-                        "attempts": props["RetryStrategy"]["Attempts"],
-                        "evaluateOnExit": [  # CloudFormation's PascalCase -> the API's camelCase
-                            {k[0].lower() + k[1:]: v for k, v in rule.items()}
-                            for rule in props["RetryStrategy"]["EvaluateOnExit"]
-                        ],
-                    },
-                )
+                self._register_job_definition(resource["Properties"])
 
-        (machine,) = [r for r in resources.values() if r["Type"] == "AWS::StepFunctions::StateMachine"]
-        self.definition = as_moto_reads_it(resolve(machine["Properties"]["DefinitionString"], refs, attrs))
-        self.state_machine_arn = self.sfn.create_state_machine(
-            name=STACK_NAME, definition=self.definition, roleArn=role_arn
-        )["stateMachineArn"]
+    def _register_job_definition(self, props: dict[str, Any]) -> None:
+        container = props["ContainerProperties"]
+        self.batch.register_job_definition(
+            jobDefinitionName=props["JobDefinitionName"],
+            type="container",
+            containerProperties={
+                "image": "builder",
+                "resourceRequirements": [
+                    {"type": r["Type"], "value": r["Value"]} for r in container["ResourceRequirements"]
+                ],
+                "environment": [
+                    {"name": e["Name"], "value": resolve(e["Value"], self.refs, self.attrs)}
+                    for e in container["Environment"]
+                ],
+            },
+            retryStrategy={
+                "attempts": props["RetryStrategy"]["Attempts"],
+                "evaluateOnExit": [  # CloudFormation's PascalCase -> the API's camelCase
+                    {k[0].lower() + k[1:]: v for k, v in rule.items()}
+                    for rule in props["RetryStrategy"]["EvaluateOnExit"]
+                ],
+            },
+        )
 
     def seed_releases(self, versions: dict[str, str]) -> None:
         """releases.json as python.org would have made it, fresh (no refresh is due)."""

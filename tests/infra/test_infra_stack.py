@@ -107,10 +107,8 @@ def test_cfn_lint_reports_no_errors(synthesis, template: dict[str, Any]) -> None
 # -- storage and CDN -----------------------------------------------------------------------
 
 
-def test_store_bucket_is_encrypted_versioned_private_logged_and_expires_scratch(assertions, template) -> None:
-    from aws_cdk.assertions import Match
-
-    store_id, store = only(template, "AWS::S3::Bucket", "StorageStore")
+def test_store_bucket_is_encrypted_versioned_private_logged_and_expires_scratch(template) -> None:
+    _, store = only(template, "AWS::S3::Bucket", "StorageStore")
     logs_id, _ = only(template, "AWS::S3::Bucket", "StorageAccessLogs")
     props = store["Properties"]
     assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
@@ -128,7 +126,14 @@ def test_store_bucket_is_encrypted_versioned_private_logged_and_expires_scratch(
     assert not any(p and p.startswith("builds") for p in expiring)  # published builds never expire
     assert store.get("DeletionPolicy") == "Retain"
 
-    # TLS only; the CDN (OAC) reads objects but may not read the workflow's working state.
+
+def test_store_bucket_policy_is_tls_only_and_the_cdn_reads_only_published_content(
+    assertions, template
+) -> None:
+    """TLS only; the CDN (OAC) reads objects but may not read the workflow's working state."""
+    from aws_cdk.assertions import Match
+
+    store_id, _ = only(template, "AWS::S3::Bucket", "StorageStore")
     assertions.has_resource_properties(
         "AWS::S3::BucketPolicy",
         {

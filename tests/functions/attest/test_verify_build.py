@@ -81,6 +81,17 @@ def write_build(
         created=created,
     )
     (directory / "sbom.cdx.json").write_text(make_sbom(sbom))
+    write_provenance(directory, signer, spec, artifacts, created)
+    listed = [TARBALL, DEB, "manifest.json", "sbom.cdx.json", "provenance.json"]
+    (directory / "SHA256SUMS").write_text("".join(f"{sha256(directory / n)}  {n}\n" for n in listed))
+    sign_file(signer, directory / "SHA256SUMS")
+    return directory
+
+
+def write_provenance(
+    directory: Path, signer: KeyFileSigner, spec: dict, artifacts: list[dict], created: datetime.datetime
+) -> None:
+    """provenance.json (+ .sig) over the artifacts, manifest.json and sbom.cdx.json."""
     subjects = [Subject(name=a["file"], sha256=a["sha256"]) for a in artifacts]
     subjects += [Subject(name=n, sha256=sha256(directory / n)) for n in ("manifest.json", "sbom.cdx.json")]
     provenance = ProvenanceFacts(
@@ -95,10 +106,6 @@ def write_build(
     )
     (directory / "provenance.json").write_text(render_statement(provenance))
     sign_file(signer, directory / "provenance.json")
-    listed = [TARBALL, DEB, "manifest.json", "sbom.cdx.json", "provenance.json"]
-    (directory / "SHA256SUMS").write_text("".join(f"{sha256(directory / n)}  {n}\n" for n in listed))
-    sign_file(signer, directory / "SHA256SUMS")
-    return directory
 
 
 @pytest.fixture(scope="module")

@@ -118,12 +118,8 @@ def emf_metrics(output: str) -> dict[str, float]:
     return values
 
 
-def test_plan_then_publish_through_the_handlers(store, s3_writes, capsys, handler_logs, tmp_path):
-    event = {
-        "input": {"versions": ["3.13.5"], "platforms": ["debian-12", "rhel-9"]},
-        "execution_id": "nightly-2026-11-22",
-    }
-    summary = plan_handler.handler(event, LambdaContext())
+def _assert_planned_four_cells(summary, store, capsys, handler_logs) -> None:
+    """What Plan answered, saved, logged and counted for 3.13.5 on debian-12 and rhel-9."""
     assert summary["plan_id"] == "nightly-2026-11-22"
     assert summary["items"] == {"bucket": BUCKET, "key": f"{PREFIX}/plans/nightly-2026-11-22/items.json"}
     assert summary["counts"] == {
@@ -146,6 +142,25 @@ def test_plan_then_publish_through_the_handlers(store, s3_writes, capsys, handle
     }
     assert read_json(store, "runs/nightly-2026-11-22.json")["planned"] == 4  # an open run
 
+
+def _assert_signed_with_the_stack_key(store, build_dir: str, tmp_path) -> None:
+    """keys/ lists the stack's KMS public key, and openssl verifies the catalog, a build's
+    SHA256SUMS and its provenance with it."""
+    keys = read_json(store, "keys/keys.json")
+    public_key = store.read(keys["keys"][0]["file"])[0]
+    assert [k["fingerprint"] for k in keys["keys"]] == [keys["current"]] == [fingerprint(public_key)]
+    for name in ("versions.json", f"{build_dir}/SHA256SUMS", f"{build_dir}/provenance.json"):
+        assert openssl_verifies(tmp_path, public_key, store.read(name)[0], store.read(f"{name}.sig")[0]), name
+    assert store.exists(f"{build_dir}/sbom.cdx.json")
+
+
+def test_plan_then_publish_through_the_handlers(store, s3_writes, capsys, handler_logs, tmp_path):
+    event = {
+        "input": {"versions": ["3.13.5"], "platforms": ["debian-12", "rhel-9"]},
+        "execution_id": "nightly-2026-11-22",
+    }
+    summary = plan_handler.handler(event, LambdaContext())
+    _assert_planned_four_cells(summary, store, capsys, handler_logs)
     items = read_json(store, "plans/nightly-2026-11-22/items.json")
     assert items[0]["spec"]["store"] == f"s3://{BUCKET}/{PREFIX}"
     assert (
@@ -186,15 +201,7 @@ def test_plan_then_publish_through_the_handlers(store, s3_writes, capsys, handle
     )
     assert "failed #1" in store.read("index.html")[0].decode()
 
-    # Signed with the stack's KMS key: keys/ lists its public key, and openssl verifies the
-    # catalog, a build's SHA256SUMS and its provenance with it.
-    keys = read_json(store, "keys/keys.json")
-    public_key = store.read(keys["keys"][0]["file"])[0]
-    assert [k["fingerprint"] for k in keys["keys"]] == [keys["current"]] == [fingerprint(public_key)]
-    build_dir = items[0]["spec"]["artifact_dir"]
-    for name in ("versions.json", f"{build_dir}/SHA256SUMS", f"{build_dir}/provenance.json"):
-        assert openssl_verifies(tmp_path, public_key, store.read(name)[0], store.read(f"{name}.sig")[0]), name
-    assert store.exists(f"{build_dir}/sbom.cdx.json")
+    _assert_signed_with_the_stack_key(store, items[0]["spec"]["artifact_dir"], tmp_path)
 
     # The next scheduled run ({}) has nothing new for published cells, retries the failed one.
     summary = plan_handler.handler({"input": {}, "execution_id": "nightly-2026-11-23"}, LambdaContext())
