@@ -106,17 +106,15 @@ def ccache_stats(*argv: str) -> str:
     return done.stdout if done.returncode == 0 else ""
 
 
-def print_make_steps(log_path: Path | None, total: float) -> None:
+def print_make_steps(log: str, total: float) -> None:
     """The make steps' times from the build's log (each PGO stage, BOLT, install's make)."""
-    log = log_path.read_text(errors="replace") if log_path else ""
     for step, seconds in _MAKE_STEP.findall(log):
         print(f"  make: {step}: {float(seconds):.1f} s")
     print(f"  total {total:.1f} s")
 
 
-def print_cache_use(log_path: Path | None) -> None:
-    """ccache's hits and misses per make step and since zeroed."""
-    log = log_path.read_text(errors="replace") if log_path else ""
+def print_cache_use(log: str) -> None:
+    """ccache's hits and misses per make step (from the build's log) and since zeroed."""
     for step, counts in _MAKE_STEP_CCACHE.findall(log):
         print(f"  make: {step}: ccache {counts}")
     stats = dict(line.split("\t", 1) for line in ccache_stats("--print-stats").splitlines() if "\t" in line)
@@ -169,9 +167,10 @@ def main() -> int:
             if not result.ok:
                 print(f"  FAILED in {result.failed_phase}: {result.reason} (log: {result.log_path})")
                 return 1
-            print_make_steps(result.log_path, total)
+            log = result.log_path.read_text(errors="replace") if result.log_path else ""
+            print_make_steps(log, total)
             if args.ccache:
-                print_cache_use(result.log_path)
+                print_cache_use(log)
             tarball = store / spec.artifact_dir / f"python-{version}-{args.platform}-x86_64.tar.gz"
             rows.append((optimization, result.timings, total, tarball.stat().st_size / 1e6))
     print_report(args, version, rows)

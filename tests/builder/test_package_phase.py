@@ -74,7 +74,7 @@ def test_package_writes_the_tarball_and_the_deb_side_by_side(tmp_path, monkeypat
     members = subprocess.run(["ar", "t", str(deb)], capture_output=True, text=True, check=True).stdout
     assert "data.tar.gz" in members.split()
     build.log.close()
-    assert "-Zgzip -z6 --build" in Path(tmp_path / "build.log").read_text()
+    assert "-Zgzip -z6 --build" in (tmp_path / "build.log").read_text()
 
 
 def test_a_failing_deb_fails_the_phase_after_the_tarball_is_done(tmp_path, monkeypatch):
