@@ -319,11 +319,13 @@ def profile_task(version, jobs):
 # without BOLT, CPU-time minima of benchmarks/interpreter_speed.py's suite against bookworm's
 # python3.11, four runs: 0.99-1.00x -> 1.03-1.05x; nbody 0.85-0.89x -> 0.98-1.05x, json
 # 0.92-0.98x -> 0.98-1.05x; the interpreter grows 7%). 1000 (every executed block hot)
-# measured the same overall but nbody 0.83-0.85x. Series not listed keep GCC's default: 3.13
-# met its target without it; 3.9.2 with 999 ran at 0.976x of the same build with the default
-# (one run of benchmarks/interpreter_speed.py --against, 2026-12-01: fannkuch 0.90x, regex
-# 0.91x); the others are not measured here.
-PGO_HOT_PERMILLE = {11: 999}
+# measured the same overall but nbody 0.83-0.85x. 3.13.15 (debian-13, with BOLT; two runs of
+# interpreter_speed.py --against, the builds swapped, 2026-12-01): 999 over the default 1.029x
+# and 1.035x, against trixie's python3.13 1.060x and 1.121x where the default build ran 1.030x
+# and 1.084x (json 0.98-1.01x -> 1.09-1.13x). Series not listed keep GCC's default: 3.9.2 with
+# 999 ran at 0.976x of the same build with the default (one run, 2026-12-01: fannkuch 0.90x,
+# regex 0.91x); the others are not measured here.
+PGO_HOT_PERMILLE = {11: 999, 13: 999}
 
 
 def pgo_hot_permille(version):

@@ -161,11 +161,11 @@ def test_pgo_task_per_series(key):
 
 @pytest.mark.parametrize("key", SERIES)
 def test_pgo_hot_share_per_series(key):
-    """3.11's final PGO+LTO build (compile and LTO link) counts the hottest 99.9% of the
+    """3.11's and 3.13's final PGO+LTO build (compile and LTO link) count the hottest 99.9% of the
     profiled time as hot instead of GCC's 99%; the instrumented build, `none` builds and the
     other series keep GCC's default."""
     version = VERSIONS[key]
-    added = ["--param=hot-bb-count-ws-permille=999"] if key == "3.11" else []
+    added = ["--param=hot-bb-count-ws-permille=999"] if key in ("3.11", "3.13") else []
     assert series.pgo_hot_permille(version) == (999 if added else None)
     makefile = {"CONFIGURE_CFLAGS_NODIST": "-fstack-protector -flto", "CONFIGURE_LDFLAGS_NODIST": "-flto"}
     instrumented, final = flags.make_variables(version, "pgo+lto", makefile)
