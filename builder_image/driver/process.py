@@ -14,7 +14,7 @@ from .errors import BuildError
 KEEP_LINES = 4000
 # Lines of the failing phase printed on failure (and kept in failure.json).
 TAIL_LINES = 40
-_ERROR_LINE = re.compile(r"\berror:|\*\*\* \[|Error \d+$")
+_ERROR_LINE = re.compile(r"\berror:|\*\*\* \[|Error [0-9]+$")
 
 
 def say(message):

@@ -17,6 +17,8 @@ system python of a builder). Checked against the tarballs of 3.9.2, 3.11.2, 3.13
 
 import re
 
+from .spec import parse_version
+
 # Extension modules built into libpython (and so into the interpreter) from 3.11 on, as
 # Debian builds them: no third-party libraries, and called often. Built in, they are compiled
 # as core code (the thread state without a function call, LTO across the call) instead of
@@ -114,11 +116,9 @@ EXCLUSIONS = (
 
 
 def minor_of(version):
-    """'3.13.5' -> 13, '3.15.0a2' -> 15 (the series' minor number)."""
-    match = re.match(r"3\.([0-9]{1,2})\.", version)
-    if not match:
-        raise ValueError("malformed Python version {!r}".format(version))
-    return int(match.group(1))
+    """'3.13.5' -> 13, '3.15.0a2' -> 15 (the series' minor number); SpecError (a ValueError)
+    for anything that is not a whole version."""
+    return parse_version(version)[1]
 
 
 def builtin_modules(version):

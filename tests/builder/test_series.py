@@ -299,8 +299,9 @@ def test_side_by_side_runs_report_a_failure_of_either_with_both_outputs_logged(t
 
 
 def test_malformed_version():
-    with pytest.raises(ValueError, match="malformed"):
-        series.minor_of("3")
+    for version in ("3", "3.13.5garbage", "3.13.5\n", "3.1\u0663.5"):
+        with pytest.raises(ValueError, match="malformed"):
+            series.minor_of(version)
 
 
 # --- relocation --------------------------------------------------------------------------
