@@ -332,7 +332,7 @@ def test_content_types(name, expected):
 @pytest.fixture
 def server(published) -> Iterator[tuple[str, int]]:
     httpd = make_server(published.root, "127.0.0.1", 0)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield httpd.server_address[:2]
     httpd.shutdown()
@@ -440,7 +440,7 @@ def test_serve_command_prints_its_url_serves_and_stops_on_ctrl_c(published, tmp_
 def test_served_metadata_after_reindex_is_what_uv_lists(published, tmp_path):
     """The real uv reads the reindexed download metadata over HTTP, with URLs into the server."""
     httpd = make_server(published.root, "127.0.0.1", 0)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     base = f"http://127.0.0.1:{httpd.server_address[1]}"
     try:
         assert main(["reindex", "--store", str(published.root), "--base-url", base]) == 0

@@ -97,7 +97,8 @@ class RuntimeApi:
                     self.wfile.write(body)
 
         self.server = _Server(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        poll = {"poll_interval": 0.05}  # shutdown() waits at most this long
+        threading.Thread(target=self.server.serve_forever, kwargs=poll, daemon=True).start()
         return self
 
     def stop(self) -> None:
