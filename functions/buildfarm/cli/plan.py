@@ -63,9 +63,12 @@ def format_table(rows: list[list[str]], header: list[str]) -> str:
 def run_plan(args: argparse.Namespace) -> int:
     from buildfarm.plan import new_execution_id, plan
 
+    try:
+        raw = raw_input_from_args(args)  # the user's own mistake first, before the store's
+    except InputError as error:
+        raise UsageError(str(error)) from None
     config, store = _config_and_store(args)
     try:
-        raw = raw_input_from_args(args)
         # The input's own dry_run is validated as given ("perhaps" is an error) before the
         # CLI sets it: `buildfarm plan` never claims or writes.
         parse_workflow_input(raw, config)

@@ -93,6 +93,12 @@ def test_plan_errors_are_one_line(published_store, capsys, argv, message):
     assert err.startswith("buildfarm plan: error: ") and message in err and err.count("\n") == 1
 
 
+def test_a_malformed_input_is_named_before_a_missing_store(capsys, tmp_path):
+    assert main(["plan", "--store", str(tmp_path / "missing"), "--input", "{nope"]) == 2
+    err = capsys.readouterr().err
+    assert "--input is not JSON" in err and "does not exist" not in err
+
+
 def test_bad_environment_is_one_line(monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("BUILDFARM_ENABLED_ARCHES", "x86_64,sparc")
     assert main(["plan", "--store", str(tmp_path)]) == 2
