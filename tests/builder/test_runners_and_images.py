@@ -63,6 +63,7 @@ def test_chroot_only_for_debian_family():
         select_runner("rhel-9", "chroot")
 
 
+@pytest.mark.root  # and the host's Debian mirror, which select_runner asks: not in the offline fast suite
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 def test_chroot_runner_for_debian_release_with_a_mirror():
     runner = select_runner("debian-11", "chroot")

@@ -13,21 +13,16 @@ The sdists build with an in-tree backend (sdist_backend.py), so no setuptools an
 
 from __future__ import annotations
 
-import hashlib
-import html
 import io
 import json
 import platform
 import sys
 import tarfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE))
-import sdist_backend  # noqa: E402
+import sdist_backend
+from package_index import PackageIndex, serve_package_index
 
 HOST_ARCH = platform.machine()
 OTHER_ARCH = {"x86_64": "aarch64", "aarch64": "x86_64"}[HOST_ARCH]
@@ -72,17 +67,6 @@ backend-path = ["."]
 """
 
 
-@dataclass
-class PackageIndex:
-    url: str  # the simple index: pip's --index-url
-    files: Path  # every distribution file, by name
-    sha256: dict[str, str]  # file name -> sha256
-
-    def hashes(self, project: str) -> list[str]:
-        prefix = project.replace("-", "_") + "-"
-        return [f"sha256:{digest}" for name, digest in sorted(self.sha256.items()) if name.startswith(prefix)]
-
-
 def _add_tar_member(archive: tarfile.TarFile, name: str, content: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(content)
@@ -96,7 +80,7 @@ def write_sdist(directory: Path, project: str, spec: dict) -> str:
     config = {"name": project, "version": "1.0", **spec}
     members = {
         "pyproject.toml": PYPROJECT,
-        "lf_backend.py": (HERE / "sdist_backend.py").read_text(),
+        "lf_backend.py": Path(sdist_backend.__file__).read_text(),
         "lf_build.json": json.dumps(config),
         "PKG-INFO": f"Metadata-Version: 2.1\nName: {project}\nVersion: 1.0\n",
     }
@@ -104,22 +88,6 @@ def write_sdist(directory: Path, project: str, spec: dict) -> str:
         for name, text in members.items():
             _add_tar_member(archive, f"{base}/{name}", text.encode())
     return f"{base}.tar.gz"
-
-
-def write_simple_index(root: Path, files: Path) -> dict[str, str]:
-    """root/simple/<project>/index.html linking each file with its sha256 (PEP 503)."""
-    sha256 = {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in files.iterdir()}
-    projects: dict[str, list[str]] = {}
-    for name in sha256:
-        projects.setdefault(name.split("-", 1)[0].replace("_", "-"), []).append(name)
-    for project, names in projects.items():
-        page = root / "simple" / project / "index.html"
-        page.parent.mkdir(parents=True)
-        links = "".join(
-            f'<a href="../../files/{html.escape(n)}#sha256={sha256[n]}">{html.escape(n)}</a>\n' for n in names
-        )
-        page.write_text(f"<!DOCTYPE html><html><body>\n{links}</body></html>\n")
-    return sha256
 
 
 @pytest.fixture(scope="session")
@@ -134,5 +102,4 @@ def package_index(tmp_path_factory, http_dir_server) -> PackageIndex:
         )
     for project, spec in SDISTS.items():
         write_sdist(files, project, spec)
-    sha256 = write_simple_index(root, files)
-    return PackageIndex(http_dir_server(root) + "/simple/", files, sha256)
+    return serve_package_index(root, http_dir_server)

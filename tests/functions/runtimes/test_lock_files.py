@@ -1,6 +1,8 @@
 """The three ways to give a runtime's requirements (requirements.txt with hashes, uv.lock,
-pylock.toml), installed with the real uv in hash-checking mode into a venv of this Python
-(from PyPI the first time, then the cache): what the runtime build's install step does."""
+pylock.toml), installed with the real uv in hash-checking mode into a venv of this Python:
+what the runtime build's install step does. The distributions come from a local package index
+over loopback HTTP (uv's UV_DEFAULT_INDEX), so no test here needs the network or a TLS
+certificate that is valid on the day it runs."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import sdist_backend
+from package_index import PackageIndex, serve_package_index
 
 from buildfarm.errors import UsageError
 from buildfarm.runtimes.build import Tree, install_requirements, requirements_file
@@ -16,10 +20,30 @@ from buildfarm.runtimes.definitions import load_definition
 from buildfarm.runtimes.runtime_build import find_uv
 from buildfarm.runtimes.selftest import installed_distributions, top_level_modules
 
-PIN = "idna==3.10"
+PIN = "rt-leaf==1.0"
 PYPROJECT = (
-    '[project]\nname = "svc"\nversion = "1"\nrequires-python = ">=3.11"\ndependencies = ["idna==3.10"]\n'
+    '[project]\nname = "svc"\nversion = "1"\nrequires-python = ">=3.11"\ndependencies = ["rt-leaf==1.0"]\n'
 )
+
+
+@pytest.fixture(scope="module")
+def runtime_index(tmp_path_factory, http_dir_server) -> PackageIndex:
+    """rt-leaf 1.0, and rt-app 1.0, which requires rt-leaf."""
+    root = tmp_path_factory.mktemp("runtime-index")
+    files = root / "files"
+    files.mkdir()
+    sdist_backend.write_wheel(str(files), "rt-leaf", "1.0", "py3-none-any", {"rt_leaf.py": b"LEAF = 1\n"})
+    app = {"rt_app.py": b"import rt_leaf\n"}
+    sdist_backend.write_wheel(str(files), "rt-app", "1.0", "py3-none-any", app, requires=("rt-leaf",))
+    return serve_package_index(root, http_dir_server)
+
+
+@pytest.fixture(autouse=True)
+def local_index(runtime_index: PackageIndex, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every uv here (--no-config still reads the environment) resolves from the local index."""
+    monkeypatch.setenv("UV_DEFAULT_INDEX", runtime_index.url)
+    for name in ("UV_INDEX_URL", "UV_INDEX", "UV_EXTRA_INDEX_URL", "UV_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def uv(*args: str | Path, cwd: Path | None = None) -> None:
@@ -65,19 +89,19 @@ def test_each_lock_kind_installs_with_hashes(tmp_path: Path, cache: Path, kind: 
     requirements = requirements_file(find_uv(), definition, work)
     install_requirements(find_uv(), tree, requirements, cache, kind)
     series = f"{sys.version_info.major}.{sys.version_info.minor}"
-    assert installed_distributions(tree.site_packages(series)) == [{"name": "idna", "version": "3.10"}]
-    assert top_level_modules(tree.site_packages(series)) == ["idna"]
+    assert installed_distributions(tree.site_packages(series)) == [{"name": "rt-leaf", "version": "1.0"}]
+    assert top_level_modules(tree.site_packages(series)) == ["rt_leaf"]
 
 
-def test_a_dependency_missing_from_the_lock_is_named(tmp_path: Path, cache: Path) -> None:
+def test_a_dependency_missing_from_the_lock_is_named(
+    tmp_path: Path, cache: Path, runtime_index: PackageIndex
+) -> None:
     tree = Tree(tmp_path / "venv", "/opt/runtimes/svc/1")
     uv("venv", "--no-config", "--quiet", "--python", sys.executable, tree.path)
     lock = tmp_path / "requirements.txt"
-    # requests needs charset-normalizer, idna, urllib3 and certifi, none of them in this lock
-    lock.write_text(
-        "requests==2.32.3 --hash=sha256:70761cfe03c773ceb22aa2f671b4757976145175cdfca038c02654d061d6dcc6\n"
-    )
-    with pytest.raises(
-        UsageError, match=r"^the lock has no hash for \S+ \(a dependency missing from the lock\?\)$"
-    ):
+    # rt-app requires rt-leaf, which this lock leaves out
+    (digest,) = runtime_index.hashes("rt-app")
+    lock.write_text(f"rt-app==1.0 --hash={digest}\n")
+    missing = r"^the lock has no hash for rt-leaf(==1\.0)? \(a dependency missing from the lock\?\)$"
+    with pytest.raises(UsageError, match=missing):
         install_requirements(find_uv(), tree, lock, cache, "requirements.txt")

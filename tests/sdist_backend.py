@@ -25,17 +25,21 @@ def _config() -> dict:
     return json.loads(Path("lf_build.json").read_text())
 
 
-def _dist_info_files(name: str, version: str, tag: str) -> dict[str, bytes]:
+def _dist_info_files(name: str, version: str, tag: str, requires: tuple[str, ...] = ()) -> dict[str, bytes]:
     dist = f"{name.replace('-', '_')}-{version}.dist-info"
     metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+    metadata += "".join(f"Requires-Dist: {requirement}\n" for requirement in requires)
     purelib = "true" if "none-any" in tag else "false"
     wheel = f"Wheel-Version: 1.0\nGenerator: lf_backend\nRoot-Is-Purelib: {purelib}\nTag: {tag}\n"
     return {f"{dist}/METADATA": metadata.encode(), f"{dist}/WHEEL": wheel.encode()}
 
 
-def write_wheel(directory: str, name: str, version: str, tag: str, files: dict[str, bytes]) -> str:
-    """A wheel of `files` (archive path -> content) with its dist-info and a correct RECORD."""
-    files = {**files, **_dist_info_files(name, version, tag)}
+def write_wheel(
+    directory: str, name: str, version: str, tag: str, files: dict[str, bytes], requires: tuple[str, ...] = ()
+) -> str:
+    """A wheel of `files` (archive path -> content) with its dist-info (Requires-Dist: each of
+    `requires`) and a correct RECORD."""
+    files = {**files, **_dist_info_files(name, version, tag, requires)}
     dist = f"{name.replace('-', '_')}-{version}.dist-info"
     lines = []
     for path, content in files.items():
