@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from loopback import serve_in_background
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
@@ -50,8 +50,7 @@ def served(tmp_path: Path) -> Iterator[tuple[LocalStore, str]]:
     root = tmp_path / "store"
     root.mkdir()
     server = make_server(root, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
+    serve_in_background(server)
     yield LocalStore(root), server_url(server).rstrip("/")
     server.shutdown()
     server.server_close()

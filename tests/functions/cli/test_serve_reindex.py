@@ -13,11 +13,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from loopback import serve_in_background
 
 from buildfarm.catalog.derived import public_url_function, refresh_if_outdated, warn_local_base
 from buildfarm.catalog.install_script import embedded_base_url
@@ -332,8 +332,7 @@ def test_content_types(name, expected):
 @pytest.fixture
 def server(published) -> Iterator[tuple[str, int]]:
     httpd = make_server(published.root, "127.0.0.1", 0)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
+    serve_in_background(httpd)
     yield httpd.server_address[:2]
     httpd.shutdown()
     httpd.server_close()
@@ -440,7 +439,7 @@ def test_serve_command_prints_its_url_serves_and_stops_on_ctrl_c(published, tmp_
 def test_served_metadata_after_reindex_is_what_uv_lists(published, tmp_path):
     """The real uv reads the reindexed download metadata over HTTP, with URLs into the server."""
     httpd = make_server(published.root, "127.0.0.1", 0)
-    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    serve_in_background(httpd)
     base = f"http://127.0.0.1:{httpd.server_address[1]}"
     try:
         assert main(["reindex", "--store", str(published.root), "--base-url", base]) == 0

@@ -13,6 +13,8 @@ import sys
 import threading
 from dataclasses import dataclass, field
 
+from loopback import serve_in_background
+
 API = "/2018-06-01/runtime"
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:buildfarm-test"
 
@@ -97,8 +99,7 @@ class RuntimeApi:
                     self.wfile.write(body)
 
         self.server = _Server(("127.0.0.1", 0), Handler)
-        poll = {"poll_interval": 0.05}  # shutdown() waits at most this long
-        threading.Thread(target=self.server.serve_forever, kwargs=poll, daemon=True).start()
+        serve_in_background(self.server)
         return self
 
     def stop(self) -> None:

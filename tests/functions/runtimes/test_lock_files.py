@@ -21,9 +21,7 @@ from buildfarm.runtimes.runtime_build import find_uv
 from buildfarm.runtimes.selftest import installed_distributions, top_level_modules
 
 PIN = "rt-leaf==1.0"
-PYPROJECT = (
-    '[project]\nname = "svc"\nversion = "1"\nrequires-python = ">=3.11"\ndependencies = ["rt-leaf==1.0"]\n'
-)
+PYPROJECT = f'[project]\nname = "svc"\nversion = "1"\nrequires-python = ">=3.11"\ndependencies = ["{PIN}"]\n'
 
 
 @pytest.fixture(scope="module")
