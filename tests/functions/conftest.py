@@ -19,7 +19,6 @@ from typing import Any
 
 import boto3
 import pytest
-from loopback import serve_in_background
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
@@ -179,7 +178,11 @@ class PythonOrgServer:
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        serve_in_background(self.server)
+        # Not tests/loopback.py's serve_in_background: subprocess scripts import this module as
+        # tests.functions.conftest, with the repository (not tests/) on sys.path.
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}/api/v2/downloads"
 
     def answer(self, path: str, release: str | None) -> tuple[int, bytes, float]:
