@@ -1,5 +1,6 @@
-"""Alarms and notifications: one SNS topic for failed executions (which name their failed cells)
-and a CloudWatch alarm on the state machine's ExecutionsFailed metric."""
+"""Alarms and notifications: one SNS topic for failed, timed-out or aborted executions (which
+name their cause and failed cells) and a CloudWatch alarm on the sum of the state machine's
+ExecutionsFailed, ExecutionsTimedOut and ExecutionsAborted metrics."""
 
 from __future__ import annotations
 
@@ -68,11 +69,24 @@ class Alarms(Construct):
             ],
         )
 
+        # The same three statuses as the rule: Step Functions counts each in a metric of its own.
+        hourly = {"period": Duration.hours(1), "statistic": "Sum"}
+        ended_badly = cloudwatch.MathExpression(
+            expression="failed + timedOut + aborted",
+            using_metrics={
+                "failed": state_machine.metric_failed(**hourly),
+                "timedOut": state_machine.metric_timed_out(**hourly),
+                "aborted": state_machine.metric_aborted(**hourly),
+            },
+            label="Executions failed, timed out or aborted",
+            period=Duration.hours(1),
+        )
         self.executions_failed = cloudwatch.Alarm(
             self,
             "ExecutionsFailed",
-            alarm_description="A build farm execution failed (see the notification for the failed cells)",
-            metric=state_machine.metric_failed(period=Duration.hours(1), statistic="Sum"),
+            alarm_description="A build farm execution failed, timed out or was aborted "
+            "(see the notification for its cause and failed cells)",
+            metric=ended_badly,
             threshold=1,
             evaluation_periods=1,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,

@@ -407,7 +407,17 @@ def test_failed_executions_notify_and_alarm(template) -> None:
     assert set(pattern["detail"]["status"]) == {"FAILED", "TIMED_OUT", "ABORTED"}
     assert rule["Properties"]["Targets"][0]["Arn"] == {"Ref": topic_id}
     _, alarm = only(template, "AWS::CloudWatch::Alarm")
-    assert alarm["Properties"]["MetricName"] == "ExecutionsFailed"
+    # The alarm counts what the rule mails: failed, timed-out and aborted executions.
+    metrics = alarm["Properties"]["Metrics"]
+    (expression,) = [m["Expression"] for m in metrics if "Expression" in m]
+    named = {m["Id"]: m["MetricStat"]["Metric"]["MetricName"] for m in metrics if "MetricStat" in m}
+    assert named == {
+        "failed": "ExecutionsFailed",
+        "timedOut": "ExecutionsTimedOut",
+        "aborted": "ExecutionsAborted",
+    }
+    assert sorted(expression.replace(" ", "").split("+")) == sorted(named)
+    assert all(m["MetricStat"]["Stat"] == "Sum" for m in metrics if "MetricStat" in m)
     assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
 
 

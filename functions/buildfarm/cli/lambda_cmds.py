@@ -5,6 +5,7 @@ dependencies layer from requirements.txt, with a JSON report of every package.""
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -56,15 +57,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     deps.add_argument("--requirements", type=Path, required=True, metavar="FILE", help="requirements.txt")
     deps.add_argument(
         "--interpreter",
-        type=Path,
+        type=interpreter_path,
         default=Path(sys.executable),
         metavar="PYTHON",
-        help="the Python whose pip resolves and builds (default: this one)",
+        help="the Python whose pip resolves and builds: a path, or a command on PATH such as "
+        "python3.13 (default: this one)",
     )
     for command in (layer, deps):
         _common_options(command)
     layer.set_defaults(func=run_layer)
     deps.set_defaults(func=run_deps)
+
+
+def interpreter_path(value: str) -> Path:
+    """A path as given, or a bare command name (no /) looked up on PATH, as a shell would."""
+    if "/" not in value and (found := shutil.which(value)):
+        return Path(found)
+    return Path(value)
 
 
 def _common_options(parser: argparse.ArgumentParser) -> None:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from buildfarm.cli.lambda_cmds import interpreter_path
+
 BUILDFARM = str(Path(sys.executable).parent / "buildfarm")
 HERMETIC_PIP = {"PIP_CONFIG_FILE": os.devnull, "PIP_NO_CACHE_DIR": "1"}
 TARBALL = "python-3.13.5-debian-12-x86_64.tar.gz"
@@ -145,3 +147,22 @@ def test_an_absent_interpreter_is_refused(tmp_path):
         "deps", "--requirements", str(wanted), "--interpreter", str(absent), "--out", str(tmp_path / "out")
     )
     assert_refused(result, tmp_path / "out", f"interpreter {absent} does not exist")
+
+
+def test_an_interpreter_named_without_a_path_is_found_on_path(tmp_path, monkeypatch):
+    """`--interpreter python3.13` as the README writes it: a command name is looked up on PATH,
+    as a shell would; a path is taken as given; a name found nowhere is refused as given."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python-here").symlink_to(sys.executable)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    assert interpreter_path("python-here") == bin_dir / "python-here"
+    assert interpreter_path("./python-here") == Path("./python-here")
+    assert interpreter_path("python-nowhere") == Path("python-nowhere")
+    wanted = tmp_path / "requirements.txt"
+    wanted.write_text("six\n")
+    out = tmp_path / "out"
+    absent = run_lambda(
+        "deps", "--requirements", str(wanted), "--interpreter", "python-nowhere", "--out", f"{out}"
+    )
+    assert_refused(absent, out, "interpreter python-nowhere does not exist")
