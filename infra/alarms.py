@@ -69,7 +69,12 @@ class Alarms(Construct):
             ],
         )
 
-        # The same three statuses as the rule: Step Functions counts each in a metric of its own.
+        self.executions_failed = self._alarm(state_machine)
+        self.executions_failed.add_alarm_action(cw_actions.SnsAction(self.topic))
+
+    def _alarm(self, state_machine: sfn.StateMachine) -> cloudwatch.Alarm:
+        """An alarm when an execution ends badly in an hour: the same three statuses as the
+        rule, which Step Functions counts in a metric each."""
         hourly = {"period": Duration.hours(1), "statistic": "Sum"}
         ended_badly = cloudwatch.MathExpression(
             expression="failed + timedOut + aborted",
@@ -81,7 +86,7 @@ class Alarms(Construct):
             label="Executions failed, timed out or aborted",
             period=Duration.hours(1),
         )
-        self.executions_failed = cloudwatch.Alarm(
+        return cloudwatch.Alarm(
             self,
             "ExecutionsFailed",
             alarm_description="A build farm execution failed, timed out or was aborted "
@@ -92,4 +97,3 @@ class Alarms(Construct):
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
-        self.executions_failed.add_alarm_action(cw_actions.SnsAction(self.topic))
