@@ -60,7 +60,8 @@ def new_release(version: str, sha256: str, file: str | None = None) -> Release:
 def parse_sha256sums(text: str, where: str) -> tuple[list[Release], int]:
     """(the CPython source releases a SHA256SUMS lists, how many other files it lists). A
     release listed as both .tar.xz and .tgz is taken as .tar.xz. ReleaseInputError names the
-    first line that is not a checksum line (blank lines and # comments are skipped)."""
+    first line that is not a checksum line (blank lines and # comments are skipped), or that
+    gives a file listed before a different digest."""
     found: dict[str, dict[str, str]] = {}  # version -> suffix -> sha256
     others = 0
     for number, line in enumerate(text.splitlines(), start=1):
@@ -79,7 +80,13 @@ def parse_sha256sums(text: str, where: str) -> tuple[list[Release], int]:
             others += 1
             continue
         version, suffix = source.groups()
-        found.setdefault(version, {})[suffix] = digest
+        digests = found.setdefault(version, {})
+        if digests.get(suffix, digest).lower() != digest.lower():
+            # The digest every later build of the release trusts: two of them is a broken file.
+            raise ReleaseInputError(
+                f"{where} line {number} gives {name.rsplit('/', 1)[-1]} a second, different sha256"
+            )
+        digests[suffix] = digest
     releases = []
     for version, digests in found.items():
         suffix = next(suffix for suffix in SOURCE_SUFFIXES if suffix in digests)  # .tar.xz first

@@ -153,6 +153,17 @@ def parse_workflow_input(
     return request
 
 
+def asks_for_dry_run(raw: Any) -> bool:
+    """Whether a workflow input, valid or not, says dry_run: Recover runs before Plan validates
+    it and must write nothing then. A JSON text counts as Plan reads it."""
+    if isinstance(raw, str | bytes) and len(raw) <= MAX_INPUT_BYTES:
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return False
+    return isinstance(raw, dict) and raw.get("dry_run") is True
+
+
 # -- command line: the same input from flags, shared by `plan`, `run` and `trigger` ----------
 
 

@@ -134,7 +134,6 @@ def test_next_free_build_number(tmp_path, source_mirror):
         (["3.99.1", "--platform", "debian-12"], "no known sha256 for Python-3.99.1.tar.xz"),
         (["3.13.5", "--platform", "debian-12", "--source-mirror", "ftp://x"], "must be an http://"),
         (["3.13.5", "--platform", "debian-12", "--store", "gs://bucket/x"], "unsupported store"),
-        (["3.13.5", "--platform", "debian-12", "--build", "0"], "build number must be >= 1"),
         (["3.13.5", "--platform", "rhel-9", "--runner", "host"], "host runner: this machine is"),
         (["3.13.5", "--platform", "rhel-9", "--runner", "chroot"], "not a Debian/Ubuntu platform"),
         (["3.13.5", "--platform", "debian-12", "--runner", "docker"], "no Docker engine"),
@@ -148,6 +147,22 @@ def test_bad_cli_input_is_one_line_and_touches_nothing(tmp_path, args, message, 
     assert code == 2, output
     lines = output.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], output
+    assert not store.exists()
+
+
+@pytest.mark.parametrize("bad", ["0", "01", "-1", "1_0", " 3", "\u0663", "10000000000"])
+def test_a_bad_build_number_is_refused_by_name_before_anything_is_written(tmp_path, bad, capsys):
+    """The store's own spelling (layout.BUILD_NUMBER), as `runtime build --build` takes it:
+    int() would take an Arabic-Indic three or 1_0, and 10000000000 is beyond what the store
+    lists as a build. argparse refuses it (its usage, then the error line)."""
+    from buildfarm.cli import main
+
+    store = tmp_path / "store"
+    with pytest.raises(SystemExit) as exited:
+        main(["build", "3.13.5", "--platform", "debian-12", "--build", bad, "--store", str(store)])
+    assert exited.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.endswith(f"argument --build: invalid build number {bad!r} (1 to 999999999, no leading zeros)")
     assert not store.exists()
 
 

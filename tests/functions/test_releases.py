@@ -364,6 +364,11 @@ def test_parse_sha256sums_takes_source_tarballs_only():
     assert others == 3
     with pytest.raises(ReleaseInputError, match=r"SUMS line 1 is not '<sha256>  <file>': 'ab  Python"):
         parse_sha256sums("ab  Python-3.12.1.tgz\n", "SUMS")
+    # The same file twice: the same digest is harmless, a different one is refused.
+    same, _ = parse_sha256sums(f"{'ab' * 32}  Python-3.12.1.tgz\n{'AB' * 32}  Python-3.12.1.tgz\n", "SUMS")
+    assert [r.sha256 for r in same] == ["ab" * 32]
+    with pytest.raises(ReleaseInputError, match=r"SUMS line 3 gives Python-3.12.1.tgz a second, different"):
+        parse_sha256sums(f"{'ab' * 32}  Python-3.12.1.tgz\n\n{'cd' * 32}  Python-3.12.1.tgz\n", "SUMS")
 
 
 def test_shared_mirror_sums_are_the_seed():

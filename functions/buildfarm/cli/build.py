@@ -14,6 +14,7 @@ import sys
 
 from buildfarm import clock
 from buildfarm.claims import claim_cell, release_claims
+from buildfarm.cli.arg_types import build_number
 from buildfarm.cli.live_build import build_showing_progress
 from buildfarm.config import DEFAULT_SOURCE_MIRROR, FarmConfig, resolve_store_location
 from buildfarm.errors import UsageError
@@ -79,7 +80,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="sha256 of Python-VERSION.tar.xz (default: the file, .tar.xz or .tgz, and sha256 that "
         "releases.json in the store or the packaged seed knows; see `buildfarm releases`)",
     )
-    parser.add_argument("--build", type=int, help="build number (default: the next free one in the store)")
+    parser.add_argument(
+        "--build", type=build_number, help="build number (default: the next free one in the store)"
+    )
     parser.set_defaults(func=run_build)
 
 
@@ -161,8 +164,6 @@ def make_spec(args: argparse.Namespace, execution_id: str) -> BuildSpec:
     mirror = args.source_mirror or os.environ.get("BUILDFARM_SOURCE_MIRROR") or DEFAULT_SOURCE_MIRROR
     if not mirror.startswith(("http://", "https://", "file://")):
         raise UsageError(f"source mirror {mirror!r} must be an http://, https:// or file:// URL")
-    if args.build is not None and args.build < 1:
-        raise UsageError(f"build number must be >= 1, not {args.build}")
     catalog = known_releases(store)
     version = resolve_version(args.version, catalog)
     file, sha256 = _source(args, version, catalog)

@@ -9,6 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from buildfarm.cli.arg_types import whole_number
 from buildfarm.errors import UsageError
 from buildfarm.lambda_layer.deps import interpreter_version
 from buildfarm.lambda_layer.layers import (
@@ -86,7 +87,7 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index-url", metavar="URL", help="the package index (default: pip's configuration)")
     parser.add_argument(
         "--limit-bytes",
-        type=int,
+        type=whole_number(1, 10**12),
         default=LAMBDA_UNZIPPED_LIMIT_BYTES,
         metavar="N",
         help=f"the unzipped size the layers may take (default {LAMBDA_UNZIPPED_LIMIT_BYTES}, Lambda's limit "

@@ -15,6 +15,7 @@ from typing import IO, Any
 
 from buildfarm import clock
 from buildfarm.attest.farm_signer import local_key_config
+from buildfarm.cli.arg_types import whole_number
 from buildfarm.cli.plan import format_table, print_plan
 from buildfarm.config import DEFAULT_STORE, ConfigError, FarmConfig
 from buildfarm.errors import UsageError
@@ -61,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="auto (default): host if it is the platform, else a chroot for Debian, else docker",
     )
     parser.add_argument(
-        "--jobs", type=_positive, default=1, metavar="N", help="cells built at once (default 1)"
+        "--jobs", type=whole_number(1, 64), default=1, metavar="N", help="cells built at once (default 1)"
     )
     parser.add_argument("--source-mirror", metavar="URL", help="python.org-shaped source mirror")
     parser.add_argument(
@@ -88,16 +89,6 @@ def _set_help(parser: argparse.ArgumentParser, dest: str, text: str) -> None:
             action.help = text
             return
     raise LookupError(f"no option {dest!r} to describe")
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 1 <= value <= 64:
-        raise argparse.ArgumentTypeError(f"must be 1..64, got {value}")
-    return value
 
 
 def _clock(seconds: float) -> str:

@@ -11,9 +11,9 @@ import argparse
 import os
 from pathlib import Path
 
+from buildfarm.cli.arg_types import build_number
 from buildfarm.config import resolve_store_location
 from buildfarm.errors import UsageError
-from buildfarm.layout import BUILD_NUMBER
 from buildfarm.platforms import UnknownArchError, UnknownPlatformError, canonical_arch, load_registry
 from buildfarm.runtimes.cloud_items import DEFINITIONS_ENV
 from buildfarm.runtimes.definitions import default_definitions, find_definition, load_definitions
@@ -88,13 +88,6 @@ def add_common(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help=f"the runtime definitions (default: ${DEFINITIONS_ENV}, else the repository's runtimes/)",
     )
-
-
-def build_number(text: str) -> int:
-    """A build number as the store spells it (layout.BUILD_NUMBER: 1-999999999, no sign or zeros)."""
-    if not BUILD_NUMBER.fullmatch(text):
-        raise argparse.ArgumentTypeError(f"invalid build number {text!r} (1 to 999999999, no leading zeros)")
-    return int(text)
 
 
 def definitions_dir(args: argparse.Namespace) -> Path:

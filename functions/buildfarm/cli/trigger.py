@@ -19,6 +19,7 @@ from typing import Any
 
 from buildfarm import clock
 from buildfarm.aws_errors import explain_aws_error, is_aws_error
+from buildfarm.cli.arg_types import seconds
 from buildfarm.errors import UsageError
 from buildfarm.workflow_input import (
     InputError,
@@ -64,10 +65,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--poll",
-        type=float,
+        type=seconds(0.1, 3600),
         default=10.0,
         metavar="SECONDS",
-        help="--wait: seconds between checks (default 10)",
+        help="--wait: seconds between checks, 0.1 to 3600 (default 10)",
     )
     parser.set_defaults(func=run_trigger)
 

@@ -22,6 +22,7 @@ from buildfarm.handlers.common import powertools
 from buildfarm.handlers.executions import step_functions_liveness
 from buildfarm.recovery import recover
 from buildfarm.store import open_store
+from buildfarm.workflow_input import asks_for_dry_run
 
 logger, tracer, metrics = powertools()
 
@@ -38,7 +39,7 @@ class RecoverEvent(BaseModel):
 @metrics.log_metrics
 @event_parser(model=RecoverEvent)
 def handler(event: RecoverEvent, context: LambdaContext) -> dict[str, Any]:
-    if isinstance(event.input, dict) and event.input.get("dry_run") is True:
+    if asks_for_dry_run(event.input):
         return {"finalized": [], "running": [], "published": 0, "failed": 0}
     config = FarmConfig.from_env()
     store = open_store(config.store)

@@ -63,7 +63,7 @@ def select_python(store: Store, wanted: str, platform: str, arch: str) -> Python
     if chosen is None:
         raise UsageError(
             f"no published Python {wanted} build for {platform}/{arch} in {store.location} "
-            f"(build it first: buildfarm build --version {wanted} --platform {platform} --arch {arch})"
+            f"(publish one first: buildfarm run --versions {wanted} --platforms {platform} --arches {arch})"
         )
     return chosen
 

@@ -19,7 +19,7 @@ from buildfarm.errors import UsageError
 from buildfarm.handlers import plan as plan_handler
 from buildfarm.handlers import publish as publish_handler
 from buildfarm.handlers import recover as recover_handler
-from buildfarm.workflow_input import InputError
+from buildfarm.workflow_input import InputError, asks_for_dry_run
 
 from ..conftest import BUCKET, NOW, PREFIX, WRITE_OPERATIONS, fake_build, read_json
 
@@ -223,6 +223,36 @@ def test_dry_run_event_writes_nothing(store, s3_writes):
     assert answer["counts"]["planned"] == 0
     assert recover_handler.handler({**event, "execution_arn": None}, LambdaContext())["finalized"] == []
     assert [c for c in s3_writes if c[0] in WRITE_OPERATIONS] == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "dry"),
+    [
+        ({"dry_run": True}, True),
+        ('{"dry_run": true, "versions": ["3.13"]}', True),  # Plan reads JSON text too
+        (b'{"dry_run": true}', True),
+        ({"dry_run": True, "bogus": 1}, True),  # invalid for Plan, still nothing written before it
+        ({"dry_run": "yes"}, False),
+        ('{"dry_run": false}', False),
+        ("not json", False),
+        (None, False),
+        (["dry_run"], False),
+    ],
+)
+def test_recover_sees_a_dry_run_in_any_form_plan_accepts(raw, dry):
+    assert asks_for_dry_run(raw) is dry
+
+
+def test_recover_writes_nothing_for_a_dry_run_given_as_json_text(store, s3_writes):
+    s3_writes.clear()
+    event = {"input": '{"dry_run": true}', "execution_id": "dry-text", "execution_arn": None}
+    assert recover_handler.handler(event, LambdaContext()) == {
+        "finalized": [],
+        "running": [],
+        "published": 0,
+        "failed": 0,
+    }
+    assert s3_writes == []
 
 
 def test_a_named_end_of_life_cell_is_planned(store):

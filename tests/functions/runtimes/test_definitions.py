@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from buildfarm.cli import main
+from buildfarm.cli import build_parser, main
 from buildfarm.errors import UsageError
 from buildfarm.models import Attestations
 from buildfarm.runtimes.definitions import (
@@ -192,10 +192,14 @@ def test_cli_refusals_publish_nothing(tmp_path: Path, capsys) -> None:
     argv = ["runtime", "build", "svc", "--platform", "debian-12", "--store", str(store),
             "--definitions", str(tmp_path / "defs"), "--cache", str(tmp_path / "cache")]  # fmt: skip
     assert main(argv) == 2
+    suggested = "buildfarm run --versions 3.13 --platforms debian-12 --arches x86_64"
     assert capsys.readouterr().err.strip().splitlines() == [
         f"buildfarm runtime: error: no published Python 3.13 build for debian-12/x86_64 in {store} "
-        "(build it first: buildfarm build --version 3.13 --platform debian-12 --arch x86_64)"
+        f"(publish one first: {suggested})"
     ]
+    # The suggestion is a command the CLI takes as written.
+    parsed = build_parser().parse_args(suggested.split()[1:])
+    assert (parsed.versions, parsed.platforms, parsed.arches) == (["3.13"], ["debian-12"], ["x86_64"])
     assert main([*argv[:2], "scv", *argv[3:]]) == 2
     assert "unknown runtime 'scv' (did you mean svc?)" in capsys.readouterr().err
     assert main([*argv, "--arch", "arm64"]) == 2  # the definition has x86_64 only
