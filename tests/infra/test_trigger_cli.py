@@ -19,7 +19,7 @@ from moto.server import ThreadedMotoServer
 
 from buildfarm import clock
 from buildfarm.cli import main
-from buildfarm.cli.trigger import console_url
+from buildfarm.cli.trigger import STATE_MACHINE_ARN, console_url
 from buildfarm.workflow_names import STACK_NAME, Errors, Outputs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -145,6 +145,15 @@ def test_trigger_without_wait_returns_at_once_with_the_execution(farm: wf.Farm, 
         (["--input", "{}", "--force"], "either --input or"),
         (["--stack", "NoSuchStack"], "stack 'NoSuchStack'"),
         (["--state-machine", "arn:aws:s3:::bucket"], "not a state machine ARN"),
+        (["--state-machine", "arn:stateMachine:x"], "not a state machine ARN: 'arn:stateMachine:x'"),
+        (
+            ["--state-machine", "arn:aws:states:us-east-1:123456789012:stateMachine:farm\n"],
+            "not a state machine ARN",
+        ),
+        (
+            ["--state-machine", "arn:aws:states:us-east-1:12345678901\u0662:stateMachine:farm"],
+            "not a state machine ARN",
+        ),
     ],
 )
 def test_bad_input_or_target_is_one_line_exit_2_and_starts_nothing(
@@ -195,3 +204,15 @@ def test_wait_lists_each_cell_where_the_map_run_children_can_be_listed() -> None
     follower.on_map_run()
     follower.on_map_run()  # each cell is reported once
     assert lines == ["  built  3.13.5/debian-12/x86_64", "  FAILED 3.13.5/debian-12/aarch64: {...}"]
+
+
+@pytest.mark.parametrize(
+    ("arn", "region"),
+    [
+        ("arn:aws:states:us-east-1:123456789012:stateMachine:farm", "us-east-1"),
+        ("arn:aws-cn:states:cn-north-1:123456789012:stateMachine:build_farm-1", "cn-north-1"),
+        ("arn:aws-us-gov:states:us-gov-west-1:123456789012:stateMachine:farm", "us-gov-west-1"),
+    ],
+)
+def test_a_state_machine_arn_gives_its_region(arn, region):
+    assert STATE_MACHINE_ARN.fullmatch(arn)["region"] == region

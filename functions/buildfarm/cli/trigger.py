@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import sys
 import time
@@ -32,6 +33,11 @@ from buildfarm.workflow_names import STACK_NAME, Outputs, States
 STATE_MACHINE_ENV = "BUILDFARM_STATE_MACHINE_ARN"
 STACK_ENV = "BUILDFARM_STACK"
 FINISHED = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+# arn:PARTITION:states:REGION:ACCOUNT:stateMachine:NAME (Step Functions' name rule: 1-80 of these).
+STATE_MACHINE_ARN = re.compile(
+    r"arn:aws(-[a-z]{1,10}){0,2}:states:(?P<region>[a-z]{2}(-[a-z]{2,10}){1,2}-[0-9]{1,2}):[0-9]{12}"
+    r":stateMachine:[A-Za-z0-9_-]{1,80}"
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -109,7 +115,7 @@ def resolve_state_machine(args: argparse.Namespace, session: Any) -> str:
                 f"stack {stack!r} has no {Outputs.STATE_MACHINE_ARN} output (is it the build farm stack?)"
             )
         arn = outputs[Outputs.STATE_MACHINE_ARN]
-    if not arn.startswith("arn:") or ":stateMachine:" not in arn:
+    if not STATE_MACHINE_ARN.fullmatch(arn):
         raise UsageError(f"not a state machine ARN: {arn!r}")
     return arn
 
@@ -125,7 +131,7 @@ def run_trigger(args: argparse.Namespace) -> int:
 
     session = boto3.session.Session(region_name=args.region)
     arn = resolve_state_machine(args, session)
-    region = arn.split(":")[3]
+    region = STATE_MACHINE_ARN.fullmatch(arn)["region"]  # checked by resolve_state_machine
     sfn = session.client("stepfunctions", region_name=region)
     name = args.name or execution_name()
     try:
