@@ -398,9 +398,9 @@ def test_the_docker_runner_passes_values_in_the_environment_never_in_argv(tmp_pa
     names = [argv[i + 1] for i, word in enumerate(argv) if word == "-e"]
     assert {"BUILD_SPEC", "BUILDFARM_LOG_FILE", "BUILDFARM_BUILDER_IMAGE"} <= set(names)
     assert not any("=" in name for name in names) and not any("{" in word for word in argv)
-    volumes = [argv[i + 1] for i, word in enumerate(argv) if word == "-v"]
-    assert f"{tmp_path / 'store'}:/buildfarm/store" in volumes
-    assert f"{tmp_path / 'mirror'}:/buildfarm/source:ro" in volumes
+    mounts = [argv[i + 1] for i, word in enumerate(argv) if word == "--mount"]
+    assert f"type=bind,source={tmp_path / 'store'},target=/buildfarm/store" in mounts
+    assert f"type=bind,source={tmp_path / 'mirror'},target=/buildfarm/source,readonly" in mounts
     env = dict(line.split("=", 1) for line in (tmp_path / "env").read_text().splitlines() if "=" in line)
     assert env["BUILDFARM_BUILDER_IMAGE"] == f"{tag}@sha256:feedface"
     assert json.loads(env["BUILD_SPEC"])["store"] == "/buildfarm/store"

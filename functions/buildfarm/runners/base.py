@@ -12,6 +12,8 @@ The driver (builder_image/build.py) prints, besides its log:
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -129,6 +131,14 @@ class Mount:
     source: Path
     target: str
     read_only: bool
+
+    def docker_args(self) -> list[str]:
+        """`--mount` for `docker run`: its fields are CSV, quoted where a path has a comma or a
+        quote; unlike -v, a ':' in a path needs nothing."""
+        fields = ["type=bind", f"source={self.source}", f"target={self.target}"]
+        line = io.StringIO()
+        csv.writer(line, lineterminator="").writerow(fields + (["readonly"] if self.read_only else []))
+        return ["--mount", line.getvalue()]
 
 
 @dataclass(frozen=True)

@@ -86,5 +86,5 @@ class DockerRunner(DriverRunner):
         for name in env:
             argv += ["-e", name]
         for mount in driver.mounts:
-            argv += ["-v", f"{mount.source}:{mount.target}" + (":ro" if mount.read_only else "")]
+            argv += mount.docker_args()
         yield Launch([*argv, tag], {**os.environ, **env}, driver.log_path)

@@ -83,8 +83,7 @@ def _inside(path: Path, directory: Path) -> bool:
 
 def docker_job(request: RuntimeRequest, definitions: Path, environ: Mapping[str, str]) -> DockerJob:
     """The container's command, environment and mounts for a request. definitions and the
-    request's paths are absolute and resolved (each is mounted at its own path); a path docker
-    cannot mount is a UsageError."""
+    request's paths are absolute and resolved (each is mounted at its own path)."""
     env = {DEFINITIONS_ENV: str(definitions), CACHE_ENV: str(request.cache)}
     env.update(_passed_settings(request, environ))
     mounts = [Mount(definitions, str(definitions), True)]
@@ -97,9 +96,6 @@ def docker_job(request: RuntimeRequest, definitions: Path, environ: Mapping[str,
         mounts.append(Mount(request.cache, str(request.cache), False))
     if request.python_tarball is not None:
         mounts.append(Mount(request.python_tarball, str(request.python_tarball), True))
-    for mount in mounts:
-        if ":" in mount.target:  # docker's -v separator
-            raise UsageError(f"--runner docker cannot mount {mount.target} (a path with ':')")
     return DockerJob(job_command(request), env, mounts)
 
 
@@ -110,7 +106,7 @@ def docker_argv(job: DockerJob, tag: str, arch: str, network: str) -> list[str]:
     for name in job.env:
         argv += ["-e", name]
     for mount in job.mounts:
-        argv += ["-v", f"{mount.source}:{mount.target}" + (":ro" if mount.read_only else "")]
+        argv += mount.docker_args()
     return [*argv, tag, *job.command]
 
 
