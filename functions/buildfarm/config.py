@@ -286,7 +286,14 @@ class FarmConfig(WorkflowSettings):
     @field_validator("public_base_url")
     @classmethod
     def _public_url(cls, value: str | None) -> str | None:
-        return _url(value)
+        if _url(value) is None:
+            return None
+        # What reindex checks: every publisher bakes this URL into install.sh and uv's metadata.
+        from buildfarm.catalog.derived import base_url_problem  # the catalog imports this module
+
+        if problem := base_url_problem(value):
+            raise ValueError(f"{value!r}: {problem}")
+        return value
 
     @classmethod
     def defaults(cls, registry: Registry | None = None, **overrides: object) -> FarmConfig:

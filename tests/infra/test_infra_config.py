@@ -152,6 +152,26 @@ def test_a_bad_shared_setting_is_named_the_same_way_from_either_source(variable,
     assert str(from_context.value).startswith(f"cdk context buildfarm:{key}: {message}")
 
 
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("https://cdn.example.com/py?v=1", "a base URL has no query or fragment"),
+        ("https://", "no host"),
+        ("https://x.example/`id`", "only letters, digits and ._~%+/:@=-[] are allowed"),
+        ("ftp://x", "is not a http/https URL"),
+    ],
+)
+def test_a_public_base_url_is_checked_as_reindex_checks_it(text, problem) -> None:
+    """Every publisher (run, Finalize, the runtime items) bakes it into install.sh and uv's
+    metadata; reindex refused these, the configuration took them."""
+    with pytest.raises(ConfigError) as refused:
+        FarmConfig.from_env({"BUILDFARM_PUBLIC_BASE_URL": text})
+    assert str(refused.value).startswith(f"BUILDFARM_PUBLIC_BASE_URL: {text!r}")
+    assert str(refused.value).endswith(problem)
+    good = "https://d111111abcdef8.cloudfront.net/python"
+    assert FarmConfig.from_env({"BUILDFARM_PUBLIC_BASE_URL": good}).public_base_url == good
+
+
 def test_the_store_comes_from_the_option_else_the_variable_else_the_default(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert FarmConfig.from_env({}).store == str(tmp_path / "dist")

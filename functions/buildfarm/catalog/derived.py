@@ -54,25 +54,31 @@ HOW_TO_SET_BASE = (
 )
 
 
-def check_base_url(text: str, name: str = "--base-url") -> str:
-    """A public base URL: http(s)://HOST[:PORT][/PATH] or file:///PATH, without query or
-    fragment, of characters install.sh can carry. Returned without a trailing '/'; UsageError
-    naming `name` and the value otherwise."""
+def base_url_problem(text: str) -> str | None:
+    """What is wrong with a public base URL, or None: http(s)://HOST[:PORT][/PATH] or
+    file:///PATH, without query or fragment, of characters install.sh can carry."""
     try:
         parts = urlsplit(text)
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as error:
-        raise UsageError(f"{name} {text!r}: {error}") from None
+        return str(error)
     if parts.scheme not in ("http", "https", "file"):
-        raise UsageError(f"{name} {text!r}: not an http://, https:// or file:// URL")
+        return "not an http://, https:// or file:// URL"
     if parts.scheme != "file" and not parts.hostname:
-        raise UsageError(f"{name} {text!r}: no host")
+        return "no host"
     if parts.query or parts.fragment or "?" in text or "#" in text:
-        raise UsageError(f"{name} {text!r}: a base URL has no query or fragment")
-    base = text.rstrip("/")
-    if not SHELL_INERT_URL.fullmatch(base):
-        raise UsageError(f"{name} {text!r}: only letters, digits and ._~%+/:@=-[] are allowed")
-    return base
+        return "a base URL has no query or fragment"
+    if not SHELL_INERT_URL.fullmatch(text.rstrip("/")):
+        return "only letters, digits and ._~%+/:@=-[] are allowed"
+    return None
+
+
+def check_base_url(text: str, name: str = "--base-url") -> str:
+    """A public base URL (base_url_problem()), returned without a trailing '/'; UsageError
+    naming `name` and the value otherwise."""
+    if problem := base_url_problem(text):
+        raise UsageError(f"{name} {text!r}: {problem}")
+    return text.rstrip("/")
 
 
 def public_url_function(store: Store, public_base_url: str | None) -> Callable[[str], str]:

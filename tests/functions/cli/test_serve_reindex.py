@@ -173,7 +173,7 @@ def test_good_base_urls_are_baked_into_install_sh(base, expected):
 def test_a_bad_public_base_url_variable_is_named(published, monkeypatch, capsys):
     monkeypatch.setenv("BUILDFARM_PUBLIC_BASE_URL", "https://x.example/`id`")
     assert main(["reindex", "--store", str(published.root)]) == 2
-    assert "BUILDFARM_PUBLIC_BASE_URL 'https://x.example/`id`'" in capsys.readouterr().err
+    assert "BUILDFARM_PUBLIC_BASE_URL: 'https://x.example/`id`'" in capsys.readouterr().err
 
 
 def test_reindex_of_a_missing_or_empty_store_is_one_line(tmp_path):
