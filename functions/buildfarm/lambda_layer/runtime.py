@@ -8,6 +8,7 @@ manifest.json beside it lists the tarball with the same sha256 and size."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tarfile
 import urllib.error
@@ -26,6 +27,8 @@ from buildfarm.layout import MANIFEST_FILE
 # The runtime interface client the bootstrap starts; its own dependencies resolve freely.
 RUNTIME_REQUIREMENTS = ("awslambdaric==4.2.2",)
 DOWNLOAD_TIMEOUT_SECONDS = 300
+# The manifest's platform.glibc: "glibc-2.36" (models.Manifest), compared with the runtime's.
+_GLIBC = re.compile(r"(glibc-)?(?P<version>[0-9]{1,2}\.[0-9]{1,3})")
 
 
 @dataclass(frozen=True)
@@ -97,14 +100,25 @@ def published_python(source: str, workdir: Path) -> PublishedPython:
             a for a in manifest["artifacts"] if a.get("file") == tarball.name and a.get("type") == "tarball"
         ]
         python, platform = manifest["python"], manifest["platform"]
-    except (ValueError, KeyError, TypeError):
+        version, platform_id, arch = str(python["version"]), str(platform["id"]), str(platform["arch"])
+        glibc = _glibc_version(platform.get("glibc"))
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise UsageError(f"{source}: {MANIFEST_FILE} beside it is not a farm build manifest") from None
     if not listed:
         raise UsageError(f"{source} is not a published farm build: {MANIFEST_FILE} does not list it")
     if listed[0].get("size") != tarball.stat().st_size or listed[0].get("sha256") != sha256_of(tarball):
         raise UsageError(f"{source} differs from the build's {MANIFEST_FILE} (sha256 or size)")
-    glibc = str(platform.get("glibc", "")).removeprefix("glibc-")
-    return PublishedPython(source, tarball, python["version"], platform["id"], platform["arch"], glibc)
+    return PublishedPython(source, tarball, version, platform_id, arch, glibc)
+
+
+def _glibc_version(recorded: object) -> str:
+    """ "2.36" from the manifest's "glibc-2.36" ("" when it records none); ValueError otherwise."""
+    if recorded in (None, ""):
+        return ""
+    match = _GLIBC.fullmatch(recorded) if isinstance(recorded, str) else None
+    if match is None:
+        raise ValueError(f"glibc {recorded!r}")
+    return match["version"]
 
 
 def extract_python(python: PublishedPython, layer_dir: Path) -> Path:

@@ -86,6 +86,26 @@ def test_an_unpublished_url_is_refused(tmp_path, http_dir_server):
     assert_refused(result, tmp_path / "out", "is not published: HTTP 404")
 
 
+@pytest.mark.parametrize(
+    "platform",
+    [
+        {"id": "debian-12", "arch": "x86_64", "glibc": "glibc-2.\u0663\u0666"},
+        {"id": "debian-12", "arch": "x86_64", "glibc": 2.36},
+        {"id": "debian-12", "arch": "x86_64", "glibc": "2.36\n"},
+        "debian-12",
+        {"arch": "x86_64"},
+    ],
+)
+def test_a_manifest_with_a_malformed_platform_is_refused_before_anything_is_written(tmp_path, platform):
+    tarball = publish_stand_in(tmp_path / "build")
+    manifest_path = tarball.parent / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["platform"] = platform
+    manifest_path.write_text(json.dumps(manifest))
+    result = run_lambda("layer", "--python", str(tarball), "--out", str(tmp_path / "out"))
+    assert_refused(result, tmp_path / "out", "manifest.json beside it is not a farm build manifest")
+
+
 def test_a_python_for_another_arch_is_refused(tmp_path):
     tarball = publish_stand_in(tmp_path / "build")
     result = run_lambda("layer", "--python", str(tarball), "--arch", "arm64", "--out", str(tmp_path / "out"))
