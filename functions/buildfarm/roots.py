@@ -21,7 +21,12 @@ from buildfarm.platforms import DEB_ARCH, Platform
 
 DEBIAN_MIRROR_DEFAULT = "http://deb.debian.org/debian"
 UBUNTU_MIRROR_DEFAULT = "http://archive.ubuntu.com/ubuntu"
-ROOT_PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# The whole environment of a process in a root, before what its caller adds: nothing of ours.
+ROOT_BASE_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "HOME": "/root",
+    "LC_ALL": "C.UTF-8",
+}
 
 
 class RootError(Exception):
@@ -195,20 +200,23 @@ def mounted(root: Path, binds: Sequence[tuple[Path, str, bool]] = ()) -> Iterato
         unmount_all(root)
 
 
-def chroot_argv(root: Path, argv: Sequence[str], env: Mapping[str, str] | None = None) -> list[str]:
-    """argv that runs `argv` inside root with a clean environment (values are argv words,
-    never shell text)."""
-    words = ["chroot", str(root), "/usr/bin/env", "-i", ROOT_PATH_ENV, "HOME=/root", "LC_ALL=C.UTF-8"]
-    words += [f"{k}={v}" for k, v in (env or {}).items()]
-    return words + list(argv)
+def chroot_command(
+    root: Path, argv: Sequence[str], env: Mapping[str, str] | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """(argv, environment) that run `argv` inside root with ROOT_BASE_ENV and `env` only.
+    chroot passes its environment on, so the values never become argv words, which
+    /proc/PID/cmdline shows to every user (a store's credentials are among them)."""
+    return ["chroot", str(root), *argv], {**ROOT_BASE_ENV, **(env or {})}
 
 
 def run_in_root(
     root: Path, argv: Sequence[str], env: Mapping[str, str] | None = None, check: bool = True
 ) -> subprocess.CompletedProcess:
     """Run argv inside an already mounted root; returns stdout+stderr as .stdout."""
+    command, environment = chroot_command(root, argv, env)
     result = subprocess.run(
-        chroot_argv(root, argv, env),
+        command,
+        env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,

@@ -98,11 +98,14 @@ def test_host_debian_mirror_reads_apt_sources():
     assert mirror.startswith(("http://", "https://")) and mirror.endswith("/debian")
 
 
-def test_chroot_argv_passes_values_as_words():
-    argv = roots.chroot_argv(Path("/r"), ["python3", "x.py"], {"BUILD_SPEC": '{"a": "$(rm -rf /)"}'})
-    assert argv[:4] == ["chroot", "/r", "/usr/bin/env", "-i"]
-    assert 'BUILD_SPEC={"a": "$(rm -rf /)"}' in argv
-    assert argv[-2:] == ["python3", "x.py"]
+def test_a_chroot_command_carries_values_in_its_environment_only(monkeypatch):
+    """Never argv words (which /proc/PID/cmdline shows everyone), never shell text, and nothing
+    of the caller's environment."""
+    monkeypatch.setenv("CALLERS_SECRET", "s3cret")
+    values = {"BUILD_SPEC": '{"a": "$(rm -rf /)"}', "AWS_SECRET_ACCESS_KEY": "k3y"}
+    argv, env = roots.chroot_command(Path("/r"), ["python3", "x.py"], values)
+    assert argv == ["chroot", "/r", "python3", "x.py"]
+    assert env == {**roots.ROOT_BASE_ENV, **values}
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mounts)")

@@ -97,7 +97,7 @@ class ChrootRunner(DriverRunner):
         binds += [(mount.source, mount.target, mount.read_only) for mount in driver.mounts]
         env = {**driver.env, "BUILDFARM_WORK_DIR": "/buildfarm/work"}
         env.setdefault("BUILDFARM_BUILDER_IMAGE", f"chroot:{self.platform.codename}")
-        # The values are argv words of `env -i` inside the root, not this process's environment.
-        argv = roots.chroot_argv(root, ["python3", f"{INSIDE_BUILDER_IMAGE}/build.py"], env)
+        # Only these reach the driver: nothing else of this process's environment.
+        argv, environment = roots.chroot_command(root, ["python3", f"{INSIDE_BUILDER_IMAGE}/build.py"], env)
         with roots.mounted(root, binds):
-            yield Launch(argv, dict(os.environ), driver.log_path)
+            yield Launch(argv, environment, driver.log_path)
