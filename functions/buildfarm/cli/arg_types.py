@@ -7,11 +7,13 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Callable
+from typing import TypeVar
 
 from buildfarm.layout import BUILD_NUMBER
 
 _WHOLE_NUMBER = re.compile(r"[0-9]{1,12}")
 _SECONDS = re.compile(r"[0-9]{1,6}(\.[0-9]{1,3})?")
+Number = TypeVar("Number", int, float)
 
 
 def build_number(text: str) -> int:
@@ -23,21 +25,20 @@ def build_number(text: str) -> int:
 
 def whole_number(low: int, high: int) -> Callable[[str], int]:
     """A type for a whole number from low to high."""
-
-    def parse(text: str) -> int:
-        if not _WHOLE_NUMBER.fullmatch(text) or not low <= int(text) <= high:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from {low} to {high}")
-        return int(text)
-
-    return parse
+    return _bounded(_WHOLE_NUMBER, int, low, high, "a whole number")
 
 
 def seconds(low: float, high: float) -> Callable[[str], float]:
     """A type for a number of seconds from low to high (up to 3 decimals)."""
+    return _bounded(_SECONDS, float, low, high, "a number of seconds")
 
-    def parse(text: str) -> float:
-        if not _SECONDS.fullmatch(text) or not low <= float(text) <= high:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from {low:g} to {high:g}")
-        return float(text)
+
+def _bounded(
+    pattern: re.Pattern[str], convert: Callable[[str], Number], low: Number, high: Number, what: str
+) -> Callable[[str], Number]:
+    def parse(text: str) -> Number:
+        if not pattern.fullmatch(text) or not low <= convert(text) <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what} from {low} to {high}")
+        return convert(text)
 
     return parse
