@@ -117,15 +117,7 @@ def parse_workflow_input(
     With a config, platforms/arches must also be enabled there (whatever their end-of-support
     date: naming an ended platform builds it).
     """
-    if raw is None:
-        raw = {}
-    if isinstance(raw, str | bytes):
-        if len(raw) > MAX_INPUT_BYTES:
-            raise InputError(f"invalid workflow input: larger than {MAX_INPUT_BYTES} bytes")
-        try:
-            raw = json.loads(raw)
-        except ValueError:
-            raise InputError(f"invalid workflow input: not a JSON object: {_describe(raw)}") from None
+    raw = _decoded(raw)
     if not isinstance(raw, dict):
         raise InputError(f"invalid workflow input: expected a JSON object, got {_describe(raw)}")
     try:
@@ -153,14 +145,28 @@ def parse_workflow_input(
     return request
 
 
+def _decoded(raw: Any) -> Any:
+    """The input as Plan reads it: None is {}, a JSON text is decoded; InputError for a text
+    too large or not JSON."""
+    if raw is None:
+        return {}
+    if isinstance(raw, str | bytes):
+        if len(raw) > MAX_INPUT_BYTES:
+            raise InputError(f"invalid workflow input: larger than {MAX_INPUT_BYTES} bytes")
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise InputError(f"invalid workflow input: not a JSON object: {_describe(raw)}") from None
+    return raw
+
+
 def asks_for_dry_run(raw: Any) -> bool:
     """Whether a workflow input, valid or not, says dry_run: Recover runs before Plan validates
     it and must write nothing then. A JSON text counts as Plan reads it."""
-    if isinstance(raw, str | bytes) and len(raw) <= MAX_INPUT_BYTES:
-        try:
-            raw = json.loads(raw)
-        except ValueError:
-            return False
+    try:
+        raw = _decoded(raw)
+    except InputError:
+        return False
     return isinstance(raw, dict) and raw.get("dry_run") is True
 
 
