@@ -185,6 +185,8 @@ def test_deb_metadata_and_lintian(built):
 def test_declared_runtime_dependencies_match_the_binaries(built, extracted):
     """Every library the tree links against belongs to a package the registry declares."""
     owners = packages_providing(needed_sonames(extracted))
+    # The tree was found: its extension modules need zlib and OpenSSL, the interpreter libc.
+    assert {"libc.so.6", "libz.so.1"} <= set(owners) and any(s.startswith("libssl.so.") for s in owners)
     declared = set(load_registry().get(built.platform).runtime_dependencies)
     undeclared = {soname: pkg for soname, pkg in owners.items() if pkg.split(":")[0] not in declared}
     assert undeclared == {}

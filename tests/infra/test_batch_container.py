@@ -30,6 +30,8 @@ from buildfarm.runners import docker_problem, host_arch
 from buildfarm.store import S3Store
 
 pytestmark = [pytest.mark.build, pytest.mark.xdist_group("docker")]
+# The day the plan and the publish record: a fixed one, not the machine's (the cell is named).
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 BUCKET = "farm-store"
 PLATFORM, ARCH = "debian-12", host_arch()
@@ -74,7 +76,7 @@ def test_a_cell_built_in_the_batch_container_is_create_only_and_published(
     store = S3Store(BUCKET, "python", client=boto3.client("s3"))
     config = FarmConfig.defaults(store=store.location, source_mirror=source_mirror, optimization="none")
     request = {"versions": ["3.13.5"], "platforms": [PLATFORM], "arches": [ARCH]}
-    (item,) = plan(request, store, config, "batch-test", datetime.now(UTC)).items
+    (item,) = plan(request, store, config, "batch-test", NOW).items
 
     environment = job_environment(template)
     assert set(environment) == {"BUILDFARM_PLATFORM", "BUILDFARM_ARCH", "BUILDFARM_BUILDER_IMAGE"}
@@ -114,7 +116,7 @@ def test_a_cell_built_in_the_batch_container_is_create_only_and_published(
     manifest, _ = store.read_json(f"{item.spec.artifact_dir}/manifest.json")
     assert manifest["builder_image"] == image_id
     assert manifest["spec"] == json.loads(item.spec.model_dump_json())
-    outcome = publish_cell(item, store, datetime.now(UTC), signer=None)
+    outcome = publish_cell(item, store, NOW, signer=None)
     assert outcome.status == "published", outcome
     versions, _ = store.read_json("versions.json")
     assert versions["builds"]["3.13.5"][PLATFORM][ARCH]["build"] == item.spec.build

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
+from buildfarm import clock
 from buildfarm.cli import main
 
-from ..conftest import all_keys
+from ..conftest import NOW, all_keys
 
 pytestmark = pytest.mark.usefixtures("offline_cli")  # and published_store: tests/functions/cli/conftest.py
 
@@ -41,16 +42,17 @@ def test_plan_table_and_nothing_written(published_store, capsys):
 
 
 def test_plan_shows_the_policy_it_applied(published_store, capsys):
-    # The real clock: only facts that stay true from now on are asserted (dates already passed).
-    assert main(["plan", "--store", str(published_store.root)]) == 0
+    with clock.using(clock.fixed_clock(NOW)):  # the policy is the day's
+        assert main(["plan", "--store", str(published_store.root)]) == 0
     out = capsys.readouterr().out
-    assert "policy on " in out and "newest 2 release(s) of each live series: " in out
+    assert "policy on 2026-11-22: newest 2 release(s) of each live series: " in out
     assert "platforms (live and enabled): " in out
     assert "not built: series 3.9: end of life 2025-10-31" in out
     assert "not built: platform debian-11: end of support 2026-08-31" in out
     assert "not built: platform ubuntu-2004: end of support 2025-05-31" in out
     assert "3.9.2/" not in out and "/debian-11/" not in out
-    assert main(["plan", "--store", str(published_store.root), "--json"]) == 0
+    with clock.using(clock.fixed_clock(NOW)):
+        assert main(["plan", "--store", str(published_store.root), "--json"]) == 0
     policy = json.loads(capsys.readouterr().out)["policy"]
     assert policy["releases_per_series"] == 2
     assert {"what": "series 3.9", "reason": "end of life 2025-10-31"} in policy["dropped"]

@@ -76,11 +76,12 @@ def store(lambda_env):
 
 @pytest.fixture
 def s3_writes():
-    """Every S3 write any boto3 client made from the default session (the handlers' clients)."""
+    """Every S3 call (operation, Key) of any boto3 client made from the default session (the
+    handlers' clients); the tests pick the writes out."""
     boto3.setup_default_session()
     calls = []
     boto3.DEFAULT_SESSION.events.register(
-        "before-call.s3", lambda model, params, **kw: calls.append((model.name, params.get("Key")))
+        "provide-client-params.s3", lambda model, params, **kw: calls.append((model.name, params.get("Key")))
     )
     yield calls
     boto3.DEFAULT_SESSION = None
@@ -218,6 +219,8 @@ def test_dry_run_event_writes_nothing(store, s3_writes):
     event = {"input": {"versions": ["3.13.5"], "dry_run": True}, "execution_id": "dry"}
     summary = plan_handler.handler(event, LambdaContext())
     assert summary["dry_run"] is True and summary["counts"]["planned"] == 6  # 3 live platforms x 2
+    # The recorder sees the handler's client: it read the releases catalog, and wrote nothing.
+    assert ("GetObject", f"{PREFIX}/releases.json") in s3_writes, s3_writes
     assert [c for c in s3_writes if c[0] in WRITE_OPERATIONS] == []
     answer = publish_handler.finalize_handler({"plan": summary}, LambdaContext())
     assert answer["counts"]["planned"] == 0
