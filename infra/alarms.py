@@ -4,7 +4,7 @@ ExecutionsFailed, ExecutionsTimedOut and ExecutionsAborted metrics."""
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_events as events
@@ -17,6 +17,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.config import InfraConfig
+from infra.nag import acknowledge
 
 FAILED_STATUSES = ("FAILED", "TIMED_OUT", "ABORTED")
 
@@ -26,16 +27,17 @@ class Alarms(Construct):
         self, scope: Construct, construct_id: str, *, config: InfraConfig, state_machine: sfn.StateMachine
     ) -> None:
         super().__init__(scope, construct_id)
-        # A customer-managed key that EventBridge and CloudWatch may use to publish.
+        # A customer-managed key that CloudWatch may use to publish (EventBridge publishes with
+        # a role of this stack, which grant_publish lets use the key).
         key = kms.Key(self, "TopicKey", enable_key_rotation=True, description="Build farm notifications")
-        for service in ("events.amazonaws.com", "cloudwatch.amazonaws.com"):
-            key.add_to_resource_policy(
-                iam.PolicyStatement(
-                    actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-                    principals=[iam.ServicePrincipal(service)],
-                    resources=["*"],  # in a key policy "*" means this key
-                )
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                resources=["*"],  # in a key policy "*" means this key
+                conditions={"StringEquals": {"aws:SourceAccount": Stack.of(self).account}},
             )
+        )
         self.topic = sns.Topic(
             self, "Notifications", display_name="Python Build Farm", master_key=key, enforce_ssl=True
         )
@@ -57,8 +59,11 @@ class Alarms(Construct):
                 },
             ),
             targets=[
+                # A role, not a grant to the events.amazonaws.com service in the topic's policy
+                # (which any account's rule could use).
                 targets.SnsTopic(
                     self.topic,
+                    authorize_using_role=True,
                     message=events.RuleTargetInput.from_text(
                         f"Build farm execution {events.EventField.from_path('$.detail.name')} ended "
                         f"{events.EventField.from_path('$.detail.status')}: "
@@ -69,8 +74,28 @@ class Alarms(Construct):
             ],
         )
 
+        acknowledge(
+            self.failed_executions.node.find_child("EventsRole"),
+            "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
+            "the role EventBridge publishes with may make data keys (GenerateDataKey and its "
+            "WithoutPlaintext variant) with the topic's own key only, as SNS needs for an encrypted topic.",
+        )
         self.executions_failed = self._alarm(state_machine)
         self.executions_failed.add_alarm_action(cw_actions.SnsAction(self.topic))
+        # The topic's policy replaces SNS's default one (which let the account's services
+        # publish): CloudWatch may publish, for this alarm only.
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AlarmPublishes",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={
+                    "ArnEquals": {"aws:SourceArn": self.executions_failed.alarm_arn},
+                    "StringEquals": {"aws:SourceAccount": Stack.of(self).account},
+                },
+            )
+        )
 
     def _alarm(self, state_machine: sfn.StateMachine) -> cloudwatch.Alarm:
         """An alarm when an execution ends badly in an hour: the same three statuses as the

@@ -12,12 +12,11 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from buildfarm import layout
-from buildfarm.layout import under
 from infra.builder_images import BuilderImages
 from infra.config import InfraConfig
+from infra.job_roles import JobRoles
 from infra.log_groups import log_group
-from infra.nag import acknowledge, acknowledge_wildcards, logical_id
+from infra.nag import acknowledge, acknowledge_wildcards
 
 # Current generations with the best price per vCPU for compiling; Spot picks among them.
 INSTANCE_CLASSES = {
@@ -26,18 +25,6 @@ INSTANCE_CLASSES = {
     "aarch64": (ec2.InstanceClass.C8G, ec2.InstanceClass.C7G, ec2.InstanceClass.C6G, ec2.InstanceClass.M7G,
                 ec2.InstanceClass.M6G),
 }  # fmt: skip
-
-# Keys the builder writes (builder_image/build.py S3Store): its build's artifacts and manifest,
-# or its build log and failure record; a runtime job (`buildfarm runtime build`, issue 16) its
-# runtime build's artifacts and manifest under runtimes/. No catalog, claim or releases.json.
-JOB_WRITABLE_PREFIXES = (*layout.BUILDER_PREFIXES, layout.RUNTIMES_PREFIX)
-# What a runtime job reads besides builds/ (the Python tarball): versions.json, to choose the
-# newest published Python build, and its own runtime build's keys (it heads them before writing).
-JOB_READABLE_KEYS = (under(layout.BUILDS_PREFIX), under(layout.RUNTIMES_PREFIX), layout.VERSIONS_KEY)
-# A runtime job's uv download cache (buildfarm.runtimes.uv_cache): read, and overwritten after the
-# build; the one prefix the job role may replace objects under (builds/ and runtimes/ are
-# create-only for everyone). Internal: the CDN never serves cache/.
-JOB_CACHE_KEYS = under(layout.UV_CACHE_PREFIX)
 
 
 def pass_image_reference(job: batch.EcsJobDefinition) -> None:
@@ -79,7 +66,7 @@ class BuildBatch(Construct):
         subnets = self._network(config)
         self._instances(config)
         self._compute(config, cells, subnets)
-        self._roles(config, bucket)
+        self._roles(config, cells, bucket)
         self._job_definitions(config, cells, images)
 
     def _network(self, config: InfraConfig) -> ec2.SubnetSelection:
@@ -190,9 +177,9 @@ class BuildBatch(Construct):
                 compute_environments=[batch.OrderedComputeEnvironment(compute_environment=env, order=1)],
             )
 
-    def _roles(self, config: InfraConfig, bucket: s3.IBucket) -> None:
-        """The build log group, the execution role (image pulls, logs) and the job role (the
-        builder's access to the store)."""
+    def _roles(self, config: InfraConfig, cells: tuple[tuple[str, str], ...], bucket: s3.IBucket) -> None:
+        """The build log group, the execution role (image pulls, logs) and the job roles (each
+        platform x arch's builder's access to the store)."""
         self.log_group = log_group(self, "BuildLogs", config)
         self.execution_role = iam.Role(
             self,
@@ -200,72 +187,13 @@ class BuildBatch(Construct):
             assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
             description="Pulls the builder images and writes container logs",
         )
-        self.job_role = iam.Role(
-            self,
-            "JobRole",
-            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
-            description="Builder: writes under builds/ and runtimes/ (create-only) and logs/, and "
-            "replaces its uv cache under cache/uv/; never catalogs or claims",
-        )
-        self._job_grants(bucket)
         acknowledge_wildcards(
             self.execution_role,
             ["*"],
             "ecr:GetAuthorizationToken has no resource-level permissions; image pulls "
             "are limited to the CDK asset repository.",
         )
-
-    def _job_grants(self, bucket: s3.IBucket) -> None:
-        """The job role's access to the store, each wildcard acknowledged with its reason."""
-        # One role serves every job, and a job's cell and build number arrive at run time in its
-        # spec, so IAM cannot narrow a job to its own builds/<cell>/<build>/: the prefixes are the
-        # limit, and the bucket policy (BuildsAreCreateOnly) keeps any write from replacing a build.
-        # Single PUTs only (no multipart), as the bucket policy requires under builds/.
-        self.job_role.add_to_policy(
-            iam.PolicyStatement(
-                sid="WriteBuildOutputs",
-                actions=["s3:PutObject"],
-                resources=[bucket.arn_for_objects(under(prefix)) for prefix in JOB_WRITABLE_PREFIXES],
-            )
-        )
-        # The builder refuses to overwrite a build before it starts: it lists builds/<cell>/<build>/
-        # and heads its manifest.json. No s3:prefix condition on ListBucket: S3 consults ListBucket
-        # (a HEAD carries no prefix) to answer a missing key with 404 instead of 403. A runtime
-        # job reads versions.json and the Python build's tarball under builds/.
-        self.job_role.add_to_policy(
-            iam.PolicyStatement(
-                sid="HeadOwnBuild",
-                actions=["s3:GetObject"],
-                resources=[bucket.arn_for_objects(key) for key in JOB_READABLE_KEYS],
-            )
-        )
-        self.job_role.add_to_policy(
-            iam.PolicyStatement(sid="ListStore", actions=["s3:ListBucket"], resources=[bucket.bucket_arn])
-        )
-        self.job_role.add_to_policy(
-            iam.PolicyStatement(
-                sid="UvCache",
-                actions=["s3:GetObject", "s3:PutObject"],
-                resources=[bucket.arn_for_objects(JOB_CACHE_KEYS)],
-            )
-        )
-        acknowledge_wildcards(
-            self.job_role,
-            [f"<{logical_id(bucket)}.Arn>/{under(prefix)}" for prefix in JOB_WRITABLE_PREFIXES],
-            "the builder puts (and heads, not logs/) keys below builds/, runtimes/ and logs/ only; "
-            "its cell and build number come in the job's spec or command at run time, so IAM cannot "
-            "name its own keys. It cannot write catalogs, claims, plans or releases.json, the bucket "
-            "policy BuildsAreCreateOnly refuses any builds/ or runtimes/ write that could replace an "
-            "existing object, and OnlyThePublishSideSigns any SHA256SUMS, SBOM, provenance or .sig.",
-        )
-        acknowledge_wildcards(
-            self.job_role,
-            [f"<{logical_id(bucket)}.Arn>/{JOB_CACHE_KEYS}"],
-            "a runtime job reads and replaces its platform and arch's uv download cache, "
-            "cache/uv/<platform>-<arch>.tar.gz, named at run time; only downloads (uv checks every "
-            "hash against the lock), never served by the CDN, and the role cannot write catalogs, "
-            "claims or plans.",
-        )
+        self.job_roles = JobRoles(self, "JobRole", cells=cells, bucket=bucket).roles
 
     def _job_definitions(
         self, config: InfraConfig, cells: tuple[tuple[str, str], ...], images: BuilderImages
@@ -283,7 +211,7 @@ class BuildBatch(Construct):
                     image=images.images[(platform_id, arch)],
                     cpu=config.job_vcpus,
                     memory=Size.mebibytes(config.job_memory_mib),
-                    job_role=self.job_role,
+                    job_role=self.job_roles[(platform_id, arch)],
                     execution_role=self.execution_role,
                     logging=ecs.LogDriver.aws_logs(
                         stream_prefix=f"{platform_id}-{arch}", log_group=self.log_group
@@ -302,9 +230,16 @@ class BuildBatch(Construct):
             )
             pass_image_reference(self.job_definitions[(platform_id, arch)])
 
-    def job_definition_arn_pattern(self) -> str:
-        """ARN pattern of this stack's job definitions (any revision) for batch:SubmitJob."""
+    def job_definition_arns(self) -> list[str]:
+        """For batch:SubmitJob, each of this stack's job definitions by name, as the workflow
+        submits them, and with any revision (`name:N`, the revision a name resolves to)."""
         stack = Stack.of(self)
-        return stack.format_arn(
-            service="batch", resource="job-definition", resource_name=f"{self.name_prefix}-*"
-        )
+        return [
+            stack.format_arn(service="batch", resource="job-definition", resource_name=resource)
+            for name in self.job_definition_names()
+            for resource in (name, f"{name}:*")
+        ]
+
+    def job_definition_names(self) -> list[str]:
+        """`<prefix>-<platform>-<arch>` of each job definition (known at synthesis)."""
+        return [job_definition_name(self.name_prefix, *cell) for cell in self.job_definitions]

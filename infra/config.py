@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from buildfarm import clock
-from buildfarm.config import ConfigError, WorkflowSettings, known_platforms
+from buildfarm.config import ConfigError, FarmConfig, WorkflowSettings, known_platforms
 from buildfarm.platforms import ARCHES, Registry, load_registry
 
 __all__ = ["CONTEXT_PREFIX", "LOG_RETENTION_DAYS", "ConfigError", "InfraConfig"]
@@ -98,6 +98,18 @@ class InfraConfig(WorkflowSettings):
             raise ValueError("subnetIds needs vpcId")
         return self
 
+    @model_validator(mode="after")
+    def _scratch_outlasts_a_run(self) -> InfraConfig:
+        # The bucket expires plans/ and claims/ by age: a running execution's items, plan
+        # record and claims must outlive the longest execution.
+        if self.scratch_expiry_days * 24 <= self.execution_timeout_hours:
+            raise ValueError(
+                f"scratchExpiryDays {self.scratch_expiry_days} must outlast executionTimeoutHours "
+                f"{self.execution_timeout_hours:g}: the bucket would expire a running execution's "
+                "plans and claims"
+            )
+        return self
+
     def platforms(self, registry: Registry) -> tuple[str, ...]:
         """The platform ids that get builders, in registry order (unknown ids were rejected by
         from_context): the live ones on lifecycle_date plus the ended ones kept, or the explicit list."""
@@ -150,8 +162,9 @@ class InfraConfig(WorkflowSettings):
             for name, variable in WorkflowSettings.environment_variables().items()
             if getattr(self, name) is not None
         }
-        env["BUILDFARM_ENABLED_PLATFORMS"] = ",".join(self.platforms(registry or load_registry()))
-        env["BUILDFARM_CLAIM_TTL_SECONDS"] = str(self.claim_ttl_seconds)
+        variables = FarmConfig.environment_variables()
+        env[variables["enabled_platforms"]] = ",".join(self.platforms(registry or load_registry()))
+        env[variables["claim_ttl_seconds"]] = str(self.claim_ttl_seconds)
         return env
 
 

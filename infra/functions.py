@@ -28,6 +28,7 @@ from constructs import Construct
 import buildfarm
 from buildfarm import layout
 from buildfarm.attest.collect import PACKAGE_DIR as COLLECTOR_DIR
+from buildfarm.config import FarmConfig
 from buildfarm.layout import under
 from buildfarm.platforms import builder_image_dir, registry_path
 from buildfarm.runtimes.definitions import PACKAGED_DEFINITIONS, default_definitions
@@ -37,7 +38,9 @@ from infra.nag import acknowledge, acknowledge_wildcards, logical_id
 from infra.signing import KMS_KEY_VARIABLE, SigningKey
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
-POWERTOOLS_LAYER = "AWSLambdaPowertoolsPythonV3-python314-arm64"
+ARCHITECTURE = lambda_.Architecture.ARM_64
+# The Powertools layer built for that runtime and architecture (AWSLambdaPowertoolsPythonV3-python314-arm64).
+POWERTOOLS_LAYER = f"AWSLambdaPowertoolsPythonV3-{RUNTIME.name.replace('.', '')}-{ARCHITECTURE.name}"
 POWERTOOLS_ACCOUNT = "017000801446"  # the Powertools team's public layer account
 RECOVER_HANDLER = "buildfarm.handlers.recover.handler"
 PLAN_HANDLER = "buildfarm.handlers.plan.handler"
@@ -158,7 +161,7 @@ class FarmFunctions(Construct):
         )
         environment = {
             "BUILDFARM_STORE": f"s3://{bucket.bucket_name}",
-            "BUILDFARM_PUBLIC_BASE_URL": public_base_url,
+            FarmConfig.environment_variables()["public_base_url"]: public_base_url,
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             **config.lambda_environment(),
         }
@@ -216,7 +219,7 @@ class FarmFunctions(Construct):
             name,
             description=description,
             runtime=RUNTIME,
-            architecture=lambda_.Architecture.ARM_64,
+            architecture=ARCHITECTURE,
             handler=handler,
             code=code,
             layers=[layer],

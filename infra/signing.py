@@ -9,6 +9,8 @@ can sign what it built.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -61,13 +63,13 @@ class SigningKey(Construct):
             )
         )
 
-    def refuse(self, role: iam.IRole) -> None:
-        """The key policy denies this role every use of the key (the builder's role)."""
+    def refuse(self, roles: Sequence[iam.IRole]) -> None:
+        """The key policy denies these roles every use of the key (the builders' roles)."""
         self.key.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="BuilderCannotUseSigningKey",
                 effect=iam.Effect.DENY,
-                principals=[iam.ArnPrincipal(role.role_arn)],
+                principals=[iam.ArnPrincipal(role.role_arn) for role in roles],
                 actions=["kms:*"],
                 resources=["*"],  # in a key policy, "*" is this key
             )

@@ -42,8 +42,9 @@ class BuildFarmStack(Stack):
         # Issue 15: the publish side signs with a KMS key; the builder can neither use the key
         # nor write the files the publish side signs.
         self.signing_key = SigningKey(self, "Signing", alias_name=signing_key_alias(self.stack_name))
-        self.signing_key.refuse(self.batch.job_role)
-        self.storage.refuse_publisher_files(self.batch.job_role)
+        builders = list(self.batch.job_roles.values())
+        self.signing_key.refuse(builders)
+        self.storage.confine_builders(builders)
         self.functions = FarmFunctions(
             self,
             "Functions",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
@@ -29,6 +31,17 @@ PUBLISHER_KEYS = (
     f"{layout.VERSIONS_KEY}*",
     under(layout.KEYS_PREFIX),
 )  # fmt: skip
+
+
+# Never deleted, by anyone: published builds and runtime builds, and the public keys that
+# verify their signatures.
+PERMANENT_KEYS = (PUBLISHED_BUILDS, PUBLISHED_RUNTIMES, under(layout.KEYS_PREFIX))
+# The only keys a builder's role may write (infra.job_roles narrows each role to its own
+# platform and arch): its builds, logs and runtime builds, and its runtime jobs' uv cache.
+BUILDER_WRITABLE_KEYS = (
+    *(under(prefix) for prefix in (*layout.BUILDER_PREFIXES, layout.RUNTIMES_PREFIX)),
+    under(layout.UV_CACHE_PREFIX),
+)
 
 
 class StorageCdn(Construct):
@@ -194,6 +207,19 @@ class StorageCdn(Construct):
         # builds and publish-side files are all created once) that is not create-only
         # (If-None-Match: *), so nothing published can be replaced. Multipart parts cannot carry the
         # header, so multipart uploads under builds/ are refused too; the builder sends single PUTs.
+        # What is published stays: no one deletes under builds/, runtimes/ or keys/. In a
+        # versioned bucket a delete leaves a delete marker, and a create-only PUT over a delete
+        # marker succeeds: a deleted build could be replaced under its old name (and the CDN
+        # serves builds/ from its cache for a year). Deleting a version would erase it for good.
+        self.bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="PublishedBuildsStay",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["s3:DeleteObject", "s3:DeleteObjectVersion"],
+                resources=[self.bucket.arn_for_objects(key) for key in PERMANENT_KEYS],
+            )
+        )
         self.bucket.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="BuildsAreCreateOnly",
@@ -207,16 +233,29 @@ class StorageCdn(Construct):
             )
         )
 
-    def refuse_publisher_files(self, builder: iam.IRole) -> None:
-        """The builder's role may not write what only the publish side writes: a build's
-        SHA256SUMS, SBOM, provenance and signatures, versions.json(.sig) and keys/. Enforced by
-        the bucket, whatever IAM grants the role later gets: a builder cannot pre-place a
-        checksum list or a signature that publishing would then find in its way."""
+    def confine_builders(self, builders: Sequence[iam.IRole]) -> None:
+        """What the builders' roles may not write, enforced by the bucket whatever IAM grants
+        them later (DESIGN "Integrity rules": only the publish side writes catalogs and claims):
+        - anything outside builds/, logs/, runtimes/ and their uv caches (catalogs, install.sh,
+          claims, plans, run markers, releases.json);
+        - what the publish side writes and signs: a build's SHA256SUMS, SBOM, provenance and
+          signatures, versions.json(.sig) and keys/. A builder cannot pre-place a checksum
+          list or a signature that publishing would then find in its way."""
+        principals = [iam.ArnPrincipal(role.role_arn) for role in builders]
+        self.bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="BuildersWriteOnlyTheirPrefixes",
+                effect=iam.Effect.DENY,
+                principals=principals,
+                actions=["s3:PutObject"],
+                not_resources=[self.bucket.arn_for_objects(key) for key in BUILDER_WRITABLE_KEYS],
+            )
+        )
         self.bucket.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="OnlyThePublishSideSigns",
                 effect=iam.Effect.DENY,
-                principals=[iam.ArnPrincipal(builder.role_arn)],
+                principals=principals,
                 actions=["s3:PutObject"],
                 resources=[self.bucket.arn_for_objects(key) for key in PUBLISHER_KEYS],
             )

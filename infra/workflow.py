@@ -66,7 +66,7 @@ class BuildWorkflow(Construct):
         )
         # Executions need the permissions from their first state on.
         self.state_machine.node.add_dependency(policy)
-        self._acknowledge_run_statements(policy, bucket, build_batch.name_prefix)
+        self._acknowledge_run_statements(policy, bucket, build_batch.job_definition_names())
         self._grant_map_runs()
         self._grant_liveness(functions)
 
@@ -103,7 +103,7 @@ class BuildWorkflow(Construct):
             iam.PolicyStatement(
                 sid="SubmitBuildJobs",
                 actions=["batch:SubmitJob"],
-                resources=[build_batch.job_definition_arn_pattern()]
+                resources=build_batch.job_definition_arns()
                 + [queue.job_queue_arn for queue in build_batch.queues.values()],
             ),
             # DescribeJobs has no resource-level permissions. TerminateJob (Step Functions stops
@@ -124,20 +124,25 @@ class BuildWorkflow(Construct):
             iam.PolicyStatement(sid="Tracing", actions=_TRACING_ACTIONS, resources=["*"]),
         ]
 
-    def _acknowledge_run_statements(self, policy: iam.Policy, bucket: s3.IBucket, prefix: str) -> None:
+    def _acknowledge_run_statements(
+        self, policy: iam.Policy, bucket: s3.IBucket, job_definitions: list[str]
+    ) -> None:
         acknowledge_wildcards(
             policy,
             [
                 "*",
                 f"<{logical_id(bucket)}.Arn>/{under(layout.PLANS_PREFIX)}",
                 f"<{logical_id(bucket)}.Arn>/{under(layout.MAP_RESULTS_PREFIX)}",
-                f"arn:<AWS::Partition>:batch:<AWS::Region>:<AWS::AccountId>:job-definition/{prefix}-*",
+                *(
+                    f"arn:<AWS::Partition>:batch:<AWS::Region>:<AWS::AccountId>:job-definition/{name}:*"
+                    for name in job_definitions
+                ),
                 "arn:<AWS::Partition>:batch:<AWS::Region>:<AWS::AccountId>:job/*",
             ],
             "'*' only for actions without resource-level permissions (CloudWatch Logs "
             f"delivery, X-Ray, batch:DescribeJobs); S3 = its own store's {layout.PLANS_PREFIX} "
             f"(ItemReader reads the key Plan returns) and {layout.MAP_RESULTS_PREFIX} (ResultWriter); "
-            f"job definitions: this stack's '{prefix}-*' (any revision); batch:TerminateJob on "
+            "job definitions: each of this stack's by name, any revision (name:N); batch:TerminateJob on "
             "job/*: it authorizes on the job's ARN (job/<id>, no queue in it) and the ids only exist "
             "once submitted.",
         )

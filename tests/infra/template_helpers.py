@@ -73,3 +73,44 @@ def allowed(template: dict[str, Any], role_id: str, action: str, resource: str) 
 def role_of(template: dict[str, Any], containing: str) -> str:
     lid, _ = only(template, "AWS::IAM::Role", containing)
     return lid
+
+
+def job_role(template: dict[str, Any], platform: str = "debian-12", arch: str = "x86_64") -> str:
+    """The logical id of the job role of a platform x arch's job definition (infra.job_roles)."""
+    return role_of(template, f"BatchJobRole{platform.replace('-', '')}{arch.replace('_', '')}")
+
+
+def job_roles(template: dict[str, Any]) -> list[str]:
+    """The logical ids of every job role (one per platform x arch)."""
+    return [lid for lid in by_type(template, "AWS::IAM::Role") if lid.startswith("BatchJobRole")]
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def bucket_denies(template: dict[str, Any], principal: str | None, action: str, key: str) -> bool:
+    """Whether the store's bucket policy denies, unconditionally, `action` on the key to the role
+    `principal` (a logical id), or to anyone (principal None: statements for "*" only)."""
+    bucket_id, _ = only(template, "AWS::S3::Bucket", "StorageStore")
+    (policy,) = [
+        p
+        for p in by_type(template, "AWS::S3::BucketPolicy").values()
+        if p["Properties"]["Bucket"] == {"Ref": bucket_id}
+    ]
+    arn = f"arn:aws:s3:::STORE/{key}"
+    for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+        named = _listed(statement.get("Principal", {}).get("AWS"))
+        applies = "*" in named or (principal and {"Fn::GetAtt": [principal, "Arn"]} in named)
+        if statement["Effect"] != "Deny" or not applies or "Condition" in statement:
+            continue
+        if not any(fnmatch.fnmatchcase(action, a) for a in _listed(statement["Action"])):
+            continue
+        if "NotResource" in statement:
+            if not any(
+                fnmatch.fnmatchcase(arn, render(r, bucket_id)) for r in _listed(statement["NotResource"])
+            ):
+                return True
+        elif any(fnmatch.fnmatchcase(arn, render(r, bucket_id)) for r in _listed(statement["Resource"])):
+            return True
+    return False

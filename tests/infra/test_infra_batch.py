@@ -117,3 +117,13 @@ def test_job_queues_are_named_per_arch_and_use_that_arch_compute(template) -> No
     assert set(names) == {f"{STACK_NAME}-x86_64", f"{STACK_NAME}-aarch64"}
     assert all(t.endswith("g") for t in names[f"{STACK_NAME}-aarch64"])
     assert not any(t.endswith("g") for t in names[f"{STACK_NAME}-x86_64"])
+
+
+def test_every_registry_arch_has_instance_classes() -> None:
+    """A compute environment per enabled arch picks from these: an arch the registry adds needs
+    its instance classes here (else synthesis fails with a KeyError)."""
+    from buildfarm.platforms import ARCHES
+    from infra.batch import INSTANCE_CLASSES
+
+    assert set(INSTANCE_CLASSES) == set(ARCHES)
+    assert all(INSTANCE_CLASSES[arch] for arch in ARCHES)

@@ -46,6 +46,13 @@ def test_config_from_context_accepts_cli_strings_and_names_bad_values() -> None:
         InfraConfig.from_context({"buildfarm:enabledArches": "sparc"}, registry)
     with pytest.raises(ConfigError, match="subnetIds"):
         InfraConfig.from_context({"buildfarm:vpcId": "vpc-123"}, registry)
+    with pytest.raises(ConfigError, match="scratchExpiryDays 2 must outlast executionTimeoutHours 48"):
+        InfraConfig.from_context(
+            {"buildfarm:scratchExpiryDays": "2", "buildfarm:executionTimeoutHours": "48"}
+        )
+    assert InfraConfig.from_context(
+        {"buildfarm:scratchExpiryDays": "3", "buildfarm:executionTimeoutHours": "48"}
+    )
     with pytest.raises(ConfigError, match="buildfarm:unknownKey"):
         InfraConfig.from_context({"buildfarm:unknownKey": "1"}, registry)
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from template_helpers import allowed, by_type, role_of
+from template_helpers import allowed, bucket_denies, by_type, job_role, job_roles, role_of
 
 from infra.functions import stage_lambda_bundle
 
@@ -12,11 +12,12 @@ pytestmark = pytest.mark.slow
 
 
 def test_job_role_writes_only_builds_runtimes_and_logs_never_claims_or_catalogs(template) -> None:
-    job = role_of(template, "BatchJobRole")
+    job = job_role(template, "debian-12", "x86_64")
     cell = "3.13.5/debian-12/x86_64"
     runtime = "runtimes/svc/2.1.0/debian-12/x86_64/1"
     for key in (f"builds/{cell}/1/manifest.json", f"logs/{cell}/1/failure.json", f"{runtime}/manifest.json"):
         assert allowed(template, job, "s3:PutObject", f"arn:aws:s3:::STORE/{key}"), key
+        assert not bucket_denies(template, job, "s3:PutObject", key), key
     assert allowed(template, job, "s3:GetObject", f"arn:aws:s3:::STORE/builds/{cell}/1/manifest.json")
     # A runtime job chooses its Python from versions.json, reads its tarball, heads its own build.
     for key in ("versions.json", f"builds/{cell}/1/python.tar.gz", f"{runtime}/manifest.json"):
@@ -29,12 +30,46 @@ def test_job_role_writes_only_builds_runtimes_and_logs_never_claims_or_catalogs(
         "plans/x/items.json",
         f"claims/{cell}.json",
         "install.sh",
+        "runs/e1.json",
     ):
         assert not allowed(template, job, "s3:PutObject", f"arn:aws:s3:::STORE/{key}"), key
         assert not allowed(template, job, "s3:GetObject", f"arn:aws:s3:::STORE/{key}"), key
+        # The bucket refuses it too, whatever IAM grants any builder later.
+        assert all(bucket_denies(template, b, "s3:PutObject", key) for b in job_roles(template)), key
     assert not allowed(template, job, "s3:GetObject", f"arn:aws:s3:::STORE/logs/{cell}/1/failure.json")
     for action in ("s3:DeleteObject", "s3:AbortMultipartUpload", "s3:PutObjectAcl"):
         assert not allowed(template, job, action, f"arn:aws:s3:::STORE/builds/{cell}/1/x"), action
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "builds/3.13.5/rhel-9/x86_64/1/manifest.json",
+        "builds/3.13.5/debian-12/aarch64/1/manifest.json",
+        "logs/3.13.5/debian-13/x86_64/1/failure.json",
+        "runtimes/svc/2.1.0/debian-12/aarch64/1/manifest.json",
+        "cache/uv/debian-13-x86_64.tar.gz",
+    ],
+)
+def test_a_job_role_writes_and_reads_only_its_own_platform_and_arch(template, key: str) -> None:
+    """A compromised debian-12/x86_64 build cannot plant a build, log, runtime build or uv cache
+    for another cell (which the publish side would then sign), nor read another cell's builds."""
+    job = job_role(template, "debian-12", "x86_64")
+    assert not allowed(template, job, "s3:PutObject", f"arn:aws:s3:::STORE/{key}")
+    assert not allowed(template, job, "s3:GetObject", f"arn:aws:s3:::STORE/{key}")
+    owner = job_role(template, *key.split("/")[2:4]) if key.startswith("builds/") else None
+    if owner:  # the cell's own role may
+        assert allowed(template, owner, "s3:PutObject", f"arn:aws:s3:::STORE/{key}")
+
+
+def test_every_job_definition_runs_with_its_own_platform_and_arch_role(template) -> None:
+    definitions = by_type(template, "AWS::Batch::JobDefinition")
+    assert len(definitions) == len(job_roles(template)) == 20
+    for definition in definitions.values():
+        name = definition["Properties"]["JobDefinitionName"]
+        platform, arch = name.removeprefix("PythonBuildFarm-").rsplit("-", 1)
+        expected = {"Fn::GetAtt": [job_role(template, platform, arch), "Arn"]}
+        assert definition["Properties"]["ContainerProperties"]["JobRoleArn"] == expected, name
 
 
 def test_only_the_publishing_functions_write_versions_json(template) -> None:

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import pytest
-from template_helpers import allowed, by_type, only, role_of
+from template_helpers import allowed, bucket_denies, by_type, job_role, only, role_of
 
 from buildfarm.workflow_names import STACK_NAME
 
@@ -49,6 +49,24 @@ def test_bucket_refuses_any_write_under_builds_that_is_not_create_only(template:
     assert not any(s["Effect"] == "Allow" and "builds" in json.dumps(s.get("Resource")) for s in statements)
 
 
+@pytest.mark.parametrize(
+    "key",
+    [
+        "builds/3.13.5/debian-12/x86_64/1/python-3.13.5-debian-12-x86_64.tar.gz",
+        "runtimes/svc/2.1.0/debian-12/x86_64/1/manifest.json",
+        f"keys/{'ab' * 32}.pub",
+    ],
+)
+def test_no_one_deletes_a_published_build_or_key(template: dict[str, Any], key: str) -> None:
+    """In a versioned bucket a delete leaves a delete marker, and a create-only PUT over it
+    succeeds: the bucket refuses deletes (of the object or of any version) under builds/,
+    runtimes/ and keys/ to everyone, so a published name keeps its bytes."""
+    for action in ("s3:DeleteObject", "s3:DeleteObjectVersion"):
+        assert bucket_denies(template, None, action, key), action
+    for working in ("runs/e1.json", "claims/3.13.5/debian-12/x86_64.json", "plans/e1/items.json"):
+        assert not bucket_denies(template, None, "s3:DeleteObject", working), working
+
+
 def test_acknowledgements_of_the_builder_and_workflow_grants_say_what_they_grant(synthesis) -> None:
     metadata = json.loads((synthesis.outdir / f"{STACK_NAME}.metadata.json").read_text())
     reasons = {
@@ -57,18 +75,23 @@ def test_acknowledgements_of_the_builder_and_workflow_grants_say_what_they_grant
         for entry in entries
         if entry["type"] == "aws:cdk:acknowledged-rules"
         for rule, reason in entry["data"].items()
-        if "AwsSolutions-IAM5" in rule and ("/Batch/JobRole" in path or "/Workflow/Policy" in path)
+        if "AwsSolutions-IAM5" in rule and ("/Batch/JobRole/" in path or "/Workflow/Policy" in path)
     }
-    job = {rule: reason for rule, reason in reasons.items() if "JobRole" in reason}
+    job = {rule: reason for rule, reason in reasons.items() if "/JobRole/debian-12-x86_64" in reason}
+    # Only the cell's own keys below builds/, logs/ and runtimes/; its uv cache is one named key.
     assert sorted(rule.rsplit(".Arn>/", 1)[1] for rule in job) == [
-        "builds/*]", "cache/uv/*]", "logs/*]", "runtimes/*]"
+        "builds/*/debian-12/x86_64/*]", "logs/*/debian-12/x86_64/*]", "runtimes/*/*/debian-12/x86_64/*]"
     ]  # fmt: skip
-    cache = {rule: reason for rule, reason in job.items() if rule.endswith("/cache/uv/*]")}
-    assert all("uv download cache" in r and "never served" in r for r in cache.values())
-    builds = {rule: reason for rule, reason in job.items() if rule not in cache}
-    assert all("BuildsAreCreateOnly" in r and "claims" in r and "cannot write" in r for r in builds.values())
+    for reason in job.values():
+        assert "debian-12/x86_64" in reason and "cannot write" in reason and "claims" in reason
+        assert all(
+            sid in reason for sid in ("BuildsAreCreateOnly", "PublishedBuildsStay", "OnlyThePublishSideSigns")
+        )
     (terminate,) = [reason for rule, reason in reasons.items() if rule.endswith(":job/*]")]
     assert "TerminateJob" in terminate
+    definitions = [rule for rule in reasons if ":job-definition/" in rule]
+    assert len(definitions) == 20 and all(rule.endswith(":*]") for rule in definitions)
+    assert f":job-definition/{STACK_NAME}-debian-12-x86_64:*]" in " ".join(definitions)
 
 
 def test_workflow_terminates_only_batch_jobs_of_its_account_and_region(template: dict[str, Any]) -> None:
@@ -98,7 +121,7 @@ def test_the_job_role_replaces_only_its_uv_cache_which_is_never_served(template:
     buildfarm.runtimes.uv_cache): the job role reads and overwrites that one prefix, no other
     cache/ key; the bucket's create-only rule does not cover it (an overwrite is the point), the
     CDN may not serve it, and replaced versions expire after a day."""
-    job = role_of(template, "BatchJobRole")
+    job = job_role(template)
     key = "arn:aws:s3:::STORE/cache/uv/debian-12-x86_64.tar.gz"
     assert allowed(template, job, "s3:GetObject", key) and allowed(template, job, "s3:PutObject", key)
     assert not allowed(template, job, "s3:DeleteObject", key)

@@ -5,7 +5,6 @@ Template assertions on the session's synthesis; helpers from template_helpers.""
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import subprocess
 from pathlib import Path
@@ -15,7 +14,7 @@ import boto3
 import pytest
 from moto import mock_aws
 from moto_patches import kms_signs_digests_as_aws
-from template_helpers import allowed, by_type, only, render, role_of
+from template_helpers import allowed, bucket_denies, by_type, job_role, job_roles, only, role_of
 
 from buildfarm.attest.signing import KmsSigner, sign_file
 from buildfarm.config import FarmConfig
@@ -75,30 +74,6 @@ def kms_actions(template: dict[str, Any], role_id: str) -> dict[str, dict[str, A
     return granted
 
 
-def bucket_denies(template: dict[str, Any], role_id: str, action: str, key: str) -> bool:
-    """Whether the store's bucket policy denies `role_id` the action on the key."""
-    bucket_id, _ = only(template, "AWS::S3::Bucket", "StorageStore")
-    (policy,) = [
-        p
-        for p in by_type(template, "AWS::S3::BucketPolicy").values()
-        if p["Properties"]["Bucket"] == {"Ref": bucket_id}
-    ]
-    for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
-        principal = statement.get("Principal", {}).get("AWS")
-        if statement["Effect"] != "Deny" or principal != {"Fn::GetAtt": [role_id, "Arn"]}:
-            continue
-        assert "Condition" not in statement, statement  # an unconditional refusal
-        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-        resources = (
-            statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
-        )
-        if any(fnmatch.fnmatchcase(action, a) for a in actions) and any(
-            fnmatch.fnmatchcase(f"arn:aws:s3:::STORE/{key}", render(r, bucket_id)) for r in resources
-        ):
-            return True
-    return False
-
-
 def test_the_stack_creates_a_retained_p256_signing_key_with_an_alias_and_an_output(template) -> None:
     key_id, key = signing_key(template)
     props = key["Properties"]
@@ -119,7 +94,11 @@ def test_only_the_publishing_functions_may_sign_and_only_sign_and_read_the_publi
     key_id, _ = signing_key(template)
     key_arn = {"Fn::GetAtt": [key_id, "Arn"]}
     publishers = {role_of(template, name) for name in PUBLISHERS}
-    signers = {lid for lid in by_type(template, "AWS::IAM::Role") if kms_actions(template, lid)}
+    signers = {
+        lid
+        for lid in by_type(template, "AWS::IAM::Role")
+        if any(s["Resource"] in (key_arn, "*") for s in kms_actions(template, lid).values())
+    }
     assert signers == publishers
     for role in publishers:
         granted = kms_actions(template, role)
@@ -132,13 +111,15 @@ def test_only_the_publishing_functions_may_sign_and_only_sign_and_read_the_publi
     assert not kms_actions(template, role_of(template, "FunctionsPlanRole"))
 
 
-def test_the_key_policy_refuses_the_builder_whatever_iam_grants_it(template) -> None:
-    job = role_of(template, "BatchJobRole")
-    assert kms_actions(template, job) == {}
+def test_the_key_policy_refuses_the_builders_whatever_iam_grants_them(template) -> None:
+    builders = job_roles(template)
+    assert len(builders) == 20 and all(kms_actions(template, job) == {} for job in builders)
     _, key = signing_key(template)
     statements = key["Properties"]["KeyPolicy"]["Statement"]
     (refusal,) = [s for s in statements if s["Effect"] == "Deny"]
-    assert refusal["Principal"] == {"AWS": {"Fn::GetAtt": [job, "Arn"]}}
+    refused = sorted(principal["Fn::GetAtt"][0] for principal in refusal["Principal"]["AWS"])
+    assert refused == sorted(builders)
+    assert all(principal["Fn::GetAtt"][1] == "Arn" for principal in refusal["Principal"]["AWS"])
     assert refusal["Action"] == "kms:*" and refusal["Resource"] == "*" and "Condition" not in refusal
     # The rest is the account's default (IAM policies decide): no service or other principal.
     allows = [s for s in statements if s["Effect"] == "Allow"]
@@ -146,9 +127,11 @@ def test_the_key_policy_refuses_the_builder_whatever_iam_grants_it(template) -> 
 
 
 def test_the_builder_cannot_write_what_the_publish_side_signs(template) -> None:
-    job = role_of(template, "BatchJobRole")
+    job = job_role(template)
     for key in PUBLISHER_FILES:
-        assert bucket_denies(template, job, "s3:PutObject", key), key
+        assert all(
+            bucket_denies(template, builder, "s3:PutObject", key) for builder in job_roles(template)
+        ), key
     for key in BUILDER_FILES:
         assert not bucket_denies(template, job, "s3:PutObject", key), key
         assert allowed(template, job, "s3:PutObject", f"arn:aws:s3:::STORE/{key}"), key

@@ -419,6 +419,51 @@ def test_failed_executions_notify_and_alarm(template) -> None:
     assert sorted(expression.replace(" ", "").split("+")) == sorted(named)
     assert all(m["MetricStat"]["Stat"] == "Sum" for m in metrics if "MetricStat" in m)
     assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
+    _publishers_are_the_alarm_and_the_rules_role(template, topic_id, rule)
+
+
+def _publishers_are_the_alarm_and_the_rules_role(
+    template: dict[str, Any], topic_id: str, rule: dict[str, Any]
+) -> None:
+    """The topic's policy replaces SNS's default: CloudWatch may publish for this alarm only, and
+    no service principal for EventBridge (which any account's rule could use): the rule
+    publishes with a role of its own, which may publish to this topic with its key."""
+    alarm_id, _ = only(template, "AWS::CloudWatch::Alarm")
+    _, policy = only(template, "AWS::SNS::TopicPolicy")
+    allows = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
+    assert allows == [
+        {
+            "Action": "sns:Publish",
+            "Condition": {
+                "ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": [alarm_id, "Arn"]}},
+                "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
+            },
+            "Effect": "Allow",
+            "Principal": {"Service": "cloudwatch.amazonaws.com"},
+            "Resource": {"Ref": topic_id},
+            "Sid": "AlarmPublishes",
+        }
+    ]
+    role = rule["Properties"]["Targets"][0]["RoleArn"]["Fn::GetAtt"][0]
+    statements = [
+        s
+        for p in by_type(template, "AWS::IAM::Policy").values()
+        if {"Ref": role} in p["Properties"]["Roles"]
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    key_id, key = only(template, "AWS::KMS::Key", "TopicKey")
+    assert statements == [
+        {"Action": "sns:Publish", "Effect": "Allow", "Resource": {"Ref": topic_id}},
+        {
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+            "Effect": "Allow",
+            "Resource": {"Fn::GetAtt": [key_id, "Arn"]},
+        },
+    ]
+    services = [
+        s["Principal"] for s in key["Properties"]["KeyPolicy"]["Statement"] if "Service" in s["Principal"]
+    ]
+    assert services == [{"Service": "cloudwatch.amazonaws.com"}]
 
 
 def test_outputs_name_the_state_machine_bucket_and_cdn(template) -> None:
