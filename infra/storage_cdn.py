@@ -242,24 +242,16 @@ class StorageCdn(Construct):
           signatures, versions.json(.sig) and keys/. A builder cannot pre-place a checksum
           list or a signature that publishing would then find in its way."""
         principals = [iam.ArnPrincipal(role.role_arn) for role in builders]
-        self.bucket.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="BuildersWriteOnlyTheirPrefixes",
-                effect=iam.Effect.DENY,
-                principals=principals,
-                actions=["s3:PutObject"],
-                not_resources=[self.bucket.arn_for_objects(key) for key in BUILDER_WRITABLE_KEYS],
+        arns = self.bucket.arn_for_objects
+        for sid, where in (
+            ("BuildersWriteOnlyTheirPrefixes", {"not_resources": [arns(k) for k in BUILDER_WRITABLE_KEYS]}),
+            ("OnlyThePublishSideSigns", {"resources": [arns(k) for k in PUBLISHER_KEYS]}),
+        ):
+            self.bucket.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid=sid, effect=iam.Effect.DENY, principals=principals, actions=["s3:PutObject"], **where
+                )
             )
-        )
-        self.bucket.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="OnlyThePublishSideSigns",
-                effect=iam.Effect.DENY,
-                principals=principals,
-                actions=["s3:PutObject"],
-                resources=[self.bucket.arn_for_objects(key) for key in PUBLISHER_KEYS],
-            )
-        )
 
     @property
     def public_base_url(self) -> str:
