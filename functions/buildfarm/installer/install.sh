@@ -35,13 +35,15 @@ Usage: install.sh [--version VERSION | --list] [--prefix DIR] [--base-url URL]
                   [--pubkey FILE|SHA256:<hex> ...] [--skip-signatures]
 
   --version VERSION  install this Python version (3.13.5), or the newest of a series (3.13)
-                     (default: the newest built for this machine)
+                     (default: the newest final release built for this machine, else
+                     its newest pre-release)
   --list             list the versions built for this machine and exit
   --prefix DIR       install the relocatable tarball into DIR (no root needed) instead of
                      the system package
   --base-url URL     where the farm's store is served. Default: \$BUILDFARM_BASE_URL, else
                      the URL this script was published for:
                      $published
+                     (plain http:// only to this machine, or with a signing key pinned)
   --pubkey KEY       trust only what this signing key signed: a PEM public key FILE, or a
                      fingerprint SHA256:<hex> (as \`buildfarm status\` shows it) whose key is
                      fetched from the store's keys/ and checked. Repeat it to pin several keys
@@ -91,6 +93,12 @@ case "$base_url" in
   http://* | https://* | file://*) base_url="${base_url%/}" ;;
   "@BASE_URL@" | "") die "no store URL: pass --base-url URL (or set BUILDFARM_BASE_URL)" ;;
   *) die "base URL '$base_url' must start with http://, https:// or file://" ;;
+esac
+# What curl may fetch, redirects included: an https store is never left for plain http.
+case "$base_url" in
+  https://*) protocols="=https" ;;
+  http://*) protocols="=http,https" ;;
+  *) protocols="=file" ;;
 esac
 if ((skip_signatures && ${#pubkeys[@]})); then
   die "--pubkey and --skip-signatures contradict each other: pass one"
@@ -153,9 +161,12 @@ detect_arch() {
 
 fetch() { # URL DEST [MESSAGE if it cannot be downloaded]
   if command -v curl >/dev/null 2>&1; then
-    curl -fsSL --retry 3 -o "$2" "$1" || die "${3:-download failed: $1}"
+    curl -fsSL --retry 3 --proto "$protocols" --proto-redir "$protocols" -o "$2" "$1" ||
+      die "${3:-download failed: $1}"
   elif command -v wget >/dev/null 2>&1; then
-    wget -q -O "$2" "$1" || die "${3:-download failed: $1}"
+    local https_only=()
+    [[ "$protocols" != "=https" ]] || https_only=(--https-only)
+    wget -q "${https_only[@]}" -O "$2" "$1" || die "${3:-download failed: $1}"
   else
     die "neither curl nor wget is installed"
   fi
@@ -282,6 +293,14 @@ verify_signed() { # FILE URL NAME [HINT]: FILE (downloaded from URL) is signed b
   die "$3 is not signed by the pinned key ($(pinned_names)): refusing it${4:-}; nothing installed"
 }
 
+# Whether a http:// URL names this machine (127.0.0.0/8, localhost or [::1]).
+loopback_url() {
+  local host="${1#http://}"
+  host="${host%%/*}"
+  if [[ "$host" == \[* ]]; then host="${host%%]*}]"; else host="${host%:*}"; fi
+  [[ "$host" == localhost || "$host" == "[::1]" || "$host" =~ ^127(\.[0-9]{1,3}){3}$ ]]
+}
+
 # --- main -------------------------------------------------------------------------------
 
 platform=$(detect_platform)
@@ -289,6 +308,11 @@ arch=$(detect_arch)
 workdir=$(mktemp -d)
 trap 'rm -rf "$workdir"' EXIT
 pin_keys
+# Over plain http to another machine, anyone on the way could swap the catalog and the
+# artifacts with their sha256s: only a signature check makes them trustworthy.
+if [[ "$base_url" == http://* ]] && ((signed == 0)) && ! loopback_url "$base_url"; then
+  die "refusing $base_url: plain http without a signing key. Use https, or pin the store's key with --pubkey"
+fi
 
 fetch "$base_url/versions.json" "$workdir/versions.json"
 if ((signed)); then
@@ -320,11 +344,11 @@ if ((${#built_here[@]} == 0)); then
   die "nothing is built for $platform/$arch yet"
 fi
 # The newest release of a series built here (uv's choice): its newest final release, else
-# its newest pre-release. built_here is newest first.
+# its newest pre-release; of any series for "". built_here is newest first.
 newest_of_series() {
   local series="$1" v prerelease=""
   for v in "${built_here[@]}"; do
-    [[ "$v" == "$series".* ]] || continue
+    [[ -z "$series" || "$v" == "$series".* ]] || continue
     if [[ "$v" =~ ^[0-9.]+$ ]]; then
       echo "$v"
       return
@@ -335,7 +359,7 @@ newest_of_series() {
 }
 
 if [[ -z "$version" ]]; then
-  version="${built_here[0]}"
+  version=$(newest_of_series "")
 elif [[ "$version" =~ ^3\.[0-9]+$ ]]; then
   series="$version"
   version=$(newest_of_series "$series")

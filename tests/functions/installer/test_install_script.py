@@ -296,6 +296,56 @@ def test_a_series_prefers_a_final_release_to_a_newer_prerelease(tmp_path, store)
     assert result.returncode == 0 and "is 3.15.0a2\n" in result.stderr, result.stderr
 
 
+def test_without_a_version_the_newest_final_release_is_installed_not_a_prerelease(tmp_path, store) -> None:
+    _add_cell(store, "3.15.0a2")  # the newest built here, but an alpha
+    result = run_installer(tmp_path, store, "--prefix", str(tmp_path / "p"))
+    assert result.returncode == 0, result.stderr
+    ran = subprocess.run([tmp_path / "p" / "bin" / "python3"], capture_output=True, text=True)
+    assert ran.stdout.strip() == "Python 3.13.5"
+    # Pre-releases only: the newest of them.
+    only_alpha = tmp_path / "alpha"
+    only_alpha.mkdir()
+    (only_alpha / "versions.json").write_text(
+        json.dumps({"schema_version": 1, "python_versions": [], "builds": {}})
+    )
+    _add_cell(only_alpha, "3.15.0a1")
+    _add_cell(only_alpha, "3.15.0a2")
+    result = run_installer(tmp_path, only_alpha, "--prefix", str(tmp_path / "q"))
+    assert result.returncode == 0, result.stderr
+    ran = subprocess.run([tmp_path / "q" / "bin" / "python3"], capture_output=True, text=True)
+    assert ran.stdout.strip() == "Python 3.15.0a2"
+
+
+@pytest.mark.parametrize("url", ["http://example.invalid", "http://127.0.0.1.example.invalid:80/x"])
+def test_plain_http_to_another_machine_needs_a_signing_key(tmp_path, url) -> None:
+    result = run_installer(tmp_path, None, "--base-url", url, "--list")
+    assert result.returncode != 0
+    assert f"refusing {url}: plain http without a signing key" in result.stderr
+    # With a pinned key the signatures carry the trust: the check passes (the download then fails).
+    pinned = run_installer(tmp_path, None, "--base-url", url, "--list", "--pubkey", f"SHA256:{'ab' * 32}")
+    assert pinned.returncode != 0 and "refusing" not in pinned.stderr and "download failed" in pinned.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "protocols"),
+    [
+        ("https://store.example", "=https"),
+        ("http://127.0.0.1:9", "=http,https"),
+        ("file:///srv/store", "=file"),
+    ],
+)
+def test_downloads_and_their_redirects_keep_the_stores_protocol(tmp_path, url, protocols) -> None:
+    """An https store is never left for plain http, not even by a redirect (curl --proto-redir)."""
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    (fake / "curl").write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/curl-args\nexit 22\n')
+    (fake / "curl").chmod(0o755)
+    result = run_installer(tmp_path, None, "--base-url", url, "--list", "--skip-signatures")
+    assert result.returncode != 0 and "download failed" in result.stderr
+    args = (tmp_path / "curl-args").read_text().split()
+    assert args[args.index("--proto") + 1] == protocols and args[args.index("--proto-redir") + 1] == protocols
+
+
 def test_a_series_published_but_not_built_here_says_what_is(tmp_path, store) -> None:
     result = run_installer(
         tmp_path, store, "--version", "3.13", "--prefix", str(tmp_path / "p"),
