@@ -26,6 +26,8 @@ def package(build):
     with gzip on one core (zlib releases the GIL), so on 2 cores the phase takes about as
     long as the slower of the two instead of their sum."""
     os.makedirs(build.out, exist_ok=True)
+    # One set of modes for all three artifacts, whatever umask make install ran with.
+    normalise_modes(build.destdir)
     spec = build.spec
     tarball = os.path.join(build.out, tarball_name(build.version, spec["platform"], spec["arch"]))
     native = build_deb if build.platform["package_format"] == "deb" else build_rpm
@@ -58,7 +60,7 @@ def build_deb(build):
                 maintainer(),
             )
         )
-    apply_debian_modes(root)
+    normalise_modes(root)
     write_md5sums(root, os.path.join(control_dir, "md5sums"))
     output = os.path.join(build.out, deb_name(build.version, spec["build"], spec["arch"]))
     # gzip: every dpkg reads it, and it is 3x faster to make than xz for ~10 MB more. Level 6,
@@ -101,9 +103,12 @@ def deb_changelog(version, build_number, maintainer_line, when):
     )
 
 
-def apply_debian_modes(root):
-    """Debian policy: files root-owned (dpkg-deb --root-owner-group), directories 0755,
-    no group/other write."""
+def normalise_modes(root):
+    """Debian policy's modes, for the .deb, the .rpm and the tarball alike: directories 0755,
+    files 0755 where the owner may execute them, else 0644. So no setuid, setgid or sticky
+    bit and no group or other write (a umask of 002 left pip's files group-writable); the
+    packagers make every file root-owned (dpkg-deb --root-owner-group, rpm's %defattr, the
+    tarball's filter)."""
     for directory, dirs, files in os.walk(root):
         for entry in dirs:
             os.chmod(os.path.join(directory, entry), 0o755)  # noqa: S103 - Debian policy
@@ -288,9 +293,10 @@ installed side by side. Includes pip.
 
 %install
 mkdir -p %{{buildroot}}
-cp -a {staged}/. %{{buildroot}}/
+cp -a "{staged}/." %{{buildroot}}/
 
 %files
+%defattr(-,root,root,-)
 {prefix}
 """.format(
         name=package_name(version),
@@ -300,5 +306,5 @@ cp -a {staged}/. %{{buildroot}}/
         prefix=prefix,
         arch=RPM_ARCH[arch],
         requires=requires,
-        staged=staged_root,
+        staged=staged_root.replace("%", "%%"),  # a path, not a macro
     )

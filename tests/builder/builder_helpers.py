@@ -33,9 +33,10 @@ def load_build_module() -> SimpleNamespace:
     from driver import cell, errors, flags, packages, selftest, spec, upload
 
     class Build(cell.Build):
-        """cell.Build with the packaging function the rpm test calls as a method."""
+        """cell.Build with the packaging functions the rpm test calls as methods."""
 
         build_rpm = packages.build_rpm
+        package = packages.package
 
     return SimpleNamespace(
         Build=Build,

@@ -237,7 +237,35 @@ def test_rpm_spec_from_registry(registry_json):
     assert "BuildArch: aarch64\n" in text
     requires = [line.split(": ", 1)[1] for line in text.splitlines() if line.startswith("Requires:")]
     assert requires == list(load_registry().get("rhel-9").runtime_dependencies)
-    assert "\n/opt/python/3.14.0rc2\n" in text
+    assert "\n%defattr(-,root,root,-)\n/opt/python/3.14.0rc2\n" in text
+    # The staged tree's path is quoted for the shell and its % kept from rpm's macros.
+    odd = packages.rpm_spec("3.13.5", 1, "x86_64", (), "/w/a b%{x}", "/opt/python/3.13.5")
+    assert 'cp -a "/w/a b%%{x}/." %{buildroot}/' in odd
+
+
+def test_package_modes_leave_no_special_bit_or_shared_write(tmp_path):
+    """normalise_modes: directories 0755, owner-executable files 0755, others 0644; symlinks as
+    they are (os.chmod would follow them to their target)."""
+    tree, target = tmp_path / "tree", tmp_path / "target"
+    target.write_text("")
+    target.chmod(0o600)
+    (tree / "bin").mkdir(parents=True, mode=0o2777)
+    (tree / "bin" / "tool").write_text("")
+    (tree / "bin" / "tool").chmod(0o4775)
+    (tree / "data.txt").write_text("")
+    (tree / "data.txt").chmod(0o666)
+    (tree / "private").write_text("")
+    (tree / "private").chmod(0o600)
+    (tree / "bin" / "link").symlink_to(target)
+    tree.chmod(0o1777)
+    packages.normalise_modes(str(tree))
+    modes = {
+        p.relative_to(tree).as_posix(): p.lstat().st_mode & 0o7777
+        for p in tree.rglob("*")
+        if not p.is_symlink()
+    }
+    assert modes == {"bin": 0o755, "bin/tool": 0o755, "data.txt": 0o644, "private": 0o644}
+    assert tree.stat().st_mode & 0o7777 == 0o755 and target.stat().st_mode & 0o7777 == 0o600
 
 
 def test_expected_modules_follow_the_registry(registry_json):

@@ -209,10 +209,24 @@ def test_rpm_from_the_real_tree(built, extracted, build_py, tmp_path):
     staged = tmp_path / "staging" / PREFIX.lstrip("/")
     staged.parent.mkdir(parents=True)
     shutil.copytree(extracted, staged, symlinks=True)
+    # What a umask of 002 or a stray bit leaves: the package phase gives all artifacts one set of modes.
+    (staged / "bin" / "python3.13").chmod(0o4775)
+    (staged / "lib").chmod(0o2777)
+    (tmp_path / "staging" / "opt").chmod(0o775)
     build.out = str(tmp_path / "out")
-    Path(build.out).mkdir()
-    rpm = Path(build.build_rpm())
-    assert rpm.name == "python-3.13.5-2.x86_64.rpm"
+    build.package()
+    rpm = Path(build.out) / "python-3.13.5-2.x86_64.rpm"
+    modes = run_checked(
+        ["rpm", "-qp", "--queryformat", "[%{FILEMODES:perms} %{FILEUSERNAME} %{FILENAMES}\n]", str(rpm)]
+    )
+    assert (
+        f"-rwxr-xr-x root {PREFIX}/bin/python3.13\n" in modes and f"drwxr-xr-x root {PREFIX}/lib\n" in modes
+    )
+    assert all(line[5] != "w" and line[8] != "w" for line in modes.splitlines() if line[0] != "l"), modes
+    with tarfile.open(Path(build.out) / "python-3.13.5-rhel-9-x86_64.tar.gz") as tarball:
+        members = {m.name: m for m in tarball.getmembers()}
+    assert members["python/bin/python3.13"].mode == 0o755 and members["python/lib"].mode == 0o755
+    assert not any(m.mode & 0o7022 for m in members.values() if not m.issym())
     info = run_checked(["rpm", "-qp", "--queryformat", "%{NAME} %{VERSION} %{RELEASE} %{ARCH}", str(rpm)])
     assert info.split()[-4:] == ["python-3.13.5", "3.13.5", "2", "x86_64"]
     requires = [
