@@ -28,12 +28,19 @@ import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from pydantic import ValidationError
 
 from buildfarm.errors import UsageError
-from buildfarm.layout import MANIFEST_FILE, PROVENANCE_FILE, SBOM_FILE, SIGNATURE_SUFFIX, SUMS_FILE
+from buildfarm.layout import (
+    MANIFEST_FILE,
+    PROVENANCE_FILE,
+    SBOM_FILE,
+    SIGNATURE_SUFFIX,
+    SUMS_FILE,
+    runtime_artifact_dir,
+)
 from buildfarm.models import Attestations
 
 from .provenance import statement_subjects
@@ -300,8 +307,22 @@ def check_documents(
     return problems
 
 
+class CheckedBuild(NamedTuple):
+    """What check_build found: the problems, and the checksum list and manifest it checked
+    (empty or None where they are missing) for a caller's further checks."""
+
+    problems: list[str]
+    sums: dict[str, str]
+    manifest: Any
+
+
 def verify_build(files: BuildFiles, public_keys: Sequence[bytes]) -> list[str]:
     """Every problem of the build at `files`, one line each ([] when it verifies)."""
+    return check_build(files, public_keys).problems
+
+
+def check_build(files: BuildFiles, public_keys: Sequence[bytes]) -> CheckedBuild:
+    """verify_build's checks, with the SHA256SUMS and manifest.json they read."""
     manifest_data = files.read(MANIFEST_FILE)
     manifest, manifest_problems = (
         (None, []) if manifest_data is None else parse_json(MANIFEST_FILE, manifest_data)
@@ -309,16 +330,31 @@ def verify_build(files: BuildFiles, public_keys: Sequence[bytes]) -> list[str]:
     names, _, _ = listed_attestations(manifest)
     sums_data = files.read(names.checksums)
     if sums_data is None:
-        return [f"{names.checksums}: missing (is {files.where} a build directory?)"]
+        return CheckedBuild([f"{names.checksums}: missing (is {files.where} a build directory?)"], {}, None)
     problems = check_signature(files, names.checksums, sums_data, public_keys, names.checksums_signature)
     sums, sums_problems = parse_sums(sums_data.decode("utf-8", errors="replace"))
     file_problems, _ = check_listed_files(files, sums)
     problems += sums_problems + file_problems
     if manifest_data is None:
-        return [*problems, f"{MANIFEST_FILE}: missing"]
+        return CheckedBuild([*problems, f"{MANIFEST_FILE}: missing"], sums, None)
     if MANIFEST_FILE not in sums:
         problems.append(f"{MANIFEST_FILE}: not listed in {names.checksums} (unsigned)")
     problems += manifest_problems or check_manifest(manifest, sums)
-    if not isinstance(manifest, dict):
-        return problems
-    return problems + check_documents(files, manifest, sums, public_keys)
+    if isinstance(manifest, dict):
+        problems += check_documents(files, manifest, sums, public_keys)
+    return CheckedBuild(problems, sums, manifest)
+
+
+def manifest_directory(manifest: Any) -> str | None:
+    """The store directory a build's manifest says it was published in: a Python build's
+    spec.artifact_dir, a runtime build's runtimes/<name>/<version>/<platform>/<arch>/<build>;
+    None when it says neither."""
+    directory = _dig(manifest, "spec", "artifact_dir")
+    if isinstance(directory, str):
+        return directory
+    cell = [_dig(manifest, "runtime", "name"), _dig(manifest, "runtime", "version")]
+    cell += [_dig(manifest, "platform"), _dig(manifest, "arch")]
+    build = _dig(manifest, "build")
+    if all(isinstance(part, str) for part in cell) and isinstance(build, int):
+        return runtime_artifact_dir(*cell, build)
+    return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from buildfarm.errors import UsageError
 from buildfarm.layout import MANIFEST_FILE, SUMS_FILE, VERSIONS_KEY, public_key_key
@@ -19,11 +20,11 @@ from buildfarm.layout import MANIFEST_FILE, SUMS_FILE, VERSIONS_KEY, public_key_
 from .signing import FINGERPRINT_PREFIX, SigningError, fingerprint, load_public_key
 from .verify_build import (
     BuildFiles,
+    check_build,
     check_signature,
+    manifest_directory,
     open_build,
     parse_json,
-    parse_sums,
-    verify_build,
 )
 
 _FINGERPRINT = re.compile(rf"{FINGERPRINT_PREFIX}[0-9a-f]{{64}}", re.ASCII)
@@ -103,7 +104,7 @@ def _cells(tree: object, depth: int) -> list[dict]:
 
 
 def published_builds(document: object) -> list[tuple[str, dict[str, str]]]:
-    """(build dir, artifact file -> sha256) of every build and runtime versions.json lists."""
+    """(build dir, artifact key -> sha256) of every build and runtime versions.json lists."""
     document = document if isinstance(document, dict) else {}
     found = []
     for cell in _cells(document.get("builds"), 3) + _cells(document.get("runtimes"), 4):
@@ -111,7 +112,7 @@ def published_builds(document: object) -> list[tuple[str, dict[str, str]]]:
         if not isinstance(manifest, str) or not manifest.endswith(f"/{MANIFEST_FILE}"):
             continue
         listed = {
-            str(a.get("key", "")).rsplit("/", 1)[-1]: str(a.get("sha256"))
+            str(a.get("key")): str(a.get("sha256"))
             for a in cell.get("artifacts") or []
             if isinstance(a, dict)
         }
@@ -119,17 +120,38 @@ def published_builds(document: object) -> list[tuple[str, dict[str, str]]]:
     return sorted(found)
 
 
-def check_catalog_sums(directory: str, build: BuildFiles, listed: dict[str, str]) -> list[str]:
-    """versions.json's artifact sha256s against the build's SHA256SUMS."""
-    data = build.read(SUMS_FILE)
-    if data is None:
-        return []  # verify_build says SHA256SUMS is missing
-    sums, _ = parse_sums(data.decode("utf-8", errors="replace"))
-    return [
-        f"{VERSIONS_KEY}: {directory}/{name} has sha256 {sha256}, its {SUMS_FILE} {sums.get(name)}"
-        for name, sha256 in sorted(listed.items())
-        if sums.get(name) != sha256
-    ]
+def check_catalog_sums(directory: str, sums: dict[str, str], listed: dict[str, str]) -> list[str]:
+    """versions.json's artifacts against the build's verified SHA256SUMS: each in the build's
+    directory (what installers download) with the sha256 the list gives."""
+    problems = []
+    for key, sha256 in sorted(listed.items()):
+        home, _, name = key.rpartition("/")
+        if home != directory:
+            problems.append(f"{VERSIONS_KEY}: artifact {key} is not in its build's directory {directory}")
+        elif sums and sums.get(name) != sha256:
+            problems.append(f"{VERSIONS_KEY}: {key} has sha256 {sha256}, its {SUMS_FILE} {sums.get(name)}")
+    return problems
+
+
+def check_home(directory: str, manifest: Any) -> list[str]:
+    """A build is where its manifest says it was published (a signed build copied to another
+    build number's directory is not that build)."""
+    home = manifest_directory(manifest)
+    if manifest is None or home == directory:
+        return []
+    return [f"{MANIFEST_FILE}: the build of {home or 'no directory'}, found at {directory}"]
+
+
+def verify_located_build(location: str, files: BuildFiles, keys: Sequence[bytes]) -> list[str]:
+    """verify_build, and where the location ends in a store's build directory
+    (builds/<version>/<platform>/<arch>/<build>, or a runtime's), that the manifest says it is
+    that directory's build."""
+    checked = check_build(files, keys)
+    root = store_root_of(location)
+    if root is None:
+        return checked.problems
+    directory = location.rstrip("/").removeprefix(root).lstrip("/")
+    return checked.problems + check_home(directory, checked.manifest)
 
 
 def verify_store(location: str, root: BuildFiles, keys: Sequence[bytes], *, builds: bool = True) -> list[str]:
@@ -148,6 +170,9 @@ def verify_store(location: str, root: BuildFiles, keys: Sequence[bytes], *, buil
         except UsageError:
             problems.append(f"{directory}: missing (listed in {VERSIONS_KEY})")
             continue
-        problems += [f"{directory}/{problem}" for problem in verify_build(build, keys)]
-        problems += check_catalog_sums(directory, build, listed)
+        checked = check_build(build, keys)
+        problems += [
+            f"{directory}/{problem}" for problem in checked.problems + check_home(directory, checked.manifest)
+        ]
+        problems += check_catalog_sums(directory, checked.sums, listed)
     return problems

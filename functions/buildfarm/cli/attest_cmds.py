@@ -11,8 +11,14 @@ from pathlib import Path
 
 from buildfarm.attest.farm_signer import DEFAULT_KEY, KEY_ENV, key_path
 from buildfarm.attest.signing import KeyFileSigner, fingerprint, init_key
-from buildfarm.attest.verify_build import BuildFiles, open_build, verify_build
-from buildfarm.attest.verify_store import is_store_root, read_pinned_keys, store_root_of, verify_store
+from buildfarm.attest.verify_build import BuildFiles, open_build
+from buildfarm.attest.verify_store import (
+    is_store_root,
+    read_pinned_keys,
+    store_root_of,
+    verify_located_build,
+    verify_store,
+)
 from buildfarm.config import ConfigError, resolve_store_location
 
 
@@ -104,7 +110,7 @@ def run_verify(args: argparse.Namespace) -> int:
     if is_store_root(files):
         problems = verify_store(args.build, files, keys, builds=not args.catalog_only)
     else:
-        problems = verify_build(files, keys)
+        problems = verify_located_build(args.build, files, keys)
     for problem in problems:
         print(problem)
     if problems:

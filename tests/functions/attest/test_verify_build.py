@@ -55,6 +55,7 @@ def write_build(
             "sha256": SOURCE_SHA256,
         },
         "execution_id": EXECUTION,
+        "artifact_dir": CELL_DIR,
     }
     artifacts = [
         {
@@ -351,6 +352,23 @@ def test_cli_verify_local(store: Path, keys: dict[str, Path], capsys) -> None:
         + (store / CELL_DIR / "SHA256SUMS").read_text().splitlines()[1].split()[0]
     ]
     assert "1 problem(s)" in err
+
+
+def test_a_signed_build_copied_to_another_build_number_is_not_that_build(store: Path, keys, capsys) -> None:
+    """Served at .../2, build 1's files verify as files, but not as build 2 (an installer would
+    take them for it): the manifest says where it was published."""
+    other = store / CELL_DIR.replace(f"/{BUILD}", f"/{BUILD + 1}")
+    shutil.copytree(store / CELL_DIR, other)
+    pub = str(keys["farm"].with_suffix(".pub"))
+    status, out, _ = run_cli(capsys, "verify", str(other), "--pubkey", pub)
+    assert status == 1
+    assert out.splitlines() == [
+        f"manifest.json: the build of {CELL_DIR}, found at {other.relative_to(store)}"
+    ]
+    # Outside a store's layout there is no directory to compare: the files alone are checked.
+    elsewhere = store.parent / "download"
+    shutil.copytree(store / CELL_DIR, elsewhere)
+    assert run_cli(capsys, "verify", str(elsewhere), "--pubkey", pub)[0] == 0
 
 
 def test_cli_verify_over_http(store: Path, keys: dict[str, Path], http_dir_server, capsys) -> None:

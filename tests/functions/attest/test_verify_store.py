@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from buildfarm.attest.verify_store import published_builds, store_root_of
+from buildfarm.attest.verify_store import check_catalog_sums, check_home, published_builds, store_root_of
 
 
 @pytest.mark.parametrize(
@@ -54,7 +54,43 @@ def test_published_builds_lists_builds_and_runtimes() -> None:
         },
     }
     assert published_builds(document) == [
-        ("builds/3.13.5/debian-12/x86_64/1", {"python.tar.gz": "1" * 64}),
-        ("runtimes/r/1.0/debian-12/x86_64/2", {"r.tar.gz": "2" * 64}),
+        ("builds/3.13.5/debian-12/x86_64/1", {artifact["key"]: "1" * 64}),
+        ("runtimes/r/1.0/debian-12/x86_64/2", {runtime["key"]: "2" * 64}),
     ]
     assert published_builds([]) == [] and published_builds({"builds": "x"}) == []
+
+
+def test_the_catalogs_artifacts_are_checked_against_the_verified_sums_in_their_directory() -> None:
+    directory = "builds/3.13.5/debian-12/x86_64/1"
+    sums = {"python.tar.gz": "1" * 64}
+    assert check_catalog_sums(directory, sums, {f"{directory}/python.tar.gz": "1" * 64}) == []
+    assert check_catalog_sums(directory, sums, {f"{directory}/python.tar.gz": "3" * 64}) == [
+        f"versions.json: {directory}/python.tar.gz has sha256 {'3' * 64}, its SHA256SUMS {'1' * 64}"
+    ]
+    # install.sh downloads the key itself: one outside the verified directory is refused.
+    elsewhere = "builds/3.13.5/debian-12/x86_64/2/python.tar.gz"
+    assert check_catalog_sums(directory, sums, {elsewhere: "1" * 64}) == [
+        f"versions.json: artifact {elsewhere} is not in its build's directory {directory}"
+    ]
+
+
+def test_a_build_is_where_its_manifest_says_it_was_published() -> None:
+    python = {"spec": {"artifact_dir": "builds/3.13.5/debian-12/x86_64/1"}}
+    assert check_home("builds/3.13.5/debian-12/x86_64/1", python) == []
+    assert check_home("builds/3.13.5/debian-12/x86_64/2", python) == [
+        "manifest.json: the build of builds/3.13.5/debian-12/x86_64/1, "
+        "found at builds/3.13.5/debian-12/x86_64/2"
+    ]
+    runtime = {
+        "runtime": {"name": "r", "version": "1.0"},
+        "platform": "debian-12",
+        "arch": "x86_64",
+        "build": 2,
+    }
+    assert check_home("runtimes/r/1.0/debian-12/x86_64/2", runtime) == []
+    assert check_home("runtimes/r/1.0/debian-12/x86_64/3", runtime)[0].startswith(
+        "manifest.json: the build of"
+    )
+    assert check_home("runtimes/r/1.0/debian-12/x86_64/2", {"build": "2"}) == [
+        "manifest.json: the build of no directory, found at runtimes/r/1.0/debian-12/x86_64/2"
+    ]
