@@ -67,7 +67,9 @@ def test_job_definitions_are_enabled_platforms_times_arches_with_config_resource
 def test_retry_strategy_retries_infrastructure_loss_and_exits_on_anything_else(
     template, lifecycle_date
 ) -> None:
-    for resource in by_type(template, "AWS::Batch::JobDefinition").values():
+    definitions = by_type(template, "AWS::Batch::JobDefinition")
+    assert definitions
+    for resource in definitions.values():
         strategy = resource["Properties"]["RetryStrategy"]
         assert strategy["Attempts"] == cdk_json_config(lifecycle_date).job_attempts
         rules = strategy["EvaluateOnExit"]

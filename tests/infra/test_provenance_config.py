@@ -31,7 +31,9 @@ def test_every_job_definition_passes_the_image_it_runs(template: dict[str, Any])
 
 
 def test_the_image_override_keeps_the_container_environment(template: dict[str, Any]) -> None:
-    for lid, props in job_definitions(template).items():
+    definitions = job_definitions(template)
+    assert definitions
+    for lid, props in definitions.items():
         names = [e["Name"] for e in props["ContainerProperties"]["Environment"]]
         assert sorted(names) == sorted(set(names)), lid  # nothing listed twice
         assert {"BUILDFARM_PLATFORM", "BUILDFARM_ARCH", "BUILDFARM_BUILDER_IMAGE"} <= set(names), lid
