@@ -44,9 +44,29 @@ class Alarms(Construct):
         if config.notification_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(config.notification_email))
 
-        # The failed execution's event carries its cause: "Failed cells (the others were
-        # published): [...]" for failed builds, or the Plan's validation message.
-        self.failed_executions = events.Rule(
+        self.failed_executions = self._rule(state_machine)
+        self.executions_failed = self._alarm(state_machine)
+        self.executions_failed.add_alarm_action(cw_actions.SnsAction(self.topic))
+        # The topic's policy replaces SNS's default one (which let the account's services
+        # publish): CloudWatch may publish, for this alarm only.
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AlarmPublishes",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={
+                    "ArnEquals": {"aws:SourceArn": self.executions_failed.alarm_arn},
+                    "StringEquals": {"aws:SourceAccount": Stack.of(self).account},
+                },
+            )
+        )
+
+    def _rule(self, state_machine: sfn.StateMachine) -> events.Rule:
+        """The rule that mails an execution that failed, timed out or was aborted, with its cause:
+        "Failed cells (the others were published): [...]" for failed builds, or the Plan's
+        validation message."""
+        rule = events.Rule(
             self,
             "FailedExecutions",
             description="Notify when a build farm execution fails, times out or is aborted",
@@ -73,29 +93,13 @@ class Alarms(Construct):
                 )
             ],
         )
-
         acknowledge(
-            self.failed_executions.node.find_child("EventsRole"),
+            rule.node.find_child("EventsRole"),
             "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
             "the role EventBridge publishes with may make data keys (GenerateDataKey and its "
             "WithoutPlaintext variant) with the topic's own key only, as SNS needs for an encrypted topic.",
         )
-        self.executions_failed = self._alarm(state_machine)
-        self.executions_failed.add_alarm_action(cw_actions.SnsAction(self.topic))
-        # The topic's policy replaces SNS's default one (which let the account's services
-        # publish): CloudWatch may publish, for this alarm only.
-        self.topic.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="AlarmPublishes",
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                actions=["sns:Publish"],
-                resources=[self.topic.topic_arn],
-                conditions={
-                    "ArnEquals": {"aws:SourceArn": self.executions_failed.alarm_arn},
-                    "StringEquals": {"aws:SourceAccount": Stack.of(self).account},
-                },
-            )
-        )
+        return rule
 
     def _alarm(self, state_machine: sfn.StateMachine) -> cloudwatch.Alarm:
         """An alarm when an execution ends badly in an hour: the same three statuses as the
