@@ -39,7 +39,8 @@ Usage: install.sh [--version VERSION | --list] [--prefix DIR] [--base-url URL]
                      its newest pre-release)
   --list             list the versions built for this machine and exit
   --prefix DIR       install the relocatable tarball into DIR (no root needed) instead of
-                     the system package
+                     the system package. DIR is new, empty, or an earlier install.sh
+                     install, which is replaced whole
   --base-url URL     where the farm's store is served. Default: \$BUILDFARM_BASE_URL, else
                      the URL this script was published for:
                      $published
@@ -301,12 +302,39 @@ loopback_url() {
   [[ "$host" == localhost || "$host" == "[::1]" || "$host" =~ ^127(\.[0-9]{1,3}){3}$ ]]
 }
 
+# The file in a --prefix that says install.sh put a Python there (and may replace it).
+INSTALL_MARKER=".buildfarm-install"
+
+# Unpacks the tarball beside DIR, then puts it in DIR's place whole: a failed unpack leaves
+# DIR as it was, and an earlier install there is replaced, not mixed with this one. DIR must
+# be new, empty or such an earlier install: anything else is refused untouched.
+install_tree() { # TARBALL DIR
+  local parent
+  if [[ -e "$2" && ! -f "$2/$INSTALL_MARKER" ]] && [[ ! -d "$2" || -n "$(ls -A -- "$2")" ]]; then
+    die "--prefix $2 exists and holds something else than a Python install.sh made: choose a new or empty directory; nothing installed"
+  fi
+  parent="${2%/}"
+  if [[ "$parent" == */* ]]; then parent="${parent%/*}"; else parent="."; fi
+  parent="${parent:-/}"
+  mkdir -p -- "$parent" || die "cannot create $parent; nothing installed"
+  staging=$(mktemp -d "$parent/.install.sh.XXXXXX") || die "cannot write in $parent; nothing installed"
+  tar -xzf "$1" -C "$staging" --strip-components=1 || die "cannot unpack ${1##*/} into $parent; nothing installed"
+  printf '%s build %s from %s\n' "$version" "$build" "$base_url" >"$staging/$INSTALL_MARKER"
+  chmod 755 "$staging" # mktemp's 0700
+  if [[ -e "$2" ]]; then
+    mv -- "$2" "$staging.old" || die "cannot move the earlier $2 aside; nothing installed"
+  fi
+  mv -- "$staging" "$2" || die "cannot put the new tree at $2 (the earlier one is at $staging.old)"
+  rm -rf -- "$staging.old"
+}
+
 # --- main -------------------------------------------------------------------------------
 
 platform=$(detect_platform)
 arch=$(detect_arch)
 workdir=$(mktemp -d)
-trap 'rm -rf "$workdir"' EXIT
+staging=""
+trap 'rm -rf "$workdir" ${staging:+"$staging"}' EXIT
 pin_keys
 # Over plain http to another machine, anyone on the way could swap the catalog and the
 # artifacts with their sha256s: only a signature check makes them trustworthy.
@@ -429,8 +457,7 @@ fi
 
 case "$want_type" in
   tarball)
-    mkdir -p "$prefix"
-    tar -xzf "$file" -C "$prefix" --strip-components=1
+    install_tree "$file" "$prefix"
     say "installed Python $version into $prefix: run $prefix/bin/python3"
     ;;
   deb)

@@ -316,6 +316,31 @@ def test_without_a_version_the_newest_final_release_is_installed_not_a_prereleas
     assert ran.stdout.strip() == "Python 3.15.0a2"
 
 
+def test_a_prefix_install_replaces_an_earlier_one_whole_and_refuses_a_foreign_directory(
+    tmp_path, store
+) -> None:
+    prefix = tmp_path / "py"
+    assert run_installer(tmp_path, store, "--version", "3.12.8", "--prefix", str(prefix)).returncode == 0
+    (prefix / "lib" / "left-from-3.12.8.py").parent.mkdir(parents=True, exist_ok=True)
+    (prefix / "lib" / "left-from-3.12.8.py").write_text("")
+    result = run_installer(tmp_path, store, "--version", "3.13.5", "--prefix", str(prefix))
+    assert result.returncode == 0, result.stderr
+    ran = subprocess.run([prefix / "bin" / "python3"], capture_output=True, text=True)
+    assert ran.stdout.strip() == "Python 3.13.5" and not (prefix / "lib").exists()
+    assert (prefix / ".buildfarm-install").read_text().startswith("3.13.5 build 2 from file://")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".install.sh")] == []
+    # A directory install.sh did not make is left as it is.
+    home = tmp_path / "home"
+    (home / "bin").mkdir(parents=True)
+    (home / "bin" / "mine").write_text("keep")
+    result = run_installer(tmp_path, store, "--prefix", str(home))
+    assert result.returncode != 0 and "holds something else than a Python install.sh made" in result.stderr
+    assert [p.name for p in home.rglob("*")] == ["bin", "mine"]
+    # An empty one is fine.
+    (tmp_path / "empty").mkdir()
+    assert run_installer(tmp_path, store, "--prefix", str(tmp_path / "empty")).returncode == 0
+
+
 @pytest.mark.parametrize("url", ["http://example.invalid", "http://127.0.0.1.example.invalid:80/x"])
 def test_plain_http_to_another_machine_needs_a_signing_key(tmp_path, url) -> None:
     result = run_installer(tmp_path, None, "--base-url", url, "--list")
