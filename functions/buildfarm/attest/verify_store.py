@@ -20,6 +20,7 @@ from buildfarm.layout import MANIFEST_FILE, SUMS_FILE, VERSIONS_KEY, public_key_
 from .signing import FINGERPRINT_PREFIX, SigningError, fingerprint, load_public_key
 from .verify_build import (
     BuildFiles,
+    CheckedBuild,
     check_build,
     check_signature,
     manifest_directory,
@@ -146,12 +147,16 @@ def verify_located_build(location: str, files: BuildFiles, keys: Sequence[bytes]
     """verify_build, and where the location ends in a store's build directory
     (builds/<version>/<platform>/<arch>/<build>, or a runtime's), that the manifest says it is
     that directory's build."""
-    checked = check_build(files, keys)
     root = store_root_of(location)
     if root is None:
-        return checked.problems
-    directory = location.rstrip("/").removeprefix(root).lstrip("/")
-    return checked.problems + check_home(directory, checked.manifest)
+        return check_build(files, keys).problems
+    return check_build_at(location.rstrip("/").removeprefix(root).lstrip("/"), files, keys).problems
+
+
+def check_build_at(directory: str, files: BuildFiles, keys: Sequence[bytes]) -> CheckedBuild:
+    """check_build of the build at a store's `directory`, and check_home's verdict with it."""
+    checked = check_build(files, keys)
+    return checked._replace(problems=checked.problems + check_home(directory, checked.manifest))
 
 
 def verify_store(location: str, root: BuildFiles, keys: Sequence[bytes], *, builds: bool = True) -> list[str]:
@@ -170,9 +175,7 @@ def verify_store(location: str, root: BuildFiles, keys: Sequence[bytes], *, buil
         except UsageError:
             problems.append(f"{directory}: missing (listed in {VERSIONS_KEY})")
             continue
-        checked = check_build(build, keys)
-        problems += [
-            f"{directory}/{problem}" for problem in checked.problems + check_home(directory, checked.manifest)
-        ]
+        checked = check_build_at(directory, build, keys)
+        problems += [f"{directory}/{problem}" for problem in checked.problems]
         problems += check_catalog_sums(directory, checked.sums, listed)
     return problems

@@ -90,17 +90,15 @@ while (($#)); do
   esac
 done
 
-case "$base_url" in
-  http://* | https://* | file://*) base_url="${base_url%/}" ;;
-  "@BASE_URL@" | "") die "no store URL: pass --base-url URL (or set BUILDFARM_BASE_URL)" ;;
-  *) die "base URL '$base_url' must start with http://, https:// or file://" ;;
-esac
-# What curl may fetch, redirects included: an https store is never left for plain http.
+# protocols: what curl may fetch, redirects included (an https store is never left for http).
 case "$base_url" in
   https://*) protocols="=https" ;;
   http://*) protocols="=http,https" ;;
-  *) protocols="=file" ;;
+  file://*) protocols="=file" ;;
+  "@BASE_URL@" | "") die "no store URL: pass --base-url URL (or set BUILDFARM_BASE_URL)" ;;
+  *) die "base URL '$base_url' must start with http://, https:// or file://" ;;
 esac
+base_url="${base_url%/}"
 if ((skip_signatures && ${#pubkeys[@]})); then
   die "--pubkey and --skip-signatures contradict each other: pass one"
 fi
