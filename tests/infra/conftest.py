@@ -133,3 +133,7 @@ def farm(template: dict[str, Any], moto_farm_patches: None, tmp_path: Path) -> I
         farm = moto_farm.Farm(template)
         farm.set_environment(BUILDFARM_RUNTIMES=str(no_runtimes))
         yield farm
+        # No job or invocation of this test's executions outlives its moto.
+        for held in moto_farm.HOLD.values():
+            held.set()
+        farm.wait_quiet()

@@ -68,8 +68,13 @@ SUBMITTED: list[dict[str, Any]] = []  # every spec the stand-in received
 # cell -> event: the stand-in writes that cell's build, then waits for the event before its job
 # ends (a build that finished while its execution is being stopped).
 HOLD: dict[str, threading.Event] = {}
-HELD = threading.Condition()  # notified when a held job starts waiting
+# In moto as in AWS, a stopped execution's jobs and Lambda invocations run on to their end, on
+# their own threads. ACTIVITY is notified whenever one starts or ends, a stand-in build is
+# written (BUILT) or a held job starts waiting (WAITING); Farm.wait_quiet waits for them all.
+ACTIVITY = threading.Condition()
 WAITING: list[str] = []
+BUILT: list[str] = []
+_IN_FLIGHT = [0]  # jobs and invocations running now (under ACTIVITY)
 RUNTIME_COMMANDS: list[list[str]] = []  # every runtime job's command (ContainerOverrides.Command)
 RUNTIME_DEFINITIONS: list[Path] = []  # the runtime stand-in's definitions (a test sets the one)
 _JOB = threading.local()  # the command of the job being finished (moto passes its environment)
@@ -80,6 +85,7 @@ def reset_stand_in() -> None:
     SUBMITTED.clear()
     HOLD.clear()
     WAITING.clear()
+    BUILT.clear()
     RUNTIME_COMMANDS.clear()
     RUNTIME_DEFINITIONS.clear()
     _stand_in_s3.cache_clear()
@@ -192,23 +198,58 @@ def _jobs_show_their_command() -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def _in_flight() -> Iterator[None]:
+    """Count a job or an invocation as running while the block runs."""
+    with ACTIVITY:
+        _IN_FLIGHT[0] += 1
+    try:
+        yield
+    finally:
+        with ACTIVITY:
+            _IN_FLIGHT[0] -= 1
+            ACTIVITY.notify_all()
+
+
+def _noted(events: list[str], cell: str) -> None:
+    with ACTIVITY:
+        events.append(cell)
+        ACTIVITY.notify_all()
+
+
 def _finish_with_stand_in(environment: dict[str, str]) -> tuple[bool, str]:
     """How a farm job ends (moto_patches.batch_jobs_finish_with): the stand-in builds the
     job's BUILD_SPEC (a runtime job, without one: its command); a cell in HOLD then waits for
     its event before the job ends."""
-    if "BUILD_SPEC" not in environment:
-        RUNTIME_COMMANDS.append(_JOB.command)
-        return stand_in_runtime_build(_JOB.command)
-    spec = json.loads(environment["BUILD_SPEC"])
-    SUBMITTED.append(spec)
-    succeeded, reason = stand_in_build(spec, environment.get("BUILDFARM_BUILDER_IMAGE", "stand-in"))
-    cell = f"{spec['version']}/{spec['platform']}/{spec['arch']}"
-    if cell in HOLD:
-        with HELD:
-            WAITING.append(cell)
-            HELD.notify_all()
-        HOLD[cell].wait(timeout=120)
-    return succeeded, reason
+    with _in_flight():
+        if "BUILD_SPEC" not in environment:
+            RUNTIME_COMMANDS.append(_JOB.command)
+            return stand_in_runtime_build(_JOB.command)
+        spec = json.loads(environment["BUILD_SPEC"])
+        SUBMITTED.append(spec)
+        succeeded, reason = stand_in_build(spec, environment.get("BUILDFARM_BUILDER_IMAGE", "stand-in"))
+        cell = f"{spec['version']}/{spec['platform']}/{spec['arch']}"
+        _noted(BUILT, cell)
+        if cell in HOLD:
+            _noted(WAITING, cell)
+            HOLD[cell].wait(timeout=120)
+        return succeeded, reason
+
+
+@contextlib.contextmanager
+def _invocations_counted() -> Iterator[None]:
+    """Each Lambda invocation (the real handler, moto_patches.lambda_runs_real_handlers, which
+    is entered first) counts as running while it runs."""
+    from moto.awslambda_simple.models import LambdaSimpleBackend
+
+    invoke = LambdaSimpleBackend.invoke
+
+    def counted(self: LambdaSimpleBackend, *args: Any, **kwargs: Any) -> Any:
+        with _in_flight():
+            return invoke(self, *args, **kwargs)
+
+    with mock.patch.object(LambdaSimpleBackend, "invoke", counted):
+        yield
 
 
 def as_moto_reads_it(definition: str) -> str:
@@ -226,6 +267,7 @@ def moto_patched() -> Iterator[None]:
     uses it too."""
     with (
         moto_patches.lambda_runs_real_handlers(),
+        _invocations_counted(),
         moto_patches.batch_jobs_finish_with(_finish_with_stand_in),
         _jobs_show_their_command(),
         moto_patches.sfn_batch_parameters_as_aws(),
@@ -397,6 +439,12 @@ class Farm:
             if time.monotonic() > deadline:
                 pytest.fail(f"execution {arn} still running after {timeout} s")
             time.sleep(0.2)
+
+    def wait_quiet(self, timeout: float = 60) -> None:
+        """Wait until no job or Lambda invocation runs (a stopped execution's included)."""
+        with ACTIVITY:
+            if not ACTIVITY.wait_for(lambda: _IN_FLIGHT[0] == 0, timeout=timeout):
+                pytest.fail(f"{_IN_FLIGHT[0]} jobs or invocations still running after {timeout} s")
 
     def start(self, execution_input: dict[str, Any]) -> str:
         # AWS names an unnamed execution with a UUID; moto leaves it None, so name it here.
