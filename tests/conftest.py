@@ -86,7 +86,9 @@ def buildfarm_log_handlers_write_to_this_tests_stdout() -> None:
         for handler in logger.handlers:
             stream = getattr(handler, "stream", None) if isinstance(handler, logging.StreamHandler) else False
             if stream is None or getattr(stream, "closed", False):
-                handler.setStream(sys.stdout)
+                # Not setStream: it flushes the old stream first, which fails on a closed one.
+                with handler.lock:
+                    handler.stream = sys.stdout
 
 
 @pytest.fixture(scope="session")

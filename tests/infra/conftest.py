@@ -120,9 +120,10 @@ def farm(template: dict[str, Any], moto_farm_patches: None, tmp_path: Path) -> I
     Its functions plan no runtime cells (BUILDFARM_RUNTIMES: an empty directory) unless a test
     gives them definitions (moto_farm.Farm.set_environment)."""
     import moto_farm
+    import stand_in
     from moto import mock_aws
 
-    moto_farm.reset_stand_in()
+    stand_in.reset_stand_in()
     no_runtimes = tmp_path / "no-runtimes"
     no_runtimes.mkdir()
     with (
@@ -134,6 +135,6 @@ def farm(template: dict[str, Any], moto_farm_patches: None, tmp_path: Path) -> I
         farm.set_environment(BUILDFARM_RUNTIMES=str(no_runtimes))
         yield farm
         # No job or invocation of this test's executions outlives its moto.
-        for held in moto_farm.HOLD.values():
+        for held in stand_in.HOLD.values():
             held.set()
         farm.wait_quiet()

@@ -8,10 +8,11 @@ import threading
 from collections import Counter
 from unittest import mock
 
-import moto_farm
 import pytest
-from moto_farm import ACTIVITY, BUILT, HOLD, SHA_3135, SUBMITTED, WAITING, Farm
+import stand_in
+from moto_farm import SHA_3135, Farm
 from runtime_definitions import LOCKED_HASH, write_svc_definitions
+from stand_in import ACTIVITY, BUILT, HOLD, SUBMITTED, WAITING
 
 from buildfarm.catalog.versions_json import runtime_cells
 from buildfarm.workflow_names import Errors
@@ -108,7 +109,7 @@ def test_a_built_runtime_whose_run_ended_unpublished_is_published_by_the_next(fa
     publishes it (signed), and closes the run; nothing is rebuilt."""
     definitions = write_svc_definitions(tmp_path / "defs")
     farm.set_environment(BUILDFARM_RUNTIMES=str(definitions))
-    moto_farm.RUNTIME_DEFINITIONS.append(definitions)
+    stand_in.RUNTIME_DEFINITIONS.append(definitions)
     farm.seed_releases({"3.13.5": SHA_3135})
     debian_12 = {"versions": ["3.13.5"], "platforms": ["debian-12"], "arches": ["x86_64"]}
     assert farm.run(debian_12)["status"] == "SUCCEEDED"  # the Python cell the runtime needs
@@ -123,13 +124,13 @@ def test_a_built_runtime_whose_run_ended_unpublished_is_published_by_the_next(fa
     directory = "runtimes/svc/2.1.0/debian-12/x86_64/1"
     assert farm.exists(f"{directory}/manifest.json") and not farm.exists(f"{directory}/SHA256SUMS.sig")
     assert not runtime_cells(farm.read_json("versions.json")) and len(open_runs(farm)) == 1
-    assert len(moto_farm.RUNTIME_COMMANDS) == 1
+    assert len(stand_in.RUNTIME_COMMANDS) == 1
 
     again = farm.run(debian_12)
     assert again["status"] == "SUCCEEDED", again
     assert runtime_cells(farm.read_json("versions.json"))[("svc", "2.1.0", "debian-12", "x86_64")].build == 1
     assert farm.exists(f"{directory}/SHA256SUMS.sig")
-    assert len(moto_farm.RUNTIME_COMMANDS) == 1  # published by Recover, not built again
+    assert len(stand_in.RUNTIME_COMMANDS) == 1  # published by Recover, not built again
     assert open_runs(farm) == [] and unreleased_claims(farm) == []
 
     # A changed lock: a run of runtime cells only, which Finalize closes (Plan opened it).
@@ -137,4 +138,4 @@ def test_a_built_runtime_whose_run_ended_unpublished_is_published_by_the_next(fa
     rebuilt = farm.run(debian_12)
     assert rebuilt["status"] == "SUCCEEDED", rebuilt
     assert runtime_cells(farm.read_json("versions.json"))[("svc", "2.1.0", "debian-12", "x86_64")].build == 2
-    assert len(moto_farm.RUNTIME_COMMANDS) == 2 and open_runs(farm) == []
+    assert len(stand_in.RUNTIME_COMMANDS) == 2 and open_runs(farm) == []

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import moto_farm
 import pytest
+import stand_in
 from moto_farm import BUCKET, SHA_3135, Farm
 from runtime_definitions import write_svc_definitions
 
@@ -34,17 +34,17 @@ def entered(farm: Farm, execution: dict, name: str) -> bool:
 def test_a_runtime_cell_runs_its_command_on_batch_and_is_published_signed(farm: Farm, tmp_path: Path) -> None:
     definitions = write_svc_definitions(tmp_path / "defs")
     farm.set_environment(BUILDFARM_RUNTIMES=str(definitions))
-    moto_farm.RUNTIME_DEFINITIONS.append(definitions)
+    stand_in.RUNTIME_DEFINITIONS.append(definitions)
     farm.seed_releases({"3.13.5": SHA_3135})
 
     first = farm.run(DEBIAN_12)  # the Python cell; its runtime waits for it to be published
-    assert first["status"] == "SUCCEEDED" and moto_farm.RUNTIME_COMMANDS == []
+    assert first["status"] == "SUCCEEDED" and stand_in.RUNTIME_COMMANDS == []
     assert not entered(farm, first, RuntimeStates.BUILD_RUNTIMES)
 
     second = farm.run(DEBIAN_12)  # runtimes only: the Python Map is skipped
     assert second["status"] == "SUCCEEDED", second.get("cause") or second.get("error")
     assert not entered(farm, second, States.BUILD) and entered(farm, second, RuntimeStates.BUILD_RUNTIMES)
-    commands = moto_farm.RUNTIME_COMMANDS
+    commands = stand_in.RUNTIME_COMMANDS
     assert commands == [
         ["buildfarm", "runtime", "build", "svc", "--platform", "debian-12", "--arch", "x86_64",
          "--runtime-version", "2.1.0", "--build", "1", "--store", f"s3://{BUCKET}"],
@@ -60,4 +60,4 @@ def test_a_runtime_cell_runs_its_command_on_batch_and_is_published_signed(farm: 
 
     third = farm.run(DEBIAN_12)
     assert third["status"] == "SUCCEEDED" and entered(farm, third, States.NOTHING_TO_BUILD)
-    assert len(moto_farm.RUNTIME_COMMANDS) == 1
+    assert len(stand_in.RUNTIME_COMMANDS) == 1

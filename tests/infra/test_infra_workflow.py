@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from moto_farm import BUCKET, CDN_DOMAIN, FAILING, SHA_3135, SUBMITTED, Farm
+from moto_farm import BUCKET, CDN_DOMAIN, SHA_3135, Farm
+from stand_in import FAILING, SUBMITTED
 
 from buildfarm import clock
 from buildfarm.attest.signing import fingerprint

@@ -15,6 +15,7 @@ import boto3
 import moto_farm as wf
 import pytest
 import requests
+import stand_in
 from moto.server import ThreadedMotoServer
 
 from buildfarm import clock
@@ -54,8 +55,7 @@ def farm(server: str, template: dict[str, Any], monkeypatch: pytest.MonkeyPatch)
         monkeypatch.setenv(name, value)
     for name in ("AWS_PROFILE", "BUILDFARM_STATE_MACHINE_ARN", "BUILDFARM_STACK"):
         monkeypatch.delenv(name, raising=False)
-    wf.FAILING.clear()
-    wf.SUBMITTED.clear()
+    stand_in.reset_stand_in()
     farm = wf.Farm(template)
     farm.seed_releases({"3.13.5": wf.SHA_3135})
     # The stack's outputs, as `cdk deploy` leaves them (for --stack).
@@ -84,7 +84,7 @@ def buildfarm(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.slow  # a Step Functions execution in moto, from the synthesized template
 def test_trigger_wait_follows_the_execution_and_fails_naming_the_failed_cell(farm: wf.Farm) -> None:
-    wf.FAILING["3.13.5/debian-12/aarch64"] = "module _gdbm missing"
+    stand_in.FAILING["3.13.5/debian-12/aarch64"] = "module _gdbm missing"
     result = buildfarm(
         "trigger", "--versions", "3.13.5", "--platforms", "debian-12", "--wait", "--poll", "0.2"
     )
@@ -132,7 +132,7 @@ def test_trigger_without_wait_returns_at_once_with_the_execution(farm: wf.Farm, 
     assert f"started {farm.state_machine_arn.replace(':stateMachine:', ':execution:')}:dry-1" in out
     execution = farm.run_wait(out.split()[1])
     assert execution["status"] == "SUCCEEDED"
-    assert wf.SUBMITTED == []
+    assert stand_in.SUBMITTED == []
 
 
 @pytest.mark.slow  # starts the moto server farm from the synthesized template
