@@ -27,6 +27,10 @@ DRIVER_OPTIONS = (
 )
 # Passed through unchanged when set: where temporary files go.
 PASSED = ("TMPDIR",)
+# The caller's ccache settings that reach the compiles: where the cache is and how big.
+# Never the others: CCACHE_PREFIX runs every compile through a program of the caller's,
+# CCACHE_COMPILER swaps the compiler, CCACHE_SLOPPINESS makes wrong hits possible.
+CCACHE_PASSED = ("CCACHE_DIR", "CCACHE_MAXSIZE")
 
 
 def child_env(environ, home, c_utf8=True):
@@ -45,16 +49,20 @@ def child_env(environ, home, c_utf8=True):
 
 def ccache_env(env, environ, shims, basedir):
     """env with ccache by masquerading: the shim directory (gcc, cc, ... -> ccache)
-    first on PATH, so CC stays "gcc" and sysconfig never mentions ccache; ccache's
-    own CCACHE_* settings from the caller, and the cache directory made explicit
-    (the children's HOME is not the caller's)."""
+    first on PATH, so CC stays "gcc" and sysconfig never mentions ccache; of the caller's
+    ccache settings only the cache directory and its size (CCACHE_PASSED), the cache
+    directory made explicit (the children's HOME is not the caller's)."""
     env = dict(env)
     env["PATH"] = shims + os.pathsep + env["PATH"]
-    for name, value in environ.items():
-        if name.startswith("CCACHE_"):
-            env[name] = value
+    for name in CCACHE_PASSED:
+        if environ.get(name):
+            env[name] = environ[name]
     if not env.get("CCACHE_DIR"):
         env["CCACHE_DIR"] = os.path.join(os.path.expanduser("~"), ".cache", "ccache")
+    # No configuration file: with CCACHE_CONFIGPATH set, ccache reads neither
+    # $CCACHE_DIR/ccache.conf nor the system one (prefix_command, compiler, compiler_check,
+    # sloppiness, ... are then ccache's defaults); /dev/null reads as empty.
+    env["CCACHE_CONFIGPATH"] = os.devnull
     env["CCACHE_BASEDIR"] = basedir
     env["CCACHE_NOHASHDIR"] = "true"
     env.setdefault("CCACHE_MAXSIZE", "5G")

@@ -87,10 +87,19 @@ def make_config_relocatable(build):
 
 
 def rewrite(build, path, transform):
+    """path's text through transform, replaced in one step with its mode kept: a transform
+    that fails leaves the file as it was."""
     with open(path) as handle:
-        text = handle.read()
-    with open(path, "w") as handle:
-        handle.write(transform(text, build.prefix))
+        text = transform(handle.read(), build.prefix)
+    tmp = path + ".relocatable.tmp"
+    try:
+        with open(tmp, "w") as handle:
+            handle.write(text)
+        shutil.copymode(path, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
     build.log.write("relocatable: {}\n".format(os.path.relpath(path, build.tree)))
 
 

@@ -18,7 +18,7 @@ from . import make, manifest, packages, preflight, sbom, selftest, source, workd
 from .cell import Build
 from .errors import BuildError, SpecError
 from .install import install
-from .process import say, utc_now
+from .process import raise_when_safe, say, stop_children, utc_now
 from .spec import load_platforms, log_dir_for, parse_spec, platform_info
 from .upload import open_store, upload
 
@@ -45,7 +45,9 @@ class Interrupted(BaseException):
 
 
 def _on_signal(signum, _frame):
-    raise Interrupted("signal {}".format(signum))
+    # Once: a second SIGTERM must not cut short the stopping of the children and the record.
+    signal.signal(signum, signal.SIG_IGN)
+    raise_when_safe(Interrupted("signal {}".format(signum)))
 
 
 def execute(spec, registry_json, work):
@@ -64,6 +66,7 @@ def execute(spec, registry_json, work):
         for phase, step in phases:
             run_phase(build, phase, step)
     except (Interrupted, KeyboardInterrupt, Exception) as error:
+        stop_children()  # make, the compilers, a PGO run: before the record and the work dir go
         return report_failure(build, phase, error)
     build.log.close()
     copy_log(build.log.path)
@@ -170,12 +173,17 @@ def main(argv=None):
     except (SpecError, OSError, ValueError) as error:
         say("error: {}".format(error))
         return 2
-    work = workdir.create(spec, os.environ)  # random, or the cell's stable one with ccache
+    try:
+        work = workdir.create(spec, os.environ)  # random, or the cell's stable one with ccache
+    except OSError as error:
+        say("error: cannot create a work directory under {}: {}".format(workdir.work_root(os.environ), error))
+        return 2
     if work.note:
         say(work.note)
     try:
         result = execute(spec, registry_json, work.path)
     finally:
+        stop_children()  # whatever else ended the build, nothing of it outlives the work dir
         if os.environ.get("BUILDFARM_KEEP_WORK") != "1":
             work.remove()
         else:

@@ -264,9 +264,16 @@ def lintian_overrides(name):
     return "\n".join(lines) + "\n"
 
 
+def rpm_text(value):
+    """value as literal text in an rpm spec: rpm expands %name, %{...} and runs %(command) on
+    every line, %% is a literal %."""
+    return str(value).replace("%", "%%")
+
+
 def rpm_spec(version, build, arch, runtime_dependencies, staged_root, prefix):
-    """An rpmbuild spec that packages an already staged tree (no %build)."""
-    requires = "\n".join("Requires: " + dep for dep in runtime_dependencies)
+    """An rpmbuild spec that packages an already staged tree (no %build); every value in it
+    is data, none a macro (rpm_text)."""
+    requires = "\n".join("Requires: " + rpm_text(dep) for dep in runtime_dependencies)
     return """\
 Name: {name}
 Version: {pversion}
@@ -299,12 +306,12 @@ cp -a "{staged}/." %{{buildroot}}/
 %defattr(-,root,root,-)
 {prefix}
 """.format(
-        name=package_name(version),
-        pversion=package_version(version),
-        build=build,
-        version=version,
-        prefix=prefix,
+        name=rpm_text(package_name(version)),
+        pversion=rpm_text(package_version(version)),
+        build=rpm_text(build),
+        version=rpm_text(version),
+        prefix=rpm_text(prefix),
         arch=RPM_ARCH[arch],
         requires=requires,
-        staged=staged_root.replace("%", "%%"),  # a path, not a macro
+        staged=rpm_text(staged_root),
     )

@@ -15,6 +15,8 @@ PACKAGE_TOOL = {"deb": "dpkg-deb", "rpm": "rpmbuild"}
 
 def preflight(build):
     build.store = open_store(build.spec["store"])
+    # Not logs/: a Batch retry after a Spot reclaim runs the same build number again, after
+    # the interrupted attempt wrote its failure record (which write_logs never overwrites).
     if build.store.cell_exists(build.spec["artifact_dir"]):
         raise WouldOverwrite(
             "preflight",
@@ -27,7 +29,8 @@ def preflight(build):
         if missing:
             raise BuildError("preflight", "missing build dependencies: " + " ".join(missing))
     tools = [*TOOLS, PACKAGE_TOOL[build.platform["package_format"]]]
-    absent = [tool for tool in tools if not shutil.which(tool)]
+    # Looked up as the phases run them: on the build environment's PATH, not the caller's.
+    absent = [tool for tool in tools if not shutil.which(tool, path=build.env["PATH"])]
     if absent:
         raise BuildError("preflight", "missing build tools: " + " ".join(absent))
 
@@ -43,7 +46,7 @@ def missing_build_dependencies(build):
     """The registry's build dependencies that the package manager says are not installed
     (none when this machine has no dpkg-query or rpm to ask)."""
     package_format = build.platform["package_format"]
-    if not shutil.which(installed_query(package_format, "")[0][0]):
+    if not shutil.which(installed_query(package_format, "")[0][0], path=build.env["PATH"]):
         return []
     missing = []
     for package in build.platform["build_dependencies"]:

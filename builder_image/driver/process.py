@@ -4,9 +4,13 @@ log itself; the protocol lines on stdout ("buildfarm: ...", read by the runners)
 Standard library only, Python 3.6+."""
 
 import datetime
+import os
 import re
+import signal
 import subprocess
 import sys
+import threading
+import time
 
 from .errors import BuildError
 
@@ -15,6 +19,15 @@ KEEP_LINES = 4000
 # Lines of the failing phase printed on failure (and kept in failure.json).
 TAIL_LINES = 40
 _ERROR_LINE = re.compile(r"\berror:|\*\*\* \[|Error [0-9]+$")
+# Seconds a stopped child's process group has between SIGTERM and SIGKILL.
+STOP_GRACE = 3.0
+# Children started by popen() and not yet reaped: stop_children() ends their process groups
+# when the build stops early, before its work directory goes.
+_RUNNING = []
+# While the main thread is in popen() (a child forked, not yet in _RUNNING), a stop signal's
+# exception waits in _DEFERRED until the child is in _RUNNING (raise_when_safe()).
+_STARTING = [0]
+_DEFERRED = []
 
 
 def say(message):
@@ -59,10 +72,36 @@ class Log(object):
         self.handle.close()
 
 
+def popen(argv, **kwargs):
+    """subprocess.Popen in a new session (its own process group, so stop() reaches make's
+    compilers and the PGO run's workers too), remembered until it is reaped."""
+    _RUNNING[:] = [child for child in _RUNNING if child.returncode is None]
+    # Signal handlers run in the main thread: only its starts defer them.
+    counted = 1 if threading.current_thread() is threading.main_thread() else 0
+    _STARTING[0] += counted
+    try:
+        child = subprocess.Popen(argv, start_new_session=True, **kwargs)
+        _RUNNING.append(child)
+    finally:
+        _STARTING[0] -= counted
+        if counted and _DEFERRED:
+            raise _DEFERRED.pop()
+    return child
+
+
+def raise_when_safe(error):
+    """For a signal handler: raise error now or, when the signal came while popen() was
+    starting a child, as soon as that child is in _RUNNING (so stop_children() ends it)."""
+    if _STARTING[0]:
+        _DEFERRED.append(error)
+    else:
+        raise error
+
+
 def start(argv, cwd=None, env=None, stderr=subprocess.STDOUT):
     """Start argv (never through a shell) with no input and its output as text lines on
     .stdout (stderr too, unless told otherwise). OSError if it cannot start."""
-    return subprocess.Popen(
+    return popen(
         argv,
         cwd=cwd,
         env=env,
@@ -74,6 +113,42 @@ def start(argv, cwd=None, env=None, stderr=subprocess.STDOUT):
     )
 
 
+def _exited(child):
+    """Whether child has exited, without reaping it: while unreaped, its pid stays its
+    process group's id and cannot be reused."""
+    try:
+        return os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # already reaped
+        return True
+
+
+def stop(child, grace=STOP_GRACE):
+    """End child's whole process group: SIGTERM, up to grace seconds for child to exit,
+    then SIGKILL for whatever of the group is left; child reaped."""
+    if child.returncode is None:
+        _signal_group(child, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while not _exited(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _signal_group(child, signal.SIGKILL)
+        child.wait()
+    if child.stdout is not None:
+        child.stdout.close()
+
+
+def _signal_group(child, signum):
+    try:
+        os.killpg(child.pid, signum)  # child unreaped: its pid is still its group's id
+    except OSError:  # not a group of its own after all: child alone
+        child.send_signal(signum)
+
+
+def stop_children():
+    """Stop every child still running (the build failed or was interrupted)."""
+    while _RUNNING:
+        stop(_RUNNING.pop())
+
+
 def stream(log, argv, cwd=None, env=None, on_line=None):
     """Run argv, writing the command and its output (stdout and stderr) to log, and each
     line to on_line(line) when given. Returns (exit status, the last KEEP_LINES lines).
@@ -81,14 +156,18 @@ def stream(log, argv, cwd=None, env=None, on_line=None):
     log.write("$ {}\n".format(" ".join(argv)))
     child = start(argv, cwd=cwd, env=env)
     output = []
-    for line in child.stdout:
-        log.write(line)
-        if on_line is not None:
-            on_line(line)
-        output.append(line)
-        if len(output) > KEEP_LINES:
-            del output[: -KEEP_LINES // 4]
-    return child.wait(), "".join(output)
+    try:  # an exception before this is caught by stop_children(): the child is in _RUNNING
+        for line in child.stdout:
+            log.write(line)
+            if on_line is not None:
+                on_line(line)
+            output.append(line)
+            if len(output) > KEEP_LINES:
+                del output[: -KEEP_LINES // 4]
+        return child.wait(), "".join(output)
+    except BaseException:  # Interrupted (SIGTERM) or a failure of ours: the child goes too
+        stop(child)
+        raise
 
 
 def run(log, phase, argv, cwd=None, env=None, check=True, on_line=None):

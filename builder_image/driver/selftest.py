@@ -235,8 +235,8 @@ def run_side_by_side(ctx, check, argvs, env):
         for index, argv in enumerate(argvs[:-1]):
             output = open(os.path.join(ctx.work, "side-{}.log".format(index)), "w+")  # noqa: SIM115
             ctx.log.write("$ {} (beside the next, output below it)\n".format(" ".join(argv)))
-            child = subprocess.Popen(argv, cwd=ctx.work, env=env, stdin=subprocess.DEVNULL, stdout=output,
-                                     stderr=subprocess.STDOUT)  # fmt: skip
+            child = process.popen(argv, cwd=ctx.work, env=env, stdin=subprocess.DEVNULL, stdout=output,
+                                  stderr=subprocess.STDOUT)  # fmt: skip
             others.append((argv, child, output))
         failure = None
         try:
@@ -254,8 +254,7 @@ def run_side_by_side(ctx, check, argvs, env):
     finally:
         for _, child, output in others:
             if child.poll() is None:
-                child.kill()
-                child.wait()
+                process.stop(child)  # its whole group: regrtest's -j workers too
             output.close()
     if failure:
         raise failure

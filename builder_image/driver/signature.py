@@ -21,6 +21,7 @@ without VALIDSIG are refused. Standard library only, Python 3.6+.
 """
 
 import base64
+import hashlib
 import os
 import re
 import shutil
@@ -41,6 +42,10 @@ _ARMOR = re.compile(
 )
 _DIGITS = re.compile(r"[0-9]{1,12}")
 _FINGERPRINT = re.compile(r"[0-9A-F]{40}|[0-9A-F]{64}")
+# OpenPGP packet tags of a public key and a public subkey (RFC 4880 section 4.3).
+_KEY_TAGS = (6, 14)
+# What a v5 or v6 key's fingerprint hashes before the key packet (RFC 9580 section 5.5.4).
+_V5_V6_PREFIX = {5: b"\x9a", 6: b"\x9b"}
 
 
 class ArmorError(ValueError):
@@ -80,6 +85,59 @@ def dearmor(text):
     return packets
 
 
+def _packets(data):
+    """(tag, body) of each OpenPGP packet in data (RFC 4880 section 4.2), old and new format;
+    ArmorError for a truncated or partial-length one (key packets never have that)."""
+    offset = 0
+    while offset < len(data):
+        first = data[offset]
+        if not first & 0x80:
+            raise ArmorError("not an OpenPGP packet at byte {}".format(offset))
+        if first & 0x40:  # new format: a one, two or five-octet length
+            tag, octet = first & 0x3F, _number(data, offset + 1, 1)
+            if octet < 192:
+                header, length = 2, octet
+            elif octet < 224:
+                header, length = 3, ((octet - 192) << 8) + _number(data, offset + 2, 1) + 192
+            elif octet == 255:
+                header, length = 6, _number(data, offset + 2, 4)
+            else:
+                raise ArmorError("a partial-length packet in a key file")
+        else:  # old format: the length's size in the low two bits
+            tag, size = (first >> 2) & 0x0F, (1, 2, 4, 0)[first & 0x03]
+            if not size:
+                raise ArmorError("an indeterminate-length packet in a key file")
+            header, length = 1 + size, _number(data, offset + 1, size)
+        if offset + header + length > len(data):
+            raise ArmorError("a truncated packet in a key file")
+        yield tag, data[offset + header : offset + header + length]
+        offset += header + length
+
+
+def _number(data, offset, size):
+    """The big-endian number of size bytes at offset."""
+    if offset + size > len(data):
+        raise ArmorError("a truncated packet in a key file")
+    return int.from_bytes(data[offset : offset + size], "big")
+
+
+def key_fingerprints(packets):
+    """The fingerprints (upper-case hex, as gpgv's VALIDSIG) of every key and subkey in the
+    binary key packets: SHA-1 for v4 keys, SHA-256 for v5 and v6 (RFC 4880 12.2, RFC 9580 5.5.4)."""
+    found = []
+    for tag, body in _packets(packets):
+        if tag not in _KEY_TAGS or not body:
+            continue
+        if body[0] == 4:
+            digest = hashlib.sha1(b"\x99" + len(body).to_bytes(2, "big") + body)  # noqa: S324 - OpenPGP v4
+        elif body[0] in _V5_V6_PREFIX:
+            digest = hashlib.sha256(_V5_V6_PREFIX[body[0]] + len(body).to_bytes(4, "big") + body)
+        else:
+            continue  # v3 keys sign no release
+        found.append(digest.hexdigest().upper())
+    return found
+
+
 def parse_status(text):
     """gpgv's --status-fd lines ("[GNUPG:] KEYWORD ARGS...") as (keyword, [args]) in order."""
     found = []
@@ -91,9 +149,10 @@ def parse_status(text):
     return found
 
 
-def verdict(status_text, exit_code):
+def verdict(status_text, exit_code, fingerprints=None):
     """(True, {"fingerprint", "signed_at", "key_expired"}) for a signature to accept, or
-    (False, reason) for one to refuse (see the module's docstring)."""
+    (False, reason) for one to refuse (see the module's docstring). fingerprints: the key
+    file's (key_fingerprints()); the signing key must be one of them."""
     status = parse_status(status_text)
     keywords = [keyword for keyword, _ in status]
     refused = [keyword for keyword in REFUSED if keyword in keywords]
@@ -111,6 +170,8 @@ def verdict(status_text, exit_code):
     fingerprint = valid[0][-1] if len(valid[0]) >= 10 else valid[0][0]
     if not _FINGERPRINT.fullmatch(fingerprint):
         return False, "unreadable fingerprint in gpgv's status: {!r}".format(fingerprint)
+    if fingerprints is not None and fingerprint not in fingerprints:
+        return False, "signed by {}, which is not the series' key".format(fingerprint)
     return True, {
         "fingerprint": fingerprint,
         "signed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(signed))),
@@ -144,6 +205,7 @@ def gpgv_verify(gpgv, key_path, signature_path, data_path, env, log):
     with open(key_path) as handle:
         try:
             packets = dearmor(handle.read())
+            fingerprints = key_fingerprints(packets)
         except ArmorError as error:
             raise BuildError("verify", "key file {}: {}".format(key_path, error)) from None
     scratch = tempfile.mkdtemp(prefix="gpgv-")
@@ -162,14 +224,16 @@ def gpgv_verify(gpgv, key_path, signature_path, data_path, env, log):
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     log.write(messages + status_text)
-    return verdict(status_text, child.returncode)
+    return verdict(status_text, child.returncode, fingerprints)
 
 
 def check(build):
     """The verify phase's signature check: build.source_signature, or BuildError."""
     required = os.environ.get(REQUIRE_ENV) == "1"
     key_path = key_file(build.version)
-    gpgv = next((shutil.which(name) for name in GPGV_NAMES if shutil.which(name)), None)
+    # The build environment's PATH, not the caller's: the gpgv that checks is the system's.
+    path = build.env["PATH"]
+    gpgv = next((shutil.which(name, path=path) for name in GPGV_NAMES if shutil.which(name, path=path)), None)
     status = status_before_gpgv(build.signature is not None, key_path is not None, gpgv is not None)
     record = {"status": status, "signature_url": build.signature_url, "key": None}
     if status is None:

@@ -19,6 +19,13 @@ OPTIONAL_KEYS = ("optimization", "execution_id")
 _VERSION_RE = re.compile(r"3\.([0-9]{1,2})\.([0-9]{1,2})(?:(a|b|rc)([0-9]{1,2}))?")
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _EXECUTION_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,80}")
+# An absolute, normalized path of letters, digits and . _ + - (the runtime definitions' rule):
+# it goes unquoted into configure, the rpm spec (where %(...) would run a command), shell
+# scripts (python3.x-config does not quote it), the .pc files.
+_PREFIX_RE = re.compile(r"(?:/[A-Za-z0-9._+-]+)+")
+PREFIX_MAX = 200
+# The spec's fields that are strings (checked before anything looks them up).
+STRING_KEYS = ("version", "platform", "arch", "prefix", "store", "artifact_dir", "optimization")
 
 
 def parse_version(text):
@@ -41,7 +48,7 @@ def platform_info(registry_json, platform_id, arch):
     its package is then one of the build dependencies."""
     try:
         platform = registry_json["platforms"][platform_id]
-    except KeyError:
+    except (KeyError, TypeError):  # TypeError: not a string (a list is not hashable)
         raise SpecError("unknown platform {!r}".format(platform_id)) from None
     if arch not in ARCHES or arch not in platform["arches"]:
         raise SpecError("unknown arch {!r} for platform {}".format(arch, platform_id))
@@ -75,6 +82,9 @@ def parse_spec(text, registry_json):
     unknown = sorted(set(spec) - set(REQUIRED_KEYS + OPTIONAL_KEYS))
     if unknown:
         raise SpecError("BUILD_SPEC has unknown key(s): {}".format(", ".join(unknown)))
+    for key in STRING_KEYS:
+        if key in spec and not isinstance(spec[key], str):
+            raise SpecError("{} must be a string, not {!r}".format(key, spec[key]))
     parse_version(spec["version"])
     platform_info(registry_json, spec["platform"], spec["arch"])  # names a bad platform or arch
     if not isinstance(spec["build"], int) or isinstance(spec["build"], bool) or spec["build"] < 1:
@@ -109,11 +119,14 @@ def _check_source(source):
 def _check_prefix(prefix):
     if (
         not isinstance(prefix, str)
-        or not prefix.startswith("/")
-        or ".." in prefix.split("/")
-        or "\n" in prefix
+        or len(prefix) > PREFIX_MAX
+        or not _PREFIX_RE.fullmatch(prefix)
+        or any(segment in (".", "..") for segment in prefix.split("/"))
     ):
-        raise SpecError("prefix must be an absolute path, not {!r}".format(prefix))
+        raise SpecError(
+            "prefix must be an absolute path like /opt/python/3.13.5 (at most {} characters, "
+            "segments of letters, digits and . _ + -, no . or ..), not {!r}".format(PREFIX_MAX, prefix)
+        )
 
 
 # The store keys the builder writes: the same as buildfarm.layout's artifact_dir() and log_dir()

@@ -3,12 +3,13 @@
 in both. Standard library only, Python 3.6+; boto3 is imported only for an s3:// store."""
 
 import base64
+import contextlib
 import json
 import os
 import shutil
 import tempfile
 
-from .errors import BuildError, SpecError, WouldOverwrite
+from .errors import SpecError, WouldOverwrite
 from .files import sha256_digest
 
 
@@ -75,20 +76,35 @@ class LocalStore(object):
                 with open(os.path.join(staging, name), "rb") as handle:
                     os.fsync(handle.fileno())
             os.chmod(staging, 0o755)  # noqa: S103 - a published cell is world-readable
-            if os.path.lexists(final):
-                raise BuildError("upload", "{} already exists; builds are never overwritten".format(final))
+            if os.path.lexists(final):  # taken since preflight: no failure record over it either
+                raise WouldOverwrite(
+                    "upload", "{} already exists; builds are never overwritten".format(final)
+                )
             os.rename(staging, final)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
 
     def write_logs(self, log_dir, files):
+        """Create-only, as S3's: each file copied beside its name, then hard-linked to it (a
+        link never replaces a file); WouldOverwrite when the name is taken."""
         target = os.path.join(self.root, log_dir)
         os.makedirs(target, exist_ok=True)
         for name, path in files:
-            tmp = os.path.join(target, "." + name + ".tmp")
-            shutil.copyfile(path, tmp)
-            os.replace(tmp, os.path.join(target, name))
+            tmp = os.path.join(target, ".{}.{}.tmp".format(name, os.getpid()))
+            try:
+                shutil.copyfile(path, tmp)
+                os.link(tmp, os.path.join(target, name))
+            except FileExistsError:
+                raise WouldOverwrite(
+                    "upload",
+                    "{} already exists; failure records are never overwritten".format(
+                        os.path.join(target, name)
+                    ),
+                ) from None
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
 
 
 class S3Store(object):

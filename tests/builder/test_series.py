@@ -346,7 +346,10 @@ def test_pc_file_relative_to_pcfiledir():
 
 HOSTILE = {"OPT": "pgo+lto", "CFLAGS": "-O0", "CPPFLAGS": "-DX", "LDFLAGS": "-lnothing", "CC": "clang",
            "LIBS": "-lm", "PYTHONPATH": "/nowhere", "PIP_INDEX_URL": "http://x", "AWS_SECRET_ACCESS_KEY": "s",
-           "LD_LIBRARY_PATH": "/x", "PATH": "/evil/bin:/usr/bin", "CCACHE_DIR": "/cache"}  # fmt: skip
+           "LD_LIBRARY_PATH": "/x", "PATH": "/evil/bin:/usr/bin", "CCACHE_DIR": "/cache",
+           "CCACHE_PREFIX": "/evil/wrap", "CCACHE_PREFIX_CPP": "/evil/wrap", "CCACHE_COMPILER": "/evil/cc",
+           "CCACHE_SLOPPINESS": "time_macros", "CCACHE_CONFIGPATH": "/evil/ccache.conf",
+           "CCACHE_COMPILERCHECK": "/evil/check"}  # fmt: skip
 
 
 def test_child_env_is_an_allow_list():
@@ -366,7 +369,14 @@ def test_ccache_env_only_adds_ccache():
         "CCACHE_BASEDIR",
         "CCACHE_NOHASHDIR",
         "CCACHE_MAXSIZE",
+        "CCACHE_CONFIGPATH",
     }
+    # Of the caller's CCACHE_* only the cache directory; no ccache.conf is read either.
+    assert env["CCACHE_CONFIGPATH"] == os.devnull and env["CCACHE_MAXSIZE"] == "5G"
+    assert "/evil" not in json.dumps(env)
+    assert (
+        buildenv.ccache_env(base, {**HOSTILE, "CCACHE_MAXSIZE": "20G"}, "/s", "/w")["CCACHE_MAXSIZE"] == "20G"
+    )
     default = buildenv.ccache_env(base, {}, "/s", "/w")
     assert default["CCACHE_DIR"] == os.path.join(os.path.expanduser("~"), ".cache", "ccache")
 

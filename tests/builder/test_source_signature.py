@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from builder_helpers import BUILD_PY, BUILDER_IMAGE, cli_build_on_host, host_platform
@@ -236,3 +237,64 @@ def test_the_driver_verifies_the_signature_or_records_it_missing(tmp_path):
         in required.stdout
     )
     assert not (tmp_path / "required" / "store" / "builds").exists()
+
+
+SUBKEY = "2770054CA07604BEC801EE7222EF7ACB211508C5"  # 3.13.asc's subkey
+
+
+def test_the_key_files_fingerprints_are_computed_from_its_packets(tmp_path):
+    assert signature.key_fingerprints(signature.dearmor(KEY.read_text())) == [FINGERPRINT, SUBKEY]
+    if shutil.which("gpg"):
+        argv = ["gpg", "--homedir", str(tmp_path), "--with-colons", "--show-keys", str(KEY)]
+        listed = subprocess.run(argv, capture_output=True, text=True)
+        assert [line.split(":")[9] for line in listed.stdout.splitlines() if line.startswith("fpr:")] == [
+            FINGERPRINT,
+            SUBKEY,
+        ]
+
+
+def test_a_signature_by_a_key_not_in_the_key_file_is_refused():
+    assert signature.verdict(GOOD_STATUS, 0, [FINGERPRINT, SUBKEY])[0]
+    other = "ABCD" * 10
+    assert signature.verdict(GOOD_STATUS, 0, [other]) == (
+        False,
+        f"signed by {FINGERPRINT}, which is not the series' key",
+    )
+
+
+def _fake_gpgv(directory: Path, status: str, marker: Path | None = None) -> None:
+    """A gpgv that prints status on its status fd (1), and touches marker when given."""
+    directory.mkdir()
+    (directory / "status").write_text(status)
+    touch = f"/usr/bin/touch {marker}\n" if marker else ""
+    (directory / "gpgv").write_text(f"#!/bin/sh\n{touch}exec /bin/cat {directory / 'status'}\n")
+    (directory / "gpgv").chmod(0o755)
+
+
+def _build_to_verify(tmp_path: Path, path: str) -> SimpleNamespace:
+    (tmp_path / "Python-3.13.5.tar.xz").write_bytes(b"source")
+    (tmp_path / "Python-3.13.5.tar.xz.asc").write_bytes(b"signature")
+    return SimpleNamespace(
+        version="3.13.5", env={"PATH": path}, log=_Log(), signature_url="file:///x.asc",
+        signature=str(tmp_path / "Python-3.13.5.tar.xz.asc"), tarball=str(tmp_path / "Python-3.13.5.tar.xz"),
+    )  # fmt: skip
+
+
+def test_the_gpgv_on_the_build_environments_path_checks_not_the_callers(tmp_path, monkeypatch):
+    marker = tmp_path / "callers-gpgv-ran"
+    _fake_gpgv(tmp_path / "caller", "", marker)
+    _fake_gpgv(tmp_path / "system", GOOD_STATUS)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'caller'}:{os.environ['PATH']}")
+    monkeypatch.delenv(signature.REQUIRE_ENV, raising=False)
+    build = _build_to_verify(tmp_path, str(tmp_path / "system"))
+    signature.check(build)
+    assert build.source_signature["status"] == "verified", build.log.text
+    assert not marker.exists()
+
+
+def test_a_valid_signature_by_another_key_fails_the_verify_phase(tmp_path, monkeypatch):
+    other = "ABCD" * 10
+    _fake_gpgv(tmp_path / "system", GOOD_STATUS.replace(FINGERPRINT, other))
+    monkeypatch.delenv(signature.REQUIRE_ENV, raising=False)
+    with pytest.raises(signature.BuildError, match=f"signed by {other}, which is not the series' key"):
+        signature.check(_build_to_verify(tmp_path, str(tmp_path / "system")))
