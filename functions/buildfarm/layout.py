@@ -66,6 +66,11 @@ FAILURE_FILE = "failure.json"
 """In a build's log_dir: why the build failed (phase, reason)."""
 BUILD_NUMBER = re.compile(r"[1-9][0-9]{0,8}")
 """A build number as a key segment (fullmatch): no sign, no leading zero."""
+FILE_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}"
+"""A file name in a build directory (fullmatch; no path, nothing hidden): the one rule the
+manifest's artifacts and attestations (models.FileName), the provenance's subjects and
+`buildfarm verify`'s SHA256SUMS lines share. Narrower than a store key segment, so every such
+name is also a valid key."""
 
 # -- runtimes (Python plus a locked venv; buildfarm.runtimes) ---------------------------------
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import fnmatch
 from typing import Annotated, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from buildfarm.layout import (
+    FILE_NAME_PATTERN,
     MANIFEST_FILE,
     PROVENANCE_FILE,
     PUBLISHER_BUILD_FILES,
@@ -54,18 +56,65 @@ class BuildSpec(BaseModel):
         return value
 
 
+FileName = Annotated[str, Field(pattern=f"^{FILE_NAME_PATTERN}$")]
+"""A file name in a build directory (no path, nothing hidden): layout.FILE_NAME_PATTERN."""
+
+
 class ManifestArtifact(BaseModel):
     """One file a build produced; its store key is <artifact_dir>/<file>."""
 
     model_config = ConfigDict(extra="allow")
     type: ArtifactType
-    file: str
+    # Checked when the manifest is parsed, so a name the provenance could not list fails the
+    # cell there, with a reason, rather than in the middle of attesting it.
+    file: FileName
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     size: int = Field(ge=0)
 
 
-FileName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+~-]{0,199}$")]
-"""A file name in a build directory (no path, nothing hidden)."""
+MAX_BUILD_SECONDS = 30 * 24 * 3600
+"""A build's phases take hours; more than this (each, or all together) is not a timing."""
+EARLIEST_BUILD = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
+LATEST_BUILD = datetime.datetime(9000, 1, 1, tzinfo=datetime.UTC)
+"""built_at's range: far from datetime's limits, so built_at less the timings is a time."""
+
+
+def parse_utc_time(text: object) -> datetime.datetime:
+    """An ISO 8601 time with a zone ("2025-06-11T12:00:00Z"), between EARLIEST_BUILD and
+    LATEST_BUILD, in UTC. ValueError says what is wrong with it (without naming the field)."""
+    if not isinstance(text, str):
+        raise ValueError(f"{text!r} is not a time")
+    try:
+        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone")
+    try:
+        moment = moment.astimezone(datetime.UTC)
+    except OverflowError:  # an offset that moves it past year 1 or 9999
+        raise ValueError(f"{text!r} is out of range") from None
+    if not EARLIEST_BUILD <= moment < LATEST_BUILD:
+        raise ValueError(f"{text!r} is not between {EARLIEST_BUILD.year} and {LATEST_BUILD.year}")
+    return moment
+
+
+def _check_utc_time(text: str) -> str:
+    parse_utc_time(text)
+    return text
+
+
+def _check_total(timings: dict[str, float]) -> dict[str, float]:
+    if sum(timings.values()) > MAX_BUILD_SECONDS:
+        raise ValueError(f"the phases add up to more than {MAX_BUILD_SECONDS} seconds")
+    return timings
+
+
+UtcTime = Annotated[str, AfterValidator(_check_utc_time)]
+"""A time as the builder writes it (kept as written): parse_utc_time's rule."""
+PhaseSeconds = Annotated[float, Field(strict=True, ge=0, le=MAX_BUILD_SECONDS, allow_inf_nan=False)]
+Timings = Annotated[dict[str, PhaseSeconds], AfterValidator(_check_total)]
+"""manifest.json's "timings": phase -> seconds (finite numbers, not booleans), bounded."""
 
 
 class Attestations(BaseModel):
@@ -127,13 +176,17 @@ class Manifest(BaseModel):
     """manifest.json, written by the builder last, after every artifact is in the store.
 
     Fields beyond these (python ABI, glibc, compiler, configure args, modules,
-    self-test results, timings, builder image, SBOM facts) are kept as written.
+    self-test results, builder image, SBOM facts) are kept as written.
     """
 
     model_config = ConfigDict(extra="allow")
     schema_version: int = 1
     spec: BuildSpec
     artifacts: list[ManifestArtifact]
+    # The provenance's times (buildfarm.attest.build_files.build_times): checked here so that
+    # a manifest they cannot be computed from fails its cell when it is parsed.
+    built_at: UtcTime | None = None
+    timings: Timings = Field(default_factory=dict)
     attestations: Attestations = Field(default_factory=Attestations)
 
     @field_validator("attestations", mode="before")

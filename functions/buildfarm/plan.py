@@ -108,6 +108,8 @@ class Plan:
     runtime_items: list[RuntimeItem] = field(default_factory=list)
     runtime_items_location: dict[str, str] = field(default_factory=dict)
     runtimes_deferred: int = 0
+    # Runtime definitions left out of this plan (no version, or broken: logged by farm_cells).
+    runtimes_broken: int = 0
 
     @property
     def counts(self) -> dict[str, int]:
@@ -134,6 +136,7 @@ class Plan:
             "runtimes": {
                 "planned": len(self.runtime_items),
                 "deferred": self.runtimes_deferred,
+                "broken": self.runtimes_broken,
                 "items": self.runtime_items_location,
             },
         }
@@ -251,6 +254,7 @@ def _add_runtime_items(
     execution_id = result.execution_id
     where = {(platform, arch) for _, platform, arch in selection.matrix}
     runtimes = plan_runtime_cells(store, definitions, where)
+    result.runtimes_broken = len(runtimes.unresolved)
     if not runtimes.plan.build:
         return False
     opened = budget_of is not None and not result.dry_run
@@ -263,6 +267,7 @@ def _add_runtime_items(
         dry_run=result.dry_run, is_running=alive, limit=max(0, result.budget - len(result.items)),
     )  # fmt: skip
     result.runtimes_deferred = len(runtimes.deferred)
+    result.runtimes_broken = len(runtimes.unresolved)  # claiming may find more
     result.runtime_items = [runtime_item(claimed, store, execution_id) for claimed in runtimes.claimed]
     return opened
 

@@ -111,6 +111,11 @@ def attest_cell(store: Store, item: PlanItem, entry: CatalogCell, signer: Signer
         attest_build(store, item.spec.model_dump(mode="json"), artifacts, signer, known_keys)
     except AttestationError as error:
         return short(f"attestation: {error}")
+    except (ValueError, OverflowError) as error:
+        # A manifest the model's checks missed: its cell fails, the other cells go on (an
+        # exception here would stop Finalize, and recovery would retry the run forever).
+        log.exception("cell %s: attesting failed", item.cell)
+        return short(f"attestation: {type(error).__name__}: {error}")
     return ""
 
 

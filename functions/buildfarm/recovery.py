@@ -168,7 +168,12 @@ def recover(
         except StoreError as error:
             log.warning("cannot read the plan of run %s: %s (retried next time)", run_id, error)
             continue
-        if _finalize(store, config, run_id, summary, now, recovery, registry, signer):
+        try:
+            finalized = _finalize(store, config, run_id, summary, now, recovery, registry, signer)
+        except Exception:  # one run's failure must not stop the recovery of the others
+            log.exception("cannot finalize run %s (retried next time)", run_id)
+            continue
+        if finalized:
             recovery.finalized.append(run_id)
     return recovery
 

@@ -7,6 +7,7 @@ manifest's sha256 and size. Nothing here writes.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -57,6 +58,12 @@ def _undo_runner_mounts(built: dict[str, Any], planned: BuildSpec) -> dict[str, 
     return built
 
 
+def _canonical(value: Any) -> str:
+    """A value as canonical JSON: equal only if the same JSON (Python's True == 1 == 1.0 would
+    let "build": true or 1.0 pass for the planned build 1)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
 def spec_differences(planned: BuildSpec, built: Any) -> list[str]:
     """How the spec a manifest records differs from the planned one ([] = the planned build).
 
@@ -71,7 +78,7 @@ def spec_differences(planned: BuildSpec, built: Any) -> list[str]:
     for path, value in want.items():
         if path not in got:
             differences.append(f"{path} missing (plan: {value!r})")
-        elif got[path] != value:
+        elif _canonical(got[path]) != _canonical(value):
             differences.append(f"{path} {got[path]!r} (plan: {value!r})")
     differences += [f"{path} not in the plan" for path in got if path not in want]
     return differences

@@ -6,9 +6,13 @@ import re
 
 from packaging.version import Version
 
-# ASCII digits only, whole string: these strings end up in paths and URLs.
-_RELEASE = re.compile(r"3\.[0-9]{1,2}\.[0-9]{1,2}(?:(?:a|b|rc)[0-9]{1,2})?")
-_SERIES = re.compile(r"3\.[0-9]{1,2}")
+# ASCII digits only, whole string: these strings end up in paths and URLs. No leading zeros:
+# "3.13.05" would be a second name for 3.13.5 (another cell, another uv entry) whose python.org
+# file does not exist.
+_NUMBER = r"(?:0|[1-9][0-9]?)"
+_RELEASE = re.compile(rf"3\.{_NUMBER}\.{_NUMBER}(?:(?:a|b|rc){_NUMBER})?", re.ASCII)
+_SERIES = re.compile(rf"3\.{_NUMBER}", re.ASCII)
+_LEADING_ZERO = re.compile(r"(?<![0-9])0+(?=[0-9])", re.ASCII)
 
 
 class VersionError(ValueError):
@@ -18,8 +22,16 @@ class VersionError(ValueError):
 def parse_release(text: str) -> Version:
     """An exact CPython release, e.g. '3.13.5' or '3.14.0rc2'; anything else raises VersionError."""
     if not isinstance(text, str) or not _RELEASE.fullmatch(text):
-        raise VersionError(f"malformed Python version {text!r} (expected e.g. 3.13.5 or 3.14.0rc2)")
+        raise VersionError(_malformed(text, "expected e.g. 3.13.5 or 3.14.0rc2"))
     return Version(text)
+
+
+def _malformed(text: object, expected: str) -> str:
+    """The error for a malformed version: a leading zero is named, with the version meant."""
+    meant = _LEADING_ZERO.sub("", text) if isinstance(text, str) else ""
+    if meant != text and (_RELEASE.fullmatch(meant) or _SERIES.fullmatch(meant)):
+        expected = f"no leading zeros: {meant}"
+    return f"malformed Python version {text!r} ({expected})"
 
 
 def is_series(text: str) -> bool:
@@ -31,10 +43,7 @@ def check_version_or_series(text: str) -> str:
     Everything that takes a version takes a series too: it stands for its newest known release."""
     if is_series(text) or (isinstance(text, str) and _RELEASE.fullmatch(text)):
         return text
-    raise VersionError(
-        f"malformed Python version {text!r} (expected a release like 3.13.5 or 3.14.0rc2, "
-        "or a series like 3.13)"
-    )
+    raise VersionError(_malformed(text, "expected a release like 3.13.5 or 3.14.0rc2, or a series like 3.13"))
 
 
 def series_of(version: str) -> str:

@@ -54,6 +54,9 @@ def published_cells(store) -> dict[str, int]:
         ({"execution_id": None}, "execution_id missing (plan: 'exec-1')"),
         ({"prefix": "/usr/local"}, "prefix '/usr/local' (plan: '/opt/python/3.13.5')"),
         ({"extra": "x"}, "extra not in the plan"),
+        # Equal in Python (True == 1 == 1.0), not the planned spec: compared as JSON.
+        ({"build": True}, "build True (plan: 1)"),
+        ({"build": 1.0}, "build 1.0 (plan: 1)"),
     ],
 )
 def test_a_planted_build_is_a_failed_cell_with_the_reason(local_store, config, changes, reason):

@@ -27,11 +27,11 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from buildfarm.errors import BuildfarmError
 from buildfarm.layout import MANIFEST_FILE, PROVENANCE_FILE, SBOM_FILE, SUMS_FILE
-from buildfarm.models import Attestations
+from buildfarm.models import Attestations, Timings, parse_utc_time
 from buildfarm.store import Store, StoreConflict, StoreNotFound
 
 from .provenance import Dependency, ProvenanceFacts, Subject, render_statement
@@ -102,7 +102,8 @@ def sign_build_dir(
     the checksums over files (name -> verified sha256) and the documents, then their signature
     and the provenance's (when it is a document), create-only, under names (a manifest's
     "attestations"; default: the contract's names). signer None: everything but the
-    signatures (a later run with a key adds them). known_keys: the public keys an existing
+    signatures, and the build stays unsigned (nothing signs a published build later: see
+    attest.farm_signer). known_keys: the public keys an existing
     signature may be by (default: the signer's). AttestationError names a file already there
     that differs."""
     names = names or Attestations()
@@ -115,7 +116,8 @@ def sign_build_dir(
     sums = sums_text(listed)
     put_create_only(store, f"{artifact_dir}/{names.checksums}", sums, SUMS_TYPE)
     if signer is None:
-        unsigned = " and ".join(name for name in (names.checksums, names.provenance) if name in listed)
+        # SHA256SUMS always, the provenance when this build has one: the files left unsigned.
+        unsigned = " and ".join([names.checksums, *(n for n in [names.provenance] if n in documents)])
         log.warning("%s: no signing key configured: %s unsigned", artifact_dir, unsigned)
         return
     keys = known_keys or (lambda: [signer.public_key_pem()])
@@ -132,21 +134,29 @@ def _timestamp(text: Any, what: str) -> datetime.datetime:
     if not isinstance(text, str):
         raise AttestationError(f"{MANIFEST_FILE}: no {what}")
     try:
-        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise AttestationError(f"{MANIFEST_FILE}: {what} {text!r} is not an ISO 8601 time") from None
-    if moment.tzinfo is None:
-        raise AttestationError(f"{MANIFEST_FILE}: {what} {text!r} has no time zone")
-    return moment
+        return parse_utc_time(text)
+    except ValueError as error:
+        raise AttestationError(f"{MANIFEST_FILE}: {what} {error}") from None
+
+
+_TIMINGS = TypeAdapter(Timings)
 
 
 def build_times(manifest: Mapping[str, Any]) -> tuple[datetime.datetime, datetime.datetime]:
-    """(started, finished): built_at ends the phases the timings measure (upload follows)."""
+    """(started, finished): built_at ends the phases the timings measure (upload follows).
+    The manifest model's rules (models.Manifest), so that the subtraction cannot fail."""
     finished = _timestamp(manifest.get("built_at"), "built_at")
-    timings = manifest.get("timings")
-    timings = timings if isinstance(timings, dict) else {}
-    seconds = sum(value for value in timings.values() if isinstance(value, int | float))
-    return finished - datetime.timedelta(seconds=seconds), finished
+    try:
+        timings = _TIMINGS.validate_python(manifest.get("timings") or {})
+    except ValidationError as error:
+        raise AttestationError(f"{MANIFEST_FILE}: {_first_error('timings', error)}") from None
+    return finished - datetime.timedelta(seconds=sum(timings.values())), finished
+
+
+def _first_error(field: str, error: ValidationError) -> str:
+    """ "<field>.<where>: <what>" of a ValidationError's first error."""
+    first = error.errors()[0]
+    return f"{'.'.join(map(str, (field, *first['loc'])))}: {first['msg']}"
 
 
 def signature_status(record: Any) -> str:
@@ -207,23 +217,30 @@ def provenance_document(
     source = spec["source"]
     internal = {key: manifest[key] for key in ("driver_version", "driver_python") if manifest.get(key)}
     signature = signature_status(manifest.get("source_signature"))
-    facts = ProvenanceFacts(
-        subjects=tuple(Subject(name=name, sha256=sha256) for name, sha256 in sorted(subjects.items())),
-        spec=dict(spec),
-        internal=internal,
-        source=Dependency(
-            uri=source["url"],
-            name=source["url"].split("?", 1)[0].rsplit("/", 1)[-1],
-            sha256=source["sha256"],
-            annotations={"signature": signature},
-        ),
-        builder_image=_image(manifest.get("builder_image")),
-        builder_id=BUILDER_ID,
-        builder_version={"driver": str(internal["driver_version"])} if "driver_version" in internal else {},
-        invocation_id=spec["execution_id"],
-        started_on=started,
-        finished_on=finished,
-    )
+    try:
+        facts = ProvenanceFacts(
+            subjects=tuple(Subject(name=name, sha256=sha256) for name, sha256 in sorted(subjects.items())),
+            spec=dict(spec),
+            internal=internal,
+            source=Dependency(
+                uri=source["url"],
+                name=source["url"].split("?", 1)[0].rsplit("/", 1)[-1],
+                sha256=source["sha256"],
+                annotations={"signature": signature},
+            ),
+            builder_image=_image(manifest.get("builder_image")),
+            builder_id=BUILDER_ID,
+            builder_version={"driver": str(internal["driver_version"])}
+            if "driver_version" in internal
+            else {},
+            invocation_id=spec["execution_id"],
+            started_on=started,
+            finished_on=finished,
+        )
+    except ValidationError as error:
+        # models.Manifest holds the names to the subjects' rule; should anything still fail
+        # here, its cell fails with the reason rather than the publisher with an exception.
+        raise AttestationError(f"{MANIFEST_FILE}: {_first_error('provenance', error)}") from None
     return render_statement(facts).encode()
 
 
@@ -236,9 +253,7 @@ def manifest_attestations(manifest: Mapping[str, Any], artifacts: Mapping[str, s
             Attestations.listed(manifest["attestations"]) if "attestations" in manifest else Attestations()
         )
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(map(str, ("attestations", *first["loc"])))
-        raise AttestationError(f"{MANIFEST_FILE}: {where}: {first['msg']}") from None
+        raise AttestationError(f"{MANIFEST_FILE}: {_first_error('attestations', error)}") from None
     both = sorted(set(names.names()) & {*artifacts, MANIFEST_FILE})
     if both:
         raise AttestationError(f"{MANIFEST_FILE}: attestations: {', '.join(both)} is also an artifact")

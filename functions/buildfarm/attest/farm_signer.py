@@ -7,9 +7,12 @@ place that reads BUILDFARM_KMS_KEY_ID and BUILDFARM_SIGNING_KEY):
   uses the default key file (local_key_config creates the key file when absent).
 
 Whoever publishes is handed its signer (signer_for(config), require_signer(config)); nothing
-below the entry points looks the key up. A signer of None publishes unsigned: the attestations
-and checksums without their signatures, which a later signing publish adds (a library caller or
-a test with no key).
+below the entry points looks the key up. A signer of None publishes unsigned (a library caller
+or a test with no key): the attestations and checksums without their signatures. Such a build
+stays unsigned: published builds are never revisited, and no command signs one afterwards. To
+have a signed build of that cell, rebuild it with a key configured (`buildfarm run --force
+--versions ...`, or the workflow input {"force": true, ...}): that publishes a new build number,
+signed; versions.json is signed again by the next signing publish, as every write signs it.
 """
 
 from __future__ import annotations

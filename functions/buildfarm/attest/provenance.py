@@ -16,6 +16,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from buildfarm.layout import FILE_NAME_PATTERN
+
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
 BUILD_TYPE = "urn:python-build-farm:build-type:cpython-cell:v1"
@@ -29,7 +31,7 @@ class Subject(BaseModel):
     """One file the build produced: its name in the build directory and its sha256."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._+~-]+$")]
+    name: Annotated[str, StringConstraints(pattern=f"^{FILE_NAME_PATTERN}$")]
     sha256: Sha256
 
 

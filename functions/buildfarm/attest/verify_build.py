@@ -34,6 +34,7 @@ from pydantic import ValidationError
 
 from buildfarm.errors import UsageError
 from buildfarm.layout import (
+    FILE_NAME_PATTERN,
     MANIFEST_FILE,
     PROVENANCE_FILE,
     SBOM_FILE,
@@ -48,7 +49,7 @@ from .sbom import CPYTHON_REF
 from .signing import fingerprint, verify_signature
 
 HTTP_TIMEOUT_SECONDS = 30
-_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~-]*", re.ASCII)
+_FILE_NAME = re.compile(FILE_NAME_PATTERN, re.ASCII)  # fullmatch
 _SUMS_LINE = re.compile(r"([0-9a-f]{64}) [ *](\S+)", re.ASCII)
 
 

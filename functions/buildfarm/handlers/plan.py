@@ -67,6 +67,10 @@ def handler(event: PlanEvent, context: LambdaContext) -> dict[str, Any]:
     counts = result.counts
     metrics.add_metric(name="CellsPlanned", unit=MetricUnit.Count, value=counts["planned"])
     metrics.add_metric(name="RuntimesPlanned", unit=MetricUnit.Count, value=len(result.runtime_items))
+    if result.runtimes_broken:  # definitions left out of the plan (the Python cells went on)
+        metrics.add_metric(
+            name="RuntimeDefinitionErrors", unit=MetricUnit.Count, value=result.runtimes_broken
+        )
     metrics.add_metric(name="CellsDeferred", unit=MetricUnit.Count, value=counts["deferred"])
     metrics.add_metric(
         name="CellsSkipped",

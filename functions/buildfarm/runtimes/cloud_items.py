@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from buildfarm.attest.signing import Signer
 from buildfarm.catalog import regenerate_derived
@@ -56,6 +56,9 @@ class RuntimeItem(BaseModel):
     reason: str
     execution_id: str
     command: list[str]
+    # The planned lock's sha256: publishing holds the build's manifest to it. None in an item
+    # written before it (the manifest's lock is then not compared).
+    lock_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     job_definition: str
     job_queue_arch: str
 
@@ -105,6 +108,7 @@ def runtime_item(claimed: ClaimedRuntime, store: Store, execution_id: str) -> Ru
         reason=claimed.item.reason,
         execution_id=execution_id,
         command=runtime_command(claimed, store),
+        lock_sha256=claimed.item.lock_sha256,
         job_definition=f"{platform}-{arch}",
         job_queue_arch=arch,
     )
@@ -124,8 +128,9 @@ def decide_runtime_item(
     """Publish a runtime item's build (or fail it with `failure`, why its job failed) and record
     the outcome for Finalize."""
     outcome = publish_runtime(
-        store, item.runtime_cell, item.build, item.execution_id, now, failure, signer=signer
-    )
+        store, item.runtime_cell, item.build, item.execution_id, now, failure, signer=signer,
+        planned_lock=item.lock_sha256,
+    )  # fmt: skip
     store.put_json(runtime_outcome_key(item.execution_id, item.cell), outcome.model_dump(mode="json"))
     return outcome
 

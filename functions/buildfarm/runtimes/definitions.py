@@ -33,8 +33,9 @@ from buildfarm.suggest import unknown_name
 from buildfarm.versions import VersionError, check_version_or_series
 
 NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
-# A runtime version is a store key segment and part of a .deb package name: lowercase, no '_'.
-RUNTIME_VERSION = re.compile(r"[a-z0-9][a-z0-9.+~-]{0,62}")
+# A runtime version is a store key segment (no '~': buildfarm.store refuses it) and part of a
+# .deb package name: lowercase, no '_'.
+RUNTIME_VERSION = re.compile(r"[a-z0-9][a-z0-9.+-]{0,62}")
 GIT_TAG = "git-tag"  # version = "git-tag": the exact git tag of the definitions' checkout
 PREFIX_SEGMENT = re.compile(r"[A-Za-z0-9._+-]+")
 HASHED_LINE = re.compile(r"--hash=sha256:[0-9a-f]{64}")
@@ -97,7 +98,7 @@ class RuntimeDefinition(BaseModel):
     def _version(cls, value: str) -> str:
         if value != GIT_TAG and not RUNTIME_VERSION.fullmatch(value):
             raise ValueError(
-                f"version {value!r} must be {GIT_TAG!r} or lowercase letters, digits and . + ~ - "
+                f"version {value!r} must be {GIT_TAG!r} or lowercase letters, digits and . + - "
                 "(starting with a letter or digit)"
             )
         return value
@@ -168,9 +169,7 @@ class RuntimeDefinition(BaseModel):
         """The runtime's version: an override (validated), the TOML's, or its checkout's git tag."""
         if override is not None:
             if not RUNTIME_VERSION.fullmatch(override):
-                raise UsageError(
-                    f"runtime version {override!r} must be lowercase letters, digits and . + ~ -"
-                )
+                raise UsageError(f"runtime version {override!r} must be lowercase letters, digits and . + -")
             return override
         if self.version != GIT_TAG:
             return self.version

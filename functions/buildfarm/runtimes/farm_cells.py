@@ -8,6 +8,7 @@ plan_run_runtimes only reads in a dry run; otherwise it writes nothing but the c
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,8 +29,15 @@ from buildfarm.runtimes.keys import (
 from buildfarm.runtimes.planning import RuntimePlan, RuntimePlanItem, plan_runtimes
 from buildfarm.runtimes.publish import publish_runtime
 from buildfarm.runtimes.runtime_build import RuntimeRequest, build_runtime
-from buildfarm.store import LocalStore, Store
+from buildfarm.store import LocalStore, Store, StoreError, check_key
 from buildfarm.verify import short
+
+log = logging.getLogger(__name__)
+
+BROKEN_DEFINITION = (BuildfarmError, StoreError, OSError, ValueError)
+"""What one definition's planning or claiming may raise (a version no store key can hold, a
+lock file gone): that definition is left out, logged and counted; the others and the run's
+Python cells go on."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +61,8 @@ class RuntimeRunPlan:
     deferred: list[str] = field(default_factory=list)  # over the execution's budget: a later run's
     definitions: dict[str, RuntimeDefinition] = field(default_factory=dict)  # by name, resolved
     published: dict[RuntimeCell, int] = field(default_factory=dict)  # the published build numbers
-    unresolved: dict[str, str] = field(default_factory=dict)  # definition -> why no version
+    # definition -> why it is not planned: no version (no git tag), or broken (BROKEN_DEFINITION)
+    unresolved: dict[str, str] = field(default_factory=dict)
 
 
 def in_run(plan: RuntimePlan, where: set[tuple[str, str]]) -> RuntimePlan:
@@ -91,11 +100,22 @@ def plan_runtime_cells(
     """The run's runtime cells from versions.json (one read), nothing claimed: which to build,
     which wait for their Python, which are current."""
     versions, unresolved = _versions(definitions)
-    usable = [definition for definition in definitions if definition.name in versions]
     document, _ = read_versions(store)
     published = runtime_cells(document)
     manifests = {cell: entry.model_dump(mode="json") for cell, entry in published.items()}
-    plan = in_run(plan_runtimes(usable, document, manifests, versions), where)
+    plan, usable = RuntimePlan([], [], []), []
+    for definition in (definition for definition in definitions if definition.name in versions):
+        try:  # one definition at a time: a broken one costs only its own cells
+            one = in_run(plan_runtimes([definition], document, manifests, versions), where)
+            for item in one.build:
+                check_key(runtime_claim_key(*item.cell))
+        except BROKEN_DEFINITION as error:
+            _broken(unresolved, definition.name, error)
+            continue
+        usable.append(definition)
+        plan.build.extend(one.build)
+        plan.waiting.extend(one.waiting)
+        plan.current.extend(one.current)
     return RuntimeRunPlan(
         plan,
         unresolved=unresolved,
@@ -123,21 +143,45 @@ def claim_runtime_cells(
         if limit is not None and len(runtimes.claimed) >= limit:
             runtimes.deferred.append(item.name)
             continue
-        floor = next_build(store, item.cell, runtimes.published.get(item.cell, 0)) - 1
-        key = runtime_claim_key(*item.cell)
-        common = {"execution_id": execution_id, "published_build": floor, "now": now,
-                  "marker_exists": store.exists(key), "is_running": is_running}  # fmt: skip
-        if dry_run:
-            outcome = peek_marker(store, key, item.name, **common)
-        else:
-            outcome = claim_marker(
-                store, key, item.name, plan_id=execution_id, ttl_seconds=ttl_seconds, **common
-            )
-        if outcome.status == "claimed":
-            runtimes.claimed.append(ClaimedRuntime(item, runtimes.definitions[item.cell[0]], outcome.build))
-        else:
-            runtimes.held.append((item.name, outcome.build, f"{outcome.holder} until {outcome.expires_at}"))
+        try:
+            claimed = _claim_one(store, runtimes, item, execution_id, now, ttl_seconds, dry_run, is_running)
+        except BROKEN_DEFINITION as error:
+            _broken(runtimes.unresolved, item.cell[0], error)
+            continue
+        if claimed is not None:
+            runtimes.claimed.append(claimed)
     return runtimes
+
+
+def _broken(unresolved: dict[str, str], name: str, error: Exception) -> None:
+    log.error("runtime definition %s not planned: %s", name, error)
+    unresolved[name] = short(f"broken: {error}")
+
+
+def _claim_one(
+    store: Store,
+    runtimes: RuntimeRunPlan,
+    item: RuntimePlanItem,
+    execution_id: str,
+    now: datetime,
+    ttl_seconds: int,
+    dry_run: bool,
+    is_running: Liveness,
+) -> ClaimedRuntime | None:
+    """Claim one planned cell (a dry run only peeks); None, and the cell in runtimes.held, if
+    another execution holds it."""
+    floor = next_build(store, item.cell, runtimes.published.get(item.cell, 0)) - 1
+    key = runtime_claim_key(*item.cell)
+    common = {"execution_id": execution_id, "published_build": floor, "now": now,
+              "marker_exists": store.exists(key), "is_running": is_running}  # fmt: skip
+    if dry_run:
+        outcome = peek_marker(store, key, item.name, **common)
+    else:
+        outcome = claim_marker(store, key, item.name, plan_id=execution_id, ttl_seconds=ttl_seconds, **common)
+    if outcome.status == "claimed":
+        return ClaimedRuntime(item, runtimes.definitions[item.cell[0]], outcome.build)
+    runtimes.held.append((item.name, outcome.build, f"{outcome.holder} until {outcome.expires_at}"))
+    return None
 
 
 def plan_run_runtimes(
@@ -193,5 +237,6 @@ def build_claimed(
             str(error) if isinstance(error, BuildfarmError) else f"{type(error).__name__}: {error}"
         )
     return publish_runtime(
-        store, claimed.item.cell, claimed.build, execution_id, now(), failure, signer=signer
-    )
+        store, claimed.item.cell, claimed.build, execution_id, now(), failure, signer=signer,
+        planned_lock=claimed.item.lock_sha256,
+    )  # fmt: skip

@@ -65,13 +65,15 @@ def publish_runtime(
     failure: str = "",
     *,
     signer: Signer | None,
+    planned_lock: str | None = None,
 ) -> CellOutcome:
     """Decide a claimed runtime build: published if it verifies (signed by signer; None:
     unsigned, see attest.farm_signer), else failed with `failure` (why the build failed, when it
-    did) or the verification's reason. The claim is released either way (its marker keeps the
+    did) or the verification's reason. planned_lock: the sha256 of the lock the plan was made
+    for, which the manifest must record. The claim is released either way (its marker keeps the
     build number, so a failed number is not reused)."""
     name = runtime_cell_name(*cell)
-    entry, reason = (None, failure) if failure else verify_runtime(store, cell, build, now)
+    entry, reason = (None, failure) if failure else verify_runtime(store, cell, build, now, planned_lock)
     if entry is not None:
         reason = sign_runtime(store, runtime_artifact_dir(*cell, build), entry, signer)
         entry = None if reason else entry

@@ -69,10 +69,11 @@ def _artifact(store: Store, directory: str, artifact: ManifestArtifact) -> Catal
 
 
 def verify_runtime(
-    store: Store, cell: RuntimeCell, build: int, now: datetime
+    store: Store, cell: RuntimeCell, build: int, now: datetime, planned_lock: str | None = None
 ) -> tuple[RuntimeCatalogCell | None, str]:
     """(versions.json entry, "") if runtimes/<cell>/<build>/ holds the manifest of exactly that
-    cell and build and every artifact it lists verifies, else (None, the reason)."""
+    cell and build (and, given planned_lock, of the planned lock) and every artifact it lists
+    verifies, else (None, the reason)."""
     directory = runtime_artifact_dir(*cell, build)
     manifest = _read(store, directory)
     if isinstance(manifest, str):
@@ -82,6 +83,11 @@ def verify_runtime(
         named = "/".join(recorded)
         return None, short(
             f"manifest.json is of {named} build {manifest.build}, not build {build} of this cell"
+        )
+    lock = manifest.requirements.get("sha256")
+    if planned_lock is not None and lock != planned_lock:
+        return None, short(
+            f"manifest.json's requirements sha256 {lock!r} is not the planned lock's {planned_lock}"
         )
     artifacts = []
     for artifact in manifest.artifacts:

@@ -69,7 +69,7 @@ def test_a_manifest_without_the_facts_is_named(manifest: dict, message: str) -> 
 
 
 def test_times_and_signature_status_come_from_the_manifest() -> None:
-    started, finished = build_times({"built_at": "2025-06-11T12:00:00Z", "timings": {"make": 90.5, "x": "?"}})
+    started, finished = build_times({"built_at": "2025-06-11T12:00:00Z", "timings": {"make": 90, "x": 0.5}})
     assert (
         finished - started
     ).total_seconds() == 90.5 and finished.isoformat() == "2025-06-11T12:00:00+00:00"
@@ -190,6 +190,23 @@ def test_sign_build_dir_for_any_build_dir(tmp_path: Path) -> None:
     assert sums == sums_text(files)
     assert verify_signature(sums, signature, [signer.public_key_pem()]) is not None
     assert not store.exists("runtimes/r/1/debian-12/x86_64/1/provenance.json.sig")
+
+
+@pytest.mark.parametrize(
+    ("documents", "unsigned"),
+    [
+        ({}, "SHA256SUMS unsigned"),  # a runtime build: no provenance
+        ({"provenance.json": b"{}"}, "SHA256SUMS and provenance.json unsigned"),
+    ],
+)
+def test_without_a_key_the_warning_names_the_unsigned_files(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, documents: dict, unsigned: str
+) -> None:
+    store = LocalStore(tmp_path / "store")
+    with caplog.at_level("WARNING", logger="buildfarm.attest.build_files"):
+        sign_build_dir(store, "builds/x/1", {"python.tar.gz": "1" * 64}, None, documents=documents)
+    assert [r.getMessage() for r in caplog.records] == [f"builds/x/1: no signing key configured: {unsigned}"]
+    assert store.exists("builds/x/1/SHA256SUMS") and not store.exists("builds/x/1/SHA256SUMS.sig")
 
 
 def test_the_signer_is_chosen_from_the_configuration(tmp_path: Path, monkeypatch) -> None:

@@ -327,7 +327,7 @@ def test_a_bad_attestation_list_is_named_and_the_defaults_checked(store: Path, k
     found = problems(build, keys["farm"].with_suffix(".pub"))
     assert found[0].startswith("manifest.json: sha256")
     assert found[1:] == [
-        "manifest.json: attestations.sbom: String should match pattern '^[A-Za-z0-9][A-Za-z0-9._+~-]{0,199}$'"
+        "manifest.json: attestations.sbom: String should match pattern '^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$'"
     ]
 
 

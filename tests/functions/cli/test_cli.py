@@ -82,6 +82,7 @@ def test_plan_json_with_input(published_store, capsys):
     ("argv", "message"),
     [
         (["--versions", "3.13.x"], "malformed Python version '3.13.x'"),
+        (["--versions", "3.13.05"], "malformed Python version '3.13.05' (no leading zeros: 3.13.5)"),
         (["--platforms", "plan9"], "unknown platform 'plan9'"),
         (["--input", "{nope"], "--input is not JSON"),
         (["--input", "[]"], "--input must be a JSON object, got []"),

@@ -280,6 +280,7 @@ def read_json_seed_fresh():
 MALFORMED = [
     ({"versions": "3.13.5"}, "versions: Input should be a valid list, got '3.13.5'"),
     ({"versions": ["3.13.x"]}, "malformed Python version '3.13.x'"),
+    ({"versions": ["3.13.05"]}, "malformed Python version '3.13.05' (no leading zeros: 3.13.5)"),
     ({"versions": ["3.13.5", 3]}, "versions[1]: Input should be a valid string, got 3"),
     ({"versions": []}, "versions: List should have at least 1 item after validation, not 0, got []"),
     ({"versions": ["3.13.99"]}, "unknown Python version '3.13.99'"),

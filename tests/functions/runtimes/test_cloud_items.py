@@ -84,7 +84,7 @@ def signer(tmp_path: Path) -> KeyFileSigner:
     return KeyFileSigner(tmp_path / "farm.pem")
 
 
-def put_runtime_build(store: LocalStore, build: int) -> None:
+def put_runtime_build(store: LocalStore, build: int, lock: str = "cd" * 32) -> None:
     """What `buildfarm runtime build --build N` leaves: its artifact, then manifest.json."""
     directory = runtime_artifact_dir(*CELL, build)
     tarball = b"a runtime tarball"
@@ -95,7 +95,7 @@ def put_runtime_build(store: LocalStore, build: int) -> None:
             "runtime": {"name": "svc", "version": "2.1.0", "prefix": "/opt/runtimes/svc/2.1.0"},
             "platform": "debian-12", "arch": "x86_64", "build": build,
             "python": {"version": "3.13.5", "build": 1, "tarball": "builds/...", "sha256": "ef" * 32},
-            "requirements": {"kind": "requirements.txt", "file": "svc/requirements.txt", "sha256": "cd" * 32},
+            "requirements": {"kind": "requirements.txt", "file": "svc/requirements.txt", "sha256": lock},
             "artifacts": [{"type": "tarball", "file": "runtime-svc.tar.gz",
                            "sha256": hashlib.sha256(tarball).hexdigest(), "size": len(tarball)}],
         },
@@ -116,7 +116,8 @@ def test_plan_writes_runtime_items_beside_the_python_items(local_store, config, 
         "job_queue_arch",
     }  # fmt: skip  (the Python items' shape, as the Build Map and Finalize read it)
     assert result.summary["runtimes"] == {
-        "planned": 1, "deferred": 0, "items": {"bucket": "", "key": "plans/exec-1/runtime-items.json"}
+        "planned": 1, "deferred": 0, "broken": 0,
+        "items": {"bucket": "", "key": "plans/exec-1/runtime-items.json"},
     }  # fmt: skip
     [item] = read_json(local_store, "plans/exec-1/runtime-items.json")
     assert (
@@ -149,7 +150,7 @@ def test_publish_runtime_then_finalize_decide_every_runtime_item(local_store, co
     write_published_matrix(local_store, ["3.13.5"], ["debian-12", "rhel-9"], ["x86_64"])
     summary = plan(REQUEST, local_store, config, "exec-1", NOW, runtimes=[svc]).summary
     debian, rhel = read_runtime_items(local_store, summary["runtimes"]["items"])
-    put_runtime_build(local_store, 1)
+    put_runtime_build(local_store, 1, svc.lock_sha256())
     # PublishRuntime decided debian-12's item; rhel-9's job failed and its PublishRuntime never ran.
     assert decide_runtime_item(local_store, debian, NOW, signer=signer).status == "published"
     outcomes = finalize_runtime_items(local_store, summary, config, NOW, signer=signer)
@@ -173,3 +174,25 @@ def test_a_failed_job_is_a_failed_runtime_with_its_reason(local_store, config, s
     assert not runtime_cells(read_json(local_store, VERSIONS_KEY))
     recorded = read_json(local_store, "plans/exec-1/runtime-outcomes/svc/2.1.0/debian-12/x86_64.json")
     assert recorded["status"] == "failed"
+
+
+def test_a_runtime_build_of_another_lock_than_planned_is_not_published(
+    local_store, config, svc, signer
+) -> None:
+    """The item records the planned lock's sha256: a build whose manifest names another lock
+    (planted, or built from other definitions than planned) fails, with the reason."""
+    write_releases(local_store, ["3.13.5"])
+    write_published_matrix(local_store, ["3.13.5"], ["debian-12"], ["x86_64"])
+    summary = plan(REQUEST, local_store, config, "exec-1", NOW, runtimes=[svc]).summary
+    [item] = read_runtime_items(local_store, summary["runtimes"]["items"])
+    assert item.lock_sha256 == svc.lock_sha256()
+    put_runtime_build(local_store, 1, "cd" * 32)
+    outcome = decide_runtime_item(local_store, item, NOW, signer=signer)
+    assert (outcome.status, outcome.reason) == (
+        "failed",
+        f"manifest.json's requirements sha256 '{'cd' * 32}' is not the planned lock's {svc.lock_sha256()}",
+    )
+    assert not runtime_cells(read_json(local_store, VERSIONS_KEY))
+    # An item written before the field (no lock recorded) is decided as before.
+    older = item.model_copy(update={"lock_sha256": None})
+    assert decide_runtime_item(local_store, older, NOW, signer=signer).status == "published"

@@ -10,9 +10,11 @@ import pytest
 
 from buildfarm.cli import build_parser, main
 from buildfarm.errors import UsageError
+from buildfarm.layout import FILE_NAME_PATTERN
 from buildfarm.models import Attestations
 from buildfarm.runtimes.definitions import (
     REPOSITORY_DEFINITIONS,
+    RUNTIME_VERSION,
     DefinitionError,
     find_definition,
     load_definition,
@@ -66,6 +68,10 @@ def test_a_valid_definition_and_arch_aliases(tmp_path: Path) -> None:
     assert definition.resolved_version("2.1.0+hotfix1") == "2.1.0+hotfix1"
     with pytest.raises(UsageError, match="runtime version 'Bad Version'"):
         definition.resolved_version("Bad Version")
+    with pytest.raises(
+        UsageError, match=r"runtime version '2\.1\.0~rc1' must be lowercase letters, digits and \. \+ -$"
+    ):
+        definition.resolved_version("2.1.0~rc1")
 
 
 @pytest.mark.parametrize(
@@ -75,6 +81,11 @@ def test_a_valid_definition_and_arch_aliases(tmp_path: Path) -> None:
         ({"prefix": "/opt/../etc"}, "prefix '/opt/../etc'"),
         ({"prefix": "/opt/a b"}, "prefix '/opt/a b' may only hold"),
         ({"version": "V1 0"}, "version 'V1 0' must be"),
+        # '~' is no store key character: it would fail every Plan, not just this definition.
+        (
+            {"version": "1.0.0~rc1"},
+            "version '1.0.0~rc1' must be 'git-tag' or lowercase letters, digits and . + -",
+        ),
         ({"python": "3.13.x"}, "malformed Python version '3.13.x'"),
         ({"platforms": ["debain-12"]}, "unknown platform 'debain-12' (did you mean debian-12?)"),
         ({"arches": ["sparc64"]}, "unknown arch 'sparc64'"),
@@ -183,6 +194,15 @@ def test_the_manifest_schema_documents_the_attestations_a_runtime_lists() -> Non
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, attestations)
     assert "attestations" not in schema["required"]
+
+
+def test_the_manifest_schema_spells_the_names_as_the_code_does() -> None:
+    """One rule for a file name (layout.FILE_NAME_PATTERN) and a runtime version."""
+    schema = manifest_schema()
+    assert schema["$defs"]["file"]["pattern"] == f"^{FILE_NAME_PATTERN}$"
+    assert schema["properties"]["artifacts"]["items"]["properties"]["file"] == {"$ref": "#/$defs/file"}
+    version = schema["properties"]["runtime"]["properties"]["version"]["pattern"]
+    assert version == f"^{RUNTIME_VERSION.pattern}$"
 
 
 def test_cli_refusals_publish_nothing(tmp_path: Path, capsys) -> None:

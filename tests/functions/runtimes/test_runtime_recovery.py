@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from functions.conftest import NOW, read_json, write_published_matrix, write_releases
-from runtime_definitions import SVC_TOML, write_svc_definitions
+from runtime_definitions import LOCKED_HASH, SVC_TOML, write_svc_definitions
 
 from buildfarm.attest.signing import KeyFileSigner, init_key
 from buildfarm.catalog.versions_json import runtime_cells
@@ -47,6 +47,9 @@ def signer(tmp_path: Path) -> KeyFileSigner:
     return KeyFileSigner(tmp_path / "farm.pem")
 
 
+SVC_LOCK = hashlib.sha256(f"idna==3.10 {LOCKED_HASH}\n".encode()).hexdigest()  # svc's, as planned
+
+
 def put_runtime_build(store: Store, cell: tuple[str, str, str, str], build: int) -> None:
     """What `buildfarm runtime build --build N` leaves: its artifact, then manifest.json."""
     directory = runtime_artifact_dir(*cell, build)
@@ -58,7 +61,7 @@ def put_runtime_build(store: Store, cell: tuple[str, str, str, str], build: int)
             "runtime": {"name": "svc", "version": "2.1.0", "prefix": "/opt/runtimes/svc/2.1.0"},
             "platform": cell[2], "arch": cell[3], "build": build,
             "python": {"version": "3.13.5", "build": 1, "tarball": "builds/...", "sha256": "ef" * 32},
-            "requirements": {"kind": "requirements.txt", "file": "svc/requirements.txt", "sha256": "cd" * 32},
+            "requirements": {"kind": "requirements.txt", "file": "svc/requirements.txt", "sha256": SVC_LOCK},
             "artifacts": [{"type": "tarball", "file": "runtime-svc.tar.gz",
                            "sha256": hashlib.sha256(tarball).hexdigest(), "size": len(tarball)}],
         },
