@@ -14,6 +14,9 @@ from .flags import configure_env
 from .process import start, utc_now
 
 DRIVER_VERSION = "1"
+# The driver options that change what is built or tested (buildenv.DRIVER_OPTIONS): a build
+# trained on a shorter PGO task, or self-tested with other CPython tests, says so.
+RECORDED_OPTIONS = ("BUILDFARM_PROFILE_TASK", "BUILDFARM_SELFTEST_TESTS")
 # manifest.json's "attestations": the files the publish side writes into this build's
 # directory, by role (buildfarm.models.Attestations, whose defaults these are: the driver
 # cannot import the package; tests/builder/test_driver_logic.py holds them equal).
@@ -54,6 +57,7 @@ def write_manifest(build):
         "attestations": dict(ATTESTATIONS),
         "builder_image": os.environ.get("BUILDFARM_BUILDER_IMAGE") or "local:" + os_release_pretty(),
         "driver_version": DRIVER_VERSION,
+        "driver_options": {name: os.environ[name] for name in RECORDED_OPTIONS if name in os.environ},
         "driver_python": sys.version.split()[0],
         "built_at": utc_now(),
     }

@@ -6,6 +6,7 @@ alone)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import tarfile
@@ -17,7 +18,7 @@ from buildfarm.models import Manifest
 pytestmark = [pytest.mark.build, pytest.mark.farm]
 
 
-def test_pgo_lto_build_is_complete_and_runs(pgo_build, tmp_path):
+def test_pgo_lto_build_is_complete_and_runs(pgo_build, fast_build_env, tmp_path):
     """The default configuration: --enable-optimizations --with-lto, trained and working,
     and BOLT-optimized (debian-12 names bolt-16 in the registry)."""
     manifest = json.loads((pgo_build.dir / "manifest.json").read_text())
@@ -26,6 +27,9 @@ def test_pgo_lto_build_is_complete_and_runs(pgo_build, tmp_path):
     assert "--with-lto" in manifest["configure_args"]
     assert "--enable-bolt" in manifest["configure_args"]
     assert manifest["modules"]["missing"] == {}
+    # Trained and self-tested as the tests' environment says (conftest.fast_build_env), and so recorded.
+    recorded = ("BUILDFARM_PROFILE_TASK", "BUILDFARM_SELFTEST_TESTS")
+    assert manifest["driver_options"] == {name: os.environ[name] for name in recorded}
     assert "phase make done in" in pgo_build.output
     assert "buildfarm: make: BOLT instrumented run and optimization done" in pgo_build.output
     # The BOLT run saw the interpreter's code: the last count is of the applied profile.
