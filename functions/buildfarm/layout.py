@@ -66,6 +66,8 @@ FAILURE_FILE = "failure.json"
 """In a build's log_dir: why the build failed (phase, reason)."""
 BUILD_NUMBER = re.compile(r"[1-9][0-9]{0,8}")
 """A build number as a key segment (fullmatch): no sign, no leading zero."""
+EXECUTION_ID = re.compile(r"[A-Za-z0-9._-]{1,80}", re.ASCII)
+"""The nonce of the execution that planned a build (fullmatch), which its manifest records."""
 FILE_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}"
 """A file name in a build directory (fullmatch; no path, nothing hidden): the one rule the
 manifest's artifacts and attestations (models.FileName), the provenance's subjects and

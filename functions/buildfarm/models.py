@@ -9,6 +9,7 @@ from typing import Annotated, ClassVar, Literal, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from buildfarm.layout import (
+    EXECUTION_ID,
     FILE_NAME_PATTERN,
     MANIFEST_FILE,
     PROVENANCE_FILE,
@@ -47,7 +48,7 @@ class BuildSpec(BaseModel):
     # build only if its manifest carries the planned spec, this id included, so a build made
     # outside that execution (planted, or a standalone `buildfarm build`) is never published.
     # Required: no default, so a spec can never silently claim to be unplanned-but-valid.
-    execution_id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,80}$")
+    execution_id: str = Field(pattern=f"^{EXECUTION_ID.pattern}$")
 
     @field_validator("version")
     @classmethod

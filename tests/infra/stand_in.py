@@ -144,6 +144,7 @@ def stand_in_runtime_build(command: list[str]) -> tuple[bool, str]:
         "schema_version": 1,
         "runtime": {"name": name, "version": cell[1], "prefix": f"/opt/runtimes/{name}/{cell[1]}"},
         "platform": cell[2], "arch": cell[3], "build": int(options["--build"]),
+        "execution_id": options["--execution-id"],
         "python": {"version": python.version, "build": python.build},
         "requirements": {"kind": definition.lock_kind, "sha256": definition.lock_sha256()},
         "artifacts": [{"type": "tarball", "file": f"runtime-{name}.tar.gz",

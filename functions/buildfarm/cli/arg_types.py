@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable
 from typing import TypeVar
 
-from buildfarm.layout import BUILD_NUMBER
+from buildfarm.layout import BUILD_NUMBER, EXECUTION_ID
 
 _WHOLE_NUMBER = re.compile(r"[0-9]{1,12}")
 _SECONDS = re.compile(r"[0-9]{1,6}(\.[0-9]{1,3})?")
@@ -21,6 +21,13 @@ def build_number(text: str) -> int:
     if not BUILD_NUMBER.fullmatch(text):
         raise argparse.ArgumentTypeError(f"invalid build number {text!r} (1 to 999999999, no leading zeros)")
     return int(text)
+
+
+def execution_id(text: str) -> str:
+    """An execution's id as a farm's plan writes it (layout.EXECUTION_ID)."""
+    if not EXECUTION_ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"invalid execution id {text!r} (1 to 80 letters, digits and . _ -)")
+    return text
 
 
 def whole_number(low: int, high: int) -> Callable[[str], int]:

@@ -11,7 +11,7 @@ import argparse
 import os
 from pathlib import Path
 
-from buildfarm.cli.arg_types import build_number
+from buildfarm.cli.arg_types import build_number, execution_id
 from buildfarm.config import resolve_store_location
 from buildfarm.errors import UsageError
 from buildfarm.platforms import UnknownArchError, UnknownPlatformError, canonical_arch, load_registry
@@ -60,6 +60,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=build_number,
         help="publish as build N (the number a farm's claim gave; taken already: an error) "
         "instead of the next free one",
+    )
+    build.add_argument(
+        "--execution-id",
+        metavar="ID",
+        type=execution_id,
+        help="the farm execution that claimed --build, recorded in the manifest: the farm publishes "
+        "the build only for that execution",
     )
     build.add_argument(
         "--cache",
@@ -128,6 +135,7 @@ def runtime_request(args: argparse.Namespace) -> RuntimeRequest:
         cache=cache_dir(args.cache, store),
         python_tarball=args.python_tarball.resolve() if args.python_tarball else None,
         build=args.build,
+        execution_id=args.execution_id,
     )
 
 

@@ -68,12 +68,14 @@ class RuntimeItem(BaseModel):
         return name, version, platform, arch
 
 
-def runtime_command(claimed: ClaimedRuntime, store: Store) -> list[str]:
-    """`buildfarm runtime build` of a claimed cell at the claim's build number."""
+def runtime_command(claimed: ClaimedRuntime, store: Store, execution_id: str) -> list[str]:
+    """`buildfarm runtime build` of a claimed cell at the claim's build number, for the
+    execution that claimed it."""
     name, version, platform, arch = claimed.item.cell
     return [
         "buildfarm", "runtime", "build", name, "--platform", platform, "--arch", arch,
-        "--runtime-version", version, "--build", str(claimed.build), "--store", store.location,
+        "--runtime-version", version, "--build", str(claimed.build),
+        "--execution-id", execution_id, "--store", store.location,
     ]  # fmt: skip
 
 
@@ -107,7 +109,7 @@ def runtime_item(claimed: ClaimedRuntime, store: Store, execution_id: str) -> Ru
         python={"version": claimed.item.python.version, "build": claimed.item.python.build},
         reason=claimed.item.reason,
         execution_id=execution_id,
-        command=runtime_command(claimed, store),
+        command=runtime_command(claimed, store, execution_id),
         lock_sha256=claimed.item.lock_sha256,
         job_definition=f"{platform}-{arch}",
         job_queue_arch=arch,

@@ -60,6 +60,8 @@ def job_command(request: RuntimeRequest) -> list[str]:
     ]  # fmt: skip
     if request.build is not None:
         command += ["--build", str(request.build)]
+    if request.execution_id is not None:
+        command += ["--execution-id", request.execution_id]
     command += ["--store", request.store.location]
     if request.python_tarball is not None:
         command += ["--python-tarball", str(request.python_tarball)]

@@ -227,7 +227,7 @@ def build_claimed(
     _, version, platform, arch = claimed.item.cell
     request = RuntimeRequest(
         definition=claimed.definition, version=version, platform=platform, arch=arch, store=store,
-        cache=cache or default_cache(store), build=claimed.build,
+        cache=cache or default_cache(store), build=claimed.build, execution_id=execution_id,
     )  # fmt: skip
     failure = ""
     try:

@@ -70,10 +70,13 @@ def publish_runtime(
     """Decide a claimed runtime build: published if it verifies (signed by signer; None:
     unsigned, see attest.farm_signer), else failed with `failure` (why the build failed, when it
     did) or the verification's reason. planned_lock: the sha256 of the lock the plan was made
-    for, which the manifest must record. The claim is released either way (its marker keeps the
-    build number, so a failed number is not reused)."""
+    for, which the manifest must record, as it must the id of the execution that claimed the
+    build (a runtime build is published only if it was planned). The claim is released either
+    way (its marker keeps the build number, so a failed number is not reused)."""
     name = runtime_cell_name(*cell)
-    entry, reason = (None, failure) if failure else verify_runtime(store, cell, build, now, planned_lock)
+    entry, reason = (
+        (None, failure) if failure else verify_runtime(store, cell, build, now, planned_lock, execution_id)
+    )
     if entry is not None:
         reason = sign_runtime(store, runtime_artifact_dir(*cell, build), entry, signer)
         entry = None if reason else entry

@@ -56,6 +56,7 @@ class RuntimeRequest:
     cache: Path  # uv's download cache
     python_tarball: Path | None = None  # instead of the store's newest published build
     build: int | None = None  # the build number a farm's claim gave (else the next free one)
+    execution_id: str | None = None  # the farm execution that claimed it, recorded in the manifest
 
 
 def find_uv() -> str:
@@ -147,6 +148,8 @@ def _manifest(request: RuntimeRequest, python: PythonBuild, version: str, uv: st
         "installer": {"tool": "uv", "version": steps.run_step([uv, "--version"], "uv --version").split()[1]},
         "builder": {"buildfarm": __version__},
         "built_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        # Publishing in a farm holds the build to the execution that claimed it.
+        **({"execution_id": request.execution_id} if request.execution_id else {}),
     }
 
 
@@ -202,7 +205,11 @@ def earlier_attempt(request: RuntimeRequest) -> tuple[str, dict[str, Any]] | Non
         if isinstance(recorded, dict)
         else None
     )
-    if found != cell or manifest.get("build") != request.build:
+    if (
+        found != cell
+        or manifest.get("build") != request.build
+        or (request.execution_id and manifest.get("execution_id") != request.execution_id)
+    ):
         raise RuntimeBuildError(f"{where}/{MANIFEST_FILE} is not this build's; builds are never overwritten")
     return directory, manifest
 

@@ -36,6 +36,7 @@ class RuntimeManifest(BaseModel):
     python: dict[str, Any]
     requirements: dict[str, Any]
     artifacts: list[ManifestArtifact] = Field(min_length=1)
+    execution_id: str | None = None  # the farm execution that claimed the build
 
 
 def _read(store: Store, directory: str) -> RuntimeManifest | str:
@@ -69,11 +70,16 @@ def _artifact(store: Store, directory: str, artifact: ManifestArtifact) -> Catal
 
 
 def verify_runtime(
-    store: Store, cell: RuntimeCell, build: int, now: datetime, planned_lock: str | None = None
+    store: Store,
+    cell: RuntimeCell,
+    build: int,
+    now: datetime,
+    planned_lock: str | None = None,
+    execution_id: str | None = None,
 ) -> tuple[RuntimeCatalogCell | None, str]:
     """(versions.json entry, "") if runtimes/<cell>/<build>/ holds the manifest of exactly that
-    cell and build (and, given planned_lock, of the planned lock) and every artifact it lists
-    verifies, else (None, the reason)."""
+    cell and build (given planned_lock, of the planned lock; given execution_id, built for that
+    execution) and every artifact it lists verifies, else (None, the reason)."""
     directory = runtime_artifact_dir(*cell, build)
     manifest = _read(store, directory)
     if isinstance(manifest, str):
@@ -83,6 +89,12 @@ def verify_runtime(
         named = "/".join(recorded)
         return None, short(
             f"manifest.json is of {named} build {manifest.build}, not build {build} of this cell"
+        )
+    if execution_id is not None and manifest.execution_id != execution_id:
+        # Planned only: a build planted at the claimed number, or made for another execution.
+        return None, short(
+            f"manifest.json's execution id {manifest.execution_id!r} is not that of the execution "
+            f"that planned it, {execution_id}"
         )
     lock = manifest.requirements.get("sha256")
     if planned_lock is not None and lock != planned_lock:

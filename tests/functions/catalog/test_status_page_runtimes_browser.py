@@ -47,6 +47,7 @@ def put_runtime_build(store: LocalStore, cell: tuple[str, str, str, str]) -> Non
         )
     store.put_json(f"{directory}/manifest.json", {
         "runtime": {"name": name, "version": version}, "platform": platform, "arch": arch, "build": 1,
+        "execution_id": "day-1",
         "python": {"version": "3.13.5", "build": 1},
         "requirements": {"kind": "requirements.txt", "sha256": "cd" * 32},
         "artifacts": artifacts,

@@ -1,6 +1,6 @@
 """The CLI's number types: ASCII digits, the whole string, in range; argparse names the bad
 value and exits 2 before anything starts (`run --jobs`, `lambda --limit-bytes`,
-`trigger --poll`, `build`/`runtime build --build`)."""
+`trigger --poll`, `build`/`runtime build --build`), and `runtime build --execution-id`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import re
 import pytest
 
 from buildfarm.cli import build_parser
-from buildfarm.cli.arg_types import build_number, seconds, whole_number
+from buildfarm.cli.arg_types import build_number, execution_id, seconds, whole_number
 
 
 @pytest.mark.parametrize("bad", ["0", "65", "-1", "1_0", " 3", "3 ", "\u0663", "", "nan", "1e1"])
@@ -40,6 +40,13 @@ def test_build_numbers_are_the_stores_spelling():
             build_number(bad)
 
 
+def test_execution_ids_are_what_a_plan_writes():
+    assert execution_id("local-host-42-20261122T090000Z") == "local-host-42-20261122T090000Z"
+    for bad in ("", "a b", "a/b", "$(id)", "x" * 81, "\u0663", "run-1\n"):
+        with pytest.raises(argparse.ArgumentTypeError, match=re.escape(f"invalid execution id {bad!r}")):
+            execution_id(bad)
+
+
 @pytest.mark.parametrize(
     ("argv", "named"),
     [
@@ -51,6 +58,10 @@ def test_build_numbers_are_the_stores_spelling():
             "argument --limit-bytes: '-5' is not a whole number from 1 to 1000000000000",
         ),
         (["runtime", "build", "x", "--platform", "debian-12", "--build", "01"], "invalid build number '01'"),
+        (
+            ["runtime", "build", "x", "--platform", "debian-12", "--execution-id", "a b"],
+            "argument --execution-id: invalid execution id 'a b'",
+        ),
     ],
 )
 def test_the_commands_refuse_bad_numbers_by_name(argv, named, capsys):

@@ -84,8 +84,11 @@ def signer(tmp_path: Path) -> KeyFileSigner:
     return KeyFileSigner(tmp_path / "farm.pem")
 
 
-def put_runtime_build(store: LocalStore, build: int, lock: str = "cd" * 32) -> None:
-    """What `buildfarm runtime build --build N` leaves: its artifact, then manifest.json."""
+def put_runtime_build(
+    store: LocalStore, build: int, lock: str = "cd" * 32, execution_id: str = "exec-1"
+) -> None:
+    """What `buildfarm runtime build --build N --execution-id ID` leaves: its artifact, then
+    manifest.json."""
     directory = runtime_artifact_dir(*CELL, build)
     tarball = b"a runtime tarball"
     store.put(f"{directory}/runtime-svc.tar.gz", tarball)
@@ -93,7 +96,7 @@ def put_runtime_build(store: LocalStore, build: int, lock: str = "cd" * 32) -> N
         f"{directory}/manifest.json",
         {
             "runtime": {"name": "svc", "version": "2.1.0", "prefix": "/opt/runtimes/svc/2.1.0"},
-            "platform": "debian-12", "arch": "x86_64", "build": build,
+            "platform": "debian-12", "arch": "x86_64", "build": build, "execution_id": execution_id,
             "python": {"version": "3.13.5", "build": 1, "tarball": "builds/...", "sha256": "ef" * 32},
             "requirements": {"kind": "requirements.txt", "file": "svc/requirements.txt", "sha256": lock},
             "artifacts": [{"type": "tarball", "file": "runtime-svc.tar.gz",
@@ -123,7 +126,14 @@ def test_plan_writes_runtime_items_beside_the_python_items(local_store, config, 
     assert (
         item["cell"] == "svc/2.1.0/debian-12/x86_64" and item["build"] == 1
     )  # rhel-9's Python is not published
-    assert item["command"][-4:] == ["--build", "1", "--store", local_store.location]
+    assert item["command"][-6:] == [
+        "--build",
+        "1",
+        "--execution-id",
+        "exec-1",
+        "--store",
+        local_store.location,
+    ]
     assert read_json(local_store, runtime_claim_key(*CELL))["execution_id"] == "exec-1"
     assert read_json(local_store, "runs/exec-1.json")["planned"] == 2  # the Python and runtime cells
 

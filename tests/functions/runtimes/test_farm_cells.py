@@ -48,8 +48,11 @@ def store(tmp_path: Path) -> LocalStore:
     return store
 
 
-def put_build(store: LocalStore, build: int = 1, changes: dict | None = None) -> dict:
-    """A runtime build as runtimes.package publishes it: artifacts, then manifest.json."""
+def put_build(
+    store: LocalStore, build: int = 1, changes: dict | None = None, execution_id: str | None = "run-1"
+) -> dict:
+    """A runtime build as runtimes.package publishes it for execution_id: artifacts, then
+    manifest.json."""
     directory = runtime_artifact_dir(*CELL, build)
     tarball = b"a runtime tarball"
     store.put(f"{directory}/runtime-svc.tar.gz", tarball)
@@ -58,6 +61,7 @@ def put_build(store: LocalStore, build: int = 1, changes: dict | None = None) ->
         "platform": "debian-12",
         "arch": "x86_64",
         "build": build,
+        **({"execution_id": execution_id} if execution_id else {}),  # None: a standalone build's
         "python": {"version": "3.13.5", "build": 1, "tarball": "builds/...", "sha256": "ef" * 32},
         "requirements": {"kind": "requirements.txt", "file": "svc/requirements.txt", "sha256": "cd" * 32},
         "artifacts": [
@@ -132,6 +136,21 @@ def test_publishing_merges_a_verified_build_and_releases_the_claim(store) -> Non
     assert publish_runtime(store, CELL, 1, "run-1", NOW, signer=None).status == "published"  # idempotent
 
 
+@pytest.mark.parametrize("execution_id", ["run-0", None])
+def test_a_build_not_made_for_the_claiming_execution_is_not_published(store, execution_id) -> None:
+    """A runtime build is published only if it was planned (DESIGN's integrity rules): one
+    whose manifest names another execution, or none (a standalone build put at the claimed
+    number), is failed, and nothing is merged."""
+    put_build(store, execution_id=execution_id)
+    claim(store, "run-1", 1, NOW + timedelta(hours=1))
+    outcome = publish_runtime(store, CELL, 1, "run-1", NOW, signer=None)
+    assert outcome.status == "failed"
+    assert outcome.reason == (
+        f"manifest.json's execution id {execution_id!r} is not that of the execution that planned it, run-1"
+    )
+    assert not store.exists("versions.json") or not runtime_cells(read_versions(store)[0])
+
+
 def test_a_failed_build_is_not_merged_even_if_its_files_are_there(store) -> None:
     put_build(store)
     claim(store, "run-1", 1, NOW + timedelta(hours=1))
@@ -183,7 +202,9 @@ def test_only_the_runs_cells_are_planned_and_claimed_past_what_the_store_holds(s
     marker, _ = store.read_json(runtime_claim_key(*CELL))
     assert (marker["execution_id"], marker["build"]) == ("run-2", 4)
     # A published, current cell is not planned again.
-    put_build(store, 4, {"requirements": {"kind": "requirements.txt", "sha256": definition.lock_sha256()}})
+    put_build(
+        store, 4, {"requirements": {"kind": "requirements.txt", "sha256": definition.lock_sha256()}}, "run-2"
+    )
     assert publish_runtime(store, CELL, 4, "run-2", NOW, signer=None).status == "published"
     again = plan(store, definition, {("debian-12", "x86_64")}, execution_id="run-3")
     assert again.claimed == [] and again.plan.current == [CELL]
@@ -282,7 +303,7 @@ def test_cloud_items_run_buildfarm_runtime_build_on_the_cells_builder_job(store,
     ]
     assert items[0].command == [
         "buildfarm", "runtime", "build", "svc", "--platform", "debian-12", "--arch", "x86_64",
-        "--runtime-version", "2.1.0", "--build", "1", "--store", store.location,
+        "--runtime-version", "2.1.0", "--build", "1", "--execution-id", "exec-1", "--store", store.location,
     ]  # fmt: skip
     assert items[0].kind == "runtime" and items[0].python == {"version": "3.13.5", "build": 1}
     assert items[0].execution_id == "exec-1" and items[0].reason == "not built yet"

@@ -127,7 +127,8 @@ def request(tmp_path: Path, store, **changes) -> RuntimeRequest:
 def test_the_containers_command_is_the_cloud_items(tmp_path) -> None:
     store = LocalStore(tmp_path / "store")
     claimed = SimpleNamespace(item=SimpleNamespace(cell=("svc", "2.1.0", "debian-11", "x86_64")), build=7)
-    assert job_command(request(tmp_path, store, build=7)) == runtime_command(claimed, store)
+    farm_job = request(tmp_path, store, build=7, execution_id="exec-1")
+    assert job_command(farm_job) == runtime_command(claimed, store, "exec-1")
     other = tmp_path / "other"
     other.mkdir()
     tarball = tmp_path / "python.tar.gz"

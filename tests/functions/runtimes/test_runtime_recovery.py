@@ -50,8 +50,11 @@ def signer(tmp_path: Path) -> KeyFileSigner:
 SVC_LOCK = hashlib.sha256(f"idna==3.10 {LOCKED_HASH}\n".encode()).hexdigest()  # svc's, as planned
 
 
-def put_runtime_build(store: Store, cell: tuple[str, str, str, str], build: int) -> None:
-    """What `buildfarm runtime build --build N` leaves: its artifact, then manifest.json."""
+def put_runtime_build(
+    store: Store, cell: tuple[str, str, str, str], build: int, execution_id: str = "exec-1"
+) -> None:
+    """What `buildfarm runtime build --build N --execution-id ID` leaves: its artifact, then
+    manifest.json."""
     directory = runtime_artifact_dir(*cell, build)
     tarball = b"a runtime tarball"
     store.put(f"{directory}/runtime-svc.tar.gz", tarball)
@@ -59,7 +62,7 @@ def put_runtime_build(store: Store, cell: tuple[str, str, str, str], build: int)
         f"{directory}/manifest.json",
         {
             "runtime": {"name": "svc", "version": "2.1.0", "prefix": "/opt/runtimes/svc/2.1.0"},
-            "platform": cell[2], "arch": cell[3], "build": build,
+            "platform": cell[2], "arch": cell[3], "build": build, "execution_id": execution_id,
             "python": {"version": "3.13.5", "build": 1, "tarball": "builds/...", "sha256": "ef" * 32},
             "requirements": {"kind": "requirements.txt", "file": "svc/requirements.txt", "sha256": SVC_LOCK},
             "artifacts": [{"type": "tarball", "file": "runtime-svc.tar.gz",

@@ -32,7 +32,7 @@ def definitions(tmp_path: Path) -> Path:
 def job(definitions: Path, store: Store) -> list[str]:
     return [
         "runtime", "build", "svc", "--platform", "debian-12", "--arch", "x86_64",
-        "--runtime-version", "2.1.0", "--build", "7", "--store", store.location,
+        "--runtime-version", "2.1.0", "--build", "7", "--execution-id", "exec-7", "--store", store.location,
         "--definitions", str(definitions),
     ]  # fmt: skip
 
@@ -40,7 +40,7 @@ def job(definitions: Path, store: Store) -> list[str]:
 def manifest(build: int = 7) -> dict:
     return {
         "runtime": {"name": "svc", "version": "2.1.0", "prefix": "/opt/runtimes/svc/2.1.0"},
-        "platform": "debian-12", "arch": "x86_64", "build": build,
+        "platform": "debian-12", "arch": "x86_64", "build": build, "execution_id": "exec-7",
         "python": {"version": "3.13.5", "build": 1},
         "packages": [{"name": "idna", "version": "3.10"}],
         "selftest": {"moved": {"status": "passed"}},
@@ -78,7 +78,13 @@ def test_a_partial_earlier_attempt_fails_at_once_naming_its_files(store, definit
 
 @pytest.mark.parametrize(
     "other",
-    [manifest(build=6), {**manifest(), "arch": "aarch64"}, ["not", "a", "manifest"], "not json"],
+    [
+        manifest(build=6),
+        {**manifest(), "arch": "aarch64"},
+        {**manifest(), "execution_id": "another-execution"},  # planted, or another run's
+        ["not", "a", "manifest"],
+        "not json",
+    ],
 )
 def test_a_manifest_that_is_not_this_builds_is_refused(store, definitions, capsys, other) -> None:
     if other == "not json":
