@@ -54,20 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="use this Python build tarball instead of the store's newest published one",
     )
     build.add_argument("--runtime-version", metavar="VERSION", help="override the definition's version")
-    build.add_argument(
-        "--build",
-        metavar="N",
-        type=build_number,
-        help="publish as build N (the number a farm's claim gave; taken already: an error) "
-        "instead of the next free one",
-    )
-    build.add_argument(
-        "--execution-id",
-        metavar="ID",
-        type=execution_id,
-        help="the farm execution that claimed --build, recorded in the manifest: the farm publishes "
-        "the build only for that execution",
-    )
+    add_farm_job_options(build)
     build.add_argument(
         "--cache",
         metavar="DIR",
@@ -86,6 +73,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing = actions.add_parser("list", help="the runtime definitions and their cells")
     add_common(listing)
     listing.set_defaults(func=run_list)
+
+
+def add_farm_job_options(build: argparse.ArgumentParser) -> None:
+    """What a farm's job adds to `runtime build`: the claimed build number and its execution."""
+    build.add_argument(
+        "--build",
+        metavar="N",
+        type=build_number,
+        help="publish as build N (the number a farm's claim gave; taken already: an error) "
+        "instead of the next free one",
+    )
+    build.add_argument(
+        "--execution-id",
+        metavar="ID",
+        type=execution_id,
+        help="the farm execution that claimed --build, recorded in the manifest: the farm publishes "
+        "the build only for that execution",
+    )
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
