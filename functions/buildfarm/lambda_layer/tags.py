@@ -17,13 +17,14 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from buildfarm.errors import UsageError
 from buildfarm.platforms import ARCHES
+from buildfarm.versions import is_series
 
 # The oldest glibc each arch has a manylinux tag for (PEP 600: x86_64 since manylinux1).
 OLDEST_GLIBC_MINOR = {"x86_64": 5, "aarch64": 17}
 # The legacy names (PEPs 513, 571, 599) of manylinux_2_<minor>.
 LEGACY_MANYLINUX = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
-PYTHON_VERSION = re.compile(r"3\.[0-9]{1,2}")
-GLIBC_VERSION = re.compile(r"2\.[0-9]{1,2}")
+# No leading zeros: "3.09" or "2.034" would name a tag no wheel has.
+GLIBC_VERSION = re.compile(r"2\.(?:0|[1-9][0-9]?)", re.ASCII)
 # Lambda's OS-only runtime provided.al2023 runs Amazon Linux 2023: glibc 2.34.
 AL2023_GLIBC = "2.34"
 
@@ -41,7 +42,7 @@ class Target:
     glibc: str = AL2023_GLIBC
 
     def __post_init__(self) -> None:
-        if not PYTHON_VERSION.fullmatch(self.python):
+        if not is_series(self.python):
             raise TargetError(f"Python version {self.python!r} is not X.Y (e.g. 3.13)")
         if self.arch not in ARCHES:
             raise TargetError(f"unknown arch {self.arch!r} (one of: {', '.join(ARCHES)})")
