@@ -47,7 +47,8 @@ def test_a_runtime_cell_runs_its_command_on_batch_and_is_published_signed(farm: 
     commands = stand_in.RUNTIME_COMMANDS
     assert commands == [
         ["buildfarm", "runtime", "build", "svc", "--platform", "debian-12", "--arch", "x86_64",
-         "--runtime-version", "2.1.0", "--build", "1", "--store", f"s3://{BUCKET}"],
+         "--runtime-version", "2.1.0", "--build", "1", "--execution-id", second["name"],
+         "--store", f"s3://{BUCKET}"],
     ]  # fmt: skip
     assert runtime_cells(farm.read_json("versions.json"))[CELL].build == 1
     directory = "runtimes/svc/2.1.0/debian-12/x86_64/1"
