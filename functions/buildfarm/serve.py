@@ -69,11 +69,17 @@ def public_file(root: Path, request_path: str) -> Path | None:
     return target if is_public(inside) and target.is_file() else None
 
 
+IDLE_TIMEOUT_SECONDS = 60
+
+
 class PublicStoreHandler(http.server.BaseHTTPRequestHandler):
     """GET and HEAD of the store's public files; 404 for everything else."""
 
     server_version = "buildfarm-serve"
     store_root: Path = Path()  # set by handler_for()
+    # Seconds a connection may sit idle (socket timeout): a client that opens connections and
+    # sends nothing would otherwise hold a thread each, for good (`--bind 0.0.0.0` serves a LAN).
+    timeout = IDLE_TIMEOUT_SECONDS
 
     def do_GET(self) -> None:
         self._answer(with_body=True)

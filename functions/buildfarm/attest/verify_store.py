@@ -30,10 +30,11 @@ from .verify_build import (
 
 _FINGERPRINT = re.compile(rf"{FINGERPRINT_PREFIX}[0-9a-f]{{64}}", re.ASCII)
 # builds/<version>/<platform>/<arch>/<build> and runtimes/<name>/<version>/<platform>/<arch>/<build>,
-# as versions.json's manifest keys name them
+# as versions.json's manifest keys name them; each segment starts with a letter or digit, so
+# none is "." or ".." (verify reads these directories from disk too: never outside the store)
+_SEGMENT = r"[0-9A-Za-z][0-9A-Za-z._+-]{0,127}"
 _BUILD_DIR = re.compile(
-    r"(builds|runtimes/[0-9A-Za-z._-]+)/[0-9A-Za-z.+-]+/[0-9A-Za-z._-]+/[0-9A-Za-z_]+/[1-9][0-9]{0,8}",
-    re.ASCII,
+    rf"(builds|runtimes/{_SEGMENT})/{_SEGMENT}/{_SEGMENT}/[0-9A-Za-z_]+/[1-9][0-9]{{0,8}}", re.ASCII
 )
 
 

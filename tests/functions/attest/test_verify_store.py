@@ -3,9 +3,18 @@ directory's store root is, and which build directories versions.json lists."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from buildfarm.attest.verify_store import check_catalog_sums, check_home, published_builds, store_root_of
+from buildfarm.attest.verify_build import open_build
+from buildfarm.attest.verify_store import (
+    check_catalog_sums,
+    check_home,
+    published_builds,
+    store_root_of,
+    verify_store,
+)
 
 
 @pytest.mark.parametrize(
@@ -18,6 +27,8 @@ from buildfarm.attest.verify_store import check_catalog_sums, check_home, publis
         ("/builds/3.13.5/debian-12/x86_64/1", "/"),
         ("/srv/store/builds/3.13.5/debian-12/x86_64", None),
         ("/srv/store/builds/3.13.5/debian-12/x86_64/01", None),
+        ("/srv/store/builds/../debian-12/x86_64/1", None),
+        ("/srv/store/runtimes/../../../x86_64/1", None),
         ("/srv/store", None),
     ],
 )
@@ -94,3 +105,17 @@ def test_a_build_is_where_its_manifest_says_it_was_published() -> None:
     assert check_home("runtimes/r/1.0/debian-12/x86_64/2", {"build": "2"}) == [
         "manifest.json: the build of no directory, found at runtimes/r/1.0/debian-12/x86_64/2"
     ]
+
+
+def test_a_listed_directory_with_dot_dot_segments_is_not_read(tmp_path) -> None:
+    """A tampered versions.json (its signature fails, the builds are still checked) cannot make
+    verify read a directory outside the store: runtimes/../../../x86_64/1 would be beside it."""
+    store, outside = tmp_path / "store", tmp_path.parent / "x86_64" / "1"
+    store.mkdir()
+    manifest = "runtimes/../../../x86_64/1/manifest.json"
+    document = {"runtimes": {"..": {"..": {"..": {"x86_64": {"manifest": manifest, "artifacts": []}}}}}}
+    (store / "versions.json").write_text(json.dumps(document))
+    problems = verify_store(str(store), open_build(str(store)), [])
+    assert "versions.json: 'runtimes/../../../x86_64/1' is not a build directory" in problems
+    assert not any(problem.startswith("runtimes/../") for problem in problems)
+    assert not outside.exists()
