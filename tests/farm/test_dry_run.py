@@ -95,6 +95,13 @@ def test_run_rejects_a_dry_run_that_is_not_a_boolean(store_dir, capsys):
     assert not (store_dir / "claims").exists()
 
 
+def test_a_bad_source_mirror_is_named_by_its_flag(store_dir, capsys):
+    code = main(["run", "--store", str(store_dir), "--source-mirror", "ftp://x", "--dry-run"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err == ["buildfarm run: error: --source-mirror: 'ftp://x' is not a http/https/file URL"]
+
+
 def test_run_farm_with_a_dry_request_only_plans(store_dir, tmp_path):
     before = _snapshot(store_dir)
     config = FarmConfig.defaults(store=str(store_dir), releases_url="http://127.0.0.1:9/api")

@@ -59,7 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--runner",
         choices=RUNNER_CHOICES,
         default="auto",
-        help="auto (default): host if it is the platform, else a chroot for Debian, else docker",
+        help="auto (default): host if it is the platform, else a chroot for Debian and Ubuntu "
+        "(when their mirror answers), else docker",
     )
     parser.add_argument(
         "--jobs", type=whole_number(1, 64), default=1, metavar="N", help="cells built at once (default 1)"
@@ -217,7 +218,10 @@ def _setup(args: argparse.Namespace, registry: Registry) -> tuple[FarmConfig, di
         config = FarmConfig.from_env({**os.environ, **overrides}, store=args.store)
         raw = raw_input_from_args(args)
     except (ConfigError, InputError) as error:
-        raise UsageError(str(error)) from None
+        message = str(error)
+        if args.source_mirror and message.startswith("BUILDFARM_SOURCE_MIRROR:"):
+            message = "--source-mirror" + message.removeprefix("BUILDFARM_SOURCE_MIRROR")  # the flag's value
+        raise UsageError(message) from None
 
     location = config.store
     if location.startswith("s3://"):
