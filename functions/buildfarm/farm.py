@@ -40,7 +40,7 @@ from buildfarm.policy import policy_platforms
 from buildfarm.publish import BatchOutcome, PublishResult, publish, publish_cell
 from buildfarm.recovery import local_execution_id, local_liveness, recover
 from buildfarm.runners import RunnerUnavailable, host_arch, host_platform_id, select_runner
-from buildfarm.runners.base import BuildResult, Runner
+from buildfarm.runners.base import BuildResult, Runner, resume_builds, stop_builds
 from buildfarm.runtimes.definitions import RuntimeDefinition
 from buildfarm.runtimes.farm_cells import RuntimeRunPlan, build_claimed, plan_run_runtimes
 from buildfarm.runtimes.publish import publish_runtime
@@ -146,7 +146,7 @@ def recover_dead_runs(store: Store, config: FarmConfig, now: datetime, signer: S
 
 
 @contextmanager
-def _terminate_on_signals() -> Iterator[None]:
+def terminate_on_signals() -> Iterator[None]:
     """SIGTERM/SIGHUP become KeyboardInterrupt in the main thread, like Ctrl-C."""
 
     def handler(signum: int, frame: Any) -> None:
@@ -175,7 +175,10 @@ def _stop_child_builds() -> None:
         if fields[1] == me:  # ppid
             pid = int(stat.parent.name)
             with suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGTERM)
+                if int(fields[2]) == pid:  # pgrp: it leads its group (drivers, roots' commands)
+                    os.killpg(pid, signal.SIGTERM)
+                else:  # e.g. a docker build in preflight
+                    os.kill(pid, signal.SIGTERM)
 
 
 def run_farm(
@@ -200,9 +203,10 @@ def run_farm(
     notify = listener or (lambda progress: None)
     # Not named: the live platforms, as plan() would choose them (named ones are built as named).
     platforms = list(request.get("platforms") or policy_platforms(config, registry, now.date())[0])
-    arches = list(request.get("arches") or config.enabled_arches)
     # Validate before touching the machine or the store (plan validates again, the same way).
-    if parse_workflow_input(request, config, registry).dry_run:
+    parsed = parse_workflow_input(request, config, registry)
+    arches = list(parsed.arches or config.enabled_arches)  # canonical, as the plan's: amd64 is x86_64
+    if parsed.dry_run:
         # Plans only (nothing claimed or written); no runner is chosen, nothing is built.
         where = runtime_cells_here(platforms, arches, registry)
         return _dry_run(request, store, config, execution_id, now, runtimes, where)
@@ -217,7 +221,6 @@ def run_farm(
     buildable = [p for p in platforms if any(p == q for q, _ in runners)]
     if not buildable:
         return report
-
     signer = signer_for(config)  # the run's, for every cell it publishes (None: unsigned)
     report.recovered = recover_dead_runs(store, config, now, signer)
     narrowed = {
@@ -294,7 +297,7 @@ def _run_runtimes(
         report.cells[claimed.name] = CellProgress(claimed.name, claimed.build, "here")
         notify(report.cells[claimed.name])
     try:
-        with _terminate_on_signals():
+        with terminate_on_signals():
             while pending:
                 progress = report.cells[pending[0].name]
                 progress.state, progress.started = "building", time.monotonic()
@@ -396,17 +399,21 @@ class _CellBuilder:
 def _build_all(builder: _CellBuilder, items: list[PlanItem], jobs: int) -> None:
     """Build the items, `jobs` at a time; Ctrl-C or SIGTERM stops the builds under way."""
     report = builder.report
-    with _terminate_on_signals(), ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(builder, item) for item in items]
-        try:
-            for future in futures:
-                while not future.done():
-                    time.sleep(0.2)
-        except KeyboardInterrupt:
-            report.interrupted = True
-            _stop_child_builds()
-            for future in futures:
-                future.cancel()
+    try:
+        with terminate_on_signals(), ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            futures = [pool.submit(builder, item) for item in items]
+            try:
+                for future in futures:
+                    while not future.done():
+                        time.sleep(0.2)
+            except KeyboardInterrupt:
+                report.interrupted = True
+                stop_builds()  # before the signals: a preflight ending now starts no driver
+                _stop_child_builds()
+                for future in futures:
+                    future.cancel()
+    finally:
+        resume_builds()  # every build of this run has returned
     for future in futures:
         if not future.cancelled():
             future.result()  # a builder's own bug is raised, not lost

@@ -9,12 +9,15 @@ images, so both can use it.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
+import signal
 import subprocess
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from buildfarm.platforms import DEB_ARCH, Platform
@@ -96,8 +99,10 @@ def debootstrap_problem(codename: str) -> str | None:
     return None
 
 
-def _check(argv: Sequence[str], step: str, env: Mapping[str, str] | None = None, quiet: bool = True) -> None:
-    result = subprocess.run(
+def _run(argv: Sequence[str], env: Mapping[str, str] | None, quiet: bool) -> subprocess.CompletedProcess:
+    """Run argv in a process group of its own, so an interrupted farm can stop it with its
+    children (debootstrap's dpkg, apt's methods); stopped here too if this thread is interrupted."""
+    process = subprocess.Popen(
         list(argv),
         env=None if env is None else dict(env),
         stdout=subprocess.PIPE if quiet else None,
@@ -105,10 +110,60 @@ def _check(argv: Sequence[str], step: str, env: Mapping[str, str] | None = None,
         stdin=subprocess.DEVNULL,
         text=True,
         errors="replace",
+        start_new_session=True,
     )
+    try:
+        stdout, _ = process.communicate()
+    except BaseException:
+        stop_group(process)
+        raise
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout)
+
+
+def stop_group(process: subprocess.Popen, grace: float = 60) -> None:
+    """SIGTERM to the process group process leads, SIGKILL if it is not gone after grace seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _check(argv: Sequence[str], step: str, env: Mapping[str, str] | None = None, quiet: bool = True) -> None:
+    result = _run(argv, env, quiet)
     if result.returncode != 0:
         tail = "\n".join((result.stdout or "").splitlines()[-15:])
         raise RootError(f"{step} failed (exit {result.returncode}): {' '.join(argv[:4])} ...\n{tail}")
+
+
+@contextlib.contextmanager
+def root_lock(
+    root: Path, waiting: Callable[[], None] | None = None, stopped: Callable[[], bool] | None = None
+) -> Iterator[None]:
+    """Exclusive use of root (an flock on <root>.lock, across threads and processes): builds
+    sharing a root would unmount each other's /proc and store, or debootstrap into one .partial.
+    waiting() is called once if another holder makes us wait; RootError if stopped() turns true
+    meanwhile."""
+    root = Path(root)
+    lock_path = root.with_name(root.name + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        told = False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if stopped is not None and stopped():
+                    raise RootError(f"stopped while waiting for {root}") from None
+                if waiting is not None and not told:
+                    waiting()
+                told = True
+                time.sleep(0.2)
+        yield  # closing the file releases the lock
 
 
 def debootstrap(
@@ -214,15 +269,7 @@ def run_in_root(
 ) -> subprocess.CompletedProcess:
     """Run argv inside an already mounted root; returns stdout+stderr as .stdout."""
     command, environment = chroot_command(root, argv, env)
-    result = subprocess.run(
-        command,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        errors="replace",
-    )
+    result = _run(command, environment, quiet=True)
     if check and result.returncode != 0:
         raise RootError(
             f"{' '.join(argv)} failed in {root} (exit {result.returncode}):\n{result.stdout[-3000:]}"

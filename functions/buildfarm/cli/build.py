@@ -18,6 +18,7 @@ from buildfarm.cli.arg_types import build_number
 from buildfarm.cli.live_build import build_showing_progress
 from buildfarm.config import DEFAULT_SOURCE_MIRROR, FarmConfig, resolve_store_location
 from buildfarm.errors import UsageError
+from buildfarm.farm import terminate_on_signals
 from buildfarm.models import BuildSpec, artifact_dir
 from buildfarm.platforms import (
     Platform,
@@ -235,7 +236,10 @@ def run_build(args: argparse.Namespace) -> int:
     print(f"buildfarm build: {cell} build {spec.build} ({spec.optimization}) with the {runner.name} runner")
     sys.stdout.flush()
     try:
-        result = build_showing_progress(runner, spec)
+        # SIGTERM/SIGHUP as Ctrl-C: the runner stops its driver (its own session, so no signal
+        # reaches it from here) and unmounts its root before the claim is released.
+        with terminate_on_signals():
+            result = build_showing_progress(runner, spec)
     finally:
         cells = [(spec.version, spec.platform, spec.arch)]
         release_claims(store, cells, execution_id=spec.execution_id, now=clock.now())

@@ -20,12 +20,14 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, ClassVar, Protocol
 
+from buildfarm import roots
 from buildfarm.models import BuildSpec
 from buildfarm.platforms import Platform, Registry
 from buildfarm.verify import RUNNER_SOURCE, RUNNER_STORE
@@ -210,14 +212,29 @@ class _DriverOutput:
                 self.result = result
 
 
-def _stop(process: subprocess.Popen) -> None:
-    """Interrupted: the driver gets SIGTERM, records the failure and exits."""
-    process.terminate()
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+# Set while an interrupted farm winds down: a build whose preflight (debootstrap, docker build,
+# a root's lock) ends now must not start its driver, whose result would be thrown away.
+_STOPPING = threading.Event()
+
+
+def stop_builds() -> None:
+    """From now on no build starts its driver or its next preflight step (until resume_builds)."""
+    _STOPPING.set()
+
+
+def resume_builds() -> None:
+    """Builds may start again (the interrupted ones have all returned)."""
+    _STOPPING.clear()
+
+
+def stopping() -> bool:
+    return _STOPPING.is_set()
+
+
+def check_not_stopping() -> None:
+    """PreflightError if builds are being stopped: call before each preflight step and the driver."""
+    if _STOPPING.is_set():
+        raise PreflightError("interrupted before the build started")
 
 
 def run_driver(
@@ -243,6 +260,9 @@ def run_driver(
         start_new_session=True,
     )
     assert process.stdout is not None
+    if stopping():  # the farm was interrupted just as this driver started
+        roots.stop_group(process)
+        return BuildResult(False, "preflight", "interrupted before the build started", None, {})
     try:
         for line in process.stdout:
             output.write(line)
@@ -250,7 +270,8 @@ def run_driver(
             said.read(line.rstrip("\n"))
         code = process.wait()
     except BaseException:
-        _stop(process)
+        # Its whole process group: a driver that dies first must not leave its children running.
+        roots.stop_group(process)
         raise
     if log_path is not None and not log_path.exists():
         log_path = None
@@ -289,7 +310,9 @@ class DriverRunner:
     ) -> BuildResult:
         output = sys.stdout if output is None else output
         try:
+            check_not_stopping()
             with self.launch(spec, output) as launch:
+                check_not_stopping()
                 return run_driver(launch.argv, launch.env, launch.log_path, on_phase, output, on_progress)
         except PreflightError as error:
             return BuildResult(False, "preflight", str(error), None, {})

@@ -13,7 +13,14 @@ from typing import IO
 from buildfarm import roots
 from buildfarm.models import BuildSpec
 from buildfarm.platforms import Platform, Registry, builder_image_dir
-from buildfarm.runners.base import DriverRunner, Launch, PreflightError, isolated_driver
+from buildfarm.runners.base import (
+    DriverRunner,
+    Launch,
+    PreflightError,
+    check_not_stopping,
+    isolated_driver,
+    stopping,
+)
 from buildfarm.runners.host import host_arch
 
 INSIDE_BUILDER_IMAGE = "/buildfarm/builder_image"
@@ -88,16 +95,28 @@ class ChrootRunner(DriverRunner):
 
     @contextlib.contextmanager
     def launch(self, spec: BuildSpec, output: IO[str]) -> Iterator[Launch]:
-        try:
-            root = self.ensure_root(self.packages(spec.store), output)
-        except roots.RootError as error:
-            raise PreflightError(f"cannot prepare the chroot: {error}") from None
-        driver = isolated_driver(spec)
-        binds = [(builder_image_dir(), INSIDE_BUILDER_IMAGE, True)]
-        binds += [(mount.source, mount.target, mount.read_only) for mount in driver.mounts]
-        env = {**driver.env, "BUILDFARM_WORK_DIR": "/buildfarm/work"}
-        env.setdefault("BUILDFARM_BUILDER_IMAGE", f"chroot:{self.platform.codename}")
-        # Only these reach the driver: nothing else of this process's environment.
-        argv, environment = roots.chroot_command(root, ["python3", f"{INSIDE_BUILDER_IMAGE}/build.py"], env)
-        with roots.mounted(root, binds):
+        """Builds of one root take turns (its lock): each mounts and unmounts the root's /proc,
+        /dev and store, and a first one creates the root."""
+
+        def waiting() -> None:
+            output.write(f"chroot: waiting for the {self.platform_id} root (another build uses it)\n")
+            output.flush()
+
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(roots.root_lock(self.root, waiting, stopping))
+                check_not_stopping()
+                root = self.ensure_root(self.packages(spec.store), output)
+                check_not_stopping()
+                driver = isolated_driver(spec)
+                binds = [(builder_image_dir(), INSIDE_BUILDER_IMAGE, True)]
+                binds += [(mount.source, mount.target, mount.read_only) for mount in driver.mounts]
+                stack.enter_context(roots.mounted(root, binds))
+            except roots.RootError as error:
+                raise PreflightError(f"cannot prepare the chroot: {error}") from None
+            env = {**driver.env, "BUILDFARM_WORK_DIR": "/buildfarm/work"}
+            env.setdefault("BUILDFARM_BUILDER_IMAGE", f"chroot:{self.platform.codename}")
+            # Only these reach the driver: nothing else of this process's environment.
+            command = ["python3", f"{INSIDE_BUILDER_IMAGE}/build.py"]
+            argv, environment = roots.chroot_command(root, command, env)
             yield Launch(argv, environment, driver.log_path)
