@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -369,9 +370,10 @@ class _CellBuilder:
         runner = self.runners[(item.spec.platform, item.spec.arch)]
         try:
             with log_path.open("w") as output:
-                return runner.run(item.spec, on_phase=on_phase, output=output, on_progress=on_progress)
+                result = runner.run(item.spec, on_phase=on_phase, output=output, on_progress=on_progress)
         except Exception as error:  # e.g. the chroot could not be made: the cell fails, others go on
             return BuildResult(False, "runner", f"{type(error).__name__}: {error}", None, {})
+        return keep_full_log(result, log_path.with_suffix(".full.log"))
 
     def _publish(self, item: PlanItem, progress: CellProgress, result: BuildResult, log_path: Path) -> None:
         where = f" in {result.failed_phase}" if result.failed_phase else ""
@@ -392,8 +394,24 @@ class _CellBuilder:
             return
         progress.state = outcome.status
         if outcome.status == "failed":
-            progress.detail = f"{outcome.reason} (log: {log_path})"
+            full = f", full log: {result.log_path}" if result.log_path else ""
+            progress.detail = f"{outcome.reason} (log: {log_path}{full})"
         self.notify(progress)
+
+
+def keep_full_log(result: BuildResult, kept: Path) -> BuildResult:
+    """The driver's full log moved from the runner's temporary directory (removed) to kept,
+    beside the run's other logs: a run of many cells leaves nothing behind in the temporary
+    directory."""
+    if result.log_path is None:
+        return result
+    try:
+        shutil.move(result.log_path, kept)
+    except OSError:
+        return result
+    with suppress(OSError):
+        result.log_path.parent.rmdir()  # the runner's buildfarm-log-* directory, now empty
+    return replace(result, log_path=kept)
 
 
 def _build_all(builder: _CellBuilder, items: list[PlanItem], jobs: int) -> None:

@@ -22,6 +22,7 @@ from buildfarm import farm, roots
 from buildfarm.models import BuildSpec
 from buildfarm.platforms import load_registry
 from buildfarm.runners import ChrootRunner
+from buildfarm.runners.base import BuildResult
 
 OK_DRIVER = 'sleep 0.5; echo \'buildfarm: result {"ok": true, "phase": null, "reason": null}\''
 
@@ -240,3 +241,16 @@ def test_run_chooses_runners_for_the_canonical_arch_names(tmp_path, monkeypatch,
     report = farm.run_farm(request, local_store, config, log_dir=tmp_path / "logs")
     assert chosen == [(["debian-12"], ["x86_64"])]
     assert report.plan is None
+
+
+def test_a_farm_keeps_the_drivers_full_log_beside_its_own_and_leaves_no_temporary_directory(tmp_path):
+    temporary = tmp_path / "tmp" / "buildfarm-log-abc"
+    temporary.mkdir(parents=True)
+    (temporary / "build.log").write_text("every line of make\n")
+    (tmp_path / "logs").mkdir()  # the run's log directory (run_farm makes it)
+    result = BuildResult(False, "make", "exit 2", temporary / "build.log", {})
+    kept = farm.keep_full_log(result, tmp_path / "logs" / "3.13.5-debian-11-x86_64-1.full.log")
+    assert kept.log_path == tmp_path / "logs" / "3.13.5-debian-11-x86_64-1.full.log"
+    assert kept.log_path.read_text() == "every line of make\n"
+    assert not temporary.exists() and kept.reason == "exit 2"
+    assert farm.keep_full_log(BuildResult(True, None, None, None, {}), tmp_path / "x.log").log_path is None
