@@ -207,7 +207,7 @@ class Builder:
     def __call__(self, item):
         Fake().run(None, output=io.StringIO())
 
-threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGTERM)).start()
+print("building", flush=True)  # the test sends SIGTERM half a second after this
 started = time.monotonic()
 farm._build_all(Builder(), ["cell"], 1)
 print(f"returned after {time.monotonic() - started:.1f} s")
@@ -216,16 +216,22 @@ print(f"returned after {time.monotonic() - started:.1f} s")
 
 def test_an_interrupted_farm_starts_no_driver_after_a_preflight(tmp_path):
     marker = tmp_path / "driver-ran"
-    result = subprocess.run(
+    # The signal comes from here, not a timer in the farm's process: under faketime a timed
+    # wait on a condition never ends (the fast suite runs under `faketime -f '+400d'` too).
+    farm_process = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(FARM_SCRIPT), str(marker)],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=60,
     )
-    assert result.returncode == 0, result.stderr
+    assert farm_process.stdout is not None and farm_process.stdout.readline() == "building\n"
+    time.sleep(0.5)
+    farm_process.send_signal(signal.SIGTERM)
+    stdout, stderr = farm_process.communicate(timeout=60)
+    assert farm_process.returncode == 0, stderr
     time.sleep(0.5)  # a driver started at the very end would have touched it by now
     assert not marker.exists()
-    seconds = float(result.stdout.split()[2])
+    seconds = float(stdout.split()[2])
     assert seconds < 2.5  # the preflight command was stopped, not waited for
 
 
