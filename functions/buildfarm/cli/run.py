@@ -72,7 +72,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--dry-run",
         action="store_true",
-        help='print the plan and build nothing (like the input\'s "dry_run": true)',
+        help='print the plan and build nothing (like the input\'s "dry_run": true); which runner '
+        "could build each cell here is not checked",
     )
     parser.add_argument(
         "--no-runtimes",
