@@ -171,7 +171,7 @@ def jobs_show_their_command() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _in_flight() -> Iterator[None]:
+def _running() -> Iterator[None]:
     """Count a job or an invocation as running while the block runs."""
     with ACTIVITY:
         _IN_FLIGHT[0] += 1
@@ -193,7 +193,7 @@ def finish_job(environment: dict[str, str]) -> tuple[bool, str]:
     """How a farm job ends (moto_patches.batch_jobs_finish_with): the stand-in builds the
     job's BUILD_SPEC (a runtime job, without one: its command); a cell in HOLD then waits for
     its event before the job ends."""
-    with _in_flight():
+    with _running():
         if "BUILD_SPEC" not in environment:
             RUNTIME_COMMANDS.append(_JOB.command)
             return stand_in_runtime_build(_JOB.command)
@@ -217,7 +217,7 @@ def invocations_counted() -> Iterator[None]:
     invoke = LambdaSimpleBackend.invoke
 
     def counted(self: LambdaSimpleBackend, *args: Any, **kwargs: Any) -> Any:
-        with _in_flight():
+        with _running():
             return invoke(self, *args, **kwargs)
 
     with mock.patch.object(LambdaSimpleBackend, "invoke", counted):
