@@ -4,6 +4,7 @@ in both. Standard library only, Python 3.6+; boto3 is imported only for an s3://
 
 import base64
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -76,11 +77,19 @@ class LocalStore(object):
                 with open(os.path.join(staging, name), "rb") as handle:
                     os.fsync(handle.fileno())
             os.chmod(staging, 0o755)  # noqa: S103 - a published cell is world-readable
-            if os.path.lexists(final):  # taken since preflight: no failure record over it either
+            # Taken since preflight: no failure record over it either. The check gives the
+            # message; rename() is what refuses a build that appears after it (it replaces
+            # only an empty directory, never a file or a directory holding one).
+            try:
+                if os.path.lexists(final):
+                    raise FileExistsError(errno.EEXIST, "exists")
+                os.rename(staging, final)
+            except OSError as error:
+                if error.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR):
+                    raise
                 raise WouldOverwrite(
                     "upload", "{} already exists; builds are never overwritten".format(final)
-                )
-            os.rename(staging, final)
+                ) from None
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

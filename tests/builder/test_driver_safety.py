@@ -215,6 +215,28 @@ def test_publishing_over_an_existing_build_is_a_would_overwrite(tmp_path):
     assert [p.name for p in cell.iterdir()] == ["manifest.json"]
 
 
+def test_a_build_published_between_the_check_and_the_rename_is_not_replaced(tmp_path, monkeypatch):
+    """Two builders of one cell: the other's rename lands after this one's lexists check."""
+    store = upload.LocalStore(str(tmp_path / "store"))
+    cell = tmp_path / "store" / "builds" / CELL
+    artifact = tmp_path / "python.tar.gz"
+    artifact.write_text("new")
+    real_lexists = os.path.lexists
+
+    def lexists_then_lose_the_race(path):
+        found = real_lexists(path)
+        if path == str(cell):
+            cell.mkdir(parents=True)
+            (cell / "manifest.json").write_text("{}")
+        return found
+
+    monkeypatch.setattr(upload.os.path, "lexists", lexists_then_lose_the_race)
+    with pytest.raises(errors.WouldOverwrite, match="already exists"):
+        store.publish("builds/" + CELL, [("python.tar.gz", str(artifact))])
+    assert sorted(p.name for p in cell.parent.iterdir()) == ["1"]  # no staging directory left
+    assert [p.name for p in cell.iterdir()] == ["manifest.json"]
+
+
 def test_failure_records_are_written_create_only(tmp_path):
     store = upload.LocalStore(str(tmp_path / "store"))
     log_dir = tmp_path / "store" / "logs" / CELL
