@@ -64,6 +64,8 @@ def base_url_problem(text: str) -> str | None:
         return str(error)
     if parts.scheme not in ("http", "https", "file"):
         return "not an http://, https:// or file:// URL"
+    if "@" in parts.netloc:
+        return "a base URL has no user info (an '@' before the host)"
     if parts.scheme != "file" and not parts.hostname:
         return "no host"
     if parts.query or parts.fragment or "?" in text or "#" in text:

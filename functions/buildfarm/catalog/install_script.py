@@ -26,8 +26,11 @@ FINGERPRINTS_PLACEHOLDER = "@KEY_FINGERPRINTS@"
 KEY_FINGERPRINT = re.compile(r"SHA256:[0-9a-f]{64}")  # fullmatch; inert in a shell string
 _FINGERPRINTS_LINE = re.compile(r'^BAKED_FINGERPRINTS="([^"\n]*)"$', re.MULTILINE)
 # The base URL is baked into a shell script: only characters that are inert in a
-# double-quoted bash string are accepted.
-SHELL_INERT_URL = re.compile(r"(https?|file)://[][A-Za-z0-9._~%+/:@=-]+")  # fullmatch: no newline
+# double-quoted bash string are accepted, and no user info (an '@' before the host: install.sh
+# refuses it, as http://localhost:x@example.org could pass for this machine).
+SHELL_INERT_URL = re.compile(  # fullmatch: no newline
+    r"(https?|file)://[][A-Za-z0-9._~%+:=-]*(/[][A-Za-z0-9._~%+/:@=-]*)?"
+)
 _DEFAULT_LINE = re.compile(r'^DEFAULT_BASE_URL="([^"\n]*)"$', re.MULTILINE)
 
 
@@ -40,8 +43,9 @@ def store_fingerprints(store: Store) -> list[str]:
 
 def render_installer(base_url: str, fingerprints: Sequence[str] = ()) -> bytes:
     """install.sh with its default store URL set to base_url (left unset, so the script asks
-    for --base-url, if base_url has characters a shell could act on), and the signing keys it
-    checks by default set to fingerprints (none: it checks signatures only with --pubkey)."""
+    for --base-url, if base_url has characters a shell could act on, or user info), and the
+    signing keys it checks by default set to fingerprints (none: it checks signatures only
+    with --pubkey)."""
     script = (resources.files("buildfarm") / "installer" / "install.sh").read_text()
     for name in fingerprints:
         if not KEY_FINGERPRINT.fullmatch(name):
@@ -57,7 +61,7 @@ def render_installer(base_url: str, fingerprints: Sequence[str] = ()) -> bytes:
             f'DEFAULT_BASE_URL="{INSTALLER_PLACEHOLDER}"', f'DEFAULT_BASE_URL="{base_url}"', 1
         )
     else:
-        log.warning("not baking base URL %r into install.sh: unexpected characters", base_url)
+        log.warning("not baking base URL %r into install.sh: unexpected characters or user info", base_url)
     return script.encode()
 
 

@@ -98,6 +98,11 @@ case "$base_url" in
   "@BASE_URL@" | "") die "no store URL: pass --base-url URL (or set BUILDFARM_BASE_URL)" ;;
   *) die "base URL '$base_url' must start with http://, https:// or file://" ;;
 esac
+# user@host: what is before the '@' is no host, though it could pass for one (localhost:x@...).
+authority="${base_url#*://}"
+if [[ "${authority%%/*}" == *@* ]]; then
+  die "base URL '$base_url' has user info (an '@' before the host): give the store's URL without it"
+fi
 base_url="${base_url%/}"
 if ((skip_signatures && ${#pubkeys[@]})); then
   die "--pubkey and --skip-signatures contradict each other: pass one"
@@ -163,9 +168,12 @@ fetch() { # URL DEST [MESSAGE if it cannot be downloaded]
     curl -fsSL --retry 3 --proto "$protocols" --proto-redir "$protocols" -o "$2" "$1" ||
       die "${3:-download failed: $1}"
   elif command -v wget >/dev/null 2>&1; then
-    local https_only=()
-    [[ "$protocols" != "=https" ]] || https_only=(--https-only)
-    wget -q "${https_only[@]}" -O "$2" "$1" || die "${3:-download failed: $1}"
+    # wget cannot limit where a redirect leads (its --https-only filters only the links of a
+    # recursive download), so from an https store it follows no redirect at all.
+    local no_redirect=()
+    [[ "$protocols" != "=https" ]] || no_redirect=(--max-redirect=0)
+    wget -q "${no_redirect[@]}" -O "$2" "$1" ||
+      die "${3:-download failed: $1}${no_redirect[*]:+ (wget follows no redirect from an https store: if it redirects, install curl)}"
   else
     die "neither curl nor wget is installed"
   fi
@@ -292,12 +300,12 @@ verify_signed() { # FILE URL NAME [HINT]: FILE (downloaded from URL) is signed b
   die "$3 is not signed by the pinned key ($(pinned_names)): refusing it${4:-}; nothing installed"
 }
 
-# Whether a http:// URL names this machine (127.0.0.0/8, localhost or [::1]).
+# Whether a http:// URL names this machine (127.0.0.0/8, localhost or [::1]): its whole
+# authority is that host and an optional port, nothing curl could read another host in.
 loopback_url() {
-  local host="${1#http://}"
-  host="${host%%/*}"
-  if [[ "$host" == \[* ]]; then host="${host%%]*}]"; else host="${host%:*}"; fi
-  [[ "$host" == localhost || "$host" == "[::1]" || "$host" =~ ^127(\.[0-9]{1,3}){3}$ ]]
+  local authority="${1#http://}"
+  authority="${authority%%/*}"
+  [[ "$authority" =~ ^(localhost|\[::1\]|127(\.[0-9]{1,3}){3})(:[0-9]+)?$ ]]
 }
 
 # The file in a --prefix that says install.sh put a Python there (and may replace it).

@@ -138,6 +138,10 @@ def test_reindex_of_an_s3_store(s3_store, capsys):
         ("http://x.example/python#top", "a base URL has no query or fragment"),
         ("http://x.example/$(reboot)", "only letters, digits and"),
         ("http://x.example/a b", "only letters, digits and"),
+        # What is before the '@' is no host, though install.sh could take it for one.
+        ("http://localhost:x@example.invalid/s", "a base URL has no user info (an '@' before the host)"),
+        ("http://[::1]@example.com", "a base URL has no user info (an '@' before the host)"),
+        ("https://user@cdn.example.org/python", "a base URL has no user info (an '@' before the host)"),
     ],
 )
 def test_a_bad_base_url_is_one_line_and_writes_nothing(published, base, message):
@@ -159,7 +163,7 @@ def test_a_bad_base_url_is_one_line_and_writes_nothing(published, base, message)
         ("http://[::1]:8000/", "http://[::1]:8000"),
         ("https://cdn.example.org/python/", "https://cdn.example.org/python"),
         ("file:///srv/dist", "file:///srv/dist"),
-        ("http://user@mirror.lan:8080/~py/3%2B", "http://user@mirror.lan:8080/~py/3%2B"),
+        ("http://mirror.lan:8080/~py@3/3%2B", "http://mirror.lan:8080/~py@3/3%2B"),  # '@' in the path
     ],
 )
 def test_good_base_urls_are_baked_into_install_sh(base, expected):

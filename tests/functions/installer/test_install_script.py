@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import stat
 import subprocess
 import tarfile
@@ -18,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from buildfarm.platforms import load_registry
+
+from .loopback_https import https_and_http_servers, write_certificate
 
 INSTALL_SH = Path(__file__).resolve().parents[3] / "functions" / "buildfarm" / "installer" / "install.sh"
 
@@ -254,9 +257,16 @@ def test_publish_bakes_the_public_base_url_into_install_sh(tmp_path) -> None:
 
 
 @pytest.mark.parametrize(
-    "base", ["https://x.org/$(reboot)", "https://x.org/`id`", 'https://x.org/"; rm -rf /']
+    "base",
+    [
+        "https://x.org/$(reboot)",
+        "https://x.org/`id`",
+        'https://x.org/"; rm -rf /',
+        "http://localhost:x@example.invalid/s",  # user info: install.sh would refuse it
+        "http://[::1]@example.com",
+    ],
 )
-def test_a_base_url_a_shell_could_act_on_is_not_baked_in(tmp_path, base) -> None:
+def test_a_base_url_a_shell_could_act_on_or_with_user_info_is_not_baked_in(tmp_path, base) -> None:
     from buildfarm.catalog import render_installer
 
     script = render_installer(base).decode()
@@ -341,7 +351,10 @@ def test_a_prefix_install_replaces_an_earlier_one_whole_and_refuses_a_foreign_di
     assert run_installer(tmp_path, store, "--prefix", str(tmp_path / "empty")).returncode == 0
 
 
-@pytest.mark.parametrize("url", ["http://example.invalid", "http://127.0.0.1.example.invalid:80/x"])
+@pytest.mark.parametrize(
+    "url",
+    ["http://example.invalid", "http://127.0.0.1.example.invalid:80/x", "http://[::1]x.example.invalid"],
+)
 def test_plain_http_to_another_machine_needs_a_signing_key(tmp_path, url) -> None:
     result = run_installer(tmp_path, None, "--base-url", url, "--list")
     assert result.returncode != 0
@@ -369,6 +382,69 @@ def test_downloads_and_their_redirects_keep_the_stores_protocol(tmp_path, url, p
     assert result.returncode != 0 and "download failed" in result.stderr
     args = (tmp_path / "curl-args").read_text().split()
     assert args[args.index("--proto") + 1] == protocols and args[args.index("--proto-redir") + 1] == protocols
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://localhost:x@example.invalid/s", "http://[::1]@example.com", "https://user@127.0.0.1:9/python"],
+)
+def test_a_base_url_with_user_info_is_refused_before_any_download(tmp_path, url) -> None:
+    """What is before the '@' is no host: curl fetches http://localhost:x@example.invalid from
+    example.invalid, so it must not pass for this machine's plain http, key pinned or not."""
+    for pin in ([], ["--pubkey", f"SHA256:{'ab' * 32}"]):
+        result = run_installer(tmp_path, None, "--base-url", url, "--list", *pin)
+        assert result.returncode != 0
+        assert f"install.sh: error: base URL '{url}' has user info (an '@' before the host)" in result.stderr
+        assert "download failed" not in result.stderr and "refusing" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory) -> tuple[Path, Path]:
+    return write_certificate(tmp_path_factory.mktemp("tls"))
+
+
+def _only_downloader(tmp_path: Path, tool: str, certificate: tuple[Path, Path]) -> dict[str, str]:
+    """The environment of a machine with one downloader (curl or wget) that trusts certificate."""
+    tools = tmp_path / f"only-{tool}"
+    tools.mkdir()
+    for name in (tool, "bash", "awk", "sed", "head", "mktemp", "rm", "sha256sum", "cut", "grep",
+                 "tar", "gzip", "mkdir", "cat", "ls", "chmod", "mv"):  # fmt: skip
+        (tools / name).symlink_to(shutil.which(name))
+    (tmp_path / "wgetrc").write_text(f"ca_certificate = {certificate[0]}\n")
+    return {
+        "PATH": f"{tmp_path / 'fakebin'}:{tools}",
+        "WGETRC": str(tmp_path / "wgetrc"),
+        "CURL_CA_BUNDLE": str(certificate[0]),
+        "no_proxy": "127.0.0.1",
+        "NO_PROXY": "127.0.0.1",
+    }
+
+
+@pytest.mark.parametrize("tool", ["curl", "wget"])
+def test_a_redirect_never_takes_an_https_store_to_http(tmp_path, store, certificate, tool) -> None:
+    """curl refuses the redirect to http (--proto-redir); wget cannot restrict where one goes
+    (its --https-only is for recursive downloads), so from an https store it follows none."""
+    env = _only_downloader(tmp_path, tool, certificate)
+    with https_and_http_servers(store, certificate) as (https, http):
+        prefix = tmp_path / "py"
+        direct = run_installer(tmp_path, None, "--base-url", https, "--prefix", str(prefix), environ=env)
+        assert direct.returncode == 0, direct.stderr
+        ran = subprocess.run([prefix / "bin" / "python3"], capture_output=True, text=True)
+        assert ran.stdout.strip() == "Python 3.13.5"
+        to_http = run_installer(tmp_path, None, "--base-url", f"{https}/to/http", "--list", environ=env)
+        assert to_http.returncode != 0 and to_http.stdout == ""
+        assert f"download failed: {https}/to/http/versions.json" in to_http.stderr
+        to_https = run_installer(tmp_path, None, "--base-url", f"{https}/to/https", "--list", environ=env)
+        if tool == "curl":
+            assert to_https.stdout.split() == ["3.13.5", "3.12.8"], to_https.stderr
+        else:
+            assert to_https.returncode != 0 and to_https.stdout == ""
+            assert "(wget follows no redirect from an https store: if it redirects, install curl)" in (
+                to_https.stderr
+            )
+        # A (loopback) http store's redirect to https is followed by either.
+        upgraded = run_installer(tmp_path, None, "--base-url", f"{http}/to/https", "--list", environ=env)
+        assert upgraded.returncode == 0 and upgraded.stdout.split() == ["3.13.5", "3.12.8"], upgraded.stderr
 
 
 def test_a_series_published_but_not_built_here_says_what_is(tmp_path, store) -> None:
