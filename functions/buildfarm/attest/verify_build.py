@@ -16,17 +16,21 @@ over http(s), against pinned public keys:
 
 verify_build returns one line per problem, each starting with the file it is about; [] means
 the build verifies. Names read from the build are checked before they become paths or URLs.
+A file that is parsed is read once, and its sha256 is that of the bytes parsed (a server may
+answer two GETs of one file differently). A file that cannot be read (other than missing) is
+a UsageError: one line, not a verdict on the build.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import re
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
@@ -51,6 +55,7 @@ from .signing import fingerprint, verify_signature
 HTTP_TIMEOUT_SECONDS = 30
 _FILE_NAME = re.compile(FILE_NAME_PATTERN, re.ASCII)  # fullmatch
 _SUMS_LINE = re.compile(r"([0-9a-f]{64}) [ *](\S+)", re.ASCII)
+_URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 class BuildFiles(Protocol):
@@ -79,22 +84,29 @@ class LocalBuild:
         self.where = str(directory)
 
     def read(self, name: str) -> bytes | None:
-        try:
-            return (self.directory / name).read_bytes()
-        except FileNotFoundError:
-            return None
+        return self._open(name, lambda handle: handle.read())
 
     def sha256(self, name: str) -> str | None:
+        return self._open(name, _digest_chunks)
+
+    def _open(self, name: str, consume: Any) -> Any:
+        path = self.directory / name
         try:
-            with (self.directory / name).open("rb") as handle:
-                return _digest_chunks(handle)
+            with path.open("rb") as handle:
+                return consume(handle)
         except FileNotFoundError:
             return None
+        except OSError as error:  # a directory or an unreadable file where the build's file should be
+            raise UsageError(f"{path}: cannot read ({error.strerror or error})") from None
 
 
 class HttpBuild:
     def __init__(self, url: str) -> None:
-        parsed = urllib.parse.urlsplit(url)
+        try:
+            parsed = urllib.parse.urlsplit(url)
+            parsed.port  # noqa: B018 - raises ValueError for a port that is not a number 0-65535
+        except ValueError as error:
+            raise UsageError(f"{url!r}: not a valid URL ({error})") from None
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise UsageError(f"{url!r}: not a directory or an http(s) URL")
         self.base = url if url.endswith("/") else url + "/"
@@ -104,7 +116,7 @@ class HttpBuild:
         return self._get(name, lambda response: response.read())
 
     def sha256(self, name: str) -> str | None:
-        return self._get(name, _digest_chunks)
+        return self._get(name, _digest_response)
 
     def _get(self, name: str, consume: Any) -> Any:
         url = urllib.parse.urljoin(self.base, urllib.parse.quote(name))
@@ -118,11 +130,28 @@ class HttpBuild:
         except (urllib.error.URLError, OSError) as error:
             reason = getattr(error, "reason", error)
             raise UsageError(f"{url}: cannot fetch ({reason})") from None
+        except http.client.IncompleteRead as error:
+            raise UsageError(f"{url}: cannot fetch (truncated: {error.expected} bytes short)") from None
+        except (http.client.HTTPException, ValueError) as error:  # not HTTP, a bad URL
+            # repr: what a server that does not speak HTTP sent may hold line breaks
+            raise UsageError(f"{url}: cannot fetch ({error!r})") from None
+
+
+def _digest_response(response: http.client.HTTPResponse) -> str:
+    digest = _digest_chunks(response)
+    if response.length:  # read(amt) leaves a body short of its Content-Length unreported
+        raise http.client.IncompleteRead(b"", response.length)
+    return digest
+
+
+def is_url(location: str) -> bool:
+    """Whether a build's location is a URL (else it is a local path)."""
+    return _URL_SCHEME.match(location) is not None
 
 
 def open_build(location: str) -> BuildFiles:
     """A build directory by path or http(s) URL."""
-    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", location):
+    if is_url(location):
         return HttpBuild(location)
     return LocalBuild(Path(location))
 
@@ -147,7 +176,13 @@ def check_signature(
 ) -> list[str]:
     """signature_name (default <name>.sig) is a signature of data, the bytes of name."""
     signature_name = signature_name or name + SIGNATURE_SUFFIX
-    signature = files.read(signature_name)
+    return signature_problems(name, data, keys, signature_name, files.read(signature_name))
+
+
+def signature_problems(
+    name: str, data: bytes, keys: Sequence[bytes], signature_name: str, signature: bytes | None
+) -> list[str]:
+    """check_signature's verdict on the signature read (None: missing)."""
     if signature is None:
         return [f"{signature_name}: missing"]
     if verify_signature(data, signature, keys) is None:
@@ -156,11 +191,20 @@ def check_signature(
     return []
 
 
-def check_listed_files(files: BuildFiles, sums: dict[str, str]) -> tuple[list[str], dict[str, str]]:
-    """(problems, file -> its actual sha256) for every file SHA256SUMS lists."""
+def check_listed_files(
+    files: BuildFiles, sums: dict[str, str], read: Mapping[str, bytes | None] | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """(problems, file -> its actual sha256) for every file SHA256SUMS lists. A file in `read`
+    (the bytes read of it to be parsed, None when missing) is not fetched again: a server could
+    answer a second GET with another file than the one checked."""
+    read = read or {}
     problems, actual = [], {}
     for name, listed in sorted(sums.items()):
-        digest = files.sha256(name)
+        if name in read:
+            data = read[name]
+            digest = None if data is None else hashlib.sha256(data).hexdigest()
+        else:
+            digest = files.sha256(name)
         if digest is None:
             problems.append(f"{name}: missing (listed in {SUMS_FILE})")
             continue
@@ -276,22 +320,39 @@ def check_attestation(
     """An attestation (SBOM, provenance) is signed through SHA256SUMS, and by its signature:
     signature_name, which must be there, else <name>.sig if there is one."""
     problems = [] if name in sums else [f"{name}: not listed in {SUMS_FILE} (unsigned)"]
-    if signature_name is not None or files.read(name + SIGNATURE_SUFFIX) is not None:
-        problems += check_signature(files, name, data, keys, signature_name)
+    required = signature_name is not None
+    signature_name = signature_name or name + SIGNATURE_SUFFIX
+    signature = files.read(signature_name)  # once: the bytes looked for are the bytes checked
+    if required or signature is not None:
+        problems += signature_problems(name, data, keys, signature_name, signature)
     return problems
 
 
+def read_documents(files: BuildFiles, manifest: Any) -> dict[str, bytes | None]:
+    """The SBOM and the provenance manifest.json names (None: missing), read once for both
+    their sha256 and their checks."""
+    if not isinstance(manifest, dict):
+        return {}
+    names, _, _ = listed_attestations(manifest)
+    return {name: files.read(name) for name in (names.sbom, names.provenance) if name is not None}
+
+
 def check_documents(
-    files: BuildFiles, manifest: dict[str, Any], sums: dict[str, str], keys: Sequence[bytes]
+    files: BuildFiles,
+    manifest: dict[str, Any],
+    sums: dict[str, str],
+    keys: Sequence[bytes],
+    documents: Mapping[str, bytes | None],
 ) -> list[str]:
-    """The SBOM and the provenance against manifest.json: each one manifest.json lists must be
-    there (one that SHA256SUMS lists, check_listed_files names missing), signed, and agree."""
+    """The SBOM and the provenance (as read_documents read them) against manifest.json: each
+    one manifest.json lists must be there (one that SHA256SUMS lists, check_listed_files names
+    missing), signed, and agree."""
     names, listed, problems = listed_attestations(manifest)
     signatures = {names.sbom: None, names.provenance: names.provenance_signature if listed else None}
     for name, signature_name in signatures.items():
         if name is None:
             continue  # a role the list leaves out: the build has no such file
-        data = files.read(name)
+        data = documents.get(name)
         if data is None:
             if listed and name not in sums:
                 problems.append(f"{name}: missing (listed in {MANIFEST_FILE})")
@@ -334,7 +395,8 @@ def check_build(files: BuildFiles, public_keys: Sequence[bytes]) -> CheckedBuild
         return CheckedBuild([f"{names.checksums}: missing (is {files.where} a build directory?)"], {}, None)
     problems = check_signature(files, names.checksums, sums_data, public_keys, names.checksums_signature)
     sums, sums_problems = parse_sums(sums_data.decode("utf-8", errors="replace"))
-    file_problems, _ = check_listed_files(files, sums)
+    documents = read_documents(files, manifest)
+    file_problems, _ = check_listed_files(files, sums, {MANIFEST_FILE: manifest_data, **documents})
     problems += sums_problems + file_problems
     if manifest_data is None:
         return CheckedBuild([*problems, f"{MANIFEST_FILE}: missing"], sums, None)
@@ -342,7 +404,7 @@ def check_build(files: BuildFiles, public_keys: Sequence[bytes]) -> CheckedBuild
         problems.append(f"{MANIFEST_FILE}: not listed in {names.checksums} (unsigned)")
     problems += manifest_problems or check_manifest(manifest, sums)
     if isinstance(manifest, dict):
-        problems += check_documents(files, manifest, sums, public_keys)
+        problems += check_documents(files, manifest, sums, public_keys, documents)
     return CheckedBuild(problems, sums, manifest)
 
 

@@ -9,7 +9,9 @@ store's keys/<hex>.pub, which is fetched and must have that fingerprint.
 
 from __future__ import annotations
 
+import os
 import re
+import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from .verify_build import (
     CheckedBuild,
     check_build,
     check_signature,
+    is_url,
     manifest_directory,
     open_build,
     parse_json,
@@ -47,14 +50,40 @@ def is_store_root(files: BuildFiles) -> bool:
     )
 
 
-def store_root_of(location: str) -> str | None:
-    """The store root of a build directory's path or URL (None when it does not end in
-    builds/<version>/<platform>/<arch>/<build> or a runtime's runtimes/<name>/...)."""
-    parts = location.rstrip("/").split("/")
-    for depth in (5, 6):
-        if len(parts) >= depth and _BUILD_DIR.fullmatch("/".join(parts[-depth:])):
-            return "/".join(parts[:-depth]) or ("/" if location.startswith("/") else ".")
+def normalized_location(location: str) -> str:
+    """A build directory's path or URL spelled one way, so that its build directory is found
+    however it was spelled ("./2", ".../2/.", "...//2"): a URL with its path's empty and "."
+    segments dropped and ".." resolved, as urljoin does for every file fetched from it; a path
+    absolute and normalized, or where that is not the same directory (".." after a symbolic
+    link), the real path."""
+    if is_url(location):
+        return urllib.parse.urljoin(location.rstrip("/") + "/", ".")
+    absolute = os.path.abspath(location)
+    if os.path.exists(location) and not (os.path.exists(absolute) and os.path.samefile(absolute, location)):
+        return os.path.realpath(location)
+    return absolute
+
+
+def locate_build(location: str) -> tuple[str, str] | None:
+    """(store root, build directory in it) of a build directory's path or URL; None when it
+    does not end in builds/<version>/<platform>/<arch>/<build> or a runtime's
+    runtimes/<name>/.... The root of a relative path is relative too."""
+    parts = normalized_location(location).rstrip("/").split("/")
+    # The runtimes layout first: a runtime may be named "builds", and runtimes/builds/<version>/...
+    # is then that runtime's build, not a Python build in a store at runtimes/.
+    for depth in (6, 5):
+        directory = "/".join(parts[-depth:])
+        if len(parts) > depth and _BUILD_DIR.fullmatch(directory):
+            root = "/".join(parts[:-depth]) or "/"
+            relative = not is_url(location) and not os.path.isabs(location)
+            return (os.path.relpath(root) if relative else root), directory
     return None
+
+
+def store_root_of(location: str) -> str | None:
+    """The store root of a build directory's path or URL (locate_build's root)."""
+    located = locate_build(location)
+    return located[0] if located else None
 
 
 def read_pinned_keys(pins: Sequence[str], root: Callable[[], BuildFiles | None]) -> list[bytes]:
@@ -148,10 +177,10 @@ def verify_located_build(location: str, files: BuildFiles, keys: Sequence[bytes]
     """verify_build, and where the location ends in a store's build directory
     (builds/<version>/<platform>/<arch>/<build>, or a runtime's), that the manifest says it is
     that directory's build."""
-    root = store_root_of(location)
-    if root is None:
+    located = locate_build(location)
+    if located is None:
         return check_build(files, keys).problems
-    return check_build_at(location.rstrip("/").removeprefix(root).lstrip("/"), files, keys).problems
+    return check_build_at(located[1], files, keys).problems
 
 
 def check_build_at(directory: str, files: BuildFiles, keys: Sequence[bytes]) -> CheckedBuild:

@@ -1,5 +1,6 @@
 """Fixtures of the attestation tests: real CPython source trees (only the files that state
-bundled code), extracted once per session from ../shared/cpython-src."""
+bundled code), extracted once per session from ../shared/cpython-src; a store with one signed
+build and the farm key that signed it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
+
+from buildfarm.attest.signing import KeyFileSigner, init_key
 
 CPYTHON_SRC = Path(__file__).resolve().parents[4] / "shared" / "cpython-src"
 SOURCES = {"3.9.2": "Python-3.9.2.tar.xz", "3.11.2": "Python-3.11.2.tgz", "3.13.5": "Python-3.13.5.tar.xz"}
@@ -42,3 +45,21 @@ def cpython_tree(tmp_path_factory: pytest.TempPathFactory):
         return trees[version]
 
     return tree
+
+
+@pytest.fixture(scope="session")
+def farm_pub(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The farm's public key file (its private key beside it: farm.pem)."""
+    directory = tmp_path_factory.mktemp("farm-key")
+    init_key(directory / "farm.pem")
+    (directory / "farm.pub").write_bytes(KeyFileSigner(directory / "farm.pem").public_key_pem())
+    return directory / "farm.pub"
+
+
+@pytest.fixture
+def signed_store(tmp_path: Path, farm_pub: Path) -> Path:
+    """A store with one build signed by farm_pub's key: test_verify_build's, at its CELL_DIR."""
+    from test_verify_build import CELL_DIR, write_build  # a test module: imported when used
+
+    write_build(tmp_path / "store" / CELL_DIR, KeyFileSigner(farm_pub.with_suffix(".pem")))
+    return tmp_path / "store"
