@@ -64,10 +64,11 @@ class Claim(BaseModel):
 
 
 class ClaimOutcome(BaseModel):
-    """claimed: this execution may build `build`. held: another live execution holds the cell."""
+    """claimed: this execution may build `build`. held: another live execution holds the cell.
+    published: another execution published `build` while this plan claimed (buildfarm.plan)."""
 
     cell: str
-    status: Literal["claimed", "held"]
+    status: Literal["claimed", "held", "published"]
     build: int
     holder: str | None = None
     expires_at: str | None = None
@@ -299,6 +300,34 @@ def claim_cells(
     ordered = list(cells)
     with ThreadPoolExecutor(max_workers=min(CLAIM_THREADS, len(ordered))) as pool:
         return dict(zip(ordered, pool.map(one, ordered), strict=True))
+
+
+def recheck_published(
+    store: Store,
+    outcomes: dict[Cell, ClaimOutcome],
+    known: dict[Cell, int],
+    published_now: Callable[[], dict[Cell, int]],
+    execution_id: str,
+    now: datetime,
+    dry_run: bool,
+) -> None:
+    """Give back the claims (in outcomes) of cells another execution published after the
+    planner read the catalog (known: cell -> the build it showed published, or 0).
+
+    A publisher merges its cell into versions.json before it releases the claim, and taking over
+    that released marker numbers past its build: so only a claim numbered past known + 1 can be
+    of such a cell, and published_now (versions.json read again, after the claims) shows it.
+    Those claims are released (their number stays unused, like a failed build's) and their
+    outcome becomes "published"."""
+    suspects = [c for c, o in outcomes.items() if o.status == "claimed" and o.build > known[c] + 1]
+    if not suspects:
+        return
+    published = published_now()
+    meanwhile = [cell for cell in suspects if published.get(cell, 0) > known[cell]]
+    if meanwhile and not dry_run:
+        release_claims(store, meanwhile, execution_id=execution_id, now=now)
+    for cell in meanwhile:
+        outcomes[cell] = ClaimOutcome(cell=cell_name(*cell), status="published", build=published[cell])
 
 
 def _delete_when_full(store: Store, key: str, etag: str, error: StoreIOError) -> bool:

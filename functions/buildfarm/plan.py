@@ -5,7 +5,8 @@ and one of versions.json, whatever the matrix size, and no write (a plan with no
 build is not recorded). Cells to build then cost one listing of runs/ (the budget), one of
 claims/ (paginated), two listings per cell (its build numbers under builds/ and logs/: a new
 build is numbered past all of them) and about one or two calls per cell to claim it, plus the
-plan write and the open-run marker.
+plan write and the open-run marker; and a second read of versions.json if a claim numbers past
+what the first showed (claims.recheck_published).
 """
 
 from __future__ import annotations
@@ -25,7 +26,14 @@ from pydantic import BaseModel
 
 from buildfarm import clock
 from buildfarm.catalog import Cell, cell_name, published_builds, read_versions
-from buildfarm.claims import ClaimOutcome, Liveness, claim_cells, release_claims, unknown_liveness
+from buildfarm.claims import (
+    ClaimOutcome,
+    Liveness,
+    claim_cells,
+    recheck_published,
+    release_claims,
+    unknown_liveness,
+)
 from buildfarm.config import FarmConfig
 from buildfarm.layout import (
     artifact_dir,
@@ -100,7 +108,7 @@ class Plan:
     matrix_size: int
     versions: list[str] = field(default_factory=list)
     policy: PolicyReport | None = None
-    # Cells left for a later run: over this execution's budget (newest releases go first).
+    # Cells left for a later run: over this execution's budget (newest versions go first).
     deferred: int = 0
     # One budget for both kinds: Python cells claim first, runtime cells take what is left.
     budget: int = 0
@@ -189,7 +197,7 @@ def plan(
     runtimes: list[RuntimeDefinition] | None = None,
 ) -> Plan:
     """Validate, expand under the policy (buildfarm.policy), drop published cells (unless force),
-    claim the rest up to this execution's budget (newest releases first), write the items.
+    claim the rest up to this execution's budget (newest versions first), write the items.
     Raises InputError (naming the bad value) before anything is written. With request.dry_run,
     the same plan is computed and nothing is claimed or written. is_running tells whether
     another execution still runs (its claims then hold; see buildfarm.claims). With `runtimes`
@@ -212,7 +220,7 @@ def plan(
         if marked:
             _mark_run(store, execution_id, budget, now)
         outcomes, deferred = _claim_by_priority(
-            store, wanted, release_of, budget, execution_id, config, now, validated.dry_run, alive
+            store, wanted, release_of, budget, execution_id, config, now, validated, alive
         )
         items = _items(outcomes, wanted, release_of, skipped, store, config, execution_id)
         result = Plan(
@@ -344,8 +352,15 @@ def _mark_run(store: Store, execution_id: str, planned: int, now: datetime) -> N
     )
 
 
-def _priority(release: Release) -> tuple[str, Version]:
-    return (release.release_date or "", Version(release.version))
+def _published(store: Store) -> dict[Cell, int]:
+    return published_builds(read_versions(store)[0])
+
+
+def _priority(release: Release) -> Version:
+    """Newest version first. Not the release date: `releases add|import` record none, and an
+    undated release must not wait behind every dated one (within a series a higher version is
+    always the newer release)."""
+    return Version(release.version)
 
 
 def _claim_by_priority(
@@ -356,29 +371,26 @@ def _claim_by_priority(
     execution_id: str,
     config: FarmConfig,
     now: datetime,
-    dry_run: bool,
+    request: WorkflowInput,
     alive: Liveness,
 ) -> tuple[dict[Cell, ClaimOutcome], int]:
-    """Claim the wanted cells, newest releases first, until `budget` are claimed; cells held by
-    another execution do not count. Returns the outcomes and how many cells were deferred."""
+    """Claim the wanted cells, newest versions first, until `budget` are claimed; cells held by
+    another execution, or published by one meanwhile, do not count. Returns the outcomes and
+    how many cells were deferred."""
     ordered = sorted(wanted, key=lambda cell: _priority(release_of[cell]), reverse=True)
     outcomes: dict[Cell, ClaimOutcome] = {}
     position = claimed = 0
     while position < len(ordered) and claimed < budget:
         chunk = ordered[position : position + budget - claimed]
         position += len(chunk)
-        outcomes.update(
-            claim_cells(
-                store,
-                {cell: wanted[cell] for cell in chunk},
-                execution_id=execution_id,
-                plan_id=execution_id,
-                now=now,
-                ttl_seconds=config.claim_ttl_seconds,
-                dry_run=dry_run,
-                is_running=alive,
-            )
-        )
+        fresh = claim_cells(
+            store, {cell: wanted[cell] for cell in chunk}, execution_id=execution_id, plan_id=execution_id,
+            now=now, ttl_seconds=config.claim_ttl_seconds, dry_run=request.dry_run, is_running=alive,
+        )  # fmt: skip
+        if not request.force:  # published since versions.json was read: not to be rebuilt
+            published_now = partial(_published, store)
+            recheck_published(store, fresh, wanted, published_now, execution_id, now, request.dry_run)
+        outcomes.update(fresh)
         claimed = sum(1 for outcome in outcomes.values() if outcome.status == "claimed")
     for cell in ordered[position:]:
         del wanted[cell]  # deferred: neither claimed nor skipped
@@ -417,10 +429,19 @@ def _items(
     config: FarmConfig,
     execution_id: str,
 ) -> list[PlanItem]:
-    """One item per cell this execution claimed; cells held by another go to `skipped`."""
+    """One item per cell this execution claimed; cells held or published by another go to
+    `skipped`."""
     items: list[PlanItem] = []
     for cell in wanted:
         outcome = outcomes[cell]
+        if outcome.status == "published":
+            skipped.append(
+                SkippedCell(
+                    cell=outcome.cell, reason="published", build=outcome.build,
+                    detail=f"published build {outcome.build} (by another execution while this plan claimed)",
+                )
+            )  # fmt: skip
+            continue
         if outcome.status == "held":
             skipped.append(
                 SkippedCell(

@@ -58,7 +58,8 @@ def new_release(version: str, sha256: str, file: str | None = None) -> Release:
 
 
 def parse_sha256sums(text: str, where: str) -> tuple[list[Release], int]:
-    """(the CPython source releases a SHA256SUMS lists, how many other files it lists). A
+    """(the CPython source releases a SHA256SUMS lists, how many other files it lists: names
+    python.org does not give a release's source, e.g. Python-3.13.05.tar.xz, are other files). A
     release listed as both .tar.xz and .tgz is taken as .tar.xz. ReleaseInputError names the
     first line that is not a checksum line (blank lines and # comments are skipped), or that
     gives a file listed before a different digest."""
@@ -76,8 +77,8 @@ def parse_sha256sums(text: str, where: str) -> tuple[list[Release], int]:
             shown = stripped if len(stripped) <= 60 else stripped[:57] + "..."
             raise ReleaseInputError(f"{where} line {number} is not '<sha256>  <file>': {shown!r}")
         source = _SOURCE_FILE.fullmatch(name.rsplit("/", 1)[-1])
-        if source is None:
-            others += 1
+        if source is None or not _is_release(source.group(1)):
+            others += 1  # not a CPython source tarball's name (3.13.05: python.org never spells one so)
             continue
         version, suffix = source.groups()
         digests = found.setdefault(version, {})
@@ -92,6 +93,14 @@ def parse_sha256sums(text: str, where: str) -> tuple[list[Release], int]:
         suffix = next(suffix for suffix in SOURCE_SUFFIXES if suffix in digests)  # .tar.xz first
         releases.append(new_release(version, digests[suffix], source_file_name(version, suffix)))
     return sorted(releases, key=lambda r: Version(r.version), reverse=True), others
+
+
+def _is_release(version: str) -> bool:
+    try:
+        parse_release(version)
+    except VersionError:
+        return False
+    return True
 
 
 def read_sha256sums(source: str, timeout: float = 10.0) -> str:

@@ -91,7 +91,7 @@ class WorkflowInput(BaseModel):
 def _describe(value: Any) -> str:
     try:
         text = repr(value) if isinstance(value, str | bytes) else json.dumps(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
@@ -145,6 +145,18 @@ def parse_workflow_input(
     return request
 
 
+class _TooDeep(ValueError):
+    """JSON nested deeper than json.loads follows (it raises RecursionError, not ValueError)."""
+
+
+def _loads(text: str | bytes) -> Any:
+    """json.loads; a ValueError (_TooDeep) for a text nested too deeply to decode too."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise _TooDeep("nested too deeply") from None
+
+
 def _decoded(raw: Any) -> Any:
     """The input as Plan reads it: None is {}, a JSON text is decoded; InputError for a text
     too large or not JSON."""
@@ -154,7 +166,9 @@ def _decoded(raw: Any) -> Any:
         if len(raw) > MAX_INPUT_BYTES:
             raise InputError(f"invalid workflow input: larger than {MAX_INPUT_BYTES} bytes")
         try:
-            return json.loads(raw)
+            return _loads(raw)
+        except _TooDeep:
+            raise InputError(f"invalid workflow input: nested too deeply: {_describe(raw)}") from None
         except ValueError:
             raise InputError(f"invalid workflow input: not a JSON object: {_describe(raw)}") from None
     return raw
@@ -183,7 +197,12 @@ def add_matrix_arguments(parser: argparse.ArgumentParser) -> None:
     """--input JSON | --versions/--platforms/--arches (space or comma separated) --force."""
     parser.add_argument("--input", metavar="JSON", help="the workflow input as JSON (instead of the flags)")
     parser.add_argument("--versions", nargs="+", metavar="V", help="releases (3.13.5) or series (3.13)")
-    parser.add_argument("--platforms", nargs="+", metavar="P", help="platform ids (default: all enabled)")
+    parser.add_argument(
+        "--platforms",
+        nargs="+",
+        metavar="P",
+        help="platform ids (default: the enabled ones not past end of support)",
+    )
     parser.add_argument(
         "--arches", nargs="+", metavar="A", help="x86_64 (amd64), aarch64 (arm64) (default: all enabled)"
     )
@@ -201,7 +220,7 @@ def raw_input_from_args(args: argparse.Namespace) -> dict[str, Any]:
         if any(value is not None for value in flags.values()) or args.force:
             raise InputError("use either --input or --versions/--platforms/--arches/--force, not both")
         try:
-            raw = json.loads(args.input)
+            raw = _loads(args.input)
         except ValueError as error:
             raise InputError(f"--input is not JSON ({error}): {_describe(args.input)}") from None
         if not isinstance(raw, dict):

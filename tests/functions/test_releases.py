@@ -371,6 +371,16 @@ def test_parse_sha256sums_takes_source_tarballs_only():
         parse_sha256sums(f"{'ab' * 32}  Python-3.12.1.tgz\n\n{'cd' * 32}  Python-3.12.1.tgz\n", "SUMS")
 
 
+@pytest.mark.parametrize("name", ["Python-3.13.05.tar.xz", "Python-03.13.5.tgz", "Python-3.13.5rc01.tar.xz"])
+def test_parse_sha256sums_counts_a_version_spelled_with_leading_zeros_as_another_file(name):
+    """python.org never spells a release so (versions.parse_release refuses it): like any other
+    name that is not a CPython source tarball's, it is counted and the rest is imported."""
+    text = f"{'ab' * 32}  {name}\n{'cd' * 32}  Python-3.13.6.tar.xz\n"
+    releases, others = parse_sha256sums(text, "SUMS")
+    assert ([r.version for r in releases], others) == (["3.13.6"], 1)
+    assert parse_sha256sums(f"{'ab' * 32}  {name}\n", "SUMS") == ([], 1)
+
+
 def test_shared_mirror_sums_are_the_seed():
     if not SHA256SUMS.is_file():
         pytest.skip(f"{SHA256SUMS} is not on this machine")

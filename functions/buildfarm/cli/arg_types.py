@@ -1,6 +1,6 @@
 """argparse types for numbers on the command line: ASCII digits only, whole string, in range,
 so a bad value is refused with its name before anything starts (int() and float() would take
-"٣", " 3", "1_0", "nan" or "-5")."""
+"٣", " 3", "1_0", "nan" or "-5"); and for an arch, which takes its aliases (amd64, arm64)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from buildfarm.layout import BUILD_NUMBER, EXECUTION_ID
+from buildfarm.platforms import UnknownArchError, canonical_arch
 
 _WHOLE_NUMBER = re.compile(r"[0-9]{1,12}")
 _SECONDS = re.compile(r"[0-9]{1,6}(\.[0-9]{1,3})?")
@@ -28,6 +29,15 @@ def execution_id(text: str) -> str:
     if not EXECUTION_ID.fullmatch(text):
         raise argparse.ArgumentTypeError(f"invalid execution id {text!r} (1 to 80 letters, digits and . _ -)")
     return text
+
+
+def arch(text: str) -> str:
+    """An arch as the registry names it, given as itself or its alias (amd64 -> x86_64, arm64
+    -> aarch64), as everywhere an arch is read (platforms.ARCH_ALIASES)."""
+    try:
+        return canonical_arch(text)
+    except UnknownArchError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def whole_number(low: int, high: int) -> Callable[[str], int]:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import date
 from typing import Any
 
 from buildfarm import clock
 from buildfarm.catalog import iter_cells, read_versions
-from buildfarm.cli.plan import format_table
+from buildfarm.cli.plan import format_table, require_existing_store
 from buildfarm.config import ConfigError, FarmConfig, resolve_store_location
 from buildfarm.errors import UsageError
 from buildfarm.platforms import Platform, Registry, UnknownPlatformError, load_registry
@@ -53,9 +54,9 @@ def _register_releases(subparsers: argparse._SubParsersAction) -> None:
         "releases",
         help="the CPython releases the farm knows, by series; add one for an air-gapped mirror",
         description="List the releases the store's releases.json (and the packaged seed) knows, by "
-        "series with its end of life: source file, sha256, and whether it is published. `plan`, "
-        "`run` and the schedule refresh releases.json from python.org; without python.org, "
-        f"add releases by hand ({ADD_USAGE}) or from a mirror's checksum list ({IMPORT_USAGE}).",
+        "series with its end of life: source file, sha256, and whether it is published. `run` and "
+        "the schedule refresh releases.json from python.org (`plan` saves nothing); without "
+        f"python.org, add releases by hand ({ADD_USAGE}) or from a mirror's checksum list ({IMPORT_USAGE}).",
     )
     parser.add_argument("--store", metavar="DIR|s3://BUCKET/PREFIX", help=store_help)
     parser.add_argument("--series", metavar="X.Y", help="only this series, e.g. 3.13")
@@ -205,7 +206,19 @@ def _release_table(rows: list[dict[str, Any]]) -> list[list[str]]:
     return table
 
 
-def _store_errors(action: str, store: Store, new: list[Release], force: bool) -> CatalogChange:
+def _named_store(args: argparse.Namespace) -> bool:
+    """Whether the store was named (--store or $BUILDFARM_STORE), not the default ./dist."""
+    return bool(
+        getattr(args, "action_store", None) or args.store or os.environ.get("BUILDFARM_STORE", "").strip()
+    )
+
+
+def _store_errors(action: str, store: Store, new: list[Release], force: bool, named: bool) -> CatalogChange:
+    # A named store that does not exist is a typo, not a new store; the default ./dist may start here.
+    if named:
+        require_existing_store(
+            store, f"to start a new one, create its directory first (mkdir {store.location})"
+        )
     try:
         return add_releases(store, new, force=force)
     except ReleaseInputError as error:
@@ -220,7 +233,7 @@ def run_releases_add(args: argparse.Namespace) -> int:
     except ReleaseInputError as error:
         raise UsageError(str(error)) from None
     store = _open_store(args)
-    change = _store_errors("add", store, [release], args.force)
+    change = _store_errors("add", store, [release], args.force, _named_store(args))
     what = f"{release.version} ({release.file}, sha256 {release.sha256})"
     if change.replaced:
         print(f"replaced {what} in {store.location}/releases.json (--force)")
@@ -239,7 +252,7 @@ def run_releases_import(args: argparse.Namespace) -> int:
     if not releases:
         raise UsageError(f"{args.source} lists no CPython source tarball (Python-X.Y.Z.tar.xz or .tgz)")
     store = _open_store(args)
-    change = _store_errors("import", store, releases, args.force)
+    change = _store_errors("import", store, releases, args.force, _named_store(args))
     added = ", ".join(r.version for r in change.added) or "none"
     replaced = (
         f", replaced (--force): {', '.join(r.version for r in change.replaced)}" if change.replaced else ""

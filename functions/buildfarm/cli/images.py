@@ -6,8 +6,8 @@ import argparse
 import sys
 
 from buildfarm import images
-from buildfarm.cli import CliError
-from buildfarm.platforms import ARCHES, UnknownPlatformError, load_registry
+from buildfarm.cli import CliError, arg_types
+from buildfarm.platforms import UnknownPlatformError, load_registry
 from buildfarm.runners import docker_problem, host_arch
 
 
@@ -28,7 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "--platform", dest="platforms", action="append", required=True, metavar="P",
             help="registry platform id, e.g. debian-12 (repeat for more)",
         )  # fmt: skip
-        sub.add_argument("--arch", choices=ARCHES, help="x86_64 or aarch64 (default: this machine's)")
+        sub.add_argument(
+            "--arch",
+            type=arg_types.arch,
+            metavar="ARCH",
+            help="x86_64 (amd64) or aarch64 (arm64) (default: this machine's)",
+        )
     build.add_argument("--rebuild", action="store_true", help="build even if the image exists")
     build.set_defaults(func=run_images)
     base.set_defaults(func=run_images)

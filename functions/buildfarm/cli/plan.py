@@ -41,13 +41,18 @@ def _config_and_store(args: argparse.Namespace) -> tuple[FarmConfig, Store]:
         store = open_store(config.store)
     except StoreError as error:
         raise UsageError(str(error)) from None
+    require_existing_store(store, "`buildfarm run` creates one")
+    return config, store
+
+
+def require_existing_store(store: Store, remedy: str) -> None:
+    """Refuse a local store directory that does not exist: a mistyped --store must not look like
+    an empty store (commands that read) nor quietly become a new one (commands that write)."""
     if isinstance(store, LocalStore) and not store.root.is_dir():
-        # These commands only read: a mistyped --store must not look like an empty store.
         raise UsageError(
             f"store {store.location} does not exist: pass --store (or set BUILDFARM_STORE) to an "
-            "existing store; `buildfarm run` creates one"
+            f"existing store; {remedy}"
         )
-    return config, store
 
 
 def format_table(rows: list[list[str]], header: list[str]) -> str:

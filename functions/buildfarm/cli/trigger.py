@@ -45,8 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "trigger",
         help="start the deployed build farm (AWS Step Functions) and optionally follow it",
         description=(
-            "Start the deployed workflow with a workflow input. Break glass (rebuild a release "
-            "everywhere): buildfarm trigger --force --versions 3.13.5"
+            "Start the deployed workflow with a workflow input. Break glass (rebuild a release on "
+            "every enabled platform not past end of support; name --platforms for ended ones): "
+            "buildfarm trigger --force --versions 3.13.5"
         ),
     )
     add_matrix_arguments(parser)

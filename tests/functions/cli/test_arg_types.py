@@ -1,6 +1,7 @@
 """The CLI's number types: ASCII digits, the whole string, in range; argparse names the bad
 value and exits 2 before anything starts (`run --jobs`, `lambda --limit-bytes`,
-`trigger --poll`, `build`/`runtime build --build`), and `runtime build --execution-id`."""
+`trigger --poll`, `build`/`runtime build --build`), `runtime build --execution-id`, and
+`images --arch` (an arch or its alias)."""
 
 from __future__ import annotations
 
@@ -69,3 +70,19 @@ def test_the_commands_refuse_bad_numbers_by_name(argv, named, capsys):
         build_parser().parse_args(argv)
     assert exited.value.code == 2
     assert named in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("action", ["build", "import-base"])
+@pytest.mark.parametrize(
+    ("given", "arch"), [("amd64", "x86_64"), ("arm64", "aarch64"), ("aarch64", "aarch64")]
+)
+def test_images_take_an_arch_or_its_alias(action, given, arch):
+    args = build_parser().parse_args(["images", action, "--platform", "debian-12", "--arch", given])
+    assert args.arch == arch
+
+
+def test_images_refuse_an_unknown_arch_by_name(capsys):
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["images", "build", "--platform", "debian-12", "--arch", "amd46"])
+    assert exited.value.code == 2
+    assert "argument --arch: unknown arch 'amd46' (did you mean amd64?)" in capsys.readouterr().err

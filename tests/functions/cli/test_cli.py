@@ -85,6 +85,7 @@ def test_plan_json_with_input(published_store, capsys):
         (["--versions", "3.13.05"], "malformed Python version '3.13.05' (no leading zeros: 3.13.5)"),
         (["--platforms", "plan9"], "unknown platform 'plan9'"),
         (["--input", "{nope"], "--input is not JSON"),
+        (["--input", "[" * 5000], "--input is not JSON (nested too deeply): '[[[["),
         (["--input", "[]"], "--input must be a JSON object, got []"),
         (["--input", "{}", "--force"], "use either --input or"),
         (["--versions", "3.11.99"], "unknown Python version '3.11.99'"),
@@ -173,3 +174,24 @@ def test_store_option_wins_over_a_bad_store_variable(tmp_path, monkeypatch, caps
     assert "nothing published yet" in capsys.readouterr().out
     assert main(["status"]) == 2
     assert "gs://not/a/store" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("command", "said", "not_said"),
+    [
+        ("plan", "platform ids (default: the enabled ones not past end of support)", "ids (default: all"),
+        ("trigger", "rebuild a release on every enabled platform not past end of support", "everywhere"),
+        (
+            "releases",
+            "`run` and the schedule refresh releases.json from python.org (`plan` saves",
+            "`plan`, `run`",
+        ),
+    ],
+)
+def test_help_says_what_the_code_does(capsys, command, said, not_said):
+    """Ended platforms are built only when named (policy.policy_platforms); `plan` is a dry run,
+    which never saves releases.json (tests/functions/test_plan.py)."""
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert said in text and not_said not in text

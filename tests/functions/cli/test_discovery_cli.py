@@ -161,6 +161,7 @@ def test_releases_without_a_store_is_the_seed(tmp_path, capsys, monkeypatch):
 
 def test_add_a_release_then_plan_and_build_use_it(tmp_path, capsys):
     store = tmp_path / "store"
+    store.mkdir()
     assert main(["releases", "add", "3.12.1", "--sha256", DIGEST_A.upper(), "--store", str(store)]) == 0
     assert "added 3.12.1 (Python-3.12.1.tar.xz, sha256 " + DIGEST_A in capsys.readouterr().out
     catalog = json.loads((store / "releases.json").read_text())
@@ -182,6 +183,7 @@ def test_add_a_release_then_plan_and_build_use_it(tmp_path, capsys):
 
 def test_add_refuses_to_change_a_known_digest_unless_forced(tmp_path, capsys):
     store = tmp_path / "store"
+    store.mkdir()
     tgz = ["--file", "Python-3.12.1.tgz"]
     assert main(["releases", "add", "3.12.1", "--sha256", DIGEST_A, *tgz, "--store", str(store)]) == 0
     capsys.readouterr()
@@ -226,6 +228,7 @@ def test_import_a_mirrors_sha256sums(tmp_path, capsys):
         "\n"
     )
     store = tmp_path / "store"
+    store.mkdir()
     assert main(["releases", "import", f"file://{sums}", "--store", str(store)]) == 0
     out = capsys.readouterr().out
     assert "added 3.14.0rc2, 3.12.1, 3.10.4; 0 already known, 1 other file(s) ignored" in out
@@ -238,6 +241,7 @@ def test_import_a_mirrors_sha256sums(tmp_path, capsys):
 def test_import_the_shared_mirror_knows_the_seed(tmp_path, capsys):
     if not SHA256SUMS.is_file():
         pytest.skip(f"{SHA256SUMS} is not on this machine")
+    (tmp_path / "s").mkdir()
     assert main(["releases", "import", str(SHA256SUMS), "--store", str(tmp_path / "s")]) == 0
     assert f"added none; {len(load_seed().releases)} already known" in capsys.readouterr().out
     assert not (tmp_path / "s" / "releases.json").exists()  # nothing new: nothing written
@@ -257,8 +261,36 @@ def test_import_is_all_or_nothing(tmp_path, capsys, content, message):
     sums = tmp_path / "SHA256SUMS"
     sums.write_text(content)
     store = tmp_path / "store"
+    store.mkdir()
     assert message in refused(capsys, ["releases", "import", str(sums), "--store", str(store)])
     assert not (store / "releases.json").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["releases", "add", "3.12.1", "--sha256", DIGEST_A],
+        ["releases", "import", "SHA256SUMS"],
+    ],
+)
+def test_add_and_import_refuse_a_store_that_does_not_exist(tmp_path, capsys, monkeypatch, argv):
+    """A mistyped --store (or BUILDFARM_STORE) is refused, not made a new store, as plan does;
+    the default ./dist is made."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "SHA256SUMS").write_text(f"{DIGEST_A}  Python-3.12.1.tgz\n")
+    (tmp_path / "store").mkdir()
+    typo = tmp_path / "stroe"
+    err = refused(capsys, [*argv, "--store", str(typo)])
+    assert f"store {typo} does not exist: pass --store (or set BUILDFARM_STORE) to an existing store" in err
+    assert f"create its directory first (mkdir {typo})" in err
+    monkeypatch.setenv("BUILDFARM_STORE", str(typo))
+    assert "does not exist" in refused(capsys, argv)
+    assert not typo.exists() and not (tmp_path / "dist").exists()
+    assert main([*argv, "--store", str(tmp_path / "store")]) == 0  # an existing one: added
+    assert "3.12.1" in json.loads((tmp_path / "store" / "releases.json").read_text())["releases"]
+    monkeypatch.delenv("BUILDFARM_STORE")
+    assert main(argv) == 0  # no store named: the default ./dist starts here (the README's air-gapped step)
+    assert "3.12.1" in json.loads((tmp_path / "dist" / "releases.json").read_text())["releases"]
 
 
 @pytest.mark.parametrize(

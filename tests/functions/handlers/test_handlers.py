@@ -238,6 +238,7 @@ def test_dry_run_event_writes_nothing(store, s3_writes):
         ({"dry_run": "yes"}, False),
         ('{"dry_run": false}', False),
         ("not json", False),
+        pytest.param("[" * 5000, False, id="nested-too-deeply"),  # json.loads: RecursionError
         (None, False),
         (["dry_run"], False),
     ],
@@ -318,6 +319,8 @@ MALFORMED = [
     ),
     (["3.13.5"], 'expected a JSON object, got ["3.13.5"]'),
     ("3.13.5", "not a JSON object: '3.13.5'"),
+    ("[" * 5000, "nested too deeply: '[[[["),  # json.loads raises RecursionError
+    ('{"versions": ' + "[" * 5000 + "]" * 5000 + "}", "nested too deeply"),
     (42, "expected a JSON object, got 42"),
 ]
 
