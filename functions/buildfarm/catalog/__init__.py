@@ -7,12 +7,14 @@ The names importers use are re-exported here: `from buildfarm.catalog import rea
 
 from buildfarm.catalog.derived import public_url_function, regenerate_derived
 from buildfarm.catalog.install_script import INSTALLER_PLACEHOLDER, publish_installer, render_installer
+from buildfarm.catalog.shape import CatalogError
 from buildfarm.catalog.status_page import FailedCells, render_index
 from buildfarm.catalog.uv_metadata import uv_download_metadata, uv_key
 from buildfarm.catalog.versions_json import (
     SCHEMA_VERSION,
     CatalogArtifact,
     CatalogCell,
+    check_catalog,
     empty_versions,
     iter_cells,
     merge_cells,
@@ -33,9 +35,11 @@ __all__ = [
     "VERSIONS_KEY",
     "CatalogArtifact",
     "CatalogCell",
+    "CatalogError",
     "Cell",
     "FailedCells",
     "cell_name",
+    "check_catalog",
     "empty_versions",
     "iter_cells",
     "merge_cells",

@@ -135,10 +135,12 @@ def regenerate_derived(
     again. Every publisher does this after its own write, so the last derived files written
     always reflect the newest versions.json. Returns the keys written.
 
-    With a signer, first its public key is listed under keys/ (the status page and install.sh
-    show the keys) and versions.json.sig is signed again unless it verifies (two publishers'
-    writes can cross).
+    versions.json is read (and checked: read_versions) first, so a malformed catalog stops with
+    its CatalogError before anything is written. With a signer, then its public key is listed
+    under keys/ (the status page and install.sh show the keys) and versions.json.sig is signed
+    again unless it verifies (two publishers' writes can cross).
     """
+    document, etag = read_versions(store)
     base = installer_base(public_url)
     if base.startswith("file:"):
         warn_local_base(base)
@@ -151,8 +153,9 @@ def regenerate_derived(
     if publish_installer(store, public_url):
         written.append(INSTALLER_KEY)
     keys_index = stored_keys_index(store)
-    for _ in range(max_rounds):
-        document, etag = read_versions(store)
+    for round_number in range(max_rounds):
+        if round_number:  # versions.json changed while the last round wrote
+            document, etag = read_versions(store)
         for platform in sorted(published_platforms(document)):
             key = download_metadata_key(platform)
             store.put_json(key, uv_download_metadata(document, platform, public_url))

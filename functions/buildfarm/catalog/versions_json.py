@@ -11,6 +11,9 @@ catalogs load and older publishers keep it as they keep any field they do not kn
 Runtimes (buildfarm.runtimes) are published under their own key, `runtimes`:
 runtimes[name][version][platform][arch] (RuntimeCatalogCell), so installers that read
 `python_versions` and `builds` never see them. Merged with the same conditional write.
+
+read_versions checks what it reads (check_catalog): a malformed catalog is a CatalogError naming
+the bad entry before anything is derived from it or merged into it.
 """
 
 from __future__ import annotations
@@ -25,10 +28,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from packaging.version import Version
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from buildfarm.catalog.shape import CatalogError, catalog_error, nested_entries
 from buildfarm.layout import VERSIONS_KEY, Cell
 from buildfarm.releases import iso
 from buildfarm.store import Store, StoreConflict, StoreNotFound
-from buildfarm.versions import sort_newest_first
+from buildfarm.versions import VersionError, parse_release, sort_newest_first
 
 if TYPE_CHECKING:
     from buildfarm.attest.signing import Signer
@@ -103,6 +107,14 @@ class RuntimeCatalogCell(BaseModel):
 RuntimeCell = tuple[str, str, str, str]  # (name, version, platform, arch)
 
 
+class StoredCell(CatalogCell):
+    """A builds entry as check_catalog accepts it: a CatalogCell whose `published` and `manifest`
+    may be missing (the smallest catalogs have neither; the readers fall back to "")."""
+
+    published: str = ""
+    manifest: str = ""
+
+
 def empty_versions() -> dict[str, Any]:
     return {"schema_version": SCHEMA_VERSION, "updated": None, "python_versions": [], "builds": {}}
 
@@ -126,10 +138,10 @@ def published_builds(document: dict[str, Any]) -> dict[Cell, int]:
 
 
 def iter_cells(document: dict[str, Any]) -> Iterable[tuple[Cell, dict[str, Any]]]:
-    for version, platforms in (document.get("builds") or {}).items():
-        for platform, arches in platforms.items():
-            for arch, entry in arches.items():
-                yield (version, platform, arch), entry
+    """Every builds entry with its cell; CatalogError for a level or entry that is not an object."""
+    for path, entry in nested_entries(document, "builds", 3):
+        version, platform, arch = path
+        yield (version, platform, arch), entry
 
 
 def failing_cells(document: dict[str, Any]) -> dict[Cell, CatalogFailure]:
@@ -180,14 +192,14 @@ def merge_cells(
     An existing entry is replaced only by a higher build (an older, slower publisher never
     rolls a cell back). python_versions: newest first, versions with at least one cell.
     """
+    builds: dict[str, Any] = {}
+    for (version, platform, arch), existing in iter_cells(document):
+        builds.setdefault(version, {}).setdefault(platform, {})[arch] = existing
     merged = {
         "schema_version": SCHEMA_VERSION,
         "updated": document.get("updated"),
         "python_versions": [],
-        "builds": {
-            version: {platform: dict(arches) for platform, arches in platforms.items()}
-            for version, platforms in (document.get("builds") or {}).items()
-        },
+        "builds": builds,
     }
     for key, value in document.items():
         if key not in merged:
@@ -283,13 +295,9 @@ def merge_runtime_cells(
     """versions.json with runtime cells merged under `runtimes`: (new document, cells added or
     replaced). As merge_cells: only a higher build replaces an entry; everything else is kept."""
     merged = {**(document or empty_versions())}
-    runtimes = merged.get(RUNTIMES_FIELD)
     entries: dict[RuntimeCell, Any] = {}
-    for name, versions in (runtimes if isinstance(runtimes, dict) else {}).items():
-        for version, platforms in versions.items():
-            for platform, arches in platforms.items():
-                for arch, entry in arches.items():
-                    entries[(name, version, platform, arch)] = entry
+    for (name, version, platform, arch), entry in nested_entries(merged, RUNTIMES_FIELD, 4):
+        entries[(name, version, platform, arch)] = entry
     accepted: list[RuntimeCell] = []
     for cell, entry in cells.items():
         existing = entries.get(cell)
@@ -311,15 +319,55 @@ def merge_runtime_cells(
     return merged, accepted
 
 
+def _first_problem(error: ValidationError) -> str:
+    """A ValidationError's first error in one line: 'artifacts/0/key: field required (and 2 more)'."""
+    problems = error.errors(include_url=False)
+    first = problems[0]
+    where = "/".join(str(part) for part in first["loc"])
+    problem = first["msg"][:1].lower() + first["msg"][1:]
+    if first["type"] != "missing":
+        shown = repr(first["input"])
+        problem += f", not {shown if len(shown) <= 40 else shown[:37] + '...'}"
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"{where}: {problem}{more}" if where else f"{problem}{more}"
+
+
+def check_catalog(document: dict[str, Any]) -> dict[str, Any]:
+    """document, if every part the farm derives from or merges into has the documented shape;
+    else CatalogError naming the first bad entry. Checked: python_versions (a list of strings),
+    builds (objects down to each cell; versions are releases; each cell a StoredCell, nothing
+    coerced: a build "1" is not a build) and runtimes (objects down to each entry; what an entry
+    holds is runtime_cells' to judge, which leaves out one that does not parse, as failing_cells
+    does for `failing`). Fields it does not know are kept, as everywhere."""
+    versions = document.get("python_versions")
+    strings = isinstance(versions, list) and all(isinstance(version, str) for version in versions)
+    if versions is not None and not strings:
+        raise catalog_error(("python_versions",), "expected a list of strings")
+    for cell, entry in iter_cells(document):
+        try:
+            StoredCell.model_validate(entry, strict=True)
+        except ValidationError as error:
+            raise catalog_error(("builds", *cell), _first_problem(error)) from None
+    for version in document.get("builds") or {}:  # an object: iter_cells checked it
+        try:
+            parse_release(version)
+        except VersionError as error:
+            raise catalog_error(("builds", version), str(error)) from None
+    for _ in nested_entries(document, RUNTIMES_FIELD, 4):
+        pass
+    return document
+
+
 def read_versions(store: Store) -> tuple[dict[str, Any], str | None]:
-    """(versions.json, etag) or (empty catalog, None) when nothing is published yet."""
+    """(versions.json, etag) or (empty catalog, None) when nothing is published yet. CatalogError
+    (a ValueError) for a catalog check_catalog refuses; StoreError for one that is not JSON."""
     try:
         document, etag = store.read_json(VERSIONS_KEY)
     except StoreNotFound:
         return empty_versions(), None
     if not isinstance(document, dict):
-        raise ValueError(f"{store.url(VERSIONS_KEY)} is not a JSON object")
-    return document, etag
+        raise CatalogError(f"{store.url(VERSIONS_KEY)} is not a JSON object")
+    return check_catalog(document), etag
 
 
 def versions_etag(store: Store) -> str | None:

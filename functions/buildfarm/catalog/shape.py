@@ -1,0 +1,60 @@
+"""versions.json's nested maps (builds[version][platform][arch], runtimes[name][version][platform]
+[arch]) walked with their shape checked: a level or entry that is not a JSON object is a
+CatalogError naming it, not an AttributeError in the middle of a merge or a page (DESIGN
+"versions.json"). versions_json.check_catalog checks the rest when the catalog is read."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from buildfarm.errors import BuildfarmError
+from buildfarm.layout import VERSIONS_KEY
+
+Path = tuple[str, ...]
+
+_JSON_TYPES: tuple[tuple[type, str], ...] = (
+    (bool, "true or false"),  # before int: a bool is an int
+    (dict, "an object"),
+    (list, "a list"),
+    (str, "a string"),
+    (int, "a number"),
+    (float, "a number"),
+)
+
+
+class CatalogError(BuildfarmError, ValueError):
+    """versions.json does not have the documented shape; the message names the bad entry, e.g.
+    "versions.json builds/3.13.5/debian-12/x86_64: build: input should be a valid integer, not '1'".
+    A ValueError too: the commands report a store's unreadable document in one line."""
+
+
+def catalog_error(path: tuple[object, ...], problem: str) -> CatalogError:
+    """The CatalogError for the entry at path (("builds", "3.13.5") -> builds/3.13.5)."""
+    return CatalogError(f"{VERSIONS_KEY} {'/'.join(str(part) for part in path)}: {problem}")
+
+
+def json_type(value: object) -> str:
+    """What a JSON value is, as an error says it: 'a list', 'null', ..."""
+    if value is None:
+        return "null"
+    return next((name for kind, name in _JSON_TYPES if isinstance(value, kind)), type(value).__name__)
+
+
+def nested_entries(document: dict[str, Any], field: str, depth: int) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """(keys, entry) for every entry `depth` keys below document[field] (a field that is missing
+    or null has none); CatalogError naming the first level or entry that is not an object. What
+    an entry holds is not checked here."""
+
+    def walk(path: Path, node: object, levels: int) -> Iterator[tuple[Path, dict[str, Any]]]:
+        if not isinstance(node, dict):
+            raise catalog_error((field, *path), f"expected an object, found {json_type(node)}")
+        if levels == 0:
+            yield path, node
+            return
+        for key, value in node.items():
+            yield from walk((*path, key), value, levels - 1)
+
+    top = document.get(field)
+    if top is not None:
+        yield from walk((), top, depth)
