@@ -105,8 +105,11 @@ class Alarms(Construct):
         """An alarm when an execution ends badly in an hour: the same three statuses as the
         rule, which Step Functions counts in a metric each."""
         hourly = {"period": Duration.hours(1), "statistic": "Sum"}
+        # Step Functions emits each metric only in an hour that has such an execution, and math
+        # over a missing series has no datapoint: unfilled, one failure in an hour without a
+        # timeout and an abort would sum to nothing (and not breach). FILL makes each term 0.
         ended_badly = cloudwatch.MathExpression(
-            expression="failed + timedOut + aborted",
+            expression="FILL(failed, 0) + FILL(timedOut, 0) + FILL(aborted, 0)",
             using_metrics={
                 "failed": state_machine.metric_failed(**hourly),
                 "timedOut": state_machine.metric_timed_out(**hourly),

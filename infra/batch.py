@@ -27,6 +27,39 @@ INSTANCE_CLASSES = {
 }  # fmt: skip
 
 
+# Batch applies the first rule that matches (at most 5). Infrastructure losses are retried: Spot
+# reclaim / instance loss ("Host EC2 ... terminated"), and a container that never started on a
+# fresh host (the task's "Task failed to start"; the container's CannotPullContainerError or
+# DockerTimeoutError). A compile or test failure exits: retrying it would only burn the compute
+# again. Patterns: letters, digits, '.', ':' and spaces, up to 512 characters, a trailing '*'.
+RETRY_STRATEGIES = [
+    batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.SPOT_INSTANCE_RECLAIMED),
+    batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.custom(on_status_reason="Task failed to start*")),
+    batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.CANNOT_PULL_CONTAINER),
+    batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.custom(on_reason="DockerTimeoutError*")),
+    batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.custom(on_reason="*")),
+]
+
+
+def _runnable_limits(config: InfraConfig) -> list[batch.JobStateTimeLimitAction]:
+    """Cancel a job blocked RUNNABLE at the head of its queue for runnableTimeoutMinutes, for each
+    reason Batch reports a block: no Spot capacity, a job larger than the compute environment's
+    maxvCpus, or than any of its instance types. The cell then fails like any other job."""
+    return [
+        batch.JobStateTimeLimitAction(
+            action=batch.JobStateTimeLimitActionsAction.CANCEL,
+            max_time=Duration.minutes(config.runnable_timeout_minutes),
+            reason=reason,
+            state=batch.JobStateTimeLimitActionsState.RUNNABLE,
+        )
+        for reason in (
+            batch.JobStateTimeLimitActionsReason.INSUFFICIENT_INSTANCE_CAPACITY,
+            batch.JobStateTimeLimitActionsReason.COMPUTE_ENVIRONMENT_MAX_RESOURCE,
+            batch.JobStateTimeLimitActionsReason.JOB_RESOURCE_REQUIREMENT,
+        )
+    ]
+
+
 def pass_image_reference(job: batch.EcsJobDefinition) -> None:
     """Add BUILDFARM_BUILDER_IMAGE (recorded by the driver in manifest.json as builder_image):
     the ECR URI of the image asset the container bound, content-addressed, so a manifest names
@@ -175,6 +208,7 @@ class BuildBatch(Construct):
                 f"Queue-{arch}",
                 job_queue_name=job_queue_name(self.name_prefix, arch),
                 compute_environments=[batch.OrderedComputeEnvironment(compute_environment=env, order=1)],
+                job_state_time_limit_actions=_runnable_limits(config),
             )
 
     def _roles(self, config: InfraConfig, cells: tuple[tuple[str, str], ...], bucket: s3.IBucket) -> None:
@@ -220,12 +254,7 @@ class BuildBatch(Construct):
                 ),
                 timeout=Duration.minutes(config.job_timeout_minutes),
                 retry_attempts=config.job_attempts,
-                # Spot reclaim / instance loss ("Host EC2 ... terminated") is retried; a compile or
-                # test failure is final - retrying it would only burn 5x the compute.
-                retry_strategies=[
-                    batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.SPOT_INSTANCE_RECLAIMED),
-                    batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.custom(on_reason="*")),
-                ],
+                retry_strategies=RETRY_STRATEGIES,
                 propagate_tags=True,
             )
             pass_image_reference(self.job_definitions[(platform_id, arch)])

@@ -17,12 +17,79 @@ from buildfarm import clock
 from buildfarm.config import ConfigError, FarmConfig, WorkflowSettings, known_platforms
 from buildfarm.platforms import ARCHES, Registry, load_registry
 
-__all__ = ["CONTEXT_PREFIX", "LOG_RETENTION_DAYS", "ConfigError", "InfraConfig"]
+__all__ = ["CONTEXT_KEYS", "CONTEXT_PREFIX", "LOG_RETENTION_DAYS", "ConfigError", "InfraConfig"]
 
 CONTEXT_PREFIX = "buildfarm:"
 # The retention periods CloudWatch Logs accepts (AWS::Logs::LogGroup RetentionInDays).
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
                       2192, 2557, 2922, 3288, 3653)  # fmt: skip
+
+
+# What each context key means, in the order README's "Configuration" table lists them, with a
+# note after a blank default. The defaults themselves live only in the model's fields: the
+# table's default column is rendered from them (scripts/readme_tables.py). Every key of the
+# model is here but lifecycleDate (the synthesis day, described beside the table). "{budget}"
+# is replaced by the default budget.
+_X = "\N{MULTIPLICATION SIGN}"
+CONTEXT_KEYS: dict[str, tuple[str, str]] = {
+    "schedule": ("", 'EventBridge expression that starts the workflow with `{}`; `""` disables it'),
+    "maxConcurrency": ("", "Batch jobs (cells) running at once"),
+    "enabledPlatforms": (
+        "platforms live on the synthesis day",
+        f"comma list of registry ids; one job definition per platform {_X} arch",
+    ),
+    "endOfLifePlatforms": ("", "ended platforms that still get builders (to build them when named)"),
+    "enabledArches": ("", "arches built (one Spot compute environment + queue each)"),
+    "lowestSeries": ("", "the oldest series built, also when named"),
+    "releasesPerSeries": ("", "newest releases of each live series the schedule builds"),
+    "prereleases": ("", "build pre-releases until their series' first final"),
+    "optimization": ("", "`none` for fast test builds"),
+    "releasesUrl": ("", "python.org's downloads API, where new releases and their sha256 come from"),
+    "sourceMirror": ("", "python.org-shaped source mirror (`http(s)://` or `file://`)"),
+    "jobVcpus": ("", "vCPUs per build job"),
+    "jobMemoryMiB": (
+        "",
+        "memory per build job; below 16 GiB so that an 8-vCPU, 16 GiB instance can place it (ECS "
+        "keeps part of an instance's memory for the kernel and its agent)",
+    ),
+    "jobTimeoutMinutes": ("", "per attempt"),
+    "jobAttempts": (
+        "",
+        "attempts; only infrastructure losses are retried (Spot reclaims, `Host EC2*`, and a container "
+        "that failed to start: `Task failed to start`, `CannotPullContainerError`, `DockerTimeoutError`)",
+    ),
+    "runnableTimeoutMinutes": (
+        "",
+        "a job blocked in its queue this long (no Spot capacity, no instance large enough) is cancelled "
+        f"and its cell fails; jobAttempts {_X} (jobTimeoutMinutes + this) must be shorter than "
+        "executionTimeoutHours",
+    ),
+    "rootVolumeGiB": ("", "encrypted gp3 root volume of the build instances"),
+    "maxVcpusPerArch": ("", "compute environment cap (at least jobVcpus)"),
+    "executionTimeoutHours": ("", "whole workflow; also the claim TTL"),
+    "jobMinutesEstimate": (
+        "",
+        f"for the budget: one execution claims maxConcurrency {_X} executionTimeoutHours {_X} 60 / "
+        f"jobMinutesEstimate {_X} 0.5 cells ({{budget}})",
+    ),
+    "maxCellsPerExecution": ("computed", "the budget, set directly"),
+    "notificationEmail": ("", "SNS e-mail subscription for failed executions"),
+    "vpcId": ("a new VPC", "an existing VPC with a route to the internet (with subnetIds)"),
+    "subnetIds": ("", "its subnets, comma list"),
+    "powertoolsLayerVersion": ("", "version of the public Powertools layer (python3.14, arm64)"),
+    "logRetentionDays": ("", "CloudWatch retention of every log group (build output, workflow, Lambdas)"),
+    "scratchExpiryDays": (
+        "",
+        "the bucket expires `plans/` and `claims/` after this (longer than `executionTimeoutHours`, or "
+        "synthesis fails)",
+    ),
+    "logExpiryDays": ("", "the bucket expires `logs/` (failed builds' logs and failure records) after this"),
+    "cloudRuntimes": (
+        "",
+        "plan and build runtime cells in the cloud (the Lambda bundle carries `runtimes/`); `false` "
+        "leaves them to local runs (docs/farm.md)",
+    ),
+}
 
 
 class InfraConfig(WorkflowSettings):
@@ -46,10 +113,20 @@ class InfraConfig(WorkflowSettings):
     lifecycle_date: date = Field(default_factory=lambda: clock.now().date(), alias="lifecycleDate")
     # One Batch job = one cell: CPython's PGO build uses all cores it gets.
     job_vcpus: int = Field(8, ge=1, le=192, alias="jobVcpus")
-    job_memory_mib: int = Field(16384, ge=2048, alias="jobMemoryMiB")
+    # Below the 16 GiB of an 8-vCPU compute instance (c7i.2xlarge, ...): ECS registers an
+    # instance with its memory less the kernel's and the agent's (Batch "Compute resource memory
+    # management"), so a 16384 MiB job fits no 16 GiB instance and Batch would have to launch a
+    # larger one (an m-class 2xlarge or a 4xlarge). 15 GiB leaves that room.
+    job_memory_mib: int = Field(15360, ge=2048, alias="jobMemoryMiB")
     job_timeout_minutes: int = Field(240, ge=10, alias="jobTimeoutMinutes")
-    # Attempts per job; only infrastructure losses (Spot reclaim) are retried.
+    # Attempts per job; only infrastructure losses (Spot reclaim, a container that failed to
+    # start) are retried.
     job_attempts: int = Field(3, ge=1, le=10, alias="jobAttempts")
+    # How long a job may wait RUNNABLE blocked at the head of its queue (no Spot capacity, no
+    # instance type or compute environment large enough) before Batch cancels it and the cell
+    # fails; unbounded, it would hold its Map item until the execution times out, and Finalize
+    # would never run. Batch takes 10 minutes to 24 hours.
+    runnable_timeout_minutes: int = Field(60, ge=10, le=1440, alias="runnableTimeoutMinutes")
     root_volume_gib: int = Field(100, ge=30, alias="rootVolumeGiB")
     max_vcpus_per_arch: int = Field(256, ge=1, alias="maxVcpusPerArch")
     notification_email: str | None = Field(None, alias="notificationEmail")
@@ -109,6 +186,30 @@ class InfraConfig(WorkflowSettings):
                 "plans and claims"
             )
         return self
+
+    @model_validator(mode="after")
+    def _jobs_fit(self) -> InfraConfig:
+        if self.job_vcpus > self.max_vcpus_per_arch:
+            raise ValueError(
+                f"jobVcpus {self.job_vcpus} exceeds maxVcpusPerArch {self.max_vcpus_per_arch}: "
+                "no compute environment could ever run a job"
+            )
+        # Finalize runs only after every Map item: one job's longest life must end well within
+        # the execution.
+        if self.job_minutes_at_most >= self.execution_timeout_hours * 60:
+            raise ValueError(
+                f"jobAttempts {self.job_attempts} x (jobTimeoutMinutes {self.job_timeout_minutes} + "
+                f"runnableTimeoutMinutes {self.runnable_timeout_minutes}) = {self.job_minutes_at_most} "
+                f"minutes must be shorter than executionTimeoutHours {self.execution_timeout_hours:g}: "
+                "a job could outlive its execution, and Finalize would never run"
+            )
+        return self
+
+    @property
+    def job_minutes_at_most(self) -> int:
+        """The longest one cell's Batch job can last: each attempt may wait blocked in its queue,
+        then run to its timeout."""
+        return self.job_attempts * (self.job_timeout_minutes + self.runnable_timeout_minutes)
 
     def platforms(self, registry: Registry) -> tuple[str, ...]:
         """The platform ids that get builders, in registry order (unknown ids were rejected by

@@ -34,8 +34,9 @@ from buildfarm.platforms import builder_image_dir, registry_path
 from buildfarm.runtimes.definitions import PACKAGED_DEFINITIONS, default_definitions
 from infra.config import InfraConfig
 from infra.log_groups import log_group
-from infra.nag import acknowledge, acknowledge_wildcards, logical_id
+from infra.nag import acknowledge, logical_id
 from infra.signing import KMS_KEY_VARIABLE, SigningKey
+from infra.storage_cdn import PLAN_RECORD_KEYS
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.ARM_64
@@ -53,11 +54,17 @@ METRICS_NAMESPACE = "PythonBuildFarm"
 # claims.py, releases.py, publish.py, verify.py, catalog.py, recovery.py, attest/). Only the
 # publishing functions write versions.json, its signature and keys/; under builds/ they write
 # only the publish side's files (SBOM, provenance, SHA256SUMS, signatures), none under logs/.
-# Key patterns, from the store layout (buildfarm.layout).
+# Under plans/ only Plan writes the plan's record and items; the publishing functions write
+# only the run's outcomes (publish.py, runtimes/cloud_items.py). Key patterns, from the store
+# layout (buildfarm.layout).
+_ANY = "*"
 _VERSIONS, _RELEASES, _INSTALLER = layout.VERSIONS_KEY, layout.RELEASES_KEY, layout.INSTALLER_KEY
 _BUILDS, _LOGS = under(layout.BUILDS_PREFIX), under(layout.LOGS_PREFIX)
 _CLAIMS, _PLANS, _RUNS = under(layout.CLAIMS_PREFIX), under(layout.PLANS_PREFIX), under(layout.RUNS_PREFIX)
 _RUNTIMES = under(layout.RUNTIMES_PREFIX)
+# plans/*/outcomes/*/*/*/*.json and plans/*/runtime-outcomes/*/*/*/*.json: a decided cell.
+CELL_OUTCOMES = layout.outcome_key(_ANY, _ANY, (_ANY, _ANY, _ANY))
+RUNTIME_OUTCOMES = layout.runtime_outcome_key(_ANY, layout.runtime_cell_name(_ANY, _ANY, _ANY, _ANY))
 # What signing a build and the catalog writes: builds/*/SHA256SUMS, ..., keys/*, versions.json.sig.
 PUBLISHER_BUILD_KEYS = tuple(f"{_BUILDS}/{name}" for name in layout.PUBLISHER_BUILD_FILES)
 _SIGNED = (*PUBLISHER_BUILD_KEYS, layout.VERSIONS_SIGNATURE_KEY, under(layout.KEYS_PREFIX))
@@ -67,24 +74,26 @@ PUBLISHER_RUNTIME_KEYS = tuple(f"{_RUNTIMES}/{name}" for name in layout.PUBLISHE
 _STORE_SIGNATURES = (layout.VERSIONS_SIGNATURE_KEY, under(layout.KEYS_PREFIX))
 PLAN_KEYS = {
     "reads": (_VERSIONS, _RELEASES, _CLAIMS, _RUNS),
-    "writes": (_RELEASES, _CLAIMS, _PLANS, _RUNS),
+    "writes": (_RELEASES, _CLAIMS, *PLAN_RECORD_KEYS, _RUNS),
     "deletes": (_RUNS,),
 }
 PUBLISH_CELL_KEYS = {
     "reads": (_VERSIONS, _BUILDS, _LOGS, _CLAIMS, *_STORE_SIGNATURES),
-    "writes": (_VERSIONS, _CLAIMS, _PLANS, *_SIGNED),
+    "writes": (_VERSIONS, _CLAIMS, CELL_OUTCOMES, *_SIGNED),
     "deletes": (),
 }
 _DERIVED = (under(layout.DOWNLOAD_METADATA_PREFIX), *layout.DERIVED_KEYS)
+# Finalize decides the cells and runtime items the per-item functions did not.
 FINALIZE_KEYS = {
     "reads": (_VERSIONS, _PLANS, _BUILDS, _LOGS, _CLAIMS, _INSTALLER, _RUNTIMES, *_STORE_SIGNATURES),
-    "writes": (_VERSIONS, _CLAIMS, _PLANS, *_DERIVED, *_SIGNED, *PUBLISHER_RUNTIME_KEYS),
+    "writes": (_VERSIONS, _CLAIMS, CELL_OUTCOMES, RUNTIME_OUTCOMES, *_DERIVED, *_SIGNED,
+               *PUBLISHER_RUNTIME_KEYS),
     "deletes": (_RUNS,),
-}
+}  # fmt: skip
 # PublishRuntime: verify a runtime build, sign it, merge it, release its claim, record the outcome.
 PUBLISH_RUNTIME_KEYS = {
     "reads": (_VERSIONS, _RUNTIMES, _CLAIMS, *_STORE_SIGNATURES),
-    "writes": (_VERSIONS, _CLAIMS, _PLANS, *PUBLISHER_RUNTIME_KEYS, *_STORE_SIGNATURES),
+    "writes": (_VERSIONS, _CLAIMS, RUNTIME_OUTCOMES, *PUBLISHER_RUNTIME_KEYS, *_STORE_SIGNATURES),
     "deletes": (),
 }
 # Recover finalizes ended runs: Finalize's access, plus reading the open-run markers.
@@ -240,9 +249,16 @@ class FarmFunctions(Construct):
             (self.publish_runtime, PUBLISH_RUNTIME_KEYS),
             (self.finalize, FINALIZE_KEYS),
         ):
+            actions_on: dict[str, list[str]] = {}
             for kind, patterns in keys.items():
                 if patterns:
-                    self._allow(fn, bucket, _SIDS[kind], [_ACTIONS[kind]], list(patterns))
+                    resources = [bucket.arn_for_objects(key) for key in patterns]
+                    fn.add_to_role_policy(
+                        iam.PolicyStatement(sid=_SIDS[kind], actions=[_ACTIONS[kind]], resources=resources)
+                    )
+                for key in patterns:
+                    actions_on.setdefault(key, []).append(_ACTIONS[kind])
+            self._acknowledge_store_keys(fn, bucket, actions_on)
         for fn in self.all:
             fn.add_to_role_policy(
                 iam.PolicyStatement(sid="ListStore", actions=["s3:ListBucket"], resources=[bucket.bucket_arn])
@@ -255,18 +271,19 @@ class FarmFunctions(Construct):
             )  # fmt: skip
 
     @staticmethod
-    def _allow(
-        fn: lambda_.Function, bucket: s3.IBucket, sid: str, actions: list[str], keys: list[str]
+    def _acknowledge_store_keys(
+        fn: lambda_.Function, bucket: s3.IBucket, actions_on: dict[str, list[str]]
     ) -> None:
-        fn.add_to_role_policy(
-            iam.PolicyStatement(
-                sid=f"{sid}", actions=actions, resources=[bucket.arn_for_objects(k) for k in keys]
+        """One acknowledgement per wildcard key pattern, naming every action the function has on it."""
+        for key, actions in actions_on.items():
+            if "*" not in key:
+                continue
+            acknowledge(
+                fn.role,
+                f"AwsSolutions-IAM5[Resource::<{logical_id(bucket)}.Arn>/{key}]",
+                f"{' and '.join(sorted(actions))} on {key} in its own store only: each * stands for what is "
+                "known only at run time (a version, platform, arch, build, execution, runtime name or "
+                "key id). A write it has under builds/ or runtimes/ is one of the publish side's "
+                "SHA256SUMS, SBOM, provenance or .sig files; under plans/, Plan alone writes a plan's "
+                "record and items, the publishing functions only the run's outcomes.",
             )
-        )
-        acknowledge_wildcards(
-            fn.role,
-            [f"<{logical_id(bucket)}.Arn>/{key}" for key in keys if "*" in key],
-            f"{', '.join(actions)} limited to named store prefixes and file names; the keys are per "
-            "cell, build, plan, platform or signing key and only known at run time (its only writes "
-            "under builds/ are the publish side's SHA256SUMS, SBOM, provenance and .sig files).",
-        )

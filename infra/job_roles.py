@@ -4,8 +4,9 @@ A job's version and build number arrive at run time (in its spec or command), bu
 and arch are its job definition's: so each role may write only its own platform and arch's keys
 (buildfarm.layout spells them), and a compromised build cannot plant a build, a log or a uv
 cache for another platform or arch. The bucket policy adds what IAM alone cannot enforce
-(storage_cdn: create-only builds/ and runtimes/, nothing deleted there, no publisher files, and
-no key outside the builder's prefixes)."""
+(storage_cdn: create-only builds/ and runtimes/, nothing deleted there, no publisher files, no
+key outside the builder's prefixes, and no key deeper than a build's files: IAM's `*` spans '/',
+so builds/*/<platform>/<arch>/* alone also matches a key nested below another cell's build)."""
 
 from __future__ import annotations
 
@@ -99,10 +100,14 @@ class JobRoles(Construct):
         acknowledge_wildcards(
             role,
             [f"<{logical_id(bucket)}.Arn>/{pattern}" for pattern in keys.writable],
-            f"the builder of {keys.platform}/{keys.arch} puts (and heads, not logs/) keys of its own "
-            "platform and arch below builds/, runtimes/ and logs/ only; the version and build number "
-            "come in the job's spec or command at run time, so IAM cannot name them. It cannot write "
-            "catalogs, claims, plans or releases.json; the bucket policy BuildsAreCreateOnly refuses any "
-            "builds/ or runtimes/ write that could replace an existing object, PublishedBuildsStay any "
-            "delete there, and OnlyThePublishSideSigns any SHA256SUMS, SBOM, provenance or .sig.",
+            f"the builder of {keys.platform}/{keys.arch} puts (and heads, not logs/) keys below "
+            "builds/, runtimes/ and logs/ whose platform and arch segments are its own; the version, "
+            "build number and runtime name come in the job's spec or command at run time, so IAM "
+            "cannot name them. IAM's * also spans '/', so these patterns alone would match a key "
+            "nested below another cell's build: the bucket policy NoKeysBelowABuild refuses every key "
+            "deeper than <build>/<file>, which leaves only its own platform and arch's cells. It "
+            "cannot write catalogs, claims, plans or releases.json (BuildersWriteOnlyTheirPrefixes); "
+            "BuildsAreCreateOnly refuses any builds/ or runtimes/ write that could replace an object, "
+            "PublishedBuildsStay any delete there, and OnlyThePublishSideSigns any SHA256SUMS, SBOM, "
+            "provenance or .sig.",
         )

@@ -53,6 +53,7 @@ class BuildFarmStack(Stack):
             public_base_url=self.storage.public_base_url,
             signing_key=self.signing_key,
         )
+        self.storage.reserve_plan_record(self.functions.plan.role)
         self.workflow = BuildWorkflow(
             self,
             "Workflow",

@@ -42,6 +42,23 @@ BUILDER_WRITABLE_KEYS = (
     *(under(prefix) for prefix in (*layout.BUILDER_PREFIXES, layout.RUNTIMES_PREFIX)),
     under(layout.UV_CACHE_PREFIX),
 )
+# Keys deeper than the layout's deepest, builds/<version>/<platform>/<arch>/<build>/<file> (logs/
+# alike) and runtimes/<name>/<version>/<platform>/<arch>/<build>/<file>: each pattern matches a
+# key with at least one segment more. IAM's `*` spans '/', so the builder's per-platform grants
+# (infra.job_roles) alone would also match a key nested below another cell's build.
+_ANY = "*"
+TOO_DEEP_KEYS = tuple(
+    f"{directory}/{_ANY}/{_ANY}"
+    for directory in (
+        layout.artifact_dir(_ANY, _ANY, _ANY, _ANY),
+        layout.log_dir(_ANY, _ANY, _ANY, _ANY),
+        layout.runtime_artifact_dir(_ANY, _ANY, _ANY, _ANY, _ANY),
+    )
+)
+# A plan's items (the Distributed Maps' ItemReader reads them) and its record (Recover reads it):
+# Plan's alone to write.
+PLAN_ITEMS_KEYS = (layout.items_key(_ANY), layout.runtime_items_key(_ANY))
+PLAN_RECORD_KEYS = (layout.plan_record_key(_ANY), *PLAN_ITEMS_KEYS)
 
 
 class StorageCdn(Construct):
@@ -54,6 +71,7 @@ class StorageCdn(Construct):
         self._store(config)
         self._cdn()
         self._store_policies()
+        self._layout_depth_policy()
 
     def _log_bucket(self) -> None:
         # Access logs of the store and of CloudFront. CloudFront standard logging writes with ACLs,
@@ -230,6 +248,36 @@ class StorageCdn(Construct):
                     self.bucket.arn_for_objects(key) for key in (PUBLISHED_BUILDS, PUBLISHED_RUNTIMES)
                 ],
                 conditions={"Null": {"s3:if-none-match": "true"}},
+            )
+        )
+
+    def _layout_depth_policy(self) -> None:
+        # No one writes a key deeper than the layout's (nothing the farm writes is): a key
+        # nested below another cell's build directory would make that cell's builder refuse the
+        # build as taken, and PublishedBuildsStay would keep it there for good.
+        self.bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="NoKeysBelowABuild",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["s3:PutObject"],
+                resources=[self.bucket.arn_for_objects(key) for key in TOO_DEEP_KEYS],
+            )
+        )
+
+    def reserve_plan_record(self, planner: iam.IRole) -> None:
+        """Only Plan's role writes a plan's record and items (plans/<execution>/plan.json,
+        items.json, runtime-items.json), whatever IAM grants anyone else: the Maps build what
+        the items say and Recover publishes by the record. (An operator who must rewrite one
+        edits this statement first.)"""
+        self.bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="OnlyPlanWritesThePlan",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["s3:PutObject"],
+                resources=[self.bucket.arn_for_objects(key) for key in PLAN_RECORD_KEYS],
+                conditions={"ArnNotEquals": {"aws:PrincipalArn": planner.role_arn}},
             )
         )
 

@@ -20,6 +20,7 @@ from infra.config import InfraConfig
 from infra.functions import FarmFunctions
 from infra.log_groups import log_group
 from infra.nag import acknowledge_wildcards, logical_id
+from infra.storage_cdn import PLAN_ITEMS_KEYS
 from infra.workflow_states import workflow_definition
 
 # The executions of a state machine, as cdk-nag prints their ARN pattern (see _acknowledge).
@@ -85,10 +86,11 @@ class BuildWorkflow(Construct):
                 actions=["lambda:InvokeFunction"],
                 resources=[fn.function_arn for fn in functions.all],
             ),
+            # The ItemReader reads the items files Plan writes, not the plan record or outcomes.
             iam.PolicyStatement(
                 sid="ReadPlanItems",
                 actions=["s3:GetObject"],
-                resources=[bucket.arn_for_objects(under(layout.PLANS_PREFIX))],
+                resources=[bucket.arn_for_objects(key) for key in PLAN_ITEMS_KEYS],
             ),
             iam.PolicyStatement(
                 sid="WriteMapResults",
@@ -131,7 +133,7 @@ class BuildWorkflow(Construct):
             policy,
             [
                 "*",
-                f"<{logical_id(bucket)}.Arn>/{under(layout.PLANS_PREFIX)}",
+                *(f"<{logical_id(bucket)}.Arn>/{key}" for key in PLAN_ITEMS_KEYS),
                 f"<{logical_id(bucket)}.Arn>/{under(layout.MAP_RESULTS_PREFIX)}",
                 *(
                     f"arn:<AWS::Partition>:batch:<AWS::Region>:<AWS::AccountId>:job-definition/{name}:*"
@@ -140,8 +142,9 @@ class BuildWorkflow(Construct):
                 "arn:<AWS::Partition>:batch:<AWS::Region>:<AWS::AccountId>:job/*",
             ],
             "'*' only for actions without resource-level permissions (CloudWatch Logs "
-            f"delivery, X-Ray, batch:DescribeJobs); S3 = its own store's {layout.PLANS_PREFIX} "
-            f"(ItemReader reads the key Plan returns) and {layout.MAP_RESULTS_PREFIX} (ResultWriter); "
+            f"delivery, X-Ray, batch:DescribeJobs); S3 = its own store's {' and '.join(PLAN_ITEMS_KEYS)} "
+            f"(the ItemReader reads the items file Plan names; * = the execution) and "
+            f"{layout.MAP_RESULTS_PREFIX} (ResultWriter); "
             "job definitions: each of this stack's by name, any revision (name:N); batch:TerminateJob on "
             "job/*: it authorizes on the job's ARN (job/<id>, no queue in it) and the ids only exist "
             "once submitted.",

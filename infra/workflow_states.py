@@ -220,7 +220,7 @@ def _items_map(
         scope,
         name,
         comment=comment,
-        # Where Plan wrote the items; the role may read only plans/*.
+        # Where Plan wrote the items; the role may read only the plans' items files.
         item_reader=sfn.S3JsonItemReader(
             bucket_name_path=sfn.JsonPath.string_at(f"{items_path}.bucket"),
             key=sfn.JsonPath.string_at(f"{items_path}.key"),

@@ -1,10 +1,12 @@
-"""The README's generated tables: supported platforms and series, from the platform registry.
+"""The README's generated tables: supported platforms and series, from the platform registry;
+the cdk.json context keys, from the stack's configuration model (infra.config: its defaults).
 
     .venv/bin/python scripts/readme_tables.py           # print the tables
     .venv/bin/python scripts/readme_tables.py --write   # rewrite them in README.md
 
 Each table sits between `<!-- NAME:begin -->` and `<!-- NAME:end -->` in README.md;
-tests/test_readme.py fails when one is out of date with builder_image/platforms.json.
+tests/test_readme.py fails when one is out of date with builder_image/platforms.json or
+infra/config.py.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from pathlib import Path
 
 from buildfarm.platforms import Registry, load_registry
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # the `infra` package lives at the top level
 
 
 def platforms_table(registry: Registry) -> str:
@@ -42,7 +47,33 @@ def series_table(registry: Registry) -> str:
     return "\n".join(rows)
 
 
-TABLES = {"platforms": platforms_table, "series": series_table}
+def _default(value: object) -> str:
+    """A model default as cdk.json spells it (no value: `""`)."""
+    if value is None or value in ((), ""):
+        return '""'
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def cdk_keys_table(registry: Registry) -> str:
+    """One row per context key (infra.config.CONTEXT_KEYS): its default, the model's, and meaning."""
+    from infra.config import CONTEXT_KEYS, CONTEXT_PREFIX, InfraConfig
+
+    fields = {field.alias: field for field in InfraConfig.model_fields.values()}
+    budget = str(InfraConfig.model_validate({}).cells_per_execution)
+    rows = ["| key | default | meaning |", "| --- | --- | --- |"]
+    for key, (note, meaning) in CONTEXT_KEYS.items():
+        default = f"`{_default(fields[key].default)}`" + (f": {note}" if note else "")
+        rows.append(f"| `{CONTEXT_PREFIX}{key}` | {default} | {meaning.replace('{budget}', budget)} |")
+    return "\n".join(rows)
+
+
+TABLES = {"platforms": platforms_table, "series": series_table, "cdk-keys": cdk_keys_table}
 
 
 def block(name: str) -> re.Pattern[str]:

@@ -48,7 +48,7 @@ def test_readme_opens_with_the_two_setup_commands():
     assert README.index("```sh") < README.index("\n## ")
 
 
-def test_platform_and_series_tables_are_generated_from_the_registry():
+def test_generated_tables_are_current():
     from buildfarm.platforms import load_registry
 
     tables = _readme_tables()
@@ -68,20 +68,13 @@ def test_every_buildfarm_variable_in_the_code_is_in_the_readme_table_and_no_othe
     assert in_readme - in_code == set(), "documented variables the code does not read"
 
 
-def _spelled(value: object) -> str:
-    """A cdk.json value as the README's default column spells it."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    return json.dumps(value) if value == "" else str(value)
-
-
-def test_cdk_key_table_lists_cdk_json_with_its_defaults():
+def test_cdk_key_table_lists_every_key_cdk_json_sets():
+    """Every key cdk.json sets has a row. Its default is the model's (the table is generated:
+    test_generated_tables_are_current); cdk.json's values are a team's to change."""
     context = json.loads((REPO / "cdk.json").read_text())["context"]
-    ours = {key: value for key, value in context.items() if key.startswith("buildfarm:")}
-    rows = {row[0].strip("`"): row[1] for row in _table("cdk-keys")}
-    assert list(rows) == list(ours)
-    for key, value in ours.items():
-        assert rows[key].startswith(f"`{_spelled(value)}`"), f"{key}: README {rows[key]}, cdk.json {value!r}"
+    ours = {key for key in context if key.startswith("buildfarm:")}
+    rows = {row[0].strip("`") for row in _table("cdk-keys")}
+    assert rows == ours
 
 
 def _default_as_readme_spells_it(value: object) -> str:

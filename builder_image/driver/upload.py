@@ -144,10 +144,18 @@ class S3Store(object):
         return "{}/{}".format(self.prefix, relative) if self.prefix else relative
 
     def cell_exists(self, artifact_dir):
-        response = self.client.list_objects_v2(
-            Bucket=self.bucket, Prefix=self.key(artifact_dir) + "/", MaxKeys=1
-        )
-        return response.get("KeyCount", 0) > 0
+        """Whether the build directory holds a file of its own. Only its direct keys count
+        (Delimiter "/"): a key nested deeper below it is no file of this build (and the bucket
+        refuses such keys), so it cannot make a free build number look taken. Paged: the
+        listing returns subfolders (CommonPrefixes) and files in one sorted stream."""
+        request = {"Bucket": self.bucket, "Prefix": self.key(artifact_dir) + "/", "Delimiter": "/"}
+        while True:
+            response = self.client.list_objects_v2(**request)
+            if response.get("Contents"):
+                return True
+            if not response.get("IsTruncated"):
+                return False
+            request["ContinuationToken"] = response["NextContinuationToken"]
 
     def _put(self, key, path):
         members = self._put_object_fields()

@@ -43,8 +43,20 @@ def render(value: Any, bucket_id: str) -> str:
     return "?"
 
 
+STORE_ARN = "arn:aws:s3:::STORE/"
+
+
 def allowed(template: dict[str, Any], role_id: str, action: str, resource: str) -> bool:
-    """Whether any policy attached to the role allows `action` on `resource` (wildcards honoured)."""
+    """Whether the role may: a policy attached to it allows `action` on `resource` (wildcards
+    honoured as IAM does: `*` also spans '/'), and, for a store key, the bucket policy does not
+    deny it to the role (an explicit deny wins over any allow)."""
+    if not _identity_allows(template, role_id, action, resource):
+        return False
+    key = resource.removeprefix(STORE_ARN)
+    return not (resource.startswith(STORE_ARN) and bucket_denies(template, role_id, action, key))
+
+
+def _identity_allows(template: dict[str, Any], role_id: str, action: str, resource: str) -> bool:
     bucket_id, _ = only(template, "AWS::S3::Bucket", "StorageStore")
     for policy in by_type(template, "AWS::IAM::Policy").values():
         if {"Ref": role_id} not in policy["Properties"]["Roles"]:
@@ -85,13 +97,30 @@ def job_roles(template: dict[str, Any]) -> list[str]:
     return [lid for lid in by_type(template, "AWS::IAM::Role") if lid.startswith("BatchJobRole")]
 
 
-def _listed(value: Any) -> list[Any]:
+def listed(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
+
+
+def _applies_to(statement: dict[str, Any], principal: str | None) -> bool:
+    """Whether a statement's condition holds for the role `principal` (a logical id) whatever the
+    request: none, or aws:PrincipalArn other than named roles. Any other condition depends on
+    the request (not unconditional); for anyone (principal None), only no condition."""
+    condition = statement.get("Condition")
+    if not condition:
+        return True
+    if (
+        principal is None
+        or list(condition) != ["ArnNotEquals"]
+        or list(condition["ArnNotEquals"]) != ["aws:PrincipalArn"]
+    ):
+        return False
+    return {"Fn::GetAtt": [principal, "Arn"]} not in listed(condition["ArnNotEquals"]["aws:PrincipalArn"])
 
 
 def bucket_denies(template: dict[str, Any], principal: str | None, action: str, key: str) -> bool:
     """Whether the store's bucket policy denies, unconditionally, `action` on the key to the role
-    `principal` (a logical id), or to anyone (principal None: statements for "*" only)."""
+    `principal` (a logical id), or to anyone (principal None: statements for "*" only). A deny
+    to all but some roles (ArnNotEquals aws:PrincipalArn) counts for the roles it names not."""
     bucket_id, _ = only(template, "AWS::S3::Bucket", "StorageStore")
     (policy,) = [
         p
@@ -100,17 +129,17 @@ def bucket_denies(template: dict[str, Any], principal: str | None, action: str, 
     ]
     arn = f"arn:aws:s3:::STORE/{key}"
     for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
-        named = _listed(statement.get("Principal", {}).get("AWS"))
+        named = listed(statement.get("Principal", {}).get("AWS"))
         applies = "*" in named or (principal and {"Fn::GetAtt": [principal, "Arn"]} in named)
-        if statement["Effect"] != "Deny" or not applies or "Condition" in statement:
+        if statement["Effect"] != "Deny" or not applies or not _applies_to(statement, principal):
             continue
-        if not any(fnmatch.fnmatchcase(action, a) for a in _listed(statement["Action"])):
+        if not any(fnmatch.fnmatchcase(action, a) for a in listed(statement["Action"])):
             continue
         if "NotResource" in statement:
             if not any(
-                fnmatch.fnmatchcase(arn, render(r, bucket_id)) for r in _listed(statement["NotResource"])
+                fnmatch.fnmatchcase(arn, render(r, bucket_id)) for r in listed(statement["NotResource"])
             ):
                 return True
-        elif any(fnmatch.fnmatchcase(arn, render(r, bucket_id)) for r in _listed(statement["Resource"])):
+        elif any(fnmatch.fnmatchcase(arn, render(r, bucket_id)) for r in listed(statement["Resource"])):
             return True
     return False

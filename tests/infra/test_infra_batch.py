@@ -4,6 +4,7 @@ synthesized stack (template assertions on the session's synthesis)."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from template_helpers import by_type, cdk_json_config, only
@@ -67,18 +68,57 @@ def test_job_definitions_are_enabled_platforms_times_arches_with_config_resource
 def test_retry_strategy_retries_infrastructure_loss_and_exits_on_anything_else(
     template, lifecycle_date
 ) -> None:
+    """Batch applies the first matching rule (at most 5): Spot reclaim / instance loss, and a
+    container that never started on its host (image pull, Docker timeout), are retried; anything
+    else, a compile or test failure first, exits."""
     definitions = by_type(template, "AWS::Batch::JobDefinition")
     assert definitions
     for resource in definitions.values():
         strategy = resource["Properties"]["RetryStrategy"]
         assert strategy["Attempts"] == cdk_json_config(lifecycle_date).job_attempts
         rules = strategy["EvaluateOnExit"]
-        # Batch applies the first matching rule: Spot reclaim / instance loss first, then EXIT for all.
-        assert rules[0] == {"Action": "RETRY", "OnStatusReason": "Host EC2*"}
-        assert rules[-1] == {"Action": "EXIT", "OnReason": "*"}
-        assert all(
-            r["Action"] == "RETRY" and r.get("OnStatusReason", "").startswith("Host EC2") for r in rules[:-1]
-        )
+        assert rules == [
+            {"Action": "RETRY", "OnStatusReason": "Host EC2*"},
+            {"Action": "RETRY", "OnStatusReason": "Task failed to start*"},
+            {"Action": "RETRY", "OnReason": "CannotPullContainerError:*"},
+            {"Action": "RETRY", "OnReason": "DockerTimeoutError*"},
+            {"Action": "EXIT", "OnReason": "*"},
+        ]
+        # Batch's pattern syntax: letters, digits, '.', ':', white space, a trailing '*'; 512 at most.
+        for rule in rules:
+            for field in ("OnStatusReason", "OnReason"):
+                if field in rule:
+                    assert re.fullmatch(r"[A-Za-z0-9.: \t]*\*?", rule[field]), rule
+                    assert len(rule[field]) <= 512
+
+
+def test_a_job_fits_a_compute_instance_of_its_vcpus(template) -> None:
+    """An 8-vCPU compute-optimized instance (c7i.2xlarge, ...) has 16 GiB, of which ECS registers
+    less (kernel, agent; Batch keeps 5 % spare): a job asking for all 16 GiB fits none of them."""
+    for resource in by_type(template, "AWS::Batch::JobDefinition").values():
+        container = resource["Properties"]["ContainerProperties"]
+        requirements = {r["Type"]: int(r["Value"]) for r in container["ResourceRequirements"]}
+        instance_mib = requirements["VCPU"] * 2048  # the c-classes' 2 GiB per vCPU
+        assert requirements["MEMORY"] <= instance_mib * 0.95, requirements
+
+
+def test_a_job_blocked_in_its_queue_is_cancelled_after_the_configured_wait(template, lifecycle_date) -> None:
+    """No Spot capacity, or a job larger than any instance or the compute environment: Batch
+    cancels it after runnableTimeoutMinutes, the cell fails, and the execution goes on to Finalize
+    instead of waiting out its timeout."""
+    wait = cdk_json_config(lifecycle_date).runnable_timeout_minutes * 60
+    queues = by_type(template, "AWS::Batch::JobQueue")
+    assert len(queues) == 2
+    for queue in queues.values():
+        actions = queue["Properties"]["JobStateTimeLimitActions"]
+        assert sorted(actions, key=lambda a: a["Reason"]) == [
+            {"Action": "CANCEL", "MaxTimeSeconds": wait, "Reason": reason, "State": "RUNNABLE"}
+            for reason in (
+                "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY",
+                "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE",
+                "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT",
+            )
+        ]
 
 
 def test_spot_compute_per_arch_imdsv2_encrypted_gp3_no_ssh(template) -> None:

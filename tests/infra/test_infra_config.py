@@ -3,23 +3,17 @@ and the platforms that get builders following the registry's end-of-support date
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
 from datetime import date
-from pathlib import Path
 
 import pytest
+from template_helpers import REPO, cdk_json_config
 
 from buildfarm.config import FarmConfig, WorkflowSettings
 from buildfarm.platforms import load_registry
 from infra.config import ConfigError, InfraConfig
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def cdk_json_config(lifecycle_date: str) -> InfraConfig:
-    """cdk.json's configuration on the day the session's synthesis used (the lifecycle_date fixture)."""
-    context = json.loads((REPO / "cdk.json").read_text())["context"]
-    return InfraConfig.from_context({**context, "buildfarm:lifecycleDate": lifecycle_date})
 
 
 def test_config_from_context_accepts_cli_strings_and_names_bad_values() -> None:
@@ -109,6 +103,10 @@ def test_the_lambdas_read_back_every_shared_setting_the_stack_gives_them(lifecyc
             "buildfarm:sourceMirror": "file:///srv/python",
             "buildfarm:maxConcurrency": 7,
             "buildfarm:executionTimeoutHours": "1.5",
+            # A job's attempts, each waiting in its queue and running to its timeout, fit in it.
+            "buildfarm:jobTimeoutMinutes": "30",
+            "buildfarm:jobAttempts": "2",
+            "buildfarm:runnableTimeoutMinutes": "10",
             "buildfarm:jobMinutesEstimate": 25,
             "buildfarm:maxCellsPerExecution": "12",
         },
@@ -123,11 +121,64 @@ def test_the_lambdas_read_back_every_shared_setting_the_stack_gives_them(lifecyc
     assert farm.cells_per_execution == 12
 
 
-def test_cdk_json_states_the_models_defaults(lifecycle_date) -> None:
-    """cdk.json lists the keys for platform teams to edit; its values are the model's defaults."""
-    assert cdk_json_config(lifecycle_date) == InfraConfig.from_context(
-        {"buildfarm:lifecycleDate": lifecycle_date}
-    )
+def _readme_tables():
+    spec = importlib.util.spec_from_file_location("readme_tables", REPO / "scripts" / "readme_tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_model_is_the_one_place_defaults_live_and_cdk_json_may_override_any(lifecycle_date) -> None:
+    """cdk.json names every key for platform teams to edit, in the README table's order; the
+    README's defaults are rendered from the model, so an edited cdk.json is no inconsistency."""
+    from infra.config import CONTEXT_KEYS, CONTEXT_PREFIX
+
+    aliases = [field.alias for field in InfraConfig.model_fields.values()]
+    assert sorted(CONTEXT_KEYS) == sorted(a for a in aliases if a != "lifecycleDate")
+    context = json.loads((REPO / "cdk.json").read_text())["context"]
+    assert [key for key in context if key.startswith(CONTEXT_PREFIX)] == [
+        f"{CONTEXT_PREFIX}{key}" for key in CONTEXT_KEYS
+    ]
+    cdk_json_config(lifecycle_date)  # valid as it stands
+    readme = (REPO / "README.md").read_text()
+    table = _readme_tables().cdk_keys_table(load_registry())
+    assert f"<!-- cdk-keys:begin -->\n{table}\n<!-- cdk-keys:end -->" in readme
+    fields = {field.alias: field for field in InfraConfig.model_fields.values()}
+    assert "| `buildfarm:jobMemoryMiB` | `15360` |" in table and fields["jobMemoryMiB"].default == 15360
+    # A team's edit of cdk.json (what the README tells it to do) is taken as is.
+    edited = {**context, "buildfarm:jobVcpus": 16, "buildfarm:jobMemoryMiB": 30720}
+    config = InfraConfig.from_context({**edited, "buildfarm:lifecycleDate": lifecycle_date})
+    assert (config.job_vcpus, config.job_memory_mib) == (16, 30720)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            {"jobVcpus": "64", "maxVcpusPerArch": "32"},
+            "jobVcpus 64 exceeds maxVcpusPerArch 32: no compute environment could ever run a job",
+        ),
+        (
+            {"jobAttempts": "3", "jobTimeoutMinutes": "420", "runnableTimeoutMinutes": "60"},
+            "jobAttempts 3 x (jobTimeoutMinutes 420 + runnableTimeoutMinutes 60) = 1440 minutes must be "
+            "shorter than executionTimeoutHours 24",
+        ),
+        (
+            {"executionTimeoutHours": "2", "jobTimeoutMinutes": "100", "jobAttempts": "1"},
+            "jobAttempts 1 x (jobTimeoutMinutes 100 + runnableTimeoutMinutes 60) = 160 minutes must be "
+            "shorter than executionTimeoutHours 2",
+        ),
+        ({"runnableTimeoutMinutes": "5"}, "buildfarm:runnableTimeoutMinutes: 5 is too small (minimum 10)"),
+    ],
+)
+def test_a_job_must_fit_its_compute_environment_and_its_execution(values, message) -> None:
+    """A job larger than its compute environment would wait RUNNABLE for ever, and one whose
+    attempts (each waiting in its queue, then running to its timeout) outlast the execution
+    would keep Finalize from running: synthesis refuses both, naming the values."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        InfraConfig.from_context({f"buildfarm:{key}": value for key, value in values.items()})
+    fits = InfraConfig.from_context({"buildfarm:jobVcpus": "32", "buildfarm:maxVcpusPerArch": "32"})
+    assert fits.job_minutes_at_most == 3 * (240 + 60) < 24 * 60
 
 
 @pytest.mark.parametrize(

@@ -3,9 +3,22 @@
 
 from __future__ import annotations
 
-import pytest
-from template_helpers import allowed, bucket_denies, by_type, job_role, job_roles, role_of
+import json
 
+import pytest
+from template_helpers import (
+    allowed,
+    bucket_denies,
+    by_type,
+    job_role,
+    job_roles,
+    listed,
+    only,
+    render,
+    role_of,
+)
+
+from buildfarm.workflow_names import STACK_NAME
 from infra.functions import stage_lambda_bundle
 
 pytestmark = pytest.mark.slow
@@ -110,7 +123,10 @@ def test_publish_runtime_writes_runtimes_signed_files_and_versions_json_only(tem
     role = role_of(template, "FunctionsPublishRuntimeRole")
     runtime = "runtimes/svc/2.1.0/debian-12/x86_64/1"
     signed = (f"{runtime}/SHA256SUMS", f"{runtime}/SHA256SUMS.sig", "versions.json", "versions.json.sig")
-    state = ("claims/runtimes/svc/2.1.0/debian-12/x86_64.json", "plans/e1/runtime-outcomes/svc/x.json")
+    state = (
+        "claims/runtimes/svc/2.1.0/debian-12/x86_64.json",
+        "plans/e1/runtime-outcomes/svc/2.1.0/debian-12/x86_64.json",
+    )
     for key in (*signed, *state):
         assert allowed(template, role, "s3:PutObject", f"arn:aws:s3:::STORE/{key}"), key
     built = (
@@ -132,3 +148,97 @@ def test_publish_runtime_writes_runtimes_signed_files_and_versions_json_only(tem
     assert (bundle / "buildfarm" / "runtime_definitions" / "fastapi-demo" / "requirements.txt").is_file()
     plain = stage_lambda_bundle(tmp_path / "plain", runtime_definitions=False)
     assert not (plain / "buildfarm" / "runtime_definitions").exists()
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        # IAM's `*` spans '/': builds/*/debian-12/x86_64/* alone matches these, nested below
+        # another cell's build (whose builder would then find its build number taken).
+        "builds/3.13.5/ubuntu-2404/aarch64/4/debian-12/x86_64/x",
+        "logs/3.13.5/ubuntu-2404/aarch64/4/debian-12/x86_64/failure.json",
+        "runtimes/svc/2.1.0/rhel-9/aarch64/1/x/debian-12/x86_64/manifest.json",
+        "builds/3.13.5/debian-12/x86_64/1/sub/python.tar.gz",
+    ],
+)
+def test_no_one_writes_a_key_deeper_than_a_builds_files(template, key: str) -> None:
+    job = job_role(template, "debian-12", "x86_64")
+    assert not allowed(template, job, "s3:PutObject", f"arn:aws:s3:::STORE/{key}")
+    assert bucket_denies(template, None, "s3:PutObject", key)  # whoever asks
+    # The cell's own files, at the layout's depth, stay writable.
+    own = key.split("/")[0] + (
+        "/svc/2.1.0/debian-12/x86_64/1/manifest.json" if key.startswith("runtimes/") else
+        "/3.13.5/debian-12/x86_64/1/manifest.json"
+    )  # fmt: skip
+    assert allowed(template, job, "s3:PutObject", f"arn:aws:s3:::STORE/{own}"), own
+    assert not bucket_denies(template, None, "s3:PutObject", own), own
+
+
+def test_only_plan_writes_a_plans_record_and_items_the_publishers_only_outcomes(template) -> None:
+    plan = role_of(template, "FunctionsPlanRole")
+    record = ("plans/e1/plan.json", "plans/e1/items.json", "plans/e1/runtime-items.json")
+    cell_outcome = "plans/e1/outcomes/failed/3.13.5/debian-12/x86_64.json"
+    runtime_outcome = "plans/e1/runtime-outcomes/svc/2.1.0/debian-12/x86_64.json"
+    for key in record:
+        assert allowed(template, plan, "s3:PutObject", f"arn:aws:s3:::STORE/{key}"), key
+    writers = {
+        "FunctionsPublishCellRole": (cell_outcome,),
+        "FunctionsPublishRuntimeRole": (runtime_outcome,),
+        "FunctionsFinalizeRole": (cell_outcome, runtime_outcome),
+        "FunctionsRecoverRole": (cell_outcome, runtime_outcome),
+    }
+    for name, outcomes in writers.items():
+        role = role_of(template, name)
+        for key in outcomes:
+            assert allowed(template, role, "s3:PutObject", f"arn:aws:s3:::STORE/{key}"), (name, key)
+        for key in (*record, "plans/e1/other.json", "plans/results/x/manifest.json"):
+            assert not allowed(template, role, "s3:PutObject", f"arn:aws:s3:::STORE/{key}"), (name, key)
+    # The bucket refuses the record to every other role, whatever IAM grants it later.
+    others = [lid for lid in by_type(template, "AWS::IAM::Role") if lid != plan]
+    for key in record:
+        assert all(bucket_denies(template, role, "s3:PutObject", key) for role in others), key
+        assert not bucket_denies(template, plan, "s3:PutObject", key), key
+    # The Maps' ItemReader reads the items files, nothing else under plans/.
+    workflow = role_of(template, "WorkflowRole")
+    for key in ("plans/e1/items.json", "plans/e1/runtime-items.json"):
+        assert allowed(template, workflow, "s3:GetObject", f"arn:aws:s3:::STORE/{key}"), key
+    for key in ("plans/e1/plan.json", cell_outcome):
+        assert not allowed(template, workflow, "s3:GetObject", f"arn:aws:s3:::STORE/{key}"), key
+
+
+def test_each_functions_acknowledgement_names_the_actions_it_has_on_that_key(synthesis, template) -> None:
+    """A wildcard acknowledgement of a function's role says which actions it has on that key
+    pattern: all of them, no other (one reason per pattern, not one per statement)."""
+    metadata = json.loads((synthesis.outdir / f"{STACK_NAME}.metadata.json").read_text())
+    checked = 0
+    for path, entries in metadata.items():
+        if not path.startswith(f"/{STACK_NAME}/Functions/") or not path.endswith("Role"):
+            continue
+        role = role_of(template, "Functions" + path.rsplit("/", 1)[1])
+        for entry in entries:
+            if entry["type"] != "aws:cdk:acknowledged-rules":
+                continue
+            for rule, reason in entry["data"].items():
+                if ".Arn>/" not in rule:
+                    continue
+                key = rule.split(".Arn>/", 1)[1].removesuffix("]")
+                granted = _store_actions(template, role, key)
+                assert granted, (path, key)
+                assert reason.split(": ", 1)[1].startswith(
+                    f"{' and '.join(sorted(set(granted)))} on {key} "
+                ), reason
+                checked += 1
+    assert checked > 20
+
+
+def _store_actions(template, role: str, key: str) -> list[str]:
+    """The actions of the role's statements that list the store key pattern as a resource."""
+    bucket_id, _ = only(template, "AWS::S3::Bucket", "StorageStore")
+    return [
+        action
+        for policy in by_type(template, "AWS::IAM::Policy").values()
+        if {"Ref": role} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if f"arn:aws:s3:::STORE/{key}" in [render(r, bucket_id) for r in listed(statement["Resource"])]
+        for action in listed(statement["Action"])
+    ]

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import pytest
-from template_helpers import allowed, bucket_denies, by_type, job_role, only, role_of
+from template_helpers import REPO, allowed, bucket_denies, by_type, job_role, only, role_of
 
 from buildfarm.workflow_names import STACK_NAME
 
@@ -82,11 +82,17 @@ def test_acknowledgements_of_the_builder_and_workflow_grants_say_what_they_grant
     assert sorted(rule.rsplit(".Arn>/", 1)[1] for rule in job) == [
         "builds/*/debian-12/x86_64/*]", "logs/*/debian-12/x86_64/*]", "runtimes/*/*/debian-12/x86_64/*]"
     ]  # fmt: skip
+    sids = (
+        "BuildsAreCreateOnly",
+        "PublishedBuildsStay",
+        "OnlyThePublishSideSigns",
+        "BuildersWriteOnlyTheirPrefixes",
+        "NoKeysBelowABuild",  # IAM's * spans '/': the patterns alone reach below other cells' builds
+    )
     for reason in job.values():
         assert "debian-12/x86_64" in reason and "cannot write" in reason and "claims" in reason
-        assert all(
-            sid in reason for sid in ("BuildsAreCreateOnly", "PublishedBuildsStay", "OnlyThePublishSideSigns")
-        )
+        assert all(sid in reason for sid in sids), reason
+        assert "spans '/'" in reason
     (terminate,) = [reason for rule, reason in reasons.items() if rule.endswith(":job/*]")]
     assert "TerminateJob" in terminate
     definitions = [rule for rule in reasons if ":job-definition/" in rule]
@@ -146,3 +152,32 @@ def test_the_job_role_replaces_only_its_uv_cache_which_is_never_served(template:
         "Prefix": "cache/",
         "Status": "Enabled",
     }
+
+
+def test_the_builders_preflight_counts_only_its_own_builds_files(monkeypatch) -> None:
+    """builder_image/driver/upload.py's S3Store refuses a build number whose directory holds a
+    file; a key nested deeper below it (a plant the bucket now refuses) is no file of that build
+    and must not make a free build number look taken."""
+    import boto3
+    from moto import mock_aws
+
+    monkeypatch.syspath_prepend(str(REPO / "builder_image"))
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for variable in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(variable, raising=False)
+    from driver.upload import S3Store
+
+    build = "builds/3.13.5/ubuntu-2404/aarch64/4"
+    with mock_aws():
+        client = boto3.client("s3")
+        client.create_bucket(Bucket="farm")
+        for planted in ("debian-12/x86_64/x", "a/b", "c/d"):
+            client.put_object(Bucket="farm", Key=f"python/{build}/{planted}", Body=b"planted")
+        client.put_object(Bucket="farm", Key=f"python/{build}0/manifest.json", Body=b"build 40")
+        store = S3Store("s3://farm/python")
+        # One entry a page: the listing's subfolders ("a/", "c/", "debian-12/") come first.
+        listing = store.client.list_objects_v2
+        monkeypatch.setattr(store.client, "list_objects_v2", lambda **kw: listing(**kw, MaxKeys=1))
+        assert not store.cell_exists(build)
+        client.put_object(Bucket="farm", Key=f"python/{build}/manifest.json", Body=b"{}")
+        assert store.cell_exists(build)

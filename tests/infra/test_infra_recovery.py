@@ -139,3 +139,16 @@ def test_a_built_runtime_whose_run_ended_unpublished_is_published_by_the_next(fa
     assert rebuilt["status"] == "SUCCEEDED", rebuilt
     assert runtime_cells(farm.read_json("versions.json"))[("svc", "2.1.0", "debian-12", "x86_64")].build == 2
     assert len(stand_in.RUNTIME_COMMANDS) == 2 and open_runs(farm) == []
+
+
+def test_recover_and_finalize_name_at_most_one_constants_number() -> None:
+    """Recover's runs and Finalize's failed cells are capped by the same constant, not by a
+    literal of each handler's own."""
+    import inspect
+    import re
+
+    from buildfarm.handlers import publish, recover
+
+    assert recover.MAX_NAMED is publish.MAX_NAMED
+    for module in (recover, publish):
+        assert not re.search(r"\[:\s*50\]", inspect.getsource(module)), module.__name__

@@ -416,7 +416,9 @@ def test_failed_executions_notify_and_alarm(template) -> None:
         "timedOut": "ExecutionsTimedOut",
         "aborted": "ExecutionsAborted",
     }
-    assert sorted(expression.replace(" ", "").split("+")) == sorted(named)
+    # Each term filled: a metric without datapoints in the hour (no timeout, no abort) would
+    # otherwise leave the sum without a datapoint, and one failure would never alarm.
+    assert sorted(expression.replace(" ", "").split("+")) == sorted(f"FILL({m},0)" for m in named)
     assert all(m["MetricStat"]["Stat"] == "Sum" for m in metrics if "MetricStat" in m)
     assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
     _publishers_are_the_alarm_and_the_rules_role(template, topic_id, rule)

@@ -32,7 +32,9 @@ from buildfarm.runtimes.cloud_items import RuntimeItem, decide_runtime_item, fin
 from buildfarm.store import open_store
 
 logger, tracer, metrics = powertools()
-MAX_FAILED_NAMED = 50
+# The most cells (or runs) a state's output names, Finalize's failed cells and Recover's runs
+# alike: payloads stay bounded however large the run (the rest are counted, not named).
+MAX_NAMED = 50
 
 
 class ItemsLocation(BaseModel):
@@ -127,5 +129,5 @@ def finalize_handler(event: FinalizeEvent, context: LambdaContext) -> dict[str, 
     answer["failed"] += [{"cell": o.cell, "reason": o.reason} for o in runtimes if o.status == "failed"]
     answer["counts"]["runtimes_published"] = sum(1 for o in runtimes if o.status == "published")
     answer["counts"]["runtimes_failed"] = sum(1 for o in runtimes if o.status == "failed")
-    answer["failed"] = answer["failed"][:MAX_FAILED_NAMED]
+    answer["failed"] = answer["failed"][:MAX_NAMED]
     return answer

@@ -20,6 +20,7 @@ from buildfarm.attest.farm_signer import require_signer
 from buildfarm.config import FarmConfig
 from buildfarm.handlers.common import powertools
 from buildfarm.handlers.executions import step_functions_liveness
+from buildfarm.handlers.publish import MAX_NAMED
 from buildfarm.recovery import recover
 from buildfarm.store import open_store
 from buildfarm.workflow_input import asks_for_dry_run
@@ -58,8 +59,8 @@ def handler(event: RecoverEvent, context: LambdaContext) -> dict[str, Any]:
         logger.info("recovered runs", extra={"finalized": recovery.finalized})
     # Cell lists can be long: the state output carries the counts and the run ids only.
     return {
-        "finalized": recovery.finalized[:50],
-        "running": recovery.running[:50],
+        "finalized": recovery.finalized[:MAX_NAMED],
+        "running": recovery.running[:MAX_NAMED],
         "published": len(recovery.published),
         "failed": len(recovery.failed),
     }
