@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -32,6 +32,8 @@ MAX_ROUNDS = 4
 # Is this execution still running? True / False, or None when nobody can tell (the claim's
 # expiry decides then). The cloud asks Step Functions; a local run checks the process.
 Liveness = Callable[[str], "bool | None"]
+
+K = TypeVar("K", bound=Hashable)  # a cell: a Python cell (layout.Cell) or a runtime cell
 
 
 def unknown_liveness(execution_id: str) -> bool | None:
@@ -82,10 +84,19 @@ def _parse(raw: object) -> Claim | None:
 
 
 def _parse_bytes(data: bytes) -> Claim | None:
+    """A stored marker, None if it is malformed: not JSON, not a claim, or nested deeper than
+    json.loads follows (it raises RecursionError for that, not ValueError)."""
     try:
         return _parse(json.loads(data))
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
+
+
+def _read_marker(store: Store, key: str) -> tuple[Claim | None, str]:
+    """(the marker at key, None if malformed; its ETag). StoreNotFound, StoreError as read raises
+    them: every marker read parses with _parse_bytes, so none crashes on a malformed one."""
+    data, etag = store.read(key)
+    return _parse_bytes(data), etag
 
 
 def claim_cell(
@@ -153,10 +164,9 @@ def claim_marker(
                 pass
         read_first = False
         try:
-            data, etag = store.read(key)
+            current, etag = _read_marker(store, key)
         except StoreNotFound:
             continue  # removed by hand in between: try creating again
-        current = _parse_bytes(data)
         if current is None:
             log.warning("claim marker %s is unreadable; taking it over", store.url(key))
         elif current.execution_id == execution_id and not current.released:
@@ -187,8 +197,7 @@ def _held(name: str, current: Claim) -> ClaimOutcome:
 def _holder_now(store: Store, key: str, name: str, published_build: int) -> ClaimOutcome:
     """After losing every race for a cell: report whoever holds it now."""
     try:
-        raw, _ = store.read_json(key)
-        current = _parse(raw)
+        current, _ = _read_marker(store, key)
     except StoreError:
         current = None
     if current is None:
@@ -236,14 +245,17 @@ def peek_marker(
     current = None
     if marker_exists:
         try:
-            raw, _ = store.read_json(key)
-            current = _parse(raw)
+            current, _ = _read_marker(store, key)
         except StoreError:
             current = None
     if current is not None and current.execution_id != execution_id and current.live(now, is_running):
         return _held(name, current)
     build = max(published_build, current.build if current else 0) + 1
     return ClaimOutcome(cell=name, status="claimed", build=build)
+
+
+def _python_marker(cell: Cell) -> str:
+    return claim_key(*cell)
 
 
 def existing_markers(store: Store) -> set[str]:
@@ -304,30 +316,35 @@ def claim_cells(
 
 def recheck_published(
     store: Store,
-    outcomes: dict[Cell, ClaimOutcome],
-    known: dict[Cell, int],
-    published_now: Callable[[], dict[Cell, int]],
+    outcomes: dict[K, ClaimOutcome],
+    known: Mapping[K, int],
+    published_now: Callable[[], Mapping[K, int]],
     execution_id: str,
     now: datetime,
     dry_run: bool,
-) -> None:
+    marker_key: Callable[[K], str] = _python_marker,
+) -> list[K]:
     """Give back the claims (in outcomes) of cells another execution published after the
-    planner read the catalog (known: cell -> the build it showed published, or 0).
+    planner read the catalog (known: cell -> the build it showed published, or 0). Python cells
+    and runtime cells alike: marker_key is the cell's claim marker (a runtime cell's:
+    layout.runtime_claim_key), published_now maps a cell to its published build when that
+    build makes the claim needless. Returns those cells.
 
     A publisher merges its cell into versions.json before it releases the claim, and taking over
     that released marker numbers past its build: so only a claim numbered past known + 1 can be
     of such a cell, and published_now (versions.json read again, after the claims) shows it.
     Those claims are released (their number stays unused, like a failed build's) and their
     outcome becomes "published"."""
-    suspects = [c for c, o in outcomes.items() if o.status == "claimed" and o.build > known[c] + 1]
+    suspects = [c for c, o in outcomes.items() if o.status == "claimed" and o.build > known.get(c, 0) + 1]
     if not suspects:
-        return
+        return []
     published = published_now()
-    meanwhile = [cell for cell in suspects if published.get(cell, 0) > known[cell]]
+    meanwhile = [cell for cell in suspects if published.get(cell, 0) > known.get(cell, 0)]
     if meanwhile and not dry_run:
-        release_claims(store, meanwhile, execution_id=execution_id, now=now)
+        release_markers(store, [marker_key(cell) for cell in meanwhile], execution_id=execution_id, now=now)
     for cell in meanwhile:
-        outcomes[cell] = ClaimOutcome(cell=cell_name(*cell), status="published", build=published[cell])
+        outcomes[cell] = ClaimOutcome(cell=outcomes[cell].cell, status="published", build=published[cell])
+    return meanwhile
 
 
 def _delete_when_full(store: Store, key: str, etag: str, error: StoreIOError) -> bool:
@@ -355,10 +372,9 @@ def release_markers(store: Store, keys: Iterable[str], *, execution_id: str, now
 
     def one(key: str) -> bool:
         try:
-            raw, etag = store.read_json(key)
+            current, etag = _read_marker(store, key)
         except StoreError:
             return False
-        current = _parse(raw)
         if current is None or current.execution_id != execution_id or current.released:
             return False  # expired and taken over by someone else, or already released
         released = current.model_copy(

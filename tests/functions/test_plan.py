@@ -168,12 +168,20 @@ def test_released_claims_let_the_next_plan_in(local_store, config):
     assert plan(TWO_PLATFORMS, local_store, config, "exec-2", NOW).counts["planned"] == 4
 
 
-def test_corrupt_claim_marker_is_taken_over(local_store, config):
-    local_store.put(claim_key("3.13.5", "debian-12", "x86_64"), b"{garbage")
-    result = plan(
-        {**TWO_PLATFORMS, "platforms": ["debian-12"], "arches": ["x86_64"]}, local_store, config, "e", NOW
-    )
+TOO_DEEP = b"[" * 100_000 + b"]" * 100_000  # json.loads raises RecursionError for it, not ValueError
+
+
+@pytest.mark.parametrize("marker", [b"{garbage", TOO_DEEP], ids=["not-json", "nested-too-deeply"])
+def test_corrupt_claim_marker_is_taken_over(local_store, config, marker):
+    cell = ("3.13.5", "debian-12", "x86_64")
+    local_store.put(claim_key(*cell), marker)
+    request = {**TWO_PLATFORMS, "platforms": ["debian-12"], "arches": ["x86_64"]}
+    # No execution's claim to release; a dry run plans the cell as the real plan then claims it.
+    assert release_claims(local_store, [cell], execution_id="e", now=NOW) == 0
+    assert plan({**request, "dry_run": True}, local_store, config, "e", NOW).counts["planned"] == 1
+    result = plan(request, local_store, config, "e", NOW)
     assert result.counts["planned"] == 1 and result.items[0].spec.build == 1
+    assert read_json(local_store, claim_key(*cell))["execution_id"] == "e"
 
 
 @pytest.mark.parametrize("backend", ["local", "http_s3"])

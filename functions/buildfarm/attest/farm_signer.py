@@ -24,7 +24,7 @@ from pathlib import Path
 from buildfarm.config import FarmConfig
 from buildfarm.errors import UsageError
 
-from .signing import KeyFileSigner, KmsSigner, Signer, init_key
+from .signing import KeyFileSigner, KmsSigner, Signer, init_key, key_path_problem
 
 KEY_ENV = FarmConfig.environment_variables()["signing_key"]  # BUILDFARM_SIGNING_KEY
 KMS_ENV = FarmConfig.environment_variables()["kms_key_id"]  # BUILDFARM_KMS_KEY_ID
@@ -66,10 +66,15 @@ def key_path(explicit: str | None) -> Path:
 def local_key_config(config: FarmConfig, store_root: Path) -> tuple[FarmConfig, str | None]:
     """(config, message) for a local run: a KMS key is used as configured; else the key file
     (BUILDFARM_SIGNING_KEY, else the default one) is created when absent, never inside the
-    store, and config names it; message says that it was created, and where."""
+    store, and config names it; message says that it was created, and where. UsageError or
+    SigningError (one line naming the path) when no key file can be there."""
     if config.kms_key_id:
         return config, None
     path = Path(config.signing_key or DEFAULT_KEY).expanduser()
+    # A directory "exists" and a path under a file does not: refused here, in one line, before
+    # the run builds anything (not a traceback from mkdir, or a failed read after the builds).
+    if problem := key_path_problem(path):
+        raise UsageError(problem)
     message = None
     if not path.exists():
         created = init_key(path, store_root=store_root)

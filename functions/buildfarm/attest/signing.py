@@ -79,26 +79,48 @@ def verify_signature(data: bytes, signature: bytes, public_keys: Iterable[bytes]
 # -- a local key file ------------------------------------------------------------------------
 
 
+def key_path_problem(path: Path) -> str | None:
+    """Why no key file can be made at path (None: nothing in the way), said before anything is
+    created: the mkdir and exclusive open of init_key would report a file or directory in the
+    way as "File exists". Also for a key path that exists as a directory, which is no key."""
+    if path.is_dir():
+        return f"{path}: a directory, not a key file (name a file in it)"
+    blocker = next((parent for parent in path.parents if parent.exists() or parent.is_symlink()), None)
+    if blocker is not None and not blocker.is_dir():
+        return f"{path}: cannot create it: {blocker} is not a directory"
+    return None
+
+
 def init_key(path: Path, *, store_root: Path | None = None) -> str:
     """Create a new P-256 private key at path (PEM PKCS#8, mode 0600, directories 0700 as
     needed) and return its fingerprint. Refuses to overwrite a file, and to write inside the
-    store (whatever is in the store may be served)."""
+    store (whatever is in the store may be served); UsageError or SigningError (one line naming
+    path) when the file cannot be made, for `keys init` and `run`'s automatic key alike."""
     path = path.expanduser()
     if store_root is not None and path.resolve().is_relative_to(store_root.resolve()):
         raise UsageError(f"{path}: inside the store {store_root}; keep the signing key outside it")
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if problem := key_path_problem(path):
+        raise UsageError(problem)
     private_key = ec.generate_private_key(ec.SECP256R1())
     pem = private_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     try:
-        # O_EXCL: never replace a key (its signatures would stop verifying with the old .pub).
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        _create_private(path, pem)
     except FileExistsError:
         raise UsageError(f"{path}: a key is already there (not overwritten)") from None
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(pem)
+    except OSError as error:  # no permission, a read-only or full disk, ...
+        raise SigningError(f"{path}: cannot create the key file: {error.strerror or error}") from None
     return fingerprint(public_key_pem_of(private_key))
+
+
+def _create_private(path: Path, data: bytes) -> None:
+    """A new file at path holding data, mode 0600 (its new directories 0700)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # O_EXCL: never replace a key (its signatures would stop verifying with the old .pub).
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
 
 
 def public_key_pem_of(private_key: ec.EllipticCurvePrivateKey) -> bytes:

@@ -3,7 +3,9 @@ cells of the run's platforms and arches (planning.plan_runtimes over versions.js
 one to build (a claim marker under claims/runtimes/, as Python cells are claimed), build it
 (runtime_build, in this process) and publish it (runtimes.publish).
 
-plan_run_runtimes only reads in a dry run; otherwise it writes nothing but the claims.
+plan_run_runtimes only reads in a dry run; otherwise it writes nothing but the claims. A claim
+numbered past what versions.json showed reads it again (claims.recheck_published, as for Python
+cells): a cell another execution published current meanwhile is given back, not rebuilt.
 """
 
 from __future__ import annotations
@@ -12,17 +14,26 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from buildfarm.attest.signing import Signer
 from buildfarm.catalog.versions_json import RuntimeCell, read_versions, runtime_cells
-from buildfarm.claims import Liveness, claim_marker, peek_marker, unknown_liveness
+from buildfarm.claims import (
+    ClaimOutcome,
+    Liveness,
+    claim_marker,
+    peek_marker,
+    recheck_published,
+    unknown_liveness,
+)
 from buildfarm.errors import BuildfarmError
 from buildfarm.publish import CellOutcome
 from buildfarm.runtimes.definitions import RuntimeDefinition
 from buildfarm.runtimes.keys import (
     RUNTIME_CACHE_DIR,
     build_numbers,
+    needs_build,
     runtime_cell_dir,
     runtime_claim_key,
 )
@@ -138,19 +149,72 @@ def claim_runtime_cells(
     """Claim the planned cells to build (a dry run claims nothing: `claimed` then holds the
     numbers a run would take), filling `runtimes` in. With `limit` (what is left of the
     execution's budget), at most that many are claimed and the rest are deferred to a later run;
-    cells another execution holds do not count."""
-    for item in runtimes.plan.build:
-        if limit is not None and len(runtimes.claimed) >= limit:
-            runtimes.deferred.append(item.name)
-            continue
+    cells another execution holds, or published meanwhile (now current), do not count."""
+    pending = list(runtimes.plan.build)
+    while pending and (limit is None or len(runtimes.claimed) < limit):
+        size = len(pending) if limit is None else limit - len(runtimes.claimed)
+        chunk, pending = pending[:size], pending[size:]
+        _claim_chunk(
+            store, runtimes, chunk, execution_id=execution_id, now=now, ttl_seconds=ttl_seconds,
+            dry_run=dry_run, is_running=is_running,
+        )  # fmt: skip
+    runtimes.deferred.extend(item.name for item in pending)
+    return runtimes
+
+
+def _claim_chunk(
+    store: Store,
+    runtimes: RuntimeRunPlan,
+    chunk: list[RuntimePlanItem],
+    *,
+    execution_id: str,
+    now: datetime,
+    ttl_seconds: int,
+    dry_run: bool,
+    is_running: Liveness,
+) -> None:
+    """Claim chunk's cells into runtimes (claimed, held, or current when another execution
+    published a current build after versions.json was read: claims.recheck_published)."""
+    items = {item.cell: item for item in chunk}
+    outcomes: dict[RuntimeCell, ClaimOutcome] = {}
+    for item in chunk:
         try:
-            claimed = _claim_one(store, runtimes, item, execution_id, now, ttl_seconds, dry_run, is_running)
+            outcomes[item.cell] = _claim_one(
+                store, runtimes, item, execution_id, now, ttl_seconds, dry_run, is_running
+            )
         except BROKEN_DEFINITION as error:
             _broken(runtimes.unresolved, item.cell[0], error)
+    recheck_published(
+        store, outcomes, runtimes.published, partial(_current_now, store, items), execution_id, now, dry_run,
+        marker_key=lambda cell: runtime_claim_key(*cell),
+    )  # fmt: skip
+    for cell, outcome in outcomes.items():
+        if outcome.status == "claimed":
+            runtimes.claimed.append(ClaimedRuntime(items[cell], runtimes.definitions[cell[0]], outcome.build))
+        elif outcome.status == "published":
+            runtimes.plan.current.append(cell)
+        else:
+            runtimes.held.append(
+                (outcome.cell, outcome.build, f"{outcome.holder} until {outcome.expires_at}")
+            )
+
+
+def _current_now(store: Store, items: dict[RuntimeCell, RuntimePlanItem]) -> dict[RuntimeCell, int]:
+    """versions.json read again: the published build of each of items' cells that needs no new
+    build for its item (same lock, same Python build). A build published meanwhile from an
+    older lock or Python leaves the claim standing: the item's build is still wanted."""
+    published = runtime_cells(read_versions(store)[0])
+    current = {}
+    for cell, entry in published.items():
+        if (item := items.get(cell)) is None:
             continue
-        if claimed is not None:
-            runtimes.claimed.append(claimed)
-    return runtimes
+        python = item.python
+        if (
+            needs_build(entry.model_dump(mode="json"), item.lock_sha256, python.version, python.build or 0)
+            is None
+        ):
+            current[cell] = entry.build
+    return current
 
 
 def _broken(unresolved: dict[str, str], name: str, error: Exception) -> None:
@@ -167,21 +231,15 @@ def _claim_one(
     ttl_seconds: int,
     dry_run: bool,
     is_running: Liveness,
-) -> ClaimedRuntime | None:
-    """Claim one planned cell (a dry run only peeks); None, and the cell in runtimes.held, if
-    another execution holds it."""
+) -> ClaimOutcome:
+    """Claim one planned cell (a dry run only peeks): claimed, or held by another execution."""
     floor = next_build(store, item.cell, runtimes.published.get(item.cell, 0)) - 1
     key = runtime_claim_key(*item.cell)
     common = {"execution_id": execution_id, "published_build": floor, "now": now,
               "marker_exists": store.exists(key), "is_running": is_running}  # fmt: skip
     if dry_run:
-        outcome = peek_marker(store, key, item.name, **common)
-    else:
-        outcome = claim_marker(store, key, item.name, plan_id=execution_id, ttl_seconds=ttl_seconds, **common)
-    if outcome.status == "claimed":
-        return ClaimedRuntime(item, runtimes.definitions[item.cell[0]], outcome.build)
-    runtimes.held.append((item.name, outcome.build, f"{outcome.holder} until {outcome.expires_at}"))
-    return None
+        return peek_marker(store, key, item.name, **common)
+    return claim_marker(store, key, item.name, plan_id=execution_id, ttl_seconds=ttl_seconds, **common)
 
 
 def plan_run_runtimes(

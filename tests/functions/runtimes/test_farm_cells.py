@@ -1,7 +1,8 @@
 """Runtime cells in a farm run, without building one: verify_runtime's verdicts (table),
 publish_runtime (merged into versions.json's runtimes, claim released, failed builds not
 merged), and plan_run_runtimes (only the run's platforms and arches; claimed with a number
-past what is in the store; a cell another live run holds is skipped; a dry run writes nothing).
+past what is in the store; a cell another live run holds is skipped; a dry run writes nothing;
+a cell another run publishes between the catalog read and the claim is not rebuilt).
 Fast: a directory store, no network."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from functions.test_plan_claim_order import PublishingStore
 
 from buildfarm.attest.signing import KeyFileSigner, init_key, verify_signature
 from buildfarm.attest.verify_build import LocalBuild, verify_build
@@ -311,3 +313,52 @@ def test_cloud_items_run_buildfarm_runtime_build_on_the_cells_builder_job(store,
     assert store.read_json(runtime_claim_key(*CELL))[0]["execution_id"] == "exec-1"
     again, _ = plan_runtime_items(store, config, [definition], where, "exec-2", NOW)
     assert again == []  # held by exec-1 (its claim has not expired)
+
+
+def current_build(store: LocalStore, definition, build: int, execution_id: str) -> None:
+    """A runtime build of CELL from the definition's lock (so current) for execution_id."""
+    lock = {"requirements": {"kind": "requirements.txt", "sha256": definition.lock_sha256()}}
+    put_build(store, build, lock, execution_id)
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["claim", "dry-run"])
+def test_a_runtime_published_between_the_catalog_read_and_the_claim_is_not_rebuilt(
+    tmp_path, definition, dry_run
+) -> None:
+    """run-1 publishes CELL (versions.json first, then its claim released) right after run-2's
+    planner read versions.json: run-2 gives the cell back instead of building it at 2, and its
+    budget of one goes to the next cell."""
+    store = PublishingStore(tmp_path / "racing")
+    store.create()
+    write_store_with_python(store, ["debian-12", "ubuntu-2404"])
+    where = {("debian-12", "x86_64"), ("ubuntu-2404", "x86_64")}
+    first = plan(store, definition, where, execution_id="run-1", limit=1)
+    assert [(c.item.cell, c.build) for c in first.claimed] == [(CELL, 1)]
+    current_build(store, definition, 1, "run-1")
+    store.between = lambda: publish_runtime(store, CELL, 1, "run-1", NOW, signer=None)
+    second = plan(store, definition, where, execution_id="run-2", limit=1, dry_run=dry_run)
+    assert store.between is None  # the publish did run between the read and the claim
+    assert second.plan.current == [CELL] and second.held == [] and second.deferred == []
+    assert [(c.name, c.build) for c in second.claimed] == [("svc/2.1.0/ubuntu-2404/x86_64", 1)]
+    marker, _ = store.read_json(runtime_claim_key(*CELL))
+    # Released either way: by run-1 (a dry run wrote nothing), or by run-2 after taking it over.
+    expected = ("run-1", 1) if dry_run else ("run-2", 2)
+    assert marker["released"] is True and (marker["execution_id"], marker["build"]) == expected
+    again = plan(store, definition, {("debian-12", "x86_64")}, execution_id="run-3")
+    assert again.claimed == [] and again.plan.current == [CELL]
+
+
+def test_a_runtime_published_meanwhile_from_another_lock_is_still_built(tmp_path, definition) -> None:
+    """What run-1 published meanwhile is not current for run-2's plan (another lock): run-2
+    keeps its claim, numbered past run-1's build."""
+    store = PublishingStore(tmp_path / "racing")
+    store.create()
+    write_store_with_python(store, ["debian-12"])
+    where = {("debian-12", "x86_64")}
+    assert [c.build for c in plan(store, definition, where, execution_id="run-1").claimed] == [1]
+    put_build(store, 1, execution_id="run-1")  # requirements sha256 "cd" * 32, not the definition's
+    store.between = lambda: publish_runtime(store, CELL, 1, "run-1", NOW, signer=None)
+    second = plan(store, definition, where, execution_id="run-2")
+    assert store.between is None
+    assert [(c.item.cell, c.build) for c in second.claimed] == [(CELL, 2)] and second.plan.current == []
+    assert store.read_json(runtime_claim_key(*CELL))[0]["execution_id"] == "run-2"
