@@ -16,9 +16,10 @@ from buildfarm.config import resolve_store_location
 from buildfarm.errors import UsageError
 from buildfarm.platforms import UnknownArchError, UnknownPlatformError, canonical_arch, load_registry
 from buildfarm.runtimes.cloud_items import DEFINITIONS_ENV
-from buildfarm.runtimes.definitions import default_definitions, find_definition, load_definitions
+from buildfarm.runtimes.definitions import GIT_TAG, default_definitions, find_definition, load_definitions
 from buildfarm.runtimes.farm_cells import default_cache
 from buildfarm.runtimes.keys import RUNTIME_CACHE_DIR
+from buildfarm.runtimes.python_source import tarball_cell_problem
 from buildfarm.runtimes.runtime_build import CACHE_ENV, RuntimeRequest, build_runtime
 from buildfarm.store import Store, StoreError, open_store
 
@@ -53,7 +54,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         help="use this Python build tarball instead of the store's newest published one",
     )
-    build.add_argument("--runtime-version", metavar="VERSION", help="override the definition's version")
+    build.add_argument(
+        "--runtime-version",
+        metavar="VERSION",
+        help="override the definition's version (its prefix's {version} follows it)",
+    )
     add_farm_job_options(build)
     build.add_argument(
         "--cache",
@@ -127,13 +132,16 @@ def runtime_request(args: argparse.Namespace) -> RuntimeRequest:
     checked; one-line UsageError naming a bad value)."""
     platform, arch = _cell(args)
     definition = find_definition(args.name, definitions_dir(args))
+    version = definition.resolved_version(args.runtime_version)
+    if args.python_tarball and (problem := tarball_cell_problem(args.python_tarball, platform, arch)):
+        raise UsageError(problem)
     try:
         store = open_store(resolve_store_location(args.store))
     except StoreError as error:
         raise UsageError(str(error)) from None
     return RuntimeRequest(
-        definition=definition,
-        version=definition.resolved_version(args.runtime_version),
+        definition=definition.at_version(version),  # installed at this version's prefix
+        version=version,
         platform=platform,
         arch=arch,
         store=store,
@@ -163,6 +171,9 @@ def run_build(args: argparse.Namespace) -> int:
 def run_list(args: argparse.Namespace) -> int:
     for definition in load_definitions(definitions_dir(args)):
         cells = ", ".join(f"{p}/{a}" for p in definition.platforms for a in definition.arches)
-        where = f"Python {definition.python} at {definition.prefix}"
+        prefix = (
+            definition.prefix if definition.version == GIT_TAG else definition.prefix_for(definition.version)
+        )
+        where = f"Python {definition.python} at {prefix}"
         print(f"{definition.name} {definition.version}: {where}; {cells}")
     return 0

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from buildfarm.errors import BuildfarmError, UsageError
-from buildfarm.runtimes.definitions import RuntimeDefinition
+from buildfarm.runtimes.definitions import UV_EXPORT_OPTIONS, RuntimeDefinition
 
 # uv's words for a lock whose hashes do not fit (uv 0.13): a download with another hash, a
 # requirement without one, a dependency the lock does not pin.
@@ -95,14 +95,17 @@ def create_venv(uv: str, tree: Tree) -> None:
 
 def requirements_file(uv: str, definition: RuntimeDefinition, work: Path) -> Path:
     """A requirements.txt with hashes for the lock: the file itself, or uv.lock exported by uv
-    (its project directory holds pyproject.toml); a pylock.toml is installed as it is."""
+    (its project directory holds pyproject.toml); a pylock.toml is installed as it is. A uv.lock
+    gives the project's dependencies only: --no-default-groups leaves out every dependency group
+    (uv's default takes `dev` and pyproject's [tool.uv] default-groups: a runtime ships no
+    development tools). The options are in the lock's digest (RuntimeDefinition.lock_sha256)."""
     path = definition.requirements_path
     if definition.lock_kind != "uv.lock":
         return path
     exported = work / "requirements-from-uv-lock.txt"
     run_step(
-        [uv, "export", "--no-config", "--quiet", "--frozen", "--no-emit-project", "--format",
-         "requirements-txt", "--directory", path.parent, "--output-file", exported],
+        [uv, "export", "--no-config", "--quiet", *UV_EXPORT_OPTIONS, "--format", "requirements-txt",
+         "--directory", path.parent, "--output-file", exported],
         f"exporting {definition.requirements}",
     )  # fmt: skip
     return exported

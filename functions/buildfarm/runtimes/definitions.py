@@ -6,12 +6,21 @@ runtimes/, or --definitions DIR), validated once into RuntimeDefinition.
     version = "1.0.0"                # or "git-tag": the exact tag of the definitions' commit
     python = "3.13"                  # a series (its newest published build) or a release
     requirements = "fastapi-demo/requirements.txt"   # or a uv.lock / pylock.toml path
-    prefix = "/opt/runtimes/fastapi-demo/1.0.0"
+    prefix = "/opt/runtimes/{name}/{version}"   # the default: the version resolved into it
     platforms = ["debian-12", "ubuntu-2404"]
     arches = ["x86_64", "aarch64"]
 
 Paths are relative to the TOML file. A requirements.txt must pin every requirement with
---hash=sha256: (pip's and uv's hash-checking mode); a lock file carries its own hashes.
+--hash=sha256: (pip's and uv's hash-checking mode) and hold nothing else: option lines (-r, -c,
+-e, --index-url, ...) are refused, as what they bring in is outside the lock's digest. A lock
+file carries its own hashes. A uv.lock is installed as `uv export --no-default-groups` gives it:
+the project's dependencies only, none of its dependency groups (`dev` included); its digest
+covers uv.lock and the pyproject.toml beside it (uv export reads both).
+
+The prefix is where the runtime is installed; it holds the runtime's version ({version}: the
+TOML's, the git tag or --runtime-version, resolved by at_version), so two versions never own the
+same files. It must be under /opt (never a system directory), outside /opt/python (the farm's
+Python builds), and name the runtime ({name}) and its version, as placeholders or spelled out.
 """
 
 from __future__ import annotations
@@ -25,7 +34,15 @@ from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from buildfarm.errors import UsageError
 from buildfarm.platforms import UnknownArchError, UnknownPlatformError, canonical_arch, load_registry
@@ -38,6 +55,15 @@ NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 RUNTIME_VERSION = re.compile(r"[a-z0-9][a-z0-9.+-]{0,62}")
 GIT_TAG = "git-tag"  # version = "git-tag": the exact git tag of the definitions' checkout
 PREFIX_SEGMENT = re.compile(r"[A-Za-z0-9._+-]+")
+PLACEHOLDER = re.compile(r"\{(name|version)\}")
+DEFAULT_PREFIX = "/opt/runtimes/{name}/{version}"
+PREFIX_RULE = (
+    "under /opt (no system directory), not in /opt/python (the farm's Python builds), naming the "
+    "runtime ({name}) and its version ({version}), e.g. " + DEFAULT_PREFIX
+)
+# How a uv.lock is exported for install (runtimes.build): the lock as it is, without the project
+# itself and without any dependency group (dev included). Its digest covers these options too.
+UV_EXPORT_OPTIONS = ("--frozen", "--no-emit-project", "--no-default-groups")
 HASHED_LINE = re.compile(r"--hash=sha256:[0-9a-f]{64}")
 REPOSITORY_DEFINITIONS = Path(__file__).resolve().parents[3] / "runtimes"
 PACKAGED_DEFINITIONS = "runtime_definitions"  # where a wheel carries them (pyproject force-include)
@@ -58,18 +84,62 @@ def lock_kind(path: PurePosixPath) -> LockKind:
     return "requirements.txt"
 
 
-def unhashed_requirements(text: str) -> list[str]:
-    """The requirements of a requirements.txt that carry no --hash=sha256: (logical lines,
-    backslash continuations joined; comments, blanks and options are not requirements)."""
-    logical = re.sub(r"\\\n", " ", text)
-    missing = []
-    for raw in logical.splitlines():
-        line = raw.split(" #", 1)[0].strip()
-        if not line or line.startswith("#") or line.startswith("-"):
+def logical_lines(text: str) -> list[tuple[int, str]]:
+    """(first line number, logical line) of a requirements.txt: backslash continuations joined,
+    comments, blank lines dropped."""
+    found, start, pending = [], 0, ""
+    for number, raw in enumerate(text.splitlines(), start=1):
+        start = start or number
+        if raw.endswith("\\"):
+            pending += raw[:-1] + " "
             continue
-        if not HASHED_LINE.search(line):
-            missing.append(line.split()[0])
-    return missing
+        line = (pending + raw).split(" #", 1)[0].strip()
+        if line and not line.startswith("#"):
+            found.append((start, line))
+        start, pending = 0, ""
+    return found
+
+
+def unhashed_requirements(text: str) -> list[str]:
+    """The requirements of a requirements.txt that carry no --hash=sha256: (options are not
+    requirements)."""
+    return [
+        line.split()[0]
+        for _, line in logical_lines(text)
+        if not line.startswith("-") and not HASHED_LINE.search(line)
+    ]
+
+
+def option_lines(text: str) -> list[tuple[int, str]]:
+    """A requirements.txt's option lines (-r, -c, -e, --index-url, ...): an include, an editable
+    or an index changes what is installed while the file, the lock's digest, stays the same."""
+    return [(number, line) for number, line in logical_lines(text) if line.startswith("-")]
+
+
+def prefix_problem(prefix: str, name: str, version: str) -> str | None:
+    """Why a prefix (a template: {name}, {version}) is refused, or None. It must follow the
+    version (two versions at one prefix would own the same files) and stay out of the system's
+    directories and the farm's Pythons (a package must not take over what others own)."""
+    path = PurePosixPath(prefix)
+    segments = path.parts[1:]
+    if not path.is_absolute() or not segments or str(path) != prefix:
+        return f"prefix {prefix!r} must be an absolute, normalized path like {DEFAULT_PREFIX}"
+    if any(s in (".", "..") or not PREFIX_SEGMENT.fullmatch(PLACEHOLDER.sub("x", s)) for s in segments):
+        allowed = "letters, digits, . _ + - and {name} {version}"
+        return f"prefix {prefix!r} may only hold {allowed} in its segments"
+
+    def named(placeholder: str, literal: str) -> bool:
+        return any(placeholder in s or s == literal for s in segments[1:])
+
+    if (
+        segments[0] != "opt"
+        or len(segments) < 3
+        or segments[1] == "python"
+        or not named("{name}", name)
+        or not named("{version}", "" if version == GIT_TAG else version)
+    ):
+        return f"prefix {prefix!r} must be {PREFIX_RULE}"
+    return None
 
 
 class RuntimeDefinition(BaseModel):
@@ -80,11 +150,12 @@ class RuntimeDefinition(BaseModel):
     version: str
     python: str
     requirements: str
-    prefix: str
+    prefix: str = DEFAULT_PREFIX  # a template until at_version resolves it
     platforms: tuple[str, ...] = Field(min_length=1)
     arches: tuple[str, ...] = Field(min_length=1)
     description: str = ""
     source: Path = Field(exclude=True)  # the TOML file (requirements are relative to it)
+    _prefix_template: str = PrivateAttr(default=DEFAULT_PREFIX)  # prefix as the TOML wrote it
 
     @field_validator("name")
     @classmethod
@@ -111,17 +182,6 @@ class RuntimeDefinition(BaseModel):
         except VersionError as error:
             raise ValueError(str(error)) from None
 
-    @field_validator("prefix")
-    @classmethod
-    def _prefix(cls, value: str) -> str:
-        path = PurePosixPath(value)
-        segments = path.parts[1:]
-        if not path.is_absolute() or not segments or str(path) != value:
-            raise ValueError(f"prefix {value!r} must be an absolute, normalized path like /opt/runtimes/NAME")
-        if any(s in (".", "..") or not PREFIX_SEGMENT.fullmatch(s) for s in segments):
-            raise ValueError(f"prefix {value!r} may only hold letters, digits and . _ + - in its segments")
-        return value
-
     @field_validator("platforms")
     @classmethod
     def _platforms(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -142,11 +202,31 @@ class RuntimeDefinition(BaseModel):
             raise ValueError(str(error)) from None
 
     @model_validator(mode="after")
+    def _prefix(self) -> RuntimeDefinition:
+        if problem := prefix_problem(self.prefix, self.name, self.version):
+            raise ValueError(problem)
+        self._prefix_template = self.prefix
+        return self
+
+    @model_validator(mode="after")
     def _requirements_file(self) -> RuntimeDefinition:
         path = self.requirements_path
         if not path.is_file():
             raise ValueError(f"requirements {self.requirements!r}: no such file ({path})")
-        if self.lock_kind == "requirements.txt" and (missing := unhashed_requirements(path.read_text())):
+        if self.lock_kind == "uv.lock" and not (path.parent / "pyproject.toml").is_file():
+            raise ValueError(
+                f"requirements {self.requirements!r}: no pyproject.toml beside it (uv export reads it)"
+            )
+        if self.lock_kind != "requirements.txt":
+            return self
+        text = path.read_text()
+        if options := option_lines(text):
+            number, line = options[0]
+            raise ValueError(
+                f"requirements {self.requirements!r} line {number}: {line!r} is refused: a requirements.txt "
+                "holds hashed pins only (an include, editable or index option is outside the lock's digest)"
+            )
+        if missing := unhashed_requirements(text):
             raise ValueError(
                 f"requirements {self.requirements!r}: every requirement needs --hash=sha256: "
                 f"(unhashed: {', '.join(missing)})"
@@ -161,9 +241,24 @@ class RuntimeDefinition(BaseModel):
     def lock_kind(self) -> LockKind:
         return lock_kind(PurePosixPath(self.requirements))
 
+    def lock_inputs(self) -> list[Path]:
+        """Every file that decides what a build installs: the lock, and beside a uv.lock its
+        pyproject.toml (uv export reads the project's dependency groups from it)."""
+        path = self.requirements_path
+        return [path, path.parent / "pyproject.toml"] if self.lock_kind == "uv.lock" else [path]
+
     def lock_sha256(self) -> str:
-        """The digest of the locked requirements: a changed lock plans a new runtime build."""
-        return hashlib.sha256(self.requirements_path.read_bytes()).hexdigest()
+        """The digest of what decides the install: a change plans a new runtime build. A single
+        file's is its sha256 (as published builds recorded it); a uv.lock's covers pyproject.toml
+        and the export's options, each file framed by its name and size."""
+        if self.lock_kind != "uv.lock":
+            return hashlib.sha256(self.requirements_path.read_bytes()).hexdigest()
+        digest = hashlib.sha256(" ".join(("uv export", *UV_EXPORT_OPTIONS, "\n")).encode())
+        for path in self.lock_inputs():
+            data = path.read_bytes()
+            digest.update(f"{path.name}\0{len(data)}\0".encode())
+            digest.update(data)
+        return digest.hexdigest()
 
     def resolved_version(self, override: str | None = None) -> str:
         """The runtime's version: an override (validated), the TOML's, or its checkout's git tag."""
@@ -173,29 +268,63 @@ class RuntimeDefinition(BaseModel):
             return override
         if self.version != GIT_TAG:
             return self.version
-        return exact_git_tag(self.source.parent)
+        try:
+            return exact_git_tag(self.source.parent)
+        except DefinitionError as error:
+            raise DefinitionError(f"runtime definition {self.source}: {error}") from None
+
+    def prefix_for(self, version: str) -> str:
+        """The install prefix of `version` (resolved). A prefix spelled out with the TOML's version
+        serves that version only: another one there would own the same files."""
+        template = self._prefix_template
+        if "{version}" not in template and version != self.version:
+            raise UsageError(
+                f"runtime {self.name!r}: prefix {template!r} is version {self.version}'s; write "
+                f"{{version}} in it to build {version}"
+            )
+        return template.replace("{name}", self.name).replace("{version}", version)
+
+    def at_version(self, version: str) -> RuntimeDefinition:
+        """This definition as a build of `version` (resolved) sees it: version and prefix set."""
+        return self.model_copy(update={"version": version, "prefix": self.prefix_for(version)})
 
     def supports(self, platform: str, arch: str) -> bool:
         return platform in self.platforms and arch in self.arches
 
 
+def _git(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(
+            ["git", "-C", str(directory), *args], capture_output=True, text=True, check=False
+        )
+    except OSError as error:  # no git on PATH: this definition has no version, the others do
+        raise DefinitionError(
+            f"version = {GIT_TAG!r} needs git, which cannot run here ({error.strerror}); "
+            "pass --runtime-version"
+        ) from None
+
+
 def exact_git_tag(directory: Path) -> str:
     """The tag of the commit checked out at directory (git describe --exact-match), lowercased
-    and validated; UsageError when there is none."""
-    result = subprocess.run(
-        ["git", "-C", str(directory), "describe", "--tags", "--exact-match", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    (PEP 440 and Debian compare versions without case, and a runtime version is lowercase: V1.0
+    and v1.0 are one version) and validated; DefinitionError when git, a checkout (a copy without
+    .git, as the Lambda bundle is) or a tag is missing."""
+    inside = _git(directory, "rev-parse", "--is-inside-work-tree")
+    if inside.returncode != 0 or inside.stdout.strip() != "true":
+        said = (inside.stderr.strip().splitlines() or ["not a work tree"])[-1]
+        raise DefinitionError(
+            f"version = {GIT_TAG!r}, but {directory} is not in a git checkout ({said}); "
+            "pass --runtime-version"
+        )
+    result = _git(directory, "describe", "--tags", "--exact-match", "HEAD")
     tag = result.stdout.strip()
     if result.returncode != 0 or not tag:
-        raise UsageError(
+        raise DefinitionError(
             f"version = {GIT_TAG!r}, but {directory} is not at a tagged commit; pass --runtime-version"
         )
-    if not RUNTIME_VERSION.fullmatch(tag):
-        raise UsageError(f"git tag {tag!r} is not a valid runtime version; pass --runtime-version")
-    return tag
+    if not RUNTIME_VERSION.fullmatch(tag.lower()):
+        raise DefinitionError(f"git tag {tag!r} is not a valid runtime version; pass --runtime-version")
+    return tag.lower()
 
 
 def _one_line(error: ValidationError) -> str:

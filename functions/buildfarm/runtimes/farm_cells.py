@@ -90,13 +90,15 @@ def in_run(plan: RuntimePlan, where: set[tuple[str, str]]) -> RuntimePlan:
 
 
 def _versions(definitions: list[RuntimeDefinition]) -> tuple[dict[str, str], dict[str, str]]:
-    """({name: resolved version}, {name: why it has none}) (version = "git-tag" needs a tag)."""
-    resolved, unresolved = {}, {}
+    """({name: resolved version}, {name: why it has none}). version = "git-tag" needs git, a
+    checkout and a tag there: without one the definition is broken, the others go on."""
+    resolved: dict[str, str] = {}
+    unresolved: dict[str, str] = {}
     for definition in definitions:
         try:
             resolved[definition.name] = definition.resolved_version()
-        except BuildfarmError as error:
-            unresolved[definition.name] = str(error)
+        except BROKEN_DEFINITION as error:
+            _broken(unresolved, definition.name, error)
     return resolved, unresolved
 
 
@@ -117,13 +119,15 @@ def plan_runtime_cells(
     plan, usable = RuntimePlan([], [], []), []
     for definition in (definition for definition in definitions if definition.name in versions):
         try:  # one definition at a time: a broken one costs only its own cells
-            one = in_run(plan_runtimes([definition], document, manifests, versions), where)
+            # At its resolved version: a build installs at that version's prefix.
+            resolved = definition.at_version(versions[definition.name])
+            one = in_run(plan_runtimes([resolved], document, manifests), where)
             for item in one.build:
                 check_key(runtime_claim_key(*item.cell))
         except BROKEN_DEFINITION as error:
             _broken(unresolved, definition.name, error)
             continue
-        usable.append(definition)
+        usable.append(resolved)
         plan.build.extend(one.build)
         plan.waiting.extend(one.waiting)
         plan.current.extend(one.current)

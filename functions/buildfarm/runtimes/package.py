@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from importlib import resources
 from pathlib import Path
@@ -50,6 +51,22 @@ def file_names(name: str, version: str, platform: str, arch: str, build: int) ->
     }
 
 
+def normalise_modes(root: Path) -> None:
+    """Debian policy's modes on the staging root, for the tarball, the .deb and the .rpm alike
+    (as the Python build's package phase, builder_image/driver/packages.py): directories 0755,
+    files 0755 where the owner may execute them, else 0644. Whatever umask the build ran under
+    (077 made the tarball's opt/ 0700, and `tar -xzf FILE -C /` then closed /opt; 002 left files
+    group-writable), and no setuid, setgid or sticky bit. Symlinks stay (chmod follows them)."""
+    root.chmod(0o755)
+    for directory, dirs, files in os.walk(root):
+        for name in dirs:
+            Path(directory, name).chmod(0o755)
+        for name in files:
+            path = Path(directory, name)
+            if not path.is_symlink():
+                path.chmod(0o755 if path.stat().st_mode & 0o100 else 0o644)
+
+
 def make_tarball(root: Path, prefix: str, dest: Path) -> None:
     """The staging root's tree at its prefix, paths relative to / (owner root, sorted), for
     `tar -xzf FILE -C /`."""
@@ -67,7 +84,10 @@ def make_deb(root: Path, prefix: str, control: dict[str, str], dest: Path) -> No
     fields = {**control, "Installed-Size": str(size_kib)}
     debian = root / "DEBIAN"
     debian.mkdir()
-    (debian / "control").write_text("".join(f"{key}: {value}\n" for key, value in fields.items()))
+    control_file = debian / "control"
+    control_file.write_text("".join(f"{key}: {value}\n" for key, value in fields.items()))
+    debian.chmod(0o755)  # dpkg-deb refuses a control directory the umask left 0700
+    control_file.chmod(0o644)
     try:
         run_step(["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", root, dest], "making the .deb")
     finally:
@@ -124,6 +144,7 @@ def make_artifacts(root: Path, manifest: dict[str, Any], work: Path) -> list[Pat
     names = file_names(runtime["name"], runtime["version"], platform, arch, manifest["build"])
     out = work / f"out-{manifest['build']}"
     out.mkdir()
+    normalise_modes(root)  # one set of modes for both artifacts, whatever the umask
     make_tarball(root, runtime["prefix"], out / names["tarball"])
     files = [out / names["tarball"]]
     kind = package_format(platform)

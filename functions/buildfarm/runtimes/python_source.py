@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
 from buildfarm.catalog.versions_json import iter_cells
 from buildfarm.errors import UsageError
 from buildfarm.layout import VERSIONS_KEY
+from buildfarm.platforms import ARCHES
 from buildfarm.store import CHUNK, Store, StoreNotFound
 from buildfarm.versions import is_series
 
@@ -30,12 +32,38 @@ class PythonBuild:
     size: int
 
 
+# What the builder names a Python tarball (builder_image/driver/packages.py tarball_name); a
+# version has no '-', a platform may (debian-12).
+TARBALL_NAME = re.compile(
+    rf"python-(?P<version>[^-]+)-(?P<platform>.+)-(?P<arch>{'|'.join(ARCHES)})\.tar\.gz"
+)
+
+
 def matches(wanted: str, version: str) -> bool:
-    """A series (3.13) matches its releases; a release matches itself."""
-    if is_series(wanted):
+    """A series (3.13) matches its releases; a release matches itself. A version that is no
+    release (a development build's 3.14.0a1+) is a UsageError naming it."""
+    try:
         parsed = Version(version)
+    except InvalidVersion:
+        raise UsageError(
+            f"the Python tarball is {version!r}, not a release (a development build?): "
+            f"a runtime needs a released Python {wanted}"
+        ) from None
+    if is_series(wanted):
         return f"{parsed.major}.{parsed.minor}" == wanted
     return version == wanted
+
+
+def tarball_cell_problem(path: Path, platform: str, arch: str) -> str | None:
+    """Why a --python-tarball is not the cell's (its name, as the farm names it, says another
+    platform or arch), or None. A tarball named otherwise cannot be told (it holds no manifest)."""
+    named = TARBALL_NAME.fullmatch(path.name)
+    if named is None or (named["platform"], named["arch"]) == (platform, arch):
+        return None
+    return (
+        f"--python-tarball {path.name} is a Python build for {named['platform']}/{named['arch']}, "
+        f"not {platform}/{arch}"
+    )
 
 
 def newest_published(catalog: dict[str, Any], wanted: str, platform: str, arch: str) -> PythonBuild | None:

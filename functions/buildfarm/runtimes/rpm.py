@@ -29,6 +29,7 @@ AutoReqProv: no
 cp -a %{{staging}}/. %{{buildroot}}/
 
 %files
+%defattr(-,root,root,-)
 {prefix}
 """
 

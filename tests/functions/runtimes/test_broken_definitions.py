@@ -36,7 +36,8 @@ def lock_gone(svc: RuntimeDefinition, monkeypatch: pytest.MonkeyPatch) -> Runtim
     lock.write_bytes(svc.requirements_path.read_bytes())
     toml = svc.source.parent / "broken.toml"
     toml.write_text(svc.source.read_text().replace('name = "svc"', 'name = "broken"')
-                    .replace('"svc/requirements.txt"', '"broken.txt"'))  # fmt: skip
+                    .replace('"svc/requirements.txt"', '"broken.txt"')
+                    .replace("/svc/", "/broken/"))  # fmt: skip
     broken = load_definition(toml)
     lock.unlink()  # after loading: the definition was sound when read
     return broken
@@ -54,10 +55,34 @@ def claim_fails(svc: RuntimeDefinition, monkeypatch: pytest.MonkeyPatch) -> Runt
     return svc.model_copy(update={"name": "broken"})
 
 
+def git_tag_definition(svc: RuntimeDefinition) -> RuntimeDefinition:
+    """Runtime "broken": svc at version = "git-tag", beside svc.toml (its lock is svc's)."""
+    toml = svc.source.parent / "broken.toml"
+    toml.write_text(svc.source.read_text().replace('name = "svc"', 'name = "broken"')
+                    .replace('version = "2.1.0"', 'version = "git-tag"')
+                    .replace('"/opt/runtimes/svc/2.1.0"', '"/opt/runtimes/{name}/{version}"'))  # fmt: skip
+    return load_definition(toml)
+
+
+def not_a_checkout(svc: RuntimeDefinition, monkeypatch: pytest.MonkeyPatch) -> RuntimeDefinition:
+    # As in the Lambda bundle: the definitions are a copy, without .git.
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(svc.source.parent.parent))
+    return git_tag_definition(svc)
+
+
+def no_git(svc: RuntimeDefinition, monkeypatch: pytest.MonkeyPatch) -> RuntimeDefinition:
+    empty = svc.source.parent.parent / "bin-without-git"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))  # Plan raised FileNotFoundError, abandoning its claims
+    return git_tag_definition(svc)
+
+
 BREAKAGES = {
     "a version no key can hold": (tilde_version, "invalid store key"),
     "a lock file gone": (lock_gone, "No such file"),
     "a claim that fails": (claim_fails, "the claim could not be written"),
+    "a git tag outside a checkout": (not_a_checkout, "is not in a git checkout"),
+    "a git tag without git": (no_git, "version = 'git-tag' needs git, which cannot run here"),
 }
 
 

@@ -13,6 +13,7 @@ from buildfarm.errors import UsageError
 from buildfarm.layout import FILE_NAME_PATTERN
 from buildfarm.models import Attestations
 from buildfarm.runtimes.definitions import (
+    PREFIX_RULE,
     REPOSITORY_DEFINITIONS,
     RUNTIME_VERSION,
     DefinitionError,
@@ -37,6 +38,14 @@ GOOD = {
 }
 
 
+REFUSED_PREFIXES = (
+    "/usr", "/opt", "/opt/runtimes", "/usr/local/svc/{version}", "/srv/svc/2.1.0",
+    "/opt/runtimes/svc",  # no version: every version would own the same files
+    "/opt/runtimes/{version}",  # no name: every runtime's 2.1.0 would
+    "/opt/python/{name}/{version}",  # the farm's Python builds
+)  # fmt: skip
+
+
 def _toml(values: dict) -> str:
     return "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
 
@@ -53,7 +62,8 @@ def write_definition(directory: Path, lock_text: str = f"six==1.17.0 {HASH}\n", 
 def test_the_repository_example_loads_with_every_requirement_hashed() -> None:
     definitions = {d.name: d for d in load_definitions()}
     example = definitions["fastapi-demo"]
-    assert example.python == "3.13" and example.prefix == "/opt/runtimes/fastapi-demo/1.0.0"
+    assert example.python == "3.13" and example.prefix == "/opt/runtimes/{name}/{version}"
+    assert example.at_version(example.version).prefix == "/opt/runtimes/fastapi-demo/1.0.0"
     assert set(example.arches) == {"x86_64", "aarch64"}
     text = example.requirements_path.read_text()
     assert "fastapi==" in text and "uvicorn==" in text and not unhashed_requirements(text)
@@ -91,6 +101,11 @@ def test_a_valid_definition_and_arch_aliases(tmp_path: Path) -> None:
         ({"arches": ["sparc64"]}, "unknown arch 'sparc64'"),
         ({"requirements": "svc/missing.txt"}, "requirements 'svc/missing.txt': no such file"),
         ({"colour": "blue"}, "colour: Extra inputs are not permitted"),
+        # System directories, or no directory of the runtime's own: refused with the rule.
+        *(({"prefix": prefix}, f"prefix {prefix!r} must be {PREFIX_RULE}") for prefix in REFUSED_PREFIXES),
+        ({"prefix": "/opt/{tag}/{version}"}, "prefix '/opt/{tag}/{version}' may only hold letters"),
+        # A tag is not known when the TOML is written: spelled out, the prefix cannot follow it.
+        ({"version": "git-tag", "prefix": "/opt/runtimes/svc/git-tag"}, f"must be {PREFIX_RULE}"),
     ],
 )
 def test_bad_definitions_are_one_line_naming_the_file_and_value(tmp_path: Path, changes, message) -> None:
@@ -102,13 +117,46 @@ def test_bad_definitions_are_one_line_naming_the_file_and_value(tmp_path: Path, 
 
 
 def test_every_requirement_needs_a_hash(tmp_path: Path) -> None:
-    requirements = (
-        f"six==1.17.0 \\\n    {HASH}\n# a comment\n--index-url https://pypi.org/simple\nidna==3.10\n"
-    )
+    requirements = f"six==1.17.0 \\\n    {HASH}\n# a comment\n\nidna==3.10\n"
     with pytest.raises(
         DefinitionError, match=r"every requirement needs --hash=sha256: \(unhashed: idna==3.10\)"
     ):
         load_definition(write_definition(tmp_path, lock_text=requirements))
+
+
+@pytest.mark.parametrize(
+    "option",
+    ["-r base.txt", "--requirement=base.txt", "-c constraints.txt", "-e ./src",
+     "--index-url https://example.org/simple", "--extra-index-url https://example.org/simple", "-f ./wheels"],
+)  # fmt: skip
+def test_a_requirements_txt_holds_hashed_pins_only(tmp_path: Path, option: str) -> None:
+    """An include, an editable or an index would change what is installed while the file (the
+    lock's digest) stays the same: the option line is refused, by its number."""
+    (tmp_path / "svc").mkdir()
+    (tmp_path / "svc" / "base.txt").write_text(f"idna==3.10 {HASH}\n")
+    lock = f"# pinned\nsix==1.17.0 \\\n    {HASH}\n{option}\n"
+    with pytest.raises(DefinitionError) as caught:
+        load_definition(write_definition(tmp_path, lock_text=lock))
+    assert f"requirements 'svc/requirements.txt' line 4: {option!r} is refused" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "installed"),
+    [
+        ("/opt/runtimes/{name}/{version}", "/opt/runtimes/svc/2.1.0"),
+        ("/opt/{name}/{version}", "/opt/svc/2.1.0"),
+        ("/opt/acme/{name}-{version}", "/opt/acme/svc-2.1.0"),
+        ("/opt/runtimes/svc/2.1.0", "/opt/runtimes/svc/2.1.0"),  # spelled out
+        (None, "/opt/runtimes/svc/2.1.0"),  # the default
+    ],
+)
+def test_prefixes_under_opt_naming_the_runtime_and_its_version(
+    tmp_path: Path, prefix: str | None, installed: str
+) -> None:
+    path = write_definition(tmp_path, **({"prefix": prefix} if prefix else {}))
+    if prefix is None:
+        path.write_text("".join(line for line in path.read_text().splitlines(True) if "prefix" not in line))
+    assert load_definition(path).at_version("2.1.0").prefix == installed
 
 
 def test_the_name_must_match_the_file_and_the_pattern(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from package_index import PackageIndex, serve_package_index
 
 from buildfarm.errors import UsageError
 from buildfarm.runtimes.build import Tree, install_requirements, requirements_file
-from buildfarm.runtimes.definitions import load_definition
+from buildfarm.runtimes.definitions import DefinitionError, load_definition
 from buildfarm.runtimes.runtime_build import find_uv
 from buildfarm.runtimes.selftest import installed_distributions, top_level_modules
 
@@ -103,3 +103,47 @@ def test_a_dependency_missing_from_the_lock_is_named(
     missing = r"^the lock has no hash for rt-leaf(==1\.0)? \(a dependency missing from the lock\?\)$"
     with pytest.raises(UsageError, match=missing):
         install_requirements(find_uv(), tree, lock, cache, "requirements.txt")
+
+
+WITH_DEV = PYPROJECT + '\n[dependency-groups]\ndev = ["rt-app==1.0"]\n'
+
+
+def locked_project(tmp_path: Path) -> Path:
+    """svc/: a project depending on rt-leaf with rt-app in its dev group, locked by uv."""
+    project = tmp_path / "svc"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(WITH_DEV)
+    uv("lock", "--no-config", "--quiet", cwd=project)
+    return project
+
+
+def test_a_uv_lock_installs_none_of_its_dependency_groups(tmp_path: Path, cache: Path) -> None:
+    """uv export's default takes the dev group (and pyproject's default-groups): a runtime would
+    ship development tools. It installs the project's dependencies only."""
+    locked_project(tmp_path)
+    definition = load_definition(definition_with(tmp_path, "uv.lock"))
+    work = tmp_path / "work"
+    work.mkdir()
+    requirements = requirements_file(find_uv(), definition, work)
+    assert "rt-leaf==1.0" in requirements.read_text() and "rt-app" not in requirements.read_text()
+    tree = Tree(tmp_path / "venv", "/opt/runtimes/svc/1")
+    uv("venv", "--no-config", "--quiet", "--python", sys.executable, tree.path)
+    install_requirements(find_uv(), tree, requirements, cache, "uv.lock")
+    series = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert installed_distributions(tree.site_packages(series)) == [{"name": "rt-leaf", "version": "1.0"}]
+
+
+def test_a_uv_locks_digest_covers_its_pyproject(tmp_path: Path) -> None:
+    """uv export reads pyproject.toml too: the same uv.lock under another pyproject is another
+    install, so another digest (a new build is planned)."""
+    project = locked_project(tmp_path)
+    lock = (project / "uv.lock").read_bytes()
+    definition = load_definition(definition_with(tmp_path, "uv.lock"))
+    before = definition.lock_sha256()
+    (project / "pyproject.toml").write_text(WITH_DEV + '\n[tool.uv]\ndefault-groups = ["dev"]\n')
+    assert (project / "uv.lock").read_bytes() == lock
+    assert definition.lock_sha256() != before and len(before) == 64
+    assert definition.lock_inputs() == [(project / name).resolve() for name in ("uv.lock", "pyproject.toml")]
+    (project / "pyproject.toml").unlink()
+    with pytest.raises(DefinitionError, match=r"requirements 'svc/uv\.lock': no pyproject\.toml beside it"):
+        load_definition(definition_with(tmp_path, "uv.lock"))

@@ -3,8 +3,12 @@ tree at its prefix (symlinks kept), the platform's runtime libraries as dependen
 
 from __future__ import annotations
 
+import io
+import os
 import shutil
 import subprocess
+import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -61,3 +65,61 @@ def test_the_rpm_of_an_rpm_platform(tmp_path: Path) -> None:
     assert set(load_registry().get("rhel-9").runtime_dependencies) <= set(requires)
     files = listing(["rpm", "-qplv", str(rpm)])
     assert f"{PREFIX}/bin/python -> ../python/bin/python3" in files and f"{PREFIX}/pyvenv.cfg" in files
+
+
+@pytest.fixture(params=[0o077, 0o002], ids=["umask-077", "umask-002"])
+def umask(request: pytest.FixtureRequest) -> Iterator[int]:
+    """The builder's umask while the staging root is made and packaged."""
+    previous = os.umask(request.param)
+    yield request.param
+    os.umask(previous)
+
+
+def staged_under(work: Path, umask: int) -> Path:
+    """staging_root with what a build under `umask` leaves: an executable (0777 & ~umask), a
+    file with a stray setuid bit, directories and files as the umask made them."""
+    root = staging_root(work)
+    tree = root / PREFIX.lstrip("/")
+    (tree / "bin" / "app").write_text("#!/bin/sh\n")
+    (tree / "bin" / "app").chmod(0o777 & ~umask)
+    (tree / "bin" / "odd").write_text("")
+    (tree / "bin" / "odd").chmod(0o4755)
+    return root
+
+
+def modes_of(members: list[tarfile.TarInfo]) -> dict[str, int]:
+    """{path: mode} of an archive's members but symlinks ("." for the .deb's root)."""
+    return {m.name.removeprefix("./").rstrip("/") or ".": m.mode for m in members if not m.issym()}
+
+
+EXPECTED = {
+    "opt": 0o755, "opt/runtimes": 0o755, "opt/runtimes/svc": 0o755, PREFIX.lstrip("/"): 0o755,
+    f"{PREFIX.lstrip('/')}/bin": 0o755, f"{PREFIX.lstrip('/')}/bin/app": 0o755,
+    f"{PREFIX.lstrip('/')}/bin/odd": 0o755, f"{PREFIX.lstrip('/')}/pyvenv.cfg": 0o644,
+}  # fmt: skip
+
+
+def test_modes_and_owners_do_not_follow_the_builders_umask(tmp_path: Path, umask: int) -> None:
+    """Under umask 077 the tarball's opt/ was 0700 (`tar -xzf FILE -C /` closed /opt) and
+    dpkg-deb refused the 0700 control directory; under 002 files were group-writable."""
+    tarball, deb = make_artifacts(staged_under(tmp_path, umask), manifest("debian-12", "x86_64"), tmp_path)
+    with tarfile.open(tarball) as archive:
+        members = archive.getmembers()
+    assert modes_of(members) == EXPECTED
+    assert {(m.uid, m.gid) for m in members} == {(0, 0)}
+    filesystem = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True, check=True)
+    with tarfile.open(fileobj=io.BytesIO(filesystem.stdout)) as archive:
+        members = archive.getmembers()
+    assert modes_of(members) == {".": 0o755, **EXPECTED}
+    assert {(m.uname, m.gname) for m in members} == {("root", "root")}
+
+
+@pytest.mark.skipif(not shutil.which("rpmbuild"), reason="needs rpmbuild (Debian package rpm)")
+def test_the_rpms_modes_do_not_follow_the_builders_umask(tmp_path: Path, umask: int) -> None:
+    _, rpm = make_artifacts(staged_under(tmp_path, umask), manifest("rhel-9", "x86_64"), tmp_path)
+    query = "[%{FILEMODES:perms} %{FILEUSERNAME} %{FILENAMES}\n]"
+    files = listing(["rpm", "-qp", "--queryformat", query, str(rpm)])
+    for line in ("-rwxr-xr-x root bin/app", "-rw-r--r-- root pyvenv.cfg", "drwxr-xr-x root bin",
+                 "-rwxr-xr-x root bin/odd", "drwxr-xr-x root "):  # fmt: skip
+        mode, owner, path = line.split(" ")
+        assert f"{mode} {owner} {PREFIX}/{path}".rstrip("/") + "\n" in files, files
