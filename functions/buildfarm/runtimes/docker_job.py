@@ -89,9 +89,9 @@ def docker_job(request: RuntimeRequest, definitions: Path, environ: Mapping[str,
     env = {DEFINITIONS_ENV: str(definitions), CACHE_ENV: str(request.cache)}
     env.update(_passed_settings(request, environ))
     mounts = [Mount(definitions, str(definitions), True)]
-    requirements = request.definition.requirements_path
-    if not _inside(requirements, definitions):
-        mounts.append(Mount(requirements, str(requirements), True))
+    for path in request.definition.lock_inputs():  # the lock, and a uv.lock's pyproject.toml
+        if not _inside(path, definitions):
+            mounts.append(Mount(path, str(path), True))
     if isinstance(request.store, LocalStore):
         mounts.append(Mount(request.store.root, str(request.store.root), False))
     if not (isinstance(request.store, LocalStore) and _inside(request.cache, request.store.root)):

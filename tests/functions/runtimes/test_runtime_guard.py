@@ -196,3 +196,21 @@ def test_paths_with_a_colon_or_a_comma_are_mounted_as_they_are(tmp_path) -> None
     store = LocalStore(tmp_path / "a:b,c")
     argv = docker_argv(docker_job(request(tmp_path, store), tmp_path / "defs", {}), "tag", "x86_64", "host")
     assert f'type=bind,"source={store.root}","target={store.root}"' in argv
+
+
+def test_a_uv_lock_outside_the_definitions_is_mounted_with_its_pyproject(tmp_path) -> None:
+    """uv export reads the pyproject.toml beside a uv.lock: the container needs both."""
+    project = tmp_path / "app"
+    project.mkdir()
+    (project / "uv.lock").write_text("version = 1\n")
+    (project / "pyproject.toml").write_text('[project]\nname = "app"\nversion = "1"\n')
+    built = request(tmp_path, LocalStore(tmp_path / "store"))
+    (tmp_path / "defs" / "svc.toml").write_text(
+        TOML.replace("svc/requirements.txt", str(project / "uv.lock"))
+    )
+    built = RuntimeRequest(
+        **{**built.__dict__, "definition": load_definition(tmp_path / "defs" / "svc.toml")}
+    )
+    argv = docker_argv(docker_job(built, tmp_path / "defs", {}), "tag", "x86_64", "host")
+    for name in ("uv.lock", "pyproject.toml"):
+        assert f"type=bind,source={project / name},target={project / name},readonly" in argv
