@@ -227,7 +227,9 @@ class BuildBatch(Construct):
             "ecr:GetAuthorizationToken has no resource-level permissions; image pulls "
             "are limited to the CDK asset repository.",
         )
-        self.job_roles = JobRoles(self, "JobRole", cells=cells, bucket=bucket).roles
+        self.job_roles = JobRoles(
+            self, "JobRole", cells=cells, bucket=bucket, uv_cache=config.runtime_uv_cache
+        ).roles
 
     def _job_definitions(
         self, config: InfraConfig, cells: tuple[tuple[str, str], ...], images: BuilderImages
@@ -250,7 +252,11 @@ class BuildBatch(Construct):
                     logging=ecs.LogDriver.aws_logs(
                         stream_prefix=f"{platform_id}-{arch}", log_group=self.log_group
                     ),
-                    environment={"BUILDFARM_PLATFORM": platform_id, "BUILDFARM_ARCH": arch},
+                    environment={
+                        "BUILDFARM_PLATFORM": platform_id,
+                        "BUILDFARM_ARCH": arch,
+                        **config.job_environment(),
+                    },
                 ),
                 timeout=Duration.minutes(config.job_timeout_minutes),
                 retry_attempts=config.job_attempts,

@@ -89,6 +89,13 @@ CONTEXT_KEYS: dict[str, tuple[str, str]] = {
         "plan and build runtime cells in the cloud (the Lambda bundle carries `runtimes/`); `false` "
         "leaves them to local runs (docs/farm.md)",
     ),
+    "runtimeUvCache": (
+        "",
+        f"runtime jobs share uv's download cache per platform {_X} arch (`cache/uv/`; off: no job role "
+        "may touch it). uv does not re-check what is in its cache, so a runtime's build code can change "
+        "what later runtimes of its platform install: enable it only when every runtime built on the "
+        "farm is trusted as much as every other",
+    ),
 }
 
 
@@ -145,6 +152,11 @@ class InfraConfig(WorkflowSettings):
     # newest published Python >= 3.11 of that platform and arch as the tool's interpreter
     # (builder_image/driver/runtime_job.py). Off: Plan plans no runtime cell.
     cloud_runtimes: bool = Field(True, alias="cloudRuntimes")
+    # Runtime jobs share uv's download cache through the store (buildfarm.runtimes.uv_cache, whose
+    # docstring says why it is off by default): the job definitions get FarmConfig's variable
+    # (job_environment) and each job role may read and replace its cache/uv/<platform>-<arch>.tar.gz.
+    # Off: no job role has any cache/uv/ grant, and the bucket refuses builders' writes there.
+    runtime_uv_cache: bool = Field(False, alias="runtimeUvCache")
 
     @field_validator("enabled_platforms", "end_of_life_platforms")
     @classmethod
@@ -267,6 +279,12 @@ class InfraConfig(WorkflowSettings):
         env[variables["enabled_platforms"]] = ",".join(self.platforms(registry or load_registry()))
         env[variables["claim_ttl_seconds"]] = str(self.claim_ttl_seconds)
         return env
+
+    def job_environment(self) -> dict[str, str]:
+        """The FarmConfig environment variables this configuration sets for the Batch jobs (beside
+        their platform and arch): the shared uv cache, when enabled."""
+        variable = FarmConfig.environment_variables()["runtime_uv_cache"]
+        return {variable: "true"} if self.runtime_uv_cache else {}
 
 
 def _as_text(value: object) -> str:

@@ -3,7 +3,10 @@
 A job's version and build number arrive at run time (in its spec or command), but its platform
 and arch are its job definition's: so each role may write only its own platform and arch's keys
 (buildfarm.layout spells them), and a compromised build cannot plant a build, a log or a uv
-cache for another platform or arch. The bucket policy adds what IAM alone cannot enforce
+cache for another platform or arch. Its uv cache (cache/uv/<platform>-<arch>.tar.gz, read and
+replaced) is granted only where runtimeUvCache shares it (buildfarm.runtimes.uv_cache: the jobs
+of a platform and arch could then change what each other install); by default there is no
+cache/uv/ grant at all. The bucket policy adds what IAM alone cannot enforce
 (storage_cdn: create-only builds/ and runtimes/, nothing deleted there, no publisher files, no
 key outside the builder's prefixes, and no key deeper than a build's files: IAM's `*` spans '/',
 so builds/*/<platform>/<arch>/* alone also matches a key nested below another cell's build)."""
@@ -64,30 +67,40 @@ class JobRoles(Construct):
     """`roles[(platform, arch)]`: the job role of that platform x arch's job definition."""
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, cells: tuple[tuple[str, str], ...], bucket: s3.IBucket
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        cells: tuple[tuple[str, str], ...],
+        bucket: s3.IBucket,
+        uv_cache: bool = False,
     ) -> None:
+        """uv_cache: grant each role its shared uv cache (InfraConfig.runtime_uv_cache)."""
         super().__init__(scope, construct_id)
         self.roles: dict[tuple[str, str], iam.Role] = {}
+        replaces = ", and replaces its uv cache" if uv_cache else ""
         for platform, arch in cells:
             role = iam.Role(
                 self,
                 f"{platform}-{arch}",
                 assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
                 description=f"Builder of {platform}/{arch}: writes its builds (create-only), logs and "
-                "runtime builds, and replaces its uv cache; never catalogs or claims",
+                f"runtime builds{replaces}; never catalogs or claims",
             )
-            self._grant(role, JobKeys(platform, arch), bucket)
+            self._grant(role, JobKeys(platform, arch), bucket, uv_cache=uv_cache)
             self.roles[(platform, arch)] = role
 
     @staticmethod
-    def _grant(role: iam.Role, keys: JobKeys, bucket: s3.IBucket) -> None:
-        """The role's access to the store, each wildcard acknowledged with its reason."""
+    def _grant(role: iam.Role, keys: JobKeys, bucket: s3.IBucket, *, uv_cache: bool) -> None:
+        """The role's access to the store, each wildcard acknowledged with its reason (UvCache
+        names one key: nothing to acknowledge)."""
         # Single PUTs only (no multipart), as the bucket policy requires under builds/.
         statements = {
             "WriteOwnCells": (["s3:PutObject"], keys.writable),
             "ReadOwnCells": (["s3:GetObject"], keys.readable),
-            "UvCache": (["s3:GetObject", "s3:PutObject"], (keys.uv_cache,)),
         }
+        if uv_cache:
+            statements["UvCache"] = (["s3:GetObject", "s3:PutObject"], (keys.uv_cache,))
         for sid, (actions, patterns) in statements.items():
             resources = [bucket.arn_for_objects(pattern) for pattern in patterns]
             role.add_to_policy(iam.PolicyStatement(sid=sid, actions=actions, resources=resources))

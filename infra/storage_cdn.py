@@ -36,12 +36,20 @@ PUBLISHER_KEYS = (
 # Never deleted, by anyone: published builds and runtime builds, and the public keys that
 # verify their signatures.
 PERMANENT_KEYS = (PUBLISHED_BUILDS, PUBLISHED_RUNTIMES, under(layout.KEYS_PREFIX))
-# The only keys a builder's role may write (infra.job_roles narrows each role to its own
-# platform and arch): its builds, logs and runtime builds, and its runtime jobs' uv cache.
-BUILDER_WRITABLE_KEYS = (
-    *(under(prefix) for prefix in (*layout.BUILDER_PREFIXES, layout.RUNTIMES_PREFIX)),
-    under(layout.UV_CACHE_PREFIX),
-)
+
+
+def builder_writable_keys(uv_cache: bool) -> tuple[str, ...]:
+    """The only keys a builder's role may write (infra.job_roles narrows each role to its own
+    platform and arch): its builds, logs and runtime builds, and its runtime jobs' uv cache where
+    runtimeUvCache shares it (else the bucket refuses cache/uv/ to builders too)."""
+    prefixes = (
+        *layout.BUILDER_PREFIXES,
+        layout.RUNTIMES_PREFIX,
+        *([layout.UV_CACHE_PREFIX] if uv_cache else []),
+    )
+    return tuple(under(prefix) for prefix in prefixes)
+
+
 # Keys deeper than the layout's deepest, builds/<version>/<platform>/<arch>/<build>/<file> (logs/
 # alike) and runtimes/<name>/<version>/<platform>/<arch>/<build>/<file>: each pattern matches a
 # key with at least one segment more. IAM's `*` spans '/', so the builder's per-platform grants
@@ -66,6 +74,7 @@ class StorageCdn(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, config: InfraConfig) -> None:
         super().__init__(scope, construct_id)
+        self._builder_writable = builder_writable_keys(config.runtime_uv_cache)
 
         self._log_bucket()
         self._store(config)
@@ -121,8 +130,9 @@ class StorageCdn(Construct):
                     prefix=layout.LOGS_PREFIX,
                     expiration=Duration.days(config.log_expiry_days),
                 ),
-                # A runtime job replaces its uv cache archive (cache/uv/) after each build: a
-                # replaced archive is of no use (the bucket is versioned, so expire those).
+                # A runtime job replaces its uv cache archive (cache/uv/, where runtimeUvCache
+                # shares it) after each build: a replaced archive is of no use (the bucket is
+                # versioned, so expire those).
                 s3.LifecycleRule(
                     id="expire-replaced-caches",
                     prefix=layout.CACHE_PREFIX,
@@ -284,15 +294,15 @@ class StorageCdn(Construct):
     def confine_builders(self, builders: Sequence[iam.IRole]) -> None:
         """What the builders' roles may not write, enforced by the bucket whatever IAM grants
         them later (DESIGN "Integrity rules": only the publish side writes catalogs and claims):
-        - anything outside builds/, logs/, runtimes/ and their uv caches (catalogs, install.sh,
-          claims, plans, run markers, releases.json);
+        - anything outside builds/, logs/, runtimes/ and (where runtimeUvCache shares them)
+          their uv caches: catalogs, install.sh, claims, plans, run markers, releases.json;
         - what the publish side writes and signs: a build's SHA256SUMS, SBOM, provenance and
           signatures, versions.json(.sig) and keys/. A builder cannot pre-place a checksum
           list or a signature that publishing would then find in its way."""
         principals = [iam.ArnPrincipal(role.role_arn) for role in builders]
         arns = self.bucket.arn_for_objects
         for sid, where in (
-            ("BuildersWriteOnlyTheirPrefixes", {"not_resources": [arns(k) for k in BUILDER_WRITABLE_KEYS]}),
+            ("BuildersWriteOnlyTheirPrefixes", {"not_resources": [arns(k) for k in self._builder_writable]}),
             ("OnlyThePublishSideSigns", {"resources": [arns(k) for k in PUBLISHER_KEYS]}),
         ):
             self.bucket.add_to_resource_policy(

@@ -270,6 +270,13 @@ class FarmConfig(WorkflowSettings):
     # creates ~/.config/buildfarm/signing-key.pem; a Lambda without either refuses to publish).
     kms_key_id: Annotated[str | None, Env("BUILDFARM_KMS_KEY_ID")] = None
     signing_key: Annotated[str | None, Env("BUILDFARM_SIGNING_KEY")] = None
+    # Runtime builds beside an S3 store share uv's download cache through it (cache/uv/): off by
+    # default, as uv does not re-check what is in its cache, so one runtime's build code could
+    # change what later runtimes of its platform install (buildfarm.runtimes.uv_cache). The stack
+    # sets it for its jobs from runtimeUvCache (infra.config.InfraConfig.job_environment).
+    runtime_uv_cache: Annotated[bool, Env("BUILDFARM_RUNTIME_UV_CACHE")] = Field(
+        False, alias="runtimeUvCache"
+    )
 
     @field_validator("enabled_platforms")
     @classmethod

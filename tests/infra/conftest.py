@@ -49,8 +49,8 @@ class Synthesis:
         return {lid: r for lid, r in self.template()["Resources"].items() if r["Type"] == cfn_type}
 
 
-@pytest.fixture(scope="session")
-def synthesis(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
+def synthesize(tmp_path_factory: pytest.TempPathFactory, context: dict[str, str] | None = None) -> Synthesis:
+    """`python app.py` as `cdk synth` runs it, with `-c` context on top of cdk.json's."""
     outdir = tmp_path_factory.mktemp("cdk.out")
     home = tmp_path_factory.mktemp("home")
     env = {
@@ -66,7 +66,7 @@ def synthesis(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
             "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-credentials"),
             "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "1",
             # As `cdk synth -c buildfarm:lifecycleDate=...` passes it.
-            "CDK_CONTEXT_JSON": json.dumps({"buildfarm:lifecycleDate": LIFECYCLE_DATE}),
+            "CDK_CONTEXT_JSON": json.dumps({"buildfarm:lifecycleDate": LIFECYCLE_DATE, **(context or {})}),
             # No docker reachable: synthesis must only stage the image assets. CDK runs
             # $CDK_DOCKER (else `docker`); directories that hold docker but not node are dropped.
             "CDK_DOCKER": str(home / "no-docker"),
@@ -89,6 +89,17 @@ def synthesis(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
 
 
 @pytest.fixture(scope="session")
+def synthesis(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
+    return synthesize(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def uv_cache_synthesis(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
+    """The stack with the shared uv cache enabled (`-c buildfarm:runtimeUvCache=true`)."""
+    return synthesize(tmp_path_factory, {"buildfarm:runtimeUvCache": "true"})
+
+
+@pytest.fixture(scope="session")
 def lifecycle_date() -> str:
     """The buildfarm:lifecycleDate the session's synthesis used (also the moto farm's day)."""
     import moto_farm
@@ -100,6 +111,11 @@ def lifecycle_date() -> str:
 @pytest.fixture(scope="session")
 def template(synthesis: Synthesis) -> dict[str, Any]:
     return synthesis.template()
+
+
+@pytest.fixture(scope="session")
+def uv_cache_template(uv_cache_synthesis: Synthesis) -> dict[str, Any]:
+    return uv_cache_synthesis.template()
 
 
 # The moto farm (moto_farm.py) is imported only by the tests that use it.

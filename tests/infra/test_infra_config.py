@@ -181,6 +181,18 @@ def test_a_job_must_fit_its_compute_environment_and_its_execution(values, messag
     assert fits.job_minutes_at_most == 3 * (240 + 60) < 24 * 60
 
 
+def test_the_shared_uv_cache_is_off_unless_set_and_reaches_the_jobs_as_farm_config_reads_it() -> None:
+    """Off by default (buildfarm.runtimes.uv_cache says why), on the stack's side and the jobs';
+    set, the stack gives its jobs the variable FarmConfig reads (the Lambdas have no use for it)."""
+    assert InfraConfig.from_context({}).runtime_uv_cache is False
+    assert InfraConfig.from_context({}).job_environment() == {}
+    assert FarmConfig.from_env({}).runtime_uv_cache is False
+    enabled = InfraConfig.from_context({"buildfarm:runtimeUvCache": "true"})
+    assert enabled.job_environment() == {"BUILDFARM_RUNTIME_UV_CACHE": "true"}
+    assert FarmConfig.from_env(enabled.job_environment()).runtime_uv_cache is True
+    assert "BUILDFARM_RUNTIME_UV_CACHE" not in enabled.lambda_environment()
+
+
 @pytest.mark.parametrize(
     ("variable", "key", "text", "message"),
     [
@@ -189,6 +201,7 @@ def test_a_job_must_fit_its_compute_environment_and_its_execution(values, messag
         ("BUILDFARM_EXECUTION_TIMEOUT_HOURS", "executionTimeoutHours", "1e3", "'1e3' is not a number"),
         ("BUILDFARM_RELEASES_PER_SERIES", "releasesPerSeries", "101", "101 is too large (maximum 100)"),
         ("BUILDFARM_PRERELEASES", "prereleases", "maybe", "'maybe' is not true or false"),
+        ("BUILDFARM_RUNTIME_UV_CACHE", "runtimeUvCache", "maybe", "'maybe' is not true or false"),
         ("BUILDFARM_OPTIMIZATION", "optimization", "fast", "'fast' is not one of 'pgo+lto' or 'none'"),
         ("BUILDFARM_LOWEST_SERIES", "lowestSeries", "3", "'3' is not a series like 3.9"),
         (

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import pytest
-from template_helpers import REPO, allowed, bucket_denies, by_type, job_role, only, role_of
+from template_helpers import REPO, allowed, bucket_denies, by_type, job_role, job_roles, only, role_of
 
 from buildfarm.workflow_names import STACK_NAME
 
@@ -122,20 +122,63 @@ def test_workflow_terminates_only_batch_jobs_of_its_account_and_region(template:
     assert describe["Action"] == "batch:DescribeJobs" and describe["Resource"] == "*"
 
 
-def test_the_job_role_replaces_only_its_uv_cache_which_is_never_served(template: dict[str, Any]) -> None:
-    """Runtime jobs keep uv's download cache in the store (cache/uv/<platform>-<arch>.tar.gz,
-    buildfarm.runtimes.uv_cache): the job role reads and overwrites that one prefix, no other
-    cache/ key; the bucket's create-only rule does not cover it (an overwrite is the point), the
-    CDN may not serve it, and replaced versions expire after a day."""
+UV_CACHE_KEY = "cache/uv/debian-12-x86_64.tar.gz"
+
+
+def job_definition_environment(template: dict[str, Any]) -> dict[str, str]:
+    """The debian-12/x86_64 job definition's container environment (its literal values)."""
+    (job,) = [
+        r["Properties"]
+        for r in by_type(template, "AWS::Batch::JobDefinition").values()
+        if r["Properties"]["JobDefinitionName"].endswith("-debian-12-x86_64")
+    ]
+    variables = job["ContainerProperties"]["Environment"]
+    return {e["Name"]: e["Value"] for e in variables if isinstance(e["Value"], str)}
+
+
+def test_by_default_no_job_role_may_touch_the_shared_uv_cache(template: dict[str, Any]) -> None:
+    """The shared uv cache is off by default (buildfarm.runtimes.uv_cache: uv does not re-check
+    what it unpacked into its cache, so one runtime's build code could change what later runtimes
+    of its platform install): no job role has a cache/uv/ grant (no UvCache statement), the
+    bucket refuses builders' writes there, and the jobs are not told to use it."""
+    for job in job_roles(template):
+        for action in ("s3:GetObject", "s3:PutObject"):
+            assert not allowed(template, job, action, f"arn:aws:s3:::STORE/{UV_CACHE_KEY}"), (job, action)
+        assert bucket_denies(template, job, "s3:PutObject", UV_CACHE_KEY), job
+    policies = [p for p in by_type(template, "AWS::IAM::Policy").values() if "JobRole" in json.dumps(p)]
+    assert policies and "cache/uv" not in json.dumps(policies) and '"UvCache"' not in json.dumps(policies)
+    assert "BUILDFARM_RUNTIME_UV_CACHE" not in job_definition_environment(template)
+
+
+def test_enabled_the_job_role_replaces_only_its_uv_cache_which_is_never_served(
+    uv_cache_template: dict[str, Any],
+) -> None:
+    """`-c buildfarm:runtimeUvCache=true`: runtime jobs keep uv's download cache in the store
+    (cache/uv/<platform>-<arch>.tar.gz, buildfarm.runtimes.uv_cache): the job role reads and
+    overwrites that one key, no other cache/ key; the bucket's create-only rule does not cover it
+    (an overwrite is the point), the CDN may not serve it, and replaced versions expire after a
+    day. The jobs are told to use it."""
+    template = uv_cache_template
     job = job_role(template)
-    key = "arn:aws:s3:::STORE/cache/uv/debian-12-x86_64.tar.gz"
+    key = f"arn:aws:s3:::STORE/{UV_CACHE_KEY}"
     assert allowed(template, job, "s3:GetObject", key) and allowed(template, job, "s3:PutObject", key)
     assert not allowed(template, job, "s3:DeleteObject", key)
-    for other in ("cache/ccache/x.tar.gz", "cache/uv.tar.gz", "cachex/uv/a"):
+    for other in (
+        "cache/ccache/x.tar.gz",
+        "cache/uv.tar.gz",
+        "cachex/uv/a",
+        "cache/uv/debian-13-x86_64.tar.gz",
+    ):
         assert not allowed(template, job, "s3:PutObject", f"arn:aws:s3:::STORE/{other}"), other
     for role in by_type(template, "AWS::IAM::Role"):
         if role != job:
             assert not allowed(template, role, "s3:PutObject", key), role
+    assert job_definition_environment(template)["BUILDFARM_RUNTIME_UV_CACHE"] == "true"
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_the_cache_prefix_is_never_served_and_replaced_versions_expire(request, enabled: bool) -> None:
+    template = request.getfixturevalue("uv_cache_template" if enabled else "template")
     store_id, bucket = only(template, "AWS::S3::Bucket", "StorageStore")
     policy = next(
         r
@@ -152,6 +195,34 @@ def test_the_job_role_replaces_only_its_uv_cache_which_is_never_served(template:
         "Prefix": "cache/",
         "Status": "Enabled",
     }
+
+
+def job_role_acknowledgements(synthesis: Any) -> dict[tuple[str, str], str]:
+    """(construct path, rule) -> reason of every cdk-nag acknowledgement on a job role."""
+    metadata = json.loads((synthesis.outdir / f"{STACK_NAME}.metadata.json").read_text())
+    return {
+        (path, rule): reason
+        for path, entries in metadata.items()
+        if "/Batch/JobRole/" in path
+        for entry in entries
+        if entry["type"] == "aws:cdk:acknowledged-rules"
+        for rule, reason in entry["data"].items()
+    }
+
+
+def test_enabled_the_stack_still_passes_cdk_nag_and_acknowledges_only_what_it_grants(
+    synthesis, uv_cache_synthesis
+) -> None:
+    """The UvCache grant names one key (no wildcard): cdk-nag stays clean with it, and the job
+    roles' acknowledgements (their wildcards under builds/, runtimes/ and logs/) are the same
+    with it as without; none is about the uv cache."""
+    assert uv_cache_synthesis.returncode == 0, uv_cache_synthesis.output[-6000:]
+    report = uv_cache_synthesis.outdir / "validation-report.json"
+    if report.exists():
+        assert [v for p in json.loads(report.read_text())["pluginReports"] for v in p["violations"]] == []
+    enabled = job_role_acknowledgements(uv_cache_synthesis)
+    assert enabled and enabled == job_role_acknowledgements(synthesis)
+    assert "cache" not in json.dumps(list(enabled))
 
 
 def test_the_builders_preflight_counts_only_its_own_builds_files(monkeypatch) -> None:

@@ -12,7 +12,8 @@ packaged as a tarball and the platform's package with a manifest (manifest.schem
   platform is what it claims (placement_problem).
 - docker_job.py: `buildfarm runtime build --runner docker`: the same argv in the platform's
   builder image, as the cloud runs it.
-- uv_cache.py: uv's download cache kept beside an S3 store (cache/uv/<platform>-<arch>.tar.gz).
+- uv_cache.py: uv's download cache, kept beside an S3 store (cache/uv/<platform>-<arch>.tar.gz)
+  only where the farm opts in (BUILDFARM_RUNTIME_UV_CACHE; off by default, uv_cache says why).
 - verify.py, publish.py: the publish side: verify a build, write SHA256SUMS and its signature
   (buildfarm.attest), merge it into versions.json's `runtimes`, release its claim.
 - farm_cells.py: a farm run's runtime cells: planned, claimed, built, published.

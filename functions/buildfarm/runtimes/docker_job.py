@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO
 
 from buildfarm import images
+from buildfarm.config import FarmConfig
 from buildfarm.errors import BuildfarmError, UsageError
 from buildfarm.platforms import DOCKER_PLATFORM, load_registry
 from buildfarm.runners.base import Mount
@@ -68,9 +69,14 @@ def job_command(request: RuntimeRequest) -> list[str]:
     return command
 
 
+# Whether the job shares uv's cache through an S3 store (uv_cache.shared reads it in the job).
+SHARED_UV_CACHE_ENV = FarmConfig.environment_variables()["runtime_uv_cache"]
+
+
 def _passed_settings(request: RuntimeRequest, environ: Mapping[str, str]) -> dict[str, str]:
     names = [name for name in NETWORK_SETTINGS if name in environ]
     if not isinstance(request.store, LocalStore):
+        names += [name for name in (SHARED_UV_CACHE_ENV,) if name in environ]  # uv_cache.shared
         names += sorted(
             name
             for name in environ

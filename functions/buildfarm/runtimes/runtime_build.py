@@ -225,8 +225,10 @@ def build_runtime(request: RuntimeRequest) -> tuple[str, dict[str, Any]]:
     chosen = choose_python(request)
     check_placement(request.platform, request.arch)
     uv = find_uv()
-    # Beside an S3 store, a fresh job's cache comes from the store and goes back to it after.
-    before = uv_cache.prepare(request.store, request.platform, request.arch, request.cache)
+    # Beside an S3 store of a farm that shares uv's cache (off by default: uv_cache says why), a
+    # fresh job's cache comes from the store and goes back to it after; else it starts empty.
+    shared = uv_cache.shared(request.store)
+    before = uv_cache.prepare(request.store, request.platform, request.arch, request.cache, shared=shared)
     with tempfile.TemporaryDirectory(prefix="buildfarm-runtime-") as temp:
         work = Path(temp)
         _, manifest = assemble(request, chosen, uv, work)

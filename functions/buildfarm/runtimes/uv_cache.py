@@ -1,13 +1,26 @@
-"""uv's download cache kept in an S3 store for runtime builds: a Batch job starts with an empty
-cache, so each build of a platform and arch restores the archive the previous one saved
-(layout.uv_cache_key: cache/uv/<platform>-<arch>.tar.gz, internal, the one key prefix the job
-role may overwrite) and saves it again when uv added to it. A directory store keeps the cache
-directory itself (layout.RUNTIME_CACHE_DIR); a machine's warm local cache is used as it is and
-never uploaded (it may hold other platforms' wheels).
+"""uv's download cache shared through an S3 store by runtime builds: opt-in, off by default
+(FarmConfig.runtime_uv_cache: BUILDFARM_RUNTIME_UV_CACHE; the stack's runtimeUvCache, which
+also grants the job roles cache/uv/).
 
-The cache only saves downloads: a missing, unreadable or unsafe archive is logged and the build
-goes on with an empty cache (uv checks every hash against the lock); a failed save is logged
-and the runtime, already published, stands.
+Why off: uv checks a distribution's hash when it downloads it, not the files it unpacked into
+its cache; `uv pip install --require-hashes` from a cache whose archive-v0/ entry was edited
+installs the edited code. A shared archive (layout.uv_cache_key: cache/uv/<platform>-<arch>.tar.gz)
+is restored and saved by every runtime job of that platform and arch, which run locked sdists'
+build code as root under one job role: one runtime's build code could change what every later
+runtime of the platform and arch installs, and the farm would sign it. Enable it only when every
+runtime built on the farm is trusted as much as every other. Off, a job of an S3 store starts
+with an empty cache and saves nothing.
+
+On: a fresh (empty) cache beside an S3 store is restored from the archive and saved back when
+uv added to it. The cache only saves downloads: a missing, unreadable or unsafe archive is
+logged and the build goes on with an empty cache; a failed save is logged and the runtime,
+already published, stands.
+
+A directory store keeps the cache directory itself (layout.RUNTIME_CACHE_DIR), and a machine's
+warm local cache is used as it is and never uploaded (it may hold other platforms' wheels).
+That is another trust situation: local runs build as the user who runs them, whose build code
+can already write that user's store, cache and signing key, so an edited cache gives it nothing
+it did not have; the S3 archive instead carries one cloud job's writes into the next job's build.
 """
 
 from __future__ import annotations
@@ -20,6 +33,7 @@ import tempfile
 from pathlib import Path
 
 from buildfarm.aws_errors import AwsError
+from buildfarm.config import FarmConfig
 from buildfarm.layout import uv_cache_key
 from buildfarm.store import LocalStore, Store, StoreError, StoreNotFound
 
@@ -92,13 +106,23 @@ def save(store: Store, platform: str, arch: str, cache: Path, before: Snapshot) 
     return True
 
 
-def prepare(store: Store, platform: str, arch: str, cache: Path) -> Snapshot | None:
-    """Make `cache` ready for a build of the cell. A fresh (empty) cache beside an S3 store is
-    filled from the store's archive, and its snapshot returned for save(). None: the cache is
-    not the store's to fill (a directory store keeps its own; a warm local cache is left alone
-    and never uploaded)."""
+def shared(store: Store) -> bool:
+    """Whether builds share the cache through `store`: an S3 store of a farm that enables it
+    (BUILDFARM_RUNTIME_UV_CACHE; see the module docstring for why it is off by default)."""
+    if isinstance(store, LocalStore):
+        return False
+    return FarmConfig.from_env(store=store.location).runtime_uv_cache
+
+
+def prepare(store: Store, platform: str, arch: str, cache: Path, *, shared: bool) -> Snapshot | None:
+    """Make `cache` ready for a build of the cell. When the store shares the cache (shared(),
+    an S3 store), a fresh (empty) cache is filled from the store's archive, and its snapshot
+    returned for save(). None: the cache is not the store's to fill (not shared: it starts
+    empty; a directory store keeps its own; a warm local cache is left alone and never
+    uploaded)."""
     fresh = not cache.exists() or not any(cache.iterdir())
-    if fresh and not isinstance(store, LocalStore):
+    fill = fresh and shared and not isinstance(store, LocalStore)
+    if fill:
         restore(store, platform, arch, cache)
     cache.mkdir(parents=True, exist_ok=True)
-    return snapshot(cache) if fresh and not isinstance(store, LocalStore) else None
+    return snapshot(cache) if fill else None

@@ -214,3 +214,15 @@ def test_a_uv_lock_outside_the_definitions_is_mounted_with_its_pyproject(tmp_pat
     argv = docker_argv(docker_job(built, tmp_path / "defs", {}), "tag", "x86_64", "host")
     for name in ("uv.lock", "pyproject.toml"):
         assert f"type=bind,source={project / name},target={project / name},readonly" in argv
+
+
+def test_the_shared_uv_cache_setting_reaches_a_job_beside_s3_only(tmp_path) -> None:
+    environ = {"BUILDFARM_RUNTIME_UV_CACHE": "true"}
+    beside_s3 = docker_job(
+        request(tmp_path, S3Store("farm-store", "python", client=object())), tmp_path / "defs", environ
+    )
+    assert beside_s3.env["BUILDFARM_RUNTIME_UV_CACHE"] == "true"
+    other = tmp_path / "other"
+    other.mkdir()
+    local = docker_job(request(other, LocalStore(other / "store")), other / "defs", environ)
+    assert "BUILDFARM_RUNTIME_UV_CACHE" not in local.env  # a directory store keeps its own cache
