@@ -7,13 +7,18 @@ which reaches build.py as its argv (the image's entry point). The image's python
 platform's system python (3.6 on rhel-8 and openSUSE 15, 3.9 on bullseye), too old for the
 buildfarm package (>= 3.11), so this module bootstraps a tool Python first:
 
-1. the newest published farm build (a final release >= 3.11) of the job's platform and arch,
-   chosen from the store's versions.json (choose_tool_python: a pure function);
+1. the newest published farm build (a final release >= 3.11) of the job's platform and arch
+   whose series the image's pinned dependencies have wheels for (wheels/requirements.txt's
+   "# tool-python:" line), chosen from the store's versions.json (choose_tool_python: a pure
+   function);
 2. its tarball, copied out of the store (a directory or S3, through the image's boto3) and
    checked against versions.json's sha256 and size, unpacked in a scratch directory (the
    tarballs are relocatable);
 3. the image's buildfarm wheel (/opt/buildfarm/wheels/, staged by buildfarm.images) installed
-   into it with its pip, the dependencies from PyPI through the image's CA bundle;
+   into it with its pip: first its dependencies as wheels/requirements.txt pins them (the
+   versions of the machine that built the image, each with its wheels' sha256) from PyPI
+   through the image's CA bundle, with --require-hashes --no-deps --only-binary=:all:, so
+   nothing a job installs depends on PyPI's state the day it runs; then the wheel alone;
 4. exec of its `buildfarm` with the job's own argv (never a shell).
 
 No such Python published: one line naming the platform, arch and store, exit 2.
@@ -41,6 +46,9 @@ FINAL_RELEASE = re.compile(r"([0-9]{1,4})\.([0-9]{1,4})\.([0-9]{1,4})")  # prere
 STORE_KEY = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]*(/[A-Za-z0-9_+-][A-Za-z0-9._+-]*)*")
 SHA256 = re.compile(r"[0-9a-f]{64}")
 VERSIONS_KEY = "versions.json"  # functions/buildfarm/layout.py's VERSIONS_KEY
+REQUIREMENTS = "requirements.txt"  # in wheels/: functions/buildfarm/images.py's REQUIREMENTS_FILE
+SERIES_HEADER = "# tool-python:"  # images.py's TOOL_SERIES_HEADER: the series the pins fit
+SERIES = re.compile(r"([0-9]{1,4})\.([0-9]{1,4})")
 CHUNK = 1024 * 1024
 PROGRESS_SECONDS = 10  # the runners count on a progress line at least every 30 s
 # Where the base images keep their CA bundle (with the certificates an image build added):
@@ -121,9 +129,10 @@ def _tarball(entry):
     return None
 
 
-def choose_tool_python(catalog, platform, arch):
-    """The newest published final release >= 3.11 of platform/arch in a versions.json document:
-    {"version", "build", "key", "sha256", "size"} (its tarball), or None."""
+def choose_tool_python(catalog, platform, arch, series=None):
+    """The newest published final release >= 3.11 of platform/arch in a versions.json document,
+    of one of `series` ((major, minor) pairs) if given: {"version", "build", "key", "sha256",
+    "size"} (its tarball), or None."""
     found = []
     for version, platforms in (catalog.get("builds") or {}).items():
         match = FINAL_RELEASE.fullmatch(version)
@@ -133,7 +142,8 @@ def choose_tool_python(catalog, platform, arch):
             continue
         numbers = tuple(int(part) for part in match.groups())
         tarball = _tarball(entry)
-        if numbers[:2] >= TOOL_MINIMUM and tarball is not None:
+        wanted = numbers[:2] in series if series is not None else True
+        if numbers[:2] >= TOOL_MINIMUM and wanted and tarball is not None:
             found.append((numbers, version, entry.get("build"), tarball))
     if not found:
         return None
@@ -233,8 +243,24 @@ def buildfarm_wheel(image_dir):
     return wheels[0]
 
 
+def pinned_series(requirements):
+    """The (major, minor) series the pinned requirements file has wheels for (its header);
+    JobError if the image has no such file (built before the pins: rebuild it)."""
+    try:
+        with open(requirements) as lines:
+            header = [line for line in lines if line.startswith(SERIES_HEADER)]
+    except OSError as error:
+        raise JobError("runtime job: no pinned requirements in the image: {}".format(error)) from None
+    words = header[0][len(SERIES_HEADER) :].split() if header else []
+    matches = [SERIES.fullmatch(word) for word in words]
+    if not matches or not all(matches):
+        raise JobError("runtime job: {} names no tool Python series".format(requirements))
+    return tuple((int(match.group(1)), int(match.group(2))) for match in matches)
+
+
 def install_tool_python(reader, chosen, wheel, scratch, env):
-    """Unpack the chosen build in scratch and install the wheel into it; its `buildfarm`."""
+    """Unpack the chosen build in scratch and install into it the pinned, hashed dependencies
+    (wheels/requirements.txt beside the wheel), then the wheel; its `buildfarm`."""
     tarball = os.path.join(scratch, "python.tar.gz")
     say("tool python: downloading {} ({} MB)".format(chosen["key"], chosen["size"] // CHUNK))
     fetch_checked(reader, chosen, tarball)
@@ -242,8 +268,13 @@ def install_tool_python(reader, chosen, wheel, scratch, env):
     os.remove(tarball)
     python = os.path.join(scratch, "python", "bin", "python3")
     pip = [python, "-m", "pip", "install", "--no-input", "--no-cache-dir", "--progress-bar", "off"]
-    pip += ["--disable-pip-version-check", "--no-warn-script-location", wheel]
-    run(pip, "installing {} and its dependencies (PyPI)".format(os.path.basename(wheel)), env)
+    pip += ["--disable-pip-version-check", "--no-warn-script-location", "--no-deps"]
+    # Exactly the image's pins, checked against their sha256; never an sdist (nothing is built).
+    requirements = os.path.join(os.path.dirname(wheel), REQUIREMENTS)
+    pinned = [*pip, "--require-hashes", "--only-binary=:all:", "-r", requirements]
+    run(pinned, "installing the pinned dependencies (PyPI, hash-checked)", env)
+    run([*pip, "--no-index", wheel], "installing {}".format(os.path.basename(wheel)), env)
+    run([python, "-m", "pip", "check", "--disable-pip-version-check"], "checking the dependencies", env)
     return os.path.join(scratch, "python", "bin", "buildfarm")
 
 
@@ -254,13 +285,15 @@ def prepare(argv, environ, image_dir):
     if machine != job["arch"]:
         raise JobError("runtime job: --arch {} on a {} machine".format(job["arch"], machine), 2)
     wheel = buildfarm_wheel(image_dir)
+    series = pinned_series(os.path.join(image_dir, "wheels", REQUIREMENTS))
     reader = StoreReader(job["store"])
-    chosen = choose_tool_python(read_catalog(reader), job["platform"], job["arch"])
+    chosen = choose_tool_python(read_catalog(reader), job["platform"], job["arch"], series)
     if chosen is None:
+        wanted = " or ".join("{}.{}".format(*pair) for pair in series)
         raise JobError(
-            "runtime job: no published Python >= {}.{} for {}/{} in {} to run buildfarm with "
-            "(build one first)".format(
-                TOOL_MINIMUM[0], TOOL_MINIMUM[1], job["platform"], job["arch"], job["store"]
+            "runtime job: no published Python {} for {}/{} in {} to run buildfarm with (the series "
+            "the image's pinned dependencies have wheels for; build one first)".format(
+                wanted, job["platform"], job["arch"], job["store"]
             ),
             2,
         )

@@ -24,10 +24,12 @@ from driver import runtime_job
 ARCH = os.uname().machine
 JOB = ["buildfarm", "runtime", "build", "tiny", "--platform", "debian-11", "--arch", ARCH]
 
-# The stand-in tool Python: `python3 -m pip install ... WHEEL` records its argv and makes the
-# bin/buildfarm that the driver then execs, which records its own argv, one word a line.
+# The stand-in tool Python: each call (`python3 -m pip ...`) appends its argv to pip-argv, one
+# word a line and CALL_END after it, and makes the bin/buildfarm that the driver then execs,
+# which records its own argv, one word a line.
+CALL_END = "-- end of call --"
 STAND_IN_PYTHON = """#!/bin/sh
-printf '%s\\n' "$@" > "$(dirname "$0")/../pip-argv"
+printf '%s\\n' "$@" "-- end of call --" >> "$(dirname "$0")/../pip-argv"
 printf 'PIP_CERT=%s\\nSSL_CERT_FILE=%s\\n' "$PIP_CERT" "$SSL_CERT_FILE" > "$(dirname "$0")/../pip-env"
 cat > "$(dirname "$0")/buildfarm" <<'EOF'
 #!/bin/sh
@@ -161,25 +163,39 @@ def test_the_image_ca_bundle_is_named_unless_the_job_names_its_own():
 # -- build.py end to end, with the stand-in tool Python -------------------------------------------
 
 
+PINNED = "# pinned\n# tool-python: 3.11 3.12 3.13\nsix==1.17.0 \\\n    --hash=sha256:" + "0" * 64 + "\n"
+
+
 @pytest.fixture
 def image_dir(tmp_path: Path) -> Path:
-    """A copy of builder_image/ as an image holds it: with wheels/ and one (stand-in) wheel."""
+    """A copy of builder_image/ as an image holds it: with wheels/, one (stand-in) wheel and its
+    pinned requirements (as buildfarm.images.pinned_requirements writes them)."""
     image = tmp_path / "opt-buildfarm"
     shutil.copytree(BUILDER_IMAGE, image, ignore=shutil.ignore_patterns("__pycache__"))
     (image / "wheels").mkdir()
     (image / "wheels" / "python_build_farm-0.1.0-py3-none-any.whl").write_bytes(b"wheel")
+    (image / "wheels" / "requirements.txt").write_text(PINNED)
     return image
 
 
-def directory_store(root: Path, version: str = "3.13.5") -> Path:
-    data = stand_in_tarball()
-    key = f"builds/{version}/debian-11/{ARCH}/1/python-{version}-debian-11-{ARCH}.tar.gz"
-    (root / key).parent.mkdir(parents=True)
-    (root / key).write_bytes(data)
-    (root / "versions.json").write_text(
-        json.dumps(catalog({(version, "debian-11", ARCH): catalog_entry(key, data)}))
-    )
+def directory_store(root: Path, *versions: str) -> Path:
+    """A store with the stand-in tarball published as each of versions (default 3.13.5)."""
+    data, cells = stand_in_tarball(), {}
+    for version in versions or ("3.13.5",):
+        key = f"builds/{version}/debian-11/{ARCH}/1/python-{version}-debian-11-{ARCH}.tar.gz"
+        (root / key).parent.mkdir(parents=True)
+        (root / key).write_bytes(data)
+        cells[(version, "debian-11", ARCH)] = catalog_entry(key, data)
+    (root / "versions.json").write_text(json.dumps(catalog(cells)))
     return root
+
+
+def pip_calls(tool: Path) -> list[list[str]]:
+    words = (tool / "python" / "pip-argv").read_text().splitlines()
+    calls: list[list[str]] = [[]]
+    for word in words:
+        calls[-1:] = [calls[-1], []] if word == CALL_END else [[*calls[-1], word]]
+    return calls[:-1]
 
 
 def run_build_py(
@@ -209,23 +225,66 @@ def test_build_py_runs_the_job_with_the_tool_python_and_its_argv_untouched(image
     assert not list(tmp_path.rglob("pwned"))
     assert f"tool python: Python 3.13.5 build 1 of debian-11/{ARCH}" in result.stdout
     tool = next((tmp_path / "work").glob("runtime-job-*"))
-    pip = (tool / "python" / "pip-argv").read_text().splitlines()
-    assert pip[:3] == ["-m", "pip", "install"]
-    assert pip[-1] == str(image_dir / "wheels" / "python_build_farm-0.1.0-py3-none-any.whl")
+    pinned, wheel, check = pip_calls(tool)
+    # The pins, hash-checked and as wheels only; then the wheel alone; then pip check.
+    assert (
+        pinned[:3] == wheel[:3] == ["-m", "pip", "install"] and "--no-deps" in pinned and "--no-deps" in wheel
+    )
+    assert pinned[-4:] == [
+        "--require-hashes",
+        "--only-binary=:all:",
+        "-r",
+        str(image_dir / "wheels" / "requirements.txt"),
+    ]
+    assert wheel[-2:] == [
+        "--no-index",
+        str(image_dir / "wheels" / "python_build_farm-0.1.0-py3-none-any.whl"),
+    ]
+    assert check[:3] == ["-m", "pip", "check"]
     bundle = next(path for path in runtime_job.CA_BUNDLES if Path(path).is_file())
     assert (tool / "python" / "pip-env").read_text() == f"PIP_CERT={bundle}\nSSL_CERT_FILE={bundle}\n"
     assert not (tool / "python.tar.gz").exists()
 
 
 def test_without_a_published_tool_python_the_job_fails_in_one_line(image_dir, tmp_path):
-    store = directory_store(tmp_path / "store", version="3.10.18")
+    """3.14 is newer, but the image's pins have no wheels for it (a new CPython before its
+    pydantic-core wheels): not chosen, and none of the pinned series is published."""
+    store = directory_store(tmp_path / "store", "3.10.18", "3.14.2")
     result = run_build_py(image_dir, [*JOB, "--store", str(store)], tmp_path)
     assert result.returncode == 2
     assert result.stdout == (
-        f"buildfarm: error: runtime job: no published Python >= 3.11 for debian-11/{ARCH} in {store} "
-        "to run buildfarm with (build one first)\n"
+        f"buildfarm: error: runtime job: no published Python 3.11 or 3.12 or 3.13 for debian-11/{ARCH} "
+        f"in {store} to run buildfarm with (the series the image's pinned dependencies have wheels for; "
+        "build one first)\n"
     )
     assert not (tmp_path / "work").exists() and not (tmp_path / "buildfarm-argv").exists()
+
+
+def test_the_tool_python_is_of_a_series_the_pins_have_wheels_for(image_dir, tmp_path):
+    store = directory_store(tmp_path / "store", "3.12.11", "3.13.5", "3.14.2")
+    result = run_build_py(image_dir, [*JOB, "--store", str(store)], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"tool python: Python 3.13.5 build 1 of debian-11/{ARCH}" in result.stdout
+    document = json.loads((store / "versions.json").read_text())
+    assert runtime_job.choose_tool_python(document, "debian-11", ARCH)["version"] == "3.14.2"
+    assert runtime_job.choose_tool_python(document, "debian-11", ARCH, ((3, 12),))["version"] == "3.12.11"
+    assert runtime_job.choose_tool_python(document, "debian-11", ARCH, ((3, 15),)) is None
+
+
+def test_an_image_without_pinned_requirements_runs_no_job(image_dir, tmp_path):
+    store = directory_store(tmp_path / "store")
+    requirements = image_dir / "wheels" / "requirements.txt"
+    for text in (None, "six==1.17.0\n", "# tool-python: 3.x\n"):
+        requirements.unlink(missing_ok=True)
+        if text is not None:
+            requirements.write_text(text)
+        result = run_build_py(image_dir, [*JOB, "--store", str(store)], tmp_path)
+        assert result.returncode == 1 and result.stdout.count("\n") == 1, result.stdout
+        assert (
+            "no pinned requirements in the image" in result.stdout
+            or "names no tool Python series" in result.stdout
+        )
+        assert not (tmp_path / "work").exists()
 
 
 def test_a_tarball_that_differs_from_versions_json_is_not_run(image_dir, tmp_path):

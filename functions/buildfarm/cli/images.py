@@ -34,7 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             metavar="ARCH",
             help="x86_64 (amd64) or aarch64 (arm64) (default: this machine's)",
         )
-    build.add_argument("--rebuild", action="store_true", help="build even if the image exists")
+    build.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="build even if the image exists (its tag already covers the driver, the buildfarm "
+        "wheel and its pins, the base image's id and this machine's added CAs)",
+    )
     build.set_defaults(func=run_images)
     base.set_defaults(func=run_images)
 

@@ -82,7 +82,10 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
         "--arch", help=f"the function's arch ({', '.join(ARCHES)}; default: the Python's, else x86_64)"
     )
     parser.add_argument(
-        "--glibc", default=AL2023_GLIBC, help=f"the runtime's glibc (default {AL2023_GLIBC}: al2023)"
+        "--glibc",
+        default=AL2023_GLIBC,
+        help=f"the runtime's glibc (default {AL2023_GLIBC}: al2023); a Python, or a wheel compiled here, "
+        "that needs a newer one is refused",
     )
     parser.add_argument("--index-url", metavar="URL", help="the package index (default: pip's configuration)")
     parser.add_argument(
@@ -127,18 +130,8 @@ def _print_outcome(build: LayerBuild) -> int:
 
 
 def run_layer(args: argparse.Namespace) -> int:
-    options = _options(args)
-    build = build_runtime_and_deps(args.python, args.requirements, options)
-    python = build.report["python"]
-    if python["glibc"] and tuple(map(int, python["glibc"].split("."))) > tuple(
-        map(int, options.glibc.split("."))
-    ):
-        print(
-            f"warning: this Python was built on {python['platform']} (glibc {python['glibc']}), newer than "
-            f"the runtime's glibc {options.glibc}: on Lambda use an amazonlinux-2023 build",
-            file=sys.stderr,
-        )
-    return _print_outcome(build)
+    # A Python built on a newer glibc than the target's is refused before any work (layers.py).
+    return _print_outcome(build_runtime_and_deps(args.python, args.requirements, _options(args)))
 
 
 def run_deps(args: argparse.Namespace) -> int:

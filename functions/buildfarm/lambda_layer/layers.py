@@ -12,6 +12,7 @@ from pathlib import Path
 
 from buildfarm.errors import UsageError
 from buildfarm.lambda_layer.deps import DepsResult, build_deps, install_wheels
+from buildfarm.lambda_layer.glibc import version_tuple
 from buildfarm.lambda_layer.package import (
     LAMBDA_UNZIPPED_LIMIT_BYTES,
     megabytes,
@@ -78,6 +79,7 @@ def build_runtime_and_deps(
         python = published_python(python_source, work / "fetch")
         if options.arch is not None and options.arch != python.arch:
             raise UsageError(f"the Python at {python_source} is for {python.arch}, not {options.arch}")
+        _check_glibc(python, options.glibc)
         target = Target(python.series, python.arch, options.glibc)
         runtime = StagedLayer("runtime", work / "runtime", DepsResult([], []))
         runtime.result = stage_runtime_layer(
@@ -88,6 +90,18 @@ def build_runtime_and_deps(
             interpreter = runtime.root / "python" / "bin" / f"python{target.python}"
             layers.append(_stage_deps(requirements, target, interpreter, work, options.index_url))
         return _finish(layers, target, python, options, work)
+
+
+def _check_glibc(python: PublishedPython, target_glibc: str) -> None:
+    """UsageError for a Python built on a newer glibc than the target's: it would need symbols
+    the runtime lacks (a layer that is written but cannot start). --glibc names a runtime's
+    newer glibc when it has one."""
+    if python.glibc and version_tuple(python.glibc) > version_tuple(target_glibc):
+        raise UsageError(
+            f"the Python at {python.source} was built on {python.platform} (glibc {python.glibc}), "
+            f"newer than the target's glibc {target_glibc}: use an amazonlinux-2023 build for "
+            f"provided.al2023 (or --glibc {python.glibc} for a runtime that has it)"
+        )
 
 
 def build_deps_only(

@@ -1,6 +1,7 @@
 """Building an sdist into a wheel for the target: first as it comes, then, if that fails or
-makes a wheel the target cannot run, once more without a C compiler, so a project whose C
-speedups are optional falls back to pure Python."""
+makes a wheel the target cannot run (its tags, or its shared objects needing a newer glibc
+than the target's: glibc.py), once more without a C compiler, so a project whose C speedups
+are optional falls back to pure Python."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from buildfarm.lambda_layer.glibc import glibc_problem
 from buildfarm.lambda_layer.piprun import last_error, run_pip
 from buildfarm.lambda_layer.tags import Target, is_compatible, tag_strings
 
@@ -74,6 +76,9 @@ def _attempt(
     if not is_compatible(wheels[0].name, target, built_here=True):
         tags = ", ".join(tag_strings(wheels[0].name))
         return None, f"the built wheel is {tags}, which {target.describe()} cannot run"
+    # Compiled against this machine's glibc, whatever its tag says: refused if that is newer.
+    if problem := glibc_problem(wheels[0], target):
+        return None, f"the built wheel cannot run on {target.describe()}: {problem}"
     return wheels[0], ""
 
 

@@ -112,6 +112,23 @@ def test_a_python_for_another_arch_is_refused(tmp_path):
     assert_refused(result, tmp_path / "out", "is for x86_64, not aarch64")
 
 
+def test_a_python_built_on_a_newer_glibc_than_the_targets_is_refused(tmp_path):
+    """The stand-in was built on debian-12 (glibc 2.36): provided.al2023 (2.34) could not start
+    it, so no layer, exit 2, and the way out named; --glibc 2.36 states a runtime that has it."""
+    tarball = publish_stand_in(tmp_path / "build")
+    result = run_lambda("layer", "--python", str(tarball), "--out", str(tmp_path / "out"))
+    assert_refused(
+        result,
+        tmp_path / "out",
+        "built on debian-12 (glibc 2.36), newer than the target's glibc 2.34",
+        "use an amazonlinux-2023 build",
+        "--glibc 2.36",
+    )
+    stated = run_lambda("layer", "--python", str(tarball), "--glibc", "2.36", "--out", str(tmp_path / "out"))
+    assert stated.returncode == 2 and "newer than the target's glibc" not in stated.stderr  # got further
+    assert "is Python" in stated.stderr  # the stand-in python3.13 cannot run pip
+
+
 @pytest.mark.parametrize(
     ("options", "named"),
     [

@@ -1,8 +1,9 @@
 """The provided.al2023 runtime layer from the farm store's first real build (debian-12, a
-stand-in for amazonlinux-2023 that runs here): its zip, and its bootstrap driven by a Runtime
-API server in the test through the real awslambdaric (from PyPI, installed by the dependency
-builder), as Lambda drives it: a handler's result and a handler's exception each arrive as
-Lambda would receive them."""
+stand-in for amazonlinux-2023 that runs here; the target is its glibc, `--glibc`, as `lambda
+layer` refuses a Python built on a newer glibc than the target's): its zip, and its bootstrap
+driven by a Runtime API server in the test through the real awslambdaric (from PyPI, installed
+by the dependency builder), as Lambda drives it: a handler's result and a handler's exception
+each arrive as Lambda would receive them."""
 
 from __future__ import annotations
 
@@ -52,14 +53,24 @@ def tarball_of(build) -> Path:
     return build.dir / f"python-{build.version}-{build.platform}-{build.arch}.tar.gz"
 
 
+def glibc_of(build) -> str:
+    """The glibc the build was made on ("2.36"), from its manifest ("glibc-2.36")."""
+    return json.loads((build.dir / "manifest.json").read_text())["platform"]["glibc"].removeprefix("glibc-")
+
+
+def layer_argv(build, out: Path) -> list[str]:
+    """`buildfarm lambda layer` for the build's tarball, targeting the glibc it runs here on."""
+    python = ["--python", str(tarball_of(build)), "--glibc", glibc_of(build)]
+    return [BUILDFARM, "lambda", "layer", *python, "--out", str(out)]
+
+
 @pytest.fixture(scope="module")
 def runtime_layer(host_build, tmp_path_factory) -> Path:
     """`buildfarm lambda layer` for the first build's tarball: the output directory."""
     out = tmp_path_factory.mktemp("lambda-layer") / "out"
     requirements = out.parent / "requirements.txt"
     requirements.write_text(f"{DEPENDENCY}\n")
-    argv = [BUILDFARM, "lambda", "layer", "--python", str(tarball_of(host_build)), "--out", str(out)]
-    argv += ["--requirements", str(requirements)]
+    argv = [*layer_argv(host_build, out), "--requirements", str(requirements)]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stdout + result.stderr
     return out
@@ -155,11 +166,12 @@ def test_the_runtime_layer_holds_python_bootstrap_and_awslambdaric(runtime_layer
     assert (layer["name"], deps["name"]) == ("runtime", "deps")
     series = ".".join(host_build.version.split(".")[:2])
     assert report["python"]["version"] == host_build.version
+    glibc = glibc_of(host_build)
     assert report["target"] == {
-        "python": series, "arch": host_build.arch, "glibc": "2.34",
+        "python": series, "arch": host_build.arch, "glibc": glibc,
         "platforms": report["target"]["platforms"],
     }  # fmt: skip
-    assert report["target"]["platforms"][0] == f"manylinux_2_34_{host_build.arch}"
+    assert report["target"]["platforms"][0] == f"manylinux_{glibc.replace('.', '_')}_{host_build.arch}"
     ric = next(p for p in layer["packages"] if p["name"] == "awslambdaric")
     assert ric["outcome"] == "wheel"
     assert any(tag.startswith(f"cp{series.replace('.', '')}-") for tag in ric["tags"])
@@ -181,10 +193,8 @@ def test_the_runtime_layer_holds_python_bootstrap_and_awslambdaric(runtime_layer
 
 def test_a_runtime_layer_over_the_size_limit_writes_nothing(host_build, tmp_path):
     out = tmp_path / "out"
-    argv = [BUILDFARM, "lambda", "layer", "--python", str(tarball_of(host_build)), "--out", str(out)]
-    result = subprocess.run(
-        [*argv, "--limit-bytes", "10000000"], capture_output=True, text=True, timeout=1800
-    )
+    argv = [*layer_argv(host_build, out), "--limit-bytes", "10000000"]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=1800)
     assert result.returncode == 2, result.stdout + result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("buildfarm lambda: error: the layers take "), line
