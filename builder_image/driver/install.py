@@ -1,14 +1,18 @@
 """The install phase: make install into a staging directory with the final build's make
-variables, then the tree made ready to ship: stripped, bin/ scripts and the build
-configuration relocatable (relocation.py), the interpreter's linkage checked.
+variables, then the tree made ready to ship: stripped (static relocations too), bin/ scripts,
+python-config.py and the build configuration relocatable (relocation.py), bytecode named as
+installed (not by the staging path), the interpreter's linkage checked.
 Standard library only, Python 3.6+."""
 
+import glob
 import os
 import re
 import shutil
 import stat
 
-from . import relocation
+from sbom_facts import elf as elf_reader
+
+from . import relocation, series
 from .errors import BuildError
 from .files import is_elf, walk_files
 from .flags import install_argv, static_interpreter
@@ -16,11 +20,50 @@ from .make import make_env
 from .process import run
 
 EXPECTED_RUNPATH = "$ORIGIN/../lib"
+# Linked files (programs, libraries, extension modules) lose every symbol and their static
+# relocation sections: --enable-bolt links all of them with -Wl,--emit-relocs (llvm-bolt reads
+# those; it has run by now, in the make phase), and --strip-unneeded keeps .symtab and the
+# .rela.text/.rela.data/... sections for them (BOLT builds shipped libpython at 10.05 MB instead
+# of 7.43). --remove-relocations (binutils 2.28+; bullseye has 2.35) drops only the relocations
+# of sections: the loader's .rela.dyn/.rela.plt are sections of their own and stay.
+STRIP_LINKED = ("--strip-all", "--remove-relocations=*")
+# Objects still to be linked (config-3.X/python.o in 3.9) keep what a link needs.
+STRIP_OBJECT = ("--strip-unneeded",)
+SHT_SYMTAB, SHT_RELA, SHT_REL, SHF_ALLOC = 2, 4, 9, 0x2
 # Refreshes a rewritten module's bytecode (all three levels install wrote), named as installed.
 RECOMPILE_SCRIPT = r"""
 import compileall, sys
 for level in (0, 1, 2):
     compileall.compile_file(sys.argv[1], ddir=sys.argv[2], force=True, quiet=1, optimize=level)
+"""
+# Recompiles every .pyc under argv[1] that names the staging directory argv[2] (ensurepip's
+# pip/setuptools: pip compiles what it installs under --root=$(DESTDIR) by the staged path),
+# named as installed, at its own optimization level and invalidation mode (py_compile 3.7+:
+# the built interpreter is 3.9+), so a traceback names the installed file.
+FIX_BYTECODE_SCRIPT = r"""
+import importlib.util, os, py_compile, sys
+tree, staging = sys.argv[1], sys.argv[2]
+needle = os.fsencode(staging)
+modes = {0: py_compile.PycInvalidationMode.TIMESTAMP, 1: py_compile.PycInvalidationMode.UNCHECKED_HASH,
+         3: py_compile.PycInvalidationMode.CHECKED_HASH}
+fixed = 0
+for directory, _dirs, files in os.walk(tree):
+    for name in files:
+        pyc = os.path.join(directory, name)
+        if not name.endswith(".pyc") or os.path.islink(pyc):
+            continue
+        with open(pyc, "rb") as handle:
+            data = handle.read()
+        if needle not in data:
+            continue
+        source = importlib.util.source_from_cache(pyc)
+        if not source.startswith(staging + os.sep):
+            raise SystemExit("{} is not under {}".format(source, staging))
+        level = int(name.split(".opt-")[1].split(".")[0]) if ".opt-" in name else 0
+        py_compile.compile(source, cfile=pyc, dfile=source[len(staging):], doraise=True, optimize=level,
+                           invalidation_mode=modes[int.from_bytes(data[4:8], "little")])
+        fixed += 1
+print("bytecode named as installed:", fixed, "files")
 """
 
 
@@ -39,6 +82,7 @@ def install(build):
     strip_binaries(build)
     make_scripts_relocatable(build)
     make_config_relocatable(build)
+    fix_bytecode_paths(build)
     check_linkage(build)
 
 
@@ -47,10 +91,38 @@ def strip_binaries(build):
         if is_elf(path):
             mode = os.stat(path).st_mode
             os.chmod(path, mode | stat.S_IWUSR)
-            run(build.log, "install", ["strip", "--strip-unneeded", path], env=build.env)
+            strip_file(path, build.log, build.env)
             if ".so" in os.path.basename(path):
                 mode &= ~(stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)  # libraries are not programs
             os.chmod(path, mode)
+
+
+def strip_file(path, log, env):
+    """Strips one ELF file (STRIP_LINKED or STRIP_OBJECT); BuildError if a linked file still
+    has a symbol table or static relocations (a strip that ignored the option)."""
+    linked = elf_reader.read_file(path).type != elf_reader.ET_REL
+    run(log, "install", ["strip", *(STRIP_LINKED if linked else STRIP_OBJECT), path], env=env)
+    left = unstripped_sections(path) if linked else []
+    if left:
+        raise BuildError("install", "strip left {} in {}".format(", ".join(left), os.path.basename(path)))
+
+
+def unstripped_sections(path):
+    """Names of the sections of an ELF file that a stripped linked file has none of: the
+    symbol table and relocation sections the loader does not read (not SHF_ALLOC)."""
+    elf = elf_reader.read_file(path)
+    names_index = elf.layout.header.unpack_from(elf.data, 16)[12]  # e_shstrndx
+    names = elf.sections[names_index][elf_reader.SH_OFFSET] if names_index < len(elf.sections) else None
+    found = []
+    for section in elf.sections:
+        kind, flags = section[elf_reader.SH_TYPE], section[elf_reader.SH_FLAGS]
+        if kind == SHT_SYMTAB or (kind in (SHT_RELA, SHT_REL) and not flags & SHF_ALLOC):
+            if names is None:
+                found.append("section type {}".format(kind))
+                continue
+            start = names + section[elf_reader.SH_NAME]
+            found.append(elf.data[start : elf.data.index(b"\0", start)].decode("ascii", "replace"))
+    return found
 
 
 def make_scripts_relocatable(build):
@@ -59,13 +131,27 @@ def make_scripts_relocatable(build):
         path = os.path.join(bindir, name)
         if os.path.islink(path) or not os.path.isfile(path) or is_elf(path):
             continue
-        with open(path, "rb") as handle:
-            content = handle.read()
-        rewritten = relocation.rewrite_shebang(content, build.python_bin)
-        if rewritten is not None:
-            with open(path, "wb") as handle:
-                handle.write(rewritten)
-            build.log.write("relocatable shebang: bin/{}\n".format(name))
+        relocate_script(build, path, build.python_bin)
+    # config-3.X-<triplet>/python-config.py is a Python script too (python3.X-config is upstream's
+    # shell script): '#!/opt/python/.../python3.X', then bin/python3.X three directories up.
+    pattern = os.path.join(build.tree, "lib", build.python_bin, "config-3.*", "python-config.py")
+    for path in sorted(glob.glob(pattern)):
+        interpreter = os.path.relpath(os.path.join(bindir, build.python_bin), os.path.dirname(path))
+        if not relocate_script(build, path, interpreter):
+            raise BuildError("install", "{} has no python #! line".format(os.path.relpath(path, build.tree)))
+
+
+def relocate_script(build, path, interpreter):
+    """The script's '#!/.../python' line made the trampoline (relocation.rewrite_shebang());
+    False if it has none."""
+    with open(path, "rb") as handle:
+        rewritten = relocation.rewrite_shebang(handle.read(), interpreter)
+    if rewritten is None:
+        return False
+    with open(path, "wb") as handle:
+        handle.write(rewritten)
+    build.log.write("relocatable shebang: {}\n".format(os.path.relpath(path, build.tree)))
+    return True
 
 
 def make_config_relocatable(build):
@@ -84,6 +170,30 @@ def make_config_relocatable(build):
         path = os.path.join(pkgconfig, name)
         if name.endswith(".pc") and not os.path.islink(path):
             rewrite(build, path, relocation.relocatable_pc)
+    if series.ships_build_details(build.version):
+        make_build_details_relocatable(build)
+
+
+def make_build_details_relocatable(build):
+    """lib/python3.X/build-details.json (PEP 739, 3.14+) with relative paths: the Makefile
+    writes the configured prefix's (series.BUILD_DETAILS_FROM)."""
+    path = os.path.join(build.tree, "lib", build.python_bin, "build-details.json")
+    if not os.path.isfile(path):
+        raise BuildError("install", "no lib/{}/build-details.json (3.14+ have it)".format(build.python_bin))
+    installed_dir = os.path.join(build.prefix, "lib", build.python_bin)
+
+    def transform(text, prefix):
+        return relocation.relocatable_build_details(text, prefix, installed_dir)
+
+    rewrite(build, path, transform)
+
+
+def fix_bytecode_paths(build):
+    """Every .pyc that names the staging directory recompiled, named as installed
+    (FIX_BYTECODE_SCRIPT), by the built interpreter (its bytecode format)."""
+    python = os.path.join(build.tree, "bin", build.python_bin)
+    argv = [python, "-I", "-B", "-c", FIX_BYTECODE_SCRIPT, build.tree, build.destdir]
+    run(build.log, "install", argv, env=build.env)
 
 
 def rewrite(build, path, transform):

@@ -13,6 +13,7 @@ modules built from the source), see series.py.
 """
 
 import base64
+import glob
 import hashlib
 import json
 import os
@@ -21,8 +22,9 @@ import subprocess
 import time
 import zipfile
 
-from . import hardening, process, series
+from . import hardening, process, relocation, series
 from .errors import BuildError
+from .files import walk_files
 
 
 class SelftestError(Exception):
@@ -41,9 +43,10 @@ class Context:
     platform: spec.platform_info() (expected_modules, missing_modules, id); source:
     the unpacked CPython source (for Lib/test and test-only C modules); work: scratch
     directory (emptied); tests: regrtest names (None: series.selftest_tests());
-    log: an object with write(text); env: the base environment of every command."""
+    log: an object with write(text); env: the base environment of every command;
+    build_paths: directories (the staging root) that no file of the tree may name."""
 
-    def __init__(self, tree, version, platform, source, work, log, env, tests=None, jobs=1):
+    def __init__(self, tree, version, platform, source, work, log, env, tests=None, jobs=1, build_paths=()):
         self.tree = tree
         self.version = version
         self.platform = platform
@@ -53,6 +56,7 @@ class Context:
         self.env = dict(env)
         self.tests = list(series.selftest_tests(version) if tests is None else tests)
         self.jobs = jobs
+        self.build_paths = tuple(build_paths)
         self.minor = series.minor_of(version)
         self.python_bin = "python3.{}".format(self.minor)
         self.python_info = {}
@@ -84,11 +88,16 @@ def selftest(ctx):
     results = {}
     results["modules"] = check_modules(ctx)
     moved = move_copy(ctx)
-    relocation = [check_moved_interpreter(ctx, moved), check_moved_build_config(ctx, moved)]
-    results["relocation"] = "ok ({})".format("; ".join(relocation))
+    moved_checks = [check_moved_interpreter(ctx, moved), check_moved_build_config(ctx, moved)]
+    if series.ships_build_details(ctx.version):
+        moved_checks.append(check_moved_build_details(ctx, moved))
+    results["relocation"] = None  # below: its place among the results kept
     results["tests"] = check_cpython_tests(ctx, moved)
     results["pip"] = check_pip(ctx)
     results["embedding"] = "ok ({}; {})".format(check_embedding(ctx), check_pkg_config_embedding(ctx, moved))
+    if ctx.build_paths:  # last: the checks above ran the tree's python (it could write bytecode)
+        moved_checks.append(check_no_build_paths(ctx))
+    results["relocation"] = "ok ({})".format("; ".join(moved_checks))
     return results
 
 
@@ -145,17 +154,23 @@ def check_moved_interpreter(ctx, moved):
             + "; ".join("{}={}".format(k, v) for k, v in sorted(result["outside"].items())),
         )
     pip_script = os.path.join(moved, "bin", "pip3")
-    if os.path.exists(pip_script):
-        run(ctx, "relocation", [pip_script, "--version"])
+    if not os.path.isfile(pip_script):  # --with-ensurepip=install puts it there in every series
+        raise SelftestError("relocation", "no bin/pip3 in the tree")
+    run(ctx, "relocation", [pip_script, "--version"])
     return "runs from a moved copy; sysconfig paths follow it"
 
 
 def check_moved_build_config(ctx, moved):
-    """python3.X-config and the pkg-config files of the moved tree name the moved tree."""
+    """python3.X-config, config-3.X-*/python-config.py (run by its #! line) and the pkg-config
+    files of the moved tree name the moved tree."""
     config = os.path.join(moved, "bin", ctx.python_bin + "-config")
+    libpl = glob.glob(os.path.join(moved, "lib", ctx.python_bin, "config-3.*", "python-config.py"))
+    if len(libpl) != 1:
+        raise SelftestError("relocation", "not one config-3.X-*/python-config.py: {}".format(libpl))
     words = []
     for flags in (["--includes"], ["--ldflags", "--embed"], ["--prefix"]):
         words += run(ctx, "relocation", ["sh", config, *flags]).split()
+        words += run(ctx, "relocation", [libpl[0], *flags]).split()
     pc_dir = os.path.join(moved, "lib", "pkgconfig")
     env = dict(ctx.env, PKG_CONFIG_PATH=pc_dir, PKG_CONFIG_LIBDIR=pc_dir)
     for package in ("python-3.{}".format(ctx.minor), "python-3.{}-embed".format(ctx.minor)):
@@ -168,6 +183,35 @@ def check_moved_build_config(ctx, moved):
             "relocation", "build configuration names paths outside the moved tree: {}".format(outside)
         )
     return "python3-config and pkg-config name the moved tree"
+
+
+def check_moved_build_details(ctx, moved):
+    """build-details.json (PEP 739, 3.14+) of the moved tree: its paths are the moved tree's files."""
+    directory = os.path.join(moved, "lib", ctx.python_bin)
+    with open(os.path.join(directory, "build-details.json")) as handle:
+        paths = relocation.build_details_paths(json.load(handle), directory)
+    inside = os.path.realpath(moved) + os.sep
+    wrong = [k for k, p in sorted(paths.items()) if not (os.path.realpath(p) + os.sep).startswith(inside)]
+    wrong += [k for k, p in sorted(paths.items()) if not os.path.exists(p)]
+    if wrong:
+        raise SelftestError("relocation", "build-details.json: {} not in the moved tree".format(wrong))
+    return "build-details.json names it"
+
+
+def check_no_build_paths(ctx):
+    """No file of the tree (text, .pyc, ELF) names a build directory (ctx.build_paths)."""
+    needles = [os.fsencode(path) for path in ctx.build_paths]
+    naming = sorted(os.path.relpath(path, ctx.tree) for path in walk_files(ctx.tree) if _names(path, needles))
+    if naming:
+        message = "{} files name {}: {}".format(len(naming), ctx.build_paths, " ".join(naming[:5]))
+        raise SelftestError("relocation", message)
+    return "no file names the staging directory"
+
+
+def _names(path, needles):
+    with open(path, "rb") as handle:
+        data = handle.read()
+    return any(needle in data for needle in needles)
 
 
 def prepare_tests(ctx, moved):
@@ -355,6 +399,7 @@ def phase(build):
         selftest_env(build),
         tests=tests.split() if tests is not None else None,
         jobs=build.jobs,
+        build_paths=(build.destdir,),
     )
     try:
         build.selftest_results.update(selftest(context))

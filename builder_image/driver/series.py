@@ -13,6 +13,7 @@ system python of a builder). Checked against the tarballs of 3.9.2, 3.11.2, 3.13
   package Lib/test/test_ctypes/ from 3.12 (gh-93839, GH-94041).
 - test_sqlite3's test_dbapi imports _testcapi at module level in 3.11 and in 3.12 up
   to the fix of gh-116303 (March 2024; 3.13 imports it lazily).
+- build-details.json (PEP 739) is installed from 3.14 (gh-107956, GH-130069).
 """
 
 import re
@@ -137,6 +138,20 @@ SETUP_PY_UNTIL = 11
 def modules_by_setup_py(version):
     """setup.py builds the shared extension modules (3.9-3.11; see SETUP_PY_UNTIL)."""
     return minor_of(version) <= SETUP_PY_UNTIL
+
+
+# PEP 739's lib/python3.X/build-details.json, installed from 3.14. Its generator
+# (Tools/build/generate-build-details.py, 3.14 and main) writes paths relative to the file on
+# POSIX only with --relative-paths, which the Makefile's rule does not pass: 3.14's rule runs it
+# with the output path alone (python-build-standalone patches that rule in for every 3.14+, its
+# tree of 2026-08 included). So they name the configured prefix, and install.py rewrites them
+# (relocation.relocatable_build_details(); a file already relative is left as it is).
+BUILD_DETAILS_FROM = 14
+
+
+def ships_build_details(version):
+    """make install writes lib/python3.X/build-details.json (3.14+; see BUILD_DETAILS_FROM)."""
+    return minor_of(version) >= BUILD_DETAILS_FROM
 
 
 def has_test_modules_option(version):

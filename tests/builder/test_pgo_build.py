@@ -43,6 +43,14 @@ def test_pgo_lto_build_is_complete_and_runs(pgo_build, fast_build_env, tmp_path)
     ).stdout
     # What ships is llvm-bolt's output (its note survives strip), linked position-dependent.
     assert ".note.bolt_info" in headers and re.search(r"Type:\s+EXEC", headers)
+    # --enable-bolt links everything with -Wl,--emit-relocs: no shipped library or extension
+    # module keeps a symbol table or the static relocations (.rela.text, ...) after strip.
+    libraries = sorted((tmp_path / "any where" / "python").rglob("*.so*"))
+    assert len(libraries) > 20
+    elf = [path for path in libraries if not path.is_symlink() and path.read_bytes()[:4] == b"\x7fELF"]
+    for library in [*elf, interpreter]:
+        table = subprocess.run(["readelf", "-SW", library], capture_output=True, text=True, check=True).stdout
+        assert ".symtab" not in table and not re.search(r"\.rela?\.(?!dyn|plt)\S*\s+RELA?\s", table), library
     python = tmp_path / "any where" / "python" / "bin" / "python3"
     out = subprocess.run(
         [

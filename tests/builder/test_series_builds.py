@@ -208,6 +208,13 @@ def test_series_builds_and_passes_its_selftest(fixture, request):
     assert (lib / "sqlite3" / "__init__.py").is_file() and (lib / "unittest" / "__init__.py").is_file()
     assert bool(list(lib.glob("lib-dynload/_testcapi*"))) == (built.minor == "9")
     assert not list(built.moved.glob("lib/**/libpython*.a"))  # 3.10+: --without-static-libpython
+    # No shipped file names make install's staging root (ensurepip's pip compiled under --root).
+    assert "no file names the staging directory" in manifest["selftest"]["relocation"]
+    staged = b"/staging/opt/python/"
+    assert not [
+        p for p in built.moved.rglob("*") if p.is_file() and not p.is_symlink() and staged in p.read_bytes()
+    ]
+    assert (built.moved / "bin" / "pip3").is_file()
 
 
 @pytest.mark.parametrize("fixture", SERIES_FIXTURES)
@@ -288,6 +295,9 @@ def test_python_config_of_the_moved_tree(fixture, request, tmp_path):
     assert includes[0] == f"-I{moved}/include/python3.{built.minor}"
     ldflags = run_checked(["sh", config, "--ldflags", "--embed"]).split()
     assert f"-L{moved}/lib" in ldflags and f"-lpython3.{built.minor}" in ldflags
+    # config-3.X-*/python-config.py runs by its own #! line (the trampoline to bin/python3.X).
+    (script,) = moved.glob(f"lib/python3.{built.minor}/config-3.{built.minor}-*/python-config.py")
+    assert run_checked([str(script), "--includes"]).split()[0] == f"-I{moved}/include/python3.{built.minor}"
 
 
 @pytest.fixture(scope="session")
