@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+from .depends import declared_dependencies
 from .files import sha256_of
 from .flags import configure_env
 from .process import start, utc_now
@@ -43,7 +44,8 @@ def write_manifest(build):
             "glibc": build.python_info.get("glibc"),
             "compiler": compiler_version(build.env),
             "os_release": os_release_pretty(),
-            "runtime_dependencies": build.platform["runtime_dependencies"],
+            # What the .deb/.rpm declares (found in its binaries), not the registry's list.
+            "runtime_dependencies": package_dependencies(build),
         },
         "configure_args": build.configure_argv,
         "configure_env": configure_env(build.version, build.bolt),
@@ -63,6 +65,14 @@ def write_manifest(build):
     }
     build.manifest_path = os.path.join(build.out, "manifest.json")
     build.manifest = manifest
+
+
+def package_dependencies(build):
+    """The dependencies the build's .deb or .rpm declares, read back from the package."""
+    for kind, path in build.artifacts:
+        if kind in ("deb", "rpm"):
+            return declared_dependencies(kind, path, build.env)
+    return []
 
 
 def artifact_entry(kind, path):

@@ -11,6 +11,7 @@ import stat
 import tarfile
 import time
 
+from .depends import deb_depends, own_libraries, rpm_dependency_macros
 from .errors import BuildError
 from .files import tree_size, walk_files
 from .process import run
@@ -40,7 +41,9 @@ def package(build):
 
 
 def build_deb(build):
-    """The .deb: the staged tree at its prefix, Debian's doc files, control and md5sums."""
+    """The .deb: the staged tree at its prefix, Debian's doc files, control and md5sums.
+    Depends is what dpkg-shlibdeps finds the binaries need (depends.deb_depends), versioned:
+    the registry's unversioned names let apt install it where OpenSSL is too old."""
     spec = build.spec
     root = os.path.join(build.work, "debroot")
     if os.path.exists(root):
@@ -48,14 +51,15 @@ def build_deb(build):
     shutil.copytree(build.tree, os.path.join(root, build.prefix.lstrip("/")), symlinks=True)
     write_deb_docs(root, build.version, spec["build"], os.path.join(build.src, "LICENSE"))
     control_dir = os.path.join(root, "DEBIAN")
-    os.makedirs(control_dir)
+    os.makedirs(control_dir)  # before dpkg-shlibdeps: it marks root as the package's tree
+    depends = deb_depends(build.log, build.env, root, build.prefix, package_name(build.version))
     with open(os.path.join(control_dir, "control"), "w") as handle:
         handle.write(
             deb_control(
                 build.version,
                 spec["build"],
                 spec["arch"],
-                build.platform["runtime_dependencies"],
+                depends,
                 (tree_size(root) + 1023) // 1024,
                 maintainer(),
             )
@@ -133,7 +137,8 @@ def write_md5sums(root, path):
 
 
 def build_rpm(build):
-    """The .rpm: rpmbuild packages the staged tree (rpm_spec(): no %build)."""
+    """The .rpm: rpmbuild packages the staged tree (rpm_spec(): no %build); rpm finds its
+    Requires in the binaries, versioned by symbol (libssl.so.3(OPENSSL_3.0.0)(64bit))."""
     spec = build.spec
     topdir = os.path.join(build.work, "rpmbuild")
     for sub in ("SPECS", "RPMS", "BUILD", "BUILDROOT", "SOURCES"):
@@ -145,9 +150,9 @@ def build_rpm(build):
                 build.version,
                 spec["build"],
                 spec["arch"],
-                build.platform["runtime_dependencies"],
                 build.destdir,
                 build.prefix,
+                own_libraries(build.tree),
             )
         )
     run(
@@ -218,15 +223,16 @@ def maintainer():
     return os.environ.get("BUILDFARM_MAINTAINER") or "Python Build Farm <python-build-farm@example.org>"
 
 
-def deb_control(version, build, arch, runtime_dependencies, installed_size_kib, maintainer):
-    """DEBIAN/control: Version <version>-<build> so build 2 upgrades build 1."""
+def deb_control(version, build, arch, depends, installed_size_kib, maintainer):
+    """DEBIAN/control: Version <version>-<build> so build 2 upgrades build 1; depends: the
+    Depends entries (none: no field, an empty one is malformed)."""
     lines = [
         "Package: " + package_name(version),
         "Version: {}-{}".format(package_version(version), build),
         "Architecture: " + DEB_ARCH[arch],
         "Maintainer: " + maintainer,
         "Installed-Size: {}".format(installed_size_kib),
-        "Depends: " + ", ".join(runtime_dependencies),
+        *(["Depends: " + ", ".join(depends)] if depends else []),
         "Section: python",
         "Priority: optional",
         "Homepage: https://www.python.org/",
@@ -249,6 +255,11 @@ def lintian_overrides(name):
             "[opt/python/*/bin/*]",
             "relocatable sh/python trampolines: sh execs the interpreter on line 2",
         ),
+        (
+            "shell-script-fails-syntax-check",
+            "[opt/python/*/lib/python3.*/config-3.*/python-config.py]",
+            "python-config.py is such a trampoline too (relocation.py)",
+        ),
         ("embedded-library", "", "upstream CPython bundles expat, libmpdec and HACL* into its modules"),
         ("library-not-linked-against-libc", "", "a tiny extension module that needs no libc symbol"),
         ("shared-library-lacks-prerequisites", "", "extension modules take symbols from the interpreter"),
@@ -270,10 +281,12 @@ def rpm_text(value):
     return str(value).replace("%", "%%")
 
 
-def rpm_spec(version, build, arch, runtime_dependencies, staged_root, prefix):
+def rpm_spec(version, build, arch, staged_root, prefix, libraries=()):
     """An rpmbuild spec that packages an already staged tree (no %build); every value in it
-    is data, none a macro (rpm_text)."""
-    requires = "\n".join("Requires: " + rpm_text(dep) for dep in runtime_dependencies)
+    is data, none a macro (rpm_text; the dependency patterns hold no %). Requires and
+    Provides are rpm's automatic ones, less the tree's own libraries (libraries: their
+    sonames) and anything provided from the prefix (depends.rpm_dependency_macros)."""
+    filters = "\n".join(rpm_dependency_macros(prefix, libraries))
     return """\
 Name: {name}
 Version: {pversion}
@@ -282,8 +295,8 @@ Summary: CPython {version} interpreter in {prefix}
 License: Python-2.0
 URL: https://www.python.org/
 BuildArch: {arch}
-AutoReqProv: no
-{requires}
+AutoReqProv: yes
+{filters}
 
 # The tree is already built, stripped and self-tested: no post-processing, no
 # byte-compiling with the build host's python, no debuginfo, no build-id links
@@ -312,6 +325,6 @@ cp -a "{staged}/." %{{buildroot}}/
         version=rpm_text(version),
         prefix=rpm_text(prefix),
         arch=RPM_ARCH[arch],
-        requires=requires,
+        filters=filters,
         staged=rpm_text(staged_root),
     )

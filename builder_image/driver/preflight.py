@@ -10,7 +10,8 @@ from .process import run
 from .upload import open_store
 
 TOOLS = ("make", "tar", "strip", "readelf")
-PACKAGE_TOOL = {"deb": "dpkg-deb", "rpm": "rpmbuild"}
+# The package phase's tools: the package builder, and what declares its dependencies (depends.py).
+PACKAGE_TOOLS = {"deb": ("dpkg-deb", "dpkg-shlibdeps"), "rpm": ("rpmbuild",)}
 
 
 def preflight(build):
@@ -28,7 +29,7 @@ def preflight(build):
         missing = missing_build_dependencies(build)
         if missing:
             raise BuildError("preflight", "missing build dependencies: " + " ".join(missing))
-    tools = [*TOOLS, PACKAGE_TOOL[build.platform["package_format"]]]
+    tools = [*TOOLS, *PACKAGE_TOOLS[build.platform["package_format"]]]
     # Looked up as the phases run them: on the build environment's PATH, not the caller's.
     absent = [tool for tool in tools if not shutil.which(tool, path=build.env["PATH"])]
     if absent:

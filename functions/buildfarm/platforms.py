@@ -80,6 +80,9 @@ class Platform(BaseModel):
     # The OpenSSL series its libssl-dev/openssl-devel installs; per-series self-test data keys on it.
     openssl: Literal["1.1", "3"]
     build_dependencies: tuple[str, ...]
+    # Unversioned runtime library packages a build here may link, the union over its series
+    # (3.9-3.12's _crypt and nis too): what a tarball needs. The builder's .deb and .rpm do not
+    # use it: they declare what dpkg-shlibdeps / rpm find in their binaries, versioned.
     runtime_dependencies: tuple[str, ...]
     missing_modules: dict[str, str] = {}
     bolt: Bolt | None = None

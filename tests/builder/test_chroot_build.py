@@ -5,7 +5,9 @@ the farm store's first run when the session runs it, else built alone)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import subprocess
 import tarfile
 
 import pytest
@@ -69,3 +71,19 @@ def test_bullseye_runtime_dependencies_are_declared(chroot_build, tmp_path):
     assert {"libc.so.6", "libz.so.1"} <= set(owners) and any(s.startswith("libssl.so.") for s in owners)
     declared = set(load_registry().get("debian-11").runtime_dependencies)
     assert {s: p for s, p in owners.items() if p.split(":")[0] not in declared} == {}
+
+
+def test_bullseye_deb_depends_come_from_its_binaries(chroot_build):
+    """bullseye's own dpkg-shlibdeps (dpkg 1.20) made the Depends: versioned, only packages the
+    registry names, and the manifest records them."""
+    deb = chroot_build.dir / "python-3.13.5_1_amd64.deb"
+    depends = subprocess.run(
+        ["dpkg-deb", "-f", str(deb), "Depends"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    entries = depends.split(", ")
+    assert any(re.fullmatch(r"libssl1\.1 \(>= 1\.1\.[0-9a-z.]+\)", entry) for entry in entries), entries
+    assert {entry.split()[0] for entry in entries} <= set(
+        load_registry().get("debian-11").runtime_dependencies
+    )
+    manifest = json.loads((chroot_build.dir / "manifest.json").read_text())
+    assert manifest["platform"]["runtime_dependencies"] == entries

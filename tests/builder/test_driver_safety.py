@@ -181,22 +181,24 @@ def test_plain_prefixes_are_accepted(registry_json, good):
 
 def test_every_value_in_the_rpm_spec_is_text_not_a_macro(tmp_path):
     marker = tmp_path / "ran"
-    prefix = f"/opt/py%(touch {marker})%{{x}}"
-    text = packages.rpm_spec("3.13.5", 1, "x86_64", ["glibc%{y}"], "/w/st%{z}", prefix)
-    escaped = f"/opt/py%%(touch {marker})%%{{x}}"
-    assert f"Summary: CPython 3.13.5 interpreter in {escaped}\n" in text
-    assert f"installed under {escaped} so" in text
-    assert f"%defattr(-,root,root,-)\n{escaped}\n" in text
-    assert "Requires: glibc%%{y}\n" in text
-    assert prefix not in text
+    staged = f"/w/st%(touch {marker})%{{z}}"
+    text = packages.rpm_spec("3.13.5", 1, "x86_64", staged, "/opt/python/3.13.5", ["libpython3.13.so.1.0"])
+    assert f'cp -a "/w/st%%(touch {marker})%%{{z}}/."' in text
+    assert staged not in text
     if shutil.which("rpmspec"):
         (tmp_path / "python.spec").write_text(text)
         parsed = subprocess.run(
             ["rpmspec", "-P", str(tmp_path / "python.spec")], capture_output=True, text=True
         )
         assert parsed.returncode == 0, parsed.stderr
-        assert f"\n{prefix}\n" in parsed.stdout  # the %files line, literally
+        assert f"{staged}/." in parsed.stdout  # the copy's source, literally
         assert not marker.exists()
+    # A %global body is expanded twice, so %% cannot protect it: a prefix (the spec's check
+    # already refuses one like it) that would go into the dependency filters is refused.
+    prefix = f"/opt/py%(touch {marker})%{{x}}"
+    with pytest.raises(errors.BuildError, match="rpm dependency pattern"):
+        packages.rpm_spec("3.13.5", 1, "x86_64", "/w/st", prefix, [])
+    assert not marker.exists()
 
 
 # --- the store: nothing over another build's files ---------------------------------------------

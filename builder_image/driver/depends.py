@@ -1,0 +1,136 @@
+"""The runtime dependencies a package declares, found in its binaries rather than listed by
+hand: dpkg-shlibdeps for the .deb (versioned from the libraries' symbols files, so a module
+that needs OPENSSL_3.4.0 depends on libssl3t64 (>= 3.4.0)), rpm's own ELF dependency
+generator for the .rpm (rpm_dependency_macros keeps the tree's own libraries out of it).
+Standard library only, Python 3.6+."""
+
+import os
+import shutil
+import string
+import subprocess
+import tempfile
+
+from sbom_facts import elf as elf_reader
+
+from .errors import BuildError
+from .process import run, start
+
+_PATTERN_SAFE = frozenset(string.ascii_letters + string.digits + "._+-/")
+
+
+def _loadable(tree):
+    """(path, ElfFile) of each executable and shared object under tree (what the dynamic
+    linker loads), one at a time; object files (python.o in the config directory) link
+    nothing, and a file that only starts like ELF is no object at all."""
+    for relpath in elf_reader.elf_files(tree):
+        path = os.path.join(tree, relpath)
+        try:
+            elf = elf_reader.read_file(path)
+        except elf_reader.ElfError:
+            continue
+        if elf.type in (elf_reader.ET_EXEC, elf_reader.ET_DYN):
+            yield path, elf
+
+
+def linked_elf_files(tree):
+    return sorted(path for path, _elf in _loadable(tree))
+
+
+def own_libraries(tree):
+    """The sonames of the shared libraries the tree ships (libpython3.X.so.1.0,
+    libpython3.so), sorted: a binary of the tree that needs one finds it in the tree."""
+    sonames = set()
+    for _path, elf in _loadable(tree):
+        needed = elf.needed()
+        if needed is not None and needed[1]:
+            sonames.add(needed[1])
+    return sorted(sonames)
+
+
+def deb_depends(log, env, package_root, prefix, name):
+    """The Depends of the .deb whose build tree is package_root (holding DEBIAN/ and the
+    tree at prefix): dpkg-shlibdeps over every executable and shared object. Libraries of
+    the tree itself (libpython) are found in package_root ($ORIGIN runpaths, -l) and need no
+    package. BuildError naming the file when a library is not found or comes from no package:
+    a .deb missing a dependency must not ship."""
+    tree = os.path.join(package_root, prefix.lstrip("/"))
+    files = linked_elf_files(tree)
+    if not files:
+        return []
+    scratch = tempfile.mkdtemp(prefix="shlibdeps-", dir=os.path.dirname(package_root.rstrip("/")))
+    try:
+        # dpkg-shlibdeps reads debian/control (the source and its binary packages) from its cwd.
+        os.makedirs(os.path.join(scratch, "debian"))
+        with open(os.path.join(scratch, "debian", "control"), "w") as handle:
+            handle.write("Source: {0}\n\nPackage: {0}\nArchitecture: any\n".format(name))
+        argv = ["dpkg-shlibdeps", "-O", "-l" + prefix.rstrip("/") + "/lib"]
+        argv += ["-e" + path for path in files]
+        code, output = run(log, "package", argv, cwd=scratch, env=env, check=False)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    problems = shlibdeps_problems(output, package_root)
+    if code != 0 or problems:
+        reason = "; ".join(problems) or "dpkg-shlibdeps exited with status {}".format(code)
+        raise BuildError("package", "dpkg-shlibdeps cannot declare the .deb's dependencies: " + reason)
+    return parse_shlibs_depends(output)
+
+
+def shlibdeps_problems(output, package_root):
+    """dpkg-shlibdeps' error lines, and its warnings that a library has no dependency
+    information (an error in new dpkg, a warning in old), with the files' paths as
+    installed (no build directory)."""
+    problems = []
+    for line in output.splitlines():
+        named = "error:" in line or "no dependency information found" in line
+        if named and "cannot continue due to the error" not in line:
+            text = line.split("dpkg-shlibdeps: ", 1)[-1]
+            problems.append(text.replace(package_root.rstrip("/") + "/", "/"))
+    return problems
+
+
+def parse_shlibs_depends(output):
+    """The entries of dpkg-shlibdeps -O's "shlibs:Depends=a (>= 1), b" line, in order."""
+    for line in output.splitlines():
+        if line.startswith("shlibs:Depends="):
+            value = line.split("=", 1)[1]
+            return [entry.strip() for entry in value.split(",") if entry.strip()]
+    return []
+
+
+def regex_literal(text):
+    """text as a POSIX extended regular expression matching itself, for an rpm spec. Only
+    the spec prefix's characters (spec._PREFIX_RE): no % for rpm to expand (a %global body
+    is expanded twice, so rpm_text's %% would not do), no backslash (rpm versions differ on
+    keeping it); the special ones in brackets."""
+    if not text or any(char not in _PATTERN_SAFE for char in text):
+        raise BuildError("package", "cannot put {!r} into an rpm dependency pattern".format(text))
+    return "".join("[" + char + "]" if char in ".+" else char for char in text)
+
+
+def rpm_dependency_macros(prefix, libraries):
+    """Spec lines that keep rpm's automatic dependencies to the system's: no Requires on the
+    tree's own libraries (they are in the package: libpython3.X.so.1.0()(64bit) would need
+    the system python3-libs) and no Provides from the prefix (the package would offer
+    libpython to every other package)."""
+    lines = ["%global __provides_exclude_from ^{}/".format(regex_literal(prefix.rstrip("/")))]
+    if libraries:  # an empty alternation would match, and drop, every requirement
+        names = "|".join(regex_literal(name) for name in libraries)
+        lines.append("%global __requires_exclude ^({})([(]|$)".format(names))
+    return lines
+
+
+def declared_dependencies(kind, path, env=None):
+    """What a built .deb (Depends) or .rpm (Requires, without rpmlib() features) declares."""
+    if kind == "deb":
+        argv = ["dpkg-deb", "--field", path, "Depends"]
+    elif kind == "rpm":
+        argv = ["rpm", "-qp", "--requires", path]
+    else:
+        return []
+    child = start(argv, env=env, stderr=subprocess.DEVNULL)
+    output = child.communicate()[0]
+    if child.returncode != 0:
+        raise BuildError("manifest", "{} exited with status {}".format(" ".join(argv[:3]), child.returncode))
+    if kind == "deb":
+        return [entry.strip() for entry in output.replace("\n", " ").split(",") if entry.strip()]
+    return [line.strip() for line in output.splitlines() if line.strip() and not line.startswith("rpmlib(")]
