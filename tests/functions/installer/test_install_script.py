@@ -211,39 +211,6 @@ def test_every_registry_platform_is_detected_from_its_os_release(tmp_path, store
             assert f"no builds for {platform}/x86_64 yet" in result.stderr
 
 
-@pytest.mark.parametrize("indent", [None, 2])
-def test_json_flattener_matches_python_json(tmp_path, indent) -> None:
-    document = {
-        "a": [1, 2.5, {"b": "x y"}, [True, False, None]],
-        "tricky": 'q"uo}te{ ,:[]',
-        "builds": {"3.13.5": {"debian-12": {"x86_64": {"build": 3, "artifacts": [{"key": "k", "size": 0}]}}}},
-    }
-    expected = []
-
-    def walk(node, path):
-        if isinstance(node, dict):
-            for k, v in node.items():
-                walk(v, [*path, k])
-        elif isinstance(node, list):
-            for i, v in enumerate(node):
-                walk(v, [*path, str(i)])
-        else:
-            value = json.dumps(node)[1:-1] if isinstance(node, str) else json.dumps(node)
-            expected.append("/".join(path) + "\t" + value)
-
-    walk(document, [])
-    script = INSTALL_SH.read_text()
-    function = script[script.index("json_flatten() {") : script.index("# --- main")]
-    result = subprocess.run(
-        ["bash", "-c", function + "\njson_flatten"],
-        input=json.dumps(document, indent=indent),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert result.stdout.splitlines() == expected
-
-
 def test_publish_bakes_the_public_base_url_into_install_sh(tmp_path) -> None:
     from buildfarm.catalog import INSTALLER_KEY, public_url_function, publish_installer
     from buildfarm.store import LocalStore
