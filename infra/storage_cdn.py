@@ -239,25 +239,28 @@ class StorageCdn(Construct):
         # versioned bucket a delete leaves a delete marker, and a create-only PUT over a delete
         # marker succeeds: a deleted build could be replaced under its old name (and the CDN
         # serves builds/ from its cache for a year). Deleting a version would erase it for good.
-        self.bucket.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="PublishedBuildsStay",
-                effect=iam.Effect.DENY,
-                principals=[iam.AnyPrincipal()],
-                actions=["s3:DeleteObject", "s3:DeleteObjectVersion"],
-                resources=[self.bucket.arn_for_objects(key) for key in PERMANENT_KEYS],
-            )
+        deletes = ["s3:DeleteObject", "s3:DeleteObjectVersion"]
+        self._deny_everyone("PublishedBuildsStay", deletes, PERMANENT_KEYS)
+        self._deny_everyone(
+            "BuildsAreCreateOnly",
+            ["s3:PutObject"],
+            (PUBLISHED_BUILDS, PUBLISHED_RUNTIMES),
+            {"Null": {"s3:if-none-match": "true"}},
         )
+
+    def _deny_everyone(
+        self, sid: str, actions: list[str], keys: Sequence[str], conditions: dict | None = None
+    ) -> None:
+        """A bucket-policy Deny of actions on the objects at keys (patterns), for every principal
+        (but where conditions exempt one)."""
         self.bucket.add_to_resource_policy(
             iam.PolicyStatement(
-                sid="BuildsAreCreateOnly",
+                sid=sid,
                 effect=iam.Effect.DENY,
                 principals=[iam.AnyPrincipal()],
-                actions=["s3:PutObject"],
-                resources=[
-                    self.bucket.arn_for_objects(key) for key in (PUBLISHED_BUILDS, PUBLISHED_RUNTIMES)
-                ],
-                conditions={"Null": {"s3:if-none-match": "true"}},
+                actions=actions,
+                resources=[self.bucket.arn_for_objects(key) for key in keys],
+                conditions=conditions,
             )
         )
 
@@ -265,31 +268,15 @@ class StorageCdn(Construct):
         # No one writes a key deeper than the layout's (nothing the farm writes is): a key
         # nested below another cell's build directory would make that cell's builder refuse the
         # build as taken, and PublishedBuildsStay would keep it there for good.
-        self.bucket.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="NoKeysBelowABuild",
-                effect=iam.Effect.DENY,
-                principals=[iam.AnyPrincipal()],
-                actions=["s3:PutObject"],
-                resources=[self.bucket.arn_for_objects(key) for key in TOO_DEEP_KEYS],
-            )
-        )
+        self._deny_everyone("NoKeysBelowABuild", ["s3:PutObject"], TOO_DEEP_KEYS)
 
     def reserve_plan_record(self, planner: iam.IRole) -> None:
         """Only Plan's role writes a plan's record and items (plans/<execution>/plan.json,
         items.json, runtime-items.json), whatever IAM grants anyone else: the Maps build what
         the items say and Recover publishes by the record. (An operator who must rewrite one
         edits this statement first.)"""
-        self.bucket.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="OnlyPlanWritesThePlan",
-                effect=iam.Effect.DENY,
-                principals=[iam.AnyPrincipal()],
-                actions=["s3:PutObject"],
-                resources=[self.bucket.arn_for_objects(key) for key in PLAN_RECORD_KEYS],
-                conditions={"ArnNotEquals": {"aws:PrincipalArn": planner.role_arn}},
-            )
-        )
+        conditions = {"ArnNotEquals": {"aws:PrincipalArn": planner.role_arn}}
+        self._deny_everyone("OnlyPlanWritesThePlan", ["s3:PutObject"], PLAN_RECORD_KEYS, conditions)
 
     def confine_builders(self, builders: Sequence[iam.IRole]) -> None:
         """What the builders' roles may not write, enforced by the bucket whatever IAM grants
