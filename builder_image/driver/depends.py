@@ -2,6 +2,8 @@
 hand: dpkg-shlibdeps for the .deb (versioned from the libraries' symbols files, so a module
 that needs OPENSSL_3.4.0 depends on libssl3t64 (>= 3.4.0)), rpm's own ELF dependency
 generator for the .rpm (rpm_dependency_macros keeps the tree's own libraries out of it).
+The one copy of this code: the package phase (packages.py) and the buildfarm package's
+runtime packages (buildfarm.runtimes.package imports it from builder_image/) use it.
 Standard library only, Python 3.6+."""
 
 import os
@@ -32,29 +34,46 @@ def _loadable(tree):
             yield path, elf
 
 
+def _objects(tree):
+    """(path, DT_SONAME or None) of each executable and shared object under tree, sorted by
+    path: each file read once."""
+    found = []
+    for path, elf in _loadable(tree):
+        needed = elf.needed()
+        found.append((path, needed[1] if needed is not None else None))
+    return sorted(found)
+
+
 def linked_elf_files(tree):
-    return sorted(path for path, _elf in _loadable(tree))
+    return [path for path, _soname in _objects(tree)]
 
 
 def own_libraries(tree):
     """The sonames of the shared libraries the tree ships (libpython3.X.so.1.0,
-    libpython3.so), sorted: a binary of the tree that needs one finds it in the tree."""
-    sonames = set()
-    for _path, elf in _loadable(tree):
-        needed = elf.needed()
-        if needed is not None and needed[1]:
-            sonames.add(needed[1])
-    return sorted(sonames)
+    libpython3.so, a wheel's bundled library), sorted: a binary of the tree that needs one
+    finds it in the tree."""
+    return sorted(set(soname for _path, soname in _objects(tree) if soname))
+
+
+def own_library_dirs(objects, tree, prefix):
+    """The directories, as installed, of the tree's own libraries (objects: _objects(tree)),
+    and prefix/lib (the Python build's libpython; a runtime's is in python/lib), sorted."""
+    dirs = set(os.path.dirname(path) for path, soname in objects if soname)
+    installed = set(os.path.join(prefix, os.path.relpath(directory, tree)) for directory in dirs)
+    installed.add(os.path.join(prefix, "lib"))
+    return sorted(os.path.normpath(directory) for directory in installed)
 
 
 def deb_depends(log, env, package_root, prefix, name):
     """The Depends of the .deb whose build tree is package_root (holding DEBIAN/ and the
     tree at prefix): dpkg-shlibdeps over every executable and shared object. Libraries of
     the tree itself (libpython) are found in package_root ($ORIGIN runpaths, -l) and need no
-    package. BuildError naming the file when a library is not found or comes from no package:
-    a .deb missing a dependency must not ship."""
+    package. log: what has write(text) (the build log; io.StringIO for a runtime's package),
+    env: the children's environment (None: this process's). BuildError naming the file when
+    a library is not found or comes from no package: a .deb missing a dependency must not ship."""
     tree = os.path.join(package_root, prefix.lstrip("/"))
-    files = linked_elf_files(tree)
+    objects = _objects(tree)
+    files = [path for path, _soname in objects]
     if not files:
         return []
     scratch = tempfile.mkdtemp(prefix="shlibdeps-", dir=os.path.dirname(package_root.rstrip("/")))
@@ -63,7 +82,8 @@ def deb_depends(log, env, package_root, prefix, name):
         os.makedirs(os.path.join(scratch, "debian"))
         with open(os.path.join(scratch, "debian", "control"), "w") as handle:
             handle.write("Source: {0}\n\nPackage: {0}\nArchitecture: any\n".format(name))
-        argv = ["dpkg-shlibdeps", "-O", "-l" + prefix.rstrip("/") + "/lib"]
+        argv = ["dpkg-shlibdeps", "-O"]
+        argv += ["-l" + directory for directory in own_library_dirs(objects, tree, prefix)]
         argv += ["-e" + path for path in files]
         code, output = run(log, "package", argv, cwd=scratch, env=env, check=False)
     finally:

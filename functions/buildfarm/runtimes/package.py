@@ -5,24 +5,31 @@ and its signature are the publish side's (runtimes.publish, buildfarm.attest), a
 the manifest lists them under "attestations" (a runtime has no SBOM or provenance).
 
 Both artifacts hold the tree at its prefix: the tarball is extracted with `tar -xzf FILE -C /`
-(a venv runs where it was made), the .deb or .rpm installs it there and depends on the
-platform's runtime libraries (the registry's runtime_dependencies, as the Python build's
-package does).
+(a venv runs where it was made), the .deb or .rpm installs it there and declares what its
+binaries need, as the Python build's package does and with its code (builder_image/driver/
+depends.py): the .deb's Depends from dpkg-shlibdeps, versioned (libssl3 (>= 3.0.0), so apt
+does not install it where the bundled CPython's OpenSSL is missing or older), the .rpm's
+Requires found by rpm; the tree's own libraries (libpython, a wheel's) neither. A library
+that comes from no package fails the build, naming the file that needs it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
+import io
 import json
 import os
 import shutil
+import sys
 from importlib import resources
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from buildfarm.layout import MANIFEST_FILE
 from buildfarm.models import Attestations
-from buildfarm.platforms import DEB_ARCH, load_registry
+from buildfarm.platforms import DEB_ARCH, builder_image_dir, load_registry
 from buildfarm.runtimes.build import RuntimeBuildError, run_step
 from buildfarm.runtimes.keys import build_numbers, runtime_artifact_dir, runtime_cell_dir
 from buildfarm.runtimes.rpm import make_rpm, rpm_file_name
@@ -77,18 +84,58 @@ def make_tarball(root: Path, prefix: str, dest: Path) -> None:
     )  # fmt: skip
 
 
+def driver_depends() -> ModuleType:
+    """builder_image/driver/depends.py, imported as build.py imports it (the packages driver
+    and sbom_facts of builder_image/, on sys.path only while they load): the one copy of the
+    code that declares a package's dependencies."""
+    directory = str(builder_image_dir())
+    sys.path.insert(0, directory)
+    try:
+        module = importlib.import_module("driver.depends")
+    finally:
+        sys.path.remove(directory)
+    if not Path(module.__file__ or "").resolve().is_relative_to(Path(directory).resolve()):
+        raise RuntimeBuildError(f"the module driver is {module.__file__}, not {directory}'s")
+    return module
+
+
+def deb_depends(root: Path, prefix: str, package: str) -> list[str]:
+    """The Depends of the .deb of the staging root (DEBIAN/ made already: it marks root as the
+    package's tree): what dpkg-shlibdeps finds its binaries need, versioned. A library not
+    found or from no package: RuntimeBuildError naming the file, as installed."""
+    depends = driver_depends()
+    try:
+        return depends.deb_depends(io.StringIO(), None, str(root), prefix, package)
+    except depends.BuildError as error:
+        raise RuntimeBuildError(f"making the .deb: {error.reason}") from None
+
+
+def rpm_dependency_filters(root: Path, prefix: str) -> str:
+    """The spec's %global lines that keep the tree's own libraries out of rpm's automatic
+    Requires and everything in the prefix out of its Provides."""
+    depends = driver_depends()
+    try:
+        libraries = depends.own_libraries(str(root / prefix.lstrip("/")))
+        return "\n".join(depends.rpm_dependency_macros(prefix, libraries))
+    except depends.BuildError as error:
+        raise RuntimeBuildError(f"making the .rpm: {error.reason}") from None
+
+
 def make_deb(root: Path, prefix: str, control: dict[str, str], dest: Path) -> None:
-    """dpkg-deb --build of the staging root (the tree at its prefix) with a control file."""
+    """dpkg-deb --build of the staging root (the tree at its prefix) with a control file, its
+    Depends what the binaries need (deb_depends)."""
     tree = root / prefix.lstrip("/")
     size_kib = sum(p.stat().st_size for p in tree.rglob("*") if p.is_file() and not p.is_symlink()) // 1024
-    fields = {**control, "Installed-Size": str(size_kib)}
     debian = root / "DEBIAN"
     debian.mkdir()
-    control_file = debian / "control"
-    control_file.write_text("".join(f"{key}: {value}\n" for key, value in fields.items()))
-    debian.chmod(0o755)  # dpkg-deb refuses a control directory the umask left 0700
-    control_file.chmod(0o644)
     try:
+        depends = deb_depends(root, prefix, control["Package"])
+        fields = {**control, **({"Depends": ", ".join(depends)} if depends else {})}
+        fields["Installed-Size"] = str(size_kib)
+        control_file = debian / "control"
+        control_file.write_text("".join(f"{key}: {value}\n" for key, value in fields.items()))
+        debian.chmod(0o755)  # dpkg-deb refuses a control directory the umask left 0700
+        control_file.chmod(0o644)
         run_step(["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", root, dest], "making the .deb")
     finally:
         shutil.rmtree(debian)
@@ -97,13 +144,11 @@ def make_deb(root: Path, prefix: str, control: dict[str, str], dest: Path) -> No
 def deb_control(manifest: dict[str, Any], platform: str, arch: str) -> dict[str, str]:
     runtime, python = manifest["runtime"], manifest["python"]
     packages = ", ".join(f"{p['name']} {p['version']}" for p in manifest["packages"])
-    depends = ", ".join(load_registry().get(platform).runtime_dependencies)
     return {
         "Package": package_name(runtime["name"], runtime["version"]),
         "Version": deb_version(runtime["version"], manifest["build"]),
         "Architecture": DEB_ARCH[arch],
         "Maintainer": "Python Build Farm <python-build-farm@example.org>",
-        "Depends": depends,
         "Section": "python",
         "Priority": "optional",
         "Description": f"{runtime['name']} {runtime['version']} runtime in {runtime['prefix']}\n"
@@ -111,7 +156,7 @@ def deb_control(manifest: dict[str, Any], platform: str, arch: str) -> dict[str,
     }
 
 
-def rpm_fields(manifest: dict[str, Any], platform: str, arch: str) -> dict[str, str]:
+def rpm_fields(manifest: dict[str, Any], platform: str, arch: str, root: Path) -> dict[str, str]:
     control = deb_control(manifest, platform, arch)
     summary, _, description = control["Description"].partition("\n ")
     return {
@@ -121,7 +166,7 @@ def rpm_fields(manifest: dict[str, Any], platform: str, arch: str) -> dict[str, 
         "arch": arch,
         "summary": summary,
         "description": description,
-        "requires": control["Depends"],
+        "filters": rpm_dependency_filters(root, manifest["runtime"]["prefix"]),
     }
 
 
@@ -151,7 +196,8 @@ def make_artifacts(root: Path, manifest: dict[str, Any], work: Path) -> list[Pat
     if kind == "deb":
         make_deb(root, runtime["prefix"], deb_control(manifest, platform, arch), out / names["deb"])
     else:
-        make_rpm(root, runtime["prefix"], rpm_fields(manifest, platform, arch), work, out / names["rpm"])
+        fields = rpm_fields(manifest, platform, arch, root)
+        make_rpm(root, runtime["prefix"], fields, work, out / names["rpm"])
     files.append(out / names[kind])
     return files
 

@@ -1,7 +1,9 @@
 """The .rpm of a runtime (rpm platforms), made with rpmbuild from the staging root: the tree at
-its prefix, no automatic requirements (the registry's runtime_dependencies instead) and none of
-rpmbuild's post-install rewriting (strip, bytecompile, shebang mangling: the tree is tested as
-it is)."""
+its prefix, rpm's automatic requirements (AutoReqProv: what the binaries need, versioned by
+symbol: libssl.so.3(OPENSSL_3.0.0)(64bit)) less the tree's own libraries, and no provides from
+the prefix (the filters: package.rpm_dependency_filters, the Python build's
+rpm_dependency_macros), and none of rpmbuild's post-install rewriting (strip, bytecompile,
+shebang mangling: the tree is tested as it is)."""
 
 from __future__ import annotations
 
@@ -20,8 +22,8 @@ Version: {version}
 Release: {release}
 Summary: {summary}
 License: PSF-2.0 AND the licenses of the packages it holds
-AutoReqProv: no
-{requires}
+AutoReqProv: yes
+{filters}
 %description
 {description}
 
@@ -46,12 +48,11 @@ def rpm_file_name(package: str, version: str, build: int, arch: str) -> str:
 
 def make_rpm(root: Path, prefix: str, fields: dict[str, str], work: Path, dest: Path) -> None:
     """rpmbuild -bb of the staging root; fields: name, version, release, arch, summary,
-    description, requires (comma-separated)."""
+    description, filters (the spec's dependency filter lines)."""
     if not shutil.which("rpmbuild"):
         raise RuntimeBuildError("rpmbuild is not installed: the .rpm of an rpm platform needs it")
     top = work / "rpmbuild"
     (top / "SPECS").mkdir(parents=True)
-    requires = f"Requires: {fields['requires']}" if fields["requires"] else ""
     spec = top / "SPECS" / "runtime.spec"
     spec.write_text(
         SPEC.format(
@@ -59,7 +60,7 @@ def make_rpm(root: Path, prefix: str, fields: dict[str, str], work: Path, dest: 
             version=rpm_version(fields["version"]),
             release=fields["release"],
             summary=fields["summary"],
-            requires=requires,
+            filters=fields["filters"],
             description=fields["description"],
             prefix=prefix,
         )
