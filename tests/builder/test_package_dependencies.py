@@ -14,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from compiled import SSL_C, gcc
 from driver import depends, errors, packages, process
 
 TOOLS = ("gcc", "dpkg-shlibdeps", "dpkg-deb", "rpmbuild", "rpm")
@@ -27,21 +28,9 @@ PREFIX = "/opt/python/3.13.5"
 LIBPYTHON = "libpython3.13.so.1.0"
 DYNLOAD = "lib/python3.13/lib-dynload"
 SOABI = "cpython-313-x86_64-linux-gnu"
-# SSL_CTX_get_security_level and EVP_MD_fetch are in libssl/libcrypto's OPENSSL_3.0.0 version nodes.
-SSL_C = """#include <openssl/ssl.h>
-#include <openssl/evp.h>
-int uses_openssl_3(void) { return SSL_CTX_get_security_level(0) + (EVP_MD_fetch(0, "SHA256", 0) != 0); }
-"""
 ZLIB_C = "#include <zlib.h>\nconst char *uses_zlib(void) { return zlibVersion(); }\n"
 LIBPYTHON_C = "int Py_Main_ish(void) { return 0; }\n"
 MAIN_C = "int Py_Main_ish(void);\nint main(void) { return Py_Main_ish(); }\n"
-
-
-def gcc(tmp_path: Path, source: str, output: Path, *args: str) -> None:
-    c_file = tmp_path / (output.name + ".c")
-    c_file.write_text(source)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["gcc", "-fPIC", "-o", str(output), str(c_file), *args], check=True)
 
 
 def staged_tree(tmp_path: Path) -> Path:

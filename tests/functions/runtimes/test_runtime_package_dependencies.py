@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from compiled import SSL_C, gcc
 
 from buildfarm.runtimes.build import RuntimeBuildError
 from buildfarm.runtimes.package import make_artifacts
@@ -30,20 +31,8 @@ PREFIX = "/opt/runtimes/svc/2.1.0"
 LIBPYTHON = "libpython3.13.so.1.0"
 BUNDLED = "libbundled-1a2b3c4d.so.1.0"  # a manylinux wheel's library, in <package>.libs/
 SITE = "lib/python3.13/site-packages"
-# SSL_CTX_get_security_level and EVP_MD_fetch are in libssl/libcrypto's OPENSSL_3.0.0 version nodes.
-SSL_C = """#include <openssl/ssl.h>
-#include <openssl/evp.h>
-int uses_openssl_3(void) { return SSL_CTX_get_security_level(0) + (EVP_MD_fetch(0, "SHA256", 0) != 0); }
-"""
 LIBRARY_C = "int library_call(void) { return 0; }\n"
 CALLER_C = "int library_call(void);\nint main(void) { return library_call(); }\n"
-
-
-def gcc(tmp_path: Path, source: str, output: Path, *args: str) -> None:
-    c_file = tmp_path / (output.name + ".c")
-    c_file.write_text(source)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["gcc", "-fPIC", "-o", str(output), str(c_file), *args], check=True)
 
 
 def runtime_root(tmp_path: Path) -> Path:
