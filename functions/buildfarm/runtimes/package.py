@@ -19,7 +19,6 @@ import hashlib
 import importlib
 import io
 import json
-import os
 import shutil
 import sys
 from importlib import resources
@@ -58,22 +57,6 @@ def file_names(name: str, version: str, platform: str, arch: str, build: int) ->
     }
 
 
-def normalise_modes(root: Path) -> None:
-    """Debian policy's modes on the staging root, for the tarball, the .deb and the .rpm alike
-    (as the Python build's package phase, builder_image/driver/packages.py): directories 0755,
-    files 0755 where the owner may execute them, else 0644. Whatever umask the build ran under
-    (077 made the tarball's opt/ 0700, and `tar -xzf FILE -C /` then closed /opt; 002 left files
-    group-writable), and no setuid, setgid or sticky bit. Symlinks stay (chmod follows them)."""
-    root.chmod(0o755)
-    for directory, dirs, files in os.walk(root):
-        for name in dirs:
-            Path(directory, name).chmod(0o755)
-        for name in files:
-            path = Path(directory, name)
-            if not path.is_symlink():
-                path.chmod(0o755 if path.stat().st_mode & 0o100 else 0o644)
-
-
 def make_tarball(root: Path, prefix: str, dest: Path) -> None:
     """The staging root's tree at its prefix, paths relative to / (owner root, sorted), for
     `tar -xzf FILE -C /`."""
@@ -84,14 +67,14 @@ def make_tarball(root: Path, prefix: str, dest: Path) -> None:
     )  # fmt: skip
 
 
-def driver_depends() -> ModuleType:
-    """builder_image/driver/depends.py, imported as build.py imports it (the packages driver
-    and sbom_facts of builder_image/, on sys.path only while they load): the one copy of the
-    code that declares a package's dependencies."""
+def driver_module(name: str) -> ModuleType:
+    """A module of builder_image/driver/ ("depends", "packages"), imported as build.py imports
+    it (the driver and sbom_facts of builder_image/ on sys.path only while they load): the one
+    copy of the code that declares a package's dependencies and sets its files' modes."""
     directory = str(builder_image_dir())
     sys.path.insert(0, directory)
     try:
-        module = importlib.import_module("driver.depends")
+        module = importlib.import_module(f"driver.{name}")
     finally:
         sys.path.remove(directory)
     if not Path(module.__file__ or "").resolve().is_relative_to(Path(directory).resolve()):
@@ -99,11 +82,18 @@ def driver_depends() -> ModuleType:
     return module
 
 
+def normalise_modes(root: Path) -> None:
+    """Debian policy's modes on the staging root, for the tarball, the .deb and the .rpm alike,
+    whatever umask the build ran under (077 made the tarball's opt/ 0700, and `tar -xzf FILE -C
+    /` then closed /opt): the Python build's packages.normalise_modes."""
+    driver_module("packages").normalise_modes(str(root))
+
+
 def deb_depends(root: Path, prefix: str, package: str) -> list[str]:
     """The Depends of the .deb of the staging root (DEBIAN/ made already: it marks root as the
     package's tree): what dpkg-shlibdeps finds its binaries need, versioned. A library not
     found or from no package: RuntimeBuildError naming the file, as installed."""
-    depends = driver_depends()
+    depends = driver_module("depends")
     try:
         return depends.deb_depends(io.StringIO(), None, str(root), prefix, package)
     except depends.BuildError as error:
@@ -113,7 +103,7 @@ def deb_depends(root: Path, prefix: str, package: str) -> list[str]:
 def rpm_dependency_filters(root: Path, prefix: str) -> str:
     """The spec's %global lines that keep the tree's own libraries out of rpm's automatic
     Requires and everything in the prefix out of its Provides."""
-    depends = driver_depends()
+    depends = driver_module("depends")
     try:
         libraries = depends.own_libraries(str(root / prefix.lstrip("/")))
         return "\n".join(depends.rpm_dependency_macros(prefix, libraries))
