@@ -1,6 +1,7 @@
-"""AWS Batch: the network, one Spot compute environment + job queue per arch, and one job
-definition per enabled platform x arch, named deterministically so the workflow can address them
-with States.Format (see job_definition_name / job_queue_name)."""
+"""AWS Batch: the network, one Spot compute environment + job queue per arch, and two job
+definitions per enabled platform x arch, the Python build's and the runtime jobs' (the same image,
+each with a job role of its own: infra.job_roles), named deterministically so the workflow can
+address them with States.Format (see job_definition_name / job_queue_name)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from constructs import Construct
 
 from infra.builder_images import BuilderImages
 from infra.config import InfraConfig
-from infra.job_roles import JobRoles
+from infra.job_roles import JobRoles, RuntimeJobRoles
 from infra.log_groups import log_group
 from infra.nag import acknowledge, acknowledge_wildcards
 
@@ -71,9 +72,16 @@ def pass_image_reference(job: batch.EcsJobDefinition) -> None:
     )
 
 
-def job_definition_name(prefix: str, platform: str, arch: str) -> str:
-    """`<prefix>-<platform>-<arch>`: the plan item's job_definition is `<platform>-<arch>`."""
-    return f"{prefix}-{platform}-{arch}"
+def job_definition_prefix(prefix: str, *, runtime: bool = False) -> str:
+    """What a job definition's name has before the plan item's job_definition (`<platform>-<arch>`):
+    `<prefix>-` for a Python build's, `<prefix>-runtime-` for a runtime job's. The Map that
+    submits the item decides which (infra.workflow_states), not the item."""
+    return f"{prefix}-runtime-" if runtime else f"{prefix}-"
+
+
+def job_definition_name(prefix: str, platform: str, arch: str, *, runtime: bool = False) -> str:
+    """`<prefix>-<platform>-<arch>`, or `<prefix>-runtime-<platform>-<arch>` for runtime jobs."""
+    return f"{job_definition_prefix(prefix, runtime=runtime)}{platform}-{arch}"
 
 
 def job_queue_name(prefix: str, arch: str) -> str:
@@ -213,7 +221,7 @@ class BuildBatch(Construct):
 
     def _roles(self, config: InfraConfig, cells: tuple[tuple[str, str], ...], bucket: s3.IBucket) -> None:
         """The build log group, the execution role (image pulls, logs) and the job roles (each
-        platform x arch's builder's access to the store)."""
+        platform x arch's builder's, and its runtime jobs', access to the store)."""
         self.log_group = log_group(self, "BuildLogs", config)
         self.execution_role = iam.Role(
             self,
@@ -227,54 +235,81 @@ class BuildBatch(Construct):
             "ecr:GetAuthorizationToken has no resource-level permissions; image pulls "
             "are limited to the CDK asset repository.",
         )
-        self.job_roles = JobRoles(
-            self, "JobRole", cells=cells, bucket=bucket, uv_cache=config.runtime_uv_cache
+        self.job_roles = JobRoles(self, "JobRole", cells=cells, bucket=bucket).roles
+        self.runtime_job_roles = RuntimeJobRoles(
+            self, "RuntimeJobRole", cells=cells, bucket=bucket, uv_cache=config.runtime_uv_cache
         ).roles
 
     def _job_definitions(
         self, config: InfraConfig, cells: tuple[tuple[str, str], ...], images: BuilderImages
     ) -> None:
-        """One job definition per platform x arch, named `<prefix>-<platform>-<arch>`."""
+        """Per platform x arch, the Python build's job definition `<prefix>-<platform>-<arch>` and
+        the runtime jobs' `<prefix>-runtime-<platform>-<arch>`: the same image, container and
+        limits, each with its own job role (a runtime's build code never runs as the builder)."""
         self.job_definitions: dict[tuple[str, str], batch.EcsJobDefinition] = {}
+        self.runtime_job_definitions: dict[tuple[str, str], batch.EcsJobDefinition] = {}
         for platform_id, arch in cells:
-            self.job_definitions[(platform_id, arch)] = batch.EcsJobDefinition(
-                self,
-                f"Job-{platform_id}-{arch}",
-                job_definition_name=job_definition_name(self.name_prefix, platform_id, arch),
-                container=batch.EcsEc2ContainerDefinition(
-                    self,
-                    f"Container-{platform_id}-{arch}",
-                    image=images.images[(platform_id, arch)],
-                    cpu=config.job_vcpus,
-                    memory=Size.mebibytes(config.job_memory_mib),
-                    job_role=self.job_roles[(platform_id, arch)],
-                    execution_role=self.execution_role,
-                    logging=ecs.LogDriver.aws_logs(
-                        stream_prefix=f"{platform_id}-{arch}", log_group=self.log_group
-                    ),
-                    environment={
-                        "BUILDFARM_PLATFORM": platform_id,
-                        "BUILDFARM_ARCH": arch,
-                        **config.job_environment(),
-                    },
-                ),
-                timeout=Duration.minutes(config.job_timeout_minutes),
-                retry_attempts=config.job_attempts,
-                retry_strategies=RETRY_STRATEGIES,
-                propagate_tags=True,
+            self.job_definitions[(platform_id, arch)] = self._job_definition(
+                config, images, platform_id, arch, runtime=False
             )
-            pass_image_reference(self.job_definitions[(platform_id, arch)])
+            self.runtime_job_definitions[(platform_id, arch)] = self._job_definition(
+                config, images, platform_id, arch, runtime=True
+            )
+
+    def _job_definition(
+        self, config: InfraConfig, images: BuilderImages, platform_id: str, arch: str, *, runtime: bool
+    ) -> batch.EcsJobDefinition:
+        kind = "Runtime" if runtime else ""
+        roles = self.runtime_job_roles if runtime else self.job_roles
+        name = job_definition_name(self.name_prefix, platform_id, arch, runtime=runtime)
+        job = batch.EcsJobDefinition(
+            self,
+            f"{kind}Job-{platform_id}-{arch}",
+            job_definition_name=name,
+            container=batch.EcsEc2ContainerDefinition(
+                self,
+                f"{kind}Container-{platform_id}-{arch}",
+                image=images.images[(platform_id, arch)],
+                cpu=config.job_vcpus,
+                memory=Size.mebibytes(config.job_memory_mib),
+                job_role=roles[(platform_id, arch)],
+                execution_role=self.execution_role,
+                logging=ecs.LogDriver.aws_logs(
+                    stream_prefix=name.removeprefix(f"{self.name_prefix}-"), log_group=self.log_group
+                ),
+                environment={
+                    "BUILDFARM_PLATFORM": platform_id,
+                    "BUILDFARM_ARCH": arch,
+                    **config.job_environment(),
+                },
+            ),
+            timeout=Duration.minutes(config.job_timeout_minutes),
+            retry_attempts=config.job_attempts,
+            retry_strategies=RETRY_STRATEGIES,
+            propagate_tags=True,
+        )
+        pass_image_reference(job)
+        return job
 
     def job_definition_arns(self) -> list[str]:
-        """For batch:SubmitJob, each of this stack's job definitions by name, as the workflow
-        submits them, and with any revision (`name:N`, the revision a name resolves to)."""
+        """For batch:SubmitJob, each of this stack's job definitions by name with any revision
+        (`name:*`). Batch authorizes a submit by name on the revision it resolves to
+        (`job-definition/<name>:<N>`), never on the bare name: AWS Batch User Guide, "Resource:
+        Restrict to job definition prefix on job submission", "Accounting for job definition
+        revisions". (The bare name matches no request: listed too, for both kinds of job
+        definition, it would take the workflow role's inline policies past IAM's 10,240
+        characters.)"""
         stack = Stack.of(self)
         return [
-            stack.format_arn(service="batch", resource="job-definition", resource_name=resource)
+            stack.format_arn(service="batch", resource="job-definition", resource_name=f"{name}:*")
             for name in self.job_definition_names()
-            for resource in (name, f"{name}:*")
         ]
 
     def job_definition_names(self) -> list[str]:
-        """`<prefix>-<platform>-<arch>` of each job definition (known at synthesis)."""
-        return [job_definition_name(self.name_prefix, *cell) for cell in self.job_definitions]
+        """The name of each job definition, the Python builds' then the runtime jobs' (known at
+        synthesis)."""
+        prefix = self.name_prefix
+        return [
+            *(job_definition_name(prefix, *cell) for cell in self.job_definitions),
+            *(job_definition_name(prefix, *cell, runtime=True) for cell in self.runtime_job_definitions),
+        ]

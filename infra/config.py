@@ -36,7 +36,7 @@ CONTEXT_KEYS: dict[str, tuple[str, str]] = {
     "maxConcurrency": ("", "Batch jobs (cells) running at once"),
     "enabledPlatforms": (
         "platforms live on the synthesis day",
-        f"comma list of registry ids; one job definition per platform {_X} arch",
+        f"comma list of registry ids; two job definitions (Python build, runtime) per platform {_X} arch",
     ),
     "endOfLifePlatforms": ("", "ended platforms that still get builders (to build them when named)"),
     "enabledArches": ("", "arches built (one Spot compute environment + queue each)"),

@@ -1,15 +1,28 @@
-"""The builder's job roles: one per platform x arch, the role of that cell's job definition.
+"""The Batch jobs' roles, one per platform x arch and per kind of job: the Python builder's
+(JobRoles) and the runtime jobs' (RuntimeJobRoles), each the role of its own job definitions.
 
-A job's version and build number arrive at run time (in its spec or command), but its platform
-and arch are its job definition's: so each role may write only its own platform and arch's keys
-(buildfarm.layout spells them), and a compromised build cannot plant a build, a log or a uv
-cache for another platform or arch. Its uv cache (cache/uv/<platform>-<arch>.tar.gz, read and
-replaced) is granted only where runtimeUvCache shares it (buildfarm.runtimes.uv_cache: the jobs
-of a platform and arch could then change what each other install); by default there is no
-cache/uv/ grant at all. The bucket policy adds what IAM alone cannot enforce
-(storage_cdn: create-only builds/ and runtimes/, nothing deleted there, no publisher files, no
-key outside the builder's prefixes, and no key deeper than a build's files: IAM's `*` spans '/',
-so builds/*/<platform>/<arch>/* alone also matches a key nested below another cell's build)."""
+A job's version, build number and runtime name arrive at run time (in its spec or command), but
+its platform and arch are its job definition's: so each role may write only its own platform
+and arch's keys (buildfarm.layout spells them), and a compromised job cannot plant a build, a log
+or a uv cache for another platform or arch. The two kinds never share a role: a runtime's locked
+build code (third-party build backends, run as root in its job) could otherwise put a future
+build number of its platform's Python under builds/, which that build would then find taken;
+and a Python build has no business under runtimes/.
+
+- The builder writes its builds (builds/*/<platform>/<arch>/*, create-only) or, failed, its log
+  and failure record (logs/...), and heads its own build's manifest.json before uploading.
+- A runtime job writes its runtime builds (runtimes/*/*/<platform>/<arch>/*; a failed one
+  writes nothing to the store: its output is in the job's log, its failure is PublishRuntime's
+  outcome); it reads versions.json, the tarball of the Python build it runs on and builds with
+  (builds/..., read only) and its own earlier attempt. Its uv cache
+  (cache/uv/<platform>-<arch>.tar.gz, read and replaced) is granted only where runtimeUvCache
+  shares it (buildfarm.runtimes.uv_cache: the runtime jobs of a platform and arch could then
+  change what each other install); by default there is no cache/uv/ grant at all.
+
+The bucket policy adds what IAM alone cannot enforce (storage_cdn: create-only builds/ and
+runtimes/, nothing deleted there, each kind confined to its own prefixes, no publisher files,
+and no key deeper than a build's files: IAM's `*` spans '/', so builds/*/<platform>/<arch>/*
+alone also matches a key nested below another cell's build)."""
 
 from __future__ import annotations
 
@@ -52,19 +65,80 @@ class JobKeys:
         """cache/uv/<platform>-<arch>.tar.gz: its runtime jobs' uv download cache."""
         return layout.uv_cache_key(self.platform, self.arch)
 
-    @property
-    def writable(self) -> tuple[str, ...]:
-        return (self.builds, self.logs, self.runtimes)
 
-    @property
-    def readable(self) -> tuple[str, ...]:
-        """A builder heads its own build's keys before writing; a runtime job chooses its Python
-        from versions.json, reads that build's tarball and heads its own runtime build."""
-        return (self.builds, self.runtimes, layout.VERSIONS_KEY)
+# Both kinds: single PUTs only (no multipart), as the bucket policy requires under builds/ and
+# runtimes/. ListBucket without an s3:prefix condition: S3 consults it (a HEAD carries no prefix)
+# to answer a missing key with 404 instead of 403, and the jobs list their own build's directory
+# (the builder's preflight, a runtime job's earlier attempt).
+_ONLY_THEIRS = (
+    "IAM's * also spans '/', so these patterns alone would match a key nested below another "
+    "cell's build: the bucket policy NoKeysBelowABuild refuses every key deeper than "
+    "<build>/<file>, which leaves only its own platform and arch's cells. It cannot write catalogs, "
+    "claims, plans or releases.json ({confined}); BuildsAreCreateOnly refuses any builds/ or "
+    "runtimes/ write that could replace an object, PublishedBuildsStay any delete there, and "
+    "OnlyThePublishSideSigns any SHA256SUMS, SBOM, provenance or .sig."
+)
+
+
+Statements = dict[str, tuple[list[str], tuple[str, ...]]]  # sid -> (actions, key patterns)
+
+
+def _grant(role: iam.Role, bucket: s3.IBucket, statements: Statements) -> None:
+    """The role's access to the store: each statement's actions on its key patterns, and
+    ListBucket on the bucket."""
+    for sid, (actions, patterns) in statements.items():
+        resources = [bucket.arn_for_objects(pattern) for pattern in patterns]
+        role.add_to_policy(iam.PolicyStatement(sid=sid, actions=actions, resources=resources))
+    role.add_to_policy(
+        iam.PolicyStatement(sid="ListStore", actions=["s3:ListBucket"], resources=[bucket.bucket_arn])
+    )
+
+
+def _job_role(scope: Construct, platform: str, arch: str, description: str) -> iam.Role:
+    return iam.Role(
+        scope,
+        f"{platform}-{arch}",
+        assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+        description=description,
+    )
 
 
 class JobRoles(Construct):
-    """`roles[(platform, arch)]`: the job role of that platform x arch's job definition."""
+    """`roles[(platform, arch)]`: the job role of that platform x arch's Python build job
+    definition. It writes builds/ and logs/ of its platform and arch, nothing under runtimes/."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, cells: tuple[tuple[str, str], ...], bucket: s3.IBucket
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.roles: dict[tuple[str, str], iam.Role] = {}
+        for platform, arch in cells:
+            keys = JobKeys(platform, arch)
+            role = _job_role(
+                self, platform, arch,
+                f"Builder of {platform}/{arch}: writes its Python builds (create-only) and their logs; "
+                "never runtimes, catalogs or claims",
+            )  # fmt: skip
+            # The builder heads its own build's manifest.json before uploading (driver/upload.py).
+            _grant(role, bucket, {
+                "WriteOwnCells": (["s3:PutObject"], (keys.builds, keys.logs)),
+                "ReadOwnCells": (["s3:GetObject"], (keys.builds,)),
+            })  # fmt: skip
+            acknowledge_wildcards(
+                role,
+                [f"<{logical_id(bucket)}.Arn>/{pattern}" for pattern in (keys.builds, keys.logs)],
+                f"the builder of {platform}/{arch} puts (and heads, not logs/) keys below builds/ and "
+                "logs/ whose platform and arch segments are its own; the version and build number "
+                "come in the job's spec at run time, so IAM cannot name them. "
+                + _ONLY_THEIRS.format(confined="BuildersWriteOnlyTheirPrefixes, which also refuses "
+                                      "it runtimes/"),
+            )  # fmt: skip
+            self.roles[(platform, arch)] = role
+
+
+class RuntimeJobRoles(Construct):
+    """`roles[(platform, arch)]`: the job role of that platform x arch's runtime job definition.
+    It writes runtimes/ of its platform and arch, reads (never writes) builds/."""
 
     def __init__(
         self,
@@ -80,47 +154,44 @@ class JobRoles(Construct):
         self.roles: dict[tuple[str, str], iam.Role] = {}
         replaces = ", and replaces its uv cache" if uv_cache else ""
         for platform, arch in cells:
-            role = iam.Role(
-                self,
-                f"{platform}-{arch}",
-                assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
-                description=f"Builder of {platform}/{arch}: writes its builds (create-only), logs and "
-                f"runtime builds{replaces}; never catalogs or claims",
-            )
-            self._grant(role, JobKeys(platform, arch), bucket, uv_cache=uv_cache)
+            keys = JobKeys(platform, arch)
+            role = _job_role(
+                self, platform, arch,
+                f"Runtime jobs of {platform}/{arch}: write its runtime builds (create-only){replaces}; "
+                "read its Python builds; never builds, catalogs or claims",
+            )  # fmt: skip
+            # It chooses its Python from versions.json, reads that build's tarball (the bootstrap
+            # in driver/runtime_job.py, then runtimes/python_source.py) and reads its own earlier
+            # attempt's manifest.json (runtimes/runtime_build.py). UvCache names one key.
+            statements = {
+                "WriteOwnRuntimes": (["s3:PutObject"], (keys.runtimes,)),
+                "ReadOwnRuntimesAndPythons": (
+                    ["s3:GetObject"], (keys.runtimes, keys.builds, layout.VERSIONS_KEY)
+                ),
+            }  # fmt: skip
+            if uv_cache:
+                statements["UvCache"] = (["s3:GetObject", "s3:PutObject"], (keys.uv_cache,))
+            _grant(role, bucket, statements)
+            self._acknowledge(role, keys, bucket)
             self.roles[(platform, arch)] = role
 
     @staticmethod
-    def _grant(role: iam.Role, keys: JobKeys, bucket: s3.IBucket, *, uv_cache: bool) -> None:
-        """The role's access to the store, each wildcard acknowledged with its reason (UvCache
-        names one key: nothing to acknowledge)."""
-        # Single PUTs only (no multipart), as the bucket policy requires under builds/.
-        statements = {
-            "WriteOwnCells": (["s3:PutObject"], keys.writable),
-            "ReadOwnCells": (["s3:GetObject"], keys.readable),
-        }
-        if uv_cache:
-            statements["UvCache"] = (["s3:GetObject", "s3:PutObject"], (keys.uv_cache,))
-        for sid, (actions, patterns) in statements.items():
-            resources = [bucket.arn_for_objects(pattern) for pattern in patterns]
-            role.add_to_policy(iam.PolicyStatement(sid=sid, actions=actions, resources=resources))
-        # The builder refuses to overwrite a build before it starts: it lists builds/<cell>/ and
-        # heads its manifest.json. No s3:prefix condition on ListBucket: S3 consults ListBucket (a
-        # HEAD carries no prefix) to answer a missing key with 404 instead of 403.
-        role.add_to_policy(
-            iam.PolicyStatement(sid="ListStore", actions=["s3:ListBucket"], resources=[bucket.bucket_arn])
-        )
+    def _acknowledge(role: iam.Role, keys: JobKeys, bucket: s3.IBucket) -> None:
+        bucket_arn = f"<{logical_id(bucket)}.Arn>"
         acknowledge_wildcards(
             role,
-            [f"<{logical_id(bucket)}.Arn>/{pattern}" for pattern in keys.writable],
-            f"the builder of {keys.platform}/{keys.arch} puts (and heads, not logs/) keys below "
-            "builds/, runtimes/ and logs/ whose platform and arch segments are its own; the version, "
-            "build number and runtime name come in the job's spec or command at run time, so IAM "
-            "cannot name them. IAM's * also spans '/', so these patterns alone would match a key "
-            "nested below another cell's build: the bucket policy NoKeysBelowABuild refuses every key "
-            "deeper than <build>/<file>, which leaves only its own platform and arch's cells. It "
-            "cannot write catalogs, claims, plans or releases.json (BuildersWriteOnlyTheirPrefixes); "
-            "BuildsAreCreateOnly refuses any builds/ or runtimes/ write that could replace an object, "
-            "PublishedBuildsStay any delete there, and OnlyThePublishSideSigns any SHA256SUMS, SBOM, "
-            "provenance or .sig.",
+            [f"{bucket_arn}/{keys.runtimes}"],
+            f"the runtime jobs of {keys.platform}/{keys.arch} put (and read) keys below runtimes/ "
+            "whose platform and arch segments are their own; the runtime's name, version and build "
+            "number come in the job's command at run time, so IAM cannot name them. "
+            + _ONLY_THEIRS.format(confined="RuntimeJobsWriteOnlyTheirPrefixes, which also refuses "
+                                  "them builds/ and logs/"),
+        )  # fmt: skip
+        acknowledge_wildcards(
+            role,
+            [f"{bucket_arn}/{keys.builds}"],
+            f"s3:GetObject only: a runtime job of {keys.platform}/{keys.arch} reads the tarball of "
+            "the published Python build of its own platform and arch that versions.json names "
+            "(version and build number known at run time); it cannot write under builds/ "
+            "(no PutObject grant, and RuntimeJobsWriteOnlyTheirPrefixes in the bucket policy).",
         )

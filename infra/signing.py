@@ -64,10 +64,11 @@ class SigningKey(Construct):
         )
 
     def refuse(self, roles: Sequence[iam.IRole]) -> None:
-        """The key policy denies these roles every use of the key (the builders' roles)."""
+        """The key policy denies these roles every use of the key (the Batch jobs' roles: Python
+        builders and runtime jobs)."""
         self.key.add_to_resource_policy(
             iam.PolicyStatement(
-                sid="BuilderCannotUseSigningKey",
+                sid="BatchJobsCannotUseSigningKey",
                 effect=iam.Effect.DENY,
                 principals=[iam.ArnPrincipal(role.role_arn) for role in roles],
                 actions=["kms:*"],

@@ -39,12 +39,13 @@ class BuildFarmStack(Stack):
             images=self.images,
             bucket=self.storage.bucket,
         )
-        # Issue 15: the publish side signs with a KMS key; the builder can neither use the key
-        # nor write the files the publish side signs.
+        # Issue 15: the publish side signs with a KMS key; the Batch jobs (Python builders and
+        # runtime jobs) can neither use the key nor write the files the publish side signs.
         self.signing_key = SigningKey(self, "Signing", alias_name=signing_key_alias(self.stack_name))
         builders = list(self.batch.job_roles.values())
-        self.signing_key.refuse(builders)
-        self.storage.confine_builders(builders)
+        runtime_jobs = list(self.batch.runtime_job_roles.values())
+        self.signing_key.refuse([*builders, *runtime_jobs])
+        self.storage.confine_jobs(builders=builders, runtime_jobs=runtime_jobs)
         self.functions = FarmFunctions(
             self,
             "Functions",

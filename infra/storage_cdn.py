@@ -38,21 +38,22 @@ PUBLISHER_KEYS = (
 PERMANENT_KEYS = (PUBLISHED_BUILDS, PUBLISHED_RUNTIMES, under(layout.KEYS_PREFIX))
 
 
-def builder_writable_keys(uv_cache: bool) -> tuple[str, ...]:
-    """The only keys a builder's role may write (infra.job_roles narrows each role to its own
-    platform and arch): its builds, logs and runtime builds, and its runtime jobs' uv cache where
-    runtimeUvCache shares it (else the bucket refuses cache/uv/ to builders too)."""
-    prefixes = (
-        *layout.BUILDER_PREFIXES,
-        layout.RUNTIMES_PREFIX,
-        *([layout.UV_CACHE_PREFIX] if uv_cache else []),
-    )
+def builder_writable_keys() -> tuple[str, ...]:
+    """The only keys a Python builder's role may write (infra.job_roles narrows each role to its
+    own platform and arch): its builds, and its logs and failure records."""
+    return tuple(under(prefix) for prefix in layout.BUILDER_PREFIXES)
+
+
+def runtime_job_writable_keys(uv_cache: bool) -> tuple[str, ...]:
+    """The only keys a runtime job's role may write (narrowed likewise): its runtime builds, and
+    its uv cache where runtimeUvCache shares it (else the bucket refuses cache/uv/ to them too)."""
+    prefixes = (layout.RUNTIMES_PREFIX, *([layout.UV_CACHE_PREFIX] if uv_cache else []))
     return tuple(under(prefix) for prefix in prefixes)
 
 
 # Keys deeper than the layout's deepest, builds/<version>/<platform>/<arch>/<build>/<file> (logs/
 # alike) and runtimes/<name>/<version>/<platform>/<arch>/<build>/<file>: each pattern matches a
-# key with at least one segment more. IAM's `*` spans '/', so the builder's per-platform grants
+# key with at least one segment more. IAM's `*` spans '/', so the job roles' per-platform grants
 # (infra.job_roles) alone would also match a key nested below another cell's build.
 _ANY = "*"
 TOO_DEEP_KEYS = tuple(
@@ -74,7 +75,7 @@ class StorageCdn(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, config: InfraConfig) -> None:
         super().__init__(scope, construct_id)
-        self._builder_writable = builder_writable_keys(config.runtime_uv_cache)
+        self._runtime_job_writable = runtime_job_writable_keys(config.runtime_uv_cache)
 
         self._log_bucket()
         self._store(config)
@@ -278,25 +279,40 @@ class StorageCdn(Construct):
         conditions = {"ArnNotEquals": {"aws:PrincipalArn": planner.role_arn}}
         self._deny_everyone("OnlyPlanWritesThePlan", ["s3:PutObject"], PLAN_RECORD_KEYS, conditions)
 
-    def confine_builders(self, builders: Sequence[iam.IRole]) -> None:
-        """What the builders' roles may not write, enforced by the bucket whatever IAM grants
+    def confine_jobs(self, *, builders: Sequence[iam.IRole], runtime_jobs: Sequence[iam.IRole]) -> None:
+        """What the Batch jobs' roles may not write, enforced by the bucket whatever IAM grants
         them later (DESIGN "Integrity rules": only the publish side writes catalogs and claims):
-        - anything outside builds/, logs/, runtimes/ and (where runtimeUvCache shares them)
-          their uv caches: catalogs, install.sh, claims, plans, run markers, releases.json;
-        - what the publish side writes and signs: a build's SHA256SUMS, SBOM, provenance and
-          signatures, versions.json(.sig) and keys/. A builder cannot pre-place a checksum
-          list or a signature that publishing would then find in its way."""
-        principals = [iam.ArnPrincipal(role.role_arn) for role in builders]
+        - a Python builder: anything outside builds/ and logs/;
+        - a runtime job: anything outside runtimes/ and (where runtimeUvCache shares them) the uv
+          caches; above all builds/, where a runtime's build code (run as root in its job) could
+          otherwise pre-place a future build number of its platform's Python, which that build
+          would then find taken;
+        - either: catalogs, install.sh, claims, plans, run markers, releases.json, and what the
+          publish side writes and signs: a build's SHA256SUMS, SBOM, provenance and signatures,
+          versions.json(.sig) and keys/. A job cannot pre-place a checksum list or a signature
+          that publishing would then find in its way."""
         arns = self.bucket.arn_for_objects
-        for sid, where in (
-            ("BuildersWriteOnlyTheirPrefixes", {"not_resources": [arns(k) for k in self._builder_writable]}),
-            ("OnlyThePublishSideSigns", {"resources": [arns(k) for k in PUBLISHER_KEYS]}),
-        ):
-            self.bucket.add_to_resource_policy(
-                iam.PolicyStatement(
-                    sid=sid, effect=iam.Effect.DENY, principals=principals, actions=["s3:PutObject"], **where
-                )
+        own_prefixes = (
+            ("BuildersWriteOnlyTheirPrefixes", builders, builder_writable_keys()),
+            ("RuntimeJobsWriteOnlyTheirPrefixes", runtime_jobs, self._runtime_job_writable),
+        )
+        for sid, roles, writable in own_prefixes:
+            self._deny_job_roles(sid, roles, not_resources=[arns(k) for k in writable])
+        self._deny_job_roles(
+            "OnlyThePublishSideSigns", [*builders, *runtime_jobs], resources=[arns(k) for k in PUBLISHER_KEYS]
+        )
+
+    def _deny_job_roles(self, sid: str, roles: Sequence[iam.IRole], **where: list[str]) -> None:
+        """A bucket-policy Deny of PutObject to these roles, on `resources` or `not_resources`."""
+        self.bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid=sid,
+                effect=iam.Effect.DENY,
+                principals=[iam.ArnPrincipal(role.role_arn) for role in roles],
+                actions=["s3:PutObject"],
+                **where,
             )
+        )
 
     @property
     def public_base_url(self) -> str:

@@ -3,10 +3,10 @@
 Recover (Lambda: finalize the runs whose execution ended) -> Plan (Lambda) -> nothing to build?
 -> Build (Distributed Map over the plan items in S3; per item: one Batch job, `.sync`, then
 PublishCell for that cell, whether the job succeeded or not; skipped without Python items) ->
-BuildRuntimes (the same over the plan's runtime items: the Batch job runs the item's
-`buildfarm runtime build` argv as its command, then PublishRuntime; skipped without runtime
-items) -> Finalize (Lambda: decide what is left, regenerate the derived files once) -> fail
-naming the failed cells, or succeed.
+BuildRuntimes (the same over the plan's runtime items: the Batch job, on the runtime job
+definition of the item's platform x arch, runs the item's `buildfarm runtime build` argv as its
+command, then PublishRuntime; skipped without runtime items) -> Finalize (Lambda: decide what
+is left, regenerate the derived files once) -> fail naming the failed cells, or succeed.
 
 Every state that can fail has a Catch. Recover's failure leaves the ended runs open for the next
 run; Plan's fails the execution with its message (nothing claimed); a cell's job or PublishCell
@@ -34,6 +34,7 @@ from constructs import Construct
 
 from buildfarm import layout
 from buildfarm.workflow_names import Errors, States
+from infra.batch import job_definition_prefix
 from infra.config import InfraConfig
 from infra.functions import FarmFunctions
 
@@ -246,12 +247,14 @@ def _build_one_runtime(scope: Construct, functions: FarmFunctions, job_name_pref
         RuntimeStates.BUILD_RUNTIME,
         state_json={
             "Type": "Task",
-            "Comment": "One Batch job per runtime cell, on its platform x arch builder; the command "
-            "is the item's argv (a JSON array, never a shell line)",
+            "Comment": "One Batch job per runtime cell, on its platform x arch's runtime job "
+            "definition (the builder's image, a job role of its own); the command is the item's "
+            "argv (a JSON array, never a shell line)",
             "Resource": f"arn:{stack.partition}:states:::batch:submitJob.sync",
             "Parameters": {
                 "JobName.$": "States.Format('{}-runtime{}', $.item.job_definition, $.item.build)",
-                "JobDefinition.$": f"States.Format('{job_name_prefix}-{{}}', $.item.job_definition)",
+                # Runtime jobs, whatever the item says: a runtime never runs as the builder.
+                "JobDefinition.$": _job_definition(job_name_prefix, runtime=True),
                 "JobQueue.$": f"States.Format('{job_name_prefix}-{{}}', $.item.job_queue_arch)",
                 "ContainerOverrides": {"Command.$": "$.item.command"},
             },
@@ -326,7 +329,7 @@ def _batch_job(scope: Construct, job_name_prefix: str) -> sfn.CustomState:
             "Resource": f"arn:{stack.partition}:states:::batch:submitJob.sync",
             "Parameters": {
                 "JobName.$": "States.Format('{}-build{}', $.item.job_definition, $.item.spec.build)",
-                "JobDefinition.$": f"States.Format('{job_name_prefix}-{{}}', $.item.job_definition)",
+                "JobDefinition.$": _job_definition(job_name_prefix, runtime=False),
                 "JobQueue.$": f"States.Format('{job_name_prefix}-{{}}', $.item.job_queue_arch)",
                 "ContainerOverrides": {
                     "Environment": [{"Name": "BUILD_SPEC", "Value.$": "States.JsonToString($.item.spec)"}]
@@ -338,6 +341,13 @@ def _batch_job(scope: Construct, job_name_prefix: str) -> sfn.CustomState:
             "ResultPath": "$.job",
         },
     )
+
+
+def _job_definition(job_name_prefix: str, *, runtime: bool) -> str:
+    """The job definition of an item's platform x arch (`$.item.job_definition`), the Python
+    build's or the runtime jobs' (infra.batch.job_definition_name)."""
+    prefix = job_definition_prefix(job_name_prefix, runtime=runtime)
+    return f"States.Format('{prefix}{{}}', $.item.job_definition)"
 
 
 def _publish_task(

@@ -88,13 +88,25 @@ def role_of(template: dict[str, Any], containing: str) -> str:
 
 
 def job_role(template: dict[str, Any], platform: str = "debian-12", arch: str = "x86_64") -> str:
-    """The logical id of the job role of a platform x arch's job definition (infra.job_roles)."""
+    """The logical id of the job role of a platform x arch's Python build job definition
+    (infra.job_roles.JobRoles)."""
     return role_of(template, f"BatchJobRole{platform.replace('-', '')}{arch.replace('_', '')}")
 
 
 def job_roles(template: dict[str, Any]) -> list[str]:
-    """The logical ids of every job role (one per platform x arch)."""
+    """The logical ids of every Python builder's job role (one per platform x arch)."""
     return [lid for lid in by_type(template, "AWS::IAM::Role") if lid.startswith("BatchJobRole")]
+
+
+def runtime_job_role(template: dict[str, Any], platform: str = "debian-12", arch: str = "x86_64") -> str:
+    """The logical id of the job role of a platform x arch's runtime job definition
+    (infra.job_roles.RuntimeJobRoles)."""
+    return role_of(template, f"BatchRuntimeJobRole{platform.replace('-', '')}{arch.replace('_', '')}")
+
+
+def runtime_job_roles(template: dict[str, Any]) -> list[str]:
+    """The logical ids of every runtime job role (one per platform x arch)."""
+    return [lid for lid in by_type(template, "AWS::IAM::Role") if lid.startswith("BatchRuntimeJobRole")]
 
 
 def listed(value: Any) -> list[Any]:

@@ -28,6 +28,7 @@ from buildfarm.platforms import load_registry
 from buildfarm.publish import publish_cell
 from buildfarm.runners import docker_problem, host_arch
 from buildfarm.store import S3Store
+from buildfarm.workflow_names import STACK_NAME
 
 pytestmark = [pytest.mark.build, pytest.mark.xdist_group("docker")]
 # The day the plan and the publish record: a fixed one, not the machine's (the cell is named).
@@ -64,7 +65,7 @@ def job_environment(template: dict[str, Any]) -> dict[str, str]:
         r["Properties"]
         for r in template["Resources"].values()
         if r["Type"] == "AWS::Batch::JobDefinition"
-        and r["Properties"]["JobDefinitionName"].endswith(f"-{PLATFORM}-{ARCH}")
+        and r["Properties"]["JobDefinitionName"] == f"{STACK_NAME}-{PLATFORM}-{ARCH}"
     ]
     return {e["Name"]: e["Value"] for e in job["ContainerProperties"]["Environment"]}
 

@@ -55,7 +55,8 @@ def test_job_definitions_are_enabled_platforms_times_arches_with_config_resource
     cells = config.cells(load_registry())
     definitions = by_type(template, "AWS::Batch::JobDefinition")
     names = {r["Properties"]["JobDefinitionName"] for r in definitions.values()}
-    assert names == {f"{STACK_NAME}-{p}-{a}" for p, a in cells}
+    # The Python build's and the runtime jobs' (each with a job role of its own: infra.job_roles).
+    assert names == {f"{STACK_NAME}-{kind}{p}-{a}" for p, a in cells for kind in ("", "runtime-")}
     assert len(cells) == len(config.platforms(load_registry())) * 2
     for resource in definitions.values():
         props = resource["Properties"]

@@ -16,6 +16,7 @@ from template_helpers import (
     only,
     render,
     role_of,
+    runtime_job_role,
 )
 
 from buildfarm.workflow_names import STACK_NAME
@@ -24,19 +25,27 @@ from infra.functions import stage_lambda_bundle
 pytestmark = pytest.mark.slow
 
 
-def test_job_role_writes_only_builds_runtimes_and_logs_never_claims_or_catalogs(template) -> None:
-    job = job_role(template, "debian-12", "x86_64")
+def test_job_roles_write_only_their_kinds_prefixes_never_claims_or_catalogs(template) -> None:
+    """The Python builder writes builds/ and logs/, a runtime job runtimes/ (infra.job_roles)."""
+    job, runtime_job = (
+        job_role(template, "debian-12", "x86_64"),
+        runtime_job_role(template, "debian-12", "x86_64"),
+    )
     cell = "3.13.5/debian-12/x86_64"
     runtime = "runtimes/svc/2.1.0/debian-12/x86_64/1"
-    for key in (f"builds/{cell}/1/manifest.json", f"logs/{cell}/1/failure.json", f"{runtime}/manifest.json"):
-        assert allowed(template, job, "s3:PutObject", f"arn:aws:s3:::STORE/{key}"), key
-        assert not bucket_denies(template, job, "s3:PutObject", key), key
+    for role, keys in (
+        (job, (f"builds/{cell}/1/manifest.json", f"logs/{cell}/1/failure.json")),
+        (runtime_job, (f"{runtime}/manifest.json",)),
+    ):
+        for key in keys:
+            assert allowed(template, role, "s3:PutObject", f"arn:aws:s3:::STORE/{key}"), key
+            assert not bucket_denies(template, role, "s3:PutObject", key), key
     assert allowed(template, job, "s3:GetObject", f"arn:aws:s3:::STORE/builds/{cell}/1/manifest.json")
     # A runtime job chooses its Python from versions.json, reads its tarball, heads its own build.
     for key in ("versions.json", f"builds/{cell}/1/python.tar.gz", f"{runtime}/manifest.json"):
-        assert allowed(template, job, "s3:GetObject", f"arn:aws:s3:::STORE/{key}"), key
-    assert not allowed(template, job, "s3:PutObject", "arn:aws:s3:::STORE/versions.json")
+        assert allowed(template, runtime_job, "s3:GetObject", f"arn:aws:s3:::STORE/{key}"), key
     for key in (
+        "versions.json",
         "index.html",
         "download-metadata/debian-12.json",
         "releases.json",
@@ -45,13 +54,16 @@ def test_job_role_writes_only_builds_runtimes_and_logs_never_claims_or_catalogs(
         "install.sh",
         "runs/e1.json",
     ):
-        assert not allowed(template, job, "s3:PutObject", f"arn:aws:s3:::STORE/{key}"), key
+        for role in (job, runtime_job):
+            assert not allowed(template, role, "s3:PutObject", f"arn:aws:s3:::STORE/{key}"), key
         assert not allowed(template, job, "s3:GetObject", f"arn:aws:s3:::STORE/{key}"), key
-        # The bucket refuses it too, whatever IAM grants any builder later.
+        # The bucket refuses it too, whatever IAM grants any job later.
         assert all(bucket_denies(template, b, "s3:PutObject", key) for b in job_roles(template)), key
-    assert not allowed(template, job, "s3:GetObject", f"arn:aws:s3:::STORE/logs/{cell}/1/failure.json")
-    for action in ("s3:DeleteObject", "s3:AbortMultipartUpload", "s3:PutObjectAcl"):
-        assert not allowed(template, job, action, f"arn:aws:s3:::STORE/builds/{cell}/1/x"), action
+    for role in (job, runtime_job):
+        assert not allowed(template, role, "s3:GetObject", f"arn:aws:s3:::STORE/logs/{cell}/1/failure.json")
+        for action in ("s3:DeleteObject", "s3:AbortMultipartUpload", "s3:PutObjectAcl"):
+            assert not allowed(template, role, action, f"arn:aws:s3:::STORE/builds/{cell}/1/x"), action
+            assert not allowed(template, role, action, f"arn:aws:s3:::STORE/{runtime}/x"), action
 
 
 @pytest.mark.parametrize(
@@ -65,23 +77,26 @@ def test_job_role_writes_only_builds_runtimes_and_logs_never_claims_or_catalogs(
     ],
 )
 def test_a_job_role_writes_and_reads_only_its_own_platform_and_arch(template, key: str) -> None:
-    """A compromised debian-12/x86_64 build cannot plant a build, log, runtime build or uv cache
-    for another cell (which the publish side would then sign), nor read another cell's builds."""
-    job = job_role(template, "debian-12", "x86_64")
-    assert not allowed(template, job, "s3:PutObject", f"arn:aws:s3:::STORE/{key}")
-    assert not allowed(template, job, "s3:GetObject", f"arn:aws:s3:::STORE/{key}")
+    """A compromised debian-12/x86_64 build or runtime job cannot plant a build, log, runtime
+    build or uv cache for another cell (which the publish side would then sign), nor read
+    another cell's builds."""
+    for job in (job_role(template, "debian-12", "x86_64"), runtime_job_role(template, "debian-12", "x86_64")):
+        assert not allowed(template, job, "s3:PutObject", f"arn:aws:s3:::STORE/{key}")
+        assert not allowed(template, job, "s3:GetObject", f"arn:aws:s3:::STORE/{key}")
     owner = job_role(template, *key.split("/")[2:4]) if key.startswith("builds/") else None
     if owner:  # the cell's own role may
         assert allowed(template, owner, "s3:PutObject", f"arn:aws:s3:::STORE/{key}")
 
 
-def test_every_job_definition_runs_with_its_own_platform_and_arch_role(template) -> None:
+def test_every_job_definition_runs_with_its_own_kind_platform_and_arch_role(template) -> None:
     definitions = by_type(template, "AWS::Batch::JobDefinition")
-    assert len(definitions) == len(job_roles(template)) == 20
+    assert len(definitions) == 2 * len(job_roles(template)) == 40
     for definition in definitions.values():
         name = definition["Properties"]["JobDefinitionName"]
-        platform, arch = name.removeprefix("PythonBuildFarm-").rsplit("-", 1)
-        expected = {"Fn::GetAtt": [job_role(template, platform, arch), "Arn"]}
+        cell = name.removeprefix(f"{STACK_NAME}-")
+        role = runtime_job_role if cell.startswith("runtime-") else job_role
+        platform, arch = cell.removeprefix("runtime-").rsplit("-", 1)
+        expected = {"Fn::GetAtt": [role(template, platform, arch), "Arn"]}
         assert definition["Properties"]["ContainerProperties"]["JobRoleArn"] == expected, name
 
 
@@ -162,7 +177,7 @@ def test_publish_runtime_writes_runtimes_signed_files_and_versions_json_only(tem
     ],
 )
 def test_no_one_writes_a_key_deeper_than_a_builds_files(template, key: str) -> None:
-    job = job_role(template, "debian-12", "x86_64")
+    job = (runtime_job_role if key.startswith("runtimes/") else job_role)(template, "debian-12", "x86_64")
     assert not allowed(template, job, "s3:PutObject", f"arn:aws:s3:::STORE/{key}")
     assert bucket_denies(template, None, "s3:PutObject", key)  # whoever asks
     # The cell's own files, at the layout's depth, stay writable.

@@ -8,7 +8,18 @@ import json
 from typing import Any
 
 import pytest
-from template_helpers import REPO, allowed, bucket_denies, by_type, job_role, job_roles, only, role_of
+from template_helpers import (
+    REPO,
+    allowed,
+    bucket_denies,
+    by_type,
+    job_role,
+    job_roles,
+    only,
+    role_of,
+    runtime_job_role,
+    runtime_job_roles,
+)
 
 from buildfarm.workflow_names import STACK_NAME
 
@@ -78,9 +89,9 @@ def test_acknowledgements_of_the_builder_and_workflow_grants_say_what_they_grant
         if "AwsSolutions-IAM5" in rule and ("/Batch/JobRole/" in path or "/Workflow/Policy" in path)
     }
     job = {rule: reason for rule, reason in reasons.items() if "/JobRole/debian-12-x86_64" in reason}
-    # Only the cell's own keys below builds/, logs/ and runtimes/; its uv cache is one named key.
+    # Only the cell's own keys below builds/ and logs/ (runtimes/: the runtime jobs' role's).
     assert sorted(rule.rsplit(".Arn>/", 1)[1] for rule in job) == [
-        "builds/*/debian-12/x86_64/*]", "logs/*/debian-12/x86_64/*]", "runtimes/*/*/debian-12/x86_64/*]"
+        "builds/*/debian-12/x86_64/*]", "logs/*/debian-12/x86_64/*]"
     ]  # fmt: skip
     sids = (
         "BuildsAreCreateOnly",
@@ -96,8 +107,9 @@ def test_acknowledgements_of_the_builder_and_workflow_grants_say_what_they_grant
     (terminate,) = [reason for rule, reason in reasons.items() if rule.endswith(":job/*]")]
     assert "TerminateJob" in terminate
     definitions = [rule for rule in reasons if ":job-definition/" in rule]
-    assert len(definitions) == 20 and all(rule.endswith(":*]") for rule in definitions)
+    assert len(definitions) == 40 and all(rule.endswith(":*]") for rule in definitions)
     assert f":job-definition/{STACK_NAME}-debian-12-x86_64:*]" in " ".join(definitions)
+    assert f":job-definition/{STACK_NAME}-runtime-debian-12-x86_64:*]" in " ".join(definitions)
 
 
 def test_workflow_terminates_only_batch_jobs_of_its_account_and_region(template: dict[str, Any]) -> None:
@@ -126,11 +138,11 @@ UV_CACHE_KEY = "cache/uv/debian-12-x86_64.tar.gz"
 
 
 def job_definition_environment(template: dict[str, Any]) -> dict[str, str]:
-    """The debian-12/x86_64 job definition's container environment (its literal values)."""
+    """The debian-12/x86_64 runtime job definition's container environment (its literal values)."""
     (job,) = [
         r["Properties"]
         for r in by_type(template, "AWS::Batch::JobDefinition").values()
-        if r["Properties"]["JobDefinitionName"].endswith("-debian-12-x86_64")
+        if r["Properties"]["JobDefinitionName"] == f"{STACK_NAME}-runtime-debian-12-x86_64"
     ]
     variables = job["ContainerProperties"]["Environment"]
     return {e["Name"]: e["Value"] for e in variables if isinstance(e["Value"], str)}
@@ -141,7 +153,7 @@ def test_by_default_no_job_role_may_touch_the_shared_uv_cache(template: dict[str
     what it unpacked into its cache, so one runtime's build code could change what later runtimes
     of its platform install): no job role has a cache/uv/ grant (no UvCache statement), the
     bucket refuses builders' writes there, and the jobs are not told to use it."""
-    for job in job_roles(template):
+    for job in (*job_roles(template), *runtime_job_roles(template)):
         for action in ("s3:GetObject", "s3:PutObject"):
             assert not allowed(template, job, action, f"arn:aws:s3:::STORE/{UV_CACHE_KEY}"), (job, action)
         assert bucket_denies(template, job, "s3:PutObject", UV_CACHE_KEY), job
@@ -159,7 +171,7 @@ def test_enabled_the_job_role_replaces_only_its_uv_cache_which_is_never_served(
     (an overwrite is the point), the CDN may not serve it, and replaced versions expire after a
     day. The jobs are told to use it."""
     template = uv_cache_template
-    job = job_role(template)
+    job = runtime_job_role(template)
     key = f"arn:aws:s3:::STORE/{UV_CACHE_KEY}"
     assert allowed(template, job, "s3:GetObject", key) and allowed(template, job, "s3:PutObject", key)
     assert not allowed(template, job, "s3:DeleteObject", key)
@@ -173,6 +185,7 @@ def test_enabled_the_job_role_replaces_only_its_uv_cache_which_is_never_served(
     for role in by_type(template, "AWS::IAM::Role"):
         if role != job:
             assert not allowed(template, role, "s3:PutObject", key), role
+    assert not allowed(template, job_role(template), "s3:GetObject", key)  # Python builds use no uv
     assert job_definition_environment(template)["BUILDFARM_RUNTIME_UV_CACHE"] == "true"
 
 
@@ -203,7 +216,7 @@ def job_role_acknowledgements(synthesis: Any) -> dict[tuple[str, str], str]:
     return {
         (path, rule): reason
         for path, entries in metadata.items()
-        if "/Batch/JobRole/" in path
+        if "/Batch/JobRole/" in path or "/Batch/RuntimeJobRole/" in path
         for entry in entries
         if entry["type"] == "aws:cdk:acknowledged-rules"
         for rule, reason in entry["data"].items()

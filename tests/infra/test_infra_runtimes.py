@@ -15,7 +15,7 @@ from moto_farm import BUCKET, SHA_3135, Farm
 from runtime_definitions import write_svc_definitions
 
 from buildfarm.catalog.versions_json import runtime_cells
-from buildfarm.workflow_names import States
+from buildfarm.workflow_names import STACK_NAME, States
 from infra.workflow_states import RuntimeStates
 
 pytestmark = pytest.mark.slow
@@ -51,6 +51,11 @@ def test_a_runtime_cell_runs_its_command_on_batch_and_is_published_signed(farm: 
          "--store", f"s3://{BUCKET}"],
     ]  # fmt: skip
     assert runtime_cells(farm.read_json("versions.json"))[CELL].build == 1
+    # On the runtime job definition of its platform and arch (its own job role), not the builder's.
+    jobs = farm.batch.list_jobs(jobQueue=f"{STACK_NAME}-x86_64", jobStatus="SUCCEEDED")["jobSummaryList"]
+    described = farm.batch.describe_jobs(jobs=[job["jobId"] for job in jobs])["jobs"]
+    (runtime_job,) = [job for job in described if job["jobName"] == "debian-12-x86_64-runtime1"]
+    assert runtime_job["jobDefinition"].split("/")[-1].startswith(f"{STACK_NAME}-runtime-debian-12-x86_64:")
     directory = "runtimes/svc/2.1.0/debian-12/x86_64/1"
     assert farm.exists(f"{directory}/SHA256SUMS.sig") and farm.exists("versions.json.sig")
     claim = farm.read_json("claims/runtimes/svc/2.1.0/debian-12/x86_64.json")

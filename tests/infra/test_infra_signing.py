@@ -14,7 +14,16 @@ import boto3
 import pytest
 from moto import mock_aws
 from moto_patches import kms_signs_digests_as_aws
-from template_helpers import allowed, bucket_denies, by_type, job_role, job_roles, only, role_of
+from template_helpers import (
+    allowed,
+    bucket_denies,
+    by_type,
+    job_role,
+    job_roles,
+    only,
+    role_of,
+    runtime_job_roles,
+)
 
 from buildfarm.attest.signing import KmsSigner, sign_file
 from buildfarm.config import FarmConfig
@@ -112,8 +121,8 @@ def test_only_the_publishing_functions_may_sign_and_only_sign_and_read_the_publi
 
 
 def test_the_key_policy_refuses_the_builders_whatever_iam_grants_them(template) -> None:
-    builders = job_roles(template)
-    assert len(builders) == 20 and all(kms_actions(template, job) == {} for job in builders)
+    builders = [*job_roles(template), *runtime_job_roles(template)]  # Python builds' and runtimes'
+    assert len(builders) == 40 and all(kms_actions(template, job) == {} for job in builders)
     _, key = signing_key(template)
     statements = key["Properties"]["KeyPolicy"]["Statement"]
     (refusal,) = [s for s in statements if s["Effect"] == "Deny"]
@@ -130,7 +139,8 @@ def test_the_builder_cannot_write_what_the_publish_side_signs(template) -> None:
     job = job_role(template)
     for key in PUBLISHER_FILES:
         assert all(
-            bucket_denies(template, builder, "s3:PutObject", key) for builder in job_roles(template)
+            bucket_denies(template, builder, "s3:PutObject", key)
+            for builder in (*job_roles(template), *runtime_job_roles(template))
         ), key
     for key in BUILDER_FILES:
         assert not bucket_denies(template, job, "s3:PutObject", key), key

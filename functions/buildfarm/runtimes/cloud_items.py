@@ -45,8 +45,10 @@ def farm_definitions() -> list[RuntimeDefinition] | None:
 
 
 class RuntimeItem(BaseModel):
-    """One runtime cell for the cloud: a Batch job on the job definition and queue Python cells
-    of its platform and arch use, running `command` (an argv, never a shell line)."""
+    """One runtime cell for the cloud: a Batch job on the queue Python cells of its platform and
+    arch use, and on that platform and arch's runtime job definition (the builder's image with a
+    job role of its own, infra.job_roles: a runtime's build code never runs as the Python
+    builder), running `command` (an argv, never a shell line)."""
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["runtime"] = "runtime"
@@ -59,6 +61,8 @@ class RuntimeItem(BaseModel):
     # The planned lock's sha256: publishing holds the build's manifest to it. None in an item
     # written before it (the manifest's lock is then not compared).
     lock_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    # <platform>-<arch>, as a Python item's: the BuildRuntimes Map submits it to the runtime job
+    # definition of that name (infra.batch.job_definition_name), whatever the item says.
     job_definition: str
     job_queue_arch: str
 
@@ -100,8 +104,8 @@ def plan_runtime_items(
 
 
 def runtime_item(claimed: ClaimedRuntime, store: Store, execution_id: str) -> RuntimeItem:
-    """The item of a claimed runtime cell: its Batch job runs on the job definition and queue
-    of the cell's platform and arch."""
+    """The item of a claimed runtime cell: its Batch job runs on the (runtime) job definition and
+    the queue of the cell's platform and arch."""
     _, _, platform, arch = claimed.item.cell
     return RuntimeItem(
         cell=claimed.name,
