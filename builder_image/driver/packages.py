@@ -11,7 +11,7 @@ import stat
 import tarfile
 import time
 
-from .depends import deb_depends, own_libraries, rpm_dependency_macros
+from .depends import check_rpm_libraries, deb_depends, rpm_dependency_macros
 from .errors import BuildError
 from .files import tree_size, walk_files
 from .process import run
@@ -22,19 +22,21 @@ RPM_ARCH = {"x86_64": "x86_64", "aarch64": "aarch64"}
 DEB_GZIP_LEVEL = "6"
 
 
-def package(build):
+def package(build, rpm_dbpath=None):
     """The tarball and the platform's package, side by side: each compresses the staged tree
     with gzip on one core (zlib releases the GIL), so on 2 cores the phase takes about as
-    long as the slower of the two instead of their sum."""
+    long as the slower of the two instead of their sum. rpm_dbpath: build_rpm's."""
     os.makedirs(build.out, exist_ok=True)
     # One set of modes for all three artifacts, whatever umask make install ran with.
     normalise_modes(build.destdir)
     spec = build.spec
     tarball = os.path.join(build.out, tarball_name(build.version, spec["platform"], spec["arch"]))
-    native = build_deb if build.platform["package_format"] == "deb" else build_rpm
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         tarball_written = pool.submit(write_tarball, build.tree, tarball)
-        package_path = native(build)
+        if build.platform["package_format"] == "deb":
+            package_path = build_deb(build)
+        else:
+            package_path = build_rpm(build, rpm_dbpath)
         tarball_written.result()
     build.artifacts.append(("tarball", tarball))
     build.artifacts.append((build.platform["package_format"], package_path))
@@ -136,10 +138,14 @@ def write_md5sums(root, path):
     os.chmod(path, 0o644)
 
 
-def build_rpm(build):
+def build_rpm(build, rpm_dbpath=None):
     """The .rpm: rpmbuild packages the staged tree (rpm_spec(): no %build); rpm finds its
-    Requires in the binaries, versioned by symbol (libssl.so.3(OPENSSL_3.0.0)(64bit))."""
+    Requires in the binaries, versioned by symbol (libssl.so.3(OPENSSL_3.0.0)(64bit)). First,
+    a library the binaries need that no installed package provides fails the phase, naming
+    the file (depends.check_rpm_libraries; rpm_dbpath: the rpm database that says what is
+    installed, None: the platform's own)."""
     spec = build.spec
+    libraries = check_rpm_libraries(build.log, build.env, build.tree, build.prefix, rpm_dbpath)
     topdir = os.path.join(build.work, "rpmbuild")
     for sub in ("SPECS", "RPMS", "BUILD", "BUILDROOT", "SOURCES"):
         os.makedirs(os.path.join(topdir, sub), exist_ok=True)
@@ -152,7 +158,7 @@ def build_rpm(build):
                 spec["arch"],
                 build.destdir,
                 build.prefix,
-                own_libraries(build.tree),
+                libraries,
             )
         )
     run(
@@ -285,7 +291,8 @@ def rpm_spec(version, build, arch, staged_root, prefix, libraries=()):
     """An rpmbuild spec that packages an already staged tree (no %build); every value in it
     is data, none a macro (rpm_text; the dependency patterns hold no %). Requires and
     Provides are rpm's automatic ones, less the tree's own libraries (libraries: their
-    sonames) and anything provided from the prefix (depends.rpm_dependency_macros)."""
+    sonames) and paths in the prefix, and anything provided from the prefix
+    (depends.rpm_dependency_macros)."""
     filters = "\n".join(rpm_dependency_macros(prefix, libraries))
     return """\
 Name: {name}

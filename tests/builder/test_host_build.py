@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from builder_helpers import needed_sonames, packages_providing, run_checked
+from rpm_database import capabilities, rpm_database
 
 from buildfarm import roots
 from buildfarm.models import Manifest
@@ -201,7 +202,9 @@ def test_declared_runtime_dependencies_match_the_binaries(built, extracted):
 
 def test_rpm_from_the_real_tree(built, extracted, build_py, tmp_path):
     """rpmbuild packages the staged tree: name, version, release and the Requires rpm finds in
-    the binaries (by symbol version), none for the tree's own libpython and no Provides."""
+    the binaries (by symbol version), none for the tree's own libpython and no Provides. The
+    phase first asks an rpm database whether a package provides each library the binaries
+    need: one where a package provides what this machine's dpkg says its packages do."""
     spec = {
         "version": "3.13.5",
         "platform": "rhel-9",
@@ -222,7 +225,8 @@ def test_rpm_from_the_real_tree(built, extracted, build_py, tmp_path):
     (staged / "lib").chmod(0o2777)
     (tmp_path / "staging" / "opt").chmod(0o775)
     build.out = str(tmp_path / "out")
-    build.package()
+    provided = capabilities(packages_providing(needed_sonames(extracted)))
+    build.package(rpm_dbpath=rpm_database(tmp_path / "rpmdb", provided))
     rpm = Path(build.out) / "python-3.13.5-2.x86_64.rpm"
     modes = run_checked(
         ["rpm", "-qp", "--queryformat", "[%{FILEMODES:perms} %{FILEUSERNAME} %{FILENAMES}\n]", str(rpm)]

@@ -3,7 +3,9 @@ tools: a small staged tree of gcc-built objects (an extension needing OpenSSL 3'
 OPENSSL_3.0.0 symbols, one needing zlib, an interpreter linked to the tree's own libpython)
 is packaged by packages.build_deb (dpkg-shlibdeps) and packages.build_rpm (rpmbuild's
 automatic requirements). A library that comes from no package fails the phase, naming the
-file that needs it."""
+file that needs it: dpkg-shlibdeps asks this machine's dpkg database, the .rpm's check an rpm
+database made for the test (tests/rpm_database.py: this machine's own is empty) in which a
+package provides the libraries this machine's packages do."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from types import SimpleNamespace
 import pytest
 from compiled import SSL_C, gcc
 from driver import depends, errors, packages, process
+from rpm_database import capabilities, rpm_database
 
 TOOLS = ("gcc", "dpkg-shlibdeps", "dpkg-deb", "rpmbuild", "rpm")
 pytestmark = pytest.mark.skipif(
@@ -31,6 +34,14 @@ SOABI = "cpython-313-x86_64-linux-gnu"
 ZLIB_C = "#include <zlib.h>\nconst char *uses_zlib(void) { return zlibVersion(); }\n"
 LIBPYTHON_C = "int Py_Main_ish(void) { return 0; }\n"
 MAIN_C = "int Py_Main_ish(void);\nint main(void) { return Py_Main_ish(); }\n"
+# What the test objects need of this machine, provided by its packages (dpkg -S names them).
+SYSTEM_LIBRARIES = ("libc.so.6", "libssl.so.3", "libcrypto.so.3", "libz.so.1")
+
+
+@pytest.fixture(scope="module")
+def system_rpmdb(tmp_path_factory) -> str:
+    """An rpm database whose one package provides SYSTEM_LIBRARIES, as an rpm platform's do."""
+    return rpm_database(tmp_path_factory.mktemp("rpmdb"), capabilities(SYSTEM_LIBRARIES))
 
 
 def staged_tree(tmp_path: Path) -> Path:
@@ -103,8 +114,13 @@ def test_deb_fails_naming_the_file_whose_library_comes_from_no_package(tmp_path,
     assert not list(Path(build.out).glob("*.deb"))
 
 
-def test_rpm_requires_come_from_the_binaries_without_the_trees_own_library(tmp_path):
-    rpm = packages.build_rpm(fake_build(tmp_path, "rpm"))
+def test_rpm_requires_come_from_the_binaries_without_the_trees_own_library(tmp_path, system_rpmdb):
+    build = fake_build(tmp_path, "rpm")
+    # A script run by the tree's own interpreter: rpm would require that path, in the package itself.
+    script = Path(build.tree) / "bin" / "idle3.13"
+    script.write_text(f"#!{PREFIX}/bin/python3.13\nimport idlelib\n")
+    script.chmod(0o755)
+    rpm = packages.build_rpm(build, system_rpmdb)
     requires = subprocess.run(["rpm", "-qp", "--requires", rpm], capture_output=True, text=True, check=True)
     lines = requires.stdout.splitlines()
     assert "libssl.so.3(OPENSSL_3.0.0)(64bit)" in lines, lines
@@ -112,6 +128,7 @@ def test_rpm_requires_come_from_the_binaries_without_the_trees_own_library(tmp_p
     assert "libz.so.1()(64bit)" in lines, lines
     assert any(line.startswith("libc.so.6(GLIBC_") for line in lines), lines
     assert not any("python" in line or "nsl" in line for line in lines), lines
+    assert not any(line.startswith(PREFIX) for line in lines), lines
     # Nothing in the prefix is offered to other packages (the system's python3-libs has the
     # same soname): the package provides its name only.
     provides = subprocess.run(["rpm", "-qp", "--provides", rpm], capture_output=True, text=True, check=True)
@@ -121,14 +138,55 @@ def test_rpm_requires_come_from_the_binaries_without_the_trees_own_library(tmp_p
     assert depends.declared_dependencies("rpm", rpm) == declared
 
 
+@pytest.mark.parametrize("library_left", [True, False], ids=["from-no-package", "not-found"])
+def test_rpm_fails_naming_the_file_whose_library_no_package_provides(tmp_path, system_rpmdb, library_left):
+    """As the .deb's: rpm alone would record libfoo.so.1()(64bit), and no dnf or zypper could
+    install the package."""
+    build = fake_build(tmp_path, "rpm")
+    elsewhere = tmp_path / "elsewhere" / "libfoo.so.1"
+    gcc(tmp_path, LIBPYTHON_C, elsewhere, "-shared", "-Wl,-soname,libfoo.so.1")
+    module = Path(build.tree) / DYNLOAD / f"_foo.{SOABI}.so"
+    gcc(tmp_path, MAIN_C, module, "-shared", str(elsewhere), f"-Wl,-rpath,{elsewhere.parent}")
+    if not library_left:
+        elsewhere.unlink()
+    with pytest.raises(errors.BuildError) as failure:
+        packages.build_rpm(build, system_rpmdb)
+    assert failure.value.phase == "package"
+    message = str(failure.value)
+    assert message.endswith(
+        f": libfoo.so.1 (libfoo.so.1()(64bit)), needed by {PREFIX}/{DYNLOAD}/_foo.{SOABI}.so"
+    )
+    assert "staging" not in message  # the file as installed, not the build directory
+    assert not list(Path(build.out).glob("*.rpm")) and not (tmp_path / "rpmbuild").exists()
+
+
+def test_rpm_is_refused_where_no_package_provides_even_libc(tmp_path):
+    """This machine's own rpm database is as empty as a fresh one: there the check refuses
+    every system library, so the tests give it a database instead of leaving it out."""
+    build = fake_build(tmp_path, "rpm")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(errors.BuildError) as failure:
+        packages.build_rpm(build, str(tmp_path / "empty"))
+    message = str(failure.value)
+    for soname in SYSTEM_LIBRARIES:
+        assert f"{soname} ({soname}()(64bit)), needed by " in message, message
+    assert f"libc.so.6 (libc.so.6()(64bit)), needed by {PREFIX}/bin/python3.13" in message
+    assert LIBPYTHON + " (" not in message  # the tree's own
+
+
 def test_rpm_spec_filters_keep_rpm_text_rules():
     spec = packages.rpm_spec("3.13.5", 1, "x86_64", "/w/a b%{x}", PREFIX, [LIBPYTHON, "libpython3.so"])
     assert "AutoReqProv: no" not in spec
     assert "%global __provides_exclude_from ^/opt/python/3[.]13[.]5/\n" in spec
-    assert "%global __requires_exclude ^(libpython3[.]13[.]so[.]1[.]0|libpython3[.]so)([(]|$)\n" in spec
+    # Neither the tree's own libraries nor its own paths (a script's #!<prefix>/bin/python3).
+    assert (
+        "%global __requires_exclude "
+        "^((libpython3[.]13[.]so[.]1[.]0|libpython3[.]so)([(]|$)|/opt/python/3[.]13[.]5(/|$))\n"
+    ) in spec
     assert 'cp -a "/w/a b%%{x}/." %{buildroot}/' in spec
-    # No library of its own: no requirement filter (an empty alternation would drop them all).
-    assert "__requires_exclude" not in packages.rpm_spec("3.13.5", 1, "x86_64", "/w", PREFIX, [])
+    # No library of its own: the paths alone (an empty alternation would drop every requirement).
+    alone = packages.rpm_spec("3.13.5", 1, "x86_64", "/w", PREFIX, [])
+    assert "%global __requires_exclude ^/opt/python/3[.]13[.]5(/|$)\n" in alone
     with pytest.raises(errors.BuildError, match="rpm dependency pattern"):
         depends.regex_literal("libx%{y}.so")
 

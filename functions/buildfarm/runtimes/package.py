@@ -9,8 +9,10 @@ Both artifacts hold the tree at its prefix: the tarball is extracted with `tar -
 binaries need, as the Python build's package does and with its code (builder_image/driver/
 depends.py): the .deb's Depends from dpkg-shlibdeps, versioned (libssl3 (>= 3.0.0), so apt
 does not install it where the bundled CPython's OpenSSL is missing or older), the .rpm's
-Requires found by rpm; the tree's own libraries (libpython, a wheel's) neither. A library
-that comes from no package fails the build, naming the file that needs it.
+Requires found by rpm; the tree's own libraries (libpython, a wheel's) neither, nor (the
+.rpm) its own paths (a venv script's #!<prefix>/bin/python). A library that comes from no
+package (dpkg-shlibdeps for the .deb; for the .rpm, no package in the rpm database provides
+its soname) fails the build, naming the file that needs it.
 """
 
 from __future__ import annotations
@@ -100,12 +102,16 @@ def deb_depends(root: Path, prefix: str, package: str) -> list[str]:
         raise RuntimeBuildError(f"making the .deb: {error.reason}") from None
 
 
-def rpm_dependency_filters(root: Path, prefix: str) -> str:
-    """The spec's %global lines that keep the tree's own libraries out of rpm's automatic
-    Requires and everything in the prefix out of its Provides."""
+def rpm_dependency_filters(root: Path, prefix: str, rpm_dbpath: str | None = None) -> str:
+    """The spec's %global lines that keep the tree's own libraries and paths out of rpm's
+    automatic Requires and everything in the prefix out of its Provides, once every other
+    library its binaries need is provided by a package of the rpm database (rpm_dbpath; None:
+    the platform's own). A library no package provides: RuntimeBuildError naming the file, as
+    installed, and the library."""
     depends = driver_module("depends")
+    tree = str(root / prefix.lstrip("/"))
     try:
-        libraries = depends.own_libraries(str(root / prefix.lstrip("/")))
+        libraries = depends.check_rpm_libraries(io.StringIO(), None, tree, prefix, rpm_dbpath)
         return "\n".join(depends.rpm_dependency_macros(prefix, libraries))
     except depends.BuildError as error:
         raise RuntimeBuildError(f"making the .rpm: {error.reason}") from None
@@ -146,7 +152,9 @@ def deb_control(manifest: dict[str, Any], platform: str, arch: str) -> dict[str,
     }
 
 
-def rpm_fields(manifest: dict[str, Any], platform: str, arch: str, root: Path) -> dict[str, str]:
+def rpm_fields(
+    manifest: dict[str, Any], platform: str, arch: str, root: Path, rpm_dbpath: str | None = None
+) -> dict[str, str]:
     control = deb_control(manifest, platform, arch)
     summary, _, description = control["Description"].partition("\n ")
     return {
@@ -156,7 +164,7 @@ def rpm_fields(manifest: dict[str, Any], platform: str, arch: str, root: Path) -
         "arch": arch,
         "summary": summary,
         "description": description,
-        "filters": rpm_dependency_filters(root, manifest["runtime"]["prefix"]),
+        "filters": rpm_dependency_filters(root, manifest["runtime"]["prefix"], rpm_dbpath),
     }
 
 
@@ -172,8 +180,12 @@ def package_format(platform: str) -> str:
     return load_registry().family_of(platform).package_format
 
 
-def make_artifacts(root: Path, manifest: dict[str, Any], work: Path) -> list[Path]:
-    """The tarball and the platform's package of the staging root for the manifest's build number."""
+def make_artifacts(
+    root: Path, manifest: dict[str, Any], work: Path, rpm_dbpath: str | None = None
+) -> list[Path]:
+    """The tarball and the platform's package of the staging root for the manifest's build
+    number; rpm_dbpath: the rpm database that says which libraries an .rpm's binaries may need
+    (None: the platform's own, as in its builder image)."""
     runtime = manifest["runtime"]
     platform, arch = manifest["platform"], manifest["arch"]
     names = file_names(runtime["name"], runtime["version"], platform, arch, manifest["build"])
@@ -186,7 +198,7 @@ def make_artifacts(root: Path, manifest: dict[str, Any], work: Path) -> list[Pat
     if kind == "deb":
         make_deb(root, runtime["prefix"], deb_control(manifest, platform, arch), out / names["deb"])
     else:
-        fields = rpm_fields(manifest, platform, arch, root)
+        fields = rpm_fields(manifest, platform, arch, root, rpm_dbpath)
         make_rpm(root, runtime["prefix"], fields, work, out / names["rpm"])
     files.append(out / names[kind])
     return files

@@ -1,9 +1,10 @@
 """The .rpm of a runtime (rpm platforms), made with rpmbuild from the staging root: the tree at
 its prefix, rpm's automatic requirements (AutoReqProv: what the binaries need, versioned by
-symbol: libssl.so.3(OPENSSL_3.0.0)(64bit)) less the tree's own libraries, and no provides from
-the prefix (the filters: package.rpm_dependency_filters, the Python build's
-rpm_dependency_macros), and none of rpmbuild's post-install rewriting (strip, bytecompile,
-shebang mangling: the tree is tested as it is)."""
+symbol: libssl.so.3(OPENSSL_3.0.0)(64bit)) less the tree's own libraries and its own paths (a
+venv script's #!<prefix>/bin/python), and no provides from the prefix (the filters:
+package.rpm_dependency_filters, which first refuses a library that no installed package
+provides, with the Python build's rpm_dependency_macros), and none of rpmbuild's post-install
+rewriting (strip, bytecompile, shebang mangling: the tree is tested as it is)."""
 
 from __future__ import annotations
 

@@ -67,6 +67,22 @@ def test_the_rpm_of_an_rpm_platform(tmp_path: Path) -> None:
     assert f"{PREFIX}/bin/python -> ../python/bin/python3" in files and f"{PREFIX}/pyvenv.cfg" in files
 
 
+@pytest.mark.skipif(not shutil.which("rpmbuild"), reason="needs rpmbuild (Debian package rpm)")
+def test_the_rpm_requires_no_path_of_its_own(tmp_path: Path) -> None:
+    """A venv's console script runs the venv's python: rpm's script dependency generator would
+    require #!<prefix>/bin/python, a file of the package itself. A system path stays required."""
+    root = staging_root(tmp_path)
+    tree = root / PREFIX.lstrip("/")
+    for name, shebang in (("app", f"{PREFIX}/bin/python"), ("tool", f"{PREFIX}/python/bin/python3.13"),
+                          ("hook", "/bin/sh")):  # fmt: skip
+        (tree / "bin" / name).write_text(f"#!{shebang}\nprint('hello')\n")
+        (tree / "bin" / name).chmod(0o755)
+    _, rpm = make_artifacts(root, manifest("rhel-9", "x86_64"), tmp_path)
+    requires = listing(["rpm", "-qp", "--requires", str(rpm)]).splitlines()
+    assert not any(line.startswith(PREFIX) for line in requires), requires
+    assert "/bin/sh" in requires, requires
+
+
 @pytest.fixture(params=[0o077, 0o002], ids=["umask-077", "umask-002"])
 def umask(request: pytest.FixtureRequest) -> Iterator[int]:
     """The builder's umask while the staging root is made and packaged."""

@@ -3,7 +3,9 @@ packages do (builder_image/driver/depends.py, the one copy of that code): a fake
 of gcc-built objects (a bundled CPython whose interpreter links the tree's own libpython, an
 OpenSSL 3 extension, a wheel's extension with its bundled library) packaged with the real
 dpkg-shlibdeps, dpkg-deb and rpmbuild. A library that comes from no package fails the build,
-naming the file that needs it."""
+naming the file that needs it: dpkg-shlibdeps asks this machine's dpkg database, the .rpm's
+check an rpm database made for the test (tests/rpm_database.py: this machine's own is empty) in
+which a package provides the libraries this machine's packages do."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from compiled import SSL_C, gcc
+from rpm_database import capabilities, rpm_database
 
 from buildfarm.runtimes.build import RuntimeBuildError
 from buildfarm.runtimes.package import make_artifacts
@@ -33,6 +36,13 @@ BUNDLED = "libbundled-1a2b3c4d.so.1.0"  # a manylinux wheel's library, in <packa
 SITE = "lib/python3.13/site-packages"
 LIBRARY_C = "int library_call(void) { return 0; }\n"
 CALLER_C = "int library_call(void);\nint main(void) { return library_call(); }\n"
+SYSTEM_LIBRARIES = ("libc.so.6", "libssl.so.3", "libcrypto.so.3")  # what runtime_root needs of this machine
+
+
+@pytest.fixture(scope="module")
+def system_rpmdb(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An rpm database whose one package provides SYSTEM_LIBRARIES, as an rpm platform's do."""
+    return rpm_database(tmp_path_factory.mktemp("rpmdb"), capabilities(SYSTEM_LIBRARIES))
 
 
 def runtime_root(tmp_path: Path) -> Path:
@@ -97,8 +107,10 @@ def test_a_library_from_no_package_fails_the_deb_naming_the_file(tmp_path: Path)
 
 
 @needs_rpm
-def test_rpm_requires_come_from_the_binaries_without_the_trees_own_libraries(tmp_path: Path) -> None:
-    _, rpm = make_artifacts(runtime_root(tmp_path), manifest("rhel-9"), tmp_path)
+def test_rpm_requires_come_from_the_binaries_without_the_trees_own_libraries(
+    tmp_path: Path, system_rpmdb: str
+) -> None:
+    _, rpm = make_artifacts(runtime_root(tmp_path), manifest("rhel-9"), tmp_path, system_rpmdb)
     requires = output_of(["rpm", "-qp", "--requires", str(rpm)]).splitlines()
     assert "libssl.so.3(OPENSSL_3.0.0)(64bit)" in requires, requires
     assert "libcrypto.so.3(OPENSSL_3.0.0)(64bit)" in requires, requires
@@ -107,3 +119,22 @@ def test_rpm_requires_come_from_the_binaries_without_the_trees_own_libraries(tmp
     # Nothing in the prefix is offered to other packages: the package provides its name only.
     provides = output_of(["rpm", "-qp", "--provides", str(rpm)]).splitlines()
     assert [line.split()[0] for line in provides] == ["runtime-svc-2.1.0", "runtime-svc-2.1.0(x86-64)"]
+
+
+@needs_rpm
+def test_a_library_no_package_provides_fails_the_rpm_naming_the_file(
+    tmp_path: Path, system_rpmdb: str
+) -> None:
+    """rpm alone would record libfoo.so.1()(64bit) and no dnf or zypper could install the .rpm."""
+    root = runtime_root(tmp_path)
+    elsewhere = tmp_path / "elsewhere" / "libfoo.so.1"
+    gcc(tmp_path, LIBRARY_C, elsewhere, "-shared", "-Wl,-soname,libfoo.so.1")
+    module = root / PREFIX.lstrip("/") / SITE / "_foo.so"
+    gcc(tmp_path, CALLER_C, module, "-shared", str(elsewhere), f"-Wl,-rpath,{elsewhere.parent}")
+    with pytest.raises(RuntimeBuildError) as failure:
+        make_artifacts(root, manifest("rhel-9"), tmp_path, system_rpmdb)
+    message = str(failure.value)
+    assert message.startswith("making the .rpm: no installed package in the rpm database"), message
+    assert message.endswith(f": libfoo.so.1 (libfoo.so.1()(64bit)), needed by {PREFIX}/{SITE}/_foo.so")
+    assert str(root) not in message  # the file as installed, not the staging root
+    assert not list(tmp_path.glob("out-*/*.rpm")) and not (tmp_path / "rpmbuild").exists()
