@@ -56,6 +56,12 @@ class JobKeys:
         return f"{layout.cell_build_dirs(ANY, self.platform, self.arch)[1]}/{ANY}"
 
     @property
+    def python_tarballs(self) -> str:
+        """builds/*/<platform>/<arch>/*/python-*-<platform>-<arch>.tar.gz: its Python builds'
+        tarballs (driver/packages.py tarball_name), what a runtime job builds on."""
+        return f"{self.builds}/python-{ANY}-{self.platform}-{self.arch}.tar.gz"
+
+    @property
     def runtimes(self) -> str:
         """runtimes/*/*/<platform>/<arch>/*: its runtime builds."""
         return f"{layout.runtime_cell_dir(ANY, ANY, self.platform, self.arch)}/{ANY}"
@@ -166,7 +172,7 @@ class RuntimeJobRoles(Construct):
             statements = {
                 "WriteOwnRuntimes": (["s3:PutObject"], (keys.runtimes,)),
                 "ReadOwnRuntimesAndPythons": (
-                    ["s3:GetObject"], (keys.runtimes, keys.builds, layout.VERSIONS_KEY)
+                    ["s3:GetObject"], (keys.runtimes, keys.python_tarballs, layout.VERSIONS_KEY)
                 ),
             }  # fmt: skip
             if uv_cache:
@@ -189,9 +195,10 @@ class RuntimeJobRoles(Construct):
         )  # fmt: skip
         acknowledge_wildcards(
             role,
-            [f"{bucket_arn}/{keys.builds}"],
+            [f"{bucket_arn}/{keys.python_tarballs}"],
             f"s3:GetObject only: a runtime job of {keys.platform}/{keys.arch} reads the tarball of "
             "the published Python build of its own platform and arch that versions.json names "
-            "(version and build number known at run time); it cannot write under builds/ "
-            "(no PutObject grant, and RuntimeJobsWriteOnlyTheirPrefixes in the bucket policy).",
+            "(version and build number known at run time), no other file of it; it cannot write "
+            "under builds/ (no PutObject grant, and RuntimeJobsWriteOnlyTheirPrefixes in the bucket "
+            "policy).",
         )

@@ -42,7 +42,11 @@ def test_job_roles_write_only_their_kinds_prefixes_never_claims_or_catalogs(temp
             assert not bucket_denies(template, role, "s3:PutObject", key), key
     assert allowed(template, job, "s3:GetObject", f"arn:aws:s3:::STORE/builds/{cell}/1/manifest.json")
     # A runtime job chooses its Python from versions.json, reads its tarball, heads its own build.
-    for key in ("versions.json", f"builds/{cell}/1/python.tar.gz", f"{runtime}/manifest.json"):
+    for key in (
+        "versions.json",
+        f"builds/{cell}/1/python-3.13.5-debian-12-x86_64.tar.gz",
+        f"{runtime}/manifest.json",
+    ):
         assert allowed(template, runtime_job, "s3:GetObject", f"arn:aws:s3:::STORE/{key}"), key
     for key in (
         "versions.json",

@@ -78,6 +78,15 @@ def test_the_runtime_job_role_cannot_put_under_builds_or_logs(template: dict[str
     # It reads (only) what it builds on, and writes its own runtime builds.
     tarball = f"{STORE}{FUTURE_PYTHON_BUILDS[1]}"
     assert allowed(template, runtime_job, "s3:GetObject", tarball)
+    for other in (
+        "manifest.json",
+        "build.log",
+        "python-3.13.5_7_amd64.deb",
+        "python-3.13.5-debian-11-x86_64.tar.gz",
+    ):
+        assert not allowed(template, runtime_job, "s3:GetObject", f"{STORE}builds/3.13.5/{CELL}/7/{other}"), (
+            other
+        )
     assert allowed(template, runtime_job, "s3:GetObject", f"{STORE}versions.json")
     assert allowed(template, runtime_job, "s3:PutObject", f"{STORE}{RUNTIME_BUILD}/manifest.json")
     assert not bucket_denies(template, runtime_job, "s3:PutObject", f"{RUNTIME_BUILD}/manifest.json")
