@@ -1,5 +1,6 @@
 """Debootstrap roots: create a minimal Debian/Ubuntu root, install packages with apt
-inside it, run commands in it with /proc, /sys and /dev mounted (always unmounted).
+inside it, run commands in it with /proc, /sys and /dev mounted (unmounted after: exactly the
+mounts made, never another run's or an operator's).
 
 Used by the chroot runner (a cached build root per platform), `buildfarm images import-base`
 and the tests' install checks in fresh roots. It imports nothing from the runners or the
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -144,7 +146,7 @@ def root_lock(
     root: Path, waiting: Callable[[], None] | None = None, stopped: Callable[[], bool] | None = None
 ) -> Iterator[None]:
     """Exclusive use of root (an flock on <root>.lock, across threads and processes): builds
-    sharing a root would unmount each other's /proc and store, or debootstrap into one .partial.
+    sharing a root would install packages into it at once, or debootstrap into one .partial.
     waiting() is called once if another holder makes us wait; RootError if stopped() turns true
     meanwhile."""
     root = Path(root)
@@ -196,33 +198,94 @@ def debootstrap(
     return dest
 
 
+def _unescape(field: str) -> str:
+    """A path as /proc/self/mountinfo writes it: space, tab, newline and backslash as \\ooo."""
+    return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match[1], 8)), field)
+
+
+def _mount_points() -> list[str]:
+    """Every mount point of this mount namespace, in /proc/self/mountinfo's order."""
+    with open("/proc/self/mountinfo") as handle:
+        return [_unescape(line.split()[4]) for line in handle if len(line.split()) > 4]
+
+
 def _mounted_under(root: Path) -> list[str]:
     prefix = str(root.resolve()).rstrip("/") + "/"
-    with open("/proc/self/mounts") as handle:
-        points = [line.split()[1].replace("\\040", " ") for line in handle]
-    return [p for p in points if p.startswith(prefix)]
+    return [point for point in _mount_points() if point.startswith(prefix)]
+
+
+def _top_mount_id(point: Path) -> int | None:
+    """The id of the mount a lookup of point reaches (the topmost one stacked there; the mount
+    point's own file system if nothing is mounted on it), None if point cannot be opened."""
+    try:
+        fd = os.open(point, os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        with open(f"/proc/self/fdinfo/{fd}") as handle:
+            for line in handle:
+                name, _, value = line.partition(":")
+                if name == "mnt_id":
+                    return int(value)
+    finally:
+        os.close(fd)
+    return None
+
+
+def _unmount(point: str) -> None:
+    """umount, lazily if busy (a process still inside lets go of it later)."""
+    if subprocess.run(["umount", point], stderr=subprocess.DEVNULL).returncode != 0:
+        subprocess.run(["umount", "-l", point], stderr=subprocess.DEVNULL)
 
 
 def unmount_all(root: Path) -> None:
-    """Unmount everything below root, deepest first (lazily if busy)."""
+    """The explicit clean-up of stale mounts: unmount everything below root, whoever made it,
+    deepest first (lazily if busy). For a root about to be removed (remove_root, an interrupted
+    debootstrap's .partial); never on the way out of mounted(), which takes only its own."""
     for point in sorted(_mounted_under(root), key=len, reverse=True):
-        if subprocess.run(["umount", point], stderr=subprocess.DEVNULL).returncode != 0:
-            subprocess.run(["umount", "-l", point], stderr=subprocess.DEVNULL)
+        _unmount(point)
+
+
+def clear_stale_mounts(root: Path) -> list[str]:
+    """unmount_all for a root its caller has to itself (root_lock held, so no live build uses
+    it): what a build killed before its clean-up left mounted there (a second sysfs on its /sys
+    would fail every later build); the mount points found."""
+    stale = _mounted_under(root)
+    if stale:
+        unmount_all(root)
+    return stale
 
 
 def remove_root(root: Path) -> None:
-    """Delete a root; refuses while anything is still mounted inside it."""
+    """Delete a root: its stale mounts are unmounted first (unmount_all); refuses while anything
+    is still mounted inside it, so that nothing is deleted through a mount."""
     unmount_all(root)
     if _mounted_under(root):
         raise RootError(f"cannot remove {root}: still mounted: {_mounted_under(root)}")
     shutil.rmtree(root, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def mounted(root: Path, binds: Sequence[tuple[Path, str, bool]] = ()) -> Iterator[Path]:
-    """/proc, /sys, /dev (+ /dev/pts, a private /dev/shm) and extra (host path, path in root,
-    read_only) bind mounts inside root; everything is unmounted on the way out."""
-    root = Path(root).resolve()
+class _OwnMounts:
+    """The mounts one mounted() made, each by its mount point and the id of the mount made
+    there: unmounted in reverse order, each only while it is still the one a lookup of its
+    point reaches. A mount someone else made, beside ours or stacked on ours, stays (and one of
+    ours under theirs stays until remove_root's clean-up: taking it would take theirs)."""
+
+    def __init__(self) -> None:
+        self.made: list[tuple[Path, int | None]] = []
+
+    def mount(self, argv: list[str], point: Path, step: str) -> None:
+        _check([*argv, str(point)], step)
+        self.made.append((point, _top_mount_id(point)))
+
+    def unmount(self) -> None:
+        while self.made:
+            point, mount_id = self.made.pop()
+            if mount_id is not None and _top_mount_id(point) == mount_id:
+                _unmount(str(point))
+
+
+def _prepare_etc(root: Path) -> None:
     resolv = root / "etc" / "resolv.conf"
     with contextlib.suppress(OSError):
         if resolv.is_symlink():
@@ -231,15 +294,24 @@ def mounted(root: Path, binds: Sequence[tuple[Path, str, bool]] = ()) -> Iterato
     hosts = root / "etc" / "hosts"  # bullseye/bookworm roots have none: no "localhost"
     if not hosts.exists():
         hosts.write_text("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+
+
+@contextlib.contextmanager
+def mounted(root: Path, binds: Sequence[tuple[Path, str, bool]] = ()) -> Iterator[Path]:
+    """/proc, /sys, /dev (+ /dev/pts, a private /dev/shm) and extra (host path, path in root,
+    read_only) bind mounts inside root; on the way out exactly these are unmounted, in reverse
+    order (also when a mount fails half-way): a mount in root that another run or an operator
+    made stays."""
+    root = Path(root).resolve()
+    _prepare_etc(root)
+    own = _OwnMounts()
     try:
-        _check(["mount", "-t", "proc", "proc", str(root / "proc")], "mount /proc")
-        _check(["mount", "-t", "sysfs", "sysfs", str(root / "sys")], "mount /sys")
-        _check(["mount", "--bind", "/dev", str(root / "dev")], "mount /dev")
+        own.mount(["mount", "-t", "proc", "proc"], root / "proc", "mount /proc")
+        own.mount(["mount", "-t", "sysfs", "sysfs"], root / "sys", "mount /sys")
+        own.mount(["mount", "--bind", "/dev"], root / "dev", "mount /dev")
         (root / "dev" / "pts").mkdir(exist_ok=True)
-        _check(["mount", "--bind", "/dev/pts", str(root / "dev" / "pts")], "mount /dev/pts")
-        _check(
-            ["mount", "-t", "tmpfs", "-o", "mode=1777", "shm", str(root / "dev" / "shm")], "mount /dev/shm"
-        )
+        own.mount(["mount", "--bind", "/dev/pts"], root / "dev" / "pts", "mount /dev/pts")
+        own.mount(["mount", "-t", "tmpfs", "-o", "mode=1777", "shm"], root / "dev" / "shm", "mount /dev/shm")
         for source, target, read_only in binds:
             inside = root / target.lstrip("/")
             if Path(source).is_dir():
@@ -247,12 +319,12 @@ def mounted(root: Path, binds: Sequence[tuple[Path, str, bool]] = ()) -> Iterato
             else:
                 inside.parent.mkdir(parents=True, exist_ok=True)
                 inside.touch(exist_ok=True)
-            _check(["mount", "--bind", str(source), str(inside)], f"bind {source}")
+            own.mount(["mount", "--bind", str(source)], inside, f"bind {source}")
             if read_only:
                 _check(["mount", "-o", "remount,bind,ro", str(inside)], f"read-only {source}")
         yield root
     finally:
-        unmount_all(root)
+        own.unmount()
 
 
 def chroot_command(

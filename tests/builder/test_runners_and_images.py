@@ -338,13 +338,18 @@ def test_a_root_or_container_gets_the_spec_at_its_mounts(tmp_path, monkeypatch):
     assert inside.store == "/buildfarm/store"
     assert inside.source.url == "file:///buildfarm/source/Python-3.13.5.tar.xz"
     assert inside.model_copy(update={"store": spec.store, "source": spec.source}) == spec
+    # A directory store is never mounted: the driver writes into an empty outbox in its place.
+    assert driver.outbox is not None and driver.outbox.store == tmp_path / "store"
+    assert list(driver.outbox.directory.iterdir()) == []
     assert [(m.source, m.target, m.read_only) for m in driver.mounts] == [
-        (tmp_path / "store", "/buildfarm/store", False),
+        (driver.outbox.directory, "/buildfarm/store", False),
         (tmp_path / "mirror", "/buildfarm/source", True),
         (tmp_path / "ccache", "/buildfarm/ccache", False),
         (driver.log_path.parent, "/buildfarm/log", False),
     ]
+    assert not any(m.source in (tmp_path / "store", *(tmp_path / "store").parents) for m in driver.mounts)
     assert (tmp_path / "store").is_dir() and (tmp_path / "ccache").is_dir()
+    driver.outbox.discard()
     assert driver.env["CCACHE_DIR"] == "/buildfarm/ccache"
     assert driver.env["BUILDFARM_LOG_FILE"] == "/buildfarm/log/build.log"
     assert driver.env["AWS_SECRET_ACCESS_KEY"] == "secret" and "BUILDFARM_JOBS" not in driver.env
@@ -353,6 +358,7 @@ def test_a_root_or_container_gets_the_spec_at_its_mounts(tmp_path, monkeypatch):
     driver = isolated_driver(spec_in(tmp_path, store="s3://bucket/python"))
     assert json.loads(driver.env["BUILD_SPEC"])["store"] == "s3://bucket/python"
     assert [m.target for m in driver.mounts] == ["/buildfarm/source", "/buildfarm/log"]
+    assert driver.outbox is None
 
 
 FAKE_DOCKER = """#!/bin/sh
@@ -365,6 +371,14 @@ case "$1 $2" in
   "run "*)
     printf '%s\\n' "$@" > "$RECORD_DIR/argv"
     env > "$RECORD_DIR/env"
+    # The driver's build, in what the container sees as its store.
+    for word in "$@"; do
+      case "$word" in
+        type=bind,source=*,target=/buildfarm/store)
+          store="${word#type=bind,source=}"; store="${store%,target=/buildfarm/store}"
+          mkdir -p "$store/$ARTIFACT_DIR" && echo {} > "$store/$ARTIFACT_DIR/manifest.json" ;;
+      esac
+    done
     echo "buildfarm: progress make 3/9 objects"
     echo 'buildfarm: result {"ok": true}'
     exit 0 ;;
@@ -380,6 +394,7 @@ def use_fake_docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (bin_dir / "docker").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     monkeypatch.setenv("RECORD_DIR", str(tmp_path))
+    monkeypatch.setenv("ARTIFACT_DIR", "builds/3.13.5/debian-12/x86_64/1")  # spec_in's
     monkeypatch.setenv("BUILDFARM_CCACHE", "0")
 
 
@@ -403,7 +418,11 @@ def test_the_docker_runner_passes_values_in_the_environment_never_in_argv(tmp_pa
     assert {"BUILD_SPEC", "BUILDFARM_LOG_FILE", "BUILDFARM_BUILDER_IMAGE"} <= set(names)
     assert not any("=" in name for name in names) and not any("{" in word for word in argv)
     mounts = [argv[i + 1] for i, word in enumerate(argv) if word == "--mount"]
-    assert f"type=bind,source={tmp_path / 'store'},target=/buildfarm/store" in mounts
+    # Not the store: an outbox the runner publishes from (create-only) and then removes.
+    (outbox,) = [m.split(",")[1].removeprefix("source=") for m in mounts if m.endswith("/buildfarm/store")]
+    assert Path(outbox).name == "store" and Path(outbox).parent.name.startswith("buildfarm-outbox-")
+    assert not Path(outbox).exists() and not any(str(tmp_path / "store") in m for m in mounts)
+    assert (tmp_path / "store" / "builds/3.13.5/debian-12/x86_64/1/manifest.json").read_text() == "{}\n"
     assert f"type=bind,source={tmp_path / 'mirror'},target=/buildfarm/source,readonly" in mounts
     env = dict(line.split("=", 1) for line in (tmp_path / "env").read_text().splitlines() if "=" in line)
     assert env["BUILDFARM_BUILDER_IMAGE"] == f"{tag}@sha256:feedface"

@@ -90,10 +90,11 @@ while (($#)); do
   esac
 done
 
-# protocols: what curl may fetch, redirects included (an https store is never left for http).
+# protocols: what curl may fetch, redirects included (an https store is never left for http;
+# a plain-http store is followed through no redirect at all: see fetch).
 case "$base_url" in
   https://*) protocols="=https" ;;
-  http://*) protocols="=http,https" ;;
+  http://*) protocols="=http" ;;
   file://*) protocols="=file" ;;
   "@BASE_URL@" | "") die "no store URL: pass --base-url URL (or set BUILDFARM_BASE_URL)" ;;
   *) die "base URL '$base_url' must start with http://, https:// or file://" ;;
@@ -163,20 +164,33 @@ detect_arch() {
 
 # --- fetching and reading the catalog ---------------------------------------------------
 
+# Redirects: curl follows an https store's to https only (--proto-redir). A plain-http store's
+# are followed by neither curl nor wget: one could lead to plain http on another machine,
+# which a loopback store's plain http was allowed for this machine only. wget cannot limit
+# where a redirect leads (its --https-only filters only the links of a recursive download),
+# so it follows none from an https store either.
+HTTP_NO_REDIRECT="a plain-http store is followed through no redirect: if it redirects, give --base-url the URL it redirects to"
 fetch() { # URL DEST [MESSAGE if it cannot be downloaded]
+  local status=0 why=""
   if command -v curl >/dev/null 2>&1; then
-    curl -fsSL --retry 3 --proto "$protocols" --proto-redir "$protocols" -o "$2" "$1" ||
-      die "${3:-download failed: $1}"
+    local redirects=()
+    [[ "$protocols" != "=http" ]] || redirects=(--max-redirs 0)
+    curl -fsSL --retry 3 --proto "$protocols" --proto-redir "$protocols" "${redirects[@]}" -o "$2" "$1" ||
+      status=$?
+    # 47: a redirect past --max-redirs.
+    [[ "$status" != 47 || "$protocols" != "=http" ]] || why=" ($HTTP_NO_REDIRECT)"
   elif command -v wget >/dev/null 2>&1; then
-    # wget cannot limit where a redirect leads (its --https-only filters only the links of a
-    # recursive download), so from an https store it follows no redirect at all.
     local no_redirect=()
-    [[ "$protocols" != "=https" ]] || no_redirect=(--max-redirect=0)
-    wget -q "${no_redirect[@]}" -O "$2" "$1" ||
-      die "${3:-download failed: $1}${no_redirect[*]:+ (wget follows no redirect from an https store: if it redirects, install curl)}"
+    case "$protocols" in
+      =https) why=" (wget follows no redirect from an https store: if it redirects, install curl)" ;;
+      =http) why=" ($HTTP_NO_REDIRECT)" ;;
+    esac
+    [[ -z "$why" ]] || no_redirect=(--max-redirect=0)
+    wget -q "${no_redirect[@]}" -O "$2" "$1" || status=$?
   else
     die "neither curl nor wget is installed"
   fi
+  ((status == 0)) || die "${3:-download failed: $1}$why"
 }
 
 # Flattens JSON into "path<TAB>value" lines (path segments joined by '/'), e.g.

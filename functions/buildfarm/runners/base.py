@@ -30,6 +30,7 @@ from typing import IO, ClassVar, Protocol
 from buildfarm import roots
 from buildfarm.models import BuildSpec
 from buildfarm.platforms import Platform, Registry
+from buildfarm.runners.outbox import Outbox, taken_message
 from buildfarm.verify import RUNNER_SOURCE, RUNNER_STORE
 
 PhaseCallback = Callable[[str, float], None]
@@ -146,11 +147,13 @@ class Mount:
 @dataclass(frozen=True)
 class IsolatedDriver:
     """What a driver in a root or container is given: its environment (the spec re-pointed
-    at the mounts), the mounts, and where its build.log lands on this machine."""
+    at the mounts), the mounts, where its build.log lands on this machine, and for a directory
+    store the outbox it writes into instead (the runner publishes from it and discards it)."""
 
     env: dict[str, str]
     mounts: list[Mount]
     log_path: Path
+    outbox: Outbox | None = None
 
 
 def _caller_ccache_dir() -> Path:
@@ -161,14 +164,20 @@ def _caller_ccache_dir() -> Path:
 
 
 def isolated_driver(spec: BuildSpec) -> IsolatedDriver:
-    """A local store is mounted read-write, a file:// source's directory read-only, the
-    caller's ccache when BUILDFARM_CCACHE=1, and a fresh log directory."""
+    """For a directory store, an empty outbox where the store would be (never the store: see
+    runners.outbox; PreflightError if the store holds the build number already); a file://
+    source's directory read-only, the caller's ccache when BUILDFARM_CCACHE=1, and a fresh log
+    directory. An S3 store is the driver's own business (its create-only writes)."""
     inside = spec
     mounts: list[Mount] = []
+    outbox = None
     if not spec.store.startswith("s3://"):
         store_path = Path(spec.store.removeprefix("file://")).resolve()
         store_path.mkdir(parents=True, exist_ok=True)
-        mounts.append(Mount(store_path, INSIDE_STORE, False))
+        if taken := taken_message(store_path, spec.artifact_dir):
+            raise PreflightError(taken)
+        outbox = Outbox.create(store_path, spec)
+        mounts.append(Mount(outbox.directory, INSIDE_STORE, False))
         inside = inside.model_copy(update={"store": INSIDE_STORE})
     if spec.source.url.startswith("file://"):
         source = Path(spec.source.url.removeprefix("file://")).resolve()
@@ -182,7 +191,7 @@ def isolated_driver(spec: BuildSpec) -> IsolatedDriver:
     log_dir = Path(tempfile.mkdtemp(prefix="buildfarm-log-"))
     mounts.append(Mount(log_dir, INSIDE_LOG_DIR, False))
     env["BUILDFARM_LOG_FILE"] = f"{INSIDE_LOG_DIR}/build.log"
-    return IsolatedDriver(env, mounts, log_dir / "build.log")
+    return IsolatedDriver(env, mounts, log_dir / "build.log", outbox)
 
 
 @dataclass
@@ -284,11 +293,13 @@ def run_driver(
 
 @dataclass(frozen=True)
 class Launch:
-    """How to start the driver: argv, the environment of that process, where build.log lands."""
+    """How to start the driver: argv, the environment of that process, where build.log lands,
+    and the outbox to publish from once it exited (the launch discards it)."""
 
     argv: list[str]
     env: dict[str, str]
     log_path: Path
+    outbox: Outbox | None = None
 
 
 class DriverRunner:
@@ -313,6 +324,7 @@ class DriverRunner:
             check_not_stopping()
             with self.launch(spec, output) as launch:
                 check_not_stopping()
-                return run_driver(launch.argv, launch.env, launch.log_path, on_phase, output, on_progress)
+                result = run_driver(launch.argv, launch.env, launch.log_path, on_phase, output, on_progress)
+                return result if launch.outbox is None else launch.outbox.publish(result, output)
         except PreflightError as error:
             return BuildResult(False, "preflight", str(error), None, {})

@@ -30,7 +30,8 @@ class ChrootRunner(DriverRunner):
     """Runs the driver inside a cached debootstrap root of the target platform.
 
     The root (roots_dir()/<platform>-<arch>) is created once with the registry's build
-    dependencies; builder_image/ is bind-mounted read-only, a local store read-write.
+    dependencies; builder_image/ is bind-mounted read-only, a directory store's outbox (never
+    the store: runners.outbox) read-write.
     """
 
     name = "chroot"
@@ -96,7 +97,8 @@ class ChrootRunner(DriverRunner):
     @contextlib.contextmanager
     def launch(self, spec: BuildSpec, output: IO[str]) -> Iterator[Launch]:
         """Builds of one root take turns (its lock): each mounts and unmounts the root's /proc,
-        /dev and store, and a first one creates the root."""
+        /dev and outbox, and a first one creates the root. Holding the lock, a build first
+        unmounts what a build killed before its clean-up left there."""
 
         def waiting() -> None:
             output.write(f"chroot: waiting for the {self.platform_id} root (another build uses it)\n")
@@ -105,10 +107,14 @@ class ChrootRunner(DriverRunner):
         with contextlib.ExitStack() as stack:
             try:
                 stack.enter_context(roots.root_lock(self.root, waiting, stopping))
+                if stale := roots.clear_stale_mounts(self.root):
+                    output.write(f"chroot: unmounted what an interrupted build left in the root: {stale}\n")
                 check_not_stopping()
                 root = self.ensure_root(self.packages(spec.store), output)
                 check_not_stopping()
                 driver = isolated_driver(spec)
+                if driver.outbox is not None:
+                    stack.callback(driver.outbox.discard)  # after the unmounts
                 binds = [(builder_image_dir(), INSIDE_BUILDER_IMAGE, True)]
                 binds += [(mount.source, mount.target, mount.read_only) for mount in driver.mounts]
                 stack.enter_context(roots.mounted(root, binds))
@@ -119,4 +125,4 @@ class ChrootRunner(DriverRunner):
             # Only these reach the driver: nothing else of this process's environment.
             command = ["python3", f"{INSIDE_BUILDER_IMAGE}/build.py"]
             argv, environment = roots.chroot_command(root, command, env)
-            yield Launch(argv, environment, driver.log_path)
+            yield Launch(argv, environment, driver.log_path, driver.outbox)

@@ -87,4 +87,8 @@ class DockerRunner(DriverRunner):
             argv += ["-e", name]
         for mount in driver.mounts:
             argv += mount.docker_args()
-        yield Launch([*argv, tag], {**os.environ, **env}, driver.log_path)
+        try:
+            yield Launch([*argv, tag], {**os.environ, **env}, driver.log_path, driver.outbox)
+        finally:
+            if driver.outbox is not None:
+                driver.outbox.discard()

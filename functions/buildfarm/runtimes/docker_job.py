@@ -5,16 +5,20 @@ one is given, --store) plus --python-tarball when given; the image's build.py bo
 Python from the store and runs it (builder_image/driver/runtime_job.py).
 
 The container gets, each at its own path so that every path it prints is this machine's: a
-directory store (read-write: the build publishes into it), the definitions directory
-(read-only, $BUILDFARM_RUNTIMES) and a requirements file kept outside it, uv's download cache
-($BUILDFARM_RUNTIME_CACHE) and a --python-tarball (read-only). Values travel in the docker
-client's environment (-e NAME), never in argv: only the job's own arguments are argv. An S3
-store's credentials are the caller's AWS_* variables (not those naming files on this machine);
-the caller's package index and proxy settings go along. The container's output is this
-command's (the image build's too, if the image is missing)."""
+directory store read-only (it reads versions.json and the Python tarball), and read-write in it
+only what the job writes (store_writable: the claimed build's directory, else the cell's, where
+the job takes the next free number; and the lock files of the store's create-only writes), the
+definitions directory (read-only, $BUILDFARM_RUNTIMES) and a requirements file kept outside it,
+uv's download cache ($BUILDFARM_RUNTIME_CACHE, read-write) and a --python-tarball (read-only).
+What the runner made for those mounts and the job left empty is removed after it. Values travel
+in the docker client's environment (-e NAME), never in argv: only the job's own arguments are
+argv. An S3 store's credentials are the caller's AWS_* variables (not those naming files on this
+machine); the caller's package index and proxy settings go along. The container's output is
+this command's (the image build's too, if the image is missing)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -26,12 +30,14 @@ from typing import IO
 from buildfarm import images
 from buildfarm.config import FarmConfig
 from buildfarm.errors import BuildfarmError, UsageError
+from buildfarm.layout import runtime_artifact_dir, runtime_cell_dir
 from buildfarm.platforms import DOCKER_PLATFORM, load_registry
 from buildfarm.runners.base import Mount
 from buildfarm.runners.docker import docker_problem, emulation_problem
 from buildfarm.runtimes.cloud_items import DEFINITIONS_ENV
 from buildfarm.runtimes.runtime_build import CACHE_ENV, RuntimeRequest, check_cell, choose_python
 from buildfarm.store import LocalStore
+from buildfarm.store.local import LOCK_DIR
 
 # What the caller's uv, pip (the tool Python's bootstrap) and downloads are configured with.
 NETWORK_SETTINGS = (
@@ -89,6 +95,15 @@ def _inside(path: Path, directory: Path) -> bool:
     return path == directory or directory in path.parents
 
 
+def store_writable(request: RuntimeRequest) -> list[Path]:
+    """What a job writes in a directory store: the lock files of its create-only writes, and the
+    claimed build's directory (--build), else the cell's (the job numbers the build itself)."""
+    assert isinstance(request.store, LocalStore)
+    cell = (request.definition.name, request.version, request.platform, request.arch)
+    key = runtime_cell_dir(*cell) if request.build is None else runtime_artifact_dir(*cell, request.build)
+    return [request.store.root / LOCK_DIR, request.store.root.joinpath(*key.split("/"))]
+
+
 def docker_job(request: RuntimeRequest, definitions: Path, environ: Mapping[str, str]) -> DockerJob:
     """The container's command, environment and mounts for a request. definitions and the
     request's paths are absolute and resolved (each is mounted at its own path)."""
@@ -99,9 +114,9 @@ def docker_job(request: RuntimeRequest, definitions: Path, environ: Mapping[str,
         if not _inside(path, definitions):
             mounts.append(Mount(path, str(path), True))
     if isinstance(request.store, LocalStore):
-        mounts.append(Mount(request.store.root, str(request.store.root), False))
-    if not (isinstance(request.store, LocalStore) and _inside(request.cache, request.store.root)):
-        mounts.append(Mount(request.cache, str(request.cache), False))
+        mounts.append(Mount(request.store.root, str(request.store.root), True))
+        mounts += [Mount(path, str(path), False) for path in store_writable(request)]
+    mounts.append(Mount(request.cache, str(request.cache), False))  # in a store's, on top of it
     if request.python_tarball is not None:
         mounts.append(Mount(request.python_tarball, str(request.python_tarball), True))
     return DockerJob(job_command(request), env, mounts)
@@ -130,10 +145,26 @@ def run_docker_job(request: RuntimeRequest, definitions: Path, output: IO[str] =
         tag = images.build_image(load_registry(), request.platform, request.arch, output)
     except images.ImageError as error:
         raise BuildfarmError(f"--runner docker: {error}") from None
-    request.cache.mkdir(parents=True, exist_ok=True)  # else docker would make it, root's
+    writable = store_writable(request) if isinstance(request.store, LocalStore) else []
+    made = _make_dirs([request.cache, *writable])  # else docker would make them, root's
     job = docker_job(request, definitions, os.environ)
     argv = docker_argv(job, tag, request.arch, images.engine_network())
     output.write(f"runtime build in {tag}: {' '.join(job.command)}\n")
     output.flush()
     environment = {**os.environ, **job.env}
-    return subprocess.run(argv, env=environment, stdin=subprocess.DEVNULL, check=False).returncode
+    try:
+        return subprocess.run(argv, env=environment, stdin=subprocess.DEVNULL, check=False).returncode
+    finally:
+        for directory in reversed(made):  # deepest first; a directory the job wrote in stays
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+
+
+def _make_dirs(paths: list[Path]) -> list[Path]:
+    """Create each path with its missing parents; the directories created, parents first."""
+    made: list[Path] = []
+    for path in paths:
+        missing = [p for p in (*reversed(path.parents), path) if not p.exists()]
+        path.mkdir(parents=True, exist_ok=True)
+        made += [p for p in missing if p not in made]
+    return made

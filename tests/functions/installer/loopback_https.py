@@ -1,6 +1,7 @@
 """A loopback HTTPS server for install.sh tests: a self-signed certificate for 127.0.0.1 that
 curl (CURL_CA_BUNDLE) and wget (WGETRC's ca_certificate) are told to trust, serving a
-directory, plus redirects from /to/<scheme>/<rest> to <scheme>'s server /<rest>."""
+directory, plus redirects from /to/<scheme>/<rest> to <scheme>'s server /<rest>, and from
+/to/away/<rest> to plain http on another machine (AWAY: TEST-NET-1, never routed)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from cryptography.x509.oid import NameOID
 from loopback import serve_in_background
 
 LOOPBACK = "127.0.0.1"
+AWAY = "http://192.0.2.1"  # RFC 5737's TEST-NET-1: no machine answers there
 # Valid from 2000 to 2099, so a test does not depend on today's date (nor on a faked clock).
 _NOT_BEFORE = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
 _NOT_AFTER = datetime.datetime(2099, 12, 31, tzinfo=datetime.UTC)
@@ -77,8 +79,9 @@ def _server(directory: Path, targets: dict[str, str]) -> http.server.ThreadingHT
 @contextmanager
 def https_and_http_servers(directory: Path, certificate: tuple[Path, Path]) -> Iterator[tuple[str, str]]:
     """(https base, http base), both serving directory; on each, /to/https/<rest> and
-    /to/http/<rest> answer 302 with the other server's (or its own) /<rest>."""
-    targets: dict[str, str] = {}
+    /to/http/<rest> answer 302 with the other server's (or its own) /<rest>, /to/away/<rest>
+    302 with AWAY/<rest>."""
+    targets: dict[str, str] = {"away": AWAY}
     plain, secure = _server(directory, targets), _server(directory, targets)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(*certificate)

@@ -10,7 +10,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import stat
 import subprocess
 import tarfile
@@ -19,8 +18,6 @@ from pathlib import Path
 import pytest
 
 from buildfarm.platforms import load_registry
-
-from .loopback_https import https_and_http_servers, write_certificate
 
 INSTALL_SH = Path(__file__).resolve().parents[3] / "functions" / "buildfarm" / "installer" / "install.sh"
 
@@ -52,9 +49,12 @@ def _publish(store: Path, version: str, platform: str, arch: str, build: int, da
 
 @pytest.fixture
 def store(tmp_path: Path) -> Path:
+    return make_store(tmp_path / "store")
+
+
+def make_store(root: Path) -> Path:
     """A store with 3.13.5 (builds 1 and 2 published, 2 newest) and 3.12.8 for debian-12/x86_64,
     and 3.12.8 only for debian-11/x86_64."""
-    root = tmp_path / "store"
     root.mkdir()
     cells = {
         "3.13.5": {
@@ -332,26 +332,6 @@ def test_plain_http_to_another_machine_needs_a_signing_key(tmp_path, url) -> Non
 
 
 @pytest.mark.parametrize(
-    ("url", "protocols"),
-    [
-        ("https://store.example", "=https"),
-        ("http://127.0.0.1:9", "=http,https"),
-        ("file:///srv/store", "=file"),
-    ],
-)
-def test_downloads_and_their_redirects_keep_the_stores_protocol(tmp_path, url, protocols) -> None:
-    """An https store is never left for plain http, not even by a redirect (curl --proto-redir)."""
-    fake = tmp_path / "fakebin"
-    fake.mkdir()
-    (fake / "curl").write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/curl-args\nexit 22\n')
-    (fake / "curl").chmod(0o755)
-    result = run_installer(tmp_path, None, "--base-url", url, "--list", "--skip-signatures")
-    assert result.returncode != 0 and "download failed" in result.stderr
-    args = (tmp_path / "curl-args").read_text().split()
-    assert args[args.index("--proto") + 1] == protocols and args[args.index("--proto-redir") + 1] == protocols
-
-
-@pytest.mark.parametrize(
     "url",
     ["http://localhost:x@example.invalid/s", "http://[::1]@example.com", "https://user@127.0.0.1:9/python"],
 )
@@ -363,55 +343,6 @@ def test_a_base_url_with_user_info_is_refused_before_any_download(tmp_path, url)
         assert result.returncode != 0
         assert f"install.sh: error: base URL '{url}' has user info (an '@' before the host)" in result.stderr
         assert "download failed" not in result.stderr and "refusing" not in result.stderr
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory) -> tuple[Path, Path]:
-    return write_certificate(tmp_path_factory.mktemp("tls"))
-
-
-def _only_downloader(tmp_path: Path, tool: str, certificate: tuple[Path, Path]) -> dict[str, str]:
-    """The environment of a machine with one downloader (curl or wget) that trusts certificate."""
-    tools = tmp_path / f"only-{tool}"
-    tools.mkdir()
-    for name in (tool, "bash", "awk", "sed", "head", "mktemp", "rm", "sha256sum", "cut", "grep",
-                 "tar", "gzip", "mkdir", "cat", "ls", "chmod", "mv"):  # fmt: skip
-        (tools / name).symlink_to(shutil.which(name))
-    (tmp_path / "wgetrc").write_text(f"ca_certificate = {certificate[0]}\n")
-    return {
-        "PATH": f"{tmp_path / 'fakebin'}:{tools}",
-        "WGETRC": str(tmp_path / "wgetrc"),
-        "CURL_CA_BUNDLE": str(certificate[0]),
-        "no_proxy": "127.0.0.1",
-        "NO_PROXY": "127.0.0.1",
-    }
-
-
-@pytest.mark.parametrize("tool", ["curl", "wget"])
-def test_a_redirect_never_takes_an_https_store_to_http(tmp_path, store, certificate, tool) -> None:
-    """curl refuses the redirect to http (--proto-redir); wget cannot restrict where one goes
-    (its --https-only is for recursive downloads), so from an https store it follows none."""
-    env = _only_downloader(tmp_path, tool, certificate)
-    with https_and_http_servers(store, certificate) as (https, http):
-        prefix = tmp_path / "py"
-        direct = run_installer(tmp_path, None, "--base-url", https, "--prefix", str(prefix), environ=env)
-        assert direct.returncode == 0, direct.stderr
-        ran = subprocess.run([prefix / "bin" / "python3"], capture_output=True, text=True)
-        assert ran.stdout.strip() == "Python 3.13.5"
-        to_http = run_installer(tmp_path, None, "--base-url", f"{https}/to/http", "--list", environ=env)
-        assert to_http.returncode != 0 and to_http.stdout == ""
-        assert f"download failed: {https}/to/http/versions.json" in to_http.stderr
-        to_https = run_installer(tmp_path, None, "--base-url", f"{https}/to/https", "--list", environ=env)
-        if tool == "curl":
-            assert to_https.stdout.split() == ["3.13.5", "3.12.8"], to_https.stderr
-        else:
-            assert to_https.returncode != 0 and to_https.stdout == ""
-            assert "(wget follows no redirect from an https store: if it redirects, install curl)" in (
-                to_https.stderr
-            )
-        # A (loopback) http store's redirect to https is followed by either.
-        upgraded = run_installer(tmp_path, None, "--base-url", f"{http}/to/https", "--list", environ=env)
-        assert upgraded.returncode == 0 and upgraded.stdout.split() == ["3.13.5", "3.12.8"], upgraded.stderr
 
 
 def test_a_series_published_but_not_built_here_says_what_is(tmp_path, store) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import signal
 import subprocess
@@ -24,7 +25,11 @@ from buildfarm.platforms import load_registry
 from buildfarm.runners import ChrootRunner
 from buildfarm.runners.base import BuildResult
 
-OK_DRIVER = 'sleep 0.5; echo \'buildfarm: result {"ok": true, "phase": null, "reason": null}\''
+# Writes a build (its manifest) where the root shows the driver its store, then succeeds.
+OK_DRIVER = (
+    'mkdir -p "$FAKE_STORE/$ARTIFACT_DIR" && echo {} > "$FAKE_STORE/$ARTIFACT_DIR/manifest.json"; '
+    'sleep 0.5; echo \'buildfarm: result {"ok": true, "phase": null, "reason": null}\''
+)
 
 
 def spec_in(tmp_path: Path, version: str = "3.13.5") -> BuildSpec:
@@ -42,9 +47,28 @@ def chroot_runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ChrootRunn
     """A debian-11 chroot runner whose root needs no debootstrap and whose driver is `sh`."""
     monkeypatch.setenv("BUILDFARM_ROOTS_DIR", str(tmp_path / "roots"))
     monkeypatch.setattr(ChrootRunner, "ensure_root", lambda self, packages, output: self.root)
-    monkeypatch.setattr(roots, "chroot_command", lambda root, argv, env: (["sh", "-c", OK_DRIVER], env))
+    monkeypatch.setattr(roots, "chroot_command", fake_chroot_command)
     registry = load_registry()
     return ChrootRunner(registry.get("debian-11"), registry, "http://127.0.0.1:9/debian")
+
+
+def fake_chroot_command(root: Path, argv: list[str], env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """The driver as `sh` on this machine, told where the root shows its store (show_binds)."""
+    extra = {
+        "FAKE_STORE": str(Path(root) / "buildfarm" / "store"),
+        "ARTIFACT_DIR": json.loads(env["BUILD_SPEC"])["artifact_dir"],
+    }
+    return ["sh", "-c", OK_DRIVER], {**env, **extra}
+
+
+def show_binds(root: Path, binds) -> None:
+    """What the bind mounts would show in root, as links (no mounts needed)."""
+    for source, target, _ in binds:
+        link = Path(root) / target.lstrip("/")
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink():
+            link.unlink()
+        link.symlink_to(source)
 
 
 def test_a_second_holder_of_a_root_lock_waits_until_the_first_releases_it(tmp_path):
@@ -77,6 +101,7 @@ def test_chroot_builds_of_one_root_take_turns(tmp_path, monkeypatch):
         with guard:
             active[0] += 1
             most[0] = max(most[0], active[0])
+        show_binds(root, binds)
         try:
             yield root
         finally:
@@ -95,8 +120,10 @@ def test_chroot_builds_of_one_root_take_turns(tmp_path, monkeypatch):
         thread.start()
     for thread in threads:
         thread.join(30)
-    assert [result.ok for result in results] == [True, True]
+    assert [result.ok for result in results] == [True, True], results
     assert most[0] == 1  # never two builds in the root at once
+    for version in ("3.13.5", "3.12.11"):  # published from each build's outbox
+        assert (tmp_path / "store" / spec_in(tmp_path, version).artifact_dir / "manifest.json").is_file()
     said = outputs[0].getvalue() + outputs[1].getvalue()
     assert "chroot: waiting for the debian-11 root (another build uses it)" in said
 

@@ -7,6 +7,8 @@ tests/builder/test_docker_runtime_cli.py)."""
 
 from __future__ import annotations
 
+import io
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,7 +21,7 @@ from buildfarm.runners import host
 from buildfarm.runners.host import host_arch
 from buildfarm.runtimes.cloud_items import runtime_command
 from buildfarm.runtimes.definitions import load_definition
-from buildfarm.runtimes.docker_job import docker_argv, docker_job, job_command
+from buildfarm.runtimes.docker_job import docker_argv, docker_job, job_command, run_docker_job
 from buildfarm.runtimes.runtime_build import RuntimeRequest, check_placement, placement_problem
 from buildfarm.store import LocalStore, S3Store
 
@@ -137,7 +139,9 @@ def test_the_containers_command_is_the_cloud_items(tmp_path) -> None:
     assert without_build[-4:] == ["--store", str(store.root), "--python-tarball", str(tarball)]
 
 
-def test_a_directory_store_and_the_definitions_are_mounted_at_their_own_paths(tmp_path) -> None:
+def test_a_directory_store_is_mounted_read_only_but_for_what_the_job_writes(tmp_path) -> None:
+    """Each at its own path; the store read-only, so a runtime's build (its requirements' build
+    scripts among it) cannot touch the store's other builds, catalogs or claims."""
     store = LocalStore(tmp_path / "store")
     tarball = tmp_path / "python.tar.gz"
     job = docker_job(
@@ -150,14 +154,26 @@ def test_a_directory_store_and_the_definitions_are_mounted_at_their_own_paths(tm
         "UV_INDEX_URL": "https://mirror.test/simple",  # a directory store: no AWS credentials
     }
     argv = docker_argv(job, "buildfarm-builder:debian-11-x86_64-abc", "x86_64", "host")
+    cell = store.root / "runtimes/svc/2.1.0/debian-11/x86_64"
     assert argv == [
         "docker", "run", "--rm", "--network", "host", "--platform", "linux/amd64",
         "-e", "BUILDFARM_RUNTIMES", "-e", "BUILDFARM_RUNTIME_CACHE", "-e", "UV_INDEX_URL",
         "--mount", f"type=bind,source={tmp_path}/defs,target={tmp_path}/defs,readonly",
-        "--mount", f"type=bind,source={store.root},target={store.root}",  # the cache is in it
+        "--mount", f"type=bind,source={store.root},target={store.root},readonly",
+        # Read-write in it only what the job writes: the create-only writes' locks, the cell
+        # (the job numbers the build), the cache (on top of the read-only store).
+        "--mount", f"type=bind,source={store.root}/.locks,target={store.root}/.locks",
+        "--mount", f"type=bind,source={cell},target={cell}",
+        "--mount", f"type=bind,source={store.root}/runtimes/.cache/uv,target={store.root}/runtimes/.cache/uv",
         "--mount", f"type=bind,source={tarball},target={tarball},readonly",
         "buildfarm-builder:debian-11-x86_64-abc", *job.command,
     ]  # fmt: skip
+    # A claimed build number: only that build's directory.
+    other = tmp_path / "other"
+    other.mkdir()
+    claimed = docker_job(request(other, store, build=7), other / "defs", {})
+    writable = [m.source for m in claimed.mounts if not m.read_only]
+    assert writable == [store.root / ".locks", cell / "7", other / "uv-cache"]
 
 
 def test_an_s3_stores_credentials_travel_by_name_only(tmp_path) -> None:
@@ -195,7 +211,7 @@ def test_paths_with_a_colon_or_a_comma_are_mounted_as_they_are(tmp_path) -> None
     (checked with a real engine: `--mount 'type=bind,"source=/tmp/a:b,c",target=/x,readonly'`)."""
     store = LocalStore(tmp_path / "a:b,c")
     argv = docker_argv(docker_job(request(tmp_path, store), tmp_path / "defs", {}), "tag", "x86_64", "host")
-    assert f'type=bind,"source={store.root}","target={store.root}"' in argv
+    assert f'type=bind,"source={store.root}","target={store.root}",readonly' in argv
 
 
 def test_a_uv_lock_outside_the_definitions_is_mounted_with_its_pyproject(tmp_path) -> None:
@@ -226,3 +242,41 @@ def test_the_shared_uv_cache_setting_reaches_a_job_beside_s3_only(tmp_path) -> N
     other.mkdir()
     local = docker_job(request(other, LocalStore(other / "store")), other / "defs", environ)
     assert "BUILDFARM_RUNTIME_UV_CACHE" not in local.env  # a directory store keeps its own cache
+
+
+# Stands in for the docker client: an engine with every image; `run` records its argv and which
+# of the job's read-write store directories existed, then fails as a failed job would.
+FAKE_DOCKER = """#!/bin/sh
+case "$1" in
+  info|network) exit 0 ;;
+  image) [ "$3" = "--format" ] && echo sha256:feedface; exit 0 ;;
+  run)
+    printf '%s\\n' "$@" > "$RECORD/argv"
+    for dir in .locks runtimes/svc/2.1.0/debian-11/x86_64/7 runtimes/.cache/uv; do
+      [ -d "$STORE/$dir" ] && echo "$dir" >> "$RECORD/existed"
+    done
+    exit 3 ;;
+esac
+exit 1
+"""
+
+
+def test_runner_docker_makes_what_it_mounts_and_removes_what_the_job_left_empty(tmp_path, monkeypatch):
+    store = LocalStore(tmp_path / "store")
+    store.create()
+    (store.root / VERSIONS_KEY).write_text("{}")
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "docker").write_text(FAKE_DOCKER)
+    (tmp_path / "bin" / "docker").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    monkeypatch.setenv("RECORD", str(tmp_path))
+    monkeypatch.setenv("STORE", str(store.root))
+    built = request(
+        tmp_path, store, arch=host_arch(), build=7, python_tarball=tmp_path / "python.tar.gz",
+        cache=store.root / "runtimes/.cache/uv",
+    )  # fmt: skip
+    assert run_docker_job(built, tmp_path / "defs", io.StringIO()) == 3
+    existed = (tmp_path / "existed").read_text().split()
+    assert existed == [".locks", f"runtimes/svc/2.1.0/debian-11/{host_arch()}/7", "runtimes/.cache/uv"]
+    assert f"type=bind,source={store.root},target={store.root},readonly" in (tmp_path / "argv").read_text()
+    assert [p.relative_to(store.root).as_posix() for p in store.root.rglob("*")] == [VERSIONS_KEY]
