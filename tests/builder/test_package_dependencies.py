@@ -96,15 +96,21 @@ def test_deb_depends_are_versioned_and_leave_out_the_trees_own_library(tmp_path)
     assert depends.declared_dependencies("deb", deb) == entries
 
 
-@pytest.mark.parametrize("library_left", [True, False], ids=["from-no-package", "not-found"])
-def test_deb_fails_naming_the_file_whose_library_comes_from_no_package(tmp_path, library_left):
-    build = fake_build(tmp_path, "deb")
+def plant_library_from_no_package(tmp_path, build, library_left):
+    """An extension module that needs libfoo.so.1, found through its runpath outside any
+    package (library_left) or nowhere."""
     elsewhere = tmp_path / "elsewhere" / "libfoo.so.1"
     gcc(tmp_path, LIBPYTHON_C, elsewhere, "-shared", "-Wl,-soname,libfoo.so.1")
     module = Path(build.tree) / DYNLOAD / f"_foo.{SOABI}.so"
     gcc(tmp_path, MAIN_C, module, "-shared", str(elsewhere), f"-Wl,-rpath,{elsewhere.parent}")
     if not library_left:
         elsewhere.unlink()
+
+
+@pytest.mark.parametrize("library_left", [True, False], ids=["from-no-package", "not-found"])
+def test_deb_fails_naming_the_file_whose_library_comes_from_no_package(tmp_path, library_left):
+    build = fake_build(tmp_path, "deb")
+    plant_library_from_no_package(tmp_path, build, library_left)
     with pytest.raises(errors.BuildError) as failure:
         packages.build_deb(build)
     assert failure.value.phase == "package"
@@ -143,12 +149,7 @@ def test_rpm_fails_naming_the_file_whose_library_no_package_provides(tmp_path, s
     """As the .deb's: rpm alone would record libfoo.so.1()(64bit), and no dnf or zypper could
     install the package."""
     build = fake_build(tmp_path, "rpm")
-    elsewhere = tmp_path / "elsewhere" / "libfoo.so.1"
-    gcc(tmp_path, LIBPYTHON_C, elsewhere, "-shared", "-Wl,-soname,libfoo.so.1")
-    module = Path(build.tree) / DYNLOAD / f"_foo.{SOABI}.so"
-    gcc(tmp_path, MAIN_C, module, "-shared", str(elsewhere), f"-Wl,-rpath,{elsewhere.parent}")
-    if not library_left:
-        elsewhere.unlink()
+    plant_library_from_no_package(tmp_path, build, library_left)
     with pytest.raises(errors.BuildError) as failure:
         packages.build_rpm(build, system_rpmdb)
     assert failure.value.phase == "package"

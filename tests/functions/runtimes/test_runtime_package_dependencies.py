@@ -91,12 +91,19 @@ def test_deb_depends_are_versioned_and_leave_out_the_trees_own_libraries(tmp_pat
     assert not any("python" in entry or "bundled" in entry for entry in entries), entries
 
 
-def test_a_library_from_no_package_fails_the_deb_naming_the_file(tmp_path: Path) -> None:
+def root_needing_a_library_from_no_package(tmp_path: Path) -> Path:
+    """A runtime root whose extension module needs libfoo.so.1, found through its runpath
+    outside any package."""
     root = runtime_root(tmp_path)
     elsewhere = tmp_path / "elsewhere" / "libfoo.so.1"
     gcc(tmp_path, LIBRARY_C, elsewhere, "-shared", "-Wl,-soname,libfoo.so.1")
     module = root / PREFIX.lstrip("/") / SITE / "_foo.so"
     gcc(tmp_path, CALLER_C, module, "-shared", str(elsewhere), f"-Wl,-rpath,{elsewhere.parent}")
+    return root
+
+
+def test_a_library_from_no_package_fails_the_deb_naming_the_file(tmp_path: Path) -> None:
+    root = root_needing_a_library_from_no_package(tmp_path)
     with pytest.raises(RuntimeBuildError) as failure:
         make_artifacts(root, manifest("debian-12"), tmp_path)
     message = str(failure.value)
@@ -126,11 +133,7 @@ def test_a_library_no_package_provides_fails_the_rpm_naming_the_file(
     tmp_path: Path, system_rpmdb: str
 ) -> None:
     """rpm alone would record libfoo.so.1()(64bit) and no dnf or zypper could install the .rpm."""
-    root = runtime_root(tmp_path)
-    elsewhere = tmp_path / "elsewhere" / "libfoo.so.1"
-    gcc(tmp_path, LIBRARY_C, elsewhere, "-shared", "-Wl,-soname,libfoo.so.1")
-    module = root / PREFIX.lstrip("/") / SITE / "_foo.so"
-    gcc(tmp_path, CALLER_C, module, "-shared", str(elsewhere), f"-Wl,-rpath,{elsewhere.parent}")
+    root = root_needing_a_library_from_no_package(tmp_path)
     with pytest.raises(RuntimeBuildError) as failure:
         make_artifacts(root, manifest("rhel-9"), tmp_path, system_rpmdb)
     message = str(failure.value)
