@@ -77,9 +77,12 @@ PLAN_KEYS = {
     "writes": (_RELEASES, _CLAIMS, *PLAN_RECORD_KEYS, _RUNS),
     "deletes": (_RUNS,),
 }
+# install.sh: after a signing-key rotation, the first signed write of versions.json also pins
+# the new key in the served install.sh (catalog.install_script.pin_signing_key), so installs do
+# not refuse the catalog until Finalize.
 PUBLISH_CELL_KEYS = {
-    "reads": (_VERSIONS, _BUILDS, _LOGS, _CLAIMS, *_STORE_SIGNATURES),
-    "writes": (_VERSIONS, _CLAIMS, CELL_OUTCOMES, *_SIGNED),
+    "reads": (_VERSIONS, _BUILDS, _LOGS, _CLAIMS, _INSTALLER, *_STORE_SIGNATURES),
+    "writes": (_VERSIONS, _CLAIMS, CELL_OUTCOMES, _INSTALLER, *_SIGNED),
     "deletes": (),
 }
 _DERIVED = (under(layout.DOWNLOAD_METADATA_PREFIX), *layout.DERIVED_KEYS)
@@ -92,8 +95,8 @@ FINALIZE_KEYS = {
 }  # fmt: skip
 # PublishRuntime: verify a runtime build, sign it, merge it, release its claim, record the outcome.
 PUBLISH_RUNTIME_KEYS = {
-    "reads": (_VERSIONS, _RUNTIMES, _CLAIMS, *_STORE_SIGNATURES),
-    "writes": (_VERSIONS, _CLAIMS, RUNTIME_OUTCOMES, *PUBLISHER_RUNTIME_KEYS, *_STORE_SIGNATURES),
+    "reads": (_VERSIONS, _RUNTIMES, _CLAIMS, _INSTALLER, *_STORE_SIGNATURES),
+    "writes": (_VERSIONS, _CLAIMS, RUNTIME_OUTCOMES, _INSTALLER, *PUBLISHER_RUNTIME_KEYS, *_STORE_SIGNATURES),
     "deletes": (),
 }
 # Recover finalizes ended runs: Finalize's access, plus reading the open-run markers.

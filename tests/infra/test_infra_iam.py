@@ -138,6 +138,16 @@ def test_only_the_publishing_functions_write_versions_json(template) -> None:
     assert not allowed(template, workflow, "s3:GetObject", "arn:aws:s3:::STORE/versions.json")
 
 
+def test_every_role_that_signs_versions_json_may_repin_install_sh(template) -> None:
+    """A signed write of versions.json with a rotated key pins that key in install.sh
+    (catalog.install_script.pin_signing_key): each role that signs may read and replace it."""
+    for name in ("PublishCell", "PublishRuntime", "Finalize", "Recover"):
+        role = role_of(template, f"Functions{name}Role")
+        assert allowed(template, role, "s3:PutObject", "arn:aws:s3:::STORE/versions.json.sig"), name
+        for action in ("s3:GetObject", "s3:PutObject"):
+            assert allowed(template, role, action, "arn:aws:s3:::STORE/install.sh"), (name, action)
+
+
 def test_publish_runtime_writes_runtimes_signed_files_and_versions_json_only(template, tmp_path) -> None:
     role = role_of(template, "FunctionsPublishRuntimeRole")
     runtime = "runtimes/svc/2.1.0/debian-12/x86_64/1"

@@ -17,7 +17,7 @@ from importlib import resources
 
 from buildfarm.keys_index import read_keys_index
 from buildfarm.layout import INSTALLER_KEY
-from buildfarm.store import Store, StoreNotFound
+from buildfarm.store import Store, StoreConflict, StoreNotFound
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,8 @@ SHELL_INERT_URL = re.compile(  # fullmatch: no newline
     r"(https?|file)://[][A-Za-z0-9._~%+:=-]*(/[][A-Za-z0-9._~%+/:@=-]*)?"
 )
 _DEFAULT_LINE = re.compile(r'^DEFAULT_BASE_URL="([^"\n]*)"$', re.MULTILINE)
+INSTALLER_TYPE = "text/x-shellscript; charset=utf-8"
+PIN_ROUNDS = 5
 
 
 def store_fingerprints(store: Store) -> list[str]:
@@ -104,5 +106,42 @@ def publish_installer(store: Store, public_url: Callable[[str], str]) -> bool:
     wanted = wanted_installer(store, public_url)
     if read_installer(store) == wanted:
         return False
-    store.put(INSTALLER_KEY, wanted, content_type="text/x-shellscript; charset=utf-8")
+    store.put(INSTALLER_KEY, wanted, content_type=INSTALLER_TYPE)
     return True
+
+
+def pin_signing_key(store: Store, key_fingerprint: str) -> bool:
+    """After a signed write of versions.json: if the served install.sh pins keys but not
+    key_fingerprint (the key that just signed: a rotated key, listed under keys/ by now), pin
+    the store's keys in it, base URL and all else kept. Otherwise every install refuses
+    versions.json ("not signed by the pinned key") until Finalize rewrites install.sh, hours
+    later, or never if that Finalize fails. An install.sh pinning no key checks no signature
+    and is left to Finalize, as is a store without one. One read of install.sh (a few kB) per
+    signed write; a conditional write, retried; True if it wrote."""
+    for _ in range(PIN_ROUNDS):
+        try:
+            installer, etag = store.read(INSTALLER_KEY)
+        except StoreNotFound:
+            return False
+        pinned = embedded_fingerprints(installer)
+        if key_fingerprint in pinned:
+            return False
+        keys = store_fingerprints(store)
+        if not pinned or key_fingerprint not in keys:
+            return False  # checks no signature; or a key not listed (yet) nobody could fetch
+        wanted = render_fingerprints(installer, keys)
+        try:
+            store.put(INSTALLER_KEY, wanted, if_match=etag, content_type=INSTALLER_TYPE)
+        except StoreConflict:
+            continue  # another publisher rewrote it: look again
+        return True
+    return False
+
+
+def render_fingerprints(installer: bytes, fingerprints: Sequence[str]) -> bytes:
+    """install.sh as published, with fingerprints as the keys it pins (render_installer's line)."""
+    for name in fingerprints:
+        if not KEY_FINGERPRINT.fullmatch(name):
+            raise ValueError(f"not a key fingerprint: {name!r}")
+    line = f'BAKED_FINGERPRINTS="{" ".join(fingerprints)}"'
+    return _FINGERPRINTS_LINE.sub(lambda _: line, installer.decode(), count=1).encode()

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from buildfarm.catalog.shape import CatalogError, catalog_error, nested_entries
 from buildfarm.layout import VERSIONS_KEY, Cell
 from buildfarm.releases import iso
-from buildfarm.store import Store, StoreConflict, StoreNotFound
+from buildfarm.store import Store, StoreConflict, StoreError, StoreNotFound
 from buildfarm.versions import VersionError, parse_release, sort_newest_first
 
 if TYPE_CHECKING:
@@ -379,6 +379,20 @@ def versions_etag(store: Store) -> str | None:
 AnyCell = TypeVar("AnyCell", Cell, RuntimeCell)
 
 
+def _sign(store: Store, signer: Signer) -> None:
+    """versions.json.sig after a write, and the signing key pinned in install.sh if a rotated key
+    is not yet (catalog.install_script.pin_signing_key): what installers check it with."""
+    from buildfarm.attest.signing import fingerprint  # cryptography, lazily
+    from buildfarm.attest.store_keys import sign_versions_json
+    from buildfarm.catalog.install_script import pin_signing_key
+
+    sign_versions_json(store, signer)
+    try:
+        pin_signing_key(store, fingerprint(signer.public_key_pem()))
+    except (StoreError, ValueError) as error:  # Finalize rewrites install.sh with every listed key
+        log.warning("install.sh: cannot pin the signing key: %s", error)
+
+
 def _update_conditionally(
     store: Store,
     merge: Callable[[dict[str, Any]], tuple[dict[str, Any], list[AnyCell]]],
@@ -402,9 +416,7 @@ def _update_conditionally(
             if attempt > 1:
                 log.info("versions.json updated after %d attempts", attempt)
             if signer is not None:
-                from buildfarm.attest.store_keys import sign_versions_json  # cryptography, lazily
-
-                sign_versions_json(store, signer)
+                _sign(store, signer)
             return merged, accepted
         except StoreConflict:
             # Someone else published in between: back off with jitter, re-read, re-merge.
