@@ -5,12 +5,12 @@ The farm store is made by `buildfarm run`, step by step, each step a session fix
 keeps what it saw (a test can look at the store as it was after its step):
 
 - first run: 3.13.5 for debian-12 (host runner) and debian-11 (chroot runner), optimization
-  none, into a fresh store served over loopback HTTP -> build 1 of each;
+  none, two jobs at once, into a fresh store served over loopback HTTP -> build 1 of each;
 - second run: builds nothing;
-- forced run: build 2 of each (ccache makes it cheaper);
 - a forced run with the default pgo+lto, killed (SIGKILL, whole tree) while building its
-  second cell after the first (debian-12, pgo+lto, build 3) finished, then a plain rerun
-  that must publish the dead run's finished cell without rebuilding it.
+  second cell after the first (debian-12, pgo+lto, build 2) finished, then a plain rerun
+  that must publish the dead run's finished cell without rebuilding it. So the store ends
+  with debian-12 builds 1 and 2 (the newest pgo+lto) and debian-11 build 1.
 
 The builds that tests inspect (host_build, chroot_build, pgo_build) come from `real_builds`,
 a session cache keyed by spec: a session that runs the farm step making a spec anyway takes
@@ -315,7 +315,7 @@ def farm_store(tmp_path_factory, http_dir_server, source_mirror, fast_build_env)
 
 @pytest.fixture(scope="session")
 def first_run(farm_store: Farm) -> Step:
-    return farm_store.run()
+    return farm_store.run("--jobs", "2")
 
 
 @pytest.fixture(scope="session")
@@ -324,16 +324,11 @@ def second_run(farm_store: Farm, first_run: Step) -> Step:
 
 
 @pytest.fixture(scope="session")
-def forced_run(farm_store: Farm, second_run: Step) -> Step:
-    return farm_store.run("--force", "--jobs", "2")
-
-
-@pytest.fixture(scope="session")
-def killed_and_rerun(farm_store: Farm, forced_run: Step) -> tuple[str, Step]:
+def killed_and_rerun(farm_store: Farm, second_run: Step) -> tuple[str, Step]:
     """A forced pgo+lto run killed while building its second cell (its first cell, debian-12
-    build 3, is built by then), then a plain rerun."""
+    build 2, is built by then), then a plain rerun."""
     seen = farm_store.run_and_kill(
-        "--force", "--jobs", "1", "--optimization", "pgo+lto", when=f"{FARM_CELLS[1]} build 3: building"
+        "--force", "--jobs", "1", "--optimization", "pgo+lto", when=f"{FARM_CELLS[1]} build 2: building"
     )
     return seen, farm_store.run()
 

@@ -62,7 +62,7 @@ FARM_MADE: dict[BuildSpec, tuple[str, int, tuple[str, ...]]] = {
     HOST_NONE: ("first_run", 1, ("first_run", "farm_store")),
     CHROOT_NONE: ("first_run", 1, ("first_run", "farm_store")),
     # The killed run's finished cell (a forced pgo+lto run; see tests/conftest.py).
-    HOST_PGO_LTO: ("killed_and_rerun", 3, ("killed_and_rerun",)),
+    HOST_PGO_LTO: ("killed_and_rerun", 2, ("killed_and_rerun",)),
 }
 
 

@@ -41,7 +41,7 @@ def farm(tmp_path: Path) -> Session:
     store = tmp_path / "farm"
     for spec in (HOST_NONE, CHROOT_NONE):
         write_manifest(store, spec, 1)
-    write_manifest(store, HOST_PGO_LTO, 3)
+    write_manifest(store, HOST_PGO_LTO, 2)
     return Session(store)
 
 
@@ -69,12 +69,12 @@ def test_the_farm_cells_are_the_first_runs_specs():
 
 
 def test_a_session_with_the_farm_takes_its_builds_from_the_farm_once(farm: Session, alone, tmp_path):
-    builds = RealBuilds({"forced_run", "killed_and_rerun", "farm_store"}, farm.fixture, tmp_path, "")
+    builds = RealBuilds({"second_run", "killed_and_rerun", "farm_store"}, farm.fixture, tmp_path, "")
     host = builds.get(HOST_NONE, no_root)
     assert host.store == farm.farm.store and host.build == 1
     assert builds.get(CHROOT_NONE, no_root).build == 1
     pgo = builds.get(HOST_PGO_LTO, no_root)
-    assert pgo.store == farm.farm.store and pgo.build == 3
+    assert pgo.store == farm.farm.store and pgo.build == 2
     assert builds.get(HOST_NONE, no_root) is host
     assert farm.set_up == [
         "first_run",

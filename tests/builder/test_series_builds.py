@@ -89,14 +89,19 @@ def run_driver(spec: str, env: dict[str, str]) -> str:
 
 
 class SeriesBuild:
-    def __init__(self, version: str, root: Path, mirror: str) -> None:
+    def __init__(self, version: str, root: Path, mirror: str, keep_work: bool = False) -> None:
         self.version = version
         self.minor = version.split(".")[1]
         store = root / "store"
         argv = [BUILDFARM, "build", version, "--platform", "debian-12", "--runner", "host"]
         argv += ["--optimization", "none", "--source-mirror", mirror, "--store", str(store)]
+        # keep_work: the work tree stays (configured and built), where the hostile-environment
+        # test reads what configure recorded in a clean environment.
+        self.work = root / "work"
+        kept = {"BUILDFARM_KEEP_WORK": "1", "BUILDFARM_WORK_DIR": str(self.work)} if keep_work else {}
+        env = driver_env(kept)
         result = subprocess.run(
-            argv, env=driver_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800
+            argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800
         )
         assert result.returncode == 0, result.stdout[-6000:]
         assert "with the host runner" in result.stdout
@@ -109,12 +114,12 @@ class SeriesBuild:
         self.python = self.moved / "bin" / f"python3.{self.minor}"
 
 
-def _build(version: str, tmp_path_factory, mirror: str) -> SeriesBuild:
+def _build(version: str, tmp_path_factory, mirror: str, keep_work: bool = False) -> SeriesBuild:
     if platform.machine() != "x86_64" or not (SOURCES / FILES[version]).is_file():
         pytest.skip(f"needs x86_64 and {SOURCES / FILES[version]}")
     if "VERSION_CODENAME=bookworm" not in Path("/etc/os-release").read_text():
         pytest.skip("the host runner builds debian-12 on debian-12 only")
-    return SeriesBuild(version, tmp_path_factory.mktemp("series-" + version), mirror)
+    return SeriesBuild(version, tmp_path_factory.mktemp("series-" + version), mirror, keep_work)
 
 
 @pytest.fixture(scope="session")
@@ -129,7 +134,7 @@ def build_311(tmp_path_factory, source_mirror) -> SeriesBuild:
 
 @pytest.fixture(scope="session")
 def build_313(tmp_path_factory, source_mirror) -> SeriesBuild:
-    return _build("3.13.15", tmp_path_factory, source_mirror)
+    return _build("3.13.15", tmp_path_factory, source_mirror, keep_work=True)
 
 
 SERIES_FIXTURES = ["build_39", "build_311", "build_313"]
@@ -378,6 +383,12 @@ def configured(tmp_path: Path, name: str, extra: dict[str, str]) -> tuple[dict[s
         }
     )
     run_driver(spec_for("3.13.15", tmp_path / ("store-" + name)), env)
+    return configure_records(work)
+
+
+def configure_records(work: Path) -> tuple[dict[str, str], str]:
+    """The Makefile's recorded variables and config.log's command line, in a driver's work
+    directory (its build's path in them replaced by WORK)."""
     (src,) = work.glob("build-*/Python-3.13.15")
     variables = build_py_module_variables((src / "Makefile").read_text())
     command = next(line for line in (src / "config.log").read_text().splitlines() if line.startswith("  $ "))
@@ -391,10 +402,8 @@ def build_py_module_variables(text: str) -> dict[str, str]:
     return load_build_module().makefile_variables(text)
 
 
-def test_hostile_environment_changes_nothing_configure_records(tmp_path):
-    if not (SOURCES / FILES["3.13.15"]).is_file():
-        pytest.skip(f"needs {SOURCES}")
-    clean, clean_command = configured(tmp_path, "clean", {})
+def test_hostile_environment_changes_nothing_configure_records(tmp_path, build_313):
+    clean, clean_command = configure_records(build_313.work)  # the series build, clean environment
     hostile, hostile_command = configured(tmp_path, "hostile", HOSTILE)
     assert hostile_command == clean_command
     assert hostile == clean

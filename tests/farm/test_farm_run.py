@@ -1,6 +1,6 @@
 """`buildfarm run` end to end: real builds for debian-12 (host) and debian-11 (chroot) into
-a fresh store; a rerun builds nothing; --force makes build 2; a run killed mid-build and
-rerun leaves a consistent store and does not rebuild what the dead run finished."""
+a fresh store, two at once; a rerun builds nothing; a forced pgo+lto run makes build 2, and
+killed mid-build and rerun it leaves a consistent store and does not rebuild what it finished."""
 
 from __future__ import annotations
 
@@ -81,23 +81,23 @@ def test_second_run_builds_nothing(farm_store, first_run, second_run) -> None:
     assert "building" not in second_run.output
 
 
-def test_force_makes_build_2_and_keeps_build_1(farm_store, forced_run) -> None:
-    assert forced_run.returncode == 0, forced_run.output
-    for cell in CELLS:
-        assert forced_run.build_of(cell) == 2
-        for build in (1, 2):
-            assert (farm_store.store / "builds" / cell / str(build) / "manifest.json").is_file()
+def test_force_makes_build_2_and_keeps_build_1(farm_store, killed_and_rerun) -> None:
+    _, rerun = killed_and_rerun  # the killed run was forced; its first cell finished
+    assert rerun.build_of(CELLS[0]) == 2
+    for build, optimization in ((1, "none"), (2, "pgo+lto")):
+        manifest = farm_store.store / "builds" / CELLS[0] / str(build) / "manifest.json"
+        assert json.loads(manifest.read_text())["spec"]["optimization"] == optimization
 
 
 def test_killed_run_then_rerun_is_consistent_and_keeps_finished_cells(farm_store, killed_and_rerun) -> None:
     seen, rerun = killed_and_rerun
-    assert f"{CELLS[0]} build 3: built" in seen  # the first cell had finished when the run died
+    assert f"{CELLS[0]} build 2: built" in seen  # the first cell had finished when the run died
     assert rerun.returncode == 0, rerun.output
     assert "recovered from an interrupted run" in rerun.output and CELLS[0] in rerun.output
-    # The dead run's finished cell is published, not rebuilt; its unfinished one stays at build 2.
-    assert rerun.build_of(CELLS[0]) == 3
-    assert rerun.build_of(CELLS[1]) == 2
-    assert not (farm_store.store / "builds" / CELLS[0] / "4").exists()
+    # The dead run's finished cell is published, not rebuilt; its unfinished one stays at build 1.
+    assert rerun.build_of(CELLS[0]) == 2
+    assert rerun.build_of(CELLS[1]) == 1
+    assert not (farm_store.store / "builds" / CELLS[0] / "3").exists()
     assert "building" not in rerun.output
     assert_store_consistent(farm_store.store)
     # The dead run's claims do not block: a forced plan would build both cells now.
@@ -121,7 +121,7 @@ class _Links(HTMLParser):
                 self.links.append(value)
 
 
-def test_status_page_links_resolve_in_the_store_and_over_http(farm_store, forced_run) -> None:
+def test_status_page_links_resolve_in_the_store_and_over_http(farm_store, killed_and_rerun) -> None:
     page = (farm_store.store / "index.html").read_text()
     parser = _Links()
     parser.feed(page)

@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.build, pytest.mark.farm]
 TEST_VERSION = "3.13.5"
 
 
-def test_uv_installs_and_runs_our_build(farm_store, forced_run, tmp_path, uv_python) -> None:
+def test_uv_installs_and_runs_our_build(farm_store, killed_and_rerun, tmp_path, uv_python) -> None:
     uv_run = uv_python(farm_store.base_url)  # asserts that `uv python install` succeeded
     check = uv_run(
         "python", "-c",
@@ -29,7 +29,7 @@ def test_uv_installs_and_runs_our_build(farm_store, forced_run, tmp_path, uv_pyt
 
 @pytest.mark.parametrize(("codename", "platform"), [("bookworm", "debian-12"), ("bullseye", "debian-11")])
 def test_installer_installs_the_newest_package_and_the_tarball(
-    farm_store, forced_run, root_with_curl, install_sh, codename, platform
+    farm_store, killed_and_rerun, root_with_curl, install_sh, codename, platform
 ):
     root = root_with_curl(codename)
     with mounted(root):
@@ -65,7 +65,7 @@ def test_installer_installs_the_newest_package_and_the_tarball(
 
 
 def test_installer_on_a_platform_without_builds_says_so(
-    farm_store, forced_run, root_with_curl, install_sh
+    farm_store, killed_and_rerun, root_with_curl, install_sh
 ) -> None:
     root = root_with_curl("trixie")
     with mounted(root):
