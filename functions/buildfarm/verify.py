@@ -1,8 +1,9 @@
 """Is a build the planned one? verify_cell decides one planned cell from the store.
 
 A build verifies when its manifest.json records exactly the planned spec (execution id
-included: see spec_differences) and every artifact it lists is in the store with the
-manifest's sha256 and size. Nothing here writes.
+included: see spec_differences), lists exactly one tarball (what uv and a non-root install
+take), and every artifact it lists is in the store with the manifest's sha256 and size.
+Nothing here writes.
 """
 
 from __future__ import annotations
@@ -138,6 +139,10 @@ def verify_cell(store: Store, item: PlanItem, now: datetime) -> tuple[CatalogCel
         return None, reason
     if not manifest.artifacts:
         return None, "manifest.json lists no artifacts"
+    tarballs = [artifact.file for artifact in manifest.artifacts if artifact.type == "tarball"]
+    if len(tarballs) != 1:
+        # uv's metadata and install.sh without root install the cell's one tarball.
+        return None, short(f"manifest.json lists {len(tarballs)} tarballs ({', '.join(tarballs)}), not one")
     artifacts = []
     for artifact in manifest.artifacts:
         verified = _verify_artifact(store, spec.artifact_dir, artifact)

@@ -63,6 +63,13 @@ def test_publish_verified_builds(local_store, config):
     [
         ({"skip_upload": "deb"}, "artifact python-3.13.5_2_amd64.deb is missing from the store"),
         ({"wrong_sha256": "tarball"}, "artifact python-3.13.5-debian-12-x86_64.tar.gz: sha256 "),
+        # uv and a non-root install take the cell's one tarball: none, or a choice, is refused.
+        ({"kinds": ("deb",)}, "manifest.json lists 0 tarballs (), not one"),
+        (
+            {"kinds": ("tarball", "deb", "tarball")},
+            "manifest.json lists 2 tarballs (python-3.13.5-debian-12-x86_64.tar.gz, "
+            "python-3.13.5-debian-12-x86_64.tar.gz), not one",
+        ),
     ],
 )
 def test_unverifiable_build_fails_and_leaves_versions_json_alone(local_store, config, breakage, reason):
