@@ -1,13 +1,14 @@
 """`buildfarm runtime build --runner docker`, for real: a one-package runtime for debian-11
 (bullseye) built from this machine in bullseye's builder image, the cloud's runtime item argv
 as the image's command (its build.py bootstraps the tool Python from the store, which is
-mounted at its own path), published into the store; and the same command without
---runner docker refused in one line on a machine that is not debian-11, writing nothing.
+mounted at its own path), published into the store, which then verifies with the key it was
+signed with; and the same command without --runner docker refused in one line on a machine
+that is not debian-11, writing nothing.
 
 The store is the session's docker_farm (tests/builder/conftest.py: 3.13.5 for debian-11 built
 by `buildfarm run --runner docker`, shared with test_docker_build and test_docker_runtime_job).
-The runtime's version (1.1.0) is its own, so test_docker_runtime_job's tiny 1.0.0 cells are
-not touched. PyPI serves the buildfarm wheel's dependencies and six. Needs a Docker engine."""
+The runtime's version (1.1.0) is its own (test_docker_runtime_job's tiny 1.0.0 goes to an S3
+store). PyPI serves the buildfarm wheel's dependencies and six. Needs a Docker engine."""
 
 from __future__ import annotations
 
@@ -67,3 +68,11 @@ def test_runner_docker_builds_bullseyes_runtime_here_and_the_host_refuses_it(doc
     assert [(p["name"], p["version"]) for p in manifest["packages"]] == [("six", "1.17.0")]
     assert manifest["selftest"]["imports"] == ["six"]
     assert {path.name for path in directory.iterdir()} >= {a["file"] for a in manifest["artifacts"]}
+    versions = json.loads((store / "versions.json").read_text())
+    assert versions["runtimes"]["tiny"][RUNTIME_VERSION][PLATFORM][ARCH]["build"] == int(directory.name)
+    # The store with the runtime in it verifies, with the key the command signed with.
+    key = subprocess.run([BUILDFARM, "keys", "show"], capture_output=True, text=True, check=True)
+    verified = subprocess.run(
+        [BUILDFARM, "verify", str(store), "--pubkey", key.stdout.strip()], capture_output=True, text=True
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
