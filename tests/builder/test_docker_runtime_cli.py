@@ -1,9 +1,9 @@
 """`buildfarm runtime build --runner docker`, for real: a one-package runtime for debian-11
 (bullseye) built from this machine in bullseye's builder image, the cloud's runtime item argv
 as the image's command (its build.py bootstraps the tool Python from the store, which is
-mounted at its own path), published into the store, which then verifies with the key it was
-signed with; and the same command without --runner docker refused in one line on a machine
-that is not debian-11, writing nothing.
+mounted at its own path), stored in the store (published into versions.json by a run or the
+cloud's PublishRuntime, not by this command); and the same command without --runner docker
+refused in one line on a machine that is not debian-11, writing nothing.
 
 The store is the session's docker_farm (tests/builder/conftest.py: 3.13.5 for debian-11 built
 by `buildfarm run --runner docker`, shared with test_docker_build and test_docker_runtime_job).
@@ -68,11 +68,3 @@ def test_runner_docker_builds_bullseyes_runtime_here_and_the_host_refuses_it(doc
     assert [(p["name"], p["version"]) for p in manifest["packages"]] == [("six", "1.17.0")]
     assert manifest["selftest"]["imports"] == ["six"]
     assert {path.name for path in directory.iterdir()} >= {a["file"] for a in manifest["artifacts"]}
-    versions = json.loads((store / "versions.json").read_text())
-    assert versions["runtimes"]["tiny"][RUNTIME_VERSION][PLATFORM][ARCH]["build"] == int(directory.name)
-    # The store with the runtime in it verifies, with the key the command signed with.
-    key = subprocess.run([BUILDFARM, "keys", "show"], capture_output=True, text=True, check=True)
-    verified = subprocess.run(
-        [BUILDFARM, "verify", str(store), "--pubkey", key.stdout.strip()], capture_output=True, text=True
-    )
-    assert verified.returncode == 0, verified.stdout + verified.stderr

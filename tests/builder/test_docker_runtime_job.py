@@ -3,9 +3,9 @@
 cell in an S3 store (moto's server on loopback, as the cloud has it) where 3.13.5 for debian-11
 is published, its item's command runs as the image's command (`docker run IMAGE buildfarm
 runtime build ...`, as Batch runs it), bootstrapping the tool Python from that store, and
-PublishRuntime's decide_runtime_item publishes the build. (The same command against a mounted
-directory store is `buildfarm runtime build --runner docker`'s, in test_docker_runtime_cli,
-which also verifies the store with the runtime in it.)
+PublishRuntime's decide_runtime_item publishes the build, and `buildfarm verify` accepts the
+store with the runtime in it. (The same command against a mounted directory store is
+`buildfarm runtime build --runner docker`'s, in test_docker_runtime_cli.)
 
 The store's Python is built by `buildfarm run --runner docker` in the same image (optimization
 none, the suite's compiler cache; tests/builder/conftest.py's docker_farm, once per
@@ -35,6 +35,7 @@ from buildfarm.store import S3Store
 
 pytestmark = [pytest.mark.build, pytest.mark.xdist_group("docker")]
 
+BUILDFARM = str(Path(sys.executable).parent / "buildfarm")
 PLATFORM, ARCH, VERSION = "debian-11", host_arch(), "3.13.5"
 NOW = datetime(2026, 11, 22, 9, 0, 0, tzinfo=UTC)
 
@@ -104,3 +105,16 @@ def test_the_runtime_job_reads_and_writes_an_s3_store(
     assert outcome.status == "published", outcome.reason
     versions, _ = store.read_json("versions.json")
     assert versions["runtimes"]["tiny"]["1.0.0"][PLATFORM][ARCH]["build"] == item.build
+    # The store as the cloud left it verifies: versions.json's signature and every build and
+    # runtime it lists (copied out first: verify reads a directory or an http(s) URL).
+    copy = tmp_path / "store"
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket="farm-store", Prefix="python/"):
+        for entry in page.get("Contents", []):
+            target = copy / entry["Key"].removeprefix("python/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(s3.get_object(Bucket="farm-store", Key=entry["Key"])["Body"].read())
+    key = subprocess.run([BUILDFARM, "keys", "show"], capture_output=True, text=True, check=True)
+    verified = subprocess.run(
+        [BUILDFARM, "verify", str(copy), "--pubkey", key.stdout.strip()], capture_output=True, text=True
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
