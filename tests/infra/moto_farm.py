@@ -222,13 +222,15 @@ class Farm:
 
     def run_wait(self, arn: str, timeout: float = 180) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
+        pause = 0.05  # short runs end quickly; a long one is asked less often (each ask takes the GIL)
         while True:
             execution = self.sfn.describe_execution(executionArn=arn)
             if execution["status"] != "RUNNING":
                 return execution
             if time.monotonic() > deadline:
                 pytest.fail(f"execution {arn} still running after {timeout} s")
-            time.sleep(0.2)
+            time.sleep(pause)
+            pause = min(pause * 1.5, 1.0)
 
     def wait_quiet(self, timeout: float = 60) -> None:
         """Wait until no job or Lambda invocation runs (a stopped execution's included)."""
