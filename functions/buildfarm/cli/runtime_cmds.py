@@ -35,11 +35,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     actions = runtime.add_subparsers(dest="runtime_command", metavar="ACTION", required=True)
     build = actions.add_parser(
         "build",
-        help="build, self-test, package and publish one runtime for a platform and arch",
+        help="build, self-test, package and store one runtime for a platform and arch "
+        "(by hand: never published)",
         description="Takes the newest published Python build of the runtime's series for the cell, "
         "installs the locked requirements with uv in hash-checking mode, self-tests the tree and "
-        "publishes a tarball, the platform's package and a manifest under "
-        "runtimes/<name>/<version>/<platform>/<arch>/<build>/.",
+        "stores a tarball, the platform's package and a manifest under "
+        "runtimes/<name>/<version>/<platform>/<arch>/<build>/. A farm's runtime job runs it with "
+        "the --build and --execution-id its claim gave, and the farm then publishes that build into "
+        "versions.json; run by hand it is a standalone build, which no run publishes (`buildfarm run` "
+        "builds and publishes the runtime cells of this machine's platform and arch).",
     )
     build.add_argument("name", help="the runtime (a definition's name)")
     build.add_argument("--platform", required=True, help="a platform of the registry (debian-12, ...)")
@@ -164,7 +168,8 @@ def run_build(args: argparse.Namespace) -> int:
     print(f"{definition.name} {request.version} ({platform}/{arch}) build {manifest['build']}: "
           f"Python {manifest['python']['version']}; {packages}")  # fmt: skip
     print(f"moved to {definition.prefix}: {manifest['selftest']['moved']['status']}")
-    print(f"published {store.url(directory)}/")
+    standalone = "" if request.execution_id else " (standalone: not published)"
+    print(f"stored {store.url(directory)}/{standalone}")
     return 0
 
 

@@ -90,6 +90,9 @@ def first_build(runtime_store: Path) -> dict:
     result = build(runtime_store, RUNTIME)
     print(f"runtime build: {time.monotonic() - started:.0f} s\n{result.stdout}{result.stderr}")
     assert result.returncode == 0, result.stderr
+    # By hand: a standalone build, stored but not published (no run lists it).
+    assert f"stored {(runtime_store / CELL_DIR / '1').as_uri()}/ (standalone: not published)" in result.stdout
+    assert "runtimes" not in json.loads((runtime_store / "versions.json").read_text())
     return json.loads((runtime_store / CELL_DIR / "1" / "manifest.json").read_text())
 
 

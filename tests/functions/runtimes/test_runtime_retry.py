@@ -58,7 +58,7 @@ def test_a_complete_earlier_attempt_is_kept_and_nothing_is_rebuilt(store, defini
     assert main(job(definitions, store)) == 0
     out = capsys.readouterr().out
     assert "svc 2.1.0 (debian-12/x86_64) build 7: Python 3.13.5; idna 3.10" in out
-    assert f"published {store.url(DIRECTORY)}/" in out
+    assert f"stored {store.url(DIRECTORY)}/\n" in out  # a farm job's build: the farm publishes it
     assert keys(store) == before  # kept as it was: PublishRuntime verifies it
 
 
