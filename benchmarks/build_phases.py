@@ -39,6 +39,10 @@ TARGET_SECONDS = {"none": 120.0, "pgo+lto": 480.0}
 TARGET_TARBALL_MB = 35.0
 _MAKE_STEP = re.compile(r"buildfarm: make: (.+) done in ([0-9]{1,9}\.[0-9]) s")
 _MAKE_STEP_CCACHE = re.compile(r"buildfarm: make: (.+): ccache ([0-9a-z ,]+)")
+# A fixed pure-Python loop, timed before the builds. This VM's speed varies about 2x from day
+# to day (3.13.15's pgo+lto build: 10.4 min on 2026-12-01, 7.2 on 2026-12-03), so a build
+# time is comparable with another day's only next to this figure.
+REFERENCE_LOOP = "sum(i * i % 7 for i in range(10_000_000))"
 
 
 def parse_args() -> argparse.Namespace:
@@ -76,12 +80,13 @@ def set_driver_environment(args: argparse.Namespace) -> None:
     os.environ.pop("BUILDFARM_SELFTEST_TESTS", None)
 
 
-def print_report(args: argparse.Namespace, version: str, rows: list[tuple]) -> None:
+def print_report(args: argparse.Namespace, version: str, rows: list[tuple], reference: float) -> None:
     """Per-phase times of each optimization, then build time and tarball size against the targets."""
     print()
     ccache = "on" if args.ccache else "off"
     print(f"CPython {version} on {args.platform}, {os.cpu_count()} cores, ccache={ccache}, "
           f"PROFILE_TASK={args.profile_task or 'CPython default'}")  # fmt: skip
+    print(f"machine reference (REFERENCE_LOOP, lower is faster): {reference:.2f} s")
     phases = list(rows[0][1])
     print(f"{'phase':<12}" + "".join(f"{opt:>12}" for opt, *_ in rows))
     for phase in phases:
@@ -95,6 +100,16 @@ def print_report(args: argparse.Namespace, version: str, rows: list[tuple]) -> N
     for optimization, _, _, size_mb in rows:
         print(f"tarball    {optimization:<8} {size_mb:6.1f} MB   target {TARGET_TARBALL_MB:4.0f} MB   "
               f"ratio {size_mb / TARGET_TARBALL_MB:.2f}")  # fmt: skip
+
+
+def reference_seconds() -> float:
+    """The machine's speed today: REFERENCE_LOOP's wall time in a fresh interpreter, best of 3."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.monotonic()
+        subprocess.run([sys.executable, "-c", REFERENCE_LOOP], check=True)
+        best = min(best, time.monotonic() - started)
+    return best
 
 
 def ccache_stats(*argv: str) -> str:
@@ -139,6 +154,7 @@ def main() -> int:
     set_driver_environment(args)
     runner = select_runner(args.platform, args.runner)
     version, source = chosen_source(args)
+    reference = reference_seconds()
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-build-") as tmp:
         workdir = Path(tmp)
@@ -173,7 +189,7 @@ def main() -> int:
                 print_cache_use(log)
             tarball = store / spec.artifact_dir / f"python-{version}-{args.platform}-x86_64.tar.gz"
             rows.append((optimization, result.timings, total, tarball.stat().st_size / 1e6))
-    print_report(args, version, rows)
+    print_report(args, version, rows, reference)
     return 0
 
 

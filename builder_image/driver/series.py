@@ -291,27 +291,33 @@ def regrtest_argv(tests, jobs, excluded=(), match=None):
     return argv + list(tests)
 
 
-# test_ssl is the self-test's longest module (3.13.15: 48 s of its 57), mostly ThreadedTests'
-# handshakes, and regrtest gives a module to one worker: the other core sat idle for ~35 s.
-# That class runs in a regrtest of its own beside the rest (regrtest_runs()); it has this
-# name in every series 3.9-3.15. How long it takes depends on the platform's OpenSSL more
-# than on the series (2-core runs of the two regrtests side by side: 3.9.2 on bullseye 5-6 s
-# of 30; 3.11.2 on bookworm 23-25 s of 31-34; 3.13.15 on trixie 17-22 s), so the rest gets
-# every worker too and the kernel shares the cores: 3.9.2's self-test regrtests took 19.5 s
-# instead of 30-32, 3.11.2's 30-32 instead of 31-34, 3.13.15's 15-22 instead of 18-22.
+# test_ssl is the self-test's longest module, mostly its ThreadedTests, and regrtest gives a
+# module to one worker. That class waits rather than computes: each test's echo server looks
+# for its stop flag once a second (its socket's 1 s accept timeout), so most of its tests take
+# 1-4 s of an idle core (3.13.15 on bookworm: 49 s, 0.85 s of it CPU). Its tests therefore run
+# in regrtests of their own, split by name (SPLIT_SHARDS), beside the rest, which gets every
+# worker: 3.13.15's self-test took 19.2 s instead of 44.5 (the class 4-10 s per regrtest, 37.7 in one). Every
+# test runs exactly once: the shards' patterns are disjoint (regrtest matches them case-
+# sensitively), and the last of the class's regrtests takes what their patterns leave.
 SPLIT_MODULE = "test_ssl"
 SPLIT_CLASS = "test.test_ssl.ThreadedTests.*"
+SPLIT_SHARDS = ("test_[a-c]*", "test_[d-p]*", "test_[q-rt-z]*")
 
 
 def regrtest_runs(tests, jobs, excluded=()):
     """The self-test's regrtest invocations (regrtest_argv()), to run side by side: one, or
-    with 2+ jobs and test_ssl among the tests, its ThreadedTests in one worker and
-    everything else in `jobs` workers beside it (SPLIT_CLASS)."""
+    with 2+ jobs and test_ssl among the tests, its ThreadedTests in one-worker regrtests
+    split by name (SPLIT_SHARDS, then the rest of the class) and everything else in `jobs`
+    workers beside them."""
     jobs = max(1, int(jobs))
     if jobs < 2 or SPLIT_MODULE not in tests:
         return [regrtest_argv(tests, jobs, excluded)]
-    rest = [*excluded, (SPLIT_CLASS, "run by a regrtest of its own")]
-    return [regrtest_argv([SPLIT_MODULE], 1, excluded, SPLIT_CLASS), regrtest_argv(tests, jobs, rest)]
+    prefix = SPLIT_CLASS[: -len("*")]
+    shards = [(prefix + shard, "run by a regrtest of its own") for shard in SPLIT_SHARDS]
+    split = [regrtest_argv([SPLIT_MODULE], 1, excluded, pattern) for pattern, _ in shards]
+    split.append(regrtest_argv([SPLIT_MODULE], 1, [*excluded, *shards], SPLIT_CLASS))
+    rest = [*excluded, (SPLIT_CLASS, "run by regrtests of its own")]
+    return [*split, regrtest_argv(tests, jobs, rest)]
 
 
 def profile_task(version, jobs):

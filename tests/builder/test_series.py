@@ -5,6 +5,7 @@ test_driver_logic.py."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import sys
@@ -259,20 +260,52 @@ def test_regrtest_argv():
                     "test_json", "test_ssl"]  # fmt: skip
 
 
-def test_regrtest_runs_split_test_ssls_threaded_tests_into_a_worker_of_their_own():
+def test_regrtest_runs_split_test_ssls_threaded_tests_by_name_into_regrtests_of_their_own():
     excluded = [("test.test_ssl.X.test_y", "why")]
-    alone, rest = series.regrtest_runs(["test_json", "test_ssl"], 2, excluded)
-    assert alone == ["-m", "test", "-j1", "--timeout=900", "-w", "--match", "test.test_ssl.ThreadedTests.*",
-                     "--ignore", "test.test_ssl.X.test_y", "test_ssl"]  # fmt: skip
-    # The rest has every worker: how long ThreadedTests take depends on the platform's OpenSSL.
+    *split, rest = series.regrtest_runs(["test_json", "test_ssl"], 2, excluded)
+    head = ["-m", "test", "-j1", "--timeout=900", "-w", "--match"]
+    cls = "test.test_ssl.ThreadedTests."
+    ignored = ["--ignore", "test.test_ssl.X.test_y"]
+    assert split == [
+        [*head, cls + "test_[a-c]*", *ignored, "test_ssl"],
+        [*head, cls + "test_[d-p]*", *ignored, "test_ssl"],
+        [*head, cls + "test_[q-rt-z]*", *ignored, "test_ssl"],
+        # The class's last regrtest takes what the shards leave (test_PROTOCOL_TLS, test_s*).
+        [*head, cls + "*", *ignored, "--ignore", cls + "test_[a-c]*", "--ignore", cls + "test_[d-p]*",
+         "--ignore", cls + "test_[q-rt-z]*", "test_ssl"],
+    ]  # fmt: skip
+    # The rest has every worker: the class's regrtests mostly wait.
     assert rest == ["-m", "test", "-j2", "--timeout=900", "-w", "--ignore", "test.test_ssl.X.test_y",
                     "--ignore", "test.test_ssl.ThreadedTests.*", "test_json", "test_ssl"]  # fmt: skip
-    assert series.regrtest_runs(["test_json", "test_ssl"], 4)[1][2] == "-j4"
+    assert series.regrtest_runs(["test_json", "test_ssl"], 4)[-1][2] == "-j4"
     # One core, or no test_ssl: one regrtest, as before.
     assert series.regrtest_runs(["test_json", "test_ssl"], 1, excluded) == [
         series.regrtest_argv(["test_json", "test_ssl"], 1, excluded)
     ]
     assert series.regrtest_runs(["test_json"], 2) == [series.regrtest_argv(["test_json"], 2)]
+
+
+THREADED_TEST_NAMES = [
+    "test_PROTOCOL_TLS", "test_alpn_protocols", "test_crl_check", "test_dh_params", "test_psk",
+    "test_read_write_after_close_raises_valuerror", "test_rude_shutdown", "test_session", "test_starttls",
+    "test_tls1_3", "test_wrong_cert_tls13", "test_z", "test_", "test__private", "test_9",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", THREADED_TEST_NAMES)
+def test_each_threaded_test_runs_in_exactly_one_of_the_split_regrtests(name):
+    """regrtest's own matching (fnmatch patterns, case-sensitive; --ignore after --match)."""
+    test_id = "test.test_ssl.ThreadedTests." + name
+    *split, _ = series.regrtest_runs(["test_ssl"], 2)
+
+    def selects(argv):
+        accept = [argv[i + 1] for i, word in enumerate(argv) if word == "--match"]
+        ignore = [argv[i + 1] for i, word in enumerate(argv) if word == "--ignore"]
+        return any(fnmatch.fnmatchcase(test_id, p) for p in accept) and not any(
+            fnmatch.fnmatchcase(test_id, p) for p in ignore
+        )
+
+    assert sum(map(selects, split)) == 1
 
 
 def test_side_by_side_runs_report_a_failure_of_either_with_both_outputs_logged(tmp_path):
