@@ -38,7 +38,6 @@ from buildfarm.config import FarmConfig
 from buildfarm.layout import (
     artifact_dir,
     items_key,
-    outcomes_prefix,
     plan_record_key,
     run_marker_key,
     runtime_items_key,
@@ -48,6 +47,7 @@ from buildfarm.models import BuildSpec, Source
 from buildfarm.plan_items import PlanItem, close_run, open_runs, read_plan_items  # noqa: F401 (re-exported)
 from buildfarm.platforms import Registry, load_registry
 from buildfarm.policy import PolicyReport, Selection, select_cells
+from buildfarm.publish import recorded_outcomes
 from buildfarm.releases import (
     Release,
     ReleaseLookupError,
@@ -340,7 +340,8 @@ def _budget(store: Store, config: FarmConfig, execution_id: str, alive: Liveness
             planned = int(marker.get("planned", 0)) if isinstance(marker, dict) else 0
         except (StoreError, ValueError, TypeError):
             continue
-        decided = sum(1 for _ in store.list(outcomes_prefix(other)))
+        # Cells, not outcome records: one failed and then published has two.
+        decided = len(recorded_outcomes(store, other))
         decided += sum(1 for _ in store.list(runtime_outcomes_prefix(other)))
         in_flight += max(0, planned - decided)
     return max(0, config.cells_per_execution - in_flight)

@@ -11,7 +11,9 @@ from datetime import timedelta
 import pytest
 from runtime_definitions import SVC_TOML, write_svc_definitions
 
+from buildfarm.catalog import parse_cell
 from buildfarm.claims import claim_key, release_claims
+from buildfarm.layout import outcome_key
 from buildfarm.models import BuildSpec
 from buildfarm.plan import items_key, plan, read_plan_items, safe_id
 from buildfarm.runtimes.cloud_items import decide_runtime_item
@@ -373,6 +375,19 @@ def test_a_dry_run_shows_the_same_split_and_claims_nothing(local_store, config, 
                runtimes=[svc_both_arches])  # fmt: skip
     assert (len(dry.items), len(dry.runtime_items), dry.summary["runtimes"]["deferred"]) == (2, 1, 1)
     assert not any(info.key.startswith(("claims/", "runs/", "plans/")) for info in local_store.list(""))
+
+
+def test_a_scheduled_plan_counts_a_cell_decided_twice_by_another_run_once(local_store, config):
+    write_releases(local_store, ["3.13.5"])
+    config = budget_of(config, 10)
+    first = plan(BOTH_ARCHES, local_store, config, "exec-1", NOW)
+    assert len(first.items) == 4
+    cell = parse_cell(first.items[0].cell)
+    # Failed, then published by a later attempt: two records, one decided cell.
+    for status in ("failed", "published"):
+        record = {"cell": first.items[0].cell, "status": status}
+        local_store.put_json(outcome_key("exec-1", status, cell), record)
+    assert plan({"dry_run": True}, local_store, config, "exec-2", NOW).budget == 10 - 3
 
 
 def test_a_scheduled_plan_counts_the_runtime_cells_other_runs_still_build(
