@@ -7,7 +7,8 @@
   {"item": <runtime item>, "batch": {...}} -> {"cell", "build", "status", "reason", "decided"}
 - finalize_handler (Finalize, once after the Maps): {"plan": <Plan's summary>}
   -> {"published": [...], "failed": [{"cell", "reason"}], "counts": {...}} (runtime cells in
-  the lists, and counted as runtimes_published / runtimes_failed)
+  the lists, and counted as runtimes_published / runtimes_failed; each list names at most
+  MAX_NAMED cells, the counts are complete)
 
 Thin: parse the event, read the configuration (the signer too: a publisher without a signing
 key refuses to publish), call buildfarm.publish, emit metrics.
@@ -27,7 +28,7 @@ from buildfarm.attest.farm_signer import require_signer
 from buildfarm.config import FarmConfig
 from buildfarm.handlers.common import powertools
 from buildfarm.plan_items import PlanItem, close_run
-from buildfarm.publish import BatchOutcome, publish, publish_cell
+from buildfarm.publish import BatchOutcome, CellOutcome, PublishResult, publish, publish_cell
 from buildfarm.runtimes.cloud_items import RuntimeItem, decide_runtime_item, finalize_runtime_items
 from buildfarm.store import open_store
 
@@ -123,11 +124,18 @@ def finalize_handler(event: FinalizeEvent, context: LambdaContext) -> dict[str, 
     metrics.add_metric(name="CellsDeferred", unit=MetricUnit.Count, value=counts.get("deferred", 0))
     if result.failed:
         logger.warning("cells failed", extra={"failed": [f.model_dump() for f in result.failed]})
-    # The state payload stays small however many cells failed: counts are complete, names capped.
+    return finalize_answer(result, runtimes)
+
+
+def finalize_answer(result: PublishResult, runtimes: list[CellOutcome]) -> dict[str, Any]:
+    """Finalize's output: Python and runtime cells together. It stays small however large the
+    run: the counts are complete, the published and failed lists name at most MAX_NAMED each
+    (every cell's outcome stays on record under plans/<execution>/outcomes/)."""
     answer = result.as_json()
     answer["published"] += [o.cell for o in runtimes if o.status == "published"]
     answer["failed"] += [{"cell": o.cell, "reason": o.reason} for o in runtimes if o.status == "failed"]
     answer["counts"]["runtimes_published"] = sum(1 for o in runtimes if o.status == "published")
     answer["counts"]["runtimes_failed"] = sum(1 for o in runtimes if o.status == "failed")
+    answer["published"] = answer["published"][:MAX_NAMED]
     answer["failed"] = answer["failed"][:MAX_NAMED]
     return answer
