@@ -39,9 +39,9 @@ TARGET_SECONDS = {"none": 120.0, "pgo+lto": 480.0}
 TARGET_TARBALL_MB = 35.0
 _MAKE_STEP = re.compile(r"buildfarm: make: (.+) done in ([0-9]{1,9}\.[0-9]) s")
 _MAKE_STEP_CCACHE = re.compile(r"buildfarm: make: (.+): ccache ([0-9a-z ,]+)")
-# A fixed pure-Python loop, timed before the builds. This VM's speed varies about 2x from day
-# to day (3.13.15's pgo+lto build: 10.4 min on 2026-12-01, 7.2 on 2026-12-03), so a build
-# time is comparable with another day's only next to this figure.
+# A fixed pure-Python loop, timed before the builds: this VM's speed varies from run to run
+# (the same commit's CI took 25.5 and 18.2 min an hour apart), so a build time is comparable
+# with another day's only next to this figure.
 REFERENCE_LOOP = "sum(i * i % 7 for i in range(10_000_000))"
 
 
