@@ -7,7 +7,7 @@
 Builds the newest release of the series in ../shared/cpython-src (3.13: 3.13.15), or --version's.
 Targets on 2 cores: none <= 2 min, pgo+lto <= 8 min, tarball <= 35 MB. Prints each phase's
 seconds, the build's (their sum: what a Batch job runs), the local runner's own (the rest of
-the wall time: e.g. a chroot root made or updated the first time), and the ratios
+the wall time: e.g. a chroot root made the first time), and the ratios
 measured/target (<= 1.0 meets the target). By default the builds are cold (no
 ccache) with CPython's own PGO task and the production self-test, as in production.
 Each build's make steps are timed too (PGO's stages, BOLT). With --ccache (cache directory
@@ -99,7 +99,7 @@ def print_report(args: argparse.Namespace, version: str, rows: list[tuple], refe
     print(f"{'runner':<12}" + "".join(f"{runner:>11.1f}s" for runner in runners))
     print()
     # The target is the build's: its phases, what a Batch job runs in its ready image. The
-    # local runner's own time (a chroot root made or updated the first time) is shown above.
+    # local runner's own time (a chroot root made the first time) is shown above.
     for (optimization, *_), build in zip(rows, builds, strict=True):
         target = TARGET_SECONDS[optimization]
         print(f"build time {optimization:<8} {build / 60:6.1f} min  target {target / 60:4.0f} min  "

@@ -395,6 +395,11 @@ def main() -> int:
                     root, [python, "-c", "import sys; print(sys.version)"]
                 ).stdout.strip()
                 print(f"{label:>7}: {python}  {version.strip().splitlines()[0]}", flush=True)
+            # The reference's package version: Debian's security updates rebuild it.
+            package = roots.run_in_root(
+                root, ["dpkg-query", "-W", "-f=${Package} ${Version}", f"python{args.series}"]
+            ).stdout.strip()
+            print(f"{codename:>7}: Debian package {package}", flush=True)
             # Rounds alternate which interpreter goes first, so drift on a shared machine
             # hits both; each benchmark's time is the median over the rounds.
             for round_number in range(args.rounds):
