@@ -298,9 +298,10 @@ def regrtest_argv(tests, jobs, excluded=(), match=None):
 # for its stop flag once a second (its socket's 1 s accept timeout), so most of its tests take
 # 1-4 s of an idle core (3.13.15 on bookworm: 49 s, 0.85 s of it CPU). Its tests therefore run
 # in regrtests of their own, split by name (SPLIT_SHARDS), beside the rest, which gets every
-# worker: 3.13.15's self-test took 19.2 s instead of 44.5 (the class 4-10 s per regrtest, 37.7 in one). Every
-# test runs exactly once: the shards' patterns are disjoint (regrtest matches them case-
-# sensitively), and the last of the class's regrtests takes what their patterns leave.
+# worker: 3.13.15's self-test took 19.2 s instead of 44.5 (the class 4-10 s per regrtest,
+# 37.7 in one). Every test runs exactly once: the shards' patterns are disjoint (regrtest
+# matches them case-sensitively), and the last of the class's regrtests takes what their
+# patterns leave.
 SPLIT_MODULE = "test_ssl"
 SPLIT_CLASS = "test.test_ssl.ThreadedTests.*"
 SPLIT_SHARDS = ("test_[a-c]*", "test_[d-p]*", "test_[q-rt-z]*")

@@ -44,10 +44,15 @@ from buildfarm.layout import (
     runtime_outcomes_prefix,
 )
 from buildfarm.models import BuildSpec, Source
-from buildfarm.plan_items import PlanItem, close_run, open_runs, read_plan_items  # noqa: F401 (re-exported)
+from buildfarm.plan_items import (  # noqa: F401 (re-exported)
+    PlanItem,
+    close_run,
+    open_runs,
+    read_plan_items,
+    recorded_outcomes,
+)
 from buildfarm.platforms import Registry, load_registry
 from buildfarm.policy import PolicyReport, Selection, select_cells
-from buildfarm.publish import recorded_outcomes
 from buildfarm.releases import (
     Release,
     ReleaseLookupError,

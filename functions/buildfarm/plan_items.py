@@ -1,5 +1,6 @@
 """What a plan hands on, below the planner: the Python items a Plan writes (PlanItem,
-read_plan_items) and the open-run markers (runs/<execution>.json, open_runs/close_run).
+read_plan_items), the open-run markers (runs/<execution>.json, open_runs/close_run) and the
+cells' recorded outcomes (plans/<execution>/outcomes/, recorded_outcomes).
 
 Publishing, verifying and recovery read these; they live apart from buildfarm.plan because the
 planner also plans runtime cells (buildfarm.runtimes.cloud_items), whose publishing imports
@@ -10,11 +11,11 @@ plan was an import cycle.
 from __future__ import annotations
 
 from contextlib import suppress
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from buildfarm.layout import RUNS_PREFIX, run_marker_id, run_marker_key
+from buildfarm.layout import RUNS_PREFIX, outcomes_prefix, parse_outcome_key, run_marker_id, run_marker_key
 from buildfarm.models import BuildSpec
 from buildfarm.store import Store, StoreNotFound
 
@@ -53,3 +54,17 @@ def read_plan_items(store: Store, location: dict[str, str]) -> list[PlanItem]:
     if not isinstance(raw, list):
         raise ValueError(f"plan items at {location} are not a JSON array")
     return [PlanItem.model_validate(item) for item in raw]
+
+
+def recorded_outcomes(store: Store, plan_id: str) -> dict[str, Literal["published", "failed"]]:
+    """cell -> status of every outcome on record for a plan: one listing per 1,000 cells."""
+    found: dict[str, Literal["published", "failed"]] = {}
+    for info in store.list(outcomes_prefix(plan_id)):
+        parsed = parse_outcome_key(plan_id, info.key)
+        if parsed is None:
+            continue
+        status, cell = parsed
+        # A cell decided twice (failed, then published by a later attempt) is published.
+        if found.get(cell) != "published":
+            found[cell] = status  # type: ignore[assignment]
+    return found

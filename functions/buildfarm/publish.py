@@ -31,8 +31,8 @@ from buildfarm.catalog.derived import refresh_if_outdated, store_public_url
 from buildfarm.catalog.versions_json import record_failures
 from buildfarm.claims import release_claims
 from buildfarm.config import FarmConfig
-from buildfarm.layout import failure_key, outcome_key, outcomes_prefix, parse_outcome_key
-from buildfarm.plan_items import PlanItem, close_run, read_plan_items
+from buildfarm.layout import failure_key, outcome_key
+from buildfarm.plan_items import PlanItem, close_run, read_plan_items, recorded_outcomes
 from buildfarm.platforms import Registry, load_registry
 from buildfarm.releases import iso
 from buildfarm.store import Store, StoreError, StoreNotFound
@@ -152,20 +152,6 @@ def publish_cell(
     # Last: an outcome on record means everything above is done.
     store.put_json(outcome_key(execution_id, outcome.status, cell), outcome.model_dump(mode="json"))
     return outcome
-
-
-def recorded_outcomes(store: Store, plan_id: str) -> dict[str, Literal["published", "failed"]]:
-    """cell -> status of every outcome on record for a plan: one listing per 1,000 cells."""
-    found: dict[str, Literal["published", "failed"]] = {}
-    for info in store.list(outcomes_prefix(plan_id)):
-        parsed = parse_outcome_key(plan_id, info.key)
-        if parsed is None:
-            continue
-        status, cell = parsed
-        # A cell decided twice (failed, then published by a later attempt) is published.
-        if found.get(cell) != "published":
-            found[cell] = status  # type: ignore[assignment]
-    return found
 
 
 def _read_reason(store: Store, plan_id: str, cell: str) -> str:
