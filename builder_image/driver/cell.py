@@ -5,7 +5,7 @@ Standard library only, Python 3.6+."""
 import os
 
 from . import buildenv
-from .flags import bolt_config, makefile_variables
+from .flags import bolt_config, configure_env, makefile_variables
 from .process import Log
 from .spec import parse_version, platform_info
 
@@ -63,6 +63,12 @@ class Build(object):
     @property
     def jobs(self):
         return os.environ.get("BUILDFARM_JOBS") or str(os.cpu_count() or 1)
+
+    @property
+    def configure_env(self):
+        """./configure's own environment (flags.configure_env()): hardening, BOLT's tools,
+        the platform family's configure shell."""
+        return configure_env(self.version, self.bolt, self.platform.get("configure_shell"))
 
     def makefile(self):
         """The configured Makefile's variables (read once; configure ran before)."""

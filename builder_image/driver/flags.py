@@ -79,12 +79,13 @@ def configure_args(version, optimization, prefix, bolt=None):
     return args
 
 
-def configure_env(version, bolt=None):
+def configure_env(version, bolt=None, shell=None):
     """Environment for ./configure only (not make, so flags are not doubled).
 
     Hardening and the rpath go through the *_NODIST variables: they apply to the
     interpreter's own build but are not recorded for extensions built later. BOLT's
-    tools are named by path: distributions install them versioned, off PATH.
+    tools are named by path: distributions install them versioned, off PATH. shell: the
+    platform family's configure_shell (CONFIG_SHELL), where the registry names one.
     """
     parse_version(version)
     env = {
@@ -96,6 +97,8 @@ def configure_env(version, bolt=None):
         env = {name: value + " " + interposition for name, value in env.items()}
     if bolt:
         env.update(bolt_tools(bolt))
+    if shell:
+        env["CONFIG_SHELL"] = shell
     return env
 
 

@@ -11,7 +11,6 @@ from . import buildenv, progress, series
 from .errors import BuildError
 from .flags import (
     configure_args,
-    configure_env,
     frozen_by_bootstrap,
     make_assignments,
     make_variables,
@@ -54,7 +53,7 @@ def configure(build):
             handle.write(text)
         build.log.write(text)
     env = dict(build_env(build))
-    env.update(configure_env(build.version, build.bolt))
+    env.update(build.configure_env)
     run(build.log, "configure", ["./configure", *build.configure_argv], cwd=build.src, env=env)
 
 

@@ -11,7 +11,6 @@ import sys
 
 from .depends import declared_dependencies
 from .files import sha256_of
-from .flags import configure_env
 from .process import start, utc_now
 
 DRIVER_VERSION = "1"
@@ -48,7 +47,7 @@ def write_manifest(build):
             "runtime_dependencies": package_dependencies(build),
         },
         "configure_args": build.configure_argv,
-        "configure_env": configure_env(build.version, build.bolt),
+        "configure_env": build.configure_env,
         "modules": build.modules,
         "selftest": build.selftest_results,
         "hardening": build.hardening,

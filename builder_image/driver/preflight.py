@@ -30,6 +30,8 @@ def preflight(build):
         if missing:
             raise BuildError("preflight", "missing build dependencies: " + " ".join(missing))
     tools = [*TOOLS, *PACKAGE_TOOLS[build.platform["package_format"]]]
+    if build.platform.get("configure_shell"):
+        tools.append(build.platform["configure_shell"])  # a path: which() then tests it alone
     # Looked up as the phases run them: on the build environment's PATH, not the caller's.
     absent = [tool for tool in tools if not shutil.which(tool, path=build.env["PATH"])]
     if absent:

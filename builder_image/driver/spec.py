@@ -59,6 +59,7 @@ def platform_info(registry_json, platform_id, arch):
         "id": platform_id,
         "family": platform["family"],
         "package_format": family["package_format"],
+        "configure_shell": family.get("configure_shell"),
         "build_dependencies": registry.build_dependencies(registry_json, platform_id, arch),
         "runtime_dependencies": list(platform["runtime_dependencies"]),
         "expected_modules": [name for name in required if name not in missing],

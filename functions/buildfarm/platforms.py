@@ -44,6 +44,7 @@ class Family(BaseModel):
     dockerfile: str
     package_format: Literal["deb", "rpm"]
     common_build_dependencies: tuple[str, ...]
+    configure_shell: str | None = None  # CONFIG_SHELL for CPython's configure; None: its own pick
 
 
 class Bolt(BaseModel):

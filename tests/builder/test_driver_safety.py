@@ -318,3 +318,21 @@ def test_preflight_looks_for_the_tools_on_the_build_environments_path(tmp_path, 
                             env={"PATH": str(empty)}, log=None)  # fmt: skip
     with pytest.raises(errors.BuildError, match="missing build tools: make tar strip readelf dpkg-deb"):
         preflight.preflight(build)
+
+
+def test_preflight_names_a_missing_configure_shell(tmp_path, monkeypatch):
+    monkeypatch.setenv("BUILDFARM_CHECK_BUILD_DEPS", "0")
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for name in (*preflight.TOOLS, *preflight.PACKAGE_TOOLS["deb"]):
+        (tools / name).write_text("#!/bin/sh\n")
+        (tools / name).chmod(0o755)
+    shell = tmp_path / "no" / "dash"
+    build = SimpleNamespace(spec=spec_dict(tmp_path / "store"), env={"PATH": str(tools)}, log=None,
+                            platform={"package_format": "deb", "configure_shell": str(shell)})  # fmt: skip
+    with pytest.raises(errors.BuildError, match="missing build tools: " + str(shell) + "$"):
+        preflight.preflight(build)
+    shell.parent.mkdir()
+    shell.write_text("#!/bin/sh\n")
+    shell.chmod(0o755)
+    preflight.preflight(build)  # every tool there now

@@ -382,7 +382,7 @@ HOSTILE = {"OPT": "pgo+lto", "CFLAGS": "-O0", "CPPFLAGS": "-DX", "LDFLAGS": "-ln
            "LD_LIBRARY_PATH": "/x", "PATH": "/evil/bin:/usr/bin", "CCACHE_DIR": "/cache",
            "CCACHE_PREFIX": "/evil/wrap", "CCACHE_PREFIX_CPP": "/evil/wrap", "CCACHE_COMPILER": "/evil/cc",
            "CCACHE_SLOPPINESS": "time_macros", "CCACHE_CONFIGPATH": "/evil/ccache.conf",
-           "CCACHE_COMPILERCHECK": "/evil/check"}  # fmt: skip
+           "CCACHE_COMPILERCHECK": "/evil/check", "CONFIG_SHELL": "/bin/bash"}  # fmt: skip
 
 
 def test_child_env_is_an_allow_list():

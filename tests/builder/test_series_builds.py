@@ -366,6 +366,7 @@ HOSTILE = {
     "LIBS": "-lhostile",
     "PYTHONPATH": "/hostile",
     "CONFIG_SITE": "/hostile/config.site",
+    "CONFIG_SHELL": "/bin/bash",
     "PATH": "/hostile/bin:" + os.environ.get("PATH", "/usr/bin:/bin"),
 }
 
@@ -387,14 +388,16 @@ def configured(tmp_path: Path, name: str, extra: dict[str, str]) -> tuple[dict[s
 
 
 def configure_records(work: Path) -> tuple[dict[str, str], str]:
-    """The Makefile's recorded variables and config.log's command line, in a driver's work
-    directory (its build's path in them replaced by WORK)."""
+    """The Makefile's recorded variables, config.log's shell (as "SHELL") and its command
+    line, in a driver's work directory (its build's path in them replaced by WORK)."""
     (src,) = work.glob("build-*/Python-3.13.15")
     variables = build_py_module_variables((src / "Makefile").read_text())
-    command = next(line for line in (src / "config.log").read_text().splitlines() if line.startswith("  $ "))
+    log = (src / "config.log").read_text().splitlines()
+    command = next(line for line in log if line.startswith("  $ "))
     recorded = {
         name: variables.get(name, "").replace(str(src.parent), "WORK") for name in CONFIGURE_VARIABLES
     }
+    recorded["SHELL"] = next(line for line in log if line.startswith("SHELL="))
     return recorded, command.replace(str(src.parent), "WORK")
 
 
@@ -407,4 +410,5 @@ def test_hostile_environment_changes_nothing_configure_records(tmp_path, build_3
     hostile, hostile_command = configured(tmp_path, "hostile", HOSTILE)
     assert hostile_command == clean_command
     assert hostile == clean
+    assert clean["SHELL"] == "SHELL='/bin/dash'"  # the registry's configure_shell, not the caller's
     assert "pgo+lto" not in json.dumps(hostile) and "HOSTILE" not in json.dumps(hostile).upper()
