@@ -38,6 +38,7 @@ class Build(object):
         self.source_signature = {}  # signature.check()'s record, for manifest.json
         self.sbom_facts = {}  # sbom.collect_facts(), for manifest.json
         self.configure_argv = []
+        self.compile_commands = 0  # make's compile commands, every one with the hardening flags
         self.selftest_results = {}
         self.hardening = {}
         self.python_info = {}

@@ -77,6 +77,39 @@ _ALWAYS_CHECKED_NAMES = """asprintf dprintf fprintf fwprintf obstack_printf obst
 ALWAYS_CHECKED = frozenset(_ALWAYS_CHECKED_NAMES.split())
 
 _LIBPYTHON = re.compile(r"libpython[0-9]+\.[0-9]+")
+# The words of a compiler command that decide its canaries, FORTIFY and optimization: the
+# last of each kind wins, as with gcc.
+_STACK_PROTECTOR_WORD = re.compile(r"-f(no-)?stack-protector(-[a-z]+)?")
+# -fstack-protector-explicit protects only functions marked with an attribute: none here.
+STACK_PROTECTORS = ("-fstack-protector", "-fstack-protector-strong", "-fstack-protector-all")
+_FORTIFY_WORD = re.compile(r"-[DU]_FORTIFY_SOURCE(=.*)?")
+_FORTIFY_ON = re.compile(r"-D_FORTIFY_SOURCE=[2-9]")
+_OPTIMIZE_WORD = re.compile(r"-O([0-9]+|[sgz]|fast)?")
+
+
+def compile_flag_gaps(words):
+    """What one compiler command (its words) lacks of the hardening every object of a build
+    is compiled with: "stack protector" (the last -f[no-]stack-protector* word is one of
+    STACK_PROTECTORS),
+    "_FORTIFY_SOURCE" (the last -D/-U_FORTIFY_SOURCE word defines 2 or more), and
+    "optimization" (glibc ignores _FORTIFY_SOURCE at -O0, gcc's default). The ELF check
+    cannot tell a module whose code needs no canary from one compiled without them; its
+    compile commands can (make.CompileAudit)."""
+
+    def last(pattern):
+        matching = [word for word in words if pattern.fullmatch(word)]
+        return matching[-1] if matching else None
+
+    gaps = []
+    protector = last(_STACK_PROTECTOR_WORD)
+    if protector not in STACK_PROTECTORS:
+        gaps.append("stack protector")
+    fortify = last(_FORTIFY_WORD)
+    if fortify is None or not _FORTIFY_ON.fullmatch(fortify):
+        gaps.append("_FORTIFY_SOURCE")
+    if last(_OPTIMIZE_WORD) in (None, "-O0"):
+        gaps.append("optimization")
+    return gaps
 
 
 def read_elf(path):

@@ -7,7 +7,7 @@ import shutil
 import sys
 import time
 
-from . import buildenv, progress, series
+from . import buildenv, hardening, progress, series
 from .errors import BuildError
 from .flags import (
     configure_args,
@@ -69,6 +69,12 @@ def make(build):
         "progress: {} objects to compile\n".format(len(objects) if objects else "an unknown number of")
     )
     tracker = progress.Tracker(objects)
+    audit = CompileAudit()
+
+    def on_line(line):
+        tracker.feed(line)
+        audit.feed(line)
+
     stats_log = env.get("CCACHE_STATSLOG")
     stats_offset = _file_size(stats_log)
     for what, argv in steps:
@@ -76,7 +82,7 @@ def make(build):
         if what in STEP_PROGRESS:
             tracker.start_step(*STEP_PROGRESS[what])
             with progress.Ticker(tracker):
-                run(build.log, "make", argv, cwd=build.src, env=env, on_line=tracker.feed)
+                run(build.log, "make", argv, cwd=build.src, env=env, on_line=on_line)
         else:
             run(build.log, "make", argv, cwd=build.src, env=env)
         build.log.write("buildfarm: make: {} done in {:.1f} s\n".format(what, time.time() - started))
@@ -86,6 +92,36 @@ def make(build):
                 build.log.write(
                     "buildfarm: make: {}: ccache {}\n".format(what, describe_ccache_counts(counts))
                 )
+    build.compile_commands = audit.check()
+
+
+class CompileAudit(object):
+    """The compile commands the make steps print (progress.compiled_object()), each checked
+    for the hardening flags (hardening.compile_flag_gaps()), so that an object compiled
+    without them fails the build even where its ELF file could not show it."""
+
+    def __init__(self):
+        self.commands = 0
+        self.gaps = {}  # object file -> what its first command lacked
+
+    def feed(self, line):
+        target = progress.compiled_object(line)
+        if target is None:
+            return
+        self.commands += 1
+        gaps = hardening.compile_flag_gaps(line.split())
+        if gaps:
+            self.gaps.setdefault(target, gaps)
+
+    def check(self):
+        """The number of compile commands; BuildError naming the objects (up to ten) that
+        lacked a flag, or if no command was seen (nothing would have been checked)."""
+        if self.gaps:
+            named = ["{} ({})".format(target, ", ".join(gaps)) for target, gaps in sorted(self.gaps.items())]
+            raise BuildError("make", "compiled without hardening: " + "; ".join(named[:10]))
+        if not self.commands:
+            raise BuildError("make", "make printed no compile command: the hardening flags went unchecked")
+        return self.commands
 
 
 def build_env(build):

@@ -432,8 +432,9 @@ def check_hardening(build):
         build.log.write("hardening: {} {}\n".format(path, json.dumps(row, sort_keys=True)))
     if violations:
         raise BuildError("selftest", "hardening: " + "; ".join(violations[:10]))
-    build.selftest_results["hardening"] = "ok ({} ELF files: NX stack, full RELRO{})".format(
-        len(build.hardening), ", PIE" if not position_dependent else ", PIE but the BOLTed interpreter"
+    pie = ", PIE" if not position_dependent else ", PIE but the BOLTed interpreter"
+    build.selftest_results["hardening"] = "ok ({} ELF files: NX stack, full RELRO{}; {} {})".format(
+        len(build.hardening), pie, build.compile_commands, "compiles with a stack protector, FORTIFY, -O"
     )
 
 

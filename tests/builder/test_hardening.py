@@ -15,7 +15,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from driver import flags, make
+from driver import errors, flags, make
 
 HARDENING_PY = Path(__file__).resolve().parents[2] / "builder_image" / "driver" / "hardening.py"
 HARDENED = ["-O2", "-fstack-protector", "-D_FORTIFY_SOURCE=2", "-Wl,-z,relro,-z,now", "-Wl,-z,noexecstack"]
@@ -375,3 +375,60 @@ def test_bolt_build_restores_gnu_stack_after_bolt():
     for optimization, with_bolt in (("pgo+lto", None), ("none", bolt)):
         steps = make.make_steps(2, "3.13.5", optimization, makefile, None, with_bolt)
         assert all("--restore-gnu-stack" not in argv for _, argv in steps)
+
+
+# --- compile commands: every object's flags (make.CompileAudit) -------------------------------
+
+# Words added after the production compile flags -> what compile_flag_gaps() says they lack.
+# gcc takes the last of each kind, and glibc drops _FORTIFY_SOURCE at -O0.
+LAST_WORD_WINS = [
+    ((), []),
+    (("-fno-stack-protector",), ["stack protector"]),
+    (("-U_FORTIFY_SOURCE",), ["_FORTIFY_SOURCE"]),
+    (("-O0",), ["optimization"]),
+    (("-fno-stack-protector", "-fstack-protector-strong", "-Os"), []),
+]
+
+
+@pytest.mark.parametrize(("words", "gaps"), LAST_WORD_WINS)
+def test_compile_flag_gaps_say_what_gcc_does(hardening, cc, words, gaps):
+    """What a compile command lacks, by its words, and what gcc then made of PROGRAM (a
+    char array, strcpy and printf): canaries and __*_chk calls go with the words."""
+    command = ["-O2", *flags.HARDENING_CFLAGS.split(), *words]
+    assert hardening.compile_flag_gaps(["gcc", "-c", *command, "x.c", "-o", "x.o"]) == gaps
+    name = "words" + "".join(words).replace("-", "_").replace("=", "")
+    row = hardening.check_file(str(cc(PROGRAM, name, *command, "-w", "-fPIE", "-pie")), "bin/" + name)
+    assert (row["stack_protector"] == "yes") == ("stack protector" not in gaps)
+    assert (row["fortify"] == "yes") == (not gaps or gaps == ["stack protector"])
+
+
+def test_compile_flag_gaps_of_other_commands(hardening):
+    def gaps(command: str) -> list[str]:
+        return hardening.compile_flag_gaps(command.split(" "))
+
+    assert gaps("gcc -c x.c -o x.o") == ["stack protector", "_FORTIFY_SOURCE", "optimization"]
+    assert gaps("gcc -O -fstack-protector-all -D_FORTIFY_SOURCE=3 -c x.c -o x.o") == []
+    assert gaps("gcc -O3 -fstack-protector -D_FORTIFY_SOURCE=1 -c x.c -o x.o") == ["_FORTIFY_SOURCE"]
+    # -explicit guards only functions marked __attribute__((stack_protect)).
+    assert gaps("gcc -O3 -fstack-protector-explicit -D_FORTIFY_SOURCE=2 -c x.c") == ["stack protector"]
+
+
+def test_compile_audit_fails_on_an_object_without_the_flags():
+    hardened = "gcc -c -O3 " + flags.HARDENING_CFLAGS + " -fPIC "
+    audit = make.CompileAudit()
+    for line in [
+        hardened + "Objects/abstract.c -o Objects/abstract.o",
+        "gcc -shared -Wl,-z,relro,-z,now Modules/_json.o -o Modules/_json.so",  # a link: not a compile
+        "checking for gcc -c ... yes",
+    ]:
+        audit.feed(line)
+    assert audit.check() == 1
+    audit.feed("gcc -c -O3 -fPIC -D_FORTIFY_SOURCE=2 Modules/_ssl.c -o Modules/_ssl.o")
+    audit.feed(hardened.replace("-O3", "-O0") + "Modules/x.c -o Modules/x.o")
+    with pytest.raises(errors.BuildError) as failure:
+        audit.check()
+    assert str(failure.value).endswith(
+        "compiled without hardening: Modules/_ssl.o (stack protector); Modules/x.o (optimization)"
+    )
+    with pytest.raises(errors.BuildError, match="no compile command"):
+        make.CompileAudit().check()
