@@ -90,11 +90,10 @@ _OPTIMIZE_WORD = re.compile(r"-O([0-9]+|[sgz]|fast)?")
 def compile_flag_gaps(words):
     """What one compiler command (its words) lacks of the hardening every object of a build
     is compiled with: "stack protector" (the last -f[no-]stack-protector* word is one of
-    STACK_PROTECTORS),
-    "_FORTIFY_SOURCE" (the last -D/-U_FORTIFY_SOURCE word defines 2 or more), and
-    "optimization" (glibc ignores _FORTIFY_SOURCE at -O0, gcc's default). The ELF check
-    cannot tell a module whose code needs no canary from one compiled without them; its
-    compile commands can (make.CompileAudit)."""
+    STACK_PROTECTORS), "_FORTIFY_SOURCE" (the last -D/-U_FORTIFY_SOURCE word defines 2 or
+    more) and "optimization" (glibc ignores _FORTIFY_SOURCE at -O0, gcc's default). The ELF
+    check cannot tell a module whose code needs no canary from one compiled without them;
+    its compile commands can (make.CompileAudit)."""
 
     def last(pattern):
         matching = [word for word in words if pattern.fullmatch(word)]
