@@ -10,7 +10,9 @@ linked packages read DT_NEEDED with it too). For each ELF file:
   whole GOT is read-only after start-up ("full"); GNU_RELRO alone is "partial";
 - stack_protector: imports __stack_chk_fail. -fstack-protector only instruments
   functions with char arrays, so it is required where such functions certainly
-  exist (executables, libpython3.X.so) and only reported for the other objects;
+  exist (executables, libpython3.X.so) and only reported for the other objects; that
+  they were compiled with it is checked on their compile commands (compile_flag_gaps(),
+  in the make phase), as FORTIFY and the optimization it needs are;
 - fortify: hardening-check's verdicts: "yes" with any __*_chk import. Its "no, only
   unprotected functions found" fails here only when one of them is a printf-like
   function that _FORTIFY_SOURCE=2 always checks; otherwise it is recorded as
