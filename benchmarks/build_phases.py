@@ -1,7 +1,7 @@
 """Build time per phase (optimization none and pgo+lto) and tarball size, against the targets.
 
     .venv/bin/python benchmarks/build_phases.py [--series 3.9|3.11|3.13 | --version X.Y.Z]
-        [--runner host|chroot] [--platform P] [--optimization none pgo+lto] [--ccache [DIR]]
+        [--runner auto|host|chroot|docker] [--platform P] [--optimization none pgo+lto] [--ccache [DIR]]
         [--profile-task '-m test --pgo ...']
 
 Builds the newest release of the series in ../shared/cpython-src (3.13: 3.13.15), or --version's.

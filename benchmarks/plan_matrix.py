@@ -1,6 +1,6 @@
 """Benchmark: the planner on big matrices, and the schedule's convergence (issue 11).
 
-  .venv/bin/python benchmarks/plan_matrix.py [--versions 70] [--repeat 3]
+  .venv/bin/python benchmarks/plan_matrix.py [--versions 70] [--repeat 5]
       [--concurrency 20 100 500] [--batch-capacity 20] [--cells-per-series 25] [--skip-convergence]
 
 Prints, against the targets, with the ratio measured/target (<= 1.0 meets it):

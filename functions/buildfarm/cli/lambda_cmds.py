@@ -64,8 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the Python whose pip resolves and builds: a path, or a command on PATH such as "
         "python3.13 (default: this one)",
     )
-    for command in (layer, deps):
-        _common_options(command)
+    for command, arch_default in ((layer, "the Python's, else x86_64"), (deps, "x86_64")):
+        _common_options(command, arch_default)
     layer.set_defaults(func=run_layer)
     deps.set_defaults(func=run_deps)
 
@@ -77,10 +77,8 @@ def interpreter_path(value: str) -> Path:
     return Path(value)
 
 
-def _common_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--arch", help=f"the function's arch ({', '.join(ARCHES)}; default: the Python's, else x86_64)"
-    )
+def _common_options(parser: argparse.ArgumentParser, arch_default: str) -> None:
+    parser.add_argument("--arch", help=f"the function's arch ({', '.join(ARCHES)}; default: {arch_default})")
     parser.add_argument(
         "--glibc",
         default=AL2023_GLIBC,
