@@ -13,6 +13,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from buildfarm.images import JOB_USER
 from infra.builder_images import BuilderImages
 from infra.config import InfraConfig
 from infra.job_roles import JobRoles, RuntimeJobRoles
@@ -27,6 +28,25 @@ INSTANCE_CLASSES = {
                 ec2.InstanceClass.M6G),
 }  # fmt: skip
 
+
+# Batch runs an ECS-on-EC2 job in host network mode (AWS Batch User Guide, "Networking modes
+# for AWS Batch jobs"): the job shares the instance's network, so no hop limit keeps it from the
+# instance metadata service and the instance role there, the ECS agent's (with which a job could
+# pose as the agent and be handed the role credentials of the other jobs on the instance). Every
+# job runs as an unprivileged user (buildfarm.images.JOB_USER, the job definitions' `user`), and
+# this rule, set at every boot before the ECS agent starts (a cloud-boothook), refuses the
+# service to every user but root: the agent and the OS. Fail closed: an instance that cannot set
+# the rule shuts down (Batch replaces it) instead of running jobs. IMDS's IPv6 endpoint is off
+# (the launch template leaves it disabled).
+BOOTHOOK = 'text/cloud-boothook; charset="us-ascii"'
+IMDS_GUARD = """#cloud-boothook
+#!/bin/bash
+rule=(OUTPUT --destination 169.254.169.254/32 --match owner ! --uid-owner 0 --jump REJECT)
+if ! { iptables -w -C "${rule[@]}" 2>/dev/null || iptables -w -I "${rule[@]}"; }; then
+    echo "buildfarm: cannot keep the jobs from the instance metadata service; shutting down" >&2
+    shutdown -h now
+fi
+"""
 
 # Batch applies the first rule that matches (at most 5). Infrastructure losses are retried: Spot
 # reclaim / instance loss ("Host EC2 ... terminated"), and a container that never started on a
@@ -162,11 +182,16 @@ class BuildBatch(Construct):
             allow_all_outbound=True,
         )
 
+        user_data = ec2.MultipartUserData()  # Batch takes a launch template's user data as MIME
+        user_data.add_part(ec2.MultipartBody.from_raw_body(content_type=BOOTHOOK, body=IMDS_GUARD))
         self.launch_template = ec2.LaunchTemplate(
             self,
             "BuilderLaunchTemplate",
             require_imdsv2=True,
-            http_put_response_hop_limit=1,  # containers cannot reach the instance's credentials
+            # A hop limit keeps bridge-mode containers from the metadata service; Batch's jobs
+            # share the instance's network (host mode): IMDS_GUARD keeps them from it.
+            http_put_response_hop_limit=1,
+            user_data=user_data,
             block_devices=[
                 ec2.BlockDevice(
                     device_name="/dev/xvda",
@@ -274,6 +299,7 @@ class BuildBatch(Construct):
                 memory=Size.mebibytes(config.job_memory_mib),
                 job_role=roles[(platform_id, arch)],
                 execution_role=self.execution_role,
+                user=JOB_USER,  # not root: IMDS_GUARD
                 logging=ecs.LogDriver.aws_logs(
                     stream_prefix=name.removeprefix(f"{self.name_prefix}-"), log_group=self.log_group
                 ),

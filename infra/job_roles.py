@@ -78,10 +78,12 @@ class JobKeys:
 # (the builder's preflight, a runtime job's earlier attempt).
 _ONLY_THEIRS = (
     "IAM's * also spans '/', so these patterns alone would match a key nested below another "
-    "cell's build: the bucket policy NoKeysBelowABuild refuses every key deeper than "
-    "<build>/<file>, which leaves only its own platform and arch's cells. It cannot write catalogs, "
-    "claims, plans or releases.json ({confined}); BuildsAreCreateOnly refuses any builds/ or "
-    "runtimes/ write that could replace an object, PublishedBuildsStay any delete there, and "
+    "cell's build or a cell directory moved down a segment: the bucket policy NoKeysBelowABuild "
+    "refuses every key deeper than <build>/<file> and NoCellDirectoryOutOfPlace every key whose "
+    "build segment is an arch, which leaves only its own platform and arch's cells. It cannot "
+    "write catalogs, claims, plans or releases.json ({confined}); BuildsAreCreateOnly refuses any "
+    "builds/, runtimes/ or logs/ write that could replace an object, PublishedBuildsStay any "
+    "delete under builds/ or runtimes/, and "
     "OnlyThePublishSideSigns any SHA256SUMS, SBOM, provenance or .sig."
 )
 

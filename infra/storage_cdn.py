@@ -13,6 +13,7 @@ from constructs import Construct
 
 from buildfarm import layout
 from buildfarm.layout import under
+from buildfarm.platforms import ARCHES
 from infra.config import InfraConfig
 from infra.nag import acknowledge
 
@@ -20,6 +21,9 @@ from infra.nag import acknowledge
 CATALOG_PATTERNS = (*layout.CATALOG_KEYS, under(layout.DOWNLOAD_METADATA_PREFIX))
 PUBLISHED_BUILDS = under(layout.BUILDS_PREFIX)
 PUBLISHED_RUNTIMES = under(layout.RUNTIMES_PREFIX)  # create-only like builds/ (issue 16)
+# A failed build's log and failure record: written once per build number (the driver's
+# create-only write_logs), which the publish side then reads as the build's outcome.
+FAILURE_RECORDS = under(layout.LOGS_PREFIX)
 # Working state of the workflow: never served (plans, claims and logs also expire; an open run
 # marker stays until Recover or Finalize closes it).
 INTERNAL_PREFIXES = layout.INTERNAL_PREFIXES
@@ -66,6 +70,20 @@ TOO_DEEP_KEYS = tuple(
 )
 # A plan's items (the Distributed Maps' ItemReader reads them) and its record (Recover reads it):
 # Plan's alone to write.
+# Keys at the layout's depth whose build segment is an arch: a cell's directory moved one
+# segment down (builds/3.13.5/rhel-9/debian-12/x86_64/<file>), which the debian-12/x86_64 job
+# roles' patterns would match, since IAM's `*` spans '/' (builds/*/debian-12/x86_64/*). No
+# layout key has an arch there (it holds the build number); with TOO_DEEP_KEYS this leaves each
+# job role only its own platform and arch's cells.
+OUT_OF_PLACE_KEYS = tuple(
+    f"{directory}/{arch}/{_ANY}"
+    for arch in ARCHES
+    for directory in (
+        layout.cell_build_dirs(_ANY, _ANY, _ANY)[0],
+        layout.cell_build_dirs(_ANY, _ANY, _ANY)[1],
+        layout.runtime_cell_dir(_ANY, _ANY, _ANY, _ANY),
+    )
+)
 PLAN_ITEMS_KEYS = (layout.items_key(_ANY), layout.runtime_items_key(_ANY))
 PLAN_RECORD_KEYS = (layout.plan_record_key(_ANY), *PLAN_ITEMS_KEYS)
 
@@ -233,9 +251,11 @@ class StorageCdn(Construct):
         )
         # Published builds are immutable (DESIGN "Integrity rules"), enforced here, not only by the
         # builder's code: S3 refuses, whoever asks, any write under builds/ (and runtimes/, whose
-        # builds and publish-side files are all created once) that is not create-only
-        # (If-None-Match: *), so nothing published can be replaced. Multipart parts cannot carry the
-        # header, so multipart uploads under builds/ are refused too; the builder sends single PUTs.
+        # builds and publish-side files are all created once, and logs/, whose failure records
+        # the publish side reads as a build's outcome) that is not create-only
+        # (If-None-Match: *), so nothing published or recorded can be replaced. Multipart parts
+        # cannot carry the header, so multipart uploads under builds/ are refused too; the
+        # builder sends single PUTs.
         # What is published stays: no one deletes under builds/, runtimes/ or keys/. In a
         # versioned bucket a delete leaves a delete marker, and a create-only PUT over a delete
         # marker succeeds: a deleted build could be replaced under its old name (and the CDN
@@ -245,7 +265,7 @@ class StorageCdn(Construct):
         self._deny_everyone(
             "BuildsAreCreateOnly",
             ["s3:PutObject"],
-            (PUBLISHED_BUILDS, PUBLISHED_RUNTIMES),
+            (PUBLISHED_BUILDS, PUBLISHED_RUNTIMES, FAILURE_RECORDS),
             {"Null": {"s3:if-none-match": "true"}},
         )
 
@@ -270,6 +290,7 @@ class StorageCdn(Construct):
         # nested below another cell's build directory would make that cell's builder refuse the
         # build as taken, and PublishedBuildsStay would keep it there for good.
         self._deny_everyone("NoKeysBelowABuild", ["s3:PutObject"], TOO_DEEP_KEYS)
+        self._deny_everyone("NoCellDirectoryOutOfPlace", ["s3:PutObject"], OUT_OF_PLACE_KEYS)
 
     def reserve_plan_record(self, planner: iam.IRole) -> None:
         """Only Plan's role writes a plan's record and items (plans/<execution>/plan.json,

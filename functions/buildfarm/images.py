@@ -46,9 +46,19 @@ class ImageError(Exception):
     """An image could not be built or imported; the message names the image and the step."""
 
 
+# The unprivileged user every Batch job runs as (the job definitions' `user`). Batch runs an
+# ECS-on-EC2 job in the instance's network namespace (host mode), where no hop limit keeps it
+# from the instance metadata service; the launch template's firewall rule refuses that service
+# to every user but root (infra/batch.py), so no job can take the instance's role. The images
+# create this user (build_args) and keep no setuid program to regain root with.
+JOB_UID = 10001
+JOB_USER = f"{JOB_UID}:{JOB_UID}"
+
+
 def build_args(platform: Platform) -> dict[str, str]:
-    """The Dockerfile's arguments for a platform: its base image and its registry id."""
-    return {"BASE_IMAGE": platform.base_image, "PLATFORM": platform.id}
+    """The Dockerfile's arguments for a platform: its base image, its registry id and the
+    jobs' user id (JOB_UID)."""
+    return {"BASE_IMAGE": platform.base_image, "PLATFORM": platform.id, "JOB_UID": str(JOB_UID)}
 
 
 LOCAL_CA_DIR = Path("/usr/local/share/ca-certificates")

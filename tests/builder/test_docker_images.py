@@ -47,15 +47,23 @@ def engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(images, "LOCAL_CA_DIR", tmp_path / "no-local-cas")
 
 
-def test_build_args_name_the_base_image_and_the_platform_the_dockerfile_requires():
+def test_build_args_name_the_base_image_the_platform_and_the_job_user_the_dockerfile_requires():
     registry = load_registry()
     for platform_id in registry.platforms:
         platform = registry.get(platform_id)
-        assert images.build_args(platform) == {"BASE_IMAGE": platform.base_image, "PLATFORM": platform_id}
+        assert images.build_args(platform) == {
+            "BASE_IMAGE": platform.base_image,
+            "PLATFORM": platform_id,
+            "JOB_UID": str(images.JOB_UID),
+        }
     dockerfiles = {registry.family_of(p).dockerfile for p in registry.platforms}
     for dockerfile in dockerfiles:
         text = (REPO / "builder_image" / dockerfile).read_text()
         assert "ARG BASE_IMAGE" in text and "ARG PLATFORM" in text and "--build-arg PLATFORM" in text
+        # The jobs' user (infra/batch.py runs every job as it) exists, and no setuid or setgid
+        # program is left to regain root with.
+        assert "ARG JOB_UID" in text and '--uid "${JOB_UID}"' in text and "--build-arg JOB_UID" in text
+        assert "-perm /6000 -type f -exec chmod ug-s {} +" in text
 
 
 def test_image_tag_covers_everything_the_dockerfile_copies(engine):

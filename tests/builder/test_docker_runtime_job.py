@@ -52,10 +52,11 @@ def write_definitions(directory: Path) -> Path:
 
 
 def run_job(command: list[str], definitions: Path, mounts: list[str], **env: str) -> str:
-    """The item's command as the builder image's command (as Batch runs it); its output."""
+    """The item's command as the builder image's command, as Batch runs it (as the job
+    definitions' unprivileged user); its output."""
     tag = images.build_image(load_registry(), PLATFORM, ARCH, sys.stdout)
     environment = {"BUILDFARM_RUNTIMES": str(definitions), **env}
-    argv = ["docker", "run", "--rm", "--network", images.engine_network()]
+    argv = ["docker", "run", "--rm", "--network", images.engine_network(), "--user", images.JOB_USER]
     for name in environment:
         argv += ["-e", name]
     for mount in [f"{definitions}:{definitions}:ro", *mounts]:

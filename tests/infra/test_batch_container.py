@@ -59,15 +59,16 @@ def s3_endpoint(moto_server: str) -> str:
     return moto_server
 
 
-def job_environment(template: dict[str, Any]) -> dict[str, str]:
-    """The container environment of the stack's debian-12 job definition for this arch."""
+def job_container(template: dict[str, Any]) -> tuple[dict[str, str], str]:
+    """The container environment and user of the stack's debian-12 job definition for this arch."""
     (job,) = [
         r["Properties"]
         for r in template["Resources"].values()
         if r["Type"] == "AWS::Batch::JobDefinition"
         and r["Properties"]["JobDefinitionName"] == f"{STACK_NAME}-{PLATFORM}-{ARCH}"
     ]
-    return {e["Name"]: e["Value"] for e in job["ContainerProperties"]["Environment"]}
+    container = job["ContainerProperties"]
+    return {e["Name"]: e["Value"] for e in container["Environment"]}, container["User"]
 
 
 def test_a_cell_built_in_the_batch_container_is_create_only_and_published(
@@ -79,7 +80,7 @@ def test_a_cell_built_in_the_batch_container_is_create_only_and_published(
     request = {"versions": ["3.13.5"], "platforms": [PLATFORM], "arches": [ARCH]}
     (item,) = plan(request, store, config, "batch-test", NOW).items
 
-    environment = job_environment(template)
+    environment, user = job_container(template)
     assert set(environment) == {"BUILDFARM_PLATFORM", "BUILDFARM_ARCH", "BUILDFARM_BUILDER_IMAGE"}
     image_id = images.image_id(builder_image)
     container_env = {
@@ -95,13 +96,14 @@ def test_a_cell_built_in_the_batch_container_is_create_only_and_published(
     # As Batch: the image's entrypoint, no command, the spec in the environment only. One
     # addition Batch does not make: the suite's compiler cache, mounted, so that CI's reruns
     # on this machine recompile nothing (the build and its checks are the same either way).
-    # It is the host builds' cache: the image's GCC is bookworm's, as the host's, so even a
-    # cold run hits the host build of the same cell (measured: 67 s after a host build into an
-    # empty cache, as fast as with a warm one).
-    ccache = TEST_CACHE / "ccache"
+    # Its own, owned by the job definition's user (not root), which the container runs as.
+    ccache = TEST_CACHE / "ccache-batch-job"
     ccache.mkdir(parents=True, exist_ok=True)
+    uid, gid = (int(part) for part in user.split(":"))
+    if os.geteuid() == 0:
+        os.chown(ccache, uid, gid)
     container_env |= {"BUILDFARM_CCACHE": "1", "CCACHE_DIR": "/buildfarm/ccache"}
-    argv = ["docker", "run", "--rm", "--network", images.engine_network()]
+    argv = ["docker", "run", "--rm", "--network", images.engine_network(), "--user", user]
     argv += ["--volume", f"{ccache}:/buildfarm/ccache"]
     for name in container_env:
         argv += ["-e", name]
@@ -113,6 +115,8 @@ def test_a_cell_built_in_the_batch_container_is_create_only_and_published(
         timeout=1800,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    # The compiles ran as the job definition's user: every cache file is the user's.
+    assert {path.stat().st_uid for path in ccache.rglob("*")} == {uid}
 
     manifest, _ = store.read_json(f"{item.spec.artifact_dir}/manifest.json")
     assert manifest["builder_image"] == image_id

@@ -188,9 +188,14 @@ def test_publish_runtime_writes_runtimes_signed_files_and_versions_json_only(tem
         "logs/3.13.5/ubuntu-2404/aarch64/4/debian-12/x86_64/failure.json",
         "runtimes/svc/2.1.0/rhel-9/aarch64/1/x/debian-12/x86_64/manifest.json",
         "builds/3.13.5/debian-12/x86_64/1/sub/python.tar.gz",
+        # ... and these, at the layout's depth: a cell directory moved down a segment, whose
+        # build segment is then an arch.
+        "builds/3.13.5/rhel-9/debian-12/x86_64/index.html",
+        "logs/3.13.5/rhel-9/debian-12/x86_64/failure.json",
+        "runtimes/svc/2.1.0/rhel-9/debian-12/x86_64/manifest.json",
     ],
 )
-def test_no_one_writes_a_key_deeper_than_a_builds_files(template, key: str) -> None:
+def test_no_one_writes_a_key_deeper_than_a_builds_files_or_out_of_place(template, key: str) -> None:
     job = (runtime_job_role if key.startswith("runtimes/") else job_role)(template, "debian-12", "x86_64")
     assert not allowed(template, job, "s3:PutObject", f"arn:aws:s3:::STORE/{key}")
     assert bucket_denies(template, None, "s3:PutObject", key)  # whoever asks

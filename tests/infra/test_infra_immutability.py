@@ -29,8 +29,9 @@ pytestmark = pytest.mark.slow
 
 def test_bucket_refuses_any_write_under_builds_that_is_not_create_only(template: dict[str, Any]) -> None:
     """Immutability lives in the bucket, not only in the builder: a Deny for every principal on
-    s3:PutObject under builds/* and runtimes/* (issue 16: runtime builds, created once too) when
-    the request has no If-None-Match header."""
+    s3:PutObject under builds/* and runtimes/* (issue 16: runtime builds, created once too), and
+    logs/* (a build number's failure record, written once), when the request has no
+    If-None-Match header."""
     from aws_cdk.assertions import Match, Template
 
     store_id, _ = only(template, "AWS::S3::Bucket", "StorageStore")
@@ -41,7 +42,7 @@ def test_bucket_refuses_any_write_under_builds_that_is_not_create_only(template:
         "Action": "s3:PutObject",
         "Resource": [
             {"Fn::Join": ["", [{"Fn::GetAtt": [store_id, "Arn"]}, f"/{prefix}/*"]]}
-            for prefix in ("builds", "runtimes")
+            for prefix in ("builds", "logs", "runtimes")
         ],
         "Condition": {"Null": {"s3:if-none-match": "true"}},
     }
