@@ -113,5 +113,5 @@ def test_a_build_that_is_not_of_the_spec_fails(tmp_path: Path):
     write_manifest(store, HOST_NONE, 1, optimization="pgo+lto")
     session = Session(store)
     builds = RealBuilds({"first_run"}, session.fixture, tmp_path, "")
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError, match=r"'optimization': 'pgo\+lto'"):  # the manifest's, not no_root's
         builds.get(HOST_NONE, no_root)

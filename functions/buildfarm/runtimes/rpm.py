@@ -37,6 +37,14 @@ cp -a %{{staging}}/. %{{buildroot}}/
 """
 
 
+def rpm_literal(text: str) -> str:
+    """Text from package metadata as literal spec text: rpm expands %name and %{...} and runs
+    %(command) on every line (%% is a literal %), and a line that then begins with % could
+    open a section, so each such line is indented."""
+    escaped = text.replace("%", "%%")
+    return "\n".join(f" {line}" if line.startswith("%") else line for line in escaped.split("\n"))
+
+
 def rpm_version(version: str) -> str:
     """An rpm Version: no '-' (it separates Version from Release)."""
     return version.replace("-", "_")
@@ -60,9 +68,9 @@ def make_rpm(root: Path, prefix: str, fields: dict[str, str], work: Path, dest: 
             name=fields["name"],
             version=rpm_version(fields["version"]),
             release=fields["release"],
-            summary=fields["summary"],
+            summary=rpm_literal(fields["summary"]),
             filters=fields["filters"],
-            description=fields["description"],
+            description=rpm_literal(fields["description"]),
             prefix=prefix,
         )
     )
