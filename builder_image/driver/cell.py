@@ -7,7 +7,7 @@ import os
 from . import buildenv
 from .flags import bolt_config, configure_env, makefile_variables
 from .process import Log
-from .spec import parse_version, platform_info
+from .spec import env_jobs, parse_version, platform_info
 
 
 class Build(object):
@@ -63,7 +63,7 @@ class Build(object):
 
     @property
     def jobs(self):
-        return os.environ.get("BUILDFARM_JOBS") or str(os.cpu_count() or 1)
+        return str(env_jobs(os.environ))  # checked by main.read_spec()
 
     @property
     def configure_env(self):

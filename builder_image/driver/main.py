@@ -19,7 +19,7 @@ from .cell import Build
 from .errors import BuildError, SpecError
 from .install import install
 from .process import raise_when_safe, say, stop_children, utc_now
-from .spec import load_platforms, log_dir_for, parse_spec, platform_info
+from .spec import check_environment, env_flag, load_platforms, log_dir_for, parse_spec, platform_info
 from .upload import open_store, upload
 
 # The phases in order: (name, function of the Build). BUILDFARM_STOP_AFTER names one.
@@ -157,6 +157,7 @@ def read_spec():
     spec = parse_spec(text, registry_json)
     if os.environ.get("BUILDFARM_STOP_AFTER", PHASE_NAMES[-1]) not in PHASE_NAMES:
         raise SpecError("BUILDFARM_STOP_AFTER must be one of: " + ", ".join(PHASE_NAMES))
+    check_environment(os.environ)  # the on/off options and BUILDFARM_JOBS, before any work
     return spec, registry_json
 
 
@@ -184,7 +185,7 @@ def main(argv=None):
         result = execute(spec, registry_json, work.path)
     finally:
         stop_children()  # whatever else ended the build, nothing of it outlives the work dir
-        if os.environ.get("BUILDFARM_KEEP_WORK") != "1":
+        if not env_flag(os.environ, "BUILDFARM_KEEP_WORK"):
             work.remove()
         else:
             until = " (until the cell's next build)" if work.stable else ""

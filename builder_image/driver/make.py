@@ -20,6 +20,7 @@ from .flags import (
     static_interpreter_by_make,
 )
 from .process import run
+from .spec import env_flag
 
 HARDENING_PY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hardening.py")
 # The steps of the make phase (make_steps()), and how each shows its progress
@@ -128,7 +129,7 @@ def build_env(build):
     """The children's environment, with ccache first on PATH when BUILDFARM_CCACHE=1."""
     env = dict(build.env)
     ccache = shutil.which("ccache", path=env["PATH"])
-    if os.environ.get("BUILDFARM_CCACHE") == "1" and ccache:
+    if env_flag(os.environ, "BUILDFARM_CCACHE") and ccache:
         # ccache by masquerading (compiler names on PATH): CC stays "gcc", so the
         # sysconfig data that extensions are built with never mentions ccache.
         shims = os.path.join(build.work, "ccache-bin")

@@ -7,6 +7,7 @@ import shutil
 
 from .errors import BuildError, WouldOverwrite
 from .process import run
+from .spec import env_flag
 from .upload import open_store
 
 TOOLS = ("make", "tar", "strip", "readelf")
@@ -25,7 +26,7 @@ def preflight(build):
                 build.store.describe(), build.spec["artifact_dir"]
             ),
         )
-    if os.environ.get("BUILDFARM_CHECK_BUILD_DEPS", "1") != "0":
+    if env_flag(os.environ, "BUILDFARM_CHECK_BUILD_DEPS"):
         missing = missing_build_dependencies(build)
         if missing:
             raise BuildError("preflight", "missing build dependencies: " + " ".join(missing))

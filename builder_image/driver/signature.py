@@ -31,6 +31,7 @@ import time
 
 from .errors import BuildError
 from .process import say, start
+from .spec import env_flag
 
 REQUIRE_ENV = "BUILDFARM_REQUIRE_SOURCE_SIGNATURE"
 KEYS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "keys")
@@ -229,7 +230,7 @@ def gpgv_verify(gpgv, key_path, signature_path, data_path, env, log):
 
 def check(build):
     """The verify phase's signature check: build.source_signature, or BuildError."""
-    required = os.environ.get(REQUIRE_ENV) == "1"
+    required = env_flag(os.environ, REQUIRE_ENV)
     key_path = key_file(build.version)
     # The build environment's PATH, not the caller's: the gpgv that checks is the system's.
     path = build.env["PATH"]

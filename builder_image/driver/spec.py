@@ -2,6 +2,7 @@
 registry says about its platform. Pure functions, standard library only, Python 3.6+."""
 
 import json
+import os
 import re
 
 import registry  # builder_image/registry.py: also run alone by the Dockerfiles
@@ -26,6 +27,18 @@ _PREFIX_RE = re.compile(r"(?:/[A-Za-z0-9._+-]+)+")
 PREFIX_MAX = 200
 # The spec's fields that are strings (checked before anything looks them up).
 STRING_KEYS = ("version", "platform", "arch", "prefix", "store", "artifact_dir", "optimization")
+# The driver's on/off options and their value when unset or empty; otherwise 1 (on) or 0 (off),
+# anything else a SpecError: a security setting must never read "true" as off.
+FLAGS = {
+    "BUILDFARM_REQUIRE_SOURCE_SIGNATURE": False,
+    "BUILDFARM_CCACHE": False,
+    "BUILDFARM_KEEP_WORK": False,
+    "BUILDFARM_CHECK_BUILD_DEPS": True,
+}
+# make -j and the self-test's workers: unset or empty, every core; else 1..JOBS_MAX, ASCII digits.
+JOBS_VARIABLE = "BUILDFARM_JOBS"
+JOBS_MAX = 1024
+_JOBS_RE = re.compile(r"[0-9]+")
 
 
 def parse_version(text):
@@ -35,6 +48,37 @@ def parse_version(text):
         raise SpecError("malformed Python version {!r} (expected e.g. 3.13.5 or 3.14.0rc2)".format(text))
     minor, micro, pre, pre_n = match.groups()
     return (3, int(minor), int(micro), pre, int(pre_n) if pre_n else 0)
+
+
+def env_flag(environ, name):
+    """The on/off option `name` (one of FLAGS) of the environment mapping environ: unset or
+    empty, its default; "1", True; "0", False; anything else a SpecError naming it."""
+    value = environ.get(name, "")
+    if value == "":
+        return FLAGS[name]
+    if value in ("0", "1"):
+        return value == "1"
+    raise SpecError("{} must be 1 or 0, not {!r}".format(name, value))
+
+
+def env_jobs(environ):
+    """BUILDFARM_JOBS of the environment mapping environ as an int: unset or empty, the CPU
+    count; else ASCII digits, 1 to JOBS_MAX, or a SpecError naming it."""
+    value = environ.get(JOBS_VARIABLE, "")
+    if value == "":
+        return os.cpu_count() or 1
+    # Length first: int() of thousands of digits is slow, or a ValueError (Python 3.11+).
+    if not _JOBS_RE.fullmatch(value) or len(value.lstrip("0")) > 4 or not 1 <= int(value) <= JOBS_MAX:
+        message = "{} must be a whole number from 1 to {} (ASCII digits), not {!r}"
+        raise SpecError(message.format(JOBS_VARIABLE, JOBS_MAX, value))
+    return int(value)
+
+
+def check_environment(environ):
+    """Every on/off option and BUILDFARM_JOBS, before any work: SpecError naming a bad one."""
+    for name in FLAGS:
+        env_flag(environ, name)
+    env_jobs(environ)
 
 
 def load_platforms(path=None):

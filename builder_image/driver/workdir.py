@@ -29,6 +29,8 @@ import shutil
 import stat
 import tempfile
 
+from .spec import env_flag
+
 STABLE_ROOT_VARIABLE = "BUILDFARM_STABLE_BUILD_ROOT"
 # Characters kept in a directory name made from the spec ("pgo+lto" -> "pgo-lto").
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -77,7 +79,7 @@ def stable_name(spec):
 
 def stable_path(spec, environ):
     """The cell's stable build directory, or None when ccache is off (nothing to gain)."""
-    if environ.get("BUILDFARM_CCACHE") != "1":
+    if not env_flag(environ, "BUILDFARM_CCACHE"):
         return None
     root = environ.get(STABLE_ROOT_VARIABLE) or work_root(environ)
     return os.path.join(os.path.abspath(root), stable_name(spec))
