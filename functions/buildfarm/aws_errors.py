@@ -18,6 +18,10 @@ from urllib.parse import urlsplit
 
 from buildfarm.errors import UsageError
 
+# The region variable the farm documents (as the AWS CLI v2 and the other SDKs read it, before
+# AWS_DEFAULT_REGION); botocore reads only AWS_DEFAULT_REGION, hence aws_region()/honour_aws_region().
+REGION_ENV = "AWS_REGION"
+DEFAULT_REGION_ENV = "AWS_DEFAULT_REGION"
 CREDENTIALS_HINT = (
     "set AWS_PROFILE to a profile in ~/.aws/config (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
 )
@@ -82,6 +86,32 @@ class AwsError(UsageError):
 def one_line(text: object) -> str:
     """botocore's messages may span lines (ParamValidationError): one line, spaces collapsed."""
     return " ".join(str(text).split())
+
+
+def aws_region(explicit: str | None = None) -> str | None:
+    """The region to give boto3: `explicit` (an option), else $AWS_REGION, else
+    $AWS_DEFAULT_REGION; None leaves it to the profile (botocore's own lookup)."""
+    return explicit or os.environ.get(REGION_ENV) or os.environ.get(DEFAULT_REGION_ENV) or None
+
+
+@contextlib.contextmanager
+def honour_aws_region() -> Iterator[None]:
+    """While inside, boto3 clients made without a region use $AWS_REGION too (it wins over
+    $AWS_DEFAULT_REGION, as in the AWS CLI v2), so "set AWS_REGION" is true of every command.
+    AWS_DEFAULT_REGION is put back as it was on the way out."""
+    region = os.environ.get(REGION_ENV)
+    before = os.environ.get(DEFAULT_REGION_ENV)
+    if not region or region == before:
+        yield
+        return
+    os.environ[DEFAULT_REGION_ENV] = region
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(DEFAULT_REGION_ENV, None)
+        else:
+            os.environ[DEFAULT_REGION_ENV] = before
 
 
 def _region_hint(region_option: bool) -> str:

@@ -15,8 +15,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from buildfarm.errors import UsageError
 from buildfarm.suggest import unknown_name
 from buildfarm.versions import is_series
 
@@ -209,13 +210,62 @@ def registry_path() -> Path:
     return builder_image_dir() / "platforms.json"
 
 
+class RegistryError(UsageError):
+    """The platform registry cannot be read or is not a valid registry (exit status 2). Not a
+    ValueError, so a pydantic validator that loads the registry lets it through as it is."""
+
+
+def _registry_problem(path: Path, why: str) -> RegistryError:
+    from_env = os.environ.get(REGISTRY_ENV)
+    chosen_by_env = bool(from_env) and Path(str(from_env)) == path
+    named = f"{REGISTRY_ENV}={from_env!r}" if chosen_by_env else f"platform registry {path}"
+    return RegistryError(f"{named}: {' '.join(why.split())}")
+
+
+def _parse_registry(raw: object) -> Registry:
+    if not isinstance(raw, dict):
+        raise ValueError(f"not a JSON object but {type(raw).__name__}")
+    missing = [key for key in ("families", "platforms", "extension_modules") if key not in raw]
+    if missing:
+        raise ValueError(f"no {', '.join(repr(key) for key in missing)} key (is it a platforms.json?)")
+    platforms, modules = raw["platforms"], raw["extension_modules"]
+    if not isinstance(platforms, dict) or not all(isinstance(data, dict) for data in platforms.values()):
+        raise ValueError("'platforms' must map each platform id to a JSON object")
+    if not isinstance(modules, dict) or not isinstance(modules.get("required"), list):
+        raise ValueError("'extension_modules' must be a JSON object with a 'required' list")
+    series = raw.get("series") or {}
+    return Registry.model_validate(
+        {
+            "families": raw["families"],
+            "platforms": {pid: {**data, "id": pid} for pid, data in platforms.items()},
+            "required_modules": modules["required"],
+            "series_end_of_life": series.get("end_of_life", {}) if isinstance(series, dict) else series,
+        }
+    )
+
+
 @cache
 def load_registry(path: Path | None = None) -> Registry:
-    raw = json.loads((path or registry_path()).read_text())
-    platforms = {pid: Platform(id=pid, **data) for pid, data in raw["platforms"].items()}
-    return Registry(
-        families=raw["families"],
-        platforms=platforms,
-        required_modules=tuple(raw["extension_modules"]["required"]),
-        series_end_of_life=raw.get("series", {}).get("end_of_life", {}),
-    )
+    """The registry at `path`, else registry_path(). RegistryError (a UsageError naming
+    $BUILDFARM_PLATFORMS when that chose the file) if it cannot be read or is not valid."""
+    path = path or registry_path()
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise _registry_problem(path, f"cannot read it: {error.strerror or error}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise _registry_problem(path, f"not valid JSON: {error}") from None
+    try:
+        return _parse_registry(raw)
+    except ValueError as error:  # pydantic's ValidationError is a ValueError too
+        raise _registry_problem(path, f"not a valid platform registry: {_first_error(error)}") from error
+
+
+def _first_error(error: Exception) -> str:
+    """One line: a pydantic ValidationError's first error with its location, else the message."""
+    if isinstance(error, ValidationError) and error.errors():
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+        return f"{where + ': ' if where else ''}{first['msg']}{more}"
+    return str(error)

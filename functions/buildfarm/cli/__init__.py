@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from buildfarm import __version__
-from buildfarm.aws_errors import explain_aws_error, is_aws_error
+from buildfarm.aws_errors import explain_aws_error, honour_aws_region, is_aws_error
 from buildfarm.errors import BuildfarmError, UsageError
 from buildfarm.suggest import SuggestingArgumentParser
 
@@ -45,13 +46,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        try:
+            return _run(argv)
+        finally:  # (also after --help's SystemExit) a reader that is gone shows here, not at exit
+            sys.stdout.flush()
+    except BrokenPipeError:
+        return _stdout_closed()
+
+
+def _stdout_closed() -> int:
+    """The reader of stdout went away (`buildfarm platforms | head -1`): stop quietly with
+    status 1, as https://docs.python.org/3/library/signal.html#note-on-sigpipe recommends.
+    stdout now goes to /dev/null, so Python's flush at exit cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a file (replaced by a caller): nothing to redirect
+        pass
+    return 1
+
+
+def _run(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with honour_aws_region():
+            return int(args.func(args) or 0)
     except BuildfarmError as error:
         print(f"buildfarm {args.command}: error: {error}", file=sys.stderr)
         return error.exit_code
+    except BrokenPipeError:
+        raise
     except Exception as error:
         # The last resort for an AWS call no subcommand translated: one line, not a traceback.
         if not is_aws_error(error):

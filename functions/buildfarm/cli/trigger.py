@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from buildfarm import clock
-from buildfarm.aws_errors import explain_aws_error, is_aws_error
+from buildfarm.aws_errors import aws_region, explain_aws_error, is_aws_error
 from buildfarm.cli.arg_types import seconds
 from buildfarm.errors import UsageError
 from buildfarm.workflow_input import (
@@ -64,7 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"{Outputs.STATE_MACHINE_ARN} output (default: ${STACK_ENV}, else {STACK_NAME})",
     )
     parser.add_argument(
-        "--region", help="the stack's AWS region (default: $AWS_REGION, else the profile's region)"
+        "--region",
+        help="the stack's AWS region (default: $AWS_REGION, else $AWS_DEFAULT_REGION, else the profile's)",
     )
     parser.add_argument("--name", help="execution name (default: trigger-<UTC time>-<random>)")
     parser.add_argument(
@@ -130,7 +131,8 @@ def run_trigger(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     execution_input = request.model_dump(mode="json", exclude_defaults=True)
 
-    session = boto3.session.Session(region_name=args.region)
+    # boto3 reads AWS_DEFAULT_REGION only; the farm documents AWS_REGION (and --region beats both).
+    session = boto3.session.Session(region_name=aws_region(args.region))
     arn = resolve_state_machine(args, session)
     region = STATE_MACHINE_ARN.fullmatch(arn)["region"]  # checked by resolve_state_machine
     sfn = session.client("stepfunctions", region_name=region)

@@ -7,17 +7,20 @@ from __future__ import annotations
 import contextlib
 import os
 import platform as host_platform
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from buildfarm.errors import UsageError
 from buildfarm.models import BuildSpec
 from buildfarm.platforms import Platform, Registry, builder_image_dir
-from buildfarm.runners.base import DriverRunner, Launch, driver_env
+from buildfarm.runners.base import DriverRunner, Launch, PreflightError, driver_env
 
 MACHINE_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
+DRIVER_PYTHON_ENV = "BUILDFARM_DRIVER_PYTHON"
 
 
 def host_arch() -> str:
@@ -45,6 +48,21 @@ def host_platform_id(registry: Registry) -> str | None:
     return match.id if match else None
 
 
+def driver_python() -> str:
+    """The interpreter the host runner runs the driver with: $BUILDFARM_DRIVER_PYTHON (a path,
+    or a name on PATH), else this python. UsageError naming the variable if it is set to
+    something that is not an executable file, so a build stops before it claims its cell."""
+    value = os.environ.get(DRIVER_PYTHON_ENV)
+    if not value:
+        return sys.executable
+    if shutil.which(value) is None:
+        raise UsageError(
+            f"{DRIVER_PYTHON_ENV}={value!r} is not an executable file: set it to the python the host "
+            "runner runs the build driver with, or unset it for this python"
+        )
+    return value
+
+
 class HostRunner(DriverRunner):
     """Runs the driver directly on this machine, which must be the target platform."""
 
@@ -52,7 +70,7 @@ class HostRunner(DriverRunner):
 
     def __init__(self, platform: Platform, python: str | None = None) -> None:
         self.platform_id = platform.id
-        self.python = python or os.environ.get("BUILDFARM_DRIVER_PYTHON") or sys.executable
+        self.python = python or driver_python()
 
     @classmethod
     def problem(cls, platform: Platform, arch: str, registry: Registry) -> str | None:
@@ -71,4 +89,11 @@ class HostRunner(DriverRunner):
     def launch(self, spec: BuildSpec, output: IO[str]) -> Iterator[Launch]:
         log_path = Path(tempfile.mkdtemp(prefix="buildfarm-log-")) / "build.log"
         env = {**os.environ, **driver_env(spec), "BUILDFARM_LOG_FILE": str(log_path)}
-        yield Launch([self.python, str(builder_image_dir() / "build.py")], env, log_path)
+        try:
+            yield Launch([self.python, str(builder_image_dir() / "build.py")], env, log_path)
+        except OSError as error:
+            if error.filename != self.python:
+                raise
+            # The interpreter exists (driver_python checked) but cannot be started: say which.
+            why = error.strerror or str(error)
+            raise PreflightError(f"cannot run the driver's python {self.python!r}: {why}") from None
