@@ -23,13 +23,15 @@ import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal, Self, Union, get_args, get_origin
+from urllib.parse import unquote, urlsplit
 
+from packaging.version import Version
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import ErrorDetails, PydanticUseDefault
 
 from buildfarm.errors import UsageError
 from buildfarm.platforms import ARCHES, Registry, load_registry
-from buildfarm.versions import is_series
+from buildfarm.versions import is_series, series_of
 
 DEFAULT_STORE = "./dist"
 DEFAULT_RELEASES_URL = "https://www.python.org/api/v2/downloads"
@@ -203,6 +205,14 @@ class WorkflowSettings(BaseModel):
             raise ValueError(f"{value!r} is not a series like 3.9")
         return value
 
+    def unsupported_version(self, version: str) -> str | None:
+        """Why a well-formed release or series is below lowest_series (a hard floor, also for a
+        named version, as the planner's resolve_versions says), or None."""
+        series = version if is_series(version) else series_of(version)
+        if Version(series) >= Version(self.lowest_series):
+            return None
+        return f"version {version!r} is below the lowest supported series {self.lowest_series}"
+
     @field_validator("releases_url")
     @classmethod
     def _releases_url(cls, value: str) -> str:
@@ -334,17 +344,37 @@ class FarmConfig(WorkflowSettings):
 
 def resolve_store_location(explicit: str | None, environ: Mapping[str, str] | None = None) -> str:
     """The store a command uses: the --store value, else $BUILDFARM_STORE, else ./dist. A
-    directory (file:// accepted) becomes an absolute path; s3://BUCKET[/PREFIX] stays as given.
-    Raises ConfigError naming anything else."""
+    directory (or a file:///PATH or file://localhost/PATH URL of one) becomes an absolute path;
+    s3://BUCKET[/PREFIX] stays as given. Raises ConfigError naming anything else."""
     env = os.environ if environ is None else environ
     location = explicit or (env.get("BUILDFARM_STORE") or "").strip() or DEFAULT_STORE
     if location.startswith("s3://"):
         if not _S3_STORE.fullmatch(location):
             raise ConfigError(f"malformed S3 store {location!r} (s3://BUCKET/PREFIX)")
         return location
-    if "://" in location and not location.startswith("file://"):
-        raise ConfigError(f"unsupported store {location!r} (a directory or s3://BUCKET/PREFIX)")
-    directory = os.path.abspath(location.removeprefix("file://"))
+    directory = _file_url_path(location) if "://" in location else os.path.abspath(location)
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise ConfigError(f"store {directory!r} is not a directory")
     return directory
+
+
+def _file_url_path(location: str) -> str:
+    """The absolute path of a file:///PATH or file://localhost/PATH store; ConfigError naming
+    any other URL (another host, no path, a query or fragment)."""
+    try:
+        url = urlsplit(location)
+    except ValueError as error:
+        raise ConfigError(f"malformed store URL {location!r}: {error}") from None
+    if url.scheme.lower() != "file":
+        raise ConfigError(f"unsupported store {location!r} (a directory or s3://BUCKET/PREFIX)")
+    if url.netloc.lower() not in ("", "localhost"):
+        raise ConfigError(
+            f"store {location!r} names the host {url.netloc!r}: a file:// store is on this machine "
+            "(file:///PATH or file://localhost/PATH)"
+        )
+    if url.query or url.fragment or "?" in location or "#" in location:
+        raise ConfigError(f"store {location!r} has a query or fragment (file:///PATH)")
+    path = unquote(url.path)
+    if not path.startswith("/") or "\x00" in path:
+        raise ConfigError(f"store {location!r} names no absolute path (file:///PATH)")
+    return os.path.normpath(path)

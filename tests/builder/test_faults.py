@@ -49,6 +49,7 @@ def broken_mirror(tmp_path) -> tuple[str, str]:
 @needs_host_platform
 def test_checksum_mismatch_aborts_before_configure(tmp_path, source_mirror):
     store = tmp_path / "store"
+    store.mkdir()  # `build` refuses a named store that does not exist
     code, output = cli_build_on_host(
         store, source_mirror, "--optimization", "none", "--source-sha256", "0" * 64
     )
@@ -65,6 +66,7 @@ def test_checksum_mismatch_aborts_before_configure(tmp_path, source_mirror):
 def test_failing_configure_leaves_no_artifacts_and_shows_the_tail(tmp_path, broken_mirror):
     mirror, digest = broken_mirror
     store = tmp_path / "store"
+    store.mkdir()  # `build` refuses a named store that does not exist
     code, output = cli_build_on_host(store, mirror, "--optimization", "none", "--source-sha256", digest)
     assert code == 1, output
     assert "phase configure FAILED" in output

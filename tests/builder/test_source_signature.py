@@ -195,6 +195,7 @@ def test_a_modified_tarball_with_its_signature_fails_before_configure(tmp_path):
     """The sha256 matches (the spec says the modified tarball's), the signature does not."""
     mirror, digest = _mirror(tmp_path, modified=True)
     store = tmp_path / "store"
+    store.mkdir()  # `build` refuses a named store that does not exist
     code, output = cli_build_on_host(store, mirror, "--optimization", "none", "--source-sha256", digest)
     assert code == 1, output
     assert "phase verify FAILED: OpenPGP signature of Python-3.13.5.tar.xz: gpgv says BADSIG" in output

@@ -127,6 +127,7 @@ class StubRunner:
 
 def standalone_build(store, monkeypatch, *extra: str) -> tuple[int, StubRunner]:
     runner = StubRunner(store)
+    store.create()  # `build` refuses a named store that does not exist
     monkeypatch.setattr(buildfarm.cli.build, "select_runner", lambda platform, requested, arch: runner)
     argv = ["build", "3.13.5", "--platform", "debian-12", "--arch", "x86_64", "--store", store.location]
     code = main([*argv, "--source-sha256", REAL_3135_SHA256, *extra])

@@ -16,7 +16,8 @@ from buildfarm import clock
 from buildfarm.claims import claim_cell, release_claims
 from buildfarm.cli.arg_types import build_number
 from buildfarm.cli.live_build import build_showing_progress
-from buildfarm.config import DEFAULT_SOURCE_MIRROR, FarmConfig, resolve_store_location
+from buildfarm.cli.plan import require_existing_store
+from buildfarm.config import DEFAULT_SOURCE_MIRROR, FarmConfig
 from buildfarm.errors import UsageError
 from buildfarm.farm import terminate_on_signals
 from buildfarm.models import BuildSpec, artifact_dir
@@ -39,6 +40,7 @@ from buildfarm.releases import (
     unknown_release,
 )
 from buildfarm.runners import RUNNER_CHOICES, RunnerUnavailable, host_arch, select_runner
+from buildfarm.runners.base import check_driver_settings
 from buildfarm.store import Store, StoreError, open_store
 from buildfarm.versions import VersionError, check_version_or_series, is_series, series_of
 
@@ -62,7 +64,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--platform", required=True, help="registry platform id, e.g. debian-12")
     parser.add_argument("--arch", help="x86_64 (amd64) or aarch64 (arm64) (default: this machine's)")
-    parser.add_argument("--runner", default="auto", choices=RUNNER_CHOICES)
+    parser.add_argument(
+        "--runner",
+        default="auto",
+        choices=RUNNER_CHOICES,
+        help="auto (default): host if it is the platform, else a chroot for Debian and Ubuntu, else docker",
+    )
     parser.add_argument(
         "--optimization",
         choices=("pgo+lto", "none"),
@@ -70,7 +77,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="default: $BUILDFARM_OPTIMIZATION or pgo+lto",
     )
     parser.add_argument(
-        "--store", help="a directory or s3://BUCKET/PREFIX (default: $BUILDFARM_STORE or ./dist)"
+        "--store",
+        help="an existing directory or s3://BUCKET/PREFIX (default: $BUILDFARM_STORE, else ./dist, "
+        "which is created if missing)",
     )
     parser.add_argument(
         "--source-mirror",
@@ -95,13 +104,20 @@ def known_releases(store_location: str) -> ReleaseCatalog:
         raise UsageError(f"cannot read the store {store_location}: {error}") from None
 
 
-def resolve_version(text: str, catalog: ReleaseCatalog) -> str:
-    """The release to build: VERSION as given, or a series' newest known release (the one
-    `plan` and `run` pick for it). UsageError names a malformed version or an unknown series."""
+def check_version(text: str, config: FarmConfig) -> None:
+    """UsageError naming a malformed version or series, or one below the lowest supported
+    series ($BUILDFARM_LOWEST_SERIES), which `plan` and `run` refuse too."""
     try:
         check_version_or_series(text)
     except VersionError as error:
         raise UsageError(str(error)) from None
+    if problem := config.unsupported_version(text):
+        raise UsageError(problem)
+
+
+def resolve_version(text: str, catalog: ReleaseCatalog) -> str:
+    """The release to build: VERSION (checked: check_version) as given, or a series' newest
+    known release (the one `plan` and `run` pick for it). UsageError names an unknown series."""
     if not is_series(text):
         return text
     release = newest_of_series(catalog, text)
@@ -148,11 +164,9 @@ def _source(args: argparse.Namespace, version: str, catalog: ReleaseCatalog) -> 
 
 def make_spec(args: argparse.Namespace, execution_id: str) -> BuildSpec:
     """Validate the command line into a build spec (reads the store's releases.json, writes nothing)."""
-    try:
-        check_version_or_series(args.version)
-    except VersionError as error:
-        raise UsageError(str(error)) from None
     registry = load_registry()
+    config = FarmConfig.from_env(registry=registry, store=args.store)  # ConfigError is a UsageError
+    check_version(args.version, config)
     try:
         platform = registry.get(args.platform)
     except UnknownPlatformError as error:
@@ -161,7 +175,7 @@ def make_spec(args: argparse.Namespace, execution_id: str) -> BuildSpec:
     optimization = args.optimization or os.environ.get("BUILDFARM_OPTIMIZATION") or "pgo+lto"
     if optimization not in ("pgo+lto", "none"):
         raise UsageError(f"unknown optimization {optimization!r} in BUILDFARM_OPTIMIZATION (pgo+lto or none)")
-    store = resolve_store_location(args.store)  # ConfigError is a UsageError
+    store = config.store  # --store, else $BUILDFARM_STORE, else ./dist (resolve_store_location)
     mirror = args.source_mirror or os.environ.get("BUILDFARM_SOURCE_MIRROR") or DEFAULT_SOURCE_MIRROR
     if not mirror.startswith(("http://", "https://", "file://")):
         raise UsageError(f"source mirror {mirror!r} must be an http://, https:// or file:// URL")
@@ -215,14 +229,27 @@ def _claim(store: Store, spec: BuildSpec, requested: int | None, taken: set[int]
     return spec.model_copy(update=update)
 
 
+def _existing_store(args: argparse.Namespace, location: str) -> Store:
+    """The build's store. A named one (--store or $BUILDFARM_STORE) must exist: a mistyped name
+    is refused, not made a new store; the default ./dist may start here."""
+    try:
+        store = open_store(location)
+    except StoreError as error:
+        raise UsageError(f"cannot read the store {location}: {error}") from None
+    if args.store or (os.environ.get("BUILDFARM_STORE") or "").strip():
+        require_existing_store(store, f"to start a new one, create its directory first (mkdir {location})")
+    return store
+
+
 def run_build(args: argparse.Namespace) -> int:
     spec = make_spec(args, local_execution_id())
+    check_driver_settings(os.environ)
     try:
         runner = select_runner(spec.platform, args.runner, spec.arch)
     except RunnerUnavailable as error:
         raise UsageError(str(error)) from None
+    store = _existing_store(args, spec.store)
     try:
-        store = open_store(spec.store)
         taken = store.build_numbers(spec.version, spec.platform, spec.arch)
     except Exception as error:  # unreadable store: say which and stop before building
         raise UsageError(f"cannot read the store {spec.store}: {error}") from None

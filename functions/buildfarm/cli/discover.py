@@ -232,6 +232,8 @@ def run_releases_add(args: argparse.Namespace) -> int:
         release = new_release(args.version, args.sha256, args.file)
     except ReleaseInputError as error:
         raise UsageError(str(error)) from None
+    if problem := FarmConfig.from_env().unsupported_version(release.version):  # as plan and build
+        raise UsageError(problem)
     store = _open_store(args)
     change = _store_errors("add", store, [release], args.force, _named_store(args))
     what = f"{release.version} ({release.file}, sha256 {release.sha256})"

@@ -23,6 +23,7 @@ from buildfarm.farm import CellProgress, RunReport, run_farm, runtime_cells_here
 from buildfarm.plan import new_execution_id, plan
 from buildfarm.platforms import Registry, load_registry
 from buildfarm.runners import RUNNER_CHOICES, host_arch, host_platform_id
+from buildfarm.runners.base import check_driver_settings
 from buildfarm.runtimes.cloud_items import farm_definitions
 from buildfarm.runtimes.farm_cells import RuntimeRunPlan, plan_run_runtimes
 from buildfarm.store import LocalStore, StoreError
@@ -223,6 +224,7 @@ def _setup(args: argparse.Namespace, registry: Registry) -> tuple[FarmConfig, di
         if args.source_mirror and message.startswith("BUILDFARM_SOURCE_MIRROR:"):
             message = "--source-mirror" + message.removeprefix("BUILDFARM_SOURCE_MIRROR")  # the flag's value
         raise UsageError(message) from None
+    check_driver_settings(os.environ)  # before any cell is claimed
 
     location = config.store
     if location.startswith("s3://"):

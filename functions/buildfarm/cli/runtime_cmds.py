@@ -19,7 +19,7 @@ from buildfarm.runtimes.cloud_items import DEFINITIONS_ENV
 from buildfarm.runtimes.definitions import GIT_TAG, default_definitions, find_definition, load_definitions
 from buildfarm.runtimes.farm_cells import default_cache
 from buildfarm.runtimes.keys import RUNTIME_CACHE_DIR
-from buildfarm.runtimes.python_source import tarball_cell_problem
+from buildfarm.runtimes.python_source import check_local_tarball, tarball_cell_problem
 from buildfarm.runtimes.runtime_build import CACHE_ENV, RuntimeRequest, build_runtime
 from buildfarm.store import Store, StoreError, open_store
 
@@ -137,8 +137,10 @@ def runtime_request(args: argparse.Namespace) -> RuntimeRequest:
     platform, arch = _cell(args)
     definition = find_definition(args.name, definitions_dir(args))
     version = definition.resolved_version(args.runtime_version)
-    if args.python_tarball and (problem := tarball_cell_problem(args.python_tarball, platform, arch)):
-        raise UsageError(problem)
+    if args.python_tarball:  # before the store is opened: a refusal writes nothing
+        if problem := tarball_cell_problem(args.python_tarball, platform, arch):
+            raise UsageError(problem)
+        check_local_tarball(args.python_tarball)
     try:
         store = open_store(resolve_store_location(args.store))
     except StoreError as error:

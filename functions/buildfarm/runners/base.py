@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import IO, ClassVar, Protocol
 
 from buildfarm import roots
+from buildfarm.errors import UsageError
 from buildfarm.models import BuildSpec
 from buildfarm.platforms import Platform, Registry
-from buildfarm.runners.outbox import Outbox, taken_message
+from buildfarm.runners.outbox import Outbox, driver_module, taken_message
 from buildfarm.verify import RUNNER_SOURCE, RUNNER_STORE
 
 PhaseCallback = Callable[[str, float], None]
@@ -49,6 +50,7 @@ DRIVER_OPTIONS = (
     "BUILDFARM_BUILDER_IMAGE",
     "BUILDFARM_REQUIRE_SOURCE_SIGNATURE",
 )
+STOP_AFTER = "BUILDFARM_STOP_AFTER"  # the driver's last phase (builder_image/driver/main.py)
 AWS_ENV = (
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
@@ -119,6 +121,22 @@ class RunnerKind(Protocol):
     def create(self, platform: Platform, arch: str, registry: Registry) -> Runner:
         """The runner for platform x arch; call only when problem() is None."""
         ...
+
+
+def check_driver_settings(environ: Mapping[str, str]) -> None:
+    """UsageError naming a driver setting that the driver itself would refuse only after the
+    cell is claimed: a $BUILDFARM_STOP_AFTER that is not one of its phases, an on/off option
+    that is not 1 or 0, a bad $BUILDFARM_JOBS (the driver's own check_environment)."""
+    if STOP_AFTER in environ:
+        phases = driver_module("main").PHASE_NAMES
+        if environ[STOP_AFTER] not in phases:
+            raise UsageError(
+                f"{STOP_AFTER}: {environ[STOP_AFTER]!r} is not a phase (one of: {', '.join(phases)})"
+            )
+    try:
+        driver_module("spec").check_environment(environ)
+    except driver_module("errors").SpecError as error:
+        raise UsageError(str(error)) from None
 
 
 def driver_env(spec: BuildSpec, base: Mapping[str, str] | None = None) -> dict[str, str]:

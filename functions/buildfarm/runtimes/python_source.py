@@ -109,10 +109,15 @@ def fetch_tarball(store: Store, python: PythonBuild, dest: Path) -> Path:
     return dest
 
 
-def local_tarball(path: Path, dest: Path) -> PythonBuild:
-    """A tarball given on the command line (its version is read from the tree once extracted)."""
+def check_local_tarball(path: Path) -> None:
+    """UsageError (one line) unless a --python-tarball is a file (checked before anything is written)."""
     if not path.is_file():
         raise UsageError(f"--python-tarball {path}: no such file")
+
+
+def local_tarball(path: Path, dest: Path) -> PythonBuild:
+    """A tarball given on the command line (its version is read from the tree once extracted)."""
+    check_local_tarball(path)
     shutil.copyfile(path, dest)
     digest = hashlib.sha256(dest.read_bytes()).hexdigest()
     return PythonBuild("", None, None, digest, dest.stat().st_size)

@@ -38,7 +38,14 @@ from buildfarm.runtimes.build import RuntimeBuildError
 from buildfarm.runtimes.definitions import RuntimeDefinition
 from buildfarm.runtimes.keys import MANIFEST_FILE, runtime_artifact_dir, runtime_manifest_key
 from buildfarm.runtimes.package import SCHEMA_VERSION, publish
-from buildfarm.runtimes.python_source import PythonBuild, fetch_tarball, local_tarball, matches, select_python
+from buildfarm.runtimes.python_source import (
+    PythonBuild,
+    check_local_tarball,
+    fetch_tarball,
+    local_tarball,
+    matches,
+    select_python,
+)
 from buildfarm.runtimes.selftest import installed_distributions, moved_check, run_selftests
 from buildfarm.store import Store, StoreError
 
@@ -223,6 +230,8 @@ def build_runtime(request: RuntimeRequest) -> tuple[str, dict[str, Any]]:
         return earlier
     # What the request names is checked first (a machine-independent answer), then where it runs.
     chosen = choose_python(request)
+    if request.python_tarball is not None:  # before uv's cache is made (in the store's runtimes/)
+        check_local_tarball(request.python_tarball)
     check_placement(request.platform, request.arch)
     uv = find_uv()
     # Beside an S3 store of a farm that shares uv's cache (off by default: uv_cache says why), a
