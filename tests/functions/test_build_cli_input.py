@@ -112,29 +112,6 @@ def test_installed_cli_refuses_3_8_1_before_claiming(tmp_path):
     assert listing(tmp_path) == before
 
 
-# -- D7: a store that does not exist ----------------------------------------------------------
-
-
-def test_build_refuses_a_named_store_that_does_not_exist(env, capsys):
-    err = refused(capsys, env, build_argv("3.13.5", "typo-store"), str(env / "typo-store"), "does not exist")
-    assert "mkdir" in err
-    assert not (env / "typo-store").exists()
-
-
-def test_build_refuses_a_missing_store_named_by_the_variable(env, capsys, monkeypatch):
-    monkeypatch.setenv("BUILDFARM_STORE", str(env / "typo-store"))
-    argv = [a for a in build_argv("3.13.5", "x") if a not in ("--store", "x")]
-    refused(capsys, env, argv, str(env / "typo-store"), "does not exist")
-
-
-def test_installed_cli_refuses_a_typo_store(tmp_path):
-    argv = build_argv("3.13.5", "typo-store", "--source-mirror", "http://127.0.0.1:9/")
-    result = run_cli(argv, tmp_path)
-    assert result.returncode == 2, result
-    assert result.stderr.count("\n") == 1 and str(tmp_path / "typo-store") in result.stderr, result.stderr
-    assert list(tmp_path.iterdir()) == []
-
-
 # -- D8: file:// store URLs ---------------------------------------------------------------------
 
 
@@ -187,12 +164,6 @@ def test_status_no_longer_reads_the_cwd_or_a_relative_path(env, capsys, url):
     else:  # /tmp/nowhere-relative: absolute, not ./localhost/tmp/...; it does not exist
         err = refused(capsys, env, ["status", "--store", url], "/tmp/nowhere-relative")
         assert "localhost" not in err
-
-
-def test_build_into_file_localhost_uses_the_absolute_path(env, capsys):
-    url = f"file://localhost{env}/typo-store"
-    refused(capsys, env, build_argv("3.13.5", url), f"store {env}/typo-store does not exist")
-    assert not (env / "localhost").exists()
 
 
 # -- D9: runtime build with a --python-tarball that is not there ------------------------------

@@ -16,7 +16,6 @@ from buildfarm import clock
 from buildfarm.claims import claim_cell, release_claims
 from buildfarm.cli.arg_types import build_number
 from buildfarm.cli.live_build import build_showing_progress
-from buildfarm.cli.plan import require_existing_store
 from buildfarm.config import DEFAULT_SOURCE_MIRROR, FarmConfig
 from buildfarm.errors import UsageError
 from buildfarm.farm import terminate_on_signals
@@ -78,8 +77,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--store",
-        help="an existing directory or s3://BUCKET/PREFIX (default: $BUILDFARM_STORE, else ./dist, "
-        "which is created if missing)",
+        help="a directory (created if missing, as `run` does) or s3://BUCKET/PREFIX "
+        "(default: $BUILDFARM_STORE, else ./dist)",
     )
     parser.add_argument(
         "--source-mirror",
@@ -229,18 +228,6 @@ def _claim(store: Store, spec: BuildSpec, requested: int | None, taken: set[int]
     return spec.model_copy(update=update)
 
 
-def _existing_store(args: argparse.Namespace, location: str) -> Store:
-    """The build's store. A named one (--store or $BUILDFARM_STORE) must exist: a mistyped name
-    is refused, not made a new store; the default ./dist may start here."""
-    try:
-        store = open_store(location)
-    except StoreError as error:
-        raise UsageError(f"cannot read the store {location}: {error}") from None
-    if args.store or (os.environ.get("BUILDFARM_STORE") or "").strip():
-        require_existing_store(store, f"to start a new one, create its directory first (mkdir {location})")
-    return store
-
-
 def run_build(args: argparse.Namespace) -> int:
     spec = make_spec(args, local_execution_id())
     check_driver_settings(os.environ)
@@ -248,8 +235,8 @@ def run_build(args: argparse.Namespace) -> int:
         runner = select_runner(spec.platform, args.runner, spec.arch)
     except RunnerUnavailable as error:
         raise UsageError(str(error)) from None
-    store = _existing_store(args, spec.store)
     try:
+        store = open_store(spec.store)
         taken = store.build_numbers(spec.version, spec.platform, spec.arch)
     except Exception as error:  # unreadable store: say which and stop before building
         raise UsageError(f"cannot read the store {spec.store}: {error}") from None
