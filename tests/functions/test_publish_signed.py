@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
+from openssl_check import openssl_verifies
 
 from buildfarm.attest.signing import KeyFileSigner, fingerprint, init_key, verify_signature
 from buildfarm.attest.store_keys import ensure_catalog_signed
@@ -92,9 +92,10 @@ def published(local_store: LocalStore, config, signer: KeyFileSigner) -> tuple[L
     return local_store, item
 
 
-def openssl_verifies(public_key: Path, data_file: Path) -> bool:
-    command = ["openssl", "dgst", "-sha256", "-verify", str(public_key), "-signature", f"{data_file}.sig"]
-    return subprocess.run([*command, str(data_file)], capture_output=True, check=False).returncode == 0
+def openssl_verifies_files(public_key: Path, data_file: Path) -> bool:
+    """openssl_verifies() of a file beside its .sig, with the key file."""
+    signature = data_file.with_name(f"{data_file.name}.sig")
+    return openssl_verifies(public_key.read_bytes(), data_file.read_bytes(), signature.read_bytes())
 
 
 def verify(*argv: str, capsys) -> tuple[int, list[str]]:
@@ -126,7 +127,7 @@ def test_a_published_build_has_its_five_files_and_openssl_verifies_them(publishe
     assert entry["file"] == f"keys/{entry['fingerprint'].removeprefix('SHA256:')}.pub"
     assert fingerprint(public_key.read_bytes()) == entry["fingerprint"]
     for signed in (build / "SHA256SUMS", build / "provenance.json", root / "versions.json"):
-        assert openssl_verifies(public_key, signed), signed
+        assert openssl_verifies_files(public_key, signed), signed
 
 
 def test_the_provenance_states_the_build(published) -> None:
@@ -311,7 +312,7 @@ def test_finalize_signs_versions_json_again_when_publishers_crossed(published, s
     store.put("versions.json.sig", signer.sign(b"an older versions.json\n"))
     assert ensure_catalog_signed(store, signer) == ["versions.json.sig"]
     root = Path(store.location)
-    assert openssl_verifies(
+    assert openssl_verifies_files(
         root / read_json(store, "keys/keys.json")["keys"][0]["file"], root / "versions.json"
     )
     assert ensure_catalog_signed(store, signer) == []  # a good signature is left alone

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import boto3
 import pytest
 from moto_patches import kms_signs_digests_as_aws
+from openssl_check import openssl_verifies
 
 from buildfarm import clock
 from buildfarm.attest.signing import fingerprint
@@ -98,15 +97,6 @@ def handler_logs():
         handler.setStream(previous)
 
 
-def openssl_verifies(directory: Path, public_key: bytes, data: bytes, signature: bytes) -> bool:
-    """`openssl dgst -sha256 -verify`, as install.sh and the issue's readers check."""
-    (directory / "farm.pub").write_bytes(public_key)
-    (directory / "data").write_bytes(data)
-    (directory / "data.sig").write_bytes(signature)
-    command = ["openssl", "dgst", "-sha256", "-verify", "farm.pub", "-signature", "data.sig", "data"]
-    return subprocess.run(command, cwd=directory, capture_output=True, check=False).returncode == 0
-
-
 def emf_metrics(output: str) -> dict[str, float]:
     """Metric values from the CloudWatch embedded-metric-format lines Powertools printed."""
     values = {}
@@ -151,7 +141,7 @@ def _assert_signed_with_the_stack_key(store, build_dir: str, tmp_path) -> None:
     public_key = store.read(keys["keys"][0]["file"])[0]
     assert [k["fingerprint"] for k in keys["keys"]] == [keys["current"]] == [fingerprint(public_key)]
     for name in ("versions.json", f"{build_dir}/SHA256SUMS", f"{build_dir}/provenance.json"):
-        assert openssl_verifies(tmp_path, public_key, store.read(name)[0], store.read(f"{name}.sig")[0]), name
+        assert openssl_verifies(public_key, store.read(name)[0], store.read(f"{name}.sig")[0]), name
     assert store.exists(f"{build_dir}/sbom.cdx.json")
 
 
