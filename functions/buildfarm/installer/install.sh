@@ -371,10 +371,16 @@ fi
 json_flatten <"$workdir/versions.json" >"$workdir/catalog.tsv"
 
 # Versions newest first (python_versions keeps that order) that have a build for this cell.
+# Each must be a release's version before it names anything (a file, a message, a choice); the
+# catalog's keys are compared whole, as text.
 mapfile -t all_versions < <(awk -F'\t' '$1 ~ /^python_versions\/[0-9]+$/ { print $2 }' "$workdir/catalog.tsv")
 built_here=()
 for v in "${all_versions[@]}"; do
-  if grep -q "^builds/$v/$platform/$arch/build	" "$workdir/catalog.tsv"; then
+  if [[ ! "$v" =~ ^3\.[0-9]+\.[0-9]+((a|b|rc)[0-9]+)?$ ]]; then
+    die "$base_url/versions.json lists a malformed version $(printf '%q' "$v")"
+  fi
+  if awk -F'\t' -v key="builds/$v/$platform/$arch/build" '$1 == key { found = 1; exit } END { exit !found }' \
+    "$workdir/catalog.tsv"; then
     built_here+=("$v")
   fi
 done

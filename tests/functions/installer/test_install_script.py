@@ -408,3 +408,29 @@ def test_the_published_base_url_reads_back(base) -> None:
 
     script = render_installer(base or "https://x.org/$(reboot)")
     assert embedded_base_url(script) == base
+
+
+@pytest.mark.parametrize("bad", ["3.13.9\x1b[2J", "3.13.*", "3.13.5 ", "3.1३.5"])
+def test_a_malformed_version_in_the_catalog_is_refused_and_quoted(tmp_path, store, bad) -> None:
+    """A version is checked before it names anything: a terminal escape, a pattern or a
+    non-ASCII digit in versions.json is one line, quoted, not a match or a message."""
+    catalog = json.loads((store / "versions.json").read_text())
+    catalog["python_versions"].insert(0, bad)
+    (store / "versions.json").write_text(json.dumps(catalog))
+    result = run_installer(tmp_path, store, "--list")
+    assert result.returncode != 0 and result.stdout == ""
+    assert "versions.json lists a malformed version" in result.stderr, result.stderr
+    assert "\x1b" not in result.stderr and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_a_version_matches_its_cells_whole_not_as_a_pattern(tmp_path, store) -> None:
+    """3.12.8's cell key is compared as text: a catalog whose only debian-12 build is under a
+    key that 3.12.8 would match as a regex (3x12x8) lists nothing built for 3.12.8 here."""
+    catalog = json.loads((store / "versions.json").read_text())
+    catalog["builds"]["3x12x8"] = {"debian-11": catalog["builds"]["3.12.8"].pop("debian-11")}
+    catalog["builds"]["3.12.8"] = {"debian-13": catalog["builds"]["3.12.8"].pop("debian-12")}
+    catalog["builds"]["3x12x8"]["debian-12"] = catalog["builds"]["3.12.8"]["debian-13"]
+    (store / "versions.json").write_text(json.dumps(catalog))
+    result = run_installer(tmp_path, store, "--list")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["3.13.5"]
