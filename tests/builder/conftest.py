@@ -70,9 +70,7 @@ def docker_farm(tmp_path_factory, source_mirror: str, fast_build_env: None) -> D
     store of its own: the docker runner's build (test_docker_build) and the store the runtime
     job bootstraps from (test_docker_runtime_job), built once per session."""
     if problem := docker_problem():
-        if os.environ.get("CI"):
-            pytest.fail(f"CI needs a Docker engine: {problem}")
-        pytest.skip(problem)
+        pytest.skip(problem)  # a failure under CI (tests/ci_skips.py)
     registry = load_registry()
     if not images.image_exists(registry.get(DOCKER_PLATFORM).base_image):
         images.import_base(registry, DOCKER_PLATFORM, host_arch(), sys.stdout)

@@ -65,9 +65,7 @@ class DockerBuild:
 @pytest.fixture(scope="module")
 def base_image() -> str:
     if problem := docker_problem():
-        if os.environ.get("CI"):
-            pytest.fail(f"CI needs a Docker engine: {problem}")
-        pytest.skip(problem)
+        pytest.skip(problem)  # a failure under CI (tests/ci_skips.py)
     registry = load_registry()
     base = registry.get(PLATFORM).base_image
     if not images.image_exists(base):

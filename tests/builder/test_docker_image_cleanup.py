@@ -4,7 +4,6 @@ arch's older images and the platform's package-list stages left before it, and n
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 import tarfile
 import time
@@ -53,9 +52,7 @@ def _stage(label: str) -> str:
 @pytest.fixture
 def engine():
     if problem := docker_problem():
-        if os.environ.get("CI"):
-            pytest.fail(f"CI needs a Docker engine: {problem}")
-        pytest.skip(problem)
+        pytest.skip(problem)  # a failure under CI (tests/ci_skips.py)
     yield
     listed = _docker("images", "--all", "--quiet", "--no-trunc", REPOSITORY).split()
     for label in (PLATFORM, OTHER_PLATFORM):

@@ -44,9 +44,7 @@ SHORT_SELFTEST = "test_sqlite3 test_ctypes test_zlib test_lzma test_json"
 @pytest.fixture(scope="module")
 def builder_image() -> str:
     if problem := docker_problem():
-        if os.environ.get("CI"):
-            pytest.fail(f"CI needs a Docker engine: {problem}")
-        pytest.skip(problem)
+        pytest.skip(problem)  # a failure under CI (tests/ci_skips.py)
     registry = load_registry()
     if not images.image_exists(registry.get(PLATFORM).base_image):
         images.import_base(registry, PLATFORM, ARCH, sys.stdout)
