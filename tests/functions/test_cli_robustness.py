@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_process import BUILDFARM, isolated_env, run_cli
 
 from buildfarm import aws_errors
 from buildfarm.cli import main
@@ -28,27 +29,6 @@ from buildfarm.errors import UsageError
 from buildfarm.models import BuildSpec
 from buildfarm.platforms import REGISTRY_ENV, RegistryError, load_registry, registry_path
 from buildfarm.runners.host import DRIVER_PYTHON_ENV, HostRunner, driver_python, host_platform_id
-
-BUILDFARM = str(Path(sys.executable).with_name("buildfarm"))
-
-
-def cli_env(home: Path, **extra: str) -> dict[str, str]:
-    """No AWS configuration or instance metadata; python.org unreachable at once."""
-    return {
-        "PATH": os.environ["PATH"],
-        "HOME": str(home),
-        "AWS_CONFIG_FILE": os.devnull,
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "BUILDFARM_RELEASES_URL": "http://127.0.0.1:9/api",
-        **extra,
-    }
-
-
-def run_cli(env: dict[str, str], *argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [BUILDFARM, *argv], env=env, cwd=cwd, capture_output=True, text=True, timeout=120, check=False
-    )
 
 
 def one_error_line(result: subprocess.CompletedProcess[str], command: str, *wanted: str) -> str:
@@ -96,7 +76,7 @@ def test_a_bad_registry_is_one_line_naming_the_variable_and_the_file(tmp_path, c
     path, said = bad_registries(tmp_path)[case]
     store = tmp_path / "store"
     store.mkdir()
-    env = cli_env(tmp_path, **{REGISTRY_ENV: str(path)})
+    env = isolated_env(tmp_path, **{REGISTRY_ENV: str(path)})
     for argv in (["platforms"], ["plan", "--store", str(store)], ["status", "--store", str(store)]):
         line = one_error_line(run_cli(env, *argv), argv[0], f"{REGISTRY_ENV}={str(path)!r}", said)
         assert "valid platform registry" in line or "JSON" in line or "cannot read" in line
@@ -104,7 +84,7 @@ def test_a_bad_registry_is_one_line_naming_the_variable_and_the_file(tmp_path, c
 
 
 def test_a_registry_that_is_a_directory(tmp_path):
-    env = cli_env(tmp_path, **{REGISTRY_ENV: str(tmp_path)})
+    env = isolated_env(tmp_path, **{REGISTRY_ENV: str(tmp_path)})
     one_error_line(
         run_cli(env, "platforms"), "platforms", f"{REGISTRY_ENV}={str(tmp_path)!r}", "Is a directory"
     )
@@ -167,7 +147,7 @@ def fake_aws() -> Iterator[tuple[str, list[str]]]:
 
 
 def trigger_env(home: Path, endpoint: str, **region: str) -> dict[str, str]:
-    return cli_env(
+    return isolated_env(
         home,
         AWS_ACCESS_KEY_ID="testing",
         AWS_SECRET_ACCESS_KEY="testing",
@@ -201,10 +181,10 @@ def test_trigger_asks_aws_in_the_region_the_user_set(tmp_path, fake_aws, region_
 
 def test_trigger_with_aws_region_and_no_credentials_gets_past_the_region(tmp_path):
     """What the audit saw: AWS_REGION alone was "no AWS region set"; now the next thing is missing."""
-    result = run_cli(cli_env(tmp_path, AWS_REGION="eu-west-1"), "trigger", "--versions", "3.13.5")
+    result = run_cli(isolated_env(tmp_path, AWS_REGION="eu-west-1"), "trigger", "--versions", "3.13.5")
     line = one_error_line(result, "trigger", "no AWS credentials found")
     assert "region" not in line
-    result = run_cli(cli_env(tmp_path), "trigger", "--versions", "3.13.5")
+    result = run_cli(isolated_env(tmp_path), "trigger", "--versions", "3.13.5")
     one_error_line(result, "trigger", "no AWS region set: pass --region or set AWS_REGION")
 
 
@@ -237,7 +217,7 @@ def test_every_command_honours_aws_region_and_puts_the_environment_back(monkeypa
 
 def test_the_region_messages_name_what_is_read(tmp_path):
     """ "set AWS_REGION" is true of a command without --region too (here: a KMS client)."""
-    env = cli_env(tmp_path, AWS_REGION="eu-west-1")
+    env = isolated_env(tmp_path, AWS_REGION="eu-west-1")
     code = (
         "import boto3, buildfarm.aws_errors as a\n"
         "with a.honour_aws_region():\n"
@@ -262,7 +242,7 @@ def test_build_with_a_bad_driver_python_is_one_line_and_writes_nothing(tmp_path,
     store = tmp_path / "store"
     store.mkdir()
     platform = host_platform_id(load_registry())
-    env = cli_env(tmp_path, **{DRIVER_PYTHON_ENV: value})
+    env = isolated_env(tmp_path, **{DRIVER_PYTHON_ENV: value})
     argv = ["build", "3.13.5", "--platform", str(platform), "--runner", "host", "--store", str(store)]
     argv += ["--optimization", "none", "--source-mirror", "http://127.0.0.1:9/", "--source-sha256", "a" * 64]
     result = run_cli(env, *argv)
@@ -336,7 +316,7 @@ def empty_store(tmp_path) -> Path:
 def test_output_into_a_closed_pipe_ends_quietly(tmp_path, empty_store, argv):
     if argv[0] in ("status", "plan"):
         argv = [*argv, "--store", str(empty_store)]
-    code, stderr = run_into_closed_pipe(cli_env(tmp_path), *argv)
+    code, stderr = run_into_closed_pipe(isolated_env(tmp_path), *argv)
     for text in ("Traceback", "BrokenPipeError", "Broken pipe", "Exception ignored"):
         assert text not in stderr, stderr
     # plan may say python.org is unreachable (this test's releases URL); nothing else is said
@@ -347,9 +327,8 @@ def test_output_into_a_closed_pipe_ends_quietly(tmp_path, empty_store, argv):
 def test_platforms_into_head_in_a_shell(tmp_path):
     """As the user types it: the pipeline's first command exits 1 at most, and says nothing."""
     script = f'{BUILDFARM} platforms | head -c1 >/dev/null; echo "${{PIPESTATUS[0]}}"'
-    result = subprocess.run(
-        ["bash", "-c", script], env=cli_env(tmp_path), capture_output=True, text=True, timeout=120, check=True
-    )
+    env = isolated_env(tmp_path)
+    result = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, check=True)
     assert result.stdout.strip() in ("0", "1") and result.stderr == "", result
 
 

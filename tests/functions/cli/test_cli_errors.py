@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from cli_process import isolated_env, run_cli
 from moto import mock_aws
 from moto.core import enable_iam_authentication
 
@@ -25,27 +24,7 @@ import buildfarm.cli.plan
 from buildfarm.aws_errors import AwsError, explain_aws_error
 from buildfarm.cli import main
 
-BUILDFARM = str(Path(sys.executable).with_name("buildfarm"))
 S3_STORE = "s3://farm-errors-test/python"
-
-
-def isolated_env(home: Path, **extra: str) -> dict[str, str]:
-    """No AWS credentials, config or instance metadata; python.org unreachable at once."""
-    return {
-        "PATH": os.environ["PATH"],
-        "HOME": str(home),
-        "AWS_CONFIG_FILE": os.devnull,
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "BUILDFARM_RELEASES_URL": "http://127.0.0.1:9/api",
-        **extra,
-    }
-
-
-def run_cli(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [BUILDFARM, *argv], env=env, capture_output=True, text=True, timeout=120, check=False
-    )
 
 
 def assert_one_line(result: subprocess.CompletedProcess[str], command: str, *wanted: str) -> str:
