@@ -29,3 +29,16 @@ def run_cli(env: dict[str, str], *argv: str, cwd: Path | None = None) -> subproc
     return subprocess.run(
         [BUILDFARM, *argv], env=env, cwd=cwd, capture_output=True, text=True, timeout=120, check=False
     )
+
+
+def one_error_line(result: subprocess.CompletedProcess[str], command: str, *wanted: str) -> str:
+    """The one line `buildfarm COMMAND` printed for a usage error (exit 2, no traceback), which
+    holds every wanted text."""
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    line = result.stderr.strip()
+    assert line.startswith(f"buildfarm {command}: error: "), line
+    for text in wanted:
+        assert text in line, line
+    return line

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli_process import BUILDFARM, isolated_env, run_cli
+from cli_process import BUILDFARM, isolated_env, one_error_line, run_cli
 
 from buildfarm import aws_errors
 from buildfarm.cli import main
@@ -29,17 +29,6 @@ from buildfarm.errors import UsageError
 from buildfarm.models import BuildSpec
 from buildfarm.platforms import REGISTRY_ENV, RegistryError, load_registry, registry_path
 from buildfarm.runners.host import DRIVER_PYTHON_ENV, HostRunner, driver_python, host_platform_id
-
-
-def one_error_line(result: subprocess.CompletedProcess[str], command: str, *wanted: str) -> str:
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr
-    assert result.stderr.count("\n") == 1, result.stderr
-    line = result.stderr.strip()
-    assert line.startswith(f"buildfarm {command}: error: "), line
-    for text in wanted:
-        assert text in line, line
-    return line
 
 
 def files_under(path: Path) -> list[Path]:

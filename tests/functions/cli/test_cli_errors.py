@@ -10,13 +10,12 @@ AccessDenied, unknown keys, the missing bucket and the missing stack are real an
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from cli_process import isolated_env, run_cli
+from cli_process import isolated_env, one_error_line, run_cli
 from moto import mock_aws
 from moto.core import enable_iam_authentication
 
@@ -27,28 +26,17 @@ from buildfarm.cli import main
 S3_STORE = "s3://farm-errors-test/python"
 
 
-def assert_one_line(result: subprocess.CompletedProcess[str], command: str, *wanted: str) -> str:
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    assert result.stderr.count("\n") == 1, result.stderr
-    line = result.stderr.strip()
-    assert line.startswith(f"buildfarm {command}: error: "), line
-    for text in wanted:
-        assert text in line, line
-    return line
-
-
 @pytest.mark.parametrize("command", ["status", "plan"])
 def test_no_credentials(tmp_path, command):
     result = run_cli(isolated_env(tmp_path), command, "--store", S3_STORE)
-    assert_one_line(
+    one_error_line(
         result, command, f"{S3_STORE}/", "no AWS credentials found", "AWS_PROFILE", "AWS_ACCESS_KEY_ID"
     )
 
 
 def test_unknown_profile(tmp_path):
     result = run_cli(isolated_env(tmp_path, AWS_PROFILE="nonesuch"), "status", "--store", S3_STORE)
-    assert_one_line(result, "status", "AWS profile 'nonesuch' not found", "set AWS_PROFILE")
+    one_error_line(result, "status", "AWS profile 'nonesuch' not found", "set AWS_PROFILE")
 
 
 def test_unreachable_endpoint(tmp_path):
@@ -60,17 +48,17 @@ def test_unreachable_endpoint(tmp_path):
         AWS_MAX_ATTEMPTS="1",  # the user's setting wins over the store's 5 attempts
     )
     result = run_cli(env, "status", "--store", S3_STORE)
-    assert_one_line(result, "status", "cannot reach AWS at http://127.0.0.1:1", "AWS_ENDPOINT_URL")
+    one_error_line(result, "status", "cannot reach AWS at http://127.0.0.1:1", "AWS_ENDPOINT_URL")
 
 
 def test_trigger_without_a_region_or_credentials_says_what_to_set(tmp_path):
     env = isolated_env(tmp_path)
     result = run_cli(env, "trigger", "--versions", "3.13.5")
-    assert_one_line(
+    one_error_line(
         result, "trigger", "stack 'PythonBuildFarm'", "no AWS region set", "--region", "AWS_REGION"
     )
     result = run_cli(env, "trigger", "--versions", "3.13.5", "--region", "eu-west-1")
-    assert_one_line(result, "trigger", "no AWS credentials found", "AWS_PROFILE")
+    one_error_line(result, "trigger", "no AWS credentials found", "AWS_PROFILE")
 
 
 @pytest.fixture
