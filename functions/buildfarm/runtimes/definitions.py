@@ -64,7 +64,7 @@ PREFIX_RULE = (
 # How a uv.lock is exported for install (runtimes.build): the lock as it is, without the project
 # itself and without any dependency group (dev included). Its digest covers these options too.
 UV_EXPORT_OPTIONS = ("--frozen", "--no-emit-project", "--no-default-groups")
-HASHED_LINE = re.compile(r"--hash=sha256:[0-9a-f]{64}")
+HASH_OPTION = re.compile(r"--hash=sha256:[0-9a-f]{64}")  # one word of a requirement's line, whole
 REPOSITORY_DEFINITIONS = Path(__file__).resolve().parents[3] / "runtimes"
 PACKAGED_DEFINITIONS = "runtime_definitions"  # where a wheel carries them (pyproject force-include)
 
@@ -106,7 +106,7 @@ def unhashed_requirements(text: str) -> list[str]:
     return [
         line.split()[0]
         for _, line in logical_lines(text)
-        if not line.startswith("-") and not HASHED_LINE.search(line)
+        if not line.startswith("-") and not any(HASH_OPTION.fullmatch(word) for word in line.split()[1:])
     ]
 
 

@@ -116,6 +116,11 @@ def test_bad_definitions_are_one_line_naming_the_file_and_value(tmp_path: Path, 
     assert "\n" not in str(caught.value)
 
 
+def test_a_hash_inside_a_requirements_url_is_no_hash_option() -> None:
+    url = f"pkg @ https://example.org/{HASH}/pkg-1.0-py3-none-any.whl"
+    assert unhashed_requirements(f"{url}\nsix==1.17.0 {HASH}\n") == ["pkg"]
+
+
 def test_every_requirement_needs_a_hash(tmp_path: Path) -> None:
     requirements = f"six==1.17.0 \\\n    {HASH}\n# a comment\n\nidna==3.10\n"
     with pytest.raises(
