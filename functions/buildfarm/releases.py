@@ -354,17 +354,14 @@ def resolve_versions(
     the known releases nearest to it and how to add one."""
     if requested is None:
         return admitted(catalog, config)
-    lowest = Version(config.lowest_series)
     chosen: dict[str, Release] = {}
     for text in requested:
         try:
             series = text if is_series(text) else series_of(text)
         except VersionError as error:
             raise ReleaseLookupError(str(error)) from None
-        if Version(series) < lowest:
-            raise ReleaseLookupError(
-                f"version {text!r} is below the lowest supported series {config.lowest_series}"
-            )
+        if problem := config.unsupported_version(text):
+            raise ReleaseLookupError(problem)
         pick = newest_of_series(catalog, series) if series == text else catalog.releases.get(text)
         if pick is None:
             raise ReleaseLookupError(unknown_release(text, catalog))
