@@ -9,10 +9,10 @@ import json
 import re
 import subprocess
 import urllib.request
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from html_links import page_links
 
 pytestmark = [pytest.mark.build, pytest.mark.farm]
 
@@ -110,23 +110,11 @@ def test_killed_run_then_rerun_is_consistent_and_keeps_finished_cells(farm_store
     assert sorted(entry["cell"] for entry in planned["build"]) == sorted(CELLS)
 
 
-class _Links(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.links: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        for name, value in attrs:
-            if name in ("href", "src") and value:
-                self.links.append(value)
-
-
 def test_status_page_links_resolve_in_the_store_and_over_http(farm_store, killed_and_rerun) -> None:
     page = (farm_store.store / "index.html").read_text()
-    parser = _Links()
-    parser.feed(page)
-    local = [link for link in parser.links if not link.startswith(("http://", "https://", "#", "mailto:"))]
-    assert len(local) >= 6, parser.links  # artifacts of 2 cells at least
+    links = page_links(page, with_sources=True)
+    local = [link for link in links if not link.startswith(("http://", "https://", "#", "mailto:"))]
+    assert len(local) >= 6, links  # artifacts of 2 cells at least
     for link in local:
         assert (farm_store.store / link.split("#")[0]).is_file(), link
         with urllib.request.urlopen(f"{farm_store.base_url}/{link}") as response:

@@ -7,10 +7,10 @@ import os
 import subprocess
 import threading
 from datetime import timedelta
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from html_links import page_links
 
 from buildfarm.catalog import CatalogArtifact, CatalogCell, merge_cells, update_versions
 from buildfarm.claims import claim_key
@@ -262,16 +262,6 @@ def test_without_public_base_url_urls_point_into_the_store(local_store, config):
     )
 
 
-class _Links(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.links = []
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "a":
-            self.links.append(dict(attrs)["href"])
-
-
 def test_index_html_is_a_readable_matrix_with_relative_links(local_store, config):
     request = {"versions": ["3.13.5"], "platforms": ["debian-12", "rhel-9"]}
     result = planned(local_store, config, request)
@@ -280,14 +270,13 @@ def test_index_html_is_a_readable_matrix_with_relative_links(local_store, config
             fake_build(local_store, item.spec, kinds=("tarball", "rpm"))
     publish(result.summary, local_store, config, now=NOW, signer=None)
     page = local_store.read("index.html")[0].decode()
-    parser = _Links()
-    parser.feed(page)
-    assert "builds/3.13.5/debian-12/x86_64/1/python-3.13.5-debian-12-x86_64.tar.gz" in parser.links
-    assert "builds/3.13.5/rhel-9/x86_64/1/manifest.json" in parser.links
-    assert not [link for link in parser.links if link.startswith("logs/")]  # the CDN does not serve logs/
-    assert "download-metadata/debian-12.json" in parser.links
-    assert all("://" not in link and not link.startswith("/") for link in parser.links)
-    for link in parser.links:
+    links = page_links(page)
+    assert "builds/3.13.5/debian-12/x86_64/1/python-3.13.5-debian-12-x86_64.tar.gz" in links
+    assert "builds/3.13.5/rhel-9/x86_64/1/manifest.json" in links
+    assert not [link for link in links if link.startswith("logs/")]  # the CDN does not serve logs/
+    assert "download-metadata/debian-12.json" in links
+    assert all("://" not in link and not link.startswith("/") for link in links)
+    for link in links:
         if link.startswith("builds/") or link.startswith("download-metadata/") or link == "versions.json":
             assert local_store.exists(link), link
     # every enabled platform is a column; versions are rows; sizes are shown

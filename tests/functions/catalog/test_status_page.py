@@ -9,6 +9,7 @@ from datetime import timedelta
 from html.parser import HTMLParser
 
 import pytest
+from html_links import page_links
 
 from buildfarm.catalog import CatalogArtifact, CatalogCell, empty_versions, merge_cells, render_index
 from buildfarm.catalog.status_page import Column, Failure, human_size, matrix_cell, matrix_columns
@@ -120,11 +121,10 @@ def test_a_build_row_has_its_date_size_sha256_and_links_to_every_file_of_the_bui
     adir = "builds/3.13.5/debian-12/x86_64/1"
     document, _ = merge_cells(empty_versions(), {("3.13.5", "debian-12", "x86_64"): catalog_cell(adir)}, NOW)
     page = render_index(document, registry, ["debian-12"], NOW)
-    parsed = _Links()
-    parsed.feed(page)
+    links = page_links(page)
     files = ["f.tarball", "f.deb", "SHA256SUMS", "manifest.json", "build.log"]
-    assert [link for link in parsed.links if link.startswith(adir)] == [f"{adir}/{file}" for file in files]
-    assert not [link for link in parsed.links if link.startswith("logs/")]
+    assert [link for link in links if link.startswith(adir)] == [f"{adir}/{file}" for file in files]
+    assert not [link for link in links if link.startswith("logs/")]
     assert f'<code class="sha" title="sha256 of the tar.gz">{FAKE_SHA}</code>' in page
     assert '<time datetime="2026-11-22T09:00:00Z" title="2026-11-22T09:00:00Z">2026-11-22</time>' in page
     assert '<th class="version">3.13.5</th>' in page and ">debian-12</th>" in page
@@ -224,13 +224,3 @@ def test_failures_are_recorded_in_the_stores_versions_json(local_store):
     update_versions(local_store, {cell: catalog_cell("builds/x", build=2)}, NOW)
     document = read_json(local_store, "versions.json")
     assert "failing" not in document and document["builds"]["3.13.5"]["debian-12"]["x86_64"]["build"] == 2
-
-
-class _Links(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.links: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
-            self.links += [value or "" for name, value in attrs if name == "href"]
