@@ -69,6 +69,32 @@ def job_container(template: dict[str, Any]) -> tuple[dict[str, str], str]:
     return {e["Name"]: e["Value"] for e in container["Environment"]}, container["User"]
 
 
+def run_as_batch(image: str, container_env: dict[str, str], user: str) -> tuple[Path, int]:
+    """The image as Batch runs it: its entrypoint, no command, the spec in the environment only,
+    as the job definition's user. One addition Batch does not make: the suite's compiler cache,
+    mounted, so that CI's reruns on this machine recompile nothing (the build and its checks are
+    the same either way); its own, owned by that user. (The cache, the user's uid.)"""
+    ccache = TEST_CACHE / "ccache-batch-job"
+    ccache.mkdir(parents=True, exist_ok=True)
+    uid, gid = (int(part) for part in user.split(":"))
+    if os.geteuid() == 0:
+        os.chown(ccache, uid, gid)
+    container_env = {**container_env, "BUILDFARM_CCACHE": "1", "CCACHE_DIR": "/buildfarm/ccache"}
+    argv = ["docker", "run", "--rm", "--network", images.engine_network(), "--user", user]
+    argv += ["--volume", f"{ccache}:/buildfarm/ccache"]
+    for name in container_env:
+        argv += ["-e", name]
+    result = subprocess.run(
+        [*argv, image],
+        env={"PATH": os.environ["PATH"], **container_env},
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    return ccache, uid
+
+
 def test_a_cell_built_in_the_batch_container_is_create_only_and_published(
     template: dict[str, Any], builder_image: str, s3_endpoint: str, source_mirror: str, monkeypatch
 ) -> None:
@@ -91,28 +117,7 @@ def test_a_cell_built_in_the_batch_container_is_create_only_and_published(
         "AWS_ENDPOINT_URL": s3_endpoint,
         "BUILDFARM_SELFTEST_TESTS": SHORT_SELFTEST,
     }
-    # As Batch: the image's entrypoint, no command, the spec in the environment only. One
-    # addition Batch does not make: the suite's compiler cache, mounted, so that CI's reruns
-    # on this machine recompile nothing (the build and its checks are the same either way).
-    # Its own, owned by the job definition's user (not root), which the container runs as.
-    ccache = TEST_CACHE / "ccache-batch-job"
-    ccache.mkdir(parents=True, exist_ok=True)
-    uid, gid = (int(part) for part in user.split(":"))
-    if os.geteuid() == 0:
-        os.chown(ccache, uid, gid)
-    container_env |= {"BUILDFARM_CCACHE": "1", "CCACHE_DIR": "/buildfarm/ccache"}
-    argv = ["docker", "run", "--rm", "--network", images.engine_network(), "--user", user]
-    argv += ["--volume", f"{ccache}:/buildfarm/ccache"]
-    for name in container_env:
-        argv += ["-e", name]
-    result = subprocess.run(
-        [*argv, builder_image],
-        env={"PATH": os.environ["PATH"], **container_env},
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    ccache, uid = run_as_batch(builder_image, container_env, user)
     # The compiles ran as the job definition's user: every cache file is the user's.
     assert {path.stat().st_uid for path in ccache.rglob("*")} == {uid}
 
