@@ -153,6 +153,11 @@ class WorkflowSettings(BaseModel):
     releases_per_series: Annotated[int, Env("BUILDFARM_RELEASES_PER_SERIES")] = Field(
         2, ge=1, le=100, alias="releasesPerSeries"
     )
+    # A scheduled run retries a cell whose newest build failed this long after the failure,
+    # doubling with each failed build in a row up to a week (buildfarm.retry).
+    failed_retry_hours: Annotated[float, Env("BUILDFARM_FAILED_RETRY_HOURS")] = Field(
+        6.0, gt=0, le=168, alias="failedRetryHours"
+    )
     prereleases: Annotated[bool, Env("BUILDFARM_PRERELEASES")] = Field(False, alias="prereleases")
     optimization: Annotated[Literal["pgo+lto", "none"], Env("BUILDFARM_OPTIMIZATION")] = Field(
         "pgo+lto", alias="optimization"

@@ -19,13 +19,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import Any, Literal
+from typing import Any
 
 from packaging.version import Version
-from pydantic import BaseModel
 
 from buildfarm import clock
 from buildfarm.catalog import Cell, cell_name, published_builds, read_versions
+from buildfarm.catalog.versions_json import failing_cells
 from buildfarm.claims import (
     ClaimOutcome,
     Liveness,
@@ -46,6 +46,7 @@ from buildfarm.layout import (
 from buildfarm.models import BuildSpec, Source
 from buildfarm.plan_items import (  # noqa: F401 (re-exported)
     PlanItem,
+    SkippedCell,
     close_run,
     open_runs,
     read_plan_items,
@@ -63,6 +64,7 @@ from buildfarm.releases import (
     save_releases,
     source_url,
 )
+from buildfarm.retry import hold_back_failing
 from buildfarm.runtimes.cloud_items import RuntimeItem, runtime_item
 from buildfarm.runtimes.definitions import RuntimeDefinition
 from buildfarm.runtimes.farm_cells import claim_runtime_cells, plan_runtime_cells
@@ -91,13 +93,6 @@ def new_execution_id(now: datetime | None = None) -> str:
     """An execution id for local runs: local-YYYYmmddTHHMMSSZ-<random>."""
     now = now or clock.now()
     return f"local-{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
-
-
-class SkippedCell(BaseModel):
-    cell: str
-    reason: Literal["published", "claimed"]
-    build: int  # the published build, or the build the other execution claimed
-    detail: str
 
 
 @dataclass
@@ -131,6 +126,7 @@ class Plan:
             "planned": len(self.items),
             "skipped_published": sum(1 for s in self.skipped if s.reason == "published"),
             "skipped_claimed": sum(1 for s in self.skipped if s.reason == "claimed"),
+            "skipped_failing": sum(1 for s in self.skipped if s.reason == "failing"),
             "deferred": self.deferred,
         }
 
@@ -215,9 +211,11 @@ def plan(
     alive: Liveness = is_running or unknown_liveness
 
     releases_state, selection = _select(validated, store, config, registry, now, fetch_releases)
-    published = published_builds(read_versions(store)[0])
-    wanted, release_of, skipped = _unpublished(selection.matrix, published, validated.force)
+    catalog = read_versions(store)[0]
+    wanted, release_of, skipped = _unpublished(selection.matrix, published_builds(catalog), validated.force)
     scheduled = not (validated.versions or validated.force)
+    if scheduled:
+        skipped += hold_back_failing(wanted, failing_cells(catalog), config.failed_retry_hours, now)
     marked = bool(wanted) and not validated.dry_run
     budget = _budget(store, config, execution_id, alive, scheduled) if wanted else 0
     outcomes: dict[Cell, ClaimOutcome] = {}

@@ -20,6 +20,15 @@ from buildfarm.models import BuildSpec
 from buildfarm.store import Store, StoreNotFound
 
 
+class SkippedCell(BaseModel):
+    """A cell of the matrix a plan does not build, and why."""
+
+    cell: str
+    reason: Literal["published", "claimed", "failing"]
+    build: int  # the published build, the build the other execution claimed, or the failed one
+    detail: str
+
+
 # runs/<execution>.json (layout.run_marker_key) exists from Plan until Finalize: an open run.
 # Recovery finalizes the open runs whose execution has ended; Plan counts the unfinished cells
 # of the running ones.

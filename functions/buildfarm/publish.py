@@ -200,7 +200,8 @@ def publish(
     registry = registry or load_registry()
     plan_counts = plan_summary.get("counts") or {}
     skipped = {
-        name: int(plan_counts.get(name, 0)) for name in ("skipped_published", "skipped_claimed", "deferred")
+        name: int(plan_counts.get(name, 0))
+        for name in ("skipped_published", "skipped_claimed", "skipped_failing", "deferred")
     }
     # A dry run, or nothing planned (a no-op writes no plan: the schedule's hourly no-op
     # costs no writes), has nothing to finalize. A no-op still repairs derived files written

@@ -46,6 +46,7 @@ def test_plan_claims_cells_and_writes_items(local_store, config):
         "planned": 4,
         "skipped_published": 0,
         "skipped_claimed": 0,
+        "skipped_failing": 0,
         "deferred": 0,
     }
     assert result.summary["items"] == {"bucket": "", "key": "plans/exec-1/items.json"}
@@ -117,6 +118,7 @@ def test_published_cells_are_skipped_and_force_rebuilds_with_next_number(local_s
         "planned": 0,
         "skipped_published": 4,
         "skipped_claimed": 0,
+        "skipped_failing": 0,
         "deferred": 0,
     }
     assert again.skipped[0].detail == "published build 1"
@@ -269,6 +271,7 @@ def test_big_published_matrix_costs_two_reads_and_force_plans_everything(
         "planned": 0,
         "skipped_published": 120,
         "skipped_claimed": 0,
+        "skipped_failing": 0,
         "deferred": 0,
     }
 

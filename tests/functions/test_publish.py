@@ -41,6 +41,7 @@ def test_publish_verified_builds(local_store, config):
         "deferred": 0,
         "skipped_published": 0,
         "skipped_claimed": 0,
+        "skipped_failing": 0,
     }
 
     versions = read_json(local_store, "versions.json")

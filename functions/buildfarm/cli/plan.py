@@ -104,7 +104,9 @@ def print_plan(result: Plan, store: Store, *, as_json: bool = False) -> int:
         print(line)
     print(
         f"{counts['cells']} cells: {counts['planned']} to build, {counts['skipped_published']} published, "
-        f"{counts['skipped_claimed']} claimed by another execution" + ("  (force)" if result.force else "")
+        f"{counts['skipped_claimed']} claimed by another execution"
+        + (f", {counts['skipped_failing']} failing (retried later)" if counts["skipped_failing"] else "")
+        + ("  (force)" if result.force else "")
     )
     if counts["deferred"]:
         print(

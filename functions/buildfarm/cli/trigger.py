@@ -205,6 +205,11 @@ class _Follower:
                 f"plan    {counts.get('cells', '?')} cells: {counts.get('planned', '?')} to build, "
                 f"{counts.get('skipped_published', 0)} already published, "
                 f"{counts.get('skipped_claimed', 0)} being built by another execution"
+                + (
+                    f", {counts['skipped_failing']} failing (retried later)"
+                    if counts.get("skipped_failing")
+                    else ""
+                )
                 + (f", {counts['deferred']} left for later runs" if counts.get("deferred") else "")
                 + ("  (dry run)" if plan.get("dry_run") else "")
             )

@@ -75,7 +75,7 @@ def handler(event: PlanEvent, context: LambdaContext) -> dict[str, Any]:
     metrics.add_metric(
         name="CellsSkipped",
         unit=MetricUnit.Count,
-        value=counts["skipped_published"] + counts["skipped_claimed"],
+        value=counts["skipped_published"] + counts["skipped_claimed"] + counts["skipped_failing"],
     )
     logger.info("plan ready", extra={"summary": result.summary})
     return result.summary

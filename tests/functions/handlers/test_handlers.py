@@ -6,6 +6,7 @@ import io
 import json
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 import boto3
 import pytest
@@ -118,6 +119,7 @@ def _assert_planned_four_cells(summary, store, capsys, handler_logs) -> None:
         "planned": 4,
         "skipped_published": 0,
         "skipped_claimed": 0,
+        "skipped_failing": 0,
         "deferred": 0,
     }
     assert summary["dry_run"] is False and summary["releases"] == "refreshed (+3)"
@@ -194,8 +196,13 @@ def test_plan_then_publish_through_the_handlers(store, s3_writes, capsys, handle
 
     _assert_signed_with_the_stack_key(store, items[0]["spec"]["artifact_dir"], tmp_path)
 
-    # The next scheduled run ({}) has nothing new for published cells, retries the failed one.
-    summary = plan_handler.handler({"input": {}, "execution_id": "nightly-2026-11-23"}, LambdaContext())
+    # The next scheduled run ({}) has nothing new for published cells; the failed one waits
+    # for its retry (buildfarm.retry), which the run a day later makes.
+    summary = plan_handler.handler({"input": {}, "execution_id": "hourly"}, LambdaContext())
+    assert summary["counts"]["skipped_failing"] == 1
+    assert "3.13.5/rhel-9/aarch64" not in [i["cell"] for i in read_json(store, "plans/hourly/items.json")]
+    with clock.using(clock.fixed_clock(NOW + timedelta(days=1))):
+        summary = plan_handler.handler({"input": {}, "execution_id": "nightly-2026-11-23"}, LambdaContext())
     items = read_json(store, "plans/nightly-2026-11-23/items.json")
     assert "3.13.5/rhel-9/aarch64" in [i["cell"] for i in items]
     assert next(i for i in items if i["cell"] == "3.13.5/rhel-9/aarch64")["spec"]["build"] == 2
