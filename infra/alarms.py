@@ -4,7 +4,7 @@ ExecutionsFailed, ExecutionsTimedOut and ExecutionsAborted metrics."""
 
 from __future__ import annotations
 
-from aws_cdk import Duration, Stack
+from aws_cdk import Annotations, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_events as events
@@ -43,6 +43,12 @@ class Alarms(Construct):
         )
         if config.notification_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(config.notification_email))
+        else:
+            Annotations.of(self).add_warning_v2(
+                "buildfarm:noSubscriber",
+                "no one is told of failed executions: set -c buildfarm:notificationEmail=ADDRESS (and "
+                "confirm the mail SNS sends), or subscribe to the NotificationTopicArn output",
+            )
 
         self.failed_executions = self._rule(state_machine)
         self.executions_failed = self._alarm(state_machine)

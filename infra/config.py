@@ -8,9 +8,11 @@ read their environment (comma lists, true/false, ASCII numbers; blank = the defa
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Any, ClassVar
 
+from packaging.version import Version
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from buildfarm import clock
@@ -24,6 +26,13 @@ CONTEXT_PREFIX = "buildfarm:"
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
                       2192, 2557, 2922, 3288, 3653)  # fmt: skip
 
+
+# EventBridge's schedule expressions (its "Schedule expressions for rules"): a rate with the
+# singular unit for 1, or a cron with six fields.
+RATE = re.compile(r"rate\((?:1 (?:minute|hour|day)|(?:[2-9]|[1-9][0-9]{1,5}) (?:minutes|hours|days))\)")
+CRON = re.compile(r"cron\([^ ()]+(?: [^ ()]+){5}\)")
+VPC_ID = re.compile(r"vpc-(?:[0-9a-f]{8}|[0-9a-f]{17})")
+SUBNET_ID = re.compile(r"subnet-(?:[0-9a-f]{8}|[0-9a-f]{17})")
 
 # What each context key means, in the order README's "Configuration" table lists them, with a
 # note after a blank default. The defaults themselves live only in the model's fields: the
@@ -43,9 +52,14 @@ CONTEXT_KEYS: dict[str, tuple[str, str]] = {
     "lowestSeries": ("", "the oldest series built, also when named"),
     "releasesPerSeries": ("", "newest releases of each live series the schedule builds"),
     "prereleases": ("", "build pre-releases until their series' first final"),
+    "failedRetryHours": (
+        "",
+        "the schedule retries a cell whose newest build failed this long after the failure, doubling "
+        "with each failed build in a row up to a week; naming its version rebuilds it at once",
+    ),
     "optimization": ("", "`none` for fast test builds"),
     "releasesUrl": ("", "python.org's downloads API, where new releases and their sha256 come from"),
-    "sourceMirror": ("", "python.org-shaped source mirror (`http(s)://` or `file://`)"),
+    "sourceMirror": ("", "python.org-shaped source mirror (`http(s)://`: the jobs download from it)"),
     "jobVcpus": ("", "vCPUs per build job"),
     "jobMemoryMiB": (
         "",
@@ -172,6 +186,39 @@ class InfraConfig(WorkflowSettings):
             )
         return value
 
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        # Checked here, not first by CloudFormation after a deploy has built every image.
+        if value and not (RATE.fullmatch(value) or CRON.fullmatch(value)):
+            raise ValueError(
+                f"{value!r} is not an EventBridge schedule: rate(1 hour), rate(30 minutes), "
+                'cron(0 3 * * ? *) (six fields), or "" for none'
+            )
+        return value
+
+    @field_validator("source_mirror")
+    @classmethod
+    def _cloud_mirror(cls, value: str) -> str:
+        if value.startswith("file:"):
+            raise ValueError(f"{value!r}: the Batch jobs cannot read this machine's files; use http(s)://")
+        return value
+
+    @field_validator("vpc_id")
+    @classmethod
+    def _vpc_id(cls, value: str | None) -> str | None:
+        if value is not None and not VPC_ID.fullmatch(value):
+            raise ValueError(f"{value!r} is not a VPC id (vpc- and 8 or 17 hex digits)")
+        return value
+
+    @field_validator("subnet_ids")
+    @classmethod
+    def _subnet_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for subnet in value:
+            if not SUBNET_ID.fullmatch(subnet):
+                raise ValueError(f"{subnet!r} is not a subnet id (subnet- and 8 or 17 hex digits)")
+        return value
+
     @field_validator("notification_email")
     @classmethod
     def _email(cls, value: str | None) -> str | None:
@@ -265,6 +312,12 @@ class InfraConfig(WorkflowSettings):
         )
         if not config.cells(registry):
             raise ConfigError("cdk context: no platform x arch is enabled")
+        known = sorted(registry.series_end_of_life, key=Version)
+        if known and Version(config.lowest_series) > Version(known[-1]):
+            raise ConfigError(
+                f"cdk context {CONTEXT_PREFIX}lowestSeries: {config.lowest_series} is newer than every "
+                f"series the registry knows ({known[0]}-{known[-1]}): nothing would be built"
+            )
         return config
 
     def lambda_environment(self, registry: Registry | None = None) -> dict[str, str]:

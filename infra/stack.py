@@ -71,5 +71,7 @@ class BuildFarmStack(Stack):
         CfnOutput(self, Outputs.BUCKET_NAME, value=self.storage.bucket.bucket_name, description="The store")
         CfnOutput(self, Outputs.CDN_DOMAIN, value=self.storage.distribution.distribution_domain_name,
                   description="Serves versions.json, builds/, index.html, install.sh")  # fmt: skip
+        CfnOutput(self, Outputs.NOTIFICATION_TOPIC_ARN, value=self.alarms.topic.topic_arn,
+                  description="Failed executions are published here: subscribe to it")  # fmt: skip
         CfnOutput(self, Outputs.SIGNING_KEY_ARN, value=self.signing_key.key.key_arn,
                   description="The signing key: aws kms get-public-key --key-id <this>")  # fmt: skip

@@ -28,6 +28,7 @@ class Outputs:
     BUCKET_NAME: Final = "BucketName"
     CDN_DOMAIN: Final = "CdnDomain"
     SIGNING_KEY_ARN: Final = "SigningKeyArn"
+    NOTIFICATION_TOPIC_ARN: Final = "NotificationTopicArn"
 
 
 class States:

@@ -39,7 +39,7 @@ def test_config_from_context_accepts_cli_strings_and_names_bad_values() -> None:
     with pytest.raises(ConfigError, match="buildfarm:enabledArches"):
         InfraConfig.from_context({"buildfarm:enabledArches": "sparc"}, registry)
     with pytest.raises(ConfigError, match="subnetIds"):
-        InfraConfig.from_context({"buildfarm:vpcId": "vpc-123"}, registry)
+        InfraConfig.from_context({"buildfarm:vpcId": "vpc-0123abcd"}, registry)
     with pytest.raises(ConfigError, match="scratchExpiryDays 2 must outlast executionTimeoutHours 48"):
         InfraConfig.from_context(
             {"buildfarm:scratchExpiryDays": "2", "buildfarm:executionTimeoutHours": "48"}
@@ -100,7 +100,7 @@ def test_the_lambdas_read_back_every_shared_setting_the_stack_gives_them(lifecyc
             "buildfarm:prereleases": "true",
             "buildfarm:optimization": "none",
             "buildfarm:releasesUrl": "https://mirror.example.org/api/",
-            "buildfarm:sourceMirror": "file:///srv/python",
+            "buildfarm:sourceMirror": "https://mirror.example.org/ftp/python",
             "buildfarm:maxConcurrency": 7,
             "buildfarm:executionTimeoutHours": "1.5",
             # A job's attempts, each waiting in its queue and running to its timeout, fit in it.
@@ -179,6 +179,32 @@ def test_a_job_must_fit_its_compute_environment_and_its_execution(values, messag
         InfraConfig.from_context({f"buildfarm:{key}": value for key, value in values.items()})
     fits = InfraConfig.from_context({"buildfarm:jobVcpus": "32", "buildfarm:maxVcpusPerArch": "32"})
     assert fits.job_minutes_at_most == 3 * (240 + 60) < 24 * 60
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"schedule": "every hour"}, "'every hour' is not an EventBridge schedule"),
+        ({"schedule": "cron(0 3 * * *)"}, "'cron(0 3 * * *)' is not an EventBridge schedule"),
+        ({"schedule": "rate(1 hours)"}, "'rate(1 hours)' is not an EventBridge schedule"),
+        ({"schedule": "rate(2 hour)"}, "'rate(2 hour)' is not an EventBridge schedule"),
+        ({"schedule": "rate(\u0661 hour)"}, "'rate(\u0661 hour)' is not an EventBridge schedule"),
+        ({"sourceMirror": "file:///srv/mirror"}, "the Batch jobs cannot read this machine's files"),
+        ({"vpcId": "hello", "subnetIds": "subnet-0123abcd"}, "'hello' is not a VPC id"),
+        ({"vpcId": "vpc-0123abcd", "subnetIds": "subnet-0123abcd,nope"}, "'nope' is not a subnet id"),
+        ({"lowestSeries": "3.99"}, "3.99 is newer than every series the registry knows"),
+    ],
+)
+def test_deployment_values_cloudformation_would_refuse_late_are_refused_at_synthesis(values, message) -> None:
+    """Each would otherwise surface only after a deploy has built every builder image (a
+    schedule), or deploy a farm that cannot work (a file:// mirror, lowestSeries past the
+    registry)."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        InfraConfig.from_context({f"buildfarm:{key}": value for key, value in values.items()})
+    for schedule in ("", "rate(1 hour)", "rate(30 minutes)", "rate(1 day)", "cron(0 3 * * ? *)"):
+        assert InfraConfig.from_context({"buildfarm:schedule": schedule}).schedule == schedule
+    ids = {"buildfarm:vpcId": "vpc-0123456789abcdef0", "buildfarm:subnetIds": "subnet-0123abcd"}
+    assert InfraConfig.from_context(ids).subnet_ids == ("subnet-0123abcd",)
 
 
 def test_the_shared_uv_cache_is_off_unless_set_and_reaches_the_jobs_as_farm_config_reads_it() -> None:

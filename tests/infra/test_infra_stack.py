@@ -14,7 +14,6 @@ from template_helpers import REPO, by_type, cdk_json_config, only
 
 from buildfarm.platforms import load_registry
 from buildfarm.workflow_names import STACK_NAME, Outputs, States
-from infra.config import InfraConfig
 from infra.workflow_states import RuntimeStates
 
 LAMBDA_ENVIRONMENT = (
@@ -468,32 +467,7 @@ def _publishers_are_the_alarm_and_the_rules_role(
     assert services == [{"Service": "cloudwatch.amazonaws.com"}]
 
 
-def test_outputs_name_the_state_machine_bucket_and_cdn(template) -> None:
-    assert {Outputs.STATE_MACHINE_ARN, Outputs.BUCKET_NAME, Outputs.CDN_DOMAIN} <= set(template["Outputs"])
-
-
-def test_notification_email_and_disabled_schedule_are_configurable(tmp_path) -> None:
-    """Alarms and Schedule on their own, with the options the full synthesis leaves at defaults."""
-    from aws_cdk import App, Stack
-    from aws_cdk import aws_stepfunctions as sfn
-    from aws_cdk.assertions import Template
-
-    from infra.alarms import Alarms
-    from infra.schedule import Schedule
-
-    config = InfraConfig.from_context(
-        {"buildfarm:notificationEmail": "ops@example.org", "buildfarm:schedule": ""}
-    )
-    stack = Stack(App(outdir=str(tmp_path)), "Parts")
-    machine = sfn.StateMachine(
-        stack, "Machine", definition_body=sfn.DefinitionBody.from_chainable(sfn.Pass(stack, "P"))
-    )
-    Alarms(stack, "Alarms", config=config, state_machine=machine)
-    Schedule(stack, "Schedule", config=config, state_machine=machine)
-    template = Template.from_stack(stack)
-    template.has_resource_properties(
-        "AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ops@example.org"}
-    )
-    template.has_resource_properties(
-        "AWS::Events::Rule", {"State": "DISABLED", "ScheduleExpression": "rate(1 day)"}
-    )
+def test_outputs_name_the_state_machine_bucket_cdn_and_topic(template) -> None:
+    names = {Outputs.STATE_MACHINE_ARN, Outputs.BUCKET_NAME, Outputs.CDN_DOMAIN}
+    names.add(Outputs.NOTIFICATION_TOPIC_ARN)
+    assert names <= set(template["Outputs"])
