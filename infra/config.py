@@ -31,14 +31,22 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 # singular unit for 1, or a cron with six fields.
 RATE = re.compile(r"rate\((?:1 (?:minute|hour|day)|(?:[2-9]|[1-9][0-9]{1,5}) (?:minutes|hours|days))\)")
 CRON = re.compile(r"cron\([^ ()]+(?: [^ ()]+){5}\)")
+DOMAIN_NAME = re.compile(r"(?=.{1,253}\Z)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+CERTIFICATE_ARN = re.compile(r"arn:aws[a-z-]*:acm:us-east-1:[0-9]{12}:certificate/[0-9a-f-]{36}")
 VPC_ID = re.compile(r"vpc-(?:[0-9a-f]{8}|[0-9a-f]{17})")
 SUBNET_ID = re.compile(r"subnet-(?:[0-9a-f]{8}|[0-9a-f]{17})")
 
 # What each context key means, in the order README's "Configuration" table lists them, with a
-# note after a blank default. The defaults themselves live only in the model's fields: the
-# table's default column is rendered from them (scripts/readme_tables.py). Every key of the
-# model is here but lifecycleDate (the synthesis day, described beside the table). "{budget}"
-# is replaced by the default budget.
+# note after a blank default. "{budget}" is replaced by the default budget. Every key of the
+# model is here but lifecycleDate (the synthesis day, described beside the table).
+# The defaults are the model's fields (what an absent key gets), and the table's default column
+# is rendered from them (scripts/readme_tables.py). cdk.json also lists every key here, with
+# the same value as the model's default today, for teams to edit: its values (or `-c`
+# overrides) are what a deployment uses, so changing a default means changing cdk.json too.
+# tests/infra/test_infra_config.py checks that these keys are the model's (but lifecycleDate),
+# that cdk.json lists exactly them in this order and validates as it stands, that README's
+# table is current, and that an edited cdk.json value is taken as is; nothing checks that
+# cdk.json's values equal the model's defaults.
 _X = "\N{MULTIPLICATION SIGN}"
 CONTEXT_KEYS: dict[str, tuple[str, str]] = {
     "schedule": ("", 'EventBridge expression that starts the workflow with `{}`; `""` disables it'),
@@ -87,6 +95,12 @@ CONTEXT_KEYS: dict[str, tuple[str, str]] = {
         f"jobMinutesEstimate {_X} 0.5 cells ({{budget}})",
     ),
     "maxCellsPerExecution": ("computed", "the budget, set directly"),
+    "domainName": (
+        "`*.cloudfront.net`",
+        "the store's public name (with certificateArn): point a DNS CNAME or alias record at the "
+        "`CdnDomain` output; the next run writes the new URL into install.sh and uv's metadata",
+    ),
+    "certificateArn": ("", "its ACM certificate, in us-east-1 (CloudFront's rule)"),
     "notificationEmail": ("", "SNS e-mail subscription for failed executions"),
     "vpcId": ("a new VPC", "an existing VPC with a route to the internet (with subnetIds)"),
     "subnetIds": ("", "its subnets, comma list"),
@@ -150,6 +164,10 @@ class InfraConfig(WorkflowSettings):
     runnable_timeout_minutes: int = Field(60, ge=10, le=1440, alias="runnableTimeoutMinutes")
     root_volume_gib: int = Field(100, ge=30, alias="rootVolumeGiB")
     max_vcpus_per_arch: int = Field(256, ge=1, alias="maxVcpusPerArch")
+    # The team's own name for the store's public URL (install.sh, uv's metadata, the page), with
+    # its ACM certificate, which CloudFront takes from us-east-1 only. Neither: *.cloudfront.net.
+    domain_name: str | None = Field(None, alias="domainName")
+    certificate_arn: str | None = Field(None, alias="certificateArn")
     notification_email: str | None = Field(None, alias="notificationEmail")
     # An existing VPC: its id and the subnets (with a route to the internet) the builders run in.
     vpc_id: str | None = Field(None, alias="vpcId")
@@ -218,6 +236,29 @@ class InfraConfig(WorkflowSettings):
             if not SUBNET_ID.fullmatch(subnet):
                 raise ValueError(f"{subnet!r} is not a subnet id (subnet- and 8 or 17 hex digits)")
         return value
+
+    @field_validator("domain_name")
+    @classmethod
+    def _domain_name(cls, value: str | None) -> str | None:
+        if value is not None and not DOMAIN_NAME.fullmatch(value):
+            raise ValueError(f"{value!r} is not a domain name like python.example.org (lower case)")
+        return value
+
+    @field_validator("certificate_arn")
+    @classmethod
+    def _certificate_arn(cls, value: str | None) -> str | None:
+        if value is not None and not CERTIFICATE_ARN.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not an ACM certificate ARN in us-east-1 (CloudFront takes its "
+                "certificates from there only)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _domain_and_certificate(self) -> InfraConfig:
+        if bool(self.domain_name) != bool(self.certificate_arn):
+            raise ValueError("domainName and certificateArn go together (the name and its certificate)")
+        return self
 
     @field_validator("notification_email")
     @classmethod

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
 from aws_cdk import aws_iam as iam
@@ -97,7 +99,7 @@ class StorageCdn(Construct):
 
         self._log_bucket()
         self._store(config)
-        self._cdn()
+        self._cdn(config)
         self._store_policies()
         self._layout_depth_policy()
 
@@ -167,8 +169,9 @@ class StorageCdn(Construct):
             removal_policy=RemovalPolicy.RETAIN,
         )
 
-    def _cdn(self) -> None:
-        """CloudFront over the store (OAC): catalogs cached briefly, published builds long."""
+    def _cdn(self, config: InfraConfig) -> None:
+        """CloudFront over the store (OAC): catalogs cached briefly, published builds long; at
+        the team's own domain (with its ACM certificate) when one is configured."""
         catalogs_cache = cloudfront.CachePolicy(
             self,
             "CatalogsCache",
@@ -215,10 +218,24 @@ class StorageCdn(Construct):
             log_bucket=self.log_bucket,
             log_file_prefix="cloudfront/",
             price_class=cloudfront.PriceClass.PRICE_CLASS_100,
+            **self._custom_domain(config),
         )
-        self._acknowledge_cdn()
+        self.domain_name = config.domain_name or self.distribution.distribution_domain_name
+        self._acknowledge_cdn(custom_domain=bool(config.domain_name))
 
-    def _acknowledge_cdn(self) -> None:
+    def _custom_domain(self, config: InfraConfig) -> dict[str, Any]:
+        """The distribution's alias and certificate (SNI, TLS 1.2 and up), if the team has a name."""
+        if not (config.domain_name and config.certificate_arn):
+            return {}
+        certificate = acm.Certificate.from_certificate_arn(self, "Certificate", config.certificate_arn)
+        return {
+            "domain_names": [config.domain_name],
+            "certificate": certificate,
+            "minimum_protocol_version": cloudfront.SecurityPolicyProtocol.TLS_V1_2_2021,
+            "ssl_support_method": cloudfront.SSLMethod.SNI,
+        }
+
+    def _acknowledge_cdn(self, *, custom_domain: bool) -> None:
         acknowledge(
             self.distribution,
             "AwsSolutions-CFR1",
@@ -230,12 +247,14 @@ class StorageCdn(Construct):
             "serves static, public, read-only files (GET/HEAD only); a WAF web ACL adds cost, "
             "not protection.",
         )
-        acknowledge(
-            self.distribution,
-            "AwsSolutions-CFR4",
-            "uses the default *.cloudfront.net certificate, whose TLS policy CloudFront fixes; "
-            "set a custom domain, its ACM certificate and TLSv1.2_2021 when the farm gets its own name.",
-        )
+        if not custom_domain:  # with one, the distribution has TLSv1.2_2021 and CFR4 passes
+            acknowledge(
+                self.distribution,
+                "AwsSolutions-CFR4",
+                "uses the default *.cloudfront.net certificate, whose TLS policy CloudFront fixes; "
+                "buildfarm:domainName and buildfarm:certificateArn give it the team's own name, its "
+                "ACM certificate and TLSv1.2_2021.",
+            )
 
     def _store_policies(self) -> None:
         # OAC grants the distribution GetObject on the whole bucket; the workflow's working state
@@ -337,4 +356,4 @@ class StorageCdn(Construct):
 
     @property
     def public_base_url(self) -> str:
-        return f"https://{self.distribution.distribution_domain_name}"
+        return f"https://{self.domain_name}"

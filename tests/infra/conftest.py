@@ -99,6 +99,20 @@ def uv_cache_synthesis(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
     return synthesize(tmp_path_factory, {"buildfarm:runtimeUvCache": "true"})
 
 
+# The store at a team's own name (tests/infra/test_infra_domain.py).
+CUSTOM_DOMAIN = {
+    "buildfarm:domainName": "python.example.org",
+    "buildfarm:certificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/"
+    "0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b",
+}
+
+
+@pytest.fixture(scope="session")
+def domain_synthesis(tmp_path_factory: pytest.TempPathFactory) -> tuple[Synthesis, dict[str, str]]:
+    """The stack at a team's own name (CUSTOM_DOMAIN's context), and that context."""
+    return synthesize(tmp_path_factory, CUSTOM_DOMAIN), CUSTOM_DOMAIN
+
+
 @pytest.fixture(scope="session")
 def lifecycle_date() -> str:
     """The buildfarm:lifecycleDate the session's synthesis used (also the moto farm's day)."""

@@ -181,6 +181,9 @@ def test_a_job_must_fit_its_compute_environment_and_its_execution(values, messag
     assert fits.job_minutes_at_most == 3 * (240 + 60) < 24 * 60
 
 
+CERT = "arn:aws:acm:us-east-1:123456789012:certificate/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
@@ -193,6 +196,12 @@ def test_a_job_must_fit_its_compute_environment_and_its_execution(values, messag
         ({"vpcId": "hello", "subnetIds": "subnet-0123abcd"}, "'hello' is not a VPC id"),
         ({"vpcId": "vpc-0123abcd", "subnetIds": "subnet-0123abcd,nope"}, "'nope' is not a subnet id"),
         ({"lowestSeries": "3.99"}, "3.99 is newer than every series the registry knows"),
+        ({"domainName": "python.example.org"}, "domainName and certificateArn go together"),
+        ({"domainName": "Python.Example.org", "certificateArn": CERT}, "is not a domain name"),
+        (
+            {"domainName": "python.example.org", "certificateArn": CERT.replace("us-east-1", "eu-west-1")},
+            "is not an ACM certificate ARN in us-east-1",
+        ),
     ],
 )
 def test_deployment_values_cloudformation_would_refuse_late_are_refused_at_synthesis(values, message) -> None:
