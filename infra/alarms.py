@@ -1,8 +1,11 @@
 """Alarms and notifications: one SNS topic for failed, timed-out or aborted executions (which
-name their cause and failed cells) and a CloudWatch alarm on the sum of the state machine's
-ExecutionsFailed, ExecutionsTimedOut and ExecutionsAborted metrics."""
+name their cause and failed cells), a CloudWatch alarm on the sum of the state machine's
+ExecutionsFailed, ExecutionsTimedOut and ExecutionsAborted metrics, and one on the functions'
+errors and the schedule's failed starts."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from aws_cdk import Annotations, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -11,6 +14,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_stepfunctions as sfn
@@ -24,7 +28,14 @@ FAILED_STATUSES = ("FAILED", "TIMED_OUT", "ABORTED")
 
 class Alarms(Construct):
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: InfraConfig, state_machine: sfn.StateMachine
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: InfraConfig,
+        state_machine: sfn.StateMachine,
+        functions: Sequence[lambda_.IFunction] = (),
+        schedule: events.IRule | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         # A customer-managed key that CloudWatch may use to publish (EventBridge publishes with
@@ -53,8 +64,13 @@ class Alarms(Construct):
         self.failed_executions = self._rule(state_machine)
         self.executions_failed = self._alarm(state_machine)
         self.executions_failed.add_alarm_action(cw_actions.SnsAction(self.topic))
+        alarms = [self.executions_failed]
+        if functions:
+            self.farm_errors = self._errors_alarm(functions, schedule)
+            self.farm_errors.add_alarm_action(cw_actions.SnsAction(self.topic))
+            alarms.append(self.farm_errors)
         # The topic's policy replaces SNS's default one (which let the account's services
-        # publish): CloudWatch may publish, for this alarm only.
+        # publish): CloudWatch may publish, for these alarms only.
         self.topic.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="AlarmPublishes",
@@ -62,7 +78,7 @@ class Alarms(Construct):
                 actions=["sns:Publish"],
                 resources=[self.topic.topic_arn],
                 conditions={
-                    "ArnEquals": {"aws:SourceArn": self.executions_failed.alarm_arn},
+                    "ArnEquals": {"aws:SourceArn": [alarm.alarm_arn for alarm in alarms]},
                     "StringEquals": {"aws:SourceAccount": Stack.of(self).account},
                 },
             )
@@ -130,6 +146,40 @@ class Alarms(Construct):
             alarm_description="A build farm execution failed, timed out or was aborted "
             "(see the notification for its cause and failed cells)",
             metric=ended_badly,
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+
+    def _errors_alarm(
+        self, functions: Sequence[lambda_.IFunction], schedule: events.IRule | None
+    ) -> cloudwatch.Alarm:
+        """An alarm when a function errs or the schedule fails to start a run, in an hour: what
+        no execution failure reports. Recover's Catch lets the execution go on (cells built by
+        ended runs then stay unpublished until a Recover succeeds), and a schedule whose target
+        is refused starts nothing at all."""
+        hourly = {"period": Duration.hours(1), "statistic": "Sum"}
+        metrics = {
+            f"errors{index}": function.metric_errors(**hourly) for index, function in enumerate(functions)
+        }
+        if schedule is not None:
+            metrics["schedule"] = cloudwatch.Metric(
+                namespace="AWS/Events", metric_name="FailedInvocations",
+                dimensions_map={"RuleName": schedule.rule_name}, **hourly,
+            )  # fmt: skip
+        farm_errors = cloudwatch.MathExpression(
+            expression=" + ".join(f"FILL({name}, 0)" for name in metrics),  # as _alarm says why
+            using_metrics=metrics,
+            label="Function errors and failed schedule starts",
+            period=Duration.hours(1),
+        )
+        return cloudwatch.Alarm(
+            self,
+            "FarmErrors",
+            alarm_description="A build farm function failed (Recover, Plan, PublishCell, PublishRuntime or "
+            "Finalize: see its log group) or the schedule could not start the workflow",
+            metric=farm_errors,
             threshold=1,
             evaluation_periods=1,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,

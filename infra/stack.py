@@ -64,7 +64,10 @@ class BuildFarmStack(Stack):
             build_batch=self.batch,
         )
         self.schedule = Schedule(self, "Schedule", config=config, state_machine=self.workflow.state_machine)
-        self.alarms = Alarms(self, "Alarms", config=config, state_machine=self.workflow.state_machine)
+        self.alarms = Alarms(
+            self, "Alarms", config=config, state_machine=self.workflow.state_machine,
+            functions=self.functions.all, schedule=self.schedule.rule,
+        )  # fmt: skip
 
         CfnOutput(self, Outputs.STATE_MACHINE_ARN, value=self.workflow.state_machine.state_machine_arn,
                   description="Start builds: buildfarm trigger --state-machine <this>")  # fmt: skip

@@ -78,7 +78,9 @@ _ALWAYS_CHECKED_NAMES = """asprintf dprintf fprintf fwprintf obstack_printf obst
     vasprintf vdprintf vfprintf vfwprintf vprintf vsyslog vwprintf wprintf"""
 ALWAYS_CHECKED = frozenset(_ALWAYS_CHECKED_NAMES.split())
 
-_LIBPYTHON = re.compile(r"libpython[0-9]+\.[0-9]+")
+# libpython3.X's file name (fullmatch): its ABI flags (3.7's m, d, t) and soname versions, as
+# libpython3.13t.so.1.0; never libpython3.so.
+_LIBPYTHON = re.compile(r"libpython[0-9]+\.[0-9]+[a-z]*\.so(\.[0-9]+)*")
 # The words of a compiler command that decide its canaries, FORTIFY and optimization: the
 # last of each kind wins, as with gcc.
 _STACK_PROTECTOR_WORD = re.compile(r"-f(no-)?stack-protector(-[a-z]+)?")
@@ -225,7 +227,7 @@ def stack_protector_required(relpath, kind, imports=None):
     functions with char arrays. Not: libpython3.so (the stable ABI's forwarding library,
     no code), nor an interpreter that links libpython.so (3.9, 3.10: its main() only
     calls Py_BytesMain there, so it has no function that needs a canary)."""
-    if _LIBPYTHON.match(os.path.basename(relpath)):
+    if _LIBPYTHON.fullmatch(os.path.basename(relpath)):
         return True
     launcher = bool(imports) and any(name in imports for name in _LAUNCHER_IMPORTS)
     return kind == "executable" and not launcher

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -216,7 +216,3 @@ def owner_lookup_for(kind: str) -> Callable[[str], OwnedBy | None]:
     """The package database reader of a platform's package kind ("deb" or "rpm")."""
     lookups: dict[str, Callable[[str], OwnedBy | None]] = {"deb": DpkgOwner(), "rpm": RpmOwner()}
     return lookups[kind]
-
-
-def sonames_of(packages: Iterable[LinkedPackage]) -> set[str]:
-    return {soname for package in packages for soname in package.sonames}

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from .linked import OwnedBy
 
 _VERSION = r"([0-9]+(?:\.[0-9]+)+)"
+# Whole lines (fullmatch), the version's end marked by the line's end or a separator:
 # "gcc (Debian 12.2.0-14+deb12u1) 12.2.0", "gcc (GCC) 8.5.0 20210514 (Red Hat 8.5.0-20)"
-_GCC = re.compile(rf"\S+ \([^)]*\) {_VERSION}")
+_GCC = re.compile(rf"\S+ \([^)]*\) {_VERSION}(?: .*)?")
 # "GNU ld (GNU Binutils for Debian) 2.40", "GNU ld version 2.30-123.el8"
-_LD = re.compile(rf"GNU ld (?:\([^)]*\) |version ){_VERSION}")
+_LD = re.compile(rf"GNU ld (?:\([^)]*\) |version ){_VERSION}(?:[- ].*)?")
 # "Debian LLVM version 16.0.6" / "  LLVM version 19.1.7" (then "BOLT revision ...")
 _BOLT = re.compile(rf"(?:.*\s)?LLVM version {_VERSION}.*")
 
@@ -45,7 +46,7 @@ def parse_version(role: str, output: str) -> str | None:
     """The version in a tool's --version output (the first line that states one)."""
     pattern = TOOLS[role][2]
     for line in output.splitlines():
-        match = pattern.match(line)
+        match = pattern.fullmatch(line)
         if match:
             return match.group(1)
     return None

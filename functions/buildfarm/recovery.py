@@ -111,11 +111,6 @@ def local_liveness(execution_id: str) -> bool | None:
     return match["process"] == process_fingerprint(ticks, boot_id())
 
 
-def is_dead_local_execution(execution_id: str) -> bool:
-    """True if execution_id is a local run on this host whose process is gone."""
-    return local_liveness(execution_id) is False
-
-
 @dataclass
 class Recovery:
     finalized: list[str] = field(default_factory=list)  # execution ids whose runs were closed

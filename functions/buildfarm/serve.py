@@ -18,11 +18,18 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote
 
-from buildfarm.layout import INDEX_KEY, is_public
+from buildfarm.attest.build_files import CONTENT_TYPES as BUILD_FILE_TYPES
+from buildfarm.attest.build_files import SIGNATURE_TYPE
+from buildfarm.catalog.install_script import INSTALLER_TYPE
+from buildfarm.layout import INDEX_KEY, INSTALLER_KEY, SIGNATURE_SUFFIX, is_public
 from buildfarm.store import StoreError, check_key
 
-# Suffix -> Content-Type, first match wins (.tar.gz before .gz). A key not listed here is
-# served as application/octet-stream.
+# The types the writers store a file kind with, by file name: the publish side's SHA256SUMS,
+# sbom.cdx.json and provenance.json (attest.build_files), and install.sh (catalog.install_script).
+# They win over the suffixes below, as the bucket serves what the writers stored.
+WRITTEN_TYPES: dict[str, str] = {**BUILD_FILE_TYPES, INSTALLER_KEY: INSTALLER_TYPE}
+# Suffix -> Content-Type for the rest, first match wins (.tar.gz before .gz); signatures as
+# attest.build_files stores them. A key not listed here is served as application/octet-stream.
 CONTENT_TYPES: tuple[tuple[str, str], ...] = (
     (".tar.gz", "application/gzip"),
     (".tgz", "application/gzip"),
@@ -34,7 +41,7 @@ CONTENT_TYPES: tuple[tuple[str, str], ...] = (
     (".log", "text/plain; charset=utf-8"),
     (".txt", "text/plain; charset=utf-8"),
     (".asc", "application/pgp-signature"),
-    ("SHA256SUMS", "text/plain; charset=utf-8"),
+    (SIGNATURE_SUFFIX, SIGNATURE_TYPE),
 )
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
@@ -42,6 +49,8 @@ DEFAULT_CONTENT_TYPE = "application/octet-stream"
 def content_type(key: str) -> str:
     """The Content-Type a key is served with."""
     name = key.rsplit("/", 1)[-1]
+    if name in WRITTEN_TYPES:
+        return WRITTEN_TYPES[name]
     return next((kind for suffix, kind in CONTENT_TYPES if name.endswith(suffix)), DEFAULT_CONTENT_TYPE)
 
 

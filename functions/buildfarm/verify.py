@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from buildfarm.catalog import CatalogArtifact, CatalogCell
+from buildfarm.layout import manifest_key
 from buildfarm.models import BuildSpec, Manifest, ManifestArtifact
 from buildfarm.plan_items import PlanItem
 from buildfarm.releases import iso
@@ -89,7 +90,7 @@ def _read_manifest(store: Store, item: PlanItem) -> tuple[Manifest | None, str]:
     """(manifest, "") if the build's manifest.json records exactly the planned spec, else
     (None, reason); (None, "") if there is no manifest (the caller finds the reason)."""
     try:
-        raw, _ = store.read_json(f"{item.spec.artifact_dir}/manifest.json")
+        raw, _ = store.read_json(manifest_key(item.spec.artifact_dir))
     except StoreNotFound:
         return None, ""
     except StoreError as error:
@@ -149,5 +150,5 @@ def verify_cell(store: Store, item: PlanItem, now: datetime) -> tuple[CatalogCel
         if isinstance(verified, str):
             return None, verified
         artifacts.append(verified)
-    manifest_key = f"{spec.artifact_dir}/manifest.json"
-    return CatalogCell(build=spec.build, published=iso(now), manifest=manifest_key, artifacts=artifacts), ""
+    manifest_at = manifest_key(spec.artifact_dir)
+    return CatalogCell(build=spec.build, published=iso(now), manifest=manifest_at, artifacts=artifacts), ""

@@ -1,5 +1,6 @@
 """Who hears of failures: the notification topic's subscription, the synthesis warning when
-there is none, and the schedule's switch (Alarms and Schedule on their own)."""
+there is none, the schedule's switch (Alarms and Schedule on their own), and the alarm on what
+no failed execution reports (the stack's template)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from aws_cdk import App, Stack
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk.assertions import Annotations, Match, Template
+from template_helpers import by_type, only
 
 from infra.alarms import Alarms
 from infra.config import InfraConfig
@@ -44,3 +46,23 @@ def test_a_topic_without_a_subscriber_is_a_synthesis_warning(tmp_path) -> None:
     Annotations.from_stack(stack).has_warning(
         "/Parts/Alarms", Match.string_like_regexp("notificationEmail=.*NotificationTopicArn")
     )
+
+
+def test_function_errors_and_failed_schedule_starts_alarm_to_the_topic(template) -> None:
+    """Recover's Catch lets an execution succeed, and a refused schedule target starts nothing:
+    neither is a failed execution, so the functions' Errors and the rule's FailedInvocations
+    have an alarm of their own, mailed through the same topic."""
+    topic_id, _ = only(template, "AWS::SNS::Topic")
+    _, alarm = only(template, "AWS::CloudWatch::Alarm", "FarmErrors")
+    assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
+    metrics = alarm["Properties"]["Metrics"]
+    stats = [m["MetricStat"] for m in metrics if "MetricStat" in m]
+    errors = [
+        s["Metric"]["Dimensions"][0]["Value"]["Ref"] for s in stats if s["Metric"]["MetricName"] == "Errors"
+    ]
+    assert sorted(errors) == sorted(by_type(template, "AWS::Lambda::Function"))  # every function
+    (schedule,) = [s["Metric"] for s in stats if s["Metric"]["MetricName"] == "FailedInvocations"]
+    rule_id, _ = only(template, "AWS::Events::Rule", "ScheduleRule")
+    assert schedule["Namespace"] == "AWS/Events" and schedule["Dimensions"][0]["Value"] == {"Ref": rule_id}
+    (expression,) = [m["Expression"] for m in metrics if "Expression" in m]
+    assert expression.count("FILL(") == len(stats) == len(errors) + 1

@@ -405,7 +405,7 @@ def test_failed_executions_notify_and_alarm(template) -> None:
     pattern = rule["Properties"]["EventPattern"]
     assert set(pattern["detail"]["status"]) == {"FAILED", "TIMED_OUT", "ABORTED"}
     assert rule["Properties"]["Targets"][0]["Arn"] == {"Ref": topic_id}
-    _, alarm = only(template, "AWS::CloudWatch::Alarm")
+    _, alarm = only(template, "AWS::CloudWatch::Alarm", "ExecutionsFailed")
     # The alarm counts what the rule mails: failed, timed-out and aborted executions.
     metrics = alarm["Properties"]["Metrics"]
     (expression,) = [m["Expression"] for m in metrics if "Expression" in m]
@@ -429,14 +429,14 @@ def _publishers_are_the_alarm_and_the_rules_role(
     """The topic's policy replaces SNS's default: CloudWatch may publish for this alarm only, and
     no service principal for EventBridge (which any account's rule could use): the rule
     publishes with a role of its own, which may publish to this topic with its key."""
-    alarm_id, _ = only(template, "AWS::CloudWatch::Alarm")
+    alarm_ids = sorted(by_type(template, "AWS::CloudWatch::Alarm"))  # this one, and FarmErrors
     _, policy = only(template, "AWS::SNS::TopicPolicy")
     allows = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
     assert allows == [
         {
             "Action": "sns:Publish",
             "Condition": {
-                "ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": [alarm_id, "Arn"]}},
+                "ArnEquals": {"aws:SourceArn": [{"Fn::GetAtt": [a, "Arn"]} for a in alarm_ids]},
                 "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
             },
             "Effect": "Allow",

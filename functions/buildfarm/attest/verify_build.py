@@ -55,7 +55,6 @@ from .signing import fingerprint, verify_signature
 HTTP_TIMEOUT_SECONDS = 30
 _FILE_NAME = re.compile(FILE_NAME_PATTERN, re.ASCII)  # fullmatch
 _SUMS_LINE = re.compile(r"([0-9a-f]{64}) [ *](\S+)", re.ASCII)
-_URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 class BuildFiles(Protocol):
@@ -145,8 +144,12 @@ def _digest_response(response: http.client.HTTPResponse) -> str:
 
 
 def is_url(location: str) -> bool:
-    """Whether a build's location is a URL (else it is a local path)."""
-    return _URL_SCHEME.match(location) is not None
+    """Whether a build's location is a URL, "<scheme>://..." with any scheme (HttpBuild then
+    refuses all but http(s) by name); else it is a local path ("dist:1", "C:/x" are paths)."""
+    # The scheme of the text before the first '/' only: urlsplit raises ValueError for a
+    # malformed host ("http://[::1"), which HttpBuild reports as not a valid URL.
+    scheme = urllib.parse.urlsplit(location.partition("/")[0]).scheme
+    return bool(scheme) and location[len(scheme) :].startswith("://")
 
 
 def open_build(location: str) -> BuildFiles:

@@ -33,16 +33,23 @@ from buildfarm.catalog.versions_json import (
     runtime_cells,
 )
 from buildfarm.keys_index import KeysIndex, read_keys_index
-from buildfarm.layout import INSTALLER_KEY, Cell, cell_name, download_metadata_key, public_key_key
+from buildfarm.layout import (
+    INSTALLER_KEY,
+    SUMS_FILE,
+    Cell,
+    cell_name,
+    download_metadata_key,
+    public_key_key,
+)
 from buildfarm.platforms import Registry
 from buildfarm.releases import iso
 from buildfarm.store import Store, StoreError
 from buildfarm.versions import series_of, sort_newest_first
 
 TEMPLATE = "index.html.jinja"
-# Written by the builder beside manifest.json in every build's artifact_dir (builder_image's
-# upload); the catalog lists only the packages, so the page adds these two.
-CHECKSUMS_FILE = "SHA256SUMS"
+# Beside manifest.json in a build's artifact_dir: the builder writes build.log (builder_image's
+# upload), the publish side SHA256SUMS (layout.SUMS_FILE). The catalog lists only the packages,
+# so the page adds these two.
 BUILD_LOG_FILE = "build.log"
 PACKAGE_LABELS = {"tarball": "tar.gz", "deb": ".deb", "rpm": ".rpm"}
 ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -178,12 +185,13 @@ def matrix_columns(
 
 
 def files_beside(manifest: str) -> list[Link]:
-    """SHA256SUMS, the manifest and build.log: the builder writes them side by side."""
+    """SHA256SUMS, the manifest and build.log, side by side in the build's directory (the
+    builder writes the manifest and build.log, the publish side SHA256SUMS)."""
     directory = manifest.rpartition("/")[0]
     if not directory:
         return [Link(manifest, "manifest")]
     return [
-        Link(f"{directory}/{CHECKSUMS_FILE}", CHECKSUMS_FILE),
+        Link(f"{directory}/{SUMS_FILE}", SUMS_FILE),
         Link(manifest, "manifest"),
         Link(f"{directory}/{BUILD_LOG_FILE}", BUILD_LOG_FILE),
     ]

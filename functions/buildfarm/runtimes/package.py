@@ -38,12 +38,14 @@ from buildfarm.store import Store, StoreConflict
 
 SCHEMA_VERSION = 1
 MAX_NUMBER_RACES = 5
+ASCII_DIGITS = frozenset("0123456789")
+"""What Debian takes for a digit (str.isdigit would take '²' and '٣' too)."""
 
 
 def deb_version(version: str, build: int) -> str:
     """Debian's version of a runtime build: an upstream part that starts with a digit."""
-    upstream = version[1:] if version[:1] == "v" and version[1:2].isdigit() else version
-    return f"{upstream if upstream[:1].isdigit() else '0+' + upstream}-{build}"
+    upstream = version[1:] if version[:1] == "v" and version[1:2] in ASCII_DIGITS else version
+    return f"{upstream if upstream[:1] in ASCII_DIGITS else '0+' + upstream}-{build}"
 
 
 def package_name(name: str, version: str) -> str:

@@ -21,6 +21,7 @@ from buildfarm.claims import release_markers
 from buildfarm.publish import CellOutcome  # a runtime cell is decided as a Python cell is
 from buildfarm.releases import iso
 from buildfarm.runtimes.keys import (
+    MANIFEST_FILE,
     runtime_artifact_dir,
     runtime_cell_name,
     runtime_claim_key,
@@ -48,8 +49,10 @@ def sign_runtime(store: Store, directory: str, entry: RuntimeCatalogCell, signer
         manifest = json.loads(manifest_data)  # verify_runtime parsed it: a dict
         names = manifest_attestations(manifest, files)
         if "attestations" in manifest and (names.sbom or names.provenance):
-            raise AttestationError("manifest.json: attestations: a runtime build has no SBOM or provenance")
-        files["manifest.json"] = hashlib.sha256(manifest_data).hexdigest()
+            raise AttestationError(
+                f"{MANIFEST_FILE}: attestations: a runtime build has no SBOM or provenance"
+            )
+        files[MANIFEST_FILE] = hashlib.sha256(manifest_data).hexdigest()
         sign_build_dir(store, directory, files, signer, known_keys=known_keys, names=names)
     except (AttestationError, StoreError, ValueError) as error:
         return short(f"attestation: {error}")
