@@ -123,17 +123,16 @@ def copy_log(path):
 
 
 def record_failure(build, phase, reason, tail):
-    """logs/<v>/<p>/<a>/<b>/build.log + failure.json; nothing under builds/."""
+    """logs/<v>/<p>/<a>/<b>/build.log + failure.json; nothing under builds/. failure.json goes
+    from memory, so a full work disk (often the failure itself) still leaves the record."""
     copy_log(build.log.path)
-    failure_path = os.path.join(build.work, "failure.json")
-    with open(failure_path, "w") as handle:
-        json.dump({"phase": phase, "reason": reason, "tail": tail, "failed_at": utc_now()}, handle, indent=2)
-        handle.write("\n")
+    if build.log.write_error is not None:
+        say("build.log is incomplete: {}".format(build.log.write_error))
+    failure = {"phase": phase, "reason": reason, "tail": tail, "failed_at": utc_now()}
+    content = (json.dumps(failure, indent=2) + "\n").encode()
     try:
         store = build.store or open_store(build.spec["store"])
-        store.write_logs(
-            log_dir_for(build.spec), [("build.log", build.log.path), ("failure.json", failure_path)]
-        )
+        store.write_logs(log_dir_for(build.spec), [("build.log", build.log.path), ("failure.json", content)])
     except Exception as error:  # the failure itself is already reported; keep going
         say("cannot write the failure record to the store: {}".format(error))
 

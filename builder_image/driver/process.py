@@ -48,10 +48,17 @@ class Log(object):
         self.path = path
         self.handle = open(path, "w")  # noqa: SIM115 - open for the whole build, closed in close()
         self.phase_lines = []
+        self.write_error = None  # why the file stopped taking lines (a full disk): kept in memory
 
     def write(self, text):
-        self.handle.write(text)
-        self.handle.flush()
+        if self.write_error is None:
+            try:
+                self.handle.write(text)
+                self.handle.flush()
+            except OSError as error:
+                # The failure this causes must still be reported, with its reason: the lines
+                # stay in memory (tail()), the file keeps what it had.
+                self.write_error = error
         self.phase_lines.extend(text.splitlines())
         if len(self.phase_lines) > 5000:
             del self.phase_lines[:-1000]
@@ -69,7 +76,10 @@ class Log(object):
         return [*errors, "...", *last] if errors else last
 
     def close(self):
-        self.handle.close()
+        try:
+            self.handle.close()
+        except OSError as error:  # the last flush, on a full disk
+            self.write_error = self.write_error or error
 
 
 def popen(argv, **kwargs):

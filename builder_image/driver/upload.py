@@ -5,6 +5,7 @@ in both. Standard library only, Python 3.6+; boto3 is imported only for an s3://
 import base64
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -46,7 +47,9 @@ def split_s3_url(url):
 def open_store(store):
     """The store of a spec's "store": LocalStore or S3Store, the same four methods:
     describe() (for messages), cell_exists(artifact_dir), publish(artifact_dir, files) and
-    write_logs(log_dir, files), files being [(name, local path)]; both never overwrite."""
+    write_logs(log_dir, files), files being [(name, local path)] (write_logs also takes the
+    content as bytes: a failure record made when the work directory's disk is full); both never
+    overwrite."""
     return S3Store(store) if store_kind(store) == "s3" else LocalStore(store)
 
 
@@ -102,7 +105,11 @@ class LocalStore(object):
         for name, path in files:
             tmp = os.path.join(target, ".{}.{}.tmp".format(name, os.getpid()))
             try:
-                shutil.copyfile(path, tmp)
+                if isinstance(path, bytes):
+                    with open(tmp, "wb") as handle:
+                        handle.write(path)
+                else:
+                    shutil.copyfile(path, tmp)
                 os.link(tmp, os.path.join(target, name))
             except FileExistsError:
                 raise WouldOverwrite(
@@ -158,15 +165,20 @@ class S3Store(object):
             request["ContinuationToken"] = response["NextContinuationToken"]
 
     def _put(self, key, path):
+        """Upload a file (a path) or content (bytes) create-only."""
         members = self._put_object_fields()
         extra = {"IfNoneMatch": "*"} if "IfNoneMatch" in members else {}
         if "ChecksumSHA256" in members:
             # S3 verifies the upload and keeps the full-object SHA-256 (publish reads it back).
-            extra["ChecksumSHA256"] = base64.b64encode(sha256_digest(path)).decode()
+            digest = hashlib.sha256(path).digest() if isinstance(path, bytes) else sha256_digest(path)
+            extra["ChecksumSHA256"] = base64.b64encode(digest).decode()
             extra["ChecksumAlgorithm"] = "SHA256"
         try:
-            with open(path, "rb") as body:
-                self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **extra)
+            if isinstance(path, bytes):
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=path, **extra)
+            else:
+                with open(path, "rb") as body:
+                    self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **extra)
         except Exception as error:  # botocore ClientError: 412 = the key exists
             error_info = getattr(error, "response", {}).get("Error", {})
             if error_info.get("Code") in ("PreconditionFailed", "412"):

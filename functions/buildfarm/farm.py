@@ -148,7 +148,8 @@ def recover_dead_runs(store: Store, config: FarmConfig, now: datetime, signer: S
 
 @contextmanager
 def terminate_on_signals() -> Iterator[None]:
-    """SIGTERM/SIGHUP become KeyboardInterrupt in the main thread, like Ctrl-C."""
+    """SIGTERM/SIGHUP become KeyboardInterrupt in the main thread, like Ctrl-C; SIGINT too where
+    it was ignored (a shell starts `cmd &` so, and Python then leaves it ignored)."""
 
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)
@@ -156,7 +157,10 @@ def terminate_on_signals() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield  # signals can only be handled in the main thread
         return
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    signals = [signal.SIGTERM, signal.SIGHUP]
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signals.append(signal.SIGINT)
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
     try:
         yield
     finally:

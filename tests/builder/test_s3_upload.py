@@ -62,9 +62,13 @@ def test_every_upload_is_create_only_and_a_second_upload_fails(moto_s3, build_py
     sent = put_headers(store)
 
     store.publish(CELL, files)
-    store.write_logs("logs/3.13.5/debian-12/x86_64/2", files[2:3])
-    assert [name for name, _ in sent] == [*NAMES, "build.log"]
+    store.write_logs(
+        "logs/3.13.5/debian-12/x86_64/2", [*files[2:3], ("failure.json", b'{"phase": "make"}\n')]
+    )
+    assert [name for name, _ in sent] == [*NAMES, "build.log", "failure.json"]
     assert all(value == "*" for _, value in sent), sent
+    record = client.get_object(Bucket=bucket, Key="python/logs/3.13.5/debian-12/x86_64/2/failure.json")
+    assert record["Body"].read() == b'{"phase": "make"}\n'  # content from memory, as given
 
     # A second upload to a builds/ key fails at S3 (412), not only at the driver's HEAD check.
     tarball = files[0]

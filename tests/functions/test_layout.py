@@ -134,9 +134,9 @@ def test_builder_publishes_and_logs_where_the_layout_says(driver, tmp_path, monk
     store.publish(spec["artifact_dir"], [(layout.MANIFEST_FILE, str(work / "manifest.json"))])
     assert (root / layout.manifest_key(layout.artifact_dir(*CELL, 5))).is_file()
 
-    log = SimpleNamespace(path=str(work / "build.log"))
+    log = SimpleNamespace(path=str(work / "build.log"), write_error=None)
     build = SimpleNamespace(log=log, work=str(work), spec=spec, store=store)
     driver.record_failure(build, "configure", "no compiler", ["tail"])
     failure = json.loads((root / layout.failure_key(*CELL, 5)).read_text())
     assert failure["phase"] == "configure" and failure["reason"] == "no compiler"
-    assert (root / layout.log_dir(*CELL, 5) / "build.log").read_text() == "log\n"
+    assert (root / layout.log_dir(*CELL, 5) / layout.BUILD_LOG_FILE).read_text() == "log\n"

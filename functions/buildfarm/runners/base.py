@@ -17,6 +17,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -264,6 +265,17 @@ def check_not_stopping() -> None:
         raise PreflightError("interrupted before the build started")
 
 
+def dies_with_parent() -> list[str]:
+    """The prefix that gives the driver SIGTERM when this process dies, however it dies (a
+    SIGKILL, the OOM killer): it then stops its build and records the failure, instead of
+    building on unseen while the next run's recovery takes its cell for ended. util-linux's
+    setpriv sets the parent-death signal and execs the driver, and the signal survives the
+    exec of chroot and of the driver; `docker run` passes it on to its container. Without
+    setpriv the driver runs as before."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
+
+
 def run_driver(
     argv: Sequence[str],
     env: Mapping[str, str],
@@ -277,7 +289,7 @@ def run_driver(
     output = sys.stdout if output is None else output
     said = _DriverOutput(on_phase, on_progress)
     process = subprocess.Popen(
-        list(argv),
+        [*dies_with_parent(), *argv],
         env=dict(env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
