@@ -12,6 +12,7 @@ from infra.batch import BuildBatch
 from infra.builder_images import BuilderImages
 from infra.config import InfraConfig
 from infra.functions import FarmFunctions
+from infra.operators import OperatorAccess
 from infra.schedule import Schedule
 from infra.signing import SigningKey
 from infra.storage_cdn import StorageCdn
@@ -69,11 +70,15 @@ class BuildFarmStack(Stack):
             functions=self.functions.all, schedule=self.schedule.rule,
         )  # fmt: skip
 
+        self.operators = OperatorAccess(self, "Operators", workflow=self.workflow, bucket=self.storage.bucket)
+
         CfnOutput(self, Outputs.STATE_MACHINE_ARN, value=self.workflow.state_machine.state_machine_arn,
                   description="Start builds: buildfarm trigger --state-machine <this>")  # fmt: skip
         CfnOutput(self, Outputs.BUCKET_NAME, value=self.storage.bucket.bucket_name, description="The store")
         CfnOutput(self, Outputs.CDN_DOMAIN, value=self.storage.distribution.distribution_domain_name,
                   description="Serves versions.json, builds/, index.html, install.sh")  # fmt: skip
+        CfnOutput(self, Outputs.OPERATOR_POLICY_ARN, value=self.operators.policy.managed_policy_arn,
+                  description="Attach to the people who run the farm: trigger, follow, read")  # fmt: skip
         CfnOutput(self, Outputs.NOTIFICATION_TOPIC_ARN, value=self.alarms.topic.topic_arn,
                   description="Failed executions are published here: subscribe to it")  # fmt: skip
         CfnOutput(self, Outputs.SIGNING_KEY_ARN, value=self.signing_key.key.key_arn,

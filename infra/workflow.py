@@ -150,21 +150,21 @@ class BuildWorkflow(Construct):
             "once submitted.",
         )
 
-    def _execution_arn(self) -> str:
+    def execution_arn(self) -> str:
         """The ARN of this state machine's executions, without the execution name."""
         stack = Stack.of(self)
         name = Fn.select(6, Fn.split(":", self.state_machine.state_machine_arn))
         return f"arn:{stack.partition}:states:{stack.region}:{stack.account}:execution:{name}"
 
-    def _nag_executions(self) -> str:
-        """_execution_arn as cdk-nag prints it in finding ids."""
+    def nag_executions(self) -> str:
+        """execution_arn as cdk-nag prints it in finding ids."""
         sm_id = logical_id(self.state_machine)
         return _EXECUTIONS.format(f'{{"Fn::Select":[6,{{"Fn::Split":[":",{{"Ref":"{sm_id}"}}]}}]}}')
 
     def _grant_map_runs(self) -> None:
         """Starting and following the Distributed Map's child executions needs the state
         machine's own ARN, hence a second policy created after it."""
-        execution_arn = self._execution_arn()
+        execution_arn = self.execution_arn()
         map_runs_policy = iam.Policy(
             self,
             "MapRunsPolicy",
@@ -187,7 +187,7 @@ class BuildWorkflow(Construct):
                 ),
             ],
         )
-        executions = self._nag_executions()
+        executions = self.nag_executions()
         own_map_runs = [f"{executions}:*", f"{executions}/*:*"]
         acknowledge_wildcards(
             map_runs_policy,
@@ -216,13 +216,13 @@ class BuildWorkflow(Construct):
                 iam.PolicyStatement(
                     sid="AskWhetherExecutionsRun",
                     actions=["states:DescribeExecution"],
-                    resources=[f"{self._execution_arn()}:*"],
+                    resources=[f"{self.execution_arn()}:*"],
                 )
             ],
         )
         acknowledge_wildcards(
             liveness_policy,
-            [f"{self._nag_executions()}:*"],
+            [f"{self.nag_executions()}:*"],
             "DescribeExecution on this state machine's executions only; which execution holds a "
             "run or a claim is known only at run time.",
         )

@@ -29,6 +29,7 @@ class Outputs:
     CDN_DOMAIN: Final = "CdnDomain"
     SIGNING_KEY_ARN: Final = "SigningKeyArn"
     NOTIFICATION_TOPIC_ARN: Final = "NotificationTopicArn"
+    OPERATOR_POLICY_ARN: Final = "OperatorPolicyArn"
 
 
 class States:
