@@ -4,6 +4,9 @@ that it checks signatures without a --pubkey. Served from the same place as what
 baked key does not stop whoever can rewrite install.sh, but it does stop a swap of artifacts,
 SHA256SUMS or versions.json alone, and it is what a user pins (`--pubkey SHA256:<hex>`).
 
+Each platform's runtime library packages (the registry's runtime_dependencies) are baked in
+too: a --prefix install that cannot import ssl, sqlite3, ... names the command that installs them.
+
 The baked-in URL doubles as the record of the base URL the derived files were last written
 for: a publish with nothing new compares it (one read) to decide whether the store moved.
 """
@@ -17,12 +20,17 @@ from importlib import resources
 
 from buildfarm.keys_index import read_keys_index
 from buildfarm.layout import INSTALLER_KEY
+from buildfarm.platforms import Registry, load_registry
 from buildfarm.store import Store, StoreConflict, StoreNotFound
 
 log = logging.getLogger(__name__)
 
 INSTALLER_PLACEHOLDER = "@BASE_URL@"
 FINGERPRINTS_PLACEHOLDER = "@KEY_FINGERPRINTS@"
+RUNTIME_PLACEHOLDER = "@RUNTIME_PACKAGES@"
+# Platform ids and package names are baked into a double-quoted shell string: inert characters only.
+_PLATFORM_ID = re.compile(r"[a-z0-9][a-z0-9.-]*")  # fullmatch
+_PACKAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+_-]*")  # fullmatch
 KEY_FINGERPRINT = re.compile(r"SHA256:[0-9a-f]{64}")  # fullmatch; inert in a shell string
 _FINGERPRINTS_LINE = re.compile(r'^BAKED_FINGERPRINTS="([^"\n]*)"$', re.MULTILINE)
 # The base URL is baked into a shell script: only characters that are inert in a
@@ -43,12 +51,33 @@ def store_fingerprints(store: Store) -> list[str]:
     return read_keys_index(store)[0].fingerprints()
 
 
-def render_installer(base_url: str, fingerprints: Sequence[str] = ()) -> bytes:
+def runtime_packages(registry: Registry) -> str:
+    """Each platform's runtime_dependencies as install.sh reads them:
+    "<platform>=<package>,<package>,... ..."; ValueError for a name a shell could act on."""
+    entries = []
+    for platform in registry.platforms.values():
+        packages = list(platform.runtime_dependencies)
+        for name in (platform.id, *packages):
+            if not (_PLATFORM_ID if name == platform.id else _PACKAGE_NAME).fullmatch(name):
+                raise ValueError(f"not a platform id or package name install.sh can carry: {name!r}")
+        entries.append(f"{platform.id}={','.join(packages)}")
+    return " ".join(entries)
+
+
+def render_installer(
+    base_url: str, fingerprints: Sequence[str] = (), registry: Registry | None = None
+) -> bytes:
     """install.sh with its default store URL set to base_url (left unset, so the script asks
-    for --base-url, if base_url has characters a shell could act on, or user info), and the
+    for --base-url, if base_url has characters a shell could act on, or user info), the
     signing keys it checks by default set to fingerprints (none: it checks signatures only
-    with --pubkey)."""
+    with --pubkey), and each platform's runtime packages from registry (default: the
+    platform registry)."""
     script = (resources.files("buildfarm") / "installer" / "install.sh").read_text()
+    script = script.replace(
+        f'RUNTIME_PACKAGES="{RUNTIME_PLACEHOLDER}"',
+        f'RUNTIME_PACKAGES="{runtime_packages(registry or load_registry())}"',
+        1,
+    )
     for name in fingerprints:
         if not KEY_FINGERPRINT.fullmatch(name):
             raise ValueError(f"not a key fingerprint: {name!r}")

@@ -12,6 +12,15 @@
 # When a signing key is pinned (--pubkey, else the keys baked in at publishing), nothing is
 # trusted before openssl has verified, with that key, the signature of versions.json and of
 # the build's SHA256SUMS, and the artifact's sha256 agrees with both.
+
+# Run by sh (`curl ... | sh`, `sh install.sh`: dash, or another shell), stop here with one line,
+# before any bash syntax: a POSIX sh reads and runs this much, one command at a time.
+if [ -z "${BASH_VERSION:-}" ]; then
+  echo "install.sh: run it with bash" >&2
+  exit 1
+fi
+# bash run as sh (RHEL's /bin/sh) starts in POSIX mode, where bash before 5.1 parses no <(...).
+case ":${SHELLOPTS:-}:" in *:posix:*) set +o posix ;; esac
 set -euo pipefail
 
 # Publishing (buildfarm run, buildfarm reindex --base-url) fills this in with the store's
@@ -20,6 +29,10 @@ DEFAULT_BASE_URL="@BASE_URL@"
 # Publishing also fills in the fingerprints of the store's signing keys (keys/keys.json), so
 # a swap of artifacts, checksums or catalog alone is refused; --pubkey overrides them.
 BAKED_FINGERPRINTS="@KEY_FINGERPRINTS@"
+# And each platform's runtime library packages (builder_image/platforms.json's
+# runtime_dependencies: what a tarball links), "<platform>=<package>,<package>,... ...", named
+# when a --prefix install cannot import a module that links one of them.
+RUNTIME_PACKAGES="@RUNTIME_PACKAGES@"
 
 usage() {
   local published="$DEFAULT_BASE_URL"
@@ -40,7 +53,9 @@ Usage: install.sh [--version VERSION | --list] [--prefix DIR] [--base-url URL]
   --list             list the versions built for this machine and exit
   --prefix DIR       install the relocatable tarball into DIR (no root needed) instead of
                      the system package. DIR is new, empty, or an earlier install.sh
-                     install, which is replaced whole
+                     install, which is replaced whole (packages installed into it too).
+                     The tarball uses the system's OpenSSL, SQLite, readline, ...: if a
+                     module does not import, it says which packages to install
   --base-url URL     where the farm's store is served. Default: \$BUILDFARM_BASE_URL, else
                      the URL this script was published for:
                      $published
@@ -54,8 +69,12 @@ Usage: install.sh [--version VERSION | --list] [--prefix DIR] [--base-url URL]
   --skip-signatures  do not check signatures (the sha256s of versions.json alone)
   -h, --help         show this help
 
+Every option that takes a value refuses an empty one.
+
 Environment:
-  BUILDFARM_BASE_URL  the store's URL, as --base-url (the option wins)
+  BUILDFARM_BASE_URL    the store's URL, as --base-url (the option wins)
+  BUILDFARM_OS_RELEASE  the os-release file that says which platform this machine is
+                        (default: /etc/os-release)
 USAGE
 }
 
@@ -69,21 +88,30 @@ say() { printf 'install.sh: %s\n' "$*" >&2; }
 version=""
 list_only=0
 prefix=""
+prefix_given=0
 base_url="${BUILDFARM_BASE_URL:-$DEFAULT_BASE_URL}"
 pubkeys=()
 skip_signatures=0
 
+# An empty value is refused, never read as the option's absence: `--prefix "$DIR"` with DIR
+# unset must not become a system-wide package install.
+set_option() { # OPTION VALUE
+  [[ -n "$2" ]] || die "$1 needs a value (it was given an empty one); nothing installed"
+  case "$1" in
+    --version) version="$2" ;;
+    --prefix) prefix="$2"; prefix_given=1 ;;
+    --base-url) base_url="$2" ;;
+    --pubkey) pubkeys+=("$2") ;;
+  esac
+}
+
 while (($#)); do
   case "$1" in
-    --version) (($# >= 2)) || die "--version needs a value"; version="$2"; shift 2 ;;
-    --version=*) version="${1#*=}"; shift ;;
+    --version | --prefix | --base-url | --pubkey)
+      (($# >= 2)) || die "$1 needs a value"
+      set_option "$1" "$2"; shift 2 ;;
+    --version=* | --prefix=* | --base-url=* | --pubkey=*) set_option "${1%%=*}" "${1#*=}"; shift ;;
     --list) list_only=1; shift ;;
-    --prefix) (($# >= 2)) || die "--prefix needs a value"; prefix="$2"; shift 2 ;;
-    --prefix=*) prefix="${1#*=}"; shift ;;
-    --base-url) (($# >= 2)) || die "--base-url needs a value"; base_url="$2"; shift 2 ;;
-    --base-url=*) base_url="${1#*=}"; shift ;;
-    --pubkey) (($# >= 2)) || die "--pubkey needs a value"; pubkeys+=("$2"); shift 2 ;;
-    --pubkey=*) pubkeys+=("${1#*=}"); shift ;;
     --skip-signatures) skip_signatures=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument '$1'" ;;
@@ -328,6 +356,10 @@ INSTALL_MARKER=".buildfarm-install"
 # Unpacks the tarball beside DIR, then puts it in DIR's place whole: a failed unpack leaves
 # DIR as it was, and an earlier install there is replaced, not mixed with this one. DIR must
 # be new, empty or such an earlier install: anything else is refused untouched.
+# Every name written beside DIR is in staging, a fresh private directory (mktemp -d, 0700): the
+# new tree is unpacked into it and an earlier install moved into it, so no name another local
+# user could plant first (a symlink to elsewhere) is used; mv -T renames onto a name and never
+# follows a symlink there into a directory.
 install_tree() { # TARBALL DIR
   local parent
   if [[ -e "$2" && ! -f "$2/$INSTALL_MARKER" ]] && [[ ! -d "$2" || -n "$(ls -A -- "$2")" ]]; then
@@ -338,14 +370,86 @@ install_tree() { # TARBALL DIR
   parent="${parent:-/}"
   mkdir -p -- "$parent" || die "cannot create $parent; nothing installed"
   staging=$(mktemp -d "$parent/.install.sh.XXXXXX") || die "cannot write in $parent; nothing installed"
-  tar -xzf "$1" -C "$staging" --strip-components=1 || die "cannot unpack ${1##*/} into $parent; nothing installed"
-  printf '%s build %s from %s\n' "$version" "$build" "$base_url" >"$staging/$INSTALL_MARKER"
-  chmod 755 "$staging" # mktemp's 0700
-  if [[ -e "$2" ]]; then
-    mv -- "$2" "$staging.old" || die "cannot move the earlier $2 aside; nothing installed"
+  mkdir -- "$staging/new" || die "cannot write in $parent; nothing installed"
+  tar -xzf "$1" -C "$staging/new" --strip-components=1 || die "cannot unpack ${1##*/} into $parent; nothing installed"
+  printf '%s build %s from %s\n' "$version" "$build" "$base_url" >"$staging/new/$INSTALL_MARKER"
+  chmod 755 "$staging/new"
+  if [[ -f "$2/$INSTALL_MARKER" ]]; then
+    say "replacing the earlier install at $2 ($(earlier_install "$2")): it goes whole, with anything added to it since (packages installed into its site-packages, other files)"
   fi
-  mv -- "$staging" "$2" || die "cannot put the new tree at $2 (the earlier one is at $staging.old)"
-  rm -rf -- "$staging.old"
+  if [[ -e "$2" || -L "$2" ]]; then
+    mv -T -- "$2" "$staging/old" || die "cannot move the earlier $2 aside; nothing installed"
+  fi
+  if ! mv -T -- "$staging/new" "$2"; then
+    if [[ -e "$staging/old" ]] && ! mv -T -- "$staging/old" "$2"; then
+      local aside="$staging"
+      rm -rf -- "$staging/new"
+      staging="" # not removed on exit: it holds the earlier install
+      die "cannot put the new tree at $2 nor the earlier one back: the earlier one is at $aside/old"
+    fi
+    die "cannot put the new tree at $2; nothing installed"
+  fi
+  rm -rf -- "$staging"
+}
+
+# What an earlier install's marker says ("3.13.5 build 2 from <url>"): its first line, printable
+# characters only (the directory is the user's, so its marker could say anything).
+earlier_install() { # DIR
+  local line
+  line=$(head -c 400 -- "$1/$INSTALL_MARKER" | head -n 1 | LC_ALL=C tr -cd '[:alnum:][:punct:] ') || true
+  printf '%s' "${line:-an install.sh install}"
+}
+
+# The modules whose C extensions link a library of the system, not of the tarball (tkinter
+# aside: servers rarely have Tk); uuid's is _uuid (uuid itself imports without it). The check
+# prints one line: the marker, then each module that does not import, with why.
+MODULE_CHECK_MARK="install.sh-module-check:"
+MODULE_CHECK='import importlib
+failed = []
+for name in ("ssl", "sqlite3", "readline", "curses", "dbm.gnu", "lzma", "bz2", "zlib", "ctypes", "_uuid"):
+    try:
+        importlib.import_module(name)
+    except Exception as error:
+        why = (str(error).splitlines() or [type(error).__name__])[0]
+        failed.append("%s (%s)" % (name.lstrip("_"), why))
+print("'"$MODULE_CHECK_MARK"'" + "; ".join(failed))'
+
+# The runtime packages of PLATFORM baked in at publishing, space-separated; none if not baked.
+runtime_packages() { # PLATFORM
+  local entry
+  [[ "$RUNTIME_PACKAGES" != "@RUNTIME_PACKAGES@" ]] || return 0
+  for entry in $RUNTIME_PACKAGES; do
+    if [[ "${entry%%=*}" == "$1" ]]; then
+      printf '%s' "${entry#*=}" | tr ',' ' '
+      return 0
+    fi
+  done
+}
+
+# After a --prefix install: the tarball links the system's libraries (OpenSSL, SQLite, ...), so
+# run its python3 once and, if a module cannot be imported, say which and how to install what
+# this platform needs. A warning: the install itself stands.
+check_linked_modules() { # DIR
+  local out="" packages command
+  out=$("$1/bin/python3" -I -B -c "$MODULE_CHECK" </dev/null 2>/dev/null | LC_ALL=C tr -cd '[:print:]\n' | grep -F "$MODULE_CHECK_MARK" | tail -n 1) || true
+  if [[ "$out" == "$MODULE_CHECK_MARK" ]]; then
+    return 0
+  elif [[ -z "$out" ]]; then
+    say "warning: could not run $1/bin/python3 to check that the modules which need system libraries (OpenSSL, SQLite, ...) import"
+  else
+    say "warning: Python $version in $1 cannot import ${out#"$MODULE_CHECK_MARK"}: the tarball uses this system's libraries (OpenSSL, SQLite, readline, ncurses, gdbm, ...), and some are not installed"
+  fi
+  packages=$(runtime_packages "$platform")
+  if [[ -z "$packages" ]]; then
+    say "the packages $platform needs are listed in $base_url/${key%/*}/manifest.json (platform.runtime_dependencies)"
+    return 0
+  fi
+  case "$platform" in
+    debian-* | ubuntu-*) command="apt-get install -y" ;;
+    opensuse-*) command="zypper install -y" ;;
+    *) command="dnf install -y" ;;
+  esac
+  say "install what $platform needs, as root: $command $packages"
 }
 
 # --- main -------------------------------------------------------------------------------
@@ -354,12 +458,18 @@ platform=$(detect_platform)
 arch=$(detect_arch)
 workdir=$(mktemp -d)
 staging=""
+trust_note=""
 trap 'rm -rf "$workdir" ${staging:+"$staging"}' EXIT
 pin_keys
 # Over plain http to another machine, anyone on the way could swap the catalog and the
 # artifacts with their sha256s: only a signature check makes them trustworthy.
-if [[ "$base_url" == http://* ]] && ((signed == 0)) && ! loopback_url "$base_url"; then
-  die "refusing $base_url: plain http without a signing key. Use https, or pin the store's key with --pubkey"
+if [[ "$base_url" == http://* ]] && ! loopback_url "$base_url"; then
+  ((signed)) || die "refusing $base_url: plain http without a signing key. Use https, or pin the store's key with --pubkey"
+  # The baked key came over that same plain http, with this script: whoever could swap the
+  # catalog on the way could have swapped the script too. Said on the success line.
+  if ((${#pubkeys[@]} == 0)); then
+    trust_note=" (signatures checked with the key that came with install.sh itself, over plain http: pin it with --pubkey SHA256:<hex> from a copy of install.sh you checked to make the check independent of the transport)"
+  fi
 fi
 
 fetch "$base_url/versions.json" "$workdir/versions.json"
@@ -434,7 +544,7 @@ cell="builds/$version/$platform/$arch"
 field() { awk -F'\t' -v k="$cell/$1" '$1 == k { print $2; exit }' "$workdir/catalog.tsv"; }
 build=$(field build)
 
-if [[ -n "$prefix" ]]; then
+if ((prefix_given)); then
   want_type=tarball
 else
   case "$platform" in debian-* | ubuntu-*) want_type=deb ;; *) want_type=rpm ;; esac
@@ -478,17 +588,22 @@ if ((signed)); then
   say "sha256 verified (against versions.json and the signed SHA256SUMS)"
 else
   say "sha256 verified"
-  say "signatures not checked: no signing key is pinned (pass --pubkey FILE|SHA256:<hex>)"
+  if ((skip_signatures)); then
+    say "signatures not checked: --skip-signatures (the sha256s in versions.json alone are trusted)"
+  else
+    say "signatures not checked: no signing key is pinned (pass --pubkey FILE|SHA256:<hex>)"
+  fi
 fi
 
 case "$want_type" in
   tarball)
     install_tree "$file" "$prefix"
-    say "installed Python $version into $prefix: run $prefix/bin/python3"
+    say "installed Python $version into $prefix: run $prefix/bin/python3$trust_note"
+    check_linked_modules "$prefix"
     ;;
   deb)
     DEBIAN_FRONTEND=noninteractive apt-get install -y "$file" >&2
-    say "installed Python $version: /opt/python/$version/bin/python3"
+    say "installed Python $version: /opt/python/$version/bin/python3$trust_note"
     ;;
   rpm)
     if command -v dnf >/dev/null 2>&1; then
@@ -498,6 +613,6 @@ case "$want_type" in
     else
       yum install -y "$file" >&2
     fi
-    say "installed Python $version: /opt/python/$version/bin/python3"
+    say "installed Python $version: /opt/python/$version/bin/python3$trust_note"
     ;;
 esac
