@@ -62,6 +62,10 @@ LOGS_PREFIX = "logs/"
 """Failed builds' logs: logs/<version>/<platform>/<arch>/<build>/<file> (log_dir())."""
 MANIFEST_FILE = "manifest.json"
 """In a build's artifact_dir, written last: what was built, how, and its artifacts."""
+BUILD_LOG_FILE = "build.log"
+"""In a build's artifact_dir (the builder's, beside manifest.json; a runtime build has none) and
+in a failed build's log_dir: the build's log. The one file of a build directory that neither
+SHA256SUMS lists nor the publish side writes."""
 FAILURE_FILE = "failure.json"
 """In a build's log_dir: why the build failed (phase, reason)."""
 BUILD_NUMBER = re.compile(r"[1-9][0-9]{0,8}")
@@ -73,6 +77,10 @@ FILE_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}"
 manifest's artifacts and attestations (models.FileName), the provenance's subjects and
 `buildfarm verify`'s SHA256SUMS lines share. Narrower than a store key segment, so every such
 name is also a valid key."""
+
+LOCAL_TEMP_PREFIX = ".tmp-"
+"""A directory store's write in flight: a temp file beside its key, renamed into place (never a
+key; listings leave it out)."""
 
 # -- runtimes (Python plus a locked venv; buildfarm.runtimes) ---------------------------------
 

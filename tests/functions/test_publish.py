@@ -296,11 +296,12 @@ def test_fifty_concurrent_publishers_lose_nothing(backend, request):
 
     def publisher(n: int) -> None:
         cell = (f"3.{9 + n % 5}.{n}", ["debian-12", "rhel-9"][n % 2], ["x86_64", "aarch64"][n % 2])
+        directory = f"builds/{'/'.join(cell)}/1"  # each key a file of the cell's build directory
         entry = CatalogCell(
             build=1,
             published="t",
-            manifest=f"m{n}",
-            artifacts=[CatalogArtifact(type="tarball", key=f"k{n}", sha256="ab" * 32, size=n)],
+            manifest=f"{directory}/manifest.json",
+            artifacts=[CatalogArtifact(type="tarball", key=f"{directory}/k{n}", sha256="ab" * 32, size=n)],
         )
         barrier.wait()
         try:
@@ -315,10 +316,13 @@ def test_fifty_concurrent_publishers_lose_nothing(backend, request):
         thread.join()
     assert errors == []
     versions = read_json(store, "versions.json")
-    manifests = {
-        arches[a]["manifest"] for p in versions["builds"].values() for arches in p.values() for a in arches
+    artifacts = {
+        arches[a]["artifacts"][0]["key"].rsplit("/", 1)[-1]
+        for p in versions["builds"].values()
+        for arches in p.values()
+        for a in arches
     }
-    assert manifests == {f"m{n}" for n in range(50)}
+    assert artifacts == {f"k{n}" for n in range(50)}
     assert len(versions["python_versions"]) == 50
     assert versions["python_versions"][0] == "3.13.49" and versions["python_versions"][-1] == "3.9.0"
 

@@ -4,7 +4,9 @@ place that reads BUILDFARM_KMS_KEY_ID and BUILDFARM_SIGNING_KEY):
 - kms_key_id (the cloud): the stack's KMS key, through boto3;
 - else signing_key: a key file;
 - else nothing configured: the Lambdas refuse to publish (require_signer), and `buildfarm run`
-  uses the default key file (local_key_config creates the key file when absent).
+  uses the default key file (local_key_config creates the key file when absent), as `buildfarm
+  reindex` of a directory store does when it exists (existing_local_signer; an S3 store is
+  signed with a configured key only, never with a laptop's default file).
 
 Whoever publishes is handed its signer (signer_for(config), require_signer(config)); nothing
 below the entry points looks the key up. A signer of None publishes unsigned (a library caller
@@ -61,6 +63,21 @@ def key_path(explicit: str | None) -> Path:
     keys`' own default, read without the rest of the configuration (a key is made or shown
     whatever else the environment says)."""
     return Path(explicit or os.environ.get(KEY_ENV, "").strip() or DEFAULT_KEY).expanduser()
+
+
+def existing_local_signer(config: FarmConfig) -> Signer | None:
+    """The signer `buildfarm run` signs a directory store with, for a command that publishes no
+    build (reindex): the configured one (signer_for), else the default key file if there is
+    one; never created here (None: there is none). A path in the way is a UsageError, as for
+    run."""
+    if config.kms_key_id or config.signing_key:
+        return signer_for(config)
+    path = DEFAULT_KEY.expanduser()
+    if not path.exists() and not path.is_symlink():
+        return None
+    if problem := key_path_problem(path):
+        raise UsageError(problem)
+    return KeyFileSigner(path)
 
 
 def local_key_config(config: FarmConfig, store_root: Path) -> tuple[FarmConfig, str | None]:

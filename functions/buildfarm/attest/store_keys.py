@@ -100,6 +100,20 @@ def sign_versions_json(store: Store, signer: Signer) -> None:
     log.warning("versions.json kept changing while it was signed; Finalize signs it again")
 
 
+def catalog_signed_by(store: Store, signer: Signer) -> bool:
+    """Whether versions.json.sig is the signer's signature of versions.json as it is now (True
+    when there is no versions.json): two reads, and no key list read."""
+    try:
+        data, _ = store.read(VERSIONS_KEY)
+    except StoreNotFound:
+        return True
+    try:
+        signature, _ = store.read(VERSIONS_SIGNATURE_KEY)
+    except StoreNotFound:
+        return False
+    return verify_signature(data, signature, [signer.public_key_pem()]) is not None
+
+
 def ensure_catalog_signed(store: Store, signer: Signer) -> list[str]:
     """Finalize's check: the signer's key is listed, and versions.json.sig verifies with a
     listed key (signed again if not: two publishers' writes crossed). Returns the keys written."""

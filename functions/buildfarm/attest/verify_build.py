@@ -12,7 +12,11 @@ over http(s), against pinned public keys:
   when present;
 - the SBOM's CPython has the version and source sha256 that manifest.json records, and the
   provenance's subjects are the build's files with their sha256 and its invocationId is the
-  manifest's execution id. A <file>.sig beside the SBOM is checked too.
+  manifest's execution id. A <file>.sig beside the SBOM is checked too;
+- where the directory can be listed (a local one; over http(s) there is no listing), it holds
+  nothing else: every file is listed in SHA256SUMS or is one of the files beside it (SHA256SUMS
+  and the signatures the attestations name, the builder's build.log). A published build is
+  immutable, and whatever is in its directory is served.
 
 verify_build returns one line per problem, each starting with the file it is about; [] means
 the build verifies. Names read from the build are checked before they become paths or URLs.
@@ -38,7 +42,9 @@ from pydantic import ValidationError
 
 from buildfarm.errors import UsageError
 from buildfarm.layout import (
+    BUILD_LOG_FILE,
     FILE_NAME_PATTERN,
+    LOCAL_TEMP_PREFIX,
     MANIFEST_FILE,
     PROVENANCE_FILE,
     SBOM_FILE,
@@ -59,13 +65,16 @@ _SUMS_LINE = re.compile(r"([0-9a-f]{64}) [ *](\S+)", re.ASCII)
 
 class BuildFiles(Protocol):
     """Where a build's files are read from: read(name) -> bytes and sha256(name) -> hex (read
-    in chunks: artifacts are tens of MB), each None when there is no such file."""
+    in chunks: artifacts are tens of MB), each None when there is no such file; names() ->
+    every name in the directory, None where it cannot be listed (http)."""
 
     where: str
 
     def read(self, name: str) -> bytes | None: ...
 
     def sha256(self, name: str) -> str | None: ...
+
+    def names(self) -> set[str] | None: ...
 
 
 def _digest_chunks(handle: Any) -> str:
@@ -87,6 +96,15 @@ class LocalBuild:
 
     def sha256(self, name: str) -> str | None:
         return self._open(name, _digest_chunks)
+
+    def names(self) -> set[str] | None:
+        """Every entry of the directory (sub-directories too), but a directory store's writes in
+        flight (layout.LOCAL_TEMP_PREFIX), which are not files of the build."""
+        try:
+            entries = list(self.directory.iterdir())
+        except OSError as error:
+            raise UsageError(f"{self.directory}: cannot list ({error.strerror or error})") from None
+        return {entry.name for entry in entries if not entry.name.startswith(LOCAL_TEMP_PREFIX)}
 
     def _open(self, name: str, consume: Any) -> Any:
         path = self.directory / name
@@ -116,6 +134,9 @@ class HttpBuild:
 
     def sha256(self, name: str) -> str | None:
         return self._get(name, _digest_response)
+
+    def names(self) -> set[str] | None:
+        return None  # a server answers for files; it lists no directory
 
     def _get(self, name: str, consume: Any) -> Any:
         url = urllib.parse.urljoin(self.base, urllib.parse.quote(name))
@@ -372,6 +393,23 @@ def check_documents(
     return problems
 
 
+def unlisted_files(files: BuildFiles, sums: dict[str, str], manifest: Any) -> list[str]:
+    """A line for each file in the build's directory that SHA256SUMS does not list and that is
+    not one of the files beside it: SHA256SUMS, the signatures manifest.json's attestations name
+    (and a <file>.sig of the SBOM or provenance, which check_attestation checks), manifest.json
+    (said apart when unlisted), build.log. [] where the directory cannot be listed."""
+    present = files.names()
+    if present is None:
+        return []
+    names, _, _ = listed_attestations(manifest)
+    documents = [name for name in (names.sbom, names.provenance) if name is not None]
+    beside = {*names.names(), *(name + SIGNATURE_SUFFIX for name in documents), MANIFEST_FILE, BUILD_LOG_FILE}
+    return [
+        f"{name}: not listed in {names.checksums}, and not a file of the build"
+        for name in sorted(present - set(sums) - beside)
+    ]
+
+
 class CheckedBuild(NamedTuple):
     """What check_build found: the problems, and the checksum list and manifest it checked
     (empty or None where they are missing) for a caller's further checks."""
@@ -400,7 +438,7 @@ def check_build(files: BuildFiles, public_keys: Sequence[bytes]) -> CheckedBuild
     sums, sums_problems = parse_sums(sums_data.decode("utf-8", errors="replace"))
     documents = read_documents(files, manifest)
     file_problems, _ = check_listed_files(files, sums, {MANIFEST_FILE: manifest_data, **documents})
-    problems += sums_problems + file_problems
+    problems += sums_problems + file_problems + unlisted_files(files, sums, manifest)
     if manifest_data is None:
         return CheckedBuild([*problems, f"{MANIFEST_FILE}: missing"], sums, None)
     if MANIFEST_FILE not in sums:

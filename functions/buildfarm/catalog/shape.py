@@ -1,7 +1,10 @@
 """versions.json's nested maps (builds[version][platform][arch], runtimes[name][version][platform]
 [arch]) walked with their shape checked: a level or entry that is not a JSON object is a
 CatalogError naming it, not an AttributeError in the middle of a merge or a page (DESIGN
-"versions.json"). versions_json.check_catalog checks the rest when the catalog is read."""
+"versions.json"). versions_json.check_catalog checks the rest when the catalog is read, with
+check_entry_keys: every key an entry names is a file of its own build's directory (a catalog
+pointing elsewhere, "../../etc/passwd" or another cell's build, is refused before anything is
+derived from it)."""
 
 from __future__ import annotations
 
@@ -9,7 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from buildfarm.errors import BuildfarmError
-from buildfarm.layout import VERSIONS_KEY
+from buildfarm.layout import VERSIONS_KEY, manifest_key
+from buildfarm.store import StoreError, check_key
 
 Path = tuple[str, ...]
 
@@ -58,3 +62,33 @@ def nested_entries(document: dict[str, Any], field: str, depth: int) -> Iterator
     top = document.get(field)
     if top is not None:
         yield from walk((), top, depth)
+
+
+def _key_problem(key: str, directory: str) -> str | None:
+    """Why key is not the key of a file directly in the store directory `directory` (None: it is)."""
+    try:
+        check_key(key)
+    except StoreError as error:
+        return str(error)
+    if key.rpartition("/")[0] != directory:
+        return f"{key!r} is not in the build's directory {directory}"
+    return None
+
+
+def check_entry_keys(path: Path, directory: str, entry: dict[str, Any]) -> None:
+    """CatalogError naming the entry at path unless its directory (the build's, from the entry's
+    own cell and build) is a store key, each artifact's key is a file in it, and its manifest
+    (when the entry names one) is that directory's manifest.json. Keys that are not strings are
+    left to the entry's model check."""
+    try:
+        check_key(directory)
+    except StoreError as error:
+        raise catalog_error(path, f"not a build directory: {error}") from None
+    artifacts = entry.get("artifacts")
+    for index, artifact in enumerate(artifacts if isinstance(artifacts, list) else []):
+        key = artifact.get("key") if isinstance(artifact, dict) else None
+        if isinstance(key, str) and (problem := _key_problem(key, directory)):
+            raise catalog_error(path, f"artifacts/{index}/key: {problem}")
+    manifest = entry.get("manifest")
+    if isinstance(manifest, str) and manifest and manifest != manifest_key(directory):
+        raise catalog_error(path, f"manifest: {manifest!r} is not {manifest_key(directory)}")

@@ -34,6 +34,7 @@ from buildfarm.catalog.versions_json import (
 )
 from buildfarm.keys_index import KeysIndex, read_keys_index
 from buildfarm.layout import (
+    BUILD_LOG_FILE,
     INSTALLER_KEY,
     SUMS_FILE,
     Cell,
@@ -48,9 +49,8 @@ from buildfarm.versions import series_of, sort_newest_first
 
 TEMPLATE = "index.html.jinja"
 # Beside manifest.json in a build's artifact_dir: the builder writes build.log (builder_image's
-# upload), the publish side SHA256SUMS (layout.SUMS_FILE). The catalog lists only the packages,
-# so the page adds these two.
-BUILD_LOG_FILE = "build.log"
+# upload, layout.BUILD_LOG_FILE), the publish side SHA256SUMS (layout.SUMS_FILE). The catalog
+# lists only the packages, so the page adds these two.
 PACKAGE_LABELS = {"tarball": "tar.gz", "deb": ".deb", "rpm": ".rpm"}
 ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 

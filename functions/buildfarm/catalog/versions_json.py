@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from packaging.version import Version
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from buildfarm.catalog.shape import CatalogError, catalog_error, nested_entries
-from buildfarm.layout import VERSIONS_KEY, Cell
+from buildfarm.catalog.shape import CatalogError, catalog_error, check_entry_keys, nested_entries
+from buildfarm.layout import VERSIONS_KEY, Cell, artifact_dir, runtime_artifact_dir
 from buildfarm.releases import iso
 from buildfarm.store import Store, StoreConflict, StoreError, StoreNotFound
 from buildfarm.versions import VersionError, parse_release, sort_newest_first
@@ -336,25 +336,32 @@ def check_catalog(document: dict[str, Any]) -> dict[str, Any]:
     """document, if every part the farm derives from or merges into has the documented shape;
     else CatalogError naming the first bad entry. Checked: python_versions (a list of strings),
     builds (objects down to each cell; versions are releases; each cell a StoredCell, nothing
-    coerced: a build "1" is not a build) and runtimes (objects down to each entry; what an entry
-    holds is runtime_cells' to judge, which leaves out one that does not parse, as failing_cells
-    does for `failing`). Fields it does not know are kept, as everywhere."""
+    coerced: a build "1" is not a build; every key a cell names a file of its build's directory:
+    check_entry_keys) and runtimes (objects down to each entry, the keys of an entry with a
+    build number checked as a cell's; the rest of what an entry holds is runtime_cells' to
+    judge, which leaves out one that does not parse, as failing_cells does for `failing`).
+    Fields it does not know are kept, as everywhere."""
     versions = document.get("python_versions")
     strings = isinstance(versions, list) and all(isinstance(version, str) for version in versions)
     if versions is not None and not strings:
         raise catalog_error(("python_versions",), "expected a list of strings")
     for cell, entry in iter_cells(document):
         try:
-            StoredCell.model_validate(entry, strict=True)
+            stored = StoredCell.model_validate(entry, strict=True)
         except ValidationError as error:
             raise catalog_error(("builds", *cell), _first_problem(error)) from None
+        check_entry_keys(("builds", *cell), artifact_dir(*cell, stored.build), entry)
     for version in document.get("builds") or {}:  # an object: iter_cells checked it
         try:
             parse_release(version)
         except VersionError as error:
             raise catalog_error(("builds", version), str(error)) from None
-    for _ in nested_entries(document, RUNTIMES_FIELD, 4):
-        pass
+    for runtime, entry in nested_entries(document, RUNTIMES_FIELD, 4):
+        build = entry.get("build")
+        if isinstance(build, int) and not isinstance(build, bool) and build >= 1:
+            name, version, platform, arch = runtime
+            directory = runtime_artifact_dir(name, version, platform, arch, build)
+            check_entry_keys((RUNTIMES_FIELD, *runtime), directory, entry)
     return document
 
 
@@ -393,6 +400,17 @@ def _sign(store: Store, signer: Signer) -> None:
         log.warning("install.sh: cannot pin the signing key: %s", error)
 
 
+def _sign_if_stale(store: Store, signer: Signer) -> None:
+    """Nothing to merge, but an earlier run of the same update may have died between writing
+    versions.json and signing it (a retried publish: its cell is merged already). Checked, two
+    reads when the signature is good; else signed as after a write."""
+    from buildfarm.attest.store_keys import catalog_signed_by  # cryptography, lazily
+
+    if not catalog_signed_by(store, signer):
+        log.info("versions.json.sig is not the signature of versions.json: signing it again")
+        _sign(store, signer)
+
+
 def _update_conditionally(
     store: Store,
     merge: Callable[[dict[str, Any]], tuple[dict[str, Any], list[AnyCell]]],
@@ -401,12 +419,15 @@ def _update_conditionally(
     signer: Signer | None = None,
 ) -> tuple[dict[str, Any], list[AnyCell]]:
     """Read versions.json, merge, write with If-Match / If-None-Match; retried on conflict.
-    With a signer, versions.json.sig follows the write (buildfarm.attest.store_keys)."""
+    With a signer, versions.json.sig follows the write (buildfarm.attest.store_keys), and is
+    made good when there was nothing to write (_sign_if_stale)."""
     delay = 0.01
     for attempt in range(1, max_attempts + 1):
         document, etag = read_versions(store)
         merged, accepted = merge(document)
         if not accepted:
+            if signer is not None:
+                _sign_if_stale(store, signer)
             return document, []
         try:
             if etag is None:

@@ -48,8 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="verify a published build or a whole store: signatures, checksums, SBOM, provenance",
         description="Check a build directory (builds/<version>/<platform>/<arch>/<build>/, a path or "
         "an http(s) URL): SHA256SUMS.sig verifies with one of the pinned keys, every file matches "
-        "SHA256SUMS, manifest.json's artifacts are in it, and the SBOM and provenance match the "
-        "artifacts. Or a store's root: versions.json.sig verifies, and so does every build it lists "
+        "SHA256SUMS, manifest.json's artifacts are in it, the SBOM and provenance match the "
+        "artifacts, and (a directory) it holds no file beyond them. Or a store's root: "
+        "versions.json.sig verifies, and so does every build it lists "
         "(--catalog-only: the signature alone). Prints one line per problem; exit 1 if any.",
     )
     verify.add_argument("build", metavar="PATH|URL", help="the build directory, or the store root")

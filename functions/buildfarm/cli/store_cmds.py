@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from buildfarm import clock
-from buildfarm.attest.farm_signer import signer_for
+from buildfarm.attest.farm_signer import existing_local_signer, signer_for
+from buildfarm.attest.signing import Signer
 from buildfarm.catalog.derived import check_base_url, reindex, store_public_url
 from buildfarm.catalog.install_script import embedded_base_url, installer_base
 from buildfarm.cli.plan import add_store_argument
@@ -90,6 +91,15 @@ def _base_url(args: argparse.Namespace, config: FarmConfig) -> str | None:
     return None
 
 
+def _reindex_signer(location: str, config: FarmConfig) -> Signer | None:
+    """A directory store: the key `buildfarm run` signs it with (the configured one, else the
+    default key file if there is one). An S3 store: only a configured key (the cloud signs with
+    its KMS key). None: a rewritten versions.json is left unsigned (said so)."""
+    if location.startswith("s3://"):
+        return signer_for(config)
+    return existing_local_signer(config)
+
+
 def run_reindex(args: argparse.Namespace) -> int:
     try:
         config = FarmConfig.from_env(store=args.store)  # --store, else $BUILDFARM_STORE, else ./dist
@@ -103,7 +113,7 @@ def run_reindex(args: argparse.Namespace) -> int:
         store = open_store(location)
         public_url = store_public_url(store, base)
         registry, now = load_registry(), clock.now()
-        signer = signer_for(config)  # none configured: a rewritten versions.json is left unsigned
+        signer = _reindex_signer(location, config)
         written = reindex(store, registry, config.enabled_platforms, public_url, now, signer=signer)
     except StoreNotFound:
         raise UsageError(f"store {location}: nothing is published there (no versions.json)") from None

@@ -17,7 +17,6 @@ import io
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -265,15 +264,36 @@ def check_not_stopping() -> None:
         raise PreflightError("interrupted before the build started")
 
 
-def dies_with_parent() -> list[str]:
-    """The prefix that gives the driver SIGTERM when this process dies, however it dies (a
+# Starts the driver's program (os.execvp: a file that is no program fails, and no shell runs it)
+# with Linux's parent-death signal set: it outlives the exec (of chroot and of the driver, and
+# `docker run` passes SIGTERM on to its container).
+_LAUNCHER = """\
+import ctypes, os, signal, sys
+if ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0) != 0:  # PR_SET_PDEATHSIG
+    sys.exit("buildfarm: cannot set the parent-death signal")
+if os.getppid() != int(sys.argv[1]):  # the run died before the signal was set
+    sys.exit(1)
+try:
+    os.execvp(sys.argv[2], sys.argv[2:])
+except OSError as error:
+    print("buildfarm: cannot start {}: {}".format(sys.argv[2], error.strerror), flush=True)
+    sys.exit(127)
+"""
+
+
+def dies_with_parent(argv: Sequence[str]) -> list[str]:
+    """argv, started so that the driver gets SIGTERM when this process dies however it dies (a
     SIGKILL, the OOM killer): it then stops its build and records the failure, instead of
-    building on unseen while the next run's recovery takes its cell for ended. util-linux's
-    setpriv sets the parent-death signal and execs the driver, and the signal survives the
-    exec of chroot and of the driver; `docker run` passes it on to its container. Without
-    setpriv the driver runs as before."""
-    setpriv = shutil.which("setpriv")
-    return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
+    building on unseen while the next run's recovery takes its cell for ended."""
+    return [sys.executable, "-c", _LAUNCHER, str(os.getpid()), *argv]
+
+
+def _raise_if_not_started(program: str, first_line: str | None) -> None:
+    """OSError, as Popen would raise it, when the launcher could not execute the driver's
+    program: callers tell a program that cannot start by it."""
+    prefix = f"buildfarm: cannot start {program}: "
+    if first_line and first_line.startswith(prefix):
+        raise OSError(0, first_line[len(prefix) :].strip(), program)
 
 
 def run_driver(
@@ -289,7 +309,7 @@ def run_driver(
     output = sys.stdout if output is None else output
     said = _DriverOutput(on_phase, on_progress)
     process = subprocess.Popen(
-        [*dies_with_parent(), *argv],
+        dies_with_parent(argv),
         env=dict(env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -302,8 +322,10 @@ def run_driver(
     if stopping():  # the farm was interrupted just as this driver started
         roots.stop_group(process)
         return BuildResult(False, "preflight", "interrupted before the build started", None, {})
+    first = None
     try:
         for line in process.stdout:
+            first = line if first is None else first
             output.write(line)
             output.flush()
             said.read(line.rstrip("\n"))
@@ -315,6 +337,8 @@ def run_driver(
     if log_path is not None and not log_path.exists():
         log_path = None
     result = said.result
+    if result is None and code == 127:
+        _raise_if_not_started(argv[0], first)
     if result is None:
         return BuildResult(False, None, f"the build driver exited with status {code}", log_path, said.timings)
     ok = bool(result["ok"]) and code == 0

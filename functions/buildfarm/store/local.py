@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from buildfarm.layout import LOCAL_TEMP_PREFIX
 from buildfarm.store.base import (
     CHUNK,
     ObjectInfo,
@@ -31,7 +32,7 @@ from buildfarm.store.base import (
 
 LOCK_DIR = ".locks"  # lock files for conditional writes, never listed
 LOCK_STRIPES = 64
-_TEMP_PREFIX = ".tmp-"
+_TEMP_PREFIX = LOCAL_TEMP_PREFIX
 
 
 @contextlib.contextmanager

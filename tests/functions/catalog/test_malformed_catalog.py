@@ -55,6 +55,13 @@ def _drop_artifact_key(document: dict[str, Any]) -> None:
     del _cell(document)["artifacts"][0]["key"]
 
 
+ARTIFACT = ("builds", *CELL, "artifacts", 0)
+CELL_PATH = "builds/3.13.5/debian-12/x86_64"
+RUNTIME_ESCAPING = {
+    "build": 1,
+    "artifacts": [{"type": "tarball", "key": "/etc/passwd", "sha256": "ab" * 32, "size": 1}],
+}
+
 # (id, how the published catalog is broken, what the one-line error must name)
 MALFORMED: list[tuple[str, Edit, str]] = [
     ("version-is-a-list", _set(("builds", "3.13.5"), []), "versions.json builds/3.13.5: expected an object"),
@@ -85,6 +92,30 @@ MALFORMED: list[tuple[str, Edit, str]] = [
         "size-is-a-string",
         _set(("builds", "3.13.5", "debian-12", "x86_64", "artifacts", 0, "size"), "10"),
         "versions.json builds/3.13.5/debian-12/x86_64: artifacts/0/size: input should be a valid integer",
+    ),
+    # Keys: a file of the cell's own build directory (uv metadata and install.sh are made of them).
+    (
+        "artifact-key-escapes",
+        _set((*ARTIFACT, "key"), "../../etc/passwd"),
+        f"versions.json {CELL_PATH}: artifacts/0/key: "
+        "invalid store key '../../etc/passwd' (bad segment '..')",
+    ),
+    (
+        "artifact-key-of-another-build",
+        _set((*ARTIFACT, "key"), "builds/3.13.5/debian-12/x86_64/2/python.tar.gz"),
+        f"versions.json {CELL_PATH}: artifacts/0/key: 'builds/3.13.5/debian-12/x86_64/2/python.tar.gz' "
+        f"is not in the build's directory {CELL_PATH}/1",
+    ),
+    (
+        "manifest-of-another-cell",
+        _set(("builds", *CELL, "manifest"), "builds/3.12.1/debian-12/x86_64/1/manifest.json"),
+        f"versions.json {CELL_PATH}: manifest: 'builds/3.12.1/debian-12/x86_64/1/manifest.json' is not "
+        f"{CELL_PATH}/1/manifest.json",
+    ),
+    (
+        "runtime-key-escapes",
+        _set(("runtimes",), {"svc": {"2.1.0": {"debian-12": {"x86_64": RUNTIME_ESCAPING}}}}),
+        "versions.json runtimes/svc/2.1.0/debian-12/x86_64: artifacts/0/key: invalid store key '/etc/passwd'",
     ),
 ]
 IDS = [case[0] for case in MALFORMED]
@@ -235,10 +266,12 @@ def test_well_formed_catalogs_old_and_new_are_accepted(published, tmp_path) -> N
     document, _ = read_versions(published)
     assert check_catalog(document) is document
     cell = CELL
-    with_more, _ = merge_runtime_cells(document, {("svc", "1", "debian-12", "x86_64"): _runtime_entry()}, NOW)
+    runtime = ("svc", "2.1.0", "debian-12", "x86_64")  # _runtime_entry's directory
+    with_more, _ = merge_runtime_cells(document, {runtime: _runtime_entry()}, NOW)
     with_more["failing"] = {"3.13.6": {"debian-12": {"x86_64": {"build": 1, "reason": "x"}}}}
     check_catalog(with_more)
-    minimal = {"build": 1, "artifacts": [{"type": "tarball", "key": "k", "sha256": "ab" * 32, "size": 1}]}
+    key = f"{CELL_PATH}/1/k.tar.gz"
+    minimal = {"build": 1, "artifacts": [{"type": "tarball", "key": key, "sha256": "ab" * 32, "size": 1}]}
     builds = {"3.13.5": {"debian-12": {"x86_64": minimal}}}
     for old in (
         {"schema_version": 1, "python_versions": ["3.13.5"], "builds": builds},

@@ -30,8 +30,8 @@ LATER = datetime(2026, 11, 22, 11, 0, 0, tzinfo=UTC)
 CELL = ("svc", "2.1.0", "debian-12", "x86_64")
 
 
-def runtime_entry(build: int, python_build: int = 1) -> RuntimeCatalogCell:
-    directory = f"runtimes/svc/2.1.0/debian-12/x86_64/{build}"
+def runtime_entry(build: int, python_build: int = 1, cell: tuple[str, ...] = CELL) -> RuntimeCatalogCell:
+    directory = f"runtimes/{'/'.join(cell)}/{build}"  # its keys are its own directory's
     return RuntimeCatalogCell(
         build=build,
         published="2026-11-22T10:00:00Z",
@@ -104,7 +104,7 @@ def test_concurrent_publishers_lose_no_cell(tmp_path: Path) -> None:
     store.create()
     cells = [(f"svc{i}", "1.0", "debian-12", "x86_64") for i in range(6)]
     threads = [
-        threading.Thread(target=update_runtimes, args=(store, {cell: runtime_entry(1)}, NOW))
+        threading.Thread(target=update_runtimes, args=(store, {cell: runtime_entry(1, cell=cell)}, NOW))
         for cell in cells
     ]
     threads.append(

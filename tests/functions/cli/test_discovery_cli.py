@@ -142,7 +142,8 @@ def test_a_published_version_missing_from_the_catalog_shows_its_sha256_missing(p
     published_store.put_json("releases.json", catalog)
     # The seed knows 3.13.5: a store from elsewhere, with a version the seed lacks, is simulated.
     versions = json.loads(published_store.read("versions.json")[0])
-    versions["builds"]["3.12.99"] = versions["builds"].pop("3.13.5")
+    moved = json.dumps(versions["builds"].pop("3.13.5")).replace("builds/3.13.5/", "builds/3.12.99/")
+    versions["builds"]["3.12.99"] = json.loads(moved)  # its keys too: each names its own directory
     published_store.put_json("versions.json", versions)
     assert main(["releases", "--store", str(published_store.root), "--series", "3.12", "--json"]) == 0
     releases = {r["version"]: r for r in json.loads(capsys.readouterr().out)["series"][0]["releases"]}

@@ -167,9 +167,10 @@ def test_a_failed_build_is_not_merged_even_if_its_files_are_there(store) -> None
 def write_store_with_python(store: LocalStore, platforms: list[str]) -> None:
     builds = {
         "3.13.5": {
-            platform: {"x86_64": {"build": 1, "published": "2026-11-22T09:00:00Z", "manifest": "m",
-                                  "artifacts": [{"type": "tarball", "key": "k", "sha256": "ab" * 32,
-                                                 "size": 1}]}}
+            platform: {"x86_64": {"build": 1, "published": "2026-11-22T09:00:00Z",
+                                  "manifest": f"builds/3.13.5/{platform}/x86_64/1/manifest.json",
+                                  "artifacts": [{"type": "tarball", "sha256": "ab" * 32, "size": 1,
+                                                 "key": f"builds/3.13.5/{platform}/x86_64/1/p.tar.gz"}]}}
             for platform in platforms
         }
     }  # fmt: skip

@@ -80,7 +80,8 @@ def store_with_python(root: Path, platform: str) -> LocalStore:
     """A store whose versions.json names a 3.13.5 build of platform (its tarball is never read)."""
     store = LocalStore(root)
     store.create()
-    entry = {"build": 1, "artifacts": [{"type": "tarball", "key": "k", "sha256": "ab" * 32, "size": 1}]}
+    key = f"builds/3.13.5/{platform}/{host_arch()}/1/p.tar.gz"  # a file of the build's own directory
+    entry = {"build": 1, "artifacts": [{"type": "tarball", "key": key, "sha256": "ab" * 32, "size": 1}]}
     builds = {"3.13.5": {platform: {host_arch(): entry}}}
     store.put_json(VERSIONS_KEY, {"schema_version": 1, "python_versions": ["3.13.5"], "builds": builds})
     return store
