@@ -127,29 +127,16 @@ class Alarms(Construct):
         """An alarm when an execution ends badly in an hour: the same three statuses as the
         rule, which Step Functions counts in a metric each."""
         hourly = {"period": Duration.hours(1), "statistic": "Sum"}
-        # Step Functions emits each metric only in an hour that has such an execution, and math
-        # over a missing series has no datapoint: unfilled, one failure in an hour without a
-        # timeout and an abort would sum to nothing (and not breach). FILL makes each term 0.
-        ended_badly = cloudwatch.MathExpression(
-            expression="FILL(failed, 0) + FILL(timedOut, 0) + FILL(aborted, 0)",
-            using_metrics={
+        return self._hourly_alarm(
+            "ExecutionsFailed",
+            "A build farm execution failed, timed out or was aborted (see the notification for its cause "
+            "and failed cells)",
+            "Executions failed, timed out or aborted",
+            {
                 "failed": state_machine.metric_failed(**hourly),
                 "timedOut": state_machine.metric_timed_out(**hourly),
                 "aborted": state_machine.metric_aborted(**hourly),
             },
-            label="Executions failed, timed out or aborted",
-            period=Duration.hours(1),
-        )
-        return cloudwatch.Alarm(
-            self,
-            "ExecutionsFailed",
-            alarm_description="A build farm execution failed, timed out or was aborted "
-            "(see the notification for its cause and failed cells)",
-            metric=ended_badly,
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
 
     def _errors_alarm(
@@ -168,18 +155,32 @@ class Alarms(Construct):
                 namespace="AWS/Events", metric_name="FailedInvocations",
                 dimensions_map={"RuleName": schedule.rule_name}, **hourly,
             )  # fmt: skip
-        farm_errors = cloudwatch.MathExpression(
-            expression=" + ".join(f"FILL({name}, 0)" for name in metrics),  # as _alarm says why
+        return self._hourly_alarm(
+            "FarmErrors",
+            "A build farm function failed (Recover, Plan, PublishCell, PublishRuntime or Finalize: see "
+            "its log group) or the schedule could not start the workflow",
+            "Function errors and failed schedule starts",
+            metrics,
+        )
+
+    def _hourly_alarm(
+        self, construct_id: str, description: str, label: str, metrics: dict[str, cloudwatch.IMetric]
+    ) -> cloudwatch.Alarm:
+        """An alarm when the metrics' sum is at least 1 in an hour. Each term is filled: AWS emits
+        such a metric only in an hour that has such an event, and math over a missing series has
+        no datapoint, so unfilled, one failure in an hour without the others would sum to
+        nothing (and not breach). FILL makes each missing term 0."""
+        total = cloudwatch.MathExpression(
+            expression=" + ".join(f"FILL({name}, 0)" for name in metrics),
             using_metrics=metrics,
-            label="Function errors and failed schedule starts",
+            label=label,
             period=Duration.hours(1),
         )
         return cloudwatch.Alarm(
             self,
-            "FarmErrors",
-            alarm_description="A build farm function failed (Recover, Plan, PublishCell, PublishRuntime or "
-            "Finalize: see its log group) or the schedule could not start the workflow",
-            metric=farm_errors,
+            construct_id,
+            alarm_description=description,
+            metric=total,
             threshold=1,
             evaluation_periods=1,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,

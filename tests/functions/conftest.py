@@ -367,3 +367,16 @@ def refreshed(store: Store, config: FarmConfig, python_org, now: datetime = NOW)
     state = load_releases(store, config, now)
     save_releases(store, state)
     return state
+
+
+def publish_fake_cell(store: Store, config: FarmConfig, signer: Any) -> None:
+    """3.13.5 for debian-12/x86_64 planned, built (fake_build) and published, signed by signer."""
+    from buildfarm.plan import plan
+    from buildfarm.publish import publish
+
+    write_releases(store, ["3.13.5"])
+    request = {"versions": ["3.13.5"], "platforms": ["debian-12"], "arches": ["x86_64"]}
+    result = plan(request, store, config, "exec-1", NOW)
+    for item in result.items:
+        fake_build(store, item.spec)
+    publish(result.summary, store, config, now=NOW, signer=signer)

@@ -17,11 +17,9 @@ from buildfarm.attest.verify_build import HttpBuild, LocalBuild, unlisted_files
 from buildfarm.cli import main
 from buildfarm.layout import artifact_dir
 from buildfarm.models import Attestations
-from buildfarm.plan import plan
-from buildfarm.publish import publish
 from buildfarm.store import LocalStore
 
-from .conftest import NOW, fake_build, write_releases
+from .conftest import publish_fake_cell
 
 BUILD_DIR = artifact_dir("3.13.5", "debian-12", "x86_64", 1)
 EXTRA = "not listed in SHA256SUMS, and not a file of the build"
@@ -31,12 +29,7 @@ EXTRA = "not listed in SHA256SUMS, and not a file of the build"
 def store(tmp_path: Path, config, session_signer: KeyFileSigner) -> Path:
     """3.13.5 for debian-12/x86_64 built (fake) and published, signed with the session key."""
     store = LocalStore(tmp_path / "dist")
-    write_releases(store, ["3.13.5"])
-    request = {"versions": ["3.13.5"], "platforms": ["debian-12"], "arches": ["x86_64"]}
-    result = plan(request, store, config, "exec-1", NOW)
-    for item in result.items:
-        fake_build(store, item.spec)
-    publish(result.summary, store, config, now=NOW, signer=session_signer)
+    publish_fake_cell(store, config, session_signer)
     return store.root
 
 

@@ -13,11 +13,9 @@ import pytest
 from loopback import serve_in_background
 
 from buildfarm.layout import SBOM_FILE, is_public
-from buildfarm.plan import plan
-from buildfarm.publish import publish
 from buildfarm.serve import content_type, make_server
 
-from ..conftest import BUCKET, NOW, PREFIX, fake_build, write_releases
+from ..conftest import BUCKET, PREFIX, publish_fake_cell
 
 S3_DEFAULT_TYPE = "binary/octet-stream"  # what S3 stores for a put without a ContentType
 
@@ -25,12 +23,7 @@ S3_DEFAULT_TYPE = "binary/octet-stream"  # what S3 stores for a put without a Co
 @pytest.fixture
 def stored_types(s3_store, s3_client, config, session_signer, tmp_path) -> tuple[Path, dict[str, str]]:
     """The store published into S3, copied to tmp_path/dist; and each object's S3 ContentType."""
-    write_releases(s3_store, ["3.13.5"])
-    request = {"versions": ["3.13.5"], "platforms": ["debian-12"], "arches": ["x86_64"]}
-    the_plan = plan(request, s3_store, config, "exec-1", NOW)
-    for item in the_plan.items:
-        fake_build(s3_store, item.spec)
-    publish(the_plan.summary, s3_store, config, now=NOW, signer=session_signer)
+    publish_fake_cell(s3_store, config, session_signer)
     root = tmp_path / "dist"
     types = {}
     for listed in _objects(s3_client):
