@@ -35,6 +35,17 @@ DOMAIN_NAME = re.compile(r"(?=.{1,253}\Z)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?
 CERTIFICATE_ARN = re.compile(r"arn:aws[a-z-]*:acm:us-east-1:[0-9]{12}:certificate/[0-9a-f-]{36}")
 VPC_ID = re.compile(r"vpc-(?:[0-9a-f]{8}|[0-9a-f]{17})")
 SUBNET_ID = re.compile(r"subnet-(?:[0-9a-f]{8}|[0-9a-f]{17})")
+# Values CloudFormation would refuse only at deploy time, after every image is built: each
+# field's pattern and what it must be.
+FORMATS = {
+    "vpc_id": (VPC_ID, "a VPC id (vpc- and 8 or 17 hex digits)"),
+    "subnet_ids": (SUBNET_ID, "a subnet id (subnet- and 8 or 17 hex digits)"),
+    "domain_name": (DOMAIN_NAME, "a domain name like python.example.org (lower case)"),
+    "certificate_arn": (
+        CERTIFICATE_ARN,
+        "an ACM certificate ARN in us-east-1 (CloudFront takes its certificates from there only)",
+    ),
+}
 
 # What each context key means, in the order README's "Configuration" table lists them, with a
 # note after a blank default. "{budget}" is replaced by the default budget. Every key of the
@@ -222,36 +233,15 @@ class InfraConfig(WorkflowSettings):
             raise ValueError(f"{value!r}: the Batch jobs cannot read this machine's files; use http(s)://")
         return value
 
-    @field_validator("vpc_id")
+    @field_validator(*FORMATS)
     @classmethod
-    def _vpc_id(cls, value: str | None) -> str | None:
-        if value is not None and not VPC_ID.fullmatch(value):
-            raise ValueError(f"{value!r} is not a VPC id (vpc- and 8 or 17 hex digits)")
-        return value
-
-    @field_validator("subnet_ids")
-    @classmethod
-    def _subnet_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for subnet in value:
-            if not SUBNET_ID.fullmatch(subnet):
-                raise ValueError(f"{subnet!r} is not a subnet id (subnet- and 8 or 17 hex digits)")
-        return value
-
-    @field_validator("domain_name")
-    @classmethod
-    def _domain_name(cls, value: str | None) -> str | None:
-        if value is not None and not DOMAIN_NAME.fullmatch(value):
-            raise ValueError(f"{value!r} is not a domain name like python.example.org (lower case)")
-        return value
-
-    @field_validator("certificate_arn")
-    @classmethod
-    def _certificate_arn(cls, value: str | None) -> str | None:
-        if value is not None and not CERTIFICATE_ARN.fullmatch(value):
-            raise ValueError(
-                f"{value!r} is not an ACM certificate ARN in us-east-1 (CloudFront takes its "
-                "certificates from there only)"
-            )
+    def _formats(
+        cls, value: str | tuple[str, ...] | None, info: ValidationInfo
+    ) -> str | tuple[str, ...] | None:
+        pattern, what = FORMATS[info.field_name]
+        for item in (value,) if isinstance(value, str) else value or ():
+            if not pattern.fullmatch(item):
+                raise ValueError(f"{item!r} is not {what}")
         return value
 
     @model_validator(mode="after")
