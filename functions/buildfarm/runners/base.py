@@ -285,7 +285,7 @@ def dies_with_parent(argv: Sequence[str]) -> list[str]:
     """argv, started so that the driver gets SIGTERM when this process dies however it dies (a
     SIGKILL, the OOM killer): it then stops its build and records the failure, instead of
     building on unseen while the next run's recovery takes its cell for ended."""
-    return [sys.executable, "-c", _LAUNCHER, str(os.getpid()), *argv]
+    return [sys.executable, "-I", "-c", _LAUNCHER, str(os.getpid()), *argv]  # -I: the env is the driver's
 
 
 def _raise_if_not_started(program: str, first_line: str | None) -> None:
