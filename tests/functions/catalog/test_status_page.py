@@ -162,14 +162,17 @@ def test_the_install_box_has_the_installer_one_liner_and_uv_per_platform(registr
         NOW,
         public_url=lambda key: f"https://cdn.example.org/py/{key}",
     )
-    assert "curl -fsSL https://cdn.example.org/py/install.sh | bash -s -- --version 3.13.5</code>" in page
+    # As root for the system package, or without root into a directory: both lines, runnable.
+    assert "<code>curl -fsSLO https://cdn.example.org/py/install.sh\n" in page
+    assert "\nsudo bash install.sh --version 3.13.5\n" in page
+    assert "\nbash install.sh --version 3.13.5 --prefix ~/python-3.13.5</code>" in page
     uv = (
         "UV_PYTHON_DOWNLOADS_JSON_URL=https://cdn.example.org/py/download-metadata/{}.json uv python install "
     )
     uv += "{}"
     assert uv.format("debian-12", "3.13.5") in page  # the newest final release
     assert uv.format("rhel-9", "3.14.0rc2") in page  # a pre-release where nothing else is built
-    assert "curl -fsSL BASE_URL/install.sh" in render_index(document, registry, ["debian-12"], NOW)
+    assert "curl -fsSLO BASE_URL/install.sh" in render_index(document, registry, ["debian-12"], NOW)
 
 
 def test_a_failing_cell_shows_since_when_until_a_later_build_publishes(registry):
