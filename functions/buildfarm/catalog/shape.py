@@ -8,6 +8,7 @@ derived from it)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -64,12 +65,32 @@ def nested_entries(document: dict[str, Any], field: str, depth: int) -> Iterator
         yield from walk((), top, depth)
 
 
-def _key_problem(key: str, directory: str) -> str | None:
-    """Why key is not the key of a file directly in the store directory `directory` (None: it is)."""
+@functools.lru_cache(maxsize=4096)
+def _valid_segment(segment: str) -> bool:
+    """check_key's rule for one segment, remembered: versions.json repeats its platforms, arches
+    and file names in every cell, and every read of it checks every key."""
+    try:
+        check_key(segment)
+    except StoreError:
+        return False
+    return True
+
+
+def _key_error(key: str) -> str | None:
+    """check_key's message for key, or None if it is a valid store key."""
+    if all(map(_valid_segment, key.split("/"))):  # "" segments (leading, trailing, //) fail
+        return None
     try:
         check_key(key)
     except StoreError as error:
         return str(error)
+    return None
+
+
+def _key_problem(key: str, directory: str) -> str | None:
+    """Why key is not the key of a file directly in the store directory `directory` (None: it is)."""
+    if problem := _key_error(key):
+        return problem
     if key.rpartition("/")[0] != directory:
         return f"{key!r} is not in the build's directory {directory}"
     return None
@@ -80,15 +101,17 @@ def check_entry_keys(path: Path, directory: str, entry: dict[str, Any]) -> None:
     own cell and build) is a store key, each artifact's key is a file in it, and its manifest
     (when the entry names one) is that directory's manifest.json. Keys that are not strings are
     left to the entry's model check."""
-    try:
-        check_key(directory)
-    except StoreError as error:
-        raise catalog_error(path, f"not a build directory: {error}") from None
+    if problem := _key_error(directory):
+        raise catalog_error(path, f"not a build directory: {problem}")
     artifacts = entry.get("artifacts")
+    inside = directory + "/"
     for index, artifact in enumerate(artifacts if isinstance(artifacts, list) else []):
         key = artifact.get("key") if isinstance(artifact, dict) else None
-        if isinstance(key, str) and (problem := _key_problem(key, directory)):
-            raise catalog_error(path, f"artifacts/{index}/key: {problem}")
+        if not isinstance(key, str):
+            continue
+        name = key[len(inside) :] if key.startswith(inside) else ""
+        if "/" in name or not _valid_segment(name):  # every read checks every key: the usual case first
+            raise catalog_error(path, f"artifacts/{index}/key: {_key_problem(key, directory)}")
     manifest = entry.get("manifest")
     if isinstance(manifest, str) and manifest and manifest != manifest_key(directory):
         raise catalog_error(path, f"manifest: {manifest!r} is not {manifest_key(directory)}")
