@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from buildfarm.keys_index import read_keys_index
 from buildfarm.layout import KEYS_INDEX_KEY, VERSIONS_KEY, VERSIONS_SIGNATURE_KEY, public_key_key
@@ -100,9 +101,9 @@ def sign_versions_json(store: Store, signer: Signer) -> None:
     log.warning("versions.json kept changing while it was signed; Finalize signs it again")
 
 
-def catalog_signed_by(store: Store, signer: Signer) -> bool:
-    """Whether versions.json.sig is the signer's signature of versions.json as it is now (True
-    when there is no versions.json): two reads, and no key list read."""
+def _catalog_signature_holds(store: Store, public_keys: Callable[[], list[bytes]]) -> bool:
+    """Whether versions.json.sig verifies versions.json as it is now with one of public_keys()
+    (asked only when there is a signature to check); True when there is no versions.json."""
     try:
         data, _ = store.read(VERSIONS_KEY)
     except StoreNotFound:
@@ -111,22 +112,20 @@ def catalog_signed_by(store: Store, signer: Signer) -> bool:
         signature, _ = store.read(VERSIONS_SIGNATURE_KEY)
     except StoreNotFound:
         return False
-    return verify_signature(data, signature, [signer.public_key_pem()]) is not None
+    return bool(signature) and verify_signature(data, signature, public_keys()) is not None
+
+
+def catalog_signed_by(store: Store, signer: Signer) -> bool:
+    """Whether versions.json.sig is the signer's signature of versions.json as it is now (True
+    when there is no versions.json): two reads, and no key list read."""
+    return _catalog_signature_holds(store, lambda: [signer.public_key_pem()])
 
 
 def ensure_catalog_signed(store: Store, signer: Signer) -> list[str]:
     """Finalize's check: the signer's key is listed, and versions.json.sig verifies with a
     listed key (signed again if not: two publishers' writes crossed). Returns the keys written."""
     publish_key(store, signer)
-    try:
-        data, _ = store.read(VERSIONS_KEY)
-    except StoreNotFound:
-        return []
-    try:
-        signature, _ = store.read(VERSIONS_SIGNATURE_KEY)
-    except StoreNotFound:
-        signature = b""
-    if signature and verify_signature(data, signature, listed_public_keys(store)) is not None:
+    if _catalog_signature_holds(store, lambda: listed_public_keys(store)):
         return []
     sign_versions_json(store, signer)
     return [VERSIONS_SIGNATURE_KEY]
