@@ -3,10 +3,10 @@ stopped, or Finalize itself failed), so nothing finished is ever lost and no cla
 
 Every run with something to build has a marker under runs/ from Plan until Finalize
 (buildfarm.plan). Before planning, recover() asks whether each open run's execution still
-runs, and finalizes the ended ones as their Finalize would have: the run's runtime items
-first (buildfarm.runtimes.cloud_items.finalize_runtime_items: a runtime build with a manifest
-that PublishRuntime never decided is verified and published, else failed), then its Python
-cells with the very publish() Finalize runs: a build is published only if its manifest records
+runs, and finalizes the ended ones with the very finalize_run Finalize runs
+(buildfarm.finalize): the run's runtime items first (a runtime build with a manifest that
+PublishRuntime never decided is verified and published, else failed), then its Python
+cells: a build is published only if its manifest records
 the spec the run's plan holds for it (execution id included) and every artifact verifies; the
 rest is failed and its claim released.
 
@@ -31,13 +31,12 @@ from buildfarm import clock
 from buildfarm.attest.signing import Signer
 from buildfarm.claims import Liveness
 from buildfarm.config import FarmConfig
+from buildfarm.finalize import finalize_run
 from buildfarm.layout import plan_record_key, run_marker_key
 from buildfarm.plan import safe_id
 from buildfarm.plan_items import close_run, open_runs
 from buildfarm.platforms import Registry
-from buildfarm.publish import publish
 from buildfarm.releases import parse_iso
-from buildfarm.runtimes.cloud_items import finalize_runtime_items
 from buildfarm.store import Store, StoreError, StoreNotFound
 
 log = logging.getLogger(__name__)
@@ -186,14 +185,11 @@ def _finalize(
     """Finalize one ended run (its runtime items, then its Python cells) and close it; False
     (and the run left open, retried next time) if it cannot be read or decided now."""
     try:
-        runtimes = finalize_runtime_items(store, summary, config, now, signer=signer)
-        result = publish(summary, store, config, now, registry=registry, signer=signer)
+        run = finalize_run(summary, store, config, now, registry=registry, signer=signer)
     except (StoreError, ValueError, KeyError) as error:  # e.g. a plan from an older schema
         log.warning("cannot finalize run %s: %s (retried next time)", run_id, error)
         return False
-    close_run(store, run_id)  # publish closes a run of Python cells; one of runtimes only, here
-    published = result.published + [o.cell for o in runtimes if o.status == "published"]
-    failed = [f.cell for f in result.failed] + [o.cell for o in runtimes if o.status == "failed"]
+    published, failed = run.published, [f["cell"] for f in run.failed]
     log.info("recovered run %s: %d published, %d failed", run_id, len(published), len(failed))
     recovery.published += published
     recovery.failed += failed

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-import buildfarm.recovery
+import buildfarm.finalize
 from buildfarm.attest.build_files import AttestationError, build_times, provenance_document
 from buildfarm.attest.provenance import Subject
 from buildfarm.attest.verify_build import parse_sums
@@ -93,14 +93,14 @@ def test_one_run_that_cannot_be_finalized_does_not_stop_the_others(local_store, 
     second = plan({**DEBIAN_12, "arches": ["aarch64"]}, local_store, config, "run-b", NOW)
     for item in (*first.items, *second.items):
         fake_build(local_store, item.spec)
-    real_publish = buildfarm.recovery.publish
+    real_publish = buildfarm.finalize.publish
 
     def failing_for_run_a(summary, *args, **kwargs):
         if summary["plan_id"] == "run-a":
             raise OverflowError("date value out of range")  # what escaped recover() before
         return real_publish(summary, *args, **kwargs)
 
-    monkeypatch.setattr(buildfarm.recovery, "publish", failing_for_run_a)
+    monkeypatch.setattr(buildfarm.finalize, "publish", failing_for_run_a)
     recovery = recover(local_store, config, NOW, is_running=lambda run: False, signer=None)
     assert (recovery.finalized, recovery.published) == (["run-b"], [ARM])
     assert local_store.exists("runs/run-a.json")  # left open: the next recovery tries again

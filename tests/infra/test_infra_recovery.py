@@ -117,7 +117,7 @@ def test_a_built_runtime_whose_run_ended_unpublished_is_published_by_the_next(fa
     refused = RuntimeError("the publisher was down")
     with (
         mock.patch("buildfarm.handlers.publish.decide_runtime_item", side_effect=refused),
-        mock.patch("buildfarm.handlers.publish.finalize_runtime_items", side_effect=refused),
+        mock.patch("buildfarm.finalize.finalize_runtime_items", side_effect=refused),
     ):
         failed = farm.run(debian_12)
     assert failed["status"] == "FAILED", failed
@@ -147,8 +147,9 @@ def test_recover_and_finalize_name_at_most_one_constants_number() -> None:
     import inspect
     import re
 
+    from buildfarm import finalize
     from buildfarm.handlers import publish, recover
 
-    assert recover.MAX_NAMED is publish.MAX_NAMED
-    for module in (recover, publish):
+    assert recover.MAX_NAMED is finalize.MAX_NAMED
+    for module in (recover, publish, finalize):
         assert not re.search(r"\[:\s*50\]", inspect.getsource(module)), module.__name__

@@ -8,10 +8,10 @@
 - finalize_handler (Finalize, once after the Maps): {"plan": <Plan's summary>}
   -> {"published": [...], "failed": [{"cell", "reason"}], "counts": {...}} (runtime cells in
   the lists, and counted as runtimes_published / runtimes_failed; each list names at most
-  MAX_NAMED cells, the counts are complete)
+  buildfarm.finalize.MAX_NAMED cells, the counts are complete)
 
 Thin: parse the event, read the configuration (the signer too: a publisher without a signing
-key refuses to publish), call buildfarm.publish, emit metrics.
+key refuses to publish), call buildfarm.publish / buildfarm.finalize, emit metrics.
 """
 
 from __future__ import annotations
@@ -26,16 +26,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from buildfarm import clock
 from buildfarm.attest.farm_signer import require_signer
 from buildfarm.config import FarmConfig
+from buildfarm.finalize import finalize_run
 from buildfarm.handlers.common import powertools
-from buildfarm.plan_items import PlanItem, close_run
-from buildfarm.publish import BatchOutcome, CellOutcome, PublishResult, publish, publish_cell
-from buildfarm.runtimes.cloud_items import RuntimeItem, decide_runtime_item, finalize_runtime_items
+from buildfarm.plan_items import PlanItem
+from buildfarm.publish import BatchOutcome, publish_cell
+from buildfarm.runtimes.cloud_items import RuntimeItem, decide_runtime_item, runtime_job_failure
 from buildfarm.store import open_store
 
 logger, tracer, metrics = powertools()
-# The most cells (or runs) a state's output names, Finalize's failed cells and Recover's runs
-# alike: payloads stay bounded however large the run (the rest are counted, not named).
-MAX_NAMED = 50
 
 
 class ItemsLocation(BaseModel):
@@ -92,12 +90,8 @@ class RuntimeEvent(BaseModel):
 def runtime_handler(event: RuntimeEvent, context: LambdaContext) -> dict[str, Any]:
     config = FarmConfig.from_env()
     store = open_store(config.store)
-    failure = (
-        "" if event.batch.status == "succeeded" else f"build job failed: {event.batch.error or 'no detail'}"
-    )
-    outcome = decide_runtime_item(
-        store, event.item, clock.now(), failure[:500], signer=require_signer(config)
-    )
+    failure = runtime_job_failure(event.batch)
+    outcome = decide_runtime_item(store, event.item, clock.now(), failure, signer=require_signer(config))
     metric = "RuntimesBuilt" if outcome.status == "published" else "RuntimesFailed"
     metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)
     if outcome.status == "failed":
@@ -113,29 +107,10 @@ def finalize_handler(event: FinalizeEvent, context: LambdaContext) -> dict[str, 
     config = FarmConfig.from_env()
     store = open_store(config.store)
     summary = event.plan.model_dump(mode="json")
-    signer = require_signer(config)
-    # Runtimes first: Finalize's derived files then list the runtimes it publishes.
-    runtimes = finalize_runtime_items(store, summary, config, clock.now(), signer=signer)
-    result = publish(summary, store, config, clock.now(), signer=signer)
-    if runtimes:  # publish closes the run of Python cells; a run of runtime cells only, here
-        close_run(store, event.plan.plan_id)
-    counts = result.counts
+    run = finalize_run(summary, store, config, clock.now(), signer=require_signer(config))
+    counts = run.cells.counts
     metrics.add_metric(name="CellsFailed", unit=MetricUnit.Count, value=counts["failed"])
     metrics.add_metric(name="CellsDeferred", unit=MetricUnit.Count, value=counts.get("deferred", 0))
-    if result.failed:
-        logger.warning("cells failed", extra={"failed": [f.model_dump() for f in result.failed]})
-    return finalize_answer(result, runtimes)
-
-
-def finalize_answer(result: PublishResult, runtimes: list[CellOutcome]) -> dict[str, Any]:
-    """Finalize's output: Python and runtime cells together. It stays small however large the
-    run: the counts are complete, the published and failed lists name at most MAX_NAMED each
-    (every cell's outcome stays on record under plans/<execution>/outcomes/)."""
-    answer = result.as_json()
-    answer["published"] += [o.cell for o in runtimes if o.status == "published"]
-    answer["failed"] += [{"cell": o.cell, "reason": o.reason} for o in runtimes if o.status == "failed"]
-    answer["counts"]["runtimes_published"] = sum(1 for o in runtimes if o.status == "published")
-    answer["counts"]["runtimes_failed"] = sum(1 for o in runtimes if o.status == "failed")
-    answer["published"] = answer["published"][:MAX_NAMED]
-    answer["failed"] = answer["failed"][:MAX_NAMED]
-    return answer
+    if run.cells.failed:
+        logger.warning("cells failed", extra={"failed": [f.model_dump() for f in run.cells.failed]})
+    return run.summary()

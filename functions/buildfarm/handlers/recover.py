@@ -18,9 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from buildfarm import clock
 from buildfarm.attest.farm_signer import require_signer
 from buildfarm.config import FarmConfig
+from buildfarm.finalize import MAX_NAMED
 from buildfarm.handlers.common import powertools
 from buildfarm.handlers.executions import step_functions_liveness
-from buildfarm.handlers.publish import MAX_NAMED
 from buildfarm.recovery import recover
 from buildfarm.store import open_store
 from buildfarm.workflow_input import asks_for_dry_run

@@ -26,7 +26,7 @@ from buildfarm.claims import Liveness, unknown_liveness
 from buildfarm.config import FarmConfig
 from buildfarm.layout import runtime_outcome_key
 from buildfarm.platforms import load_registry
-from buildfarm.publish import CellOutcome
+from buildfarm.publish import BatchOutcome, CellOutcome
 from buildfarm.runtimes.definitions import RuntimeDefinition, default_definitions, load_definitions
 from buildfarm.runtimes.farm_cells import ClaimedRuntime, RuntimeRunPlan, plan_run_runtimes
 from buildfarm.runtimes.publish import publish_runtime
@@ -139,6 +139,11 @@ def decide_runtime_item(
     )  # fmt: skip
     store.put_json(runtime_outcome_key(item.execution_id, item.cell), outcome.model_dump(mode="json"))
     return outcome
+
+
+def runtime_job_failure(batch: BatchOutcome) -> str:
+    """Why a runtime item's Batch job failed, as its outcome records it ("" if it succeeded)."""
+    return "" if batch.status == "succeeded" else f"build job failed: {batch.error or 'no detail'}"[:500]
 
 
 def _recorded(store: Store, item: RuntimeItem) -> CellOutcome | None:

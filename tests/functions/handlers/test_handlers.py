@@ -342,25 +342,26 @@ def test_corpus_is_big_enough():
 
 
 def test_finalize_names_at_most_max_named_cells_of_each_kind_and_counts_them_all():
+    from buildfarm.finalize import MAX_NAMED, FinalizedRun
     from buildfarm.publish import CellOutcome, FailedCell, PublishResult
 
-    many = publish_handler.MAX_NAMED + 10
+    many = MAX_NAMED + 10
     cells = [f"3.13.{n}/debian-12/x86_64" for n in range(many)]
     result = PublishResult(
         published=cells, failed=[FailedCell(cell=c, reason="exit 1") for c in cells],
         counts={"planned": 2 * many, "published": many, "failed": many},
     )  # fmt: skip
     runtimes = [CellOutcome(cell="svc/2.1.0/debian-12/x86_64", build=1, status="published")]
-    answer = publish_handler.finalize_answer(result, runtimes)
-    assert answer["published"] == cells[: publish_handler.MAX_NAMED]
-    assert answer["failed"] == [{"cell": c, "reason": "exit 1"} for c in cells[: publish_handler.MAX_NAMED]]
+    answer = FinalizedRun(result, runtimes).summary()
+    assert answer["published"] == cells[:MAX_NAMED]
+    assert answer["failed"] == [{"cell": c, "reason": "exit 1"} for c in cells[:MAX_NAMED]]
     assert answer["counts"] == {
         "planned": 2 * many, "published": many, "failed": many, "runtimes_published": 1, "runtimes_failed": 0,
     }  # fmt: skip
-    few = publish_handler.finalize_answer(
+    few = FinalizedRun(
         PublishResult(published=cells[:2], failed=[], counts={"planned": 2, "published": 2, "failed": 0}),
         runtimes,
-    )
+    ).summary()
     assert few["published"] == [*cells[:2], "svc/2.1.0/debian-12/x86_64"]  # runtimes named after cells
 
 
