@@ -261,25 +261,32 @@ class BuildBatch(Construct):
             "are limited to the CDK asset repository.",
         )
         self.job_roles = JobRoles(self, "JobRole", cells=cells, bucket=bucket).roles
-        self.runtime_job_roles = RuntimeJobRoles(
-            self, "RuntimeJobRole", cells=cells, bucket=bucket, uv_cache=config.runtime_uv_cache
-        ).roles
+        # Without cloudRuntimes Plan plans no runtime cell: no runtime job role or definition.
+        self.runtime_job_roles = (
+            RuntimeJobRoles(
+                self, "RuntimeJobRole", cells=cells, bucket=bucket, uv_cache=config.runtime_uv_cache
+            ).roles
+            if config.cloud_runtimes
+            else {}
+        )
 
     def _job_definitions(
         self, config: InfraConfig, cells: tuple[tuple[str, str], ...], images: BuilderImages
     ) -> None:
         """Per platform x arch, the Python build's job definition `<prefix>-<platform>-<arch>` and
-        the runtime jobs' `<prefix>-runtime-<platform>-<arch>`: the same image, container and
-        limits, each with its own job role (a runtime's build code never runs as the builder)."""
+        (with cloudRuntimes) the runtime jobs' `<prefix>-runtime-<platform>-<arch>`: the same image,
+        container and limits but the timeout, each with its own job role (a runtime's build code
+        never runs as the builder)."""
         self.job_definitions: dict[tuple[str, str], batch.EcsJobDefinition] = {}
         self.runtime_job_definitions: dict[tuple[str, str], batch.EcsJobDefinition] = {}
         for platform_id, arch in cells:
             self.job_definitions[(platform_id, arch)] = self._job_definition(
                 config, images, platform_id, arch, runtime=False
             )
-            self.runtime_job_definitions[(platform_id, arch)] = self._job_definition(
-                config, images, platform_id, arch, runtime=True
-            )
+            if config.cloud_runtimes:
+                self.runtime_job_definitions[(platform_id, arch)] = self._job_definition(
+                    config, images, platform_id, arch, runtime=True
+                )
 
     def _job_definition(
         self, config: InfraConfig, images: BuilderImages, platform_id: str, arch: str, *, runtime: bool
@@ -309,7 +316,9 @@ class BuildBatch(Construct):
                     **config.job_environment(),
                 },
             ),
-            timeout=Duration.minutes(config.job_timeout_minutes),
+            timeout=Duration.minutes(
+                config.runtime_job_timeout_minutes if runtime else config.job_timeout_minutes
+            ),
             retry_attempts=config.job_attempts,
             retry_strategies=RETRY_STRATEGIES,
             propagate_tags=True,

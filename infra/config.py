@@ -86,6 +86,11 @@ CONTEXT_KEYS: dict[str, tuple[str, str]] = {
         "keeps part of an instance's memory for the kernel and its agent)",
     ),
     "jobTimeoutMinutes": ("", "per attempt"),
+    "runtimeJobTimeoutMinutes": (
+        "",
+        "per attempt of a runtime cell's job (it installs a lock and packages it: minutes); with "
+        "cloudRuntimes, an execution runs the Python jobs, then the runtime jobs",
+    ),
     "jobAttempts": (
         "",
         "attempts; only infrastructure losses are retried (Spot reclaims, `Host EC2*`, and a container "
@@ -94,8 +99,8 @@ CONTEXT_KEYS: dict[str, tuple[str, str]] = {
     "runnableTimeoutMinutes": (
         "",
         "a job blocked in its queue this long (no Spot capacity, no instance large enough) is cancelled "
-        f"and its cell fails; jobAttempts {_X} (jobTimeoutMinutes + this) must be shorter than "
-        "executionTimeoutHours",
+        f"and its cell fails; jobAttempts {_X} (jobTimeoutMinutes + this), plus with cloudRuntimes "
+        f"jobAttempts {_X} (runtimeJobTimeoutMinutes + this), must be shorter than executionTimeoutHours",
     ),
     "rootVolumeGiB": ("", "encrypted gp3 root volume of the build instances"),
     "maxVcpusPerArch": ("", "compute environment cap (at least jobVcpus)"),
@@ -165,6 +170,9 @@ class InfraConfig(WorkflowSettings):
     # larger one (an m-class 2xlarge or a 4xlarge). 15 GiB leaves that room.
     job_memory_mib: int = Field(15360, ge=2048, alias="jobMemoryMiB")
     job_timeout_minutes: int = Field(240, ge=10, alias="jobTimeoutMinutes")
+    # A runtime cell's job installs a lock into a published Python and packages it: minutes, not
+    # a CPython build's hours; it runs after every Python job of its execution.
+    runtime_job_timeout_minutes: int = Field(60, ge=10, alias="runtimeJobTimeoutMinutes")
     # Attempts per job; only infrastructure losses (Spot reclaim, a container that failed to
     # start) are retried.
     job_attempts: int = Field(3, ge=1, le=10, alias="jobAttempts")
@@ -284,22 +292,40 @@ class InfraConfig(WorkflowSettings):
                 f"jobVcpus {self.job_vcpus} exceeds maxVcpusPerArch {self.max_vcpus_per_arch}: "
                 "no compute environment could ever run a job"
             )
-        # Finalize runs only after every Map item: one job's longest life must end well within
-        # the execution.
-        if self.job_minutes_at_most >= self.execution_timeout_hours * 60:
+        # Finalize runs only after every Map item: a Python job's longest life, then (the runtime
+        # Map follows the Python Map) a runtime job's, must end within the execution.
+        if self.execution_minutes_at_most >= self.execution_timeout_hours * 60:
             raise ValueError(
-                f"jobAttempts {self.job_attempts} x (jobTimeoutMinutes {self.job_timeout_minutes} + "
-                f"runnableTimeoutMinutes {self.runnable_timeout_minutes}) = {self.job_minutes_at_most} "
-                f"minutes must be shorter than executionTimeoutHours {self.execution_timeout_hours:g}: "
-                "a job could outlive its execution, and Finalize would never run"
+                f"{self._job_lives()} = {self.execution_minutes_at_most} minutes must be shorter than "
+                f"executionTimeoutHours {self.execution_timeout_hours:g}: a job could outlive its "
+                "execution, and Finalize would never run"
             )
         return self
+
+    def _job_lives(self) -> str:
+        """How execution_minutes_at_most is made, in context keys."""
+        runnable = f"runnableTimeoutMinutes {self.runnable_timeout_minutes}"
+        lives = (
+            f"jobAttempts {self.job_attempts} x (jobTimeoutMinutes {self.job_timeout_minutes} + {runnable})"
+        )
+        if self.cloud_runtimes:
+            lives += (
+                f" + jobAttempts {self.job_attempts} x (runtimeJobTimeoutMinutes "
+                f"{self.runtime_job_timeout_minutes} + {runnable})"
+            )
+        return lives
 
     @property
     def job_minutes_at_most(self) -> int:
         """The longest one cell's Batch job can last: each attempt may wait blocked in its queue,
         then run to its timeout."""
         return self.job_attempts * (self.job_timeout_minutes + self.runnable_timeout_minutes)
+
+    @property
+    def execution_minutes_at_most(self) -> int:
+        """The longest a Python cell's job, then (with cloudRuntimes) a runtime cell's, can last."""
+        runtime_job = self.job_attempts * (self.runtime_job_timeout_minutes + self.runnable_timeout_minutes)
+        return self.job_minutes_at_most + (runtime_job if self.cloud_runtimes else 0)
 
     def platforms(self, registry: Registry) -> tuple[str, ...]:
         """The platform ids that get builders, in registry order (unknown ids were rejected by

@@ -343,7 +343,10 @@ class StorageCdn(Construct):
         )
 
     def _deny_job_roles(self, sid: str, roles: Sequence[iam.IRole], **where: list[str]) -> None:
-        """A bucket-policy Deny of PutObject to these roles, on `resources` or `not_resources`."""
+        """A bucket-policy Deny of PutObject to these roles, on `resources` or `not_resources`
+        (none without roles: no runtime jobs without cloudRuntimes)."""
+        if not roles:
+            return
         self.bucket.add_to_resource_policy(
             iam.PolicyStatement(
                 sid=sid,

@@ -62,7 +62,9 @@ def test_job_definitions_are_enabled_platforms_times_arches_with_config_resource
         props = resource["Properties"]
         requirements = {r["Type"]: r["Value"] for r in props["ContainerProperties"]["ResourceRequirements"]}
         assert requirements == {"VCPU": str(config.job_vcpus), "MEMORY": str(config.job_memory_mib)}
-        assert props["Timeout"]["AttemptDurationSeconds"] == config.job_timeout_minutes * 60
+        runtime = props["JobDefinitionName"].startswith(f"{STACK_NAME}-runtime-")
+        minutes = config.runtime_job_timeout_minutes if runtime else config.job_timeout_minutes
+        assert props["Timeout"]["AttemptDurationSeconds"] == minutes * 60
         assert props["PlatformCapabilities"] == ["EC2"]
 
 

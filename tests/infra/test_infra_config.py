@@ -103,9 +103,11 @@ def test_the_lambdas_read_back_every_shared_setting_the_stack_gives_them(lifecyc
             "buildfarm:sourceMirror": "https://mirror.example.org/ftp/python",
             "buildfarm:maxConcurrency": 7,
             "buildfarm:executionTimeoutHours": "1.5",
-            # A job's attempts, each waiting in its queue and running to its timeout, fit in it.
+            # A job's attempts, each waiting in its queue and running to its timeout, then a
+            # runtime job's, fit in it.
             "buildfarm:jobTimeoutMinutes": "30",
-            "buildfarm:jobAttempts": "2",
+            "buildfarm:runtimeJobTimeoutMinutes": "10",
+            "buildfarm:jobAttempts": "1",
             "buildfarm:runnableTimeoutMinutes": "10",
             "buildfarm:jobMinutesEstimate": 25,
             "buildfarm:maxCellsPerExecution": "12",
@@ -159,14 +161,24 @@ def test_the_model_is_the_one_place_defaults_live_and_cdk_json_may_override_any(
             "jobVcpus 64 exceeds maxVcpusPerArch 32: no compute environment could ever run a job",
         ),
         (
-            {"jobAttempts": "3", "jobTimeoutMinutes": "420", "runnableTimeoutMinutes": "60"},
+            {"jobAttempts": "3", "jobTimeoutMinutes": "420", "cloudRuntimes": "false"},
             "jobAttempts 3 x (jobTimeoutMinutes 420 + runnableTimeoutMinutes 60) = 1440 minutes must be "
             "shorter than executionTimeoutHours 24",
         ),
         (
             {"executionTimeoutHours": "2", "jobTimeoutMinutes": "100", "jobAttempts": "1"},
-            "jobAttempts 1 x (jobTimeoutMinutes 100 + runnableTimeoutMinutes 60) = 160 minutes must be "
-            "shorter than executionTimeoutHours 2",
+            "jobAttempts 1 x (jobTimeoutMinutes 100 + runnableTimeoutMinutes 60) + jobAttempts 1 x "
+            "(runtimeJobTimeoutMinutes 60 + runnableTimeoutMinutes 60) = 280 minutes must be shorter "
+            "than executionTimeoutHours 2",
+        ),
+        (  # the runtime Map runs after the Python Map: its jobs' lives add up
+            {"jobTimeoutMinutes": "300"},
+            "jobAttempts 3 x (jobTimeoutMinutes 300 + runnableTimeoutMinutes 60) + jobAttempts 3 x "
+            "(runtimeJobTimeoutMinutes 60 + runnableTimeoutMinutes 60) = 1440 minutes must be shorter",
+        ),
+        (
+            {"runtimeJobTimeoutMinutes": "9"},
+            "buildfarm:runtimeJobTimeoutMinutes: 9 is too small (minimum 10)",
         ),
         ({"runnableTimeoutMinutes": "5"}, "buildfarm:runnableTimeoutMinutes: 5 is too small (minimum 10)"),
     ],
@@ -178,7 +190,13 @@ def test_a_job_must_fit_its_compute_environment_and_its_execution(values, messag
     with pytest.raises(ConfigError, match=re.escape(message)):
         InfraConfig.from_context({f"buildfarm:{key}": value for key, value in values.items()})
     fits = InfraConfig.from_context({"buildfarm:jobVcpus": "32", "buildfarm:maxVcpusPerArch": "32"})
-    assert fits.job_minutes_at_most == 3 * (240 + 60) < 24 * 60
+    assert fits.job_minutes_at_most == 3 * (240 + 60)
+    assert fits.execution_minutes_at_most == 3 * (240 + 60) + 3 * (60 + 60) < 24 * 60
+    # Without cloud runtimes only the Python job counts.
+    alone = InfraConfig.from_context(
+        {"buildfarm:jobTimeoutMinutes": "300", "buildfarm:cloudRuntimes": "false"}
+    )
+    assert alone.execution_minutes_at_most == 3 * (300 + 60) < 24 * 60
 
 
 CERT = "arn:aws:acm:us-east-1:123456789012:certificate/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"

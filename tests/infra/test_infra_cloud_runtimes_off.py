@@ -1,0 +1,71 @@
+"""`cloudRuntimes=false`: Plan plans no runtime cell, so the stack has no runtime job definition,
+no runtime job role and no bucket-policy statement for one, and the state machine may submit
+only the Python builds' job definitions. With runtimes (the session's synthesis), each runtime
+job definition has its own, shorter timeout (runtimeJobTimeoutMinutes)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from conftest import Synthesis, synthesize
+from template_helpers import (
+    bucket_denies,
+    by_type,
+    job_role,
+    job_roles,
+    listed,
+    role_of,
+    runtime_job_roles,
+)
+
+from buildfarm.workflow_names import STACK_NAME
+
+pytestmark = pytest.mark.slow
+
+SMALL = {"buildfarm:enabledPlatforms": "debian-12", "buildfarm:enabledArches": "x86_64"}
+
+
+@pytest.fixture(scope="module")
+def without_runtimes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One small synthesis (one platform, one arch; cdk-nag on) without cloud runtimes."""
+    synthesis: Synthesis = synthesize(tmp_path_factory, {**SMALL, "buildfarm:cloudRuntimes": "false"})
+    return synthesis.template()
+
+
+def _job_definitions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        r["Properties"]["JobDefinitionName"]: r["Properties"]
+        for r in by_type(template, "AWS::Batch::JobDefinition").values()
+    }
+
+
+def test_without_cloud_runtimes_no_runtime_job_definition_role_or_bucket_rule(without_runtimes) -> None:
+    assert set(_job_definitions(without_runtimes)) == {f"{STACK_NAME}-debian-12-x86_64"}
+    assert runtime_job_roles(without_runtimes) == [] and job_roles(without_runtimes)
+    # The bucket still confines the builder (its role named in a deny), and names no runtime role.
+    policy = json.dumps(by_type(without_runtimes, "AWS::S3::BucketPolicy"))
+    assert "RuntimeJobRole" not in policy
+    assert bucket_denies(without_runtimes, job_role(without_runtimes), "s3:PutObject", "versions.json")
+    assert bucket_denies(without_runtimes, job_role(without_runtimes), "s3:PutObject", "runtimes/a/1/x")
+    workflow = role_of(without_runtimes, "WorkflowRole")
+    submits = [
+        str(resource)
+        for policy in by_type(without_runtimes, "AWS::IAM::Policy").values()
+        if {"Ref": workflow} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if "batch:SubmitJob" in listed(statement["Action"])
+        for resource in listed(statement["Resource"])
+    ]
+    assert any("debian-12-x86_64:*" in arn for arn in submits), submits
+    assert not any("-runtime-" in arn for arn in submits), submits
+
+
+def test_runtime_jobs_have_their_own_timeout(template) -> None:
+    definitions = _job_definitions(template)
+    runtime = {name: d for name, d in definitions.items() if name.startswith(f"{STACK_NAME}-runtime-")}
+    python = {name: d for name, d in definitions.items() if name not in runtime}
+    assert runtime and python
+    assert {d["Timeout"]["AttemptDurationSeconds"] for d in runtime.values()} == {60 * 60}
+    assert {d["Timeout"]["AttemptDurationSeconds"] for d in python.values()} == {240 * 60}
