@@ -39,7 +39,7 @@ from packaging.version import Version
 
 from buildfarm import roots
 from buildfarm.lambda_layer.tags import Target
-from buildfarm.platforms import DOCKER_PLATFORM, Platform, Registry, builder_image_dir
+from buildfarm.platforms import ARCHES, DOCKER_PLATFORM, Platform, Registry, builder_image_dir
 
 
 class ImageError(Exception):
@@ -153,7 +153,6 @@ REQUIREMENTS_FILE = "requirements.txt"  # in wheels/: the wheel's dependencies, 
 SIMPLE_INDEX = "https://pypi.org/simple"  # where the image's pip gets them (PEP 691 JSON)
 INDEX_CACHE_DIR = Path.home() / ".cache" / "buildfarm" / "index"  # _wheels_of
 TOOL_SERIES = tuple(f"3.{minor}" for minor in range(11, 30))  # what runtime_job may pick (>= 3.11)
-TOOL_ARCHES = ("x86_64", "aarch64")
 TOOL_GLIBC = "2.28"  # rhel-8's, the oldest of the registry's platforms: wheels up to its manylinux
 TOOL_SERIES_HEADER = "# tool-python:"  # runtime_job reads the series the pins have wheels for
 _LINUX_CPYTHON = {
@@ -263,13 +262,14 @@ def _wheels_of(name: str, version: str) -> list[tuple[str, str]]:
 
 def _linux_wheels(name: str, version: str) -> tuple[list[str], set[str]]:
     """The sha256 of each wheel of name==version that some tool Python can install, and the
-    tool series that can install one on every arch. Never an sdist: a job builds nothing."""
+    tool series that can install one on every arch (an image is built for each of ARCHES).
+    Never an sdist: a job builds nothing."""
     hashes: set[str] = set()
-    covered: dict[str, set[str]] = {arch: set() for arch in TOOL_ARCHES}
+    covered: dict[str, set[str]] = {arch: set() for arch in ARCHES}
     for filename, sha256 in _wheels_of(name, version):
         tags = parse_wheel_filename(filename)[3]
         for series in TOOL_SERIES:
-            for arch in (arch for arch in TOOL_ARCHES if tags & _tool_tags(series, arch)):
+            for arch in (arch for arch in ARCHES if tags & _tool_tags(series, arch)):
                 covered[arch].add(series)
                 hashes.add(sha256)
     return sorted(hashes), set.intersection(*covered.values())

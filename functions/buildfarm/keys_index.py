@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from buildfarm.digests import SHA256_HEX
+from buildfarm.errors import first_error
 from buildfarm.layout import KEYS_INDEX_KEY, public_key_key
 from buildfarm.store import Store, StoreError, StoreNotFound
 
 SCHEMA_VERSION = 1
-FINGERPRINT_PATTERN = r"^SHA256:[0-9a-f]{64}$"  # pydantic's (Rust) regex: $ is the very end
+FINGERPRINT_PATTERN = f"^SHA256:{SHA256_HEX}$"  # pydantic's (Rust) regex: $ is the very end
 
 
 class ListedKey(BaseModel):
@@ -57,6 +59,6 @@ def read_keys_index(store: Store) -> tuple[KeysIndex, str | None]:
     try:
         return KeysIndex.model_validate(document), etag
     except ValidationError as error:
-        problem = error.errors()[0]
-        where = "/".join(str(part) for part in problem["loc"]) or "the document"
-        raise StoreError(f"{store.url(KEYS_INDEX_KEY)}: {where}: {problem['msg']}") from None
+        raise StoreError(
+            f"{store.url(KEYS_INDEX_KEY)}: {first_error(error, sep='/', whole='the document')}"
+        ) from None

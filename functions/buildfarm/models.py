@@ -8,6 +8,7 @@ from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from buildfarm.digests import Sha256
 from buildfarm.layout import (
     EXECUTION_ID,
     FILE_NAME_PATTERN,
@@ -19,6 +20,7 @@ from buildfarm.layout import (
     SUMS_FILE,
 )
 from buildfarm.layout import artifact_dir as artifact_dir  # re-exported: a spec's artifact_dir
+from buildfarm.platforms import Arch
 from buildfarm.versions import parse_release
 
 Optimization = Literal["pgo+lto", "none"]
@@ -28,7 +30,7 @@ ArtifactType = Literal["tarball", "deb", "rpm"]
 class Source(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: str
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    sha256: Sha256
 
 
 class BuildSpec(BaseModel):
@@ -37,7 +39,7 @@ class BuildSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     version: str
     platform: str
-    arch: Literal["x86_64", "aarch64"]
+    arch: Arch
     build: int = Field(ge=1)
     source: Source
     prefix: str
@@ -69,7 +71,7 @@ class ManifestArtifact(BaseModel):
     # Checked when the manifest is parsed, so a name the provenance could not list fails the
     # cell there, with a reason, rather than in the middle of attesting it.
     file: FileName
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    sha256: Sha256
     size: int = Field(ge=0)
 
 

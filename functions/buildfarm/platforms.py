@@ -13,16 +13,16 @@ from datetime import date
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from buildfarm.errors import UsageError
+from buildfarm.errors import UsageError, first_error
 from buildfarm.suggest import unknown_name
 from buildfarm.versions import is_series
 
 Arch = Literal["x86_64", "aarch64"]
-ARCHES: tuple[str, ...] = ("x86_64", "aarch64")
+ARCHES: tuple[str, ...] = get_args(Arch)
 DEB_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 RPM_ARCH = {"x86_64": "x86_64", "aarch64": "aarch64"}
 DOCKER_PLATFORM = {"x86_64": "linux/amd64", "aarch64": "linux/arm64"}
@@ -264,8 +264,6 @@ def load_registry(path: Path | None = None) -> Registry:
 def _first_error(error: Exception) -> str:
     """One line: a pydantic ValidationError's first error with its location, else the message."""
     if isinstance(error, ValidationError) and error.errors():
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
         more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
-        return f"{where + ': ' if where else ''}{first['msg']}{more}"
+        return first_error(error) + more
     return str(error)

@@ -18,8 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from packaging.version import Version
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
+from buildfarm.digests import SHA256, Sha256
+from buildfarm.errors import first_error
 from buildfarm.versions import VersionError, parse_release, series_of
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,6 @@ MAX_LISTED_ENTRIES = 2_000
 MAX_NEW_PER_REFRESH = 50
 FETCH_THREADS = 8
 _RELEASE_ID = re.compile(r"https?://[A-Za-z0-9.:-]+(?:/[A-Za-z0-9._-]+)*/release/([0-9]{1,9})/?")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 # python.org publishes every release's source as both; the first is preferred.
 SOURCE_SUFFIXES = (".tar.xz", ".tgz")
 
@@ -52,8 +53,7 @@ class UpstreamRelease(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     version: str
-    # pydantic's regex engine (Rust) anchors $ at the very end: no trailing newline passes.
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    sha256: Sha256
     url: str
     file: str
     release_date: str | None = None
@@ -152,10 +152,8 @@ def _listing(base: str, timeout: float) -> list[tuple[str, _ApiRelease]]:
         try:
             entry = _ApiRelease.model_validate(element)
         except ValidationError as error:
-            detail = error.errors()[0]
-            where = ".".join(map(str, detail["loc"]))
             raise ReleaseFetchError(
-                f"GET {url}: element {index} is malformed ({where}: {detail['msg']})"
+                f"GET {url}: element {index} is malformed ({first_error(error)})"
             ) from None
         version = listed_version(entry.name)
         if version is not None:
@@ -256,7 +254,7 @@ def _pick_source_file(version: str, files: list[Any], url: str) -> tuple[_ApiRel
     for suffix in SOURCE_SUFFIXES:
         file = by_suffix.get(suffix)
         sha = ((file and file.sha256_sum) or "").lower()
-        if file is not None and _SHA256.fullmatch(sha):
+        if file is not None and SHA256.fullmatch(sha):
             return file, sha
     log.info("python.org lists no sha256 for %s; skipped", version)
     return None

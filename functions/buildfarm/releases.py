@@ -17,6 +17,7 @@ from packaging.version import Version
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from buildfarm.config import FarmConfig
+from buildfarm.digests import Sha256
 from buildfarm.layout import RELEASES_KEY
 from buildfarm.python_org import (
     MAX_NEW_PER_REFRESH,
@@ -39,7 +40,7 @@ RETRY_AFTER_FAILURE = timedelta(hours=1)
 class Release(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     version: str
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    sha256: Sha256
     url: str  # where python.org publishes the source tarball (informational; specs use the mirror)
     # Which of python.org's source files sha256 is the digest of. Catalogs written before this
     # field existed only ever held .tar.xz digests, hence the default.

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from buildfarm.catalog import CatalogArtifact, CatalogCell
+from buildfarm.errors import first_error
 from buildfarm.layout import manifest_key
 from buildfarm.models import BuildSpec, Manifest, ManifestArtifact
 from buildfarm.plan_items import PlanItem
@@ -105,8 +106,7 @@ def _read_manifest(store: Store, item: PlanItem) -> tuple[Manifest | None, str]:
     try:
         return Manifest.model_validate(raw), ""
     except ValidationError as error:
-        first = error.errors()[0]
-        return None, short(f"manifest.json invalid: {'.'.join(map(str, first['loc']))}: {first['msg']}")
+        return None, short(f"manifest.json invalid: {first_error(error)}")
 
 
 def _verify_artifact(store: Store, artifact_dir: str, artifact: ManifestArtifact) -> CatalogArtifact | str:

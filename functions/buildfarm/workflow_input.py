@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from buildfarm.config import FarmConfig
+from buildfarm.errors import VALUE_ERROR, first_error
 from buildfarm.platforms import Registry, UnknownArchError, canonical_arch, load_registry
 from buildfarm.suggest import unknown_name
 from buildfarm.versions import check_version_or_series
@@ -97,16 +98,15 @@ def _describe(value: Any) -> str:
 
 
 def _format_error(error: ValidationError) -> str:
-    """The first pydantic error as one line: where, what, and the offending value."""
+    """The first pydantic error as one line: where, what, and the offending value (unless a
+    validator's own message names it already)."""
     first = error.errors()[0]
-    loc = ".".join(str(part) if not isinstance(part, int) else f"[{part}]" for part in first["loc"])
-    loc = loc.replace(".[", "[")
     if first["type"] == "extra_forbidden":
         return f"unknown key {str(first['loc'][-1])!r} (allowed: {', '.join(ALLOWED_KEYS)})"
-    message = first["msg"].removeprefix("Value error, ")
-    if message.startswith(("malformed", "unknown", "duplicate")):
-        return f"{loc}: {message}"
-    return f"{loc}: {message}, got {_describe(first.get('input'))}"
+    line = first_error(error, brackets=True, plain=True)
+    if str(first["msg"]).removeprefix(VALUE_ERROR).startswith(("malformed", "unknown", "duplicate")):
+        return line
+    return f"{line}, got {_describe(first.get('input'))}"
 
 
 def parse_workflow_input(

@@ -29,7 +29,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from buildfarm.errors import BuildfarmError
+from buildfarm.errors import BuildfarmError, first_error
 from buildfarm.layout import MANIFEST_FILE, PROVENANCE_FILE, SBOM_FILE, SUMS_FILE
 from buildfarm.models import Attestations, Timings, parse_utc_time
 from buildfarm.store import Store, StoreConflict, StoreNotFound
@@ -149,14 +149,8 @@ def build_times(manifest: Mapping[str, Any]) -> tuple[datetime.datetime, datetim
     try:
         timings = _TIMINGS.validate_python(manifest.get("timings") or {})
     except ValidationError as error:
-        raise AttestationError(f"{MANIFEST_FILE}: {_first_error('timings', error)}") from None
+        raise AttestationError(f"{MANIFEST_FILE}: {first_error(error, under='timings')}") from None
     return finished - datetime.timedelta(seconds=sum(timings.values())), finished
-
-
-def _first_error(field: str, error: ValidationError) -> str:
-    """ "<field>.<where>: <what>" of a ValidationError's first error."""
-    first = error.errors()[0]
-    return f"{'.'.join(map(str, (field, *first['loc'])))}: {first['msg']}"
 
 
 def signature_status(record: Any) -> str:
@@ -193,9 +187,7 @@ def sbom_document(manifest: Mapping[str, Any], spec: Mapping[str, Any]) -> bytes
             created=build_times(manifest)[1],
         )
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(map(str, first["loc"]))
-        raise AttestationError(f"{MANIFEST_FILE}: sbom_facts: {where}: {first['msg']}") from None
+        raise AttestationError(f"{MANIFEST_FILE}: sbom_facts: {first_error(error)}") from None
     return make_sbom(sbom).encode()
 
 
@@ -240,7 +232,7 @@ def provenance_document(
     except ValidationError as error:
         # models.Manifest holds the names to the subjects' rule; should anything still fail
         # here, its cell fails with the reason rather than the publisher with an exception.
-        raise AttestationError(f"{MANIFEST_FILE}: {_first_error('provenance', error)}") from None
+        raise AttestationError(f"{MANIFEST_FILE}: {first_error(error, under='provenance')}") from None
     return render_statement(facts).encode()
 
 
@@ -253,7 +245,7 @@ def manifest_attestations(manifest: Mapping[str, Any], artifacts: Mapping[str, s
             Attestations.listed(manifest["attestations"]) if "attestations" in manifest else Attestations()
         )
     except ValidationError as error:
-        raise AttestationError(f"{MANIFEST_FILE}: {_first_error('attestations', error)}") from None
+        raise AttestationError(f"{MANIFEST_FILE}: {first_error(error, under='attestations')}") from None
     both = sorted(set(names.names()) & {*artifacts, MANIFEST_FILE})
     if both:
         raise AttestationError(f"{MANIFEST_FILE}: attestations: {', '.join(both)} is also an artifact")

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from buildfarm.digests import Sha256
 from buildfarm.layout import FILE_NAME_PATTERN
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -23,7 +24,6 @@ PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
 BUILD_TYPE = "urn:python-build-farm:build-type:cpython-cell:v1"
 """What a build of ours is: a build spec (externalParameters) turned by the builder driver
 into a tarball and a .deb/.rpm of CPython for one (version, platform, arch)."""
-Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 
 

@@ -27,6 +27,8 @@ from cyclonedx.output.json import JsonV1Dot6
 from packageurl import PackageURL
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from buildfarm.digests import Sha256
+
 from .bundled import BundledComponent
 from .linked import LinkedPackage, OwnedBy
 from .toolchain import Tool
@@ -34,7 +36,6 @@ from .toolchain import Tool
 CPYTHON_REF = "cpython"
 BUILD_REF = "build"
 PROPERTY_PREFIX = "buildfarm:"
-Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 # The distributions' purl namespaces, by os-release ID (https://github.com/package-url/purl-spec).
 PURL_NAMESPACES = {
     "debian": "debian",

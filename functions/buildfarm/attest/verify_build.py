@@ -40,7 +40,8 @@ from typing import Any, NamedTuple, Protocol
 
 from pydantic import ValidationError
 
-from buildfarm.errors import UsageError
+from buildfarm.digests import SHA256_HEX
+from buildfarm.errors import UsageError, first_error
 from buildfarm.layout import (
     BUILD_LOG_FILE,
     FILE_NAME_PATTERN,
@@ -60,7 +61,7 @@ from .signing import fingerprint, verify_signature
 
 HTTP_TIMEOUT_SECONDS = 30
 _FILE_NAME = re.compile(FILE_NAME_PATTERN, re.ASCII)  # fullmatch
-_SUMS_LINE = re.compile(r"([0-9a-f]{64}) [ *](\S+)", re.ASCII)
+_SUMS_LINE = re.compile(rf"({SHA256_HEX}) [ *](\S+)", re.ASCII)
 
 
 class BuildFiles(Protocol):
@@ -328,9 +329,7 @@ def listed_attestations(manifest: Any) -> tuple[Attestations, bool, list[str]]:
     try:
         return Attestations.listed(manifest["attestations"]), True, []
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(map(str, ("attestations", *first["loc"])))
-        return Attestations(), False, [f"{MANIFEST_FILE}: {where}: {first['msg']}"]
+        return Attestations(), False, [f"{MANIFEST_FILE}: {first_error(error, under='attestations')}"]
 
 
 def check_attestation(

@@ -29,6 +29,7 @@ from packaging.version import Version
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from buildfarm.catalog.shape import CatalogError, catalog_error, check_entry_keys, nested_entries
+from buildfarm.digests import Sha256
 from buildfarm.layout import VERSIONS_KEY, Cell, artifact_dir, runtime_artifact_dir
 from buildfarm.releases import iso
 from buildfarm.store import Store, StoreConflict, StoreError, StoreNotFound
@@ -52,7 +53,7 @@ class CatalogArtifact(BaseModel):
     model_config = ConfigDict(extra="allow")
     type: str
     key: str
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    sha256: Sha256
     size: int = Field(ge=0)
 
 
@@ -88,7 +89,7 @@ class RuntimePython(BaseModel):
 class RuntimeLock(BaseModel):
     model_config = ConfigDict(extra="allow")
     kind: str
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    sha256: Sha256
 
 
 class RuntimeCatalogCell(BaseModel):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 
 from buildfarm import clock
@@ -17,6 +16,7 @@ from buildfarm.claims import claim_cell, release_claims
 from buildfarm.cli.arg_types import build_number
 from buildfarm.cli.live_build import build_showing_progress
 from buildfarm.config import DEFAULT_SOURCE_MIRROR, FarmConfig
+from buildfarm.digests import SHA256
 from buildfarm.errors import UsageError
 from buildfarm.farm import terminate_on_signals
 from buildfarm.models import BuildSpec, artifact_dir
@@ -42,8 +42,6 @@ from buildfarm.runners import RUNNER_CHOICES, RunnerUnavailable, host_arch, sele
 from buildfarm.runners.base import check_driver_settings
 from buildfarm.store import Store, StoreError, open_store
 from buildfarm.versions import VersionError, check_version_or_series, is_series, series_of
-
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -156,7 +154,7 @@ def _source(args: argparse.Namespace, version: str, catalog: ReleaseCatalog) -> 
             f"no known sha256 for {source_file_name(version)} ({known_near(catalog, series_of(version))}): "
             f"pass --source-sha256, or {add_hint(version)}"
         )
-    if not _SHA256.fullmatch(sha256):
+    if not SHA256.fullmatch(sha256):
         raise UsageError(f"malformed --source-sha256 {sha256!r} (64 lowercase hex digits)")
     return (known[0] if known and known[1] == sha256 else None), sha256
 

@@ -16,15 +16,16 @@ from typing import IO
 
 from buildfarm.errors import UsageError
 from buildfarm.models import BuildSpec
-from buildfarm.platforms import Platform, Registry, builder_image_dir
+from buildfarm.platforms import ARCH_ALIASES, Platform, Registry, builder_image_dir
 from buildfarm.runners.base import DriverRunner, Launch, PreflightError, driver_env
 
-MACHINE_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
 DRIVER_PYTHON_ENV = "BUILDFARM_DRIVER_PYTHON"
 
 
 def host_arch() -> str:
-    return MACHINE_ARCH.get(host_platform.machine(), host_platform.machine())
+    """This machine's arch as the registry names it (amd64 -> x86_64), else as uname says it."""
+    machine = host_platform.machine()
+    return ARCH_ALIASES.get(machine, machine)
 
 
 def read_os_release(path: Path = Path("/etc/os-release")) -> dict[str, str]:

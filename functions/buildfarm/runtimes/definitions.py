@@ -44,7 +44,8 @@ from pydantic import (
     model_validator,
 )
 
-from buildfarm.errors import UsageError
+from buildfarm.digests import SHA256_HEX
+from buildfarm.errors import UsageError, first_error
 from buildfarm.platforms import UnknownArchError, UnknownPlatformError, canonical_arch, load_registry
 from buildfarm.suggest import unknown_name
 from buildfarm.versions import VersionError, check_version_or_series
@@ -64,7 +65,7 @@ PREFIX_RULE = (
 # How a uv.lock is exported for install (runtimes.build): the lock as it is, without the project
 # itself and without any dependency group (dev included). Its digest covers these options too.
 UV_EXPORT_OPTIONS = ("--frozen", "--no-emit-project", "--no-default-groups")
-HASH_OPTION = re.compile(r"--hash=sha256:[0-9a-f]{64}")  # one word of a requirement's line, whole
+HASH_OPTION = re.compile(f"--hash=sha256:{SHA256_HEX}")  # one word of a requirement's line, whole
 REPOSITORY_DEFINITIONS = Path(__file__).resolve().parents[3] / "runtimes"
 PACKAGED_DEFINITIONS = "runtime_definitions"  # where a wheel carries them (pyproject force-include)
 
@@ -327,13 +328,6 @@ def exact_git_tag(directory: Path) -> str:
     return tag.lower()
 
 
-def _one_line(error: ValidationError) -> str:
-    first = error.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "definition"
-    message = str(first["msg"]).removeprefix("Value error, ")
-    return f"{where}: {message}"
-
-
 def load_definition(path: Path) -> RuntimeDefinition:
     """One TOML file -> RuntimeDefinition; DefinitionError (one line naming the file) otherwise."""
     try:
@@ -343,7 +337,9 @@ def load_definition(path: Path) -> RuntimeDefinition:
     try:
         definition = RuntimeDefinition.model_validate({**data, "source": path})
     except ValidationError as error:
-        raise DefinitionError(f"runtime definition {path}: {_one_line(error)}") from None
+        raise DefinitionError(
+            f"runtime definition {path}: {first_error(error, whole='definition', plain=True)}"
+        ) from None
     if definition.name != path.stem:
         raise DefinitionError(f"runtime definition {path}: name {definition.name!r} must match the file name")
     return definition

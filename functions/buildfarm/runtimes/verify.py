@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from buildfarm.catalog.versions_json import CatalogArtifact, RuntimeCatalogCell, RuntimeCell
+from buildfarm.errors import first_error
 from buildfarm.models import ManifestArtifact
 from buildfarm.releases import iso
 from buildfarm.runtimes.keys import runtime_artifact_dir, runtime_manifest_key
@@ -49,8 +50,7 @@ def _read(store: Store, directory: str) -> RuntimeManifest | str:
     try:
         return RuntimeManifest.model_validate(raw)
     except ValidationError as error:
-        first = error.errors()[0]
-        return short(f"manifest.json invalid: {'.'.join(map(str, first['loc']))}: {first['msg']}")
+        return short(f"manifest.json invalid: {first_error(error)}")
 
 
 def _artifact(store: Store, directory: str, artifact: ManifestArtifact) -> CatalogArtifact | str:
@@ -117,6 +117,5 @@ def verify_runtime(
             artifacts=artifacts,
         )
     except ValidationError as error:
-        first = error.errors()[0]
-        return None, short(f"manifest.json invalid: {'.'.join(map(str, first['loc']))}: {first['msg']}")
+        return None, short(f"manifest.json invalid: {first_error(error)}")
     return entry, ""

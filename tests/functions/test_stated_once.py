@@ -1,0 +1,124 @@
+"""The rules stated once and used everywhere: a ValidationError as one line (errors.first_error),
+the SHA-256 digest (digests), and the arch names (platforms)."""
+
+from __future__ import annotations
+
+import platform as host_platform
+
+import pytest
+from pydantic import BaseModel, TypeAdapter, ValidationError, field_validator, model_validator
+
+from buildfarm.digests import SHA256, SHA256_HEX, Sha256
+from buildfarm.errors import first_error
+from buildfarm.models import BuildSpec
+from buildfarm.platforms import ARCH_ALIASES, ARCHES, Arch
+from buildfarm.runners.host import host_arch
+
+DIGEST = "0123456789abcdef" * 4
+
+
+class _Item(BaseModel):
+    name: str
+
+    @field_validator("name")
+    @classmethod
+    def _named(cls, value: str) -> str:
+        if not value:
+            raise ValueError("empty name")
+        return value
+
+
+class _Doc(BaseModel):
+    items: list[_Item]
+
+    @model_validator(mode="after")
+    def _two(self) -> _Doc:
+        if len(self.items) == 1:
+            raise ValueError("one item is not a list")
+        return self
+
+
+def _error(raw: object) -> ValidationError:
+    with pytest.raises(ValidationError) as raised:
+        _Doc.model_validate(raw)
+    return raised.value
+
+
+@pytest.mark.parametrize(
+    ("raw", "options", "line"),
+    [
+        ({"items": [{}, {}]}, {}, "items.0.name: Field required"),
+        ({"items": [{}, {}]}, {"brackets": True}, "items[0].name: Field required"),
+        ({"items": [{}, {}]}, {"sep": "/"}, "items/0/name: Field required"),
+        ({"items": [{}, {}]}, {"under": "doc", "brackets": True}, "doc.items[0].name: Field required"),
+        ({"items": [{"name": ""}] * 2}, {}, "items.0.name: Value error, empty name"),
+        ({"items": [{"name": ""}] * 2}, {"plain": True}, "items.0.name: empty name"),
+        ({"items": [{"name": "a"}]}, {}, "Value error, one item is not a list"),
+        (
+            {"items": [{"name": "a"}]},
+            {"whole": "the document", "plain": True},
+            "the document: one item is not a list",
+        ),
+        (
+            {"items": [{"name": "a"}]},
+            {"under": "doc", "whole": "unused"},
+            "doc: Value error, one item is not a list",
+        ),
+    ],
+)
+def test_first_error_is_one_line_where_then_what(raw: object, options: dict, line: str) -> None:
+    assert first_error(_error(raw), **options) == line
+
+
+def test_first_error_brackets_a_leading_index() -> None:
+    with pytest.raises(ValidationError) as raised:
+        TypeAdapter(list[_Item]).validate_python([{"name": "a"}, {}])
+    assert first_error(raised.value, brackets=True) == "[1].name: Field required"
+
+
+@pytest.mark.parametrize(
+    ("text", "valid"),
+    [
+        (DIGEST, True),
+        (DIGEST.upper(), False),
+        (DIGEST[:-1], False),
+        (DIGEST + "0", False),
+        (DIGEST + "\n", False),
+        (" " + DIGEST, False),
+        (DIGEST[:-1] + "\N{ARABIC-INDIC DIGIT THREE}", False),
+        ("sha256:" + DIGEST[7:], False),
+    ],
+)
+def test_a_sha256_is_64_lowercase_ascii_hex_digits_and_nothing_else(text: str, valid: bool) -> None:
+    assert bool(SHA256.fullmatch(text)) is valid
+    try:
+        TypeAdapter(Sha256).validate_python(text)
+    except ValidationError:
+        assert not valid
+    else:
+        assert valid
+    assert SHA256.pattern == SHA256_HEX
+
+
+def test_the_arches_are_the_arch_type_and_the_spec_takes_only_those() -> None:
+    assert ARCHES == ("x86_64", "aarch64")
+    assert TypeAdapter(Arch).validate_python("aarch64") == "aarch64"
+    assert BuildSpec.model_fields["arch"].annotation == Arch
+    assert set(ARCH_ALIASES.values()) <= set(ARCHES)
+
+
+@pytest.mark.parametrize(
+    ("machine", "arch"),
+    [
+        ("x86_64", "x86_64"),
+        ("amd64", "x86_64"),
+        ("aarch64", "aarch64"),
+        ("arm64", "aarch64"),
+        ("ppc64le", "ppc64le"),
+    ],
+)
+def test_host_arch_names_the_machine_as_the_registry_does(
+    monkeypatch: pytest.MonkeyPatch, machine: str, arch: str
+) -> None:
+    monkeypatch.setattr(host_platform, "machine", lambda: machine)
+    assert host_arch() == arch
