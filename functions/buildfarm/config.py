@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from pydantic_core import ErrorDetails, PydanticUseDefault
 
 from buildfarm.errors import UsageError
+from buildfarm.layout import BUCKET_NAME
 from buildfarm.platforms import ARCHES, Registry, load_registry
 from buildfarm.versions import is_series, series_of
 
@@ -39,7 +40,7 @@ DEFAULT_SOURCE_MIRROR = "https://www.python.org/ftp/python"
 # Half the timeout: room for jobs slower than the estimate, Batch queueing and Spot retries.
 BUDGET_MARGIN = 0.5
 
-_S3_STORE = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\x00-\x1f]*)?", re.ASCII)
+_S3_STORE = re.compile(rf"s3://{BUCKET_NAME.pattern}(/[^\x00-\x1f]*)?", re.ASCII)
 _INTEGER = re.compile(r"[0-9]{1,12}", re.ASCII)
 _DECIMAL = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,6})?", re.ASCII)
 # A KMS key id (UUID or mrk-...), its ARN, an alias name or alias ARN.

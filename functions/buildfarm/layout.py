@@ -70,6 +70,8 @@ FAILURE_FILE = "failure.json"
 """In a build's log_dir: why the build failed (phase, reason)."""
 BUILD_NUMBER = re.compile(r"[1-9][0-9]{0,8}")
 """A build number as a key segment (fullmatch): no sign, no leading zero."""
+BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", re.ASCII)
+"""An S3 bucket name (fullmatch): the BUCKET of an s3://BUCKET/PREFIX store."""
 EXECUTION_ID = re.compile(r"[A-Za-z0-9._-]{1,80}", re.ASCII)
 """The nonce of the execution that planned a build (fullmatch), which its manifest records."""
 FILE_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}"

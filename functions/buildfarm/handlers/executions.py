@@ -16,12 +16,12 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from buildfarm.claims import Liveness
+from buildfarm.layout import EXECUTION_ID
 
 # arn:<partition>:states:<region>:<account>:execution:<state machine>:<execution name>
 _EXECUTION_ARN = re.compile(
     r"(arn:[a-z-]{1,20}:states:[a-z0-9-]{1,30}:[0-9]{12}:execution:[A-Za-z0-9_-]{1,80}:)[^:]{1,80}", re.ASCII
 )
-_NAME = re.compile(r"[A-Za-z0-9._-]{1,80}", re.ASCII)
 
 
 def step_functions_liveness(execution_arn: str | None, client: object | None = None) -> Liveness:
@@ -38,7 +38,7 @@ def step_functions_liveness(execution_arn: str | None, client: object | None = N
 
     @functools.cache
     def is_running(execution_id: str) -> bool | None:
-        if not _NAME.fullmatch(execution_id) or execution_id.startswith("local-"):
+        if not EXECUTION_ID.fullmatch(execution_id) or execution_id.startswith("local-"):
             return None
         try:
             described = sfn().describe_execution(executionArn=prefix + execution_id)  # type: ignore[attr-defined]

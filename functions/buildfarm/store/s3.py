@@ -10,13 +10,13 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
-import re
 import threading
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 from urllib.parse import quote
 
 from buildfarm.aws_errors import aws_errors
+from buildfarm.layout import BUCKET_NAME
 from buildfarm.store.base import (
     ObjectInfo,
     Store,
@@ -38,7 +38,7 @@ class S3Store(Store):
 
     def __init__(self, bucket: str, prefix: str = "", client: Any = None) -> None:
         super().__init__()
-        if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket or ""):
+        if not BUCKET_NAME.fullmatch(bucket or ""):
             raise StoreError(f"invalid S3 bucket name {bucket!r}")
         prefix = prefix.strip("/")
         if prefix:
