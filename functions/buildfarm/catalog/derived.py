@@ -132,8 +132,10 @@ def regenerate_derived(
     install.sh at the root if it is missing or outdated).
 
     After writing, check that versions.json did not change meanwhile; if it did, render
-    again. Every publisher does this after its own write, so the last derived files written
-    always reflect the newest versions.json. Returns the keys written.
+    again, at most max_rounds times (then a warning says so). Every publisher does this after
+    its own write, so the last derived files written always reflect the newest versions.json:
+    whoever changed it during the last round writes them again. Returns the keys written, each
+    once, in the order first written.
 
     versions.json is read (and checked: read_versions) first, so a malformed catalog stops with
     its CatalogError before anything is written. With a signer, then its public key is listed
@@ -164,8 +166,21 @@ def regenerate_derived(
         store.put(INDEX_KEY, page.encode(), content_type="text/html; charset=utf-8")
         written.append(INDEX_KEY)
         if versions_etag(store) == etag:
-            break
-    return written
+            return unique(written)
+    # Not an error: the publisher that keeps changing versions.json regenerates after each of
+    # its writes (failing here would fail a Finalize beside a busy publisher, for nothing).
+    log.warning(
+        "buildfarm: warning: %s changed while its derived files were written, %d times in a row: "
+        "stopped; the publisher that changed it writes them again",
+        store.url(VERSIONS_KEY),
+        max_rounds,
+    )
+    return unique(written)
+
+
+def unique(keys: Iterable[str]) -> list[str]:
+    """Each key once, where it first comes: what a publish wrote, however many rounds it took."""
+    return list(dict.fromkeys(keys))
 
 
 def refresh_if_outdated(
@@ -203,7 +218,8 @@ def reindex(
     versions.json's derived view (python_versions, builds sorted newest first) if it is off, then
     the uv metadata, index.html and install.sh. StoreNotFound if nothing is published.
     Signs with signer (the caller's signer_for(config)); without one, a rewritten versions.json
-    leaves its signature stale until the next signed publish (said so)."""
+    leaves its signature stale until the next signed publish (said so). Returns the keys
+    written, each once, in the order first written."""
     document, etag = read_versions(store)
     if etag is None:
         raise StoreNotFound(f"{store.url(VERSIONS_KEY)} not found: nothing is published in this store")
@@ -217,4 +233,4 @@ def reindex(
                 log.warning("versions.json rewritten without a signing key: its signature is stale")
         except StoreConflict:
             pass  # a publisher wrote it meanwhile: every merge writes the normalized view
-    return written + regenerate_derived(store, registry, platforms, public_url, now, signer=signer)
+    return unique(written + regenerate_derived(store, registry, platforms, public_url, now, signer=signer))

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from buildfarm.catalog import VERSIONS_KEY, iter_cells, read_versions
 from buildfarm.catalog.install_script import store_fingerprints
+from buildfarm.cli.store_errors import STORE_FAILURES, store_failure
 from buildfarm.config import ConfigError, FarmConfig
 from buildfarm.errors import UsageError
 from buildfarm.store import LocalStore, Store, StoreError, open_store
@@ -80,8 +81,8 @@ def run_plan(args: argparse.Namespace) -> int:
         result = plan({**raw, "dry_run": True}, store, config, new_execution_id())
     except InputError as error:
         raise UsageError(str(error)) from None
-    except StoreError as error:
-        raise UsageError(f"store {store.location}: {error}") from None
+    except STORE_FAILURES as error:  # exit 2, as `run` and `reindex` of the same store
+        raise store_failure(store.location, error) from None
     return print_plan(result, store, as_json=args.json)
 
 

@@ -10,6 +10,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import IO, Any
 
@@ -17,6 +18,7 @@ from buildfarm import clock
 from buildfarm.attest.farm_signer import local_key_config
 from buildfarm.cli.arg_types import whole_number
 from buildfarm.cli.plan import format_table, print_plan
+from buildfarm.cli.store_errors import STORE_FAILURES, store_failure
 from buildfarm.config import DEFAULT_STORE, ConfigError, FarmConfig
 from buildfarm.errors import UsageError
 from buildfarm.farm import CellProgress, RunReport, run_farm, runtime_cells_here
@@ -248,6 +250,8 @@ def run(args: argparse.Namespace) -> int:
 
     registry = load_registry()
     config, raw, store = _setup(args, registry)
+    new_store, made_store, finished = not store.root.exists(), False, False
+    log_dir: Path | None = None
     try:
         request = parse_workflow_input(raw, config, registry)
         definitions = None if args.no_runtimes else farm_definitions()
@@ -262,6 +266,7 @@ def run(args: argparse.Namespace) -> int:
                 ))  # fmt: skip
             return print_plan(plan({**raw, "dry_run": True}, store, config, execution_id), store)
         store.create()  # `run` makes its store; the read-only commands refuse a missing one
+        made_store = new_store
         config = _with_signing_key(config, store)
         log_dir = Path(tempfile.mkdtemp(prefix="buildfarm-run-"))
         print(f"buildfarm run: store {store.location}, logs {log_dir}", flush=True)
@@ -275,11 +280,25 @@ def run(args: argparse.Namespace) -> int:
             listener=ProgressPrinter(),
             runtimes=definitions,
         )
+        finished = True
     except InputError as error:
         raise UsageError(str(error)) from None
-    except StoreError as error:
-        raise UsageError(f"store {store.location}: {error}") from None
+    except STORE_FAILURES as error:  # exit 2, as `reindex` of the same store
+        raise store_failure(store.location, error) from None
+    finally:
+        # Nothing empty is left behind: a log directory no build wrote to, and a store this
+        # run made but did not get to write to (a later `status` then says it does not exist).
+        _remove_if_empty(log_dir)
+        if made_store and not finished:
+            _remove_if_empty(store.root)
     return _report(report)
+
+
+def _remove_if_empty(directory: Path | None) -> None:
+    """Remove a directory the run made if it holds nothing (never anything it holds)."""
+    if directory is not None:
+        with suppress(OSError):  # not empty, or gone
+            directory.rmdir()
 
 
 def _with_signing_key(config: FarmConfig, store: LocalStore) -> FarmConfig:

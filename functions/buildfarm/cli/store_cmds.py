@@ -17,12 +17,13 @@ from buildfarm.attest.signing import Signer
 from buildfarm.catalog.derived import check_base_url, reindex, store_public_url
 from buildfarm.catalog.install_script import embedded_base_url, installer_base
 from buildfarm.cli.plan import add_store_argument
+from buildfarm.cli.store_errors import STORE_FAILURES, store_failure
 from buildfarm.config import ConfigError, FarmConfig, resolve_store_location
 from buildfarm.errors import BuildfarmError, UsageError
 from buildfarm.layout import INSTALLER_KEY, download_metadata_key
 from buildfarm.platforms import load_registry
 from buildfarm.serve import make_server, parse_bind, serve_forever
-from buildfarm.store import StoreError, StoreNotFound, open_store
+from buildfarm.store import StoreNotFound, open_store
 
 DEFAULT_PORT = 8000
 _PORT = re.compile(r"[0-9]{1,5}")
@@ -117,8 +118,8 @@ def run_reindex(args: argparse.Namespace) -> int:
         written = reindex(store, registry, config.enabled_platforms, public_url, now, signer=signer)
     except StoreNotFound:
         raise UsageError(f"store {location}: nothing is published there (no versions.json)") from None
-    except (StoreError, ValueError) as error:
-        raise BuildfarmError(f"store {location}: {error}") from None
+    except (*STORE_FAILURES, ValueError) as error:  # exit 2, as `run` of the same store
+        raise store_failure(location, error) from None
     except OSError as error:
         raise BuildfarmError(f"store {location}: {error.strerror}: {error.filename}") from None
     print(f"reindexed {location} for {installer_base(public_url)}: wrote {', '.join(written)}")

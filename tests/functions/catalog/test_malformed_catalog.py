@@ -158,7 +158,7 @@ def test_reindex_refuses_a_malformed_catalog_in_one_line_and_writes_nothing(
     # A new base URL: every derived file would be rewritten if the catalog were read as it is.
     status = main(["reindex", "--store", str(published.root), "--base-url", "https://cdn.example.org/py"])
     err = capsys.readouterr().err
-    assert status == 1
+    assert status == 2  # a store that cannot be used: exit 2, as `run` of it (test_store_failures)
     assert err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith(f"buildfarm reindex: error: store {published.root}: {named}"), err
     assert snapshot(published) == before
@@ -172,7 +172,7 @@ def test_reindex_refuses_a_malformed_catalog_in_one_line_and_writes_nothing(
 def test_reindex_refuses_a_catalog_that_is_no_json_object(published, content, named, capsys) -> None:
     (published.root / VERSIONS_KEY).write_bytes(content)
     before = snapshot(published)
-    assert main(["reindex", "--store", str(published.root), "--base-url", "https://cdn.example.org/py"]) == 1
+    assert main(["reindex", "--store", str(published.root), "--base-url", "https://cdn.example.org/py"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and named in err, err
     assert snapshot(published) == before
