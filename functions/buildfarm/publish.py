@@ -26,6 +26,7 @@ from buildfarm import clock
 from buildfarm.attest.build_files import AttestationError, attest_build
 from buildfarm.attest.signing import Signer
 from buildfarm.attest.store_keys import listed_public_keys
+from buildfarm.batch_errors import describe_batch_error
 from buildfarm.catalog import CatalogCell, Cell, parse_cell, regenerate_derived, update_versions
 from buildfarm.catalog.derived import refresh_if_outdated, store_public_url
 from buildfarm.catalog.versions_json import record_failures
@@ -92,7 +93,7 @@ def _failure_reason(store: Store, item: PlanItem, batch: BatchOutcome | None) ->
                 return short(f"{phase}{raw[field]}")
         return short(json.dumps(raw))
     if batch is not None and batch.status == "failed":
-        return short(batch.error or "build failed (no error given)")
+        return short(describe_batch_error(batch.error) if batch.error else "build failed (no error given)")
     if batch is not None:
         return "no manifest (the build reported success)"
     return "no manifest"

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from buildfarm.attest.signing import Signer
+from buildfarm.batch_errors import describe_batch_error
 from buildfarm.catalog import regenerate_derived
 from buildfarm.catalog.derived import store_public_url
 from buildfarm.catalog.versions_json import RuntimeCell
@@ -143,7 +144,9 @@ def decide_runtime_item(
 
 def runtime_job_failure(batch: BatchOutcome) -> str:
     """Why a runtime item's Batch job failed, as its outcome records it ("" if it succeeded)."""
-    return "" if batch.status == "succeeded" else f"build job failed: {batch.error or 'no detail'}"[:500]
+    if batch.status == "succeeded":
+        return ""
+    return f"build job failed: {describe_batch_error(batch.error) if batch.error else 'no detail'}"[:500]
 
 
 def _recorded(store: Store, item: RuntimeItem) -> CellOutcome | None:
