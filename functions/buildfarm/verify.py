@@ -109,9 +109,10 @@ def _read_manifest(store: Store, item: PlanItem) -> tuple[Manifest | None, str]:
         return None, short(f"manifest.json invalid: {first_error(error)}")
 
 
-def _verify_artifact(store: Store, artifact_dir: str, artifact: ManifestArtifact) -> CatalogArtifact | str:
-    """The artifact's catalog entry if the store holds it with the manifest's sha256 and size,
-    else the reason it does not."""
+def verify_artifact(store: Store, artifact_dir: str, artifact: ManifestArtifact) -> CatalogArtifact | str:
+    """The artifact's catalog entry if the store holds it, in the build directory, with the
+    manifest's sha256 and size, else the reason it does not (a Python build's and a runtime
+    build's alike)."""
     key = f"{artifact_dir}/{artifact.file}"
     try:
         check_key(key)
@@ -146,7 +147,7 @@ def verify_cell(store: Store, item: PlanItem, now: datetime) -> tuple[CatalogCel
         return None, short(f"manifest.json lists {len(tarballs)} tarballs ({', '.join(tarballs)}), not one")
     artifacts = []
     for artifact in manifest.artifacts:
-        verified = _verify_artifact(store, spec.artifact_dir, artifact)
+        verified = verify_artifact(store, spec.artifact_dir, artifact)
         if isinstance(verified, str):
             return None, verified
         artifacts.append(verified)

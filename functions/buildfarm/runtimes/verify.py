@@ -11,13 +11,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from buildfarm.catalog.versions_json import CatalogArtifact, RuntimeCatalogCell, RuntimeCell
+from buildfarm.catalog.versions_json import RuntimeCatalogCell, RuntimeCell
 from buildfarm.errors import first_error
 from buildfarm.models import ManifestArtifact
 from buildfarm.releases import iso
 from buildfarm.runtimes.keys import runtime_artifact_dir, runtime_manifest_key
-from buildfarm.store import Store, StoreError, StoreNotFound, check_key
-from buildfarm.verify import short
+from buildfarm.store import Store, StoreError, StoreNotFound
+from buildfarm.verify import short, verify_artifact
 
 
 class RuntimeName(BaseModel):
@@ -51,22 +51,6 @@ def _read(store: Store, directory: str) -> RuntimeManifest | str:
         return RuntimeManifest.model_validate(raw)
     except ValidationError as error:
         return short(f"manifest.json invalid: {first_error(error)}")
-
-
-def _artifact(store: Store, directory: str, artifact: ManifestArtifact) -> CatalogArtifact | str:
-    key = f"{directory}/{artifact.file}"
-    try:
-        if "/" in artifact.file:
-            raise StoreError(f"artifact file name {artifact.file!r} contains '/'")
-        check_key(key)
-        sha256, size = store.verify_sha256_and_size(key)
-    except StoreNotFound:
-        return short(f"artifact {artifact.file} is missing from the store")
-    except StoreError as error:
-        return short(f"artifact {artifact.file}: {error}")
-    if (sha256, size) != (artifact.sha256, artifact.size):
-        return short(f"artifact {artifact.file}: sha256/size {sha256}/{size} differ from the manifest's")
-    return CatalogArtifact(type=artifact.type, key=key, sha256=sha256, size=size)
 
 
 def verify_runtime(
@@ -103,7 +87,7 @@ def verify_runtime(
         )
     artifacts = []
     for artifact in manifest.artifacts:
-        verified = _artifact(store, directory, artifact)
+        verified = verify_artifact(store, directory, artifact)
         if isinstance(verified, str):
             return None, verified
         artifacts.append(verified)
