@@ -1,5 +1,6 @@
 """docs/signing.md's recipe for uv users (check-uv-metadata.sh) runs as written: it keeps uv's
-metadata only when every sha256 in it is in the versions.json the pinned key signed."""
+metadata only when each entry is what the versions.json the pinned key signed lists for that
+version, arch and platform (the tarball's sha256, file name and build)."""
 
 from __future__ import annotations
 
@@ -61,7 +62,9 @@ def test_metadata_with_a_sha256_the_key_did_not_sign_is_refused(tmp_path, store)
     path.write_text(json.dumps(metadata))
     result = _run_recipe(tmp_path, store)
     assert result.returncode != 0
-    assert f"not in the signed versions.json: cpython-{VERSION}-linux-x86_64-gnu" in result.stderr
+    assert f"not as the signed versions.json lists it for debian-12: cpython-{VERSION}-linux-x86_64-gnu" in (
+        result.stderr
+    )
     assert not (tmp_path / "team" / "debian-12.json").exists()
 
 
@@ -71,4 +74,29 @@ def test_a_tampered_versions_json_is_refused(tmp_path, store) -> None:
     store.write_catalog(catalog)
     result = _run_recipe(tmp_path, store)
     assert result.returncode != 0 and "Verification failure" in result.stdout + result.stderr
+    assert not (tmp_path / "team" / "debian-12.json").exists()
+
+
+@pytest.mark.parametrize(
+    "relabel",
+    [
+        {"patch": 99},  # a signed tarball offered as another release
+        {"arch": {"family": "aarch64", "variant": None}},  # ... as another arch
+        {"build": "7"},  # ... as another build
+        {"url": "https://elsewhere.example.org/other.tar.gz"},  # a file the catalog does not name
+        {"sha256": None},  # malformed: refused, not a traceback that keeps it
+    ],
+    ids=["version", "arch", "build", "file", "malformed"],
+)
+def test_a_signed_tarball_under_another_cells_name_is_refused(tmp_path, store, relabel) -> None:
+    """Every sha256 below is signed: only the entry's identity is wrong, which the sha256 check
+    alone let through."""
+    path = store.root / "download-metadata" / "debian-12.json"
+    metadata = json.loads(path.read_text())
+    for entry in metadata.values():
+        entry.update(relabel)
+    path.write_text(json.dumps(metadata))
+    result = _run_recipe(tmp_path, store)
+    assert result.returncode != 0
+    assert "not as the signed versions.json lists it for debian-12: cpython-" in result.stderr, result.stderr
     assert not (tmp_path / "team" / "debian-12.json").exists()
