@@ -118,6 +118,11 @@ CONTEXT_KEYS: dict[str, tuple[str, str]] = {
     ),
     "certificateArn": ("", "its ACM certificate, in us-east-1 (CloudFront's rule)"),
     "notificationEmail": ("", "SNS e-mail subscription for failed executions"),
+    "signingKeyGeneration": (
+        "",
+        "raise it by one to rotate the KMS signing key: a new key signs from the next publish, the old "
+        'one is retained and its public key stays listed (docs/signing.md, "Rotating the key")',
+    ),
     "vpcId": ("a new VPC", "an existing VPC with a route to the internet (with subnetIds)"),
     "subnetIds": ("", "its subnets, comma list"),
     "powertoolsLayerVersion": ("", "version of the public Powertools layer (python3.14, arm64)"),
@@ -188,6 +193,8 @@ class InfraConfig(WorkflowSettings):
     domain_name: str | None = Field(None, alias="domainName")
     certificate_arn: str | None = Field(None, alias="certificateArn")
     notification_email: str | None = Field(None, alias="notificationEmail")
+    # Which KMS signing key signs: raising it creates a new key (infra.signing.SigningKey).
+    signing_key_generation: int = Field(1, ge=1, le=999, alias="signingKeyGeneration")
     # An existing VPC: its id and the subnets (with a route to the internet) the builders run in.
     vpc_id: str | None = Field(None, alias="vpcId")
     subnet_ids: tuple[str, ...] = Field((), alias="subnetIds")

@@ -30,22 +30,27 @@ SIGN_CONDITIONS = {
 class SigningKey(Construct):
     """The KMS key, its alias, and the grants around it."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, alias_name: str) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, alias_name: str, generation: int = 1) -> None:
         super().__init__(scope, construct_id)
         # RETAIN: a deleted key would leave every published signature unverifiable against a
         # key nobody can read again; old public keys also stay under keys/ in the store.
-        # No automatic rotation: KMS rotates only symmetric keys. Rotating = a new key here,
-        # the old public key kept in keys/keys.json so its signatures still verify.
+        # No automatic rotation: KMS rotates only symmetric keys. Rotating = the next
+        # generation (signingKeyGeneration, docs/signing.md "Rotating the key"): a new key
+        # here, the old one retained by CloudFormation and its public key kept in
+        # keys/keys.json, so its signatures still verify.
         self.key = kms.Key(
             self,
-            "Key",
+            "Key" if generation == 1 else f"Key{generation}",
             description="Python Build Farm: signs SHA256SUMS, provenance.json and versions.json "
             "(ECDSA P-256 over SHA-256; public key under keys/ in the store)",
             key_spec=kms.KeySpec(KMS_KEY_SPEC),  # ECC_NIST_P256, as KmsSigner requires
             key_usage=kms.KeyUsage.SIGN_VERIFY,
             removal_policy=RemovalPolicy.RETAIN,
         )
-        self.alias = self.key.add_alias(alias_name)
+        # A sibling of the key, not its child: its logical id stays the same across generations,
+        # so a rotation re-points it (an update) rather than creating a second alias of the
+        # same name before deleting the first (which CloudFormation would refuse).
+        self.alias = kms.Alias(self, "Alias", alias_name=alias_name, target_key=self.key)
 
     def grant_signing(self, role: iam.IRole) -> None:
         """Sign (the digest, with ECDSA_SHA_256 only) and read the public key; nothing else."""

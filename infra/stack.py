@@ -42,7 +42,12 @@ class BuildFarmStack(Stack):
         )
         # Issue 15: the publish side signs with a KMS key; the Batch jobs (Python builders and
         # runtime jobs) can neither use the key nor write the files the publish side signs.
-        self.signing_key = SigningKey(self, "Signing", alias_name=signing_key_alias(self.stack_name))
+        self.signing_key = SigningKey(
+            self,
+            "Signing",
+            alias_name=signing_key_alias(self.stack_name),
+            generation=config.signing_key_generation,
+        )
         builders = list(self.batch.job_roles.values())
         runtime_jobs = list(self.batch.runtime_job_roles.values())
         self.signing_key.refuse([*builders, *runtime_jobs])

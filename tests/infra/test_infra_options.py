@@ -1,7 +1,12 @@
-"""`cloudRuntimes=false`: Plan plans no runtime cell, so the stack has no runtime job definition,
-no runtime job role and no bucket-policy statement for one, and the state machine may submit
-only the Python builds' job definitions. With runtimes (the session's synthesis), each runtime
-job definition has its own, shorter timeout (runtimeJobTimeoutMinutes)."""
+"""Options in one small synthesis (one platform, one arch; cdk-nag on):
+
+- `cloudRuntimes=false`: Plan plans no runtime cell, so the stack has no runtime job
+  definition, no runtime job role and no bucket-policy statement for one, and the state
+  machine may submit only the Python builds' job definitions. With runtimes (the session's
+  synthesis), each runtime job definition has its own, shorter timeout.
+- `signingKeyGeneration=2` (a key rotation): a new KMS key, retained as the first is, which
+  the alias, the publishing functions and the `SigningKeyArn` output name; the alias keeps
+  its logical id (re-pointed, not replaced by a second alias of the same name)."""
 
 from __future__ import annotations
 
@@ -16,21 +21,26 @@ from template_helpers import (
     job_role,
     job_roles,
     listed,
+    only,
     role_of,
     runtime_job_roles,
 )
 
-from buildfarm.workflow_names import STACK_NAME
+from buildfarm.workflow_names import STACK_NAME, Outputs, signing_key_alias
+from infra.signing import KMS_KEY_VARIABLE
 
 pytestmark = pytest.mark.slow
 
 SMALL = {"buildfarm:enabledPlatforms": "debian-12", "buildfarm:enabledArches": "x86_64"}
 
 
+OPTIONS = {"buildfarm:cloudRuntimes": "false", "buildfarm:signingKeyGeneration": "2"}
+
+
 @pytest.fixture(scope="module")
 def without_runtimes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """One small synthesis (one platform, one arch; cdk-nag on) without cloud runtimes."""
-    synthesis: Synthesis = synthesize(tmp_path_factory, {**SMALL, "buildfarm:cloudRuntimes": "false"})
+    """The small synthesis with OPTIONS."""
+    synthesis: Synthesis = synthesize(tmp_path_factory, {**SMALL, **OPTIONS})
     return synthesis.template()
 
 
@@ -69,3 +79,26 @@ def test_runtime_jobs_have_their_own_timeout(template) -> None:
     assert runtime and python
     assert {d["Timeout"]["AttemptDurationSeconds"] for d in runtime.values()} == {60 * 60}
     assert {d["Timeout"]["AttemptDurationSeconds"] for d in python.values()} == {240 * 60}
+
+
+def test_a_rotated_signing_key_is_new_retained_and_named_everywhere(without_runtimes, template) -> None:
+    (key_id, key), (first_id, _) = (
+        only(without_runtimes, "AWS::KMS::Key", "Signing"),
+        only(template, "AWS::KMS::Key", "Signing"),
+    )
+    assert key_id.startswith("SigningKey2") and key_id != first_id
+    assert key["DeletionPolicy"] == key["UpdateReplacePolicy"] == "Retain"
+    key_arn = {"Fn::GetAtt": [key_id, "Arn"]}
+    (alias_id, alias), (first_alias_id, _) = (
+        only(without_runtimes, "AWS::KMS::Alias", "Signing"),
+        only(template, "AWS::KMS::Alias", "Signing"),
+    )
+    assert alias_id == first_alias_id  # the same alias, re-pointed
+    assert alias["Properties"] == {"AliasName": signing_key_alias(STACK_NAME), "TargetKeyId": key_arn}
+    assert without_runtimes["Outputs"][Outputs.SIGNING_KEY_ARN]["Value"] == key_arn
+    signing = [
+        f["Properties"]["Environment"]["Variables"][KMS_KEY_VARIABLE]
+        for f in by_type(without_runtimes, "AWS::Lambda::Function").values()
+        if KMS_KEY_VARIABLE in f["Properties"].get("Environment", {}).get("Variables", {})
+    ]
+    assert signing and all(value == key_arn for value in signing), signing
