@@ -99,9 +99,9 @@ def _failure_reason(store: Store, item: PlanItem, batch: BatchOutcome | None) ->
     return "no manifest"
 
 
-def attest_cell(store: Store, item: PlanItem, entry: CatalogCell, signer: Signer | None) -> str:
+def attest_cell(store: Store, item: PlanItem, entry: CatalogCell, signer: Signer | None) -> CatalogCell | str:
     """Write a verified build's SBOM, provenance, SHA256SUMS and signatures (with the sha256s
-    verify_cell checked); "" when done, else why the cell fails."""
+    verify_cell checked); the entry recording them when done, else why the cell fails."""
 
     def known_keys() -> list[bytes]:
         current = [signer.public_key_pem()] if signer is not None else []
@@ -109,7 +109,7 @@ def attest_cell(store: Store, item: PlanItem, entry: CatalogCell, signer: Signer
 
     artifacts = {artifact.key.rsplit("/", 1)[-1]: artifact.sha256 for artifact in entry.artifacts}
     try:
-        attest_build(store, item.spec.model_dump(mode="json"), artifacts, signer, known_keys)
+        written = attest_build(store, item.spec.model_dump(mode="json"), artifacts, signer, known_keys)
     except AttestationError as error:
         return short(f"attestation: {error}")
     except (ValueError, OverflowError) as error:
@@ -117,7 +117,7 @@ def attest_cell(store: Store, item: PlanItem, entry: CatalogCell, signer: Signer
         # exception here would stop Finalize, and recovery would retry the run forever).
         log.exception("cell %s: attesting failed", item.cell)
         return short(f"attestation: {type(error).__name__}: {error}")
-    return ""
+    return entry.model_copy(update={"attestations": written})
 
 
 def publish_cell(
@@ -135,8 +135,8 @@ def publish_cell(
     cell = parse_cell(item.cell)
     entry, reason = verify_cell(store, item, now)
     if entry is not None:
-        reason = attest_cell(store, item, entry, signer)
-        entry = None if reason else entry
+        attested = attest_cell(store, item, entry, signer)
+        entry, reason = (None, attested) if isinstance(attested, str) else (attested, "")
     if entry is not None:
         update_versions(store, {cell: entry}, now, signer=signer)
         outcome = CellOutcome(cell=item.cell, build=item.spec.build, status="published", decided=iso(now))

@@ -97,7 +97,7 @@ def sign_build_dir(
     documents: Mapping[str, bytes] | None = None,
     known_keys: Callable[[], list[bytes]] | None = None,
     names: Attestations | None = None,
-) -> None:
+) -> dict[str, str]:
     """Write documents (file name -> bytes: the SBOM, the provenance) into artifact_dir, then
     the checksums over files (name -> verified sha256) and the documents, then their signature
     and the provenance's (when it is a document), create-only, under names (a manifest's
@@ -105,7 +105,8 @@ def sign_build_dir(
     signatures, and the build stays unsigned (nothing signs a published build later: see
     attest.farm_signer). known_keys: the public keys an existing
     signature may be by (default: the signer's). AttestationError names a file already there
-    that differs."""
+    that differs. Returns what is now in artifact_dir by role (Attestations' roles): the
+    catalog entry's record of it."""
     names = names or Attestations()
     documents = dict(documents or {})
     listed = dict(files)
@@ -119,12 +120,29 @@ def sign_build_dir(
         # SHA256SUMS always, the provenance when this build has one: the files left unsigned.
         unsigned = " and ".join([names.checksums, *(n for n in [names.provenance] if n in documents)])
         log.warning("%s: no signing key configured: %s unsigned", artifact_dir, unsigned)
-        return
+        return _written(names, documents, signed=False)
     keys = known_keys or (lambda: [signer.public_key_pem()])
     put_signature(store, f"{artifact_dir}/{names.checksums_signature}", sums, signer, keys)
     if names.provenance in documents and names.provenance_signature is not None:
         provenance_signature = f"{artifact_dir}/{names.provenance_signature}"
         put_signature(store, provenance_signature, documents[names.provenance], signer, keys)
+    return _written(names, documents, signed=True)
+
+
+def _written(names: Attestations, documents: Mapping[str, bytes], *, signed: bool) -> dict[str, str]:
+    """role -> file name of what sign_build_dir wrote: the checksums, the documents, and the
+    signatures when it signed (the provenance's only with a provenance)."""
+    written = {"checksums": names.checksums}
+    written |= {
+        role: name
+        for role, name in (("sbom", names.sbom), ("provenance", names.provenance))
+        if name in documents
+    }
+    if signed:
+        written["checksums_signature"] = names.checksums_signature
+        if names.provenance in documents and names.provenance_signature is not None:
+            written["provenance_signature"] = names.provenance_signature
+    return written
 
 
 # -- a CPython build's SBOM and provenance -----------------------------------------------------
@@ -258,9 +276,9 @@ def attest_build(
     artifacts: Mapping[str, str],
     signer: Signer | None,
     known_keys: Callable[[], list[bytes]] | None = None,
-) -> None:
+) -> dict[str, str]:
     """Write a verified CPython build's SBOM, provenance, SHA256SUMS and signatures, under the
-    names its manifest.json lists.
+    names its manifest.json lists; returns them by role (sign_build_dir).
 
     spec: the planned spec (JSON form); artifacts: file name -> the sha256 the publish side
     verified. manifest.json is read here, once, and hashed as read."""
@@ -279,6 +297,6 @@ def attest_build(
         names.sbom: sbom_document(manifest, spec),
         names.provenance: provenance_document(manifest, spec, files),
     }
-    sign_build_dir(
+    return sign_build_dir(
         store, artifact_dir, files, signer, documents=documents, known_keys=known_keys, names=names
     )

@@ -1,4 +1,5 @@
-"""The published catalogs: versions.json, the source of truth (versions_json), and what is
+"""The published catalogs: versions.json, the source of truth (versions_json; its entries:
+entries), and what is
 derived from it (derived): download-metadata/<platform>.json for uv (uv_metadata), index.html
 for people (status_page) and install.sh (install_script). Their keys are buildfarm.layout's.
 
@@ -6,14 +7,13 @@ The names importers use are re-exported here: `from buildfarm.catalog import rea
 """
 
 from buildfarm.catalog.derived import public_url_function, regenerate_derived
+from buildfarm.catalog.entries import CatalogArtifact, CatalogCell
 from buildfarm.catalog.install_script import INSTALLER_PLACEHOLDER, publish_installer, render_installer
 from buildfarm.catalog.shape import CatalogError
 from buildfarm.catalog.status_page import FailedCells, render_index
 from buildfarm.catalog.uv_metadata import uv_download_metadata, uv_key
 from buildfarm.catalog.versions_json import (
     SCHEMA_VERSION,
-    CatalogArtifact,
-    CatalogCell,
     check_catalog,
     empty_versions,
     iter_cells,

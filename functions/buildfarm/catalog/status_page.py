@@ -3,10 +3,11 @@ cells) and the latest publish's failures.
 
 What it shows: the store's signing key(s) (keys/keys.json, or "unsigned"), an install box
 (install.sh's one-liner, uv's UV_PYTHON_DOWNLOADS_JSON_URL per platform), the cells failing
-now, a platforms x series overview, then one section per series: the newest build of each cell
+now, a (platform, arch) x series overview, then one section per series: the newest build of each cell
 up front, older versions behind a <details>; last the runtimes (versions.json's `runtimes`).
 Every build row has its date, size, sha256 and links to its packages, SHA256SUMS, manifest.json
-and build.log. Links
+and build.log, and the attestations its catalog entry records (files_beside). The template's
+platform/arch filter hides the rows (overview, builds, failing, runtimes) of other ones. Links
 are relative to the store's root, so the page works wherever the store is served; only the
 install box's commands carry absolute URLs (a shell and uv need them).
 
@@ -35,6 +36,7 @@ from buildfarm.catalog.versions_json import (
 from buildfarm.keys_index import KeysIndex, read_keys_index
 from buildfarm.layout import (
     BUILD_LOG_FILE,
+    FILE_NAME_PATTERN,
     INSTALLER_KEY,
     SUMS_FILE,
     Cell,
@@ -48,10 +50,16 @@ from buildfarm.store import Store, StoreError
 from buildfarm.versions import series_of, sort_newest_first
 
 TEMPLATE = "index.html.jinja"
-# Beside manifest.json in a build's artifact_dir: the builder writes build.log (builder_image's
-# upload, layout.BUILD_LOG_FILE), the publish side SHA256SUMS (layout.SUMS_FILE). The catalog
-# lists only the packages, so the page adds these two.
+# Beside manifest.json in a build's artifact_dir: the builder writes build.log (uploaded before
+# the manifest; a runtime build has none), the publish side SHA256SUMS before it merges the entry:
+# the page links these two. The publish side's other files (the signatures: none when it published
+# unsigned; the SBOM, the provenance) as the entry records them (recorded_attestations; entries
+# from before the record: none).
 PACKAGE_LABELS = {"tarball": "tar.gz", "deb": ".deb", "rpm": ".rpm"}
+ATTESTATIONS_FIELD = "attestations"
+CHECKSUMS_ROLES = ("checksums", "checksums_signature")  # linked before the manifest
+DOCUMENT_LABELS = {"sbom": "SBOM", "provenance": "provenance", "provenance_signature": "provenance.sig"}
+FILE_NAME = re.compile(FILE_NAME_PATTERN)
 ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 FailedCells = dict[Cell, tuple[int, str]]  # cell -> (build number, reason) of the latest publish
@@ -74,7 +82,7 @@ class Link:
 class PublishedBuild:
     build: int
     published: str  # ISO time it was published
-    links: list[Link]  # packages, then SHA256SUMS, manifest.json, build.log
+    links: list[Link]  # packages, then the files beside the manifest (files_beside)
     size: str = ""  # the tarball's (else the first package's), human-readable
     sha256: str = ""  # of the same file
     sha256_of: str = ""  # that file's label
@@ -130,8 +138,8 @@ class SeriesSection:
 @dataclass(slots=True)
 class OverviewRow:
     platform: str
+    arch: str
     title: str
-    arches: list[str]
     metadata: Link | None  # the platform's uv download metadata, if anything is published
     cells: list[tuple[str, str, bool]]  # per series: (series, newest published version, failing)
 
@@ -184,20 +192,48 @@ def matrix_columns(
     return columns
 
 
-def files_beside(manifest: str) -> list[Link]:
-    """SHA256SUMS, the manifest and build.log, side by side in the build's directory (the
-    builder writes the manifest and build.log, the publish side SHA256SUMS)."""
+def recorded_attestations(entry: Mapping[str, Any]) -> dict[str, str] | None:
+    """The publish side's files a catalog entry records under ATTESTATIONS_FIELD
+    (entries.CatalogCell.attestations): role -> file name, as manifest.json's "attestations"
+    names them (models.Attestations), a role left out or null having no file; None when the
+    entry records none. Kept: the known roles whose name is a file name
+    (layout.FILE_NAME_PATTERN), so a link stays in the build's directory whatever a hand-edited
+    catalog holds (the page never fails over it)."""
+    recorded = entry.get(ATTESTATIONS_FIELD)
+    if not isinstance(recorded, dict):
+        return None
+    known = (*CHECKSUMS_ROLES, *DOCUMENT_LABELS)
+    return {
+        role: name
+        for role, name in recorded.items()
+        if role in known and isinstance(name, str) and FILE_NAME.fullmatch(name)
+    }
+
+
+def files_beside(
+    manifest: str, attestations: Mapping[str, str] | None = None, build_log: bool = True
+) -> list[Link]:
+    """The files side by side with the manifest in the build's directory: SHA256SUMS (and its
+    .sig), the manifest, the SBOM, the provenance (and its .sig), build.log; hrefs as the
+    manifest's, relative to the store's root. attestations: what the entry records
+    (recorded_attestations), None: SHA256SUMS only. build_log: False for a runtime build."""
     directory = manifest.rpartition("/")[0]
     if not directory:
         return [Link(manifest, "manifest")]
-    return [
-        Link(f"{directory}/{SUMS_FILE}", SUMS_FILE),
-        Link(manifest, "manifest"),
-        Link(f"{directory}/{BUILD_LOG_FILE}", BUILD_LOG_FILE),
-    ]
+    names = {"checksums": SUMS_FILE} if attestations is None else attestations
+
+    def beside(name: str, label: str) -> Link:
+        return Link(f"{directory}/{name}", label, "" if label == name else name)
+
+    links = [beside(names[role], names[role]) for role in CHECKSUMS_ROLES if role in names]
+    links.append(Link(manifest, "manifest"))
+    links += [beside(names[role], label) for role, label in DOCUMENT_LABELS.items() if role in names]
+    if build_log:
+        links.append(beside(BUILD_LOG_FILE, BUILD_LOG_FILE))
+    return links
 
 
-def published_build(entry: dict[str, Any]) -> PublishedBuild:
+def published_build(entry: dict[str, Any], build_log: bool = True) -> PublishedBuild:
     """A catalog entry: its packages, the tarball first (its size and sha256 are shown), then the
     files beside its manifest."""
     packages = sorted(entry.get("artifacts") or [], key=lambda artifact: artifact.get("type") != "tarball")
@@ -209,7 +245,11 @@ def published_build(entry: dict[str, Any]) -> PublishedBuild:
         )
         for a in packages
     ]
-    links += files_beside(str(entry.get("manifest", "")))
+    beside = files_beside(str(entry.get("manifest", "")), recorded_attestations(entry), build_log)
+    once: dict[str, Link] = {}  # each file once, should a recorded name be another file's
+    for link in [*links, *beside]:
+        once.setdefault(link.href, link)
+    links = list(once.values())
     shown = packages[0] if packages else {}
     return PublishedBuild(
         build=int(entry["build"]),
@@ -293,19 +333,26 @@ def overview_rows(
     series: list[str],
     with_metadata: set[str],
 ) -> list[OverviewRow]:
-    """Per platform: per series the newest version published there (any arch), and whether a
-    cell of it is failing."""
+    """Per platform and arch (the page's columns, so that the arch filter hides a row as it hides
+    that arch's builds): per series the newest version published there, and whether a cell of
+    the series is failing."""
+    by_column: dict[tuple[str, str], list[BuildRow]] = {}
+    for row in rows:
+        by_column.setdefault((row.platform, row.arch), []).append(row)
     overview = []
-    for platform in dict.fromkeys(column.platform for column in columns):
-        known = registry.platforms.get(platform)
-        arches = [column.arch for column in columns if column.platform == platform]
+    for column in columns:
+        platform, known = column.platform, registry.platforms.get(column.platform)
         cells = []
         for name in series:
-            mine = [row for row in rows if row.platform == platform and series_of(row.version) == name]
+            mine = [
+                row for row in by_column.get((platform, column.arch), []) if series_of(row.version) == name
+            ]
             newest = next((row.version for row in mine if row.cell.published is not None), "")
             cells.append((name, newest, any(row.cell.state == "failed" for row in mine)))
         metadata = Link(download_metadata_key(platform), "uv metadata") if platform in with_metadata else None
-        overview.append(OverviewRow(platform, known.name if known else platform, arches, metadata, cells))
+        overview.append(
+            OverviewRow(platform, column.arch, known.name if known else platform, metadata, cells)
+        )
     return overview
 
 
@@ -353,11 +400,11 @@ class SigningKey:
 
 def runtime_rows(document: dict[str, Any]) -> list[RuntimeRow]:
     """Every published runtime cell: by name, versions newest first, then platform and arch.
-    Its links: the packages, SHA256SUMS and the manifest (a runtime build has no build.log)."""
+    Its links: the packages, SHA256SUMS (and what the entry records) and the manifest (a runtime
+    build has no build.log)."""
     rows = []
     for (name, version, platform, arch), entry in runtime_cells(document).items():
-        published = published_build(entry.model_dump(mode="json"))
-        published.links = [link for link in published.links if link.label != BUILD_LOG_FILE]
+        published = published_build(entry.model_dump(mode="json"), build_log=False)
         python = entry.python.version + (f" build {entry.python.build}" if entry.python.build else "")
         rows.append(RuntimeRow(name, version, platform, arch, python, published))
     rows.sort(key=lambda row: (row.platform, row.arch))

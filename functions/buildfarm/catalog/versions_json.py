@@ -26,10 +26,16 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from packaging.version import Version
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
+from buildfarm.catalog.entries import (
+    CatalogCell,
+    CatalogFailure,
+    RuntimeCatalogCell,
+    RuntimeCell,
+    StoredCell,
+)
 from buildfarm.catalog.shape import CatalogError, catalog_error, check_entry_keys, nested_entries
-from buildfarm.digests import Sha256
 from buildfarm.layout import VERSIONS_KEY, Cell, artifact_dir, runtime_artifact_dir
 from buildfarm.releases import iso
 from buildfarm.store import Store, StoreConflict, StoreError, StoreNotFound
@@ -47,73 +53,6 @@ FAILING_FIELD = "failing"
 def parse_cell(name: str) -> Cell:
     version, platform, arch = name.split("/")
     return version, platform, arch
-
-
-class CatalogArtifact(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    type: str
-    key: str
-    sha256: Sha256
-    size: int = Field(ge=0)
-
-
-class CatalogCell(BaseModel):
-    """versions.json builds[version][platform][arch]."""
-
-    model_config = ConfigDict(extra="allow")
-    build: int = Field(ge=1)
-    published: str
-    manifest: str
-    artifacts: list[CatalogArtifact]
-
-
-class CatalogFailure(BaseModel):
-    """versions.json failing[version][platform][arch]: the cell's newest decided build failed."""
-
-    model_config = ConfigDict(extra="allow")
-    build: int = Field(ge=1)  # the newest failed build
-    reason: str
-    failed: str  # when that build was decided
-    since_build: int = Field(ge=1)  # the first failed build since the cell last published
-    since: str  # when that one was decided
-
-
-class RuntimePython(BaseModel):
-    """The Python build a runtime build was made from (build None: a tarball given by hand)."""
-
-    model_config = ConfigDict(extra="allow")
-    version: str
-    build: int | None = Field(default=None, ge=1)
-
-
-class RuntimeLock(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    kind: str
-    sha256: Sha256
-
-
-class RuntimeCatalogCell(BaseModel):
-    """versions.json runtimes[name][version][platform][arch]: the newest published runtime build.
-    `requirements` is the lock's digest, so a planner decides from versions.json alone."""
-
-    model_config = ConfigDict(extra="allow")
-    build: int = Field(ge=1)
-    published: str
-    manifest: str
-    python: RuntimePython
-    requirements: RuntimeLock
-    artifacts: list[CatalogArtifact]
-
-
-RuntimeCell = tuple[str, str, str, str]  # (name, version, platform, arch)
-
-
-class StoredCell(CatalogCell):
-    """A builds entry as check_catalog accepts it: a CatalogCell whose `published` and `manifest`
-    may be missing (the smallest catalogs have neither; the readers fall back to "")."""
-
-    published: str = ""
-    manifest: str = ""
 
 
 def empty_versions() -> dict[str, Any]:
@@ -215,7 +154,7 @@ def merge_cells(
             and existing["build"] >= entry.build
         ):
             continue
-        arches[arch] = entry.model_dump(mode="json")
+        arches[arch] = entry.as_json()
         accepted.append((version, platform, arch))
     merged["builds"] = {
         version: {platform: dict(sorted(arches.items())) for platform, arches in sorted(platforms.items())}
@@ -308,7 +247,7 @@ def merge_runtime_cells(
             and existing["build"] >= entry.build
         ):
             continue
-        entries[cell] = entry.model_dump(mode="json")
+        entries[cell] = entry.as_json()
         accepted.append(cell)
     if not accepted:
         return document, []

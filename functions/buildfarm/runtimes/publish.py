@@ -34,10 +34,12 @@ from buildfarm.verify import short
 log = logging.getLogger(__name__)
 
 
-def sign_runtime(store: Store, directory: str, entry: RuntimeCatalogCell, signer: Signer | None) -> str:
+def sign_runtime(
+    store: Store, directory: str, entry: RuntimeCatalogCell, signer: Signer | None
+) -> RuntimeCatalogCell | str:
     """SHA256SUMS over the verified artifacts and manifest.json (hashed as read here), and
-    SHA256SUMS.sig, under the names manifest.json lists; "" when done, else why the build cannot
-    be published."""
+    SHA256SUMS.sig, under the names manifest.json lists; the entry recording them when done,
+    else why the build cannot be published."""
 
     def known_keys() -> list[bytes]:
         current = [signer.public_key_pem()] if signer is not None else []
@@ -53,10 +55,10 @@ def sign_runtime(store: Store, directory: str, entry: RuntimeCatalogCell, signer
                 f"{MANIFEST_FILE}: attestations: a runtime build has no SBOM or provenance"
             )
         files[MANIFEST_FILE] = hashlib.sha256(manifest_data).hexdigest()
-        sign_build_dir(store, directory, files, signer, known_keys=known_keys, names=names)
+        written = sign_build_dir(store, directory, files, signer, known_keys=known_keys, names=names)
     except (AttestationError, StoreError, ValueError) as error:
         return short(f"attestation: {error}")
-    return ""
+    return entry.model_copy(update={"attestations": written})
 
 
 def publish_runtime(
@@ -81,8 +83,8 @@ def publish_runtime(
         (None, failure) if failure else verify_runtime(store, cell, build, now, planned_lock, execution_id)
     )
     if entry is not None:
-        reason = sign_runtime(store, runtime_artifact_dir(*cell, build), entry, signer)
-        entry = None if reason else entry
+        signed = sign_runtime(store, runtime_artifact_dir(*cell, build), entry, signer)
+        entry, reason = (None, signed) if isinstance(signed, str) else (signed, "")
     if entry is not None:
         update_runtimes(store, {cell: entry}, now, signer=signer)
         outcome = CellOutcome(cell=name, build=build, status="published", decided=iso(now))

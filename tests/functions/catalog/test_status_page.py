@@ -5,6 +5,7 @@ test_status_page_browser.py opens it in a real browser."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from html.parser import HTMLParser
 
@@ -227,3 +228,22 @@ def test_failures_are_recorded_in_the_stores_versions_json(local_store):
     update_versions(local_store, {cell: catalog_cell("builds/x", build=2)}, NOW)
     document = read_json(local_store, "versions.json")
     assert "failing" not in document and document["builds"]["3.13.5"]["debian-12"]["x86_64"]["build"] == 2
+
+
+def test_the_overview_has_a_row_per_platform_and_arch_the_filter_can_hide(registry):
+    cells = {
+        ("3.13.5", "debian-12", "x86_64"): catalog_cell("builds/a"),
+        ("3.13.4", "debian-12", "aarch64"): catalog_cell("builds/b"),
+    }
+    document, _ = merge_cells(empty_versions(), cells, NOW)
+    failed = {("3.13.5", "debian-12", "aarch64"): (1, "boom")}
+    page = render_index(document, registry, ["debian-12"], NOW, failed)
+    overview = page[page.index('<table class="overview">') : page.index("</table>")]
+    rows = re.findall(r'<tr data-platform="([^"]*)" data-arch="([^"]*)">(.*?)</tr>', overview, re.S)
+    assert [(platform, arch) for platform, arch, _ in rows] == [
+        ("debian-12", arch) for arch in registry.platforms["debian-12"].arches
+    ]
+    by_arch = {arch: row for _, arch, row in rows}
+    newest = {arch: re.findall(r'href="#python-3.13">([^<]*)</a>', row) for arch, row in by_arch.items()}
+    assert newest["x86_64"] == ["3.13.5"] and newest["aarch64"] == ["3.13.4"]  # each arch its own
+    assert "✗" in by_arch["aarch64"] and "✗" not in by_arch["x86_64"]  # aarch64's 3.13.5 failed

@@ -5,8 +5,9 @@ platforms, arches and builds; a cell that fails in two runs and is still failing
 that does not touch it; a cell that failed, then published). `buildfarm serve`'s server serves
 it on loopback at the public base URL it was published for; chromium opens it at 1400 px and at
 375 px (a phone): the page renders without horizontal scrolling, every link and every URL in
-the install box answers 200, the platform/arch filter hides what does not match, and without
-JavaScript everything shows. The 1400 px screenshot goes to tmp_path, or to
+the install box answers 200, the platform/arch filter hides the build rows and the platforms
+overview's rows (one per platform and arch) that do not match, and without JavaScript everything
+shows. The 1400 px screenshot goes to tmp_path, or to
 $BUILDFARM_STATUS_PAGE_SCREENSHOT (docs/status-page.png is made that way).
 """
 
@@ -153,6 +154,16 @@ def rows(driver: webdriver.Chrome) -> list[tuple[str, str, bool]]:
     )
 
 
+def overview(driver: webdriver.Chrome) -> list[tuple[str, str, bool, list[str]]]:
+    """Every row of the platforms overview: (platform, arch, hidden by the filter, its cells'
+    text: distribution, arch, per series newest to oldest, uv)."""
+    return driver.execute_script(
+        "return [...document.querySelectorAll('table.overview tbody tr')]"
+        ".map(r => [r.dataset.platform, r.dataset.arch, r.closest('[hidden]') !== null,"
+        " [...r.querySelectorAll('td')].map(c => c.textContent.trim())])"
+    )
+
+
 def test_the_page_renders_and_every_link_resolves(published, browser):
     store, base = published
     versions = json.loads(store.read("versions.json")[0])
@@ -207,9 +218,12 @@ def test_the_page_renders_and_every_link_resolves(published, browser):
 def test_the_filter_hides_rows_of_other_platforms_and_arches(published, browser):
     _, base = published
     show(browser, f"{base}/index.html", 1400)
-    all_rows = rows(browser)
+    all_rows, all_overview = rows(browser), overview(browser)
     assert {platform for platform, _, _ in all_rows} == {"debian-12", "rhel-9"}
     assert not [row for row in all_rows if row[2]]
+    assert not [row for row in all_overview if row[2]]
+    built = {(p, a) for p, a, _, cells in all_overview if {*cells[2:5]} != {"—"}}
+    assert built == {(platform, arch) for platform in ("debian-12", "rhel-9") for arch in BOTH_ARCHES}
     Select(browser.find_element(By.ID, "filter-platform")).select_by_visible_text("rhel-9")
     shown = [(p, a) for p, a, hidden in rows(browser) if not hidden]
     assert shown and {p for p, _ in shown} == {"rhel-9"} and len(rows(browser)) == len(all_rows)
@@ -219,14 +233,23 @@ def test_the_filter_hides_rows_of_other_platforms_and_arches(published, browser)
     shown = [(p, a) for p, a, hidden in rows(browser) if not hidden]
     assert shown and set(shown) == {("rhel-9", "aarch64")}
     assert browser.find_element(By.ID, "failing").is_displayed()  # the stuck cell matches
+    # The overview too: rhel-9's aarch64 row alone, which says what the aarch64 builds say (3.12:
+    # failing, nothing published; 3.12.11 is x86_64's).
+    assert [(p, a, cells[2:5]) for p, a, hidden, cells in overview(browser) if not hidden] == [
+        ("rhel-9", "aarch64", ["3.14.0rc2", "3.13.5", "✗"])
+    ]
     Select(browser.find_element(By.ID, "filter-platform")).select_by_visible_text("debian-12")
     assert not browser.find_element(By.ID, "failing").is_displayed()
     assert "platform=debian-12&arch=aarch64" in browser.current_url  # a filtered view can be shared
     show(browser, browser.current_url, 1400)  # and is restored from its URL
     assert {(p, a) for p, a, hidden in rows(browser) if not hidden} == {("debian-12", "aarch64")}
+    assert {(p, a) for p, a, hidden, _ in overview(browser) if not hidden} == {("debian-12", "aarch64")}
     Select(browser.find_element(By.ID, "filter-platform")).select_by_visible_text("all")
+    shown = [(p, a) for p, a, hidden, _ in overview(browser) if not hidden]  # every platform's aarch64
+    assert shown == [(p, a) for p, a, _, _ in all_overview if a == "aarch64"] and len(shown) > 2
     Select(browser.find_element(By.ID, "filter-arch")).select_by_visible_text("all")
     assert rows(browser) == all_rows
+    assert overview(browser) == all_overview
 
 
 def test_the_page_fits_a_phone_and_shows_everything_without_javascript(published, browser):
@@ -244,6 +267,7 @@ def test_the_page_fits_a_phone_and_shows_everything_without_javascript(published
         show(browser, f"{base}/index.html", 375, 812)
         assert not browser.find_element(By.ID, "filter").is_displayed()  # useless without a script
         assert rows(browser) and not [row for row in rows(browser) if row[2]]
+        assert len(overview(browser)) > 4 and not [row for row in overview(browser) if row[2]]
         no_horizontal_scroll(browser, 375)
     finally:
         browser.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": False})

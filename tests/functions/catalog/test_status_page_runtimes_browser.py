@@ -92,7 +92,8 @@ def test_runtimes_and_the_signing_key_render_and_every_link_resolves(signed, bro
     assert "3.13.5 build 1" in table.text and "fastapi-demo 1.0.0" in table.text
     links = browser.execute_script("return [...document.querySelectorAll('a[href]')].map(a => a.href)")
     runtime_links = [url for url in links if "/runtimes/" in url]
-    assert len(runtime_links) == 8 and any(url.endswith(".pub") for url in links)
+    # Two runtime builds, each: its packages, SHA256SUMS and its .sig (recorded: signed), the manifest.
+    assert len(runtime_links) == 10 and any(url.endswith(".pub") for url in links)
     urls = {url.split("#")[0] for url in links}
     assert {url: fetch_status(url) for url in urls} == dict.fromkeys(urls, 200)
 
