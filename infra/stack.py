@@ -77,6 +77,10 @@ class BuildFarmStack(Stack):
 
         self.operators = OperatorAccess(self, "Operators", workflow=self.workflow, bucket=self.storage.bucket)
 
+        self._outputs()
+
+    def _outputs(self) -> None:
+        """What operators and installers need from the deployed stack (workflow_names.Outputs)."""
         CfnOutput(self, Outputs.STATE_MACHINE_ARN, value=self.workflow.state_machine.state_machine_arn,
                   description="Start builds: buildfarm trigger --state-machine <this>")  # fmt: skip
         CfnOutput(self, Outputs.BUCKET_NAME, value=self.storage.bucket.bucket_name, description="The store")

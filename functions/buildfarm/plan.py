@@ -211,11 +211,8 @@ def plan(
     alive: Liveness = is_running or unknown_liveness
 
     releases_state, selection = _select(validated, store, config, registry, now, fetch_releases)
-    catalog = read_versions(store)[0]
-    wanted, release_of, skipped = _unpublished(selection.matrix, published_builds(catalog), validated.force)
     scheduled = not (validated.versions or validated.force)
-    if scheduled:
-        skipped += hold_back_failing(wanted, failing_cells(catalog), config.failed_retry_hours, now)
+    wanted, release_of, skipped = _to_build(selection.matrix, read_versions(store)[0], validated, config, now)
     marked = bool(wanted) and not validated.dry_run
     budget = _budget(store, config, execution_id, alive, scheduled) if wanted else 0
     outcomes: dict[Cell, ClaimOutcome] = {}
@@ -399,6 +396,21 @@ def _claim_by_priority(
     for cell in ordered[position:]:
         del wanted[cell]  # deferred: neither claimed nor skipped
     return outcomes, len(ordered) - position
+
+
+def _to_build(
+    matrix: list[tuple[Release, str, str]],
+    catalog: dict[str, Any],
+    request: WorkflowInput,
+    config: FarmConfig,
+    now: datetime,
+) -> tuple[dict[Cell, int], dict[Cell, Release], list[SkippedCell]]:
+    """_unpublished's cells, less the failing ones a scheduled run (no versions named, no force)
+    holds back until their retry is due (buildfarm.retry)."""
+    wanted, release_of, skipped = _unpublished(matrix, published_builds(catalog), request.force)
+    if not (request.versions or request.force):
+        skipped += hold_back_failing(wanted, failing_cells(catalog), config.failed_retry_hours, now)
+    return wanted, release_of, skipped
 
 
 def _unpublished(
