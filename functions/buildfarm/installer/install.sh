@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Python Build Farm quick installer.
 #
-#   curl -fsSL <base>/install.sh | bash -s -- [--version 3.13.5 | --version 3.13 | --list] [--prefix DIR]
-#                                              [--pubkey FILE|SHA256:<hex>]
+#   curl -fsSL <base>/install.sh | bash -s -- [--version 3.13.5 [--build N] | --version 3.13 | --list]
+#                                              [--prefix DIR] [--pubkey FILE|SHA256:<hex>]
 #
 # Detects this machine's platform (/etc/os-release) and arch, reads <base>/versions.json,
-# verifies the artifact's sha256 and installs the newest build of the chosen version:
-# the .deb/.rpm through the system package manager (so dependencies resolve), or with
-# --prefix the relocatable tarball under DIR.
+# verifies the artifact's sha256 and installs the newest build of the chosen version (or, with
+# --build N, that earlier build of it): the .deb/.rpm through the system package manager (so
+# dependencies resolve), or with --prefix the relocatable tarball under DIR.
 #
 # When a signing key is pinned (--pubkey, else the keys baked in at publishing), nothing is
 # trusted before openssl has verified, with that key, the signature of versions.json and of
-# the build's SHA256SUMS, and the artifact's sha256 agrees with both.
+# the build's SHA256SUMS, and the artifact's sha256 agrees with both (an earlier build's with
+# its SHA256SUMS: versions.json lists only the newest build).
 
 # Run by sh (`curl ... | sh`, `sh install.sh`: dash, or another shell), stop here with one line,
 # before any bash syntax: a POSIX sh reads and runs this much, one command at a time.
@@ -44,12 +45,17 @@ usage() {
     baked="(none: signatures are checked only with --pubkey)"
   fi
   cat <<USAGE
-Usage: install.sh [--version VERSION | --list] [--prefix DIR] [--base-url URL]
+Usage: install.sh [--version VERSION [--build N] | --list] [--prefix DIR] [--base-url URL]
                   [--pubkey FILE|SHA256:<hex> ...] [--skip-signatures]
 
   --version VERSION  install this Python version (3.13.5), or the newest of a series (3.13)
                      (default: the newest final release built for this machine, else
                      its newest pre-release)
+  --build N          install build N of --version X.Y.Z (an exact version, not a series)
+                     instead of its newest build: an earlier one, e.g. to roll back to
+                     build 1 when build 2 is broken. N is 1, 2, ... up to the build
+                     versions.json lists for this machine; its sha256 comes from that
+                     build's own SHA256SUMS, whose signature is checked as the newest's
   --list             list the versions built for this machine and exit
   --prefix DIR       install the relocatable tarball into DIR (no root needed) instead of
                      the system package. DIR is new, empty, or an earlier install.sh
@@ -86,6 +92,7 @@ die() {
 say() { printf 'install.sh: %s\n' "$*" >&2; }
 
 version=""
+build_wanted=""
 list_only=0
 prefix=""
 prefix_given=0
@@ -99,6 +106,7 @@ set_option() { # OPTION VALUE
   [[ -n "$2" ]] || die "$1 needs a value (it was given an empty one); nothing installed"
   case "$1" in
     --version) version="$2" ;;
+    --build) build_wanted="$2" ;;
     --prefix) prefix="$2"; prefix_given=1 ;;
     --base-url) base_url="$2" ;;
     --pubkey) pubkeys+=("$2") ;;
@@ -107,10 +115,10 @@ set_option() { # OPTION VALUE
 
 while (($#)); do
   case "$1" in
-    --version | --prefix | --base-url | --pubkey)
+    --version | --build | --prefix | --base-url | --pubkey)
       (($# >= 2)) || die "$1 needs a value"
       set_option "$1" "$2"; shift 2 ;;
-    --version=* | --prefix=* | --base-url=* | --pubkey=*) set_option "${1%%=*}" "${1#*=}"; shift ;;
+    --version=* | --build=* | --prefix=* | --base-url=* | --pubkey=*) set_option "${1%%=*}" "${1#*=}"; shift ;;
     --list) list_only=1; shift ;;
     --skip-signatures) skip_signatures=1; shift ;;
     -h | --help) usage; exit 0 ;;
@@ -138,6 +146,21 @@ if ((skip_signatures && ${#pubkeys[@]})); then
 fi
 if [[ -n "$version" && ! "$version" =~ ^3\.[0-9]+(\.[0-9]+((a|b|rc)[0-9]+)?)?$ ]]; then
   die "malformed version '$version' (expected e.g. 3.13.5, 3.14.0rc2 or a series, 3.13)"
+fi
+# A build number as the store's keys spell it (layout.BUILD_NUMBER): no sign, no leading zero,
+# at most 9 digits. The digits are listed, not a range, which a locale may stretch past ASCII.
+BUILD_NUMBER='^[123456789][0123456789]{0,8}$'
+if [[ -n "$build_wanted" ]]; then
+  if [[ ! "$build_wanted" =~ $BUILD_NUMBER ]]; then
+    shown="'$build_wanted'"
+    [[ "$build_wanted" != *[[:cntrl:]]* ]] || shown=$(printf '%q' "$build_wanted")
+    die "--build $shown is not a build number (1, 2, ...: ASCII digits, no leading zero, at most 9 of them); nothing installed"
+  fi
+  [[ -n "$version" ]] ||
+    die "--build $build_wanted needs the exact version it is a build of: pass --version X.Y.Z too; nothing installed"
+  if [[ "$version" =~ ^3\.[0-9]+$ ]]; then
+    die "--build $build_wanted needs an exact version, not the series $version: builds are numbered per release (--version $version.N); nothing installed"
+  fi
 fi
 
 # --- where are we -----------------------------------------------------------------------
@@ -544,6 +567,24 @@ cell="builds/$version/$platform/$arch"
 field() { awk -F'\t' -v k="$cell/$1" '$1 == k { print $2; exit }' "$workdir/catalog.tsv"; }
 build=$(field build)
 
+# --build N: versions.json lists the newest build of the cell, so N may be that one (installed
+# as without --build) or an earlier one (earlier=1), whose files are still in the store but whose
+# artifact and sha256 only its own SHA256SUMS names.
+earlier=0
+if [[ -n "$build_wanted" ]]; then
+  if [[ ! "$build" =~ $BUILD_NUMBER ]]; then
+    die "versions.json lists a malformed build $(printf '%q' "$build") for $version on $platform/$arch; nothing installed"
+  fi
+  if ((build_wanted > build)); then
+    die "build $build_wanted of $version for $platform/$arch is not published: versions.json lists build $build as its newest; nothing installed"
+  fi
+  if ((build_wanted < build)); then
+    earlier=1
+    say "build $build_wanted of $version for $platform/$arch is an earlier build than the newest (build $build): its sha256 comes from its own SHA256SUMS"
+    build="$build_wanted"
+  fi
+fi
+
 if ((prefix_given)); then
   want_type=tarball
 else
@@ -553,28 +594,78 @@ else
   fi
 fi
 
-# The artifact of the wanted type: its key and sha256 on one line.
-read -r key sha256 < <(awk -F'\t' -v prefix="$cell/artifacts/" -v want="$want_type" '
-  index($1, prefix) == 1 {
-    split(substr($1, length(prefix) + 1), part, "/"); value[part[1], part[2]] = $2; if (part[1] + 1 > n) n = part[1] + 1
-  }
-  END { for (i = 0; i < n; i++) if (value[i, "type"] == want) { print value[i, "key"], value[i, "sha256"]; exit } }
-' "$workdir/catalog.tsv") || true
-[[ -n "${key:-}" ]] || die "build $build of $version for $platform/$arch has no $want_type artifact"
-[[ "$key" =~ ^builds/[A-Za-z0-9._/+-]+$ && "$key" != *..* ]] || die "refusing suspicious artifact key '$key'"
-[[ "$sha256" =~ ^[0-9a-f]{64}$ ]] || die "versions.json has no valid sha256 for $key"
+if ((earlier)); then
+  build_dir="$cell/$build"
+else
+  # The artifact of the wanted type: its key and sha256 on one line.
+  read -r key sha256 < <(awk -F'\t' -v prefix="$cell/artifacts/" -v want="$want_type" '
+    index($1, prefix) == 1 {
+      split(substr($1, length(prefix) + 1), part, "/"); value[part[1], part[2]] = $2; if (part[1] + 1 > n) n = part[1] + 1
+    }
+    END { for (i = 0; i < n; i++) if (value[i, "type"] == want) { print value[i, "key"], value[i, "sha256"]; exit } }
+  ' "$workdir/catalog.tsv") || true
+  [[ -n "${key:-}" ]] || die "build $build of $version for $platform/$arch has no $want_type artifact"
+  [[ "$key" =~ ^builds/[A-Za-z0-9._/+-]+$ && "$key" != *..* ]] || die "refusing suspicious artifact key '$key'"
+  [[ "$sha256" =~ ^[0-9a-f]{64}$ ]] || die "versions.json has no valid sha256 for $key"
+  build_dir="${key%/*}"
+fi
 
-name="${key##*/}"
-if ((signed)); then
-  # The build's SHA256SUMS, signed when it was published, must vouch for the same sha256.
-  sums="${key%/*}/SHA256SUMS"
-  fetch "$base_url/$sums" "$workdir/SHA256SUMS" \
-    "$sums: download failed (a build published before signing has none); nothing installed"
-  verify_signed "$workdir/SHA256SUMS" "$base_url/$sums" "$sums"
-  listed=$(awk -v name="$name" '{ n = $2; sub(/^\*/, "", n) } n == name { print $1; exit }' "$workdir/SHA256SUMS")
-  [[ -n "$listed" ]] || die "$sums does not list $name; nothing installed"
-  [[ "$listed" == "$sha256" ]] ||
-    die "$name: versions.json says sha256 $sha256 but the signed $sums says $listed; nothing installed"
+# The build's SHA256SUMS, signed when it was published: with a key pinned, nothing in it is
+# trusted before its signature is verified. It must vouch for the sha256 versions.json lists; for
+# an earlier build it is where the sha256 comes from, so it is read with no key pinned too.
+sums="$build_dir/SHA256SUMS"
+if ((signed || earlier)); then
+  if ((earlier)); then
+    missing="build $build of $version for $platform/$arch is not in the store, or has no SHA256SUMS ($sums: download failed); nothing installed"
+  else
+    missing="$sums: download failed (a build published before signing has none); nothing installed"
+  fi
+  fetch "$base_url/$sums" "$workdir/SHA256SUMS" "$missing"
+  if ((signed)); then
+    verify_signed "$workdir/SHA256SUMS" "$base_url/$sums" "$sums"
+  fi
+fi
+
+if ((earlier)); then
+  # The artifact of the wanted type is the one file SHA256SUMS lists under that type's name, as
+  # the builder names it: python-<version>-<platform>-<arch>.tar.gz, python-<version>_<build>_<deb
+  # arch>.deb, python-<version>-<build>.<arch>.rpm (any middle part, but exactly one such file).
+  case "$want_type" in
+    tarball) starts="python-$version-$platform-$arch.tar.gz" ends="" exact=1 ;;
+    deb)
+      case "$arch" in x86_64) ends="_amd64.deb" ;; *) ends="_arm64.deb" ;; esac
+      starts="python-${version}_" exact=0 ;;
+    rpm) starts="python-$version-" ends=".$arch.rpm" exact=0 ;;
+  esac
+  shape="$starts"
+  ((exact)) || shape="$starts*$ends"
+  mapfile -t found < <(awk -v starts="$starts" -v ends="$ends" -v exact="$exact" '
+    NF == 2 {
+      n = $2; sub(/^\*/, "", n); s = length(starts); e = length(ends)
+      if (substr(n, 1, s) != starts || substr(n, length(n) - e + 1) != ends) next
+      if (exact ? length(n) == s : length(n) > s + e) print $1, n
+    }
+  ' "$workdir/SHA256SUMS")
+  ((${#found[@]} > 0)) || die "build $build of $version for $platform/$arch has no $want_type: $sums lists no $shape; nothing installed"
+  ((${#found[@]} == 1)) || die "build $build of $version for $platform/$arch: $sums lists ${#found[@]} files named $shape, not one; nothing installed"
+  read -r sha256 name <<<"${found[0]}"
+  # A file name of a build directory (layout.FILE_NAME_PATTERN), its characters listed.
+  file_name='^[ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789][ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._+-]{0,199}$'
+  [[ "$name" =~ $file_name ]] || die "$sums lists a suspicious file name $(printf '%q' "$name"); nothing installed"
+  [[ "$sha256" =~ ^[0123456789abcdef]{64}$ ]] || die "$sums has no valid sha256 for $name; nothing installed"
+  key="$build_dir/$name"
+  trusted="the signed $sums"
+  unsigned_trusted="$sums"
+else
+  name="${key##*/}"
+  if ((signed)); then
+    listed=$(awk -v name="$name" '{ n = $2; sub(/^\*/, "", n) } n == name { print $1; exit }' "$workdir/SHA256SUMS")
+    [[ -n "$listed" ]] || die "$sums does not list $name; nothing installed"
+    [[ "$listed" == "$sha256" ]] ||
+      die "$name: versions.json says sha256 $sha256 but the signed $sums says $listed; nothing installed"
+  fi
+  trusted="versions.json and the signed SHA256SUMS"
+  unsigned_trusted="versions.json"
 fi
 
 file="$workdir/$name"
@@ -585,34 +676,44 @@ if [[ "$actual" != "$sha256" ]]; then
   die "checksum mismatch for $name: expected $sha256, got $actual; not installing"
 fi
 if ((signed)); then
-  say "sha256 verified (against versions.json and the signed SHA256SUMS)"
+  say "sha256 verified (against $trusted)"
 else
   say "sha256 verified"
   if ((skip_signatures)); then
-    say "signatures not checked: --skip-signatures (the sha256s in versions.json alone are trusted)"
+    say "signatures not checked: --skip-signatures (the sha256s in $unsigned_trusted alone are trusted)"
   else
     say "signatures not checked: no signing key is pinned (pass --pubkey FILE|SHA256:<hex>)"
   fi
 fi
 
+# --build names one build: the package manager may replace a newer one of the version with it.
+installed="Python $version"
+downgrade=()
+if [[ -n "$build_wanted" ]]; then
+  installed="Python $version build $build"
+  case "$want_type" in
+    deb) downgrade=(--allow-downgrades) ;;
+    rpm) downgrade=(--oldpackage) ;; # zypper's; dnf installs the file's own version anyway
+  esac
+fi
 case "$want_type" in
   tarball)
     install_tree "$file" "$prefix"
-    say "installed Python $version into $prefix: run $prefix/bin/python3$trust_note"
+    say "installed $installed into $prefix: run $prefix/bin/python3$trust_note"
     check_linked_modules "$prefix"
     ;;
   deb)
-    DEBIAN_FRONTEND=noninteractive apt-get install -y "$file" >&2
-    say "installed Python $version: /opt/python/$version/bin/python3$trust_note"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "${downgrade[@]}" "$file" >&2
+    say "installed $installed: /opt/python/$version/bin/python3$trust_note"
     ;;
   rpm)
     if command -v dnf >/dev/null 2>&1; then
       dnf install -y "$file" >&2
     elif command -v zypper >/dev/null 2>&1; then
-      zypper --non-interactive install --allow-unsigned-rpm "$file" >&2
+      zypper --non-interactive install --allow-unsigned-rpm "${downgrade[@]}" "$file" >&2
     else
       yum install -y "$file" >&2
     fi
-    say "installed Python $version: /opt/python/$version/bin/python3$trust_note"
+    say "installed $installed: /opt/python/$version/bin/python3$trust_note"
     ;;
 esac

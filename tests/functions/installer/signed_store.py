@@ -125,3 +125,23 @@ def make_signed_store(root: Path, key: Key, artifacts: dict[str, tuple[str, byte
     key.sign(store.versions)
     publish_keys(root, key)
     return store
+
+
+def add_build(
+    store: SignedStore, build: int, artifacts: dict[str, tuple[str, bytes]], key: Key | None = None
+) -> Path:
+    """Another build of the cell, beside the one versions.json lists, as the farm leaves an
+    earlier build once a newer one is published: its artifacts, manifest.json and SHA256SUMS,
+    signed by key (the store's by default); versions.json is left as it is. Its directory."""
+    directory = store.build_dir.with_name(str(build))
+    directory.mkdir(parents=True)
+    entries = []
+    for kind, (name, data) in artifacts.items():
+        (directory / name).write_bytes(data)
+        key_name = (directory / name).relative_to(store.root).as_posix()
+        entries.append({"type": kind, "key": key_name, "sha256": _sha256(data), "size": len(data)})
+    manifest = {"version": VERSION, "platform": PLATFORM, "arch": ARCH, "build": build, "artifacts": entries}
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    names = [*(name for name, _ in artifacts.values()), "manifest.json"]
+    (key or store.key).sign(write_sums(directory, names))
+    return directory

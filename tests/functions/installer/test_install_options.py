@@ -14,7 +14,7 @@ import pytest
 
 from .test_install_script import INSTALL_SH, make_store, run_installer
 
-VALUED_OPTIONS = ["--version", "--prefix", "--base-url", "--pubkey"]
+VALUED_OPTIONS = ["--version", "--build", "--prefix", "--base-url", "--pubkey"]
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import pytest
 from buildfarm import roots
 from buildfarm.catalog.install_script import render_installer
 
-from .signed_store import VERSION, Key, SignedStore, make_signed_store
+from .signed_store import VERSION, Key, SignedStore, add_build, make_signed_store, write_sums
 from .test_install_script import _tarball
 
 pytestmark = [pytest.mark.root, pytest.mark.xdist_group("installer-signatures-root")]
@@ -41,14 +41,14 @@ def keys(tmp_path_factory) -> tuple[Key, Key]:
     return Key.create(base / "farm"), Key.create(base / "stranger")
 
 
-@pytest.fixture(scope="module")
-def deb(tmp_path_factory) -> bytes:
-    """A tiny .deb in the farm's shape: /opt/python/<version>/bin/python3, no dependencies."""
-    tree = tmp_path_factory.mktemp("deb") / "tree"
+def _make_deb(directory: Path, revision: int, says: str) -> bytes:
+    """A tiny .deb in the farm's shape, version <VERSION>-<revision> (the build), whose
+    /opt/python/<version>/bin/python3 prints says; no dependencies."""
+    tree = directory / "tree"
     (tree / "DEBIAN").mkdir(parents=True)
     control = {
         "Package": PACKAGE,
-        "Version": f"{VERSION}-2",
+        "Version": f"{VERSION}-{revision}",
         "Architecture": "amd64",
         "Maintainer": "farm <farm@example.org>",
         "Description": f"Python {VERSION} (test)",
@@ -56,13 +56,25 @@ def deb(tmp_path_factory) -> bytes:
     (tree / "DEBIAN" / "control").write_text("".join(f"{k}: {v}\n" for k, v in control.items()))
     python = tree / PYTHON.lstrip("/")
     python.parent.mkdir(parents=True)
-    python.write_text(f"#!/bin/sh\necho Python {VERSION}\n")
+    python.write_text(f"#!/bin/sh\necho {says}\n")
     python.chmod(0o755)
-    out = tree.parent / "python.deb"
+    out = directory / "python.deb"
     subprocess.run(
         ["dpkg-deb", "--root-owner-group", "--build", str(tree), str(out)], check=True, capture_output=True
     )
     return out.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def deb(tmp_path_factory) -> bytes:
+    """The .deb of build 2, the one versions.json lists."""
+    return _make_deb(tmp_path_factory.mktemp("deb"), 2, f"Python {VERSION}")
+
+
+@pytest.fixture(scope="module")
+def deb_1(tmp_path_factory) -> bytes:
+    """The .deb of build 1, an earlier build of the same cell (--build 1)."""
+    return _make_deb(tmp_path_factory.mktemp("deb-1"), 1, f"Python {VERSION} build 1")
 
 
 @pytest.fixture
@@ -160,3 +172,51 @@ def test_a_wrong_pubkey_is_refused(root, signed, keys) -> None:
     assert result.returncode != 0
     assert f"versions.json is not signed by the pinned key ({keys[1].fingerprint})" in result.stdout
     assert installed_version(root) is None
+
+
+# -- --build N: an earlier build of the version, through apt ------------------------------------
+
+DEB_1 = f"python-{VERSION}_1_amd64.deb"  # as the builder names it (deb_name)
+
+
+def _add_build_1(store: SignedStore, deb_1: bytes) -> Path:
+    return add_build(
+        store, 1, {"deb": (DEB_1, deb_1), "tarball": (f"python-{VERSION}.tar.gz", _tarball(VERSION))}
+    )
+
+
+def test_build_1_rolls_the_package_back_to_build_1(root, signed, deb_1, removes_the_package) -> None:
+    """Build 2 installed, then --build 1: apt replaces it with build 1's .deb (a downgrade)."""
+    store, base = signed
+    _add_build_1(store, deb_1)
+    newest = install_sh(root, base, "--version", VERSION)
+    assert newest.returncode == 0, newest.stdout
+    assert installed_version(root) == f"{VERSION}-2"
+    rolled = install_sh(root, base, "--version", VERSION, "--build", "1")
+    assert rolled.returncode == 0, rolled.stdout
+    sums = f"builds/{VERSION}/debian-12/x86_64/1/SHA256SUMS"
+    assert f"signature verified: {sums} (key {store.key.fingerprint})" in rolled.stdout
+    assert f"sha256 verified (against the signed {sums})" in rolled.stdout
+    assert f"installed Python {VERSION} build 1: {PYTHON}" in rolled.stdout
+    assert installed_version(root) == f"{VERSION}-1"
+    assert roots.run_in_root(root, [PYTHON]).stdout.strip() == f"Python {VERSION} build 1"
+
+
+def test_a_build_1_whose_sha256sums_was_tampered_is_refused_and_build_2_stays(
+    root, signed, deb_1, removes_the_package
+) -> None:
+    store, base = signed
+    directory = _add_build_1(store, deb_1)
+    assert install_sh(root, base, "--version", VERSION).returncode == 0
+    # Another .deb in build 1's place, and SHA256SUMS rewritten with its sha256 (not re-signed).
+    (directory / DEB_1).write_bytes(store.artifact("deb").read_bytes())
+    write_sums(directory, [DEB_1, f"python-{VERSION}.tar.gz", "manifest.json"])
+    result = install_sh(root, base, "--version", VERSION, "--build", "1")
+    assert result.returncode != 0
+    errors = [line for line in result.stdout.splitlines() if line.startswith("install.sh: error: ")]
+    assert errors == [
+        f"install.sh: error: builds/{VERSION}/debian-12/x86_64/1/SHA256SUMS is not signed by the pinned key "
+        f"({store.key.fingerprint}): refusing it; nothing installed"
+    ], result.stdout
+    assert "downloading" not in result.stdout
+    assert installed_version(root) == f"{VERSION}-2"
