@@ -37,11 +37,27 @@ def describe_batch_error(error: str) -> str:
     caught = _json_object(error)
     if caught is None:
         return error
-    name, cause = _field(caught, "Error"), _field(caught, "Cause")
-    job = _json_object(cause)
-    if job is None or _field(job, "JobId") is None:
-        return ": ".join(str(part) for part in (name, cause) if part) or error
+    job = _caught_job(caught)
+    if job is None:
+        return (
+            ": ".join(str(part) for part in (_field(caught, "Error"), _field(caught, "Cause")) if part)
+            or error
+        )
     return describe_job(job)
+
+
+def batch_job_line(error: str | None) -> str | None:
+    """describe_job's line when the error is a caught Batch job's (its Cause a job description),
+    else None: what a builder's own failure record leaves out (the job, its attempts, the log
+    stream of the last one, which a Spot-reclaimed first attempt's record would hide)."""
+    caught = _json_object(error)
+    job = _caught_job(caught) if caught is not None else None
+    return describe_job(job) if job is not None else None
+
+
+def _caught_job(caught: dict[str, Any]) -> dict[str, Any] | None:
+    job = _json_object(_field(caught, "Cause"))
+    return job if job is not None and _field(job, "JobId") is not None else None
 
 
 def describe_job(job: dict[str, Any]) -> str:

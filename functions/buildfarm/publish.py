@@ -26,7 +26,7 @@ from buildfarm import clock
 from buildfarm.attest.build_files import AttestationError, attest_build
 from buildfarm.attest.signing import Signer
 from buildfarm.attest.store_keys import listed_public_keys
-from buildfarm.batch_errors import describe_batch_error
+from buildfarm.batch_errors import batch_job_line, describe_batch_error
 from buildfarm.catalog import CatalogCell, Cell, parse_cell, regenerate_derived, update_versions
 from buildfarm.catalog.derived import refresh_if_outdated, store_public_url
 from buildfarm.catalog.versions_json import record_failures
@@ -78,7 +78,10 @@ class PublishResult(BaseModel):
 
 
 def _failure_reason(store: Store, item: PlanItem, batch: BatchOutcome | None) -> str:
-    """Why a cell without a good manifest failed: the builder's failure.json says it best."""
+    """Why a cell without a good manifest failed: the builder's failure.json says it best; in
+    the cloud, Batch's account of the job follows it (the job and the log stream of its last
+    attempt: a record written by an attempt Spot reclaimed says "interrupted", and the next
+    attempt of the same build cannot replace it)."""
     spec = item.spec
     try:
         raw, _ = store.read_json(failure_key(spec.version, spec.platform, spec.arch, spec.build))
@@ -87,11 +90,10 @@ def _failure_reason(store: Store, item: PlanItem, batch: BatchOutcome | None) ->
     except StoreError as error:
         return short(f"no manifest; failure.json unreadable: {error}")
     if isinstance(raw, dict):
-        for field in ("reason", "error", "message"):
-            if raw.get(field):
-                phase = f"{raw['phase']}: " if raw.get("phase") else ""
-                return short(f"{phase}{raw[field]}")
-        return short(json.dumps(raw))
+        recorded = next((raw[field] for field in ("reason", "error", "message") if raw.get(field)), None)
+        phase = f"{raw['phase']}: " if raw.get("phase") and recorded else ""
+        job = batch_job_line(batch.error) if batch is not None and batch.status == "failed" else None
+        return short(phase + str(recorded or json.dumps(raw)) + (f"; {job}" if job else ""))
     if batch is not None and batch.status == "failed":
         return short(describe_batch_error(batch.error) if batch.error else "build failed (no error given)")
     if batch is not None:

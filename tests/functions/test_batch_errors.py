@@ -11,7 +11,8 @@ import json
 
 import pytest
 
-from buildfarm.batch_errors import describe_batch_error
+from buildfarm.batch_errors import batch_job_line, describe_batch_error
+from buildfarm.layout import failure_key
 from buildfarm.plan import plan
 from buildfarm.publish import BatchOutcome, publish_cell
 from buildfarm.runtimes.cloud_items import runtime_job_failure
@@ -154,3 +155,31 @@ def test_a_runtime_job_failure_is_read_the_same_way() -> None:
     reason = runtime_job_failure(BatchOutcome(status="failed", error=_caught(OOM)))
     assert reason.startswith(f"build job failed: Batch job {JOB_ID} failed: ") and "exit 137" in reason
     assert runtime_job_failure(BatchOutcome(status="succeeded", job_id=JOB_ID)) == ""
+
+
+def test_a_builders_record_comes_first_and_batch_says_which_job_and_log(local_store, config) -> None:
+    """A Spot-reclaimed first attempt wrote the build's failure record ("interrupted"); the
+    second attempt of the same build failed for real and could not replace it. The cell's
+    reason keeps the builder's record and adds Batch's account: the job, its two attempts,
+    the last attempt's exit code and log stream, where the real failure is."""
+    item = next(i for i in plan({"versions": ["3.13.5"], "platforms": ["debian-12"]}, local_store, config,
+                                "exec-1", NOW).items if i.cell.endswith("x86_64"))  # fmt: skip
+    spec = item.spec
+    record = {"phase": "make", "reason": "interrupted (SIGTERM)"}
+    local_store.put_json(failure_key(spec.version, spec.platform, spec.arch, spec.build), record)
+    job = _job(
+        EXITED,
+        [
+            _attempt(_container(None, None, f"{STREAM}0"), "Host EC2 (instance i-012345670) terminated."),
+            _attempt(_container(2, None, f"{STREAM}1"), EXITED),
+        ],
+    )
+    outcome = publish_cell(
+        item, local_store, NOW, BatchOutcome(status="failed", error=_caught(job)), signer=None
+    )
+    assert outcome.reason == (
+        f"make: interrupted (SIGTERM); Batch job {JOB_ID} failed: {EXITED}; exit 2; attempts: 2; "
+        f"log stream {STREAM}1"
+    )
+    # A local run's outcome is no Batch job: the record alone, as before.
+    assert batch_job_line("driver exited with status 1") is None
