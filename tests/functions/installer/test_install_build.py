@@ -40,13 +40,6 @@ def _tarball(build: int) -> bytes:
     return buf.getvalue()
 
 
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory) -> tuple[Key, Key]:
-    """The farm's key and a stranger's (made once: key generation is the slow part)."""
-    base = tmp_path_factory.mktemp("keys")
-    return Key.create(base / "farm"), Key.create(base / "stranger")
-
-
 @pytest.fixture
 def signed(tmp_path, keys) -> SignedStore:
     """Builds 1 and 2 of the cell, versions.json listing build 2."""

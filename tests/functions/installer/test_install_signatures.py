@@ -23,13 +23,6 @@ from .test_install_script import INSTALL_SH, _tarball, run_installer
 TARBALL = f"python-{VERSION}-debian-12-x86_64.tar.gz"
 
 
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory) -> tuple[Key, Key]:
-    """The farm's key and a stranger's (made once: key generation is the slow part)."""
-    base = tmp_path_factory.mktemp("keys")
-    return Key.create(base / "farm"), Key.create(base / "stranger")
-
-
 @pytest.fixture
 def signed(tmp_path, keys) -> SignedStore:
     return make_signed_store(tmp_path / "store", keys[0], {"tarball": (TARBALL, _tarball(VERSION))})

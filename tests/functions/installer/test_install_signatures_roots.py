@@ -35,12 +35,6 @@ def root(pristine_roots, tmp_path_factory) -> Iterator[Path]:
     roots.remove_root(path)
 
 
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory) -> tuple[Key, Key]:
-    base = tmp_path_factory.mktemp("keys")
-    return Key.create(base / "farm"), Key.create(base / "stranger")
-
-
 def _make_deb(directory: Path, revision: int, says: str) -> bytes:
     """A tiny .deb in the farm's shape, version <VERSION>-<revision> (the build), whose
     /opt/python/<version>/bin/python3 prints says; no dependencies."""
