@@ -19,7 +19,16 @@ class CatalogArtifact(BaseModel):
     size: int = Field(ge=0)
 
 
-class CatalogCell(BaseModel):
+class _Recorded:
+    """as_json for the entries that record their attestations (CatalogCell, RuntimeCatalogCell,
+    each declaring the field itself: an annotation here would become a pydantic field first)."""
+
+    def as_json(self: Any) -> dict[str, Any]:
+        """The entry as versions.json holds it: no attestations key where none is recorded."""
+        return self.model_dump(mode="json", exclude={"attestations"} if self.attestations is None else None)
+
+
+class CatalogCell(_Recorded, BaseModel):
     """versions.json builds[version][platform][arch]."""
 
     model_config = ConfigDict(extra="allow")
@@ -30,10 +39,6 @@ class CatalogCell(BaseModel):
     # The publish side's files beside the manifest, role -> name (models.Attestations' roles;
     # the signatures only when it signed): what the status page links. Absent: not recorded.
     attestations: dict[str, str] | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        """The entry as versions.json holds it: no attestations key where none is recorded."""
-        return self.model_dump(mode="json", exclude={"attestations"} if self.attestations is None else None)
 
 
 class CatalogFailure(BaseModel):
@@ -61,7 +66,7 @@ class RuntimeLock(BaseModel):
     sha256: Sha256
 
 
-class RuntimeCatalogCell(BaseModel):
+class RuntimeCatalogCell(_Recorded, BaseModel):
     """versions.json runtimes[name][version][platform][arch]: the newest published runtime build.
     `requirements` is the lock's digest, so a planner decides from versions.json alone."""
 
@@ -73,9 +78,6 @@ class RuntimeCatalogCell(BaseModel):
     requirements: RuntimeLock
     artifacts: list[CatalogArtifact]
     attestations: dict[str, str] | None = None  # as CatalogCell's
-
-    def as_json(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude={"attestations"} if self.attestations is None else None)
 
 
 RuntimeCell = tuple[str, str, str, str]  # (name, version, platform, arch)

@@ -250,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
 
     registry = load_registry()
     config, raw, store = _setup(args, registry)
-    new_store, made_store, finished = not store.root.exists(), False, False
+    new_store, finished = not store.root.exists(), False
     log_dir: Path | None = None
     try:
         request = parse_workflow_input(raw, config, registry)
@@ -266,7 +266,6 @@ def run(args: argparse.Namespace) -> int:
                 ))  # fmt: skip
             return print_plan(plan({**raw, "dry_run": True}, store, config, execution_id), store)
         store.create()  # `run` makes its store; the read-only commands refuse a missing one
-        made_store = new_store
         config = _with_signing_key(config, store)
         log_dir = Path(tempfile.mkdtemp(prefix="buildfarm-run-"))
         print(f"buildfarm run: store {store.location}, logs {log_dir}", flush=True)
@@ -289,7 +288,7 @@ def run(args: argparse.Namespace) -> int:
         # Nothing empty is left behind: a log directory no build wrote to, and a store this
         # run made but did not get to write to (a later `status` then says it does not exist).
         _remove_if_empty(log_dir)
-        if made_store and not finished:
+        if new_store and not finished:
             _remove_if_empty(store.root)
     return _report(report)
 
