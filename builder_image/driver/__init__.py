@@ -8,8 +8,10 @@ phase, run in this order by main.PHASES:
     verify     source.py     its sha256 is the spec's; its OpenPGP signature (signature.py)
     configure  make.py       unpack, Modules/Setup.local, ./configure (flags.py)
     make       make.py       make, or CPython's PGO (+ BOLT) stages; progress lines (progress.py)
-    install    install.py    make install into a staging tree, strip, make it relocatable
+    install    install.py    make install into a staging tree, strip, link bin/python and bin/pip,
+                             make it relocatable
     selftest   selftest.py   hardening (hardening.py), imports, moved copy, tests, pip, embedding
+                             (the programs it runs: selftest_scripts.py)
     sbom       sbom.py       SBOM facts: the built python runs builder_image/sbom_facts/
     package    packages.py   tarball, .deb or .rpm
     manifest   manifest.py   manifest.json (the publish side writes SHA256SUMS and signs)

@@ -1,8 +1,8 @@
 """The install phase: make install into a staging directory with the final build's make
-variables, then the tree made ready to ship: stripped (static relocations too), bin/ scripts,
-python-config.py and the build configuration relocatable (relocation.py), bytecode named as
-installed (not by the staging path), the interpreter's linkage checked.
-Standard library only, Python 3.6+."""
+variables, then the tree made ready to ship: stripped (static relocations too), bin/python
+and bin/pip linked, bin/ scripts, python-config.py and the build configuration relocatable
+(relocation.py), bytecode named as installed (not by the staging path), the interpreter's
+linkage checked. Standard library only, Python 3.6+."""
 
 import glob
 import os
@@ -80,10 +80,27 @@ def install(build):
     if not os.path.isfile(os.path.join(build.tree, "bin", build.python_bin)):
         raise BuildError("install", "no bin/{} in the staged tree".format(build.python_bin))
     strip_binaries(build)
+    link_unversioned_commands(build)
     make_scripts_relocatable(build)
     make_config_relocatable(build)
     fix_bytecode_paths(build)
     check_linkage(build)
+
+
+# The unversioned names Posit's and python-build-standalone's trees have, and what their users
+# type (`/opt/python/3.13.5/bin/python`, `ln -s .../bin/pip /usr/local/bin/pip`): make install
+# stops at python3 and pip3. Relative links, so they move with the tree; the pip scripts find
+# their interpreter through realpath (relocation.rewrite_shebang), so a link to a link works.
+UNVERSIONED_COMMANDS = (("python", "python3"), ("pip", "pip3"))
+
+
+def link_unversioned_commands(build):
+    bindir = os.path.join(build.tree, "bin")
+    for name, target in UNVERSIONED_COMMANDS:
+        if not os.path.lexists(os.path.join(bindir, target)):
+            raise BuildError("install", "no bin/{} to link bin/{} to".format(target, name))
+        if not os.path.lexists(os.path.join(bindir, name)):
+            os.symlink(target, os.path.join(bindir, name))
 
 
 def strip_binaries(build):

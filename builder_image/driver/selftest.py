@@ -25,6 +25,7 @@ import zipfile
 from . import hardening, process, relocation, series
 from .errors import BuildError
 from .files import walk_files
+from .selftest_scripts import EMBED_PROGRAM, IMPORT_SCRIPT, MOVED_SCRIPT, PYTHON_INFO_SCRIPT
 
 
 class SelftestError(Exception):
@@ -140,6 +141,10 @@ def move_copy(ctx):
     return moved
 
 
+# pip3: --with-ensurepip=install puts it there in every series; python and pip: install.py.
+LINKED_COMMANDS = ("python", "pip3", "pip")
+
+
 def check_moved_interpreter(ctx, moved):
     """The moved tree runs, finds its prefix and its C-library modules, and its bin/
     scripts run."""
@@ -153,11 +158,20 @@ def check_moved_interpreter(ctx, moved):
             "sysconfig variables point outside the moved tree: "
             + "; ".join("{}={}".format(k, v) for k, v in sorted(result["outside"].items())),
         )
-    pip_script = os.path.join(moved, "bin", "pip3")
-    if not os.path.isfile(pip_script):  # --with-ensurepip=install puts it there in every series
-        raise SelftestError("relocation", "no bin/pip3 in the tree")
-    run(ctx, "relocation", [pip_script, "--version"])
-    return "runs from a moved copy; sysconfig paths follow it"
+    # Each run through a link from outside the tree, as users link them into /usr/local/bin.
+    linked = os.path.join(ctx.work, "linked")
+    os.makedirs(linked, exist_ok=True)
+    for name in LINKED_COMMANDS:
+        path = os.path.join(moved, "bin", name)
+        if not os.path.isfile(path):
+            raise SelftestError("relocation", "no bin/{} in the tree".format(name))
+        link = os.path.join(linked, name)
+        if not os.path.lexists(link):
+            os.symlink(path, link)
+        run(ctx, "relocation", [link, "--version"])
+    return "runs from a moved copy; sysconfig paths follow it; {} run through links".format(
+        ", ".join(LINKED_COMMANDS)
+    )
 
 
 def check_moved_build_config(ctx, moved):
@@ -436,63 +450,3 @@ def check_hardening(build):
     build.selftest_results["hardening"] = "ok ({} ELF files: NX stack, full RELRO{}; {} {})".format(
         len(build.hardening), pie, build.compile_commands, "compiles with a stack protector, FORTIFY, -O"
     )
-
-
-EMBED_PROGRAM = r"""
-#include <Python.h>
-
-int main(void) {
-    Py_Initialize();
-    int failed = PyRun_SimpleString(
-        "import json, platform, sqlite3\n"
-        "print('embedded', json.loads(json.dumps(platform.python_version())))\n");
-    return Py_FinalizeEx() < 0 || failed ? 1 : 0;
-}
-"""
-
-PYTHON_INFO_SCRIPT = r"""
-import json, os, platform, sys, sysconfig
-print(json.dumps({
-    "version": platform.python_version(),
-    "implementation": sys.implementation.name,
-    "abiflags": getattr(sys, "abiflags", ""),
-    "soabi": sysconfig.get_config_var("SOABI"),
-    "glibc": "-".join(platform.libc_ver()),
-    "compiler": platform.python_compiler(),
-    "config_args": sysconfig.get_config_var("CONFIG_ARGS"),
-}))
-"""
-
-IMPORT_SCRIPT = r"""
-import importlib, json, os, sys, sysconfig
-imported, missing = [], {}
-for name in sys.argv[1:]:
-    try:
-        importlib.import_module(name)
-        imported.append(name)
-    except Exception as error:
-        missing[name] = "{}: {}".format(type(error).__name__, error)
-dynload = os.path.join(sysconfig.get_path("platstdlib"), "lib-dynload")
-suffix = sysconfig.get_config_var("EXT_SUFFIX")
-built = sorted(n[: -len(suffix)] for n in os.listdir(dynload) if n.endswith(suffix))
-print(json.dumps({"imported": imported, "missing": missing,
-                  "extension_modules": sorted(set(built) | set(sys.builtin_module_names))}))
-"""
-
-# Run by the moved tree's python with the moved prefix as argv[1]: its prefix, and
-# every sysconfig path variable that does not point into the moved tree.
-MOVED_SCRIPT = r"""
-import json, os, sys, sysconfig, ssl, sqlite3, ctypes
-moved = os.path.realpath(sys.argv[1])
-names = ("prefix", "exec_prefix", "BINDIR", "LIBDIR", "LIBPL", "LIBDEST", "BINLIBDEST",
-         "INCLUDEPY", "CONFINCLUDEPY", "INCLUDEDIR", "DESTSHARED", "LIBPC")
-outside = {}
-for name in names:
-    value = sysconfig.get_config_var(name)
-    if value and not (os.path.realpath(value) + os.sep).startswith(moved + os.sep):
-        outside[name] = value
-for name, value in sysconfig.get_paths().items():
-    if not (os.path.realpath(value) + os.sep).startswith(moved + os.sep):
-        outside["paths:" + name] = value
-print(json.dumps({"prefix": sys.prefix, "outside": outside}))
-"""

@@ -163,6 +163,12 @@ def test_deb_installs_runs_pip_and_removes_cleanly(built, fresh_root, build_py, 
             == 0
         )
         assert "pip " in roots.run_in_root(root, [f"{PREFIX}/bin/pip3", "--version"]).stdout
+        # The unversioned names, also through links from /usr/local/bin, as Posit's users make them.
+        for name in ("python", "pip"):
+            roots.run_in_root(root, ["ln", "-sf", f"{PREFIX}/bin/{name}", f"/usr/local/bin/{name}"])
+        assert roots.run_in_root(root, ["/usr/local/bin/python", "--version"]).stdout == "Python 3.13.5\n"
+        pip_version = roots.run_in_root(root, ["/usr/local/bin/pip", "--version"]).stdout
+        assert f"{PREFIX}/lib/python3.13" in pip_version
         roots.run_in_root(root, ["apt-get", "remove", "-y", "-qq", "python-3.13.5"], roots.APT_ENV)
     leftovers = list((root / "opt" / "python").rglob("*")) if (root / "opt" / "python").exists() else []
     assert leftovers == [], f"left behind: {leftovers[:10]}"

@@ -225,6 +225,8 @@ def test_series_builds_and_passes_its_selftest(fixture, request):
         p for p in built.moved.rglob("*") if p.is_file() and not p.is_symlink() and staged in p.read_bytes()
     ]
     assert (built.moved / "bin" / "pip3").is_file()
+    assert os.readlink(built.moved / "bin" / "python") == "python3"
+    assert os.readlink(built.moved / "bin" / "pip") == "pip3"
 
 
 @pytest.mark.parametrize("fixture", SERIES_FIXTURES)

@@ -2,7 +2,8 @@
 stripped ELF files without static relocations (BOLT links with -Wl,--emit-relocs), bytecode
 named as installed rather than by the staging path, a relocatable config-3.X/python-config.py,
 PEP 739's build-details.json made relative (3.14+), and the self-test's checks that fail on a
-file naming the staging directory, a missing bin/pip3 or an absolute build-details.json."""
+file naming the staging directory, a missing bin/python, bin/pip3 or bin/pip, or an absolute
+build-details.json."""
 
 from __future__ import annotations
 
@@ -242,30 +243,71 @@ def test_python_config_py_without_a_python_line_fails_the_install(tmp_path):
         install.make_scripts_relocatable(build)
 
 
-# --- bin/pip3 is required -------------------------------------------------------------------------
+# --- bin/python, bin/pip3 and bin/pip: there, and run through links from outside the tree -----
 
 
-def fake_moved_tree(tmp_path: Path, pip3: bool) -> tuple[selftest.Context, str]:
-    """A moved tree whose python3 reports the moved prefix with nothing outside it."""
+def test_install_links_python_and_pip_beside_python3_and_pip3(tmp_path):
+    build = staged_tree(tmp_path)
+    bindir = Path(build.tree) / "bin"
+    os.symlink("python3.13", bindir / "python3")
+    (bindir / "pip3").write_text("#!/opt/python/3.13.1/bin/python3.13\nimport sys\nprint(sys.argv[0])\n")
+    (bindir / "pip3").chmod(0o755)
+    install.link_unversioned_commands(build)
+    install.make_scripts_relocatable(build)
+    assert os.readlink(bindir / "python") == "python3" and os.readlink(bindir / "pip") == "pip3"
+    moved = tmp_path / "elsewhere" / "python"
+    shutil.copytree(build.tree, moved, symlinks=True)
+    version = subprocess.run(
+        [moved / "bin" / "python", "-c", "import sys; print(sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert version.strip() == str(tuple(sys.version_info[:2]))
+    outside = tmp_path / "usr-local-bin"
+    outside.mkdir()
+    os.symlink(moved / "bin" / "pip", outside / "pip")  # as users link it into /usr/local/bin
+    ran = subprocess.run([outside / "pip"], capture_output=True, text=True, check=True).stdout
+    assert ran.strip() == str(outside / "pip")
+    install.link_unversioned_commands(build)  # a second run (or CPython's own link) keeps it
+    assert os.readlink(bindir / "pip") == "pip3"
+
+
+def test_install_without_pip3_fails_naming_it(tmp_path):
+    build = staged_tree(tmp_path)
+    os.symlink("python3.13", Path(build.tree) / "bin" / "python3")
+    with pytest.raises(BuildError, match=r"install: no bin/pip3 to link bin/pip to"):
+        install.link_unversioned_commands(build)
+
+
+def fake_moved_tree(tmp_path: Path, present: tuple[str, ...]) -> tuple[selftest.Context, str]:
+    """A moved tree whose python3 reports the moved prefix with nothing outside it, and each
+    of `present` a script beside it."""
     moved = tmp_path / "moved" / "python"
     (moved / "bin").mkdir(parents=True)
     python = moved / "bin" / "python3"
     python.write_text('#!/bin/sh\necho \'{"prefix": "\'"$3"\'", "outside": {}}\'\n')
     python.chmod(0o755)
-    if pip3:
-        (moved / "bin" / "pip3").write_text("#!/bin/sh\necho pip 25.0\n")
-        (moved / "bin" / "pip3").chmod(0o755)
+    for name in present:
+        (moved / "bin" / name).write_text(f'#!/bin/sh\n[ "$0" != "{moved}/bin/{name}" ] && echo "$0"\n')
+        (moved / "bin" / name).chmod(0o755)
     ctx = selftest.Context(str(tmp_path / "tree"), "3.13.1", {}, "", str(tmp_path / "st"), Log(), env())
     os.makedirs(ctx.work)  # selftest() makes it
     return ctx, str(moved)
 
 
-def test_moved_tree_without_pip3_fails_the_selftest(tmp_path):
-    ctx, moved = fake_moved_tree(tmp_path, pip3=False)
-    with pytest.raises(selftest.SelftestError, match="relocation: no bin/pip3"):
+@pytest.mark.parametrize("missing", selftest.LINKED_COMMANDS)
+def test_moved_tree_without_python_pip3_or_pip_fails_the_selftest(tmp_path, missing):
+    present = tuple(name for name in selftest.LINKED_COMMANDS if name != missing)
+    ctx, moved = fake_moved_tree(tmp_path, present)
+    with pytest.raises(selftest.SelftestError, match=f"relocation: no bin/{missing} in the tree"):
         selftest.check_moved_interpreter(ctx, moved)
-    ctx, moved = fake_moved_tree(tmp_path / "with", pip3=True)
-    assert selftest.check_moved_interpreter(ctx, moved).startswith("runs from a moved copy")
+
+
+def test_moved_tree_commands_run_through_links_from_outside_it(tmp_path):
+    """Each script fails when run by its own path: the check must run it through a link."""
+    ctx, moved = fake_moved_tree(tmp_path, selftest.LINKED_COMMANDS)
+    assert selftest.check_moved_interpreter(ctx, moved).endswith("python, pip3, pip run through links")
 
 
 # --- build-details.json (PEP 739, 3.14+) --------------------------------------------------------
