@@ -334,8 +334,9 @@ def overview_rows(
     with_metadata: set[str],
 ) -> list[OverviewRow]:
     """Per platform and arch (the page's columns, so that the arch filter hides a row as it hides
-    that arch's builds): per series the newest version published there, and whether a cell of
-    the series is failing."""
+    that arch's builds) with a build or a failure: per series the newest version published
+    there, and whether a cell of the series is failing. A pair with neither (an arch the store
+    does not build) has no row: the builds' tables still show it as a column."""
     by_column: dict[tuple[str, str], list[BuildRow]] = {}
     for row in rows:
         by_column.setdefault((row.platform, row.arch), []).append(row)
@@ -349,6 +350,8 @@ def overview_rows(
             ]
             newest = next((row.version for row in mine if row.cell.published is not None), "")
             cells.append((name, newest, any(row.cell.state == "failed" for row in mine)))
+        if not any(newest or failing for _, newest, failing in cells):
+            continue
         metadata = Link(download_metadata_key(platform), "uv metadata") if platform in with_metadata else None
         overview.append(
             OverviewRow(platform, column.arch, known.name if known else platform, metadata, cells)
