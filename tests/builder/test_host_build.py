@@ -241,6 +241,7 @@ def test_rpm_from_the_real_tree(built, extracted, build_py, tmp_path):
         f"-rwxr-xr-x root {PREFIX}/bin/python3.13\n" in modes and f"drwxr-xr-x root {PREFIX}/lib\n" in modes
     )
     assert all(line[5] != "w" and line[8] != "w" for line in modes.splitlines() if line[0] != "l"), modes
+    assert all(f"lrwxrwxrwx root {PREFIX}/bin/{name}\n" in modes for name in ("python", "pip")), modes
     with tarfile.open(Path(build.out) / "python-3.13.5-rhel-9-x86_64.tar.gz") as tarball:
         members = {m.name: m for m in tarball.getmembers()}
     assert members["python/bin/python3.13"].mode == 0o755 and members["python/lib"].mode == 0o755
