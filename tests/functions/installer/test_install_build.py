@@ -8,6 +8,7 @@ a build number or comes without an exact version, are one line and nothing insta
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import subprocess
@@ -26,13 +27,14 @@ CELL = f"builds/{VERSION}/debian-12/x86_64"
 
 
 def _tarball(build: int) -> bytes:
-    """A tiny tarball in the farm's shape whose python3 and one file say which build it is."""
+    """A tiny tarball in the farm's shape whose python3 and one file say which build it is; the
+    same bytes on every call (gzip's header time 0), so a test can find its sha256 again."""
     files = {
         "python/bin/python3": (f"#!/bin/sh\necho Python {VERSION} build {build}\n".encode(), 0o755),
         f"python/BUILD-{build}": (f"build {build}\n".encode(), 0o644),
     }
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
         for name, (data, mode) in files.items():
             info = tarfile.TarInfo(name)
             info.size, info.mode = len(data), mode
