@@ -19,7 +19,10 @@ def fetch(build):
     build.tarball = os.path.join(build.work, url.rstrip("/").rsplit("/", 1)[-1] or "source.tar.xz")
     build.log.write("fetching {}\n".format(url))
     if url.startswith("file://"):
-        shutil.copyfile(url[len("file://") :], build.tarball)
+        try:
+            shutil.copyfile(url[len("file://") :], build.tarball)
+        except OSError as error:  # no such file, a directory, unreadable: named, not a traceback
+            raise BuildError("fetch", "cannot copy {}: {}".format(url, error.strerror or error)) from None
     else:
         download(url, build.tarball, build.log)
     fetch_signature(build)

@@ -63,6 +63,24 @@ def test_checksum_mismatch_aborts_before_configure(tmp_path, source_mirror):
 
 
 @needs_host_platform
+def test_a_file_mirror_without_the_tarball_fails_the_fetch_in_one_line(tmp_path):
+    """`build` takes a file:// mirror as it is (only `run` checks the directory first): a
+    missing tarball is the fetch phase's failure naming the URL, not a traceback."""
+    store, mirror = tmp_path / "store", tmp_path / "empty-mirror"
+    store.mkdir()
+    mirror.mkdir()
+    code, output = cli_build_on_host(
+        store, f"file://{mirror}", "--optimization", "none", "--source-sha256", "0" * 64
+    )
+    assert code == 1, output
+    url = f"file://{mirror}/3.13.5/Python-3.13.5.tar.xz"
+    assert f"phase fetch FAILED: cannot copy {url}: No such file or directory" in output
+    assert "Traceback" not in output and not (store / "builds").exists()
+    failure = json.loads((store / f"logs/3.13.5/{HOST_PLATFORM}/x86_64/1/failure.json").read_text())
+    assert failure["phase"] == "fetch" and url in failure["reason"]
+
+
+@needs_host_platform
 def test_failing_configure_leaves_no_artifacts_and_shows_the_tail(tmp_path, broken_mirror):
     mirror, digest = broken_mirror
     store = tmp_path / "store"

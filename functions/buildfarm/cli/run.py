@@ -227,6 +227,7 @@ def _setup(args: argparse.Namespace, registry: Registry) -> tuple[FarmConfig, di
             message = "--source-mirror" + message.removeprefix("BUILDFARM_SOURCE_MIRROR")  # the flag's value
         raise UsageError(message) from None
     check_driver_settings(os.environ)  # before any cell is claimed
+    _check_local_mirror(config.source_mirror, "--source-mirror" if args.source_mirror else None)
 
     location = config.store
     if location.startswith("s3://"):
@@ -244,6 +245,16 @@ def _setup(args: argparse.Namespace, registry: Registry) -> tuple[FarmConfig, di
     except StoreError as error:
         raise UsageError(str(error)) from None
     return config.model_copy(update={"store": store.location}), raw, store
+
+
+def _check_local_mirror(mirror: str, flag: str | None) -> None:
+    """A file:// source mirror must be a directory here, before any cell is claimed: otherwise
+    every cell would fail at its fetch (e.g. scripts/setup ran without ../shared/cpython-src)."""
+    if mirror.startswith("file://") and not Path(mirror.removeprefix("file://")).is_dir():
+        raise UsageError(
+            f"{flag or 'BUILDFARM_SOURCE_MIRROR'} {mirror}: no such directory (scripts/setup makes "
+            ".cache/mirror from ../shared/cpython-src; without a mirror, builds fetch from python.org)"
+        )
 
 
 def run(args: argparse.Namespace) -> int:

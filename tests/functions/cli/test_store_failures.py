@@ -101,6 +101,25 @@ def test_run_and_reindex_of_a_store_that_is_a_file_exit_alike(runner_here, tmp_p
     assert store.read_text() == "not a directory\n" and list(temp_dir.iterdir()) == []
 
 
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_run_with_a_file_mirror_that_is_not_a_directory_stops_first(
+    tmp_path, temp_dir, capsys, monkeypatch, how
+) -> None:
+    """What scripts/setup without ../shared/cpython-src led to: every cell failed at its fetch.
+    Now one line names the option or the variable, before any cell or store."""
+    mirror, store = f"file://{tmp_path}/.cache/mirror", tmp_path / "dist"
+    monkeypatch.delenv("BUILDFARM_SOURCE_MIRROR", raising=False)
+    if how == "flag":
+        argv = [*RUN, "--store", str(store), "--source-mirror", mirror]
+        named = f"--source-mirror {mirror}: no such directory"
+    else:
+        monkeypatch.setenv("BUILDFARM_SOURCE_MIRROR", mirror)
+        argv, named = [*RUN, "--store", str(store)], f"BUILDFARM_SOURCE_MIRROR {mirror}: no such directory"
+    assert main(argv) == 2
+    assert _one_error(capsys, "run").startswith(named)
+    assert not store.exists() and list(temp_dir.iterdir()) == []
+
+
 def test_run_stopped_before_its_first_write_leaves_no_store_behind(
     runner_here, tmp_path, temp_dir, capsys, monkeypatch
 ) -> None:
