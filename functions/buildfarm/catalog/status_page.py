@@ -336,7 +336,7 @@ def overview_rows(
     """Per platform and arch (the page's columns, so that the arch filter hides a row as it hides
     that arch's builds) with a build or a failure: per series the newest version published
     there, and whether a cell of the series is failing. A pair with neither (an arch the store
-    does not build) has no row: the builds' tables still show it as a column."""
+    does not build) has no row; the filter still lists its platform and arch."""
     by_column: dict[tuple[str, str], list[BuildRow]] = {}
     for row in rows:
         by_column.setdefault((row.platform, row.arch), []).append(row)
