@@ -87,8 +87,8 @@ def install(build):
     check_linkage(build)
 
 
-# The unversioned names Posit's and python-build-standalone's trees have, and what their users
-# type (`/opt/python/3.13.5/bin/python`, `ln -s .../bin/pip /usr/local/bin/pip`): make install
+# The unversioned names Posit's trees have, and what their users type (Posit's docs:
+# `/opt/python/3.13.5/bin/python`, `ln -s .../bin/pip /usr/local/bin/pip`): make install
 # stops at python3 and pip3. Relative links, so they move with the tree; the pip scripts find
 # their interpreter through realpath (relocation.rewrite_shebang), so a link to a link works.
 UNVERSIONED_COMMANDS = (("python", "python3"), ("pip", "pip3"))
