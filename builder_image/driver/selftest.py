@@ -22,7 +22,7 @@ import subprocess
 import time
 import zipfile
 
-from . import hardening, process, relocation, series
+from . import hardening, install, process, relocation, series
 from .errors import BuildError
 from .files import walk_files
 from .selftest_scripts import EMBED_PROGRAM, IMPORT_SCRIPT, MOVED_SCRIPT, PYTHON_INFO_SCRIPT
@@ -141,8 +141,11 @@ def move_copy(ctx):
     return moved
 
 
-# pip3: --with-ensurepip=install puts it there in every series; python and pip: install.py.
-LINKED_COMMANDS = ("python", "pip3", "pip")
+# The unversioned links install.py makes and what they point to (pip3: --with-ensurepip=install
+# puts it there in every series); python3 itself already ran by its path.
+LINKED_COMMANDS = tuple(
+    dict.fromkeys(name for pair in install.UNVERSIONED_COMMANDS for name in pair if name != "python3")
+)
 
 
 def check_moved_interpreter(ctx, moved):

@@ -87,17 +87,24 @@ def spec_differences(planned: BuildSpec, built: Any) -> list[str]:
     return differences
 
 
+def read_manifest_json(store: Store, key: str) -> dict[str, Any] | str | None:
+    """The JSON object of the manifest.json at key, None if there is none, else the reason it
+    cannot be read (a Python build's and a runtime build's alike)."""
+    try:
+        raw, _ = store.read_json(key)
+    except StoreNotFound:
+        return None
+    except (StoreError, ValueError) as error:
+        return short(f"manifest.json unreadable: {error}")
+    return raw if isinstance(raw, dict) else "manifest.json invalid: not a JSON object"
+
+
 def _read_manifest(store: Store, item: PlanItem) -> tuple[Manifest | None, str]:
     """(manifest, "") if the build's manifest.json records exactly the planned spec, else
     (None, reason); (None, "") if there is no manifest (the caller finds the reason)."""
-    try:
-        raw, _ = store.read_json(manifest_key(item.spec.artifact_dir))
-    except StoreNotFound:
-        return None, ""
-    except StoreError as error:
-        return None, short(f"manifest.json unreadable: {error}")
+    raw = read_manifest_json(store, manifest_key(item.spec.artifact_dir))
     if not isinstance(raw, dict):
-        return None, "manifest.json invalid: not a JSON object"
+        return None, raw or ""
     # The spec first: a build from another execution or another source is named as such,
     # not as a schema problem.
     differences = spec_differences(item.spec, raw.get("spec"))

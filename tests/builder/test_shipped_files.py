@@ -307,7 +307,7 @@ def test_moved_tree_without_python_pip3_or_pip_fails_the_selftest(tmp_path, miss
 def test_moved_tree_commands_run_through_links_from_outside_it(tmp_path):
     """Each script fails when run by its own path: the check must run it through a link."""
     ctx, moved = fake_moved_tree(tmp_path, selftest.LINKED_COMMANDS)
-    assert selftest.check_moved_interpreter(ctx, moved).endswith("python, pip3, pip run through links")
+    assert selftest.check_moved_interpreter(ctx, moved).endswith("python, pip, pip3 run through links")
 
 
 # --- build-details.json (PEP 739, 3.14+) --------------------------------------------------------

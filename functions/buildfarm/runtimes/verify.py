@@ -16,8 +16,8 @@ from buildfarm.errors import first_error
 from buildfarm.models import ManifestArtifact
 from buildfarm.releases import iso
 from buildfarm.runtimes.keys import runtime_artifact_dir, runtime_manifest_key
-from buildfarm.store import Store, StoreError, StoreNotFound
-from buildfarm.verify import short, verify_artifact
+from buildfarm.store import Store
+from buildfarm.verify import read_manifest_json, short, verify_artifact
 
 
 class RuntimeName(BaseModel):
@@ -41,12 +41,9 @@ class RuntimeManifest(BaseModel):
 
 
 def _read(store: Store, directory: str) -> RuntimeManifest | str:
-    try:
-        raw, _ = store.read_json(runtime_manifest_key(directory))
-    except StoreNotFound:
-        return "no manifest.json"
-    except (StoreError, ValueError) as error:
-        return short(f"manifest.json unreadable: {error}")
+    raw = read_manifest_json(store, runtime_manifest_key(directory))
+    if not isinstance(raw, dict):
+        return raw or "no manifest.json"
     try:
         return RuntimeManifest.model_validate(raw)
     except ValidationError as error:
