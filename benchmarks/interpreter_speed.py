@@ -1,9 +1,15 @@
 """Interpreter speed: our pgo+lto CPython against the distribution's interpreter of the same
-series, on a pyperformance-style subset run with pyperf, both in the same Debian root.
+series, on a pyperformance subset run with pyperf, both in the same Debian root.
 
     .venv/bin/python benchmarks/interpreter_speed.py [--series 3.9|3.11|3.13] [--tarball PATH]
-        [--profile-task TASK] [--rigorous] [--rounds N] [--against PATH] [--timer thread|wall]
-        [--statistic mean|min]
+        [--suite pyperformance|builtin] [--profile-task TASK] [--rigorous] [--rounds N]
+        [--against PATH] [--timer thread|wall] [--statistic mean|min]
+
+--suite pyperformance (the default) runs pyperformance's own scripts: every benchmark of it that
+needs nothing beyond the standard library, less six that measure something else (the rule and
+the list: benchmarks/pyperformance_suite.py): 44 scripts, 65-66 benchmarks, about 22 minutes a
+round for two interpreters here. --suite builtin runs the eight short pyperformance-style
+scripts below (what the measurements before 2026-12-04 used), a round in about 2 minutes.
 
 Series and reference: 3.9 against bullseye's python3.9 (debian-11 root), 3.11 against
 bookworm's python3.11 (debian-12), 3.13 against trixie's python3.13 (debian-13). Without
@@ -38,6 +44,7 @@ import zipfile
 from pathlib import Path
 
 import pyperf
+import pyperformance_suite
 from shared_sources import REFERENCE, local_mirror, newest_source
 
 from buildfarm import roots
@@ -260,10 +267,16 @@ def install_pyperf(series: str, lib: Path) -> None:
 
 
 def prepare_bench_dir(
-    bench_dir: Path, series: str, tarball: Path, against: Path | None, timer: str = "wall"
-) -> dict[str, str]:
-    """pyperf, the benchmark scripts and our tarball (and --against's) under the root's
-    /opt/bench; returns {label: interpreter path in the root}."""
+    bench_dir: Path,
+    series: str,
+    tarball: Path,
+    against: Path | None,
+    timer: str = "wall",
+    suite: str = "builtin",
+) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """pyperf, the suite's scripts and our tarball (and --against's) under the root's
+    /opt/bench; returns ({label: interpreter path in the root}, {script: its command line
+    after the interpreter})."""
     if bench_dir.exists():
         shutil.rmtree(bench_dir)
     (bench_dir / "lib").mkdir(parents=True)
@@ -277,9 +290,12 @@ def prepare_bench_dir(
             interpreters[label] = "/" + str(
                 (target / "python" / "bin" / "python3").relative_to(bench_dir.parents[1])
             )
+    if suite == "pyperformance":
+        benchmarks = pyperformance_suite.suite_benchmarks(WHEELS)
+        return interpreters, pyperformance_suite.install(bench_dir, benchmarks, timer == "thread")
     for name, body in BENCHMARKS.items():
         (bench_dir / f"bm_{name}.py").write_text(body + f"\nNAME = {name!r}\n" + SCRIPT_FOOTER[timer])
-    return interpreters
+    return interpreters, {name: [f"/opt/bench/bm_{name}.py"] for name in BENCHMARKS}
 
 
 def report(
@@ -365,6 +381,13 @@ def parse_args() -> argparse.Namespace:
         default="thread",
         help="thread: each benchmark's CPU time (default; steady on a loaded machine); wall: pyperf's clock",
     )
+    parser.add_argument(
+        "--suite",
+        choices=("pyperformance", "builtin"),
+        default="pyperformance",
+        help=f"pyperformance {pyperformance_suite.PYPERFORMANCE}'s own scripts (default; the subset is "
+        "in benchmarks/pyperformance_suite.py) or this file's eight short ones (quicker)",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median; default 3)")
     parser.add_argument("--against", type=Path, help="another tarball of the series, measured alongside")
     args = parser.parse_args()
@@ -384,7 +407,9 @@ def main() -> int:
         # The root's build dependencies include python3: the distribution's interpreter.
         root = runner.ensure_root(runner.packages(str(workdir)), io.StringIO())
         bench_dir = root / "opt" / "bench"
-        interpreters = prepare_bench_dir(bench_dir, args.series, tarball, args.against, args.timer)
+        interpreters, commands = prepare_bench_dir(
+            bench_dir, args.series, tarball, args.against, args.timer, args.suite
+        )
         interpreters[codename] = reference_python
         mode = "--rigorous" if args.rigorous else "--fast"
         env = {"PYTHONPATH": "/opt/bench/lib"}
@@ -406,16 +431,15 @@ def main() -> int:
                 order = list(interpreters.items())
                 if round_number % 2:
                     order.reverse()
-                for name in BENCHMARKS:
+                for script, command in commands.items():
                     for label, python in order:
-                        out = f"/opt/bench/out/{label}-{name}-{round_number}.json"
-                        roots.run_in_root(
-                            root, [python, f"/opt/bench/bm_{name}.py", mode, "--quiet", "-o", out], env
-                        )
-                        bench = pyperf.Benchmark.load(str(root / out.lstrip("/")))
-                        means.setdefault(name, {}).setdefault(label, []).append(
-                            STATISTIC[args.statistic](bench)
-                        )
+                        out = f"/opt/bench/out/{label}-{script}-{round_number}.json"
+                        roots.run_in_root(root, [python, *command, mode, "--quiet", "-o", out], env)
+                        # A script may run several benchmarks (pyperformance's scimark, logging, ...).
+                        for bench in pyperf.BenchmarkSuite.load(str(root / out.lstrip("/"))).get_benchmarks():
+                            means.setdefault(bench.get_name(), {}).setdefault(label, []).append(
+                                STATISTIC[args.statistic](bench)
+                            )
                 print(f"round {round_number + 1}/{args.rounds} done", flush=True)
         shutil.rmtree(bench_dir, ignore_errors=True)
 
