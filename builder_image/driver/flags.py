@@ -37,6 +37,7 @@ FINAL_SETUP_PY_FLAGS = "-fno-fat-lto-objects"
 FROZEN_DEPS_VARIABLES = ("FREEZE_MODULE_BOOTSTRAP_DEPS", "FREEZE_MODULE_DEPS")
 # GCC's share (per mille) of the profiled time whose blocks count as hot (series.PGO_HOT_PERMILLE).
 PGO_HOT_PARAM = "--param=hot-bb-count-ws-permille={}"
+PGO_PARTIAL_TRAINING_FLAG = "-fprofile-partial-training"
 
 _SETUP_STDLIB_LINE = re.compile(r"^@MODULE_[A-Z0-9_]+_TRUE@(\S+)\s+(.*)$")
 _MAKEFILE_ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*:?=(.*)$")
@@ -171,7 +172,9 @@ def make_variables(version, optimization, makefile, bolt=None):
       setup.py builds the extension modules, CFLAGS_NODIST/LDFLAGS_NODIST carry that to
       them (3.11.2: 25 s instead of 45 for setup.py's step);
     - where the series has one (series.pgo_hot_permille()), the final build treats more
-      of the profiled code as hot than GCC's default does;
+      of the profiled code as hot than GCC's default does, and where the series says so
+      (series.pgo_partial_training()) it keeps code the training never ran optimized for
+      speed;
     - 3.9 and 3.10, whose interpreter waits for libpython.so, link both with partitioned
       LTO on all cores (PARALLEL_LTO_FLAGS) instead of two single-threaded links in a row.
     With bolt (bolt_config()), BOLT optimizes the interpreter alone (it no longer runs
@@ -207,16 +210,18 @@ def _final_stage_variables(version, makefile, final):
     setup.py's slim too (it appends the stage's CFLAGS_NODIST to the Makefile's flags);
     where build_all freezes modules with programs linked from the objects, their files
     kept from the instrumented build instead (frozen_by_bootstrap()); the series' hot share
-    of the profile (pgo_hot_permille())."""
+    of the profile (pgo_hot_permille()) and partial training (pgo_partial_training())."""
     if series.modules_by_setup_py(version):
         final["CFLAGS_NODIST"] = FINAL_SETUP_PY_FLAGS
     if frozen_by_bootstrap(makefile):
         final.update((name, "") for name in FROZEN_DEPS_VARIABLES if name in makefile)
     permille = series.pgo_hot_permille(version)
-    if permille:
-        # Compile and LTO link: the threshold is set where the whole profile is seen.
-        for name in ("CONFIGURE_CFLAGS_NODIST", "CONFIGURE_LDFLAGS_NODIST"):
-            final[name] = " ".join([final[name], PGO_HOT_PARAM.format(permille)]).strip()
+    profile_flags = [PGO_HOT_PARAM.format(permille)] if permille else []
+    if series.pgo_partial_training(version):
+        profile_flags.append(PGO_PARTIAL_TRAINING_FLAG)
+    # Compile and LTO link: the profile is read where the whole of it is seen.
+    for name in ("CONFIGURE_CFLAGS_NODIST", "CONFIGURE_LDFLAGS_NODIST"):
+        final[name] = " ".join([final[name], *profile_flags]).strip()
     return final
 
 

@@ -358,6 +358,21 @@ def pgo_hot_permille(version):
     return PGO_HOT_PERMILLE.get(minor_of(version))
 
 
+# -fprofile-partial-training in the final PGO+LTO build: code the training run never executed
+# is optimized as without a profile instead of for size. 3.13.15 (debian-13, BOLT, two runs of
+# interpreter_speed.py --suite pyperformance --against the build without it, 2026-12-04):
+# 1.014x and 1.012x the build without it, 1.048x and 1.051x trixie's python3.13 where that
+# build ran 1.034x and 1.039x (generators 0.87-0.90x -> 0.97-1.01x); the tarball grows 2%
+# (29.1 MB against 28.5). 3.11.2 measured no change beyond the noise (1.018x against 1.012x,
+# the eight-script suite, 2026-12-03); the other series are not measured.
+PGO_PARTIAL_TRAINING = {13}
+
+
+def pgo_partial_training(version):
+    """Whether the series' final PGO+LTO build keeps untrained code optimized for speed."""
+    return minor_of(version) in PGO_PARTIAL_TRAINING
+
+
 # --- BOLT (llvm-bolt over the pgo+lto interpreter) -----------------------------------------
 # From 3.12, where CPython's configure has --enable-bolt (gh-90536) and its Makefile the
 # profile-bolt-stamp rule that the driver runs after profile-opt (gh-101282, GH-104709).

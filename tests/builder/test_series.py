@@ -172,8 +172,29 @@ def test_pgo_hot_share_per_series(key):
     instrumented, final = flags.make_variables(version, "pgo+lto", makefile)
     plain = flags.make_variables(version, "none", makefile)[1]
     for name in ("CONFIGURE_CFLAGS_NODIST", "CONFIGURE_LDFLAGS_NODIST"):
-        assert final[name].split() == makefile[name].split() + added
+        hot_share = [flag for flag in final[name].split() if flag != "-fprofile-partial-training"]
+        assert hot_share == makefile[name].split() + added
         assert "permille" not in instrumented[name] and "permille" not in plain[name]
+
+
+@pytest.mark.parametrize("key", SERIES)
+def test_pgo_partial_training_per_series(key):
+    """3.13's final PGO+LTO build (compile and LTO link) keeps code the training never ran
+    optimized for speed, after the hot share; the instrumented build, `none` builds and the
+    other series do not."""
+    version = VERSIONS[key]
+    makefile = {"CONFIGURE_CFLAGS_NODIST": "-flto", "CONFIGURE_LDFLAGS_NODIST": "-flto"}
+    instrumented, final = flags.make_variables(version, "pgo+lto", makefile)
+    plain = flags.make_variables(version, "none", makefile)[1]
+    assert series.pgo_partial_training(version) == (key == "3.13")
+    for name in makefile:
+        assert ("-fprofile-partial-training" in final[name].split()) == (key == "3.13")
+        if key == "3.13":
+            assert final[name].split()[-2:] == [
+                "--param=hot-bb-count-ws-permille=999",
+                "-fprofile-partial-training",
+            ]
+        assert "partial" not in instrumented[name] and "partial" not in plain[name]
 
 
 # --- the self-test: tests, where they come from, test-only modules, exclusions ---------------
