@@ -363,8 +363,9 @@ def pgo_hot_permille(version):
 # interpreter_speed.py --suite pyperformance --against the build without it, 2026-12-04):
 # 1.014x and 1.012x the build without it, 1.048x and 1.051x trixie's python3.13 where that
 # build ran 1.034x and 1.039x (generators 0.87-0.90x -> 0.97-1.01x); the tarball grows 2%
-# (29.1 MB against 28.5). 3.11.2 measured no change beyond the noise (1.018x against 1.012x,
-# the eight-script suite, 2026-12-03); the other series are not measured.
+# (29.1 MB against 28.5). The same measurement made no difference beyond the noise for 3.11.2
+# (debian-12: 1.008x, nbody 0.98x -> 0.88x) and 3.9.2 (debian-11: 0.999x), so they keep GCC's
+# default; 3.10, 3.12, 3.14 and 3.15 are not measured (no source here).
 PGO_PARTIAL_TRAINING = {13}
 
 
