@@ -36,7 +36,6 @@ import math
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -256,13 +255,10 @@ def install_pyperf(series: str, lib: Path) -> None:
         shutil.copytree(Path(pyperf.__file__).parent, lib / "pyperf")
         return
     wheels = WHEELS / f"pyperf-py{series}"
-    if not any(wheels.glob("pyperf-*.whl")):
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-             "--python-version", series, "--dest", str(wheels), "pyperf"],
-            check=True,
-        )  # fmt: skip
-    with zipfile.ZipFile(max(wheels.glob("pyperf-*.whl"))) as wheel:
+    wheel_path = pyperformance_suite.downloaded_wheel(
+        wheels, "pyperf", "pyperf-*.whl", "--python-version", series
+    )
+    with zipfile.ZipFile(wheel_path) as wheel:
         wheel.extractall(lib)
 
 
@@ -272,7 +268,7 @@ def prepare_bench_dir(
     tarball: Path,
     against: Path | None,
     timer: str = "wall",
-    suite: str = "builtin",
+    suite: str = "pyperformance",
 ) -> tuple[dict[str, str], dict[str, list[str]]]:
     """pyperf, the suite's scripts and our tarball (and --against's) under the root's
     /opt/bench; returns ({label: interpreter path in the root}, {script: its command line

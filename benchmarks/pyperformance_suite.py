@@ -35,6 +35,18 @@ time.perf_counter = time.thread_time
 _EXTRA_OPTS = re.compile(r"^extra_opts\s*=\s*\[(.*)\]\s*$", re.M)
 
 
+def downloaded_wheel(dest: Path, requirement: str, pattern: str, *pip_options: str) -> Path:
+    """The newest wheel in dest whose name matches pattern, fetched with pip (no dependencies)
+    the first time."""
+    if not any(dest.glob(pattern)):
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+             *pip_options, "--dest", str(dest), requirement],
+            check=True,
+        )  # fmt: skip
+    return max(dest.glob(pattern))
+
+
 def suite_benchmarks(wheels: Path) -> Path:
     """pyperformance's data-files/benchmarks, from its wheel (fetched once with pip into wheels)."""
     directory = wheels / f"pyperformance-{PYPERFORMANCE}"
@@ -42,13 +54,8 @@ def suite_benchmarks(wheels: Path) -> Path:
     if benchmarks.is_dir():
         return benchmarks
     download = wheels / "download"
-    if not any(download.glob(f"pyperformance-{PYPERFORMANCE}-*.whl")):
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-             "--dest", str(download), f"pyperformance=={PYPERFORMANCE}"],
-            check=True,
-        )  # fmt: skip
-    with zipfile.ZipFile(next(download.glob(f"pyperformance-{PYPERFORMANCE}-*.whl"))) as wheel:
+    pattern = f"pyperformance-{PYPERFORMANCE}-*.whl"
+    with zipfile.ZipFile(downloaded_wheel(download, f"pyperformance=={PYPERFORMANCE}", pattern)) as wheel:
         members = [name for name in wheel.namelist() if name.startswith("pyperformance/data-files/")]
         wheel.extractall(directory, members)
     return benchmarks

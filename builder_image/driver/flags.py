@@ -219,9 +219,10 @@ def _final_stage_variables(version, makefile, final):
     profile_flags = [PGO_HOT_PARAM.format(permille)] if permille else []
     if series.pgo_partial_training(version):
         profile_flags.append(PGO_PARTIAL_TRAINING_FLAG)
-    # Compile and LTO link: the profile is read where the whole of it is seen.
-    for name in ("CONFIGURE_CFLAGS_NODIST", "CONFIGURE_LDFLAGS_NODIST"):
-        final[name] = " ".join([final[name], *profile_flags]).strip()
+    if profile_flags:
+        # Compile and LTO link: the profile is read where the whole of it is seen.
+        for name in ("CONFIGURE_CFLAGS_NODIST", "CONFIGURE_LDFLAGS_NODIST"):
+            final[name] = " ".join([final[name], *profile_flags]).strip()
     return final
 
 
