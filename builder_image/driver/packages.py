@@ -15,10 +15,8 @@ from .depends import check_rpm_libraries, deb_depends, rpm_dependency_macros
 from .errors import BuildError
 from .files import tree_size, walk_files
 from .process import run
-from .spec import parse_version
+from .spec import DEB_ARCH, RPM_ARCH, parse_version
 
-DEB_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
-RPM_ARCH = {"x86_64": "x86_64", "aarch64": "aarch64"}
 DEB_GZIP_LEVEL = "6"
 
 

@@ -36,15 +36,14 @@ import tempfile
 import time
 
 from .process import say
+from .spec import ARCHES, SHA256_RE
 from .upload import split_s3_url, store_kind
 
 COMMAND = ("buildfarm", "runtime", "build")
 TOOL_MINIMUM = (3, 11)  # the buildfarm package's requires-python
-ARCHES = ("x86_64", "aarch64")
 PLATFORM_ID = re.compile(r"[a-z0-9][a-z0-9.-]{0,62}")
 FINAL_RELEASE = re.compile(r"([0-9]{1,4})\.([0-9]{1,4})\.([0-9]{1,4})")  # prereleases may lack wheels
 STORE_KEY = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]*(/[A-Za-z0-9_+-][A-Za-z0-9._+-]*)*")
-SHA256 = re.compile(r"[0-9a-f]{64}")
 VERSIONS_KEY = "versions.json"  # functions/buildfarm/layout.py's VERSIONS_KEY
 REQUIREMENTS = "requirements.txt"  # in wheels/: functions/buildfarm/images.py's REQUIREMENTS_FILE
 SERIES_HEADER = "# tool-python:"  # images.py's TOOL_SERIES_HEADER: the series the pins fit
@@ -121,7 +120,7 @@ def _tarball(entry):
             and STORE_KEY.fullmatch(key)
             and ".." not in key.split("/")
             and isinstance(sha256, str)
-            and SHA256.fullmatch(sha256)
+            and SHA256_RE.fullmatch(sha256)
             and isinstance(size, int)
             and size > 0
         ):

@@ -9,7 +9,11 @@ import registry  # builder_image/registry.py: also run alone by the Dockerfiles
 
 from .errors import SpecError
 
+# The arches and their Debian and RPM names, as buildfarm.platforms states them (the driver
+# cannot import it: tests/builder/test_driver_logic.py holds the two equal).
 ARCHES = ("x86_64", "aarch64")
+DEB_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
+RPM_ARCH = {"x86_64": "x86_64", "aarch64": "aarch64"}
 OPTIMIZATIONS = ("pgo+lto", "none")
 REQUIRED_KEYS = ("version", "platform", "arch", "build", "source", "prefix", "store", "artifact_dir")
 # execution_id: the planning execution's nonce, recorded in manifest.json with the rest of
@@ -18,8 +22,9 @@ OPTIONAL_KEYS = ("optimization", "execution_id")
 
 # Input (the spec) is matched whole (fullmatch: no trailing newline) and ASCII digits only.
 _VERSION_RE = re.compile(r"3\.([0-9]{1,2})\.([0-9]{1,2})(?:(a|b|rc)([0-9]{1,2}))?")
-_SHA256_RE = re.compile(r"[0-9a-f]{64}")
-_EXECUTION_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,80}")
+# buildfarm.digests.SHA256 and buildfarm.layout.EXECUTION_ID, held equal by the same test.
+SHA256_RE = re.compile(r"[0-9a-f]{64}", re.ASCII)
+EXECUTION_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,80}", re.ASCII)
 # An absolute, normalized path of letters, digits and . _ + - (the runtime definitions' rule):
 # it goes unquoted into configure, the rpm spec (where %(...) would run a command), shell
 # scripts (python3.x-config does not quote it), the .pc files.
@@ -137,7 +142,7 @@ def parse_spec(text, registry_json):
     _check_source(spec["source"])
     execution_id = spec.get("execution_id", "")
     if "execution_id" in spec and not (
-        isinstance(execution_id, str) and _EXECUTION_ID_RE.fullmatch(execution_id)
+        isinstance(execution_id, str) and EXECUTION_ID_RE.fullmatch(execution_id)
     ):
         raise SpecError("execution_id must be 1-80 of [A-Za-z0-9._-], not {!r}".format(execution_id))
     spec.setdefault("optimization", "pgo+lto")
@@ -157,7 +162,7 @@ def _check_source(source):
         raise SpecError('source must be {"url": ..., "sha256": ...}')
     if not isinstance(source["url"], str) or not source["url"].startswith(("http://", "https://", "file://")):
         raise SpecError("source url must be http://, https:// or file://, not {!r}".format(source["url"]))
-    if not isinstance(source["sha256"], str) or not _SHA256_RE.fullmatch(source["sha256"]):
+    if not isinstance(source["sha256"], str) or not SHA256_RE.fullmatch(source["sha256"]):
         raise SpecError("source sha256 must be 64 lowercase hex digits, not {!r}".format(source["sha256"]))
 
 

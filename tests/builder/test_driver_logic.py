@@ -441,3 +441,20 @@ def test_build_dependencies_command_for_the_dockerfiles(capsys):
     assert "unknown arch 'sparc' for platform debian-12" in capsys.readouterr().out
     assert main.main(["--build-dependencies", "debian-12"]) == 2
     assert "--build-dependencies PLATFORM ARCH" in capsys.readouterr().out
+
+
+def test_the_driver_states_the_arches_and_id_rules_as_the_farm_does() -> None:
+    """The driver cannot import buildfarm (standard library only): spec.py holds its one copy
+    of each rule, and this test holds that copy equal to the farm's."""
+    from driver import runtime_job
+
+    from buildfarm import digests, layout, platforms
+
+    assert driver_spec.ARCHES == platforms.ARCHES
+    assert (driver_spec.DEB_ARCH, driver_spec.RPM_ARCH) == (platforms.DEB_ARCH, platforms.RPM_ARCH)
+    assert driver_spec.SHA256_RE.pattern == digests.SHA256.pattern
+    assert driver_spec.SHA256_RE.flags == digests.SHA256.flags
+    assert driver_spec.EXECUTION_ID_RE.pattern == layout.EXECUTION_ID.pattern
+    assert driver_spec.EXECUTION_ID_RE.flags == layout.EXECUTION_ID.flags
+    assert runtime_job.ARCHES is driver_spec.ARCHES and runtime_job.SHA256_RE is driver_spec.SHA256_RE
+    assert (packages.DEB_ARCH, packages.RPM_ARCH) == (driver_spec.DEB_ARCH, driver_spec.RPM_ARCH)
