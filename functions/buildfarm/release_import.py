@@ -16,15 +16,18 @@ from pathlib import Path
 from packaging.version import Version
 
 from buildfarm.config import DEFAULT_SOURCE_MIRROR
+from buildfarm.digests import SHA256_HEX
 from buildfarm.python_org import SOURCE_SUFFIXES, source_file_name
 from buildfarm.releases import Release, ReleaseCatalog, source_url, stored_catalog, write_catalog
 from buildfarm.store import Store, StoreConflict, StoreError
 from buildfarm.versions import VersionError, parse_release
 
-_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+# The digest rule in either case (what people paste and other tools print); stored lowercase.
+_ANY_CASE_SHA256 = f"(?i:{SHA256_HEX})"
+_SHA256 = re.compile(_ANY_CASE_SHA256)
 # sha256sum's output, text (two spaces) or binary (' *') mode, and BSD's `sha256 -r`-less form.
-_GNU_LINE = re.compile(r"([0-9a-fA-F]{64}) [ *](\S.*)")
-_BSD_LINE = re.compile(r"SHA256 \((.+)\) = ([0-9a-fA-F]{64})")
+_GNU_LINE = re.compile(rf"({_ANY_CASE_SHA256}) [ *](\S.*)")
+_BSD_LINE = re.compile(rf"SHA256 \((.+)\) = ({_ANY_CASE_SHA256})")
 _SOURCE_FILE = re.compile(r"Python-(3\.[0-9]{1,2}\.[0-9]{1,2}(?:(?:a|b|rc)[0-9]{1,2})?)(\.tar\.xz|\.tgz)")
 MAX_SUMS_BYTES = 4 * 1024 * 1024
 WRITE_ATTEMPTS = 5

@@ -8,11 +8,14 @@ import platform as host_platform
 import pytest
 from pydantic import BaseModel, TypeAdapter, ValidationError, field_validator, model_validator
 
+from buildfarm.catalog.install_script import KEY_FINGERPRINT
 from buildfarm.digests import SHA256, SHA256_HEX, Sha256
 from buildfarm.errors import first_error
 from buildfarm.models import BuildSpec
 from buildfarm.platforms import ARCH_ALIASES, ARCHES, Arch
+from buildfarm.release_import import ReleaseInputError, new_release, parse_sha256sums
 from buildfarm.runners.host import host_arch
+from buildfarm.runtimes.cloud_items import RuntimeItem
 
 DIGEST = "0123456789abcdef" * 4
 
@@ -122,3 +125,28 @@ def test_host_arch_names_the_machine_as_the_registry_does(
 ) -> None:
     monkeypatch.setattr(host_platform, "machine", lambda: machine)
     assert host_arch() == arch
+
+
+@pytest.mark.parametrize(
+    ("digest", "any_case"),
+    [
+        (DIGEST, True),
+        (DIGEST.upper(), True),
+        (DIGEST[:-1] + "\N{ARABIC-INDIC DIGIT THREE}", False),
+        (DIGEST[1:], False),
+    ],
+)
+def test_the_digests_other_modules_match_are_the_rule(digest: str, any_case: bool) -> None:
+    """Key fingerprints and release imports build on SHA256_HEX: a release import takes either
+    case (and stores it lowercase), the rest the rule as it is."""
+    assert bool(KEY_FINGERPRINT.fullmatch(f"SHA256:{digest}")) is bool(SHA256.fullmatch(digest))
+    if any_case:
+        assert new_release("3.13.5", digest).sha256 == digest.lower()
+        releases, _ = parse_sha256sums(f"{digest}  Python-3.13.5.tar.xz", "SUMS")
+        assert [release.sha256 for release in releases] == [digest.lower()]
+    else:
+        with pytest.raises(ReleaseInputError, match="malformed sha256"):
+            new_release("3.13.5", digest)
+        with pytest.raises(ReleaseInputError, match="SUMS line 1"):
+            parse_sha256sums(f"{digest}  Python-3.13.5.tar.xz", "SUMS")
+    assert RuntimeItem.model_fields["lock_sha256"].annotation == Sha256 | None

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from buildfarm.digests import SHA256_HEX
 from buildfarm.errors import UsageError
 from buildfarm.layout import MANIFEST_FILE, SUMS_FILE, VERSIONS_KEY, public_key_key
 
@@ -31,7 +32,7 @@ from .verify_build import (
     parse_json,
 )
 
-_FINGERPRINT = re.compile(rf"{FINGERPRINT_PREFIX}[0-9a-f]{{64}}", re.ASCII)
+_FINGERPRINT = re.compile(f"{FINGERPRINT_PREFIX}{SHA256_HEX}", re.ASCII)
 # builds/<version>/<platform>/<arch>/<build> and runtimes/<name>/<version>/<platform>/<arch>/<build>,
 # as versions.json's manifest keys name them; each segment starts with a letter or digit, so
 # none is "." or ".." (verify reads these directories from disk too: never outside the store)

@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Sequence
 from importlib import resources
 
+from buildfarm.digests import SHA256_HEX
 from buildfarm.keys_index import read_keys_index
 from buildfarm.layout import INSTALLER_KEY
 from buildfarm.platforms import Registry, load_registry
@@ -31,7 +32,7 @@ RUNTIME_PLACEHOLDER = "@RUNTIME_PACKAGES@"
 # Platform ids and package names are baked into a double-quoted shell string: inert characters only.
 _PLATFORM_ID = re.compile(r"[a-z0-9][a-z0-9.-]*")  # fullmatch
 _PACKAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+_-]*")  # fullmatch
-KEY_FINGERPRINT = re.compile(r"SHA256:[0-9a-f]{64}")  # fullmatch; inert in a shell string
+KEY_FINGERPRINT = re.compile(f"SHA256:{SHA256_HEX}", re.ASCII)  # fullmatch; inert in a shell string
 _FINGERPRINTS_LINE = re.compile(r'^BAKED_FINGERPRINTS="([^"\n]*)"$', re.MULTILINE)
 # The base URL is baked into a shell script: only characters that are inert in a
 # double-quoted bash string are accepted, and no user info (an '@' before the host: install.sh

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from buildfarm.attest.signing import Signer
 from buildfarm.batch_errors import describe_batch_error
@@ -25,6 +25,7 @@ from buildfarm.catalog.derived import store_public_url
 from buildfarm.catalog.versions_json import RuntimeCell
 from buildfarm.claims import Liveness, unknown_liveness
 from buildfarm.config import FarmConfig
+from buildfarm.digests import Sha256
 from buildfarm.layout import runtime_outcome_key
 from buildfarm.platforms import load_registry
 from buildfarm.publish import BatchOutcome, CellOutcome
@@ -61,7 +62,7 @@ class RuntimeItem(BaseModel):
     command: list[str]
     # The planned lock's sha256: publishing holds the build's manifest to it. None in an item
     # written before it (the manifest's lock is then not compared).
-    lock_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    lock_sha256: Sha256 | None = None
     # <platform>-<arch>, as a Python item's: the BuildRuntimes Map submits it to the runtime job
     # definition of that name (infra.batch.job_definition_name), whatever the item says.
     job_definition: str
