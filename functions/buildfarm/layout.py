@@ -72,7 +72,10 @@ BUILD_NUMBER = re.compile(r"[1-9][0-9]{0,8}")
 """A build number as a key segment (fullmatch): no sign, no leading zero."""
 BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", re.ASCII)
 """An S3 bucket name (fullmatch): the BUCKET of an s3://BUCKET/PREFIX store."""
-EXECUTION_ID = re.compile(r"[A-Za-z0-9._-]{1,80}", re.ASCII)
+EXECUTION_ID_CHARACTERS = "A-Za-z0-9._-"
+"""What an execution id is made of (a regex character range): plan.safe_id makes one of any text."""
+EXECUTION_ID_MAX_LENGTH = 80
+EXECUTION_ID = re.compile(f"[{EXECUTION_ID_CHARACTERS}]{{1,{EXECUTION_ID_MAX_LENGTH}}}", re.ASCII)
 """The nonce of the execution that planned a build (fullmatch), which its manifest records."""
 FILE_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}"
 """A file name in a build directory (fullmatch; no path, nothing hidden): the one rule the

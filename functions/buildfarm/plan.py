@@ -36,6 +36,8 @@ from buildfarm.claims import (
 )
 from buildfarm.config import FarmConfig
 from buildfarm.layout import (
+    EXECUTION_ID_CHARACTERS,
+    EXECUTION_ID_MAX_LENGTH,
     artifact_dir,
     items_key,
     plan_record_key,
@@ -73,12 +75,12 @@ from buildfarm.workflow_input import InputError, WorkflowInput, parse_workflow_i
 
 log = logging.getLogger(__name__)
 
-_SAFE_ID = re.compile(r"[^A-Za-z0-9._-]")
-MAX_ID = 80
+_SAFE_ID = re.compile(f"[^{EXECUTION_ID_CHARACTERS}]")
+MAX_ID = EXECUTION_ID_MAX_LENGTH
 
 
 def safe_id(text: str) -> str:
-    """An id usable as one store key segment: [A-Za-z0-9._-], at most 80 characters.
+    """An id usable as one store key segment: an execution id (layout.EXECUTION_ID).
 
     Ids that had to be changed get a short hash of the original, so distinct inputs stay distinct.
     """

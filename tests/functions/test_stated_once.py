@@ -11,7 +11,9 @@ from pydantic import BaseModel, TypeAdapter, ValidationError, field_validator, m
 from buildfarm.catalog.install_script import KEY_FINGERPRINT
 from buildfarm.digests import SHA256, SHA256_HEX, Sha256
 from buildfarm.errors import first_error
+from buildfarm.layout import EXECUTION_ID
 from buildfarm.models import BuildSpec
+from buildfarm.plan import safe_id
 from buildfarm.platforms import ARCH_ALIASES, ARCHES, Arch
 from buildfarm.release_import import ReleaseInputError, new_release, parse_sha256sums
 from buildfarm.runners.host import host_arch
@@ -150,3 +152,12 @@ def test_the_digests_other_modules_match_are_the_rule(digest: str, any_case: boo
         with pytest.raises(ReleaseInputError, match="SUMS line 1"):
             parse_sha256sums(f"{digest}  Python-3.13.5.tar.xz", "SUMS")
     assert RuntimeItem.model_fields["lock_sha256"].annotation == Sha256 | None
+
+
+@pytest.mark.parametrize(
+    "text", ["exec-1", "", "..", "a" * 200, "run/one two", "b\N{ARABIC-INDIC DIGIT THREE}", "x\n"]
+)
+def test_safe_id_makes_an_execution_id_of_any_text(text: str) -> None:
+    made = safe_id(text)
+    assert EXECUTION_ID.fullmatch(made)
+    assert (made == text) is bool(EXECUTION_ID.fullmatch(text) and text.strip(".-") == text)
