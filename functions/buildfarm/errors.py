@@ -4,10 +4,12 @@ the one line every module makes of a pydantic ValidationError."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
+    from pydantic_core import ErrorDetails
 
 
 class BuildfarmError(Exception):
@@ -35,6 +37,8 @@ def first_error(
     sep: str = ".",
     brackets: bool = False,
     plain: bool = False,
+    describe: Callable[[ErrorDetails], str] | None = None,
+    count_rest: bool = False,
 ) -> str:
     """A ValidationError's first error as one line, "where: what".
 
@@ -43,13 +47,18 @@ def first_error(
     writer of a JSON input names them); led by `under`, the field of a larger document that the
     value validated is. An error of the whole value has no location: where is then `whole`, or
     is left out (with its ": ") when that is "".
-    what: pydantic's message; with `plain`, without the VALUE_ERROR before a validator's own."""
-    first = error.errors()[0]
+    what: pydantic's message; with `plain`, without the VALUE_ERROR before a validator's own;
+    describe(the error), where the caller words it itself (e.g. with the bad value). With
+    `count_rest`, followed by " (and N more)" when there are N more errors."""
+    errors = error.errors(include_url=False)
+    first = errors[0]
     where = ""
     for part in (under, *first["loc"]) if under else first["loc"]:
         where += f"[{part}]" if brackets and isinstance(part, int) else f"{sep if where else ''}{part}"
     where = where or whole
-    message = str(first["msg"])
+    message = describe(first) if describe else str(first["msg"])
     if plain:
         message = message.removeprefix(VALUE_ERROR)
+    if count_rest and len(errors) > 1:
+        message += f" (and {len(errors) - 1} more)"
     return f"{where}: {message}" if where else message

@@ -264,6 +264,5 @@ def load_registry(path: Path | None = None) -> Registry:
 def _first_error(error: Exception) -> str:
     """One line: a pydantic ValidationError's first error with its location, else the message."""
     if isinstance(error, ValidationError) and error.errors():
-        more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
-        return first_error(error) + more
+        return first_error(error, count_rest=True)
     return str(error)

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import ErrorDetails
 
 from buildfarm.config import FarmConfig
 from buildfarm.errors import VALUE_ERROR, first_error
@@ -103,10 +104,14 @@ def _format_error(error: ValidationError) -> str:
     first = error.errors()[0]
     if first["type"] == "extra_forbidden":
         return f"unknown key {str(first['loc'][-1])!r} (allowed: {', '.join(ALLOWED_KEYS)})"
-    line = first_error(error, brackets=True, plain=True)
-    if str(first["msg"]).removeprefix(VALUE_ERROR).startswith(("malformed", "unknown", "duplicate")):
-        return line
-    return f"{line}, got {_describe(first.get('input'))}"
+    return first_error(error, brackets=True, describe=_with_value)
+
+
+def _with_value(first: ErrorDetails) -> str:
+    message = str(first["msg"]).removeprefix(VALUE_ERROR)
+    if message.startswith(("malformed", "unknown", "duplicate")):
+        return message  # the validator's own message names the value already
+    return f"{message}, got {_describe(first.get('input'))}"
 
 
 def parse_workflow_input(

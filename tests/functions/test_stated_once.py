@@ -75,6 +75,16 @@ def test_first_error_is_one_line_where_then_what(raw: object, options: dict, lin
     assert first_error(_error(raw), **options) == line
 
 
+def test_first_error_counts_the_rest_and_takes_the_callers_wording() -> None:
+    two_missing = _error({"items": [{}, {}]})
+    assert first_error(two_missing, count_rest=True) == "items.0.name: Field required (and 1 more)"
+    one_missing = _error({"items": [{}, {"name": "a"}]})
+    assert first_error(one_missing, count_rest=True) == "items.0.name: Field required"
+    worded = first_error(two_missing, sep="/", describe=lambda e: f"{e['type']}, not {e['input']}")
+    assert worded == "items/0/name: missing, not {}"
+    assert first_error(_error({"items": [{"name": "a"}]}), describe=lambda first: "one", plain=True) == "one"
+
+
 def test_first_error_brackets_a_leading_index() -> None:
     with pytest.raises(ValidationError) as raised:
         TypeAdapter(list[_Item]).validate_python([{"name": "a"}, {}])

@@ -36,12 +36,15 @@ from buildfarm.catalog.entries import (
     StoredCell,
 )
 from buildfarm.catalog.shape import CatalogError, catalog_error, check_entry_keys, nested_entries
+from buildfarm.errors import first_error
 from buildfarm.layout import VERSIONS_KEY, Cell, artifact_dir, runtime_artifact_dir
 from buildfarm.releases import iso
 from buildfarm.store import Store, StoreConflict, StoreError, StoreNotFound
 from buildfarm.versions import VersionError, parse_release, sort_newest_first
 
 if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
+
     from buildfarm.attest.signing import Signer
 
 log = logging.getLogger(__name__)
@@ -261,15 +264,16 @@ def merge_runtime_cells(
 
 def _first_problem(error: ValidationError) -> str:
     """A ValidationError's first error in one line: 'artifacts/0/key: field required (and 2 more)'."""
-    problems = error.errors(include_url=False)
-    first = problems[0]
-    where = "/".join(str(part) for part in first["loc"])
+    return first_error(error, sep="/", describe=_problem, count_rest=True)
+
+
+def _problem(first: ErrorDetails) -> str:
+    """pydantic's message, lowercased as the catalog's other messages are, with the bad value."""
     problem = first["msg"][:1].lower() + first["msg"][1:]
     if first["type"] != "missing":
         shown = repr(first["input"])
         problem += f", not {shown if len(shown) <= 40 else shown[:37] + '...'}"
-    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-    return f"{where}: {problem}{more}" if where else f"{problem}{more}"
+    return problem
 
 
 def check_catalog(document: dict[str, Any]) -> dict[str, Any]:
