@@ -29,6 +29,12 @@ DOCKER_PLATFORM = {"x86_64": "linux/amd64", "aarch64": "linux/arm64"}
 # Debian's (and Docker's) names of the arches, accepted wherever an arch is read: the .deb says amd64.
 ARCH_ALIASES: dict[str, str] = {DEB_ARCH[arch]: arch for arch in ARCHES if DEB_ARCH[arch] != arch}
 
+
+def arch_names(sep: str = ", ") -> str:
+    """The arches with their Debian names, for help texts: "x86_64 (amd64), aarch64 (arm64)"."""
+    return sep.join(f"{arch} ({DEB_ARCH[arch]})" if DEB_ARCH[arch] != arch else arch for arch in ARCHES)
+
+
 REGISTRY_ENV = "BUILDFARM_PLATFORMS"
 _REPO_BUILDER_IMAGE = Path(__file__).resolve().parents[2] / "builder_image"
 

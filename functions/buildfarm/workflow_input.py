@@ -16,7 +16,7 @@ from pydantic_core import ErrorDetails
 
 from buildfarm.config import FarmConfig
 from buildfarm.errors import VALUE_ERROR, first_error
-from buildfarm.platforms import Registry, UnknownArchError, canonical_arch, load_registry
+from buildfarm.platforms import Registry, UnknownArchError, arch_names, canonical_arch, load_registry
 from buildfarm.suggest import unknown_name
 from buildfarm.versions import check_version_or_series
 
@@ -208,9 +208,7 @@ def add_matrix_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="P",
         help="platform ids (default: the enabled ones not past end of support)",
     )
-    parser.add_argument(
-        "--arches", nargs="+", metavar="A", help="x86_64 (amd64), aarch64 (arm64) (default: all enabled)"
-    )
+    parser.add_argument("--arches", nargs="+", metavar="A", help=f"{arch_names()} (default: all enabled)")
     parser.add_argument("--force", action="store_true", help="rebuild cells that are already published")
 
 

@@ -14,7 +14,7 @@ from buildfarm.errors import first_error
 from buildfarm.layout import EXECUTION_ID
 from buildfarm.models import BuildSpec
 from buildfarm.plan import safe_id
-from buildfarm.platforms import ARCH_ALIASES, ARCHES, Arch
+from buildfarm.platforms import ARCH_ALIASES, ARCHES, Arch, arch_names
 from buildfarm.release_import import ReleaseInputError, new_release, parse_sha256sums
 from buildfarm.runners.host import host_arch
 from buildfarm.runtimes.cloud_items import RuntimeItem
@@ -171,3 +171,8 @@ def test_safe_id_makes_an_execution_id_of_any_text(text: str) -> None:
     made = safe_id(text)
     assert EXECUTION_ID.fullmatch(made)
     assert (made == text) is bool(EXECUTION_ID.fullmatch(text) and text.strip(".-") == text)
+
+
+def test_arch_names_lists_each_arch_with_its_debian_name() -> None:
+    assert arch_names() == "x86_64 (amd64), aarch64 (arm64)"
+    assert arch_names(" or ") == "x86_64 (amd64) or aarch64 (arm64)"

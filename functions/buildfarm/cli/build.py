@@ -24,6 +24,7 @@ from buildfarm.platforms import (
     Platform,
     UnknownArchError,
     UnknownPlatformError,
+    arch_names,
     canonical_arch,
     load_registry,
 )
@@ -60,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="a release, e.g. 3.13.5 or 3.14.0rc2, or a series, e.g. 3.13 (its newest known release)",
     )
     parser.add_argument("--platform", required=True, help="registry platform id, e.g. debian-12")
-    parser.add_argument("--arch", help="x86_64 (amd64) or aarch64 (arm64) (default: this machine's)")
+    parser.add_argument("--arch", help=f"{arch_names(' or ')} (default: this machine's)")
     parser.add_argument(
         "--runner",
         default="auto",

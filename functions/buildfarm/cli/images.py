@@ -7,7 +7,7 @@ import sys
 
 from buildfarm import images
 from buildfarm.cli import CliError, arg_types
-from buildfarm.platforms import UnknownPlatformError, load_registry
+from buildfarm.platforms import UnknownPlatformError, arch_names, load_registry
 from buildfarm.runners import docker_problem, host_arch
 
 
@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "--arch",
             type=arg_types.arch,
             metavar="ARCH",
-            help="x86_64 (amd64) or aarch64 (arm64) (default: this machine's)",
+            help=f"{arch_names(' or ')} (default: this machine's)",
         )
     build.add_argument(
         "--rebuild",

@@ -14,7 +14,14 @@ from pathlib import Path
 from buildfarm.cli.arg_types import build_number, execution_id
 from buildfarm.config import resolve_store_location
 from buildfarm.errors import UsageError
-from buildfarm.platforms import UnknownArchError, UnknownPlatformError, canonical_arch, load_registry
+from buildfarm.platforms import (
+    ARCH_ALIASES,
+    ARCHES,
+    UnknownArchError,
+    UnknownPlatformError,
+    canonical_arch,
+    load_registry,
+)
 from buildfarm.runtimes.cloud_items import DEFINITIONS_ENV
 from buildfarm.runtimes.definitions import GIT_TAG, default_definitions, find_definition, load_definitions
 from buildfarm.runtimes.farm_cells import default_cache
@@ -47,7 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     build.add_argument("name", help="the runtime (a definition's name)")
     build.add_argument("--platform", required=True, help="a platform of the registry (debian-12, ...)")
-    build.add_argument("--arch", default="x86_64", help="x86_64 or aarch64 (amd64/arm64 too; default x86_64)")
+    arches = f"{' or '.join(ARCHES)} ({'/'.join(ARCH_ALIASES)} too; default x86_64)"
+    build.add_argument("--arch", default="x86_64", help=arches)
     add_common(build)
     build.add_argument(
         "--store", help="a directory or s3://BUCKET/PREFIX (default: $BUILDFARM_STORE or ./dist)"
