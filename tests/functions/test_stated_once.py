@@ -11,10 +11,11 @@ from pydantic import BaseModel, TypeAdapter, ValidationError, field_validator, m
 from buildfarm.catalog.install_script import KEY_FINGERPRINT
 from buildfarm.digests import SHA256, SHA256_HEX, Sha256
 from buildfarm.errors import first_error
+from buildfarm.lambda_layer.tags import OLDEST_GLIBC_MINOR
 from buildfarm.layout import EXECUTION_ID
 from buildfarm.models import BuildSpec
 from buildfarm.plan import safe_id
-from buildfarm.platforms import ARCH_ALIASES, ARCHES, Arch, arch_names
+from buildfarm.platforms import ARCH_ALIASES, ARCHES, DEB_ARCH, DOCKER_PLATFORM, RPM_ARCH, Arch, arch_names
 from buildfarm.release_import import ReleaseInputError, new_release, parse_sha256sums
 from buildfarm.runners.host import host_arch
 from buildfarm.runtimes.cloud_items import RuntimeItem
@@ -176,3 +177,9 @@ def test_safe_id_makes_an_execution_id_of_any_text(text: str) -> None:
 def test_arch_names_lists_each_arch_with_its_debian_name() -> None:
     assert arch_names() == "x86_64 (amd64), aarch64 (arm64)"
     assert arch_names(" or ") == "x86_64 (amd64) or aarch64 (arm64)"
+
+
+def test_the_per_arch_tables_have_every_arch_and_no_other() -> None:
+    """Tables of facts per arch (not lists of the arches): each is keyed by exactly ARCHES."""
+    for table in (DEB_ARCH, RPM_ARCH, DOCKER_PLATFORM, OLDEST_GLIBC_MINOR):
+        assert tuple(table) == ARCHES
