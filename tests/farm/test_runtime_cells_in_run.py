@@ -1,7 +1,8 @@
 """Runtime cells in `buildfarm run` without a real build (fast): a dry run lists them and writes
 nothing, --no-runtimes leaves them out, and a runtime build that fails (here: its Python's tarball
-is not in the store) fails its cell with the reason, releases its claim, publishes nothing and
-makes the run exit 1. tests/farm/test_runtime_run.py builds one for real."""
+is not in the store) fails its cell with the reason, releases its claim and publishes nothing;
+the run then names that tarball, which versions.json lists, as missing and exits 2 (a store
+failure, as reindex and status). tests/farm/test_runtime_run.py builds one for real."""
 
 from __future__ import annotations
 
@@ -86,8 +87,10 @@ def test_a_dry_run_lists_the_runtime_cells_and_no_runtimes_leaves_them_out(
 def test_a_failed_runtime_build_fails_its_cell_releases_its_claim_and_publishes_nothing(
     store: Path, capsys
 ) -> None:
-    assert main([*RUN, "--store", str(store)]) == 1
-    out = capsys.readouterr().out
+    assert main([*RUN, "--store", str(store)]) == 2
+    out, err = capsys.readouterr()
+    missing = "3.13.5/debian-12/x86_64 build 1: builds/3.13.5/debian-12/x86_64/1/python.tar.gz"
+    assert err.splitlines()[-1].startswith("buildfarm run: error: store ") and missing in err
     assert "svc/2.1.0/debian-12/x86_64 build 1: building (here)" in out
     assert "svc/2.1.0/debian-12/x86_64 build 1: failed after" in out and "python.tar.gz" in out
     assert "0 published, 1 failed, 1 skipped" in out

@@ -316,8 +316,11 @@ def write_published_matrix(
     arches: list[str],
     build: int = 1,
     now: datetime = NOW,
+    *,
+    files: bool = False,
 ) -> int:
-    """versions.json with every cell published at `build` (artifacts are not written). Returns cells."""
+    """versions.json with every cell published at `build`; with `files`, a stand-in of each file
+    it lists (manifest.json, the tarball: what reindex requires), else none. Returns cells."""
     cells = {}
     for version in versions:
         for platform in platforms:
@@ -338,6 +341,9 @@ def write_published_matrix(
                 )
     document, _ = merge_cells({}, cells, now)
     store.put_json("versions.json", document)
+    for cell in cells.values() if files else []:
+        for key in (cell.manifest, *(artifact.key for artifact in cell.artifacts)):
+            store.put(key, b"stand-in\n")
     return len(cells)
 
 

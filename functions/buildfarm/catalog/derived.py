@@ -217,12 +217,18 @@ def reindex(
     """Regenerate everything derived, for public_url, without building or publishing a cell:
     versions.json's derived view (python_versions, builds sorted newest first) if it is off, then
     the uv metadata, index.html and install.sh. StoreNotFound if nothing is published.
+    CatalogError, before anything is written, if the store lacks a file versions.json lists
+    (attest.listed_files, by listing keys): a reindex re-signs the catalog and points
+    installers at its files again, so it does not vouch for one with a hole in it.
     Signs with signer (the caller's signer_for(config)); without one, a rewritten versions.json
     leaves its signature stale until the next signed publish (said so). Returns the keys
     written, each once, in the order first written."""
     document, etag = read_versions(store)
     if etag is None:
         raise StoreNotFound(f"{store.url(VERSIONS_KEY)} not found: nothing is published in this store")
+    from buildfarm.attest.listed_files import require_listed_files  # cryptography, lazily
+
+    require_listed_files(store, document)
     written: list[str] = []
     normalized, _ = merge_cells(document, {}, now)
     if json.dumps(normalized) != json.dumps(document):  # key order too: builds are sorted

@@ -8,6 +8,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from buildfarm.attest.listed_files import MissingFile, missing_files, missing_files_error
 from buildfarm.catalog import VERSIONS_KEY, iter_cells, read_versions
 from buildfarm.catalog.install_script import store_fingerprints
 from buildfarm.cli.store_errors import STORE_FAILURES, store_failure
@@ -144,6 +145,8 @@ def run_status(args: argparse.Namespace) -> int:
         raise UsageError(f"{store.url(VERSIONS_KEY)}: {error}") from None
     try:
         fingerprints = store_fingerprints(store)
+        # Cheap (a listing per version, nothing read): `buildfarm verify` checks the sha256s.
+        missing = missing_files(store, document) if etag is not None else []
     except StoreError as error:
         raise UsageError(str(error)) from None
 
@@ -164,17 +167,25 @@ def run_status(args: argparse.Namespace) -> int:
                 "python_versions": document.get("python_versions", []),
                 "signing_keys": fingerprints,
                 "cells": cells,
+                "missing": [{"cell": f.cell, "build": f.build, "key": f.key} for f in missing],
             },
             sys.stdout,
             indent=1,
         )
         print()
-        return 0
-    if etag is None:
+    elif etag is None:
         print(f"nothing published yet in {store.location}")
         print(signing_keys_line(fingerprints))
-        return 0
+    else:
+        _print_matrix(store, document, fingerprints, len(cells))
+        _print_missing(missing)
+    if missing:  # shown above; then the error `reindex` and `run` stop with, exit 2
+        raise store_failure(store.location, missing_files_error(missing))
+    return 0
 
+
+def _print_matrix(store: Store, document: dict[str, Any], fingerprints: list[str], published: int) -> None:
+    """The published builds, a version per row and a platform/arch per column."""
     builds = document.get("builds") or {}
     columns = sorted({(p, a) for (_, p, a), _ in iter_cells(document)})
     header = ["VERSION", *(f"{p}/{a}" for p, a in columns)]
@@ -187,10 +198,15 @@ def run_status(args: argparse.Namespace) -> int:
         rows.append(row)
     print(f"store: {store.location}    updated: {document.get('updated')}")
     print(signing_keys_line(fingerprints))
-    print(f"{len(cells)} published cells, {len(document.get('python_versions', []))} versions")
+    print(f"{published} published cells, {len(document.get('python_versions', []))} versions")
     print()
     print(format_table(rows, header))
-    return 0
+
+
+def _print_missing(missing: list[MissingFile]) -> None:
+    if missing:
+        print(f"\nlisted in {VERSIONS_KEY} but not in the store:")
+        print(format_table([[f.cell, f.build, f.key] for f in missing], ["CELL", "BUILD", "MISSING FILE"]))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -16,12 +16,15 @@ from typing import IO, Any
 
 from buildfarm import clock
 from buildfarm.attest.farm_signer import local_key_config
+from buildfarm.attest.listed_files import missing_files, missing_files_error
+from buildfarm.catalog import read_versions
 from buildfarm.cli.arg_types import whole_number
 from buildfarm.cli.plan import format_table, print_plan
 from buildfarm.cli.store_errors import STORE_FAILURES, store_failure
 from buildfarm.config import DEFAULT_STORE, ConfigError, FarmConfig
 from buildfarm.errors import UsageError
 from buildfarm.farm import CellProgress, RunReport, run_farm, runtime_cells_here
+from buildfarm.layout import artifact_dir
 from buildfarm.plan import new_execution_id, plan
 from buildfarm.platforms import Registry, load_registry
 from buildfarm.runners import RUNNER_CHOICES, host_arch, host_platform_id
@@ -301,7 +304,28 @@ def run(args: argparse.Namespace) -> int:
         _remove_if_empty(log_dir)
         if new_store and not finished:
             _remove_if_empty(store.root)
-    return _report(report)
+    status = _report(report)
+    _check_skipped_builds(store, report)
+    return status
+
+
+def _check_skipped_builds(store: LocalStore, report: RunReport) -> None:
+    """The published cells the run skipped still hold every file versions.json lists for them
+    (one listing per version, nothing read: `buildfarm verify` hashes them); else the error
+    `reindex` and `status` give, naming each cell and key, exit 2."""
+    published = {
+        artifact_dir(*skipped.cell.split("/"), skipped.build)
+        for skipped in (report.plan.skipped if report.plan else [])
+        if skipped.reason == "published"
+    }
+    if not published:
+        return
+    try:
+        missing = missing_files(store, read_versions(store)[0], published.__contains__)
+    except STORE_FAILURES as error:
+        raise store_failure(store.location, error) from None
+    if missing:
+        raise store_failure(store.location, missing_files_error(missing))
 
 
 def _remove_if_empty(directory: Path | None) -> None:

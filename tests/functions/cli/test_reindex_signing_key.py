@@ -120,7 +120,7 @@ def test_an_s3_store_is_not_signed_with_the_default_key(s3_store, home, monkeypa
     for name in UNSET:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(home))
-    write_published_matrix(s3_store, ["3.13.5"], ["debian-12"], ["x86_64"])
+    write_published_matrix(s3_store, ["3.13.5"], ["debian-12"], ["x86_64"], files=True)
     store_url = f"s3://{BUCKET}/{PREFIX}"
     assert main(["reindex", "--store", store_url, "--base-url", "https://cdn.example.org/py"]) == 0
     assert not s3_store.exists(VERSIONS_SIGNATURE_KEY)

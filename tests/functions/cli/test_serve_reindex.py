@@ -117,7 +117,7 @@ def test_reindex_repairs_versions_json_derived_view(published, capsys):
 
 
 def test_reindex_of_an_s3_store(s3_store, capsys):
-    write_published_matrix(s3_store, ["3.13.5", "3.12.8"], ["debian-12"], ["x86_64", "aarch64"])
+    write_published_matrix(s3_store, ["3.13.5", "3.12.8"], ["debian-12"], ["x86_64", "aarch64"], files=True)
     location = f"s3://{BUCKET}/{PREFIX}"
     assert main(["reindex", "--store", location, "--base-url", "https://cdn.example.org/python"]) == 0
     metadata = read_json(s3_store, "download-metadata/debian-12.json")
