@@ -6,7 +6,8 @@ place that reads BUILDFARM_KMS_KEY_ID and BUILDFARM_SIGNING_KEY):
 - else nothing configured: the Lambdas refuse to publish (require_signer), and `buildfarm run`
   uses the default key file (local_key_config creates the key file when absent), as `buildfarm
   reindex` of a directory store does when it exists (existing_local_signer; an S3 store is
-  signed with a configured key only, never with a laptop's default file).
+  signed with a configured key only, never with a laptop's default file, and with a configured
+  key file only when that is already the store's current key: s3_reindex_signer).
 
 Whoever publishes is handed its signer (signer_for(config), require_signer(config)); nothing
 below the entry points looks the key up. A signer of None publishes unsigned (a library caller
@@ -25,8 +26,10 @@ from pathlib import Path
 
 from buildfarm.config import FarmConfig
 from buildfarm.errors import UsageError
+from buildfarm.keys_index import read_keys_index
+from buildfarm.store import Store
 
-from .signing import KeyFileSigner, KmsSigner, Signer, init_key, key_path_problem
+from .signing import KeyFileSigner, KmsSigner, Signer, fingerprint, init_key, key_path_problem
 
 KEY_ENV = FarmConfig.environment_variables()["signing_key"]  # BUILDFARM_SIGNING_KEY
 KMS_ENV = FarmConfig.environment_variables()["kms_key_id"]  # BUILDFARM_KMS_KEY_ID
@@ -78,6 +81,26 @@ def existing_local_signer(config: FarmConfig) -> Signer | None:
     if problem := key_path_problem(path):
         raise UsageError(problem)
     return KeyFileSigner(path)
+
+
+def s3_reindex_signer(config: FarmConfig, store: Store) -> Signer | None:
+    """The signer `buildfarm reindex` signs an S3 store with: the KMS key as configured (the
+    cloud's own); a key file only when its key is already the store's current key. Signing
+    lists the signer's key as the current one (keys/keys.json), which install.sh bakes in and
+    installers trust, and a reindex publishes no build: it never makes a local key the farm's.
+    UsageError naming the file and its key otherwise; None when no key is configured."""
+    signer = signer_for(config)
+    if not isinstance(signer, KeyFileSigner):
+        return signer
+    key = fingerprint(signer.public_key_pem())
+    current = read_keys_index(store)[0].current
+    if key != current:
+        raise UsageError(
+            f"{KEY_ENV} {signer.path}: its key {key} is not the current signing key of "
+            f"{store.location} ({current or 'none'}): reindex publishes no key to an S3 store; "
+            f"unset {KEY_ENV} to reindex without it"
+        )
+    return signer
 
 
 def local_key_config(config: FarmConfig, store_root: Path) -> tuple[FarmConfig, str | None]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from buildfarm import clock
-from buildfarm.attest.farm_signer import existing_local_signer, signer_for
+from buildfarm.attest.farm_signer import existing_local_signer, s3_reindex_signer
 from buildfarm.attest.signing import Signer
 from buildfarm.catalog.derived import check_base_url, reindex, store_public_url
 from buildfarm.catalog.install_script import embedded_base_url, installer_base
@@ -23,7 +23,7 @@ from buildfarm.errors import BuildfarmError, UsageError
 from buildfarm.layout import INSTALLER_KEY, download_metadata_key
 from buildfarm.platforms import load_registry
 from buildfarm.serve import make_server, parse_bind, serve_forever
-from buildfarm.store import StoreNotFound, open_store
+from buildfarm.store import Store, StoreNotFound, open_store
 
 DEFAULT_PORT = 8000
 _PORT = re.compile(r"[0-9]{1,5}")
@@ -92,12 +92,13 @@ def _base_url(args: argparse.Namespace, config: FarmConfig) -> str | None:
     return None
 
 
-def _reindex_signer(location: str, config: FarmConfig) -> Signer | None:
+def _reindex_signer(store: Store, config: FarmConfig) -> Signer | None:
     """A directory store: the key `buildfarm run` signs it with (the configured one, else the
-    default key file if there is one). An S3 store: only a configured key (the cloud signs with
-    its KMS key). None: a rewritten versions.json is left unsigned (said so)."""
-    if location.startswith("s3://"):
-        return signer_for(config)
+    default key file if there is one). An S3 store: the configured KMS key (the cloud's), or a
+    configured key file that is already its current key, never a new one. None: a rewritten
+    versions.json is left unsigned (said so)."""
+    if store.location.startswith("s3://"):
+        return s3_reindex_signer(config, store)
     return existing_local_signer(config)
 
 
@@ -114,7 +115,7 @@ def run_reindex(args: argparse.Namespace) -> int:
         store = open_store(location)
         public_url = store_public_url(store, base)
         registry, now = load_registry(), clock.now()
-        signer = _reindex_signer(location, config)
+        signer = _reindex_signer(store, config)
         written = reindex(store, registry, config.enabled_platforms, public_url, now, signer=signer)
     except StoreNotFound:
         raise UsageError(f"store {location}: nothing is published there (no versions.json)") from None

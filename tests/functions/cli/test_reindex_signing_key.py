@@ -13,14 +13,24 @@ from pathlib import Path
 
 import pytest
 
-from buildfarm.attest.signing import KeyFileSigner, init_key
+from buildfarm.attest.signing import KeyFileSigner, fingerprint, init_key, verify_signature
+from buildfarm.attest.store_keys import publish_key
 from buildfarm.cli import main
 from buildfarm.layout import VERSIONS_KEY, VERSIONS_SIGNATURE_KEY
 from buildfarm.plan import plan
 from buildfarm.publish import publish
 from buildfarm.store import LocalStore
 
-from ..conftest import BUCKET, NOW, PREFIX, fake_build, read_json, write_published_matrix, write_releases
+from ..conftest import (
+    BUCKET,
+    NOW,
+    PREFIX,
+    all_keys,
+    fake_build,
+    read_json,
+    write_published_matrix,
+    write_releases,
+)
 
 BUILDFARM = str(Path(sys.executable).parent / "buildfarm")
 DEFAULT_KEY = Path(".config/buildfarm/signing-key.pem")  # under HOME, as `buildfarm run` makes it
@@ -125,3 +135,41 @@ def test_an_s3_store_is_not_signed_with_the_default_key(s3_store, home, monkeypa
     assert main(["reindex", "--store", store_url, "--base-url", "https://cdn.example.org/py"]) == 0
     assert not s3_store.exists(VERSIONS_SIGNATURE_KEY)
     assert not s3_store.exists("keys/keys.json")
+
+
+def test_an_s3_store_is_not_given_a_key_file_it_does_not_list(s3_store, home, monkeypatch, capsys) -> None:
+    """The cloud signs with its KMS key (DESIGN, docs/signing.md): a key file named by
+    BUILDFARM_SIGNING_KEY would become the S3 store's current key, the one install.sh bakes in
+    and installers are told to trust, by a reindex that publishes no build. Refused in one line
+    naming the file and its key, before anything is written."""
+    for name in UNSET:
+        monkeypatch.delenv(name, raising=False)
+    laptop = home / DEFAULT_KEY
+    monkeypatch.setenv("BUILDFARM_SIGNING_KEY", str(laptop))
+    write_published_matrix(s3_store, ["3.13.5"], ["debian-12"], ["x86_64"], files=True)
+    before = all_keys(s3_store)
+    store_url = f"s3://{BUCKET}/{PREFIX}"
+    assert main(["reindex", "--store", store_url, "--base-url", "https://cdn.example.org/py"]) == 2
+    key = fingerprint(KeyFileSigner(laptop).public_key_pem())
+    assert capsys.readouterr().err.splitlines() == [
+        f"buildfarm reindex: error: BUILDFARM_SIGNING_KEY {laptop}: its key {key} is not the current "
+        f"signing key of {store_url} (none): reindex publishes no key to an S3 store; unset "
+        "BUILDFARM_SIGNING_KEY to reindex without it"
+    ]
+    assert all_keys(s3_store) == before
+
+
+def test_an_s3_store_is_signed_with_the_key_file_that_is_its_current_key(s3_store, home, monkeypatch) -> None:
+    for name in UNSET:
+        monkeypatch.delenv(name, raising=False)
+    signer = KeyFileSigner(home / DEFAULT_KEY)
+    monkeypatch.setenv("BUILDFARM_SIGNING_KEY", str(signer.path))
+    write_published_matrix(s3_store, ["3.13.5"], ["debian-12"], ["x86_64"], files=True)
+    publish_key(s3_store, signer)
+    listed = s3_store.read("keys/keys.json")[0]
+    store_url = f"s3://{BUCKET}/{PREFIX}"
+    assert main(["reindex", "--store", store_url, "--base-url", "https://cdn.example.org/py"]) == 0
+    signature, catalog = s3_store.read(VERSIONS_SIGNATURE_KEY)[0], s3_store.read(VERSIONS_KEY)[0]
+    public = signer.public_key_pem()
+    assert verify_signature(catalog, signature, [public]) == fingerprint(public)
+    assert s3_store.read("keys/keys.json")[0] == listed
