@@ -7,7 +7,7 @@ import shutil
 import sys
 import time
 
-from . import buildenv, hardening, progress, series
+from . import buildenv, hardening, progress, relocation, series
 from .errors import BuildError
 from .flags import (
     configure_args,
@@ -46,6 +46,7 @@ def configure(build):
     if not os.path.isfile(os.path.join(build.src, "configure")):
         raise BuildError("configure", "the source tarball has no Python-{}/configure".format(build.version))
     build.configure_argv = configure_args(build.version, build.spec["optimization"], build.prefix, build.bolt)
+    make_python_config_relocatable(build)
     stdlib_setup = os.path.join(build.src, "Modules", "Setup.stdlib.in")
     if os.path.isfile(stdlib_setup):  # 3.11+; configure turns Setup.local into rules
         with open(stdlib_setup) as handle:
@@ -56,6 +57,24 @@ def configure(build):
     env = dict(build_env(build))
     env.update(build.configure_env)
     run(build.log, "configure", ["./configure", *build.configure_argv], cwd=build.src, env=env)
+
+
+def make_python_config_relocatable(build):
+    """Misc/python-config.sh.in, which configure turns into bin/python3.X-config, with its
+    paths handled as data (relocation.relocatable_python_config()). A tree without it fails
+    in configure itself, which names the file."""
+    path = os.path.join(build.src, "Misc", "python-config.sh.in")
+    if not os.path.isfile(path):
+        return
+    with open(path) as handle:
+        text = handle.read()
+    try:
+        text = relocation.relocatable_python_config(text)
+    except ValueError as error:
+        raise BuildError("configure", "Misc/python-config.sh.in: {}".format(error)) from None
+    with open(path, "w") as handle:
+        handle.write(text)
+    build.log.write("relocatable: Misc/python-config.sh.in (quoted paths)\n")
 
 
 def make(build):

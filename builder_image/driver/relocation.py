@@ -14,8 +14,10 @@ transforms, applied by install.py at install time; no post-install step for user
   lib/python3.X/config-3.X-*/python-config.py's, with bin/python3.X three levels up.
 - build-details.json (PEP 739, 3.14+): paths relative to the file, as upstream's generator
   writes them with --relative-paths (relocatable_build_details(); series.BUILD_DETAILS_FROM).
-- python3.X-config is upstream's shell script, which already computes its prefix from
-  its own path ($0) and rewrites includedir, libdir and LIBPL with it.
+- python3.X-config is upstream's shell script, which computes its prefix from its own path
+  ($0); the driver edits its source, Misc/python-config.sh.in, before configure
+  (relocatable_python_config()) so that the path is quoted, replaced literally and printed
+  as is: upstream's left it unquoted, through sed and echo, and a space broke it.
 
 Standard library only, Python 3.6+.
 """
@@ -146,3 +148,84 @@ def build_details_paths(data, directory):
     for dotted, _container, _key, value in _build_details_entries(data):
         paths[dotted] = posixpath.normpath(posixpath.join(base, value))
     return paths
+
+
+# --- python3.X-config (Misc/python-config.sh.in, before configure) ---------------------------
+
+PYTHON_CONFIG_MARKER = "# --- paths as data (added by the build farm's driver, relocation.py) ---"
+# Shell functions the edited lines call, put before the script's first use of its prefix.
+# Flags (-I, -L, CFLAGS) follow pkg-config, whose output for the tree's own .pc files is
+# "-I/tmp/sp\\ ace/...": the characters sh reads specially get a backslash, so the command
+# lines of make and sh (`CFLAGS += $(shell python3-config --cflags)`) get one argument per
+# flag, and a path without them prints as before. Unlike pkg-config, '$', '(' and ')' are
+# escaped too (nothing runs) and '%' and non-ASCII bytes are not (sh does not read them).
+# Bare paths (--prefix, --exec-prefix, --configdir) are printed as they are, as
+# `pkg-config --variable` does. printf, not echo: dash's echo reads backslashes.
+_PYTHON_CONFIG_FUNCTIONS = r"""{marker}
+# "$1" with its first "$2" replaced by "$3", all taken literally (sed read them as syntax).
+replace_prefix ()
+{{
+    case "$1" in
+        *"$2"*) printf '%s\n' "${{1%%"$2"*}}$3${{1#*"$2"}}" ;;
+        *) printf '%s\n' "$1" ;;
+    esac
+}}
+
+# A path as a flag's argument, escaped for sh as pkg-config does (see relocation.py).
+flag_path ()
+{{
+    printf '%s\n' "$1" | LC_ALL=C sed 's/[][:space:]!"#$&'\''()*;<>?[\`{{|}}]/\\&/g'
+}}
+
+""".format(marker=PYTHON_CONFIG_MARKER)
+
+# (what, pattern, replacement): each must match at least once, or the series' script is not
+# the one these edits were written for (checked: 3.9.2, 3.11.2, 3.13.5, 3.13.15).
+_PYTHON_CONFIG_EDITS = (
+    # First: the flags' edits below put quotes inside these lines.
+    ("the quoted echoes", r"""^(\s*)echo ("[^"`\\]*")(\s*>&2)?$""", r"\1printf '%s\\n' \2\3"),
+    (
+        "installed_prefix's unquoted dirname/cd",
+        r'^(\s*)RESULT=\$\(dirname \$\(cd \$\(dirname "\$1"\) && pwd -P\)\)$',
+        r'\1RESULT=$(dirname -- "$(cd -- "$(dirname -- "$1")" && pwd -P)")',
+    ),
+    ("installed_prefix's unquoted echo", r"^(\s*)echo \$RESULT$", r'''\1printf '%s\\n' "$RESULT"'''),
+    ("the -I flags", r"-I\$includedir/", r'-I$(flag_path "$includedir")/'),
+    ("the -L flag of libdir", r"-L\$libdir ", r'-L$(flag_path "$libdir") '),
+    ("the -L flag of LIBPL", r'-L\$LIBPL"', r'-L$(flag_path "$LIBPL")"'),
+)
+# NAME=$(echo "VALUE" | sed "s#$prefix#$prefix_real#"): the configured prefix in VALUE
+# replaced by the script's own. CFLAGS are flags: the prefix goes in escaped.
+_PYTHON_CONFIG_SED = re.compile(r'^(\w+)=\$\(echo ("[^"]*") \| sed "s#\$prefix#\$prefix_real#"\)$', re.M)
+_PYTHON_CONFIG_SED_NAMES = ("includedir", "libdir", "CFLAGS", "LIBPL")
+_PYTHON_CONFIG_FIRST_USE = 'prefix_real=$(installed_prefix "$0")\n'
+
+
+def _literal_prefix_line(match):
+    name, value = match.group(1), match.group(2)
+    real = '"$(flag_path "$prefix_real")"' if name == "CFLAGS" else '"$prefix_real"'
+    return '{}=$(replace_prefix {} "$prefix" {})'.format(name, value, real)
+
+
+def relocatable_python_config(text):
+    """Misc/python-config.sh.in (3.9+) with its installed prefix quoted, replaced literally and
+    printed with printf, and its -I/-L paths escaped for sh as pkg-config does; the output for
+    a path without a space or another character sh reads specially is unchanged. Idempotent;
+    ValueError naming the line when the text is not the expected script."""
+    if PYTHON_CONFIG_MARKER in text:
+        return text
+    if text.count(_PYTHON_CONFIG_FIRST_USE) != 1:
+        raise ValueError("no line {!r}".format(_PYTHON_CONFIG_FIRST_USE.strip()))
+    names = _PYTHON_CONFIG_SED.findall(text)
+    missing = sorted(set(_PYTHON_CONFIG_SED_NAMES) - {name for name, _value in names})
+    if missing:
+        raise ValueError("no sed line for {}".format(", ".join(missing)))
+    text = _PYTHON_CONFIG_SED.sub(_literal_prefix_line, text)
+    for what, pattern, replacement in _PYTHON_CONFIG_EDITS:
+        text, count = re.subn(pattern, replacement, text, flags=re.M)
+        if not count:
+            raise ValueError("not found: {} ({})".format(what, pattern))
+    leftover = re.search(r"^[^#\n]*\b(echo|sed \"s#)\b.*$", text, re.M)
+    if leftover:
+        raise ValueError("line left as upstream's: {!r}".format(leftover.group(0).strip()))
+    return text.replace(_PYTHON_CONFIG_FIRST_USE, _PYTHON_CONFIG_FUNCTIONS + _PYTHON_CONFIG_FIRST_USE)
