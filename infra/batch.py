@@ -16,17 +16,16 @@ from constructs import Construct
 from buildfarm.images import JOB_USER
 from infra.builder_images import BuilderImages
 from infra.config import InfraConfig
+from infra.instance_types import INSTANCE_FAMILIES
 from infra.job_roles import JobRoles, RuntimeJobRoles
 from infra.log_groups import log_group
 from infra.nag import acknowledge, acknowledge_wildcards
 
-# Current generations with the best price per vCPU for compiling; Spot picks among them.
+# Each arch's instance families (infra.instance_types, which also bounds a job's size).
 INSTANCE_CLASSES = {
-    "x86_64": (ec2.InstanceClass.C7I, ec2.InstanceClass.C6I, ec2.InstanceClass.C7A, ec2.InstanceClass.C6A,
-               ec2.InstanceClass.M7I, ec2.InstanceClass.M6I),
-    "aarch64": (ec2.InstanceClass.C8G, ec2.InstanceClass.C7G, ec2.InstanceClass.C6G, ec2.InstanceClass.M7G,
-                ec2.InstanceClass.M6G),
-}  # fmt: skip
+    arch: tuple(ec2.InstanceClass[family.upper()] for family in families)
+    for arch, families in INSTANCE_FAMILIES.items()
+}
 
 
 # Batch runs an ECS-on-EC2 job in host network mode (AWS Batch User Guide, "Networking modes

@@ -18,6 +18,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from buildfarm import clock
 from buildfarm.config import ConfigError, FarmConfig, WorkflowSettings, known_platforms
 from buildfarm.platforms import ARCHES, Registry, load_registry
+from infra.instance_types import JOB_MEMORY_SHARE, unplaceable
 
 __all__ = ["CONTEXT_KEYS", "CONTEXT_PREFIX", "LOG_RETENTION_DAYS", "ConfigError", "InfraConfig"]
 
@@ -79,11 +80,12 @@ CONTEXT_KEYS: dict[str, tuple[str, str]] = {
     "optimization": ("", "`none` for fast test builds"),
     "releasesUrl": ("", "python.org's downloads API, where new releases and their sha256 come from"),
     "sourceMirror": ("", "python.org-shaped source mirror (`http(s)://`: the jobs download from it)"),
-    "jobVcpus": ("", "vCPUs per build job"),
+    "jobVcpus": ("", "vCPUs per build job (at most the largest build instance's, `infra/instance_types.py`)"),
     "jobMemoryMiB": (
         "",
         "memory per build job; below 16 GiB so that an 8-vCPU, 16 GiB instance can place it (ECS "
-        "keeps part of an instance's memory for the kernel and its agent)",
+        "keeps part of an instance's memory for the kernel and its agent); synthesis refuses more "
+        f"than {JOB_MEMORY_SHARE:.0%} of the largest build instance of an enabled arch",
     ),
     "jobTimeoutMinutes": ("", "per attempt"),
     "runtimeJobTimeoutMinutes": (
@@ -167,8 +169,9 @@ class InfraConfig(WorkflowSettings):
     # The day the registry's end-of-support dates are compared with (default: the synthesis day;
     # tests pin it so that synthesis is deterministic).
     lifecycle_date: date = Field(default_factory=lambda: clock.now().date(), alias="lifecycleDate")
-    # One Batch job = one cell: CPython's PGO build uses all cores it gets.
-    job_vcpus: int = Field(8, ge=1, le=192, alias="jobVcpus")
+    # One Batch job = one cell: CPython's PGO build uses all cores it gets. It and jobMemoryMiB
+    # are bounded by the largest build instance of each enabled arch (infra.instance_types).
+    job_vcpus: int = Field(8, ge=1, alias="jobVcpus")
     # Below the 16 GiB of an 8-vCPU compute instance (c7i.2xlarge, ...): ECS registers an
     # instance with its memory less the kernel's and the agent's (Batch "Compute resource memory
     # management"), so a 16384 MiB job fits no 16 GiB instance and Batch would have to launch a
@@ -290,6 +293,16 @@ class InfraConfig(WorkflowSettings):
                 f"{self.execution_timeout_hours:g}: the bucket would expire a running execution's "
                 "plans and claims"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _jobs_fit_an_instance(self) -> InfraConfig:
+        # Batch cannot give a job more than one instance has: such a job would wait RUNNABLE
+        # until runnableTimeoutMinutes cancels it, every time.
+        for arch in self.enabled_arches:
+            why = unplaceable(arch, self.job_vcpus, self.job_memory_mib)
+            if why:
+                raise ValueError(f"jobVcpus {self.job_vcpus} with jobMemoryMiB {self.job_memory_mib}: {why}")
         return self
 
     @model_validator(mode="after")

@@ -199,6 +199,46 @@ def test_a_job_must_fit_its_compute_environment_and_its_execution(values, messag
     assert alone.execution_minutes_at_most == 3 * (300 + 60) < 24 * 60
 
 
+C8G = "c8g.48xlarge, 192 vCPUs, 384 GiB, of which a job may ask for 373555 MiB"
+M7I = "m7i.48xlarge, 192 vCPUs, 768 GiB, of which a job may ask for 747110 MiB"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            {"jobMemoryMiB": "400000"},
+            "cdk context: jobVcpus 8 with jobMemoryMiB 400000: no aarch64 build instance with 8 vCPUs can "
+            f"give a job 400000 MiB (the most: {C8G})",
+        ),
+        (
+            {"jobMemoryMiB": "373556", "jobVcpus": "192", "maxVcpusPerArch": "256"},
+            "no aarch64 build instance with 192 vCPUs can give a job 373556 MiB",
+        ),
+        (
+            {"jobMemoryMiB": "800000", "enabledArches": "x86_64"},
+            f"no x86_64 build instance with 8 vCPUs can give a job 800000 MiB (the most: {M7I})",
+        ),
+        (
+            {"jobVcpus": "200", "maxVcpusPerArch": "256", "enabledArches": "x86_64"},
+            f"jobVcpus 200 with jobMemoryMiB 15360: no x86_64 build instance has 200 vCPUs (the most: {M7I})",
+        ),
+    ],
+)
+def test_a_job_must_fit_the_largest_build_instance_of_each_enabled_arch(values, message) -> None:
+    """Batch cannot give a job more vCPUs or memory than one instance of its compute
+    environment's families has (less the share ECS and the system keep): such a job would wait
+    RUNNABLE until cancelled, every time. Synthesis refuses it, naming the keys and values."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        InfraConfig.from_context({f"buildfarm:{key}": value for key, value in values.items()})
+    # The largest that fits: aarch64's c8g.48xlarge bounds both arches; x86_64 alone, its m7i.
+    largest = {"buildfarm:jobVcpus": "192", "buildfarm:maxVcpusPerArch": "256"}
+    InfraConfig.from_context({**largest, "buildfarm:jobMemoryMiB": "373555"})
+    InfraConfig.from_context(
+        {**largest, "buildfarm:jobMemoryMiB": "747110", "buildfarm:enabledArches": "x86_64"}
+    )
+
+
 CERT = "arn:aws:acm:us-east-1:123456789012:certificate/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
 
 
