@@ -297,8 +297,9 @@ def test_pkg_config_from_the_moved_tree_embeds_python(fixture, request, tmp_path
 
 @pytest.mark.parametrize("fixture", SERIES_FIXTURES)
 def test_python_config_of_the_moved_tree(fixture, request, tmp_path):
-    """python3.X-config computes its prefix from its own path (upstream's shell script);
-    a prefix without spaces, as the script does not quote it."""
+    """python3.X-config computes its prefix from its own path (upstream's shell script, its
+    paths quoted by the driver): from a copy in a plain path and in one with a space, whose
+    -I/-L paths it escapes as pkg-config does."""
     built: SeriesBuild = request.getfixturevalue(fixture)
     moved = tmp_path / "elsewhere"
     shutil.copytree(built.moved, moved, symlinks=True)
@@ -307,6 +308,14 @@ def test_python_config_of_the_moved_tree(fixture, request, tmp_path):
     assert includes[0] == f"-I{moved}/include/python3.{built.minor}"
     ldflags = run_checked(["sh", config, "--ldflags", "--embed"]).split()
     assert f"-L{moved}/lib" in ldflags and f"-lpython3.{built.minor}" in ldflags
+    spaced = tmp_path / "sp ace" / "python"
+    shutil.copytree(built.moved, spaced, symlinks=True)
+    config = str(spaced / "bin" / "python3-config")
+    assert run_checked(["sh", config, "--prefix"]).strip() == str(spaced)
+    include = f"-I{spaced}/include/python3.{built.minor}".replace(" ", "\\ ")
+    assert run_checked(["sh", config, "--includes"]).strip() == f"{include} {include}"
+    ldflags = shlex.split(run_checked(["sh", config, "--ldflags", "--embed"]))
+    assert f"-L{spaced}/lib" in ldflags and f"-lpython3.{built.minor}" in ldflags
     # config-3.X-*/python-config.py runs by its own #! line (the trampoline to bin/python3.X).
     (script,) = moved.glob(f"lib/python3.{built.minor}/config-3.{built.minor}-*/python-config.py")
     assert run_checked([str(script), "--includes"]).split()[0] == f"-I{moved}/include/python3.{built.minor}"
