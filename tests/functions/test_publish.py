@@ -286,7 +286,7 @@ def test_index_html_is_a_readable_matrix_with_relative_links(local_store, config
         assert f"<option>{platform}</option>" in page
         assert (f">{platform}</th>" in page) == (platform in request["platforms"]), platform
     assert '<th class="version">3.13.5</th>' in page
-    assert "3 published builds of 1 Python versions on 2 platforms" in page
+    assert "3 published builds of 1 Python version on 2 platforms" in page
     assert " B</span>" in page and "failed #1" in page
 
 

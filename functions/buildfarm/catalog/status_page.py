@@ -7,7 +7,8 @@ now, a (platform, arch) x series overview, then one section per series: the newe
 up front, older versions behind a <details>; last the runtimes (versions.json's `runtimes`).
 Every build row has its date, size, sha256 and links to its packages, SHA256SUMS, manifest.json
 and build.log, and the attestations its catalog entry records (files_beside). The template's
-platform/arch filter hides the rows (overview, builds, failing, runtimes) of other ones. Links
+platform/arch filter hides the rows (overview, builds, failing, runtimes) of other ones (a link
+to a part it hides clears it); an overview cell's ✗ links to the cell's line under failing. Links
 are relative to the store's root, so the page works wherever the store is served; only the
 install box's commands carry absolute URLs (a shell and uv need them).
 
@@ -27,6 +28,7 @@ from typing import Any, Literal
 import jinja2
 from packaging.version import Version
 
+from buildfarm.catalog.status_page_text import day_of, human_size, utc_minute
 from buildfarm.catalog.versions_json import (
     failing_cells,
     published_builds,
@@ -60,7 +62,6 @@ ATTESTATIONS_FIELD = "attestations"
 CHECKSUMS_ROLES = ("checksums", "checksums_signature")  # linked before the manifest
 DOCUMENT_LABELS = {"sbom": "SBOM", "provenance": "provenance", "provenance_signature": "provenance.sig"}
 FILE_NAME = re.compile(FILE_NAME_PATTERN)
-ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 FailedCells = dict[Cell, tuple[int, str]]  # cell -> (build number, reason) of the latest publish
 
@@ -136,12 +137,19 @@ class SeriesSection:
 
 
 @dataclass(slots=True)
+class OverviewCell:
+    series: str
+    newest: str  # the newest version published, "" if none
+    failing: BuildRow | None  # the newest failing build of the series, if any
+
+
+@dataclass(slots=True)
 class OverviewRow:
     platform: str
     arch: str
     title: str
     metadata: Link | None  # the platform's uv download metadata, if anything is published
-    cells: list[tuple[str, str, bool]]  # per series: (series, newest published version, failing)
+    cells: list[OverviewCell]  # per series, newest first
 
 
 @dataclass(slots=True)
@@ -158,20 +166,6 @@ class InstallBox:
     version: str
     uv: list[UvLine]
     generic_uv_url: str  # the uv metadata URL with PLATFORM for the platform's id
-
-
-def human_size(size: float) -> str:
-    """1234567 -> '1.2 MB' (whole bytes below 1 KB; GB is the largest unit)."""
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size} B"
-
-
-def day_of(moment: str) -> str:
-    """'2026-11-22T09:00:00Z' -> '2026-11-22'; anything else as it is."""
-    return moment[:10] if ISO_DATE.fullmatch(moment[:10]) else moment
 
 
 def matrix_columns(
@@ -335,7 +329,7 @@ def overview_rows(
 ) -> list[OverviewRow]:
     """Per platform and arch (the page's columns, so that the arch filter hides a row as it hides
     that arch's builds) with a build or a failure: per series the newest version published
-    there, and whether a cell of the series is failing. A pair with neither (an arch the store
+    there, and its newest failing build, if any. A pair with neither (an arch the store
     does not build) has no row; the filter still lists its platform and arch."""
     by_column: dict[tuple[str, str], list[BuildRow]] = {}
     for row in rows:
@@ -349,8 +343,9 @@ def overview_rows(
                 row for row in by_column.get((platform, column.arch), []) if series_of(row.version) == name
             ]
             newest = next((row.version for row in mine if row.cell.published is not None), "")
-            cells.append((name, newest, any(row.cell.state == "failed" for row in mine)))
-        if not any(newest or failing for _, newest, failing in cells):
+            failing = next((row for row in mine if row.cell.state == "failed"), None)
+            cells.append(OverviewCell(name, newest, failing))
+        if not any(cell.newest or cell.failing for cell in cells):
             continue
         metadata = Link(download_metadata_key(platform), "uv metadata") if platform in with_metadata else None
         overview.append(
@@ -454,6 +449,7 @@ def _template() -> jinja2.Template:
         keep_trailing_newline=True,
     )
     environment.filters["day"] = day_of
+    environment.filters["utc_minute"] = utc_minute
     return environment.get_template(TEMPLATE)
 
 
@@ -476,13 +472,11 @@ def render_index(
     sections = series_sections(rows, columns)
     with_cells = published_platforms(document)
     platform_order = list(dict.fromkeys(column.platform for column in columns))
-    summary = (
-        f"{len(published_builds(document))} published builds of "
-        f"{len(document.get('python_versions') or [])} Python versions on {len(with_cells)} platforms"
-    )
     return _template().render(
-        summary=summary,
-        updated=str(document.get("updated") or "never"),
+        published_count=len(published_builds(document)),
+        version_count=len(document.get("python_versions") or []),
+        platform_count=len(with_cells),
+        updated=str(document.get("updated") or ""),
         generated=iso(now),
         install=install_box(document, [p for p in platform_order if p in with_cells], public_url),
         platforms=platform_order,

@@ -15,6 +15,7 @@ from html_links import page_links
 from buildfarm.catalog import CatalogArtifact, CatalogCell, empty_versions, merge_cells, render_index
 from buildfarm.catalog.status_page import Column, Failure, human_size, matrix_cell, matrix_columns
 from buildfarm.catalog.versions_json import failing_cells, merge_failures, record_failures, update_versions
+from buildfarm.keys_index import KeysIndex
 from buildfarm.releases import iso
 
 from ..conftest import FAKE_SHA, NOW, read_json
@@ -109,7 +110,7 @@ def test_rows_are_newest_first_and_failures_are_listed(registry):
         '<code>3.13.5/debian-12/x86_64</code> <span class="bad">failed #1</span>: '
         "configure: no C compiler</li>"
     ) in page
-    assert "2 published builds of 2 Python versions on 1 platforms" in page
+    assert "2 published builds of 2 Python versions on 1 platform" in page
 
 
 def test_an_empty_catalog_says_nothing_is_published(registry):
@@ -247,3 +248,75 @@ def test_the_overview_has_a_row_per_platform_and_arch_the_filter_can_hide(regist
     newest = {arch: re.findall(r'href="#python-3.13">([^<]*)</a>', row) for arch, row in by_arch.items()}
     assert newest["x86_64"] == ["3.13.5"] and newest["aarch64"] == ["3.13.4"]  # each arch its own
     assert "✗" in by_arch["aarch64"] and "✗" not in by_arch["x86_64"]  # aarch64's 3.13.5 failed
+
+
+def _text(html: str) -> str:
+    parsed = _Page()
+    parsed.feed(html)
+    return " ".join("".join(parsed.text).split())
+
+
+def two_keys() -> KeysIndex:
+    """A signed store's keys/keys.json after one rotation: the current key and an older one."""
+    return (
+        KeysIndex(current=None, keys=[]).with_current(f"SHA256:{'a' * 64}").with_current(f"SHA256:{'b' * 64}")
+    )
+
+
+def test_every_count_on_the_page_is_singular_for_one(registry):
+    one = {("3.13.5", "debian-12", "x86_64"): catalog_cell("builds/a")}
+    document, _ = merge_cells(empty_versions(), one, NOW)
+    page = _text(render_index(document, registry, ["debian-12"], NOW, keys_index=two_keys()))
+    assert "1 published build of 1 Python version on 1 platform ·" in page
+    assert f"; older key: SHA256:{'a' * 64} ·" in page
+    more = {**one, ("3.12.8", "rhel-9", "x86_64"): catalog_cell("builds/b")}
+    document, _ = merge_cells(empty_versions(), more, NOW)
+    keys = two_keys().with_current(f"SHA256:{'c' * 64}")
+    page = _text(render_index(document, registry, ["debian-12", "rhel-9"], NOW, keys_index=keys))
+    assert "2 published builds of 2 Python versions on 2 platforms ·" in page
+    assert "; older keys: SHA256:" in page
+
+
+def test_the_install_box_says_what_install_sh_checks_on_a_signed_and_an_unsigned_store(registry):
+    """install.sh checks signatures only with a pinned key (baked in from keys/keys.json); on an
+    unsigned store it checks the download's sha256 against versions.json alone."""
+    document, _ = merge_cells(
+        empty_versions(), {("3.13.5", "debian-12", "x86_64"): catalog_cell("builds/a")}, NOW
+    )
+    install = re.compile(r'<section class="install".*?</section>', re.S)
+    unsigned = _text(install.search(render_index(document, registry, ["debian-12"], NOW)).group())
+    checks = "checks the sha256 of what it downloads against versions.json (this store is unsigned: "
+    assert checks + "no signatures to check)" in unsigned
+    assert "signatures" not in unsigned.replace("no signatures to check", "")
+    signed_page = render_index(document, registry, ["debian-12"], NOW, keys_index=two_keys())
+    signed = _text(install.search(signed_page).group())
+    assert (
+        "checks the signatures of versions.json and SHA256SUMS and the sha256 of what it downloads" in signed
+    )
+
+
+def test_a_failing_overview_cell_links_to_its_failure_which_shows_the_reason(registry):
+    published = {("3.13.4", "debian-12", "aarch64"): catalog_cell("builds/b")}
+    document, _ = merge_cells(empty_versions(), published, NOW)
+    failed = {("3.13.5", "debian-12", "aarch64"): (2, "make: cc1: out of memory")}
+    page = render_index(document, registry, ["debian-12"], NOW, failed)
+    overview = page[page.index('<table class="overview">') : page.index("</table>")]
+    links = re.findall(r'<a href="#([^"]*)" class="bad" aria-label="([^"]*)">✗</a>', overview)
+    assert links == [("failing-3.13.5/debian-12/aarch64", "3.13.5 failed, build 2: make: cc1: out of memory")]
+    target = re.search(r'<li id="failing-3\.13\.5/debian-12/aarch64"[^>]*>(.*?)</li>', page, re.S)
+    assert target and _text(target.group(1)) == "3.13.5/debian-12/aarch64 failed #2: make: cc1: out of memory"
+
+
+def test_the_header_states_its_times_in_utc_as_the_rows_date_with_the_iso_value_kept(registry):
+    document, _ = merge_cells(
+        empty_versions(),
+        {("3.13.5", "debian-12", "x86_64"): catalog_cell("builds/a")},
+        NOW - timedelta(minutes=5),
+    )
+    page = render_index(document, registry, ["debian-12"], NOW)
+    header = page[page.index('<p class="meta">') : page.index("</p>", page.index('<p class="meta">'))]
+    assert '<time datetime="2026-11-22T09:55:00Z">2026-11-22 09:55 UTC</time>' in header
+    assert '<time datetime="2026-11-22T10:00:00Z">2026-11-22 10:00 UTC</time>' in header
+    assert "T09:55" not in _text(header) and "T10:00" not in _text(header)
+    never = render_index(empty_versions(), registry, ["debian-12"], NOW)
+    assert "versions.json updated never ·" in _text(never)

@@ -28,10 +28,12 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
+from buildfarm.catalog import CatalogArtifact, CatalogCell, empty_versions, merge_cells, render_index
 from buildfarm.layout import failure_key
 from buildfarm.models import BuildSpec
 from buildfarm.plan import plan
 from buildfarm.publish import publish
+from buildfarm.releases import iso
 from buildfarm.serve import make_server, server_url
 from buildfarm.store import LocalStore
 
@@ -274,3 +276,65 @@ def test_the_page_fits_a_phone_and_shows_everything_without_javascript(published
         no_horizontal_scroll(browser, 375)
     finally:
         browser.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": False})
+
+
+@pytest.fixture
+def two_series_page(served, registry) -> str:
+    """A page rendered from a real catalog whose series are each built on one platform only
+    (3.13 on debian-12, 3.12 on rhel-9), served on loopback: its URL."""
+    store, base = served
+    cells = {
+        (version, platform, "x86_64"): CatalogCell(
+            build=1,
+            published=iso(DAY1),
+            manifest=f"builds/{version}/{platform}/x86_64/1/manifest.json",
+            artifacts=[
+                CatalogArtifact(type="tarball", key=f"builds/{version}/f.tar.gz", sha256="0" * 64, size=9)
+            ],
+        )
+        for version, platform in (("3.13.5", "debian-12"), ("3.12.11", "rhel-9"))
+    }
+    document, _ = merge_cells(empty_versions(), cells, DAY1)
+    (store.root / "index.html").write_text(render_index(document, registry, ["debian-12", "rhel-9"], NOW))
+    return f"{base}/index.html"
+
+
+def test_the_filter_counts_one_build_in_the_singular(two_series_page, browser):
+    show(browser, two_series_page, 1400)
+    Select(browser.find_element(By.ID, "filter-platform")).select_by_visible_text("debian-12")
+    assert browser.find_element(By.ID, "filter-count").text == "1 build shown"
+    Select(browser.find_element(By.ID, "filter-platform")).select_by_visible_text("all")
+    Select(browser.find_element(By.ID, "filter-arch")).select_by_visible_text("x86_64")
+    assert browser.find_element(By.ID, "filter-count").text == "2 builds shown"
+
+
+def test_a_link_to_a_part_the_filter_hides_clears_the_filter(two_series_page, browser):
+    show(browser, f"{two_series_page}?platform=debian-12", 1400, 400)
+    assert not browser.find_element(By.ID, "python-3.12").is_displayed()  # rhel-9's series only
+    heading = browser.find_element(By.CSS_SELECTOR, 'table.overview thead a[href="#python-3.12"]')
+    assert heading.is_displayed()
+    heading.click()
+    assert browser.find_element(By.ID, "python-3.12").is_displayed()
+    assert Select(browser.find_element(By.ID, "filter-platform")).first_selected_option.text == "all"
+    assert browser.current_url == f"{two_series_page}#python-3.12"
+    scrolled, top = browser.execute_script(
+        "return [window.scrollY, document.getElementById('python-3.12').getBoundingClientRect().top]"
+    )
+    assert scrolled > 0 and 0 <= top < 400  # scrolled to it
+    # A link whose target the filter shows leaves the filter alone.
+    show(browser, f"{two_series_page}?platform=debian-12", 1400)
+    browser.find_element(By.CSS_SELECTOR, 'table.overview thead a[href="#python-3.13"]').click()
+    assert browser.current_url == f"{two_series_page}?platform=debian-12#python-3.13"
+    assert not browser.find_element(By.ID, "python-3.12").is_displayed()
+
+
+def test_a_failing_overview_cell_links_to_the_failure_and_its_reason(published, browser):
+    _, base = published
+    show(browser, f"{base}/index.html?platform=rhel-9&arch=aarch64", 1400)
+    failed = browser.find_element(By.CSS_SELECTOR, "table.overview tbody tr:not([hidden]) a.bad")
+    assert failed.text == "✗"
+    assert failed.accessible_name == "3.12.11 failed, build 2: make: cc1: out of memory (again)"
+    failed.click()
+    assert browser.current_url.endswith(f"#failing-{STUCK}")
+    target = browser.find_element(By.ID, f"failing-{STUCK}")
+    assert target.is_displayed() and "make: cc1: out of memory (again)" in target.text

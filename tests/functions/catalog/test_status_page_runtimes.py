@@ -94,7 +94,7 @@ def test_the_page_shows_the_signing_key_near_the_top_or_says_unsigned(registry) 
     keys_index = KeysIndex.model_validate(KEYS)
     signed = render_index(empty_versions(), registry, ["debian-12"], NOW, keys_index=keys_index)
     line = re.search(r'<p class="meta" id="signing">(.*?)</p>', signed, re.S).group(1)
-    assert line.index(CURRENT) < line.index("older keys") < line.index(OLD)
+    assert line.index(CURRENT) < line.index("older key:") < line.index(OLD)
     assert f'href="keys/{"ab" * 32}.pub"' in line and 'href="versions.json.sig"' in line
     assert signed.index('id="signing"') < signed.index('id="install"')
     unsigned = render_index(empty_versions(), registry, ["debian-12"], NOW)
