@@ -1,7 +1,13 @@
-"""Alarms and notifications: one SNS topic for failed, timed-out or aborted executions (which
-name their cause and failed cells), a CloudWatch alarm on the sum of the state machine's
-ExecutionsFailed, ExecutionsTimedOut and ExecutionsAborted metrics, and one on the functions'
-errors and the schedule's failed starts."""
+"""Alarms and notifications: one SNS topic, one mail per failure.
+
+A failed, timed-out or aborted execution is mailed once, by the EventBridge rule, which alone
+can say which execution and why (its cause names the failed cells or Plan's message). The
+`ExecutionsFailed` alarm (the sum of the state machine's ExecutionsFailed, ExecutionsTimedOut
+and ExecutionsAborted metrics) has no action: it would mail the same failure a second time,
+without its cause; it stays as the farm's state in CloudWatch (and a hook for a team's own
+action). What the rule cannot report itself, its own failed deliveries (FailedInvocations), is
+mailed by the `FarmErrors` alarm, with the functions' errors and the schedule's failed starts.
+"""
 
 from __future__ import annotations
 
@@ -62,15 +68,13 @@ class Alarms(Construct):
             )
 
         self.failed_executions = self._rule(state_machine)
+        # No action: the rule mails each failed execution, with its cause (module docstring).
         self.executions_failed = self._alarm(state_machine)
-        self.executions_failed.add_alarm_action(cw_actions.SnsAction(self.topic))
-        alarms = [self.executions_failed]
-        if functions:
-            self.farm_errors = self._errors_alarm(functions, schedule)
-            self.farm_errors.add_alarm_action(cw_actions.SnsAction(self.topic))
-            alarms.append(self.farm_errors)
+        self.farm_errors = self._errors_alarm(functions, (schedule, self.failed_executions))
+        self.farm_errors.add_alarm_action(cw_actions.SnsAction(self.topic))
+        alarms = [self.farm_errors]
         # The topic's policy replaces SNS's default one (which let the account's services
-        # publish): CloudWatch may publish, for these alarms only.
+        # publish): CloudWatch may publish, for the alarm that mails only.
         self.topic.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="AlarmPublishes",
@@ -124,8 +128,8 @@ class Alarms(Construct):
         return rule
 
     def _alarm(self, state_machine: sfn.StateMachine) -> cloudwatch.Alarm:
-        """An alarm when an execution ends badly in an hour: the same three statuses as the
-        rule, which Step Functions counts in a metric each."""
+        """An alarm (without action) when an execution ends badly in an hour: the same three
+        statuses as the rule, which Step Functions counts in a metric each."""
         hourly = {"period": Duration.hours(1), "statistic": "Sum"}
         return self._hourly_alarm(
             "ExecutionsFailed",
@@ -140,26 +144,28 @@ class Alarms(Construct):
         )
 
     def _errors_alarm(
-        self, functions: Sequence[lambda_.IFunction], schedule: events.IRule | None
+        self, functions: Sequence[lambda_.IFunction], rules: Sequence[events.IRule | None]
     ) -> cloudwatch.Alarm:
-        """An alarm when a function errs or the schedule fails to start a run, in an hour: what
-        no execution failure reports. Recover's Catch lets the execution go on (cells built by
-        ended runs then stay unpublished until a Recover succeeds), and a schedule whose target
-        is refused starts nothing at all."""
+        """An alarm when a function errs or a rule fails to deliver, in an hour: what no
+        execution failure mail reports. Recover's Catch lets the execution go on (cells built by
+        ended runs then stay unpublished until a Recover succeeds), a schedule whose target is
+        refused starts nothing at all, and a failed-executions rule that cannot publish mails
+        nothing."""
         hourly = {"period": Duration.hours(1), "statistic": "Sum"}
-        metrics = {
+        metrics: dict[str, cloudwatch.IMetric] = {
             f"errors{index}": function.metric_errors(**hourly) for index, function in enumerate(functions)
         }
-        if schedule is not None:
-            metrics["schedule"] = cloudwatch.Metric(
+        for index, rule in enumerate(r for r in rules if r is not None):
+            metrics[f"rule{index}"] = cloudwatch.Metric(
                 namespace="AWS/Events", metric_name="FailedInvocations",
-                dimensions_map={"RuleName": schedule.rule_name}, **hourly,
+                dimensions_map={"RuleName": rule.rule_name}, **hourly,
             )  # fmt: skip
         return self._hourly_alarm(
             "FarmErrors",
             "A build farm function failed (Recover, Plan, PublishCell, PublishRuntime or Finalize: see "
-            "its log group) or the schedule could not start the workflow",
-            "Function errors and failed schedule starts",
+            "its log group), the schedule could not start the workflow, or a failed execution could "
+            "not be mailed (see the FailedExecutions rule and the ExecutionsFailed alarm)",
+            "Function errors and failed rule deliveries",
             metrics,
         )
 

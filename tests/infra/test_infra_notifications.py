@@ -4,6 +4,7 @@ no failed execution reports (the stack's template)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aws_cdk import App, Stack
@@ -61,8 +62,50 @@ def test_function_errors_and_failed_schedule_starts_alarm_to_the_topic(template)
         s["Metric"]["Dimensions"][0]["Value"]["Ref"] for s in stats if s["Metric"]["MetricName"] == "Errors"
     ]
     assert sorted(errors) == sorted(by_type(template, "AWS::Lambda::Function"))  # every function
-    (schedule,) = [s["Metric"] for s in stats if s["Metric"]["MetricName"] == "FailedInvocations"]
-    rule_id, _ = only(template, "AWS::Events::Rule", "ScheduleRule")
-    assert schedule["Namespace"] == "AWS/Events" and schedule["Dimensions"][0]["Value"] == {"Ref": rule_id}
+    rules = [s["Metric"] for s in stats if s["Metric"]["MetricName"] == "FailedInvocations"]
+    assert all(rule["Namespace"] == "AWS/Events" for rule in rules)
+    # The schedule's failed starts, and the failed-executions rule's failed mails.
+    assert sorted(rule["Dimensions"][0]["Value"]["Ref"] for rule in rules) == sorted(
+        only(template, "AWS::Events::Rule", name)[0] for name in ("ScheduleRule", "FailedExecutions")
+    )
     (expression,) = [m["Expression"] for m in metrics if "Expression" in m]
-    assert expression.count("FILL(") == len(stats) == len(errors) + 1
+    assert expression.count("FILL(") == len(stats) == len(errors) + 2
+
+
+EXECUTION_METRICS = {"ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"}
+
+
+def test_a_failed_execution_is_mailed_once_with_its_cause(tmp_path) -> None:
+    """Of everything that publishes to the topic, one fires on a failed, timed-out or aborted
+    execution: the rule, whose message names the execution, its status and cause. The
+    ExecutionsFailed alarm counts the same executions without an action; what the rule cannot
+    mail itself (its failed deliveries) is FarmErrors', which mails."""
+    stack = _parts(tmp_path, {"buildfarm:notificationEmail": "ops@example.org"})
+    template = Template.from_stack(stack).to_json()
+    topic_id, _ = only(template, "AWS::SNS::Topic")
+    rule_id, rule = only(template, "AWS::Events::Rule", "FailedExecutions")
+    mailing = [r for r in by_type(template, "AWS::Events::Rule").values() if r["Properties"].get("Targets")]
+    assert [r["Properties"]["Targets"][0]["Arn"] for r in mailing if "EventPattern" in r["Properties"]] == [
+        {"Ref": topic_id}
+    ]
+    assert "$.detail.cause" in json.dumps(rule["Properties"]["Targets"][0]["InputTransformer"])
+    mailed_on_execution_metrics = [
+        alarm_id
+        for alarm_id, alarm in by_type(template, "AWS::CloudWatch::Alarm").items()
+        if alarm["Properties"].get("AlarmActions") and EXECUTION_METRICS & _metric_names(alarm)
+    ]
+    assert mailed_on_execution_metrics == []
+    _, counting = only(template, "AWS::CloudWatch::Alarm", "ExecutionsFailed")
+    assert not counting["Properties"].get("AlarmActions")
+    _, farm_errors = only(template, "AWS::CloudWatch::Alarm", "FarmErrors")
+    assert farm_errors["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
+    delivery = [m["MetricStat"]["Metric"] for m in farm_errors["Properties"]["Metrics"] if "MetricStat" in m]
+    assert any(
+        m["MetricName"] == "FailedInvocations" and m["Dimensions"][0]["Value"] == {"Ref": rule_id}
+        for m in delivery
+    )
+
+
+def _metric_names(alarm: dict[str, Any]) -> set[str]:
+    metrics = alarm["Properties"]["Metrics"]
+    return {m["MetricStat"]["Metric"]["MetricName"] for m in metrics if "MetricStat" in m}
