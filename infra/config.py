@@ -112,7 +112,12 @@ CONTEXT_KEYS: dict[str, tuple[str, str]] = {
         f"for the budget: one execution claims maxConcurrency {_X} executionTimeoutHours {_X} 60 / "
         f"jobMinutesEstimate {_X} 0.5 cells ({{budget}})",
     ),
-    "maxCellsPerExecution": ("computed", "the budget, set directly"),
+    "maxCellsPerExecution": (
+        "computed",
+        "the budget, set directly. Plan claims the budget's cells one after another within its "
+        "function's timeout; benchmarks/plan_matrix.py measured the default budget ({budget}), and "
+        "synthesis warns of a larger one",
+    ),
     "domainName": (
         "`*.cloudfront.net`",
         "the store's public name (with certificateArn): point a DNS CNAME or alias record at the "
@@ -371,6 +376,27 @@ class InfraConfig(WorkflowSettings):
         """Arches that at least one enabled platform is built for (each gets a compute env + queue)."""
         used = {arch for _, arch in self.cells(registry)}
         return tuple(arch for arch in ARCHES if arch in used)
+
+    def unmeasured_budget(self) -> str | None:
+        """Why one execution's budget is beyond what Plan was measured claiming, or None.
+        benchmarks/plan_matrix.py's forced plan claims the default budget (its configuration is
+        the default one): Plan claims cell after cell, a few store calls each, within its
+        function's timeout (infra/functions.py), and no larger budget was measured. (Its payload
+        is no bound: the items go to S3, the Map reads them from there, and Plan returns counts.)"""
+        measured = WorkflowSettings.model_validate({}).cells_per_execution
+        if self.cells_per_execution <= measured:
+            return None
+        source = (
+            f"maxCellsPerExecution {self.max_cells_per_execution}"
+            if self.max_cells_per_execution is not None
+            else f"maxConcurrency {self.max_concurrency}, executionTimeoutHours "
+            f"{self.execution_timeout_hours:g}, jobMinutesEstimate {self.job_minutes_estimate:g}"
+        )
+        return (
+            f"one execution may claim {self.cells_per_execution} cells ({source}); Plan was measured "
+            f"claiming {measured} (benchmarks/plan_matrix.py), one cell after another within its "
+            f"function's timeout: set maxCellsPerExecution={measured} to stay within what was measured"
+        )
 
     @property
     def claim_ttl_seconds(self) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, Stack
+from aws_cdk import Annotations, CfnOutput, Stack
 from constructs import Construct
 
 from buildfarm.platforms import Registry
@@ -28,6 +28,9 @@ class BuildFarmStack(Stack):
         )
         self.config = config
         cells = config.cells(registry)
+        unmeasured = config.unmeasured_budget()
+        if unmeasured:
+            Annotations.of(self).add_warning_v2("buildfarm:unmeasuredBudget", unmeasured)
 
         self.storage = StorageCdn(self, "Storage", config=config)
         self.images = BuilderImages(self, "BuilderImages", registry=registry, cells=cells)

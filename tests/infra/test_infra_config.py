@@ -239,6 +239,24 @@ def test_a_job_must_fit_the_largest_build_instance_of_each_enabled_arch(values, 
     )
 
 
+def test_a_budget_beyond_what_plan_was_measured_claiming_is_named() -> None:
+    """benchmarks/plan_matrix.py's forced plan claims the default budget (360 cells); Plan claims
+    one cell after another within its function's timeout, and no larger budget was measured."""
+    assert InfraConfig.from_context({}).unmeasured_budget() is None
+    doubled = InfraConfig.from_context({"buildfarm:maxConcurrency": "40"})
+    assert doubled.cells_per_execution == 720
+    assert doubled.unmeasured_budget() == (
+        "one execution may claim 720 cells (maxConcurrency 40, executionTimeoutHours 24, "
+        "jobMinutesEstimate 40); Plan was measured claiming 360 (benchmarks/plan_matrix.py), one "
+        "cell after another within its function's timeout: set maxCellsPerExecution=360 to stay "
+        "within what was measured"
+    )
+    capped = {"buildfarm:maxConcurrency": "40", "buildfarm:maxCellsPerExecution": "360"}
+    assert InfraConfig.from_context(capped).unmeasured_budget() is None
+    direct = InfraConfig.from_context({"buildfarm:maxCellsPerExecution": "361"}).unmeasured_budget()
+    assert direct and direct.startswith("one execution may claim 361 cells (maxCellsPerExecution 361);")
+
+
 CERT = "arn:aws:acm:us-east-1:123456789012:certificate/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
 
 

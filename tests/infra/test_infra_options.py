@@ -4,6 +4,8 @@
   definition, no runtime job role and no bucket-policy statement for one, and the state
   machine may submit only the Python builds' job definitions. With runtimes (the session's
   synthesis), each runtime job definition has its own, shorter timeout.
+- `maxConcurrency=40`: a budget (720 cells) beyond the one Plan was measured claiming is a
+  synthesis warning.
 - `signingKeyGeneration=2` (a key rotation): a new KMS key, retained as the first is, which
   the alias, the publishing functions and the `SigningKeyArn` output name; the alias keeps
   its logical id (re-pointed, not replaced by a second alias of the same name)."""
@@ -34,14 +36,42 @@ pytestmark = pytest.mark.slow
 SMALL = {"buildfarm:enabledPlatforms": "debian-12", "buildfarm:enabledArches": "x86_64"}
 
 
-OPTIONS = {"buildfarm:cloudRuntimes": "false", "buildfarm:signingKeyGeneration": "2"}
+OPTIONS = {
+    "buildfarm:cloudRuntimes": "false",
+    "buildfarm:signingKeyGeneration": "2",
+    "buildfarm:maxConcurrency": "40",
+}
 
 
 @pytest.fixture(scope="module")
-def without_runtimes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def options_synthesis(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
     """The small synthesis with OPTIONS."""
-    synthesis: Synthesis = synthesize(tmp_path_factory, {**SMALL, **OPTIONS})
-    return synthesis.template()
+    return synthesize(tmp_path_factory, {**SMALL, **OPTIONS})
+
+
+@pytest.fixture(scope="module")
+def without_runtimes(options_synthesis: Synthesis) -> dict[str, Any]:
+    return options_synthesis.template()
+
+
+def _warnings(synthesis: Synthesis) -> list[str]:
+    """The synthesis warnings (the stack's metadata file, where the CLI reads them)."""
+    metadata = json.loads((synthesis.outdir / f"{STACK_NAME}.metadata.json").read_text())
+    return [
+        entry["data"]
+        for entries in metadata.values()
+        for entry in entries
+        if entry["type"] == "aws:cdk:warning"
+    ]
+
+
+def test_a_budget_beyond_what_plan_was_measured_claiming_is_a_synthesis_warning(
+    options_synthesis, synthesis
+) -> None:
+    """maxConcurrency 40 doubles the default budget Plan was measured claiming (360 cells)."""
+    warned = [w for w in _warnings(options_synthesis) if "Plan was measured" in w]
+    assert len(warned) == 1 and warned[0].startswith("one execution may claim 720 cells"), warned
+    assert not [w for w in _warnings(synthesis) if "Plan was measured" in w]  # cdk.json's defaults
 
 
 def _job_definitions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
