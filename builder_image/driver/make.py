@@ -207,7 +207,7 @@ def make_env(build):
     env = build_env(build)
     path = os.path.join(build.work, "buildfarm.mk")
     if not os.path.isfile(path):
-        fragment = make_fragment(build.version, build.makefile())
+        fragment = make_fragment(build.version, build.makefile(), build.bolt)
         if not fragment:
             return env
         with open(path, "w") as handle:
@@ -255,9 +255,10 @@ def make_steps(jobs, version, optimization, makefile, profile_task=None, bolt=No
     return steps
 
 
-def make_fragment(version, makefile):
+def make_fragment(version, makefile, bolt=None):
     """Rules added to CPython's Makefile through $MAKEFILES (GNU make reads it in every
-    make, including profile-opt's sub-makes), or None when there is nothing to add."""
+    make, including profile-opt's sub-makes), or None when there is nothing to add.
+    With bolt, a series without BOLT rules (3.11) gets CPython 3.13's profile-bolt-stamp."""
     rules = []
     if frozen_by_bootstrap(makefile):
         rules += FROZEN_KEEP_RULES
@@ -281,6 +282,8 @@ def make_fragment(version, makefile):
             "# program; it keeps libpython.so (a second LTO link of everything otherwise).",
             "Programs/_testembed: override BLDLIBRARY = " + makefile["BLDLIBRARY"],
         ]
+    if bolt:
+        rules += series.bolt_rules(version, makefile)
     if not rules:
         return None
     return "# Added by the build farm's driver (builder_image/driver/make.py).\n" + "\n".join(rules) + "\n"

@@ -363,10 +363,9 @@ def pgo_hot_permille(version):
 # interpreter_speed.py --suite pyperformance --against the build without it, 2026-12-04):
 # 1.014x and 1.012x the build without it, 1.048x and 1.051x trixie's python3.13 where that
 # build ran 1.034x and 1.039x (generators 0.87-0.90x -> 0.97-1.01x); the tarball grows 2%
-# (29.1 MB against 28.5). The same measurement made no difference beyond the noise for 3.11.2
-# (debian-12: 1.008x, nbody 0.98x -> 0.88x) and 3.9.2 (debian-11: 0.999x), so they keep GCC's
-# default; 3.10, 3.12, 3.14 and 3.15 are not measured (no source here).
-PGO_PARTIAL_TRAINING = {13}
+# (29.1 MB against 28.5). 3.9.2: 0.999x, so GCC's default; 3.11.2: 1.008x alone, 1.020x and
+# 1.019x with BOLT (below). 3.10, 3.12, 3.14 and 3.15 are not measured (no source here).
+PGO_PARTIAL_TRAINING = {11, 13}
 
 
 def pgo_partial_training(version):
@@ -375,18 +374,21 @@ def pgo_partial_training(version):
 
 
 # --- BOLT (llvm-bolt over the pgo+lto interpreter) -----------------------------------------
-# From 3.12, where CPython's configure has --enable-bolt (gh-90536) and its Makefile the
-# profile-bolt-stamp rule that the driver runs after profile-opt (gh-101282, GH-104709).
-# Not 3.11, which has neither: the driver gave it 3.13's configure flags and rule until
-# 2026-12-01, when two runs of benchmarks/interpreter_speed.py, each with the same 3.11.2
-# pgo+lto build with and without BOLT, measured BOLT's gain at 1.017x and 0.994x (this VM's
-# noise) for 2.5-3 min more build time (9.0-9.5 min against 6.5); both builds ran
-# 1.11-1.14x bookworm's python3.11. 3.12's configure predates the -skip-funcs of the
-# functions with computed gotos (gh-128472, fixed in 3.13 and 3.14 only: LLVM 19 refuses
+# CPython's configure has --enable-bolt from 3.12 (gh-90536); its Makefile's BOLT rules
+# became today's profile-bolt-stamp (BOLT_BINARIES, a .prebolt copy, BOLT_INSTRUMENT_FLAGS and
+# BOLT_APPLY_FLAGS) before 3.12.0b1 (gh-101282, GH-104709), the rule the driver runs after
+# profile-opt. 3.11 has neither: the driver gives it what 3.13's configure adds for
+# --enable-bolt (the flags below) and, through make_fragment(), the equivalent of 3.13's
+# profile-bolt-stamp rule (bolt_rules()). 3.12's configure predates the -skip-funcs of
+# the functions with computed gotos (gh-128472, fixed in 3.13 and 3.14 only: LLVM 19 refuses
 # such PIC functions, older llvm-bolt may mis-rewrite them) and -update-debug-sections in the
 # instrumenting pass (gh-128437), and says hfsort+ (newer llvm-bolt reads it as cdsort), so
-# 3.12 gets 3.13's flags (bolt_flags()); 3.13+ keep their Makefile's.
-BOLT_FROM = 12
+# 3.11 and 3.12 both get 3.13's flags (bolt_flags()); 3.13+ keep their Makefile's. 3.12's
+# rule runs its profile task with "|| true", as 3.11's fragment does (3.13's rule does not).
+# 3.11.2 (debian-12) with BOLT and partial training: 1.020x and 1.019x the build without them
+# (pyperformance's suite, 2026-12-04), for BOLT's 63 s (5.0 min) and 34.3 MB instead of 32.6.
+BOLT_FROM = 11
+BOLT_CONFIGURE_FROM = 12
 BOLT_OWN_FLAGS_FROM = 13
 # CPython 3.13's configure.ac (3.13.5 and 3.13.15 alike): BOLT_COMMON_FLAGS, then what
 # BOLT_APPLY_FLAGS adds. The registry's flag_substitutions still apply (bolt-16: no cdsort).
@@ -411,16 +413,85 @@ BOLT_APPLY_FLAGS = (
     "-use-gnu-stack",
     "-frame-opt=hot",
 )
+# What 3.12+ configure adds for --enable-bolt: no hot/cold split by GCC and relocations kept
+# (both needed by llvm-bolt), executables linked position-dependent (what makes BOLT pay
+# off). Not its -fno-pie: in an --enable-shared build every object's compile line ends with
+# CCSHARED's -fPIC, which overrides it, but 3.11's setup.py puts -fPIC first, so -fno-pie
+# made its extension modules position-dependent and their links fail (measured on 3.11.2).
+BOLT_CFLAGS_NODIST = ("-fno-reorder-blocks-and-partition",)
+BOLT_LDFLAGS_NODIST = ("-Wl,--emit-relocs",)
+BOLT_LINKCC_FLAGS = ("-fno-pie", "-no-pie")
 
 
 def bolt_supported(version):
-    """The series is BOLTed where the platform has llvm-bolt (3.12+; see BOLT_FROM)."""
+    """The series can be BOLTed by the driver (3.11+; see BOLT_FROM)."""
     return minor_of(version) >= BOLT_FROM
 
 
+def bolt_by_configure(version):
+    """configure knows --enable-bolt, and the Makefile has profile-bolt-stamp (3.12+)."""
+    return minor_of(version) >= BOLT_CONFIGURE_FROM
+
+
+def bolt_nodist_flags(version):
+    """{CFLAGS_NODIST, LDFLAGS_NODIST: words} the driver adds to configure's environment for a
+    BOLT build where configure has no --enable-bolt to add them itself (3.11), else {}."""
+    if not bolt_supported(version) or bolt_by_configure(version):
+        return {}
+    return {"CFLAGS_NODIST": " ".join(BOLT_CFLAGS_NODIST), "LDFLAGS_NODIST": " ".join(BOLT_LDFLAGS_NODIST)}
+
+
 def bolt_flags(version):
-    """(instrument, apply) llvm-bolt flags where the series' Makefile has older ones (3.12:
-    CPython 3.13's), or None where the Makefile's own are used (3.13+)."""
+    """(instrument, apply) llvm-bolt flags where the series' Makefile has none or older ones
+    (3.11, 3.12: CPython 3.13's), or None where the Makefile's own are used (3.13+)."""
     if not bolt_supported(version) or minor_of(version) >= BOLT_OWN_FLAGS_FROM:
         return None
     return " ".join(BOLT_COMMON_FLAGS), " ".join(BOLT_APPLY_FLAGS)
+
+
+def bolt_linkcc(version, linkcc):
+    """LINKCC (the configured Makefile's value) for a BOLT build: position-dependent
+    executables, as 3.12+ configure makes it; None where configure does it itself."""
+    if not bolt_supported(version) or bolt_by_configure(version):
+        return None
+    return " ".join([linkcc or "$(PURIFY) $(MAINCC)", *BOLT_LINKCC_FLAGS])
+
+
+def bolt_rules(version, makefile):
+    """Makefile lines of profile-bolt-stamp for a series whose Makefile lacks it (3.11), else
+    []: CPython 3.13's rule, with $(LLVM_BOLT)/$(MERGE_FDATA) make variables where configure
+    writes the tools' paths, and its profile run's failures tolerated as in 3.12's rule and
+    3.11's own PGO run: with --disable-test-modules 3.11's test_sqlite3 cannot import
+    _testcapi, so `-m test --pgo` ends in FAILURE (measured on 3.11.2). makefile: the
+    configured Makefile's variables; the rule names the interpreter's file, as a $MAKEFILES
+    fragment is read before the Makefile that defines $(BUILDPYTHON)."""
+    if not bolt_supported(version) or bolt_by_configure(version):
+        return []
+    buildpython = makefile.get("BUILDPYTHON", "python$(BUILDEXE)")
+    buildpython = buildpython.replace("$(BUILDEXE)", makefile.get("BUILDEXE", ""))
+    return [
+        "# CPython 3.13's profile-bolt-stamp (3.11 has no BOLT rules): instrument, run the",
+        "# profile task, merge, optimize each of $(BOLT_BINARIES) from its .prebolt copy.",
+        "profile-bolt-stamp: " + buildpython,
+        "\tfor bin in $(BOLT_BINARIES); do \\",
+        '\t  prebolt="$${bin}.prebolt"; \\',
+        '\t  if [ -e "$${prebolt}" ]; then mv "$${prebolt}" "$${bin}"; fi; \\',
+        '\t  cp "$${bin}" "$${prebolt}"; \\',
+        "\t  rm -f $${bin}.bolt.*.fdata $${bin}.fdata; \\",
+        "\tdone",
+        "\tfor bin in $(BOLT_BINARIES); do \\",
+        '\t  $(LLVM_BOLT) "$${bin}" -instrument -instrumentation-file-append-pid'
+        " -instrumentation-file=$(abspath $${bin}.bolt) -o $${bin}.bolt_inst $(BOLT_INSTRUMENT_FLAGS); \\",
+        '\t  mv "$${bin}.bolt_inst" "$${bin}"; \\',
+        "\tdone",
+        "\t$(RUNSHARED) ./$(BUILDPYTHON) $(PROFILE_TASK) || true",
+        "\tfor bin in $(BOLT_BINARIES); do \\",
+        '\t  $(MERGE_FDATA) $${bin}.*.fdata > "$${bin}.fdata"; \\',
+        "\t  rm -f $${bin}.*.fdata; \\",
+        "\tdone",
+        "\tfor bin in $(BOLT_BINARIES); do \\",
+        '\t  $(LLVM_BOLT) "$${bin}.prebolt" -o "$${bin}.bolt" -data="$${bin}.fdata" $(BOLT_APPLY_FLAGS); \\',
+        '\t  mv "$${bin}.bolt" "$${bin}"; \\',
+        "\tdone",
+        "\ttouch $@",
+    ]

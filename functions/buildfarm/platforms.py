@@ -55,7 +55,7 @@ class Family(BaseModel):
 
 
 class Bolt(BaseModel):
-    """llvm-bolt on a platform: pgo+lto builds of 3.12+ on its arches are BOLT-optimized too."""
+    """llvm-bolt on a platform: pgo+lto builds of 3.11+ on its arches are BOLT-optimized too."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     package: str  # a build dependency on these arches (Debian ships bolt-16 for amd64 only)

@@ -77,7 +77,7 @@ def test_bolt_eligibility_per_series(key):
     platform = {"bolt": {"package": "bolt-16", "tools": "/usr/lib/llvm-16/bin", "arches": ["x86_64"]}}
     version = VERSIONS[key]
     eligible = flags.bolt_config(version, "pgo+lto", platform) is not None
-    assert eligible == (int(key.split(".")[1]) >= 12) == series.bolt_supported(version)
+    assert eligible == (int(key.split(".")[1]) >= 11) == series.bolt_supported(version)
     assert flags.bolt_config(version, "none", platform) is None
 
 
@@ -87,7 +87,7 @@ BOLT_16 = {
     "arches": ["x86_64"],
     "flag_substitutions": {"-reorder-functions=cdsort": "-reorder-functions=hfsort+"},
 }
-# A configured 3.11+ Makefile's variables as the driver reads them (BOLT_* from 3.12).
+# A configured 3.11+ Makefile's variables as the driver reads them (BOLT_* only from 3.12).
 MAKEFILE_VARIABLES = {
     "OPT": "-DNDEBUG -g -O3 -Wall",
     "LINKCC": "$(PURIFY) $(MAINCC)",
@@ -100,56 +100,61 @@ MAKEFILE_VARIABLES = {
 MAKEFILE_BOLT = {"BOLT_INSTRUMENT_FLAGS": "", "BOLT_APPLY_FLAGS": "-reorder-functions=cdsort -use-gnu-stack"}
 
 
-@pytest.mark.parametrize("key", [key for key in SERIES if key not in ("3.9", "3.10", "3.11")])
+@pytest.mark.parametrize("key", [key for key in SERIES if key not in ("3.9", "3.10")])
 def test_bolt_build_per_series(key):
-    """3.12+ configure --enable-bolt (its compile/link flags and the tools' paths) and run the
-    Makefile's profile-bolt-stamp. 3.12 gets CPython 3.13's llvm-bolt flags (its own lack the
-    computed-goto -skip-funcs); 3.13+ keep their Makefile's. The platform's substitutions
-    apply to all."""
+    """3.12+ configure --enable-bolt (its compile/link flags) and run the Makefile's
+    profile-bolt-stamp; 3.11 gets those flags from the driver and the rule from the fragment.
+    3.11 and 3.12 get CPython 3.13's llvm-bolt flags (3.12's lack the computed-goto
+    -skip-funcs); 3.13+ keep their Makefile's. The platform's substitutions apply to all."""
     version, minor = VERSIONS[key], int(key.split(".")[1])
-    makefile = dict(MAKEFILE_VARIABLES, **MAKEFILE_BOLT)
-    assert "--enable-bolt" in flags.configure_args(version, "pgo+lto", "/p", BOLT_16)
-    assert "--enable-bolt" not in flags.configure_args(version, "pgo+lto", "/p")
+    makefile = dict(MAKEFILE_VARIABLES, **(MAKEFILE_BOLT if minor >= 12 else {}))
+    assert ("--enable-bolt" in flags.configure_args(version, "pgo+lto", "/p", BOLT_16)) == (minor >= 12)
     env = flags.configure_env(version, BOLT_16)
     assert env["LLVM_BOLT"] == "/usr/lib/llvm-16/bin/llvm-bolt"
-    assert env["MERGE_FDATA"] == "/usr/lib/llvm-16/bin/merge-fdata"
-    assert env["CFLAGS_NODIST"] == flags.configure_env(version)["CFLAGS_NODIST"]
+    own_flags = env["CFLAGS_NODIST"].endswith(" -fno-reorder-blocks-and-partition")
+    assert own_flags == ("-Wl,--emit-relocs" in env["LDFLAGS_NODIST"]) == (minor == 11)
     assert env["CFLAGS_NODIST"].startswith("-fstack-protector -D_FORTIFY_SOURCE=2")
     for variables in flags.make_variables(version, "pgo+lto", makefile, BOLT_16):
         assert variables["BOLT_BINARIES"] == "$(BUILDPYTHON)"
         apply = variables["BOLT_APPLY_FLAGS"].split()
         assert "-reorder-functions=hfsort+" in apply and "-use-gnu-stack" in apply
         assert (apply == [BOLT_16["flag_substitutions"].get(f, f) for f in series.BOLT_APPLY_FLAGS]) == (
-            minor == 12
+            minor <= 12
         )
-        assert "LINKCC" not in variables and "LLVM_BOLT" not in variables
+        assert (variables.get("LINKCC") == "$(PURIFY) $(MAINCC) -fno-pie -no-pie") == (minor == 11)
+        assert ("LLVM_BOLT" in variables) == (minor == 11)
+    fragment = make.make_fragment(version, makefile, BOLT_16) or ""
+    assert ("profile-bolt-stamp: python" in fragment.splitlines()) == (minor == 11)
     assert "profile-bolt-stamp" not in (make.make_fragment(version, makefile) or "")
     steps = make.make_steps(2, version, "pgo+lto", makefile, "-m test --pgo", BOLT_16)
     assert [argv[2] for _, argv in steps[:3]] == ["profile-run-stamp", "profile-opt", "profile-bolt-stamp"]
     assert steps[3][1][-2:] == ["--restore-gnu-stack", "python"]
 
 
-def test_no_bolt_before_312():
-    """3.9-3.11 have no --enable-bolt and no profile-bolt-stamp; the platform's llvm-bolt is
-    not used for them (series.BOLT_FROM: a BOLTed 3.11.2 ran no faster)."""
-    for version in ("3.9.2", "3.10.16", "3.11.2"):
-        assert flags.bolt_config(version, "pgo+lto", {"bolt": BOLT_16}) is None
-        assert series.bolt_flags(version) is None
-        steps = make.make_steps(2, version, "pgo+lto", dict(MAKEFILE_VARIABLES), "-m test --pgo")
-        assert [what for what, _ in steps] == [make.PGO_STEP, make.OPTIMIZED_STEP]
-
-
-def test_bolt_flags_for_312_are_313s():
-    """CPython 3.13's default llvm-bolt flags (checked against the 3.13.5 and 3.13.15
-    tarballs), as the driver gives them to 3.12."""
-    instrument, apply = series.bolt_flags("3.12.8")
-    assert series.bolt_flags("3.13.15") is None and series.bolt_flags("3.11.2") is None
+def test_bolt_for_311_is_313s_configure_and_flags():
+    """What 3.13's configure.ac adds for --enable-bolt and its default llvm-bolt flags
+    (checked against the 3.13.5 and 3.13.15 tarballs), as the driver gives them to 3.11."""
+    # Not 3.13's -fno-pie: CCSHARED's -fPIC comes after it on every compile line but those
+    # of 3.11's setup.py, whose extension modules it made position-dependent (unlinkable).
+    assert series.bolt_nodist_flags("3.11.2") == {
+        "CFLAGS_NODIST": "-fno-reorder-blocks-and-partition",
+        "LDFLAGS_NODIST": "-Wl,--emit-relocs",
+    }
+    assert series.bolt_nodist_flags("3.12.8") == series.bolt_nodist_flags("3.10.16") == {}
+    assert series.bolt_linkcc("3.11.2", "$(PURIFY) $(MAINCC)") == "$(PURIFY) $(MAINCC) -fno-pie -no-pie"
+    assert series.bolt_linkcc("3.13.15", "$(PURIFY) $(CC) -fno-pie -no-pie") is None
+    instrument, apply = series.bolt_flags("3.11.2")
+    assert series.bolt_flags("3.12.8") == (instrument, apply) and series.bolt_flags("3.13.15") is None
     assert instrument == (
         "-update-debug-sections "
         "-skip-funcs=_PyEval_EvalFrameDefault,sre_ucs1_match/1,sre_ucs2_match/1,sre_ucs4_match/1"
     )
     assert apply.startswith(instrument + " -reorder-blocks=ext-tsp -reorder-functions=cdsort ")
     assert apply.endswith(" -dyno-stats -use-gnu-stack -frame-opt=hot")
+    assert series.bolt_rules("3.12.8", {}) == series.bolt_rules("3.10.16", {}) == []
+    assert series.bolt_rules("3.11.2", {"BUILDPYTHON": "python$(BUILDEXE)", "BUILDEXE": ".exe"})[2] == (
+        "profile-bolt-stamp: python.exe"
+    )
 
 
 @pytest.mark.parametrize("key", SERIES)
@@ -179,17 +184,18 @@ def test_pgo_hot_share_per_series(key):
 
 @pytest.mark.parametrize("key", SERIES)
 def test_pgo_partial_training_per_series(key):
-    """3.13's final PGO+LTO build (compile and LTO link) keeps code the training never ran
-    optimized for speed, after the hot share; the instrumented build, `none` builds and the
-    other series do not."""
+    """3.11's and 3.13's final PGO+LTO builds (compile and LTO link) keep code the training
+    never ran optimized for speed, after the hot share; the instrumented build, `none` builds
+    and the other series do not."""
     version = VERSIONS[key]
+    trained = key in ("3.11", "3.13")
     makefile = {"CONFIGURE_CFLAGS_NODIST": "-flto", "CONFIGURE_LDFLAGS_NODIST": "-flto"}
     instrumented, final = flags.make_variables(version, "pgo+lto", makefile)
     plain = flags.make_variables(version, "none", makefile)[1]
-    assert series.pgo_partial_training(version) == (key == "3.13")
+    assert series.pgo_partial_training(version) == trained
     for name in makefile:
-        assert ("-fprofile-partial-training" in final[name].split()) == (key == "3.13")
-        if key == "3.13":
+        assert ("-fprofile-partial-training" in final[name].split()) == trained
+        if trained:
             assert final[name].split()[-2:] == [
                 "--param=hot-bb-count-ws-permille=999",
                 "-fprofile-partial-training",
