@@ -15,10 +15,9 @@ from buildfarm.cli.arg_types import build_number, execution_id
 from buildfarm.config import resolve_store_location
 from buildfarm.errors import UsageError
 from buildfarm.platforms import (
-    ARCH_ALIASES,
-    ARCHES,
     UnknownArchError,
     UnknownPlatformError,
+    arch_names,
     canonical_arch,
     load_registry,
 )
@@ -54,8 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     build.add_argument("name", help="the runtime (a definition's name)")
     build.add_argument("--platform", required=True, help="a platform of the registry (debian-12, ...)")
-    arches = f"{' or '.join(ARCHES)} ({'/'.join(ARCH_ALIASES)} too; default x86_64)"
-    build.add_argument("--arch", default="x86_64", help=arches)
+    build.add_argument("--arch", default="x86_64", help=f"{arch_names(' or ')} (default x86_64)")
     add_common(build)
     build.add_argument(
         "--store", help="a directory or s3://BUCKET/PREFIX (default: $BUILDFARM_STORE or ./dist)"
