@@ -5,7 +5,7 @@ library only, Python 3.6+."""
 
 import re
 
-from . import series
+from . import llvm_bolt, series
 from .errors import SpecError
 from .spec import parse_version
 
@@ -45,9 +45,9 @@ _MAKEFILE_ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*:?=(.*)$")
 
 def bolt_config(version, optimization, platform):
     """The platform's "bolt" entry (platform_info()) when this build is BOLT-optimized, else
-    None: pgo+lto builds of 3.11+ (series.bolt_supported()) where the platform has
+    None: pgo+lto builds of 3.9+ (llvm_bolt.supported()) where the platform has
     llvm-bolt for the arch ("tools": its directory)."""
-    if optimization != "pgo+lto" or not series.bolt_supported(version):
+    if optimization != "pgo+lto" or not llvm_bolt.supported(version):
         return None
     return platform.get("bolt")
 
@@ -66,8 +66,8 @@ def configure_args(version, optimization, prefix, bolt=None):
     ]
     if optimization == "pgo+lto":
         args += ["--enable-optimizations", "--with-lto"]
-        if bolt and series.bolt_by_configure(version):
-            args.append("--enable-bolt")  # 3.11: series.bolt_nodist_flags() and the fragment
+        if bolt and llvm_bolt.by_configure(version):
+            args.append("--enable-bolt")  # 3.9-3.11: llvm_bolt.nodist_flags() and the fragment
     elif optimization != "none":
         raise SpecError("unknown optimization {!r}".format(optimization))
     if minor >= 10:
@@ -98,7 +98,7 @@ def configure_env(version, bolt=None, shell=None):
         env = {name: value + " " + interposition for name, value in env.items()}
     if bolt:
         env.update(bolt_tools(bolt))
-        for name, flags in series.bolt_nodist_flags(version).items():
+        for name, flags in llvm_bolt.nodist_flags(version).items():
             env[name] += " " + flags
     if shell:
         env["CONFIG_SHELL"] = shell
@@ -257,19 +257,19 @@ def _static_interpreter_variables(version, makefile):
 
 def _bolt_variables(version, makefile, bolt):
     """BOLT's make variables: the interpreter alone where it links libpython's objects;
-    CPython 3.13's flags where the Makefile has none or older ones (series.bolt_flags()),
+    CPython 3.13's flags where the Makefile has none or older ones (llvm_bolt.tool_flags()),
     with the platform's substitutions; for 3.11 the tools and the -no-pie LINKCC that
     3.12+ configure provides."""
     variables = {}
     if static_interpreter(version, makefile):
         variables["BOLT_BINARIES"] = "$(BUILDPYTHON)"
-    own = series.bolt_flags(version)
+    own = llvm_bolt.tool_flags(version)
     substitutions = bolt.get("flag_substitutions") or {}
     for index, name in enumerate(("BOLT_INSTRUMENT_FLAGS", "BOLT_APPLY_FLAGS")):
         if own or substitutions:
             flags = (own[index] if own else makefile.get(name, "")).split()
             variables[name] = " ".join(substitutions.get(flag, flag) for flag in flags)
-    linkcc = series.bolt_linkcc(version, makefile.get("LINKCC"))
+    linkcc = llvm_bolt.linkcc(version, makefile.get("LINKCC"))
     if linkcc:
         variables["LINKCC"] = linkcc
         variables.update(bolt_tools(bolt))

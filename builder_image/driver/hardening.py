@@ -97,7 +97,12 @@ def compile_flag_gaps(words):
     STACK_PROTECTORS), "_FORTIFY_SOURCE" (the last -D/-U_FORTIFY_SOURCE word defines 2 or
     more) and "optimization" (glibc ignores _FORTIFY_SOURCE at -O0, gcc's default). The ELF
     check cannot tell a module whose code needs no canary from one compiled without them;
-    its compile commands can (make.CompileAudit)."""
+    its compile commands can (make.CompileAudit). Assembly (-x assembler: the driver's spare
+    note, make.spare_note_rules()) has no C code for either: it lacks nothing."""
+
+    pairs = (words[index : index + 2] for index in range(len(words)))
+    if "-xassembler" in words or ["-x", "assembler"] in pairs:
+        return []
 
     def last(pattern):
         matching = [word for word in words if pattern.fullmatch(word)]
@@ -283,18 +288,50 @@ def check_tree(root, non_pie_allowed=None):
     return table, violations
 
 
-def _spare_program_header(phdrs):
-    """Index of a program header the loader does not need: a PT_NULL, or the PT_NOTE that
-    duplicates PT_GNU_PROPERTY (ld emits both for .note.gnu.property; the kernel and
-    glibc >= 2.32 read the properties through PT_GNU_PROPERTY and skip that PT_NOTE)."""
+# The note the driver links into a BOLTed interpreter where ld writes no PT_GNU_PROPERTY,
+# and so no redundant PT_NOTE (binutils 2.35, bullseye): that ld gives a note section
+# aligned to 8, unlike the 4-aligned build-id and ABI-tag notes, a PT_NOTE of its own, which
+# restore_gnu_stack() may reuse. Owner "BuildFarm", type 1, no descriptor: 24 bytes in all.
+SPARE_NOTE_OWNER = "BuildFarm"
+SPARE_NOTE_TYPE = 1
+SPARE_NOTE_SECTION = ".note.buildfarm.spare"
+
+
+def spare_note_bytes(byte_order="<"):
+    owner = SPARE_NOTE_OWNER.encode("ascii") + b"\0"
+    padding = b"\0" * (-len(owner) % 4)
+    return struct.pack(byte_order + "III", len(owner), 0, SPARE_NOTE_TYPE) + owner + padding
+
+
+def spare_note_assembly():
+    """The spare note as one line of GNU as (statements separated by ';'), with the
+    non-executable-stack marker an assembled object needs (without it ld makes the stack
+    executable)."""
+    return (
+        '.section {},"a",@note; .balign 8; .long {}, 0, {}; .asciz "{}"; .balign 8; '
+        '.section .note.GNU-stack,"",@progbits'
+    ).format(SPARE_NOTE_SECTION, len(SPARE_NOTE_OWNER) + 1, SPARE_NOTE_TYPE, SPARE_NOTE_OWNER)
+
+
+def _spare_program_header(elf):
+    """(index, what) of a program header the loader does not need, or None: a PT_NULL; the
+    PT_NOTE that duplicates PT_GNU_PROPERTY (ld emits both for .note.gnu.property; the kernel
+    and glibc >= 2.32 read the properties through PT_GNU_PROPERTY and skip that PT_NOTE); or
+    the PT_NOTE of the driver's spare note alone (SPARE_NOTE_SECTION)."""
+    phdrs = elf.phdrs
     for index, phdr in enumerate(phdrs):
         if phdr["type"] == PT_NULL:
-            return index
+            return index, "PT_NULL"
     where = ("offset", "vaddr", "filesz", "memsz")
     properties = [tuple(p[key] for key in where) for p in phdrs if p["type"] == PT_GNU_PROPERTY]
     for index, phdr in enumerate(phdrs):
         if phdr["type"] == PT_NOTE and tuple(phdr[key] for key in where) in properties:
-            return index
+            return index, "PT_NOTE duplicating PT_GNU_PROPERTY"
+    spare = spare_note_bytes(elf.layout.byte_order)
+    for index, phdr in enumerate(phdrs):
+        content = elf.data[phdr["offset"] : phdr["offset"] + phdr["filesz"]]
+        if phdr["type"] == PT_NOTE and content == spare:
+            return index, "PT_NOTE of the spare note"
     return None
 
 
@@ -306,16 +343,16 @@ def restore_gnu_stack(path):
     elf = elf_reader.read_file(path)
     if any(p["type"] == PT_GNU_STACK for p in elf.phdrs):
         return "{}: has PT_GNU_STACK, unchanged".format(path)
-    index = _spare_program_header(elf.phdrs)
-    if index is None:
+    spare = _spare_program_header(elf)
+    if spare is None:
         raise ElfError("{}: no PT_GNU_STACK and no spare program header to put one in".format(path))
+    index, replaced = spare
     entry = elf.layout.pack_phdr(PT_GNU_STACK, PF_R | PF_W, 16)
     before = os.stat(path)
     with open(path, "r+b") as handle:
         handle.seek(elf.phoff + index * elf.phentsize)
         handle.write(entry)
     os.utime(path, (before.st_atime, before.st_mtime))
-    replaced = "PT_NULL" if elf.phdrs[index]["type"] == PT_NULL else "PT_NOTE duplicating PT_GNU_PROPERTY"
     return "{}: program header {} ({}) is now PT_GNU_STACK RW".format(path, index, replaced)
 
 

@@ -7,7 +7,7 @@ import shutil
 import sys
 import time
 
-from . import buildenv, hardening, progress, relocation, series
+from . import buildenv, hardening, llvm_bolt, progress, relocation, series
 from .errors import BuildError
 from .flags import (
     configure_args,
@@ -283,10 +283,30 @@ def make_fragment(version, makefile, bolt=None):
             "Programs/_testembed: override BLDLIBRARY = " + makefile["BLDLIBRARY"],
         ]
     if bolt:
-        rules += series.bolt_rules(version, makefile)
+        rules += llvm_bolt.rules(version, makefile)
+    if bolt and bolt.get("spare_note"):
+        rules += spare_note_rules(makefile)
     if not rules:
         return None
     return "# Added by the build farm's driver (builder_image/driver/make.py).\n" + "\n".join(rules) + "\n"
+
+
+SPARE_NOTE_OBJECT = "buildfarm-spare-note.o"
+
+
+def spare_note_rules(makefile):
+    """Makefile lines that link hardening.spare_note_assembly() into the interpreter, for a
+    platform whose ld leaves a BOLTed binary no spare program header (its registry "bolt"
+    entry's spare_note): the interpreter's link line is the only one that gets it."""
+    buildpython = llvm_bolt.interpreter_file(makefile)
+    return [
+        "# ld writes no PT_GNU_PROPERTY here: a note of its own gives the BOLTed interpreter a",
+        "# PT_NOTE that hardening.py --restore-gnu-stack can turn into PT_GNU_STACK.",
+        "{}: {}".format(buildpython, SPARE_NOTE_OBJECT),
+        "{}: private LINKFORSHARED += {}".format(buildpython, SPARE_NOTE_OBJECT),
+        SPARE_NOTE_OBJECT + ":",
+        "\tprintf '%s\\n' '{}' | $(CC) -c -x assembler -o $@ -".format(hardening.spare_note_assembly()),
+    ]
 
 
 def restore_gnu_stack_argv(version, makefile):
@@ -296,7 +316,8 @@ def restore_gnu_stack_argv(version, makefile):
     (the ABI default on x86_64). Without -use-gnu-stack it moves the program header
     table into a new segment instead, which `strip` (binutils) corrupts. So BOLT keeps
     its flag and hardening.py gives PT_GNU_STACK a spare program header: the PT_NOTE
-    that ld emits beside PT_GNU_PROPERTY for the same bytes (see its docstring)."""
+    that ld emits beside PT_GNU_PROPERTY for the same bytes, or where ld emits none the
+    PT_NOTE of the note spare_note_rules() links in (see its docstring)."""
     return [sys.executable, HARDENING_PY, "--restore-gnu-stack", *bolt_binaries(version, makefile)]
 
 

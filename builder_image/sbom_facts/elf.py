@@ -39,6 +39,7 @@ class Layout:
 
     def __init__(self, wide, byte_order):
         self.wide = wide
+        self.byte_order = byte_order
         # e_type .. e_shstrndx, after the 16-byte e_ident.
         self.header = struct.Struct(byte_order + ("HHIQQQIHHHHHH" if wide else "HHIIIIIHHHHHH"))
         # (type, flags, offset, vaddr, filesz, memsz) are picked out by phdr().

@@ -55,7 +55,7 @@ class Family(BaseModel):
 
 
 class Bolt(BaseModel):
-    """llvm-bolt on a platform: pgo+lto builds of 3.11+ on its arches are BOLT-optimized too."""
+    """llvm-bolt on a platform: pgo+lto builds of 3.9+ on its arches are BOLT-optimized too."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     package: str  # a build dependency on these arches (Debian ships bolt-16 for amd64 only)
@@ -63,6 +63,9 @@ class Bolt(BaseModel):
     arches: tuple[Arch, ...]
     # CPython's BOLT flags (both passes) that this llvm-bolt lacks -> what it has instead
     flag_substitutions: dict[str, str] = {}
+    # ld writes no PT_GNU_PROPERTY (binutils < 2.36), so no PT_NOTE that restoring PT_GNU_STACK
+    # after BOLT may reuse: the driver links a note of its own into the interpreter for it.
+    spare_note: bool = False
 
 
 class CheckedSource(BaseModel):

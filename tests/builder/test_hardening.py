@@ -411,6 +411,10 @@ def test_compile_flag_gaps_of_other_commands(hardening):
     assert gaps("gcc -O3 -fstack-protector -D_FORTIFY_SOURCE=1 -c x.c -o x.o") == ["_FORTIFY_SOURCE"]
     # -explicit guards only functions marked __attribute__((stack_protect)).
     assert gaps("gcc -O3 -fstack-protector-explicit -D_FORTIFY_SOURCE=2 -c x.c") == ["stack protector"]
+    # Assembly has no C code to protect: the spare note's command, as make prints it.
+    note = make.spare_note_rules({})[-1].strip().replace("$(CC)", "gcc").replace("$@", make.SPARE_NOTE_OBJECT)
+    assert gaps(note) == [] and gaps("gcc -c -xassembler -o n.o -") == []
+    assert gaps("gcc -c -x c -o n.o -") == ["stack protector", "_FORTIFY_SOURCE", "optimization"]
 
 
 def test_compile_audit_fails_on_an_object_without_the_flags():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import subprocess
 
-from driver import flags, make
+from driver import flags, hardening, make
 from driver import spec as driver_spec
 
 # The lines of a configured 3.13 Makefile (pgo+lto, GCC) that the driver reads.
@@ -96,14 +96,21 @@ def test_make_steps():
     assert make.default_profile_task(2, "3.13.5") == "-m test --pgo -j2 --timeout=$(TESTTIMEOUT)"
 
 
-def test_bolt_only_for_pgo_lto_311_plus_where_the_platform_has_it_for_the_arch(registry_json):
+def test_bolt_only_for_pgo_lto_39_plus_where_the_platform_has_it_for_the_arch(registry_json):
     trixie = driver_spec.platform_info(registry_json, "debian-13", "x86_64")
     assert flags.bolt_config("3.13.5", "pgo+lto", trixie)["tools"] == "/usr/lib/llvm-19/bin"
     assert "bolt-19" in trixie["build_dependencies"]
     assert flags.bolt_config("3.13.5", "none", trixie) is None
     assert flags.bolt_config("3.12.11", "pgo+lto", trixie)["tools"] == "/usr/lib/llvm-19/bin"
     assert flags.bolt_config("3.11.2", "pgo+lto", trixie)["tools"] == "/usr/lib/llvm-19/bin"
-    assert flags.bolt_config("3.10.16", "pgo+lto", trixie) is None
+    assert flags.bolt_config("3.9.2", "pgo+lto", trixie)["tools"] == "/usr/lib/llvm-19/bin"
+    assert flags.bolt_config("3.9.2", "none", trixie) is None
+    # bullseye's ld writes no PT_GNU_PROPERTY: its builds link the spare note for PT_GNU_STACK.
+    bullseye = driver_spec.platform_info(registry_json, "debian-11", "x86_64")
+    assert flags.bolt_config("3.9.2", "pgo+lto", bullseye)["spare_note"] is True
+    assert "bolt-16" in bullseye["build_dependencies"]
+    assert driver_spec.platform_info(registry_json, "debian-11", "aarch64")["bolt"] is None
+    assert not flags.bolt_config("3.13.5", "pgo+lto", trixie).get("spare_note")
     rhel = driver_spec.platform_info(registry_json, "rhel-9", "x86_64")
     assert flags.bolt_config("3.13.5", "pgo+lto", rhel) is None
     # Debian ships bolt-16 for amd64 only: bookworm's aarch64 builds go without it.
@@ -301,6 +308,57 @@ def test_311s_fragment_runs_what_312s_and_313s_rule_run(tmp_path):
     commands = bolt_commands(tmp_path / "311", "3.11.2", MAKEFILE_BASE)
     assert commands == expected
     assert len(commands) == 4
+
+
+def test_39s_and_311s_fragments_run_the_same_bolt_commands_but_the_skip_list(tmp_path):
+    """3.9 gets 3.11's rule; only -skip-funcs differs (3.9's regex engine has no computed gotos)."""
+    (tmp_path / "39").mkdir()
+    (tmp_path / "311").mkdir()
+    commands_39 = bolt_commands(tmp_path / "39", "3.9.2", MAKEFILE_BASE)
+    commands_311 = bolt_commands(tmp_path / "311", "3.11.2", MAKEFILE_BASE)
+    sre = ",sre_ucs1_match/1,sre_ucs2_match/1,sre_ucs4_match/1"
+    assert len(commands_39) == 4 and all(sre in line for line in commands_311[::3])
+    assert commands_39 == [line.replace(sre, "") for line in commands_311]
+
+
+def test_spare_note_is_linked_into_the_interpreter_alone(tmp_path):
+    """A platform with spare_note (bullseye): the fragment assembles the note with $(CC) (a
+    real gcc here) and adds it to the interpreter's link line only (`make -n` over 3.9.2's
+    rules); the object holds exactly the note hardening.py looks for."""
+    makefile = flags.makefile_variables(MAKEFILE_39)
+    bolt = dict(BOLT_16, spare_note=True)
+    _, final = flags.make_variables("3.9.2", "pgo+lto", makefile, bolt)
+    (tmp_path / "Makefile").write_text("BUILDPYTHON=\tpython\nCC=\tgcc\n" + MAKEFILE_39)
+    for name in ("Modules/getbuildinfo.o", "Python/ceval.o", "Programs/python.o", "Programs/_testembed.o"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("")
+    (tmp_path / "fragment.mk").write_text(make.make_fragment("3.9.2", makefile, bolt))
+    env = {"PATH": "/usr/bin:/bin", "MAKEFILES": str(tmp_path / "fragment.mk")}
+    argv = ["make", "-n", "python", "Programs/_testembed", *flags.make_assignments(final)]
+    out = subprocess.run(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True, check=True).stdout
+    links = {line.split(" -o ")[1].split()[0]: line for line in out.splitlines() if " -o " in line}
+    assert "-export-dynamic buildfarm-spare-note.o -o python " in links["python"]
+    assert make.SPARE_NOTE_OBJECT not in links["Programs/_testembed"]
+    assert "buildfarm-spare-note.o" not in (make.make_fragment("3.9.2", makefile, BOLT_16) or "")
+    subprocess.run(["make", make.SPARE_NOTE_OBJECT], cwd=tmp_path, env=env, check=True)
+    note = tmp_path / "note.bin"
+    subprocess.run(
+        [
+            "objcopy",
+            "-O",
+            "binary",
+            "--only-section=.note.buildfarm.spare",
+            make.SPARE_NOTE_OBJECT,
+            str(note),
+        ],
+        cwd=tmp_path,
+        check=True,
+    )
+    assert note.read_bytes() == hardening.spare_note_bytes()
+    sections = subprocess.run(
+        ["readelf", "-SW", make.SPARE_NOTE_OBJECT], cwd=tmp_path, stdout=subprocess.PIPE, text=True
+    )
+    assert ".note.GNU-stack" in sections.stdout  # else ld would make the stack executable
 
 
 def test_install_uses_the_final_variables():
