@@ -60,6 +60,16 @@ SHORT_SELFTEST = "test_sqlite3 test_ctypes test_zlib test_lzma test_bz2 test_has
 # Compiler cache and chroot build roots. CI points this outside the clone
 # (BUILDFARM_TEST_CACHE, set by .ci/run) so that runs on the same machine share them.
 TEST_CACHE = Path(os.environ.get("BUILDFARM_TEST_CACHE") or REPO / ".cache")
+# jsii (the CDK's runtime) unpacks its packages into a cache shared by every kernel, under a
+# lock it deems stale by the lock file's age against the clock. Under `faketime -f '+400d'`
+# every new lock is "400 days old": two xdist workers then unpacked aws-cdk-lib into the same
+# entry at once and left it half-written, failing every later CDK test on the machine
+# ("Expected to find .jsii file"). Each worker gets a cache of its own (in one worker the
+# kernels start one after the other), so no lock is needed and the clock does not matter.
+os.environ.setdefault(
+    "JSII_RUNTIME_PACKAGE_CACHE_ROOT",
+    str(TEST_CACHE / "jsii" / os.environ.get("PYTEST_XDIST_WORKER", "main")),
+)
 
 
 def _sha256sums() -> dict[str, str]:
