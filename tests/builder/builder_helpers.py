@@ -19,6 +19,35 @@ BUILDER_IMAGE = REPO / "builder_image"
 BUILD_PY = BUILDER_IMAGE / "build.py"
 
 
+# A char array (a canary under -fstack-protector), a fortifiable strcpy into a known-size
+# buffer and printf (both __*_chk under _FORTIFY_SOURCE=2), and a thread that reports
+# whether any mapping is writable and executable (its stack is one when PT_GNU_STACK is).
+PROGRAM = r"""
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+static void *scan(void *unused) {
+    char line[512];
+    long rwx = 0;
+    FILE *maps = fopen("/proc/self/maps", "r");
+    while (fgets(line, sizeof line, maps))
+        if (strstr(line, " rwxp ")) rwx++;
+    fclose(maps);
+    return (void *)rwx;
+}
+int main(int argc, char **argv) {
+    char name[64];
+    void *rwx;
+    pthread_t thread;
+    strcpy(name, argc > 5 ? argv[5] : "ok");
+    pthread_create(&thread, NULL, scan, NULL);
+    pthread_join(thread, &rwx);
+    printf("%s rwx=%ld\n", name, (long)rwx);
+    return 0;
+}
+"""
+
+
 def put_driver_on_path() -> None:
     """builder_image/ on sys.path, as for build.py: the driver package (`from driver import
     flags`) and the registry module the driver reads platforms.json with."""

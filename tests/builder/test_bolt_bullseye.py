@@ -7,45 +7,18 @@ PT_GNU_STACK, strip, and the program runs there with no writable and executable 
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-from pathlib import Path
-from types import ModuleType
 
 import pytest
+from builder_helpers import PROGRAM
+from driver import hardening, make
 
 from buildfarm import roots
 from buildfarm.platforms import load_registry
 
 pytestmark = pytest.mark.root
 
-REPO = Path(__file__).resolve().parents[2]
-HARDENING_PY = REPO / "builder_image" / "driver" / "hardening.py"
 PACKAGES = ("bolt-16", "gcc", "libc6-dev", "make", "binutils")
-# A thread that counts the writable and executable mappings: its stack is one when the
-# program has no PT_GNU_STACK.
-PROGRAM = r"""
-#include <pthread.h>
-#include <stdio.h>
-#include <string.h>
-static void *scan(void *unused) {
-    char line[512];
-    long rwx = 0;
-    FILE *maps = fopen("/proc/self/maps", "r");
-    while (fgets(line, sizeof line, maps))
-        if (strstr(line, " rwxp ")) rwx++;
-    fclose(maps);
-    return (void *)rwx;
-}
-int main(void) {
-    void *rwx;
-    pthread_t thread;
-    pthread_create(&thread, NULL, scan, NULL);
-    pthread_join(thread, &rwx);
-    printf("ok rwx=%ld\n", (long)rwx);
-    return 0;
-}
-"""
 LINK = [
     "gcc",
     "-O2",
@@ -60,24 +33,13 @@ LINK = [
 BOLT = "/usr/lib/llvm-16/bin/llvm-bolt"
 
 
-@pytest.fixture(scope="module")
-def hardening() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("buildfarm_hardening", HARDENING_PY)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_registry_gives_bullseye_bolt_with_the_spare_note():
     bolt = load_registry().platforms["debian-11"].bolt
     assert bolt is not None and bolt.spare_note and bolt.arches == ("x86_64",)
     assert not load_registry().platforms["debian-12"].bolt.spare_note
 
 
-def test_bolted_program_keeps_a_non_executable_stack_on_bullseye(fresh_root, hardening):
-    from driver import make  # builder_image/ is on sys.path (tests/builder/conftest.py)
-
+def test_bolted_program_keeps_a_non_executable_stack_on_bullseye(fresh_root):
     root = fresh_root("bullseye", PACKAGES)
     work = root / "work"
     work.mkdir()

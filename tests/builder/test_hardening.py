@@ -15,39 +15,13 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from builder_helpers import PROGRAM
 from driver import errors, flags, make
 
 HARDENING_PY = Path(__file__).resolve().parents[2] / "builder_image" / "driver" / "hardening.py"
 HARDENED = ["-O2", "-fstack-protector", "-D_FORTIFY_SOURCE=2", "-Wl,-z,relro,-z,now", "-Wl,-z,noexecstack"]
 DEBIAN_NON_PIE = "BOLT, as Debian's python3"
 
-# A char array (a canary under -fstack-protector), a fortifiable strcpy into a known-size
-# buffer and printf (both __*_chk under _FORTIFY_SOURCE=2), and a thread that reports
-# whether any mapping is writable and executable (its stack is one when PT_GNU_STACK is).
-PROGRAM = r"""
-#include <pthread.h>
-#include <stdio.h>
-#include <string.h>
-static void *scan(void *unused) {
-    char line[512];
-    long rwx = 0;
-    FILE *maps = fopen("/proc/self/maps", "r");
-    while (fgets(line, sizeof line, maps))
-        if (strstr(line, " rwxp ")) rwx++;
-    fclose(maps);
-    return (void *)rwx;
-}
-int main(int argc, char **argv) {
-    char name[64];
-    void *rwx;
-    pthread_t thread;
-    strcpy(name, argc > 5 ? argv[5] : "ok");
-    pthread_create(&thread, NULL, scan, NULL);
-    pthread_join(thread, &rwx);
-    printf("%s rwx=%ld\n", name, (long)rwx);
-    return 0;
-}
-"""
 # A small extension-like object: fortifiable calls, no char array. strcpy into a buffer of
 # unknown size stays strcpy under _FORTIFY_SOURCE=2; printf always becomes __printf_chk.
 LIBRARY = r"""
