@@ -258,7 +258,7 @@ def _static_interpreter_variables(version, makefile):
 def _bolt_variables(version, makefile, bolt):
     """BOLT's make variables: the interpreter alone where it links libpython's objects;
     CPython 3.13's flags where the Makefile has none or older ones (llvm_bolt.tool_flags()),
-    with the platform's substitutions; for 3.11 the tools and the -no-pie LINKCC that
+    with the platform's substitutions; for 3.9-3.11 the tools and the -no-pie LINKCC that
     3.12+ configure provides."""
     variables = {}
     if static_interpreter(version, makefile):

@@ -258,7 +258,8 @@ def make_steps(jobs, version, optimization, makefile, profile_task=None, bolt=No
 def make_fragment(version, makefile, bolt=None):
     """Rules added to CPython's Makefile through $MAKEFILES (GNU make reads it in every
     make, including profile-opt's sub-makes), or None when there is nothing to add.
-    With bolt, a series without BOLT rules (3.11) gets CPython 3.13's profile-bolt-stamp."""
+    With bolt, a series without BOLT rules (3.9-3.11) gets CPython 3.13's profile-bolt-stamp,
+    and a platform with bolt's spare_note the note's rules (spare_note_rules())."""
     rules = []
     if frozen_by_bootstrap(makefile):
         rules += FROZEN_KEEP_RULES
