@@ -66,9 +66,9 @@ TEST_CACHE = Path(os.environ.get("BUILDFARM_TEST_CACHE") or REPO / ".cache")
 # entry at once and left it half-written, failing every later CDK test on the machine
 # ("Expected to find .jsii file"). Each worker gets a cache of its own (in one worker the
 # kernels start one after the other), so no lock is needed and the clock does not matter.
-os.environ.setdefault(
-    "JSII_RUNTIME_PACKAGE_CACHE_ROOT",
-    str(TEST_CACHE / "jsii" / os.environ.get("PYTEST_XDIST_WORKER", "main")),
+# Set, not defaulted: a worker inherits the controller's environment, this value included.
+os.environ["JSII_RUNTIME_PACKAGE_CACHE_ROOT"] = str(
+    TEST_CACHE / "jsii" / os.environ.get("PYTEST_XDIST_WORKER", "main")
 )
 
 
