@@ -329,8 +329,9 @@ def _spare_program_header(elf):
             return index, "PT_NOTE duplicating PT_GNU_PROPERTY"
     spare = spare_note_bytes(elf.layout.byte_order)
     for index, phdr in enumerate(phdrs):
-        content = elf.data[phdr["offset"] : phdr["offset"] + phdr["filesz"]]
-        if phdr["type"] == PT_NOTE and content == spare:
+        # The size first: slicing every LOAD segment's bytes would copy the whole file.
+        start, size = phdr["offset"], len(spare)
+        if phdr["type"] == PT_NOTE and phdr["filesz"] == size and elf.data[start : start + size] == spare:
             return index, "PT_NOTE of the spare note"
     return None
 

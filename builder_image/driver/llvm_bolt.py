@@ -26,7 +26,13 @@ SRE_COMPUTED_GOTOS_FROM = 11
 # CPython 3.13's configure.ac (3.13.5 and 3.13.15 alike): BOLT_COMMON_FLAGS, then what
 # BOLT_APPLY_FLAGS adds. The registry's flag_substitutions still apply (bolt-16: no cdsort).
 BOLT_SKIP_FUNCS = ("_PyEval_EvalFrameDefault", "sre_ucs1_match/1", "sre_ucs2_match/1", "sre_ucs4_match/1")
-BOLT_COMMON_FLAGS = ("-update-debug-sections", "-skip-funcs=" + ",".join(BOLT_SKIP_FUNCS))
+
+
+def _common_flags(skip_funcs):
+    return ("-update-debug-sections", "-skip-funcs=" + ",".join(skip_funcs))
+
+
+BOLT_COMMON_FLAGS = _common_flags(BOLT_SKIP_FUNCS)
 BOLT_APPLY_ONLY_FLAGS = (
     "-reorder-blocks=ext-tsp",
     "-reorder-functions=cdsort",
@@ -81,7 +87,7 @@ def tool_flags(version):
     skip = BOLT_SKIP_FUNCS
     if minor_of(version) < SRE_COMPUTED_GOTOS_FROM:
         skip = tuple(name for name in skip if not name.startswith("sre_"))
-    common = ("-update-debug-sections", "-skip-funcs=" + ",".join(skip))
+    common = _common_flags(skip)
     return " ".join(common), " ".join(common + BOLT_APPLY_ONLY_FLAGS)
 
 
