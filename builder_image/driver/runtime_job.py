@@ -41,7 +41,7 @@ from .upload import split_s3_url, store_kind
 
 COMMAND = ("buildfarm", "runtime", "build")
 TOOL_MINIMUM = (3, 11)  # the buildfarm package's requires-python
-PLATFORM_ID = re.compile(r"[a-z0-9][a-z0-9.-]{0,62}")
+PLATFORM_ID = re.compile(r"[a-z0-9][a-z0-9.-]{0,62}", re.ASCII)  # buildfarm.platforms.PLATFORM_ID
 FINAL_RELEASE = re.compile(r"([0-9]{1,4})\.([0-9]{1,4})\.([0-9]{1,4})")  # prereleases may lack wheels
 STORE_KEY = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]*(/[A-Za-z0-9_+-][A-Za-z0-9._+-]*)*")
 VERSIONS_KEY = "versions.json"  # functions/buildfarm/layout.py's VERSIONS_KEY

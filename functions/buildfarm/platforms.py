@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from datetime import date
 from functools import cache
@@ -35,6 +36,10 @@ def arch_names(sep: str = ", ") -> str:
     return sep.join(f"{arch} ({DEB_ARCH[arch]})" if DEB_ARCH[arch] != arch else arch for arch in ARCHES)
 
 
+# A platform id: it names store keys, packages, job definitions, and install.sh carries it in a
+# double-quoted shell string. The builder's runtime job and the runtime manifest's schema
+# restate it (tests/functions/test_platforms.py holds them to this one).
+PLATFORM_ID = re.compile(r"[a-z0-9][a-z0-9.-]{0,62}", re.ASCII)  # fullmatch
 REGISTRY_ENV = "BUILDFARM_PLATFORMS"
 _REPO_BUILDER_IMAGE = Path(__file__).resolve().parents[2] / "builder_image"
 
@@ -100,6 +105,13 @@ class Platform(BaseModel):
     # series -> why CPython of that series cannot be built here: the planner never plans it.
     unbuildable_series: dict[str, str] = {}
     checked_against: tuple[CheckedSource, ...] = ()
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not PLATFORM_ID.fullmatch(value):
+            raise ValueError(f"platform id {value!r} is not 1-63 lower-case letters, digits, '.' and '-'")
+        return value
 
     @model_validator(mode="after")
     def _rpm_names_checked(self) -> Platform:

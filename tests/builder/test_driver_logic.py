@@ -457,4 +457,6 @@ def test_the_driver_states_the_arches_and_id_rules_as_the_farm_does() -> None:
     assert driver_spec.EXECUTION_ID_RE.pattern == layout.EXECUTION_ID.pattern
     assert driver_spec.EXECUTION_ID_RE.flags == layout.EXECUTION_ID.flags
     assert runtime_job.ARCHES is driver_spec.ARCHES and runtime_job.SHA256_RE is driver_spec.SHA256_RE
+    assert runtime_job.PLATFORM_ID.pattern == platforms.PLATFORM_ID.pattern
+    assert runtime_job.PLATFORM_ID.flags == platforms.PLATFORM_ID.flags
     assert (packages.DEB_ARCH, packages.RPM_ARCH) == (driver_spec.DEB_ARCH, driver_spec.RPM_ARCH)

@@ -11,6 +11,7 @@ import pytest
 from buildfarm.platforms import (
     ARCH_ALIASES,
     DEB_ARCH,
+    PLATFORM_ID,
     RegistryError,
     UnknownArchError,
     UnknownPlatformError,
@@ -185,6 +186,19 @@ def test_unbuildable_series_needs_a_series_and_a_reason(tmp_path) -> None:
     bad.write_text(json.dumps(raw))
     with pytest.raises(RegistryError, match=r"3\.9\.2"):
         load_registry(bad)
+
+
+@pytest.mark.parametrize("bad_id", ["Debian-12", "debian_12", "-x", "debian 12", "debian-12\n", "d" * 64])
+def test_a_platform_id_outside_the_pattern_is_refused_by_name(tmp_path, bad_id: str) -> None:
+    """Ids name store keys and packages and ride in install.sh's shell strings: the registry is
+    where they are checked, once."""
+    raw = json.loads((builder_image_dir() / "platforms.json").read_text())
+    raw["platforms"][bad_id] = {**raw["platforms"]["debian-12"], "id": bad_id}
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(RegistryError, match=re.escape(repr(bad_id))):
+        load_registry(path)
+    assert all(PLATFORM_ID.fullmatch(pid) for pid in load_registry().platforms)
 
 
 def test_openssl_series_of_each_platform(tmp_path) -> None:

@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 INSTALLER_PLACEHOLDER = "@BASE_URL@"
 FINGERPRINTS_PLACEHOLDER = "@KEY_FINGERPRINTS@"
 RUNTIME_PLACEHOLDER = "@RUNTIME_PACKAGES@"
-# Platform ids and package names are baked into a double-quoted shell string: inert characters only.
-_PLATFORM_ID = re.compile(r"[a-z0-9][a-z0-9.-]*")  # fullmatch
+# Package names are baked into a double-quoted shell string: inert characters only (platform ids
+# too: the registry holds them to platforms.PLATFORM_ID).
 _PACKAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+_-]*")  # fullmatch
 KEY_FINGERPRINT = re.compile(f"SHA256:{SHA256_HEX}", re.ASCII)  # fullmatch; inert in a shell string
 _FINGERPRINTS_LINE = re.compile(r'^BAKED_FINGERPRINTS="([^"\n]*)"$', re.MULTILINE)
@@ -58,9 +58,9 @@ def runtime_packages(registry: Registry) -> str:
     entries = []
     for platform in registry.platforms.values():
         packages = list(platform.runtime_dependencies)
-        for name in (platform.id, *packages):
-            if not (_PLATFORM_ID if name == platform.id else _PACKAGE_NAME).fullmatch(name):
-                raise ValueError(f"not a platform id or package name install.sh can carry: {name!r}")
+        for name in packages:
+            if not _PACKAGE_NAME.fullmatch(name):
+                raise ValueError(f"not a package name install.sh can carry: {name!r}")
         entries.append(f"{platform.id}={','.join(packages)}")
     return " ".join(entries)
 

@@ -12,6 +12,7 @@ from buildfarm.cli import build_parser, main
 from buildfarm.errors import UsageError
 from buildfarm.layout import FILE_NAME_PATTERN
 from buildfarm.models import Attestations
+from buildfarm.platforms import PLATFORM_ID
 from buildfarm.runtimes.definitions import (
     PREFIX_RULE,
     REPOSITORY_DEFINITIONS,
@@ -250,9 +251,10 @@ def test_the_manifest_schema_documents_the_attestations_a_runtime_lists() -> Non
 
 
 def test_the_manifest_schema_spells_the_names_as_the_code_does() -> None:
-    """One rule for a file name (layout.FILE_NAME_PATTERN) and a runtime version."""
+    """One rule for a file name (layout.FILE_NAME_PATTERN), a platform id and a runtime version."""
     schema = manifest_schema()
     assert schema["$defs"]["file"]["pattern"] == f"^{FILE_NAME_PATTERN}$"
+    assert schema["properties"]["platform"]["pattern"] == f"^{PLATFORM_ID.pattern}$"
     assert schema["properties"]["artifacts"]["items"]["properties"]["file"] == {"$ref": "#/$defs/file"}
     version = schema["properties"]["runtime"]["properties"]["version"]["pattern"]
     assert version == f"^{RUNTIME_VERSION.pattern}$"
