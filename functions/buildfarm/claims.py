@@ -15,6 +15,7 @@ import json
 import logging
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, TypeVar
 
@@ -99,31 +100,36 @@ def _read_marker(store: Store, key: str) -> tuple[Claim | None, str]:
     return _parse_bytes(data), etag
 
 
+@dataclass(frozen=True)
+class Claimant:
+    """Who claims, and when: the execution and its plan, the time, how long a new claim lasts,
+    and how to tell whether another claim's execution still runs."""
+
+    execution_id: str
+    plan_id: str
+    now: datetime
+    ttl_seconds: int
+    is_running: Liveness = unknown_liveness
+
+    def marker(self, name: str, build: int) -> dict:
+        """The claim marker this claimant writes for build `build` of the cell `name`."""
+        return Claim(
+            cell=name,
+            execution_id=self.execution_id,
+            plan_id=self.plan_id,
+            build=build,
+            claimed_at=iso(self.now),
+            expires_at=iso(self.now + timedelta(seconds=self.ttl_seconds)),
+        ).model_dump(mode="json")
+
+
 def claim_cell(
-    store: Store,
-    cell: Cell,
-    *,
-    execution_id: str,
-    plan_id: str,
-    published_build: int,
-    now: datetime,
-    ttl_seconds: int,
-    marker_exists: bool = False,
-    is_running: Liveness = unknown_liveness,
+    store: Store, cell: Cell, claimant: Claimant, *, published_build: int, marker_exists: bool = False
 ) -> ClaimOutcome:
-    """Claim one cell; build = max(published, last claimed) + 1. Idempotent for the same execution.
-    A claim whose execution has ended (is_running says False) is taken over before it expires."""
+    """Claim one Python cell: claim_marker at its claims/<cell>.json."""
+    key, name = claim_key(*cell), cell_name(*cell)
     return claim_marker(
-        store,
-        claim_key(*cell),
-        cell_name(*cell),
-        execution_id=execution_id,
-        plan_id=plan_id,
-        published_build=published_build,
-        now=now,
-        ttl_seconds=ttl_seconds,
-        marker_exists=marker_exists,
-        is_running=is_running,
+        store, key, name, claimant, published_build=published_build, marker_exists=marker_exists
     )
 
 
@@ -131,34 +137,21 @@ def claim_marker(
     store: Store,
     key: str,
     name: str,
+    claimant: Claimant,
     *,
-    execution_id: str,
-    plan_id: str,
     published_build: int,
-    now: datetime,
-    ttl_seconds: int,
     marker_exists: bool = False,
-    is_running: Liveness = unknown_liveness,
 ) -> ClaimOutcome:
-    """claim_cell for any claim marker: `key` (a Python cell's, or a runtime cell's
-    layout.runtime_claim_key) and the cell's `name` recorded in it."""
-
-    def marker(build: int) -> dict:
-        return Claim(
-            cell=name,
-            execution_id=execution_id,
-            plan_id=plan_id,
-            build=build,
-            claimed_at=iso(now),
-            expires_at=iso(now + timedelta(seconds=ttl_seconds)),
-        ).model_dump(mode="json")
-
+    """Claim the cell `name` whose marker is `key` (a Python cell's, or a runtime cell's
+    layout.runtime_claim_key); build = max(published, last claimed) + 1. Idempotent for the same
+    execution. A claim whose execution has ended (is_running says False) is taken over before
+    it expires."""
     read_first = marker_exists
     for _ in range(MAX_ROUNDS):
         if not read_first:
             build = published_build + 1
             try:
-                store.put_json(key, marker(build), if_none_match=True)
+                store.put_json(key, claimant.marker(name, build), if_none_match=True)
                 return ClaimOutcome(cell=name, status="claimed", build=build)
             except StoreConflict:
                 pass
@@ -169,14 +162,14 @@ def claim_marker(
             continue  # removed by hand in between: try creating again
         if current is None:
             log.warning("claim marker %s is unreadable; taking it over", store.url(key))
-        elif current.execution_id == execution_id and not current.released:
+        elif current.execution_id == claimant.execution_id and not current.released:
             # Our own claim (e.g. the Plan step retried): keep its build number.
             return ClaimOutcome(cell=name, status="claimed", build=current.build)
-        elif current.live(now, is_running):
+        elif current.live(claimant.now, claimant.is_running):
             return _held(name, current)
         build = max(published_build, current.build if current else 0) + 1
         try:
-            store.put_json(key, marker(build), if_match=etag)
+            store.put_json(key, claimant.marker(name, build), if_match=etag)
             return ClaimOutcome(cell=name, status="claimed", build=build)
         except StoreConflict:
             continue  # another planner took it over first: look again
@@ -207,39 +200,8 @@ def _holder_now(store: Store, key: str, name: str, published_build: int) -> Clai
     return _held(name, current)
 
 
-def peek_cell(
-    store: Store,
-    cell: Cell,
-    *,
-    execution_id: str,
-    published_build: int,
-    now: datetime,
-    marker_exists: bool,
-    is_running: Liveness = unknown_liveness,
-) -> ClaimOutcome:
-    """What claim_cell would do, without writing (dry run)."""
-    return peek_marker(
-        store,
-        claim_key(*cell),
-        cell_name(*cell),
-        execution_id=execution_id,
-        published_build=published_build,
-        now=now,
-        marker_exists=marker_exists,
-        is_running=is_running,
-    )
-
-
 def peek_marker(
-    store: Store,
-    key: str,
-    name: str,
-    *,
-    execution_id: str,
-    published_build: int,
-    now: datetime,
-    marker_exists: bool,
-    is_running: Liveness = unknown_liveness,
+    store: Store, key: str, name: str, claimant: Claimant, *, published_build: int, marker_exists: bool
 ) -> ClaimOutcome:
     """What claim_marker would do, without writing (dry run)."""
     current = None
@@ -248,10 +210,29 @@ def peek_marker(
             current, _ = _read_marker(store, key)
         except StoreError:
             current = None
-    if current is not None and current.execution_id != execution_id and current.live(now, is_running):
+    if (
+        current is not None
+        and current.execution_id != claimant.execution_id
+        and current.live(claimant.now, claimant.is_running)
+    ):
         return _held(name, current)
     build = max(published_build, current.build if current else 0) + 1
     return ClaimOutcome(cell=name, status="claimed", build=build)
+
+
+def claim_or_peek(
+    store: Store,
+    key: str,
+    name: str,
+    claimant: Claimant,
+    *,
+    published_build: int,
+    marker_exists: bool,
+    dry_run: bool,
+) -> ClaimOutcome:
+    """claim_marker, or for a dry run peek_marker: how planners claim Python and runtime cells."""
+    decide = peek_marker if dry_run else claim_marker
+    return decide(store, key, name, claimant, published_build=published_build, marker_exists=marker_exists)
 
 
 def _python_marker(cell: Cell) -> str:
@@ -283,30 +264,14 @@ def claim_cells(
     if not cells:
         return {}
     markers = existing_markers(store)
+    claimant = Claimant(execution_id, plan_id, now, ttl_seconds, is_running)
 
     def one(cell: Cell) -> ClaimOutcome:
-        exists = claim_key(*cell) in markers
-        floor = max(cells[cell], *store.build_numbers(*cell), 0)
-        if dry_run:
-            return peek_cell(
-                store,
-                cell,
-                execution_id=execution_id,
-                published_build=floor,
-                now=now,
-                marker_exists=exists,
-                is_running=is_running,
-            )
-        return claim_cell(
-            store,
-            cell,
-            execution_id=execution_id,
-            plan_id=plan_id,
-            published_build=floor,
-            now=now,
-            ttl_seconds=ttl_seconds,
-            marker_exists=exists,
-            is_running=is_running,
+        key, floor = claim_key(*cell), max(cells[cell], *store.build_numbers(*cell), 0)
+        exists = key in markers
+        name = cell_name(*cell)
+        return claim_or_peek(
+            store, key, name, claimant, published_build=floor, marker_exists=exists, dry_run=dry_run
         )
 
     ordered = list(cells)

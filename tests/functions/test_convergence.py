@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from buildfarm.catalog import INDEX_KEY
-from buildfarm.claims import ClaimOutcome, claim_cell
+from buildfarm.claims import Claimant, ClaimOutcome, claim_cell
 from buildfarm.plan import PlanItem, open_runs, plan, run_marker_key
 from buildfarm.publish import publish, publish_cell
 from buildfarm.recovery import recover
@@ -145,14 +145,7 @@ def test_a_claim_is_taken_over_when_its_execution_ended_or_else_when_it_expired(
 
     def claim(execution_id: str, now: datetime) -> ClaimOutcome:
         return claim_cell(
-            store,
-            cell,
-            execution_id=execution_id,
-            plan_id=execution_id,
-            published_build=0,
-            now=now,
-            ttl_seconds=3600,
-            is_running=running.get,
+            store, cell, Claimant(execution_id, execution_id, now, 3600, running.get), published_build=0
         )
 
     first = claim("long", NOW)

@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 
 import buildfarm.cli.build
-from buildfarm.claims import claim_cell, claim_key
+from buildfarm.claims import Claimant, claim_cell, claim_key
 from buildfarm.cli import main
 from buildfarm.plan import plan
 from buildfarm.publish import BatchOutcome, publish, publish_cell
@@ -208,15 +208,8 @@ def test_recovery_publishes_only_the_planned_builds_of_a_dead_run(local_store, c
     fake_build(local_store, arm.spec, spec_changes={"optimization": "none"})
     # A dead standalone build: a claim without a plan (and so without an open run).
     standalone = ("3.12.11", "debian-12", "x86_64")
-    claim_cell(
-        local_store,
-        standalone,
-        execution_id="local-dead-standalone",
-        plan_id="local-dead-standalone",
-        published_build=0,
-        now=NOW,
-        ttl_seconds=3600,
-    )
+    claim_cell(local_store, standalone, Claimant("local-dead-standalone", "local-dead-standalone", NOW, 3600),
+               published_build=0)  # fmt: skip
     fake_build(local_store, {**x86.spec.model_dump(), "version": "3.12.11", "prefix": "/opt/python/3.12.11",
                              "artifact_dir": "builds/3.12.11/debian-12/x86_64/1",
                              "execution_id": "local-dead-standalone"})  # fmt: skip
@@ -233,12 +226,8 @@ def test_recovery_publishes_only_the_planned_builds_of_a_dead_run(local_store, c
     taken = claim_cell(
         local_store,
         standalone,
-        execution_id="local-next",
-        plan_id="local-next",
+        Claimant("local-next", "local-next", later, 3600, is_running),
         published_build=1,
-        now=later,
-        ttl_seconds=3600,
-        is_running=is_running,
     )
     assert (taken.status, taken.build) == ("claimed", 2)
     assert recover(local_store, config, later, is_running=is_running, signer=None).finalized == []

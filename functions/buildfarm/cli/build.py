@@ -12,7 +12,7 @@ import os
 import sys
 
 from buildfarm import clock
-from buildfarm.claims import claim_cell, release_claims
+from buildfarm.claims import Claimant, claim_cell, release_claims
 from buildfarm.cli.arg_types import build_number
 from buildfarm.cli.live_build import build_showing_progress
 from buildfarm.config import DEFAULT_SOURCE_MIRROR, FarmConfig
@@ -201,16 +201,15 @@ def _claim(store: Store, spec: BuildSpec, requested: int | None, taken: set[int]
     The number is past every build under builds/ and logs/ and the claim marker's last one.
     An explicit --build is claimed as asked or not at all (the farm may have taken it)."""
     cell = (spec.version, spec.platform, spec.arch)
-    outcome = claim_cell(
-        store,
-        cell,
+    claimant = Claimant(
         execution_id=spec.execution_id,
         plan_id=spec.execution_id,  # no plan: a planner takes the claim over once we are gone
-        published_build=requested - 1 if requested else max(taken, default=0),
         now=clock.now(),
         ttl_seconds=FarmConfig.model_fields["claim_ttl_seconds"].default,
         is_running=local_liveness,
     )
+    floor = requested - 1 if requested else max(taken, default=0)
+    outcome = claim_cell(store, cell, claimant, published_build=floor)
     name = "/".join(cell)
     if outcome.status == "held":
         raise UsageError(

@@ -20,10 +20,10 @@ from pathlib import Path
 from buildfarm.attest.signing import Signer
 from buildfarm.catalog.versions_json import RuntimeCell, read_versions, runtime_cells
 from buildfarm.claims import (
+    Claimant,
     ClaimOutcome,
     Liveness,
-    claim_marker,
-    peek_marker,
+    claim_or_peek,
     recheck_published,
     unknown_liveness,
 )
@@ -239,11 +239,16 @@ def _claim_one(
     """Claim one planned cell (a dry run only peeks): claimed, or held by another execution."""
     floor = next_build(store, item.cell, runtimes.published.get(item.cell, 0)) - 1
     key = runtime_claim_key(*item.cell)
-    common = {"execution_id": execution_id, "published_build": floor, "now": now,
-              "marker_exists": store.exists(key), "is_running": is_running}  # fmt: skip
-    if dry_run:
-        return peek_marker(store, key, item.name, **common)
-    return claim_marker(store, key, item.name, plan_id=execution_id, ttl_seconds=ttl_seconds, **common)
+    claimant = Claimant(execution_id, execution_id, now, ttl_seconds, is_running)
+    return claim_or_peek(
+        store,
+        key,
+        item.name,
+        claimant,
+        published_build=floor,
+        marker_exists=store.exists(key),
+        dry_run=dry_run,
+    )
 
 
 def plan_run_runtimes(

@@ -44,14 +44,14 @@ def lock_gone(svc: RuntimeDefinition, monkeypatch: pytest.MonkeyPatch) -> Runtim
 
 
 def claim_fails(svc: RuntimeDefinition, monkeypatch: pytest.MonkeyPatch) -> RuntimeDefinition:
-    real = buildfarm.runtimes.farm_cells.claim_marker
+    real = buildfarm.runtimes.farm_cells.claim_or_peek
 
-    def claim_marker(store, key, name, **kwargs):
+    def claim_or_peek(store, key, name, claimant, **kwargs):
         if name.startswith("broken/"):
             raise StoreError("the claim could not be written")
-        return real(store, key, name, **kwargs)
+        return real(store, key, name, claimant, **kwargs)
 
-    monkeypatch.setattr(buildfarm.runtimes.farm_cells, "claim_marker", claim_marker)
+    monkeypatch.setattr(buildfarm.runtimes.farm_cells, "claim_or_peek", claim_or_peek)
     return svc.model_copy(update={"name": "broken"})
 
 
