@@ -2,7 +2,9 @@
 
     buildfarm: progress <what> <done>/<total> <unit>
 
-what is "make" while objects compile (unit "objects"), "pgo" or "bolt" during a training
+what is "make" while objects compile (unit "objects"), "link" once the step's latest
+compiler command links (unit "binaries": the links the step has started; an LTO link of
+the interpreter can take minutes after the last compile), "pgo" or "bolt" during a training
 run (unit "tests": regrtest's "[ k/N] test_x" lines); total is "?" while unknown. The
 objects to compile are what `make -n` prints for the step (dry_run_objects()); a Tracker
 counts them, and the training run's tests, from the step's output lines; a Ticker prints
@@ -22,7 +24,8 @@ INTERVAL = 10  # seconds between two lines; the runners count on one at least ev
 POLL_STEP = 0.05  # seconds: how soon the ticker notices that the block ended
 DRY_RUN_TIMEOUT = 120
 MAKE = "make"  # the phase's name, shown while objects compile
-OBJECTS, TESTS = "objects", "tests"
+LINK = "link"
+OBJECTS, TESTS, BINARIES = "objects", "tests", "binaries"
 
 # regrtest's progress: "0:00:05 load avg: 1.20 [ 2/43] test_base64 passed", "[ 3/43/1] test_x"
 _REGRTEST_PROGRESS = re.compile(r"(?:.* )?\[ *([0-9]+)/([0-9]+)(?:/[0-9]+)?\] \S.*")
@@ -39,6 +42,20 @@ def compiled_object(line):
     if index < len(words) and words[index].endswith(".o"):
         return words[index]
     return None
+
+
+def linked_binary(line):
+    """The program or library a compiler's link command makes ("cc ... -o X a.o b.o", no -c),
+    else None. Objects among the words tell a link from any other command with -o."""
+    words = line.split()
+    if "-c" in words or "-o" not in words:
+        return None
+    index = words.index("-o") + 1
+    if index >= len(words) or words[index].endswith(".o"):
+        return None
+    if not any(word.endswith(".o") for word in words):
+        return None
+    return words[index]
 
 
 def objects_in(lines):
@@ -78,14 +95,20 @@ class Tracker(object):
         """A new step: it compiles the objects first (then runs `training`, if any), or it
         starts with its training run."""
         self.compiled = set()
+        self.links = 0  # link commands this step has started
+        self.linking = False  # its latest compiler command links
         self.training = training
         self.tests = None if compiles else (training, 0, None)
 
     def feed(self, line):
         target = compiled_object(line)
         if target is not None:
+            self.linking = False
             if self.objects is None or target in self.objects:
                 self.compiled.add(target)
+            return
+        if linked_binary(line) is not None:
+            self.links, self.linking = self.links + 1, True
             return
         if self.training is None:
             return
@@ -102,6 +125,8 @@ class Tracker(object):
         tests = self.tests
         if tests is not None:
             return (*tests, TESTS)
+        if self.linking:
+            return (LINK, self.links, None, BINARIES)
         total = len(self.objects) if self.objects is not None else None
         return (MAKE, len(self.compiled), total, OBJECTS)
 

@@ -52,6 +52,57 @@ def test_compiled_object(line, target):
     assert progress.compiled_object(line) == target
 
 
+LTO_LINK = (
+    "\tgcc -pthread -shared -Wl,-z,relro,-z,now -flto=auto -fuse-linker-plugin -Wl,-hlibpython3.9.so.1.0"
+    " -o libpython3.9.so.1.0 Modules/getbuildinfo.o Parser/acceler.o -lpthread -ldl -lutil -lm"
+)
+INTERPRETER_LINK = (
+    "gcc -pthread -fno-pie -no-pie -Wl,-z,relro,-z,now -Xlinker -export-dynamic buildfarm-spare-note.o"
+    " -o python Programs/python.o Modules/getbuildinfo.o -lcrypt -lpthread -ldl -lutil -lm"
+)
+
+
+@pytest.mark.parametrize(
+    ("line", "binary"),
+    [
+        (LTO_LINK, "libpython3.9.so.1.0"),
+        (INTERPRETER_LINK, "python"),
+        (
+            "gcc -shared Modules/_json.o -o Modules/_json.cpython-313-x86_64-linux-gnu.so",
+            "Modules/_json.cpython-313-x86_64-linux-gnu.so",
+        ),
+        (CORE, None),  # a compile
+        ("gcc -o python", None),  # no objects: not a link we can tell
+        ("ar rcs libpython3.13.a Modules/getbuildinfo.o Parser/token.o", None),
+        ("./python -E -S -m sysconfig --generate-posix-vars", None),
+        ("gcc a.o -o", None),
+        ("", None),
+    ],
+)
+def test_linked_binary(line, binary):
+    assert progress.linked_binary(line) == binary
+
+
+def test_tracker_shows_the_links_after_the_last_compile():
+    """An LTO build's last minutes are two links and no output: the line says so, instead of
+    the objects' count it stopped at; the next compile counts objects again."""
+    tracker = progress.Tracker({"Objects/abstract.o", "Modules/_json.o"})
+    tracker.start_step(compiles=True)
+    tracker.feed(CORE)
+    tracker.feed(LTO_LINK)
+    assert tracker.current() == ("link", 1, None, "binaries")
+    tracker.feed("./python -E -S -m sysconfig --generate-posix-vars")
+    tracker.feed(INTERPRETER_LINK)
+    assert tracker.current() == ("link", 2, None, "binaries")
+    assert progress.progress_line(*tracker.current()) == "progress link 2/? binaries"
+    tracker.feed(BUILTIN)
+    assert tracker.current() == ("make", 2, 2, "objects")
+    tracker.start_step(compiles=True)
+    assert tracker.current() == ("make", 0, 2, "objects")
+    tracker.feed(INTERPRETER_LINK)
+    assert tracker.current() == ("link", 1, None, "binaries")  # counted per step
+
+
 @pytest.mark.parametrize(
     ("line", "shown"),
     [
@@ -189,7 +240,8 @@ def test_a_real_make_is_counted_from_make_n_and_its_output(tmp_path):
     with progress.Ticker(tracker, interval=0.05, write=lines.append):
         run(log, "make", ["make", "-j2"], cwd=str(tmp_path), env=env, on_line=tracker.feed)
     log.close()
-    assert lines[-1] == "progress make 3/3 objects"
+    assert tracker.compiled == {"a.o", "b.o", "c.o"}
+    assert lines[-1] == "progress link 1/? binaries"  # the library's link came last
     assert "gcc -c -fPIC a.c -o a.o" in (tmp_path / "build.log").read_text()
 
 
