@@ -141,14 +141,11 @@ def run_status(args: argparse.Namespace) -> int:
     _, store = _config_and_store(args)
     try:
         document, etag = read_versions(store)
-    except (StoreError, ValueError) as error:
-        raise UsageError(f"{store.url(VERSIONS_KEY)}: {error}") from None
-    try:
         fingerprints = store_fingerprints(store)
         # Cheap (a listing per version, nothing read): `buildfarm verify` checks the sha256s.
         missing = missing_files(store, document) if etag is not None else []
-    except StoreError as error:
-        raise UsageError(str(error)) from None
+    except STORE_FAILURES as error:  # exit 2, worded as `run`, `reindex` and `plan` word it
+        raise store_failure(store.location, error) from None
 
     cells = [
         {

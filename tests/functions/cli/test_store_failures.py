@@ -1,5 +1,5 @@
-"""A store that `run`, `reindex` and `plan` cannot use ends each the same way: one line naming
-the store, exit 2 (as `status`). `run` leaves nothing behind when it stops early: no empty
+"""A store that `run`, `reindex`, `plan` and `status` cannot use ends each the same way: one
+line naming the store, exit 2. `run` leaves nothing behind when it stops early: no empty
 buildfarm-run-* log directory, no empty store directory it made itself. `reindex` names each
 key it wrote once, however many rounds a concurrent publisher made it take, and says when it
 stopped rendering again (after 10 rounds).
@@ -74,7 +74,7 @@ def _one_error(capsys: pytest.CaptureFixture[str], command: str) -> str:
 
 
 @pytest.mark.parametrize(("breaks", "named"), [case[1:] for case in BROKEN], ids=[c[0] for c in BROKEN])
-def test_run_and_reindex_of_a_broken_store_exit_alike(
+def test_run_reindex_plan_and_status_of_a_broken_store_exit_alike(
     published_store, runner_here, temp_dir, capsys, breaks, named
 ) -> None:
     root = published_store.root
@@ -85,8 +85,11 @@ def test_run_and_reindex_of_a_broken_store_exit_alike(
     reindex_error = _one_error(capsys, "reindex")
     plan_status = main(["plan", *RUN[1:-1], "--store", str(root)])
     plan_error = _one_error(capsys, "plan")
-    assert (run_status, reindex_status, plan_status) == (2, 2, 2)
-    assert run_error == reindex_error == plan_error, (run_error, reindex_error, plan_error)
+    status_status = main(["status", "--store", str(root)])
+    status_error = _one_error(capsys, "status")
+    assert (run_status, reindex_status, plan_status, status_status) == (2, 2, 2, 2)
+    errors = (run_error, reindex_error, plan_error, status_error)
+    assert len(set(errors)) == 1, errors
     assert run_error.startswith(f"store {root}: ") and named in run_error, run_error
     assert list(temp_dir.iterdir()) == [], "run left its log directory behind"
 
