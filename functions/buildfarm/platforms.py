@@ -38,7 +38,8 @@ def arch_names(sep: str = ", ") -> str:
 
 # A platform id: it names store keys, packages, job definitions, and install.sh carries it in a
 # double-quoted shell string. The builder's runtime job and the runtime manifest's schema
-# restate it (tests/functions/test_platforms.py holds them to this one).
+# restate it (tests/builder/test_driver_logic.py and tests/functions/runtimes/test_definitions.py
+# hold them to this one).
 PLATFORM_ID = re.compile(r"[a-z0-9][a-z0-9.-]{0,62}", re.ASCII)  # fullmatch
 REGISTRY_ENV = "BUILDFARM_PLATFORMS"
 _REPO_BUILDER_IMAGE = Path(__file__).resolve().parents[2] / "builder_image"
