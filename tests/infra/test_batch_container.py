@@ -9,8 +9,10 @@ only: a short self-test list (the full one runs in tests/builder) and the loopba
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -69,16 +71,37 @@ def job_container(template: dict[str, Any]) -> tuple[dict[str, str], str]:
     return {e["Name"]: e["Value"] for e in container["Environment"]}, container["User"]
 
 
-def run_as_batch(image: str, container_env: dict[str, str], user: str) -> tuple[Path, int]:
-    """The image as Batch runs it: its entrypoint, no command, the spec in the environment only,
-    as the job definition's user. One addition Batch does not make: the suite's compiler cache,
-    mounted, so that CI's reruns on this machine recompile nothing (the build and its checks are
-    the same either way); its own, owned by that user. (The cache, the user's uid.)"""
+def job_user_ccache(uid: int, gid: int) -> Path:
+    """The job user's compiler cache under the suite's cache directory, owned by that user.
+    Made on a machine's first run as a copy of the suite's own cache (TEST_CACHE/ccache), which
+    by then usually holds the host runner's build of the same release with the same GCC and
+    headers as the image's: a bare machine's CI then compiles 3.13.5 for debian-12 once, not
+    twice (a copy, not the suite's cache itself, which root's builds write). A file that
+    vanishes while it is copied (a build beside this test) is a miss, not an error."""
     ccache = TEST_CACHE / "ccache-batch-job"
+    suite_cache = TEST_CACHE / "ccache"
+    if not ccache.exists() and suite_cache.is_dir():
+        partial = ccache.with_name(ccache.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        with contextlib.suppress(shutil.Error):
+            shutil.copytree(suite_cache, partial, symlinks=True)
+        if os.geteuid() == 0:
+            for path in partial.rglob("*"):
+                os.chown(path, uid, gid, follow_symlinks=False)
+        partial.rename(ccache)
     ccache.mkdir(parents=True, exist_ok=True)
-    uid, gid = (int(part) for part in user.split(":"))
     if os.geteuid() == 0:
         os.chown(ccache, uid, gid)
+    return ccache
+
+
+def run_as_batch(image: str, container_env: dict[str, str], user: str) -> tuple[Path, int]:
+    """The image as Batch runs it: its entrypoint, no command, the spec in the environment only,
+    as the job definition's user. One addition Batch does not make: a compiler cache, mounted,
+    so that CI's runs on this machine recompile little (the build and its checks are the same
+    either way): the job user's own (job_user_ccache). (The cache, the user's uid.)"""
+    uid, gid = (int(part) for part in user.split(":"))
+    ccache = job_user_ccache(uid, gid)
     container_env = {**container_env, "BUILDFARM_CCACHE": "1", "CCACHE_DIR": "/buildfarm/ccache"}
     argv = ["docker", "run", "--rm", "--network", images.engine_network(), "--user", user]
     argv += ["--volume", f"{ccache}:/buildfarm/ccache"]
