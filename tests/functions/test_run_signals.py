@@ -11,8 +11,12 @@ import pytest
 PROGRAM = """\
 import os, signal, sys, time
 from buildfarm.farm import terminate_on_signals
+# Both dispositions are set here, not inherited: a test run started in the background of a
+# shell without job control (`pytest &`) starts every child with SIGINT ignored.
 if sys.argv[2] == "ignored":
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+else:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 try:
     with terminate_on_signals():
         os.kill(os.getpid(), getattr(signal, sys.argv[1]))
