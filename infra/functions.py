@@ -8,7 +8,6 @@ its cryptography (powertools-lambda-python pull request #4630)."""
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
 import cyclonedx
@@ -32,6 +31,7 @@ from buildfarm.config import FarmConfig
 from buildfarm.layout import under
 from buildfarm.platforms import builder_image_dir, registry_path
 from buildfarm.runtimes.definitions import PACKAGED_DEFINITIONS, default_definitions
+from buildfarm.scratch import process_directory
 from infra.config import InfraConfig
 from infra.log_groups import log_group
 from infra.nag import acknowledge, logical_id
@@ -126,8 +126,9 @@ def stage_lambda_bundle(destination: Path | None = None, *, runtime_definitions:
     buildfarm/builder_image/platforms.json and sbom_facts/, where platforms.builder_image_dir()
     looks in an installed package), the runtime definitions if runtime_definitions (at
     buildfarm/runtime_definitions, where runtimes.definitions looks outside a checkout: Plan's)
-    and pure-Python dependencies that the Powertools layer lacks into a directory; returns it."""
-    root = Path(destination or tempfile.mkdtemp(prefix="buildfarm-lambda-"))
+    and pure-Python dependencies that the Powertools layer lacks into destination (default: a
+    directory removed when the process exits, once CDK has copied it); returns it."""
+    root = destination or process_directory("buildfarm-lambda-")
     package_dir = Path(buildfarm.__file__).resolve().parent
     shutil.copytree(package_dir, root / "buildfarm", ignore=_IGNORE, dirs_exist_ok=True)
     image_dir = root / "buildfarm" / "builder_image"

@@ -41,7 +41,7 @@ from buildfarm.policy import policy_platforms
 from buildfarm.publish import BatchOutcome, PublishResult, publish, publish_cell
 from buildfarm.recovery import local_execution_id, local_liveness, recover
 from buildfarm.runners import RunnerUnavailable, host_arch, host_platform_id, select_runner
-from buildfarm.runners.base import BuildResult, Runner, resume_builds, stop_builds
+from buildfarm.runners.base import BuildResult, Runner, discard_log, resume_builds, stop_builds
 from buildfarm.runtimes.definitions import RuntimeDefinition
 from buildfarm.runtimes.farm_cells import RuntimeRunPlan, build_claimed, plan_run_runtimes
 from buildfarm.runtimes.publish import publish_runtime
@@ -413,8 +413,7 @@ def keep_full_log(result: BuildResult, kept: Path) -> BuildResult:
         shutil.move(result.log_path, kept)
     except OSError:
         return result
-    with suppress(OSError):
-        result.log_path.parent.rmdir()  # the runner's buildfarm-log-* directory, now empty
+    discard_log(result.log_path)  # the runner's buildfarm-log-* directory, now empty
     return replace(result, log_path=kept)
 
 

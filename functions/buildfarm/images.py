@@ -40,6 +40,7 @@ from packaging.version import Version
 from buildfarm import roots
 from buildfarm.lambda_layer.tags import Target
 from buildfarm.platforms import ARCHES, DOCKER_PLATFORM, Platform, Registry, builder_image_dir
+from buildfarm.scratch import process_directory
 
 
 class ImageError(Exception):
@@ -327,15 +328,14 @@ def stage_context(destination: Path) -> Path:
 
 def staged_context() -> Path:
     """A context staged for the sources as they are, made once per process and sources (the
-    CDK app stages every platform's asset from one); left for the process's caller, as the
-    Lambda bundle's staging directory is."""
+    CDK app stages every platform's asset from one); removed when the process exits."""
     context = builder_image_dir()
     return _staged_for(_digest(sorted(path for path in context.rglob("*") if _is_source(path))))
 
 
 @cache
 def _staged_for(digest: str) -> Path:
-    return stage_context(Path(tempfile.mkdtemp(prefix=f"buildfarm-image-{digest[:12]}-")))
+    return stage_context(process_directory(f"buildfarm-image-{digest[:12]}-"))
 
 
 def _docker(*argv: str, **kwargs: object) -> subprocess.CompletedProcess[str]:

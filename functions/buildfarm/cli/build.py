@@ -40,7 +40,7 @@ from buildfarm.releases import (
     unknown_release,
 )
 from buildfarm.runners import RUNNER_CHOICES, RunnerUnavailable, host_arch, select_runner
-from buildfarm.runners.base import check_driver_settings
+from buildfarm.runners.base import STOP_AFTER, check_driver_settings, discard_log
 from buildfarm.store import Store, StoreError, open_store
 from buildfarm.versions import VersionError, check_version_or_series, is_series, series_of
 
@@ -256,6 +256,8 @@ def run_build(args: argparse.Namespace) -> int:
         cells = [(spec.version, spec.platform, spec.arch)]
         release_claims(store, cells, execution_id=spec.execution_id, now=clock.now())
     if result.ok:
+        if result.log_path is not None and STOP_AFTER not in os.environ:
+            discard_log(result.log_path)  # the store holds the build's build.log
         print(
             f"buildfarm build: {cell} build {spec.build} stored in {spec.store}/{spec.artifact_dir} "
             "(standalone: not published)"

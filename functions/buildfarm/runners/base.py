@@ -22,7 +22,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, ClassVar, Protocol
@@ -206,10 +206,26 @@ def isolated_driver(spec: BuildSpec) -> IsolatedDriver:
     if env.get("BUILDFARM_CCACHE") == "1":
         mounts.append(Mount(_caller_ccache_dir(), INSIDE_CCACHE, False))
         env["CCACHE_DIR"] = INSIDE_CCACHE
-    log_dir = Path(tempfile.mkdtemp(prefix="buildfarm-log-"))
-    mounts.append(Mount(log_dir, INSIDE_LOG_DIR, False))
-    env["BUILDFARM_LOG_FILE"] = f"{INSIDE_LOG_DIR}/build.log"
-    return IsolatedDriver(env, mounts, log_dir / "build.log", outbox)
+    log_path = new_log_path()
+    mounts.append(Mount(log_path.parent, INSIDE_LOG_DIR, False))
+    env["BUILDFARM_LOG_FILE"] = f"{INSIDE_LOG_DIR}/{log_path.name}"
+    return IsolatedDriver(env, mounts, log_path, outbox)
+
+
+def new_log_path() -> Path:
+    """Where a launch's driver copies its full log: build.log in a new directory of its own
+    under the temporary directory. Whoever ends up with it removes it (discard_log): the run
+    (DriverRunner.run) when the driver wrote none, `buildfarm build` once the store holds
+    the build's copy, `buildfarm run` when it moves the log beside its own."""
+    return Path(tempfile.mkdtemp(prefix="buildfarm-log-")) / "build.log"
+
+
+def discard_log(log_path: Path) -> None:
+    """Remove new_log_path's log, if there is one, and its directory, if then empty."""
+    with suppress(FileNotFoundError):
+        log_path.unlink()
+    with suppress(OSError):
+        log_path.parent.rmdir()
 
 
 @dataclass
@@ -374,11 +390,16 @@ class DriverRunner:
         on_progress: ProgressCallback | None = None,
     ) -> BuildResult:
         output = sys.stdout if output is None else output
+        log_path = None
         try:
             check_not_stopping()
             with self.launch(spec, output) as launch:
+                log_path = launch.log_path
                 check_not_stopping()
                 result = run_driver(launch.argv, launch.env, launch.log_path, on_phase, output, on_progress)
                 return result if launch.outbox is None else launch.outbox.publish(result, output)
         except PreflightError as error:
             return BuildResult(False, "preflight", str(error), None, {})
+        finally:
+            if log_path is not None and not log_path.exists():
+                discard_log(log_path)  # the driver never wrote it: no empty directory left behind

@@ -9,7 +9,6 @@ import os
 import platform as host_platform
 import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -17,7 +16,7 @@ from typing import IO
 from buildfarm.errors import UsageError
 from buildfarm.models import BuildSpec
 from buildfarm.platforms import ARCH_ALIASES, Platform, Registry, builder_image_dir
-from buildfarm.runners.base import DriverRunner, Launch, PreflightError, driver_env
+from buildfarm.runners.base import DriverRunner, Launch, PreflightError, driver_env, new_log_path
 
 DRIVER_PYTHON_ENV = "BUILDFARM_DRIVER_PYTHON"
 
@@ -88,7 +87,7 @@ class HostRunner(DriverRunner):
 
     @contextlib.contextmanager
     def launch(self, spec: BuildSpec, output: IO[str]) -> Iterator[Launch]:
-        log_path = Path(tempfile.mkdtemp(prefix="buildfarm-log-")) / "build.log"
+        log_path = new_log_path()
         env = {**os.environ, **driver_env(spec), "BUILDFARM_LOG_FILE": str(log_path)}
         try:
             yield Launch([self.python, str(builder_image_dir() / "build.py")], env, log_path)
