@@ -13,6 +13,8 @@ _NUMBER = r"(?:0|[1-9][0-9]?)"
 _RELEASE = re.compile(rf"3\.{_NUMBER}\.{_NUMBER}(?:(?:a|b|rc){_NUMBER})?", re.ASCII)
 _SERIES = re.compile(rf"3\.{_NUMBER}", re.ASCII)
 _LEADING_ZERO = re.compile(r"(?<![0-9])0+(?=[0-9])", re.ASCII)
+# Well formed but not CPython 3 (2.7.18, 4.0): said so, rather than called malformed.
+_ANY_MAJOR = re.compile(rf"({_NUMBER})\.{_NUMBER}(?:\.{_NUMBER}(?:(?:a|b|rc){_NUMBER})?)?", re.ASCII)
 
 
 class VersionError(ValueError):
@@ -27,7 +29,10 @@ def parse_release(text: str) -> Version:
 
 
 def _malformed(text: object, expected: str) -> str:
-    """The error for a malformed version: a leading zero is named, with the version meant."""
+    """The error for a malformed version: a leading zero is named, with the version meant,
+    and a version of another major (2.7.18) is called unsupported."""
+    if isinstance(text, str) and (match := _ANY_MAJOR.fullmatch(text)) and match[1] != "3":
+        return f"unsupported Python version {text!r} (only CPython 3 is built; {expected})"
     meant = _LEADING_ZERO.sub("", text) if isinstance(text, str) else ""
     if meant != text and (_RELEASE.fullmatch(meant) or _SERIES.fullmatch(meant)):
         expected = f"no leading zeros: {meant}"

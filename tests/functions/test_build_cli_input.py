@@ -84,7 +84,12 @@ def run_cli(argv: list[str], cwd: Path, **env: str) -> subprocess.CompletedProce
 @pytest.mark.parametrize("version", ["3.8.1", "3.8", "3.0.1", "2.7.18"])
 def test_build_refuses_a_version_below_the_lowest_series(env, capsys, version):
     err = refused(capsys, env, build_argv(version, "store"), f"'{version}'")
-    if version != "2.7.18":  # a Python 2 version is refused as malformed first
+    if version == "2.7.18":  # a Python 2 version is refused before any series is looked at
+        assert err.endswith(
+            "unsupported Python version '2.7.18' (only CPython 3 is built; expected a "
+            "release like 3.13.5 or 3.14.0rc2, or a series like 3.13)"
+        ), err
+    else:
         assert err.endswith(f"version '{version}' is below the lowest supported series 3.9"), err
 
 

@@ -312,7 +312,7 @@ def test_resolve_versions(config):
             "add one with: buildfarm releases add 3.12.N --sha256 HEX",
         ),
         ("3.8", "'3.8' is below the lowest supported series 3.9"),
-        ("2.7", "malformed Python version '2.7'"),
+        ("2.7", "unsupported Python version '2.7' (only CPython 3 is built; "),
     ]:
         with pytest.raises(ReleaseLookupError) as caught:
             pick(bad)

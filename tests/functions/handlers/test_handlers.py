@@ -284,7 +284,9 @@ MALFORMED = [
     ({"versions": ["3.13.99"]}, "unknown Python version '3.13.99'"),
     ({"versions": ["3.10"]}, "unknown series '3.10'"),
     ({"versions": ["3.8.20"]}, "'3.8.20' is below the lowest supported series 3.9"),
-    ({"versions": ["2.7.18"]}, "malformed Python version '2.7.18'"),
+    ({"versions": ["2.7.18"]}, "unsupported Python version '2.7.18' (only CPython 3 is built; "),
+    ({"versions": ["4.0"]}, "unsupported Python version '4.0' (only CPython 3 is built; "),
+    ({"versions": ["2.7.\u0665"]}, "malformed Python version '2.7.\u0665'"),  # Arabic-Indic five
     ({"versions": ["3.13.5 "]}, "malformed Python version '3.13.5 '"),
     ({"versions": ["3.13.5; rm -rf /"]}, "malformed Python version '3.13.5; rm -rf /'"),
     ({"versions": ["v3.13.5"]}, "malformed Python version 'v3.13.5'"),
