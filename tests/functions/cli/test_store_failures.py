@@ -9,7 +9,6 @@ is replaced (it must never run: each case stops before anything is built)."""
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,15 +46,6 @@ class NeverRuns:
 
     def run(self, *args: object, **kwargs: object) -> None:
         raise AssertionError("a runner ran for a store that cannot be used")
-
-
-@pytest.fixture
-def temp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The temporary directory `run` makes its log directory in: this test's own."""
-    directory = tmp_path / "tmp"
-    directory.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(directory))
-    return directory
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import contextlib
 import os
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -41,14 +40,6 @@ class ShellDriver(DriverRunner):
     def launch(self, spec: BuildSpec, output: IO[str]) -> Iterator[Launch]:
         log_path = new_log_path()
         yield Launch(["sh", "-c", self.script, str(log_path)], dict(os.environ), log_path)
-
-
-@pytest.fixture
-def temp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    directory = tmp_path / "tmp"
-    directory.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(directory))
-    return directory
 
 
 def _run(script: str) -> object:
