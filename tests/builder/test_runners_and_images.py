@@ -327,7 +327,7 @@ def spec_in(tmp_path: Path, store: str | None = None) -> BuildSpec:
     )  # fmt: skip
 
 
-def test_a_root_or_container_gets_the_spec_at_its_mounts(tmp_path, monkeypatch):
+def test_a_root_or_container_gets_the_spec_at_its_mounts(tmp_path, monkeypatch, temp_dir):
     monkeypatch.setenv("BUILDFARM_CCACHE", "1")
     monkeypatch.setenv("CCACHE_DIR", str(tmp_path / "ccache"))
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")

@@ -8,7 +8,6 @@ import contextlib
 import hashlib
 import http.server
 import json
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -54,16 +53,6 @@ def config(registry, tmp_path) -> FarmConfig:
 @pytest.fixture
 def local_store(tmp_path) -> LocalStore:
     return LocalStore(tmp_path / "store")
-
-
-@pytest.fixture
-def temp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The temporary directory the code under test makes its directories in (tempfile's):
-    this test's own, so what is left in it is what the code left."""
-    directory = tmp_path / "tmp"
-    directory.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(directory))
-    return directory
 
 
 @pytest.fixture

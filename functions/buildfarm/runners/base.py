@@ -224,6 +224,12 @@ def discard_log(log_path: Path) -> None:
     """Remove new_log_path's log, if there is one, and its directory, if then empty."""
     with suppress(FileNotFoundError):
         log_path.unlink()
+    drop_unwritten_log(log_path)
+
+
+def drop_unwritten_log(log_path: Path) -> None:
+    """Remove new_log_path's directory if the driver wrote nothing there (it never started,
+    or the launch failed before it)."""
     with suppress(OSError):
         log_path.parent.rmdir()
 
@@ -401,5 +407,5 @@ class DriverRunner:
         except PreflightError as error:
             return BuildResult(False, "preflight", str(error), None, {})
         finally:
-            if log_path is not None and not log_path.exists():
-                discard_log(log_path)  # the driver never wrote it: no empty directory left behind
+            if log_path is not None:
+                drop_unwritten_log(log_path)

@@ -18,6 +18,7 @@ from buildfarm.runners.base import (
     Launch,
     PreflightError,
     check_not_stopping,
+    drop_unwritten_log,
     isolated_driver,
     stopping,
 )
@@ -113,6 +114,7 @@ class ChrootRunner(DriverRunner):
                 root = self.ensure_root(self.packages(spec.store), output)
                 check_not_stopping()
                 driver = isolated_driver(spec)
+                stack.callback(drop_unwritten_log, driver.log_path)  # after the unmounts
                 if driver.outbox is not None:
                     stack.callback(driver.outbox.discard)  # after the unmounts
                 binds = [(builder_image_dir(), INSIDE_BUILDER_IMAGE, True)]

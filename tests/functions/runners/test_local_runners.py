@@ -128,7 +128,7 @@ def test_chroot_builds_of_one_root_take_turns(tmp_path, monkeypatch):
     assert "chroot: waiting for the debian-11 root (another build uses it)" in said
 
 
-def test_a_mount_failure_fails_the_preflight_phase(tmp_path, monkeypatch):
+def test_a_mount_failure_fails_the_preflight_phase(tmp_path, monkeypatch, temp_dir):
     runner = chroot_runner(tmp_path, monkeypatch)
 
     def mounted(root, binds=()):
@@ -138,6 +138,7 @@ def test_a_mount_failure_fails_the_preflight_phase(tmp_path, monkeypatch):
     result = runner.run(spec_in(tmp_path), output=io.StringIO())
     assert (result.ok, result.failed_phase) == (False, "preflight")
     assert "mount /sys failed" in (result.reason or "")
+    assert list(temp_dir.iterdir()) == []  # the log directory made for the driver went too
 
 
 def gone(pid: int) -> bool:

@@ -32,7 +32,7 @@ def spec_in(tmp_path: Path) -> BuildSpec:
 
 
 @pytest.fixture
-def driver(tmp_path):
+def driver(tmp_path, temp_dir):
     made = isolated_driver(spec_in(tmp_path))
     yield made
     made.outbox.discard()
@@ -83,7 +83,7 @@ def test_a_build_that_appeared_meanwhile_is_never_overwritten(tmp_path, driver):
     assert published(tmp_path) == {f"{CELL}/manifest.json": "theirs"}
 
 
-def test_a_taken_build_number_fails_the_preflight_before_any_outbox(tmp_path):
+def test_a_taken_build_number_fails_the_preflight_before_any_outbox(tmp_path, temp_dir):
     (tmp_path / "store" / CELL).mkdir(parents=True)
     with pytest.raises(PreflightError, match="already exists; builds are never overwritten"):
         isolated_driver(spec_in(tmp_path))
