@@ -9,6 +9,7 @@ own temporary directory (tempfile.tempdir), so what is left in it is what the co
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import pytest
 
 from buildfarm.cli import build, main
 from buildfarm.models import BuildSpec
-from buildfarm.runners.base import DriverRunner, Launch, new_log_path
+from buildfarm.runners.base import BuildResult, DriverRunner, Launch, new_log_path
 
 OK = 'echo \'buildfarm: result {"ok": true, "phase": null, "reason": null}\''
 FAILED = 'echo \'buildfarm: result {"ok": false, "phase": "make", "reason": "exit 2"}\''
@@ -42,8 +43,8 @@ class ShellDriver(DriverRunner):
         yield Launch(["sh", "-c", self.script, str(log_path)], dict(os.environ), log_path)
 
 
-def _run(script: str) -> object:
-    return ShellDriver(script).run(None, output=open(os.devnull, "w"))  # type: ignore[arg-type]
+def _run(script: str) -> BuildResult:
+    return ShellDriver(script).run(None, output=io.StringIO())  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("script", [OK, FAILED, "exit 3"], ids=["ok", "failed", "no-result"])
