@@ -176,14 +176,19 @@ def session_signer(signing_key_in_test_dir: None) -> KeyFileSigner:
 
 
 @pytest.fixture(scope="session")
-def fast_build_env() -> Iterator[None]:
+def fast_build_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Environment for real builds in tests: ccache and cached chroot build roots (under
     TEST_CACHE, so reruns are fast; a bare machine starts cold), a short PGO task and self-test.
     A host build compiles in TEST_CACHE/stable-builds/build-<cell> (the driver's workdir.py),
     the same path in every session: ccache's hits then include PGO's instrumented objects, which
     embed their directory. (Inside a chroot root or a container, the driver's default, under
-    its work root there, is already one path per cell.)"""
+    its work root there, is already one path per cell.) The temporary directory (TMPDIR, and
+    tempfile's in this process) is the session's own under pytest's, which pytest prunes: what
+    the runs keep there on purpose (`run`'s logs, a killed run's outbox) stays off /tmp."""
+    temporary = tmp_path_factory.mktemp("tmp", numbered=False)
+    saved_tempdir, tempfile.tempdir = tempfile.tempdir, str(temporary)
     settings = {
+        "TMPDIR": str(temporary),
         "BUILDFARM_CCACHE": "1",
         "CCACHE_DIR": str(TEST_CACHE / "ccache"),
         "BUILDFARM_STABLE_BUILD_ROOT": str(TEST_CACHE / "stable-builds"),
@@ -194,6 +199,7 @@ def fast_build_env() -> Iterator[None]:
     saved = {name: os.environ.get(name) for name in settings}
     os.environ.update(settings)
     yield
+    tempfile.tempdir = saved_tempdir
     for name, value in saved.items():
         if value is None:
             os.environ.pop(name, None)

@@ -195,6 +195,11 @@ def manifest_key(artifact_dir: str) -> str:
     return f"{artifact_dir}/{MANIFEST_FILE}"
 
 
+def failure_log_key(version: str, platform: str, arch: str, build: int) -> str:
+    """logs/<version>/<platform>/<arch>/<build>/build.log."""
+    return f"{log_dir(version, platform, arch, build)}/{BUILD_LOG_FILE}"
+
+
 def failure_key(version: str, platform: str, arch: str, build: int) -> str:
     """logs/<version>/<platform>/<arch>/<build>/failure.json."""
     return f"{log_dir(version, platform, arch, build)}/{FAILURE_FILE}"

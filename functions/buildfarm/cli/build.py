@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from buildfarm import clock
 from buildfarm.claims import Claimant, claim_cell, release_claims
@@ -19,6 +20,7 @@ from buildfarm.config import DEFAULT_SOURCE_MIRROR, FarmConfig
 from buildfarm.digests import SHA256
 from buildfarm.errors import UsageError
 from buildfarm.farm import terminate_on_signals
+from buildfarm.layout import failure_log_key
 from buildfarm.models import BuildSpec, artifact_dir
 from buildfarm.platforms import (
     Platform,
@@ -263,10 +265,25 @@ def run_build(args: argparse.Namespace) -> int:
             "(standalone: not published)"
         )
         return 0
-    where = f" (full log: {result.log_path})" if result.log_path else ""
+    where = _failure_log(store, spec, result.log_path)
     print(
         f"buildfarm build: {cell} build {spec.build} FAILED in phase {result.failed_phase}: "
         f"{result.reason}{where}",
         file=sys.stderr,
     )
     return 1
+
+
+def _failure_log(store: Store, spec: BuildSpec, log_path: Path | None) -> str:
+    """Where the failed build's full log is: the store's logs/ copy, which the driver recorded
+    with failure.json (the temporary one is then removed), else the runner's copy, kept."""
+    key = failure_log_key(spec.version, spec.platform, spec.arch, spec.build)
+    try:
+        recorded = STOP_AFTER not in os.environ and store.exists(key)
+    except Exception:  # an unreadable store: the temporary copy is the only one to name
+        recorded = False
+    if recorded:
+        if log_path is not None:
+            discard_log(log_path)
+        return f" (full log: {spec.store}/{key})"
+    return f" (full log: {log_path})" if log_path else ""

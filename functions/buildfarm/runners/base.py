@@ -216,7 +216,8 @@ def new_log_path() -> Path:
     """Where a launch's driver copies its full log: build.log in a new directory of its own
     under the temporary directory. Whoever ends up with it removes it (discard_log): the run
     (DriverRunner.run) when the driver wrote none, `buildfarm build` once the store holds
-    the build's copy, `buildfarm run` when it moves the log beside its own."""
+    the build's copy (a stored build's, or a failed build's under logs/), `buildfarm run`
+    when it moves the log beside its own."""
     return Path(tempfile.mkdtemp(prefix="buildfarm-log-")) / "build.log"
 
 

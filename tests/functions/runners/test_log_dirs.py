@@ -1,7 +1,9 @@
 """The driver's full log lands in a buildfarm-log-* directory of its own (runners.base
 new_log_path), and that directory goes once nothing needs it: at once when the driver wrote no
-log, after `buildfarm build` stored a build (the store holds its build.log); a failed build's log
-stays, and `buildfarm build` names it. The CDK app's staging directories go when it exits.
+log, after `buildfarm build` stored a build (the store holds its build.log), and after a failed
+build whose failure record the store holds (`buildfarm build` names the store's copy); a failed
+build's log stays, named, when the store has none. The CDK app's staging directories go when it
+exits.
 
 Real runs of DriverRunner.run and `main()` with a shell script as the driver; each test has its
 own temporary directory (tempfile.tempdir), so what is left in it is what the code left."""
@@ -76,7 +78,17 @@ def test_buildfarm_build_removes_the_log_of_a_stored_build(tmp_path, temp_dir, m
     assert list(temp_dir.iterdir()) == []
 
 
-def test_buildfarm_build_keeps_and_names_the_log_of_a_failed_build(tmp_path, temp_dir, monkeypatch, capsys):
+def test_buildfarm_build_names_the_stores_log_of_a_failed_build(tmp_path, temp_dir, monkeypatch, capsys):
+    """The driver recorded the failure (logs/<cell>/<build>/build.log): the temporary copy goes."""
+    recorded = tmp_path / "store/logs/3.13.5/debian-12/x86_64/1/build.log"
+    record = f'mkdir -p "{recorded.parent}" && echo "every line of make" > "{recorded}"'
+    assert _build(tmp_path, monkeypatch, f"{WRITE_LOG}; {record}; {FAILED}") == 1
+    assert f"(full log: {recorded})" in capsys.readouterr().err
+    assert list(temp_dir.iterdir()) == []
+
+
+def test_buildfarm_build_keeps_and_names_the_log_the_store_lacks(tmp_path, temp_dir, monkeypatch, capsys):
+    """No failure record in the store (the driver could not write it): the temporary copy stays."""
     assert _build(tmp_path, monkeypatch, f"{WRITE_LOG}; {FAILED}") == 1
     (log_dir,) = temp_dir.iterdir()
     assert f"(full log: {log_dir / 'build.log'})" in capsys.readouterr().err
