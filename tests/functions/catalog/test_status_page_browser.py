@@ -105,7 +105,7 @@ def published(served, config) -> tuple[LocalStore, str]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[webdriver.Chrome]:
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in (
@@ -116,7 +116,10 @@ def browser() -> Iterator[webdriver.Chrome]:
         "--hide-scrollbars",
     ):
         options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
+    # chromium's temporary directories (its profile's singleton socket) in pytest's, not /tmp
+    env = {**os.environ, "TMPDIR": str(tmp_path_factory.mktemp("chromium"))}
+    service = webdriver.ChromeService(executable_path=CHROMEDRIVER, env=env)
+    driver = webdriver.Chrome(options=options, service=service)
     yield driver
     driver.quit()
 
