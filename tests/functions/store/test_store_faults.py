@@ -181,6 +181,7 @@ def run_in_a_process(tmp_path: Path, runner: str, store: Path) -> subprocess.Com
     argv = ["--store", str(store), "--versions", "3.13.5", "--platforms", "debian-12", "--arches", "x86_64"]
     argv.append("--no-runtimes")  # the fake runner's tarballs make no runtime (runs build both since fedd6c7)
     env = {**os.environ, "BUILDFARM_RELEASES_URL": "http://127.0.0.1:9/api", "PYTHONPATH": str(REPO)}
+    env["TMPDIR"] = str(tmp_path)  # the run's kept log directory (buildfarm-run-*) goes there
     env.pop("BUILDFARM_STORE", None)
     return subprocess.run(
         [sys.executable, str(script), runner, *argv],
