@@ -186,7 +186,6 @@ def fast_build_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     tempfile's in this process) is the session's own under pytest's, which pytest prunes: what
     the runs keep there on purpose (`run`'s logs, a killed run's outbox) stays off /tmp."""
     temporary = tmp_path_factory.mktemp("tmp", numbered=False)
-    saved_tempdir, tempfile.tempdir = tempfile.tempdir, str(temporary)
     settings = {
         "TMPDIR": str(temporary),
         "BUILDFARM_CCACHE": "1",
@@ -196,15 +195,11 @@ def fast_build_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         "BUILDFARM_SELFTEST_TESTS": SHORT_SELFTEST,
         "BUILDFARM_ROOTS_DIR": os.environ.get("BUILDFARM_ROOTS_DIR", str(TEST_CACHE / "roots")),
     }
-    saved = {name: os.environ.get(name) for name in settings}
-    os.environ.update(settings)
-    yield
-    tempfile.tempdir = saved_tempdir
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+    with pytest.MonkeyPatch.context() as patch:  # undone at the session's end
+        patch.setattr(tempfile, "tempdir", str(temporary))
+        for name, value in settings.items():
+            patch.setenv(name, value)
+        yield
 
 
 def needs_root() -> None:
