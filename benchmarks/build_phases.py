@@ -30,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import describe, reference_seconds
 from shared_sources import SOURCES, local_mirror, newest_source
 
 from buildfarm.models import BuildSpec, artifact_dir
@@ -41,10 +42,6 @@ TARGET_SECONDS = {"none": 120.0, "pgo+lto": 480.0}
 TARGET_TARBALL_MB = 35.0
 _MAKE_STEP = re.compile(r"buildfarm: make: (.+) done in ([0-9]{1,9}\.[0-9]) s")
 _MAKE_STEP_CCACHE = re.compile(r"buildfarm: make: (.+): ccache ([0-9a-z ,]+)")
-# A fixed pure-Python loop, timed before the builds: this VM's speed varies from run to run
-# (the same commit's CI took 25.5 and 18.2 min an hour apart), so a build time is comparable
-# with another day's only next to this figure.
-REFERENCE_LOOP = "sum(i * i % 7 for i in range(10_000_000))"
 
 
 def parse_args() -> argparse.Namespace:
@@ -88,7 +85,7 @@ def print_report(args: argparse.Namespace, version: str, rows: list[tuple], refe
     ccache = "on" if args.ccache else "off"
     print(f"CPython {version} on {args.platform}, {os.cpu_count()} cores, ccache={ccache}, "
           f"PROFILE_TASK={args.profile_task or 'CPython default'}")  # fmt: skip
-    print(f"machine reference (REFERENCE_LOOP, lower is faster): {reference:.2f} s")
+    print(describe(reference))
     phases = list(rows[0][1])
     print(f"{'phase':<12}" + "".join(f"{opt:>12}" for opt, *_ in rows))
     for phase in phases:
@@ -107,16 +104,6 @@ def print_report(args: argparse.Namespace, version: str, rows: list[tuple], refe
     for optimization, _, _, size_mb in rows:
         print(f"tarball    {optimization:<8} {size_mb:6.1f} MB   target {TARGET_TARBALL_MB:4.0f} MB   "
               f"ratio {size_mb / TARGET_TARBALL_MB:.2f}")  # fmt: skip
-
-
-def reference_seconds() -> float:
-    """The machine's speed today: REFERENCE_LOOP's wall time in a fresh interpreter, best of 3."""
-    best = float("inf")
-    for _ in range(3):
-        started = time.monotonic()
-        subprocess.run([sys.executable, "-c", REFERENCE_LOOP], check=True)
-        best = min(best, time.monotonic() - started)
-    return best
 
 
 def ccache_stats(*argv: str) -> str:

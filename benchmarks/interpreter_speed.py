@@ -44,6 +44,7 @@ from pathlib import Path
 
 import pyperf
 import pyperformance_suite
+from machine import cpu_model, describe, reference_seconds
 from shared_sources import REFERENCE, local_mirror, newest_source
 
 from buildfarm import roots
@@ -301,6 +302,7 @@ def report(
     reference_python: str,
     against: Path | None,
     timer: str = "wall",
+    reference_loop: float | None = None,
 ) -> None:
     """Per-benchmark medians and speed-ups, their geometric mean against the target, and with
     --against the other build's."""
@@ -337,6 +339,8 @@ def report(
                 "timer": timer,
                 "rounds": rounds,
                 "fastest": round(spread["fastest"], 4),
+                "cpu": cpu_model(),
+                "reference_loop_s": None if reference_loop is None else round(reference_loop, 2),
             }
         )
     )
@@ -394,6 +398,8 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
+    reference_loop = reference_seconds()
+    print(describe(reference_loop), flush=True)
 
     with tempfile.TemporaryDirectory(prefix="bench-speed-") as tmp:
         workdir = Path(tmp)
@@ -439,7 +445,7 @@ def main() -> int:
                 print(f"round {round_number + 1}/{args.rounds} done", flush=True)
         shutil.rmtree(bench_dir, ignore_errors=True)
 
-    report(means, args.series, codename, reference_python, args.against, args.timer)
+    report(means, args.series, codename, reference_python, args.against, args.timer, reference_loop)
     return 0
 
 
