@@ -83,7 +83,7 @@ def print_report(args: argparse.Namespace, version: str, rows: list[tuple], refe
     """Per-phase times of each optimization, then build time and tarball size against the targets."""
     print()
     ccache = "on" if args.ccache else "off"
-    print(f"CPython {version} on {args.platform}, {os.cpu_count()} cores, ccache={ccache}, "
+    print(f"CPython {version} on {args.platform}, ccache={ccache}, "
           f"PROFILE_TASK={args.profile_task or 'CPython default'}")  # fmt: skip
     print(describe(reference))
     phases = list(rows[0][1])
