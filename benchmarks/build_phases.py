@@ -33,6 +33,7 @@ from pathlib import Path
 from machine import describe, reference_seconds
 from shared_sources import SOURCES, local_mirror, newest_source
 
+from buildfarm.farm import terminate_on_signals
 from buildfarm.models import BuildSpec, artifact_dir
 from buildfarm.platforms import load_registry
 from buildfarm.runners import host_platform_id, select_runner
@@ -150,7 +151,8 @@ def main() -> int:
     version, source = chosen_source(args)
     reference = reference_seconds()
     rows = []
-    with tempfile.TemporaryDirectory(prefix="bench-build-") as tmp:
+    # SIGTERM/SIGHUP stop it as Ctrl-C does: the runner stops its build and undoes its mounts.
+    with terminate_on_signals(), tempfile.TemporaryDirectory(prefix="bench-build-") as tmp:
         workdir = Path(tmp)
         url, sha256 = local_mirror(workdir, version, source)
         for optimization in args.optimization:

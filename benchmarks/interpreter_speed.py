@@ -48,6 +48,7 @@ from machine import cpu_model, describe, reference_seconds
 from shared_sources import REFERENCE, local_mirror, newest_source
 
 from buildfarm import roots
+from buildfarm.farm import terminate_on_signals
 from buildfarm.models import BuildSpec, artifact_dir
 from buildfarm.runners import select_runner
 
@@ -401,7 +402,9 @@ def main() -> int:
     reference_loop = reference_seconds()
     print(describe(reference_loop), flush=True)
 
-    with tempfile.TemporaryDirectory(prefix="bench-speed-") as tmp:
+    # SIGTERM/SIGHUP stop it as Ctrl-C does, through the finally blocks: the root's /proc, /sys
+    # and /dev are unmounted (a killed run left them mounted in the cached root).
+    with terminate_on_signals(), tempfile.TemporaryDirectory(prefix="bench-speed-") as tmp:
         workdir = Path(tmp)
         platform, reference_python, codename = REFERENCE[args.series]
         tarball = args.tarball or build_ours(args.series, args.profile_task, workdir)
