@@ -4,6 +4,7 @@ status 2, no traceback, nothing written."""
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import subprocess
@@ -13,12 +14,12 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from buildfarm import clock
+from buildfarm import clock, roots
 from buildfarm.cli import SUBCOMMAND_MODULES, build_parser, main
 from buildfarm.cli.build import make_spec
 from buildfarm.platforms import load_registry
 from buildfarm.releases import load_seed
-from buildfarm.runners import availability
+from buildfarm.runners import availability, docker
 from buildfarm.suggest import SuggestingArgumentParser, close_matches, did_you_mean, unknown_name
 
 from ..conftest import NOW, all_keys
@@ -321,6 +322,16 @@ def test_releases_listing_errors(capsys, argv, message):
 # -- platforms --------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def steady_machine(monkeypatch):
+    """The machine's own probes (the Docker engine, the Debian mirror) answer once per test, so
+    the CLI's table, its JSON and the test judge the same machine: a CI run started beside the
+    suite started dockerd between them, and the table and the JSON disagreed."""
+    monkeypatch.setattr(docker, "docker_problem", functools.cache(docker.docker_problem))
+    monkeypatch.setattr(roots, "mirror_problem", functools.cache(roots.mirror_problem))
+
+
+@pytest.mark.usefixtures("steady_machine")
 def test_platforms_table_and_json_agree_with_the_registry_and_runners(capsys):
     registry = load_registry()
     assert main(["platforms"]) == 0
@@ -352,6 +363,7 @@ def test_platforms_table_and_json_agree_with_the_registry_and_runners(capsys):
         assert rows[platform_id].rstrip().endswith(can)
 
 
+@pytest.mark.usefixtures("steady_machine")
 def test_one_platform_says_why_each_runner_can_or_cannot(capsys):
     registry = load_registry()
     assert main(["platforms", "rhel-9"]) == 0
