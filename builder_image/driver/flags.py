@@ -256,19 +256,24 @@ def _static_interpreter_variables(version, makefile):
 
 
 def _bolt_variables(version, makefile, bolt):
-    """BOLT's make variables: the interpreter alone where it links libpython's objects;
-    CPython 3.13's flags where the Makefile has none or older ones (llvm_bolt.tool_flags()),
-    with the platform's substitutions; for 3.9-3.11 the tools and the -no-pie LINKCC that
-    3.12+ configure provides."""
+    """BOLT's make variables: the interpreter alone where it links libpython's objects, then
+    with the regex engine BOLTed (llvm_bolt.position_dependent_flags()); CPython 3.13's flags
+    where the Makefile has none or older ones (llvm_bolt.tool_flags()), with the platform's
+    substitutions last; for 3.9-3.11 the tools and the -no-pie LINKCC that 3.12+ configure
+    provides."""
     variables = {}
-    if static_interpreter(version, makefile):
+    position_dependent = static_interpreter(version, makefile)
+    if position_dependent:
         variables["BOLT_BINARIES"] = "$(BUILDPYTHON)"
     own = llvm_bolt.tool_flags(version)
     substitutions = bolt.get("flag_substitutions") or {}
     for index, name in enumerate(("BOLT_INSTRUMENT_FLAGS", "BOLT_APPLY_FLAGS")):
-        if own or substitutions:
-            flags = (own[index] if own else makefile.get(name, "")).split()
-            variables[name] = " ".join(substitutions.get(flag, flag) for flag in flags)
+        flags = (own[index] if own else makefile.get(name, "")).split()
+        if position_dependent:
+            flags = llvm_bolt.position_dependent_flags(flags)
+        flags = [substitutions.get(flag, flag) for flag in flags]
+        if own or flags != makefile.get(name, "").split():
+            variables[name] = " ".join(flags)
     linkcc = llvm_bolt.linkcc(version, makefile.get("LINKCC"))
     if linkcc:
         variables["LINKCC"] = linkcc

@@ -80,6 +80,7 @@ SELFTEST_TESTS = (
     "test_dbm_ndbm",
     "test_readline",
     "test_struct",
+    "test_re",  # the regex engine, which llvm-bolt rewrites (llvm_bolt.position_dependent_flags)
 )
 
 _SSL39 = (

@@ -42,8 +42,8 @@ def test_bolt_build_per_series(key):
     """3.12+ configure --enable-bolt (its compile/link flags) and run the Makefile's
     profile-bolt-stamp; 3.9-3.11 get those flags from the driver and the rule from the
     fragment. 3.9-3.12 get CPython 3.13's llvm-bolt flags (3.12's lack the computed-goto
-    -skip-funcs; 3.9's and 3.10's regex engine has none to skip); 3.13+ keep their
-    Makefile's. The platform's substitutions apply to all."""
+    -skip-funcs); 3.13+ keep their Makefile's. The interpreter is position-dependent, so
+    -skip-funcs names the eval loop alone. The platform's substitutions apply to all."""
     version, minor = VERSIONS[key], int(key.split(".")[1])
     makefile = dict(MAKEFILE_VARIABLES, **(MAKEFILE_BOLT if minor >= 12 else {}))
     assert ("--enable-bolt" in flags.configure_args(version, "pgo+lto", "/p", BOLT_16)) == (minor >= 12)
@@ -56,10 +56,9 @@ def test_bolt_build_per_series(key):
         assert variables["BOLT_BINARIES"] == "$(BUILDPYTHON)"
         apply = variables["BOLT_APPLY_FLAGS"].split()
         assert "-reorder-functions=hfsort+" in apply and "-use-gnu-stack" in apply
-        assert (apply == [BOLT_16["flag_substitutions"].get(f, f) for f in llvm_bolt.BOLT_APPLY_FLAGS]) == (
-            11 <= minor <= 12
-        )
-        assert ("-skip-funcs=_PyEval_EvalFrameDefault" in apply) == (minor <= 10)
+        own_apply = llvm_bolt.position_dependent_flags(llvm_bolt.BOLT_APPLY_FLAGS)
+        assert (apply == [BOLT_16["flag_substitutions"].get(f, f) for f in own_apply]) == (minor <= 12)
+        assert ("-skip-funcs=_PyEval_EvalFrameDefault" in apply) == (minor <= 12)
         assert (variables.get("LINKCC") == "$(PURIFY) $(MAINCC) -fno-pie -no-pie") == (minor <= 11)
         assert ("LLVM_BOLT" in variables) == (minor <= 11)
     fragment = make.make_fragment(version, makefile, BOLT_16) or ""
@@ -105,3 +104,17 @@ def test_bolt_for_311_is_313s_configure_and_flags():
     assert llvm_bolt.rules("3.11.2", {"BUILDPYTHON": "python$(BUILDEXE)", "BUILDEXE": ".exe"})[2] == (
         "profile-bolt-stamp: python.exe"
     )
+
+
+def test_position_dependent_flags_bolt_the_regex_engine_but_not_the_eval_loop():
+    """Our BOLTed interpreter is linked -no-pie: its label tables are relocated data that
+    llvm-bolt rewrites, so only the eval loop stays in -skip-funcs (CPython's list is for PIC)."""
+    assert llvm_bolt.position_dependent_flags(list(llvm_bolt.BOLT_APPLY_FLAGS)) == [
+        "-update-debug-sections",
+        "-skip-funcs=_PyEval_EvalFrameDefault",
+        *llvm_bolt.BOLT_APPLY_ONLY_FLAGS,
+    ]
+    regex_only = ["-skip-funcs=sre_ucs1_match/1,sre_ucs4_match/1", "-icf=1"]
+    assert llvm_bolt.position_dependent_flags(regex_only) == ["-icf=1"]
+    assert llvm_bolt.position_dependent_flags(["-skip-funcs=f,sre_ucs2_match/1"]) == ["-skip-funcs=f"]
+    assert llvm_bolt.position_dependent_flags([]) == []

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import subprocess
 
-from driver import flags, hardening, make
+from driver import flags, hardening, llvm_bolt, make
 from driver import spec as driver_spec
 
 # The lines of a configured 3.13 Makefile (pgo+lto, GCC) that the driver reads.
@@ -151,9 +151,21 @@ def test_bolt_configure_and_make():
     assert optimized[:3] == ["make", "-j2", "profile-opt"]
     assert bolted[:3] == ["make", "-j2", "profile-bolt-stamp"]
     # The static interpreter is the only binary that runs the profile, so the only one BOLTed;
-    # CPython's own BOLT flags stay (the Makefile's) unless the platform substitutes some.
+    # CPython's own BOLT flags stay (the Makefile's) but for the regex engine's -skip-funcs:
+    # the interpreter is position-dependent (llvm_bolt.position_dependent_flags).
     assert "BOLT_BINARIES=$(BUILDPYTHON)" in bolted
-    assert not any(arg.startswith("BOLT_APPLY_FLAGS=") for arg in bolted)
+    bolt_flags = [arg for arg in bolted if arg.startswith("BOLT_")]
+    assert [arg.split("=")[0] for arg in bolt_flags] == [
+        "BOLT_APPLY_FLAGS",
+        "BOLT_BINARIES",
+        "BOLT_INSTRUMENT_FLAGS",
+    ]
+    assert bolt_flags[0].split("=", 1)[1].split() == llvm_bolt.position_dependent_flags(
+        makefile["BOLT_APPLY_FLAGS"].split()
+    )
+    assert (
+        bolt_flags[2] == "BOLT_INSTRUMENT_FLAGS=-update-debug-sections -skip-funcs=_PyEval_EvalFrameDefault"
+    )
     # 3.15's configure makes the static interpreter; older Makefiles keep CPython's list.
     assert flags.make_variables("3.15.0a1", "pgo+lto", {}, BOLT_19)[1]["BOLT_BINARIES"] == "$(BUILDPYTHON)"
     assert "BOLT_BINARIES" not in flags.make_variables("3.13.5", "pgo+lto", {}, BOLT_19)[1]
@@ -169,11 +181,10 @@ def test_bolt_flag_substitutions_for_an_older_llvm_bolt():
     apply_flags = final["BOLT_APPLY_FLAGS"].split()
     assert "-reorder-functions=hfsort+" in apply_flags and "-reorder-functions=cdsort" not in apply_flags
     assert apply_flags[0] == "-update-debug-sections" and "-split-functions" in apply_flags
-    # Both BOLT passes get the substitutions (a changed -skip-funcs must reach both).
-    assert final["BOLT_INSTRUMENT_FLAGS"] == makefile["BOLT_INSTRUMENT_FLAGS"]
-    skip = {
-        "-skip-funcs=_PyEval_EvalFrameDefault,sre_ucs1_match/1,sre_ucs2_match/1,sre_ucs4_match/1": "-skip-funcs=f"
-    }
+    # Both BOLT passes get the substitutions (a changed -skip-funcs must reach both), after
+    # the position-dependent interpreter's -skip-funcs (the registry has the last word).
+    assert final["BOLT_INSTRUMENT_FLAGS"] == "-update-debug-sections -skip-funcs=_PyEval_EvalFrameDefault"
+    skip = {"-skip-funcs=_PyEval_EvalFrameDefault": "-skip-funcs=f"}
     _, final = flags.make_variables(
         "3.13.5", "pgo+lto", makefile, {"tools": "/t", "flag_substitutions": skip}
     )
@@ -278,9 +289,7 @@ def test_312s_makefile_bolts_the_interpreter_with_313s_flags(tmp_path):
         text = text.replace(name, value)
     instrument, run, merge, apply = bolt_commands(tmp_path, "3.12.8", text)
     assert instrument.startswith('/usr/lib/llvm-16/bin/llvm-bolt "${bin}" -instrument')
-    assert instrument.endswith(
-        "-update-debug-sections -skip-funcs=_PyEval_EvalFrameDefault,sre_ucs1_match/1,sre_ucs2_match/1,sre_ucs4_match/1; \\"
-    )
+    assert instrument.endswith("-update-debug-sections -skip-funcs=_PyEval_EvalFrameDefault; \\")
     assert run == "LD_LIBRARY_PATH=/b ./python -m test --pgo || true"
     assert merge.startswith("/usr/lib/llvm-16/bin/merge-fdata ${bin}.*.fdata")
     assert apply.startswith('/usr/lib/llvm-16/bin/llvm-bolt "${bin}.prebolt" -o "${bin}.bolt"')
@@ -310,15 +319,18 @@ def test_311s_fragment_runs_what_312s_and_313s_rule_run(tmp_path):
     assert len(commands) == 4
 
 
-def test_39s_and_311s_fragments_run_the_same_bolt_commands_but_the_skip_list(tmp_path):
-    """3.9 gets 3.11's rule; only -skip-funcs differs (3.9's regex engine has no computed gotos)."""
+def test_39s_and_311s_fragments_run_the_same_bolt_commands(tmp_path):
+    """3.9 gets 3.11's rule and flags: CPython's -skip-funcs names 3.11's regex engine (3.9's
+    has no computed gotos), which the position-dependent interpreter lets llvm-bolt rewrite."""
     (tmp_path / "39").mkdir()
     (tmp_path / "311").mkdir()
     commands_39 = bolt_commands(tmp_path / "39", "3.9.2", MAKEFILE_BASE)
     commands_311 = bolt_commands(tmp_path / "311", "3.11.2", MAKEFILE_BASE)
-    sre = ",sre_ucs1_match/1,sre_ucs2_match/1,sre_ucs4_match/1"
-    assert len(commands_39) == 4 and all(sre in line for line in commands_311[::3])
-    assert commands_39 == [line.replace(sre, "") for line in commands_311]
+    assert len(commands_39) == 4 and commands_39 == commands_311
+    skips = [
+        word for line in commands_311 for word in line.replace(";", " ").split() if "-skip-funcs" in word
+    ]
+    assert skips == ["-skip-funcs=_PyEval_EvalFrameDefault"] * 2  # instrument, apply
 
 
 def test_spare_note_is_linked_into_the_interpreter_alone(tmp_path):
