@@ -25,7 +25,10 @@ BOLT_OWN_FLAGS_FROM = 13
 SRE_COMPUTED_GOTOS_FROM = 11
 # CPython 3.13's configure.ac (3.13.5 and 3.13.15 alike): BOLT_COMMON_FLAGS, then what
 # BOLT_APPLY_FLAGS adds. The registry's flag_substitutions still apply (bolt-16: no cdsort).
-BOLT_SKIP_FUNCS = ("_PyEval_EvalFrameDefault", "sre_ucs1_match/1", "sre_ucs2_match/1", "sre_ucs4_match/1")
+# The regex engine's functions with computed gotos (3.11+), then the list CPython skips.
+SRE_SKIP_FUNCS = ("sre_ucs1_match/1", "sre_ucs2_match/1", "sre_ucs4_match/1")
+BOLT_SKIP_FUNCS = ("_PyEval_EvalFrameDefault", *SRE_SKIP_FUNCS)
+SKIP_FUNCS = "-skip-funcs="
 # The skip is for position-independent code. The driver BOLTs the interpreter alone, linked
 # -no-pie: there a label table is absolute addresses with --emit-relocs relocations, which
 # bolt-16 and bolt-19 rewrite, so the regex engine is BOLTed (position_dependent_flags(); the
@@ -33,11 +36,10 @@ BOLT_SKIP_FUNCS = ("_PyEval_EvalFrameDefault", "sre_ucs1_match/1", "sre_ucs2_mat
 # regex benchmarks faster in both (2026-12-05, docs/builder.md "3.9's speed"). The eval loop
 # stays skipped: BOLTing it too gave 3.13.15 no more (1.013x, 1.011x) and 3.9.2 1.003x, and an
 # earlier try crashed the instrumented interpreter (docs/builder.md, item 4).
-BOLTED_WHEN_POSITION_DEPENDENT = ("sre_ucs1_match/1", "sre_ucs2_match/1", "sre_ucs4_match/1")
 
 
 def _common_flags(skip_funcs):
-    return ("-update-debug-sections", "-skip-funcs=" + ",".join(skip_funcs))
+    return ("-update-debug-sections", SKIP_FUNCS + ",".join(skip_funcs))
 
 
 BOLT_COMMON_FLAGS = _common_flags(BOLT_SKIP_FUNCS)
@@ -94,22 +96,21 @@ def tool_flags(version):
         return None
     skip = BOLT_SKIP_FUNCS
     if minor_of(version) < SRE_COMPUTED_GOTOS_FROM:
-        skip = tuple(name for name in skip if not name.startswith("sre_"))
+        skip = tuple(name for name in skip if name not in SRE_SKIP_FUNCS)
     common = _common_flags(skip)
     return " ".join(common), " ".join(common + BOLT_APPLY_ONLY_FLAGS)
 
 
 def position_dependent_flags(flags):
     """llvm-bolt flags (a list of words) for a position-dependent binary: -skip-funcs no
-    longer names BOLTED_WHEN_POSITION_DEPENDENT (a -skip-funcs left empty is dropped)."""
+    longer names the regex engine, SRE_SKIP_FUNCS (a -skip-funcs left empty is dropped)."""
     kept = []
     for flag in flags:
-        if flag.startswith("-skip-funcs="):
-            names = flag[len("-skip-funcs=") :].split(",")
-            names = [name for name in names if name not in BOLTED_WHEN_POSITION_DEPENDENT]
+        if flag.startswith(SKIP_FUNCS):
+            names = [name for name in flag[len(SKIP_FUNCS) :].split(",") if name not in SRE_SKIP_FUNCS]
             if not names:
                 continue
-            flag = "-skip-funcs=" + ",".join(names)
+            flag = SKIP_FUNCS + ",".join(names)
         kept.append(flag)
     return kept
 
