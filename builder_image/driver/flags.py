@@ -268,11 +268,12 @@ def _bolt_variables(version, makefile, bolt):
     own = llvm_bolt.tool_flags(version)
     substitutions = bolt.get("flag_substitutions") or {}
     for index, name in enumerate(("BOLT_INSTRUMENT_FLAGS", "BOLT_APPLY_FLAGS")):
-        flags = (own[index] if own else makefile.get(name, "")).split()
+        makefiles = makefile.get(name, "").split()
+        flags = own[index].split() if own else makefiles
         if position_dependent:
             flags = llvm_bolt.position_dependent_flags(flags)
         flags = [substitutions.get(flag, flag) for flag in flags]
-        if own or flags != makefile.get(name, "").split():
+        if own or flags != makefiles:
             variables[name] = " ".join(flags)
     linkcc = llvm_bolt.linkcc(version, makefile.get("LINKCC"))
     if linkcc:
